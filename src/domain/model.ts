@@ -1,0 +1,238 @@
+/**
+ * Haven's entities as plain data. These types are shared by the pure domain
+ * rules, the store, the job engine and the API; none of them does I/O.
+ * Times are ISO-8601 strings in UTC (they cross JSON and two databases).
+ */
+
+export type SiteRole = 'primary' | 'recovery';
+
+export interface Site {
+  id: string;
+  name: string;
+  role: SiteRole;
+  /** Network mapping: network name at this site -> network name at the other site. */
+  networkMapping: Record<string, string>;
+  /** Isolated network used for test failovers at this site. */
+  testNetwork: string | null;
+  createdAt: string;
+}
+
+export type HostStatus = 'pending' | 'connected' | 'unreachable';
+
+export interface Host {
+  id: string;
+  name: string;
+  siteId: string;
+  status: HostStatus;
+  /** Protocol endpoint for replication data (SPEC §6), reported by the host. */
+  replicationAddress: string | null;
+  /** Most protected disks this host accepts as a recovery host (SPEC §5). */
+  maxProtectedDisks: number;
+  /** Capabilities the host reported (e.g. 'disk-service', 'replica-store', 'hypervisor:qemu'). */
+  capabilities: string[];
+  version: string | null;
+  lastHeartbeatAt: string | null;
+  enrolledAt: string;
+}
+
+export interface Policy {
+  id: string;
+  name: string;
+  /** Alert when the newest recovery point is older than this. */
+  rpoThresholdSeconds: number;
+  /** How far back recovery points are kept. */
+  retentionSeconds: number;
+  /** How often app-consistent points are taken; 0 = never. */
+  appConsistentFrequencySeconds: number;
+  /** Built-in policies (the automatic failback policy) cannot be edited or deleted. */
+  builtIn: boolean;
+  createdAt: string;
+}
+
+export interface Disk {
+  /** Stable within the machine, e.g. 'disk0'. */
+  id: string;
+  sizeBytes: number;
+  /** Image path or identifier on the machine's current host. */
+  source: string;
+  /** Whether the disk has hypervisor snapshots (reprotect refuses those, SPEC §5). */
+  hasSnapshots: boolean;
+}
+
+export type IpConfig =
+  | { mode: 'dhcp' }
+  | { mode: 'static'; address: string; prefixLength: number; gateway: string | null; dns: string[] };
+
+export interface NicSettings {
+  /** Network at the machine's current site. */
+  network: string;
+  /** Network at the recovery site; null means "use the site's network mapping". */
+  recoveryNetwork: string | null;
+  mac: string | null;
+  ip: IpConfig;
+}
+
+export interface RecoverySettings {
+  targetName: string;
+  cpus: number;
+  memoryMiB: number;
+  nics: NicSettings[];
+}
+
+/** Every state a protected machine can be in; see lifecycle.ts for the table. */
+export type MachineState =
+  // stable states
+  | 'unprotected'
+  | 'protected'
+  | 'test-failover-active'
+  | 'failed-over'
+  | 'failover-committed'
+  | 'reverse-protected'
+  | 'failback-ready'
+  | 'failed-back'
+  | 'failback-committed'
+  // in-progress states (a job is running)
+  | 'enabling-replication'
+  | 'disabling-replication'
+  | 'starting-test-failover'
+  | 'cleaning-up-test-failover'
+  | 'failing-over'
+  | 'changing-recovery-point'
+  | 'committing'
+  | 'reprotecting'
+  | 'synchronizing-failback'
+  | 'completing-failover'
+  | 'failing-back'
+  | 'resynchronizing';
+
+export type ReplicationHealth = 'healthy' | 'warning' | 'critical' | 'unknown';
+
+export interface Machine {
+  id: string;
+  name: string;
+  /** Host the machine was originally protected from. */
+  primaryHostId: string;
+  /** Host holding its replica; null while unprotected. */
+  recoveryHostId: string | null;
+  /** Host the machine currently runs on (or would run on). */
+  activeHostId: string;
+  policyId: string | null;
+  /** Consistency (replication) group, if any. */
+  groupId: string | null;
+  osFamily: 'linux' | 'windows' | 'other';
+  state: MachineState;
+  health: ReplicationHealth;
+  disks: Disk[];
+  recoverySettings: RecoverySettings;
+  /** Id of the job currently running on this machine, if any. */
+  currentJobId: string | null;
+  /** Whether the original primary machine still exists (failback target). */
+  originalExists: boolean;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export type RecoveryPointType = 'crash-consistent' | 'app-consistent';
+
+export interface RecoveryPoint {
+  id: string;
+  machineId: string;
+  time: string;
+  type: RecoveryPointType;
+  /** Shared multi-machine point id when the point belongs to a consistency-group cut. */
+  groupPointId: string | null;
+  /** Whether the replica store has processed (applied) the data up to this point. */
+  processed: boolean;
+  /** Bytes of journal this point adds on top of the previous one. */
+  sizeBytes: number;
+}
+
+export interface RecoveryPlanAction {
+  kind: 'script' | 'manual';
+  name: string;
+  /** script: command run on the vault host; manual: instructions shown to the operator. */
+  text: string;
+  timeoutSeconds: number | null;
+}
+
+export interface RecoveryPlanGroup {
+  name: string;
+  machineIds: string[];
+  before: RecoveryPlanAction[];
+  after: RecoveryPlanAction[];
+}
+
+export interface RecoveryPlan {
+  id: string;
+  name: string;
+  description: string;
+  groups: RecoveryPlanGroup[];
+  createdAt: string;
+  updatedAt: string;
+}
+
+export type JobState = 'queued' | 'running' | 'waiting' | 'succeeded' | 'failed' | 'cancelled';
+export type StepState = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped' | 'cancelled';
+
+export interface JobError {
+  code: string;
+  message: string;
+}
+
+export interface JobStep {
+  index: number;
+  name: string;
+  title: string;
+  state: StepState;
+  /** 0..100 */
+  progress: number;
+  message: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  error: JobError | null;
+}
+
+export interface Job {
+  id: string;
+  /** The job definition's kind, e.g. 'failover', 'vault-backup'. */
+  kind: string;
+  targetType: 'machine' | 'plan' | 'host' | 'vault';
+  targetId: string | null;
+  state: JobState;
+  /** 0..100, overall. */
+  progress: number;
+  input: Record<string, unknown>;
+  /** Free-form results and notes (e.g. drill notes). */
+  output: Record<string, unknown>;
+  createdBy: string;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  error: JobError | null;
+  cancelRequested: boolean;
+  steps: JobStep[];
+}
+
+export type AlertSeverity = 'info' | 'warning' | 'critical';
+
+export interface Alert {
+  id: string;
+  /** Stable key so a condition raises one alert and clears it, e.g. 'host-unreachable:<id>'. */
+  key: string;
+  severity: AlertSeverity;
+  message: string;
+  subjectType: 'host' | 'machine' | 'vault';
+  subjectId: string | null;
+  raisedAt: string;
+  clearedAt: string | null;
+}
+
+export type Role = 'admin' | 'operator' | 'viewer';
+
+export interface ApiToken {
+  id: string;
+  name: string;
+  role: Role;
+  createdAt: string;
+  lastUsedAt: string | null;
+}

@@ -1,0 +1,1 @@
+export { type ErrorCode, HavenError, notFound } from './haven-error.ts';

@@ -1,0 +1,36 @@
+/**
+ * What the NBD server serves: one export's storage. The disk service wraps a
+ * raw image in a backend that journals every write; the replica store serves
+ * point-in-time views through the same interface. Offsets and lengths are
+ * JavaScript numbers: safe up to 2^53 bytes (8 PiB), which the server checks
+ * before calling in (NBD carries 64-bit values).
+ */
+export interface BlockExtent {
+  offset: number;
+  length: number;
+  /** NBD base:allocation flags: 1 = hole (unallocated), 2 = reads as zeroes. */
+  flags: number;
+}
+
+export interface WriteOptions {
+  /** Force Unit Access: durable before the reply. */
+  fua: boolean;
+}
+
+export interface BlockBackend {
+  readonly size: number;
+  readonly readOnly: boolean;
+  /** Whether TRIM / WRITE_ZEROES / BLOCK_STATUS are meaningful for this backend. */
+  readonly canTrim: boolean;
+  readonly canWriteZeroes: boolean;
+
+  read(offset: number, length: number): Promise<Buffer>;
+  write(offset: number, data: Buffer, options: WriteOptions): Promise<void>;
+  /** Makes every write acknowledged so far durable. */
+  flush(): Promise<void>;
+  trim(offset: number, length: number, options: WriteOptions): Promise<void>;
+  writeZeroes(offset: number, length: number, options: WriteOptions & { mayTrim: boolean }): Promise<void>;
+  /** Allocation status from `offset`, covering at most `length` bytes (at least one extent). */
+  blockStatus(offset: number, length: number): Promise<BlockExtent[]>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,206 @@
+import type {
+  Alert,
+  ApiToken,
+  Host,
+  Job,
+  JobError,
+  JobState,
+  JobStep,
+  Machine,
+  MachineState,
+  Policy,
+  RecoveryPlan,
+  RecoveryPoint,
+  Role,
+  Site,
+  StepState,
+} from '../domain/model.ts';
+
+/**
+ * The vault's state, behind one interface with two implementations
+ * (SQLite via node:sqlite, PostgreSQL via pg), both through Kysely.
+ * Every method is one database operation (or one transaction): callers never
+ * hold a transaction open across I/O to hosts.
+ */
+export interface Store {
+  readonly dialect: 'sqlite' | 'postgres';
+
+  sites: SiteRepository;
+  hosts: HostRepository;
+  enrolments: EnrolmentRepository;
+  tokens: TokenRepository;
+  policies: PolicyRepository;
+  machines: MachineRepository;
+  recoveryPoints: RecoveryPointRepository;
+  plans: PlanRepository;
+  jobs: JobRepository;
+  alerts: AlertRepository;
+  settings: SettingsRepository;
+
+  /** Consistent online copy of the whole state to `file` (SQLite backup / pg_dump). */
+  backup(file: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface SiteRepository {
+  create(site: Site): Promise<void>;
+  get(id: string): Promise<Site | undefined>;
+  getByName(name: string): Promise<Site | undefined>;
+  list(): Promise<Site[]>;
+  update(site: Site): Promise<void>;
+}
+
+export interface HostRepository {
+  create(host: Host, credentialHash: string): Promise<void>;
+  get(id: string): Promise<Host | undefined>;
+  getByName(name: string): Promise<Host | undefined>;
+  list(): Promise<Host[]>;
+  /** The stored hash of the host's secret (for control-channel authentication). */
+  credentialHash(id: string): Promise<string | undefined>;
+  update(host: Host): Promise<void>;
+  recordHeartbeat(id: string, at: string): Promise<void>;
+  delete(id: string): Promise<void>;
+}
+
+export interface EnrolmentToken {
+  id: string;
+  /** sha256 of the secret; the secret itself is shown once and never stored. */
+  secretHash: string;
+  siteId: string;
+  hostName: string | null;
+  createdBy: string;
+  createdAt: string;
+  expiresAt: string;
+  usedAt: string | null;
+  usedByHostId: string | null;
+}
+
+export interface EnrolmentRepository {
+  create(token: EnrolmentToken): Promise<void>;
+  get(id: string): Promise<EnrolmentToken | undefined>;
+  /** Marks the token used if it is unused and unexpired; false otherwise (single use, race-free). */
+  consume(id: string, hostId: string, at: string): Promise<boolean>;
+  list(): Promise<EnrolmentToken[]>;
+}
+
+export interface StoredApiToken extends ApiToken {
+  secretHash: string;
+}
+
+export interface TokenRepository {
+  create(token: StoredApiToken): Promise<void>;
+  getBySecretHash(secretHash: string): Promise<StoredApiToken | undefined>;
+  list(): Promise<ApiToken[]>;
+  touch(id: string, at: string): Promise<void>;
+  delete(id: string): Promise<void>;
+  countByRole(role: Role): Promise<number>;
+}
+
+export interface PolicyRepository {
+  create(policy: Policy): Promise<void>;
+  get(id: string): Promise<Policy | undefined>;
+  getByName(name: string): Promise<Policy | undefined>;
+  list(): Promise<Policy[]>;
+  update(policy: Policy): Promise<void>;
+  delete(id: string): Promise<void>;
+}
+
+export interface MachineFilter {
+  state?: MachineState;
+  hostId?: string;
+  limit?: number;
+  offset?: number;
+}
+
+export interface MachineRepository {
+  create(machine: Machine): Promise<void>;
+  get(id: string): Promise<Machine | undefined>;
+  getByName(name: string): Promise<Machine | undefined>;
+  list(filter?: MachineFilter): Promise<Machine[]>;
+  update(machine: Machine): Promise<void>;
+  /**
+   * Compare-and-set of the lifecycle state: succeeds only if the machine is
+   * still in `from` and has no current job. This is what makes two operators
+   * racing on one machine safe: exactly one wins.
+   */
+  transition(id: string, from: MachineState, to: MachineState, jobId: string | null, at: string): Promise<boolean>;
+  /** Number of disks protected with `hostId` as recovery host (SPEC §5 limit). */
+  countProtectedDisks(recoveryHostId: string): Promise<number>;
+  delete(id: string): Promise<void>;
+}
+
+export interface RecoveryPointRepository {
+  add(point: RecoveryPoint): Promise<void>;
+  list(machineId: string): Promise<RecoveryPoint[]>;
+  get(id: string): Promise<RecoveryPoint | undefined>;
+  /** Deletes every point of the machine except `keepId` (commit, SPEC §3). */
+  deleteAllExcept(machineId: string, keepId: string | null): Promise<number>;
+}
+
+export interface PlanRepository {
+  create(plan: RecoveryPlan): Promise<void>;
+  get(id: string): Promise<RecoveryPlan | undefined>;
+  getByName(name: string): Promise<RecoveryPlan | undefined>;
+  list(): Promise<RecoveryPlan[]>;
+  update(plan: RecoveryPlan): Promise<void>;
+  delete(id: string): Promise<void>;
+}
+
+export interface JobFilter {
+  state?: JobState;
+  targetId?: string;
+  limit?: number;
+}
+
+export interface JobStepPatch {
+  state?: StepState;
+  progress?: number;
+  message?: string | null;
+  startedAt?: string | null;
+  finishedAt?: string | null;
+  error?: JobError | null;
+}
+
+export interface JobPatch {
+  state?: JobState;
+  progress?: number;
+  output?: Record<string, unknown>;
+  startedAt?: string | null;
+  finishedAt?: string | null;
+  error?: JobError | null;
+  cancelRequested?: boolean;
+}
+
+export interface JobRepository {
+  /** Inserts the job and its steps (all 'pending'). */
+  create(job: Job): Promise<void>;
+  get(id: string): Promise<Job | undefined>;
+  list(filter?: JobFilter): Promise<Job[]>;
+  update(id: string, patch: JobPatch): Promise<void>;
+  updateStep(jobId: string, index: number, patch: JobStepPatch): Promise<void>;
+  /**
+   * Claims one runnable job for `workerId` until `leaseUntil`: a queued job, or
+   * a running job whose lease has expired (its worker died). PostgreSQL uses
+   * `FOR UPDATE SKIP LOCKED` so several vaults can share the queue.
+   * Returns the claimed job with its steps, or undefined.
+   */
+  claim(workerId: string, now: string, leaseUntil: string): Promise<Job | undefined>;
+  /** Extends the lease; false if the job is no longer held by `workerId`. */
+  renewLease(id: string, workerId: string, leaseUntil: string): Promise<boolean>;
+  /** Gives up the lease (job finished or waiting for an operator). */
+  release(id: string, workerId: string): Promise<void>;
+}
+
+export interface AlertRepository {
+  /** Raises the alert unless one with the same key is open; returns the open alert. */
+  raise(alert: Alert): Promise<Alert>;
+  /** Clears the open alert with this key, if any; returns whether one was cleared. */
+  clear(key: string, at: string): Promise<boolean>;
+  list(options?: { open?: boolean; limit?: number }): Promise<Alert[]>;
+}
+
+/** Small key/value state: vault identity (TLS key and certificate), schema facts. */
+export interface SettingsRepository {
+  get(key: string): Promise<string | undefined>;
+  set(key: string, value: string): Promise<void>;
+}

@@ -1,1 +1,20 @@
+export {
+  ALL_OPERATIONS,
+  allowedOperations,
+  type DataSync,
+  failureState,
+  IN_PROGRESS_STATES,
+  type InProgressState,
+  isInProgress,
+  LIFECYCLE,
+  type LifecycleOperation,
+  type MachineRef,
+  planTransition,
+  type RunningSite,
+  STABLE_STATES,
+  type StableState,
+  type Transition,
+  type TransitionOptions,
+  where,
+} from './lifecycle.ts';
 export type * from './model.ts';

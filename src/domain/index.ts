@@ -18,3 +18,16 @@ export {
   where,
 } from './lifecycle.ts';
 export type * from './model.ts';
+export {
+  type GroupRecoveryPointSelection,
+  type MachineName,
+  type MultiMachineOption,
+  pointsToDeleteOnCommit,
+  pointsWithinRetention,
+  RECOVERY_POINT_OPTIONS,
+  type RecoveryPointOption,
+  type RecoveryPointRequest,
+  type RecoveryPointSelection,
+  selectGroupRecoveryPoint,
+  selectRecoveryPoint,
+} from './recovery-point-selection.ts';

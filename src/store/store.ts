@@ -120,8 +120,10 @@ export interface MachineRepository {
   update(machine: Machine): Promise<void>;
   /**
    * Compare-and-set of the lifecycle state: succeeds only if the machine is
-   * still in `from` and has no current job. This is what makes two operators
-   * racing on one machine safe: exactly one wins.
+   * still in `from` (UPDATE … WHERE id = ? AND state = from), and sets
+   * current_job_id to `jobId` (null when the job ends). A stable state never
+   * has a job running, so this alone makes two operators racing on one machine
+   * safe: exactly one wins.
    */
   transition(id: string, from: MachineState, to: MachineState, jobId: string | null, at: string): Promise<boolean>;
   /** Number of disks protected with `hostId` as recovery host (SPEC §5 limit). */

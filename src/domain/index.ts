@@ -18,6 +18,7 @@ export {
   where,
 } from './lifecycle.ts';
 export type * from './model.ts';
+export type { Problem, ProblemCode } from './problem.ts';
 export {
   type GroupRecoveryPointSelection,
   type MachineName,
@@ -31,3 +32,19 @@ export {
   selectGroupRecoveryPoint,
   selectRecoveryPoint,
 } from './recovery-point-selection.ts';
+export {
+  assertValid,
+  checkDiskLimit,
+  DEFAULT_MAX_PROTECTED_DISKS,
+  MAX_CPUS,
+  MAX_MEMORY_MIB,
+  type MachineToValidate,
+  MIN_CPUS,
+  MIN_MEMORY_MIB,
+  parseIp,
+  type RecoveryValidationContext,
+  SECTOR_BYTES,
+  type UsedAddress,
+  validateForReprotect,
+  validateRecoverySettings,
+} from './recovery-settings-validation.ts';

@@ -18,6 +18,17 @@ export {
   where,
 } from './lifecycle.ts';
 export type * from './model.ts';
+export {
+  AUTOMATIC_FAILBACK_POLICY,
+  assertEditable,
+  assertValidPolicy,
+  DEFAULT_POLICY,
+  MAX_POLICY_NAME_LENGTH,
+  MAX_RETENTION_SECONDS,
+  MIN_APP_CONSISTENT_FREQUENCY_SECONDS,
+  type PolicyInput,
+  validatePolicy,
+} from './policy-rules.ts';
 export type { Problem, ProblemCode } from './problem.ts';
 export {
   type GroupRecoveryPointSelection,

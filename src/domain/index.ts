@@ -56,6 +56,7 @@ export {
   type RecoveryValidationContext,
   SECTOR_BYTES,
   type UsedAddress,
+  validateFailbackTarget,
   validateForReprotect,
   validateRecoverySettings,
 } from './recovery-settings-validation.ts';

@@ -9,6 +9,7 @@ import {
   type MachineToValidate,
   parseIp,
   type RecoveryValidationContext,
+  validateFailbackTarget,
   validateForReprotect,
   validateRecoverySettings,
 } from './recovery-settings-validation.ts';
@@ -369,5 +370,19 @@ describe('reprotect and disk limit', () => {
       }
     }
     assert.throws(() => checkDiskLimit(host, 1, -1), { code: 'bad_request' });
+  });
+
+  it('needs the original machine or an alternate location for failback', () => {
+    const m = { id: 'm-1', name: 'web-01', originalExists: true };
+    assert.deepEqual(validateFailbackTarget(m), []);
+    assert.deepEqual(validateFailbackTarget({ ...m, originalExists: false }, 'h-2'), []);
+    for (const alternate of [null, '']) {
+      const problems = validateFailbackTarget({ ...m, originalExists: false }, alternate);
+      assert.deepEqual(
+        problems.map((p) => `${p.field}:${p.code}`),
+        ['alternateHostId:required'],
+      );
+      assert.match(problems[0]!.message, /original machine of 'web-01' is gone/);
+    }
   });
 });

@@ -322,6 +322,24 @@ export function validateForReprotect(machine: Pick<Machine, 'id' | 'name' | 'dis
 }
 
 /**
+ * Failback goes to the original machine (only differing blocks move) or to an
+ * alternate location where a new machine is created (SPEC §2 step 6, §5).
+ */
+export function validateFailbackTarget(
+  machine: Pick<Machine, 'id' | 'name' | 'originalExists'>,
+  alternateHostId: string | null = null,
+): Problem[] {
+  if (machine.originalExists || (alternateHostId !== null && alternateHostId !== '')) return [];
+  return [
+    {
+      field: 'alternateHostId',
+      code: 'required',
+      message: `The original machine of '${machine.name}' is gone; failback needs an alternate location (a primary-site host)`,
+    },
+  ];
+}
+
+/**
  * Refuse to place `adding` more protected disks on a recovery host that holds
  * `currentCount` already, beyond its limit (DEFAULT_MAX_PROTECTED_DISKS unless set).
  */

@@ -23,7 +23,7 @@ export {
   proveHost,
   verifyHostProof,
 } from './host-proof.ts';
-export { type CallOptions, RpcPeer } from './rpc-peer.ts';
+export { type CallOptions, errorBody, havenErrorFromBody, RpcPeer } from './rpc-peer.ts';
 export {
   certificateFingerprint,
   type GenerateVaultIdentityOptions,

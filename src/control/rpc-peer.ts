@@ -44,6 +44,15 @@ function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.hasOwn(errorCodes, value);
 }
 
+/** The HavenError an error body `{code, message, details}` describes; unknown codes become `internal`. */
+export function havenErrorFromBody(body: unknown, fallbackMessage: string): HavenError {
+  if (!isRecord(body)) return new HavenError('internal', fallbackMessage);
+  const code = isErrorCode(body.code) ? body.code : 'internal';
+  const message = typeof body.message === 'string' ? body.message : fallbackMessage;
+  const details = isRecord(body.details) ? body.details : {};
+  return new HavenError(code, message, details);
+}
+
 export function errorBody(error: unknown): RpcErrorBody {
   if (error instanceof HavenError) {
     return { code: error.code, message: error.message, details: error.details };
@@ -136,7 +145,7 @@ export class RpcPeer {
     this.#pending.delete(id);
     clearTimeout(pending.timer);
     if ('error' in message) {
-      pending.reject(this.#toHavenError(pending.method, message.error));
+      pending.reject(havenErrorFromBody(message.error, `'${pending.method}' failed on ${this.#remote}`));
     } else {
       pending.resolve(message.result);
     }
@@ -167,15 +176,5 @@ export class RpcPeer {
       // e.g. a result too large for one frame: tell the caller instead of leaving it waiting.
       this.#send({ id, error: errorBody(error) });
     }
-  }
-
-  #toHavenError(method: string, body: unknown): HavenError {
-    if (!isRecord(body)) {
-      return new HavenError('internal', `${this.#remote} answered '${method}' with a malformed error`);
-    }
-    const code = isErrorCode(body.code) ? body.code : 'internal';
-    const message = typeof body.message === 'string' ? body.message : `'${method}' failed on ${this.#remote}`;
-    const details = isRecord(body.details) ? body.details : {};
-    return new HavenError(code, message, details);
   }
 }

@@ -1,0 +1,169 @@
+/**
+ * `haven host`: enrols once if needed, then holds the control channel to the
+ * vault: heartbeats, inventory on every (re)connect, events, and the vault's
+ * calls served by HostServices. Services without a data path yet answer
+ * `not_available` (see not-available-services.ts).
+ */
+import { readFileSync } from 'node:fs';
+import { statfs } from 'node:fs/promises';
+import { hostname, uptime } from 'node:os';
+import { ControlClient, credentialHashOf } from '../control/index.ts';
+import { HavenError } from '../errors/index.ts';
+import { type EnrolOptions, enrol } from './enrol.ts';
+import { createHostDispatcher } from './host-dispatcher.ts';
+import { type HostIdentity, hostIdentityPath, loadHostIdentity } from './host-identity.ts';
+import type { DiskExport, HostInfo, HostInfoService, HostServices, MachineStatus } from './host-services.ts';
+import { notAvailableServices } from './not-available-services.ts';
+
+export interface HostAgentOptions {
+  dataDir: string;
+  /** Used only when the data directory holds no host.json yet. */
+  enrol?: Omit<EnrolOptions, 'dataDir' | 'capabilities' | 'version' | 'replicationAddress'>;
+  /** Implemented services; the others answer not_available. */
+  services?: Partial<Omit<HostServices, 'host'>>;
+  /** Defaults to the package version. */
+  version?: string;
+  /** What this host can do, e.g. 'disk-service', 'replica-store', 'hypervisor:qemu'. */
+  capabilities?: string[];
+  replicationAddress?: string | null;
+  reconnect?: { initialDelayMs?: number; maxDelayMs?: number };
+  connectTimeoutMs?: number;
+  /** One line per connection change; defaults to stderr. */
+  log?: (line: string) => void;
+}
+
+export interface HostInventory {
+  hostname: string;
+  version: string;
+  capabilities: string[];
+  replicationAddress: string | null;
+  /** null when the service is not available on this host yet. */
+  machines: MachineStatus[] | null;
+  disks: DiskExport[] | null;
+}
+
+export interface HostAgent {
+  readonly identity: HostIdentity;
+  readonly client: ControlClient;
+  readonly services: HostServices;
+  /** Sends the inventory now (it is also sent on every connect). */
+  reportInventory(): Promise<boolean>;
+  /** One-way event to the vault (e.g. a disk error); false if not connected (events are not queued). */
+  sendEvent(event: { kind: string } & Record<string, unknown>): boolean;
+  stop(): Promise<void>;
+}
+
+export function agentVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+export function hostInfoService(options: {
+  dataDir: string;
+  version: string;
+  capabilities: string[];
+  replicationAddress: string | null;
+}): HostInfoService {
+  return {
+    async info(): Promise<HostInfo> {
+      const fs = await statfs(options.dataDir);
+      return {
+        hostname: hostname(),
+        version: options.version,
+        capabilities: options.capabilities,
+        replicationAddress: options.replicationAddress,
+        platform: `${process.platform}-${process.arch}`,
+        dataDir: options.dataDir,
+        dataDirFreeBytes: fs.bavail * fs.bsize,
+        dataDirTotalBytes: fs.blocks * fs.bsize,
+        uptimeSeconds: Math.round(uptime()),
+      };
+    },
+    async ping() {
+      return { time: new Date().toISOString() };
+    },
+  };
+}
+
+/** A service's listing, or null while it is not available on this host. */
+async function listingOrNull<T>(list: () => Promise<T[]>): Promise<T[] | null> {
+  try {
+    return await list();
+  } catch (error) {
+    if (error instanceof HavenError && error.code === 'not_available') return null;
+    throw error;
+  }
+}
+
+export async function startHostAgent(options: HostAgentOptions): Promise<HostAgent> {
+  const log = options.log ?? ((line: string) => console.error(line));
+  const version = options.version ?? agentVersion();
+  const capabilities = options.capabilities ?? [];
+  const replicationAddress = options.replicationAddress ?? null;
+
+  const identity = (await loadHostIdentity(options.dataDir)) ?? (await enrolFirst());
+  async function enrolFirst(): Promise<HostIdentity> {
+    if (!options.enrol) {
+      throw new HavenError(
+        'not_found',
+        `${hostIdentityPath(options.dataDir)} does not exist: enrol this host first (haven host --vault URL --token TOKEN --name NAME --site SITE)`,
+        { dataDir: options.dataDir },
+      );
+    }
+    const enrolled = await enrol({
+      ...options.enrol,
+      dataDir: options.dataDir,
+      capabilities,
+      version,
+      replicationAddress,
+    });
+    log(`enrolled as host '${enrolled.name}' (${enrolled.hostId}) with the vault at ${enrolled.apiUrl}`);
+    return enrolled;
+  }
+
+  const services: HostServices = {
+    ...notAvailableServices(),
+    ...options.services,
+    host: hostInfoService({ dataDir: options.dataDir, version, capabilities, replicationAddress }),
+  };
+
+  const inventory = async (): Promise<HostInventory> => ({
+    hostname: hostname(),
+    version,
+    capabilities,
+    replicationAddress,
+    machines: await listingOrNull(() => services.hypervisor.list()),
+    disks: await listingOrNull(() => services.disk.list()),
+  });
+
+  const reportInventory = async (): Promise<boolean> => client.notify('inventory', await inventory());
+
+  const address = identity.controlAddress;
+  const client: ControlClient = new ControlClient({
+    address,
+    vaultFingerprint: identity.vaultFingerprint,
+    hostId: identity.hostId,
+    credentialHash: credentialHashOf(identity.hostSecret),
+    handleRequest: createHostDispatcher(services),
+    reconnect: options.reconnect,
+    connectTimeoutMs: options.connectTimeoutMs,
+    onConnected: async () => {
+      log(`connected to the vault at ${address} as host '${identity.name}'`);
+      await reportInventory();
+    },
+    onDisconnected: (error) => log(`lost the vault at ${address}: ${error.message}`),
+    onConnectFailed: (error, retryInMs) => log(`${error.message}; retrying in ${retryInMs} ms`),
+  });
+  client.start();
+
+  return {
+    identity,
+    client,
+    services,
+    reportInventory,
+    sendEvent: (event) => client.notify('event', { time: new Date().toISOString(), ...event }),
+    stop: () => client.stop(),
+  };
+}

@@ -1,0 +1,192 @@
+/**
+ * The host operations the orchestration needs, one small interface per seam.
+ * The host agent serves them over the control channel as RPC methods named
+ * "<service>.<operation>" (e.g. "disk.attach"); the vault gets the same
+ * interfaces back through remoteHostServices. Every operation takes one
+ * JSON-serialisable params object and resolves to JSON-serialisable data.
+ *
+ * Later issues implement the data path (disk service: issue 3, ...); until
+ * then notAvailableServices refuses each operation with `not_available`.
+ */
+import type { RecoveryPoint, RecoveryPointType } from '../domain/index.ts';
+
+// ---- host ----------------------------------------------------------------
+
+export interface HostInfo {
+  hostname: string;
+  version: string;
+  capabilities: string[];
+  replicationAddress: string | null;
+  platform: string;
+  dataDir: string;
+  /** Free and total bytes of the file system holding the data directory. */
+  dataDirFreeBytes: number;
+  dataDirTotalBytes: number;
+  uptimeSeconds: number;
+}
+
+export interface HostInfoService {
+  info(params?: Record<string, never>): Promise<HostInfo>;
+  ping(params?: Record<string, never>): Promise<{ time: string }>;
+}
+
+// ---- disk service (write journal on the protected side) -------------------
+
+export interface DiskRef {
+  machineId: string;
+  diskId: string;
+}
+
+export interface DiskExport extends DiskRef {
+  /** NBD export the hypervisor attaches to, e.g. "nbd+unix:///vm1-disk0?socket=/run/haven/nbd.sock". */
+  nbdUri: string;
+  sizeBytes: number;
+  source: string;
+  /** Journal bytes not yet acknowledged by the replica store. */
+  pendingBytes: number;
+}
+
+export interface JournalStatus {
+  machineId: string;
+  disks: Array<
+    DiskRef & { pendingBytes: number; oldestPendingAt: string | null; lastWriteAt: string | null }
+  >;
+}
+
+export interface DiskService {
+  list(params?: { machineId?: string }): Promise<DiskExport[]>;
+  /** Wraps the disk image in the journaling backend and exports it over NBD. */
+  attach(params: DiskRef & { source: string; sizeBytes: number }): Promise<DiskExport>;
+  detach(params: DiskRef): Promise<void>;
+  /** Inserts a recovery-point marker in the journals of all disks of the machines, at one instant. */
+  insertMarker(params: {
+    machineIds: string[];
+    type: RecoveryPointType;
+    groupPointId: string | null;
+  }): Promise<{ markerId: string; time: string }>;
+  journalStatus(params: { machineId: string }): Promise<JournalStatus>;
+}
+
+// ---- replication (sender) ------------------------------------------------
+
+export interface ReplicationTarget {
+  hostId: string;
+  /** The recovery host's replication address ("host:port"), SPEC §6. */
+  address: string;
+}
+
+export type ReplicationState = 'initial-sync' | 'resync' | 'streaming' | 'paused' | 'stopped' | 'error';
+
+export interface ReplicationStatus {
+  machineId: string;
+  state: ReplicationState;
+  /** 0..100 during initial sync or resync. */
+  progress: number;
+  /** Age of the oldest write not yet at the target. */
+  lagSeconds: number | null;
+  queuedBytes: number;
+  sentBytes: number;
+  lastError: string | null;
+}
+
+export interface Replication {
+  start(params: {
+    machineId: string;
+    diskIds: string[];
+    target: ReplicationTarget;
+    /** full: copy whole disks first; delta: only blocks that differ (failback, SPEC §2.7). */
+    mode: 'full' | 'delta' | 'continue';
+  }): Promise<ReplicationStatus>;
+  stop(params: { machineId: string }): Promise<void>;
+  status(params: { machineId: string }): Promise<ReplicationStatus>;
+}
+
+// ---- replica store (recovery side) ----------------------------------------
+
+export interface PointView {
+  viewId: string;
+  machineId: string;
+  pointId: string;
+  /** Writable views keep their writes apart from the replica (test failover, SPEC §7 instant failover). */
+  writable: boolean;
+  disks: Array<{ diskId: string; nbdUri: string; sizeBytes: number }>;
+}
+
+export interface ReplicaStore {
+  listPoints(params: { machineId: string }): Promise<RecoveryPoint[]>;
+  openView(params: { machineId: string; pointId: string; writable: boolean }): Promise<PointView>;
+  closeView(params: { viewId: string; discardWrites: boolean }): Promise<void>;
+  /** Keeps `pointId` as the machine's disks and deletes the other points (commit, SPEC §2.5). */
+  commitPoint(params: { machineId: string; pointId: string }): Promise<void>;
+  /** Deletes points older than `before` (retention), or all points when omitted. */
+  deletePoints(params: { machineId: string; before?: string }): Promise<{ deleted: number }>;
+}
+
+// ---- hypervisor ----------------------------------------------------------
+
+export interface MachineDefinition {
+  name: string;
+  cpus: number;
+  memoryMiB: number;
+  disks: Array<{ diskId: string; nbdUri: string }>;
+  nics: Array<{ network: string; mac: string | null }>;
+}
+
+export type MachinePowerState = 'running' | 'paused' | 'shut-off' | 'absent';
+
+export interface MachineStatus {
+  name: string;
+  state: MachinePowerState;
+}
+
+export interface Hypervisor {
+  list(params?: Record<string, never>): Promise<MachineStatus[]>;
+  define(params: { machine: MachineDefinition }): Promise<MachineStatus>;
+  undefine(params: { name: string }): Promise<void>;
+  start(params: { name: string }): Promise<MachineStatus>;
+  /** Clean guest shutdown; fails with the machine still running after `timeoutSeconds`. */
+  shutdown(params: { name: string; timeoutSeconds: number }): Promise<MachineStatus>;
+  powerOff(params: { name: string }): Promise<MachineStatus>;
+  status(params: { name: string }): Promise<MachineStatus>;
+  /** Makes sure the machine cannot run or write here any more (before its copy starts elsewhere). */
+  fence(params: { name: string }): Promise<MachineStatus>;
+}
+
+// ---- all of them ---------------------------------------------------------
+
+export interface HostServices {
+  host: HostInfoService;
+  disk: DiskService;
+  replication: Replication;
+  replica: ReplicaStore;
+  hypervisor: Hypervisor;
+}
+
+/** Every operation, by service: the RPC surface, and the guard against calling anything else. */
+export const HOST_OPERATIONS = {
+  host: ['info', 'ping'],
+  disk: ['list', 'attach', 'detach', 'insertMarker', 'journalStatus'],
+  replication: ['start', 'stop', 'status'],
+  replica: ['listPoints', 'openView', 'closeView', 'commitPoint', 'deletePoints'],
+  hypervisor: ['list', 'define', 'undefine', 'start', 'shutdown', 'powerOff', 'status', 'fence'],
+} as const satisfies { [S in keyof HostServices]: ReadonlyArray<keyof HostServices[S]> };
+
+// Fails to compile if an interface gains an operation that is not listed above.
+type Unlisted = {
+  [S in keyof HostServices]: Exclude<keyof HostServices[S], (typeof HOST_OPERATIONS)[S][number]>;
+}[keyof HostServices];
+const everyOperationListed: [Unlisted] extends [never] ? true : Unlisted = true;
+void everyOperationListed;
+
+export type HostServiceName = keyof HostServices;
+
+/** "disk.attach" and friends. */
+export type HostMethod = {
+  [S in HostServiceName]: `${S}.${(typeof HOST_OPERATIONS)[S][number]}`;
+}[HostServiceName];
+
+export function hostMethods(): HostMethod[] {
+  return Object.entries(HOST_OPERATIONS).flatMap(([service, operations]) =>
+    operations.map((operation) => `${service}.${operation}` as HostMethod),
+  );
+}

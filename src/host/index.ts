@@ -1,0 +1,20 @@
+export { type EnrolOptions, enrol } from './enrol.ts';
+export {
+  agentVersion,
+  type HostAgent,
+  type HostAgentOptions,
+  type HostInventory,
+  hostInfoService,
+  startHostAgent,
+} from './host-agent.ts';
+export { createHostDispatcher, type HostCall, remoteHostServices } from './host-dispatcher.ts';
+export {
+  HOST_IDENTITY_FILE,
+  type HostIdentity,
+  hostIdentityPath,
+  loadHostIdentity,
+  saveHostIdentity,
+} from './host-identity.ts';
+export type * from './host-services.ts';
+export { HOST_OPERATIONS, hostMethods } from './host-services.ts';
+export { notAvailableServices } from './not-available-services.ts';

@@ -1,0 +1,13 @@
+export type { BlockBackend, BlockExtent, WriteOptions } from './block-backend.ts';
+export { BlockState, NbdErrno, TransmissionFlag } from './constants.ts';
+export { FileBackend, type FileBackendOptions } from './file-backend.ts';
+export { MemoryBackend, type MemoryBackendOptions } from './memory-backend.ts';
+export { nbdErrnoName, toNbdErrno } from './nbd-errors.ts';
+export {
+  type NbdExport,
+  type NbdListenAddress,
+  NbdServer,
+  type NbdServerOptions,
+  type NbdServerStats,
+  type NbdServerTlsOptions,
+} from './nbd-server.ts';

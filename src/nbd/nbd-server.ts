@@ -1,0 +1,183 @@
+/**
+ * An NBD server (fixed newstyle, structured replies, base:allocation,
+ * STARTTLS) serving named exports from BlockBackends over a Unix socket or TCP.
+ */
+import { once } from 'node:events';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { HavenError } from '../errors/index.ts';
+import { DEFAULT_MAX_PAYLOAD, MAX_STRING_LENGTH } from './constants.ts';
+import { ServerConnection } from './server-connection.ts';
+import type { ExportLookup, NbdExport } from './server-handshake.ts';
+import type { TransmissionLimits } from './server-transmission.ts';
+
+export type { NbdExport } from './server-handshake.ts';
+
+export type NbdListenAddress = { path: string } | { host: string; port: number };
+
+export interface NbdServerTlsOptions {
+  key: string | Buffer;
+  cert: string | Buffer;
+  /** CA used to verify client certificates when `requestCert` is set. */
+  ca?: string | Buffer;
+  requestCert?: boolean;
+  /** FORCEDTLS: every option but STARTTLS is refused with ERR_TLS_REQD until TLS is up. */
+  required?: boolean;
+}
+
+export interface NbdServerOptions {
+  exports?: Record<string, NbdExport> | Map<string, NbdExport>;
+  /** Name of the export served to clients asking for the empty name. */
+  defaultExport?: string;
+  tls?: NbdServerTlsOptions;
+  /** Maximum READ/WRITE payload; default 32 MiB (the spec's portable limit). */
+  maxPayload?: number;
+  /** Per connection: stop reading requests while this many payload bytes are in flight. Default 64 MiB. */
+  maxInFlightBytes?: number;
+  maxInFlightRequests?: number;
+  handshakeTimeoutMs?: number;
+}
+
+export interface NbdServerStats {
+  connections: number;
+  inFlightRequests: number;
+  inFlightBytes: number;
+  bufferedBytes: number;
+}
+
+export class NbdServer {
+  readonly #exports = new Map<string, NbdExport>();
+  readonly #defaultExport: string | undefined;
+  readonly #connections = new Set<ServerConnection>();
+  readonly #limits: TransmissionLimits;
+  readonly #tls: NbdServerTlsOptions | undefined;
+  readonly #tlsContext: tls.SecureContext | null;
+  readonly #handshakeTimeoutMs: number;
+  #listener: net.Server | null = null;
+  #closing = false;
+
+  constructor(options: NbdServerOptions = {}) {
+    const entries = options.exports instanceof Map ? options.exports : Object.entries(options.exports ?? {});
+    for (const [name, exp] of entries) this.addExport(name, exp);
+    this.#defaultExport = options.defaultExport;
+    const maxPayload = options.maxPayload ?? DEFAULT_MAX_PAYLOAD;
+    this.#limits = {
+      maxPayload,
+      maxInFlightBytes: Math.max(options.maxInFlightBytes ?? 64 * 1024 * 1024, maxPayload),
+      maxInFlightRequests: options.maxInFlightRequests ?? 256,
+    };
+    this.#tls = options.tls;
+    this.#tlsContext = options.tls
+      ? tls.createSecureContext({ key: options.tls.key, cert: options.tls.cert, ca: options.tls.ca })
+      : null;
+    this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? 30_000;
+  }
+
+  addExport(name: string, exp: NbdExport): void {
+    if (Buffer.byteLength(name, 'utf8') > MAX_STRING_LENGTH || name.includes('\0')) {
+      throw new HavenError(
+        'validation_failed',
+        `NBD export name '${name.slice(0, 64)}' is not a valid NBD string`,
+      );
+    }
+    if (this.#exports.has(name)) {
+      throw new HavenError('conflict', `NBD export '${name}' already exists; remove it first`, { name });
+    }
+    if (!Number.isSafeInteger(exp.backend.size) || exp.backend.size < 0) {
+      throw new HavenError(
+        'validation_failed',
+        `NBD export '${name}' has an invalid size ${exp.backend.size}`,
+      );
+    }
+    this.#exports.set(name, exp);
+  }
+
+  /**
+   * Stops offering the export and ends the connections using it (their
+   * requests in flight are answered first). The backend is not closed.
+   */
+  async removeExport(name: string): Promise<void> {
+    if (!this.#exports.delete(name)) return;
+    const users = [...this.#connections].filter((c) => c.exportName === name);
+    for (const c of users) c.shutdown();
+    await Promise.all(users.map((c) => c.closed));
+  }
+
+  exportNames(): string[] {
+    return [...this.#exports.keys()];
+  }
+
+  async listen(address: NbdListenAddress): Promise<NbdListenAddress> {
+    if (this.#listener) throw new HavenError('conflict', 'NBD server is already listening');
+    const listener = net.createServer((socket) => this.handleConnection(socket));
+    this.#listener = listener;
+    if ('path' in address) listener.listen(address.path);
+    else listener.listen(address.port, address.host);
+    await once(listener, 'listening');
+    const bound = listener.address();
+    if (bound && typeof bound === 'object') return { host: bound.address, port: bound.port };
+    return { path: 'path' in address ? address.path : String(bound) };
+  }
+
+  /** Serves one already-accepted socket (also usable without `listen`). */
+  handleConnection(socket: net.Socket): void {
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    const lookup: ExportLookup = {
+      lookup: (name) => {
+        const canonical = name === '' && this.#defaultExport !== undefined ? this.#defaultExport : name;
+        const exp = this.#exports.get(canonical);
+        return exp ? { name: canonical, exp } : undefined;
+      },
+      list: () => [...this.#exports.entries()],
+    };
+    const conn = new ServerConnection(socket, {
+      policy: {
+        exports: lookup,
+        tlsAvailable: this.#tlsContext !== null,
+        tlsRequired: this.#tls?.required === true,
+        maxPayload: this.#limits.maxPayload,
+        shuttingDown: () => this.#closing,
+      },
+      limits: this.#limits,
+      tls: this.#tlsContext
+        ? { context: this.#tlsContext, requestCert: this.#tls?.requestCert === true }
+        : null,
+      handshakeTimeoutMs: this.#handshakeTimeoutMs,
+      readBufferBytes: 256 * 1024,
+    });
+    this.#connections.add(conn);
+    void conn.closed.then(() => this.#connections.delete(conn));
+    conn.start();
+  }
+
+  stats(): NbdServerStats {
+    const total: NbdServerStats = {
+      connections: this.#connections.size,
+      inFlightRequests: 0,
+      inFlightBytes: 0,
+      bufferedBytes: 0,
+    };
+    for (const c of this.#connections) {
+      const s = c.stats();
+      total.inFlightRequests += s.inFlightRequests;
+      total.inFlightBytes += s.inFlightBytes;
+      total.bufferedBytes += s.bufferedBytes;
+    }
+    return total;
+  }
+
+  /** Stops listening and ends every connection cleanly (in-flight requests are answered). */
+  async close(): Promise<void> {
+    this.#closing = true;
+    const listener = this.#listener;
+    const listening = listener
+      ? new Promise<void>((resolve) => listener.close(() => resolve()))
+      : Promise.resolve();
+    const conns = [...this.#connections];
+    for (const c of conns) c.shutdown();
+    await Promise.all([listening, ...conns.map((c) => c.closed)]);
+  }
+}

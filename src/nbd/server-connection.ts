@@ -1,0 +1,183 @@
+/**
+ * One client connection on the server: handshake, optional TLS upgrade,
+ * then transmission. Owns the socket and always leaves it closed.
+ */
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import * as tls from 'node:tls';
+import { type HandshakeIo, type HandshakePolicy, negotiate, ProtocolViolation } from './server-handshake.ts';
+import { type TransmissionLimits, TransmissionSession } from './server-transmission.ts';
+import { StreamReader } from './stream-reader.ts';
+
+export interface ConnectionSettings {
+  policy: HandshakePolicy;
+  limits: TransmissionLimits;
+  tls: { context: tls.SecureContext; requestCert: boolean } | null;
+  handshakeTimeoutMs: number;
+  /** Reader buffer before the socket is paused. */
+  readBufferBytes: number;
+}
+
+const noop = () => {};
+
+export class ServerConnection {
+  readonly #raw: Socket;
+  readonly #settings: ConnectionSettings;
+  #socket: Duplex;
+  #reader: StreamReader;
+  #tlsActive = false;
+  #session: TransmissionSession | null = null;
+  #shutdown = false;
+  #lastWrite: Promise<void> = Promise.resolve();
+  #pendingDone = new Set<() => void>();
+  #exportName: string | null = null;
+  readonly closed: Promise<void>;
+
+  constructor(raw: Socket, settings: ConnectionSettings) {
+    this.#raw = raw;
+    this.#settings = settings;
+    this.#socket = raw;
+    raw.on('error', noop);
+    if (typeof raw.setNoDelay === 'function' && raw.remoteAddress) raw.setNoDelay(true);
+    this.#reader = new StreamReader(raw, settings.readBufferBytes);
+    let resolveClosed = noop;
+    this.closed = new Promise((resolve) => {
+      resolveClosed = resolve;
+    });
+    this.#onClose = () => {
+      // Replies that will never be sent still hold in-flight accounting.
+      for (const done of [...this.#pendingDone]) done();
+      resolveClosed();
+    };
+    raw.once('close', this.#onClose);
+  }
+
+  readonly #onClose: () => void;
+
+  #destroy(): void {
+    this.#socket.destroy();
+    this.#raw.destroy();
+  }
+
+  /** The export in use once transmission started. */
+  get exportName(): string | null {
+    return this.#exportName;
+  }
+
+  stats(): { inFlightRequests: number; inFlightBytes: number; bufferedBytes: number } {
+    return {
+      inFlightRequests: this.#session?.inFlightRequests ?? 0,
+      inFlightBytes: this.#session?.inFlightBytes ?? 0,
+      bufferedBytes: this.#reader.buffered,
+    };
+  }
+
+  start(): void {
+    this.#run().catch(noop);
+  }
+
+  /**
+   * Ends the connection cleanly: a client still negotiating is dropped, one in
+   * transmission gets replies to the requests already received, then EOF.
+   */
+  shutdown(graceMs = 5000): void {
+    if (this.#shutdown) return;
+    this.#shutdown = true;
+    if (this.#session) this.#session.stop();
+    else this.#destroy();
+    setTimeout(() => this.#destroy(), graceMs).unref();
+  }
+
+  async #run(): Promise<void> {
+    const timer = setTimeout(() => this.#destroy(), this.#settings.handshakeTimeoutMs);
+    timer.unref();
+    const self = this;
+    const io: HandshakeIo = {
+      get reader() {
+        return self.#reader;
+      },
+      get tlsActive() {
+        return self.#tlsActive;
+      },
+      write: (buf) => this.#handshakeWrite(buf),
+      startTls: () => this.#startTls(),
+    };
+    try {
+      const negotiated = await negotiate(io, this.#settings.policy);
+      clearTimeout(timer);
+      if (!negotiated) {
+        this.#endSoftly();
+        return;
+      }
+      this.#exportName = negotiated.name;
+      const session = new TransmissionSession(
+        { reader: this.#reader, write: (bufs, done) => this.#replyWrite(bufs, done) },
+        negotiated,
+        this.#settings.limits,
+      );
+      this.#session = session;
+      if (this.#shutdown) session.stop();
+      await session.run();
+      this.#endSoftly();
+    } catch {
+      // Garbage, a vanished peer or a failed TLS handshake: nothing to answer.
+      this.#destroy();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** EOF after everything queued is sent; TLS sends close_notify first. */
+  #endSoftly(): void {
+    this.#socket.end();
+    setTimeout(() => this.#destroy(), 2000).unref();
+  }
+
+  #replyWrite(bufs: Buffer[], done: () => void): void {
+    const socket = this.#socket;
+    if (socket.destroyed || !socket.writable) {
+      done();
+      return;
+    }
+    let called = false;
+    const finish = () => {
+      if (called) return;
+      called = true;
+      this.#pendingDone.delete(finish);
+      done();
+    };
+    this.#pendingDone.add(finish);
+    if (bufs.length > 1) socket.cork();
+    for (let i = 0; i < bufs.length - 1; i++) socket.write(bufs[i]!);
+    socket.write(bufs[bufs.length - 1]!, finish);
+    if (bufs.length > 1) socket.uncork();
+  }
+
+  #handshakeWrite(buf: Buffer): void {
+    this.#lastWrite = new Promise((resolve) => this.#socket.write(buf, () => resolve()));
+  }
+
+  async #startTls(): Promise<void> {
+    const settings = this.#settings.tls;
+    if (!settings) throw new ProtocolViolation('TLS is not configured');
+    await this.#lastWrite;
+    const early = this.#reader.detach();
+    if (early.length > 0) throw new ProtocolViolation('NBD client sent data before the TLS handshake');
+    const secure = new tls.TLSSocket(this.#raw, {
+      isServer: true,
+      secureContext: settings.context,
+      requestCert: settings.requestCert,
+      rejectUnauthorized: settings.requestCert,
+    });
+    secure.on('error', noop);
+    secure.once('close', this.#onClose);
+    this.#socket = secure;
+    this.#reader = new StreamReader(secure, this.#settings.readBufferBytes);
+    await new Promise<void>((resolve, reject) => {
+      secure.once('secure', () => resolve());
+      secure.once('error', reject);
+      secure.once('close', () => reject(new ProtocolViolation('NBD client left during the TLS handshake')));
+    });
+    this.#tlsActive = true;
+  }
+}

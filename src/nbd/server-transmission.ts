@@ -1,0 +1,316 @@
+/**
+ * Server side of the transmission phase: reads requests, runs them against
+ * the backend concurrently, and writes each reply as soon as it is ready
+ * (so replies may overtake each other; the cookie ties them together).
+ */
+import type { BlockExtent } from './block-backend.ts';
+import {
+  Command,
+  CommandFlag,
+  NbdErrno,
+  REQUEST_HEADER_SIZE,
+  REQUEST_MAGIC,
+  ReplyFlag,
+  ReplyType,
+  STRUCTURED_REPLY_HEADER_SIZE,
+} from './constants.ts';
+import { chunkHeader, doneChunk, errorChunk, simpleReply } from './messages.ts';
+import { toNbdErrno } from './nbd-errors.ts';
+import { type Negotiated, ProtocolViolation } from './server-handshake.ts';
+import { StreamEndedError, type StreamReader } from './stream-reader.ts';
+
+export interface TransmissionLimits {
+  /** Largest READ/WRITE payload accepted (and advertised as maximum block size). */
+  maxPayload: number;
+  /** Payload bytes (requests being served plus replies not yet sent) before we stop reading. */
+  maxInFlightBytes: number;
+  maxInFlightRequests: number;
+}
+
+export interface TransmissionIo {
+  readonly reader: StreamReader;
+  /** Writes one message; `done` runs once the bytes left our buffers (or the socket died). */
+  write(bufs: Buffer[], done: () => void): void;
+}
+
+/** Largest number of extents sent in one BLOCK_STATUS reply. */
+const MAX_EXTENTS = 4096;
+const EMPTY: Buffer = Buffer.alloc(0);
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+class RequestError extends Error {
+  readonly errno: number;
+  constructor(errno: number, message: string) {
+    super(message);
+    this.errno = errno;
+  }
+}
+
+export class TransmissionSession {
+  readonly #io: TransmissionIo;
+  readonly #n: Negotiated;
+  readonly #limits: TransmissionLimits;
+  #inFlightRequests = 0;
+  #inFlightBytes = 0;
+  #stopped = false;
+  #waiters: Array<() => void> = [];
+
+  constructor(io: TransmissionIo, negotiated: Negotiated, limits: TransmissionLimits) {
+    this.#io = io;
+    this.#n = negotiated;
+    this.#limits = limits;
+  }
+
+  get inFlightRequests(): number {
+    return this.#inFlightRequests;
+  }
+
+  get inFlightBytes(): number {
+    return this.#inFlightBytes;
+  }
+
+  /** Stops taking requests; `run()` then resolves once those in flight are answered. */
+  stop(): void {
+    this.#stopped = true;
+    this.#io.reader.cancel(new StreamEndedError(0, 0));
+  }
+
+  /**
+   * Serves requests until the client sends DISC or closes, then waits for the
+   * replies in flight. Throws ProtocolViolation when the stream is garbage.
+   */
+  async run(): Promise<void> {
+    try {
+      await this.#loop();
+    } finally {
+      await this.#until(() => this.#inFlightRequests === 0);
+    }
+  }
+
+  async #loop(): Promise<void> {
+    const reader = this.#io.reader;
+    const limits = this.#limits;
+    while (!this.#stopped) {
+      if (
+        this.#inFlightRequests >= limits.maxInFlightRequests ||
+        this.#inFlightBytes >= limits.maxInFlightBytes
+      ) {
+        await this.#until(
+          () =>
+            this.#inFlightRequests < limits.maxInFlightRequests &&
+            this.#inFlightBytes < limits.maxInFlightBytes,
+        );
+      }
+      let header: Buffer;
+      try {
+        header = reader.tryRead(REQUEST_HEADER_SIZE) ?? (await reader.read(REQUEST_HEADER_SIZE));
+      } catch (err) {
+        // A clean close between requests is a (rude but legal) hard disconnect.
+        if (this.#stopped || (err instanceof StreamEndedError && reader.buffered === 0)) return;
+        throw err;
+      }
+      if (header.readUInt32BE(0) !== REQUEST_MAGIC)
+        throw new ProtocolViolation('NBD request with a bad magic');
+      const flags = header.readUInt16BE(4);
+      const type = header.readUInt16BE(6);
+      const cookie = Buffer.from(header.subarray(8, 16));
+      const offset = header.readBigUInt64BE(16);
+      const length = header.readUInt32BE(24);
+
+      if (type === Command.DISC) return;
+      let payload = EMPTY;
+      if (type === Command.WRITE && length > 0) {
+        if (length > limits.maxPayload) {
+          // Within 32 bits the payload is finite: drain it in small steps and
+          // answer EINVAL rather than drop a client that misjudged the limit.
+          await reader.skip(length);
+          this.#dispatch(flags, type, cookie, offset, length, EMPTY, 0);
+          continue;
+        }
+        payload = reader.tryRead(length) ?? (await reader.read(length));
+      }
+      const reserve = type === Command.READ ? Math.min(length, limits.maxPayload) : payload.length;
+      this.#dispatch(flags, type, cookie, offset, length, payload, reserve);
+    }
+  }
+
+  #dispatch(
+    flags: number,
+    type: number,
+    cookie: Buffer,
+    offset: bigint,
+    length: number,
+    payload: Buffer,
+    reserve: number,
+  ): void {
+    this.#inFlightRequests++;
+    this.#inFlightBytes += reserve;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.#inFlightRequests--;
+      this.#inFlightBytes -= reserve;
+      this.#wake();
+    };
+    this.#execute(flags, type, cookie, offset, length, payload).then(
+      (bufs) => this.#io.write(bufs, release),
+      (err: unknown) => this.#io.write(this.#errorReply(cookie, err), release),
+    );
+  }
+
+  async #execute(
+    flags: number,
+    type: number,
+    cookie: Buffer,
+    offset: bigint,
+    length: number,
+    payload: Buffer,
+  ): Promise<Buffer[]> {
+    const n = this.#n;
+    const backend = n.exp.backend;
+    const size = BigInt(backend.size);
+    const end = offset + BigInt(length);
+    let allowed = CommandFlag.FUA;
+    if (type === Command.READ && n.structuredReplies) allowed |= CommandFlag.DF;
+    if (type === Command.WRITE_ZEROES) allowed |= CommandFlag.NO_HOLE;
+    if (type === Command.BLOCK_STATUS) allowed |= CommandFlag.REQ_ONE;
+    if ((flags & ~allowed) !== 0) {
+      throw new RequestError(NbdErrno.EINVAL, `command flags 0x${flags.toString(16)} are not valid here`);
+    }
+    const fua = (flags & CommandFlag.FUA) !== 0;
+    const writes = type === Command.WRITE || type === Command.TRIM || type === Command.WRITE_ZEROES;
+    if (writes && backend.readOnly) throw new RequestError(NbdErrno.EPERM, 'the export is read-only');
+    const outOfRange = end > size || end > MAX_SAFE;
+    const at = Number(offset);
+
+    switch (type) {
+      case Command.READ: {
+        if (length > this.#limits.maxPayload) {
+          throw new RequestError(
+            NbdErrno.EINVAL,
+            `read of ${length} bytes exceeds ${this.#limits.maxPayload}`,
+          );
+        }
+        if (outOfRange)
+          throw new RequestError(NbdErrno.EINVAL, `read ends at ${end}, past the end (${size})`);
+        const data = length > 0 ? await backend.read(at, length) : EMPTY;
+        if (data.length !== length) throw new RequestError(NbdErrno.EIO, 'backend returned a short read');
+        if (!n.structuredReplies) return [simpleReply(cookie, 0), data];
+        if (length === 0) return [doneChunk(cookie)];
+        const head = chunkHeader(cookie, ReplyFlag.DONE, ReplyType.OFFSET_DATA, 8 + length, 8);
+        head.writeBigUInt64BE(offset, STRUCTURED_REPLY_HEADER_SIZE);
+        return [head, data];
+      }
+      case Command.WRITE: {
+        if (length > this.#limits.maxPayload) {
+          throw new RequestError(
+            NbdErrno.EINVAL,
+            `write of ${length} bytes exceeds ${this.#limits.maxPayload}`,
+          );
+        }
+        if (outOfRange)
+          throw new RequestError(NbdErrno.ENOSPC, `write ends at ${end}, past the end (${size})`);
+        if (length > 0) await backend.write(at, payload, { fua });
+        return [simpleReply(cookie, 0)];
+      }
+      case Command.FLUSH: {
+        if (offset !== 0n || length !== 0)
+          throw new RequestError(NbdErrno.EINVAL, 'flush offset and length must be 0');
+        await backend.flush();
+        return [simpleReply(cookie, 0)];
+      }
+      case Command.TRIM: {
+        if (!backend.canTrim) throw new RequestError(NbdErrno.EINVAL, 'trim is not supported on this export');
+        if (outOfRange)
+          throw new RequestError(NbdErrno.EINVAL, `trim ends at ${end}, past the end (${size})`);
+        if (length > 0) await backend.trim(at, length, { fua });
+        return [simpleReply(cookie, 0)];
+      }
+      case Command.WRITE_ZEROES: {
+        if (!backend.canWriteZeroes) {
+          throw new RequestError(NbdErrno.EINVAL, 'write zeroes is not supported on this export');
+        }
+        if (outOfRange)
+          throw new RequestError(NbdErrno.ENOSPC, `zeroing ends at ${end}, past the end (${size})`);
+        const mayTrim = (flags & CommandFlag.NO_HOLE) === 0;
+        if (length > 0) await backend.writeZeroes(at, length, { fua, mayTrim });
+        return [simpleReply(cookie, 0)];
+      }
+      case Command.BLOCK_STATUS: {
+        if (n.allocationContextId === 0) {
+          throw new RequestError(NbdErrno.EINVAL, 'no metadata context was negotiated for this export');
+        }
+        if (length === 0) throw new RequestError(NbdErrno.EINVAL, 'block status of 0 bytes');
+        if (outOfRange)
+          throw new RequestError(NbdErrno.EINVAL, `query ends at ${end}, past the end (${size})`);
+        const extents = await backend.blockStatus(at, length);
+        return [this.#blockStatusChunk(cookie, at, length, extents, (flags & CommandFlag.REQ_ONE) !== 0)];
+      }
+      default:
+        throw new RequestError(NbdErrno.EINVAL, `unknown command ${type}`);
+    }
+  }
+
+  /** Clips the backend's extents to the request and encodes them as one chunk. */
+  #blockStatusChunk(
+    cookie: Buffer,
+    offset: number,
+    length: number,
+    extents: BlockExtent[],
+    one: boolean,
+  ): Buffer {
+    const end = offset + length;
+    const descriptors: Array<[number, number]> = [];
+    let cursor = offset;
+    for (const e of extents) {
+      if (cursor >= end || descriptors.length >= (one ? 1 : MAX_EXTENTS)) break;
+      const start = Math.max(e.offset, cursor);
+      if (start !== cursor) break; // a gap: report what is contiguous so far
+      const stop = Math.min(e.offset + e.length, end);
+      if (stop <= start) continue;
+      const last = descriptors.at(-1);
+      if (last && last[1] === e.flags && !one) last[0] += stop - start;
+      else descriptors.push([stop - start, e.flags >>> 0]);
+      cursor = stop;
+    }
+    if (descriptors.length === 0) throw new RequestError(NbdErrno.EIO, 'backend reported no extent');
+    const size = 4 + descriptors.length * 8;
+    const out = chunkHeader(cookie, ReplyFlag.DONE, ReplyType.BLOCK_STATUS, size, size);
+    let pos = STRUCTURED_REPLY_HEADER_SIZE;
+    out.writeUInt32BE(this.#n.allocationContextId, pos);
+    pos += 4;
+    for (const [len, flags] of descriptors) {
+      out.writeUInt32BE(len, pos);
+      out.writeUInt32BE(flags, pos + 4);
+      pos += 8;
+    }
+    return out;
+  }
+
+  #errorReply(cookie: Buffer, err: unknown): Buffer[] {
+    const errno = err instanceof RequestError ? err.errno : toNbdErrno(err);
+    const message = err instanceof Error ? err.message : String(err);
+    // With structured replies a READ must not get a simple reply; others may,
+    // but a chunk carries the message for a human.
+    if (this.#n.structuredReplies) return [errorChunk(cookie, errno, message)];
+    return [simpleReply(cookie, errno)];
+  }
+
+  #until(ready: () => boolean): Promise<void> {
+    if (ready()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (ready()) resolve();
+        else this.#waiters.push(check);
+      };
+      this.#waiters.push(check);
+    });
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w();
+  }
+}

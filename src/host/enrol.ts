@@ -39,7 +39,7 @@ export async function enrol(options: EnrolOptions): Promise<HostIdentity> {
   try {
     response = await (options.fetch ?? fetch)(url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${options.token}` },
       body: JSON.stringify({
         token: options.token,
         name: options.name,

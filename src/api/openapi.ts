@@ -1,0 +1,98 @@
+import { z } from 'zod';
+import type { RouteDefinition } from './route.ts';
+
+const errorSchema = {
+  type: 'object',
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      required: ['code', 'message', 'details'],
+      properties: {
+        code: { type: 'string', description: 'Stable error code, e.g. operation_not_allowed' },
+        message: { type: 'string' },
+        details: { type: 'object', additionalProperties: true },
+      },
+    },
+  },
+};
+
+function toJsonSchema(schema: z.ZodType): Record<string, unknown> {
+  const { $schema: _ignored, ...rest } = z.toJSONSchema(schema, {
+    io: 'input',
+    unrepresentable: 'any',
+  }) as Record<string, unknown>;
+  return rest;
+}
+
+/** Builds the OpenAPI 3.1 document from the same route declarations the router uses. */
+export function buildOpenApi(routes: RouteDefinition[], version: string): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of routes) {
+    const path = `/api/v1${r.path.replace(/:([A-Za-z]+)/g, '{$1}')}`;
+    const parameters: unknown[] = [...r.path.matchAll(/:([A-Za-z]+)/g)].map((m) => ({
+      name: m[1],
+      in: 'path',
+      required: true,
+      schema: { type: 'string' },
+    }));
+    if (r.query) {
+      const query = toJsonSchema(r.query);
+      const properties = (query.properties ?? {}) as Record<string, unknown>;
+      const required = new Set((query.required as string[] | undefined) ?? []);
+      for (const [name, schema] of Object.entries(properties)) {
+        parameters.push({ name, in: 'query', required: required.has(name), schema });
+      }
+    }
+    const responses: Record<string, unknown> = {
+      [String(r.status ?? 200)]: { description: 'Success' },
+      '400': {
+        description: 'Bad input; names the field',
+        content: { 'application/json': { schema: errorSchema } },
+      },
+    };
+    if (r.access.kind !== 'public') {
+      responses['401'] = { description: 'Missing or unknown bearer token' };
+      responses['403'] = { description: 'The token’s role does not allow this' };
+    }
+    if (r.path.includes(':')) responses['404'] = { description: 'Not found' };
+    if (r.method !== 'get') {
+      responses['409'] = {
+        description: 'Refused in the current state; names the state and the allowed operations',
+        content: { 'application/json': { schema: errorSchema } },
+      };
+    }
+    const operation: Record<string, unknown> = {
+      summary: r.summary,
+      tags: [r.tag],
+      parameters,
+      responses,
+      security: r.access.kind === 'public' ? [] : [{ bearer: [] }],
+    };
+    if (r.access.kind === 'token') operation['x-haven-role'] = r.access.role;
+    if (r.body) {
+      operation.requestBody = {
+        required: true,
+        content: { 'application/json': { schema: toJsonSchema(r.body) } },
+      };
+    }
+    paths[path] ??= {};
+    paths[path][r.method] = operation;
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'Haven vault API',
+      version,
+      description:
+        'Site recovery for QEMU/KVM machines. Every endpoint except GET /api/v1/health needs a bearer token; ' +
+        'roles: viewer (read), operator (run operations), admin (everything). Errors share one JSON shape.',
+    },
+    servers: [{ url: '/' }],
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+      schemas: { Error: errorSchema },
+    },
+    paths,
+  };
+}

@@ -1,0 +1,23 @@
+import type { VaultContext } from '../../vault/vault-context.ts';
+import type { RouteDefinition } from '../route.ts';
+import { alertRoutes } from './alert-routes.ts';
+import { hostRoutes } from './host-routes.ts';
+import { jobRoutes } from './job-routes.ts';
+import { machineRoutes } from './machine-routes.ts';
+import { policyRoutes } from './policy-routes.ts';
+import { siteRoutes } from './site-routes.ts';
+import { systemRoutes } from './system-routes.ts';
+import { tokenRoutes } from './token-routes.ts';
+
+export function allRoutes(vault: VaultContext): RouteDefinition[] {
+  return [
+    ...systemRoutes(vault),
+    ...siteRoutes(vault),
+    ...hostRoutes(vault),
+    ...policyRoutes(vault),
+    ...machineRoutes(vault),
+    ...jobRoutes(vault),
+    ...alertRoutes(vault),
+    ...tokenRoutes(vault),
+  ];
+}

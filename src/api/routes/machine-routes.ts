@@ -1,0 +1,221 @@
+import { randomUUID } from 'node:crypto';
+import type { z } from 'zod';
+import { isoNow } from '../../clock/index.ts';
+import { allowedOperations, type LifecycleOperation } from '../../domain/index.ts';
+import type { Machine, MachineState } from '../../domain/model.ts';
+import { HavenError, notFound } from '../../errors/index.ts';
+import { operationCheck, recoveryProblems } from '../../vault/lifecycle/operation-checks.ts';
+import { requestOperation } from '../../vault/lifecycle/request-operation.ts';
+import type { VaultContext } from '../../vault/vault-context.ts';
+import { type RouteDefinition, route } from '../route.ts';
+import * as s from '../schemas.ts';
+
+/** A machine as the API shows it: the stored record plus what may be done with it now. */
+export function presentMachine(machine: Machine): Machine & { allowedOperations: LifecycleOperation[] } {
+  return { ...machine, allowedOperations: allowedOperations(machine.state) };
+}
+
+async function machineOr404(vault: VaultContext, id: string): Promise<Machine> {
+  const machine = (await vault.store.machines.get(id)) ?? (await vault.store.machines.getByName(id));
+  if (!machine) throw notFound('machine', id);
+  return machine;
+}
+
+interface OperationRoute {
+  operation: LifecycleOperation;
+  summary: string;
+  body: z.ZodType;
+}
+
+const OPERATIONS: OperationRoute[] = [
+  {
+    operation: 'enable-replication',
+    summary: 'Enable replication (initial copy)',
+    body: s.enableReplication,
+  },
+  { operation: 'disable-replication', summary: 'Disable replication', body: s.empty },
+  { operation: 'test-failover', summary: 'Start a test failover (DR drill)', body: s.testFailover },
+  { operation: 'cleanup-test-failover', summary: 'Clean up a test failover', body: s.cleanupTestFailover },
+  { operation: 'failover', summary: 'Unplanned failover at a recovery point', body: s.failover },
+  { operation: 'planned-failover', summary: 'Planned failover (no data loss)', body: s.empty },
+  { operation: 'failback', summary: 'Fail back to the primary site', body: s.failback },
+  { operation: 'complete-failover', summary: 'Complete a synchronised failback', body: s.empty },
+  {
+    operation: 'change-recovery-point',
+    summary: 'Restart from another recovery point',
+    body: s.changeRecoveryPoint,
+  },
+  { operation: 'commit', summary: 'Commit the failover', body: s.empty },
+  { operation: 'reprotect', summary: 'Reprotect (reverse replication)', body: s.reprotect },
+  { operation: 'resync', summary: 'Resynchronise replication', body: s.resync },
+];
+
+export function machineRoutes(vault: VaultContext): RouteDefinition[] {
+  const { store } = vault;
+  const tag = 'machines';
+  return [
+    route({
+      method: 'get',
+      path: '/machines',
+      summary: 'List machines',
+      tag,
+      access: { kind: 'token', role: 'viewer' },
+      query: s.listMachines,
+      handler: async ({ query }) => {
+        const machines = await store.machines.list({
+          ...(query.state ? { state: query.state as MachineState } : {}),
+          ...(query.hostId ? { hostId: query.hostId } : {}),
+          ...(query.limit ? { limit: query.limit } : {}),
+          ...(query.offset ? { offset: query.offset } : {}),
+        });
+        return { machines: machines.map(presentMachine) };
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/machines',
+      summary: 'Register a machine on a host (unprotected)',
+      tag,
+      access: { kind: 'token', role: 'operator' },
+      body: s.createMachine,
+      status: 201,
+      handler: async ({ body }) => {
+        const host = await store.hosts.get(body.hostId);
+        if (!host)
+          throw new HavenError('bad_request', `hostId: host '${body.hostId}' does not exist`, {
+            field: 'hostId',
+          });
+        if (await store.machines.getByName(body.name)) {
+          throw new HavenError('conflict', `A machine named '${body.name}' already exists`, {
+            field: 'name',
+          });
+        }
+        const now = isoNow(vault.clock);
+        const machine: Machine = {
+          id: randomUUID(),
+          name: body.name,
+          primaryHostId: host.id,
+          recoveryHostId: null,
+          activeHostId: host.id,
+          policyId: null,
+          groupId: null,
+          osFamily: body.osFamily,
+          state: 'unprotected',
+          health: 'unknown',
+          disks: body.disks,
+          recoverySettings: body.recoverySettings ?? {
+            targetName: body.name,
+            cpus: 1,
+            memoryMiB: 512,
+            nics: [],
+          },
+          currentJobId: null,
+          originalExists: true,
+          createdAt: now,
+          updatedAt: now,
+        };
+        await store.machines.create(machine);
+        return presentMachine(machine);
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/machines/:id',
+      summary: 'Show a machine (by id or name)',
+      tag,
+      access: { kind: 'token', role: 'viewer' },
+      handler: async ({ params }) => presentMachine(await machineOr404(vault, params.id!)),
+    }),
+    route({
+      method: 'patch',
+      path: '/machines/:id/recovery-settings',
+      summary: 'Edit recovery settings',
+      tag,
+      access: { kind: 'token', role: 'operator' },
+      body: s.updateRecoverySettings,
+      handler: async ({ params, body }) => {
+        const machine = await machineOr404(vault, params.id!);
+        const updated: Machine = {
+          ...machine,
+          recoverySettings: { ...machine.recoverySettings, ...stripUndefined(body) },
+          updatedAt: isoNow(vault.clock),
+        };
+        await store.machines.update(updated);
+        return presentMachine(updated);
+      },
+    }),
+    route({
+      method: 'delete',
+      path: '/machines/:id',
+      summary: 'Forget an unprotected machine',
+      tag,
+      access: { kind: 'token', role: 'admin' },
+      status: 204,
+      handler: async ({ params }) => {
+        const machine = await machineOr404(vault, params.id!);
+        if (machine.state !== 'unprotected') {
+          throw new HavenError(
+            'operation_not_allowed',
+            `Machine '${machine.name}' is ${machine.state}: only unprotected machines can be deleted; disable replication first`,
+            {
+              machineId: machine.id,
+              machineName: machine.name,
+              state: machine.state,
+              allowedOperations: allowedOperations(machine.state),
+            },
+          );
+        }
+        await store.machines.delete(machine.id);
+        return null;
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/machines/:id/recovery-points',
+      summary: 'List recovery points',
+      tag,
+      access: { kind: 'token', role: 'viewer' },
+      handler: async ({ params }) => {
+        const machine = await machineOr404(vault, params.id!);
+        return { recoveryPoints: await store.recoveryPoints.list(machine.id) };
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/machines/:id/validation',
+      summary: 'Pre-failover validation of the recovery settings: every problem, not the first',
+      tag,
+      access: { kind: 'token', role: 'viewer' },
+      handler: async ({ params }) => {
+        const machine = await machineOr404(vault, params.id!);
+        const problems = await recoveryProblems(vault, machine);
+        return { valid: problems.length === 0, problems };
+      },
+    }),
+    ...OPERATIONS.map((op) =>
+      route({
+        method: 'post',
+        path: `/machines/:id/${op.operation}`,
+        summary: op.summary,
+        tag,
+        access: { kind: 'token', role: 'operator' },
+        body: op.body as z.ZodType<Record<string, unknown>>,
+        status: 202,
+        handler: async ({ params, body, actor }) => {
+          const machine = await machineOr404(vault, params.id!);
+          return requestOperation(vault, {
+            machineId: machine.id,
+            operation: op.operation,
+            options: body,
+            actor: actor!.name,
+            check: operationCheck(vault, op.operation, body),
+          });
+        },
+      }),
+    ),
+  ];
+}
+
+function stripUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,45 @@
+import { join } from 'node:path';
+import type { VaultContext } from '../../vault/vault-context.ts';
+import { type RouteDefinition, route } from '../route.ts';
+import * as s from '../schemas.ts';
+
+export function systemRoutes(vault: VaultContext): RouteDefinition[] {
+  return [
+    route({
+      method: 'get',
+      path: '/health',
+      summary: 'Liveness of the vault and its database (no token needed)',
+      tag: 'system',
+      access: { kind: 'public' },
+      handler: async () => {
+        await vault.store.settings.get('vault.identity');
+        return {
+          status: 'ok',
+          version: vault.version,
+          database: vault.store.dialect,
+          time: vault.clock.now().toISOString(),
+        };
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/vault/backup',
+      summary: 'Back up the vault state (a job); the file is written on the vault host',
+      tag: 'system',
+      access: { kind: 'token', role: 'admin' },
+      body: s.backupVault,
+      status: 202,
+      handler: async ({ body, actor }) => {
+        const stamp = vault.clock.now().toISOString().replace(/[:.]/g, '-');
+        const file = body.file ?? join(vault.dataDir, 'backups', `haven-${stamp}.backup`);
+        return vault.engine.submit({
+          kind: 'vault-backup',
+          targetType: 'vault',
+          targetId: null,
+          input: { file },
+          createdBy: actor!.name,
+        });
+      },
+    }),
+  ];
+}

@@ -1,0 +1,176 @@
+import { z } from 'zod';
+import { ALL_OPERATIONS } from '../domain/index.ts';
+
+/** Request bodies and queries of the REST API; the OpenAPI document is generated from these. */
+
+export const name = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/, 'lowercase letters, digits and inner hyphens only');
+
+export const ipConfig = z.discriminatedUnion('mode', [
+  z.object({ mode: z.literal('dhcp') }),
+  z.object({
+    mode: z.literal('static'),
+    address: z.string().min(2),
+    prefixLength: z.number().int().min(0).max(128),
+    gateway: z.string().nullable().default(null),
+    dns: z.array(z.string()).default([]),
+  }),
+]);
+
+export const nicSettings = z.object({
+  network: z.string().min(1),
+  recoveryNetwork: z.string().min(1).nullable().default(null),
+  mac: z
+    .string()
+    .regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i, 'a MAC address like 52:54:00:12:34:56')
+    .nullable()
+    .default(null),
+  ip: ipConfig.default({ mode: 'dhcp' }),
+});
+
+export const recoverySettings = z.object({
+  targetName: z.string().min(1).max(63),
+  cpus: z.number().int().min(1).max(256),
+  memoryMiB: z.number().int().min(1),
+  nics: z.array(nicSettings).default([]),
+});
+
+export const diskInput = z.object({
+  id: z.string().min(1).max(64),
+  sizeBytes: z.number().int().positive(),
+  source: z.string().min(1),
+  hasSnapshots: z.boolean().default(false),
+});
+
+export const createMachine = z.object({
+  name,
+  hostId: z.string().min(1),
+  osFamily: z.enum(['linux', 'windows', 'other']).default('linux'),
+  disks: z.array(diskInput).min(1),
+  recoverySettings: recoverySettings.optional(),
+});
+
+export const updateRecoverySettings = recoverySettings.partial();
+
+export const listMachines = z.object({
+  state: z.string().optional(),
+  hostId: z.string().optional(),
+  limit: z.coerce.number().int().min(1).max(10_000).optional(),
+  offset: z.coerce.number().int().min(0).optional(),
+});
+
+export const recoveryPointChoice = z
+  .object({
+    option: z.enum([
+      'latest',
+      'latest-processed',
+      'latest-app-consistent',
+      'latest-multi-machine-processed',
+      'latest-multi-machine-app-consistent',
+      'custom',
+    ]),
+    pointId: z.string().min(1).optional(),
+  })
+  .refine((c) => c.option !== 'custom' || c.pointId !== undefined, {
+    message: "option 'custom' needs pointId",
+    path: ['pointId'],
+  });
+
+export const enableReplication = z.object({
+  recoveryHostId: z.string().min(1),
+  policyId: z.string().min(1),
+});
+
+export const testFailover = z.object({
+  recoveryPoint: recoveryPointChoice,
+  network: z.string().min(1).optional(),
+});
+
+export const cleanupTestFailover = z.object({ notes: z.string().max(10_000).default('') });
+
+export const failover = z.object({
+  recoveryPoint: recoveryPointChoice,
+  shutdownSource: z.boolean().default(true),
+});
+
+export const changeRecoveryPoint = z.object({ recoveryPoint: recoveryPointChoice });
+
+export const failback = z.object({
+  dataSync: z.enum(['before-failover', 'full-download']),
+  alternateHostId: z.string().min(1).optional(),
+});
+
+export const reprotect = z.object({
+  alternateHostId: z.string().min(1).optional(),
+  fullResync: z.boolean().default(false),
+});
+
+export const resync = z.object({ full: z.boolean().default(false) });
+
+export const empty = z.object({}).strict();
+
+export const createPolicy = z.object({
+  name,
+  rpoThresholdSeconds: z.number().int().positive(),
+  retentionSeconds: z.number().int().positive(),
+  appConsistentFrequencySeconds: z.number().int().min(0),
+});
+
+export const updatePolicy = createPolicy.partial();
+
+export const createSite = z.object({
+  name,
+  role: z.enum(['primary', 'recovery']),
+  networkMapping: z.record(z.string(), z.string()).default({}),
+  testNetwork: z.string().min(1).nullable().default(null),
+});
+
+export const updateSite = z.object({
+  networkMapping: z.record(z.string(), z.string()).optional(),
+  testNetwork: z.string().min(1).nullable().optional(),
+});
+
+export const createEnrolmentToken = z.object({
+  siteId: z.string().min(1),
+  hostName: name.optional(),
+  ttlSeconds: z
+    .number()
+    .int()
+    .min(60)
+    .max(7 * 24 * 3600)
+    .default(3600),
+});
+
+export const enrolHost = z.object({
+  name,
+  capabilities: z.array(z.string()).default([]),
+  version: z.string().nullable().default(null),
+  replicationAddress: z.string().nullable().default(null),
+});
+
+export const updateHost = z.object({
+  maxProtectedDisks: z.number().int().min(1).max(10_000).optional(),
+});
+
+export const createToken = z.object({
+  name: z.string().min(1).max(100),
+  role: z.enum(['admin', 'operator', 'viewer']),
+});
+
+export const listJobs = z.object({
+  state: z.enum(['queued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled']).optional(),
+  targetId: z.string().optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+});
+
+export const listAlerts = z.object({
+  open: z.enum(['true', 'false']).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+});
+
+export const backupVault = z.object({ file: z.string().min(1).optional() });
+
+export const lifecycleOperation = z.enum(ALL_OPERATIONS as [string, ...string[]]);

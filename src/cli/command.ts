@@ -1,0 +1,61 @@
+import type { ParseArgsConfig } from 'node:util';
+import { HavenError } from '../errors/index.ts';
+
+export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
+
+export interface CommandArgs {
+  values: Record<string, string | boolean | (string | boolean)[] | undefined>;
+  positionals: string[];
+}
+
+export interface Command {
+  /** Words that select it, e.g. 'machines list'. */
+  name: string;
+  summary: string;
+  usage?: string;
+  options?: OptionSpec;
+  run(args: CommandArgs): Promise<number | undefined>;
+}
+
+/** Options every command that talks to a vault understands. */
+export const connectionOptions: OptionSpec = {
+  url: { type: 'string' },
+  token: { type: 'string' },
+  data: { type: 'string' },
+  json: { type: 'boolean' },
+};
+
+export function str(args: CommandArgs, name: string): string | undefined {
+  const v = args.values[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
+export function required(args: CommandArgs, name: string): string {
+  const v = str(args, name);
+  if (v === undefined) throw new HavenError('bad_request', `--${name} is required`, { field: name });
+  return v;
+}
+
+export function positional(args: CommandArgs, index: number, what: string): string {
+  const v = args.positionals[index];
+  if (v === undefined) throw new HavenError('bad_request', `missing ${what}`, { field: what });
+  return v;
+}
+
+/** '90', '90s', '15m', '24h', '7d' → seconds. */
+export function parseDuration(text: string, field: string): number {
+  const m = text.match(/^(\d+)\s*(s|m|h|d)?$/);
+  if (!m)
+    throw new HavenError('bad_request', `--${field}: '${text}' is not a duration like 90s, 15m, 24h`, {
+      field,
+    });
+  const unit = { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's'];
+  return Number(m[1]) * unit;
+}
+
+export function integer(text: string | undefined, field: string): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d+$/.test(text))
+    throw new HavenError('bad_request', `--${field}: '${text}' is not a whole number`, { field });
+  return Number(text);
+}

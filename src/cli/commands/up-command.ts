@@ -1,0 +1,123 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Site } from '../../domain/model.ts';
+import { HavenError } from '../../errors/index.ts';
+import { type HostAgent, loadHostIdentity, startHostAgent } from '../../host/index.ts';
+import { type RunningVault, startVault } from '../../vault/start-vault.ts';
+import { ApiClient } from '../api-client.ts';
+import { type Command, integer, str } from '../command.ts';
+import { runUntilSignal } from './vault-commands.ts';
+
+export interface EmbeddedOptions {
+  dataDir: string;
+  port?: number;
+  controlPort?: number;
+  databaseUrl?: string;
+  heartbeatIntervalMs?: number;
+  log?: (line: string) => void;
+}
+
+export interface Embedded {
+  vault: RunningVault;
+  hosts: HostAgent[];
+  adminToken: string;
+  stop(): Promise<void>;
+}
+
+const LOCAL_SITES = [
+  { name: 'primary', role: 'primary' as const },
+  { name: 'recovery', role: 'recovery' as const },
+];
+
+/**
+ * `haven up`: a vault and two local hosts, "primary" and "recovery", each in
+ * its own site, in one process. The hosts enrol through the REST API with
+ * one-time tokens exactly as remote hosts do; on later starts they reconnect
+ * with the identity they saved.
+ */
+export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded> {
+  const vault = await startVault({
+    dataDir: options.dataDir,
+    port: options.port ?? 8440,
+    controlPort: options.controlPort ?? 0,
+    ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
+    ...(options.heartbeatIntervalMs ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
+  });
+  const hosts: HostAgent[] = [];
+  try {
+    const adminToken =
+      vault.adminToken ?? (await readFile(join(options.dataDir, 'admin.token'), 'utf8')).trim();
+    const api = new ApiClient({ url: vault.url, token: adminToken });
+    const { sites } = await api.get<{ sites: Site[] }>('/sites');
+    for (const wanted of LOCAL_SITES) {
+      if (!sites.some((s) => s.name === wanted.name))
+        await api.post('/sites', { ...wanted, testNetwork: `${wanted.name}-test` });
+    }
+    for (const { name } of LOCAL_SITES) {
+      const dataDir = join(options.dataDir, 'hosts', name);
+      let enrol: { apiUrl: string; token: string; name: string; site: string } | undefined;
+      if (!(await loadHostIdentity(dataDir))) {
+        const { token } = await api.post<{ token: string }>('/enrolment-tokens', {
+          siteId: name,
+          hostName: name,
+        });
+        enrol = { apiUrl: vault.url, token, name, site: name };
+      }
+      hosts.push(
+        await startHostAgent({
+          dataDir,
+          ...(enrol ? { enrol } : {}),
+          log: options.log ?? (() => {}),
+        }),
+      );
+    }
+    return {
+      vault,
+      hosts,
+      adminToken,
+      stop: async () => {
+        for (const host of hosts) await host.stop();
+        await vault.stop();
+      },
+    };
+  } catch (error) {
+    for (const host of hosts) await host.stop();
+    await vault.stop();
+    throw error;
+  }
+}
+
+export const upCommands: Command[] = [
+  {
+    name: 'up',
+    summary: 'Run a vault with two local hosts, "primary" and "recovery" (the embedded default)',
+    options: { data: { type: 'string' }, port: { type: 'string' }, 'control-port': { type: 'string' } },
+    run: async (args) => {
+      const dataDir = str(args, 'data') ?? '.haven';
+      const port = integer(str(args, 'port'), 'port') ?? 8440;
+      const embedded = await startEmbedded({
+        dataDir,
+        port,
+        controlPort: integer(str(args, 'control-port'), 'control-port') ?? 0,
+        ...(process.env.HAVEN_DATABASE_URL ? { databaseUrl: process.env.HAVEN_DATABASE_URL } : {}),
+        log: (line) => process.stderr.write(`${line}\n`),
+      }).catch((error: unknown) => {
+        if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+          throw new HavenError('conflict', `Port ${port} is in use; pass --port N`);
+        }
+        throw error;
+      });
+      process.stdout.write(
+        [
+          `Haven ${embedded.vault.context.version} is up.`,
+          `  vault:  ${embedded.vault.url}  (health: ${embedded.vault.url}/api/v1/health)`,
+          `  hosts:  ${embedded.hosts.map((h) => h.identity.name).join(', ')}`,
+          `  token:  ${join(dataDir, 'admin.token')} (admin)`,
+          `Try: haven hosts list --data ${dataDir}`,
+          '',
+        ].join('\n'),
+      );
+      return runUntilSignal(embedded.stop);
+    },
+  },
+];

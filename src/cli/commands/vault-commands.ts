@@ -1,0 +1,89 @@
+import { existsSync } from 'node:fs';
+import { HavenError } from '../../errors/index.ts';
+import { openStore, restoreStore, sqliteFile } from '../../store/index.ts';
+import { startVault } from '../../vault/start-vault.ts';
+import { type Command, integer, positional, required, str } from '../command.ts';
+
+/** Keeps a long-running command alive until SIGINT/SIGTERM, then stops it cleanly. */
+export async function runUntilSignal(stop: () => Promise<void>): Promise<number> {
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await stop();
+  return 0;
+}
+
+export const vaultCommands: Command[] = [
+  {
+    name: 'vault',
+    summary: 'Run a vault (REST API, job engine, control channel); PostgreSQL with HAVEN_DATABASE_URL',
+    options: {
+      data: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'control-host': { type: 'string' },
+      'control-port': { type: 'string' },
+    },
+    run: async (args) => {
+      const vault = await startVault({
+        dataDir: str(args, 'data') ?? '.haven',
+        host: str(args, 'host') ?? '127.0.0.1',
+        port: integer(str(args, 'port'), 'port') ?? 8440,
+        controlHost: str(args, 'control-host') ?? '127.0.0.1',
+        controlPort: integer(str(args, 'control-port'), 'control-port') ?? 8441,
+        ...(process.env.HAVEN_DATABASE_URL ? { databaseUrl: process.env.HAVEN_DATABASE_URL } : {}),
+      });
+      process.stdout.write(`Haven vault ${vault.context.version} at ${vault.url}\n`);
+      process.stdout.write(
+        `Control channel for hosts at ${vault.controlAddress} (fingerprint ${vault.fingerprint})\n`,
+      );
+      if (vault.adminToken)
+        process.stdout.write(`Admin token written to ${str(args, 'data') ?? '.haven'}/admin.token\n`);
+      return runUntilSignal(vault.stop);
+    },
+  },
+  {
+    name: 'vault backup',
+    summary:
+      'Consistent online backup of the vault state (SQLite backup API, pg_dump for PostgreSQL): --out FILE',
+    options: { data: { type: 'string' }, out: { type: 'string' } },
+    run: async (args) => {
+      const out = required(args, 'out');
+      const store = await openStore({
+        dataDir: str(args, 'data') ?? '.haven',
+        ...(process.env.HAVEN_DATABASE_URL ? { databaseUrl: process.env.HAVEN_DATABASE_URL } : {}),
+      });
+      try {
+        await store.backup(out);
+      } finally {
+        await store.close();
+      }
+      process.stdout.write(`Backup written to ${out}\n`);
+      return 0;
+    },
+  },
+  {
+    name: 'vault restore',
+    summary:
+      'Restore a vault from a backup into --data DIR (same identity: hosts reconnect without re-enrolling)',
+    usage: 'FILE',
+    options: { data: { type: 'string' }, force: { type: 'boolean' } },
+    run: async (args) => {
+      const file = positional(args, 0, 'backup file');
+      const dataDir = str(args, 'data') ?? '.haven';
+      const databaseUrl = process.env.HAVEN_DATABASE_URL;
+      if (!databaseUrl && existsSync(sqliteFile(dataDir)) && args.values.force !== true) {
+        throw new HavenError(
+          'conflict',
+          `${sqliteFile(dataDir)} already holds a vault; restoring would replace it. Stop that vault and pass --force, or restore into an empty --data directory`,
+        );
+      }
+      await restoreStore(file, { dataDir, ...(databaseUrl ? { databaseUrl } : {}) });
+      process.stdout.write(
+        `Vault state restored into ${process.env.HAVEN_DATABASE_URL ? 'the PostgreSQL database' : dataDir}; start it with 'haven vault --data ${dataDir}' at the same address\n`,
+      );
+      return 0;
+    },
+  },
+];

@@ -1,0 +1,1 @@
+export { type Clock, isoNow, ManualClock, systemClock } from './clock.ts';

@@ -1,0 +1,9 @@
+export {
+  defineJob,
+  type JobDefinition,
+  type JobOutcome,
+  type SettleContext,
+  type StepContext,
+  type StepDefinition,
+} from './job-definition.ts';
+export { JobEngine, type JobEngineOptions, type SubmitRequest, toJobError } from './job-engine.ts';

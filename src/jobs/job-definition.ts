@@ -1,0 +1,65 @@
+import type { Job, JobError } from '../domain/model.ts';
+
+/** What a running step can see and do. */
+export interface StepContext {
+  readonly job: Job;
+  readonly input: Record<string, unknown>;
+  /** Aborted when the job is cancelled (only possible before its point of no return). */
+  readonly signal: AbortSignal;
+  /** Reports this step's progress (0..100) and an optional status line; persisted, throttled. */
+  progress(percent: number, message?: string): void;
+  /** Merges results into the job's output (shown on the job, kept after it ends). */
+  output(patch: Record<string, unknown>): Promise<void>;
+  /** True when this step had already started before a vault restart and runs again. */
+  readonly isResumed: boolean;
+}
+
+export interface StepDefinition {
+  /** Stable id of the step within its job kind: persisted, used to resume. */
+  name: string;
+  /** What the operator sees. */
+  title: string;
+  /**
+   * Safe to run again from its start when the vault died while it was
+   * running. Steps that are not (e.g. "power on the recovery machine" without
+   * an idempotency check) make a resumed job fail with a clear reason instead.
+   */
+  retrySafe: boolean;
+  /**
+   * Once this step has started the job refuses cancel: stopping half-way
+   * would leave the machine worse off than finishing (SPEC §2: a cancelled
+   * failover leaves the machine unreplicated).
+   */
+  pointOfNoReturn?: boolean;
+  /** Relative share of the job's overall progress; default 1. */
+  weight?: number;
+  run(ctx: StepContext): Promise<void>;
+}
+
+export type JobOutcome = 'succeeded' | 'failed' | 'cancelled';
+
+export interface SettleContext {
+  readonly job: Job;
+  readonly input: Record<string, unknown>;
+  readonly outcome: JobOutcome;
+  readonly error: JobError | null;
+}
+
+export interface JobDefinition {
+  kind: string;
+  /**
+   * The steps for this input. Must be deterministic: the list is persisted
+   * when the job is created and matched by name when a job is resumed.
+   */
+  steps(input: Record<string, unknown>): StepDefinition[];
+  /**
+   * Runs once when the job ends, whatever the outcome (e.g. move the machine
+   * out of its in-progress state). Must be safe to repeat: a crash between
+   * settle and the final write runs it again.
+   */
+  settle?(ctx: SettleContext): Promise<void>;
+}
+
+export function defineJob(definition: JobDefinition): JobDefinition {
+  return definition;
+}

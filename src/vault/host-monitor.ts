@@ -1,0 +1,59 @@
+import { randomUUID } from 'node:crypto';
+import { type Clock, isoNow } from '../clock/index.ts';
+import type { ControlServerEvents } from '../control/control-server.ts';
+import type { Store } from '../store/index.ts';
+
+/**
+ * Keeps the hosts table and alerts in step with the control channel: a host
+ * that misses heartbeats is marked unreachable and raises one alert, which is
+ * cleared when the host is heard from again.
+ */
+export function watchHosts(store: Store, clock: Clock): ControlServerEvents {
+  const setStatus = async (hostId: string, status: 'connected' | 'unreachable') => {
+    const host = await store.hosts.get(hostId);
+    if (host && host.status !== status) await store.hosts.update({ ...host, status });
+    return host;
+  };
+  return {
+    onHostConnected: async (hostId) => {
+      await store.hosts.recordHeartbeat(hostId, isoNow(clock));
+      await setStatus(hostId, 'connected');
+    },
+    onHostHeartbeat: (hostId) => store.hosts.recordHeartbeat(hostId, isoNow(clock)),
+    onHostInventory: async (hostId, inventory) => {
+      const host = await store.hosts.get(hostId);
+      const reported = inventory as {
+        capabilities?: unknown;
+        version?: unknown;
+        replicationAddress?: unknown;
+      };
+      if (!host) return;
+      await store.hosts.update({
+        ...host,
+        ...(Array.isArray(reported.capabilities) ? { capabilities: reported.capabilities.map(String) } : {}),
+        ...(typeof reported.version === 'string' ? { version: reported.version } : {}),
+        ...(typeof reported.replicationAddress === 'string'
+          ? { replicationAddress: reported.replicationAddress }
+          : {}),
+      });
+    },
+    onHostUnreachable: async (hostId) => {
+      const host = await setStatus(hostId, 'unreachable');
+      await store.alerts.raise({
+        id: randomUUID(),
+        key: `host-unreachable:${hostId}`,
+        severity: 'critical',
+        message: `Host '${host?.name ?? hostId}' is unreachable: no heartbeat since ${host?.lastHeartbeatAt ?? 'it was enrolled'}`,
+        subjectType: 'host',
+        subjectId: hostId,
+        raisedAt: isoNow(clock),
+        clearedAt: null,
+      });
+    },
+    onHostReachable: async (hostId) => {
+      await setStatus(hostId, 'connected');
+      await store.alerts.clear(`host-unreachable:${hostId}`, isoNow(clock));
+    },
+    onError: (error) => console.error('haven: control channel:', error),
+  };
+}

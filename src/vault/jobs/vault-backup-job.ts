@@ -1,0 +1,44 @@
+import { mkdir, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { defineJob, type JobDefinition } from '../../jobs/index.ts';
+import { verifyBackup } from '../backup/verify-backup.ts';
+import type { VaultContext } from '../vault-context.ts';
+
+/**
+ * Online backup of the vault's state (seed 004: back the configuration
+ * server up regularly). The backup holds the vault identity too, so a vault
+ * restored from it is the same vault to its hosts.
+ */
+export function vaultBackupJob(vault: () => VaultContext): JobDefinition {
+  return defineJob({
+    kind: 'vault-backup',
+    steps: (input) => [
+      {
+        name: 'write',
+        title: 'Write a consistent copy of the vault state',
+        retrySafe: true,
+        run: async (ctx) => {
+          const file = String(input.file);
+          await mkdir(dirname(file), { recursive: true });
+          ctx.progress(10, `Writing ${file}`);
+          await vault().store.backup(file);
+          const { size } = await stat(file);
+          await ctx.output({ file, bytes: size });
+        },
+      },
+      {
+        name: 'verify',
+        title: 'Verify the backup',
+        retrySafe: true,
+        run: async (ctx) => {
+          const summary = await verifyBackup(String(input.file), vault().store.dialect);
+          ctx.progress(
+            100,
+            `Backup holds ${summary.hosts} host(s), ${summary.machines} machine(s), ${summary.jobs} job(s)`,
+          );
+          await ctx.output({ verified: summary });
+        },
+      },
+    ],
+  });
+}

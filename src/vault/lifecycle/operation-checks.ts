@@ -1,0 +1,82 @@
+import {
+  assertValid,
+  checkDiskLimit,
+  type LifecycleOperation,
+  type Problem,
+  validateFailbackTarget,
+  validateForReprotect,
+  validateRecoverySettings,
+} from '../../domain/index.ts';
+import type { Machine } from '../../domain/model.ts';
+import { HavenError } from '../../errors/index.ts';
+import type { VaultContext } from '../vault-context.ts';
+
+/** Operations that start the machine somewhere else and so need valid recovery settings (SPEC §5). */
+const STARTS_A_MACHINE = new Set<LifecycleOperation>([
+  'test-failover',
+  'failover',
+  'planned-failover',
+  'change-recovery-point',
+]);
+
+/** Pre-failover validation of a machine's recovery settings against its recovery site, every problem at once. */
+export async function recoveryProblems(vault: VaultContext, machine: Machine): Promise<Problem[]> {
+  const recoveryHost = machine.recoveryHostId
+    ? await vault.store.hosts.get(machine.recoveryHostId)
+    : undefined;
+  const site = recoveryHost ? await vault.store.sites.get(recoveryHost.siteId) : undefined;
+  const primaryHost = await vault.store.hosts.get(machine.primaryHostId);
+  const primarySite = primaryHost ? await vault.store.sites.get(primaryHost.siteId) : undefined;
+  const others = (await vault.store.machines.list()).filter((m) => m.id !== machine.id);
+  return validateRecoverySettings(machine, {
+    networkMapping: primarySite?.networkMapping ?? {},
+    ...(site ? { recoveryNetworks: [...new Set(Object.values(primarySite?.networkMapping ?? {}))] } : {}),
+    usedAddresses: others.flatMap((m) =>
+      m.recoverySettings.nics.flatMap((nic) =>
+        nic.ip.mode === 'static' ? [{ address: nic.ip.address, machineId: m.id, machineName: m.name }] : [],
+      ),
+    ),
+  });
+}
+
+/** The checks an operation must pass before its job is queued; each throws a HavenError naming the problem. */
+export function operationCheck(
+  vault: VaultContext,
+  operation: LifecycleOperation,
+  body: Record<string, unknown>,
+): (machine: Machine) => Promise<void> {
+  return async (machine) => {
+    if (STARTS_A_MACHINE.has(operation)) assertValid(await recoveryProblems(vault, machine), machine);
+    if (operation === 'reprotect') assertValid(validateForReprotect(machine), machine);
+    if (operation === 'failback') {
+      assertValid(
+        validateFailbackTarget(machine, (body.alternateHostId as string | undefined) ?? null),
+        machine,
+      );
+    }
+    if (operation === 'enable-replication') {
+      const hostId = String(body.recoveryHostId);
+      const host = (await vault.store.hosts.get(hostId)) ?? (await vault.store.hosts.getByName(hostId));
+      if (!host)
+        throw new HavenError('bad_request', `recoveryHostId: host '${hostId}' does not exist`, {
+          field: 'recoveryHostId',
+        });
+      if (host.id === machine.activeHostId) {
+        throw new HavenError(
+          'bad_request',
+          `recoveryHostId: '${host.name}' is the host machine '${machine.name}' runs on`,
+          {
+            field: 'recoveryHostId',
+          },
+        );
+      }
+      const policyId = String(body.policyId);
+      if (!((await vault.store.policies.get(policyId)) ?? (await vault.store.policies.getByName(policyId)))) {
+        throw new HavenError('bad_request', `policyId: policy '${policyId}' does not exist`, {
+          field: 'policyId',
+        });
+      }
+      checkDiskLimit(host, await vault.store.machines.countProtectedDisks(host.id), machine.disks.length);
+    }
+  };
+}

@@ -1,0 +1,95 @@
+import { randomUUID } from 'node:crypto';
+import { isoNow } from '../../clock/index.ts';
+import { type LifecycleOperation, planTransition, type TransitionOptions } from '../../domain/index.ts';
+import type { Job, Machine } from '../../domain/model.ts';
+import { HavenError, notFound } from '../../errors/index.ts';
+import type { VaultContext } from '../vault-context.ts';
+
+/**
+ * Where each operation's data path comes from. Until the issue that brings it
+ * lands, the vault refuses the operation instead of pretending (issue 2).
+ */
+const DATA_PATH: Record<LifecycleOperation, string> = {
+  'enable-replication': 'initial replication (disk service and replica store, issues 3 and 4)',
+  'disable-replication': 'replication (issue 4)',
+  'test-failover': 'point-in-time views and the QEMU driver (issues 4 and 5)',
+  'cleanup-test-failover': 'the QEMU driver (issue 5)',
+  failover: 'point-in-time views and the QEMU driver (issues 4 and 5)',
+  'planned-failover': 'the sender and the QEMU driver (issues 4 and 5)',
+  failback: 'reverse replication and the QEMU driver (issue 5)',
+  'complete-failover': 'reverse replication and the QEMU driver (issue 5)',
+  'change-recovery-point': 'point-in-time views and the QEMU driver (issues 4 and 5)',
+  commit: 'the replica store (issue 4)',
+  reprotect: 'reverse replication (issue 5)',
+  resync: 'resync (issue 4)',
+};
+
+export interface OperationRequest {
+  machineId: string;
+  operation: LifecycleOperation;
+  options: TransitionOptions & Record<string, unknown>;
+  actor: string;
+  /** Checks that need the vault's state (validation, limits); throw HavenError to refuse. */
+  check?: (machine: Machine) => Promise<void>;
+}
+
+/**
+ * Starts a lifecycle operation: refuses it unless the machine's state allows
+ * it (409 naming the state and the allowed operations), runs the operation's
+ * checks, then moves the machine into the in-progress state with a
+ * compare-and-set and queues the job. The job's settle step moves it on.
+ */
+export async function requestOperation(vault: VaultContext, request: OperationRequest): Promise<Job> {
+  const { store, engine } = vault;
+  const machine = await store.machines.get(request.machineId);
+  if (!machine) throw notFound('machine', request.machineId);
+  const transition = planTransition(machine, request.operation, request.options);
+  await request.check?.(machine);
+  if (!engine.has(request.operation)) {
+    throw new HavenError(
+      'not_available',
+      `${request.operation} is not available yet: it needs ${DATA_PATH[request.operation]}, which this vault does not have. ` +
+        `Machine '${machine.name}' is unchanged (${machine.state}).`,
+      {
+        machineId: machine.id,
+        machineName: machine.name,
+        state: machine.state,
+        operation: request.operation,
+      },
+    );
+  }
+  const jobId = randomUUID();
+  const moved = await store.machines.transition(
+    machine.id,
+    transition.from,
+    transition.via,
+    jobId,
+    isoNow(vault.clock),
+  );
+  if (!moved) {
+    const now = await store.machines.get(machine.id);
+    throw new HavenError(
+      'conflict',
+      `Machine '${machine.name}' changed while ${request.operation} was being requested (now ${now?.state ?? 'deleted'}); try again`,
+      {
+        machineId: machine.id,
+        machineName: machine.name,
+        state: now?.state ?? null,
+        operation: request.operation,
+      },
+    );
+  }
+  try {
+    return await engine.submit({
+      id: jobId,
+      kind: request.operation,
+      targetType: 'machine',
+      targetId: machine.id,
+      input: { ...request.options, machineId: machine.id, transition },
+      createdBy: request.actor,
+    });
+  } catch (error) {
+    await store.machines.transition(machine.id, transition.via, transition.from, null, isoNow(vault.clock));
+    throw error;
+  }
+}

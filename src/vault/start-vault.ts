@@ -1,0 +1,180 @@
+import { randomUUID } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { serve } from '@hono/node-server';
+import { createApi } from '../api/create-api.ts';
+import { allRoutes } from '../api/routes/index.ts';
+import { API_TOKEN_PREFIX, hashSecret, newSecret } from '../api/token-secret.ts';
+import { type Clock, isoNow, systemClock } from '../clock/index.ts';
+import { ControlServer } from '../control/control-server.ts';
+import { generateVaultIdentity, type VaultIdentity } from '../control/vault-identity.ts';
+import { AUTOMATIC_FAILBACK_POLICY, DEFAULT_POLICY } from '../domain/index.ts';
+import { JobEngine } from '../jobs/index.ts';
+import { openStore, type Store } from '../store/index.ts';
+import { watchHosts } from './host-monitor.ts';
+import { vaultBackupJob } from './jobs/vault-backup-job.ts';
+import type { VaultContext } from './vault-context.ts';
+import { HAVEN_VERSION } from './version.ts';
+
+export interface VaultOptions {
+  dataDir: string;
+  /** HTTP API/portal address; port 0 picks a free one. */
+  host?: string;
+  port?: number;
+  /** Control channel address for hosts (SPEC §6: ASR's 443). */
+  controlHost?: string;
+  controlPort?: number;
+  /** PostgreSQL URL; default a SQLite file in dataDir. */
+  databaseUrl?: string;
+  clock?: Clock;
+  heartbeatIntervalMs?: number;
+  missedHeartbeats?: number;
+  jobLeaseMs?: number;
+  jobPollMs?: number;
+  /** Names and addresses hosts use to reach the vault (go into its certificate). */
+  hostNames?: string[];
+}
+
+export interface RunningVault {
+  url: string;
+  controlAddress: string;
+  fingerprint: string;
+  /** The admin token, when this start created it (first start). */
+  adminToken: string | null;
+  context: VaultContext;
+  stop(): Promise<void>;
+}
+
+const IDENTITY_KEY = 'vault.identity';
+
+/**
+ * Starts a vault: state store, identity, built-in policies, the first admin
+ * token, the job engine, the control channel for hosts and the REST API.
+ */
+export async function startVault(options: VaultOptions): Promise<RunningVault> {
+  const clock = options.clock ?? systemClock;
+  await mkdir(options.dataDir, { recursive: true });
+  const store = await openStore({
+    dataDir: options.dataDir,
+    ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
+  });
+  try {
+    const identity = await loadIdentity(store, options.hostNames ?? []);
+    await seedPolicies(store, clock);
+    const adminToken = await ensureAdminToken(store, clock, options.dataDir);
+
+    let context: VaultContext | null = null;
+    const engine = new JobEngine({
+      store,
+      clock,
+      definitions: [vaultBackupJob(() => context!)],
+      ...(options.jobLeaseMs ? { leaseMs: options.jobLeaseMs } : {}),
+      ...(options.jobPollMs ? { pollMs: options.jobPollMs } : {}),
+    });
+
+    const control = new ControlServer({
+      keyPem: identity.keyPem,
+      certPem: identity.certPem,
+      credentialHash: (hostId) => store.hosts.credentialHash(hostId),
+      events: watchHosts(store, clock),
+      ...(options.heartbeatIntervalMs ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
+      ...(options.missedHeartbeats ? { missedHeartbeats: options.missedHeartbeats } : {}),
+    });
+    const controlBound = await control.listen({
+      host: options.controlHost ?? '127.0.0.1',
+      port: options.controlPort ?? 0,
+    });
+    const controlAddress = `${controlBound.host}:${controlBound.port}`;
+    // Hosts enrolled earlier must check in; those that do not become unreachable.
+    for (const host of await store.hosts.list()) control.expectHost(host.id);
+
+    context = {
+      store,
+      engine,
+      clock,
+      version: HAVEN_VERSION,
+      dataDir: options.dataDir,
+      hosts: {
+        isConnected: (hostId) => control.isConnected(hostId),
+        call: async <T>(hostId: string, method: string, params?: unknown, o?: { timeoutMs?: number }) =>
+          (await control.call(
+            hostId,
+            method,
+            params ?? {},
+            o?.timeoutMs ? { timeoutMs: o.timeoutMs } : {},
+          )) as T,
+      },
+      controlEndpoint: () => ({ controlAddress, vaultFingerprint: identity.fingerprint }),
+    };
+    engine.start();
+
+    const app = createApi({ store, routes: allRoutes(context), version: HAVEN_VERSION });
+    const server = await new Promise<Server>((resolve) => {
+      const s = serve(
+        { fetch: app.fetch, hostname: options.host ?? '127.0.0.1', port: options.port ?? 8440 },
+        () => resolve(s as Server),
+      );
+    });
+    const address = server.address() as AddressInfo;
+    const url = `http://${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`;
+    await writeFile(
+      join(options.dataDir, 'vault.json'),
+      `${JSON.stringify({ url, controlAddress, fingerprint: identity.fingerprint }, null, 2)}\n`,
+    );
+
+    return {
+      url,
+      controlAddress,
+      fingerprint: identity.fingerprint,
+      adminToken,
+      context,
+      stop: async () => {
+        server.closeAllConnections?.();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await control.close();
+        await engine.stop();
+        await store.close();
+      },
+    };
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+}
+
+/** The identity lives in the database so a restored backup is the same vault to its hosts. */
+async function loadIdentity(store: Store, hostNames: string[]): Promise<VaultIdentity> {
+  const stored = await store.settings.get(IDENTITY_KEY);
+  if (stored) return JSON.parse(stored) as VaultIdentity;
+  const identity = await generateVaultIdentity({ hostNames });
+  await store.settings.set(IDENTITY_KEY, JSON.stringify(identity));
+  return identity;
+}
+
+async function seedPolicies(store: Store, clock: Clock): Promise<void> {
+  const now = isoNow(clock);
+  if (!(await store.policies.get(AUTOMATIC_FAILBACK_POLICY.id))) {
+    await store.policies.create({ ...AUTOMATIC_FAILBACK_POLICY, createdAt: now });
+  }
+  if ((await store.policies.list()).filter((p) => !p.builtIn).length === 0) {
+    await store.policies.create({ ...DEFAULT_POLICY, id: randomUUID(), createdAt: now });
+  }
+}
+
+/** First start: create an admin token and leave it in DATA/admin.token (0600) for the operator. */
+async function ensureAdminToken(store: Store, clock: Clock, dataDir: string): Promise<string | null> {
+  if ((await store.tokens.countByRole('admin')) > 0) return null;
+  const secret = newSecret(API_TOKEN_PREFIX);
+  await store.tokens.create({
+    id: randomUUID(),
+    name: 'admin',
+    role: 'admin',
+    createdAt: isoNow(clock),
+    lastUsedAt: null,
+    secretHash: hashSecret(secret),
+  });
+  await writeFile(join(dataDir, 'admin.token'), `${secret}\n`, { mode: 0o600 });
+  return secret;
+}

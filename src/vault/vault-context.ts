@@ -1,0 +1,26 @@
+import type { Clock } from '../clock/index.ts';
+import type { JobEngine } from '../jobs/index.ts';
+import type { Store } from '../store/index.ts';
+
+/** What the vault knows about reaching its hosts (the control channel, seen from the API). */
+export interface HostGateway {
+  isConnected(hostId: string): boolean;
+  call<T = unknown>(
+    hostId: string,
+    method: string,
+    params?: unknown,
+    options?: { timeoutMs?: number },
+  ): Promise<T>;
+}
+
+/** Everything the vault's API handlers and job definitions share. */
+export interface VaultContext {
+  store: Store;
+  engine: JobEngine;
+  clock: Clock;
+  hosts: HostGateway;
+  version: string;
+  dataDir: string;
+  /** What a host needs to open its control channel after enrolling. */
+  controlEndpoint(): { controlAddress: string; vaultFingerprint: string };
+}

@@ -1,0 +1,130 @@
+import { crc32 } from 'node:zlib';
+
+/**
+ * On-disk record format of the write journal (little-endian):
+ *
+ *   0  u32 magic 'HVJ1'        24 u64 offset
+ *   4  u8  kind, 3 reserved    32 u64 length (bytes of the disk covered)
+ *   8  u64 sequence            40 u32 data length
+ *   16 u64 time (ms)           44 u32 crc32 over bytes 0..43 and the data
+ *
+ * followed by the data: the bytes written for `write`, a JSON marker for
+ * `marker`, nothing for the others. The checksum lets recovery tell a torn
+ * tail from a complete record.
+ */
+export const RECORD_MAGIC = 0x314a5648;
+export const HEADER_SIZE = 48;
+
+export type RecordKind = 'write' | 'trim' | 'zero' | 'flush' | 'marker';
+
+const kindCodes: Record<RecordKind, number> = { write: 1, trim: 2, zero: 3, flush: 4, marker: 5 };
+const kindsByCode: readonly (RecordKind | undefined)[] = [
+  undefined,
+  'write',
+  'trim',
+  'zero',
+  'flush',
+  'marker',
+];
+
+export type MarkerType = 'app-consistent' | 'group' | 'resync';
+
+export interface Marker {
+  /** app-consistent: one machine's application quiesced; group: a multi-machine point; resync: journal resumed after bitmap mode. */
+  type: MarkerType;
+  id: string;
+  label?: string;
+}
+
+export interface JournalRecord {
+  seq: number;
+  timeMs: number;
+  kind: RecordKind;
+  offset: number;
+  length: number;
+  /** The written bytes, for `write` records. */
+  data?: Buffer;
+  marker?: Marker;
+}
+
+const TWO_32 = 2 ** 32;
+
+function writeU64(buf: Buffer, value: number, at: number): void {
+  buf.writeUInt32LE(value % TWO_32, at);
+  buf.writeUInt32LE(Math.floor(value / TWO_32), at + 4);
+}
+
+function readU64(buf: Buffer, at: number): number {
+  return buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * TWO_32;
+}
+
+/** Encodes a record as [header, data?] so the data is written without a copy. */
+export function encodeRecord(record: JournalRecord): Buffer[] {
+  const payload =
+    record.kind === 'write'
+      ? (record.data ?? Buffer.alloc(0))
+      : record.kind === 'marker'
+        ? Buffer.from(JSON.stringify(record.marker ?? null))
+        : Buffer.alloc(0);
+  const header = Buffer.allocUnsafe(HEADER_SIZE);
+  header.writeUInt32LE(RECORD_MAGIC, 0);
+  header.writeUInt32LE(kindCodes[record.kind], 4);
+  writeU64(header, record.seq, 8);
+  writeU64(header, record.timeMs, 16);
+  writeU64(header, record.offset, 24);
+  writeU64(header, record.length, 32);
+  header.writeUInt32LE(payload.length, 40);
+  header.writeUInt32LE(crc32(payload, crc32(header.subarray(0, 44))), 44);
+  return payload.length > 0 ? [header, payload] : [header];
+}
+
+export function recordSize(record: Pick<JournalRecord, 'kind' | 'data'>, markerBytes = 0): number {
+  return HEADER_SIZE + (record.kind === 'write' ? (record.data?.length ?? 0) : markerBytes);
+}
+
+export interface RecordHeader {
+  kind: RecordKind;
+  seq: number;
+  timeMs: number;
+  offset: number;
+  length: number;
+  dataLength: number;
+  crc: number;
+}
+
+/** Parses a header; returns null when it is not a well-formed header. */
+export function parseHeader(buf: Buffer): RecordHeader | null {
+  if (buf.length < HEADER_SIZE || buf.readUInt32LE(0) !== RECORD_MAGIC) return null;
+  const kind = kindsByCode[buf.readUInt32LE(4)];
+  if (kind === undefined) return null;
+  return {
+    kind,
+    seq: readU64(buf, 8),
+    timeMs: readU64(buf, 16),
+    offset: readU64(buf, 24),
+    length: readU64(buf, 32),
+    dataLength: buf.readUInt32LE(40),
+    crc: buf.readUInt32LE(44),
+  };
+}
+
+/** Checks the checksum and decodes; returns null when header and data do not match. */
+export function decodeRecord(headerBytes: Buffer, header: RecordHeader, data: Buffer): JournalRecord | null {
+  if (crc32(data, crc32(headerBytes.subarray(0, 44))) !== header.crc) return null;
+  const record: JournalRecord = {
+    seq: header.seq,
+    timeMs: header.timeMs,
+    kind: header.kind,
+    offset: header.offset,
+    length: header.length,
+  };
+  if (header.kind === 'write') record.data = data;
+  if (header.kind === 'marker') {
+    try {
+      record.marker = JSON.parse(data.toString('utf8')) as Marker;
+    } catch {
+      return null;
+    }
+  }
+  return record;
+}

@@ -1,0 +1,47 @@
+import { readFile } from 'node:fs/promises';
+import { HavenError } from '../errors/index.ts';
+import { writeFileAtomic } from './atomic-file.ts';
+
+/** What the journal must remember across restarts beside its segments. */
+export interface JournalState {
+  /** Every record up to this sequence has been durably stored by the consumer. */
+  consumedSeq: number;
+  /** `bitmap` once the journal overflowed, until a resync begins. */
+  mode: 'journal' | 'bitmap';
+  /** Last sequence journaled before the latest overflow. */
+  overflowSeq: number | null;
+  /** Counts overflows, so a resync plan made before a new overflow is refused. */
+  overflowCount: number;
+}
+
+export const initialJournalState: JournalState = {
+  consumedSeq: 0,
+  mode: 'journal',
+  overflowSeq: null,
+  overflowCount: 0,
+};
+
+export async function readJournalState(path: string): Promise<JournalState> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { ...initialJournalState };
+    throw e;
+  }
+  try {
+    const parsed = JSON.parse(text) as Partial<JournalState>;
+    if (typeof parsed.consumedSeq !== 'number' || (parsed.mode !== 'journal' && parsed.mode !== 'bitmap')) {
+      throw new Error('missing fields');
+    }
+    return { ...initialJournalState, ...parsed };
+  } catch (e) {
+    throw new HavenError('internal', `journal state file '${path}' is unreadable: ${(e as Error).message}`, {
+      path,
+    });
+  }
+}
+
+export function writeJournalState(path: string, state: JournalState): Promise<void> {
+  return writeFileAtomic(path, `${JSON.stringify(state)}\n`);
+}

@@ -1,0 +1,707 @@
+import { type FileHandle, mkdir, open, readdir, readFile, truncate, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HavenError } from '../errors/index.ts';
+import { syncDirectory } from './atomic-file.ts';
+import { DirtyBitmap, type Region } from './dirty-bitmap.ts';
+import { type FileSync, realFileSync } from './file-sync.ts';
+import { GroupCommit } from './group-commit.ts';
+import {
+  decodeRecord,
+  encodeRecord,
+  HEADER_SIZE,
+  type JournalRecord,
+  type Marker,
+  parseHeader,
+  type RecordKind,
+} from './journal-record.ts';
+import { type JournalState, readJournalState, writeJournalState } from './journal-state.ts';
+import { scanSegment } from './segment-scan.ts';
+
+const SEGMENT_NAME = /^journal-(\d{16})\.seg$/;
+const MAX_IOV = 1024;
+
+function segmentName(firstSeq: number): string {
+  return `journal-${String(firstSeq).padStart(16, '0')}.seg`;
+}
+
+export interface WriteJournalOptions {
+  /** Size of the disk whose writes are journaled (bounds offsets, sizes the dirty bitmap). */
+  diskSize: number;
+  /** Bytes the journal's segments may hold before it falls back to the dirty bitmap. */
+  capacityBytes: number;
+  /** Size at which a new segment file is started; whole segments are freed by `trimThrough`. */
+  segmentBytes?: number;
+  /** Granularity of the dirty bitmap (default 64 KiB). */
+  regionSize?: number;
+  fileSync?: FileSync;
+  now?: () => number;
+}
+
+export interface JournalStatus {
+  mode: 'journal' | 'bitmap';
+  /** Sequence the next record will get. */
+  nextSeq: number;
+  /** Every record up to here is written to the segment files (survives a process crash). */
+  writtenSeq: number;
+  /** Every record up to here is synced (survives a power loss). */
+  durableSeq: number;
+  consumedSeq: number;
+  /** Oldest sequence still readable. */
+  firstSeq: number;
+  usedBytes: number;
+  capacityBytes: number;
+  resyncRequired: boolean;
+  overflowSeq: number | null;
+}
+
+/** Handed out by `beginResync`: copy these regions from the disk, then `completeResync(plan)`. */
+export interface ResyncPlan {
+  id: number;
+  regions: Region[];
+  /** Sequence of the resync marker; records from here on are journaled again. */
+  resumeSeq: number;
+}
+
+class Segment {
+  readonly firstSeq: number;
+  readonly path: string;
+  /** Bytes assigned to records (written or queued). */
+  size: number;
+  lastSeq: number;
+  fh: FileHandle | null = null;
+  unsynced = false;
+  pendingWrites = 0;
+  retired = false;
+  deleted = false;
+  #opening: Promise<FileHandle> | null = null;
+  readonly #isNew: boolean;
+
+  constructor(dir: string, firstSeq: number, size: number, lastSeq: number, isNew: boolean) {
+    this.firstSeq = firstSeq;
+    this.path = join(dir, segmentName(firstSeq));
+    this.size = size;
+    this.lastSeq = lastSeq;
+    this.#isNew = isNew;
+  }
+
+  handle(onOpen: (s: Segment) => void): Promise<FileHandle> {
+    this.#opening ??= open(this.path, this.#isNew ? 'w+' : 'r+').then((fh) => {
+      this.fh = fh;
+      onOpen(this);
+      return fh;
+    });
+    return this.#opening;
+  }
+}
+
+interface Appended {
+  seq: number;
+  timeMs: number;
+  /** Resolves once the record is in the segment file. */
+  written: Promise<void>;
+}
+
+interface WriteItem {
+  segment: Segment;
+  buffers: Buffer[];
+  position: number;
+  bytes: number;
+  seq: number;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+async function writevFully(fh: FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  let pending = buffers;
+  let at = position;
+  for (;;) {
+    const total = pending.reduce((n, b) => n + b.length, 0);
+    const { bytesWritten } = await fh.writev(pending, at);
+    if (bytesWritten >= total) return;
+    at += bytesWritten;
+    let skip = bytesWritten;
+    const rest: Buffer[] = [];
+    for (const b of pending) {
+      if (skip >= b.length) skip -= b.length;
+      else {
+        rest.push(skip > 0 ? b.subarray(skip) : b);
+        skip = 0;
+      }
+    }
+    pending = rest;
+  }
+}
+
+function checkedInt(name: string, value: number, max: number): void {
+  if (!Number.isSafeInteger(value) || value < 0 || value > max) {
+    throw new HavenError('bad_request', `${name} ${value} is not an integer between 0 and ${max}`, {
+      field: name,
+      value,
+    });
+  }
+}
+
+/**
+ * The disk service's write journal: an append-only log, in segment files, of
+ * every write, trim, write-zeroes, flush (crash-consistent boundary) and marker
+ * (app-consistent or group point), each with a sequence number, time and
+ * checksum. Appends are written in sequence order; `flush` makes them durable
+ * with one shared fdatasync for concurrent callers. Bounded: past
+ * `capacityBytes` it records writes only as dirty regions in a persisted
+ * bitmap and reports that a resync is required.
+ *
+ * Sequence numbers are assigned synchronously when a record* method is called,
+ * so callers that must order operations can rely on call order.
+ */
+export class WriteJournal {
+  readonly dir: string;
+  readonly diskSize: number;
+  readonly capacityBytes: number;
+  readonly segmentBytes: number;
+  readonly regionSize: number;
+
+  #segments: Segment[];
+  #active: Segment | null;
+  readonly #open = new Set<Segment>();
+  #nextSeq: number;
+  #writtenSeq: number;
+  #durableSeq: number;
+  #usedBytes: number;
+  readonly #state: JournalState;
+  readonly #statePath: string;
+  #stateChain: Promise<void> = Promise.resolve();
+  readonly #bitmap: DirtyBitmap;
+  readonly #fileSync: FileSync;
+  readonly #now: () => number;
+  readonly #queue: WriteItem[] = [];
+  #draining = false;
+  #lastWrite: Promise<void> = Promise.resolve();
+  #dirDirty = false;
+  #failed: unknown = null;
+  #closed = false;
+  readonly #commit: GroupCommit;
+
+  private constructor(
+    dir: string,
+    options: Required<Omit<WriteJournalOptions, 'now' | 'fileSync'>>,
+    fileSync: FileSync,
+    now: () => number,
+    segments: Segment[],
+    nextSeq: number,
+    state: JournalState,
+    bitmap: DirtyBitmap,
+  ) {
+    this.dir = dir;
+    this.diskSize = options.diskSize;
+    this.capacityBytes = options.capacityBytes;
+    this.segmentBytes = options.segmentBytes;
+    this.regionSize = options.regionSize;
+    this.#fileSync = fileSync;
+    this.#now = now;
+    this.#segments = segments;
+    const last = segments.at(-1);
+    this.#active = last !== undefined && last.size < this.segmentBytes ? last : null;
+    this.#nextSeq = nextSeq;
+    this.#writtenSeq = nextSeq - 1;
+    this.#durableSeq = nextSeq - 1;
+    this.#usedBytes = segments.reduce((n, s) => n + s.size, 0);
+    this.#state = state;
+    this.#statePath = join(dir, 'state.json');
+    this.#bitmap = bitmap;
+    this.#commit = new GroupCommit(() => this.#doSync());
+  }
+
+  /** Opens (or creates) the journal in `dir`, recovering from a crash: a torn tail is cut off, corruption elsewhere is an error. */
+  static async open(dir: string, options: WriteJournalOptions): Promise<WriteJournal> {
+    checkedInt('diskSize', options.diskSize, Number.MAX_SAFE_INTEGER);
+    checkedInt('capacityBytes', options.capacityBytes, Number.MAX_SAFE_INTEGER);
+    const regionSize = options.regionSize ?? 65536;
+    const segmentBytes =
+      options.segmentBytes ?? Math.min(64 << 20, Math.max(1 << 20, Math.floor(options.capacityBytes / 8)));
+    const fileSync = options.fileSync ?? realFileSync;
+    await mkdir(dir, { recursive: true });
+    const state = await readJournalState(join(dir, 'state.json'));
+
+    let found = (await readdir(dir))
+      .map((name) => ({ name, match: SEGMENT_NAME.exec(name) }))
+      .filter((f) => f.match !== null)
+      .map((f) => ({ name: f.name, firstSeq: Number(f.match?.[1]) }))
+      .sort((a, b) => a.firstSeq - b.firstSeq);
+    // Segments the consumer already stored may survive a crash during trimming.
+    while (found.length >= 2 && (found[1]?.firstSeq ?? 0) - 1 <= state.consumedSeq) {
+      await unlink(join(dir, found[0]?.name ?? ''));
+      found = found.slice(1);
+    }
+
+    const segments: Segment[] = [];
+    let expected = found[0]?.firstSeq ?? state.consumedSeq + 1;
+    if (expected > state.consumedSeq + 1) {
+      throw new HavenError(
+        'internal',
+        `write journal '${dir}' is missing records ${state.consumedSeq + 1} to ${expected - 1}: ` +
+          'they were neither consumed nor found in a segment',
+        { kind: 'journal_corrupt', dir, consumedSeq: state.consumedSeq, firstSeq: expected },
+      );
+    }
+    for (const [i, f] of found.entries()) {
+      const path = join(dir, f.name);
+      if (f.firstSeq !== expected) {
+        throw new HavenError(
+          'internal',
+          `write journal segment '${path}' starts at sequence ${f.firstSeq} but ${expected} was expected: a segment is missing`,
+          { kind: 'journal_corrupt', segment: path, expected },
+        );
+      }
+      const isLast = i === found.length - 1;
+      const scan = scanSegment(path, await readFile(path), f.firstSeq, isLast);
+      if (scan.torn) {
+        await truncate(path, scan.validBytes);
+      }
+      expected = scan.lastSeq + 1;
+      if (scan.records === 0) {
+        await unlink(path);
+        continue;
+      }
+      segments.push(new Segment(dir, f.firstSeq, scan.validBytes, scan.lastSeq, false));
+    }
+    // Recovered bytes may still be only in the page cache of a process that died.
+    const last = segments.at(-1);
+    if (last !== undefined) {
+      const fh = await open(last.path, 'r+');
+      try {
+        await fileSync.datasync(fh);
+      } finally {
+        await fh.close();
+      }
+    }
+    const bitmap = await DirtyBitmap.open(join(dir, 'dirty.bitmap'), options.diskSize, regionSize, fileSync);
+    return new WriteJournal(
+      dir,
+      { diskSize: options.diskSize, capacityBytes: options.capacityBytes, segmentBytes, regionSize },
+      fileSync,
+      options.now ?? Date.now,
+      segments,
+      Math.max(expected, state.consumedSeq + 1),
+      state,
+      bitmap,
+    );
+  }
+
+  get status(): JournalStatus {
+    return {
+      mode: this.#state.mode,
+      nextSeq: this.#nextSeq,
+      writtenSeq: this.#writtenSeq,
+      durableSeq: this.#durableSeq,
+      consumedSeq: this.#state.consumedSeq,
+      firstSeq: this.#segments[0]?.firstSeq ?? this.#nextSeq,
+      usedBytes: this.#usedBytes,
+      capacityBytes: this.capacityBytes,
+      resyncRequired: this.resyncRequired,
+      overflowSeq: this.#state.overflowSeq,
+    };
+  }
+
+  get mode(): 'journal' | 'bitmap' {
+    return this.#state.mode;
+  }
+
+  /** True once the journal overflowed, until every dirty region has been resynced. */
+  get resyncRequired(): boolean {
+    return this.#state.mode === 'bitmap' || this.#bitmap.anyDirty;
+  }
+
+  /** Regions written while the journal was full (merged, region-aligned byte ranges). */
+  dirtyRegions(): Region[] {
+    return this.#bitmap.regions();
+  }
+
+  /**
+   * Records a write. Resolves with its sequence once the record is written to
+   * the journal file, or with null in bitmap mode once its region is durably
+   * marked dirty. `data` must not change until then.
+   */
+  recordWrite(offset: number, data: Buffer): Promise<number | null> {
+    return this.#record('write', offset, data.length, data);
+  }
+
+  recordTrim(offset: number, length: number): Promise<number | null> {
+    return this.#record('trim', offset, length);
+  }
+
+  recordZero(offset: number, length: number): Promise<number | null> {
+    return this.#record('zero', offset, length);
+  }
+
+  /**
+   * Appends a flush record (a crash-consistent boundary) and resolves, with its
+   * sequence, once every record so far is durable. Concurrent flushes share one
+   * fdatasync. In bitmap mode no record is added and it resolves with null.
+   */
+  async flush(): Promise<number | null> {
+    const appended = this.#append('flush', 0, 0);
+    if (appended !== null) await appended.written;
+    await this.#commit.sync();
+    return appended?.seq ?? null;
+  }
+
+  /** Makes every record written so far durable, without adding a record (for FUA writes). */
+  sync(): Promise<void> {
+    this.#checkUsable();
+    return this.#commit.sync();
+  }
+
+  /** Inserts a marker and resolves with its record once it is durable. */
+  async addMarker(marker: Marker): Promise<JournalRecord> {
+    const types: readonly string[] = ['app-consistent', 'group', 'resync'];
+    if (!types.includes(marker.type) || typeof marker.id !== 'string' || marker.id.length === 0) {
+      throw new HavenError(
+        'validation_failed',
+        `marker needs a type (${types.join(', ')}) and a non-empty id`,
+        {
+          field: 'marker',
+        },
+      );
+    }
+    if (marker.id.length > 256 || (marker.label?.length ?? 0) > 4096) {
+      throw new HavenError('validation_failed', 'marker id is limited to 256 and label to 4096 characters', {
+        field: 'marker',
+      });
+    }
+    const clean: Marker = {
+      type: marker.type,
+      id: marker.id,
+      ...(marker.label === undefined ? {} : { label: marker.label }),
+    };
+    const appended = this.#append('marker', 0, 0, undefined, clean);
+    if (appended === null) {
+      throw new HavenError(
+        'operation_not_allowed',
+        `write journal '${this.dir}' is full and recording dirty regions only; a marker can be added again after a resync`,
+        { mode: 'bitmap', allowed: ['beginResync'] },
+      );
+    }
+    await appended.written;
+    await this.#commit.sync();
+    return {
+      seq: appended.seq,
+      timeMs: appended.timeMs,
+      kind: 'marker',
+      offset: 0,
+      length: 0,
+      marker: clean,
+    };
+  }
+
+  /** Records from `fromSeq` (default: the first not consumed) up to those written when called. */
+  async *records(fromSeq = this.#state.consumedSeq + 1): AsyncGenerator<JournalRecord> {
+    const until = this.#writtenSeq;
+    const oldest = this.#segments[0]?.firstSeq ?? this.#nextSeq;
+    if (fromSeq < oldest && fromSeq <= until) {
+      throw new HavenError(
+        'conflict',
+        `write journal '${this.dir}' no longer holds record ${fromSeq}: records before ${oldest} were trimmed`,
+        { fromSeq, firstSeq: oldest },
+      );
+    }
+    const segments = this.#segments.filter((s) => s.lastSeq >= fromSeq && s.firstSeq <= until);
+    for (const segment of segments) {
+      for await (const record of readSegment(segment.path, segment.firstSeq, until)) {
+        if (record.seq >= fromSeq) yield record;
+      }
+    }
+  }
+
+  /**
+   * The consumer has durably stored every record through `seq`: remember that,
+   * and delete the segments holding only such records.
+   */
+  async trimThrough(seq: number): Promise<void> {
+    this.#checkUsable();
+    checkedInt('seq', seq, this.#writtenSeq);
+    if (seq <= this.#state.consumedSeq) return;
+    this.#state.consumedSeq = seq;
+    await this.#saveState();
+    const active = this.#active;
+    if (active !== null && active.size > 0 && active.lastSeq <= seq) {
+      active.retired = true;
+      this.#active = null;
+    }
+    const keep: Segment[] = [];
+    let deleted = false;
+    for (const segment of this.#segments) {
+      if (segment === this.#active || segment.lastSeq > seq) {
+        keep.push(segment);
+        continue;
+      }
+      segment.deleted = true;
+      segment.retired = true;
+      deleted = true;
+      this.#usedBytes -= segment.size;
+      await unlink(segment.path).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e;
+      });
+    }
+    this.#segments = keep;
+    // The sync pass closes handles of deleted segments once their writes are done.
+    if (deleted) await this.#commit.sync();
+  }
+
+  /**
+   * Starts a resync after an overflow: journaling resumes (there must be room
+   * again, so trim first) and the regions dirty so far are returned. Copy their
+   * current contents from the disk, then call `completeResync(plan)`. Records
+   * from `plan.resumeSeq` on must be applied after the copied regions; replaying
+   * them over data that already holds them is harmless.
+   */
+  async beginResync(): Promise<ResyncPlan> {
+    this.#checkUsable();
+    if (!this.resyncRequired) {
+      throw new HavenError('conflict', `write journal '${this.dir}' needs no resync`, {
+        mode: this.#state.mode,
+      });
+    }
+    const headroom = Math.min(this.segmentBytes, Math.floor(this.capacityBytes / 4));
+    if (this.#usedBytes + headroom > this.capacityBytes) {
+      throw new HavenError(
+        'conflict',
+        `write journal '${this.dir}' is still full (${this.#usedBytes} of ${this.capacityBytes} bytes): ` +
+          'trim consumed records before resuming',
+        { usedBytes: this.#usedBytes, capacityBytes: this.capacityBytes },
+      );
+    }
+    const regions = this.#bitmap.regions();
+    this.#state.mode = 'journal';
+    const id = this.#state.overflowCount;
+    const saved = this.#saveState();
+    const marker = await this.addMarker({ type: 'resync', id: `resync-${id}` });
+    await saved;
+    return { id, regions, resumeSeq: marker.seq };
+  }
+
+  /** Marks regions dirty (durable on return): used by recovery for writes it cannot replay. */
+  async markDirty(regions: readonly Region[]): Promise<void> {
+    this.#checkUsable();
+    for (const r of regions) await this.#bitmap.markDirty(r.offset, r.length);
+  }
+
+  /** The given regions of a resync plan have been copied: forget them (durably). */
+  async clearResync(id: number, regions: readonly Region[]): Promise<void> {
+    this.#checkUsable();
+    if (this.#state.mode === 'bitmap' || this.#state.overflowCount !== id) {
+      throw new HavenError(
+        'conflict',
+        `resync ${id} of write journal '${this.dir}' is stale: the journal overflowed again; begin a new resync`,
+        { id, overflowCount: this.#state.overflowCount, mode: this.#state.mode },
+      );
+    }
+    await this.#bitmap.clear(regions);
+  }
+
+  completeResync(plan: ResyncPlan): Promise<void> {
+    return this.clearResync(plan.id, plan.regions);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#lastWrite;
+    if (this.#failed === null) await this.#commit.sync();
+    await this.#commit.idle();
+    for (const segment of this.#open) await segment.fh?.close();
+    this.#open.clear();
+    await this.#stateChain;
+    await this.#bitmap.close();
+  }
+
+  #checkUsable(): void {
+    if (this.#closed) {
+      throw new HavenError('operation_not_allowed', `write journal '${this.dir}' is closed`, {
+        dir: this.dir,
+      });
+    }
+    if (this.#failed !== null) {
+      throw new HavenError(
+        'internal',
+        `write journal '${this.dir}' failed to write (${String(this.#failed)}); reopen it to recover`,
+        { dir: this.dir },
+      );
+    }
+  }
+
+  #record(kind: RecordKind, offset: number, length: number, data?: Buffer): Promise<number | null> {
+    let appended: Appended | null;
+    try {
+      checkedInt('offset', offset, this.diskSize);
+      checkedInt('length', length, this.diskSize - offset);
+      appended = this.#append(kind, offset, length, data);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (appended === null) return this.#bitmap.markDirty(offset, length).then(() => null);
+    const { seq } = appended;
+    return appended.written.then(() => seq);
+  }
+
+  /** Assigns the next sequence and queues the record; null when in (or entering) bitmap mode. */
+  #append(kind: RecordKind, offset: number, length: number, data?: Buffer, marker?: Marker): Appended | null {
+    this.#checkUsable();
+    if (this.#state.mode === 'bitmap') return null;
+    const timeMs = this.#now();
+    const seq = this.#nextSeq;
+    const buffers = encodeRecord({ seq, timeMs, kind, offset, length, data, marker });
+    const bytes = buffers.reduce((n, b) => n + b.length, 0);
+    if (this.#usedBytes + bytes > this.capacityBytes) {
+      this.#state.mode = 'bitmap';
+      this.#state.overflowSeq = seq - 1;
+      this.#state.overflowCount++;
+      void this.#saveState().catch(() => {});
+      return null;
+    }
+    this.#nextSeq++;
+    let segment = this.#active;
+    if (segment === null || (segment.size > 0 && segment.size + bytes > this.segmentBytes)) {
+      if (segment !== null) segment.retired = true;
+      segment = new Segment(this.dir, seq, 0, seq - 1, true);
+      this.#segments.push(segment);
+      this.#active = segment;
+      this.#dirDirty = true;
+    }
+    const position = segment.size;
+    segment.size += bytes;
+    segment.lastSeq = seq;
+    segment.pendingWrites++;
+    this.#usedBytes += bytes;
+    const written = new Promise<void>((resolve, reject) => {
+      this.#queue.push({ segment, buffers, position, bytes, seq, resolve, reject });
+    });
+    this.#lastWrite = written.then(
+      () => {},
+      () => {},
+    );
+    if (!this.#draining) void this.#drain();
+    return { seq, timeMs, written };
+  }
+
+  /** Writes queued records in order, coalescing neighbours into one writev. */
+  async #drain(): Promise<void> {
+    this.#draining = true;
+    while (this.#queue.length > 0) {
+      const first = this.#queue[0] as WriteItem;
+      const batch: WriteItem[] = [];
+      const buffers: Buffer[] = [];
+      let end = first.position;
+      for (let next = this.#queue[0]; next !== undefined; next = this.#queue[0]) {
+        if (next.segment !== first.segment || next.position !== end) break;
+        if (buffers.length + next.buffers.length > MAX_IOV) break;
+        this.#queue.shift();
+        batch.push(next);
+        buffers.push(...next.buffers);
+        end += next.bytes;
+      }
+      try {
+        if (this.#failed !== null) throw this.#failed;
+        const fh = await first.segment.handle((s) => this.#open.add(s));
+        await writevFully(fh, buffers, first.position);
+        first.segment.unsynced = true;
+        this.#writtenSeq = (batch.at(-1) as WriteItem).seq;
+        for (const item of batch) {
+          item.segment.pendingWrites--;
+          item.resolve();
+        }
+      } catch (e) {
+        this.#failed ??= e;
+        for (const item of batch) {
+          item.segment.pendingWrites--;
+          item.reject(e);
+        }
+      }
+    }
+    this.#draining = false;
+  }
+
+  async #doSync(): Promise<void> {
+    await this.#lastWrite;
+    if (this.#failed !== null) throw this.#failed;
+    const target = this.#writtenSeq;
+    if (this.#dirDirty) {
+      this.#dirDirty = false;
+      await syncDirectory(this.dir);
+    }
+    for (const segment of [...this.#open]) {
+      if (segment.unsynced && !segment.deleted && segment.fh !== null) {
+        segment.unsynced = false;
+        await this.#fileSync.datasync(segment.fh);
+      }
+      if (segment.retired && segment.pendingWrites === 0 && !segment.unsynced) {
+        this.#open.delete(segment);
+        await segment.fh?.close();
+      }
+    }
+    this.#durableSeq = Math.max(this.#durableSeq, target);
+  }
+
+  #saveState(): Promise<void> {
+    const snapshot = { ...this.#state };
+    const next = this.#stateChain.then(() => writeJournalState(this.#statePath, snapshot));
+    this.#stateChain = next.catch(() => {});
+    return next;
+  }
+}
+
+/** Reads a segment's records in order with large sequential reads, checking each checksum. */
+async function* readSegment(path: string, firstSeq: number, until: number): AsyncGenerator<JournalRecord> {
+  const fh = await open(path, 'r');
+  try {
+    let buf = Buffer.alloc(0);
+    let filePos = 0;
+    let eof = false;
+    const fill = async (need: number): Promise<boolean> => {
+      while (buf.length < need && !eof) {
+        const chunk = Buffer.allocUnsafe(Math.max(1 << 20, need - buf.length));
+        const { bytesRead } = await fh.read(chunk, 0, chunk.length, filePos);
+        if (bytesRead === 0) eof = true;
+        filePos += bytesRead;
+        buf =
+          buf.length === 0
+            ? chunk.subarray(0, bytesRead)
+            : Buffer.concat([buf, chunk.subarray(0, bytesRead)]);
+      }
+      return buf.length >= need;
+    };
+    let expected = firstSeq;
+    let recordPos = 0;
+    while (await fill(HEADER_SIZE)) {
+      const headerBytes = buf.subarray(0, HEADER_SIZE);
+      const header = parseHeader(headerBytes);
+      // Records past `until` may still be being appended.
+      if (header !== null && header.seq > until) return;
+      if (header === null || !(await fill(HEADER_SIZE + header.dataLength))) {
+        throw new HavenError('internal', `write journal segment '${path}' is corrupt at byte ${recordPos}`, {
+          kind: 'journal_corrupt',
+          segment: path,
+          position: recordPos,
+        });
+      }
+      const record = decodeRecord(
+        headerBytes,
+        header,
+        buf.subarray(HEADER_SIZE, HEADER_SIZE + header.dataLength),
+      );
+      if (record === null || record.seq !== expected) {
+        throw new HavenError('internal', `write journal segment '${path}' is corrupt at byte ${recordPos}`, {
+          kind: 'journal_corrupt',
+          segment: path,
+          position: recordPos,
+        });
+      }
+      yield record;
+      expected++;
+      const size = HEADER_SIZE + header.dataLength;
+      recordPos += size;
+      buf = buf.subarray(size);
+    }
+  } finally {
+    await fh.close();
+  }
+}

@@ -200,7 +200,11 @@ export class ControlServer {
     let claimedHostId: string | null = null;
     let authenticating = false;
 
+    let rejected = false;
     const reject = (code: HavenError['code'], reason: string) => {
+      if (rejected) return;
+      rejected = true;
+      clearTimeout(authTimer);
       this.#report('onRejected', { ...info, hostId: claimedHostId, reason });
       if (socket.writable) socket.end(encodeFrame({ type: 'rejected', code, reason }));
       setTimeout(() => socket.destroy(), 1000).unref();
@@ -248,7 +252,12 @@ export class ControlServer {
       try {
         for (const frame of decoder.push(chunk)) {
           if (session) session.peer.receive(frame);
-          else if (!authenticating) void authenticate(frame);
+          else if (!authenticating) {
+            authenticate(frame).catch((error) => {
+              this.#fail(error);
+              socket.destroy();
+            });
+          }
           // Anything a host sends before the welcome is a protocol violation.
           else throw new HavenError('bad_request', 'frame sent before authentication completed');
         }

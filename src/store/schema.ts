@@ -1,0 +1,173 @@
+import type { ColumnType } from 'kysely';
+
+/**
+ * The one schema both dialects share. Column types are chosen to mean the same
+ * on SQLite and PostgreSQL: JSON is text, times are ISO-8601 text (they sort
+ * correctly as strings), booleans are `boolean` columns written as 0/1 (PostgreSQL
+ * accepts '1'/'0' for boolean; SQLite stores the integer). Reads differ by
+ * dialect (PostgreSQL returns true/false, and strings for bigint), which the
+ * repositories hide with the codecs in `column-codec.ts`.
+ */
+export interface Database {
+  sites: SitesTable;
+  hosts: HostsTable;
+  enrolment_tokens: EnrolmentTokensTable;
+  api_tokens: ApiTokensTable;
+  policies: PoliciesTable;
+  machines: MachinesTable;
+  recovery_points: RecoveryPointsTable;
+  recovery_plans: RecoveryPlansTable;
+  jobs: JobsTable;
+  job_steps: JobStepsTable;
+  alerts: AlertsTable;
+  settings: SettingsTable;
+}
+
+/** Written as 0/1, read as 0/1 (SQLite) or true/false (PostgreSQL). */
+export type BooleanColumn = ColumnType<number | boolean, number, number>;
+/** bigint: read as number (SQLite) or string (PostgreSQL). */
+export type BigIntColumn = ColumnType<number | string, number, number>;
+/** JSON document stored as text. */
+export type JsonColumn = string;
+
+export interface SitesTable {
+  id: string;
+  name: string;
+  role: string;
+  network_mapping: JsonColumn;
+  test_network: string | null;
+  created_at: string;
+}
+
+export interface HostsTable {
+  id: string;
+  name: string;
+  site_id: string;
+  status: string;
+  replication_address: string | null;
+  max_protected_disks: number;
+  capabilities: JsonColumn;
+  version: string | null;
+  last_heartbeat_at: string | null;
+  enrolled_at: string;
+  credential_hash: string;
+}
+
+export interface EnrolmentTokensTable {
+  id: string;
+  secret_hash: string;
+  site_id: string;
+  host_name: string | null;
+  created_by: string;
+  created_at: string;
+  expires_at: string;
+  used_at: string | null;
+  used_by_host_id: string | null;
+}
+
+export interface ApiTokensTable {
+  id: string;
+  name: string;
+  role: string;
+  secret_hash: string;
+  created_at: string;
+  last_used_at: string | null;
+}
+
+export interface PoliciesTable {
+  id: string;
+  name: string;
+  rpo_threshold_seconds: number;
+  retention_seconds: number;
+  app_consistent_frequency_seconds: number;
+  built_in: BooleanColumn;
+  created_at: string;
+}
+
+export interface MachinesTable {
+  id: string;
+  name: string;
+  primary_host_id: string;
+  recovery_host_id: string | null;
+  active_host_id: string;
+  policy_id: string | null;
+  group_id: string | null;
+  os_family: string;
+  state: string;
+  health: string;
+  disks: JsonColumn;
+  recovery_settings: JsonColumn;
+  current_job_id: string | null;
+  original_exists: BooleanColumn;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface RecoveryPointsTable {
+  id: string;
+  machine_id: string;
+  time: string;
+  type: string;
+  group_point_id: string | null;
+  processed: BooleanColumn;
+  size_bytes: BigIntColumn;
+}
+
+export interface RecoveryPlansTable {
+  id: string;
+  name: string;
+  description: string;
+  groups: JsonColumn;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface JobsTable {
+  id: string;
+  kind: string;
+  target_type: string;
+  target_id: string | null;
+  state: string;
+  progress: number;
+  input: JsonColumn;
+  output: JsonColumn;
+  created_by: string;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  error: JsonColumn | null;
+  cancel_requested: BooleanColumn;
+  /** The vault worker holding the job, while it runs. */
+  worker_id: string | null;
+  /** The worker's claim expires at this time; another worker may then take the job over. */
+  lease_until: string | null;
+}
+
+export interface JobStepsTable {
+  job_id: string;
+  idx: number;
+  name: string;
+  title: string;
+  state: string;
+  progress: number;
+  message: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+  error: JsonColumn | null;
+}
+
+export interface AlertsTable {
+  id: string;
+  key: string;
+  severity: string;
+  message: string;
+  subject_type: string;
+  subject_id: string | null;
+  raised_at: string;
+  cleared_at: string | null;
+}
+
+export interface SettingsTable {
+  key: string;
+  value: string;
+}

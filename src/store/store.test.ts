@@ -873,6 +873,13 @@ describe('PostgreSQL store', () => {
     dataDir: await tempDataDir(),
     databaseUrl: await cluster.createDatabase(),
   }));
+
+  it('several vaults opening a new database at once migrate it once', async () => {
+    const location = { dataDir: await tempDataDir(), databaseUrl: await cluster.createDatabase() };
+    const stores = await Promise.all([1, 2, 3].map(() => openStore(location)));
+    await Promise.all(stores.map((store) => store.close()));
+    assert.deepEqual(await appliedMigrations(location), ['0001-initial']);
+  });
 });
 
 describe('openStore', () => {

@@ -315,8 +315,8 @@ describe('job engine: several vaults on one PostgreSQL database', () => {
         (await ea.submit({ kind: 'count', targetType: 'vault', targetId: null, createdBy: 'test' })).id,
       );
     }
-    ea.start();
-    eb.start();
+    await ea.start();
+    await eb.start();
     await waitFor('all jobs to finish', async () => {
       const jobs = await a.jobs.list({ limit: 100 });
       return jobs.filter((j) => j.state === 'succeeded').length === 30;

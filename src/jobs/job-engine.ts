@@ -162,8 +162,15 @@ export class JobEngine extends EventEmitter<{ change: [jobId: string] }> {
       : { cancellable: true, reason: null };
   }
 
-  start(): void {
+  /**
+   * Starts claiming jobs. `exclusive` says this engine is the only one on its
+   * database (a SQLite vault): jobs still marked running were left by this
+   * vault's previous process, so they are taken over now rather than when
+   * their lease would have run out.
+   */
+  async start(options: { exclusive?: boolean } = {}): Promise<void> {
     if (this.#started) return;
+    if (options.exclusive) await this.#store.jobs.expireLeases();
     this.#started = true;
     this.#timer = setInterval(() => void this.#poll(), this.#pollMs);
     void this.#poll();
@@ -239,7 +246,11 @@ export class JobEngine extends EventEmitter<{ change: [jobId: string] }> {
       console.error(`haven: job ${claimed.id} interrupted:`, error);
     } finally {
       clearInterval(renew);
-      await this.#store.jobs.release(claimed.id, this.workerId).catch(() => {});
+      // Only a finished job gives its lease up; an interrupted one keeps it until it expires and is retried.
+      const state = (await this.#store.jobs.get(claimed.id).catch(() => undefined))?.state;
+      if (state === 'succeeded' || state === 'failed' || state === 'cancelled') {
+        await this.#store.jobs.release(claimed.id, this.workerId).catch(() => {});
+      }
     }
   }
 

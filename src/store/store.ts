@@ -189,6 +189,12 @@ export interface JobRepository {
   claim(workerId: string, now: string, leaseUntil: string): Promise<Job | undefined>;
   /** Extends the lease; false if the job is no longer held by `workerId`. */
   renewLease(id: string, workerId: string, leaseUntil: string): Promise<boolean>;
+  /**
+   * Ends every running job's lease so they can be claimed at once. Only for a
+   * vault that is the sole worker on its database (SQLite), at startup: the
+   * jobs marked running there were left by its own previous, dead process.
+   */
+  expireLeases(): Promise<number>;
   /** Gives up the lease (job finished or waiting for an operator). */
   release(id: string, workerId: string): Promise<void>;
 }

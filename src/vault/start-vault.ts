@@ -11,7 +11,7 @@ import { type Clock, isoNow, systemClock } from '../clock/index.ts';
 import { ControlServer } from '../control/control-server.ts';
 import { generateVaultIdentity, type VaultIdentity } from '../control/vault-identity.ts';
 import { AUTOMATIC_FAILBACK_POLICY, DEFAULT_POLICY } from '../domain/index.ts';
-import { JobEngine } from '../jobs/index.ts';
+import { type JobDefinition, JobEngine } from '../jobs/index.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { watchHosts } from './host-monitor.ts';
 import { vaultBackupJob } from './jobs/vault-backup-job.ts';
@@ -35,6 +35,8 @@ export interface VaultOptions {
   jobPollMs?: number;
   /** Names and addresses hosts use to reach the vault (go into its certificate). */
   hostNames?: string[];
+  /** Job kinds beyond the vault's own (tests drive the engine through a real vault with these). */
+  jobs?: JobDefinition[];
 }
 
 export interface RunningVault {
@@ -69,7 +71,7 @@ export async function startVault(options: VaultOptions): Promise<RunningVault> {
     const engine = new JobEngine({
       store,
       clock,
-      definitions: [vaultBackupJob(() => context!)],
+      definitions: [vaultBackupJob(() => context!), ...(options.jobs ?? [])],
       ...(options.jobLeaseMs ? { leaseMs: options.jobLeaseMs } : {}),
       ...(options.jobPollMs ? { pollMs: options.jobPollMs } : {}),
     });
@@ -108,7 +110,7 @@ export async function startVault(options: VaultOptions): Promise<RunningVault> {
       },
       controlEndpoint: () => ({ controlAddress, vaultFingerprint: identity.fingerprint }),
     };
-    engine.start();
+    await engine.start({ exclusive: store.dialect === 'sqlite' });
 
     const app = createApi({ store, routes: allRoutes(context), version: HAVEN_VERSION });
     const server = await new Promise<Server>((resolve) => {

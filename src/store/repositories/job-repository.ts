@@ -181,6 +181,15 @@ export class KyselyJobRepository implements JobRepository {
     return affectedRows(result) === 1;
   }
 
+  async expireLeases(): Promise<number> {
+    const result = await this.#db
+      .updateTable('jobs')
+      .set({ worker_id: null, lease_until: null })
+      .where('state', '=', 'running')
+      .executeTakeFirst();
+    return affectedRows(result);
+  }
+
   async release(id: string, workerId: string): Promise<void> {
     await this.#db
       .updateTable('jobs')
@@ -191,10 +200,13 @@ export class KyselyJobRepository implements JobRepository {
   }
 }
 
-/** A queued job, or a running one whose worker stopped renewing its lease. */
+/** A queued job, or a running one whose worker stopped renewing its lease (or holds none). */
 function runnable(now: string) {
   return (eb: ExpressionBuilder<Database, 'jobs'>) =>
-    eb.or([eb('state', '=', 'queued'), eb.and([eb('state', '=', 'running'), eb('lease_until', '<', now)])]);
+    eb.or([
+      eb('state', '=', 'queued'),
+      eb.and([eb('state', '=', 'running'), eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', now)])]),
+    ]);
 }
 
 function toJob(row: Selectable<JobsTable>, steps: Selectable<JobStepsTable>[]): Job {

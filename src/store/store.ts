@@ -5,7 +5,6 @@ import type {
   Job,
   JobError,
   JobState,
-  JobStep,
   Machine,
   MachineState,
   Policy,
@@ -125,7 +124,13 @@ export interface MachineRepository {
    * has a job running, so this alone makes two operators racing on one machine
    * safe: exactly one wins.
    */
-  transition(id: string, from: MachineState, to: MachineState, jobId: string | null, at: string): Promise<boolean>;
+  transition(
+    id: string,
+    from: MachineState,
+    to: MachineState,
+    jobId: string | null,
+    at: string,
+  ): Promise<boolean>;
   /** Number of disks protected with `hostId` as recovery host (SPEC §5 limit). */
   countProtectedDisks(recoveryHostId: string): Promise<number>;
   delete(id: string): Promise<void>;

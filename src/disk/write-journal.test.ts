@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { HavenError } from '../errors/index.ts';
 import type { FileSync } from './file-sync.ts';
+import { listJournalRecords } from './journal-reader.ts';
 import type { JournalRecord, Marker } from './journal-record.ts';
 import { SeededRandom } from './seeded-random.ts';
 import { scanSegment } from './segment-scan.ts';
@@ -306,6 +307,31 @@ describe('WriteJournal', () => {
     await assert.rejects(journal.completeResync(plan), { code: 'conflict' });
     assert.equal(journal.resyncRequired, true);
     await journal.close();
+  });
+
+  it('lists records read-only, skipping a record still being appended', async () => {
+    const dir = freshDir();
+    const journal = await WriteJournal.open(dir, {
+      diskSize: DISK,
+      capacityBytes: 1 << 30,
+      segmentBytes: 4096,
+    });
+    const model = await randomHistory(journal, new SeededRandom(5), 30);
+    const listAll = async (from?: number) => {
+      const out: JournalRecord[] = [];
+      for await (const r of listJournalRecords(dir, from)) out.push(r);
+      return out;
+    };
+    assertSameRecords(await listAll(), model);
+    assertSameRecords(await listAll(10), model.slice(9));
+    await journal.close();
+    const last = (await readdir(dir))
+      .filter((n) => n.endsWith('.seg'))
+      .sort()
+      .at(-1) as string;
+    const bytes = await readFile(join(dir, last));
+    await writeFile(join(dir, last), bytes.subarray(0, bytes.length - 3));
+    assertSameRecords(await listAll(), model.slice(0, -1));
   });
 
   it('keeps the sequence across a full trim and reopen', async () => {

@@ -5,24 +5,12 @@ import { syncDirectory } from './atomic-file.ts';
 import { DirtyBitmap, type Region } from './dirty-bitmap.ts';
 import { type FileSync, realFileSync } from './file-sync.ts';
 import { GroupCommit } from './group-commit.ts';
-import {
-  decodeRecord,
-  encodeRecord,
-  HEADER_SIZE,
-  type JournalRecord,
-  type Marker,
-  parseHeader,
-  type RecordKind,
-} from './journal-record.ts';
+import { readSegment, SEGMENT_NAME, segmentName } from './journal-reader.ts';
+import { encodeRecord, type JournalRecord, type Marker, type RecordKind } from './journal-record.ts';
 import { type JournalState, readJournalState, writeJournalState } from './journal-state.ts';
 import { scanSegment } from './segment-scan.ts';
 
-const SEGMENT_NAME = /^journal-(\d{16})\.seg$/;
 const MAX_IOV = 1024;
-
-function segmentName(firstSeq: number): string {
-  return `journal-${String(firstSeq).padStart(16, '0')}.seg`;
-}
 
 export interface WriteJournalOptions {
   /** Size of the disk whose writes are journaled (bounds offsets, sizes the dirty bitmap). */
@@ -646,62 +634,5 @@ export class WriteJournal {
     const next = this.#stateChain.then(() => writeJournalState(this.#statePath, snapshot));
     this.#stateChain = next.catch(() => {});
     return next;
-  }
-}
-
-/** Reads a segment's records in order with large sequential reads, checking each checksum. */
-async function* readSegment(path: string, firstSeq: number, until: number): AsyncGenerator<JournalRecord> {
-  const fh = await open(path, 'r');
-  try {
-    let buf = Buffer.alloc(0);
-    let filePos = 0;
-    let eof = false;
-    const fill = async (need: number): Promise<boolean> => {
-      while (buf.length < need && !eof) {
-        const chunk = Buffer.allocUnsafe(Math.max(1 << 20, need - buf.length));
-        const { bytesRead } = await fh.read(chunk, 0, chunk.length, filePos);
-        if (bytesRead === 0) eof = true;
-        filePos += bytesRead;
-        buf =
-          buf.length === 0
-            ? chunk.subarray(0, bytesRead)
-            : Buffer.concat([buf, chunk.subarray(0, bytesRead)]);
-      }
-      return buf.length >= need;
-    };
-    let expected = firstSeq;
-    let recordPos = 0;
-    while (await fill(HEADER_SIZE)) {
-      const headerBytes = buf.subarray(0, HEADER_SIZE);
-      const header = parseHeader(headerBytes);
-      // Records past `until` may still be being appended.
-      if (header !== null && header.seq > until) return;
-      if (header === null || !(await fill(HEADER_SIZE + header.dataLength))) {
-        throw new HavenError('internal', `write journal segment '${path}' is corrupt at byte ${recordPos}`, {
-          kind: 'journal_corrupt',
-          segment: path,
-          position: recordPos,
-        });
-      }
-      const record = decodeRecord(
-        headerBytes,
-        header,
-        buf.subarray(HEADER_SIZE, HEADER_SIZE + header.dataLength),
-      );
-      if (record === null || record.seq !== expected) {
-        throw new HavenError('internal', `write journal segment '${path}' is corrupt at byte ${recordPos}`, {
-          kind: 'journal_corrupt',
-          segment: path,
-          position: recordPos,
-        });
-      }
-      yield record;
-      expected++;
-      const size = HEADER_SIZE + header.dataLength;
-      recordPos += size;
-      buf = buf.subarray(size);
-    }
-  } finally {
-    await fh.close();
   }
 }

@@ -1,0 +1,106 @@
+import { open, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HavenError } from '../errors/index.ts';
+import { decodeRecord, HEADER_SIZE, type JournalRecord, parseHeader } from './journal-record.ts';
+
+export const SEGMENT_NAME = /^journal-(\d{16})\.seg$/;
+
+export function segmentName(firstSeq: number): string {
+  return `journal-${String(firstSeq).padStart(16, '0')}.seg`;
+}
+
+/**
+ * Lists a journal's records without opening it for writing: safe while the
+ * disk service runs (for `haven disk journal`). A record still being appended
+ * at the end is not listed; damage elsewhere is reported.
+ */
+export async function* listJournalRecords(dir: string, fromSeq = 0): AsyncGenerator<JournalRecord> {
+  const segments = (await readdir(dir))
+    .map((name) => SEGMENT_NAME.exec(name))
+    .filter((m) => m !== null)
+    .map((m) => ({ name: m[0], firstSeq: Number(m[1]) }))
+    .sort((a, b) => a.firstSeq - b.firstSeq);
+  for (const [i, segment] of segments.entries()) {
+    const next = segments[i + 1];
+    if (next !== undefined && next.firstSeq <= fromSeq) continue;
+    const isLast = i === segments.length - 1;
+    try {
+      for await (const record of readSegment(
+        join(dir, segment.name),
+        segment.firstSeq,
+        Number.MAX_SAFE_INTEGER,
+        isLast,
+      )) {
+        if (record.seq >= fromSeq) yield record;
+      }
+    } catch (e) {
+      // The service may have trimmed the segment meanwhile.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+}
+
+/** Reads a segment's records in order with large sequential reads, checking each checksum. */
+export async function* readSegment(
+  path: string,
+  firstSeq: number,
+  until: number,
+  tolerateTornTail = false,
+): AsyncGenerator<JournalRecord> {
+  const fh = await open(path, 'r');
+  try {
+    let buf = Buffer.alloc(0);
+    let filePos = 0;
+    let eof = false;
+    const fill = async (need: number): Promise<boolean> => {
+      while (buf.length < need && !eof) {
+        const chunk = Buffer.allocUnsafe(Math.max(1 << 20, need - buf.length));
+        const { bytesRead } = await fh.read(chunk, 0, chunk.length, filePos);
+        if (bytesRead === 0) eof = true;
+        filePos += bytesRead;
+        buf =
+          buf.length === 0
+            ? chunk.subarray(0, bytesRead)
+            : Buffer.concat([buf, chunk.subarray(0, bytesRead)]);
+      }
+      return buf.length >= need;
+    };
+    let expected = firstSeq;
+    let recordPos = 0;
+    while (await fill(HEADER_SIZE)) {
+      const headerBytes = buf.subarray(0, HEADER_SIZE);
+      const header = parseHeader(headerBytes);
+      // Records past `until` may still be being appended.
+      if (header !== null && header.seq > until) return;
+      const complete = header !== null && (await fill(HEADER_SIZE + header.dataLength));
+      if (!complete && tolerateTornTail) return;
+      if (header === null || !complete) {
+        throw new HavenError('internal', `write journal segment '${path}' is corrupt at byte ${recordPos}`, {
+          kind: 'journal_corrupt',
+          segment: path,
+          position: recordPos,
+        });
+      }
+      const record = decodeRecord(
+        headerBytes,
+        header,
+        buf.subarray(HEADER_SIZE, HEADER_SIZE + header.dataLength),
+      );
+      if (record === null && tolerateTornTail) return;
+      if (record === null || record.seq !== expected) {
+        throw new HavenError('internal', `write journal segment '${path}' is corrupt at byte ${recordPos}`, {
+          kind: 'journal_corrupt',
+          segment: path,
+          position: recordPos,
+        });
+      }
+      yield record;
+      expected++;
+      const size = HEADER_SIZE + header.dataLength;
+      recordPos += size;
+      buf = buf.subarray(size);
+    }
+  } finally {
+    await fh.close();
+  }
+}

@@ -4,6 +4,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
+import type { Hono } from 'hono';
 import { createApi } from '../api/create-api.ts';
 import { allRoutes } from '../api/routes/index.ts';
 import { API_TOKEN_PREFIX, hashSecret, newSecret } from '../api/token-secret.ts';
@@ -46,6 +47,8 @@ export interface RunningVault {
   /** The admin token, when this start created it (first start). */
   adminToken: string | null;
   context: VaultContext;
+  /** The API as a Hono app: tests call `app.request()` in process. */
+  app: Hono;
   stop(): Promise<void>;
 }
 
@@ -132,6 +135,7 @@ export async function startVault(options: VaultOptions): Promise<RunningVault> {
       fingerprint: identity.fingerprint,
       adminToken,
       context,
+      app,
       stop: async () => {
         server.closeAllConnections?.();
         await new Promise<void>((resolve) => server.close(() => resolve()));

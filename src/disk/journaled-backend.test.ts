@@ -245,13 +245,15 @@ describe('JournaledBackend', () => {
       );
       let out = '';
       const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+      // Kill at a random moment once the child is well into its write storm.
+      const killAfterAcks = 20 + seed * 37;
       await new Promise<void>((resolve) => {
         child.stdout.on('data', (chunk: Buffer) => {
           out += chunk.toString();
-          if (out.includes('ready\n')) resolve();
+          if (out.split('\nack ').length > killAfterAcks) resolve();
         });
       });
-      await new Promise((r) => setTimeout(r, 150 + seed * 97));
+      await new Promise((r) => setTimeout(r, seed * 13));
       child.kill('SIGKILL');
       await exited;
       const acks = out

@@ -29,7 +29,9 @@ export class SeededRandom {
 
   bytes(length: number): Buffer {
     const buf = Buffer.allocUnsafe(length);
-    for (let i = 0; i < length; i++) buf[i] = (this.next() * 256) | 0;
+    let i = 0;
+    for (; i + 4 <= length; i += 4) buf.writeUInt32LE((this.next() * 4294967296) >>> 0, i);
+    for (; i < length; i++) buf.writeUInt8((this.next() * 256) | 0, i);
     return buf;
   }
 }

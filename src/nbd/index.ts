@@ -2,6 +2,13 @@ export type { BlockBackend, BlockExtent, WriteOptions } from './block-backend.ts
 export { BlockState, NbdErrno, TransmissionFlag } from './constants.ts';
 export { FileBackend, type FileBackendOptions } from './file-backend.ts';
 export { MemoryBackend, type MemoryBackendOptions } from './memory-backend.ts';
+export {
+  NbdClient,
+  type NbdClientOptions,
+  type NbdClientTlsOptions,
+  type NbdExportInfo,
+  type NbdListedExport,
+} from './nbd-client.ts';
 export { nbdErrnoName, toNbdErrno } from './nbd-errors.ts';
 export {
   type NbdExport,

@@ -42,14 +42,14 @@ export function positional(args: CommandArgs, index: number, what: string): stri
   return v;
 }
 
-/** '90', '90s', '15m', '24h', '7d' → seconds. */
+/** '90', '90s', '15m', '24h', '7d', '250ms' → seconds. */
 export function parseDuration(text: string, field: string): number {
-  const m = text.match(/^(\d+)\s*(s|m|h|d)?$/);
+  const m = text.match(/^(\d+)\s*(ms|s|m|h|d)?$/);
   if (!m)
     throw new HavenError('bad_request', `--${field}: '${text}' is not a duration like 90s, 15m, 24h`, {
       field,
     });
-  const unit = { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's'];
+  const unit = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's'];
   return Number(m[1]) * unit;
 }
 

@@ -7,6 +7,7 @@ import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { createApi } from '../api/create-api.ts';
 import { allRoutes } from '../api/routes/index.ts';
+import { DEFAULT_PORTAL_DIR } from '../api/serve-portal.ts';
 import { API_TOKEN_PREFIX, hashSecret, newSecret } from '../api/token-secret.ts';
 import { type Clock, isoNow, systemClock } from '../clock/index.ts';
 import { ControlServer } from '../control/control-server.ts';
@@ -115,7 +116,12 @@ export async function startVault(options: VaultOptions): Promise<RunningVault> {
     };
     await engine.start({ exclusive: store.dialect === 'sqlite' });
 
-    const app = createApi({ store, routes: allRoutes(context), version: HAVEN_VERSION });
+    const app = createApi({
+      store,
+      routes: allRoutes(context),
+      version: HAVEN_VERSION,
+      portalDir: DEFAULT_PORTAL_DIR,
+    });
     const server = await new Promise<Server>((resolve) => {
       const s = serve(
         { fetch: app.fetch, hostname: options.host ?? '127.0.0.1', port: options.port ?? 8440 },

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { HavenError } from '../../errors/index.ts';
 import { openStore, restoreStore, sqliteFile } from '../../store/index.ts';
 import { startVault } from '../../vault/start-vault.ts';
-import { type Command, integer, positional, required, str } from '../command.ts';
+import { type Command, integer, parseDuration, positional, required, str } from '../command.ts';
 
 /** Keeps a long-running command alive until SIGINT/SIGTERM, then stops it cleanly. */
 export async function runUntilSignal(stop: () => Promise<void>): Promise<number> {
@@ -24,9 +24,12 @@ export const vaultCommands: Command[] = [
       port: { type: 'string' },
       'control-host': { type: 'string' },
       'control-port': { type: 'string' },
+      'heartbeat-interval': { type: 'string' },
     },
     run: async (args) => {
+      const heartbeat = str(args, 'heartbeat-interval');
       const vault = await startVault({
+        ...(heartbeat ? { heartbeatIntervalMs: parseDuration(heartbeat, 'heartbeat-interval') * 1000 } : {}),
         dataDir: str(args, 'data') ?? '.haven',
         host: str(args, 'host') ?? '127.0.0.1',
         port: integer(str(args, 'port'), 'port') ?? 8440,
@@ -34,6 +37,7 @@ export const vaultCommands: Command[] = [
         controlPort: integer(str(args, 'control-port'), 'control-port') ?? 8441,
         ...(process.env.HAVEN_DATABASE_URL ? { databaseUrl: process.env.HAVEN_DATABASE_URL } : {}),
       });
+      process.stdout.write(`${JSON.stringify({ url: vault.url, controlAddress: vault.controlAddress })}\n`);
       process.stdout.write(`Haven vault ${vault.context.version} at ${vault.url}\n`);
       process.stdout.write(
         `Control channel for hosts at ${vault.controlAddress} (fingerprint ${vault.fingerprint})\n`,

@@ -185,6 +185,8 @@ describe('NBD server interoperability', () => {
         '--iodepth=16',
         '--verify=crc32c',
         '--verify_fatal=1',
+        // fio would leave a verify-state file in the working directory (the repo).
+        '--verify_state_save=0',
         '--output-format=json',
       ],
       { timeoutMs: 30_000 },

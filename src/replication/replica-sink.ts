@@ -1,0 +1,57 @@
+import type { JournalRecord } from '../disk/index.ts';
+
+/**
+ * Where the replication receiver puts what the sender ships: the recovery
+ * host's replica store implements it. One `diskKey` per protected disk
+ * (e.g. `<machineId>/<diskId>`). Everything resolves only once durable: the
+ * receiver acknowledges to the sender after these promises, and the sender
+ * trims its journal after the acknowledgement.
+ */
+export interface ReplicaSink {
+  /** Creates the replica of a disk (idempotent for the same size). */
+  ensureDisk(diskKey: string, sizeBytes: number): Promise<void>;
+
+  /**
+   * The highest journal sequence durably stored for this disk, or -1: the
+   * sender resumes after it, so nothing is lost or applied twice.
+   */
+  durableSequence(diskKey: string): Promise<number>;
+
+  /**
+   * Appends journal records (write, trim, zero, flush, marker) in sequence
+   * order. Records at or below `durableSequence` are ignored (a resent batch
+   * after a reconnect). A gap (first seq > durable + 1) is refused unless a
+   * sync declared it. Resolves with the new durable sequence.
+   */
+  append(diskKey: string, records: JournalRecord[]): Promise<number>;
+
+  /**
+   * Initial replication and resync: the sender copies disk contents while the
+   * machine runs. `beginSync` says the copy starts and from which journal
+   * sequence the writes made meanwhile will follow (`fromSeq`): copied blocks
+   * go to `writeSyncData`, then journal records from `fromSeq` are appended
+   * as usual. `regions` null means the whole disk (initial or full resync);
+   * otherwise only those regions are rewritten (bitmap resync). No recovery
+   * point exists for the span of a sync: the first one after `completeSync`
+   * is the first flush whose sequence is ≥ the `throughSeq` given there.
+   */
+  beginSync(
+    diskKey: string,
+    sync: {
+      id: string;
+      kind: 'initial' | 'resync' | 'full-resync';
+      fromSeq: number;
+      regions: { offset: number; length: number }[] | null;
+    },
+  ): Promise<void>;
+  /** Copied bytes (zero/hole ranges may be sent as `data: null` + length). */
+  writeSyncData(
+    diskKey: string,
+    syncId: string,
+    offset: number,
+    data: Buffer | null,
+    length: number,
+  ): Promise<void>;
+  /** The copy is complete; the replica becomes consistent once records through `throughSeq` are applied. */
+  completeSync(diskKey: string, syncId: string, throughSeq: number): Promise<void>;
+}

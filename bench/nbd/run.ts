@@ -1,0 +1,436 @@
+/**
+ * NBD server benchmark: the same clients (nbdcopy, fio's nbd engine) against
+ * `nbdkit file`, `qemu-nbd` and Haven's disk server (journaling on), one after
+ * the other on the same image, all on unix sockets. Prints a table with the
+ * ratios haven/nbdkit and haven/qemu-nbd and writes bench/nbd/results/latest.json.
+ *
+ * Usage: node bench/nbd/run.ts [--size 256M] [--runtime 5] [--quick] [--only nbdkit,haven]
+ *
+ * Comparable settings: every server goes through the page cache and honours
+ * flush with fdatasync (nbdkit file: cache=default; qemu-nbd: --cache=writeback
+ * --aio=threads; Haven: buffered I/O, journal + image). Flush/FUA per client:
+ * `nbdcopy --flush` sends one FLUSH at the end, inside the timed copy, so the
+ * write figure includes making the data durable (for Haven: image and journal);
+ * fio sends no flush and no FUA (no --fsync): its figures are the servers'
+ * request path into the page cache. Reads come from the page cache for all.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+const nodeBin = join(root, 'node_modules', '.bin', 'node');
+const EXPORT = 'bench';
+
+interface Args {
+  size: number;
+  runtime: number;
+  only: string[] | null;
+  nbdcopyOnly: boolean;
+}
+
+function parseSize(text: string): number {
+  const m = /^(\d+)([KMG]?)$/i.exec(text);
+  if (!m) throw new Error(`bad size '${text}' (e.g. 256M)`);
+  const unit = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[(m[2] ?? '').toUpperCase()] ?? 1;
+  return Number(m[1]) * unit;
+}
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { size: 256 * 1024 ** 2, runtime: 5, only: null, nbdcopyOnly: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--size') args.size = parseSize(value());
+    else if (a === '--runtime') args.runtime = Number(value());
+    else if (a === '--quick') {
+      args.size = 64 * 1024 ** 2;
+      args.runtime = 2;
+    } else if (a === '--only') args.only = value().split(',');
+    else if (a === '--nbdcopy-only') args.nbdcopyOnly = true;
+    else throw new Error(`unknown argument '${a}'`);
+  }
+  return args;
+}
+
+interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+function run(cmd: string, args: string[], cwd?: string): Promise<RunResult> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', reject);
+    child.on('close', (code) =>
+      resolve({
+        code,
+        stdout: Buffer.concat(out).toString(),
+        stderr: Buffer.concat(err).toString(),
+        ms: performance.now() - started,
+      }),
+    );
+  });
+}
+
+async function mustRun(cmd: string, args: string[], cwd?: string): Promise<RunResult> {
+  const r = await run(cmd, args, cwd);
+  if (r.code !== 0)
+    throw new Error(`${cmd} ${args.join(' ')} failed (${r.code}): ${r.stderr.slice(0, 2000)}`);
+  return r;
+}
+
+/** CPU seconds (user + system) used so far by a process. */
+async function cpuSeconds(pid: number): Promise<number> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+interface ServerSpec {
+  name: string;
+  /** How it was started, for the report. */
+  describe: string;
+  start(image: string, socket: string, scratch: string): ChildProcess;
+}
+
+function havenSpec(): ServerSpec {
+  // Use the real CLI once it exists; until then the equivalent script.
+  const cli = existsSync(join(root, 'src', 'cli', 'commands', 'disk-commands.ts'));
+  if (cli) {
+    return {
+      name: 'haven',
+      describe: 'haven disk serve --image IMG --journal DIR --socket SOCK --export bench',
+      start: (image, socket, scratch) =>
+        spawn(
+          nodeBin,
+          [
+            join(root, 'src', 'cli', 'main.ts'),
+            'disk',
+            'serve',
+            '--image',
+            image,
+            '--journal',
+            join(scratch, 'journal'),
+            '--socket',
+            socket,
+            '--export',
+            EXPORT,
+          ],
+          { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, UV_THREADPOOL_SIZE: '16' } },
+        ),
+    };
+  }
+  return {
+    name: 'haven',
+    describe: 'bench/nbd/haven-server.ts (NbdServer + JournaledBackend, journaling on)',
+    start: (image, socket, scratch) =>
+      spawn(nodeBin, [join(here, 'haven-server.ts'), image, join(scratch, 'journal'), socket, EXPORT], {
+        stdio: ['ignore', 'ignore', 'inherit'],
+      }),
+  };
+}
+
+const servers: ServerSpec[] = [
+  {
+    name: 'nbdkit',
+    describe: 'nbdkit -f -U SOCK -e bench file IMG (cache=default)',
+    start: (image, socket) =>
+      spawn('nbdkit', ['-f', '-U', socket, '-e', EXPORT, 'file', `file=${image}`], {
+        stdio: ['ignore', 'ignore', 'inherit'],
+      }),
+  },
+  {
+    name: 'qemu-nbd',
+    describe: 'qemu-nbd -f raw -t -e 16 --cache=writeback --aio=threads -x bench -k SOCK IMG',
+    start: (image, socket) =>
+      spawn(
+        'qemu-nbd',
+        [
+          '-f',
+          'raw',
+          '-t',
+          '-e',
+          '16',
+          '--cache=writeback',
+          '--aio=threads',
+          '-x',
+          EXPORT,
+          '-k',
+          socket,
+          image,
+        ],
+        { stdio: ['ignore', 'ignore', 'inherit'] },
+      ),
+  },
+  havenSpec(),
+];
+
+async function waitReady(uri: string, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`server exited early (${child.exitCode})`);
+    const r = await run('nbdinfo', ['--size', uri]);
+    if (r.code === 0) return;
+    if (Date.now() > deadline) throw new Error(`server at ${uri} not ready: ${r.stderr}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function stopServer(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+interface Measure {
+  /** MB/s (10^6 bytes per second). */
+  mbps?: number;
+  iops?: number;
+  /** 99th percentile completion latency, ms. */
+  p99ms?: number;
+  /** Server CPU seconds per second of the test (1.0 = one core busy). */
+  cpu: number;
+}
+
+interface Test {
+  name: string;
+  kind: 'read' | 'write';
+  /** The figure the ratio and goal use. */
+  key: 'mbps' | 'iops';
+  run(uri: string, ctx: { source: string; size: number; runtime: number; cwd: string }): Promise<Measure>;
+}
+
+async function nbdcopy(args: string[], bytes: number): Promise<Omit<Measure, 'cpu'>> {
+  const r = await mustRun('nbdcopy', args);
+  return { mbps: bytes / 1e6 / (r.ms / 1000) };
+}
+
+interface FioJob {
+  read: FioSide;
+  write: FioSide;
+}
+interface FioSide {
+  io_bytes: number;
+  bw_bytes: number;
+  iops: number;
+  clat_ns: { percentile?: Record<string, number> };
+}
+
+async function fio(
+  uri: string,
+  ctx: { runtime: number; cwd: string },
+  rw: string,
+  bs: string,
+): Promise<Omit<Measure, 'cpu'>> {
+  const r = await mustRun(
+    'fio',
+    [
+      '--name=bench',
+      '--ioengine=nbd',
+      `--uri=${uri}`,
+      `--rw=${rw}`,
+      `--bs=${bs}`,
+      '--iodepth=16',
+      '--numjobs=1',
+      '--time_based',
+      `--runtime=${ctx.runtime}`,
+      '--ramp_time=1',
+      '--verify_state_save=0',
+      '--output-format=json',
+    ],
+    ctx.cwd,
+  );
+  const job = (JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { jobs: FioJob[] }).jobs[0];
+  if (!job) throw new Error('fio printed no job');
+  const side = rw.includes('read') ? job.read : job.write;
+  const p99 = side.clat_ns.percentile?.['99.000000'];
+  return { mbps: side.bw_bytes / 1e6, iops: side.iops, ...(p99 === undefined ? {} : { p99ms: p99 / 1e6 }) };
+}
+
+const tests: Test[] = [
+  {
+    name: 'nbdcopy write (file -> export, --flush)',
+    kind: 'write',
+    key: 'mbps',
+    run: async (uri, c) => ({ ...(await nbdcopy(['--flush', c.source, uri], c.size)), cpu: 0 }),
+  },
+  {
+    name: 'nbdcopy read (export -> null:)',
+    kind: 'read',
+    key: 'mbps',
+    run: async (uri, c) => ({ ...(await nbdcopy([uri, 'null:'], c.size)), cpu: 0 }),
+  },
+  {
+    name: 'fio 4k randread QD16',
+    kind: 'read',
+    key: 'iops',
+    run: async (uri, c) => ({ ...(await fio(uri, c, 'randread', '4k')), cpu: 0 }),
+  },
+  {
+    name: 'fio 4k randwrite QD16',
+    kind: 'write',
+    key: 'iops',
+    run: async (uri, c) => ({ ...(await fio(uri, c, 'randwrite', '4k')), cpu: 0 }),
+  },
+  {
+    name: 'fio 64k seq write QD16',
+    kind: 'write',
+    key: 'mbps',
+    run: async (uri, c) => ({ ...(await fio(uri, c, 'write', '64k')), cpu: 0 }),
+  },
+  {
+    name: 'fio 64k seq read QD16',
+    kind: 'read',
+    key: 'mbps',
+    run: async (uri, c) => ({ ...(await fio(uri, c, 'read', '64k')), cpu: 0 }),
+  },
+];
+
+async function fillRandom(path: string, size: number): Promise<void> {
+  const fh = await open(path, 'w');
+  try {
+    const { randomFillSync } = await import('node:crypto');
+    const block = Buffer.allocUnsafe(4 << 20);
+    for (let at = 0; at < size; at += block.length) {
+      randomFillSync(block);
+      await fh.write(block, 0, Math.min(block.length, size - at), at);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+function fmt(n: number | undefined, digits = 0): string {
+  if (n === undefined || Number.isNaN(n)) return '-';
+  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const scratch = await mkdtemp(join(tmpdir(), 'haven-bench-nbd-'));
+  const results: Record<string, Record<string, Measure>> = {};
+  const chosen = servers.filter((s) => args.only === null || args.only.includes(s.name));
+  const chosenTests = tests.filter((t) => !args.nbdcopyOnly || t.name.startsWith('nbdcopy'));
+  try {
+    const source = join(scratch, 'source.raw');
+    const image = join(scratch, 'image.raw');
+    await fillRandom(source, args.size);
+    console.log(`image ${args.size / 1024 ** 2} MiB, fio runtime ${args.runtime} s, scratch ${scratch}`);
+    for (const server of chosen) {
+      // Every server starts from the same fully allocated image, so writes are overwrites for all.
+      await mustRun('cp', ['--sparse=never', source, image]);
+      await rm(join(scratch, 'journal'), { recursive: true, force: true });
+      await rm(`${image}.haven-alloc`, { force: true });
+      const fioCwd = join(scratch, 'fio');
+      await mkdir(fioCwd, { recursive: true });
+      const socket = join(scratch, `${server.name}.sock`);
+      const uri = `nbd+unix:///${EXPORT}?socket=${socket}`;
+      console.log(`\n${server.name}: ${server.describe}`);
+      const child = server.start(image, socket, scratch);
+      try {
+        await waitReady(uri, child);
+        results[server.name] = {};
+        for (const test of chosenTests) {
+          const pid = child.pid ?? 0;
+          const cpu0 = await cpuSeconds(pid);
+          const t0 = performance.now();
+          const m = await test.run(uri, { source, size: args.size, runtime: args.runtime, cwd: fioCwd });
+          m.cpu = ((await cpuSeconds(pid)) - cpu0) / ((performance.now() - t0) / 1000);
+          results[server.name]![test.name] = m;
+          console.log(
+            `  ${test.name.padEnd(42)} ${fmt(m.mbps, 1).padStart(9)} MB/s ${fmt(m.iops).padStart(8)} IOPS` +
+              `  p99 ${fmt(m.p99ms, 2).padStart(6)} ms  cpu ${fmt(m.cpu, 2)}`,
+          );
+        }
+      } finally {
+        await stopServer(child);
+        await rm(socket, { force: true });
+      }
+    }
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+
+  const names = chosen.map((s) => s.name);
+  console.log('\nRatios (haven / other; for p99 lower is better)');
+  const header = ['test', ...names.map((n) => `${n}`), 'h/nbdkit', 'h/qemu', 'goal'];
+  const rows: string[][] = [];
+  const goals: Array<{ test: string; ratio: number; goal: number; met: boolean }> = [];
+  for (const test of chosenTests) {
+    const value = (n: string) => results[n]?.[test.name]?.[test.key];
+    const ratio = (other: string) => {
+      const h = value('haven');
+      const o = value(other);
+      return h !== undefined && o !== undefined ? h / o : undefined;
+    };
+    const rk = ratio('nbdkit');
+    const goal = test.kind === 'write' ? 0.8 : 0.9;
+    if (rk !== undefined) goals.push({ test: test.name, ratio: rk, goal, met: rk >= goal });
+    const unit = test.key === 'mbps' ? 'MB/s' : 'IOPS';
+    rows.push([
+      `${test.name} [${unit}]`,
+      ...names.map((n) => fmt(value(n), test.key === 'mbps' ? 1 : 0)),
+      fmt(rk, 2),
+      fmt(ratio('qemu-nbd'), 2),
+      rk === undefined ? '-' : `${rk >= goal ? 'ok' : 'MISS'} (>=${goal})`,
+    ]);
+    if (test.name.startsWith('fio 4k')) {
+      rows.push([
+        '  p99 latency [ms]',
+        ...names.map((n) => fmt(results[n]?.[test.name]?.p99ms, 2)),
+        '',
+        '',
+        '',
+      ]);
+    }
+  }
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  console.log(line(header));
+  for (const r of rows) console.log(line(r));
+
+  const out = join(here, 'results', 'latest.json');
+  await mkdir(dirname(out), { recursive: true });
+  await writeFile(
+    out,
+    `${JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        sizeBytes: args.size,
+        runtimeSeconds: args.runtime,
+        servers: Object.fromEntries(chosen.map((s) => [s.name, s.describe])),
+        results,
+        goals,
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  console.log(`\nwritten ${out}`);
+}
+
+await main();

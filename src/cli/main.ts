@@ -1,19 +1,7 @@
 import { parseArgs } from 'node:util';
 import { HavenError } from '../errors/index.ts';
 import type { Command } from './command.ts';
-import { hostCommands } from './commands/host-command.ts';
-import { lifecycleCommands } from './commands/lifecycle-commands.ts';
-import { resourceCommands } from './commands/resource-commands.ts';
-import { upCommands } from './commands/up-command.ts';
-import { vaultCommands } from './commands/vault-commands.ts';
-
-const COMMANDS: Command[] = [
-  ...upCommands,
-  ...vaultCommands,
-  ...hostCommands,
-  ...resourceCommands,
-  ...lifecycleCommands,
-];
+import { COMMANDS } from './commands/index.ts';
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => `${c.name} ${c.usage ?? ''}`.length));

@@ -80,7 +80,7 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
       body: s.createMachine,
       status: 201,
       handler: async ({ body }) => {
-        const host = await store.hosts.get(body.hostId);
+        const host = (await store.hosts.get(body.hostId)) ?? (await store.hosts.getByName(body.hostId));
         if (!host)
           throw new HavenError('bad_request', `hostId: host '${body.hostId}' does not exist`, {
             field: 'hostId',

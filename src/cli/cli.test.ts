@@ -1,0 +1,185 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Host, Job, Machine } from '../domain/model.ts';
+import { freePort, REPO_ROOT, runHaven } from '../testing/child-process.ts';
+
+let dataDir: string;
+let url: string;
+let up: ReturnType<typeof spawn>;
+const conn = () => ['--data', dataDir];
+
+before(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), 'haven-cli-'));
+  const port = await freePort();
+  // Exactly what the README says, with a private data dir and port: npm start runs `haven up`.
+  up = spawn('npm', ['start', '--', '--data', dataDir, '--port', String(port)], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let out = '';
+  up.stdout!.on('data', (d) => {
+    out += d;
+  });
+  up.stderr!.on('data', (d) => {
+    out += d;
+  });
+  const end = Date.now() + 60_000;
+  while (!/Haven .* is up/.test(out)) {
+    if (Date.now() > end || up.exitCode !== null) throw new Error(`haven up did not start:\n${out}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  url = `http://127.0.0.1:${port}`;
+});
+
+after(async () => {
+  // npm runs node as a child: stop the whole process group.
+  if (up.pid) process.kill(-up.pid, 'SIGTERM');
+  await new Promise((r) => up.once('exit', r));
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+describe('npm start (haven up)', () => {
+  it('answers GET /api/v1/health', async () => {
+    const response = await fetch(`${url}/api/v1/health`);
+    assert.equal(response.status, 200);
+    assert.equal(((await response.json()) as { status: string }).status, 'ok');
+  });
+
+  it('has two registered, connected hosts: primary and recovery', async () => {
+    const token = (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim();
+    assert.match(token, /^hvn_/);
+    const hosts = await (async () => {
+      for (let i = 0; i < 100; i++) {
+        const r = await runHaven(['hosts', 'list', '--json', ...conn()]);
+        const list = JSON.parse(r.stdout) as Host[];
+        if (list.length === 2 && list.every((h) => h.status === 'connected')) return list;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      throw new Error('hosts did not connect');
+    })();
+    assert.deepEqual(hosts.map((h) => h.name).sort(), ['primary', 'recovery']);
+  });
+});
+
+describe('haven CLI', () => {
+  it('lists its commands and refuses unknown ones with exit code 2', async () => {
+    const help = await runHaven(['help']);
+    assert.equal(help.code, 0);
+    for (const command of [
+      'up',
+      'vault backup',
+      'machines list',
+      'jobs watch',
+      'failover',
+      'complete-failover',
+    ]) {
+      assert.match(help.stdout, new RegExp(`haven ${command} `), command);
+    }
+    const unknown = await runHaven(['frobnicate']);
+    assert.equal(unknown.code, 2);
+    const badFlag = await runHaven(['machines', 'list', '--no-such-flag', ...conn()]);
+    assert.equal(badFlag.code, 2);
+    assert.match(badFlag.stderr, /no-such-flag/);
+  });
+
+  it('creates and shows machines, as a table and as JSON', async () => {
+    const created = await runHaven([
+      'machines',
+      'create',
+      'web-01',
+      '--host',
+      'primary',
+      '--disk',
+      'disk0:1073741824:/images/web-01.img',
+      '--json',
+      ...conn(),
+    ]);
+    assert.equal(created.code, 0, created.stderr);
+    const hostsOut = JSON.parse((await runHaven(['hosts', 'list', '--json', ...conn()])).stdout) as Host[];
+    const primary = hostsOut.find((h) => h.name === 'primary')!;
+    const machine = JSON.parse(created.stdout) as Machine;
+    assert.equal(machine.state, 'unprotected');
+    assert.equal(machine.activeHostId, primary.id);
+    const table = await runHaven(['machines', 'list', ...conn()]);
+    assert.match(table.stdout, /^NAME\s+STATE\s+HEALTH/m);
+    assert.match(table.stdout, /web-01\s+unprotected/);
+    const shown = JSON.parse(
+      (await runHaven(['machines', 'show', 'web-01', '--json', ...conn()])).stdout,
+    ) as Machine;
+    assert.equal(shown.id, machine.id);
+  });
+
+  it('reports a refused lifecycle operation with the state and allowed operations, exit code 1', async () => {
+    const result = await runHaven(['failover', 'web-01', '--point', 'latest', ...conn()]);
+    assert.equal(result.code, 1);
+    assert.match(
+      result.stderr,
+      /Machine 'web-01' is unprotected: failover is not allowed there; allowed: enable-replication/,
+    );
+    const json = await runHaven(['commit', 'web-01', '--json', ...conn()]);
+    assert.equal(json.code, 1);
+    const body = JSON.parse(json.stdout) as { error: { code: string; details: { state: string } } };
+    assert.equal(body.error.code, 'operation_not_allowed');
+    assert.equal(body.error.details.state, 'unprotected');
+  });
+
+  it('follows a job to its end with plain progress lines when not on a terminal', async () => {
+    const token = (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim();
+    const response = await fetch(`${url}/api/v1/vault/backup`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    const job = (await response.json()) as Job;
+    const watched = await runHaven(['jobs', 'watch', job.id, ...conn()]);
+    assert.equal(watched.code, 0, watched.stderr);
+    assert.doesNotMatch(watched.stdout, /\x1b\[/, 'no terminal escapes in a pipe');
+    assert.match(watched.stdout, /vault-backup \w+ +succeeded/);
+    assert.match(watched.stdout, /Verify the backup +succeeded/);
+    const listed = JSON.parse((await runHaven(['jobs', 'list', '--json', ...conn()])).stdout) as Job[];
+    assert.ok(listed.some((j) => j.id === job.id && j.state === 'succeeded'));
+  });
+
+  it('manages tokens and policies', async () => {
+    const viewer = await runHaven(['tokens', 'create', 'auditor', '--role', 'viewer', ...conn()]);
+    assert.equal(viewer.code, 0);
+    const token = viewer.stdout.trim();
+    const denied = await runHaven([
+      'policies',
+      'create',
+      'p1',
+      '--rpo',
+      '5m',
+      '--retention',
+      '2h',
+      '--token',
+      token,
+      '--url',
+      url,
+    ]);
+    assert.equal(denied.code, 1);
+    assert.match(denied.stderr, /role viewer/);
+    const made = await runHaven([
+      'policies',
+      'create',
+      'p1',
+      '--rpo',
+      '5m',
+      '--retention',
+      '2h',
+      '--app-consistent',
+      '1h',
+      '--json',
+      ...conn(),
+    ]);
+    assert.equal(made.code, 0, made.stderr);
+    assert.equal(JSON.parse(made.stdout).rpoThresholdSeconds, 300);
+    const builtIn = await runHaven(['policies', 'update', 'automatic-failback', '--rpo', '1m', ...conn()]);
+    assert.equal(builtIn.code, 1);
+  });
+});

@@ -1,0 +1,15 @@
+import type { Command } from '../command.ts';
+import { hostCommands } from './host-command.ts';
+import { lifecycleCommands } from './lifecycle-commands.ts';
+import { resourceCommands } from './resource-commands.ts';
+import { upCommands } from './up-command.ts';
+import { vaultCommands } from './vault-commands.ts';
+
+/** Every `haven` command, in the order help lists them. */
+export const COMMANDS: Command[] = [
+  ...upCommands,
+  ...vaultCommands,
+  ...hostCommands,
+  ...resourceCommands,
+  ...lifecycleCommands,
+];

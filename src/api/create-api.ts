@@ -3,6 +3,7 @@ import { HavenError } from '../errors/index.ts';
 import type { Store } from '../store/index.ts';
 import { buildOpenApi } from './openapi.ts';
 import { type Actor, parseInput, type RouteDefinition, roleAllows } from './route.ts';
+import { servePortal } from './serve-portal.ts';
 import { API_TOKEN_PREFIX, hashSecret } from './token-secret.ts';
 
 export interface ApiOptions {
@@ -11,6 +12,8 @@ export interface ApiOptions {
   version: string;
   /** Touching lastUsedAt on every request costs a write; do it at most this often per token. */
   touchIntervalMs?: number;
+  /** Built portal (static files) served at `/`; none when absent. */
+  portalDir?: string;
 }
 
 /**
@@ -99,5 +102,6 @@ export function createApi(options: ApiOptions): Hono {
       return c.json(result as object, (r.status ?? 200) as 200);
     });
   }
+  if (options.portalDir) servePortal(app, options.portalDir);
   return app;
 }

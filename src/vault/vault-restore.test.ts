@@ -159,7 +159,7 @@ describe('vault backup and restore', () => {
     await back.firstJson();
     await until('the alert to clear', async () => {
       const open = await haven<Alert[]>(['alerts', 'list', '--open', ...restoredConn]);
-      return open.length === 0 ? true : false;
+      return open.length === 0;
     });
     assert.equal((await haven<Host>(['hosts', 'show', 'kvm-1', ...restoredConn])).status, 'connected');
   });

@@ -5,6 +5,7 @@ import { hostRoutes } from './host-routes.ts';
 import { jobRoutes } from './job-routes.ts';
 import { machineRoutes } from './machine-routes.ts';
 import { policyRoutes } from './policy-routes.ts';
+import { sessionRoutes } from './session-routes.ts';
 import { siteRoutes } from './site-routes.ts';
 import { systemRoutes } from './system-routes.ts';
 import { tokenRoutes } from './token-routes.ts';
@@ -12,6 +13,7 @@ import { tokenRoutes } from './token-routes.ts';
 export function allRoutes(vault: VaultContext): RouteDefinition[] {
   return [
     ...systemRoutes(vault),
+    ...sessionRoutes(),
     ...siteRoutes(vault),
     ...hostRoutes(vault),
     ...policyRoutes(vault),

@@ -205,7 +205,10 @@ function runnable(now: string) {
   return (eb: ExpressionBuilder<Database, 'jobs'>) =>
     eb.or([
       eb('state', '=', 'queued'),
-      eb.and([eb('state', '=', 'running'), eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', now)])]),
+      eb.and([
+        eb('state', '=', 'running'),
+        eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', now)]),
+      ]),
     ]);
 }
 

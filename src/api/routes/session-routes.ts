@@ -1,0 +1,15 @@
+import { type RouteDefinition, route } from '../route.ts';
+
+/** Who the caller is: the portal asks once after sign-in to decide what to show. */
+export function sessionRoutes(): RouteDefinition[] {
+  return [
+    route({
+      method: 'get',
+      path: '/session',
+      summary: "The calling token's name and role",
+      tag: 'system',
+      access: { kind: 'token', role: 'viewer' },
+      handler: async ({ actor }) => ({ tokenName: actor!.name, role: actor!.role }),
+    }),
+  ];
+}

@@ -1,4 +1,5 @@
 import type { Command } from '../command.ts';
+import { diskCommands } from './disk-commands.ts';
 import { hostCommands } from './host-command.ts';
 import { lifecycleCommands } from './lifecycle-commands.ts';
 import { resourceCommands } from './resource-commands.ts';
@@ -10,6 +11,7 @@ export const COMMANDS: Command[] = [
   ...upCommands,
   ...vaultCommands,
   ...hostCommands,
+  ...diskCommands,
   ...resourceCommands,
   ...lifecycleCommands,
 ];

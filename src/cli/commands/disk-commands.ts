@@ -1,0 +1,135 @@
+import { readFile } from 'node:fs/promises';
+import { crc32 } from 'node:zlib';
+import { createSparseImage, DiskService, listJournalRecords, parseSize } from '../../disk/index.ts';
+import { HavenError } from '../../errors/index.ts';
+import { type Command, integer, positional, required, str } from '../command.ts';
+import { printTable, stdoutOutput } from '../output.ts';
+import { runUntilSignal } from './vault-commands.ts';
+
+/** 'HOST:PORT' or '[V6]:PORT' → address. */
+function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  const port = Number(m?.[3]);
+  if (m === null || port > 65535) {
+    throw new HavenError('bad_request', `--listen: '${text}' is not HOST:PORT (e.g. 127.0.0.1:10809)`, {
+      field: 'listen',
+    });
+  }
+  return { host: m[1] ?? m[2] ?? '', port };
+}
+
+export const diskCommands: Command[] = [
+  {
+    name: 'disk serve',
+    summary:
+      'Serve a raw image over NBD, journaling every write: --image FILE (--socket PATH or --listen HOST:PORT [--tls-cert F --tls-key F]) [--export NAME] [--journal DIR] [--journal-capacity 1G]; prints {"uri": ...} when ready, serves until SIGINT/SIGTERM',
+    options: {
+      image: { type: 'string' },
+      export: { type: 'string' },
+      journal: { type: 'string' },
+      'journal-capacity': { type: 'string' },
+      socket: { type: 'string' },
+      listen: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+    },
+    run: async (args) => {
+      const image = required(args, 'image');
+      const socket = str(args, 'socket');
+      const listen = str(args, 'listen');
+      if ((socket === undefined) === (listen === undefined)) {
+        throw new HavenError('bad_request', 'give either --socket PATH or --listen HOST:PORT', {
+          field: 'socket',
+        });
+      }
+      const cert = str(args, 'tls-cert');
+      const key = str(args, 'tls-key');
+      if ((cert === undefined) !== (key === undefined) || (cert !== undefined && listen === undefined)) {
+        throw new HavenError('bad_request', '--tls-cert and --tls-key go together, with --listen', {
+          field: 'tls-cert',
+        });
+      }
+      const name = str(args, 'export') ?? 'disk';
+      const capacity = str(args, 'journal-capacity');
+      const service = await DiskService.start({
+        ...(socket === undefined ? {} : { socket }),
+        ...(listen === undefined ? {} : { listen: parseListen(listen) }),
+        ...(cert !== undefined && key !== undefined
+          ? { tls: { cert: await readFile(cert), key: await readFile(key) } }
+          : {}),
+        defaultExport: name,
+      });
+      let info: Awaited<ReturnType<DiskService['attach']>>;
+      try {
+        info = await service.attach(name, {
+          imagePath: image,
+          ...(str(args, 'journal') === undefined ? {} : { journalDir: required(args, 'journal') }),
+          ...(capacity === undefined ? {} : { journalCapacityBytes: parseSize(capacity) }),
+        });
+      } catch (e) {
+        await service.close();
+        throw e;
+      }
+      process.stdout.write(
+        `${JSON.stringify({
+          uri: info.uri,
+          export: info.name,
+          image: info.imagePath,
+          journal: info.journalDir,
+          sizeBytes: info.sizeBytes,
+          recovered: info.recovered,
+        })}\n`,
+      );
+      return runUntilSignal(() => service.close());
+    },
+  },
+  {
+    name: 'disk journal',
+    summary:
+      'List a write journal (sequence, time, kind, offset, length, data checksum, marker): --journal DIR [--from SEQ]',
+    options: { journal: { type: 'string' }, from: { type: 'string' }, json: { type: 'boolean' } },
+    run: async (args) => {
+      const dir = required(args, 'journal');
+      const from = integer(str(args, 'from'), 'from') ?? 0;
+      const out = stdoutOutput(args.values.json === true);
+      const rows: Record<string, unknown>[] = [];
+      let first = true;
+      if (out.json) out.write('[');
+      for await (const r of listJournalRecords(dir, from)) {
+        const row = {
+          seq: r.seq,
+          time: new Date(r.timeMs).toISOString(),
+          kind: r.kind,
+          offset: r.offset,
+          length: r.length,
+          crc32: r.data === undefined ? null : crc32(r.data),
+          markerType: r.marker?.type ?? null,
+          markerId: r.marker?.id ?? null,
+          markerLabel: r.marker?.label ?? null,
+        };
+        // Journals can be large: JSON is streamed a record per line.
+        if (out.json) {
+          out.write(`${first ? '' : ','}\n${JSON.stringify(row)}`);
+          first = false;
+        } else rows.push(row);
+      }
+      if (out.json) out.write('\n]\n');
+      else
+        printTable(out, rows, ['seq', 'time', 'kind', 'offset', 'length', 'crc32', 'markerType', 'markerId']);
+      return 0;
+    },
+  },
+  {
+    name: 'disk create',
+    summary: 'Create a sparse raw disk image: --size 10G (refuses to overwrite a file)',
+    usage: 'FILE',
+    options: { size: { type: 'string' }, json: { type: 'boolean' } },
+    run: async (args) => {
+      const path = positional(args, 0, 'FILE');
+      const sizeBytes = parseSize(required(args, 'size'));
+      await createSparseImage(path, sizeBytes);
+      process.stdout.write(`${JSON.stringify({ path, sizeBytes })}\n`);
+      return 0;
+    },
+  },
+];

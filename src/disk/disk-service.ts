@@ -1,0 +1,394 @@
+/**
+ * The disk service: raw images served as named NBD exports, each through a
+ * JournaledBackend with its own write journal, on a Unix socket and/or TCP
+ * (optionally with TLS). Exports come and go at runtime; markers go into one
+ * or several journals at one instant; the journal's consumer (the sender)
+ * reaches each journal through `journal(name)`.
+ */
+import { stat, unlink } from 'node:fs/promises';
+import * as net from 'node:net';
+import { resolve } from 'node:path';
+import { HavenError } from '../errors/index.ts';
+import {
+  type NbdListenAddress,
+  NbdServer,
+  type NbdServerStats,
+  type NbdServerTlsOptions,
+} from '../nbd/index.ts';
+import type { Region } from './dirty-bitmap.ts';
+import type { JournalRecord } from './journal-record.ts';
+import { JournaledBackend } from './journaled-backend.ts';
+import { QuiescingBackend } from './quiescing-backend.ts';
+import type { JournalStatus, WriteJournal } from './write-journal.ts';
+
+export const DEFAULT_JOURNAL_CAPACITY = 1 << 30;
+
+/** Export names double as URI paths: keep them to characters no URI needs to escape. */
+const EXPORT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export interface DiskServiceOptions {
+  /** Unix socket to serve on (a stale socket file left by a crashed service is replaced). */
+  socket?: string;
+  /** TCP address to serve on; port 0 picks a free port. */
+  listen?: { host: string; port: number };
+  /** STARTTLS on the TCP listener (the Unix socket is local and stays plain). */
+  tls?: NbdServerTlsOptions;
+  /** Export served to clients that ask for the empty name. */
+  defaultExport?: string;
+  /** Journal capacity for exports attached without one (default 1 GiB). */
+  journalCapacityBytes?: number;
+}
+
+export interface AttachOptions {
+  imagePath: string;
+  /** Default: `<imagePath>.journal`. */
+  journalDir?: string;
+  journalCapacityBytes?: number;
+  journalSegmentBytes?: number;
+  /** Granularity of the overflow dirty bitmap (default 64 KiB). */
+  regionSize?: number;
+  description?: string;
+}
+
+export interface DiskExportInfo {
+  name: string;
+  imagePath: string;
+  journalDir: string;
+  sizeBytes: number;
+  /** The URI to give a hypervisor: the Unix socket's when there is one, else the TCP one. */
+  uri: string;
+  uris: { unix?: string; tcp?: string };
+  /** Whether attaching found an unclean shutdown and brought the image up to the journal. */
+  recovered: boolean;
+}
+
+export interface ExportJournalStatus extends JournalStatus {
+  name: string;
+  /** Merged dirty ranges in the overflow bitmap, and the bytes they cover. */
+  dirtyRegions: number;
+  dirtyBytes: number;
+  /** Last acknowledged write, trim or write-zeroes since the export was attached. */
+  lastWriteAt: string | null;
+}
+
+export type DiskMarkerType = 'app-consistent' | 'group';
+
+export interface DiskMarker {
+  type: DiskMarkerType;
+  id: string;
+  label?: string;
+}
+
+interface UnixListener {
+  server: NbdServer;
+  path: string;
+}
+
+interface TcpListener {
+  server: NbdServer;
+  address: { host: string; port: number };
+  tls: boolean;
+}
+
+interface Attached {
+  info: DiskExportInfo;
+  backend: JournaledBackend;
+  gate: QuiescingBackend;
+}
+
+function unixUri(socket: string, name: string): string {
+  return `nbd+unix:///${name}?socket=${socket}`;
+}
+
+function tcpUri(address: { host: string; port: number }, name: string, tls: boolean): string {
+  const host = address.host.includes(':') ? `[${address.host}]` : address.host;
+  return `${tls ? 'nbds' : 'nbd'}://${host}:${address.port}/${name}`;
+}
+
+/** Removes a Unix socket file nobody listens on any more; refuses one in use. */
+async function removeStaleSocket(path: string): Promise<void> {
+  try {
+    if (!(await stat(path)).isSocket()) {
+      throw new HavenError('conflict', `'${path}' exists and is not a socket; refusing to replace it`, {
+        path,
+      });
+    }
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  const inUse = await new Promise<boolean>((done) => {
+    const probe = net.connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      done(true);
+    });
+    probe.once('error', () => done(false));
+  });
+  if (inUse) {
+    throw new HavenError('conflict', `socket '${path}' is in use by another process`, { path });
+  }
+  await unlink(path);
+}
+
+export class DiskService {
+  readonly #unix: UnixListener | null;
+  readonly #tcp: TcpListener | null;
+  readonly #exports = new Map<string, Attached>();
+  /** Names being attached, so two attaches of one name cannot race. */
+  readonly #attaching = new Set<string>();
+  readonly #journalCapacity: number;
+  #closed = false;
+
+  private constructor(unix: UnixListener | null, tcp: TcpListener | null, journalCapacity: number) {
+    this.#unix = unix;
+    this.#tcp = tcp;
+    this.#journalCapacity = journalCapacity;
+  }
+
+  /** Starts listening (on the socket, the TCP address or both); exports are attached afterwards. */
+  static async start(options: DiskServiceOptions): Promise<DiskService> {
+    if (options.socket === undefined && options.listen === undefined) {
+      throw new HavenError('validation_failed', 'the disk service needs a Unix socket or a TCP address', {
+        field: 'socket',
+      });
+    }
+    const shared = {
+      ...(options.defaultExport === undefined ? {} : { defaultExport: options.defaultExport }),
+    };
+    let unix: UnixListener | null = null;
+    let tcp: TcpListener | null = null;
+    try {
+      if (options.socket !== undefined) {
+        const path = resolve(options.socket);
+        await removeStaleSocket(path);
+        const server = new NbdServer(shared);
+        await server.listen({ path });
+        unix = { server, path };
+      }
+      if (options.listen !== undefined) {
+        const server = new NbdServer({ ...shared, ...(options.tls ? { tls: options.tls } : {}) });
+        const bound = (await server.listen(options.listen)) as Extract<NbdListenAddress, { port: number }>;
+        tcp = { server, address: { host: options.listen.host, port: bound.port }, tls: !!options.tls };
+      }
+    } catch (e) {
+      await unix?.server.close();
+      throw e;
+    }
+    return new DiskService(unix, tcp, options.journalCapacityBytes ?? DEFAULT_JOURNAL_CAPACITY);
+  }
+
+  /** Where the service listens: the socket path and/or the bound TCP address. */
+  get addresses(): { socket?: string; tcp?: { host: string; port: number } } {
+    return {
+      ...(this.#unix ? { socket: this.#unix.path } : {}),
+      ...(this.#tcp ? { tcp: this.#tcp.address } : {}),
+    };
+  }
+
+  /**
+   * Opens the image through a journaling backend (recovering from an unclean
+   * shutdown first) and exports it. An image or journal can be attached once.
+   */
+  async attach(name: string, options: AttachOptions): Promise<DiskExportInfo> {
+    this.#checkOpen();
+    if (!EXPORT_NAME.test(name)) {
+      throw new HavenError(
+        'validation_failed',
+        `export name '${name.slice(0, 64)}' may only hold letters, digits, '.', '_' and '-' (at most 128, starting with a letter or digit)`,
+        { field: 'name', value: name.slice(0, 128) },
+      );
+    }
+    if (this.#exports.has(name) || this.#attaching.has(name)) {
+      throw new HavenError('conflict', `export '${name}' is already attached; detach it first`, { name });
+    }
+    const imagePath = resolve(options.imagePath);
+    const journalDir = resolve(options.journalDir ?? `${options.imagePath}.journal`);
+    for (const other of this.#exports.values()) {
+      if (other.info.imagePath === imagePath || other.info.journalDir === journalDir) {
+        throw new HavenError(
+          'conflict',
+          `image '${imagePath}' or journal '${journalDir}' is already attached as export '${other.info.name}'`,
+          { name: other.info.name },
+        );
+      }
+    }
+    this.#attaching.add(name);
+    try {
+      const backend = await JournaledBackend.open({
+        imagePath,
+        journalDir,
+        journalCapacityBytes: options.journalCapacityBytes ?? this.#journalCapacity,
+        ...(options.journalSegmentBytes === undefined
+          ? {}
+          : { journalSegmentBytes: options.journalSegmentBytes }),
+        ...(options.regionSize === undefined ? {} : { regionSize: options.regionSize }),
+      });
+      const gate = new QuiescingBackend(backend);
+      const uris: DiskExportInfo['uris'] = {};
+      if (this.#unix) uris.unix = unixUri(this.#unix.path, name);
+      if (this.#tcp) uris.tcp = tcpUri(this.#tcp.address, name, this.#tcp.tls);
+      const info: DiskExportInfo = {
+        name,
+        imagePath,
+        journalDir,
+        sizeBytes: backend.size,
+        uri: uris.unix ?? uris.tcp ?? '',
+        uris,
+        recovered: backend.recovered,
+      };
+      const exp = {
+        backend: gate,
+        description: options.description ?? `journaled image ${imagePath}`,
+      };
+      this.#unix?.server.addExport(name, exp);
+      this.#tcp?.server.addExport(name, exp);
+      this.#exports.set(name, { info, backend, gate });
+      return { ...info };
+    } finally {
+      this.#attaching.delete(name);
+    }
+  }
+
+  /** Ends the export's connections (their requests in flight are answered), flushes and closes it. */
+  async detach(name: string): Promise<void> {
+    const attached = this.#get(name);
+    this.#exports.delete(name);
+    await Promise.all([this.#unix?.server.removeExport(name), this.#tcp?.server.removeExport(name)]);
+    await this.#closeBackend(attached);
+  }
+
+  list(): DiskExportInfo[] {
+    return [...this.#exports.values()].map((a) => ({ ...a.info }));
+  }
+
+  info(name: string): DiskExportInfo {
+    return { ...this.#get(name).info };
+  }
+
+  /** The export's journal, for its consumer: `records`, `trimThrough`, `beginResync`... */
+  journal(name: string): WriteJournal {
+    return this.#get(name).backend.journal;
+  }
+
+  /** The export's journaling backend (e.g. `beginResync`, which also waits for the image). */
+  backend(name: string): JournaledBackend {
+    return this.#get(name).backend;
+  }
+
+  journalStatus(name: string): ExportJournalStatus {
+    const { backend, gate } = this.#get(name);
+    const regions = backend.journal.dirtyRegions();
+    return {
+      name,
+      ...backend.journal.status,
+      dirtyRegions: regions.length,
+      dirtyBytes: regions.reduce((n, r) => n + r.length, 0),
+      lastWriteAt: gate.lastChangeMs === null ? null : new Date(gate.lastChangeMs).toISOString(),
+    };
+  }
+
+  /** Merged byte ranges written while the journal was full (to be resynced). */
+  dirtyRegions(name: string): Region[] {
+    return this.#get(name).backend.journal.dirtyRegions();
+  }
+
+  /** Inserts a marker into one export's journal; see `insertMarkers`. */
+  async insertMarker(name: string, marker: DiskMarker): Promise<JournalRecord> {
+    const [record] = await this.insertMarkers([name], marker);
+    return record as JournalRecord;
+  }
+
+  /**
+   * Inserts the same marker into the journals of several exports at one
+   * instant: new writes to all of them are held, the running ones finish,
+   * every image and journal is flushed (so the marker follows a
+   * crash-consistent boundary), the markers are appended, and writes go on.
+   * Resolves with each export's marker record, in the order given.
+   */
+  async insertMarkers(names: readonly string[], marker: DiskMarker): Promise<JournalRecord[]> {
+    this.#checkOpen();
+    if (marker.type !== 'app-consistent' && marker.type !== 'group') {
+      throw new HavenError(
+        'validation_failed',
+        `marker type '${String(marker.type)}' is not one of app-consistent, group`,
+        { field: 'type' },
+      );
+    }
+    const unique = [...new Set(names)];
+    const targets = unique.map((name) => this.#get(name));
+    // Refuse before holding anything, so a full journal does not leave the others with a lone marker.
+    const full = targets.filter((t) => t.backend.journal.mode === 'bitmap').map((t) => t.info.name);
+    if (full.length > 0) {
+      throw new HavenError(
+        'operation_not_allowed',
+        `the journals of ${full.map((n) => `'${n}'`).join(', ')} are full and record dirty regions only; ` +
+          'markers can be inserted again after a resync',
+        { exports: full, mode: 'bitmap', allowed: ['resync'] },
+      );
+    }
+    // Quiesce in a fixed (name) order so two concurrent calls cannot wait on each other.
+    const ordered = [...targets].sort((a, b) => (a.info.name < b.info.name ? -1 : 1));
+    const releases: Array<() => void> = [];
+    try {
+      for (const t of ordered) releases.push(await t.gate.quiesce());
+      await Promise.all(targets.map((t) => t.backend.flush()));
+      return await Promise.all(targets.map((t) => t.backend.journal.addMarker({ ...marker })));
+    } finally {
+      for (const release of releases) release();
+    }
+  }
+
+  stats(): NbdServerStats {
+    const a = this.#unix?.server.stats();
+    const b = this.#tcp?.server.stats();
+    return {
+      connections: (a?.connections ?? 0) + (b?.connections ?? 0),
+      inFlightRequests: (a?.inFlightRequests ?? 0) + (b?.inFlightRequests ?? 0),
+      inFlightBytes: (a?.inFlightBytes ?? 0) + (b?.inFlightBytes ?? 0),
+      bufferedBytes: (a?.bufferedBytes ?? 0) + (b?.bufferedBytes ?? 0),
+    };
+  }
+
+  /**
+   * Stops listening, ends every connection (answering requests in flight),
+   * then flushes and closes every export. Closing twice is harmless.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([this.#unix?.server.close(), this.#tcp?.server.close()]);
+    const attached = [...this.#exports.values()];
+    this.#exports.clear();
+    const results = await Promise.allSettled(attached.map((a) => this.#closeBackend(a)));
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  async #closeBackend(attached: Attached): Promise<void> {
+    try {
+      // A clean stop is a crash-consistent boundary too.
+      await attached.backend.flush();
+    } finally {
+      await attached.backend.close();
+    }
+  }
+
+  #get(name: string): Attached {
+    const attached = this.#exports.get(name);
+    if (attached === undefined) {
+      throw new HavenError(
+        'not_found',
+        `export '${name}' is not attached to this disk service (attached: ${[...this.#exports.keys()].join(', ') || 'none'})`,
+        { kind: 'export', id: name },
+      );
+    }
+    return attached;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) {
+      throw new HavenError('operation_not_allowed', 'the disk service is closed', { state: 'closed' });
+    }
+  }
+}

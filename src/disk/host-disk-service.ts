@@ -1,0 +1,139 @@
+/**
+ * The host agent's `disk` operations (src/host/host-services.ts) on top of a
+ * DiskService: machines' disks become exports named `<machineId>.<diskId>`,
+ * with their journals under the host's data directory.
+ */
+import { randomUUID } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HavenError } from '../errors/index.ts';
+import type {
+  DiskExport,
+  DiskRef,
+  DiskService as HostDiskService,
+  JournalStatus as HostJournalStatus,
+} from '../host/host-services.ts';
+import type { DiskExportInfo, DiskService } from './disk-service.ts';
+import { createSparseImage } from './sparse-image.ts';
+
+export interface HostDiskServiceOptions {
+  /** Journals go to `<dataDir>/journals/<machineId>/<diskId>`. */
+  dataDir: string;
+  journalCapacityBytes?: number;
+}
+
+const ID = /^[A-Za-z0-9_-]{1,60}$/;
+
+function exportName(ref: DiskRef): string {
+  for (const [field, value] of [
+    ['machineId', ref.machineId],
+    ['diskId', ref.diskId],
+  ] as const) {
+    if (typeof value !== 'string' || !ID.test(value)) {
+      throw new HavenError(
+        'validation_failed',
+        `${field} '${String(value).slice(0, 64)}' may only hold letters, digits, '_' and '-' (1 to 60)`,
+        { field },
+      );
+    }
+  }
+  return `${ref.machineId}.${ref.diskId}`;
+}
+
+function refOf(name: string): DiskRef {
+  const [machineId = '', diskId = ''] = name.split('.');
+  return { machineId, diskId };
+}
+
+async function oldestPendingAt(service: DiskService, name: string): Promise<string | null> {
+  const journal = service.journal(name);
+  for await (const record of journal.records()) return new Date(record.timeMs).toISOString();
+  return null;
+}
+
+export function hostDiskService(service: DiskService, options: HostDiskServiceOptions): HostDiskService {
+  const toExport = (info: DiskExportInfo): DiskExport => ({
+    ...refOf(info.name),
+    nbdUri: info.uri,
+    sizeBytes: info.sizeBytes,
+    source: info.imagePath,
+    pendingBytes: service.journal(info.name).status.usedBytes,
+  });
+  const exportsOf = (machineId: string): DiskExportInfo[] =>
+    service.list().filter((e) => refOf(e.name).machineId === machineId);
+
+  return {
+    async list(params) {
+      const all = service.list().map(toExport);
+      return params?.machineId === undefined ? all : all.filter((d) => d.machineId === params.machineId);
+    },
+
+    async attach(params) {
+      const name = exportName(params);
+      let existing: number | null = null;
+      try {
+        existing = (await stat(params.source)).size;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+      if (existing === null) await createSparseImage(params.source, params.sizeBytes);
+      else if (existing !== params.sizeBytes) {
+        throw new HavenError(
+          'conflict',
+          `disk image '${params.source}' is ${existing} bytes, not the ${params.sizeBytes} bytes asked for; resize it first`,
+          { source: params.source, sizeBytes: existing },
+        );
+      }
+      const info = await service.attach(name, {
+        imagePath: params.source,
+        journalDir: join(options.dataDir, 'journals', params.machineId, params.diskId),
+        ...(options.journalCapacityBytes === undefined
+          ? {}
+          : { journalCapacityBytes: options.journalCapacityBytes }),
+        description: `machine ${params.machineId} disk ${params.diskId}`,
+      });
+      return toExport(info);
+    },
+
+    async detach(params) {
+      await service.detach(exportName(params));
+    },
+
+    async insertMarker(params) {
+      const names = [...new Set(params.machineIds)].flatMap((machineId) => {
+        const disks = exportsOf(machineId);
+        if (disks.length === 0) {
+          throw new HavenError('not_found', `machine '${machineId}' has no disk attached to this host`, {
+            kind: 'machine',
+            id: machineId,
+          });
+        }
+        return disks.map((d) => d.name);
+      });
+      const markerId = params.groupPointId ?? randomUUID();
+      // The journal knows app-consistent and group (crash-consistent cut) markers.
+      const records = await service.insertMarkers(names, {
+        type: params.type === 'app-consistent' ? 'app-consistent' : 'group',
+        id: markerId,
+        label: params.groupPointId === null ? params.type : `${params.type} group ${params.groupPointId}`,
+      });
+      const timeMs = Math.min(...records.map((r) => r.timeMs));
+      return { markerId, time: new Date(timeMs).toISOString() };
+    },
+
+    async journalStatus(params): Promise<HostJournalStatus> {
+      const disks = await Promise.all(
+        exportsOf(params.machineId).map(async (e) => {
+          const status = service.journalStatus(e.name);
+          return {
+            ...refOf(e.name),
+            pendingBytes: status.usedBytes,
+            oldestPendingAt: await oldestPendingAt(service, e.name),
+            lastWriteAt: status.lastWriteAt,
+          };
+        }),
+      );
+      return { machineId: params.machineId, disks };
+    },
+  };
+}

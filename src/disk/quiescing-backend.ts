@@ -1,0 +1,108 @@
+import type { BlockBackend, BlockExtent, WriteOptions } from '../nbd/block-backend.ts';
+
+/**
+ * Passes every call through to a backend, but can hold new changes (writes,
+ * trims, write-zeroes) while the ones already running finish: the disk service
+ * uses it to put a marker into several journals at one instant, with no write
+ * of any of those disks before the marker on one disk and after it on another.
+ * Held changes resume in arrival order, so journal order stays request order.
+ */
+export class QuiescingBackend implements BlockBackend {
+  readonly inner: BlockBackend;
+  /** Time of the last acknowledged change (ms since the epoch), null before the first. */
+  lastChangeMs: number | null = null;
+  #running = 0;
+  #drained: (() => void) | null = null;
+  #gate: Promise<void> | null = null;
+  /** Serialises quiesce() callers. */
+  #turn: Promise<void> = Promise.resolve();
+
+  constructor(inner: BlockBackend) {
+    this.inner = inner;
+  }
+
+  get size(): number {
+    return this.inner.size;
+  }
+  get readOnly(): boolean {
+    return this.inner.readOnly;
+  }
+  get canTrim(): boolean {
+    return this.inner.canTrim;
+  }
+  get canWriteZeroes(): boolean {
+    return this.inner.canWriteZeroes;
+  }
+
+  read(offset: number, length: number): Promise<Buffer> {
+    return this.inner.read(offset, length);
+  }
+
+  write(offset: number, data: Buffer, options: WriteOptions): Promise<void> {
+    return this.#change(() => this.inner.write(offset, data, options));
+  }
+
+  trim(offset: number, length: number, options: WriteOptions): Promise<void> {
+    return this.#change(() => this.inner.trim(offset, length, options));
+  }
+
+  writeZeroes(offset: number, length: number, options: WriteOptions & { mayTrim: boolean }): Promise<void> {
+    return this.#change(() => this.inner.writeZeroes(offset, length, options));
+  }
+
+  flush(): Promise<void> {
+    return this.inner.flush();
+  }
+
+  blockStatus(offset: number, length: number): Promise<BlockExtent[]> {
+    return this.inner.blockStatus(offset, length);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  /**
+   * Holds new changes and resolves, once the running ones are done, with the
+   * function that lets them go again.
+   */
+  async quiesce(): Promise<() => void> {
+    const previous = this.#turn;
+    let release = (): void => {};
+    this.#turn = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await previous;
+    let open = (): void => {};
+    this.#gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    if (this.#running > 0) {
+      await new Promise<void>((resolve) => {
+        this.#drained = resolve;
+      });
+    }
+    return () => {
+      this.#gate = null;
+      open();
+      release();
+    };
+  }
+
+  async #change(call: () => Promise<void>): Promise<void> {
+    // The common path calls straight through, in the same tick as the request arrived.
+    while (this.#gate !== null) await this.#gate;
+    this.#running++;
+    try {
+      await call();
+      this.lastChangeMs = Date.now();
+    } finally {
+      this.#running--;
+      if (this.#running === 0 && this.#drained !== null) {
+        const drained = this.#drained;
+        this.#drained = null;
+        drained();
+      }
+    }
+  }
+}

@@ -54,4 +54,11 @@ export interface ReplicaSink {
   ): Promise<void>;
   /** The copy is complete; the replica becomes consistent once records through `throughSeq` are applied. */
   completeSync(diskKey: string, syncId: string, throughSeq: number): Promise<void>;
+
+  /**
+   * Optional: the replica's current contents (everything appended and synced so
+   * far). The receiver hashes them for a hash-compare resync; without it such
+   * a resync falls back to a full resync.
+   */
+  read?(diskKey: string, offset: number, length: number): Promise<Buffer>;
 }

@@ -1,0 +1,296 @@
+import { createHash } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { Server, TLSSocket } from 'node:tls';
+import { sameFingerprint } from '../control/index.ts';
+import { HavenError } from '../errors/index.ts';
+import { FramedConnection } from './framed-connection.ts';
+import type { ReplicaSink } from './replica-sink.ts';
+import type { HostIdentity } from './replication-tls.ts';
+import { createPinnedServer } from './replication-tls.ts';
+import {
+  type AckMessage,
+  type ErrorMessage,
+  encodeFrame,
+  type Frame,
+  FrameType,
+  type HashRequestMessage,
+  type HelloMessage,
+  hashesPayload,
+  jsonFrame,
+  PROTOCOL_VERSION,
+  parseJson,
+  parseRecordsPayload,
+  parseSyncDataPayload,
+  type ResumeMessage,
+  type SyncBeginMessage,
+  type SyncCompleteMessage,
+} from './wire-protocol.ts';
+
+export interface ReceiverOptions {
+  identity: Pick<HostIdentity, 'keyPem' | 'certPem'>;
+  sink: ReplicaSink;
+  /** Fingerprints of the sending hosts' certificates (distributed by the vault). */
+  allowedSenders: string[];
+  host?: string;
+  /** Replication port; 0 picks a free one (tests). Default 9443. */
+  port?: number;
+  /** Time a new connection has to say HELLO. */
+  helloTimeoutMs?: number;
+}
+
+export interface ReceiverStats {
+  connections: number;
+  refused: number;
+  recordsAppended: number;
+  bytesReceived: number;
+}
+
+const MAX_QUEUED_BYTES = 64 << 20;
+const HASH_BLOCK_LIMIT = 1 << 20;
+
+/** One sender connection, bound to one disk after HELLO. */
+class ReceiverSession {
+  readonly conn: FramedConnection;
+  diskKey: string | null = null;
+  syncId: string | null = null;
+  /** Settles when every frame accepted so far was handled. */
+  idle: Promise<void> = Promise.resolve();
+  #handled = 0;
+  #queued = 0;
+  #queuedBytes = 0;
+  #durableSeq = -1;
+
+  constructor(conn: FramedConnection) {
+    this.conn = conn;
+  }
+
+  enqueue(frame: Frame, handle: (frame: Frame) => Promise<void>): void {
+    this.#queued++;
+    this.#queuedBytes += frame.payload.length;
+    if (this.#queuedBytes > MAX_QUEUED_BYTES) this.conn.socket.pause();
+    this.idle = this.idle.then(async () => {
+      if (this.conn.isClosed) return;
+      try {
+        await handle(frame);
+      } catch (e) {
+        this.fail(e);
+      } finally {
+        this.#queued--;
+        this.#queuedBytes -= frame.payload.length;
+        if (this.#queuedBytes <= MAX_QUEUED_BYTES / 2) this.conn.socket.resume();
+      }
+    });
+  }
+
+  /** A frame the sender's window counts has been handled durably: acknowledge when the queue is empty or often enough. */
+  handled(durableSeq: number): void {
+    this.#handled++;
+    this.#durableSeq = durableSeq;
+    if (this.#queued <= 1 || this.#handled % 16 === 0) {
+      const ack: AckMessage = { frames: this.#handled, durableSeq: this.#durableSeq };
+      void this.conn.send(jsonFrame(FrameType.ACK, ack)).catch(() => {});
+    }
+  }
+
+  fail(e: unknown): void {
+    if (this.conn.isClosed) return;
+    const error: ErrorMessage =
+      e instanceof HavenError
+        ? { code: e.code, message: e.message }
+        : { code: 'internal', message: e instanceof Error ? e.message : String(e) };
+    void this.conn.send(jsonFrame(FrameType.ERROR, error)).catch(() => {});
+    // Let the error frame go out before closing.
+    this.conn.socket.end();
+    setTimeout(() => this.conn.close(new Error(error.message)), 200).unref();
+  }
+}
+
+/**
+ * The recovery host's end of replication: a TLS server on the replication
+ * port that accepts pinned senders, hands their batches and sync data to the
+ * replica store (`ReplicaSink`) in order, and acknowledges only what the sink
+ * reported durable.
+ */
+export class Receiver {
+  readonly #options: ReceiverOptions;
+  readonly #allowed: Set<string>;
+  readonly #sessions = new Set<ReceiverSession>();
+  readonly #byDisk = new Map<string, ReceiverSession>();
+  #server: Server | null = null;
+  readonly stats: ReceiverStats = { connections: 0, refused: 0, recordsAppended: 0, bytesReceived: 0 };
+
+  constructor(options: ReceiverOptions) {
+    this.#options = options;
+    this.#allowed = new Set(options.allowedSenders);
+  }
+
+  allowSender(fingerprint: string): void {
+    this.#allowed.add(fingerprint);
+  }
+
+  /** Refuses a sender from now on and drops its open connections. */
+  disallowSender(fingerprint: string): void {
+    for (const f of [...this.#allowed]) if (sameFingerprint(f, fingerprint)) this.#allowed.delete(f);
+    for (const s of this.#sessions) {
+      const fp = (s.conn.socket.getPeerCertificate() as { fingerprint256?: string }).fingerprint256;
+      if (fp !== undefined && sameFingerprint(fp, fingerprint))
+        s.conn.close(new Error('sender no longer allowed'));
+    }
+  }
+
+  async listen(): Promise<{ host: string; port: number }> {
+    const server = createPinnedServer(
+      this.#options.identity,
+      (fp) => [...this.#allowed].some((a) => sameFingerprint(a, fp)),
+      (socket) => this.#accept(socket),
+      () => {
+        this.stats.refused++;
+      },
+    );
+    this.#server = server;
+    const host = this.#options.host ?? '127.0.0.1';
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.#options.port ?? 9443, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    return { host, port: (server.address() as AddressInfo).port };
+  }
+
+  async close(): Promise<void> {
+    const server = this.#server;
+    this.#server = null;
+    for (const s of this.#sessions) s.conn.close();
+    if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
+    await Promise.all([...this.#sessions].map((s) => s.idle));
+  }
+
+  #accept(socket: TLSSocket): void {
+    this.stats.connections++;
+    const conn = new FramedConnection(socket);
+    const session = new ReceiverSession(conn);
+    this.#sessions.add(session);
+    const helloTimer = setTimeout(
+      () => session.fail(new HavenError('bad_request', 'no HELLO within the time allowed')),
+      this.#options.helloTimeoutMs ?? 10_000,
+    );
+    helloTimer.unref();
+    conn.onFrame = (frame) => {
+      this.stats.bytesReceived += frame.payload.length + 5;
+      if (frame.type === FrameType.HELLO) clearTimeout(helloTimer);
+      session.enqueue(frame, (f) => this.#handle(session, f));
+    };
+    void conn.closed.then(() => {
+      clearTimeout(helloTimer);
+      this.#sessions.delete(session);
+      if (session.diskKey !== null && this.#byDisk.get(session.diskKey) === session) {
+        this.#byDisk.delete(session.diskKey);
+      }
+    });
+  }
+
+  async #handle(session: ReceiverSession, frame: Frame): Promise<void> {
+    const sink = this.#options.sink;
+    if (session.diskKey === null) {
+      if (frame.type !== FrameType.HELLO) {
+        throw new HavenError('bad_request', `expected HELLO, got frame type ${frame.type}`);
+      }
+      await this.#hello(session, parseJson<HelloMessage>(frame));
+      return;
+    }
+    const diskKey = session.diskKey;
+    switch (frame.type) {
+      case FrameType.RECORDS: {
+        const records = await parseRecordsPayload(frame.payload);
+        const durable = await sink.append(diskKey, records);
+        this.stats.recordsAppended += records.length;
+        session.handled(durable);
+        return;
+      }
+      case FrameType.SYNC_BEGIN: {
+        const m = parseJson<SyncBeginMessage>(frame);
+        await sink.beginSync(diskKey, { id: m.id, kind: m.kind, fromSeq: m.fromSeq, regions: m.regions });
+        session.syncId = m.id;
+        session.handled(await sink.durableSequence(diskKey));
+        return;
+      }
+      case FrameType.SYNC_DATA: {
+        const d = await parseSyncDataPayload(frame.payload);
+        await sink.writeSyncData(diskKey, this.#syncIdOf(session), d.offset, d.data, d.length);
+        session.handled(await sink.durableSequence(diskKey));
+        return;
+      }
+      case FrameType.SYNC_COMPLETE: {
+        const m = parseJson<SyncCompleteMessage>(frame);
+        await sink.completeSync(diskKey, m.id, m.throughSeq);
+        session.handled(await sink.durableSequence(diskKey));
+        return;
+      }
+      case FrameType.HASH_REQUEST: {
+        await this.#hashes(session, diskKey, parseJson<HashRequestMessage>(frame));
+        return;
+      }
+      case FrameType.ERROR: {
+        const m = parseJson<ErrorMessage>(frame);
+        session.conn.close(new Error(`sender reported: ${m.message}`));
+        return;
+      }
+      default:
+        throw new HavenError('bad_request', `unexpected replication frame type ${frame.type}`);
+    }
+  }
+
+  // SYNC_DATA carries no sync id (it would cost bytes per frame): it belongs to the last SYNC_BEGIN.
+  #syncIdOf(session: ReceiverSession): string {
+    if (session.syncId === null) throw new HavenError('bad_request', 'sync data arrived before SYNC_BEGIN');
+    return session.syncId;
+  }
+
+  async #hello(session: ReceiverSession, hello: HelloMessage): Promise<void> {
+    if (hello.v !== PROTOCOL_VERSION) {
+      throw new HavenError(
+        'bad_request',
+        `replication protocol version ${hello.v} is not supported (${PROTOCOL_VERSION} is)`,
+      );
+    }
+    if (typeof hello.diskKey !== 'string' || hello.diskKey.length === 0 || hello.diskKey.length > 512) {
+      throw new HavenError('validation_failed', 'HELLO needs a disk key of 1 to 512 characters');
+    }
+    if (!Number.isSafeInteger(hello.sizeBytes) || hello.sizeBytes <= 0) {
+      throw new HavenError('validation_failed', `disk size ${hello.sizeBytes} is not a positive integer`);
+    }
+    // A reconnecting sender replaces its old connection; wait until that one's sink calls are done.
+    const previous = this.#byDisk.get(hello.diskKey);
+    if (previous !== undefined) {
+      previous.conn.close(new Error('replaced by a new connection for the same disk'));
+      await previous.idle;
+    }
+    session.diskKey = hello.diskKey;
+    this.#byDisk.set(hello.diskKey, session);
+    await this.#options.sink.ensureDisk(hello.diskKey, hello.sizeBytes);
+    const resume: ResumeMessage = { durableSeq: await this.#options.sink.durableSequence(hello.diskKey) };
+    await session.conn.send(jsonFrame(FrameType.RESUME, resume));
+  }
+
+  async #hashes(session: ReceiverSession, diskKey: string, m: HashRequestMessage): Promise<void> {
+    const sink = this.#options.sink;
+    if (sink.read === undefined) {
+      throw new HavenError('not_available', `replica store cannot read disk '${diskKey}' for a hash compare`);
+    }
+    if (!Number.isSafeInteger(m.blockSize) || m.blockSize <= 0 || m.blockSize > HASH_BLOCK_LIMIT) {
+      throw new HavenError('validation_failed', `hash block size ${m.blockSize} is out of range`);
+    }
+    const digests: Buffer[] = [];
+    for (let at = m.offset; at < m.offset + m.length; at += m.blockSize) {
+      const n = Math.min(m.blockSize, m.offset + m.length - at);
+      digests.push(
+        createHash('sha256')
+          .update(await sink.read(diskKey, at, n))
+          .digest(),
+      );
+    }
+    await session.conn.send(encodeFrame(FrameType.HASHES, hashesPayload(m.reqId, digests)));
+  }
+}

@@ -1,0 +1,58 @@
+import { open, readFile, rename } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { HavenError } from '../errors/index.ts';
+
+export type SyncKind = 'initial' | 'bitmap' | 'full' | 'hash';
+
+/**
+ * What the sender must remember across its own restarts for one disk: whether
+ * the replica was ever completely copied, and which copy was interrupted (it
+ * is redone from scratch). The receiver's durable sequence alone cannot tell
+ * "never copied" from "copied an idle disk".
+ */
+export interface SenderDiskState {
+  synced: boolean;
+  sync: { kind: SyncKind } | null;
+}
+
+export async function readSenderState(path: string): Promise<SenderDiskState> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { synced: false, sync: null };
+    throw e;
+  }
+  try {
+    const parsed = JSON.parse(text) as SenderDiskState;
+    if (typeof parsed.synced !== 'boolean') throw new Error('no synced flag');
+    return { synced: parsed.synced, sync: parsed.sync ?? null };
+  } catch (e) {
+    throw new HavenError(
+      'internal',
+      `replication state file '${path}' is damaged (${(e as Error).message}); delete it to force a full resync`,
+      {
+        path,
+      },
+    );
+  }
+}
+
+/** Replaces the state file atomically and durably (temporary file, fsync, rename, directory fsync). */
+export async function writeSenderState(path: string, state: SenderDiskState): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const fh = await open(tmp, 'w');
+  try {
+    await fh.writeFile(JSON.stringify(state));
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  const dir = await open(dirname(path), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}

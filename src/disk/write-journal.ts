@@ -168,6 +168,8 @@ export class WriteJournal {
   #failed: unknown = null;
   #closed = false;
   readonly #commit: GroupCommit;
+  /** Saving the switch to bitmap mode: bitmap-mode writes are acknowledged only once it is durable. */
+  #overflowSaved: Promise<void> = Promise.resolve();
 
   private constructor(
     dir: string,
@@ -526,7 +528,10 @@ export class WriteJournal {
     } catch (e) {
       return Promise.reject(e);
     }
-    if (appended === null) return this.#bitmap.markDirty(offset, length).then(() => null);
+    if (appended === null) {
+      // Recovery replays the journal tail unless the mode says bitmap: that would undo this write.
+      return Promise.all([this.#bitmap.markDirty(offset, length), this.#overflowSaved]).then(() => null);
+    }
     const { seq } = appended;
     return appended.written.then(() => seq);
   }
@@ -543,7 +548,8 @@ export class WriteJournal {
       this.#state.mode = 'bitmap';
       this.#state.overflowSeq = seq - 1;
       this.#state.overflowCount++;
-      void this.#saveState().catch(() => {});
+      this.#overflowSaved = this.#saveState();
+      this.#overflowSaved.catch(() => {});
       return null;
     }
     this.#nextSeq++;

@@ -1,0 +1,17 @@
+export { ExtentMap } from './extent-map.ts';
+export { type OverlayOptions, OverlayView } from './overlay-view.ts';
+export { PointView } from './point-view.ts';
+export type { ReplicaDiskStatus } from './replica-disk.ts';
+export {
+  type OpenViewOptions,
+  type PointRef,
+  ReplicaStore,
+  type ReplicaStoreOptions,
+} from './replica-store.ts';
+export {
+  DEFAULT_RETENTION,
+  type RecoveryPointInfo,
+  type RecoveryPointKind,
+  type RetentionPolicy,
+  retainedPoints,
+} from './retention.ts';

@@ -1,0 +1,606 @@
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../disk/atomic-file.ts';
+import { GroupCommit } from '../disk/group-commit.ts';
+import { createSparseImage, type JournalRecord } from '../disk/index.ts';
+import { HavenError } from '../errors/index.ts';
+import { BaseImage, readFully } from './base-image.ts';
+import { type OverlayOptions, OverlayView } from './overlay-view.ts';
+import { PointView } from './point-view.ts';
+import { newMeta, type ReplicaMeta, readMeta, type SyncState, writeMeta } from './replica-meta.ts';
+import { type RecoveryPointInfo, type RetentionPolicy, retainedPoints } from './retention.ts';
+import { type IndexedRecord, SegmentLog } from './segment-log.ts';
+
+export interface ReplicaDiskOptions {
+  segmentBytes: number;
+  /** Most journal bytes one merge step applies (each step is its own crash-safe transaction). */
+  mergeStepBytes: number;
+  retention: RetentionPolicy;
+}
+
+export interface ReplicaDiskStatus {
+  diskKey: string;
+  sizeBytes: number;
+  baseSeq: number;
+  durableSeq: number;
+  /** Bytes of retained journal segments on disk. */
+  journalBytes: number;
+  syncing: SyncState | null;
+  openViews: number;
+}
+
+const KINDS: readonly string[] = ['write', 'trim', 'zero', 'flush', 'marker'];
+
+function isPointRecord(r: IndexedRecord): boolean {
+  return (
+    r.kind === 'flush' ||
+    (r.kind === 'marker' && (r.marker?.type === 'app-consistent' || r.marker?.type === 'group'))
+  );
+}
+
+/**
+ * One protected disk's replica: base image, retained journal segments, and
+ * the catalog of recovery points derived from them. Every change of state goes
+ * through `#serial`, one at a time; each step that moves the base persists an
+ * intent first so that a crash at any moment is redone on open.
+ */
+export class ReplicaDisk {
+  readonly diskKey: string;
+  readonly dir: string;
+  readonly #options: ReplicaDiskOptions;
+  #meta: ReplicaMeta;
+  readonly #base: BaseImage;
+  readonly #log: SegmentLog;
+  /** Records (baseSeq, durable], consecutive. */
+  #index: IndexedRecord[];
+  #cumAtBase: number;
+  /** First sequence that can be a point (null: none yet, e.g. during a sync). */
+  #pointsFrom: number | null = null;
+  /** Pins of open views and kept writable views: merges never pass the lowest. */
+  readonly #pins = new Map<number, number>();
+  #chain: Promise<unknown> = Promise.resolve();
+  readonly #syncCommit: GroupCommit;
+  #closed = false;
+
+  private constructor(
+    dir: string,
+    meta: ReplicaMeta,
+    base: BaseImage,
+    log: SegmentLog,
+    index: IndexedRecord[],
+    cumAtBase: number,
+    options: ReplicaDiskOptions,
+  ) {
+    this.dir = dir;
+    this.diskKey = meta.diskKey;
+    this.#meta = meta;
+    this.#base = base;
+    this.#log = log;
+    this.#index = index;
+    this.#cumAtBase = cumAtBase;
+    this.#options = options;
+    this.#syncCommit = new GroupCommit(() => base.sync());
+    this.#recomputePointsFrom();
+  }
+
+  static async create(dir: string, diskKey: string, sizeBytes: number, options: ReplicaDiskOptions) {
+    await mkdir(join(dir, 'segments'), { recursive: true });
+    await rm(join(dir, 'base.img'), { force: true });
+    await rm(join(dir, 'base.img.haven-alloc'), { force: true });
+    await createSparseImage(join(dir, 'base.img'), sizeBytes);
+    // The metadata is written last: a directory without it is an unfinished creation.
+    await writeMeta(join(dir, 'meta.json'), newMeta(diskKey, sizeBytes));
+    return ReplicaDisk.open(dir, options);
+  }
+
+  /** Opens a replica, finishing whatever a crash interrupted (a merge, a commit's truncation). */
+  static async open(dir: string, options: ReplicaDiskOptions): Promise<ReplicaDisk> {
+    const meta = await readMeta(join(dir, 'meta.json'));
+    if (meta === null) throw new HavenError('not_found', `no replica in '${dir}'`, { dir });
+    const base = await BaseImage.open(join(dir, 'base.img'), meta.sizeBytes);
+    // Segments are indexed from the base the merge started from; a redo re-applies them.
+    const { log, records, cumAtBase } = await SegmentLog.open(
+      join(dir, 'segments'),
+      meta.baseSeq,
+      options.segmentBytes,
+    );
+    const disk = new ReplicaDisk(dir, meta, base, log, records, cumAtBase, options);
+    for (const { seq } of await disk.#keptViews()) disk.#pin(seq);
+    const intent = meta.mergeIntent;
+    if (intent !== null) await disk.#mergeStep(intent.through, intent.point, intent.pointsOpen);
+    if (meta.discardAfter !== null) await disk.#discardAfter(meta.discardAfter);
+    return disk;
+  }
+
+  get sizeBytes(): number {
+    return this.#meta.sizeBytes;
+  }
+
+  get baseSeq(): number {
+    return this.#meta.baseSeq;
+  }
+
+  get durableSeq(): number {
+    return this.#index.at(-1)?.seq ?? this.#meta.baseSeq;
+  }
+
+  status(): ReplicaDiskStatus {
+    let openViews = 0;
+    for (const n of this.#pins.values()) openViews += n;
+    return {
+      diskKey: this.diskKey,
+      sizeBytes: this.sizeBytes,
+      baseSeq: this.baseSeq,
+      durableSeq: this.durableSeq,
+      journalBytes: this.#log.storedBytes,
+      syncing: this.#meta.sync,
+      openViews,
+    };
+  }
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#chain.then(() => {
+      if (this.#closed) {
+        throw new HavenError('operation_not_allowed', `replica '${this.diskKey}' is closed`, {
+          diskKey: this.diskKey,
+        });
+      }
+      return fn();
+    });
+    this.#chain = run.catch(() => {});
+    return run;
+  }
+
+  async #saveMeta(change: Partial<ReplicaMeta>): Promise<void> {
+    const next = { ...this.#meta, ...change };
+    await writeMeta(join(this.dir, 'meta.json'), next);
+    this.#meta = next;
+  }
+
+  #recomputePointsFrom(): void {
+    const { sync, pointFloor, pointsOpen, baseSeq } = this.#meta;
+    this.#pointsFrom = null;
+    if (sync !== null) return;
+    if (pointsOpen) {
+      this.#pointsFrom = baseSeq;
+      return;
+    }
+    for (const r of this.#index) {
+      if (r.kind === 'flush' && r.seq >= pointFloor) {
+        this.#pointsFrom = r.seq;
+        return;
+      }
+    }
+  }
+
+  // --- ReplicaSink -----------------------------------------------------------
+
+  append(records: readonly JournalRecord[]): Promise<number> {
+    return this.#serial(async () => {
+      const durable = this.durableSeq;
+      const fresh = records.filter((r) => r.seq > durable);
+      if (fresh.length === 0) return durable;
+      fresh.forEach((r, i) => {
+        this.#validate(r, durable + 1 + i);
+      });
+      const indexed = await this.#log.append(fresh);
+      for (const r of indexed) {
+        this.#index.push(r);
+        if (
+          this.#pointsFrom === null &&
+          this.#meta.sync === null &&
+          r.kind === 'flush' &&
+          r.seq >= this.#meta.pointFloor
+        ) {
+          this.#pointsFrom = r.seq;
+        }
+      }
+      return this.durableSeq;
+    });
+  }
+
+  #validate(r: JournalRecord, expected: number): void {
+    const bad = (why: string, extra: Record<string, unknown> = {}) =>
+      new HavenError('bad_request', `record ${r.seq} for replica '${this.diskKey}' ${why}`, {
+        diskKey: this.diskKey,
+        seq: r.seq,
+        ...extra,
+      });
+    if (r.seq !== expected) {
+      throw new HavenError(
+        'conflict',
+        `replica '${this.diskKey}' holds records through ${expected - 1}; record ${r.seq} would leave a gap ` +
+          '(records must follow in order; a gap needs a sync)',
+        { diskKey: this.diskKey, durableSeq: expected - 1, seq: r.seq },
+      );
+    }
+    if (!KINDS.includes(r.kind)) throw bad(`has an unknown kind '${r.kind}'`);
+    if (!Number.isSafeInteger(r.timeMs) || r.timeMs < 0) throw bad('has no valid time');
+    if (r.kind === 'write' || r.kind === 'trim' || r.kind === 'zero') {
+      if (
+        !Number.isSafeInteger(r.offset) ||
+        !Number.isSafeInteger(r.length) ||
+        r.offset < 0 ||
+        r.length < 0 ||
+        r.offset + r.length > this.sizeBytes
+      ) {
+        throw bad(`covers ${r.length} bytes at ${r.offset}, outside the ${this.sizeBytes}-byte disk`);
+      }
+    }
+    if (r.kind === 'write' && (!Buffer.isBuffer(r.data) || r.data.length !== r.length)) {
+      throw bad(`is a write of ${r.length} bytes carrying ${r.data?.length ?? 'no'} bytes of data`);
+    }
+    if (r.kind === 'marker' && (typeof r.marker?.id !== 'string' || typeof r.marker.type !== 'string')) {
+      throw bad('is a marker without a type and id');
+    }
+  }
+
+  beginSync(sync: SyncState & { regions: { offset: number; length: number }[] | null }): Promise<void> {
+    return this.#serial(async () => {
+      if (this.#meta.sync?.id === sync.id && this.#meta.sync.fromSeq === sync.fromSeq) return;
+      if (!Number.isSafeInteger(sync.fromSeq) || sync.fromSeq < 0) {
+        throw new HavenError('bad_request', `sync '${sync.id}' needs a non-negative fromSeq`, {
+          fromSeq: sync.fromSeq,
+        });
+      }
+      if (this.#pins.size > 0) {
+        throw new HavenError(
+          'conflict',
+          `replica '${this.diskKey}' has open or kept views; a sync rewrites the base, so close or discard them first`,
+          { diskKey: this.diskKey, pinnedSeqs: [...this.#pins.keys()] },
+        );
+      }
+      // The copy overwrites the base: bring it up to just before the sync, and drop the rest.
+      await this.#mergeThrough(Math.min(this.durableSeq, sync.fromSeq - 1), true);
+      await this.#log.truncateAfter(sync.fromSeq - 1, null);
+      this.#index = [];
+      this.#cumAtBase = 0;
+      // The base is in flux until the sync completes; records resume right after it.
+      await this.#saveMeta({
+        baseSeq: sync.fromSeq - 1,
+        basePoint: null,
+        pointsOpen: false,
+        sync: { id: sync.id, kind: sync.kind, fromSeq: sync.fromSeq },
+      });
+      this.#recomputePointsFrom();
+    });
+  }
+
+  #checkSync(syncId: string): void {
+    if (this.#meta.sync?.id !== syncId) {
+      throw new HavenError(
+        'conflict',
+        `sync '${syncId}' is not in progress on replica '${this.diskKey}' (current: ${this.#meta.sync?.id ?? 'none'})`,
+        { diskKey: this.diskKey, syncId, current: this.#meta.sync?.id ?? null },
+      );
+    }
+  }
+
+  /** Copied data goes straight to the base: no point exists until the sync completes. */
+  async writeSyncData(syncId: string, offset: number, data: Buffer | null, length: number): Promise<void> {
+    this.#checkSync(syncId);
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0 ||
+      offset + length > this.sizeBytes ||
+      (data !== null && data.length !== length)
+    ) {
+      throw new HavenError(
+        'bad_request',
+        `sync data of ${length} bytes at ${offset} does not fit the ${this.sizeBytes}-byte replica '${this.diskKey}'`,
+        { offset, length, size: this.sizeBytes },
+      );
+    }
+    if (length === 0) return;
+    if (data === null) await this.#base.zero(offset, length);
+    else {
+      await this.#base.reserve([{ offset, length }]);
+      await this.#base.write(offset, data);
+    }
+    await this.#syncCommit.sync();
+  }
+
+  completeSync(syncId: string, throughSeq: number): Promise<void> {
+    return this.#serial(async () => {
+      if (this.#meta.sync === null && this.#meta.pointFloor === throughSeq) return;
+      this.#checkSync(syncId);
+      await this.#syncCommit.sync();
+      await this.#saveMeta({ sync: null, pointFloor: throughSeq });
+      this.#recomputePointsFrom();
+    });
+  }
+
+  // --- Recovery points ------------------------------------------------------
+
+  #info(r: IndexedRecord, sizeBytes: number): RecoveryPointInfo {
+    const group = r.marker?.type === 'group';
+    return {
+      id: `${this.diskKey}@${r.seq}`,
+      diskKey: this.diskKey,
+      seq: r.seq,
+      timeMs: r.timeMs,
+      time: new Date(r.timeMs).toISOString(),
+      type: r.marker?.type === 'app-consistent' ? 'app-consistent' : 'crash-consistent',
+      groupPointId: group ? (r.marker?.id ?? null) : null,
+      label: r.marker?.label ?? null,
+      sizeBytes,
+    };
+  }
+
+  /** Every point the journal holds (before retention), in sequence order. */
+  #candidates(): { point: RecoveryPointInfo; cum: number }[] {
+    const out: { point: RecoveryPointInfo; cum: number }[] = [];
+    const basePoint = this.#meta.basePoint;
+    if (basePoint !== null) out.push({ point: basePoint, cum: this.#cumAtBase });
+    const from = this.#pointsFrom;
+    if (from === null) return out;
+    for (const r of this.#index) {
+      if (r.seq >= from && isPointRecord(r)) out.push({ point: this.#info(r, 0), cum: r.cumBytes });
+    }
+    return out;
+  }
+
+  /** The recovery points kept at `nowMs`, oldest first. */
+  points(nowMs: number, policy = this.#policy()): RecoveryPointInfo[] {
+    return retainedPoints(this.#sizedCandidates(), nowMs, policy);
+  }
+
+  /** Candidates sized as the journal bytes since the previous candidate (or the base). */
+  #sizedCandidates(): RecoveryPointInfo[] {
+    let prevCum = this.#cumAtBase;
+    return this.#candidates().map((c) => {
+      const sized = c.point === this.#meta.basePoint ? c.point : { ...c.point, sizeBytes: c.cum - prevCum };
+      prevCum = c.cum;
+      return sized;
+    });
+  }
+
+  #policy(): RetentionPolicy {
+    return this.#meta.retention ?? this.#options.retention;
+  }
+
+  setRetention(policy: RetentionPolicy | null): Promise<void> {
+    return this.#serial(() => this.#saveMeta({ retention: policy }));
+  }
+
+  // --- Merging --------------------------------------------------------------
+
+  #minPin(): number {
+    let min = Number.POSITIVE_INFINITY;
+    for (const seq of this.#pins.keys()) min = Math.min(min, seq);
+    return min;
+  }
+
+  /**
+   * Merges what fell out of the retention window into the base: records up to
+   * the oldest point still kept (never past a view's pin). Returns the new base sequence.
+   */
+  runRetention(nowMs: number): Promise<number> {
+    return this.#serial(async () => {
+      const oldest = this.points(nowMs)[0];
+      if (oldest === undefined || this.#meta.sync !== null) return this.baseSeq;
+      const target = Math.min(oldest.seq, this.#minPin());
+      await this.#mergeThrough(target, false);
+      return this.baseSeq;
+    });
+  }
+
+  #candidateAt(seq: number): RecoveryPointInfo | null {
+    return this.#sizedCandidates().find((p) => p.seq === seq) ?? null;
+  }
+
+  /** Applies records (baseSeq, target] onto the base in bounded, individually crash-safe steps. */
+  async #mergeThrough(target: number, dropPoints: boolean): Promise<void> {
+    while (this.baseSeq < target && this.#index.length > 0) {
+      let end = this.baseSeq;
+      let bytes = 0;
+      for (const r of this.#index) {
+        const cost = r.kind === 'write' ? r.length : 0;
+        if (r.seq > target || (bytes > 0 && bytes + cost > this.#options.mergeStepBytes)) break;
+        end = r.seq;
+        bytes += cost;
+      }
+      const point = dropPoints ? null : this.#candidateAt(end);
+      const pointsOpen = !dropPoints && this.#pointsFrom !== null && end >= this.#pointsFrom;
+      await this.#saveMeta({ mergeIntent: { through: end, point, pointsOpen } });
+      await this.#mergeStep(end, point, pointsOpen);
+    }
+  }
+
+  /** One merge transaction (also the redo after a crash): apply, sync, advance the base, delete segments. */
+  async #mergeStep(end: number, point: RecoveryPointInfo | null, pointsOpen: boolean): Promise<void> {
+    const records = this.#index.filter((r) => r.seq <= end);
+    await this.#base.reserve(records.filter((r) => r.kind === 'write'));
+    const buf = Buffer.allocUnsafe(Math.min(this.#options.mergeStepBytes, 4 << 20));
+    for (const r of records) {
+      if (r.kind === 'write') {
+        // An earlier trim in this step may have turned its chunks into holes again.
+        await this.#base.reserve([r]);
+        for (let done = 0; done < r.length; done += buf.length) {
+          const n = Math.min(buf.length, r.length - done);
+          await readFully(r.segment.fh, buf, 0, r.dataPos + done, n);
+          await this.#base.write(r.offset + done, buf.subarray(0, n));
+        }
+      } else if (r.kind === 'trim' || r.kind === 'zero') {
+        await this.#base.zero(r.offset, r.length);
+      }
+    }
+    await this.#base.sync();
+    const lastMerged = records.at(-1);
+    if (lastMerged !== undefined) this.#cumAtBase = lastMerged.cumBytes;
+    await this.#saveMeta({
+      baseSeq: Math.max(this.#meta.baseSeq, end),
+      basePoint: point,
+      pointsOpen,
+      mergeIntent: null,
+    });
+    this.#index = this.#index.slice(records.length);
+    await this.#log.deleteThrough(end);
+  }
+
+  /** Drops every record after `seq`, all older ones being merged (the end of a commit). */
+  async #discardAfter(seq: number): Promise<void> {
+    await this.#log.truncateAfter(seq, null);
+    this.#index = [];
+    await this.#saveMeta({ discardAfter: null });
+  }
+
+  // --- Views ----------------------------------------------------------------
+
+  #pin(seq: number): void {
+    this.#pins.set(seq, (this.#pins.get(seq) ?? 0) + 1);
+  }
+
+  #unpin(seq: number): void {
+    const n = (this.#pins.get(seq) ?? 0) - 1;
+    if (n <= 0) this.#pins.delete(seq);
+    else this.#pins.set(seq, n);
+  }
+
+  /** Checks that `seq` can be viewed: inside the retained journal and not inside a sync. */
+  #checkViewable(seq: number): void {
+    const from = this.#pointsFrom;
+    const ok =
+      Number.isSafeInteger(seq) &&
+      this.#meta.sync === null &&
+      from !== null &&
+      seq >= Math.max(from, this.baseSeq) &&
+      seq <= this.durableSeq;
+    if (!ok) {
+      throw new HavenError(
+        'conflict',
+        `replica '${this.diskKey}' cannot show sequence ${seq}: it holds consistent data from ` +
+          `${from === null ? 'no point yet' : Math.max(from, this.baseSeq)} through ${this.durableSeq}` +
+          (this.#meta.sync === null ? '' : ` (sync '${this.#meta.sync.id}' in progress)`),
+        { diskKey: this.diskKey, seq, baseSeq: this.baseSeq, durableSeq: this.durableSeq },
+      );
+    }
+  }
+
+  /** A read-only view at `seq`; pinned until closed. */
+  openView(seq: number, name: string): Promise<PointView> {
+    return this.#serial(async () => this.#view(seq, name));
+  }
+
+  #view(seq: number, name: string): PointView {
+    this.#checkViewable(seq);
+    const records = this.#index.slice(0, seq - this.baseSeq);
+    this.#pin(seq);
+    return new PointView(name, seq, this.#base, records, () => this.#unpin(seq));
+  }
+
+  #viewsDir(): string {
+    return join(this.dir, 'views');
+  }
+
+  async #keptViews(): Promise<{ viewId: string; seq: number }[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.#viewsDir());
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    const out: { viewId: string; seq: number }[] = [];
+    for (const viewId of names) {
+      try {
+        const { seq } = JSON.parse(await readFile(join(this.#viewsDir(), viewId, 'view.json'), 'utf8'));
+        out.push({ viewId, seq });
+      } catch (e) {
+        // A view whose creation did not finish: nothing was written through it.
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        await rm(join(this.#viewsDir(), viewId), { recursive: true, force: true });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * A writable view at `seq` kept under `viewId` (reopening the same id resumes
+   * its overlay). Its pin lasts until `discardView`, across restarts.
+   */
+  openWritableView(seq: number, viewId: string, options: OverlayOptions): Promise<OverlayView> {
+    return this.#serial(async () => {
+      if (!/^[\w.-]{1,128}$/.test(viewId)) {
+        throw new HavenError(
+          'validation_failed',
+          `view id '${viewId}' must be 1-128 letters, digits, '.', '_' or '-'`,
+        );
+      }
+      const kept = (await this.#keptViews()).find((v) => v.viewId === viewId);
+      if (kept !== undefined && kept.seq !== seq) {
+        throw new HavenError(
+          'conflict',
+          `writable view '${viewId}' of replica '${this.diskKey}' is at sequence ${kept.seq}, not ${seq}`,
+          { viewId, seq: kept.seq },
+        );
+      }
+      const dir = join(this.#viewsDir(), viewId);
+      if (kept === undefined) {
+        this.#checkViewable(seq);
+        await mkdir(dir, { recursive: true });
+        await writeFileAtomic(join(dir, 'view.json'), `${JSON.stringify({ seq })}\n`);
+        this.#pin(seq);
+      }
+      const lower = this.#view(seq, `${this.diskKey}#${viewId}`);
+      try {
+        return await OverlayView.open(`${this.diskKey}#${viewId}`, lower, dir, options);
+      } catch (e) {
+        await lower.close();
+        throw e;
+      }
+    });
+  }
+
+  /** Deletes a writable view's overlay and journal and releases its pin (close it first). */
+  discardView(viewId: string): Promise<void> {
+    return this.#serial(async () => {
+      const kept = (await this.#keptViews()).find((v) => v.viewId === viewId);
+      if (kept === undefined) return;
+      await rm(join(this.#viewsDir(), viewId), { recursive: true, force: true });
+      this.#unpin(kept.seq);
+    });
+  }
+
+  // --- Commit ---------------------------------------------------------------
+
+  /** Keeps the point at `seq` as the disk's state and deletes every other point. */
+  commit(seq: number): Promise<void> {
+    return this.#serial(async () => {
+      const others = [...this.#pins.keys()].filter((s) => s !== seq);
+      if (others.length > 0) {
+        throw new HavenError(
+          'conflict',
+          `replica '${this.diskKey}' has views open at other points (${others.join(', ')}); close them before committing`,
+          { diskKey: this.diskKey, pinnedSeqs: others },
+        );
+      }
+      this.#checkViewable(seq);
+      if (this.#candidateAt(seq) === null) {
+        throw new HavenError(
+          'conflict',
+          `sequence ${seq} of replica '${this.diskKey}' is not a recovery point`,
+          {
+            diskKey: this.diskKey,
+            seq,
+          },
+        );
+      }
+      await this.#mergeThrough(seq, false);
+      // Records after the point are dropped: the replica now stands at the committed point.
+      await this.#saveMeta({ discardAfter: seq });
+      await this.#discardAfter(seq);
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.#serial(async () => {
+      this.#closed = true;
+    }).catch(() => {});
+    await this.#syncCommit.idle();
+    await this.#log.close();
+    await this.#base.close();
+  }
+}

@@ -1,0 +1,71 @@
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../disk/atomic-file.ts';
+import { HavenError } from '../errors/index.ts';
+import type { RecoveryPointInfo, RetentionPolicy } from './retention.ts';
+
+export interface SyncState {
+  id: string;
+  kind: 'initial' | 'resync' | 'full-resync';
+  fromSeq: number;
+}
+
+/**
+ * What a replica must remember beside its base image and segments, replaced
+ * atomically at each step of a merge, sync or commit.
+ */
+export interface ReplicaMeta {
+  version: 1;
+  diskKey: string;
+  sizeBytes: number;
+  /** The base image holds the disk exactly as after this record (-1: before any). */
+  baseSeq: number;
+  /** The recovery point at `baseSeq`, when it is one (it stays listed while retained). */
+  basePoint: RecoveryPointInfo | null;
+  /** A merge through this sequence may have begun: the base is redone up to it before anything else. */
+  mergeIntent: { through: number; point: RecoveryPointInfo | null; pointsOpen: boolean } | null;
+  /** A commit is dropping the records after this sequence: finished on open. */
+  discardAfter: number | null;
+  /** A sync in progress: no recovery point exists until it completes. */
+  sync: SyncState | null;
+  /** Points exist only from the first flush at or after this sequence (the end of the last sync). */
+  pointFloor: number;
+  /** The base is at or after that first flush: every later flush or marker is a point. */
+  pointsOpen: boolean;
+  /** Per-disk retention overriding the store's default. */
+  retention: RetentionPolicy | null;
+}
+
+export function newMeta(diskKey: string, sizeBytes: number): ReplicaMeta {
+  return {
+    version: 1,
+    diskKey,
+    sizeBytes,
+    baseSeq: -1,
+    basePoint: null,
+    mergeIntent: null,
+    discardAfter: null,
+    sync: null,
+    pointFloor: 0,
+    pointsOpen: false,
+    retention: null,
+  };
+}
+
+export async function readMeta(path: string): Promise<ReplicaMeta | null> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  const meta = JSON.parse(text) as ReplicaMeta;
+  if (meta.version !== 1 || typeof meta.baseSeq !== 'number' || typeof meta.sizeBytes !== 'number') {
+    throw new HavenError('internal', `replica metadata '${path}' is not a version 1 replica`, { path });
+  }
+  return meta;
+}
+
+export function writeMeta(path: string, meta: ReplicaMeta): Promise<void> {
+  return writeFileAtomic(path, `${JSON.stringify(meta)}\n`);
+}

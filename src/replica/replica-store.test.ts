@@ -1,0 +1,290 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { JournalRecord } from '../disk/index.ts';
+import { SeededRandom } from '../disk/seeded-random.ts';
+import { HavenError } from '../errors/index.ts';
+import type { BlockBackend } from '../nbd/block-backend.ts';
+import { OverlayView } from './overlay-view.ts';
+import { ReplicaStore } from './replica-store.ts';
+import { ModelDisk, modelAt, randomHistory } from './replica-test-model.ts';
+
+const MiB = 1 << 20;
+const HOUR = 3600_000;
+
+async function readAll(view: BlockBackend): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for (let at = 0; at < view.size; at += 4 * MiB)
+    parts.push(await view.read(at, Math.min(4 * MiB, view.size - at)));
+  return Buffer.concat(parts);
+}
+
+function firstDifference(a: Buffer, b: Buffer): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
+  return -1;
+}
+
+function assertSameBytes(actual: Buffer, expected: Buffer, what: string): void {
+  if (!actual.equals(expected))
+    assert.fail(`${what}: first difference at byte ${firstDifference(actual, expected)}`);
+}
+
+/** Appends a history in random batches, resending overlaps now and then (a reconnect). */
+async function appendRandomly(store: ReplicaStore, key: string, history: JournalRecord[], rnd: SeededRandom) {
+  for (let i = 0; i < history.length; ) {
+    const n = rnd.int(1, 40);
+    const back = rnd.next() < 0.1 ? rnd.int(0, Math.min(i, 5)) : 0;
+    const durable = await store.append(key, history.slice(i - back, i + n));
+    i = Math.min(history.length, i + n);
+    assert.equal(durable, history[i - 1]?.seq);
+  }
+}
+
+for (const seed of [1, 2, 3]) {
+  describe(`replica store, seeded history ${seed}`, () => {
+    const size = (seed === 2 ? 16 : 4) * MiB + (seed === 3 ? 512 * 3 : 0);
+    const rnd = new SeededRandom(seed * 7919);
+    const start = 1_700_000_000_000;
+    // 1200 records, one every 10 s: 3 h 20 min of source time.
+    const history = randomHistory(seed, { size, count: 1200, startTimeMs: start, stepMs: 10_000 });
+    const initial = rnd.bytes(size);
+    initial.fill(0, 0, MiB); // a hole in the copied disk
+    const key = `machine-${seed}/disk-0`;
+    let dir: string;
+    let store: ReplicaStore;
+    let clock = start;
+    const options = { segmentBytes: 256 << 10, mergeStepBytes: 2 * MiB, now: () => clock };
+    /** Model snapshots at some recovery points (by sequence). */
+    const snapshots = new Map<number, Buffer>();
+
+    before(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'replica-store-'));
+      store = await ReplicaStore.open(dir, options);
+      await store.ensureDisk(key, size);
+      await store.ensureDisk(key, size);
+      await assert.rejects(store.ensureDisk(key, size + 512), (e: HavenError) => e.code === 'conflict');
+      assert.equal(await store.durableSequence(key), -1);
+      await assert.rejects(store.append(key, history.slice(0, 3)), (e: HavenError) => e.code === 'conflict');
+      // Initial replication: the copy arrives in pieces (zeroes as null) while records follow from seq 1.
+      await store.beginSync(key, { id: 'initial', kind: 'initial', fromSeq: 1, regions: null });
+      assert.equal(await store.durableSequence(key), 0);
+      await store.append(key, history.slice(0, 50));
+      for (let at = 0; at < size; at += MiB) {
+        const n = Math.min(MiB, size - at);
+        const piece = initial.subarray(at, at + n);
+        await store.writeSyncData(key, 'initial', at, piece.every((b) => b === 0) ? null : piece, n);
+      }
+      assert.deepEqual(store.listPoints(key, start), [], 'no point inside a sync');
+      await store.completeSync(key, 'initial', 40);
+      const model = new ModelDisk(size, initial);
+      const firstFlush = history.find((r) => r.kind === 'flush' && r.seq >= 40)?.seq;
+      const points = history.filter((r) => r.kind === 'flush' || r.kind === 'marker');
+      const chosen = new Set(
+        Array.from({ length: 10 }, () => rnd.pick(points).seq).filter((s) => s >= (firstFlush ?? 0)),
+      );
+      chosen.add(points.at(-1)?.seq ?? 0);
+      for (const r of history) {
+        model.apply(r);
+        if (chosen.has(r.seq)) snapshots.set(r.seq, model.copy());
+      }
+      await appendRandomly(store, key, history.slice(50), rnd);
+    });
+
+    after(async () => {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    test('every flush and marker after the sync is a point, with type, group id and size', () => {
+      clock = start + 1200 * 10_000;
+      const all = store.listPoints(key, start + 1000);
+      const firstFlush = history.find((r) => r.kind === 'flush' && r.seq >= 40)?.seq ?? -1;
+      const expected = history.filter(
+        (r) => r.seq >= firstFlush && (r.kind === 'flush' || r.kind === 'marker'),
+      );
+      assert.deepEqual(
+        all.map((p) => p.seq),
+        expected.map((r) => r.seq),
+      );
+      for (const [i, p] of all.entries()) {
+        const r = expected[i] as JournalRecord;
+        assert.equal(p.id, `${key}@${r.seq}`);
+        assert.equal(p.timeMs, r.timeMs);
+        assert.equal(p.type, r.marker?.type === 'app-consistent' ? 'app-consistent' : 'crash-consistent');
+        assert.equal(p.groupPointId, r.marker?.type === 'group' ? r.marker.id : null);
+      }
+      const total = all.reduce((n, p) => n + p.sizeBytes, 0);
+      const journal = history
+        .filter((r) => r.seq > 50 && r.seq <= (all.at(-1)?.seq ?? 0))
+        .reduce((n, r) => n + 48 + (r.data?.length ?? (r.marker ? JSON.stringify(r.marker).length : 0)), 0);
+      assert.ok(total >= journal, `point sizes ${total} cover the journal after seq 50 (${journal})`);
+      // Any point in time: a time between two points resolves to the earlier one.
+      const p = all.at(-5);
+      assert.ok(p !== undefined);
+      assert.equal(store.pointAt(key, p.timeMs + 1).seq, p.seq);
+    });
+
+    test('views at random points equal the model replayed to them', async () => {
+      for (const [seq, expected] of snapshots) {
+        const view = await store.openView(key, seq);
+        assertSameBytes(await readAll(view), expected, `view at ${seq}`);
+        await view.close();
+      }
+    });
+
+    test('block status: reported holes read as zeroes, written data is never a hole', async () => {
+      const seq = Math.max(...snapshots.keys());
+      const view = await store.openView(key, seq);
+      const expected = snapshots.get(seq) as Buffer;
+      let holes = 0;
+      for (const e of await view.blockStatus(0, size)) {
+        if ((e.flags & 2) !== 0) {
+          holes += e.length;
+          assert.ok(expected.subarray(e.offset, e.offset + e.length).every((b) => b === 0));
+        }
+      }
+      assert.ok(holes > 0, 'the view has holes (the zeroed first MiB, trims)');
+      await view.close();
+    });
+
+    test('retention thins the older points and merges the expired ones into the base', async () => {
+      const now = start + 1200 * 10_000; // last record at now - 10 s
+      const policy = { fineWindowMs: HOUR, retentionMs: 2 * HOUR, thinIntervalMs: 15 * 60_000 };
+      await store.setRetention(key, policy);
+      const openAt = Math.max(...[...snapshots.keys()].filter((s) => s < 600));
+      const pinned = await store.openView(key, openAt);
+      const before = store.listPoints(key, now);
+      await store.runRetention(key, now);
+      const status = store.diskStatus(key);
+      assert.ok(status.baseSeq <= openAt, 'an open view pins its point');
+      assertSameBytes(await readAll(pinned), snapshots.get(openAt) as Buffer, 'pinned view after a merge');
+      await pinned.close();
+      await store.runRetention(key, now);
+      const points = store.listPoints(key, now);
+      const seqs = (list: { seq: number }[]) => list.map((p) => p.seq);
+      assert.deepEqual(seqs(points), seqs(before));
+      assert.deepEqual(points.slice(1), before.slice(1), 'sizes of the points after the base do not change');
+      const base = store.diskStatus(key).baseSeq;
+      assert.equal(base, points[0]?.seq, 'merged through the oldest kept point');
+      assert.ok(points.every((p) => p.timeMs >= now - 2 * HOUR));
+      // Between the windows: at most one point of each kind per interval.
+      const buckets = new Set<string>();
+      for (const p of points.filter((p) => p.timeMs < now - HOUR)) {
+        const kind = p.type === 'app-consistent' ? 'a' : p.groupPointId === null ? 'c' : 'g';
+        const bucket = `${kind}${Math.floor(p.timeMs / (kind === 'a' ? HOUR : 15 * 60_000))}`;
+        assert.ok(!buckets.has(bucket), `one point per ${bucket}`);
+        buckets.add(bucket);
+      }
+      for (const [seq, expected] of snapshots) {
+        if (seq < base) {
+          await assert.rejects(store.openView(key, seq), (e: HavenError) => e.code === 'conflict');
+          continue;
+        }
+        const view = await store.openView(key, seq);
+        assertSameBytes(await readAll(view), expected, `view at ${seq} after merging through ${base}`);
+        await view.close();
+      }
+      // A reopened store sees the same catalog and contents.
+      await store.close();
+      store = await ReplicaStore.open(dir, options);
+      assert.deepEqual(seqs(store.listPoints(key, now)), seqs(points));
+      const last = Math.max(...snapshots.keys());
+      const view = await store.openView(key, `${key}@${last}`);
+      assertSameBytes(await readAll(view), snapshots.get(last) as Buffer, 'after reopening');
+      await view.close();
+    });
+
+    test('a writable view reads the point plus its own writes, and journals exactly them', async () => {
+      const seq = Math.max(...snapshots.keys());
+      const model = new ModelDisk(size, snapshots.get(seq));
+      const view = (await store.openView(key, seq, {
+        writable: true,
+        viewId: 'test-failover',
+      })) as OverlayView;
+      assert.ok(view instanceof OverlayView);
+      const ops = randomHistory(seed + 100, { size, count: 60, maxWrite: 200_000 }).filter(
+        (r) => r.kind === 'write' || r.kind === 'trim' || r.kind === 'zero',
+      );
+      for (const op of ops) {
+        if (op.kind === 'write') await view.write(op.offset, op.data as Buffer, { fua: false });
+        else if (op.kind === 'trim') await view.trim(op.offset, op.length, { fua: false });
+        else await view.writeZeroes(op.offset, op.length, { fua: false, mayTrim: false });
+        model.apply(op);
+      }
+      await view.flush();
+      assertSameBytes(await readAll(view), model.bytes, 'writable view');
+      for (const e of await view.blockStatus(0, size)) {
+        if ((e.flags & 2) !== 0)
+          assert.ok(model.bytes.subarray(e.offset, e.offset + e.length).every((b) => b === 0));
+      }
+      const journaled: JournalRecord[] = [];
+      for await (const r of view.journal.records(1)) if (r.kind !== 'flush') journaled.push(r);
+      assert.deepEqual(
+        journaled.map((r) => [r.kind, r.offset, r.length, r.data?.toString('base64')]),
+        ops.map((r) => [r.kind, r.offset, r.length, r.data?.toString('base64')]),
+      );
+      await view.close();
+      // Kept across a restart: reopening the id resumes the overlay, and it pins its point.
+      await store.close();
+      store = await ReplicaStore.open(dir, options);
+      await store.runRetention(key, clock + HOUR);
+      assert.ok(store.diskStatus(key).baseSeq <= seq);
+      const again = await store.openView(key, seq, { writable: true, viewId: 'test-failover' });
+      assertSameBytes(await readAll(again), model.bytes, 'writable view after reopening');
+      await again.close();
+      await store.discardView(key, 'test-failover');
+    });
+
+    test('commit keeps the chosen point and deletes the others', async () => {
+      const points = store.listPoints(key);
+      const chosen = (points.at(-3) ?? points.at(-1))?.seq;
+      assert.ok(chosen !== undefined && points.length >= 3);
+      await assert.rejects(store.commit(key, `${key}@999999`), (e: HavenError) => e.code === 'not_found');
+      await store.commit(key, `${key}@${chosen}`);
+      assert.deepEqual(
+        store.listPoints(key).map((p) => p.seq),
+        [chosen],
+      );
+      assert.equal(await store.durableSequence(key), chosen);
+      const view = await store.openView(key, chosen);
+      assertSameBytes(await readAll(view), modelAt(size, history, chosen, initial), 'committed point');
+      await view.close();
+      assert.equal(store.diskStatus(key).journalBytes, 0);
+    });
+  });
+}
+
+describe('replica store input checks', () => {
+  test('bad records are refused without storing anything', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'replica-bad-'));
+    const store = await ReplicaStore.open(dir);
+    try {
+      await store.ensureDisk('d', MiB);
+      const ok: JournalRecord = {
+        seq: 0,
+        timeMs: 1,
+        kind: 'write',
+        offset: 0,
+        length: 4,
+        data: Buffer.from('abcd'),
+      };
+      const past: JournalRecord = { ...ok, seq: 1, offset: MiB - 2 };
+      await assert.rejects(store.append('d', [ok, past]), (e: HavenError) => e.code === 'bad_request');
+      assert.equal(await store.durableSequence('d'), -1);
+      const short: JournalRecord = { ...ok, length: 8 };
+      await assert.rejects(store.append('d', [short]), (e: HavenError) => e.code === 'bad_request');
+      assert.equal(await store.append('d', [ok]), 0);
+      await assert.rejects(store.append('d', [{ ...ok, seq: 2 }]), (e: HavenError) => e.code === 'conflict');
+      await assert.rejects(store.append('nope', [ok]), (e: HavenError) => e.code === 'not_found');
+      await assert.rejects(
+        store.writeSyncData('d', 'none', 0, null, 512),
+        (e: HavenError) => e instanceof HavenError && e.code === 'conflict',
+      );
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

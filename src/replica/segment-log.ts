@@ -1,0 +1,285 @@
+import { type FileHandle, open, readdir, readFile, truncate, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+// The journal's own record format and scanner: replica segments hold the records exactly as shipped.
+import { syncDirectory } from '../disk/atomic-file.ts';
+import type { JournalRecord, Marker, RecordKind } from '../disk/index.ts';
+import { encodeRecord, HEADER_SIZE } from '../disk/journal-record.ts';
+import { scanSegment } from '../disk/segment-scan.ts';
+import { HavenError } from '../errors/index.ts';
+
+const SEGMENT_NAME = /^seg-(\d{16})\.log$/;
+const MAX_IOV = 1024;
+
+function segmentName(firstSeq: number): string {
+  return `seg-${String(firstSeq).padStart(16, '0')}.log`;
+}
+
+/** One file of retained records. Open views keep a reference so a merged segment stays readable. */
+export class Segment {
+  readonly firstSeq: number;
+  readonly path: string;
+  lastSeq: number;
+  size: number;
+  readonly fh: FileHandle;
+  refs = 0;
+  deleted = false;
+
+  constructor(path: string, firstSeq: number, lastSeq: number, size: number, fh: FileHandle) {
+    this.path = path;
+    this.firstSeq = firstSeq;
+    this.lastSeq = lastSeq;
+    this.size = size;
+    this.fh = fh;
+  }
+
+  retain(): void {
+    this.refs++;
+  }
+
+  async release(): Promise<void> {
+    this.refs--;
+    if (this.refs === 0 && this.deleted) await this.fh.close();
+  }
+}
+
+/** What the in-memory index knows of a stored record (its data stays in the segment file). */
+export interface IndexedRecord {
+  seq: number;
+  timeMs: number;
+  kind: RecordKind;
+  offset: number;
+  length: number;
+  marker: Marker | null;
+  segment: Segment;
+  /** File position of the record's data (write records). */
+  dataPos: number;
+  /** File position just past the record. */
+  endPos: number;
+  /** Journal bytes stored from the first record indexed since opening through this one. */
+  cumBytes: number;
+}
+
+async function writevFully(fh: FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  for (let i = 0; i < buffers.length; i += MAX_IOV) {
+    let pending = buffers.slice(i, i + MAX_IOV);
+    let at = position;
+    for (;;) {
+      const total = pending.reduce((n, b) => n + b.length, 0);
+      const { bytesWritten } = await fh.writev(pending, at);
+      at += bytesWritten;
+      if (bytesWritten >= total) break;
+      let skip = bytesWritten;
+      const rest: Buffer[] = [];
+      for (const b of pending) {
+        if (skip >= b.length) skip -= b.length;
+        else {
+          rest.push(skip > 0 ? b.subarray(skip) : b);
+          skip = 0;
+        }
+      }
+      pending = rest;
+    }
+    position = at;
+  }
+}
+
+/**
+ * A replica's retained journal: records after the base, in sequence order,
+ * in segment files of about `segmentBytes`. Appends are durable (fdatasync)
+ * before they resolve; a segment is synced before the next one is started,
+ * so only the last segment can have a torn tail after a crash.
+ */
+export class SegmentLog {
+  readonly dir: string;
+  readonly segmentBytes: number;
+  #segments: Segment[];
+  #cumBytes: number;
+
+  private constructor(dir: string, segmentBytes: number, segments: Segment[], cumBytes: number) {
+    this.dir = dir;
+    this.segmentBytes = segmentBytes;
+    this.#segments = segments;
+    this.#cumBytes = cumBytes;
+  }
+
+  /**
+   * Opens the segments, cutting a torn tail off the last one and deleting those
+   * wholly at or before `baseSeq` (a crash after a merge). Returns the records after `baseSeq`.
+   */
+  static async open(
+    dir: string,
+    baseSeq: number,
+    segmentBytes: number,
+  ): Promise<{ log: SegmentLog; records: IndexedRecord[]; cumAtBase: number }> {
+    const found = (await readdir(dir))
+      .map((name) => SEGMENT_NAME.exec(name))
+      .filter((m) => m !== null)
+      .map((m) => ({ name: m[0], firstSeq: Number(m[1]) }))
+      .sort((a, b) => a.firstSeq - b.firstSeq);
+    const segments: Segment[] = [];
+    const records: IndexedRecord[] = [];
+    let cumBytes = 0;
+    let cumAtBase = 0;
+    let expected: number | null = null;
+    try {
+      for (const [i, f] of found.entries()) {
+        const path = join(dir, f.name);
+        const isLast = i === found.length - 1;
+        if (expected !== null && f.firstSeq !== expected) {
+          throw new HavenError(
+            'internal',
+            `replica segment '${path}' starts at sequence ${f.firstSeq} but ${expected} was expected: a segment is missing`,
+            { kind: 'replica_corrupt', segment: path, expected },
+          );
+        }
+        const buf = await readFile(path);
+        const pending: Omit<IndexedRecord, 'segment'>[] = [];
+        const scan = scanSegment(path, buf, f.firstSeq, isLast, (record, pos) => {
+          const dataLength = buf.readUInt32LE(pos + 40);
+          cumBytes += HEADER_SIZE + dataLength;
+          if (record.seq <= baseSeq) {
+            cumAtBase = cumBytes;
+            return;
+          }
+          pending.push({
+            seq: record.seq,
+            timeMs: record.timeMs,
+            kind: record.kind,
+            offset: record.offset,
+            length: record.length,
+            marker: record.marker ?? null,
+            dataPos: pos + HEADER_SIZE,
+            endPos: pos + HEADER_SIZE + dataLength,
+            cumBytes,
+          });
+        });
+        if (scan.torn) await truncate(path, scan.validBytes);
+        if (scan.records === 0 || scan.lastSeq <= baseSeq) {
+          await unlink(path);
+          if (scan.records > 0) expected = scan.lastSeq + 1;
+          continue;
+        }
+        if (expected === null && f.firstSeq > baseSeq + 1) {
+          throw new HavenError(
+            'internal',
+            `replica journal '${dir}' is missing records ${baseSeq + 1} to ${f.firstSeq - 1} after the base`,
+            { kind: 'replica_corrupt', dir, baseSeq, firstSeq: f.firstSeq },
+          );
+        }
+        expected = scan.lastSeq + 1;
+        const fh = await open(path, 'r+');
+        // Bytes recovered from a crashed process may be only in the page cache.
+        if (isLast) await fh.datasync();
+        const segment = new Segment(path, f.firstSeq, scan.lastSeq, scan.validBytes, fh);
+        segments.push(segment);
+        for (const r of pending) records.push({ ...r, segment });
+      }
+    } catch (e) {
+      for (const s of segments) await s.fh.close();
+      throw e;
+    }
+    return { log: new SegmentLog(dir, segmentBytes, segments, cumBytes), records, cumAtBase };
+  }
+
+  get segments(): readonly Segment[] {
+    return this.#segments;
+  }
+
+  /** Bytes of segment files on disk. */
+  get storedBytes(): number {
+    return this.#segments.reduce((n, s) => n + s.size, 0);
+  }
+
+  /** Writes records (already validated, consecutive) durably and returns their index entries. */
+  async append(records: readonly JournalRecord[]): Promise<IndexedRecord[]> {
+    const out: IndexedRecord[] = [];
+    let segment = this.#segments.at(-1);
+    let buffers: Buffer[] = [];
+    let startPos = 0;
+    const touched = new Set<Segment>();
+    let newFile = false;
+    const writeOut = async () => {
+      if (segment !== undefined && buffers.length > 0) await writevFully(segment.fh, buffers, startPos);
+      buffers = [];
+    };
+    for (const record of records) {
+      const encoded = encodeRecord(record);
+      const bytes = encoded.reduce((n, b) => n + b.length, 0);
+      if (segment === undefined || (segment.size > 0 && segment.size + bytes > this.segmentBytes)) {
+        if (segment !== undefined) {
+          await writeOut();
+          // Synced before the next segment exists: only the last segment can be torn.
+          await segment.fh.datasync();
+          touched.delete(segment);
+        }
+        const path = join(this.dir, segmentName(record.seq));
+        segment = new Segment(path, record.seq, record.seq - 1, 0, await open(path, 'w+'));
+        this.#segments.push(segment);
+        newFile = true;
+      }
+      if (buffers.length === 0) startPos = segment.size;
+      buffers.push(...encoded);
+      touched.add(segment);
+      this.#cumBytes += bytes;
+      out.push({
+        seq: record.seq,
+        timeMs: record.timeMs,
+        kind: record.kind,
+        offset: record.offset,
+        length: record.length,
+        marker: record.marker ?? null,
+        segment,
+        dataPos: segment.size + HEADER_SIZE,
+        endPos: segment.size + bytes,
+        cumBytes: this.#cumBytes,
+      });
+      segment.size += bytes;
+      segment.lastSeq = record.seq;
+    }
+    await writeOut();
+    for (const s of touched) await s.fh.datasync();
+    if (newFile) await syncDirectory(this.dir);
+    return out;
+  }
+
+  /** Deletes the segments holding only records at or before `seq` (merged into the base). */
+  async deleteThrough(seq: number): Promise<void> {
+    const keep: Segment[] = [];
+    for (const s of this.#segments) {
+      if (s.lastSeq > seq || s === this.#segments.at(-1)) keep.push(s);
+      else await this.#delete(s);
+    }
+    this.#segments = keep;
+  }
+
+  /** Drops every record after `seq` (whose record ends at `endPos` in its segment, if stored). */
+  async truncateAfter(seq: number, last: IndexedRecord | null): Promise<void> {
+    const keep: Segment[] = [];
+    for (const s of this.#segments) {
+      if (last !== null && s === last.segment) {
+        await s.fh.truncate(last.endPos);
+        await s.fh.datasync();
+        s.size = last.endPos;
+        s.lastSeq = seq;
+        keep.push(s);
+      } else if (s.firstSeq > seq || last === null) {
+        await this.#delete(s);
+      } else keep.push(s);
+    }
+    this.#segments = keep;
+    await syncDirectory(this.dir);
+  }
+
+  async #delete(s: Segment): Promise<void> {
+    s.deleted = true;
+    await unlink(s.path).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw e;
+    });
+    // An open view may still read it through its handle.
+    if (s.refs === 0) await s.fh.close();
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.#segments) if (s.refs === 0) await s.fh.close();
+  }
+}

@@ -5,6 +5,7 @@ import { hostRoutes } from './host-routes.ts';
 import { jobRoutes } from './job-routes.ts';
 import { machineRoutes } from './machine-routes.ts';
 import { policyRoutes } from './policy-routes.ts';
+import { rpoRoutes } from './rpo-routes.ts';
 import { sessionRoutes } from './session-routes.ts';
 import { siteRoutes } from './site-routes.ts';
 import { systemRoutes } from './system-routes.ts';
@@ -18,6 +19,7 @@ export function allRoutes(vault: VaultContext): RouteDefinition[] {
     ...hostRoutes(vault),
     ...policyRoutes(vault),
     ...machineRoutes(vault),
+    ...rpoRoutes(vault),
     ...jobRoutes(vault),
     ...alertRoutes(vault),
     ...tokenRoutes(vault),

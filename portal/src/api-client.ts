@@ -1,0 +1,125 @@
+import type { Job } from '../../src/domain/model.ts';
+
+export interface ApiErrorBody {
+  code: string;
+  message: string;
+  details: Record<string, unknown>;
+}
+
+/** The vault's `{ error: { code, message, details } }`, kept whole so forms can show details. */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly details: Record<string, unknown>;
+
+  constructor(status: number, body: ApiErrorBody) {
+    super(body.message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = body.code;
+    this.details = body.details ?? {};
+  }
+}
+
+export type JobWithCancel = Job & { cancel: { cancellable: boolean; reason: string | null } };
+
+/** A client for /api/v1 with one bearer token; every request stays on the vault's own origin. */
+export class ApiClient {
+  readonly token: string;
+  /** Called on 401 so the app can sign out. */
+  onUnauthenticated: (() => void) | null = null;
+
+  constructor(token: string) {
+    this.token = token;
+  }
+
+  get<T>(path: string, signal?: AbortSignal): Promise<T> {
+    return this.request<T>('GET', path, undefined, signal);
+  }
+
+  post<T>(path: string, body: unknown = {}): Promise<T> {
+    return this.request<T>('POST', path, body);
+  }
+
+  patch<T>(path: string, body: unknown): Promise<T> {
+    return this.request<T>('PATCH', path, body);
+  }
+
+  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const response = await fetch(`/api/v1${path}`, {
+      method,
+      headers,
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      ...(signal ? { signal } : {}),
+    });
+    if (response.status === 204) return undefined as T;
+    const text = await response.text();
+    let json: unknown = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {
+      // Not JSON: a proxy or a crash page; reported below with the status.
+    }
+    if (!response.ok) {
+      if (response.status === 401) this.onUnauthenticated?.();
+      const error = (json as { error?: ApiErrorBody } | null)?.error;
+      throw new ApiError(
+        response.status,
+        error ?? {
+          code: `http_${response.status}`,
+          message: `${response.status} ${response.statusText}`,
+          details: {},
+        },
+      );
+    }
+    return json as T;
+  }
+
+  /**
+   * Follows a job over server-sent events. EventSource cannot send an
+   * Authorization header, so this reads the stream with fetch instead of
+   * putting the token in the URL (where logs and history would keep it).
+   */
+  async followJob(id: string, onJob: (job: JobWithCancel) => void, signal: AbortSignal): Promise<void> {
+    const response = await fetch(`/api/v1/jobs/${encodeURIComponent(id)}/events`, {
+      headers: { authorization: `Bearer ${this.token}`, accept: 'text/event-stream' },
+      signal,
+    });
+    if (!response.ok || !response.body) {
+      const body = (await response.json().catch(() => null)) as { error?: ApiErrorBody } | null;
+      throw new ApiError(
+        response.status,
+        body?.error ?? { code: `http_${response.status}`, message: response.statusText, details: {} },
+      );
+    }
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value.replace(/\r\n/g, '\n');
+      for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+        const event = parseEvent(buffer.slice(0, end));
+        buffer = buffer.slice(end + 2);
+        if (event.name === 'job' && event.data) onJob(JSON.parse(event.data) as JobWithCancel);
+      }
+    }
+  }
+}
+
+/** One SSE event block: `event:` names it, `data:` lines join with newlines. */
+export function parseEvent(block: string): { name: string; data: string } {
+  let name = 'message';
+  const data: string[] = [];
+  for (const line of block.split('\n')) {
+    if (line.startsWith(':')) continue;
+    const colon = line.indexOf(':');
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+    if (field === 'event') name = value;
+    else if (field === 'data') data.push(value);
+  }
+  return { name, data: data.join('\n') };
+}

@@ -1,0 +1,146 @@
+import { useCallback, useEffect, useMemo, useState } from 'react';
+import { ApiClient, ApiError } from './api-client.ts';
+import { DashboardPage } from './pages/dashboard-page.tsx';
+import { JobPage } from './pages/job-page.tsx';
+import { JobsPage } from './pages/jobs-page.tsx';
+import { MachinePage } from './pages/machine-page.tsx';
+import { MachinesPage } from './pages/machines-page.tsx';
+import { SignInPage } from './pages/sign-in-page.tsx';
+import { Link, matchPath, usePath } from './router.tsx';
+import {
+  type Identity,
+  identify,
+  type Session,
+  SessionProvider,
+  storedIdentity,
+  storedToken,
+  useSession,
+} from './session.tsx';
+
+export function App() {
+  // A stored token renders at once: as who it was last time, or as a viewer (shows the least)
+  // until /session answers.
+  const [identity, setIdentity] = useState<Identity | null>(() => {
+    const token = storedToken.get();
+    if (!token) return null;
+    return storedIdentity.get(token) ?? { token, tokenName: '…', role: 'viewer' };
+  });
+  const [signInError, setSignInError] = useState<ApiError>();
+
+  // Re-check a stored token (revoked? role changed?) while the cached identity renders.
+  useEffect(() => {
+    const token = storedToken.get();
+    if (!token) return;
+    identify(token)
+      .then((who) => {
+        storedIdentity.set(who);
+        setIdentity((current) =>
+          current && current.role === who.role && current.tokenName === who.tokenName ? current : who,
+        );
+      })
+      .catch((e: unknown) => {
+        storedToken.clear();
+        setIdentity(null);
+        if (e instanceof ApiError) setSignInError(e);
+      });
+  }, []);
+
+  const signOut = useCallback(() => {
+    storedToken.clear();
+    setIdentity(null);
+  }, []);
+
+  const session = useMemo<Session | null>(() => {
+    if (!identity) return null;
+    const api = new ApiClient(identity.token);
+    api.onUnauthenticated = signOut;
+    return { api, tokenName: identity.tokenName, role: identity.role, signOut };
+  }, [identity, signOut]);
+
+  if (!session) {
+    return (
+      <SignInPage
+        initialError={signInError}
+        onSignedIn={(who) => {
+          storedToken.set(who.token);
+          storedIdentity.set(who);
+          setIdentity(who);
+        }}
+      />
+    );
+  }
+  return (
+    <SessionProvider session={session}>
+      <Shell />
+    </SessionProvider>
+  );
+}
+
+const NAV = [
+  { to: '/', label: 'Dashboard', active: (p: string) => p === '/' },
+  { to: '/machines', label: 'Machines', active: (p: string) => p.startsWith('/machines') },
+  { to: '/jobs', label: 'Jobs', active: (p: string) => p.startsWith('/jobs') },
+];
+
+function Shell() {
+  const path = usePath();
+  return (
+    <>
+      <a className="skip-link" href="#main">
+        Skip to content
+      </a>
+      <header className="top">
+        <Link to="/" className="brand">
+          Haven
+        </Link>
+        <nav aria-label="Main">
+          <ul>
+            {NAV.map((item) => (
+              <li key={item.to}>
+                <Link to={item.to} aria-current={item.active(path) ? 'page' : undefined}>
+                  {item.label}
+                </Link>
+              </li>
+            ))}
+          </ul>
+        </nav>
+        <SessionBadge />
+      </header>
+      <main id="main" tabIndex={-1}>
+        <Page path={path} />
+      </main>
+    </>
+  );
+}
+
+function SessionBadge() {
+  const { tokenName, role, signOut } = useSession();
+  return (
+    <div className="who">
+      <span data-testid="who">
+        {tokenName} <span className="badge badge-role">{role}</span>
+      </span>
+      <button type="button" onClick={signOut}>
+        Sign out
+      </button>
+    </div>
+  );
+}
+
+function Page({ path }: { path: string }) {
+  if (path === '/' || path === '') return <DashboardPage />;
+  if (path === '/machines' || path === '/machines/') return <MachinesPage />;
+  const machine = matchPath('/machines/:id', path);
+  if (machine) return <MachinePage id={machine.id!} />;
+  if (path === '/jobs' || path === '/jobs/') return <JobsPage />;
+  const job = matchPath('/jobs/:id', path);
+  if (job) return <JobPage id={job.id!} />;
+  return (
+    <section>
+      <h1>Not found</h1>
+      <p>
+        There is no page at <code>{path}</code>. <Link to="/">Back to the dashboard</Link>.
+      </p>
+    </section>
+  );
+}

@@ -1,0 +1,108 @@
+import type { LifecycleOperation } from '../../src/domain/lifecycle.ts';
+
+/** How each lifecycle operation is named and explained in the portal (SPEC §2). */
+export const OPERATION_TEXT: Record<LifecycleOperation, { title: string; explain: string }> = {
+  'enable-replication': {
+    title: 'Enable replication',
+    explain: 'Copies every disk to the recovery host (initial replication); after that only changes flow.',
+  },
+  'disable-replication': {
+    title: 'Disable replication',
+    explain:
+      'Stops replicating this machine and removes its recovery points. The machine itself keeps running.',
+  },
+  'test-failover': {
+    title: 'Test failover',
+    explain:
+      'Starts a copy of the machine at the recovery site on an isolated test network. Replication goes on and production is untouched.',
+  },
+  'cleanup-test-failover': {
+    title: 'Clean up test failover',
+    explain: "Removes the test copy and records the drill's notes.",
+  },
+  failover: {
+    title: 'Failover',
+    explain:
+      'Starts the machine at the recovery site from the chosen recovery point. Data written after that point is lost.',
+  },
+  'planned-failover': {
+    title: 'Planned failover',
+    explain:
+      'Shuts the source down, sends all unsynchronised data, then starts the recovery machine. No data is lost.',
+  },
+  failback: {
+    title: 'Failback',
+    explain: 'A planned failover from the recovery site back to the primary site.',
+  },
+  'complete-failover': {
+    title: 'Complete failover',
+    explain: 'Shuts the recovery machine down, sends the last changes and starts the primary machine.',
+  },
+  'change-recovery-point': {
+    title: 'Change recovery point',
+    explain: 'Restarts the failed-over machine from another recovery point (possible until commit).',
+  },
+  commit: {
+    title: 'Commit',
+    explain:
+      'Completes the failover and deletes the other recovery points: the point can no longer be changed.',
+  },
+  reprotect: {
+    title: 'Reprotect',
+    explain:
+      'Replicates the running machine back to the other site. The machine there stays powered off meanwhile.',
+  },
+  resync: {
+    title: 'Resynchronise',
+    explain: 'Brings the replica back in step with the machine after replication fell behind or broke.',
+  },
+};
+
+export type RecoveryPointOption =
+  | 'latest'
+  | 'latest-processed'
+  | 'latest-app-consistent'
+  | 'latest-multi-machine-processed'
+  | 'latest-multi-machine-app-consistent'
+  | 'custom';
+
+/** The recovery point options and their RPO/RTO trade-off (SPEC §3). */
+export const POINT_OPTIONS: { value: RecoveryPointOption; title: string; tradeOff: string; group?: true }[] =
+  [
+    {
+      value: 'latest',
+      title: 'Latest',
+      tradeOff:
+        'Processes everything the recovery site has received first, then fails over to it: lowest RPO (least data lost), longer RTO (waits for processing).',
+    },
+    {
+      value: 'latest-processed',
+      title: 'Latest processed',
+      tradeOff:
+        'The newest point already processed, with no processing wait: lowest RTO; data received but not yet processed is lost.',
+    },
+    {
+      value: 'latest-app-consistent',
+      title: 'Latest app-consistent',
+      tradeOff:
+        'The newest point taken with applications quiesced: applications start cleanly, but the point is older (higher RPO).',
+    },
+    {
+      value: 'latest-multi-machine-processed',
+      title: 'Latest multi-machine processed',
+      tradeOff:
+        'The newest processed point shared by every machine of the consistency group: they all start from one moment.',
+      group: true,
+    },
+    {
+      value: 'latest-multi-machine-app-consistent',
+      title: 'Latest multi-machine app-consistent',
+      tradeOff: 'The newest app-consistent point shared by the whole consistency group.',
+      group: true,
+    },
+    {
+      value: 'custom',
+      title: 'Custom',
+      tradeOff: 'Any listed point: pick one on the timeline or in the list.',
+    },
+  ];

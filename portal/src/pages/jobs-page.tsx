@@ -1,0 +1,76 @@
+import { useState } from 'react';
+import type { JobState } from '../../../src/domain/model.ts';
+import type { JobWithCancel } from '../api-client.ts';
+import { JobStateBadge } from '../components/badges.tsx';
+import { ErrorMessage } from '../components/error-message.tsx';
+import { ProgressBar } from '../components/progress-bar.tsx';
+import { formatTime } from '../format-time.ts';
+import { Link } from '../router.tsx';
+import { useResource } from '../use-resource.ts';
+
+const STATES: JobState[] = ['queued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled'];
+
+export function JobsPage() {
+  const [state, setState] = useState<JobState | ''>('');
+  const jobs = useResource<{ jobs: JobWithCancel[] }>(`/jobs?limit=200${state ? `&state=${state}` : ''}`, {
+    refreshMs: 2000,
+  });
+  return (
+    <section>
+      <h1>Jobs</h1>
+      <div className="filters">
+        <div className="field">
+          <label htmlFor="job-state">State</label>
+          <select id="job-state" value={state} onChange={(e) => setState(e.target.value as JobState | '')}>
+            <option value="">any</option>
+            {STATES.map((s) => (
+              <option key={s}>{s}</option>
+            ))}
+          </select>
+        </div>
+      </div>
+      <ErrorMessage error={jobs.error} />
+      {jobs.data && jobs.data.jobs.length === 0 && <p className="muted">No jobs.</p>}
+      <div className="table-wrap">
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">Job</th>
+              <th scope="col">Target</th>
+              <th scope="col">State</th>
+              <th scope="col">Progress</th>
+              <th scope="col">By</th>
+              <th scope="col">Created</th>
+              <th scope="col">Finished</th>
+            </tr>
+          </thead>
+          <tbody>
+            {(jobs.data?.jobs ?? []).map((job) => (
+              <tr key={job.id}>
+                <td>
+                  <Link to={`/jobs/${job.id}`}>{job.kind}</Link>
+                </td>
+                <td>
+                  {job.targetType === 'machine' && job.targetId ? (
+                    <Link to={`/machines/${job.targetId}`}>machine</Link>
+                  ) : (
+                    job.targetType
+                  )}
+                </td>
+                <td>
+                  <JobStateBadge state={job.state} />
+                </td>
+                <td>
+                  <ProgressBar value={job.progress} label={`${job.kind} progress`} state={job.state} />
+                </td>
+                <td>{job.createdBy}</td>
+                <td>{formatTime(job.createdAt)}</td>
+                <td>{formatTime(job.finishedAt)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </section>
+  );
+}

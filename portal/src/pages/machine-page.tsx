@@ -1,0 +1,183 @@
+import { useState } from 'react';
+import type { LifecycleOperation } from '../../../src/domain/lifecycle.ts';
+import type { Host, Machine, Policy, RecoveryPoint, Site } from '../../../src/domain/model.ts';
+import { HealthBadge, isInProgress, StateBadge } from '../components/badges.tsx';
+import { ErrorMessage } from '../components/error-message.tsx';
+import { OperationDialog } from '../components/operation-dialog.tsx';
+import { RecoveryPointTimeline } from '../components/recovery-point-timeline.tsx';
+import { RecoverySettingsForm } from '../components/recovery-settings-form.tsx';
+import { formatBytes, formatTime } from '../format-time.ts';
+import { OPERATION_TEXT } from '../operations.ts';
+import { Link } from '../router.tsx';
+import { canOperate, useSession } from '../session.tsx';
+import { useResource } from '../use-resource.ts';
+
+type PresentedMachine = Machine & { allowedOperations: LifecycleOperation[] };
+
+interface Validation {
+  valid: boolean;
+  problems: { field: string; code: string; message: string }[];
+}
+
+export function MachinePage({ id }: { id: string }) {
+  const { role } = useSession();
+  const path = `/machines/${encodeURIComponent(id)}`;
+  const machine = useResource<PresentedMachine>(path, { refreshMs: 5000 });
+  const points = useResource<{ recoveryPoints: RecoveryPoint[] }>(`${path}/recovery-points`, {
+    refreshMs: 15_000,
+  });
+  const validation = useResource<Validation>(`${path}/validation`);
+  const hosts = useResource<{ hosts: Host[] }>('/hosts');
+  const sites = useResource<{ sites: Site[] }>('/sites');
+  const policies = useResource<{ policies: Policy[] }>('/policies');
+  const [selectedPoint, setSelectedPoint] = useState<string | null>(null);
+  const [operation, setOperation] = useState<LifecycleOperation | null>(null);
+
+  if (machine.error) {
+    return (
+      <section>
+        <h1>Machine</h1>
+        <ErrorMessage error={machine.error} />
+        <Link to="/machines">All machines</Link>
+      </section>
+    );
+  }
+  const m = machine.data;
+  if (!m) return <p aria-busy="true">Loading…</p>;
+  const hostList = hosts.data?.hosts ?? [];
+  const hostName = (hostId: string | null) =>
+    hostId === null ? '—' : (hostList.find((h) => h.id === hostId)?.name ?? hostId);
+  const policy = policies.data?.policies.find((p) => p.id === m.policyId);
+  const pointList = points.data?.recoveryPoints ?? [];
+  const newest = pointList.reduce<string | null>((a, p) => (a === null || p.time > a ? p.time : a), null);
+  const operator = canOperate(role);
+
+  return (
+    <section className="machine">
+      <p className="crumbs">
+        <Link to="/machines">Machines</Link> /
+      </p>
+      <h1>
+        {m.name} <StateBadge state={m.state} /> <HealthBadge health={m.health} />
+      </h1>
+      {m.currentJobId && (
+        <p className="notice" role="status">
+          {isInProgress(m.state) ? `${m.state}: ` : ''}
+          <Link to={`/jobs/${m.currentJobId}`}>follow the running job</Link>
+        </p>
+      )}
+      {operator && (
+        <fieldset className="actions">
+          <legend className="sr-only">Actions</legend>
+          {m.allowedOperations.length === 0 && (
+            <span className="muted">No operation is possible in this state.</span>
+          )}
+          {m.allowedOperations.map((op) => (
+            <button
+              key={op}
+              type="button"
+              className={op === 'failover' ? 'danger' : undefined}
+              data-operation={op}
+              onClick={() => setOperation(op)}
+            >
+              {OPERATION_TEXT[op].title}…
+            </button>
+          ))}
+        </fieldset>
+      )}
+      <div className="grid">
+        <article className="card">
+          <h2>Replication</h2>
+          <dl className="facts">
+            <dt>Health</dt>
+            <dd>
+              <HealthBadge health={m.health} />
+            </dd>
+            <dt>Policy</dt>
+            <dd>
+              {policy
+                ? `${policy.name} (RPO threshold ${Math.round(policy.rpoThresholdSeconds / 60)} min)`
+                : 'none'}
+            </dd>
+            <dt>Newest recovery point</dt>
+            <dd>{newest ? formatTime(newest) : 'none yet'}</dd>
+            <dt>Primary host</dt>
+            <dd>{hostName(m.primaryHostId)}</dd>
+            <dt>Recovery host</dt>
+            <dd>{hostName(m.recoveryHostId)}</dd>
+            <dt>Running on</dt>
+            <dd>{hostName(m.activeHostId)}</dd>
+            <dt>OS family</dt>
+            <dd>{m.osFamily}</dd>
+            <dt>Consistency group</dt>
+            <dd>{m.groupId ?? 'none'}</dd>
+          </dl>
+        </article>
+        <article className="card">
+          <h2>Disks</h2>
+          <div className="table-wrap">
+            <table>
+              <thead>
+                <tr>
+                  <th scope="col">Disk</th>
+                  <th scope="col">Size</th>
+                  <th scope="col">Source</th>
+                  <th scope="col">Snapshots</th>
+                </tr>
+              </thead>
+              <tbody>
+                {m.disks.map((d) => (
+                  <tr key={d.id}>
+                    <td>{d.id}</td>
+                    <td>{formatBytes(d.sizeBytes)}</td>
+                    <td>
+                      <code>{d.source}</code>
+                    </td>
+                    <td>{d.hasSnapshots ? 'yes (reprotect refuses)' : 'no'}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </article>
+        <article className="card wide">
+          <h2>Recovery points</h2>
+          <RecoveryPointTimeline points={pointList} selectedId={selectedPoint} onSelect={setSelectedPoint} />
+        </article>
+        <article className="card wide">
+          <h2>Recovery settings</h2>
+          {validation.data && (
+            <p className={validation.data.valid ? 'ok' : 'warning'} role="status">
+              {validation.data.valid
+                ? 'Ready for failover: the recovery settings pass every check.'
+                : `Not ready for failover: ${validation.data.problems.length} problem${validation.data.problems.length === 1 ? '' : 's'}, shown at their fields.`}
+            </p>
+          )}
+          <RecoverySettingsForm
+            machine={m}
+            problems={validation.data?.problems ?? []}
+            editable={operator}
+            onSaved={() => {
+              machine.reload();
+              validation.reload();
+            }}
+          />
+        </article>
+      </div>
+      {operation && (
+        <OperationDialog
+          operation={operation}
+          onClose={() => setOperation(null)}
+          context={{
+            machine: m,
+            points: pointList,
+            selectedPointId: selectedPoint,
+            hosts: hostList,
+            sites: sites.data?.sites ?? [],
+            policies: policies.data?.policies ?? [],
+          }}
+        />
+      )}
+    </section>
+  );
+}

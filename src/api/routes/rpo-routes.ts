@@ -1,0 +1,43 @@
+import type { VaultContext } from '../../vault/vault-context.ts';
+import { type RouteDefinition, route } from '../route.ts';
+
+/**
+ * RPO of every protected machine in one answer: the portal's dashboard chart
+ * needs it for hundreds of machines, and one request per machine would not
+ * render in time.
+ */
+export function rpoRoutes(vault: VaultContext): RouteDefinition[] {
+  const { store } = vault;
+  return [
+    route({
+      method: 'get',
+      path: '/rpo',
+      summary:
+        "RPO of each protected machine: age of its newest recovery point against its policy's threshold",
+      tag: 'machines',
+      access: { kind: 'token', role: 'viewer' },
+      handler: async () => {
+        const now = vault.clock.now().getTime();
+        const thresholds = new Map((await store.policies.list()).map((p) => [p.id, p.rpoThresholdSeconds]));
+        const machines = (await store.machines.list()).filter(
+          (m) => m.policyId !== null && m.state !== 'unprotected',
+        );
+        const rows = [];
+        for (const machine of machines) {
+          let newest: string | null = null;
+          for (const point of await store.recoveryPoints.list(machine.id)) {
+            if (newest === null || point.time > newest) newest = point.time;
+          }
+          rows.push({
+            machineId: machine.id,
+            machineName: machine.name,
+            newestPointAt: newest,
+            rpoSeconds: newest === null ? null : Math.max(0, (now - Date.parse(newest)) / 1000),
+            thresholdSeconds: thresholds.get(machine.policyId!) ?? null,
+          });
+        }
+        return { machines: rows };
+      },
+    }),
+  ];
+}

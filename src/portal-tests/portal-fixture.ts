@@ -1,0 +1,113 @@
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { type Embedded, startEmbedded } from '../cli/commands/up-command.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const CHROMIUM = process.env.HAVEN_CHROMIUM ?? '/usr/bin/chromium';
+/** Screenshots land here; look at them after a run. */
+export const SCREENSHOT_DIR = process.env.HAVEN_SCREENSHOTS ?? join(tmpdir(), 'haven-portal-screenshots');
+
+/** Builds the portal with Vite into portal/dist, which the vault serves. */
+export async function buildPortal(): Promise<void> {
+  await promisify(execFile)(
+    process.execPath,
+    [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', join(ROOT, 'portal'), '--logLevel', 'warn'],
+    { cwd: ROOT, timeout: 120_000 },
+  );
+}
+
+export interface PortalFixture {
+  haven: Embedded;
+  url: string;
+  adminToken: string;
+  browser: BrowserContext;
+  /** Requests the pages made to anything but the vault (must stay empty). */
+  foreignRequests: string[];
+  /** Uncaught errors in the pages. */
+  pageErrors: string[];
+  api<T>(method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: T }>;
+  newPage(options?: { token?: string; width?: number; height?: number }): Promise<Page>;
+  screenshot(page: Page, name: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** A real `haven up` (vault and two local hosts, in process) on a free port, and a fresh Chromium. */
+export async function startPortalFixture(): Promise<PortalFixture> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'haven-portal-'));
+  const profile = await mkdtemp(join(tmpdir(), 'haven-chromium-'));
+  await mkdir(SCREENSHOT_DIR, { recursive: true });
+  const haven = await startEmbedded({ dataDir, port: 0 });
+  const url = haven.vault.url;
+  let browser: BrowserContext;
+  try {
+    browser = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1280, height: 800 },
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+    });
+  } catch (error) {
+    await haven.stop();
+    throw error;
+  }
+  const foreignRequests: string[] = [];
+  const pageErrors: string[] = [];
+  browser.on('request', (request) => {
+    const target = request.url();
+    if (!target.startsWith(`${url}/`) && !target.startsWith('data:')) foreignRequests.push(target);
+  });
+  browser.on('weberror', (error) => pageErrors.push(String(error.error())));
+
+  const api: PortalFixture['api'] = async (method, path, body, token = haven.adminToken) => {
+    const response = await fetch(`${url}/api/v1${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const text = await response.text();
+    return { status: response.status, body: (text ? JSON.parse(text) : null) as never };
+  };
+
+  return {
+    haven,
+    url,
+    adminToken: haven.adminToken,
+    browser,
+    foreignRequests,
+    pageErrors,
+    api,
+    async newPage(options = {}) {
+      const page = await browser.newPage();
+      if (options.width) await page.setViewportSize({ width: options.width, height: options.height ?? 800 });
+      // Signed in already: the token is where the sign-in form leaves it (this tab's sessionStorage).
+      if (options.token) {
+        await page.addInitScript((token) => sessionStorage.setItem('haven.token', token), options.token);
+      }
+      return page;
+    },
+    async screenshot(page, name) {
+      const file = join(SCREENSHOT_DIR, `${name}.png`);
+      await page.screenshot({ path: file, fullPage: true });
+      return file;
+    },
+    async stop() {
+      await browser.close().catch(() => {});
+      await haven.stop();
+      await rm(dataDir, { recursive: true, force: true });
+      await rm(profile, { recursive: true, force: true });
+    },
+  };
+}

@@ -44,7 +44,7 @@ function serve(image: string, journal: string, socket: string) {
   ]);
 }
 
-describe('haven disk serve under SIGKILL', () => {
+describe('haven disk serve under SIGKILL', { concurrency: 4 }, () => {
   let root: string;
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'haven-disk-crash-'));

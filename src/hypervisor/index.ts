@@ -1,0 +1,25 @@
+export {
+  BridgeNetworks,
+  isolatedNamespace,
+  type NetworkPlacement,
+  networkPlacement,
+} from './bridge-networks.ts';
+export {
+  derivedMac,
+  MAX_CPUS,
+  MAX_NICS,
+  MIN_MEMORY_MIB,
+  type StoredDefinition,
+  type StoredNic,
+  staticIpWords,
+  validateMachineDefinition,
+} from './machine-definition.ts';
+export { type NbdServer, type NbdTarget, parseNbdUri } from './nbd-uri.ts';
+export {
+  type QemuCommandLineOptions,
+  type QemuRunFiles,
+  qemuCommandLine,
+  qemuOptionValue,
+} from './qemu-command-line.ts';
+export { createQemuDriver, QemuDriver, type QemuDriverOptions } from './qemu-driver.ts';
+export { QmpClient, type QmpConnectOptions, type QmpEvent, type QmpGreeting } from './qmp-client.ts';

@@ -1,0 +1,491 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { access, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { writeFileAtomic } from '../disk/atomic-file.ts';
+import { HavenError, notFound } from '../errors/index.ts';
+import type {
+  ConsoleLog,
+  Hypervisor,
+  MachineDefinition,
+  MachinePowerState,
+  MachineStatus,
+  ShutdownResult,
+} from '../host/index.ts';
+import { BridgeNetworks, type NetworkPlacement, networkPlacement } from './bridge-networks.ts';
+import { type StoredDefinition, validateMachineDefinition } from './machine-definition.ts';
+import { type QemuRunFiles, qemuCommandLine } from './qemu-command-line.ts';
+import { findQemuProcesses, kill, livePid, waitForExit } from './qemu-process.ts';
+import { QmpClient } from './qmp-client.ts';
+
+export interface QemuDriverOptions {
+  /** Holds one directory per machine: definition.json, qmp.sock, qemu.pid, console.log. */
+  stateDir: string;
+  /** Default 'tcg' (works everywhere); 'kvm' where /dev/kvm works. */
+  accel?: 'tcg' | 'kvm';
+  /** Default 'qemu-system-x86_64' from PATH. */
+  qemuBinary?: string;
+}
+
+// Unix socket paths are limited to 108 bytes including the terminating NUL.
+const MAX_SOCKET_PATH = 107;
+// How long QEMU gets to act on QMP 'quit' before SIGKILL, and to vanish after it.
+const QUIT_GRACE_MS = 3000;
+const KILL_WAIT_MS = 5000;
+// SeaBIOS clears the screen; CRs come with every serial line.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the escape character is what we strip
+const TERMINAL_NOISE = /\x1b\[[0-9;?]*[A-Za-z]|\x1bc|\r/g;
+// Enough for any tail an operator reads; older console output stays in the file.
+const CONSOLE_READ_LIMIT = 1024 * 1024;
+
+const QMP_STATE: Record<string, MachinePowerState> = { running: 'running', shutdown: 'shut-off' };
+
+/**
+ * The QEMU driver: machines as daemonized `qemu-system-x86_64` processes
+ * controlled over QMP, their definitions kept as JSON in the state directory
+ * so a restarted host agent finds (and re-attaches to) what it started. Disks
+ * are NBD exports; NICs are taps in Linux bridges (see BridgeNetworks).
+ * Operations on one machine run one at a time; `status` never waits for them.
+ */
+export class QemuDriver implements Hypervisor {
+  readonly stateDir: string;
+  readonly #accel: 'tcg' | 'kvm';
+  readonly #qemu: string;
+  readonly #networks: BridgeNetworks;
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  constructor(options: QemuDriverOptions) {
+    this.stateDir = resolve(options.stateDir);
+    this.#accel = options.accel ?? 'tcg';
+    this.#qemu = options.qemuBinary ?? 'qemu-system-x86_64';
+    this.#networks = new BridgeNetworks(this.stateDir);
+  }
+
+  async list(): Promise<MachineStatus[]> {
+    let names: string[];
+    try {
+      names = (await readdir(join(this.stateDir, 'machines'))).sort();
+    } catch {
+      return [];
+    }
+    const statuses = await Promise.all(names.map((name) => this.status({ name })));
+    return statuses.filter((status) => status.state !== 'absent');
+  }
+
+  async define(params: { machine: MachineDefinition }): Promise<MachineStatus> {
+    const machine = validateMachineDefinition(params.machine);
+    const files = this.#files(machine.name);
+    if (files.qmpSocket.length > MAX_SOCKET_PATH) {
+      throw new HavenError(
+        'validation_failed',
+        `machine '${machine.name}': its QMP socket path ${files.qmpSocket} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter name or state directory`,
+        { machine: machine.name, field: 'name' },
+      );
+    }
+    return this.#exclusive(machine.name, async () => {
+      const existing = await this.#readDefinition(machine.name);
+      const state = await this.#state(machine.name);
+      if (
+        existing &&
+        (state === 'running' || state === 'paused') &&
+        JSON.stringify(existing) !== JSON.stringify(machine)
+      ) {
+        throw new HavenError(
+          'operation_not_allowed',
+          `machine '${machine.name}' is ${state}; power it off before changing its definition`,
+          { machine: machine.name, state, allowed: ['shutdown', 'powerOff', 'fence'] },
+        );
+      }
+      await mkdir(this.#dir(machine.name), { recursive: true });
+      await writeFileAtomic(
+        join(this.#dir(machine.name), 'definition.json'),
+        `${JSON.stringify(machine, null, 2)}\n`,
+      );
+      return { name: machine.name, state: existing ? state : 'shut-off' };
+    });
+  }
+
+  /** The stored definition (MACs filled in), or undefined. */
+  async definition(name: string): Promise<StoredDefinition | undefined> {
+    return this.#readDefinition(name);
+  }
+
+  async undefine(params: { name: string }): Promise<void> {
+    const { name } = params;
+    await this.#exclusive(name, async () => {
+      const state = await this.#state(name);
+      if (state === 'running' || state === 'paused') {
+        throw new HavenError(
+          'operation_not_allowed',
+          `machine '${name}' is ${state}; power it off or fence it before undefining it`,
+          {
+            machine: name,
+            state,
+            allowed: ['shutdown', 'powerOff', 'fence'],
+          },
+        );
+      }
+      // Idempotent: a retried step finds nothing left to remove.
+      if (state === 'absent') return;
+      await this.#cleanUpAfterExit(name);
+      await rm(this.#dir(name), { recursive: true, force: true });
+    });
+  }
+
+  async start(params: { name: string }): Promise<MachineStatus> {
+    const { name } = params;
+    return this.#exclusive(name, async () => {
+      const machine = await this.#definitionOrThrow(name);
+      const state = await this.#state(name);
+      if (state === 'running') return { name, state };
+      if (state === 'paused') {
+        throw new HavenError(
+          'operation_not_allowed',
+          `machine '${name}' is paused (stopped after a shutdown timeout, or by hand); power it off before starting it again`,
+          { machine: name, state, allowed: ['powerOff', 'fence'] },
+        );
+      }
+      await this.#checkBootFiles(machine);
+      await this.#cleanUpAfterExit(name);
+      const files = this.#files(name);
+      await rotate(files.consoleLog);
+      const taps = machine.nics.map((_, index) => this.#tapName(name, index));
+      const args = qemuCommandLine(machine, files, { accel: this.#accel, taps });
+      await this.#spawnDaemon(name, args);
+      try {
+        const qmp = await QmpClient.connect(files.qmpSocket, { label: name });
+        try {
+          for (const [index, nic] of machine.nics.entries()) {
+            await this.#networks.plug(taps[index]!, networkPlacement(nic.network, nic.isolated === true));
+          }
+          await qmp.execute('cont');
+        } finally {
+          await qmp.close();
+        }
+      } catch (error) {
+        await this.#stopProcess(name);
+        await this.#cleanUpAfterExit(name);
+        throw error;
+      }
+      return { name, state: 'running' };
+    });
+  }
+
+  async shutdown(params: {
+    name: string;
+    timeoutSeconds: number;
+    onTimeout?: 'fail' | 'stop' | 'power-off';
+  }): Promise<ShutdownResult> {
+    const { name, timeoutSeconds } = params;
+    const onTimeout = params.onTimeout ?? 'fail';
+    if (!(timeoutSeconds >= 0) || !['fail', 'stop', 'power-off'].includes(onTimeout)) {
+      throw new HavenError(
+        'validation_failed',
+        `shutdown of '${name}' needs timeoutSeconds ≥ 0 and onTimeout fail, stop or power-off`,
+        {
+          machine: name,
+          field: 'timeoutSeconds',
+        },
+      );
+    }
+    return this.#exclusive(name, async () => {
+      await this.#definitionOrThrow(name);
+      const began = Date.now();
+      const seconds = () => Math.round(Date.now() - began) / 1000;
+      const files = this.#files(name);
+      const pid = await livePid(files.pidFile, files.qmpSocket);
+      if (pid === undefined) {
+        await this.#cleanUpAfterExit(name);
+        return { name, state: 'shut-off', outcome: 'already-off', seconds: seconds() };
+      }
+      await this.#qmp(name, (qmp) => qmp.execute('system_powerdown'));
+      if (await waitForExit(pid, timeoutSeconds * 1000)) {
+        await this.#cleanUpAfterExit(name);
+        return { name, state: 'shut-off', outcome: 'powered-down', seconds: seconds() };
+      }
+      if (onTimeout === 'stop') {
+        await this.#qmp(name, (qmp) => qmp.execute('stop'));
+        return { name, state: 'paused', outcome: 'stopped', seconds: seconds() };
+      }
+      if (onTimeout === 'power-off') {
+        await this.#stopProcess(name);
+        await this.#cleanUpAfterExit(name);
+        return { name, state: 'shut-off', outcome: 'powered-off', seconds: seconds() };
+      }
+      const state = await this.#state(name);
+      throw new HavenError(
+        'conflict',
+        `machine '${name}' did not power down within ${timeoutSeconds} s of the ACPI powerdown request and is ${state}; power it off, or shut it down with onTimeout 'stop' or 'power-off'`,
+        { machine: name, state, timeoutSeconds, allowed: ['powerOff', 'fence', 'shutdown'] },
+      );
+    });
+  }
+
+  async powerOff(params: { name: string }): Promise<MachineStatus> {
+    const { name } = params;
+    return this.#exclusive(name, async () => {
+      await this.#definitionOrThrow(name);
+      await this.#stopProcess(name);
+      await this.#cleanUpAfterExit(name);
+      return { name, state: 'shut-off' };
+    });
+  }
+
+  /**
+   * Powers the machine off and then verifies, by scanning every process, that
+   * no QEMU for it is left (a lost pidfile must not hide one). Safe on a
+   * machine that is off or was never defined here.
+   */
+  async fence(params: { name: string }): Promise<MachineStatus> {
+    const { name } = params;
+    return this.#exclusive(name, async () => {
+      const files = this.#files(name);
+      await this.#stopProcess(name);
+      for (const pid of await findQemuProcesses(files.qmpSocket)) {
+        kill(pid, 'SIGKILL');
+        await waitForExit(pid, KILL_WAIT_MS);
+      }
+      const left = await findQemuProcesses(files.qmpSocket);
+      if (left.length > 0) {
+        throw new HavenError(
+          'internal',
+          `machine '${name}' could not be fenced: QEMU process(es) ${left.join(', ')} survive SIGKILL`,
+          {
+            machine: name,
+            pids: left,
+          },
+        );
+      }
+      const defined = (await this.#readDefinition(name)) !== undefined;
+      if (defined) await this.#cleanUpAfterExit(name);
+      return { name, state: defined ? 'shut-off' : 'absent' };
+    });
+  }
+
+  async status(params: { name: string }): Promise<MachineStatus> {
+    const { name } = params;
+    return { name, state: await this.#state(name) };
+  }
+
+  async consoleLog(params: { name: string; tail?: number }): Promise<ConsoleLog> {
+    const { name, tail } = params;
+    await this.#definitionOrThrow(name);
+    if (tail !== undefined && !(Number.isInteger(tail) && tail >= 0)) {
+      throw new HavenError('validation_failed', `console tail ${tail} must be a non-negative integer`, {
+        field: 'tail',
+      });
+    }
+    const text = await readTail(this.#files(name).consoleLog, CONSOLE_READ_LIMIT);
+    const lines = text.replace(TERMINAL_NOISE, '').split('\n');
+    if (lines.at(-1) === '') lines.pop();
+    return { name, lines: tail === undefined ? lines : lines.slice(lines.length - tail) };
+  }
+
+  /** Runs `action` over a fresh QMP connection to the machine (QEMU serves one client at a time). */
+  async qmp<T>(name: string, action: (qmp: QmpClient) => Promise<T>): Promise<T> {
+    return this.#qmp(name, action);
+  }
+
+  // ---- internals -----------------------------------------------------------
+
+  async #state(name: string): Promise<MachinePowerState> {
+    if ((await this.#readDefinition(name)) === undefined) return 'absent';
+    const files = this.#files(name);
+    if ((await livePid(files.pidFile, files.qmpSocket)) === undefined) return 'shut-off';
+    try {
+      const status = await this.#qmp(
+        name,
+        (qmp) => qmp.execute<{ status: string }>('query-status', undefined, { timeoutMs: 2000 }),
+        2000,
+      );
+      return QMP_STATE[status.status] ?? 'paused';
+    } catch {
+      // It exited meanwhile, or its monitor is busy: the process is the truth.
+      return (await livePid(files.pidFile, files.qmpSocket)) === undefined ? 'shut-off' : 'running';
+    }
+  }
+
+  async #qmp<T>(name: string, action: (qmp: QmpClient) => Promise<T>, timeoutMs = 5000): Promise<T> {
+    const qmp = await QmpClient.connect(this.#files(name).qmpSocket, { label: name, timeoutMs });
+    try {
+      return await action(qmp);
+    } finally {
+      await qmp.close();
+    }
+  }
+
+  /** QMP quit, then SIGKILL; returns once the process is gone. */
+  async #stopProcess(name: string): Promise<void> {
+    const files = this.#files(name);
+    const pid = await livePid(files.pidFile, files.qmpSocket);
+    if (pid === undefined) return;
+    try {
+      await this.#qmp(
+        name,
+        (qmp) => qmp.execute('quit', undefined, { timeoutMs: QUIT_GRACE_MS }),
+        QUIT_GRACE_MS,
+      );
+    } catch {
+      // Its monitor is unusable or it is exiting already: SIGKILL below settles it.
+    }
+    if (await waitForExit(pid, QUIT_GRACE_MS)) return;
+    kill(pid, 'SIGKILL');
+    if (!(await waitForExit(pid, KILL_WAIT_MS))) {
+      throw new HavenError('internal', `machine '${name}': QEMU process ${pid} survives SIGKILL`, {
+        machine: name,
+        pid,
+      });
+    }
+  }
+
+  /** Removes the run files of a QEMU that is gone and the network bridges nothing uses any more. */
+  async #cleanUpAfterExit(name: string): Promise<void> {
+    const files = this.#files(name);
+    await rm(files.pidFile, { force: true });
+    await rm(files.qmpSocket, { force: true });
+    const machine = await this.#readDefinition(name);
+    if (machine) {
+      const placements: NetworkPlacement[] = machine.nics.map((nic) =>
+        networkPlacement(nic.network, nic.isolated === true),
+      );
+      await this.#networks.release(placements);
+    }
+  }
+
+  /** Runs QEMU with -daemonize: it exits once the machine is set up (paused), or with the reason it could not be. */
+  async #spawnDaemon(name: string, args: string[]): Promise<void> {
+    const child = spawn(this.#qemu, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    const exit = await new Promise<{ code: number | null; error?: NodeJS.ErrnoException }>((done) => {
+      child.on('error', (error: NodeJS.ErrnoException) => done({ code: null, error }));
+      child.on('exit', (code) => done({ code }));
+    });
+    if (exit.error) {
+      throw new HavenError(
+        'not_available',
+        exit.error.code === 'ENOENT'
+          ? `${this.#qemu} is not installed on this host (Debian package qemu-system-x86)`
+          : `cannot run ${this.#qemu}: ${exit.error.message}`,
+        { machine: name, install: 'qemu-system-x86' },
+      );
+    }
+    await sleep(10); // the last stderr chunk can trail the exit event
+    if (exit.code !== 0) {
+      const reason = stderr.trim() || `exit code ${exit.code}`;
+      const diskUnreachable = /nbd|Failed to connect|Connection refused|No such file/i.test(reason);
+      throw new HavenError(
+        diskUnreachable ? 'unreachable' : 'internal',
+        `QEMU could not start machine '${name}': ${reason}`,
+        { machine: name, qemuStderr: reason },
+      );
+    }
+  }
+
+  async #checkBootFiles(machine: StoredDefinition): Promise<void> {
+    if (!machine.boot) return;
+    for (const [field, path] of [
+      ['boot.kernel', machine.boot.kernel],
+      ['boot.initrd', machine.boot.initrd],
+    ] as const) {
+      if (path === null) continue;
+      try {
+        await access(path);
+      } catch {
+        throw new HavenError(
+          'not_found',
+          `machine '${machine.name}': ${field} ${path} does not exist on this host`,
+          {
+            machine: machine.name,
+            field,
+          },
+        );
+      }
+    }
+  }
+
+  async #exclusive<T>(name: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.#locks.get(name) ?? Promise.resolve();
+    const next = previous.then(work, work);
+    const settled = next.catch(() => {});
+    this.#locks.set(name, settled);
+    try {
+      return await next;
+    } finally {
+      if (this.#locks.get(name) === settled) this.#locks.delete(name);
+    }
+  }
+
+  async #definitionOrThrow(name: string): Promise<StoredDefinition> {
+    const machine = await this.#readDefinition(name);
+    if (!machine) throw notFound('machine', name);
+    return machine;
+  }
+
+  async #readDefinition(name: string): Promise<StoredDefinition | undefined> {
+    if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(name)) return undefined;
+    try {
+      return JSON.parse(await readFile(join(this.#dir(name), 'definition.json'), 'utf8')) as StoredDefinition;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+  }
+
+  #dir(name: string): string {
+    return join(this.stateDir, 'machines', name);
+  }
+
+  #files(name: string): QemuRunFiles {
+    const dir = this.#dir(name);
+    return {
+      qmpSocket: join(dir, 'qmp.sock'),
+      pidFile: join(dir, 'qemu.pid'),
+      consoleLog: join(dir, 'console.log'),
+    };
+  }
+
+  /** Tap names are limited to 15 bytes; the hash keeps machines of different state dirs apart. */
+  #tapName(name: string, index: number): string {
+    const hash = createHash('sha256').update(`${this.stateDir}\0${name}`).digest('hex').slice(0, 10);
+    return `hv${hash}n${index}`;
+  }
+}
+
+export function createQemuDriver(options: QemuDriverOptions): QemuDriver {
+  return new QemuDriver(options);
+}
+
+/** Keeps the previous run's console as console.log.1. */
+async function rotate(path: string): Promise<void> {
+  try {
+    await rename(path, `${path}.1`);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+}
+
+async function readTail(path: string, limit: number): Promise<string> {
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(path, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw error;
+  }
+  try {
+    const { size } = await handle.stat();
+    const length = Math.min(size, limit);
+    const buffer = Buffer.alloc(length);
+    await handle.read(buffer, 0, length, size - length);
+    const text = buffer.toString('latin1');
+    // A cut-off first line would be misleading; start at the next whole one.
+    return size > limit ? text.slice(text.indexOf('\n') + 1) : text;
+  } finally {
+    await handle.close();
+  }
+}

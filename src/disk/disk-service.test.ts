@@ -259,6 +259,67 @@ describe('DiskService exports, markers and overflow', () => {
     await assert.rejects(DiskService.start({}), { code: 'validation_failed' });
   });
 
+  test('TLS on TCP (nbds://, STARTTLS required), the Unix socket stays plain', async () => {
+    const key = join(root, 'server-key.pem');
+    const cert = join(root, 'ca-cert.pem');
+    // libnbd looks for the CA as ca-cert.pem in the tls-certificates directory.
+    await runToolOk(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '2',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1,DNS:localhost',
+        '-addext',
+        'basicConstraints=critical,CA:TRUE',
+        '-addext',
+        'keyUsage=digitalSignature,keyCertSign',
+        '-addext',
+        'extendedKeyUsage=serverAuth',
+      ],
+      { cwd: root },
+    );
+    const socket = join(root, 't.sock');
+    const service = await DiskService.start({
+      socket,
+      listen: { host: '127.0.0.1', port: 0 },
+      tls: { key: await readFile(key), cert: await readFile(cert), required: true },
+    });
+    try {
+      await createSparseImage(join(root, 't.img'), MiB);
+      const info = await service.attach('t', { imagePath: join(root, 't.img') });
+      const port = service.addresses.tcp?.port;
+      assert.equal(info.uris.tcp, `nbds://127.0.0.1:${port}/t`);
+      const tcp = { host: '127.0.0.1', port: port ?? 0 };
+      const secure = await NbdClient.connect(tcp, { exportName: 't', tls: { ca: await readFile(cert) } });
+      await secure.write(0, Buffer.from('over tls'));
+      await secure.disconnect();
+      await assert.rejects(NbdClient.connect(tcp, { exportName: 't' }), { code: 'forbidden' });
+      const out = JSON.parse(
+        await runToolOk('nbdinfo', ['--json', `${info.uris.tcp}?tls-certificates=${root}`], { cwd: root }),
+      );
+      assert.equal(out.exports[0]['export-size'], MiB);
+      const plain = await NbdClient.connect({ path: socket }, { exportName: 't' });
+      assert.equal((await plain.read(0, 8)).toString(), 'over tls');
+      await plain.disconnect();
+    } finally {
+      await service.close();
+    }
+  });
+
   test('a marker across disks is one consistent cut of dependent writes', async () => {
     const socket = join(root, 'm.sock');
     const service = await DiskService.start({ socket });

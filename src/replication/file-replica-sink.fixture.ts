@@ -22,6 +22,8 @@ interface DiskState {
   fresh: boolean;
   syncDataBytes: number;
   syncZeroBytes: number;
+  /** Kinds of every sync begun, in order. */
+  syncKinds: string[];
   /** Records received again at or below the durable sequence (ignored, as the seam says). */
   ignored: number;
 }
@@ -104,6 +106,7 @@ export class FileReplicaSink implements ReplicaSink {
       fresh: true,
       syncDataBytes: 0,
       syncZeroBytes: 0,
+      syncKinds: [],
       ignored: 0,
     };
     await this.#save(diskKey, st);
@@ -163,6 +166,7 @@ export class FileReplicaSink implements ReplicaSink {
     // An interrupted sync may have written data: zero ranges must be written from now on.
     if (st.sync !== null) st.fresh = false;
     st.sync = { id: sync.id, fromSeq: sync.fromSeq, kind: sync.kind };
+    st.syncKinds.push(sync.kind);
     await this.#save(diskKey, st);
   }
 

@@ -47,47 +47,73 @@ export interface ReceiverStats {
 
 const MAX_QUEUED_BYTES = 64 << 20;
 const HASH_BLOCK_LIMIT = 1 << 20;
+const MAX_GROUP_BYTES = 16 << 20;
 
 /** One sender connection, bound to one disk after HELLO. */
 class ReceiverSession {
   readonly conn: FramedConnection;
   diskKey: string | null = null;
   syncId: string | null = null;
-  /** Settles when every frame accepted so far was handled. */
-  idle: Promise<void> = Promise.resolve();
   #handled = 0;
-  #queued = 0;
+  #queue: Frame[] = [];
   #queuedBytes = 0;
-  #durableSeq = -1;
+  #running: Promise<void> | null = null;
 
   constructor(conn: FramedConnection) {
     this.conn = conn;
   }
 
-  enqueue(frame: Frame, handle: (frame: Frame) => Promise<void>): void {
-    this.#queued++;
+  /** Settles when every frame accepted so far was handled. */
+  get idle(): Promise<void> {
+    return this.#running ?? Promise.resolve();
+  }
+
+  /**
+   * Queues a frame. Frames are handled one at a time in order, except that
+   * RECORDS frames waiting together go to the sink in one append: a sink that
+   * syncs per call then pays once for many batches.
+   */
+  enqueue(frame: Frame, handle: (frames: Frame[]) => Promise<void>): void {
+    this.#queue.push(frame);
     this.#queuedBytes += frame.payload.length;
     if (this.#queuedBytes > MAX_QUEUED_BYTES) this.conn.socket.pause();
-    this.idle = this.idle.then(async () => {
-      if (this.conn.isClosed) return;
-      try {
-        await handle(frame);
-      } catch (e) {
-        this.fail(e);
-      } finally {
-        this.#queued--;
-        this.#queuedBytes -= frame.payload.length;
-        if (this.#queuedBytes <= MAX_QUEUED_BYTES / 2) this.conn.socket.resume();
-      }
+    this.#running ??= this.#drain(handle).finally(() => {
+      this.#running = null;
     });
   }
 
-  /** A frame the sender's window counts has been handled durably: acknowledge when the queue is empty or often enough. */
-  handled(durableSeq: number): void {
-    this.#handled++;
-    this.#durableSeq = durableSeq;
-    if (this.#queued <= 1 || this.#handled % 16 === 0) {
-      const ack: AckMessage = { frames: this.#handled, durableSeq: this.#durableSeq };
+  async #drain(handle: (frames: Frame[]) => Promise<void>): Promise<void> {
+    while (this.#queue.length > 0 && !this.conn.isClosed) {
+      let take = 1;
+      if (this.#queue[0]?.type === FrameType.RECORDS) {
+        let bytes = 0;
+        while (
+          take < this.#queue.length &&
+          this.#queue[take]?.type === FrameType.RECORDS &&
+          bytes < MAX_GROUP_BYTES
+        ) {
+          bytes += this.#queue[take]?.payload.length ?? 0;
+          take++;
+        }
+      }
+      const frames = this.#queue.splice(0, take);
+      try {
+        await handle(frames);
+      } catch (e) {
+        this.fail(e);
+      } finally {
+        for (const f of frames) this.#queuedBytes -= f.payload.length;
+        if (this.#queuedBytes <= MAX_QUEUED_BYTES / 2) this.conn.socket.resume();
+      }
+    }
+  }
+
+  /** `count` frames the sender's window counts were handled durably: acknowledge when nothing else waits, or often enough. */
+  handled(durableSeq: number, count = 1): void {
+    const before = this.#handled;
+    this.#handled += count;
+    if (this.#queue.length === 0 || Math.floor(before / 16) !== Math.floor(this.#handled / 16)) {
+      const ack: AckMessage = { frames: this.#handled, durableSeq };
       void this.conn.send(jsonFrame(FrameType.ACK, ack)).catch(() => {});
     }
   }
@@ -180,7 +206,9 @@ export class Receiver {
     conn.onFrame = (frame) => {
       this.stats.bytesReceived += frame.payload.length + 5;
       if (frame.type === FrameType.HELLO) clearTimeout(helloTimer);
-      session.enqueue(frame, (f) => this.#handle(session, f));
+      session.enqueue(frame, (frames) =>
+        frames.length > 1 ? this.#appendGroup(session, frames) : this.#handle(session, frames[0] as Frame),
+      );
     };
     void conn.closed.then(() => {
       clearTimeout(helloTimer);
@@ -189,6 +217,15 @@ export class Receiver {
         this.#byDisk.delete(session.diskKey);
       }
     });
+  }
+
+  async #appendGroup(session: ReceiverSession, frames: Frame[]): Promise<void> {
+    const diskKey = session.diskKey;
+    if (diskKey === null) throw new HavenError('bad_request', 'expected HELLO, got record batches');
+    const records = (await Promise.all(frames.map((f) => parseRecordsPayload(f.payload)))).flat();
+    const durable = await this.#options.sink.append(diskKey, records);
+    this.stats.recordsAppended += records.length;
+    session.handled(durable, frames.length);
   }
 
   async #handle(session: ReceiverSession, frame: Frame): Promise<void> {

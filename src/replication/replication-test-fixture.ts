@@ -8,6 +8,10 @@ import { Receiver } from './receiver.ts';
 import { generateHostIdentity, type HostIdentity } from './replication-tls.ts';
 import { Sender, type SenderOptions } from './sender.ts';
 
+/** The disk of the kill -9 tests' child processes. */
+export const PROCESS_DISK_SIZE = 8 << 20;
+export const PROCESS_DISK_KEY = 'machine-9/disk-0';
+
 let identities: Promise<[HostIdentity, HostIdentity]> | null = null;
 
 /** A primary and a recovery host identity, made once per test process (openssl takes a moment). */

@@ -1,9 +1,12 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { HavenError } from '../errors/index.ts';
 import type { BlockBackend, BlockExtent, WriteOptions } from './block-backend.ts';
+import { FileIo, type FileIoPolicy, SyncBudget } from './file-io.ts';
 
 export interface FileBackendOptions {
   readOnly?: boolean;
+  /** How reads and writes are run (default: synchronously while the page cache answers fast). */
+  io?: FileIoPolicy;
 }
 
 /** Zeroes are written from this shared buffer, a slice at a time. */
@@ -23,10 +26,12 @@ export class FileBackend implements BlockBackend {
   readonly canTrim = false;
   readonly canWriteZeroes: boolean;
   readonly #fh: FileHandle;
+  readonly #io: FileIo;
 
-  private constructor(path: string, fh: FileHandle, size: number, readOnly: boolean) {
+  private constructor(path: string, fh: FileHandle, size: number, readOnly: boolean, io: FileIo) {
     this.path = path;
     this.#fh = fh;
+    this.#io = io;
     this.size = size;
     this.readOnly = readOnly;
     this.canWriteZeroes = !readOnly;
@@ -38,7 +43,7 @@ export class FileBackend implements BlockBackend {
     try {
       const stat = await fh.stat();
       if (!stat.isFile()) throw new HavenError('validation_failed', `image '${path}' is not a regular file`);
-      return new FileBackend(path, fh, stat.size, readOnly);
+      return new FileBackend(path, fh, stat.size, readOnly, new FileIo(fh.fd, new SyncBudget(options.io)));
     } catch (err) {
       await fh.close();
       throw err;
@@ -68,28 +73,14 @@ export class FileBackend implements BlockBackend {
 
   async read(offset: number, length: number): Promise<Buffer> {
     this.#check('read', offset, length);
-    const buf = Buffer.allocUnsafe(length);
-    let done = 0;
-    while (done < length) {
-      const { bytesRead } = await this.#fh.read(buf, done, length - done, offset + done);
-      if (bytesRead === 0) {
-        // The file shrank under us: what is not there reads as zeroes.
-        buf.fill(0, done);
-        break;
-      }
-      done += bytesRead;
-    }
-    return buf;
+    // If the file shrank under us, what is not there reads as zeroes.
+    return this.#io.readFully(offset, length);
   }
 
   async write(offset: number, data: Buffer, options: WriteOptions): Promise<void> {
     this.#writable('write');
     this.#check('write', offset, data.length);
-    let done = 0;
-    while (done < data.length) {
-      const { bytesWritten } = await this.#fh.write(data, done, data.length - done, offset + done);
-      done += bytesWritten;
-    }
+    await this.#io.writeFully(data, offset);
     if (options.fua) await this.#fh.datasync();
   }
 
@@ -114,8 +105,7 @@ export class FileBackend implements BlockBackend {
     let done = 0;
     while (done < length) {
       const step = Math.min(ZERO_CHUNK.length, length - done);
-      const { bytesWritten } = await this.#fh.write(ZERO_CHUNK, 0, step, offset + done);
-      done += bytesWritten;
+      done += await this.#io.write(ZERO_CHUNK, 0, step, offset + done);
     }
     if (options.fua) await this.#fh.datasync();
   }

@@ -1,6 +1,7 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { HavenError } from '../errors/index.ts';
 import type { BlockBackend, BlockExtent, WriteOptions } from '../nbd/block-backend.ts';
+import { FileIo, type FileIoPolicy, SyncBudget } from '../nbd/file-io.ts';
 import { AllocationMap } from './allocation-map.ts';
 import type { Region } from './dirty-bitmap.ts';
 import { type FileSync, realFileSync } from './file-sync.ts';
@@ -20,6 +21,8 @@ export interface JournaledBackendOptions {
   regionSize?: number;
   fileSync?: FileSync;
   now?: () => number;
+  /** How image and journal I/O are run (default: synchronously while the page cache answers fast). */
+  io?: FileIoPolicy;
 }
 
 /** An operation on a byte range; later overlapping operations wait for it so the image matches journal order. */
@@ -27,14 +30,6 @@ interface InFlight {
   start: number;
   end: number;
   done: Promise<void>;
-}
-
-async function writeFully(fh: FileHandle, data: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < data.length) {
-    const { bytesWritten } = await fh.write(data, done, data.length - done, position + done);
-    done += bytesWritten;
-  }
 }
 
 /**
@@ -56,6 +51,7 @@ export class JournaledBackend implements BlockBackend {
   readonly recovered: boolean;
 
   readonly #fh: FileHandle;
+  readonly #io: FileIo;
   readonly #alloc: AllocationMap;
   readonly #inFlight = new Set<InFlight>();
   readonly #imageCommit: GroupCommit;
@@ -70,9 +66,11 @@ export class JournaledBackend implements BlockBackend {
     alloc: AllocationMap,
     recovered: boolean,
     fileSync: FileSync,
+    budget: SyncBudget,
   ) {
     this.#imagePath = imagePath;
     this.#fh = fh;
+    this.#io = new FileIo(fh.fd, budget);
     this.size = size;
     this.journal = journal;
     this.#alloc = alloc;
@@ -96,6 +94,7 @@ export class JournaledBackend implements BlockBackend {
     }
     try {
       const size = (await fh.stat()).size;
+      const budget = new SyncBudget(options.io);
       const journal = await WriteJournal.open(options.journalDir, {
         diskSize: size,
         capacityBytes: options.journalCapacityBytes,
@@ -103,6 +102,7 @@ export class JournaledBackend implements BlockBackend {
         ...(options.journalSegmentBytes === undefined ? {} : { segmentBytes: options.journalSegmentBytes }),
         ...(options.regionSize === undefined ? {} : { regionSize: options.regionSize }),
         ...(options.now === undefined ? {} : { now: options.now }),
+        budget,
       });
       const { map, unclean } = await AllocationMap.open(
         options.imagePath,
@@ -110,7 +110,16 @@ export class JournaledBackend implements BlockBackend {
         size,
         options.chunkSize ?? 65536,
       );
-      const backend = new JournaledBackend(options.imagePath, fh, size, journal, map, unclean, fileSync);
+      const backend = new JournaledBackend(
+        options.imagePath,
+        fh,
+        size,
+        journal,
+        map,
+        unclean,
+        fileSync,
+        budget,
+      );
       if (unclean) await backend.#recover();
       return backend;
     } catch (e) {
@@ -137,7 +146,7 @@ export class JournaledBackend implements BlockBackend {
         dirty.push({ offset: record.offset, length: record.length });
       } else if (record.kind === 'write' && record.data !== undefined) {
         this.#alloc.markAllocated(record.offset, record.length);
-        await writeFully(this.#fh, record.data, record.offset);
+        await this.#io.writeFully(record.data, record.offset);
       } else {
         await this.#zeroImage(record.offset, record.length);
       }
@@ -190,15 +199,7 @@ export class JournaledBackend implements BlockBackend {
 
   async read(offset: number, length: number): Promise<Buffer> {
     this.#checkRange('read', offset, length);
-    const buf = Buffer.allocUnsafe(length);
-    let got = 0;
-    while (got < length) {
-      const { bytesRead } = await this.#fh.read(buf, got, length - got, offset + got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    buf.fill(0, got);
-    return buf;
+    return this.#io.readFully(offset, length);
   }
 
   async write(offset: number, data: Buffer, options: WriteOptions): Promise<void> {
@@ -209,7 +210,7 @@ export class JournaledBackend implements BlockBackend {
       await this.journal.recordWrite(offset, data);
       await Promise.all(prior);
       this.#alloc.markAllocated(offset, data.length);
-      await writeFully(this.#fh, data, offset);
+      await this.#io.writeFully(data, offset);
     } finally {
       finish();
     }
@@ -254,7 +255,7 @@ export class JournaledBackend implements BlockBackend {
       const chunkEnd = Math.min(end, (Math.floor(pos / chunk) + 1) * chunk);
       if (this.#alloc.isAllocated(pos)) {
         for (let at = pos; at < chunkEnd; at += zeroes.length) {
-          await writeFully(this.#fh, zeroes.subarray(0, Math.min(zeroes.length, chunkEnd - at)), at);
+          await this.#io.writeFully(zeroes.subarray(0, Math.min(zeroes.length, chunkEnd - at)), at);
         }
       }
       pos = chunkEnd;

@@ -1,6 +1,7 @@
 import { type FileHandle, mkdir, open, readdir, readFile, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HavenError } from '../errors/index.ts';
+import { FileIo, SyncBudget } from '../nbd/file-io.ts';
 import { syncDirectory } from './atomic-file.ts';
 import { DirtyBitmap, type Region } from './dirty-bitmap.ts';
 import { type FileSync, realFileSync } from './file-sync.ts';
@@ -23,6 +24,8 @@ export interface WriteJournalOptions {
   regionSize?: number;
   fileSync?: FileSync;
   now?: () => number;
+  /** Decides when appends run synchronously (shared with the image's I/O); default: its own. */
+  budget?: SyncBudget;
 }
 
 export interface JournalStatus {
@@ -57,6 +60,7 @@ class Segment {
   size: number;
   lastSeq: number;
   fh: FileHandle | null = null;
+  io: FileIo | null = null;
   unsynced = false;
   pendingWrites = 0;
   retired = false;
@@ -72,13 +76,14 @@ class Segment {
     this.#isNew = isNew;
   }
 
-  handle(onOpen: (s: Segment) => void): Promise<FileHandle> {
+  handle(budget: SyncBudget, onOpen: (s: Segment) => void): Promise<FileIo> {
     this.#opening ??= open(this.path, this.#isNew ? 'w+' : 'r+').then((fh) => {
       this.fh = fh;
+      this.io = new FileIo(fh.fd, budget);
       onOpen(this);
       return fh;
     });
-    return this.#opening;
+    return this.#opening.then(() => this.io as FileIo);
   }
 }
 
@@ -97,27 +102,6 @@ interface WriteItem {
   seq: number;
   resolve: () => void;
   reject: (e: unknown) => void;
-}
-
-async function writevFully(fh: FileHandle, buffers: Buffer[], position: number): Promise<void> {
-  let pending = buffers;
-  let at = position;
-  for (;;) {
-    const total = pending.reduce((n, b) => n + b.length, 0);
-    const { bytesWritten } = await fh.writev(pending, at);
-    if (bytesWritten >= total) return;
-    at += bytesWritten;
-    let skip = bytesWritten;
-    const rest: Buffer[] = [];
-    for (const b of pending) {
-      if (skip >= b.length) skip -= b.length;
-      else {
-        rest.push(skip > 0 ? b.subarray(skip) : b);
-        skip = 0;
-      }
-    }
-    pending = rest;
-  }
 }
 
 function checkedInt(name: string, value: number, max: number): void {
@@ -170,11 +154,13 @@ export class WriteJournal {
   readonly #commit: GroupCommit;
   /** Saving the switch to bitmap mode: bitmap-mode writes are acknowledged only once it is durable. */
   #overflowSaved: Promise<void> = Promise.resolve();
+  readonly #budget: SyncBudget;
 
   private constructor(
     dir: string,
-    options: Required<Omit<WriteJournalOptions, 'now' | 'fileSync'>>,
+    options: Required<Omit<WriteJournalOptions, 'now' | 'fileSync' | 'budget'>>,
     fileSync: FileSync,
+    budget: SyncBudget,
     now: () => number,
     segments: Segment[],
     nextSeq: number,
@@ -187,6 +173,7 @@ export class WriteJournal {
     this.segmentBytes = options.segmentBytes;
     this.regionSize = options.regionSize;
     this.#fileSync = fileSync;
+    this.#budget = budget;
     this.#now = now;
     this.#segments = segments;
     const last = segments.at(-1);
@@ -269,6 +256,7 @@ export class WriteJournal {
       dir,
       { diskSize: options.diskSize, capacityBytes: options.capacityBytes, segmentBytes, regionSize },
       fileSync,
+      options.budget ?? new SyncBudget(),
       options.now ?? Date.now,
       segments,
       Math.max(expected, state.consumedSeq + 1),
@@ -573,7 +561,12 @@ export class WriteJournal {
       () => {},
       () => {},
     );
-    if (!this.#draining) void this.#drain();
+    if (!this.#draining) {
+      // Start writing after the current burst of requests (one socket read's
+      // worth) has been appended, so they go out in one writev.
+      this.#draining = true;
+      queueMicrotask(() => void this.#drain());
+    }
     return { seq, timeMs, written };
   }
 
@@ -595,8 +588,8 @@ export class WriteJournal {
       }
       try {
         if (this.#failed !== null) throw this.#failed;
-        const fh = await first.segment.handle((s) => this.#open.add(s));
-        await writevFully(fh, buffers, first.position);
+        const io = first.segment.io ?? (await first.segment.handle(this.#budget, (s) => this.#open.add(s)));
+        await io.writevFully(buffers, first.position);
         first.segment.unsynced = true;
         this.#writtenSeq = (batch.at(-1) as WriteItem).seq;
         for (const item of batch) {
@@ -629,6 +622,7 @@ export class WriteJournal {
       }
       if (segment.retired && segment.pendingWrites === 0 && !segment.unsynced) {
         this.#open.delete(segment);
+        segment.io = null;
         await segment.fh?.close();
       }
     }

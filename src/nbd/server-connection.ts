@@ -31,6 +31,7 @@ export class ServerConnection {
   #lastWrite: Promise<void> = Promise.resolve();
   #pendingDone = new Set<() => void>();
   #exportName: string | null = null;
+  #corked = false;
   readonly closed: Promise<void>;
 
   constructor(raw: Socket, settings: ConnectionSettings) {
@@ -147,11 +148,21 @@ export class ServerConnection {
       done();
     };
     this.#pendingDone.add(finish);
-    if (bufs.length > 1) socket.cork();
+    // Replies completed in the same turn of the event loop (typically those
+    // for one socket read's worth of requests) leave in one writev syscall.
+    if (!this.#corked) {
+      this.#corked = true;
+      socket.cork();
+      process.nextTick(this.#uncork, socket);
+    }
     for (let i = 0; i < bufs.length - 1; i++) socket.write(bufs[i]!);
     socket.write(bufs[bufs.length - 1]!, finish);
-    if (bufs.length > 1) socket.uncork();
   }
+
+  readonly #uncork = (socket: Duplex): void => {
+    this.#corked = false;
+    socket.uncork();
+  };
 
   #handshakeWrite(buf: Buffer): void {
     this.#lastWrite = new Promise((resolve) => this.#socket.write(buf, () => resolve()));

@@ -4,15 +4,24 @@
  * the other on the same image, all on unix sockets. Prints a table with the
  * ratios haven/nbdkit and haven/qemu-nbd and writes bench/nbd/results/latest.json.
  *
- * Usage: node bench/nbd/run.ts [--size 256M] [--runtime 5] [--quick] [--only nbdkit,haven]
+ * Usage: node bench/nbd/run.ts [--size 256M] [--runtime 5] [--rounds 1] [--quick]
+ *          [--only nbdkit,haven] [--nbdcopy-only] [--base DIR] [--script]
+ *
+ * --rounds N runs every server N times, alternating, and reports medians (the
+ * machines are shared and noisy). --base DIR adds `haven-base`: the same
+ * script from another checkout (e.g. a `git worktree` of an older commit),
+ * for before/after figures measured in one run.
  *
  * Comparable settings: every server goes through the page cache and honours
  * flush with fdatasync (nbdkit file: cache=default; qemu-nbd: --cache=writeback
  * --aio=threads; Haven: buffered I/O, journal + image). Flush/FUA per client:
- * `nbdcopy --flush` sends one FLUSH at the end, inside the timed copy, so the
- * write figure includes making the data durable (for Haven: image and journal);
- * fio sends no flush and no FUA (no --fsync): its figures are the servers'
- * request path into the page cache. Reads come from the page cache for all.
+ * plain `nbdcopy` and fio send no FLUSH and no FUA (fio without --fsync): those
+ * figures are the servers' request paths into the page cache. `nbdcopy --flush`
+ * sends one FLUSH at the end, inside the timed copy, so that figure includes
+ * making the data durable: for Haven the image *and* the journal, twice the
+ * bytes, so on a slow disk it is bounded by the disk, not the server. Reads
+ * come from the page cache for all. Server CPU (cores busy) is printed per
+ * test: on a shared machine it is steadier than throughput.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -31,6 +40,10 @@ interface Args {
   runtime: number;
   only: string[] | null;
   nbdcopyOnly: boolean;
+  rounds: number;
+  base: string | null;
+  /** Start Haven's server with bench/nbd/haven-server.ts even when `haven disk serve` exists. */
+  script: boolean;
 }
 
 function parseSize(text: string): number {
@@ -41,7 +54,15 @@ function parseSize(text: string): number {
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { size: 256 * 1024 ** 2, runtime: 5, only: null, nbdcopyOnly: false };
+  const args: Args = {
+    size: 256 * 1024 ** 2,
+    runtime: 5,
+    only: null,
+    nbdcopyOnly: false,
+    rounds: 1,
+    base: null,
+    script: false,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -56,6 +77,9 @@ function parseArgs(argv: string[]): Args {
       args.runtime = 2;
     } else if (a === '--only') args.only = value().split(',');
     else if (a === '--nbdcopy-only') args.nbdcopyOnly = true;
+    else if (a === '--rounds') args.rounds = Math.max(1, Number(value()));
+    else if (a === '--base') args.base = value();
+    else if (a === '--script') args.script = true;
     else throw new Error(`unknown argument '${a}'`);
   }
   return args;
@@ -113,18 +137,21 @@ interface ServerSpec {
   start(image: string, socket: string, scratch: string): ChildProcess;
 }
 
-function havenSpec(): ServerSpec {
+function havenSpec(name: string, checkout: string, preferCli: boolean): ServerSpec {
   // Use the real CLI once it exists; until then the equivalent script.
-  const cli = existsSync(join(root, 'src', 'cli', 'commands', 'disk-commands.ts'));
+  const cli = preferCli && existsSync(join(checkout, 'src', 'cli', 'commands', 'disk-commands.ts'));
+  const node = existsSync(join(checkout, 'node_modules', '.bin', 'node'))
+    ? join(checkout, 'node_modules', '.bin', 'node')
+    : nodeBin;
   if (cli) {
     return {
-      name: 'haven',
+      name,
       describe: 'haven disk serve --image IMG --journal DIR --socket SOCK --export bench',
       start: (image, socket, scratch) =>
         spawn(
-          nodeBin,
+          node,
           [
-            join(root, 'src', 'cli', 'main.ts'),
+            join(checkout, 'src', 'cli', 'main.ts'),
             'disk',
             'serve',
             '--image',
@@ -135,22 +162,27 @@ function havenSpec(): ServerSpec {
             socket,
             '--export',
             EXPORT,
+            // Large enough that a benchmark never overflows into bitmap mode.
+            '--journal-capacity',
+            '64G',
           ],
           { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, UV_THREADPOOL_SIZE: '16' } },
         ),
     };
   }
   return {
-    name: 'haven',
-    describe: 'bench/nbd/haven-server.ts (NbdServer + JournaledBackend, journaling on)',
+    name,
+    describe: `${checkout === root ? '' : `${checkout}/`}bench/nbd/haven-server.ts (NbdServer + JournaledBackend, journaling on)`,
     start: (image, socket, scratch) =>
-      spawn(nodeBin, [join(here, 'haven-server.ts'), image, join(scratch, 'journal'), socket, EXPORT], {
-        stdio: ['ignore', 'ignore', 'inherit'],
-      }),
+      spawn(
+        node,
+        [join(checkout, 'bench', 'nbd', 'haven-server.ts'), image, join(scratch, 'journal'), socket, EXPORT],
+        { stdio: ['ignore', 'ignore', 'inherit'] },
+      ),
   };
 }
 
-const servers: ServerSpec[] = [
+const otherServers: ServerSpec[] = [
   {
     name: 'nbdkit',
     describe: 'nbdkit -f -U SOCK -e bench file IMG (cache=default)',
@@ -182,7 +214,6 @@ const servers: ServerSpec[] = [
         { stdio: ['ignore', 'ignore', 'inherit'] },
       ),
   },
-  havenSpec(),
 ];
 
 async function waitReady(uri: string, child: ChildProcess): Promise<void> {
@@ -272,7 +303,13 @@ async function fio(
 
 const tests: Test[] = [
   {
-    name: 'nbdcopy write (file -> export, --flush)',
+    name: 'nbdcopy write (file -> export)',
+    kind: 'write',
+    key: 'mbps',
+    run: async (uri, c) => ({ ...(await nbdcopy([c.source, uri], c.size)), cpu: 0 }),
+  },
+  {
+    name: 'nbdcopy write --flush (durable)',
     kind: 'write',
     key: 'mbps',
     run: async (uri, c) => ({ ...(await nbdcopy(['--flush', c.source, uri], c.size)), cpu: 0 }),
@@ -328,61 +365,97 @@ function fmt(n: number | undefined, digits = 0): string {
   return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
+function median(values: number[]): number | undefined {
+  const v = values.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+  if (v.length === 0) return undefined;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 === 1 ? v[mid] : ((v[mid - 1] as number) + (v[mid] as number)) / 2;
+}
+
+/** Per-field medians over the rounds. */
+function medianOf(list: Measure[]): Measure {
+  const out: Measure = { cpu: median(list.map((m) => m.cpu)) ?? Number.NaN };
+  for (const key of ['mbps', 'iops', 'p99ms'] as const) {
+    const m = median(list.flatMap((x) => (x[key] === undefined ? [] : [x[key]])));
+    if (m !== undefined) out[key] = m;
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const scratch = await mkdtemp(join(tmpdir(), 'haven-bench-nbd-'));
-  const results: Record<string, Record<string, Measure>> = {};
+  const rounds: Record<string, Record<string, Measure[]>> = {};
+  const servers = [...otherServers, havenSpec('haven', root, !args.script)];
+  if (args.base !== null) servers.push(havenSpec('haven-base', args.base, false));
   const chosen = servers.filter((s) => args.only === null || args.only.includes(s.name));
   const chosenTests = tests.filter((t) => !args.nbdcopyOnly || t.name.startsWith('nbdcopy'));
   try {
     const source = join(scratch, 'source.raw');
     const image = join(scratch, 'image.raw');
     await fillRandom(source, args.size);
-    console.log(`image ${args.size / 1024 ** 2} MiB, fio runtime ${args.runtime} s, scratch ${scratch}`);
-    for (const server of chosen) {
-      // Every server starts from the same fully allocated image, so writes are overwrites for all.
-      await mustRun('cp', ['--sparse=never', source, image]);
-      await rm(join(scratch, 'journal'), { recursive: true, force: true });
-      await rm(`${image}.haven-alloc`, { force: true });
-      const fioCwd = join(scratch, 'fio');
-      await mkdir(fioCwd, { recursive: true });
-      const socket = join(scratch, `${server.name}.sock`);
-      const uri = `nbd+unix:///${EXPORT}?socket=${socket}`;
-      console.log(`\n${server.name}: ${server.describe}`);
-      const child = server.start(image, socket, scratch);
-      try {
-        await waitReady(uri, child);
-        results[server.name] = {};
-        for (const test of chosenTests) {
-          const pid = child.pid ?? 0;
-          const cpu0 = await cpuSeconds(pid);
-          const t0 = performance.now();
-          const m = await test.run(uri, { source, size: args.size, runtime: args.runtime, cwd: fioCwd });
-          m.cpu = ((await cpuSeconds(pid)) - cpu0) / ((performance.now() - t0) / 1000);
-          results[server.name]![test.name] = m;
-          console.log(
-            `  ${test.name.padEnd(42)} ${fmt(m.mbps, 1).padStart(9)} MB/s ${fmt(m.iops).padStart(8)} IOPS` +
-              `  p99 ${fmt(m.p99ms, 2).padStart(6)} ms  cpu ${fmt(m.cpu, 2)}`,
-          );
+    console.log(
+      `image ${args.size / 1024 ** 2} MiB, fio runtime ${args.runtime} s, ${args.rounds} round(s), scratch ${scratch}`,
+    );
+    for (let round = 0; round < args.rounds; round++) {
+      for (const server of chosen) {
+        // Every server starts from the same fully allocated image, so writes are overwrites for all.
+        await mustRun('cp', ['--sparse=never', source, image]);
+        await rm(join(scratch, 'journal'), { recursive: true, force: true });
+        await rm(`${image}.haven-alloc`, { force: true });
+        const fioCwd = join(scratch, 'fio');
+        await mkdir(fioCwd, { recursive: true });
+        const socket = join(scratch, `${server.name}.sock`);
+        const uri = `nbd+unix:///${EXPORT}?socket=${socket}`;
+        console.log(`\n${server.name} (round ${round + 1}): ${server.describe}`);
+        const child = server.start(image, socket, scratch);
+        try {
+          await waitReady(uri, child);
+          rounds[server.name] ??= {};
+          for (const test of chosenTests) {
+            const pid = child.pid ?? 0;
+            const cpu0 = await cpuSeconds(pid);
+            const t0 = performance.now();
+            const m = await test.run(uri, { source, size: args.size, runtime: args.runtime, cwd: fioCwd });
+            m.cpu = ((await cpuSeconds(pid)) - cpu0) / ((performance.now() - t0) / 1000);
+            const byTest = rounds[server.name]!;
+            byTest[test.name] = [...(byTest[test.name] ?? []), m];
+            console.log(
+              `  ${test.name.padEnd(42)} ${fmt(m.mbps, 1).padStart(9)} MB/s ${fmt(m.iops).padStart(8)} IOPS` +
+                `  p99 ${fmt(m.p99ms, 2).padStart(6)} ms  cpu ${fmt(m.cpu, 2)}`,
+            );
+          }
+        } finally {
+          await stopServer(child);
+          await rm(socket, { force: true });
         }
-      } finally {
-        await stopServer(child);
-        await rm(socket, { force: true });
       }
     }
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
 
+  const results: Record<string, Record<string, Measure>> = {};
+  for (const [server, byTest] of Object.entries(rounds)) {
+    results[server] = {};
+    for (const [test, list] of Object.entries(byTest)) results[server][test] = medianOf(list);
+  }
   const names = chosen.map((s) => s.name);
   console.log('\nRatios (haven / other; for p99 lower is better)');
-  const header = ['test', ...names.map((n) => `${n}`), 'h/nbdkit', 'h/qemu', 'goal'];
+  const header = [
+    'test',
+    ...names,
+    'h/nbdkit',
+    'h/qemu',
+    ...(names.includes('haven-base') ? ['base/nbdkit'] : []),
+    'goal',
+  ];
   const rows: string[][] = [];
   const goals: Array<{ test: string; ratio: number; goal: number; met: boolean }> = [];
   for (const test of chosenTests) {
     const value = (n: string) => results[n]?.[test.name]?.[test.key];
-    const ratio = (other: string) => {
-      const h = value('haven');
+    const ratio = (other: string, mine = 'haven') => {
+      const h = value(mine);
       const o = value(other);
       return h !== undefined && o !== undefined ? h / o : undefined;
     };
@@ -395,15 +468,14 @@ async function main(): Promise<void> {
       ...names.map((n) => fmt(value(n), test.key === 'mbps' ? 1 : 0)),
       fmt(rk, 2),
       fmt(ratio('qemu-nbd'), 2),
+      ...(names.includes('haven-base') ? [fmt(ratio('nbdkit', 'haven-base'), 2)] : []),
       rk === undefined ? '-' : `${rk >= goal ? 'ok' : 'MISS'} (>=${goal})`,
     ]);
     if (test.name.startsWith('fio 4k')) {
       rows.push([
         '  p99 latency [ms]',
         ...names.map((n) => fmt(results[n]?.[test.name]?.p99ms, 2)),
-        '',
-        '',
-        '',
+        ...header.slice(names.length + 1).map(() => ''),
       ]);
     }
   }

@@ -1,0 +1,22 @@
+/**
+ * Builds the test/demo guest image (or finds it cached) and prints its paths
+ * as JSON. `.ci/run` calls it to warm the cache before the tests; operators
+ * use it to see which kernel and initramfs `haven up` boots.
+ *
+ *   node scripts/build-guest.ts [--cache-dir DIR]
+ */
+import { parseArgs } from 'node:util';
+import { buildGuestImage } from '../src/guest/index.ts';
+
+const { values } = parseArgs({ options: { 'cache-dir': { type: 'string' } } });
+const started = Date.now();
+try {
+  const image = await buildGuestImage({
+    cacheDir: values['cache-dir'],
+    log: (message) => process.stderr.write(`build-guest: ${message}\n`),
+  });
+  process.stdout.write(`${JSON.stringify({ ...image, elapsedMs: Date.now() - started }, null, 2)}\n`);
+} catch (error) {
+  process.stderr.write(`build-guest: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exitCode = 1;
+}

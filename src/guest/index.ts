@@ -1,0 +1,17 @@
+export {
+  type BootGuestOptions,
+  bootGuest,
+  type GuestDisk,
+  type GuestExit,
+  type GuestHandle,
+  qemuArguments,
+} from './boot-guest.ts';
+export {
+  type BuildGuestImageOptions,
+  buildGuestImage,
+  defaultGuestCacheDir,
+  type GuestImage,
+} from './build-guest-image.ts';
+export { checkDataDisk, type DataDiskCheck, formatDataDisk } from './data-disk.ts';
+export { type GuestSettings, guestCommandLine } from './guest-command-line.ts';
+export { qmpExecute } from './qmp-execute.ts';

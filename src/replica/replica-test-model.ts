@@ -21,6 +21,8 @@ export function randomHistory(seed: number, options: HistoryOptions): JournalRec
   const rnd = new SeededRandom(seed);
   const { size, count } = options;
   const maxWrite = options.maxWrite ?? 128 << 10;
+  // Data is cut from a random pool at random places: distinct enough, and cheap to make.
+  const pool = rnd.bytes(maxWrite * 4);
   const out: JournalRecord[] = [];
   let seq = options.firstSeq ?? 1;
   let time = options.startTimeMs ?? 1_700_000_000_000;
@@ -43,7 +45,16 @@ export function randomHistory(seed: number, options: HistoryOptions): JournalRec
     } else if (roll < 0.24)
       out.push({ ...base, kind: 'trim', offset, length: Math.min(length * 4, size - offset) });
     else if (roll < 0.28) out.push({ ...base, kind: 'zero', offset, length });
-    else out.push({ ...base, kind: 'write', offset, length, data: rnd.bytes(length) });
+    else {
+      const from = rnd.int(0, pool.length - length);
+      out.push({
+        ...base,
+        kind: 'write',
+        offset,
+        length,
+        data: Buffer.from(pool.subarray(from, from + length)),
+      });
+    }
   }
   return out;
 }
@@ -78,4 +89,17 @@ export function modelAt(
     model.apply(r);
   }
   return model.bytes;
+}
+
+/** The crash test's disk, history and retention (shared by the test and its child process). */
+export const CRASH_DISK = { key: 'vm-crash/disk-0', size: 4 << 20 };
+export const CRASH_RETENTION = {
+  fineWindowMs: 20_000,
+  retentionMs: 60_000,
+  thinIntervalMs: 10_000,
+  appConsistentIntervalMs: 10_000,
+};
+
+export function crashHistory(seed: number): JournalRecord[] {
+  return randomHistory(seed, { size: CRASH_DISK.size, count: 2500, stepMs: 1000, maxWrite: 16 << 10 });
 }

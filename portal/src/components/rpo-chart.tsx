@@ -16,7 +16,7 @@ const WIDTH = 640;
 export function RpoChart({ rows }: { rows: RpoRow[] }) {
   if (rows.length === 0) return <p className="muted">No protected machines yet: nothing to measure.</p>;
   const max = Math.max(1, ...rows.map((r) => Math.max(r.rpoSeconds ?? 0, r.thresholdSeconds))) * 1.1;
-  const plot = WIDTH - LABEL - 70;
+  const plot = WIDTH - LABEL - 100;
   const x = (seconds: number) => LABEL + (seconds / max) * plot;
   const late = rows.filter((r) => r.rpoSeconds === null || r.rpoSeconds > r.thresholdSeconds).length;
   const height = rows.length * ROW + 24;
@@ -24,7 +24,8 @@ export function RpoChart({ rows }: { rows: RpoRow[] }) {
     <figure className="chart">
       <svg
         viewBox={`0 0 ${WIDTH} ${height}`}
-        width="100%"
+        width={WIDTH}
+        height={height}
         role="img"
         aria-label={`RPO per machine: ${rows.length - late} of ${rows.length} within their threshold`}
       >
@@ -52,7 +53,7 @@ export function RpoChart({ rows }: { rows: RpoRow[] }) {
                 y2={y + ROW - 1}
                 className="threshold"
               />
-              <text x={WIDTH - 64} y={y + 15} className="chart-value">
+              <text x={WIDTH - 92} y={y + 15} className="chart-value">
                 {r.rpoSeconds === null ? 'none' : formatDuration(r.rpoSeconds)}
               </text>
             </g>

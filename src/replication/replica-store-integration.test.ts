@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { SeededRandom } from '../disk/seeded-random.ts';
+import { ReplicaStore } from '../replica/index.ts';
+import { Receiver } from './receiver.ts';
+import { hostIdentities, openSource, waitFor } from './replication-test-fixture.ts';
+import { Sender } from './sender.ts';
+
+const MiB = 1 << 20;
+
+test('replication into the real replica store: views at flush points equal the source then, across a cut connection and a bitmap resync', async () => {
+  const [primary, recovery] = await hostIdentities();
+  const dir = await mkdtemp(join(tmpdir(), 'haven-repl-store-'));
+  const size = 8 * MiB;
+  const source = await openSource(dir, size, 4 * MiB);
+  const store = await ReplicaStore.open(join(dir, 'store'));
+  const receiver = new Receiver({
+    identity: recovery,
+    sink: store,
+    allowedSenders: [primary.fingerprint],
+    port: 0,
+  });
+  const { port } = await receiver.listen();
+  const sender = new Sender({ identity: primary, backoffMinMs: 20, backoffMaxMs: 100 });
+  const diskKey = 'machine-2/disk-0';
+  try {
+    // Data before replication starts: the initial copy must carry it.
+    const rnd = new SeededRandom(21);
+    const model = Buffer.alloc(size);
+    const first = rnd.bytes(MiB);
+    first.copy(model, 2 * MiB);
+    await source.write(2 * MiB, first, { fua: false });
+    await source.flush();
+    sender.addDisk({
+      diskKey,
+      source,
+      receiver: { host: '127.0.0.1', port, fingerprint: recovery.fingerprint },
+      statePath: join(dir, 'sender-state.json'),
+    });
+    const snapshots = new Map<number, Buffer>();
+    const history = async (ops: number) => {
+      for (let i = 0; i < ops; i++) {
+        const length = rnd.int(1, 8) * 4096;
+        const offset = rnd.int(0, (size - length) / 4096) * 4096;
+        if (rnd.next() < 0.85) {
+          const data = rnd.bytes(length);
+          data.copy(model, offset);
+          await source.write(offset, data, { fua: false });
+        } else {
+          model.fill(0, offset, offset + length);
+          await source.trim(offset, length, { fua: false });
+        }
+        if (i % 20 === 19) {
+          await source.flush();
+          if (source.journal.mode === 'journal')
+            snapshots.set(source.journal.status.nextSeq - 1, Buffer.from(model));
+        }
+        if (i === ops / 2) sender.dropConnection(diskKey);
+      }
+      await source.flush();
+    };
+    await history(100);
+    // Overflow the 4 MiB journal while paused: resumed replication resyncs from the bitmap.
+    sender.pause(diskKey);
+    await waitFor('pause', () => sender.status(diskKey).state === 'paused');
+    await history(300);
+    assert.equal(source.journal.mode, 'bitmap');
+    sender.resume(diskKey);
+    await waitFor(
+      'catch-up',
+      () => {
+        const st = sender.status(diskKey);
+        return (
+          st.state === 'streaming' &&
+          !st.resyncRequired &&
+          st.lastAckedSeq >= source.journal.status.writtenSeq
+        );
+      },
+      20_000,
+      () => JSON.stringify({ ...sender.status(diskKey), journal: source.journal.status }),
+    );
+    assert.equal(sender.status(diskKey).lastSync?.kind, 'bitmap');
+    await history(60);
+    await waitFor('catch-up', () => {
+      const st = sender.status(diskKey);
+      return (
+        st.state === 'streaming' && !st.resyncRequired && st.lastAckedSeq >= source.journal.status.writtenSeq
+      );
+    });
+    const points = store.listPoints(diskKey);
+    const latest = await store.openView(diskKey, (points.at(-1) as { seq: number }).seq);
+    try {
+      assert.ok((await latest.read(0, size)).equals(model), 'latest point equals the source');
+    } finally {
+      await latest.close();
+    }
+    const pointSeqs = new Set(points.map((p) => p.seq));
+    let checked = 0;
+    for (const [seq, snapshot] of snapshots) {
+      if (!pointSeqs.has(seq)) continue;
+      const view = await store.openView(diskKey, seq);
+      try {
+        assert.ok(
+          (await view.read(0, size)).equals(snapshot),
+          `point ${seq} equals the source at that flush`,
+        );
+      } finally {
+        await view.close();
+      }
+      checked++;
+    }
+    assert.ok(checked >= 3, `only ${checked} points were compared`);
+  } finally {
+    await sender.close();
+    await receiver.close();
+    await store.close();
+    await source.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -40,6 +40,7 @@ export async function waitFor(
   what: string,
   check: () => boolean | Promise<boolean>,
   timeoutMs = 20_000,
+  detail?: () => string,
 ): Promise<void> {
   const start = Date.now();
   while (!(await check())) {

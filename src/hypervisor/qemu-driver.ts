@@ -33,6 +33,7 @@ const MAX_SOCKET_PATH = 107;
 // How long QEMU gets to act on QMP 'quit' before SIGKILL, and to vanish after it.
 const QUIT_GRACE_MS = 3000;
 const KILL_WAIT_MS = 5000;
+const START_TIMEOUT_MS = 60_000;
 // SeaBIOS clears the screen; CRs come with every serial line.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: the escape character is what we strip
 const TERMINAL_NOISE = /\x1b\[[0-9;?]*[A-Za-z]|\x1bc|\r/g;
@@ -152,8 +153,8 @@ export class QemuDriver implements Hypervisor {
       await rotate(files.consoleLog);
       const taps = machine.nics.map((_, index) => this.#tapName(name, index));
       const args = qemuCommandLine(machine, files, { accel: this.#accel, taps });
-      await this.#spawnDaemon(name, args);
       try {
+        await this.#spawnDaemon(name, args);
         const qmp = await QmpClient.connect(files.qmpSocket, { label: name });
         try {
           for (const [index, nic] of machine.nics.entries()) {
@@ -164,7 +165,7 @@ export class QemuDriver implements Hypervisor {
           await qmp.close();
         }
       } catch (error) {
-        await this.#stopProcess(name);
+        await this.#endEveryProcess(name);
         await this.#cleanUpAfterExit(name);
         throw error;
       }
@@ -240,23 +241,7 @@ export class QemuDriver implements Hypervisor {
   async fence(params: { name: string }): Promise<MachineStatus> {
     const { name } = params;
     return this.#exclusive(name, async () => {
-      const files = this.#files(name);
-      await this.#stopProcess(name);
-      for (const pid of await findQemuProcesses(files.qmpSocket)) {
-        kill(pid, 'SIGKILL');
-        await waitForExit(pid, KILL_WAIT_MS);
-      }
-      const left = await findQemuProcesses(files.qmpSocket);
-      if (left.length > 0) {
-        throw new HavenError(
-          'internal',
-          `machine '${name}' could not be fenced: QEMU process(es) ${left.join(', ')} survive SIGKILL`,
-          {
-            machine: name,
-            pids: left,
-          },
-        );
-      }
+      await this.#endEveryProcess(name);
       const defined = (await this.#readDefinition(name)) !== undefined;
       if (defined) await this.#cleanUpAfterExit(name);
       return { name, state: defined ? 'shut-off' : 'absent' };
@@ -339,6 +324,27 @@ export class QemuDriver implements Hypervisor {
     }
   }
 
+  /**
+   * Ends the machine's QEMU, then verifies by scanning every process that
+   * none is left (a lost pidfile, or a QEMU killed mid-start, must not hide one).
+   */
+  async #endEveryProcess(name: string): Promise<void> {
+    const files = this.#files(name);
+    await this.#stopProcess(name);
+    for (const pid of await findQemuProcesses(files.qmpSocket)) {
+      kill(pid, 'SIGKILL');
+      await waitForExit(pid, KILL_WAIT_MS);
+    }
+    const left = await findQemuProcesses(files.qmpSocket);
+    if (left.length > 0) {
+      throw new HavenError(
+        'internal',
+        `machine '${name}' could not be fenced: QEMU process(es) ${left.join(', ')} survive SIGKILL`,
+        { machine: name, pids: left },
+      );
+    }
+  }
+
   /** Removes the run files of a QEMU that is gone and the network bridges nothing uses any more. */
   async #cleanUpAfterExit(name: string): Promise<void> {
     const files = this.#files(name);
@@ -362,8 +368,19 @@ export class QemuDriver implements Hypervisor {
       stderr += chunk;
     });
     const exit = await new Promise<{ code: number | null; error?: NodeJS.ErrnoException }>((done) => {
-      child.on('error', (error: NodeJS.ErrnoException) => done({ code: null, error }));
-      child.on('exit', (code) => done({ code }));
+      // An NBD server that accepts but never answers would hold QEMU's set-up forever.
+      const timer = setTimeout(() => {
+        stderr += `\nQEMU did not finish setting up within ${START_TIMEOUT_MS / 1000} s`;
+        child.kill('SIGKILL');
+      }, START_TIMEOUT_MS);
+      child.on('error', (error: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        done({ code: null, error });
+      });
+      child.on('exit', (code) => {
+        clearTimeout(timer);
+        done({ code });
+      });
     });
     if (exit.error) {
       throw new HavenError(

@@ -3,7 +3,7 @@
  * and waiting on a machine's console. Not exported from index.ts.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { access } from 'node:fs/promises';
+import { access, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { QemuDriver } from './qemu-driver.ts';
 
@@ -27,6 +27,8 @@ export async function startNbdPeer(
     kind === 'qemu-nbd'
       ? ['--persistent', '--shared=4', '--cache=none', '-f', 'raw', '-x', name, '-k', socket, ...target]
       : ['-f', '--exit-with-parent', '-U', socket, '-e', name, ...target];
+  // A socket file left by an earlier server would look like this one listening.
+  await rm(socket, { force: true });
   const child = spawn(kind, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (chunk) => {

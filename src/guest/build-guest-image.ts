@@ -256,7 +256,7 @@ async function resolveKernelPackage(
   }
   await mkdir(cacheDir, { recursive: true });
   const memo: KernelMemo = { fingerprint: await aptListsFingerprint(), kernel };
-  const tmp = `${memoFile}.${process.pid}.tmp`;
+  const tmp = `${memoFile}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
   await writeFile(tmp, JSON.stringify(memo));
   await rename(tmp, memoFile);
   return kernel;

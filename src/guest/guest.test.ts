@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -112,7 +114,7 @@ describe('test guest on a real QEMU', () => {
     assert.equal(check.clean, true, check.output);
   });
 
-  it('reports the first corrupt record and writes nothing after it; configures a static IP', async () => {
+  it('reports the first corrupt record and writes nothing after it; boots over NBD with a static IP', async () => {
     // Flip one payload byte of record 5 through debugfs (the filesystem stays consistent).
     const log = join(dir, 'records.log');
     await runToolOrThrow('debugfs', ['-R', `dump /records.log ${log}`, disk]);
@@ -123,9 +125,16 @@ describe('test guest on a real QEMU', () => {
     await runToolOrThrow('debugfs', ['-w', '-R', 'rm /records.log', disk]);
     await runToolOrThrow('debugfs', ['-w', '-R', `write ${log} records.log`, disk]);
 
+    // This boot reaches its disk over NBD (nbdkit serving the image), the way
+    // the disk service will attach it.
+    const socket = join(dir, 'nbd.sock');
+    const nbdkit = spawn('nbdkit', ['-f', '--exit-with-parent', '-U', socket, 'file', disk], {
+      stdio: 'ignore',
+    });
+    for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
     const guest = bootGuest({
       ...image,
-      disk: { file: disk },
+      disk: { nbdUri: `nbd+unix:///?socket=${socket}` },
       guest: { rate: 20, ip: { address: '10.0.2.15/24', gateway: '10.0.2.2' } },
       qemuArgs: ['-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0'],
     });
@@ -138,6 +147,7 @@ describe('test guest on a real QEMU', () => {
     } finally {
       guest.kill();
       await guest.exited;
+      nbdkit.kill('SIGKILL');
     }
   });
 });

@@ -53,6 +53,20 @@ export interface GuestHandle {
 const TERMINAL_NOISE = /\x1b\[[0-9;?]*[A-Za-z]|\x1bc|\r/g;
 
 export function qemuArguments(options: BootGuestOptions): string[] {
+  for (const [field, value] of [
+    ['serialLog', options.serialLog],
+    ['qmpSocket', options.qmpSocket],
+  ] as const) {
+    if (value?.includes(',')) {
+      throw new HavenError(
+        'validation_failed',
+        `${field} '${value}' contains a comma, which QEMU options cannot take`,
+        {
+          field,
+        },
+      );
+    }
+  }
   const args = [
     '-accel',
     'tcg',

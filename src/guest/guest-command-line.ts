@@ -4,7 +4,7 @@ import { HavenError } from '../errors/index.ts';
 export interface GuestSettings {
   /** `records` (default) writes checksummed records to /data; `idle` only mounts it. */
   workload?: 'records' | 'idle';
-  /** Records per second (approximate; default 2). */
+  /** Records per second (approximate; default 2). Forking sha256sum per record caps TCG at about 50/s. */
   rate?: number;
   /** Records written per fsync (default 1). */
   batch?: number;

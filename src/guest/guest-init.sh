@@ -1,12 +1,17 @@
 #!/bin/sh
 # PID 1 of the Haven test guest (busybox ash). It runs a workload whose
-# console output lets a test judge a recovered disk:
+# console output (ttyS0) lets a test judge a recovered disk:
 #   haven-guest booted            first line, as early as possible (RTO clock)
-#   recovered <n> ok              every record on /data verified, last is n
-#   corrupt at <n>                record n is missing or fails its checksum
-#   durable <n>                   records 1..n are fsynced to the disk
 #   ip <addr/prefix>              static address applied to eth0
-#   powered off cleanly           ACPI powerdown: workload stopped, fs unmounted
+#   mounted /data                 the ext4 data disk /dev/vda is mounted
+#   recovered <n> ok              every record on /data verified, last is n
+#   corrupt at <n>                record n is malformed or fails its checksum;
+#                                 the workload then writes nothing
+#   durable <n>                   records 1..n are fsynced to the disk
+#   workload stopped at <n>       ACPI powerdown stopped it after record n
+#   powered off cleanly           ... and /data was unmounted
+# Records, one line each in /data/records.log:
+#   n <n> sha <sha256 of payload> record-<n>-<boot id>-xxx...
 # Kernel command line: haven.workload=records|idle haven.rate=<records/s>
 #   haven.batch=<records per fsync> haven.ip=<addr/prefix>[,<gateway>]
 export PATH=/bin
@@ -59,6 +64,7 @@ configure_ip() {
 [ -n "$ip_spec" ] && configure_ip
 
 idle() {
+  rm -f /run/workload.pid
   while true; do sleep 3600; done
 }
 
@@ -141,19 +147,22 @@ n=$last
 stopping=
 trap 'stopping=1' TERM
 echo $$ >/run/workload.pid
-pad=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
+pad=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
+# Records name the boot that wrote them, so two sites' copies of record n differ.
+boot=$(cut -c1-8 /proc/sys/kernel/random/boot_id)
 while [ -z "$stopping" ]; do
   lines=
   k=0
   while [ $k -lt "$batch" ]; do
     n=$((n + 1))
-    payload="record-$n-$pad"
+    payload="record-$n-$boot-$pad"
     sum=$(printf "%s" "$payload" | sha256sum)
     lines="${lines}n $n sha ${sum%% *} $payload
 "
     k=$((k + 1))
   done
-  printf "%s" "$lines" >>"$log"
+  # A failed write (disk full) or fsync stops the workload: "durable" must never lie.
+  printf "%s" "$lines" >>"$log" || { echo "haven-guest: write failed at record $n"; idle; }
   sync "$log" || { echo "haven-guest: fsync failed after record $n"; idle; }
   echo "durable $n"
   sleep "$interval"

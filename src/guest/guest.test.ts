@@ -119,7 +119,7 @@ describe('test guest on a real QEMU', () => {
     const log = join(dir, 'records.log');
     await runToolOrThrow('debugfs', ['-R', `dump /records.log ${log}`, disk]);
     const records = (await readFile(log, 'utf8')).split('\n');
-    assert.match(records[4]!, /^n 5 sha [0-9a-f]{64} record-5-x+$/);
+    assert.match(records[4]!, /^n 5 sha [0-9a-f]{64} record-5-[0-9a-f]{8}-x+$/);
     records[4] = records[4]!.replace(/x$/, 'y');
     await writeFile(log, records.join('\n'));
     await runToolOrThrow('debugfs', ['-w', '-R', 'rm /records.log', disk]);

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import { buildGuestImage, defaultGuestCacheDir } from './build-guest-image.ts';
+import { buildGuestImage, defaultGuestCacheDir, guestImageKey } from './build-guest-image.ts';
 
 /** Members of a newc cpio archive (what the kernel unpacks), by name. */
 function cpioEntries(archive: Buffer): Map<string, Buffer> {
@@ -26,6 +26,27 @@ function cpioEntries(archive: Buffer): Map<string, Buffer> {
 }
 
 describe('guest image builder', () => {
+  it('keys the cache by every input, so a changed init script rebuilds', () => {
+    const inputs = {
+      kernel: { name: 'linux-image-6.1.0-50-cloud-amd64', version: '6.1.176-1' },
+      modules: ['virtio_pci', 'virtio_blk'],
+      initScript: Buffer.from('#!/bin/sh\necho one\n'),
+      powerdownScript: Buffer.from('#!/bin/sh\npoweroff -f\n'),
+      busybox: Buffer.from('busybox'),
+    };
+    const key = guestImageKey(inputs);
+    assert.match(key, /^[0-9a-f]{16}$/);
+    assert.equal(guestImageKey({ ...inputs }), key);
+    const changed = [
+      { ...inputs, kernel: { ...inputs.kernel, version: '6.1.177-1' } },
+      { ...inputs, modules: ['virtio_pci', 'virtio_blk', 'evdev'] },
+      { ...inputs, initScript: Buffer.from('#!/bin/sh\necho two\n') },
+      { ...inputs, powerdownScript: Buffer.from('#!/bin/sh\nhalt -f\n') },
+      { ...inputs, busybox: Buffer.from('busybox 1.36') },
+    ].map(guestImageKey);
+    assert.equal(new Set([key, ...changed]).size, 6);
+  });
+
   const dirs: string[] = [];
   after(async () => {
     for (const dir of dirs) await rm(dir, { recursive: true, force: true });

@@ -78,16 +78,7 @@ export async function buildGuestImage(options: BuildGuestImageOptions = {}): Pro
     readBusybox(),
   ]);
   const kernel = await resolveKernelPackage(cacheDir, options.kernelPackage, log);
-  const hash = createHash('sha256');
-  for (const part of [
-    `layout ${LAYOUT_VERSION}`,
-    `kernel ${kernel.name}=${kernel.version}`,
-    `modules ${GUEST_MODULES.join(',')}`,
-  ]) {
-    hash.update(part).update('\0');
-  }
-  for (const file of [initScript, powerdownScript, busybox]) hash.update(sha256(file)).update('\0');
-  const cacheKey = hash.digest('hex').slice(0, 16);
+  const cacheKey = guestImageKey({ kernel, modules: GUEST_MODULES, initScript, powerdownScript, busybox });
   const entry = join(cacheDir, cacheKey);
 
   const existing = await readManifest(entry);
@@ -137,6 +128,28 @@ export async function buildGuestImage(options: BuildGuestImageOptions = {}): Pro
     throw new HavenError('internal', `guest image cache entry ${entry} has no manifest after build`);
   log(`built guest image ${entry}`);
   return { ...built, ...paths(entry), cacheKey, cached: false };
+}
+
+/** Everything an image is made from, hashed: a change to any input names a new cache entry. */
+export function guestImageKey(inputs: {
+  kernel: { name: string; version: string };
+  modules: readonly string[];
+  initScript: Uint8Array;
+  powerdownScript: Uint8Array;
+  busybox: Uint8Array;
+}): string {
+  const hash = createHash('sha256');
+  for (const part of [
+    `layout ${LAYOUT_VERSION}`,
+    `kernel ${inputs.kernel.name}=${inputs.kernel.version}`,
+    `modules ${inputs.modules.join(',')}`,
+    `init ${sha256(inputs.initScript)}`,
+    `powerdown ${sha256(inputs.powerdownScript)}`,
+    `busybox ${sha256(inputs.busybox)}`,
+  ]) {
+    hash.update(part).update('\0');
+  }
+  return hash.digest('hex').slice(0, 16);
 }
 
 /** Work directories of builders that died mid-build (named `.build-<key>-<pid>-<random>`). */

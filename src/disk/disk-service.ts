@@ -5,8 +5,6 @@
  * or several journals at one instant; the journal's consumer (the sender)
  * reaches each journal through `journal(name)`.
  */
-import { stat, unlink } from 'node:fs/promises';
-import * as net from 'node:net';
 import { resolve } from 'node:path';
 import { HavenError } from '../errors/index.ts';
 import {
@@ -15,6 +13,7 @@ import {
   type NbdServerStats,
   type NbdServerTlsOptions,
 } from '../nbd/index.ts';
+import { removeStaleSocket } from '../nbd/stale-socket.ts';
 import type { Region } from './dirty-bitmap.ts';
 import type { JournalRecord } from './journal-record.ts';
 import { JournaledBackend } from './journaled-backend.ts';
@@ -103,32 +102,6 @@ function unixUri(socket: string, name: string): string {
 function tcpUri(address: { host: string; port: number }, name: string, tls: boolean): string {
   const host = address.host.includes(':') ? `[${address.host}]` : address.host;
   return `${tls ? 'nbds' : 'nbd'}://${host}:${address.port}/${name}`;
-}
-
-/** Removes a Unix socket file nobody listens on any more; refuses one in use. */
-async function removeStaleSocket(path: string): Promise<void> {
-  try {
-    if (!(await stat(path)).isSocket()) {
-      throw new HavenError('conflict', `'${path}' exists and is not a socket; refusing to replace it`, {
-        path,
-      });
-    }
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw e;
-  }
-  const inUse = await new Promise<boolean>((done) => {
-    const probe = net.connect(path);
-    probe.once('connect', () => {
-      probe.destroy();
-      done(true);
-    });
-    probe.once('error', () => done(false));
-  });
-  if (inUse) {
-    throw new HavenError('conflict', `socket '${path}' is in use by another process`, { path });
-  }
-  await unlink(path);
 }
 
 export class DiskService {

@@ -26,6 +26,8 @@ export interface Host {
   status: HostStatus;
   /** Protocol endpoint for replication data (SPEC §6), reported by the host. */
   replicationAddress: string | null;
+  /** SHA-256 fingerprint of the host's replication certificate, reported by the host; peers pin it. */
+  replicationFingerprint: string | null;
   /** Most protected disks this host accepts as a recovery host (SPEC §5). */
   maxProtectedDisks: number;
   /** Capabilities the host reported (e.g. 'disk-service', 'replica-store', 'hypervisor:qemu'). */

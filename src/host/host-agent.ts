@@ -26,6 +26,8 @@ export interface HostAgentOptions {
   /** What this host can do, e.g. 'disk-service', 'replica-store', 'hypervisor:qemu'. */
   capabilities?: string[];
   replicationAddress?: string | null;
+  /** Fingerprint of the replication certificate, reported so the vault can hand it to peers. */
+  replicationFingerprint?: string | null;
   reconnect?: { initialDelayMs?: number; maxDelayMs?: number };
   connectTimeoutMs?: number;
   /** One line per connection change; defaults to stderr. */
@@ -37,6 +39,7 @@ export interface HostInventory {
   version: string;
   capabilities: string[];
   replicationAddress: string | null;
+  replicationFingerprint: string | null;
   /** null when the service is not available on this host yet. */
   machines: MachineStatus[] | null;
   disks: DiskExport[] | null;
@@ -134,6 +137,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     version,
     capabilities,
     replicationAddress,
+    replicationFingerprint: options.replicationFingerprint ?? null,
     machines: await listingOrNull(() => services.hypervisor.list()),
     disks: await listingOrNull(() => services.disk.list()),
   });

@@ -73,6 +73,8 @@ export interface ReplicationTarget {
   hostId: string;
   /** The recovery host's replication address ("host:port"), SPEC §6. */
   address: string;
+  /** The recovery host's replication certificate fingerprint: the sender pins it. */
+  fingerprint: string;
 }
 
 export type ReplicationState = 'initial-sync' | 'resync' | 'streaming' | 'paused' | 'stopped' | 'error';
@@ -99,6 +101,8 @@ export interface Replication {
   }): Promise<ReplicationStatus>;
   stop(params: { machineId: string }): Promise<void>;
   status(params: { machineId: string }): Promise<ReplicationStatus>;
+  /** Lets a peer host's sender deliver to this host's receiver (its certificate fingerprint, from the vault). */
+  allowSender(params: { fingerprint: string }): Promise<void>;
 }
 
 // ---- replica store (recovery side) ----------------------------------------
@@ -216,7 +220,7 @@ export interface HostServices {
 export const HOST_OPERATIONS = {
   host: ['info', 'ping'],
   disk: ['list', 'attach', 'detach', 'insertMarker', 'journalStatus'],
-  replication: ['start', 'stop', 'status'],
+  replication: ['start', 'stop', 'status', 'allowSender'],
   replica: ['listPoints', 'openView', 'closeView', 'commitPoint', 'deletePoints'],
   hypervisor: [
     'list',

@@ -1,3 +1,4 @@
+export { type DataPath, type DataPathOptions, diskKeyOf, machinePoints, startDataPath } from './data-path.ts';
 export { type EnrolOptions, enrol } from './enrol.ts';
 export {
   agentVersion,
@@ -18,3 +19,4 @@ export {
 export type * from './host-services.ts';
 export { HOST_OPERATIONS, hostMethods } from './host-services.ts';
 export { notAvailableServices } from './not-available-services.ts';
+export { type HostOptions, type RunningHost, startHost } from './start-host.ts';

@@ -18,3 +18,4 @@ export {
   type NbdServerStats,
   type NbdServerTlsOptions,
 } from './nbd-server.ts';
+export { removeStaleSocket } from './stale-socket.ts';

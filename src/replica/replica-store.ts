@@ -278,6 +278,25 @@ export class ReplicaStore implements ReplicaSink {
     return this.#disk(diskKey).discardView(viewId);
   }
 
+  /**
+   * Deletes a disk's replica: base, journal and points (disable replication).
+   * Refused while a view of it is open: a running recovery machine reads it.
+   */
+  async removeDisk(diskKey: string): Promise<void> {
+    const disk = this.#disk(diskKey);
+    const open = disk.status().openViews;
+    if (open > 0) {
+      throw new HavenError(
+        'operation_not_allowed',
+        `replica disk '${diskKey}' has ${open} open view(s); close them before removing it`,
+        { diskKey, openViews: open },
+      );
+    }
+    this.#disks.delete(diskKey);
+    await disk.close();
+    await rm(disk.dir, { recursive: true, force: true });
+  }
+
   /** Keeps the chosen point's state and deletes every other point of the disk (SPEC §3). */
   async commit(diskKey: string, pointId: string): Promise<void> {
     const disk = this.#disk(diskKey);

@@ -45,6 +45,7 @@ export interface HostsTable {
   site_id: string;
   status: string;
   replication_address: string | null;
+  replication_fingerprint: string | null;
   max_protected_disks: number;
   capabilities: JsonColumn;
   version: string | null;

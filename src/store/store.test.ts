@@ -44,6 +44,7 @@ function host(overrides: Partial<Host> = {}): Host {
     siteId: 'site-a',
     status: 'pending',
     replicationAddress: null,
+    replicationFingerprint: 'AB:CD',
     maxProtectedDisks: 64,
     capabilities: ['disk-service', 'hypervisor:qemu'],
     version: null,

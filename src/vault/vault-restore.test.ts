@@ -88,6 +88,8 @@ describe('vault backup and restore', () => {
       'kvm-1',
       '--site',
       'dc1',
+      '--replication-listen',
+      '127.0.0.1:0',
     ]);
     await host.firstJson();
     await until('the host to connect', async () => {
@@ -155,7 +157,7 @@ describe('vault backup and restore', () => {
     assert.match(alert.message, /kvm-1.*unreachable/);
     assert.equal((await haven<Host>(['hosts', 'show', 'kvm-1', ...restoredConn])).status, 'unreachable');
 
-    const back = start(['host', '--data', hostDir]);
+    const back = start(['host', '--data', hostDir, '--replication-listen', '127.0.0.1:0']);
     await back.firstJson();
     await until('the alert to clear', async () => {
       const open = await haven<Alert[]>(['alerts', 'list', '--open', ...restoredConn]);

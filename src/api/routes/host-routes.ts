@@ -150,6 +150,7 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
           siteId: token.siteId,
           status: 'pending',
           replicationAddress: body.replicationAddress,
+          replicationFingerprint: null,
           maxProtectedDisks: DEFAULT_MAX_PROTECTED_DISKS,
           capabilities: body.capabilities,
           version: body.version,

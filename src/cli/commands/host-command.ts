@@ -1,4 +1,5 @@
-import { startHostAgent } from '../../host/index.ts';
+import { HavenError } from '../../errors/index.ts';
+import { startHost } from '../../host/index.ts';
 import { type Command, str } from '../command.ts';
 import { runUntilSignal } from './vault-commands.ts';
 
@@ -6,7 +7,7 @@ export const hostCommands: Command[] = [
   {
     name: 'host',
     summary:
-      'Run a host agent; the first time, enrol it: --vault URL --token ENROLMENT-TOKEN --name NAME --site SITE [--data DIR]',
+      'Run a host agent (disk service, replication, replica store, QEMU driver); the first time, enrol it: --vault URL --token ENROLMENT-TOKEN --name NAME --site SITE [--data DIR] [--replication-listen 0.0.0.0:9443]',
     options: {
       data: { type: 'string' },
       vault: { type: 'string' },
@@ -14,13 +15,24 @@ export const hostCommands: Command[] = [
       name: { type: 'string' },
       site: { type: 'string' },
       fingerprint: { type: 'string' },
+      'replication-listen': { type: 'string' },
+      'replication-advertise': { type: 'string' },
     },
     run: async (args) => {
       const dataDir = str(args, 'data') ?? '.haven-host';
       const vault = str(args, 'vault');
       const token = str(args, 'token');
-      const agent = await startHostAgent({
+      const listen = (str(args, 'replication-listen') ?? '0.0.0.0:9443').match(/^(.*):(\d+)$/);
+      if (!listen)
+        throw new HavenError('bad_request', '--replication-listen must be HOST:PORT', {
+          field: 'replication-listen',
+        });
+      const host = await startHost({
         dataDir,
+        replicationListen: { host: listen[1]!.replace(/^\[|\]$/g, ''), port: Number(listen[2]) },
+        ...(str(args, 'replication-advertise')
+          ? { replicationAdvertise: str(args, 'replication-advertise')! }
+          : {}),
         ...(vault && token
           ? {
               enrol: {
@@ -34,10 +46,11 @@ export const hostCommands: Command[] = [
           : {}),
         log: (line) => process.stderr.write(`${line}\n`),
       });
+      const { identity } = host.agent;
       process.stdout.write(
-        `${JSON.stringify({ hostId: agent.identity.hostId, name: agent.identity.name })}\n`,
+        `${JSON.stringify({ hostId: identity.hostId, name: identity.name, replicationAddress: host.dataPath.replicationAddress })}\n`,
       );
-      return runUntilSignal(agent.stop);
+      return runUntilSignal(host.stop);
     },
   },
 ];

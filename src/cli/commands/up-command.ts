@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Site } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
-import { type HostAgent, loadHostIdentity, startHostAgent } from '../../host/index.ts';
+import { loadHostIdentity, type RunningHost, startHost } from '../../host/index.ts';
 import { type RunningVault, startVault } from '../../vault/start-vault.ts';
 import { ApiClient } from '../api-client.ts';
 import { type Command, integer, str } from '../command.ts';
@@ -14,12 +14,13 @@ export interface EmbeddedOptions {
   controlPort?: number;
   databaseUrl?: string;
   heartbeatIntervalMs?: number;
+  senderPollMs?: number;
   log?: (line: string) => void;
 }
 
 export interface Embedded {
   vault: RunningVault;
-  hosts: HostAgent[];
+  hosts: RunningHost[];
   adminToken: string;
   stop(): Promise<void>;
 }
@@ -43,7 +44,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
     ...(options.heartbeatIntervalMs ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
   });
-  const hosts: HostAgent[] = [];
+  const hosts: RunningHost[] = [];
   try {
     const adminToken =
       vault.adminToken ?? (await readFile(join(options.dataDir, 'admin.token'), 'utf8')).trim();
@@ -64,9 +65,12 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
         enrol = { apiUrl: vault.url, token, name, site: name };
       }
       hosts.push(
-        await startHostAgent({
+        await startHost({
           dataDir,
           ...(enrol ? { enrol } : {}),
+          // Both local hosts share this machine: each receiver takes a free port.
+          replicationListen: { host: '127.0.0.1', port: 0 },
+          ...(options.senderPollMs ? { senderPollMs: options.senderPollMs } : {}),
           log: options.log ?? (() => {}),
         }),
       );
@@ -111,7 +115,7 @@ export const upCommands: Command[] = [
         [
           `Haven ${embedded.vault.context.version} is up.`,
           `  vault:  ${embedded.vault.url}  (health: ${embedded.vault.url}/api/v1/health)`,
-          `  hosts:  ${embedded.hosts.map((h) => h.identity.name).join(', ')}`,
+          `  hosts:  ${embedded.hosts.map((h) => h.agent.identity.name).join(', ')}`,
           `  token:  ${join(dataDir, 'admin.token')} (admin)`,
           `Try: haven hosts list --data ${dataDir}`,
           '',

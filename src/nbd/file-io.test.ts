@@ -42,7 +42,13 @@ test('FileIo reads, writes and writevs at positions, synchronously and on the th
 
 test('SyncBudget moves to the threadpool after a slow call, and comes back after the backoff', async () => {
   let clock = 0;
-  const budget = new SyncBudget({ slowMs: 1, bytesPerMs: 1000, backoffMs: 50, now: () => clock });
+  const budget = new SyncBudget({
+    slowMs: 1,
+    bytesPerMs: 1000,
+    backoffMs: 50,
+    syncMaxBytes: 10_000,
+    now: () => clock,
+  });
   const ran: string[] = [];
   const call = (bytes: number, syncTakesMs: number) =>
     budget.run(
@@ -66,6 +72,7 @@ test('SyncBudget moves to the threadpool after a slow call, and comes back after
   assert.equal(await call(0, 0), 2);
   clock += 2;
   assert.equal(await call(0, 0), 1);
-  assert.deepEqual(ran, ['sync', 'sync', 'sync', 'async', 'async', 'sync']);
+  assert.equal(await call(10_001, 0), 2, 'large calls always go to the threadpool');
+  assert.deepEqual(ran, ['sync', 'sync', 'sync', 'async', 'async', 'sync', 'async']);
   assert.equal(budget.deferred, 2);
 });

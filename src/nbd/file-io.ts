@@ -6,16 +6,21 @@
  * thread and back: two context switches and a wake-up of the event loop. When
  * the data is in the page cache the pread/pwrite itself takes microseconds and
  * the hand-off dominates: on a 2-core machine it was 40% of the server's time
- * and capped 4k reads at a third of `nbdkit file`'s rate. So calls run
+ * and capped 4k reads at a third of `nbdkit file`'s rate. So small calls run
  * synchronously while they are fast, and move to the threadpool for a while as
  * soon as one is slow (a page-cache miss, writeback throttling), so a slow disk
- * never blocks the event loop for more than one call at a time.
+ * never blocks the event loop for more than one call at a time. Large calls
+ * always use the threadpool: there the copy costs more than the hand-off, and
+ * threads copy in parallel with the event loop (256 KiB nbdcopy reads were
+ * faster that way).
  */
 import * as fs from 'node:fs';
 
 export interface FileIoPolicy {
   /** 'adaptive' (default): synchronous while calls are fast; 'async': always the threadpool. */
   mode?: 'adaptive' | 'async';
+  /** Calls moving more bytes than this always use the threadpool. Default 128 KiB. */
+  syncMaxBytes?: number;
   /** A synchronous call slower than this plus `bytes / bytesPerMs` switches to the threadpool. Default 1 ms. */
   slowMs?: number;
   /** Throughput below which a large call counts as slow. Default 1 GB/s (1e6 bytes per ms). */
@@ -31,6 +36,7 @@ export interface FileIoPolicy {
  */
 export class SyncBudget {
   readonly #async: boolean;
+  readonly #syncMaxBytes: number;
   readonly #slowMs: number;
   readonly #bytesPerMs: number;
   readonly #backoffMs: number;
@@ -41,6 +47,7 @@ export class SyncBudget {
 
   constructor(policy: FileIoPolicy = {}) {
     this.#async = policy.mode === 'async';
+    this.#syncMaxBytes = policy.syncMaxBytes ?? 128 * 1024;
     this.#slowMs = policy.slowMs ?? 1;
     this.#bytesPerMs = policy.bytesPerMs ?? 1e6;
     this.#backoffMs = policy.backoffMs ?? 200;
@@ -49,7 +56,7 @@ export class SyncBudget {
 
   /** Runs `sync` if calls have been fast, else `async`; remembers how long `sync` took. */
   run<T>(bytes: number, sync: () => T, async: () => Promise<T>): Promise<T> {
-    if (this.#async) return async();
+    if (this.#async || bytes > this.#syncMaxBytes) return async();
     const start = this.#now();
     if (start < this.#asyncUntil) {
       this.deferred++;

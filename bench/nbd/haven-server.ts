@@ -18,9 +18,18 @@ if (!imagePath || !journalDir || !socketPath || !exportName) {
   process.exit(2);
 }
 
+// For experiments: HAVEN_BENCH_IO=async (always the threadpool) or sync (never).
+const ioMode = process.env.HAVEN_BENCH_IO;
+const io =
+  ioMode === 'async'
+    ? { mode: 'async' as const }
+    : ioMode === 'sync'
+      ? { slowMs: Number.POSITIVE_INFINITY, syncMaxBytes: Number.POSITIVE_INFINITY }
+      : {};
 const backend = await JournaledBackend.open({
   imagePath,
   journalDir,
+  io,
   // Large enough that a benchmark never overflows into bitmap mode.
   journalCapacityBytes: 64 * 2 ** 30,
 });

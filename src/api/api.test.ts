@@ -211,7 +211,7 @@ describe('REST API: lifecycle refusals', () => {
     assert.equal(commit.status, 409);
   });
 
-  it('refuses an operation whose data path has not landed (501), leaving the machine as it was', async () => {
+  it('refuses an operation its hosts cannot do (501), leaving the machine as it was', async () => {
     const machine = await createMachine('db-01');
     const policy = (
       await call<{ policies: Policy[] }>('GET', '/policies', { token: viewer })
@@ -222,7 +222,8 @@ describe('REST API: lifecycle refusals', () => {
     });
     assert.equal(status, 501);
     assert.equal(body.error.code, 'not_available');
-    assert.match(body.error.message, /enable-replication is not available yet/);
+    // These hosts enrolled without a host agent's data path: nothing reports a disk service.
+    assert.match(body.error.message, /Host 'kvm-a' has no disk-service/);
     const after = (await call<Machine>('GET', `/machines/${machine.id}`, { token: viewer })).body;
     assert.equal(after.state, 'unprotected');
     assert.equal(after.currentJobId, null);

@@ -1,4 +1,4 @@
-import { type FileHandle, readFile } from 'node:fs/promises';
+import { type FileHandle, readFile, stat } from 'node:fs/promises';
 import type { BlockExtent } from '../nbd/block-backend.ts';
 import { writeFileAtomic } from './atomic-file.ts';
 import { Bitset } from './bitset.ts';
@@ -18,7 +18,8 @@ export function allocationMapPath(imagePath: string): string {
  * the map is persisted beside the image on close with a `clean` flag, and after
  * an unclean shutdown the chunks it calls holes are checked again.
  *
- * File: header (magic, version, clean, chunk size, image size) then one bit per chunk (1 = data).
+ * File: header (magic, version, clean, chunk size, image size, image mtime at the
+ * last clean save) then one bit per chunk (1 = data).
  */
 export class AllocationMap {
   readonly chunkSize: number;
@@ -71,6 +72,13 @@ export class AllocationMap {
       if (stored.readUInt32LE(8) !== 1) {
         unclean = true;
         await map.#scan(image, false);
+      } else if (stored.readDoubleLE(24) !== (await image.stat()).mtimeMs) {
+        // Written by something other than the disk service since the map was
+        // saved (the machine ran without Haven): chunks the map calls holes may
+        // hold data now, and reporting them as holes would leave them out of
+        // the initial copy. Check them again.
+        await map.#scan(image, false);
+        scanned = true;
       }
     } else {
       map = new AllocationMap(path, imageSize, chunkSize, new Bitset(count));
@@ -89,7 +97,7 @@ export class AllocationMap {
       chunkSize,
       new Bitset(Math.ceil(imageSize / chunkSize)),
     );
-    await map.persist(true);
+    await map.persist(true, (await stat(imagePath)).mtimeMs);
   }
 
   /** Zero-detects chunks: all of them, or only those currently marked as holes. */
@@ -122,13 +130,18 @@ export class AllocationMap {
     }
   }
 
-  async persist(clean: boolean): Promise<void> {
+  /**
+   * Saves the map. A clean save records the image's modification time, so a
+   * later open can tell whether anything else wrote to the image meanwhile.
+   */
+  async persist(clean: boolean, imageMtimeMs = 0): Promise<void> {
     const header = Buffer.alloc(HEADER_SIZE);
     header.writeUInt32LE(MAGIC, 0);
     header.writeUInt32LE(1, 4);
     header.writeUInt32LE(clean ? 1 : 0, 8);
     header.writeUInt32LE(this.chunkSize, 12);
     header.writeDoubleLE(this.imageSize, 16);
+    header.writeDoubleLE(imageMtimeMs, 24);
     await writeFileAtomic(this.#path, Buffer.concat([header, this.#bits.bits]));
   }
 

@@ -303,7 +303,7 @@ export class JournaledBackend implements BlockBackend {
     await this.#imageCommit.sync();
     await this.#imageCommit.idle();
     await this.journal.close();
-    await this.#alloc.persist(true);
+    await this.#alloc.persist(true, (await this.#fh.stat()).mtimeMs);
     await this.#fh.close();
   }
 }

@@ -54,6 +54,8 @@ export interface Policy {
 export interface Disk {
   /** Stable within the machine, e.g. 'disk0'. */
   id: string;
+  /** Where the disk service serves it on the machine's host, once attached (other tools can attach to it). */
+  nbdUri?: string | null;
   sizeBytes: number;
   /** Image path or identifier on the machine's current host. */
   source: string;
@@ -109,6 +111,22 @@ export type MachineState =
 
 export type ReplicationHealth = 'healthy' | 'warning' | 'critical' | 'unknown';
 
+export interface ReplicationSnapshot {
+  state: 'initial-sync' | 'resync' | 'streaming' | 'paused' | 'stopped' | 'error' | 'unreachable';
+  /** 0..100 during initial replication or resync. */
+  progress: number;
+  /**
+   * Seconds of writes that a failover now would lose: 0 when everything the
+   * machine wrote is at the replica, else the age of the oldest write that is not.
+   */
+  rpoSeconds: number | null;
+  pendingBytes: number;
+  sentBytes: number;
+  throughputBytesPerSec: number;
+  lastError: string | null;
+  updatedAt: string;
+}
+
 export interface Machine {
   id: string;
   name: string;
@@ -128,6 +146,8 @@ export interface Machine {
   recoverySettings: RecoverySettings;
   /** Id of the job currently running on this machine, if any. */
   currentJobId: string | null;
+  /** The vault's latest view of its replication; null while not replicating. */
+  replication: ReplicationSnapshot | null;
   /** Whether the original primary machine still exists (failback target). */
   originalExists: boolean;
   createdAt: string;

@@ -98,6 +98,7 @@ export interface MachinesTable {
   health: string;
   disks: JsonColumn;
   recovery_settings: JsonColumn;
+  replication: JsonColumn | null;
   current_job_id: string | null;
   original_exists: BooleanColumn;
   created_at: string;

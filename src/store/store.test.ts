@@ -91,6 +91,7 @@ function machine(overrides: Partial<Machine> = {}): Machine {
       ],
     },
     currentJobId: null,
+    replication: null,
     originalExists: true,
     createdAt: t0,
     updatedAt: t0,
@@ -442,6 +443,28 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
         await store.machines.transition('nope', 'protected', 'failing-over', 'job-1', at(4)),
         false,
       );
+    }));
+
+  it('machines: recordReplication writes only the snapshot and health', () =>
+    withStore(async (store) => {
+      await store.machines.create(machine());
+      const snapshot = {
+        state: 'streaming' as const,
+        progress: 100,
+        rpoSeconds: 0.5,
+        pendingBytes: 4096,
+        sentBytes: 1 << 30,
+        throughputBytesPerSec: 1234,
+        lastError: null,
+        updatedAt: at(9),
+      };
+      await store.machines.recordReplication('vm-1', snapshot, 'healthy');
+      const m = await store.machines.get('vm-1');
+      assert.deepEqual(m?.replication, snapshot);
+      assert.equal(m?.health, 'healthy');
+      assert.equal(m?.updatedAt, machine().updatedAt, 'a monitor sample is not an edit');
+      await store.machines.recordReplication('vm-1', null, 'unknown');
+      assert.equal((await store.machines.get('vm-1'))?.replication, null);
     }));
 
   it('machines: two racing transitions, exactly one wins (two stores)', async () => {

@@ -10,6 +10,8 @@ import type {
   Policy,
   RecoveryPlan,
   RecoveryPoint,
+  ReplicationHealth,
+  ReplicationSnapshot,
   Role,
   Site,
   StepState,
@@ -131,6 +133,12 @@ export interface MachineRepository {
     jobId: string | null,
     at: string,
   ): Promise<boolean>;
+  /** Writes only the replication snapshot and health (the monitor's columns): no lost update of other fields. */
+  recordReplication(
+    id: string,
+    snapshot: ReplicationSnapshot | null,
+    health: ReplicationHealth,
+  ): Promise<void>;
   /** Number of disks protected with `hostId` as recovery host (SPEC §5 limit). */
   countProtectedDisks(recoveryHostId: string): Promise<number>;
   delete(id: string): Promise<void>;

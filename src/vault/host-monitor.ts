@@ -26,6 +26,7 @@ export function watchHosts(store: Store, clock: Clock): ControlServerEvents {
         capabilities?: unknown;
         version?: unknown;
         replicationAddress?: unknown;
+        replicationFingerprint?: unknown;
       };
       if (!host) return;
       await store.hosts.update({
@@ -34,6 +35,9 @@ export function watchHosts(store: Store, clock: Clock): ControlServerEvents {
         ...(typeof reported.version === 'string' ? { version: reported.version } : {}),
         ...(typeof reported.replicationAddress === 'string'
           ? { replicationAddress: reported.replicationAddress }
+          : {}),
+        ...(typeof reported.replicationFingerprint === 'string'
+          ? { replicationFingerprint: reported.replicationFingerprint }
           : {}),
       });
     },

@@ -16,7 +16,9 @@ import { AUTOMATIC_FAILBACK_POLICY, DEFAULT_POLICY } from '../domain/index.ts';
 import { type JobDefinition, JobEngine } from '../jobs/index.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { watchHosts } from './host-monitor.ts';
+import { disableReplicationJob, enableReplicationJob } from './jobs/replication-jobs.ts';
 import { vaultBackupJob } from './jobs/vault-backup-job.ts';
+import { ReplicationMonitor } from './replication-monitor.ts';
 import type { VaultContext } from './vault-context.ts';
 import { HAVEN_VERSION } from './version.ts';
 
@@ -37,6 +39,8 @@ export interface VaultOptions {
   jobPollMs?: number;
   /** Names and addresses hosts use to reach the vault (go into its certificate). */
   hostNames?: string[];
+  /** How often the replication monitor asks hosts for RPO and status. */
+  monitorIntervalMs?: number;
   /** Job kinds beyond the vault's own (tests drive the engine through a real vault with these). */
   jobs?: JobDefinition[];
 }
@@ -75,7 +79,12 @@ export async function startVault(options: VaultOptions): Promise<RunningVault> {
     const engine = new JobEngine({
       store,
       clock,
-      definitions: [vaultBackupJob(() => context!), ...(options.jobs ?? [])],
+      definitions: [
+        vaultBackupJob(() => context!),
+        enableReplicationJob(() => context!),
+        disableReplicationJob(() => context!),
+        ...(options.jobs ?? []),
+      ],
       ...(options.jobLeaseMs ? { leaseMs: options.jobLeaseMs } : {}),
       ...(options.jobPollMs ? { pollMs: options.jobPollMs } : {}),
     });
@@ -115,6 +124,8 @@ export async function startVault(options: VaultOptions): Promise<RunningVault> {
       controlEndpoint: () => ({ controlAddress, vaultFingerprint: identity.fingerprint }),
     };
     await engine.start({ exclusive: store.dialect === 'sqlite' });
+    const monitor = new ReplicationMonitor(context, { intervalMs: options.monitorIntervalMs ?? 5000 });
+    monitor.start();
 
     const app = createApi({
       store,
@@ -145,6 +156,7 @@ export async function startVault(options: VaultOptions): Promise<RunningVault> {
       stop: async () => {
         server.closeAllConnections?.();
         await new Promise<void>((resolve) => server.close(() => resolve()));
+        await monitor.stop();
         await control.close();
         await engine.stop();
         await store.close();

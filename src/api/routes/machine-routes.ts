@@ -4,6 +4,7 @@ import { isoNow } from '../../clock/index.ts';
 import { allowedOperations, type LifecycleOperation } from '../../domain/index.ts';
 import type { Machine, MachineState } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
+import { hostServices } from '../../vault/jobs/lifecycle-job.ts';
 import { operationCheck, recoveryProblems } from '../../vault/lifecycle/operation-checks.ts';
 import { requestOperation } from '../../vault/lifecycle/request-operation.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
@@ -110,6 +111,7 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
             nics: [],
           },
           currentJobId: null,
+          replication: null,
           originalExists: true,
           createdAt: now,
           updatedAt: now,
@@ -177,7 +179,14 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
       access: { kind: 'token', role: 'viewer' },
       handler: async ({ params }) => {
         const machine = await machineOr404(vault, params.id!);
-        return { recoveryPoints: await store.recoveryPoints.list(machine.id) };
+        // The replica store is the source of truth; the vault keeps only what it was told last.
+        const replicaHost =
+          machine.activeHostId === machine.primaryHostId ? machine.recoveryHostId : machine.primaryHostId;
+        if (replicaHost && vault.hosts.isConnected(replicaHost)) {
+          const points = await hostServices(vault, replicaHost).replica.listPoints({ machineId: machine.id });
+          return { recoveryPoints: points, source: 'replica-store' };
+        }
+        return { recoveryPoints: await store.recoveryPoints.list(machine.id), source: 'vault' };
       },
     }),
     route({

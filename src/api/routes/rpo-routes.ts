@@ -13,7 +13,7 @@ export function rpoRoutes(vault: VaultContext): RouteDefinition[] {
       method: 'get',
       path: '/rpo',
       summary:
-        "RPO of each protected machine: age of its newest recovery point against its policy's threshold",
+        "RPO of each protected machine (seconds of writes not yet at the replica) against its policy's threshold",
       tag: 'machines',
       access: { kind: 'token', role: 'viewer' },
       handler: async () => {
@@ -28,11 +28,18 @@ export function rpoRoutes(vault: VaultContext): RouteDefinition[] {
           for (const point of await store.recoveryPoints.list(machine.id)) {
             if (newest === null || point.time > newest) newest = point.time;
           }
+          const measured = machine.replication?.rpoSeconds;
           rows.push({
             machineId: machine.id,
             machineName: machine.name,
             newestPointAt: newest,
-            rpoSeconds: newest === null ? null : Math.max(0, (now - Date.parse(newest)) / 1000),
+            // The monitor's measurement (age of the oldest write not yet at the replica) when there is one.
+            rpoSeconds:
+              measured !== undefined && measured !== null
+                ? measured
+                : newest === null
+                  ? null
+                  : Math.max(0, (now - Date.parse(newest)) / 1000),
             thresholdSeconds: thresholds.get(machine.policyId!) ?? null,
           });
         }

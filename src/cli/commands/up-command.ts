@@ -15,6 +15,7 @@ export interface EmbeddedOptions {
   databaseUrl?: string;
   heartbeatIntervalMs?: number;
   senderPollMs?: number;
+  monitorIntervalMs?: number;
   log?: (line: string) => void;
 }
 
@@ -43,6 +44,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     controlPort: options.controlPort ?? 0,
     ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
     ...(options.heartbeatIntervalMs ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
+    ...(options.monitorIntervalMs ? { monitorIntervalMs: options.monitorIntervalMs } : {}),
   });
   const hosts: RunningHost[] = [];
   try {

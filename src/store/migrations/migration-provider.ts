@@ -1,6 +1,7 @@
 import type { Migration, MigrationProvider } from 'kysely';
 import { initialMigration } from './0001-initial.ts';
 import { replicationFingerprintMigration } from './0002-replication-fingerprint.ts';
+import { machineReplicationMigration } from './0003-machine-replication.ts';
 
 /**
  * Every migration, listed explicitly and in order: names are stored in the
@@ -9,6 +10,7 @@ import { replicationFingerprintMigration } from './0002-replication-fingerprint.
 export const migrations: Readonly<Record<string, Migration>> = {
   '0001-initial': initialMigration,
   '0002-replication-fingerprint': replicationFingerprintMigration,
+  '0003-machine-replication': machineReplicationMigration,
 };
 
 export class HavenMigrationProvider implements MigrationProvider {

@@ -1,6 +1,13 @@
 import type { Kysely, Selectable } from 'kysely';
 import { isInProgress } from '../../domain/lifecycle.ts';
-import type { Disk, Machine, MachineState, RecoverySettings, ReplicationHealth } from '../../domain/model.ts';
+import type {
+  Disk,
+  Machine,
+  MachineState,
+  RecoverySettings,
+  ReplicationHealth,
+  ReplicationSnapshot,
+} from '../../domain/model.ts';
 import { notFound } from '../../errors/index.ts';
 import {
   affectedRows,
@@ -112,6 +119,18 @@ export class KyselyMachineRepository implements MachineRepository {
     return rows.reduce((sum, row) => sum + fromJsonColumn<Disk[]>(row.disks).length, 0);
   }
 
+  async recordReplication(
+    id: string,
+    snapshot: ReplicationSnapshot | null,
+    health: ReplicationHealth,
+  ): Promise<void> {
+    await this.#db
+      .updateTable('machines')
+      .set({ replication: snapshot === null ? null : toJsonColumn(snapshot), health })
+      .where('id', '=', id)
+      .execute();
+  }
+
   async delete(id: string): Promise<void> {
     await this.#db.deleteFrom('machines').where('id', '=', id).execute();
   }
@@ -149,6 +168,7 @@ function toMachine(row: Selectable<MachinesTable>): Machine {
     disks: fromJsonColumn<Disk[]>(row.disks),
     recoverySettings: fromJsonColumn<RecoverySettings>(row.recovery_settings),
     currentJobId: row.current_job_id,
+    replication: row.replication === null ? null : fromJsonColumn<ReplicationSnapshot>(row.replication),
     originalExists: fromBooleanColumn(row.original_exists),
     createdAt: row.created_at,
     updatedAt: row.updated_at,

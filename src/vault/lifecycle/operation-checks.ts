@@ -77,6 +77,19 @@ export function operationCheck(
         });
       }
       checkDiskLimit(host, await vault.store.machines.countProtectedDisks(host.id), machine.disks.length);
+      const source = await vault.store.hosts.get(machine.activeHostId);
+      for (const [h, needs] of [
+        [source, 'disk-service'],
+        [host, 'replica-store'],
+      ] as const) {
+        if (h && !h.capabilities.includes(needs)) {
+          throw new HavenError(
+            'not_available',
+            `Host '${h.name}' has no ${needs} (its agent reports: ${h.capabilities.join(', ') || 'nothing'}); upgrade or restart its host agent`,
+            { hostId: h.id, capability: needs },
+          );
+        }
+      }
     }
   };
 }

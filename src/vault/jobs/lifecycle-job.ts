@@ -1,0 +1,142 @@
+import { isoNow } from '../../clock/index.ts';
+import type { LifecycleOperation, Transition } from '../../domain/index.ts';
+import type { Machine } from '../../domain/model.ts';
+import { HavenError, notFound } from '../../errors/index.ts';
+import { remoteHostServices } from '../../host/host-dispatcher.ts';
+import type { HostServices } from '../../host/host-services.ts';
+import { defineJob, type JobDefinition, type JobOutcome, type StepContext } from '../../jobs/index.ts';
+import type { VaultContext } from '../vault-context.ts';
+
+/** What a lifecycle step gets: the vault, the machine as it is now, and its hosts' services. */
+export interface LifecycleStepContext extends StepContext {
+  vault: VaultContext;
+  machine: Machine;
+  transition: Transition;
+  host(hostId: string): HostServices;
+  /** Re-reads the machine (after a step changed it). */
+  reload(): Promise<Machine>;
+  /** Saves fields of the machine other than its state (the job owns it meanwhile). */
+  save(patch: Partial<Omit<Machine, 'state' | 'currentJobId'>>): Promise<Machine>;
+}
+
+export interface LifecycleStep {
+  name: string;
+  title: string;
+  retrySafe: boolean;
+  pointOfNoReturn?: boolean;
+  weight?: number;
+  run(ctx: LifecycleStepContext): Promise<void>;
+}
+
+export interface LifecycleJobSpec {
+  operation: LifecycleOperation;
+  steps(input: Record<string, unknown>): LifecycleStep[];
+  /** Extra work when the job ends (after the state moves), e.g. record what changed; must be idempotent. */
+  onSettled?(
+    vault: VaultContext,
+    machine: Machine,
+    outcome: JobOutcome,
+    input: Record<string, unknown>,
+  ): Promise<void>;
+  /** Machine fields set on success (besides the state). */
+  onSuccess?(
+    machine: Machine,
+    input: Record<string, unknown>,
+  ): Partial<Omit<Machine, 'state' | 'currentJobId'>>;
+}
+
+export function hostServices(vault: VaultContext, hostId: string): HostServices {
+  return remoteHostServices((method, params) =>
+    vault.hosts.call(hostId, method, params, { timeoutMs: 120_000 }),
+  );
+}
+
+/**
+ * A lifecycle operation as a job: its steps see the machine and its hosts,
+ * and when the job ends the machine leaves its in-progress state — to the
+ * transition's target on success, back to where it started otherwise
+ * (lifecycle.ts: every step is retry-safe, so the operator runs it again).
+ */
+export function lifecycleJob(vault: () => VaultContext, spec: LifecycleJobSpec): JobDefinition {
+  const load = async (machineId: string) => {
+    const machine = await vault().store.machines.get(machineId);
+    if (!machine) throw notFound('machine', machineId);
+    return machine;
+  };
+  return defineJob({
+    kind: spec.operation,
+    steps: (input) =>
+      spec.steps(input).map((step) => ({
+        name: step.name,
+        title: step.title,
+        retrySafe: step.retrySafe,
+        ...(step.pointOfNoReturn ? { pointOfNoReturn: true } : {}),
+        ...(step.weight ? { weight: step.weight } : {}),
+        run: async (ctx) => {
+          const v = vault();
+          const machineId = String(input.machineId);
+          let machine = await load(machineId);
+          await step.run({
+            ...ctx,
+            progress: ctx.progress,
+            output: ctx.output,
+            vault: v,
+            machine,
+            transition: input.transition as Transition,
+            host: (hostId) => hostServices(v, hostId),
+            reload: async () => {
+              machine = await load(machineId);
+              return machine;
+            },
+            save: async (patch) => {
+              const current = await load(machineId);
+              machine = { ...current, ...patch, updatedAt: isoNow(v.clock) };
+              await v.store.machines.update(machine);
+              return machine;
+            },
+          });
+        },
+      })),
+    settle: async ({ input, outcome }) => {
+      const v = vault();
+      const transition = input.transition as Transition;
+      const machine = await load(String(input.machineId));
+      if (machine.state === transition.via) {
+        if (outcome === 'succeeded' && spec.onSuccess) {
+          await v.store.machines.update({
+            ...machine,
+            ...spec.onSuccess(machine, input),
+            updatedAt: isoNow(v.clock),
+          });
+        }
+        const target = outcome === 'succeeded' ? transition.to : transition.from;
+        const moved = await v.store.machines.transition(
+          machine.id,
+          transition.via,
+          target,
+          null,
+          isoNow(v.clock),
+        );
+        if (!moved)
+          throw new HavenError('conflict', `machine '${machine.name}' changed state while its job ended`);
+      }
+      await spec.onSettled?.(v, await load(machine.id), outcome, input);
+    },
+  });
+}
+
+/** Waits, polling `probe`, until it returns a value; honours the job's cancel signal. */
+export async function pollUntil<T>(
+  ctx: StepContext,
+  probe: () => Promise<T | undefined>,
+  options: { intervalMs?: number; timeoutMs?: number; what: string },
+): Promise<T> {
+  const end = options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    if (Date.now() > end) throw new HavenError('unreachable', `timed out waiting for ${options.what}`);
+    await new Promise((r) => setTimeout(r, options.intervalMs ?? 500));
+  }
+}

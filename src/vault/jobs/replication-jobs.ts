@@ -1,0 +1,200 @@
+import type { Host, Machine } from '../../domain/model.ts';
+import { HavenError } from '../../errors/index.ts';
+import type { JobDefinition } from '../../jobs/index.ts';
+import type { VaultContext } from '../vault-context.ts';
+import {
+  hostServices as hostServicesOf,
+  type LifecycleStepContext,
+  lifecycleJob,
+  pollUntil,
+} from './lifecycle-job.ts';
+
+/** The host replicating a machine now (its active host) and the one receiving. */
+async function replicationHosts(
+  ctx: LifecycleStepContext,
+  recoveryHostId: string,
+): Promise<{ source: Host; target: Host }> {
+  const { store } = ctx.vault;
+  const source = await store.hosts.get(ctx.machine.activeHostId);
+  const target = (await store.hosts.get(recoveryHostId)) ?? (await store.hosts.getByName(recoveryHostId));
+  if (!source || !target)
+    throw new HavenError('not_found', `a host of machine '${ctx.machine.name}' no longer exists`);
+  for (const host of [source, target]) {
+    if (!ctx.vault.hosts.isConnected(host.id)) {
+      throw new HavenError(
+        'unreachable',
+        `host '${host.name}' is not connected to the vault; start its agent and retry`,
+        {
+          hostId: host.id,
+        },
+      );
+    }
+    if (!host.replicationAddress || !host.replicationFingerprint) {
+      throw new HavenError(
+        'not_available',
+        `host '${host.name}' has not reported a replication endpoint (is it a Haven 0.1 host agent?)`,
+        {
+          hostId: host.id,
+        },
+      );
+    }
+  }
+  return { source, target };
+}
+
+/** Attaches every disk to the disk service of the machine's host and records where each is served. */
+async function attachDisks(ctx: LifecycleStepContext): Promise<Machine> {
+  const disk = ctx.host(ctx.machine.activeHostId).disk;
+  const disks = [];
+  for (const [i, d] of ctx.machine.disks.entries()) {
+    const exported = await disk.attach({
+      machineId: ctx.machine.id,
+      diskId: d.id,
+      source: d.source,
+      sizeBytes: d.sizeBytes,
+    });
+    disks.push({ ...d, nbdUri: exported.nbdUri });
+    ctx.progress(((i + 1) / ctx.machine.disks.length) * 100, `${d.id}: ${exported.nbdUri}`);
+  }
+  return ctx.save({ disks });
+}
+
+/**
+ * Enable replication (SPEC §2 step 1): the disks go behind the disk service,
+ * the recovery host learns to trust the sender, the initial copy runs while
+ * the machine keeps running, and the machine is protected once the replica
+ * has its first recovery point.
+ */
+export function enableReplicationJob(vault: () => VaultContext): JobDefinition {
+  return lifecycleJob(vault, {
+    operation: 'enable-replication',
+    steps: (input) => {
+      const recoveryHostId = String(input.recoveryHostId);
+      return [
+        {
+          name: 'check-hosts',
+          title: 'Check the primary and recovery hosts',
+          retrySafe: true,
+          run: async (ctx) => {
+            const { target } = await replicationHosts(ctx, recoveryHostId);
+            const policy =
+              (await ctx.vault.store.policies.get(String(input.policyId))) ??
+              (await ctx.vault.store.policies.getByName(String(input.policyId)));
+            await ctx.save({ recoveryHostId: target.id, ...(policy ? { policyId: policy.id } : {}) });
+          },
+        },
+        {
+          name: 'attach-disks',
+          title: 'Attach the disks to the disk service',
+          retrySafe: true,
+          run: async (ctx) => {
+            await attachDisks(ctx);
+          },
+        },
+        {
+          name: 'trust-sender',
+          title: 'Let the primary host send to the recovery host',
+          retrySafe: true,
+          run: async (ctx) => {
+            const { source, target } = await replicationHosts(ctx, recoveryHostId);
+            await ctx
+              .host(target.id)
+              .replication.allowSender({ fingerprint: source.replicationFingerprint! });
+          },
+        },
+        {
+          name: 'start-replication',
+          title: 'Start replication',
+          retrySafe: true,
+          run: async (ctx) => {
+            const { target } = await replicationHosts(ctx, recoveryHostId);
+            await ctx.host(ctx.machine.activeHostId).replication.start({
+              machineId: ctx.machine.id,
+              diskIds: ctx.machine.disks.map((d) => d.id),
+              target: {
+                hostId: target.id,
+                address: target.replicationAddress!,
+                fingerprint: target.replicationFingerprint!,
+              },
+              mode: 'full',
+            });
+          },
+        },
+        {
+          name: 'initial-replication',
+          title: 'Initial replication (copy every disk, then the writes made meanwhile)',
+          retrySafe: true,
+          weight: 8,
+          run: async (ctx) => {
+            const source = ctx.host(ctx.machine.activeHostId);
+            const replica = ctx.host(ctx.machine.recoveryHostId!);
+            const points = await pollUntil(
+              ctx,
+              async () => {
+                const status = await source.replication.status({ machineId: ctx.machine.id });
+                if (status.state === 'error')
+                  throw new HavenError('internal', `replication failed: ${status.lastError}`);
+                ctx.progress(
+                  Math.min(99, status.progress),
+                  `${status.state}: ${status.progress}% (${status.sentBytes} bytes sent)`,
+                );
+                if (status.state !== 'streaming') return undefined;
+                const list = await replica.replica.listPoints({ machineId: ctx.machine.id });
+                return list.length > 0 ? list : undefined;
+              },
+              { what: 'the first recovery point', intervalMs: 250 },
+            );
+            await ctx.output({ firstRecoveryPoint: points[points.length - 1] });
+          },
+        },
+      ];
+    },
+    onSettled: async (vault, machine, outcome) => {
+      if (outcome === 'succeeded') return;
+      // A cancelled or failed enable leaves nothing running: stop the sender, forget the recovery host.
+      await hostServicesOf(vault, machine.activeHostId)
+        .replication.stop({ machineId: machine.id })
+        .catch(() => {});
+      await vault.store.machines.update({ ...machine, recoveryHostId: null, policyId: null });
+    },
+  });
+}
+
+/** Disable replication: stop sending and delete the replica; the machine keeps running where it is. */
+export function disableReplicationJob(vault: () => VaultContext): JobDefinition {
+  return lifecycleJob(vault, {
+    operation: 'disable-replication',
+    steps: () => [
+      {
+        name: 'stop-replication',
+        title: 'Stop replication',
+        retrySafe: true,
+        run: async (ctx) => {
+          await ctx.host(ctx.machine.activeHostId).replication.stop({ machineId: ctx.machine.id });
+        },
+      },
+      {
+        name: 'delete-replica',
+        title: 'Delete the replica and its recovery points',
+        retrySafe: true,
+        run: async (ctx) => {
+          const replicaHost =
+            ctx.machine.activeHostId === ctx.machine.primaryHostId
+              ? ctx.machine.recoveryHostId
+              : ctx.machine.primaryHostId;
+          if (replicaHost) {
+            const { deleted } = await ctx
+              .host(replicaHost)
+              .replica.deletePoints({ machineId: ctx.machine.id });
+            ctx.progress(100, `${deleted} replica disk(s) deleted`);
+          }
+          await ctx.vault.store.recoveryPoints.deleteAllExcept(ctx.machine.id, null);
+        },
+      },
+    ],
+    onSuccess: (machine) => ({ recoveryHostId: null, policyId: null, primaryHostId: machine.activeHostId }),
+    onSettled: async (vault, machine, outcome) => {
+      if (outcome === 'succeeded') await vault.store.machines.recordReplication(machine.id, null, 'unknown');
+    },
+  });
+}

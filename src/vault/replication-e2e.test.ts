@@ -1,0 +1,182 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { type Embedded, startEmbedded } from '../cli/commands/up-command.ts';
+import { createSparseImage } from '../disk/index.ts';
+import type { Alert, Host, Job, Machine, RecoveryPoint } from '../domain/model.ts';
+import type { PointView } from '../host/host-services.ts';
+
+const run = promisify(execFile);
+let dir: string;
+let up: Embedded;
+let hosts: Host[];
+
+async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+  const response = await up.vault.app.request(`/api/v1${path}`, {
+    method,
+    headers: { authorization: `Bearer ${up.adminToken}`, 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return { status: response.status, body: (await response.json().catch(() => null)) as T };
+}
+
+async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false>,
+  timeoutMs = 60_000,
+): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function finished(jobId: string): Promise<Job> {
+  return until(`job ${jobId}`, async () => {
+    const { body } = await api<Job>('GET', `/jobs/${jobId}`);
+    return ['succeeded', 'failed', 'cancelled'].includes(body.state) ? body : undefined;
+  });
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'haven-repl-'));
+  up = await startEmbedded({ dataDir: dir, port: 0, senderPollMs: 25, monitorIntervalMs: 200 });
+  hosts = await until('both hosts to report their replication endpoints', async () => {
+    const { body } = await api<{ hosts: Host[] }>('GET', '/hosts');
+    return body.hosts.length === 2 &&
+      body.hosts.every((h) => h.replicationFingerprint && h.status === 'connected')
+      ? body.hosts
+      : undefined;
+  });
+});
+
+after(async () => {
+  await up.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('replication through the vault (embedded primary and recovery hosts)', () => {
+  let machine: Machine;
+  const size = 32 << 20;
+
+  it('enables replication of a disk with data on it: initial copy, then protected with a recovery point', async () => {
+    const image = join(dir, 'web-01.img');
+    await createSparseImage(image, size);
+    // Data before protection (the initial copy must carry it); the rest stays a hole.
+    const file = await open(image, 'r+');
+    await file.write(randomBytes(4 << 20), 0, 4 << 20, 0);
+    await file.close();
+    const created = await api<Machine>('POST', '/machines', {
+      name: 'web-01',
+      hostId: 'primary',
+      disks: [{ id: 'disk0', sizeBytes: size, source: image }],
+    });
+    assert.equal(created.status, 201);
+    const started = await api<Job>('POST', `/machines/${created.body.id}/enable-replication`, {
+      recoveryHostId: 'recovery',
+      policyId: 'default',
+    });
+    assert.equal(started.status, 202, JSON.stringify(started.body));
+    const job = await finished(started.body.id);
+    assert.equal(job.state, 'succeeded', JSON.stringify(job.error));
+    assert.deepEqual(
+      job.steps.map((s) => s.state),
+      ['succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded'],
+    );
+    machine = (await api<Machine>('GET', `/machines/${created.body.id}`)).body;
+    assert.equal(machine.state, 'protected');
+    assert.equal(machine.recoveryHostId, hosts.find((h) => h.name === 'recovery')!.id);
+    assert.match(machine.disks[0]!.nbdUri ?? '', /^nbd\+unix:\/\/\/.+\?socket=/);
+  });
+
+  it('ships writes made through the disk service; every flush is a recovery point; a view equals the disk', async () => {
+    const uri = machine.disks[0]!.nbdUri!;
+    // A real NBD client writes through the disk service, then flushes.
+    await run('qemu-io', [
+      '-f',
+      'raw',
+      uri,
+      '-c',
+      'write -P 0x5a 8M 1M',
+      '-c',
+      'write -z 1M 64k',
+      '-c',
+      'flush',
+    ]);
+    const points = await until('a recovery point covering the writes', async () => {
+      const { body } = await api<{ recoveryPoints: RecoveryPoint[]; source: string }>(
+        'GET',
+        `/machines/${machine.id}/recovery-points`,
+      );
+      assert.equal(body.source, 'replica-store');
+      const m = (await api<Machine>('GET', `/machines/${machine.id}`)).body;
+      return m.replication?.pendingBytes === 0 && body.recoveryPoints.length >= 2
+        ? body.recoveryPoints
+        : undefined;
+    });
+    const latest = points.reduce((a, b) => (a.time >= b.time ? a : b));
+    assert.ok(points.every((p) => p.type === 'crash-consistent' && p.processed));
+
+    // Open a read-only view of the latest point on the recovery host and compare it with the source image.
+    const recoveryId = machine.recoveryHostId!;
+    const view = await up.vault.context.hosts.call<PointView>(recoveryId, 'replica.openView', {
+      machineId: machine.id,
+      pointId: latest.id,
+      writable: false,
+    });
+    try {
+      const compared = await run('qemu-img', [
+        'compare',
+        '-f',
+        'raw',
+        '-F',
+        'raw',
+        machine.disks[0]!.source,
+        view.disks[0]!.nbdUri,
+      ]);
+      assert.match(compared.stdout, /Images are identical/);
+    } finally {
+      await up.vault.context.hosts.call(recoveryId, 'replica.closeView', {
+        viewId: view.viewId,
+        discardWrites: true,
+      });
+    }
+  });
+
+  it('reports health and RPO from the monitor, with no alert while within the threshold', async () => {
+    const m = await until('a healthy snapshot', async () => {
+      const body = (await api<Machine>('GET', `/machines/${machine.id}`)).body;
+      return body.health === 'healthy' ? body : undefined;
+    });
+    assert.equal(m.replication?.state, 'streaming');
+    assert.equal(m.replication?.rpoSeconds, 0);
+    const { body } = await api<{ alerts: Alert[] }>('GET', '/alerts?open=true');
+    assert.equal(body.alerts.filter((a) => a.subjectId === machine.id).length, 0);
+  });
+
+  it('disables replication: the replica is deleted and the machine is unprotected again', async () => {
+    const started = await api<Job>('POST', `/machines/${machine.id}/disable-replication`, {});
+    assert.equal(started.status, 202);
+    const job = await finished(started.body.id);
+    assert.equal(job.state, 'succeeded', JSON.stringify(job.error));
+    const m = (await api<Machine>('GET', `/machines/${machine.id}`)).body;
+    assert.equal(m.state, 'unprotected');
+    assert.equal(m.recoveryHostId, null);
+    const listed = await up.vault.context.hosts.call<RecoveryPoint[]>(
+      hosts.find((h) => h.name === 'recovery')!.id,
+      'replica.listPoints',
+      {
+        machineId: machine.id,
+      },
+    );
+    assert.deepEqual(listed, []);
+  });
+});

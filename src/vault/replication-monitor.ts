@@ -1,0 +1,138 @@
+import { randomUUID } from 'node:crypto';
+import { isoNow } from '../clock/index.ts';
+import type { Machine, MachineState, ReplicationHealth, ReplicationSnapshot } from '../domain/model.ts';
+import { hostServices } from './jobs/lifecycle-job.ts';
+import type { VaultContext } from './vault-context.ts';
+
+/** States in which a machine's disks are being replicated. */
+const REPLICATING: ReadonlySet<MachineState> = new Set([
+  'protected',
+  'reverse-protected',
+  'test-failover-active',
+  'starting-test-failover',
+  'cleaning-up-test-failover',
+  'resynchronizing',
+]);
+
+/**
+ * Health of one machine's replication against its policy (pure): critical
+ * when the RPO is past the threshold or replication is broken, warning while
+ * copying, healthy otherwise.
+ */
+export function replicationHealth(
+  snapshot: ReplicationSnapshot,
+  rpoThresholdSeconds: number | null,
+): ReplicationHealth {
+  if (snapshot.state === 'error' || snapshot.state === 'unreachable') return 'critical';
+  if (
+    rpoThresholdSeconds !== null &&
+    snapshot.rpoSeconds !== null &&
+    snapshot.rpoSeconds > rpoThresholdSeconds
+  ) {
+    return 'critical';
+  }
+  if (snapshot.state !== 'streaming') return 'warning';
+  return 'healthy';
+}
+
+/**
+ * Polls the hosts for each replicating machine's status, records it on the
+ * machine (RPO, bytes pending, throughput, state) and raises an alert when
+ * the RPO passes the policy's threshold, clearing it when it recovers.
+ */
+export class ReplicationMonitor {
+  readonly #vault: VaultContext;
+  readonly #intervalMs: number;
+  readonly #previous = new Map<string, { sentBytes: number; at: number }>();
+  #timer: NodeJS.Timeout | null = null;
+  #running: Promise<void> | null = null;
+
+  constructor(vault: VaultContext, options: { intervalMs?: number } = {}) {
+    this.#vault = vault;
+    this.#intervalMs = options.intervalMs ?? 5000;
+  }
+
+  start(): void {
+    this.#timer ??= setInterval(() => void this.pollOnce(), this.#intervalMs);
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+    await this.#running;
+  }
+
+  /** One pass over every replicating machine (the timer calls it; tests call it directly). */
+  pollOnce(): Promise<void> {
+    this.#running ??= this.#poll().finally(() => {
+      this.#running = null;
+    });
+    return this.#running;
+  }
+
+  async #poll(): Promise<void> {
+    const { store } = this.#vault;
+    const thresholds = new Map((await store.policies.list()).map((p) => [p.id, p.rpoThresholdSeconds]));
+    for (const machine of await store.machines.list()) {
+      if (!REPLICATING.has(machine.state)) continue;
+      try {
+        await this.#check(machine, machine.policyId ? (thresholds.get(machine.policyId) ?? null) : null);
+      } catch (error) {
+        console.error(`haven: replication monitor: ${machine.name}:`, error);
+      }
+    }
+  }
+
+  async #check(machine: Machine, threshold: number | null): Promise<void> {
+    const { store, clock } = this.#vault;
+    const now = clock.now();
+    let snapshot: ReplicationSnapshot;
+    if (!this.#vault.hosts.isConnected(machine.activeHostId)) {
+      snapshot = {
+        ...(machine.replication ?? { progress: 0, rpoSeconds: null, pendingBytes: 0, sentBytes: 0 }),
+        state: 'unreachable',
+        throughputBytesPerSec: 0,
+        lastError: 'the host replicating this machine is not connected to the vault',
+        updatedAt: now.toISOString(),
+      } as ReplicationSnapshot;
+    } else {
+      const status = await hostServices(this.#vault, machine.activeHostId).replication.status({
+        machineId: machine.id,
+      });
+      const previous = this.#previous.get(machine.id);
+      const seconds = previous ? (now.getTime() - previous.at) / 1000 : 0;
+      const throughput =
+        previous && seconds > 0 ? Math.max(0, (status.sentBytes - previous.sentBytes) / seconds) : 0;
+      this.#previous.set(machine.id, { sentBytes: status.sentBytes, at: now.getTime() });
+      snapshot = {
+        state: status.state,
+        progress: status.progress,
+        rpoSeconds: status.lagSeconds,
+        pendingBytes: status.queuedBytes,
+        sentBytes: status.sentBytes,
+        throughputBytesPerSec: Math.round(throughput),
+        lastError: status.lastError,
+        updatedAt: now.toISOString(),
+      };
+    }
+    const health = replicationHealth(snapshot, threshold);
+    await store.machines.recordReplication(machine.id, snapshot, health);
+
+    const key = `rpo:${machine.id}`;
+    const breached = threshold !== null && snapshot.rpoSeconds !== null && snapshot.rpoSeconds > threshold;
+    if (breached) {
+      await store.alerts.raise({
+        id: randomUUID(),
+        key,
+        severity: 'critical',
+        message: `Machine '${machine.name}': RPO ${Math.round(snapshot.rpoSeconds!)} s exceeds its policy's threshold of ${threshold} s`,
+        subjectType: 'machine',
+        subjectId: machine.id,
+        raisedAt: isoNow(clock),
+        clearedAt: null,
+      });
+    } else if (snapshot.state !== 'unreachable') {
+      await store.alerts.clear(key, isoNow(clock));
+    }
+  }
+}

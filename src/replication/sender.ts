@@ -8,6 +8,7 @@ import { readSenderState, type SenderDiskState, type SyncKind, writeSenderState 
 import { TokenBucket } from './token-bucket.ts';
 import {
   type AckMessage,
+  CompressionProbe,
   type ErrorMessage,
   encodeFrame,
   encodeRecords,
@@ -206,11 +207,15 @@ class DiskReplicator {
   #batchesCompressed = 0;
   #batchesUncompressed = 0;
   #connects = 0;
+  readonly #recordProbe: CompressionProbe;
+  readonly #syncProbe: CompressionProbe;
 
   constructor(disk: ReplicatedDisk, sender: Sender, options: ResolvedOptions) {
     this.disk = disk;
     this.#sender = sender;
     this.#o = options;
+    this.#recordProbe = new CompressionProbe(options.compressionLevel);
+    this.#syncProbe = new CompressionProbe(options.compressionLevel);
   }
 
   start(): void {
@@ -489,7 +494,9 @@ class DiskReplicator {
 
   async #sendBatch(conn: FramedConnection, batch: JournalRecord[]): Promise<void> {
     const last = batch.at(-1) as JournalRecord;
-    const { payload, compressed } = await recordsPayload(encodeRecords(batch), this.#o.compressionLevel);
+    const level = this.#recordProbe.next();
+    const { payload, compressed } = await recordsPayload(encodeRecords(batch), level);
+    this.#recordProbe.record(level !== null, compressed);
     if (compressed) this.#batchesCompressed++;
     else this.#batchesUncompressed++;
     await this.#sendCounted(conn, encodeFrame(FrameType.RECORDS, payload), {
@@ -529,8 +536,10 @@ class DiskReplicator {
         continue;
       }
       if (journal.resyncRequired && this.#inflight.length === 0) {
-        // Everything journaled before the overflow is replicated: now copy the dirty regions.
+        // Everything journaled before the overflow is replicated: now copy the dirty regions
+        // (unless an acknowledged resync is just clearing the bitmap).
         await this.#drained(conn);
+        if (!journal.resyncRequired) continue;
         next = await this.#sync(conn, 'bitmap');
         this.#state = 'streaming';
         continue;
@@ -566,6 +575,7 @@ class DiskReplicator {
       durationMs: null,
       completed: false,
     };
+    const previous = this.#lastSync;
     this.#lastSync = report;
 
     let fromSeq: number;
@@ -576,7 +586,7 @@ class DiskReplicator {
       if (!journal.resyncRequired) {
         // An earlier run finished the copy and cleared the bitmap, but the state file did not say so.
         await this.#persist({ synced: true, sync: null });
-        report.completed = true;
+        this.#lastSync = previous;
         this.#syncProgress = null;
         return this.#ackedSeq + 1;
       }
@@ -640,7 +650,6 @@ class DiskReplicator {
     report.regionBytes = total;
     let done = 0;
     const chunk = this.#o.syncChunkBytes;
-    const level = this.#o.compressionLevel;
     const pending: { parts: Promise<Buffer[]>; length: number }[] = [];
     const flushOne = async (): Promise<void> => {
       const item = pending.shift() as { parts: Promise<Buffer[]>; length: number };
@@ -661,7 +670,10 @@ class DiskReplicator {
           if (isZero(data)) data = null;
           else report.dataBytes += length;
         }
-        return encodeFrame(FrameType.SYNC_DATA, (await syncDataPayload(offset, data, length, level)).payload);
+        const tryLevel = data === null ? null : this.#syncProbe.next();
+        const { payload, compressed } = await syncDataPayload(offset, data, length, tryLevel);
+        this.#syncProbe.record(tryLevel !== null, compressed);
+        return encodeFrame(FrameType.SYNC_DATA, payload);
       })();
       parts.catch(() => {});
       pending.push({ parts, length });

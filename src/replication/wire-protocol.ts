@@ -183,6 +183,34 @@ export async function maybeCompress(
   return { body: packed, compressed: true };
 }
 
+/**
+ * Skips compression attempts while data keeps proving incompressible (random
+ * or encrypted disks): after a miss only every 8th block is tried, so a disk
+ * full of such data costs no compression CPU, and data that compresses again
+ * is noticed within 8 blocks.
+ */
+export class CompressionProbe {
+  readonly level: number | null;
+  #skip = 0;
+
+  constructor(level: number | null) {
+    this.level = level;
+  }
+
+  /** The level to try for the next block, or null to send it as is. */
+  next(): number | null {
+    if (this.#skip > 0) {
+      this.#skip--;
+      return null;
+    }
+    return this.level;
+  }
+
+  record(tried: boolean, compressed: boolean): void {
+    if (tried && !compressed) this.#skip = 7;
+  }
+}
+
 async function unpack(body: Buffer, compressed: boolean, rawLength: number): Promise<Buffer> {
   if (!compressed) return body;
   const raw = await decompress(body, { maxOutputLength: rawLength });

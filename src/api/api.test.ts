@@ -288,8 +288,19 @@ describe('REST API: lifecycle refusals', () => {
       token: operator,
       body: { recoveryPoint: { option: 'latest' } },
     });
-    assert.equal(allowed.status, 501, JSON.stringify(allowed.body));
+    // Valid settings: the failover is accepted as a job; with no host agent connected it fails,
+    // and the machine goes back to where it was (every step is safe to run again).
+    assert.equal(allowed.status, 202, JSON.stringify(allowed.body));
+    const jobId = (allowed.body as unknown as Job).id;
+    let job: Job | undefined;
+    for (let i = 0; i < 200; i++) {
+      job = (await call<Job>('GET', `/jobs/${jobId}`, { token: viewer })).body;
+      if (job.state === 'failed') break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.equal(job?.state, 'failed');
     assert.equal((await store.machines.get(machine.id))!.state, 'protected');
+    assert.equal((await store.machines.get(machine.id))!.currentJobId, null);
   });
 });
 

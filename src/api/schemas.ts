@@ -36,6 +36,14 @@ export const recoverySettings = z.object({
   cpus: z.number().int().min(1).max(256),
   memoryMiB: z.number().int().min(1),
   nics: z.array(nicSettings).default([]),
+  boot: z
+    .object({
+      kernel: z.string().min(1),
+      initrd: z.string().min(1).nullable().default(null),
+      cmdline: z.string().default(''),
+    })
+    .nullable()
+    .optional(),
 });
 
 export const diskInput = z.object({

@@ -81,6 +81,28 @@ export interface RecoverySettings {
   cpus: number;
   memoryMiB: number;
   nics: NicSettings[];
+  /** Direct kernel boot (paths on the hosts), for machines that do not boot from their first disk. */
+  boot?: { kernel: string; initrd: string | null; cmdline: string } | null;
+}
+
+/** A machine copy running from a point-in-time view of the replica. */
+export interface RunningCopy {
+  hostId: string;
+  viewId: string;
+  /** Name of the machine in the hypervisor. */
+  vmName: string;
+  pointId: string;
+  pointTime: string;
+  /** Disks as the copy sees them (the view's NBD exports). */
+  disks: Array<{ diskId: string; nbdUri: string }>;
+  startedAt: string;
+}
+
+export interface MachineRuntime {
+  /** The drill copy of a test failover, on the isolated test network. */
+  test: (RunningCopy & { network: string }) | null;
+  /** The machine started at the other site by a failover; it runs from this view until failback. */
+  failover: RunningCopy | null;
 }
 
 /** Every state a protected machine can be in; see lifecycle.ts for the table. */
@@ -148,6 +170,8 @@ export interface Machine {
   currentJobId: string | null;
   /** The vault's latest view of its replication; null while not replicating. */
   replication: ReplicationSnapshot | null;
+  /** Copies started by test failover and failover. */
+  runtime: MachineRuntime;
   /** Whether the original primary machine still exists (failback target). */
   originalExists: boolean;
   createdAt: string;

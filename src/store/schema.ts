@@ -99,6 +99,7 @@ export interface MachinesTable {
   disks: JsonColumn;
   recovery_settings: JsonColumn;
   replication: JsonColumn | null;
+  runtime: JsonColumn | null;
   current_job_id: string | null;
   original_exists: BooleanColumn;
   created_at: string;

@@ -92,6 +92,7 @@ function machine(overrides: Partial<Machine> = {}): Machine {
     },
     currentJobId: null,
     replication: null,
+    runtime: { test: null, failover: null },
     originalExists: true,
     createdAt: t0,
     updatedAt: t0,

@@ -48,7 +48,7 @@ async function finished(jobId: string): Promise<Job> {
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'haven-repl-'));
-  up = await startEmbedded({ dataDir: dir, port: 0, senderPollMs: 25, monitorIntervalMs: 200 });
+  up = await startEmbedded({ dataDir: dir, port: 0, senderPollMs: 25, monitorIntervalMs: 200, demo: false });
   hosts = await until('both hosts to report their replication endpoints', async () => {
     const { body } = await api<{ hosts: Host[] }>('GET', '/hosts');
     return body.hosts.length === 2 &&

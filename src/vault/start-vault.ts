@@ -16,6 +16,14 @@ import { AUTOMATIC_FAILBACK_POLICY, DEFAULT_POLICY } from '../domain/index.ts';
 import { type JobDefinition, JobEngine } from '../jobs/index.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { watchHosts } from './host-monitor.ts';
+import {
+  changeRecoveryPointJob,
+  cleanupTestFailoverJob,
+  commitJob,
+  failoverJob,
+  plannedFailoverJob,
+  testFailoverJob,
+} from './jobs/failover-jobs.ts';
 import { disableReplicationJob, enableReplicationJob } from './jobs/replication-jobs.ts';
 import { vaultBackupJob } from './jobs/vault-backup-job.ts';
 import { ReplicationMonitor } from './replication-monitor.ts';
@@ -83,6 +91,12 @@ export async function startVault(options: VaultOptions): Promise<RunningVault> {
         vaultBackupJob(() => context!),
         enableReplicationJob(() => context!),
         disableReplicationJob(() => context!),
+        testFailoverJob(() => context!),
+        cleanupTestFailoverJob(() => context!),
+        failoverJob(() => context!),
+        plannedFailoverJob(() => context!),
+        changeRecoveryPointJob(() => context!),
+        commitJob(() => context!),
         ...(options.jobs ?? []),
       ],
       ...(options.jobLeaseMs ? { leaseMs: options.jobLeaseMs } : {}),

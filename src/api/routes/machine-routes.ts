@@ -112,6 +112,7 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
           },
           currentJobId: null,
           replication: null,
+          runtime: { test: null, failover: null },
           originalExists: true,
           createdAt: now,
           updatedAt: now,

@@ -6,6 +6,7 @@ import { loadHostIdentity, type RunningHost, startHost } from '../../host/index.
 import { type RunningVault, startVault } from '../../vault/start-vault.ts';
 import { ApiClient } from '../api-client.ts';
 import { type Command, integer, str } from '../command.ts';
+import { DEMO_MACHINE, ensureDemoMachine } from './demo-machine.ts';
 import { runUntilSignal } from './vault-commands.ts';
 
 export interface EmbeddedOptions {
@@ -16,6 +17,8 @@ export interface EmbeddedOptions {
   heartbeatIntervalMs?: number;
   senderPollMs?: number;
   monitorIntervalMs?: number;
+  /** Offer the demo machine (a tiny Linux guest on the primary host); default true. */
+  demo?: boolean;
   log?: (line: string) => void;
 }
 
@@ -77,11 +80,28 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
         }),
       );
     }
+    // The hosts must be connected before the demo machine can be started through them.
+    for (
+      let i = 0;
+      i < 200 && hosts.some((h) => !vault.context.hosts.isConnected(h.agent.identity.hostId));
+      i++
+    ) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    if (options.demo !== false)
+      await ensureDemoMachine(api, vault.context, options.dataDir, options.log ?? (() => {}));
     return {
       vault,
       hosts,
       adminToken,
       stop: async () => {
+        // `haven up` owns its machines: they stop with it (a standalone host agent leaves them running).
+        for (const host of hosts) {
+          const hypervisor = host.agent.services.hypervisor;
+          for (const vm of await hypervisor.list().catch(() => [])) {
+            await hypervisor.fence({ name: vm.name }).catch(() => {});
+          }
+        }
         for (const host of hosts) await host.stop();
         await vault.stop();
       },
@@ -97,7 +117,12 @@ export const upCommands: Command[] = [
   {
     name: 'up',
     summary: 'Run a vault with two local hosts, "primary" and "recovery" (the embedded default)',
-    options: { data: { type: 'string' }, port: { type: 'string' }, 'control-port': { type: 'string' } },
+    options: {
+      data: { type: 'string' },
+      port: { type: 'string' },
+      'control-port': { type: 'string' },
+      'no-demo': { type: 'boolean' },
+    },
     run: async (args) => {
       const dataDir = str(args, 'data') ?? '.haven';
       const port = integer(str(args, 'port'), 'port') ?? 8440;
@@ -105,6 +130,7 @@ export const upCommands: Command[] = [
         dataDir,
         port,
         controlPort: integer(str(args, 'control-port'), 'control-port') ?? 0,
+        demo: args.values['no-demo'] !== true,
         ...(process.env.HAVEN_DATABASE_URL ? { databaseUrl: process.env.HAVEN_DATABASE_URL } : {}),
         log: (line) => process.stderr.write(`${line}\n`),
       }).catch((error: unknown) => {
@@ -118,6 +144,9 @@ export const upCommands: Command[] = [
           `Haven ${embedded.vault.context.version} is up.`,
           `  vault:  ${embedded.vault.url}  (health: ${embedded.vault.url}/api/v1/health)`,
           `  hosts:  ${embedded.hosts.map((h) => h.agent.identity.name).join(', ')}`,
+          ...(args.values['no-demo'] === true
+            ? []
+            : [`  demo:   ${DEMO_MACHINE} (running on primary, unprotected)`]),
           `  token:  ${join(dataDir, 'admin.token')} (admin)`,
           `Try: haven hosts list --data ${dataDir}`,
           '',

@@ -2,6 +2,7 @@ import type { Migration, MigrationProvider } from 'kysely';
 import { initialMigration } from './0001-initial.ts';
 import { replicationFingerprintMigration } from './0002-replication-fingerprint.ts';
 import { machineReplicationMigration } from './0003-machine-replication.ts';
+import { machineRuntimeMigration } from './0004-machine-runtime.ts';
 
 /**
  * Every migration, listed explicitly and in order: names are stored in the
@@ -11,6 +12,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0001-initial': initialMigration,
   '0002-replication-fingerprint': replicationFingerprintMigration,
   '0003-machine-replication': machineReplicationMigration,
+  '0004-machine-runtime': machineRuntimeMigration,
 };
 
 export class HavenMigrationProvider implements MigrationProvider {

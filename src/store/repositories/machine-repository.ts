@@ -3,6 +3,7 @@ import { isInProgress } from '../../domain/lifecycle.ts';
 import type {
   Disk,
   Machine,
+  MachineRuntime,
   MachineState,
   RecoverySettings,
   ReplicationHealth,
@@ -148,6 +149,7 @@ function columns(machine: Machine) {
     health: machine.health,
     disks: toJsonColumn(machine.disks),
     recovery_settings: toJsonColumn(machine.recoverySettings),
+    runtime: toJsonColumn(machine.runtime),
     original_exists: toBooleanColumn(machine.originalExists),
     updated_at: machine.updatedAt,
   };
@@ -169,6 +171,8 @@ function toMachine(row: Selectable<MachinesTable>): Machine {
     recoverySettings: fromJsonColumn<RecoverySettings>(row.recovery_settings),
     currentJobId: row.current_job_id,
     replication: row.replication === null ? null : fromJsonColumn<ReplicationSnapshot>(row.replication),
+    runtime:
+      row.runtime === null ? { test: null, failover: null } : fromJsonColumn<MachineRuntime>(row.runtime),
     originalExists: fromBooleanColumn(row.original_exists),
     createdAt: row.created_at,
     updatedAt: row.updated_at,

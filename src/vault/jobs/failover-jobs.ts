@@ -1,0 +1,433 @@
+import { isoNow } from '../../clock/index.ts';
+import { type RecoveryPointRequest, selectRecoveryPoint } from '../../domain/index.ts';
+import type { Machine, RecoveryPoint, RunningCopy } from '../../domain/model.ts';
+import { HavenError } from '../../errors/index.ts';
+import type { MachineDefinition, MachineNic, PointView } from '../../host/host-services.ts';
+import type { JobDefinition } from '../../jobs/index.ts';
+import type { VaultContext } from '../vault-context.ts';
+import { type LifecycleStep, type LifecycleStepContext, lifecycleJob, pollUntil } from './lifecycle-job.ts';
+
+/**
+ * The operations that start a machine from its replica (SPEC §2 steps 2–5):
+ * test failover and its cleanup, unplanned and planned failover, change
+ * recovery point and commit. The recovery machine boots straight from a
+ * writable point-in-time view served by the replica store (SPEC §7: no copy
+ * before boot), so the time to start does not depend on the disk size.
+ */
+
+interface PointChoice {
+  option: RecoveryPointRequest['option'];
+  pointId?: string;
+}
+
+/** The host holding the machine's replica: the other side from where it runs. */
+function replicaHostOf(machine: Machine): string {
+  const host =
+    machine.activeHostId === machine.primaryHostId ? machine.recoveryHostId : machine.primaryHostId;
+  if (!host)
+    throw new HavenError('conflict', `machine '${machine.name}' has no replica host`, {
+      machineId: machine.id,
+    });
+  return host;
+}
+
+/** Resolves the operator's recovery point choice against the replica's catalog (SPEC §3). */
+async function choosePoint(ctx: LifecycleStepContext, choice: PointChoice): Promise<RecoveryPoint> {
+  const catalog = await ctx
+    .host(replicaHostOf(ctx.machine))
+    .replica.listPoints({ machineId: ctx.machine.id });
+  const members =
+    ctx.machine.groupId === null
+      ? [ctx.machine]
+      : (await ctx.vault.store.machines.list()).filter((m) => m.groupId === ctx.machine.groupId);
+  const request: RecoveryPointRequest =
+    choice.option === 'custom'
+      ? { option: 'custom', pointId: String(choice.pointId) }
+      : choice.option === 'latest-multi-machine-processed' ||
+          choice.option === 'latest-multi-machine-app-consistent'
+        ? { option: choice.option, members }
+        : { option: choice.option };
+  const { point } = selectRecoveryPoint(catalog, ctx.machine, request);
+  await ctx.output({
+    recoveryPoint: { id: point.id, time: point.time, type: point.type, option: choice.option },
+  });
+  ctx.progress(100, `${choice.option}: ${point.type} point of ${point.time}`);
+  return point;
+}
+
+function pointStep(
+  choice: (input: Record<string, unknown>) => PointChoice,
+  input: Record<string, unknown>,
+): LifecycleStep {
+  return {
+    name: 'choose-point',
+    title: 'Choose the recovery point',
+    retrySafe: true,
+    run: async (ctx) => {
+      await choosePoint(ctx, choice(input));
+    },
+  };
+}
+
+/** The point chosen by the job's 'choose-point' step (kept in the job output so retries agree). */
+async function chosenPoint(ctx: LifecycleStepContext): Promise<{ id: string; time: string }> {
+  const job = await ctx.vault.store.jobs.get(ctx.job.id);
+  const point = job?.output.recoveryPoint as { id: string; time: string } | undefined;
+  if (!point) throw new HavenError('internal', 'the recovery point was not chosen');
+  return point;
+}
+
+/** NICs at the other site: each network mapped (SPEC §5), static addresses carried over, never silently DHCP. */
+async function recoveryNics(ctx: LifecycleStepContext, testNetwork: string | null): Promise<MachineNic[]> {
+  const { store } = ctx.vault;
+  const here = await store.hosts.get(ctx.machine.activeHostId);
+  const site = here ? await store.sites.get(here.siteId) : undefined;
+  return ctx.machine.recoverySettings.nics.map((nic) => ({
+    network: testNetwork ?? nic.recoveryNetwork ?? site?.networkMapping[nic.network] ?? nic.network,
+    mac: nic.mac,
+    ...(testNetwork ? { isolated: true } : {}),
+    ip: nic.ip,
+  }));
+}
+
+/** Opens a writable view of the replica at the point and starts a machine on it at the replica host. */
+async function startCopy(
+  ctx: LifecycleStepContext,
+  options: { vmName: string; existing: RunningCopy | null; testNetwork: string | null },
+): Promise<RunningCopy> {
+  const hostId = replicaHostOf(ctx.machine);
+  const services = ctx.host(hostId);
+  const point = await chosenPoint(ctx);
+  let copy = options.existing;
+  if (!copy || copy.pointId !== point.id) {
+    const view: PointView = await services.replica.openView({
+      machineId: ctx.machine.id,
+      pointId: point.id,
+      writable: true,
+    });
+    copy = {
+      hostId,
+      viewId: view.viewId,
+      vmName: options.vmName,
+      pointId: point.id,
+      pointTime: point.time,
+      disks: view.disks.map((d) => ({ diskId: d.diskId, nbdUri: d.nbdUri })),
+      startedAt: isoNow(ctx.vault.clock),
+    };
+  }
+  const settings = ctx.machine.recoverySettings;
+  const definition: MachineDefinition = {
+    name: options.vmName,
+    cpus: settings.cpus,
+    memoryMiB: settings.memoryMiB,
+    disks: copy.disks,
+    nics: await recoveryNics(ctx, options.testNetwork),
+    ...(settings.boot ? { boot: settings.boot } : {}),
+  };
+  const status = await services.hypervisor
+    .status({ name: options.vmName })
+    .catch(() => ({ state: 'absent' as const }));
+  if (status.state === 'absent') await services.hypervisor.define({ machine: definition });
+  if (status.state !== 'running') await services.hypervisor.start({ name: options.vmName });
+  ctx.progress(100, `${options.vmName} started on view ${copy.viewId} (${point.time})`);
+  return { ...copy, startedAt: isoNow(ctx.vault.clock) };
+}
+
+/** Powers a copy off and drops its view (and the writes made on it). Safe to repeat. */
+async function removeCopy(ctx: LifecycleStepContext, copy: RunningCopy): Promise<void> {
+  const services = ctx.host(copy.hostId);
+  await services.hypervisor.fence({ name: copy.vmName });
+  await services.hypervisor.undefine({ name: copy.vmName }).catch((e: unknown) => {
+    if (!(e instanceof HavenError && e.code === 'not_found')) throw e;
+  });
+  await services.replica.closeView({ viewId: copy.viewId, discardWrites: true });
+}
+
+/**
+ * Stops the source machine so two copies never write at once (the split
+ * brain users of other tools report). When the source host cannot be
+ * reached the failover goes on, and the job says so.
+ */
+async function fenceSource(ctx: LifecycleStepContext): Promise<void> {
+  const source = ctx.machine.activeHostId;
+  if (!ctx.vault.hosts.isConnected(source)) {
+    await ctx.output({
+      fence: 'source host unreachable: could not fence the source machine; make sure it stays off',
+    });
+    ctx.progress(100, 'source host unreachable: not fenced');
+    return;
+  }
+  const services = ctx.host(source);
+  const status = await services.hypervisor.fence({ name: ctx.machine.name });
+  await services.replication.stop({ machineId: ctx.machine.id });
+  await ctx.output({ fence: `source machine ${status.state}; replication stopped` });
+}
+
+export function testFailoverJob(vault: () => VaultContext): JobDefinition {
+  return lifecycleJob(vault, {
+    operation: 'test-failover',
+    steps: (input) => [
+      pointStep((i) => i.recoveryPoint as PointChoice, input),
+      {
+        name: 'start-drill-machine',
+        title: 'Start the drill copy on the isolated test network',
+        retrySafe: true,
+        run: async (ctx) => {
+          const host = await ctx.vault.store.hosts.get(replicaHostOf(ctx.machine));
+          const site = host ? await ctx.vault.store.sites.get(host.siteId) : undefined;
+          const network = (input.network as string | undefined) ?? site?.testNetwork ?? 'haven-test';
+          const copy = await startCopy(ctx, {
+            vmName: `${ctx.machine.recoverySettings.targetName}-test`,
+            existing: ctx.machine.runtime.test,
+            testNetwork: network,
+          });
+          await ctx.save({ runtime: { ...ctx.machine.runtime, test: { ...copy, network } } });
+          await ctx.output({ drill: { vmName: copy.vmName, network, hostId: copy.hostId } });
+        },
+      },
+    ],
+  });
+}
+
+export function cleanupTestFailoverJob(vault: () => VaultContext): JobDefinition {
+  return lifecycleJob(vault, {
+    operation: 'cleanup-test-failover',
+    steps: (input) => [
+      {
+        name: 'remove-drill-machine',
+        title: 'Remove the drill copy and its writes',
+        retrySafe: true,
+        run: async (ctx) => {
+          const copy = ctx.machine.runtime.test;
+          if (copy) {
+            const console = await ctx
+              .host(copy.hostId)
+              .hypervisor.consoleLog({ name: copy.vmName, tail: 20 })
+              .catch(() => null);
+            if (console) await ctx.output({ drillConsoleTail: console.lines });
+            await removeCopy(ctx, copy);
+          }
+          await ctx.save({ runtime: { ...ctx.machine.runtime, test: null } });
+        },
+      },
+      {
+        name: 'record-notes',
+        title: 'Record the drill notes',
+        retrySafe: true,
+        run: async (ctx) => {
+          await ctx.output({ notes: String(input.notes ?? '') });
+        },
+      },
+    ],
+  });
+}
+
+function failoverSteps(planned: boolean, input: Record<string, unknown>): LifecycleStep[] {
+  const steps: LifecycleStep[] = [];
+  if (planned) {
+    steps.push(
+      {
+        name: 'shut-down-source',
+        title: 'Shut down the source machine',
+        retrySafe: true,
+        run: async (ctx) => {
+          const result = await ctx
+            .host(ctx.machine.activeHostId)
+            .hypervisor.shutdown({ name: ctx.machine.name, timeoutSeconds: 120, onTimeout: 'fail' });
+          await ctx.output({ shutdown: `${result.outcome} after ${result.seconds.toFixed(1)} s` });
+        },
+      },
+      {
+        name: 'drain',
+        title: 'Send every write still on its way to the recovery site',
+        retrySafe: true,
+        run: async (ctx) => {
+          const replication = ctx.host(ctx.machine.activeHostId).replication;
+          await pollUntil(
+            ctx,
+            async () => {
+              const status = await replication.status({ machineId: ctx.machine.id });
+              ctx.progress(status.queuedBytes === 0 ? 100 : 50, `${status.queuedBytes} bytes to send`);
+              return status.queuedBytes === 0 && status.state === 'streaming' ? status : undefined;
+            },
+            { what: 'the replica to catch up', intervalMs: 200, timeoutMs: 30 * 60_000 },
+          );
+        },
+      },
+      pointStep(() => ({ option: 'latest' }), input),
+    );
+  } else {
+    steps.push(pointStep((i) => i.recoveryPoint as PointChoice, input));
+    if (input.shutdownSource !== false) {
+      steps.push({
+        name: 'shut-down-source',
+        title: 'Shut down the source machine (failover continues if this fails)',
+        retrySafe: true,
+        run: async (ctx) => {
+          try {
+            if (!ctx.vault.hosts.isConnected(ctx.machine.activeHostId)) {
+              throw new HavenError('unreachable', 'the source host is not connected');
+            }
+            const result = await ctx
+              .host(ctx.machine.activeHostId)
+              .hypervisor.shutdown({ name: ctx.machine.name, timeoutSeconds: 60, onTimeout: 'stop' });
+            await ctx.output({ shutdown: `${result.outcome} after ${result.seconds.toFixed(1)} s` });
+          } catch (error) {
+            const message = error instanceof Error ? error.message : String(error);
+            await ctx.output({ shutdown: `failed, continuing with the failover: ${message}` });
+            ctx.progress(100, `shutdown failed (${message}); continuing`);
+          }
+        },
+      });
+    }
+  }
+  steps.push(
+    {
+      name: 'fence-source',
+      title: 'Fence the source machine',
+      retrySafe: true,
+      pointOfNoReturn: true,
+      run: fenceSource,
+    },
+    {
+      name: 'start-recovery-machine',
+      title: 'Start the machine at the recovery site from the recovery point',
+      retrySafe: true,
+      run: async (ctx) => {
+        const copy = await startCopy(ctx, {
+          vmName: ctx.machine.recoverySettings.targetName,
+          existing: ctx.machine.runtime.failover,
+          testNetwork: null,
+        });
+        await ctx.save({ runtime: { ...ctx.machine.runtime, failover: copy } });
+      },
+    },
+  );
+  return steps;
+}
+
+/** After a failover the machine runs at the host that held its replica. */
+function movedToReplicaHost(machine: Machine): Partial<Machine> {
+  return { activeHostId: machine.runtime.failover?.hostId ?? machine.activeHostId };
+}
+
+export function failoverJob(vault: () => VaultContext): JobDefinition {
+  return lifecycleJob(vault, {
+    operation: 'failover',
+    steps: (input) => failoverSteps(false, input),
+    onSuccess: movedToReplicaHost,
+  });
+}
+
+export function plannedFailoverJob(vault: () => VaultContext): JobDefinition {
+  return lifecycleJob(vault, {
+    operation: 'planned-failover',
+    steps: (input) => failoverSteps(true, input),
+    onSuccess: movedToReplicaHost,
+  });
+}
+
+export function changeRecoveryPointJob(vault: () => VaultContext): JobDefinition {
+  return lifecycleJob(vault, {
+    operation: 'change-recovery-point',
+    steps: (input) => [
+      {
+        name: 'choose-point',
+        title: 'Choose the new recovery point',
+        retrySafe: true,
+        run: async (ctx) => {
+          // The machine now runs at the replica host; its catalog is there.
+          const copy = ctx.machine.runtime.failover;
+          if (!copy)
+            throw new HavenError('conflict', `machine '${ctx.machine.name}' has no failed-over copy`);
+          const catalog = await ctx.host(copy.hostId).replica.listPoints({ machineId: ctx.machine.id });
+          const choice = input.recoveryPoint as PointChoice;
+          const { point } = selectRecoveryPoint(
+            catalog,
+            ctx.machine,
+            choice.option === 'custom'
+              ? { option: 'custom', pointId: String(choice.pointId) }
+              : { option: 'latest' },
+          );
+          await ctx.output({
+            recoveryPoint: { id: point.id, time: point.time, type: point.type, option: choice.option },
+          });
+        },
+      },
+      {
+        name: 'restart-from-point',
+        title: 'Restart the recovery machine from the new point',
+        retrySafe: true,
+        run: async (ctx) => {
+          const copy = ctx.machine.runtime.failover!;
+          const point = await chosenPoint(ctx);
+          if (copy.pointId !== point.id) {
+            await removeCopy(ctx, copy);
+            const services = ctx.host(copy.hostId);
+            const view = await services.replica.openView({
+              machineId: ctx.machine.id,
+              pointId: point.id,
+              writable: true,
+            });
+            const next: RunningCopy = {
+              ...copy,
+              viewId: view.viewId,
+              pointId: point.id,
+              pointTime: point.time,
+              disks: view.disks.map((d) => ({ diskId: d.diskId, nbdUri: d.nbdUri })),
+            };
+            await ctx.save({ runtime: { ...ctx.machine.runtime, failover: next } });
+          }
+          const current = (await ctx.reload()).runtime.failover!;
+          const services = ctx.host(current.hostId);
+          const settings = ctx.machine.recoverySettings;
+          const status = await services.hypervisor
+            .status({ name: current.vmName })
+            .catch(() => ({ state: 'absent' as const }));
+          if (status.state === 'absent') {
+            await services.hypervisor.define({
+              machine: {
+                name: current.vmName,
+                cpus: settings.cpus,
+                memoryMiB: settings.memoryMiB,
+                disks: current.disks,
+                nics: await recoveryNics(ctx, null),
+                ...(settings.boot ? { boot: settings.boot } : {}),
+              },
+            });
+          }
+          if (status.state !== 'running') await services.hypervisor.start({ name: current.vmName });
+          await ctx.save({
+            runtime: { ...ctx.machine.runtime, failover: { ...current, startedAt: isoNow(ctx.vault.clock) } },
+          });
+        },
+      },
+    ],
+  });
+}
+
+export function commitJob(vault: () => VaultContext): JobDefinition {
+  return lifecycleJob(vault, {
+    operation: 'commit',
+    steps: () => [
+      {
+        name: 'commit-point',
+        title: 'Keep the chosen recovery point and delete the others',
+        retrySafe: true,
+        run: async (ctx) => {
+          const copy = ctx.machine.runtime.failover;
+          if (!copy)
+            throw new HavenError(
+              'conflict',
+              `machine '${ctx.machine.name}' has no failed-over copy to commit`,
+            );
+          await ctx
+            .host(copy.hostId)
+            .replica.commitPoint({ machineId: ctx.machine.id, pointId: copy.pointId });
+          await ctx.vault.store.recoveryPoints.deleteAllExcept(ctx.machine.id, null);
+          await ctx.output({ committed: { pointId: copy.pointId, time: copy.pointTime } });
+        },
+      },
+    ],
+  });
+}

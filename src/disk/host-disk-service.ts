@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { HavenError } from '../errors/index.ts';
 import type {
   DiskExport,
@@ -70,6 +70,18 @@ export function hostDiskService(service: DiskService, options: HostDiskServiceOp
 
     async attach(params) {
       const name = exportName(params);
+      // Attaching again what is already attached is how a retried job step finds it: same image, same answer.
+      const current = service.list().find((e) => e.name === name);
+      if (current) {
+        if (resolve(current.imagePath) !== resolve(params.source)) {
+          throw new HavenError(
+            'conflict',
+            `disk ${params.diskId} of machine ${params.machineId} is attached from '${current.imagePath}', not '${params.source}'; detach it first`,
+            { source: current.imagePath },
+          );
+        }
+        return toExport(current);
+      }
       let existing: number | null = null;
       try {
         existing = (await stat(params.source)).size;

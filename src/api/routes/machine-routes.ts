@@ -7,6 +7,7 @@ import { HavenError, notFound } from '../../errors/index.ts';
 import { hostServices } from '../../vault/jobs/lifecycle-job.ts';
 import { operationCheck, recoveryProblems } from '../../vault/lifecycle/operation-checks.ts';
 import { requestOperation } from '../../vault/lifecycle/request-operation.ts';
+import { replicaHostOf } from '../../vault/replica-host.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
 import { type RouteDefinition, route } from '../route.ts';
 import * as s from '../schemas.ts';
@@ -181,8 +182,7 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
       handler: async ({ params }) => {
         const machine = await machineOr404(vault, params.id!);
         // The replica store is the source of truth; the vault keeps only what it was told last.
-        const replicaHost =
-          machine.activeHostId === machine.primaryHostId ? machine.recoveryHostId : machine.primaryHostId;
+        const replicaHost = replicaHostOf(machine);
         if (replicaHost && vault.hosts.isConnected(replicaHost)) {
           const points = await hostServices(vault, replicaHost).replica.listPoints({ machineId: machine.id });
           return { recoveryPoints: points, source: 'replica-store' };

@@ -4,6 +4,7 @@ import type { Machine, RecoveryPoint, RunningCopy } from '../../domain/model.ts'
 import { HavenError } from '../../errors/index.ts';
 import type { MachineDefinition, MachineNic, PointView } from '../../host/host-services.ts';
 import type { JobDefinition } from '../../jobs/index.ts';
+import { requireReplicaHost } from '../replica-host.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { type LifecycleStep, type LifecycleStepContext, lifecycleJob, pollUntil } from './lifecycle-job.ts';
 
@@ -20,21 +21,10 @@ interface PointChoice {
   pointId?: string;
 }
 
-/** The host holding the machine's replica: the other side from where it runs. */
-function replicaHostOf(machine: Machine): string {
-  const host =
-    machine.activeHostId === machine.primaryHostId ? machine.recoveryHostId : machine.primaryHostId;
-  if (!host)
-    throw new HavenError('conflict', `machine '${machine.name}' has no replica host`, {
-      machineId: machine.id,
-    });
-  return host;
-}
-
 /** Resolves the operator's recovery point choice against the replica's catalog (SPEC §3). */
 async function choosePoint(ctx: LifecycleStepContext, choice: PointChoice): Promise<RecoveryPoint> {
   const catalog = await ctx
-    .host(replicaHostOf(ctx.machine))
+    .host(requireReplicaHost(ctx.machine))
     .replica.listPoints({ machineId: ctx.machine.id });
   const members =
     ctx.machine.groupId === null
@@ -95,7 +85,7 @@ async function startCopy(
   ctx: LifecycleStepContext,
   options: { vmName: string; existing: RunningCopy | null; testNetwork: string | null },
 ): Promise<RunningCopy> {
-  const hostId = replicaHostOf(ctx.machine);
+  const hostId = requireReplicaHost(ctx.machine);
   const services = ctx.host(hostId);
   const point = await chosenPoint(ctx);
   let copy = options.existing;
@@ -173,7 +163,7 @@ export function testFailoverJob(vault: () => VaultContext): JobDefinition {
         title: 'Start the drill copy on the isolated test network',
         retrySafe: true,
         run: async (ctx) => {
-          const host = await ctx.vault.store.hosts.get(replicaHostOf(ctx.machine));
+          const host = await ctx.vault.store.hosts.get(requireReplicaHost(ctx.machine));
           const site = host ? await ctx.vault.store.sites.get(host.siteId) : undefined;
           const network = (input.network as string | undefined) ?? site?.testNetwork ?? 'haven-test';
           const copy = await startCopy(ctx, {

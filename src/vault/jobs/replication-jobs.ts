@@ -1,6 +1,7 @@
 import type { Host, Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { JobDefinition } from '../../jobs/index.ts';
+import { replicaHostOf } from '../replica-host.ts';
 import type { VaultContext } from '../vault-context.ts';
 import {
   hostServices as hostServicesOf,
@@ -178,10 +179,7 @@ export function disableReplicationJob(vault: () => VaultContext): JobDefinition 
         title: 'Delete the replica and its recovery points',
         retrySafe: true,
         run: async (ctx) => {
-          const replicaHost =
-            ctx.machine.activeHostId === ctx.machine.primaryHostId
-              ? ctx.machine.recoveryHostId
-              : ctx.machine.primaryHostId;
+          const replicaHost = replicaHostOf(ctx.machine);
           if (replicaHost) {
             const { deleted } = await ctx
               .host(replicaHost)

@@ -1,0 +1,227 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { DEMO_MACHINE } from '../cli/commands/demo-machine.ts';
+import { type Embedded, startEmbedded } from '../cli/commands/up-command.ts';
+import type { Job, Machine, RecoveryPoint } from '../domain/model.ts';
+import { checkDataDisk } from '../guest/index.ts';
+import type { ConsoleLog, MachineStatus, PointView } from '../host/host-services.ts';
+
+/**
+ * The demo machine of `haven up` (a real Linux guest under QEMU writing
+ * numbered, checksummed, fsynced records to ext4) through protect → drill →
+ * failover → change point → commit, checking the recovered file system and
+ * the record numbers the workload resumes from.
+ */
+const run = promisify(execFile);
+let dir: string;
+let up: Embedded;
+let machine: Machine;
+
+async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+  const response = await up.vault.app.request(`/api/v1${path}`, {
+    method,
+    headers: { authorization: `Bearer ${up.adminToken}`, 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return { status: response.status, body: (await response.json().catch(() => null)) as T };
+}
+
+async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false>,
+  timeoutMs = 180_000,
+): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function operate(operation: string, body: unknown): Promise<Job> {
+  const started = await api<Job>('POST', `/machines/${machine.id}/${operation}`, body);
+  assert.equal(started.status, 202, `${operation}: ${JSON.stringify(started.body)}`);
+  const job = await until(`${operation} to finish`, async () => {
+    const { body: j } = await api<Job>('GET', `/jobs/${started.body.id}`);
+    return ['succeeded', 'failed', 'cancelled'].includes(j.state) ? j : undefined;
+  });
+  assert.equal(
+    job.state,
+    'succeeded',
+    `${operation}: ${JSON.stringify(job.error)} ${JSON.stringify(job.steps)}`,
+  );
+  machine = (await api<Machine>('GET', `/machines/${machine.id}`)).body;
+  return job;
+}
+
+async function consoleOf(hostId: string, vmName: string): Promise<string[]> {
+  return (await up.vault.context.hosts.call<ConsoleLog>(hostId, 'hypervisor.consoleLog', { name: vmName }))
+    .lines;
+}
+
+/** The highest `durable N` the guest printed, and its first `recovered N ok` line. */
+function records(lines: string[]): { durable: number; recovered: number | null } {
+  let durable = 0;
+  let recovered: number | null = null;
+  for (const line of lines) {
+    const d = line.match(/durable (\d+)/);
+    if (d) durable = Math.max(durable, Number(d[1]));
+    const r = line.match(/recovered (\d+) ok/);
+    if (r && recovered === null) recovered = Number(r[1]);
+  }
+  return { durable, recovered };
+}
+
+/** e2fsck -fn (after journal replay on a copy) of the replica at a point, read through a read-only view. */
+async function fsckAt(pointId: string): Promise<void> {
+  const hostId = machine.recoveryHostId!;
+  const view = await up.vault.context.hosts.call<PointView>(hostId, 'replica.openView', {
+    machineId: machine.id,
+    pointId,
+    writable: false,
+  });
+  const copy = join(dir, `fsck-${Date.now()}.img`);
+  try {
+    await run('nbdcopy', [view.disks[0]!.nbdUri, copy]);
+    const check = await checkDataDisk(copy);
+    assert.ok(check.clean, `e2fsck of the recovered file system:\n${check.output}`);
+  } finally {
+    await up.vault.context.hosts.call(hostId, 'replica.closeView', {
+      viewId: view.viewId,
+      discardWrites: true,
+    });
+    await rm(copy, { force: true });
+  }
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'haven-failover-'));
+  up = await startEmbedded({ dataDir: dir, port: 0, senderPollMs: 25, monitorIntervalMs: 500 });
+  machine = (await api<{ machines: Machine[] }>('GET', '/machines')).body.machines.find(
+    (m) => m.name === DEMO_MACHINE,
+  )!;
+  assert.ok(machine, 'haven up offers the demo machine');
+});
+
+after(async () => {
+  await up?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('failover cycle of a real guest (haven up demo machine)', () => {
+  it('protects the running demo machine', async () => {
+    const primary = machine.activeHostId;
+    await until(
+      'the demo guest to write records',
+      async () => records(await consoleOf(primary, DEMO_MACHINE)).durable >= 2,
+    );
+    await operate('enable-replication', { recoveryHostId: 'recovery', policyId: 'default' });
+    assert.equal(machine.state, 'protected');
+  });
+
+  it('runs a drill on the test network while production keeps running and replicating', async () => {
+    const before = (
+      await api<{ recoveryPoints: RecoveryPoint[] }>('GET', `/machines/${machine.id}/recovery-points`)
+    ).body.recoveryPoints.length;
+    const job = await operate('test-failover', { recoveryPoint: { option: 'latest-processed' } });
+    assert.equal(machine.state, 'test-failover-active');
+    const drill = machine.runtime.test!;
+    assert.equal(drill.vmName, `${DEMO_MACHINE}-test`);
+    assert.equal((job.output.drill as { network: string }).network, 'recovery-test');
+    const lines = await until('the drill copy to recover its records', async () => {
+      const l = await consoleOf(drill.hostId, drill.vmName);
+      return records(l).recovered !== null ? l : undefined;
+    });
+    assert.ok(lines.some((l) => l.includes('haven-guest booted')));
+    // Production is untouched: still running at the primary, still sending new points.
+    const status = await up.vault.context.hosts.call<MachineStatus>(
+      machine.primaryHostId,
+      'hypervisor.status',
+      {
+        name: DEMO_MACHINE,
+      },
+    );
+    assert.equal(status.state, 'running');
+    await until('new recovery points during the drill', async () => {
+      const { body } = await api<{ recoveryPoints: RecoveryPoint[] }>(
+        'GET',
+        `/machines/${machine.id}/recovery-points`,
+      );
+      return body.recoveryPoints.length > before;
+    });
+    const cleaned = await operate('cleanup-test-failover', { notes: 'drill ok: records recovered' });
+    assert.equal(machine.state, 'protected');
+    assert.equal(cleaned.output.notes, 'drill ok: records recovered');
+    assert.equal(machine.runtime.test, null);
+  });
+
+  it('fails over at "latest processed" without shutting the source down first, fencing it; RTO does not wait for a copy', async () => {
+    const primary = machine.primaryHostId;
+    const primaryDurable = records(await consoleOf(primary, DEMO_MACHINE)).durable;
+    const t0 = Date.now();
+    const job = await operate('failover', {
+      recoveryPoint: { option: 'latest-processed' },
+      shutdownSource: false,
+    });
+    assert.equal(machine.state, 'failed-over');
+    assert.equal(machine.activeHostId, machine.recoveryHostId);
+    assert.match(String(job.output.fence), /replication stopped/);
+    const source = await up.vault.context.hosts.call<MachineStatus>(primary, 'hypervisor.status', {
+      name: DEMO_MACHINE,
+    });
+    assert.notEqual(source.state, 'running', 'the source is fenced: never two live copies');
+    const copy = machine.runtime.failover!;
+    const lines = await until('the recovery machine to recover its records', async () => {
+      const l = await consoleOf(copy.hostId, copy.vmName);
+      return records(l).recovered !== null ? l : undefined;
+    });
+    const rto = (Date.now() - t0) / 1000;
+    process.stdout.write(`# RTO (failover call → records recovered on the console): ${rto.toFixed(1)} s\n`);
+    const { recovered } = records(lines);
+    assert.ok(recovered !== null && recovered >= 1, 'the workload resumes from the recovered records');
+    // The recovered point cannot hold records the source had not written yet.
+    const sourceDurableAtFence = records(await consoleOf(primary, DEMO_MACHINE)).durable;
+    assert.ok(recovered! <= sourceDurableAtFence, `recovered ${recovered} ≤ ${sourceDurableAtFence}`);
+    assert.ok(sourceDurableAtFence >= primaryDurable);
+    await fsckAt(copy.pointId);
+  });
+
+  it('changes the recovery point to an earlier one and restarts from it', async () => {
+    const { body } = await api<{ recoveryPoints: RecoveryPoint[] }>(
+      'GET',
+      `/machines/${machine.id}/recovery-points`,
+    );
+    const current = machine.runtime.failover!;
+    const earlier = body.recoveryPoints.filter((p) => p.time < current.pointTime);
+    assert.ok(earlier.length > 0, 'there are earlier points to choose from');
+    const target = earlier[Math.floor(earlier.length / 2)]!;
+    await operate('change-recovery-point', { recoveryPoint: { option: 'custom', pointId: target.id } });
+    assert.equal(machine.state, 'failed-over');
+    assert.equal(machine.runtime.failover!.pointId, target.id);
+    const copy = machine.runtime.failover!;
+    const lines = await until('the machine to restart from the earlier point', async () => {
+      const l = await consoleOf(copy.hostId, copy.vmName);
+      return records(l).recovered !== null ? l : undefined;
+    });
+    assert.ok(records(lines).recovered! >= 0);
+    await fsckAt(target.id);
+  });
+
+  it('commits, and refuses to commit twice with the state and what to do', async () => {
+    await operate('commit', {});
+    assert.equal(machine.state, 'failover-committed');
+    const again = await api<{
+      error: { code: string; message: string; details: { allowedOperations: string[] } };
+    }>('POST', `/machines/${machine.id}/commit`, {});
+    assert.equal(again.status, 409);
+    assert.match(again.body.error.message, /is failover-committed: commit is not allowed there/);
+    assert.ok(again.body.error.details.allowedOperations.includes('reprotect'));
+  });
+});

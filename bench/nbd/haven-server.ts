@@ -24,7 +24,11 @@ const io =
   ioMode === 'async'
     ? { mode: 'async' as const }
     : ioMode === 'sync'
-      ? { slowMs: Number.POSITIVE_INFINITY, syncMaxBytes: Number.POSITIVE_INFINITY }
+      ? {
+          slowMs: Number.POSITIVE_INFINITY,
+          slowWriteMs: Number.POSITIVE_INFINITY,
+          syncMaxReadBytes: Number.POSITIVE_INFINITY,
+        }
       : {};
 const backend = await JournaledBackend.open({
   imagePath,

@@ -44,14 +44,16 @@ test('SyncBudget moves to the threadpool after a slow call, and comes back after
   let clock = 0;
   const budget = new SyncBudget({
     slowMs: 1,
+    slowWriteMs: 3,
     bytesPerMs: 1000,
     backoffMs: 50,
-    syncMaxBytes: 10_000,
+    syncMaxReadBytes: 10_000,
     now: () => clock,
   });
   const ran: string[] = [];
-  const call = (bytes: number, syncTakesMs: number) =>
+  const call = (bytes: number, syncTakesMs: number, kind: 'read' | 'write' = 'read') =>
     budget.run(
+      kind,
       bytes,
       () => {
         clock += syncTakesMs;
@@ -72,7 +74,15 @@ test('SyncBudget moves to the threadpool after a slow call, and comes back after
   assert.equal(await call(0, 0), 2);
   clock += 2;
   assert.equal(await call(0, 0), 1);
-  assert.equal(await call(10_001, 0), 2, 'large calls always go to the threadpool');
-  assert.deepEqual(ran, ['sync', 'sync', 'sync', 'async', 'async', 'sync', 'async']);
-  assert.equal(budget.deferred, 2);
+  assert.equal(await call(10_001, 0), 2, 'large reads always go to the threadpool');
+  assert.equal(await call(10_001, 0, 'write'), 1, 'large writes do not');
+  assert.equal(await call(0, 2.5, 'write'), 1);
+  assert.equal(await call(0, 0, 'write'), 1, 'writes have a roomier budget');
+  assert.equal(await call(0, 3.5, 'write'), 1);
+  assert.equal(await call(0, 0, 'write'), 2, 'but a really slow write moves them too');
+  assert.deepEqual(ran, [
+    ...['sync', 'sync', 'sync', 'async', 'async', 'sync', 'async'],
+    ...['sync', 'sync', 'sync', 'sync', 'async'],
+  ]);
+  assert.equal(budget.deferred, 3);
 });

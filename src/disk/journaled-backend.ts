@@ -40,6 +40,16 @@ interface InFlight {
  * are acknowledged only when the image and the journal are durable. After an
  * unclean shutdown, records since the last flush are replayed onto the image
  * (in bitmap mode their regions are marked dirty instead).
+ *
+ * Ordering, and why it is not relaxed for speed: one request's image write
+ * starts only once its journal record is written (to the page cache, which
+ * survives kill -9). Replay repairs an image that is behind the journal but
+ * cannot undo one that is ahead: a write in the image and not in the journal
+ * would never be shipped. Different requests do overlap (their records leave
+ * in one writev), and both writes are usually synchronous page-cache copies
+ * (see FileIo), so the ordering costs no waiting. FLUSH syncs the image before
+ * appending and syncing the flush record, which claims the image holds
+ * everything before it; FUA syncs both files concurrently.
  */
 export class JournaledBackend implements BlockBackend {
   readonly size: number;

@@ -80,9 +80,17 @@ describe('replication through the vault (embedded primary and recovery hosts)', 
       disks: [{ id: 'disk0', sizeBytes: size, source: image }],
     });
     assert.equal(created.status, 201);
+    // A tight RPO threshold, so the fault test below can breach it in seconds.
+    const policy = await api<{ id: string }>('POST', '/policies', {
+      name: 'tight',
+      rpoThresholdSeconds: 2,
+      retentionSeconds: 3600,
+      appConsistentFrequencySeconds: 0,
+    });
+    assert.equal(policy.status, 201);
     const started = await api<Job>('POST', `/machines/${created.body.id}/enable-replication`, {
       recoveryHostId: 'recovery',
-      policyId: 'default',
+      policyId: 'tight',
     });
     assert.equal(started.status, 202, JSON.stringify(started.body));
     const job = await finished(started.body.id);
@@ -160,6 +168,70 @@ describe('replication through the vault (embedded primary and recovery hosts)', 
     assert.equal(m.replication?.rpoSeconds, 0);
     const { body } = await api<{ alerts: Alert[] }>('GET', '/alerts?open=true');
     assert.equal(body.alerts.filter((a) => a.subjectId === machine.id).length, 0);
+  });
+
+  it('raises an RPO alert while the recovery host is down, clears it when it returns; nothing acknowledged is lost', async () => {
+    const recovery = up.hosts.find((h) => h.agent.identity.name === 'recovery')!;
+    const [host, port] = recovery.dataPath.replicationAddress.split(':');
+    const dataDir = join(dir, 'hosts', 'recovery');
+    await recovery.stop();
+    // Writes go on at the primary; nothing can reach the replica.
+    await run('qemu-io', [
+      '-f',
+      'raw',
+      machine.disks[0]!.nbdUri!,
+      '-c',
+      'write -P 0x33 12M 2M',
+      '-c',
+      'flush',
+    ]);
+    const alert = await until('an RPO alert', async () => {
+      const { body } = await api<{ alerts: Alert[] }>('GET', '/alerts?open=true');
+      return body.alerts.find((a) => a.key === `rpo:${machine.id}`);
+    });
+    assert.match(alert.message, /RPO \d+ s exceeds its policy's threshold of 2 s/);
+    assert.equal((await api<Machine>('GET', `/machines/${machine.id}`)).body.health, 'critical');
+
+    // The recovery host comes back on the same replication address.
+    const { startHost } = await import('../host/index.ts');
+    const restarted = await startHost({ dataDir, replicationListen: { host: host!, port: Number(port) } });
+    up.hosts[up.hosts.indexOf(recovery)] = restarted;
+    await until('the alert to clear', async () => {
+      const { body } = await api<{ alerts: Alert[] }>('GET', '/alerts?open=true');
+      return body.alerts.every((a) => a.key !== `rpo:${machine.id}`);
+    });
+    const m = await until('replication to catch up', async () => {
+      const body = (await api<Machine>('GET', `/machines/${machine.id}`)).body;
+      return body.replication?.pendingBytes === 0 && body.health === 'healthy' ? body : undefined;
+    });
+    // The replica at its latest point equals the source disk: the writes made while it was down arrived.
+    const { body } = await api<{ recoveryPoints: RecoveryPoint[] }>(
+      'GET',
+      `/machines/${m.id}/recovery-points`,
+    );
+    const latest = body.recoveryPoints.reduce((a, b) => (a.time >= b.time ? a : b));
+    const view = await up.vault.context.hosts.call<PointView>(m.recoveryHostId!, 'replica.openView', {
+      machineId: m.id,
+      pointId: latest.id,
+      writable: false,
+    });
+    try {
+      const compared = await run('qemu-img', [
+        'compare',
+        '-f',
+        'raw',
+        '-F',
+        'raw',
+        m.disks[0]!.source,
+        view.disks[0]!.nbdUri,
+      ]);
+      assert.match(compared.stdout, /Images are identical/);
+    } finally {
+      await up.vault.context.hosts.call(m.recoveryHostId!, 'replica.closeView', {
+        viewId: view.viewId,
+        discardWrites: true,
+      });
+    }
   });
 
   it('disables replication: the replica is deleted and the machine is unprotected again', async () => {

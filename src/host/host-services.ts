@@ -53,10 +53,24 @@ export interface JournalStatus {
   >;
 }
 
+/** A byte range of a disk. */
+export interface DiskRegion {
+  offset: number;
+  length: number;
+}
+
 export interface DiskService {
   list(params?: { machineId?: string }): Promise<DiskExport[]>;
-  /** Wraps the disk image in the journaling backend and exports it over NBD. */
-  attach(params: DiskRef & { source: string; sizeBytes: number }): Promise<DiskExport>;
+  /**
+   * Wraps the disk image in the journaling backend and exports it over NBD
+   * (already attached with the same image: returns the export).
+   * `resetJournal`: start a fresh journal (from sequence 1), forgetting the old
+   * one: after failback's complete failover, when the replica at the recovery
+   * site is made to follow the new journal (`replica.consolidateView`).
+   */
+  attach(
+    params: DiskRef & { source: string; sizeBytes: number; resetJournal?: boolean },
+  ): Promise<DiskExport>;
   detach(params: DiskRef): Promise<void>;
   /** Inserts a recovery-point marker in the journals of all disks of the machines, at one instant. */
   insertMarker(params: {
@@ -86,9 +100,37 @@ export interface ReplicationStatus {
   progress: number;
   /** Age of the oldest write not yet at the target. */
   lagSeconds: number | null;
+  /** Journal bytes not yet acknowledged, plus regions still to be copied by a resync. */
   queuedBytes: number;
+  /** Bytes put on the wire since replication (re)started on this host. */
   sentBytes: number;
   lastError: string | null;
+  /** The latest sync of each disk (initial copy, diverged regions, hash compare), when there was one. */
+  syncs?: Array<{
+    diskId: string;
+    kind: 'initial' | 'bitmap' | 'full' | 'hash';
+    diskBytes: number;
+    /** Bytes the copy covered (the whole disk, the diverged regions, or the differing blocks). */
+    regionBytes: number;
+    wireBytes: number;
+    blocksCompared: number | null;
+    blocksDiffering: number | null;
+    completed: boolean;
+  }>;
+}
+
+/**
+ * Replicate from a writable view instead of the disk service (reprotect: the
+ * recovery machine runs from the view). The view's journal knows what to send:
+ * the regions that diverged from the target's image plus the view's own writes.
+ */
+export interface ReplicationViewSource {
+  viewId: string;
+  /**
+   * Per disk id: regions the old primary wrote that never reached the replica
+   * (`replica.adoptImage`'s `unsentRegions`); copied back like the others.
+   */
+  extraRegions?: Record<string, DiskRegion[]>;
 }
 
 export interface Replication {
@@ -96,8 +138,15 @@ export interface Replication {
     machineId: string;
     diskIds: string[];
     target: ReplicationTarget;
-    /** full: copy whole disks first; delta: only blocks that differ (failback, SPEC §2.7). */
+    /**
+     * From the disk service: full = initial copy unless the disks were copied
+     * before (enable replication); delta = hash compare, only differing blocks;
+     * continue = stream the journal (the target already holds everything before it).
+     * From a view (`source`): delta = the diverged regions and the view's writes;
+     * full = hash compare of whole disks, only differing blocks sent (full download).
+     */
     mode: 'full' | 'delta' | 'continue';
+    source?: ReplicationViewSource;
   }): Promise<ReplicationStatus>;
   stop(params: { machineId: string }): Promise<void>;
   status(params: { machineId: string }): Promise<ReplicationStatus>;
@@ -113,17 +162,84 @@ export interface PointView {
   pointId: string;
   /** Writable views keep their writes apart from the replica (test failover, SPEC §7 instant failover). */
   writable: boolean;
-  disks: Array<{ diskId: string; nbdUri: string; sizeBytes: number }>;
+  disks: Array<{
+    diskId: string;
+    nbdUri: string;
+    sizeBytes: number;
+    /** Writable views: what reprotect will send (see `ViewDiskStatus`). */
+    status?: ViewDiskStatus;
+  }>;
+}
+
+export interface ViewDiskStatus {
+  /** Bytes the primary wrote after the point that the replica held when the view was made. */
+  divergedBytes: number;
+  /** Bytes of regions still to copy on reprotect (diverged, extra, and journal overflow). */
+  dirtyBytes: number;
+  /** The view's write journal. */
+  journal: { firstSeq: number; nextSeq: number; usedBytes: number; mode: 'journal' | 'bitmap' };
+}
+
+export interface AdoptedDisk extends DiskRef {
+  /** The reverse replica resumes after this sequence (the view journal's first record − 1). */
+  durableSeq: number;
+  /**
+   * Regions this host wrote that its journal had not delivered to the replica
+   * (pass them to the recovery host's `replication.start` as `extraRegions`);
+   * null when that is unknown (the journal is gone): reprotect with mode 'full'.
+   */
+  unsentRegions: DiskRegion[] | null;
+  unsentBytes: number;
 }
 
 export interface ReplicaStore {
   listPoints(params: { machineId: string }): Promise<RecoveryPoint[]>;
-  openView(params: { machineId: string; pointId: string; writable: boolean }): Promise<PointView>;
+  /**
+   * `viewId`: a name of the caller's (1-40 letters, digits, '_', '-'); opening
+   * it again returns the same view (kept writable views are resumed).
+   * `failover`: the machine fails over to this view: the replica refuses the
+   * old primary's records from now on (commit does the same).
+   */
+  openView(params: {
+    machineId: string;
+    pointId: string;
+    writable: boolean;
+    viewId?: string;
+    failover?: boolean;
+  }): Promise<PointView>;
+  /** An open view, with each writable disk's reprotect status. */
+  viewInfo(params: { viewId: string }): Promise<PointView>;
   closeView(params: { viewId: string; discardWrites: boolean }): Promise<void>;
   /** Keeps `pointId` as the machine's disks and deletes the other points (commit, SPEC §2.5). */
   commitPoint(params: { machineId: string; pointId: string }): Promise<void>;
   /** Deletes points older than `before` (retention), or all points when omitted. */
   deletePoints(params: { machineId: string; before?: string }): Promise<{ deleted: number }>;
+  /**
+   * Reprotect to the original machine (it is off), on the primary host: the
+   * disk's image becomes the base of a reverse replica here (moved, not
+   * copied; detached from the disk service first). The recovery host then
+   * replicates the view into it. Harmless to repeat.
+   */
+  adoptImage(
+    params: DiskRef & { imagePath: string; sizeBytes: number; durableSeq?: number },
+  ): Promise<AdoptedDisk>;
+  /**
+   * Complete failover after failback, on the primary host (reverse replication
+   * drained and stopped): merges everything into each base, moves it back to
+   * the machine's image path and removes the reverse replica. Then attach the
+   * disk with `resetJournal`. Harmless to repeat.
+   */
+  consolidate(params: {
+    machineId: string;
+    restore: Array<{ diskId: string; imagePath: string }>;
+  }): Promise<void>;
+  /**
+   * Commit after failback, on the recovery host (the recovery machine is off):
+   * the view's contents become the replica, the view is dropped, and the
+   * replica expects the primary's fresh journal from sequence 1 (forward
+   * replication with mode 'continue'). Harmless to repeat.
+   */
+  consolidateView(params: { machineId: string; viewId: string }): Promise<void>;
 }
 
 // ---- hypervisor ----------------------------------------------------------
@@ -221,7 +337,17 @@ export const HOST_OPERATIONS = {
   host: ['info', 'ping'],
   disk: ['list', 'attach', 'detach', 'insertMarker', 'journalStatus'],
   replication: ['start', 'stop', 'status', 'allowSender'],
-  replica: ['listPoints', 'openView', 'closeView', 'commitPoint', 'deletePoints'],
+  replica: [
+    'listPoints',
+    'openView',
+    'viewInfo',
+    'closeView',
+    'commitPoint',
+    'deletePoints',
+    'adoptImage',
+    'consolidate',
+    'consolidateView',
+  ],
   hypervisor: [
     'list',
     'define',

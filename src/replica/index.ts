@@ -1,7 +1,8 @@
 export { ExtentMap } from './extent-map.ts';
 export { type OverlayOptions, OverlayView } from './overlay-view.ts';
 export { PointView } from './point-view.ts';
-export type { ReplicaDiskStatus } from './replica-disk.ts';
+export { mergeRegions, regionBytes } from './regions.ts';
+export type { KeptView, ReplicaDiskStatus } from './replica-disk.ts';
 export {
   type OpenViewOptions,
   type PointRef,

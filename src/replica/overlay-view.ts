@@ -1,7 +1,7 @@
 import { type FileHandle, mkdir, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../disk/atomic-file.ts';
-import { WriteJournal } from '../disk/index.ts';
+import { type ResyncPlan, WriteJournal } from '../disk/index.ts';
 import { HavenError } from '../errors/index.ts';
 import type { BlockBackend, BlockExtent, WriteOptions } from '../nbd/block-backend.ts';
 import { readFully, writeFully } from './base-image.ts';
@@ -18,6 +18,8 @@ export interface OverlayOptions {
   /** Capacity of the view's own write journal (default 1 GiB). */
   journalCapacityBytes?: number;
   journalSegmentBytes?: number;
+  /** Granularity of the journal's dirty bitmap (diverged regions, overflow); fixed when the view is made. */
+  journalRegionSize?: number;
   chunkSize?: number;
 }
 
@@ -89,6 +91,7 @@ export class OverlayView implements BlockBackend {
       diskSize: lower.size,
       capacityBytes: options.journalCapacityBytes ?? 1 << 30,
       ...(options.journalSegmentBytes === undefined ? {} : { segmentBytes: options.journalSegmentBytes }),
+      ...(options.journalRegionSize === undefined ? {} : { regionSize: options.journalRegionSize }),
     });
     const view = new OverlayView(name, lower, fh, states, chunkSize, mapPath, journal);
     // Writes journaled after the last persisted map may not have reached the overlay: replay them.
@@ -253,6 +256,24 @@ export class OverlayView implements BlockBackend {
       await this.#persist();
       await this.journal.flush();
     });
+  }
+
+  /**
+   * Starts a resync of the journal's dirty regions (ReplicationSource, reprotect):
+   * runs between writes, so every write before the resync marker is in the overlay.
+   */
+  beginResync(): Promise<ResyncPlan> {
+    return this.#serial(() => this.journal.beginResync());
+  }
+
+  /** What the view changed: runs of chunks holding its own data, or zeroed (merged into a base by `consolidateView`). */
+  changedRuns(): { offset: number; length: number; zero: boolean }[] {
+    const out: { offset: number; length: number; zero: boolean }[] = [];
+    for (const run of this.#runs(0, this.size)) {
+      if (run.state === LOWER) continue;
+      out.push({ offset: run.start, length: run.end - run.start, zero: run.state === ZERO });
+    }
+    return out;
   }
 
   async close(): Promise<void> {

@@ -1,12 +1,13 @@
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { writeFileAtomic } from '../disk/atomic-file.ts';
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { syncDirectory, writeFileAtomic } from '../disk/atomic-file.ts';
 import { GroupCommit } from '../disk/group-commit.ts';
-import { createSparseImage, type JournalRecord } from '../disk/index.ts';
+import { allocationMapPath, createSparseImage, type JournalRecord, type Region } from '../disk/index.ts';
 import { HavenError } from '../errors/index.ts';
 import { BaseImage, readFully } from './base-image.ts';
 import { type OverlayOptions, OverlayView } from './overlay-view.ts';
 import { PointView } from './point-view.ts';
+import { mergeRegions, regionBytes } from './regions.ts';
 import { newMeta, type ReplicaMeta, readMeta, type SyncState, writeMeta } from './replica-meta.ts';
 import { type RecoveryPointInfo, type RetentionPolicy, retainedPoints } from './retention.ts';
 import { type IndexedRecord, SegmentLog } from './segment-log.ts';
@@ -27,6 +28,67 @@ export interface ReplicaDiskStatus {
   journalBytes: number;
   syncing: SyncState | null;
   openViews: number;
+  /** Failed over: records from the old primary are refused until `consolidateView`. */
+  sealed: boolean;
+}
+
+/** A writable view kept on disk (`views/<viewId>/view.json`). */
+export interface KeptView {
+  viewId: string;
+  seq: number;
+  /** Bitmap granularity of the view's journal (views made before it was recorded: 64 KiB). */
+  regionSize: number;
+  /** Bytes the primary wrote after the view's point that the replica held when the view was made. */
+  divergedBytes: number;
+}
+
+/** Overlays made now track diverged regions at 4 KiB: a guest's small writes are not inflated 16-fold. */
+const VIEW_REGION_SIZE = 4096;
+
+/** Moves a file (same file system: a rename, no copy); false when it is not there. */
+async function moveFile(from: string, to: string): Promise<boolean> {
+  try {
+    await rename(from, to);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return false;
+    if (code === 'EXDEV') {
+      throw new HavenError(
+        'conflict',
+        `cannot move '${from}' to '${to}' without copying it: they are on different file systems; ` +
+          "keep disk images on the file system of the host's data directory",
+        { from, to },
+      );
+    }
+    throw e;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw e;
+  }
+}
+
+/**
+ * Moves an image (and its allocation map) from `from` to `to`; redoing it
+ * after a crash finishes whatever part was left. Fails if neither place has it.
+ */
+export async function moveImage(from: string, to: string): Promise<void> {
+  await moveFile(allocationMapPath(from), allocationMapPath(to));
+  if (!(await moveFile(from, to)) && !(await exists(to))) {
+    throw new HavenError('not_found', `disk image '${from}' does not exist (nor does '${to}')`, {
+      kind: 'image',
+      id: from,
+    });
+  }
+  await syncDirectory(dirname(to));
+  await syncDirectory(dirname(from));
 }
 
 const KINDS: readonly string[] = ['write', 'trim', 'zero', 'flush', 'marker'];
@@ -61,6 +123,10 @@ export class ReplicaDisk {
   #chain: Promise<unknown> = Promise.resolve();
   readonly #syncCommit: GroupCommit;
   #closed = false;
+  /** Changes with every append and metadata change: invalidates `#current`. */
+  #generation = 0;
+  /** The replica's current contents (for hash compares), rebuilt when `#generation` moves. */
+  #current: { generation: number; view: PointView } | null = null;
 
   private constructor(
     dir: string,
@@ -95,8 +161,16 @@ export class ReplicaDisk {
 
   /** Opens a replica, finishing whatever a crash interrupted (a merge, a commit's truncation). */
   static async open(dir: string, options: ReplicaDiskOptions): Promise<ReplicaDisk> {
-    const meta = await readMeta(join(dir, 'meta.json'));
+    let meta = await readMeta(join(dir, 'meta.json'));
     if (meta === null) throw new HavenError('not_found', `no replica in '${dir}'`, { dir });
+    if (meta.adopting) {
+      await moveImage(meta.adopting, join(dir, 'base.img'));
+      meta = { ...meta, adopting: null };
+      await writeMeta(join(dir, 'meta.json'), meta);
+    }
+    if (meta.consolidatedView && !meta.consolidating) {
+      await rm(join(dir, 'views', meta.consolidatedView), { recursive: true, force: true });
+    }
     const base = await BaseImage.open(join(dir, 'base.img'), meta.sizeBytes);
     // Segments are indexed from the base the merge started from; a redo re-applies them.
     const { log, records, cumAtBase } = await SegmentLog.open(
@@ -109,7 +183,39 @@ export class ReplicaDisk {
     const intent = meta.mergeIntent;
     if (intent !== null) await disk.#mergeStep(intent.through, intent.point, intent.pointsOpen);
     if (meta.discardAfter !== null) await disk.#discardAfter(meta.discardAfter);
+    if (meta.consolidating) await disk.#finishConsolidateView();
     return disk;
+  }
+
+  /**
+   * Makes a replica whose base is an existing image, moved in (reprotect to
+   * the original machine: no data is copied). Records resume after
+   * `durableSeq`; no recovery point exists until the first sync completes.
+   */
+  static async adopt(
+    dir: string,
+    diskKey: string,
+    sizeBytes: number,
+    imagePath: string,
+    durableSeq: number,
+    options: ReplicaDiskOptions,
+  ): Promise<ReplicaDisk> {
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(join(dir, 'segments'), { recursive: true });
+    // The metadata names the image before it moves: a crash mid-move is finished on open.
+    await writeMeta(join(dir, 'meta.json'), {
+      ...newMeta(diskKey, sizeBytes),
+      baseSeq: durableSeq,
+      pointFloor: durableSeq + 1,
+      sync: { id: 'adopted', kind: 'resync', fromSeq: durableSeq + 1 },
+      adopting: imagePath,
+      adoptedFrom: imagePath,
+    });
+    return ReplicaDisk.open(dir, options);
+  }
+
+  get adoptedFrom(): string | null {
+    return this.#meta.adoptedFrom ?? null;
   }
 
   get sizeBytes(): number {
@@ -135,6 +241,7 @@ export class ReplicaDisk {
       journalBytes: this.#log.storedBytes,
       syncing: this.#meta.sync,
       openViews,
+      sealed: this.#meta.sealed === true,
     };
   }
 
@@ -155,6 +262,11 @@ export class ReplicaDisk {
     const next = { ...this.#meta, ...change };
     await writeMeta(join(this.dir, 'meta.json'), next);
     this.#meta = next;
+    this.#generation++;
+    // Merges and truncations change metadata: let go of the segments the old contents held.
+    const current = this.#current;
+    this.#current = null;
+    await current?.view.close();
   }
 
   #recomputePointsFrom(): void {
@@ -180,6 +292,8 @@ export class ReplicaDisk {
       const durable = this.durableSeq;
       const fresh = records.filter((r) => r.seq > durable);
       if (fresh.length === 0) return durable;
+      this.#checkNotSealed();
+      this.#generation++;
       fresh.forEach((r, i) => {
         this.#validate(r, durable + 1 + i);
       });
@@ -196,6 +310,47 @@ export class ReplicaDisk {
         }
       }
       return this.durableSeq;
+    });
+  }
+
+  #checkNotSealed(): void {
+    if (this.#meta.sealed) {
+      throw new HavenError(
+        'conflict',
+        `replica '${this.diskKey}' was failed over: its machine now runs from a view of it, so records from the ` +
+          'old primary are refused (reprotect replicates the other way; commit after failback lifts this)',
+        { diskKey: this.diskKey, sealed: true },
+      );
+    }
+  }
+
+  /** Refuses records from the old primary from now on (failover), or accepts them again. */
+  seal(sealed: boolean): Promise<void> {
+    return this.#serial(async () => {
+      if ((this.#meta.sealed === true) !== sealed) await this.#saveMeta({ sealed });
+    });
+  }
+
+  /** Merged byte ranges written, trimmed or zeroed by the retained records after `seq`. */
+  regionsAfter(seq: number): Region[] {
+    return mergeRegions(
+      this.#index
+        .filter((r) => r.seq > seq && (r.kind === 'write' || r.kind === 'trim' || r.kind === 'zero'))
+        .map((r) => ({ offset: r.offset, length: r.length })),
+    );
+  }
+
+  /** The replica's current contents (base and every record), for a hash-compare resync. */
+  read(offset: number, length: number): Promise<Buffer> {
+    return this.#serial(async () => {
+      if (this.#current?.generation !== this.#generation) {
+        await this.#current?.view.close();
+        this.#current = {
+          generation: this.#generation,
+          view: new PointView(`${this.diskKey}@current`, this.durableSeq, this.#base, this.#index, () => {}),
+        };
+      }
+      return this.#current.view.read(offset, length);
     });
   }
 
@@ -238,6 +393,7 @@ export class ReplicaDisk {
   beginSync(sync: SyncState & { regions: { offset: number; length: number }[] | null }): Promise<void> {
     return this.#serial(async () => {
       if (this.#meta.sync?.id === sync.id && this.#meta.sync.fromSeq === sync.fromSeq) return;
+      this.#checkNotSealed();
       if (!Number.isSafeInteger(sync.fromSeq) || sync.fromSeq < 0) {
         throw new HavenError('bad_request', `sync '${sync.id}' needs a non-negative fromSeq`, {
           fromSeq: sync.fromSeq,
@@ -495,7 +651,7 @@ export class ReplicaDisk {
     return join(this.dir, 'views');
   }
 
-  async #keptViews(): Promise<{ viewId: string; seq: number }[]> {
+  async #keptViews(): Promise<KeptView[]> {
     let names: string[];
     try {
       names = await readdir(this.#viewsDir());
@@ -503,11 +659,16 @@ export class ReplicaDisk {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw e;
     }
-    const out: { viewId: string; seq: number }[] = [];
+    const out: KeptView[] = [];
     for (const viewId of names) {
       try {
-        const { seq } = JSON.parse(await readFile(join(this.#viewsDir(), viewId, 'view.json'), 'utf8'));
-        out.push({ viewId, seq });
+        const kept = JSON.parse(await readFile(join(this.#viewsDir(), viewId, 'view.json'), 'utf8'));
+        out.push({
+          viewId,
+          seq: kept.seq,
+          regionSize: kept.regionSize ?? 65536,
+          divergedBytes: kept.divergedBytes ?? 0,
+        });
       } catch (e) {
         // A view whose creation did not finish: nothing was written through it.
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
@@ -521,7 +682,7 @@ export class ReplicaDisk {
    * A writable view at `seq` kept under `viewId` (reopening the same id resumes
    * its overlay). Its pin lasts until `discardView`, across restarts.
    */
-  openWritableView(seq: number, viewId: string, options: OverlayOptions): Promise<OverlayView> {
+  openWritableView(seq: number, viewId: string, options: OverlayOptions, seal = false): Promise<OverlayView> {
     return this.#serial(async () => {
       if (!/^[\w.-]{1,128}$/.test(viewId)) {
         throw new HavenError(
@@ -538,20 +699,182 @@ export class ReplicaDisk {
         );
       }
       const dir = join(this.#viewsDir(), viewId);
-      if (kept === undefined) {
-        this.#checkViewable(seq);
-        await mkdir(dir, { recursive: true });
-        await writeFileAtomic(join(dir, 'view.json'), `${JSON.stringify({ seq })}\n`);
-        this.#pin(seq);
-      }
+      const regionSize = kept?.regionSize ?? options.journalRegionSize ?? VIEW_REGION_SIZE;
       const lower = this.#view(seq, `${this.diskKey}#${viewId}`);
+      let view: OverlayView;
       try {
-        return await OverlayView.open(`${this.diskKey}#${viewId}`, lower, dir, options);
+        if (kept === undefined) await rm(dir, { recursive: true, force: true });
+        view = await OverlayView.open(`${this.diskKey}#${viewId}`, lower, dir, {
+          ...options,
+          journalRegionSize: regionSize,
+        });
       } catch (e) {
         await lower.close();
         throw e;
       }
+      if (kept !== undefined) return view;
+      try {
+        if (seal) await this.#saveMeta({ sealed: true });
+        // What the primary wrote after the point must be copied back on reprotect: the view's
+        // journal keeps it as dirty regions (commit drops these records from the replica).
+        const diverged = this.regionsAfter(seq);
+        await Promise.all(diverged.map((r) => view.journal.markDirty([r])));
+        // view.json last: a directory without it is an unfinished view, removed on open.
+        await writeFileAtomic(
+          join(dir, 'view.json'),
+          `${JSON.stringify({ seq, regionSize, divergedBytes: regionBytes(diverged) })}\n`,
+        );
+      } catch (e) {
+        await view.close();
+        await rm(dir, { recursive: true, force: true });
+        throw e;
+      }
+      this.#pin(seq);
+      return view;
     });
+  }
+
+  /** A kept writable view's record, or null. */
+  async keptView(viewId: string): Promise<KeptView | null> {
+    return (await this.#keptViews()).find((v) => v.viewId === viewId) ?? null;
+  }
+
+  /**
+   * The base is moved out to `imagePath` (complete failover after failback):
+   * every record is merged into it first. The caller closes the replica and
+   * finishes with `finishRestore`, which is also redone on open after a crash.
+   */
+  prepareRestore(imagePath: string): Promise<void> {
+    return this.#serial(async () => {
+      if (this.#meta.restoreTo === imagePath) return;
+      if (this.#pins.size > 0) {
+        throw new HavenError(
+          'conflict',
+          `replica '${this.diskKey}' has open or kept views; close or discard them before consolidating it`,
+          { diskKey: this.diskKey, pinnedSeqs: [...this.#pins.keys()] },
+        );
+      }
+      if (this.#meta.sync !== null) {
+        throw new HavenError(
+          'conflict',
+          `replica '${this.diskKey}' is inside sync '${this.#meta.sync.id}': it is not a consistent disk yet; ` +
+            'let replication finish its sync (or run a full resync) first',
+          { diskKey: this.diskKey, syncing: this.#meta.sync },
+        );
+      }
+      await this.#mergeThrough(this.durableSeq, true);
+      await this.#saveMeta({ restoreTo: imagePath });
+    });
+  }
+
+  /**
+   * Merges a kept writable view into the base (commit after failback): the
+   * replica becomes the view's contents, its records and the view are dropped,
+   * and records resume after `durableSeq` (the new primary journal's start).
+   * Close the view first; other views must be gone too (the base changes).
+   */
+  consolidateView(viewId: string, durableSeq: number, nowMs: number): Promise<void> {
+    return this.#serial(async () => {
+      const kept = (await this.#keptViews()).find((v) => v.viewId === viewId);
+      if (kept === undefined) {
+        if (this.#meta.consolidatedView === viewId) return;
+        throw new HavenError(
+          'not_found',
+          `writable view '${viewId}' of replica '${this.diskKey}' does not exist`,
+          {
+            kind: 'view',
+            id: viewId,
+          },
+        );
+      }
+      if (!Number.isSafeInteger(durableSeq) || durableSeq < 0) {
+        throw new HavenError('bad_request', `durable sequence ${durableSeq} is not a non-negative integer`, {
+          field: 'durableSeq',
+        });
+      }
+      const pinned = [...this.#pins.entries()];
+      if (pinned.length !== 1 || pinned[0]?.[0] !== kept.seq || pinned[0]?.[1] !== 1) {
+        throw new HavenError(
+          'conflict',
+          `replica '${this.diskKey}' has other views, or view '${viewId}' is still open; close them before ` +
+            'merging the view into the replica',
+          { diskKey: this.diskKey, openViews: this.status().openViews },
+        );
+      }
+      if (this.#meta.sync !== null) {
+        throw new HavenError('conflict', `replica '${this.diskKey}' is inside a sync`, {
+          diskKey: this.diskKey,
+        });
+      }
+      if (this.baseSeq < kept.seq) await this.#mergeThrough(kept.seq, true);
+      if (this.durableSeq > kept.seq) {
+        await this.#saveMeta({ discardAfter: kept.seq });
+        await this.#discardAfter(kept.seq);
+      }
+      await this.#saveMeta({ consolidating: { viewId, seq: kept.seq, durableSeq, timeMs: nowMs } });
+      await this.#finishConsolidateView();
+    });
+  }
+
+  /** Copies the view's changed chunks into the base (idempotent: redone whole after a crash), then switches. */
+  async #finishConsolidateView(): Promise<void> {
+    const c = this.#meta.consolidating;
+    if (!c) return;
+    const dir = join(this.#viewsDir(), c.viewId);
+    const kept = (await this.#keptViews()).find((v) => v.viewId === c.viewId);
+    if (kept !== undefined) {
+      // Nothing reads the base at the point but this overlay, whose map is already replayed.
+      const lower = new PointView(`${this.diskKey}#${c.viewId}`, c.seq, this.#base, [], () => {});
+      const overlay = await OverlayView.open(`${this.diskKey}#${c.viewId}`, lower, dir, {
+        journalRegionSize: kept.regionSize,
+      });
+      try {
+        const runs = overlay.changedRuns();
+        await this.#base.reserve(runs.filter((r) => !r.zero));
+        const step = 4 << 20;
+        for (const r of runs) {
+          if (r.zero) {
+            await this.#base.zero(r.offset, r.length);
+            continue;
+          }
+          for (let at = r.offset; at < r.offset + r.length; at += step) {
+            const n = Math.min(step, r.offset + r.length - at);
+            await this.#base.write(at, await overlay.read(at, n));
+          }
+        }
+        await this.#base.sync();
+      } finally {
+        await overlay.close();
+      }
+    }
+    await this.#log.truncateAfter(-1, null);
+    this.#index = [];
+    this.#cumAtBase = 0;
+    const point: RecoveryPointInfo = {
+      id: `${this.diskKey}@${c.durableSeq}`,
+      diskKey: this.diskKey,
+      seq: c.durableSeq,
+      timeMs: c.timeMs,
+      time: new Date(c.timeMs).toISOString(),
+      type: 'crash-consistent',
+      groupPointId: null,
+      label: `view ${c.viewId}`,
+      sizeBytes: 0,
+    };
+    await this.#saveMeta({
+      baseSeq: c.durableSeq,
+      basePoint: point,
+      pointsOpen: true,
+      pointFloor: 0,
+      mergeIntent: null,
+      discardAfter: null,
+      sealed: false,
+      consolidating: null,
+      consolidatedView: c.viewId,
+    });
+    await rm(dir, { recursive: true, force: true });
+    if (kept !== undefined) this.#unpin(c.seq);
+    this.#recomputePointsFrom();
   }
 
   /** Deletes a writable view's overlay and journal and releases its pin (close it first). */
@@ -589,8 +912,9 @@ export class ReplicaDisk {
         );
       }
       await this.#mergeThrough(seq, false);
-      // Records after the point are dropped: the replica now stands at the committed point.
-      await this.#saveMeta({ discardAfter: seq });
+      // Records after the point are dropped: the replica now stands at the committed point,
+      // and the old primary's records are refused from now on (the machine runs from the view).
+      await this.#saveMeta({ discardAfter: seq, sealed: true });
       await this.#discardAfter(seq);
     });
   }
@@ -598,6 +922,8 @@ export class ReplicaDisk {
   async close(): Promise<void> {
     await this.#serial(async () => {
       this.#closed = true;
+      await this.#current?.view.close();
+      this.#current = null;
     }).catch(() => {});
     await this.#syncCommit.idle();
     await this.#log.close();

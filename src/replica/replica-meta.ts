@@ -33,6 +33,21 @@ export interface ReplicaMeta {
   pointsOpen: boolean;
   /** Per-disk retention overriding the store's default. */
   retention: RetentionPolicy | null;
+  /**
+   * Failed over (or committed): records from the old primary are refused, since
+   * the machine now runs from a view of this replica. Lifted by `consolidateView`.
+   */
+  sealed?: boolean;
+  /** An image being moved in as the base (`adoptImage`): finished on open. */
+  adopting?: string | null;
+  /** The image path the base was adopted from. */
+  adoptedFrom?: string | null;
+  /** The base is being moved out to this path and the replica removed (`consolidate`): finished on open. */
+  restoreTo?: string | null;
+  /** A writable view's overlay is being merged into the base (`consolidateView`): redone on open. */
+  consolidating?: { viewId: string; seq: number; durableSeq: number; timeMs: number } | null;
+  /** The last view merged into the base: its leftover directory is removed on open. */
+  consolidatedView?: string | null;
 }
 
 export function newMeta(diskKey: string, sizeBytes: number): ReplicaMeta {

@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { JournalRecord } from '../disk/index.ts';
+import type { JournalRecord, Region } from '../disk/index.ts';
 import { HavenError } from '../errors/index.ts';
 import type { ReplicaSink } from '../replication/replica-sink.ts';
 import type { OverlayOptions, OverlayView } from './overlay-view.ts';
 import type { PointView } from './point-view.ts';
-import { ReplicaDisk, type ReplicaDiskStatus } from './replica-disk.ts';
+import { type KeptView, moveImage, ReplicaDisk, type ReplicaDiskStatus } from './replica-disk.ts';
 import { readMeta } from './replica-meta.ts';
 import {
   checkRetention,
@@ -35,6 +35,14 @@ export interface OpenViewOptions {
   /** Writable views: the name the overlay is kept under (reopening it resumes it). Default: a new UUID. */
   viewId?: string;
   overlay?: OverlayOptions;
+  /** Writable views of a failover: the replica refuses the old primary's records from now on. */
+  seal?: boolean;
+}
+
+/** Moves a consolidated base out to the machine's image and deletes the replica's directory. */
+async function finishRestore(diskDir: string, imagePath: string): Promise<void> {
+  await moveImage(join(diskDir, 'base.img'), imagePath);
+  await rm(diskDir, { recursive: true, force: true });
 }
 
 /**
@@ -72,9 +80,15 @@ export class ReplicaStore implements ReplicaSink {
     try {
       for (const name of await readdir(disksDir)) {
         const diskDir = join(disksDir, name);
+        const meta = await readMeta(join(diskDir, 'meta.json'));
         // A disk whose creation did not finish has no metadata: it never accepted anything.
-        if ((await readMeta(join(diskDir, 'meta.json'))) === null) {
+        if (meta === null) {
           await rm(diskDir, { recursive: true, force: true });
+          continue;
+        }
+        // A consolidation moving the base out was interrupted: finish it.
+        if (meta.restoreTo) {
+          await finishRestore(diskDir, meta.restoreTo);
           continue;
         }
         const disk = await ReplicaDisk.open(diskDir, store.#diskOptions());
@@ -262,7 +276,7 @@ export class ReplicaStore implements ReplicaSink {
     const disk = this.#disk(diskKey);
     const seq = this.resolve(diskKey, ref);
     const view = options.writable
-      ? await disk.openWritableView(seq, options.viewId ?? randomUUID(), options.overlay ?? {})
+      ? await disk.openWritableView(seq, options.viewId ?? randomUUID(), options.overlay ?? {}, options.seal)
       : await disk.openView(seq, `${diskKey}@${seq}`);
     this.#views.add(view);
     const close = view.close.bind(view);
@@ -295,6 +309,112 @@ export class ReplicaStore implements ReplicaSink {
     this.#disks.delete(diskKey);
     await disk.close();
     await rm(disk.dir, { recursive: true, force: true });
+  }
+
+  /** The replica's current contents (base and every stored record): the receiver hashes them for a hash-compare resync. */
+  async read(diskKey: string, offset: number, length: number): Promise<Buffer> {
+    return this.#disk(diskKey).read(offset, length);
+  }
+
+  /** Merged byte ranges the disk's retained records after `seq` wrote (what a failover at `seq` loses). */
+  regionsAfter(diskKey: string, seq: number): Region[] {
+    return this.#disk(diskKey).regionsAfter(seq);
+  }
+
+  /** A kept writable view's record (point, diverged bytes), or null. */
+  keptView(diskKey: string, viewId: string): Promise<KeptView | null> {
+    return this.#disk(diskKey).keptView(viewId);
+  }
+
+  /** Failover: refuse the old primary's records from now on (or accept them again). */
+  async seal(diskKey: string, sealed: boolean): Promise<void> {
+    return this.#disk(diskKey).seal(sealed);
+  }
+
+  /**
+   * Reprotect to the original machine: makes the disk's replica from the
+   * machine's own image, moved in as the base (same file system: no copy).
+   * Records resume after `durableSeq`; no point exists until the sender's
+   * first sync (the regions that diverged, or a hash compare) completes.
+   * Repeating it for the same image is harmless.
+   */
+  async adoptImage(diskKey: string, imagePath: string, sizeBytes: number, durableSeq: number): Promise<void> {
+    if (!Number.isSafeInteger(durableSeq) || durableSeq < 0) {
+      throw new HavenError('bad_request', `durable sequence ${durableSeq} is not a non-negative integer`, {
+        field: 'durableSeq',
+      });
+    }
+    const existing = this.#disks.get(diskKey);
+    if (existing !== undefined) {
+      if (existing.adoptedFrom === imagePath) return;
+      throw new HavenError(
+        'conflict',
+        `replica disk '${diskKey}' already exists; remove it before adopting image '${imagePath}'`,
+        { diskKey },
+      );
+    }
+    let size: number;
+    try {
+      size = (await stat(imagePath)).size;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      throw new HavenError(
+        'not_found',
+        `disk image '${imagePath}' does not exist; reprotect with a full copy`,
+        {
+          kind: 'image',
+          id: imagePath,
+        },
+      );
+    }
+    if (size !== sizeBytes) {
+      throw new HavenError('conflict', `disk image '${imagePath}' is ${size} bytes, not ${sizeBytes}`, {
+        sizeBytes: size,
+      });
+    }
+    const disk = await ReplicaDisk.adopt(
+      join(this.dir, 'disks', encodeURIComponent(diskKey)),
+      diskKey,
+      sizeBytes,
+      imagePath,
+      durableSeq,
+      this.#diskOptions(),
+    );
+    this.#disks.set(diskKey, disk);
+  }
+
+  /**
+   * Complete failover after failback: merges every record into the disk's base,
+   * moves the base to `imagePath` (the machine's own image) and removes the
+   * replica. Crash-safe (finished on open) and harmless to repeat.
+   */
+  async restoreImage(diskKey: string, imagePath: string): Promise<void> {
+    const disk = this.#disks.get(diskKey);
+    if (disk === undefined) {
+      // Already moved out by an earlier call (or a crash finished on open).
+      if (
+        await stat(imagePath).then(
+          () => true,
+          () => false,
+        )
+      )
+        return;
+      this.#disk(diskKey);
+      return;
+    }
+    await disk.prepareRestore(imagePath);
+    this.#disks.delete(diskKey);
+    await disk.close();
+    await finishRestore(disk.dir, imagePath);
+  }
+
+  /**
+   * Commit after failback: merges a writable view into the disk's base and
+   * drops the view; records resume after `durableSeq` (0 for a primary whose
+   * journal starts again at 1). Close the view first. Harmless to repeat.
+   */
+  async consolidateView(diskKey: string, viewId: string, durableSeq = 0): Promise<void> {
+    return this.#disk(diskKey).consolidateView(viewId, durableSeq, this.#now());
   }
 
   /** Keeps the chosen point's state and deletes every other point of the disk (SPEC §3). */

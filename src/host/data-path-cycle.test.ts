@@ -20,9 +20,7 @@ import type { ReplicationStatus, ReplicationTarget } from './host-services.ts';
 
 const MiB = 1 << 20;
 const SIZE = 32 * MiB;
-const machineId = 'vm1';
 const diskId = 'd0';
-const diskKey = `${machineId}/${diskId}`;
 const run = promisify(execFile);
 
 interface Site {
@@ -81,6 +79,7 @@ function assertSame(actual: Buffer, expected: Buffer, what: string): void {
 
 async function settled(
   site: Site,
+  machineId: string,
   done: (s: ReplicationStatus) => boolean,
   what: string,
 ): Promise<ReplicationStatus> {
@@ -118,7 +117,8 @@ after(async () => {
  * (on the primary after P, replicated and not; on the recovery view) and
  * commits. Returns the models and what each side knows.
  */
-async function failoverScenario(seed: number, viewId: string) {
+async function failoverScenario(seed: number, machineId: string, viewId: string) {
+  const diskKey = `${machineId}/${diskId}`;
   const rnd = new SeededRandom(seed);
   const imagePath = join(primary.dir, `image-${viewId}.img`);
   const disk = primary.path.services.disk;
@@ -138,16 +138,17 @@ async function failoverScenario(seed: number, viewId: string) {
     recovery.path.replicaStore.diskStatus(diskKey).durableSeq >= source.journal.status.writtenSeq;
   await settled(
     primary,
+    machineId,
     (s) => s.state === 'streaming' && s.progress === 100 && replicated(),
     'initial copy',
   );
   await writeRandom(source, model, rnd, 20);
   const seqP = source.journal.status.nextSeq - 1;
   const modelP = Buffer.from(model);
-  await settled(primary, (s) => s.state === 'streaming' && replicated(), 'replication through P');
+  await settled(primary, machineId, (s) => s.state === 'streaming' && replicated(), 'replication through P');
   // Written on the primary after P and replicated: the replica holds them, commit drops them.
   const afterP = await writeRandom(source, model, rnd, 15);
-  await settled(primary, (s) => s.state === 'streaming' && replicated(), 'replication after P');
+  await settled(primary, machineId, (s) => s.state === 'streaming' && replicated(), 'replication after P');
   await replication.stop({ machineId });
   // Written after replication stopped (the outage): only the primary's journal knows.
   const unsent = await writeRandom(source, model, rnd, 10);
@@ -192,7 +193,9 @@ async function failoverScenario(seed: number, viewId: string) {
 }
 
 test('failover, commit, delta reprotect, complete failover, commit after failback, reprotect forward', async () => {
-  const s = await failoverScenario(1, 'fo1');
+  const machineId = 'vm1';
+  const diskKey = `${machineId}/${diskId}`;
+  const s = await failoverScenario(1, machineId, 'fo1');
   const { viewDisk, viewModel, rnd } = s;
   const reverse = recovery.path.services.replication;
   const start = {
@@ -216,6 +219,7 @@ test('failover, commit, delta reprotect, complete failover, commit after failbac
   const caughtUp = async () => reverseReplica().durableSeq >= (await viewJournal()).nextSeq - 1;
   await settled(
     recovery,
+    machineId,
     (st) => st.state === 'streaming' && st.queuedBytes === 0 && reverseReplica().syncing === null,
     'delta reprotect',
   );
@@ -255,7 +259,7 @@ test('failover, commit, delta reprotect, complete failover, commit after failbac
 
   // Failback, synchronise before failover: the recovery machine stops, the stream drains, complete failover.
   await viewDisk.flush();
-  await settled(recovery, (st) => st.queuedBytes === 0 && st.state === 'streaming', 'drain');
+  await settled(recovery, machineId, (st) => st.queuedBytes === 0 && st.state === 'streaming', 'drain');
   await waitFor('last records', caughtUp);
   await reverse.stop({ machineId });
   const imagePath = s.imagePath;
@@ -282,6 +286,7 @@ test('failover, commit, delta reprotect, complete failover, commit after failbac
   const fresh = await writeRandom(source, primaryModel, rnd, 10);
   const fwd = await settled(
     primary,
+    machineId,
     (st) =>
       st.state === 'streaming' &&
       recovery.path.replicaStore.diskStatus(diskKey).durableSeq >= source.journal.status.writtenSeq,
@@ -303,4 +308,49 @@ test('failover, commit, delta reprotect, complete failover, commit after failbac
   );
   await replica.closeView({ viewId: drill.viewId, discardWrites: false });
   await forward.stop({ machineId });
+});
+
+test('full download: a hash compare sends only the blocks that differ', async () => {
+  const machineId = 'vm2';
+  const diskKey = `${machineId}/${diskId}`;
+  const s = await failoverScenario(2, machineId, 'fo2');
+  await recovery.path.services.replication.start({
+    machineId,
+    diskIds: [diskId],
+    target: primary.target,
+    mode: 'full',
+    source: { viewId: 'fo2' },
+  });
+  const reverse = () => primary.path.replicaStore.diskStatus(diskKey);
+  const status = await settled(
+    recovery,
+    machineId,
+    (st) =>
+      st.state === 'streaming' &&
+      st.queuedBytes === 0 &&
+      st.syncs?.[0]?.completed === true &&
+      reverse().syncing === null,
+    'hash resync',
+  );
+  const sync = status.syncs?.[0];
+  assert.equal(sync?.kind, 'hash');
+  // Blocks (64 KiB) any side wrote since P: the only ones that can differ.
+  const block = 64 << 10;
+  const touched = new Set<number>();
+  for (const r of [...s.afterP, ...s.unsent, ...s.overlayWrites]) {
+    for (let b = Math.floor(r.offset / block); b * block < r.offset + r.length; b++) touched.add(b);
+  }
+  assert.ok((sync?.blocksDiffering ?? 0) > 0);
+  assert.ok((sync?.blocksDiffering ?? Number.POSITIVE_INFINITY) <= touched.size);
+  assert.equal(sync?.blocksCompared, SIZE / block);
+  console.log(
+    `full download: ${sync?.blocksDiffering} of ${sync?.blocksCompared} blocks differed, ${status.sentBytes} bytes sent, disk ${SIZE} bytes`,
+  );
+  assert.ok(status.sentBytes <= touched.size * block * 1.1 + 64 * 1024, `sent ${status.sentBytes}`);
+  assertSame(
+    await readAll((o, n) => primary.path.replicaStore.read(diskKey, o, n)),
+    s.viewModel,
+    'reverse replica = recovery view',
+  );
+  await recovery.path.services.replication.stop({ machineId });
 });

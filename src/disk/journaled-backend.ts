@@ -21,7 +21,7 @@ export interface JournaledBackendOptions {
   regionSize?: number;
   fileSync?: FileSync;
   now?: () => number;
-  /** How image and journal I/O are run (default: synchronously while the page cache answers fast). */
+  /** How image I/O is run (default: synchronously while the page cache answers fast). */
   io?: FileIoPolicy;
 }
 
@@ -46,8 +46,8 @@ interface InFlight {
  * survives kill -9). Replay repairs an image that is behind the journal but
  * cannot undo one that is ahead: a write in the image and not in the journal
  * would never be shipped. Different requests do overlap (their records leave
- * in one writev), and both writes are usually synchronous page-cache copies
- * (see FileIo), so the ordering costs no waiting. FLUSH syncs the image before
+ * in one writev, on the threadpool), and the image write is usually a
+ * synchronous page-cache copy (see FileIo). FLUSH syncs the image before
  * appending and syncing the flush record, which claims the image holds
  * everything before it; FUA syncs both files concurrently.
  */
@@ -112,7 +112,6 @@ export class JournaledBackend implements BlockBackend {
         ...(options.journalSegmentBytes === undefined ? {} : { segmentBytes: options.journalSegmentBytes }),
         ...(options.regionSize === undefined ? {} : { regionSize: options.regionSize }),
         ...(options.now === undefined ? {} : { now: options.now }),
-        budget,
       });
       const { map, unclean } = await AllocationMap.open(
         options.imagePath,

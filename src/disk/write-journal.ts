@@ -24,7 +24,12 @@ export interface WriteJournalOptions {
   regionSize?: number;
   fileSync?: FileSync;
   now?: () => number;
-  /** Decides when appends run synchronously (shared with the image's I/O); default: its own. */
+  /**
+   * Decides when appends run synchronously. Default: never. Appends grow the
+   * file, so they stall now and then on block allocation and writeback
+   * throttling; one writer on the threadpool takes those stalls off the event
+   * loop, and batching (one writev per burst of requests) pays for the hand-off.
+   */
   budget?: SyncBudget;
 }
 
@@ -256,7 +261,7 @@ export class WriteJournal {
       dir,
       { diskSize: options.diskSize, capacityBytes: options.capacityBytes, segmentBytes, regionSize },
       fileSync,
-      options.budget ?? new SyncBudget(),
+      options.budget ?? new SyncBudget({ mode: 'async' }),
       options.now ?? Date.now,
       segments,
       Math.max(expected, state.consumedSeq + 1),

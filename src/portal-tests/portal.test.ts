@@ -20,7 +20,7 @@ describe('portal', { timeout: 120_000 }, () => {
     await f?.stop();
   });
 
-  async function createMachine(name: string, protect: boolean): Promise<Machine> {
+  async function createMachine(name: string): Promise<Machine> {
     const primary = hosts.find((h) => h.name === 'primary')!;
     const created = await f.api<Machine>('POST', '/machines', {
       name,
@@ -28,39 +28,7 @@ describe('portal', { timeout: 120_000 }, () => {
       disks: [{ id: 'disk0', sizeBytes: 1073741824, source: '/tmp/x.img' }],
     });
     assert.equal(created.status, 201, JSON.stringify(created.body));
-    if (!protect) return created.body;
-    // Enabling replication needs the data path (issues 3-4); until then the test puts
-    // the machine where replication would leave it, straight in the vault's store.
-    const recovery = hosts.find((h) => h.name === 'recovery')!;
-    const policy = (await f.api<{ policies: Policy[] }>('GET', '/policies')).body.policies.find(
-      (p) => !p.builtIn,
-    )!;
-    const store = f.haven.vault.context.store;
-    const machine: Machine = {
-      ...created.body,
-      state: 'protected',
-      health: 'healthy',
-      recoveryHostId: recovery.id,
-      policyId: policy.id,
-    };
-    delete (machine as Partial<Machine & { allowedOperations: unknown }>).allowedOperations;
-    await store.machines.update(machine);
-    assert.ok(
-      await store.machines.transition(machine.id, 'unprotected', 'protected', null, machine.updatedAt),
-    );
-    const now = Date.now();
-    for (let i = 0; i < 12; i++) {
-      await store.recoveryPoints.add({
-        id: `${name}-p${i}`,
-        machineId: machine.id,
-        time: new Date(now - (12 - i) * 5 * 60_000).toISOString(),
-        type: i % 4 === 3 ? 'app-consistent' : 'crash-consistent',
-        groupPointId: null,
-        processed: i < 11,
-        sizeBytes: 4096 * (i + 1),
-      });
-    }
-    return machine;
+    return created.body;
   }
 
   test('the vault serves the portal: deep links get index.html (not cached), assets their types, /api stays JSON', async () => {
@@ -111,18 +79,35 @@ describe('portal', { timeout: 120_000 }, () => {
     await page.close();
   });
 
-  test('machine page: test failover dialog shows the vault answer (a job, or its clear refusal)', async () => {
-    const machine = await createMachine('web-1', true);
+  test('the demo machine: protect it, run a test failover from the dialog, watch the job to done, clean up', async () => {
+    // haven up offers the demo machine (a real guest under QEMU); protect it through the API.
+    const demo = (await f.api<{ machines: Machine[] }>('GET', '/machines')).body.machines.find(
+      (m) => m.name === 'demo-01',
+    )!;
+    assert.ok(demo, 'haven up offers demo-01');
+    const enable = await f.api<{ id: string }>('POST', `/machines/${demo.id}/enable-replication`, {
+      recoveryHostId: 'recovery',
+      policyId: 'default',
+    });
+    assert.equal(enable.status, 202, JSON.stringify(enable.body));
+    for (let i = 0; i < 600; i++) {
+      const job = (await f.api<{ state: string }>('GET', `/jobs/${enable.body.id}`)).body;
+      if (job.state === 'succeeded') break;
+      assert.notEqual(job.state, 'failed');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const machine = (await f.api<Machine>('GET', `/machines/${demo.id}`)).body;
+    assert.equal(machine.state, 'protected');
+
     const page = await f.newPage({ token: f.adminToken });
     await page.goto(`${f.url}/machines`);
-    await page.getByRole('link', { name: 'web-1' }).click();
-    await page.getByRole('heading', { name: /web-1/ }).waitFor();
+    await page.getByRole('link', { name: 'demo-01' }).click();
+    await page.getByRole('heading', { name: /demo-01/ }).waitFor();
     await page.getByText('disk0').waitFor();
-    await page.getByText('1.0 GiB').waitFor();
     assert.equal(page.url(), `${f.url}/machines/${machine.id}`);
 
-    // Pick a point on the timeline: it becomes the dialog's custom point.
-    await page.locator('.point').first().click();
+    // Pick a point on the timeline (real points from the replica store): it becomes the dialog's custom point.
+    await page.locator('.point').first().click({ timeout: 60_000 });
     // Keyboard: the action is a real button; the dialog traps focus and Escape closes it.
     const button = page.getByRole('button', { name: 'Test failover…' });
     await button.focus();
@@ -144,24 +129,21 @@ describe('portal', { timeout: 120_000 }, () => {
     await button.click();
     await dialog.getByLabel('Latest processed').check();
     await dialog.getByRole('button', { name: 'Test failover', exact: true }).click();
-    // Today the vault refuses (501 not_available: no data path yet). Once the data path
-    // lands the same click opens the job page, which must reach a final state.
-    const refusal = dialog.getByRole('alert');
-    const jobPage = page.locator('[data-job-state]');
-    await Promise.race([refusal.waitFor(), jobPage.waitFor()]);
-    if (await refusal.isVisible()) {
-      const text = (await refusal.textContent()) ?? '';
-      assert.match(text, /test-failover is not available yet/);
-      assert.match(text, /unchanged \(protected\)/);
-      assert.equal(await refusal.getAttribute('data-code'), 'not_available');
-      await f.screenshot(page, '2-test-failover-refused');
-      await page.keyboard.press('Escape');
-    } else {
-      await page
-        .locator('[data-job-state="succeeded"], [data-job-state="failed"]')
-        .waitFor({ timeout: 60_000 });
-      await f.screenshot(page, '2-test-failover-job');
-    }
+    // The dialog hands over to the job page, which follows the job live to its end.
+    await page.locator('[data-job-state]').waitFor();
+    await page.locator('[data-job-state="succeeded"]').waitFor({ timeout: 120_000 });
+    assert.equal(await page.locator('[data-step-state="succeeded"]').count(), 2);
+    await f.screenshot(page, '2-test-failover-job');
+
+    // Clean up the drill with notes, from the machine page.
+    await page.goto(`${f.url}/machines/${machine.id}`);
+    await page.getByRole('button', { name: 'Clean up test failover…' }).click();
+    await dialog.getByLabel('Notes').fill('portal drill: guest booted on the test network');
+    await dialog.getByRole('button', { name: 'Clean up test failover', exact: true }).click();
+    await page.locator('[data-job-state="succeeded"]').waitFor({ timeout: 120_000 });
+    await f.screenshot(page, '2-cleanup-job');
+    const after = (await f.api<Machine>('GET', `/machines/${machine.id}`)).body;
+    assert.equal(after.state, 'protected');
 
     // The failover dialog: point options with their trade-off, shutdown checkbox, no-cancel warning.
     await page.goto(`${f.url}/machines/${machine.id}`);
@@ -176,7 +158,7 @@ describe('portal', { timeout: 120_000 }, () => {
   });
 
   test('recovery settings: problems from the vault show at their fields', async () => {
-    const machine = await createMachine('db-1', false);
+    const machine = await createMachine('db-1');
     const page = await f.newPage({ token: f.adminToken });
     await page.goto(`${f.url}/machines/${machine.id}`);
     await page.getByLabel('CPUs').fill('0');
@@ -220,13 +202,13 @@ describe('portal', { timeout: 120_000 }, () => {
 
   test('a viewer sees the machines but no action buttons', async () => {
     const machine = (await f.api<{ machines: Machine[] }>('GET', '/machines')).body.machines.find(
-      (m) => m.name === 'web-1',
+      (m) => m.name === 'demo-01',
     )!;
     const created = await f.api<{ token: string }>('POST', '/tokens', { name: 'auditor', role: 'viewer' });
     assert.equal(created.status, 201);
     const page = await f.newPage({ token: created.body.token });
     await page.goto(`${f.url}/machines/${machine.id}`);
-    await page.getByRole('heading', { name: /web-1/ }).waitFor();
+    await page.getByRole('heading', { name: /demo-01/ }).waitFor();
     await page.getByTestId('who').getByText('viewer').waitFor();
     await page.getByText('disk0').waitFor();
     assert.equal(await page.locator('button[data-operation]').count(), 0);

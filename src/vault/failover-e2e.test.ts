@@ -224,4 +224,87 @@ describe('failover cycle of a real guest (haven up demo machine)', () => {
     assert.match(again.body.error.message, /is failover-committed: commit is not allowed there/);
     assert.ok(again.body.error.details.allowedOperations.includes('reprotect'));
   });
+
+  it('refuses to reprotect while the primary machine runs, saying what to do', async () => {
+    const primary = machine.primaryHostId;
+    await up.vault.context.hosts.call(primary, 'hypervisor.start', { name: DEMO_MACHINE });
+    const started = await api<Job>('POST', `/machines/${machine.id}/reprotect`, {});
+    assert.equal(started.status, 202);
+    const job = await until('the refused reprotect', async () => {
+      const { body } = await api<Job>('GET', `/jobs/${started.body.id}`);
+      return body.state === 'failed' ? body : undefined;
+    });
+    assert.equal(job.error?.code, 'operation_not_allowed');
+    assert.match(
+      job.error!.message,
+      /primary machine 'demo-01' is running at the primary site; reprotect needs it off/,
+    );
+    machine = (await api<Machine>('GET', `/machines/${machine.id}`)).body;
+    assert.equal(machine.state, 'failover-committed', 'the machine is back where it was');
+    await up.vault.context.hosts.call(primary, 'hypervisor.fence', { name: DEMO_MACHINE });
+  });
+
+  it('reprotects to the original machine, sending only the blocks that diverged', async () => {
+    const job = await operate('reprotect', {});
+    assert.equal(machine.state, 'reverse-protected');
+    const sent = job.output.reprotectSent as { sentBytes: number; divergedBytes: number; diskBytes: number };
+    process.stdout.write(
+      `# reprotect sent ${sent.sentBytes} bytes; diverged ${sent.divergedBytes}; disk ${sent.diskBytes}\n`,
+    );
+    assert.ok(sent.sentBytes < sent.diskBytes / 8, `sent ${sent.sentBytes} of a ${sent.diskBytes}-byte disk`);
+  });
+
+  it('refuses failback when the original machine is gone and no alternate location is given', async () => {
+    const { store } = up.vault.context;
+    await store.machines.update({ ...(await store.machines.get(machine.id))!, originalExists: false });
+    const refused = await api<{ error: { code: string; message: string } }>(
+      'POST',
+      `/machines/${machine.id}/failback`,
+      {
+        dataSync: 'before-failover',
+      },
+    );
+    await store.machines.update({ ...(await store.machines.get(machine.id))!, originalExists: true });
+    assert.equal(refused.status, 400);
+    assert.equal(refused.body.error.code, 'validation_failed');
+    assert.match(
+      refused.body.error.message,
+      /original machine .* is gone; failback needs an alternate location/,
+    );
+  });
+
+  it('fails back with "synchronise before failover", then completes the failover: no durable record lost', async () => {
+    await operate('failback', { dataSync: 'before-failover' });
+    assert.equal(machine.state, 'failback-ready');
+    const copy = machine.runtime.failover!;
+    const job = await operate('complete-failover', {});
+    assert.equal(machine.state, 'failed-back');
+    assert.equal(machine.activeHostId, machine.primaryHostId);
+    const lastAtRecovery = records(await consoleOf(copy.hostId, copy.vmName)).durable;
+    assert.match(String(job.output.shutdown), /powered-down|powered-off|already-off/);
+    const lines = await until('the primary machine to recover its records', async () => {
+      const l = await consoleOf(machine.primaryHostId, DEMO_MACHINE);
+      const r = [...l].reverse().find((x) => /recovered \d+ ok/.test(x));
+      return r ? l : undefined;
+    });
+    const recovered = Number(
+      [...lines]
+        .reverse()
+        .find((x) => /recovered \d+ ok/.test(x))!
+        .match(/recovered (\d+)/)![1],
+    );
+    assert.ok(recovered >= lastAtRecovery, `planned failback lost records: ${recovered} < ${lastAtRecovery}`);
+  });
+
+  it('commits the failback and reprotects forward, sending only what changed since', async () => {
+    await operate('commit', {});
+    assert.equal(machine.state, 'failback-committed');
+    const job = await operate('reprotect', {});
+    assert.equal(machine.state, 'protected');
+    const sent = job.output.reprotectSent as { sentBytes: number; diskBytes: number };
+    process.stdout.write(
+      `# reprotect forward sent ${sent.sentBytes} bytes of a ${sent.diskBytes}-byte disk\n`,
+    );
+    assert.ok(sent.sentBytes < sent.diskBytes / 8);
+  });
 });

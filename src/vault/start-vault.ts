@@ -16,6 +16,7 @@ import { AUTOMATIC_FAILBACK_POLICY, DEFAULT_POLICY } from '../domain/index.ts';
 import { type JobDefinition, JobEngine } from '../jobs/index.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { watchHosts } from './host-monitor.ts';
+import { completeFailoverJob, failbackJob, reprotectJob } from './jobs/failback-jobs.ts';
 import {
   changeRecoveryPointJob,
   cleanupTestFailoverJob,
@@ -97,6 +98,9 @@ export async function startVault(options: VaultOptions): Promise<RunningVault> {
         plannedFailoverJob(() => context!),
         changeRecoveryPointJob(() => context!),
         commitJob(() => context!),
+        reprotectJob(() => context!),
+        failbackJob(() => context!),
+        completeFailoverJob(() => context!),
         ...(options.jobs ?? []),
       ],
       ...(options.jobLeaseMs ? { leaseMs: options.jobLeaseMs } : {}),

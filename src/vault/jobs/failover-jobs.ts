@@ -6,6 +6,7 @@ import type { MachineDefinition, MachineNic, PointView } from '../../host/host-s
 import type { JobDefinition } from '../../jobs/index.ts';
 import { requireReplicaHost } from '../replica-host.ts';
 import type { VaultContext } from '../vault-context.ts';
+import { failbackCommitSteps } from './failback-jobs.ts';
 import { type LifecycleStep, type LifecycleStepContext, lifecycleJob, pollUntil } from './lifecycle-job.ts';
 
 /**
@@ -83,17 +84,21 @@ async function recoveryNics(ctx: LifecycleStepContext, testNetwork: string | nul
 /** Opens a writable view of the replica at the point and starts a machine on it at the replica host. */
 async function startCopy(
   ctx: LifecycleStepContext,
-  options: { vmName: string; existing: RunningCopy | null; testNetwork: string | null },
+  options: { vmName: string; existing: RunningCopy | null; testNetwork: string | null; failover: boolean },
 ): Promise<RunningCopy> {
   const hostId = requireReplicaHost(ctx.machine);
   const services = ctx.host(hostId);
   const point = await chosenPoint(ctx);
   let copy = options.existing;
   if (!copy || copy.pointId !== point.id) {
+    // A name of our own, so a retried step finds the view it opened before a crash.
+    const viewId = `${ctx.machine.id.slice(0, 8)}-${options.failover ? 'fo' : 'test'}-${ctx.job.id.slice(0, 8)}`;
     const view: PointView = await services.replica.openView({
       machineId: ctx.machine.id,
       pointId: point.id,
       writable: true,
+      viewId,
+      ...(options.failover ? { failover: true } : {}),
     });
     copy = {
       hostId,
@@ -170,6 +175,7 @@ export function testFailoverJob(vault: () => VaultContext): JobDefinition {
             vmName: `${ctx.machine.recoverySettings.targetName}-test`,
             existing: ctx.machine.runtime.test,
             testNetwork: network,
+            failover: false,
           });
           await ctx.save({ runtime: { ...ctx.machine.runtime, test: { ...copy, network } } });
           await ctx.output({ drill: { vmName: copy.vmName, network, hostId: copy.hostId } });
@@ -288,6 +294,7 @@ function failoverSteps(planned: boolean, input: Record<string, unknown>): Lifecy
           vmName: ctx.machine.recoverySettings.targetName,
           existing: ctx.machine.runtime.failover,
           testNetwork: null,
+          failover: true,
         });
         await ctx.save({ runtime: { ...ctx.machine.runtime, failover: copy } });
       },
@@ -358,6 +365,8 @@ export function changeRecoveryPointJob(vault: () => VaultContext): JobDefinition
               machineId: ctx.machine.id,
               pointId: point.id,
               writable: true,
+              viewId: `${ctx.machine.id.slice(0, 8)}-fo-${ctx.job.id.slice(0, 8)}`,
+              failover: true,
             });
             const next: RunningCopy = {
               ...copy,
@@ -399,25 +408,28 @@ export function changeRecoveryPointJob(vault: () => VaultContext): JobDefinition
 export function commitJob(vault: () => VaultContext): JobDefinition {
   return lifecycleJob(vault, {
     operation: 'commit',
-    steps: () => [
-      {
-        name: 'commit-point',
-        title: 'Keep the chosen recovery point and delete the others',
-        retrySafe: true,
-        run: async (ctx) => {
-          const copy = ctx.machine.runtime.failover;
-          if (!copy)
-            throw new HavenError(
-              'conflict',
-              `machine '${ctx.machine.name}' has no failed-over copy to commit`,
-            );
-          await ctx
-            .host(copy.hostId)
-            .replica.commitPoint({ machineId: ctx.machine.id, pointId: copy.pointId });
-          await ctx.vault.store.recoveryPoints.deleteAllExcept(ctx.machine.id, null);
-          await ctx.output({ committed: { pointId: copy.pointId, time: copy.pointTime } });
-        },
-      },
-    ],
+    steps: (input) =>
+      (input.transition as { from: string }).from === 'failed-back'
+        ? failbackCommitSteps()
+        : [
+            {
+              name: 'commit-point',
+              title: 'Keep the chosen recovery point and delete the others',
+              retrySafe: true,
+              run: async (ctx) => {
+                const copy = ctx.machine.runtime.failover;
+                if (!copy)
+                  throw new HavenError(
+                    'conflict',
+                    `machine '${ctx.machine.name}' has no failed-over copy to commit`,
+                  );
+                await ctx
+                  .host(copy.hostId)
+                  .replica.commitPoint({ machineId: ctx.machine.id, pointId: copy.pointId });
+                await ctx.vault.store.recoveryPoints.deleteAllExcept(ctx.machine.id, null);
+                await ctx.output({ committed: { pointId: copy.pointId, time: copy.pointTime } });
+              },
+            },
+          ],
   });
 }

@@ -1,0 +1,363 @@
+import type { Host, Machine } from '../../domain/model.ts';
+import { HavenError } from '../../errors/index.ts';
+import type { DiskRegion, ReplicationStatus } from '../../host/host-services.ts';
+import type { JobDefinition } from '../../jobs/index.ts';
+import type { VaultContext } from '../vault-context.ts';
+import { type LifecycleStep, type LifecycleStepContext, lifecycleJob, pollUntil } from './lifecycle-job.ts';
+
+/**
+ * Reprotect, failback, complete failover and the commit after failback
+ * (SPEC §2 steps 6–8). The machine fails back to its original disks: the
+ * primary host adopts its image as the base of a reverse replica, and the
+ * recovery host sends only what diverged — the regions the primary wrote
+ * after the failover point (known from the replica's journal) and the
+ * recovery machine's own writes (its view's journal) — never the whole disk.
+ */
+
+async function hostOrFail(ctx: LifecycleStepContext, hostId: string): Promise<Host> {
+  const host = await ctx.vault.store.hosts.get(hostId);
+  if (!host)
+    throw new HavenError('not_found', `host '${hostId}' of machine '${ctx.machine.name}' no longer exists`);
+  if (!ctx.vault.hosts.isConnected(host.id)) {
+    throw new HavenError(
+      'unreachable',
+      `host '${host.name}' is not connected to the vault; start its agent and retry`,
+      {
+        hostId: host.id,
+      },
+    );
+  }
+  return host;
+}
+
+function failoverCopy(machine: Machine) {
+  const copy = machine.runtime.failover;
+  if (!copy)
+    throw new HavenError('conflict', `machine '${machine.name}' has no machine running at the recovery site`);
+  return copy;
+}
+
+/** Waits until the reverse (or forward) stream has nothing left to send; returns the final status. */
+function drained(ctx: LifecycleStepContext, hostId: string, what: string): Promise<ReplicationStatus> {
+  return pollUntil(
+    ctx,
+    async () => {
+      const status = await ctx.host(hostId).replication.status({ machineId: ctx.machine.id });
+      if (status.state === 'error')
+        throw new HavenError('internal', `replication failed: ${status.lastError}`);
+      ctx.progress(
+        status.queuedBytes === 0 ? 100 : 50,
+        `${status.state}: ${status.queuedBytes} bytes to send, ${status.sentBytes} sent`,
+      );
+      return status.state === 'streaming' && status.queuedBytes === 0 ? status : undefined;
+    },
+    { what, intervalMs: 250 },
+  );
+}
+
+/** Steps that reverse replication: recovery machine's view → the primary's original image. */
+function reverseSteps(input: Record<string, unknown>): LifecycleStep[] {
+  return [
+    {
+      name: 'check-primary-off',
+      title: 'Check that the primary machine is off (it stays off during reprotect)',
+      retrySafe: true,
+      run: async (ctx) => {
+        if (input.alternateHostId) {
+          throw new HavenError(
+            'not_available',
+            'reprotect to an alternate location is not available yet; reprotect to the original machine',
+            {
+              field: 'alternateHostId',
+            },
+          );
+        }
+        await hostOrFail(ctx, ctx.machine.primaryHostId);
+        const status = await ctx
+          .host(ctx.machine.primaryHostId)
+          .hypervisor.status({ name: ctx.machine.name });
+        if (status.state === 'running' || status.state === 'paused') {
+          throw new HavenError(
+            'operation_not_allowed',
+            `The primary machine '${ctx.machine.name}' is ${status.state} at the primary site; reprotect needs it off. ` +
+              'Shut it down (its data is about to be replaced by the recovery site’s), then reprotect again.',
+            { machineId: ctx.machine.id, machineName: ctx.machine.name, primaryState: status.state },
+          );
+        }
+        // Forward replication stopped at failover; make sure (a source that was unreachable then may be back).
+        await ctx.host(ctx.machine.primaryHostId).replication.stop({ machineId: ctx.machine.id });
+      },
+    },
+    {
+      name: 'adopt-original-disks',
+      title: 'Make the original disks the base of the reverse replica (no copy)',
+      retrySafe: true,
+      run: async (ctx) => {
+        const copy = failoverCopy(ctx.machine);
+        const view = await ctx.host(copy.hostId).replica.viewInfo({ viewId: copy.viewId });
+        const extra: Record<string, DiskRegion[]> = {};
+        let unknown = false;
+        for (const disk of ctx.machine.disks) {
+          const seen = view.disks.find((d) => d.diskId === disk.id);
+          const firstSeq = seen?.status?.journal.firstSeq ?? 1;
+          const adopted = await ctx.host(ctx.machine.primaryHostId).replica.adoptImage({
+            machineId: ctx.machine.id,
+            diskId: disk.id,
+            imagePath: disk.source,
+            sizeBytes: disk.sizeBytes,
+            durableSeq: firstSeq - 1,
+          });
+          if (adopted.unsentRegions === null) unknown = true;
+          else extra[disk.id] = adopted.unsentRegions;
+        }
+        await ctx.output({
+          reprotect: { extraRegions: extra, fullResync: unknown || input.fullResync === true },
+        });
+      },
+    },
+    {
+      name: 'start-reverse-replication',
+      title: 'Start replication from the recovery site back to the primary',
+      retrySafe: true,
+      run: async (ctx) => {
+        const copy = failoverCopy(ctx.machine);
+        const primary = await hostOrFail(ctx, ctx.machine.primaryHostId);
+        const recovery = await hostOrFail(ctx, copy.hostId);
+        await ctx.host(primary.id).replication.allowSender({ fingerprint: recovery.replicationFingerprint! });
+        const job = await ctx.vault.store.jobs.get(ctx.job.id);
+        const plan = job?.output.reprotect as {
+          extraRegions: Record<string, DiskRegion[]>;
+          fullResync: boolean;
+        };
+        await ctx.host(recovery.id).replication.start({
+          machineId: ctx.machine.id,
+          diskIds: ctx.machine.disks.map((d) => d.id),
+          target: {
+            hostId: primary.id,
+            address: primary.replicationAddress!,
+            fingerprint: primary.replicationFingerprint!,
+          },
+          mode: plan.fullResync ? 'full' : 'delta',
+          source: { viewId: copy.viewId, extraRegions: plan.extraRegions },
+        });
+      },
+    },
+    {
+      name: 'resynchronize',
+      title: 'Send the blocks that diverged',
+      retrySafe: true,
+      weight: 4,
+      run: async (ctx) => {
+        const copy = failoverCopy(ctx.machine);
+        const status = await drained(ctx, copy.hostId, 'the reverse resync');
+        const view = await ctx.host(copy.hostId).replica.viewInfo({ viewId: copy.viewId });
+        const diverged = view.disks.reduce((sum, d) => sum + (d.status?.divergedBytes ?? 0), 0);
+        const disk = ctx.machine.disks.reduce((sum, d) => sum + d.sizeBytes, 0);
+        await ctx.output({
+          reprotectSent: { sentBytes: status.sentBytes, divergedBytes: diverged, diskBytes: disk },
+        });
+      },
+    },
+  ];
+}
+
+/** Reprotect forward after failback: the recovery replica follows the primary's fresh journal. */
+function forwardSteps(): LifecycleStep[] {
+  return [
+    {
+      name: 'start-forward-replication',
+      title: 'Replicate to the recovery site again (only what changed since failback)',
+      retrySafe: true,
+      run: async (ctx) => {
+        const recovery = await hostOrFail(ctx, ctx.machine.recoveryHostId!);
+        const primary = await hostOrFail(ctx, ctx.machine.primaryHostId);
+        await ctx.host(recovery.id).replication.allowSender({ fingerprint: primary.replicationFingerprint! });
+        await ctx.host(primary.id).replication.start({
+          machineId: ctx.machine.id,
+          diskIds: ctx.machine.disks.map((d) => d.id),
+          target: {
+            hostId: recovery.id,
+            address: recovery.replicationAddress!,
+            fingerprint: recovery.replicationFingerprint!,
+          },
+          mode: 'continue',
+        });
+      },
+    },
+    {
+      name: 'catch-up',
+      title: 'Send the changes made since failback',
+      retrySafe: true,
+      run: async (ctx) => {
+        const status = await drained(ctx, ctx.machine.primaryHostId, 'forward replication to catch up');
+        const disk = ctx.machine.disks.reduce((sum, d) => sum + d.sizeBytes, 0);
+        await ctx.output({ reprotectSent: { sentBytes: status.sentBytes, diskBytes: disk } });
+      },
+    },
+  ];
+}
+
+export function reprotectJob(vault: () => VaultContext): JobDefinition {
+  return lifecycleJob(vault, {
+    operation: 'reprotect',
+    steps: (input) => {
+      const from = (input.transition as { from: string }).from;
+      return from === 'failback-committed' ? forwardSteps() : reverseSteps(input);
+    },
+  });
+}
+
+/** Shut the recovery machine down, send the last changes, bring the original disks back and start the primary. */
+function switchBackSteps(fullDownload: boolean): LifecycleStep[] {
+  const steps: LifecycleStep[] = [
+    {
+      name: 'shut-down-recovery-machine',
+      title: 'Shut down the machine at the recovery site',
+      retrySafe: true,
+      pointOfNoReturn: true,
+      run: async (ctx) => {
+        const copy = failoverCopy(ctx.machine);
+        const result = await ctx
+          .host(copy.hostId)
+          .hypervisor.shutdown({ name: copy.vmName, timeoutSeconds: 120, onTimeout: 'power-off' });
+        await ctx.output({ shutdown: `${result.outcome} after ${result.seconds.toFixed(1)} s` });
+      },
+    },
+  ];
+  if (fullDownload) {
+    steps.push({
+      name: 'full-download',
+      title: 'Compare whole disks and copy every block that differs',
+      retrySafe: true,
+      run: async (ctx) => {
+        const copy = failoverCopy(ctx.machine);
+        const primary = await hostOrFail(ctx, ctx.machine.primaryHostId);
+        await ctx.host(copy.hostId).replication.stop({ machineId: ctx.machine.id });
+        await ctx.host(copy.hostId).replication.start({
+          machineId: ctx.machine.id,
+          diskIds: ctx.machine.disks.map((d) => d.id),
+          target: {
+            hostId: primary.id,
+            address: primary.replicationAddress!,
+            fingerprint: primary.replicationFingerprint!,
+          },
+          mode: 'full',
+          source: { viewId: copy.viewId },
+        });
+      },
+    });
+  }
+  steps.push(
+    {
+      name: 'send-last-changes',
+      title: 'Send the last changes to the primary site',
+      retrySafe: true,
+      run: async (ctx) => {
+        const copy = failoverCopy(ctx.machine);
+        const status = await drained(ctx, copy.hostId, 'the last changes');
+        await ctx.output({ failbackSent: { sentBytes: status.sentBytes } });
+        await ctx.host(copy.hostId).replication.stop({ machineId: ctx.machine.id });
+      },
+    },
+    {
+      name: 'restore-original-disks',
+      title: 'Put the synchronised disks back in place at the primary',
+      retrySafe: true,
+      run: async (ctx) => {
+        const primary = ctx.host(ctx.machine.primaryHostId);
+        await primary.replica.consolidate({
+          machineId: ctx.machine.id,
+          restore: ctx.machine.disks.map((d) => ({ diskId: d.id, imagePath: d.source })),
+        });
+        const disks = [];
+        for (const d of ctx.machine.disks) {
+          const exported = await primary.disk.attach({
+            machineId: ctx.machine.id,
+            diskId: d.id,
+            source: d.source,
+            sizeBytes: d.sizeBytes,
+            resetJournal: true,
+          });
+          disks.push({ ...d, nbdUri: exported.nbdUri });
+        }
+        await ctx.save({ disks });
+      },
+    },
+    {
+      name: 'start-primary-machine',
+      title: 'Start the machine at the primary site',
+      retrySafe: true,
+      run: async (ctx) => {
+        const primary = ctx.host(ctx.machine.primaryHostId);
+        const settings = ctx.machine.recoverySettings;
+        const status = await primary.hypervisor
+          .status({ name: ctx.machine.name })
+          .catch(() => ({ state: 'absent' as const }));
+        if (status.state !== 'absent')
+          await primary.hypervisor.undefine({ name: ctx.machine.name }).catch(() => {});
+        await primary.hypervisor.define({
+          machine: {
+            name: ctx.machine.name,
+            cpus: settings.cpus,
+            memoryMiB: settings.memoryMiB,
+            disks: ctx.machine.disks.map((d) => ({ diskId: d.id, nbdUri: d.nbdUri! })),
+            nics: settings.nics.map((n) => ({ network: n.network, mac: n.mac, ip: n.ip })),
+            ...(settings.boot ? { boot: settings.boot } : {}),
+          },
+        });
+        await primary.hypervisor.start({ name: ctx.machine.name });
+      },
+    },
+  );
+  return steps;
+}
+
+const backAtPrimary = (machine: Machine): Partial<Machine> => ({ activeHostId: machine.primaryHostId });
+
+export function failbackJob(vault: () => VaultContext): JobDefinition {
+  return lifecycleJob(vault, {
+    operation: 'failback',
+    steps: (input) =>
+      input.dataSync === 'before-failover'
+        ? [
+            {
+              name: 'synchronize',
+              title: 'Copy the differences while the recovery machine keeps running',
+              retrySafe: true,
+              run: async (ctx) => {
+                const copy = failoverCopy(ctx.machine);
+                await drained(ctx, copy.hostId, 'the differences to reach the primary');
+              },
+            },
+          ]
+        : switchBackSteps(true),
+    onSuccess: (machine, input) => (input.dataSync === 'before-failover' ? {} : backAtPrimary(machine)),
+  });
+}
+
+export function completeFailoverJob(vault: () => VaultContext): JobDefinition {
+  return lifecycleJob(vault, {
+    operation: 'complete-failover',
+    steps: () => switchBackSteps(false),
+    onSuccess: backAtPrimary,
+  });
+}
+
+/** Commit after failback: the recovery site's copy becomes its replica again, ready for reprotect forward. */
+export function failbackCommitSteps(): LifecycleStep[] {
+  return [
+    {
+      name: 'consolidate-recovery-copy',
+      title: 'Make the recovery site’s copy its replica again (for reprotect)',
+      retrySafe: true,
+      run: async (ctx) => {
+        const copy = failoverCopy(ctx.machine);
+        const recovery = ctx.host(copy.hostId);
+        await recovery.hypervisor.fence({ name: copy.vmName });
+        await recovery.hypervisor.undefine({ name: copy.vmName }).catch(() => {});
+        await recovery.replica.consolidateView({ machineId: ctx.machine.id, viewId: copy.viewId });
+        await ctx.save({ runtime: { ...ctx.machine.runtime, failover: null } });
+      },
+    },
+  ];
+}

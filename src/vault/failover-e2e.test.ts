@@ -307,4 +307,71 @@ describe('failover cycle of a real guest (haven up demo machine)', () => {
     );
     assert.ok(sent.sentBytes < sent.diskBytes / 8);
   });
+
+  it('second cycle: a planned failover loses no durable record', async () => {
+    await until('new records since the reprotect', async () => {
+      const { body } = await api<{ recoveryPoints: RecoveryPoint[] }>(
+        'GET',
+        `/machines/${machine.id}/recovery-points`,
+      );
+      return body.recoveryPoints.length >= 2;
+    });
+    const job = await operate('planned-failover', {});
+    assert.equal(machine.state, 'failed-over');
+    assert.match(String(job.output.shutdown), /powered-down/);
+    // The source shut down cleanly: its last durable record is final.
+    const lastAtPrimary = records(await consoleOf(machine.primaryHostId, DEMO_MACHINE)).durable;
+    const copy = machine.runtime.failover!;
+    const lines = await until('the recovery machine to recover its records', async () => {
+      const l = await consoleOf(copy.hostId, copy.vmName);
+      return records(l).recovered !== null ? l : undefined;
+    });
+    const { recovered } = records(lines);
+    assert.ok(recovered! >= lastAtPrimary, `planned failover lost records: ${recovered} < ${lastAtPrimary}`);
+    await fsckAt(copy.pointId);
+    await operate('commit', {});
+    const reprotect = await operate('reprotect', {});
+    const sent = reprotect.output.reprotectSent as {
+      sentBytes: number;
+      divergedBytes: number;
+      diskBytes: number;
+    };
+    assert.ok(sent.sentBytes < sent.diskBytes / 8, `sent ${sent.sentBytes}`);
+  });
+
+  it('fails back with "full download": whole disks compared, only differing blocks sent, then commit and reprotect', async () => {
+    const copy = machine.runtime.failover!;
+    const job = await operate('failback', { dataSync: 'full-download' });
+    assert.equal(machine.state, 'failed-back');
+    const lastAtRecovery = records(await consoleOf(copy.hostId, copy.vmName)).durable;
+    const sent = job.output.failbackSent as { sentBytes: number };
+    process.stdout.write(`# full-download failback sent ${sent.sentBytes} bytes\n`);
+    assert.ok(
+      sent.sentBytes < 268435456 / 4,
+      'a full download compares blocks and sends only those that differ',
+    );
+    const lines = await until('the primary machine to recover its records', async () => {
+      const l = await consoleOf(machine.primaryHostId, DEMO_MACHINE);
+      return [...l].reverse().find((x) => /recovered \d+ ok/.test(x)) ? l : undefined;
+    });
+    const recovered = Number(
+      [...lines]
+        .reverse()
+        .find((x) => /recovered \d+ ok/.test(x))!
+        .match(/recovered (\d+)/)![1],
+    );
+    assert.ok(recovered >= lastAtRecovery, `failback lost records: ${recovered} < ${lastAtRecovery}`);
+    await operate('commit', {});
+    await operate('reprotect', {});
+    assert.equal(machine.state, 'protected');
+
+    // Finally the primary's own file system, after a clean shutdown, passes e2fsck.
+    await up.vault.context.hosts.call(machine.primaryHostId, 'hypervisor.shutdown', {
+      name: DEMO_MACHINE,
+      timeoutSeconds: 60,
+      onTimeout: 'power-off',
+    });
+    const check = await checkDataDisk(machine.disks[0]!.source);
+    assert.ok(check.clean, check.output);
+  });
 });

@@ -45,8 +45,12 @@ describe('docs/tutorial.md', () => {
       const result = await runHaven([...args, '--data', dir]);
       assert.equal(result.code, 0, `haven ${args.join(' ')}\n${result.stdout}\n${result.stderr}`);
     }
+    const shown = JSON.parse(
+      (await runHaven(['machines', 'show', 'demo-01', '--json', '--data', dir])).stdout,
+    );
+    assert.equal(shown.state, 'protected', 'the tutorial ends with demo-01 protected again');
     const again = await runHaven(['commit', 'demo-01', '--data', dir]);
-    assert.equal(again.code, 1, 'committing twice is refused');
-    assert.match(again.stderr, /is failover-committed: commit is not allowed there; allowed: .*reprotect/);
+    assert.equal(again.code, 1, 'committing a protected machine is refused');
+    assert.match(again.stderr, /is protected: commit is not allowed there; allowed: /);
   });
 });

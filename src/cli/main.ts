@@ -1,3 +1,4 @@
+import './threadpool.ts';
 import { parseArgs } from 'node:util';
 import { HavenError } from '../errors/index.ts';
 import type { Command } from './command.ts';

@@ -10,6 +10,8 @@ import { type Embedded, startEmbedded } from '../cli/commands/up-command.ts';
 import type { Job, Machine, RecoveryPoint } from '../domain/model.ts';
 import { checkDataDisk } from '../guest/index.ts';
 import type { ConsoleLog, MachineStatus, PointView } from '../host/host-services.ts';
+import { embeddedApi } from '../testing/embedded-api.ts';
+import { until as waitUntil } from '../testing/until.ts';
 
 /**
  * The demo machine of `haven up` (a real Linux guest under QEMU writing
@@ -22,28 +24,9 @@ let dir: string;
 let up: Embedded;
 let machine: Machine;
 
-async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-  const response = await up.vault.app.request(`/api/v1${path}`, {
-    method,
-    headers: { authorization: `Bearer ${up.adminToken}`, 'content-type': 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  return { status: response.status, body: (await response.json().catch(() => null)) as T };
-}
-
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined | false>,
-  timeoutMs = 180_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const api = embeddedApi(() => up);
+const until = <T>(what: string, probe: () => Promise<T | undefined | false>) =>
+  waitUntil(what, probe, { timeoutMs: 180_000 });
 
 async function operate(operation: string, body: unknown): Promise<Job> {
   const started = await api<Job>('POST', `/machines/${machine.id}/${operation}`, body);

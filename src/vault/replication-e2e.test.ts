@@ -10,40 +10,50 @@ import { type Embedded, startEmbedded } from '../cli/commands/up-command.ts';
 import { createSparseImage } from '../disk/index.ts';
 import type { Alert, Host, Job, Machine, RecoveryPoint } from '../domain/model.ts';
 import type { PointView } from '../host/host-services.ts';
+import { embeddedApi } from '../testing/embedded-api.ts';
+import { until as waitUntil } from '../testing/until.ts';
 
 const run = promisify(execFile);
 let dir: string;
 let up: Embedded;
 let hosts: Host[];
 
-async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-  const response = await up.vault.app.request(`/api/v1${path}`, {
-    method,
-    headers: { authorization: `Bearer ${up.adminToken}`, 'content-type': 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  return { status: response.status, body: (await response.json().catch(() => null)) as T };
-}
-
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined | false>,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const api = embeddedApi(() => up);
+const until = <T>(what: string, probe: () => Promise<T | undefined | false>) =>
+  waitUntil(what, probe, { timeoutMs: 60_000 });
 
 async function finished(jobId: string): Promise<Job> {
   return until(`job ${jobId}`, async () => {
     const { body } = await api<Job>('GET', `/jobs/${jobId}`);
     return ['succeeded', 'failed', 'cancelled'].includes(body.state) ? body : undefined;
   });
+}
+
+/** Opens a read-only view of the replica at the point and compares it with the source image (qemu-img). */
+async function assertReplicaEqualsSource(machine: Machine, pointId: string): Promise<void> {
+  const hostId = machine.recoveryHostId!;
+  const view = await up.vault.context.hosts.call<PointView>(hostId, 'replica.openView', {
+    machineId: machine.id,
+    pointId,
+    writable: false,
+  });
+  try {
+    const compared = await run('qemu-img', [
+      'compare',
+      '-f',
+      'raw',
+      '-F',
+      'raw',
+      machine.disks[0]!.source,
+      view.disks[0]!.nbdUri,
+    ]);
+    assert.match(compared.stdout, /Images are identical/);
+  } finally {
+    await up.vault.context.hosts.call(hostId, 'replica.closeView', {
+      viewId: view.viewId,
+      discardWrites: true,
+    });
+  }
 }
 
 before(async () => {
@@ -122,7 +132,6 @@ describe('replication through the vault (embedded primary and recovery hosts)', 
     const points = await until('a recovery point covering the writes', async () => {
       const { body } = await api<{ recoveryPoints: RecoveryPoint[]; source: string }>(
         'GET',
-        `/machines/${machine.id}/recovery-points`,
       );
       assert.equal(body.source, 'replica-store');
       const m = (await api<Machine>('GET', `/machines/${machine.id}`)).body;
@@ -134,29 +143,7 @@ describe('replication through the vault (embedded primary and recovery hosts)', 
     assert.ok(points.every((p) => p.type === 'crash-consistent' && p.processed));
 
     // Open a read-only view of the latest point on the recovery host and compare it with the source image.
-    const recoveryId = machine.recoveryHostId!;
-    const view = await up.vault.context.hosts.call<PointView>(recoveryId, 'replica.openView', {
-      machineId: machine.id,
-      pointId: latest.id,
-      writable: false,
-    });
-    try {
-      const compared = await run('qemu-img', [
-        'compare',
-        '-f',
-        'raw',
-        '-F',
-        'raw',
-        machine.disks[0]!.source,
-        view.disks[0]!.nbdUri,
-      ]);
-      assert.match(compared.stdout, /Images are identical/);
-    } finally {
-      await up.vault.context.hosts.call(recoveryId, 'replica.closeView', {
-        viewId: view.viewId,
-        discardWrites: true,
-      });
-    }
+    await assertReplicaEqualsSource(machine, latest.id);
   });
 
   it('reports health and RPO from the monitor, with no alert while within the threshold', async () => {
@@ -210,28 +197,7 @@ describe('replication through the vault (embedded primary and recovery hosts)', 
       `/machines/${m.id}/recovery-points`,
     );
     const latest = body.recoveryPoints.reduce((a, b) => (a.time >= b.time ? a : b));
-    const view = await up.vault.context.hosts.call<PointView>(m.recoveryHostId!, 'replica.openView', {
-      machineId: m.id,
-      pointId: latest.id,
-      writable: false,
-    });
-    try {
-      const compared = await run('qemu-img', [
-        'compare',
-        '-f',
-        'raw',
-        '-F',
-        'raw',
-        m.disks[0]!.source,
-        view.disks[0]!.nbdUri,
-      ]);
-      assert.match(compared.stdout, /Images are identical/);
-    } finally {
-      await up.vault.context.hosts.call(m.recoveryHostId!, 'replica.closeView', {
-        viewId: view.viewId,
-        discardWrites: true,
-      });
-    }
+    await assertReplicaEqualsSource(m, latest.id);
   });
 
   it('disables replication: the replica is deleted and the machine is unprotected again', async () => {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { Job } from '../domain/model.ts';
 import { spawnTs } from '../testing/child-process.ts';
+import { until as waitUntil } from '../testing/until.ts';
 
 const FIXTURE = 'src/testing/fixtures/vault-with-slow-job.ts';
 const dirs: string[] = [];
@@ -18,15 +19,8 @@ async function getJob(url: string, token: string, id: string): Promise<Job> {
   return (await response.json()) as Job;
 }
 
-async function until<T>(what: string, probe: () => Promise<T | false>, timeoutMs = 20_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== false) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = <T>(what: string, probe: () => Promise<T | false>) =>
+  waitUntil(what, probe, { timeoutMs: 20_000, intervalMs: 50 });
 
 /** Starts a vault with a 3-step job, SIGKILLs it while step two runs, starts it again; returns the job then. */
 async function killDuringStepTwo(env: Record<string, string>): Promise<{ job: Job; log: string[] }> {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { Alert, Host, Job } from '../domain/model.ts';
 import { type Child, freePort, runHaven, spawnTs } from '../testing/child-process.ts';
+import { until as waitUntil } from '../testing/until.ts';
 
 const CLI = 'src/cli/main.ts';
 const dirs: string[] = [];
@@ -29,15 +30,8 @@ function start(args: string[]): Child {
   return child;
 }
 
-async function until<T>(what: string, probe: () => Promise<T | false>, timeoutMs = 20_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => false as const);
-    if (value !== false) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const until = <T>(what: string, probe: () => Promise<T | false>) =>
+  waitUntil(what, async () => probe().catch(() => false as const), { timeoutMs: 20_000, intervalMs: 100 });
 
 async function haven<T>(args: string[]): Promise<T> {
   const result = await runHaven([...args, '--json']);

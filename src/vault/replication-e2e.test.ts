@@ -132,6 +132,7 @@ describe('replication through the vault (embedded primary and recovery hosts)', 
     const points = await until('a recovery point covering the writes', async () => {
       const { body } = await api<{ recoveryPoints: RecoveryPoint[]; source: string }>(
         'GET',
+        `/machines/${machine.id}/recovery-points`,
       );
       assert.equal(body.source, 'replica-store');
       const m = (await api<Machine>('GET', `/machines/${machine.id}`)).body;
@@ -142,7 +143,6 @@ describe('replication through the vault (embedded primary and recovery hosts)', 
     const latest = points.reduce((a, b) => (a.time >= b.time ? a : b));
     assert.ok(points.every((p) => p.type === 'crash-consistent' && p.processed));
 
-    // Open a read-only view of the latest point on the recovery host and compare it with the source image.
     await assertReplicaEqualsSource(machine, latest.id);
   });
 

@@ -1,0 +1,55 @@
+/**
+ * A plan's RTO estimate from what was measured before: groups run one after
+ * another and the machines of a group together, so a group takes as long as
+ * its slowest machine plus its script actions, and the plan the sum of its
+ * groups. Manual actions are left out: they take as long as the operator.
+ */
+import type { RecoveryPlanGroup } from './model.ts';
+
+export interface RtoHistory {
+  /** Seconds the machine's most recent successful (test) failover job took. */
+  machineSeconds: ReadonlyMap<string, number>;
+  /** Seconds a script action took in the plan's most recent run, by its step name. */
+  actionSeconds: ReadonlyMap<string, number>;
+}
+
+export interface RtoEstimate {
+  /** null when none of the plan's machines has a measured failover yet. */
+  seconds: number | null;
+  /** Machines with no measured failover: the estimate leaves them out. */
+  machinesWithoutHistory: string[];
+  groups: Array<{ name: string; seconds: number }>;
+}
+
+export function estimateRto(
+  groups: readonly RecoveryPlanGroup[],
+  history: RtoHistory,
+  actionStepName: (groupIndex: number, side: 'before' | 'after', actionIndex: number) => string,
+): RtoEstimate {
+  const missing: string[] = [];
+  let measured = 0;
+  const perGroup = groups.map((group, g) => {
+    let slowest = 0;
+    for (const id of group.machineIds) {
+      const seconds = history.machineSeconds.get(id);
+      if (seconds === undefined) missing.push(id);
+      else {
+        measured++;
+        slowest = Math.max(slowest, seconds);
+      }
+    }
+    let scripts = 0;
+    for (const side of ['before', 'after'] as const) {
+      group[side].forEach((action, a) => {
+        if (action.kind === 'script') scripts += history.actionSeconds.get(actionStepName(g, side, a)) ?? 0;
+      });
+    }
+    return { name: group.name, seconds: round(slowest + scripts) };
+  });
+  const total = perGroup.reduce((sum, group) => sum + group.seconds, 0);
+  return { seconds: measured === 0 ? null : round(total), machinesWithoutHistory: missing, groups: perGroup };
+}
+
+function round(seconds: number): number {
+  return Math.round(seconds * 10) / 10;
+}

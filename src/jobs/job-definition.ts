@@ -12,6 +12,13 @@ export interface StepContext {
   output(patch: Record<string, unknown>): Promise<void>;
   /** True when this step had already started before a vault restart and runs again. */
   readonly isResumed: boolean;
+  /**
+   * Pauses the job in state 'waiting' with these instructions for the
+   * operator: the job releases its worker and the step stays unfinished until
+   * `JobEngine.resume()`, which marks it done and queues the job again (a
+   * vault restart keeps it waiting). Never returns; a step calls it last.
+   */
+  waitForOperator(instructions: string): Promise<never>;
 }
 
 export interface StepDefinition {

@@ -144,8 +144,51 @@ export class JobEngine extends EventEmitter<{ change: [jobId: string] }> {
         { jobId, kind: job.kind, step: passed.name },
       );
     }
+    if (job.state === 'waiting') {
+      // No worker holds a waiting job: end it here (its settle runs as for any other end).
+      await this.#store.jobs.update(jobId, { cancelRequested: true });
+      for (const step of job.steps) {
+        if (step.state === 'running')
+          await this.#store.jobs.updateStep(jobId, step.index, {
+            state: 'cancelled',
+            finishedAt: isoNow(this.#clock),
+          });
+      }
+      await this.#finish(job, 'cancelled', null);
+      return (await this.#store.jobs.get(jobId))!;
+    }
     await this.#store.jobs.update(jobId, { cancelRequested: true });
     this.#running.get(jobId)?.abort.abort(new HavenError('conflict', 'The job was cancelled'));
+    this.#changed(jobId);
+    if (this.#started) queueMicrotask(() => void this.#poll());
+    return (await this.#store.jobs.get(jobId))!;
+  }
+
+  /**
+   * Resumes a job waiting for an operator (a step called `waitForOperator`):
+   * the waiting step is done, and the job is queued to go on with the next.
+   */
+  async resume(jobId: string, actor: string): Promise<Job> {
+    const job = await this.#store.jobs.get(jobId);
+    if (!job) throw new HavenError('not_found', `Job '${jobId}' does not exist`, { kind: 'job', id: jobId });
+    if (job.state !== 'waiting') {
+      throw new HavenError(
+        'conflict',
+        `Job '${jobId}' (${job.kind}) is ${job.state}: only a job waiting for an operator can be resumed`,
+        { jobId, state: job.state },
+      );
+    }
+    const now = isoNow(this.#clock);
+    for (const step of job.steps) {
+      if (step.state !== 'running') continue;
+      await this.#store.jobs.updateStep(jobId, step.index, {
+        state: 'succeeded',
+        progress: 100,
+        finishedAt: now,
+        message: `${step.message ?? ''} (resumed by ${actor} at ${now})`.trim(),
+      });
+    }
+    await this.#store.jobs.update(jobId, { state: 'queued' });
     this.#changed(jobId);
     if (this.#started) queueMicrotask(() => void this.#poll());
     return (await this.#store.jobs.get(jobId))!;
@@ -248,7 +291,7 @@ export class JobEngine extends EventEmitter<{ change: [jobId: string] }> {
       clearInterval(renew);
       // Only a finished job gives its lease up; an interrupted one keeps it until it expires and is retried.
       const state = (await this.#store.jobs.get(claimed.id).catch(() => undefined))?.state;
-      if (state === 'succeeded' || state === 'failed' || state === 'cancelled') {
+      if (state === 'succeeded' || state === 'failed' || state === 'cancelled' || state === 'waiting') {
         await this.#store.jobs.release(claimed.id, this.workerId).catch(() => {});
       }
     }
@@ -312,6 +355,7 @@ export class JobEngine extends EventEmitter<{ change: [jobId: string] }> {
       }
       await this.#runStep(job, persisted, step, resumed, abort);
       job = (await this.#store.jobs.get(job.id)) ?? job;
+      if (job.state === 'waiting') return;
       const after = job.steps[persisted.index];
       if (after?.state === 'failed') {
         await this.#finish(job, 'failed', after.error);
@@ -363,6 +407,9 @@ export class JobEngine extends EventEmitter<{ change: [jobId: string] }> {
           .then(() => this.#updateOverall(job.id))
           .catch(() => {});
       },
+      waitForOperator: async (instructions: string): Promise<never> => {
+        throw new OperatorWait(instructions);
+      },
       output: async (patch: Record<string, unknown>) => {
         const current = (await store.jobs.get(job.id))?.output ?? {};
         await store.jobs.update(job.id, { output: { ...current, ...patch } });
@@ -382,6 +429,13 @@ export class JobEngine extends EventEmitter<{ change: [jobId: string] }> {
     } catch (error) {
       await pending;
       if (error instanceof LeaseLost || abort.signal.reason instanceof LeaseLost) throw new LeaseLost();
+      if (error instanceof OperatorWait && !abort.signal.aborted) {
+        // The step stays 'running' with the instructions: resume() marks it done.
+        await store.jobs.updateStep(job.id, persisted.index, { message: error.instructions });
+        await store.jobs.update(job.id, { state: 'waiting' });
+        await this.#updateOverall(job.id);
+        return;
+      }
       const cancelled = abort.signal.aborted;
       await store.jobs.updateStep(job.id, persisted.index, {
         state: cancelled ? 'cancelled' : 'failed',
@@ -458,6 +512,15 @@ export class JobEngine extends EventEmitter<{ change: [jobId: string] }> {
 
   #changed(jobId: string): void {
     this.emit('change', jobId);
+  }
+}
+
+/** A step asked to wait for an operator (StepContext.waitForOperator). */
+class OperatorWait extends Error {
+  readonly instructions: string;
+  constructor(instructions: string) {
+    super('waiting for an operator');
+    this.instructions = instructions;
   }
 }
 

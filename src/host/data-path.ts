@@ -24,7 +24,7 @@ import { HavenError } from '../errors/index.ts';
 import type { BlockBackend } from '../nbd/block-backend.ts';
 import { NbdServer, removeStaleSocket } from '../nbd/index.ts';
 import type { OverlayView, PointView, RecoveryPointInfo, RetentionPolicy } from '../replica/index.ts';
-import { mergeRegions, ReplicaStore, regionBytes } from '../replica/index.ts';
+import { DEFAULT_RETENTION, mergeRegions, ReplicaStore, regionBytes } from '../replica/index.ts';
 import {
   type DiskReplicationStatus,
   generateHostIdentity,
@@ -54,6 +54,8 @@ export interface DataPathOptions {
   journalCapacityBytes?: number;
   /** Sender tuning (tests use short polls). */
   senderPollMs?: number;
+  /** Replication bandwidth limit for everything this host sends, bytes per second. */
+  bandwidthBytesPerSec?: number;
 }
 
 export interface DataPath {
@@ -138,7 +140,11 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
   });
   const bound = await receiver.listen();
   const replicationAddress = options.replicationAdvertise ?? `${bound.host}:${bound.port}`;
-  const sender = new Sender({ identity, ...(options.senderPollMs ? { pollMs: options.senderPollMs } : {}) });
+  const sender = new Sender({
+    identity,
+    ...(options.senderPollMs ? { pollMs: options.senderPollMs } : {}),
+    ...(options.bandwidthBytesPerSec ? { bandwidthBytesPerSec: options.bandwidthBytesPerSec } : {}),
+  });
   const viewSocket = join(run, 'views.sock');
   const viewServer = new NbdServer();
   await removeStaleSocket(viewSocket);
@@ -532,6 +538,19 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
             }
           }
           await replicaStore.commit(diskKey, `${diskKey}@${seq}`);
+        }
+      },
+      setRetention: async ({ machineId, retentionSeconds, appConsistentFrequencySeconds }) => {
+        const retentionMs = retentionSeconds * 1000;
+        for (const diskKey of diskKeysOf(machineId)) {
+          await replicaStore.setRetention(diskKey, {
+            retentionMs,
+            // Every point is kept for the recent window (ASR keeps 2 h), never longer than retention itself.
+            fineWindowMs: Math.min(DEFAULT_RETENTION.fineWindowMs, retentionMs),
+            ...(appConsistentFrequencySeconds > 0
+              ? { appConsistentIntervalMs: appConsistentFrequencySeconds * 1000 }
+              : {}),
+          });
         }
       },
       deletePoints: async ({ machineId, before }) => {

@@ -240,6 +240,12 @@ export interface ReplicaStore {
    * replication with mode 'continue'). Harmless to repeat.
    */
   consolidateView(params: { machineId: string; viewId: string }): Promise<void>;
+  /** Applies the machine's policy to its replica: how far back points are kept, how often app-consistent ones. */
+  setRetention(params: {
+    machineId: string;
+    retentionSeconds: number;
+    appConsistentFrequencySeconds: number;
+  }): Promise<void>;
 }
 
 // ---- hypervisor ----------------------------------------------------------
@@ -347,6 +353,7 @@ export const HOST_OPERATIONS = {
     'adoptImage',
     'consolidate',
     'consolidateView',
+    'setRetention',
   ],
   hypervisor: [
     'list',

@@ -1,3 +1,4 @@
+import { parseSize } from '../../disk/index.ts';
 import { HavenError } from '../../errors/index.ts';
 import { startHost } from '../../host/index.ts';
 import { type Command, str } from '../command.ts';
@@ -7,7 +8,7 @@ export const hostCommands: Command[] = [
   {
     name: 'host',
     summary:
-      'Run a host agent (disk service, replication, replica store, QEMU driver); the first time, enrol it: --vault URL --token ENROLMENT-TOKEN --name NAME --site SITE [--data DIR] [--replication-listen 0.0.0.0:9443]',
+      'Run a host agent (disk service, replication, replica store, QEMU driver); the first time, enrol it: --vault URL --token ENROLMENT-TOKEN --name NAME --site SITE [--data DIR] [--replication-listen 0.0.0.0:9443] [--bandwidth 50M]',
     options: {
       data: { type: 'string' },
       vault: { type: 'string' },
@@ -17,6 +18,7 @@ export const hostCommands: Command[] = [
       fingerprint: { type: 'string' },
       'replication-listen': { type: 'string' },
       'replication-advertise': { type: 'string' },
+      bandwidth: { type: 'string' },
     },
     run: async (args) => {
       const dataDir = str(args, 'data') ?? '.haven-host';
@@ -33,6 +35,8 @@ export const hostCommands: Command[] = [
         ...(str(args, 'replication-advertise')
           ? { replicationAdvertise: str(args, 'replication-advertise')! }
           : {}),
+        // Bytes per second for everything this host replicates, e.g. 50M.
+        ...(str(args, 'bandwidth') ? { bandwidthBytesPerSec: parseSize(str(args, 'bandwidth')!) } : {}),
         ...(vault && token
           ? {
               enrol: {

@@ -148,6 +148,23 @@ export function enableReplicationJob(vault: () => VaultContext): JobDefinition {
             await ctx.output({ firstRecoveryPoint: points[points.length - 1] });
           },
         },
+        {
+          name: 'apply-retention',
+          title: 'Apply the policy’s retention to the replica',
+          retrySafe: true,
+          run: async (ctx) => {
+            const policy = ctx.machine.policyId
+              ? await ctx.vault.store.policies.get(ctx.machine.policyId)
+              : undefined;
+            if (!policy) return;
+            await ctx.host(ctx.machine.recoveryHostId!).replica.setRetention({
+              machineId: ctx.machine.id,
+              retentionSeconds: policy.retentionSeconds,
+              appConsistentFrequencySeconds: policy.appConsistentFrequencySeconds,
+            });
+            ctx.progress(100, `points kept ${policy.retentionSeconds} s (policy ${policy.name})`);
+          },
+        },
       ];
     },
     onSettled: async (vault, machine, outcome) => {

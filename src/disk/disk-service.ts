@@ -104,6 +104,16 @@ function tcpUri(address: { host: string; port: number }, name: string, tls: bool
   return `${tls ? 'nbds' : 'nbd'}://${host}:${address.port}/${name}`;
 }
 
+function checkMarkerType(marker: DiskMarker): void {
+  if (marker.type !== 'app-consistent' && marker.type !== 'group') {
+    throw new HavenError(
+      'validation_failed',
+      `marker type '${String(marker.type)}' is not one of app-consistent, group`,
+      { field: 'type' },
+    );
+  }
+}
+
 export class DiskService {
   readonly #unix: UnixListener | null;
   readonly #tcp: TcpListener | null;
@@ -281,17 +291,73 @@ export class DiskService {
    */
   async insertMarkers(names: readonly string[], marker: DiskMarker): Promise<JournalRecord[]> {
     this.#checkOpen();
-    if (marker.type !== 'app-consistent' && marker.type !== 'group') {
+    checkMarkerType(marker);
+    this.#refuseBitmapMode(names);
+    const release = await this.holdChanges(names);
+    try {
+      return await this.appendMarkers(names, marker);
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Holds new changes (writes, trims, write-zeroes) to the exports until the
+   * returned function is called; resolves once the running ones are done.
+   * The caller must call it, whatever happens: a multi-host cut
+   * (`appendMarkers` on each host while all of them hold) bounds it with a timer.
+   */
+  async holdChanges(names: readonly string[]): Promise<() => void> {
+    this.#checkOpen();
+    const targets = [...new Set(names)].map((name) => this.#get(name));
+    // Quiesce in a fixed (name) order so two concurrent calls cannot wait on each other.
+    const ordered = [...targets].sort((a, b) => (a.info.name < b.info.name ? -1 : 1));
+    const releases: Array<() => void> = [];
+    const releaseAll = (): void => {
+      for (const release of releases.splice(0)) release();
+    };
+    try {
+      for (const t of ordered) releases.push(await t.gate.quiesce());
+    } catch (error) {
+      releaseAll();
+      throw error;
+    }
+    return releaseAll;
+  }
+
+  /**
+   * Flushes the exports and appends the same marker to each journal; the
+   * caller holds their changes (`holdChanges`), which makes it one instant.
+   */
+  async appendMarkers(
+    names: readonly string[],
+    marker: DiskMarker,
+    options: { stillHeld?: () => boolean } = {},
+  ): Promise<JournalRecord[]> {
+    this.#checkOpen();
+    checkMarkerType(marker);
+    this.#refuseBitmapMode(names);
+    const targets = [...new Set(names)].map((name) => this.#get(name));
+    await Promise.all(targets.map((t) => t.backend.flush()));
+    // A journal places a marker when it is called (synchronously): checked here, no released write comes before it.
+    if (options.stillHeld && !options.stillHeld()) {
       throw new HavenError(
-        'validation_failed',
-        `marker type '${String(marker.type)}' is not one of app-consistent, group`,
-        { field: 'type' },
+        'conflict',
+        `changes to ${names.join(', ')} are no longer held; no marker was added`,
+        {
+          exports: names,
+        },
       );
     }
-    const unique = [...new Set(names)];
-    const targets = unique.map((name) => this.#get(name));
-    // Refuse before holding anything, so a full journal does not leave the others with a lone marker.
-    const full = targets.filter((t) => t.backend.journal.mode === 'bitmap').map((t) => t.info.name);
+    return await Promise.all(targets.map((t) => t.backend.journal.addMarker({ ...marker })));
+  }
+
+  /** Refuse before holding anything, so a full journal does not leave the others with a lone marker. */
+  #refuseBitmapMode(names: readonly string[]): void {
+    const full = [...new Set(names)]
+      .map((name) => this.#get(name))
+      .filter((t) => t.backend.journal.mode === 'bitmap')
+      .map((t) => t.info.name);
     if (full.length > 0) {
       throw new HavenError(
         'operation_not_allowed',
@@ -299,16 +365,6 @@ export class DiskService {
           'markers can be inserted again after a resync',
         { exports: full, mode: 'bitmap', allowed: ['resync'] },
       );
-    }
-    // Quiesce in a fixed (name) order so two concurrent calls cannot wait on each other.
-    const ordered = [...targets].sort((a, b) => (a.info.name < b.info.name ? -1 : 1));
-    const releases: Array<() => void> = [];
-    try {
-      for (const t of ordered) releases.push(await t.gate.quiesce());
-      await Promise.all(targets.map((t) => t.backend.flush()));
-      return await Promise.all(targets.map((t) => t.backend.journal.addMarker({ ...marker })));
-    } finally {
-      for (const release of releases) release();
     }
   }
 

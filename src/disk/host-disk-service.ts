@@ -12,7 +12,9 @@ import type {
   DiskRef,
   DiskService as HostDiskService,
   JournalStatus as HostJournalStatus,
+  WriteHold,
 } from '../host/host-services.ts';
+import { MAX_WRITE_HOLD_MS } from '../host/host-services.ts';
 import type { DiskExportInfo, DiskService } from './disk-service.ts';
 import { createSparseImage } from './sparse-image.ts';
 
@@ -61,6 +63,31 @@ export function hostDiskService(service: DiskService, options: HostDiskServiceOp
   });
   const exportsOf = (machineId: string): DiskExportInfo[] =>
     service.list().filter((e) => refOf(e.name).machineId === machineId);
+  const namesOf = (machineIds: readonly string[]): string[] =>
+    [...new Set(machineIds)].flatMap((machineId) => {
+      const disks = exportsOf(machineId);
+      if (disks.length === 0) {
+        throw new HavenError('not_found', `machine '${machineId}' has no disk attached to this host`, {
+          kind: 'machine',
+          id: machineId,
+        });
+      }
+      return disks.map((d) => d.name);
+    });
+  const markerOf = (type: string, id: string, groupPointId: string | null) => ({
+    // The journal knows app-consistent and group (crash-consistent cut) markers.
+    type: type === 'app-consistent' ? ('app-consistent' as const) : ('group' as const),
+    id,
+    label: groupPointId === null ? type : `${type} group ${groupPointId}`,
+  });
+  const holds = new Map<string, { names: string[]; heldAtMs: number; release: () => void }>();
+  const releaseHold = (holdId: string): number | null => {
+    const hold = holds.get(holdId);
+    if (!hold) return null;
+    holds.delete(holdId);
+    hold.release();
+    return Date.now() - hold.heldAtMs;
+  };
 
   return {
     async list(params) {
@@ -112,25 +139,83 @@ export function hostDiskService(service: DiskService, options: HostDiskServiceOp
     },
 
     async insertMarker(params) {
-      const names = [...new Set(params.machineIds)].flatMap((machineId) => {
-        const disks = exportsOf(machineId);
-        if (disks.length === 0) {
-          throw new HavenError('not_found', `machine '${machineId}' has no disk attached to this host`, {
-            kind: 'machine',
-            id: machineId,
-          });
-        }
-        return disks.map((d) => d.name);
-      });
+      const names = namesOf(params.machineIds);
       const markerId = params.groupPointId ?? randomUUID();
-      // The journal knows app-consistent and group (crash-consistent cut) markers.
-      const records = await service.insertMarkers(names, {
-        type: params.type === 'app-consistent' ? 'app-consistent' : 'group',
-        id: markerId,
-        label: params.groupPointId === null ? params.type : `${params.type} group ${params.groupPointId}`,
-      });
+      const records = await service.insertMarkers(
+        names,
+        markerOf(params.type, markerId, params.groupPointId),
+      );
       const timeMs = Math.min(...records.map((r) => r.timeMs));
       return { markerId, time: new Date(timeMs).toISOString() };
+    },
+
+    async holdWrites(params): Promise<WriteHold> {
+      const timeoutMs = Math.floor(Number(params.timeoutMs));
+      if (!(timeoutMs >= 1 && timeoutMs <= MAX_WRITE_HOLD_MS)) {
+        throw new HavenError(
+          'validation_failed',
+          `write hold timeout ${String(params.timeoutMs)} ms is not between 1 and ${MAX_WRITE_HOLD_MS} ms`,
+          { field: 'timeoutMs' },
+        );
+      }
+      const names = namesOf(params.machineIds);
+      const startedMs = Date.now();
+      const holdId = randomUUID();
+      let expired = false;
+      // The bound counts from the first held disk: waiting for running writes to drain is part of it.
+      const timer = setTimeout(() => {
+        expired = true;
+        releaseHold(holdId);
+      }, timeoutMs);
+      timer.unref();
+      const release = await service.holdChanges(names).catch((error: unknown) => {
+        clearTimeout(timer);
+        throw error;
+      });
+      if (expired) {
+        release();
+        throw new HavenError(
+          'unreachable',
+          `writes of ${names.join(', ')} could not be held within ${timeoutMs} ms (running writes did not finish)`,
+          { timeoutMs },
+        );
+      }
+      holds.set(holdId, {
+        names,
+        heldAtMs: Date.now(),
+        release: () => {
+          clearTimeout(timer);
+          release();
+        },
+      });
+      return {
+        holdId,
+        heldAt: new Date().toISOString(),
+        expiresAt: new Date(startedMs + timeoutMs).toISOString(),
+      };
+    },
+
+    async insertMarkerHeld(params) {
+      const hold = holds.get(params.holdId);
+      if (!hold) {
+        throw new HavenError(
+          'conflict',
+          `write hold '${String(params.holdId).slice(0, 64)}' has expired or was released; the marker needs writes held`,
+          { holdId: params.holdId },
+        );
+      }
+      // A hold that expires during the flush adds no marker: it would not be one instant with the other hosts'.
+      const records = await service.appendMarkers(
+        hold.names,
+        markerOf(params.type, params.groupPointId, params.groupPointId),
+        { stillHeld: () => holds.get(params.holdId) === hold },
+      );
+      const timeMs = Math.min(...records.map((r) => r.timeMs));
+      return { markerId: params.groupPointId, time: new Date(timeMs).toISOString() };
+    },
+
+    async releaseWrites(params) {
+      return { heldMs: releaseHold(params.holdId) };
     },
 
     async journalStatus(params): Promise<HostJournalStatus> {

@@ -79,6 +79,32 @@ export interface DiskService {
     groupPointId: string | null;
   }): Promise<{ markerId: string; time: string }>;
   journalStatus(params: { machineId: string }): Promise<JournalStatus>;
+  /**
+   * First phase of a cut across hosts (consistency groups): holds new writes
+   * to every disk of the machines (the running ones finish) and answers once
+   * they are held. The host lets them go by itself after `timeoutMs`
+   * (at most MAX_WRITE_HOLD_MS) whatever the vault does, so a lost vault or a
+   * stuck peer host never freezes the machines for longer.
+   */
+  holdWrites(params: { machineIds: string[]; timeoutMs: number }): Promise<WriteHold>;
+  /** Second phase: the marker, on every disk of the hold, while it holds; refused once the hold has expired. */
+  insertMarkerHeld(params: {
+    holdId: string;
+    type: RecoveryPointType;
+    groupPointId: string;
+  }): Promise<{ markerId: string; time: string }>;
+  /** Last phase (also after any failure): lets the held writes go. Harmless for an unknown or expired hold. */
+  releaseWrites(params: { holdId: string }): Promise<{ heldMs: number | null }>;
+}
+
+/** Longest a host holds writes for a cut, whatever `timeoutMs` asks. */
+export const MAX_WRITE_HOLD_MS = 5000;
+
+export interface WriteHold {
+  holdId: string;
+  /** When writes were held, and when the host lets them go on its own. */
+  heldAt: string;
+  expiresAt: string;
 }
 
 // ---- replication (sender) ------------------------------------------------
@@ -341,7 +367,16 @@ export interface HostServices {
 /** Every operation, by service: the RPC surface, and the guard against calling anything else. */
 export const HOST_OPERATIONS = {
   host: ['info', 'ping'],
-  disk: ['list', 'attach', 'detach', 'insertMarker', 'journalStatus'],
+  disk: [
+    'list',
+    'attach',
+    'detach',
+    'insertMarker',
+    'journalStatus',
+    'holdWrites',
+    'insertMarkerHeld',
+    'releaseWrites',
+  ],
   replication: ['start', 'stop', 'status', 'allowSender'],
   replica: [
     'listPoints',

@@ -17,6 +17,6 @@ export {
   saveHostIdentity,
 } from './host-identity.ts';
 export type * from './host-services.ts';
-export { HOST_OPERATIONS, hostMethods } from './host-services.ts';
+export { HOST_OPERATIONS, hostMethods, MAX_WRITE_HOLD_MS } from './host-services.ts';
 export { notAvailableServices } from './not-available-services.ts';
 export { type HostOptions, type RunningHost, startHost } from './start-host.ts';

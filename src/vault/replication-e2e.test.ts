@@ -106,8 +106,15 @@ describe('replication through the vault (embedded primary and recovery hosts)', 
     const job = await finished(started.body.id);
     assert.equal(job.state, 'succeeded', JSON.stringify(job.error));
     assert.deepEqual(
-      job.steps.map((s) => s.state),
-      ['succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded'],
+      job.steps.map((s) => [s.name, s.state]),
+      [
+        'check-hosts',
+        'attach-disks',
+        'trust-sender',
+        'start-replication',
+        'initial-replication',
+        'apply-retention',
+      ].map((name) => [name, 'succeeded']),
     );
     machine = (await api<Machine>('GET', `/machines/${created.body.id}`)).body;
     assert.equal(machine.state, 'protected');

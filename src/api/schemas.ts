@@ -182,3 +182,35 @@ export const listAlerts = z.object({
 export const backupVault = z.object({ file: z.string().min(1).optional() });
 
 export const lifecycleOperation = z.enum(ALL_OPERATIONS as [string, ...string[]]);
+
+// Recovery plans: the shape only; the domain (recovery-plan-validation.ts) checks the rest and names every problem.
+export const planAction = z.object({
+  kind: z.enum(['script', 'manual']),
+  name: z.string(),
+  text: z.string(),
+  timeoutSeconds: z.number().nullable().optional(),
+});
+
+export const planGroup = z.object({
+  name: z.string(),
+  /** Machine names or ids. */
+  machines: z.array(z.string()),
+  before: z.array(planAction).optional(),
+  after: z.array(planAction).optional(),
+});
+
+export const planDocument = z.object({
+  name: z.string(),
+  description: z.string().optional(),
+  groups: z.array(planGroup),
+});
+
+export const planExport = z.object({ format: z.enum(['json', 'yaml']).default('json') });
+
+export const planImport = z.object({
+  format: z.enum(['json', 'yaml']),
+  /** The exported document as text. */
+  content: z.string().min(1).max(1_000_000),
+  /** Replace the plan of the same name if it exists (otherwise that is a conflict). */
+  replace: z.boolean().default(false),
+});

@@ -27,6 +27,7 @@ import {
 } from './jobs/failover-jobs.ts';
 import { disableReplicationJob, enableReplicationJob } from './jobs/replication-jobs.ts';
 import { vaultBackupJob } from './jobs/vault-backup-job.ts';
+import { recoveryPlanJob } from './plans/index.ts';
 import { ReplicationMonitor } from './replication-monitor.ts';
 import type { VaultContext } from './vault-context.ts';
 import { HAVEN_VERSION } from './version.ts';
@@ -101,6 +102,7 @@ export async function startVault(options: VaultOptions): Promise<RunningVault> {
         reprotectJob(() => context!),
         failbackJob(() => context!),
         completeFailoverJob(() => context!),
+        recoveryPlanJob(() => context!),
         ...(options.jobs ?? []),
       ],
       ...(options.jobLeaseMs ? { leaseMs: options.jobLeaseMs } : {}),

@@ -4,6 +4,7 @@ import { alertRoutes } from './alert-routes.ts';
 import { hostRoutes } from './host-routes.ts';
 import { jobRoutes } from './job-routes.ts';
 import { machineRoutes } from './machine-routes.ts';
+import { planRoutes } from './plan-routes.ts';
 import { policyRoutes } from './policy-routes.ts';
 import { rpoRoutes } from './rpo-routes.ts';
 import { sessionRoutes } from './session-routes.ts';
@@ -19,6 +20,7 @@ export function allRoutes(vault: VaultContext): RouteDefinition[] {
     ...hostRoutes(vault),
     ...policyRoutes(vault),
     ...machineRoutes(vault),
+    ...planRoutes(vault),
     ...rpoRoutes(vault),
     ...jobRoutes(vault),
     ...alertRoutes(vault),

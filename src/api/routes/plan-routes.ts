@@ -1,0 +1,223 @@
+import { randomUUID } from 'node:crypto';
+import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import type { z } from 'zod';
+import { isoNow } from '../../clock/index.ts';
+import type { RecoveryPlan } from '../../domain/model.ts';
+import { assertValidPlan, type PlanDocument, planToDocument } from '../../domain/recovery-plan-validation.ts';
+import { HavenError, notFound } from '../../errors/index.ts';
+import {
+  activePlanJobs,
+  busyMachines,
+  PLAN_OPERATIONS,
+  type PlanOperation,
+  planRtoEstimate,
+  requestPlanOperation,
+} from '../../vault/plans/index.ts';
+import type { VaultContext } from '../../vault/vault-context.ts';
+import { parseInput, type RouteDefinition, route } from '../route.ts';
+import * as s from '../schemas.ts';
+
+const OPERATION_BODIES: Record<PlanOperation, { summary: string; body: z.ZodType }> = {
+  'test-failover': {
+    summary: 'Test failover of every machine of the plan, group by group',
+    body: s.testFailover,
+  },
+  'cleanup-test-failover': { summary: "Clean up the plan's test failover", body: s.cleanupTestFailover },
+  failover: {
+    summary: 'Unplanned failover of the plan (one recovery point choice for all)',
+    body: s.failover,
+  },
+  'planned-failover': { summary: 'Planned failover of the plan (no data loss)', body: s.empty },
+  commit: { summary: "Commit the plan's failover", body: s.empty },
+  reprotect: { summary: "Reprotect the plan's machines (reverse replication)", body: s.reprotect },
+  failback: { summary: 'Fail the plan back to the primary site', body: s.failback },
+};
+
+export function planRoutes(vault: VaultContext): RouteDefinition[] {
+  const { store } = vault;
+  const tag = 'plans';
+
+  const planOr404 = async (id: string) => {
+    const plan = (await store.plans.get(id)) ?? (await store.plans.getByName(id));
+    if (!plan) throw notFound('recovery plan', id);
+    return plan;
+  };
+  const machineNames = async () => new Map((await store.machines.list()).map((m) => [m.id, m.name]));
+  const toDocument = async (plan: RecoveryPlan) => {
+    const names = await machineNames();
+    return planToDocument(plan, (id) => names.get(id) ?? id);
+  };
+  /** Resolves and checks a document; machines moved by another plan's running job are refused. */
+  const validate = async (doc: PlanDocument, planId: string | null) => {
+    const active = (await activePlanJobs(vault)).filter((job) => job.targetId !== planId);
+    const machines = (await store.machines.list()).map((m) => ({ id: m.id, name: m.name }));
+    return assertValidPlan(doc, { machines, busy: busyMachines(active) });
+  };
+  const refuseWhileRunning = async (plan: RecoveryPlan, what: string) => {
+    const job = (await activePlanJobs(vault)).find((j) => j.targetId === plan.id);
+    if (job)
+      throw new HavenError(
+        'conflict',
+        `Plan '${plan.name}' cannot be ${what} while its job ${job.id} is ${job.state}`,
+        { planId: plan.id, jobId: job.id },
+      );
+  };
+  const present = async (plan: RecoveryPlan) => {
+    const names = await machineNames();
+    const rto = await planRtoEstimate(vault, plan);
+    const job = (await activePlanJobs(vault)).find((j) => j.targetId === plan.id);
+    return {
+      ...plan,
+      groups: plan.groups.map((g) => ({ ...g, machineNames: g.machineIds.map((id) => names.get(id) ?? id) })),
+      rtoEstimateSeconds: rto.seconds,
+      rtoEstimate: rto,
+      activeJobId: job?.id ?? null,
+    };
+  };
+  const save = async (doc: PlanDocument, existing: RecoveryPlan | null): Promise<RecoveryPlan> => {
+    const valid = await validate(doc, existing?.id ?? null);
+    const other = await store.plans.getByName(valid.name);
+    if (other && other.id !== existing?.id)
+      throw new HavenError('conflict', `A recovery plan named '${valid.name}' already exists`, {
+        field: 'name',
+      });
+    const now = isoNow(vault.clock);
+    const plan: RecoveryPlan = {
+      id: existing?.id ?? randomUUID(),
+      ...valid,
+      createdAt: existing?.createdAt ?? now,
+      updatedAt: now,
+    };
+    if (existing) await store.plans.update(plan);
+    else await store.plans.create(plan);
+    return plan;
+  };
+
+  return [
+    route({
+      method: 'get',
+      path: '/plans',
+      summary: 'List recovery plans',
+      tag,
+      access: { kind: 'token', role: 'viewer' },
+      handler: async () => ({ plans: await store.plans.list() }),
+    }),
+    route({
+      method: 'post',
+      path: '/plans',
+      summary: 'Create a recovery plan (machines by name or id; groups and actions run in the order written)',
+      tag,
+      access: { kind: 'token', role: 'operator' },
+      body: s.planDocument,
+      status: 201,
+      handler: async ({ body }) => present(await save(body, null)),
+    }),
+    route({
+      method: 'post',
+      path: '/plans/import',
+      summary: 'Import a recovery plan exported as JSON or YAML',
+      tag,
+      access: { kind: 'token', role: 'operator' },
+      body: s.planImport,
+      status: 201,
+      handler: async ({ body }) => {
+        let parsed: unknown;
+        try {
+          parsed = body.format === 'yaml' ? parseYaml(body.content) : JSON.parse(body.content);
+        } catch (error) {
+          throw new HavenError(
+            'bad_request',
+            `content: not valid ${body.format.toUpperCase()}: ${error instanceof Error ? error.message : error}`,
+            { field: 'content' },
+          );
+        }
+        const doc = parseInput(s.planDocument, parsed, 'body');
+        const existing = (await store.plans.getByName(doc.name.trim())) ?? null;
+        if (existing && !body.replace)
+          throw new HavenError(
+            'conflict',
+            `A recovery plan named '${existing.name}' already exists; import with replace to overwrite it`,
+            { field: 'name', planId: existing.id },
+          );
+        if (existing) await refuseWhileRunning(existing, 'replaced');
+        return present(await save(doc, existing));
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/plans/:id',
+      summary: 'Show a recovery plan (by id or name) with its RTO estimate',
+      tag,
+      access: { kind: 'token', role: 'viewer' },
+      handler: async ({ params }) => present(await planOr404(params.id!)),
+    }),
+    route({
+      method: 'put',
+      path: '/plans/:id',
+      summary: 'Replace a recovery plan',
+      tag,
+      access: { kind: 'token', role: 'operator' },
+      body: s.planDocument,
+      handler: async ({ params, body }) => {
+        const plan = await planOr404(params.id!);
+        await refuseWhileRunning(plan, 'changed');
+        return present(await save(body, plan));
+      },
+    }),
+    route({
+      method: 'delete',
+      path: '/plans/:id',
+      summary: 'Delete a recovery plan (its machines are not touched)',
+      tag,
+      access: { kind: 'token', role: 'operator' },
+      status: 204,
+      handler: async ({ params }) => {
+        const plan = await planOr404(params.id!);
+        await refuseWhileRunning(plan, 'deleted');
+        await store.plans.delete(plan.id);
+        return null;
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/plans/:id/export',
+      summary: 'Export a recovery plan as JSON or YAML (machines by name), for version control',
+      tag,
+      access: { kind: 'token', role: 'viewer' },
+      query: s.planExport,
+      handler: async ({ params, query }) => {
+        const doc = await toDocument(await planOr404(params.id!));
+        return query.format === 'yaml'
+          ? new Response(toYaml(doc), { headers: { 'content-type': 'application/yaml; charset=utf-8' } })
+          : doc;
+      },
+    }),
+    ...PLAN_OPERATIONS.map((operation) =>
+      route({
+        method: 'post',
+        path: `/plans/:id/${operation}`,
+        summary: OPERATION_BODIES[operation].summary,
+        tag,
+        access: { kind: 'token', role: 'operator' },
+        body: OPERATION_BODIES[operation].body as z.ZodType<Record<string, unknown>>,
+        status: 202,
+        handler: async ({ params, body, actor }) =>
+          requestPlanOperation(vault, {
+            plan: await planOr404(params.id!),
+            operation,
+            options: body,
+            actor: actor!.name,
+          }),
+      }),
+    ),
+    route({
+      method: 'post',
+      path: '/jobs/:id/resume',
+      summary: "Resume a job waiting at a plan's manual action",
+      tag: 'jobs',
+      access: { kind: 'token', role: 'operator' },
+      status: 202,
+      handler: async ({ params, actor }) => vault.engine.resume(params.id!, actor!.name),
+    }),
+  ];
+}

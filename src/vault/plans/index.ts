@@ -1,0 +1,15 @@
+export { PLAN_JOB_KIND, type PlanMachineRecord, recoveryPlanJob } from './plan-job.ts';
+export { planRtoEstimate } from './plan-rto.ts';
+export {
+  ACTION_OPERATIONS,
+  actionStepName,
+  type Direction,
+  directionOf,
+  PLAN_OPERATIONS,
+  type PlanJobInput,
+  type PlanOperation,
+  type PlanStep,
+  planSteps,
+} from './plan-steps.ts';
+export { activePlanJobs, busyMachines, requestPlanOperation } from './request-plan-operation.ts';
+export { runScriptAction, type ScriptRun } from './run-script-action.ts';

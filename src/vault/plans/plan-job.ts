@@ -1,0 +1,213 @@
+import type { Job } from '../../domain/model.ts';
+import { DEFAULT_SCRIPT_TIMEOUT_SECONDS } from '../../domain/recovery-plan-validation.ts';
+import { HavenError } from '../../errors/index.ts';
+import { defineJob, type JobDefinition, type StepContext } from '../../jobs/index.ts';
+import { operationCheck } from '../lifecycle/operation-checks.ts';
+import { requestOperation } from '../lifecycle/request-operation.ts';
+import type { VaultContext } from '../vault-context.ts';
+import { directionOf, type PlanJobInput, type PlanStep, planSteps } from './plan-steps.ts';
+import { runScriptAction } from './run-script-action.ts';
+
+export const PLAN_JOB_KIND = 'recovery-plan';
+
+/** What the plan job records per machine in its output. */
+export interface PlanMachineRecord {
+  name: string;
+  group: string;
+  jobId: string | null;
+  state: Job['state'] | null;
+  error: string | null;
+}
+
+const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
+
+/**
+ * One plan operation over all its machines as one job. Groups run strictly
+ * in order; the first machine step of a group requests the operation for
+ * every machine of the group (through the same path as the API), so they run
+ * together, and each machine step waits for its own machine's job. A group's
+ * after actions, and so the next group, start only when all its machines'
+ * jobs have succeeded; a machine whose job fails fails the plan, naming it.
+ */
+export function recoveryPlanJob(vault: () => VaultContext): JobDefinition {
+  return defineJob({
+    kind: PLAN_JOB_KIND,
+    steps: (raw) => {
+      const input = raw as unknown as PlanJobInput;
+      return planSteps(input).map((step) => ({
+        name: step.name,
+        title: step.title,
+        // A script interrupted by a vault restart may have done half its work: do not run it twice unasked.
+        retrySafe: step.kind !== 'action' || step.action.kind === 'manual',
+        weight: step.kind === 'machine' ? 4 : 1,
+        run: (ctx) =>
+          step.kind === 'machine'
+            ? runMachineStep(vault(), ctx, input, step)
+            : runActionStep(vault(), ctx, input, step),
+      }));
+    },
+  });
+}
+
+async function machineRecords(
+  vault: VaultContext,
+  jobId: string,
+): Promise<Record<string, PlanMachineRecord>> {
+  const job = await vault.store.jobs.get(jobId);
+  return { ...((job?.output.machines as Record<string, PlanMachineRecord> | undefined) ?? {}) };
+}
+
+async function runMachineStep(
+  vault: VaultContext,
+  ctx: StepContext,
+  input: PlanJobInput,
+  step: Extract<PlanStep, { kind: 'machine' }>,
+): Promise<void> {
+  const group = input.groups[step.group]!;
+  const records = await machineRecords(vault, ctx.job.id);
+  // Start the whole group at its first machine step (the others find their jobs recorded).
+  let started = false;
+  for (const machineId of group.machineIds) {
+    if (records[machineId]) continue;
+    records[machineId] = await startMachine(vault, ctx, input, group.name, machineId);
+    started = true;
+  }
+  if (started) await ctx.output({ machines: records });
+
+  const name = input.machineNames[step.machineId] ?? step.machineId;
+  const record = records[step.machineId]!;
+  if (!record.jobId) {
+    throw new HavenError(
+      'operation_not_allowed',
+      `Machine '${name}' (group '${group.name}') could not start ${input.operation}: ${record.error}`,
+      { machineId: step.machineId, machineName: name, group: group.name },
+    );
+  }
+  const job = await waitForJob(vault, record.jobId, ctx);
+  const latest = await machineRecords(vault, ctx.job.id);
+  latest[step.machineId] = { ...record, state: job.state, error: job.error?.message ?? null };
+  await ctx.output({ machines: latest });
+  if (job.state !== 'succeeded') {
+    throw new HavenError(
+      'conflict',
+      `Machine '${name}' (group '${group.name}'): its ${input.operation} job ${job.id} ${job.state}` +
+        `${job.error ? `: ${job.error.message}` : ''}. Groups after '${group.name}' were not started.`,
+      { machineId: step.machineId, machineName: name, group: group.name, jobId: job.id },
+    );
+  }
+}
+
+async function startMachine(
+  vault: VaultContext,
+  ctx: StepContext,
+  input: PlanJobInput,
+  group: string,
+  machineId: string,
+): Promise<PlanMachineRecord> {
+  const name = input.machineNames[machineId] ?? machineId;
+  const base = { name, group, state: null };
+  const machine = await vault.store.machines.get(machineId);
+  // After a vault restart between requesting and recording: adopt the job this plan started.
+  if (ctx.isResumed && machine?.currentJobId) {
+    const current = await vault.store.jobs.get(machine.currentJobId);
+    if (current && current.kind === input.operation && current.createdAt >= (ctx.job.startedAt ?? '')) {
+      return { ...base, jobId: current.id, error: null };
+    }
+  }
+  try {
+    const job = await requestOperation(vault, {
+      machineId,
+      operation: input.operation,
+      options: input.options,
+      actor: `${ctx.job.createdBy} (plan '${input.planName}')`,
+      check: operationCheck(vault, input.operation, input.options),
+    });
+    return { ...base, jobId: job.id, error: null };
+  } catch (error) {
+    return { ...base, jobId: null, error: error instanceof Error ? error.message : String(error) };
+  }
+}
+
+/** Waits for a machine's job to end, mirroring its progress on the plan step. */
+async function waitForJob(vault: VaultContext, jobId: string, ctx: StepContext): Promise<Job> {
+  for (;;) {
+    ctx.signal.throwIfAborted();
+    const job = await vault.store.jobs.get(jobId);
+    if (!job) throw new HavenError('not_found', `Job '${jobId}' does not exist any more`, { jobId });
+    if (FINISHED.has(job.state)) return job;
+    const running = job.steps.find((s) => s.state === 'running');
+    ctx.progress(job.progress, `job ${job.id}: ${running ? running.title : job.state}`);
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        vault.engine.off('change', onChange);
+        ctx.signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const onChange = (id: string) => {
+        if (id === jobId) done();
+      };
+      // Another vault process may run the machine's job: poll as well as listen.
+      const timer = setTimeout(done, 500);
+      vault.engine.on('change', onChange);
+      ctx.signal.addEventListener('abort', done, { once: true });
+    });
+  }
+}
+
+async function runActionStep(
+  vault: VaultContext,
+  ctx: StepContext,
+  input: PlanJobInput,
+  step: Extract<PlanStep, { kind: 'action' }>,
+): Promise<void> {
+  const group = input.groups[step.group]!;
+  const { action } = step;
+  if (action.kind === 'manual') {
+    await ctx.waitForOperator(
+      `Manual action '${action.name}' (group '${group.name}', ${step.side} its machines): ${action.text}`,
+    );
+  }
+  const timeoutSeconds = action.timeoutSeconds ?? DEFAULT_SCRIPT_TIMEOUT_SECONDS;
+  ctx.progress(0, `running '${action.name}' (timeout ${timeoutSeconds} s)`);
+  const run = await runScriptAction({
+    command: action.text,
+    cwd: vault.dataDir,
+    timeoutMs: timeoutSeconds * 1000,
+    signal: ctx.signal,
+    env: {
+      HAVEN_PLAN: input.planName,
+      HAVEN_PLAN_ID: input.planId,
+      HAVEN_GROUP: group.name,
+      HAVEN_OPERATION: input.operation,
+      HAVEN_MACHINES: group.machineIds.map((id) => input.machineNames[id] ?? id).join(' '),
+      HAVEN_MACHINE_IDS: group.machineIds.join(' '),
+      HAVEN_DIRECTION: directionOf(input.operation),
+      HAVEN_ACTION: action.name,
+      HAVEN_JOB_ID: ctx.job.id,
+    },
+  });
+  const current = (await vault.store.jobs.get(ctx.job.id))?.output.actions as
+    | Record<string, unknown>
+    | undefined;
+  await ctx.output({
+    actions: { ...current, [step.name]: { name: action.name, group: group.name, ...run } },
+  });
+  ctx.signal.throwIfAborted();
+  if (run.timedOut) {
+    throw new HavenError(
+      'conflict',
+      `Script action '${action.name}' (group '${group.name}') did not finish within ${timeoutSeconds} s and was killed`,
+      { action: action.name, group: group.name },
+    );
+  }
+  if (run.exitCode !== 0) {
+    const tail = run.output.trim().split('\n').slice(-3).join(' | ');
+    throw new HavenError(
+      'conflict',
+      `Script action '${action.name}' (group '${group.name}') failed with ${run.signal ? `signal ${run.signal}` : `exit code ${run.exitCode}`}` +
+        `${tail ? `: ${tail}` : ''}`,
+      { action: action.name, group: group.name, exitCode: run.exitCode },
+    );
+  }
+}

@@ -1,0 +1,95 @@
+import type { LifecycleOperation } from '../../domain/index.ts';
+import { planTransition } from '../../domain/index.ts';
+import type { Job, Machine, RecoveryPlan } from '../../domain/model.ts';
+import type { BusyMachine } from '../../domain/recovery-plan-validation.ts';
+import { HavenError } from '../../errors/index.ts';
+import { operationCheck } from '../lifecycle/operation-checks.ts';
+import type { VaultContext } from '../vault-context.ts';
+import { PLAN_JOB_KIND } from './plan-job.ts';
+import type { PlanJobInput, PlanOperation } from './plan-steps.ts';
+
+/** Plan jobs that have not ended, with the machines each one moves. */
+export async function activePlanJobs(vault: VaultContext): Promise<Job[]> {
+  const jobs = await Promise.all(
+    (['queued', 'running', 'waiting'] as const).map((state) => vault.store.jobs.list({ state, limit: 1000 })),
+  );
+  return jobs.flat().filter((job) => job.kind === PLAN_JOB_KIND);
+}
+
+export function busyMachines(jobs: readonly Job[]): BusyMachine[] {
+  return jobs.flatMap((job) => {
+    const input = job.input as unknown as PlanJobInput;
+    return input.groups.flatMap((group) =>
+      group.machineIds.map((machineId) => ({ machineId, planName: input.planName, jobId: job.id })),
+    );
+  });
+}
+
+/**
+ * Starts a plan operation as one job, after checking what can be checked
+ * now for every machine at once: each exists, no other plan job is moving
+ * it, its state allows the operation, and the operation's own checks pass.
+ * The refusal names every machine that is not ready.
+ */
+export async function requestPlanOperation(
+  vault: VaultContext,
+  request: { plan: RecoveryPlan; operation: PlanOperation; options: Record<string, unknown>; actor: string },
+): Promise<Job> {
+  const { plan, operation, options } = request;
+  const active = await activePlanJobs(vault);
+  const own = active.find((job) => job.targetId === plan.id);
+  if (own) {
+    throw new HavenError(
+      'conflict',
+      `Plan '${plan.name}' already has job ${own.id} (${(own.input as { operation?: string }).operation}, ${own.state}); ` +
+        'wait for it to end, resume it or cancel it',
+      { planId: plan.id, jobId: own.id },
+    );
+  }
+  const busy = new Map(busyMachines(active).map((b) => [b.machineId, b]));
+  const machines: Machine[] = [];
+  const problems: string[] = [];
+  for (const id of plan.groups.flatMap((g) => g.machineIds)) {
+    const machine = await vault.store.machines.get(id);
+    if (!machine) {
+      problems.push(`machine ${id} does not exist any more`);
+      continue;
+    }
+    machines.push(machine);
+    const other = busy.get(id);
+    if (other) {
+      problems.push(
+        `machine '${machine.name}' is being moved by job ${other.jobId} of plan '${other.planName}'`,
+      );
+      continue;
+    }
+    try {
+      planTransition(machine, operation as LifecycleOperation, options);
+      await operationCheck(vault, operation, options)(machine);
+    } catch (error) {
+      problems.push(error instanceof Error ? error.message : String(error));
+    }
+  }
+  if (problems.length > 0) {
+    throw new HavenError(
+      'operation_not_allowed',
+      `Plan '${plan.name}' cannot run ${operation}: ${problems.join('; ')}. No machine was changed.`,
+      { planId: plan.id, operation, problems },
+    );
+  }
+  const input: PlanJobInput = {
+    planId: plan.id,
+    planName: plan.name,
+    operation,
+    options,
+    groups: plan.groups,
+    machineNames: Object.fromEntries(machines.map((m) => [m.id, m.name])),
+  };
+  return vault.engine.submit({
+    kind: PLAN_JOB_KIND,
+    targetType: 'plan',
+    targetId: plan.id,
+    input: input as unknown as Record<string, unknown>,
+    createdBy: request.actor,
+  });
+}

@@ -8,10 +8,16 @@ describe('guest command line', () => {
   it('carries the workload settings as haven.* words after the console', () => {
     assert.equal(
       guestCommandLine(
-        { workload: 'records', rate: 20, batch: 5, ip: { address: '10.0.0.5/24', gateway: '10.0.0.1' } },
+        {
+          workload: 'records',
+          rate: 20,
+          batch: 5,
+          ip: { address: '10.0.0.5/24', gateway: '10.0.0.1' },
+          probe: ['10.0.0.1', '10.0.0.9'],
+        },
         ['loglevel=7'],
       ),
-      'console=ttyS0 panic=-1 quiet haven.workload=records haven.rate=20 haven.batch=5 haven.ip=10.0.0.5/24,10.0.0.1 loglevel=7',
+      'console=ttyS0 panic=-1 quiet haven.workload=records haven.rate=20 haven.batch=5 haven.ip=10.0.0.5/24,10.0.0.1 haven.probe=10.0.0.1,10.0.0.9 loglevel=7',
     );
     assert.equal(guestCommandLine(), 'console=ttyS0 panic=-1 quiet');
   });
@@ -22,6 +28,8 @@ describe('guest command line', () => {
       () => guestCommandLine({ batch: 1.5 }),
       () => guestCommandLine({ ip: { address: '10.0.0.5' } }),
       () => guestCommandLine({ ip: { address: '10.0.0.5/24', gateway: 'router' } }),
+      () => guestCommandLine({ probe: [] }),
+      () => guestCommandLine({ probe: ['10.0.0.1', 'gateway'] }),
       () => guestCommandLine({}, ['two words']),
     ]) {
       assert.throws(bad, (error: HavenError) => error.code === 'validation_failed');

@@ -10,10 +10,16 @@ export interface GuestSettings {
   batch?: number;
   /** Static address for eth0, e.g. `10.0.0.5/24`, with an optional default gateway. */
   ip?: { address: string; gateway?: string };
+  /**
+   * IPv4 addresses the guest pings about once a second after configuring
+   * eth0, printing `probe <addr> reachable` or `probe <addr> unreachable` on
+   * the console: how a test sees what a guest's network lets it reach.
+   */
+  probe?: readonly string[];
 }
 
 const ADDRESS = /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/;
-const GATEWAY = /^\d{1,3}(\.\d{1,3}){3}$/;
+const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
 
 /**
  * The kernel command line for the test guest: serial console, reboot on
@@ -46,7 +52,7 @@ export function guestCommandLine(settings: GuestSettings = {}, extra: readonly s
   }
   if (settings.ip) {
     const { address, gateway } = settings.ip;
-    if (!ADDRESS.test(address) || (gateway !== undefined && !GATEWAY.test(gateway))) {
+    if (!ADDRESS.test(address) || (gateway !== undefined && !IPV4.test(gateway))) {
       throw new HavenError(
         'validation_failed',
         `guest ip '${address}'${gateway ? ` via '${gateway}'` : ''} must be IPv4 addr/prefix with an optional IPv4 gateway`,
@@ -54,6 +60,17 @@ export function guestCommandLine(settings: GuestSettings = {}, extra: readonly s
       );
     }
     words.push(`haven.ip=${address}${gateway ? `,${gateway}` : ''}`);
+  }
+  if (settings.probe) {
+    const { probe } = settings;
+    if (probe.length === 0 || probe.some((address) => !IPV4.test(address))) {
+      throw new HavenError(
+        'validation_failed',
+        `guest probe [${probe.join(', ')}] must be one or more IPv4 addresses`,
+        { field: 'probe' },
+      );
+    }
+    words.push(`haven.probe=${probe.join(',')}`);
   }
   for (const word of extra) {
     if (/\s/.test(word) || word === '') {

@@ -14,6 +14,10 @@
 #   n <n> sha <sha256 of payload> record-<n>-<boot id>-xxx...
 # Kernel command line: haven.workload=records|idle haven.rate=<records/s>
 #   haven.batch=<records per fsync> haven.ip=<addr/prefix>[,<gateway>]
+#   haven.probe=<IPv4>[,<IPv4>...]  after eth0 is configured, pings each
+#                                 address about once a second, forever, and
+#                                 prints "probe <addr> reachable|unreachable"
+#                                 (lets a test see what the guest can reach)
 export PATH=/bin
 
 mount -t devtmpfs dev /dev
@@ -27,12 +31,14 @@ workload=records
 rate=2
 batch=1
 ip_spec=
+probe_spec=
 for word in $(cat /proc/cmdline); do
   case "$word" in
     haven.workload=*) workload="${word#*=}" ;;
     haven.rate=*) rate="${word#*=}" ;;
     haven.batch=*) batch="${word#*=}" ;;
     haven.ip=*) ip_spec="${word#*=}" ;;
+    haven.probe=*) probe_spec="${word#*=}" ;;
   esac
 done
 
@@ -62,6 +68,21 @@ configure_ip() {
   echo "ip $addr"
 }
 [ -n "$ip_spec" ] && configure_ip
+
+# In the background, so the disk workload runs as usual beside it.
+probe() {
+  while true; do
+    for target in $(echo "$probe_spec" | tr , ' '); do
+      if ping -c 1 -W 1 "$target" >/dev/null 2>&1; then
+        echo "probe $target reachable"
+      else
+        echo "probe $target unreachable"
+      fi
+    done
+    sleep 1
+  done
+}
+[ -n "$probe_spec" ] && probe &
 
 idle() {
   rm -f /run/workload.pid

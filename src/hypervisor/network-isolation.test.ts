@@ -15,8 +15,8 @@ import { QemuDriver } from './qemu-driver.ts';
  * A production guest and its drill copy, with the same static address (as
  * after a test failover), on a production bridge and on the isolated test
  * network of the same name. Two host-side peers, each in its own namespace,
- * stand in for the rest of each network: the guests cannot run commands, but
- * a peer on the test network is exactly where the drill guest sits.
+ * stand in for the rest of each network and look at the guests from outside
+ * (guest-isolation.test.ts looks from inside, with the guests' own probes).
  */
 describe('networks: production bridge and isolated test network', () => {
   const tag = randomBytes(2).toString('hex');

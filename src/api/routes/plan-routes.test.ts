@@ -1,45 +1,18 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { Host, Job, Machine } from '../../domain/model.ts';
-import { HavenError } from '../../errors/index.ts';
-import { lifecycleJob } from '../../vault/jobs/lifecycle-job.ts';
-import { type RunningVault, startVault } from '../../vault/start-vault.ts';
+import type { Job, Machine } from '../../domain/model.ts';
+import { type PlanTestVault, startPlanTestVault } from '../../vault/plans/plan-test-vault.fixture.ts';
+import type { RunningVault } from '../../vault/start-vault.ts';
 
-/*
- * The plan job against stand-in machine jobs: 'test-failover' here only waits
- * a little (or fails for machines named fail-*), so these tests check the plan's
- * ordering, actions, waiting and refusals in process; the real machine jobs
- * run under a plan in src/vault/plans/plan-e2e.test.ts.
- */
+let fixture: PlanTestVault;
 let vault: RunningVault;
 let dataDir: string;
-let token: string;
-let host: Host;
-const machines: Record<string, Machine> = {};
+let machines: Record<string, Machine>;
+let call: PlanTestVault['call'];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function call<T = Record<string, unknown>>(method: string, path: string, body?: unknown) {
-  const response = await vault.app.request(`/api/v1${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await response.text();
-  let parsed: unknown = text;
-  try {
-    parsed = text ? JSON.parse(text) : null;
-  } catch {
-    // YAML export
-  }
-  return { status: response.status, body: parsed as T, type: response.headers.get('content-type') };
-}
 
 async function jobUntil(id: string, done: (job: Job) => boolean): Promise<Job> {
   for (let i = 0; i < 300; i++) {
@@ -53,61 +26,11 @@ async function jobUntil(id: string, done: (job: Job) => boolean): Promise<Job> {
 const ended = (job: Job) => ['succeeded', 'failed', 'cancelled'].includes(job.state);
 
 before(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'haven-plans-'));
-  const stand = lifecycleJob(() => vault.context, {
-    operation: 'test-failover',
-    steps: () => [
-      {
-        name: 'boot',
-        title: 'Boot the copy',
-        retrySafe: true,
-        run: async (ctx) => {
-          await sleep(150);
-          if (ctx.machine.name.startsWith('fail-')) throw new HavenError('unreachable', 'host kvm-b is gone');
-        },
-      },
-    ],
-  });
-  vault = await startVault({ dataDir, port: 0, jobs: [stand], jobPollMs: 20 });
-  token = vault.adminToken!;
-  await call('POST', '/sites', { name: 'dc1', role: 'primary', networkMapping: {} });
-  const site = (await call<{ sites: { id: string }[] }>('GET', '/sites')).body.sites[0]!;
-  const enrol = await call<{ token: string }>('POST', '/enrolment-tokens', {
-    siteId: site.id,
-    hostName: 'kvm-a',
-  });
-  const enrolled = await vault.app.request('/api/v1/hosts/enrol', {
-    method: 'POST',
-    headers: { authorization: `Bearer ${enrol.body.token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ name: 'kvm-a' }),
-  });
-  host = (await call<Host>('GET', `/hosts/${((await enrolled.json()) as { hostId: string }).hostId}`)).body;
-  for (const name of ['db-1', 'web-1', 'web-2', 'fail-1', 'spare']) {
-    const { body } = await call<Machine>('POST', '/machines', {
-      name,
-      hostId: host.id,
-      disks: [{ id: 'disk0', sizeBytes: 1 << 20, source: `/images/${name}.img` }],
-      recoverySettings: { targetName: name, cpus: 1, memoryMiB: 256, nics: [] },
-    });
-    // Stand-in for enable-replication: the state and recovery host it would leave.
-    await vault.context.store.machines.update({ ...body, recoveryHostId: host.id });
-    assert.ok(
-      await vault.context.store.machines.transition(
-        body.id,
-        'unprotected',
-        'protected',
-        null,
-        body.createdAt,
-      ),
-    );
-    machines[name] = (await vault.context.store.machines.get(body.id))!;
-  }
+  fixture = await startPlanTestVault(['db-1', 'web-1', 'web-2', 'fail-1', 'spare']);
+  ({ vault, dataDir, machines, call } = fixture);
 });
 
-after(async () => {
-  await vault.stop();
-  await rm(dataDir, { recursive: true, force: true });
-});
+after(() => fixture.stop());
 
 const markerFile = () => join(dataDir, 'marker.txt');
 const appPlan = {

@@ -2,6 +2,7 @@ import type { Command } from '../command.ts';
 import { diskCommands } from './disk-commands.ts';
 import { hostCommands } from './host-command.ts';
 import { lifecycleCommands } from './lifecycle-commands.ts';
+import { planCommands } from './plan-commands.ts';
 import { resourceCommands } from './resource-commands.ts';
 import { upCommands } from './up-command.ts';
 import { vaultCommands } from './vault-commands.ts';
@@ -14,4 +15,5 @@ export const COMMANDS: Command[] = [
   ...diskCommands,
   ...resourceCommands,
   ...lifecycleCommands,
+  ...planCommands,
 ];

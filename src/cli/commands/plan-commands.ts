@@ -1,0 +1,271 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { stringify as toYaml } from 'yaml';
+import type { Job, RecoveryPlan } from '../../domain/model.ts';
+import { HavenError } from '../../errors/index.ts';
+import { type Command, type CommandArgs, connectionOptions, positional, required, str } from '../command.ts';
+import { printJson, printRecord, printTable } from '../output.ts';
+import { connect } from './resource-commands.ts';
+
+const OPERATIONS = [
+  'test-failover',
+  'cleanup-test-failover',
+  'failover',
+  'planned-failover',
+  'commit',
+  'reprotect',
+  'failback',
+];
+const POINT_OPTIONS = [
+  'latest',
+  'latest-processed',
+  'latest-app-consistent',
+  'latest-multi-machine-processed',
+  'latest-multi-machine-app-consistent',
+];
+
+/** The operation's body from the flags, as `haven <operation> MACHINE` takes them. */
+function operationBody(operation: string, args: CommandArgs): Record<string, unknown> {
+  const point = str(args, 'point') ?? 'latest-processed';
+  const recoveryPoint = POINT_OPTIONS.includes(point)
+    ? { option: point }
+    : { option: 'custom', pointId: point };
+  switch (operation) {
+    case 'test-failover':
+      return { recoveryPoint, ...(str(args, 'network') ? { network: str(args, 'network') } : {}) };
+    case 'cleanup-test-failover':
+      return { notes: str(args, 'notes') ?? '' };
+    case 'failover':
+      return { recoveryPoint, shutdownSource: args.values['no-shutdown'] !== true };
+    case 'reprotect':
+      return { fullResync: args.values.full === true };
+    case 'failback': {
+      const sync = required(args, 'sync');
+      const dataSync = { before: 'before-failover', full: 'full-download' }[sync];
+      if (!dataSync)
+        throw new HavenError('bad_request', `--sync must be 'before' or 'full', not '${sync}'`, {
+          field: 'sync',
+        });
+      return { dataSync };
+    }
+    default:
+      return {};
+  }
+}
+
+async function documentFile(args: CommandArgs): Promise<{ format: 'json' | 'yaml'; content: string }> {
+  const file = str(args, 'file') ?? args.positionals[0];
+  if (!file)
+    throw new HavenError('bad_request', '--file is required (a .json, .yaml or .yml plan)', {
+      field: 'file',
+    });
+  const format = /\.ya?ml$/i.test(file) ? 'yaml' : 'json';
+  return { format, content: await readFile(file, 'utf8') };
+}
+
+type PresentedPlan = Omit<RecoveryPlan, 'groups'> & {
+  groups: (RecoveryPlan['groups'][number] & { machineNames: string[] })[];
+  rtoEstimateSeconds: number | null;
+  activeJobId: string | null;
+};
+
+const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
+
+export const planCommands: Command[] = [
+  {
+    name: 'plans list',
+    summary: 'List recovery plans',
+    options: connectionOptions,
+    run: async (args) => {
+      const { client, out } = connect(args);
+      const { plans } = await client.get<{ plans: RecoveryPlan[] }>('/plans');
+      if (out.json) printJson(out, plans);
+      else
+        printTable(
+          out,
+          plans.map((p) => ({
+            name: p.name,
+            groups: p.groups.length,
+            machines: p.groups.reduce((n, g) => n + g.machineIds.length, 0),
+            id: p.id,
+          })),
+          ['name', 'groups', 'machines', 'id'],
+        );
+      return 0;
+    },
+  },
+  {
+    name: 'plans show',
+    summary: 'Show a recovery plan, its groups in order and its RTO estimate',
+    usage: 'PLAN',
+    options: connectionOptions,
+    run: async (args) => {
+      const { client, out } = connect(args);
+      const plan = await client.get<PresentedPlan>(
+        `/plans/${encodeURIComponent(positional(args, 0, 'plan'))}`,
+      );
+      if (out.json) {
+        printJson(out, plan);
+        return 0;
+      }
+      printRecord(out, {
+        name: plan.name,
+        id: plan.id,
+        description: plan.description,
+        rtoEstimate: plan.rtoEstimateSeconds === null ? 'no history yet' : `${plan.rtoEstimateSeconds} s`,
+        activeJob: plan.activeJobId ?? '-',
+      });
+      plan.groups.forEach((group, g) => {
+        out.write(`group ${g + 1} '${group.name}': ${group.machineNames.join(', ') || '(no machines)'}\n`);
+        for (const side of ['before', 'after'] as const)
+          for (const action of group[side]) out.write(`  ${side}: ${action.kind} '${action.name}'\n`);
+      });
+      return 0;
+    },
+  },
+  {
+    name: 'plans create',
+    summary: 'Create a recovery plan from a JSON or YAML file: --file F',
+    options: { ...connectionOptions, file: { type: 'string' } },
+    run: async (args) => {
+      const { client, out } = connect(args);
+      const plan = await client.post<RecoveryPlan>('/plans/import', {
+        ...(await documentFile(args)),
+        replace: false,
+      });
+      if (out.json) printJson(out, plan);
+      else out.write(`plan '${plan.name}' created (${plan.id})\n`);
+      return 0;
+    },
+  },
+  {
+    name: 'plans import',
+    summary: 'Import a plan exported as JSON or YAML: --file F [--replace]',
+    options: { ...connectionOptions, file: { type: 'string' }, replace: { type: 'boolean' } },
+    run: async (args) => {
+      const { client, out } = connect(args);
+      const plan = await client.post<RecoveryPlan>('/plans/import', {
+        ...(await documentFile(args)),
+        replace: args.values.replace === true,
+      });
+      if (out.json) printJson(out, plan);
+      else out.write(`plan '${plan.name}' imported (${plan.id})\n`);
+      return 0;
+    },
+  },
+  {
+    name: 'plans export',
+    summary: 'Export a plan (machines by name): [--format json|yaml] [--output F]',
+    usage: 'PLAN',
+    options: { ...connectionOptions, format: { type: 'string' }, output: { type: 'string' } },
+    run: async (args) => {
+      const { client, out } = connect(args);
+      const format = str(args, 'format') ?? (/\.ya?ml$/i.test(str(args, 'output') ?? '') ? 'yaml' : 'json');
+      if (format !== 'json' && format !== 'yaml')
+        throw new HavenError('bad_request', `--format must be json or yaml, not '${format}'`, {
+          field: 'format',
+        });
+      const doc = await client.get(`/plans/${encodeURIComponent(positional(args, 0, 'plan'))}/export`);
+      const text = format === 'yaml' ? toYaml(doc) : `${JSON.stringify(doc, null, 2)}\n`;
+      const file = str(args, 'output');
+      if (file) await writeFile(file, text);
+      else out.write(text);
+      return 0;
+    },
+  },
+  {
+    name: 'plans delete',
+    summary: 'Delete a recovery plan (its machines are not touched)',
+    usage: 'PLAN',
+    options: connectionOptions,
+    run: async (args) => {
+      const { client, out } = connect(args);
+      await client.delete(`/plans/${encodeURIComponent(positional(args, 0, 'plan'))}`);
+      if (!out.json) out.write('deleted\n');
+      return 0;
+    },
+  },
+  {
+    name: 'plans run',
+    summary:
+      `Run an operation over a plan (${OPERATIONS.join('|')}): [--point P] [--network N] [--notes T] ` +
+      '[--no-shutdown] [--full] [--sync before|full]; follows the job and stops at a manual action (--no-wait to return at once)',
+    usage: 'PLAN OPERATION',
+    options: {
+      ...connectionOptions,
+      point: { type: 'string' },
+      network: { type: 'string' },
+      notes: { type: 'string' },
+      'no-shutdown': { type: 'boolean' },
+      full: { type: 'boolean' },
+      sync: { type: 'string' },
+      'no-wait': { type: 'boolean' },
+    },
+    run: async (args) => {
+      const { client, out } = connect(args);
+      const plan = encodeURIComponent(positional(args, 0, 'plan'));
+      const operation = positional(args, 1, 'operation');
+      if (!OPERATIONS.includes(operation))
+        throw new HavenError(
+          'bad_request',
+          `operation must be one of ${OPERATIONS.join(', ')}, not '${operation}'`,
+          {
+            field: 'operation',
+          },
+        );
+      const job = await client.post<Job>(`/plans/${plan}/${operation}`, operationBody(operation, args));
+      if (args.values['no-wait'] === true) {
+        if (out.json) printJson(out, job);
+        else out.write(`plan job ${job.id} queued\n`);
+        return 0;
+      }
+      return follow(client, job.id, args);
+    },
+  },
+  {
+    name: 'plans resume',
+    summary: 'Resume a plan job waiting at a manual action, then follow it (--no-wait to return at once)',
+    usage: 'JOB',
+    options: { ...connectionOptions, 'no-wait': { type: 'boolean' } },
+    run: async (args) => {
+      const { client, out } = connect(args);
+      const job = await client.post<Job>(`/jobs/${encodeURIComponent(positional(args, 0, 'job'))}/resume`);
+      if (args.values['no-wait'] === true) {
+        if (out.json) printJson(out, job);
+        else out.write(`job ${job.id} resumed\n`);
+        return 0;
+      }
+      return follow(client, job.id, args);
+    },
+  },
+];
+
+/**
+ * Prints each step as it changes until the job ends or waits for an operator;
+ * exit code 0 when it succeeded or waits, 1 when it failed or was cancelled.
+ */
+async function follow(client: ReturnType<typeof connect>['client'], jobId: string, args: CommandArgs) {
+  const out = connect(args).out;
+  const seen = new Map<number, string>();
+  for (;;) {
+    const job = await client.get<Job>(`/jobs/${jobId}`);
+    for (const step of job.steps) {
+      const line = `${step.title}: ${step.state}`;
+      if (seen.get(step.index) !== line && step.state !== 'pending') {
+        seen.set(step.index, line);
+        if (!out.json) out.write(`${line}\n`);
+      }
+    }
+    if (job.state === 'waiting') {
+      const step = job.steps.find((s) => s.state === 'running');
+      if (out.json) printJson(out, job);
+      else out.write(`waiting: ${step?.message ?? ''}\nresume with: haven plans resume ${job.id}\n`);
+      return 0;
+    }
+    if (FINISHED.has(job.state)) {
+      if (out.json) printJson(out, job);
+      else out.write(`plan job ${job.id} ${job.state}${job.error ? `: ${job.error.message}` : ''}\n`);
+      return job.state === 'succeeded' ? 0 : 1;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}

@@ -4,8 +4,8 @@
  * with their journals under the host's data directory.
  */
 import { randomUUID } from 'node:crypto';
-import { stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { mkdir, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { HavenError } from '../errors/index.ts';
 import type {
   DiskExport,
@@ -115,8 +115,11 @@ export function hostDiskService(service: DiskService, options: HostDiskServiceOp
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
       }
-      if (existing === null) await createSparseImage(params.source, params.sizeBytes);
-      else if (existing !== params.sizeBytes) {
+      if (existing === null) {
+        // A new disk (e.g. a machine recreated at an alternate location) may live in a new folder.
+        await mkdir(dirname(params.source), { recursive: true });
+        await createSparseImage(params.source, params.sizeBytes);
+      } else if (existing !== params.sizeBytes) {
         throw new HavenError(
           'conflict',
           `disk image '${params.source}' is ${existing} bytes, not the ${params.sizeBytes} bytes asked for; resize it first`,

@@ -357,4 +357,52 @@ describe('failover cycle of a real guest (haven up demo machine)', () => {
     const check = await checkDataDisk(machine.disks[0]!.source);
     assert.ok(check.clean, check.output);
   });
+
+  it('after the original machine is lost: reprotect to an alternate location makes a new machine with a full copy', async () => {
+    await operate('failover', { recoveryPoint: { option: 'latest-processed' }, shutdownSource: false });
+    await operate('commit', {});
+    const { store } = up.vault.context;
+    const originalDisk = machine.disks[0]!.source;
+    await store.machines.update({ ...(await store.machines.get(machine.id))!, originalExists: false });
+    const refused = await api<{ error: { code: string; message: string } }>(
+      'POST',
+      `/machines/${machine.id}/reprotect`,
+      {},
+    );
+    assert.equal(refused.status, 400);
+    assert.match(refused.body.error.message, /original machine .* is gone/);
+
+    const job = await operate('reprotect', { alternateHostId: 'primary' });
+    assert.equal(machine.state, 'reverse-protected');
+    assert.notEqual(machine.disks[0]!.source, originalDisk, 'a new disk at the alternate location');
+    assert.equal(machine.originalExists, true);
+    const sent = job.output.reprotectSent as { sentBytes: number; diskBytes: number };
+    process.stdout.write(
+      `# reprotect to an alternate location sent ${sent.sentBytes} bytes (full copy of the used blocks, compressed)\n`,
+    );
+    // A new disk has nothing in common with the recovery copy: every used block is compared and sent
+    // (zstd makes the used blocks of this small ext4 disk cheap on the wire).
+    assert.equal((job.output.reprotect as { fullResync: boolean }).fullResync, true);
+    assert.ok(sent.sentBytes > 0);
+
+    const copy = machine.runtime.failover!;
+    await operate('failback', { dataSync: 'before-failover' });
+    await operate('complete-failover', {});
+    assert.equal(machine.state, 'failed-back');
+    const lastAtRecovery = records(await consoleOf(copy.hostId, copy.vmName)).durable;
+    const lines = await until('the new machine to recover its records', async () => {
+      const l = await consoleOf(machine.primaryHostId, DEMO_MACHINE);
+      return [...l].reverse().find((x) => /recovered \d+ ok/.test(x)) ? l : undefined;
+    });
+    const recovered = Number(
+      [...lines]
+        .reverse()
+        .find((x) => /recovered \d+ ok/.test(x))!
+        .match(/recovered (\d+)/)![1],
+    );
+    assert.ok(recovered >= lastAtRecovery, `${recovered} < ${lastAtRecovery}`);
+    await operate('commit', {});
+    await operate('reprotect', {});
+    assert.equal(machine.state, 'protected');
+  });
 });

@@ -55,22 +55,58 @@ function drained(ctx: LifecycleStepContext, hostId: string, what: string): Promi
   );
 }
 
+interface AlternateLocation {
+  hostId: string;
+  disks: Machine['disks'];
+}
+
+/** Where reprotect sends the machine: its original disks, or new ones at an alternate location. */
+async function reverseTarget(
+  ctx: LifecycleStepContext,
+): Promise<{ hostId: string; disks: Machine['disks']; alternate: boolean }> {
+  const job = await ctx.vault.store.jobs.get(ctx.job.id);
+  const alternate = job?.output.alternate as AlternateLocation | undefined;
+  return alternate
+    ? { hostId: alternate.hostId, disks: alternate.disks, alternate: true }
+    : { hostId: ctx.machine.primaryHostId, disks: ctx.machine.disks, alternate: false };
+}
+
 /** Steps that reverse replication: recovery machine's view → the primary's original image. */
 function reverseSteps(input: Record<string, unknown>): LifecycleStep[] {
   return [
     {
       name: 'check-primary-off',
-      title: 'Check that the primary machine is off (it stays off during reprotect)',
+      title: input.alternateHostId
+        ? 'Check the alternate location'
+        : 'Check that the primary machine is off (it stays off during reprotect)',
       retrySafe: true,
       run: async (ctx) => {
         if (input.alternateHostId) {
-          throw new HavenError(
-            'not_available',
-            'reprotect to an alternate location is not available yet; reprotect to the original machine',
-            {
+          const id = String(input.alternateHostId);
+          const host = (await ctx.vault.store.hosts.get(id)) ?? (await ctx.vault.store.hosts.getByName(id));
+          if (!host)
+            throw new HavenError('bad_request', `alternateHostId: host '${id}' does not exist`, {
               field: 'alternateHostId',
-            },
-          );
+            });
+          if (host.id === failoverCopy(ctx.machine).hostId) {
+            throw new HavenError(
+              'bad_request',
+              `alternateHostId: '${host.name}' is where the machine runs now`,
+              {
+                field: 'alternateHostId',
+              },
+            );
+          }
+          await hostOrFail(ctx, host.id);
+          const info = await ctx.host(host.id).host.info();
+          // A new machine: new disks under the alternate host's data directory, filled by a full copy.
+          const disks = ctx.machine.disks.map((d) => ({
+            ...d,
+            source: `${info.dataDir}/machines/${ctx.machine.id}/${d.id}.img`,
+            nbdUri: null,
+          }));
+          await ctx.output({ alternate: { hostId: host.id, disks } });
+          return;
         }
         await hostOrFail(ctx, ctx.machine.primaryHostId);
         const status = await ctx
@@ -96,18 +132,37 @@ function reverseSteps(input: Record<string, unknown>): LifecycleStep[] {
         const copy = failoverCopy(ctx.machine);
         const view = await ctx.host(copy.hostId).replica.viewInfo({ viewId: copy.viewId });
         const extra: Record<string, DiskRegion[]> = {};
-        let unknown = false;
-        for (const disk of ctx.machine.disks) {
+        const target = await reverseTarget(ctx);
+        let unknown = target.alternate;
+        for (const disk of target.disks) {
           const seen = view.disks.find((d) => d.diskId === disk.id);
           const firstSeq = seen?.status?.journal.firstSeq ?? 1;
-          const adopted = await ctx.host(ctx.machine.primaryHostId).replica.adoptImage({
+          if (target.alternate) {
+            // A new, empty disk at the alternate location (the disk service creates it), then adopted like an original.
+            const services = ctx.host(target.hostId);
+            // The lost original's export may still be there (same host): it names the same disk, so it goes.
+            const attached = (await services.disk.list({ machineId: ctx.machine.id })).find(
+              (d) => d.diskId === disk.id,
+            );
+            if (attached && attached.source !== disk.source) {
+              await services.disk.detach({ machineId: ctx.machine.id, diskId: disk.id });
+            }
+            await services.disk.attach({
+              machineId: ctx.machine.id,
+              diskId: disk.id,
+              source: disk.source,
+              sizeBytes: disk.sizeBytes,
+            });
+            await services.disk.detach({ machineId: ctx.machine.id, diskId: disk.id });
+          }
+          const adopted = await ctx.host(target.hostId).replica.adoptImage({
             machineId: ctx.machine.id,
             diskId: disk.id,
             imagePath: disk.source,
             sizeBytes: disk.sizeBytes,
             durableSeq: firstSeq - 1,
           });
-          if (adopted.unsentRegions === null) unknown = true;
+          if (adopted.unsentRegions === null || target.alternate) unknown = true;
           else extra[disk.id] = adopted.unsentRegions;
         }
         await ctx.output({
@@ -121,7 +176,7 @@ function reverseSteps(input: Record<string, unknown>): LifecycleStep[] {
       retrySafe: true,
       run: async (ctx) => {
         const copy = failoverCopy(ctx.machine);
-        const primary = await hostOrFail(ctx, ctx.machine.primaryHostId);
+        const primary = await hostOrFail(ctx, (await reverseTarget(ctx)).hostId);
         const recovery = await hostOrFail(ctx, copy.hostId);
         await ctx.host(primary.id).replication.allowSender({ fingerprint: recovery.replicationFingerprint! });
         const job = await ctx.vault.store.jobs.get(ctx.job.id);
@@ -204,6 +259,13 @@ export function reprotectJob(vault: () => VaultContext): JobDefinition {
       const from = (input.transition as { from: string }).from;
       return from === 'failback-committed' ? forwardSteps() : reverseSteps(input);
     },
+    // Reprotected to an alternate location: that is the machine's primary site from now on.
+    onSuccess: (_machine, _input, output) => {
+      const alternate = output.alternate as AlternateLocation | undefined;
+      return alternate
+        ? { primaryHostId: alternate.hostId, disks: alternate.disks, originalExists: true }
+        : {};
+    },
   });
 }
 
@@ -219,7 +281,7 @@ function switchBackSteps(fullDownload: boolean): LifecycleStep[] {
         const copy = failoverCopy(ctx.machine);
         const result = await ctx
           .host(copy.hostId)
-          .hypervisor.shutdown({ name: copy.vmName, timeoutSeconds: 120, onTimeout: 'power-off' });
+          .hypervisor.shutdown({ name: copy.vmName, timeoutSeconds: 60, onTimeout: 'power-off' });
         await ctx.output({ shutdown: `${result.outcome} after ${result.seconds.toFixed(1)} s` });
       },
     },

@@ -229,7 +229,7 @@ function failoverSteps(planned: boolean, input: Record<string, unknown>): Lifecy
         run: async (ctx) => {
           const result = await ctx
             .host(ctx.machine.activeHostId)
-            .hypervisor.shutdown({ name: ctx.machine.name, timeoutSeconds: 120, onTimeout: 'fail' });
+            .hypervisor.shutdown({ name: ctx.machine.name, timeoutSeconds: 90, onTimeout: 'fail' });
           await ctx.output({ shutdown: `${result.outcome} after ${result.seconds.toFixed(1)} s` });
         },
       },

@@ -38,10 +38,11 @@ export interface LifecycleJobSpec {
     outcome: JobOutcome,
     input: Record<string, unknown>,
   ): Promise<void>;
-  /** Machine fields set on success (besides the state). */
+  /** Machine fields set on success (besides the state), from the job's input and what its steps recorded. */
   onSuccess?(
     machine: Machine,
     input: Record<string, unknown>,
+    output: Record<string, unknown>,
   ): Partial<Omit<Machine, 'state' | 'currentJobId'>>;
 }
 
@@ -97,7 +98,7 @@ export function lifecycleJob(vault: () => VaultContext, spec: LifecycleJobSpec):
           });
         },
       })),
-    settle: async ({ input, outcome }) => {
+    settle: async ({ input, outcome, job }) => {
       const v = vault();
       const transition = input.transition as Transition;
       const machine = await load(String(input.machineId));
@@ -105,7 +106,7 @@ export function lifecycleJob(vault: () => VaultContext, spec: LifecycleJobSpec):
         if (outcome === 'succeeded' && spec.onSuccess) {
           await v.store.machines.update({
             ...machine,
-            ...spec.onSuccess(machine, input),
+            ...spec.onSuccess(machine, input, job.output),
             updatedAt: isoNow(v.clock),
           });
         }

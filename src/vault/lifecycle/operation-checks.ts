@@ -47,7 +47,16 @@ export function operationCheck(
 ): (machine: Machine) => Promise<void> {
   return async (machine) => {
     if (STARTS_A_MACHINE.has(operation)) assertValid(await recoveryProblems(vault, machine), machine);
-    if (operation === 'reprotect') assertValid(validateForReprotect(machine), machine);
+    if (operation === 'reprotect') {
+      assertValid(validateForReprotect(machine), machine);
+      // Reprotecting back to the primary site needs the original machine, or a new one elsewhere.
+      if (machine.state === 'failover-committed') {
+        assertValid(
+          validateFailbackTarget(machine, (body.alternateHostId as string | undefined) ?? null),
+          machine,
+        );
+      }
+    }
     if (operation === 'failback') {
       assertValid(
         validateFailbackTarget(machine, (body.alternateHostId as string | undefined) ?? null),

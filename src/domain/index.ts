@@ -1,3 +1,4 @@
+export { type GroupMember, MAX_GROUP_MEMBERS, validateConsistencyGroup } from './consistency-group.ts';
 export {
   ALL_OPERATIONS,
   allowedOperations,

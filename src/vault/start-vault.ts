@@ -15,6 +15,7 @@ import { generateVaultIdentity, type VaultIdentity } from '../control/vault-iden
 import { AUTOMATIC_FAILBACK_POLICY, DEFAULT_POLICY } from '../domain/index.ts';
 import { type JobDefinition, JobEngine } from '../jobs/index.ts';
 import { openStore, type Store } from '../store/index.ts';
+import { GroupScheduler } from './groups/index.ts';
 import { watchHosts } from './host-monitor.ts';
 import { completeFailoverJob, failbackJob, reprotectJob } from './jobs/failback-jobs.ts';
 import {
@@ -53,6 +54,10 @@ export interface VaultOptions {
   monitorIntervalMs?: number;
   /** Job kinds beyond the vault's own (tests drive the engine through a real vault with these). */
   jobs?: JobDefinition[];
+  /** Crash-consistent cut of every consistency group this often (default 60 s). */
+  groupCutIntervalMs?: number;
+  /** Script the vault runs as `<hook> freeze|thaw` for app-consistent points; none: no app-consistent points. */
+  appConsistencyHook?: string;
 }
 
 export interface RunningVault {
@@ -146,6 +151,11 @@ export async function startVault(options: VaultOptions): Promise<RunningVault> {
     await engine.start({ exclusive: store.dialect === 'sqlite' });
     const monitor = new ReplicationMonitor(context, { intervalMs: options.monitorIntervalMs ?? 5000 });
     monitor.start();
+    const groupScheduler = new GroupScheduler(context, {
+      ...(options.groupCutIntervalMs ? { groupCutIntervalMs: options.groupCutIntervalMs } : {}),
+      ...(options.appConsistencyHook ? { appConsistencyHook: options.appConsistencyHook } : {}),
+    });
+    groupScheduler.start();
 
     const app = createApi({
       store,
@@ -177,6 +187,7 @@ export async function startVault(options: VaultOptions): Promise<RunningVault> {
         server.closeAllConnections?.();
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await monitor.stop();
+        await groupScheduler.stop();
         await control.close();
         await engine.stop();
         await store.close();

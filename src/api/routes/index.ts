@@ -1,6 +1,7 @@
 import type { VaultContext } from '../../vault/vault-context.ts';
 import type { RouteDefinition } from '../route.ts';
 import { alertRoutes } from './alert-routes.ts';
+import { groupRoutes } from './group-routes.ts';
 import { hostRoutes } from './host-routes.ts';
 import { jobRoutes } from './job-routes.ts';
 import { machineRoutes } from './machine-routes.ts';
@@ -20,6 +21,7 @@ export function allRoutes(vault: VaultContext): RouteDefinition[] {
     ...hostRoutes(vault),
     ...policyRoutes(vault),
     ...machineRoutes(vault),
+    ...groupRoutes(vault),
     ...planRoutes(vault),
     ...rpoRoutes(vault),
     ...jobRoutes(vault),

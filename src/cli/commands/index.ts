@@ -1,5 +1,6 @@
 import type { Command } from '../command.ts';
 import { diskCommands } from './disk-commands.ts';
+import { groupCommands } from './group-commands.ts';
 import { hostCommands } from './host-command.ts';
 import { lifecycleCommands } from './lifecycle-commands.ts';
 import { planCommands } from './plan-commands.ts';
@@ -16,4 +17,5 @@ export const COMMANDS: Command[] = [
   ...resourceCommands,
   ...lifecycleCommands,
   ...planCommands,
+  ...groupCommands,
 ];

@@ -6,3 +6,15 @@ export {
   type GroupCutOptions,
   takeGroupCut,
 } from './group-cut.ts';
+export { GroupScheduler, type GroupSchedulerOptions } from './group-scheduler.ts';
+export {
+  addMember,
+  type ConsistencyGroup,
+  createGroup,
+  cutGroupNow,
+  cutParticipants,
+  getGroup,
+  groupMembers,
+  listGroups,
+  removeMember,
+} from './group-service.ts';

@@ -1,0 +1,84 @@
+import { z } from 'zod';
+import {
+  addMember,
+  createGroup,
+  cutGroupNow,
+  getGroup,
+  listGroups,
+  removeMember,
+} from '../../vault/groups/index.ts';
+import type { VaultContext } from '../../vault/vault-context.ts';
+import { type RouteDefinition, route } from '../route.ts';
+
+const groupCreate = z
+  .object({
+    name: z.string().min(1).max(63),
+    /** Machines by id or name. */
+    machineIds: z.array(z.string().min(1)).min(1),
+  })
+  .strict();
+
+const groupMember = z.object({ machineId: z.string().min(1) }).strict();
+
+export function groupRoutes(vault: VaultContext): RouteDefinition[] {
+  const tag = 'groups';
+  return [
+    route({
+      method: 'get',
+      path: '/groups',
+      summary: 'List consistency groups (machines sharing multi-machine recovery points)',
+      tag,
+      access: { kind: 'token', role: 'viewer' },
+      handler: async () => ({ groups: await listGroups(vault) }),
+    }),
+    route({
+      method: 'post',
+      path: '/groups',
+      summary:
+        'Create a consistency group (up to 16 protected machines sharing a recovery host and OS family)',
+      tag,
+      access: { kind: 'token', role: 'operator' },
+      body: groupCreate,
+      status: 201,
+      handler: async ({ body }) => createGroup(vault, body.name, body.machineIds),
+    }),
+    route({
+      method: 'get',
+      path: '/groups/:name',
+      summary: 'Show a consistency group',
+      tag,
+      access: { kind: 'token', role: 'viewer' },
+      handler: async ({ params }) => getGroup(vault, params.name!),
+    }),
+    route({
+      method: 'post',
+      path: '/groups/:name/members',
+      summary: 'Add a machine to a consistency group',
+      tag,
+      access: { kind: 'token', role: 'operator' },
+      body: groupMember,
+      handler: async ({ params, body }) => addMember(vault, params.name!, body.machineId),
+    }),
+    route({
+      method: 'delete',
+      path: '/groups/:name/members/:machineId',
+      summary: 'Remove a machine from a consistency group (removing the last one ends the group)',
+      tag,
+      access: { kind: 'token', role: 'operator' },
+      status: 204,
+      handler: async ({ params }) => {
+        await removeMember(vault, params.name!, params.machineId!);
+        return null;
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/groups/:name/points',
+      summary: 'Take a crash-consistent multi-machine point of the group now; returns its groupPointId',
+      tag,
+      access: { kind: 'token', role: 'operator' },
+      status: 201,
+      handler: async ({ params }) => cutGroupNow(vault, params.name!),
+    }),
+  ];
+}

@@ -31,6 +31,11 @@ const OPERATION_BODIES: Record<PlanOperation, { summary: string; body: z.ZodType
   commit: { summary: "Commit the plan's failover", body: s.empty },
   reprotect: { summary: "Reprotect the plan's machines (reverse replication)", body: s.reprotect },
   failback: { summary: 'Fail the plan back to the primary site', body: s.failback },
+  'complete-failover': {
+    summary:
+      "Complete the plan's synchronised failback: start its machines at the primary site, group by group",
+    body: s.empty,
+  },
 };
 
 export function planRoutes(vault: VaultContext): RouteDefinition[] {

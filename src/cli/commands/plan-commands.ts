@@ -14,6 +14,7 @@ const OPERATIONS = [
   'commit',
   'reprotect',
   'failback',
+  'complete-failover',
 ];
 const POINT_OPTIONS = [
   'latest',

@@ -10,6 +10,7 @@ export {
   type PlanOperation,
   type PlanStep,
   planSteps,
+  runsActions,
 } from './plan-steps.ts';
 export { activePlanJobs, busyMachines, requestPlanOperation } from './request-plan-operation.ts';
 export { runScriptAction, type ScriptRun } from './run-script-action.ts';

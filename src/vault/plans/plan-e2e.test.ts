@@ -5,25 +5,33 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DEMO_MACHINE } from '../../cli/commands/demo-machine.ts';
 import { type Embedded, startEmbedded } from '../../cli/commands/up-command.ts';
-import type { Job, Machine } from '../../domain/model.ts';
+import type { Job, JobStep, Machine } from '../../domain/model.ts';
+import { buildGuestImage, formatDataDisk, guestCommandLine } from '../../guest/index.ts';
 import type { ConsoleLog } from '../../host/host-services.ts';
 import { embeddedApi } from '../../testing/embedded-api.ts';
 import { until as waitUntil } from '../../testing/until.ts';
+import { hostServices } from '../jobs/lifecycle-job.ts';
+import type { PlanMachineRecord } from './plan-job.ts';
 
 /**
- * A recovery plan driving the real machine jobs: `haven up`'s demo machine (a
- * Linux guest under QEMU) in group 1 with a script action before it and a
- * manual action after it; group 2 holds a script only (a second and third
- * guest are not created here: see the report). Test failover waits at the
- * manual action, is resumed through the API, and group 2 starts only after
- * the guest's test failover job succeeded; then the plan cleans up.
+ * A recovery plan driving the real machine jobs of three real Linux guests
+ * under QEMU, each writing numbered, fsynced records to its ext4 disk:
+ * `haven up`'s demo machine in group 1 with a manual action after it, and
+ * two more guests in group 2 with a script action before them. The plan
+ * fails over (one recovery point choice for all), waits at the manual
+ * action until resumed, starts group 2 only after group 1's machine is up
+ * (asserted from job timestamps), commits, reprotects, fails back with
+ * "synchronise before failover" and completes that failover — the actions
+ * running again, in the failback direction — and commits: every guest
+ * recovers its records at the primary site.
  */
 let dir: string;
 let up: Embedded;
-let machine: Machine;
+const guests: Machine[] = [];
 const api = embeddedApi(() => up);
 const until = <T>(what: string, probe: () => Promise<T | undefined | false>) =>
-  waitUntil(what, probe, { timeoutMs: 180_000 });
+  waitUntil(what, probe, { timeoutMs: 180_000, intervalMs: 250 });
+const GUEST_DISK_BYTES = 64 << 20;
 
 const jobAt = (id: string, states: string[]) =>
   until(`job ${id} to be ${states.join('/')}`, async () => {
@@ -31,13 +39,136 @@ const jobAt = (id: string, states: string[]) =>
     return states.includes(body.state) || ['failed', 'cancelled'].includes(body.state) ? body : undefined;
   });
 
+async function consoleOf(hostId: string, vmName: string): Promise<string[]> {
+  return (await up.vault.context.hosts.call<ConsoleLog>(hostId, 'hypervisor.consoleLog', { name: vmName }))
+    .lines;
+}
+
+/** The highest `durable N` the guest printed, and its first `recovered N ok` line. */
+function records(lines: string[]): { durable: number; recovered: number | null } {
+  let durable = 0;
+  let recovered: number | null = null;
+  for (const line of lines) {
+    const d = line.match(/durable (\d+)/);
+    if (d) durable = Math.max(durable, Number(d[1]));
+    const r = line.match(/recovered (\d+) ok/);
+    if (r && recovered === null) recovered = Number(r[1]);
+  }
+  return { durable, recovered };
+}
+
+const recoveredOn = (hostId: string, vmName: string) =>
+  until(`${vmName} to recover its records on ${hostId}`, async () => {
+    const r = records(await consoleOf(hostId, vmName));
+    return r.recovered !== null ? r : undefined;
+  });
+
+/** A guest like `haven up`'s demo machine, smaller: running on the primary host on the disk service. */
+async function createGuest(name: string, primaryHostId: string): Promise<Machine> {
+  const image = await buildGuestImage();
+  const disk = join(dir, `${name}.img`);
+  await formatDataDisk(disk, { sizeBytes: GUEST_DISK_BYTES });
+  const boot = {
+    kernel: image.kernel,
+    initrd: image.initramfs,
+    cmdline: guestCommandLine({ workload: 'records', rate: 2 }),
+  };
+  const created = await api<Machine>('POST', '/machines', {
+    name,
+    hostId: primaryHostId,
+    disks: [{ id: 'disk0', sizeBytes: GUEST_DISK_BYTES, source: disk }],
+    recoverySettings: { targetName: name, cpus: 1, memoryMiB: 128, nics: [], boot },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const services = hostServices(up.vault.context, primaryHostId);
+  const exported = await services.disk.attach({
+    machineId: created.body.id,
+    diskId: 'disk0',
+    source: disk,
+    sizeBytes: GUEST_DISK_BYTES,
+  });
+  await services.hypervisor.define({
+    machine: {
+      name,
+      cpus: 1,
+      memoryMiB: 128,
+      disks: [{ diskId: 'disk0', nbdUri: exported.nbdUri }],
+      nics: [],
+      boot,
+    },
+  });
+  await services.hypervisor.start({ name });
+  return created.body;
+}
+
+async function machinesNow(): Promise<Machine[]> {
+  return Promise.all(guests.map(async (m) => (await api<Machine>('GET', `/machines/${m.id}`)).body));
+}
+
+/** Runs a plan operation to its end, resuming it at each manual action; returns the job and how often it waited. */
+async function runPlan(
+  operation: string,
+  body: unknown,
+  atManualAction: (job: Job) => Promise<void> = async () => {},
+): Promise<{ job: Job; waits: number }> {
+  const started = await api<Job>('POST', `/plans/app/${operation}`, body);
+  assert.equal(started.status, 202, `${operation}: ${JSON.stringify(started.body)}`);
+  let waits = 0;
+  for (;;) {
+    const job = await jobAt(started.body.id, ['waiting', 'succeeded']);
+    if (job.state === 'waiting') {
+      waits++;
+      await atManualAction(job);
+      assert.equal((await api<Job>('GET', `/jobs/${job.id}`)).body.state, 'waiting', 'still waiting');
+      assert.equal((await api('POST', `/jobs/${job.id}/resume`)).status, 202);
+      await until('the resumed job to move on', async () => {
+        const { body: j } = await api<Job>('GET', `/jobs/${job.id}`);
+        return j.state !== 'waiting';
+      });
+      continue;
+    }
+    assert.equal(job.state, 'succeeded', `${operation}: ${JSON.stringify(job.error)}`);
+    return { job, waits };
+  }
+}
+
+/** Each machine's own job in the plan job, by machine name. */
+async function machineJobs(plan: Job): Promise<Map<string, Job>> {
+  const recorded = plan.output.machines as Record<string, PlanMachineRecord>;
+  const jobs = new Map<string, Job>();
+  for (const record of Object.values(recorded)) {
+    jobs.set(record.name, (await api<Job>('GET', `/jobs/${record.jobId}`)).body);
+  }
+  return jobs;
+}
+
+/** Group 2's machine jobs start only after group 1's job and its after actions ended. */
+function assertGroupOrder(plan: Job, jobs: Map<string, Job>, operation: string): void {
+  const step = (name: string): JobStep => plan.steps.find((s) => s.name === name)!;
+  const [m1, m2, m3] = guests.map((m) => jobs.get(m.name)!);
+  for (const job of [m1!, m2!, m3!]) assert.equal(job.kind, operation);
+  const manual = step('g1.after.1');
+  const script = step('g2.before.1');
+  assert.ok(m1!.finishedAt! <= manual.startedAt!, `${m1!.finishedAt} ≤ manual ${manual.startedAt}`);
+  assert.ok(manual.finishedAt! <= script.startedAt!);
+  for (const job of [m2!, m3!]) {
+    assert.ok(script.finishedAt! <= job.startedAt!, `script ${script.finishedAt} ≤ ${job.startedAt}`);
+  }
+}
+
+const elapsed = (job: Job) => (Date.parse(job.finishedAt!) - Date.parse(job.startedAt!)) / 1000;
+
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'haven-plan-e2e-'));
   up = await startEmbedded({ dataDir: dir, port: 0, senderPollMs: 25, monitorIntervalMs: 500 });
-  machine = (await api<{ machines: Machine[] }>('GET', '/machines')).body.machines.find(
+  const demo = (await api<{ machines: Machine[] }>('GET', '/machines')).body.machines.find(
     (m) => m.name === DEMO_MACHINE,
-  )!;
-  assert.ok(machine, 'haven up offers the demo machine');
+  );
+  assert.ok(demo, 'haven up offers the demo machine');
+  guests.push(
+    demo,
+    ...(await Promise.all(['web-01', 'web-02'].map((n) => createGuest(n, demo.primaryHostId)))),
+  );
 });
 
 after(async () => {
@@ -45,97 +176,178 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-describe('recovery plan with a real guest', () => {
-  it('runs test failover in group order, waits at the manual action, resumes, cleans up', async () => {
-    const enabled = await api<Job>('POST', `/machines/${machine.id}/enable-replication`, {
-      recoveryHostId: 'recovery',
-      policyId: 'default',
-    });
-    assert.equal(enabled.status, 202, JSON.stringify(enabled.body));
-    assert.equal((await jobAt(enabled.body.id, ['succeeded'])).state, 'succeeded');
+describe('recovery plan of three real guests in two groups', () => {
+  it('protects the three guests', async () => {
+    await Promise.all(
+      guests.map((m) =>
+        until(
+          `${m.name} to write records`,
+          async () => records(await consoleOf(m.primaryHostId, m.name)).durable >= 2,
+        ),
+      ),
+    );
+    const enabled = await Promise.all(
+      guests.map((m) =>
+        api<Job>('POST', `/machines/${m.id}/enable-replication`, {
+          recoveryHostId: 'recovery',
+          policyId: 'default',
+        }),
+      ),
+    );
+    for (const e of enabled) {
+      assert.equal(e.status, 202, JSON.stringify(e.body));
+      assert.equal((await jobAt(e.body.id, ['succeeded'])).state, 'succeeded');
+    }
+    assert.deepEqual(
+      (await machinesNow()).map((m) => m.state),
+      ['protected', 'protected', 'protected'],
+    );
+  });
 
-    const marker = join(dir, 'marker');
+  const marker = () => join(dir, 'marker');
+
+  it('fails over group by group, waiting at the manual action until resumed', async () => {
     const created = await api('POST', '/plans', {
-      name: 'demo-app',
+      name: 'app',
       groups: [
         {
-          name: 'backend',
+          name: 'database',
           machines: [DEMO_MACHINE],
-          before: [
-            {
-              kind: 'script',
-              name: 'note env',
-              text: `echo "before $HAVEN_GROUP $HAVEN_OPERATION $HAVEN_MACHINES $HAVEN_DIRECTION" >> ${marker}`,
-              timeoutSeconds: 10,
-            },
-          ],
           after: [
-            { kind: 'manual', name: 'smoke test', text: 'Check the demo guest boots on the test network' },
+            {
+              kind: 'manual',
+              name: 'check db',
+              text: 'Check the database answers before the web tier starts',
+            },
           ],
         },
         {
-          name: 'frontend',
-          machines: [],
-          before: [{ kind: 'script', name: 'second', text: `echo "before $HAVEN_GROUP" >> ${marker}` }],
+          name: 'web',
+          machines: ['web-01', 'web-02'],
+          before: [
+            {
+              kind: 'script',
+              name: 'repoint',
+              text: `echo "$HAVEN_GROUP $HAVEN_OPERATION $HAVEN_MACHINES $HAVEN_DIRECTION" >> ${marker()}`,
+              timeoutSeconds: 10,
+            },
+          ],
         },
       ],
     });
     assert.equal(created.status, 201, JSON.stringify(created.body));
 
-    const started = await api<Job>('POST', '/plans/demo-app/test-failover', {
-      recoveryPoint: { option: 'latest-processed' },
-    });
-    assert.equal(started.status, 202, JSON.stringify(started.body));
-    const waiting = await jobAt(started.body.id, ['waiting']);
-    assert.equal(waiting.state, 'waiting', JSON.stringify(waiting.error));
-    assert.match(waiting.steps[2]!.message!, /Check the demo guest boots/);
-    assert.equal(
-      (await readFile(marker, 'utf8')).trim(),
-      `before backend test-failover ${DEMO_MACHINE} primary-to-recovery`,
+    const t0 = Date.now();
+    const { job, waits } = await runPlan(
+      'failover',
+      { recoveryPoint: { option: 'latest-processed' }, shutdownSource: false },
+      async (waiting) => {
+        assert.match(
+          waiting.steps.find((s) => s.state === 'running')!.message!,
+          /Check the database answers/,
+        );
+        const [db, web1, web2] = await machinesNow();
+        assert.equal(db!.state, 'failed-over');
+        assert.deepEqual([web1!.state, web2!.state], ['protected', 'protected'], 'group 2 waits');
+        // The operator's check, done by the test: the database guest is up at the recovery site.
+        await recoveredOn(db!.runtime.failover!.hostId, db!.runtime.failover!.vmName);
+      },
     );
-    const drilled = (await api<Machine>('GET', `/machines/${machine.id}`)).body;
-    assert.equal(drilled.state, 'test-failover-active');
-    // The operator's manual check, done by the test: the drill copy (a real QEMU guest) boots.
-    const drill = drilled.runtime.test!;
-    await until('the drill copy to boot', async () => {
-      const log = await up.vault.context.hosts.call<ConsoleLog>(drill.hostId, 'hypervisor.consoleLog', {
-        name: drill.vmName,
-      });
-      return log.lines.some((l) => l.includes('haven-guest booted'));
-    });
-    assert.equal((await api<Job>('GET', `/jobs/${started.body.id}`)).body.state, 'waiting', 'still waiting');
-
-    assert.equal((await api('POST', `/jobs/${started.body.id}/resume`)).status, 202);
-    const done = await jobAt(started.body.id, ['succeeded']);
-    assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
-    const [script, machineStep, manual, second] = done.steps;
-    const machineJobId = (done.output.machines as Record<string, { jobId: string }>)[machine.id]!.jobId;
-    const machineJob = (await api<Job>('GET', `/jobs/${machineJobId}`)).body;
-    assert.equal(machineJob.kind, 'test-failover');
-    // Order from the step timestamps: script, the guest's job, the manual action, then group 2.
-    assert.ok(script!.finishedAt! <= machineJob.startedAt!);
-    assert.ok(machineJob.finishedAt! <= machineStep!.finishedAt!);
-    assert.ok(machineStep!.finishedAt! <= manual!.startedAt!);
-    assert.ok(manual!.finishedAt! <= second!.startedAt!);
-    assert.match(await readFile(marker, 'utf8'), /\nbefore frontend\n$/);
-    const took = (Date.parse(machineJob.finishedAt!) - Date.parse(machineJob.startedAt!)) / 1000;
-    process.stdout.write(`# plan test failover: guest job ${took.toFixed(1)} s\n`);
-
-    const shown = await api<{ rtoEstimateSeconds: number }>('GET', '/plans/demo-app');
-    assert.ok(shown.body.rtoEstimateSeconds >= took, JSON.stringify(shown.body));
-    process.stdout.write(`# plan RTO estimate: ${shown.body.rtoEstimateSeconds} s\n`);
-
-    const cleanup = await api<Job>('POST', '/plans/demo-app/cleanup-test-failover', {
-      notes: 'plan drill ok',
-    });
-    assert.equal(cleanup.status, 202, JSON.stringify(cleanup.body));
-    const cleaned = await jobAt(cleanup.body.id, ['succeeded']);
-    assert.equal(cleaned.state, 'succeeded', JSON.stringify(cleaned.error));
+    assert.equal(waits, 1);
+    const jobs = await machineJobs(job);
+    assertGroupOrder(job, jobs, 'failover');
+    const failedOver = await machinesNow();
     assert.deepEqual(
-      cleaned.steps.map((s) => s.name),
-      [`g1.machine.${machine.id}`],
-      'actions run around operations that start machines only',
+      failedOver.map((m) => m.state),
+      ['failed-over', 'failed-over', 'failed-over'],
     );
-    assert.equal((await api<Machine>('GET', `/machines/${machine.id}`)).body.state, 'protected');
+    // One recovery point choice for all: each guest resumes from its own latest processed point.
+    const recovered = await Promise.all(
+      failedOver.map((m) => recoveredOn(m.runtime.failover!.hostId, m.runtime.failover!.vmName)),
+    );
+    const rto = (Date.now() - t0) / 1000;
+    for (const r of recovered) assert.ok(r.recovered! >= 1, JSON.stringify(recovered));
+    assert.equal((await readFile(marker(), 'utf8')).trim(), 'web failover web-01 web-02 primary-to-recovery');
+    process.stdout.write(
+      `# plan failover: machine jobs ${[...jobs].map(([n, j]) => `${n} ${elapsed(j).toFixed(1)} s`).join(', ')}; ` +
+        `call → all records recovered ${rto.toFixed(1)} s (incl. the manual check)\n`,
+    );
+    const shown = await api<{ rtoEstimateSeconds: number }>('GET', '/plans/app');
+    process.stdout.write(`# plan RTO estimate: ${shown.body.rtoEstimateSeconds} s\n`);
+    assert.ok(shown.body.rtoEstimateSeconds >= Math.max(...[...jobs.values()].map(elapsed)));
+  });
+
+  it('commits and reprotects through the plan', async () => {
+    const commit = await runPlan('commit', {});
+    assert.deepEqual(
+      commit.job.steps.map((s) => s.name),
+      guests.map((m, i) => `g${i === 0 ? 1 : 2}.machine.${m.id}`),
+      'no actions around commit',
+    );
+    assert.deepEqual(
+      (await machinesNow()).map((m) => m.state),
+      ['failover-committed', 'failover-committed', 'failover-committed'],
+    );
+    const { job } = await runPlan('reprotect', {});
+    const jobs = await machineJobs(job);
+    for (const [name, j] of jobs) {
+      const sent = j.output.reprotectSent as { sentBytes: number; diskBytes: number };
+      assert.ok(sent.sentBytes < sent.diskBytes / 4, `${name}: reprotect sent ${sent.sentBytes} bytes`);
+    }
+    assert.deepEqual(
+      (await machinesNow()).map((m) => m.state),
+      ['reverse-protected', 'reverse-protected', 'reverse-protected'],
+    );
+  });
+
+  it('fails back (synchronise before failover), completes the failover group by group and commits: no durable record lost', async () => {
+    const failback = await runPlan('failback', { dataSync: 'before-failover' });
+    assert.equal(failback.waits, 0, 'a synchronising failback starts no machine: its actions wait');
+    const ready = await machinesNow();
+    assert.deepEqual(
+      ready.map((m) => m.state),
+      ['failback-ready', 'failback-ready', 'failback-ready'],
+    );
+
+    const { job, waits } = await runPlan('complete-failover', {}, async () => {
+      const [db, web1, web2] = await machinesNow();
+      assert.equal(db!.state, 'failed-back');
+      assert.deepEqual([web1!.state, web2!.state], ['failback-ready', 'failback-ready'], 'group 2 waits');
+    });
+    assert.equal(waits, 1);
+    assertGroupOrder(job, await machineJobs(job), 'complete-failover');
+    assert.match(
+      await readFile(marker(), 'utf8'),
+      /\nweb complete-failover web-01 web-02 recovery-to-primary\n$/,
+    );
+
+    const failedBack = await machinesNow();
+    for (const [i, m] of failedBack.entries()) {
+      assert.equal(m.state, 'failed-back');
+      assert.equal(m.activeHostId, m.primaryHostId);
+      // The recovery copy is shut down: its last durable record is final and must be on the primary.
+      const copy = ready[i]!.runtime.failover!;
+      const lastAtRecovery = records(await consoleOf(copy.hostId, copy.vmName)).durable;
+      const { recovered } = await recoveredOn(m.primaryHostId, m.name);
+      process.stdout.write(
+        `# ${m.name}: recovered ${recovered} ok on the primary (last durable at recovery ${lastAtRecovery})\n`,
+      );
+      assert.ok(
+        recovered! >= lastAtRecovery && lastAtRecovery >= 1,
+        `${m.name}: ${recovered} < ${lastAtRecovery}`,
+      );
+    }
+
+    await runPlan('commit', {});
+    assert.deepEqual(
+      (await machinesNow()).map((m) => m.state),
+      ['failback-committed', 'failback-committed', 'failback-committed'],
+    );
+    const forward = await runPlan('reprotect', {});
+    assert.equal(forward.job.state, 'succeeded');
+    assert.deepEqual(
+      (await machinesNow()).map((m) => m.state),
+      ['protected', 'protected', 'protected'],
+    );
   });
 });

@@ -9,6 +9,7 @@ export const PLAN_OPERATIONS = [
   'commit',
   'reprotect',
   'failback',
+  'complete-failover',
 ] as const;
 export type PlanOperation = (typeof PLAN_OPERATIONS)[number];
 
@@ -23,12 +24,26 @@ export const ACTION_OPERATIONS: ReadonlySet<PlanOperation> = new Set([
   'failover',
   'planned-failover',
   'failback',
+  'complete-failover',
 ]);
+
+/**
+ * Whether this run of the operation brings machines up, and so runs the
+ * plan's actions: a failback that synchronises before failover only copies
+ * data (the machines start at its complete-failover), so its actions wait
+ * for that.
+ */
+export function runsActions(operation: PlanOperation, options: Record<string, unknown>): boolean {
+  if (operation === 'failback' && options.dataSync === 'before-failover') return false;
+  return ACTION_OPERATIONS.has(operation);
+}
 
 export type Direction = 'primary-to-recovery' | 'recovery-to-primary';
 
 export function directionOf(operation: PlanOperation): Direction {
-  return operation === 'failback' ? 'recovery-to-primary' : 'primary-to-recovery';
+  return operation === 'failback' || operation === 'complete-failover'
+    ? 'recovery-to-primary'
+    : 'primary-to-recovery';
 }
 
 /** What a plan job is created with: a snapshot of the plan, so editing the plan does not change a running job. */
@@ -63,7 +78,7 @@ export function actionStepName(group: number, side: 'before' | 'after', index: n
  * its after actions — in the order written. Deterministic from the input.
  */
 export function planSteps(input: PlanJobInput): PlanStep[] {
-  const withActions = ACTION_OPERATIONS.has(input.operation);
+  const withActions = runsActions(input.operation, input.options);
   return input.groups.flatMap((group, g) => {
     const label = `Group ${g + 1} '${group.name}'`;
     const actions = (side: 'before' | 'after'): PlanStep[] =>

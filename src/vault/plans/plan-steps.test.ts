@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { directionOf, type PlanJobInput, type PlanOperation, planSteps } from './plan-steps.ts';
+
+const input = (operation: PlanOperation, options: Record<string, unknown> = {}): PlanJobInput => ({
+  planId: 'p',
+  planName: 'app',
+  operation,
+  options,
+  machineNames: { a: 'db', b: 'web' },
+  groups: [
+    {
+      name: 'database',
+      machineIds: ['a'],
+      before: [],
+      after: [{ kind: 'manual', name: 'check', text: 'x', timeoutSeconds: null }],
+    },
+    {
+      name: 'web',
+      machineIds: ['b'],
+      before: [{ kind: 'script', name: 'dns', text: 'true', timeoutSeconds: 5 }],
+      after: [],
+    },
+  ],
+});
+
+describe('plan steps', () => {
+  it('run actions around operations that start machines, in the order written', () => {
+    const names = ['g1.machine.a', 'g1.after.1', 'g2.before.1', 'g2.machine.b'];
+    assert.deepEqual(
+      planSteps(input('failover')).map((s) => s.name),
+      names,
+    );
+    assert.deepEqual(
+      planSteps(input('failback', { dataSync: 'full-download' })).map((s) => s.name),
+      names,
+    );
+    assert.deepEqual(
+      planSteps(input('complete-failover')).map((s) => s.name),
+      names,
+    );
+  });
+
+  it('leave actions out where no machine starts: commit, and a failback that only synchronises', () => {
+    const names = ['g1.machine.a', 'g2.machine.b'];
+    assert.deepEqual(
+      planSteps(input('commit')).map((s) => s.name),
+      names,
+    );
+    assert.deepEqual(
+      planSteps(input('failback', { dataSync: 'before-failover' })).map((s) => s.name),
+      names,
+    );
+  });
+
+  it('tell scripts the direction', () => {
+    assert.equal(directionOf('failover'), 'primary-to-recovery');
+    assert.equal(directionOf('failback'), 'recovery-to-primary');
+    assert.equal(directionOf('complete-failover'), 'recovery-to-primary');
+  });
+});

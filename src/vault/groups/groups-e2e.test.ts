@@ -229,11 +229,7 @@ describe('consistency groups through the vault', () => {
     }
   });
 
-  // The failover job's choose-point step asks the replica for this machine's points only, so a group of
-  // two never finds a cut both hold (src/vault/jobs/failover-jobs.ts choosePoint must list every member's).
-  it('fails one member over to the latest multi-machine processed point, shared by the other member', {
-    todo: "choosePoint in failover-jobs.ts lists only the failing-over machine's points",
-  }, async () => {
+  it('fails one member over to the latest multi-machine processed point, shared by the other member', async () => {
     const started = await api<Job>('POST', `/machines/${a.id}/failover`, {
       recoveryPoint: { option: 'latest-multi-machine-processed' },
       shutdownSource: false,

@@ -24,13 +24,16 @@ interface PointChoice {
 
 /** Resolves the operator's recovery point choice against the replica's catalog (SPEC §3). */
 async function choosePoint(ctx: LifecycleStepContext, choice: PointChoice): Promise<RecoveryPoint> {
-  const catalog = await ctx
-    .host(requireReplicaHost(ctx.machine))
-    .replica.listPoints({ machineId: ctx.machine.id });
   const members =
     ctx.machine.groupId === null
       ? [ctx.machine]
       : (await ctx.vault.store.machines.list()).filter((m) => m.groupId === ctx.machine.groupId);
+  // Multi-machine points are the ones every member holds: the catalog spans the whole group.
+  const catalog = (
+    await Promise.all(
+      members.map((m) => ctx.host(requireReplicaHost(m)).replica.listPoints({ machineId: m.id })),
+    )
+  ).flat();
   const request: RecoveryPointRequest =
     choice.option === 'custom'
       ? { option: 'custom', pointId: String(choice.pointId) }

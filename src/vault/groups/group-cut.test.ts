@@ -168,20 +168,26 @@ async function catalog(): Promise<RecoveryPoint[]> {
   ];
 }
 
-test('multi-machine points across two hosts never hold an effect without its cause; single points can', async () => {
+test('multi-machine points across two hosts never hold an effect without its cause; single points can', async (t) => {
   const [a, b] = await Promise.all([protect(hostA, 'app-a'), protect(hostB, 'app-b')]);
-  await waitFor('initial syncs', async () => {
-    const states = await Promise.all([
-      hostA.path.services.replication.status({ machineId: 'app-a' }),
-      hostB.path.services.replication.status({ machineId: 'app-b' }),
-    ]);
-    return states.every((s) => s.state === 'streaming');
-  });
+  await waitFor(
+    'initial syncs',
+    async () => {
+      const states = await Promise.all([
+        hostA.path.services.replication.status({ machineId: 'app-a' }),
+        hostB.path.services.replication.status({ machineId: 'app-b' }),
+      ]);
+      return states.every((s) => s.state === 'streaming');
+    },
+    120_000,
+  );
   const participants = [
     { hostId: 'a', machineIds: ['app-a'], disk: hostA.path.services.disk },
     { hostId: 'b', machineIds: ['app-b'], disk: hostB.path.services.disk },
   ];
   const writer = new Writer(a, b);
+  // A failed assertion must not leave the writer running past the test.
+  t.after(() => writer.stop());
   writer.start();
   await new Promise((resolve) => setTimeout(resolve, 100));
   const quietStall = writer.maxStallMs;
@@ -194,29 +200,37 @@ test('multi-machine points across two hosts never hold an effect without its cau
     await new Promise((resolve) => setTimeout(resolve, 40));
   }
   const cutStall = writer.maxStallMs;
-  await waitFor('the cuts at the replica', async () => {
-    const points = await catalog();
-    return cuts.every((id) =>
-      members.every((m) => points.some((p) => p.machineId === m.id && p.groupPointId === id)),
-    );
-  });
+  await waitFor(
+    'the cuts at the replica',
+    async () => {
+      const points = await catalog();
+      return cuts.every((id) =>
+        members.every((m) => points.some((p) => p.machineId === m.id && p.groupPointId === id)),
+      );
+    },
+    120_000,
+  );
 
   // A's replication stops (a lagging link); both machines go on writing, B's replica keeps up.
   await hostA.path.services.replication.stop({ machineId: 'app-a' });
   const before = writer.n;
-  await waitFor('more records after A stopped replicating', () => writer.n > before + 50);
+  await waitFor('more records after A stopped replicating', () => writer.n > before + 50, 120_000);
   await writer.stop();
   const last = await hostB.path.services.disk.insertMarker({
     machineIds: ['app-b'],
     type: 'crash-consistent',
     groupPointId: null,
   });
-  await waitFor("the cuts and B's last marker at the replica", async () => {
-    const points = await catalog();
-    const has = (machineId: string, id: string) =>
-      points.some((p) => p.machineId === machineId && p.groupPointId === id);
-    return cuts.every((id) => has('app-a', id) && has('app-b', id)) && has('app-b', last.markerId);
-  });
+  await waitFor(
+    "the cuts and B's last marker at the replica",
+    async () => {
+      const points = await catalog();
+      const has = (machineId: string, id: string) =>
+        points.some((p) => p.machineId === machineId && p.groupPointId === id);
+      return cuts.every((id) => has('app-a', id) && has('app-b', id)) && has('app-b', last.markerId);
+    },
+    120_000,
+  );
   console.log(
     `# ${writer.n} record pairs, ${cuts.length} cuts (longest ${longestCut} ms); ` +
       `max write+flush stall ${quietStall.toFixed(1)} ms without cuts, ${cutStall.toFixed(1)} ms with`,

@@ -132,7 +132,7 @@ describe('portal', { timeout: 120_000 }, () => {
     // The dialog hands over to the job page, which follows the job live to its end.
     await page.locator('[data-job-state]').waitFor();
     await page.locator('[data-job-state="succeeded"]').waitFor({ timeout: 120_000 });
-    assert.equal(await page.locator('[data-step-state="succeeded"]').count(), 2);
+    assert.equal(await page.locator('[data-step-state="succeeded"]').count(), 3);
     await f.screenshot(page, '2-test-failover-job');
 
     // Clean up the drill with notes, from the machine page.

@@ -161,6 +161,40 @@ async function fenceSource(ctx: LifecycleStepContext): Promise<void> {
   await ctx.output({ fence: `source machine ${status.state}; replication stopped` });
 }
 
+/**
+ * Waits (bounded) for the started machine's first console output and records
+ * when it came: how long the machine takes to come up at the other site,
+ * which recovery plans add up into their RTO estimate. A machine that prints
+ * nothing on its serial console is not an error: the time stays unknown.
+ */
+function machineUpStep(copyOf: (machine: Machine) => RunningCopy | null): LifecycleStep {
+  return {
+    name: 'wait-for-console',
+    title: 'Wait for the machine to come up (first console output)',
+    retrySafe: true,
+    run: async (ctx) => {
+      const copy = copyOf(ctx.machine);
+      if (!copy) return;
+      const started = Date.parse(ctx.job.startedAt ?? ctx.job.createdAt);
+      const deadline = Date.now() + 60_000;
+      while (Date.now() < deadline && !ctx.signal.aborted) {
+        const log = await ctx
+          .host(copy.hostId)
+          .hypervisor.consoleLog({ name: copy.vmName, tail: 1 })
+          .catch(() => null);
+        if (log && log.lines.length > 0) {
+          const at = new Date().toISOString();
+          await ctx.output({ machineUp: { at, seconds: (Date.parse(at) - started) / 1000 } });
+          ctx.progress(100, `console output after ${((Date.parse(at) - started) / 1000).toFixed(1)} s`);
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      ctx.progress(100, 'no console output yet; the machine was started');
+    },
+  };
+}
+
 export function testFailoverJob(vault: () => VaultContext): JobDefinition {
   return lifecycleJob(vault, {
     operation: 'test-failover',
@@ -184,6 +218,7 @@ export function testFailoverJob(vault: () => VaultContext): JobDefinition {
           await ctx.output({ drill: { vmName: copy.vmName, network, hostId: copy.hostId } });
         },
       },
+      machineUpStep((m) => m.runtime.test),
     ],
   });
 }
@@ -302,6 +337,7 @@ function failoverSteps(planned: boolean, input: Record<string, unknown>): Lifecy
         await ctx.save({ runtime: { ...ctx.machine.runtime, failover: copy } });
       },
     },
+    machineUpStep((m) => m.runtime.failover),
   );
   return steps;
 }

@@ -19,7 +19,9 @@ export async function planRtoEstimate(vault: VaultContext, plan: RecoveryPlan): 
   for (const machineId of plan.groups.flatMap((g) => g.machineIds)) {
     const jobs = await vault.store.jobs.list({ targetId: machineId, state: 'succeeded', limit: 200 });
     const latest = jobs.find((job) => MEASURED.has(job.kind));
-    const took = latest && seconds(latest.startedAt, latest.finishedAt);
+    // Until the machine was up (its first console output) when that was measured, else until the job ended.
+    const up = latest?.output.machineUp as { at: string } | undefined;
+    const took = latest && seconds(latest.startedAt, up?.at ?? latest.finishedAt);
     if (took !== undefined) machineSeconds.set(machineId, took);
   }
   const actionSeconds = new Map<string, number>();

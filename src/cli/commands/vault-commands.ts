@@ -25,10 +25,14 @@ export const vaultCommands: Command[] = [
       'control-host': { type: 'string' },
       'control-port': { type: 'string' },
       'heartbeat-interval': { type: 'string' },
+      'app-consistency-hook': { type: 'string' },
     },
     run: async (args) => {
       const heartbeat = str(args, 'heartbeat-interval');
+      const hook = str(args, 'app-consistency-hook');
       const vault = await startVault({
+        // Run as `<hook> freeze|thaw` around app-consistent points (policy frequency).
+        ...(hook ? { appConsistencyHook: hook } : {}),
         ...(heartbeat ? { heartbeatIntervalMs: parseDuration(heartbeat, 'heartbeat-interval') * 1000 } : {}),
         dataDir: str(args, 'data') ?? '.haven',
         host: str(args, 'host') ?? '127.0.0.1',

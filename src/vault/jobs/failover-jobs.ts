@@ -175,6 +175,11 @@ function machineUpStep(copyOf: (machine: Machine) => RunningCopy | null): Lifecy
     run: async (ctx) => {
       const copy = copyOf(ctx.machine);
       if (!copy) return;
+      // Only a machine whose console is on the serial port tells when it is up; others are not waited for.
+      if (!/console=ttyS/.test(ctx.machine.recoverySettings.boot?.cmdline ?? '')) {
+        ctx.progress(100, 'no serial console configured: time to come up not measured');
+        return;
+      }
       const started = Date.parse(ctx.job.startedAt ?? ctx.job.createdAt);
       const deadline = Date.now() + 60_000;
       while (Date.now() < deadline && !ctx.signal.aborted) {

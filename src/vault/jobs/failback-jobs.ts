@@ -3,7 +3,13 @@ import { HavenError } from '../../errors/index.ts';
 import type { DiskRegion, ReplicationStatus } from '../../host/host-services.ts';
 import type { JobDefinition } from '../../jobs/index.ts';
 import type { VaultContext } from '../vault-context.ts';
-import { type LifecycleStep, type LifecycleStepContext, lifecycleJob, pollUntil } from './lifecycle-job.ts';
+import {
+  type LifecycleStep,
+  type LifecycleStepContext,
+  lifecycleJob,
+  pollUntil,
+  replicationTarget,
+} from './lifecycle-job.ts';
 
 /**
  * Reprotect, failback, complete failover and the commit after failback
@@ -187,11 +193,7 @@ function reverseSteps(input: Record<string, unknown>): LifecycleStep[] {
         await ctx.host(recovery.id).replication.start({
           machineId: ctx.machine.id,
           diskIds: ctx.machine.disks.map((d) => d.id),
-          target: {
-            hostId: primary.id,
-            address: primary.replicationAddress!,
-            fingerprint: primary.replicationFingerprint!,
-          },
+          target: replicationTarget(primary),
           mode: plan.fullResync ? 'full' : 'delta',
           source: { viewId: copy.viewId, extraRegions: plan.extraRegions },
         });
@@ -230,11 +232,7 @@ function forwardSteps(): LifecycleStep[] {
         await ctx.host(primary.id).replication.start({
           machineId: ctx.machine.id,
           diskIds: ctx.machine.disks.map((d) => d.id),
-          target: {
-            hostId: recovery.id,
-            address: recovery.replicationAddress!,
-            fingerprint: recovery.replicationFingerprint!,
-          },
+          target: replicationTarget(recovery),
           mode: 'continue',
         });
       },
@@ -298,11 +296,7 @@ function switchBackSteps(fullDownload: boolean): LifecycleStep[] {
         await ctx.host(copy.hostId).replication.start({
           machineId: ctx.machine.id,
           diskIds: ctx.machine.disks.map((d) => d.id),
-          target: {
-            hostId: primary.id,
-            address: primary.replicationAddress!,
-            fingerprint: primary.replicationFingerprint!,
-          },
+          target: replicationTarget(primary),
           mode: 'full',
           source: { viewId: copy.viewId },
         });

@@ -84,6 +84,30 @@ async function recoveryNics(ctx: LifecycleStepContext, testNetwork: string | nul
   }));
 }
 
+/** Defines the copy's machine at its host (from the recovery settings) and starts it; safe to repeat. */
+async function runCopy(
+  ctx: LifecycleStepContext,
+  copy: Pick<RunningCopy, 'hostId' | 'disks'>,
+  vmName: string,
+  testNetwork: string | null,
+): Promise<void> {
+  const services = ctx.host(copy.hostId);
+  const settings = ctx.machine.recoverySettings;
+  const definition: MachineDefinition = {
+    name: vmName,
+    cpus: settings.cpus,
+    memoryMiB: settings.memoryMiB,
+    disks: copy.disks,
+    nics: await recoveryNics(ctx, testNetwork),
+    ...(settings.boot ? { boot: settings.boot } : {}),
+  };
+  const status = await services.hypervisor
+    .status({ name: vmName })
+    .catch(() => ({ state: 'absent' as const }));
+  if (status.state === 'absent') await services.hypervisor.define({ machine: definition });
+  if (status.state !== 'running') await services.hypervisor.start({ name: vmName });
+}
+
 /** Opens a writable view of the replica at the point and starts a machine on it at the replica host. */
 async function startCopy(
   ctx: LifecycleStepContext,
@@ -113,20 +137,7 @@ async function startCopy(
       startedAt: isoNow(ctx.vault.clock),
     };
   }
-  const settings = ctx.machine.recoverySettings;
-  const definition: MachineDefinition = {
-    name: options.vmName,
-    cpus: settings.cpus,
-    memoryMiB: settings.memoryMiB,
-    disks: copy.disks,
-    nics: await recoveryNics(ctx, options.testNetwork),
-    ...(settings.boot ? { boot: settings.boot } : {}),
-  };
-  const status = await services.hypervisor
-    .status({ name: options.vmName })
-    .catch(() => ({ state: 'absent' as const }));
-  if (status.state === 'absent') await services.hypervisor.define({ machine: definition });
-  if (status.state !== 'running') await services.hypervisor.start({ name: options.vmName });
+  await runCopy(ctx, copy, options.vmName, options.testNetwork);
   ctx.progress(100, `${options.vmName} started on view ${copy.viewId} (${point.time})`);
   return { ...copy, startedAt: isoNow(ctx.vault.clock) };
 }
@@ -422,24 +433,7 @@ export function changeRecoveryPointJob(vault: () => VaultContext): JobDefinition
             await ctx.save({ runtime: { ...ctx.machine.runtime, failover: next } });
           }
           const current = (await ctx.reload()).runtime.failover!;
-          const services = ctx.host(current.hostId);
-          const settings = ctx.machine.recoverySettings;
-          const status = await services.hypervisor
-            .status({ name: current.vmName })
-            .catch(() => ({ state: 'absent' as const }));
-          if (status.state === 'absent') {
-            await services.hypervisor.define({
-              machine: {
-                name: current.vmName,
-                cpus: settings.cpus,
-                memoryMiB: settings.memoryMiB,
-                disks: current.disks,
-                nics: await recoveryNics(ctx, null),
-                ...(settings.boot ? { boot: settings.boot } : {}),
-              },
-            });
-          }
-          if (status.state !== 'running') await services.hypervisor.start({ name: current.vmName });
+          await runCopy(ctx, current, current.vmName, null);
           await ctx.save({
             runtime: { ...ctx.machine.runtime, failover: { ...current, startedAt: isoNow(ctx.vault.clock) } },
           });

@@ -1,9 +1,9 @@
 import { isoNow } from '../../clock/index.ts';
 import type { LifecycleOperation, Transition } from '../../domain/index.ts';
-import type { Machine } from '../../domain/model.ts';
+import type { Host, Machine } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
 import { remoteHostServices } from '../../host/host-dispatcher.ts';
-import type { HostServices } from '../../host/host-services.ts';
+import type { HostServices, ReplicationTarget } from '../../host/host-services.ts';
 import { defineJob, type JobDefinition, type JobOutcome, type StepContext } from '../../jobs/index.ts';
 import type { VaultContext } from '../vault-context.ts';
 
@@ -44,6 +44,18 @@ export interface LifecycleJobSpec {
     input: Record<string, unknown>,
     output: Record<string, unknown>,
   ): Partial<Omit<Machine, 'state' | 'currentJobId'>>;
+}
+
+/** Where a host receives replication: its address and the certificate its peers pin (SPEC §6). */
+export function replicationTarget(host: Host): ReplicationTarget {
+  if (!host.replicationAddress || !host.replicationFingerprint) {
+    throw new HavenError(
+      'not_available',
+      `host '${host.name}' has not reported a replication endpoint; restart its host agent`,
+      { hostId: host.id },
+    );
+  }
+  return { hostId: host.id, address: host.replicationAddress, fingerprint: host.replicationFingerprint };
 }
 
 export function hostServices(vault: VaultContext, hostId: string): HostServices {

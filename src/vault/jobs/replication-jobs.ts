@@ -8,6 +8,7 @@ import {
   type LifecycleStepContext,
   lifecycleJob,
   pollUntil,
+  replicationTarget,
 } from './lifecycle-job.ts';
 
 /** The host replicating a machine now (its active host) and the one receiving. */
@@ -112,11 +113,7 @@ export function enableReplicationJob(vault: () => VaultContext): JobDefinition {
             await ctx.host(ctx.machine.activeHostId).replication.start({
               machineId: ctx.machine.id,
               diskIds: ctx.machine.disks.map((d) => d.id),
-              target: {
-                hostId: target.id,
-                address: target.replicationAddress!,
-                fingerprint: target.replicationFingerprint!,
-              },
+              target: replicationTarget(target),
               mode: 'full',
             });
           },

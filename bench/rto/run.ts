@@ -14,17 +14,17 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { ApiClient } from '../../src/cli/api-client.ts';
+import { createGuestMachine, startOnPrimary } from '../../src/cli/commands/demo-machine.ts';
 import { startEmbedded } from '../../src/cli/commands/up-command.ts';
 import type { Job, Machine } from '../../src/domain/model.ts';
-import { buildGuestImage, formatDataDisk, guestCommandLine } from '../../src/guest/index.ts';
 import type { ConsoleLog } from '../../src/host/host-services.ts';
-import { hostServices } from '../../src/vault/jobs/lifecycle-job.ts';
 
 const run = promisify(execFile);
 const sizes = [1, 16].map((g) => g * 2 ** 30);
 const dir = await mkdtemp(join(tmpdir(), 'haven-bench-rto-'));
 const up = await startEmbedded({ dataDir: dir, port: 0, senderPollMs: 25, demo: false });
-const image = await buildGuestImage();
+const client = new ApiClient({ url: up.vault.url, token: up.adminToken });
 
 async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
   const response = await up.vault.app.request(`/api/v1${path}`, {
@@ -62,42 +62,9 @@ try {
   for (const size of sizes) {
     const name = `rto-${size / 2 ** 30}g`;
     const disk = join(dir, `${name}.img`);
-    await formatDataDisk(disk, { sizeBytes: size });
-    const machine = await api<Machine>('POST', '/machines', {
-      name,
-      hostId: primary.id,
-      disks: [{ id: 'disk0', sizeBytes: size, source: disk }],
-      recoverySettings: {
-        targetName: name,
-        cpus: 1,
-        memoryMiB: 128,
-        nics: [],
-        boot: {
-          kernel: image.kernel,
-          initrd: image.initramfs,
-          cmdline: guestCommandLine({ workload: 'records', rate: 2 }),
-        },
-      },
-    });
     // Run it on the primary through the disk service, as haven up does for its demo machine.
-    const services = hostServices(up.vault.context, primary.id);
-    const exported = await services.disk.attach({
-      machineId: machine.id,
-      diskId: 'disk0',
-      source: disk,
-      sizeBytes: size,
-    });
-    await services.hypervisor.define({
-      machine: {
-        name,
-        cpus: 1,
-        memoryMiB: 128,
-        disks: [{ diskId: 'disk0', nbdUri: exported.nbdUri }],
-        nics: [],
-        boot: machine.recoverySettings.boot!,
-      },
-    });
-    await services.hypervisor.start({ name });
+    const machine = await createGuestMachine(client, { name, hostId: primary.id, disk, sizeBytes: size });
+    await startOnPrimary(up.vault.context, machine);
     await job(
       (
         await api<Job>('POST', `/machines/${machine.id}/enable-replication`, {

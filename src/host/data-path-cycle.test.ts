@@ -5,8 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -15,33 +14,13 @@ import { SeededRandom } from '../disk/seeded-random.ts';
 import type { BlockBackend } from '../nbd/block-backend.ts';
 import { mergeRegions, regionBytes } from '../replica/index.ts';
 import { waitFor } from '../replication/replication-test-fixture.ts';
-import { type DataPath, startDataPath } from './data-path.ts';
-import type { ReplicationStatus, ReplicationTarget } from './host-services.ts';
+import { startTestSite, type TestSite } from '../testing/data-path-site.ts';
+import type { ReplicationStatus } from './host-services.ts';
 
 const MiB = 1 << 20;
 const SIZE = 32 * MiB;
 const diskId = 'd0';
 const run = promisify(execFile);
-
-interface Site {
-  dir: string;
-  path: DataPath;
-  target: ReplicationTarget;
-}
-
-async function startSite(name: string): Promise<Site> {
-  const dir = await mkdtemp(join(tmpdir(), `haven-cycle-${name}-`));
-  const path = await startDataPath({
-    dataDir: dir,
-    replicationListen: { host: '127.0.0.1', port: 0 },
-    senderPollMs: 2,
-  });
-  return {
-    dir,
-    path,
-    target: { hostId: name, address: path.replicationAddress, fingerprint: path.replicationFingerprint },
-  };
-}
 
 /** Random 4 KiB-aligned writes through a backend, mirrored in `model`; returns the regions written. */
 async function writeRandom(
@@ -78,7 +57,7 @@ function assertSame(actual: Buffer, expected: Buffer, what: string): void {
 }
 
 async function settled(
-  site: Site,
+  site: TestSite,
   machineId: string,
   done: (s: ReplicationStatus) => boolean,
   what: string,
@@ -96,11 +75,11 @@ async function settled(
   return last as unknown as ReplicationStatus;
 }
 
-let primary: Site;
-let recovery: Site;
+let primary: TestSite;
+let recovery: TestSite;
 
 before(async () => {
-  [primary, recovery] = await Promise.all([startSite('primary'), startSite('recovery')]);
+  [primary, recovery] = await Promise.all([startTestSite('primary'), startTestSite('recovery')]);
   await primary.path.services.replication.allowSender({ fingerprint: recovery.target.fingerprint });
   await recovery.path.services.replication.allowSender({ fingerprint: primary.target.fingerprint });
 });

@@ -9,8 +9,9 @@ import { DEMO_MACHINE } from '../cli/commands/demo-machine.ts';
 import { type Embedded, startEmbedded } from '../cli/commands/up-command.ts';
 import type { Job, Machine, RecoveryPoint } from '../domain/model.ts';
 import { checkDataDisk } from '../guest/index.ts';
-import type { ConsoleLog, MachineStatus, PointView } from '../host/host-services.ts';
+import type { MachineStatus, PointView } from '../host/host-services.ts';
 import { embeddedApi } from '../testing/embedded-api.ts';
+import { consoleOf as guestConsole, records } from '../testing/guest-console.ts';
 import { until as waitUntil } from '../testing/until.ts';
 
 /**
@@ -44,23 +45,7 @@ async function operate(operation: string, body: unknown): Promise<Job> {
   return job;
 }
 
-async function consoleOf(hostId: string, vmName: string): Promise<string[]> {
-  return (await up.vault.context.hosts.call<ConsoleLog>(hostId, 'hypervisor.consoleLog', { name: vmName }))
-    .lines;
-}
-
-/** The highest `durable N` the guest printed, and its first `recovered N ok` line. */
-function records(lines: string[]): { durable: number; recovered: number | null } {
-  let durable = 0;
-  let recovered: number | null = null;
-  for (const line of lines) {
-    const d = line.match(/durable (\d+)/);
-    if (d) durable = Math.max(durable, Number(d[1]));
-    const r = line.match(/recovered (\d+) ok/);
-    if (r && recovered === null) recovered = Number(r[1]);
-  }
-  return { durable, recovered };
-}
+const consoleOf = (hostId: string, vmName: string) => guestConsole(up.vault.context, hostId, vmName);
 
 /** e2fsck -fn (after journal replay on a copy) of the replica at a point, read through a read-only view. */
 async function fsckAt(pointId: string): Promise<void> {

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Host, Machine } from '../../domain/model.ts';
 import { buildGuestImage, formatDataDisk, guestCommandLine } from '../../guest/index.ts';
 import { hostServices } from '../../vault/jobs/lifecycle-job.ts';
@@ -9,6 +9,70 @@ import type { ApiClient } from '../api-client.ts';
 
 export const DEMO_MACHINE = 'demo-01';
 const DEMO_DISK_BYTES = 256 << 20;
+
+/** What a guest machine is made of: the test guest's boot, an ext4 data disk, and a record workload. */
+export interface GuestMachineSpec {
+  name: string;
+  hostId: string;
+  /** The data disk image; formatted ext4 when it does not exist yet. */
+  disk: string;
+  sizeBytes: number;
+  /** Records written per second by the guest's workload. */
+  rate?: number;
+  log?: (line: string) => void;
+}
+
+/** Registers a machine running the tiny test guest (not started: see startOnPrimary). */
+export async function createGuestMachine(api: ApiClient, spec: GuestMachineSpec): Promise<Machine> {
+  const image = await buildGuestImage(spec.log ? { log: spec.log } : {});
+  await mkdir(dirname(spec.disk), { recursive: true });
+  if (!existsSync(spec.disk)) await formatDataDisk(spec.disk, { sizeBytes: spec.sizeBytes });
+  return api.post<Machine>('/machines', {
+    name: spec.name,
+    hostId: spec.hostId,
+    disks: [{ id: 'disk0', sizeBytes: spec.sizeBytes, source: spec.disk }],
+    recoverySettings: {
+      targetName: spec.name,
+      cpus: 1,
+      memoryMiB: 128,
+      nics: [],
+      boot: {
+        kernel: image.kernel,
+        initrd: image.initramfs,
+        cmdline: guestCommandLine({ workload: 'records', rate: spec.rate ?? 2 }),
+      },
+    },
+  });
+}
+
+/**
+ * Runs an unprotected machine on its host with every disk attached through
+ * the disk service (so it can be protected later), as an operator's machine
+ * would be. Safe to repeat.
+ */
+export async function startOnPrimary(vault: VaultContext, machine: Machine): Promise<void> {
+  const services = hostServices(vault, machine.activeHostId);
+  const disks = [];
+  for (const d of machine.disks) {
+    const exported = await services.disk.attach({
+      machineId: machine.id,
+      diskId: d.id,
+      source: d.source,
+      sizeBytes: d.sizeBytes,
+    });
+    disks.push({ diskId: d.id, nbdUri: exported.nbdUri });
+  }
+  const status = await services.hypervisor
+    .status({ name: machine.name })
+    .catch(() => ({ state: 'absent' as const }));
+  if (status.state === 'absent') {
+    const { cpus, memoryMiB, boot } = machine.recoverySettings;
+    await services.hypervisor.define({
+      machine: { name: machine.name, cpus, memoryMiB, disks, nics: [], ...(boot ? { boot } : {}) },
+    });
+  }
+  if (status.state !== 'running') await services.hypervisor.start({ name: machine.name });
+}
 
 /**
  * The demo machine `haven up` offers: the tiny test guest (kernel + busybox
@@ -25,55 +89,16 @@ export async function ensureDemoMachine(
   const { hosts } = await api.get<{ hosts: Host[] }>('/hosts');
   const primary = hosts.find((h) => h.name === 'primary');
   if (!primary) throw new Error('the primary host is not enrolled');
-  const image = await buildGuestImage({ log });
-  let machine = (await api.get<{ machines: Machine[] }>('/machines')).machines.find(
-    (m) => m.name === DEMO_MACHINE,
-  );
-  if (!machine) {
-    const dir = join(dataDir, 'demo');
-    await mkdir(dir, { recursive: true });
-    const disk = join(dir, `${DEMO_MACHINE}.img`);
-    if (!existsSync(disk)) await formatDataDisk(disk, { sizeBytes: DEMO_DISK_BYTES });
-    machine = await api.post<Machine>('/machines', {
+  const machine =
+    (await api.get<{ machines: Machine[] }>('/machines')).machines.find((m) => m.name === DEMO_MACHINE) ??
+    (await createGuestMachine(api, {
       name: DEMO_MACHINE,
       hostId: primary.id,
-      disks: [{ id: 'disk0', sizeBytes: DEMO_DISK_BYTES, source: disk }],
-      recoverySettings: {
-        targetName: DEMO_MACHINE,
-        cpus: 1,
-        memoryMiB: 128,
-        nics: [],
-        boot: {
-          kernel: image.kernel,
-          initrd: image.initramfs,
-          cmdline: guestCommandLine({ workload: 'records', rate: 2 }),
-        },
-      },
-    });
-  }
-  if (machine.state === 'unprotected' && machine.activeHostId === primary.id) {
-    // Every protected disk is attached through the disk service: the machine runs on it from the start.
-    const services = hostServices(vault, primary.id);
-    const disks = [];
-    for (const d of machine.disks) {
-      const exported = await services.disk.attach({
-        machineId: machine.id,
-        diskId: d.id,
-        source: d.source,
-        sizeBytes: d.sizeBytes,
-      });
-      disks.push({ diskId: d.id, nbdUri: exported.nbdUri });
-    }
-    const status = await services.hypervisor
-      .status({ name: machine.name })
-      .catch(() => ({ state: 'absent' as const }));
-    if (status.state === 'absent') {
-      const boot = machine.recoverySettings.boot!;
-      await services.hypervisor.define({
-        machine: { name: machine.name, cpus: 1, memoryMiB: 128, disks, nics: [], boot },
-      });
-    }
-    if (status.state !== 'running') await services.hypervisor.start({ name: machine.name });
-  }
+      disk: join(dataDir, 'demo', `${DEMO_MACHINE}.img`),
+      sizeBytes: DEMO_DISK_BYTES,
+      log,
+    }));
+  if (machine.state === 'unprotected' && machine.activeHostId === primary.id)
+    await startOnPrimary(vault, machine);
   return machine;
 }

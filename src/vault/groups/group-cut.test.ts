@@ -6,49 +6,32 @@
  * point does not promise that (A's replication lags), which is why groups exist.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { selectGroupRecoveryPoint, selectRecoveryPoint } from '../../domain/index.ts';
 import type { RecoveryPoint } from '../../domain/model.ts';
-import { type DataPath, startDataPath } from '../../host/data-path.ts';
-import type { ReplicationTarget, WriteHold } from '../../host/host-services.ts';
+import type { WriteHold } from '../../host/host-services.ts';
 import { NbdClient } from '../../nbd/index.ts';
 import { waitFor } from '../../replication/replication-test-fixture.ts';
+import { startTestSite, type TestSite } from '../../testing/data-path-site.ts';
 import { type CutDisk, takeGroupCut } from './group-cut.ts';
 
 const SIZE = 8 << 20;
 const SLOT = 4096;
 const diskId = 'd0';
 
-interface Site {
-  dir: string;
-  path: DataPath;
-  target: ReplicationTarget;
-}
-
-async function startSite(name: string): Promise<Site> {
-  const dir = await mkdtemp(join(tmpdir(), `haven-group-${name}-`));
-  const path = await startDataPath({
-    dataDir: dir,
-    replicationListen: { host: '127.0.0.1', port: 0 },
-    senderPollMs: 2,
-  });
-  return {
-    dir,
-    path,
-    target: { hostId: name, address: path.replicationAddress, fingerprint: path.replicationFingerprint },
-  };
-}
-
-let hostA: Site;
-let hostB: Site;
-let recovery: Site;
+let hostA: TestSite;
+let hostB: TestSite;
+let recovery: TestSite;
 const clients: NbdClient[] = [];
 
 before(async () => {
-  [hostA, hostB, recovery] = await Promise.all([startSite('a'), startSite('b'), startSite('recovery')]);
+  [hostA, hostB, recovery] = await Promise.all([
+    startTestSite('a'),
+    startTestSite('b'),
+    startTestSite('recovery'),
+  ]);
   for (const site of [hostA, hostB]) {
     await recovery.path.services.replication.allowSender({ fingerprint: site.target.fingerprint });
   }
@@ -63,7 +46,7 @@ after(async () => {
 });
 
 /** Attaches the machine's disk on its host and connects to it over NBD, as its guest would. */
-async function protect(site: Site, machineId: string): Promise<NbdClient> {
+async function protect(site: TestSite, machineId: string): Promise<NbdClient> {
   const disk = await site.path.services.disk.attach({
     machineId,
     diskId,

@@ -3,14 +3,13 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DEMO_MACHINE } from '../../cli/commands/demo-machine.ts';
+import { ApiClient } from '../../cli/api-client.ts';
+import { createGuestMachine, DEMO_MACHINE, startOnPrimary } from '../../cli/commands/demo-machine.ts';
 import { type Embedded, startEmbedded } from '../../cli/commands/up-command.ts';
 import type { Job, JobStep, Machine } from '../../domain/model.ts';
-import { buildGuestImage, formatDataDisk, guestCommandLine } from '../../guest/index.ts';
-import type { ConsoleLog } from '../../host/host-services.ts';
 import { embeddedApi } from '../../testing/embedded-api.ts';
+import { consoleOf as guestConsole, records } from '../../testing/guest-console.ts';
 import { until as waitUntil } from '../../testing/until.ts';
-import { hostServices } from '../jobs/lifecycle-job.ts';
 import type { PlanMachineRecord } from './plan-job.ts';
 
 /**
@@ -39,23 +38,7 @@ const jobAt = (id: string, states: string[]) =>
     return states.includes(body.state) || ['failed', 'cancelled'].includes(body.state) ? body : undefined;
   });
 
-async function consoleOf(hostId: string, vmName: string): Promise<string[]> {
-  return (await up.vault.context.hosts.call<ConsoleLog>(hostId, 'hypervisor.consoleLog', { name: vmName }))
-    .lines;
-}
-
-/** The highest `durable N` the guest printed, and its first `recovered N ok` line. */
-function records(lines: string[]): { durable: number; recovered: number | null } {
-  let durable = 0;
-  let recovered: number | null = null;
-  for (const line of lines) {
-    const d = line.match(/durable (\d+)/);
-    if (d) durable = Math.max(durable, Number(d[1]));
-    const r = line.match(/recovered (\d+) ok/);
-    if (r && recovered === null) recovered = Number(r[1]);
-  }
-  return { durable, recovered };
-}
+const consoleOf = (hostId: string, vmName: string) => guestConsole(up.vault.context, hostId, vmName);
 
 const recoveredOn = (hostId: string, vmName: string) =>
   until(`${vmName} to recover its records on ${hostId}`, async () => {
@@ -65,40 +48,15 @@ const recoveredOn = (hostId: string, vmName: string) =>
 
 /** A guest like `haven up`'s demo machine, smaller: running on the primary host on the disk service. */
 async function createGuest(name: string, primaryHostId: string): Promise<Machine> {
-  const image = await buildGuestImage();
-  const disk = join(dir, `${name}.img`);
-  await formatDataDisk(disk, { sizeBytes: GUEST_DISK_BYTES });
-  const boot = {
-    kernel: image.kernel,
-    initrd: image.initramfs,
-    cmdline: guestCommandLine({ workload: 'records', rate: 2 }),
-  };
-  const created = await api<Machine>('POST', '/machines', {
+  const client = new ApiClient({ url: up.vault.url, token: up.adminToken });
+  const machine = await createGuestMachine(client, {
     name,
     hostId: primaryHostId,
-    disks: [{ id: 'disk0', sizeBytes: GUEST_DISK_BYTES, source: disk }],
-    recoverySettings: { targetName: name, cpus: 1, memoryMiB: 128, nics: [], boot },
-  });
-  assert.equal(created.status, 201, JSON.stringify(created.body));
-  const services = hostServices(up.vault.context, primaryHostId);
-  const exported = await services.disk.attach({
-    machineId: created.body.id,
-    diskId: 'disk0',
-    source: disk,
+    disk: join(dir, `${name}.img`),
     sizeBytes: GUEST_DISK_BYTES,
   });
-  await services.hypervisor.define({
-    machine: {
-      name,
-      cpus: 1,
-      memoryMiB: 128,
-      disks: [{ diskId: 'disk0', nbdUri: exported.nbdUri }],
-      nics: [],
-      boot,
-    },
-  });
-  await services.hypervisor.start({ name });
-  return created.body;
+  await startOnPrimary(up.vault.context, machine);
+  return machine;
 }
 
 async function machinesNow(): Promise<Machine[]> {

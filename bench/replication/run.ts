@@ -18,7 +18,7 @@ import { promisify } from 'node:util';
 const { JournaledBackend } = await import('../../src/disk/index.ts');
 const { ReplicaStore } = await import('../../src/replica/index.ts');
 const { Receiver, Sender } = await import('../../src/replication/index.ts');
-const { hostIdentities, waitFor } = await import('../../src/replication/replication-test-fixture.ts');
+const { hostIdentities, waitFor } = await import('../../src/testing/replication-test-fixture.ts');
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
@@ -80,7 +80,7 @@ try {
   const child = spawn(
     process.execPath,
     [
-      join(import.meta.dirname, '../../src/replication/replication-process.fixture.ts'),
+      join(import.meta.dirname, '../../src/testing/replication-process.fixture.ts'),
       'receiver',
       join(dir, 'file-sink'),
       String(port),

@@ -14,9 +14,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ApiClient } from '../../src/cli/api-client.ts';
-import { createGuestMachine, startOnPrimary } from '../../src/cli/commands/demo-machine.ts';
-import { startEmbedded } from '../../src/cli/commands/up-command.ts';
+import { createGuestMachine, startOnPrimary } from '../../src/app/demo-machine.ts';
+import { startEmbedded } from '../../src/app/start-embedded.ts';
+import { ApiClient } from '../../src/client/api-client.ts';
 import type { Job, Machine } from '../../src/domain/model.ts';
 import type { ConsoleLog } from '../../src/host/host-services.ts';
 

@@ -3,8 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { type RunningVault, startVault } from '../app/start-vault.ts';
 import type { Host, Job, Machine, Policy, Site } from '../domain/model.ts';
-import { type RunningVault, startVault } from '../vault/start-vault.ts';
 
 let vault: RunningVault;
 let dataDir: string;

@@ -1,5 +1,5 @@
+import type { ApiClient } from '../client/api-client.ts';
 import type { Job } from '../domain/model.ts';
-import type { ApiClient } from './api-client.ts';
 
 const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
 

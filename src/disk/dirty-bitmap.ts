@@ -1,8 +1,8 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { HavenError } from '../errors/index.ts';
-import { Bitset } from './bitset.ts';
-import type { FileSync } from './file-sync.ts';
-import { GroupCommit } from './group-commit.ts';
+import { Bitset } from '../storage/bitset.ts';
+import type { FileSync } from '../storage/file-sync.ts';
+import { GroupCommit } from '../storage/group-commit.ts';
 
 /** A byte range of the disk. */
 export interface Region {

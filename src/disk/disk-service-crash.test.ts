@@ -11,8 +11,8 @@ import { after, before, describe, test } from 'node:test';
 import { crc32 } from 'node:zlib';
 import { NbdClient } from '../nbd/index.ts';
 import { runHaven, spawnTs } from '../testing/child-process.ts';
-import { describeRecord, readJournal, replay } from './disk-service.fixture.ts';
-import { SeededRandom } from './seeded-random.ts';
+import { describeRecord, readJournal, replay } from '../testing/disk-service.fixture.ts';
+import { SeededRandom } from '../testing/seeded-random.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

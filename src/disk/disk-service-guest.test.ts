@@ -16,7 +16,7 @@ import {
   formatDataDisk,
   type GuestImage,
 } from '../guest/index.ts';
-import { readJournal, replay } from './disk-service.fixture.ts';
+import { readJournal, replay } from '../testing/disk-service.fixture.ts';
 import { DiskService } from './disk-service.ts';
 
 // The guest boots in about 4 s on a calm machine, much slower on a loaded one.

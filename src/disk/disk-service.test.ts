@@ -11,13 +11,13 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { crc32 } from 'node:zlib';
 import type { HavenError } from '../errors/index.ts';
+import { hostDiskService } from '../host/host-disk-service.ts';
 import { NbdClient } from '../nbd/index.ts';
-import { describeRecord, readJournal, replay, runTool, runToolOk } from './disk-service.fixture.ts';
+import { createSparseImage } from '../storage/sparse-image.ts';
+import { describeRecord, readJournal, replay, runTool, runToolOk } from '../testing/disk-service.fixture.ts';
+import { SeededRandom } from '../testing/seeded-random.ts';
 import { DiskService } from './disk-service.ts';
-import { hostDiskService } from './host-disk-service.ts';
 import type { JournalRecord } from './journal-record.ts';
-import { SeededRandom } from './seeded-random.ts';
-import { createSparseImage } from './sparse-image.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -1,4 +1,3 @@
-export { AllocationMap, allocationMapPath } from './allocation-map.ts';
 export type { Region } from './dirty-bitmap.ts';
 export {
   type AttachOptions,
@@ -10,13 +9,10 @@ export {
   type DiskServiceOptions,
   type ExportJournalStatus,
 } from './disk-service.ts';
-export { type FileSync, realFileSync } from './file-sync.ts';
-export { type HostDiskServiceOptions, hostDiskService } from './host-disk-service.ts';
 export { listJournalRecords } from './journal-reader.ts';
 export type { JournalRecord, Marker, MarkerType, RecordKind } from './journal-record.ts';
 export { JournaledBackend, type JournaledBackendOptions } from './journaled-backend.ts';
 export { QuiescingBackend } from './quiescing-backend.ts';
-export { createSparseImage, parseSize } from './sparse-image.ts';
 export {
   type JournalStatus,
   type ResyncPlan,

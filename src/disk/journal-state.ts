@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { HavenError } from '../errors/index.ts';
-import { writeFileAtomic } from './atomic-file.ts';
+import { writeFileAtomic } from '../storage/atomic-file.ts';
 
 /** What the journal must remember across restarts beside its segments. */
 export interface JournalState {

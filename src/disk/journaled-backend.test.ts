@@ -6,11 +6,11 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { crc32 } from 'node:zlib';
-import { allocationMapPath } from './allocation-map.ts';
+import { allocationMapPath } from '../storage/allocation-map.ts';
+import { createSparseImage, parseSize } from '../storage/sparse-image.ts';
+import { SeededRandom } from '../testing/seeded-random.ts';
 import type { JournalRecord } from './journal-record.ts';
 import { JournaledBackend } from './journaled-backend.ts';
-import { SeededRandom } from './seeded-random.ts';
-import { createSparseImage, parseSize } from './sparse-image.ts';
 import type { WriteJournal } from './write-journal.ts';
 
 const root = await mkdtemp(join(tmpdir(), 'haven-backend-'));
@@ -240,7 +240,12 @@ describe('JournaledBackend', () => {
       await createSparseImage(image, SIZE, CHUNK);
       const child = spawn(
         process.execPath,
-        [fileURLToPath(new URL('./crash-writer.fixture.ts', import.meta.url)), image, dir, String(seed)],
+        [
+          fileURLToPath(new URL('../testing/crash-writer.fixture.ts', import.meta.url)),
+          image,
+          dir,
+          String(seed),
+        ],
         { stdio: ['ignore', 'pipe', 'inherit'] },
       );
       let out = '';

@@ -1,11 +1,11 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { HavenError } from '../errors/index.ts';
 import type { BlockBackend, BlockExtent, WriteOptions } from '../nbd/block-backend.ts';
-import { FileIo, type FileIoPolicy, SyncBudget } from '../nbd/file-io.ts';
-import { AllocationMap } from './allocation-map.ts';
+import { AllocationMap } from '../storage/allocation-map.ts';
+import { FileIo, type FileIoPolicy, SyncBudget } from '../storage/file-io.ts';
+import { type FileSync, realFileSync } from '../storage/file-sync.ts';
+import { GroupCommit } from '../storage/group-commit.ts';
 import type { Region } from './dirty-bitmap.ts';
-import { type FileSync, realFileSync } from './file-sync.ts';
-import { GroupCommit } from './group-commit.ts';
 import { type ResyncPlan, WriteJournal } from './write-journal.ts';
 
 const ZERO_BLOCK = 1 << 20;

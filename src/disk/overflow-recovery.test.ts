@@ -11,8 +11,8 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { createSparseImage } from '../storage/sparse-image.ts';
 import { JournaledBackend } from './journaled-backend.ts';
-import { createSparseImage } from './sparse-image.ts';
 
 const root = await mkdtemp(join(tmpdir(), 'haven-overflow-recovery-'));
 after(() => rm(root, { recursive: true, force: true }));

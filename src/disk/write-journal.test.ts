@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { HavenError } from '../errors/index.ts';
-import type { FileSync } from './file-sync.ts';
+import type { FileSync } from '../storage/file-sync.ts';
+import { SeededRandom } from '../testing/seeded-random.ts';
 import { listJournalRecords } from './journal-reader.ts';
 import type { JournalRecord, Marker } from './journal-record.ts';
-import { SeededRandom } from './seeded-random.ts';
 import { scanSegment } from './segment-scan.ts';
 import { WriteJournal } from './write-journal.ts';
 

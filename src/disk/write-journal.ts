@@ -1,11 +1,11 @@
 import { type FileHandle, mkdir, open, readdir, readFile, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HavenError } from '../errors/index.ts';
-import { FileIo, SyncBudget } from '../nbd/file-io.ts';
-import { syncDirectory } from './atomic-file.ts';
+import { syncDirectory } from '../storage/atomic-file.ts';
+import { FileIo, SyncBudget } from '../storage/file-io.ts';
+import { type FileSync, realFileSync } from '../storage/file-sync.ts';
+import { GroupCommit } from '../storage/group-commit.ts';
 import { DirtyBitmap, type Region } from './dirty-bitmap.ts';
-import { type FileSync, realFileSync } from './file-sync.ts';
-import { GroupCommit } from './group-commit.ts';
 import { readSegment, SEGMENT_NAME, segmentName } from './journal-reader.ts';
 import { encodeRecord, type JournalRecord, type Marker, type RecordKind } from './journal-record.ts';
 import { type JournalState, readJournalState, writeJournalState } from './journal-state.ts';

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Embedded, startEmbedded } from '../cli/commands/up-command.ts';
+import { type Embedded, startEmbedded } from '../app/start-embedded.ts';
 import { runHaven } from '../testing/child-process.ts';
 
 /** The `haven …` commands of docs/tutorial.md's shell blocks, in order. */

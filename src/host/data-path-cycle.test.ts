@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { Region } from '../disk/index.ts';
-import { SeededRandom } from '../disk/seeded-random.ts';
 import type { BlockBackend } from '../nbd/block-backend.ts';
 import { mergeRegions, regionBytes } from '../replica/index.ts';
-import { waitFor } from '../replication/replication-test-fixture.ts';
 import { startTestSite, type TestSite } from '../testing/data-path-site.ts';
+import { waitFor } from '../testing/replication-test-fixture.ts';
+import { SeededRandom } from '../testing/seeded-random.ts';
 import type { ReplicationStatus } from './host-services.ts';
 
 const MiB = 1 << 20;

@@ -11,14 +11,7 @@
  */
 import { chmod, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../disk/atomic-file.ts';
-import {
-  DiskService,
-  hostDiskService,
-  type JournaledBackend,
-  type Region,
-  WriteJournal,
-} from '../disk/index.ts';
+import { DiskService, type JournaledBackend, type Region, WriteJournal } from '../disk/index.ts';
 import type { RecoveryPoint } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
 import type { BlockBackend } from '../nbd/block-backend.ts';
@@ -34,6 +27,8 @@ import {
   Sender,
 } from '../replication/index.ts';
 import { readSenderState, type SenderDiskState, writeSenderState } from '../replication/sender-state.ts';
+import { writeFileAtomic } from '../storage/atomic-file.ts';
+import { hostDiskService } from './host-disk-service.ts';
 import type {
   AdoptedDisk,
   DiskRef,

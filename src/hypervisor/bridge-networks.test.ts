@@ -4,8 +4,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { sh, shOrThrow } from '../testing/hypervisor-test.fixture.ts';
 import { BridgeNetworks, networkPlacement } from './bridge-networks.ts';
-import { sh, shOrThrow } from './hypervisor-test.fixture.ts';
 
 /** Bridges Haven creates on demand, with veth pairs standing in for QEMU's taps. */
 describe('bridge networks', () => {

@@ -4,6 +4,17 @@ export {
   type NetworkPlacement,
   networkPlacement,
 } from './bridge-networks.ts';
+export type {
+  ConsoleLog,
+  Hypervisor,
+  MachineDefinition,
+  MachineKernelBoot,
+  MachineNic,
+  MachinePowerState,
+  MachineStatus,
+  ShutdownOutcome,
+  ShutdownResult,
+} from './hypervisor.ts';
 export {
   derivedMac,
   MAX_CPUS,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { MachineDefinition } from '../host/index.ts';
+import type { MachineDefinition } from './hypervisor.ts';
 import { derivedMac, staticIpWords, validateMachineDefinition } from './machine-definition.ts';
 import { parseNbdUri } from './nbd-uri.ts';
 import { qemuCommandLine } from './qemu-command-line.ts';

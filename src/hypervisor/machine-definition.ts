@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { IpConfig } from '../domain/index.ts';
 import { HavenError } from '../errors/index.ts';
-import type { MachineDefinition, MachineNic } from '../host/index.ts';
+import type { MachineDefinition, MachineNic } from './hypervisor.ts';
 import { parseNbdUri } from './nbd-uri.ts';
 
 /** A definition with every NIC's MAC decided, as the driver stores it. */

@@ -6,9 +6,15 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { buildGuestImage, type GuestImage, guestCommandLine } from '../guest/index.ts';
-import type { MachineDefinition } from '../host/index.ts';
+import {
+  type NbdPeer,
+  sh,
+  shOrThrow,
+  startNbdPeer,
+  waitForConsole,
+} from '../testing/hypervisor-test.fixture.ts';
 import { isolatedNamespace } from './bridge-networks.ts';
-import { type NbdPeer, sh, shOrThrow, startNbdPeer, waitForConsole } from './hypervisor-test.fixture.ts';
+import type { MachineDefinition } from './hypervisor.ts';
 import { QemuDriver } from './qemu-driver.ts';
 
 /**

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildGuestImage, formatDataDisk, type GuestImage, guestCommandLine } from '../guest/index.ts';
-import type { MachineDefinition } from '../host/index.ts';
-import { type NbdPeer, startNbdPeer, waitForConsole } from './hypervisor-test.fixture.ts';
+import { type NbdPeer, startNbdPeer, waitForConsole } from '../testing/hypervisor-test.fixture.ts';
+import type { MachineDefinition } from './hypervisor.ts';
 import { QemuDriver } from './qemu-driver.ts';
 import { findQemuProcesses, isAlive } from './qemu-process.ts';
 

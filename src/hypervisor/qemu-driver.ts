@@ -3,8 +3,9 @@ import { createHash } from 'node:crypto';
 import { access, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { writeFileAtomic } from '../disk/atomic-file.ts';
 import { HavenError, notFound } from '../errors/index.ts';
+import { writeFileAtomic } from '../storage/atomic-file.ts';
+import { BridgeNetworks, type NetworkPlacement, networkPlacement } from './bridge-networks.ts';
 import type {
   ConsoleLog,
   Hypervisor,
@@ -12,8 +13,7 @@ import type {
   MachinePowerState,
   MachineStatus,
   ShutdownResult,
-} from '../host/index.ts';
-import { BridgeNetworks, type NetworkPlacement, networkPlacement } from './bridge-networks.ts';
+} from './hypervisor.ts';
 import { type StoredDefinition, validateMachineDefinition } from './machine-definition.ts';
 import { type QemuRunFiles, qemuCommandLine } from './qemu-command-line.ts';
 import { findQemuProcesses, kill, livePid, waitForExit } from './qemu-process.ts';

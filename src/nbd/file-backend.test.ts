@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { scratchDir } from '../testing/nbd-test-fixture.ts';
 import { FileBackend } from './file-backend.ts';
-import { scratchDir } from './nbd-test-fixture.ts';
 
 test('FileBackend reads and writes at offsets, zeroes, and refuses what it cannot do', async () => {
   const dir = await scratchDir('file-backend');

@@ -1,7 +1,7 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { HavenError } from '../errors/index.ts';
+import { FileIo, type FileIoPolicy, SyncBudget } from '../storage/file-io.ts';
 import type { BlockBackend, BlockExtent, WriteOptions } from './block-backend.ts';
-import { FileIo, type FileIoPolicy, SyncBudget } from './file-io.ts';
 
 export interface FileBackendOptions {
   readOnly?: boolean;

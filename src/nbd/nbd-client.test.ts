@@ -10,12 +10,12 @@ import { copyFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { run, runOk, scratchDir } from '../testing/nbd-test-fixture.ts';
 import type { BlockBackend } from './block-backend.ts';
 import { BlockState, Command, NbdErrno, TransmissionFlag } from './constants.ts';
 import { MemoryBackend } from './memory-backend.ts';
 import { NbdClient } from './nbd-client.ts';
 import { NbdServer } from './nbd-server.ts';
-import { run, runOk, scratchDir } from './nbd-test-fixture.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

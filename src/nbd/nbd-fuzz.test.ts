@@ -10,6 +10,7 @@ import * as net from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { prng, scratchDir } from '../testing/nbd-test-fixture.ts';
 import {
   BASE_ALLOCATION,
   Command,
@@ -29,7 +30,6 @@ import { MemoryBackend } from './memory-backend.ts';
 import { lengthPrefixed, optionRequest, requestHeader } from './messages.ts';
 import { NbdClient } from './nbd-client.ts';
 import { NbdServer } from './nbd-server.ts';
-import { prng, scratchDir } from './nbd-test-fixture.ts';
 import { StreamReader } from './stream-reader.ts';
 
 const KiB = 1024;

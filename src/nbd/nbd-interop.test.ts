@@ -7,11 +7,11 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { nbdUnixUri, run, runOk, scratchDir } from '../testing/nbd-test-fixture.ts';
 import { FileBackend } from './file-backend.ts';
 import { MemoryBackend } from './memory-backend.ts';
 import { NbdClient } from './nbd-client.ts';
 import { NbdServer } from './nbd-server.ts';
-import { nbdUnixUri, run, runOk, scratchDir } from './nbd-test-fixture.ts';
 
 const MiB = 1024 * 1024;
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Host, Machine, Policy } from '../domain/model.ts';
-import { buildPortal, type PortalFixture, startPortalFixture } from './portal-fixture.ts';
+import { buildPortal, type PortalFixture, startPortalFixture } from '../testing/portal-fixture.ts';
 
 /**
  * The portal in a real browser (Debian's chromium through playwright-core)

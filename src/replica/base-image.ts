@@ -1,6 +1,6 @@
 import { type FileHandle, open } from 'node:fs/promises';
-import { AllocationMap } from '../disk/index.ts';
 import type { BlockExtent } from '../nbd/block-backend.ts';
+import { AllocationMap } from '../storage/index.ts';
 
 const ZERO_BLOCK = 1 << 20;
 

@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { JournalRecord } from '../disk/index.ts';
-import { SeededRandom } from '../disk/seeded-random.ts';
 import { spawnTs } from '../testing/child-process.ts';
+import { SeededRandom } from '../testing/seeded-random.ts';
 import { ReplicaStore } from './replica-store.ts';
 
-const FIXTURE = new URL('./consolidate-crash.fixture.ts', import.meta.url).pathname;
+const FIXTURE = new URL('../testing/consolidate-crash.fixture.ts', import.meta.url).pathname;
 const SIZE = 8 << 20;
 const KEY = 'm/d';
 

@@ -1,9 +1,9 @@
 import { type FileHandle, mkdir, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../disk/atomic-file.ts';
 import { type ResyncPlan, WriteJournal } from '../disk/index.ts';
 import { HavenError } from '../errors/index.ts';
 import type { BlockBackend, BlockExtent, WriteOptions } from '../nbd/block-backend.ts';
+import { writeFileAtomic } from '../storage/atomic-file.ts';
 import { readFully, writeFully } from './base-image.ts';
 import { checkRange, type PointView } from './point-view.ts';
 

@@ -8,12 +8,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { SeededRandom } from '../disk/seeded-random.ts';
 import { spawnTs } from '../testing/child-process.ts';
+import { CRASH_DISK, CRASH_RETENTION, crashHistory, modelAt } from '../testing/replica-test-model.ts';
+import { SeededRandom } from '../testing/seeded-random.ts';
 import { ReplicaStore } from './replica-store.ts';
-import { CRASH_DISK, CRASH_RETENTION, crashHistory, modelAt } from './replica-test-model.ts';
 
-const FIXTURE = new URL('./crash-appender.fixture.ts', import.meta.url).pathname;
+const FIXTURE = new URL('../testing/crash-appender.fixture.ts', import.meta.url).pathname;
 
 function waitFor(child: ReturnType<typeof spawnTs>, pattern: RegExp, timeoutMs = 20_000): Promise<void> {
   return new Promise((resolve, reject) => {

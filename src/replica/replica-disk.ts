@@ -1,9 +1,10 @@
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { syncDirectory, writeFileAtomic } from '../disk/atomic-file.ts';
-import { GroupCommit } from '../disk/group-commit.ts';
-import { allocationMapPath, createSparseImage, type JournalRecord, type Region } from '../disk/index.ts';
+import type { JournalRecord, Region } from '../disk/index.ts';
 import { HavenError } from '../errors/index.ts';
+import { syncDirectory, writeFileAtomic } from '../storage/atomic-file.ts';
+import { GroupCommit } from '../storage/group-commit.ts';
+import { allocationMapPath, createSparseImage } from '../storage/index.ts';
 import { BaseImage, readFully } from './base-image.ts';
 import { type OverlayOptions, OverlayView } from './overlay-view.ts';
 import { PointView } from './point-view.ts';

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { writeFileAtomic } from '../disk/atomic-file.ts';
 import { HavenError } from '../errors/index.ts';
+import { writeFileAtomic } from '../storage/atomic-file.ts';
 import type { RecoveryPointInfo, RetentionPolicy } from './retention.ts';
 
 export interface SyncState {

@@ -8,9 +8,9 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { NbdServer } from '../nbd/index.ts';
-import { nbdUnixUri, runOk, scratchDir } from '../nbd/nbd-test-fixture.ts';
+import { nbdUnixUri, runOk, scratchDir } from '../testing/nbd-test-fixture.ts';
+import { modelAt, randomHistory } from '../testing/replica-test-model.ts';
 import { ReplicaStore } from './replica-store.ts';
-import { modelAt, randomHistory } from './replica-test-model.ts';
 
 const MiB = 1 << 20;
 

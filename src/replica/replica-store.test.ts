@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { JournalRecord } from '../disk/index.ts';
-import { SeededRandom } from '../disk/seeded-random.ts';
 import { HavenError } from '../errors/index.ts';
 import type { BlockBackend } from '../nbd/block-backend.ts';
+import { ModelDisk, modelAt, randomHistory } from '../testing/replica-test-model.ts';
+import { SeededRandom } from '../testing/seeded-random.ts';
 import { OverlayView } from './overlay-view.ts';
 import { ReplicaStore } from './replica-store.ts';
-import { ModelDisk, modelAt, randomHistory } from './replica-test-model.ts';
 
 const MiB = 1 << 20;
 const HOUR = 3600_000;

@@ -1,11 +1,11 @@
 import { type FileHandle, open, readdir, readFile, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-// The journal's own record format and scanner: replica segments hold the records exactly as shipped.
-import { syncDirectory } from '../disk/atomic-file.ts';
 import type { JournalRecord, Marker, RecordKind } from '../disk/index.ts';
 import { encodeRecord, HEADER_SIZE } from '../disk/journal-record.ts';
 import { scanSegment } from '../disk/segment-scan.ts';
 import { HavenError } from '../errors/index.ts';
+// The journal's own record format and scanner: replica segments hold the records exactly as shipped.
+import { syncDirectory } from '../storage/atomic-file.ts';
 
 const SEGMENT_NAME = /^seg-(\d{16})\.log$/;
 const MAX_IOV = 1024;

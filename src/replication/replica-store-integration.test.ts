@@ -3,10 +3,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { SeededRandom } from '../disk/seeded-random.ts';
 import { ReplicaStore } from '../replica/index.ts';
+import { hostIdentities, openSource, waitFor } from '../testing/replication-test-fixture.ts';
+import { SeededRandom } from '../testing/seeded-random.ts';
 import { Receiver } from './receiver.ts';
-import { hostIdentities, openSource, waitFor } from './replication-test-fixture.ts';
 import { Sender } from './sender.ts';
 
 const MiB = 1 << 20;

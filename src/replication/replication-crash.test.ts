@@ -5,19 +5,19 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { SeededRandom } from '../disk/seeded-random.ts';
-import { FileReplicaSink } from './file-replica-sink.fixture.ts';
-import { Receiver } from './receiver.ts';
+import { FileReplicaSink } from '../testing/file-replica-sink.fixture.ts';
 import {
   hostIdentities,
   openSource,
   PROCESS_DISK_KEY,
   PROCESS_DISK_SIZE,
   waitFor,
-} from './replication-test-fixture.ts';
+} from '../testing/replication-test-fixture.ts';
+import { SeededRandom } from '../testing/seeded-random.ts';
+import { Receiver } from './receiver.ts';
 import { Sender } from './sender.ts';
 
-const FIXTURE = new URL('./replication-process.fixture.ts', import.meta.url).pathname;
+const FIXTURE = new URL('../testing/replication-process.fixture.ts', import.meta.url).pathname;
 const NODE = process.execPath;
 
 interface Child {

@@ -5,9 +5,9 @@ import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { JournaledBackend } from '../disk/index.ts';
-import { SeededRandom } from '../disk/seeded-random.ts';
+import { hostIdentities, startRig, waitFor } from '../testing/replication-test-fixture.ts';
+import { SeededRandom } from '../testing/seeded-random.ts';
 import { Receiver } from './receiver.ts';
-import { hostIdentities, startRig, waitFor } from './replication-test-fixture.ts';
 import { Sender } from './sender.ts';
 
 const KiB = 1024;

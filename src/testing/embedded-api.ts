@@ -1,4 +1,4 @@
-import type { Embedded } from '../cli/commands/up-command.ts';
+import type { Embedded } from '../app/start-embedded.ts';
 
 export interface ApiAnswer<T> {
   status: number;

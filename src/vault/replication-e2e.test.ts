@@ -6,10 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { type Embedded, startEmbedded } from '../cli/commands/up-command.ts';
-import { createSparseImage } from '../disk/index.ts';
+import { type Embedded, startEmbedded } from '../app/start-embedded.ts';
 import type { Alert, Host, Job, Machine, RecoveryPoint } from '../domain/model.ts';
 import type { PointView } from '../host/host-services.ts';
+import { createSparseImage } from '../storage/index.ts';
 import { embeddedApi } from '../testing/embedded-api.ts';
 import { until as waitUntil } from '../testing/until.ts';
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import { startVault } from '../app/start-vault.ts';
 import type { Job } from '../domain/model.ts';
 import { testStores } from '../testing/test-stores.ts';
-import { startVault } from './start-vault.ts';
 
 const stores = testStores();
 after(() => stores.cleanup());

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { RunningVault } from '../../app/start-vault.ts';
 import type { Job, Machine } from '../../domain/model.ts';
 import { type PlanTestVault, startPlanTestVault } from '../../vault/plans/plan-test-vault.fixture.ts';
-import type { RunningVault } from '../../vault/start-vault.ts';
 
 let fixture: PlanTestVault;
 let vault: RunningVault;

@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
-import { createSparseImage, DiskService, listJournalRecords, parseSize } from '../../disk/index.ts';
+import { DiskService, listJournalRecords } from '../../disk/index.ts';
 import { HavenError } from '../../errors/index.ts';
+import { createSparseImage, parseSize } from '../../storage/index.ts';
 import { type Command, integer, positional, required, str } from '../command.ts';
 import { printTable, stdoutOutput } from '../output.ts';
 import { runUntilSignal } from './vault-commands.ts';

@@ -1,6 +1,6 @@
-import { parseSize } from '../../disk/index.ts';
 import { HavenError } from '../../errors/index.ts';
 import { startHost } from '../../host/index.ts';
+import { parseSize } from '../../storage/index.ts';
 import { type Command, str } from '../command.ts';
 import { runUntilSignal } from './vault-commands.ts';
 

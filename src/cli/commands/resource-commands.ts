@@ -1,5 +1,5 @@
+import { ApiClient, resolveConnection } from '../../client/api-client.ts';
 import type { Alert, ApiToken, Host, Job, Machine, Policy, Site } from '../../domain/model.ts';
-import { ApiClient, resolveConnection } from '../api-client.ts';
 import {
   type Command,
   type CommandArgs,

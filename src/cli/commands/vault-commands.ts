@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
+import { startVault } from '../../app/start-vault.ts';
 import { HavenError } from '../../errors/index.ts';
 import { openStore, restoreStore, sqliteFile } from '../../store/index.ts';
-import { startVault } from '../../vault/start-vault.ts';
 import { type Command, integer, parseDuration, positional, required, str } from '../command.ts';
 
 /** Keeps a long-running command alive until SIGINT/SIGTERM, then stops it cleanly. */

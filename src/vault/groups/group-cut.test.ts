@@ -13,8 +13,8 @@ import { selectGroupRecoveryPoint, selectRecoveryPoint } from '../../domain/inde
 import type { RecoveryPoint } from '../../domain/model.ts';
 import type { WriteHold } from '../../host/host-services.ts';
 import { NbdClient } from '../../nbd/index.ts';
-import { waitFor } from '../../replication/replication-test-fixture.ts';
 import { startTestSite, type TestSite } from '../../testing/data-path-site.ts';
+import { waitFor } from '../../testing/replication-test-fixture.ts';
 import { type CutDisk, takeGroupCut } from './group-cut.ts';
 
 const SIZE = 8 << 20;

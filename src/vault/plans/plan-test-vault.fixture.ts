@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type RunningVault, startVault } from '../../app/start-vault.ts';
 import type { Host, Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import { lifecycleJob } from '../jobs/lifecycle-job.ts';
-import { type RunningVault, startVault } from '../start-vault.ts';
 
 export interface PlanTestVault {
   vault: RunningVault;

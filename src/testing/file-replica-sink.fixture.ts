@@ -10,7 +10,7 @@ import { type FileHandle, mkdir, open, readFile, rename } from 'node:fs/promises
 import { join } from 'node:path';
 import type { JournalRecord } from '../disk/index.ts';
 import { HavenError } from '../errors/index.ts';
-import type { ReplicaSink } from './replica-sink.ts';
+import type { ReplicaSink } from '../replication/replica-sink.ts';
 
 interface DiskState {
   sizeBytes: number;

@@ -4,9 +4,10 @@
  * printing `ack SEQ` after each append resolves, until it is killed or done.
  * Usage: node crash-appender.fixture.ts DIR SEED
  */
-import { SeededRandom } from '../disk/seeded-random.ts';
-import { ReplicaStore } from './replica-store.ts';
+
+import { ReplicaStore } from '../replica/replica-store.ts';
 import { CRASH_DISK, CRASH_RETENTION, crashHistory } from './replica-test-model.ts';
+import { SeededRandom } from './seeded-random.ts';
 
 const [dir, seedText] = process.argv.slice(2);
 const seed = Number(seedText);

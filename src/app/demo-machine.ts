@@ -1,11 +1,11 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { Host, Machine } from '../../domain/model.ts';
-import { buildGuestImage, formatDataDisk, guestCommandLine } from '../../guest/index.ts';
-import { hostServices } from '../../vault/jobs/lifecycle-job.ts';
-import type { VaultContext } from '../../vault/vault-context.ts';
-import type { ApiClient } from '../api-client.ts';
+import type { ApiClient } from '../client/api-client.ts';
+import type { Host, Machine } from '../domain/model.ts';
+import { buildGuestImage, formatDataDisk, guestCommandLine } from '../guest/index.ts';
+import { hostServices } from '../vault/jobs/lifecycle-job.ts';
+import type { VaultContext } from '../vault/vault-context.ts';
 
 export const DEMO_MACHINE = 'demo-01';
 const DEMO_DISK_BYTES = 256 << 20;

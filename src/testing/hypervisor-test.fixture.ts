@@ -5,7 +5,7 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { access, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { QemuDriver } from './qemu-driver.ts';
+import type { QemuDriver } from '../hypervisor/qemu-driver.ts';
 
 export interface NbdPeer {
   uri: string;

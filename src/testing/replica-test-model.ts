@@ -4,7 +4,7 @@
  * Not exported from index.ts.
  */
 import type { JournalRecord } from '../disk/index.ts';
-import { SeededRandom } from '../disk/seeded-random.ts';
+import { SeededRandom } from './seeded-random.ts';
 
 export interface HistoryOptions {
   size: number;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
-import { type Embedded, startEmbedded } from '../cli/commands/up-command.ts';
+import { type Embedded, startEmbedded } from '../app/start-embedded.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CHROMIUM = process.env.HAVEN_CHROMIUM ?? '/usr/bin/chromium';

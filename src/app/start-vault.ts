@@ -15,9 +15,9 @@ import { generateVaultIdentity, type VaultIdentity } from '../control/vault-iden
 import { AUTOMATIC_FAILBACK_POLICY, DEFAULT_POLICY } from '../domain/index.ts';
 import { type JobDefinition, JobEngine } from '../jobs/index.ts';
 import { openStore, type Store } from '../store/index.ts';
-import { GroupScheduler } from './groups/index.ts';
-import { watchHosts } from './host-monitor.ts';
-import { completeFailoverJob, failbackJob, reprotectJob } from './jobs/failback-jobs.ts';
+import { GroupScheduler } from '../vault/groups/index.ts';
+import { watchHosts } from '../vault/host-monitor.ts';
+import { completeFailoverJob, failbackJob, reprotectJob } from '../vault/jobs/failback-jobs.ts';
 import {
   changeRecoveryPointJob,
   cleanupTestFailoverJob,
@@ -25,13 +25,13 @@ import {
   failoverJob,
   plannedFailoverJob,
   testFailoverJob,
-} from './jobs/failover-jobs.ts';
-import { disableReplicationJob, enableReplicationJob } from './jobs/replication-jobs.ts';
-import { vaultBackupJob } from './jobs/vault-backup-job.ts';
-import { recoveryPlanJob } from './plans/index.ts';
-import { ReplicationMonitor } from './replication-monitor.ts';
-import type { VaultContext } from './vault-context.ts';
-import { HAVEN_VERSION } from './version.ts';
+} from '../vault/jobs/failover-jobs.ts';
+import { disableReplicationJob, enableReplicationJob } from '../vault/jobs/replication-jobs.ts';
+import { vaultBackupJob } from '../vault/jobs/vault-backup-job.ts';
+import { recoveryPlanJob } from '../vault/plans/index.ts';
+import { ReplicationMonitor } from '../vault/replication-monitor.ts';
+import type { VaultContext } from '../vault/vault-context.ts';
+import { HAVEN_VERSION } from '../vault/version.ts';
 
 export interface VaultOptions {
   dataDir: string;

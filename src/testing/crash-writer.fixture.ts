@@ -5,7 +5,7 @@
  * Usage: node crash-writer.fixture.ts IMAGE JOURNAL_DIR SEED
  */
 import { crc32 } from 'node:zlib';
-import { JournaledBackend } from './journaled-backend.ts';
+import { JournaledBackend } from '../disk/journaled-backend.ts';
 import { SeededRandom } from './seeded-random.ts';
 
 const [imagePath, journalDir, seedText] = process.argv.slice(2);

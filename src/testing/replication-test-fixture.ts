@@ -2,11 +2,12 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createSparseImage, JournaledBackend } from '../disk/index.ts';
+import { JournaledBackend } from '../disk/index.ts';
+import { Receiver } from '../replication/receiver.ts';
+import { generateHostIdentity, type HostIdentity } from '../replication/replication-tls.ts';
+import { Sender, type SenderOptions } from '../replication/sender.ts';
+import { createSparseImage } from '../storage/index.ts';
 import { FileReplicaSink } from './file-replica-sink.fixture.ts';
-import { Receiver } from './receiver.ts';
-import { generateHostIdentity, type HostIdentity } from './replication-tls.ts';
-import { Sender, type SenderOptions } from './sender.ts';
 
 /** The disk of the kill -9 tests' child processes. */
 export const PROCESS_DISK_SIZE = 8 << 20;

@@ -3,7 +3,7 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { JournaledBackend } from './journaled-backend.ts';
+import { JournaledBackend } from '../disk/journaled-backend.ts';
 import { createSparseImage } from './sparse-image.ts';
 
 const dirs: string[] = [];

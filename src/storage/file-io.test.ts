@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { scratchDir } from '../testing/nbd-test-fixture.ts';
 import { FileIo, SyncBudget } from './file-io.ts';
-import { scratchDir } from './nbd-test-fixture.ts';
 
 test('FileIo reads, writes and writevs at positions, synchronously and on the threadpool', async () => {
   const dir = await scratchDir('file-io');

@@ -6,17 +6,17 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import type { DiskExportInfo, DiskService } from '../disk/disk-service.ts';
 import { HavenError } from '../errors/index.ts';
+import { createSparseImage } from '../storage/sparse-image.ts';
 import type {
   DiskExport,
   DiskRef,
   DiskService as HostDiskService,
   JournalStatus as HostJournalStatus,
   WriteHold,
-} from '../host/host-services.ts';
-import { MAX_WRITE_HOLD_MS } from '../host/host-services.ts';
-import type { DiskExportInfo, DiskService } from './disk-service.ts';
-import { createSparseImage } from './sparse-image.ts';
+} from './host-services.ts';
+import { MAX_WRITE_HOLD_MS } from './host-services.ts';
 
 export interface HostDiskServiceOptions {
   /** Journals go to `<dataDir>/journals/<machineId>/<diskId>`. */

@@ -7,12 +7,12 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SeededRandom } from '../disk/seeded-random.ts';
+import { Receiver } from '../replication/receiver.ts';
+import type { HostIdentity } from '../replication/replication-tls.ts';
+import { Sender } from '../replication/sender.ts';
 import { FileReplicaSink } from './file-replica-sink.fixture.ts';
-import { Receiver } from './receiver.ts';
 import { openSource, PROCESS_DISK_KEY, PROCESS_DISK_SIZE, waitFor } from './replication-test-fixture.ts';
-import type { HostIdentity } from './replication-tls.ts';
-import { Sender } from './sender.ts';
+import { SeededRandom } from './seeded-random.ts';
 
 const [mode, dir, portText, identitiesPath, seedText] = process.argv.slice(2);
 const port = Number(portText);

@@ -5,8 +5,8 @@
  */
 import { spawn } from 'node:child_process';
 import { crc32 } from 'node:zlib';
-import { listJournalRecords } from './journal-reader.ts';
-import type { JournalRecord } from './journal-record.ts';
+import { listJournalRecords } from '../disk/journal-reader.ts';
+import type { JournalRecord } from '../disk/journal-record.ts';
 
 export async function readJournal(dir: string, fromSeq = 0): Promise<JournalRecord[]> {
   const out: JournalRecord[] = [];

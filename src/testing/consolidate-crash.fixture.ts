@@ -5,7 +5,7 @@
  * first and `done` at the end, unless it is killed in between.
  * Usage: node consolidate-crash.fixture.ts DIR restore|view TARGET
  */
-import { ReplicaStore } from './replica-store.ts';
+import { ReplicaStore } from '../replica/replica-store.ts';
 
 const [dir, mode, target] = process.argv.slice(2) as [string, string, string];
 const store = await ReplicaStore.open(dir, { mergeStepBytes: 64 << 10 });

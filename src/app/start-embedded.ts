@@ -1,0 +1,111 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ApiClient } from '../client/api-client.ts';
+import type { Site } from '../domain/model.ts';
+import { loadHostIdentity, type RunningHost, startHost } from '../host/index.ts';
+import { ensureDemoMachine } from './demo-machine.ts';
+import { type RunningVault, startVault } from './start-vault.ts';
+
+export interface EmbeddedOptions {
+  dataDir: string;
+  port?: number;
+  controlPort?: number;
+  databaseUrl?: string;
+  heartbeatIntervalMs?: number;
+  senderPollMs?: number;
+  monitorIntervalMs?: number;
+  /** Offer the demo machine (a tiny Linux guest on the primary host); default true. */
+  demo?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface Embedded {
+  vault: RunningVault;
+  hosts: RunningHost[];
+  adminToken: string;
+  stop(): Promise<void>;
+}
+
+const LOCAL_SITES = [
+  { name: 'primary', role: 'primary' as const },
+  { name: 'recovery', role: 'recovery' as const },
+];
+
+/**
+ * `haven up`: a vault and two local hosts, "primary" and "recovery", each in
+ * its own site, in one process. The hosts enrol through the REST API with
+ * one-time tokens exactly as remote hosts do; on later starts they reconnect
+ * with the identity they saved.
+ */
+export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded> {
+  const vault = await startVault({
+    dataDir: options.dataDir,
+    port: options.port ?? 8440,
+    controlPort: options.controlPort ?? 0,
+    ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
+    ...(options.heartbeatIntervalMs ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
+    ...(options.monitorIntervalMs ? { monitorIntervalMs: options.monitorIntervalMs } : {}),
+  });
+  const hosts: RunningHost[] = [];
+  try {
+    const adminToken =
+      vault.adminToken ?? (await readFile(join(options.dataDir, 'admin.token'), 'utf8')).trim();
+    const api = new ApiClient({ url: vault.url, token: adminToken });
+    const { sites } = await api.get<{ sites: Site[] }>('/sites');
+    for (const wanted of LOCAL_SITES) {
+      if (!sites.some((s) => s.name === wanted.name))
+        await api.post('/sites', { ...wanted, testNetwork: `${wanted.name}-test` });
+    }
+    for (const { name } of LOCAL_SITES) {
+      const dataDir = join(options.dataDir, 'hosts', name);
+      let enrol: { apiUrl: string; token: string; name: string; site: string } | undefined;
+      if (!(await loadHostIdentity(dataDir))) {
+        const { token } = await api.post<{ token: string }>('/enrolment-tokens', {
+          siteId: name,
+          hostName: name,
+        });
+        enrol = { apiUrl: vault.url, token, name, site: name };
+      }
+      hosts.push(
+        await startHost({
+          dataDir,
+          ...(enrol ? { enrol } : {}),
+          // Both local hosts share this machine: each receiver takes a free port.
+          replicationListen: { host: '127.0.0.1', port: 0 },
+          ...(options.senderPollMs ? { senderPollMs: options.senderPollMs } : {}),
+          log: options.log ?? (() => {}),
+        }),
+      );
+    }
+    // The hosts must be connected before the demo machine can be started through them.
+    for (
+      let i = 0;
+      i < 200 && hosts.some((h) => !vault.context.hosts.isConnected(h.agent.identity.hostId));
+      i++
+    ) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    if (options.demo !== false)
+      await ensureDemoMachine(api, vault.context, options.dataDir, options.log ?? (() => {}));
+    return {
+      vault,
+      hosts,
+      adminToken,
+      stop: async () => {
+        // `haven up` owns its machines: they stop with it (a standalone host agent leaves them running).
+        for (const host of hosts) {
+          const hypervisor = host.agent.services.hypervisor;
+          for (const vm of await hypervisor.list().catch(() => [])) {
+            await hypervisor.fence({ name: vm.name }).catch(() => {});
+          }
+        }
+        for (const host of hosts) await host.stop();
+        await vault.stop();
+      },
+    };
+  } catch (error) {
+    for (const host of hosts) await host.stop();
+    await vault.stop();
+    throw error;
+  }
+}

@@ -20,7 +20,7 @@ const CONTENT_TYPES: Record<string, string> = {
 };
 
 /**
- * The portal must never reach another host (issue 7): the browser enforces
+ * The portal must never reach another host: the browser enforces
  * that with this policy. Inline styles stay allowed for React's style props.
  */
 const SECURITY_HEADERS: Record<string, string> = {

@@ -185,7 +185,7 @@ test('operations without a data path answer not_available, naming the operation 
   const remote = remoteHostServices((method, params) => server.call(hostId, method, params));
   await assert.rejects(remote.disk.attach({ machineId: 'm', diskId: 'd0', source: '/x', sizeBytes: 1 }), {
     code: 'not_available',
-    message: 'disk.attach is not available yet: the disk service lands with issue 3',
+    message: 'disk.attach is not available: this host runs no disk service',
   });
   const methods = hostMethods().filter((m) => !m.startsWith('host.'));
   assert.equal(methods.length, 31);
@@ -195,7 +195,7 @@ test('operations without a data path answer not_available, naming the operation 
       assert.equal(error.code, 'not_available', method);
       assert.match(
         error.message,
-        new RegExp(`^${method.replace('.', '\\.')} is not available yet: .* issue \\d`),
+        new RegExp(`^${method.replace('.', '\\.')} is not available: this host .*`),
       );
       return true;
     });

@@ -5,8 +5,8 @@
  * interfaces back through remoteHostServices. Every operation takes one
  * JSON-serialisable params object and resolves to JSON-serialisable data.
  *
- * Later issues implement the data path (disk service: issue 3, ...); until
- * then notAvailableServices refuses each operation with `not_available`.
+ * A host agent started without one of the services (no hypervisor, a test
+ * host) refuses its operations with `not_available` (notAvailableServices).
  */
 import type { RecoveryPoint, RecoveryPointType } from '../domain/index.ts';
 import type {

@@ -1,6 +1,7 @@
 /**
- * The host operations whose data path does not exist yet. Each one refuses
- * with `not_available`, naming the operation and the issue that brings it,
+ * The host operations of services a host agent was started without (a host
+ * with no hypervisor, a test host with only some services). Each one refuses
+ * with `not_available`, naming the operation and what the host lacks,
  * instead of pretending to work.
  */
 import { HavenError } from '../errors/index.ts';
@@ -9,10 +10,10 @@ import { HOST_OPERATIONS, type HostServices } from './host-services.ts';
 type DataPathServices = Omit<HostServices, 'host'>;
 
 const landsWith: Record<keyof DataPathServices, string> = {
-  disk: 'the disk service lands with issue 3',
-  replication: 'replication lands with issue 4',
-  replica: 'the replica store lands with issue 4',
-  hypervisor: 'the QEMU hypervisor driver lands with issue 5',
+  disk: 'this host runs no disk service',
+  replication: 'this host runs no replication service',
+  replica: 'this host has no replica store',
+  hypervisor: 'this host has no hypervisor driver',
 };
 
 export function notAvailableServices(): DataPathServices {
@@ -23,7 +24,7 @@ export function notAvailableServices(): DataPathServices {
       operations.map((operation) => [
         operation,
         async () => {
-          throw new HavenError('not_available', `${service}.${operation} is not available yet: ${reason}`, {
+          throw new HavenError('not_available', `${service}.${operation} is not available: ${reason}`, {
             operation: `${service}.${operation}`,
           });
         },

@@ -5,12 +5,9 @@
  * JavaScript numbers: safe up to 2^53 bytes (8 PiB), which the server checks
  * before calling in (NBD carries 64-bit values).
  */
-export interface BlockExtent {
-  offset: number;
-  length: number;
-  /** NBD base:allocation flags: 1 = hole (unallocated), 2 = reads as zeroes. */
-  flags: number;
-}
+import type { BlockExtent } from '../storage/block-extent.ts';
+
+export type { BlockExtent };
 
 export interface WriteOptions {
   /** Force Unit Access: durable before the reply. */

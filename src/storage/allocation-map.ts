@@ -1,7 +1,7 @@
 import { type FileHandle, readFile, stat } from 'node:fs/promises';
-import type { BlockExtent } from '../nbd/block-backend.ts';
 import { writeFileAtomic } from './atomic-file.ts';
 import { Bitset } from './bitset.ts';
+import type { BlockExtent } from './block-extent.ts';
 
 const MAGIC = 0x41415648; // 'HVAA'
 const HEADER_SIZE = 32;

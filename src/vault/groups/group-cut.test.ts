@@ -1,5 +1,5 @@
 /**
- * Consistency groups across hosts (issue 6): machine A on one host writes
+ * Consistency groups across hosts: machine A on one host writes
  * "sent n" and then tells machine B on another host, which writes
  * "received n". Both replicate to a third host. At every multi-machine point
  * B holds no "received n" whose "sent n" A lacks; each machine's own latest

@@ -6,22 +6,23 @@ import { HavenError, notFound } from '../../errors/index.ts';
 import type { VaultContext } from '../vault-context.ts';
 
 /**
- * Where each operation's data path comes from. Until the issue that brings it
- * lands, the vault refuses the operation instead of pretending (issue 2).
+ * What each operation's job needs from the data path. A vault whose job engine
+ * has no job for an operation refuses it, naming what is missing, instead of
+ * pretending to run it.
  */
 const DATA_PATH: Record<LifecycleOperation, string> = {
-  'enable-replication': 'initial replication (disk service and replica store, issues 3 and 4)',
-  'disable-replication': 'replication (issue 4)',
-  'test-failover': 'point-in-time views and the QEMU driver (issues 4 and 5)',
-  'cleanup-test-failover': 'the QEMU driver (issue 5)',
-  failover: 'point-in-time views and the QEMU driver (issues 4 and 5)',
-  'planned-failover': 'the sender and the QEMU driver (issues 4 and 5)',
-  failback: 'reverse replication and the QEMU driver (issue 5)',
-  'complete-failover': 'reverse replication and the QEMU driver (issue 5)',
-  'change-recovery-point': 'point-in-time views and the QEMU driver (issues 4 and 5)',
-  commit: 'the replica store (issue 4)',
-  reprotect: 'reverse replication (issue 5)',
-  resync: 'resync (issue 4)',
+  'enable-replication': 'initial replication (disk service and replica store)',
+  'disable-replication': 'replication',
+  'test-failover': 'point-in-time views and a hypervisor driver',
+  'cleanup-test-failover': 'a hypervisor driver',
+  failover: 'point-in-time views and a hypervisor driver',
+  'planned-failover': 'the sender and a hypervisor driver',
+  failback: 'reverse replication and a hypervisor driver',
+  'complete-failover': 'reverse replication and a hypervisor driver',
+  'change-recovery-point': 'point-in-time views and a hypervisor driver',
+  commit: 'the replica store',
+  reprotect: 'reverse replication',
+  resync: 'a resync job',
 };
 
 export interface OperationRequest {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { HavenError } from '../errors/index.ts';
+import { catchHavenError } from '../testing/catch-haven-error.ts';
 import {
   ALL_OPERATIONS,
   allowedOperations,
@@ -103,16 +103,6 @@ function expectedAllowed(state: MachineState): string[] {
   return OPERATIONS.filter((op) => ops.has(op));
 }
 
-function catchError(fn: () => unknown): HavenError {
-  try {
-    fn();
-  } catch (error) {
-    assert.ok(error instanceof HavenError, `expected a HavenError, got ${String(error)}`);
-    return error;
-  }
-  assert.fail('expected an error');
-}
-
 describe('lifecycle', () => {
   it('lists every state and operation exactly once', () => {
     assert.deepEqual([...STABLE_STATES].sort(), [...STABLE].sort());
@@ -142,12 +132,12 @@ describe('lifecycle', () => {
             assert.equal(t.pointOfNoReturn, want.ponr, where);
             assert.equal(failureState(t), state, where);
           } else if (variants.length > 0) {
-            const error = catchError(plan);
+            const error = catchHavenError(plan);
             assert.equal(error.code, 'bad_request', where);
             assert.match(error.message, /dataSync/);
             assert.match(error.message, /before-failover, full-download/);
           } else {
-            const error = catchError(plan);
+            const error = catchHavenError(plan);
             assert.equal(error.code, 'operation_not_allowed', where);
             assert.equal(error.status, 409);
             const allowed = expectedAllowed(state);
@@ -180,7 +170,7 @@ describe('lifecycle', () => {
   });
 
   it('names the machine, its state and the allowed operations when refusing', () => {
-    const error = catchError(() =>
+    const error = catchHavenError(() =>
       planTransition({ id: 'm-9', name: 'web-01', state: 'failed-over' }, 'reprotect'),
     );
     assert.equal(
@@ -256,7 +246,7 @@ describe('lifecycle', () => {
     assert.equal(where('reprotecting', 'failover-committed'), 'recovery');
     assert.equal(where('resynchronizing', 'protected'), 'primary');
     assert.equal(where('disabling-replication', 'reverse-protected'), 'recovery');
-    assert.equal(catchError(() => where('committing')).code, 'bad_request');
-    assert.equal(catchError(() => where('committing', 'protected')).code, 'bad_request');
+    assert.equal(catchHavenError(() => where('committing')).code, 'bad_request');
+    assert.equal(catchHavenError(() => where('committing', 'protected')).code, 'bad_request');
   });
 });

@@ -13,7 +13,7 @@
  * cancel past that step and finishes (or fails, and the operation is re-run).
  */
 import { HavenError } from '../errors/index.ts';
-import type { MachineState } from './model.ts';
+import type { InProgressState, MachineState, StableState } from './model.ts';
 
 export type LifecycleOperation =
   | 'enable-replication'
@@ -32,20 +32,7 @@ export type LifecycleOperation =
 /** Failback's data-synchronisation option (SPEC §2 step 7). */
 export type DataSync = 'before-failover' | 'full-download';
 
-export type StableState = Extract<
-  MachineState,
-  | 'unprotected'
-  | 'protected'
-  | 'test-failover-active'
-  | 'failed-over'
-  | 'failover-committed'
-  | 'reverse-protected'
-  | 'failback-ready'
-  | 'failed-back'
-  | 'failback-committed'
->;
-
-export type InProgressState = Exclude<MachineState, StableState>;
+export type { InProgressState, StableState };
 
 export interface TransitionOptions {
   dataSync?: DataSync;

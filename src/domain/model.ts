@@ -105,9 +105,8 @@ export interface MachineRuntime {
   failover: RunningCopy | null;
 }
 
-/** Every state a protected machine can be in; see lifecycle.ts for the table. */
-export type MachineState =
-  // stable states
+/** The states a machine rests in between operations; see lifecycle.ts for the table. */
+export type StableState =
   | 'unprotected'
   | 'protected'
   | 'test-failover-active'
@@ -116,8 +115,10 @@ export type MachineState =
   | 'reverse-protected'
   | 'failback-ready'
   | 'failed-back'
-  | 'failback-committed'
-  // in-progress states (a job is running)
+  | 'failback-committed';
+
+/** The states a machine is in while an operation's job runs. */
+export type InProgressState =
   | 'enabling-replication'
   | 'disabling-replication'
   | 'starting-test-failover'
@@ -130,6 +131,9 @@ export type MachineState =
   | 'completing-failover'
   | 'failing-back'
   | 'resynchronizing';
+
+/** Every state a protected machine can be in. */
+export type MachineState = StableState | InProgressState;
 
 export type ReplicationHealth = 'healthy' | 'warning' | 'critical' | 'unknown';
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { HavenError } from '../errors/index.ts';
+import { catchHavenError } from '../testing/catch-haven-error.ts';
 import type { RecoveryPoint } from './model.ts';
 import {
   pointsToDeleteOnCommit,
@@ -93,16 +93,6 @@ function bruteGroup(catalog: RecoveryPoint[], memberIds: string[], appConsistent
   return best;
 }
 
-function catchError(fn: () => unknown): HavenError {
-  try {
-    fn();
-  } catch (error) {
-    assert.ok(error instanceof HavenError, `expected a HavenError, got ${String(error)}`);
-    return error;
-  }
-  assert.fail('expected an error');
-}
-
 function point(partial: Partial<RecoveryPoint> & Pick<RecoveryPoint, 'id' | 'time'>): RecoveryPoint {
   return {
     machineId: 'm-a',
@@ -145,7 +135,7 @@ describe('recovery point selection against a brute-force model', () => {
           assert.equal(got.needsProcessing, !want.processed, `${ctx} ${option}`);
         } else {
           counts.missing++;
-          const error = catchError(() => selectRecoveryPoint(catalog, machine, { option }));
+          const error = catchHavenError(() => selectRecoveryPoint(catalog, machine, { option }));
           assert.equal(error.code, 'not_found', `${ctx} ${option}`);
           assert.match(error.message, message);
           assert.ok(error.message.includes(machine.name));
@@ -172,7 +162,7 @@ describe('recovery point selection against a brute-force model', () => {
           assert.equal(got.point, want.points[machine.id], `${ctx} ${option}`);
           assert.equal(got.needsProcessing, false);
         } else {
-          const error = catchError(() => selectRecoveryPoint(catalog, machine, { option, members }));
+          const error = catchHavenError(() => selectRecoveryPoint(catalog, machine, { option, members }));
           assert.equal(error.code, 'not_found', `${ctx} ${option}`);
           assert.match(error.message, /multi-machine point yet shared by every machine/);
           for (const m of members) assert.ok(error.message.includes(m.name));
@@ -186,7 +176,7 @@ describe('recovery point selection against a brute-force model', () => {
           assert.equal(got.point, p);
           assert.equal(got.needsProcessing, !p.processed);
         } else {
-          const error = catchError(() =>
+          const error = catchHavenError(() =>
             selectRecoveryPoint(catalog, machine, { option: 'custom', pointId: p.id }),
           );
           assert.equal(error.code, 'conflict', ctx);
@@ -228,11 +218,12 @@ describe('recovery point selection against a brute-force model', () => {
 
   it('refuses unknown custom points and empty groups', () => {
     assert.equal(
-      catchError(() => selectRecoveryPoint([], MACHINES[0]!, { option: 'custom', pointId: 'nope' })).code,
+      catchHavenError(() => selectRecoveryPoint([], MACHINES[0]!, { option: 'custom', pointId: 'nope' }))
+        .code,
       'not_found',
     );
     assert.equal(
-      catchError(() => selectGroupRecoveryPoint([], [], 'latest-multi-machine-processed')).code,
+      catchHavenError(() => selectGroupRecoveryPoint([], [], 'latest-multi-machine-processed')).code,
       'bad_request',
     );
   });
@@ -287,6 +278,6 @@ describe('retention and commit', () => {
       pointsToDeleteOnCommit(points, 'a2').map((p) => p.id),
       ['a1', 'a3'],
     );
-    assert.equal(catchError(() => pointsToDeleteOnCommit(points, 'zz')).code, 'not_found');
+    assert.equal(catchHavenError(() => pointsToDeleteOnCommit(points, 'zz')).code, 'not_found');
   });
 });

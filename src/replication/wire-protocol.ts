@@ -4,7 +4,8 @@
  * replica of one disk never stalls another; the host's bandwidth limit is
  * shared by all of them in the sender).
  *
- * Frame: u32 BE length of what follows, u8 type, payload. Control frames
+ * Frame: u32 BE length of what follows, u8 type, payload (the shared
+ * length-prefixed codec). Control frames
  * carry UTF-8 JSON; record batches, sync data and hash replies are binary.
  *
  *   sender → receiver           receiver → sender
@@ -24,6 +25,12 @@ import { promisify } from 'node:util';
 import { constants, zstdCompress, zstdDecompress } from 'node:zlib';
 import type { JournalRecord, RecordKind } from '../disk/index.ts';
 import { HavenError } from '../errors/index.ts';
+import {
+  encodeLengthPrefix,
+  type FrameLimit,
+  LENGTH_PREFIX_BYTES,
+  LengthPrefixedDecoder,
+} from '../framing/length-prefixed-codec.ts';
 
 export const PROTOCOL_VERSION = 1;
 /** Default replication port (ASR's process server uses 9443 too). */
@@ -83,19 +90,15 @@ export interface ErrorMessage {
   message: string;
 }
 
+/** Bytes of the frame type, the first byte of every frame's body. */
+const FRAME_TYPE_BYTES = 1;
+const FRAME_LIMIT: FrameLimit = { label: 'replication', maxBodyBytes: MAX_FRAME_BYTES };
+
 export function encodeFrame(type: number, payload: Buffer | Buffer[]): Buffer[] {
   const parts = Array.isArray(payload) ? payload : [payload];
-  const length = 1 + parts.reduce((n, p) => n + p.length, 0);
-  if (length > MAX_FRAME_BYTES) {
-    throw new HavenError(
-      'limit_exceeded',
-      `replication frame of ${length} bytes exceeds the ${MAX_FRAME_BYTES}-byte limit`,
-      { size: length, limit: MAX_FRAME_BYTES },
-    );
-  }
-  const head = Buffer.allocUnsafe(5);
-  head.writeUInt32BE(length, 0);
-  head.writeUInt8(type, 4);
+  const length = FRAME_TYPE_BYTES + parts.reduce((n, p) => n + p.length, 0);
+  const head = encodeLengthPrefix(length, FRAME_LIMIT, FRAME_TYPE_BYTES);
+  head.writeUInt8(type, LENGTH_PREFIX_BYTES);
   return [head, ...parts];
 }
 
@@ -115,47 +118,20 @@ export function parseJson<T>(frame: Frame): T {
 
 /** Splits a byte stream into frames; throws on an oversize frame (the connection must then close). */
 export class FrameReader {
-  #chunks: Buffer[] = [];
-  #buffered = 0;
-
-  get buffered(): number {
-    return this.#buffered;
-  }
+  readonly #bodies = new LengthPrefixedDecoder({
+    ...FRAME_LIMIT,
+    minBodyBytes: FRAME_TYPE_BYTES,
+    outOfRange: (length, limit) =>
+      new HavenError('bad_request', `replication frame length ${length} is out of range`, {
+        size: length,
+        limit,
+      }),
+  });
 
   push(chunk: Buffer): Frame[] {
-    this.#chunks.push(chunk);
-    this.#buffered += chunk.length;
-    const frames: Frame[] = [];
-    while (this.#buffered >= 5) {
-      const head = this.#peek(5);
-      const length = head.readUInt32BE(0);
-      if (length < 1 || length > MAX_FRAME_BYTES) {
-        throw new HavenError('bad_request', `replication frame length ${length} is out of range`, {
-          size: length,
-          limit: MAX_FRAME_BYTES,
-        });
-      }
-      if (this.#buffered < 4 + length) break;
-      const frame = this.#take(4 + length);
-      frames.push({ type: frame.readUInt8(4), payload: frame.subarray(5) });
-    }
-    return frames;
-  }
-
-  #peek(n: number): Buffer {
-    const first = this.#chunks[0]!;
-    if (first.length >= n) return first.subarray(0, n);
-    const joined = Buffer.concat(this.#chunks);
-    this.#chunks = [joined];
-    return joined.subarray(0, n);
-  }
-
-  #take(n: number): Buffer {
-    const joined = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
-    const rest = joined.subarray(n);
-    this.#chunks = rest.length > 0 ? [rest] : [];
-    this.#buffered = rest.length;
-    return joined.subarray(0, n);
+    return this.#bodies
+      .push(chunk)
+      .map((body) => ({ type: body.readUInt8(0), payload: body.subarray(FRAME_TYPE_BYTES) }));
   }
 }
 

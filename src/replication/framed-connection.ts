@@ -1,6 +1,9 @@
 import type { TLSSocket } from 'node:tls';
 import { type Frame, FrameReader } from './wire-protocol.ts';
 
+/** Idle time before TCP keepalive probes start: a silently dead peer is noticed while the sender waits for acks. */
+const KEEPALIVE_IDLE_MS = 10_000;
+
 /**
  * A replication socket as a stream of frames: `send` waits for the socket to
  * drain (backpressure), frames are handed to `onFrame` in arrival order, and
@@ -21,7 +24,7 @@ export class FramedConnection {
       this.#resolveClosed = resolve;
     });
     socket.setNoDelay(true);
-    socket.setKeepAlive(true, 10_000);
+    socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
     socket.on('data', (chunk: Buffer) => {
       let frames: Frame[];
       try {

@@ -1,16 +1,12 @@
+export type { DiskReplicationStatus, ReplicationState } from './disk-replication-status.ts';
+export type { JournalCursor } from './journal-cursor.ts';
 export { Receiver, type ReceiverOptions, type ReceiverStats } from './receiver.ts';
 export type { ReplicaSink } from './replica-sink.ts';
+export type { ReceiverAddress, ReplicatedDisk, ReplicationSource } from './replicated-disk.ts';
 export { generateHostIdentity, type HostIdentity } from './replication-tls.ts';
-export {
-  type DiskReplicationStatus,
-  type ReceiverAddress,
-  type ReplicatedDisk,
-  type ReplicationSource,
-  type ReplicationState,
-  Sender,
-  type SenderOptions,
-  type SyncReport,
-} from './sender.ts';
+export { Sender } from './sender.ts';
+export type { SenderOptions } from './sender-options.ts';
 export type { SyncKind } from './sender-state.ts';
+export type { SyncReport } from './sync-report.ts';
 export { TokenBucket } from './token-bucket.ts';
 export { DEFAULT_REPLICATION_PORT, PROTOCOL_VERSION } from './wire-protocol.ts';

@@ -4,7 +4,8 @@
  * replica of one disk never stalls another; the host's bandwidth limit is
  * shared by all of them in the sender).
  *
- * Frame: u32 BE length of what follows, u8 type, payload. Control frames
+ * Frame: u32 BE length of what follows, u8 type, payload (the shared
+ * length-prefixed codec). Control frames
  * carry UTF-8 JSON; record batches, sync data and hash replies are binary.
  *
  *   sender → receiver           receiver → sender
@@ -24,6 +25,12 @@ import { promisify } from 'node:util';
 import { constants, zstdCompress, zstdDecompress } from 'node:zlib';
 import type { JournalRecord, RecordKind } from '../disk/index.ts';
 import { HavenError } from '../errors/index.ts';
+import {
+  encodeLengthPrefix,
+  type FrameLimit,
+  LENGTH_PREFIX_BYTES,
+  LengthPrefixedDecoder,
+} from '../framing/length-prefixed-codec.ts';
 
 export const PROTOCOL_VERSION = 1;
 /** Default replication port (ASR's process server uses 9443 too). */
@@ -83,19 +90,15 @@ export interface ErrorMessage {
   message: string;
 }
 
+/** Bytes of the frame type, the first byte of every frame's body. */
+const FRAME_TYPE_BYTES = 1;
+const FRAME_LIMIT: FrameLimit = { label: 'replication', maxBodyBytes: MAX_FRAME_BYTES };
+
 export function encodeFrame(type: number, payload: Buffer | Buffer[]): Buffer[] {
   const parts = Array.isArray(payload) ? payload : [payload];
-  const length = 1 + parts.reduce((n, p) => n + p.length, 0);
-  if (length > MAX_FRAME_BYTES) {
-    throw new HavenError(
-      'limit_exceeded',
-      `replication frame of ${length} bytes exceeds the ${MAX_FRAME_BYTES}-byte limit`,
-      { size: length, limit: MAX_FRAME_BYTES },
-    );
-  }
-  const head = Buffer.allocUnsafe(5);
-  head.writeUInt32BE(length, 0);
-  head.writeUInt8(type, 4);
+  const length = FRAME_TYPE_BYTES + parts.reduce((n, p) => n + p.length, 0);
+  const head = encodeLengthPrefix(length, FRAME_LIMIT, FRAME_TYPE_BYTES);
+  head.writeUInt8(type, LENGTH_PREFIX_BYTES);
   return [head, ...parts];
 }
 
@@ -115,47 +118,20 @@ export function parseJson<T>(frame: Frame): T {
 
 /** Splits a byte stream into frames; throws on an oversize frame (the connection must then close). */
 export class FrameReader {
-  #chunks: Buffer[] = [];
-  #buffered = 0;
-
-  get buffered(): number {
-    return this.#buffered;
-  }
+  readonly #bodies = new LengthPrefixedDecoder({
+    ...FRAME_LIMIT,
+    minBodyBytes: FRAME_TYPE_BYTES,
+    outOfRange: (length, limit) =>
+      new HavenError('bad_request', `replication frame length ${length} is out of range`, {
+        size: length,
+        limit,
+      }),
+  });
 
   push(chunk: Buffer): Frame[] {
-    this.#chunks.push(chunk);
-    this.#buffered += chunk.length;
-    const frames: Frame[] = [];
-    while (this.#buffered >= 5) {
-      const head = this.#peek(5);
-      const length = head.readUInt32BE(0);
-      if (length < 1 || length > MAX_FRAME_BYTES) {
-        throw new HavenError('bad_request', `replication frame length ${length} is out of range`, {
-          size: length,
-          limit: MAX_FRAME_BYTES,
-        });
-      }
-      if (this.#buffered < 4 + length) break;
-      const frame = this.#take(4 + length);
-      frames.push({ type: frame.readUInt8(4), payload: frame.subarray(5) });
-    }
-    return frames;
-  }
-
-  #peek(n: number): Buffer {
-    const first = this.#chunks[0]!;
-    if (first.length >= n) return first.subarray(0, n);
-    const joined = Buffer.concat(this.#chunks);
-    this.#chunks = [joined];
-    return joined.subarray(0, n);
-  }
-
-  #take(n: number): Buffer {
-    const joined = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
-    const rest = joined.subarray(n);
-    this.#chunks = rest.length > 0 ? [rest] : [];
-    this.#buffered = rest.length;
-    return joined.subarray(0, n);
+    return this.#bodies
+      .push(chunk)
+      .map((body) => ({ type: body.readUInt8(0), payload: body.subarray(FRAME_TYPE_BYTES) }));
   }
 }
 
@@ -164,10 +140,21 @@ export class FrameReader {
 const compress = promisify(zstdCompress);
 const decompress = promisify(zstdDecompress);
 
-/** Compressed body flag of RECORDS and SYNC_DATA payloads. */
-const COMPRESSED = 1;
-/** SYNC_DATA flag: the range reads as zeroes, no data follows. */
-const ZERO_RANGE = 2;
+/** Bits of the flags byte that starts RECORDS and SYNC_DATA payloads. */
+const PayloadFlag = {
+  NONE: 0,
+  /** The body is zstd-compressed. */
+  COMPRESSED: 1 << 0,
+  /** SYNC_DATA only: the range reads as zeroes, no body follows. */
+  ZERO_RANGE: 1 << 1,
+} as const;
+
+/** Smaller bodies are sent as they are: compressing them saves too little to pay. */
+const MIN_COMPRESSIBLE_BYTES = 512;
+/** Compression must save at least 1/2^this of a body to be used. */
+const MIN_SAVING_SHIFT = 5;
+/** After a block that did not compress, only every this many blocks is tried. */
+const PROBE_INTERVAL_BLOCKS = 8;
 
 /**
  * zstd-compresses `raw` unless that does not shrink it by at least 1/32
@@ -177,9 +164,9 @@ export async function maybeCompress(
   raw: Buffer,
   level: number | null,
 ): Promise<{ body: Buffer; compressed: boolean }> {
-  if (level === null || raw.length < 512) return { body: raw, compressed: false };
+  if (level === null || raw.length < MIN_COMPRESSIBLE_BYTES) return { body: raw, compressed: false };
   const packed = await compress(raw, { params: { [constants.ZSTD_c_compressionLevel]: level } });
-  if (packed.length > raw.length - (raw.length >> 5)) return { body: raw, compressed: false };
+  if (packed.length > raw.length - (raw.length >> MIN_SAVING_SHIFT)) return { body: raw, compressed: false };
   return { body: packed, compressed: true };
 }
 
@@ -207,7 +194,7 @@ export class CompressionProbe {
   }
 
   record(tried: boolean, compressed: boolean): void {
-    if (tried && !compressed) this.#skip = 7;
+    if (tried && !compressed) this.#skip = PROBE_INTERVAL_BLOCKS - 1;
   }
 }
 
@@ -226,8 +213,16 @@ async function unpack(body: Buffer, compressed: boolean, rawLength: number): Pro
 // ---- record batches ----------------------------------------------------------
 
 const KINDS: readonly RecordKind[] = ['write', 'trim', 'zero', 'flush', 'marker'];
-/** seq u64, time u64, offset u64, length u64, kind u8, data length u32. */
-const RECORD_HEAD = 37;
+/** Byte offsets in a record's head: seq u64, time u64, offset u64, length u64, kind u8, data length u32. */
+const RecordHead = {
+  SEQ: 0,
+  TIME: 8,
+  OFFSET: 16,
+  LENGTH: 24,
+  KIND: 32,
+  DATA_LENGTH: 33,
+  BYTES: 37,
+} as const;
 
 function writeU64(buf: Buffer, value: number, at: number): void {
   buf.writeBigUInt64BE(BigInt(value), at);
@@ -248,13 +243,13 @@ export function encodeRecords(records: readonly JournalRecord[]): Buffer {
         : r.kind === 'marker'
           ? Buffer.from(JSON.stringify(r.marker ?? null))
           : Buffer.alloc(0);
-    const head = Buffer.allocUnsafe(RECORD_HEAD);
-    writeU64(head, r.seq, 0);
-    writeU64(head, r.timeMs, 8);
-    writeU64(head, r.offset, 16);
-    writeU64(head, r.length, 24);
-    head.writeUInt8(KINDS.indexOf(r.kind), 32);
-    head.writeUInt32BE(data.length, 33);
+    const head = Buffer.allocUnsafe(RecordHead.BYTES);
+    writeU64(head, r.seq, RecordHead.SEQ);
+    writeU64(head, r.timeMs, RecordHead.TIME);
+    writeU64(head, r.offset, RecordHead.OFFSET);
+    writeU64(head, r.length, RecordHead.LENGTH);
+    head.writeUInt8(KINDS.indexOf(r.kind), RecordHead.KIND);
+    head.writeUInt32BE(data.length, RecordHead.DATA_LENGTH);
     parts.push(head);
     if (data.length > 0) parts.push(data);
   }
@@ -265,18 +260,21 @@ export function decodeRecords(raw: Buffer): JournalRecord[] {
   const out: JournalRecord[] = [];
   let at = 0;
   while (at < raw.length) {
-    if (at + RECORD_HEAD > raw.length) throw new HavenError('bad_request', 'record batch is truncated');
-    const kind = KINDS[raw.readUInt8(at + 32)];
-    const dataLength = raw.readUInt32BE(at + 33);
-    if (kind === undefined || at + RECORD_HEAD + dataLength > raw.length) {
+    if (at + RecordHead.BYTES > raw.length) {
+      throw new HavenError('bad_request', 'record batch is truncated');
+    }
+    const kind = KINDS[raw.readUInt8(at + RecordHead.KIND)];
+    const dataLength = raw.readUInt32BE(at + RecordHead.DATA_LENGTH);
+    const dataAt = at + RecordHead.BYTES;
+    if (kind === undefined || dataAt + dataLength > raw.length) {
       throw new HavenError('bad_request', `record batch is malformed at byte ${at}`);
     }
-    const data = raw.subarray(at + RECORD_HEAD, at + RECORD_HEAD + dataLength);
+    const data = raw.subarray(dataAt, dataAt + dataLength);
     const record: JournalRecord = {
-      seq: readU64(raw, at),
-      timeMs: readU64(raw, at + 8),
-      offset: readU64(raw, at + 16),
-      length: readU64(raw, at + 24),
+      seq: readU64(raw, at + RecordHead.SEQ),
+      timeMs: readU64(raw, at + RecordHead.TIME),
+      offset: readU64(raw, at + RecordHead.OFFSET),
+      length: readU64(raw, at + RecordHead.LENGTH),
       kind,
     };
     if (kind === 'write') {
@@ -287,28 +285,32 @@ export function decodeRecords(raw: Buffer): JournalRecord[] {
       record.marker = JSON.parse(data.toString('utf8'));
     }
     out.push(record);
-    at += RECORD_HEAD + dataLength;
+    at = dataAt + dataLength;
   }
   return out;
 }
 
 /** RECORDS payload: u8 flags, u32 raw length, body. */
+const RECORDS_HEAD_BYTES = 5;
+
 export async function recordsPayload(
   raw: Buffer,
   level: number | null,
 ): Promise<{ payload: Buffer[]; compressed: boolean }> {
   const { body, compressed } = await maybeCompress(raw, level);
-  const head = Buffer.allocUnsafe(5);
-  head.writeUInt8(compressed ? COMPRESSED : 0, 0);
+  const head = Buffer.allocUnsafe(RECORDS_HEAD_BYTES);
+  head.writeUInt8(compressed ? PayloadFlag.COMPRESSED : PayloadFlag.NONE, 0);
   head.writeUInt32BE(raw.length, 1);
   return { payload: [head, body], compressed };
 }
 
 export async function parseRecordsPayload(payload: Buffer): Promise<JournalRecord[]> {
-  if (payload.length < 5) throw new HavenError('bad_request', 'record batch frame is truncated');
+  if (payload.length < RECORDS_HEAD_BYTES) {
+    throw new HavenError('bad_request', 'record batch frame is truncated');
+  }
   const raw = await unpack(
-    payload.subarray(5),
-    (payload.readUInt8(0) & COMPRESSED) !== 0,
+    payload.subarray(RECORDS_HEAD_BYTES),
+    (payload.readUInt8(0) & PayloadFlag.COMPRESSED) !== 0,
     payload.readUInt32BE(1),
   );
   return decodeRecords(raw);
@@ -317,44 +319,54 @@ export async function parseRecordsPayload(payload: Buffer): Promise<JournalRecor
 // ---- sync data -----------------------------------------------------------------
 
 /** SYNC_DATA payload: u8 flags, u64 offset, u32 length, body (absent for a zero range). */
+const SYNC_DATA_HEAD_BYTES = 13;
+
 export async function syncDataPayload(
   offset: number,
   data: Buffer | null,
   length: number,
   level: number | null,
 ): Promise<{ payload: Buffer[]; compressed: boolean }> {
-  const head = Buffer.allocUnsafe(13);
+  const head = Buffer.allocUnsafe(SYNC_DATA_HEAD_BYTES);
   writeU64(head, offset, 1);
   head.writeUInt32BE(length, 9);
   if (data === null) {
-    head.writeUInt8(ZERO_RANGE, 0);
+    head.writeUInt8(PayloadFlag.ZERO_RANGE, 0);
     return { payload: [head], compressed: false };
   }
   const { body, compressed } = await maybeCompress(data, level);
-  head.writeUInt8(compressed ? COMPRESSED : 0, 0);
+  head.writeUInt8(compressed ? PayloadFlag.COMPRESSED : PayloadFlag.NONE, 0);
   return { payload: [head, body], compressed };
 }
 
 export async function parseSyncDataPayload(
   payload: Buffer,
 ): Promise<{ offset: number; data: Buffer | null; length: number }> {
-  if (payload.length < 13) throw new HavenError('bad_request', 'sync data frame is truncated');
+  if (payload.length < SYNC_DATA_HEAD_BYTES) {
+    throw new HavenError('bad_request', 'sync data frame is truncated');
+  }
   const flags = payload.readUInt8(0);
   const offset = readU64(payload, 1);
   const length = payload.readUInt32BE(9);
-  if ((flags & ZERO_RANGE) !== 0) return { offset, data: null, length };
-  return { offset, data: await unpack(payload.subarray(13), (flags & COMPRESSED) !== 0, length), length };
+  if ((flags & PayloadFlag.ZERO_RANGE) !== 0) return { offset, data: null, length };
+  const body = payload.subarray(SYNC_DATA_HEAD_BYTES);
+  return { offset, data: await unpack(body, (flags & PayloadFlag.COMPRESSED) !== 0, length), length };
 }
 
-/** HASHES payload: u32 reqId, then 32-byte digests, one per block. */
+/** HASHES payload: u32 reqId, then SHA-256 digests, one per block. */
+const REQ_ID_BYTES = 4;
+export const DIGEST_BYTES = 32;
+
 export function hashesPayload(reqId: number, digests: Buffer[]): Buffer[] {
-  const head = Buffer.allocUnsafe(4);
+  const head = Buffer.allocUnsafe(REQ_ID_BYTES);
   head.writeUInt32BE(reqId, 0);
   return [head, ...digests];
 }
 
 export function parseHashesPayload(payload: Buffer): { reqId: number; digests: Buffer[] } {
   const digests: Buffer[] = [];
-  for (let at = 4; at + 32 <= payload.length; at += 32) digests.push(payload.subarray(at, at + 32));
+  for (let at = REQ_ID_BYTES; at + DIGEST_BYTES <= payload.length; at += DIGEST_BYTES) {
+    digests.push(payload.subarray(at, at + DIGEST_BYTES));
+  }
   return { reqId: payload.readUInt32BE(0), digests };
 }

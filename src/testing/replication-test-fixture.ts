@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { JournaledBackend } from '../disk/index.ts';
 import { Receiver } from '../replication/receiver.ts';
 import { generateHostIdentity, type HostIdentity } from '../replication/replication-tls.ts';
-import { Sender, type SenderOptions } from '../replication/sender.ts';
+import { Sender } from '../replication/sender.ts';
+import type { SenderOptions } from '../replication/sender-options.ts';
 import { createSparseImage } from '../storage/index.ts';
 import { FileReplicaSink } from './file-replica-sink.fixture.ts';
 

@@ -1,0 +1,27 @@
+import type { SyncReport } from './sync-report.ts';
+
+export type ReplicationState = 'connecting' | 'initial-sync' | 'resync' | 'streaming' | 'paused' | 'error';
+
+export interface DiskReplicationStatus {
+  diskKey: string;
+  state: ReplicationState;
+  /** 0..1 while a sync copies, else null. */
+  syncProgress: number | null;
+  /** Journal bytes not yet acknowledged by the receiver. */
+  bytesPending: number;
+  /** The journal overflowed into its dirty bitmap: a resync is due. */
+  resyncRequired: boolean;
+  /** Journal bytes acknowledged per second, over the last few seconds. */
+  throughputBytesPerSec: number;
+  /** The receiver's durable sequence (-1: nothing yet). */
+  lastAckedSeq: number;
+  /** Journal time of the newest acknowledged record: RPO = now − this. Null until the replica is consistent. */
+  lastAckedRecordTimeMs: number | null;
+  wireBytesSent: number;
+  /** Record batches sent compressed / uncompressed (compression skipped when it does not pay). */
+  batchesCompressed: number;
+  batchesUncompressed: number;
+  connects: number;
+  lastError: string | null;
+  lastSync: SyncReport | null;
+}

@@ -1,0 +1,427 @@
+import { randomUUID } from 'node:crypto';
+import type { JournalRecord } from '../disk/index.ts';
+import { type ErrorCode, HavenError } from '../errors/index.ts';
+import { planBitmapResync } from './bitmap-resync.ts';
+import type { DiskReplicationStatus, ReplicationState } from './disk-replication-status.ts';
+import { FramedConnection } from './framed-connection.ts';
+import { planFullCopy } from './full-copy.ts';
+import { HashReplies, planHashCompare } from './hash-compare.ts';
+import { journalBytes } from './journal-cursor.ts';
+import { copyRegions } from './region-copy.ts';
+import type { ReplicatedDisk } from './replicated-disk.ts';
+import { connectPinned, type HostIdentity } from './replication-tls.ts';
+import { NO_RECORDS, RECHECK_MS, SendWindow } from './send-window.ts';
+import { LinkClosed, SenderLink, type WireCounters } from './sender-link.ts';
+import type { DiskSenderOptions } from './sender-options.ts';
+import { readSenderState, type SenderDiskState, type SyncKind, writeSenderState } from './sender-state.ts';
+import { Signal } from './signal.ts';
+import type { SyncPlan } from './sync-plan.ts';
+import { newSyncReport, type SyncReport } from './sync-report.ts';
+import type { TokenBucket } from './token-bucket.ts';
+import {
+  type AckMessage,
+  CompressionProbe,
+  type ErrorMessage,
+  encodeFrame,
+  encodeRecords,
+  type Frame,
+  FrameType,
+  type HelloMessage,
+  jsonFrame,
+  PROTOCOL_VERSION,
+  parseHashesPayload,
+  parseJson,
+  type ResumeMessage,
+  recordsPayload,
+  type SyncBeginMessage,
+} from './wire-protocol.ts';
+
+/** Time the receiver has to answer HELLO with RESUME. */
+const HELLO_TIMEOUT_MS = 30_000;
+/** The receiver's ERROR code when its replica store cannot serve a hash compare. */
+const HASH_COMPARE_UNAVAILABLE: ErrorCode = 'not_available';
+
+const SYNC_BEGIN_KIND: Record<SyncKind, SyncBeginMessage['kind']> = {
+  initial: 'initial',
+  full: 'full-resync',
+  bitmap: 'resync',
+  hash: 'resync',
+};
+
+/** What every disk of one sender shares. */
+export interface SenderHost {
+  identity: Pick<HostIdentity, 'keyPem' | 'certPem'>;
+  /** The host's bandwidth limit; null: unlimited. */
+  bucket: TokenBucket | null;
+}
+
+/** Replicates one disk over its own connection, reconnecting and resuming until stopped. */
+export class DiskReplicator {
+  readonly disk: ReplicatedDisk;
+  readonly #host: SenderHost;
+  readonly #o: DiskSenderOptions;
+  readonly #signal = new Signal();
+  readonly #window: SendWindow;
+  readonly #hashReplies = new HashReplies();
+  #conn: FramedConnection | null = null;
+  #state: ReplicationState = 'connecting';
+  #stopped = false;
+  #paused = false;
+  #requested: SyncKind | null = null;
+  #hashUnsupported = false;
+  #persisted: SenderDiskState | null = null;
+  #running: Promise<void> = Promise.resolve();
+
+  #syncProgress: number | null = null;
+  #lastSync: SyncReport | null = null;
+  #lastError: string | null = null;
+  readonly #counters: WireCounters = { wireBytes: 0, batchesCompressed: 0, batchesUncompressed: 0 };
+  #connects = 0;
+  readonly #recordProbe: CompressionProbe;
+  readonly #syncProbe: CompressionProbe;
+
+  constructor(disk: ReplicatedDisk, host: SenderHost, options: DiskSenderOptions) {
+    this.disk = disk;
+    this.#host = host;
+    this.#o = options;
+    this.#window = new SendWindow({
+      cursor: disk.source.journal,
+      windowBytes: options.windowBytes,
+      signal: this.#signal,
+      onTrimError: (e) => {
+        this.#lastError = `journal trim failed: ${e.message}`;
+      },
+    });
+    this.#recordProbe = new CompressionProbe(options.compressionLevel);
+    this.#syncProbe = new CompressionProbe(options.compressionLevel);
+  }
+
+  start(): void {
+    this.#running = this.#loop();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#conn?.close(new LinkClosed('replication stopped'));
+    this.#signal.notify();
+    await this.#running;
+    await this.#window.settled();
+  }
+
+  pause(): void {
+    this.#paused = true;
+    this.#conn?.close(new LinkClosed('replication paused'));
+    this.#signal.notify();
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#signal.notify();
+  }
+
+  request(kind: 'full' | 'hash'): void {
+    this.#requested = kind;
+    this.#signal.notify();
+  }
+
+  /** Cuts the current connection (tests and operators); the sender reconnects. */
+  dropConnection(): void {
+    this.#conn?.socket.destroy();
+  }
+
+  status(): DiskReplicationStatus {
+    return {
+      diskKey: this.disk.diskKey,
+      state: this.#paused ? 'paused' : this.#state,
+      syncProgress: this.#syncProgress,
+      bytesPending: this.#window.pendingBytes(),
+      resyncRequired: this.disk.source.journal.resyncRequired,
+      throughputBytesPerSec: this.#window.throughputBytesPerSec(),
+      lastAckedSeq: this.#window.ackedSeq,
+      lastAckedRecordTimeMs: this.#window.ackedTimeMs,
+      wireBytesSent: this.#counters.wireBytes,
+      batchesCompressed: this.#counters.batchesCompressed,
+      batchesUncompressed: this.#counters.batchesUncompressed,
+      connects: this.#connects,
+      lastError: this.#lastError,
+      lastSync: this.#lastSync === null ? null : { ...this.#lastSync },
+    };
+  }
+
+  /** Connects, runs a session until it fails, and reconnects with exponential backoff. */
+  async #loop(): Promise<void> {
+    let backoff = this.#o.backoffMinMs;
+    while (!this.#stopped) {
+      if (this.#paused) {
+        await this.#signal.wait(RECHECK_MS);
+        continue;
+      }
+      let progressed = false;
+      try {
+        this.#state = 'connecting';
+        const socket = await connectPinned(
+          this.disk.receiver,
+          this.#host.identity,
+          this.disk.receiver.fingerprint,
+        );
+        const conn = new FramedConnection(socket);
+        this.#conn = conn;
+        this.#connects++;
+        void conn.closed.then(() => this.#signal.notify());
+        const ackedBefore = this.#window.ackedSeq;
+        try {
+          await this.#session(
+            new SenderLink({
+              conn,
+              window: this.#window,
+              bucket: this.#host.bucket,
+              counters: this.#counters,
+              halted: () => this.#stopped || this.#paused,
+              lastError: () => this.#lastError,
+            }),
+          );
+        } finally {
+          progressed =
+            this.#window.ackedSeq > ackedBefore || (this.#state as ReplicationState) === 'streaming';
+          conn.close();
+          this.#window.reset();
+          this.#hashReplies.clear();
+          this.#conn = null;
+        }
+      } catch (e) {
+        if (!(e instanceof LinkClosed) || !(this.#stopped || this.#paused)) {
+          this.#lastError = e instanceof Error ? e.message : String(e);
+        }
+      }
+      if (this.#stopped || this.#paused) continue;
+      this.#state = 'error';
+      this.#syncProgress = null;
+      if (progressed) backoff = this.#o.backoffMinMs;
+      await this.#signal.wait(backoff);
+      backoff = Math.min(this.#o.backoffMaxMs, backoff * 2);
+    }
+  }
+
+  /** HELLO, RESUME, a sync if one is due, then streaming. */
+  async #session(link: SenderLink): Promise<void> {
+    const conn = link.conn;
+    let resume: (m: ResumeMessage) => void = () => {};
+    const resumed = new Promise<ResumeMessage>((resolve) => {
+      resume = resolve;
+    });
+    conn.onFrame = (frame) => this.#onFrame(conn, frame, resume);
+    const journal = this.disk.source.journal;
+    const hello: HelloMessage = {
+      v: PROTOCOL_VERSION,
+      diskKey: this.disk.diskKey,
+      sizeBytes: this.disk.source.size,
+    };
+    await conn.send(jsonFrame(FrameType.HELLO, hello));
+    const timeout = setTimeout(
+      () => conn.close(new Error('receiver did not answer HELLO')),
+      HELLO_TIMEOUT_MS,
+    );
+    let durable: number;
+    try {
+      durable = (await Promise.race([resumed, conn.closed.then(() => null)]))?.durableSeq ?? Number.NaN;
+    } finally {
+      clearTimeout(timeout);
+    }
+    link.check();
+    if (!Number.isSafeInteger(durable) || durable < -1) throw new Error('receiver sent a bad RESUME');
+    const st = journal.status;
+    if (durable >= st.nextSeq) {
+      throw new HavenError(
+        'conflict',
+        `replica of '${this.disk.diskKey}' holds records through ${durable} but the journal only reaches ${st.nextSeq - 1}: ` +
+          'the source lost acknowledged journal records; a full resync with a new journal is required',
+        { diskKey: this.disk.diskKey, durableSeq: durable, nextSeq: st.nextSeq },
+      );
+    }
+    this.#window.resume(durable);
+
+    this.#persisted ??= await readSenderState(this.disk.statePath);
+    let next = durable + 1;
+    const interrupted = this.#persisted.sync?.kind ?? null;
+    const kind: SyncKind | null =
+      interrupted ??
+      (!this.#persisted.synced
+        ? 'initial'
+        : this.#requested !== null
+          ? this.#requested
+          : next < journal.status.firstSeq && journal.status.writtenSeq >= next
+            ? 'hash'
+            : null);
+    if (kind !== null) next = await this.#sync(link, kind);
+    await this.#stream(link, next);
+  }
+
+  #onFrame(conn: FramedConnection, frame: Frame, resume: (m: ResumeMessage) => void): void {
+    try {
+      switch (frame.type) {
+        case FrameType.RESUME:
+          resume(parseJson<ResumeMessage>(frame));
+          return;
+        case FrameType.ACK:
+          this.#window.onAck(parseJson<AckMessage>(frame));
+          return;
+        case FrameType.HASHES: {
+          const { reqId, digests } = parseHashesPayload(frame.payload);
+          this.#hashReplies.deliver(reqId, digests);
+          return;
+        }
+        case FrameType.ERROR: {
+          const m = parseJson<ErrorMessage>(frame);
+          this.#lastError = `receiver: ${m.message}`;
+          if (m.code === HASH_COMPARE_UNAVAILABLE) this.#hashUnsupported = true;
+          conn.close(new Error(this.#lastError));
+          return;
+        }
+        default:
+          throw new Error(`unexpected frame type ${frame.type} from the receiver`);
+      }
+    } catch (e) {
+      this.#lastError = (e as Error).message;
+      conn.close(e as Error);
+    }
+  }
+
+  async #sendBatch(link: SenderLink, batch: JournalRecord[]): Promise<void> {
+    const last = batch.at(-1) as JournalRecord;
+    const level = this.#recordProbe.next();
+    const { payload, compressed } = await recordsPayload(encodeRecords(batch), level);
+    this.#recordProbe.record(level !== null, compressed);
+    if (compressed) this.#counters.batchesCompressed++;
+    else this.#counters.batchesUncompressed++;
+    await link.send(encodeFrame(FrameType.RECORDS, payload), {
+      lastSeq: last.seq,
+      lastTimeMs: last.timeMs,
+      recordBytes: batch.reduce((n, r) => n + journalBytes(r), 0),
+    });
+  }
+
+  /** Streams journal records from `from` on, forever; runs resyncs when they become due. */
+  async #stream(link: SenderLink, from: number): Promise<void> {
+    const journal = this.disk.source.journal;
+    let next = from;
+    this.#state = 'streaming';
+    for (;;) {
+      link.check();
+      if (this.#requested !== null) {
+        await link.drained();
+        next = await this.#sync(link, this.#requested);
+        this.#state = 'streaming';
+        continue;
+      }
+      if (journal.status.writtenSeq >= next) {
+        let batch: JournalRecord[] = [];
+        let bytes = 0;
+        for await (const record of journal.records(next)) {
+          batch.push(record);
+          bytes += journalBytes(record);
+          next = record.seq + 1;
+          if (bytes >= this.#o.batchBytes) {
+            await this.#sendBatch(link, batch);
+            batch = [];
+            bytes = 0;
+          }
+        }
+        if (batch.length > 0) await this.#sendBatch(link, batch);
+        continue;
+      }
+      if (journal.resyncRequired && this.#window.isEmpty) {
+        // Everything journaled before the overflow is replicated: now copy the dirty regions
+        // (unless an acknowledged resync is just clearing the bitmap).
+        await link.drained();
+        if (!journal.resyncRequired) continue;
+        next = await this.#sync(link, 'bitmap');
+        this.#state = 'streaming';
+        continue;
+      }
+      await this.#signal.wait(this.#o.pollMs);
+    }
+  }
+
+  async #persist(state: SenderDiskState): Promise<void> {
+    await writeSenderState(this.disk.statePath, state);
+    this.#persisted = state;
+  }
+
+  /** Runs a copy of the given kind; returns the sequence journal streaming resumes from. */
+  async #sync(link: SenderLink, wanted: SyncKind): Promise<number> {
+    const source = this.disk.source;
+    let kind = wanted;
+    if (kind === 'hash' && this.#hashUnsupported) kind = 'full';
+    this.#requested = null;
+    this.#state = kind === 'initial' ? 'initial-sync' : 'resync';
+    this.#syncProgress = 0;
+    await this.#persist({ synced: this.#persisted?.synced ?? false, sync: { kind } });
+    const report = newSyncReport(kind, source.size);
+    const previous = this.#lastSync;
+    this.#lastSync = report;
+    const onProgress = (fraction: number) => {
+      this.#syncProgress = fraction;
+    };
+
+    let plan: SyncPlan;
+    if (kind === 'bitmap') {
+      const start = await planBitmapResync(link, source);
+      if (start.outcome === 'already-synced') {
+        await this.#persist({ synced: true, sync: null });
+        this.#lastSync = previous;
+        this.#syncProgress = null;
+        return this.#window.ackedSeq + 1;
+      }
+      if (start.outcome === 'journal-trimmed') return this.#sync(link, 'hash');
+      plan = start.plan;
+    } else if (kind === 'hash') {
+      plan = await planHashCompare({
+        link,
+        source,
+        replies: this.#hashReplies,
+        blockBytes: this.#o.hashBlockBytes,
+        report,
+        onProgress,
+      });
+    } else {
+      plan = await planFullCopy(source);
+    }
+    const id = randomUUID();
+    const begin: SyncBeginMessage = {
+      id,
+      kind: SYNC_BEGIN_KIND[kind],
+      fromSeq: plan.fromSeq,
+      regions: plan.regions,
+    };
+    await link.send(jsonFrame(FrameType.SYNC_BEGIN, begin), NO_RECORDS, report);
+    await copyRegions(plan.regions ?? [{ offset: 0, length: source.size }], {
+      link,
+      source,
+      diskKey: this.disk.diskKey,
+      chunkBytes: this.#o.syncChunkBytes,
+      probe: this.#syncProbe,
+      report,
+      onProgress,
+    });
+    // Any write whose data the copy saw was journaled before it reached the image.
+    const throughSeq = source.journal.status.writtenSeq;
+    const onCopied = plan.onCopied;
+    await link.send(
+      jsonFrame(FrameType.SYNC_COMPLETE, { id, throughSeq }),
+      {
+        ...NO_RECORDS,
+        onAck: async () => {
+          await this.#persist({ synced: true, sync: null });
+          await onCopied?.();
+          report.completed = true;
+          report.durationMs = Date.now() - report.startedAtMs;
+          // The replica now holds the disk as it was when the copy started (and catches up from there).
+          this.#window.coveredThrough(report.startedAtMs);
+        },
+      },
+      report,
+    );
+    this.#syncProgress = null;
+    return plan.fromSeq;
+  }
+}

@@ -1,0 +1,94 @@
+import type { Region } from '../disk/index.ts';
+import { HavenError } from '../errors/index.ts';
+import { BlockState } from '../nbd/index.ts';
+import type { ReplicationSource } from './replicated-disk.ts';
+import type { SenderLink } from './sender-link.ts';
+import type { SyncReport } from './sync-report.ts';
+import { type CompressionProbe, encodeFrame, FrameType, syncDataPayload } from './wire-protocol.ts';
+
+/** A zero range costs one small frame whatever its length; this keeps its length field in range. */
+const MAX_ZERO_RANGE_BYTES = 1 << 30;
+/** Largest range asked of block status at once. */
+const MAX_BLOCK_STATUS_BYTES = 1 << 30;
+/** Data chunks read and compressed ahead of the one being sent. */
+const READ_AHEAD_CHUNKS = 4;
+/** Zero detection compares against a zero buffer of at most this size. */
+const ZERO_COMPARE_BYTES = 1 << 16;
+
+export function isZero(buf: Buffer): boolean {
+  const zero = Buffer.alloc(Math.min(buf.length, ZERO_COMPARE_BYTES));
+  for (let at = 0; at < buf.length; at += zero.length) {
+    const part = buf.subarray(at, at + zero.length);
+    if (!part.equals(zero.subarray(0, part.length))) return false;
+  }
+  return true;
+}
+
+export interface RegionCopy {
+  link: SenderLink;
+  source: ReplicationSource;
+  /** Names the disk in errors. */
+  diskKey: string;
+  chunkBytes: number;
+  probe: CompressionProbe;
+  report: SyncReport;
+  onProgress: (fraction: number) => void;
+}
+
+/**
+ * Sends the regions' contents as SYNC_DATA frames: holes and zero blocks as
+ * zero ranges, data chunks compressed when it pays.
+ */
+export async function copyRegions(regions: readonly Region[], copy: RegionCopy): Promise<void> {
+  const { link, source, report, probe } = copy;
+  const total = regions.reduce((n, r) => n + r.length, 0);
+  report.regionBytes = total;
+  let done = 0;
+  const pending: { parts: Promise<Buffer[]>; length: number }[] = [];
+  const flushOne = async (): Promise<void> => {
+    const item = pending.shift() as { parts: Promise<Buffer[]>; length: number };
+    await link.send(await item.parts, undefined, report);
+    done += item.length;
+    copy.onProgress(total === 0 ? 1 : done / total);
+  };
+  const queue = async (offset: number, length: number, zero: boolean): Promise<void> => {
+    const parts = (async () => {
+      let data: Buffer | null = null;
+      if (!zero) {
+        data = await source.read(offset, length);
+        if (isZero(data)) data = null;
+        else report.dataBytes += length;
+      }
+      const tryLevel = data === null ? null : probe.next();
+      const { payload, compressed } = await syncDataPayload(offset, data, length, tryLevel);
+      probe.record(tryLevel !== null, compressed);
+      return encodeFrame(FrameType.SYNC_DATA, payload);
+    })();
+    // Rejections surface when the frame is sent; until then nobody awaits it.
+    parts.catch(() => {});
+    pending.push({ parts, length });
+    if (pending.length >= READ_AHEAD_CHUNKS) await flushOne();
+  };
+  for (const region of regions) {
+    const end = region.offset + region.length;
+    let pos = region.offset;
+    while (pos < end) {
+      link.check();
+      const extents = await source.blockStatus(pos, Math.min(end - pos, MAX_BLOCK_STATUS_BYTES));
+      const before = pos;
+      for (const ext of extents) {
+        const a = Math.max(pos, ext.offset);
+        const b = Math.min(end, ext.offset + ext.length);
+        if (b <= a) continue;
+        const zero = (ext.flags & BlockState.ZERO) !== 0;
+        const step = zero ? MAX_ZERO_RANGE_BYTES : copy.chunkBytes;
+        for (let at = a; at < b; at += step) await queue(at, Math.min(step, b - at), zero);
+        pos = b;
+      }
+      if (pos === before) {
+        throw new HavenError('internal', `block status of '${copy.diskKey}' made no progress at ${pos}`);
+      }
+    }
+  }
+  while (pending.length > 0) await flushOne();
+}

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { fakeLink, fakeSource } from '../testing/sender-link.fixture.ts';
 import { planBitmapResync } from './bitmap-resync.ts';
-import { fakeLink, fakeSource } from './sender-link.fixture.ts';
 
 const resync = { id: 3, regions: [{ offset: 4096, length: 4096 }], resumeSeq: 10 };
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { fakeSource } from '../testing/sender-link.fixture.ts';
 import { planFullCopy } from './full-copy.ts';
-import { fakeSource } from './sender-link.fixture.ts';
 
 test('copies the whole disk as flushed, streaming from the next record journaled', async () => {
   const source = fakeSource(Buffer.alloc(4096));

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { fakeLink, fakeSource } from '../testing/sender-link.fixture.ts';
 import { copyRegions, isZero } from './region-copy.ts';
-import { fakeLink, fakeSource } from './sender-link.fixture.ts';
 import { newSyncReport } from './sync-report.ts';
 import { CompressionProbe, FrameType, parseSyncDataPayload } from './wire-protocol.ts';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { FakeCursor } from '../testing/sender-link.fixture.ts';
 import { NO_RECORDS, SendWindow } from './send-window.ts';
-import { FakeCursor } from './sender-link.fixture.ts';
 import { Signal } from './signal.ts';
 
 function windowOf(cursor: FakeCursor, windowBytes = 100, now = () => 0) {

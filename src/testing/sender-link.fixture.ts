@@ -1,13 +1,13 @@
 /** Fakes for unit tests of the sender's parts: a journal cursor and a link whose frames are kept. */
 import type { JournalRecord, ResyncPlan } from '../disk/index.ts';
 import { type BlockExtent, BlockState } from '../nbd/index.ts';
-import type { FramedConnection } from './framed-connection.ts';
-import type { JournalCursor } from './journal-cursor.ts';
-import type { ReplicationSource } from './replicated-disk.ts';
-import { SendWindow } from './send-window.ts';
-import { SenderLink } from './sender-link.ts';
-import { Signal } from './signal.ts';
-import { type Frame, FrameReader } from './wire-protocol.ts';
+import type { FramedConnection } from '../replication/framed-connection.ts';
+import type { JournalCursor } from '../replication/journal-cursor.ts';
+import type { ReplicationSource } from '../replication/replicated-disk.ts';
+import { SendWindow } from '../replication/send-window.ts';
+import { SenderLink } from '../replication/sender-link.ts';
+import { Signal } from '../replication/signal.ts';
+import { type Frame, FrameReader } from '../replication/wire-protocol.ts';
 
 export class FakeCursor implements JournalCursor {
   status = { nextSeq: 10, writtenSeq: 9, consumedSeq: -1, firstSeq: 0, usedBytes: 1000 };

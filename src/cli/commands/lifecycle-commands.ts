@@ -3,6 +3,7 @@ import { HavenError } from '../../errors/index.ts';
 import {
   type Command,
   type CommandArgs,
+  connect,
   connectionOptions,
   type OptionSpec,
   positional,
@@ -11,7 +12,6 @@ import {
 } from '../command.ts';
 import { watchJob } from '../job-progress.ts';
 import { printJson } from '../output.ts';
-import { connect } from './resource-commands.ts';
 
 const POINT_OPTIONS = [
   'latest',

@@ -2,9 +2,17 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { stringify as toYaml } from 'yaml';
 import type { Job, RecoveryPlan } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
-import { type Command, type CommandArgs, connectionOptions, positional, required, str } from '../command.ts';
-import { printJson, printRecord, printTable } from '../output.ts';
-import { connect } from './resource-commands.ts';
+import {
+  type Command,
+  type CommandArgs,
+  connect,
+  connectionOptions,
+  positional,
+  required,
+  str,
+} from '../command.ts';
+import { type Output, printJson, printRecord } from '../output.ts';
+import { crudCommands } from './crud-commands.ts';
 
 const OPERATIONS = [
   'test-failover',
@@ -71,39 +79,23 @@ type PresentedPlan = Omit<RecoveryPlan, 'groups'> & {
 
 const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
 
-export const planCommands: Command[] = [
-  {
-    name: 'plans list',
+const plans = crudCommands({
+  plural: 'plans',
+  singular: 'plan',
+  list: {
     summary: 'List recovery plans',
-    options: connectionOptions,
-    run: async (args) => {
-      const { client, out } = connect(args);
-      const { plans } = await client.get<{ plans: RecoveryPlan[] }>('/plans');
-      if (out.json) printJson(out, plans);
-      else
-        printTable(
-          out,
-          plans.map((p) => ({
-            name: p.name,
-            groups: p.groups.length,
-            machines: p.groups.reduce((n, g) => n + g.machineIds.length, 0),
-            id: p.id,
-          })),
-          ['name', 'groups', 'machines', 'id'],
-        );
-      return 0;
-    },
+    columns: ['name', 'groups', 'machines', 'id'],
+    rows: (plans: RecoveryPlan[]) =>
+      plans.map((p) => ({
+        name: p.name,
+        groups: p.groups.length,
+        machines: p.groups.reduce((n, g) => n + g.machineIds.length, 0),
+        id: p.id,
+      })),
   },
-  {
-    name: 'plans show',
+  show: {
     summary: 'Show a recovery plan, its groups in order and its RTO estimate',
-    usage: 'PLAN',
-    options: connectionOptions,
-    run: async (args) => {
-      const { client, out } = connect(args);
-      const plan = await client.get<PresentedPlan>(
-        `/plans/${encodeURIComponent(positional(args, 0, 'plan'))}`,
-      );
+    print: (out: Output, plan: PresentedPlan) => {
       if (out.json) {
         printJson(out, plan);
         return 0;
@@ -123,21 +115,24 @@ export const planCommands: Command[] = [
       return 0;
     },
   },
-  {
-    name: 'plans create',
+  create: {
     summary: 'Create a recovery plan from a JSON or YAML file: --file F',
-    options: { ...connectionOptions, file: { type: 'string' } },
-    run: async (args) => {
-      const { client, out } = connect(args);
-      const plan = await client.post<RecoveryPlan>('/plans/import', {
-        ...(await documentFile(args)),
-        replace: false,
-      });
+    options: { file: { type: 'string' } },
+    path: '/plans/import',
+    body: async (args) => ({ ...(await documentFile(args)), replace: false }),
+    print: (out: Output, plan: RecoveryPlan) => {
       if (out.json) printJson(out, plan);
       else out.write(`plan '${plan.name}' created (${plan.id})\n`);
       return 0;
     },
   },
+  delete: { summary: 'Delete a recovery plan (its machines are not touched)', done: 'deleted' },
+});
+
+export const planCommands: Command[] = [
+  plans.list,
+  plans.show,
+  plans.create,
   {
     name: 'plans import',
     summary: 'Import a plan exported as JSON or YAML: --file F [--replace]',
@@ -173,18 +168,7 @@ export const planCommands: Command[] = [
       return 0;
     },
   },
-  {
-    name: 'plans delete',
-    summary: 'Delete a recovery plan (its machines are not touched)',
-    usage: 'PLAN',
-    options: connectionOptions,
-    run: async (args) => {
-      const { client, out } = connect(args);
-      await client.delete(`/plans/${encodeURIComponent(positional(args, 0, 'plan'))}`);
-      if (!out.json) out.write('deleted\n');
-      return 0;
-    },
-  },
+  plans.delete,
   {
     name: 'plans run',
     summary:

@@ -35,6 +35,26 @@ export function connect(args: CommandArgs): { client: ApiClient; out: Output } {
   return { client, out: stdoutOutput(args.values.json === true) };
 }
 
+/**
+ * A command that talks to the vault: it takes the connection options besides
+ * its own, and `run` gets the client and output `connect` makes.
+ */
+export function vaultCommand(spec: {
+  name: string;
+  summary: string;
+  usage?: string | undefined;
+  options?: OptionSpec | undefined;
+  run(args: CommandArgs, vault: { client: ApiClient; out: Output }): Promise<number>;
+}): Command {
+  return {
+    name: spec.name,
+    summary: spec.summary,
+    ...(spec.usage ? { usage: spec.usage } : {}),
+    options: spec.options ? { ...connectionOptions, ...spec.options } : connectionOptions,
+    run: (args) => spec.run(args, connect(args)),
+  };
+}
+
 export function str(args: CommandArgs, name: string): string | undefined {
   const v = args.values[name];
   return typeof v === 'string' ? v : undefined;

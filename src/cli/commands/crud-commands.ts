@@ -1,11 +1,4 @@
-import {
-  type Command,
-  type CommandArgs,
-  connect,
-  connectionOptions,
-  type OptionSpec,
-  positional,
-} from '../command.ts';
+import { type Command, type CommandArgs, type OptionSpec, positional, vaultCommand } from '../command.ts';
 import { type Output, printJson, printRecord, printTable } from '../output.ts';
 
 /** Prints a list as a table, or as JSON with --json. */
@@ -89,17 +82,14 @@ export function crudCommands<const D extends ResourceDescription>(
   const { plural, singular } = resource;
   const usage = singular.toUpperCase().replaceAll(' ', '-');
   const itemPath = (args: CommandArgs) => `/${plural}/${encodeURIComponent(positional(args, 0, singular))}`;
-  const withConnection = (options: OptionSpec | undefined) =>
-    options ? { ...connectionOptions, ...options } : connectionOptions;
   const commands: Partial<Record<Verb, Command>> = {};
   const { list: listSpec, show: showSpec, create, update, delete: remove } = resource;
   if (listSpec) {
-    commands.list = {
+    commands.list = vaultCommand({
       name: `${plural} list`,
       summary: listSpec.summary,
-      options: withConnection(listSpec.options),
-      run: async (args) => {
-        const { client, out } = connect(args);
+      options: listSpec.options,
+      run: async (args, { client, out }) => {
         const response = await client.get<Record<string, never[]>>(
           `/${plural}${listSpec.query?.(args) ?? ''}`,
         );
@@ -108,60 +98,54 @@ export function crudCommands<const D extends ResourceDescription>(
         printTable(out, listSpec.rows(items), listSpec.columns);
         return 0;
       },
-    };
+    });
   }
   if (showSpec) {
-    commands.show = {
+    commands.show = vaultCommand({
       name: `${plural} show`,
       summary: showSpec.summary,
       usage,
-      options: connectionOptions,
-      run: async (args) => {
-        const { client, out } = connect(args);
+      run: async (args, { client, out }) => {
         const item = await client.get<never>(itemPath(args));
         return showSpec.print ? showSpec.print(out, item) : show(out, item);
       },
-    };
+    });
   }
   if (create) {
-    commands.create = {
+    commands.create = vaultCommand({
       name: `${plural} create`,
       summary: create.summary,
-      ...(create.usage ? { usage: create.usage } : {}),
-      options: withConnection(create.options),
-      run: async (args) => {
-        const { client, out } = connect(args);
+      usage: create.usage,
+      options: create.options,
+      run: async (args, { client, out }) => {
         const item = await client.post<never>(create.path ?? `/${plural}`, await create.body(args));
         return create.print ? create.print(out, item) : show(out, item);
       },
-    };
+    });
   }
   if (update) {
-    commands.update = {
+    commands.update = vaultCommand({
       name: `${plural} update`,
       summary: update.summary,
       usage,
-      options: withConnection(update.options),
-      run: async (args) => {
-        const { client, out } = connect(args);
+      options: update.options,
+      run: async (args, { client, out }) => {
         const body = update.body(args);
         return show(out, await client.patch(itemPath(args), body));
       },
-    };
+    });
   }
   if (remove) {
-    commands.delete = {
+    commands.delete = vaultCommand({
       name: `${plural} ${remove.verb ?? 'delete'}`,
       summary: remove.summary,
       usage,
-      options: connectionOptions,
-      run: async (args) => {
-        const { client, out } = connect(args);
+      run: async (args, { client, out }) => {
         await client.delete(itemPath(args));
         if (remove.done && !out.json) out.write(`${remove.done}\n`);
         return 0;
       },
-    };
+    });
   }
   return commands as { [K in Verb & keyof D]: Command };
 }

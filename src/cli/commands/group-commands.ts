@@ -1,5 +1,5 @@
 import type { ConsistencyGroup, GroupCut } from '../../vault/groups/index.ts';
-import { type Command, connect, connectionOptions, positional } from '../command.ts';
+import { type Command, type connect, positional, vaultCommand } from '../command.ts';
 import { printJson, printRecord } from '../output.ts';
 import { crudCommands } from './crud-commands.ts';
 
@@ -49,13 +49,11 @@ export const groupCommands: Command[] = [
   groups.list,
   groups.show,
   groups.create,
-  {
+  vaultCommand({
     name: 'groups add',
     summary: 'Add a machine to a consistency group',
     usage: 'GROUP MACHINE',
-    options: connectionOptions,
-    run: async (args) => {
-      const { client, out } = connect(args);
+    run: async (args, { client, out }) => {
       return show(
         out,
         await client.post<ConsistencyGroup>(`${path(positional(args, 0, 'group'))}/members`, {
@@ -63,32 +61,28 @@ export const groupCommands: Command[] = [
         }),
       );
     },
-  },
-  {
+  }),
+  vaultCommand({
     name: 'groups remove',
     summary: 'Remove a machine from a consistency group (the last one ends the group)',
     usage: 'GROUP MACHINE',
-    options: connectionOptions,
-    run: async (args) => {
-      const { client, out } = connect(args);
+    run: async (args, { client, out }) => {
       await client.delete(
         `${path(positional(args, 0, 'group'))}/members/${encodeURIComponent(positional(args, 1, 'machine'))}`,
       );
       if (!out.json) out.write('removed\n');
       return 0;
     },
-  },
-  {
+  }),
+  vaultCommand({
     name: 'groups point',
     summary: 'Take a crash-consistent multi-machine point of the group now',
     usage: 'GROUP',
-    options: connectionOptions,
-    run: async (args) => {
-      const { client, out } = connect(args);
+    run: async (args, { client, out }) => {
       const cut = await client.post<GroupCut>(`${path(positional(args, 0, 'group'))}/points`, {});
       if (out.json) printJson(out, cut);
       else out.write(`point ${cut.groupPointId} (${cut.type}, writes held ${cut.elapsedMs} ms)\n`);
       return 0;
     },
-  },
+  }),
 ];

@@ -1,13 +1,13 @@
 import type { Job, Machine } from '../../domain/model.ts';
 import {
   type Command,
-  connect,
-  connectionOptions,
+  type CommandArgs,
   integer,
   parseDuration,
   positional,
   required,
   str,
+  vaultCommand,
 } from '../command.ts';
 import { watchJob } from '../job-progress.ts';
 import { type Output, printJson, printRecord, printTable } from '../output.ts';
@@ -18,6 +18,20 @@ function printSecret(out: Output, answer: { token: string }): number {
   if (out.json) return show(out, answer);
   out.write(`${answer.token}\n`);
   return 0;
+}
+
+/** '?', then the API's parameter for each option given, then `always`. */
+function query(
+  args: CommandArgs,
+  parameters: Record<string, string>,
+  always: Record<string, string> = {},
+): string {
+  const q = new URLSearchParams();
+  for (const [option, parameter] of Object.entries(parameters)) {
+    if (str(args, option)) q.set(parameter, str(args, option)!);
+  }
+  for (const [parameter, value] of Object.entries(always)) q.set(parameter, value);
+  return `?${q}`;
 }
 
 const POLICY_OPTIONS = {
@@ -32,12 +46,7 @@ const machines = crudCommands({
   list: {
     summary: 'List machines',
     options: { state: { type: 'string' }, host: { type: 'string' } },
-    query: (args) => {
-      const q = new URLSearchParams();
-      if (str(args, 'state')) q.set('state', str(args, 'state')!);
-      if (str(args, 'host')) q.set('hostId', str(args, 'host')!);
-      return `?${q}`;
-    },
+    query: (args) => query(args, { state: 'state', host: 'hostId' }),
     columns: ['name', 'state', 'health', 'activeHostId', 'id'],
   },
   show: { summary: 'Show one machine (id or name)' },
@@ -120,12 +129,7 @@ const jobs = crudCommands({
   list: {
     summary: 'List jobs, newest first',
     options: { state: { type: 'string' }, limit: { type: 'string' } },
-    query: (args) => {
-      const q = new URLSearchParams();
-      if (str(args, 'state')) q.set('state', str(args, 'state')!);
-      q.set('limit', str(args, 'limit') ?? '50');
-      return `?${q}`;
-    },
+    query: (args) => query(args, { state: 'state' }, { limit: str(args, 'limit') ?? '50' }),
     columns: ['id', 'kind', 'state', 'progress', 'createdBy', 'createdAt'],
   },
   show: {
@@ -213,19 +217,17 @@ export const resourceCommands: Command[] = [
   machines.list,
   machines.show,
   machines.create,
-  {
+  vaultCommand({
     name: 'machines points',
     summary: 'List recovery points of a machine',
     usage: 'MACHINE',
-    options: connectionOptions,
-    run: async (args) => {
-      const { client, out } = connect(args);
+    run: async (args, { client, out }) => {
       const { recoveryPoints } = await client.get<{ recoveryPoints: unknown[] }>(
         `/machines/${encodeURIComponent(positional(args, 0, 'machine'))}/recovery-points`,
       );
       return list(out, recoveryPoints, ['time', 'type', 'processed', 'sizeBytes', 'id']);
     },
-  },
+  }),
   policies.list,
   policies.show,
   policies.create,
@@ -233,13 +235,11 @@ export const resourceCommands: Command[] = [
   policies.delete,
   jobs.list,
   jobs.show,
-  {
+  vaultCommand({
     name: 'jobs watch',
     summary: 'Follow a job with progress bars until it ends',
     usage: 'JOB',
-    options: connectionOptions,
-    run: async (args) => {
-      const { client, out } = connect(args);
+    run: async (args, { client, out }) => {
       const job = await watchJob(client, positional(args, 0, 'job'), {
         tty: process.stdout.isTTY === true && !out.json,
         write: (t) => (out.json ? undefined : out.write(t)),
@@ -247,33 +247,25 @@ export const resourceCommands: Command[] = [
       if (out.json) printJson(out, job);
       return job.state === 'succeeded' ? 0 : 1;
     },
-  },
-  {
+  }),
+  vaultCommand({
     name: 'jobs cancel',
     summary: 'Cancel a job (refused past its point of no return)',
     usage: 'JOB',
-    options: connectionOptions,
-    run: async (args) => {
-      const { client, out } = connect(args);
+    run: async (args, { client, out }) => {
       const job = await client.post<Job>(`/jobs/${encodeURIComponent(positional(args, 0, 'job'))}/cancel`);
       return show(out, job, ['id', 'kind', 'state', 'cancelRequested']);
     },
-  },
+  }),
   sites.list,
   sites.create,
   hosts.list,
   hosts.show,
-  {
+  vaultCommand({
     name: 'hosts enrolment-token',
     summary: 'Create a one-time enrolment token for a new host: --site S [--name N]',
-    options: {
-      ...connectionOptions,
-      site: { type: 'string' },
-      name: { type: 'string' },
-      ttl: { type: 'string' },
-    },
-    run: async (args) => {
-      const { client, out } = connect(args);
+    options: { site: { type: 'string' }, name: { type: 'string' }, ttl: { type: 'string' } },
+    run: async (args, { client, out }) => {
       const token = await client.post<{ token: string; expiresAt: string }>('/enrolment-tokens', {
         siteId: required(args, 'site'),
         ...(str(args, 'name') ? { hostName: str(args, 'name') } : {}),
@@ -281,7 +273,7 @@ export const resourceCommands: Command[] = [
       });
       return printSecret(out, token);
     },
-  },
+  }),
   tokens.list,
   tokens.create,
   tokens.delete,

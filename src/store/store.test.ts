@@ -604,14 +604,15 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
         error: { code: 'unreachable', message: 'host kvm-2 is unreachable' },
         cancelRequested: true,
       });
-      await store.jobs.updateStep('job-1', 1, {
+      const stepPatch = {
         state: 'failed',
         progress: 50,
         message: 'copying',
         startedAt: at(2),
         finishedAt: at(8),
         error: { code: 'internal', message: 'boom' },
-      });
+      } as const;
+      await store.jobs.updateStep('job-1', 1, stepPatch);
       let updated = await store.jobs.get('job-1');
       assert.equal(updated?.state, 'failed');
       assert.equal(updated?.progress, 40);
@@ -621,15 +622,7 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
       assert.deepEqual(updated?.error, { code: 'unreachable', message: 'host kvm-2 is unreachable' });
       assert.equal(updated?.cancelRequested, true);
       assert.deepEqual(updated?.input, j1.input);
-      assert.deepEqual(updated?.steps[1], {
-        ...step(1, 'b'),
-        state: 'failed',
-        progress: 50,
-        message: 'copying',
-        startedAt: at(2),
-        finishedAt: at(8),
-        error: { code: 'internal', message: 'boom' },
-      });
+      assert.deepEqual(updated?.steps[1], { ...step(1, 'b'), ...stepPatch });
       assert.deepEqual(updated?.steps[0], step(0, 'a'), 'other steps untouched');
 
       await store.jobs.update('job-1', { error: null, cancelRequested: false });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ALL_OPERATIONS } from '../domain/index.ts';
+import { ALL_OPERATIONS, RECOVERY_POINT_OPTIONS, type RecoveryPointOption } from '../domain/index.ts';
 
 /** Request bodies and queries of the REST API; the OpenAPI document is generated from these. */
 
@@ -72,14 +72,7 @@ export const listMachines = z.object({
 
 export const recoveryPointChoice = z
   .object({
-    option: z.enum([
-      'latest',
-      'latest-processed',
-      'latest-app-consistent',
-      'latest-multi-machine-processed',
-      'latest-multi-machine-app-consistent',
-      'custom',
-    ]),
+    option: z.enum(RECOVERY_POINT_OPTIONS as [RecoveryPointOption, ...RecoveryPointOption[]]),
     pointId: z.string().min(1).optional(),
   })
   .refine((c) => c.option !== 'custom' || c.pointId !== undefined, {

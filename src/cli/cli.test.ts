@@ -149,34 +149,11 @@ describe('haven CLI', () => {
     const viewer = await runHaven(['tokens', 'create', 'auditor', '--role', 'viewer', ...conn()]);
     assert.equal(viewer.code, 0);
     const token = viewer.stdout.trim();
-    const denied = await runHaven([
-      'policies',
-      'create',
-      'p1',
-      '--rpo',
-      '5m',
-      '--retention',
-      '2h',
-      '--token',
-      token,
-      '--url',
-      url,
-    ]);
+    const createP1 = ['policies', 'create', 'p1', '--rpo', '5m', '--retention', '2h'];
+    const denied = await runHaven([...createP1, '--token', token, '--url', url]);
     assert.equal(denied.code, 1);
     assert.match(denied.stderr, /role viewer/);
-    const made = await runHaven([
-      'policies',
-      'create',
-      'p1',
-      '--rpo',
-      '5m',
-      '--retention',
-      '2h',
-      '--app-consistent',
-      '1h',
-      '--json',
-      ...conn(),
-    ]);
+    const made = await runHaven([...createP1, '--app-consistent', '1h', '--json', ...conn()]);
     assert.equal(made.code, 0, made.stderr);
     assert.equal(JSON.parse(made.stdout).rpoThresholdSeconds, 300);
     const builtIn = await runHaven(['policies', 'update', 'automatic-failback', '--rpo', '1m', ...conn()]);

@@ -1,5 +1,7 @@
 import type { ParseArgsConfig } from 'node:util';
+import { ApiClient, resolveConnection } from '../client/api-client.ts';
 import { HavenError } from '../errors/index.ts';
+import { type Output, stdoutOutput } from './output.ts';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 
@@ -24,6 +26,34 @@ export const connectionOptions: OptionSpec = {
   data: { type: 'string' },
   json: { type: 'boolean' },
 };
+
+/** A client for the vault the connection options name, and the output --json selects. */
+export function connect(args: CommandArgs): { client: ApiClient; out: Output } {
+  const client = new ApiClient(
+    resolveConnection({ url: str(args, 'url'), token: str(args, 'token'), data: str(args, 'data') }),
+  );
+  return { client, out: stdoutOutput(args.values.json === true) };
+}
+
+/**
+ * A command that talks to the vault: it takes the connection options besides
+ * its own, and `run` gets the client and output `connect` makes.
+ */
+export function vaultCommand(spec: {
+  name: string;
+  summary: string;
+  usage?: string | undefined;
+  options?: OptionSpec | undefined;
+  run(args: CommandArgs, vault: { client: ApiClient; out: Output }): Promise<number>;
+}): Command {
+  return {
+    name: spec.name,
+    summary: spec.summary,
+    ...(spec.usage ? { usage: spec.usage } : {}),
+    options: spec.options ? { ...connectionOptions, ...spec.options } : connectionOptions,
+    run: (args) => spec.run(args, connect(args)),
+  };
+}
 
 export function str(args: CommandArgs, name: string): string | undefined {
   const v = args.values[name];

@@ -14,8 +14,10 @@ import type { HavenError } from '../errors/index.ts';
 import { hostDiskService } from '../host/host-disk-service.ts';
 import { NbdClient } from '../nbd/index.ts';
 import { createSparseImage } from '../storage/sparse-image.ts';
-import { describeRecord, readJournal, replay, runTool, runToolOk } from '../testing/disk-service.fixture.ts';
+import { describeRecord, readJournal, replay } from '../testing/disk-service.fixture.ts';
+import { nbdinfoMap, run, runFioVerify, runOk } from '../testing/nbd-test-fixture.ts';
 import { SeededRandom } from '../testing/seeded-random.ts';
+import { selfSignedCertificate } from '../testing/self-signed-certificate.ts';
 import { DiskService } from './disk-service.ts';
 import type { JournalRecord } from './journal-record.ts';
 
@@ -30,9 +32,9 @@ describe('DiskService against real NBD clients', () => {
   const bases = new Map<string, Buffer>();
   const uri = (name: string) => service.info(name).uri;
   const tool = (cmd: string, args: string[], timeoutMs?: number) =>
-    runTool(cmd, args, { cwd: root, ...(timeoutMs ? { timeoutMs } : {}) });
+    run(cmd, args, { cwd: root, ...(timeoutMs ? { timeoutMs } : {}) });
   const toolOk = (cmd: string, args: string[], timeoutMs?: number) =>
-    runToolOk(cmd, args, { cwd: root, ...(timeoutMs ? { timeoutMs } : {}) });
+    runOk(cmd, args, { cwd: root, ...(timeoutMs ? { timeoutMs } : {}) });
 
   /** A sparse image, or one holding `base` (no allocation map: the service scans it). */
   async function attach(name: string, size: number, base?: Buffer): Promise<void> {
@@ -88,12 +90,7 @@ describe('DiskService against real NBD clients', () => {
     await client.write(MiB, Buffer.alloc(8192, 1));
     await client.write(3 * MiB + 4096, Buffer.alloc(4096, 2));
     await client.disconnect();
-    const map = JSON.parse(await toolOk('nbdinfo', ['--map', '--json', uri('sparse')]));
-    const extents = map.map((e: { offset: number; length: number; type: number }) => [
-      e.offset,
-      e.length,
-      e.type,
-    ]);
+    const extents = await nbdinfoMap(uri('sparse'), { cwd: root });
     // Allocation is tracked in 64 KiB chunks.
     assert.deepEqual(extents, [
       [0, MiB, 3],
@@ -186,23 +183,7 @@ describe('DiskService against real NBD clients', () => {
   });
 
   test('fio random read/write with crc32c verification; the journal replays to the image', async () => {
-    const r = await tool(
-      'fio',
-      [
-        '--name=disk-service',
-        '--ioengine=nbd',
-        `--uri=${uri('fio')}`,
-        '--rw=randrw',
-        '--bs=4k',
-        '--size=16m',
-        '--iodepth=16',
-        '--verify=crc32c',
-        '--verify_fatal=1',
-        '--verify_state_save=0',
-        '--output-format=json',
-      ],
-      60_000,
-    );
+    const r = await runFioVerify(uri('fio'), { name: 'disk-service', timeoutMs: 60_000, cwd: root });
     assert.equal(r.code, 0, r.stderr);
     const job = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs[0];
     assert.equal(job.error, 0);
@@ -263,35 +244,7 @@ describe('DiskService exports, markers and overflow', () => {
     const key = join(root, 'server-key.pem');
     const cert = join(root, 'ca-cert.pem');
     // libnbd looks for the CA as ca-cert.pem in the tls-certificates directory.
-    await runToolOk(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-        '-days',
-        '2',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1,DNS:localhost',
-        '-addext',
-        'basicConstraints=critical,CA:TRUE',
-        '-addext',
-        'keyUsage=digitalSignature,keyCertSign',
-        '-addext',
-        'extendedKeyUsage=serverAuth',
-      ],
-      { cwd: root },
-    );
+    await selfSignedCertificate(key, cert);
     const socket = join(root, 't.sock');
     const service = await DiskService.start({
       socket,
@@ -309,7 +262,7 @@ describe('DiskService exports, markers and overflow', () => {
       await secure.disconnect();
       await assert.rejects(NbdClient.connect(tcp, { exportName: 't' }), { code: 'forbidden' });
       const out = JSON.parse(
-        await runToolOk('nbdinfo', ['--json', `${info.uris.tcp}?tls-certificates=${root}`], { cwd: root }),
+        await runOk('nbdinfo', ['--json', `${info.uris.tcp}?tls-certificates=${root}`], { cwd: root }),
       );
       assert.equal(out.exports[0]['export-size'], MiB);
       const plain = await NbdClient.connect({ path: socket }, { exportName: 't' });

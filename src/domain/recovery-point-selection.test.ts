@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { catchHavenError } from '../testing/catch-haven-error.ts';
+import { SeededRandom } from '../testing/seeded-random.ts';
 import type { RecoveryPoint } from './model.ts';
 import {
   pointsToDeleteOnCommit,
@@ -9,16 +10,10 @@ import {
   selectRecoveryPoint,
 } from './recovery-point-selection.ts';
 
-/** mulberry32: small seeded PRNG so every failing catalog can be replayed from its seed. */
+/** Seeded, so every failing catalog can be replayed from its seed. */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const source = new SeededRandom(seed);
+  return () => source.next();
 }
 
 const MACHINES = [

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { bootGuest } from './boot-guest.ts';
 import { buildGuestImage, type GuestImage } from './build-guest-image.ts';
 import { checkDataDisk, formatDataDisk } from './data-disk.ts';
-import { qmpExecute } from './qmp-execute.ts';
+import { QmpClient } from './qmp-client.ts';
 import { runToolOrThrow } from './run-tool.ts';
 
 // A calm machine boots the guest in about 4 s; a shared, loaded one (other
@@ -97,7 +97,12 @@ describe('test guest on a real QEMU', () => {
       );
       const next = Number((await guest.waitForLine(/^durable (\d+)$/, WAIT_MS))[1]);
       assert.equal(next, recovered + 2);
-      await qmpExecute(qmpSocket, 'system_powerdown');
+      const qmp = await QmpClient.connect(qmpSocket);
+      try {
+        await qmp.execute('system_powerdown');
+      } finally {
+        await qmp.close();
+      }
       const exit = await within(guest.exited, WAIT_MS, 'power off after system_powerdown');
       assert.deepEqual(exit, { code: 0, signal: null });
       const lines = guest.lines();

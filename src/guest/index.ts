@@ -14,4 +14,4 @@ export {
 } from './build-guest-image.ts';
 export { checkDataDisk, type DataDiskCheck, formatDataDisk } from './data-disk.ts';
 export { type GuestSettings, guestCommandLine } from './guest-command-line.ts';
-export { qmpExecute } from './qmp-execute.ts';
+export { QmpClient, type QmpConnectOptions, type QmpEvent, type QmpGreeting } from './qmp-client.ts';

@@ -1,3 +1,4 @@
+export { QmpClient, type QmpConnectOptions, type QmpEvent, type QmpGreeting } from '../guest/qmp-client.ts';
 export {
   BridgeNetworks,
   isolatedNamespace,
@@ -33,4 +34,3 @@ export {
   qemuOptionValue,
 } from './qemu-command-line.ts';
 export { createQemuDriver, QemuDriver, type QemuDriverOptions } from './qemu-driver.ts';
-export { QmpClient, type QmpConnectOptions, type QmpEvent, type QmpGreeting } from './qmp-client.ts';

@@ -1,21 +1,9 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { buildGuestImage, type GuestImage, guestCommandLine } from '../guest/index.ts';
-import {
-  type NbdPeer,
-  sh,
-  shOrThrow,
-  startNbdPeer,
-  waitForConsole,
-} from '../testing/hypervisor-test.fixture.ts';
+import { sh, shOrThrow } from '../testing/hypervisor-test.fixture.ts';
+import { isolationFixture } from '../testing/isolation-fixture.ts';
 import { isolatedNamespace } from './bridge-networks.ts';
-import type { MachineDefinition } from './hypervisor.ts';
-import { QemuDriver } from './qemu-driver.ts';
 
 /**
  * A production guest and its drill copy, with the same static address (as
@@ -25,50 +13,9 @@ import { QemuDriver } from './qemu-driver.ts';
  * (guest-isolation.test.ts looks from inside, with the guests' own probes).
  */
 describe('networks: production bridge and isolated test network', () => {
-  const tag = randomBytes(2).toString('hex');
-  const network = `hvn${tag}`;
-  const prodPeerNs = `hv-pp-${tag}`;
-  const testPeerNs = `hv-tp-${tag}`;
   const address = '10.213.77.2';
-  let image: GuestImage;
-  let dir: string;
-  let driver: QemuDriver;
-  const peers: NbdPeer[] = [];
-
-  function machine(name: string, isolated: boolean, diskUri: string): MachineDefinition {
-    return {
-      name,
-      cpus: 1,
-      memoryMiB: 128,
-      disks: [{ diskId: 'disk0', nbdUri: diskUri }],
-      nics: [
-        {
-          network,
-          mac: null,
-          isolated,
-          ip: { mode: 'static', address, prefixLength: 24, gateway: null, dns: [] },
-        },
-      ],
-      // No filesystem on the disk: the guest configures eth0, then idles.
-      boot: {
-        kernel: image.kernel,
-        initrd: image.initramfs,
-        cmdline: guestCommandLine({ workload: 'idle' }),
-      },
-    };
-  }
-
-  /** A namespace with one veth end addressed `cidr`; the other end plugged into `bridge` in namespace `bridgeNs`. */
-  async function addPeer(ns: string, cidr: string, bridgeNs: string | null, bridge: string, veth: string) {
-    await shOrThrow('ip', ['netns', 'add', ns]);
-    await shOrThrow('ip', ['link', 'add', `${veth}a`, 'type', 'veth', 'peer', 'name', `${veth}b`]);
-    await shOrThrow('ip', ['link', 'set', `${veth}a`, 'netns', ns]);
-    await shOrThrow('ip', ['-n', ns, 'addr', 'add', cidr, 'dev', `${veth}a`]);
-    await shOrThrow('ip', ['-n', ns, 'link', 'set', `${veth}a`, 'up']);
-    if (bridgeNs) await shOrThrow('ip', ['link', 'set', `${veth}b`, 'netns', bridgeNs]);
-    const inBridgeNs = bridgeNs ? ['-n', bridgeNs] : [];
-    await shOrThrow('ip', [...inBridgeNs, 'link', 'set', `${veth}b`, 'master', bridge, 'up']);
-  }
+  const fixture = isolationFixture({ letter: 'n', address });
+  const { network, prodPeerNs, testPeerNs } = fixture;
 
   async function ping(ns: string, target: string, attempts: number): Promise<boolean> {
     for (let i = 0; i < attempts; i++) {
@@ -86,31 +33,9 @@ describe('networks: production bridge and isolated test network', () => {
     return entry?.lladdr;
   }
 
-  before(async () => {
-    image = await buildGuestImage();
-    dir = await mkdtemp(join(tmpdir(), 'hvnet-'));
-    driver = new QemuDriver({ stateDir: join(dir, 'state') });
-    for (const name of ['prod', 'drill']) {
-      peers.push(await startNbdPeer('nbdkit', join(dir, `${name}.sock`), name, ['memory', '1M']));
-    }
-    // The production bridge is the operator's (it would carry the uplink): Haven uses it, never removes it.
-    await shOrThrow('ip', ['link', 'add', 'name', network, 'type', 'bridge']);
-    await shOrThrow('ip', ['link', 'set', network, 'up']);
-  });
-  after(async () => {
-    for (const name of ['prod', 'drill']) await driver?.fence({ name }).catch(() => {});
-    for (const peer of peers) await peer.stop();
-    for (const ns of [prodPeerNs, testPeerNs, isolatedNamespace(network)])
-      await sh('ip', ['netns', 'del', ns]);
-    await sh('ip', ['link', 'del', network]);
-    await rm(dir, { recursive: true, force: true });
-  });
-
   it('the drill copy answers on the test network only; production never sees it', async () => {
-    await driver.define({ machine: machine('prod', false, peers[0]!.uri) });
-    await driver.define({ machine: machine('drill', true, peers[1]!.uri) });
-    await driver.start({ name: 'prod' });
-    await driver.start({ name: 'drill' });
+    const { driver } = fixture;
+    await fixture.startGuests();
     const prodMac = (await driver.definition('prod'))!.nics[0]!.mac;
     const drillMac = (await driver.definition('drill'))!.nics[0]!.mac;
 
@@ -129,10 +54,9 @@ describe('networks: production bridge and isolated test network', () => {
       'drill tap visible from the host namespace',
     );
 
-    await addPeer(prodPeerNs, '10.213.77.1/24', null, network, `hvp${tag}`);
-    await addPeer(testPeerNs, '10.213.77.9/24', isolatedNamespace(network), network, `hvt${tag}`);
-    await waitForConsole(driver, 'prod', new RegExp(`^ip ${address}/24$`));
-    await waitForConsole(driver, 'drill', new RegExp(`^ip ${address}/24$`));
+    await fixture.addProdPeer('10.213.77.1/24');
+    await fixture.addTestPeer('10.213.77.9/24');
+    await fixture.waitForAddress();
 
     // Production reaches the production guest, and only it answers for the address.
     assert.ok(await ping(prodPeerNs, address, 30), 'production peer cannot reach the production guest');
@@ -147,10 +71,10 @@ describe('networks: production bridge and isolated test network', () => {
 
   it('powering off releases the isolated network but never the operator’s bridge', async () => {
     // The test peer is plugged into the test network too; the network stays while anything uses it.
-    await shOrThrow('ip', ['-n', isolatedNamespace(network), 'link', 'del', `hvt${tag}b`]);
+    await shOrThrow('ip', ['-n', isolatedNamespace(network), 'link', 'del', `${fixture.testVeth}b`]);
     await shOrThrow('ip', ['netns', 'del', testPeerNs]);
-    await driver.powerOff({ name: 'drill' });
-    await driver.powerOff({ name: 'prod' });
+    await fixture.driver.powerOff({ name: 'drill' });
+    await fixture.driver.powerOff({ name: 'prod' });
     assert.equal((await sh('ip', ['netns', 'exec', isolatedNamespace(network), 'true'])).code === 0, false);
     assert.equal((await sh('ip', ['link', 'show', network])).code, 0, 'the production bridge was removed');
   });

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run, runOk, scratchDir } from '../testing/nbd-test-fixture.ts';
+import { selfSignedCertificate } from '../testing/self-signed-certificate.ts';
 import type { BlockBackend } from './block-backend.ts';
 import { BlockState, Command, NbdErrno, TransmissionFlag } from './constants.ts';
 import { MemoryBackend } from './memory-backend.ts';
@@ -337,31 +338,7 @@ describe('NBD over TLS', () => {
     dir = await scratchDir('nbd-tls');
     const key = join(dir.path, 'server-key.pem');
     const cert = join(dir.path, 'server-cert.pem');
-    await runOk('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      '-addext',
-      'basicConstraints=critical,CA:TRUE',
-      '-addext',
-      'keyUsage=digitalSignature,keyCertSign',
-      '-addext',
-      'extendedKeyUsage=serverAuth',
-    ]);
+    await selfSignedCertificate(key, cert);
     // libnbd and qemu look for the CA as ca-cert.pem in a directory.
     await copyFile(cert, join(dir.path, 'ca-cert.pem'));
     ca = await readFile(cert);

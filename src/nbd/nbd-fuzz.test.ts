@@ -10,7 +10,8 @@ import * as net from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { prng, scratchDir } from '../testing/nbd-test-fixture.ts';
+import { scratchDir } from '../testing/nbd-test-fixture.ts';
+import { SeededRandom } from '../testing/seeded-random.ts';
 import {
   BASE_ALLOCATION,
   Command,
@@ -198,7 +199,8 @@ after(async () => {
 });
 
 test(`fuzzed handshakes, options and requests (seed ${SEED}, ${CASES} cases)`, async () => {
-  const rand = prng(SEED);
+  const source = new SeededRandom(SEED);
+  const rand = () => source.next();
   const int = (n: number) => Math.floor(rand() * n);
   const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
   const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => int(256)));

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { nbdUnixUri, run, runOk, scratchDir } from '../testing/nbd-test-fixture.ts';
+import { nbdinfoMap, nbdUnixUri, run, runFioVerify, runOk, scratchDir } from '../testing/nbd-test-fixture.ts';
 import { FileBackend } from './file-backend.ts';
 import { MemoryBackend } from './memory-backend.ts';
 import { NbdClient } from './nbd-client.ts';
@@ -80,12 +80,7 @@ describe('NBD server interoperability', () => {
   });
 
   test('nbdinfo --map shows the holes of a sparse export', async () => {
-    const map = JSON.parse(await runOk('nbdinfo', ['--map', '--json', uri('sparse')]));
-    const extents = map.map((e: { offset: number; length: number; type: number }) => [
-      e.offset,
-      e.length,
-      e.type,
-    ]);
+    const extents = await nbdinfoMap(uri('sparse'));
     assert.deepEqual(extents, [
       [0, MiB, 3],
       [MiB, 8192, 0],
@@ -173,24 +168,7 @@ describe('NBD server interoperability', () => {
   });
 
   test('fio random read/write with crc32c verification', async () => {
-    const r = await run(
-      'fio',
-      [
-        '--name=nbd',
-        '--ioengine=nbd',
-        `--uri=${uri('disk')}`,
-        '--rw=randrw',
-        '--bs=4k',
-        '--size=16m',
-        '--iodepth=16',
-        '--verify=crc32c',
-        '--verify_fatal=1',
-        // fio would leave a verify-state file in the working directory (the repo).
-        '--verify_state_save=0',
-        '--output-format=json',
-      ],
-      { timeoutMs: 30_000 },
-    );
+    const r = await runFioVerify(uri('disk'), { name: 'nbd', timeoutMs: 30_000 });
     assert.equal(r.code, 0, r.stderr);
     // libnbd prints a connection notice before fio's JSON.
     const job = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs[0];

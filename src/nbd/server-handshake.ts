@@ -125,6 +125,13 @@ export async function negotiate(io: HandshakeIo, policy: HandshakePolicy): Promi
     const data = length > 0 ? await io.reader.read(length) : Buffer.alloc(0);
     const reply = (type: number, payload?: Buffer) => io.write(optionReply(option, type, payload));
     const fail = (type: number, message: string) => reply(type, Buffer.from(message, 'utf8'));
+    /** The parsed request and the export it names; undefined once the option has failed (malformed, unknown export). */
+    const withExport = <R extends { name: string }>(parsed: R | string) => {
+      if (typeof parsed === 'string') return void fail(OptionReply.ERR_INVALID, parsed);
+      const found = policy.exports.lookup(parsed.name);
+      if (!found) return void fail(OptionReply.ERR_UNKNOWN, `export '${parsed.name}' does not exist`);
+      return { parsed, found };
+    };
 
     if (option === Option.ABORT) {
       reply(OptionReply.ACK);
@@ -185,16 +192,9 @@ export async function negotiate(io: HandshakeIo, policy: HandshakePolicy): Promi
       }
       case Option.INFO:
       case Option.GO: {
-        const parsed = parseInfoRequest(data);
-        if (typeof parsed === 'string') {
-          fail(OptionReply.ERR_INVALID, parsed);
-          break;
-        }
-        const found = policy.exports.lookup(parsed.name);
-        if (!found) {
-          fail(OptionReply.ERR_UNKNOWN, `export '${parsed.name}' does not exist`);
-          break;
-        }
+        const requested = withExport(parseInfoRequest(data));
+        if (!requested) break;
+        const { parsed, found } = requested;
         const negotiated = finish(found, state);
         const exportInfo = Buffer.allocUnsafe(12);
         exportInfo.writeUInt16BE(Info.EXPORT, 0);
@@ -233,16 +233,9 @@ export async function negotiate(io: HandshakeIo, policy: HandshakePolicy): Promi
           fail(OptionReply.ERR_INVALID, 'negotiate NBD_OPT_STRUCTURED_REPLY before metadata contexts');
           break;
         }
-        const parsed = parseMetaRequest(data);
-        if (typeof parsed === 'string') {
-          fail(OptionReply.ERR_INVALID, parsed);
-          break;
-        }
-        const found = policy.exports.lookup(parsed.name);
-        if (!found) {
-          fail(OptionReply.ERR_UNKNOWN, `export '${parsed.name}' does not exist`);
-          break;
-        }
+        const requested = withExport(parseMetaRequest(data));
+        if (!requested) break;
+        const { parsed, found } = requested;
         const matches = isSet
           ? parsed.queries.includes(BASE_ALLOCATION)
           : parsed.queries.length === 0 || parsed.queries.some((q) => q === 'base:' || q === BASE_ALLOCATION);

@@ -181,19 +181,25 @@ export class TransmissionSession {
     const fua = (flags & CommandFlag.FUA) !== 0;
     const writes = type === Command.WRITE || type === Command.TRIM || type === Command.WRITE_ZEROES;
     if (writes && backend.readOnly) throw new RequestError(NbdErrno.EPERM, 'the export is read-only');
-    const outOfRange = end > size || end > MAX_SAFE;
+    /** Refuses a request reaching past the end of the export; `what` names it in the message. */
+    const assertInRange = (errno: number, what: string) => {
+      if (end > size || end > MAX_SAFE)
+        throw new RequestError(errno, `${what} ends at ${end}, past the end (${size})`);
+    };
+    const assertPayloadLimit = (what: string) => {
+      if (length > this.#limits.maxPayload) {
+        throw new RequestError(
+          NbdErrno.EINVAL,
+          `${what} of ${length} bytes exceeds ${this.#limits.maxPayload}`,
+        );
+      }
+    };
     const at = Number(offset);
 
     switch (type) {
       case Command.READ: {
-        if (length > this.#limits.maxPayload) {
-          throw new RequestError(
-            NbdErrno.EINVAL,
-            `read of ${length} bytes exceeds ${this.#limits.maxPayload}`,
-          );
-        }
-        if (outOfRange)
-          throw new RequestError(NbdErrno.EINVAL, `read ends at ${end}, past the end (${size})`);
+        assertPayloadLimit('read');
+        assertInRange(NbdErrno.EINVAL, 'read');
         const data = length > 0 ? await backend.read(at, length) : EMPTY;
         if (data.length !== length) throw new RequestError(NbdErrno.EIO, 'backend returned a short read');
         if (!n.structuredReplies) return [simpleReply(cookie, 0), data];
@@ -203,14 +209,8 @@ export class TransmissionSession {
         return [head, data];
       }
       case Command.WRITE: {
-        if (length > this.#limits.maxPayload) {
-          throw new RequestError(
-            NbdErrno.EINVAL,
-            `write of ${length} bytes exceeds ${this.#limits.maxPayload}`,
-          );
-        }
-        if (outOfRange)
-          throw new RequestError(NbdErrno.ENOSPC, `write ends at ${end}, past the end (${size})`);
+        assertPayloadLimit('write');
+        assertInRange(NbdErrno.ENOSPC, 'write');
         if (length > 0) await backend.write(at, payload, { fua });
         return [simpleReply(cookie, 0)];
       }
@@ -222,8 +222,7 @@ export class TransmissionSession {
       }
       case Command.TRIM: {
         if (!backend.canTrim) throw new RequestError(NbdErrno.EINVAL, 'trim is not supported on this export');
-        if (outOfRange)
-          throw new RequestError(NbdErrno.EINVAL, `trim ends at ${end}, past the end (${size})`);
+        assertInRange(NbdErrno.EINVAL, 'trim');
         if (length > 0) await backend.trim(at, length, { fua });
         return [simpleReply(cookie, 0)];
       }
@@ -231,8 +230,7 @@ export class TransmissionSession {
         if (!backend.canWriteZeroes) {
           throw new RequestError(NbdErrno.EINVAL, 'write zeroes is not supported on this export');
         }
-        if (outOfRange)
-          throw new RequestError(NbdErrno.ENOSPC, `zeroing ends at ${end}, past the end (${size})`);
+        assertInRange(NbdErrno.ENOSPC, 'zeroing');
         const mayTrim = (flags & CommandFlag.NO_HOLE) === 0;
         if (length > 0) await backend.writeZeroes(at, length, { fua, mayTrim });
         return [simpleReply(cookie, 0)];
@@ -242,8 +240,7 @@ export class TransmissionSession {
           throw new RequestError(NbdErrno.EINVAL, 'no metadata context was negotiated for this export');
         }
         if (length === 0) throw new RequestError(NbdErrno.EINVAL, 'block status of 0 bytes');
-        if (outOfRange)
-          throw new RequestError(NbdErrno.EINVAL, `query ends at ${end}, past the end (${size})`);
+        assertInRange(NbdErrno.EINVAL, 'query');
         const extents = await backend.blockStatus(at, length);
         return [this.#blockStatusChunk(cookie, at, length, extents, (flags & CommandFlag.REQ_ONE) !== 0)];
       }

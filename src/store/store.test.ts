@@ -26,80 +26,76 @@ type LocationFactory = () => Promise<StoreLocation>;
 const t0 = '2026-01-01T00:00:00.000Z';
 const at = (seconds: number) => new Date(Date.parse(t0) + seconds * 1000).toISOString();
 
-function site(overrides: Partial<Site> = {}): Site {
-  return {
-    id: 'site-a',
-    name: 'primary-dc',
-    role: 'primary',
-    networkMapping: { 'lan-a': 'lan-b', 'dmz ü': 'dmz-2' },
-    testNetwork: null,
-    createdAt: t0,
-    ...overrides,
-  };
+/** Makes test records: a fresh copy of the defaults, with any fields overridden. */
+function records<T>(defaults: T): (overrides?: Partial<T>) => T {
+  return (overrides = {}) => ({ ...structuredClone(defaults), ...overrides });
 }
 
-function host(overrides: Partial<Host> = {}): Host {
-  return {
-    id: 'host-1',
-    name: 'kvm-1',
-    siteId: 'site-a',
-    status: 'pending',
-    replicationAddress: null,
-    replicationFingerprint: 'AB:CD',
-    maxProtectedDisks: 64,
-    capabilities: ['disk-service', 'hypervisor:qemu'],
-    version: null,
-    lastHeartbeatAt: null,
-    enrolledAt: t0,
-    ...overrides,
-  };
-}
+const site = records<Site>({
+  id: 'site-a',
+  name: 'primary-dc',
+  role: 'primary',
+  networkMapping: { 'lan-a': 'lan-b', 'dmz ü': 'dmz-2' },
+  testNetwork: null,
+  createdAt: t0,
+});
 
-function machine(overrides: Partial<Machine> = {}): Machine {
-  return {
-    id: 'vm-1',
-    name: 'web-1',
-    primaryHostId: 'host-1',
-    recoveryHostId: 'host-2',
-    activeHostId: 'host-1',
-    policyId: null,
-    groupId: null,
-    osFamily: 'linux',
-    state: 'protected',
-    health: 'healthy',
-    disks: [
-      { id: 'disk0', sizeBytes: 5 * 2 ** 40, source: '/var/lib/vm/web-1.qcow2', hasSnapshots: false },
-      { id: 'disk1', sizeBytes: 1024, source: '/var/lib/vm/web-1-data.raw', hasSnapshots: true },
-    ],
-    recoverySettings: {
-      targetName: 'web-1-dr',
-      cpus: 2,
-      memoryMiB: 2048,
-      nics: [
-        {
-          network: 'lan-a',
-          recoveryNetwork: null,
-          mac: '52:54:00:12:34:56',
-          ip: {
-            mode: 'static',
-            address: '10.0.0.5',
-            prefixLength: 24,
-            gateway: '10.0.0.1',
-            dns: ['10.0.0.2'],
-          },
+const host = records<Host>({
+  id: 'host-1',
+  name: 'kvm-1',
+  siteId: 'site-a',
+  status: 'pending',
+  replicationAddress: null,
+  replicationFingerprint: 'AB:CD',
+  maxProtectedDisks: 64,
+  capabilities: ['disk-service', 'hypervisor:qemu'],
+  version: null,
+  lastHeartbeatAt: null,
+  enrolledAt: t0,
+});
+
+const machine = records<Machine>({
+  id: 'vm-1',
+  name: 'web-1',
+  primaryHostId: 'host-1',
+  recoveryHostId: 'host-2',
+  activeHostId: 'host-1',
+  policyId: null,
+  groupId: null,
+  osFamily: 'linux',
+  state: 'protected',
+  health: 'healthy',
+  disks: [
+    { id: 'disk0', sizeBytes: 5 * 2 ** 40, source: '/var/lib/vm/web-1.qcow2', hasSnapshots: false },
+    { id: 'disk1', sizeBytes: 1024, source: '/var/lib/vm/web-1-data.raw', hasSnapshots: true },
+  ],
+  recoverySettings: {
+    targetName: 'web-1-dr',
+    cpus: 2,
+    memoryMiB: 2048,
+    nics: [
+      {
+        network: 'lan-a',
+        recoveryNetwork: null,
+        mac: '52:54:00:12:34:56',
+        ip: {
+          mode: 'static',
+          address: '10.0.0.5',
+          prefixLength: 24,
+          gateway: '10.0.0.1',
+          dns: ['10.0.0.2'],
         },
-        { network: 'dmz', recoveryNetwork: 'dmz-2', mac: null, ip: { mode: 'dhcp' } },
-      ],
-    },
-    currentJobId: null,
-    replication: null,
-    runtime: { test: null, failover: null },
-    originalExists: true,
-    createdAt: t0,
-    updatedAt: t0,
-    ...overrides,
-  };
-}
+      },
+      { network: 'dmz', recoveryNetwork: 'dmz-2', mac: null, ip: { mode: 'dhcp' } },
+    ],
+  },
+  currentJobId: null,
+  replication: null,
+  runtime: { test: null, failover: null },
+  originalExists: true,
+  createdAt: t0,
+  updatedAt: t0,
+});
 
 function step(index: number, name: string): JobStep {
   return {
@@ -115,40 +111,34 @@ function step(index: number, name: string): JobStep {
   };
 }
 
-function job(overrides: Partial<Job> = {}): Job {
-  return {
-    id: 'job-1',
-    kind: 'failover',
-    targetType: 'machine',
-    targetId: 'vm-1',
-    state: 'queued',
-    progress: 0,
-    input: { pointId: 'rp-1', nested: { list: [1, 'two', null, true] } },
-    output: {},
-    createdBy: 'token-admin',
-    createdAt: t0,
-    startedAt: null,
-    finishedAt: null,
-    error: null,
-    cancelRequested: false,
-    steps: [step(0, 'validate'), step(1, 'stop-replication'), step(2, 'start-vm')],
-    ...overrides,
-  };
-}
+const job = records<Job>({
+  id: 'job-1',
+  kind: 'failover',
+  targetType: 'machine',
+  targetId: 'vm-1',
+  state: 'queued',
+  progress: 0,
+  input: { pointId: 'rp-1', nested: { list: [1, 'two', null, true] } },
+  output: {},
+  createdBy: 'token-admin',
+  createdAt: t0,
+  startedAt: null,
+  finishedAt: null,
+  error: null,
+  cancelRequested: false,
+  steps: [step(0, 'validate'), step(1, 'stop-replication'), step(2, 'start-vm')],
+});
 
-function alert(overrides: Partial<Alert> = {}): Alert {
-  return {
-    id: 'alert-1',
-    key: 'host-unreachable:host-1',
-    severity: 'warning',
-    message: 'host kvm-1 is unreachable',
-    subjectType: 'host',
-    subjectId: 'host-1',
-    raisedAt: t0,
-    clearedAt: null,
-    ...overrides,
-  };
-}
+const alert = records<Alert>({
+  id: 'alert-1',
+  key: 'host-unreachable:host-1',
+  severity: 'warning',
+  message: 'host kvm-1 is unreachable',
+  subjectType: 'host',
+  subjectId: 'host-1',
+  raisedAt: t0,
+  clearedAt: null,
+});
 
 async function rejectsWith(promise: Promise<unknown>, code: string): Promise<void> {
   await assert.rejects(promise, (error: unknown) => {
@@ -614,14 +604,15 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
         error: { code: 'unreachable', message: 'host kvm-2 is unreachable' },
         cancelRequested: true,
       });
-      await store.jobs.updateStep('job-1', 1, {
+      const stepPatch = {
         state: 'failed',
         progress: 50,
         message: 'copying',
         startedAt: at(2),
         finishedAt: at(8),
         error: { code: 'internal', message: 'boom' },
-      });
+      } as const;
+      await store.jobs.updateStep('job-1', 1, stepPatch);
       let updated = await store.jobs.get('job-1');
       assert.equal(updated?.state, 'failed');
       assert.equal(updated?.progress, 40);
@@ -631,15 +622,7 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
       assert.deepEqual(updated?.error, { code: 'unreachable', message: 'host kvm-2 is unreachable' });
       assert.equal(updated?.cancelRequested, true);
       assert.deepEqual(updated?.input, j1.input);
-      assert.deepEqual(updated?.steps[1], {
-        ...step(1, 'b'),
-        state: 'failed',
-        progress: 50,
-        message: 'copying',
-        startedAt: at(2),
-        finishedAt: at(8),
-        error: { code: 'internal', message: 'boom' },
-      });
+      assert.deepEqual(updated?.steps[1], { ...step(1, 'b'), ...stepPatch });
       assert.deepEqual(updated?.steps[0], step(0, 'a'), 'other steps untouched');
 
       await store.jobs.update('job-1', { error: null, cancelRequested: false });

@@ -47,6 +47,16 @@ async function operate(operation: string, body: unknown): Promise<Job> {
 
 const consoleOf = (hostId: string, vmName: string) => guestConsole(up.vault.context, hostId, vmName);
 
+/** The count of records the machine on its primary host last reported recovering, once it has. */
+async function recoveredOnPrimary(what: string): Promise<number> {
+  const line = await until(what, async () =>
+    [...(await consoleOf(machine.primaryHostId, DEMO_MACHINE))]
+      .reverse()
+      .find((x) => /recovered \d+ ok/.test(x)),
+  );
+  return Number(line.match(/recovered (\d+)/)![1]);
+}
+
 /** e2fsck -fn (after journal replay on a copy) of the replica at a point, read through a read-only view. */
 async function fsckAt(pointId: string): Promise<void> {
   const hostId = machine.recoveryHostId!;
@@ -250,17 +260,7 @@ describe('failover cycle of a real guest (haven up demo machine)', () => {
     assert.equal(machine.activeHostId, machine.primaryHostId);
     const lastAtRecovery = records(await consoleOf(copy.hostId, copy.vmName)).durable;
     assert.match(String(job.output.shutdown), /powered-down|powered-off|already-off/);
-    const lines = await until('the primary machine to recover its records', async () => {
-      const l = await consoleOf(machine.primaryHostId, DEMO_MACHINE);
-      const r = [...l].reverse().find((x) => /recovered \d+ ok/.test(x));
-      return r ? l : undefined;
-    });
-    const recovered = Number(
-      [...lines]
-        .reverse()
-        .find((x) => /recovered \d+ ok/.test(x))!
-        .match(/recovered (\d+)/)![1],
-    );
+    const recovered = await recoveredOnPrimary('the primary machine to recover its records');
     assert.ok(recovered >= lastAtRecovery, `planned failback lost records: ${recovered} < ${lastAtRecovery}`);
   });
 
@@ -318,16 +318,7 @@ describe('failover cycle of a real guest (haven up demo machine)', () => {
       sent.sentBytes < 268435456 / 4,
       'a full download compares blocks and sends only those that differ',
     );
-    const lines = await until('the primary machine to recover its records', async () => {
-      const l = await consoleOf(machine.primaryHostId, DEMO_MACHINE);
-      return [...l].reverse().find((x) => /recovered \d+ ok/.test(x)) ? l : undefined;
-    });
-    const recovered = Number(
-      [...lines]
-        .reverse()
-        .find((x) => /recovered \d+ ok/.test(x))!
-        .match(/recovered (\d+)/)![1],
-    );
+    const recovered = await recoveredOnPrimary('the primary machine to recover its records');
     assert.ok(recovered >= lastAtRecovery, `failback lost records: ${recovered} < ${lastAtRecovery}`);
     await operate('commit', {});
     await operate('reprotect', {});
@@ -375,16 +366,7 @@ describe('failover cycle of a real guest (haven up demo machine)', () => {
     await operate('complete-failover', {});
     assert.equal(machine.state, 'failed-back');
     const lastAtRecovery = records(await consoleOf(copy.hostId, copy.vmName)).durable;
-    const lines = await until('the new machine to recover its records', async () => {
-      const l = await consoleOf(machine.primaryHostId, DEMO_MACHINE);
-      return [...l].reverse().find((x) => /recovered \d+ ok/.test(x)) ? l : undefined;
-    });
-    const recovered = Number(
-      [...lines]
-        .reverse()
-        .find((x) => /recovered \d+ ok/.test(x))!
-        .match(/recovered (\d+)/)![1],
-    );
+    const recovered = await recoveredOnPrimary('the new machine to recover its records');
     assert.ok(recovered >= lastAtRecovery, `${recovered} < ${lastAtRecovery}`);
     await operate('commit', {});
     await operate('reprotect', {});

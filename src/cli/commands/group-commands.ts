@@ -1,11 +1,11 @@
 import type { ConsistencyGroup, GroupCut } from '../../vault/groups/index.ts';
-import { type Command, connectionOptions, positional } from '../command.ts';
-import { printJson, printRecord, printTable } from '../output.ts';
-import { connect } from './resource-commands.ts';
+import { type Command, type connect, positional, vaultCommand } from '../command.ts';
+import { printJson, printRecord } from '../output.ts';
+import { crudCommands } from './crud-commands.ts';
 
 const path = (name: string) => `/groups/${encodeURIComponent(name)}`;
 
-function show(out: ReturnType<typeof connect>['out'], group: ConsistencyGroup): void {
+function show(out: ReturnType<typeof connect>['out'], group: ConsistencyGroup): number {
   if (out.json) printJson(out, group);
   else
     printRecord(out, {
@@ -14,99 +14,75 @@ function show(out: ReturnType<typeof connect>['out'], group: ConsistencyGroup): 
       recoveryHost: group.recoveryHostId ?? '-',
       osFamily: group.osFamily ?? '-',
     });
+  return 0;
 }
 
-export const groupCommands: Command[] = [
-  {
-    name: 'groups list',
+const groups = crudCommands({
+  plural: 'groups',
+  singular: 'group',
+  list: {
     summary: 'List consistency groups',
-    options: connectionOptions,
-    run: async (args) => {
-      const { client, out } = connect(args);
-      const { groups } = await client.get<{ groups: ConsistencyGroup[] }>('/groups');
-      if (out.json) printJson(out, groups);
-      else
-        printTable(
-          out,
-          groups.map((g) => ({
-            name: g.name,
-            machines: g.machineNames.join(','),
-            recoveryHost: g.recoveryHostId,
-          })),
-          ['name', 'machines', 'recoveryHost'],
-        );
-      return 0;
-    },
+    columns: ['name', 'machines', 'recoveryHost'],
+    rows: (groups: ConsistencyGroup[]) =>
+      groups.map((g) => ({
+        name: g.name,
+        machines: g.machineNames.join(','),
+        recoveryHost: g.recoveryHostId,
+      })),
   },
-  {
-    name: 'groups show',
-    summary: 'Show a consistency group',
-    usage: 'GROUP',
-    options: connectionOptions,
-    run: async (args) => {
-      const { client, out } = connect(args);
-      show(out, await client.get<ConsistencyGroup>(path(positional(args, 0, 'group'))));
-      return 0;
-    },
-  },
-  {
-    name: 'groups create',
+  show: { summary: 'Show a consistency group', print: show },
+  create: {
     summary:
       'Create a consistency group: --machine M (repeatable, up to 16, one recovery host and OS family)',
     usage: 'GROUP',
-    options: { ...connectionOptions, machine: { type: 'string', multiple: true } },
-    run: async (args) => {
-      const { client, out } = connect(args);
+    options: { machine: { type: 'string', multiple: true } },
+    body: (args) => {
       const raw = args.values.machine;
       const machineIds = (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).map(String);
-      show(
-        out,
-        await client.post<ConsistencyGroup>('/groups', { name: positional(args, 0, 'group'), machineIds }),
-      );
-      return 0;
+      return { name: positional(args, 0, 'group'), machineIds };
     },
+    print: show,
   },
-  {
+});
+
+export const groupCommands: Command[] = [
+  groups.list,
+  groups.show,
+  groups.create,
+  vaultCommand({
     name: 'groups add',
     summary: 'Add a machine to a consistency group',
     usage: 'GROUP MACHINE',
-    options: connectionOptions,
-    run: async (args) => {
-      const { client, out } = connect(args);
-      show(
+    run: async (args, { client, out }) => {
+      return show(
         out,
         await client.post<ConsistencyGroup>(`${path(positional(args, 0, 'group'))}/members`, {
           machineId: positional(args, 1, 'machine'),
         }),
       );
-      return 0;
     },
-  },
-  {
+  }),
+  vaultCommand({
     name: 'groups remove',
     summary: 'Remove a machine from a consistency group (the last one ends the group)',
     usage: 'GROUP MACHINE',
-    options: connectionOptions,
-    run: async (args) => {
-      const { client, out } = connect(args);
+    run: async (args, { client, out }) => {
       await client.delete(
         `${path(positional(args, 0, 'group'))}/members/${encodeURIComponent(positional(args, 1, 'machine'))}`,
       );
       if (!out.json) out.write('removed\n');
       return 0;
     },
-  },
-  {
+  }),
+  vaultCommand({
     name: 'groups point',
     summary: 'Take a crash-consistent multi-machine point of the group now',
     usage: 'GROUP',
-    options: connectionOptions,
-    run: async (args) => {
-      const { client, out } = connect(args);
+    run: async (args, { client, out }) => {
       const cut = await client.post<GroupCut>(`${path(positional(args, 0, 'group'))}/points`, {});
       if (out.json) printJson(out, cut);
       else out.write(`point ${cut.groupPointId} (${cut.type}, writes held ${cut.elapsedMs} ms)\n`);
       return 0;
     },
-  },
+  }),
 ];

@@ -3,6 +3,7 @@ import { HavenError } from '../../errors/index.ts';
 import {
   type Command,
   type CommandArgs,
+  connect,
   connectionOptions,
   type OptionSpec,
   positional,
@@ -11,7 +12,6 @@ import {
 } from '../command.ts';
 import { watchJob } from '../job-progress.ts';
 import { printJson } from '../output.ts';
-import { connect } from './resource-commands.ts';
 
 const POINT_OPTIONS = [
   'latest',
@@ -24,9 +24,20 @@ const POINT_OPTIONS = [
 const pointOptions: OptionSpec = { point: { type: 'string' } };
 
 /** --point latest|latest-processed|…|<point id> */
-function recoveryPoint(args: CommandArgs): { option: string; pointId?: string } {
+export function recoveryPoint(args: CommandArgs): { option: string; pointId?: string } {
   const point = str(args, 'point') ?? 'latest-processed';
   return POINT_OPTIONS.includes(point) ? { option: point } : { option: 'custom', pointId: point };
+}
+
+/** --sync before|full, as the API's failback `dataSync`. */
+export function dataSync(args: CommandArgs): string {
+  const sync = required(args, 'sync');
+  const dataSync = { before: 'before-failover', full: 'full-download' }[sync];
+  if (!dataSync)
+    throw new HavenError('bad_request', `--sync must be 'before' or 'full', not '${sync}'`, {
+      field: 'sync',
+    });
+  return dataSync;
 }
 
 interface LifecycleCommand {
@@ -105,15 +116,10 @@ const LIFECYCLE: LifecycleCommand[] = [
     operation: 'failback',
     summary: 'Fail back: --sync before|full [--alternate-host H]',
     options: { sync: { type: 'string' }, 'alternate-host': { type: 'string' } },
-    body: (a) => {
-      const sync = required(a, 'sync');
-      const dataSync = { before: 'before-failover', full: 'full-download' }[sync];
-      if (!dataSync)
-        throw new HavenError('bad_request', `--sync must be 'before' or 'full', not '${sync}'`, {
-          field: 'sync',
-        });
-      return { dataSync, ...(str(a, 'alternate-host') ? { alternateHostId: str(a, 'alternate-host') } : {}) };
-    },
+    body: (a) => ({
+      dataSync: dataSync(a),
+      ...(str(a, 'alternate-host') ? { alternateHostId: str(a, 'alternate-host') } : {}),
+    }),
   },
   {
     name: 'complete-failover',

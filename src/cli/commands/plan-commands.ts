@@ -2,52 +2,30 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { stringify as toYaml } from 'yaml';
 import type { Job, RecoveryPlan } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
-import { type Command, type CommandArgs, connectionOptions, positional, required, str } from '../command.ts';
-import { printJson, printRecord, printTable } from '../output.ts';
-import { connect } from './resource-commands.ts';
+import { PLAN_OPERATIONS } from '../../vault/plans/plan-steps.ts';
+import { type Command, type CommandArgs, connect, positional, str, vaultCommand } from '../command.ts';
+import { type Output, printJson, printRecord } from '../output.ts';
+import { crudCommands } from './crud-commands.ts';
+import { dataSync, recoveryPoint } from './lifecycle-commands.ts';
 
-const OPERATIONS = [
-  'test-failover',
-  'cleanup-test-failover',
-  'failover',
-  'planned-failover',
-  'commit',
-  'reprotect',
-  'failback',
-  'complete-failover',
-];
-const POINT_OPTIONS = [
-  'latest',
-  'latest-processed',
-  'latest-app-consistent',
-  'latest-multi-machine-processed',
-  'latest-multi-machine-app-consistent',
-];
+const OPERATIONS: readonly string[] = PLAN_OPERATIONS;
 
 /** The operation's body from the flags, as `haven <operation> MACHINE` takes them. */
 function operationBody(operation: string, args: CommandArgs): Record<string, unknown> {
-  const point = str(args, 'point') ?? 'latest-processed';
-  const recoveryPoint = POINT_OPTIONS.includes(point)
-    ? { option: point }
-    : { option: 'custom', pointId: point };
   switch (operation) {
     case 'test-failover':
-      return { recoveryPoint, ...(str(args, 'network') ? { network: str(args, 'network') } : {}) };
+      return {
+        recoveryPoint: recoveryPoint(args),
+        ...(str(args, 'network') ? { network: str(args, 'network') } : {}),
+      };
     case 'cleanup-test-failover':
       return { notes: str(args, 'notes') ?? '' };
     case 'failover':
-      return { recoveryPoint, shutdownSource: args.values['no-shutdown'] !== true };
+      return { recoveryPoint: recoveryPoint(args), shutdownSource: args.values['no-shutdown'] !== true };
     case 'reprotect':
       return { fullResync: args.values.full === true };
-    case 'failback': {
-      const sync = required(args, 'sync');
-      const dataSync = { before: 'before-failover', full: 'full-download' }[sync];
-      if (!dataSync)
-        throw new HavenError('bad_request', `--sync must be 'before' or 'full', not '${sync}'`, {
-          field: 'sync',
-        });
-      return { dataSync };
-    }
+    case 'failback':
+      return { dataSync: dataSync(args) };
     default:
       return {};
   }
@@ -71,39 +49,23 @@ type PresentedPlan = Omit<RecoveryPlan, 'groups'> & {
 
 const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
 
-export const planCommands: Command[] = [
-  {
-    name: 'plans list',
+const plans = crudCommands({
+  plural: 'plans',
+  singular: 'plan',
+  list: {
     summary: 'List recovery plans',
-    options: connectionOptions,
-    run: async (args) => {
-      const { client, out } = connect(args);
-      const { plans } = await client.get<{ plans: RecoveryPlan[] }>('/plans');
-      if (out.json) printJson(out, plans);
-      else
-        printTable(
-          out,
-          plans.map((p) => ({
-            name: p.name,
-            groups: p.groups.length,
-            machines: p.groups.reduce((n, g) => n + g.machineIds.length, 0),
-            id: p.id,
-          })),
-          ['name', 'groups', 'machines', 'id'],
-        );
-      return 0;
-    },
+    columns: ['name', 'groups', 'machines', 'id'],
+    rows: (plans: RecoveryPlan[]) =>
+      plans.map((p) => ({
+        name: p.name,
+        groups: p.groups.length,
+        machines: p.groups.reduce((n, g) => n + g.machineIds.length, 0),
+        id: p.id,
+      })),
   },
-  {
-    name: 'plans show',
+  show: {
     summary: 'Show a recovery plan, its groups in order and its RTO estimate',
-    usage: 'PLAN',
-    options: connectionOptions,
-    run: async (args) => {
-      const { client, out } = connect(args);
-      const plan = await client.get<PresentedPlan>(
-        `/plans/${encodeURIComponent(positional(args, 0, 'plan'))}`,
-      );
+    print: (out: Output, plan: PresentedPlan) => {
       if (out.json) {
         printJson(out, plan);
         return 0;
@@ -123,27 +85,29 @@ export const planCommands: Command[] = [
       return 0;
     },
   },
-  {
-    name: 'plans create',
+  create: {
     summary: 'Create a recovery plan from a JSON or YAML file: --file F',
-    options: { ...connectionOptions, file: { type: 'string' } },
-    run: async (args) => {
-      const { client, out } = connect(args);
-      const plan = await client.post<RecoveryPlan>('/plans/import', {
-        ...(await documentFile(args)),
-        replace: false,
-      });
+    options: { file: { type: 'string' } },
+    path: '/plans/import',
+    body: async (args) => ({ ...(await documentFile(args)), replace: false }),
+    print: (out: Output, plan: RecoveryPlan) => {
       if (out.json) printJson(out, plan);
       else out.write(`plan '${plan.name}' created (${plan.id})\n`);
       return 0;
     },
   },
-  {
+  delete: { summary: 'Delete a recovery plan (its machines are not touched)', done: 'deleted' },
+});
+
+export const planCommands: Command[] = [
+  plans.list,
+  plans.show,
+  plans.create,
+  vaultCommand({
     name: 'plans import',
     summary: 'Import a plan exported as JSON or YAML: --file F [--replace]',
-    options: { ...connectionOptions, file: { type: 'string' }, replace: { type: 'boolean' } },
-    run: async (args) => {
-      const { client, out } = connect(args);
+    options: { file: { type: 'string' }, replace: { type: 'boolean' } },
+    run: async (args, { client, out }) => {
       const plan = await client.post<RecoveryPlan>('/plans/import', {
         ...(await documentFile(args)),
         replace: args.values.replace === true,
@@ -152,14 +116,13 @@ export const planCommands: Command[] = [
       else out.write(`plan '${plan.name}' imported (${plan.id})\n`);
       return 0;
     },
-  },
-  {
+  }),
+  vaultCommand({
     name: 'plans export',
     summary: 'Export a plan (machines by name): [--format json|yaml] [--output F]',
     usage: 'PLAN',
-    options: { ...connectionOptions, format: { type: 'string' }, output: { type: 'string' } },
-    run: async (args) => {
-      const { client, out } = connect(args);
+    options: { format: { type: 'string' }, output: { type: 'string' } },
+    run: async (args, { client, out }) => {
       const format = str(args, 'format') ?? (/\.ya?ml$/i.test(str(args, 'output') ?? '') ? 'yaml' : 'json');
       if (format !== 'json' && format !== 'yaml')
         throw new HavenError('bad_request', `--format must be json or yaml, not '${format}'`, {
@@ -172,27 +135,15 @@ export const planCommands: Command[] = [
       else out.write(text);
       return 0;
     },
-  },
-  {
-    name: 'plans delete',
-    summary: 'Delete a recovery plan (its machines are not touched)',
-    usage: 'PLAN',
-    options: connectionOptions,
-    run: async (args) => {
-      const { client, out } = connect(args);
-      await client.delete(`/plans/${encodeURIComponent(positional(args, 0, 'plan'))}`);
-      if (!out.json) out.write('deleted\n');
-      return 0;
-    },
-  },
-  {
+  }),
+  plans.delete,
+  vaultCommand({
     name: 'plans run',
     summary:
       `Run an operation over a plan (${OPERATIONS.join('|')}): [--point P] [--network N] [--notes T] ` +
       '[--no-shutdown] [--full] [--sync before|full]; follows the job and stops at a manual action (--no-wait to return at once)',
     usage: 'PLAN OPERATION',
     options: {
-      ...connectionOptions,
       point: { type: 'string' },
       network: { type: 'string' },
       notes: { type: 'string' },
@@ -201,8 +152,7 @@ export const planCommands: Command[] = [
       sync: { type: 'string' },
       'no-wait': { type: 'boolean' },
     },
-    run: async (args) => {
-      const { client, out } = connect(args);
+    run: async (args, { client, out }) => {
       const plan = encodeURIComponent(positional(args, 0, 'plan'));
       const operation = positional(args, 1, 'operation');
       if (!OPERATIONS.includes(operation))
@@ -221,14 +171,13 @@ export const planCommands: Command[] = [
       }
       return follow(client, job.id, args);
     },
-  },
-  {
+  }),
+  vaultCommand({
     name: 'plans resume',
     summary: 'Resume a plan job waiting at a manual action, then follow it (--no-wait to return at once)',
     usage: 'JOB',
-    options: { ...connectionOptions, 'no-wait': { type: 'boolean' } },
-    run: async (args) => {
-      const { client, out } = connect(args);
+    options: { 'no-wait': { type: 'boolean' } },
+    run: async (args, { client, out }) => {
       const job = await client.post<Job>(`/jobs/${encodeURIComponent(positional(args, 0, 'job'))}/resume`);
       if (args.values['no-wait'] === true) {
         if (out.json) printJson(out, job);
@@ -237,7 +186,7 @@ export const planCommands: Command[] = [
       }
       return follow(client, job.id, args);
     },
-  },
+  }),
 ];
 
 /**

@@ -5,10 +5,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { QmpClient } from '../hypervisor/qmp-client.ts';
 import { bootGuest } from './boot-guest.ts';
 import { buildGuestImage, type GuestImage } from './build-guest-image.ts';
 import { checkDataDisk, formatDataDisk } from './data-disk.ts';
-import { QmpClient } from './qmp-client.ts';
 import { runToolOrThrow } from './run-tool.ts';
 
 // A calm machine boots the guest in about 4 s; a shared, loaded one (other

@@ -1,4 +1,10 @@
 export {
+  QmpClient,
+  type QmpConnectOptions,
+  type QmpEvent,
+  type QmpGreeting,
+} from '../hypervisor/qmp-client.ts';
+export {
   type BootGuestOptions,
   bootGuest,
   type GuestDisk,
@@ -14,4 +20,3 @@ export {
 } from './build-guest-image.ts';
 export { checkDataDisk, type DataDiskCheck, formatDataDisk } from './data-disk.ts';
 export { type GuestSettings, guestCommandLine } from './guest-command-line.ts';
-export { QmpClient, type QmpConnectOptions, type QmpEvent, type QmpGreeting } from './qmp-client.ts';

@@ -1,4 +1,3 @@
-export { QmpClient, type QmpConnectOptions, type QmpEvent, type QmpGreeting } from '../guest/qmp-client.ts';
 export {
   BridgeNetworks,
   isolatedNamespace,
@@ -34,3 +33,4 @@ export {
   qemuOptionValue,
 } from './qemu-command-line.ts';
 export { createQemuDriver, QemuDriver, type QemuDriverOptions } from './qemu-driver.ts';
+export { QmpClient, type QmpConnectOptions, type QmpEvent, type QmpGreeting } from './qmp-client.ts';

@@ -4,7 +4,6 @@ import { access, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/prom
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HavenError, notFound } from '../errors/index.ts';
-import { QmpClient } from '../guest/qmp-client.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
 import { BridgeNetworks, type NetworkPlacement, networkPlacement } from './bridge-networks.ts';
 import type {
@@ -18,6 +17,7 @@ import type {
 import { type StoredDefinition, validateMachineDefinition } from './machine-definition.ts';
 import { type QemuRunFiles, qemuCommandLine } from './qemu-command-line.ts';
 import { findQemuProcesses, kill, livePid, waitForExit } from './qemu-process.ts';
+import { QmpClient } from './qmp-client.ts';
 
 export interface QemuDriverOptions {
   /** Holds one directory per machine: definition.json, qmp.sock, qemu.pid, console.log. */

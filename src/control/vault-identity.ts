@@ -37,7 +37,28 @@ export interface GenerateVaultIdentityOptions {
 export async function generateVaultIdentity(
   options: GenerateVaultIdentityOptions = {},
 ): Promise<VaultIdentity> {
-  const names = [...new Set(['localhost', '127.0.0.1', ...(options.hostNames ?? [])])];
+  const { keyPem, certPem } = await createSelfSignedCertificate({
+    hostNames: options.hostNames ?? [],
+    commonName: options.commonName ?? 'haven-vault',
+    days: options.days ?? 36500,
+  });
+  return { keyPem, certPem, fingerprint: certificateFingerprint(certPem) };
+}
+
+export interface SelfSignedCertificateOptions {
+  /** DNS names and IP addresses besides localhost and 127.0.0.1. */
+  hostNames: string[];
+  commonName: string;
+  days: number;
+  /** Further `-addext` values (e.g. to make the certificate its own CA for clients that verify a chain). */
+  extensions?: string[];
+}
+
+/** An ECDSA P-256 key and a self-signed certificate for the given names, as PEM. */
+export async function createSelfSignedCertificate(
+  options: SelfSignedCertificateOptions,
+): Promise<{ keyPem: string; certPem: string }> {
+  const names = [...new Set(['localhost', '127.0.0.1', ...options.hostNames])];
   for (const name of names) {
     if (!/^[A-Za-z0-9.:*-]+$/.test(name)) {
       throw new HavenError('validation_failed', `vault host name '${name}' is not a DNS name or IP address`, {
@@ -62,11 +83,12 @@ export async function generateVaultIdentity(
         '-nodes',
         '-sha256',
         '-days',
-        String(options.days ?? 36500),
+        String(options.days),
         '-subj',
-        `/CN=${options.commonName ?? 'haven-vault'}`,
+        `/CN=${options.commonName}`,
         '-addext',
         `subjectAltName=${san}`,
+        ...(options.extensions ?? []).flatMap((extension) => ['-addext', extension]),
         '-keyout',
         keyFile,
         '-out',
@@ -76,11 +98,11 @@ export async function generateVaultIdentity(
       const stderr = (error as { stderr?: string }).stderr?.trim();
       throw new HavenError(
         'internal',
-        `could not create the vault's TLS certificate with openssl (is the 'openssl' package installed?): ${stderr || (error as Error).message}`,
+        `could not create a TLS certificate with openssl (is the 'openssl' package installed?): ${stderr || (error as Error).message}`,
       );
     }
     const [keyPem, certPem] = await Promise.all([readFile(keyFile, 'utf8'), readFile(certFile, 'utf8')]);
-    return { keyPem, certPem, fingerprint: certificateFingerprint(certPem) };
+    return { keyPem, certPem };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

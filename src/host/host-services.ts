@@ -9,29 +9,10 @@
  * host) refuses its operations with `not_available` (notAvailableServices).
  */
 import type { RecoveryPoint, RecoveryPointType } from '../domain/index.ts';
-import type {
-  ConsoleLog,
-  Hypervisor,
-  MachineDefinition,
-  MachineKernelBoot,
-  MachineNic,
-  MachinePowerState,
-  MachineStatus,
-  ShutdownOutcome,
-  ShutdownResult,
-} from '../hypervisor/hypervisor.ts';
+import type { Hypervisor } from '../hypervisor/hypervisor.ts';
 
-export type {
-  ConsoleLog,
-  Hypervisor,
-  MachineDefinition,
-  MachineKernelBoot,
-  MachineNic,
-  MachinePowerState,
-  MachineStatus,
-  ShutdownOutcome,
-  ShutdownResult,
-};
+/** The hypervisor's types travel with the host's services, which serve them over RPC. */
+export type * from '../hypervisor/hypervisor.ts';
 
 // ---- host ----------------------------------------------------------------
 

@@ -4,17 +4,7 @@ export {
   type NetworkPlacement,
   networkPlacement,
 } from './bridge-networks.ts';
-export type {
-  ConsoleLog,
-  Hypervisor,
-  MachineDefinition,
-  MachineKernelBoot,
-  MachineNic,
-  MachinePowerState,
-  MachineStatus,
-  ShutdownOutcome,
-  ShutdownResult,
-} from './hypervisor.ts';
+export type * from './hypervisor.ts';
 export {
   derivedMac,
   MAX_CPUS,

@@ -1,5 +1,5 @@
-import { dirname } from 'node:path';
-import { runOk } from './nbd-test-fixture.ts';
+import { writeFile } from 'node:fs/promises';
+import { createSelfSignedCertificate } from '../control/vault-identity.ts';
 
 /**
  * Writes an ECDSA key and a self-signed certificate for localhost and
@@ -7,33 +7,15 @@ import { runOk } from './nbd-test-fixture.ts';
  * qemu, node) verify the server.
  */
 export async function selfSignedCertificate(keyFile: string, certFile: string): Promise<void> {
-  await runOk(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      keyFile,
-      '-out',
-      certFile,
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      '-addext',
+  const { keyPem, certPem } = await createSelfSignedCertificate({
+    hostNames: [],
+    commonName: 'localhost',
+    days: 2,
+    extensions: [
       'basicConstraints=critical,CA:TRUE',
-      '-addext',
       'keyUsage=digitalSignature,keyCertSign',
-      '-addext',
       'extendedKeyUsage=serverAuth',
     ],
-    { cwd: dirname(keyFile) },
-  );
+  });
+  await Promise.all([writeFile(keyFile, keyPem), writeFile(certFile, certPem)]);
 }

@@ -12,12 +12,20 @@
 import { chmod, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DiskService, type JournaledBackend, type Region, WriteJournal } from '../disk/index.ts';
-import type { RecoveryPoint } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
 import type { BlockBackend } from '../nbd/block-backend.ts';
 import { NbdServer, removeStaleSocket } from '../nbd/index.ts';
-import type { OverlayView, PointView, RecoveryPointInfo, RetentionPolicy } from '../replica/index.ts';
-import { DEFAULT_RETENTION, mergeRegions, ReplicaStore, regionBytes } from '../replica/index.ts';
+import type { OverlayView, PointView, RetentionPolicy } from '../replica/index.ts';
+import {
+  DEFAULT_RETENTION,
+  formatRecoveryPointRef,
+  machinePoints,
+  mergeRegions,
+  parseRecoveryPointRef,
+  ReplicaStore,
+  regionBytes,
+  seqOfPoint,
+} from '../replica/index.ts';
 import {
   type DiskReplicationStatus,
   generateHostIdentity,
@@ -28,6 +36,7 @@ import {
 } from '../replication/index.ts';
 import { readSenderState, type SenderDiskState, writeSenderState } from '../replication/sender-state.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
+import { diskIdOf, diskKeyOf, isDiskOf } from './disk-key.ts';
 import { hostDiskService } from './host-disk-service.ts';
 import type {
   AdoptedDisk,
@@ -102,7 +111,6 @@ interface SendingFrom {
 
 const VIEW_ID = /^[A-Za-z0-9_-]{1,40}$/;
 
-export const diskKeyOf = (machineId: string, diskId: string): string => `${machineId}/${diskId}`;
 const exportNameOf = (machineId: string, diskId: string): string => `${machineId}.${diskId}`;
 
 export async function startDataPath(options: DataPathOptions): Promise<DataPath> {
@@ -154,7 +162,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
     replicaStore
       .listDisks()
       .map((d) => d.diskKey)
-      .filter((k) => k.startsWith(`${machineId}/`));
+      .filter((k) => isDiskOf(k, machineId));
 
   const writableView = (viewId: string, machineId: string): OpenView => {
     const opened = views.get(viewId);
@@ -435,7 +443,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
         return aggregate(machineId, sender.statuses(), diskService, sending);
       },
       stop: async ({ machineId }) => {
-        for (const s of sender.statuses().filter((x) => x.diskKey.startsWith(`${machineId}/`))) {
+        for (const s of sender.statuses().filter((x) => isDiskOf(x.diskKey, machineId))) {
           await sender.removeDisk(s.diskKey);
           sending.delete(s.diskKey);
         }
@@ -492,10 +500,9 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
             },
           );
         }
+        const ref = parseRecoveryPointRef(point.id);
         const viewId = wanted ?? `${machineId.slice(0, 8)}-${Date.now().toString(36)}`;
-        const seqs = Object.fromEntries(
-          keys.map((k) => [k.slice(machineId.length + 1), seqOfPoint(replicaStore, k, point)]),
-        );
+        const seqs = Object.fromEntries(keys.map((k) => [diskIdOf(k), seqOfPoint(replicaStore, k, ref)]));
         const opened = await openDisks(viewId, machineId, pointId, writable, seqs, failover === true);
         await persistView(opened);
         return describeView(opened);
@@ -522,8 +529,9 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
         const point = machinePoints(machineId, keys, replicaStore).find((p) => p.id === pointId);
         if (!point)
           throw new HavenError('not_found', `recovery point '${pointId}' does not exist`, { pointId });
+        const ref = parseRecoveryPointRef(point.id);
         for (const diskKey of keys) {
-          const seq = seqOfPoint(replicaStore, diskKey, point);
+          const seq = seqOfPoint(replicaStore, diskKey, ref);
           // Commit drops the records after the point: writable views there keep their regions to resync.
           const regions = replicaStore.regionsAfter(diskKey, seq);
           for (const opened of views.values()) {
@@ -532,7 +540,8 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
               await Promise.all(regions.map((r) => (d.view as OverlayView).journal.markDirty([r])));
             }
           }
-          await replicaStore.commit(diskKey, `${diskKey}@${seq}`);
+          // By id: the store checks the point is still kept.
+          await replicaStore.commit(diskKey, formatRecoveryPointRef({ kind: 'disk', diskKey, seq }));
         }
       },
       setRetention: async ({ machineId, retentionSeconds, appConsistentFrequencySeconds }) => {
@@ -567,7 +576,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
         durableSeq = 0,
       }): Promise<AdoptedDisk> => {
         const diskKey = diskKeyOf(machineId, diskId);
-        if (sender.statuses().some((s) => s.diskKey.startsWith(`${machineId}/`))) {
+        if (sender.statuses().some((s) => isDiskOf(s.diskKey, machineId))) {
           throw new HavenError(
             'operation_not_allowed',
             `machine '${machineId}' still replicates from this host; stop its replication before reprotecting to it`,
@@ -664,40 +673,6 @@ function viewInfo(opened: OpenView, socket: string): HostPointView {
   };
 }
 
-/**
- * A machine's recovery points. A one-disk machine's points are its disk's
- * points. For several disks only the markers every disk holds (the disk
- * service inserts them on all disks at one instant) make a consistent point.
- */
-export function machinePoints(machineId: string, diskKeys: string[], store: ReplicaStore): RecoveryPoint[] {
-  if (diskKeys.length === 0) return [];
-  const perDisk = diskKeys.map((k) => store.listPoints(k));
-  const toPoint = (p: RecoveryPointInfo, id: string): RecoveryPoint => ({
-    id,
-    machineId,
-    time: p.time,
-    type: p.type === 'app-consistent' ? 'app-consistent' : 'crash-consistent',
-    groupPointId: p.groupPointId,
-    // The replica store serves every durable record at once: nothing waits to be processed.
-    processed: true,
-    sizeBytes: p.sizeBytes,
-  });
-  if (diskKeys.length === 1) return perDisk[0]!.map((p) => toPoint(p, p.id));
-  const markerId = (p: RecoveryPointInfo) => p.groupPointId ?? p.label;
-  const common = perDisk[0]!.filter(
-    (p) => markerId(p) !== null && perDisk.every((list) => list.some((q) => markerId(q) === markerId(p))),
-  );
-  return common.map((p) => toPoint(p, `${machineId}@${markerId(p)}`));
-}
-
-function seqOfPoint(store: ReplicaStore, diskKey: string, point: RecoveryPoint): number {
-  if (point.id.startsWith(`${diskKey}@`)) return Number(point.id.slice(diskKey.length + 1));
-  const marker = point.id.slice(point.id.indexOf('@') + 1);
-  const match = store.listPoints(diskKey).find((p) => (p.groupPointId ?? p.label) === marker);
-  if (!match) throw new HavenError('not_found', `disk '${diskKey}' has no point for marker '${marker}'`);
-  return match.seq;
-}
-
 /** One machine's replication, from its disks': the worst state, the oldest pending write. */
 function aggregate(
   machineId: string,
@@ -705,7 +680,7 @@ function aggregate(
   diskService: DiskService,
   sending: Map<string, SendingFrom>,
 ): ReplicationStatus {
-  const mine = all.filter((s) => s.diskKey.startsWith(`${machineId}/`));
+  const mine = all.filter((s) => isDiskOf(s.diskKey, machineId));
   if (mine.length === 0) {
     return {
       machineId,
@@ -752,7 +727,7 @@ function aggregate(
         ? []
         : [
             {
-              diskId: s.diskKey.slice(machineId.length + 1),
+              diskId: diskIdOf(s.diskKey),
               kind: s.lastSync.kind,
               diskBytes: s.lastSync.diskBytes,
               regionBytes: s.lastSync.regionBytes,

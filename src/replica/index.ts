@@ -1,4 +1,5 @@
 export { ExtentMap } from './extent-map.ts';
+export { machinePoints, type PointLister, seqOfPoint } from './machine-points.ts';
 export { type OverlayOptions, OverlayView } from './overlay-view.ts';
 export { PointView } from './point-view.ts';
 export {

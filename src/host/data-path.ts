@@ -47,6 +47,7 @@ import type {
   ReplicationTarget,
   ViewDiskStatus,
 } from './host-services.ts';
+import { HostStateFile } from './host-state-file.ts';
 
 export interface DataPathOptions {
   dataDir: string;
@@ -72,20 +73,6 @@ export interface DataPath {
   /** An open view's disk as a block device (tests; the hypervisor uses the NBD URI). */
   viewBackend(viewId: string, diskId: string): BlockBackend;
   close(): Promise<void>;
-}
-
-interface PersistedState {
-  disks: Array<DiskRef & { source: string; sizeBytes: number }>;
-  replications: Array<{
-    machineId: string;
-    diskIds: string[];
-    target: ReplicationTarget;
-    /** Replicating from a writable view (reprotect) instead of the disk service. */
-    viewId?: string;
-  }>;
-  trustedSenders: string[];
-  /** Writable views open when the agent stopped: reopened (a recovery machine runs from them). */
-  views?: Array<{ viewId: string; machineId: string; pointId: string; seqs: Record<string, number> }>;
 }
 
 interface OpenView {
@@ -117,9 +104,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
   const { dataDir } = options;
   const run = join(dataDir, 'run');
   await mkdir(run, { recursive: true });
-  const statePath = join(dataDir, 'data-path.json');
-  const state = await loadState(statePath);
-  const save = () => writeFileAtomic(statePath, `${JSON.stringify(state, null, 2)}\n`);
+  const state = await HostStateFile.load(join(dataDir, 'data-path.json'));
   const identity = await loadIdentity(join(dataDir, 'replication-identity.json'));
 
   const diskService = await DiskService.start({
@@ -137,7 +122,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
   const receiver = new Receiver({
     identity,
     sink: replicaStore,
-    allowedSenders: state.trustedSenders,
+    allowedSenders: [...state.trustedSenders],
     host: options.replicationListen?.host ?? '127.0.0.1',
     port: options.replicationListen?.port ?? 9443,
   });
@@ -262,18 +247,14 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
   const persistView = async (opened: OpenView) => {
     if (!opened.writable) return;
     const seqs = Object.fromEntries(opened.disks.map((d) => [d.diskId, d.seq]));
-    state.views = [
-      ...(state.views ?? []).filter((v) => v.viewId !== opened.viewId),
-      { viewId: opened.viewId, machineId: opened.machineId, pointId: opened.pointId, seqs },
-    ];
-    await save();
+    await state.saveView({
+      viewId: opened.viewId,
+      machineId: opened.machineId,
+      pointId: opened.pointId,
+      seqs,
+    });
   };
-
-  const forgetView = async (viewId: string) => {
-    if (!(state.views ?? []).some((v) => v.viewId === viewId)) return;
-    state.views = (state.views ?? []).filter((v) => v.viewId !== viewId);
-    await save();
-  };
+  const forgetView = (viewId: string) => state.forgetView(viewId);
 
   const openDisks = async (
     viewId: string,
@@ -359,7 +340,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
 
   // Bring back what the vault had set up before this agent stopped.
   for (const d of state.disks) await disk.attach(d);
-  for (const v of [...(state.views ?? [])]) {
+  for (const v of [...state.views]) {
     await openDisks(v.viewId, v.machineId, v.pointId, true, v.seqs, false).catch(async () => {
       // Merged or discarded while the agent was down: nothing runs from it any more.
       await forgetView(v.viewId);
@@ -399,19 +380,13 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
       await rm(journalDirOf(ref.machineId, ref.diskId), { recursive: true, force: true });
     }
     const result = await disk.attach(ref);
-    if (!state.disks.some((d) => d.machineId === ref.machineId && d.diskId === ref.diskId)) {
-      state.disks.push({ ...ref });
-      await save();
-    }
+    await state.addDisk(ref);
     return result;
   };
 
   const detachDisk = async (params: DiskRef) => {
     await disk.detach(params);
-    state.disks = state.disks.filter(
-      (d) => !(d.machineId === params.machineId && d.diskId === params.diskId),
-    );
-    await save();
+    await state.removeDisk(params);
   };
 
   const services: DataPath['services'] = {
@@ -435,11 +410,12 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
           await prepareMode(machineId, diskId, mode, overlay, source?.extraRegions?.[diskId] ?? []);
         }
         startSending(machineId, diskIds, target, viewId);
-        state.replications = [
-          ...state.replications.filter((r) => r.machineId !== machineId),
-          { machineId, diskIds, target, ...(viewId === undefined ? {} : { viewId }) },
-        ];
-        await save();
+        await state.setReplication({
+          machineId,
+          diskIds,
+          target,
+          ...(viewId === undefined ? {} : { viewId }),
+        });
         return aggregate(machineId, sender.statuses(), diskService, sending);
       },
       stop: async ({ machineId }) => {
@@ -447,16 +423,12 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
           await sender.removeDisk(s.diskKey);
           sending.delete(s.diskKey);
         }
-        state.replications = state.replications.filter((r) => r.machineId !== machineId);
-        await save();
+        await state.removeReplication(machineId);
       },
       status: async ({ machineId }) => aggregate(machineId, sender.statuses(), diskService, sending),
       allowSender: async ({ fingerprint }) => {
         receiver.allowSender(fingerprint);
-        if (!state.trustedSenders.includes(fingerprint)) {
-          state.trustedSenders.push(fingerprint);
-          await save();
-        }
+        await state.trustSender(fingerprint);
       },
     },
     replica: {
@@ -750,16 +722,6 @@ function splitAddress(address: string): [string, number] {
     });
   }
   return [address.slice(0, colon).replace(/^\[|\]$/g, ''), port];
-}
-
-async function loadState(path: string): Promise<PersistedState> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8')) as PersistedState;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
-      return { disks: [], replications: [], trustedSenders: [] };
-    throw error;
-  }
 }
 
 /** The host's replication certificate: made once, kept so peers' pins stay valid. */

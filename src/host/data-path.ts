@@ -14,8 +14,7 @@ import { join } from 'node:path';
 import { DiskService, type JournaledBackend, type Region, WriteJournal } from '../disk/index.ts';
 import { HavenError } from '../errors/index.ts';
 import type { BlockBackend } from '../nbd/block-backend.ts';
-import { NbdServer, removeStaleSocket } from '../nbd/index.ts';
-import type { OverlayView, PointView, RetentionPolicy } from '../replica/index.ts';
+import type { OverlayView, RetentionPolicy } from '../replica/index.ts';
 import {
   DEFAULT_RETENTION,
   formatRecoveryPointRef,
@@ -41,13 +40,12 @@ import { hostDiskService } from './host-disk-service.ts';
 import type {
   AdoptedDisk,
   DiskRef,
-  PointView as HostPointView,
   HostServices,
   ReplicationStatus,
   ReplicationTarget,
-  ViewDiskStatus,
 } from './host-services.ts';
 import { HostStateFile } from './host-state-file.ts';
+import { type OpenView, ViewRegistry } from './view-registry.ts';
 
 export interface DataPathOptions {
   dataDir: string;
@@ -73,20 +71,6 @@ export interface DataPath {
   /** An open view's disk as a block device (tests; the hypervisor uses the NBD URI). */
   viewBackend(viewId: string, diskId: string): BlockBackend;
   close(): Promise<void>;
-}
-
-interface OpenView {
-  viewId: string;
-  machineId: string;
-  pointId: string;
-  writable: boolean;
-  disks: Array<{
-    diskId: string;
-    diskKey: string;
-    seq: number;
-    exportName: string;
-    view: PointView | OverlayView;
-  }>;
 }
 
 /** What a replicated disk reads from: its journal, for the status (lag, regions still to copy). */
@@ -133,11 +117,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
     ...(options.senderPollMs ? { pollMs: options.senderPollMs } : {}),
     ...(options.bandwidthBytesPerSec ? { bandwidthBytesPerSec: options.bandwidthBytesPerSec } : {}),
   });
-  const viewSocket = join(run, 'views.sock');
-  const viewServer = new NbdServer();
-  await removeStaleSocket(viewSocket);
-  await viewServer.listen({ path: viewSocket });
-  const views = new Map<string, OpenView>();
+  const views = await ViewRegistry.listen(replicaStore, join(run, 'views.sock'));
   const sending = new Map<string, SendingFrom>();
   const journalDirOf = (machineId: string, diskId: string) => join(dataDir, 'journals', machineId, diskId);
   const senderStatePath = (machineId: string, diskId: string) =>
@@ -148,18 +128,6 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
       .listDisks()
       .map((d) => d.diskKey)
       .filter((k) => isDiskOf(k, machineId));
-
-  const writableView = (viewId: string, machineId: string): OpenView => {
-    const opened = views.get(viewId);
-    if (opened === undefined || !opened.writable || opened.machineId !== machineId) {
-      throw new HavenError(
-        'not_found',
-        `no writable view '${viewId}' of machine '${machineId}' is open on this host`,
-        { kind: 'view', id: viewId },
-      );
-    }
-    return opened;
-  };
 
   const startSending = (machineId: string, diskIds: string[], target: ReplicationTarget, viewId?: string) => {
     const [host, port] = splitAddress(target.address);
@@ -175,11 +143,11 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
         source = backend;
         from = { journal: backend.journal, exportName, viewId: null };
       } else {
-        const disk = writableView(viewId, machineId).disks.find((d) => d.diskId === diskId);
+        const disk = views.writable(viewId, machineId).disks.find((d) => d.diskId === diskId);
         if (disk === undefined) {
           throw new HavenError('not_found', `view '${viewId}' has no disk '${diskId}'`, { diskId });
         }
-        const overlay = disk.view as OverlayView;
+        const overlay = disk.view;
         source = overlay;
         from = { journal: overlay.journal, exportName: null, viewId };
       }
@@ -256,58 +224,6 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
   };
   const forgetView = (viewId: string) => state.forgetView(viewId);
 
-  const openDisks = async (
-    viewId: string,
-    machineId: string,
-    pointId: string,
-    writable: boolean,
-    seqs: Record<string, number>,
-    failover: boolean,
-  ): Promise<OpenView> => {
-    const opened: OpenView = { viewId, machineId, pointId, writable, disks: [] };
-    const made: string[] = [];
-    try {
-      for (const [diskId, seq] of Object.entries(seqs)) {
-        const diskKey = diskKeyOf(machineId, diskId);
-        const kept = writable && (await replicaStore.keptView(diskKey, viewId)) !== null;
-        const view = await replicaStore.openView(diskKey, seq, {
-          writable,
-          viewId,
-          ...(failover ? { seal: true } : {}),
-        });
-        if (writable && !kept) made.push(diskKey);
-        const exportName = `${viewId}.${diskId}`;
-        opened.disks.push({ diskId, diskKey, seq, exportName, view });
-        viewServer.addExport(exportName, { backend: view, description: `${diskKey} at ${pointId}` });
-      }
-    } catch (error) {
-      // Only overlays this call made are dropped; resumed ones keep their writes.
-      await closeOpened(opened, false);
-      for (const diskKey of made) await replicaStore.discardView(diskKey, viewId);
-      throw error;
-    }
-    views.set(viewId, opened);
-    return opened;
-  };
-
-  const describeView = async (opened: OpenView): Promise<HostPointView> => {
-    const info = viewInfo(opened, viewSocket);
-    if (!opened.writable) return info;
-    for (const [i, d] of opened.disks.entries()) {
-      const overlay = d.view as OverlayView;
-      const kept = await replicaStore.keptView(d.diskKey, opened.viewId);
-      const j = overlay.journal.status;
-      const status: ViewDiskStatus = {
-        divergedBytes: kept?.divergedBytes ?? 0,
-        dirtyBytes: regionBytes(overlay.journal.dirtyRegions()),
-        journal: { firstSeq: j.firstSeq, nextSeq: j.nextSeq, usedBytes: j.usedBytes, mode: j.mode },
-      };
-      const disk = info.disks[i];
-      if (disk !== undefined) disk.status = status;
-    }
-    return info;
-  };
-
   /** What this host's journal of a disk had not delivered: null when the journal is gone. */
   const unsentRegions = async (machineId: string, diskId: string, sizeBytes: number) => {
     const name = exportNameOf(machineId, diskId);
@@ -341,7 +257,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
   // Bring back what the vault had set up before this agent stopped.
   for (const d of state.disks) await disk.attach(d);
   for (const v of [...state.views]) {
-    await openDisks(v.viewId, v.machineId, v.pointId, true, v.seqs, false).catch(async () => {
+    await views.open({ ...v, writable: true, failover: false }).catch(async () => {
       // Merged or discarded while the agent was down: nothing runs from it any more.
       await forgetView(v.viewId);
     });
@@ -399,11 +315,10 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
       start: async ({ machineId, diskIds, target, mode, source }) => {
         await mkdir(join(dataDir, 'replication', machineId), { recursive: true });
         const viewId = source?.viewId;
-        const opened = viewId === undefined ? null : writableView(viewId, machineId);
+        const opened = viewId === undefined ? null : views.writable(viewId, machineId);
         for (const diskId of diskIds) {
           if (sender.statuses().some((s) => s.diskKey === diskKeyOf(machineId, diskId))) continue;
-          const overlay =
-            (opened?.disks.find((d) => d.diskId === diskId)?.view as OverlayView | undefined) ?? null;
+          const overlay = opened?.disks.find((d) => d.diskId === diskId)?.view ?? null;
           if (opened !== null && overlay === null) {
             throw new HavenError('not_found', `view '${viewId}' has no disk '${diskId}'`, { diskId });
           }
@@ -457,7 +372,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
             );
           }
           if (failover) for (const d of already.disks) await replicaStore.seal(d.diskKey, true);
-          return describeView(already);
+          return views.describe(already);
         }
         const keys = diskKeysOf(machineId);
         if (keys.length === 0)
@@ -475,9 +390,16 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
         const ref = parseRecoveryPointRef(point.id);
         const viewId = wanted ?? `${machineId.slice(0, 8)}-${Date.now().toString(36)}`;
         const seqs = Object.fromEntries(keys.map((k) => [diskIdOf(k), seqOfPoint(replicaStore, k, ref)]));
-        const opened = await openDisks(viewId, machineId, pointId, writable, seqs, failover === true);
+        const opened = await views.open({
+          viewId,
+          machineId,
+          pointId,
+          writable,
+          seqs,
+          failover: failover === true,
+        });
         await persistView(opened);
-        return describeView(opened);
+        return views.describe(opened);
       },
       viewInfo: async ({ viewId }) => {
         const opened = views.get(viewId);
@@ -486,14 +408,13 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
             kind: 'view',
             id: viewId,
           });
-        return describeView(opened);
+        return views.describe(opened);
       },
       closeView: async ({ viewId, discardWrites }) => {
         const opened = views.get(viewId);
         if (!opened) return;
         refuseIfSending(viewId, 'close it');
-        views.delete(viewId);
-        await closeOpened(opened, discardWrites);
+        await views.close(opened, discardWrites);
         await forgetView(viewId);
       },
       commitPoint: async ({ machineId, pointId }) => {
@@ -506,11 +427,8 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
           const seq = seqOfPoint(replicaStore, diskKey, ref);
           // Commit drops the records after the point: writable views there keep their regions to resync.
           const regions = replicaStore.regionsAfter(diskKey, seq);
-          for (const opened of views.values()) {
-            for (const d of opened.disks) {
-              if (!opened.writable || d.diskKey !== diskKey || d.seq !== seq) continue;
-              await Promise.all(regions.map((r) => (d.view as OverlayView).journal.markDirty([r])));
-            }
+          for (const overlay of views.overlaysAt(diskKey, seq)) {
+            await Promise.all(regions.map((r) => overlay.journal.markDirty([r])));
           }
           // By id: the store checks the point is still kept.
           await replicaStore.commit(diskKey, formatRecoveryPointRef({ kind: 'disk', diskKey, seq }));
@@ -589,24 +507,13 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
             viewId,
           });
         }
-        if (opened !== undefined) {
-          views.delete(viewId);
-          await closeOpened(opened, false);
-        }
+        if (opened !== undefined) await views.close(opened, false);
         await forgetView(viewId);
         const keys = opened?.disks.map((d) => d.diskKey) ?? diskKeysOf(machineId);
         for (const diskKey of keys) await replicaStore.consolidateView(diskKey, viewId, 0);
       },
     },
   };
-
-  async function closeOpened(opened: OpenView, discard: boolean): Promise<void> {
-    for (const d of opened.disks) {
-      await viewServer.removeExport(d.exportName);
-      await d.view.close();
-      if (discard && opened.writable) await replicaStore.discardView(d.diskKey, opened.viewId);
-    }
-  }
 
   return {
     services,
@@ -615,33 +522,14 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
     replicationFingerprint: identity.fingerprint,
     diskService,
     replicaStore,
-    viewBackend: (viewId, diskId) => {
-      const found = views.get(viewId)?.disks.find((d) => d.diskId === diskId);
-      if (found === undefined) throw new HavenError('not_found', `view '${viewId}' has no disk '${diskId}'`);
-      return found.view;
-    },
+    viewBackend: (viewId, diskId) => views.backend(viewId, diskId),
     close: async () => {
       await sender.close();
       await receiver.close();
-      for (const opened of views.values()) await closeOpened(opened, false).catch(() => {});
-      await viewServer.close();
+      await views.closeAll();
       await diskService.close();
       await replicaStore.close();
     },
-  };
-}
-
-function viewInfo(opened: OpenView, socket: string): HostPointView {
-  return {
-    viewId: opened.viewId,
-    machineId: opened.machineId,
-    pointId: opened.pointId,
-    writable: opened.writable,
-    disks: opened.disks.map((d) => ({
-      diskId: d.diskId,
-      nbdUri: `nbd+unix:///${d.exportName}?socket=${socket}`,
-      sizeBytes: d.view.size,
-    })),
   };
 }
 

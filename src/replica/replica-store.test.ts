@@ -203,10 +203,7 @@ for (const seed of [1, 2, 3]) {
     test('a writable view reads the point plus its own writes, and journals exactly them', async () => {
       const seq = Math.max(...snapshots.keys());
       const model = new ModelDisk(size, snapshots.get(seq));
-      const view = (await store.openView(key, seq, {
-        writable: true,
-        viewId: 'test-failover',
-      })) as OverlayView;
+      const view = await store.openView(key, seq, { writable: true, viewId: 'test-failover' });
       assert.ok(view instanceof OverlayView);
       const ops = randomHistory(seed + 100, { size, count: 60, maxWrite: 200_000 }).filter(
         (r) => r.kind === 'write' || r.kind === 'trim' || r.kind === 'zero',

@@ -269,6 +269,17 @@ export class ReplicaStore implements ReplicaSink {
    * pinned against merges until the view is closed (a writable view's pin is
    * kept until `discardView`).
    */
+  openView(
+    diskKey: string,
+    ref: PointRef,
+    options: OpenViewOptions & { writable: true },
+  ): Promise<OverlayView>;
+  openView(
+    diskKey: string,
+    ref: PointRef,
+    options?: OpenViewOptions & { writable?: false },
+  ): Promise<PointView>;
+  openView(diskKey: string, ref: PointRef, options?: OpenViewOptions): Promise<PointView | OverlayView>;
   async openView(
     diskKey: string,
     ref: PointRef,

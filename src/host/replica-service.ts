@@ -36,8 +36,10 @@ export interface ReplicaServiceOptions {
   dataDir: string;
   replicaStore: ReplicaStore;
   views: ViewRegistry;
-  replication: ReplicationService;
-  diskService: DiskService;
+  /** Whether disks and views are being sent: those cannot be replaced or closed. */
+  replication: Pick<ReplicationService, 'isSending' | 'sendsMachine' | 'refuseIfSendingView'>;
+  /** The disk service's exports and journals: what a reprotected disk had not sent. */
+  diskService: Pick<DiskService, 'list' | 'backend'>;
   /** The host's disk operations: adopting an image detaches its disk. */
   disks: HostDiskService;
   state: HostStateFile;

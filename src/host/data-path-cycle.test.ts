@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { Region } from '../disk/index.ts';
 import type { BlockBackend } from '../nbd/block-backend.ts';
-import { mergeRegions, regionBytes } from '../replica/index.ts';
+import { formatRecoveryPointRef, mergeRegions, regionBytes } from '../replica/index.ts';
 import { startTestSite, type TestSite } from '../testing/data-path-site.ts';
 import { waitFor } from '../testing/replication-test-fixture.ts';
 import { SeededRandom } from '../testing/seeded-random.ts';
@@ -132,7 +132,7 @@ async function failoverScenario(seed: number, machineId: string, viewId: string)
   // Written after replication stopped (the outage): only the primary's journal knows.
   const unsent = await writeRandom(source, model, rnd, 10);
 
-  const pointId = `${diskKey}@${seqP}`;
+  const pointId = formatRecoveryPointRef({ kind: 'disk', diskKey, seq: seqP });
   const replica = recovery.path.services.replica;
   assert.ok(
     (await replica.listPoints({ machineId })).some((p) => p.id === pointId),

@@ -9,35 +9,21 @@
  * kept in `<dataDir>/data-path.json` and restored when the agent restarts, so
  * replication resumes on its own after a host crash.
  */
-import { chmod, mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DiskService, type JournaledBackend, type Region, WriteJournal } from '../disk/index.ts';
-import type { RecoveryPoint } from '../domain/model.ts';
-import { HavenError } from '../errors/index.ts';
+import { DiskService } from '../disk/index.ts';
 import type { BlockBackend } from '../nbd/block-backend.ts';
-import { NbdServer, removeStaleSocket } from '../nbd/index.ts';
-import type { OverlayView, PointView, RecoveryPointInfo, RetentionPolicy } from '../replica/index.ts';
-import { DEFAULT_RETENTION, mergeRegions, ReplicaStore, regionBytes } from '../replica/index.ts';
-import {
-  type DiskReplicationStatus,
-  generateHostIdentity,
-  type HostIdentity,
-  Receiver,
-  type ReplicationSource,
-  Sender,
-} from '../replication/index.ts';
-import { readSenderState, type SenderDiskState, writeSenderState } from '../replication/sender-state.ts';
+import type { RetentionPolicy } from '../replica/index.ts';
+import { ReplicaStore } from '../replica/index.ts';
+import { generateHostIdentity, type HostIdentity, Receiver } from '../replication/index.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
 import { hostDiskService } from './host-disk-service.ts';
-import type {
-  AdoptedDisk,
-  DiskRef,
-  PointView as HostPointView,
-  HostServices,
-  ReplicationStatus,
-  ReplicationTarget,
-  ViewDiskStatus,
-} from './host-services.ts';
+import type { HostServices } from './host-services.ts';
+import { HostStateFile } from './host-state-file.ts';
+import { ReplicaService } from './replica-service.ts';
+import { ReplicationService } from './replication-service.ts';
+import { savedDiskService } from './saved-disk-service.ts';
+import { ViewRegistry } from './view-registry.ts';
 
 export interface DataPathOptions {
   dataDir: string;
@@ -65,53 +51,11 @@ export interface DataPath {
   close(): Promise<void>;
 }
 
-interface PersistedState {
-  disks: Array<DiskRef & { source: string; sizeBytes: number }>;
-  replications: Array<{
-    machineId: string;
-    diskIds: string[];
-    target: ReplicationTarget;
-    /** Replicating from a writable view (reprotect) instead of the disk service. */
-    viewId?: string;
-  }>;
-  trustedSenders: string[];
-  /** Writable views open when the agent stopped: reopened (a recovery machine runs from them). */
-  views?: Array<{ viewId: string; machineId: string; pointId: string; seqs: Record<string, number> }>;
-}
-
-interface OpenView {
-  viewId: string;
-  machineId: string;
-  pointId: string;
-  writable: boolean;
-  disks: Array<{
-    diskId: string;
-    diskKey: string;
-    seq: number;
-    exportName: string;
-    view: PointView | OverlayView;
-  }>;
-}
-
-/** What a replicated disk reads from: its journal, for the status (lag, regions still to copy). */
-interface SendingFrom {
-  journal: WriteJournal;
-  exportName: string | null;
-  viewId: string | null;
-}
-
-const VIEW_ID = /^[A-Za-z0-9_-]{1,40}$/;
-
-export const diskKeyOf = (machineId: string, diskId: string): string => `${machineId}/${diskId}`;
-const exportNameOf = (machineId: string, diskId: string): string => `${machineId}.${diskId}`;
-
 export async function startDataPath(options: DataPathOptions): Promise<DataPath> {
   const { dataDir } = options;
   const run = join(dataDir, 'run');
   await mkdir(run, { recursive: true });
-  const statePath = join(dataDir, 'data-path.json');
-  const state = await loadState(statePath);
-  const save = () => writeFileAtomic(statePath, `${JSON.stringify(state, null, 2)}\n`);
+  const state = await HostStateFile.load(join(dataDir, 'data-path.json'));
   const identity = await loadIdentity(join(dataDir, 'replication-identity.json'));
 
   const diskService = await DiskService.start({
@@ -129,662 +73,54 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
   const receiver = new Receiver({
     identity,
     sink: replicaStore,
-    allowedSenders: state.trustedSenders,
+    allowedSenders: [...state.trustedSenders],
     host: options.replicationListen?.host ?? '127.0.0.1',
     port: options.replicationListen?.port ?? 9443,
   });
   const bound = await receiver.listen();
-  const replicationAddress = options.replicationAdvertise ?? `${bound.host}:${bound.port}`;
-  const sender = new Sender({
+  const views = await ViewRegistry.listen(replicaStore, join(run, 'views.sock'));
+  const replication = new ReplicationService({
+    dataDir,
     identity,
     ...(options.senderPollMs ? { pollMs: options.senderPollMs } : {}),
     ...(options.bandwidthBytesPerSec ? { bandwidthBytesPerSec: options.bandwidthBytesPerSec } : {}),
+    diskService,
+    views,
+    receiver,
+    state,
   });
-  const viewSocket = join(run, 'views.sock');
-  const viewServer = new NbdServer();
-  await removeStaleSocket(viewSocket);
-  await viewServer.listen({ path: viewSocket });
-  const views = new Map<string, OpenView>();
-  const sending = new Map<string, SendingFrom>();
-  const journalDirOf = (machineId: string, diskId: string) => join(dataDir, 'journals', machineId, diskId);
-  const senderStatePath = (machineId: string, diskId: string) =>
-    join(dataDir, 'replication', machineId, `${diskId}.json`);
+  const disks = savedDiskService(disk, state, dataDir);
+  const replica = new ReplicaService({
+    dataDir,
+    replicaStore,
+    views,
+    replication,
+    diskService,
+    disks,
+    state,
+  });
 
-  const diskKeysOf = (machineId: string) =>
-    replicaStore
-      .listDisks()
-      .map((d) => d.diskKey)
-      .filter((k) => k.startsWith(`${machineId}/`));
-
-  const writableView = (viewId: string, machineId: string): OpenView => {
-    const opened = views.get(viewId);
-    if (opened === undefined || !opened.writable || opened.machineId !== machineId) {
-      throw new HavenError(
-        'not_found',
-        `no writable view '${viewId}' of machine '${machineId}' is open on this host`,
-        { kind: 'view', id: viewId },
-      );
-    }
-    return opened;
-  };
-
-  const startSending = (machineId: string, diskIds: string[], target: ReplicationTarget, viewId?: string) => {
-    const [host, port] = splitAddress(target.address);
-    const added: string[] = [];
-    for (const diskId of diskIds) {
-      const diskKey = diskKeyOf(machineId, diskId);
-      if (sender.statuses().some((s) => s.diskKey === diskKey)) continue;
-      let source: ReplicationSource;
-      let from: SendingFrom;
-      if (viewId === undefined) {
-        const exportName = exportNameOf(machineId, diskId);
-        const backend = diskService.backend(exportName) as JournaledBackend;
-        source = backend;
-        from = { journal: backend.journal, exportName, viewId: null };
-      } else {
-        const disk = writableView(viewId, machineId).disks.find((d) => d.diskId === diskId);
-        if (disk === undefined) {
-          throw new HavenError('not_found', `view '${viewId}' has no disk '${diskId}'`, { diskId });
-        }
-        const overlay = disk.view as OverlayView;
-        source = overlay;
-        from = { journal: overlay.journal, exportName: null, viewId };
-      }
-      sender.addDisk({
-        diskKey,
-        source,
-        receiver: { host, port, fingerprint: target.fingerprint },
-        statePath: senderStatePath(machineId, diskId),
-      });
-      sending.set(diskKey, from);
-      added.push(diskKey);
-    }
-    return added;
-  };
-
-  /** Replicating from this view: it cannot be closed or merged under the sender. */
-  const refuseIfSending = (viewId: string, what: string) => {
-    const users = [...sending.entries()].filter(([, f]) => f.viewId === viewId).map(([k]) => k);
-    if (users.length > 0) {
-      throw new HavenError(
-        'operation_not_allowed',
-        `view '${viewId}' is being replicated (${users.join(', ')}); stop replication before you ${what}`,
-        { viewId, allowed: ['replication.stop'] },
-      );
-    }
-  };
-
-  /**
-   * Prepares the sender's state for the mode asked (before the sender starts):
-   * whether to copy, compare hashes, or only stream. Written durably first, so
-   * a restart redoes an interrupted compare rather than skipping it.
-   */
-  const prepareMode = async (
-    machineId: string,
-    diskId: string,
-    mode: 'full' | 'delta' | 'continue',
-    overlay: OverlayView | null,
-    extra: Region[],
-  ) => {
-    const path = senderStatePath(machineId, diskId);
-    const current: SenderDiskState = await readSenderState(path);
-    const hashCompare = overlay === null ? mode === 'delta' : mode === 'full';
-    if (hashCompare) {
-      await writeSenderState(path, { synced: true, sync: { kind: 'hash' } });
-      // The compare covers every block: the view's diverged regions need no second copy.
-      if (overlay?.journal.resyncRequired) {
-        try {
-          const plan = await overlay.beginResync();
-          await overlay.journal.completeResync(plan);
-        } catch {
-          // The journal is full: the regions are copied once more after the compare; only bytes are lost.
-        }
-      }
-      return;
-    }
-    if (mode === 'full') return;
-    if (!current.synced) await writeSenderState(path, { synced: true, sync: current.sync });
-    if (overlay !== null && mode === 'delta') {
-      // Always at least one region: the reverse replica's first sync is what makes it consistent.
-      const first = { offset: 0, length: Math.min(overlay.journal.regionSize, overlay.size) };
-      await Promise.all([first, ...mergeRegions(extra)].map((r) => overlay.journal.markDirty([r])));
-    }
-  };
-
-  const persistView = async (opened: OpenView) => {
-    if (!opened.writable) return;
-    const seqs = Object.fromEntries(opened.disks.map((d) => [d.diskId, d.seq]));
-    state.views = [
-      ...(state.views ?? []).filter((v) => v.viewId !== opened.viewId),
-      { viewId: opened.viewId, machineId: opened.machineId, pointId: opened.pointId, seqs },
-    ];
-    await save();
-  };
-
-  const forgetView = async (viewId: string) => {
-    if (!(state.views ?? []).some((v) => v.viewId === viewId)) return;
-    state.views = (state.views ?? []).filter((v) => v.viewId !== viewId);
-    await save();
-  };
-
-  const openDisks = async (
-    viewId: string,
-    machineId: string,
-    pointId: string,
-    writable: boolean,
-    seqs: Record<string, number>,
-    failover: boolean,
-  ): Promise<OpenView> => {
-    const opened: OpenView = { viewId, machineId, pointId, writable, disks: [] };
-    const made: string[] = [];
-    try {
-      for (const [diskId, seq] of Object.entries(seqs)) {
-        const diskKey = diskKeyOf(machineId, diskId);
-        const kept = writable && (await replicaStore.keptView(diskKey, viewId)) !== null;
-        const view = await replicaStore.openView(diskKey, seq, {
-          writable,
-          viewId,
-          ...(failover ? { seal: true } : {}),
-        });
-        if (writable && !kept) made.push(diskKey);
-        const exportName = `${viewId}.${diskId}`;
-        opened.disks.push({ diskId, diskKey, seq, exportName, view });
-        viewServer.addExport(exportName, { backend: view, description: `${diskKey} at ${pointId}` });
-      }
-    } catch (error) {
-      // Only overlays this call made are dropped; resumed ones keep their writes.
-      await closeOpened(opened, false);
-      for (const diskKey of made) await replicaStore.discardView(diskKey, viewId);
-      throw error;
-    }
-    views.set(viewId, opened);
-    return opened;
-  };
-
-  const describeView = async (opened: OpenView): Promise<HostPointView> => {
-    const info = viewInfo(opened, viewSocket);
-    if (!opened.writable) return info;
-    for (const [i, d] of opened.disks.entries()) {
-      const overlay = d.view as OverlayView;
-      const kept = await replicaStore.keptView(d.diskKey, opened.viewId);
-      const j = overlay.journal.status;
-      const status: ViewDiskStatus = {
-        divergedBytes: kept?.divergedBytes ?? 0,
-        dirtyBytes: regionBytes(overlay.journal.dirtyRegions()),
-        journal: { firstSeq: j.firstSeq, nextSeq: j.nextSeq, usedBytes: j.usedBytes, mode: j.mode },
-      };
-      const disk = info.disks[i];
-      if (disk !== undefined) disk.status = status;
-    }
-    return info;
-  };
-
-  /** What this host's journal of a disk had not delivered: null when the journal is gone. */
-  const unsentRegions = async (machineId: string, diskId: string, sizeBytes: number) => {
-    const name = exportNameOf(machineId, diskId);
-    const attached = diskService.list().some((e) => e.name === name);
-    const dir = journalDirOf(machineId, diskId);
-    if (
-      !attached &&
-      !(await stat(join(dir, 'state.json')).then(
-        () => true,
-        () => false,
-      ))
-    ) {
-      return null;
-    }
-    const journal = attached
-      ? diskService.backend(name).journal
-      : await WriteJournal.open(dir, { diskSize: sizeBytes, capacityBytes: 1 << 30 });
-    try {
-      const regions: Region[] = [...journal.dirtyRegions()];
-      for await (const r of journal.records()) {
-        if (r.kind === 'write' || r.kind === 'trim' || r.kind === 'zero') {
-          regions.push({ offset: r.offset, length: r.length });
-        }
-      }
-      return mergeRegions(regions);
-    } finally {
-      if (!attached) await journal.close();
-    }
-  };
-
-  // Bring back what the vault had set up before this agent stopped.
+  // Bring back what the vault had set up before this agent stopped: replication reads the disks and views.
   for (const d of state.disks) await disk.attach(d);
-  for (const v of [...(state.views ?? [])]) {
-    await openDisks(v.viewId, v.machineId, v.pointId, true, v.seqs, false).catch(async () => {
-      // Merged or discarded while the agent was down: nothing runs from it any more.
-      await forgetView(v.viewId);
-    });
-  }
-  for (const r of state.replications) {
-    await mkdir(join(dataDir, 'replication', r.machineId), { recursive: true });
-    try {
-      startSending(r.machineId, r.diskIds, r.target, r.viewId);
-    } catch {
-      // Its view is gone: the vault sees the replication stopped and decides.
-    }
-  }
-
-  const attachDisk: DataPath['services']['disk']['attach'] = async (params) => {
-    const { resetJournal, ...ref } = params;
-    const existing = (await disk.list({ machineId: ref.machineId })).find((d) => d.diskId === ref.diskId);
-    if (existing !== undefined) {
-      if (existing.source !== ref.source) {
-        throw new HavenError(
-          'conflict',
-          `disk '${ref.diskId}' of machine '${ref.machineId}' is attached with image '${existing.source}', not '${ref.source}'; detach it first`,
-          { source: existing.source },
-        );
-      }
-      return existing;
-    }
-    if (resetJournal) {
-      // A fresh journal must not come with an image made from nothing.
-      await stat(ref.source).catch(() => {
-        throw new HavenError(
-          'not_found',
-          `disk image '${ref.source}' does not exist: consolidate the machine's replica before attaching it`,
-          { kind: 'image', id: ref.source },
-        );
-      });
-      await rm(journalDirOf(ref.machineId, ref.diskId), { recursive: true, force: true });
-    }
-    const result = await disk.attach(ref);
-    if (!state.disks.some((d) => d.machineId === ref.machineId && d.diskId === ref.diskId)) {
-      state.disks.push({ ...ref });
-      await save();
-    }
-    return result;
-  };
-
-  const detachDisk = async (params: DiskRef) => {
-    await disk.detach(params);
-    state.disks = state.disks.filter(
-      (d) => !(d.machineId === params.machineId && d.diskId === params.diskId),
-    );
-    await save();
-  };
-
-  const services: DataPath['services'] = {
-    disk: {
-      ...disk,
-      attach: attachDisk,
-      detach: detachDisk,
-    },
-    replication: {
-      start: async ({ machineId, diskIds, target, mode, source }) => {
-        await mkdir(join(dataDir, 'replication', machineId), { recursive: true });
-        const viewId = source?.viewId;
-        const opened = viewId === undefined ? null : writableView(viewId, machineId);
-        for (const diskId of diskIds) {
-          if (sender.statuses().some((s) => s.diskKey === diskKeyOf(machineId, diskId))) continue;
-          const overlay =
-            (opened?.disks.find((d) => d.diskId === diskId)?.view as OverlayView | undefined) ?? null;
-          if (opened !== null && overlay === null) {
-            throw new HavenError('not_found', `view '${viewId}' has no disk '${diskId}'`, { diskId });
-          }
-          await prepareMode(machineId, diskId, mode, overlay, source?.extraRegions?.[diskId] ?? []);
-        }
-        startSending(machineId, diskIds, target, viewId);
-        state.replications = [
-          ...state.replications.filter((r) => r.machineId !== machineId),
-          { machineId, diskIds, target, ...(viewId === undefined ? {} : { viewId }) },
-        ];
-        await save();
-        return aggregate(machineId, sender.statuses(), diskService, sending);
-      },
-      stop: async ({ machineId }) => {
-        for (const s of sender.statuses().filter((x) => x.diskKey.startsWith(`${machineId}/`))) {
-          await sender.removeDisk(s.diskKey);
-          sending.delete(s.diskKey);
-        }
-        state.replications = state.replications.filter((r) => r.machineId !== machineId);
-        await save();
-      },
-      status: async ({ machineId }) => aggregate(machineId, sender.statuses(), diskService, sending),
-      allowSender: async ({ fingerprint }) => {
-        receiver.allowSender(fingerprint);
-        if (!state.trustedSenders.includes(fingerprint)) {
-          state.trustedSenders.push(fingerprint);
-          await save();
-        }
-      },
-    },
-    replica: {
-      listPoints: async ({ machineId }) => machinePoints(machineId, diskKeysOf(machineId), replicaStore),
-      openView: async ({ machineId, pointId, writable, viewId: wanted, failover }) => {
-        if (wanted !== undefined && !VIEW_ID.test(wanted)) {
-          throw new HavenError(
-            'validation_failed',
-            `view id '${String(wanted).slice(0, 64)}' must be 1-40 letters, digits, '_' or '-'`,
-            {
-              field: 'viewId',
-            },
-          );
-        }
-        const already = wanted === undefined ? undefined : views.get(wanted);
-        if (already !== undefined) {
-          if (
-            already.machineId !== machineId ||
-            already.pointId !== pointId ||
-            already.writable !== writable
-          ) {
-            throw new HavenError(
-              'conflict',
-              `view '${wanted}' is open for machine '${already.machineId}' at point '${already.pointId}'`,
-              { viewId: wanted },
-            );
-          }
-          if (failover) for (const d of already.disks) await replicaStore.seal(d.diskKey, true);
-          return describeView(already);
-        }
-        const keys = diskKeysOf(machineId);
-        if (keys.length === 0)
-          throw new HavenError('not_found', `no replica of machine '${machineId}' on this host`);
-        const point = machinePoints(machineId, keys, replicaStore).find((p) => p.id === pointId);
-        if (!point) {
-          throw new HavenError(
-            'not_found',
-            `recovery point '${pointId}' of machine '${machineId}' does not exist`,
-            {
-              pointId,
-            },
-          );
-        }
-        const viewId = wanted ?? `${machineId.slice(0, 8)}-${Date.now().toString(36)}`;
-        const seqs = Object.fromEntries(
-          keys.map((k) => [k.slice(machineId.length + 1), seqOfPoint(replicaStore, k, point)]),
-        );
-        const opened = await openDisks(viewId, machineId, pointId, writable, seqs, failover === true);
-        await persistView(opened);
-        return describeView(opened);
-      },
-      viewInfo: async ({ viewId }) => {
-        const opened = views.get(viewId);
-        if (!opened)
-          throw new HavenError('not_found', `view '${viewId}' is not open on this host`, {
-            kind: 'view',
-            id: viewId,
-          });
-        return describeView(opened);
-      },
-      closeView: async ({ viewId, discardWrites }) => {
-        const opened = views.get(viewId);
-        if (!opened) return;
-        refuseIfSending(viewId, 'close it');
-        views.delete(viewId);
-        await closeOpened(opened, discardWrites);
-        await forgetView(viewId);
-      },
-      commitPoint: async ({ machineId, pointId }) => {
-        const keys = diskKeysOf(machineId);
-        const point = machinePoints(machineId, keys, replicaStore).find((p) => p.id === pointId);
-        if (!point)
-          throw new HavenError('not_found', `recovery point '${pointId}' does not exist`, { pointId });
-        for (const diskKey of keys) {
-          const seq = seqOfPoint(replicaStore, diskKey, point);
-          // Commit drops the records after the point: writable views there keep their regions to resync.
-          const regions = replicaStore.regionsAfter(diskKey, seq);
-          for (const opened of views.values()) {
-            for (const d of opened.disks) {
-              if (!opened.writable || d.diskKey !== diskKey || d.seq !== seq) continue;
-              await Promise.all(regions.map((r) => (d.view as OverlayView).journal.markDirty([r])));
-            }
-          }
-          await replicaStore.commit(diskKey, `${diskKey}@${seq}`);
-        }
-      },
-      setRetention: async ({ machineId, retentionSeconds, appConsistentFrequencySeconds }) => {
-        const retentionMs = retentionSeconds * 1000;
-        for (const diskKey of diskKeysOf(machineId)) {
-          await replicaStore.setRetention(diskKey, {
-            retentionMs,
-            // Every point is kept for the recent window (ASR keeps 2 h), never longer than retention itself.
-            fineWindowMs: Math.min(DEFAULT_RETENTION.fineWindowMs, retentionMs),
-            ...(appConsistentFrequencySeconds > 0
-              ? { appConsistentIntervalMs: appConsistentFrequencySeconds * 1000 }
-              : {}),
-          });
-        }
-      },
-      deletePoints: async ({ machineId, before }) => {
-        if (before !== undefined) {
-          throw new HavenError(
-            'not_available',
-            'deleting points by age is done by the retention policy, not on request',
-          );
-        }
-        const keys = diskKeysOf(machineId);
-        for (const diskKey of keys) await replicaStore.removeDisk(diskKey);
-        return { deleted: keys.length };
-      },
-      adoptImage: async ({
-        machineId,
-        diskId,
-        imagePath,
-        sizeBytes,
-        durableSeq = 0,
-      }): Promise<AdoptedDisk> => {
-        const diskKey = diskKeyOf(machineId, diskId);
-        if (sender.statuses().some((s) => s.diskKey.startsWith(`${machineId}/`))) {
-          throw new HavenError(
-            'operation_not_allowed',
-            `machine '${machineId}' still replicates from this host; stop its replication before reprotecting to it`,
-            { machineId, allowed: ['replication.stop'] },
-          );
-        }
-        const unsent = await unsentRegions(machineId, diskId, sizeBytes);
-        if (diskService.list().some((e) => e.name === exportNameOf(machineId, diskId))) {
-          await detachDisk({ machineId, diskId });
-        }
-        await replicaStore.adoptImage(diskKey, imagePath, sizeBytes, durableSeq);
-        return {
-          machineId,
-          diskId,
-          durableSeq: replicaStore.diskStatus(diskKey).durableSeq,
-          unsentRegions: unsent,
-          unsentBytes: unsent === null ? 0 : regionBytes(unsent),
-        };
-      },
-      consolidate: async ({ machineId, restore }) => {
-        for (const { diskId, imagePath } of restore) {
-          const diskKey = diskKeyOf(machineId, diskId);
-          if (sending.has(diskKey)) {
-            throw new HavenError(
-              'operation_not_allowed',
-              `disk '${diskKey}' is being replicated from this host; stop replication first`,
-              { diskKey, allowed: ['replication.stop'] },
-            );
-          }
-          await replicaStore.restoreImage(diskKey, imagePath);
-        }
-      },
-      consolidateView: async ({ machineId, viewId }) => {
-        refuseIfSending(viewId, 'merge it');
-        const opened = views.get(viewId);
-        if (opened !== undefined && opened.machineId !== machineId) {
-          throw new HavenError('conflict', `view '${viewId}' belongs to machine '${opened.machineId}'`, {
-            viewId,
-          });
-        }
-        if (opened !== undefined) {
-          views.delete(viewId);
-          await closeOpened(opened, false);
-        }
-        await forgetView(viewId);
-        const keys = opened?.disks.map((d) => d.diskKey) ?? diskKeysOf(machineId);
-        for (const diskKey of keys) await replicaStore.consolidateView(diskKey, viewId, 0);
-      },
-    },
-  };
-
-  async function closeOpened(opened: OpenView, discard: boolean): Promise<void> {
-    for (const d of opened.disks) {
-      await viewServer.removeExport(d.exportName);
-      await d.view.close();
-      if (discard && opened.writable) await replicaStore.discardView(d.diskKey, opened.viewId);
-    }
-  }
+  await replica.reopenViews();
+  await replication.resume();
 
   return {
-    services,
+    services: { disk: disks, replication, replica },
     capabilities: ['disk-service', 'replication', 'replica-store'],
-    replicationAddress,
+    replicationAddress: options.replicationAdvertise ?? `${bound.host}:${bound.port}`,
     replicationFingerprint: identity.fingerprint,
     diskService,
     replicaStore,
-    viewBackend: (viewId, diskId) => {
-      const found = views.get(viewId)?.disks.find((d) => d.diskId === diskId);
-      if (found === undefined) throw new HavenError('not_found', `view '${viewId}' has no disk '${diskId}'`);
-      return found.view;
-    },
+    viewBackend: (viewId, diskId) => views.backend(viewId, diskId),
     close: async () => {
-      await sender.close();
+      await replication.close();
       await receiver.close();
-      for (const opened of views.values()) await closeOpened(opened, false).catch(() => {});
-      await viewServer.close();
+      await views.closeAll();
       await diskService.close();
       await replicaStore.close();
     },
   };
-}
-
-function viewInfo(opened: OpenView, socket: string): HostPointView {
-  return {
-    viewId: opened.viewId,
-    machineId: opened.machineId,
-    pointId: opened.pointId,
-    writable: opened.writable,
-    disks: opened.disks.map((d) => ({
-      diskId: d.diskId,
-      nbdUri: `nbd+unix:///${d.exportName}?socket=${socket}`,
-      sizeBytes: d.view.size,
-    })),
-  };
-}
-
-/**
- * A machine's recovery points. A one-disk machine's points are its disk's
- * points. For several disks only the markers every disk holds (the disk
- * service inserts them on all disks at one instant) make a consistent point.
- */
-export function machinePoints(machineId: string, diskKeys: string[], store: ReplicaStore): RecoveryPoint[] {
-  if (diskKeys.length === 0) return [];
-  const perDisk = diskKeys.map((k) => store.listPoints(k));
-  const toPoint = (p: RecoveryPointInfo, id: string): RecoveryPoint => ({
-    id,
-    machineId,
-    time: p.time,
-    type: p.type === 'app-consistent' ? 'app-consistent' : 'crash-consistent',
-    groupPointId: p.groupPointId,
-    // The replica store serves every durable record at once: nothing waits to be processed.
-    processed: true,
-    sizeBytes: p.sizeBytes,
-  });
-  if (diskKeys.length === 1) return perDisk[0]!.map((p) => toPoint(p, p.id));
-  const markerId = (p: RecoveryPointInfo) => p.groupPointId ?? p.label;
-  const common = perDisk[0]!.filter(
-    (p) => markerId(p) !== null && perDisk.every((list) => list.some((q) => markerId(q) === markerId(p))),
-  );
-  return common.map((p) => toPoint(p, `${machineId}@${markerId(p)}`));
-}
-
-function seqOfPoint(store: ReplicaStore, diskKey: string, point: RecoveryPoint): number {
-  if (point.id.startsWith(`${diskKey}@`)) return Number(point.id.slice(diskKey.length + 1));
-  const marker = point.id.slice(point.id.indexOf('@') + 1);
-  const match = store.listPoints(diskKey).find((p) => (p.groupPointId ?? p.label) === marker);
-  if (!match) throw new HavenError('not_found', `disk '${diskKey}' has no point for marker '${marker}'`);
-  return match.seq;
-}
-
-/** One machine's replication, from its disks': the worst state, the oldest pending write. */
-function aggregate(
-  machineId: string,
-  all: DiskReplicationStatus[],
-  diskService: DiskService,
-  sending: Map<string, SendingFrom>,
-): ReplicationStatus {
-  const mine = all.filter((s) => s.diskKey.startsWith(`${machineId}/`));
-  if (mine.length === 0) {
-    return {
-      machineId,
-      state: 'stopped',
-      progress: 0,
-      lagSeconds: null,
-      queuedBytes: 0,
-      sentBytes: 0,
-      lastError: null,
-    };
-  }
-  const rank = ['error', 'connecting', 'initial-sync', 'resync', 'paused', 'streaming'] as const;
-  const worst = mine.map((s) => s.state).sort((a, b) => rank.indexOf(a) - rank.indexOf(b))[0]!;
-  const syncing = mine.filter((s) => s.syncProgress !== null);
-  const progress =
-    syncing.length === 0
-      ? 100
-      : Math.floor(syncing.reduce((sum, s) => sum + (s.syncProgress ?? 0), 0) / syncing.length);
-  let lag: number | null = 0;
-  let queued = 0;
-  for (const s of mine) {
-    const from = sending.get(s.diskKey);
-    // Regions still to copy (diverged regions of a reprotect, a journal overflow) are queued too.
-    if (s.resyncRequired && from !== undefined) queued += regionBytes(from.journal.dirtyRegions());
-    queued += s.bytesPending;
-    if (s.bytesPending === 0) continue;
-    const lastWriteAt = from?.exportName ? diskService.journalStatus(from.exportName).lastWriteAt : null;
-    const lastWrite = Date.parse(lastWriteAt ?? '') || Date.now();
-    const since = s.lastAckedRecordTimeMs ?? lastWrite;
-    lag = Math.max(lag ?? 0, (Date.now() - Math.min(since, lastWrite)) / 1000);
-  }
-  const resyncing = mine.some((s) => s.resyncRequired);
-  const state = worst === 'connecting' ? (syncing.length > 0 ? 'initial-sync' : 'streaming') : worst;
-  return {
-    machineId,
-    state: state === 'streaming' && resyncing ? 'resync' : state,
-    progress,
-    lagSeconds: lag,
-    queuedBytes: queued,
-    sentBytes: mine.reduce((sum, s) => sum + s.wireBytesSent, 0),
-    lastError: mine.find((s) => s.lastError)?.lastError ?? null,
-    syncs: mine.flatMap((s) =>
-      s.lastSync === null
-        ? []
-        : [
-            {
-              diskId: s.diskKey.slice(machineId.length + 1),
-              kind: s.lastSync.kind,
-              diskBytes: s.lastSync.diskBytes,
-              regionBytes: s.lastSync.regionBytes,
-              wireBytes: s.lastSync.wireBytes,
-              blocksCompared: s.lastSync.blocksCompared,
-              blocksDiffering: s.lastSync.blocksDiffering,
-              completed: s.lastSync.completed,
-            },
-          ],
-    ),
-  };
-}
-
-function splitAddress(address: string): [string, number] {
-  const colon = address.lastIndexOf(':');
-  const port = Number(address.slice(colon + 1));
-  if (colon <= 0 || !Number.isInteger(port)) {
-    throw new HavenError('bad_request', `replication address '${address}' is not host:port`, {
-      field: 'address',
-    });
-  }
-  return [address.slice(0, colon).replace(/^\[|\]$/g, ''), port];
-}
-
-async function loadState(path: string): Promise<PersistedState> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8')) as PersistedState;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
-      return { disks: [], replications: [], trustedSenders: [] };
-    throw error;
-  }
 }
 
 /** The host's replication certificate: made once, kept so peers' pins stay valid. */

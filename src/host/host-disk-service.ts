@@ -26,6 +26,13 @@ export interface HostDiskServiceOptions {
 
 const ID = /^[A-Za-z0-9_-]{1,60}$/;
 
+/** The disk service's export of a machine's disk. */
+export const exportNameOf = (ref: DiskRef): string => `${ref.machineId}.${ref.diskId}`;
+
+/** Where a machine's disk keeps its write journal. */
+export const journalDirOf = (dataDir: string, ref: DiskRef): string =>
+  join(dataDir, 'journals', ref.machineId, ref.diskId);
+
 function exportName(ref: DiskRef): string {
   for (const [field, value] of [
     ['machineId', ref.machineId],
@@ -39,7 +46,7 @@ function exportName(ref: DiskRef): string {
       );
     }
   }
-  return `${ref.machineId}.${ref.diskId}`;
+  return exportNameOf(ref);
 }
 
 function refOf(name: string): DiskRef {
@@ -128,7 +135,7 @@ export function hostDiskService(service: DiskService, options: HostDiskServiceOp
       }
       const info = await service.attach(name, {
         imagePath: params.source,
-        journalDir: join(options.dataDir, 'journals', params.machineId, params.diskId),
+        journalDir: journalDirOf(options.dataDir, params),
         ...(options.journalCapacityBytes === undefined
           ? {}
           : { journalCapacityBytes: options.journalCapacityBytes }),

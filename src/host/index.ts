@@ -1,4 +1,5 @@
-export { type DataPath, type DataPathOptions, diskKeyOf, machinePoints, startDataPath } from './data-path.ts';
+export { type DataPath, type DataPathOptions, startDataPath } from './data-path.ts';
+export { diskKeyOf } from './disk-key.ts';
 export { type EnrolOptions, enrol } from './enrol.ts';
 export {
   agentVersion,

@@ -8,6 +8,7 @@ import { allocationMapPath, createSparseImage } from '../storage/index.ts';
 import { BaseImage, readFully } from './base-image.ts';
 import { type OverlayOptions, OverlayView } from './overlay-view.ts';
 import { PointView } from './point-view.ts';
+import { formatRecoveryPointRef } from './recovery-point-ref.ts';
 import { mergeRegions, regionBytes } from './regions.ts';
 import { newMeta, type ReplicaMeta, readMeta, type SyncState, writeMeta } from './replica-meta.ts';
 import { type RecoveryPointInfo, type RetentionPolicy, retainedPoints } from './retention.ts';
@@ -480,7 +481,7 @@ export class ReplicaDisk {
       r.marker?.type === 'group' ||
       (r.marker?.type === 'app-consistent' && (r.marker.label ?? '').startsWith(APP_CONSISTENT_GROUP_LABEL));
     return {
-      id: `${this.diskKey}@${r.seq}`,
+      id: formatRecoveryPointRef({ kind: 'disk', diskKey: this.diskKey, seq: r.seq }),
       diskKey: this.diskKey,
       seq: r.seq,
       timeMs: r.timeMs,
@@ -858,7 +859,7 @@ export class ReplicaDisk {
     this.#index = [];
     this.#cumAtBase = 0;
     const point: RecoveryPointInfo = {
-      id: `${this.diskKey}@${c.durableSeq}`,
+      id: formatRecoveryPointRef({ kind: 'disk', diskKey: this.diskKey, seq: c.durableSeq }),
       diskKey: this.diskKey,
       seq: c.durableSeq,
       timeMs: c.timeMs,

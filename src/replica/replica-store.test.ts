@@ -9,6 +9,7 @@ import type { BlockBackend } from '../nbd/block-backend.ts';
 import { ModelDisk, modelAt, randomHistory } from '../testing/replica-test-model.ts';
 import { SeededRandom } from '../testing/seeded-random.ts';
 import { OverlayView } from './overlay-view.ts';
+import { formatRecoveryPointRef } from './recovery-point-ref.ts';
 import { ReplicaStore } from './replica-store.ts';
 
 const MiB = 1 << 20;
@@ -110,7 +111,7 @@ for (const seed of [1, 2, 3]) {
       );
       for (const [i, p] of all.entries()) {
         const r = expected[i] as JournalRecord;
-        assert.equal(p.id, `${key}@${r.seq}`);
+        assert.equal(p.id, formatRecoveryPointRef({ kind: 'disk', diskKey: key, seq: r.seq }));
         assert.equal(p.timeMs, r.timeMs);
         assert.equal(p.type, r.marker?.type === 'app-consistent' ? 'app-consistent' : 'crash-consistent');
         assert.equal(p.groupPointId, r.marker?.type === 'group' ? r.marker.id : null);
@@ -191,7 +192,10 @@ for (const seed of [1, 2, 3]) {
       store = await ReplicaStore.open(dir, options);
       assert.deepEqual(seqs(store.listPoints(key, now)), seqs(points));
       const last = Math.max(...snapshots.keys());
-      const view = await store.openView(key, `${key}@${last}`);
+      const view = await store.openView(
+        key,
+        formatRecoveryPointRef({ kind: 'disk', diskKey: key, seq: last }),
+      );
       assertSameBytes(await readAll(view), snapshots.get(last) as Buffer, 'after reopening');
       await view.close();
     });
@@ -199,10 +203,7 @@ for (const seed of [1, 2, 3]) {
     test('a writable view reads the point plus its own writes, and journals exactly them', async () => {
       const seq = Math.max(...snapshots.keys());
       const model = new ModelDisk(size, snapshots.get(seq));
-      const view = (await store.openView(key, seq, {
-        writable: true,
-        viewId: 'test-failover',
-      })) as OverlayView;
+      const view = await store.openView(key, seq, { writable: true, viewId: 'test-failover' });
       assert.ok(view instanceof OverlayView);
       const ops = randomHistory(seed + 100, { size, count: 60, maxWrite: 200_000 }).filter(
         (r) => r.kind === 'write' || r.kind === 'trim' || r.kind === 'zero',
@@ -242,7 +243,7 @@ for (const seed of [1, 2, 3]) {
       const chosen = (points.at(-3) ?? points.at(-1))?.seq;
       assert.ok(chosen !== undefined && points.length >= 3);
       await assert.rejects(store.commit(key, `${key}@999999`), (e: HavenError) => e.code === 'not_found');
-      await store.commit(key, `${key}@${chosen}`);
+      await store.commit(key, formatRecoveryPointRef({ kind: 'disk', diskKey: key, seq: chosen }));
       assert.deepEqual(
         store.listPoints(key).map((p) => p.seq),
         [chosen],

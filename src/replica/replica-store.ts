@@ -6,6 +6,7 @@ import { HavenError } from '../errors/index.ts';
 import type { ReplicaSink } from '../replication/replica-sink.ts';
 import type { OverlayOptions, OverlayView } from './overlay-view.ts';
 import type { PointView } from './point-view.ts';
+import { formatRecoveryPointRef } from './recovery-point-ref.ts';
 import { type KeptView, moveImage, ReplicaDisk, type ReplicaDiskStatus } from './replica-disk.ts';
 import { readMeta } from './replica-meta.ts';
 import {
@@ -27,7 +28,7 @@ export interface ReplicaStoreOptions {
   now?: () => number;
 }
 
-/** A point: its id (`<diskKey>@<seq>`), a sequence, or the latest point at or before a time. */
+/** A point: its id (a disk `RecoveryPointRef` as text), a sequence, or the latest point at or before a time. */
 export type PointRef = string | number | { timeMs: number };
 
 export interface OpenViewOptions {
@@ -268,6 +269,17 @@ export class ReplicaStore implements ReplicaSink {
    * pinned against merges until the view is closed (a writable view's pin is
    * kept until `discardView`).
    */
+  openView(
+    diskKey: string,
+    ref: PointRef,
+    options: OpenViewOptions & { writable: true },
+  ): Promise<OverlayView>;
+  openView(
+    diskKey: string,
+    ref: PointRef,
+    options?: OpenViewOptions & { writable?: false },
+  ): Promise<PointView>;
+  openView(diskKey: string, ref: PointRef, options?: OpenViewOptions): Promise<PointView | OverlayView>;
   async openView(
     diskKey: string,
     ref: PointRef,
@@ -277,7 +289,7 @@ export class ReplicaStore implements ReplicaSink {
     const seq = this.resolve(diskKey, ref);
     const view = options.writable
       ? await disk.openWritableView(seq, options.viewId ?? randomUUID(), options.overlay ?? {}, options.seal)
-      : await disk.openView(seq, `${diskKey}@${seq}`);
+      : await disk.openView(seq, formatRecoveryPointRef({ kind: 'disk', diskKey, seq }));
     this.#views.add(view);
     const close = view.close.bind(view);
     view.close = async () => {

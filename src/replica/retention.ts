@@ -11,7 +11,7 @@ import { HavenError } from '../errors/index.ts';
 export type RecoveryPointKind = 'crash-consistent' | 'app-consistent';
 
 export interface RecoveryPointInfo {
-  /** Stable: `<diskKey>@<seq>`. */
+  /** Stable: a disk point reference in its text form (`formatRecoveryPointRef`). */
   id: string;
   diskKey: string;
   /** Journal sequence of the flush or marker record the point ends at. */

@@ -1,0 +1,123 @@
+/**
+ * What the vault asked of this host's data path (attached disks,
+ * replications, trusted senders, writable views), kept in one JSON file so a
+ * restarted agent sets it all up again and replication resumes on its own.
+ * Every change is written before it is acknowledged.
+ */
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../storage/atomic-file.ts';
+import type { DiskRef, ReplicationTarget } from './host-services.ts';
+
+export interface SavedDisk extends DiskRef {
+  source: string;
+  sizeBytes: number;
+}
+
+export interface SavedReplication {
+  machineId: string;
+  diskIds: string[];
+  target: ReplicationTarget;
+  /** Replicating from a writable view (reprotect) instead of the disk service. */
+  viewId?: string;
+}
+
+/** A writable view open when the agent stopped: reopened, since a recovery machine runs from it. */
+export interface SavedView {
+  viewId: string;
+  machineId: string;
+  pointId: string;
+  /** Per disk id, the sequence the view shows. */
+  seqs: Record<string, number>;
+}
+
+interface HostState {
+  disks: SavedDisk[];
+  replications: SavedReplication[];
+  trustedSenders: string[];
+  /** Absent in files written before views were kept. */
+  views?: SavedView[];
+}
+
+export class HostStateFile {
+  readonly path: string;
+  readonly #state: HostState;
+
+  private constructor(path: string, state: HostState) {
+    this.path = path;
+    this.#state = state;
+  }
+
+  /** The saved state, or an empty one when the host never saved any. */
+  static async load(path: string): Promise<HostStateFile> {
+    try {
+      return new HostStateFile(path, JSON.parse(await readFile(path, 'utf8')) as HostState);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      return new HostStateFile(path, { disks: [], replications: [], trustedSenders: [] });
+    }
+  }
+
+  get disks(): readonly SavedDisk[] {
+    return this.#state.disks;
+  }
+
+  get replications(): readonly SavedReplication[] {
+    return this.#state.replications;
+  }
+
+  get trustedSenders(): readonly string[] {
+    return this.#state.trustedSenders;
+  }
+
+  get views(): readonly SavedView[] {
+    return this.#state.views ?? [];
+  }
+
+  async addDisk(disk: SavedDisk): Promise<void> {
+    if (this.#state.disks.some((d) => d.machineId === disk.machineId && d.diskId === disk.diskId)) return;
+    this.#state.disks.push({ ...disk });
+    await this.#save();
+  }
+
+  async removeDisk(ref: DiskRef): Promise<void> {
+    this.#state.disks = this.#state.disks.filter(
+      (d) => !(d.machineId === ref.machineId && d.diskId === ref.diskId),
+    );
+    await this.#save();
+  }
+
+  /** A machine replicates one way at a time: this replaces what it did before. */
+  async setReplication(replication: SavedReplication): Promise<void> {
+    this.#state.replications = [
+      ...this.#state.replications.filter((r) => r.machineId !== replication.machineId),
+      replication,
+    ];
+    await this.#save();
+  }
+
+  async removeReplication(machineId: string): Promise<void> {
+    this.#state.replications = this.#state.replications.filter((r) => r.machineId !== machineId);
+    await this.#save();
+  }
+
+  async trustSender(fingerprint: string): Promise<void> {
+    if (this.#state.trustedSenders.includes(fingerprint)) return;
+    this.#state.trustedSenders.push(fingerprint);
+    await this.#save();
+  }
+
+  async saveView(view: SavedView): Promise<void> {
+    this.#state.views = [...this.views.filter((v) => v.viewId !== view.viewId), view];
+    await this.#save();
+  }
+
+  async forgetView(viewId: string): Promise<void> {
+    if (!this.views.some((v) => v.viewId === viewId)) return;
+    this.#state.views = this.views.filter((v) => v.viewId !== viewId);
+    await this.#save();
+  }
+
+  #save(): Promise<void> {
+    return writeFileAtomic(this.path, `${JSON.stringify(this.#state, null, 2)}\n`);
+  }
+}

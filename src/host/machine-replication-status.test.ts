@@ -1,0 +1,100 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { DiskReplicationStatus } from '../replication/index.ts';
+import { machineReplicationStatus, type SendingFrom } from './machine-replication-status.ts';
+
+const disk = (diskKey: string, more: Partial<DiskReplicationStatus> = {}): DiskReplicationStatus => ({
+  diskKey,
+  state: 'streaming',
+  syncProgress: null,
+  bytesPending: 0,
+  resyncRequired: false,
+  throughputBytesPerSec: 0,
+  lastAckedSeq: 0,
+  lastAckedRecordTimeMs: null,
+  wireBytesSent: 0,
+  batchesCompressed: 0,
+  batchesUncompressed: 0,
+  connects: 1,
+  lastError: null,
+  lastSync: null,
+  ...more,
+});
+const noWrites = () => null;
+
+test('a machine without replicated disks is stopped', () => {
+  const status = machineReplicationStatus('vm1', [disk('vm10/d0')], new Map(), noWrites);
+  assert.deepEqual(status, {
+    machineId: 'vm1',
+    state: 'stopped',
+    progress: 0,
+    lagSeconds: null,
+    queuedBytes: 0,
+    sentBytes: 0,
+    lastError: null,
+  });
+});
+
+test("the machine's state is its least advanced disk's", () => {
+  const of = (...states: DiskReplicationStatus['state'][]) =>
+    machineReplicationStatus(
+      'vm1',
+      states.map((state, i) => disk(`vm1/d${i}`, { state })),
+      new Map(),
+      noWrites,
+    ).state;
+  assert.equal(of('streaming', 'paused'), 'paused');
+  assert.equal(of('paused', 'resync', 'streaming'), 'resync');
+  assert.equal(of('initial-sync', 'error'), 'error');
+  // Connecting is not a state of the API: it shows as the sync or stream it leads to.
+  assert.equal(of('connecting', 'streaming'), 'streaming');
+  assert.equal(
+    machineReplicationStatus(
+      'vm1',
+      [disk('vm1/d0', { state: 'connecting', syncProgress: 0.5 })],
+      new Map(),
+      noWrites,
+    ).state,
+    'initial-sync',
+  );
+});
+
+test('progress averages the syncing disks; queued bytes count regions still to copy', () => {
+  const from: SendingFrom = {
+    journal: { dirtyRegions: () => [{ offset: 0, length: 4096 }] },
+    exportName: null,
+    viewId: 'v1',
+  };
+  const status = machineReplicationStatus(
+    'vm1',
+    [
+      disk('vm1/d0', { syncProgress: 20, wireBytesSent: 10 }),
+      disk('vm1/d1', { syncProgress: 41, wireBytesSent: 5, resyncRequired: true, bytesPending: 100 }),
+      disk('vm1/d2', { lastError: 'refused' }),
+    ],
+    new Map([['vm1/d1', from]]),
+    noWrites,
+  );
+  assert.equal(status.progress, 30);
+  assert.equal(status.queuedBytes, 4096 + 100);
+  assert.equal(status.sentBytes, 15);
+  assert.equal(status.lastError, 'refused');
+  assert.equal(status.state, 'resync');
+});
+
+test('lag is the age of the oldest write the target does not hold', () => {
+  const from: SendingFrom = { journal: { dirtyRegions: () => [] }, exportName: 'vm1.d0', viewId: null };
+  const lastWrite = new Date(Date.now() - 30_000).toISOString();
+  const status = machineReplicationStatus(
+    'vm1',
+    [disk('vm1/d0', { bytesPending: 1, lastAckedRecordTimeMs: Date.now() - 60_000 }), disk('vm1/d1')],
+    new Map([['vm1/d0', from]]),
+    (name) => (name === 'vm1.d0' ? lastWrite : null),
+  );
+  assert.ok(
+    status.lagSeconds !== null && status.lagSeconds >= 60 && status.lagSeconds < 70,
+    `${status.lagSeconds}`,
+  );
+  const idle = machineReplicationStatus('vm1', [disk('vm1/d0')], new Map(), noWrites);
+  assert.equal(idle.lagSeconds, 0);
+});

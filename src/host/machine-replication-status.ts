@@ -1,0 +1,88 @@
+/**
+ * One machine's replication status from its disks': the worst state, the
+ * oldest pending write, and what is still to copy.
+ */
+import type { WriteJournal } from '../disk/index.ts';
+import { regionBytes } from '../replica/index.ts';
+import type { DiskReplicationStatus } from '../replication/index.ts';
+import { diskIdOf, isDiskOf } from './disk-key.ts';
+import type { ReplicationStatus } from './host-services.ts';
+
+/** What a replicated disk reads from: its journal, for the status (lag, regions still to copy). */
+export interface SendingFrom {
+  journal: Pick<WriteJournal, 'dirtyRegions'>;
+  /** The disk service's export it reads, or null for a writable view. */
+  exportName: string | null;
+  /** The writable view it reads, or null for the disk service. */
+  viewId: string | null;
+}
+
+/** Worst first: the machine is as far along as its least advanced disk. */
+const RANK = ['error', 'connecting', 'initial-sync', 'resync', 'paused', 'streaming'] as const;
+
+export function machineReplicationStatus(
+  machineId: string,
+  all: DiskReplicationStatus[],
+  sending: ReadonlyMap<string, SendingFrom>,
+  /** When the disk service's export was last written (ISO time), if ever. */
+  lastWriteOf: (exportName: string) => string | null,
+): ReplicationStatus {
+  const mine = all.filter((s) => isDiskOf(s.diskKey, machineId));
+  if (mine.length === 0) {
+    return {
+      machineId,
+      state: 'stopped',
+      progress: 0,
+      lagSeconds: null,
+      queuedBytes: 0,
+      sentBytes: 0,
+      lastError: null,
+    };
+  }
+  const worst = mine.map((s) => s.state).sort((a, b) => RANK.indexOf(a) - RANK.indexOf(b))[0]!;
+  const syncing = mine.filter((s) => s.syncProgress !== null);
+  const progress =
+    syncing.length === 0
+      ? 100
+      : Math.floor(syncing.reduce((sum, s) => sum + (s.syncProgress ?? 0), 0) / syncing.length);
+  let lag: number | null = 0;
+  let queued = 0;
+  for (const s of mine) {
+    const from = sending.get(s.diskKey);
+    // Regions still to copy (diverged regions of a reprotect, a journal overflow) are queued too.
+    if (s.resyncRequired && from !== undefined) queued += regionBytes(from.journal.dirtyRegions());
+    queued += s.bytesPending;
+    if (s.bytesPending === 0) continue;
+    const lastWriteAt = from?.exportName ? lastWriteOf(from.exportName) : null;
+    const lastWrite = Date.parse(lastWriteAt ?? '') || Date.now();
+    const since = s.lastAckedRecordTimeMs ?? lastWrite;
+    lag = Math.max(lag ?? 0, (Date.now() - Math.min(since, lastWrite)) / 1000);
+  }
+  const resyncing = mine.some((s) => s.resyncRequired);
+  const state = worst === 'connecting' ? (syncing.length > 0 ? 'initial-sync' : 'streaming') : worst;
+  return {
+    machineId,
+    state: state === 'streaming' && resyncing ? 'resync' : state,
+    progress,
+    lagSeconds: lag,
+    queuedBytes: queued,
+    sentBytes: mine.reduce((sum, s) => sum + s.wireBytesSent, 0),
+    lastError: mine.find((s) => s.lastError)?.lastError ?? null,
+    syncs: mine.flatMap((s) =>
+      s.lastSync === null
+        ? []
+        : [
+            {
+              diskId: diskIdOf(s.diskKey),
+              kind: s.lastSync.kind,
+              diskBytes: s.lastSync.diskBytes,
+              regionBytes: s.lastSync.regionBytes,
+              wireBytes: s.lastSync.wireBytes,
+              blocksCompared: s.lastSync.blocksCompared,
+              blocksDiffering: s.lastSync.blocksDiffering,
+              completed: s.lastSync.completed,
+            },
+          ],
+    ),
+  };
+}

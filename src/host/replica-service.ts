@@ -1,0 +1,287 @@
+/**
+ * The host's `replica` operations: recovery points of the machines this
+ * host holds replicas of, views of them (test copies, failover), commit,
+ * retention, and the steps of reprotect and failback. Writable views are
+ * saved in the host state file and reopened on restart, because a recovery
+ * machine runs from them.
+ */
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type DiskService, type Region, WriteJournal } from '../disk/index.ts';
+import { HavenError } from '../errors/index.ts';
+import {
+  DEFAULT_RETENTION,
+  formatRecoveryPointRef,
+  machinePoints,
+  mergeRegions,
+  parseRecoveryPointRef,
+  type ReplicaStore,
+  regionBytes,
+  seqOfPoint,
+} from '../replica/index.ts';
+import { diskIdOf, diskKeyOf, isDiskOf } from './disk-key.ts';
+import { exportNameOf, journalDirOf } from './host-disk-service.ts';
+import type {
+  AdoptedDisk,
+  DiskRef,
+  DiskService as HostDiskService,
+  ReplicaStore as HostReplicaStore,
+} from './host-services.ts';
+import type { HostStateFile } from './host-state-file.ts';
+import type { ReplicationService } from './replication-service.ts';
+import type { OpenView, ViewRegistry } from './view-registry.ts';
+
+export interface ReplicaServiceOptions {
+  /** The host's data directory: journals of disks adopted for reprotect are under it. */
+  dataDir: string;
+  replicaStore: ReplicaStore;
+  views: ViewRegistry;
+  /** Whether disks and views are being sent: those cannot be replaced or closed. */
+  replication: Pick<ReplicationService, 'isSending' | 'sendsMachine' | 'refuseIfSendingView'>;
+  /** The disk service's exports and journals: what a reprotected disk had not sent. */
+  diskService: Pick<DiskService, 'list' | 'backend'>;
+  /** The host's disk operations: adopting an image detaches its disk. */
+  disks: HostDiskService;
+  state: HostStateFile;
+}
+
+const VIEW_ID = /^[A-Za-z0-9_-]{1,40}$/;
+
+type Params<K extends keyof HostReplicaStore> = Parameters<HostReplicaStore[K]>[0];
+
+export class ReplicaService implements HostReplicaStore {
+  readonly #o: ReplicaServiceOptions;
+
+  constructor(options: ReplicaServiceOptions) {
+    this.#o = options;
+  }
+
+  async listPoints({ machineId }: Params<'listPoints'>) {
+    return machinePoints(machineId, this.#diskKeysOf(machineId), this.#o.replicaStore);
+  }
+
+  async openView({ machineId, pointId, writable, viewId: wanted, failover }: Params<'openView'>) {
+    const { views, replicaStore } = this.#o;
+    if (wanted !== undefined && !VIEW_ID.test(wanted)) {
+      throw new HavenError(
+        'validation_failed',
+        `view id '${String(wanted).slice(0, 64)}' must be 1-40 letters, digits, '_' or '-'`,
+        { field: 'viewId' },
+      );
+    }
+    const already = wanted === undefined ? undefined : views.get(wanted);
+    if (already !== undefined) {
+      if (already.machineId !== machineId || already.pointId !== pointId || already.writable !== writable) {
+        throw new HavenError(
+          'conflict',
+          `view '${wanted}' is open for machine '${already.machineId}' at point '${already.pointId}'`,
+          { viewId: wanted },
+        );
+      }
+      if (failover) for (const d of already.disks) await replicaStore.seal(d.diskKey, true);
+      return views.describe(already);
+    }
+    const keys = this.#diskKeysOf(machineId);
+    if (keys.length === 0)
+      throw new HavenError('not_found', `no replica of machine '${machineId}' on this host`);
+    const point = machinePoints(machineId, keys, replicaStore).find((p) => p.id === pointId);
+    if (!point) {
+      throw new HavenError(
+        'not_found',
+        `recovery point '${pointId}' of machine '${machineId}' does not exist`,
+        {
+          pointId,
+        },
+      );
+    }
+    const ref = parseRecoveryPointRef(point.id);
+    const viewId = wanted ?? `${machineId.slice(0, 8)}-${Date.now().toString(36)}`;
+    const seqs = Object.fromEntries(keys.map((k) => [diskIdOf(k), seqOfPoint(replicaStore, k, ref)]));
+    const opened = await views.open({
+      viewId,
+      machineId,
+      pointId,
+      writable,
+      seqs,
+      failover: failover === true,
+    });
+    await this.#saveView(opened);
+    return views.describe(opened);
+  }
+
+  async viewInfo({ viewId }: Params<'viewInfo'>) {
+    const opened = this.#o.views.get(viewId);
+    if (!opened) {
+      throw new HavenError('not_found', `view '${viewId}' is not open on this host`, {
+        kind: 'view',
+        id: viewId,
+      });
+    }
+    return this.#o.views.describe(opened);
+  }
+
+  async closeView({ viewId, discardWrites }: Params<'closeView'>) {
+    const opened = this.#o.views.get(viewId);
+    if (!opened) return;
+    this.#o.replication.refuseIfSendingView(viewId, 'close it');
+    await this.#o.views.close(opened, discardWrites);
+    await this.#o.state.forgetView(viewId);
+  }
+
+  async commitPoint({ machineId, pointId }: Params<'commitPoint'>) {
+    const { views, replicaStore } = this.#o;
+    const keys = this.#diskKeysOf(machineId);
+    const point = machinePoints(machineId, keys, replicaStore).find((p) => p.id === pointId);
+    if (!point) throw new HavenError('not_found', `recovery point '${pointId}' does not exist`, { pointId });
+    const ref = parseRecoveryPointRef(point.id);
+    for (const diskKey of keys) {
+      const seq = seqOfPoint(replicaStore, diskKey, ref);
+      // Commit drops the records after the point: writable views there keep their regions to resync.
+      const regions = replicaStore.regionsAfter(diskKey, seq);
+      for (const overlay of views.overlaysAt(diskKey, seq)) {
+        await Promise.all(regions.map((r) => overlay.journal.markDirty([r])));
+      }
+      // By id: the store checks the point is still kept.
+      await replicaStore.commit(diskKey, formatRecoveryPointRef({ kind: 'disk', diskKey, seq }));
+    }
+  }
+
+  async setRetention({ machineId, retentionSeconds, appConsistentFrequencySeconds }: Params<'setRetention'>) {
+    const retentionMs = retentionSeconds * 1000;
+    for (const diskKey of this.#diskKeysOf(machineId)) {
+      await this.#o.replicaStore.setRetention(diskKey, {
+        retentionMs,
+        // Every point is kept for the recent window (ASR keeps 2 h), never longer than retention itself.
+        fineWindowMs: Math.min(DEFAULT_RETENTION.fineWindowMs, retentionMs),
+        ...(appConsistentFrequencySeconds > 0
+          ? { appConsistentIntervalMs: appConsistentFrequencySeconds * 1000 }
+          : {}),
+      });
+    }
+  }
+
+  async deletePoints({ machineId, before }: Params<'deletePoints'>) {
+    if (before !== undefined) {
+      throw new HavenError(
+        'not_available',
+        'deleting points by age is done by the retention policy, not on request',
+      );
+    }
+    const keys = this.#diskKeysOf(machineId);
+    for (const diskKey of keys) await this.#o.replicaStore.removeDisk(diskKey);
+    return { deleted: keys.length };
+  }
+
+  async adoptImage({ machineId, diskId, imagePath, sizeBytes, durableSeq = 0 }: Params<'adoptImage'>) {
+    const { replicaStore, diskService } = this.#o;
+    const diskKey = diskKeyOf(machineId, diskId);
+    if (this.#o.replication.sendsMachine(machineId)) {
+      throw new HavenError(
+        'operation_not_allowed',
+        `machine '${machineId}' still replicates from this host; stop its replication before reprotecting to it`,
+        { machineId, allowed: ['replication.stop'] },
+      );
+    }
+    const unsent = await this.#unsentRegions({ machineId, diskId }, sizeBytes);
+    if (diskService.list().some((e) => e.name === exportNameOf({ machineId, diskId }))) {
+      await this.#o.disks.detach({ machineId, diskId });
+    }
+    await replicaStore.adoptImage(diskKey, imagePath, sizeBytes, durableSeq);
+    const adopted: AdoptedDisk = {
+      machineId,
+      diskId,
+      durableSeq: replicaStore.diskStatus(diskKey).durableSeq,
+      unsentRegions: unsent,
+      unsentBytes: unsent === null ? 0 : regionBytes(unsent),
+    };
+    return adopted;
+  }
+
+  async consolidate({ machineId, restore }: Params<'consolidate'>) {
+    for (const { diskId, imagePath } of restore) {
+      const diskKey = diskKeyOf(machineId, diskId);
+      if (this.#o.replication.isSending(diskKey)) {
+        throw new HavenError(
+          'operation_not_allowed',
+          `disk '${diskKey}' is being replicated from this host; stop replication first`,
+          { diskKey, allowed: ['replication.stop'] },
+        );
+      }
+      await this.#o.replicaStore.restoreImage(diskKey, imagePath);
+    }
+  }
+
+  async consolidateView({ machineId, viewId }: Params<'consolidateView'>) {
+    const { views, replicaStore } = this.#o;
+    this.#o.replication.refuseIfSendingView(viewId, 'merge it');
+    const opened = views.get(viewId);
+    if (opened !== undefined && opened.machineId !== machineId) {
+      throw new HavenError('conflict', `view '${viewId}' belongs to machine '${opened.machineId}'`, {
+        viewId,
+      });
+    }
+    if (opened !== undefined) await views.close(opened, false);
+    await this.#o.state.forgetView(viewId);
+    const keys = opened?.disks.map((d) => d.diskKey) ?? this.#diskKeysOf(machineId);
+    for (const diskKey of keys) await replicaStore.consolidateView(diskKey, viewId, 0);
+  }
+
+  /** Opens again the writable views open when the agent stopped. */
+  async reopenViews(): Promise<void> {
+    for (const v of [...this.#o.state.views]) {
+      await this.#o.views.open({ ...v, writable: true, failover: false }).catch(async () => {
+        // Merged or discarded while the agent was down: nothing runs from it any more.
+        await this.#o.state.forgetView(v.viewId);
+      });
+    }
+  }
+
+  #diskKeysOf(machineId: string): string[] {
+    return this.#o.replicaStore
+      .listDisks()
+      .map((d) => d.diskKey)
+      .filter((k) => isDiskOf(k, machineId));
+  }
+
+  async #saveView(opened: OpenView): Promise<void> {
+    if (!opened.writable) return;
+    const seqs = Object.fromEntries(opened.disks.map((d) => [d.diskId, d.seq]));
+    await this.#o.state.saveView({
+      viewId: opened.viewId,
+      machineId: opened.machineId,
+      pointId: opened.pointId,
+      seqs,
+    });
+  }
+
+  /** What this host's journal of a disk had not delivered: null when the journal is gone. */
+  async #unsentRegions(ref: DiskRef, sizeBytes: number): Promise<Region[] | null> {
+    const { diskService } = this.#o;
+    const name = exportNameOf(ref);
+    const attached = diskService.list().some((e) => e.name === name);
+    const dir = journalDirOf(this.#o.dataDir, ref);
+    if (
+      !attached &&
+      !(await stat(join(dir, 'state.json')).then(
+        () => true,
+        () => false,
+      ))
+    ) {
+      return null;
+    }
+    const journal = attached
+      ? diskService.backend(name).journal
+      : await WriteJournal.open(dir, { diskSize: sizeBytes, capacityBytes: 1 << 30 });
+    try {
+      const regions: Region[] = [...journal.dirtyRegions()];
+      for await (const r of journal.records()) {
+        if (r.kind === 'write' || r.kind === 'trim' || r.kind === 'zero') {
+          regions.push({ offset: r.offset, length: r.length });
+        }
+      }
+      return mergeRegions(regions);
+    } finally {
+      if (!attached) await journal.close();
+    }
+  }
+}

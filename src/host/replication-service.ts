@@ -1,0 +1,232 @@
+/**
+ * The host's `replication` operations: a Sender that sends machines' disks
+ * to a recovery host, from the disk service's journals or (reprotect) from
+ * writable views, and the trust of peers' senders for this host's Receiver.
+ * What replicates is saved in the host state file and resumed on restart.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DiskService, JournaledBackend, Region } from '../disk/index.ts';
+import { HavenError } from '../errors/index.ts';
+import type { OverlayView } from '../replica/index.ts';
+import { mergeRegions } from '../replica/index.ts';
+import { type HostIdentity, type Receiver, type ReplicationSource, Sender } from '../replication/index.ts';
+import { readSenderState, type SenderDiskState, writeSenderState } from '../replication/sender-state.ts';
+import { diskKeyOf, isDiskOf } from './disk-key.ts';
+import { exportNameOf } from './host-disk-service.ts';
+import type { Replication, ReplicationStatus, ReplicationTarget } from './host-services.ts';
+import type { HostStateFile } from './host-state-file.ts';
+import { machineReplicationStatus, type SendingFrom } from './machine-replication-status.ts';
+import type { ViewRegistry, WritableView } from './view-registry.ts';
+
+export interface ReplicationServiceOptions {
+  /** Sender state goes to `<dataDir>/replication/<machineId>/<diskId>.json`. */
+  dataDir: string;
+  identity: HostIdentity;
+  /** Sender tuning (tests use short polls). */
+  pollMs?: number;
+  bandwidthBytesPerSec?: number;
+  diskService: DiskService;
+  views: ViewRegistry;
+  receiver: Receiver;
+  state: HostStateFile;
+}
+
+type Mode = Parameters<Replication['start']>[0]['mode'];
+
+export class ReplicationService implements Replication {
+  readonly #dataDir: string;
+  readonly #sender: Sender;
+  readonly #diskService: DiskService;
+  readonly #views: ViewRegistry;
+  readonly #receiver: Receiver;
+  readonly #state: HostStateFile;
+  readonly #sending = new Map<string, SendingFrom>();
+
+  constructor(options: ReplicationServiceOptions) {
+    this.#dataDir = options.dataDir;
+    this.#sender = new Sender({
+      identity: options.identity,
+      ...(options.pollMs ? { pollMs: options.pollMs } : {}),
+      ...(options.bandwidthBytesPerSec ? { bandwidthBytesPerSec: options.bandwidthBytesPerSec } : {}),
+    });
+    this.#diskService = options.diskService;
+    this.#views = options.views;
+    this.#receiver = options.receiver;
+    this.#state = options.state;
+  }
+
+  async start({ machineId, diskIds, target, mode, source }: Parameters<Replication['start']>[0]) {
+    await mkdir(join(this.#dataDir, 'replication', machineId), { recursive: true });
+    const viewId = source?.viewId;
+    const opened = viewId === undefined ? null : this.#views.writable(viewId, machineId);
+    for (const diskId of diskIds) {
+      if (this.#senderHas(diskKeyOf(machineId, diskId))) continue;
+      const overlay = opened === null ? null : diskOf(opened, diskId).view;
+      await this.#prepareMode(machineId, diskId, mode, overlay, source?.extraRegions?.[diskId] ?? []);
+    }
+    this.#startSending(machineId, diskIds, target, viewId);
+    await this.#state.setReplication({
+      machineId,
+      diskIds,
+      target,
+      ...(viewId === undefined ? {} : { viewId }),
+    });
+    return this.#status(machineId);
+  }
+
+  async stop({ machineId }: { machineId: string }): Promise<void> {
+    for (const s of this.#sender.statuses().filter((x) => isDiskOf(x.diskKey, machineId))) {
+      await this.#sender.removeDisk(s.diskKey);
+      this.#sending.delete(s.diskKey);
+    }
+    await this.#state.removeReplication(machineId);
+  }
+
+  async status({ machineId }: { machineId: string }): Promise<ReplicationStatus> {
+    return this.#status(machineId);
+  }
+
+  async allowSender({ fingerprint }: { fingerprint: string }): Promise<void> {
+    this.#receiver.allowSender(fingerprint);
+    await this.#state.trustSender(fingerprint);
+  }
+
+  /** Starts again what replicated before the agent stopped (views and disks are back by then). */
+  async resume(): Promise<void> {
+    for (const r of this.#state.replications) {
+      await mkdir(join(this.#dataDir, 'replication', r.machineId), { recursive: true });
+      try {
+        this.#startSending(r.machineId, r.diskIds, r.target, r.viewId);
+      } catch {
+        // Its view is gone: the vault sees the replication stopped and decides.
+      }
+    }
+  }
+
+  /** Whether the disk is being sent from this host. */
+  isSending(diskKey: string): boolean {
+    return this.#sending.has(diskKey);
+  }
+
+  /** Whether any disk of the machine is being sent from this host. */
+  sendsMachine(machineId: string): boolean {
+    return this.#sender.statuses().some((s) => isDiskOf(s.diskKey, machineId));
+  }
+
+  /** Replicating from this view: it cannot be closed or merged under the sender. */
+  refuseIfSendingView(viewId: string, what: string): void {
+    const users = [...this.#sending.entries()].filter(([, f]) => f.viewId === viewId).map(([k]) => k);
+    if (users.length > 0) {
+      throw new HavenError(
+        'operation_not_allowed',
+        `view '${viewId}' is being replicated (${users.join(', ')}); stop replication before you ${what}`,
+        { viewId, allowed: ['replication.stop'] },
+      );
+    }
+  }
+
+  close(): Promise<void> {
+    return this.#sender.close();
+  }
+
+  #status(machineId: string): ReplicationStatus {
+    return machineReplicationStatus(
+      machineId,
+      this.#sender.statuses(),
+      this.#sending,
+      (exportName) => this.#diskService.journalStatus(exportName).lastWriteAt,
+    );
+  }
+
+  #senderHas(diskKey: string): boolean {
+    return this.#sender.statuses().some((s) => s.diskKey === diskKey);
+  }
+
+  #senderStatePath(machineId: string, diskId: string): string {
+    return join(this.#dataDir, 'replication', machineId, `${diskId}.json`);
+  }
+
+  #startSending(machineId: string, diskIds: string[], target: ReplicationTarget, viewId?: string): void {
+    const [host, port] = splitAddress(target.address);
+    for (const diskId of diskIds) {
+      const diskKey = diskKeyOf(machineId, diskId);
+      if (this.#senderHas(diskKey)) continue;
+      let source: ReplicationSource;
+      let from: SendingFrom;
+      if (viewId === undefined) {
+        const exportName = exportNameOf({ machineId, diskId });
+        const backend = this.#diskService.backend(exportName) as JournaledBackend;
+        source = backend;
+        from = { journal: backend.journal, exportName, viewId: null };
+      } else {
+        const overlay = diskOf(this.#views.writable(viewId, machineId), diskId).view;
+        source = overlay;
+        from = { journal: overlay.journal, exportName: null, viewId };
+      }
+      this.#sender.addDisk({
+        diskKey,
+        source,
+        receiver: { host, port, fingerprint: target.fingerprint },
+        statePath: this.#senderStatePath(machineId, diskId),
+      });
+      this.#sending.set(diskKey, from);
+    }
+  }
+
+  /**
+   * Prepares the sender's state for the mode asked (before the sender starts):
+   * whether to copy, compare hashes, or only stream. Written durably first, so
+   * a restart redoes an interrupted compare rather than skipping it.
+   */
+  async #prepareMode(
+    machineId: string,
+    diskId: string,
+    mode: Mode,
+    overlay: OverlayView | null,
+    extra: Region[],
+  ): Promise<void> {
+    const path = this.#senderStatePath(machineId, diskId);
+    const current: SenderDiskState = await readSenderState(path);
+    const hashCompare = overlay === null ? mode === 'delta' : mode === 'full';
+    if (hashCompare) {
+      await writeSenderState(path, { synced: true, sync: { kind: 'hash' } });
+      // The compare covers every block: the view's diverged regions need no second copy.
+      if (overlay?.journal.resyncRequired) {
+        try {
+          const plan = await overlay.beginResync();
+          await overlay.journal.completeResync(plan);
+        } catch {
+          // The journal is full: the regions are copied once more after the compare; only bytes are lost.
+        }
+      }
+      return;
+    }
+    if (mode === 'full') return;
+    if (!current.synced) await writeSenderState(path, { synced: true, sync: current.sync });
+    if (overlay !== null && mode === 'delta') {
+      // Always at least one region: the reverse replica's first sync is what makes it consistent.
+      const first = { offset: 0, length: Math.min(overlay.journal.regionSize, overlay.size) };
+      await Promise.all([first, ...mergeRegions(extra)].map((r) => overlay.journal.markDirty([r])));
+    }
+  }
+}
+
+function diskOf(view: WritableView, diskId: string) {
+  const disk = view.disks.find((d) => d.diskId === diskId);
+  if (disk === undefined) {
+    throw new HavenError('not_found', `view '${view.viewId}' has no disk '${diskId}'`, { diskId });
+  }
+  return disk;
+}
+
+function splitAddress(address: string): [string, number] {
+  const colon = address.lastIndexOf(':');
+  const port = Number(address.slice(colon + 1));
+  if (colon <= 0 || !Number.isInteger(port)) {
+    throw new HavenError('bad_request', `replication address '${address}' is not host:port`, {
+      field: 'address',
+    });
+  }
+  return [address.slice(0, colon).replace(/^\[|\]$/g, ''), port];
+}

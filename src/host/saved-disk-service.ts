@@ -1,0 +1,47 @@
+/**
+ * The host's `disk` operations with every attachment saved in the host state
+ * file, so a restarted agent attaches the same disks again.
+ */
+import { rm, stat } from 'node:fs/promises';
+import { HavenError } from '../errors/index.ts';
+import { journalDirOf } from './host-disk-service.ts';
+import type { DiskService } from './host-services.ts';
+import type { HostStateFile } from './host-state-file.ts';
+
+export function savedDiskService(disk: DiskService, state: HostStateFile, dataDir: string): DiskService {
+  return {
+    ...disk,
+    attach: async (params) => {
+      const { resetJournal, ...ref } = params;
+      const existing = (await disk.list({ machineId: ref.machineId })).find((d) => d.diskId === ref.diskId);
+      if (existing !== undefined) {
+        if (existing.source !== ref.source) {
+          throw new HavenError(
+            'conflict',
+            `disk '${ref.diskId}' of machine '${ref.machineId}' is attached with image '${existing.source}', not '${ref.source}'; detach it first`,
+            { source: existing.source },
+          );
+        }
+        return existing;
+      }
+      if (resetJournal) {
+        // A fresh journal must not come with an image made from nothing.
+        await stat(ref.source).catch(() => {
+          throw new HavenError(
+            'not_found',
+            `disk image '${ref.source}' does not exist: consolidate the machine's replica before attaching it`,
+            { kind: 'image', id: ref.source },
+          );
+        });
+        await rm(journalDirOf(dataDir, ref), { recursive: true, force: true });
+      }
+      const result = await disk.attach(ref);
+      await state.addDisk(ref);
+      return result;
+    },
+    detach: async (params) => {
+      await disk.detach(params);
+      await state.removeDisk(params);
+    },
+  };
+}

@@ -13,7 +13,7 @@ import { type Clock, isoNow, systemClock } from '../clock/index.ts';
 import { ControlServer } from '../control/control-server.ts';
 import { generateVaultIdentity, type VaultIdentity } from '../control/vault-identity.ts';
 import { AUTOMATIC_FAILBACK_POLICY, DEFAULT_POLICY } from '../domain/index.ts';
-import { type JobDefinition, JobEngine } from '../jobs/index.ts';
+import { type JobDefinition, JobEngine } from '../job-engine/index.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { GroupScheduler } from '../vault/groups/index.ts';
 import { watchHosts } from '../vault/host-monitor.ts';

@@ -1,5 +1,5 @@
 import type { Clock } from '../clock/index.ts';
-import type { JobEngine } from '../jobs/index.ts';
+import type { JobEngine } from '../job-engine/index.ts';
 import type { Store } from '../store/index.ts';
 
 /** What the vault knows about reaching its hosts (the control channel, seen from the API). */

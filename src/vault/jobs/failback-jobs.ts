@@ -1,7 +1,7 @@
 import type { Host, Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { DiskRegion, ReplicationStatus } from '../../host/host-services.ts';
-import type { JobDefinition } from '../../jobs/index.ts';
+import type { JobDefinition } from '../../job-engine/index.ts';
 import type { VaultContext } from '../vault-context.ts';
 import {
   type LifecycleStep,

@@ -3,7 +3,7 @@ import { type RecoveryPointRequest, selectRecoveryPoint } from '../../domain/ind
 import type { Machine, RecoveryPoint, RunningCopy } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { MachineDefinition, MachineNic, PointView } from '../../host/host-services.ts';
-import type { JobDefinition } from '../../jobs/index.ts';
+import type { JobDefinition } from '../../job-engine/index.ts';
 import { requireReplicaHost } from '../replica-host.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { failbackCommitSteps } from './failback-jobs.ts';

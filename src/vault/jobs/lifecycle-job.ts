@@ -4,7 +4,7 @@ import type { Host, Machine } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
 import { remoteHostServices } from '../../host/host-dispatcher.ts';
 import type { HostServices, ReplicationTarget } from '../../host/host-services.ts';
-import { defineJob, type JobDefinition, type JobOutcome, type StepContext } from '../../jobs/index.ts';
+import { defineJob, type JobDefinition, type JobOutcome, type StepContext } from '../../job-engine/index.ts';
 import type { VaultContext } from '../vault-context.ts';
 
 /** What a lifecycle step gets: the vault, the machine as it is now, and its hosts' services. */

@@ -1,6 +1,6 @@
 import type { Host, Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
-import type { JobDefinition } from '../../jobs/index.ts';
+import type { JobDefinition } from '../../job-engine/index.ts';
 import { replicaHostOf } from '../replica-host.ts';
 import type { VaultContext } from '../vault-context.ts';
 import {

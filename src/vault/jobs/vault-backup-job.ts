@@ -1,6 +1,6 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { defineJob, type JobDefinition } from '../../jobs/index.ts';
+import { defineJob, type JobDefinition } from '../../job-engine/index.ts';
 import { verifyBackup } from '../backup/verify-backup.ts';
 import type { VaultContext } from '../vault-context.ts';
 

@@ -1,7 +1,7 @@
 import type { Job } from '../../domain/model.ts';
 import { DEFAULT_SCRIPT_TIMEOUT_SECONDS } from '../../domain/recovery-plan-validation.ts';
 import { HavenError } from '../../errors/index.ts';
-import { defineJob, type JobDefinition, type StepContext } from '../../jobs/index.ts';
+import { defineJob, type JobDefinition, type StepContext } from '../../job-engine/index.ts';
 import { operationCheck } from '../lifecycle/operation-checks.ts';
 import { requestOperation } from '../lifecycle/request-operation.ts';
 import type { VaultContext } from '../vault-context.ts';

@@ -26,6 +26,7 @@ import {
   plannedFailoverJob,
   testFailoverJob,
 } from '../vault/jobs/failover-jobs.ts';
+import type { VaultJobInputs } from '../vault/jobs/job-inputs.ts';
 import { disableReplicationJob, enableReplicationJob } from '../vault/jobs/replication-jobs.ts';
 import { vaultBackupJob } from '../vault/jobs/vault-backup-job.ts';
 import { recoveryPlanJob } from '../vault/plans/index.ts';
@@ -91,7 +92,7 @@ export async function startVault(options: VaultOptions): Promise<RunningVault> {
     const adminToken = await ensureAdminToken(store, clock, options.dataDir);
 
     let context: VaultContext | null = null;
-    const engine = new JobEngine({
+    const engine = new JobEngine<VaultJobInputs>({
       store,
       clock,
       definitions: [

@@ -4,10 +4,11 @@ import { type Clock, isoNow, systemClock } from '../clock/index.ts';
 import type { Job, JobError, JobStep } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
 import type { Store } from '../store/index.ts';
-import type { JobDefinition, JobOutcome, StepDefinition } from './job-definition.ts';
+import type { JobDefinition, JobInputMap, JobOutcome, StepDefinition } from './job-definition.ts';
 
 export interface JobEngineOptions {
   store: Store;
+  /** Each kind's definition, its input typed where it is defined (`defineJob`); tests may add kinds not in `M`. */
   definitions: JobDefinition[];
   clock?: Clock;
   /** Identifies this vault process in job leases. */
@@ -22,15 +23,18 @@ export interface JobEngineOptions {
   progressIntervalMs?: number;
 }
 
-export interface SubmitRequest {
-  kind: string;
+export type SubmitRequest<
+  M extends JobInputMap = JobInputMap,
+  K extends keyof M & string = keyof M & string,
+> = {
+  kind: K;
   targetType: Job['targetType'];
   targetId: string | null;
-  input?: Record<string, unknown>;
   createdBy: string;
   /** Callers that must reference the job before it exists (e.g. in a machine's state) pass its id. */
   id?: string;
-}
+  // A kind whose input may be empty may leave it out.
+} & (Record<string, never> extends M[K] ? { input?: M[K] } : { input: M[K] });
 
 /**
  * The durable job engine. Jobs and their steps live in the store; this class
@@ -38,9 +42,12 @@ export interface SubmitRequest {
  * progress, and on restart resumes each job at its first unfinished step — or
  * fails it with a reason when that step was interrupted and is not safe to
  * repeat. Nothing is kept only in memory except the abort signals of the jobs
- * this process is running.
+ * this process is running. `M` maps each job kind to its input: `submit`
+ * is checked against it.
  */
-export class JobEngine extends EventEmitter<{ change: [jobId: string] }> {
+export class JobEngine<M extends JobInputMap = JobInputMap> extends EventEmitter<{
+  change: [jobId: string];
+}> {
   readonly workerId: string;
   readonly #store: Store;
   readonly #definitions: Map<string, JobDefinition>;
@@ -77,7 +84,7 @@ export class JobEngine extends EventEmitter<{ change: [jobId: string] }> {
   }
 
   /** Persists a new job (queued) with its steps; a worker picks it up. */
-  async submit(request: SubmitRequest): Promise<Job> {
+  async submit<K extends keyof M & string>(request: SubmitRequest<M, K>): Promise<Job> {
     const definition = this.definition(request.kind);
     const input = request.input ?? {};
     const now = isoNow(this.#clock);

@@ -1,11 +1,12 @@
 import type { Job } from '../../domain/model.ts';
 import { DEFAULT_SCRIPT_TIMEOUT_SECONDS } from '../../domain/recovery-plan-validation.ts';
 import { HavenError } from '../../errors/index.ts';
-import { defineJob, type JobDefinition, type StepContext } from '../../job-engine/index.ts';
+import { defineJob, type StepContext } from '../../job-engine/index.ts';
+import type { VaultJobDefinition } from '../jobs/job-inputs.ts';
 import { operationCheck } from '../lifecycle/operation-checks.ts';
 import { requestOperation } from '../lifecycle/request-operation.ts';
 import type { VaultContext } from '../vault-context.ts';
-import { directionOf, type PlanJobInput, type PlanStep, planSteps } from './plan-steps.ts';
+import { directionOf, type PlanJobInput, type PlanStep, planOperation, planSteps } from './plan-steps.ts';
 import { runScriptAction } from './run-script-action.ts';
 
 export const PLAN_JOB_KIND = 'recovery-plan';
@@ -29,11 +30,10 @@ const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
  * after actions, and so the next group, start only when all its machines'
  * jobs have succeeded; a machine whose job fails fails the plan, naming it.
  */
-export function recoveryPlanJob(vault: () => VaultContext): JobDefinition {
+export function recoveryPlanJob(vault: () => VaultContext): VaultJobDefinition<typeof PLAN_JOB_KIND> {
   return defineJob({
     kind: PLAN_JOB_KIND,
-    steps: (raw) => {
-      const input = raw as unknown as PlanJobInput;
+    steps: (input) => {
       return planSteps(input).map((step) => ({
         name: step.name,
         title: step.title,
@@ -115,12 +115,12 @@ async function startMachine(
     }
   }
   try {
+    const requested = planOperation(input);
     const job = await requestOperation(vault, {
+      ...requested,
       machineId,
-      operation: input.operation,
-      options: input.options,
       actor: `${ctx.job.createdBy} (plan '${input.planName}')`,
-      check: operationCheck(vault, input.operation, input.options),
+      check: operationCheck(vault, requested),
     });
     return { ...base, jobId: job.id, error: null };
   } catch (error) {

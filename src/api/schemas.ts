@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ALL_OPERATIONS } from '../domain/index.ts';
+import { ALL_OPERATIONS, JOB_STATES } from '../domain/index.ts';
 
 /** Request bodies and queries of the REST API; the OpenAPI document is generated from these. */
 
@@ -169,7 +169,7 @@ export const createToken = z.object({
 });
 
 export const listJobs = z.object({
-  state: z.enum(['queued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled']).optional(),
+  state: z.enum(JOB_STATES).optional(),
   targetId: z.string().optional(),
   limit: z.coerce.number().int().min(1).max(1000).optional(),
 });

@@ -1,3 +1,4 @@
+import type { TerminalJobState } from '../domain/job-states.ts';
 import type { Job, JobError } from '../domain/model.ts';
 
 /** A job's input: persisted with the job (as JSON), so an object of plain data. */
@@ -53,7 +54,7 @@ export interface StepDefinition<I extends object = JobInput> {
   run(ctx: StepContext<I>): Promise<void>;
 }
 
-export type JobOutcome = 'succeeded' | 'failed' | 'cancelled';
+export type JobOutcome = TerminalJobState;
 
 export interface SettleContext<I extends object = JobInput> {
   readonly job: Job;

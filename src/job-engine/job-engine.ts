@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { type Clock, isoNow, systemClock } from '../clock/index.ts';
+import { isTerminalJobState } from '../domain/job-states.ts';
 import type { Job, JobError, JobStep } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
 import type { Store } from '../store/index.ts';
@@ -131,7 +132,7 @@ export class JobEngine<M extends JobInputMap = JobInputMap> extends EventEmitter
   async cancel(jobId: string): Promise<Job> {
     const job = await this.#store.jobs.get(jobId);
     if (!job) throw new HavenError('not_found', `Job '${jobId}' does not exist`, { kind: 'job', id: jobId });
-    if (job.state === 'succeeded' || job.state === 'failed' || job.state === 'cancelled') {
+    if (isTerminalJobState(job.state)) {
       throw new HavenError(
         'conflict',
         `Job '${jobId}' has already ${job.state}; there is nothing to cancel`,
@@ -203,7 +204,7 @@ export class JobEngine<M extends JobInputMap = JobInputMap> extends EventEmitter
 
   /** Whether cancel would be accepted now, and why not. */
   cancellable(job: Job): { cancellable: boolean; reason: string | null } {
-    if (job.state === 'succeeded' || job.state === 'failed' || job.state === 'cancelled') {
+    if (isTerminalJobState(job.state)) {
       return { cancellable: false, reason: `the job has ${job.state}` };
     }
     const passed = this.#pointOfNoReturnPassed(job);
@@ -298,7 +299,7 @@ export class JobEngine<M extends JobInputMap = JobInputMap> extends EventEmitter
       clearInterval(renew);
       // Only a finished job gives its lease up; an interrupted one keeps it until it expires and is retried.
       const state = (await this.#store.jobs.get(claimed.id).catch(() => undefined))?.state;
-      if (state === 'succeeded' || state === 'failed' || state === 'cancelled' || state === 'waiting') {
+      if (state !== undefined && (isTerminalJobState(state) || state === 'waiting')) {
         await this.#store.jobs.release(claimed.id, this.workerId).catch(() => {});
       }
     }

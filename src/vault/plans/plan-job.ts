@@ -1,3 +1,4 @@
+import { isTerminalJobState } from '../../domain/job-states.ts';
 import type { Job } from '../../domain/model.ts';
 import { DEFAULT_SCRIPT_TIMEOUT_SECONDS } from '../../domain/recovery-plan-validation.ts';
 import { HavenError } from '../../errors/index.ts';
@@ -19,8 +20,6 @@ export interface PlanMachineRecord {
   state: Job['state'] | null;
   error: string | null;
 }
-
-const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
 
 /**
  * One plan operation over all its machines as one job. Groups run strictly
@@ -134,7 +133,7 @@ async function waitForJob(vault: VaultContext, jobId: string, ctx: StepContext):
     ctx.signal.throwIfAborted();
     const job = await vault.store.jobs.get(jobId);
     if (!job) throw new HavenError('not_found', `Job '${jobId}' does not exist any more`, { jobId });
-    if (FINISHED.has(job.state)) return job;
+    if (isTerminalJobState(job.state)) return job;
     const running = job.steps.find((s) => s.state === 'running');
     ctx.progress(job.progress, `job ${job.id}: ${running ? running.title : job.state}`);
     await new Promise<void>((resolve) => {

@@ -1,4 +1,4 @@
-import { planTransition } from '../../domain/index.ts';
+import { isTerminalJobState, JOB_STATES, planTransition } from '../../domain/index.ts';
 import type { Job, Machine, RecoveryPlan } from '../../domain/model.ts';
 import type { BusyMachine } from '../../domain/recovery-plan-validation.ts';
 import { HavenError } from '../../errors/index.ts';
@@ -11,7 +11,9 @@ import type { PlanJobInput, PlanOperation } from './plan-steps.ts';
 /** Plan jobs that have not ended, with the machines each one moves. */
 export async function activePlanJobs(vault: VaultContext): Promise<Job[]> {
   const jobs = await Promise.all(
-    (['queued', 'running', 'waiting'] as const).map((state) => vault.store.jobs.list({ state, limit: 1000 })),
+    JOB_STATES.filter((state) => !isTerminalJobState(state)).map((state) =>
+      vault.store.jobs.list({ state, limit: 1000 }),
+    ),
   );
   return jobs.flat().filter((job) => job.kind === PLAN_JOB_KIND);
 }

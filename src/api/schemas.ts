@@ -1,5 +1,10 @@
 import { z } from 'zod';
-import { ALL_OPERATIONS, RECOVERY_POINT_OPTIONS, type RecoveryPointOption } from '../domain/index.ts';
+import {
+  ALL_OPERATIONS,
+  JOB_STATES,
+  RECOVERY_POINT_OPTIONS,
+  type RecoveryPointOption,
+} from '../domain/index.ts';
 
 /** Request bodies and queries of the REST API; the OpenAPI document is generated from these. */
 
@@ -162,7 +167,7 @@ export const createToken = z.object({
 });
 
 export const listJobs = z.object({
-  state: z.enum(['queued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled']).optional(),
+  state: z.enum(JOB_STATES).optional(),
   targetId: z.string().optional(),
   limit: z.coerce.number().int().min(1).max(1000).optional(),
 });

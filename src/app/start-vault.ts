@@ -13,7 +13,7 @@ import { type Clock, isoNow, systemClock } from '../clock/index.ts';
 import { ControlServer } from '../control/control-server.ts';
 import { generateVaultIdentity, type VaultIdentity } from '../control/vault-identity.ts';
 import { AUTOMATIC_FAILBACK_POLICY, DEFAULT_POLICY } from '../domain/index.ts';
-import { type JobDefinition, JobEngine } from '../jobs/index.ts';
+import { type JobDefinition, JobEngine } from '../job-engine/index.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { GroupScheduler } from '../vault/groups/index.ts';
 import { watchHosts } from '../vault/host-monitor.ts';
@@ -26,6 +26,7 @@ import {
   plannedFailoverJob,
   testFailoverJob,
 } from '../vault/jobs/failover-jobs.ts';
+import type { VaultJobInputs } from '../vault/jobs/job-inputs.ts';
 import { disableReplicationJob, enableReplicationJob } from '../vault/jobs/replication-jobs.ts';
 import { vaultBackupJob } from '../vault/jobs/vault-backup-job.ts';
 import { recoveryPlanJob } from '../vault/plans/index.ts';
@@ -91,7 +92,7 @@ export async function startVault(options: VaultOptions): Promise<RunningVault> {
     const adminToken = await ensureAdminToken(store, clock, options.dataDir);
 
     let context: VaultContext | null = null;
-    const engine = new JobEngine({
+    const engine = new JobEngine<VaultJobInputs>({
       store,
       clock,
       definitions: [

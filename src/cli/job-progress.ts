@@ -1,7 +1,6 @@
 import type { ApiClient } from '../client/api-client.ts';
+import { isTerminalJobState } from '../domain/job-states.ts';
 import type { Job } from '../domain/model.ts';
-
-const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
 
 function bar(percent: number, width = 24): string {
   const filled = Math.round((percent / 100) * width);
@@ -36,7 +35,7 @@ export async function watchJob(
       for (const [i, line] of lines.entries()) if (lastLines[i] !== line) options.write(`${line.trim()}\n`);
     }
     lastLines = lines;
-    if (FINISHED.has(job.state)) {
+    if (isTerminalJobState(job.state)) {
       if (job.error) options.write(`error: ${job.error.message}\n`);
       return job;
     }

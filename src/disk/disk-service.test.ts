@@ -480,6 +480,7 @@ describe('DiskService exports, markers and overflow', () => {
           type: 'app-consistent',
           id: 'gp-1',
           label: 'app-consistent group gp-1',
+          groupPointId: 'gp-1',
         });
       }
       await assert.rejects(

@@ -15,7 +15,7 @@ import {
 } from '../nbd/index.ts';
 import { removeStaleSocket } from '../nbd/stale-socket.ts';
 import type { Region } from './dirty-bitmap.ts';
-import type { JournalRecord } from './journal-record.ts';
+import type { JournalRecord, Marker } from './journal-record.ts';
 import { JournaledBackend } from './journaled-backend.ts';
 import { QuiescingBackend } from './quiescing-backend.ts';
 import type { JournalStatus, WriteJournal } from './write-journal.ts';
@@ -72,11 +72,7 @@ export interface ExportJournalStatus extends JournalStatus {
 
 export type DiskMarkerType = 'app-consistent' | 'group';
 
-export interface DiskMarker {
-  type: DiskMarkerType;
-  id: string;
-  label?: string;
-}
+export type DiskMarker = Omit<Marker, 'type'> & { type: DiskMarkerType };
 
 interface UnixListener {
   server: NbdServer;

@@ -3,7 +3,7 @@ import { crc32 } from 'node:zlib';
 /**
  * On-disk record format of the write journal (little-endian):
  *
- *   0  u32 magic 'HVJ1'        24 u64 offset
+ *   0  u32 magic 'HVJ2'        24 u64 offset
  *   4  u8  kind, 3 reserved    32 u64 length (bytes of the disk covered)
  *   8  u64 sequence            40 u32 data length
  *   16 u64 time (ms)           44 u32 crc32 over bytes 0..43 and the data
@@ -11,8 +11,15 @@ import { crc32 } from 'node:zlib';
  * followed by the data: the bytes written for `write`, a JSON marker for
  * `marker`, nothing for the others. The checksum lets recovery tell a torn
  * tail from a complete record.
+ *
+ * Format 1 ('HVJ1') has the same layout; its markers had no `groupPointId`
+ * (see `legacyGroupPointId`). Both are read, so journals and replica segments
+ * written before stay readable; only format 2 is written.
  */
-export const RECORD_MAGIC = 0x314a5648;
+export type RecordFormat = 1 | 2;
+const magics: Record<RecordFormat, number> = { 1: 0x314a5648, 2: 0x324a5648 };
+/** The bytes every format's magic starts with ('HVJ'), to find where a record may begin. */
+export const MAGIC_PREFIX = Buffer.from('HVJ', 'latin1');
 export const HEADER_SIZE = 48;
 
 export type RecordKind = 'write' | 'trim' | 'zero' | 'flush' | 'marker';
@@ -33,7 +40,39 @@ export interface Marker {
   /** app-consistent: one machine's application quiesced; group: a multi-machine point; resync: journal resumed after bitmap mode. */
   type: MarkerType;
   id: string;
+  /** For people; nothing reads meaning from it. */
   label?: string;
+  /** The group cut (multi-machine point) the marker belongs to. */
+  groupPointId?: string;
+}
+
+/** How the host disk service labelled an app-consistent marker of a group cut in format 1, followed by the cut's id. */
+const LEGACY_APP_CONSISTENT_GROUP_LABEL = 'app-consistent group ';
+
+/**
+ * A format-1 marker's group cut: its id, for group markers and for
+ * app-consistent markers labelled as part of a group (the only record of
+ * their membership then).
+ */
+function legacyGroupPointId(marker: Marker): string | undefined {
+  const inGroup =
+    marker.type === 'group' ||
+    (marker.type === 'app-consistent' && (marker.label ?? '').startsWith(LEGACY_APP_CONSISTENT_GROUP_LABEL));
+  return inGroup ? marker.id : undefined;
+}
+
+export function encodeMarker(marker: Marker | undefined): Buffer {
+  return Buffer.from(JSON.stringify(marker ?? null));
+}
+
+/** Parses a marker payload (throws on malformed JSON); a format-1 marker gets the `groupPointId` it implied. */
+export function decodeMarker(payload: Buffer, format: RecordFormat): Marker {
+  const marker = JSON.parse(payload.toString('utf8')) as Marker;
+  if (format === 1 && marker !== null && marker.groupPointId === undefined) {
+    const groupPointId = legacyGroupPointId(marker);
+    if (groupPointId !== undefined) marker.groupPointId = groupPointId;
+  }
+  return marker;
 }
 
 export interface JournalRecord {
@@ -64,10 +103,10 @@ export function encodeRecord(record: JournalRecord): Buffer[] {
     record.kind === 'write'
       ? (record.data ?? Buffer.alloc(0))
       : record.kind === 'marker'
-        ? Buffer.from(JSON.stringify(record.marker ?? null))
+        ? encodeMarker(record.marker)
         : Buffer.alloc(0);
   const header = Buffer.allocUnsafe(HEADER_SIZE);
-  header.writeUInt32LE(RECORD_MAGIC, 0);
+  header.writeUInt32LE(magics[2], 0);
   header.writeUInt32LE(kindCodes[record.kind], 4);
   writeU64(header, record.seq, 8);
   writeU64(header, record.timeMs, 16);
@@ -83,6 +122,7 @@ export function recordSize(record: Pick<JournalRecord, 'kind' | 'data'>, markerB
 }
 
 export interface RecordHeader {
+  format: RecordFormat;
   kind: RecordKind;
   seq: number;
   timeMs: number;
@@ -94,10 +134,13 @@ export interface RecordHeader {
 
 /** Parses a header; returns null when it is not a well-formed header. */
 export function parseHeader(buf: Buffer): RecordHeader | null {
-  if (buf.length < HEADER_SIZE || buf.readUInt32LE(0) !== RECORD_MAGIC) return null;
+  if (buf.length < HEADER_SIZE) return null;
+  const magic = buf.readUInt32LE(0);
+  const format = magic === magics[2] ? 2 : magic === magics[1] ? 1 : null;
   const kind = kindsByCode[buf.readUInt32LE(4)];
-  if (kind === undefined) return null;
+  if (format === null || kind === undefined) return null;
   return {
+    format,
     kind,
     seq: readU64(buf, 8),
     timeMs: readU64(buf, 16),
@@ -121,7 +164,7 @@ export function decodeRecord(headerBytes: Buffer, header: RecordHeader, data: Bu
   if (header.kind === 'write') record.data = data;
   if (header.kind === 'marker') {
     try {
-      record.marker = JSON.parse(data.toString('utf8')) as Marker;
+      record.marker = decodeMarker(data, header.format);
     } catch {
       return null;
     }

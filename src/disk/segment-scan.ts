@@ -3,8 +3,8 @@ import {
   decodeRecord,
   HEADER_SIZE,
   type JournalRecord,
+  MAGIC_PREFIX,
   parseHeader,
-  RECORD_MAGIC,
 } from './journal-record.ts';
 
 export interface SegmentScan {
@@ -38,9 +38,7 @@ function recordAt(buf: Buffer, pos: number): JournalRecord | null {
 
 /** Whether any complete, valid record starts after `pos`: if so, damage at `pos` is not a torn tail. */
 function validRecordAfter(buf: Buffer, pos: number): boolean {
-  const magic = Buffer.alloc(4);
-  magic.writeUInt32LE(RECORD_MAGIC, 0);
-  for (let at = buf.indexOf(magic, pos + 1); at !== -1; at = buf.indexOf(magic, at + 1)) {
+  for (let at = buf.indexOf(MAGIC_PREFIX, pos + 1); at !== -1; at = buf.indexOf(MAGIC_PREFIX, at + 1)) {
     if (recordAt(buf, at) !== null) return true;
   }
   return false;

@@ -346,15 +346,22 @@ export class WriteJournal {
         },
       );
     }
-    if (marker.id.length > 256 || (marker.label?.length ?? 0) > 4096) {
-      throw new HavenError('validation_failed', 'marker id is limited to 256 and label to 4096 characters', {
-        field: 'marker',
-      });
+    if (
+      marker.id.length > 256 ||
+      (marker.groupPointId?.length ?? 0) > 256 ||
+      (marker.label?.length ?? 0) > 4096
+    ) {
+      throw new HavenError(
+        'validation_failed',
+        'marker id and group point id are limited to 256 and label to 4096 characters',
+        { field: 'marker' },
+      );
     }
     const clean: Marker = {
       type: marker.type,
       id: marker.id,
       ...(marker.label === undefined ? {} : { label: marker.label }),
+      ...(marker.groupPointId === undefined ? {} : { groupPointId: marker.groupPointId }),
     };
     const appended = this.#append('marker', 0, 0, undefined, clean);
     if (appended === null) {

@@ -1,5 +1,11 @@
 export { type GroupMember, MAX_GROUP_MEMBERS, validateConsistencyGroup } from './consistency-group.ts';
 export {
+  isTerminalJobState,
+  JOB_STATES,
+  TERMINAL_JOB_STATES,
+  type TerminalJobState,
+} from './job-states.ts';
+export {
   ALL_OPERATIONS,
   allowedOperations,
   type DataSync,

@@ -3,6 +3,7 @@
  * rules, the store, the job engine and the API; none of them does I/O.
  * Times are ISO-8601 strings in UTC (they cross JSON and two databases).
  */
+import type { JobState } from './job-states.ts';
 
 export type SiteRole = 'primary' | 'recovery';
 
@@ -221,7 +222,7 @@ export interface RecoveryPlan {
   updatedAt: string;
 }
 
-export type JobState = 'queued' | 'running' | 'waiting' | 'succeeded' | 'failed' | 'cancelled';
+export type { JobState };
 export type StepState = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped' | 'cancelled';
 
 export interface JobError {

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import type { DiskExportInfo, DiskService } from '../disk/disk-service.ts';
+import type { DiskExportInfo, DiskMarker, DiskService } from '../disk/disk-service.ts';
 import { HavenError } from '../errors/index.ts';
 import { createSparseImage } from '../storage/sparse-image.ts';
 import type {
@@ -81,11 +81,12 @@ export function hostDiskService(service: DiskService, options: HostDiskServiceOp
       }
       return disks.map((d) => d.name);
     });
-  const markerOf = (type: string, id: string, groupPointId: string | null) => ({
+  const markerOf = (type: string, id: string, groupPointId: string | null): DiskMarker => ({
     // The journal knows app-consistent and group (crash-consistent cut) markers.
-    type: type === 'app-consistent' ? ('app-consistent' as const) : ('group' as const),
+    type: type === 'app-consistent' ? 'app-consistent' : 'group',
     id,
     label: groupPointId === null ? type : `${type} group ${groupPointId}`,
+    ...(groupPointId === null ? {} : { groupPointId }),
   });
   const holds = new Map<string, { names: string[]; heldAtMs: number; release: () => void }>();
   const releaseHold = (holdId: string): number | null => {

@@ -46,8 +46,6 @@ export interface KeptView {
 
 /** Overlays made now track diverged regions at 4 KiB: a guest's small writes are not inflated 16-fold. */
 const VIEW_REGION_SIZE = 4096;
-/** How the disk service labels an app-consistent marker of a group cut (src/disk/host-disk-service.ts). */
-const APP_CONSISTENT_GROUP_LABEL = 'app-consistent group ';
 
 /** Moves a file (same file system: a rename, no copy); false when it is not there. */
 async function moveFile(from: string, to: string): Promise<boolean> {
@@ -475,11 +473,6 @@ export class ReplicaDisk {
   // --- Recovery points ------------------------------------------------------
 
   #info(r: IndexedRecord, sizeBytes: number): RecoveryPointInfo {
-    // A group cut's marker carries the cut's id: crash-consistent cuts are 'group' markers, app-consistent
-    // ones are labelled 'app-consistent group <id>' by the disk service (their id is the cut's id).
-    const group =
-      r.marker?.type === 'group' ||
-      (r.marker?.type === 'app-consistent' && (r.marker.label ?? '').startsWith(APP_CONSISTENT_GROUP_LABEL));
     return {
       id: formatRecoveryPointRef({ kind: 'disk', diskKey: this.diskKey, seq: r.seq }),
       diskKey: this.diskKey,
@@ -487,7 +480,7 @@ export class ReplicaDisk {
       timeMs: r.timeMs,
       time: new Date(r.timeMs).toISOString(),
       type: r.marker?.type === 'app-consistent' ? 'app-consistent' : 'crash-consistent',
-      groupPointId: group ? (r.marker?.id ?? null) : null,
+      groupPointId: r.marker?.groupPointId ?? null,
       label: r.marker?.label ?? null,
       sizeBytes,
     };

@@ -24,6 +24,7 @@
 import { promisify } from 'node:util';
 import { constants, zstdCompress, zstdDecompress } from 'node:zlib';
 import type { JournalRecord, RecordKind } from '../disk/index.ts';
+import { decodeMarker, encodeMarker } from '../disk/journal-record.ts';
 import { HavenError } from '../errors/index.ts';
 import {
   encodeLengthPrefix,
@@ -241,7 +242,7 @@ export function encodeRecords(records: readonly JournalRecord[]): Buffer {
       r.kind === 'write'
         ? (r.data ?? Buffer.alloc(0))
         : r.kind === 'marker'
-          ? Buffer.from(JSON.stringify(r.marker ?? null))
+          ? encodeMarker(r.marker)
           : Buffer.alloc(0);
     const head = Buffer.allocUnsafe(RecordHead.BYTES);
     writeU64(head, r.seq, RecordHead.SEQ);
@@ -282,7 +283,8 @@ export function decodeRecords(raw: Buffer): JournalRecord[] {
         throw new HavenError('bad_request', `write record ${record.seq} is malformed`);
       record.data = data;
     } else if (kind === 'marker') {
-      record.marker = JSON.parse(data.toString('utf8'));
+      // Senders of this protocol version may predate markers' groupPointId: read them as journal format 1.
+      record.marker = decodeMarker(data, 1);
     }
     out.push(record);
     at = dataAt + dataLength;

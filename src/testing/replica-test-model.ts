@@ -39,7 +39,7 @@ export function randomHistory(seed: number, options: HistoryOptions): JournalRec
         ...base,
         kind: 'marker',
         marker: group
-          ? { type: 'group', id: `g-${seq}` }
+          ? { type: 'group', id: `g-${seq}`, groupPointId: `g-${seq}` }
           : { type: 'app-consistent', id: `a-${seq}`, label: 'fsfreeze' },
       });
     } else if (roll < 0.24)

@@ -1,6 +1,7 @@
 import type { Clock } from '../clock/index.ts';
-import type { JobEngine } from '../jobs/index.ts';
+import type { JobEngine } from '../job-engine/index.ts';
 import type { Store } from '../store/index.ts';
+import type { VaultJobInputs } from './jobs/job-inputs.ts';
 
 /** What the vault knows about reaching its hosts (the control channel, seen from the API). */
 export interface HostGateway {
@@ -16,7 +17,7 @@ export interface HostGateway {
 /** Everything the vault's API handlers and job definitions share. */
 export interface VaultContext {
   store: Store;
-  engine: JobEngine;
+  engine: JobEngine<VaultJobInputs>;
   clock: Clock;
   hosts: HostGateway;
   version: string;

@@ -1,4 +1,5 @@
 import { useEffect, useState } from 'react';
+import { isTerminalJobState } from '../../../src/domain/job-states.ts';
 import { ApiError, type JobWithCancel } from '../api-client.ts';
 import { JobStateBadge, StepStateBadge } from '../components/badges.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
@@ -7,7 +8,6 @@ import { formatTime } from '../format-time.ts';
 import { Link } from '../router.tsx';
 import { canOperate, useSession } from '../session.tsx';
 
-const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
 /** Jobs whose cancel the seeds warn about: a failover stopped half-way leaves the machine unreplicated. */
 const NEVER_HALF_WAY = new Set(['failover', 'planned-failover', 'failback', 'complete-failover']);
 
@@ -43,7 +43,7 @@ export function JobPage({ id }: { id: string }) {
   }, [api, id]);
 
   // The stream ends when the job does; the last event is its final state.
-  const finished = job !== undefined && FINISHED.has(job.state);
+  const finished = job !== undefined && isTerminalJobState(job.state);
 
   const cancel = async () => {
     setCancelError(undefined);

@@ -1,5 +1,5 @@
 import { useState } from 'react';
-import type { JobState } from '../../../src/domain/model.ts';
+import { JOB_STATES, type JobState } from '../../../src/domain/job-states.ts';
 import type { JobWithCancel } from '../api-client.ts';
 import { JobStateBadge } from '../components/badges.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
@@ -7,8 +7,6 @@ import { ProgressBar } from '../components/progress-bar.tsx';
 import { formatTime } from '../format-time.ts';
 import { Link } from '../router.tsx';
 import { useResource } from '../use-resource.ts';
-
-const STATES: JobState[] = ['queued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled'];
 
 export function JobsPage() {
   const [state, setState] = useState<JobState | ''>('');
@@ -23,7 +21,7 @@ export function JobsPage() {
           <label htmlFor="job-state">State</label>
           <select id="job-state" value={state} onChange={(e) => setState(e.target.value as JobState | '')}>
             <option value="">any</option>
-            {STATES.map((s) => (
+            {JOB_STATES.map((s) => (
               <option key={s}>{s}</option>
             ))}
           </select>

@@ -1,11 +1,10 @@
 import { streamSSE } from 'hono/streaming';
+import { isTerminalJobState } from '../../domain/index.ts';
 import type { Job } from '../../domain/model.ts';
 import { notFound } from '../../errors/index.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
 import { type RouteDefinition, route } from '../route.ts';
 import * as s from '../schemas.ts';
-
-const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
 
 export function jobRoutes(vault: VaultContext): RouteDefinition[] {
   const { store, engine } = vault;
@@ -68,7 +67,7 @@ export function jobRoutes(vault: VaultContext): RouteDefinition[] {
                 last = text;
                 await stream.writeSSE({ event: 'job', data: text, id: String(Date.now()) });
               }
-              if (FINISHED.has(job.state)) break;
+              if (isTerminalJobState(job.state)) break;
               // Another vault process may run the job: poll as well as listen.
               await new Promise<void>((resolve) => {
                 wake = resolve;

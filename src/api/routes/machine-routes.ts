@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
 import { isoNow } from '../../clock/index.ts';
-import { allowedOperations, type LifecycleOperation } from '../../domain/index.ts';
+import { ALL_OPERATIONS, allowedOperations, type LifecycleOperation } from '../../domain/index.ts';
 import type { Machine, MachineState } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
+import { type OperationOptions, withOptions } from '../../vault/jobs/job-inputs.ts';
 import { hostServices } from '../../vault/jobs/lifecycle-job.ts';
 import { operationCheck, recoveryProblems } from '../../vault/lifecycle/operation-checks.ts';
 import { requestOperation } from '../../vault/lifecycle/request-operation.ts';
@@ -23,34 +24,52 @@ async function machineOr404(vault: VaultContext, id: string): Promise<Machine> {
   return machine;
 }
 
-interface OperationRoute {
-  operation: LifecycleOperation;
+/** A lifecycle operation's endpoint: its body schema gives the options the operation's job takes. */
+export interface OperationRoute<O extends LifecycleOperation> {
   summary: string;
-  body: z.ZodType;
+  body: z.ZodType<OperationOptions[O]>;
 }
 
-const OPERATIONS: OperationRoute[] = [
-  {
-    operation: 'enable-replication',
-    summary: 'Enable replication (initial copy)',
-    body: s.enableReplication,
-  },
-  { operation: 'disable-replication', summary: 'Disable replication', body: s.empty },
-  { operation: 'test-failover', summary: 'Start a test failover (DR drill)', body: s.testFailover },
-  { operation: 'cleanup-test-failover', summary: 'Clean up a test failover', body: s.cleanupTestFailover },
-  { operation: 'failover', summary: 'Unplanned failover at a recovery point', body: s.failover },
-  { operation: 'planned-failover', summary: 'Planned failover (no data loss)', body: s.empty },
-  { operation: 'failback', summary: 'Fail back to the primary site', body: s.failback },
-  { operation: 'complete-failover', summary: 'Complete a synchronised failback', body: s.empty },
-  {
-    operation: 'change-recovery-point',
-    summary: 'Restart from another recovery point',
-    body: s.changeRecoveryPoint,
-  },
-  { operation: 'commit', summary: 'Commit the failover', body: s.empty },
-  { operation: 'reprotect', summary: 'Reprotect (reverse replication)', body: s.reprotect },
-  { operation: 'resync', summary: 'Resynchronise replication', body: s.resync },
-];
+const OPERATIONS: { [O in LifecycleOperation]: OperationRoute<O> } = {
+  'enable-replication': { summary: 'Enable replication (initial copy)', body: s.enableReplication },
+  'disable-replication': { summary: 'Disable replication', body: s.empty },
+  'test-failover': { summary: 'Start a test failover (DR drill)', body: s.testFailover },
+  'cleanup-test-failover': { summary: 'Clean up a test failover', body: s.cleanupTestFailover },
+  failover: { summary: 'Unplanned failover at a recovery point', body: s.failover },
+  'planned-failover': { summary: 'Planned failover (no data loss)', body: s.empty },
+  failback: { summary: 'Fail back to the primary site', body: s.failback },
+  'complete-failover': { summary: 'Complete a synchronised failback', body: s.empty },
+  'change-recovery-point': { summary: 'Restart from another recovery point', body: s.changeRecoveryPoint },
+  commit: { summary: 'Commit the failover', body: s.empty },
+  reprotect: { summary: 'Reprotect (reverse replication)', body: s.reprotect },
+  resync: { summary: 'Resynchronise replication', body: s.resync },
+};
+
+function operationRoute<O extends LifecycleOperation>(
+  vault: VaultContext,
+  operation: O,
+  { summary, body }: OperationRoute<O>,
+): RouteDefinition {
+  return route({
+    method: 'post',
+    path: `/machines/:id/${operation}`,
+    summary,
+    tag: 'machines',
+    access: { kind: 'token', role: 'operator' },
+    body,
+    status: 202,
+    handler: async ({ params, body: options, actor }) => {
+      const machine = await machineOr404(vault, params.id!);
+      const requested = withOptions(operation, options);
+      return requestOperation(vault, {
+        ...requested,
+        machineId: machine.id,
+        actor: actor!.name,
+        check: operationCheck(vault, requested),
+      });
+    },
+  });
+}
 
 export function machineRoutes(vault: VaultContext): RouteDefinition[] {
   const { store } = vault;
@@ -202,27 +221,7 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
         return { valid: problems.length === 0, problems };
       },
     }),
-    ...OPERATIONS.map((op) =>
-      route({
-        method: 'post',
-        path: `/machines/:id/${op.operation}`,
-        summary: op.summary,
-        tag,
-        access: { kind: 'token', role: 'operator' },
-        body: op.body as z.ZodType<Record<string, unknown>>,
-        status: 202,
-        handler: async ({ params, body, actor }) => {
-          const machine = await machineOr404(vault, params.id!);
-          return requestOperation(vault, {
-            machineId: machine.id,
-            operation: op.operation,
-            options: body,
-            actor: actor!.name,
-            check: operationCheck(vault, op.operation, body),
-          });
-        },
-      }),
-    ),
+    ...ALL_OPERATIONS.map((operation) => operationRoute(vault, operation, OPERATIONS[operation])),
   ];
 }
 

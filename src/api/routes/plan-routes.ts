@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import type { z } from 'zod';
 import { isoNow } from '../../clock/index.ts';
 import type { RecoveryPlan } from '../../domain/model.ts';
 import { assertValidPlan, type PlanDocument, planToDocument } from '../../domain/recovery-plan-validation.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
+import { type OperationWithOptions, withOptions } from '../../vault/jobs/job-inputs.ts';
 import {
   activePlanJobs,
   busyMachines,
@@ -16,8 +16,9 @@ import {
 import type { VaultContext } from '../../vault/vault-context.ts';
 import { parseInput, type RouteDefinition, route } from '../route.ts';
 import * as s from '../schemas.ts';
+import type { OperationRoute } from './machine-routes.ts';
 
-const OPERATION_BODIES: Record<PlanOperation, { summary: string; body: z.ZodType }> = {
+const OPERATION_BODIES: { [O in PlanOperation]: OperationRoute<O> } = {
   'test-failover': {
     summary: 'Test failover of every machine of the plan, group by group',
     body: s.testFailover,
@@ -52,6 +53,24 @@ export function planRoutes(vault: VaultContext): RouteDefinition[] {
     const names = await machineNames();
     return planToDocument(plan, (id) => names.get(id) ?? id);
   };
+  const operationRoute = <O extends PlanOperation>(operation: O, { summary, body }: OperationRoute<O>) =>
+    route({
+      method: 'post',
+      path: `/plans/:id/${operation}`,
+      summary,
+      tag,
+      access: { kind: 'token', role: 'operator' },
+      body,
+      status: 202,
+      handler: async ({ params, body: options, actor }) => {
+        const requested: OperationWithOptions<PlanOperation> = withOptions(operation, options);
+        return requestPlanOperation(vault, {
+          plan: await planOr404(params.id!),
+          actor: actor!.name,
+          ...requested,
+        });
+      },
+    });
   /** Resolves and checks a document; machines moved by another plan's running job are refused. */
   const validate = async (doc: PlanDocument, planId: string | null) => {
     const active = (await activePlanJobs(vault)).filter((job) => job.targetId !== planId);
@@ -197,24 +216,7 @@ export function planRoutes(vault: VaultContext): RouteDefinition[] {
           : doc;
       },
     }),
-    ...PLAN_OPERATIONS.map((operation) =>
-      route({
-        method: 'post',
-        path: `/plans/:id/${operation}`,
-        summary: OPERATION_BODIES[operation].summary,
-        tag,
-        access: { kind: 'token', role: 'operator' },
-        body: OPERATION_BODIES[operation].body as z.ZodType<Record<string, unknown>>,
-        status: 202,
-        handler: async ({ params, body, actor }) =>
-          requestPlanOperation(vault, {
-            plan: await planOr404(params.id!),
-            operation,
-            options: body,
-            actor: actor!.name,
-          }),
-      }),
-    ),
+    ...PLAN_OPERATIONS.map((operation) => operationRoute(operation, OPERATION_BODIES[operation])),
     route({
       method: 'post',
       path: '/jobs/:id/resume',

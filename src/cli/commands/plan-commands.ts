@@ -1,5 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { stringify as toYaml } from 'yaml';
+import { isTerminalJobState } from '../../domain/job-states.ts';
 import type { Job, RecoveryPlan } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import { PLAN_OPERATIONS } from '../../vault/plans/plan-steps.ts';
@@ -46,8 +47,6 @@ type PresentedPlan = Omit<RecoveryPlan, 'groups'> & {
   rtoEstimateSeconds: number | null;
   activeJobId: string | null;
 };
-
-const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
 
 const plans = crudCommands({
   plural: 'plans',
@@ -211,7 +210,7 @@ async function follow(client: ReturnType<typeof connect>['client'], jobId: strin
       else out.write(`waiting: ${step?.message ?? ''}\nresume with: haven plans resume ${job.id}\n`);
       return 0;
     }
-    if (FINISHED.has(job.state)) {
+    if (isTerminalJobState(job.state)) {
       if (out.json) printJson(out, job);
       else out.write(`plan job ${job.id} ${job.state}${job.error ? `: ${job.error.message}` : ''}\n`);
       return job.state === 'succeeded' ? 0 : 1;

@@ -1,8 +1,8 @@
 import type { Host, Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { DiskRegion, ReplicationStatus } from '../../host/host-services.ts';
-import type { JobDefinition } from '../../jobs/index.ts';
 import type { VaultContext } from '../vault-context.ts';
+import type { LifecycleJobInput, VaultJobDefinition } from './job-inputs.ts';
 import {
   type LifecycleStep,
   type LifecycleStepContext,
@@ -78,7 +78,7 @@ async function reverseTarget(
 }
 
 /** Steps that reverse replication: recovery machine's view → the primary's original image. */
-function reverseSteps(input: Record<string, unknown>): LifecycleStep[] {
+function reverseSteps(input: LifecycleJobInput<'reprotect'>): LifecycleStep<'reprotect'>[] {
   return [
     {
       name: 'check-primary-off',
@@ -88,7 +88,7 @@ function reverseSteps(input: Record<string, unknown>): LifecycleStep[] {
       retrySafe: true,
       run: async (ctx) => {
         if (input.alternateHostId) {
-          const id = String(input.alternateHostId);
+          const id = input.alternateHostId;
           const host = (await ctx.vault.store.hosts.get(id)) ?? (await ctx.vault.store.hosts.getByName(id));
           if (!host)
             throw new HavenError('bad_request', `alternateHostId: host '${id}' does not exist`, {
@@ -250,12 +250,11 @@ function forwardSteps(): LifecycleStep[] {
   ];
 }
 
-export function reprotectJob(vault: () => VaultContext): JobDefinition {
+export function reprotectJob(vault: () => VaultContext): VaultJobDefinition<'reprotect'> {
   return lifecycleJob(vault, {
     operation: 'reprotect',
     steps: (input) => {
-      const from = (input.transition as { from: string }).from;
-      return from === 'failback-committed' ? forwardSteps() : reverseSteps(input);
+      return input.transition.from === 'failback-committed' ? forwardSteps() : reverseSteps(input);
     },
     // Reprotected to an alternate location: that is the machine's primary site from now on.
     onSuccess: (_machine, _input, output) => {
@@ -370,7 +369,7 @@ function switchBackSteps(fullDownload: boolean): LifecycleStep[] {
 
 const backAtPrimary = (machine: Machine): Partial<Machine> => ({ activeHostId: machine.primaryHostId });
 
-export function failbackJob(vault: () => VaultContext): JobDefinition {
+export function failbackJob(vault: () => VaultContext): VaultJobDefinition<'failback'> {
   return lifecycleJob(vault, {
     operation: 'failback',
     steps: (input) =>
@@ -391,7 +390,7 @@ export function failbackJob(vault: () => VaultContext): JobDefinition {
   });
 }
 
-export function completeFailoverJob(vault: () => VaultContext): JobDefinition {
+export function completeFailoverJob(vault: () => VaultContext): VaultJobDefinition<'complete-failover'> {
   return lifecycleJob(vault, {
     operation: 'complete-failover',
     steps: () => switchBackSteps(false),

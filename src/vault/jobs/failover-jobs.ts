@@ -3,10 +3,10 @@ import { type RecoveryPointRequest, selectRecoveryPoint } from '../../domain/ind
 import type { Machine, RecoveryPoint, RunningCopy } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { MachineDefinition, MachineNic, PointView } from '../../host/host-services.ts';
-import type { JobDefinition } from '../../jobs/index.ts';
 import { requireReplicaHost } from '../replica-host.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { failbackCommitSteps } from './failback-jobs.ts';
+import type { RecoveryPointChoice, VaultJobDefinition } from './job-inputs.ts';
 import { type LifecycleStep, type LifecycleStepContext, lifecycleJob, pollUntil } from './lifecycle-job.ts';
 
 /**
@@ -17,13 +17,8 @@ import { type LifecycleStep, type LifecycleStepContext, lifecycleJob, pollUntil 
  * before boot), so the time to start does not depend on the disk size.
  */
 
-interface PointChoice {
-  option: RecoveryPointRequest['option'];
-  pointId?: string;
-}
-
 /** Resolves the operator's recovery point choice against the replica's catalog (SPEC §3). */
-async function choosePoint(ctx: LifecycleStepContext, choice: PointChoice): Promise<RecoveryPoint> {
+async function choosePoint(ctx: LifecycleStepContext, choice: RecoveryPointChoice): Promise<RecoveryPoint> {
   const members =
     ctx.machine.groupId === null
       ? [ctx.machine]
@@ -49,16 +44,13 @@ async function choosePoint(ctx: LifecycleStepContext, choice: PointChoice): Prom
   return point;
 }
 
-function pointStep(
-  choice: (input: Record<string, unknown>) => PointChoice,
-  input: Record<string, unknown>,
-): LifecycleStep {
+function pointStep(choice: RecoveryPointChoice): LifecycleStep {
   return {
     name: 'choose-point',
     title: 'Choose the recovery point',
     retrySafe: true,
     run: async (ctx) => {
-      await choosePoint(ctx, choice(input));
+      await choosePoint(ctx, choice);
     },
   };
 }
@@ -211,11 +203,11 @@ function machineUpStep(copyOf: (machine: Machine) => RunningCopy | null): Lifecy
   };
 }
 
-export function testFailoverJob(vault: () => VaultContext): JobDefinition {
+export function testFailoverJob(vault: () => VaultContext): VaultJobDefinition<'test-failover'> {
   return lifecycleJob(vault, {
     operation: 'test-failover',
     steps: (input) => [
-      pointStep((i) => i.recoveryPoint as PointChoice, input),
+      pointStep(input.recoveryPoint),
       {
         name: 'start-drill-machine',
         title: 'Start the drill copy on the isolated test network',
@@ -223,7 +215,7 @@ export function testFailoverJob(vault: () => VaultContext): JobDefinition {
         run: async (ctx) => {
           const host = await ctx.vault.store.hosts.get(requireReplicaHost(ctx.machine));
           const site = host ? await ctx.vault.store.sites.get(host.siteId) : undefined;
-          const network = (input.network as string | undefined) ?? site?.testNetwork ?? 'haven-test';
+          const network = input.network ?? site?.testNetwork ?? 'haven-test';
           const copy = await startCopy(ctx, {
             vmName: `${ctx.machine.recoverySettings.targetName}-test`,
             existing: ctx.machine.runtime.test,
@@ -239,7 +231,9 @@ export function testFailoverJob(vault: () => VaultContext): JobDefinition {
   });
 }
 
-export function cleanupTestFailoverJob(vault: () => VaultContext): JobDefinition {
+export function cleanupTestFailoverJob(
+  vault: () => VaultContext,
+): VaultJobDefinition<'cleanup-test-failover'> {
   return lifecycleJob(vault, {
     operation: 'cleanup-test-failover',
     steps: (input) => [
@@ -265,16 +259,19 @@ export function cleanupTestFailoverJob(vault: () => VaultContext): JobDefinition
         title: 'Record the drill notes',
         retrySafe: true,
         run: async (ctx) => {
-          await ctx.output({ notes: String(input.notes ?? '') });
+          await ctx.output({ notes: input.notes ?? '' });
         },
       },
     ],
   });
 }
 
-function failoverSteps(planned: boolean, input: Record<string, unknown>): LifecycleStep[] {
+/** A planned failover shuts down and drains first, then takes the latest point; an unplanned one takes the operator's. */
+function failoverSteps(
+  how: { planned: true } | { planned: false; recoveryPoint: RecoveryPointChoice; shutdownSource: boolean },
+): LifecycleStep[] {
   const steps: LifecycleStep[] = [];
-  if (planned) {
+  if (how.planned) {
     steps.push(
       {
         name: 'shut-down-source',
@@ -304,11 +301,11 @@ function failoverSteps(planned: boolean, input: Record<string, unknown>): Lifecy
           );
         },
       },
-      pointStep(() => ({ option: 'latest' }), input),
+      pointStep({ option: 'latest' }),
     );
   } else {
-    steps.push(pointStep((i) => i.recoveryPoint as PointChoice, input));
-    if (input.shutdownSource !== false) {
+    steps.push(pointStep(how.recoveryPoint));
+    if (how.shutdownSource !== false) {
       steps.push({
         name: 'shut-down-source',
         title: 'Shut down the source machine (failover continues if this fails)',
@@ -363,23 +360,26 @@ function movedToReplicaHost(machine: Machine): Partial<Machine> {
   return { activeHostId: machine.runtime.failover?.hostId ?? machine.activeHostId };
 }
 
-export function failoverJob(vault: () => VaultContext): JobDefinition {
+export function failoverJob(vault: () => VaultContext): VaultJobDefinition<'failover'> {
   return lifecycleJob(vault, {
     operation: 'failover',
-    steps: (input) => failoverSteps(false, input),
+    steps: ({ recoveryPoint, shutdownSource }) =>
+      failoverSteps({ planned: false, recoveryPoint, shutdownSource }),
     onSuccess: movedToReplicaHost,
   });
 }
 
-export function plannedFailoverJob(vault: () => VaultContext): JobDefinition {
+export function plannedFailoverJob(vault: () => VaultContext): VaultJobDefinition<'planned-failover'> {
   return lifecycleJob(vault, {
     operation: 'planned-failover',
-    steps: (input) => failoverSteps(true, input),
+    steps: () => failoverSteps({ planned: true }),
     onSuccess: movedToReplicaHost,
   });
 }
 
-export function changeRecoveryPointJob(vault: () => VaultContext): JobDefinition {
+export function changeRecoveryPointJob(
+  vault: () => VaultContext,
+): VaultJobDefinition<'change-recovery-point'> {
   return lifecycleJob(vault, {
     operation: 'change-recovery-point',
     steps: (input) => [
@@ -393,7 +393,7 @@ export function changeRecoveryPointJob(vault: () => VaultContext): JobDefinition
           if (!copy)
             throw new HavenError('conflict', `machine '${ctx.machine.name}' has no failed-over copy`);
           const catalog = await ctx.host(copy.hostId).replica.listPoints({ machineId: ctx.machine.id });
-          const choice = input.recoveryPoint as PointChoice;
+          const choice = input.recoveryPoint;
           const { point } = selectRecoveryPoint(
             catalog,
             ctx.machine,
@@ -443,11 +443,11 @@ export function changeRecoveryPointJob(vault: () => VaultContext): JobDefinition
   });
 }
 
-export function commitJob(vault: () => VaultContext): JobDefinition {
+export function commitJob(vault: () => VaultContext): VaultJobDefinition<'commit'> {
   return lifecycleJob(vault, {
     operation: 'commit',
     steps: (input) =>
-      (input.transition as { from: string }).from === 'failed-back'
+      input.transition.from === 'failed-back'
         ? failbackCommitSteps()
         : [
             {

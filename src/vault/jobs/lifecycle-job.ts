@@ -4,11 +4,13 @@ import type { Host, Machine } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
 import { remoteHostServices } from '../../host/host-dispatcher.ts';
 import type { HostServices, ReplicationTarget } from '../../host/host-services.ts';
-import { defineJob, type JobDefinition, type JobOutcome, type StepContext } from '../../jobs/index.ts';
+import { defineJob, type JobDefinition, type JobOutcome, type StepContext } from '../../job-engine/index.ts';
 import type { VaultContext } from '../vault-context.ts';
+import type { LifecycleJobInput } from './job-inputs.ts';
 
 /** What a lifecycle step gets: the vault, the machine as it is now, and its hosts' services. */
-export interface LifecycleStepContext extends StepContext {
+export interface LifecycleStepContext<O extends LifecycleOperation = LifecycleOperation>
+  extends StepContext<LifecycleJobInput<O>> {
   vault: VaultContext;
   machine: Machine;
   transition: Transition;
@@ -19,29 +21,30 @@ export interface LifecycleStepContext extends StepContext {
   save(patch: Partial<Omit<Machine, 'state' | 'currentJobId'>>): Promise<Machine>;
 }
 
-export interface LifecycleStep {
+export interface LifecycleStep<O extends LifecycleOperation = LifecycleOperation> {
   name: string;
   title: string;
   retrySafe: boolean;
   pointOfNoReturn?: boolean;
   weight?: number;
-  run(ctx: LifecycleStepContext): Promise<void>;
+  run(ctx: LifecycleStepContext<O>): Promise<void>;
 }
 
-export interface LifecycleJobSpec {
-  operation: LifecycleOperation;
-  steps(input: Record<string, unknown>): LifecycleStep[];
+export interface LifecycleJobSpec<O extends LifecycleOperation> {
+  operation: O;
+  // Inferred from `operation` only: steps shared by several operations are typed for any of them.
+  steps(input: LifecycleJobInput<NoInfer<O>>): LifecycleStep<NoInfer<O>>[];
   /** Extra work when the job ends (after the state moves), e.g. record what changed; must be idempotent. */
   onSettled?(
     vault: VaultContext,
     machine: Machine,
     outcome: JobOutcome,
-    input: Record<string, unknown>,
+    input: LifecycleJobInput<NoInfer<O>>,
   ): Promise<void>;
   /** Machine fields set on success (besides the state), from the job's input and what its steps recorded. */
   onSuccess?(
     machine: Machine,
-    input: Record<string, unknown>,
+    input: LifecycleJobInput<NoInfer<O>>,
     output: Record<string, unknown>,
   ): Partial<Omit<Machine, 'state' | 'currentJobId'>>;
 }
@@ -70,7 +73,10 @@ export function hostServices(vault: VaultContext, hostId: string): HostServices 
  * transition's target on success, back to where it started otherwise
  * (lifecycle.ts: every step is retry-safe, so the operator runs it again).
  */
-export function lifecycleJob(vault: () => VaultContext, spec: LifecycleJobSpec): JobDefinition {
+export function lifecycleJob<O extends LifecycleOperation>(
+  vault: () => VaultContext,
+  spec: LifecycleJobSpec<O>,
+): JobDefinition<O, LifecycleJobInput<O>> {
   const load = async (machineId: string) => {
     const machine = await vault().store.machines.get(machineId);
     if (!machine) throw notFound('machine', machineId);
@@ -87,7 +93,7 @@ export function lifecycleJob(vault: () => VaultContext, spec: LifecycleJobSpec):
         ...(step.weight ? { weight: step.weight } : {}),
         run: async (ctx) => {
           const v = vault();
-          const machineId = String(input.machineId);
+          const { machineId } = input;
           let machine = await load(machineId);
           await step.run({
             ...ctx,
@@ -95,7 +101,7 @@ export function lifecycleJob(vault: () => VaultContext, spec: LifecycleJobSpec):
             output: ctx.output,
             vault: v,
             machine,
-            transition: input.transition as Transition,
+            transition: input.transition,
             host: (hostId) => hostServices(v, hostId),
             reload: async () => {
               machine = await load(machineId);
@@ -112,8 +118,8 @@ export function lifecycleJob(vault: () => VaultContext, spec: LifecycleJobSpec):
       })),
     settle: async ({ input, outcome, job }) => {
       const v = vault();
-      const transition = input.transition as Transition;
-      const machine = await load(String(input.machineId));
+      const { transition } = input;
+      const machine = await load(input.machineId);
       if (machine.state === transition.via) {
         if (outcome === 'succeeded' && spec.onSuccess) {
           await v.store.machines.update({

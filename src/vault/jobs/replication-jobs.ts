@@ -1,8 +1,8 @@
 import type { Host, Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
-import type { JobDefinition } from '../../jobs/index.ts';
 import { replicaHostOf } from '../replica-host.ts';
 import type { VaultContext } from '../vault-context.ts';
+import type { VaultJobDefinition } from './job-inputs.ts';
 import {
   hostServices as hostServicesOf,
   type LifecycleStepContext,
@@ -67,11 +67,11 @@ async function attachDisks(ctx: LifecycleStepContext): Promise<Machine> {
  * the machine keeps running, and the machine is protected once the replica
  * has its first recovery point.
  */
-export function enableReplicationJob(vault: () => VaultContext): JobDefinition {
+export function enableReplicationJob(vault: () => VaultContext): VaultJobDefinition<'enable-replication'> {
   return lifecycleJob(vault, {
     operation: 'enable-replication',
     steps: (input) => {
-      const recoveryHostId = String(input.recoveryHostId);
+      const { recoveryHostId } = input;
       return [
         {
           name: 'check-hosts',
@@ -80,8 +80,8 @@ export function enableReplicationJob(vault: () => VaultContext): JobDefinition {
           run: async (ctx) => {
             const { target } = await replicationHosts(ctx, recoveryHostId);
             const policy =
-              (await ctx.vault.store.policies.get(String(input.policyId))) ??
-              (await ctx.vault.store.policies.getByName(String(input.policyId)));
+              (await ctx.vault.store.policies.get(input.policyId)) ??
+              (await ctx.vault.store.policies.getByName(input.policyId));
             await ctx.save({ recoveryHostId: target.id, ...(policy ? { policyId: policy.id } : {}) });
           },
         },
@@ -176,7 +176,7 @@ export function enableReplicationJob(vault: () => VaultContext): JobDefinition {
 }
 
 /** Disable replication: stop sending and delete the replica; the machine keeps running where it is. */
-export function disableReplicationJob(vault: () => VaultContext): JobDefinition {
+export function disableReplicationJob(vault: () => VaultContext): VaultJobDefinition<'disable-replication'> {
   return lifecycleJob(vault, {
     operation: 'disable-replication',
     steps: () => [

@@ -1,15 +1,16 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { defineJob, type JobDefinition } from '../../jobs/index.ts';
+import { defineJob } from '../../job-engine/index.ts';
 import { verifyBackup } from '../backup/verify-backup.ts';
 import type { VaultContext } from '../vault-context.ts';
+import type { VaultJobDefinition } from './job-inputs.ts';
 
 /**
  * Online backup of the vault's state (seed 004: back the configuration
  * server up regularly). The backup holds the vault identity too, so a vault
  * restored from it is the same vault to its hosts.
  */
-export function vaultBackupJob(vault: () => VaultContext): JobDefinition {
+export function vaultBackupJob(vault: () => VaultContext): VaultJobDefinition<'vault-backup'> {
   return defineJob({
     kind: 'vault-backup',
     steps: (input) => [
@@ -18,7 +19,7 @@ export function vaultBackupJob(vault: () => VaultContext): JobDefinition {
         title: 'Write a consistent copy of the vault state',
         retrySafe: true,
         run: async (ctx) => {
-          const file = String(input.file);
+          const { file } = input;
           await mkdir(dirname(file), { recursive: true });
           ctx.progress(10, `Writing ${file}`);
           await vault().store.backup(file);
@@ -31,7 +32,7 @@ export function vaultBackupJob(vault: () => VaultContext): JobDefinition {
         title: 'Verify the backup',
         retrySafe: true,
         run: async (ctx) => {
-          const summary = await verifyBackup(String(input.file), vault().store.dialect);
+          const summary = await verifyBackup(input.file, vault().store.dialect);
           ctx.progress(
             100,
             `Backup holds ${summary.hosts} host(s), ${summary.machines} machine(s), ${summary.jobs} job(s)`,

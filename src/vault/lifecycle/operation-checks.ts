@@ -9,6 +9,7 @@ import {
 } from '../../domain/index.ts';
 import type { Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
+import type { OperationWithOptions } from '../jobs/job-inputs.ts';
 import type { VaultContext } from '../vault-context.ts';
 
 /** Operations that start the machine somewhere else and so need valid recovery settings (SPEC §5). */
@@ -42,29 +43,22 @@ export async function recoveryProblems(vault: VaultContext, machine: Machine): P
 /** The checks an operation must pass before its job is queued; each throws a HavenError naming the problem. */
 export function operationCheck(
   vault: VaultContext,
-  operation: LifecycleOperation,
-  body: Record<string, unknown>,
+  request: OperationWithOptions,
 ): (machine: Machine) => Promise<void> {
   return async (machine) => {
-    if (STARTS_A_MACHINE.has(operation)) assertValid(await recoveryProblems(vault, machine), machine);
-    if (operation === 'reprotect') {
+    if (STARTS_A_MACHINE.has(request.operation)) assertValid(await recoveryProblems(vault, machine), machine);
+    if (request.operation === 'reprotect') {
       assertValid(validateForReprotect(machine), machine);
       // Reprotecting back to the primary site needs the original machine, or a new one elsewhere.
       if (machine.state === 'failover-committed') {
-        assertValid(
-          validateFailbackTarget(machine, (body.alternateHostId as string | undefined) ?? null),
-          machine,
-        );
+        assertValid(validateFailbackTarget(machine, request.options.alternateHostId ?? null), machine);
       }
     }
-    if (operation === 'failback') {
-      assertValid(
-        validateFailbackTarget(machine, (body.alternateHostId as string | undefined) ?? null),
-        machine,
-      );
+    if (request.operation === 'failback') {
+      assertValid(validateFailbackTarget(machine, request.options.alternateHostId ?? null), machine);
     }
-    if (operation === 'enable-replication') {
-      const hostId = String(body.recoveryHostId);
+    if (request.operation === 'enable-replication') {
+      const hostId = request.options.recoveryHostId;
       const host = (await vault.store.hosts.get(hostId)) ?? (await vault.store.hosts.getByName(hostId));
       if (!host)
         throw new HavenError('bad_request', `recoveryHostId: host '${hostId}' does not exist`, {
@@ -79,7 +73,7 @@ export function operationCheck(
           },
         );
       }
-      const policyId = String(body.policyId);
+      const policyId = request.options.policyId;
       if (!((await vault.store.policies.get(policyId)) ?? (await vault.store.policies.getByName(policyId)))) {
         throw new HavenError('bad_request', `policyId: policy '${policyId}' does not exist`, {
           field: 'policyId',

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { isoNow } from '../../clock/index.ts';
-import { type LifecycleOperation, planTransition, type TransitionOptions } from '../../domain/index.ts';
+import { type LifecycleOperation, planTransition } from '../../domain/index.ts';
 import type { Job, Machine } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
+import { type OperationWithOptions, transitionOptions } from '../jobs/job-inputs.ts';
 import type { VaultContext } from '../vault-context.ts';
 
 /**
@@ -25,14 +26,12 @@ const DATA_PATH: Record<LifecycleOperation, string> = {
   resync: 'a resync job',
 };
 
-export interface OperationRequest {
+export type OperationRequest = OperationWithOptions & {
   machineId: string;
-  operation: LifecycleOperation;
-  options: TransitionOptions & Record<string, unknown>;
   actor: string;
   /** Checks that need the vault's state (validation, limits); throw HavenError to refuse. */
   check?: (machine: Machine) => Promise<void>;
-}
+};
 
 /**
  * Starts a lifecycle operation: refuses it unless the machine's state allows
@@ -44,7 +43,7 @@ export async function requestOperation(vault: VaultContext, request: OperationRe
   const { store, engine } = vault;
   const machine = await store.machines.get(request.machineId);
   if (!machine) throw notFound('machine', request.machineId);
-  const transition = planTransition(machine, request.operation, request.options);
+  const transition = planTransition(machine, request.operation, transitionOptions(request));
   await request.check?.(machine);
   if (!engine.has(request.operation)) {
     throw new HavenError(

@@ -1,11 +1,13 @@
+import { isTerminalJobState } from '../../domain/job-states.ts';
 import type { Job } from '../../domain/model.ts';
 import { DEFAULT_SCRIPT_TIMEOUT_SECONDS } from '../../domain/recovery-plan-validation.ts';
 import { HavenError } from '../../errors/index.ts';
-import { defineJob, type JobDefinition, type StepContext } from '../../jobs/index.ts';
+import { defineJob, type StepContext } from '../../job-engine/index.ts';
+import type { VaultJobDefinition } from '../jobs/job-inputs.ts';
 import { operationCheck } from '../lifecycle/operation-checks.ts';
 import { requestOperation } from '../lifecycle/request-operation.ts';
 import type { VaultContext } from '../vault-context.ts';
-import { directionOf, type PlanJobInput, type PlanStep, planSteps } from './plan-steps.ts';
+import { directionOf, type PlanJobInput, type PlanStep, planOperation, planSteps } from './plan-steps.ts';
 import { runScriptAction } from './run-script-action.ts';
 
 export const PLAN_JOB_KIND = 'recovery-plan';
@@ -19,8 +21,6 @@ export interface PlanMachineRecord {
   error: string | null;
 }
 
-const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
-
 /**
  * One plan operation over all its machines as one job. Groups run strictly
  * in order; the first machine step of a group requests the operation for
@@ -29,11 +29,10 @@ const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
  * after actions, and so the next group, start only when all its machines'
  * jobs have succeeded; a machine whose job fails fails the plan, naming it.
  */
-export function recoveryPlanJob(vault: () => VaultContext): JobDefinition {
+export function recoveryPlanJob(vault: () => VaultContext): VaultJobDefinition<typeof PLAN_JOB_KIND> {
   return defineJob({
     kind: PLAN_JOB_KIND,
-    steps: (raw) => {
-      const input = raw as unknown as PlanJobInput;
+    steps: (input) => {
       return planSteps(input).map((step) => ({
         name: step.name,
         title: step.title,
@@ -115,12 +114,12 @@ async function startMachine(
     }
   }
   try {
+    const requested = planOperation(input);
     const job = await requestOperation(vault, {
+      ...requested,
       machineId,
-      operation: input.operation,
-      options: input.options,
       actor: `${ctx.job.createdBy} (plan '${input.planName}')`,
-      check: operationCheck(vault, input.operation, input.options),
+      check: operationCheck(vault, requested),
     });
     return { ...base, jobId: job.id, error: null };
   } catch (error) {
@@ -134,7 +133,7 @@ async function waitForJob(vault: VaultContext, jobId: string, ctx: StepContext):
     ctx.signal.throwIfAborted();
     const job = await vault.store.jobs.get(jobId);
     if (!job) throw new HavenError('not_found', `Job '${jobId}' does not exist any more`, { jobId });
-    if (FINISHED.has(job.state)) return job;
+    if (isTerminalJobState(job.state)) return job;
     const running = job.steps.find((s) => s.state === 'running');
     ctx.progress(job.progress, `job ${job.id}: ${running ? running.title : job.state}`);
     await new Promise<void>((resolve) => {

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { OperationWithOptions } from '../jobs/job-inputs.ts';
 import { directionOf, type PlanJobInput, type PlanOperation, planSteps } from './plan-steps.ts';
 
-const input = (operation: PlanOperation, options: Record<string, unknown> = {}): PlanJobInput => ({
+const input = (requested: OperationWithOptions<PlanOperation>): PlanJobInput => ({
+  ...requested,
   planId: 'p',
   planName: 'app',
-  operation,
-  options,
   machineNames: { a: 'db', b: 'web' },
   groups: [
     {
@@ -28,15 +28,20 @@ describe('plan steps', () => {
   it('run actions around operations that start machines, in the order written', () => {
     const names = ['g1.machine.a', 'g1.after.1', 'g2.before.1', 'g2.machine.b'];
     assert.deepEqual(
-      planSteps(input('failover')).map((s) => s.name),
+      planSteps(
+        input({
+          operation: 'failover',
+          options: { recoveryPoint: { option: 'latest' }, shutdownSource: true },
+        }),
+      ).map((s) => s.name),
       names,
     );
     assert.deepEqual(
-      planSteps(input('failback', { dataSync: 'full-download' })).map((s) => s.name),
+      planSteps(input({ operation: 'failback', options: { dataSync: 'full-download' } })).map((s) => s.name),
       names,
     );
     assert.deepEqual(
-      planSteps(input('complete-failover')).map((s) => s.name),
+      planSteps(input({ operation: 'complete-failover', options: {} })).map((s) => s.name),
       names,
     );
   });
@@ -44,11 +49,13 @@ describe('plan steps', () => {
   it('leave actions out where no machine starts: commit, and a failback that only synchronises', () => {
     const names = ['g1.machine.a', 'g2.machine.b'];
     assert.deepEqual(
-      planSteps(input('commit')).map((s) => s.name),
+      planSteps(input({ operation: 'commit', options: {} })).map((s) => s.name),
       names,
     );
     assert.deepEqual(
-      planSteps(input('failback', { dataSync: 'before-failover' })).map((s) => s.name),
+      planSteps(input({ operation: 'failback', options: { dataSync: 'before-failover' } })).map(
+        (s) => s.name,
+      ),
       names,
     );
   });

@@ -1,4 +1,5 @@
 import type { RecoveryPlanAction, RecoveryPlanGroup } from '../../domain/model.ts';
+import type { OperationWithOptions } from '../jobs/job-inputs.ts';
 
 /** The operations a plan runs over its machines, in the API's words. */
 export const PLAN_OPERATIONS = [
@@ -33,9 +34,9 @@ export const ACTION_OPERATIONS: ReadonlySet<PlanOperation> = new Set([
  * data (the machines start at its complete-failover), so its actions wait
  * for that.
  */
-export function runsActions(operation: PlanOperation, options: Record<string, unknown>): boolean {
-  if (operation === 'failback' && options.dataSync === 'before-failover') return false;
-  return ACTION_OPERATIONS.has(operation);
+export function runsActions(request: OperationWithOptions<PlanOperation>): boolean {
+  if (request.operation === 'failback' && request.options.dataSync === 'before-failover') return false;
+  return ACTION_OPERATIONS.has(request.operation);
 }
 
 export type Direction = 'primary-to-recovery' | 'recovery-to-primary';
@@ -47,14 +48,18 @@ export function directionOf(operation: PlanOperation): Direction {
 }
 
 /** What a plan job is created with: a snapshot of the plan, so editing the plan does not change a running job. */
-export interface PlanJobInput {
+export type PlanJobInput = {
   planId: string;
   planName: string;
-  operation: PlanOperation;
-  /** The operation's options, the same for every machine (e.g. one recovery point choice). */
-  options: Record<string, unknown>;
   groups: RecoveryPlanGroup[];
   machineNames: Record<string, string>;
+  /** The operation and its options, the same for every machine (e.g. one recovery point choice). */
+} & OperationWithOptions<PlanOperation>;
+
+/** The operation a plan job runs on each machine, with its options. */
+export function planOperation(input: PlanJobInput): OperationWithOptions<PlanOperation> {
+  const { planId, planName, groups, machineNames, ...requested } = input;
+  return requested;
 }
 
 export type PlanStep =
@@ -78,7 +83,7 @@ export function actionStepName(group: number, side: 'before' | 'after', index: n
  * its after actions — in the order written. Deterministic from the input.
  */
 export function planSteps(input: PlanJobInput): PlanStep[] {
-  const withActions = runsActions(input.operation, input.options);
+  const withActions = runsActions(input);
   return input.groups.flatMap((group, g) => {
     const label = `Group ${g + 1} '${group.name}'`;
     const actions = (side: 'before' | 'after'): PlanStep[] =>

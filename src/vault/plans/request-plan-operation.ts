@@ -1,8 +1,8 @@
-import type { LifecycleOperation } from '../../domain/index.ts';
-import { planTransition } from '../../domain/index.ts';
+import { isTerminalJobState, JOB_STATES, planTransition } from '../../domain/index.ts';
 import type { Job, Machine, RecoveryPlan } from '../../domain/model.ts';
 import type { BusyMachine } from '../../domain/recovery-plan-validation.ts';
 import { HavenError } from '../../errors/index.ts';
+import { type OperationWithOptions, transitionOptions, vaultJobInput } from '../jobs/job-inputs.ts';
 import { operationCheck } from '../lifecycle/operation-checks.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { PLAN_JOB_KIND } from './plan-job.ts';
@@ -11,16 +11,18 @@ import type { PlanJobInput, PlanOperation } from './plan-steps.ts';
 /** Plan jobs that have not ended, with the machines each one moves. */
 export async function activePlanJobs(vault: VaultContext): Promise<Job[]> {
   const jobs = await Promise.all(
-    (['queued', 'running', 'waiting'] as const).map((state) => vault.store.jobs.list({ state, limit: 1000 })),
+    JOB_STATES.filter((state) => !isTerminalJobState(state)).map((state) =>
+      vault.store.jobs.list({ state, limit: 1000 }),
+    ),
   );
   return jobs.flat().filter((job) => job.kind === PLAN_JOB_KIND);
 }
 
 export function busyMachines(jobs: readonly Job[]): BusyMachine[] {
   return jobs.flatMap((job) => {
-    const input = job.input as unknown as PlanJobInput;
-    return input.groups.flatMap((group) =>
-      group.machineIds.map((machineId) => ({ machineId, planName: input.planName, jobId: job.id })),
+    const input = vaultJobInput(job, PLAN_JOB_KIND);
+    return (input?.groups ?? []).flatMap((group) =>
+      group.machineIds.map((machineId) => ({ machineId, planName: input!.planName, jobId: job.id })),
     );
   });
 }
@@ -33,15 +35,16 @@ export function busyMachines(jobs: readonly Job[]): BusyMachine[] {
  */
 export async function requestPlanOperation(
   vault: VaultContext,
-  request: { plan: RecoveryPlan; operation: PlanOperation; options: Record<string, unknown>; actor: string },
+  request: { plan: RecoveryPlan; actor: string } & OperationWithOptions<PlanOperation>,
 ): Promise<Job> {
-  const { plan, operation, options } = request;
+  const { plan, actor, ...requested } = request;
+  const { operation } = requested;
   const active = await activePlanJobs(vault);
   const own = active.find((job) => job.targetId === plan.id);
   if (own) {
     throw new HavenError(
       'conflict',
-      `Plan '${plan.name}' already has job ${own.id} (${(own.input as { operation?: string }).operation}, ${own.state}); ` +
+      `Plan '${plan.name}' already has job ${own.id} (${vaultJobInput(own, PLAN_JOB_KIND)?.operation}, ${own.state}); ` +
         'wait for it to end, resume it or cancel it',
       { planId: plan.id, jobId: own.id },
     );
@@ -64,8 +67,8 @@ export async function requestPlanOperation(
       continue;
     }
     try {
-      planTransition(machine, operation as LifecycleOperation, options);
-      await operationCheck(vault, operation, options)(machine);
+      planTransition(machine, operation, transitionOptions(requested));
+      await operationCheck(vault, requested)(machine);
     } catch (error) {
       problems.push(error instanceof Error ? error.message : String(error));
     }
@@ -80,16 +83,15 @@ export async function requestPlanOperation(
   const input: PlanJobInput = {
     planId: plan.id,
     planName: plan.name,
-    operation,
-    options,
     groups: plan.groups,
     machineNames: Object.fromEntries(machines.map((m) => [m.id, m.name])),
+    ...requested,
   };
   return vault.engine.submit({
     kind: PLAN_JOB_KIND,
     targetType: 'plan',
     targetId: plan.id,
-    input: input as unknown as Record<string, unknown>,
-    createdBy: request.actor,
+    input,
+    createdBy: actor,
   });
 }

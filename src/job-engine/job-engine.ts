@@ -1,13 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { type Clock, isoNow, systemClock } from '../clock/index.ts';
+import { isTerminalJobState } from '../domain/job-states.ts';
 import type { Job, JobError, JobStep } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
 import type { Store } from '../store/index.ts';
-import type { JobDefinition, JobOutcome, StepDefinition } from './job-definition.ts';
+import type { JobDefinition, JobInputMap, JobOutcome, StepDefinition } from './job-definition.ts';
 
 export interface JobEngineOptions {
   store: Store;
+  /** Each kind's definition, its input typed where it is defined (`defineJob`); tests may add kinds not in `M`. */
   definitions: JobDefinition[];
   clock?: Clock;
   /** Identifies this vault process in job leases. */
@@ -22,15 +24,18 @@ export interface JobEngineOptions {
   progressIntervalMs?: number;
 }
 
-export interface SubmitRequest {
-  kind: string;
+export type SubmitRequest<
+  M extends JobInputMap = JobInputMap,
+  K extends keyof M & string = keyof M & string,
+> = {
+  kind: K;
   targetType: Job['targetType'];
   targetId: string | null;
-  input?: Record<string, unknown>;
   createdBy: string;
   /** Callers that must reference the job before it exists (e.g. in a machine's state) pass its id. */
   id?: string;
-}
+  // A kind whose input may be empty may leave it out.
+} & (Record<string, never> extends M[K] ? { input?: M[K] } : { input: M[K] });
 
 /**
  * The durable job engine. Jobs and their steps live in the store; this class
@@ -38,9 +43,12 @@ export interface SubmitRequest {
  * progress, and on restart resumes each job at its first unfinished step — or
  * fails it with a reason when that step was interrupted and is not safe to
  * repeat. Nothing is kept only in memory except the abort signals of the jobs
- * this process is running.
+ * this process is running. `M` maps each job kind to its input: `submit`
+ * is checked against it.
  */
-export class JobEngine extends EventEmitter<{ change: [jobId: string] }> {
+export class JobEngine<M extends JobInputMap = JobInputMap> extends EventEmitter<{
+  change: [jobId: string];
+}> {
   readonly workerId: string;
   readonly #store: Store;
   readonly #definitions: Map<string, JobDefinition>;
@@ -77,7 +85,7 @@ export class JobEngine extends EventEmitter<{ change: [jobId: string] }> {
   }
 
   /** Persists a new job (queued) with its steps; a worker picks it up. */
-  async submit(request: SubmitRequest): Promise<Job> {
+  async submit<K extends keyof M & string>(request: SubmitRequest<M, K>): Promise<Job> {
     const definition = this.definition(request.kind);
     const input = request.input ?? {};
     const now = isoNow(this.#clock);
@@ -124,7 +132,7 @@ export class JobEngine extends EventEmitter<{ change: [jobId: string] }> {
   async cancel(jobId: string): Promise<Job> {
     const job = await this.#store.jobs.get(jobId);
     if (!job) throw new HavenError('not_found', `Job '${jobId}' does not exist`, { kind: 'job', id: jobId });
-    if (job.state === 'succeeded' || job.state === 'failed' || job.state === 'cancelled') {
+    if (isTerminalJobState(job.state)) {
       throw new HavenError(
         'conflict',
         `Job '${jobId}' has already ${job.state}; there is nothing to cancel`,
@@ -196,7 +204,7 @@ export class JobEngine extends EventEmitter<{ change: [jobId: string] }> {
 
   /** Whether cancel would be accepted now, and why not. */
   cancellable(job: Job): { cancellable: boolean; reason: string | null } {
-    if (job.state === 'succeeded' || job.state === 'failed' || job.state === 'cancelled') {
+    if (isTerminalJobState(job.state)) {
       return { cancellable: false, reason: `the job has ${job.state}` };
     }
     const passed = this.#pointOfNoReturnPassed(job);
@@ -291,7 +299,7 @@ export class JobEngine extends EventEmitter<{ change: [jobId: string] }> {
       clearInterval(renew);
       // Only a finished job gives its lease up; an interrupted one keeps it until it expires and is retried.
       const state = (await this.#store.jobs.get(claimed.id).catch(() => undefined))?.state;
-      if (state === 'succeeded' || state === 'failed' || state === 'cancelled' || state === 'waiting') {
+      if (state !== undefined && (isTerminalJobState(state) || state === 'waiting')) {
         await this.#store.jobs.release(claimed.id, this.workerId).catch(() => {});
       }
     }

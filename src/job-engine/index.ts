@@ -1,6 +1,8 @@
 export {
   defineJob,
   type JobDefinition,
+  type JobInput,
+  type JobInputMap,
   type JobOutcome,
   type SettleContext,
   type StepContext,

@@ -1,9 +1,20 @@
+import type { TerminalJobState } from '../domain/job-states.ts';
 import type { Job, JobError } from '../domain/model.ts';
 
+/** A job's input: persisted with the job (as JSON), so an object of plain data. */
+export type JobInput = Job['input'];
+
+/**
+ * Each job kind and the type of its input (graphile-worker's task map):
+ * submitting a job and running its steps are checked against it. Declared
+ * as a type alias (an interface has no index signature to match this).
+ */
+export type JobInputMap = Record<string, JobInput>;
+
 /** What a running step can see and do. */
-export interface StepContext {
+export interface StepContext<I extends object = JobInput> {
   readonly job: Job;
-  readonly input: Record<string, unknown>;
+  readonly input: I;
   /** Aborted when the job is cancelled (only possible before its point of no return). */
   readonly signal: AbortSignal;
   /** Reports this step's progress (0..100) and an optional status line; persisted, throttled. */
@@ -21,7 +32,7 @@ export interface StepContext {
   waitForOperator(instructions: string): Promise<never>;
 }
 
-export interface StepDefinition {
+export interface StepDefinition<I extends object = JobInput> {
   /** Stable id of the step within its job kind: persisted, used to resume. */
   name: string;
   /** What the operator sees. */
@@ -40,33 +51,40 @@ export interface StepDefinition {
   pointOfNoReturn?: boolean;
   /** Relative share of the job's overall progress; default 1. */
   weight?: number;
-  run(ctx: StepContext): Promise<void>;
+  run(ctx: StepContext<I>): Promise<void>;
 }
 
-export type JobOutcome = 'succeeded' | 'failed' | 'cancelled';
+export type JobOutcome = TerminalJobState;
 
-export interface SettleContext {
+export interface SettleContext<I extends object = JobInput> {
   readonly job: Job;
-  readonly input: Record<string, unknown>;
+  readonly input: I;
   readonly outcome: JobOutcome;
   readonly error: JobError | null;
 }
 
-export interface JobDefinition {
-  kind: string;
+/*
+ * Its methods take the input as a method parameter (checked bivariantly), so
+ * a definition of one kind is also a `JobDefinition` of any input: how the
+ * engine holds them all and hands each the input persisted with its job.
+ */
+export interface JobDefinition<K extends string = string, I extends object = JobInput> {
+  kind: K;
   /**
    * The steps for this input. Must be deterministic: the list is persisted
    * when the job is created and matched by name when a job is resumed.
    */
-  steps(input: Record<string, unknown>): StepDefinition[];
+  steps(input: I): StepDefinition<I>[];
   /**
    * Runs once when the job ends, whatever the outcome (e.g. move the machine
    * out of its in-progress state). Must be safe to repeat: a crash between
    * settle and the final write runs it again.
    */
-  settle?(ctx: SettleContext): Promise<void>;
+  settle?(ctx: SettleContext<I>): Promise<void>;
 }
 
-export function defineJob(definition: JobDefinition): JobDefinition {
+export function defineJob<K extends string, I extends object = JobInput>(
+  definition: JobDefinition<K, I>,
+): JobDefinition<K, I> {
   return definition;
 }

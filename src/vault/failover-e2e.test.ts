@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { DEMO_MACHINE } from '../app/demo-machine.ts';
 import { type Embedded, startEmbedded } from '../app/start-embedded.ts';
+import { isTerminalJobState } from '../domain/job-states.ts';
 import type { Job, Machine, RecoveryPoint } from '../domain/model.ts';
 import { checkDataDisk } from '../guest/index.ts';
 import type { MachineStatus, PointView } from '../host/host-services.ts';
@@ -34,7 +35,7 @@ async function operate(operation: string, body: unknown): Promise<Job> {
   assert.equal(started.status, 202, `${operation}: ${JSON.stringify(started.body)}`);
   const job = await until(`${operation} to finish`, async () => {
     const { body: j } = await api<Job>('GET', `/jobs/${started.body.id}`);
-    return ['succeeded', 'failed', 'cancelled'].includes(j.state) ? j : undefined;
+    return isTerminalJobState(j.state) ? j : undefined;
   });
   assert.equal(
     job.state,

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { type Embedded, startEmbedded } from '../app/start-embedded.ts';
+import { isTerminalJobState } from '../domain/job-states.ts';
 import type { Alert, Host, Job, Machine, RecoveryPoint } from '../domain/model.ts';
 import type { PointView } from '../host/host-services.ts';
 import { createSparseImage } from '../storage/index.ts';
@@ -25,7 +26,7 @@ const until = <T>(what: string, probe: () => Promise<T | undefined | false>) =>
 async function finished(jobId: string): Promise<Job> {
   return until(`job ${jobId}`, async () => {
     const { body } = await api<Job>('GET', `/jobs/${jobId}`);
-    return ['succeeded', 'failed', 'cancelled'].includes(body.state) ? body : undefined;
+    return isTerminalJobState(body.state) ? body : undefined;
   });
 }
 

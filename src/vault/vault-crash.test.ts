@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { isTerminalJobState } from '../domain/job-states.ts';
 import type { Job } from '../domain/model.ts';
 import { spawnTs } from '../testing/child-process.ts';
 import { until as waitUntil } from '../testing/until.ts';
@@ -39,7 +40,7 @@ async function killDuringStepTwo(env: Record<string, string>): Promise<{ job: Jo
     const again = await second.firstJson<{ url: string }>();
     const job = await until('the job to end', async () => {
       const j = await getJob(again.url, token, jobId);
-      return ['succeeded', 'failed', 'cancelled'].includes(j.state) ? j : false;
+      return isTerminalJobState(j.state) ? j : false;
     });
     const log = (await readFile(join(dataDir, 'steps.log'), 'utf8')).trim().split('\n');
     return { job, log };

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RunningVault } from '../../app/start-vault.ts';
+import { isTerminalJobState } from '../../domain/job-states.ts';
 import type { Job, Machine } from '../../domain/model.ts';
 import { type PlanTestVault, startPlanTestVault } from '../../vault/plans/plan-test-vault.fixture.ts';
 
@@ -23,7 +24,7 @@ async function jobUntil(id: string, done: (job: Job) => boolean): Promise<Job> {
   throw new Error(`job ${id} did not get there`);
 }
 
-const ended = (job: Job) => ['succeeded', 'failed', 'cancelled'].includes(job.state);
+const ended = (job: Job) => isTerminalJobState(job.state);
 
 before(async () => {
   fixture = await startPlanTestVault(['db-1', 'web-1', 'web-2', 'fail-1', 'spare']);

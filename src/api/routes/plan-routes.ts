@@ -4,7 +4,7 @@ import { isoNow } from '../../clock/index.ts';
 import type { RecoveryPlan } from '../../domain/model.ts';
 import { assertValidPlan, type PlanDocument, planToDocument } from '../../domain/recovery-plan-validation.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
-import { type OperationWithOptions, withOptions } from '../../vault/jobs/job-inputs.ts';
+import { type OperationWithOptions, withOptions } from '../../vault/lifecycle/operation-options.ts';
 import {
   activePlanJobs,
   busyMachines,

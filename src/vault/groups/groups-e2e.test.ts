@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { type Embedded, startEmbedded } from '../../app/start-embedded.ts';
 import { selectRecoveryPoint } from '../../domain/index.ts';
+import { isTerminalJobState } from '../../domain/job-states.ts';
 import type { Job, Machine, RecoveryPoint } from '../../domain/model.ts';
 import { createSparseImage } from '../../storage/index.ts';
 import { embeddedApi } from '../../testing/embedded-api.ts';
@@ -25,7 +26,7 @@ const size = 4 << 20;
 async function finished(jobId: string): Promise<Job> {
   return until(`job ${jobId}`, async () => {
     const { body } = await api<Job>('GET', `/jobs/${jobId}`);
-    return ['succeeded', 'failed', 'cancelled'].includes(body.state) ? body : undefined;
+    return isTerminalJobState(body.state) ? body : undefined;
   });
 }
 

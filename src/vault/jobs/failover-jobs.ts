@@ -3,10 +3,11 @@ import { type RecoveryPointRequest, selectRecoveryPoint } from '../../domain/ind
 import type { Machine, RecoveryPoint, RunningCopy } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { MachineDefinition, MachineNic, PointView } from '../../host/host-services.ts';
+import type { RecoveryPointChoice } from '../lifecycle/operation-options.ts';
 import { requireReplicaHost } from '../replica-host.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { failbackCommitSteps } from './failback-jobs.ts';
-import type { RecoveryPointChoice, VaultJobDefinition } from './job-inputs.ts';
+import type { VaultJobDefinition } from './job-inputs.ts';
 import { type LifecycleStep, type LifecycleStepContext, lifecycleJob, pollUntil } from './lifecycle-job.ts';
 
 /**

@@ -1,53 +1,8 @@
-import type {
-  DataSync,
-  LifecycleOperation,
-  RecoveryPointRequest,
-  Transition,
-  TransitionOptions,
-} from '../../domain/index.ts';
+import type { LifecycleOperation, Transition } from '../../domain/index.ts';
 import type { Job } from '../../domain/model.ts';
 import type { JobDefinition } from '../../job-engine/index.ts';
+import type { OperationOptions } from '../lifecycle/operation-options.ts';
 import type { PlanJobInput } from '../plans/plan-steps.ts';
-
-/** The operator's choice of recovery point. */
-export type RecoveryPointChoice = { option: RecoveryPointRequest['option']; pointId?: string };
-
-type NoOptions = Record<never, never>;
-
-/** Each lifecycle operation's options, as the API and recovery plans request it (src/api/schemas.ts parses them). */
-export type OperationOptions = {
-  'enable-replication': { recoveryHostId: string; policyId: string };
-  'disable-replication': NoOptions;
-  'test-failover': { recoveryPoint: RecoveryPointChoice; network?: string };
-  'cleanup-test-failover': { notes: string };
-  failover: { recoveryPoint: RecoveryPointChoice; shutdownSource: boolean };
-  'planned-failover': NoOptions;
-  failback: { dataSync: DataSync; alternateHostId?: string };
-  'complete-failover': NoOptions;
-  'change-recovery-point': { recoveryPoint: RecoveryPointChoice };
-  commit: NoOptions;
-  reprotect: { alternateHostId?: string; fullResync: boolean };
-  resync: { full: boolean };
-};
-
-/** An operation with its options: a union on `operation`, so checking the operation narrows the options. */
-export type OperationWithOptions<O extends LifecycleOperation = LifecycleOperation> = {
-  [P in O]: { operation: P; options: OperationOptions[P] };
-}[O];
-
-/** Pairs an operation with its options, as a member of the union `U` of operations (default: any). */
-export function withOptions<U extends LifecycleOperation, O extends U>(
-  operation: O,
-  options: OperationOptions[O],
-): OperationWithOptions<U> {
-  // The signature pairs the operation with its own options; TypeScript cannot follow a generic operation into the union.
-  return { operation, options } as OperationWithOptions<O> as OperationWithOptions<U>;
-}
-
-/** The options that choose between an operation's transitions (failback's variants). */
-export function transitionOptions(request: OperationWithOptions): TransitionOptions {
-  return request.operation === 'failback' ? { dataSync: request.options.dataSync } : {};
-}
 
 /** A lifecycle job's input: its operation's options, the machine, and the transition the job makes. */
 export type LifecycleJobInput<O extends LifecycleOperation = LifecycleOperation> = OperationOptions[O] & {

@@ -9,8 +9,8 @@ import {
 } from '../../domain/index.ts';
 import type { Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
-import type { OperationWithOptions } from '../jobs/job-inputs.ts';
 import type { VaultContext } from '../vault-context.ts';
+import type { OperationWithOptions } from './operation-options.ts';
 
 /** Operations that start the machine somewhere else and so need valid recovery settings (SPEC §5). */
 const STARTS_A_MACHINE = new Set<LifecycleOperation>([

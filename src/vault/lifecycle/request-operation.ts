@@ -3,8 +3,8 @@ import { isoNow } from '../../clock/index.ts';
 import { type LifecycleOperation, planTransition } from '../../domain/index.ts';
 import type { Job, Machine } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
-import { type OperationWithOptions, transitionOptions } from '../jobs/job-inputs.ts';
 import type { VaultContext } from '../vault-context.ts';
+import { type OperationWithOptions, transitionOptions } from './operation-options.ts';
 
 /**
  * What each operation's job needs from the data path. A vault whose job engine

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { OperationWithOptions } from '../jobs/job-inputs.ts';
+import type { OperationWithOptions } from '../lifecycle/operation-options.ts';
 import { directionOf, type PlanJobInput, type PlanOperation, planSteps } from './plan-steps.ts';
 
 const input = (requested: OperationWithOptions<PlanOperation>): PlanJobInput => ({

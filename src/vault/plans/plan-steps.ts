@@ -1,5 +1,5 @@
 import type { RecoveryPlanAction, RecoveryPlanGroup } from '../../domain/model.ts';
-import type { OperationWithOptions } from '../jobs/job-inputs.ts';
+import type { OperationWithOptions } from '../lifecycle/operation-options.ts';
 
 /** The operations a plan runs over its machines, in the API's words. */
 export const PLAN_OPERATIONS = [

@@ -2,8 +2,9 @@ import { isTerminalJobState, JOB_STATES, planTransition } from '../../domain/ind
 import type { Job, Machine, RecoveryPlan } from '../../domain/model.ts';
 import type { BusyMachine } from '../../domain/recovery-plan-validation.ts';
 import { HavenError } from '../../errors/index.ts';
-import { type OperationWithOptions, transitionOptions, vaultJobInput } from '../jobs/job-inputs.ts';
+import { vaultJobInput } from '../jobs/job-inputs.ts';
 import { operationCheck } from '../lifecycle/operation-checks.ts';
+import { type OperationWithOptions, transitionOptions } from '../lifecycle/operation-options.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { PLAN_JOB_KIND } from './plan-job.ts';
 import type { PlanJobInput, PlanOperation } from './plan-steps.ts';

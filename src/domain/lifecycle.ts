@@ -13,7 +13,13 @@
  * cancel past that step and finishes (or fails, and the operation is re-run).
  */
 import { HavenError } from '../errors/index.ts';
-import type { InProgressState, MachineState, StableState } from './model.ts';
+import {
+  IN_PROGRESS_STATES,
+  type InProgressState,
+  type MachineState,
+  STABLE_STATES,
+  type StableState,
+} from './model.ts';
 
 export type LifecycleOperation =
   | 'enable-replication'
@@ -67,32 +73,7 @@ export const ALL_OPERATIONS: readonly LifecycleOperation[] = [
   'resync',
 ];
 
-export const STABLE_STATES: readonly StableState[] = [
-  'unprotected',
-  'protected',
-  'test-failover-active',
-  'failed-over',
-  'failover-committed',
-  'reverse-protected',
-  'failback-ready',
-  'failed-back',
-  'failback-committed',
-];
-
-export const IN_PROGRESS_STATES: readonly InProgressState[] = [
-  'enabling-replication',
-  'disabling-replication',
-  'starting-test-failover',
-  'cleaning-up-test-failover',
-  'failing-over',
-  'changing-recovery-point',
-  'committing',
-  'reprotecting',
-  'synchronizing-failback',
-  'completing-failover',
-  'failing-back',
-  'resynchronizing',
-];
+export { IN_PROGRESS_STATES, STABLE_STATES };
 
 export const LIFECYCLE: readonly Transition[] = [
   {

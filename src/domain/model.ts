@@ -107,31 +107,35 @@ export interface MachineRuntime {
 }
 
 /** The states a machine rests in between operations; see lifecycle.ts for the table. */
-export type StableState =
-  | 'unprotected'
-  | 'protected'
-  | 'test-failover-active'
-  | 'failed-over'
-  | 'failover-committed'
-  | 'reverse-protected'
-  | 'failback-ready'
-  | 'failed-back'
-  | 'failback-committed';
+export const STABLE_STATES = [
+  'unprotected',
+  'protected',
+  'test-failover-active',
+  'failed-over',
+  'failover-committed',
+  'reverse-protected',
+  'failback-ready',
+  'failed-back',
+  'failback-committed',
+] as const;
+export type StableState = (typeof STABLE_STATES)[number];
 
 /** The states a machine is in while an operation's job runs. */
-export type InProgressState =
-  | 'enabling-replication'
-  | 'disabling-replication'
-  | 'starting-test-failover'
-  | 'cleaning-up-test-failover'
-  | 'failing-over'
-  | 'changing-recovery-point'
-  | 'committing'
-  | 'reprotecting'
-  | 'synchronizing-failback'
-  | 'completing-failover'
-  | 'failing-back'
-  | 'resynchronizing';
+export const IN_PROGRESS_STATES = [
+  'enabling-replication',
+  'disabling-replication',
+  'starting-test-failover',
+  'cleaning-up-test-failover',
+  'failing-over',
+  'changing-recovery-point',
+  'committing',
+  'reprotecting',
+  'synchronizing-failback',
+  'completing-failover',
+  'failing-back',
+  'resynchronizing',
+] as const;
+export type InProgressState = (typeof IN_PROGRESS_STATES)[number];
 
 /** Every state a protected machine can be in. */
 export type MachineState = StableState | InProgressState;

@@ -10,7 +10,14 @@ import { type OverlayOptions, OverlayView } from './overlay-view.ts';
 import { PointView } from './point-view.ts';
 import { formatRecoveryPointRef } from './recovery-point-ref.ts';
 import { mergeRegions, regionBytes } from './regions.ts';
-import { newMeta, type ReplicaMeta, readMeta, type SyncState, writeMeta } from './replica-meta.ts';
+import {
+  newMeta,
+  type ReplicaMeta,
+  readMeta,
+  type SyncStart,
+  type SyncState,
+  writeMeta,
+} from './replica-meta.ts';
 import { type RecoveryPointInfo, type RetentionPolicy, retainedPoints } from './retention.ts';
 import { type IndexedRecord, SegmentLog } from './segment-log.ts';
 
@@ -392,7 +399,7 @@ export class ReplicaDisk {
     }
   }
 
-  beginSync(sync: SyncState & { regions: { offset: number; length: number }[] | null }): Promise<void> {
+  beginSync(sync: SyncStart): Promise<void> {
     return this.#serial(async () => {
       if (this.#meta.sync?.id === sync.id && this.#meta.sync.fromSeq === sync.fromSeq) return;
       this.#checkNotSealed();

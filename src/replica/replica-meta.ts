@@ -9,6 +9,11 @@ export interface SyncState {
   fromSeq: number;
 }
 
+/** A sync as its sender starts it: null regions means the whole disk (initial or full resync). */
+export interface SyncStart extends SyncState {
+  regions: { offset: number; length: number }[] | null;
+}
+
 /**
  * What a replica must remember beside its base image and segments, replaced
  * atomically at each step of a merge, sync or commit.

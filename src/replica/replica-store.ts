@@ -8,7 +8,7 @@ import type { OverlayOptions, OverlayView } from './overlay-view.ts';
 import type { PointView } from './point-view.ts';
 import { formatRecoveryPointRef } from './recovery-point-ref.ts';
 import { type KeptView, moveImage, ReplicaDisk, type ReplicaDiskStatus } from './replica-disk.ts';
-import { readMeta } from './replica-meta.ts';
+import { readMeta, type SyncStart } from './replica-meta.ts';
 import {
   checkRetention,
   DEFAULT_RETENTION,
@@ -174,15 +174,7 @@ export class ReplicaStore implements ReplicaSink {
     return this.#disk(diskKey).append(records);
   }
 
-  async beginSync(
-    diskKey: string,
-    sync: {
-      id: string;
-      kind: 'initial' | 'resync' | 'full-resync';
-      fromSeq: number;
-      regions: { offset: number; length: number }[] | null;
-    },
-  ): Promise<void> {
+  async beginSync(diskKey: string, sync: SyncStart): Promise<void> {
     return this.#disk(diskKey).beginSync(sync);
   }
 

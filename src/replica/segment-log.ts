@@ -6,9 +6,9 @@ import { scanSegment } from '../disk/segment-scan.ts';
 import { HavenError } from '../errors/index.ts';
 // The journal's own record format and scanner: replica segments hold the records exactly as shipped.
 import { syncDirectory } from '../storage/atomic-file.ts';
+import { writevFully as writevAll } from '../storage/file-io.ts';
 
 const SEGMENT_NAME = /^seg-(\d{16})\.log$/;
-const MAX_IOV = 1024;
 
 function segmentName(firstSeq: number): string {
   return `seg-${String(firstSeq).padStart(16, '0')}.log`;
@@ -59,28 +59,28 @@ export interface IndexedRecord {
   cumBytes: number;
 }
 
-async function writevFully(fh: FileHandle, buffers: Buffer[], position: number): Promise<void> {
-  for (let i = 0; i < buffers.length; i += MAX_IOV) {
-    let pending = buffers.slice(i, i + MAX_IOV);
-    let at = position;
-    for (;;) {
-      const total = pending.reduce((n, b) => n + b.length, 0);
-      const { bytesWritten } = await fh.writev(pending, at);
-      at += bytesWritten;
-      if (bytesWritten >= total) break;
-      let skip = bytesWritten;
-      const rest: Buffer[] = [];
-      for (const b of pending) {
-        if (skip >= b.length) skip -= b.length;
-        else {
-          rest.push(skip > 0 ? b.subarray(skip) : b);
-          skip = 0;
-        }
-      }
-      pending = rest;
-    }
-    position = at;
-  }
+/** The index entry of `record`, stored as `bytes` bytes from file position `pos` of its segment. */
+function indexed(
+  record: JournalRecord,
+  pos: number,
+  bytes: number,
+  cumBytes: number,
+): Omit<IndexedRecord, 'segment'> {
+  return {
+    seq: record.seq,
+    timeMs: record.timeMs,
+    kind: record.kind,
+    offset: record.offset,
+    length: record.length,
+    marker: record.marker ?? null,
+    dataPos: pos + HEADER_SIZE,
+    endPos: pos + bytes,
+    cumBytes,
+  };
+}
+
+function writevFully(fh: FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  return writevAll(async (chunk, at) => (await fh.writev([...chunk], at)).bytesWritten, buffers, position);
 }
 
 /**
@@ -141,17 +141,7 @@ export class SegmentLog {
             cumAtBase = cumBytes;
             return;
           }
-          pending.push({
-            seq: record.seq,
-            timeMs: record.timeMs,
-            kind: record.kind,
-            offset: record.offset,
-            length: record.length,
-            marker: record.marker ?? null,
-            dataPos: pos + HEADER_SIZE,
-            endPos: pos + HEADER_SIZE + dataLength,
-            cumBytes,
-          });
+          pending.push(indexed(record, pos, HEADER_SIZE + dataLength, cumBytes));
         });
         if (scan.torn) await truncate(path, scan.validBytes);
         if (scan.records === 0 || scan.lastSeq <= baseSeq) {
@@ -221,18 +211,7 @@ export class SegmentLog {
       buffers.push(...encoded);
       touched.add(segment);
       this.#cumBytes += bytes;
-      out.push({
-        seq: record.seq,
-        timeMs: record.timeMs,
-        kind: record.kind,
-        offset: record.offset,
-        length: record.length,
-        marker: record.marker ?? null,
-        segment,
-        dataPos: segment.size + HEADER_SIZE,
-        endPos: segment.size + bytes,
-        cumBytes: this.#cumBytes,
-      });
+      out.push({ ...indexed(record, segment.size, bytes, this.#cumBytes), segment });
       segment.size += bytes;
       segment.lastSeq = record.seq;
     }

@@ -1,4 +1,5 @@
 import type { JournalRecord } from '../disk/index.ts';
+import type { SyncStart } from '../replica/replica-meta.ts';
 
 /**
  * Where the replication receiver puts what the sender ships: the recovery
@@ -35,15 +36,7 @@ export interface ReplicaSink {
    * point exists for the span of a sync: the first one after `completeSync`
    * is the first flush whose sequence is ≥ the `throughSeq` given there.
    */
-  beginSync(
-    diskKey: string,
-    sync: {
-      id: string;
-      kind: 'initial' | 'resync' | 'full-resync';
-      fromSeq: number;
-      regions: { offset: number; length: number }[] | null;
-    },
-  ): Promise<void>;
+  beginSync(diskKey: string, sync: SyncStart): Promise<void>;
   /** Copied bytes (zero/hole ranges may be sent as `data: null` + length). */
   writeSyncData(
     diskKey: string,

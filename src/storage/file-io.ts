@@ -157,16 +157,34 @@ export class FileIo {
     while (done < data.length) done += await this.write(data, done, data.length - done, position + done);
   }
 
-  async writevFully(buffers: readonly Buffer[], position: number): Promise<void> {
-    let pending = buffers;
-    let at = position;
+  writevFully(buffers: readonly Buffer[], position: number): Promise<void> {
+    return writevFully((chunk, at) => this.writev(chunk, at), buffers, position);
+  }
+}
+
+/** Buffers per writev call: Linux's IOV_MAX. */
+const MAX_IOV = 1024;
+
+/**
+ * Writes every byte of `buffers` at `position` through `writev`, which may
+ * write fewer bytes than asked (a short write): the rest is written by further
+ * calls, at most IOV_MAX buffers each.
+ */
+export async function writevFully(
+  writev: (buffers: readonly Buffer[], position: number) => Promise<number>,
+  buffers: readonly Buffer[],
+  position: number,
+): Promise<void> {
+  let at = position;
+  for (let i = 0; i < buffers.length; i += MAX_IOV) {
+    let pending = buffers.slice(i, i + MAX_IOV);
     let total = 0;
     for (const b of pending) total += b.length;
     for (;;) {
-      const written = await this.writev(pending, at);
-      if (written >= total) return;
-      // A short write: carry on after the bytes that made it.
+      const written = await writev(pending, at);
       at += written;
+      if (written >= total) break;
+      // A short write: carry on after the bytes that made it.
       total -= written;
       let skip = written;
       const rest: Buffer[] = [];

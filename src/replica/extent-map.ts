@@ -1,7 +1,7 @@
 /**
  * Which value covers each byte of a disk: sorted, non-overlapping half-open
  * extents; bytes outside every extent belong to the layer below. A point-in-time
- * view is built by setting each journal record's range in sequence order, so
+ * view is built by setting each record's range in sequence order, so
  * later records hide earlier ones. Values are never split or adjusted: a piece
  * of an extent finds its bytes from its own position (e.g. `pos - record.offset`).
  */

@@ -5,7 +5,7 @@
  */
 import { HavenError } from '../errors/index.ts';
 
-/** A point of one replica disk: the disk as its journal stood at `seq`. */
+/** A point of one replica disk: the disk as it stood after record `seq`. */
 export interface DiskPointRef {
   kind: 'disk';
   diskKey: string;

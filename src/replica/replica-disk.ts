@@ -23,7 +23,7 @@ import { type IndexedRecord, SegmentLog } from './segment-log.ts';
 
 export interface ReplicaDiskOptions {
   segmentBytes: number;
-  /** Most journal bytes one merge step applies (each step is its own crash-safe transaction). */
+  /** Most record bytes one merge step applies (each step is its own crash-safe transaction). */
   mergeStepBytes: number;
   retention: RetentionPolicy;
 }
@@ -33,8 +33,8 @@ export interface ReplicaDiskStatus {
   sizeBytes: number;
   baseSeq: number;
   durableSeq: number;
-  /** Bytes of retained journal segments on disk. */
-  journalBytes: number;
+  /** Bytes of the segment log (retained records) on disk. */
+  logBytes: number;
   syncing: SyncState | null;
   openViews: number;
   /** Failed over: records from the old primary are refused until `consolidateView`. */
@@ -45,7 +45,7 @@ export interface ReplicaDiskStatus {
 export interface KeptView {
   viewId: string;
   seq: number;
-  /** Bitmap granularity of the view's journal (views made before it was recorded: 64 KiB). */
+  /** Bitmap granularity of the view's write journal (views made before it was recorded: 64 KiB). */
   regionSize: number;
   /** Bytes the primary wrote after the view's point that the replica held when the view was made. */
   divergedBytes: number;
@@ -110,7 +110,7 @@ function isPointRecord(r: IndexedRecord): boolean {
 }
 
 /**
- * One protected disk's replica: base image, retained journal segments, and
+ * One protected disk's replica: base image, segment log of retained records, and
  * the catalog of recovery points derived from them. Every change of state goes
  * through `#serial`, one at a time; each step that moves the base persists an
  * intent first so that a crash at any moment is redone on open.
@@ -247,7 +247,7 @@ export class ReplicaDisk {
       sizeBytes: this.sizeBytes,
       baseSeq: this.baseSeq,
       durableSeq: this.durableSeq,
-      journalBytes: this.#log.storedBytes,
+      logBytes: this.#log.storedBytes,
       syncing: this.#meta.sync,
       openViews,
       sealed: this.#meta.sealed === true,
@@ -493,7 +493,7 @@ export class ReplicaDisk {
     };
   }
 
-  /** Every point the journal holds (before retention), in sequence order. */
+  /** Every point the segment log holds (before retention), in sequence order. */
   #candidates(): { point: RecoveryPointInfo; cum: number }[] {
     const out: { point: RecoveryPointInfo; cum: number }[] = [];
     const basePoint = this.#meta.basePoint;
@@ -511,7 +511,7 @@ export class ReplicaDisk {
     return retainedPoints(this.#sizedCandidates(), nowMs, policy);
   }
 
-  /** Candidates sized as the journal bytes since the previous candidate (or the base). */
+  /** Candidates sized as the record bytes since the previous candidate (or the base). */
   #sizedCandidates(): RecoveryPointInfo[] {
     let prevCum = this.#cumAtBase;
     return this.#candidates().map((c) => {
@@ -623,7 +623,7 @@ export class ReplicaDisk {
     else this.#pins.set(seq, n);
   }
 
-  /** Checks that `seq` can be viewed: inside the retained journal and not inside a sync. */
+  /** Checks that `seq` can be viewed: inside the segment log and not inside a sync. */
   #checkViewable(seq: number): void {
     const from = this.#pointsFrom;
     const ok =
@@ -885,7 +885,7 @@ export class ReplicaDisk {
     this.#recomputePointsFrom();
   }
 
-  /** Deletes a writable view's overlay and journal and releases its pin (close it first). */
+  /** Deletes a writable view's overlay and write journal and releases its pin (close it first). */
   discardView(viewId: string): Promise<void> {
     return this.#serial(async () => {
       const kept = (await this.#keptViews()).find((v) => v.viewId === viewId);

@@ -252,7 +252,7 @@ for (const seed of [1, 2, 3]) {
       const view = await store.openView(key, chosen);
       assertSameBytes(await readAll(view), modelAt(size, history, chosen, initial), 'committed point');
       await view.close();
-      assert.equal(store.diskStatus(key).journalBytes, 0);
+      assert.equal(store.diskStatus(key).logBytes, 0);
     });
   });
 }

@@ -19,7 +19,7 @@ import {
 export interface ReplicaStoreOptions {
   /** Default retention of every disk (per-disk: `setRetention`). */
   retention?: Partial<RetentionPolicy>;
-  /** Size at which a new journal segment file is started (default 64 MiB). */
+  /** Size at which a new segment file of the segment log is started (default 64 MiB). */
   segmentBytes?: number;
   /** Most write bytes one merge step applies (default 64 MiB). */
   mergeStepBytes?: number;
@@ -48,8 +48,8 @@ async function finishRestore(diskDir: string, imagePath: string): Promise<void> 
 
 /**
  * The recovery host's replica store (successor of ASR's master target and
- * retention volume): per protected disk a base image, retained journal
- * segments and a catalog of recovery points; point-in-time views served as
+ * retention volume): per protected disk a base image, a segment log of the
+ * retained records and a catalog of recovery points; point-in-time views served as
  * BlockBackends. It is what the replication receiver writes to (ReplicaSink).
  * Layout: `<dir>/disks/<encoded diskKey>/{meta.json, base.img, segments/, views/}`.
  */
@@ -206,7 +206,7 @@ export class ReplicaStore implements ReplicaSink {
   async diskUsage(diskKey: string): Promise<number> {
     const disk = this.#disk(diskKey);
     const base = await stat(join(disk.dir, 'base.img'));
-    return base.blocks * 512 + disk.status().journalBytes;
+    return base.blocks * 512 + disk.status().logBytes;
   }
 
   async setRetention(diskKey: string, policy: Partial<RetentionPolicy> | null): Promise<void> {
@@ -291,13 +291,13 @@ export class ReplicaStore implements ReplicaSink {
     return view;
   }
 
-  /** Deletes a writable view's overlay and journal and releases its point (close the view first). */
+  /** Deletes a writable view's overlay and write journal and releases its point (close the view first). */
   async discardView(diskKey: string, viewId: string): Promise<void> {
     return this.#disk(diskKey).discardView(viewId);
   }
 
   /**
-   * Deletes a disk's replica: base, journal and points (disable replication).
+   * Deletes a disk's replica: base, segment log and points (disable replication).
    * Refused while a view of it is open: a running recovery machine reads it.
    */
   async removeDisk(diskKey: string): Promise<void> {

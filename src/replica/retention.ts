@@ -2,7 +2,7 @@
  * Which recovery points a replica keeps (pure: the store passes its candidate
  * points and the clock in). Every point of the recent window is kept (any point
  * in time); older ones are thinned to one per interval of each kind; those past
- * the retention window are dropped, and the journal before the oldest kept point
+ * the retention window are dropped, and the records before the oldest kept point
  * can then be merged into the base image. The newest point is always kept, so a
  * disk whose source stopped sending still has something to fail over to.
  */
@@ -14,7 +14,7 @@ export interface RecoveryPointInfo {
   /** Stable: a disk point reference in its text form (`formatRecoveryPointRef`). */
   id: string;
   diskKey: string;
-  /** Journal sequence of the flush or marker record the point ends at. */
+  /** Sequence number of the flush or marker record the point ends at. */
   seq: number;
   /** Source time of that record (ms since the epoch) and the same as ISO text. */
   timeMs: number;
@@ -23,7 +23,7 @@ export interface RecoveryPointInfo {
   /** The marker id of a multi-machine (group) point, shared by every member disk. */
   groupPointId: string | null;
   label: string | null;
-  /** Bytes of journal between the previous listed point (or the base) and this one. */
+  /** Record bytes between the previous listed point (or the base) and this one. */
   sizeBytes: number;
 }
 

@@ -55,7 +55,7 @@ export interface IndexedRecord {
   dataPos: number;
   /** File position just past the record. */
   endPos: number;
-  /** Journal bytes stored from the first record indexed since opening through this one. */
+  /** Record bytes stored from the first record indexed since opening through this one. */
   cumBytes: number;
 }
 
@@ -84,7 +84,7 @@ function writevFully(fh: FileHandle, buffers: Buffer[], position: number): Promi
 }
 
 /**
- * A replica's retained journal: records after the base, in sequence order,
+ * A replica's segment log: the retained records after the base, in sequence order,
  * in segment files of about `segmentBytes`. Appends are durable (fdatasync)
  * before they resolve; a segment is synced before the next one is started,
  * so only the last segment can have a torn tail after a crash.
@@ -152,7 +152,7 @@ export class SegmentLog {
         if (expected === null && f.firstSeq > baseSeq + 1) {
           throw new HavenError(
             'internal',
-            `replica journal '${dir}' is missing records ${baseSeq + 1} to ${f.firstSeq - 1} after the base`,
+            `replica segment log '${dir}' is missing records ${baseSeq + 1} to ${f.firstSeq - 1} after the base`,
             { kind: 'replica_corrupt', dir, baseSeq, firstSeq: f.firstSeq },
           );
         }

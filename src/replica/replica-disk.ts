@@ -2,6 +2,7 @@ import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { JournalRecord, Region } from '../disk/index.ts';
 import { HavenError } from '../errors/index.ts';
+import type { SyncStart } from '../replication/replica-sink.ts';
 import { syncDirectory, writeFileAtomic } from '../storage/atomic-file.ts';
 import { GroupCommit } from '../storage/group-commit.ts';
 import { allocationMapPath, createSparseImage } from '../storage/index.ts';
@@ -10,14 +11,7 @@ import { type OverlayOptions, OverlayView } from './overlay-view.ts';
 import { PointView } from './point-view.ts';
 import { formatRecoveryPointRef } from './recovery-point-ref.ts';
 import { mergeRegions, regionBytes } from './regions.ts';
-import {
-  newMeta,
-  type ReplicaMeta,
-  readMeta,
-  type SyncStart,
-  type SyncState,
-  writeMeta,
-} from './replica-meta.ts';
+import { newMeta, type ReplicaMeta, readMeta, type SyncState, writeMeta } from './replica-meta.ts';
 import { type RecoveryPointInfo, type RetentionPolicy, retainedPoints } from './retention.ts';
 import { type IndexedRecord, SegmentLog } from './segment-log.ts';
 

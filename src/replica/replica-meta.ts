@@ -1,18 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { HavenError } from '../errors/index.ts';
+import type { SyncStart } from '../replication/replica-sink.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
 import type { RecoveryPointInfo, RetentionPolicy } from './retention.ts';
 
-export interface SyncState {
-  id: string;
-  kind: 'initial' | 'resync' | 'full-resync';
-  fromSeq: number;
-}
-
-/** A sync as its sender starts it: null regions means the whole disk (initial or full resync). */
-export interface SyncStart extends SyncState {
-  regions: { offset: number; length: number }[] | null;
-}
+/** A sync in progress, as the replica remembers it. */
+export type SyncState = Omit<SyncStart, 'regions'>;
 
 /**
  * What a replica must remember beside its base image and segments, replaced

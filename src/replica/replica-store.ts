@@ -3,12 +3,12 @@ import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JournalRecord, Region } from '../disk/index.ts';
 import { HavenError } from '../errors/index.ts';
-import type { ReplicaSink } from '../replication/replica-sink.ts';
+import type { ReplicaSink, SyncStart } from '../replication/replica-sink.ts';
 import type { OverlayOptions, OverlayView } from './overlay-view.ts';
 import type { PointView } from './point-view.ts';
 import { formatRecoveryPointRef } from './recovery-point-ref.ts';
 import { type KeptView, moveImage, ReplicaDisk, type ReplicaDiskStatus } from './replica-disk.ts';
-import { readMeta, type SyncStart } from './replica-meta.ts';
+import { readMeta } from './replica-meta.ts';
 import {
   checkRetention,
   DEFAULT_RETENTION,

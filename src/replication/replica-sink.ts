@@ -1,5 +1,12 @@
 import type { JournalRecord } from '../disk/index.ts';
-import type { SyncStart } from '../replica/replica-meta.ts';
+
+/** A sync as its sender starts it: null regions means the whole disk (initial or full resync). */
+export interface SyncStart {
+  id: string;
+  kind: 'initial' | 'resync' | 'full-resync';
+  fromSeq: number;
+  regions: { offset: number; length: number }[] | null;
+}
 
 /**
  * Where the replication receiver puts what the sender ships: the recovery

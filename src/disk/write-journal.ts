@@ -289,6 +289,12 @@ export class WriteJournal {
     return this.#state.mode;
   }
 
+  /** Why the journal accepts no more writes (a write to it failed), or null while it does. */
+  get failure(): string | null {
+    if (this.#failed === null) return null;
+    return this.#failed instanceof Error ? this.#failed.message : String(this.#failed);
+  }
+
   /** True once the journal overflowed, until every dirty region has been resynced. */
   get resyncRequired(): boolean {
     return this.#state.mode === 'bitmap' || this.#bitmap.anyDirty;

@@ -22,7 +22,7 @@ import type { HostServices } from './host-services.ts';
 import { HostStateFile } from './host-state-file.ts';
 import { ReplicaService } from './replica-service.ts';
 import { ReplicationService } from './replication-service.ts';
-import { savedDiskService } from './saved-disk-service.ts';
+import { restoreSavedDisks, savedDiskService } from './saved-disk-service.ts';
 import { ViewRegistry } from './view-registry.ts';
 
 export interface DataPathOptions {
@@ -56,8 +56,9 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
   const run = join(dataDir, 'run');
   await mkdir(run, { recursive: true });
   const state = await HostStateFile.load(join(dataDir, 'data-path.json'));
-  const identity = await loadIdentity(join(dataDir, 'replication-identity.json'));
 
+  // Running machines' QEMUs reconnect to this socket (within NBD_RECONNECT_DELAY_SECONDS):
+  // it is served again, on the same path, with the journals recovered, before anything slow.
   const diskService = await DiskService.start({
     socket: join(run, 'disks.sock'),
     ...(options.journalCapacityBytes ? { journalCapacityBytes: options.journalCapacityBytes } : {}),
@@ -66,6 +67,10 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
     dataDir,
     ...(options.journalCapacityBytes ? { journalCapacityBytes: options.journalCapacityBytes } : {}),
   });
+  const notAttached = await restoreSavedDisks(disk, state.disks);
+  for (const [name, why] of notAttached) console.error(`haven: disk export '${name}' is not served: ${why}`);
+
+  const identity = await loadIdentity(join(dataDir, 'replication-identity.json'));
   const replicaStore = await ReplicaStore.open(join(dataDir, 'replica'), {
     ...(options.retention ? { retention: options.retention } : {}),
     retentionIntervalMs: 60_000,
@@ -88,6 +93,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
     views,
     receiver,
     state,
+    notAttached,
   });
   const disks = savedDiskService(disk, state, dataDir);
   const replica = new ReplicaService({
@@ -100,8 +106,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
     state,
   });
 
-  // Bring back what the vault had set up before this agent stopped: replication reads the disks and views.
-  for (const d of state.disks) await disk.attach(d);
+  // Bring back the rest of what the vault had set up: replication reads the disks and views.
   await replica.reopenViews();
   await replication.resume();
 

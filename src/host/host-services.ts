@@ -123,8 +123,21 @@ export interface ReplicationTarget {
 
 export type ReplicationState = 'initial-sync' | 'resync' | 'streaming' | 'paused' | 'stopped' | 'error';
 
+/**
+ * A disk of the machine that this host was asked to serve to its hypervisor
+ * and does not: its export is gone (e.g. its image could not be opened after
+ * a restart) or its write journal accepts no more writes. The guest's I/O to
+ * it fails or waits: the machine is not healthy, whatever replication says.
+ */
+export interface BrokenDiskPath {
+  diskId: string;
+  problem: string;
+}
+
 export interface ReplicationStatus {
   machineId: string;
+  /** The machine's disks this host does not serve as it should; empty when every one is served. */
+  brokenDisks: BrokenDiskPath[];
   state: ReplicationState;
   /** 0..100 during initial sync or resync. */
   progress: number;

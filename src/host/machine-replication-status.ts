@@ -26,7 +26,7 @@ export function machineReplicationStatus(
   sending: ReadonlyMap<string, SendingFrom>,
   /** When the disk service's export was last written (ISO time), if ever. */
   lastWriteOf: (exportName: string) => string | null,
-): ReplicationStatus {
+): Omit<ReplicationStatus, 'brokenDisks'> {
   const mine = all.filter((s) => isDiskOf(s.diskKey, machineId));
   if (mine.length === 0) {
     return {

@@ -12,6 +12,7 @@ import type { OverlayView } from '../replica/index.ts';
 import { mergeRegions } from '../replica/index.ts';
 import { type HostIdentity, type Receiver, type ReplicationSource, Sender } from '../replication/index.ts';
 import { readSenderState, type SenderDiskState, writeSenderState } from '../replication/sender-state.ts';
+import { brokenDiskPaths } from './broken-disk-paths.ts';
 import { diskKeyOf, isDiskOf } from './disk-key.ts';
 import { exportNameOf } from './host-disk-service.ts';
 import type { Replication, ReplicationStatus, ReplicationTarget } from './host-services.ts';
@@ -30,6 +31,8 @@ export interface ReplicationServiceOptions {
   views: ViewRegistry;
   receiver: Receiver;
   state: HostStateFile;
+  /** Saved disks that could not be attached again after a restart (export name → why). */
+  notAttached?: ReadonlyMap<string, string>;
 }
 
 type Mode = Parameters<Replication['start']>[0]['mode'];
@@ -42,6 +45,7 @@ export class ReplicationService implements Replication {
   readonly #receiver: Receiver;
   readonly #state: HostStateFile;
   readonly #sending = new Map<string, SendingFrom>();
+  readonly #notAttached: ReadonlyMap<string, string>;
 
   constructor(options: ReplicationServiceOptions) {
     this.#dataDir = options.dataDir;
@@ -54,6 +58,7 @@ export class ReplicationService implements Replication {
     this.#views = options.views;
     this.#receiver = options.receiver;
     this.#state = options.state;
+    this.#notAttached = options.notAttached ?? new Map();
   }
 
   async start({ machineId, diskIds, target, mode, source }: Parameters<Replication['start']>[0]) {
@@ -131,12 +136,14 @@ export class ReplicationService implements Replication {
   }
 
   #status(machineId: string): ReplicationStatus {
-    return machineReplicationStatus(
-      machineId,
-      this.#sender.statuses(),
-      this.#sending,
-      (exportName) => this.#diskService.journalStatus(exportName).lastWriteAt,
-    );
+    const brokenDisks = brokenDiskPaths(machineId, this.#state.disks, this.#diskService, this.#notAttached);
+    const broken = new Set(brokenDisks.map((d) => exportNameOf({ machineId, diskId: d.diskId })));
+    return {
+      ...machineReplicationStatus(machineId, this.#sender.statuses(), this.#sending, (exportName) =>
+        broken.has(exportName) ? null : this.#diskService.journalStatus(exportName).lastWriteAt,
+      ),
+      brokenDisks,
+    };
   }
 
   #senderHas(diskKey: string): boolean {

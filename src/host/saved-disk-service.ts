@@ -4,9 +4,37 @@
  */
 import { rm, stat } from 'node:fs/promises';
 import { HavenError } from '../errors/index.ts';
-import { journalDirOf } from './host-disk-service.ts';
+import { exportNameOf, journalDirOf } from './host-disk-service.ts';
 import type { DiskService } from './host-services.ts';
-import type { HostStateFile } from './host-state-file.ts';
+import type { HostStateFile, SavedDisk } from './host-state-file.ts';
+
+/**
+ * Serves the saved disks again after a restart, first thing: their machines'
+ * QEMUs are reconnecting to the socket. A disk whose image is gone is not
+ * made afresh (that would hand the guest an empty disk), and a disk that
+ * cannot be attached does not keep the others from being served: it is
+ * reported (export name → why) and the machine shows a broken disk path.
+ */
+export async function restoreSavedDisks(
+  disk: DiskService,
+  saved: readonly SavedDisk[],
+): Promise<Map<string, string>> {
+  const failed = new Map<string, string>();
+  for (const d of saved) {
+    try {
+      await stat(d.source).catch((error: NodeJS.ErrnoException) => {
+        throw new HavenError('not_found', `its image '${d.source}' cannot be opened (${error.code})`, {
+          kind: 'image',
+          id: d.source,
+        });
+      });
+      await disk.attach(d);
+    } catch (error) {
+      failed.set(exportNameOf(d), error instanceof Error ? error.message : String(error));
+    }
+  }
+  return failed;
+}
 
 export function savedDiskService(disk: DiskService, state: HostStateFile, dataDir: string): DiskService {
   return {

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { MachineDefinition } from './hypervisor.ts';
 import { derivedMac, staticIpWords, validateMachineDefinition } from './machine-definition.ts';
 import { parseNbdUri } from './nbd-uri.ts';
-import { qemuCommandLine } from './qemu-command-line.ts';
+import { NBD_RECONNECT_DELAY_SECONDS, qemuCommandLine } from './qemu-command-line.ts';
 
 const base: MachineDefinition = {
   name: 'web-1',
@@ -147,7 +147,7 @@ describe('NBD URIs', () => {
 });
 
 describe('QEMU command line', () => {
-  it('puts NBD disks on virtio-blk, NICs on taps, and starts paused and daemonized', () => {
+  it('puts NBD disks on virtio-blk, NICs on taps, and starts paused and daemonized, disks reconnecting', () => {
     const machine = validateMachineDefinition({
       ...base,
       disks: [...base.disks, { diskId: 'disk1', nbdUri: 'nbd://10.0.0.7:10809/web-1-disk1' }],
@@ -172,12 +172,15 @@ describe('QEMU command line', () => {
           'node-name': 'disk0',
           server: { type: 'unix', path: '/run/haven/nbd.sock' },
           export: 'web-1-disk0',
+          // A restarted host agent serves the disk again before QEMU gives up on it.
+          'reconnect-delay': NBD_RECONNECT_DELAY_SECONDS,
         },
         {
           driver: 'nbd',
           'node-name': 'disk1',
           server: { type: 'inet', host: '10.0.0.7', port: '10809' },
           export: 'web-1-disk1',
+          'reconnect-delay': NBD_RECONNECT_DELAY_SECONDS,
         },
       ],
     );

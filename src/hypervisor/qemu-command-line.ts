@@ -15,15 +15,24 @@ export interface QemuCommandLineOptions {
   taps: readonly string[];
 }
 
+/**
+ * How long QEMU holds a disk's requests while its NBD server is gone before it
+ * fails them to the guest. A host agent that is killed or restarted serves
+ * its disks again within seconds (QEMU retries with a backoff of at most
+ * 16 s); until then the guest's I/O waits instead of failing.
+ */
+export const NBD_RECONNECT_DELAY_SECONDS = 300;
+
 /** QEMU's option parser splits on commas; a literal comma is written twice. */
 export function qemuOptionValue(value: string): string {
   return value.replaceAll(',', ',,');
 }
 
 /**
- * The arguments for `qemu-system-x86_64`. QEMU daemonizes (so the machine
- * outlives the host agent, which re-attaches through the pidfile and QMP
- * socket) and starts paused (`-S`): the driver wires the NICs into their
+ * The arguments for `qemu-system-x86_64`. QEMU daemonizes in a session of
+ * its own (so the machine outlives the host agent, which re-attaches through
+ * the pidfile and QMP socket), its NBD disks reconnect to a restarted agent
+ * (NBD_RECONNECT_DELAY_SECONDS), and it starts paused (`-S`): the driver wires the NICs into their
  * bridges before any guest code runs, then resumes it.
  */
 export function qemuCommandLine(
@@ -65,7 +74,13 @@ export function qemuCommandLine(
     const node = `disk${index}`;
     args.push(
       '-blockdev',
-      JSON.stringify({ driver: 'nbd', 'node-name': node, server: target.server, export: target.export }),
+      JSON.stringify({
+        driver: 'nbd',
+        'node-name': node,
+        server: target.server,
+        export: target.export,
+        'reconnect-delay': NBD_RECONNECT_DELAY_SECONDS,
+      }),
       '-device',
       `virtio-blk-pci,drive=${node},serial=${disk.diskId}${machine.boot ? '' : `,bootindex=${index}`}`,
     );

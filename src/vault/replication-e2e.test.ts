@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, open, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -206,6 +206,47 @@ describe('replication through the vault (embedded primary and recovery hosts)', 
     );
     const latest = body.recoveryPoints.reduce((a, b) => (a.time >= b.time ? a : b));
     await assertReplicaEqualsSource(m, latest.id);
+  });
+
+  it('a disk its host cannot serve after a restart raises an alert and is never shown healthy; served again, it clears', async () => {
+    const restartPrimary = async () => {
+      const primary = up.hosts.find((h) => h.agent.identity.name === 'primary')!;
+      const [host, port] = primary.dataPath.replicationAddress.split(':');
+      await primary.stop();
+      const { startHost } = await import('../host/index.ts');
+      const restarted = await startHost({
+        dataDir: join(dir, 'hosts', 'primary'),
+        replicationListen: { host: host!, port: Number(port) },
+        senderPollMs: 25,
+      });
+      up.hosts[up.hosts.indexOf(primary)] = restarted;
+    };
+    const image = machine.disks[0]!.source;
+    // The image is gone while the agent is down: the restarted agent must not serve an empty disk in its place.
+    await rename(image, `${image}.away`);
+    await restartPrimary();
+    const alert = await until('a disk path alert', async () => {
+      const { body } = await api<{ alerts: Alert[] }>('GET', '/alerts?open=true');
+      return body.alerts.find((a) => a.key === `disk-path:${machine.id}`);
+    });
+    assert.equal(alert.severity, 'critical');
+    assert.match(alert.message, /web-01.*disk 'disk0'.*does not serve export .*cannot be opened/);
+    const broken = (await api<Machine>('GET', `/machines/${machine.id}`)).body;
+    assert.equal(broken.health, 'critical');
+    assert.equal(broken.replication?.state, 'error');
+    assert.match(broken.replication?.lastError ?? '', /disk path broken/);
+    await assert.rejects(open(image, 'r'), { code: 'ENOENT' });
+
+    await rename(`${image}.away`, image);
+    await restartPrimary();
+    await until('the disk path alert to clear', async () => {
+      const { body } = await api<{ alerts: Alert[] }>('GET', '/alerts?open=true');
+      return body.alerts.every((a) => a.key !== `disk-path:${machine.id}`);
+    });
+    await until('the machine to be healthy again', async () => {
+      const body = (await api<Machine>('GET', `/machines/${machine.id}`)).body;
+      return body.health === 'healthy' && body.replication?.state === 'streaming' ? body : undefined;
+    });
   });
 
   it('disables replication: the replica is deleted and the machine is unprotected again', async () => {

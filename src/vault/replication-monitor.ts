@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isoNow } from '../clock/index.ts';
 import type { Machine, MachineState, ReplicationHealth, ReplicationSnapshot } from '../domain/model.ts';
+import type { BrokenDiskPath, ReplicationStatus } from '../host/host-services.ts';
 import { hostServices } from './jobs/lifecycle-job.ts';
 import type { VaultContext } from './vault-context.ts';
 
@@ -33,6 +34,33 @@ export function replicationHealth(
   }
   if (snapshot.state !== 'streaming') return 'warning';
   return 'healthy';
+}
+
+/**
+ * The vault's snapshot of a machine's replication from its host's status
+ * (pure). A disk its host does not serve (export gone, journal failed) is an
+ * error whatever the sender says: the guest cannot write what Haven should see.
+ */
+export function replicationSnapshot(
+  status: ReplicationStatus,
+  throughputBytesPerSec: number,
+  updatedAt: string,
+): ReplicationSnapshot {
+  const broken = status.brokenDisks;
+  return {
+    state: broken.length > 0 ? 'error' : status.state,
+    progress: status.progress,
+    rpoSeconds: status.lagSeconds,
+    pendingBytes: status.queuedBytes,
+    sentBytes: status.sentBytes,
+    throughputBytesPerSec,
+    lastError: broken.length > 0 ? brokenDisksMessage(broken) : status.lastError,
+    updatedAt,
+  };
+}
+
+function brokenDisksMessage(broken: readonly BrokenDiskPath[]): string {
+  return `disk path broken: ${broken.map((d) => `disk '${d.diskId}': ${d.problem}`).join('; ')}`;
 }
 
 /**
@@ -79,8 +107,48 @@ export class ReplicationMonitor {
         await this.#check(machine, machine.policyId ? (thresholds.get(machine.policyId) ?? null) : null);
       } catch (error) {
         console.error(`haven: replication monitor: ${machine.name}:`, error);
+        await this.#recordUnknown(machine, error).catch(() => {});
       }
     }
+  }
+
+  /** Raised while the host reports disks of the machine it does not serve; cleared once it serves them all. */
+  async #alertBrokenDisks(machine: Machine, broken: readonly BrokenDiskPath[]): Promise<void> {
+    const { store, clock } = this.#vault;
+    const key = `disk-path:${machine.id}`;
+    if (broken.length === 0) {
+      await store.alerts.clear(key, isoNow(clock));
+      return;
+    }
+    await store.alerts.raise({
+      id: randomUUID(),
+      key,
+      severity: 'critical',
+      message: `Machine '${machine.name}': ${brokenDisksMessage(broken)}`,
+      subjectType: 'machine',
+      subjectId: machine.id,
+      raisedAt: isoNow(clock),
+      clearedAt: null,
+    });
+  }
+
+  /** The host could not say: the machine's health is unknown (never the last green), its snapshot keeps why. */
+  async #recordUnknown(machine: Machine, error: unknown): Promise<void> {
+    const { store, clock } = this.#vault;
+    const reason = error instanceof Error ? error.message : String(error);
+    const snapshot: ReplicationSnapshot = {
+      ...(machine.replication ?? {
+        state: 'error',
+        progress: 0,
+        rpoSeconds: null,
+        pendingBytes: 0,
+        sentBytes: 0,
+        throughputBytesPerSec: 0,
+      }),
+      lastError: `the host did not report this machine's replication: ${reason}`,
+      updatedAt: isoNow(clock),
+    };
+    await store.machines.recordReplication(machine.id, snapshot, 'unknown');
   }
 
   async #check(machine: Machine, threshold: number | null): Promise<void> {
@@ -104,16 +172,8 @@ export class ReplicationMonitor {
       const throughput =
         previous && seconds > 0 ? Math.max(0, (status.sentBytes - previous.sentBytes) / seconds) : 0;
       this.#previous.set(machine.id, { sentBytes: status.sentBytes, at: now.getTime() });
-      snapshot = {
-        state: status.state,
-        progress: status.progress,
-        rpoSeconds: status.lagSeconds,
-        pendingBytes: status.queuedBytes,
-        sentBytes: status.sentBytes,
-        throughputBytesPerSec: Math.round(throughput),
-        lastError: status.lastError,
-        updatedAt: now.toISOString(),
-      };
+      snapshot = replicationSnapshot(status, Math.round(throughput), now.toISOString());
+      await this.#alertBrokenDisks(machine, status.brokenDisks);
     }
     const health = replicationHealth(snapshot, threshold);
     await store.machines.recordReplication(machine.id, snapshot, health);

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ApiClient } from '../client/api-client.ts';
 import type { Site } from '../domain/model.ts';
 import { loadHostIdentity, type RunningHost, startHost } from '../host/index.ts';
@@ -9,6 +9,7 @@ import { type RunningVault, startVault } from './start-vault.ts';
 export interface EmbeddedOptions {
   dataDir: string;
   port?: number;
+  /** Default: the port saved with the vault's state, or a free one on the first start (then saved). */
   controlPort?: number;
   databaseUrl?: string;
   heartbeatIntervalMs?: number;
@@ -37,11 +38,13 @@ const LOCAL_SITES = [
  * one-time tokens exactly as remote hosts do; on later starts they reconnect
  * with the identity they saved.
  */
-export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded> {
+export async function startEmbedded(embeddedOptions: EmbeddedOptions): Promise<Embedded> {
+  // Resolved once: the demo machine's disk path is stored in the vault and compared by the host.
+  const options = { ...embeddedOptions, dataDir: resolve(embeddedOptions.dataDir) };
   const vault = await startVault({
     dataDir: options.dataDir,
     port: options.port ?? 8440,
-    controlPort: options.controlPort ?? 0,
+    ...(options.controlPort === undefined ? {} : { controlPort: options.controlPort }),
     ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
     ...(options.heartbeatIntervalMs ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
     ...(options.monitorIntervalMs ? { monitorIntervalMs: options.monitorIntervalMs } : {}),

@@ -109,9 +109,8 @@ before(async () => {
 
 after(async () => {
   if (haven) {
-    process.kill(-haven.child.pid!, 'SIGINT');
-    const stopped = await Promise.race([haven.exited, new Promise((r) => setTimeout(r, 60_000, 'timeout'))]);
-    if (stopped === 'timeout') process.kill(-haven.child.pid!, 'SIGKILL');
+    const group = -haven.child.pid!;
+    await interrupt().catch(() => process.kill(group, 'SIGKILL'));
   }
   await rm(dir, { recursive: true, force: true });
 });

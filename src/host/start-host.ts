@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createQemuDriver } from '../hypervisor/index.ts';
 import { type DataPath, type DataPathOptions, startDataPath } from './data-path.ts';
 import { type HostAgent, type HostAgentOptions, startHostAgent } from './host-agent.ts';
@@ -20,7 +20,9 @@ export interface RunningHost {
  * the QEMU driver, and the agent that offers them to the vault over the
  * control channel.
  */
-export async function startHost(options: HostOptions): Promise<RunningHost> {
+export async function startHost(hostOptions: HostOptions): Promise<RunningHost> {
+  // Resolved once: the host's state file, journals and sockets are named by absolute paths.
+  const options = { ...hostOptions, dataDir: resolve(hostOptions.dataDir) };
   const dataPath = await startDataPath(options);
   try {
     const hypervisor = createQemuDriver({ stateDir: join(options.dataDir, 'hypervisor') });

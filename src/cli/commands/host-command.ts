@@ -1,7 +1,7 @@
 import { HavenError } from '../../errors/index.ts';
 import { startHost } from '../../host/index.ts';
 import { parseSize } from '../../storage/index.ts';
-import { type Command, str } from '../command.ts';
+import { type Command, dataDirOption, str } from '../command.ts';
 import { runUntilSignal } from './vault-commands.ts';
 
 export const hostCommands: Command[] = [
@@ -21,7 +21,7 @@ export const hostCommands: Command[] = [
       bandwidth: { type: 'string' },
     },
     run: async (args) => {
-      const dataDir = str(args, 'data') ?? '.haven-host';
+      const dataDir = dataDirOption(args, '.haven-host');
       const vault = str(args, 'vault');
       const token = str(args, 'token');
       const listen = (str(args, 'replication-listen') ?? '0.0.0.0:9443').match(/^(.*):(\d+)$/);

@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { ApiClient } from '../client/api-client.ts';
 import type { Site } from '../domain/model.ts';
 import { loadHostIdentity, type RunningHost, startHost } from '../host/index.ts';
+import type { ShareGroup } from '../storage/share-group.ts';
 import { ensureDemoMachine } from './demo-machine.ts';
 import { type RunningVault, startVault } from './start-vault.ts';
 
@@ -15,6 +16,8 @@ export interface EmbeddedOptions {
   heartbeatIntervalMs?: number;
   senderPollMs?: number;
   monitorIntervalMs?: number;
+  /** Group through which a hypervisor running as another user opens the hosts' disk and view sockets. */
+  shareGroup?: ShareGroup;
   /** Offer the demo machine (a tiny Linux guest on the primary host); default true. */
   demo?: boolean;
   log?: (line: string) => void;
@@ -75,6 +78,7 @@ export async function startEmbedded(embeddedOptions: EmbeddedOptions): Promise<E
           ...(enrol ? { enrol } : {}),
           // Both local hosts share this machine: each receiver takes a free port.
           replicationListen: { host: '127.0.0.1', port: 0 },
+          ...(options.shareGroup ? { share: { group: options.shareGroup, root: options.dataDir } } : {}),
           ...(options.senderPollMs ? { senderPollMs: options.senderPollMs } : {}),
           log: options.log ?? (() => {}),
         }),

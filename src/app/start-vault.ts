@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -15,6 +15,7 @@ import { generateVaultIdentity, type VaultIdentity } from '../control/vault-iden
 import { AUTOMATIC_FAILBACK_POLICY, DEFAULT_POLICY } from '../domain/index.ts';
 import { HavenError } from '../errors/index.ts';
 import { type JobDefinition, JobEngine } from '../job-engine/index.ts';
+import { restrictUmask, tightenDataDir } from '../storage/private-files.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { GroupScheduler } from '../vault/groups/index.ts';
 import { watchHosts } from '../vault/host-monitor.ts';
@@ -92,7 +93,8 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
   // Resolved once: paths the vault hands on (the demo's disk, backups) mean the same from any process.
   const options = { ...vaultOptions, dataDir: resolve(vaultOptions.dataDir) };
   const clock = options.clock ?? systemClock;
-  await mkdir(options.dataDir, { recursive: true });
+  restrictUmask();
+  await tightenDataDir(options.dataDir);
   const store = await openStore({
     dataDir: options.dataDir,
     ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import { ApiClient, resolveConnection } from '../client/api-client.ts';
 import { HavenError } from '../errors/index.ts';
+import { lookupShareGroup, type ShareGroup } from '../storage/share-group.ts';
 import { type Output, stdoutOutput } from './output.ts';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
@@ -93,6 +94,12 @@ export function dataDirOption(args: CommandArgs, fallback: string): string {
 export function controlPortOption(args: CommandArgs): { controlPort?: number } {
   const port = integer(str(args, 'control-port'), 'control-port');
   return port === undefined ? {} : { controlPort: port };
+}
+
+/** --share-group NAME: the group through which a hypervisor running as another user opens the disk sockets. */
+export async function shareGroupOption(args: CommandArgs): Promise<{ shareGroup?: ShareGroup }> {
+  const name = str(args, 'share-group');
+  return name === undefined ? {} : { shareGroup: await lookupShareGroup(name) };
 }
 
 export function integer(text: string | undefined, field: string): number | undefined {

@@ -110,7 +110,11 @@ before(async () => {
 after(async () => {
   if (haven) {
     const group = -haven.child.pid!;
-    await interrupt().catch(() => process.kill(group, 'SIGKILL'));
+    await interrupt().catch(() => {
+      try {
+        process.kill(group, 'SIGKILL');
+      } catch {}
+    });
   }
   await rm(dir, { recursive: true, force: true });
 });

@@ -1,5 +1,6 @@
 import { join, resolve } from 'node:path';
 import { createQemuDriver } from '../hypervisor/index.ts';
+import { restrictUmask, tightenDataDir } from '../storage/private-files.ts';
 import { type DataPath, type DataPathOptions, startDataPath } from './data-path.ts';
 import { type HostAgent, type HostAgentOptions, startHostAgent } from './host-agent.ts';
 
@@ -23,6 +24,8 @@ export interface RunningHost {
 export async function startHost(hostOptions: HostOptions): Promise<RunningHost> {
   // Resolved once: the host's state file, journals and sockets are named by absolute paths.
   const options = { ...hostOptions, dataDir: resolve(hostOptions.dataDir) };
+  restrictUmask();
+  await tightenDataDir(options.dataDir);
   const dataPath = await startDataPath(options);
   try {
     const hypervisor = createQemuDriver({ stateDir: join(options.dataDir, 'hypervisor') });

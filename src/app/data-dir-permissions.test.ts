@@ -144,6 +144,14 @@ describe('data directory permissions: another local user reads nothing', {
         `no file matches ${wanted}:\n${files.map(rel).join('\n')}`,
       );
     }
+    // The probe user: nothing below the data directory is readable, nothing listable.
+    const readable = await asProbeUser(
+      'while IFS= read -r f; do head -c1 -- "$f" >/dev/null 2>&1 && echo "$f"; done',
+      `${files.join('\n')}\n`,
+    );
+    assert.equal(readable, '', `readable by ${user}:\n${readable}`);
+    const listed = await asProbeUser(`find ${dataDir} -readable`);
+    assert.equal(listed, '', `find -readable as ${user}:\n${listed}`);
     assert.equal(sqliteFile(dataDir), join(dataDir, 'haven.db'));
     assert.equal((await stat(dataDir)).mode & 0o777, 0o700, 'the data directory');
     const loose = entries.filter((e) =>
@@ -155,14 +163,6 @@ describe('data directory permissions: another local user reads nothing', {
       'files 0600, folders 0700, sockets owner only',
     );
 
-    // The probe user: nothing below the data directory is readable, nothing listable.
-    const readable = await asProbeUser(
-      'while IFS= read -r f; do head -c1 -- "$f" >/dev/null 2>&1 && echo "$f"; done',
-      `${files.join('\n')}\n`,
-    );
-    assert.equal(readable, '', `readable by ${user}:\n${readable}`);
-    const listed = await asProbeUser(`find ${dataDir} -readable`);
-    assert.equal(listed, '', `find -readable as ${user}:\n${listed}`);
     // The probe itself works: the user reads what is meant for everyone.
     assert.notEqual(await asProbeUser('head -c1 /etc/passwd'), '');
   });

@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import type { ApiClient } from '../client/api-client.ts';
 import type { Host, Machine } from '../domain/model.ts';
 import { buildGuestImage, formatDataDisk, guestCommandLine } from '../guest/index.ts';
+import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
 import { hostServices } from '../vault/jobs/lifecycle-job.ts';
 import type { VaultContext } from '../vault/vault-context.ts';
 
@@ -25,7 +26,7 @@ export interface GuestMachineSpec {
 /** Registers a machine running the tiny test guest (not started: see startOnPrimary). */
 export async function createGuestMachine(api: ApiClient, spec: GuestMachineSpec): Promise<Machine> {
   const image = await buildGuestImage(spec.log ? { log: spec.log } : {});
-  await mkdir(dirname(spec.disk), { recursive: true });
+  await mkdir(dirname(spec.disk), { recursive: true, mode: PRIVATE_DIR_MODE });
   if (!existsSync(spec.disk)) await formatDataDisk(spec.disk, { sizeBytes: spec.sizeBytes });
   return api.post<Machine>('/machines', {
     name: spec.name,

@@ -1,19 +1,23 @@
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ApiClient } from '../client/api-client.ts';
 import type { Site } from '../domain/model.ts';
 import { loadHostIdentity, type RunningHost, startHost } from '../host/index.ts';
+import type { ShareGroup } from '../storage/share-group.ts';
 import { ensureDemoMachine } from './demo-machine.ts';
 import { type RunningVault, startVault } from './start-vault.ts';
 
 export interface EmbeddedOptions {
   dataDir: string;
   port?: number;
+  /** Default: the port saved with the vault's state, or a free one on the first start (then saved). */
   controlPort?: number;
   databaseUrl?: string;
   heartbeatIntervalMs?: number;
   senderPollMs?: number;
   monitorIntervalMs?: number;
+  /** Group through which a hypervisor running as another user opens the hosts' disk and view sockets. */
+  shareGroup?: ShareGroup;
   /** Offer the demo machine (a tiny Linux guest on the primary host); default true. */
   demo?: boolean;
   log?: (line: string) => void;
@@ -37,11 +41,13 @@ const LOCAL_SITES = [
  * one-time tokens exactly as remote hosts do; on later starts they reconnect
  * with the identity they saved.
  */
-export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded> {
+export async function startEmbedded(embeddedOptions: EmbeddedOptions): Promise<Embedded> {
+  // Resolved once: the demo machine's disk path is stored in the vault and compared by the host.
+  const options = { ...embeddedOptions, dataDir: resolve(embeddedOptions.dataDir) };
   const vault = await startVault({
     dataDir: options.dataDir,
     port: options.port ?? 8440,
-    controlPort: options.controlPort ?? 0,
+    ...(options.controlPort === undefined ? {} : { controlPort: options.controlPort }),
     ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
     ...(options.heartbeatIntervalMs ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
     ...(options.monitorIntervalMs ? { monitorIntervalMs: options.monitorIntervalMs } : {}),
@@ -72,6 +78,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
           ...(enrol ? { enrol } : {}),
           // Both local hosts share this machine: each receiver takes a free port.
           replicationListen: { host: '127.0.0.1', port: 0 },
+          ...(options.shareGroup ? { share: { group: options.shareGroup, root: options.dataDir } } : {}),
           ...(options.senderPollMs ? { senderPollMs: options.senderPollMs } : {}),
           log: options.log ?? (() => {}),
         }),

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { createApi } from '../api/create-api.ts';
@@ -13,7 +13,9 @@ import { type Clock, isoNow, systemClock } from '../clock/index.ts';
 import { ControlServer } from '../control/control-server.ts';
 import { generateVaultIdentity, type VaultIdentity } from '../control/vault-identity.ts';
 import { AUTOMATIC_FAILBACK_POLICY, DEFAULT_POLICY } from '../domain/index.ts';
+import { HavenError } from '../errors/index.ts';
 import { type JobDefinition, JobEngine } from '../job-engine/index.ts';
+import { restrictUmask, tightenDataDir } from '../storage/private-files.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { GroupScheduler } from '../vault/groups/index.ts';
 import { watchHosts } from '../vault/host-monitor.ts';
@@ -41,7 +43,14 @@ export interface VaultOptions {
   port?: number;
   /** Control channel address for hosts (SPEC §6: ASR's 443). */
   controlHost?: string;
+  /**
+   * The control channel's port (0: a free one), saved with the vault's state:
+   * enrolled hosts keep the address they enrolled with, so later starts that
+   * give no port listen on the saved one.
+   */
   controlPort?: number;
+  /** The port of the first start when none is given (default 0: a free one, saved). */
+  firstControlPort?: number;
   /** PostgreSQL URL; default a SQLite file in dataDir. */
   databaseUrl?: string;
   clock?: Clock;
@@ -74,14 +83,18 @@ export interface RunningVault {
 }
 
 const IDENTITY_KEY = 'vault.identity';
+const CONTROL_PORT_KEY = 'vault.controlPort';
 
 /**
  * Starts a vault: state store, identity, built-in policies, the first admin
  * token, the job engine, the control channel for hosts and the REST API.
  */
-export async function startVault(options: VaultOptions): Promise<RunningVault> {
+export async function startVault(vaultOptions: VaultOptions): Promise<RunningVault> {
+  // Resolved once: paths the vault hands on (the demo's disk, backups) mean the same from any process.
+  const options = { ...vaultOptions, dataDir: resolve(vaultOptions.dataDir) };
   const clock = options.clock ?? systemClock;
-  await mkdir(options.dataDir, { recursive: true });
+  restrictUmask();
+  await tightenDataDir(options.dataDir);
   const store = await openStore({
     dataDir: options.dataDir,
     ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
@@ -123,10 +136,7 @@ export async function startVault(options: VaultOptions): Promise<RunningVault> {
       ...(options.heartbeatIntervalMs ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
       ...(options.missedHeartbeats ? { missedHeartbeats: options.missedHeartbeats } : {}),
     });
-    const controlBound = await control.listen({
-      host: options.controlHost ?? '127.0.0.1',
-      port: options.controlPort ?? 0,
-    });
+    const controlBound = await listenControl(control, store, options);
     const controlAddress = `${controlBound.host}:${controlBound.port}`;
     // Hosts enrolled earlier must check in; those that do not become unreachable.
     for (const host of await store.hosts.list()) control.expectHost(host.id);
@@ -198,6 +208,29 @@ export async function startVault(options: VaultOptions): Promise<RunningVault> {
     await store.close();
     throw error;
   }
+}
+
+/** Listens on the given control port, else the saved one, else the first start's; saves the bound port. */
+async function listenControl(
+  control: ControlServer,
+  store: Store,
+  options: VaultOptions,
+): Promise<{ host: string; port: number }> {
+  const saved = await store.settings.get(CONTROL_PORT_KEY);
+  const port = options.controlPort ?? (saved === undefined ? (options.firstControlPort ?? 0) : Number(saved));
+  const host = options.controlHost ?? '127.0.0.1';
+  const bound = await control.listen({ host, port }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EADDRINUSE') throw error;
+    throw new HavenError(
+      'conflict',
+      options.controlPort === undefined
+        ? `the vault's control port ${host}:${port} (saved with its state; its hosts connect there) is in use: free it, or pass --control-port N and enrol the hosts again`
+        : `control port ${host}:${port} is in use; pass --control-port N`,
+      { field: 'control-port', port },
+    );
+  });
+  if (saved !== String(bound.port)) await store.settings.set(CONTROL_PORT_KEY, String(bound.port));
+  return bound;
 }
 
 /** The identity lives in the database so a restored backup is the same vault to its hosts. */

@@ -1,6 +1,8 @@
+import { resolve } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import { ApiClient, resolveConnection } from '../client/api-client.ts';
 import { HavenError } from '../errors/index.ts';
+import { lookupShareGroup, type ShareGroup } from '../storage/share-group.ts';
 import { type Output, stdoutOutput } from './output.ts';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
@@ -81,6 +83,23 @@ export function parseDuration(text: string, field: string): number {
     });
   const unit = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's'];
   return Number(m[1]) * unit;
+}
+
+/** --data DIR (else the default), resolved here once: everything past the command line sees absolute paths. */
+export function dataDirOption(args: CommandArgs, fallback: string): string {
+  return resolve(str(args, 'data') ?? fallback);
+}
+
+/** --control-port N when given: it wins over the port saved with the vault's state (and is saved). */
+export function controlPortOption(args: CommandArgs): { controlPort?: number } {
+  const port = integer(str(args, 'control-port'), 'control-port');
+  return port === undefined ? {} : { controlPort: port };
+}
+
+/** --share-group NAME: the group through which a hypervisor running as another user opens the disk sockets. */
+export async function shareGroupOption(args: CommandArgs): Promise<{ shareGroup?: ShareGroup }> {
+  const name = str(args, 'share-group');
+  return name === undefined ? {} : { shareGroup: await lookupShareGroup(name) };
 }
 
 export function integer(text: string | undefined, field: string): number | undefined {

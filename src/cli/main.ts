@@ -1,6 +1,7 @@
 import './threadpool.ts';
 import { parseArgs } from 'node:util';
 import { HavenError } from '../errors/index.ts';
+import { restrictUmask } from '../storage/private-files.ts';
 import type { Command } from './command.ts';
 import { COMMANDS } from './commands/index.ts';
 
@@ -36,6 +37,8 @@ function find(argv: string[]): { command: Command; rest: string[] } | null {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // Whatever a command writes (a vault, a host, a backup) is this user's only.
+  restrictUmask();
   if (argv.length === 0 || argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') {
     process.stdout.write(help());
     return argv.length === 0 ? 2 : 0;

@@ -3,6 +3,7 @@ import { HavenError } from '../errors/index.ts';
 import { Bitset } from '../storage/bitset.ts';
 import type { FileSync } from '../storage/file-sync.ts';
 import { GroupCommit } from '../storage/group-commit.ts';
+import { PRIVATE_FILE_MODE } from '../storage/private-files.ts';
 
 /** A byte range of the disk. */
 export interface Region {
@@ -56,7 +57,7 @@ export class DirtyBitmap {
       fh = await open(path, 'r+');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      fh = await open(path, 'w+');
+      fh = await open(path, 'w+', PRIVATE_FILE_MODE);
       const header = Buffer.alloc(HEADER_SIZE);
       header.writeUInt32LE(MAGIC, 0);
       header.writeUInt32LE(1, 4);

@@ -5,6 +5,7 @@ import { syncDirectory } from '../storage/atomic-file.ts';
 import { FileIo, SyncBudget } from '../storage/file-io.ts';
 import { type FileSync, realFileSync } from '../storage/file-sync.ts';
 import { GroupCommit } from '../storage/group-commit.ts';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../storage/private-files.ts';
 import { DirtyBitmap, type Region } from './dirty-bitmap.ts';
 import { readSegment, SEGMENT_NAME, segmentName } from './journal-reader.ts';
 import { encodeRecord, type JournalRecord, type Marker, type RecordKind } from './journal-record.ts';
@@ -82,7 +83,7 @@ class Segment {
   }
 
   handle(budget: SyncBudget, onOpen: (s: Segment) => void): Promise<FileIo> {
-    this.#opening ??= open(this.path, this.#isNew ? 'w+' : 'r+').then((fh) => {
+    this.#opening ??= open(this.path, this.#isNew ? 'w+' : 'r+', PRIVATE_FILE_MODE).then((fh) => {
       this.fh = fh;
       this.io = new FileIo(fh.fd, budget);
       onOpen(this);
@@ -201,7 +202,7 @@ export class WriteJournal {
     const segmentBytes =
       options.segmentBytes ?? Math.min(64 << 20, Math.max(1 << 20, Math.floor(options.capacityBytes / 8)));
     const fileSync = options.fileSync ?? realFileSync;
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     const state = await readJournalState(join(dir, 'state.json'));
 
     let found = (await readdir(dir))

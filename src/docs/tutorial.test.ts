@@ -1,55 +1,158 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Embedded, startEmbedded } from '../app/start-embedded.ts';
-import { runHaven } from '../testing/child-process.ts';
+import { REPO_ROOT } from '../testing/child-process.ts';
+import { until } from '../testing/until.ts';
 
-/** The `haven …` commands of docs/tutorial.md's shell blocks, in order. */
-async function tutorialCommands(): Promise<string[][]> {
-  const text = await readFile(new URL('../../docs/tutorial.md', import.meta.url), 'utf8');
-  const commands: string[][] = [];
-  for (const block of text.matchAll(/```sh\n([\s\S]*?)```/g)) {
-    for (const line of block[1]!.split('\n')) {
-      const command = line.trim();
-      if (!command.startsWith('haven ')) continue;
-      // Shell words: plain words and "double-quoted strings".
-      commands.push(
-        [...command.slice('haven '.length).matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2]!),
-      );
-    }
-  }
-  return commands;
+/**
+ * The README and docs/tutorial.md, run verbatim as an operator would: `npm
+ * start` as a real process from a directory laid out like the clone (the
+ * default, relative `.haven/` data directory lands there), each shell line
+ * run by `sh` in that directory, Ctrl-C (SIGINT to the process group) to
+ * stop, and `npm start` again on the same data.
+ */
+
+/** The lines of a markdown file's ```sh blocks, block by block. */
+async function shellBlocks(file: string): Promise<string[][]> {
+  const text = await readFile(join(REPO_ROOT, file), 'utf8');
+  return [...text.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) =>
+    m[1]!
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line !== ''),
+  );
 }
 
 let dir: string;
-let up: Embedded;
+let env: NodeJS.ProcessEnv;
+let haven: { child: ChildProcess; output: () => string; exited: Promise<number | null> } | null = null;
+
+/** Runs one shell line in the clone-like directory, as typed in a second terminal. */
+function sh(line: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile('sh', ['-c', line], { cwd: dir, env, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
+      resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+async function shOk(line: string): Promise<string> {
+  const result = await sh(line);
+  assert.equal(result.code, 0, `${line}\n${result.stdout}\n${result.stderr}`);
+  return result.stdout;
+}
+
+/** `npm start`, in its own process group like a terminal's foreground job; resolves once it says it is up. */
+async function npmStart(): Promise<void> {
+  const child = spawn('npm', ['start'], { cwd: dir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d) => {
+    out += d;
+  });
+  child.stderr!.on('data', (d) => {
+    out += d;
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  haven = { child, output: () => out, exited };
+  let code: number | null | undefined;
+  void exited.then((c) => {
+    code = c;
+  });
+  await until('npm start to come up', async () => out.includes('is up.') || code !== undefined, {
+    timeoutMs: 600_000,
+  }).catch((error: Error) => assert.fail(`${error.message}:\n${out}`));
+  assert.ok(out.includes('is up.'), `npm start exited with ${code}:\n${out}`);
+}
+
+/** Ctrl-C: SIGINT to the whole foreground process group; haven up stops cleanly. */
+async function interrupt(): Promise<void> {
+  const running = haven!;
+  haven = null;
+  const group = -running.child.pid!;
+  process.kill(group, 'SIGINT');
+  await running.exited;
+  // npm ends with its shell at once; haven up (same group) stops its machines, hosts and vault.
+  const alive = () => {
+    try {
+      process.kill(group, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  await until('haven up to stop after Ctrl-C', async () => !alive(), { timeoutMs: 60_000 }).catch(
+    (error: Error) => assert.fail(`${error.message}:\n${running.output()}`),
+  );
+  assert.match(running.output(), /lost the vault/, 'the hosts saw the vault stop');
+}
+
+async function hostStatuses(): Promise<Record<string, string>> {
+  const hosts = JSON.parse(await shOk('bin/haven hosts list --json')) as { name: string; status: string }[];
+  return Object.fromEntries(hosts.map((h) => [h.name, h.status]));
+}
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'haven-tutorial-'));
-  // `npm start` is `haven up`; the test runs the same thing in process, on a free port.
-  up = await startEmbedded({ dataDir: dir, port: 0, senderPollMs: 25 });
+  // A directory laid out like the clone, so `.haven/` is a fresh, relative data directory.
+  dir = await mkdtemp(join(tmpdir(), 'haven-clone-'));
+  for (const entry of ['package.json', 'src', 'bin', 'node_modules', 'portal']) {
+    await symlink(join(REPO_ROOT, entry), join(dir, entry));
+  }
+  // `haven` in the tutorial is bin/haven on the PATH.
+  env = { ...process.env, PATH: `${join(dir, 'bin')}:${process.env.PATH}` };
+  delete env.HAVEN_URL;
+  delete env.HAVEN_TOKEN;
+  delete env.HAVEN_DATABASE_URL;
 });
 
 after(async () => {
-  await up?.stop();
+  if (haven) {
+    const group = -haven.child.pid!;
+    await interrupt().catch(() => {
+      try {
+        process.kill(group, 'SIGKILL');
+      } catch {}
+    });
+  }
   await rm(dir, { recursive: true, force: true });
 });
 
-describe('docs/tutorial.md', () => {
-  it('runs every haven command of the tutorial, in order, successfully', async () => {
-    const commands = await tutorialCommands();
-    assert.ok(commands.length >= 10, `found ${commands.length} commands`);
-    for (const args of commands) {
-      const result = await runHaven([...args, '--data', dir]);
-      assert.equal(result.code, 0, `haven ${args.join(' ')}\n${result.stdout}\n${result.stderr}`);
-    }
-    const shown = JSON.parse(
-      (await runHaven(['machines', 'show', 'demo-01', '--json', '--data', dir])).stdout,
+describe('README and docs/tutorial.md, verbatim from the default data directory', () => {
+  it("README: npm start, then health, hosts, policies and jobs through the CLI's .haven/", async () => {
+    const [setup, commands] = await shellBlocks('README.md');
+    // `npm ci` is done (node_modules is the clone's); `npm test` is what runs this test.
+    assert.match(setup![0]!, /^npm ci && npm start\b/);
+    await npmStart();
+    assert.ok(commands!.length >= 4, commands!.join('\n'));
+    for (const line of commands!) await shOk(line);
+    assert.match(await shOk(commands![0]!), /"status":\s*"ok"/);
+    assert.deepEqual(await hostStatuses(), { primary: 'connected', recovery: 'connected' });
+  });
+
+  it('npm start again on the same data: the hosts reconnect and demo-01 is back', async () => {
+    await interrupt();
+    await npmStart();
+    await until(
+      'the hosts to reconnect after the restart',
+      async () => Object.values(await hostStatuses()).every((s) => s === 'connected'),
+      { timeoutMs: 30_000 },
     );
+    const demo = JSON.parse(await shOk('bin/haven machines show demo-01 --json')) as { state: string };
+    assert.equal(demo.state, 'unprotected');
+    assert.match(haven!.output(), /demo: +demo-01 \(running on primary/);
+  });
+
+  it('the tutorial: every haven command, in order, successfully', async () => {
+    const blocks = await shellBlocks('docs/tutorial.md');
+    assert.match(blocks[0]![0]!, /^npm ci && npm start\b/, 'the tutorial starts Haven first (done above)');
+    const commands = blocks.flat().filter((line) => line.startsWith('haven '));
+    assert.ok(commands.length >= 10, `found ${commands.length} commands`);
+    for (const line of commands) await shOk(line);
+    const shown = JSON.parse(await shOk('haven machines show demo-01 --json')) as { state: string };
     assert.equal(shown.state, 'protected', 'the tutorial ends with demo-01 protected again');
-    const again = await runHaven(['commit', 'demo-01', '--data', dir]);
+    const again = await sh('haven commit demo-01');
     assert.equal(again.code, 1, 'committing a protected machine is refused');
     assert.match(again.stderr, /is protected: commit is not allowed there; allowed: /);
   });

@@ -17,6 +17,8 @@ import type { RetentionPolicy } from '../replica/index.ts';
 import { ReplicaStore } from '../replica/index.ts';
 import { generateHostIdentity, type HostIdentity, Receiver } from '../replication/index.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
+import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
+import { type ShareGroup, shareSocket } from '../storage/share-group.ts';
 import { hostDiskService } from './host-disk-service.ts';
 import type { HostServices } from './host-services.ts';
 import { HostStateFile } from './host-state-file.ts';
@@ -37,6 +39,11 @@ export interface DataPathOptions {
   senderPollMs?: number;
   /** Replication bandwidth limit for everything this host sends, bytes per second. */
   bandwidthBytesPerSec?: number;
+  /**
+   * A hypervisor running as another user opens the disk and view sockets
+   * through this group; `root` is the outermost folder Haven owns on the way.
+   */
+  share?: { group: ShareGroup; root: string };
 }
 
 export interface DataPath {
@@ -54,7 +61,7 @@ export interface DataPath {
 export async function startDataPath(options: DataPathOptions): Promise<DataPath> {
   const { dataDir } = options;
   const run = join(dataDir, 'run');
-  await mkdir(run, { recursive: true });
+  await mkdir(run, { recursive: true, mode: PRIVATE_DIR_MODE });
   const state = await HostStateFile.load(join(dataDir, 'data-path.json'));
 
   // Running machines' QEMUs reconnect to this socket (within NBD_RECONNECT_DELAY_SECONDS):
@@ -84,6 +91,10 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
   });
   const bound = await receiver.listen();
   const views = await ViewRegistry.listen(replicaStore, join(run, 'views.sock'));
+  if (options.share) {
+    for (const socket of ['disks.sock', 'views.sock'])
+      await shareSocket(join(run, socket), options.share.root, options.share.group);
+  }
   const replication = new ReplicationService({
     dataDir,
     identity,

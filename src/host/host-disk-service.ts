@@ -8,6 +8,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { DiskExportInfo, DiskMarker, DiskService } from '../disk/disk-service.ts';
 import { HavenError } from '../errors/index.ts';
+import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
 import { createSparseImage } from '../storage/sparse-image.ts';
 import type {
   DiskExport,
@@ -125,7 +126,7 @@ export function hostDiskService(service: DiskService, options: HostDiskServiceOp
       }
       if (existing === null) {
         // A new disk (e.g. a machine recreated at an alternate location) may live in a new folder.
-        await mkdir(dirname(params.source), { recursive: true });
+        await mkdir(dirname(params.source), { recursive: true, mode: PRIVATE_DIR_MODE });
         await createSparseImage(params.source, params.sizeBytes);
       } else if (existing !== params.sizeBytes) {
         throw new HavenError(

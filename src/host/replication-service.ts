@@ -12,6 +12,7 @@ import type { OverlayView } from '../replica/index.ts';
 import { mergeRegions } from '../replica/index.ts';
 import { type HostIdentity, type Receiver, type ReplicationSource, Sender } from '../replication/index.ts';
 import { readSenderState, type SenderDiskState, writeSenderState } from '../replication/sender-state.ts';
+import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
 import { brokenDiskPaths } from './broken-disk-paths.ts';
 import { diskKeyOf, isDiskOf } from './disk-key.ts';
 import { exportNameOf } from './host-disk-service.ts';
@@ -62,7 +63,7 @@ export class ReplicationService implements Replication {
   }
 
   async start({ machineId, diskIds, target, mode, source }: Parameters<Replication['start']>[0]) {
-    await mkdir(join(this.#dataDir, 'replication', machineId), { recursive: true });
+    await mkdir(join(this.#dataDir, 'replication', machineId), { recursive: true, mode: PRIVATE_DIR_MODE });
     const viewId = source?.viewId;
     const opened = viewId === undefined ? null : this.#views.writable(viewId, machineId);
     for (const diskId of diskIds) {
@@ -100,7 +101,10 @@ export class ReplicationService implements Replication {
   /** Starts again what replicated before the agent stopped (views and disks are back by then). */
   async resume(): Promise<void> {
     for (const r of this.#state.replications) {
-      await mkdir(join(this.#dataDir, 'replication', r.machineId), { recursive: true });
+      await mkdir(join(this.#dataDir, 'replication', r.machineId), {
+        recursive: true,
+        mode: PRIVATE_DIR_MODE,
+      });
       try {
         this.#startSending(r.machineId, r.diskIds, r.target, r.viewId);
       } catch {

@@ -1,5 +1,6 @@
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createQemuDriver } from '../hypervisor/index.ts';
+import { restrictUmask, tightenDataDir } from '../storage/private-files.ts';
 import { type DataPath, type DataPathOptions, startDataPath } from './data-path.ts';
 import { type HostAgent, type HostAgentOptions, startHostAgent } from './host-agent.ts';
 
@@ -20,7 +21,11 @@ export interface RunningHost {
  * the QEMU driver, and the agent that offers them to the vault over the
  * control channel.
  */
-export async function startHost(options: HostOptions): Promise<RunningHost> {
+export async function startHost(hostOptions: HostOptions): Promise<RunningHost> {
+  // Resolved once: the host's state file, journals and sockets are named by absolute paths.
+  const options = { ...hostOptions, dataDir: resolve(hostOptions.dataDir) };
+  restrictUmask();
+  await tightenDataDir(options.dataDir);
   const dataPath = await startDataPath(options);
   try {
     const hypervisor = createQemuDriver({ stateDir: join(options.dataDir, 'hypervisor') });

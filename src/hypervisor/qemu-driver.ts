@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HavenError, notFound } from '../errors/index.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
+import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
 import { BridgeNetworks, type NetworkPlacement, networkPlacement } from './bridge-networks.ts';
 import type {
   ConsoleLog,
@@ -98,7 +99,7 @@ export class QemuDriver implements Hypervisor {
           { machine: machine.name, state, allowed: ['shutdown', 'powerOff', 'fence'] },
         );
       }
-      await mkdir(this.#dir(machine.name), { recursive: true });
+      await mkdir(this.#dir(machine.name), { recursive: true, mode: PRIVATE_DIR_MODE });
       await writeFileAtomic(
         join(this.#dir(machine.name), 'definition.json'),
         `${JSON.stringify(machine, null, 2)}\n`,

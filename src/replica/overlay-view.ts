@@ -4,6 +4,7 @@ import { type ResyncPlan, WriteJournal } from '../disk/index.ts';
 import { HavenError } from '../errors/index.ts';
 import type { BlockBackend, BlockExtent, WriteOptions } from '../nbd/block-backend.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../storage/private-files.ts';
 import { readFully, writeFully } from './base-image.ts';
 import { checkRange, type PointView } from './point-view.ts';
 
@@ -67,7 +68,7 @@ export class OverlayView implements BlockBackend {
   /** Opens (or creates) the overlay in `dir` over `lower`, which it closes when closed. */
   static async open(name: string, lower: PointView, dir: string, options: OverlayOptions = {}) {
     const chunkSize = options.chunkSize ?? 65536;
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     const count = Math.ceil(lower.size / chunkSize);
     const mapPath = join(dir, 'overlay.map');
     let states = new Uint8Array(count);
@@ -82,7 +83,7 @@ export class OverlayView implements BlockBackend {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
-    const fh = await open(join(dir, 'overlay.img'), 'a+').then(async (h) => {
+    const fh = await open(join(dir, 'overlay.img'), 'a+', PRIVATE_FILE_MODE).then(async (h) => {
       await h.close();
       return open(join(dir, 'overlay.img'), 'r+');
     });

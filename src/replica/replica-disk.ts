@@ -6,6 +6,7 @@ import type { SyncStart } from '../replication/replica-sink.ts';
 import { syncDirectory, writeFileAtomic } from '../storage/atomic-file.ts';
 import { GroupCommit } from '../storage/group-commit.ts';
 import { allocationMapPath, createSparseImage } from '../storage/index.ts';
+import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
 import { BaseImage, readFully } from './base-image.ts';
 import { type OverlayOptions, OverlayView } from './overlay-view.ts';
 import { PointView } from './point-view.ts';
@@ -153,7 +154,7 @@ export class ReplicaDisk {
   }
 
   static async create(dir: string, diskKey: string, sizeBytes: number, options: ReplicaDiskOptions) {
-    await mkdir(join(dir, 'segments'), { recursive: true });
+    await mkdir(join(dir, 'segments'), { recursive: true, mode: PRIVATE_DIR_MODE });
     await rm(join(dir, 'base.img'), { force: true });
     await rm(join(dir, 'base.img.haven-alloc'), { force: true });
     await createSparseImage(join(dir, 'base.img'), sizeBytes);
@@ -204,7 +205,7 @@ export class ReplicaDisk {
     options: ReplicaDiskOptions,
   ): Promise<ReplicaDisk> {
     await rm(dir, { recursive: true, force: true });
-    await mkdir(join(dir, 'segments'), { recursive: true });
+    await mkdir(join(dir, 'segments'), { recursive: true, mode: PRIVATE_DIR_MODE });
     // The metadata names the image before it moves: a crash mid-move is finished on open.
     await writeMeta(join(dir, 'meta.json'), {
       ...newMeta(diskKey, sizeBytes),

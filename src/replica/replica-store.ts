@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { JournalRecord, Region } from '../disk/index.ts';
 import { HavenError } from '../errors/index.ts';
 import type { ReplicaSink, SyncStart } from '../replication/replica-sink.ts';
+import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
 import type { OverlayOptions, OverlayView } from './overlay-view.ts';
 import type { PointView } from './point-view.ts';
 import { formatRecoveryPointRef } from './recovery-point-ref.ts';
@@ -77,7 +78,7 @@ export class ReplicaStore implements ReplicaSink {
   static async open(dir: string, options: ReplicaStoreOptions = {}): Promise<ReplicaStore> {
     const store = new ReplicaStore(dir, options);
     const disksDir = join(dir, 'disks');
-    await mkdir(disksDir, { recursive: true });
+    await mkdir(disksDir, { recursive: true, mode: PRIVATE_DIR_MODE });
     try {
       for (const name of await readdir(disksDir)) {
         const diskDir = join(disksDir, name);

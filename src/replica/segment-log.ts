@@ -7,6 +7,7 @@ import { HavenError } from '../errors/index.ts';
 // The journal's own record format and scanner: replica segments hold the records exactly as shipped.
 import { syncDirectory } from '../storage/atomic-file.ts';
 import { writevFully as writevAll } from '../storage/file-io.ts';
+import { PRIVATE_FILE_MODE } from '../storage/private-files.ts';
 
 const SEGMENT_NAME = /^seg-(\d{16})\.log$/;
 
@@ -203,7 +204,7 @@ export class SegmentLog {
           touched.delete(segment);
         }
         const path = join(this.dir, segmentName(record.seq));
-        segment = new Segment(path, record.seq, record.seq - 1, 0, await open(path, 'w+'));
+        segment = new Segment(path, record.seq, record.seq - 1, 0, await open(path, 'w+', PRIVATE_FILE_MODE));
         this.#segments.push(segment);
         newFile = true;
       }

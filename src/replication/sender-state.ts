@@ -1,6 +1,7 @@
 import { open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { HavenError } from '../errors/index.ts';
+import { PRIVATE_FILE_MODE } from '../storage/private-files.ts';
 
 export type SyncKind = 'initial' | 'bitmap' | 'full' | 'hash';
 
@@ -41,7 +42,7 @@ export async function readSenderState(path: string): Promise<SenderDiskState> {
 /** Replaces the state file atomically and durably (temporary file, fsync, rename, directory fsync). */
 export async function writeSenderState(path: string, state: SenderDiskState): Promise<void> {
   const tmp = `${path}.tmp`;
-  const fh = await open(tmp, 'w');
+  const fh = await open(tmp, 'w', PRIVATE_FILE_MODE);
   try {
     await fh.writeFile(JSON.stringify(state));
     await fh.datasync();

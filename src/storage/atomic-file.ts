@@ -1,5 +1,6 @@
 import { open, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { PRIVATE_FILE_MODE } from './private-files.ts';
 
 /** Writes in progress per file: a file's writes run one after another, in call order. */
 const pending = new Map<string, Promise<void>>();
@@ -24,7 +25,7 @@ export function writeFileAtomic(path: string, contents: Buffer | string): Promis
 
 async function replace(path: string, contents: Buffer | string): Promise<void> {
   const tmp = `${path}.tmp`;
-  const fh = await open(tmp, 'w');
+  const fh = await open(tmp, 'w', PRIVATE_FILE_MODE);
   try {
     await fh.writeFile(contents);
     await fh.datasync();

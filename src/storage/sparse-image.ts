@@ -1,6 +1,7 @@
 import { open } from 'node:fs/promises';
 import { HavenError } from '../errors/index.ts';
 import { AllocationMap } from './allocation-map.ts';
+import { PRIVATE_FILE_MODE } from './private-files.ts';
 
 const UNITS: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40, P: 2 ** 50 };
 
@@ -36,7 +37,7 @@ export async function createSparseImage(path: string, sizeBytes: number, chunkSi
   }
   let fh: Awaited<ReturnType<typeof open>>;
   try {
-    fh = await open(path, 'wx');
+    fh = await open(path, 'wx', PRIVATE_FILE_MODE);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
       throw new HavenError(

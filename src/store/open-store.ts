@@ -1,9 +1,10 @@
-import { mkdirSync } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { chmod, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backup as sqliteBackup } from 'node:sqlite';
 import { Kysely, Migrator } from 'kysely';
 import { HavenError } from '../errors/index.ts';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../storage/private-files.ts';
 import { createPostgresDialect, isPostgresUrl, runPostgresClient } from './dialect/postgres/index.ts';
 import { NodeSqliteDialect, openNodeSqlite } from './dialect/sqlite/index.ts';
 import { HavenMigrationProvider } from './migrations/migration-provider.ts';
@@ -75,7 +76,9 @@ async function migrate(db: Kysely<Database>): Promise<void> {
 }
 
 function openSqlite(dataDir: string): KyselyStore {
-  mkdirSync(dataDir, { recursive: true });
+  mkdirSync(dataDir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  // The database holds the vault's TLS key and host credential hashes: SQLite gives its -wal and -shm files the same mode.
+  closeSync(openSync(sqliteFile(dataDir), 'a', PRIVATE_FILE_MODE));
   const database = openNodeSqlite(sqliteFile(dataDir));
   const db = new Kysely<Database>({ dialect: new NodeSqliteDialect({ database }) });
   return new KyselyStore('sqlite', db, async (file) => {
@@ -135,6 +138,8 @@ class KyselyStore implements Store {
     await rm(partial, { force: true });
     try {
       await this.#copyTo(partial);
+      // A backup is the whole vault state, secrets included (pg_dump's file follows its own umask).
+      await chmod(partial, PRIVATE_FILE_MODE);
       await rename(partial, file);
     } catch (error) {
       await rm(partial, { force: true });

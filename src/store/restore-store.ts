@@ -1,6 +1,7 @@
 import { copyFile, mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { HavenError } from '../errors/index.ts';
+import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
 import { runPostgresClient } from './dialect/postgres/index.ts';
 import { type StoreLocation, sqliteFile, storeDialectOf } from './open-store.ts';
 
@@ -28,7 +29,7 @@ export async function restoreStore(file: string, location: StoreLocation): Promi
   await assertSqliteFile(file);
   const target = sqliteFile(location.dataDir);
   const partial = `${target}.restoring`;
-  await mkdir(dirname(target), { recursive: true });
+  await mkdir(dirname(target), { recursive: true, mode: PRIVATE_DIR_MODE });
   await copyFile(file, partial);
   await fsync(partial);
   await rm(`${target}-wal`, { force: true });

@@ -1,14 +1,14 @@
 import { HavenError } from '../../errors/index.ts';
 import { startHost } from '../../host/index.ts';
 import { parseSize } from '../../storage/index.ts';
-import { type Command, str } from '../command.ts';
+import { type Command, dataDirOption, shareGroupOption, str } from '../command.ts';
 import { runUntilSignal } from './vault-commands.ts';
 
 export const hostCommands: Command[] = [
   {
     name: 'host',
     summary:
-      'Run a host agent (disk service, replication, replica store, QEMU driver); the first time, enrol it: --vault URL --token ENROLMENT-TOKEN --name NAME --site SITE [--data DIR] [--replication-listen 0.0.0.0:9443] [--bandwidth 50M]',
+      'Run a host agent (disk service, replication, replica store, QEMU driver); the first time, enrol it: --vault URL --token ENROLMENT-TOKEN --name NAME --site SITE [--data DIR] [--replication-listen 0.0.0.0:9443] [--bandwidth 50M] [--share-group GROUP: a hypervisor running as another user, e.g. libvirt-qemu, in GROUP opens the disk sockets]',
     options: {
       data: { type: 'string' },
       vault: { type: 'string' },
@@ -19,9 +19,10 @@ export const hostCommands: Command[] = [
       'replication-listen': { type: 'string' },
       'replication-advertise': { type: 'string' },
       bandwidth: { type: 'string' },
+      'share-group': { type: 'string' },
     },
     run: async (args) => {
-      const dataDir = str(args, 'data') ?? '.haven-host';
+      const dataDir = dataDirOption(args, '.haven-host');
       const vault = str(args, 'vault');
       const token = str(args, 'token');
       const listen = (str(args, 'replication-listen') ?? '0.0.0.0:9443').match(/^(.*):(\d+)$/);
@@ -29,8 +30,10 @@ export const hostCommands: Command[] = [
         throw new HavenError('bad_request', '--replication-listen must be HOST:PORT', {
           field: 'replication-listen',
         });
+      const { shareGroup } = await shareGroupOption(args);
       const host = await startHost({
         dataDir,
+        ...(shareGroup ? { share: { group: shareGroup, root: dataDir } } : {}),
         replicationListen: { host: listen[1]!.replace(/^\[|\]$/g, ''), port: Number(listen[2]) },
         ...(str(args, 'replication-advertise')
           ? { replicationAdvertise: str(args, 'replication-advertise')! }

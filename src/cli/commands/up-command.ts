@@ -2,7 +2,14 @@ import { join } from 'node:path';
 import { DEMO_MACHINE } from '../../app/demo-machine.ts';
 import { startEmbedded } from '../../app/start-embedded.ts';
 import { HavenError } from '../../errors/index.ts';
-import { type Command, integer, str } from '../command.ts';
+import {
+  type Command,
+  controlPortOption,
+  dataDirOption,
+  integer,
+  shareGroupOption,
+  str,
+} from '../command.ts';
 import { runUntilSignal } from './vault-commands.ts';
 
 export const upCommands: Command[] = [
@@ -14,14 +21,16 @@ export const upCommands: Command[] = [
       port: { type: 'string' },
       'control-port': { type: 'string' },
       'no-demo': { type: 'boolean' },
+      'share-group': { type: 'string' },
     },
     run: async (args) => {
-      const dataDir = str(args, 'data') ?? '.haven';
+      const dataDir = dataDirOption(args, '.haven');
       const port = integer(str(args, 'port'), 'port') ?? 8440;
       const embedded = await startEmbedded({
         dataDir,
         port,
-        controlPort: integer(str(args, 'control-port'), 'control-port') ?? 0,
+        ...controlPortOption(args),
+        ...(await shareGroupOption(args)),
         demo: args.values['no-demo'] !== true,
         ...(process.env.HAVEN_DATABASE_URL ? { databaseUrl: process.env.HAVEN_DATABASE_URL } : {}),
         log: (line) => process.stderr.write(`${line}\n`),

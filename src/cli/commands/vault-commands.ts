@@ -1,16 +1,41 @@
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { startVault } from '../../app/start-vault.ts';
 import { HavenError } from '../../errors/index.ts';
 import { openStore, restoreStore, sqliteFile } from '../../store/index.ts';
-import { type Command, integer, parseDuration, positional, required, str } from '../command.ts';
+import {
+  type Command,
+  controlPortOption,
+  dataDirOption,
+  integer,
+  parseDuration,
+  positional,
+  required,
+  str,
+} from '../command.ts';
 
 /** Keeps a long-running command alive until SIGINT/SIGTERM, then stops it cleanly. */
 export async function runUntilSignal(stop: () => Promise<void>): Promise<number> {
+  let stopping = false;
+  // The handler stays installed while stopping: a second signal (Ctrl-C twice, a service manager's
+  // SIGTERM after it) would otherwise end the process mid-stop, with machines and files half closed.
+  const onSignal = (resolve: () => void) => () => {
+    if (stopping) return;
+    stopping = true;
+    resolve();
+  };
+  let handler: () => void = () => {};
   await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
+    handler = onSignal(resolve);
+    process.on('SIGINT', handler);
+    process.on('SIGTERM', handler);
   });
-  await stop();
+  try {
+    await stop();
+  } finally {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  }
   return 0;
 }
 
@@ -34,11 +59,12 @@ export const vaultCommands: Command[] = [
         // Run as `<hook> freeze|thaw` around app-consistent points (policy frequency).
         ...(hook ? { appConsistencyHook: hook } : {}),
         ...(heartbeat ? { heartbeatIntervalMs: parseDuration(heartbeat, 'heartbeat-interval') * 1000 } : {}),
-        dataDir: str(args, 'data') ?? '.haven',
+        dataDir: dataDirOption(args, '.haven'),
         host: str(args, 'host') ?? '127.0.0.1',
         port: integer(str(args, 'port'), 'port') ?? 8440,
         controlHost: str(args, 'control-host') ?? '127.0.0.1',
-        controlPort: integer(str(args, 'control-port'), 'control-port') ?? 8441,
+        ...controlPortOption(args),
+        firstControlPort: 8441,
         ...(process.env.HAVEN_DATABASE_URL ? { databaseUrl: process.env.HAVEN_DATABASE_URL } : {}),
       });
       process.stdout.write(`${JSON.stringify({ url: vault.url, controlAddress: vault.controlAddress })}\n`);
@@ -47,7 +73,9 @@ export const vaultCommands: Command[] = [
         `Control channel for hosts at ${vault.controlAddress} (fingerprint ${vault.fingerprint})\n`,
       );
       if (vault.adminToken)
-        process.stdout.write(`Admin token written to ${str(args, 'data') ?? '.haven'}/admin.token\n`);
+        process.stdout.write(
+          `Admin token written to ${join(dataDirOption(args, '.haven'), 'admin.token')}\n`,
+        );
       return runUntilSignal(vault.stop);
     },
   },
@@ -59,7 +87,7 @@ export const vaultCommands: Command[] = [
     run: async (args) => {
       const out = required(args, 'out');
       const store = await openStore({
-        dataDir: str(args, 'data') ?? '.haven',
+        dataDir: dataDirOption(args, '.haven'),
         ...(process.env.HAVEN_DATABASE_URL ? { databaseUrl: process.env.HAVEN_DATABASE_URL } : {}),
       });
       try {
@@ -79,7 +107,7 @@ export const vaultCommands: Command[] = [
     options: { data: { type: 'string' }, force: { type: 'boolean' } },
     run: async (args) => {
       const file = positional(args, 0, 'backup file');
-      const dataDir = str(args, 'data') ?? '.haven';
+      const dataDir = dataDirOption(args, '.haven');
       const databaseUrl = process.env.HAVEN_DATABASE_URL;
       if (!databaseUrl && existsSync(sqliteFile(dataDir)) && args.values.force !== true) {
         throw new HavenError(

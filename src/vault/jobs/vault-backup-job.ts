@@ -1,6 +1,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { defineJob } from '../../job-engine/index.ts';
+import { PRIVATE_DIR_MODE } from '../../storage/private-files.ts';
 import { verifyBackup } from '../backup/verify-backup.ts';
 import type { VaultContext } from '../vault-context.ts';
 import type { VaultJobDefinition } from './job-inputs.ts';
@@ -20,7 +21,7 @@ export function vaultBackupJob(vault: () => VaultContext): VaultJobDefinition<'v
         retrySafe: true,
         run: async (ctx) => {
           const { file } = input;
-          await mkdir(dirname(file), { recursive: true });
+          await mkdir(dirname(file), { recursive: true, mode: PRIVATE_DIR_MODE });
           ctx.progress(10, `Writing ${file}`);
           await vault().store.backup(file);
           const { size } = await stat(file);

@@ -6,6 +6,7 @@ import {
   connect,
   connectionOptions,
   type OptionSpec,
+  parseDuration,
   positional,
   required,
   str,
@@ -90,8 +91,13 @@ const LIFECYCLE: LifecycleCommand[] = [
   {
     name: 'planned-failover',
     operation: 'planned-failover',
-    summary: 'Planned failover: shut down, send everything, start at recovery',
-    body: () => ({}),
+    summary:
+      'Planned failover: shut down, send everything, start at recovery: [--force-off-after 60s] (power off a guest that ignores ACPI after that long)',
+    options: { 'force-off-after': { type: 'string' } },
+    body: (a) => {
+      const after = str(a, 'force-off-after');
+      return after ? { forceOffAfterSeconds: parseDuration(after, 'force-off-after') } : {};
+    },
   },
   {
     name: 'change-point',

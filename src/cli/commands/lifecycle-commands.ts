@@ -30,6 +30,12 @@ export function recoveryPoint(args: CommandArgs): { option: string; pointId?: st
   return POINT_OPTIONS.includes(point) ? { option: point } : { option: 'custom', pointId: point };
 }
 
+/** --force-off-after 60s, as the API's planned-failover `forceOffAfterSeconds`. */
+export function plannedFailoverBody(args: CommandArgs): { forceOffAfterSeconds?: number } {
+  const after = str(args, 'force-off-after');
+  return after ? { forceOffAfterSeconds: parseDuration(after, 'force-off-after') } : {};
+}
+
 /** --sync before|full, as the API's failback `dataSync`. */
 export function dataSync(args: CommandArgs): string {
   const sync = required(args, 'sync');
@@ -94,10 +100,7 @@ const LIFECYCLE: LifecycleCommand[] = [
     summary:
       'Planned failover: shut down, send everything, start at recovery: [--force-off-after 60s] (power off a guest that ignores ACPI after that long)',
     options: { 'force-off-after': { type: 'string' } },
-    body: (a) => {
-      const after = str(a, 'force-off-after');
-      return after ? { forceOffAfterSeconds: parseDuration(after, 'force-off-after') } : {};
-    },
+    body: (a) => plannedFailoverBody(a),
   },
   {
     name: 'change-point',

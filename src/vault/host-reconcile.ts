@@ -1,5 +1,6 @@
 import { isInProgress } from '../domain/index.ts';
 import type { Machine } from '../domain/model.ts';
+import { HavenError } from '../errors/index.ts';
 import { hostServices } from './jobs/lifecycle-job.ts';
 import type { VaultContext } from './vault-context.ts';
 
@@ -23,6 +24,12 @@ export function mayReplicateFrom(machine: Machine, hostId: string): boolean {
 export async function reconcileHost(vault: VaultContext, hostId: string): Promise<string[]> {
   const machines = await vault.store.machines.list();
   const machineIds = machines.filter((m) => mayReplicateFrom(m, hostId)).map((m) => m.id);
-  const { stopped } = await hostServices(vault, hostId).replication.reconcile({ machineIds });
-  return stopped;
+  try {
+    const { stopped } = await hostServices(vault, hostId).replication.reconcile({ machineIds });
+    return stopped;
+  } catch (error) {
+    // A host without a replication service sends nothing to stop.
+    if (error instanceof HavenError && error.code === 'not_available') return [];
+    throw error;
+  }
 }

@@ -102,6 +102,13 @@ export const failover = z.object({
   shutdownSource: z.boolean().default(true),
 });
 
+export const plannedFailover = z
+  .object({
+    /** A guest that ignores the ACPI power-down request is powered off after this many seconds. */
+    forceOffAfterSeconds: z.number().int().min(1).max(3600).optional(),
+  })
+  .strict();
+
 export const changeRecoveryPoint = z.object({ recoveryPoint: recoveryPointChoice });
 
 export const failback = z.object({

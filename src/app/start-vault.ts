@@ -19,6 +19,7 @@ import { restrictUmask, tightenDataDir } from '../storage/private-files.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { GroupScheduler } from '../vault/groups/index.ts';
 import { watchHosts } from '../vault/host-monitor.ts';
+import { reconcileHost } from '../vault/host-reconcile.ts';
 import { completeFailoverJob, failbackJob, reprotectJob } from '../vault/jobs/failback-jobs.ts';
 import {
   changeRecoveryPointJob,
@@ -68,6 +69,8 @@ export interface VaultOptions {
   groupCutIntervalMs?: number;
   /** Script the vault runs as `<hook> freeze|thaw` for app-consistent points; none: no app-consistent points. */
   appConsistencyHook?: string;
+  /** How long a job carried over from before a restart waits for its hosts to reconnect (default 60 s). */
+  hostReconnectWaitMs?: number;
 }
 
 export interface RunningVault {
@@ -105,6 +108,7 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
     const adminToken = await ensureAdminToken(store, clock, options.dataDir);
 
     let context: VaultContext | null = null;
+    const contextReady = Promise.withResolvers<VaultContext>();
     const engine = new JobEngine<VaultJobInputs>({
       store,
       clock,
@@ -132,7 +136,8 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
       keyPem: identity.keyPem,
       certPem: identity.certPem,
       credentialHash: (hostId) => store.hosts.credentialHash(hostId),
-      events: watchHosts(store, clock),
+      // A host may connect before the context below exists; its reconciliation waits for it.
+      events: watchHosts(store, clock, async (hostId) => reconcileHost(await contextReady.promise, hostId)),
       ...(options.heartbeatIntervalMs ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
       ...(options.missedHeartbeats ? { missedHeartbeats: options.missedHeartbeats } : {}),
     });
@@ -147,6 +152,9 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
       clock,
       version: HAVEN_VERSION,
       dataDir: options.dataDir,
+      ...(options.hostReconnectWaitMs === undefined
+        ? {}
+        : { hostReconnectWaitMs: options.hostReconnectWaitMs }),
       hosts: {
         isConnected: (hostId) => control.isConnected(hostId),
         call: async <T>(hostId: string, method: string, params?: unknown, o?: { timeoutMs?: number }) =>
@@ -159,6 +167,7 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
       },
       controlEndpoint: () => ({ controlAddress, vaultFingerprint: identity.fingerprint }),
     };
+    contextReady.resolve(context);
     await engine.start({ exclusive: store.dialect === 'sqlite' });
     const monitor = new ReplicationMonitor(context, { intervalMs: options.monitorIntervalMs ?? 5000 });
     monitor.start();

@@ -10,3 +10,6 @@ export const isDiskOf = (diskKey: string, machineId: string): boolean => diskKey
 
 /** The disk id within the machine the key belongs to. */
 export const diskIdOf = (diskKey: string): string => diskKey.slice(diskKey.indexOf('/') + 1);
+
+/** The machine the key belongs to. */
+export const machineIdOf = (diskKey: string): string => diskKey.slice(0, diskKey.indexOf('/'));

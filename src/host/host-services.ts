@@ -192,6 +192,12 @@ export interface Replication {
     source?: ReplicationViewSource;
   }): Promise<ReplicationStatus>;
   stop(params: { machineId: string }): Promise<void>;
+  /**
+   * The vault's desired state, sent when the host (re)connects: the machines
+   * this host may send. Every other replication it runs (one the vault gave
+   * up on while the host was away) is stopped; returns the machines stopped.
+   */
+  reconcile(params: { machineIds: string[] }): Promise<{ stopped: string[] }>;
   status(params: { machineId: string }): Promise<ReplicationStatus>;
   /** Lets a peer host's sender deliver to this host's receiver (its certificate fingerprint, from the vault). */
   allowSender(params: { fingerprint: string }): Promise<void>;
@@ -314,7 +320,7 @@ export const HOST_OPERATIONS = {
     'insertMarkerHeld',
     'releaseWrites',
   ],
-  replication: ['start', 'stop', 'status', 'allowSender'],
+  replication: ['start', 'stop', 'reconcile', 'status', 'allowSender'],
   replica: [
     'listPoints',
     'openView',

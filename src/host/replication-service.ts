@@ -14,7 +14,7 @@ import { type HostIdentity, type Receiver, type ReplicationSource, Sender } from
 import { readSenderState, type SenderDiskState, writeSenderState } from '../replication/sender-state.ts';
 import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
 import { brokenDiskPaths } from './broken-disk-paths.ts';
-import { diskKeyOf, isDiskOf } from './disk-key.ts';
+import { diskKeyOf, isDiskOf, machineIdOf } from './disk-key.ts';
 import { exportNameOf } from './host-disk-service.ts';
 import type { Replication, ReplicationStatus, ReplicationTarget } from './host-services.ts';
 import type { HostStateFile } from './host-state-file.ts';
@@ -87,6 +87,15 @@ export class ReplicationService implements Replication {
       this.#sending.delete(s.diskKey);
     }
     await this.#state.removeReplication(machineId);
+  }
+
+  async reconcile({ machineIds }: { machineIds: string[] }): Promise<{ stopped: string[] }> {
+    const wanted = new Set(machineIds);
+    const running = new Set(this.#state.replications.map((r) => r.machineId));
+    for (const s of this.#sender.statuses()) running.add(machineIdOf(s.diskKey));
+    const stopped = [...running].filter((machineId) => !wanted.has(machineId));
+    for (const machineId of stopped) await this.stop({ machineId });
+    return { stopped };
   }
 
   async status({ machineId }: { machineId: string }): Promise<ReplicationStatus> {

@@ -24,6 +24,12 @@ export interface StepContext<I extends object = JobInput> {
   /** True when this step had already started before a vault restart and runs again. */
   readonly isResumed: boolean;
   /**
+   * True when the job was created before this vault process started: it
+   * survived a vault restart (or another vault's lease ran out), so the
+   * hosts it talks to may not have reconnected yet.
+   */
+  readonly carriedOver: boolean;
+  /**
    * Pauses the job in state 'waiting' with these instructions for the
    * operator: the job releases its worker and the step stays unfinished until
    * `JobEngine.resume()`, which marks it done and queues the job again (a

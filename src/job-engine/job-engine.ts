@@ -60,6 +60,8 @@ export class JobEngine<M extends JobInputMap = JobInputMap> extends EventEmitter
   readonly #running = new Map<string, { abort: AbortController; done: Promise<void> }>();
   #timer: NodeJS.Timeout | null = null;
   #started = false;
+  /** When this engine first started: jobs created before it are carried over from an earlier process. */
+  #startedAt = Number.NEGATIVE_INFINITY;
   #polling = false;
 
   constructor(options: JobEngineOptions) {
@@ -222,6 +224,7 @@ export class JobEngine<M extends JobInputMap = JobInputMap> extends EventEmitter
   async start(options: { exclusive?: boolean } = {}): Promise<void> {
     if (this.#started) return;
     if (options.exclusive) await this.#store.jobs.expireLeases();
+    if (this.#startedAt === Number.NEGATIVE_INFINITY) this.#startedAt = this.#clock.now().getTime();
     this.#started = true;
     this.#timer = setInterval(() => void this.#poll(), this.#pollMs);
     void this.#poll();
@@ -400,6 +403,7 @@ export class JobEngine<M extends JobInputMap = JobInputMap> extends EventEmitter
       input: job.input,
       signal: abort.signal,
       isResumed: resumed,
+      carriedOver: Date.parse(job.createdAt) < this.#startedAt,
       progress: (percent: number, message?: string) => {
         const now = Date.now();
         if (now - lastWrite < this.#progressIntervalMs && percent < 100) return;

@@ -6,9 +6,14 @@ import type { Store } from '../store/index.ts';
 /**
  * Keeps the hosts table and alerts in step with the control channel: a host
  * that misses heartbeats is marked unreachable and raises one alert, which is
- * cleared when the host is heard from again.
+ * cleared when the host is heard from again. `reconcile` runs each time a
+ * host (re)connects: the vault tells it what it should be running.
  */
-export function watchHosts(store: Store, clock: Clock): ControlServerEvents {
+export function watchHosts(
+  store: Store,
+  clock: Clock,
+  reconcile?: (hostId: string) => Promise<string[]>,
+): ControlServerEvents {
   const setStatus = async (hostId: string, status: 'connected' | 'unreachable') => {
     const host = await store.hosts.get(hostId);
     if (host && host.status !== status) await store.hosts.update({ ...host, status });
@@ -17,7 +22,13 @@ export function watchHosts(store: Store, clock: Clock): ControlServerEvents {
   return {
     onHostConnected: async (hostId) => {
       await store.hosts.recordHeartbeat(hostId, isoNow(clock));
-      await setStatus(hostId, 'connected');
+      const host = await setStatus(hostId, 'connected');
+      const stopped = (await reconcile?.(hostId)) ?? [];
+      if (stopped.length > 0) {
+        console.error(
+          `haven: host '${host?.name ?? hostId}' was replicating machine(s) ${stopped.join(', ')} that the vault does not protect from it; stopped`,
+        );
+      }
     },
     onHostHeartbeat: (hostId) => store.hosts.recordHeartbeat(hostId, isoNow(clock)),
     onHostInventory: async (hostId, inventory) => {

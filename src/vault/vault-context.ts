@@ -22,6 +22,11 @@ export interface VaultContext {
   hosts: HostGateway;
   version: string;
   dataDir: string;
+  /**
+   * How long a job carried over from before a vault restart waits for a
+   * host it needs to reconnect before its step runs (default 60 s).
+   */
+  hostReconnectWaitMs?: number;
   /** What a host needs to open its control channel after enrolling. */
   controlEndpoint(): { controlAddress: string; vaultFingerprint: string };
 }

@@ -112,6 +112,12 @@ function cleanBody(operation: LifecycleOperation, body: Record<string, unknown>)
     return location === 'alternate' ? { ...rest, alternateHostId } : rest;
   }
   if (operation === 'test-failover') return network ? { ...rest, network } : rest;
+  if (operation === 'planned-failover') {
+    const seconds = Number(body.forceOffAfterSeconds);
+    return body.forceOffAfterSeconds !== '' && Number.isInteger(seconds) && seconds > 0
+      ? { forceOffAfterSeconds: seconds }
+      : {};
+  }
   return body;
 }
 
@@ -175,6 +181,23 @@ function OperationFields({
             onChange={(v) => set({ shutdownSource: v })}
           />
         </>
+      );
+    case 'planned-failover':
+      return (
+        <div className="field">
+          <label htmlFor={`${id}-force-off`}>Force off after (seconds)</label>
+          <input
+            id={`${id}-force-off`}
+            inputMode="numeric"
+            value={String(body.forceOffAfterSeconds ?? '')}
+            onChange={(e) => set({ forceOffAfterSeconds: e.target.value })}
+            aria-describedby={`${id}-force-off-hint`}
+          />
+          <p id={`${id}-force-off-hint`} className="hint">
+            Empty: wait up to 90 s for the guest to power down, then stop. A number: power the machine off
+            after that many seconds if its guest ignores the ACPI power-down request (e.g. 60).
+          </p>
+        </div>
       );
     case 'change-recovery-point':
       return <PointChoice context={context} body={body} set={set} />;

@@ -36,7 +36,7 @@ const OPERATIONS: { [O in LifecycleOperation]: OperationRoute<O> } = {
   'test-failover': { summary: 'Start a test failover (DR drill)', body: s.testFailover },
   'cleanup-test-failover': { summary: 'Clean up a test failover', body: s.cleanupTestFailover },
   failover: { summary: 'Unplanned failover at a recovery point', body: s.failover },
-  'planned-failover': { summary: 'Planned failover (no data loss)', body: s.empty },
+  'planned-failover': { summary: 'Planned failover (no data loss)', body: s.plannedFailover },
   failback: { summary: 'Fail back to the primary site', body: s.failback },
   'complete-failover': { summary: 'Complete a synchronised failback', body: s.empty },
   'change-recovery-point': { summary: 'Restart from another recovery point', body: s.changeRecoveryPoint },

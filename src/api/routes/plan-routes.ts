@@ -28,7 +28,7 @@ const OPERATION_BODIES: { [O in PlanOperation]: OperationRoute<O> } = {
     summary: 'Unplanned failover of the plan (one recovery point choice for all)',
     body: s.failover,
   },
-  'planned-failover': { summary: 'Planned failover of the plan (no data loss)', body: s.empty },
+  'planned-failover': { summary: 'Planned failover of the plan (no data loss)', body: s.plannedFailover },
   commit: { summary: "Commit the plan's failover", body: s.empty },
   reprotect: { summary: "Reprotect the plan's machines (reverse replication)", body: s.reprotect },
   failback: { summary: 'Fail the plan back to the primary site', body: s.failback },

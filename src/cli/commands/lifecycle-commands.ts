@@ -6,6 +6,7 @@ import {
   connect,
   connectionOptions,
   type OptionSpec,
+  parseDuration,
   positional,
   required,
   str,
@@ -27,6 +28,12 @@ const pointOptions: OptionSpec = { point: { type: 'string' } };
 export function recoveryPoint(args: CommandArgs): { option: string; pointId?: string } {
   const point = str(args, 'point') ?? 'latest-processed';
   return POINT_OPTIONS.includes(point) ? { option: point } : { option: 'custom', pointId: point };
+}
+
+/** --force-off-after 60s, as the API's planned-failover `forceOffAfterSeconds`. */
+export function plannedFailoverBody(args: CommandArgs): { forceOffAfterSeconds?: number } {
+  const after = str(args, 'force-off-after');
+  return after ? { forceOffAfterSeconds: parseDuration(after, 'force-off-after') } : {};
 }
 
 /** --sync before|full, as the API's failback `dataSync`. */
@@ -90,8 +97,10 @@ const LIFECYCLE: LifecycleCommand[] = [
   {
     name: 'planned-failover',
     operation: 'planned-failover',
-    summary: 'Planned failover: shut down, send everything, start at recovery',
-    body: () => ({}),
+    summary:
+      'Planned failover: shut down, send everything, start at recovery: [--force-off-after 60s] (power off a guest that ignores ACPI after that long)',
+    options: { 'force-off-after': { type: 'string' } },
+    body: (a) => plannedFailoverBody(a),
   },
   {
     name: 'change-point',

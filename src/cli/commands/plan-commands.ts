@@ -7,7 +7,7 @@ import { PLAN_OPERATIONS } from '../../vault/plans/plan-steps.ts';
 import { type Command, type CommandArgs, connect, positional, str, vaultCommand } from '../command.ts';
 import { type Output, printJson, printRecord } from '../output.ts';
 import { crudCommands } from './crud-commands.ts';
-import { dataSync, recoveryPoint } from './lifecycle-commands.ts';
+import { dataSync, plannedFailoverBody, recoveryPoint } from './lifecycle-commands.ts';
 
 const OPERATIONS: readonly string[] = PLAN_OPERATIONS;
 
@@ -23,6 +23,8 @@ function operationBody(operation: string, args: CommandArgs): Record<string, unk
       return { notes: str(args, 'notes') ?? '' };
     case 'failover':
       return { recoveryPoint: recoveryPoint(args), shutdownSource: args.values['no-shutdown'] !== true };
+    case 'planned-failover':
+      return plannedFailoverBody(args);
     case 'reprotect':
       return { fullResync: args.values.full === true };
     case 'failback':
@@ -140,13 +142,14 @@ export const planCommands: Command[] = [
     name: 'plans run',
     summary:
       `Run an operation over a plan (${OPERATIONS.join('|')}): [--point P] [--network N] [--notes T] ` +
-      '[--no-shutdown] [--full] [--sync before|full]; follows the job and stops at a manual action (--no-wait to return at once)',
+      '[--no-shutdown] [--force-off-after 60s] [--full] [--sync before|full]; follows the job and stops at a manual action (--no-wait to return at once)',
     usage: 'PLAN OPERATION',
     options: {
       point: { type: 'string' },
       network: { type: 'string' },
       notes: { type: 'string' },
       'no-shutdown': { type: 'boolean' },
+      'force-off-after': { type: 'string' },
       full: { type: 'boolean' },
       sync: { type: 'string' },
       'no-wait': { type: 'boolean' },

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { isoNow } from '../../clock/index.ts';
 import { type RecoveryPointRequest, selectRecoveryPoint } from '../../domain/index.ts';
 import type { Machine, RecoveryPoint, RunningCopy } from '../../domain/model.ts';
@@ -8,7 +9,14 @@ import { requireReplicaHost } from '../replica-host.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { failbackCommitSteps } from './failback-jobs.ts';
 import type { VaultJobDefinition } from './job-inputs.ts';
-import { type LifecycleStep, type LifecycleStepContext, lifecycleJob, pollUntil } from './lifecycle-job.ts';
+import {
+  type LifecycleStep,
+  type LifecycleStepContext,
+  lifecycleJob,
+  pollUntil,
+  replicaHostOnly,
+} from './lifecycle-job.ts';
+import { fenceAndVerify } from './verified-fence.ts';
 
 /**
  * The operations that start a machine from its replica (SPEC §2 steps 2–5):
@@ -147,22 +155,58 @@ async function removeCopy(ctx: LifecycleStepContext, copy: RunningCopy): Promise
 
 /**
  * Stops the source machine so two copies never write at once (the split
- * brain users of other tools report). When the source host cannot be
- * reached the failover goes on, and the job says so.
+ * brain users of other tools report). "Fenced" is said only when the
+ * hypervisor, asked again, reports the machine off. When that cannot be
+ * known (host unreachable, the fence or the check failed) the failover goes
+ * on and the job and an alert say the source is not verified fenced; when the
+ * hypervisor says it still runs, the copy is not started.
  */
 async function fenceSource(ctx: LifecycleStepContext): Promise<void> {
   const source = ctx.machine.activeHostId;
   if (!ctx.vault.hosts.isConnected(source)) {
-    await ctx.output({
-      fence: 'source host unreachable: could not fence the source machine; make sure it stays off',
-    });
-    ctx.progress(100, 'source host unreachable: not fenced');
+    await notFenced(ctx, 'the source host is unreachable');
     return;
   }
   const services = ctx.host(source);
-  const status = await services.hypervisor.fence({ name: ctx.machine.name });
+  const outcome = await fenceAndVerify(services.hypervisor, ctx.machine.name);
+  if (!outcome.fenced && outcome.state !== 'unknown') {
+    await notFenced(ctx, outcome.reason);
+    throw new HavenError(
+      'conflict',
+      `machine '${ctx.machine.name}' was not fenced: ${outcome.reason}. The copy was not started, so two copies never run; ` +
+        'power the source off at its host and run the failover again',
+      { machineId: ctx.machine.id, state: outcome.state },
+    );
+  }
   await services.replication.stop({ machineId: ctx.machine.id });
-  await ctx.output({ fence: `source machine ${status.state}; replication stopped` });
+  if (!outcome.fenced) {
+    await notFenced(ctx, outcome.reason);
+    return;
+  }
+  await ctx.vault.store.alerts.clear(fenceAlertKey(ctx.machine.id), isoNow(ctx.vault.clock));
+  await ctx.output({
+    fence: `fenced (verified: the source machine is ${outcome.state}); replication stopped`,
+  });
+  ctx.progress(100, `fenced: the source machine is ${outcome.state}`);
+}
+
+const fenceAlertKey = (machineId: string) => `fence-not-verified:${machineId}`;
+
+/** The job's output and a machine alert say the source may still run. */
+async function notFenced(ctx: LifecycleStepContext, reason: string): Promise<void> {
+  const message = `source machine not verified fenced (${reason}); make sure it stays off`;
+  await ctx.output({ fence: `not verified: ${reason}; make sure the source machine stays off` });
+  await ctx.vault.store.alerts.raise({
+    id: randomUUID(),
+    key: fenceAlertKey(ctx.machine.id),
+    severity: 'critical',
+    message: `Machine '${ctx.machine.name}': ${message}`,
+    subjectType: 'machine',
+    subjectId: ctx.machine.id,
+    raisedAt: isoNow(ctx.vault.clock),
+    clearedAt: null,
+  });
+  ctx.progress(100, `not verified: ${reason}`);
 }
 
 /**
@@ -267,80 +311,158 @@ export function cleanupTestFailoverJob(
   });
 }
 
+/** How long a planned failover waits for the guest to power itself down when no force-off is asked for. */
+const PLANNED_SHUTDOWN_SECONDS = 90;
+/** How long an unplanned failover waits for the writes made before its shutdown to reach the replica. */
+const UNPLANNED_DRAIN_MS = 60_000;
+
+/**
+ * Waits until the source's sender has shipped everything in its journals.
+ * After the source was shut down nothing is added, so that is every write
+ * made until the shutdown ended. `required`: a planned failover fails
+ * without it; an unplanned one goes on from the newest point there is, and
+ * says how much did not arrive.
+ */
+function drainStep(options: { timeoutMs: number; required: boolean }): LifecycleStep {
+  return {
+    name: 'drain',
+    title: options.required
+      ? 'Send every write still on its way to the recovery site'
+      : 'Send the writes made until the shutdown to the recovery site (bounded)',
+    retrySafe: true,
+    ...(options.required ? {} : { hosts: replicaHostOnly }),
+    run: async (ctx) => {
+      if (!options.required && !ctx.vault.hosts.isConnected(ctx.machine.activeHostId)) {
+        await ctx.output({ drain: 'source host unreachable: the newest point at the replica is used' });
+        return;
+      }
+      const replication = ctx.host(ctx.machine.activeHostId).replication;
+      let queued = Number.NaN;
+      try {
+        await pollUntil(
+          ctx,
+          async () => {
+            const status = await replication.status({ machineId: ctx.machine.id });
+            queued = status.queuedBytes;
+            ctx.progress(status.queuedBytes === 0 ? 100 : 50, `${status.queuedBytes} bytes to send`);
+            return status.queuedBytes === 0 && status.state === 'streaming' ? status : undefined;
+          },
+          { what: 'the replica to catch up', intervalMs: 200, timeoutMs: options.timeoutMs },
+        );
+        await ctx.output({ drain: 'every write made until the shutdown reached the replica' });
+      } catch (error) {
+        if (options.required || ctx.signal.aborted) throw error;
+        const message = error instanceof Error ? error.message : String(error);
+        await ctx.output({
+          drain: `incomplete (${message}; ${Number.isNaN(queued) ? 'unknown' : queued} bytes not sent): the newest point at the replica is used`,
+        });
+      }
+    },
+  };
+}
+
+/** Planned: shut down (force off after the given seconds if asked), drain, take the latest point. */
+function plannedShutdownStep(forceOffAfterSeconds: number | null): LifecycleStep {
+  return {
+    name: 'shut-down-source',
+    title:
+      forceOffAfterSeconds === null
+        ? 'Shut down the source machine'
+        : `Shut down the source machine (forced off after ${forceOffAfterSeconds} s)`,
+    retrySafe: true,
+    run: async (ctx) => {
+      const hypervisor = ctx.host(ctx.machine.activeHostId).hypervisor;
+      const result = await hypervisor
+        .shutdown({
+          name: ctx.machine.name,
+          timeoutSeconds: forceOffAfterSeconds ?? PLANNED_SHUTDOWN_SECONDS,
+          onTimeout: forceOffAfterSeconds === null ? 'fail' : 'power-off',
+        })
+        .catch((error: unknown) => {
+          if (!(error instanceof HavenError && error.code === 'conflict')) throw error;
+          throw new HavenError(
+            'conflict',
+            `machine '${ctx.machine.name}' did not power down within ${PLANNED_SHUTDOWN_SECONDS} s of the ACPI powerdown request ` +
+              '(its guest may ignore ACPI). Run the planned failover again with --force-off-after 60s to power it off ' +
+              'after that long, or shut it down from inside the guest first',
+            { machineId: ctx.machine.id, allowed: ['planned-failover --force-off-after', 'failover'] },
+          );
+        });
+      await ctx.output({
+        shutdown:
+          result.outcome === 'powered-off'
+            ? `forced off after ${result.seconds.toFixed(1)} s: the guest did not power down within ${forceOffAfterSeconds} s`
+            : `${result.outcome} after ${result.seconds.toFixed(1)} s`,
+      });
+    },
+  };
+}
+
+/**
+ * Unplanned with "shut down first": the point is chosen after the shutdown
+ * ends, so the writes made during it count ('latest' also waits, bounded, for
+ * them to reach the replica). A shutdown that fails does not stop the failover.
+ */
+function unplannedShutdownStep(): LifecycleStep {
+  return {
+    name: 'shut-down-source',
+    title: 'Shut down the source machine (failover continues if this fails)',
+    retrySafe: true,
+    hosts: replicaHostOnly,
+    run: async (ctx) => {
+      try {
+        if (!ctx.vault.hosts.isConnected(ctx.machine.activeHostId)) {
+          throw new HavenError('unreachable', 'the source host is not connected');
+        }
+        const result = await ctx
+          .host(ctx.machine.activeHostId)
+          .hypervisor.shutdown({ name: ctx.machine.name, timeoutSeconds: 60, onTimeout: 'stop' });
+        await ctx.output({ shutdown: `${result.outcome} after ${result.seconds.toFixed(1)} s` });
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        await ctx.output({ shutdown: `failed, continuing with the failover: ${message}` });
+        ctx.progress(100, `shutdown failed (${message}); continuing`);
+      }
+    },
+  };
+}
+
+type FailoverHow =
+  | { planned: true; forceOffAfterSeconds: number | null }
+  | { planned: false; recoveryPoint: RecoveryPointChoice; shutdownSource: boolean };
+
 /** A planned failover shuts down and drains first, then takes the latest point; an unplanned one takes the operator's. */
-function failoverSteps(
-  how: { planned: true } | { planned: false; recoveryPoint: RecoveryPointChoice; shutdownSource: boolean },
-): LifecycleStep[] {
+function failoverSteps(how: FailoverHow): LifecycleStep[] {
   const steps: LifecycleStep[] = [];
   if (how.planned) {
     steps.push(
-      {
-        name: 'shut-down-source',
-        title: 'Shut down the source machine',
-        retrySafe: true,
-        run: async (ctx) => {
-          const result = await ctx
-            .host(ctx.machine.activeHostId)
-            .hypervisor.shutdown({ name: ctx.machine.name, timeoutSeconds: 90, onTimeout: 'fail' });
-          await ctx.output({ shutdown: `${result.outcome} after ${result.seconds.toFixed(1)} s` });
-        },
-      },
-      {
-        name: 'drain',
-        title: 'Send every write still on its way to the recovery site',
-        retrySafe: true,
-        run: async (ctx) => {
-          const replication = ctx.host(ctx.machine.activeHostId).replication;
-          await pollUntil(
-            ctx,
-            async () => {
-              const status = await replication.status({ machineId: ctx.machine.id });
-              ctx.progress(status.queuedBytes === 0 ? 100 : 50, `${status.queuedBytes} bytes to send`);
-              return status.queuedBytes === 0 && status.state === 'streaming' ? status : undefined;
-            },
-            { what: 'the replica to catch up', intervalMs: 200, timeoutMs: 30 * 60_000 },
-          );
-        },
-      },
+      plannedShutdownStep(how.forceOffAfterSeconds),
+      drainStep({ timeoutMs: 30 * 60_000, required: true }),
       pointStep({ option: 'latest' }),
     );
   } else {
-    steps.push(pointStep(how.recoveryPoint));
     if (how.shutdownSource !== false) {
-      steps.push({
-        name: 'shut-down-source',
-        title: 'Shut down the source machine (failover continues if this fails)',
-        retrySafe: true,
-        run: async (ctx) => {
-          try {
-            if (!ctx.vault.hosts.isConnected(ctx.machine.activeHostId)) {
-              throw new HavenError('unreachable', 'the source host is not connected');
-            }
-            const result = await ctx
-              .host(ctx.machine.activeHostId)
-              .hypervisor.shutdown({ name: ctx.machine.name, timeoutSeconds: 60, onTimeout: 'stop' });
-            await ctx.output({ shutdown: `${result.outcome} after ${result.seconds.toFixed(1)} s` });
-          } catch (error) {
-            const message = error instanceof Error ? error.message : String(error);
-            await ctx.output({ shutdown: `failed, continuing with the failover: ${message}` });
-            ctx.progress(100, `shutdown failed (${message}); continuing`);
-          }
-        },
-      });
+      steps.push(unplannedShutdownStep());
+      if (how.recoveryPoint.option === 'latest')
+        steps.push(drainStep({ timeoutMs: UNPLANNED_DRAIN_MS, required: false }));
     }
+    steps.push({ ...pointStep(how.recoveryPoint), hosts: replicaHostOnly });
   }
+  const where = how.planned ? {} : { hosts: replicaHostOnly };
   steps.push(
     {
       name: 'fence-source',
       title: 'Fence the source machine',
       retrySafe: true,
       pointOfNoReturn: true,
+      ...where,
       run: fenceSource,
     },
     {
       name: 'start-recovery-machine',
       title: 'Start the machine at the recovery site from the recovery point',
       retrySafe: true,
+      ...where,
       run: async (ctx) => {
         const copy = await startCopy(ctx, {
           vmName: ctx.machine.recoverySettings.targetName,
@@ -351,7 +473,7 @@ function failoverSteps(
         await ctx.save({ runtime: { ...ctx.machine.runtime, failover: copy } });
       },
     },
-    machineUpStep((m) => m.runtime.failover),
+    { ...machineUpStep((m) => m.runtime.failover), ...where },
   );
   return steps;
 }
@@ -373,7 +495,8 @@ export function failoverJob(vault: () => VaultContext): VaultJobDefinition<'fail
 export function plannedFailoverJob(vault: () => VaultContext): VaultJobDefinition<'planned-failover'> {
   return lifecycleJob(vault, {
     operation: 'planned-failover',
-    steps: () => failoverSteps({ planned: true }),
+    steps: ({ forceOffAfterSeconds }) =>
+      failoverSteps({ planned: true, forceOffAfterSeconds: forceOffAfterSeconds ?? null }),
     onSuccess: movedToReplicaHost,
   });
 }

@@ -27,8 +27,20 @@ export interface LifecycleStep<O extends LifecycleOperation = LifecycleOperation
   retrySafe: boolean;
   pointOfNoReturn?: boolean;
   weight?: number;
+  /**
+   * The hosts this step talks to (default: the machine's active host and its
+   * recovery host). A job carried over from before a vault restart waits for
+   * them to reconnect before the step runs.
+   */
+  hosts?(machine: Machine, input: LifecycleJobInput<O>): Array<string | null>;
   run(ctx: LifecycleStepContext<O>): Promise<void>;
 }
+
+/** How long a carried-over job waits for a host to reconnect unless the vault says otherwise. */
+export const DEFAULT_HOST_RECONNECT_WAIT_MS = 60_000;
+
+/** For steps that work at the replica's host only (an unplanned failover goes on without its source). */
+export const replicaHostOnly = (machine: Machine): Array<string | null> => [machine.recoveryHostId];
 
 export interface LifecycleJobSpec<O extends LifecycleOperation> {
   operation: O;
@@ -95,6 +107,14 @@ export function lifecycleJob<O extends LifecycleOperation>(
           const v = vault();
           const { machineId } = input;
           let machine = await load(machineId);
+          if (ctx.carriedOver) {
+            const wanted = step.hosts?.(machine, input) ?? [
+              machine.activeHostId,
+              machine.recoveryHostId ?? ('recoveryHostId' in input ? String(input.recoveryHostId) : null),
+            ];
+            await waitForHosts(v, ctx, wanted);
+            machine = await load(machineId);
+          }
           await step.run({
             ...ctx,
             progress: ctx.progress,
@@ -142,6 +162,42 @@ export function lifecycleJob<O extends LifecycleOperation>(
       await spec.onSettled?.(v, await load(machine.id), outcome, input);
     },
   });
+}
+
+/**
+ * After a vault restart the hosts reconnect on their own schedule: a job
+ * carried over waits (bounded) for each host its step needs, saying which,
+ * instead of failing "unreachable" because it ran first.
+ */
+async function waitForHosts(
+  vault: VaultContext,
+  ctx: Pick<StepContext, 'progress' | 'signal'>,
+  hostIdsOrNames: Array<string | null>,
+): Promise<void> {
+  const waitMs = vault.hostReconnectWaitMs ?? DEFAULT_HOST_RECONNECT_WAIT_MS;
+  const deadline = Date.now() + waitMs;
+  for (const idOrName of new Set(hostIdsOrNames)) {
+    if (idOrName === null) continue;
+    const host: Host | undefined =
+      (await vault.store.hosts.get(idOrName)) ?? (await vault.store.hosts.getByName(idOrName));
+    if (!host || vault.hosts.isConnected(host.id)) continue;
+    ctx.progress(
+      0,
+      `waiting for host '${host.name}' to reconnect after the vault restart (up to ${waitMs / 1000} s)`,
+    );
+    while (!vault.hosts.isConnected(host.id)) {
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+      if (Date.now() > deadline) {
+        throw new HavenError(
+          'unreachable',
+          `host '${host.name}' did not reconnect within ${waitMs / 1000} s of the vault restart; start its agent and run the operation again`,
+          { hostId: host.id, waitedMs: waitMs },
+        );
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    ctx.progress(0, `host '${host.name}' reconnected`);
+  }
 }
 
 /** Waits, polling `probe`, until it returns a value; honours the job's cancel signal. */

@@ -17,7 +17,8 @@ export type OperationOptions = {
   'test-failover': { recoveryPoint: RecoveryPointChoice; network?: string };
   'cleanup-test-failover': { notes: string };
   failover: { recoveryPoint: RecoveryPointChoice; shutdownSource: boolean };
-  'planned-failover': NoOptions;
+  /** Power the source off when it has not shut down this many seconds after the ACPI request (a guest that ignores ACPI). */
+  'planned-failover': { forceOffAfterSeconds?: number };
   failback: { dataSync: DataSync; alternateHostId?: string };
   'complete-failover': NoOptions;
   'change-recovery-point': { recoveryPoint: RecoveryPointChoice };

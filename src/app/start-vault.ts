@@ -31,6 +31,7 @@ import { disableReplicationJob, enableReplicationJob } from '../vault/jobs/repli
 import { vaultBackupJob } from '../vault/jobs/vault-backup-job.ts';
 import { recoveryPlanJob } from '../vault/plans/index.ts';
 import { ReplicationMonitor } from '../vault/replication-monitor.ts';
+import { DEFAULT_SCRIPT_USER, ScriptRegistry } from '../vault/scripts/index.ts';
 import type { VaultContext } from '../vault/vault-context.ts';
 import { HAVEN_VERSION } from '../vault/version.ts';
 
@@ -59,6 +60,10 @@ export interface VaultOptions {
   groupCutIntervalMs?: number;
   /** Script the vault runs as `<hook> freeze|thaw` for app-consistent points; none: no app-consistent points. */
   appConsistencyHook?: string;
+  /** Folder of the scripts plans may run (default DATA/scripts); only root (the vault's user) may write it. */
+  scriptsDir?: string;
+  /** The unprivileged user scripts run as when the vault runs as root (created on first use). */
+  scriptUser?: string;
 }
 
 export interface RunningVault {
@@ -90,6 +95,8 @@ export async function startVault(options: VaultOptions): Promise<RunningVault> {
     const identity = await loadIdentity(store, options.hostNames ?? []);
     await seedPolicies(store, clock);
     const adminToken = await ensureAdminToken(store, clock, options.dataDir);
+    const scriptsDir = options.scriptsDir ?? join(options.dataDir, 'scripts');
+    await mkdir(scriptsDir, { recursive: true, mode: 0o700 });
 
     let context: VaultContext | null = null;
     const engine = new JobEngine<VaultJobInputs>({
@@ -137,6 +144,7 @@ export async function startVault(options: VaultOptions): Promise<RunningVault> {
       clock,
       version: HAVEN_VERSION,
       dataDir: options.dataDir,
+      scripts: { registry: new ScriptRegistry(scriptsDir), user: options.scriptUser ?? DEFAULT_SCRIPT_USER },
       hosts: {
         isConnected: (hostId) => control.isConnected(hostId),
         call: async <T>(hostId: string, method: string, params?: unknown, o?: { timeoutMs?: number }) =>

@@ -534,7 +534,7 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
             name: 'db',
             machineIds: ['vm-2'],
             before: [],
-            after: [{ kind: 'script', name: 'check', text: '/usr/local/bin/check-db', timeoutSeconds: 60 }],
+            after: [{ kind: 'script', name: 'check', script: 'check-db', timeoutSeconds: 60 }],
           },
           {
             name: 'web',

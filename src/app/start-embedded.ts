@@ -16,6 +16,8 @@ export interface EmbeddedOptions {
   monitorIntervalMs?: number;
   /** Offer the demo machine (a tiny Linux guest on the primary host); default true. */
   demo?: boolean;
+  /** The unprivileged user plan scripts run as (default haven-script). */
+  scriptUser?: string;
   log?: (line: string) => void;
 }
 
@@ -45,6 +47,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
     ...(options.heartbeatIntervalMs ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
     ...(options.monitorIntervalMs ? { monitorIntervalMs: options.monitorIntervalMs } : {}),
+    ...(options.scriptUser ? { scriptUser: options.scriptUser } : {}),
   });
   const hosts: RunningHost[] = [];
   try {

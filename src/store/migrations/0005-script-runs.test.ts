@@ -19,7 +19,7 @@ const legacyGroups = [
 ];
 
 describe('migration 0005-script-runs', () => {
-  it('turns inline script commands of stored plans and plan jobs into actions that never run, keeping their text', async () => {
+  it('turns inline commands of plans and plan jobs into actions that never run, and moves old outputs out of jobs', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'haven-migration-'));
     try {
       const before: Record<string, Migration> = Object.fromEntries(
@@ -55,7 +55,19 @@ describe('migration 0005-script-runs', () => {
           state: 'waiting',
           progress: 0,
           input: JSON.stringify({ planId: 'p1', planName: 'shop', groups: legacyGroups, machineNames: {} }),
-          output: '{}',
+          output: JSON.stringify({
+            actions: {
+              'g1.before.1': {
+                name: 'dns',
+                group: 'web',
+                exitCode: 0,
+                signal: null,
+                timedOut: false,
+                durationMs: 20,
+                output: 'root secret\n',
+              },
+            },
+          }),
           created_by: 'alice',
           created_at: now,
           started_at: now,
@@ -64,6 +76,21 @@ describe('migration 0005-script-runs', () => {
           cancel_requested: 0,
           worker_id: null,
           lease_until: null,
+        })
+        .execute();
+      await db
+        .insertInto('job_steps')
+        .values({
+          job_id: 'j1',
+          idx: 0,
+          name: 'g1.before.1',
+          title: 'dns',
+          state: 'succeeded',
+          progress: 1,
+          message: null,
+          started_at: now,
+          finished_at: now,
+          error: null,
         })
         .execute();
       await db.destroy();
@@ -78,7 +105,22 @@ describe('migration 0005-script-runs', () => {
         const job = await store.jobs.get('j1');
         const input = job!.input as { groups: typeof legacyGroups };
         assert.equal(input.groups[0]!.before[0]!.kind, 'inline-script');
-        assert.deepEqual(await store.scriptRuns.list(), []);
+        // The old output leaves the job (viewers see jobs) for a run record (operators and admins).
+        assert.deepEqual((job!.output.actions as Record<string, unknown>)['g1.before.1'], {
+          name: 'dns',
+          group: 'web',
+          exitCode: 0,
+          signal: null,
+          timedOut: false,
+          durationMs: 20,
+          runId: 'j1:g1.before.1',
+        });
+        const [run] = await store.scriptRuns.list({ jobId: 'j1' });
+        assert.equal(run!.id, 'j1:g1.before.1');
+        assert.deepEqual(
+          [run!.state, run!.output, run!.startedBy, run!.action, run!.planName, run!.startedAt],
+          ['succeeded', 'root secret\n', 'alice', 'dns', 'shop', now],
+        );
       } finally {
         await store.close();
       }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Kysely, Migration } from 'kysely';
 
 /** A script action as stored before scripts were registered: a command in `text`. */
@@ -16,8 +17,42 @@ interface StoredGroup {
 /** The columns this migration reads, as they were when it was written (not as schema.ts says now). */
 interface SchemaThen {
   recovery_plans: { id: string; groups: string };
-  jobs: { id: string; kind: string; input: string };
+  jobs: { id: string; kind: string; input: string; output: string; created_by: string; created_at: string };
+  job_steps: { job_id: string; name: string; started_at: string | null; finished_at: string | null };
+  script_runs: {
+    id: string;
+    job_id: string;
+    step_name: string;
+    plan_id: string;
+    plan_name: string;
+    action: string;
+    script: string;
+    sha256: string;
+    started_by: string;
+    run_as: string;
+    run_as_note: string;
+    started_at: string;
+    finished_at: string | null;
+    state: string;
+    exit_code: number | null;
+    signal: string | null;
+    output: string;
+    output_bytes: number;
+    output_truncated: number;
+  };
 }
+
+/** What a plan job kept per script action in its output before runs were recorded apart. */
+interface OldActionOutput {
+  name?: string;
+  output?: string;
+  exitCode?: number | null;
+  signal?: string | null;
+  timedOut?: boolean;
+}
+
+/** Old runs kept the last 64 KiB of their output. */
+const OLD_OUTPUT_BOUND = 64 * 1024;
 
 /** Inline commands become 'inline-script' actions: kept for an admin to register, never run. */
 function markInline(groups: StoredGroup[]): { groups: StoredGroup[]; changed: boolean } {
@@ -76,11 +111,11 @@ export const scriptRunsMigration: Migration = {
     }
     const jobs = await db
       .selectFrom('jobs')
-      .select(['id', 'input'])
+      .select(['id', 'input', 'output', 'created_by', 'created_at'])
       .where('kind', '=', 'recovery-plan')
       .execute();
     for (const job of jobs) {
-      const input = JSON.parse(job.input) as { groups?: StoredGroup[] };
+      const input = JSON.parse(job.input) as { planId?: string; planName?: string; groups?: StoredGroup[] };
       if (!input.groups) continue;
       const { groups, changed } = markInline(input.groups);
       if (changed)
@@ -89,6 +124,76 @@ export const scriptRunsMigration: Migration = {
           .set({ input: JSON.stringify({ ...input, groups }) })
           .where('id', '=', job.id)
           .execute();
+      await moveOutputs(db, job, input, input.groups);
     }
   },
 };
+
+/**
+ * Plan jobs used to keep each script's output in the job's output, which
+ * viewers see: it moves into run records (operators and admins only), and
+ * the job keeps how each run ended.
+ */
+async function moveOutputs(
+  db: Kysely<SchemaThen>,
+  job: { id: string; output: string; created_by: string; created_at: string },
+  input: { planId?: string; planName?: string },
+  groups: StoredGroup[],
+): Promise<void> {
+  const output = JSON.parse(job.output) as { actions?: Record<string, OldActionOutput> };
+  const actions = output.actions ?? {};
+  const moved = Object.entries(actions).filter(([, a]) => typeof a.output === 'string');
+  if (moved.length === 0) return;
+  const steps = await db
+    .selectFrom('job_steps')
+    .select(['name', 'started_at', 'finished_at'])
+    .where('job_id', '=', job.id)
+    .execute();
+  for (const [stepName, action] of moved) {
+    // Step names are g<group>.<side>.<index>, 1-based.
+    const [, g, side, i] = /^g(\d+)\.(before|after)\.(\d+)$/.exec(stepName) ?? [];
+    const planned = g ? groups[Number(g) - 1]?.[side as 'before' | 'after'][Number(i) - 1] : undefined;
+    const step = steps.find((s) => s.name === stepName);
+    const text = action.output!;
+    const bytes = Buffer.byteLength(text);
+    await db
+      .insertInto('script_runs')
+      .values({
+        id: `${job.id}:${stepName}`,
+        job_id: job.id,
+        step_name: stepName,
+        plan_id: input.planId ?? '',
+        plan_name: input.planName ?? '',
+        action: action.name ?? planned?.name ?? stepName,
+        script: '(inline command)',
+        sha256: createHash('sha256')
+          .update(planned?.text ?? '')
+          .digest('hex'),
+        started_by: job.created_by,
+        run_as: "the vault's user",
+        run_as_note: 'ran before scripts were registered: as the vault, with its environment',
+        started_at: step?.started_at ?? job.created_at,
+        finished_at: step?.finished_at ?? null,
+        state: action.timedOut
+          ? 'timed-out'
+          : action.signal
+            ? 'killed'
+            : action.exitCode === 0
+              ? 'succeeded'
+              : 'failed',
+        exit_code: action.exitCode ?? null,
+        signal: action.signal ?? null,
+        output: text,
+        output_bytes: bytes,
+        output_truncated: bytes >= OLD_OUTPUT_BOUND ? 1 : 0,
+      })
+      .execute();
+    const { output: _dropped, ...kept } = action;
+    actions[stepName] = { ...kept, runId: `${job.id}:${stepName}` } as OldActionOutput;
+  }
+  await db
+    .updateTable('jobs')
+    .set({ output: JSON.stringify({ ...output, actions }) })
+    .where('id', '=', job.id)
+    .execute();
+}

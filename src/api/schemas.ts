@@ -179,6 +179,11 @@ export const listJobs = z.object({
   limit: z.coerce.number().int().min(1).max(1000).optional(),
 });
 
+export const listScriptRuns = z.object({
+  jobId: z.string().optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+});
+
 export const listAlerts = z.object({
   open: z.enum(['true', 'false']).optional(),
   limit: z.coerce.number().int().min(1).max(1000).optional(),
@@ -192,7 +197,10 @@ export const lifecycleOperation = z.enum(ALL_OPERATIONS as [string, ...string[]]
 export const planAction = z.object({
   kind: z.enum(['script', 'manual']),
   name: z.string(),
-  text: z.string(),
+  /** manual: the instructions (a script action with text is refused: scripts are registered by an admin). */
+  text: z.string().optional(),
+  /** script: the name of a registered script (GET /scripts). */
+  script: z.string().optional(),
   timeoutSeconds: z.number().nullable().optional(),
 });
 

@@ -20,6 +20,8 @@ export interface EmbeddedOptions {
   shareGroup?: ShareGroup;
   /** Offer the demo machine (a tiny Linux guest on the primary host); default true. */
   demo?: boolean;
+  /** The unprivileged user plan scripts run as (default haven-script). */
+  scriptUser?: string;
   log?: (line: string) => void;
 }
 
@@ -51,6 +53,7 @@ export async function startEmbedded(embeddedOptions: EmbeddedOptions): Promise<E
     ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
     ...(options.heartbeatIntervalMs ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
     ...(options.monitorIntervalMs ? { monitorIntervalMs: options.monitorIntervalMs } : {}),
+    ...(options.scriptUser ? { scriptUser: options.scriptUser } : {}),
   });
   const hosts: RunningHost[] = [];
   try {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -15,7 +15,7 @@ import { generateVaultIdentity, type VaultIdentity } from '../control/vault-iden
 import { AUTOMATIC_FAILBACK_POLICY, DEFAULT_POLICY } from '../domain/index.ts';
 import { HavenError } from '../errors/index.ts';
 import { type JobDefinition, JobEngine } from '../job-engine/index.ts';
-import { restrictUmask, tightenDataDir } from '../storage/private-files.ts';
+import { PRIVATE_DIR_MODE, restrictUmask, tightenDataDir } from '../storage/private-files.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { GroupScheduler } from '../vault/groups/index.ts';
 import { watchHosts } from '../vault/host-monitor.ts';
@@ -34,6 +34,7 @@ import { disableReplicationJob, enableReplicationJob } from '../vault/jobs/repli
 import { vaultBackupJob } from '../vault/jobs/vault-backup-job.ts';
 import { recoveryPlanJob } from '../vault/plans/index.ts';
 import { ReplicationMonitor } from '../vault/replication-monitor.ts';
+import { DEFAULT_SCRIPT_USER, ScriptRegistry } from '../vault/scripts/index.ts';
 import type { VaultContext } from '../vault/vault-context.ts';
 import { HAVEN_VERSION } from '../vault/version.ts';
 
@@ -71,6 +72,10 @@ export interface VaultOptions {
   appConsistencyHook?: string;
   /** How long a job carried over from before a restart waits for its hosts to reconnect (default 60 s). */
   hostReconnectWaitMs?: number;
+  /** Folder of the scripts plans may run (default DATA/scripts); only root (the vault's user) may write it. */
+  scriptsDir?: string;
+  /** The unprivileged user scripts run as when the vault runs as root (created on first use). */
+  scriptUser?: string;
 }
 
 export interface RunningVault {
@@ -106,6 +111,8 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
     const identity = await loadIdentity(store, options.hostNames ?? []);
     await seedPolicies(store, clock);
     const adminToken = await ensureAdminToken(store, clock, options.dataDir);
+    const scriptsDir = options.scriptsDir ?? join(options.dataDir, 'scripts');
+    await mkdir(scriptsDir, { recursive: true, mode: PRIVATE_DIR_MODE });
 
     let context: VaultContext | null = null;
     const contextReady = Promise.withResolvers<VaultContext>();
@@ -155,6 +162,7 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
       ...(options.hostReconnectWaitMs === undefined
         ? {}
         : { hostReconnectWaitMs: options.hostReconnectWaitMs }),
+      scripts: { registry: new ScriptRegistry(scriptsDir), user: options.scriptUser ?? DEFAULT_SCRIPT_USER },
       hosts: {
         isConnected: (hostId) => control.isConnected(hostId),
         call: async <T>(hostId: string, method: string, params?: unknown, o?: { timeoutMs?: number }) =>

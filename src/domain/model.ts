@@ -202,12 +202,82 @@ export interface RecoveryPoint {
   sizeBytes: number;
 }
 
-export interface RecoveryPlanAction {
-  kind: 'script' | 'manual';
+/** Runs a script an admin registered on the vault (by its name in the scripts folder), bounded in time. */
+export interface ScriptPlanAction {
+  kind: 'script';
   name: string;
-  /** script: command run on the vault host; manual: instructions shown to the operator. */
+  /** The registered script's name. */
+  script: string;
+  timeoutSeconds: number | null;
+}
+
+/** Pauses the plan job until an operator resumes it. */
+export interface ManualPlanAction {
+  kind: 'manual';
+  name: string;
+  /** Instructions shown to the operator. */
+  text: string;
+  timeoutSeconds: null;
+}
+
+/**
+ * A script action stored before scripts had to be registered by an admin: a
+ * command any operator typed. It is never run; a plan holding one is refused
+ * until it names a registered script instead.
+ */
+export interface InlineScriptPlanAction {
+  kind: 'inline-script';
+  name: string;
   text: string;
   timeoutSeconds: number | null;
+}
+
+export type RecoveryPlanAction = ScriptPlanAction | ManualPlanAction | InlineScriptPlanAction;
+
+/** An executable in the vault's scripts folder, as the registry sees it. */
+export interface RegisteredScript {
+  name: string;
+  sizeBytes: number;
+  modifiedAt: string;
+  /** null when the file cannot be run (see problem). */
+  sha256: string | null;
+  /** Why plans cannot use it (owner, mode, not a regular file), or null when they can. */
+  problem: string | null;
+}
+
+/**
+ * running: started and not ended (or the vault stopped while it ran: its job
+ * then ended as interrupted and the run is shown as such); timed-out: killed
+ * at its time limit; killed: ended by a signal (a cancelled job).
+ */
+export type ScriptRunState = 'running' | 'succeeded' | 'failed' | 'timed-out' | 'killed' | 'interrupted';
+
+/** One run of a registered script by a plan job, kept durably. */
+export interface ScriptRunRecord {
+  id: string;
+  jobId: string;
+  stepName: string;
+  planId: string;
+  planName: string;
+  action: string;
+  script: string;
+  /** The content that ran. */
+  sha256: string;
+  /** Who started the plan job. */
+  startedBy: string;
+  /** The local user it ran as, and why that one. */
+  runAs: string;
+  runAsNote: string;
+  startedAt: string;
+  finishedAt: string | null;
+  state: ScriptRunState;
+  exitCode: number | null;
+  signal: string | null;
+  /** Output (stdout and stderr interleaved); only operators and admins see it. */
+  output: string;
+  /** Bytes the script wrote in all; more than output holds when cut. */
+  outputBytes: number;
+  outputTruncated: boolean;
 }
 
 export interface RecoveryPlanGroup {

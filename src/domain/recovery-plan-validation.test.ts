@@ -7,32 +7,34 @@ import {
   assertValidPlan,
   MAX_PLAN_MACHINES,
   type PlanDocument,
+  planScriptProblems,
   planToDocument,
   validatePlan,
 } from './recovery-plan-validation.ts';
 
 const machines = Array.from({ length: 120 }, (_, i) => ({ id: `id-${i}`, name: `vm-${i}` }));
-const context = { machines };
+const scripts = { names: new Set(['dns.sh', 'warm', 'true']), dir: '/var/lib/haven/scripts' };
+const context = { machines, scripts };
 
 function plan(groups: PlanDocument['groups']): PlanDocument {
   return { name: 'app', description: 'the app', groups };
 }
 
 function codes(doc: PlanDocument, busy: { machineId: string; planName: string; jobId: string }[] = []) {
-  return validatePlan(doc, { machines, busy }).problems.map((p) => `${p.field}:${p.code}`);
+  return validatePlan(doc, { machines, scripts, busy }).problems.map((p) => `${p.field}:${p.code}`);
 }
 
 describe('recovery plan validation', () => {
   it('resolves machines by name or id, keeps group and action order exactly as written', () => {
     const before = [
-      { kind: 'script' as const, name: 'z-last-alphabetically', text: 'echo 1', timeoutSeconds: 5 },
+      { kind: 'script' as const, name: 'z-last-alphabetically', script: 'dns.sh', timeoutSeconds: 5 },
       { kind: 'manual' as const, name: 'a-first-alphabetically', text: 'Check the DNS' },
-      { kind: 'script' as const, name: 'm', text: 'echo 3' },
+      { kind: 'script' as const, name: 'm', script: 'warm' },
     ];
     const { problems, plan: out } = validatePlan(
       plan([
         { name: 'db', machines: ['vm-2', 'id-0'], before },
-        { name: 'app', machines: ['vm-1'], after: [{ kind: 'script', name: 'warm', text: 'true' }] },
+        { name: 'app', machines: ['vm-1'], after: [{ kind: 'script', name: 'warm', script: 'warm' }] },
       ]),
       context,
     );
@@ -96,7 +98,7 @@ describe('recovery plan validation', () => {
       'groups[0].machines[0]:machine_busy',
     ]);
     assert.throws(
-      () => assertValidPlan(plan([{ name: 'g', machines: ['vm-3'] }]), { machines, busy }),
+      () => assertValidPlan(plan([{ name: 'g', machines: ['vm-3'] }]), { machines, scripts, busy }),
       (e: unknown) =>
         e instanceof HavenError && e.status === 409 && /job job-9 of plan 'other'/.test(e.message),
     );
@@ -126,15 +128,17 @@ describe('recovery plan validation', () => {
           machines: ['vm-1'],
           before: [
             { kind: 'manual', name: 'wait', text: 'do it', timeoutSeconds: 10 },
-            { kind: 'script', name: '', text: '  ' },
-            { kind: 'script', name: 's', text: 'true', timeoutSeconds: 0 },
-            { kind: 'script', name: 's', text: 'true', timeoutSeconds: 1.5 },
-            { kind: 'shell' as 'script', name: 's', text: 'true' },
+            { kind: 'script', name: '', script: '  ' },
+            { kind: 'script', name: 's', script: 'true', timeoutSeconds: 0 },
+            { kind: 'script', name: 's', script: 'true', timeoutSeconds: 1.5 },
+            { kind: 'shell' as 'script', name: 's', script: 'true' },
+            { kind: 'script', name: 's', script: 'nope' },
+            { kind: 'manual', name: 'm', text: '' },
           ],
           after: Array.from({ length: 21 }, (_, i) => ({
             kind: 'script' as const,
             name: `s${i}`,
-            text: 'true',
+            script: 'true',
           })),
         },
         { name: 'a', machines: [] },
@@ -145,13 +149,51 @@ describe('recovery plan validation', () => {
       'description:too_long',
       'groups[0].before[0].timeoutSeconds:out_of_range',
       'groups[0].before[1].name:required',
-      'groups[0].before[1].text:required',
+      'groups[0].before[1].script:required',
       'groups[0].before[2].timeoutSeconds:out_of_range',
       'groups[0].before[3].timeoutSeconds:not_integer',
       'groups[0].before[4].kind:invalid_format',
+      'groups[0].before[5].script:unknown_script',
+      'groups[0].before[6].text:required',
       'groups[0].after:out_of_range',
       'groups[1].name:duplicate',
     ]);
+  });
+
+  it('refuses a script action with an inline command, saying how to register it', () => {
+    const doc = plan([
+      { name: 'web', machines: ['vm-1'], before: [{ kind: 'script', name: 'dns', text: 'cat /etc/shadow' }] },
+    ]);
+    assert.deepEqual(codes(doc), ['groups[0].before[0].text:inline_script']);
+    assert.throws(
+      () => assertValidPlan(doc, context),
+      (error: HavenError) =>
+        error.status === 400 &&
+        error.details.field === 'groups[0].before[0].text' &&
+        /cannot carry a command in 'text'.*scripts folder \(\/var\/lib\/haven\/scripts\).*'script: NAME'/.test(
+          error.message,
+        ),
+    );
+  });
+
+  it('exports an inline command stored before scripts were registered, so that importing it is refused', () => {
+    const stored: RecoveryPlanGroup[] = [
+      {
+        name: 'web',
+        machineIds: ['id-1'],
+        before: [{ kind: 'inline-script', name: 'dns', text: 'echo hi', timeoutSeconds: 5 }],
+        after: [],
+      },
+    ];
+    const doc = planToDocument({ name: 'app', description: '', groups: stored }, () => 'vm-1');
+    assert.deepEqual(doc.groups[0]!.before, [
+      { kind: 'script', name: 'dns', text: 'echo hi', timeoutSeconds: 5 },
+    ]);
+    assert.deepEqual(codes(doc), ['groups[0].before[0].text:inline_script']);
+    assert.match(
+      planScriptProblems(stored, scripts)[0]!,
+      /action 'dns' before its machines holds an inline command/,
+    );
   });
 
   it('refuses an empty plan and too many groups', () => {
@@ -167,7 +209,7 @@ describe('recovery plan RTO estimate', () => {
     {
       name: 'db',
       machineIds: ['a', 'b'],
-      before: [{ kind: 'script', name: 's', text: 'x', timeoutSeconds: null }],
+      before: [{ kind: 'script', name: 's', script: 'x', timeoutSeconds: null }],
       after: [{ kind: 'manual', name: 'm', text: 'x', timeoutSeconds: null }],
     },
     { name: 'app', machineIds: ['c'], before: [], after: [] },

@@ -23,7 +23,10 @@ export const MAX_SCRIPT_TIMEOUT_SECONDS = 86_400;
 export interface PlanActionDocument {
   kind: 'script' | 'manual';
   name: string;
-  text: string;
+  /** manual: the instructions. A script action may not carry a command: it names a registered script. */
+  text?: string;
+  /** script: the name of a script an admin registered in the vault's scripts folder. */
+  script?: string;
   timeoutSeconds?: number | null;
 }
 
@@ -44,7 +47,7 @@ export interface PlanDocument {
 
 export interface PlanProblem {
   field: string;
-  code: ProblemCode | 'unknown_machine' | 'machine_busy';
+  code: ProblemCode | 'unknown_machine' | 'machine_busy' | 'unknown_script' | 'inline_script';
   message: string;
 }
 
@@ -60,8 +63,16 @@ export interface BusyMachine {
   jobId: string;
 }
 
+/** The scripts plans may name: those registered (and usable) in the vault's scripts folder. */
+export interface KnownScripts {
+  names: ReadonlySet<string>;
+  /** The folder an admin registers scripts in, for the refusal's advice. */
+  dir: string;
+}
+
 export interface PlanValidationContext {
   machines: readonly KnownMachine[];
+  scripts: KnownScripts;
   busy?: readonly BusyMachine[];
 }
 
@@ -164,8 +175,8 @@ export function validatePlan(
     resolved.push({
       name: groupName,
       machineIds,
-      before: validateActions(group.before, `${at}.before`, label, 'before', add),
-      after: validateActions(group.after, `${at}.after`, label, 'after', add),
+      before: validateActions(group.before, `${at}.before`, label, 'before', context.scripts, add),
+      after: validateActions(group.after, `${at}.after`, label, 'after', context.scripts, add),
     });
   });
 
@@ -186,6 +197,7 @@ function validateActions(
   at: string,
   group: string,
   side: 'before' | 'after',
+  scripts: KnownScripts,
   add: (field: string, code: PlanProblem['code'], message: string) => void,
 ): RecoveryPlanAction[] {
   const list = actions ?? [];
@@ -196,31 +208,50 @@ function validateActions(
       `Group '${group}' has ${list.length} actions ${side} it; at most ${MAX_GROUP_ACTIONS} are allowed`,
     );
   // Order is kept exactly as written: it is the order they run in.
-  return list.map((action, i) => {
+  return list.map((action, i): RecoveryPlanAction => {
     const field = `${at}[${i}]`;
     const name = typeof action.name === 'string' ? action.name.trim() : '';
     const what = `Group '${group}', action ${i + 1} ${side} the machines`;
     if (!name) add(`${field}.name`, 'required', `${what} needs a name`);
-    if (action.kind !== 'script' && action.kind !== 'manual')
-      add(`${field}.kind`, 'invalid_format', `${what}: kind must be 'script' or 'manual'`);
-    const text = typeof action.text === 'string' ? action.text : '';
-    if (!text.trim())
-      add(
-        `${field}.text`,
-        'required',
-        `${what} needs ${action.kind === 'manual' ? 'instructions' : 'a command'} in 'text'`,
-      );
-    else if (text.length > MAX_ACTION_TEXT_LENGTH)
-      add(`${field}.text`, 'too_long', `${what}: text is longer than ${MAX_ACTION_TEXT_LENGTH} characters`);
     const timeout = action.timeoutSeconds ?? null;
-    if (timeout !== null) {
-      if (action.kind === 'manual')
+    if (action.kind === 'manual') {
+      const text = typeof action.text === 'string' ? action.text : '';
+      if (!text.trim()) add(`${field}.text`, 'required', `${what} needs instructions in 'text'`);
+      else if (text.length > MAX_ACTION_TEXT_LENGTH)
+        add(`${field}.text`, 'too_long', `${what}: text is longer than ${MAX_ACTION_TEXT_LENGTH} characters`);
+      if (action.script !== undefined)
+        add(`${field}.script`, 'invalid_format', `${what} is manual: it runs no script`);
+      if (timeout !== null)
         add(
           `${field}.timeoutSeconds`,
           'out_of_range',
           `${what} is manual: it waits for the operator and has no timeout`,
         );
-      else if (!Number.isInteger(timeout))
+      return { kind: 'manual', name, text, timeoutSeconds: null };
+    }
+    if (action.kind !== 'script')
+      add(`${field}.kind`, 'invalid_format', `${what}: kind must be 'script' or 'manual'`);
+    if (action.text !== undefined)
+      add(
+        `${field}.text`,
+        'inline_script',
+        `${what}: a script action cannot carry a command in 'text'. ` +
+          `An admin registers the script as an executable file in the vault's scripts folder (${scripts.dir}); ` +
+          "the action then names it with 'script: NAME' (see 'haven scripts list')",
+      );
+    const script = typeof action.script === 'string' ? action.script.trim() : '';
+    if (!script) {
+      if (action.text === undefined)
+        add(`${field}.script`, 'required', `${what} needs the name of a registered script in 'script'`);
+    } else if (!scripts.names.has(script))
+      add(
+        `${field}.script`,
+        'unknown_script',
+        `${what}: script '${script}' is not registered: an admin puts an executable file of that name in ` +
+          `the vault's scripts folder (${scripts.dir}); 'haven scripts list' shows those plans can use`,
+      );
+    if (timeout !== null) {
+      if (!Number.isInteger(timeout))
         add(`${field}.timeoutSeconds`, 'not_integer', `${what}: timeoutSeconds must be whole seconds`);
       else if (timeout < 1 || timeout > MAX_SCRIPT_TIMEOUT_SECONDS)
         add(
@@ -229,7 +260,7 @@ function validateActions(
           `${what}: timeoutSeconds must be between 1 and ${MAX_SCRIPT_TIMEOUT_SECONDS}`,
         );
     }
-    return { kind: action.kind, name, text, timeoutSeconds: timeout };
+    return { kind: 'script', name, script, timeoutSeconds: timeout };
   });
 }
 
@@ -266,10 +297,37 @@ export function planToDocument(
 }
 
 function actionDocument(action: RecoveryPlanAction): PlanActionDocument {
-  return {
-    kind: action.kind,
-    name: action.name,
-    text: action.text,
-    ...(action.timeoutSeconds === null ? {} : { timeoutSeconds: action.timeoutSeconds }),
-  };
+  const timeout = action.timeoutSeconds === null ? {} : { timeoutSeconds: action.timeoutSeconds };
+  switch (action.kind) {
+    case 'manual':
+      return { kind: 'manual', name: action.name, text: action.text };
+    case 'script':
+      return { kind: 'script', name: action.name, script: action.script, ...timeout };
+    case 'inline-script':
+      // Exported as written, so importing it back gives the refusal that says how to register it.
+      return { kind: 'script', name: action.name, text: action.text, ...timeout };
+  }
+}
+
+/**
+ * Why a stored plan cannot run as it is: actions holding inline commands
+ * (stored before scripts were registered) or naming scripts no longer
+ * registered. Empty when it can.
+ */
+export function planScriptProblems(groups: readonly RecoveryPlanGroup[], scripts: KnownScripts): string[] {
+  return groups.flatMap((group) =>
+    (['before', 'after'] as const).flatMap((side) =>
+      group[side].flatMap((action) => {
+        const where = `group '${group.name}', action '${action.name}' ${side} its machines`;
+        if (action.kind === 'inline-script')
+          return [
+            `${where} holds an inline command, which is never run: an admin registers it as a script in ` +
+              `${scripts.dir}, then the plan is replaced with 'script: NAME' in that action`,
+          ];
+        if (action.kind === 'script' && !scripts.names.has(action.script))
+          return [`${where} names script '${action.script}', which is not registered in ${scripts.dir}`];
+        return [];
+      }),
+    ),
+  );
 }

@@ -16,6 +16,7 @@ import { KyselyMachineRepository } from './repositories/machine-repository.ts';
 import { KyselyPlanRepository } from './repositories/plan-repository.ts';
 import { KyselyPolicyRepository } from './repositories/policy-repository.ts';
 import { KyselyRecoveryPointRepository } from './repositories/recovery-point-repository.ts';
+import { KyselyScriptRunRepository } from './repositories/script-run-repository.ts';
 import { KyselySettingsRepository } from './repositories/settings-repository.ts';
 import { KyselySiteRepository } from './repositories/site-repository.ts';
 import { KyselyTokenRepository } from './repositories/token-repository.ts';
@@ -112,6 +113,7 @@ class KyselyStore implements Store {
   readonly jobs: KyselyJobRepository;
   readonly alerts: KyselyAlertRepository;
   readonly settings: KyselySettingsRepository;
+  readonly scriptRuns: KyselyScriptRunRepository;
   readonly #copyTo: (file: string) => Promise<void>;
   #closed = false;
 
@@ -130,6 +132,7 @@ class KyselyStore implements Store {
     this.jobs = new KyselyJobRepository(db, dialect);
     this.alerts = new KyselyAlertRepository(db);
     this.settings = new KyselySettingsRepository(db);
+    this.scriptRuns = new KyselyScriptRunRepository(db);
   }
 
   /** Writes to a temporary name first, so `file` is either the old or a complete new backup. */

@@ -21,6 +21,7 @@ export interface Database {
   job_steps: JobStepsTable;
   alerts: AlertsTable;
   settings: SettingsTable;
+  script_runs: ScriptRunsTable;
 }
 
 /** Written as 0/1, read as 0/1 (SQLite) or true/false (PostgreSQL). */
@@ -173,4 +174,26 @@ export interface AlertsTable {
 export interface SettingsTable {
   key: string;
   value: string;
+}
+
+export interface ScriptRunsTable {
+  id: string;
+  job_id: string;
+  step_name: string;
+  plan_id: string;
+  plan_name: string;
+  action: string;
+  script: string;
+  sha256: string;
+  started_by: string;
+  run_as: string;
+  run_as_note: string;
+  started_at: string;
+  finished_at: string | null;
+  state: string;
+  exit_code: number | null;
+  signal: string | null;
+  output: string;
+  output_bytes: BigIntColumn;
+  output_truncated: BooleanColumn;
 }

@@ -13,6 +13,7 @@ import type {
   Policy,
   RecoveryPlan,
   RecoveryPoint,
+  ScriptRunRecord,
   Site,
 } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
@@ -534,7 +535,7 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
             name: 'db',
             machineIds: ['vm-2'],
             before: [],
-            after: [{ kind: 'script', name: 'check', text: '/usr/local/bin/check-db', timeoutSeconds: 60 }],
+            after: [{ kind: 'script', name: 'check', script: 'check-db', timeoutSeconds: 60 }],
           },
           {
             name: 'web',
@@ -561,6 +562,57 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
       await rejectsWith(store.plans.update({ ...plan, id: 'nope', name: 'nope' }), 'not_found');
       await store.plans.delete('plan-1');
       assert.equal(await store.plans.get('plan-1'), undefined);
+    }));
+
+  it('script runs: create, finish, list by job; a run whose job ended unfinished reads as interrupted', () =>
+    withStore(async (store) => {
+      await store.jobs.create(job({ id: 'job-1', state: 'running' }));
+      await store.jobs.create(job({ id: 'job-2', state: 'failed' }));
+      const run: ScriptRunRecord = {
+        id: 'run-1',
+        jobId: 'job-1',
+        stepName: 'g1.before.1',
+        planId: 'plan-1',
+        planName: 'app',
+        action: 'dns',
+        script: 'switch-dns',
+        sha256: 'ab'.repeat(32),
+        startedBy: 'alice',
+        runAs: 'haven-script',
+        runAsNote: 'dedicated script user',
+        startedAt: t0,
+        finishedAt: null,
+        state: 'running',
+        exitCode: null,
+        signal: null,
+        output: '',
+        outputBytes: 0,
+        outputTruncated: false,
+      };
+      await store.scriptRuns.create(run);
+      await store.scriptRuns.create({ ...run, id: 'run-2', jobId: 'job-2', startedAt: at(1) });
+      assert.deepEqual(await store.scriptRuns.get('run-1'), run);
+      assert.equal((await store.scriptRuns.get('run-2'))!.state, 'interrupted');
+      const end = {
+        finishedAt: at(2),
+        state: 'timed-out' as const,
+        exitCode: null,
+        signal: 'SIGKILL',
+        output: 'started ✓\n',
+        outputBytes: 5_000_000_000,
+        outputTruncated: true,
+      };
+      await store.scriptRuns.finish('run-1', end);
+      assert.deepEqual(await store.scriptRuns.get('run-1'), { ...run, ...end });
+      assert.deepEqual(
+        (await store.scriptRuns.list()).map((r) => r.id),
+        ['run-2', 'run-1'],
+      );
+      assert.deepEqual(
+        (await store.scriptRuns.list({ jobId: 'job-2' })).map((r) => r.id),
+        ['run-2'],
+      );
+      await rejectsWith(store.scriptRuns.finish('nope', end), 'not_found');
     }));
 
   it('jobs: create with ordered steps, list, update, updateStep', () =>

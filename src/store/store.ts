@@ -13,6 +13,7 @@ import type {
   ReplicationHealth,
   ReplicationSnapshot,
   Role,
+  ScriptRunRecord,
   Site,
   StepState,
 } from '../domain/model.ts';
@@ -37,6 +38,7 @@ export interface Store {
   jobs: JobRepository;
   alerts: AlertRepository;
   settings: SettingsRepository;
+  scriptRuns: ScriptRunRepository;
 
   /** Consistent online copy of the whole state to `file` (SQLite backup / pg_dump). */
   backup(file: string): Promise<void>;
@@ -224,4 +226,25 @@ export interface AlertRepository {
 export interface SettingsRepository {
   get(key: string): Promise<string | undefined>;
   set(key: string, value: string): Promise<void>;
+}
+
+export interface ScriptRunFilter {
+  jobId?: string;
+  limit?: number;
+}
+
+export interface ScriptRunRepository {
+  create(run: ScriptRunRecord): Promise<void>;
+  /** Records how a run ended. */
+  finish(
+    id: string,
+    end: Pick<
+      ScriptRunRecord,
+      'finishedAt' | 'state' | 'exitCode' | 'signal' | 'output' | 'outputBytes' | 'outputTruncated'
+    >,
+  ): Promise<void>;
+  /** A run still 'running' whose job has ended reads as 'interrupted' (the vault stopped while it ran). */
+  get(id: string): Promise<ScriptRunRecord | undefined>;
+  /** Newest first. */
+  list(filter?: ScriptRunFilter): Promise<ScriptRunRecord[]>;
 }

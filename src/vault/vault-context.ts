@@ -2,6 +2,7 @@ import type { Clock } from '../clock/index.ts';
 import type { JobEngine } from '../job-engine/index.ts';
 import type { Store } from '../store/index.ts';
 import type { VaultJobInputs } from './jobs/job-inputs.ts';
+import type { ScriptRegistry } from './scripts/script-registry.ts';
 
 /** What the vault knows about reaching its hosts (the control channel, seen from the API). */
 export interface HostGateway {
@@ -27,6 +28,8 @@ export interface VaultContext {
    * host it needs to reconnect before its step runs (default 60 s).
    */
   hostReconnectWaitMs?: number;
+  /** The scripts plans may run, and the user they run as when the vault is root. */
+  scripts: { registry: ScriptRegistry; user: string };
   /** What a host needs to open its control channel after enrolling. */
   controlEndpoint(): { controlAddress: string; vaultFingerprint: string };
 }

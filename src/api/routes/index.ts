@@ -8,6 +8,7 @@ import { machineRoutes } from './machine-routes.ts';
 import { planRoutes } from './plan-routes.ts';
 import { policyRoutes } from './policy-routes.ts';
 import { rpoRoutes } from './rpo-routes.ts';
+import { scriptRoutes } from './script-routes.ts';
 import { sessionRoutes } from './session-routes.ts';
 import { siteRoutes } from './site-routes.ts';
 import { systemRoutes } from './system-routes.ts';
@@ -23,6 +24,7 @@ export function allRoutes(vault: VaultContext): RouteDefinition[] {
     ...machineRoutes(vault),
     ...groupRoutes(vault),
     ...planRoutes(vault),
+    ...scriptRoutes(vault),
     ...rpoRoutes(vault),
     ...jobRoutes(vault),
     ...alertRoutes(vault),

@@ -1,15 +1,12 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RunningVault } from '../../app/start-vault.ts';
 import { isTerminalJobState } from '../../domain/job-states.ts';
-import type { Job, Machine } from '../../domain/model.ts';
+import type { Job, Machine, ScriptRunRecord } from '../../domain/model.ts';
 import { type PlanTestVault, startPlanTestVault } from '../../vault/plans/plan-test-vault.fixture.ts';
 
 let fixture: PlanTestVault;
 let vault: RunningVault;
-let dataDir: string;
 let machines: Record<string, Machine>;
 let call: PlanTestVault['call'];
 
@@ -28,12 +25,18 @@ const ended = (job: Job) => isTerminalJobState(job.state);
 
 before(async () => {
   fixture = await startPlanTestVault(['db-1', 'web-1', 'web-2', 'fail-1', 'spare']);
-  ({ vault, dataDir, machines, call } = fixture);
+  ({ vault, machines, call } = fixture);
+  await fixture.addScript(
+    'marker',
+    '#!/bin/sh\necho "$HAVEN_PLAN|$HAVEN_GROUP|$HAVEN_OPERATION|$HAVEN_MACHINES|$HAVEN_DIRECTION"\n',
+  );
+  await fixture.addScript('slow', '#!/bin/sh\necho started; sleep 30\n');
+  await fixture.addScript('broken', '#!/bin/sh\necho oops >&2; exit 3\n');
 });
 
 after(() => fixture.stop());
 
-const markerFile = () => join(dataDir, 'marker.txt');
+const runOf = async (id: string) => (await call<ScriptRunRecord>('GET', `/script-runs/${id}`)).body;
 const appPlan = {
   name: 'app',
   description: 'database first, then the web tier',
@@ -42,12 +45,7 @@ const appPlan = {
       name: 'db',
       machines: ['db-1'],
       after: [
-        {
-          kind: 'script',
-          name: 'marker',
-          text: `echo "$HAVEN_PLAN|$HAVEN_GROUP|$HAVEN_OPERATION|$HAVEN_MACHINES|$HAVEN_DIRECTION" > ${'"$PWD/marker.txt"'}; echo wrote it`,
-          timeoutSeconds: 10,
-        },
+        { kind: 'script', name: 'marker', script: 'marker', timeoutSeconds: 10 },
         { kind: 'manual', name: 'check db', text: 'Log in to db-1 and check replication lag' },
       ],
     },
@@ -144,12 +142,13 @@ describe('recovery plans API', () => {
     assert.equal(waiting.steps[3]!.state, 'pending');
     // Nothing of group 2 has started while waiting.
     assert.equal((await vault.context.store.machines.get(machines['web-1']!.id))!.state, 'protected');
-    assert.equal(
-      (await readFile(markerFile(), 'utf8')).trim(),
-      'app|db|test-failover|db-1|primary-to-recovery',
+    const actions = waiting.output.actions as Record<string, { runId: string; exitCode: number }>;
+    assert.equal(actions['g1.after.1']!.exitCode, 0);
+    const marker = await runOf(actions['g1.after.1']!.runId);
+    assert.deepEqual(
+      [marker.state, marker.script, marker.output],
+      ['succeeded', 'marker', 'app|db|test-failover|db-1|primary-to-recovery\n'],
     );
-    const actions = waiting.output.actions as Record<string, { output: string; exitCode: number }>;
-    assert.deepEqual([actions['g1.after.1']!.exitCode, actions['g1.after.1']!.output], [0, 'wrote it\n']);
 
     // Another run of the same plan, or a plan with its machines, is refused meanwhile.
     const twice = await call<{ error: { message: string } }>('POST', '/plans/app/test-failover', {
@@ -250,7 +249,7 @@ describe('recovery plans API', () => {
         {
           name: 'only',
           machines: ['spare'],
-          before: [{ kind: 'script', name: 'slow', text: 'echo started; sleep 30', timeoutSeconds: 1 }],
+          before: [{ kind: 'script', name: 'slow', script: 'slow', timeoutSeconds: 1 }],
         },
       ],
     });
@@ -265,10 +264,10 @@ describe('recovery plans API', () => {
       done.error!.message,
       /Script action 'slow' \(group 'only'\) did not finish within 1 s and was killed/,
     );
-    assert.equal(
-      (done.output.actions as Record<string, { output: string }>)['g1.before.1']!.output,
-      'started\n',
+    const slow = await runOf(
+      (done.output.actions as Record<string, { runId: string }>)['g1.before.1']!.runId,
     );
+    assert.deepEqual([slow.state, slow.output], ['timed-out', 'started\n']);
     assert.equal((await vault.context.store.machines.get(machines.spare!.id))!.state, 'protected');
 
     await call('PUT', '/plans/scripts', {
@@ -277,7 +276,7 @@ describe('recovery plans API', () => {
         {
           name: 'only',
           machines: ['spare'],
-          before: [{ kind: 'script', name: 'broken', text: 'echo oops >&2; exit 3' }],
+          before: [{ kind: 'script', name: 'broken', script: 'broken' }],
         },
       ],
     });
@@ -287,7 +286,11 @@ describe('recovery plans API', () => {
     const failed = await jobUntil(second.id, ended);
     assert.match(
       failed.error!.message,
-      /Script action 'broken' \(group 'only'\) failed with exit code 3: oops/,
+      /Script action 'broken' \(group 'only'\) failed with exit code 3 \(run .*haven scripts output/,
     );
+    const broken = await runOf(
+      (failed.output.actions as Record<string, { runId: string }>)['g1.before.1']!.runId,
+    );
+    assert.deepEqual([broken.state, broken.exitCode, broken.output], ['failed', 3, 'oops\n']);
   });
 });

@@ -75,7 +75,8 @@ export function planRoutes(vault: VaultContext): RouteDefinition[] {
   const validate = async (doc: PlanDocument, planId: string | null) => {
     const active = (await activePlanJobs(vault)).filter((job) => job.targetId !== planId);
     const machines = (await store.machines.list()).map((m) => ({ id: m.id, name: m.name }));
-    return assertValidPlan(doc, { machines, busy: busyMachines(active) });
+    const scripts = await vault.scripts.registry.known();
+    return assertValidPlan(doc, { machines, scripts, busy: busyMachines(active) });
   };
   const refuseWhileRunning = async (plan: RecoveryPlan, what: string) => {
     const job = (await activePlanJobs(vault)).find((j) => j.targetId === plan.id);

@@ -5,6 +5,7 @@ import { hostCommands } from './host-command.ts';
 import { lifecycleCommands } from './lifecycle-commands.ts';
 import { planCommands } from './plan-commands.ts';
 import { resourceCommands } from './resource-commands.ts';
+import { scriptCommands } from './script-commands.ts';
 import { upCommands } from './up-command.ts';
 import { vaultCommands } from './vault-commands.ts';
 
@@ -17,5 +18,6 @@ export const COMMANDS: Command[] = [
   ...resourceCommands,
   ...lifecycleCommands,
   ...planCommands,
+  ...scriptCommands,
   ...groupCommands,
 ];

@@ -51,13 +51,17 @@ export const vaultCommands: Command[] = [
       'control-port': { type: 'string' },
       'heartbeat-interval': { type: 'string' },
       'app-consistency-hook': { type: 'string' },
+      'scripts-dir': { type: 'string' },
     },
     run: async (args) => {
       const heartbeat = str(args, 'heartbeat-interval');
       const hook = str(args, 'app-consistency-hook');
+      // Plans run only the executables an admin put here (default DATA/scripts).
+      const scriptsDir = str(args, 'scripts-dir');
       const vault = await startVault({
         // Run as `<hook> freeze|thaw` around app-consistent points (policy frequency).
         ...(hook ? { appConsistencyHook: hook } : {}),
+        ...(scriptsDir ? { scriptsDir } : {}),
         ...(heartbeat ? { heartbeatIntervalMs: parseDuration(heartbeat, 'heartbeat-interval') * 1000 } : {}),
         dataDir: dataDirOption(args, '.haven'),
         host: str(args, 'host') ?? '127.0.0.1',

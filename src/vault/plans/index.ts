@@ -13,4 +13,3 @@ export {
   runsActions,
 } from './plan-steps.ts';
 export { activePlanJobs, busyMachines, requestPlanOperation } from './request-plan-operation.ts';
-export { runScriptAction, type ScriptRun } from './run-script-action.ts';

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createGuestMachine, DEMO_MACHINE, startOnPrimary } from '../../app/demo-machine.ts';
 import { type Embedded, startEmbedded } from '../../app/start-embedded.ts';
 import { ApiClient } from '../../client/api-client.ts';
-import type { Job, JobStep, Machine } from '../../domain/model.ts';
+import type { Job, JobStep, Machine, ScriptRunRecord } from '../../domain/model.ts';
 import { embeddedApi } from '../../testing/embedded-api.ts';
 import { consoleOf as guestConsole, records } from '../../testing/guest-console.ts';
 import { until as waitUntil } from '../../testing/until.ts';
@@ -26,6 +27,7 @@ import type { PlanMachineRecord } from './plan-job.ts';
  */
 let dir: string;
 let up: Embedded;
+const scriptUser = `haven-e2e-${process.pid}`;
 const guests: Machine[] = [];
 const api = embeddedApi(() => up);
 const until = <T>(what: string, probe: () => Promise<T | undefined | false>) =>
@@ -118,7 +120,13 @@ const elapsed = (job: Job) => (Date.parse(job.finishedAt!) - Date.parse(job.star
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'haven-plan-e2e-'));
-  up = await startEmbedded({ dataDir: dir, port: 0, senderPollMs: 25, monitorIntervalMs: 500 });
+  up = await startEmbedded({ dataDir: dir, port: 0, senderPollMs: 25, monitorIntervalMs: 500, scriptUser });
+  const script = join(up.vault.context.scripts.registry.dir, 'repoint');
+  await writeFile(
+    script,
+    '#!/bin/sh\necho "$HAVEN_GROUP $HAVEN_OPERATION $HAVEN_MACHINES $HAVEN_DIRECTION"\n',
+  );
+  await chmod(script, 0o755);
   const demo = (await api<{ machines: Machine[] }>('GET', '/machines')).body.machines.find(
     (m) => m.name === DEMO_MACHINE,
   );
@@ -132,6 +140,7 @@ before(async () => {
 after(async () => {
   await up?.stop();
   await rm(dir, { recursive: true, force: true });
+  await new Promise<void>((resolve) => execFile('userdel', [scriptUser], () => resolve()));
 });
 
 describe('recovery plan of three real guests in two groups', () => {
@@ -162,7 +171,11 @@ describe('recovery plan of three real guests in two groups', () => {
     );
   });
 
-  const marker = () => join(dir, 'marker');
+  /** What the plan job's script printed (the scripts run unprivileged: they cannot write the test's files). */
+  const scriptOutput = async (job: Job) => {
+    const { runs } = (await api<{ runs: ScriptRunRecord[] }>('GET', `/script-runs?jobId=${job.id}`)).body;
+    return runs.map((r) => r.output).join('');
+  };
 
   it('fails over group by group, waiting at the manual action until resumed', async () => {
     const created = await api('POST', '/plans', {
@@ -186,7 +199,7 @@ describe('recovery plan of three real guests in two groups', () => {
             {
               kind: 'script',
               name: 'repoint',
-              text: `echo "$HAVEN_GROUP $HAVEN_OPERATION $HAVEN_MACHINES $HAVEN_DIRECTION" >> ${marker()}`,
+              script: 'repoint',
               timeoutSeconds: 10,
             },
           ],
@@ -225,7 +238,7 @@ describe('recovery plan of three real guests in two groups', () => {
     );
     const rto = (Date.now() - t0) / 1000;
     for (const r of recovered) assert.ok(r.recovered! >= 1, JSON.stringify(recovered));
-    assert.equal((await readFile(marker(), 'utf8')).trim(), 'web failover web-01 web-02 primary-to-recovery');
+    assert.equal(await scriptOutput(job), 'web failover web-01 web-02 primary-to-recovery\n');
     process.stdout.write(
       `# plan failover: machine jobs ${[...jobs].map(([n, j]) => `${n} ${elapsed(j).toFixed(1)} s`).join(', ')}; ` +
         `call → all records recovered ${rto.toFixed(1)} s (incl. the manual check)\n`,
@@ -274,10 +287,7 @@ describe('recovery plan of three real guests in two groups', () => {
     });
     assert.equal(waits, 1);
     assertGroupOrder(job, await machineJobs(job), 'complete-failover');
-    assert.match(
-      await readFile(marker(), 'utf8'),
-      /\nweb complete-failover web-01 web-02 recovery-to-primary\n$/,
-    );
+    assert.equal(await scriptOutput(job), 'web complete-failover web-01 web-02 recovery-to-primary\n');
 
     const failedBack = await machinesNow();
     for (const [i, m] of failedBack.entries()) {

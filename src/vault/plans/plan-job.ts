@@ -1,14 +1,16 @@
+import { randomUUID } from 'node:crypto';
+import { isoNow } from '../../clock/index.ts';
 import { isTerminalJobState } from '../../domain/job-states.ts';
-import type { Job } from '../../domain/model.ts';
+import type { Job, ScriptRunState } from '../../domain/model.ts';
 import { DEFAULT_SCRIPT_TIMEOUT_SECONDS } from '../../domain/recovery-plan-validation.ts';
 import { HavenError } from '../../errors/index.ts';
 import { defineJob, type StepContext } from '../../job-engine/index.ts';
 import type { VaultJobDefinition } from '../jobs/job-inputs.ts';
 import { operationCheck } from '../lifecycle/operation-checks.ts';
 import { requestOperation } from '../lifecycle/request-operation.ts';
+import { runScript, scriptUser } from '../scripts/index.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { directionOf, type PlanJobInput, type PlanStep, planOperation, planSteps } from './plan-steps.ts';
-import { runScriptAction } from './run-script-action.ts';
 
 export const PLAN_JOB_KIND = 'recovery-plan';
 
@@ -166,12 +168,46 @@ async function runActionStep(
     await ctx.waitForOperator(
       `Manual action '${action.name}' (group '${group.name}', ${step.side} its machines): ${action.text}`,
     );
+    return;
   }
+  const label = `Script action '${action.name}' (group '${group.name}')`;
+  if (action.kind === 'inline-script') {
+    throw new HavenError(
+      'conflict',
+      `${label} holds an inline command, which is never run: an admin registers it as a script in ` +
+        `${vault.scripts.registry.dir} and the plan names it with 'script: NAME'`,
+      { action: action.name, group: group.name },
+    );
+  }
+  const script = await vault.scripts.registry.load(action.script);
+  const user = await scriptUser(vault.scripts.user);
   const timeoutSeconds = action.timeoutSeconds ?? DEFAULT_SCRIPT_TIMEOUT_SECONDS;
-  ctx.progress(0, `running '${action.name}' (timeout ${timeoutSeconds} s)`);
-  const run = await runScriptAction({
-    command: action.text,
-    cwd: vault.dataDir,
+  ctx.progress(0, `running script '${script.name}' as ${user.name} (timeout ${timeoutSeconds} s)`);
+  const runId = randomUUID();
+  await vault.store.scriptRuns.create({
+    id: runId,
+    jobId: ctx.job.id,
+    stepName: step.name,
+    planId: input.planId,
+    planName: input.planName,
+    action: action.name,
+    script: script.name,
+    sha256: script.sha256,
+    startedBy: ctx.job.createdBy,
+    runAs: user.name,
+    runAsNote: user.note,
+    startedAt: isoNow(vault.clock),
+    finishedAt: null,
+    state: 'running',
+    exitCode: null,
+    signal: null,
+    output: '',
+    outputBytes: 0,
+    outputTruncated: false,
+  });
+  const run = await runScript({
+    script,
+    user,
     timeoutMs: timeoutSeconds * 1000,
     signal: ctx.signal,
     env: {
@@ -183,30 +219,61 @@ async function runActionStep(
       HAVEN_MACHINE_IDS: group.machineIds.join(' '),
       HAVEN_DIRECTION: directionOf(input.operation),
       HAVEN_ACTION: action.name,
+      HAVEN_SCRIPT: script.name,
       HAVEN_JOB_ID: ctx.job.id,
+      HAVEN_RUN_ID: runId,
     },
   });
+  const state: ScriptRunState = run.timedOut
+    ? 'timed-out'
+    : run.cancelled || run.signal
+      ? 'killed'
+      : run.exitCode === 0
+        ? 'succeeded'
+        : 'failed';
+  await vault.store.scriptRuns.finish(runId, {
+    finishedAt: isoNow(vault.clock),
+    state,
+    exitCode: run.exitCode,
+    signal: run.signal,
+    output: run.output,
+    outputBytes: run.outputBytes,
+    outputTruncated: run.outputTruncated,
+  });
+  // The job (which viewers see) says how it ended; the output stays in the run record.
   const current = (await vault.store.jobs.get(ctx.job.id))?.output.actions as
     | Record<string, unknown>
     | undefined;
   await ctx.output({
-    actions: { ...current, [step.name]: { name: action.name, group: group.name, ...run } },
+    actions: {
+      ...current,
+      [step.name]: {
+        name: action.name,
+        group: group.name,
+        script: script.name,
+        runId,
+        runAs: user.name,
+        state,
+        exitCode: run.exitCode,
+        signal: run.signal,
+        durationMs: run.durationMs,
+      },
+    },
   });
   ctx.signal.throwIfAborted();
-  if (run.timedOut) {
+  const where = `(run ${runId}; 'haven scripts output ${runId}' shows its output)`;
+  if (state === 'timed-out') {
     throw new HavenError(
       'conflict',
-      `Script action '${action.name}' (group '${group.name}') did not finish within ${timeoutSeconds} s and was killed`,
-      { action: action.name, group: group.name },
+      `${label} did not finish within ${timeoutSeconds} s and was killed ${where}`,
+      { action: action.name, group: group.name, runId },
     );
   }
-  if (run.exitCode !== 0) {
-    const tail = run.output.trim().split('\n').slice(-3).join(' | ');
+  if (state !== 'succeeded') {
     throw new HavenError(
       'conflict',
-      `Script action '${action.name}' (group '${group.name}') failed with ${run.signal ? `signal ${run.signal}` : `exit code ${run.exitCode}`}` +
-        `${tail ? `: ${tail}` : ''}`,
-      { action: action.name, group: group.name, exitCode: run.exitCode },
+      `${label} failed with ${run.signal ? `signal ${run.signal}` : `exit code ${run.exitCode}`} ${where}`,
+      { action: action.name, group: group.name, exitCode: run.exitCode, runId },
     );
   }
 }

@@ -18,7 +18,7 @@ const input = (requested: OperationWithOptions<PlanOperation>): PlanJobInput => 
     {
       name: 'web',
       machineIds: ['b'],
-      before: [{ kind: 'script', name: 'dns', text: 'true', timeoutSeconds: 5 }],
+      before: [{ kind: 'script', name: 'dns', script: 'dns', timeoutSeconds: 5 }],
       after: [],
     },
   ],

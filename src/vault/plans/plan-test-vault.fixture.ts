@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type RunningVault, startVault } from '../../app/start-vault.ts';
@@ -7,17 +8,27 @@ import type { Host, Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import { lifecycleJob } from '../jobs/lifecycle-job.ts';
 
+type Call = <T = Record<string, unknown>>(
+  method: string,
+  path: string,
+  body?: unknown,
+) => Promise<{ status: number; body: T; type: string | null }>;
+
 export interface PlanTestVault {
   vault: RunningVault;
   dataDir: string;
   token: string;
+  /** The vault's scripts folder, and the user scripts run as (removed by stop). */
+  scriptsDir: string;
+  scriptUser: string;
+  /** Registers a script as an admin would: an executable only root can change. */
+  addScript(name: string, body: string): Promise<void>;
   /** Protected machines by name. */
   machines: Record<string, Machine>;
-  call<T = Record<string, unknown>>(
-    method: string,
-    path: string,
-    body?: unknown,
-  ): Promise<{ status: number; body: T; type: string | null }>;
+  /** Calls the API as the admin. */
+  call: Call;
+  /** Calls the API with a token of its own role. */
+  callAs(role: 'viewer' | 'operator'): Promise<Call>;
   stop(): Promise<void>;
 }
 
@@ -46,26 +57,36 @@ export async function startPlanTestVault(names: string[], bootMs = 150): Promise
       },
     ],
   });
-  vault = await startVault({ dataDir, port: 0, jobs: [standIn], jobPollMs: 20 });
+  // One user per test process, so parallel test files never share (or delete) another's.
+  const scriptUser = `haven-st-${process.pid}`;
+  vault = await startVault({ dataDir, port: 0, jobs: [standIn], jobPollMs: 20, scriptUser });
   const running = vault;
+  const scriptsDir = running.context.scripts.registry.dir;
+  const callWith =
+    (token: string): Call =>
+    async <T>(method: string, path: string, body?: unknown) => {
+      const response = await running.app.request(`/api/v1${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      const text = await response.text();
+      let parsed: unknown = text;
+      try {
+        parsed = text ? JSON.parse(text) : null;
+      } catch {
+        // not JSON (YAML export)
+      }
+      return { status: response.status, body: parsed as T, type: response.headers.get('content-type') };
+    };
   const token = running.adminToken!;
-  const call: PlanTestVault['call'] = async <T>(method: string, path: string, body?: unknown) => {
-    const response = await running.app.request(`/api/v1${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${token}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    const text = await response.text();
-    let parsed: unknown = text;
-    try {
-      parsed = text ? JSON.parse(text) : null;
-    } catch {
-      // not JSON (YAML export)
-    }
-    return { status: response.status, body: parsed as T, type: response.headers.get('content-type') };
+  const call = callWith(token);
+  const callAs = async (role: 'viewer' | 'operator') => {
+    const created = await call<{ token: string }>('POST', '/tokens', { name: `a ${role}`, role });
+    return callWith(created.body.token);
   };
 
   await call('POST', '/sites', { name: 'dc1', role: 'primary', networkMapping: {} });
@@ -106,11 +127,21 @@ export async function startPlanTestVault(names: string[], bootMs = 150): Promise
     vault: running,
     dataDir,
     token,
+    scriptsDir,
+    scriptUser,
+    addScript: async (name, body) => {
+      const file = join(scriptsDir, name);
+      await writeFile(file, body);
+      await chmod(file, 0o755);
+    },
     machines,
     call,
+    callAs,
     stop: async () => {
       await running.stop();
       await rm(dataDir, { recursive: true, force: true });
+      // The vault created it at the first script run (if any ran as root).
+      await new Promise<void>((resolve) => execFile('userdel', [scriptUser], () => resolve()));
     },
   };
 }

@@ -1,13 +1,13 @@
 import { isTerminalJobState, JOB_STATES, planTransition } from '../../domain/index.ts';
 import type { Job, Machine, RecoveryPlan } from '../../domain/model.ts';
-import type { BusyMachine } from '../../domain/recovery-plan-validation.ts';
+import { type BusyMachine, planScriptProblems } from '../../domain/recovery-plan-validation.ts';
 import { HavenError } from '../../errors/index.ts';
 import { vaultJobInput } from '../jobs/job-inputs.ts';
 import { operationCheck } from '../lifecycle/operation-checks.ts';
 import { type OperationWithOptions, transitionOptions } from '../lifecycle/operation-options.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { PLAN_JOB_KIND } from './plan-job.ts';
-import type { PlanJobInput, PlanOperation } from './plan-steps.ts';
+import { type PlanJobInput, type PlanOperation, runsActions } from './plan-steps.ts';
 
 /** Plan jobs that have not ended, with the machines each one moves. */
 export async function activePlanJobs(vault: VaultContext): Promise<Job[]> {
@@ -52,7 +52,10 @@ export async function requestPlanOperation(
   }
   const busy = new Map(busyMachines(active).map((b) => [b.machineId, b]));
   const machines: Machine[] = [];
-  const problems: string[] = [];
+  // Scripts are checked now, not when the job reaches them half-way through the plan.
+  const problems: string[] = runsActions(requested)
+    ? planScriptProblems(plan.groups, await vault.scripts.registry.known())
+    : [];
   for (const id of plan.groups.flatMap((g) => g.machineIds)) {
     const machine = await vault.store.machines.get(id);
     if (!machine) {

@@ -1,0 +1,171 @@
+import { spawn } from 'node:child_process';
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { LoadedScript } from './script-registry.ts';
+import type { ScriptUser } from './script-user.ts';
+
+/** The PATH scripts get: the system's programs, nothing from the vault's environment. */
+export const SCRIPT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+/** Output kept from the start and from the end of a run; what lies between is cut. */
+export const SCRIPT_OUTPUT_HEAD_BYTES = 32 * 1024;
+export const SCRIPT_OUTPUT_TAIL_BYTES = 32 * 1024;
+
+export interface ScriptResult {
+  exitCode: number | null;
+  /** The signal that ended it (SIGKILL after a timeout or a cancel). */
+  signal: string | null;
+  timedOut: boolean;
+  /** Ended because the job was cancelled. */
+  cancelled: boolean;
+  durationMs: number;
+  /** stdout and stderr interleaved: the first and last bytes, with a line saying how much was cut between. */
+  output: string;
+  outputBytes: number;
+  outputTruncated: boolean;
+}
+
+export interface ScriptRequest {
+  script: LoadedScript;
+  user: ScriptUser;
+  /** HAVEN_* variables; the only ones the script sees besides PATH, HOME, TMPDIR and LANG. */
+  env: Record<`HAVEN_${string}`, string>;
+  timeoutMs: number;
+  signal?: AbortSignal;
+  headBytes?: number;
+  tailBytes?: number;
+}
+
+/** Keeps the first `head` and the last `tail` bytes of a stream, counting all. */
+class BoundedOutput {
+  readonly #head: Buffer;
+  #headLength = 0;
+  #tail: Buffer[] = [];
+  #tailLength = 0;
+  readonly #tailMax: number;
+  total = 0;
+
+  constructor(head: number, tail: number) {
+    this.#head = Buffer.alloc(head);
+    this.#tailMax = tail;
+  }
+
+  add(chunk: Buffer): void {
+    this.total += chunk.length;
+    const toHead = Math.min(chunk.length, this.#head.length - this.#headLength);
+    chunk.copy(this.#head, this.#headLength, 0, toHead);
+    this.#headLength += toHead;
+    const rest = chunk.subarray(toHead);
+    if (rest.length === 0) return;
+    this.#tail.push(rest);
+    this.#tailLength += rest.length;
+    if (this.#tailLength > this.#tailMax * 2) this.#compact();
+  }
+
+  #compact(): void {
+    const joined = Buffer.concat(this.#tail);
+    const kept = joined.subarray(Math.max(0, joined.length - this.#tailMax));
+    this.#tail = [Buffer.from(kept)];
+    this.#tailLength = kept.length;
+  }
+
+  result(): { output: string; truncated: boolean } {
+    this.#compact();
+    const head = this.#head.subarray(0, this.#headLength);
+    const tail = this.#tail[0] ?? Buffer.alloc(0);
+    const cut = this.total - head.length - tail.length;
+    if (cut === 0) return { output: Buffer.concat([head, tail]).toString('utf8'), truncated: false };
+    return {
+      output: `${head.toString('utf8')}\n[… ${cut} bytes of output cut …]\n${tail.toString('utf8')}`,
+      truncated: true,
+    };
+  }
+}
+
+/**
+ * Runs a registered script: as `request.user`, with a clean environment, in a
+ * fresh working folder outside the vault's data, in its own process group
+ * that is killed at the time limit, on cancel, and when the script exits (so
+ * nothing it started in the background outlives it), with bounded output.
+ * The script runs from a copy of the content that was read and hashed.
+ */
+export async function runScript(request: ScriptRequest): Promise<ScriptResult> {
+  const { user } = request;
+  const root = await mkdtemp(join(tmpdir(), 'haven-script-'));
+  try {
+    const file = join(root, request.script.name);
+    const work = join(root, 'work');
+    await writeFile(file, request.script.content, { mode: 0o500 });
+    await mkdir(work, { mode: 0o700 });
+    if (user.uid !== undefined && user.gid !== undefined) {
+      // The script's user may enter the run folder and run the copy, and write only in work/.
+      await chmod(root, 0o711);
+      await chown(file, 0, user.gid);
+      await chmod(file, 0o550);
+      await chown(work, user.uid, user.gid);
+    }
+    return await spawnBounded(file, work, request);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+function spawnBounded(file: string, work: string, request: ScriptRequest): Promise<ScriptResult> {
+  const output = new BoundedOutput(
+    request.headBytes ?? SCRIPT_OUTPUT_HEAD_BYTES,
+    request.tailBytes ?? SCRIPT_OUTPUT_TAIL_BYTES,
+  );
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, [], {
+      cwd: work,
+      env: { PATH: SCRIPT_PATH, HOME: work, TMPDIR: work, LANG: 'C.UTF-8', ...request.env },
+      ...(request.user.uid !== undefined ? { uid: request.user.uid } : {}),
+      ...(request.user.gid !== undefined ? { gid: request.user.gid } : {}),
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.on('data', (chunk: Buffer) => output.add(chunk));
+    child.stderr.on('data', (chunk: Buffer) => output.add(chunk));
+    let timedOut = false;
+    let cancelled = false;
+    const killGroup = () => {
+      try {
+        if (child.pid) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup();
+    }, request.timeoutMs);
+    const onAbort = () => {
+      cancelled = true;
+      killGroup();
+    };
+    request.signal?.addEventListener('abort', onAbort, { once: true });
+    // What it left running in its group would hold the pipes open: end it with the script.
+    child.on('exit', killGroup);
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      request.signal?.removeEventListener('abort', onAbort);
+      reject(error);
+    });
+    child.on('close', (exitCode, signal) => {
+      clearTimeout(timer);
+      request.signal?.removeEventListener('abort', onAbort);
+      const { output: text, truncated } = output.result();
+      resolve({
+        exitCode,
+        signal,
+        timedOut,
+        cancelled,
+        durationMs: Math.round(performance.now() - started),
+        output: text,
+        outputBytes: output.total,
+        outputTruncated: truncated,
+      });
+    });
+  });
+}

@@ -146,6 +146,8 @@ export interface ReplicationSnapshot {
   state: 'initial-sync' | 'resync' | 'streaming' | 'paused' | 'stopped' | 'error' | 'unreachable';
   /** 0..100 during initial replication or resync. */
   progress: number;
+  /** While an initial copy or resync runs: bytes compared and copied of the bytes it has to. */
+  copy?: { doneBytes: number; totalBytes: number } | null;
   /**
    * Seconds of writes that a failover now would lose: 0 when everything the
    * machine wrote is at the replica, else the age of the oldest write that is not.

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type RunningVault, startVault } from '../app/start-vault.ts';
-import type { Host, Job, Machine, Policy, Site } from '../domain/model.ts';
+import type { Host, Job, Machine, Policy, RecoveryPoint, Site } from '../domain/model.ts';
 import * as schemas from './schemas.ts';
 
 let vault: RunningVault;
@@ -438,6 +438,32 @@ describe('REST API: resources', () => {
     ]) {
       assert.deepEqual(schema.parse({}), {});
     }
+  });
+
+  it('lists recovery points oldest first by sequence: …@1000 after …@999 at the same time', async () => {
+    const machine = await createMachine('seq-01');
+    const time = '2026-11-01T10:00:00.123Z';
+    for (const sequence of [1000, 999]) {
+      await vault.context.store.recoveryPoints.add({
+        id: `${machine.id}/disk0@${sequence}`,
+        machineId: machine.id,
+        time,
+        sequence,
+        type: 'crash-consistent',
+        groupPointId: null,
+        processed: true,
+        sizeBytes: 0,
+      });
+    }
+    const { body } = await call<{ recoveryPoints: RecoveryPoint[] }>(
+      'GET',
+      `/machines/${machine.id}/recovery-points`,
+      { token: viewer },
+    );
+    assert.deepEqual(
+      body.recoveryPoints.map((p) => p.id),
+      [`${machine.id}/disk0@999`, `${machine.id}/disk0@1000`],
+    );
   });
 
   it('answers 404 for unknown things', async () => {

@@ -272,7 +272,8 @@ export class DiskReplicator {
       interrupted ??
       (!this.#persisted.synced
         ? 'initial'
-        : this.#requested !== null
+        : // A bitmap resync waits until the records before the overflow are streamed (see #stream).
+          this.#requested !== null && this.#requested !== 'bitmap'
           ? this.#requested
           : next < journal.status.firstSeq && journal.status.writtenSeq >= next
             ? 'hash'
@@ -332,9 +333,10 @@ export class DiskReplicator {
     this.#state = 'streaming';
     for (;;) {
       link.check();
-      if (this.#requested !== null) {
+      const wanted = this.#requested;
+      if (wanted === 'hash' || wanted === 'full') {
         await link.drained();
-        next = await this.#sync(link, this.#requested);
+        next = await this.#sync(link, wanted);
         this.#state = 'streaming';
         continue;
       }
@@ -354,11 +356,11 @@ export class DiskReplicator {
         if (batch.length > 0) await this.#sendBatch(link, batch);
         continue;
       }
-      if (journal.resyncRequired && this.#window.isEmpty) {
+      if ((journal.resyncRequired || wanted === 'bitmap') && this.#window.isEmpty) {
         // Everything journaled before the overflow is replicated: now copy the dirty regions
-        // (unless an acknowledged resync is just clearing the bitmap).
+        // (unless an acknowledged resync is just clearing the bitmap; one asked for then finds none).
         await link.drained();
-        if (!journal.resyncRequired) continue;
+        if (!journal.resyncRequired && this.#requested !== 'bitmap') continue;
         next = await this.#sync(link, 'bitmap');
         this.#state = 'streaming';
         continue;

@@ -1,4 +1,5 @@
 import type { LifecycleOperation } from '../../src/domain/lifecycle.ts';
+import type { RecoveryPoint } from '../../src/domain/model.ts';
 
 /** How each lifecycle operation is named and explained in the portal (SPEC §2). */
 export const OPERATION_TEXT: Record<LifecycleOperation, { title: string; explain: string }> = {
@@ -106,3 +107,11 @@ export const POINT_OPTIONS: { value: RecoveryPointOption; title: string; tradeOf
       tradeOff: 'Any listed point: pick one on the timeline or in the list.',
     },
   ];
+
+/** One machine's points newest first: by their place in its history (sequence), never by id as text. */
+export function newestFirst(
+  a: Pick<RecoveryPoint, 'sequence' | 'time'>,
+  b: Pick<RecoveryPoint, 'sequence' | 'time'>,
+): number {
+  return b.sequence - a.sequence || b.time.localeCompare(a.time);
+}

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type RunningVault, startVault } from '../app/start-vault.ts';
-import type { Host, Job, Machine, Policy, Site } from '../domain/model.ts';
+import type { Host, Job, Machine, Policy, RecoveryPoint, Site } from '../domain/model.ts';
+import * as schemas from './schemas.ts';
 
 let vault: RunningVault;
 let dataDir: string;
@@ -386,6 +387,83 @@ describe('REST API: resources', () => {
     assert.equal((job.output.verified as { hosts: number }).hosts, 3);
     const cancel = await call<ErrorBody>('POST', `/jobs/${job.id}/cancel`, { token: operator });
     assert.equal(cancel.status, 409);
+  });
+
+  it('PATCH keeps what it was not given (recovery settings, policies, sites, hosts)', async () => {
+    const machine = await createMachine('app-07');
+    const patched = await call<Machine>('PATCH', `/machines/${machine.id}/recovery-settings`, {
+      token: operator,
+      body: { cpus: 4 },
+    });
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+    assert.deepEqual(patched.body.recoverySettings, { ...machine.recoverySettings, cpus: 4 });
+    const stored = (await call<Machine>('GET', `/machines/${machine.id}`, { token: viewer })).body;
+    assert.equal(stored.recoverySettings.nics.length, 1);
+    assert.equal(stored.recoverySettings.nics[0]!.network, 'lan');
+    assert.equal(stored.recoverySettings.memoryMiB, 1024);
+
+    const policy = (
+      await call<Policy>('POST', '/policies', {
+        token: admin,
+        body: {
+          name: 'silver',
+          rpoThresholdSeconds: 300,
+          retentionSeconds: 7200,
+          appConsistentFrequencySeconds: 600,
+        },
+      })
+    ).body;
+    const edited = await call<Policy>('PATCH', `/policies/${policy.id}`, {
+      token: admin,
+      body: { rpoThresholdSeconds: 600 },
+    });
+    assert.equal(edited.status, 200, JSON.stringify(edited.body));
+    assert.deepEqual(
+      [
+        edited.body.rpoThresholdSeconds,
+        edited.body.retentionSeconds,
+        edited.body.appConsistentFrequencySeconds,
+      ],
+      [600, 7200, 600],
+    );
+    const site = await call<Site>('PATCH', '/sites/dc1', { token: admin, body: { testNetwork: 'dc1-test' } });
+    assert.equal(site.status, 200, JSON.stringify(site.body));
+    assert.deepEqual(site.body.networkMapping, { lan: 'lan-dr' });
+    // No PATCH schema fills in a default for a field the request did not name.
+    for (const schema of [
+      schemas.updateRecoverySettings,
+      schemas.updatePolicy,
+      schemas.updateSite,
+      schemas.updateHost,
+    ]) {
+      assert.deepEqual(schema.parse({}), {});
+    }
+  });
+
+  it('lists recovery points oldest first by sequence: …@1000 after …@999 at the same time', async () => {
+    const machine = await createMachine('seq-01');
+    const time = '2026-11-01T10:00:00.123Z';
+    for (const sequence of [1000, 999]) {
+      await vault.context.store.recoveryPoints.add({
+        id: `${machine.id}/disk0@${sequence}`,
+        machineId: machine.id,
+        time,
+        sequence,
+        type: 'crash-consistent',
+        groupPointId: null,
+        processed: true,
+        sizeBytes: 0,
+      });
+    }
+    const { body } = await call<{ recoveryPoints: RecoveryPoint[] }>(
+      'GET',
+      `/machines/${machine.id}/recovery-points`,
+      { token: viewer },
+    );
+    assert.deepEqual(
+      body.recoveryPoints.map((p) => p.id),
+      [`${machine.id}/disk0@999`, `${machine.id}/disk0@1000`],
+    );
   });
 
   it('answers 404 for unknown things', async () => {

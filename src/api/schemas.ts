@@ -66,7 +66,14 @@ export const createMachine = z.object({
   recoverySettings: recoverySettings.optional(),
 });
 
-export const updateRecoverySettings = recoverySettings.partial();
+/**
+ * PATCH bodies name only what changes: no field has a default (zod's
+ * `.partial()` keeps defaults, so `{"cpus":2}` would come back with `nics: []`
+ * and wipe the stored NICs). The handler merges what was given onto what is stored.
+ */
+export const updateRecoverySettings = recoverySettings
+  .extend({ nics: z.array(nicSettings).optional() })
+  .partial();
 
 export const listMachines = z.object({
   state: z.string().optional(),

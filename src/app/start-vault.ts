@@ -31,6 +31,7 @@ import {
 } from '../vault/jobs/failover-jobs.ts';
 import type { VaultJobInputs } from '../vault/jobs/job-inputs.ts';
 import { disableReplicationJob, enableReplicationJob } from '../vault/jobs/replication-jobs.ts';
+import { resyncJob } from '../vault/jobs/resync-job.ts';
 import { vaultBackupJob } from '../vault/jobs/vault-backup-job.ts';
 import { recoveryPlanJob } from '../vault/plans/index.ts';
 import { ReplicationMonitor } from '../vault/replication-monitor.ts';
@@ -132,6 +133,7 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
         reprotectJob(() => context!),
         failbackJob(() => context!),
         completeFailoverJob(() => context!),
+        resyncJob(() => context!),
         recoveryPlanJob(() => context!),
         ...(options.jobs ?? []),
       ],

@@ -146,6 +146,8 @@ export interface ReplicationSnapshot {
   state: 'initial-sync' | 'resync' | 'streaming' | 'paused' | 'stopped' | 'error' | 'unreachable';
   /** 0..100 during initial replication or resync. */
   progress: number;
+  /** While an initial copy or resync runs: bytes compared and copied of the bytes it has to. */
+  copy?: { doneBytes: number; totalBytes: number } | null;
   /**
    * Seconds of writes that a failover now would lose: 0 when everything the
    * machine wrote is at the replica, else the age of the oldest write that is not.
@@ -190,9 +192,16 @@ export interface Machine {
 export type RecoveryPointType = 'crash-consistent' | 'app-consistent';
 
 export interface RecoveryPoint {
+  /** A name only: ids never order points (`…@999` is older than `…@1000`); `sequence` does. */
   id: string;
   machineId: string;
   time: string;
+  /**
+   * Where the point stands in its machine's replica history: the journal
+   * sequence of its record (on the machine's first disk when it has several).
+   * Orders one machine's points, also when their times are equal.
+   */
+  sequence: number;
   type: RecoveryPointType;
   /** Shared multi-machine point id when the point belongs to a consistency-group cut. */
   groupPointId: string | null;

@@ -23,19 +23,27 @@ const MACHINES = [
 ];
 const BASE = Date.parse('2026-11-01T00:00:00.000Z');
 
-/** A random catalog: few distinct times (so ties happen), some group cuts, some points missing from cuts. */
+/**
+ * A random catalog: few distinct times (so ties happen), some group cuts, some
+ * points missing from cuts. Times never go back as sequences grow, as in a
+ * replica's history.
+ */
 function randomCatalog(random: () => number): RecoveryPoint[] {
   const points: RecoveryPoint[] = [];
   const count = Math.floor(random() * 12);
   let n = 0;
+  let minutes = 0;
   for (let i = 0; i < count; i++) {
-    const time = new Date(BASE + Math.floor(random() * 8) * 60_000).toISOString();
+    minutes += random() < 0.5 ? 0 : 1;
+    const time = new Date(BASE + minutes * 60_000).toISOString();
     const cut = random() < 0.4 ? `g-${i}` : null;
     for (const m of MACHINES) {
       // Group cuts sometimes miss a member; plain points belong to one machine.
       if (cut === null ? random() < 0.6 : random() < 0.15) continue;
       points.push({
-        id: `p-${n++}`,
+        // Ids as text do not sort like their sequences (p-10 < p-9): only sequences order points.
+        id: `p-${n}`,
+        sequence: n++,
         machineId: m.id,
         time,
         type: random() < 0.4 ? 'app-consistent' : 'crash-consistent',
@@ -53,10 +61,10 @@ function randomCatalog(random: () => number): RecoveryPoint[] {
   return points;
 }
 
-/** Brute force: sort every candidate newest first (time, then id) and take the first. */
+/** Brute force: sort every candidate newest first (time, then sequence) and take the first. */
 function bruteNewest(points: RecoveryPoint[]): RecoveryPoint | undefined {
   return [...points].sort((a, b) =>
-    a.time !== b.time ? (a.time < b.time ? 1 : -1) : a.id < b.id ? 1 : a.id > b.id ? -1 : 0,
+    a.time !== b.time ? (a.time < b.time ? 1 : -1) : b.sequence - a.sequence,
   )[0];
 }
 
@@ -82,14 +90,21 @@ function bruteGroup(catalog: RecoveryPoint[], memberIds: string[], appConsistent
       .map((p) => p.time)
       .sort()
       .at(-1)!;
-    // ids are visited in descending order, so on equal times the first one seen wins.
-    if (!best || time > best.time) best = { groupPointId: g, time, points };
+    // On equal times the cut later in the first member's history wins.
+    const first = memberIds[0]!;
+    if (
+      !best ||
+      time > best.time ||
+      (time === best.time && points[first]!.sequence > best.points[first]!.sequence)
+    )
+      best = { groupPointId: g, time, points };
   }
   return best;
 }
 
 function point(partial: Partial<RecoveryPoint> & Pick<RecoveryPoint, 'id' | 'time'>): RecoveryPoint {
   return {
+    sequence: Date.parse(partial.time),
     machineId: 'm-a',
     type: 'crash-consistent',
     groupPointId: null,
@@ -180,6 +195,31 @@ describe('recovery point selection against a brute-force model', () => {
     }
     // The generator must exercise both outcomes, or the property says little.
     assert.ok(counts.found > 1000 && counts.missing > 300, JSON.stringify(counts));
+  });
+
+  it('orders by sequence, never by id as text: …@1000 is newer than …@999, also at the same time', () => {
+    const time = '2026-11-01T10:00:00.123Z';
+    const catalog = [
+      point({ id: 'm-a/disk0@1000', time, sequence: 1000 }),
+      point({ id: 'm-a/disk0@999', time, sequence: 999 }),
+    ];
+    const m = MACHINES[0]!;
+    for (const order of [catalog, [...catalog].reverse()]) {
+      assert.equal(selectRecoveryPoint(order, m, { option: 'latest' }).point.id, 'm-a/disk0@1000');
+      assert.equal(selectRecoveryPoint(order, m, { option: 'latest-processed' }).point.id, 'm-a/disk0@1000');
+    }
+    // A clock that went back does not reorder one machine's history.
+    const skewed = [
+      point({ id: 'm-a/disk0@1000', time: '2026-11-01T09:59:59.000Z', sequence: 1000 }),
+      point({ id: 'm-a/disk0@999', time, sequence: 999 }),
+    ];
+    assert.equal(selectRecoveryPoint(skewed, m, { option: 'latest' }).point.id, 'm-a/disk0@1000');
+    // Retention keeps the newest by sequence.
+    const kept = pointsWithinRetention(catalog, { retentionSeconds: 1 }, '2026-11-02T00:00:00Z');
+    assert.deepEqual(
+      kept.map((p) => p.id),
+      ['m-a/disk0@1000'],
+    );
   });
 
   it('prefers an unprocessed newer point for latest, a processed one for latest-processed', () => {

@@ -50,10 +50,16 @@ function timeOf(point: RecoveryPoint): number {
   return Date.parse(point.time);
 }
 
-/** Newest first; equal times fall back to the id so the choice never depends on catalog order. */
+/**
+ * Whether `a` is newer than `b`. One machine's points follow its replica's
+ * history (sequence), whatever their clock times say; points of different
+ * machines compare by time, equal times by sequence, so the choice never
+ * depends on catalog order. Ids are names: as text `…@999` sorts after `…@1000`.
+ */
 function newer(a: RecoveryPoint, b: RecoveryPoint): boolean {
+  if (a.machineId === b.machineId && a.sequence !== b.sequence) return a.sequence > b.sequence;
   const d = timeOf(a) - timeOf(b);
-  return d > 0 || (d === 0 && a.id > b.id);
+  return d > 0 || (d === 0 && a.sequence > b.sequence);
 }
 
 function newest(points: readonly RecoveryPoint[]): RecoveryPoint | undefined {
@@ -147,12 +153,15 @@ export function selectGroupRecoveryPoint(
   }
   let best: GroupRecoveryPointSelection | undefined;
   let bestTime = Number.NEGATIVE_INFINITY;
+  // Two cuts of equal time: the one later in the history of a member (the same for every member).
+  const anchor = members[0]!.id;
   for (const [groupPointId, cut] of cuts) {
     if (cut.size !== memberIds.size) continue;
     const points = [...cut.values()];
     const latest = newest(points)!;
     const t = timeOf(latest);
-    if (best === undefined || t > bestTime || (t === bestTime && groupPointId > best.groupPointId)) {
+    const later = () => cut.get(anchor)!.sequence > best!.points[anchor]!.sequence;
+    if (best === undefined || t > bestTime || (t === bestTime && later())) {
       best = { groupPointId, time: latest.time, points: Object.fromEntries(cut), needsProcessing: false };
       bestTime = t;
     }

@@ -175,7 +175,7 @@ test('a new host enrols, keeps its identity in host.json (0600) and connects', a
   assert.equal((events.at(-1)!.event as { kind: string }).kind, 'disk-error');
 });
 
-test('operations without a data path answer not_available, naming the operation and its issue', async () => {
+test('operations without a data path answer not_available, naming the operation and what the host lacks', async () => {
   const host = await agent({
     dataDir: await dataDir(),
     enrol: { apiUrl, token: 'good-2', name: 'b', site: 's' },
@@ -188,7 +188,7 @@ test('operations without a data path answer not_available, naming the operation 
     message: 'disk.attach is not available: this host runs no disk service',
   });
   const methods = hostMethods().filter((m) => !m.startsWith('host.'));
-  assert.equal(methods.length, 32);
+  assert.equal(methods.length, 33);
   for (const method of methods) {
     await assert.rejects(server.call(hostId, method, {}), (error: unknown) => {
       assert.ok(error instanceof HavenError);

@@ -139,8 +139,10 @@ export interface ReplicationStatus {
   /** The machine's disks this host does not serve as it should; empty when every one is served. */
   brokenDisks: BrokenDiskPath[];
   state: ReplicationState;
-  /** 0..100 during initial sync or resync. */
+  /** 0..100 during initial sync or resync (by bytes, each disk weighted by its size). */
   progress: number;
+  /** While a sync runs: bytes worked through (compared and copied) of the bytes it has to. */
+  copy?: { doneBytes: number; totalBytes: number } | null;
   /** Age of the oldest write not yet at the target. */
   lagSeconds: number | null;
   /** Journal bytes not yet acknowledged, plus regions still to be copied by a resync. */
@@ -155,11 +157,26 @@ export interface ReplicationStatus {
     diskBytes: number;
     /** Bytes the copy covered (the whole disk, the diverged regions, or the differing blocks). */
     regionBytes: number;
+    /** Bytes of the regions copied so far. */
+    copiedBytes: number;
+    /** Hash compare: bytes of the disk compared so far (null for other kinds). */
+    comparedBytes: number | null;
     wireBytes: number;
     blocksCompared: number | null;
     blocksDiffering: number | null;
     completed: boolean;
   }>;
+  /** Per disk: the resync requests its sender answered so far (see `Replication.resync`). */
+  resyncRequests?: Array<{ diskId: string; senderId: string; done: number }>;
+}
+
+/** How `replication.resync` resyncs a disk (what the vault's resync job shows). */
+export type DiskResyncKind = 'bitmap' | 'hash' | 'full';
+
+/** A resync asked of a machine's disks: it is done when each disk's sender answered its request. */
+export interface ResyncRequested {
+  machineId: string;
+  disks: Array<{ diskId: string; kind: DiskResyncKind; senderId: string; request: number }>;
 }
 
 /**
@@ -201,6 +218,13 @@ export interface Replication {
   status(params: { machineId: string }): Promise<ReplicationStatus>;
   /** Lets a peer host's sender deliver to this host's receiver (its certificate fingerprint, from the vault). */
   allowSender(params: { fingerprint: string }): Promise<void>;
+  /**
+   * Resyncs every replicated disk of the machine while it keeps running: the
+   * regions of the dirty bitmap when the journal overflowed into it, else a
+   * hash compare (only differing blocks sent); `full` copies whole disks.
+   * Watch `status().resyncRequests` for the answer.
+   */
+  resync(params: { machineId: string; full: boolean }): Promise<ResyncRequested>;
 }
 
 // ---- replica store (recovery side) ----------------------------------------
@@ -320,7 +344,7 @@ export const HOST_OPERATIONS = {
     'insertMarkerHeld',
     'releaseWrites',
   ],
-  replication: ['start', 'stop', 'reconcile', 'status', 'allowSender'],
+  replication: ['start', 'stop', 'reconcile', 'status', 'allowSender', 'resync'],
   replica: [
     'listPoints',
     'openView',

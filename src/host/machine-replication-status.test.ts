@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { DiskReplicationStatus } from '../replication/index.ts';
+import type { DiskReplicationStatus, SyncReport } from '../replication/index.ts';
+import { newSyncReport } from '../replication/sync-report.ts';
 import { machineReplicationStatus, type SendingFrom } from './machine-replication-status.ts';
 
 const disk = (diskKey: string, more: Partial<DiskReplicationStatus> = {}): DiskReplicationStatus => ({
@@ -18,6 +19,7 @@ const disk = (diskKey: string, more: Partial<DiskReplicationStatus> = {}): DiskR
   connects: 1,
   lastError: null,
   lastSync: null,
+  resyncRequests: { senderId: 's', last: 0, done: 0 },
   ...more,
 });
 const noWrites = () => null;
@@ -59,7 +61,7 @@ test("the machine's state is its least advanced disk's", () => {
   );
 });
 
-test('progress averages the syncing disks; queued bytes count regions still to copy', () => {
+test('progress averages the syncing disks (fractions 0..1 as percent); queued bytes count regions still to copy', () => {
   const from: SendingFrom = {
     journal: { dirtyRegions: () => [{ offset: 0, length: 4096 }] },
     exportName: null,
@@ -68,8 +70,8 @@ test('progress averages the syncing disks; queued bytes count regions still to c
   const status = machineReplicationStatus(
     'vm1',
     [
-      disk('vm1/d0', { syncProgress: 20, wireBytesSent: 10 }),
-      disk('vm1/d1', { syncProgress: 41, wireBytesSent: 5, resyncRequired: true, bytesPending: 100 }),
+      disk('vm1/d0', { syncProgress: 0.2, wireBytesSent: 10 }),
+      disk('vm1/d1', { syncProgress: 0.41, wireBytesSent: 5, resyncRequired: true, bytesPending: 100 }),
       disk('vm1/d2', { lastError: 'refused' }),
     ],
     new Map([['vm1/d1', from]]),
@@ -80,6 +82,42 @@ test('progress averages the syncing disks; queued bytes count regions still to c
   assert.equal(status.sentBytes, 15);
   assert.equal(status.lastError, 'refused');
   assert.equal(status.state, 'resync');
+});
+
+test('progress weighs each disk by its size and counts bytes worked through of bytes to do', () => {
+  const report = (kind: 'initial' | 'hash', diskBytes: number, more: Partial<SyncReport>): SyncReport => ({
+    ...newSyncReport(kind, diskBytes),
+    ...more,
+  });
+  const status = machineReplicationStatus(
+    'vm1',
+    [
+      disk('vm1/d0', {
+        state: 'initial-sync',
+        syncProgress: 0.5,
+        lastSync: report('initial', 300, { regionBytes: 300, copiedBytes: 150 }),
+      }),
+      disk('vm1/d1', {
+        state: 'resync',
+        syncProgress: 0.25,
+        lastSync: report('hash', 100, { comparedBytes: 50 }),
+      }),
+    ],
+    new Map(),
+    noWrites,
+  );
+  // (300 × 0.5 + 100 × 0.25) / 400
+  assert.equal(status.progress, 43);
+  assert.deepEqual(status.copy, { doneBytes: 150 + 50, totalBytes: 300 + 100 });
+  assert.equal(status.state, 'initial-sync');
+  // A copy that has not finished never shows 100 %.
+  const almost = machineReplicationStatus(
+    'vm1',
+    [disk('vm1/d0', { state: 'initial-sync', syncProgress: 0.999 })],
+    new Map(),
+    noWrites,
+  );
+  assert.equal(almost.progress, 99);
 });
 
 test('lag is the age of the oldest write the target does not hold', () => {

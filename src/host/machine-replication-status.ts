@@ -4,7 +4,7 @@
  */
 import type { WriteJournal } from '../disk/index.ts';
 import { regionBytes } from '../replica/index.ts';
-import type { DiskReplicationStatus } from '../replication/index.ts';
+import type { DiskReplicationStatus, SyncReport } from '../replication/index.ts';
 import { diskIdOf, isDiskOf } from './disk-key.ts';
 import type { ReplicationStatus } from './host-services.ts';
 
@@ -41,10 +41,17 @@ export function machineReplicationStatus(
   }
   const worst = mine.map((s) => s.state).sort((a, b) => RANK.indexOf(a) - RANK.indexOf(b))[0]!;
   const syncing = mine.filter((s) => s.syncProgress !== null);
+  // Each disk's share of the copy is its size: a small disk done does not make the machine half done.
+  const weight = (s: DiskReplicationStatus) => Math.max(1, s.lastSync?.diskBytes ?? 1);
+  const totalWeight = syncing.reduce((sum, s) => sum + weight(s), 0);
   const progress =
     syncing.length === 0
       ? 100
-      : Math.floor(syncing.reduce((sum, s) => sum + (s.syncProgress ?? 0), 0) / syncing.length);
+      : Math.min(
+          99,
+          Math.floor((100 * syncing.reduce((sum, s) => sum + weight(s) * s.syncProgress!, 0)) / totalWeight),
+        );
+  const copies = syncing.flatMap((s) => (s.lastSync === null ? [] : [syncBytes(s.lastSync)]));
   let lag: number | null = 0;
   let queued = 0;
   for (const s of mine) {
@@ -68,6 +75,18 @@ export function machineReplicationStatus(
     queuedBytes: queued,
     sentBytes: mine.reduce((sum, s) => sum + s.wireBytesSent, 0),
     lastError: mine.find((s) => s.lastError)?.lastError ?? null,
+    copy:
+      copies.length === 0
+        ? null
+        : {
+            doneBytes: copies.reduce((n, c) => n + c.doneBytes, 0),
+            totalBytes: copies.reduce((n, c) => n + c.totalBytes, 0),
+          },
+    resyncRequests: mine.map((s) => ({
+      diskId: diskIdOf(s.diskKey),
+      senderId: s.resyncRequests.senderId,
+      done: s.resyncRequests.done,
+    })),
     syncs: mine.flatMap((s) =>
       s.lastSync === null
         ? []
@@ -77,6 +96,8 @@ export function machineReplicationStatus(
               kind: s.lastSync.kind,
               diskBytes: s.lastSync.diskBytes,
               regionBytes: s.lastSync.regionBytes,
+              copiedBytes: s.lastSync.copiedBytes,
+              comparedBytes: s.lastSync.comparedBytes,
               wireBytes: s.lastSync.wireBytes,
               blocksCompared: s.lastSync.blocksCompared,
               blocksDiffering: s.lastSync.blocksDiffering,
@@ -84,5 +105,16 @@ export function machineReplicationStatus(
             },
           ],
     ),
+  };
+}
+
+/** Bytes a sync has worked through of what it has to: a hash compare reads the whole disk, then copies what differs. */
+function syncBytes(report: SyncReport): { doneBytes: number; totalBytes: number } {
+  const whole = report.kind === 'initial' || report.kind === 'full';
+  return {
+    doneBytes: (report.comparedBytes ?? 0) + report.copiedBytes,
+    totalBytes: whole
+      ? report.diskBytes
+      : report.regionBytes + (report.comparedBytes === null ? 0 : report.diskBytes),
   };
 }

@@ -14,9 +14,15 @@ import { type HostIdentity, type Receiver, type ReplicationSource, Sender } from
 import { readSenderState, type SenderDiskState, writeSenderState } from '../replication/sender-state.ts';
 import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
 import { brokenDiskPaths } from './broken-disk-paths.ts';
-import { diskKeyOf, isDiskOf, machineIdOf } from './disk-key.ts';
+import { diskIdOf, diskKeyOf, isDiskOf, machineIdOf } from './disk-key.ts';
 import { exportNameOf } from './host-disk-service.ts';
-import type { Replication, ReplicationStatus, ReplicationTarget } from './host-services.ts';
+import type {
+  DiskResyncKind,
+  Replication,
+  ReplicationStatus,
+  ReplicationTarget,
+  ResyncRequested,
+} from './host-services.ts';
 import type { HostStateFile } from './host-state-file.ts';
 import { machineReplicationStatus, type SendingFrom } from './machine-replication-status.ts';
 import type { ViewRegistry, WritableView } from './view-registry.ts';
@@ -105,6 +111,25 @@ export class ReplicationService implements Replication {
   async allowSender({ fingerprint }: { fingerprint: string }): Promise<void> {
     this.#receiver.allowSender(fingerprint);
     await this.#state.trustSender(fingerprint);
+  }
+
+  async resync({ machineId, full }: { machineId: string; full: boolean }): Promise<ResyncRequested> {
+    const mine = this.#sender.statuses().filter((x) => isDiskOf(x.diskKey, machineId));
+    if (mine.length === 0) {
+      throw new HavenError(
+        'operation_not_allowed',
+        `machine '${machineId}' is not replicated from this host; start replication before a resync`,
+        { machineId, allowed: ['replication.start'] },
+      );
+    }
+    const disks: ResyncRequested['disks'] = [];
+    for (const s of mine) {
+      // The dirty bitmap knows what diverged; without it only comparing hashes can tell.
+      const kind: DiskResyncKind = full ? 'full' : s.resyncRequired ? 'bitmap' : 'hash';
+      const ticket = this.#sender.requestResync(s.diskKey, kind);
+      disks.push({ diskId: diskIdOf(s.diskKey), kind, ...ticket });
+    }
+    return { machineId, disks };
   }
 
   /** Starts again what replicated before the agent stopped (views and disks are back by then). */

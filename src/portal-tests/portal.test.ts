@@ -254,6 +254,7 @@ describe('portal', { timeout: 120_000 }, () => {
         id: `${name}-p`,
         machineId: m.id,
         time: new Date(now - (names.indexOf(name) + 1) * 30_000).toISOString(),
+        sequence: 1,
         type: 'crash-consistent',
         groupPointId: null,
         processed: true,

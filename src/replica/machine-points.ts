@@ -22,6 +22,7 @@ export function machinePoints(machineId: string, diskKeys: string[], store: Poin
     id,
     machineId,
     time: p.time,
+    sequence: p.seq,
     type: p.type === 'app-consistent' ? 'app-consistent' : 'crash-consistent',
     groupPointId: p.groupPointId,
     // The replica store serves every durable record at once: nothing waits to be processed.

@@ -1,3 +1,4 @@
+import type { ResyncTicket } from './sender-state.ts';
 import type { SyncReport } from './sync-report.ts';
 
 export type ReplicationState = 'connecting' | 'initial-sync' | 'resync' | 'streaming' | 'paused' | 'error';
@@ -24,4 +25,6 @@ export interface DiskReplicationStatus {
   connects: number;
   lastError: string | null;
   lastSync: SyncReport | null;
+  /** Resync requests of this sender: the last asked for and the last answered (see ResyncTicket). */
+  resyncRequests: { senderId: ResyncTicket['senderId']; last: number; done: number };
 }

@@ -13,7 +13,14 @@ import { connectPinned, type HostIdentity } from './replication-tls.ts';
 import { NO_RECORDS, RECHECK_MS, SendWindow } from './send-window.ts';
 import { LinkClosed, SenderLink, type WireCounters } from './sender-link.ts';
 import type { DiskSenderOptions } from './sender-options.ts';
-import { readSenderState, type SenderDiskState, type SyncKind, writeSenderState } from './sender-state.ts';
+import {
+  type ResyncKind,
+  type ResyncTicket,
+  readSenderState,
+  type SenderDiskState,
+  type SyncKind,
+  writeSenderState,
+} from './sender-state.ts';
 import { Signal } from './signal.ts';
 import type { SyncPlan } from './sync-plan.ts';
 import { newSyncReport, type SyncReport } from './sync-report.ts';
@@ -48,6 +55,9 @@ const SYNC_BEGIN_KIND: Record<SyncKind, SyncBeginMessage['kind']> = {
   hash: 'resync',
 };
 
+/** Strength of a requested sync: a stronger one covers a weaker one asked for before it starts. */
+const REQUEST_RANK: Record<ResyncKind, number> = { bitmap: 0, hash: 1, full: 2 };
+
 /** What every disk of one sender shares. */
 export interface SenderHost {
   identity: Pick<HostIdentity, 'keyPem' | 'certPem'>;
@@ -67,7 +77,12 @@ export class DiskReplicator {
   #state: ReplicationState = 'connecting';
   #stopped = false;
   #paused = false;
-  #requested: SyncKind | null = null;
+  #requested: ResyncKind | null = null;
+  /** Resync requests are numbered; a completed sync answers every request made before it began. */
+  readonly #senderId = randomUUID();
+  #lastRequest = 0;
+  #serving: number | null = null;
+  #doneRequest = 0;
   #hashUnsupported = false;
   #persisted: SenderDiskState | null = null;
   #running: Promise<void> = Promise.resolve();
@@ -119,9 +134,18 @@ export class DiskReplicator {
     this.#signal.notify();
   }
 
-  request(kind: 'full' | 'hash'): void {
-    this.#requested = kind;
+  /**
+   * Asks for a sync of `kind` (a stronger one already asked for stays); the
+   * ticket is answered (`status().resyncRequests.done >= request`) once a sync
+   * that began after it completed.
+   */
+  request(kind: ResyncKind): ResyncTicket {
+    if (this.#requested === null || REQUEST_RANK[kind] > REQUEST_RANK[this.#requested]) {
+      this.#requested = kind;
+    }
+    this.#lastRequest++;
     this.#signal.notify();
+    return { senderId: this.#senderId, request: this.#lastRequest };
   }
 
   /** Cuts the current connection (tests and operators); the sender reconnects. */
@@ -145,6 +169,7 @@ export class DiskReplicator {
       connects: this.#connects,
       lastError: this.#lastError,
       lastSync: this.#lastSync === null ? null : { ...this.#lastSync },
+      resyncRequests: { senderId: this.#senderId, last: this.#lastRequest, done: this.#doneRequest },
     };
   }
 
@@ -247,7 +272,8 @@ export class DiskReplicator {
       interrupted ??
       (!this.#persisted.synced
         ? 'initial'
-        : this.#requested !== null
+        : // A bitmap resync waits until the records before the overflow are streamed (see #stream).
+          this.#requested !== null && this.#requested !== 'bitmap'
           ? this.#requested
           : next < journal.status.firstSeq && journal.status.writtenSeq >= next
             ? 'hash'
@@ -307,9 +333,10 @@ export class DiskReplicator {
     this.#state = 'streaming';
     for (;;) {
       link.check();
-      if (this.#requested !== null) {
+      const wanted = this.#requested;
+      if (wanted === 'hash' || wanted === 'full') {
         await link.drained();
-        next = await this.#sync(link, this.#requested);
+        next = await this.#sync(link, wanted);
         this.#state = 'streaming';
         continue;
       }
@@ -329,11 +356,11 @@ export class DiskReplicator {
         if (batch.length > 0) await this.#sendBatch(link, batch);
         continue;
       }
-      if (journal.resyncRequired && this.#window.isEmpty) {
+      if ((journal.resyncRequired || wanted === 'bitmap') && this.#window.isEmpty) {
         // Everything journaled before the overflow is replicated: now copy the dirty regions
-        // (unless an acknowledged resync is just clearing the bitmap).
+        // (unless an acknowledged resync is just clearing the bitmap; one asked for then finds none).
         await link.drained();
-        if (!journal.resyncRequired) continue;
+        if (!journal.resyncRequired && this.#requested !== 'bitmap') continue;
         next = await this.#sync(link, 'bitmap');
         this.#state = 'streaming';
         continue;
@@ -352,7 +379,18 @@ export class DiskReplicator {
     const source = this.disk.source;
     let kind = wanted;
     if (kind === 'hash' && this.#hashUnsupported) kind = 'full';
-    this.#requested = null;
+    // A whole-disk copy or the kind asked for answers the requests made so far; an interrupted
+    // sync that resumes goes on answering the ones it served.
+    if (this.#requested !== null && (kind === 'initial' || kind === 'full' || wanted === this.#requested)) {
+      this.#serving = this.#lastRequest;
+      this.#requested = null;
+    }
+    const serving = this.#serving;
+    const answered = () => {
+      if (serving === null) return;
+      this.#doneRequest = Math.max(this.#doneRequest, serving);
+      if (this.#serving === serving) this.#serving = null;
+    };
     this.#state = kind === 'initial' ? 'initial-sync' : 'resync';
     this.#syncProgress = 0;
     await this.#persist({ synced: this.#persisted?.synced ?? false, sync: { kind } });
@@ -370,6 +408,7 @@ export class DiskReplicator {
         await this.#persist({ synced: true, sync: null });
         this.#lastSync = previous;
         this.#syncProgress = null;
+        answered();
         return this.#window.ackedSeq + 1;
       }
       if (start.outcome === 'journal-trimmed') return this.#sync(link, 'hash');
@@ -415,6 +454,7 @@ export class DiskReplicator {
           await onCopied?.();
           report.completed = true;
           report.durationMs = Date.now() - report.startedAtMs;
+          answered();
           // The replica now holds the disk as it was when the copy started (and catches up from there).
           this.#window.coveredThrough(report.startedAtMs);
         },

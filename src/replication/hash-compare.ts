@@ -109,6 +109,7 @@ async function compareHashes({
         if (last !== undefined && last.offset + last.length === at) last.length += n;
         else regions.push({ offset: at, length: n });
       }
+      report.comparedBytes = at + n;
       onProgress((COMPARE_PROGRESS_SHARE * (at + n)) / source.size);
     }
   }

@@ -6,7 +6,7 @@ export type { ReceiverAddress, ReplicatedDisk, ReplicationSource } from './repli
 export { generateHostIdentity, type HostIdentity } from './replication-tls.ts';
 export { Sender } from './sender.ts';
 export type { SenderOptions } from './sender-options.ts';
-export type { SyncKind } from './sender-state.ts';
+export type { ResyncKind, ResyncTicket, SyncKind } from './sender-state.ts';
 export type { SyncReport } from './sync-report.ts';
 export { TokenBucket } from './token-bucket.ts';
 export { DEFAULT_REPLICATION_PORT, PROTOCOL_VERSION } from './wire-protocol.ts';

@@ -43,12 +43,14 @@ export async function copyRegions(regions: readonly Region[], copy: RegionCopy):
   const { link, source, report, probe } = copy;
   const total = regions.reduce((n, r) => n + r.length, 0);
   report.regionBytes = total;
+  report.copiedBytes = 0;
   let done = 0;
   const pending: { parts: Promise<Buffer[]>; length: number }[] = [];
   const flushOne = async (): Promise<void> => {
     const item = pending.shift() as { parts: Promise<Buffer[]>; length: number };
     await link.send(await item.parts, undefined, report);
     done += item.length;
+    report.copiedBytes = done;
     copy.onProgress(total === 0 ? 1 : done / total);
   };
   const queue = async (offset: number, length: number, zero: boolean): Promise<void> => {

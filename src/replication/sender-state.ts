@@ -5,6 +5,16 @@ import { PRIVATE_FILE_MODE } from '../storage/private-files.ts';
 
 export type SyncKind = 'initial' | 'bitmap' | 'full' | 'hash';
 
+/** The syncs that can be asked for once a disk is replicated (the initial copy comes on its own). */
+export type ResyncKind = Exclude<SyncKind, 'initial'>;
+
+/** A resync request of one disk: answered once `resyncRequests.done` of the same sender reaches `request`. */
+export interface ResyncTicket {
+  /** The disk's replicator instance: a restarted sender forgets requests, so the ticket is asked again. */
+  senderId: string;
+  request: number;
+}
+
 /**
  * What the sender must remember across its own restarts for one disk: whether
  * the replica was ever completely copied, and which copy was interrupted (it

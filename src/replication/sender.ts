@@ -4,6 +4,7 @@ import { DiskReplicator } from './disk-replicator.ts';
 import type { ReplicatedDisk } from './replicated-disk.ts';
 import type { HostIdentity } from './replication-tls.ts';
 import { type DiskSenderOptions, diskSenderOptions, type SenderOptions } from './sender-options.ts';
+import type { ResyncKind, ResyncTicket } from './sender-state.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 /**
@@ -58,9 +59,13 @@ export class Sender {
     this.#get(diskKey).resume();
   }
 
-  /** Asks for a full resync (copy everything) or a hash-compare resync (copy only differing blocks). */
-  requestResync(diskKey: string, kind: 'full' | 'hash'): void {
-    this.#get(diskKey).request(kind);
+  /**
+   * Asks for a full resync (copy everything), a hash-compare resync (copy only
+   * differing blocks) or a bitmap resync (copy the regions the journal's dirty
+   * bitmap marked); the ticket says when it is done (see `status`).
+   */
+  requestResync(diskKey: string, kind: ResyncKind): ResyncTicket {
+    return this.#get(diskKey).request(kind);
   }
 
   /** Cuts a disk's connection as a network failure would; it reconnects and resumes. */

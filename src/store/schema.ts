@@ -115,6 +115,7 @@ export interface RecoveryPointsTable {
   group_point_id: string | null;
   processed: BooleanColumn;
   size_bytes: BigIntColumn;
+  sequence: BigIntColumn;
 }
 
 export interface RecoveryPlansTable {

@@ -493,6 +493,7 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
         id,
         machineId: 'vm-1',
         time: at(seconds),
+        sequence: seconds,
         type: 'crash-consistent',
         groupPointId: null,
         processed: true,
@@ -512,6 +513,16 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
         point('rp-2', 20, { sizeBytes: 0 }),
         point('rp-3', 30, { processed: false, type: 'app-consistent' }),
       ]);
+      // Equal times: the sequence orders them, not the id as text ('vm-1/d@1000' < 'vm-1/d@999').
+      await store.recoveryPoints.add(point('vm-1/d@1000', 40, { sequence: 1000 }));
+      await store.recoveryPoints.add(point('vm-1/d@999', 40, { sequence: 999 }));
+      assert.deepEqual(
+        (await store.recoveryPoints.list('vm-1')).slice(-2).map((p) => p.id),
+        ['vm-1/d@999', 'vm-1/d@1000'],
+      );
+      assert.equal(await store.recoveryPoints.deleteAllExcept('vm-1', 'rp-3'), 4);
+      await store.recoveryPoints.add(point('rp-1', 10, { groupPointId: 'gp-1' }));
+      await store.recoveryPoints.add(point('rp-2', 20, { sizeBytes: 0 }));
       await rejectsWith(store.recoveryPoints.add(point('rp-9', 1, { machineId: 'nope' })), 'not_found');
       assert.equal(await store.recoveryPoints.deleteAllExcept('vm-1', 'rp-2'), 2);
       assert.deepEqual(

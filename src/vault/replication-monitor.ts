@@ -7,6 +7,8 @@ import type { VaultContext } from './vault-context.ts';
 
 /** States in which a machine's disks are being replicated. */
 const REPLICATING: ReadonlySet<MachineState> = new Set([
+  // The initial copy's progress shows on the machine while it runs.
+  'enabling-replication',
   'protected',
   'reverse-protected',
   'test-failover-active',
@@ -50,6 +52,7 @@ export function replicationSnapshot(
   return {
     state: broken.length > 0 ? 'error' : status.state,
     progress: status.progress,
+    copy: status.copy ?? null,
     rpoSeconds: status.lagSeconds,
     pendingBytes: status.queuedBytes,
     sentBytes: status.sentBytes,

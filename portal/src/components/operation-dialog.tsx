@@ -3,7 +3,7 @@ import type { LifecycleOperation } from '../../../src/domain/lifecycle.ts';
 import type { Host, Machine, Policy, RecoveryPoint, Site } from '../../../src/domain/model.ts';
 import { ApiError, type JobWithCancel } from '../api-client.ts';
 import { formatTime } from '../format-time.ts';
-import { OPERATION_TEXT, POINT_OPTIONS, type RecoveryPointOption } from '../operations.ts';
+import { newestFirst, OPERATION_TEXT, POINT_OPTIONS, type RecoveryPointOption } from '../operations.ts';
 import { navigate } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Dialog } from './dialog.tsx';
@@ -355,7 +355,7 @@ function PointChoice({
   const id = useId();
   const choice = body.recoveryPoint as { option: RecoveryPointOption; pointId?: string };
   const grouped = context.machine.groupId !== null;
-  const sorted = [...context.points].sort((a, b) => b.time.localeCompare(a.time));
+  const sorted = [...context.points].sort(newestFirst);
   return (
     <>
       <Radios

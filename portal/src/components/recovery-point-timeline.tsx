@@ -1,6 +1,7 @@
 import { useMemo, useState, type WheelEvent } from 'react';
 import type { RecoveryPoint } from '../../../src/domain/model.ts';
 import { formatDuration, formatTime } from '../format-time.ts';
+import { newestFirst } from '../operations.ts';
 
 const WIDTH = 800;
 const HEIGHT = 120;
@@ -54,7 +55,7 @@ export function RecoveryPointTimeline({
   };
 
   const visible = points.filter((_, i) => times[i]! >= start && times[i]! <= end);
-  const sorted = useMemo(() => [...points].sort((a, b) => b.time.localeCompare(a.time)), [points]);
+  const sorted = useMemo(() => [...points].sort(newestFirst), [points]);
 
   return (
     <div className="timeline">

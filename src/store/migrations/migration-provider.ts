@@ -4,6 +4,7 @@ import { replicationFingerprintMigration } from './0002-replication-fingerprint.
 import { machineReplicationMigration } from './0003-machine-replication.ts';
 import { machineRuntimeMigration } from './0004-machine-runtime.ts';
 import { scriptRunsMigration } from './0005-script-runs.ts';
+import { recoveryPointSequenceMigration } from './0006-recovery-point-sequence.ts';
 
 /**
  * Every migration, listed explicitly and in order: names are stored in the
@@ -15,6 +16,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0003-machine-replication': machineReplicationMigration,
   '0004-machine-runtime': machineRuntimeMigration,
   '0005-script-runs': scriptRunsMigration,
+  '0006-recovery-point-sequence': recoveryPointSequenceMigration,
 };
 
 export class HavenMigrationProvider implements MigrationProvider {

@@ -27,6 +27,7 @@ export class KyselyRecoveryPointRepository implements RecoveryPointRepository {
             group_point_id: point.groupPointId,
             processed: toBooleanColumn(point.processed),
             size_bytes: point.sizeBytes,
+            sequence: point.sequence,
           })
           .execute(),
       'machine',
@@ -40,7 +41,7 @@ export class KyselyRecoveryPointRepository implements RecoveryPointRepository {
       .selectAll()
       .where('machine_id', '=', machineId)
       .orderBy('time')
-      .orderBy('id')
+      .orderBy('sequence')
       .execute();
     return rows.map(toPoint);
   }
@@ -70,5 +71,6 @@ function toPoint(row: Selectable<RecoveryPointsTable>): RecoveryPoint {
     groupPointId: row.group_point_id,
     processed: fromBooleanColumn(row.processed),
     sizeBytes: fromBigIntColumn(row.size_bytes),
+    sequence: fromBigIntColumn(row.sequence),
   };
 }

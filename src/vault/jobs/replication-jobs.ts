@@ -2,6 +2,7 @@ import type { Host, Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import { replicaHostOf } from '../replica-host.ts';
 import type { VaultContext } from '../vault-context.ts';
+import { copyProgress } from './copy-progress.ts';
 import type { VaultJobDefinition } from './job-inputs.ts';
 import {
   hostServices as hostServicesOf,
@@ -126,16 +127,17 @@ export function enableReplicationJob(vault: () => VaultContext): VaultJobDefinit
           run: async (ctx) => {
             const source = ctx.host(ctx.machine.activeHostId);
             const replica = ctx.host(ctx.machine.recoveryHostId!);
+            let shown = 0;
             const points = await pollUntil(
               ctx,
               async () => {
                 const status = await source.replication.status({ machineId: ctx.machine.id });
                 if (status.state === 'error')
                   throw new HavenError('internal', `replication failed: ${status.lastError}`);
-                ctx.progress(
-                  Math.min(99, status.progress),
-                  `${status.state}: ${status.progress}% (${status.sentBytes} bytes sent)`,
-                );
+                const copy = copyProgress(status);
+                // The copy's share never goes back (it ends before the first point is listed).
+                shown = Math.max(shown, copy.percent);
+                ctx.progress(shown, `${status.state}: ${copy.text} copied`);
                 if (status.state !== 'streaming') return undefined;
                 const list = await replica.replica.listPoints({ machineId: ctx.machine.id });
                 return list.length > 0 ? list : undefined;
@@ -171,6 +173,7 @@ export function enableReplicationJob(vault: () => VaultContext): VaultJobDefinit
         .replication.stop({ machineId: machine.id })
         .catch(() => {});
       await vault.store.machines.update({ ...machine, recoveryHostId: null, policyId: null });
+      await vault.store.machines.recordReplication(machine.id, null, 'unknown');
     },
   });
 }

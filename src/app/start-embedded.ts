@@ -14,6 +14,8 @@ export interface EmbeddedOptions {
   heartbeatIntervalMs?: number;
   senderPollMs?: number;
   monitorIntervalMs?: number;
+  /** Folders both local hosts attach disk images from; default DATA/images and DATA/demo. */
+  storageFolders?: string[];
   /** Offer the demo machine (a tiny Linux guest on the primary host); default true. */
   demo?: boolean;
   log?: (line: string) => void;
@@ -72,6 +74,10 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
           ...(enrol ? { enrol } : {}),
           // Both local hosts share this machine: each receiver takes a free port.
           replicationListen: { host: '127.0.0.1', port: 0 },
+          storageFolders: options.storageFolders ?? [
+            join(options.dataDir, 'images'),
+            join(options.dataDir, 'demo'),
+          ],
           ...(options.senderPollMs ? { senderPollMs: options.senderPollMs } : {}),
           log: options.log ?? (() => {}),
         }),

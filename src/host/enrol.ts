@@ -20,6 +20,7 @@ export interface EnrolOptions {
   capabilities?: string[];
   version?: string;
   replicationAddress?: string | null;
+  storageFolders?: string[];
   /** When given (e.g. read off the vault's console), the vault must present this fingerprint. */
   expectedFingerprint?: string;
   fetch?: typeof fetch;
@@ -47,6 +48,7 @@ export async function enrol(options: EnrolOptions): Promise<HostIdentity> {
         capabilities: options.capabilities ?? [],
         version: options.version ?? null,
         replicationAddress: options.replicationAddress ?? null,
+        storageFolders: options.storageFolders ?? [],
       }),
     });
   } catch (error) {

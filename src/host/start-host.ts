@@ -31,6 +31,7 @@ export async function startHost(options: HostOptions): Promise<RunningHost> {
       capabilities: [...dataPath.capabilities, 'hypervisor:qemu'],
       replicationAddress: dataPath.replicationAddress,
       replicationFingerprint: dataPath.replicationFingerprint,
+      storageFolders: dataPath.storageFolders,
       ...(options.log ? { log: options.log } : {}),
     });
     return {

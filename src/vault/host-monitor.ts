@@ -27,6 +27,7 @@ export function watchHosts(store: Store, clock: Clock): ControlServerEvents {
         version?: unknown;
         replicationAddress?: unknown;
         replicationFingerprint?: unknown;
+        storageFolders?: unknown;
       };
       if (!host) return;
       await store.hosts.update({
@@ -35,6 +36,9 @@ export function watchHosts(store: Store, clock: Clock): ControlServerEvents {
         ...(typeof reported.version === 'string' ? { version: reported.version } : {}),
         ...(typeof reported.replicationAddress === 'string'
           ? { replicationAddress: reported.replicationAddress }
+          : {}),
+        ...(Array.isArray(reported.storageFolders)
+          ? { storageFolders: reported.storageFolders.map(String) }
           : {}),
         ...(typeof reported.replicationFingerprint === 'string'
           ? { replicationFingerprint: reported.replicationFingerprint }

@@ -8,7 +8,7 @@ export const hostCommands: Command[] = [
   {
     name: 'host',
     summary:
-      'Run a host agent (disk service, replication, replica store, QEMU driver); the first time, enrol it: --vault URL --token ENROLMENT-TOKEN --name NAME --site SITE [--data DIR] [--replication-listen 0.0.0.0:9443] [--bandwidth 50M]',
+      'Run a host agent (disk service, replication, replica store, QEMU driver); the first time, enrol it: --vault URL --token ENROLMENT-TOKEN --name NAME --site SITE [--data DIR] [--storage DIR]... [--replication-listen 0.0.0.0:9443] [--bandwidth 50M]',
     options: {
       data: { type: 'string' },
       vault: { type: 'string' },
@@ -19,6 +19,7 @@ export const hostCommands: Command[] = [
       'replication-listen': { type: 'string' },
       'replication-advertise': { type: 'string' },
       bandwidth: { type: 'string' },
+      storage: { type: 'string', multiple: true },
     },
     run: async (args) => {
       const dataDir = str(args, 'data') ?? '.haven-host';
@@ -35,6 +36,8 @@ export const hostCommands: Command[] = [
         ...(str(args, 'replication-advertise')
           ? { replicationAdvertise: str(args, 'replication-advertise')! }
           : {}),
+        // Disk images may only be attached from these folders (default DATA/images).
+        ...(Array.isArray(args.values.storage) ? { storageFolders: args.values.storage.map(String) } : {}),
         // Bytes per second for everything this host replicates, e.g. 50M.
         ...(str(args, 'bandwidth') ? { bandwidthBytesPerSec: parseSize(str(args, 'bandwidth')!) } : {}),
         ...(vault && token

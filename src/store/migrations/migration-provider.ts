@@ -3,6 +3,7 @@ import { initialMigration } from './0001-initial.ts';
 import { replicationFingerprintMigration } from './0002-replication-fingerprint.ts';
 import { machineReplicationMigration } from './0003-machine-replication.ts';
 import { machineRuntimeMigration } from './0004-machine-runtime.ts';
+import { hostStorageFoldersMigration } from './0005-host-storage-folders.ts';
 
 /**
  * Every migration, listed explicitly and in order: names are stored in the
@@ -13,6 +14,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0002-replication-fingerprint': replicationFingerprintMigration,
   '0003-machine-replication': machineReplicationMigration,
   '0004-machine-runtime': machineRuntimeMigration,
+  '0005-host-storage-folders': hostStorageFoldersMigration,
 };
 
 export class HavenMigrationProvider implements MigrationProvider {

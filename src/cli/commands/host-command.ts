@@ -1,18 +1,20 @@
+import { readFile } from 'node:fs/promises';
 import { HavenError } from '../../errors/index.ts';
 import { startHost } from '../../host/index.ts';
 import { parseSize } from '../../storage/index.ts';
-import { type Command, str } from '../command.ts';
+import { type Command, type CommandArgs, str } from '../command.ts';
 import { runUntilSignal } from './vault-commands.ts';
 
 export const hostCommands: Command[] = [
   {
     name: 'host',
     summary:
-      'Run a host agent (disk service, replication, replica store, QEMU driver); the first time, enrol it: --vault URL --token ENROLMENT-TOKEN --name NAME --site SITE [--data DIR] [--storage DIR]... [--replication-listen 0.0.0.0:9443] [--bandwidth 50M]',
+      'Run a host agent (disk service, replication, replica store, QEMU driver); the first time, enrol it: --vault URL --fingerprint FP --token-file FILE (or HAVEN_ENROL_TOKEN) --name NAME --site SITE [--data DIR] [--storage DIR]... [--replication-listen 0.0.0.0:9443] [--bandwidth 50M]',
     options: {
       data: { type: 'string' },
       vault: { type: 'string' },
       token: { type: 'string' },
+      'token-file': { type: 'string' },
       name: { type: 'string' },
       site: { type: 'string' },
       fingerprint: { type: 'string' },
@@ -24,7 +26,7 @@ export const hostCommands: Command[] = [
     run: async (args) => {
       const dataDir = str(args, 'data') ?? '.haven-host';
       const vault = str(args, 'vault');
-      const token = str(args, 'token');
+      const token = await enrolmentToken(args);
       const listen = (str(args, 'replication-listen') ?? '0.0.0.0:9443').match(/^(.*):(\d+)$/);
       if (!listen)
         throw new HavenError('bad_request', '--replication-listen must be HOST:PORT', {
@@ -61,3 +63,24 @@ export const hostCommands: Command[] = [
     },
   },
 ];
+
+/**
+ * The one-time enrolment token: from --token-file or HAVEN_ENROL_TOKEN, so it
+ * does not show in `ps`; --token still works for a quick local try.
+ */
+async function enrolmentToken(args: CommandArgs): Promise<string | undefined> {
+  const file = str(args, 'token-file');
+  if (file !== undefined) {
+    const text = (
+      await readFile(file, 'utf8').catch((error: Error) => {
+        throw new HavenError('bad_request', `--token-file: cannot read ${file}: ${error.message}`, {
+          field: 'token-file',
+        });
+      })
+    ).trim();
+    if (text === '')
+      throw new HavenError('bad_request', `--token-file: ${file} is empty`, { field: 'token-file' });
+    return text;
+  }
+  return str(args, 'token') ?? (process.env.HAVEN_ENROL_TOKEN?.trim() || undefined);
+}

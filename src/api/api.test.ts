@@ -47,7 +47,7 @@ async function enrolHost(name: string, site: string): Promise<Host> {
   });
   const enrolled = await call<{ hostId: string }>('POST', '/hosts/enrol', {
     token: body.token,
-    body: { name },
+    body: { name, storageFolders: ['/images'] },
   });
   assert.equal(enrolled.status, 201);
   return (await call<Host>('GET', `/hosts/${enrolled.body.hostId}`, { token: admin })).body;
@@ -192,6 +192,100 @@ describe('REST API: input validation', () => {
     });
     assert.equal(status, 400);
     assert.equal(body.error.details.field, 'recoveryPoint.pointId');
+  });
+});
+
+describe('REST API: ids, paths and references are checked at the request', () => {
+  const register = (name: string, disks: unknown[]) =>
+    call<ErrorBody>('POST', '/machines', { token: operator, body: { name, hostId: hostA.id, disks } });
+
+  it('refuses disk ids that are not a safe name, and twice the same id (400 naming the field)', async () => {
+    for (const id of ['../../etc/passwd', '.hidden', 'a/b', 'a.b', '']) {
+      const { status, body } = await register('bad-id', [{ id, sizeBytes: 4096, source: '/images/x.img' }]);
+      assert.equal(status, 400, id);
+      assert.equal(body.error.details.field, 'disks.0.id', id);
+    }
+    const twice = await register('twice', [
+      { id: 'disk0', sizeBytes: 4096, source: '/images/a.img' },
+      { id: 'disk0', sizeBytes: 4096, source: '/images/b.img' },
+    ]);
+    assert.equal(twice.status, 400);
+    assert.equal(twice.body.error.details.field, 'disks.1.id');
+  });
+
+  it('refuses a disk source outside the host’s storage folders, listing them', async () => {
+    for (const source of [
+      '/etc/passwd',
+      '/images/../etc/shadow',
+      'images/x.img',
+      '/images',
+      '/imagesx/y.img',
+    ]) {
+      const { status, body } = await register('bad-source', [
+        { id: 'disk0', sizeBytes: 4096, source: '/images/ok.img' },
+        { id: 'disk1', sizeBytes: 4096, source },
+      ]);
+      assert.equal(status, 400, source);
+      assert.equal(body.error.code, 'bad_request');
+      assert.equal(body.error.details.field, 'disks.1.source', source);
+      assert.deepEqual(body.error.details.allowedFolders, ['/images']);
+      assert.match(body.error.message, /inside \/images/);
+    }
+    assert.equal((await call('GET', '/machines/bad-source', { token: viewer })).status, 404);
+    const nested = await register('good-source', [
+      { id: 'disk0', sizeBytes: 4096, source: '/images/vm/../good.img' },
+    ]);
+    assert.equal(nested.status, 201);
+  });
+
+  it('refuses an unknown recovery point, or another machine’s, before queuing the job', async () => {
+    const { store } = vault.context;
+    const now = new Date().toISOString();
+    const protect = async (name: string) => {
+      const machine = await createMachine(name);
+      await store.machines.transition(machine.id, 'unprotected', 'enabling-replication', 'job-x', now);
+      await store.machines.transition(machine.id, 'enabling-replication', 'protected', null, now);
+      await store.machines.update({ ...(await store.machines.get(machine.id))!, recoveryHostId: hostB.id });
+      return machine;
+    };
+    const mine = await protect('points-a');
+    const other = await protect('points-b');
+    const point = (machineId: string, id: string) => ({
+      id,
+      machineId,
+      sequence: Number(id.slice(id.lastIndexOf('@') + 1)),
+      time: now,
+      type: 'crash-consistent' as const,
+      groupPointId: null,
+      processed: true,
+      sizeBytes: 0,
+    });
+    await store.recoveryPoints.add(point(mine.id, `${mine.id}/disk0@5`));
+    await store.recoveryPoints.add(point(other.id, `${other.id}/disk0@7`));
+    for (const pointId of [`${mine.id}/disk0@6`, `${other.id}/disk0@7`, '../../x']) {
+      const { status, body } = await call<ErrorBody>('POST', `/machines/${mine.id}/test-failover`, {
+        token: operator,
+        body: { recoveryPoint: { option: 'custom', pointId } },
+      });
+      assert.equal(status, 400, pointId);
+      assert.equal(body.error.details.field, 'recoveryPoint.pointId');
+      assert.match(body.error.message, /has no recovery point/);
+    }
+    assert.equal(
+      (await call<Machine>('GET', `/machines/${mine.id}`, { token: viewer })).body.state,
+      'protected',
+    );
+  });
+
+  it('takes a backup file name inside the backups folder, never a path', async () => {
+    for (const file of ['../vault.backup', '/etc/cron.d/x', 'a/b.backup', '.hidden']) {
+      const { status, body } = await call<ErrorBody>('POST', '/vault/backup', {
+        token: admin,
+        body: { file },
+      });
+      assert.equal(status, 400, file);
+      assert.equal(body.error.details.field, 'file');
+    }
   });
 });
 
@@ -370,8 +464,10 @@ describe('REST API: resources', () => {
   });
 
   it('runs a vault backup as a job with steps, and refuses to cancel it once finished', async () => {
-    const file = join(dataDir, 'b', 'vault.backup');
-    const { status, body } = await call<Job>('POST', '/vault/backup', { token: admin, body: { file } });
+    const { status, body } = await call<Job>('POST', '/vault/backup', {
+      token: admin,
+      body: { file: 'vault.backup' },
+    });
     assert.equal(status, 202);
     let job = body;
     for (let i = 0; i < 200 && !['succeeded', 'failed'].includes(job.state); i++) {
@@ -384,6 +480,7 @@ describe('REST API: resources', () => {
       ['write', 'verify'],
     );
     assert.equal(job.createdBy, 'admin');
+    assert.equal(job.output.file, join(dataDir, 'backups', 'vault.backup'));
     assert.equal((job.output.verified as { hosts: number }).hosts, 3);
     const cancel = await call<ErrorBody>('POST', `/jobs/${job.id}/cancel`, { token: operator });
     assert.equal(cancel.status, 409);

@@ -1,8 +1,15 @@
 import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { HavenError } from '../errors/index.ts';
 import type { Store } from '../store/index.ts';
 import { buildOpenApi } from './openapi.ts';
-import { type Actor, parseInput, type RouteDefinition, roleAllows } from './route.ts';
+import {
+  type Actor,
+  DEFAULT_BODY_LIMIT_BYTES,
+  parseInput,
+  type RouteDefinition,
+  roleAllows,
+} from './route.ts';
 import { servePortal } from './serve-portal.ts';
 import { API_TOKEN_PREFIX, hashSecret } from './token-secret.ts';
 
@@ -72,7 +79,20 @@ export function createApi(options: ApiOptions): Hono {
   }
 
   for (const r of routes) {
-    app.on(r.method.toUpperCase(), `/api/v1${r.path}`, async (c) => {
+    // Before authentication: the declared length is checked before anything is
+    // read, and a body sent without one is read only up to the limit.
+    const maxSize = r.maxBodyBytes ?? DEFAULT_BODY_LIMIT_BYTES;
+    const limit = bodyLimit({
+      maxSize,
+      onError: () => {
+        throw new HavenError(
+          'payload_too_large',
+          `The request body is larger than ${maxSize} bytes, the most ${r.method.toUpperCase()} /api/v1${r.path} accepts`,
+          { field: 'body', maxBytes: maxSize },
+        );
+      },
+    });
+    app.on(r.method.toUpperCase(), `/api/v1${r.path}`, limit, async (c) => {
       const authorization = c.req.header('authorization');
       const actor = await authenticate(authorization, r.access);
       let body: unknown;

@@ -40,6 +40,8 @@ export interface RouteDefinition<B = unknown, Q = unknown> {
   access: Access;
   body?: z.ZodType<B>;
   query?: z.ZodType<Q>;
+  /** Largest request body accepted, in bytes; default DEFAULT_BODY_LIMIT_BYTES. */
+  maxBodyBytes?: number;
   /** Status of a successful answer. */
   status?: 200 | 201 | 202 | 204;
   /** Handlers that stream (server-sent events) return a Response themselves. */
@@ -51,6 +53,9 @@ export function route<B = undefined, Q = Record<string, never>>(
 ): RouteDefinition {
   return definition as unknown as RouteDefinition;
 }
+
+/** Request bodies are small JSON documents; routes that take more say so (maxBodyBytes). */
+export const DEFAULT_BODY_LIMIT_BYTES = 1 << 20;
 
 const roleRank: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
 

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import {
   ALL_OPERATIONS,
+  DISK_ID_PATTERN,
   JOB_STATES,
   RECOVERY_POINT_OPTIONS,
   type RecoveryPointOption,
@@ -51,8 +52,23 @@ export const recoverySettings = z.object({
     .optional(),
 });
 
+/** A file name that is safe as one path component: no separators, no leading dot (no `..`, no hidden files). */
+export const fileSafeName = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9_.-]*$/,
+    'letters, digits, dot, underscore and hyphen, not starting with a dot or hyphen',
+  );
+
 export const diskInput = z.object({
-  id: z.string().min(1).max(64),
+  id: z
+    .string()
+    .regex(
+      DISK_ID_PATTERN,
+      "1 to 60 letters, digits, '_' or '-' (a disk id becomes a file name on the host)",
+    ),
   sizeBytes: z.number().int().positive(),
   source: z.string().min(1),
   hasSnapshots: z.boolean().default(false),
@@ -62,7 +78,18 @@ export const createMachine = z.object({
   name,
   hostId: z.string().min(1),
   osFamily: z.enum(['linux', 'windows', 'other']).default('linux'),
-  disks: z.array(diskInput).min(1),
+  disks: z
+    .array(diskInput)
+    .min(1)
+    .superRefine((disks, ctx) => {
+      const seen = new Set<string>();
+      disks.forEach((disk, i) => {
+        if (seen.has(disk.id)) {
+          ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `disk id '${disk.id}' is used twice` });
+        }
+        seen.add(disk.id);
+      });
+    }),
   recoverySettings: recoverySettings.optional(),
 });
 
@@ -169,6 +196,8 @@ export const enrolHost = z.object({
   capabilities: z.array(z.string()).default([]),
   version: z.string().nullable().default(null),
   replicationAddress: z.string().nullable().default(null),
+  /** Folders the host attaches disk images from (it reports them again in every inventory). */
+  storageFolders: z.array(z.string().min(1).max(4096)).max(64).default([]),
 });
 
 export const updateHost = z.object({
@@ -196,7 +225,8 @@ export const listAlerts = z.object({
   limit: z.coerce.number().int().min(1).max(1000).optional(),
 });
 
-export const backupVault = z.object({ file: z.string().min(1).optional() });
+/** A file name in the vault's backups folder (DATA/backups); never a path the vault would write anywhere. */
+export const backupVault = z.object({ file: fileSafeName.optional() });
 
 export const lifecycleOperation = z.enum(ALL_OPERATIONS as [string, ...string[]]);
 

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { ApiClient } from '../client/api-client.ts';
 import type { Host, Machine } from '../domain/model.ts';
 import { buildGuestImage, formatDataDisk, guestCommandLine } from '../guest/index.ts';
@@ -95,7 +95,7 @@ export async function ensureDemoMachine(
     (await createGuestMachine(api, {
       name: DEMO_MACHINE,
       hostId: primary.id,
-      disk: join(dataDir, 'demo', `${DEMO_MACHINE}.img`),
+      disk: resolve(dataDir, 'demo', `${DEMO_MACHINE}.img`),
       sizeBytes: DEMO_DISK_BYTES,
       log,
     }));

@@ -18,6 +18,8 @@ export interface EmbeddedOptions {
   monitorIntervalMs?: number;
   /** Group through which a hypervisor running as another user opens the hosts' disk and view sockets. */
   shareGroup?: ShareGroup;
+  /** Folders both local hosts attach disk images from; default DATA/images and DATA/demo. */
+  storageFolders?: string[];
   /** Offer the demo machine (a tiny Linux guest on the primary host); default true. */
   demo?: boolean;
   /** The unprivileged user plan scripts run as (default haven-script). */
@@ -82,6 +84,10 @@ export async function startEmbedded(embeddedOptions: EmbeddedOptions): Promise<E
           // Both local hosts share this machine: each receiver takes a free port.
           replicationListen: { host: '127.0.0.1', port: 0 },
           ...(options.shareGroup ? { share: { group: options.shareGroup, root: options.dataDir } } : {}),
+          storageFolders: options.storageFolders ?? [
+            join(options.dataDir, 'images'),
+            join(options.dataDir, 'demo'),
+          ],
           ...(options.senderPollMs ? { senderPollMs: options.senderPollMs } : {}),
           log: options.log ?? (() => {}),
         }),

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createHttpsServer } from 'node:https';
+import { type AddressInfo, isIPv4 } from 'node:net';
 import { join, resolve } from 'node:path';
 import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
@@ -11,7 +12,11 @@ import { DEFAULT_PORTAL_DIR } from '../api/serve-portal.ts';
 import { API_TOKEN_PREFIX, hashSecret, newSecret } from '../api/token-secret.ts';
 import { type Clock, isoNow, systemClock } from '../clock/index.ts';
 import { ControlServer } from '../control/control-server.ts';
-import { generateVaultIdentity, type VaultIdentity } from '../control/vault-identity.ts';
+import {
+  certificateFingerprint,
+  generateVaultIdentity,
+  type VaultIdentity,
+} from '../control/vault-identity.ts';
 import { AUTOMATIC_FAILBACK_POLICY, DEFAULT_POLICY } from '../domain/index.ts';
 import { HavenError } from '../errors/index.ts';
 import { type JobDefinition, JobEngine } from '../job-engine/index.ts';
@@ -44,6 +49,12 @@ export interface VaultOptions {
   /** HTTP API/portal address; port 0 picks a free one. */
   host?: string;
   port?: number;
+  /**
+   * TLS of the REST API and portal: the operator's certificate, the vault's
+   * own self-signed identity (the control channel's), or none. Default:
+   * self-signed when listening beyond loopback, plain HTTP on loopback.
+   */
+  apiTls?: { certPem: string; keyPem: string } | 'self-signed' | 'none';
   /** Control channel address for hosts (SPEC §6: ASR's 443). */
   controlHost?: string;
   /**
@@ -83,6 +94,8 @@ export interface RunningVault {
   url: string;
   controlAddress: string;
   fingerprint: string;
+  /** SHA-256 of the REST API's certificate (clients pin it); null when it serves plain HTTP. */
+  apiFingerprint: string | null;
   /** The admin token, when this start created it (first start). */
   adminToken: string | null;
   context: VaultContext;
@@ -193,23 +206,34 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
       version: HAVEN_VERSION,
       portalDir: DEFAULT_PORTAL_DIR,
     });
+    const hostname = options.host ?? '127.0.0.1';
+    const tls = apiTlsOf(options.apiTls, hostname, identity);
     const server = await new Promise<Server>((resolve) => {
       const s = serve(
-        { fetch: app.fetch, hostname: options.host ?? '127.0.0.1', port: options.port ?? 8440 },
+        {
+          fetch: app.fetch,
+          hostname,
+          port: options.port ?? 8440,
+          ...(tls
+            ? { createServer: createHttpsServer, serverOptions: { key: tls.keyPem, cert: tls.certPem } }
+            : {}),
+        },
         () => resolve(s as Server),
       );
     });
     const address = server.address() as AddressInfo;
-    const url = `http://${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`;
+    const apiFingerprint = tls ? certificateFingerprint(tls.certPem) : null;
+    const url = `${tls ? 'https' : 'http'}://${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`;
     await writeFile(
       join(options.dataDir, 'vault.json'),
-      `${JSON.stringify({ url, controlAddress, fingerprint: identity.fingerprint }, null, 2)}\n`,
+      `${JSON.stringify({ url, apiFingerprint, controlAddress, fingerprint: identity.fingerprint }, null, 2)}\n`,
     );
 
     return {
       url,
       controlAddress,
       fingerprint: identity.fingerprint,
+      apiFingerprint,
       adminToken,
       context,
       app,
@@ -250,6 +274,20 @@ async function listenControl(
   });
   if (saved !== String(bound.port)) await store.settings.set(CONTROL_PORT_KEY, String(bound.port));
   return bound;
+}
+
+/** Loopback may stay plain HTTP (nothing crosses a network); anything else gets TLS unless told otherwise. */
+function apiTlsOf(
+  choice: VaultOptions['apiTls'],
+  hostname: string,
+  identity: VaultIdentity,
+): { certPem: string; keyPem: string } | null {
+  if (choice === 'none') return null;
+  if (typeof choice === 'object') return choice;
+  const loopback =
+    hostname === 'localhost' || hostname === '::1' || (isIPv4(hostname) && hostname.startsWith('127.'));
+  if (choice === 'self-signed' || !loopback) return { certPem: identity.certPem, keyPem: identity.keyPem };
+  return null;
 }
 
 /** The identity lives in the database so a restored backup is the same vault to its hosts. */

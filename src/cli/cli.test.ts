@@ -95,7 +95,7 @@ describe('haven CLI', () => {
       '--host',
       'primary',
       '--disk',
-      'disk0:1073741824:/images/web-01.img',
+      `disk0:1073741824:${join(dataDir, 'images', 'web-01.img')}`,
       '--json',
       ...conn(),
     ]);

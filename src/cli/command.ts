@@ -26,13 +26,19 @@ export const connectionOptions: OptionSpec = {
   url: { type: 'string' },
   token: { type: 'string' },
   data: { type: 'string' },
+  fingerprint: { type: 'string' },
   json: { type: 'boolean' },
 };
 
 /** A client for the vault the connection options name, and the output --json selects. */
 export function connect(args: CommandArgs): { client: ApiClient; out: Output } {
   const client = new ApiClient(
-    resolveConnection({ url: str(args, 'url'), token: str(args, 'token'), data: str(args, 'data') }),
+    resolveConnection({
+      url: str(args, 'url'),
+      token: str(args, 'token'),
+      data: str(args, 'data'),
+      fingerprint: str(args, 'fingerprint'),
+    }),
   );
   return { client, out: stdoutOutput(args.values.json === true) };
 }

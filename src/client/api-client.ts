@@ -1,18 +1,35 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { type PinnedFetch, pinnedFetch } from '../control/index.ts';
 import type { ErrorCode } from '../errors/index.ts';
 import { HavenError } from '../errors/index.ts';
 
 export interface Connection {
   url: string;
   token: string;
+  /** The https vault's certificate fingerprint, pinned; none for plain HTTP (loopback). */
+  fingerprint?: string;
+}
+
+/** The CLI's own settings in the data directory: the fingerprint pinned for each vault address. */
+const CLI_CONFIG = 'cli.json';
+
+interface CliConfig {
+  pins: Record<string, string>;
 }
 
 /**
  * Where the CLI finds its vault: --url/--token, then HAVEN_URL/HAVEN_TOKEN,
  * then the files `haven up` leaves in its data directory (vault.json, admin.token).
+ * An https vault's fingerprint: --fingerprint (saved in DATA/cli.json for
+ * later calls), HAVEN_FINGERPRINT, vault.json, then what cli.json saved.
  */
-export function resolveConnection(flags: { url?: string; token?: string; data?: string }): Connection {
+export function resolveConnection(flags: {
+  url?: string;
+  token?: string;
+  data?: string;
+  fingerprint?: string;
+}): Connection {
   const dataDir = flags.data ?? process.env.HAVEN_DATA ?? '.haven';
   const fromFile = (file: string): string | undefined => {
     try {
@@ -21,11 +38,11 @@ export function resolveConnection(flags: { url?: string; token?: string; data?: 
       return undefined;
     }
   };
-  const vaultJson = fromFile('vault.json');
-  const url =
-    flags.url ??
-    process.env.HAVEN_URL ??
-    (vaultJson ? (JSON.parse(vaultJson) as { url: string }).url : undefined);
+  const vaultJsonText = fromFile('vault.json');
+  const vaultJson = vaultJsonText
+    ? (JSON.parse(vaultJsonText) as { url: string; apiFingerprint?: string | null })
+    : undefined;
+  const url = flags.url ?? process.env.HAVEN_URL ?? vaultJson?.url;
   const token = flags.token ?? process.env.HAVEN_TOKEN ?? fromFile('admin.token')?.trim();
   if (!url) {
     throw new HavenError(
@@ -39,20 +56,43 @@ export function resolveConnection(flags: { url?: string; token?: string; data?: 
       `No API token: pass --token, set HAVEN_TOKEN, or use --data with an admin.token`,
     );
   }
-  return { url: url.replace(/\/$/, ''), token };
+  const base = url.replace(/\/$/, '');
+  if (!base.startsWith('https:')) return { url: base, token };
+  const origin = new URL(base).origin;
+  const configText = fromFile(CLI_CONFIG);
+  const config: CliConfig = configText ? (JSON.parse(configText) as CliConfig) : { pins: {} };
+  if (flags.fingerprint && config.pins[origin] !== flags.fingerprint) {
+    config.pins[origin] = flags.fingerprint;
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    writeFileSync(join(dataDir, CLI_CONFIG), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+  }
+  const fromVaultJson =
+    vaultJson && new URL(vaultJson.url).origin === origin ? vaultJson.apiFingerprint : undefined;
+  const fingerprint =
+    flags.fingerprint || process.env.HAVEN_FINGERPRINT || fromVaultJson || config.pins[origin];
+  if (!fingerprint) {
+    throw new HavenError(
+      'bad_request',
+      `No fingerprint for the vault at ${origin}: pass --fingerprint (the vault prints it at start; it is saved in ${join(dataDir, CLI_CONFIG)} for later calls) or set HAVEN_FINGERPRINT`,
+      { field: 'fingerprint' },
+    );
+  }
+  return { url: base, token, fingerprint };
 }
 
 /** A thin REST client: JSON in, JSON out, the vault's error shape turned back into HavenError. */
 export class ApiClient {
   readonly connection: Connection;
+  readonly #fetch: PinnedFetch;
   constructor(connection: Connection) {
     this.connection = connection;
+    this.#fetch = connection.fingerprint ? pinnedFetch(connection.fingerprint) : fetch;
   }
 
   async request<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
     let response: Response;
     try {
-      response = await fetch(`${this.connection.url}/api/v1${path}`, {
+      response = await this.#fetch(`${this.connection.url}/api/v1${path}`, {
         method,
         headers: {
           authorization: `Bearer ${this.connection.token}`,
@@ -61,6 +101,7 @@ export class ApiClient {
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
     } catch (error) {
+      if (error instanceof HavenError) throw error;
       throw new HavenError(
         'unreachable',
         `Cannot reach the vault at ${this.connection.url}: ${(error as Error).message}`,

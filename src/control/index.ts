@@ -23,6 +23,7 @@ export {
   proveHost,
   verifyHostProof,
 } from './host-proof.ts';
+export { type PinnedFetch, type PinnedRequest, pinnedFetch } from './pinned-fetch.ts';
 export { type CallOptions, errorBody, havenErrorFromBody, RpcPeer } from './rpc-peer.ts';
 export {
   certificateFingerprint,

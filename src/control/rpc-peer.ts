@@ -35,6 +35,7 @@ const errorCodes = {
   operation_not_allowed: true,
   cancel_refused: true,
   limit_exceeded: true,
+  payload_too_large: true,
   not_available: true,
   unreachable: true,
   internal: true,

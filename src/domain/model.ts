@@ -33,6 +33,8 @@ export interface Host {
   maxProtectedDisks: number;
   /** Capabilities the host reported (e.g. 'disk-service', 'replica-store', 'hypervisor:qemu'). */
   capabilities: string[];
+  /** Folders the host attaches disk images from, as it last reported them; disk sources must be inside one. */
+  storageFolders: string[];
   version: string | null;
   lastHeartbeatAt: string | null;
   enrolledAt: string;
@@ -370,3 +372,10 @@ export interface ApiToken {
   createdAt: string;
   lastUsedAt: string | null;
 }
+
+/**
+ * Disk ids (and machine ids on a host) become file, folder and NBD export
+ * names: one path component, no dots (so no `..`), nothing a URI or shell
+ * reads differently.
+ */
+export const DISK_ID_PATTERN = /^[A-Za-z0-9_-]{1,60}$/;

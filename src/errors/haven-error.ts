@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'operation_not_allowed'
   | 'cancel_refused'
   | 'limit_exceeded'
+  | 'payload_too_large'
   | 'not_available'
   | 'unreachable'
   | 'internal';
@@ -28,6 +29,7 @@ const statusOf: Record<ErrorCode, number> = {
   operation_not_allowed: 409,
   cancel_refused: 409,
   limit_exceeded: 409,
+  payload_too_large: 413,
   not_available: 501,
   unreachable: 503,
   internal: 500,

@@ -10,7 +10,7 @@
  * replication resumes on its own after a host crash.
  */
 import { chmod, mkdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { DiskService } from '../disk/index.ts';
 import type { BlockBackend } from '../nbd/block-backend.ts';
 import type { RetentionPolicy } from '../replica/index.ts';
@@ -25,6 +25,7 @@ import { HostStateFile } from './host-state-file.ts';
 import { ReplicaService } from './replica-service.ts';
 import { ReplicationService } from './replication-service.ts';
 import { restoreSavedDisks, savedDiskService } from './saved-disk-service.ts';
+import { checkSourceOnHost, defaultStorageFolders } from './storage-folders.ts';
 import { ViewRegistry } from './view-registry.ts';
 
 export interface DataPathOptions {
@@ -44,6 +45,8 @@ export interface DataPathOptions {
    * through this group; `root` is the outermost folder Haven owns on the way.
    */
   share?: { group: ShareGroup; root: string };
+  /** Folders disk images may be attached from (default `<dataDir>/images`); see storage-folders.ts. */
+  storageFolders?: string[];
 }
 
 export interface DataPath {
@@ -51,6 +54,8 @@ export interface DataPath {
   capabilities: string[];
   replicationAddress: string;
   replicationFingerprint: string;
+  /** Absolute; reported in the host's inventory. */
+  storageFolders: string[];
   diskService: DiskService;
   replicaStore: ReplicaStore;
   /** An open view's disk as a block device (tests; the hypervisor uses the NBD URI). */
@@ -60,6 +65,7 @@ export interface DataPath {
 
 export async function startDataPath(options: DataPathOptions): Promise<DataPath> {
   const { dataDir } = options;
+  const storageFolders = (options.storageFolders ?? defaultStorageFolders(dataDir)).map((f) => resolve(f));
   const run = join(dataDir, 'run');
   await mkdir(run, { recursive: true, mode: PRIVATE_DIR_MODE });
   const state = await HostStateFile.load(join(dataDir, 'data-path.json'));
@@ -121,11 +127,23 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
   await replica.reopenViews();
   await replication.resume();
 
+  // What the vault asks to attach (first attach, or again after a retry) must come from a storage
+  // folder, or from the folder where this host recreates machines itself (failback to another host).
+  const attachable = [...storageFolders, resolve(dataDir, 'machines')];
+  const checkedDisks: typeof disks = {
+    ...disks,
+    attach: async (params) => {
+      await checkSourceOnHost('source', params.source, attachable);
+      return disks.attach(params);
+    },
+  };
+
   return {
-    services: { disk: disks, replication, replica },
+    services: { disk: checkedDisks, replication, replica },
     capabilities: ['disk-service', 'replication', 'replica-store'],
     replicationAddress: options.replicationAdvertise ?? `${bound.host}:${bound.port}`,
     replicationFingerprint: identity.fingerprint,
+    storageFolders,
     diskService,
     replicaStore,
     viewBackend: (viewId, diskId) => views.backend(viewId, diskId),

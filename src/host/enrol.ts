@@ -5,12 +5,13 @@
  * Request:  { token, name, site, capabilities, version, replicationAddress }
  * Response: { hostId, hostSecret, controlAddress: "host:port", vaultFingerprint }
  */
-import { havenErrorFromBody, parseControlAddress, sameFingerprint } from '../control/index.ts';
+import { isIP } from 'node:net';
+import { havenErrorFromBody, parseControlAddress, pinnedFetch, sameFingerprint } from '../control/index.ts';
 import { HavenError } from '../errors/index.ts';
 import { type HostIdentity, hostIdentityPath, loadHostIdentity, saveHostIdentity } from './host-identity.ts';
 
 export interface EnrolOptions {
-  /** The vault's REST API base URL, e.g. "http://vault:8080". */
+  /** The vault's REST API base URL, e.g. "https://vault:8440" (plain http only on loopback). */
   apiUrl: string;
   token: string;
   name: string;
@@ -20,7 +21,11 @@ export interface EnrolOptions {
   capabilities?: string[];
   version?: string;
   replicationAddress?: string | null;
-  /** When given (e.g. read off the vault's console), the vault must present this fingerprint. */
+  storageFolders?: string[];
+  /**
+   * The fingerprint the vault printed at start: over https its REST API must
+   * present this certificate (checked before the token is sent); required there.
+   */
   expectedFingerprint?: string;
   fetch?: typeof fetch;
 }
@@ -35,9 +40,10 @@ export async function enrol(options: EnrolOptions): Promise<HostIdentity> {
     );
   }
   const url = new URL('/api/v1/hosts/enrol', options.apiUrl).toString();
+  const pinned = apiTransport(options);
   let response: Response;
   try {
-    response = await (options.fetch ?? fetch)(url, {
+    response = await (options.fetch ?? pinned ?? fetch)(url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${options.token}` },
       body: JSON.stringify({
@@ -47,9 +53,11 @@ export async function enrol(options: EnrolOptions): Promise<HostIdentity> {
         capabilities: options.capabilities ?? [],
         version: options.version ?? null,
         replicationAddress: options.replicationAddress ?? null,
+        storageFolders: options.storageFolders ?? [],
       }),
     });
   } catch (error) {
+    if (error instanceof HavenError) throw error;
     throw new HavenError('unreachable', `cannot reach the vault at ${url}: ${(error as Error).message}`, {
       url,
     });
@@ -79,7 +87,9 @@ export async function enrol(options: EnrolOptions): Promise<HostIdentity> {
     enrolledAt: new Date().toISOString(),
   };
   parseControlAddress(identity.controlAddress);
+  // Over plain HTTP (loopback) the fingerprint given is the control channel's, compared here.
   if (
+    !pinned &&
     options.expectedFingerprint &&
     !sameFingerprint(identity.vaultFingerprint, options.expectedFingerprint)
   ) {
@@ -90,4 +100,37 @@ export async function enrol(options: EnrolOptions): Promise<HostIdentity> {
   }
   await saveHostIdentity(options.dataDir, identity);
   return identity;
+}
+
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
+
+/**
+ * How enrolment reaches the vault: https pinned to the fingerprint the
+ * operator read off the vault; plain http only on loopback, since the token
+ * goes out and the host secret comes back in the exchange.
+ */
+function apiTransport(options: EnrolOptions): ReturnType<typeof pinnedFetch> | null {
+  const url = new URL(options.apiUrl);
+  if (url.protocol === 'https:') {
+    if (!options.expectedFingerprint) {
+      throw new HavenError(
+        'bad_request',
+        `--fingerprint is required to enrol with ${url.origin}: give the fingerprint the vault printed at start, so the enrolment token goes to that vault only`,
+        { field: 'fingerprint' },
+      );
+    }
+    return pinnedFetch(options.expectedFingerprint);
+  }
+  if (url.protocol === 'http:' && !LOOPBACK.has(url.hostname) && !isLoopbackIp(url.hostname)) {
+    throw new HavenError(
+      'bad_request',
+      `${url.origin} is plain HTTP beyond loopback: the enrolment token and the host secret would cross the network in clear; use the vault's https:// address with --fingerprint`,
+      { field: 'vault' },
+    );
+  }
+  return null;
+}
+
+function isLoopbackIp(host: string): boolean {
+  return isIP(host) === 4 && host.startsWith('127.');
 }

@@ -143,6 +143,7 @@ test('a new host enrols, keeps its identity in host.json (0600) and connects', a
     token: 'good-1',
     name: 'kvm-a',
     site: 'primary',
+    storageFolders: [],
     capabilities: ['hypervisor:qemu'],
     version: agentVersion(),
     replicationAddress: '127.0.0.1:9443',

@@ -18,7 +18,10 @@ import { notAvailableServices } from './not-available-services.ts';
 export interface HostAgentOptions {
   dataDir: string;
   /** Used only when the data directory holds no host.json yet. */
-  enrol?: Omit<EnrolOptions, 'dataDir' | 'capabilities' | 'version' | 'replicationAddress'>;
+  enrol?: Omit<
+    EnrolOptions,
+    'dataDir' | 'capabilities' | 'version' | 'replicationAddress' | 'storageFolders'
+  >;
   /** Implemented services; the others answer not_available. */
   services?: Partial<Omit<HostServices, 'host'>>;
   /** Defaults to the package version. */
@@ -26,6 +29,8 @@ export interface HostAgentOptions {
   /** What this host can do, e.g. 'disk-service', 'replica-store', 'hypervisor:qemu'. */
   capabilities?: string[];
   replicationAddress?: string | null;
+  /** Folders disk images may be attached from, reported so the vault checks disk sources at the request. */
+  storageFolders?: string[];
   /** Fingerprint of the replication certificate, reported so the vault can hand it to peers. */
   replicationFingerprint?: string | null;
   reconnect?: { initialDelayMs?: number; maxDelayMs?: number };
@@ -40,6 +45,7 @@ export interface HostInventory {
   capabilities: string[];
   replicationAddress: string | null;
   replicationFingerprint: string | null;
+  storageFolders: string[];
   /** null when the service is not available on this host yet. */
   machines: MachineStatus[] | null;
   disks: DiskExport[] | null;
@@ -68,6 +74,7 @@ export function hostInfoService(options: {
   version: string;
   capabilities: string[];
   replicationAddress: string | null;
+  storageFolders: string[];
 }): HostInfoService {
   return {
     async info(): Promise<HostInfo> {
@@ -77,6 +84,7 @@ export function hostInfoService(options: {
         version: options.version,
         capabilities: options.capabilities,
         replicationAddress: options.replicationAddress,
+        storageFolders: options.storageFolders,
         platform: `${process.platform}-${process.arch}`,
         dataDir: options.dataDir,
         dataDirFreeBytes: fs.bavail * fs.bsize,
@@ -105,6 +113,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
   const version = options.version ?? agentVersion();
   const capabilities = options.capabilities ?? [];
   const replicationAddress = options.replicationAddress ?? null;
+  const storageFolders = options.storageFolders ?? [];
 
   const identity = (await loadHostIdentity(options.dataDir)) ?? (await enrolFirst());
   async function enrolFirst(): Promise<HostIdentity> {
@@ -121,6 +130,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
       capabilities,
       version,
       replicationAddress,
+      storageFolders,
     });
     log(`enrolled as host '${enrolled.name}' (${enrolled.hostId}) with the vault at ${enrolled.apiUrl}`);
     return enrolled;
@@ -129,7 +139,13 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
   const services: HostServices = {
     ...notAvailableServices(),
     ...options.services,
-    host: hostInfoService({ dataDir: options.dataDir, version, capabilities, replicationAddress }),
+    host: hostInfoService({
+      dataDir: options.dataDir,
+      version,
+      capabilities,
+      replicationAddress,
+      storageFolders,
+    }),
   };
 
   const inventory = async (): Promise<HostInventory> => ({
@@ -138,6 +154,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     capabilities,
     replicationAddress,
     replicationFingerprint: options.replicationFingerprint ?? null,
+    storageFolders,
     machines: await listingOrNull(() => services.hypervisor.list()),
     disks: await listingOrNull(() => services.disk.list()),
   });

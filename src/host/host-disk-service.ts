@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { DiskExportInfo, DiskMarker, DiskService } from '../disk/disk-service.ts';
+import { DISK_ID_PATTERN } from '../domain/index.ts';
 import { HavenError } from '../errors/index.ts';
 import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
 import { createSparseImage } from '../storage/sparse-image.ts';
@@ -25,7 +26,7 @@ export interface HostDiskServiceOptions {
   journalCapacityBytes?: number;
 }
 
-const ID = /^[A-Za-z0-9_-]{1,60}$/;
+const ID = DISK_ID_PATTERN;
 
 /** The disk service's export of a machine's disk. */
 export const exportNameOf = (ref: DiskRef): string => `${ref.machineId}.${ref.diskId}`;

@@ -21,6 +21,8 @@ export interface HostInfo {
   version: string;
   capabilities: string[];
   replicationAddress: string | null;
+  /** Folders disk images may be attached from (`haven host --storage DIR`). */
+  storageFolders: string[];
   platform: string;
   dataDir: string;
   /** Free and total bytes of the file system holding the data directory. */

@@ -36,6 +36,7 @@ export async function startHost(hostOptions: HostOptions): Promise<RunningHost> 
       capabilities: [...dataPath.capabilities, 'hypervisor:qemu'],
       replicationAddress: dataPath.replicationAddress,
       replicationFingerprint: dataPath.replicationFingerprint,
+      storageFolders: dataPath.storageFolders,
       ...(options.log ? { log: options.log } : {}),
     });
     return {

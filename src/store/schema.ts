@@ -49,6 +49,7 @@ export interface HostsTable {
   replication_fingerprint: string | null;
   max_protected_disks: number;
   capabilities: JsonColumn;
+  storage_folders: JsonColumn | null;
   version: string | null;
   last_heartbeat_at: string | null;
   enrolled_at: string;

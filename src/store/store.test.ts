@@ -50,6 +50,7 @@ const host = records<Host>({
   replicationFingerprint: 'AB:CD',
   maxProtectedDisks: 64,
   capabilities: ['disk-service', 'hypervisor:qemu'],
+  storageFolders: ['/var/lib/vm'],
   version: null,
   lastHeartbeatAt: null,
   enrolledAt: t0,

@@ -18,6 +18,7 @@ export async function startTestSite(name: string): Promise<TestSite> {
     dataDir: dir,
     replicationListen: { host: '127.0.0.1', port: 0 },
     senderPollMs: 2,
+    storageFolders: [dir],
   });
   return {
     dir,

@@ -41,7 +41,8 @@ export async function startPortalFixture(): Promise<PortalFixture> {
   const dataDir = await mkdtemp(join(tmpdir(), 'haven-portal-'));
   const profile = await mkdtemp(join(tmpdir(), 'haven-chromium-'));
   await mkdir(SCREENSHOT_DIR, { recursive: true });
-  const haven = await startEmbedded({ dataDir, port: 0 });
+  // The portal tests register machines with images under /tmp (never attached).
+  const haven = await startEmbedded({ dataDir, port: 0, storageFolders: ['/tmp'] });
   const url = haven.vault.url;
   let browser: BrowserContext;
   try {

@@ -38,6 +38,7 @@ export function watchHosts(
         version?: unknown;
         replicationAddress?: unknown;
         replicationFingerprint?: unknown;
+        storageFolders?: unknown;
       };
       if (!host) return;
       await store.hosts.update({
@@ -46,6 +47,9 @@ export function watchHosts(
         ...(typeof reported.version === 'string' ? { version: reported.version } : {}),
         ...(typeof reported.replicationAddress === 'string'
           ? { replicationAddress: reported.replicationAddress }
+          : {}),
+        ...(Array.isArray(reported.storageFolders)
+          ? { storageFolders: reported.storageFolders.map(String) }
           : {}),
         ...(typeof reported.replicationFingerprint === 'string'
           ? { replicationFingerprint: reported.replicationFingerprint }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, open, rename, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -79,7 +79,9 @@ describe('replication through the vault (embedded primary and recovery hosts)', 
   const size = 32 << 20;
 
   it('enables replication of a disk with data on it: initial copy, then protected with a recovery point', async () => {
-    const image = join(dir, 'web-01.img');
+    // DATA/images is a storage folder of `haven up`'s hosts.
+    const image = join(dir, 'images', 'web-01.img');
+    await mkdir(join(dir, 'images'), { recursive: true });
     await createSparseImage(image, size);
     // Data before protection (the initial copy must carry it); the rest stays a hole.
     const file = await open(image, 'r+');

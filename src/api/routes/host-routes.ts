@@ -153,6 +153,7 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
           replicationFingerprint: null,
           maxProtectedDisks: DEFAULT_MAX_PROTECTED_DISKS,
           capabilities: body.capabilities,
+          storageFolders: body.storageFolders,
           version: body.version,
           lastHeartbeatAt: null,
           enrolledAt: now,

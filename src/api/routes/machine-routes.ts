@@ -2,11 +2,16 @@ import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
 import { isoNow } from '../../clock/index.ts';
 import { ALL_OPERATIONS, allowedOperations, type LifecycleOperation } from '../../domain/index.ts';
-import type { Machine, MachineState } from '../../domain/model.ts';
+import type { Machine, MachineState, RecoveryPoint } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
+import { checkSourcePath } from '../../host/storage-folders.ts';
 import { hostServices } from '../../vault/jobs/lifecycle-job.ts';
 import { operationCheck, recoveryProblems } from '../../vault/lifecycle/operation-checks.ts';
-import { type OperationOptions, withOptions } from '../../vault/lifecycle/operation-options.ts';
+import {
+  type OperationOptions,
+  type RecoveryPointChoice,
+  withOptions,
+} from '../../vault/lifecycle/operation-options.ts';
 import { requestOperation } from '../../vault/lifecycle/request-operation.ts';
 import { replicaHostOf } from '../../vault/replica-host.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
@@ -22,6 +27,32 @@ async function machineOr404(vault: VaultContext, id: string): Promise<Machine> {
   const machine = (await vault.store.machines.get(id)) ?? (await vault.store.machines.getByName(id));
   if (!machine) throw notFound('machine', id);
   return machine;
+}
+
+/** The machine's recovery points: the replica store is the source of truth; the vault keeps only what it was told last. */
+async function recoveryPointsOf(
+  vault: VaultContext,
+  machine: Machine,
+): Promise<{ recoveryPoints: RecoveryPoint[]; source: 'replica-store' | 'vault' }> {
+  const replicaHost = replicaHostOf(machine);
+  if (replicaHost && vault.hosts.isConnected(replicaHost)) {
+    const points = await hostServices(vault, replicaHost).replica.listPoints({ machineId: machine.id });
+    return { recoveryPoints: points, source: 'replica-store' };
+  }
+  return { recoveryPoints: await vault.store.recoveryPoints.list(machine.id), source: 'vault' };
+}
+
+/** A point named by id must be one of this machine's (a 400 at the request, not a failed job later). */
+async function checkChosenPoint(vault: VaultContext, machine: Machine, options: object): Promise<void> {
+  const choice = 'recoveryPoint' in options ? (options.recoveryPoint as RecoveryPointChoice) : undefined;
+  if (choice?.option !== 'custom' || choice.pointId === undefined) return;
+  const { recoveryPoints } = await recoveryPointsOf(vault, machine);
+  if (recoveryPoints.some((p) => p.id === choice.pointId)) return;
+  throw new HavenError(
+    'bad_request',
+    `recoveryPoint.pointId: machine '${machine.name}' has no recovery point '${choice.pointId.slice(0, 200)}' (${recoveryPoints.length} points; see GET /machines/${machine.id}/recovery-points)`,
+    { field: 'recoveryPoint.pointId', machineId: machine.id, machineName: machine.name },
+  );
 }
 
 /** A lifecycle operation's endpoint: its body schema gives the options the operation's job takes. */
@@ -61,11 +92,15 @@ function operationRoute<O extends LifecycleOperation>(
     handler: async ({ params, body: options, actor }) => {
       const machine = await machineOr404(vault, params.id!);
       const requested = withOptions(operation, options);
+      const checkOperation = operationCheck(vault, requested);
       return requestOperation(vault, {
         ...requested,
         machineId: machine.id,
         actor: actor!.name,
-        check: operationCheck(vault, requested),
+        check: async (current) => {
+          await checkOperation(current);
+          await checkChosenPoint(vault, current, requested.options);
+        },
       });
     },
   });
@@ -106,6 +141,10 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
           throw new HavenError('bad_request', `hostId: host '${body.hostId}' does not exist`, {
             field: 'hostId',
           });
+        // What an operator types must not make the host agent open or create files anywhere else.
+        body.disks.forEach((disk, i) => {
+          checkSourcePath(`disks.${i}.source`, disk.source, host.storageFolders);
+        });
         if (await store.machines.getByName(body.name)) {
           throw new HavenError('conflict', `A machine named '${body.name}' already exists`, {
             field: 'name',
@@ -199,14 +238,7 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'viewer' },
       handler: async ({ params }) => {
-        const machine = await machineOr404(vault, params.id!);
-        // The replica store is the source of truth; the vault keeps only what it was told last.
-        const replicaHost = replicaHostOf(machine);
-        if (replicaHost && vault.hosts.isConnected(replicaHost)) {
-          const points = await hostServices(vault, replicaHost).replica.listPoints({ machineId: machine.id });
-          return { recoveryPoints: points, source: 'replica-store' };
-        }
-        return { recoveryPoints: await store.recoveryPoints.list(machine.id), source: 'vault' };
+        return recoveryPointsOf(vault, await machineOr404(vault, params.id!));
       },
     }),
     route({

@@ -144,6 +144,8 @@ export function planRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'operator' },
       body: s.planImport,
+      // The document travels as a JSON string: up to 1 MB of text, escaped.
+      maxBodyBytes: 8 << 20,
       status: 201,
       handler: async ({ body }) => {
         let parsed: unknown;

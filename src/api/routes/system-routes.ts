@@ -24,14 +24,15 @@ export function systemRoutes(vault: VaultContext): RouteDefinition[] {
     route({
       method: 'post',
       path: '/vault/backup',
-      summary: 'Back up the vault state (a job); the file is written on the vault host',
+      summary:
+        'Back up the vault state (a job) to DATA/backups/FILE on the vault host (default haven-TIME.backup)',
       tag: 'system',
       access: { kind: 'token', role: 'admin' },
       body: s.backupVault,
       status: 202,
       handler: async ({ body, actor }) => {
         const stamp = vault.clock.now().toISOString().replace(/[:.]/g, '-');
-        const file = body.file ?? join(vault.dataDir, 'backups', `haven-${stamp}.backup`);
+        const file = join(vault.dataDir, 'backups', body.file ?? `haven-${stamp}.backup`);
         return vault.engine.submit({
           kind: 'vault-backup',
           targetType: 'vault',

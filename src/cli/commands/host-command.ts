@@ -1,18 +1,20 @@
+import { readFile } from 'node:fs/promises';
 import { HavenError } from '../../errors/index.ts';
 import { startHost } from '../../host/index.ts';
 import { parseSize } from '../../storage/index.ts';
-import { type Command, dataDirOption, shareGroupOption, str } from '../command.ts';
+import { type Command, type CommandArgs, dataDirOption, shareGroupOption, str } from '../command.ts';
 import { runUntilSignal } from './vault-commands.ts';
 
 export const hostCommands: Command[] = [
   {
     name: 'host',
     summary:
-      'Run a host agent (disk service, replication, replica store, QEMU driver); the first time, enrol it: --vault URL --token ENROLMENT-TOKEN --name NAME --site SITE [--data DIR] [--replication-listen 0.0.0.0:9443] [--bandwidth 50M] [--share-group GROUP: a hypervisor running as another user, e.g. libvirt-qemu, in GROUP opens the disk sockets]',
+      'Run a host agent (disk service, replication, replica store, QEMU driver); the first time, enrol it: --vault URL --fingerprint FP --token-file FILE (or HAVEN_ENROL_TOKEN) --name NAME --site SITE [--data DIR] [--storage DIR]... [--replication-listen 0.0.0.0:9443] [--bandwidth 50M] [--share-group GROUP: a hypervisor running as another user, e.g. libvirt-qemu, in GROUP opens the disk sockets]',
     options: {
       data: { type: 'string' },
       vault: { type: 'string' },
       token: { type: 'string' },
+      'token-file': { type: 'string' },
       name: { type: 'string' },
       site: { type: 'string' },
       fingerprint: { type: 'string' },
@@ -20,11 +22,12 @@ export const hostCommands: Command[] = [
       'replication-advertise': { type: 'string' },
       bandwidth: { type: 'string' },
       'share-group': { type: 'string' },
+      storage: { type: 'string', multiple: true },
     },
     run: async (args) => {
       const dataDir = dataDirOption(args, '.haven-host');
       const vault = str(args, 'vault');
-      const token = str(args, 'token');
+      const token = await enrolmentToken(args);
       const listen = (str(args, 'replication-listen') ?? '0.0.0.0:9443').match(/^(.*):(\d+)$/);
       if (!listen)
         throw new HavenError('bad_request', '--replication-listen must be HOST:PORT', {
@@ -38,6 +41,8 @@ export const hostCommands: Command[] = [
         ...(str(args, 'replication-advertise')
           ? { replicationAdvertise: str(args, 'replication-advertise')! }
           : {}),
+        // Disk images may only be attached from these folders (default DATA/images).
+        ...(Array.isArray(args.values.storage) ? { storageFolders: args.values.storage.map(String) } : {}),
         // Bytes per second for everything this host replicates, e.g. 50M.
         ...(str(args, 'bandwidth') ? { bandwidthBytesPerSec: parseSize(str(args, 'bandwidth')!) } : {}),
         ...(vault && token
@@ -61,3 +66,24 @@ export const hostCommands: Command[] = [
     },
   },
 ];
+
+/**
+ * The one-time enrolment token: from --token-file or HAVEN_ENROL_TOKEN, so it
+ * does not show in `ps`; --token still works for a quick local try.
+ */
+async function enrolmentToken(args: CommandArgs): Promise<string | undefined> {
+  const file = str(args, 'token-file');
+  if (file !== undefined) {
+    const text = (
+      await readFile(file, 'utf8').catch((error: Error) => {
+        throw new HavenError('bad_request', `--token-file: cannot read ${file}: ${error.message}`, {
+          field: 'token-file',
+        });
+      })
+    ).trim();
+    if (text === '')
+      throw new HavenError('bad_request', `--token-file: ${file} is empty`, { field: 'token-file' });
+    return text;
+  }
+  return str(args, 'token') ?? (process.env.HAVEN_ENROL_TOKEN?.trim() || undefined);
+}

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startVault } from '../../app/start-vault.ts';
 import { HavenError } from '../../errors/index.ts';
@@ -42,11 +43,15 @@ export async function runUntilSignal(stop: () => Promise<void>): Promise<number>
 export const vaultCommands: Command[] = [
   {
     name: 'vault',
-    summary: 'Run a vault (REST API, job engine, control channel); PostgreSQL with HAVEN_DATABASE_URL',
+    summary:
+      'Run a vault (REST API, job engine, control channel); PostgreSQL with HAVEN_DATABASE_URL. The REST API serves HTTPS beyond loopback (--tls-cert F --tls-key F, or a self-signed certificate whose fingerprint it prints); on loopback plain HTTP unless --tls',
     options: {
       data: { type: 'string' },
       host: { type: 'string' },
       port: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      tls: { type: 'boolean' },
       'control-host': { type: 'string' },
       'control-port': { type: 'string' },
       'heartbeat-interval': { type: 'string' },
@@ -58,7 +63,17 @@ export const vaultCommands: Command[] = [
       const hook = str(args, 'app-consistency-hook');
       // Plans run only the executables an admin put here (default DATA/scripts).
       const scriptsDir = str(args, 'scripts-dir');
+      const cert = str(args, 'tls-cert');
+      const key = str(args, 'tls-key');
+      if ((cert === undefined) !== (key === undefined)) {
+        throw new HavenError('bad_request', '--tls-cert and --tls-key go together', { field: 'tls-cert' });
+      }
       const vault = await startVault({
+        ...(cert !== undefined && key !== undefined
+          ? { apiTls: { certPem: await readFile(cert, 'utf8'), keyPem: await readFile(key, 'utf8') } }
+          : args.values.tls === true
+            ? { apiTls: 'self-signed' as const }
+            : {}),
         // Run as `<hook> freeze|thaw` around app-consistent points (policy frequency).
         ...(hook ? { appConsistencyHook: hook } : {}),
         ...(scriptsDir ? { scriptsDir } : {}),
@@ -71,8 +86,15 @@ export const vaultCommands: Command[] = [
         firstControlPort: 8441,
         ...(process.env.HAVEN_DATABASE_URL ? { databaseUrl: process.env.HAVEN_DATABASE_URL } : {}),
       });
-      process.stdout.write(`${JSON.stringify({ url: vault.url, controlAddress: vault.controlAddress })}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ url: vault.url, apiFingerprint: vault.apiFingerprint, controlAddress: vault.controlAddress })}\n`,
+      );
       process.stdout.write(`Haven vault ${vault.context.version} at ${vault.url}\n`);
+      if (vault.apiFingerprint) {
+        process.stdout.write(
+          `REST API certificate fingerprint ${vault.apiFingerprint} (haven --fingerprint, haven host --fingerprint)\n`,
+        );
+      }
       process.stdout.write(
         `Control channel for hosts at ${vault.controlAddress} (fingerprint ${vault.fingerprint})\n`,
       );

@@ -5,6 +5,7 @@ import { machineReplicationMigration } from './0003-machine-replication.ts';
 import { machineRuntimeMigration } from './0004-machine-runtime.ts';
 import { scriptRunsMigration } from './0005-script-runs.ts';
 import { recoveryPointSequenceMigration } from './0006-recovery-point-sequence.ts';
+import { hostStorageFoldersMigration } from './0007-host-storage-folders.ts';
 
 /**
  * Every migration, listed explicitly and in order: names are stored in the
@@ -17,6 +18,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0004-machine-runtime': machineRuntimeMigration,
   '0005-script-runs': scriptRunsMigration,
   '0006-recovery-point-sequence': recoveryPointSequenceMigration,
+  '0007-host-storage-folders': hostStorageFoldersMigration,
 };
 
 export class HavenMigrationProvider implements MigrationProvider {

@@ -89,6 +89,7 @@ function columns(host: Host) {
     replication_fingerprint: host.replicationFingerprint,
     max_protected_disks: host.maxProtectedDisks,
     capabilities: toJsonColumn(host.capabilities),
+    storage_folders: toJsonColumn(host.storageFolders),
     version: host.version,
     last_heartbeat_at: host.lastHeartbeatAt,
   };
@@ -104,6 +105,7 @@ function toHost(row: Selectable<HostsTable>): Host {
     replicationFingerprint: row.replication_fingerprint,
     maxProtectedDisks: row.max_protected_disks,
     capabilities: fromJsonColumn(row.capabilities),
+    storageFolders: row.storage_folders === null ? [] : fromJsonColumn(row.storage_folders),
     version: row.version,
     lastHeartbeatAt: row.last_heartbeat_at,
     enrolledAt: row.enrolled_at,

@@ -21,7 +21,11 @@ const machine = { id: 'app-1', name: 'app-1' };
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'haven-appc-'));
-  path = await startDataPath({ dataDir: dir, replicationListen: { host: '127.0.0.1', port: 0 } });
+  path = await startDataPath({
+    dataDir: dir,
+    replicationListen: { host: '127.0.0.1', port: 0 },
+    storageFolders: [dir],
+  });
   const disk = await path.services.disk.attach({
     machineId: machine.id,
     diskId: 'd0',

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -31,7 +31,8 @@ async function finished(jobId: string): Promise<Job> {
 }
 
 async function machine(name: string, protect: boolean): Promise<Machine> {
-  const image = join(dir, `${name}.img`);
+  const image = join(dir, 'images', `${name}.img`);
+  await mkdir(join(dir, 'images'), { recursive: true });
   await createSparseImage(image, size);
   const created = await api<Machine>('POST', '/machines', {
     name,

@@ -98,7 +98,7 @@ export async function startPlanTestVault(names: string[], bootMs = 150): Promise
   const enrolled = await running.app.request('/api/v1/hosts/enrol', {
     method: 'POST',
     headers: { authorization: `Bearer ${enrol.body.token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ name: 'kvm-a' }),
+    body: JSON.stringify({ name: 'kvm-a', storageFolders: ['/images'] }),
   });
   const hostId = ((await enrolled.json()) as { hostId: string }).hostId;
   const host = (await call<Host>('GET', `/hosts/${hostId}`)).body;

@@ -36,6 +36,8 @@ export interface DiskServiceOptions {
   defaultExport?: string;
   /** Journal capacity for exports attached without one (default 1 GiB). */
   journalCapacityBytes?: number;
+  /** Where journals report switching to bitmap mode and failures (default: stderr). */
+  log?: (line: string) => void;
 }
 
 export interface AttachOptions {
@@ -117,12 +119,19 @@ export class DiskService {
   /** Names being attached, so two attaches of one name cannot race. */
   readonly #attaching = new Set<string>();
   readonly #journalCapacity: number;
+  readonly #log: ((line: string) => void) | undefined;
   #closed = false;
 
-  private constructor(unix: UnixListener | null, tcp: TcpListener | null, journalCapacity: number) {
+  private constructor(
+    unix: UnixListener | null,
+    tcp: TcpListener | null,
+    journalCapacity: number,
+    log: ((line: string) => void) | undefined,
+  ) {
     this.#unix = unix;
     this.#tcp = tcp;
     this.#journalCapacity = journalCapacity;
+    this.#log = log;
   }
 
   /** Starts listening (on the socket, the TCP address or both); exports are attached afterwards. */
@@ -154,7 +163,12 @@ export class DiskService {
       await unix?.server.close();
       throw e;
     }
-    return new DiskService(unix, tcp, options.journalCapacityBytes ?? DEFAULT_JOURNAL_CAPACITY);
+    return new DiskService(
+      unix,
+      tcp,
+      options.journalCapacityBytes ?? DEFAULT_JOURNAL_CAPACITY,
+      options.log,
+    );
   }
 
   /** Where the service listens: the socket path and/or the bound TCP address. */
@@ -202,6 +216,7 @@ export class DiskService {
           ? {}
           : { journalSegmentBytes: options.journalSegmentBytes }),
         ...(options.regionSize === undefined ? {} : { regionSize: options.regionSize }),
+        ...(this.#log === undefined ? {} : { log: this.#log }),
       });
       const gate = new QuiescingBackend(backend);
       const uris: DiskExportInfo['uris'] = {};

@@ -50,7 +50,11 @@ describe('disk service on full file systems', { skip }, () => {
           args.push('-c', 'flush', '-c', `write -P 0x5a ${7 * MiB} 4k`, '-c', 'flush');
           const wrote = await run('qemu-io', args, { cwd: scratch.path, timeoutMs: 60_000 });
           assert.equal(wrote.code, 0, wrote.stderr + wrote.stdout);
-          assert.doesNotMatch(wrote.stdout + wrote.stderr, /failed|error/i, 'every write and flush succeeded');
+          assert.doesNotMatch(
+            wrote.stdout + wrote.stderr,
+            /failed|error/i,
+            'every write and flush succeeded',
+          );
 
           const status = service.journalStatus('disk');
           assert.equal(status.mode, 'bitmap');

@@ -159,7 +159,10 @@ describe('haven disk serve limits', () => {
     }
   });
 
-  test('TCP is served only to clients with a certificate signed by --tls-ca', async () => {
+  // A service that wrongly starts serving would make `runHaven` wait for ever: bounded.
+  test('TCP is served only to clients with a certificate signed by --tls-ca', {
+    timeout: 60_000,
+  }, async () => {
     const scratch = await scratchDir('disk-serve-tls');
     const image = join(scratch.path, 'disk.img');
     await createSparseImage(image, 4 * MiB);

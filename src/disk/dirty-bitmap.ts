@@ -64,7 +64,8 @@ export class DirtyBitmap {
       header.writeUInt32LE(regionSize, 8);
       header.writeDoubleLE(diskSize, 16);
       await fh.write(header, 0, HEADER_SIZE, 0);
-      await fh.truncate(HEADER_SIZE + Math.ceil(count / 8));
+      // Written, not truncated: setting a bit must never need a block the full file system lacks.
+      await fh.write(Buffer.alloc(Math.ceil(count / 8)), 0, Math.ceil(count / 8), HEADER_SIZE);
       await fileSync.datasync(fh);
       return new DirtyBitmap(fh, regionSize, diskSize, new Bitset(count), fileSync);
     }
@@ -83,6 +84,8 @@ export class DirtyBitmap {
     }
     const bytes = new Uint8Array(Math.ceil(count / 8));
     await fh.read(bytes, 0, bytes.length, HEADER_SIZE);
+    // Bitmaps made sparse by earlier versions get their blocks now, while there may be room.
+    await fh.write(bytes, 0, bytes.length, HEADER_SIZE);
     return new DirtyBitmap(fh, regionSize, diskSize, new Bitset(count, bytes), fileSync);
   }
 

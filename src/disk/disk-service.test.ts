@@ -59,7 +59,11 @@ describe('DiskService against real NBD clients', () => {
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'haven-disk-service-'));
     socket = join(root, 'nbd.sock');
-    service = await DiskService.start({ socket, listen: { host: '127.0.0.1', port: 0 } });
+    service = await DiskService.start({
+      socket,
+      listen: { host: '127.0.0.1', port: 0 },
+      insecureListen: true,
+    });
     await attach('sparse', 8 * MiB);
     await attach('copy', 64 * MiB);
     await attach('qio', 4 * MiB);
@@ -250,6 +254,7 @@ describe('DiskService exports, markers and overflow', () => {
       socket,
       listen: { host: '127.0.0.1', port: 0 },
       tls: { key: await readFile(key), cert: await readFile(cert), required: true },
+      insecureListen: true,
     });
     try {
       await createSparseImage(join(root, 't.img'), MiB);

@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import { HavenError } from '../errors/index.ts';
 import {
   type NbdListenAddress,
+  NbdMemoryBudget,
   NbdServer,
   type NbdServerStats,
   type NbdServerTlsOptions,
@@ -28,14 +29,23 @@ const EXPORT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 export interface DiskServiceOptions {
   /** Unix socket to serve on (a stale socket file left by a crashed service is replaced). */
   socket?: string;
-  /** TCP address to serve on; port 0 picks a free port. */
+  /**
+   * TCP address to serve on; port 0 picks a free port. Needs `tls` with a
+   * `ca` (clients must present a certificate it signed) unless `insecureListen`.
+   */
   listen?: { host: string; port: number };
-  /** STARTTLS on the TCP listener (the Unix socket is local and stays plain). */
+  /** STARTTLS on the TCP listener (the Unix socket is local and stays plain); with `ca`, required, with client certificates. */
   tls?: NbdServerTlsOptions;
+  /** Serve TCP without client certificates: anyone who reaches the port can read and write the disks. */
+  insecureListen?: boolean;
+  /** Bytes of NBD requests and replies in memory across all connections (default 256 MiB). */
+  memoryBytes?: number;
   /** Export served to clients that ask for the empty name. */
   defaultExport?: string;
   /** Journal capacity for exports attached without one (default 1 GiB). */
   journalCapacityBytes?: number;
+  /** Where journals report switching to bitmap mode and failures (default: stderr). */
+  log?: (line: string) => void;
 }
 
 export interface AttachOptions {
@@ -100,6 +110,25 @@ function tcpUri(address: { host: string; port: number }, name: string, tls: bool
   return `${tls ? 'nbds' : 'nbd'}://${host}:${address.port}/${name}`;
 }
 
+/**
+ * The TCP listener's TLS: with a CA, clients must present a certificate it
+ * signed (and TLS is required); without one, serving TCP must be asked for as
+ * insecure, since NBD itself authenticates nobody.
+ */
+function tcpTls(options: DiskServiceOptions): NbdServerTlsOptions | undefined {
+  if (options.tls?.ca !== undefined) return { ...options.tls, requestCert: true, required: true };
+  if (options.listen !== undefined && options.insecureListen !== true) {
+    throw new HavenError(
+      'validation_failed',
+      `serving NBD on TCP ${options.listen.host}:${options.listen.port} needs client certificates ` +
+        '(a TLS certificate, key and the CA that signs the clients: --tls-cert, --tls-key, --tls-ca); ' +
+        'without them anyone reaching the port could read and write the disks (--insecure-listen allows that)',
+      { field: 'listen', allowed: ['tls-ca', 'insecure-listen'] },
+    );
+  }
+  return options.tls;
+}
+
 function checkMarkerType(marker: DiskMarker): void {
   if (marker.type !== 'app-consistent' && marker.type !== 'group') {
     throw new HavenError(
@@ -117,12 +146,19 @@ export class DiskService {
   /** Names being attached, so two attaches of one name cannot race. */
   readonly #attaching = new Set<string>();
   readonly #journalCapacity: number;
+  readonly #log: ((line: string) => void) | undefined;
   #closed = false;
 
-  private constructor(unix: UnixListener | null, tcp: TcpListener | null, journalCapacity: number) {
+  private constructor(
+    unix: UnixListener | null,
+    tcp: TcpListener | null,
+    journalCapacity: number,
+    log: ((line: string) => void) | undefined,
+  ) {
     this.#unix = unix;
     this.#tcp = tcp;
     this.#journalCapacity = journalCapacity;
+    this.#log = log;
   }
 
   /** Starts listening (on the socket, the TCP address or both); exports are attached afterwards. */
@@ -132,8 +168,14 @@ export class DiskService {
         field: 'socket',
       });
     }
+    const tls = tcpTls(options);
+    const memory = new NbdMemoryBudget({
+      ...(options.memoryBytes === undefined ? {} : { totalBytes: options.memoryBytes }),
+      ...(options.log === undefined ? {} : { log: options.log }),
+    });
     const shared = {
       ...(options.defaultExport === undefined ? {} : { defaultExport: options.defaultExport }),
+      memory,
     };
     let unix: UnixListener | null = null;
     let tcp: TcpListener | null = null;
@@ -146,15 +188,15 @@ export class DiskService {
         unix = { server, path };
       }
       if (options.listen !== undefined) {
-        const server = new NbdServer({ ...shared, ...(options.tls ? { tls: options.tls } : {}) });
+        const server = new NbdServer({ ...shared, ...(tls ? { tls } : {}) });
         const bound = (await server.listen(options.listen)) as Extract<NbdListenAddress, { port: number }>;
-        tcp = { server, address: { host: options.listen.host, port: bound.port }, tls: !!options.tls };
+        tcp = { server, address: { host: options.listen.host, port: bound.port }, tls: !!tls };
       }
     } catch (e) {
       await unix?.server.close();
       throw e;
     }
-    return new DiskService(unix, tcp, options.journalCapacityBytes ?? DEFAULT_JOURNAL_CAPACITY);
+    return new DiskService(unix, tcp, options.journalCapacityBytes ?? DEFAULT_JOURNAL_CAPACITY, options.log);
   }
 
   /** Where the service listens: the socket path and/or the bound TCP address. */
@@ -202,6 +244,7 @@ export class DiskService {
           ? {}
           : { journalSegmentBytes: options.journalSegmentBytes }),
         ...(options.regionSize === undefined ? {} : { regionSize: options.regionSize }),
+        ...(this.#log === undefined ? {} : { log: this.#log }),
       });
       const gate = new QuiescingBackend(backend);
       const uris: DiskExportInfo['uris'] = {};

@@ -12,13 +12,19 @@ export interface JournalState {
   overflowSeq: number | null;
   /** Counts overflows, so a resync plan made before a new overflow is refused. */
   overflowCount: number;
+  /** Why the latest overflow happened. */
+  overflowReason: OverflowReason | null;
 }
+
+/** `capacity`: the journal reached its configured capacity; `filesystem-full`: its file system had no room left. */
+export type OverflowReason = 'capacity' | 'filesystem-full';
 
 export const initialJournalState: JournalState = {
   consumedSeq: 0,
   mode: 'journal',
   overflowSeq: null,
   overflowCount: 0,
+  overflowReason: null,
 };
 
 export async function readJournalState(path: string): Promise<JournalState> {

@@ -23,6 +23,8 @@ export interface JournaledBackendOptions {
   now?: () => number;
   /** How image I/O is run (default: synchronously while the page cache answers fast). */
   io?: FileIoPolicy;
+  /** Where the journal reports switching to bitmap mode and failures (default: stderr). */
+  log?: (line: string) => void;
 }
 
 /** An operation on a byte range; later overlapping operations wait for it so the image matches journal order. */
@@ -45,7 +47,10 @@ interface InFlight {
  * starts only once its journal record is written (to the page cache, which
  * survives kill -9). Replay repairs an image that is behind the journal but
  * cannot undo one that is ahead: a write in the image and not in the journal
- * would never be shipped. Different requests do overlap (their records leave
+ * would never be shipped. The record is hidden from the journal's readers
+ * until the image write has settled; when the image's file system refuses it
+ * (ENOSPC), the record is rewritten with what the image holds in the range,
+ * so the replica never receives a change the disk did not store. Different requests do overlap (their records leave
  * in one writev, on the threadpool), and the image write is usually a
  * synchronous page-cache copy (see FileIo). FLUSH syncs the image before
  * appending and syncing the flush record, which claims the image holds
@@ -112,6 +117,7 @@ export class JournaledBackend implements BlockBackend {
         ...(options.journalSegmentBytes === undefined ? {} : { segmentBytes: options.journalSegmentBytes }),
         ...(options.regionSize === undefined ? {} : { regionSize: options.regionSize }),
         ...(options.now === undefined ? {} : { now: options.now }),
+        ...(options.log === undefined ? {} : { log: options.log }),
       });
       const { map, unclean } = await AllocationMap.open(
         options.imagePath,
@@ -216,10 +222,14 @@ export class JournaledBackend implements BlockBackend {
     if (data.length === 0) return;
     const { prior, finish } = this.#begin(offset, data.length);
     try {
-      await this.journal.recordWrite(offset, data);
-      await Promise.all(prior);
-      this.#alloc.markAllocated(offset, data.length);
-      await this.#io.writeFully(data, offset);
+      await this.journal.recordWrite(offset, data, {
+        apply: async () => {
+          await Promise.all(prior);
+          this.#alloc.markAllocated(offset, data.length);
+          await this.#io.writeFully(data, offset);
+        },
+        readBack: () => this.#io.readFully(offset, data.length),
+      });
     } finally {
       finish();
     }
@@ -242,12 +252,17 @@ export class JournaledBackend implements BlockBackend {
     this.#checkRange(kind === 'trim' ? 'trim' : 'write zeroes', offset, length);
     if (length === 0) return;
     const { prior, finish } = this.#begin(offset, length);
+    const image = {
+      apply: async () => {
+        await Promise.all(prior);
+        await this.#zeroImage(offset, length);
+      },
+      readBack: () => this.#io.readFully(offset, length),
+    };
     try {
       await (kind === 'trim'
-        ? this.journal.recordTrim(offset, length)
-        : this.journal.recordZero(offset, length));
-      await Promise.all(prior);
-      await this.#zeroImage(offset, length);
+        ? this.journal.recordTrim(offset, length, image)
+        : this.journal.recordZero(offset, length, image));
     } finally {
       finish();
     }

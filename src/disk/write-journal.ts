@@ -6,13 +6,21 @@ import { FileIo, SyncBudget } from '../storage/file-io.ts';
 import { type FileSync, realFileSync } from '../storage/file-sync.ts';
 import { GroupCommit } from '../storage/group-commit.ts';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../storage/private-files.ts';
+import { isNoSpace, SpaceReserve } from '../storage/space-reserve.ts';
 import { DirtyBitmap, type Region } from './dirty-bitmap.ts';
 import { readSegment, SEGMENT_NAME, segmentName } from './journal-reader.ts';
 import { encodeRecord, type JournalRecord, type Marker, type RecordKind } from './journal-record.ts';
-import { type JournalState, readJournalState, writeJournalState } from './journal-state.ts';
+import {
+  type JournalState,
+  type OverflowReason,
+  readJournalState,
+  writeJournalState,
+} from './journal-state.ts';
 import { scanSegment } from './segment-scan.ts';
 
 const MAX_IOV = 1024;
+/** Room kept free on the journal's file system to record a switch to bitmap mode once it is full. */
+const RESERVE_BYTES = 256 * 1024;
 
 export interface WriteJournalOptions {
   /** Size of the disk whose writes are journaled (bounds offsets, sizes the dirty bitmap). */
@@ -32,13 +40,30 @@ export interface WriteJournalOptions {
    * loop, and batching (one writev per burst of requests) pays for the hand-off.
    */
   budget?: SyncBudget;
+  /** Where the journal reports switching to bitmap mode and failures (default: stderr). */
+  log?: (line: string) => void;
+}
+
+/**
+ * The change to the disk image that a record describes, run once the record
+ * is written. Readers see the record only once this has settled, so a change
+ * the image did not take is never shipped.
+ */
+export interface ImageChange {
+  apply(): Promise<void>;
+  /** After `apply` failed: the bytes the image holds in the range now (a write's record is rewritten to say them). */
+  readBack(): Promise<Buffer>;
 }
 
 export interface JournalStatus {
   mode: 'journal' | 'bitmap';
   /** Sequence the next record will get. */
   nextSeq: number;
-  /** Every record up to here is written to the segment files (survives a process crash). */
+  /**
+   * Every record up to here is written to the segment files (survives a
+   * process crash) and its image change has settled: readers see records
+   * through here.
+   */
   writtenSeq: number;
   /** Every record up to here is synced (survives a power loss). */
   durableSeq: number;
@@ -49,6 +74,8 @@ export interface JournalStatus {
   capacityBytes: number;
   resyncRequired: boolean;
   overflowSeq: number | null;
+  /** Why the journal last switched to bitmap mode: its capacity, or its file system being full. */
+  overflowReason: OverflowReason | null;
 }
 
 /** Handed out by `beginResync`: copy these regions from the disk, then `completeResync(plan)`. */
@@ -96,8 +123,13 @@ class Segment {
 interface Appended {
   seq: number;
   timeMs: number;
-  /** Resolves once the record is in the segment file. */
-  written: Promise<void>;
+  segment: Segment;
+  position: number;
+  /**
+   * Resolves once the record is in the segment file (true), or false when the
+   * file system was full and the journal switched to bitmap mode instead.
+   */
+  written: Promise<boolean>;
 }
 
 interface WriteItem {
@@ -106,8 +138,15 @@ interface WriteItem {
   position: number;
   bytes: number;
   seq: number;
-  resolve: () => void;
+  resolve: (journaled: boolean) => void;
   reject: (e: unknown) => void;
+}
+
+/** A record written whose image change has not settled yet: hidden from readers. */
+interface Unsettled {
+  segment: Segment;
+  position: number;
+  timeMs: number;
 }
 
 function checkedInt(name: string, value: number, max: number): void {
@@ -161,10 +200,13 @@ export class WriteJournal {
   /** Saving the switch to bitmap mode: bitmap-mode writes are acknowledged only once it is durable. */
   #overflowSaved: Promise<void> = Promise.resolve();
   readonly #budget: SyncBudget;
+  readonly #unsettled = new Map<number, Unsettled>();
+  readonly #reserve: SpaceReserve;
+  readonly #log: (line: string) => void;
 
   private constructor(
     dir: string,
-    options: Required<Omit<WriteJournalOptions, 'now' | 'fileSync' | 'budget'>>,
+    options: Required<Omit<WriteJournalOptions, 'now' | 'fileSync' | 'budget' | 'log'>>,
     fileSync: FileSync,
     budget: SyncBudget,
     now: () => number,
@@ -172,7 +214,11 @@ export class WriteJournal {
     nextSeq: number,
     state: JournalState,
     bitmap: DirtyBitmap,
+    reserve: SpaceReserve,
+    log: (line: string) => void,
   ) {
+    this.#reserve = reserve;
+    this.#log = log;
     this.dir = dir;
     this.diskSize = options.diskSize;
     this.capacityBytes = options.capacityBytes;
@@ -258,6 +304,14 @@ export class WriteJournal {
       }
     }
     const bitmap = await DirtyBitmap.open(join(dir, 'dirty.bitmap'), options.diskSize, regionSize, fileSync);
+    const log = options.log ?? ((line: string) => console.error(line));
+    const reserve = new SpaceReserve(join(dir, 'space.reserve'), RESERVE_BYTES, fileSync);
+    if (!(await reserve.ensure())) {
+      log(
+        `write journal '${dir}': its file system has no room for the ${RESERVE_BYTES}-byte reserve; ` +
+          'if it fills up, the switch to the dirty bitmap may not be recordable',
+      );
+    }
     return new WriteJournal(
       dir,
       { diskSize: options.diskSize, capacityBytes: options.capacityBytes, segmentBytes, regionSize },
@@ -268,6 +322,8 @@ export class WriteJournal {
       Math.max(expected, state.consumedSeq + 1),
       state,
       bitmap,
+      reserve,
+      log,
     );
   }
 
@@ -275,7 +331,7 @@ export class WriteJournal {
     return {
       mode: this.#state.mode,
       nextSeq: this.#nextSeq,
-      writtenSeq: this.#writtenSeq,
+      writtenSeq: this.#readableSeq,
       durableSeq: this.#durableSeq,
       consumedSeq: this.#state.consumedSeq,
       firstSeq: this.#segments[0]?.firstSeq ?? this.#nextSeq,
@@ -283,7 +339,15 @@ export class WriteJournal {
       capacityBytes: this.capacityBytes,
       resyncRequired: this.resyncRequired,
       overflowSeq: this.#state.overflowSeq,
+      overflowReason: this.#state.overflowReason,
     };
+  }
+
+  /** Records through here are written and settled (see ImageChange). */
+  get #readableSeq(): number {
+    let seq = this.#writtenSeq;
+    for (const pending of this.#unsettled.keys()) seq = Math.min(seq, pending - 1);
+    return seq;
   }
 
   get mode(): 'journal' | 'bitmap' {
@@ -310,17 +374,23 @@ export class WriteJournal {
    * Records a write. Resolves with its sequence once the record is written to
    * the journal file, or with null in bitmap mode once its region is durably
    * marked dirty. `data` must not change until then.
+   *
+   * With `image`, its change is applied after that and the call resolves once
+   * it is; readers see the record only then. When it fails, the record is
+   * rewritten with what the image holds in the range (so it never ships data
+   * the image did not store) and the call rejects with the image's error.
    */
-  recordWrite(offset: number, data: Buffer): Promise<number | null> {
-    return this.#record('write', offset, data.length, data);
+  recordWrite(offset: number, data: Buffer, image?: ImageChange): Promise<number | null> {
+    return this.#record('write', offset, data.length, data, image);
   }
 
-  recordTrim(offset: number, length: number): Promise<number | null> {
-    return this.#record('trim', offset, length);
+  /** Like recordWrite; when `image` fails, the range is marked dirty for a resync (the record cannot say what the image holds). */
+  recordTrim(offset: number, length: number, image?: ImageChange): Promise<number | null> {
+    return this.#record('trim', offset, length, undefined, image);
   }
 
-  recordZero(offset: number, length: number): Promise<number | null> {
-    return this.#record('zero', offset, length);
+  recordZero(offset: number, length: number, image?: ImageChange): Promise<number | null> {
+    return this.#record('zero', offset, length, undefined, image);
   }
 
   /**
@@ -330,9 +400,9 @@ export class WriteJournal {
    */
   async flush(): Promise<number | null> {
     const appended = this.#append('flush', 0, 0);
-    if (appended !== null) await appended.written;
+    const journaled = appended !== null && (await appended.written);
     await this.#commit.sync();
-    return appended?.seq ?? null;
+    return journaled ? appended.seq : null;
   }
 
   /** Makes every record written so far durable, without adding a record (for FUA writes). */
@@ -371,14 +441,13 @@ export class WriteJournal {
       ...(marker.groupPointId === undefined ? {} : { groupPointId: marker.groupPointId }),
     };
     const appended = this.#append('marker', 0, 0, undefined, clean);
-    if (appended === null) {
+    if (appended === null || !(await appended.written)) {
       throw new HavenError(
         'operation_not_allowed',
         `write journal '${this.dir}' is full and recording dirty regions only; a marker can be added again after a resync`,
         { mode: 'bitmap', allowed: ['beginResync'] },
       );
     }
-    await appended.written;
     await this.#commit.sync();
     return {
       seq: appended.seq,
@@ -392,7 +461,7 @@ export class WriteJournal {
 
   /** Records from `fromSeq` (default: the first not consumed) up to those written when called. */
   async *records(fromSeq = this.#state.consumedSeq + 1): AsyncGenerator<JournalRecord> {
-    const until = this.#writtenSeq;
+    const until = this.#readableSeq;
     const oldest = this.#segments[0]?.firstSeq ?? this.#nextSeq;
     if (fromSeq < oldest && fromSeq <= until) {
       throw new HavenError(
@@ -415,7 +484,7 @@ export class WriteJournal {
    */
   async trimThrough(seq: number): Promise<void> {
     this.#checkUsable();
-    checkedInt('seq', seq, this.#writtenSeq);
+    checkedInt('seq', seq, this.#readableSeq);
     if (seq <= this.#state.consumedSeq) return;
     this.#state.consumedSeq = seq;
     await this.#saveState();
@@ -465,6 +534,13 @@ export class WriteJournal {
         `write journal '${this.dir}' is still full (${this.#usedBytes} of ${this.capacityBytes} bytes): ` +
           'trim consumed records before resuming',
         { usedBytes: this.#usedBytes, capacityBytes: this.capacityBytes },
+      );
+    }
+    if (this.#state.mode === 'bitmap' && !(await this.#reserve.ensure())) {
+      throw new HavenError(
+        'conflict',
+        `the file system of write journal '${this.dir}' is still full: free space there before resuming`,
+        { dir: this.dir, overflowReason: this.#state.overflowReason },
       );
     }
     const regions = this.#bitmap.regions();
@@ -526,7 +602,13 @@ export class WriteJournal {
     }
   }
 
-  #record(kind: RecordKind, offset: number, length: number, data?: Buffer): Promise<number | null> {
+  #record(
+    kind: RecordKind,
+    offset: number,
+    length: number,
+    data?: Buffer,
+    image?: ImageChange,
+  ): Promise<number | null> {
     let appended: Appended | null;
     try {
       checkedInt('offset', offset, this.diskSize);
@@ -535,12 +617,78 @@ export class WriteJournal {
     } catch (e) {
       return Promise.reject(e);
     }
-    if (appended === null) {
+    const inBitmap = async (): Promise<null> => {
       // Recovery replays the journal tail unless the mode says bitmap: that would undo this write.
-      return Promise.all([this.#bitmap.markDirty(offset, length), this.#overflowSaved]).then(() => null);
+      await Promise.all([this.#bitmap.markDirty(offset, length), this.#overflowSaved]);
+      await image?.apply();
+      return null;
+    };
+    if (appended === null) return inBitmap();
+    const { seq, timeMs, segment, position } = appended;
+    if (image !== undefined) {
+      this.#unsettled.set(seq, { segment, position, timeMs });
+      segment.pendingWrites++;
     }
-    const { seq } = appended;
-    return appended.written.then(() => seq);
+    return appended.written.then(async (journaled) => {
+      // Not journaled: the file system was full and the switch to bitmap mode rolled the record back.
+      if (!journaled) return inBitmap();
+      if (image === undefined) return seq;
+      try {
+        await image.apply();
+      } catch (e) {
+        await this.#correct(kind, seq, offset, length, image, e);
+        throw e;
+      } finally {
+        this.#settle(seq);
+      }
+      return seq;
+    });
+  }
+
+  #settle(seq: number): void {
+    const pending = this.#unsettled.get(seq);
+    if (pending === undefined) return;
+    this.#unsettled.delete(seq);
+    pending.segment.pendingWrites--;
+  }
+
+  /**
+   * The image did not take a journaled change: make the journal say what the
+   * image holds before any reader sees the record. A write's record is
+   * rewritten in place with the image's bytes (same length, new checksum);
+   * a trim or write-zeroes covers no data to rewrite, so its range is marked
+   * dirty and the next resync copies it from the image.
+   */
+  async #correct(
+    kind: RecordKind,
+    seq: number,
+    offset: number,
+    length: number,
+    image: ImageChange,
+    cause: unknown,
+  ): Promise<void> {
+    const pending = this.#unsettled.get(seq);
+    if (pending === undefined) return;
+    try {
+      if (kind === 'write') {
+        const actual = await image.readBack();
+        const buffers = encodeRecord({ seq, timeMs: pending.timeMs, kind, offset, length, data: actual });
+        const io =
+          pending.segment.io ?? (await pending.segment.handle(this.#budget, (s) => this.#open.add(s)));
+        await io.writevFully(buffers, pending.position);
+        pending.segment.unsynced = true;
+      } else {
+        await this.#bitmap.markDirty(offset, length);
+      }
+      this.#log(
+        `write journal '${this.dir}': the image did not take ${kind} ${seq} (${length} bytes at ${offset}): ` +
+          `${String(cause)}; ${kind === 'write' ? 'its record now holds what the image holds' : 'its range is marked for resync'}`,
+      );
+    } catch (e) {
+      // The record would ship a change the image does not have: stop rather than replicate it.
+      this.#failed ??= e;
+      this.#log(`write journal '${this.dir}' failed: could not correct record ${seq}: ${String(e)}`);
+    }
   }
 
   /** Assigns the next sequence and queues the record; null when in (or entering) bitmap mode. */
@@ -552,11 +700,7 @@ export class WriteJournal {
     const buffers = encodeRecord({ seq, timeMs, kind, offset, length, data, marker });
     const bytes = buffers.reduce((n, b) => n + b.length, 0);
     if (this.#usedBytes + bytes > this.capacityBytes) {
-      this.#state.mode = 'bitmap';
-      this.#state.overflowSeq = seq - 1;
-      this.#state.overflowCount++;
-      this.#overflowSaved = this.#saveState();
-      this.#overflowSaved.catch(() => {});
+      this.#enterBitmapMode(seq - 1, 'capacity', async () => {});
       return null;
     }
     this.#nextSeq++;
@@ -573,7 +717,7 @@ export class WriteJournal {
     segment.lastSeq = seq;
     segment.pendingWrites++;
     this.#usedBytes += bytes;
-    const written = new Promise<void>((resolve, reject) => {
+    const written = new Promise<boolean>((resolve, reject) => {
       this.#queue.push({ segment, buffers, position, bytes, seq, resolve, reject });
     });
     this.#lastWrite = written.then(
@@ -586,7 +730,80 @@ export class WriteJournal {
       this.#draining = true;
       queueMicrotask(() => void this.#drain());
     }
-    return { seq, timeMs, written };
+    return { seq, timeMs, segment, position, written };
+  }
+
+  /**
+   * Switches to bitmap mode (synchronously: later appends see it) and saves
+   * that durably; writes acknowledged in bitmap mode wait for the save.
+   * `prepare` runs before the save (undoing what a full file system left).
+   */
+  #enterBitmapMode(overflowSeq: number, reason: OverflowReason, prepare: () => Promise<void>): void {
+    this.#state.mode = 'bitmap';
+    this.#state.overflowSeq = overflowSeq;
+    this.#state.overflowCount++;
+    this.#state.overflowReason = reason;
+    const what =
+      reason === 'capacity'
+        ? `is full (${this.#usedBytes} of ${this.capacityBytes} bytes)`
+        : 'cannot grow: its file system is full';
+    this.#log(
+      `write journal '${this.dir}' ${what} after record ${overflowSeq}: ` +
+        'recording dirty regions in the bitmap until a resync',
+    );
+    this.#overflowSaved = prepare().then(() => this.#saveState());
+    this.#overflowSaved.catch((e: unknown) => {
+      this.#log(`write journal '${this.dir}' could not record the switch to bitmap mode: ${String(e)}`);
+    });
+  }
+
+  /**
+   * The journal's file system is full: the records of `failed` (the batch that
+   * did not fit) and every record queued after it are taken back, as if the
+   * journal had reached its capacity before them, and their writes go to the
+   * dirty bitmap. Nobody has seen them: readers and callers see a record only
+   * once it is written.
+   */
+  #fileSystemFull(failed: WriteItem[], cause: unknown): void {
+    const items = [...failed, ...this.#queue.splice(0)];
+    const first = items[0] as WriteItem;
+    const firstSeq = first.seq;
+    this.#nextSeq = firstSeq;
+    for (const item of items) {
+      item.segment.pendingWrites--;
+      this.#usedBytes -= item.bytes;
+      const pending = this.#unsettled.get(item.seq);
+      if (pending !== undefined) {
+        this.#unsettled.delete(item.seq);
+        pending.segment.pendingWrites--;
+      }
+    }
+    const cut = first.segment;
+    const dropped = this.#segments.filter((s) => s.firstSeq >= firstSeq);
+    this.#segments = this.#segments.filter((s) => s.firstSeq < firstSeq);
+    for (const segment of dropped) {
+      segment.deleted = true;
+      segment.retired = true;
+      segment.unsynced = false;
+    }
+    if (!cut.deleted) {
+      cut.size = first.position;
+      cut.lastSeq = firstSeq - 1;
+      cut.retired = true;
+    }
+    this.#active = null;
+    this.#enterBitmapMode(firstSeq - 1, 'filesystem-full', async () => {
+      this.#log(`write journal '${this.dir}': ${String(cause)}`);
+      if (!cut.deleted) await truncate(cut.path, cut.size);
+      for (const segment of dropped) {
+        await unlink(segment.path).catch((e: NodeJS.ErrnoException) => {
+          if (e.code !== 'ENOENT') throw e;
+        });
+      }
+      // Room for the state file's atomic replace.
+      await this.#reserve.release();
+    });
+    for (const item of items) item.resolve(false);
   }
 
   /** Writes queued records in order, coalescing neighbours into one writev. */
@@ -613,9 +830,14 @@ export class WriteJournal {
         this.#writtenSeq = (batch.at(-1) as WriteItem).seq;
         for (const item of batch) {
           item.segment.pendingWrites--;
-          item.resolve();
+          item.resolve(true);
         }
       } catch (e) {
+        if (this.#failed === null && !this.#closed && isNoSpace(e)) {
+          this.#fileSystemFull(batch, e);
+          continue;
+        }
+        if (this.#failed === null) this.#log(`write journal '${this.dir}' failed to write: ${String(e)}`);
         this.#failed ??= e;
         for (const item of batch) {
           item.segment.pendingWrites--;

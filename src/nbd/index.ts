@@ -2,6 +2,7 @@ export type { BlockBackend, BlockExtent, WriteOptions } from './block-backend.ts
 export { BlockState, NbdErrno, TransmissionFlag } from './constants.ts';
 export { FileBackend, type FileBackendOptions } from './file-backend.ts';
 export { MemoryBackend, type MemoryBackendOptions } from './memory-backend.ts';
+export { DEFAULT_NBD_MEMORY_BYTES, type MemoryBudgetOptions, NbdMemoryBudget } from './memory-budget.ts';
 export {
   NbdClient,
   type NbdClientOptions,

@@ -7,6 +7,7 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { HavenError } from '../errors/index.ts';
 import { DEFAULT_MAX_PAYLOAD, MAX_STRING_LENGTH } from './constants.ts';
+import { DEFAULT_NBD_MEMORY_BYTES, NbdMemoryBudget } from './memory-budget.ts';
 import { ServerConnection } from './server-connection.ts';
 import type { ExportLookup, NbdExport } from './server-handshake.ts';
 import type { TransmissionLimits } from './server-transmission.ts';
@@ -35,7 +36,14 @@ export interface NbdServerOptions {
   /** Per connection: stop reading requests while this many payload bytes are in flight. Default 64 MiB. */
   maxInFlightBytes?: number;
   maxInFlightRequests?: number;
+  /**
+   * Bound across all connections (requests being served plus replies not yet
+   * sent): a budget shared with other servers, or its size (default 256 MiB).
+   */
+  memory?: NbdMemoryBudget | { totalBytes: number; evictAfterMs?: number };
   handshakeTimeoutMs?: number;
+  /** Where the server reports closing connections that hold memory (default: stderr). */
+  log?: (line: string) => void;
 }
 
 export interface NbdServerStats {
@@ -53,6 +61,7 @@ export class NbdServer {
   readonly #tls: NbdServerTlsOptions | undefined;
   readonly #tlsContext: tls.SecureContext | null;
   readonly #handshakeTimeoutMs: number;
+  readonly #memory: NbdMemoryBudget;
   #listener: net.Server | null = null;
   #closing = false;
 
@@ -71,6 +80,28 @@ export class NbdServer {
       ? tls.createSecureContext({ key: options.tls.key, cert: options.tls.cert, ca: options.tls.ca })
       : null;
     this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? 30_000;
+    this.#memory =
+      options.memory instanceof NbdMemoryBudget
+        ? options.memory
+        : new NbdMemoryBudget({
+            totalBytes: options.memory?.totalBytes ?? DEFAULT_NBD_MEMORY_BYTES,
+            ...(options.memory?.evictAfterMs === undefined
+              ? {}
+              : { evictAfterMs: options.memory.evictAfterMs }),
+            ...(options.log === undefined ? {} : { log: options.log }),
+          });
+    if (this.#memory.totalBytes < maxPayload) {
+      throw new HavenError(
+        'validation_failed',
+        `the NBD server's memory budget (${this.#memory.totalBytes} bytes) is smaller than its largest request (${maxPayload} bytes)`,
+        { field: 'memory' },
+      );
+    }
+  }
+
+  /** The memory budget this server's connections share. */
+  get memory(): NbdMemoryBudget {
+    return this.#memory;
   }
 
   addExport(name: string, exp: NbdExport): void {
@@ -147,6 +178,7 @@ export class NbdServer {
         : null,
       handshakeTimeoutMs: this.#handshakeTimeoutMs,
       readBufferBytes: 256 * 1024,
+      memory: this.#memory,
     });
     this.#connections.add(conn);
     void conn.closed.then(() => this.#connections.delete(conn));

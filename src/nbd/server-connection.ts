@@ -5,6 +5,7 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
+import type { MemoryAccount, NbdMemoryBudget } from './memory-budget.ts';
 import { type HandshakeIo, type HandshakePolicy, negotiate, ProtocolViolation } from './server-handshake.ts';
 import { type TransmissionLimits, TransmissionSession } from './server-transmission.ts';
 import { StreamReader } from './stream-reader.ts';
@@ -16,6 +17,8 @@ export interface ConnectionSettings {
   handshakeTimeoutMs: number;
   /** Reader buffer before the socket is paused. */
   readBufferBytes: number;
+  /** The server's memory bound across connections. */
+  memory: NbdMemoryBudget;
 }
 
 const noop = () => {};
@@ -29,7 +32,9 @@ export class ServerConnection {
   #session: TransmissionSession | null = null;
   #shutdown = false;
   #lastWrite: Promise<void> = Promise.resolve();
-  #pendingDone = new Set<() => void>();
+  /** Replies handed to the socket and not yet taken by the kernel, with when each was ready. */
+  #pendingDone = new Map<() => void, number>();
+  readonly #memory: MemoryAccount;
   #exportName: string | null = null;
   #corked = false;
   readonly closed: Promise<void>;
@@ -45,9 +50,19 @@ export class ServerConnection {
     this.closed = new Promise((resolve) => {
       resolveClosed = resolve;
     });
+    this.#memory = settings.memory.open({
+      describe: () =>
+        `the NBD client ${raw.remoteAddress ?? 'on the Unix socket'}${raw.remotePort ? `:${raw.remotePort}` : ''}${this.#exportName === null ? '' : ` of export '${this.#exportName}'`}`,
+      oldestUnsentReplyMs: () => {
+        for (const since of this.#pendingDone.values()) return since;
+        return null;
+      },
+      evict: () => this.#destroy(),
+    });
     this.#onClose = () => {
       // Replies that will never be sent still hold in-flight accounting.
-      for (const done of [...this.#pendingDone]) done();
+      for (const done of [...this.#pendingDone.keys()]) done();
+      settings.memory.close(this.#memory);
       resolveClosed();
     };
     raw.once('close', this.#onClose);
@@ -112,7 +127,11 @@ export class ServerConnection {
       }
       this.#exportName = negotiated.name;
       const session = new TransmissionSession(
-        { reader: this.#reader, write: (bufs, done) => this.#replyWrite(bufs, done) },
+        {
+          reader: this.#reader,
+          write: (bufs, done) => this.#replyWrite(bufs, done),
+          memory: this.#memory,
+        },
         negotiated,
         this.#settings.limits,
       );
@@ -147,7 +166,7 @@ export class ServerConnection {
       this.#pendingDone.delete(finish);
       done();
     };
-    this.#pendingDone.add(finish);
+    this.#pendingDone.set(finish, Date.now());
     // Replies completed in the same turn of the event loop leave in one writev
     // syscall at its end (libuv reads up to 32 chunks per socket event, and
     // each reply write wakes the client: on a VM a wake-up costs more than

@@ -14,6 +14,7 @@ import {
   ReplyType,
   STRUCTURED_REPLY_HEADER_SIZE,
 } from './constants.ts';
+import type { MemoryAccount } from './memory-budget.ts';
 import { chunkHeader, doneChunk, errorChunk, simpleReply } from './messages.ts';
 import { toNbdErrno } from './nbd-errors.ts';
 import { type Negotiated, ProtocolViolation } from './server-handshake.ts';
@@ -31,6 +32,8 @@ export interface TransmissionIo {
   readonly reader: StreamReader;
   /** Writes one message; `done` runs once the bytes left our buffers (or the socket died). */
   write(bufs: Buffer[], done: () => void): void;
+  /** The connection's share of the server's memory budget: payloads are reserved there before they are read. */
+  readonly memory?: MemoryAccount;
 }
 
 /** Largest number of extents sent in one BLOCK_STATUS reply. */
@@ -73,6 +76,7 @@ export class TransmissionSession {
   stop(): void {
     this.#stopped = true;
     this.#io.reader.cancel(new StreamEndedError(0, 0));
+    this.#io.memory?.cancel();
   }
 
   /**
@@ -118,6 +122,22 @@ export class TransmissionSession {
       const length = header.readUInt32BE(24);
 
       if (type === Command.DISC) return;
+      const reserve =
+        type === Command.READ
+          ? Math.min(length, limits.maxPayload)
+          : type === Command.WRITE && length <= limits.maxPayload
+            ? length
+            : 0;
+      // Nothing more is read from this client until the server as a whole has room for the payload.
+      const granted = this.#io.memory?.acquire(reserve);
+      if (granted) {
+        try {
+          await granted;
+        } catch (err) {
+          if (this.#stopped) return;
+          throw err;
+        }
+      }
       let payload = EMPTY;
       if (type === Command.WRITE && length > 0) {
         if (length > limits.maxPayload) {
@@ -127,9 +147,13 @@ export class TransmissionSession {
           this.#dispatch(flags, type, cookie, offset, length, EMPTY, 0);
           continue;
         }
-        payload = reader.tryRead(length) ?? (await reader.read(length));
+        try {
+          payload = reader.tryRead(length) ?? (await reader.read(length));
+        } catch (err) {
+          this.#io.memory?.release(reserve);
+          throw err;
+        }
       }
-      const reserve = type === Command.READ ? Math.min(length, limits.maxPayload) : payload.length;
       this.#dispatch(flags, type, cookie, offset, length, payload, reserve);
     }
   }
@@ -151,6 +175,7 @@ export class TransmissionSession {
       released = true;
       this.#inFlightRequests--;
       this.#inFlightBytes -= reserve;
+      this.#io.memory?.release(reserve);
       this.#wake();
     };
     this.#execute(flags, type, cookie, offset, length, payload).then(

@@ -33,6 +33,9 @@ export class StreamReader {
   #ended = false;
   #failure: Error | null = null;
   #paused = false;
+  /** A read larger than the buffer fills this as data arrives, so its chunks are not held twice. */
+  #target: Buffer | null = null;
+  #filled = 0;
 
   constructor(stream: Duplex, highWaterMark = 256 * 1024) {
     this.#stream = stream;
@@ -86,6 +89,11 @@ export class StreamReader {
       this.#want = n;
       this.#resolve = resolve;
       this.#reject = reject;
+      if (n > this.#highWaterMark) {
+        this.#target = Buffer.allocUnsafe(n);
+        this.#filled = this.#buffered;
+        if (this.#buffered > 0) this.#take(this.#buffered).copy(this.#target, 0);
+      }
       this.#maybeResume();
     });
   }
@@ -101,6 +109,20 @@ export class StreamReader {
   }
 
   #onData = (chunk: Buffer): void => {
+    const target = this.#target;
+    if (target !== null) {
+      const step = Math.min(chunk.length, target.length - this.#filled);
+      chunk.copy(target, this.#filled, 0, step);
+      this.#filled += step;
+      if (this.#filled < target.length) return;
+      this.#target = null;
+      const resolve = this.#resolve;
+      this.#resolve = null;
+      this.#reject = null;
+      resolve?.(target);
+      if (step === chunk.length) return;
+      chunk = chunk.subarray(step);
+    }
     this.#chunks.push(chunk);
     this.#buffered += chunk.length;
     if (this.#resolve && this.#buffered >= this.#want) {
@@ -129,6 +151,7 @@ export class StreamReader {
     const reject = this.#reject;
     this.#resolve = null;
     this.#reject = null;
+    this.#target = null;
     reject?.(err);
   }
 

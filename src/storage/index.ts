@@ -5,4 +5,5 @@ export type { BlockExtent } from './block-extent.ts';
 export { FileIo, type FileIoPolicy, SyncBudget, writevFully } from './file-io.ts';
 export { type FileSync, realFileSync } from './file-sync.ts';
 export { GroupCommit } from './group-commit.ts';
+export { isNoSpace, SpaceReserve } from './space-reserve.ts';
 export { createSparseImage, parseSize } from './sparse-image.ts';

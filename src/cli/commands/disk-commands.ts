@@ -23,7 +23,7 @@ export const diskCommands: Command[] = [
   {
     name: 'disk serve',
     summary:
-      'Serve a raw image over NBD, journaling every write: --image FILE (--socket PATH or --listen HOST:PORT [--tls-cert F --tls-key F]) [--export NAME] [--journal DIR] [--journal-capacity 1G]; prints {"uri": ...} when ready, serves until SIGINT/SIGTERM',
+      'Serve a raw image over NBD, journaling every write: --image FILE (--socket PATH or --listen HOST:PORT --tls-cert F --tls-key F --tls-ca F) [--export NAME] [--journal DIR] [--journal-capacity 1G] [--memory 256M]; TCP clients must present a certificate signed by --tls-ca (--insecure-listen serves TCP to anyone); prints {"uri": ...} when ready, serves until SIGINT/SIGTERM',
     options: {
       image: { type: 'string' },
       export: { type: 'string' },
@@ -33,6 +33,9 @@ export const diskCommands: Command[] = [
       listen: { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
+      'tls-ca': { type: 'string' },
+      'insecure-listen': { type: 'boolean' },
+      memory: { type: 'string' },
     },
     run: async (args) => {
       const image = required(args, 'image');
@@ -45,19 +48,32 @@ export const diskCommands: Command[] = [
       }
       const cert = str(args, 'tls-cert');
       const key = str(args, 'tls-key');
+      const ca = str(args, 'tls-ca');
       if ((cert === undefined) !== (key === undefined) || (cert !== undefined && listen === undefined)) {
         throw new HavenError('bad_request', '--tls-cert and --tls-key go together, with --listen', {
           field: 'tls-cert',
         });
       }
+      if (ca !== undefined && cert === undefined) {
+        throw new HavenError('bad_request', '--tls-ca needs --tls-cert and --tls-key', { field: 'tls-ca' });
+      }
+      const memory = str(args, 'memory');
       const name = str(args, 'export') ?? 'disk';
       const capacity = str(args, 'journal-capacity');
       const service = await DiskService.start({
         ...(socket === undefined ? {} : { socket }),
         ...(listen === undefined ? {} : { listen: parseListen(listen) }),
         ...(cert !== undefined && key !== undefined
-          ? { tls: { cert: await readFile(cert), key: await readFile(key) } }
+          ? {
+              tls: {
+                cert: await readFile(cert),
+                key: await readFile(key),
+                ...(ca === undefined ? {} : { ca: await readFile(ca) }),
+              },
+            }
           : {}),
+        insecureListen: args.values['insecure-listen'] === true,
+        ...(memory === undefined ? {} : { memoryBytes: parseSize(memory) }),
         defaultExport: name,
       });
       let info: Awaited<ReturnType<DiskService['attach']>>;

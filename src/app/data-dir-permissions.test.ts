@@ -119,8 +119,7 @@ describe('data directory permissions: another local user reads nothing', {
     const machine = (await api<Machine>('GET', `/machines/${created.body.id}`)).body;
     // Guest-like writes through the disk service: journal records, then replica segments.
     await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 0 1M', '-c', 'flush', machine.disks[0]!.nbdUri!]);
-    const backupFile = join(dataDir, 'backups', 'vault-backup.db');
-    const backup = await api<Job>('POST', '/vault/backup', { file: backupFile });
+    const backup = await api<Job>('POST', '/vault/backup', { file: 'vault-backup.db' });
     assert.equal(backup.status, 202, JSON.stringify(backup.body));
     assert.equal((await finished(backup.body.id)).state, 'succeeded');
 

@@ -6,9 +6,9 @@
  * Debian: qemu-system-x86, e2fsprogs (and what src/guest needs).
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { buildGuestImage, formatDataDisk, type GuestImage, guestCommandLine } from '../guest/index.ts';
 import { QemuDriver } from '../hypervisor/qemu-driver.ts';
@@ -57,7 +57,8 @@ function startAgent(config: Record<string, unknown>): Child {
 
 test('kill -9 of the host agent under a running guest: the guest goes on writing, without an I/O error', async () => {
   const dataDir = join(root, 'host');
-  const source = join(root, 'vm1-disk0.img');
+  const source = join(dataDir, 'images', 'vm1-disk0.img');
+  await mkdir(dirname(source), { recursive: true });
   const sizeBytes = 64 * 1024 * 1024;
   await formatDataDisk(source, { sizeBytes });
   const base = await readFile(source);

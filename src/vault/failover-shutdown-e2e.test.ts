@@ -59,7 +59,7 @@ async function guestMachine(
   let machine = await createGuestMachine(client, {
     name,
     hostId: hosts.find((h) => h.name === 'primary')!.id,
-    disk: join(dir, `${name}.img`),
+    disk: join(dir, 'images', `${name}.img`),
     sizeBytes: 64 << 20,
     ...(options.rate ? { rate: options.rate } : {}),
   });

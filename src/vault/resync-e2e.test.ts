@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { type RunningVault, startVault } from '../app/start-vault.ts';
@@ -180,7 +180,8 @@ after(async () => {
 
 describe('initial copy progress and resync through the vault', () => {
   it('shows the initial copy’s progress as it goes, in the job and on the machine', async () => {
-    image = join(dir, 'app-01.img');
+    image = join(dir, 'primary', 'images', 'app-01.img');
+    await mkdir(dirname(image), { recursive: true });
     await createSparseImage(image, SIZE);
     // Incompressible data the bandwidth limit spreads over seconds; the rest stays a hole.
     await divergeBehindTheJournal(0, 96 * MiB);

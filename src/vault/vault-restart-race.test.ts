@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { isTerminalJobState } from '../domain/job-states.ts';
 import type { Host, Job, Machine } from '../domain/model.ts';
@@ -121,7 +121,8 @@ async function hostsConnected(site: Site): Promise<Host[]> {
 async function enableReplication(site: Site): Promise<{ machine: Machine; jobId: string }> {
   const api = client(site);
   const size = 64 << 20;
-  const image = join(site.dir, 'db-01.img');
+  const image = join(site.dir, 'primary', 'images', 'db-01.img');
+  await mkdir(dirname(image), { recursive: true });
   await createSparseImage(image, size);
   const file = await open(image, 'r+');
   await file.write(randomBytes(size), 0, size, 0);

@@ -54,7 +54,7 @@ async function createGuest(name: string, primaryHostId: string): Promise<Machine
   const machine = await createGuestMachine(client, {
     name,
     hostId: primaryHostId,
-    disk: join(dir, `${name}.img`),
+    disk: join(dir, 'images', `${name}.img`),
     sizeBytes: GUEST_DISK_BYTES,
   });
   await startOnPrimary(up.vault.context, machine);

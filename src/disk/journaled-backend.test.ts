@@ -233,6 +233,30 @@ describe('JournaledBackend', () => {
     await backend.close();
   });
 
+  it('after a crash, replays a write whose record precedes the last flush but whose image write was cut short', async () => {
+    const dir = fresh();
+    const image = `${dir}.img`;
+    await createSparseImage(image, SIZE, CHUNK);
+    const crashed = await openBackend(image, dir);
+    await crashed.write(0, Buffer.alloc(4096, 1), { fua: false });
+    await crashed.flush();
+    // A write that began while the next flush synced the image: its record
+    // comes before that flush's record, and the crash came before its image write.
+    await crashed.journal.recordWrite(8192, Buffer.alloc(4096, 7));
+    await crashed.journal.flush();
+    const backend = await openBackend(image, dir);
+    try {
+      assert.equal(backend.recovered, true, 'the unclean shutdown was noticed');
+      const disk = await backend.read(0, SIZE);
+      assert.ok(
+        replay(Buffer.alloc(SIZE), await records(backend.journal)).equals(disk),
+        'after recovery the image is the journal replayed',
+      );
+    } finally {
+      await backend.close();
+    }
+  });
+
   it('loses no acknowledged write when the writer is killed with SIGKILL', async () => {
     for (const seed of [1, 2]) {
       const dir = fresh();

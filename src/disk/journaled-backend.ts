@@ -40,7 +40,7 @@ interface InFlight {
  * and acknowledged when both are done; overlapping requests reach the image in
  * journal order, so replaying the journal reproduces the image. FLUSH and FUA
  * are acknowledged only when the image and the journal are durable. After an
- * unclean shutdown, records since the last flush are replayed onto the image
+ * unclean shutdown, records since the flush before the last are replayed onto the image
  * (in bitmap mode their regions are marked dirty instead).
  *
  * Ordering, and why it is not relaxed for speed: one request's image write
@@ -145,13 +145,25 @@ export class JournaledBackend implements BlockBackend {
 
   /** Brings the image up to the journal after a crash: the journal is written first, so it may be ahead. */
   async #recover(): Promise<void> {
+    // The last flush waited only for the writes in flight when it began: a
+    // write that began while it synced the image has an earlier sequence than
+    // its record, and a crash may have cut that write's image write short.
+    // Every write before the flush ahead of it had reached the image by then,
+    // so replay starts after that one; never before a resync marker, though:
+    // writes known only to the bitmap came before it.
     const { firstSeq } = this.journal.status;
-    let boundary = firstSeq - 1;
+    let lastFlush = firstSeq - 1;
+    let previousFlush = firstSeq - 1;
+    let resumed = firstSeq - 1;
     for await (const record of this.journal.records(firstSeq)) {
-      if (record.kind === 'flush' || (record.kind === 'marker' && record.marker?.type === 'resync')) {
-        boundary = record.seq;
+      if (record.kind === 'flush') {
+        previousFlush = lastFlush;
+        lastFlush = record.seq;
+      } else if (record.kind === 'marker' && record.marker?.type === 'resync') {
+        resumed = record.seq;
       }
     }
+    const boundary = Math.max(previousFlush, resumed);
     const bitmapMode = this.journal.mode === 'bitmap';
     const dirty: Region[] = [];
     for await (const record of this.journal.records(boundary + 1)) {

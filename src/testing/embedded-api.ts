@@ -1,4 +1,8 @@
+import assert from 'node:assert/strict';
 import type { Embedded } from '../app/start-embedded.ts';
+import { isTerminalJobState } from '../domain/job-states.ts';
+import type { Job } from '../domain/model.ts';
+import { until } from './until.ts';
 
 export interface ApiAnswer<T> {
   status: number;
@@ -15,4 +19,34 @@ export function embeddedApi(up: () => Embedded) {
     });
     return { status: response.status, body: (await response.json().catch(() => null)) as T };
   };
+}
+
+/**
+ * Starts `operation` on a machine through the API and waits (up to
+ * `timeoutMs`) for its job, which must succeed; a failure shows the job's
+ * error and steps.
+ */
+export async function runOperation(
+  api: ReturnType<typeof embeddedApi>,
+  machineId: string,
+  operation: string,
+  body: unknown,
+  timeoutMs: number,
+): Promise<Job> {
+  const started = await api<Job>('POST', `/machines/${machineId}/${operation}`, body);
+  assert.equal(started.status, 202, `${operation}: ${JSON.stringify(started.body)}`);
+  const job = await until(
+    `${operation} to finish`,
+    async () => {
+      const { body: j } = await api<Job>('GET', `/jobs/${started.body.id}`);
+      return isTerminalJobState(j.state) ? j : undefined;
+    },
+    { timeoutMs },
+  );
+  assert.equal(
+    job.state,
+    'succeeded',
+    `${operation}: ${JSON.stringify(job.error)} ${JSON.stringify(job.steps)}`,
+  );
+  return job;
 }

@@ -7,11 +7,10 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { DEMO_MACHINE } from '../app/demo-machine.ts';
 import { type Embedded, startEmbedded } from '../app/start-embedded.ts';
-import { isTerminalJobState } from '../domain/job-states.ts';
 import type { Job, Machine, RecoveryPoint } from '../domain/model.ts';
 import { checkDataDisk } from '../guest/index.ts';
 import type { MachineStatus, PointView } from '../host/host-services.ts';
-import { embeddedApi } from '../testing/embedded-api.ts';
+import { embeddedApi, runOperation } from '../testing/embedded-api.ts';
 import { consoleOf as guestConsole, records } from '../testing/guest-console.ts';
 import { until as waitUntil } from '../testing/until.ts';
 
@@ -31,17 +30,7 @@ const until = <T>(what: string, probe: () => Promise<T | undefined | false>) =>
   waitUntil(what, probe, { timeoutMs: 180_000 });
 
 async function operate(operation: string, body: unknown): Promise<Job> {
-  const started = await api<Job>('POST', `/machines/${machine.id}/${operation}`, body);
-  assert.equal(started.status, 202, `${operation}: ${JSON.stringify(started.body)}`);
-  const job = await until(`${operation} to finish`, async () => {
-    const { body: j } = await api<Job>('GET', `/jobs/${started.body.id}`);
-    return isTerminalJobState(j.state) ? j : undefined;
-  });
-  assert.equal(
-    job.state,
-    'succeeded',
-    `${operation}: ${JSON.stringify(job.error)} ${JSON.stringify(job.steps)}`,
-  );
+  const job = await runOperation(api, machine.id, operation, body, 180_000);
   machine = (await api<Machine>('GET', `/machines/${machine.id}`)).body;
   return job;
 }

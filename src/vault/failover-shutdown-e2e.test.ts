@@ -6,9 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import { createGuestMachine, startOnPrimary } from '../app/demo-machine.ts';
 import { type Embedded, startEmbedded } from '../app/start-embedded.ts';
 import { ApiClient } from '../client/api-client.ts';
-import { isTerminalJobState } from '../domain/job-states.ts';
 import type { Job, Machine } from '../domain/model.ts';
-import { embeddedApi } from '../testing/embedded-api.ts';
+import { embeddedApi, runOperation } from '../testing/embedded-api.ts';
 import { consoleOf as guestConsole, records } from '../testing/guest-console.ts';
 import { until as waitUntil } from '../testing/until.ts';
 
@@ -25,19 +24,8 @@ const until = <T>(what: string, probe: () => Promise<T | undefined | false>) =>
   waitUntil(what, probe, { timeoutMs: 240_000 });
 const consoleOf = (hostId: string, vmName: string) => guestConsole(up.vault.context, hostId, vmName);
 
-async function operate(machine: Machine, operation: string, body: unknown): Promise<Job> {
-  const started = await api<Job>('POST', `/machines/${machine.id}/${operation}`, body);
-  assert.equal(started.status, 202, `${operation}: ${JSON.stringify(started.body)}`);
-  const job = await until(`${operation} to finish`, async () => {
-    const { body: j } = await api<Job>('GET', `/jobs/${started.body.id}`);
-    return isTerminalJobState(j.state) ? j : undefined;
-  });
-  assert.equal(
-    job.state,
-    'succeeded',
-    `${operation}: ${JSON.stringify(job.error)} ${JSON.stringify(job.steps)}`,
-  );
-  return job;
+function operate(machine: Machine, operation: string, body: unknown): Promise<Job> {
+  return runOperation(api, machine.id, operation, body, 240_000);
 }
 
 async function protect(machine: Machine): Promise<Machine> {

@@ -19,27 +19,8 @@ interface SchemaThen {
   recovery_plans: { id: string; groups: string };
   jobs: { id: string; kind: string; input: string; output: string; created_by: string; created_at: string };
   job_steps: { job_id: string; name: string; started_at: string | null; finished_at: string | null };
-  script_runs: {
-    id: string;
-    job_id: string;
-    step_name: string;
-    plan_id: string;
-    plan_name: string;
-    action: string;
-    script: string;
-    sha256: string;
-    started_by: string;
-    run_as: string;
-    run_as_note: string;
-    started_at: string;
-    finished_at: string | null;
-    state: string;
-    exit_code: number | null;
-    signal: string | null;
-    output: string;
-    output_bytes: number;
-    output_truncated: number;
-  };
+  /** Created here; its columns are spelled out once, in the createTable below. */
+  script_runs: Record<string, string | number | null>;
 }
 
 /** What a plan job kept per script action in its output before runs were recorded apart. */

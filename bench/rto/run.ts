@@ -14,11 +14,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { createGuestMachine, startOnPrimary } from '../../src/app/demo-machine.ts';
+import { createGuestMachine } from '../../src/app/demo-machine.ts';
 import { startEmbedded } from '../../src/app/start-embedded.ts';
 import { ApiClient } from '../../src/client/api-client.ts';
 import type { Job, Machine } from '../../src/domain/model.ts';
 import type { ConsoleLog } from '../../src/host/host-services.ts';
+import { startMachine } from '../../src/vault/machine-power.ts';
 
 const run = promisify(execFile);
 const sizes = [1, 16].map((g) => g * 2 ** 30);
@@ -64,7 +65,7 @@ try {
     const disk = join(dir, `${name}.img`);
     // Run it on the primary through the disk service, as haven up does for its demo machine.
     const machine = await createGuestMachine(client, { name, hostId: primary.id, disk, sizeBytes: size });
-    await startOnPrimary(up.vault.context, machine);
+    await startMachine(up.vault.context, machine);
     await job(
       (
         await api<Job>('POST', `/machines/${machine.id}/enable-replication`, {

@@ -69,8 +69,14 @@ export const diskInput = z.object({
       DISK_ID_PATTERN,
       "1 to 60 letters, digits, '_' or '-' (a disk id becomes a file name on the host)",
     ),
-  sizeBytes: z.number().int().positive(),
-  source: z.string().min(1),
+  sizeBytes: z
+    .number()
+    .int()
+    .positive()
+    .max(2 ** 50)
+    .multipleOf(512, 'a whole number of 512-byte sectors'),
+  /** Omitted: a sparse image `<name>-<id>.img` in the host's first storage folder, made when missing. */
+  source: z.string().min(1).optional(),
   hasSnapshots: z.boolean().default(false),
 });
 
@@ -101,6 +107,25 @@ export const createMachine = z.object({
 export const updateRecoverySettings = recoverySettings
   .extend({ nics: z.array(nicSettings).optional() })
   .partial();
+
+export const startMachine = z.object({});
+
+export const stopMachine = z.object({
+  /** How long the guest gets to power itself down after the ACPI request; then the stop fails, the machine running. */
+  timeoutSeconds: z.number().int().min(1).max(3600).default(120),
+  /** Power the machine off when the guest has not powered down after this long (instead of failing). */
+  forceOffAfterSeconds: z.number().int().min(0).max(3600).optional(),
+});
+
+export const machineConsole = z.object({
+  /** The last N lines only (default: all the current run's, up to 1 MiB; with follow, 50). */
+  tail: z.coerce.number().int().min(0).max(100_000).optional(),
+  /** Keep the answer open and send new lines as server-sent events (`line`). */
+  follow: z
+    .enum(['1', '0', 'true', 'false'])
+    .transform((v) => v === '1' || v === 'true')
+    .optional(),
+});
 
 export const listMachines = z.object({
   state: z.string().optional(),

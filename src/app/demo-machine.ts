@@ -5,7 +5,7 @@ import type { ApiClient } from '../client/api-client.ts';
 import type { Host, Machine } from '../domain/model.ts';
 import { buildGuestImage, formatDataDisk, guestCommandLine } from '../guest/index.ts';
 import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
-import { hostServices } from '../vault/jobs/lifecycle-job.ts';
+import { startMachine } from '../vault/machine-power.ts';
 import type { VaultContext } from '../vault/vault-context.ts';
 
 export const DEMO_MACHINE = 'demo-01';
@@ -23,7 +23,7 @@ export interface GuestMachineSpec {
   log?: (line: string) => void;
 }
 
-/** Registers a machine running the tiny test guest (not started: see startOnPrimary). */
+/** Registers a machine running the tiny test guest (not started: see startMachine). */
 export async function createGuestMachine(api: ApiClient, spec: GuestMachineSpec): Promise<Machine> {
   const image = await buildGuestImage(spec.log ? { log: spec.log } : {});
   await mkdir(dirname(spec.disk), { recursive: true, mode: PRIVATE_DIR_MODE });
@@ -44,35 +44,6 @@ export async function createGuestMachine(api: ApiClient, spec: GuestMachineSpec)
       },
     },
   });
-}
-
-/**
- * Runs an unprotected machine on its host with every disk attached through
- * the disk service (so it can be protected later), as an operator's machine
- * would be. Safe to repeat.
- */
-export async function startOnPrimary(vault: VaultContext, machine: Machine): Promise<void> {
-  const services = hostServices(vault, machine.activeHostId);
-  const disks = [];
-  for (const d of machine.disks) {
-    const exported = await services.disk.attach({
-      machineId: machine.id,
-      diskId: d.id,
-      source: d.source,
-      sizeBytes: d.sizeBytes,
-    });
-    disks.push({ diskId: d.id, nbdUri: exported.nbdUri });
-  }
-  const status = await services.hypervisor
-    .status({ name: machine.name })
-    .catch(() => ({ state: 'absent' as const }));
-  if (status.state === 'absent') {
-    const { cpus, memoryMiB, boot } = machine.recoverySettings;
-    await services.hypervisor.define({
-      machine: { name: machine.name, cpus, memoryMiB, disks, nics: [], ...(boot ? { boot } : {}) },
-    });
-  }
-  if (status.state !== 'running') await services.hypervisor.start({ name: machine.name });
 }
 
 /**
@@ -100,6 +71,6 @@ export async function ensureDemoMachine(
       log,
     }));
   if (machine.state === 'unprotected' && machine.activeHostId === primary.id)
-    await startOnPrimary(vault, machine);
+    await startMachine(vault, machine);
   return machine;
 }

@@ -131,6 +131,48 @@ export class ApiClient {
     return json as T;
   }
 
+  /** Server-sent events of a streaming GET, as they come, until the vault ends the stream. */
+  async *events(path: string): AsyncGenerator<{ event: string; data: string }> {
+    let response: Response;
+    try {
+      response = await this.#fetch(`${this.connection.url}/api/v1${path}`, {
+        headers: { authorization: `Bearer ${this.connection.token}`, accept: 'text/event-stream' },
+      });
+    } catch (error) {
+      if (error instanceof HavenError) throw error;
+      throw new HavenError(
+        'unreachable',
+        `Cannot reach the vault at ${this.connection.url}: ${(error as Error).message}`,
+      );
+    }
+    if (!response.ok || response.body === null) {
+      const body = (await response.json().catch(() => ({}))) as {
+        error?: { code: ErrorCode; message: string; details: Record<string, unknown> };
+      };
+      throw new HavenError(
+        body.error?.code ?? 'internal',
+        body.error?.message ?? `HTTP ${response.status}`,
+        body.error?.details ?? {},
+      );
+    }
+    const decoder = new TextDecoder();
+    let buffered = '';
+    for await (const chunk of response.body) {
+      buffered += decoder.decode(chunk as Uint8Array, { stream: true });
+      for (let end = buffered.indexOf('\n\n'); end >= 0; end = buffered.indexOf('\n\n')) {
+        const block = buffered.slice(0, end);
+        buffered = buffered.slice(end + 2);
+        let event = 'message';
+        const data: string[] = [];
+        for (const line of block.split('\n')) {
+          if (line.startsWith('event:')) event = line.slice(6).trim();
+          else if (line.startsWith('data:')) data.push(line.slice(line.startsWith('data: ') ? 6 : 5));
+        }
+        yield { event, data: data.join('\n') };
+      }
+    }
+  }
+
   get<T = unknown>(path: string): Promise<T> {
     return this.request<T>('GET', path);
   }

@@ -136,6 +136,10 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
       await checkSourceOnHost('source', params.source, attachable);
       return disks.attach(params);
     },
+    writers: async (params) => {
+      await checkSourceOnHost('source', params.source, attachable);
+      return disks.writers(params);
+    },
   };
 
   return {

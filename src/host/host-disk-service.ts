@@ -19,6 +19,7 @@ import type {
   WriteHold,
 } from './host-services.ts';
 import { MAX_WRITE_HOLD_MS } from './host-services.ts';
+import { describeWriters, hasWriters, type ImageWriters, imageWriters } from './image-writers.ts';
 
 export interface HostDiskServiceOptions {
   /** Journals go to `<dataDir>/journals/<machineId>/<diskId>`. */
@@ -49,6 +50,31 @@ function exportName(ref: DiskRef): string {
     }
   }
   return exportNameOf(ref);
+}
+
+/** The image's writers other than this host agent; none when it does not exist yet. */
+async function writersOf(source: string): Promise<ImageWriters> {
+  try {
+    await stat(source);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { writers: [], qemuWriteLock: false };
+    throw e;
+  }
+  return imageWriters(source);
+}
+
+/**
+ * Haven replicates only what the disk service sees: an image that another
+ * process writes would give a replica that silently diverges.
+ */
+async function refuseForeignWriters(ref: DiskRef, source: string): Promise<void> {
+  const found = await writersOf(source);
+  if (!hasWriters(found)) return;
+  throw new HavenError(
+    'conflict',
+    `disk ${ref.diskId} of machine ${ref.machineId}: its image '${source}' is open for writing by ${describeWriters(found)}; Haven cannot see those writes. Stop that process (or let Haven run the machine) and retry`,
+    { ...ref, source, writers: found.writers, qemuWriteLock: found.qemuWriteLock },
+  );
 }
 
 function refOf(name: string): DiskRef {
@@ -117,6 +143,7 @@ export function hostDiskService(service: DiskService, options: HostDiskServiceOp
             { source: current.imagePath },
           );
         }
+        await refuseForeignWriters(params, params.source);
         return toExport(current);
       }
       let existing: number | null = null;
@@ -135,6 +162,9 @@ export function hostDiskService(service: DiskService, options: HostDiskServiceOp
           `disk image '${params.source}' is ${existing} bytes, not the ${params.sizeBytes} bytes asked for; resize it first`,
           { source: params.source, sizeBytes: existing },
         );
+      } else {
+        // Before the disk service opens it: once it serves the image, another writer would go unseen.
+        await refuseForeignWriters(params, params.source);
       }
       const info = await service.attach(name, {
         imagePath: params.source,
@@ -149,6 +179,11 @@ export function hostDiskService(service: DiskService, options: HostDiskServiceOp
 
     async detach(params) {
       await service.detach(exportName(params));
+    },
+
+    async writers(params) {
+      exportName(params);
+      return writersOf(params.source);
     },
 
     async insertMarker(params) {

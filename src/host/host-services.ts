@@ -10,6 +10,7 @@
  */
 import type { RecoveryPoint, RecoveryPointType } from '../domain/index.ts';
 import type { Hypervisor } from '../hypervisor/hypervisor.ts';
+import type { ImageWriters } from './image-writers.ts';
 
 /** The hypervisor's types travel with the host's services, which serve them over RPC. */
 export type * from '../hypervisor/hypervisor.ts';
@@ -78,6 +79,12 @@ export interface DiskService {
     params: DiskRef & { source: string; sizeBytes: number; resetJournal?: boolean },
   ): Promise<DiskExport>;
   detach(params: DiskRef): Promise<void>;
+  /**
+   * Processes besides the disk service that write the disk's image (open for
+   * writing, or holding QEMU's write lock): attach refuses such a disk, and
+   * the vault refuses to replicate it. None when the image does not exist.
+   */
+  writers(params: DiskRef & { source: string }): Promise<ImageWriters>;
   /** Inserts a recovery-point marker in the journals of all disks of the machines, at one instant. */
   insertMarker(params: {
     machineIds: string[];
@@ -340,6 +347,7 @@ export const HOST_OPERATIONS = {
     'list',
     'attach',
     'detach',
+    'writers',
     'insertMarker',
     'journalStatus',
     'holdWrites',

@@ -3,13 +3,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createGuestMachine, startOnPrimary } from '../app/demo-machine.ts';
+import { createGuestMachine } from '../app/demo-machine.ts';
 import { type Embedded, startEmbedded } from '../app/start-embedded.ts';
 import { ApiClient } from '../client/api-client.ts';
 import type { Job, Machine } from '../domain/model.ts';
 import { embeddedApi, runOperation } from '../testing/embedded-api.ts';
 import { consoleOf as guestConsole, records } from '../testing/guest-console.ts';
 import { until as waitUntil } from '../testing/until.ts';
+import { startMachine } from './machine-power.ts';
 
 /**
  * Failovers that shut the source down first, with real test guests under
@@ -60,7 +61,7 @@ async function guestMachine(
     assert.equal(patched.status, 200, JSON.stringify(patched.body));
     machine = patched.body;
   }
-  await startOnPrimary(up.vault.context, machine);
+  await startMachine(up.vault.context, machine);
   return machine;
 }
 

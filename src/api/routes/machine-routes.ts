@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { streamSSE } from 'hono/streaming';
 import type { z } from 'zod';
 import { isoNow } from '../../clock/index.ts';
 import { ALL_OPERATIONS, allowedOperations, type LifecycleOperation } from '../../domain/index.ts';
@@ -13,6 +15,15 @@ import {
   withOptions,
 } from '../../vault/lifecycle/operation-options.ts';
 import { requestOperation } from '../../vault/lifecycle/request-operation.ts';
+import {
+  checkPowerAllowed,
+  checkRunnable,
+  consoleOf,
+  followConsole,
+  removeFromHost,
+  startMachine,
+  stopMachine,
+} from '../../vault/machine-power.ts';
 import { replicaHostOf } from '../../vault/replica-host.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
 import { type RouteDefinition, route } from '../route.ts';
@@ -141,8 +152,21 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
           throw new HavenError('bad_request', `hostId: host '${body.hostId}' does not exist`, {
             field: 'hostId',
           });
+        // A disk without a source: a sparse image in the host's storage folder, made when it is started.
+        const disks = body.disks.map((disk, i) => {
+          if (disk.source !== undefined) return { ...disk, source: disk.source };
+          const folder = host.storageFolders[0];
+          if (folder === undefined) {
+            throw new HavenError(
+              'bad_request',
+              `disks.${i}.source: host '${host.name}' reports no storage folder; give the image path`,
+              { field: `disks.${i}.source` },
+            );
+          }
+          return { ...disk, source: join(folder, `${body.name}-${disk.id}.img`) };
+        });
         // What an operator types must not make the host agent open or create files anywhere else.
-        body.disks.forEach((disk, i) => {
+        disks.forEach((disk, i) => {
           checkSourcePath(`disks.${i}.source`, disk.source, host.storageFolders);
         });
         if (await store.machines.getByName(body.name)) {
@@ -162,7 +186,7 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
           osFamily: body.osFamily,
           state: 'unprotected',
           health: 'unknown',
-          disks: body.disks,
+          disks,
           recoverySettings: body.recoverySettings ?? {
             targetName: body.name,
             cpus: 1,
@@ -176,6 +200,7 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
           createdAt: now,
           updatedAt: now,
         };
+        checkRunnable(machine, { nicsAndBootOnly: true });
         await store.machines.create(machine);
         return presentMachine(machine);
       },
@@ -209,7 +234,7 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
     route({
       method: 'delete',
       path: '/machines/:id',
-      summary: 'Forget an unprotected machine',
+      summary: 'Delete an unprotected, stopped machine (its disk images stay)',
       tag,
       access: { kind: 'token', role: 'admin' },
       status: 204,
@@ -227,8 +252,62 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
             },
           );
         }
+        await removeFromHost(vault, machine);
         await store.machines.delete(machine.id);
         return null;
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/machines/:id/start',
+      summary: 'Start the machine on its host, its disks through the disk service',
+      tag,
+      access: { kind: 'token', role: 'operator' },
+      body: s.startMachine,
+      handler: async ({ params }) => {
+        const machine = await machineOr404(vault, params.id!);
+        checkPowerAllowed(machine, 'start');
+        checkRunnable(machine);
+        return startMachine(vault, machine);
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/machines/:id/stop',
+      summary: 'Stop the machine: ACPI shutdown, then fail or (forceOffAfterSeconds) power off',
+      tag,
+      access: { kind: 'token', role: 'operator' },
+      body: s.stopMachine,
+      handler: async ({ params, body }) => {
+        const machine = await machineOr404(vault, params.id!);
+        checkPowerAllowed(machine, 'stop');
+        return stopMachine(vault, machine, {
+          timeoutSeconds: body.forceOffAfterSeconds ?? body.timeoutSeconds,
+          forceOff: body.forceOffAfterSeconds !== undefined,
+        });
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/machines/:id/console',
+      summary:
+        'Serial console of the machine on its host (viewers may read: output only); follow=1 streams new lines as server-sent events',
+      tag,
+      access: { kind: 'token', role: 'viewer' },
+      query: s.machineConsole,
+      handler: async ({ params, query, context }) => {
+        const machine = await machineOr404(vault, params.id!);
+        if (!query.follow) return consoleOf(vault, machine, query.tail);
+        // The first read answers 404/503 as JSON before the stream starts.
+        const first = await consoleOf(vault, machine);
+        return streamSSE(context, async (stream) => {
+          await followConsole(vault, machine, first.lines, query.tail ?? 50, {
+            send: (line) => stream.writeSSE({ event: 'line', data: line }),
+            stopped: () => stream.aborted,
+            onAbort: (wake) => stream.onAbort(wake),
+          });
+          await stream.writeSSE({ event: 'end', data: '' });
+        });
       },
     }),
     route({

@@ -2,7 +2,6 @@ import type { Job, Machine } from '../../domain/model.ts';
 import {
   type Command,
   type CommandArgs,
-  integer,
   parseDuration,
   positional,
   required,
@@ -12,6 +11,7 @@ import {
 import { watchJob } from '../job-progress.ts';
 import { type Output, printJson, printRecord, printTable } from '../output.ts';
 import { crudCommands, list, show } from './crud-commands.ts';
+import { createMachineBody, createMachineOptions, machinePowerCommands } from './machine-commands.ts';
 
 /** Prints a secret the vault shows once: bare, so scripts can capture it, or the whole answer with --json. */
 function printSecret(out: Output, answer: { token: string }): number {
@@ -51,31 +51,11 @@ const machines = crudCommands({
   },
   show: { summary: 'Show one machine (id or name)' },
   create: {
-    summary: 'Register a machine on a host: --host H --disk ID:SIZE:SOURCE (repeatable)',
+    summary:
+      'Register a machine on a host: --host H --disk ID=SIZE|ID=PATH:SIZE (repeatable) [--nic NET[,mac=..][,ip=A/P]] [--kernel K --initrd I --cmdline C | --boot-disk ID] [--cpus N --memory MiB]',
     usage: 'NAME',
-    options: {
-      host: { type: 'string' },
-      disk: { type: 'string', multiple: true },
-      cpus: { type: 'string' },
-      memory: { type: 'string' },
-    },
-    body: (args) => {
-      const name = positional(args, 0, 'name');
-      const disks = ((args.values.disk as string[] | undefined) ?? []).map((spec) => {
-        const [id, size, ...source] = spec.split(':');
-        return { id, sizeBytes: Number(size), source: source.join(':') };
-      });
-      return {
-        name,
-        hostId: required(args, 'host'),
-        disks,
-        recoverySettings: {
-          targetName: name,
-          cpus: integer(str(args, 'cpus'), 'cpus') ?? 1,
-          memoryMiB: integer(str(args, 'memory'), 'memory') ?? 512,
-        },
-      };
-    },
+    options: createMachineOptions,
+    body: createMachineBody,
     print: (out, machine: Machine) => show(out, machine, ['id', 'name', 'state', 'activeHostId']),
   },
 });
@@ -217,6 +197,7 @@ export const resourceCommands: Command[] = [
   machines.list,
   machines.show,
   machines.create,
+  ...machinePowerCommands,
   vaultCommand({
     name: 'machines points',
     summary: 'List recovery points of a machine',

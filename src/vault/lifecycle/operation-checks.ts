@@ -10,6 +10,7 @@ import {
 import type { Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { VaultContext } from '../vault-context.ts';
+import { refuseUnseenWriters } from './disk-ownership.ts';
 import type { OperationWithOptions } from './operation-options.ts';
 
 /** Operations that start the machine somewhere else and so need valid recovery settings (SPEC §5). */
@@ -93,6 +94,7 @@ export function operationCheck(
           );
         }
       }
+      await refuseUnseenWriters(vault, machine);
     }
   };
 }

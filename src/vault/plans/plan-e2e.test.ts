@@ -4,13 +4,14 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createGuestMachine, DEMO_MACHINE, startOnPrimary } from '../../app/demo-machine.ts';
+import { createGuestMachine, DEMO_MACHINE } from '../../app/demo-machine.ts';
 import { type Embedded, startEmbedded } from '../../app/start-embedded.ts';
 import { ApiClient } from '../../client/api-client.ts';
 import type { Job, JobStep, Machine, ScriptRunRecord } from '../../domain/model.ts';
 import { embeddedApi } from '../../testing/embedded-api.ts';
 import { consoleOf as guestConsole, records } from '../../testing/guest-console.ts';
 import { until as waitUntil } from '../../testing/until.ts';
+import { startMachine } from '../machine-power.ts';
 import type { PlanMachineRecord } from './plan-job.ts';
 
 /**
@@ -57,7 +58,7 @@ async function createGuest(name: string, primaryHostId: string): Promise<Machine
     disk: join(dir, 'images', `${name}.img`),
     sizeBytes: GUEST_DISK_BYTES,
   });
-  await startOnPrimary(up.vault.context, machine);
+  await startMachine(up.vault.context, machine);
   return machine;
 }
 

@@ -1,0 +1,183 @@
+import type { Machine } from '../../domain/model.ts';
+import { HavenError } from '../../errors/index.ts';
+import type { ConsoleLog, MachineStatus, ShutdownResult } from '../../host/host-services.ts';
+import { parseSize } from '../../storage/index.ts';
+import {
+  type Command,
+  type CommandArgs,
+  integer,
+  type OptionSpec,
+  parseDuration,
+  positional,
+  required,
+  str,
+  vaultCommand,
+} from '../command.ts';
+import { show } from './crud-commands.ts';
+
+const bad = (field: string, message: string) =>
+  new HavenError('bad_request', `--${field}: ${message}`, { field });
+
+function sizeOf(spec: string, text: string): number {
+  try {
+    return parseSize(text);
+  } catch (error) {
+    throw bad('disk', `'${spec}': ${(error as Error).message}`);
+  }
+}
+
+/**
+ * `--disk` specs: `ID=SIZE` (a new sparse image in the host's storage
+ * folder), `ID=PATH:SIZE`, or the older `ID:SIZE:PATH`; sizes in bytes or
+ * with K, M, G, T (binary).
+ */
+export function parseDiskSpec(spec: string): { id: string; sizeBytes: number; source?: string } {
+  const eq = spec.indexOf('=');
+  if (eq > 0) {
+    const id = spec.slice(0, eq);
+    const rest = spec.slice(eq + 1);
+    const colon = rest.lastIndexOf(':');
+    if (colon < 0) return { id, sizeBytes: sizeOf(spec, rest) };
+    return { id, source: rest.slice(0, colon), sizeBytes: sizeOf(spec, rest.slice(colon + 1)) };
+  }
+  const [id = '', size = '', ...source] = spec.split(':');
+  if (source.length === 0) throw bad('disk', `'${spec}' is not ID=SIZE, ID=PATH:SIZE or ID:SIZE:PATH`);
+  return { id, sizeBytes: sizeOf(spec, size), source: source.join(':') };
+}
+
+/** `--nic NETWORK[,mac=MAC][,ip=ADDRESS/PREFIX|dhcp][,gateway=IP][,dns=IP]`. */
+export function parseNicSpec(spec: string): Record<string, unknown> {
+  const [network = '', ...settings] = spec.split(',');
+  if (network === '' || network.includes('='))
+    throw bad('nic', `'${spec}' does not start with a network name`);
+  const nic: Record<string, unknown> = { network, mac: null, ip: { mode: 'dhcp' } };
+  let gateway: string | null = null;
+  const dns: string[] = [];
+  let address: string | null = null;
+  for (const setting of settings) {
+    const [key, value = ''] = setting.split('=', 2) as [string, string?];
+    if (key === 'mac') nic.mac = value;
+    else if (key === 'gateway' || key === 'gw') gateway = value;
+    else if (key === 'dns') dns.push(value);
+    else if (key === 'ip') address = value;
+    else throw bad('nic', `'${spec}': unknown setting '${key}' (mac, ip, gateway, dns)`);
+  }
+  if (address !== null && address !== 'dhcp') {
+    const m = /^([^/]+)\/(\d{1,3})$/.exec(address);
+    if (!m) throw bad('nic', `'${spec}': ip '${address}' is not ADDRESS/PREFIX (e.g. 10.0.0.5/24) or dhcp`);
+    nic.ip = { mode: 'static', address: m[1], prefixLength: Number(m[2]), gateway, dns };
+  }
+  return nic;
+}
+
+export const createMachineOptions: OptionSpec = {
+  host: { type: 'string' },
+  disk: { type: 'string', multiple: true },
+  nic: { type: 'string', multiple: true },
+  cpus: { type: 'string' },
+  memory: { type: 'string' },
+  kernel: { type: 'string' },
+  initrd: { type: 'string' },
+  cmdline: { type: 'string' },
+  'boot-disk': { type: 'string' },
+};
+
+/** The POST /machines body of `haven machines create`. */
+export function createMachineBody(args: CommandArgs): unknown {
+  const name = positional(args, 0, 'name');
+  const disks = ((args.values.disk as string[] | undefined) ?? []).map(parseDiskSpec);
+  const bootDisk = str(args, 'boot-disk');
+  const kernel = str(args, 'kernel');
+  if (bootDisk !== undefined) {
+    if (kernel !== undefined) throw bad('boot-disk', 'boot from a disk or from --kernel, not both');
+    const index = disks.findIndex((d) => d.id === bootDisk);
+    if (index < 0) throw bad('boot-disk', `'${bootDisk}' is not one of the --disk ids`);
+    // The hypervisor boots from the first disk.
+    disks.unshift(...disks.splice(index, 1));
+  }
+  if (kernel === undefined && (str(args, 'initrd') !== undefined || str(args, 'cmdline') !== undefined)) {
+    throw bad('kernel', '--initrd and --cmdline need --kernel');
+  }
+  return {
+    name,
+    hostId: required(args, 'host'),
+    disks,
+    recoverySettings: {
+      targetName: name,
+      cpus: integer(str(args, 'cpus'), 'cpus') ?? 1,
+      memoryMiB: integer(str(args, 'memory'), 'memory') ?? 512,
+      nics: ((args.values.nic as string[] | undefined) ?? []).map(parseNicSpec),
+      ...(kernel === undefined
+        ? {}
+        : { boot: { kernel, initrd: str(args, 'initrd') ?? null, cmdline: str(args, 'cmdline') ?? '' } }),
+    },
+  };
+}
+
+const machinePath = (args: CommandArgs, tail = '') =>
+  `/machines/${encodeURIComponent(positional(args, 0, 'machine'))}${tail}`;
+
+export const machinePowerCommands: Command[] = [
+  vaultCommand({
+    name: 'machines start',
+    summary: 'Start a machine on its host (its disks through the disk service)',
+    usage: 'MACHINE',
+    run: async (args, { client, out }) => {
+      const status = await client.post<MachineStatus>(machinePath(args, '/start'), {});
+      return show(out, status);
+    },
+  }),
+  vaultCommand({
+    name: 'machines stop',
+    summary: 'ACPI shutdown: --timeout 2m (then fail) or --force-off-after 60s (then power off)',
+    usage: 'MACHINE',
+    options: { timeout: { type: 'string' }, 'force-off-after': { type: 'string' } },
+    run: async (args, { client, out }) => {
+      const timeout = str(args, 'timeout');
+      const forceOff = str(args, 'force-off-after');
+      if (timeout !== undefined && forceOff !== undefined) {
+        throw bad('timeout', 'give --timeout or --force-off-after, not both');
+      }
+      const result = await client.post<ShutdownResult>(machinePath(args, '/stop'), {
+        ...(timeout === undefined ? {} : { timeoutSeconds: parseDuration(timeout, 'timeout') }),
+        ...(forceOff === undefined
+          ? {}
+          : { forceOffAfterSeconds: parseDuration(forceOff, 'force-off-after') }),
+      });
+      return show(out, result);
+    },
+  }),
+  vaultCommand({
+    name: 'machines delete',
+    summary: 'Delete an unprotected, stopped machine (its disk images stay)',
+    usage: 'MACHINE',
+    run: async (args, { client, out }) => {
+      const machine = await client.get<Machine>(machinePath(args));
+      await client.delete(machinePath(args));
+      if (!out.json) out.write(`machine ${machine.name} deleted\n`);
+      return 0;
+    },
+  }),
+  vaultCommand({
+    name: 'console',
+    summary: 'Serial console of a machine: --tail N lines, --follow for new ones',
+    usage: 'MACHINE',
+    options: { tail: { type: 'string' }, follow: { type: 'boolean' } },
+    run: async (args, { client, out }) => {
+      const tail = integer(str(args, 'tail'), 'tail');
+      const query = tail === undefined ? '' : `tail=${tail}`;
+      if (!args.values.follow) {
+        const log = await client.get<ConsoleLog>(machinePath(args, `/console${query ? `?${query}` : ''}`));
+        if (out.json) return show(out, log);
+        for (const line of log.lines) out.write(`${line}\n`);
+        return 0;
+      }
+      for await (const { event, data } of client.events(
+        machinePath(args, `/console?follow=1${query ? `&${query}` : ''}`),
+      )) {
+        if (event === 'line') out.write(`${data}\n`);
+      }
+      return 0;
+    },
+  }),
+];

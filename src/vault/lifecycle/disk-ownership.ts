@@ -1,0 +1,34 @@
+import type { Machine } from '../../domain/model.ts';
+import { HavenError } from '../../errors/index.ts';
+import { describeWriters, hasWriters } from '../../host/image-writers.ts';
+import { hostServices } from '../jobs/lifecycle-job.ts';
+import type { VaultContext } from '../vault-context.ts';
+
+/**
+ * Refuses to replicate a machine whose disk image another process writes
+ * (a QEMU started by hand, a script): Haven would not see those writes, and
+ * the replica would be stale, then corrupt, while looking healthy. The host
+ * refuses again when the disk is attached; this is the early, named refusal.
+ * A host that is not connected is not asked: the job's first step waits for it.
+ */
+export async function refuseUnseenWriters(vault: VaultContext, machine: Machine): Promise<void> {
+  if (!vault.hosts.isConnected(machine.activeHostId)) return;
+  const disk = hostServices(vault, machine.activeHostId).disk;
+  for (const d of machine.disks) {
+    const found = await disk.writers({ machineId: machine.id, diskId: d.id, source: d.source });
+    if (!hasWriters(found)) continue;
+    throw new HavenError(
+      'conflict',
+      `Machine '${machine.name}' (${machine.state}): disk ${d.id}'s image '${d.source}' is open for writing by ${describeWriters(found)}. Haven cannot see those writes, so its replica would not follow the disk. Stop that process (or run the machine through Haven: haven machines start) and retry`,
+      {
+        machineId: machine.id,
+        machineName: machine.name,
+        state: machine.state,
+        diskId: d.id,
+        source: d.source,
+        writers: found.writers,
+        qemuWriteLock: found.qemuWriteLock,
+      },
+    );
+  }
+}

@@ -1,0 +1,266 @@
+/**
+ * An operator's own machine on its host: start it (disks through the disk
+ * service, so it can be protected later without a restart), stop it, and
+ * take it off the host when it is deleted. The lifecycle jobs run the copies
+ * a failover or drill starts; this runs the machine itself, where it lives.
+ */
+import { allowedOperations } from '../domain/index.ts';
+import type { Machine, MachineState } from '../domain/model.ts';
+import { HavenError } from '../errors/index.ts';
+import type {
+  ConsoleLog,
+  MachineDefinition,
+  MachinePowerState,
+  MachineStatus,
+  ShutdownResult,
+} from '../host/host-services.ts';
+import { MIN_MEMORY_MIB, validateMachineDefinition } from '../hypervisor/machine-definition.ts';
+import { hostServices } from './jobs/lifecycle-job.ts';
+import type { VaultContext } from './vault-context.ts';
+
+/** States in which the machine runs on its active host as itself (not a drill or failover copy). */
+export const POWER_STATES: readonly MachineState[] = ['unprotected', 'protected'];
+
+/** Start and stop are for a machine at rest where it lives: not while a job moves it. */
+export function checkPowerAllowed(machine: Machine, action: 'start' | 'stop'): void {
+  if (POWER_STATES.includes(machine.state) && machine.currentJobId === null) return;
+  throw new HavenError(
+    'operation_not_allowed',
+    `Machine '${machine.name}' is ${machine.state}${machine.currentJobId ? ` (job ${machine.currentJobId} runs)` : ''}: ${action} is allowed only when it is ${POWER_STATES.join(' or ')} with no job running; use the lifecycle operations for its copies`,
+    {
+      machineId: machine.id,
+      machineName: machine.name,
+      state: machine.state,
+      allowedOperations: allowedOperations(machine.state),
+    },
+  );
+}
+
+function requireConnected(vault: VaultContext, machine: Machine, why: string): void {
+  if (vault.hosts.isConnected(machine.activeHostId)) return;
+  throw new HavenError(
+    'unreachable',
+    `Machine '${machine.name}': its host ${machine.activeHostId} is not connected to the vault, so ${why}; start its agent and retry`,
+    { machineId: machine.id, machineName: machine.name, hostId: machine.activeHostId },
+  );
+}
+
+/** What the hypervisor runs for the machine: its settings, NICs on their own networks, disks as NBD exports. */
+export function machineDefinition(machine: Machine, disks: MachineDefinition['disks']): MachineDefinition {
+  const { cpus, memoryMiB, boot, nics } = machine.recoverySettings;
+  return {
+    name: machine.name,
+    cpus,
+    memoryMiB,
+    disks,
+    nics: nics.map((nic) => ({ network: nic.network, mac: nic.mac, ip: nic.ip })),
+    ...(boot ? { boot } : {}),
+  };
+}
+
+/**
+ * Runs the machine on its active host with every disk attached through the
+ * disk service (created sparse when missing), as an operator's machine
+ * would be. Safe to repeat.
+ */
+export async function startMachine(vault: VaultContext, machine: Machine): Promise<MachineStatus> {
+  requireConnected(vault, machine, 'it cannot be started');
+  const services = hostServices(vault, machine.activeHostId);
+  const disks = [];
+  for (const d of machine.disks) {
+    const exported = await services.disk.attach({
+      machineId: machine.id,
+      diskId: d.id,
+      source: d.source,
+      sizeBytes: d.sizeBytes,
+    });
+    disks.push({ diskId: d.id, nbdUri: exported.nbdUri });
+  }
+  const status = await services.hypervisor
+    .status({ name: machine.name })
+    .catch(() => ({ name: machine.name, state: 'absent' as const }));
+  if (status.state === 'absent') {
+    await services.hypervisor.define({ machine: machineDefinition(machine, disks) });
+  }
+  if (status.state === 'running') return status;
+  return services.hypervisor.start({ name: machine.name });
+}
+
+/**
+ * ACPI shutdown: the guest gets `timeoutSeconds` to power itself down; then
+ * it is powered off when `forceOff`, else the stop fails with the machine
+ * still running (409, naming it).
+ */
+export async function stopMachine(
+  vault: VaultContext,
+  machine: Machine,
+  options: { timeoutSeconds: number; forceOff: boolean },
+): Promise<ShutdownResult> {
+  requireConnected(vault, machine, 'it cannot be stopped');
+  const hypervisor = hostServices(vault, machine.activeHostId).hypervisor;
+  const status = await hypervisor.status({ name: machine.name });
+  if (status.state === 'absent' || status.state === 'shut-off') {
+    return { ...status, outcome: 'already-off', seconds: 0 };
+  }
+  return hypervisor.shutdown({
+    name: machine.name,
+    timeoutSeconds: options.timeoutSeconds,
+    onTimeout: options.forceOff ? 'power-off' : 'fail',
+  });
+}
+
+/** The machine's power state on its host; 'absent' where the host has no hypervisor. */
+export async function powerStateOf(vault: VaultContext, machine: Machine): Promise<MachinePowerState> {
+  requireConnected(vault, machine, 'Haven cannot verify that it is stopped');
+  const status = await hostServices(vault, machine.activeHostId)
+    .hypervisor.status({ name: machine.name })
+    .catch((error: unknown) => {
+      if (error instanceof HavenError && error.code === 'not_available') return { state: 'absent' as const };
+      throw error;
+    });
+  return status.state;
+}
+
+/**
+ * Before the machine is forgotten: it must be off; its definition and its
+ * disk service exports go (the images stay in the host's storage folder).
+ */
+export async function removeFromHost(vault: VaultContext, machine: Machine): Promise<void> {
+  const power = await powerStateOf(vault, machine);
+  if (power === 'running' || power === 'paused') {
+    throw new HavenError(
+      'operation_not_allowed',
+      `Machine '${machine.name}' is ${power} on its host: only a stopped machine can be deleted; stop it first (haven machines stop ${machine.name})`,
+      { machineId: machine.id, machineName: machine.name, state: machine.state, power },
+    );
+  }
+  const services = hostServices(vault, machine.activeHostId);
+  if (power === 'shut-off') await services.hypervisor.undefine({ name: machine.name });
+  const attached = await services.disk.list({ machineId: machine.id }).catch((error: unknown) => {
+    if (error instanceof HavenError && error.code === 'not_available') return [];
+    throw error;
+  });
+  for (const d of attached) await services.disk.detach({ machineId: machine.id, diskId: d.diskId });
+}
+
+// Stands in for the disk service's export when a definition is only checked.
+const PLACEHOLDER_NBD = 'nbd+unix:///check?socket=/run/check.sock';
+
+/**
+ * What the hypervisor would refuse at start, refused at the request (400
+ * naming the field). `nicsAndBootOnly` (registering a machine): only the
+ * NICs and the boot, which the operator gives for this host; CPUs, memory
+ * and disk ids of a registered machine may still be changed before it starts.
+ */
+export function checkRunnable(machine: Machine, options: { nicsAndBootOnly?: boolean } = {}): void {
+  const definition = machineDefinition(
+    machine,
+    machine.disks.map((d) => ({ diskId: d.id, nbdUri: PLACEHOLDER_NBD })),
+  );
+  const check = (candidate: MachineDefinition, fieldOf: (field: string) => string) => {
+    try {
+      validateMachineDefinition(candidate);
+    } catch (error) {
+      if (!(error instanceof HavenError) || error.code !== 'validation_failed') throw error;
+      const field = fieldOf(String(error.details.field ?? ''));
+      throw new HavenError('bad_request', `${field}: ${error.message}`, { field, machineName: machine.name });
+    }
+  };
+  if (!options.nicsAndBootOnly) {
+    check(definition, (f) => (f.startsWith('disks') ? 'disks' : `recoverySettings.${f}`));
+    return;
+  }
+  const probe = {
+    ...definition,
+    cpus: 1,
+    memoryMiB: MIN_MEMORY_MIB,
+    disks: [{ diskId: 'check', nbdUri: PLACEHOLDER_NBD }],
+    nics: [],
+  };
+  const { boot, ...withoutBoot } = probe;
+  if (boot) check(probe, (f) => `recoverySettings.${f}`);
+  definition.nics.forEach((nic, i) => {
+    check({ ...withoutBoot, nics: [nic] }, (f) => `recoverySettings.${f.replace(/^nics\./, `nics.${i}.`)}`);
+  });
+}
+
+/** Where the machine runs now: itself on its active host, or the copy a failover started. */
+function runningCopyOf(machine: Machine): { hostId: string; vmName: string } {
+  const copy = machine.runtime.failover;
+  return copy
+    ? { hostId: copy.hostId, vmName: copy.vmName }
+    : { hostId: machine.activeHostId, vmName: machine.name };
+}
+
+/** The serial console of the machine where it runs (current or last run). */
+export async function consoleOf(vault: VaultContext, machine: Machine, tail?: number): Promise<ConsoleLog> {
+  const { hostId, vmName } = runningCopyOf(machine);
+  if (!vault.hosts.isConnected(hostId)) {
+    throw new HavenError(
+      'unreachable',
+      `Machine '${machine.name}': its host ${hostId} is not connected to the vault, so its console cannot be read`,
+      { machineId: machine.id, machineName: machine.name, hostId },
+    );
+  }
+  return hostServices(vault, hostId).hypervisor.consoleLog({
+    name: vmName,
+    ...(tail === undefined ? {} : { tail }),
+  });
+}
+
+const FOLLOW_POLL_MS = 500;
+// Lines remembered to find where the last read ended in the next one (the host keeps the last MiB).
+const ANCHOR_LINES = 20;
+
+/**
+ * The lines of `now` after those already sent: `anchor` is their last lines,
+ * `count` how many lines the last read had. The log only grows during a run,
+ * so the anchor is first looked for where that read ended; else (the host
+ * dropped the oldest lines) at its latest place; else it is a new run: all.
+ */
+export function linesAfter(anchor: readonly string[], count: number, now: readonly string[]): string[] {
+  if (anchor.length === 0) return now.slice(Math.min(count, now.length));
+  const endsAt = (end: number) =>
+    end >= anchor.length &&
+    end <= now.length &&
+    anchor.every((line, i) => now[end - anchor.length + i] === line);
+  if (endsAt(count)) return now.slice(count);
+  for (let end = now.length; end >= anchor.length; end--) if (endsAt(end)) return now.slice(end);
+  return [...now];
+}
+
+/**
+ * Sends the lines already read, then each new console line as it comes,
+ * until the client goes away or the machine's console is gone.
+ */
+export async function followConsole(
+  vault: VaultContext,
+  machine: Machine,
+  /** The whole log as read first, and how many of its last lines to send. */
+  first: readonly string[],
+  tail: number,
+  io: { send: (line: string) => Promise<void>; stopped: () => boolean; onAbort: (wake: () => void) => void },
+): Promise<void> {
+  let anchor = first.slice(-ANCHOR_LINES);
+  let count = first.length;
+  for (const line of first.slice(Math.max(0, first.length - tail))) await io.send(line);
+  let wake: (() => void) | null = null;
+  io.onAbort(() => wake?.());
+  while (!io.stopped()) {
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+      setTimeout(resolve, FOLLOW_POLL_MS);
+    });
+    wake = null;
+    if (io.stopped()) return;
+    const now = await consoleOf(vault, machine).catch((error: unknown) => {
+      if (error instanceof HavenError && error.code === 'not_found') return null;
+      throw error;
+    });
+    if (now === null) return;
+    const fresh = linesAfter(anchor, count, now.lines);
+    for (const line of fresh) await io.send(line);
+    if (fresh.length > 0) anchor = [...anchor, ...fresh].slice(-ANCHOR_LINES);
+    count = now.lines.length;
+  }
+}

@@ -55,9 +55,7 @@ describe('journal-only sink', () => {
               burst.push(client.write(offset, data, { fua: rnd.int(0, 9) === 0 }));
             } else {
               model.fill(0, offset, offset + length);
-              burst.push(
-                kind === 'trim' ? client.trim(offset, length) : client.writeZeroes(offset, length),
-              );
+              burst.push(kind === 'trim' ? client.trim(offset, length) : client.writeZeroes(offset, length));
             }
           }
           await Promise.all(burst);

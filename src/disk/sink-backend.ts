@@ -75,6 +75,8 @@ export class SinkBackend implements BlockBackend {
   readonly canWriteZeroes = true;
   readonly journal: WriteJournal;
   readonly recovered = false;
+  /** For the sender: no image to copy; the journal from record 1 is the disk. */
+  readonly journalOnly = true;
   readonly #statePath: string;
   #state: SinkState;
   readonly #timer: NodeJS.Timeout;

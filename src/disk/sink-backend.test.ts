@@ -5,11 +5,12 @@
  * once the mirror is declared ready.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { access, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { HavenError } from '../errors/index.ts';
+import { hostDiskService } from '../host/host-disk-service.ts';
 import { NbdClient } from '../nbd/index.ts';
 import { readJournal, replay } from '../testing/disk-service.fixture.ts';
 import { SeededRandom } from '../testing/seeded-random.ts';
@@ -129,5 +130,33 @@ describe('journal-only sink', () => {
     assert.equal(records.at(-2)?.kind, 'flush', 'the marker follows a flush record');
     assert.equal(records.at(-1)?.seq, marker.seq);
     await service.detach('sized');
+  });
+
+  test("the host's disk.attach exports a sink for a machine's own disk, without opening or creating it", async () => {
+    const disk = hostDiskService(service, { dataDir: join(root, 'host-data') });
+    const source = join(root, 'vm7-own-disk.qcow2');
+    const ref = { machineId: 'vm7', diskId: 'root' };
+    const exp = await disk.attach({ ...ref, source, sizeBytes: SIZE, sink: true });
+    assert.equal(exp.source, source);
+    assert.deepEqual(exp.sink, { ready: false });
+    assert.equal(exp.sizeBytes, SIZE);
+    await assert.rejects(access(source), 'the mirrored disk is not created');
+    assert.deepEqual(
+      await disk.attach({ ...ref, source, sizeBytes: SIZE, sink: true }),
+      exp,
+      'a retry finds it',
+    );
+    await assert.rejects(
+      disk.attach({ ...ref, source, sizeBytes: SIZE }),
+      (e: HavenError) => e.code === 'conflict' && /as a sink/.test(e.message),
+    );
+    await assert.rejects(
+      disk.insertMarker({ machineIds: ['vm7'], type: 'crash-consistent', groupPointId: null }),
+      /mirrors are not ready/,
+    );
+    await service.markSinkReady('vm7.root');
+    assert.deepEqual((await disk.list({ machineId: 'vm7' }))[0]?.sink, { ready: true });
+    await disk.insertMarker({ machineIds: ['vm7'], type: 'crash-consistent', groupPointId: null });
+    await disk.detach(ref);
   });
 });

@@ -5,6 +5,7 @@ import type { BlockBackend, BlockExtent, WriteOptions } from '../nbd/block-backe
 import { NbdErrno } from '../nbd/constants.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
 import type { FileSync } from '../storage/file-sync.ts';
+import { checkRange } from './check-range.ts';
 import type { JournalRecord } from './journal-record.ts';
 import { type ResyncPlan, WriteJournal } from './write-journal.ts';
 
@@ -148,20 +149,7 @@ export class SinkBackend implements BlockBackend {
   }
 
   #checkRange(what: string, offset: number, length: number): void {
-    if (this.#closed) throw new HavenError('operation_not_allowed', 'the sink is closed', {});
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-      throw new HavenError('bad_request', `${what}: offset and length must be non-negative integers`, {
-        offset,
-        length,
-      });
-    }
-    if (offset + length > this.size) {
-      throw new HavenError(
-        'bad_request',
-        `${what} of ${length} bytes at ${offset} goes past the end of the ${this.size}-byte sink`,
-        { offset, length, size: this.size },
-      );
-    }
+    checkRange(what, offset, length, { size: this.size, label: 'sink', closed: this.#closed });
   }
 
   async read(offset: number, length: number): Promise<Buffer> {

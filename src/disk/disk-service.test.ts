@@ -50,7 +50,7 @@ describe('DiskService against real NBD clients', () => {
     await service.backend(name).flush();
     const records = await readJournal(service.info(name).journalDir);
     assert.equal(records[0]?.seq, 1, 'the journal is complete');
-    const image = await readFile(service.info(name).imagePath);
+    const image = await readFile(service.info(name).imagePath as string);
     const rebuilt = replay(bases.get(name) as Buffer, records);
     assert.ok(rebuilt.equals(image), `replaying the journal of '${name}' gives its image`);
     return records;

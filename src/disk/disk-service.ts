@@ -19,6 +19,7 @@ import type { Region } from './dirty-bitmap.ts';
 import type { JournalRecord, Marker } from './journal-record.ts';
 import { JournaledBackend } from './journaled-backend.ts';
 import { QuiescingBackend } from './quiescing-backend.ts';
+import { SinkBackend } from './sink-backend.ts';
 import type { JournalStatus, WriteJournal } from './write-journal.ts';
 
 export const DEFAULT_JOURNAL_CAPACITY = 1 << 30;
@@ -49,8 +50,14 @@ export interface DiskServiceOptions {
 }
 
 export interface AttachOptions {
-  imagePath: string;
-  /** Default: `<imagePath>.journal`. */
+  /** The raw image to serve; absent for a sink. */
+  imagePath?: string;
+  /**
+   * A journal-only sink (a mirror target) of this virtual size instead of an
+   * image: writes are journaled and nothing else is kept (see SinkBackend).
+   */
+  sink?: { sizeBytes: number; syncIntervalMs?: number };
+  /** Default: `<imagePath>.journal`; required for a sink. */
   journalDir?: string;
   journalCapacityBytes?: number;
   journalSegmentBytes?: number;
@@ -61,7 +68,10 @@ export interface AttachOptions {
 
 export interface DiskExportInfo {
   name: string;
-  imagePath: string;
+  /** The served image; null for a journal-only sink. */
+  imagePath: string | null;
+  /** A journal-only sink: the sequence of its first recovery point once its mirror is ready, else null. */
+  sink: { readySeq: number | null } | null;
   journalDir: string;
   sizeBytes: number;
   /** The URI to give a hypervisor: the Unix socket's when there is one, else the TCP one. */
@@ -97,8 +107,13 @@ interface TcpListener {
 
 interface Attached {
   info: DiskExportInfo;
-  backend: JournaledBackend;
+  backend: JournaledBackend | SinkBackend;
   gate: QuiescingBackend;
+}
+
+function infoOf(a: Attached): DiskExportInfo {
+  const sink = a.backend instanceof SinkBackend ? { readySeq: a.backend.readySeq } : null;
+  return { ...a.info, sink };
 }
 
 function unixUri(socket: string, name: string): string {
@@ -223,10 +238,24 @@ export class DiskService {
     if (this.#exports.has(name) || this.#attaching.has(name)) {
       throw new HavenError('conflict', `export '${name}' is already attached; detach it first`, { name });
     }
-    const imagePath = resolve(options.imagePath);
+    const sink = options.sink ?? null;
+    if ((sink === null) === (options.imagePath === undefined)) {
+      throw new HavenError('validation_failed', `export '${name}' needs either an image or a sink size`, {
+        field: sink === null ? 'imagePath' : 'sink',
+      });
+    }
+    if (sink !== null && options.journalDir === undefined) {
+      throw new HavenError('validation_failed', `sink export '${name}' needs a journal directory`, {
+        field: 'journalDir',
+      });
+    }
+    const imagePath = options.imagePath === undefined ? null : resolve(options.imagePath);
     const journalDir = resolve(options.journalDir ?? `${options.imagePath}.journal`);
     for (const other of this.#exports.values()) {
-      if (other.info.imagePath === imagePath || other.info.journalDir === journalDir) {
+      if (
+        (imagePath !== null && other.info.imagePath === imagePath) ||
+        other.info.journalDir === journalDir
+      ) {
         throw new HavenError(
           'conflict',
           `image '${imagePath}' or journal '${journalDir}' is already attached as export '${other.info.name}'`,
@@ -236,8 +265,7 @@ export class DiskService {
     }
     this.#attaching.add(name);
     try {
-      const backend = await JournaledBackend.open({
-        imagePath,
+      const common = {
         journalDir,
         journalCapacityBytes: options.journalCapacityBytes ?? this.#journalCapacity,
         ...(options.journalSegmentBytes === undefined
@@ -245,7 +273,15 @@ export class DiskService {
           : { journalSegmentBytes: options.journalSegmentBytes }),
         ...(options.regionSize === undefined ? {} : { regionSize: options.regionSize }),
         ...(this.#log === undefined ? {} : { log: this.#log }),
-      });
+      };
+      const backend =
+        sink === null
+          ? await JournaledBackend.open({ ...common, imagePath: imagePath as string })
+          : await SinkBackend.open({
+              ...common,
+              sizeBytes: sink.sizeBytes,
+              ...(sink.syncIntervalMs === undefined ? {} : { syncIntervalMs: sink.syncIntervalMs }),
+            });
       const gate = new QuiescingBackend(backend);
       const uris: DiskExportInfo['uris'] = {};
       if (this.#unix) uris.unix = unixUri(this.#unix.path, name);
@@ -253,6 +289,7 @@ export class DiskService {
       const info: DiskExportInfo = {
         name,
         imagePath,
+        sink: backend instanceof SinkBackend ? { readySeq: backend.readySeq } : null,
         journalDir,
         sizeBytes: backend.size,
         uri: uris.unix ?? uris.tcp ?? '',
@@ -261,7 +298,8 @@ export class DiskService {
       };
       const exp = {
         backend: gate,
-        description: options.description ?? `journaled image ${imagePath}`,
+        description:
+          options.description ?? (imagePath === null ? 'journal-only sink' : `journaled image ${imagePath}`),
       };
       this.#unix?.server.addExport(name, exp);
       this.#tcp?.server.addExport(name, exp);
@@ -281,11 +319,47 @@ export class DiskService {
   }
 
   list(): DiskExportInfo[] {
-    return [...this.#exports.values()].map((a) => ({ ...a.info }));
+    return [...this.#exports.values()].map((a) => infoOf(a));
   }
 
   info(name: string): DiskExportInfo {
-    return { ...this.#get(name).info };
+    return infoOf(this.#get(name));
+  }
+
+  /**
+   * A sink's mirror job reached READY (QEMU's BLOCK_JOB_READY): cuts its
+   * first recovery point (a flush record once the journal is durable) and
+   * remembers it; every later prefix of its journal is crash-consistent.
+   */
+  async markSinkReady(name: string): Promise<JournalRecord> {
+    this.#checkOpen();
+    return await this.#sink(name).markReady();
+  }
+
+  /** A sink's mirror job ended: no recovery point is cut on it until it is ready again. */
+  async markSinkNotReady(name: string): Promise<void> {
+    await this.#sink(name).markNotReady();
+  }
+
+  /**
+   * Cuts a crash-consistent recovery point on a ready sink: QEMU never
+   * forwards guest flushes to a mirror target, so Haven cuts the sink's points.
+   */
+  async cutPoint(name: string): Promise<JournalRecord> {
+    this.#checkOpen();
+    return await this.#sink(name).cutPoint();
+  }
+
+  #sink(name: string): SinkBackend {
+    const { backend } = this.#get(name);
+    if (!(backend instanceof SinkBackend)) {
+      throw new HavenError(
+        'operation_not_allowed',
+        `export '${name}' serves an image, not a journal-only sink; its points come from flushes and markers`,
+        { name, allowed: ['insertMarker'] },
+      );
+    }
+    return backend;
   }
 
   /** The export's journal, for its consumer: `records`, `trimThrough`, `beginResync`... */
@@ -294,7 +368,7 @@ export class DiskService {
   }
 
   /** The export's journaling backend (e.g. `beginResync`, which also waits for the image). */
-  backend(name: string): JournaledBackend {
+  backend(name: string): JournaledBackend | SinkBackend {
     return this.#get(name).backend;
   }
 
@@ -377,7 +451,10 @@ export class DiskService {
     checkMarkerType(marker);
     this.#refuseBitmapMode(names);
     const targets = [...new Set(names)].map((name) => this.#get(name));
-    await Promise.all(targets.map((t) => t.backend.flush()));
+    // A sink's NBD flush adds no flush record: cut one, so the marker follows a crash-consistent boundary.
+    await Promise.all(
+      targets.map((t) => (t.backend instanceof SinkBackend ? t.backend.cutPoint() : t.backend.flush())),
+    );
     // A journal places a marker when it is called (synchronously): checked here, no released write comes before it.
     if (options.stillHeld && !options.stillHeld()) {
       throw new HavenError(
@@ -393,6 +470,17 @@ export class DiskService {
 
   /** Refuse before holding anything, so a full journal does not leave the others with a lone marker. */
   #refuseBitmapMode(names: readonly string[]): void {
+    const unready = [...new Set(names)]
+      .map((name) => this.#get(name))
+      .filter((t) => t.backend instanceof SinkBackend && t.backend.readySeq === null)
+      .map((t) => t.info.name);
+    if (unready.length > 0) {
+      throw new HavenError(
+        'operation_not_allowed',
+        `the sinks ${unready.map((n) => `'${n}'`).join(', ')} have no consistent point yet: their mirrors are not ready`,
+        { exports: unready, state: 'mirror-not-ready', allowed: ['markSinkReady'] },
+      );
+    }
     const full = [...new Set(names)]
       .map((name) => this.#get(name))
       .filter((t) => t.backend.journal.mode === 'bitmap')

@@ -13,6 +13,7 @@ export { listJournalRecords } from './journal-reader.ts';
 export type { JournalRecord, Marker, MarkerType, RecordKind } from './journal-record.ts';
 export { JournaledBackend, type JournaledBackendOptions } from './journaled-backend.ts';
 export { QuiescingBackend } from './quiescing-backend.ts';
+export { DEFAULT_SINK_SYNC_MS, SinkBackend, type SinkBackendOptions } from './sink-backend.ts';
 export {
   type JournalStatus,
   type ResyncPlan,

@@ -5,6 +5,7 @@ import { AllocationMap } from '../storage/allocation-map.ts';
 import { FileIo, type FileIoPolicy, SyncBudget } from '../storage/file-io.ts';
 import { type FileSync, realFileSync } from '../storage/file-sync.ts';
 import { GroupCommit } from '../storage/group-commit.ts';
+import { checkRange } from './check-range.ts';
 import type { Region } from './dirty-bitmap.ts';
 import { type ResyncPlan, WriteJournal } from './write-journal.ts';
 
@@ -183,22 +184,11 @@ export class JournaledBackend implements BlockBackend {
   }
 
   #checkRange(what: string, offset: number, length: number): void {
-    if (this.#closed) {
-      throw new HavenError('operation_not_allowed', `disk '${this.#imagePath}' is closed`, {});
-    }
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-      throw new HavenError('bad_request', `${what}: offset and length must be non-negative integers`, {
-        offset,
-        length,
-      });
-    }
-    if (offset + length > this.size) {
-      throw new HavenError(
-        'bad_request',
-        `${what} of ${length} bytes at ${offset} goes past the end of the ${this.size}-byte disk '${this.#imagePath}'`,
-        { offset, length, size: this.size },
-      );
-    }
+    checkRange(what, offset, length, {
+      size: this.size,
+      label: `disk '${this.#imagePath}'`,
+      closed: this.#closed,
+    });
   }
 
   /** Registers an operation; must be called in the same synchronous step as its journal append. */

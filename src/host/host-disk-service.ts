@@ -89,11 +89,15 @@ async function oldestPendingAt(service: DiskService, name: string): Promise<stri
 }
 
 export function hostDiskService(service: DiskService, options: HostDiskServiceOptions): HostDiskService {
+  /** The disks the sinks mirror: Haven never opens them, so only this remembers them. */
+  const mirrored = new Map<string, string>();
+  const sourceOf = (info: DiskExportInfo): string => info.imagePath ?? mirrored.get(info.name) ?? '';
   const toExport = (info: DiskExportInfo): DiskExport => ({
     ...refOf(info.name),
     nbdUri: info.uri,
     sizeBytes: info.sizeBytes,
-    source: info.imagePath,
+    source: sourceOf(info),
+    ...(info.sink === null ? {} : { sink: { ready: info.sink.readySeq !== null } }),
     pendingBytes: service.journal(info.name).status.usedBytes,
   });
   const exportsOf = (machineId: string): DiskExportInfo[] =>
@@ -136,15 +140,33 @@ export function hostDiskService(service: DiskService, options: HostDiskServiceOp
       // Attaching again what is already attached is how a retried job step finds it: same image, same answer.
       const current = service.list().find((e) => e.name === name);
       if (current) {
-        if (resolve(current.imagePath) !== resolve(params.source)) {
+        const source = sourceOf(current);
+        if (
+          resolve(source) !== resolve(params.source) ||
+          (current.sink !== null) !== (params.sink === true)
+        ) {
           throw new HavenError(
             'conflict',
-            `disk ${params.diskId} of machine ${params.machineId} is attached from '${current.imagePath}', not '${params.source}'; detach it first`,
-            { source: current.imagePath },
+            `disk ${params.diskId} of machine ${params.machineId} is attached from '${source}'` +
+              `${current.sink === null ? '' : ' as a sink'}, not '${params.source}'${params.sink === true ? ' as a sink' : ''}; detach it first`,
+            { source },
           );
         }
         await refuseForeignWriters(params, params.source);
         return toExport(current);
+      }
+      if (params.sink === true) {
+        // The machine's own disk stays its disk: QEMU mirrors its writes into the sink.
+        const info = await service.attach(name, {
+          sink: { sizeBytes: params.sizeBytes },
+          journalDir: journalDirOf(options.dataDir, params),
+          ...(options.journalCapacityBytes === undefined
+            ? {}
+            : { journalCapacityBytes: options.journalCapacityBytes }),
+          description: `mirror sink of machine ${params.machineId} disk ${params.diskId}`,
+        });
+        mirrored.set(name, resolve(params.source));
+        return toExport(info);
       }
       let existing: number | null = null;
       try {
@@ -178,7 +200,9 @@ export function hostDiskService(service: DiskService, options: HostDiskServiceOp
     },
 
     async detach(params) {
-      await service.detach(exportName(params));
+      const name = exportName(params);
+      await service.detach(name);
+      mirrored.delete(name);
     },
 
     async writers(params) {

@@ -48,7 +48,10 @@ export interface DiskExport extends DiskRef {
   /** NBD export the hypervisor attaches to, e.g. "nbd+unix:///vm1-disk0?socket=/run/haven/nbd.sock". */
   nbdUri: string;
   sizeBytes: number;
+  /** The disk image; for a sink, the machine's own disk that QEMU mirrors into it. */
   source: string;
+  /** A journal-only sink (mirror target): whether its mirror was declared ready. */
+  sink?: { ready: boolean };
   /** Journal bytes not yet acknowledged by the replica store. */
   pendingBytes: number;
 }
@@ -74,9 +77,12 @@ export interface DiskService {
    * `resetJournal`: start a fresh journal (from sequence 1), forgetting the old
    * one: after failback's complete failover, when the replica at the recovery
    * site is made to follow the new journal (`replica.consolidateView`).
+   * `sink`: export a journal-only sink of `sizeBytes` as the target of QEMU's
+   * active mirror of the machine's own disk `source` (which Haven does not
+   * open): writes are journaled, no copy of the disk is kept.
    */
   attach(
-    params: DiskRef & { source: string; sizeBytes: number; resetJournal?: boolean },
+    params: DiskRef & { source: string; sizeBytes: number; resetJournal?: boolean; sink?: boolean },
   ): Promise<DiskExport>;
   detach(params: DiskRef): Promise<void>;
   /**

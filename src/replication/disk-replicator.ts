@@ -7,6 +7,7 @@ import { FramedConnection } from './framed-connection.ts';
 import { planFullCopy } from './full-copy.ts';
 import { HashReplies, planHashCompare } from './hash-compare.ts';
 import { journalBytes } from './journal-cursor.ts';
+import { emptyDisk, planJournalOnlyCopy } from './journal-only-copy.ts';
 import { copyRegions } from './region-copy.ts';
 import type { ReplicatedDisk } from './replicated-disk.ts';
 import { connectPinned, type HostIdentity } from './replication-tls.ts';
@@ -356,6 +357,13 @@ export class DiskReplicator {
         if (batch.length > 0) await this.#sendBatch(link, batch);
         continue;
       }
+      if (this.disk.source.journalOnly === true && (journal.resyncRequired || wanted === 'bitmap')) {
+        // The sink has no image: its dirty regions are resynced by re-arming the mirror, not here.
+        this.#lastError = `the journal of '${this.disk.diskKey}' overflowed: its dirty regions must be read from the VM disk (re-arm the mirror)`;
+        this.#requested = null;
+        await this.#signal.wait(this.#o.pollMs);
+        continue;
+      }
       if ((journal.resyncRequired || wanted === 'bitmap') && this.#window.isEmpty) {
         // Everything journaled before the overflow is replicated: now copy the dirty regions
         // (unless an acknowledged resync is just clearing the bitmap; one asked for then finds none).
@@ -402,7 +410,16 @@ export class DiskReplicator {
     };
 
     let plan: SyncPlan;
-    if (kind === 'bitmap') {
+    if (source.journalOnly === true && kind !== 'initial' && kind !== 'full') {
+      throw new HavenError(
+        'operation_not_allowed',
+        `'${this.disk.diskKey}' is replicated from a journal-only sink: a ${kind} resync needs the VM disk (re-arm the mirror)`,
+        { diskKey: this.disk.diskKey, allowed: ['initial', 'full'] },
+      );
+    }
+    if (source.journalOnly === true) {
+      plan = planJournalOnlyCopy(source, this.disk.diskKey);
+    } else if (kind === 'bitmap') {
       const start = await planBitmapResync(link, source);
       if (start.outcome === 'already-synced') {
         await this.#persist({ synced: true, sync: null });
@@ -435,15 +452,16 @@ export class DiskReplicator {
     await link.send(jsonFrame(FrameType.SYNC_BEGIN, begin), NO_RECORDS, report);
     await copyRegions(plan.regions ?? [{ offset: 0, length: source.size }], {
       link,
-      source,
+      source: plan.journalOnly === true ? emptyDisk(source.size) : source,
       diskKey: this.disk.diskKey,
       chunkBytes: this.#o.syncChunkBytes,
       probe: this.#syncProbe,
       report,
       onProgress,
     });
-    // Any write whose data the copy saw was journaled before it reached the image.
-    const throughSeq = source.journal.status.writtenSeq;
+    // Any write whose data the copy saw was journaled before it reached the image. A journal-only
+    // copy saw nothing: its first flush record (cut once the mirror is ready) is the first point.
+    const throughSeq = plan.journalOnly === true ? 0 : source.journal.status.writtenSeq;
     const onCopied = plan.onCopied;
     await link.send(
       jsonFrame(FrameType.SYNC_COMPLETE, { id, throughSeq }),

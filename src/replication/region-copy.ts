@@ -1,7 +1,7 @@
 import type { Region } from '../disk/index.ts';
 import { HavenError } from '../errors/index.ts';
 import { BlockState } from '../nbd/index.ts';
-import type { ReplicationSource } from './replicated-disk.ts';
+import type { CopySource } from './journal-only-copy.ts';
 import type { SenderLink } from './sender-link.ts';
 import type { SyncReport } from './sync-report.ts';
 import { type CompressionProbe, encodeFrame, FrameType, syncDataPayload } from './wire-protocol.ts';
@@ -26,7 +26,7 @@ export function isZero(buf: Buffer): boolean {
 
 export interface RegionCopy {
   link: SenderLink;
-  source: ReplicationSource;
+  source: CopySource;
   /** Names the disk in errors. */
   diskKey: string;
   chunkBytes: number;

@@ -11,6 +11,13 @@ import type { JournalCursor } from './journal-cursor.ts';
  */
 export interface ReplicationSource {
   readonly size: number;
+  /**
+   * A journal-only sink (QEMU's mirror target): no image to read. The journal
+   * from record 1 is the whole disk; its flush records appear only once the
+   * mirror is ready, so each is a consistent point. Its dirty regions after an
+   * overflow must be read from the VM's disk through QEMU, not by the sender.
+   */
+  readonly journalOnly?: boolean;
   readonly journal: JournalCursor;
   read(offset: number, length: number): Promise<Buffer>;
   blockStatus(offset: number, length: number): Promise<BlockExtent[]>;

@@ -7,6 +7,11 @@ export interface SyncPlan {
   fromSeq: number;
   /** Regions to copy; null: the whole disk. */
   regions: Region[] | null;
+  /**
+   * A journal-only source: the copy is an empty disk (zero ranges), and the
+   * replica's points may start at the journal's first flush record.
+   */
+  journalOnly?: true;
   /** Runs once the receiver acknowledged the completed copy. */
   onCopied?: () => Promise<void>;
 }

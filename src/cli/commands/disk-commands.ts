@@ -23,9 +23,11 @@ export const diskCommands: Command[] = [
   {
     name: 'disk serve',
     summary:
-      'Serve a raw image over NBD, journaling every write: --image FILE (--socket PATH or --listen HOST:PORT --tls-cert F --tls-key F --tls-ca F) [--export NAME] [--journal DIR] [--journal-capacity 1G] [--memory 256M]; TCP clients must present a certificate signed by --tls-ca (--insecure-listen serves TCP to anyone); prints {"uri": ...} when ready, serves until SIGINT/SIGTERM',
+      'Serve a raw image over NBD, journaling every write: --image FILE, or a journal-only mirror target: --sink --size 10G --journal DIR (SIGUSR1: the mirror is ready / cut a recovery point); (--socket PATH or --listen HOST:PORT --tls-cert F --tls-key F --tls-ca F) [--export NAME] [--journal DIR] [--journal-capacity 1G] [--memory 256M]; TCP clients must present a certificate signed by --tls-ca (--insecure-listen serves TCP to anyone); prints {"uri": ...} when ready, serves until SIGINT/SIGTERM',
     options: {
       image: { type: 'string' },
+      sink: { type: 'boolean' },
+      size: { type: 'string' },
       export: { type: 'string' },
       journal: { type: 'string' },
       'journal-capacity': { type: 'string' },
@@ -38,7 +40,14 @@ export const diskCommands: Command[] = [
       memory: { type: 'string' },
     },
     run: async (args) => {
-      const image = required(args, 'image');
+      const sink = args.values.sink === true;
+      const image = sink ? undefined : required(args, 'image');
+      const size = str(args, 'size');
+      if (sink !== (size !== undefined) || (sink && str(args, 'image') !== undefined)) {
+        throw new HavenError('bad_request', '--sink takes --size and --journal instead of --image', {
+          field: sink ? 'size' : 'sink',
+        });
+      }
       const socket = str(args, 'socket');
       const listen = str(args, 'listen');
       if ((socket === undefined) === (listen === undefined)) {
@@ -79,8 +88,9 @@ export const diskCommands: Command[] = [
       let info: Awaited<ReturnType<DiskService['attach']>>;
       try {
         info = await service.attach(name, {
-          imagePath: image,
-          ...(str(args, 'journal') === undefined ? {} : { journalDir: required(args, 'journal') }),
+          ...(image === undefined ? {} : { imagePath: image }),
+          ...(size === undefined ? {} : { sink: { sizeBytes: parseSize(size) } }),
+          ...(str(args, 'journal') === undefined && !sink ? {} : { journalDir: required(args, 'journal') }),
           ...(capacity === undefined ? {} : { journalCapacityBytes: parseSize(capacity) }),
         });
       } catch (e) {
@@ -92,11 +102,22 @@ export const diskCommands: Command[] = [
           uri: info.uri,
           export: info.name,
           image: info.imagePath,
+          ...(info.sink === null ? {} : { sink: info.sink }),
           journal: info.journalDir,
           sizeBytes: info.sizeBytes,
           recovered: info.recovered,
         })}\n`,
       );
+      if (sink) {
+        // Whoever runs the mirror says when it is ready, then when to cut each further point.
+        process.on('SIGUSR1', () => {
+          const ready = service.info(name).sink?.readySeq != null;
+          (ready ? service.cutPoint(name) : service.markSinkReady(name)).then(
+            (r) => process.stdout.write(`${JSON.stringify({ point: r.seq, ready: true })}\n`),
+            (e: Error) => process.stderr.write(`haven disk serve: no point cut: ${e.message}\n`),
+          );
+        });
+      }
       return runUntilSignal(() => service.close());
     },
   },

@@ -238,6 +238,54 @@ describe('REST API: ids, paths and references are checked at the request', () =>
     assert.equal(nested.status, 201);
   });
 
+  it('refuses a kernel or initrd outside the host’s storage folders (POST and PATCH), naming the field', async () => {
+    const settings = (boot: { kernel: string; initrd: string | null }) => ({
+      targetName: 'boot-x',
+      cpus: 1,
+      memoryMiB: 128,
+      boot: { ...boot, cmdline: 'console=ttyS0' },
+    });
+    for (const [boot, field] of [
+      [{ kernel: '/images/vmlinuz', initrd: '/etc/shadow' }, 'recoverySettings.boot.initrd'],
+      [{ kernel: '/images/../etc/shadow', initrd: null }, 'recoverySettings.boot.kernel'],
+      [{ kernel: 'vmlinuz', initrd: '/images/initrd' }, 'recoverySettings.boot.kernel'],
+    ] as const) {
+      const { status, body } = await call<ErrorBody>('POST', '/machines', {
+        token: operator,
+        body: {
+          name: 'boot-x',
+          hostId: hostA.id,
+          disks: [{ id: 'disk0', sizeBytes: 4096, source: '/images/boot-x.img' }],
+          recoverySettings: settings(boot),
+        },
+      });
+      assert.equal(status, 400, JSON.stringify(boot));
+      assert.equal(body.error.details.field, field);
+      assert.deepEqual(body.error.details.allowedFolders, ['/images']);
+      assert.match(body.error.message, /inside \/images/);
+    }
+    assert.equal((await call('GET', '/machines/boot-x', { token: viewer })).status, 404);
+
+    const machine = await createMachine('boot-ok');
+    const patched = await call<Machine>('PATCH', `/machines/${machine.id}/recovery-settings`, {
+      token: operator,
+      body: { boot: { kernel: '/images/vmlinuz', initrd: '/images/initrd', cmdline: '' } },
+    });
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+    const refused = await call<ErrorBody>('PATCH', `/machines/${machine.id}/recovery-settings`, {
+      token: operator,
+      body: { boot: { kernel: '/images/vmlinuz', initrd: '/etc/shadow', cmdline: '' } },
+    });
+    assert.equal(refused.status, 400);
+    assert.equal(refused.body.error.details.field, 'recoverySettings.boot.initrd');
+    const kept = await call<Machine>('GET', `/machines/${machine.id}`, { token: viewer });
+    assert.equal(
+      kept.body.recoverySettings.boot?.initrd,
+      '/images/initrd',
+      'the refused settings were not stored',
+    );
+  });
+
   it('refuses an unknown recovery point, or another machine’s, before queuing the job', async () => {
     const { store } = vault.context;
     const now = new Date().toISOString();

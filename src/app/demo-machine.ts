@@ -1,9 +1,10 @@
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { mkdir, readFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import type { ApiClient } from '../client/api-client.ts';
 import type { Host, Machine } from '../domain/model.ts';
 import { buildGuestImage, formatDataDisk, guestCommandLine } from '../guest/index.ts';
+import { writeFileAtomic } from '../storage/atomic-file.ts';
 import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
 import { startMachine } from '../vault/machine-power.ts';
 import type { VaultContext } from '../vault/vault-context.ts';
@@ -23,10 +24,49 @@ export interface GuestMachineSpec {
   log?: (line: string) => void;
 }
 
-/** Registers a machine running the tiny test guest (not started: see startMachine). */
+/** The test guest's kernel and initramfs, where a host may read them from. */
+export interface GuestBootFiles {
+  kernel: string;
+  initrd: string;
+}
+
+/** Writes `contents` to `path` unless the file there already holds exactly that. */
+async function writeUnlessSame(path: string, contents: Buffer): Promise<void> {
+  const existing = await readFile(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined;
+    throw error;
+  });
+  if (existing?.equals(contents)) return;
+  await writeFileAtomic(path, contents);
+}
+
+/**
+ * The test guest's kernel and initramfs, copied from the build cache into
+ * `folder`: a host lets a machine boot only from files inside its storage
+ * folders (storage-folders.ts), and the cache is not one.
+ */
+export async function copyGuestBoot(
+  folder: string,
+  options: { log?: (line: string) => void } = {},
+): Promise<GuestBootFiles> {
+  const image = await buildGuestImage(options.log ? { log: options.log } : {});
+  await mkdir(folder, { recursive: true, mode: PRIVATE_DIR_MODE });
+  const files = {
+    kernel: join(folder, 'haven-guest.vmlinuz'),
+    initrd: join(folder, 'haven-guest.initramfs'),
+  };
+  await writeUnlessSame(files.kernel, await readFile(image.kernel));
+  await writeUnlessSame(files.initrd, await readFile(image.initramfs));
+  return files;
+}
+
+/**
+ * Registers a machine running the tiny test guest (not started: see
+ * startMachine), booting from copies of the guest's kernel and initramfs
+ * beside its disk (a storage folder).
+ */
 export async function createGuestMachine(api: ApiClient, spec: GuestMachineSpec): Promise<Machine> {
-  const image = await buildGuestImage(spec.log ? { log: spec.log } : {});
-  await mkdir(dirname(spec.disk), { recursive: true, mode: PRIVATE_DIR_MODE });
+  const boot = await copyGuestBoot(dirname(spec.disk), spec.log ? { log: spec.log } : {});
   if (!existsSync(spec.disk)) await formatDataDisk(spec.disk, { sizeBytes: spec.sizeBytes });
   return api.post<Machine>('/machines', {
     name: spec.name,
@@ -38,8 +78,8 @@ export async function createGuestMachine(api: ApiClient, spec: GuestMachineSpec)
       memoryMiB: 128,
       nics: [],
       boot: {
-        kernel: image.kernel,
-        initrd: image.initramfs,
+        kernel: boot.kernel,
+        initrd: boot.initrd,
         cmdline: guestCommandLine({ workload: 'records', rate: spec.rate ?? 2 }),
       },
     },

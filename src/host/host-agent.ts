@@ -9,6 +9,7 @@ import { statfs } from 'node:fs/promises';
 import { hostname, uptime } from 'node:os';
 import { ControlClient, credentialHashOf } from '../control/index.ts';
 import { HavenError } from '../errors/index.ts';
+import { checkedHypervisor } from './checked-hypervisor.ts';
 import { type EnrolOptions, enrol } from './enrol.ts';
 import { createHostDispatcher } from './host-dispatcher.ts';
 import { type HostIdentity, hostIdentityPath, loadHostIdentity } from './host-identity.ts';
@@ -139,6 +140,10 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
   const services: HostServices = {
     ...notAvailableServices(),
     ...options.services,
+    // Whatever the driver: boot files only from the storage folders (checked-hypervisor.ts).
+    ...(options.services?.hypervisor
+      ? { hypervisor: checkedHypervisor(options.services.hypervisor, storageFolders) }
+      : {}),
     host: hostInfoService({
       dataDir: options.dataDir,
       version,

@@ -1,9 +1,10 @@
 /**
- * Where a host keeps the disk images an operator may name: its storage
- * folders (`haven host --storage DIR`, default `<data>/images`). A disk
- * source typed by an operator must lie inside one of them, so nothing an
- * operator types makes the host agent (often root) create or open files
- * anywhere else. The vault checks the path as text when the machine is
+ * Where a host keeps the files an operator may name: its storage folders
+ * (`haven host --storage DIR`, default `<data>/images`). A disk source, and
+ * the kernel and initrd of a direct kernel boot, typed by an operator must
+ * lie inside one of them, so nothing an operator types makes the host agent
+ * (often root) create or open files anywhere else, or have QEMU read them
+ * into a guest. The vault checks the path as text when the machine is
  * registered; the host checks it again with symbolic links resolved.
  */
 import { realpath } from 'node:fs/promises';
@@ -27,7 +28,7 @@ export function outsideStorageFolders(
 ): HavenError {
   return new HavenError(
     'bad_request',
-    `${field}: '${source.slice(0, 300)}' ${why}; disk images on this host must be inside ${
+    `${field}: '${source.slice(0, 300)}' ${why}; disk images and boot files on this host must be inside ${
       folders.length > 0
         ? folders.join(', ')
         : 'a storage folder (the host reported none: haven host --storage DIR)'
@@ -76,4 +77,40 @@ export async function checkSourceOnHost(
   if (!realFolders.some((folder) => isInside(real, folder))) {
     throw outsideStorageFolders(field, source, folders, `leads through a symbolic link to '${real}'`);
   }
+}
+
+/** A direct kernel boot's files: the hypervisor reads both into the guest's memory. */
+export interface BootFiles {
+  kernel: string;
+  initrd: string | null;
+}
+
+/** Each boot file with its field, e.g. `recoverySettings.boot.initrd`. */
+function bootFields(field: string, boot: BootFiles): Array<[string, string]> {
+  return boot.initrd === null
+    ? [[`${field}.kernel`, boot.kernel]]
+    : [
+        [`${field}.kernel`, boot.kernel],
+        [`${field}.initrd`, boot.initrd],
+      ];
+}
+
+/** The vault's check of a kernel boot's files, as text (see checkSourcePath). */
+export function checkBootPaths(
+  field: string,
+  boot: BootFiles | null | undefined,
+  folders: readonly string[],
+): void {
+  if (!boot) return;
+  for (const [name, path] of bootFields(field, boot)) checkSourcePath(name, path, folders);
+}
+
+/** The host's check of a kernel boot's files, with symbolic links resolved (see checkSourceOnHost). */
+export async function checkBootOnHost(
+  field: string,
+  boot: BootFiles | null | undefined,
+  folders: readonly string[],
+): Promise<void> {
+  if (!boot) return;
+  for (const [name, path] of bootFields(field, boot)) await checkSourceOnHost(name, path, folders);
 }

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { copyGuestBoot } from '../app/demo-machine.ts';
 import { type Embedded, startEmbedded } from '../app/start-embedded.ts';
 import { isTerminalJobState } from '../domain/job-states.ts';
 import type { Job, Machine } from '../domain/model.ts';
-import { buildGuestImage, guestCommandLine } from '../guest/index.ts';
+import { guestCommandLine } from '../guest/index.ts';
 import type { ConsoleLog, MachineStatus, ShutdownResult } from '../host/host-services.ts';
 import { runHaven } from '../testing/child-process.ts';
 import { embeddedApi } from '../testing/embedded-api.ts';
@@ -90,8 +91,79 @@ describe('your own machine under the built-in QEMU driver', () => {
     assert.equal((await api('GET', '/machines/bad-01')).status, 404, 'nothing was registered');
   });
 
+  it('refuses boot files outside the storage folders: /etc/shadow at the request, a link to it at start', async () => {
+    const boot = await copyGuestBoot(join(dir, 'images'));
+    const create = (name: string, initrd: string) =>
+      api<{ error: { message: string; details: { field: string; allowedFolders: string[] } } }>(
+        'POST',
+        '/machines',
+        {
+          name,
+          hostId: 'primary',
+          disks: [{ id: 'disk0', sizeBytes: 1 << 20 }],
+          recoverySettings: {
+            targetName: name,
+            cpus: 1,
+            memoryMiB: 128,
+            boot: { kernel: boot.kernel, initrd, cmdline: guestCommandLine() },
+          },
+        },
+      );
+    const shadow = await create('shadow-01', '/etc/shadow');
+    assert.equal(shadow.status, 400, JSON.stringify(shadow.body));
+    assert.equal(shadow.body.error.details.field, 'recoverySettings.boot.initrd');
+    assert.deepEqual(shadow.body.error.details.allowedFolders, [join(dir, 'images'), join(dir, 'demo')]);
+    const cli = await runHaven([
+      'machines',
+      'create',
+      'shadow-01',
+      '--host',
+      'primary',
+      '--disk',
+      'disk0=1M',
+      '--kernel',
+      boot.kernel,
+      '--initrd',
+      '/etc/shadow',
+      '--url',
+      up.vault.url,
+      '--token',
+      up.adminToken,
+    ]);
+    assert.notEqual(cli.code, 0);
+    assert.match(
+      cli.stderr,
+      /recoverySettings\.boot\.initrd: '\/etc\/shadow' is not inside a storage folder/,
+    );
+    assert.equal((await api('GET', '/machines/shadow-01')).status, 404, 'nothing was registered');
+
+    // A link inside a storage folder passes the vault's check as text; the host resolves it and refuses.
+    const link = join(dir, 'images', 'initrd-link');
+    await symlink('/etc/shadow', link);
+    const linked = await create('shadow-02', link);
+    assert.equal(linked.status, 201, JSON.stringify(linked.body));
+    const started = await api<{ error: { message: string; details: { field: string; machine: string } } }>(
+      'POST',
+      '/machines/shadow-02/start',
+      {},
+    );
+    assert.equal(started.status, 400, JSON.stringify(started.body));
+    assert.equal(started.body.error.details.field, 'boot.initrd');
+    assert.match(started.body.error.message, /machine 'shadow-02': .*symbolic link to '\/etc\/shadow'/);
+    const machine = (await api<Machine>('GET', '/machines/shadow-02')).body;
+    const status = await up.vault.context.hosts.call<MachineStatus>(
+      machine.activeHostId,
+      'hypervisor.status',
+      {
+        name: 'shadow-02',
+      },
+    );
+    assert.equal(status.state, 'absent', 'the host defined nothing');
+    await haven('machines', 'delete', 'shadow-02');
+  });
+
   it('creates a machine from a kernel and initrd with a 64M disk, starts it, and shows its boot', async () => {
-    const image = await buildGuestImage();
+    const image = await copyGuestBoot(join(dir, 'images'));
     await haven(
       'machines',
       'create',
@@ -103,7 +175,7 @@ describe('your own machine under the built-in QEMU driver', () => {
       '--kernel',
       image.kernel,
       '--initrd',
-      image.initramfs,
+      image.initrd,
       '--cmdline',
       guestCommandLine(),
       '--memory',

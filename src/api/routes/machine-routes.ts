@@ -6,7 +6,7 @@ import { isoNow } from '../../clock/index.ts';
 import { ALL_OPERATIONS, allowedOperations, type LifecycleOperation } from '../../domain/index.ts';
 import type { Machine, MachineState, RecoveryPoint } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
-import { checkSourcePath } from '../../host/storage-folders.ts';
+import { checkBootPaths, checkSourcePath } from '../../host/storage-folders.ts';
 import { hostServices } from '../../vault/jobs/lifecycle-job.ts';
 import { operationCheck, recoveryProblems } from '../../vault/lifecycle/operation-checks.ts';
 import {
@@ -169,6 +169,8 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
         disks.forEach((disk, i) => {
           checkSourcePath(`disks.${i}.source`, disk.source, host.storageFolders);
         });
+        // The hypervisor reads the kernel and initrd into the guest: the same folders, or any host file could be read.
+        checkBootPaths('recoverySettings.boot', body.recoverySettings?.boot, host.storageFolders);
         if (await store.machines.getByName(body.name)) {
           throw new HavenError('conflict', `A machine named '${body.name}' already exists`, {
             field: 'name',
@@ -222,6 +224,9 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
       body: s.updateRecoverySettings,
       handler: async ({ params, body }) => {
         const machine = await machineOr404(vault, params.id!);
+        // Against the primary host's folders; a failover's recovery host checks them again at define.
+        const primary = await store.hosts.get(machine.primaryHostId);
+        checkBootPaths('recoverySettings.boot', body.boot, primary?.storageFolders ?? []);
         const updated: Machine = {
           ...machine,
           recoverySettings: { ...machine.recoverySettings, ...stripUndefined(body) },

@@ -360,6 +360,7 @@ export const HOST_OPERATIONS = {
     'setRetention',
   ],
   hypervisor: [
+    'inventory',
     'list',
     'define',
     'undefine',

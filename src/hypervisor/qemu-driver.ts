@@ -1,21 +1,26 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { access, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HavenError, notFound } from '../errors/index.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
 import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
 import { BridgeNetworks, type NetworkPlacement, networkPlacement } from './bridge-networks.ts';
+import { readConsoleFile } from './console-file.ts';
 import type {
   ConsoleLog,
+  DomainDescription,
   Hypervisor,
+  HypervisorInventory,
   MachineDefinition,
   MachinePowerState,
   MachineStatus,
   ShutdownResult,
 } from './hypervisor.ts';
 import { type StoredDefinition, validateMachineDefinition } from './machine-definition.ts';
+import { parseNbdUri } from './nbd-uri.ts';
+import { PerMachineQueue } from './per-machine-queue.ts';
 import { type QemuRunFiles, qemuCommandLine } from './qemu-command-line.ts';
 import { findQemuProcesses, kill, livePid, waitForExit } from './qemu-process.ts';
 import { QmpClient } from './qmp-client.ts';
@@ -35,11 +40,6 @@ const MAX_SOCKET_PATH = 107;
 const QUIT_GRACE_MS = 3000;
 const KILL_WAIT_MS = 5000;
 const START_TIMEOUT_MS = 60_000;
-// SeaBIOS clears the screen; CRs come with every serial line.
-// biome-ignore lint/suspicious/noControlCharactersInRegex: the escape character is what we strip
-const TERMINAL_NOISE = /\x1b\[[0-9;?]*[A-Za-z]|\x1bc|\r/g;
-// Enough for any tail an operator reads; older console output stays in the file.
-const CONSOLE_READ_LIMIT = 1024 * 1024;
 
 const QMP_STATE: Record<string, MachinePowerState> = { running: 'running', shutdown: 'shut-off' };
 
@@ -55,13 +55,58 @@ export class QemuDriver implements Hypervisor {
   readonly #accel: 'tcg' | 'kvm';
   readonly #qemu: string;
   readonly #networks: BridgeNetworks;
-  readonly #locks = new Map<string, Promise<unknown>>();
+  readonly #queue = new PerMachineQueue();
 
   constructor(options: QemuDriverOptions) {
     this.stateDir = resolve(options.stateDir);
     this.#accel = options.accel ?? 'tcg';
     this.#qemu = options.qemuBinary ?? 'qemu-system-x86_64';
     this.#networks = new BridgeNetworks(this.stateDir);
+  }
+
+  /** Its machines as domains: NBD disks (size unknown here: the disk service knows it), bridge NICs. */
+  async inventory(params: { name?: string } = {}): Promise<HypervisorInventory> {
+    const names = params.name === undefined ? (await this.list()).map((m) => m.name) : [params.name];
+    const domains: DomainDescription[] = [];
+    for (const name of names) {
+      const machine = await this.#readDefinition(name);
+      if (!machine) continue;
+      domains.push({
+        name,
+        uuid: null,
+        cpus: machine.cpus,
+        memoryMiB: machine.memoryMiB,
+        state: await this.#state(name),
+        disks: machine.disks.map((disk, index) => {
+          const target = parseNbdUri(disk.nbdUri);
+          return {
+            target: `vd${String.fromCharCode(97 + index)}`,
+            bus: 'virtio',
+            device: 'disk',
+            source: {
+              type: 'nbd',
+              export: target.export,
+              socket: target.server.type === 'unix' ? target.server.path : null,
+              host: target.server.type === 'inet' ? target.server.host : null,
+              port: target.server.type === 'inet' ? Number(target.server.port) : null,
+            },
+            format: 'raw',
+            virtualSizeBytes: null,
+            snapshots: null,
+            readOnly: false,
+          };
+        }),
+        nics: machine.nics.map((nic) => ({
+          mac: nic.mac,
+          network: nic.network,
+          type: 'bridge',
+          model: 'virtio',
+        })),
+        boot: machine.boot ? { kind: 'kernel', ...machine.boot } : { kind: 'devices', devices: ['hd'] },
+        consoleFile: this.#files(name).consoleLog,
+      });
+    }
+    return { driver: 'qemu', uri: null, domains };
   }
 
   async list(): Promise<MachineStatus[]> {
@@ -257,15 +302,7 @@ export class QemuDriver implements Hypervisor {
   async consoleLog(params: { name: string; tail?: number }): Promise<ConsoleLog> {
     const { name, tail } = params;
     await this.#definitionOrThrow(name);
-    if (tail !== undefined && !(Number.isInteger(tail) && tail >= 0)) {
-      throw new HavenError('validation_failed', `console tail ${tail} must be a non-negative integer`, {
-        field: 'tail',
-      });
-    }
-    const text = await readTail(this.#files(name).consoleLog, CONSOLE_READ_LIMIT);
-    const lines = text.replace(TERMINAL_NOISE, '').split('\n');
-    if (lines.at(-1) === '') lines.pop();
-    return { name, lines: tail === undefined ? lines : lines.slice(lines.length - tail) };
+    return readConsoleFile(name, this.#files(name).consoleLog, tail);
   }
 
   /** Runs `action` over a fresh QMP connection to the machine (QEMU serves one client at a time). */
@@ -426,16 +463,8 @@ export class QemuDriver implements Hypervisor {
     }
   }
 
-  async #exclusive<T>(name: string, work: () => Promise<T>): Promise<T> {
-    const previous = this.#locks.get(name) ?? Promise.resolve();
-    const next = previous.then(work, work);
-    const settled = next.catch(() => {});
-    this.#locks.set(name, settled);
-    try {
-      return await next;
-    } finally {
-      if (this.#locks.get(name) === settled) this.#locks.delete(name);
-    }
+  #exclusive<T>(name: string, work: () => Promise<T>): Promise<T> {
+    return this.#queue.run(name, work);
   }
 
   async #definitionOrThrow(name: string): Promise<StoredDefinition> {
@@ -484,26 +513,5 @@ async function rotate(path: string): Promise<void> {
     await rename(path, `${path}.1`);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
-}
-
-async function readTail(path: string, limit: number): Promise<string> {
-  let handle: Awaited<ReturnType<typeof open>>;
-  try {
-    handle = await open(path, 'r');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '';
-    throw error;
-  }
-  try {
-    const { size } = await handle.stat();
-    const length = Math.min(size, limit);
-    const buffer = Buffer.alloc(length);
-    await handle.read(buffer, 0, length, size - length);
-    const text = buffer.toString('latin1');
-    // A cut-off first line would be misleading; start at the next whole one.
-    return size > limit ? text.slice(text.indexOf('\n') + 1) : text;
-  } finally {
-    await handle.close();
   }
 }

@@ -104,6 +104,7 @@ export interface MachinesTable {
   runtime: JsonColumn | null;
   current_job_id: string | null;
   original_exists: BooleanColumn;
+  imported_from: JsonColumn | null;
   created_at: string;
   updated_at: string;
 }

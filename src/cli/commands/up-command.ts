@@ -7,6 +7,7 @@ import {
   controlPortOption,
   dataDirOption,
   integer,
+  libvirtOption,
   shareGroupOption,
   str,
 } from '../command.ts';
@@ -15,13 +16,15 @@ import { runUntilSignal } from './vault-commands.ts';
 export const upCommands: Command[] = [
   {
     name: 'up',
-    summary: 'Run a vault with two local hosts, "primary" and "recovery" (the embedded default)',
+    summary:
+      'Run a vault with two local hosts, "primary" and "recovery" (the embedded default); --libvirt URI: the hosts drive libvirt (e.g. qemu:///system) instead of the built-in QEMU driver',
     options: {
       data: { type: 'string' },
       port: { type: 'string' },
       'control-port': { type: 'string' },
       'no-demo': { type: 'boolean' },
       'share-group': { type: 'string' },
+      libvirt: { type: 'string' },
     },
     run: async (args) => {
       const dataDir = dataDirOption(args, '.haven');
@@ -31,6 +34,7 @@ export const upCommands: Command[] = [
         port,
         ...controlPortOption(args),
         ...(await shareGroupOption(args)),
+        ...libvirtOption(args),
         demo: args.values['no-demo'] !== true,
         ...(process.env.HAVEN_DATABASE_URL ? { databaseUrl: process.env.HAVEN_DATABASE_URL } : {}),
         log: (line) => process.stderr.write(`${line}\n`),

@@ -6,6 +6,7 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
+import { chmod, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -54,8 +55,26 @@ export async function libvirtMissing(): Promise<string | false> {
   return reason;
 }
 
+/**
+ * /dev/kvm as Debian's udev rule leaves it (group kvm, 0660). Without udev it
+ * stays root-only: libvirt then probes QEMU with KVM (as root) but finds KVM
+ * unusable for its QEMU user, judges its capability cache stale on every call
+ * and re-probes QEMU, ~30 s per `virsh define`. Domains still run under TCG.
+ */
+async function matchKvmDeviceToUdev(): Promise<void> {
+  try {
+    const device = await stat('/dev/kvm');
+    if ((device.mode & 0o060) === 0o060) return;
+    await run('chgrp', ['kvm', '/dev/kvm']);
+    await chmod('/dev/kvm', 0o660);
+  } catch {
+    // No /dev/kvm, or no kvm group: libvirt sees no KVM at all, which is consistent too.
+  }
+}
+
 /** Makes sure `virsh -c qemu:///system` answers, starting the daemons when it does not. */
 export async function ensureLibvirtd(): Promise<Libvirtd> {
+  await matchKvmDeviceToUdev();
   if (await answers(LIBVIRT_URI)) return { uri: LIBVIRT_URI, stop: async () => {} };
   const logFile = join(tmpdir(), 'haven-test-libvirtd.log');
   const started: ChildProcess[] = [];

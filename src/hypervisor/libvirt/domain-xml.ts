@@ -7,7 +7,6 @@ import { HavenError } from '../../errors/index.ts';
 import type { DomainBoot, DomainDescription, DomainDisk, DomainNic } from '../hypervisor.ts';
 import { type StoredDefinition, staticIpWords } from '../machine-definition.ts';
 import { parseNbdUri } from '../nbd-uri.ts';
-import { NBD_RECONNECT_DELAY_SECONDS } from '../qemu-command-line.ts';
 import { childOf, childrenOf, parseXml, writeXml, type XmlElement, type XmlNode } from './xml.ts';
 
 /** A domain's definition as read from its XML: everything but what only the running host knows. */
@@ -133,8 +132,9 @@ export function nbdSource(nbdUri: string): XmlNode {
   return {
     name: 'source',
     attributes: { protocol: 'nbd', name: target.export || undefined },
-    // A restarted disk service serves the export again: QEMU waits for it instead of failing the guest's I/O.
-    content: [host, { name: 'reconnect', attributes: { delay: NBD_RECONNECT_DELAY_SECONDS } }],
+    // No <reconnect delay>: libvirt 9.0 drops it for NBD sources, so unlike the QEMU driver's machines a
+    // restarted disk service fails the guest's in-flight I/O (see docs/architecture.md).
+    content: [host],
   };
 }
 

@@ -54,6 +54,8 @@ export interface HostsTable {
   last_heartbeat_at: string | null;
   enrolled_at: string;
   credential_hash: string;
+  hypervisor_inventory: JsonColumn | null;
+  hypervisor_inventory_at: string | null;
 }
 
 export interface EnrolmentTokensTable {

@@ -5,11 +5,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Embedded, startEmbedded } from '../app/start-embedded.ts';
 import type { Host, Machine } from '../domain/model.ts';
-import type { HypervisorInventory } from '../hypervisor/hypervisor.ts';
 import { embeddedApi } from '../testing/embedded-api.ts';
 import { defineTestDomain, type LibvirtTestDomain } from '../testing/libvirt-domain.fixture.ts';
 import { ensureLibvirtd, type Libvirtd, libvirtMissing } from '../testing/libvirtd.fixture.ts';
 import { until } from '../testing/until.ts';
+import type { HostDomains } from './import-domain.ts';
 
 const skip = await libvirtMissing();
 
@@ -52,12 +52,10 @@ describe('importing a libvirt domain through the API', { skip }, () => {
   });
 
   it("lists the host's domains with disk format, virtual size, NICs and boot", async () => {
-    const { status, body } = await api<HypervisorInventory & { hostId: string }>(
-      'GET',
-      '/hosts/primary/domains',
-    );
+    const { status, body } = await api<HostDomains>('GET', '/hosts/primary/domains');
     assert.equal(status, 200, JSON.stringify(body));
     assert.equal(body.driver, 'libvirt');
+    assert.equal(body.source, 'host');
     const listed = body.domains.find((d) => d.name === name);
     assert.ok(listed, `domain ${name} in ${body.domains.map((d) => d.name).join(', ')}`);
     assert.equal(listed.state, 'shut-off');
@@ -134,5 +132,20 @@ describe('importing a libvirt domain through the API', { skip }, () => {
     });
     assert.equal(status, 409, JSON.stringify(body));
     assert.match(body.error.message, /live protection of libvirt domains is not available yet/);
+  });
+
+  it('shows the inventory a host reported when it connected while it is away, saying so', async () => {
+    const recovery = up.hosts[1]!;
+    await recovery.agent.stop();
+    await until(
+      'the recovery host to be disconnected',
+      async () => !up.vault.context.hosts.isConnected(recovery.agent.identity.hostId),
+    );
+    const { status, body } = await api<HostDomains>('GET', '/hosts/recovery/domains');
+    assert.equal(status, 200, JSON.stringify(body));
+    assert.equal(body.source, 'vault');
+    assert.ok(body.domains.some((d) => d.name === name && d.disks[0]!.format === 'qcow2'));
+    const refused = await api<ErrorBody>('POST', '/machines/import', { hostId: 'recovery', domain: name });
+    assert.notEqual(refused.status, 201);
   });
 });

@@ -14,16 +14,38 @@ export interface ImportDomainRequest {
   osFamily?: Machine['osFamily'];
 }
 
-/** The host's hypervisor inventory, asked of the host now (it must be connected). */
-export async function hostDomains(
-  vault: VaultContext,
-  host: Host,
-  name?: string,
-): Promise<HypervisorInventory> {
+export interface HostDomains extends HypervisorInventory {
+  hostId: string;
+  /** 'host': asked of the host now; 'vault': what it last reported (it is not connected). */
+  source: 'host' | 'vault';
+  reportedAt: string;
+}
+
+/** The host's hypervisor inventory: asked now (and kept) when it is connected, else the last one it reported. */
+export async function hostDomains(vault: VaultContext, host: Host): Promise<HostDomains> {
+  if (vault.hosts.isConnected(host.id)) {
+    const inventory = await liveInventory(vault, host);
+    const reportedAt = isoNow(vault.clock);
+    await vault.store.hosts.saveHypervisorInventory(host.id, inventory, reportedAt);
+    return { hostId: host.id, source: 'host', reportedAt, ...inventory };
+  }
+  const stored = await vault.store.hosts.hypervisorInventory(host.id);
+  if (!stored) {
+    throw new HavenError(
+      'unreachable',
+      `Host '${host.name}' is ${host.status}, not connected, and has never reported its domains`,
+      { hostId: host.id, status: host.status },
+    );
+  }
+  return { hostId: host.id, source: 'vault', reportedAt: stored.reportedAt, ...stored.inventory };
+}
+
+/** Asked of the host now: an import must see the domain as it is. */
+async function liveInventory(vault: VaultContext, host: Host, name?: string): Promise<HypervisorInventory> {
   if (!vault.hosts.isConnected(host.id)) {
     throw new HavenError(
       'unreachable',
-      `Host '${host.name}' is ${host.status}, not connected: its domains cannot be listed now`,
+      `Host '${host.name}' is ${host.status}, not connected: its domains cannot be read now`,
       { hostId: host.id, status: host.status },
     );
   }
@@ -51,7 +73,7 @@ export async function importDomain(vault: VaultContext, request: ImportDomainReq
       { field: 'hostId', hostId: host.id },
     );
   }
-  const inventory = await hostDomains(vault, host, request.domain);
+  const inventory = await liveInventory(vault, host, request.domain);
   const domain = inventory.domains[0];
   if (!domain) {
     throw new HavenError(

@@ -44,7 +44,7 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
       access: { kind: 'token', role: 'viewer' },
       handler: async ({ params }) => {
         const host = await hostOr404(params.id!);
-        return { hostId: host.id, ...(await hostDomains(vault, host)) };
+        return hostDomains(vault, host);
       },
     }),
     route({

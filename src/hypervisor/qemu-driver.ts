@@ -8,6 +8,7 @@ import { writeFileAtomic } from '../storage/atomic-file.ts';
 import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
 import { BridgeNetworks, type NetworkPlacement, networkPlacement } from './bridge-networks.ts';
 import { readConsoleFile } from './console-file.ts';
+import { mustBeOff, pausedCannotStart, shutdownTimedOut, shutdownTimeoutAction } from './driver-refusals.ts';
 import type {
   ConsoleLog,
   DomainDescription,
@@ -138,11 +139,7 @@ export class QemuDriver implements Hypervisor {
         (state === 'running' || state === 'paused') &&
         JSON.stringify(existing) !== JSON.stringify(machine)
       ) {
-        throw new HavenError(
-          'operation_not_allowed',
-          `machine '${machine.name}' is ${state}; power it off before changing its definition`,
-          { machine: machine.name, state, allowed: ['shutdown', 'powerOff', 'fence'] },
-        );
+        throw mustBeOff(machine.name, state, 'change');
       }
       await mkdir(this.#dir(machine.name), { recursive: true, mode: PRIVATE_DIR_MODE });
       await writeFileAtomic(
@@ -163,15 +160,7 @@ export class QemuDriver implements Hypervisor {
     await this.#exclusive(name, async () => {
       const state = await this.#state(name);
       if (state === 'running' || state === 'paused') {
-        throw new HavenError(
-          'operation_not_allowed',
-          `machine '${name}' is ${state}; power it off or fence it before undefining it`,
-          {
-            machine: name,
-            state,
-            allowed: ['shutdown', 'powerOff', 'fence'],
-          },
-        );
+        throw mustBeOff(name, state, 'undefine');
       }
       // Idempotent: a retried step finds nothing left to remove.
       if (state === 'absent') return;
@@ -187,11 +176,7 @@ export class QemuDriver implements Hypervisor {
       const state = await this.#state(name);
       if (state === 'running') return { name, state };
       if (state === 'paused') {
-        throw new HavenError(
-          'operation_not_allowed',
-          `machine '${name}' is paused (stopped after a shutdown timeout, or by hand); power it off before starting it again`,
-          { machine: name, state, allowed: ['powerOff', 'fence'] },
-        );
+        throw pausedCannotStart(name);
       }
       await this.#checkBootFiles(machine);
       await this.#cleanUpAfterExit(name);
@@ -225,17 +210,7 @@ export class QemuDriver implements Hypervisor {
     onTimeout?: 'fail' | 'stop' | 'power-off';
   }): Promise<ShutdownResult> {
     const { name, timeoutSeconds } = params;
-    const onTimeout = params.onTimeout ?? 'fail';
-    if (!(timeoutSeconds >= 0) || !['fail', 'stop', 'power-off'].includes(onTimeout)) {
-      throw new HavenError(
-        'validation_failed',
-        `shutdown of '${name}' needs timeoutSeconds ≥ 0 and onTimeout fail, stop or power-off`,
-        {
-          machine: name,
-          field: 'timeoutSeconds',
-        },
-      );
-    }
+    const onTimeout = shutdownTimeoutAction(name, timeoutSeconds, params.onTimeout);
     return this.#exclusive(name, async () => {
       await this.#definitionOrThrow(name);
       const began = Date.now();
@@ -261,11 +236,7 @@ export class QemuDriver implements Hypervisor {
         return { name, state: 'shut-off', outcome: 'powered-off', seconds: seconds() };
       }
       const state = await this.#state(name);
-      throw new HavenError(
-        'conflict',
-        `machine '${name}' did not power down within ${timeoutSeconds} s of the ACPI powerdown request and is ${state}; power it off, or shut it down with onTimeout 'stop' or 'power-off'`,
-        { machine: name, state, timeoutSeconds, allowed: ['powerOff', 'fence', 'shutdown'] },
-      );
+      throw shutdownTimedOut(name, timeoutSeconds, state);
     });
   }
 

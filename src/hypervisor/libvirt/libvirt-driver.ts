@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HavenError, notFound } from '../../errors/index.ts';
 import { readConsoleFile } from '../console-file.ts';
+import { mustBeOff, pausedCannotStart, shutdownTimedOut, shutdownTimeoutAction } from '../driver-refusals.ts';
 import type {
   ConsoleLog,
   DomainDescription,
@@ -123,11 +124,7 @@ export class LibvirtDriver implements Hypervisor {
         (state === 'running' || state === 'paused') &&
         !sameDefinition(existing, parseDomainXml(xml))
       ) {
-        throw new HavenError(
-          'operation_not_allowed',
-          `machine '${machine.name}' is ${state}; power it off before changing its definition`,
-          { machine: machine.name, state, allowed: ['shutdown', 'powerOff', 'fence'] },
-        );
+        throw mustBeOff(machine.name, state, 'change');
       }
       // virsh reads the XML from a file (its stdin, a socket here, cannot be opened by name).
       const dir = await mkdtemp(join(tmpdir(), 'haven-define-'));
@@ -146,11 +143,7 @@ export class LibvirtDriver implements Hypervisor {
     await this.#exclusive(name, async () => {
       const state = await this.#state(name);
       if (state === 'running' || state === 'paused') {
-        throw new HavenError(
-          'operation_not_allowed',
-          `machine '${name}' is ${state}; power it off or fence it before undefining it`,
-          { machine: name, state, allowed: ['shutdown', 'powerOff', 'fence'] },
-        );
+        throw mustBeOff(name, state, 'undefine');
       }
       // Idempotent: a retried step finds nothing left to remove.
       if (state === 'absent') return;
@@ -165,11 +158,7 @@ export class LibvirtDriver implements Hypervisor {
       const state = await this.#stateOrThrow(name);
       if (state === 'running') return { name, state };
       if (state === 'paused') {
-        throw new HavenError(
-          'operation_not_allowed',
-          `machine '${name}' is paused (stopped after a shutdown timeout, or by hand); power it off before starting it again`,
-          { machine: name, state, allowed: ['powerOff', 'fence'] },
-        );
+        throw pausedCannotStart(name);
       }
       await this.#virsh.run(['start', name], { domain: name });
       return { name, state: await this.#state(name) };
@@ -182,14 +171,7 @@ export class LibvirtDriver implements Hypervisor {
     onTimeout?: 'fail' | 'stop' | 'power-off';
   }): Promise<ShutdownResult> {
     const { name, timeoutSeconds } = params;
-    const onTimeout = params.onTimeout ?? 'fail';
-    if (!(timeoutSeconds >= 0) || !['fail', 'stop', 'power-off'].includes(onTimeout)) {
-      throw new HavenError(
-        'validation_failed',
-        `shutdown of '${name}' needs timeoutSeconds ≥ 0 and onTimeout fail, stop or power-off`,
-        { machine: name, field: 'timeoutSeconds' },
-      );
-    }
+    const onTimeout = shutdownTimeoutAction(name, timeoutSeconds, params.onTimeout);
     return this.#exclusive(name, async () => {
       const began = Date.now();
       const seconds = () => Math.round(Date.now() - began) / 1000;
@@ -209,11 +191,7 @@ export class LibvirtDriver implements Hypervisor {
         return { name, state: await this.#state(name), outcome: 'powered-off', seconds: seconds() };
       }
       const state = await this.#state(name);
-      throw new HavenError(
-        'conflict',
-        `machine '${name}' did not power down within ${timeoutSeconds} s of the ACPI powerdown request and is ${state}; power it off, or shut it down with onTimeout 'stop' or 'power-off'`,
-        { machine: name, state, timeoutSeconds, allowed: ['powerOff', 'fence', 'shutdown'] },
-      );
+      throw shutdownTimedOut(name, timeoutSeconds, state);
     });
   }
 

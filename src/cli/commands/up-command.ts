@@ -29,13 +29,16 @@ export const upCommands: Command[] = [
     run: async (args) => {
       const dataDir = dataDirOption(args, '.haven');
       const port = integer(str(args, 'port'), 'port') ?? 8440;
+      const libvirt = libvirtOption(args);
+      // The demo machine runs under the built-in QEMU driver: with libvirt, the operator's domains are imported instead.
+      const demo = args.values['no-demo'] !== true && libvirt.libvirt === undefined;
       const embedded = await startEmbedded({
         dataDir,
         port,
         ...controlPortOption(args),
         ...(await shareGroupOption(args)),
-        ...libvirtOption(args),
-        demo: args.values['no-demo'] !== true,
+        ...libvirt,
+        demo,
         ...(process.env.HAVEN_DATABASE_URL ? { databaseUrl: process.env.HAVEN_DATABASE_URL } : {}),
         log: (line) => process.stderr.write(`${line}\n`),
       }).catch((error: unknown) => {
@@ -49,9 +52,12 @@ export const upCommands: Command[] = [
           `Haven ${embedded.vault.context.version} is up.`,
           `  vault:  ${embedded.vault.url}  (health: ${embedded.vault.url}/api/v1/health)`,
           `  hosts:  ${embedded.hosts.map((h) => h.agent.identity.name).join(', ')}`,
-          ...(args.values['no-demo'] === true
-            ? []
-            : [`  demo:   ${DEMO_MACHINE} (running on primary, unprotected)`]),
+          ...(demo ? [`  demo:   ${DEMO_MACHINE} (running on primary, unprotected)`] : []),
+          ...(libvirt.libvirt
+            ? [
+                `  libvirt: ${libvirt.libvirt.uri} (both hosts; no demo machine: import a domain with haven machines import primary DOMAIN)`,
+              ]
+            : []),
           `  token:  ${join(dataDir, 'admin.token')} (admin)`,
           `Try: haven hosts list --data ${dataDir}`,
           '',

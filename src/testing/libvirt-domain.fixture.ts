@@ -91,6 +91,8 @@ export async function defineTestDomain(uri: string, name: string): Promise<Libvi
       await run('virsh', ['-c', uri, 'undefine', name]).catch(() => {});
       await run('ip', ['link', 'del', bridge]).catch(() => {});
       await rm(dir, { recursive: true, force: true });
+      // libvirt keeps each domain's QEMU log after undefine.
+      await rm(`/var/log/libvirt/qemu/${name}.log`, { force: true });
     },
   };
 }

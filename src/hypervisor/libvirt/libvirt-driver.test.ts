@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { defineTestDomain, type LibvirtTestDomain } from '../../testing/libvirt-domain.fixture.ts';
@@ -140,6 +141,7 @@ describe('libvirt driver with a real libvirtd', { skip }, () => {
       assert.equal((await driver.status({ name: machineName })).state, 'absent');
     } finally {
       await run('virsh', ['-c', libvirtd.uri, 'undefine', machineName]).catch(() => {});
+      await rm(`/var/log/libvirt/qemu/${machineName}.log`, { force: true });
     }
   });
 });

@@ -99,6 +99,14 @@ export const createMachine = z.object({
   recoverySettings: recoverySettings.optional(),
 });
 
+export const importMachine = z.object({
+  hostId: z.string().min(1),
+  /** The libvirt domain's name on that host. */
+  domain: z.string().min(1).max(200),
+  name: name.optional(),
+  osFamily: z.enum(['linux', 'windows', 'other']).optional(),
+});
+
 /**
  * PATCH bodies name only what changes: no field has a default (zod's
  * `.partial()` keeps defaults, so `{"cpus":2}` would come back with `nics: []`

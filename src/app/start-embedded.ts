@@ -20,6 +20,8 @@ export interface EmbeddedOptions {
   shareGroup?: ShareGroup;
   /** Folders both local hosts attach disk images from; default DATA/images and DATA/demo. */
   storageFolders?: string[];
+  /** Both local hosts drive libvirt at this URI instead of the built-in QEMU driver. */
+  libvirt?: { uri: string };
   /** Offer the demo machine (a tiny Linux guest on the primary host); default true. */
   demo?: boolean;
   /** The unprivileged user plan scripts run as (default haven-script). */
@@ -84,6 +86,7 @@ export async function startEmbedded(embeddedOptions: EmbeddedOptions): Promise<E
           // Both local hosts share this machine: each receiver takes a free port.
           replicationListen: { host: '127.0.0.1', port: 0 },
           ...(options.shareGroup ? { share: { group: options.shareGroup, root: options.dataDir } } : {}),
+          ...(options.libvirt ? { libvirt: options.libvirt } : {}),
           storageFolders: options.storageFolders ?? [
             join(options.dataDir, 'images'),
             join(options.dataDir, 'demo'),
@@ -108,8 +111,9 @@ export async function startEmbedded(embeddedOptions: EmbeddedOptions): Promise<E
       hosts,
       adminToken,
       stop: async () => {
-        // `haven up` owns its machines: they stop with it (a standalone host agent leaves them running).
-        for (const host of hosts) {
+        // `haven up` owns its QEMU driver's machines: they stop with it (a standalone host agent leaves
+        // them running). libvirt's domains are the operator's, whoever defined them: they keep running.
+        for (const host of hosts.filter((h) => h.hypervisorDriver === 'qemu')) {
           const hypervisor = host.agent.services.hypervisor;
           for (const vm of await hypervisor.list().catch(() => [])) {
             await hypervisor.fence({ name: vm.name }).catch(() => {});

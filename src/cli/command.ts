@@ -108,6 +108,18 @@ export async function shareGroupOption(args: CommandArgs): Promise<{ shareGroup?
   return name === undefined ? {} : { shareGroup: await lookupShareGroup(name) };
 }
 
+/** --libvirt URI: the host drives libvirt at URI (e.g. qemu:///system) instead of the built-in QEMU driver. */
+export function libvirtOption(args: CommandArgs): { libvirt?: { uri: string } } {
+  const uri = str(args, 'libvirt');
+  if (uri === undefined) return {};
+  if (!/^[a-z][a-z0-9+.-]*:\/\//.test(uri)) {
+    throw new HavenError('bad_request', `--libvirt: '${uri}' is not a libvirt URI like qemu:///system`, {
+      field: 'libvirt',
+    });
+  }
+  return { libvirt: { uri } };
+}
+
 export function integer(text: string | undefined, field: string): number | undefined {
   if (text === undefined) return undefined;
   if (!/^\d+$/.test(text))

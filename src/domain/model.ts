@@ -64,6 +64,22 @@ export interface Disk {
   source: string;
   /** Whether the disk has hypervisor snapshots (reprotect refuses those, SPEC §5). */
   hasSnapshots: boolean;
+  /**
+   * Set when the disk was discovered in an imported domain (not typed by an
+   * operator): the domain's device, bus and image format ('qcow2', 'raw'...).
+   */
+  fromDomain?: { target: string; bus: string; format: string | null } | null;
+}
+
+/** The hypervisor domain a machine was imported from (`machines import`). */
+export interface ImportedDomain {
+  driver: 'libvirt';
+  /** The host's libvirt connection URI, e.g. qemu:///system. */
+  uri: string;
+  /** The domain's name and UUID there. */
+  domain: string;
+  uuid: string | null;
+  importedAt: string;
 }
 
 export type IpConfig =
@@ -187,6 +203,8 @@ export interface Machine {
   runtime: MachineRuntime;
   /** Whether the original primary machine still exists (failback target). */
   originalExists: boolean;
+  /** The hypervisor domain it was imported from; absent for machines registered by hand. */
+  importedFrom?: ImportedDomain | null;
   createdAt: string;
   updatedAt: string;
 }

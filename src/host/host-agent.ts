@@ -13,7 +13,14 @@ import { checkedHypervisor } from './checked-hypervisor.ts';
 import { type EnrolOptions, enrol } from './enrol.ts';
 import { createHostDispatcher } from './host-dispatcher.ts';
 import { type HostIdentity, hostIdentityPath, loadHostIdentity } from './host-identity.ts';
-import type { DiskExport, HostInfo, HostInfoService, HostServices, MachineStatus } from './host-services.ts';
+import type {
+  DiskExport,
+  HostInfo,
+  HostInfoService,
+  HostServices,
+  HypervisorInventory,
+  MachineStatus,
+} from './host-services.ts';
 import { notAvailableServices } from './not-available-services.ts';
 
 export interface HostAgentOptions {
@@ -50,6 +57,8 @@ export interface HostInventory {
   /** null when the service is not available on this host yet. */
   machines: MachineStatus[] | null;
   disks: DiskExport[] | null;
+  /** Every domain of the host's hypervisor, described in full; null without a hypervisor driver. */
+  hypervisor: HypervisorInventory | null;
 }
 
 export interface HostAgent {
@@ -99,8 +108,8 @@ export function hostInfoService(options: {
   };
 }
 
-/** A service's listing, or null while it is not available on this host. */
-async function listingOrNull<T>(list: () => Promise<T[]>): Promise<T[] | null> {
+/** A service's answer, or null while it is not available on this host. */
+async function listingOrNull<T>(list: () => Promise<T>): Promise<T | null> {
   try {
     return await list();
   } catch (error) {
@@ -162,6 +171,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     storageFolders,
     machines: await listingOrNull(() => services.hypervisor.list()),
     disks: await listingOrNull(() => services.disk.list()),
+    hypervisor: await listingOrNull(() => services.hypervisor.inventory()),
   });
 
   const reportInventory = async (): Promise<boolean> => client.notify('inventory', await inventory());

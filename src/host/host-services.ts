@@ -374,6 +374,7 @@ export const HOST_OPERATIONS = {
     'setRetention',
   ],
   hypervisor: [
+    'inventory',
     'list',
     'define',
     'undefine',

@@ -1,5 +1,6 @@
 import { join, resolve } from 'node:path';
-import { createQemuDriver } from '../hypervisor/index.ts';
+import { createQemuDriver, type Hypervisor } from '../hypervisor/index.ts';
+import { createLibvirtDriver } from '../hypervisor/libvirt/index.ts';
 import { restrictUmask, tightenDataDir } from '../storage/private-files.ts';
 import { type DataPath, type DataPathOptions, startDataPath } from './data-path.ts';
 import { type HostAgent, type HostAgentOptions, startHostAgent } from './host-agent.ts';
@@ -7,18 +8,22 @@ import { type HostAgent, type HostAgentOptions, startHostAgent } from './host-ag
 export interface HostOptions extends Omit<DataPathOptions, 'dataDir'> {
   dataDir: string;
   enrol?: HostAgentOptions['enrol'];
+  /** Drive libvirt at this URI (e.g. qemu:///system) instead of the built-in QEMU driver. */
+  libvirt?: { uri: string };
   log?: (line: string) => void;
 }
 
 export interface RunningHost {
   agent: HostAgent;
   dataPath: DataPath;
+  /** Which hypervisor driver the host runs: the built-in QEMU driver owns its machines, libvirt's domains are the operator's. */
+  hypervisorDriver: 'qemu' | 'libvirt';
   stop(): Promise<void>;
 }
 
 /**
  * A complete host: the data path (disk service, replication, replica store),
- * the QEMU driver, and the agent that offers them to the vault over the
+ * the hypervisor driver (built-in QEMU, or libvirt), and the agent that offers them to the vault over the
  * control channel.
  */
 export async function startHost(hostOptions: HostOptions): Promise<RunningHost> {
@@ -28,12 +33,15 @@ export async function startHost(hostOptions: HostOptions): Promise<RunningHost> 
   await tightenDataDir(options.dataDir);
   const dataPath = await startDataPath(options);
   try {
-    const hypervisor = createQemuDriver({ stateDir: join(options.dataDir, 'hypervisor') });
+    const hypervisorDriver = options.libvirt ? 'libvirt' : 'qemu';
+    const hypervisor: Hypervisor = options.libvirt
+      ? createLibvirtDriver({ uri: options.libvirt.uri })
+      : createQemuDriver({ stateDir: join(options.dataDir, 'hypervisor') });
     const agent = await startHostAgent({
       dataDir: options.dataDir,
       ...(options.enrol ? { enrol: options.enrol } : {}),
       services: { ...dataPath.services, hypervisor },
-      capabilities: [...dataPath.capabilities, 'hypervisor:qemu'],
+      capabilities: [...dataPath.capabilities, `hypervisor:${hypervisorDriver}`],
       replicationAddress: dataPath.replicationAddress,
       replicationFingerprint: dataPath.replicationFingerprint,
       storageFolders: dataPath.storageFolders,
@@ -42,6 +50,7 @@ export async function startHost(hostOptions: HostOptions): Promise<RunningHost> 
     return {
       agent,
       dataPath,
+      hypervisorDriver,
       stop: async () => {
         await agent.stop();
         await dataPath.close();

@@ -60,7 +60,68 @@ export interface ConsoleLog {
   lines: string[];
 }
 
+/** A disk of a domain as its hypervisor defines it (what the host's inventory reports). */
+export interface DomainDisk {
+  /** The guest's device name, e.g. 'vda', 'sda'. */
+  target: string;
+  /** virtio, scsi, sata, ide... */
+  bus: string;
+  /** disk, cdrom, floppy, lun. */
+  device: string;
+  /** Where the hypervisor reads it from: an image file, a block device (LVM...), or an NBD export. */
+  source:
+    | { type: 'file' | 'block'; path: string }
+    | { type: 'nbd'; export: string; socket: string | null; host: string | null; port: number | null }
+    | { type: 'none' }
+    | { type: 'other'; description: string };
+  /** Image format the hypervisor opens it as ('qcow2', 'raw'...); null when it does not say. */
+  format: string | null;
+  /** Size the guest sees (`qemu-img info`); null when it could not be read (NBD, missing image). */
+  virtualSizeBytes: number | null;
+  /** Internal snapshots in the image (qcow2); null when unknown. */
+  snapshots: number | null;
+  readOnly: boolean;
+}
+
+export interface DomainNic {
+  mac: string | null;
+  /** Linux bridge or libvirt network it is connected to (the name a site's network mapping uses). */
+  network: string | null;
+  /** libvirt's interface type: bridge, network, direct, user... */
+  type: string;
+  /** Device model, e.g. 'virtio'. */
+  model: string | null;
+}
+
+/** How the domain boots: a kernel given to the hypervisor, or its firmware trying devices in order. */
+export type DomainBoot = ({ kind: 'kernel' } & MachineKernelBoot) | { kind: 'devices'; devices: string[] };
+
+/** A domain (machine) as its hypervisor defines it, with its power state. */
+export interface DomainDescription {
+  name: string;
+  /** libvirt's UUID; null for the built-in QEMU driver, which names machines only. */
+  uuid: string | null;
+  cpus: number;
+  memoryMiB: number;
+  state: MachinePowerState;
+  disks: DomainDisk[];
+  nics: DomainNic[];
+  boot: DomainBoot;
+  /** The file its serial console is written to, when it has one. */
+  consoleFile: string | null;
+}
+
+/** What a host's hypervisor runs: its driver, and every domain defined there. */
+export interface HypervisorInventory {
+  driver: 'qemu' | 'libvirt';
+  /** The libvirt connection URI (e.g. qemu:///system); null for the built-in QEMU driver. */
+  uri: string | null;
+  domains: DomainDescription[];
+}
+
 export interface Hypervisor {
+  /** Every domain defined here, described in full (`name`: only that one, none when it is not defined). */
+  inventory(params?: { name?: string }): Promise<HypervisorInventory>;
   list(params?: Record<string, never>): Promise<MachineStatus[]>;
   define(params: { machine: MachineDefinition }): Promise<MachineStatus>;
   undefine(params: { name: string }): Promise<void>;

@@ -1,21 +1,27 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { access, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HavenError, notFound } from '../errors/index.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
 import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
 import { BridgeNetworks, type NetworkPlacement, networkPlacement } from './bridge-networks.ts';
+import { readConsoleFile } from './console-file.ts';
+import { mustBeOff, pausedCannotStart, shutdownTimedOut, shutdownTimeoutAction } from './driver-refusals.ts';
 import type {
   ConsoleLog,
+  DomainDescription,
   Hypervisor,
+  HypervisorInventory,
   MachineDefinition,
   MachinePowerState,
   MachineStatus,
   ShutdownResult,
 } from './hypervisor.ts';
 import { type StoredDefinition, validateMachineDefinition } from './machine-definition.ts';
+import { parseNbdUri } from './nbd-uri.ts';
+import { PerMachineQueue } from './per-machine-queue.ts';
 import { type QemuRunFiles, qemuCommandLine } from './qemu-command-line.ts';
 import { findQemuProcesses, kill, livePid, waitForExit } from './qemu-process.ts';
 import { QmpClient } from './qmp-client.ts';
@@ -35,11 +41,6 @@ const MAX_SOCKET_PATH = 107;
 const QUIT_GRACE_MS = 3000;
 const KILL_WAIT_MS = 5000;
 const START_TIMEOUT_MS = 60_000;
-// SeaBIOS clears the screen; CRs come with every serial line.
-// biome-ignore lint/suspicious/noControlCharactersInRegex: the escape character is what we strip
-const TERMINAL_NOISE = /\x1b\[[0-9;?]*[A-Za-z]|\x1bc|\r/g;
-// Enough for any tail an operator reads; older console output stays in the file.
-const CONSOLE_READ_LIMIT = 1024 * 1024;
 
 const QMP_STATE: Record<string, MachinePowerState> = { running: 'running', shutdown: 'shut-off' };
 
@@ -55,13 +56,58 @@ export class QemuDriver implements Hypervisor {
   readonly #accel: 'tcg' | 'kvm';
   readonly #qemu: string;
   readonly #networks: BridgeNetworks;
-  readonly #locks = new Map<string, Promise<unknown>>();
+  readonly #queue = new PerMachineQueue();
 
   constructor(options: QemuDriverOptions) {
     this.stateDir = resolve(options.stateDir);
     this.#accel = options.accel ?? 'tcg';
     this.#qemu = options.qemuBinary ?? 'qemu-system-x86_64';
     this.#networks = new BridgeNetworks(this.stateDir);
+  }
+
+  /** Its machines as domains: NBD disks (size unknown here: the disk service knows it), bridge NICs. */
+  async inventory(params: { name?: string } = {}): Promise<HypervisorInventory> {
+    const names = params.name === undefined ? (await this.list()).map((m) => m.name) : [params.name];
+    const domains: DomainDescription[] = [];
+    for (const name of names) {
+      const machine = await this.#readDefinition(name);
+      if (!machine) continue;
+      domains.push({
+        name,
+        uuid: null,
+        cpus: machine.cpus,
+        memoryMiB: machine.memoryMiB,
+        state: await this.#state(name),
+        disks: machine.disks.map((disk, index) => {
+          const target = parseNbdUri(disk.nbdUri);
+          return {
+            target: `vd${String.fromCharCode(97 + index)}`,
+            bus: 'virtio',
+            device: 'disk',
+            source: {
+              type: 'nbd',
+              export: target.export,
+              socket: target.server.type === 'unix' ? target.server.path : null,
+              host: target.server.type === 'inet' ? target.server.host : null,
+              port: target.server.type === 'inet' ? Number(target.server.port) : null,
+            },
+            format: 'raw',
+            virtualSizeBytes: null,
+            snapshots: null,
+            readOnly: false,
+          };
+        }),
+        nics: machine.nics.map((nic) => ({
+          mac: nic.mac,
+          network: nic.network,
+          type: 'bridge',
+          model: 'virtio',
+        })),
+        boot: machine.boot ? { kind: 'kernel', ...machine.boot } : { kind: 'devices', devices: ['hd'] },
+        consoleFile: this.#files(name).consoleLog,
+      });
+    }
+    return { driver: 'qemu', uri: null, domains };
   }
 
   async list(): Promise<MachineStatus[]> {
@@ -93,11 +139,7 @@ export class QemuDriver implements Hypervisor {
         (state === 'running' || state === 'paused') &&
         JSON.stringify(existing) !== JSON.stringify(machine)
       ) {
-        throw new HavenError(
-          'operation_not_allowed',
-          `machine '${machine.name}' is ${state}; power it off before changing its definition`,
-          { machine: machine.name, state, allowed: ['shutdown', 'powerOff', 'fence'] },
-        );
+        throw mustBeOff(machine.name, state, 'change');
       }
       await mkdir(this.#dir(machine.name), { recursive: true, mode: PRIVATE_DIR_MODE });
       await writeFileAtomic(
@@ -118,15 +160,7 @@ export class QemuDriver implements Hypervisor {
     await this.#exclusive(name, async () => {
       const state = await this.#state(name);
       if (state === 'running' || state === 'paused') {
-        throw new HavenError(
-          'operation_not_allowed',
-          `machine '${name}' is ${state}; power it off or fence it before undefining it`,
-          {
-            machine: name,
-            state,
-            allowed: ['shutdown', 'powerOff', 'fence'],
-          },
-        );
+        throw mustBeOff(name, state, 'undefine');
       }
       // Idempotent: a retried step finds nothing left to remove.
       if (state === 'absent') return;
@@ -142,11 +176,7 @@ export class QemuDriver implements Hypervisor {
       const state = await this.#state(name);
       if (state === 'running') return { name, state };
       if (state === 'paused') {
-        throw new HavenError(
-          'operation_not_allowed',
-          `machine '${name}' is paused (stopped after a shutdown timeout, or by hand); power it off before starting it again`,
-          { machine: name, state, allowed: ['powerOff', 'fence'] },
-        );
+        throw pausedCannotStart(name);
       }
       await this.#checkBootFiles(machine);
       await this.#cleanUpAfterExit(name);
@@ -180,17 +210,7 @@ export class QemuDriver implements Hypervisor {
     onTimeout?: 'fail' | 'stop' | 'power-off';
   }): Promise<ShutdownResult> {
     const { name, timeoutSeconds } = params;
-    const onTimeout = params.onTimeout ?? 'fail';
-    if (!(timeoutSeconds >= 0) || !['fail', 'stop', 'power-off'].includes(onTimeout)) {
-      throw new HavenError(
-        'validation_failed',
-        `shutdown of '${name}' needs timeoutSeconds ≥ 0 and onTimeout fail, stop or power-off`,
-        {
-          machine: name,
-          field: 'timeoutSeconds',
-        },
-      );
-    }
+    const onTimeout = shutdownTimeoutAction(name, timeoutSeconds, params.onTimeout);
     return this.#exclusive(name, async () => {
       await this.#definitionOrThrow(name);
       const began = Date.now();
@@ -216,11 +236,7 @@ export class QemuDriver implements Hypervisor {
         return { name, state: 'shut-off', outcome: 'powered-off', seconds: seconds() };
       }
       const state = await this.#state(name);
-      throw new HavenError(
-        'conflict',
-        `machine '${name}' did not power down within ${timeoutSeconds} s of the ACPI powerdown request and is ${state}; power it off, or shut it down with onTimeout 'stop' or 'power-off'`,
-        { machine: name, state, timeoutSeconds, allowed: ['powerOff', 'fence', 'shutdown'] },
-      );
+      throw shutdownTimedOut(name, timeoutSeconds, state);
     });
   }
 
@@ -257,15 +273,7 @@ export class QemuDriver implements Hypervisor {
   async consoleLog(params: { name: string; tail?: number }): Promise<ConsoleLog> {
     const { name, tail } = params;
     await this.#definitionOrThrow(name);
-    if (tail !== undefined && !(Number.isInteger(tail) && tail >= 0)) {
-      throw new HavenError('validation_failed', `console tail ${tail} must be a non-negative integer`, {
-        field: 'tail',
-      });
-    }
-    const text = await readTail(this.#files(name).consoleLog, CONSOLE_READ_LIMIT);
-    const lines = text.replace(TERMINAL_NOISE, '').split('\n');
-    if (lines.at(-1) === '') lines.pop();
-    return { name, lines: tail === undefined ? lines : lines.slice(lines.length - tail) };
+    return readConsoleFile(name, this.#files(name).consoleLog, tail);
   }
 
   /** Runs `action` over a fresh QMP connection to the machine (QEMU serves one client at a time). */
@@ -426,16 +434,8 @@ export class QemuDriver implements Hypervisor {
     }
   }
 
-  async #exclusive<T>(name: string, work: () => Promise<T>): Promise<T> {
-    const previous = this.#locks.get(name) ?? Promise.resolve();
-    const next = previous.then(work, work);
-    const settled = next.catch(() => {});
-    this.#locks.set(name, settled);
-    try {
-      return await next;
-    } finally {
-      if (this.#locks.get(name) === settled) this.#locks.delete(name);
-    }
+  #exclusive<T>(name: string, work: () => Promise<T>): Promise<T> {
+    return this.#queue.run(name, work);
   }
 
   async #definitionOrThrow(name: string): Promise<StoredDefinition> {
@@ -484,26 +484,5 @@ async function rotate(path: string): Promise<void> {
     await rename(path, `${path}.1`);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
-}
-
-async function readTail(path: string, limit: number): Promise<string> {
-  let handle: Awaited<ReturnType<typeof open>>;
-  try {
-    handle = await open(path, 'r');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '';
-    throw error;
-  }
-  try {
-    const { size } = await handle.stat();
-    const length = Math.min(size, limit);
-    const buffer = Buffer.alloc(length);
-    await handle.read(buffer, 0, length, size - length);
-    const text = buffer.toString('latin1');
-    // A cut-off first line would be misleading; start at the next whole one.
-    return size > limit ? text.slice(text.indexOf('\n') + 1) : text;
-  } finally {
-    await handle.close();
   }
 }

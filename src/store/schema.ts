@@ -54,6 +54,8 @@ export interface HostsTable {
   last_heartbeat_at: string | null;
   enrolled_at: string;
   credential_hash: string;
+  hypervisor_inventory: JsonColumn | null;
+  hypervisor_inventory_at: string | null;
 }
 
 export interface EnrolmentTokensTable {
@@ -104,6 +106,7 @@ export interface MachinesTable {
   runtime: JsonColumn | null;
   current_job_id: string | null;
   original_exists: BooleanColumn;
+  imported_from: JsonColumn | null;
   created_at: string;
   updated_at: string;
 }

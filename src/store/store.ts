@@ -17,6 +17,7 @@ import type {
   Site,
   StepState,
 } from '../domain/model.ts';
+import type { HypervisorInventory } from '../hypervisor/hypervisor.ts';
 
 /**
  * The vault's state, behind one interface with two implementations
@@ -62,6 +63,11 @@ export interface HostRepository {
   credentialHash(id: string): Promise<string | undefined>;
   update(host: Host): Promise<void>;
   recordHeartbeat(id: string, at: string): Promise<void>;
+  /** Keeps the hypervisor inventory the host reported (shown while the host cannot be asked). */
+  saveHypervisorInventory(id: string, inventory: HypervisorInventory, at: string): Promise<void>;
+  hypervisorInventory(
+    id: string,
+  ): Promise<{ inventory: HypervisorInventory; reportedAt: string } | undefined>;
   delete(id: string): Promise<void>;
 }
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type Clock, isoNow } from '../clock/index.ts';
 import type { ControlServerEvents } from '../control/control-server.ts';
+import type { HypervisorInventory } from '../hypervisor/hypervisor.ts';
 import type { Store } from '../store/index.ts';
 
 /**
@@ -39,8 +40,12 @@ export function watchHosts(
         replicationAddress?: unknown;
         replicationFingerprint?: unknown;
         storageFolders?: unknown;
+        hypervisor?: HypervisorInventory | null;
       };
       if (!host) return;
+      if (reported.hypervisor && Array.isArray(reported.hypervisor.domains)) {
+        await store.hosts.saveHypervisorInventory(hostId, reported.hypervisor, isoNow(clock));
+      }
       await store.hosts.update({
         ...host,
         ...(Array.isArray(reported.capabilities) ? { capabilities: reported.capabilities.map(String) } : {}),

@@ -4,6 +4,7 @@ import { createHostCredential } from '../../control/host-proof.ts';
 import { DEFAULT_MAX_PROTECTED_DISKS } from '../../domain/index.ts';
 import type { Host } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
+import { hostDomains } from '../../vault/import-domain.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
 import { type RouteDefinition, route } from '../route.ts';
 import * as s from '../schemas.ts';
@@ -33,6 +34,18 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'viewer' },
       handler: async ({ params }) => hostOr404(params.id!),
+    }),
+    route({
+      method: 'get',
+      path: '/hosts/:id/domains',
+      summary:
+        'The host’s hypervisor inventory: every domain with its disks (format, size, bus), NICs, CPUs, memory, boot and state',
+      tag,
+      access: { kind: 'token', role: 'viewer' },
+      handler: async ({ params }) => {
+        const host = await hostOr404(params.id!);
+        return hostDomains(vault, host);
+      },
     }),
     route({
       method: 'patch',

@@ -7,6 +7,7 @@ import { ALL_OPERATIONS, allowedOperations, type LifecycleOperation } from '../.
 import type { Machine, MachineState, RecoveryPoint } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
 import { checkBootPaths, checkSourcePath } from '../../host/storage-folders.ts';
+import { type ImportDomainRequest, importDomain } from '../../vault/import-domain.ts';
 import { hostServices } from '../../vault/jobs/lifecycle-job.ts';
 import { operationCheck, recoveryProblems } from '../../vault/lifecycle/operation-checks.ts';
 import {
@@ -206,6 +207,18 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
         await store.machines.create(machine);
         return presentMachine(machine);
       },
+    }),
+    route({
+      method: 'post',
+      path: '/machines/import',
+      summary:
+        'Import a libvirt domain of a host as a machine (unprotected): disks and recovery settings from the domain',
+      tag,
+      access: { kind: 'token', role: 'operator' },
+      body: s.importMachine,
+      status: 201,
+      handler: async ({ body }) =>
+        presentMachine(await importDomain(vault, stripUndefined(body) as ImportDomainRequest)),
     }),
     route({
       method: 'get',

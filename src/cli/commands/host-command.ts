@@ -2,14 +2,21 @@ import { readFile } from 'node:fs/promises';
 import { HavenError } from '../../errors/index.ts';
 import { startHost } from '../../host/index.ts';
 import { parseSize } from '../../storage/index.ts';
-import { type Command, type CommandArgs, dataDirOption, shareGroupOption, str } from '../command.ts';
+import {
+  type Command,
+  type CommandArgs,
+  dataDirOption,
+  libvirtOption,
+  shareGroupOption,
+  str,
+} from '../command.ts';
 import { runUntilSignal } from './vault-commands.ts';
 
 export const hostCommands: Command[] = [
   {
     name: 'host',
     summary:
-      'Run a host agent (disk service, replication, replica store, QEMU driver); the first time, enrol it: --vault URL --fingerprint FP --token-file FILE (or HAVEN_ENROL_TOKEN) --name NAME --site SITE [--data DIR] [--storage DIR]... [--replication-listen 0.0.0.0:9443] [--bandwidth 50M] [--share-group GROUP: a hypervisor running as another user, e.g. libvirt-qemu, in GROUP opens the disk sockets]',
+      'Run a host agent (disk service, replication, replica store, QEMU driver); the first time, enrol it: --vault URL --fingerprint FP --token-file FILE (or HAVEN_ENROL_TOKEN) --name NAME --site SITE [--data DIR] [--storage DIR]... [--replication-listen 0.0.0.0:9443] [--bandwidth 50M] [--share-group GROUP: a hypervisor running as another user, e.g. libvirt-qemu, in GROUP opens the disk sockets] [--libvirt URI: drive libvirt, e.g. qemu:///system, instead of the built-in QEMU driver]',
     options: {
       data: { type: 'string' },
       vault: { type: 'string' },
@@ -23,6 +30,7 @@ export const hostCommands: Command[] = [
       bandwidth: { type: 'string' },
       'share-group': { type: 'string' },
       storage: { type: 'string', multiple: true },
+      libvirt: { type: 'string' },
     },
     run: async (args) => {
       const dataDir = dataDirOption(args, '.haven-host');
@@ -37,6 +45,7 @@ export const hostCommands: Command[] = [
       const host = await startHost({
         dataDir,
         ...(shareGroup ? { share: { group: shareGroup, root: dataDir } } : {}),
+        ...libvirtOption(args),
         replicationListen: { host: listen[1]!.replace(/^\[|\]$/g, ''), port: Number(listen[2]) },
         ...(str(args, 'replication-advertise')
           ? { replicationAdvertise: str(args, 'replication-advertise')! }

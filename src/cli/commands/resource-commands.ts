@@ -1,4 +1,5 @@
 import type { Job, Machine } from '../../domain/model.ts';
+import type { HypervisorInventory } from '../../hypervisor/hypervisor.ts';
 import {
   type Command,
   type CommandArgs,
@@ -199,6 +200,22 @@ export const resourceCommands: Command[] = [
   machines.create,
   ...machinePowerCommands,
   vaultCommand({
+    name: 'machines import',
+    summary:
+      'Import a libvirt domain of a host as a machine (unprotected): disks, CPUs, memory, NICs and boot from the domain [--name N]',
+    usage: 'HOST DOMAIN',
+    options: { name: { type: 'string' }, os: { type: 'string' } },
+    run: async (args, { client, out }) => {
+      const machine = await client.post<Machine>('/machines/import', {
+        hostId: positional(args, 0, 'host'),
+        domain: positional(args, 1, 'domain'),
+        ...(str(args, 'name') ? { name: str(args, 'name') } : {}),
+        ...(str(args, 'os') ? { osFamily: str(args, 'os') } : {}),
+      });
+      return show(out, machine, ['id', 'name', 'state', 'primaryHostId']);
+    },
+  }),
+  vaultCommand({
     name: 'machines points',
     summary: 'List recovery points of a machine',
     usage: 'MACHINE',
@@ -242,6 +259,28 @@ export const resourceCommands: Command[] = [
   sites.create,
   hosts.list,
   hosts.show,
+  vaultCommand({
+    name: 'hosts domains',
+    summary: 'List the domains of a host’s hypervisor: state, CPUs, memory, disks (format, size), NICs',
+    usage: 'HOST',
+    run: async (args, { client, out }) => {
+      const inventory = await client.get<HypervisorInventory>(
+        `/hosts/${encodeURIComponent(positional(args, 0, 'host'))}/domains`,
+      );
+      if (out.json) return show(out, inventory);
+      const rows = inventory.domains.map((domain) => ({
+        name: domain.name,
+        state: domain.state,
+        cpus: domain.cpus,
+        memoryMiB: domain.memoryMiB,
+        disks: domain.disks
+          .map((d) => `${d.target}:${d.format ?? '?'}:${d.virtualSizeBytes ?? '?'}`)
+          .join(' '),
+        nics: domain.nics.map((n) => `${n.mac ?? '?'}@${n.network ?? n.type}`).join(' '),
+      }));
+      return list(out, rows, ['name', 'state', 'cpus', 'memoryMiB', 'disks', 'nics']);
+    },
+  }),
   vaultCommand({
     name: 'hosts enrolment-token',
     summary: 'Create a one-time enrolment token for a new host: --site S [--name N]',

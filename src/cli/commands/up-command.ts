@@ -7,6 +7,7 @@ import {
   controlPortOption,
   dataDirOption,
   integer,
+  libvirtOption,
   shareGroupOption,
   str,
 } from '../command.ts';
@@ -15,23 +16,29 @@ import { runUntilSignal } from './vault-commands.ts';
 export const upCommands: Command[] = [
   {
     name: 'up',
-    summary: 'Run a vault with two local hosts, "primary" and "recovery" (the embedded default)',
+    summary:
+      'Run a vault with two local hosts, "primary" and "recovery" (the embedded default); --libvirt URI: the hosts drive libvirt (e.g. qemu:///system) instead of the built-in QEMU driver',
     options: {
       data: { type: 'string' },
       port: { type: 'string' },
       'control-port': { type: 'string' },
       'no-demo': { type: 'boolean' },
       'share-group': { type: 'string' },
+      libvirt: { type: 'string' },
     },
     run: async (args) => {
       const dataDir = dataDirOption(args, '.haven');
       const port = integer(str(args, 'port'), 'port') ?? 8440;
+      const libvirt = libvirtOption(args);
+      // The demo machine runs under the built-in QEMU driver: with libvirt, the operator's domains are imported instead.
+      const demo = args.values['no-demo'] !== true && libvirt.libvirt === undefined;
       const embedded = await startEmbedded({
         dataDir,
         port,
         ...controlPortOption(args),
         ...(await shareGroupOption(args)),
-        demo: args.values['no-demo'] !== true,
+        ...libvirt,
+        demo,
         ...(process.env.HAVEN_DATABASE_URL ? { databaseUrl: process.env.HAVEN_DATABASE_URL } : {}),
         log: (line) => process.stderr.write(`${line}\n`),
       }).catch((error: unknown) => {
@@ -45,9 +52,12 @@ export const upCommands: Command[] = [
           `Haven ${embedded.vault.context.version} is up.`,
           `  vault:  ${embedded.vault.url}  (health: ${embedded.vault.url}/api/v1/health)`,
           `  hosts:  ${embedded.hosts.map((h) => h.agent.identity.name).join(', ')}`,
-          ...(args.values['no-demo'] === true
-            ? []
-            : [`  demo:   ${DEMO_MACHINE} (running on primary, unprotected)`]),
+          ...(demo ? [`  demo:   ${DEMO_MACHINE} (running on primary, unprotected)`] : []),
+          ...(libvirt.libvirt
+            ? [
+                `  libvirt: ${libvirt.libvirt.uri} (both hosts; no demo machine: import a domain with haven machines import primary DOMAIN)`,
+              ]
+            : []),
           `  token:  ${join(dataDir, 'admin.token')} (admin)`,
           `Try: haven hosts list --data ${dataDir}`,
           '',

@@ -6,6 +6,7 @@ import { machineRuntimeMigration } from './0004-machine-runtime.ts';
 import { scriptRunsMigration } from './0005-script-runs.ts';
 import { recoveryPointSequenceMigration } from './0006-recovery-point-sequence.ts';
 import { hostStorageFoldersMigration } from './0007-host-storage-folders.ts';
+import { machineImportedFromMigration } from './0008-machine-imported-from.ts';
 
 /**
  * Every migration, listed explicitly and in order: names are stored in the
@@ -19,6 +20,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0005-script-runs': scriptRunsMigration,
   '0006-recovery-point-sequence': recoveryPointSequenceMigration,
   '0007-host-storage-folders': hostStorageFoldersMigration,
+  '0008-machine-imported-from': machineImportedFromMigration,
 };
 
 export class HavenMigrationProvider implements MigrationProvider {

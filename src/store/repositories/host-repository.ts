@@ -1,6 +1,7 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { Host, HostStatus } from '../../domain/model.ts';
 import { notFound } from '../../errors/index.ts';
+import type { HypervisorInventory } from '../../hypervisor/hypervisor.ts';
 import { affectedRows, fromJsonColumn, toJsonColumn } from '../column-codec.ts';
 import { checkedWrite } from '../constraint-violation.ts';
 import type { Database, HostsTable } from '../schema.ts';
@@ -73,6 +74,30 @@ export class KyselyHostRepository implements HostRepository {
       .where('id', '=', id)
       .executeTakeFirst();
     if (affectedRows(result) === 0) throw notFound('host', id);
+  }
+
+  async saveHypervisorInventory(id: string, inventory: HypervisorInventory, at: string): Promise<void> {
+    const result = await this.#db
+      .updateTable('hosts')
+      .set({ hypervisor_inventory: toJsonColumn(inventory), hypervisor_inventory_at: at })
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (affectedRows(result) === 0) throw notFound('host', id);
+  }
+
+  async hypervisorInventory(
+    id: string,
+  ): Promise<{ inventory: HypervisorInventory; reportedAt: string } | undefined> {
+    const row = await this.#db
+      .selectFrom('hosts')
+      .select(['hypervisor_inventory', 'hypervisor_inventory_at'])
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!row?.hypervisor_inventory || !row.hypervisor_inventory_at) return undefined;
+    return {
+      inventory: fromJsonColumn<HypervisorInventory>(row.hypervisor_inventory),
+      reportedAt: row.hypervisor_inventory_at,
+    };
   }
 
   async delete(id: string): Promise<void> {

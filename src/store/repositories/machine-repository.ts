@@ -2,6 +2,7 @@ import type { Kysely, Selectable } from 'kysely';
 import { isInProgress } from '../../domain/lifecycle.ts';
 import type {
   Disk,
+  ImportedDomain,
   Machine,
   MachineRuntime,
   MachineState,
@@ -151,6 +152,7 @@ function columns(machine: Machine) {
     recovery_settings: toJsonColumn(machine.recoverySettings),
     runtime: toJsonColumn(machine.runtime),
     original_exists: toBooleanColumn(machine.originalExists),
+    imported_from: machine.importedFrom ? toJsonColumn(machine.importedFrom) : null,
     updated_at: machine.updatedAt,
   };
 }
@@ -174,6 +176,7 @@ function toMachine(row: Selectable<MachinesTable>): Machine {
     runtime:
       row.runtime === null ? { test: null, failover: null } : fromJsonColumn<MachineRuntime>(row.runtime),
     originalExists: fromBooleanColumn(row.original_exists),
+    ...(row.imported_from ? { importedFrom: fromJsonColumn<ImportedDomain>(row.imported_from) } : {}),
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };

@@ -59,6 +59,15 @@ export function operationCheck(
       assertValid(validateFailbackTarget(machine, request.options.alternateHostId ?? null), machine);
     }
     if (request.operation === 'enable-replication') {
+      if (machine.importedFrom) {
+        // Its disks are the domain's own images, which the disk service does not serve: replicating them
+        // as if it did would show a stale replica as healthy.
+        throw new HavenError(
+          'operation_not_allowed',
+          `Machine '${machine.name}' is libvirt domain '${machine.importedFrom.domain}': live protection of libvirt domains is not available yet`,
+          { machineId: machine.id, machineName: machine.name, state: machine.state, allowed: ['delete'] },
+        );
+      }
       const hostId = request.options.recoveryHostId;
       const host = (await vault.store.hosts.get(hostId)) ?? (await vault.store.hosts.getByName(hostId));
       if (!host)

@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { validateMachineDefinition } from '../machine-definition.ts';
+import { domainXml, parseDomainXml } from './domain-xml.ts';
+import { parseXml } from './xml.ts';
+
+const OPERATOR_DOMAIN = `<?xml version="1.0"?>
+<!-- written by virt-install -->
+<domain type='kvm' id='3'>
+  <name>web &amp; db</name>
+  <uuid>0b3c5e7a-1111-2222-3333-444455556666</uuid>
+  <memory unit='GiB'>2</memory>
+  <vcpu placement='static'>4</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc-q35-7.2'>hvm</type>
+    <boot dev='cdrom'/>
+    <boot dev='hd'/>
+  </os>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='/var/lib/libvirt/images/web.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='block' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source dev='/dev/vg0/web-data'/>
+      <target dev='sdb' bus='scsi'/>
+      <readonly/>
+    </disk>
+    <disk type='file' device='cdrom'>
+      <target dev='sdc' bus='sata'/>
+    </disk>
+    <interface type='network'>
+      <mac address='52:54:00:AB:CD:EF'/>
+      <source network='default'/>
+      <model type='e1000'/>
+    </interface>
+    <console type='pty'/>
+  </devices>
+</domain>`;
+
+describe('libvirt domain XML', () => {
+  it("reads an operator's domain: units, file and block disks, CD-ROM, libvirt network, boot order", () => {
+    const domain = parseDomainXml(OPERATOR_DOMAIN);
+    assert.equal(domain.name, 'web & db');
+    assert.equal(domain.uuid, '0b3c5e7a-1111-2222-3333-444455556666');
+    assert.equal(domain.cpus, 4);
+    assert.equal(domain.memoryMiB, 2048);
+    assert.deepEqual(
+      domain.disks.map((d) => [d.target, d.bus, d.device, d.source, d.format, d.readOnly]),
+      [
+        [
+          'vda',
+          'virtio',
+          'disk',
+          { type: 'file', path: '/var/lib/libvirt/images/web.qcow2' },
+          'qcow2',
+          false,
+        ],
+        ['sdb', 'scsi', 'disk', { type: 'block', path: '/dev/vg0/web-data' }, 'raw', true],
+        ['sdc', 'sata', 'cdrom', { type: 'none' }, null, false],
+      ],
+    );
+    assert.deepEqual(domain.nics, [
+      { mac: '52:54:00:ab:cd:ef', network: 'default', type: 'network', model: 'e1000' },
+    ]);
+    assert.deepEqual(domain.boot, { kind: 'devices', devices: ['cdrom', 'hd'] });
+    assert.equal(domain.consoleFile, null);
+  });
+
+  it("writes a Haven machine's domain and reads the same machine back", () => {
+    const machine = validateMachineDefinition({
+      name: 'vm1',
+      cpus: 2,
+      memoryMiB: 256,
+      disks: [
+        { diskId: 'disk0', nbdUri: 'nbd+unix:///vm1.disk0?socket=/run/haven/nbd.sock' },
+        { diskId: 'disk1', nbdUri: 'nbd://10.0.0.5:10810/vm1.disk1' },
+      ],
+      nics: [
+        {
+          network: 'br-prod',
+          mac: null,
+          ip: { mode: 'static', address: '10.0.0.9', prefixLength: 24, gateway: null, dns: [] },
+        },
+      ],
+      boot: { kernel: '/srv/k', initrd: null, cmdline: "console=ttyS0 x='<&>'" },
+    });
+    const xml = domainXml(machine, { consoleFile: '/var/log/c.log', domainType: 'qemu' });
+    assert.match(xml, /^<domain type='qemu'>/);
+    const read = parseDomainXml(xml);
+    assert.equal(read.name, 'vm1');
+    assert.equal(read.cpus, 2);
+    assert.equal(read.memoryMiB, 256);
+    assert.deepEqual(
+      read.disks.map((d) => d.source),
+      [
+        { type: 'nbd', export: 'vm1.disk0', socket: '/run/haven/nbd.sock', host: null, port: null },
+        { type: 'nbd', export: 'vm1.disk1', socket: null, host: '10.0.0.5', port: 10810 },
+      ],
+    );
+    assert.deepEqual(read.nics, [
+      { mac: machine.nics[0]!.mac, network: 'br-prod', type: 'bridge', model: 'virtio' },
+    ]);
+    // The static address travels on the kernel command line, as with the QEMU driver.
+    assert.deepEqual(read.boot, {
+      kind: 'kernel',
+      kernel: '/srv/k',
+      initrd: null,
+      cmdline: "console=ttyS0 x='<&>' haven.ip=10.0.0.9/24",
+    });
+    assert.equal(read.consoleFile, '/var/log/c.log');
+  });
+
+  it('refuses malformed XML instead of guessing', () => {
+    assert.throws(() => parseXml('<a><b></a>'), { code: 'internal', message: /'<\/a>' closes 'b'/ });
+    assert.throws(() => parseXml('<a>'), { code: 'internal', message: /'<a>' is not closed/ });
+    assert.deepEqual(parseXml('<a><![CDATA[x<y]]></a>').text, 'x<y');
+  });
+});

@@ -1,0 +1,359 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { HavenError, notFound } from '../../errors/index.ts';
+import { readConsoleFile } from '../console-file.ts';
+import { mustBeOff, pausedCannotStart, shutdownTimedOut, shutdownTimeoutAction } from '../driver-refusals.ts';
+import type {
+  ConsoleLog,
+  DomainDescription,
+  DomainDisk,
+  Hypervisor,
+  HypervisorInventory,
+  MachineDefinition,
+  MachinePowerState,
+  MachineStatus,
+  ShutdownResult,
+} from '../hypervisor.ts';
+import { validateMachineDefinition } from '../machine-definition.ts';
+import { PerMachineQueue } from '../per-machine-queue.ts';
+import { findQemuProcesses, waitForExit } from '../qemu-process.ts';
+import { type DomainDefinition, domainXml, parseDomainXml } from './domain-xml.ts';
+import { Virsh } from './virsh.ts';
+
+export interface LibvirtDriverOptions {
+  /** libvirt connection URI, e.g. qemu:///system. */
+  uri: string;
+  /**
+   * Where the serial consoles of the domains Haven defines are written. libvirt's
+   * QEMU (user libvirt-qemu) must reach it; default /var/log/libvirt/qemu.
+   */
+  consoleDir?: string;
+  /** 'qemu' (TCG, works everywhere; the default) or 'kvm' where /dev/kvm works. */
+  domainType?: 'qemu' | 'kvm';
+  /** Default 'virsh' and 'qemu-img' from PATH. */
+  virshBinary?: string;
+  qemuImgBinary?: string;
+}
+
+/** `virsh domstate` words; anything not clearly off counts as running (never a false "off"). */
+const DOMSTATE: Record<string, MachinePowerState> = {
+  running: 'running',
+  idle: 'running',
+  blocked: 'running',
+  'in shutdown': 'running',
+  dying: 'running',
+  paused: 'paused',
+  pmsuspended: 'paused',
+  'shut off': 'shut-off',
+  crashed: 'shut-off',
+};
+const POLL_MS = 200;
+const KILL_WAIT_MS = 10_000;
+
+/**
+ * The libvirt driver: machines are libvirt domains, driven through `virsh`
+ * (no shell). Domains Haven defines boot from NBD exports like the QEMU
+ * driver's machines; domains an operator defined are described as they are
+ * (any disk format) for the inventory and `machines import`.
+ */
+export class LibvirtDriver implements Hypervisor {
+  readonly uri: string;
+  readonly consoleDir: string;
+  readonly #virsh: Virsh;
+  readonly #domainType: 'qemu' | 'kvm';
+  readonly #qemuImg: string;
+  readonly #queue = new PerMachineQueue();
+
+  constructor(options: LibvirtDriverOptions) {
+    this.uri = options.uri;
+    this.consoleDir = options.consoleDir ?? '/var/log/libvirt/qemu';
+    this.#virsh = new Virsh(options.uri, options.virshBinary ? { binary: options.virshBinary } : {});
+    this.#domainType = options.domainType ?? 'qemu';
+    this.#qemuImg = options.qemuImgBinary ?? 'qemu-img';
+  }
+
+  async inventory(params: { name?: string } = {}): Promise<HypervisorInventory> {
+    const names = params.name === undefined ? await this.#names() : [params.name];
+    const domains: DomainDescription[] = [];
+    for (const name of names) {
+      const described = await this.describe(name);
+      if (described) domains.push(described);
+    }
+    return { driver: 'libvirt', uri: this.uri, domains };
+  }
+
+  /** One domain in full (disk sizes from `qemu-img info -U`), or undefined when it is not defined. */
+  async describe(name: string): Promise<DomainDescription | undefined> {
+    const definition = await this.#definition(name);
+    if (!definition) return undefined;
+    const disks = await Promise.all(definition.disks.map((disk) => this.#withImageInfo(disk)));
+    return { ...definition, disks, state: await this.#state(name) };
+  }
+
+  async list(): Promise<MachineStatus[]> {
+    const statuses: MachineStatus[] = [];
+    for (const name of await this.#names()) {
+      const state = await this.#state(name);
+      if (state !== 'absent') statuses.push({ name, state });
+    }
+    return statuses;
+  }
+
+  async define(params: { machine: MachineDefinition }): Promise<MachineStatus> {
+    const machine = validateMachineDefinition(params.machine);
+    const isolated = machine.nics.findIndex((nic) => nic.isolated);
+    if (isolated >= 0) {
+      throw new HavenError(
+        'not_available',
+        `machine '${machine.name}': NIC ${isolated} is on an isolated network, which the libvirt driver does not provide yet`,
+        { machine: machine.name, field: 'nics.isolated' },
+      );
+    }
+    const xml = domainXml(machine, {
+      consoleFile: this.#consoleFile(machine.name),
+      domainType: this.#domainType,
+    });
+    return this.#exclusive(machine.name, async () => {
+      const existing = await this.#definition(machine.name);
+      const state = existing ? await this.#state(machine.name) : 'absent';
+      if (
+        existing &&
+        (state === 'running' || state === 'paused') &&
+        !sameDefinition(existing, parseDomainXml(xml))
+      ) {
+        throw mustBeOff(machine.name, state, 'change');
+      }
+      // virsh reads the XML from a file (its stdin, a socket here, cannot be opened by name).
+      const dir = await mkdtemp(join(tmpdir(), 'haven-define-'));
+      try {
+        await writeFile(join(dir, 'domain.xml'), xml, { mode: 0o600 });
+        await this.#virsh.run(['define', join(dir, 'domain.xml')], { domain: machine.name });
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+      return { name: machine.name, state: existing ? state : 'shut-off' };
+    });
+  }
+
+  async undefine(params: { name: string }): Promise<void> {
+    const { name } = params;
+    await this.#exclusive(name, async () => {
+      const state = await this.#state(name);
+      if (state === 'running' || state === 'paused') {
+        throw mustBeOff(name, state, 'undefine');
+      }
+      // Idempotent: a retried step finds nothing left to remove.
+      if (state === 'absent') return;
+      await this.#virsh.run(['undefine', name], { domain: name });
+      await rm(this.#consoleFile(name), { force: true });
+    });
+  }
+
+  async start(params: { name: string }): Promise<MachineStatus> {
+    const { name } = params;
+    return this.#exclusive(name, async () => {
+      const state = await this.#stateOrThrow(name);
+      if (state === 'running') return { name, state };
+      if (state === 'paused') {
+        throw pausedCannotStart(name);
+      }
+      await this.#virsh.run(['start', name], { domain: name });
+      return { name, state: await this.#state(name) };
+    });
+  }
+
+  async shutdown(params: {
+    name: string;
+    timeoutSeconds: number;
+    onTimeout?: 'fail' | 'stop' | 'power-off';
+  }): Promise<ShutdownResult> {
+    const { name, timeoutSeconds } = params;
+    const onTimeout = shutdownTimeoutAction(name, timeoutSeconds, params.onTimeout);
+    return this.#exclusive(name, async () => {
+      const began = Date.now();
+      const seconds = () => Math.round(Date.now() - began) / 1000;
+      if ((await this.#stateOrThrow(name)) === 'shut-off') {
+        return { name, state: 'shut-off', outcome: 'already-off', seconds: seconds() };
+      }
+      await this.#virsh.run(['shutdown', name, '--mode', 'acpi'], { domain: name });
+      if (await this.#waitForState(name, 'shut-off', timeoutSeconds * 1000)) {
+        return { name, state: 'shut-off', outcome: 'powered-down', seconds: seconds() };
+      }
+      if (onTimeout === 'stop') {
+        await this.#virsh.run(['suspend', name], { domain: name });
+        return { name, state: await this.#state(name), outcome: 'stopped', seconds: seconds() };
+      }
+      if (onTimeout === 'power-off') {
+        await this.#destroy(name);
+        return { name, state: await this.#state(name), outcome: 'powered-off', seconds: seconds() };
+      }
+      const state = await this.#state(name);
+      throw shutdownTimedOut(name, timeoutSeconds, state);
+    });
+  }
+
+  async powerOff(params: { name: string }): Promise<MachineStatus> {
+    const { name } = params;
+    return this.#exclusive(name, async () => {
+      await this.#stateOrThrow(name);
+      await this.#destroy(name);
+      return { name, state: await this.#state(name) };
+    });
+  }
+
+  /**
+   * Stops the domain for good (autostart off, `virsh destroy`) and then
+   * verifies it: libvirt reports it off or gone, and no QEMU process of that
+   * domain is left. Safe on a domain that is off or not defined here.
+   */
+  async fence(params: { name: string }): Promise<MachineStatus> {
+    const { name } = params;
+    return this.#exclusive(name, async () => {
+      if ((await this.#state(name)) !== 'absent') {
+        // A host reboot must not bring the fenced source back.
+        await this.#virsh.run(['autostart', '--disable', name], { domain: name }).catch(ignoreRefusal);
+        await this.#destroy(name);
+      }
+      const state = await this.#state(name);
+      const marker = `guest=${name},`;
+      for (const pid of await findQemuProcesses(marker)) await waitForExit(pid, KILL_WAIT_MS);
+      const left = await findQemuProcesses(marker);
+      if ((state !== 'shut-off' && state !== 'absent') || left.length > 0) {
+        throw new HavenError(
+          'internal',
+          `machine '${name}' could not be fenced: libvirt reports it ${state}${left.length > 0 ? `, QEMU process(es) ${left.join(', ')} still run` : ''}`,
+          { machine: name, state, pids: left },
+        );
+      }
+      return { name, state };
+    });
+  }
+
+  async status(params: { name: string }): Promise<MachineStatus> {
+    return { name: params.name, state: await this.#state(params.name) };
+  }
+
+  async consoleLog(params: { name: string; tail?: number }): Promise<ConsoleLog> {
+    const { name, tail } = params;
+    const definition = await this.#definition(name);
+    if (!definition) throw notFound('machine', name);
+    if (!definition.consoleFile) {
+      throw new HavenError(
+        'not_available',
+        `domain '${name}' writes its serial console to no file (<serial type='file'>), so Haven cannot read it`,
+        { machine: name },
+      );
+    }
+    return readConsoleFile(name, definition.consoleFile, tail);
+  }
+
+  // ---- internals -----------------------------------------------------------
+
+  async #names(): Promise<string[]> {
+    const out = await this.#virsh.run(['list', '--all', '--name']);
+    return out
+      .split('\n')
+      .map((line) => line.trim())
+      .filter(Boolean)
+      .sort();
+  }
+
+  async #definition(name: string): Promise<DomainDefinition | undefined> {
+    try {
+      return parseDomainXml(await this.#virsh.run(['dumpxml', '--inactive', name], { domain: name }));
+    } catch (error) {
+      if (error instanceof HavenError && error.code === 'not_found') return undefined;
+      throw error;
+    }
+  }
+
+  async #state(name: string): Promise<MachinePowerState> {
+    try {
+      const out = (await this.#virsh.run(['domstate', name], { domain: name })).trim();
+      return DOMSTATE[out] ?? 'running';
+    } catch (error) {
+      if (error instanceof HavenError && error.code === 'not_found') return 'absent';
+      throw error;
+    }
+  }
+
+  async #stateOrThrow(name: string): Promise<MachinePowerState> {
+    const state = await this.#state(name);
+    if (state === 'absent') throw notFound('machine', name);
+    return state;
+  }
+
+  async #waitForState(name: string, wanted: MachinePowerState, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const state = await this.#state(name);
+      if (state === wanted || (wanted === 'shut-off' && state === 'absent')) return true;
+      if (Date.now() >= deadline) return false;
+      await sleep(Math.min(POLL_MS, Math.max(1, deadline - Date.now())));
+    }
+  }
+
+  /** `virsh destroy`; a domain that is not running is already where this wants it. */
+  async #destroy(name: string): Promise<void> {
+    await this.#virsh.run(['destroy', name], { domain: name }).catch(ignoreRefusal);
+  }
+
+  async #withImageInfo(disk: DomainDisk): Promise<DomainDisk> {
+    if (disk.source.type !== 'file' && disk.source.type !== 'block') return disk;
+    // -U: a running domain's QEMU holds the image's write lock; reading its header is still safe.
+    const args = ['info', '-U', '--output=json', disk.source.path];
+    if (disk.format) args.splice(3, 0, '-f', disk.format);
+    const info = await new Promise<{ 'virtual-size'?: number; snapshots?: unknown[] } | undefined>(
+      (resolve) => {
+        execFile(this.#qemuImg, args, { timeout: 30_000, encoding: 'utf8' }, (error, stdout) => {
+          if (error) return resolve(undefined);
+          try {
+            resolve(JSON.parse(stdout));
+          } catch {
+            resolve(undefined);
+          }
+        });
+      },
+    );
+    return {
+      ...disk,
+      virtualSizeBytes: info?.['virtual-size'] ?? null,
+      snapshots: info ? (info.snapshots?.length ?? 0) : null,
+    };
+  }
+
+  #consoleFile(name: string): string {
+    return join(this.consoleDir, `${name}-console.log`);
+  }
+
+  #exclusive<T>(name: string, work: () => Promise<T>): Promise<T> {
+    return this.#queue.run(name, work);
+  }
+}
+
+export function createLibvirtDriver(options: LibvirtDriverOptions): LibvirtDriver {
+  return new LibvirtDriver(options);
+}
+
+/** "Not running" or "not defined" from libvirt: the state the caller wanted already holds. */
+function ignoreRefusal(error: unknown): void {
+  if (error instanceof HavenError && (error.code === 'operation_not_allowed' || error.code === 'not_found'))
+    return;
+  throw error;
+}
+
+/** What Haven defines of a domain, compared (libvirt adds defaults of its own to the XML it stores). */
+function sameDefinition(a: DomainDefinition, b: DomainDefinition): boolean {
+  const essentials = (d: DomainDefinition) =>
+    JSON.stringify({
+      cpus: d.cpus,
+      memoryMiB: d.memoryMiB,
+      disks: d.disks.map((disk) => [disk.target, disk.source]),
+      nics: d.nics.map((nic) => [nic.mac, nic.network]),
+      boot: d.boot,
+    });
+  return essentials(a) === essentials(b);
+}

@@ -107,7 +107,11 @@ describe('portal', { timeout: 120_000 }, () => {
     assert.equal(page.url(), `${f.url}/machines/${machine.id}`);
 
     // Pick a point on the timeline (real points from the replica store): it becomes the dialog's custom point.
-    await page.locator('.point').first().click({ timeout: 60_000 });
+    // Dispatched on the element, not clicked at its coordinates: on a busy machine new points keep
+    // arriving and neighbours overlap it, so a pointer click can land on another point or retry forever.
+    const firstPoint = page.locator('.point').first();
+    await firstPoint.waitFor({ timeout: 60_000 });
+    await firstPoint.dispatchEvent('click');
     // Keyboard: the action is a real button; the dialog traps focus and Escape closes it.
     const button = page.getByRole('button', { name: 'Test failover…' });
     await button.focus();

@@ -188,32 +188,20 @@ describe('haven disk serve limits', () => {
     const refused = await runHaven(['disk', 'serve', '--image', image, '--listen', listen]);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr + refused.stdout, /client certificates.*--tls-ca.*--insecure-listen/s);
-    const serverOnly = await runHaven([
-      'disk',
-      'serve',
+    const serverTls = [
       '--image',
       image,
       '--listen',
       listen,
       '--tls-cert',
-      join(clientDir, 'ca-cert.pem'),
+      serverCert,
       '--tls-key',
-      join(dir, 'server-key.pem'),
-    ]);
+      serverKey,
+    ];
+    const serverOnly = await runHaven(['disk', 'serve', ...serverTls]);
     assert.notEqual(serverOnly.code, 0, 'TLS without client certificates authenticates nobody');
 
-    const server = serve([
-      '--image',
-      image,
-      '--listen',
-      listen,
-      '--tls-cert',
-      join(clientDir, 'ca-cert.pem'),
-      '--tls-key',
-      join(dir, 'server-key.pem'),
-      '--tls-ca',
-      serverCert,
-    ]);
+    const server = serve([...serverTls, '--tls-ca', serverCert]);
     try {
       const { uri } = await server.firstJson<{ uri: string }>();
       assert.equal(uri, `nbds://127.0.0.1:${port}/disk`);

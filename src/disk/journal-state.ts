@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { HavenError } from '../errors/index.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
+import { readOptionalText } from '../storage/optional-file.ts';
 
 /** What the journal must remember across restarts beside its segments. */
 export interface JournalState {
@@ -28,13 +28,8 @@ export const initialJournalState: JournalState = {
 };
 
 export async function readJournalState(path: string): Promise<JournalState> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { ...initialJournalState };
-    throw e;
-  }
+  const text = await readOptionalText(path);
+  if (text === null) return { ...initialJournalState };
   try {
     const parsed = JSON.parse(text) as Partial<JournalState>;
     if (typeof parsed.consumedSeq !== 'number' || (parsed.mode !== 'journal' && parsed.mode !== 'bitmap')) {

@@ -1,10 +1,10 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HavenError } from '../errors/index.ts';
 import type { BlockBackend, BlockExtent, WriteOptions } from '../nbd/block-backend.ts';
 import { NbdErrno } from '../nbd/constants.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
 import type { FileSync } from '../storage/file-sync.ts';
+import { readOptionalText } from '../storage/optional-file.ts';
 import { checkRange } from './check-range.ts';
 import type { JournalRecord } from './journal-record.ts';
 import { type ResyncPlan, WriteJournal } from './write-journal.ts';
@@ -36,13 +36,8 @@ interface SinkState {
 const STATE_FILE = 'sink.json';
 
 async function readSinkState(path: string): Promise<SinkState | null> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw e;
-  }
+  const text = await readOptionalText(path);
+  if (text === null) return null;
   const parsed = JSON.parse(text) as SinkState;
   if (!Number.isSafeInteger(parsed.sizeBytes)) {
     throw new HavenError('internal', `sink state '${path}' is damaged (no sizeBytes)`, { path });

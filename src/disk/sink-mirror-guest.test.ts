@@ -16,6 +16,7 @@ import { test } from 'node:test';
 import { bootGuest, buildGuestImage, formatDataDisk } from '../guest/index.ts';
 import { runTool } from '../guest/run-tool.ts';
 import { QmpClient } from '../hypervisor/qmp-client.ts';
+import { startActiveMirror } from '../testing/active-mirror.ts';
 import { type Child, spawnTs } from '../testing/child-process.ts';
 import { readJournal, replay } from '../testing/disk-service.fixture.ts';
 import { waitFor } from '../testing/replication-test-fixture.ts';
@@ -77,21 +78,12 @@ test('a running guest mirrored into a sink: kill -9 of the service loses no dura
     await guest.waitForLine(/^recovered 0 ok$/, WAIT_MS);
     await guest.waitForLine(/^durable \d+$/, WAIT_MS);
     qmp = await QmpClient.connect(qmpPath, { timeoutMs: 10_000 });
-    await qmp.execute('blockdev-add', {
-      driver: 'nbd',
-      'node-name': 'haven-sink',
-      server: { type: 'unix', path: socket },
-      export: 'd0',
-      'reconnect-delay': 30,
-    });
-    const ready = qmp.waitForEvent('BLOCK_JOB_READY', { timeoutMs: WAIT_MS });
-    const started = Date.now();
-    await qmp.execute('blockdev-mirror', {
-      'job-id': 'haven-mirror',
+    const { ready, started } = await startActiveMirror(qmp, {
       device: 'virtio0',
-      target: 'haven-sink',
-      sync: 'full',
-      'copy-mode': 'write-blocking',
+      socket,
+      exportName: 'd0',
+      reconnectDelay: 30,
+      readyTimeoutMs: WAIT_MS,
     });
     await ready;
     t.diagnostic(

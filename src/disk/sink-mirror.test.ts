@@ -17,6 +17,7 @@ import { ReplicaStore } from '../replica/index.ts';
 import { Receiver } from '../replication/receiver.ts';
 import type { ReplicationSource } from '../replication/replicated-disk.ts';
 import { Sender } from '../replication/sender.ts';
+import { startActiveMirror } from '../testing/active-mirror.ts';
 import { readJournal, replay } from '../testing/disk-service.fixture.ts';
 import { runOk } from '../testing/nbd-test-fixture.ts';
 import { hostIdentities, waitFor } from '../testing/replication-test-fixture.ts';
@@ -73,13 +74,6 @@ test('a sink behind QEMU active mirror journals exactly the disk, and the replic
       'node-name': 'vm-disk',
       file: { driver: 'file', filename: image, 'aio-max-batch': 0 },
     });
-    await q.execute('blockdev-add', {
-      driver: 'nbd',
-      'node-name': 'haven-sink',
-      server: { type: 'unix', path: socket },
-      export: info.name,
-      'reconnect-delay': 5,
-    });
     const rnd = new SeededRandom(7);
     const io = (command: string) =>
       q.execute<string>('human-monitor-command', { 'command-line': `qemu-io haven-mirror-top "${command}"` });
@@ -91,15 +85,13 @@ test('a sink behind QEMU active mirror journals exactly the disk, and the replic
       else await io(`write -P ${rnd.int(1, 255)} ${offset} ${length}`);
     };
 
-    const ready = q.waitForEvent('BLOCK_JOB_READY', { timeoutMs: 120_000 });
-    const started = Date.now();
-    await q.execute('blockdev-mirror', {
-      'job-id': 'haven-mirror',
+    const { ready, started } = await startActiveMirror(q, {
       device: 'vm-disk',
-      target: 'haven-sink',
-      sync: 'full',
-      'copy-mode': 'write-blocking',
-      'filter-node-name': 'haven-mirror-top',
+      socket,
+      exportName: info.name,
+      reconnectDelay: 5,
+      readyTimeoutMs: 120_000,
+      filterNodeName: 'haven-mirror-top',
     });
     // Writes before the background copy is done (paused here, as it would be on a busy or large
     // disk): they reach the sink out of order with the copy.

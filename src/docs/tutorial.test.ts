@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { REPO_ROOT } from '../testing/child-process.ts';
+import { collectOutput, REPO_ROOT } from '../testing/child-process.ts';
 import { until } from '../testing/until.ts';
 
 /**
@@ -48,23 +48,16 @@ async function shOk(line: string): Promise<string> {
 /** `npm start`, in its own process group like a terminal's foreground job; resolves once it says it is up. */
 async function npmStart(): Promise<void> {
   const child = spawn('npm', ['start'], { cwd: dir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (d) => {
-    out += d;
-  });
-  child.stderr!.on('data', (d) => {
-    out += d;
-  });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  haven = { child, output: () => out, exited };
+  const { output, exited } = collectOutput(child);
+  haven = { child, output, exited };
   let code: number | null | undefined;
   void exited.then((c) => {
     code = c;
   });
-  await until('npm start to come up', async () => out.includes('is up.') || code !== undefined, {
+  await until('npm start to come up', async () => output().includes('is up.') || code !== undefined, {
     timeoutMs: 600_000,
-  }).catch((error: Error) => assert.fail(`${error.message}:\n${out}`));
-  assert.ok(out.includes('is up.'), `npm start exited with ${code}:\n${out}`);
+  }).catch((error: Error) => assert.fail(`${error.message}:\n${output()}`));
+  assert.ok(output().includes('is up.'), `npm start exited with ${code}:\n${output()}`);
 }
 
 /** Ctrl-C: SIGINT to the whole foreground process group; haven up stops cleanly. */

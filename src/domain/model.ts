@@ -309,6 +309,25 @@ export interface ScriptRunRecord {
   outputTruncated: boolean;
 }
 
+/** A script run as it is recorded when it starts: running, no output yet. */
+export function startedScriptRun(
+  run: Omit<
+    ScriptRunRecord,
+    'finishedAt' | 'state' | 'exitCode' | 'signal' | 'output' | 'outputBytes' | 'outputTruncated'
+  >,
+): ScriptRunRecord {
+  return {
+    ...run,
+    finishedAt: null,
+    state: 'running',
+    exitCode: null,
+    signal: null,
+    output: '',
+    outputBytes: 0,
+    outputTruncated: false,
+  };
+}
+
 export interface RecoveryPlanGroup {
   name: string;
   machineIds: string[];
@@ -344,6 +363,21 @@ export interface JobStep {
   startedAt: string | null;
   finishedAt: string | null;
   error: JobError | null;
+}
+
+/** A step as a new job holds it: pending, nothing done yet. */
+export function pendingStep(index: number, name: string, title: string): JobStep {
+  return {
+    index,
+    name,
+    title,
+    state: 'pending',
+    progress: 0,
+    message: null,
+    startedAt: null,
+    finishedAt: null,
+    error: null,
+  };
 }
 
 export interface Job {

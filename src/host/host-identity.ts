@@ -2,10 +2,11 @@
  * What a host keeps after enrolment: `host.json` in its data directory,
  * readable by its owner only (it holds the host secret).
  */
-import { chmod, mkdir, open, readFile, rename } from 'node:fs/promises';
+import { chmod, mkdir, open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseControlAddress } from '../control/index.ts';
 import { HavenError } from '../errors/index.ts';
+import { readOptionalText } from '../storage/optional-file.ts';
 
 export const HOST_IDENTITY_FILE = 'host.json';
 
@@ -41,13 +42,8 @@ export function hostIdentityPath(dataDir: string): string {
 /** The host's identity, or undefined if this data directory was never enrolled. */
 export async function loadHostIdentity(dataDir: string): Promise<HostIdentity | undefined> {
   const file = hostIdentityPath(dataDir);
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
+  const text = await readOptionalText(file);
+  if (text === null) return undefined;
   let data: unknown;
   try {
     data = JSON.parse(text);

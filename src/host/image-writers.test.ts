@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { DiskService } from '../disk/disk-service.ts';
 import { HavenError } from '../errors/index.ts';
+import { spawnHandStartedQemu } from '../testing/hypervisor-test.fixture.ts';
 import { until } from '../testing/until.ts';
 import { hostDiskService } from './host-disk-service.ts';
 import { describeWriters, imageWriters } from './image-writers.ts';
@@ -77,25 +78,10 @@ test('a QEMU writing images is named with its guest name; on qcow2 it also holds
       (code) => (code === 0 ? resolve() : reject(new Error(`qemu-img create: ${code}`))),
     ),
   );
-  // Started by hand, not through Haven; paused at start (-S): no guest is needed, it has the images open.
-  const qemu = spawn(
-    'qemu-system-x86_64',
-    [
-      '-name',
-      'guest=hand-started,debug-threads=on',
-      '-machine',
-      'accel=tcg',
-      '-S',
-      '-nodefaults',
-      '-display',
-      'none',
-      '-drive',
-      `file=${raw},format=raw,if=virtio`,
-      '-drive',
-      `file=${qcow2},format=qcow2,if=virtio`,
-    ],
-    { stdio: 'ignore' },
-  );
+  const qemu = spawnHandStartedQemu('guest=hand-started,debug-threads=on', [
+    { file: raw, format: 'raw' },
+    { file: qcow2, format: 'qcow2' },
+  ]);
   children.push(qemu);
   for (const path of [raw, qcow2]) {
     const found = await until(

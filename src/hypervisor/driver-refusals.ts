@@ -50,3 +50,22 @@ export function mustBeOff(name: string, state: MachinePowerState, doing: 'change
     { machine: name, state, allowed: ['shutdown', 'powerOff', 'fence'] },
   );
 }
+
+/** Refuses a changed definition for a machine that runs or is paused; `changed` is asked only then. */
+export function refuseChangeWhileOn(name: string, state: MachinePowerState, changed: () => boolean): void {
+  if ((state === 'running' || state === 'paused') && changed()) throw mustBeOff(name, state, 'change');
+}
+
+/**
+ * Undefines a machine that is off through `remove`; refuses one that runs or
+ * is paused. Idempotent: a retried step finds nothing left to remove.
+ */
+export async function undefineWhenOff(
+  name: string,
+  state: MachinePowerState,
+  remove: () => Promise<void>,
+): Promise<void> {
+  if (state === 'running' || state === 'paused') throw mustBeOff(name, state, 'undefine');
+  if (state === 'absent') return;
+  await remove();
+}

@@ -3,8 +3,13 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { buildGuestImage, formatDataDisk, type GuestImage, guestCommandLine } from '../guest/index.ts';
-import { type NbdPeer, startNbdPeer, waitForConsole } from '../testing/hypervisor-test.fixture.ts';
+import { buildGuestImage, formatDataDisk, type GuestImage } from '../guest/index.ts';
+import {
+  type NbdPeer,
+  startNbdPeer,
+  testGuestMachine,
+  waitForConsole,
+} from '../testing/hypervisor-test.fixture.ts';
 import type { MachineDefinition } from './hypervisor.ts';
 import { QemuDriver } from './qemu-driver.ts';
 import { findQemuProcesses, isAlive } from './qemu-process.ts';
@@ -43,14 +48,7 @@ describe('QEMU driver with the test guest', () => {
     await formatDataDisk(disk, { sizeBytes: 32 * 1024 * 1024 });
     nbd = await startNbdPeer('qemu-nbd', join(dir, 'nbd.sock'), 'vm1-disk0', [disk]);
     driver = new QemuDriver({ stateDir: join(dir, 'state') });
-    machine = {
-      name: 'vm1',
-      cpus: 1,
-      memoryMiB: 128,
-      disks: [{ diskId: 'disk0', nbdUri: nbd.uri }],
-      nics: [],
-      boot: { kernel: image.kernel, initrd: image.initramfs, cmdline: guestCommandLine({ rate: 10 }) },
-    };
+    machine = testGuestMachine('vm1', nbd.uri, image);
   });
   after(async () => {
     await driver?.fence({ name: 'vm1' }).catch(() => {});

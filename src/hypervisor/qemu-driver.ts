@@ -8,7 +8,8 @@ import { writeFileAtomic } from '../storage/atomic-file.ts';
 import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
 import { BridgeNetworks, type NetworkPlacement, networkPlacement } from './bridge-networks.ts';
 import { readConsoleFile } from './console-file.ts';
-import { mustBeOff, pausedCannotStart, shutdownTimedOut, shutdownTimeoutAction } from './driver-refusals.ts';
+import { pausedCannotStart, refuseChangeWhileOn, undefineWhenOff } from './driver-refusals.ts';
+import type { ShutdownSteps } from './graceful-shutdown.ts';
 import type {
   ConsoleLog,
   DomainDescription,
@@ -17,14 +18,13 @@ import type {
   MachineDefinition,
   MachinePowerState,
   MachineStatus,
-  ShutdownResult,
 } from './hypervisor.ts';
 import { type StoredDefinition, validateMachineDefinition } from './machine-definition.ts';
 import { parseNbdUri } from './nbd-uri.ts';
-import { PerMachineQueue } from './per-machine-queue.ts';
 import { type QemuRunFiles, qemuCommandLine } from './qemu-command-line.ts';
 import { findQemuProcesses, kill, livePid, waitForExit } from './qemu-process.ts';
 import { QmpClient } from './qmp-client.ts';
+import { QueuedDriver } from './queued-driver.ts';
 
 export interface QemuDriverOptions {
   /** Holds one directory per machine: definition.json, qmp.sock, qemu.pid, console.log. */
@@ -51,14 +51,14 @@ const QMP_STATE: Record<string, MachinePowerState> = { running: 'running', shutd
  * are NBD exports; NICs are taps in Linux bridges (see BridgeNetworks).
  * Operations on one machine run one at a time; `status` never waits for them.
  */
-export class QemuDriver implements Hypervisor {
+export class QemuDriver extends QueuedDriver implements Hypervisor {
   readonly stateDir: string;
   readonly #accel: 'tcg' | 'kvm';
   readonly #qemu: string;
   readonly #networks: BridgeNetworks;
-  readonly #queue = new PerMachineQueue();
 
   constructor(options: QemuDriverOptions) {
+    super();
     this.stateDir = resolve(options.stateDir);
     this.#accel = options.accel ?? 'tcg';
     this.#qemu = options.qemuBinary ?? 'qemu-system-x86_64';
@@ -131,16 +131,14 @@ export class QemuDriver implements Hypervisor {
         { machine: machine.name, field: 'name' },
       );
     }
-    return this.#exclusive(machine.name, async () => {
+    return this.exclusive(machine.name, async () => {
       const existing = await this.#readDefinition(machine.name);
       const state = await this.#state(machine.name);
-      if (
-        existing &&
-        (state === 'running' || state === 'paused') &&
-        JSON.stringify(existing) !== JSON.stringify(machine)
-      ) {
-        throw mustBeOff(machine.name, state, 'change');
-      }
+      refuseChangeWhileOn(
+        machine.name,
+        state,
+        () => existing !== undefined && JSON.stringify(existing) !== JSON.stringify(machine),
+      );
       await mkdir(this.#dir(machine.name), { recursive: true, mode: PRIVATE_DIR_MODE });
       await writeFileAtomic(
         join(this.#dir(machine.name), 'definition.json'),
@@ -157,21 +155,17 @@ export class QemuDriver implements Hypervisor {
 
   async undefine(params: { name: string }): Promise<void> {
     const { name } = params;
-    await this.#exclusive(name, async () => {
-      const state = await this.#state(name);
-      if (state === 'running' || state === 'paused') {
-        throw mustBeOff(name, state, 'undefine');
-      }
-      // Idempotent: a retried step finds nothing left to remove.
-      if (state === 'absent') return;
-      await this.#cleanUpAfterExit(name);
-      await rm(this.#dir(name), { recursive: true, force: true });
-    });
+    await this.exclusive(name, async () =>
+      undefineWhenOff(name, await this.#state(name), async () => {
+        await this.#cleanUpAfterExit(name);
+        await rm(this.#dir(name), { recursive: true, force: true });
+      }),
+    );
   }
 
   async start(params: { name: string }): Promise<MachineStatus> {
     const { name } = params;
-    return this.#exclusive(name, async () => {
+    return this.exclusive(name, async () => {
       const machine = await this.#definitionOrThrow(name);
       const state = await this.#state(name);
       if (state === 'running') return { name, state };
@@ -204,52 +198,6 @@ export class QemuDriver implements Hypervisor {
     });
   }
 
-  async shutdown(params: {
-    name: string;
-    timeoutSeconds: number;
-    onTimeout?: 'fail' | 'stop' | 'power-off';
-  }): Promise<ShutdownResult> {
-    const { name, timeoutSeconds } = params;
-    const onTimeout = shutdownTimeoutAction(name, timeoutSeconds, params.onTimeout);
-    return this.#exclusive(name, async () => {
-      await this.#definitionOrThrow(name);
-      const began = Date.now();
-      const seconds = () => Math.round(Date.now() - began) / 1000;
-      const files = this.#files(name);
-      const pid = await livePid(files.pidFile, files.qmpSocket);
-      if (pid === undefined) {
-        await this.#cleanUpAfterExit(name);
-        return { name, state: 'shut-off', outcome: 'already-off', seconds: seconds() };
-      }
-      await this.#qmp(name, (qmp) => qmp.execute('system_powerdown'));
-      if (await waitForExit(pid, timeoutSeconds * 1000)) {
-        await this.#cleanUpAfterExit(name);
-        return { name, state: 'shut-off', outcome: 'powered-down', seconds: seconds() };
-      }
-      if (onTimeout === 'stop') {
-        await this.#qmp(name, (qmp) => qmp.execute('stop'));
-        return { name, state: 'paused', outcome: 'stopped', seconds: seconds() };
-      }
-      if (onTimeout === 'power-off') {
-        await this.#stopProcess(name);
-        await this.#cleanUpAfterExit(name);
-        return { name, state: 'shut-off', outcome: 'powered-off', seconds: seconds() };
-      }
-      const state = await this.#state(name);
-      throw shutdownTimedOut(name, timeoutSeconds, state);
-    });
-  }
-
-  async powerOff(params: { name: string }): Promise<MachineStatus> {
-    const { name } = params;
-    return this.#exclusive(name, async () => {
-      await this.#definitionOrThrow(name);
-      await this.#stopProcess(name);
-      await this.#cleanUpAfterExit(name);
-      return { name, state: 'shut-off' };
-    });
-  }
-
   /**
    * Powers the machine off and then verifies, by scanning every process, that
    * no QEMU for it is left (a lost pidfile must not hide one). Safe on a
@@ -257,7 +205,7 @@ export class QemuDriver implements Hypervisor {
    */
   async fence(params: { name: string }): Promise<MachineStatus> {
     const { name } = params;
-    return this.#exclusive(name, async () => {
+    return this.exclusive(name, async () => {
       await this.#endEveryProcess(name);
       const defined = (await this.#readDefinition(name)) !== undefined;
       if (defined) await this.#cleanUpAfterExit(name);
@@ -307,6 +255,32 @@ export class QemuDriver implements Hypervisor {
     } finally {
       await qmp.close();
     }
+  }
+
+  protected shutdownSteps(name: string): ShutdownSteps {
+    let pid: number | undefined;
+    return {
+      alreadyOff: async () => {
+        await this.#definitionOrThrow(name);
+        const files = this.#files(name);
+        pid = await livePid(files.pidFile, files.qmpSocket);
+        if (pid !== undefined) return false;
+        await this.#cleanUpAfterExit(name);
+        return true;
+      },
+      powerDown: async (ms) => {
+        await this.#qmp(name, (qmp) => qmp.execute('system_powerdown'));
+        if (!(await waitForExit(pid as number, ms))) return false;
+        await this.#cleanUpAfterExit(name);
+        return true;
+      },
+      pause: async () => {
+        await this.#qmp(name, (qmp) => qmp.execute('stop'));
+        return 'paused';
+      },
+      powerOff: () => this.hardOff(name),
+      state: () => this.#state(name),
+    };
   }
 
   /** QMP quit, then SIGKILL; returns once the process is gone. */
@@ -434,8 +408,12 @@ export class QemuDriver implements Hypervisor {
     }
   }
 
-  #exclusive<T>(name: string, work: () => Promise<T>): Promise<T> {
-    return this.#queue.run(name, work);
+  /** Ends a defined machine's QEMU (not found otherwise) and tidies up after it. */
+  protected async hardOff(name: string): Promise<MachinePowerState> {
+    await this.#definitionOrThrow(name);
+    await this.#stopProcess(name);
+    await this.#cleanUpAfterExit(name);
+    return 'shut-off';
   }
 
   async #definitionOrThrow(name: string): Promise<StoredDefinition> {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { type Clock, isoNow, systemClock } from '../clock/index.ts';
 import { isTerminalJobState } from '../domain/job-states.ts';
-import type { Job, JobError, JobStep } from '../domain/model.ts';
+import { type Job, type JobError, type JobStep, pendingStep } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
 import type { Store } from '../store/index.ts';
 import type { JobDefinition, JobInputMap, JobOutcome, StepDefinition } from './job-definition.ts';
@@ -106,19 +106,7 @@ export class JobEngine<M extends JobInputMap = JobInputMap> extends EventEmitter
       finishedAt: null,
       error: null,
       cancelRequested: false,
-      steps: definition.steps(input).map(
-        (step, index): JobStep => ({
-          index,
-          name: step.name,
-          title: step.title,
-          state: 'pending',
-          progress: 0,
-          message: null,
-          startedAt: null,
-          finishedAt: null,
-          error: null,
-        }),
-      ),
+      steps: definition.steps(input).map((step, index) => pendingStep(index, step.name, step.title)),
     };
     await this.#store.jobs.create(job);
     this.#changed(job.id);

@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { HavenError } from '../errors/index.ts';
 import type { SyncStart } from '../replication/replica-sink.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
+import { readOptionalText } from '../storage/optional-file.ts';
 import type { RecoveryPointInfo, RetentionPolicy } from './retention.ts';
 
 /** A sync in progress, as the replica remembers it. */
@@ -65,13 +65,8 @@ export function newMeta(diskKey: string, sizeBytes: number): ReplicaMeta {
 }
 
 export async function readMeta(path: string): Promise<ReplicaMeta | null> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw e;
-  }
+  const text = await readOptionalText(path);
+  if (text === null) return null;
   const meta = JSON.parse(text) as ReplicaMeta;
   if (meta.version !== 1 || typeof meta.baseSeq !== 'number' || typeof meta.sizeBytes !== 'number') {
     throw new HavenError('internal', `replica metadata '${path}' is not a version 1 replica`, { path });

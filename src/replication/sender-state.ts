@@ -1,6 +1,7 @@
-import { open, readFile, rename } from 'node:fs/promises';
+import { open, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { HavenError } from '../errors/index.ts';
+import { readOptionalText } from '../storage/optional-file.ts';
 import { PRIVATE_FILE_MODE } from '../storage/private-files.ts';
 
 export type SyncKind = 'initial' | 'bitmap' | 'full' | 'hash';
@@ -27,13 +28,8 @@ export interface SenderDiskState {
 }
 
 export async function readSenderState(path: string): Promise<SenderDiskState> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { synced: false, sync: null };
-    throw e;
-  }
+  const text = await readOptionalText(path);
+  if (text === null) return { synced: false, sync: null };
   try {
     const parsed = JSON.parse(text) as SenderDiskState;
     if (typeof parsed.synced !== 'boolean') throw new Error('no synced flag');

@@ -4,17 +4,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import type {
-  Alert,
-  Host,
-  Job,
-  JobStep,
-  Machine,
-  Policy,
-  RecoveryPlan,
-  RecoveryPoint,
-  ScriptRunRecord,
-  Site,
+import {
+  type Alert,
+  type Host,
+  type Job,
+  type JobStep,
+  type Machine,
+  type Policy,
+  pendingStep,
+  type RecoveryPlan,
+  type RecoveryPoint,
+  type ScriptRunRecord,
+  type Site,
+  startedScriptRun,
 } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
 import { type PostgresCluster, startPostgresCluster } from '../testing/postgres-cluster.ts';
@@ -100,17 +102,7 @@ const machine = records<Machine>({
 });
 
 function step(index: number, name: string): JobStep {
-  return {
-    index,
-    name,
-    title: `Step ${name}`,
-    state: 'pending',
-    progress: 0,
-    message: null,
-    startedAt: null,
-    finishedAt: null,
-    error: null,
-  };
+  return pendingStep(index, name, `Step ${name}`);
 }
 
 const job = records<Job>({
@@ -580,7 +572,7 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
     withStore(async (store) => {
       await store.jobs.create(job({ id: 'job-1', state: 'running' }));
       await store.jobs.create(job({ id: 'job-2', state: 'failed' }));
-      const run: ScriptRunRecord = {
+      const run: ScriptRunRecord = startedScriptRun({
         id: 'run-1',
         jobId: 'job-1',
         stepName: 'g1.before.1',
@@ -593,14 +585,7 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
         runAs: 'haven-script',
         runAsNote: 'dedicated script user',
         startedAt: t0,
-        finishedAt: null,
-        state: 'running',
-        exitCode: null,
-        signal: null,
-        output: '',
-        outputBytes: 0,
-        outputTruncated: false,
-      };
+      });
       await store.scriptRuns.create(run);
       await store.scriptRuns.create({ ...run, id: 'run-2', jobId: 'job-2', startedAt: at(1) });
       assert.deepEqual(await store.scriptRuns.get('run-1'), run);

@@ -14,13 +14,8 @@ export interface Child {
   exited: Promise<number | null>;
 }
 
-/** Spawns a TypeScript entry point of this repo under the test's Node, collecting its output. */
-export function spawnTs(entry: string, args: string[], env: Record<string, string> = {}): Child {
-  const child = spawn(NODE, [entry, ...args], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/** Collects a piped child's stdout and stderr together, and its exit. */
+export function collectOutput(child: ChildProcess): Pick<Child, 'output' | 'exited'> {
   let out = '';
   child.stdout!.on('data', (d) => {
     out += d;
@@ -28,19 +23,29 @@ export function spawnTs(entry: string, args: string[], env: Record<string, strin
   child.stderr!.on('data', (d) => {
     out += d;
   });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { output: () => out, exited: new Promise((resolve) => child.on('exit', (code) => resolve(code))) };
+}
+
+/** Spawns a TypeScript entry point of this repo under the test's Node, collecting its output. */
+export function spawnTs(entry: string, args: string[], env: Record<string, string> = {}): Child {
+  const child = spawn(NODE, [entry, ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const { output, exited } = collectOutput(child);
   return {
     process: child,
-    output: () => out,
+    output,
     exited,
     firstJson: <T>(timeoutMs = 30_000) =>
       new Promise<T>((resolve, reject) => {
         const timer = setTimeout(
-          () => reject(new Error(`no JSON line from ${entry} in ${timeoutMs} ms:\n${out}`)),
+          () => reject(new Error(`no JSON line from ${entry} in ${timeoutMs} ms:\n${output()}`)),
           timeoutMs,
         );
         const check = () => {
-          for (const line of out.split('\n')) {
+          for (const line of output().split('\n')) {
             if (!line.startsWith('{')) continue;
             try {
               const value = JSON.parse(line) as T;
@@ -52,7 +57,7 @@ export function spawnTs(entry: string, args: string[], env: Record<string, strin
           }
         };
         child.stdout!.on('data', check);
-        void exited.then((code) => reject(new Error(`${entry} exited with ${code}:\n${out}`)));
+        void exited.then((code) => reject(new Error(`${entry} exited with ${code}:\n${output()}`)));
         check();
       }),
   };

@@ -5,6 +5,8 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { access, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { type GuestImage, guestCommandLine } from '../guest/index.ts';
+import type { MachineDefinition } from '../hypervisor/hypervisor.ts';
 import type { QemuDriver } from '../hypervisor/qemu-driver.ts';
 
 export interface NbdPeer {
@@ -97,4 +99,41 @@ export async function shOrThrow(command: string, args: readonly string[]): Promi
   const result = await sh(command, args);
   if (result.code !== 0) throw new Error(`${command} ${args.join(' ')} failed: ${result.stderr}`);
   return result.stdout;
+}
+
+/** The test guest as one small machine booting `image` with its data disk at `nbdUri`. */
+export function testGuestMachine(name: string, nbdUri: string, image: GuestImage): MachineDefinition {
+  return {
+    name,
+    cpus: 1,
+    memoryMiB: 128,
+    disks: [{ diskId: 'disk0', nbdUri }],
+    nics: [],
+    boot: { kernel: image.kernel, initrd: image.initramfs, cmdline: guestCommandLine({ rate: 10 }) },
+  };
+}
+
+/**
+ * A QEMU started by hand, not through Haven, with `drives` open for writing;
+ * paused at start (-S): no guest is needed, it holds the images' locks.
+ */
+export function spawnHandStartedQemu(
+  guestName: string,
+  drives: readonly { file: string; format: 'raw' | 'qcow2' }[],
+): ChildProcess {
+  return spawn(
+    'qemu-system-x86_64',
+    [
+      '-name',
+      guestName,
+      '-machine',
+      'accel=tcg',
+      '-S',
+      '-nodefaults',
+      '-display',
+      'none',
+      ...drives.flatMap((drive) => ['-drive', `file=${drive.file},format=${drive.format},if=virtio`]),
+    ],
+    { stdio: 'ignore' },
+  );
 }

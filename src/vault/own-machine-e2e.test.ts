@@ -12,6 +12,7 @@ import { guestCommandLine } from '../guest/index.ts';
 import type { ConsoleLog, MachineStatus, ShutdownResult } from '../host/host-services.ts';
 import { runHaven } from '../testing/child-process.ts';
 import { embeddedApi } from '../testing/embedded-api.ts';
+import { spawnHandStartedQemu } from '../testing/hypervisor-test.fixture.ts';
 import { until } from '../testing/until.ts';
 
 /**
@@ -271,22 +272,7 @@ describe('ownership: a disk that another process writes is not replicated', () =
   });
 
   it('refuses while a QEMU started by hand writes the image, naming it', async () => {
-    const qemu = spawn(
-      'qemu-system-x86_64',
-      [
-        '-name',
-        'guest=by-hand',
-        '-machine',
-        'accel=tcg',
-        '-S',
-        '-nodefaults',
-        '-display',
-        'none',
-        '-drive',
-        `file=${image()},format=raw,if=virtio`,
-      ],
-      { stdio: 'ignore' },
-    );
+    const qemu = spawnHandStartedQemu('guest=by-hand', [{ file: image(), format: 'raw' }]);
     children.push(qemu);
     const refused = await until(
       'the QEMU to open the image',

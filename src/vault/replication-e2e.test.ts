@@ -12,6 +12,7 @@ import type { Alert, Host, Job, Machine, RecoveryPoint } from '../domain/model.t
 import type { PointView } from '../host/host-services.ts';
 import { createSparseImage } from '../storage/index.ts';
 import { embeddedApi } from '../testing/embedded-api.ts';
+import { qemuIoFlushed } from '../testing/qemu-io.ts';
 import { until as waitUntil } from '../testing/until.ts';
 
 const run = promisify(execFile);
@@ -128,17 +129,7 @@ describe('replication through the vault (embedded primary and recovery hosts)', 
   it('ships writes made through the disk service; every flush is a recovery point; a view equals the disk', async () => {
     const uri = machine.disks[0]!.nbdUri!;
     // A real NBD client writes through the disk service, then flushes.
-    await run('qemu-io', [
-      '-f',
-      'raw',
-      uri,
-      '-c',
-      'write -P 0x5a 8M 1M',
-      '-c',
-      'write -z 1M 64k',
-      '-c',
-      'flush',
-    ]);
+    await qemuIoFlushed(uri, 'write -P 0x5a 8M 1M', 'write -z 1M 64k');
     const points = await until('a recovery point covering the writes', async () => {
       const { body } = await api<{ recoveryPoints: RecoveryPoint[]; source: string }>(
         'GET',
@@ -173,15 +164,7 @@ describe('replication through the vault (embedded primary and recovery hosts)', 
     const dataDir = join(dir, 'hosts', 'recovery');
     await recovery.stop();
     // Writes go on at the primary; nothing can reach the replica.
-    await run('qemu-io', [
-      '-f',
-      'raw',
-      machine.disks[0]!.nbdUri!,
-      '-c',
-      'write -P 0x33 12M 2M',
-      '-c',
-      'flush',
-    ]);
+    await qemuIoFlushed(machine.disks[0]!.nbdUri!, 'write -P 0x33 12M 2M');
     const alert = await until('an RPO alert', async () => {
       const { body } = await api<{ alerts: Alert[] }>('GET', '/alerts?open=true');
       return body.alerts.find((a) => a.key === `rpo:${machine.id}`);

@@ -13,6 +13,7 @@ import { exportNameOf } from '../host/host-disk-service.ts';
 import type { PointView } from '../host/host-services.ts';
 import { type RunningHost, startHost } from '../host/index.ts';
 import { createSparseImage } from '../storage/index.ts';
+import { qemuIoFlushed } from '../testing/qemu-io.ts';
 import { until as waitUntil } from '../testing/until.ts';
 
 /**
@@ -70,15 +71,7 @@ const newest = (list: RecoveryPoint[]) => list.reduce((a, b) => (b.sequence > a.
 /** Writes through the disk service (a real NBD client) and waits for a point that holds the write. */
 async function writeAndReplicate(offset: number): Promise<RecoveryPoint> {
   const before = (await points()).reduce((n, p) => Math.max(n, p.sequence), -1);
-  await run('qemu-io', [
-    '-f',
-    'raw',
-    machine.disks[0]!.nbdUri!,
-    '-c',
-    `write -P 0x7e ${offset} 64k`,
-    '-c',
-    'flush',
-  ]);
+  await qemuIoFlushed(machine.disks[0]!.nbdUri!, `write -P 0x7e ${offset} 64k`);
   return until('a recovery point after the write', async () => {
     const m = await getMachine();
     const list = await points();
@@ -266,15 +259,7 @@ describe('initial copy progress and resync through the vault', () => {
     const [host, port] = recovery.dataPath.replicationAddress.split(':');
     await recovery.stop();
     // More than the journal holds: the disk service goes on in bitmap mode.
-    await run('qemu-io', [
-      '-f',
-      'raw',
-      machine.disks[0]!.nbdUri!,
-      '-c',
-      `write -P 0x42 ${8 * MiB} ${8 * MiB}`,
-      '-c',
-      'flush',
-    ]);
+    await qemuIoFlushed(machine.disks[0]!.nbdUri!, `write -P 0x42 ${8 * MiB} ${8 * MiB}`);
     const journal = primary.dataPath.diskService.journalStatus(
       exportNameOf({ machineId: machine.id, diskId: 'disk0' }),
     );

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HavenError, notFound } from '../../errors/index.ts';
 import { readConsoleFile } from '../console-file.ts';
-import { mustBeOff, pausedCannotStart, shutdownTimedOut, shutdownTimeoutAction } from '../driver-refusals.ts';
+import { pausedCannotStart, refuseChangeWhileOn, undefineWhenOff } from '../driver-refusals.ts';
+import type { ShutdownSteps } from '../graceful-shutdown.ts';
 import type {
   ConsoleLog,
   DomainDescription,
@@ -15,11 +16,10 @@ import type {
   MachineDefinition,
   MachinePowerState,
   MachineStatus,
-  ShutdownResult,
 } from '../hypervisor.ts';
 import { validateMachineDefinition } from '../machine-definition.ts';
-import { PerMachineQueue } from '../per-machine-queue.ts';
 import { findQemuProcesses, waitForExit } from '../qemu-process.ts';
+import { QueuedDriver } from '../queued-driver.ts';
 import { type DomainDefinition, domainXml, parseDomainXml } from './domain-xml.ts';
 import { Virsh } from './virsh.ts';
 
@@ -59,15 +59,15 @@ const KILL_WAIT_MS = 10_000;
  * driver's machines; domains an operator defined are described as they are
  * (any disk format) for the inventory and `machines import`.
  */
-export class LibvirtDriver implements Hypervisor {
+export class LibvirtDriver extends QueuedDriver implements Hypervisor {
   readonly uri: string;
   readonly consoleDir: string;
   readonly #virsh: Virsh;
   readonly #domainType: 'qemu' | 'kvm';
   readonly #qemuImg: string;
-  readonly #queue = new PerMachineQueue();
 
   constructor(options: LibvirtDriverOptions) {
+    super();
     this.uri = options.uri;
     this.consoleDir = options.consoleDir ?? '/var/log/libvirt/qemu';
     this.#virsh = new Virsh(options.uri, options.virshBinary ? { binary: options.virshBinary } : {});
@@ -116,16 +116,14 @@ export class LibvirtDriver implements Hypervisor {
       consoleFile: this.#consoleFile(machine.name),
       domainType: this.#domainType,
     });
-    return this.#exclusive(machine.name, async () => {
+    return this.exclusive(machine.name, async () => {
       const existing = await this.#definition(machine.name);
       const state = existing ? await this.#state(machine.name) : 'absent';
-      if (
-        existing &&
-        (state === 'running' || state === 'paused') &&
-        !sameDefinition(existing, parseDomainXml(xml))
-      ) {
-        throw mustBeOff(machine.name, state, 'change');
-      }
+      refuseChangeWhileOn(
+        machine.name,
+        state,
+        () => existing !== undefined && !sameDefinition(existing, parseDomainXml(xml)),
+      );
       // virsh reads the XML from a file (its stdin, a socket here, cannot be opened by name).
       const dir = await mkdtemp(join(tmpdir(), 'haven-define-'));
       try {
@@ -140,66 +138,23 @@ export class LibvirtDriver implements Hypervisor {
 
   async undefine(params: { name: string }): Promise<void> {
     const { name } = params;
-    await this.#exclusive(name, async () => {
-      const state = await this.#state(name);
-      if (state === 'running' || state === 'paused') {
-        throw mustBeOff(name, state, 'undefine');
-      }
-      // Idempotent: a retried step finds nothing left to remove.
-      if (state === 'absent') return;
-      await this.#virsh.run(['undefine', name], { domain: name });
-      await rm(this.#consoleFile(name), { force: true });
-    });
+    await this.exclusive(name, async () =>
+      undefineWhenOff(name, await this.#state(name), async () => {
+        await this.#virsh.run(['undefine', name], { domain: name });
+        await rm(this.#consoleFile(name), { force: true });
+      }),
+    );
   }
 
   async start(params: { name: string }): Promise<MachineStatus> {
     const { name } = params;
-    return this.#exclusive(name, async () => {
+    return this.exclusive(name, async () => {
       const state = await this.#stateOrThrow(name);
       if (state === 'running') return { name, state };
       if (state === 'paused') {
         throw pausedCannotStart(name);
       }
       await this.#virsh.run(['start', name], { domain: name });
-      return { name, state: await this.#state(name) };
-    });
-  }
-
-  async shutdown(params: {
-    name: string;
-    timeoutSeconds: number;
-    onTimeout?: 'fail' | 'stop' | 'power-off';
-  }): Promise<ShutdownResult> {
-    const { name, timeoutSeconds } = params;
-    const onTimeout = shutdownTimeoutAction(name, timeoutSeconds, params.onTimeout);
-    return this.#exclusive(name, async () => {
-      const began = Date.now();
-      const seconds = () => Math.round(Date.now() - began) / 1000;
-      if ((await this.#stateOrThrow(name)) === 'shut-off') {
-        return { name, state: 'shut-off', outcome: 'already-off', seconds: seconds() };
-      }
-      await this.#virsh.run(['shutdown', name, '--mode', 'acpi'], { domain: name });
-      if (await this.#waitForState(name, 'shut-off', timeoutSeconds * 1000)) {
-        return { name, state: 'shut-off', outcome: 'powered-down', seconds: seconds() };
-      }
-      if (onTimeout === 'stop') {
-        await this.#virsh.run(['suspend', name], { domain: name });
-        return { name, state: await this.#state(name), outcome: 'stopped', seconds: seconds() };
-      }
-      if (onTimeout === 'power-off') {
-        await this.#destroy(name);
-        return { name, state: await this.#state(name), outcome: 'powered-off', seconds: seconds() };
-      }
-      const state = await this.#state(name);
-      throw shutdownTimedOut(name, timeoutSeconds, state);
-    });
-  }
-
-  async powerOff(params: { name: string }): Promise<MachineStatus> {
-    const { name } = params;
-    return this.#exclusive(name, async () => {
-      await this.#stateOrThrow(name);
-      await this.#destroy(name);
       return { name, state: await this.#state(name) };
     });
   }
@@ -211,7 +166,7 @@ export class LibvirtDriver implements Hypervisor {
    */
   async fence(params: { name: string }): Promise<MachineStatus> {
     const { name } = params;
-    return this.#exclusive(name, async () => {
+    return this.exclusive(name, async () => {
       if ((await this.#state(name)) !== 'absent') {
         // A host reboot must not bring the fenced source back.
         await this.#virsh.run(['autostart', '--disable', name], { domain: name }).catch(ignoreRefusal);
@@ -296,6 +251,22 @@ export class LibvirtDriver implements Hypervisor {
     }
   }
 
+  protected shutdownSteps(name: string): ShutdownSteps {
+    return {
+      alreadyOff: async () => (await this.#stateOrThrow(name)) === 'shut-off',
+      powerDown: async (ms) => {
+        await this.#virsh.run(['shutdown', name, '--mode', 'acpi'], { domain: name });
+        return this.#waitForState(name, 'shut-off', ms);
+      },
+      pause: async () => {
+        await this.#virsh.run(['suspend', name], { domain: name });
+        return this.#state(name);
+      },
+      powerOff: () => this.hardOff(name),
+      state: () => this.#state(name),
+    };
+  }
+
   /** `virsh destroy`; a domain that is not running is already where this wants it. */
   async #destroy(name: string): Promise<void> {
     await this.#virsh.run(['destroy', name], { domain: name }).catch(ignoreRefusal);
@@ -329,8 +300,11 @@ export class LibvirtDriver implements Hypervisor {
     return join(this.consoleDir, `${name}-console.log`);
   }
 
-  #exclusive<T>(name: string, work: () => Promise<T>): Promise<T> {
-    return this.#queue.run(name, work);
+  /** `virsh destroy` of a defined domain (not found otherwise); returns its state. */
+  protected async hardOff(name: string): Promise<MachinePowerState> {
+    await this.#stateOrThrow(name);
+    await this.#destroy(name);
+    return this.#state(name);
   }
 }
 

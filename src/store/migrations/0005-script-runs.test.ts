@@ -18,6 +18,16 @@ const legacyGroups = [
   },
 ];
 
+/** A script action's outcome as plan jobs kept it before 0005 (its output aside). */
+const legacyOutcome = {
+  name: 'dns',
+  group: 'web',
+  exitCode: 0,
+  signal: null,
+  timedOut: false,
+  durationMs: 20,
+};
+
 describe('migration 0005-script-runs', () => {
   it('turns inline commands of plans and plan jobs into actions that never run, and moves old outputs out of jobs', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'haven-migration-'));
@@ -57,15 +67,7 @@ describe('migration 0005-script-runs', () => {
           input: JSON.stringify({ planId: 'p1', planName: 'shop', groups: legacyGroups, machineNames: {} }),
           output: JSON.stringify({
             actions: {
-              'g1.before.1': {
-                name: 'dns',
-                group: 'web',
-                exitCode: 0,
-                signal: null,
-                timedOut: false,
-                durationMs: 20,
-                output: 'root secret\n',
-              },
+              'g1.before.1': { ...legacyOutcome, output: 'root secret\n' },
             },
           }),
           created_by: 'alice',
@@ -107,12 +109,7 @@ describe('migration 0005-script-runs', () => {
         assert.equal(input.groups[0]!.before[0]!.kind, 'inline-script');
         // The old output leaves the job (viewers see jobs) for a run record (operators and admins).
         assert.deepEqual((job!.output.actions as Record<string, unknown>)['g1.before.1'], {
-          name: 'dns',
-          group: 'web',
-          exitCode: 0,
-          signal: null,
-          timedOut: false,
-          durationMs: 20,
+          ...legacyOutcome,
           runId: 'j1:g1.before.1',
         });
         const [run] = await store.scriptRuns.list({ jobId: 'j1' });

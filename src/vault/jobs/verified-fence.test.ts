@@ -3,11 +3,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { buildGuestImage, formatDataDisk, guestCommandLine } from '../../guest/index.ts';
+import { buildGuestImage, formatDataDisk } from '../../guest/index.ts';
 import type { Hypervisor, MachinePowerState } from '../../host/host-services.ts';
 import { QemuDriver } from '../../hypervisor/qemu-driver.ts';
 import { findQemuProcesses } from '../../hypervisor/qemu-process.ts';
-import { startNbdPeer } from '../../testing/hypervisor-test.fixture.ts';
+import { startNbdPeer, testGuestMachine } from '../../testing/hypervisor-test.fixture.ts';
 import { fenceAndVerify } from './verified-fence.ts';
 
 type Fenceable = Pick<Hypervisor, 'fence' | 'status'>;
@@ -81,16 +81,7 @@ describe('fencing is reported only when verified', () => {
       const nbd = await startNbdPeer('qemu-nbd', join(dir, 'nbd.sock'), 'vm1-disk0', [disk]);
       const driver = new QemuDriver({ stateDir: join(dir, 'state') });
       try {
-        await driver.define({
-          machine: {
-            name: 'vm1',
-            cpus: 1,
-            memoryMiB: 128,
-            disks: [{ diskId: 'disk0', nbdUri: nbd.uri }],
-            nics: [],
-            boot: { kernel: image.kernel, initrd: image.initramfs, cmdline: guestCommandLine({ rate: 10 }) },
-          },
-        });
+        await driver.define({ machine: testGuestMachine('vm1', nbd.uri, image) });
         await driver.start({ name: 'vm1' });
         const lying = await fenceAndVerify(
           { fence: async ({ name }) => ({ name, state: 'shut-off' }), status: (p) => driver.status(p) },

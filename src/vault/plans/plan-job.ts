@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isoNow } from '../../clock/index.ts';
 import { isTerminalJobState } from '../../domain/job-states.ts';
-import type { Job, ScriptRunState } from '../../domain/model.ts';
+import { type Job, type ScriptRunState, startedScriptRun } from '../../domain/model.ts';
 import { DEFAULT_SCRIPT_TIMEOUT_SECONDS } from '../../domain/recovery-plan-validation.ts';
 import { HavenError } from '../../errors/index.ts';
 import { defineJob, type StepContext } from '../../job-engine/index.ts';
@@ -184,27 +184,22 @@ async function runActionStep(
   const timeoutSeconds = action.timeoutSeconds ?? DEFAULT_SCRIPT_TIMEOUT_SECONDS;
   ctx.progress(0, `running script '${script.name}' as ${user.name} (timeout ${timeoutSeconds} s)`);
   const runId = randomUUID();
-  await vault.store.scriptRuns.create({
-    id: runId,
-    jobId: ctx.job.id,
-    stepName: step.name,
-    planId: input.planId,
-    planName: input.planName,
-    action: action.name,
-    script: script.name,
-    sha256: script.sha256,
-    startedBy: ctx.job.createdBy,
-    runAs: user.name,
-    runAsNote: user.note,
-    startedAt: isoNow(vault.clock),
-    finishedAt: null,
-    state: 'running',
-    exitCode: null,
-    signal: null,
-    output: '',
-    outputBytes: 0,
-    outputTruncated: false,
-  });
+  await vault.store.scriptRuns.create(
+    startedScriptRun({
+      id: runId,
+      jobId: ctx.job.id,
+      stepName: step.name,
+      planId: input.planId,
+      planName: input.planName,
+      action: action.name,
+      script: script.name,
+      sha256: script.sha256,
+      startedBy: ctx.job.createdBy,
+      runAs: user.name,
+      runAsNote: user.note,
+      startedAt: isoNow(vault.clock),
+    }),
+  );
   const run = await runScript({
     script,
     user,

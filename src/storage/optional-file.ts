@@ -1,0 +1,11 @@
+import { readFile } from 'node:fs/promises';
+
+/** A state file's text, or null when it does not exist (yet): the one case a reader treats as "fresh". */
+export async function readOptionalText(path: string): Promise<string | null> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+}

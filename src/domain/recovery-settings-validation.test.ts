@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { isIP } from 'node:net';
 import { describe, it } from 'node:test';
 import { HavenError } from '../errors/index.ts';
+import { staticNic } from '../testing/sample-nic.ts';
 import type { NicSettings } from './model.ts';
 import {
   assertValid,
@@ -28,20 +29,7 @@ function machine(
       targetName: 'web-01',
       cpus: 2,
       memoryMiB: 2048,
-      nics: [
-        {
-          network: 'lan',
-          recoveryNetwork: null,
-          mac: '52:54:00:12:34:56',
-          ip: {
-            mode: 'static',
-            address: '10.0.0.5',
-            prefixLength: 24,
-            gateway: '10.0.0.1',
-            dns: ['10.0.0.2'],
-          },
-        },
-      ] as NicSettings[],
+      nics: [staticNic('lan')] as NicSettings[],
       ...over,
     },
   } satisfies MachineToValidate;

@@ -49,6 +49,17 @@ class RequestError extends Error {
   }
 }
 
+/** One transmission request as read off the wire, until its reply is sent. */
+interface TransmissionRequest {
+  flags: number;
+  type: number;
+  cookie: Buffer;
+  offset: bigint;
+  length: number;
+  /** The write's data (empty for other commands). */
+  payload: Buffer;
+}
+
 export class TransmissionSession {
   readonly #io: TransmissionIo;
   readonly #n: Negotiated;
@@ -144,7 +155,7 @@ export class TransmissionSession {
           // Within 32 bits the payload is finite: drain it in small steps and
           // answer EINVAL rather than drop a client that misjudged the limit.
           await reader.skip(length);
-          this.#dispatch(flags, type, cookie, offset, length, EMPTY, 0);
+          this.#dispatch({ flags, type, cookie, offset, length, payload: EMPTY }, 0);
           continue;
         }
         try {
@@ -154,19 +165,11 @@ export class TransmissionSession {
           throw err;
         }
       }
-      this.#dispatch(flags, type, cookie, offset, length, payload, reserve);
+      this.#dispatch({ flags, type, cookie, offset, length, payload }, reserve);
     }
   }
 
-  #dispatch(
-    flags: number,
-    type: number,
-    cookie: Buffer,
-    offset: bigint,
-    length: number,
-    payload: Buffer,
-    reserve: number,
-  ): void {
+  #dispatch(request: TransmissionRequest, reserve: number): void {
     this.#inFlightRequests++;
     this.#inFlightBytes += reserve;
     let released = false;
@@ -178,20 +181,14 @@ export class TransmissionSession {
       this.#io.memory?.release(reserve);
       this.#wake();
     };
-    this.#execute(flags, type, cookie, offset, length, payload).then(
+    this.#execute(request).then(
       (bufs) => this.#io.write(bufs, release),
-      (err: unknown) => this.#io.write(this.#errorReply(cookie, err), release),
+      (err: unknown) => this.#io.write(this.#errorReply(request.cookie, err), release),
     );
   }
 
-  async #execute(
-    flags: number,
-    type: number,
-    cookie: Buffer,
-    offset: bigint,
-    length: number,
-    payload: Buffer,
-  ): Promise<Buffer[]> {
+  async #execute(request: TransmissionRequest): Promise<Buffer[]> {
+    const { flags, type, cookie, offset, length, payload } = request;
     const n = this.#n;
     const backend = n.exp.backend;
     const size = BigInt(backend.size);

@@ -20,6 +20,7 @@ import {
 } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
 import { type PostgresCluster, startPostgresCluster } from '../testing/postgres-cluster.ts';
+import { staticNic } from '../testing/sample-nic.ts';
 import { openStore, restoreStore, type Store, type StoreLocation } from './index.ts';
 import { migrations } from './migrations/migration-provider.ts';
 
@@ -77,21 +78,7 @@ const machine = records<Machine>({
     targetName: 'web-1-dr',
     cpus: 2,
     memoryMiB: 2048,
-    nics: [
-      {
-        network: 'lan-a',
-        recoveryNetwork: null,
-        mac: '52:54:00:12:34:56',
-        ip: {
-          mode: 'static',
-          address: '10.0.0.5',
-          prefixLength: 24,
-          gateway: '10.0.0.1',
-          dns: ['10.0.0.2'],
-        },
-      },
-      { network: 'dmz', recoveryNetwork: 'dmz-2', mac: null, ip: { mode: 'dhcp' } },
-    ],
+    nics: [staticNic('lan-a'), { network: 'dmz', recoveryNetwork: 'dmz-2', mac: null, ip: { mode: 'dhcp' } }],
   },
   currentJobId: null,
   replication: null,

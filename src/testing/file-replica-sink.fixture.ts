@@ -170,13 +170,7 @@ export class FileReplicaSink implements ReplicaSink {
     await this.#save(diskKey, st);
   }
 
-  async writeSyncData(
-    diskKey: string,
-    syncId: string,
-    offset: number,
-    data: Buffer | null,
-    length: number,
-  ): Promise<void> {
+  writeSyncData: ReplicaSink['writeSyncData'] = async (diskKey, syncId, offset, data, length) => {
     const st = await this.state(diskKey);
     if (st.sync?.id !== syncId)
       throw new HavenError('conflict', `sync ${syncId} of '${diskKey}' is not open`);
@@ -189,7 +183,7 @@ export class FileReplicaSink implements ReplicaSink {
       await fh.write(data, 0, data.length, offset);
     }
     // Sync data need not be durable one write at a time: completeSync syncs, and an interrupted sync is redone.
-  }
+  };
 
   async completeSync(diskKey: string, syncId: string, throughSeq: number): Promise<void> {
     const st = await this.state(diskKey);

@@ -7,6 +7,13 @@ import type { VaultContext } from '../../vault/vault-context.ts';
 import { type RouteDefinition, route } from '../route.ts';
 import * as s from '../schemas.ts';
 
+/** Checks a policy against the rules, then stores it (create or update) and returns it. */
+async function validSaved(policy: Policy, save: (policy: Policy) => Promise<unknown>): Promise<Policy> {
+  assertValidPolicy(policy);
+  await save(policy);
+  return policy;
+}
+
 export function policyRoutes(vault: VaultContext): RouteDefinition[] {
   const { store } = vault;
   const tag = 'policies';
@@ -45,9 +52,7 @@ export function policyRoutes(vault: VaultContext): RouteDefinition[] {
           throw new HavenError('conflict', `A policy named '${body.name}' already exists`, { field: 'name' });
         }
         const policy: Policy = { id: randomUUID(), ...body, builtIn: false, createdAt: isoNow(vault.clock) };
-        assertValidPolicy(policy);
-        await store.policies.create(policy);
-        return policy;
+        return validSaved(policy, (p) => store.policies.create(p));
       },
     }),
     route({
@@ -64,9 +69,7 @@ export function policyRoutes(vault: VaultContext): RouteDefinition[] {
           ...policy,
           ...Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined)),
         };
-        assertValidPolicy(updated);
-        await store.policies.update(updated);
-        return updated;
+        return validSaved(updated, (p) => store.policies.update(p));
       },
     }),
     route({

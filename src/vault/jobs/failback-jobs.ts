@@ -8,6 +8,7 @@ import {
   type LifecycleStepContext,
   lifecycleJob,
   pollUntil,
+  ReplicationErrorWatch,
   replicationTarget,
 } from './lifecycle-job.ts';
 
@@ -45,12 +46,12 @@ function failoverCopy(machine: Machine) {
 
 /** Waits until the reverse (or forward) stream has nothing left to send; returns the final status. */
 function drained(ctx: LifecycleStepContext, hostId: string, what: string): Promise<ReplicationStatus> {
+  const broken = new ReplicationErrorWatch(what);
   return pollUntil(
     ctx,
     async () => {
       const status = await ctx.host(hostId).replication.status({ machineId: ctx.machine.id });
-      if (status.state === 'error')
-        throw new HavenError('internal', `replication failed: ${status.lastError}`);
+      broken.check(status);
       ctx.progress(
         status.queuedBytes === 0 ? 100 : 50,
         `${status.state}: ${status.queuedBytes} bytes to send, ${status.sentBytes} sent`,

@@ -3,7 +3,7 @@ import type { LifecycleOperation, Transition } from '../../domain/index.ts';
 import type { Host, Machine } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
 import { remoteHostServices } from '../../host/host-dispatcher.ts';
-import type { HostServices, ReplicationTarget } from '../../host/host-services.ts';
+import type { HostServices, ReplicationStatus, ReplicationTarget } from '../../host/host-services.ts';
 import { defineJob, type JobDefinition, type JobOutcome, type StepContext } from '../../job-engine/index.ts';
 import type { VaultContext } from '../vault-context.ts';
 import type { LifecycleJobInput } from './job-inputs.ts';
@@ -213,5 +213,40 @@ export async function pollUntil<T>(
     if (ctx.signal.aborted) throw ctx.signal.reason;
     if (Date.now() > end) throw new HavenError('unreachable', `timed out waiting for ${options.what}`);
     await new Promise((r) => setTimeout(r, options.intervalMs ?? 500));
+  }
+}
+
+/** How long a replication may stay in error before a job waiting on it gives up. */
+export const REPLICATION_ERROR_GIVE_UP_MS = 120_000;
+
+/**
+ * Tells a replication error the sender retries through (a receiver not
+ * listening yet after a restart, a cut link) from one that lasts: `check`
+ * throws once the state has been 'error' for longer than `giveUpMs`, naming
+ * what the job was waiting for and the last error.
+ */
+export class ReplicationErrorWatch {
+  readonly #what: string;
+  readonly #giveUpMs: number;
+  #since: number | null = null;
+
+  constructor(what: string, giveUpMs = REPLICATION_ERROR_GIVE_UP_MS) {
+    this.#what = what;
+    this.#giveUpMs = giveUpMs;
+  }
+
+  check(status: ReplicationStatus): void {
+    if (status.state !== 'error') {
+      this.#since = null;
+      return;
+    }
+    this.#since ??= Date.now();
+    if (Date.now() - this.#since > this.#giveUpMs) {
+      throw new HavenError(
+        'unreachable',
+        `replication failed for ${this.#giveUpMs / 1000} s during ${this.#what}: ${status.lastError}`,
+        { lastError: status.lastError },
+      );
+    }
   }
 }

@@ -9,6 +9,7 @@ import {
   type LifecycleStepContext,
   lifecycleJob,
   pollUntil,
+  ReplicationErrorWatch,
   replicationTarget,
 } from './lifecycle-job.ts';
 
@@ -128,12 +129,12 @@ export function enableReplicationJob(vault: () => VaultContext): VaultJobDefinit
             const source = ctx.host(ctx.machine.activeHostId);
             const replica = ctx.host(ctx.machine.recoveryHostId!);
             let shown = 0;
+            const broken = new ReplicationErrorWatch('the initial replication');
             const points = await pollUntil(
               ctx,
               async () => {
                 const status = await source.replication.status({ machineId: ctx.machine.id });
-                if (status.state === 'error')
-                  throw new HavenError('internal', `replication failed: ${status.lastError}`);
+                broken.check(status);
                 const copy = copyProgress(status);
                 // The copy's share never goes back (it ends before the first point is listed).
                 shown = Math.max(shown, copy.percent);

@@ -3,10 +3,12 @@ import type { ReplicationStatus, ResyncRequested } from '../../host/host-service
 import type { VaultContext } from '../vault-context.ts';
 import { copyProgress, mib } from './copy-progress.ts';
 import type { VaultJobDefinition } from './job-inputs.ts';
-import { type LifecycleStepContext, lifecycleJob, pollUntil } from './lifecycle-job.ts';
-
-/** A replication that stays broken this long fails the resync instead of waiting on. */
-const ERROR_GIVE_UP_MS = 120_000;
+import {
+  type LifecycleStepContext,
+  lifecycleJob,
+  pollUntil,
+  ReplicationErrorWatch,
+} from './lifecycle-job.ts';
 
 const KIND_TITLE = { bitmap: 'dirty regions', hash: 'hash compare', full: 'full copy' } as const;
 
@@ -53,7 +55,7 @@ export function resyncJob(vault: () => VaultContext): VaultJobDefinition<'resync
         run: async (ctx) => {
           const source = ctx.host(ctx.machine.activeHostId);
           let requested = await requestResync(ctx);
-          let brokenSince: number | null = null;
+          const broken = new ReplicationErrorWatch(`the resync of machine '${ctx.machine.name}'`);
           let shown = 0;
           const status = await pollUntil(
             ctx,
@@ -66,18 +68,7 @@ export function resyncJob(vault: () => VaultContext): VaultJobDefinition<'resync
                   { machineId: ctx.machine.id, machineName: ctx.machine.name },
                 );
               }
-              if (status.state === 'error') {
-                brokenSince ??= Date.now();
-                if (Date.now() - brokenSince > ERROR_GIVE_UP_MS) {
-                  throw new HavenError(
-                    'unreachable',
-                    `replication of machine '${ctx.machine.name}' failed for ${ERROR_GIVE_UP_MS / 1000} s during the resync: ${status.lastError}`,
-                    { machineId: ctx.machine.id, machineName: ctx.machine.name },
-                  );
-                }
-              } else {
-                brokenSince = null;
-              }
+              broken.check(status);
               const answer = unanswered(requested, status);
               if (answer === 'done') return status;
               if (answer === 'lost') {

@@ -1,16 +1,12 @@
-import type { JobState, MachineState, ReplicationHealth, StepState } from '../../../src/domain/model.ts';
+import {
+  type JobState,
+  type MachineState,
+  type ReplicationHealth,
+  STABLE_STATES,
+  type StepState,
+} from '../../../src/domain/model.ts';
 
-const STABLE = new Set<MachineState>([
-  'unprotected',
-  'protected',
-  'test-failover-active',
-  'failed-over',
-  'failover-committed',
-  'reverse-protected',
-  'failback-ready',
-  'failed-back',
-  'failback-committed',
-]);
+const STABLE = new Set<MachineState>(STABLE_STATES);
 
 export function isInProgress(state: MachineState): boolean {
   return !STABLE.has(state);

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { type AddressInfo, isIPv4 } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
@@ -12,6 +12,7 @@ import { DEFAULT_PORTAL_DIR } from '../api/serve-portal.ts';
 import { API_TOKEN_PREFIX, hashSecret, newSecret } from '../api/token-secret.ts';
 import { type Clock, isoNow, systemClock } from '../clock/index.ts';
 import { ControlServer } from '../control/control-server.ts';
+import { isLoopbackHost } from '../control/loopback.ts';
 import {
   certificateFingerprint,
   generateVaultIdentity,
@@ -284,9 +285,8 @@ function apiTlsOf(
 ): { certPem: string; keyPem: string } | null {
   if (choice === 'none') return null;
   if (typeof choice === 'object') return choice;
-  const loopback =
-    hostname === 'localhost' || hostname === '::1' || (isIPv4(hostname) && hostname.startsWith('127.'));
-  if (choice === 'self-signed' || !loopback) return { certPem: identity.certPem, keyPem: identity.keyPem };
+  if (choice === 'self-signed' || !isLoopbackHost(hostname))
+    return { certPem: identity.certPem, keyPem: identity.keyPem };
   return null;
 }
 

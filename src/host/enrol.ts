@@ -5,8 +5,8 @@
  * Request:  { token, name, site, capabilities, version, replicationAddress }
  * Response: { hostId, hostSecret, controlAddress: "host:port", vaultFingerprint }
  */
-import { isIP } from 'node:net';
 import { havenErrorFromBody, parseControlAddress, pinnedFetch, sameFingerprint } from '../control/index.ts';
+import { isLoopbackHost } from '../control/loopback.ts';
 import { HavenError } from '../errors/index.ts';
 import { type HostIdentity, hostIdentityPath, loadHostIdentity, saveHostIdentity } from './host-identity.ts';
 
@@ -102,8 +102,6 @@ export async function enrol(options: EnrolOptions): Promise<HostIdentity> {
   return identity;
 }
 
-const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
-
 /**
  * How enrolment reaches the vault: https pinned to the fingerprint the
  * operator read off the vault; plain http only on loopback, since the token
@@ -121,7 +119,7 @@ function apiTransport(options: EnrolOptions): ReturnType<typeof pinnedFetch> | n
     }
     return pinnedFetch(options.expectedFingerprint);
   }
-  if (url.protocol === 'http:' && !LOOPBACK.has(url.hostname) && !isLoopbackIp(url.hostname)) {
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
     throw new HavenError(
       'bad_request',
       `${url.origin} is plain HTTP beyond loopback: the enrolment token and the host secret would cross the network in clear; use the vault's https:// address with --fingerprint`,
@@ -129,8 +127,4 @@ function apiTransport(options: EnrolOptions): ReturnType<typeof pinnedFetch> | n
     );
   }
   return null;
-}
-
-function isLoopbackIp(host: string): boolean {
-  return isIP(host) === 4 && host.startsWith('127.');
 }

@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { access, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { access, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HavenError, notFound } from '../errors/index.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
+import { readOptionalText } from '../storage/optional-file.ts';
 import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
 import { BridgeNetworks, type NetworkPlacement, networkPlacement } from './bridge-networks.ts';
 import { readConsoleFile } from './console-file.ts';
@@ -424,12 +425,8 @@ export class QemuDriver extends QueuedDriver implements Hypervisor {
 
   async #readDefinition(name: string): Promise<StoredDefinition | undefined> {
     if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(name)) return undefined;
-    try {
-      return JSON.parse(await readFile(join(this.#dir(name), 'definition.json'), 'utf8')) as StoredDefinition;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw error;
-    }
+    const text = await readOptionalText(join(this.#dir(name), 'definition.json'));
+    return text === null ? undefined : (JSON.parse(text) as StoredDefinition);
   }
 
   #dir(name: string): string {

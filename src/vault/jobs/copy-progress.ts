@@ -11,6 +11,6 @@ export function copyProgress(status: ReplicationStatus): { percent: number; text
   if (!copy) return { percent: 0, text: 'waiting for the sender' };
   return {
     percent: Math.min(99, Math.floor((100 * copy.doneBytes) / Math.max(1, copy.totalBytes))),
-    text: `${mib(copy.doneBytes)} of ${mib(copy.totalBytes)} MiB`,
+    text: `${mib(copy.doneBytes)} of ${mib(copy.totalBytes)} MiB done`,
   };
 }

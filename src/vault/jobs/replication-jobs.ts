@@ -138,7 +138,7 @@ export function enableReplicationJob(vault: () => VaultContext): VaultJobDefinit
                 const copy = copyProgress(status);
                 // The copy's share never goes back (it ends before the first point is listed).
                 shown = Math.max(shown, copy.percent);
-                ctx.progress(shown, `${status.state}: ${copy.text} copied`);
+                ctx.progress(shown, `${status.state}: ${copy.text}`);
                 if (status.state !== 'streaming') return undefined;
                 const list = await replica.replica.listPoints({ machineId: ctx.machine.id });
                 return list.length > 0 ? list : undefined;

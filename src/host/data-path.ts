@@ -95,7 +95,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
     host: options.replicationListen?.host ?? '127.0.0.1',
     port: options.replicationListen?.port ?? 9443,
   });
-  const bound = await receiver.listen();
+  const bound = await listenReceiver(receiver, options.replicationListen?.port ?? 9443, state);
   const views = await ViewRegistry.listen(replicaStore, join(run, 'views.sock'));
   if (options.share) {
     for (const socket of ['disks.sock', 'views.sock'])
@@ -172,4 +172,29 @@ async function loadIdentity(path: string): Promise<HostIdentity> {
   await writeFileAtomic(path, JSON.stringify(identity));
   await chmod(path, 0o600);
   return identity;
+}
+
+/**
+ * Port 0 asks for a free port. The first one bound is saved and asked for
+ * again after a restart: senders keep the address this host had, so a new
+ * port would leave them knocking at the old one. Only when another process
+ * holds it does the receiver move (its senders then report the error, and
+ * their machines are not shown healthy).
+ */
+async function listenReceiver(
+  receiver: Receiver,
+  port: number,
+  state: HostStateFile,
+): Promise<{ host: string; port: number }> {
+  if (port !== 0) return receiver.listen(port);
+  const saved = state.receiverPort;
+  const bound =
+    saved === null
+      ? await receiver.listen(0)
+      : await receiver.listen(saved).catch((error: NodeJS.ErrnoException) => {
+          if (error.code !== 'EADDRINUSE') throw error;
+          return receiver.listen(0);
+        });
+  if (bound.port !== saved) await state.setReceiverPort(bound.port);
+  return bound;
 }

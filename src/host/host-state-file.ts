@@ -4,8 +4,8 @@
  * restarted agent sets it all up again and replication resumes on its own.
  * Every change is written before it is acknowledged.
  */
-import { readFile } from 'node:fs/promises';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
+import { readOptionalText } from '../storage/optional-file.ts';
 import type { DiskRef, ReplicationTarget } from './host-services.ts';
 
 export interface SavedDisk extends DiskRef {
@@ -36,6 +36,8 @@ interface HostState {
   trustedSenders: string[];
   /** Absent in files written before views were kept. */
   views?: SavedView[];
+  /** The replication port a free-port start bound first, asked for again after a restart. */
+  receiverPort?: number;
 }
 
 export class HostStateFile {
@@ -49,12 +51,11 @@ export class HostStateFile {
 
   /** The saved state, or an empty one when the host never saved any. */
   static async load(path: string): Promise<HostStateFile> {
-    try {
-      return new HostStateFile(path, JSON.parse(await readFile(path, 'utf8')) as HostState);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      return new HostStateFile(path, { disks: [], replications: [], trustedSenders: [] });
-    }
+    const text = await readOptionalText(path);
+    return new HostStateFile(
+      path,
+      text === null ? { disks: [], replications: [], trustedSenders: [] } : (JSON.parse(text) as HostState),
+    );
   }
 
   get disks(): readonly SavedDisk[] {
@@ -71,6 +72,15 @@ export class HostStateFile {
 
   get views(): readonly SavedView[] {
     return this.#state.views ?? [];
+  }
+
+  get receiverPort(): number | null {
+    return this.#state.receiverPort ?? null;
+  }
+
+  async setReceiverPort(port: number): Promise<void> {
+    this.#state.receiverPort = port;
+    await this.#save();
   }
 
   async addDisk(disk: SavedDisk): Promise<void> {

@@ -164,7 +164,8 @@ export class Receiver {
     }
   }
 
-  async listen(): Promise<{ host: string; port: number }> {
+  /** Listens on `port` (default: the options' port, else 9443; 0 picks a free one). */
+  async listen(port = this.#options.port ?? 9443): Promise<{ host: string; port: number }> {
     const server = createPinnedServer(
       this.#options.identity,
       (fp) => [...this.#allowed].some((a) => sameFingerprint(a, fp)),
@@ -177,7 +178,7 @@ export class Receiver {
     const host = this.#options.host ?? '127.0.0.1';
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.#options.port ?? 9443, host, () => {
+      server.listen(port, host, () => {
         server.off('error', reject);
         resolve();
       });

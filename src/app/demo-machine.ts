@@ -6,7 +6,7 @@ import type { Host, Machine } from '../domain/model.ts';
 import { buildGuestImage, formatDataDisk, guestCommandLine } from '../guest/index.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
 import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
-import { startMachine } from '../vault/machine-power.ts';
+import { POWER_STATES, startMachine } from '../vault/machine-power.ts';
 import type { VaultContext } from '../vault/vault-context.ts';
 
 export const DEMO_MACHINE = 'demo-01';
@@ -97,7 +97,7 @@ export async function ensureDemoMachine(
   vault: VaultContext,
   dataDir: string,
   log: (line: string) => void,
-): Promise<Machine> {
+): Promise<{ machine: Machine; running: boolean }> {
   const { hosts } = await api.get<{ hosts: Host[] }>('/hosts');
   const primary = hosts.find((h) => h.name === 'primary');
   if (!primary) throw new Error('the primary host is not enrolled');
@@ -110,7 +110,12 @@ export async function ensureDemoMachine(
       sizeBytes: DEMO_DISK_BYTES,
       log,
     }));
-  if (machine.state === 'unprotected' && machine.activeHostId === primary.id)
-    await startMachine(vault, machine);
-  return machine;
+  // `haven up` stops its machines when it stops; the demo comes back with it while it rests on the
+  // primary (unprotected or protected). A failed-over or busy demo is left to the lifecycle operations.
+  const running =
+    POWER_STATES.includes(machine.state) &&
+    machine.currentJobId === null &&
+    machine.activeHostId === primary.id &&
+    (await startMachine(vault, machine)).state === 'running';
+  return { machine, running };
 }

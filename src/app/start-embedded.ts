@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ApiClient } from '../client/api-client.ts';
-import type { Site } from '../domain/model.ts';
+import type { Machine, Site } from '../domain/model.ts';
 import { loadHostIdentity, type RunningHost, startHost } from '../host/index.ts';
 import type { ShareGroup } from '../storage/share-group.ts';
 import { ensureDemoMachine } from './demo-machine.ts';
@@ -33,6 +33,8 @@ export interface Embedded {
   vault: RunningVault;
   hosts: RunningHost[];
   adminToken: string;
+  /** The demo machine as this start left it (null without the demo). */
+  demo: { machine: Machine; running: boolean } | null;
   stop(): Promise<void>;
 }
 
@@ -104,12 +106,15 @@ export async function startEmbedded(embeddedOptions: EmbeddedOptions): Promise<E
     ) {
       await new Promise((r) => setTimeout(r, 50));
     }
-    if (options.demo !== false)
-      await ensureDemoMachine(api, vault.context, options.dataDir, options.log ?? (() => {}));
+    const demo =
+      options.demo === false
+        ? null
+        : await ensureDemoMachine(api, vault.context, options.dataDir, options.log ?? (() => {}));
     return {
       vault,
       hosts,
       adminToken,
+      demo,
       stop: async () => {
         // `haven up` owns its QEMU driver's machines: they stop with it (a standalone host agent leaves
         // them running). libvirt's domains are the operator's, whoever defined them: they keep running.

@@ -149,4 +149,32 @@ describe('README and docs/tutorial.md, verbatim from the default data directory'
     assert.equal(again.code, 1, 'committing a protected machine is refused');
     assert.match(again.stderr, /is protected: commit is not allowed there; allowed: /);
   });
+
+  it('npm start again with demo-01 protected: it runs again and replication resumes (new points, healthy)', async () => {
+    await interrupt();
+    await npmStart();
+    assert.match(haven!.output(), /demo: +demo-01 \(running on primary, protected\)/);
+    const restartedAt = new Date().toISOString();
+    const show = async () =>
+      JSON.parse(await shOk('bin/haven machines show demo-01 --json')) as {
+        health: string;
+        replication: { state: string } | null;
+      };
+    const points = async () =>
+      JSON.parse(await shOk('bin/haven machines points demo-01 --json')) as Array<{ time: string }>;
+    await until(
+      'a recovery point made after the restart',
+      async () => (await points()).some((p) => p.time > restartedAt),
+      { timeoutMs: 60_000 },
+    );
+    const shown = await until(
+      'demo-01 to be healthy again',
+      async () => {
+        const m = await show();
+        return m.health === 'healthy' ? m : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
+    assert.equal(shown.replication?.state, 'streaming');
+  });
 });

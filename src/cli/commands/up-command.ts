@@ -52,7 +52,11 @@ export const upCommands: Command[] = [
           `Haven ${embedded.vault.context.version} is up.`,
           `  vault:  ${embedded.vault.url}  (health: ${embedded.vault.url}/api/v1/health)`,
           `  hosts:  ${embedded.hosts.map((h) => h.agent.identity.name).join(', ')}`,
-          ...(demo ? [`  demo:   ${DEMO_MACHINE} (running on primary, unprotected)`] : []),
+          ...(embedded.demo
+            ? [
+                `  demo:   ${DEMO_MACHINE} (${embedded.demo.running ? 'running on primary' : 'not started: see haven machines show'}, ${embedded.demo.machine.state})`,
+              ]
+            : []),
           ...(libvirt.libvirt
             ? [
                 `  libvirt: ${libvirt.libvirt.uri} (both hosts; no demo machine: import a domain with haven machines import primary DOMAIN)`,

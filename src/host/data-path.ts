@@ -12,6 +12,7 @@
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { DiskService } from '../disk/index.ts';
+import type { ActiveMirrorDriver } from '../hypervisor/active-mirror.ts';
 import type { BlockBackend } from '../nbd/block-backend.ts';
 import type { RetentionPolicy } from '../replica/index.ts';
 import { ReplicaStore } from '../replica/index.ts';
@@ -22,6 +23,7 @@ import { type ShareGroup, shareSocket } from '../storage/share-group.ts';
 import { hostDiskService } from './host-disk-service.ts';
 import type { HostServices } from './host-services.ts';
 import { HostStateFile } from './host-state-file.ts';
+import { MirrorService, type MirrorServiceOptions } from './mirror-service.ts';
 import { ReplicaService } from './replica-service.ts';
 import { ReplicationService } from './replication-service.ts';
 import { restoreSavedDisks, savedDiskService } from './saved-disk-service.ts';
@@ -47,10 +49,14 @@ export interface DataPathOptions {
   share?: { group: ShareGroup; root: string };
   /** Folders disk images may be attached from (default `<dataDir>/images`); see storage-folders.ts. */
   storageFolders?: string[];
+  /** The hypervisor's active mirror (libvirt): live protection of domains the disk service does not serve. */
+  mirrorDriver?: ActiveMirrorDriver | null;
+  /** Mirror service tuning (tests). */
+  mirror?: Pick<MirrorServiceOptions, 'tickMs' | 'pointIntervalMs' | 'reconnectDelaySeconds'>;
 }
 
 export interface DataPath {
-  services: Pick<HostServices, 'disk' | 'replication' | 'replica'>;
+  services: Pick<HostServices, 'disk' | 'replication' | 'replica' | 'mirror'>;
   capabilities: string[];
   replicationAddress: string;
   replicationFingerprint: string;
@@ -101,6 +107,14 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
     for (const socket of ['disks.sock', 'views.sock'])
       await shareSocket(join(run, socket), options.share.root, options.share.group);
   }
+  const mirror = new MirrorService({
+    driver: options.mirrorDriver ?? null,
+    core: diskService,
+    disks: disk,
+    socket: join(run, 'disks.sock'),
+    state,
+    ...options.mirror,
+  });
   const replication = new ReplicationService({
     dataDir,
     identity,
@@ -111,6 +125,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
     receiver,
     state,
     notAttached,
+    mirrorStatus: async (machineId) => (mirror.mirrors(machineId) ? mirror.status({ machineId }) : null),
   });
   const disks = savedDiskService(disk, state, dataDir);
   const replica = new ReplicaService({
@@ -143,7 +158,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
   };
 
   return {
-    services: { disk: checkedDisks, replication, replica },
+    services: { disk: checkedDisks, replication, replica, mirror },
     capabilities: ['disk-service', 'replication', 'replica-store'],
     replicationAddress: options.replicationAdvertise ?? `${bound.host}:${bound.port}`,
     replicationFingerprint: identity.fingerprint,
@@ -152,6 +167,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
     replicaStore,
     viewBackend: (viewId, diskId) => views.backend(viewId, diskId),
     close: async () => {
+      await mirror.close();
       await replication.close();
       await receiver.close();
       await views.closeAll();

@@ -183,6 +183,8 @@ export interface ReplicationStatus {
   }>;
   /** Per disk: the resync requests its sender answered so far (see `Replication.resync`). */
   resyncRequests?: Array<{ diskId: string; senderId: string; done: number }>;
+  /** A machine protected through QEMU's active mirror: whether its writes reach the sinks now. */
+  mirror?: MirrorStatus | null;
 }
 
 /** How `replication.resync` resyncs a disk (what the vault's resync job shows). */
@@ -336,6 +338,55 @@ export interface ReplicaStore {
   }): Promise<void>;
 }
 
+// ---- mirror (live protection of machines the disk service does not serve) --
+
+/** A disk of a hypervisor domain that QEMU's active mirror copies into a sink (attached with `sink`). */
+export interface MirroredDisk {
+  diskId: string;
+  /** The guest's device name in the domain (e.g. 'vda'). */
+  target: string;
+}
+
+/**
+ * One mirrored disk: `armed` once every write reaches the sink before it
+ * completes and the sink cut its first point since (it), `copying` while the
+ * background copy runs (no consistent point), `not-armed` with the reason.
+ */
+export interface MirrorDiskStatus extends MirroredDisk {
+  state: 'armed' | 'copying' | 'not-armed';
+  problem: string | null;
+  /** The background copy: bytes done of the bytes QEMU has to copy. */
+  copy: { doneBytes: number; totalBytes: number } | null;
+  /** When the mirror was last armed (job started), and how many times it was armed. */
+  armedAt: string | null;
+  arms: number;
+  /** The last time it was armed again after a break: why, and what the sink journaled meanwhile. */
+  lastRearm: { at: string; reason: string; compared: boolean } | null;
+}
+
+export interface MirrorStatus {
+  machineId: string;
+  domain: string;
+  /** armed: every disk armed; syncing: copying without a break; not-armed: a disk is not mirrored now. */
+  state: 'armed' | 'syncing' | 'not-armed';
+  disks: MirrorDiskStatus[];
+  /** The newest point the mirror service cut for the machine. */
+  lastPointAt: string | null;
+}
+
+export interface Mirror {
+  /**
+   * Protects a running domain without restarting it: arms QEMU's active
+   * mirror of each disk into its sink (attached before with `disk.attach`
+   * `sink: true`), keeps it armed (domain restarts, agent restarts, lost
+   * connections) and cuts crash-consistent points across the disks while it is.
+   */
+  protect(params: { machineId: string; domain: string; disks: MirroredDisk[] }): Promise<MirrorStatus>;
+  /** Ends the mirror jobs and removes what Haven added to the domain; the sinks stay until detached. */
+  unprotect(params: { machineId: string }): Promise<void>;
+  status(params: { machineId: string }): Promise<MirrorStatus>;
+}
+
 // ---- all of them ---------------------------------------------------------
 
 export interface HostServices {
@@ -344,6 +395,7 @@ export interface HostServices {
   replication: Replication;
   replica: ReplicaStore;
   hypervisor: Hypervisor;
+  mirror: Mirror;
 }
 
 /** Every operation, by service: the RPC surface, and the guard against calling anything else. */
@@ -385,6 +437,7 @@ export const HOST_OPERATIONS = {
     'fence',
     'consoleLog',
   ],
+  mirror: ['protect', 'unprotect', 'status'],
 } as const satisfies { [S in keyof HostServices]: ReadonlyArray<keyof HostServices[S]> };
 
 // Fails to compile if an interface gains an operation that is not listed above.

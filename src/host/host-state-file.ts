@@ -6,11 +6,20 @@
  */
 import { writeFileAtomic } from '../storage/atomic-file.ts';
 import { readOptionalText } from '../storage/optional-file.ts';
-import type { DiskRef, ReplicationTarget } from './host-services.ts';
+import type { DiskRef, MirroredDisk, ReplicationTarget } from './host-services.ts';
 
 export interface SavedDisk extends DiskRef {
   source: string;
   sizeBytes: number;
+  /** A journal-only sink (mirror target) of the machine's own disk `source`. */
+  sink?: boolean;
+}
+
+/** A domain whose disks QEMU mirrors into sinks (the mirror service keeps it armed). */
+export interface SavedMirror {
+  machineId: string;
+  domain: string;
+  disks: MirroredDisk[];
 }
 
 export interface SavedReplication {
@@ -38,6 +47,8 @@ interface HostState {
   views?: SavedView[];
   /** The replication port a free-port start bound first, asked for again after a restart. */
   receiverPort?: number;
+  /** Absent in files written before live protection. */
+  mirrors?: SavedMirror[];
 }
 
 export class HostStateFile {
@@ -72,6 +83,21 @@ export class HostStateFile {
 
   get views(): readonly SavedView[] {
     return this.#state.views ?? [];
+  }
+
+  get mirrors(): readonly SavedMirror[] {
+    return this.#state.mirrors ?? [];
+  }
+
+  async setMirror(mirror: SavedMirror): Promise<void> {
+    this.#state.mirrors = [...this.mirrors.filter((m) => m.machineId !== mirror.machineId), mirror];
+    await this.#save();
+  }
+
+  async removeMirror(machineId: string): Promise<void> {
+    if (!this.mirrors.some((m) => m.machineId === machineId)) return;
+    this.#state.mirrors = this.mirrors.filter((m) => m.machineId !== machineId);
+    await this.#save();
   }
 
   get receiverPort(): number | null {

@@ -14,6 +14,7 @@ const landsWith: Record<keyof DataPathServices, string> = {
   replication: 'this host runs no replication service',
   replica: 'this host has no replica store',
   hypervisor: 'this host has no hypervisor driver',
+  mirror: 'this host drives no hypervisor that can mirror a running machine (haven host --libvirt URI)',
 };
 
 export function notAvailableServices(): DataPathServices {

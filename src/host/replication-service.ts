@@ -18,6 +18,7 @@ import { diskIdOf, diskKeyOf, isDiskOf, machineIdOf } from './disk-key.ts';
 import { exportNameOf } from './host-disk-service.ts';
 import type {
   DiskResyncKind,
+  MirrorStatus,
   Replication,
   ReplicationStatus,
   ReplicationTarget,
@@ -40,6 +41,8 @@ export interface ReplicationServiceOptions {
   state: HostStateFile;
   /** Saved disks that could not be attached again after a restart (export name → why). */
   notAttached?: ReadonlyMap<string, string>;
+  /** The mirror status of machines whose writes QEMU mirrors into sinks (null: not mirrored here). */
+  mirrorStatus?: (machineId: string) => Promise<MirrorStatus | null>;
 }
 
 type Mode = Parameters<Replication['start']>[0]['mode'];
@@ -53,6 +56,7 @@ export class ReplicationService implements Replication {
   readonly #state: HostStateFile;
   readonly #sending = new Map<string, SendingFrom>();
   readonly #notAttached: ReadonlyMap<string, string>;
+  readonly #mirrorStatus: (machineId: string) => Promise<MirrorStatus | null>;
 
   constructor(options: ReplicationServiceOptions) {
     this.#dataDir = options.dataDir;
@@ -66,6 +70,7 @@ export class ReplicationService implements Replication {
     this.#receiver = options.receiver;
     this.#state = options.state;
     this.#notAttached = options.notAttached ?? new Map();
+    this.#mirrorStatus = options.mirrorStatus ?? (async () => null);
   }
 
   async start({ machineId, diskIds, target, mode, source }: Parameters<Replication['start']>[0]) {
@@ -105,7 +110,7 @@ export class ReplicationService implements Replication {
   }
 
   async status({ machineId }: { machineId: string }): Promise<ReplicationStatus> {
-    return this.#status(machineId);
+    return { ...this.#status(machineId), mirror: await this.#mirrorStatus(machineId) };
   }
 
   async allowSender({ fingerprint }: { fingerprint: string }): Promise<void> {

@@ -31,12 +31,12 @@ export async function startHost(hostOptions: HostOptions): Promise<RunningHost> 
   const options = { ...hostOptions, dataDir: resolve(hostOptions.dataDir) };
   restrictUmask();
   await tightenDataDir(options.dataDir);
-  const dataPath = await startDataPath(options);
+  const hypervisorDriver = options.libvirt ? 'libvirt' : 'qemu';
+  const libvirt = options.libvirt ? createLibvirtDriver({ uri: options.libvirt.uri }) : null;
+  const hypervisor: Hypervisor =
+    libvirt ?? createQemuDriver({ stateDir: join(options.dataDir, 'hypervisor') });
+  const dataPath = await startDataPath({ ...options, mirrorDriver: libvirt?.mirror ?? null });
   try {
-    const hypervisorDriver = options.libvirt ? 'libvirt' : 'qemu';
-    const hypervisor: Hypervisor = options.libvirt
-      ? createLibvirtDriver({ uri: options.libvirt.uri })
-      : createQemuDriver({ stateDir: join(options.dataDir, 'hypervisor') });
     const agent = await startHostAgent({
       dataDir: options.dataDir,
       ...(options.enrol ? { enrol: options.enrol } : {}),

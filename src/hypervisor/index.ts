@@ -1,4 +1,11 @@
 export {
+  type ActiveMirrorDriver,
+  type ArmMirrorParams,
+  type MirrorJobState,
+  type MirrorSink,
+  mirrorNodeNames,
+} from './active-mirror.ts';
+export {
   BridgeNetworks,
   isolatedNamespace,
   type NetworkPlacement,

@@ -21,6 +21,7 @@ import { validateMachineDefinition } from '../machine-definition.ts';
 import { findQemuProcesses, waitForExit } from '../qemu-process.ts';
 import { QueuedDriver } from '../queued-driver.ts';
 import { type DomainDefinition, domainXml, parseDomainXml } from './domain-xml.ts';
+import { LibvirtMirror } from './libvirt-mirror.ts';
 import { Virsh } from './virsh.ts';
 
 export interface LibvirtDriverOptions {
@@ -65,6 +66,8 @@ export class LibvirtDriver extends QueuedDriver implements Hypervisor {
   readonly #virsh: Virsh;
   readonly #domainType: 'qemu' | 'kvm';
   readonly #qemuImg: string;
+  /** QEMU's active mirror of domains' disks into Haven's sinks (live protection). */
+  readonly mirror: LibvirtMirror;
 
   constructor(options: LibvirtDriverOptions) {
     super();
@@ -73,6 +76,10 @@ export class LibvirtDriver extends QueuedDriver implements Hypervisor {
     this.#virsh = new Virsh(options.uri, options.virshBinary ? { binary: options.virshBinary } : {});
     this.#domainType = options.domainType ?? 'qemu';
     this.#qemuImg = options.qemuImgBinary ?? 'qemu-img';
+    this.mirror = new LibvirtMirror(this.#virsh, async (name) => {
+      const state = await this.#state(name);
+      return state === 'running' || state === 'paused';
+    });
   }
 
   async inventory(params: { name?: string } = {}): Promise<HypervisorInventory> {

@@ -1,0 +1,368 @@
+/**
+ * The host's `mirror` operations: live protection of hypervisor domains that
+ * Haven does not serve (libvirt domains on their own images). QEMU's active
+ * mirror copies every write of a disk into its journal-only sink; this
+ * service arms it, keeps it armed and cuts the recovery points.
+ *
+ * Why it watches instead of reacting to events: the mirror ends whenever the
+ * QEMU process ends (domain stopped and started, QEMU killed) or the sink
+ * stays away longer than the reconnect delay (agent down), and an agent that
+ * restarts has missed whatever happened meanwhile. Every tick therefore asks
+ * QEMU for each disk's job and drives it towards "armed":
+ *
+ * - no job (first time, or a new QEMU process): arm it;
+ * - a failed job: remove it and arm again;
+ * - a job copying: wait; the sink is not ready (no consistent point);
+ * - every disk synced: the sinks are declared ready (first point) and points
+ *   are cut across the disks every `pointIntervalMs` (QEMU never forwards
+ *   guest flushes to a mirror target).
+ *
+ * Arming again after a break is a full background copy by QEMU; when the
+ * sinks can compare (`compare`), they journal only blocks that differ from
+ * the replica, so the disk is not sent again.
+ */
+import { isoNow, systemClock } from '../clock/index.ts';
+import type { DiskService as CoreDiskService } from '../disk/index.ts';
+import { HavenError } from '../errors/index.ts';
+import type { ActiveMirrorDriver, MirrorJobState } from '../hypervisor/active-mirror.ts';
+import { exportNameOf } from './host-disk-service.ts';
+import type { DiskService, Mirror, MirrorDiskStatus, MirroredDisk, MirrorStatus } from './host-services.ts';
+import type { HostStateFile, SavedMirror } from './host-state-file.ts';
+
+/** What lets a re-armed sink skip the blocks the replica already holds. */
+export interface SinkCompare {
+  /** Puts the sink of `exportName` in compare mode against the replica (waits for the sender to drain). */
+  begin(exportName: string, diskKey: string, blockBytes: number): Promise<void>;
+  /** Back to journaling everything. */
+  end(exportName: string): Promise<void>;
+}
+
+export interface MirrorServiceOptions {
+  /** The hypervisor's mirror; null: the host cannot mirror (built-in QEMU driver). */
+  driver: ActiveMirrorDriver | null;
+  /** The disk service core (sinks: ready, points) and the host's disk operations (markers across disks). */
+  core: CoreDiskService;
+  disks: Pick<DiskService, 'insertMarker'>;
+  /** The disk service's Unix socket, which QEMU connects to. */
+  socket: string;
+  state: HostStateFile;
+  compare?: SinkCompare | null;
+  tickMs?: number;
+  pointIntervalMs?: number;
+  reconnectDelaySeconds?: number;
+  granularityBytes?: number;
+  log?: (line: string) => void;
+}
+
+const DEFAULT_TICK_MS = 1000;
+const DEFAULT_POINT_INTERVAL_MS = 2000;
+const DEFAULT_RECONNECT_DELAY_SECONDS = 10;
+const DEFAULT_GRANULARITY = 64 << 10;
+
+interface DiskWatch {
+  disk: MirroredDisk;
+  exportName: string;
+  job: MirrorJobState | null;
+  problem: string | null;
+  armedAt: string | null;
+  arms: number;
+  lastRearm: MirrorDiskStatus['lastRearm'];
+  comparing: boolean;
+}
+
+interface MachineWatch {
+  saved: SavedMirror;
+  disks: DiskWatch[];
+  lastPointAtMs: number;
+  lastPointAt: string | null;
+  busy: Promise<void> | null;
+}
+
+export class MirrorService implements Mirror {
+  readonly #o: Required<Omit<MirrorServiceOptions, 'compare' | 'log'>> & Pick<MirrorServiceOptions, 'log'>;
+  readonly #compare: SinkCompare | null;
+  readonly #machines = new Map<string, MachineWatch>();
+  #timer: NodeJS.Timeout | null = null;
+  #closed = false;
+
+  constructor(options: MirrorServiceOptions) {
+    this.#o = {
+      ...options,
+      tickMs: options.tickMs ?? DEFAULT_TICK_MS,
+      pointIntervalMs: options.pointIntervalMs ?? DEFAULT_POINT_INTERVAL_MS,
+      reconnectDelaySeconds: options.reconnectDelaySeconds ?? DEFAULT_RECONNECT_DELAY_SECONDS,
+      granularityBytes: options.granularityBytes ?? DEFAULT_GRANULARITY,
+    };
+    this.#compare = options.compare ?? null;
+    for (const saved of options.state.mirrors) this.#watch(saved);
+    if (options.driver !== null) {
+      this.#timer = setInterval(() => this.#tickAll(), this.#o.tickMs);
+      this.#timer.unref();
+    }
+  }
+
+  async protect(params: { machineId: string; domain: string; disks: MirroredDisk[] }): Promise<MirrorStatus> {
+    const driver = this.#driver();
+    const { machineId, domain, disks } = params;
+    if (disks.length === 0) {
+      throw new HavenError('validation_failed', `machine '${machineId}': no disk to mirror`, {
+        field: 'disks',
+      });
+    }
+    const sinks = new Map(this.#o.core.list().map((e) => [e.name, e]));
+    for (const d of disks) {
+      const exported = sinks.get(exportNameOf({ machineId, diskId: d.diskId }));
+      if (!exported?.sink) {
+        throw new HavenError(
+          'operation_not_allowed',
+          `disk ${d.diskId} of machine '${machineId}' has no sink on this host: attach it with sink first`,
+          { machineId, diskId: d.diskId, allowed: ['disk.attach'] },
+        );
+      }
+    }
+    const current = this.#machines.get(machineId);
+    if (current && current.saved.domain !== domain) {
+      throw new HavenError(
+        'conflict',
+        `machine '${machineId}' is already mirrored from domain '${current.saved.domain}', not '${domain}'; unprotect it first`,
+        { machineId, domain: current.saved.domain },
+      );
+    }
+    if (!current) {
+      // Refused at once when the domain's disk does not exist there, not later in a tick.
+      await driver.mirrorState({ domain, target: disks[0]!.target });
+      const saved: SavedMirror = { machineId, domain, disks: disks.map((d) => ({ ...d })) };
+      await this.#o.state.setMirror(saved);
+      this.#watch(saved);
+    }
+    await this.#tick(machineId);
+    return this.status({ machineId });
+  }
+
+  async unprotect({ machineId }: { machineId: string }): Promise<void> {
+    const watch = this.#machines.get(machineId);
+    if (!watch) return;
+    await watch.busy;
+    const driver = this.#driver();
+    for (const d of watch.disks) {
+      await driver.disarmMirror({ domain: watch.saved.domain, target: d.disk.target });
+      await this.#notReady(d);
+      if (d.comparing) await this.#compare?.end(d.exportName);
+    }
+    this.#machines.delete(machineId);
+    await this.#o.state.removeMirror(machineId);
+  }
+
+  async status({ machineId }: { machineId: string }): Promise<MirrorStatus> {
+    const watch = this.#machines.get(machineId);
+    if (!watch) {
+      throw new HavenError('not_found', `machine '${machineId}' is not mirrored on this host`, {
+        kind: 'mirror',
+        id: machineId,
+      });
+    }
+    return this.#statusOf(watch);
+  }
+
+  /** Whether the host mirrors the machine (its writes reach the sinks through QEMU, not the disk service). */
+  mirrors(machineId: string): boolean {
+    return this.#machines.has(machineId);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#timer) clearInterval(this.#timer);
+    await Promise.all([...this.#machines.values()].map((w) => w.busy));
+  }
+
+  // ---- internals -----------------------------------------------------------
+
+  #driver(): ActiveMirrorDriver {
+    if (this.#o.driver === null) {
+      throw new HavenError(
+        'not_available',
+        "this host's hypervisor driver cannot mirror a running machine: run the host with --libvirt URI",
+        { allowed: ['haven host --libvirt'] },
+      );
+    }
+    return this.#o.driver;
+  }
+
+  #watch(saved: SavedMirror): void {
+    this.#machines.set(saved.machineId, {
+      saved,
+      disks: saved.disks.map((disk) => ({
+        disk,
+        exportName: exportNameOf({ machineId: saved.machineId, diskId: disk.diskId }),
+        job: null,
+        problem: null,
+        armedAt: null,
+        arms: 0,
+        lastRearm: null,
+        comparing: false,
+      })),
+      lastPointAtMs: 0,
+      lastPointAt: null,
+      busy: null,
+    });
+  }
+
+  #tickAll(): void {
+    if (this.#closed) return;
+    for (const machineId of this.#machines.keys()) {
+      this.#tick(machineId).catch(() => {});
+    }
+  }
+
+  /** One pass for one machine; a pass already running is waited for, never doubled. */
+  #tick(machineId: string): Promise<void> {
+    const watch = this.#machines.get(machineId);
+    if (!watch) return Promise.resolve();
+    if (watch.busy) return watch.busy;
+    watch.busy = this.#pass(watch).finally(() => {
+      watch.busy = null;
+    });
+    return watch.busy;
+  }
+
+  async #pass(watch: MachineWatch): Promise<void> {
+    const driver = this.#driver();
+    const { domain } = watch.saved;
+    for (const d of watch.disks) {
+      try {
+        d.job = await driver.mirrorState({ domain, target: d.disk.target });
+        d.problem = null;
+        await this.#drive(watch, d, driver);
+      } catch (error) {
+        d.problem = `${error instanceof Error ? error.message : String(error)}`;
+        await this.#notReady(d).catch(() => {});
+      }
+    }
+    const synced = watch.disks.every((d) => d.job?.state === 'synced' && !d.problem);
+    if (!synced) return;
+    for (const d of watch.disks) {
+      if (d.comparing) {
+        await this.#compare?.end(d.exportName);
+        d.comparing = false;
+      }
+      if (!this.#ready(d)) await this.#o.core.markSinkReady(d.exportName);
+    }
+    if (Date.now() - watch.lastPointAtMs >= this.#o.pointIntervalMs) await this.#cut(watch);
+  }
+
+  /** Moves one disk's job towards synced. */
+  async #drive(watch: MachineWatch, d: DiskWatch, driver: ActiveMirrorDriver): Promise<void> {
+    const job = d.job!;
+    if (job.state === 'synced') return;
+    // Not synced: a write may be missing from the sink, so nothing cut from now on is consistent.
+    await this.#notReady(d);
+    if (job.state === 'domain-off') {
+      d.problem = `domain '${watch.saved.domain}' is not running: its disk ${d.disk.target} is mirrored again when it starts`;
+      return;
+    }
+    if (job.state === 'copying') return;
+    let reason = 'first arm';
+    if (job.state === 'failed') {
+      reason = `the mirror failed: ${job.reason}`;
+      await driver.disarmMirror({ domain: watch.saved.domain, target: d.disk.target });
+    } else if (d.arms > 0 || this.#journaled(d)) {
+      reason = 'a new QEMU process runs the domain (it was stopped and started, or the mirror was removed)';
+    }
+    const rearm = reason !== 'first arm';
+    if (rearm && this.#compare && !d.comparing) {
+      await this.#compare.begin(
+        d.exportName,
+        `${watch.saved.machineId}/${d.disk.diskId}`,
+        this.#o.granularityBytes,
+      );
+      d.comparing = true;
+    }
+    await driver.armMirror({
+      domain: watch.saved.domain,
+      target: d.disk.target,
+      sink: { socket: this.#o.socket, exportName: d.exportName },
+      granularityBytes: this.#o.granularityBytes,
+      reconnectDelaySeconds: this.#o.reconnectDelaySeconds,
+    });
+    const at = isoNow(systemClock);
+    d.arms++;
+    d.armedAt = at;
+    if (rearm) d.lastRearm = { at, reason, compared: d.comparing };
+    this.#o.log?.(`haven: mirror of ${watch.saved.domain} ${d.disk.target} armed (${reason})`);
+    d.job = await driver.mirrorState({ domain: watch.saved.domain, target: d.disk.target });
+  }
+
+  /** A crash-consistent point on every disk of the machine at one instant (writes held meanwhile). */
+  async #cut(watch: MachineWatch): Promise<void> {
+    const { time } = await this.#o.disks.insertMarker({
+      machineIds: [watch.saved.machineId],
+      type: 'crash-consistent',
+      groupPointId: null,
+    });
+    watch.lastPointAtMs = Date.now();
+    watch.lastPointAt = time;
+  }
+
+  #ready(d: DiskWatch): boolean {
+    const info = this.#o.core.list().find((e) => e.name === d.exportName);
+    return info?.sink?.readySeq != null;
+  }
+
+  /** Whether the sink journaled anything yet (a sink that did was armed before, maybe by an earlier agent). */
+  #journaled(d: DiskWatch): boolean {
+    try {
+      return this.#o.core.journalStatus(d.exportName).nextSeq > 1;
+    } catch {
+      return false;
+    }
+  }
+
+  async #notReady(d: DiskWatch): Promise<void> {
+    if (this.#ready(d)) await this.#o.core.markSinkNotReady(d.exportName);
+  }
+
+  #statusOf(watch: MachineWatch): MirrorStatus {
+    const disks: MirrorDiskStatus[] = watch.disks.map((d) => {
+      const job = d.job;
+      const armed = job?.state === 'synced' && !d.problem && this.#ready(d);
+      const copying = job?.state === 'copying' && !d.problem;
+      return {
+        ...d.disk,
+        state: armed ? 'armed' : copying ? 'copying' : 'not-armed',
+        problem: armed || copying ? null : (d.problem ?? describeJob(job)),
+        copy: job?.state === 'copying' ? { doneBytes: job.doneBytes, totalBytes: job.totalBytes } : null,
+        armedAt: d.armedAt,
+        arms: d.arms,
+        lastRearm: d.lastRearm,
+      };
+    });
+    const state = disks.every((d) => d.state === 'armed')
+      ? 'armed'
+      : disks.every((d) => d.state !== 'not-armed') && disks.every((d) => d.lastRearm === null)
+        ? 'syncing'
+        : 'not-armed';
+    return {
+      machineId: watch.saved.machineId,
+      domain: watch.saved.domain,
+      state,
+      disks,
+      lastPointAt: watch.lastPointAt,
+    };
+  }
+}
+
+function describeJob(job: MirrorJobState | null): string {
+  if (job === null) return 'not checked yet';
+  switch (job.state) {
+    case 'absent':
+      return 'no mirror job runs on the disk';
+    case 'domain-off':
+      return 'the domain is not running';
+    case 'failed':
+      return `the mirror failed: ${job.reason}`;
+    case 'copying':
+      return 'copying';
+    case 'synced':
+      return 'synced; waiting for its first point';
+  }
+}

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ApiClient } from '../client/api-client.ts';
 import type { Machine, Site } from '../domain/model.ts';
-import { loadHostIdentity, type RunningHost, startHost } from '../host/index.ts';
+import { type HostOptions, loadHostIdentity, type RunningHost, startHost } from '../host/index.ts';
 import type { ShareGroup } from '../storage/share-group.ts';
 import { ensureDemoMachine } from './demo-machine.ts';
 import { type RunningVault, startVault } from './start-vault.ts';
@@ -36,6 +36,24 @@ export interface Embedded {
   /** The demo machine as this start left it (null without the demo). */
   demo: { machine: Machine; running: boolean } | null;
   stop(): Promise<void>;
+}
+
+/**
+ * How `haven up` starts its local host `name` (without enrolment: a host
+ * enrolled before starts again from its saved identity).
+ */
+export function embeddedHostOptions(embeddedOptions: EmbeddedOptions, name: string): HostOptions {
+  const dataDir = resolve(embeddedOptions.dataDir);
+  return {
+    dataDir: join(dataDir, 'hosts', name),
+    // Both local hosts share this machine: each receiver takes a free port.
+    replicationListen: { host: '127.0.0.1', port: 0 },
+    ...(embeddedOptions.shareGroup ? { share: { group: embeddedOptions.shareGroup, root: dataDir } } : {}),
+    ...(embeddedOptions.libvirt ? { libvirt: embeddedOptions.libvirt } : {}),
+    storageFolders: embeddedOptions.storageFolders ?? [join(dataDir, 'images'), join(dataDir, 'demo')],
+    ...(embeddedOptions.senderPollMs ? { senderPollMs: embeddedOptions.senderPollMs } : {}),
+    log: embeddedOptions.log ?? (() => {}),
+  };
 }
 
 const LOCAL_SITES = [
@@ -81,22 +99,7 @@ export async function startEmbedded(embeddedOptions: EmbeddedOptions): Promise<E
         });
         enrol = { apiUrl: vault.url, token, name, site: name };
       }
-      hosts.push(
-        await startHost({
-          dataDir,
-          ...(enrol ? { enrol } : {}),
-          // Both local hosts share this machine: each receiver takes a free port.
-          replicationListen: { host: '127.0.0.1', port: 0 },
-          ...(options.shareGroup ? { share: { group: options.shareGroup, root: options.dataDir } } : {}),
-          ...(options.libvirt ? { libvirt: options.libvirt } : {}),
-          storageFolders: options.storageFolders ?? [
-            join(options.dataDir, 'images'),
-            join(options.dataDir, 'demo'),
-          ],
-          ...(options.senderPollMs ? { senderPollMs: options.senderPollMs } : {}),
-          log: options.log ?? (() => {}),
-        }),
-      );
+      hosts.push(await startHost({ ...embeddedHostOptions(options, name), ...(enrol ? { enrol } : {}) }));
     }
     // The hosts must be connected before the demo machine can be started through them.
     for (

@@ -42,6 +42,7 @@ import { vaultBackupJob } from '../vault/jobs/vault-backup-job.ts';
 import { recoveryPlanJob } from '../vault/plans/index.ts';
 import { ReplicationMonitor } from '../vault/replication-monitor.ts';
 import { DEFAULT_SCRIPT_USER, ScriptRegistry } from '../vault/scripts/index.ts';
+import { SourceFencer } from '../vault/source-fence.ts';
 import type { VaultContext } from '../vault/vault-context.ts';
 import { HAVEN_VERSION } from '../vault/version.ts';
 
@@ -155,12 +156,18 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
       ...(options.jobPollMs ? { pollMs: options.jobPollMs } : {}),
     });
 
+    const sourceFencer = new SourceFencer(() => context!);
     const control = new ControlServer({
       keyPem: identity.keyPem,
       certPem: identity.certPem,
       credentialHash: (hostId) => store.hosts.credentialHash(hostId),
       // A host may connect before the context below exists; its reconciliation waits for it.
-      events: watchHosts(store, clock, async (hostId) => reconcileHost(await contextReady.promise, hostId)),
+      // A source a failover left running there is stopped first, before its replication is touched.
+      events: watchHosts(store, clock, async (hostId) => {
+        const vault = await contextReady.promise;
+        await sourceFencer.fenceOn(hostId);
+        return reconcileHost(vault, hostId);
+      }),
       ...(options.heartbeatIntervalMs ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
       ...(options.missedHeartbeats ? { missedHeartbeats: options.missedHeartbeats } : {}),
     });
@@ -200,6 +207,7 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
       ...(options.appConsistencyHook ? { appConsistencyHook: options.appConsistencyHook } : {}),
     });
     groupScheduler.start();
+    sourceFencer.start();
 
     const app = createApi({
       store,
@@ -243,6 +251,7 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await monitor.stop();
         await groupScheduler.stop();
+        await sourceFencer.stop();
         await control.close();
         await engine.stop();
         await store.close();

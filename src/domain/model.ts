@@ -124,6 +124,40 @@ export interface MachineRuntime {
   failover: RunningCopy | null;
 }
 
+/**
+ * What Haven knows about the copy a failover left behind at the source host:
+ * whether it was verified stopped. A failover that could not verify it (host
+ * unreachable, the fence or the check failed) goes on and leaves it
+ * unverified; the vault fences it again when that host is back and records
+ * when the hypervisor confirmed it off.
+ */
+export type SourceFence =
+  | {
+      verified: false;
+      /** The host the source ran on, and its name in that host's hypervisor. */
+      hostId: string;
+      vmName: string;
+      /** Why it is not verified stopped (the latest attempt's reason). */
+      reason: string;
+      /** The failover job that went on without it. */
+      jobId: string;
+      since: string;
+      /** Fences tried since the host came back, and when the last one was. */
+      attempts: number;
+      lastAttemptAt: string | null;
+    }
+  | {
+      verified: true;
+      hostId: string;
+      vmName: string;
+      /** What the hypervisor reported when asked again after the fence. */
+      state: 'shut-off' | 'absent';
+      jobId: string;
+      fencedAt: string;
+      /** Fenced by the failover itself, or by the vault when the source's host came back. */
+      by: 'failover' | 'host-returned';
+    };
+
 /** The states a machine rests in between operations; see lifecycle.ts for the table. */
 export const STABLE_STATES = [
   'unprotected',
@@ -205,6 +239,8 @@ export interface Machine {
   originalExists: boolean;
   /** The hypervisor domain it was imported from; absent for machines registered by hand. */
   importedFrom?: ImportedDomain | null;
+  /** The source a failover left behind and whether it was verified stopped; absent before any failover. */
+  sourceFence?: SourceFence | null;
   createdAt: string;
   updatedAt: string;
 }

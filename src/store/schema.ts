@@ -107,6 +107,7 @@ export interface MachinesTable {
   current_job_id: string | null;
   original_exists: BooleanColumn;
   imported_from: JsonColumn | null;
+  source_fence: JsonColumn | null;
   created_at: string;
   updated_at: string;
 }

@@ -370,6 +370,40 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
       assert.equal(await store.machines.get('vm-2'), undefined);
     }));
 
+  it('machines: the source fence is written only by its own method, so a plain update cannot undo it', () =>
+    withStore(async (store) => {
+      await store.machines.create(machine());
+      const stale = (await store.machines.get('vm-1'))!;
+      assert.equal(stale.sourceFence, undefined, 'no failover, no source fence');
+      const unverified = {
+        verified: false as const,
+        hostId: 'host-1',
+        vmName: 'web-1',
+        reason: 'the source host is unreachable',
+        jobId: 'job-1',
+        since: at(1),
+        attempts: 0,
+        lastAttemptAt: null,
+      };
+      await store.machines.recordSourceFence('vm-1', unverified);
+      // A job saving the machine it read before keeps the fence recorded meanwhile.
+      await store.machines.update({ ...stale, health: 'critical', updatedAt: at(2) });
+      assert.deepEqual((await store.machines.get('vm-1'))?.sourceFence, unverified);
+      const verified = {
+        verified: true as const,
+        hostId: 'host-1',
+        vmName: 'web-1',
+        state: 'shut-off' as const,
+        jobId: 'job-1',
+        fencedAt: at(3),
+        by: 'host-returned' as const,
+      };
+      await store.machines.recordSourceFence('vm-1', verified);
+      assert.deepEqual((await store.machines.get('vm-1'))?.sourceFence, verified);
+      await store.machines.recordSourceFence('vm-1', null);
+      assert.equal((await store.machines.get('vm-1'))?.sourceFence, undefined);
+    }));
+
   it('machines: transition is a compare-and-set on state, recording the current job', () =>
     withStore(async (store) => {
       await store.machines.create(machine());

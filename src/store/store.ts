@@ -15,6 +15,7 @@ import type {
   Role,
   ScriptRunRecord,
   Site,
+  SourceFence,
   StepState,
 } from '../domain/model.ts';
 import type { HypervisorInventory } from '../hypervisor/hypervisor.ts';
@@ -147,6 +148,11 @@ export interface MachineRepository {
     snapshot: ReplicationSnapshot | null,
     health: ReplicationHealth,
   ): Promise<void>;
+  /**
+   * Writes only whether the source a failover left behind was verified
+   * stopped: the vault records it while a job may be saving the machine.
+   */
+  recordSourceFence(id: string, fence: SourceFence | null): Promise<void>;
   /** Number of disks protected with `hostId` as recovery host (SPEC §5 limit). */
   countProtectedDisks(recoveryHostId: string): Promise<number>;
   delete(id: string): Promise<void>;

@@ -6,10 +6,17 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { DEMO_MACHINE } from '../app/demo-machine.ts';
-import { type Embedded, startEmbedded } from '../app/start-embedded.ts';
-import type { Job, Machine, RecoveryPoint } from '../domain/model.ts';
+import {
+  type Embedded,
+  type EmbeddedOptions,
+  embeddedHostOptions,
+  startEmbedded,
+} from '../app/start-embedded.ts';
+import type { Alert, Job, Machine, RecoveryPoint } from '../domain/model.ts';
 import { checkDataDisk } from '../guest/index.ts';
 import type { MachineStatus, PointView } from '../host/host-services.ts';
+import { startHost } from '../host/index.ts';
+import { findQemuProcesses, isAlive } from '../hypervisor/qemu-process.ts';
 import { embeddedApi, runOperation } from '../testing/embedded-api.ts';
 import { consoleOf as guestConsole, records } from '../testing/guest-console.ts';
 import { until as waitUntil } from '../testing/until.ts';
@@ -23,6 +30,7 @@ import { until as waitUntil } from '../testing/until.ts';
 const run = promisify(execFile);
 let dir: string;
 let up: Embedded;
+let options: EmbeddedOptions;
 let machine: Machine;
 
 const api = embeddedApi(() => up);
@@ -71,7 +79,8 @@ async function fsckAt(pointId: string): Promise<void> {
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'haven-failover-'));
-  up = await startEmbedded({ dataDir: dir, port: 0, senderPollMs: 25, monitorIntervalMs: 500 });
+  options = { dataDir: dir, port: 0, senderPollMs: 25, monitorIntervalMs: 500 };
+  up = await startEmbedded(options);
   machine = (await api<{ machines: Machine[] }>('GET', '/machines')).body.machines.find(
     (m) => m.name === DEMO_MACHINE,
   )!;
@@ -361,5 +370,87 @@ describe('failover cycle of a real guest (haven up demo machine)', () => {
     await operate('commit', {});
     await operate('reprotect', {});
     assert.equal(machine.state, 'protected');
+  });
+
+  it('with the primary host cut off: fails over saying the source was not verified stopped, and stops it as soon as the host is back', async () => {
+    const { context } = up.vault;
+    const primaryId = machine.activeHostId;
+    const primaryAt = up.hosts.findIndex((h) => h.agent.identity.hostId === primaryId);
+    const recovery = up.hosts.find((h) => h.agent.identity.hostId === machine.recoveryHostId)!;
+    const diskKey = `${machine.id}/${machine.disks[0]!.id}`;
+    const alertKey = `fence-not-verified:${machine.id}`;
+    const openAlert = async () =>
+      (await api<{ alerts: Alert[] }>('GET', '/alerts?open=true')).body.alerts.find(
+        (a) => a.key === alertKey,
+      );
+    const [sourcePid, ...others] = await findQemuProcesses(join(dir, 'hosts', 'primary', 'hypervisor'));
+    assert.ok(sourcePid !== undefined && others.length === 0, 'one source QEMU runs on the primary host');
+
+    // Cut the primary host off the vault: its agent stops; the source QEMU keeps running without it.
+    await up.hosts[primaryAt]!.stop();
+    await until('the vault to lose the primary host', async () => !context.hosts.isConnected(primaryId));
+    assert.ok(await isAlive(sourcePid), 'the source QEMU outlives its host agent');
+
+    const job = await operate('failover', { recoveryPoint: { option: 'latest-processed' } });
+    assert.equal(machine.state, 'failed-over');
+    assert.match(String(job.output.fence), /not verified: the source host is unreachable/);
+    const fence = machine.sourceFence;
+    assert.ok(
+      fence && !fence.verified,
+      `the machine says its source is not verified stopped: ${JSON.stringify(fence)}`,
+    );
+    assert.equal(fence.hostId, primaryId);
+    assert.match(
+      (await openAlert())?.message ?? '',
+      /not verified fenced \(the source host is unreachable\)/,
+    );
+    assert.ok(await isAlive(sourcePid), 'the source still runs while its host is cut off');
+    const atFailover = recovery.dataPath.replicaStore.diskStatus(diskKey);
+    assert.equal(atFailover.sealed, true, 'the replica refuses the old primary from the failover on');
+
+    // The host comes back on the same data directory: its sender resumes from its state file before the
+    // vault speaks to it; the vault fences the source first, then stops that sender.
+    const t0 = Date.now();
+    up.hosts[primaryAt] = await startHost(embeddedHostOptions(options, 'primary'));
+    await waitUntil('the source QEMU to be stopped', async () => !(await isAlive(sourcePid)), {
+      timeoutMs: 30_000,
+    });
+    process.stdout.write(
+      `# source fenced ${((Date.now() - t0) / 1000).toFixed(1)} s after its host restarted\n`,
+    );
+    machine = await waitUntil(
+      'the machine to record its source verified stopped',
+      async () => {
+        const m = (await api<Machine>('GET', `/machines/${machine.id}`)).body;
+        return m.sourceFence?.verified ? m : undefined;
+      },
+      { timeoutMs: 10_000 },
+    );
+    assert.deepEqual(
+      { ...machine.sourceFence, fencedAt: undefined },
+      {
+        verified: true,
+        hostId: primaryId,
+        vmName: DEMO_MACHINE,
+        state: 'shut-off',
+        jobId: job.id,
+        by: 'host-returned',
+        fencedAt: undefined,
+      },
+    );
+    assert.equal(await openAlert(), undefined, 'the fence-not-verified alert is cleared');
+    const status = await context.hosts.call<MachineStatus>(primaryId, 'hypervisor.status', {
+      name: DEMO_MACHINE,
+    });
+    assert.equal(status.state, 'shut-off');
+    const sender = up.hosts[primaryAt]!.dataPath.services.replication;
+    await waitUntil(
+      "the vault to stop the old primary's sender",
+      async () => (await sender.status({ machineId: machine.id })).state === 'stopped',
+      { timeoutMs: 10_000 },
+    );
+    const after = recovery.dataPath.replicaStore.diskStatus(diskKey);
+    assert.equal(after.durableSeq, atFailover.durableSeq, 'nothing from the old primary reached the replica');
+    assert.equal(after.sealed, true);
   });
 });

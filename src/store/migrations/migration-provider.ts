@@ -7,6 +7,7 @@ import { scriptRunsMigration } from './0005-script-runs.ts';
 import { recoveryPointSequenceMigration } from './0006-recovery-point-sequence.ts';
 import { hostStorageFoldersMigration } from './0007-host-storage-folders.ts';
 import { machineImportedFromMigration } from './0008-machine-imported-from.ts';
+import { machineSourceFenceMigration } from './0009-machine-source-fence.ts';
 
 /**
  * Every migration, listed explicitly and in order: names are stored in the
@@ -21,6 +22,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0006-recovery-point-sequence': recoveryPointSequenceMigration,
   '0007-host-storage-folders': hostStorageFoldersMigration,
   '0008-machine-imported-from': machineImportedFromMigration,
+  '0009-machine-source-fence': machineSourceFenceMigration,
 };
 
 export class HavenMigrationProvider implements MigrationProvider {

@@ -9,6 +9,7 @@ import type {
   RecoverySettings,
   ReplicationHealth,
   ReplicationSnapshot,
+  SourceFence,
 } from '../../domain/model.ts';
 import { notFound } from '../../errors/index.ts';
 import {
@@ -38,6 +39,7 @@ export class KyselyMachineRepository implements MachineRepository {
           created_at: machine.createdAt,
           state: machine.state,
           current_job_id: machine.currentJobId,
+          source_fence: machine.sourceFence ? toJsonColumn(machine.sourceFence) : null,
           ...columns(machine),
         })
         .execute(),
@@ -133,6 +135,14 @@ export class KyselyMachineRepository implements MachineRepository {
       .execute();
   }
 
+  async recordSourceFence(id: string, fence: SourceFence | null): Promise<void> {
+    await this.#db
+      .updateTable('machines')
+      .set({ source_fence: fence === null ? null : toJsonColumn(fence) })
+      .where('id', '=', id)
+      .execute();
+  }
+
   async delete(id: string): Promise<void> {
     await this.#db.deleteFrom('machines').where('id', '=', id).execute();
   }
@@ -177,6 +187,7 @@ function toMachine(row: Selectable<MachinesTable>): Machine {
       row.runtime === null ? { test: null, failover: null } : fromJsonColumn<MachineRuntime>(row.runtime),
     originalExists: fromBooleanColumn(row.original_exists),
     ...(row.imported_from ? { importedFrom: fromJsonColumn<ImportedDomain>(row.imported_from) } : {}),
+    ...(row.source_fence ? { sourceFence: fromJsonColumn<SourceFence>(row.source_fence) } : {}),
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { isoNow } from '../../clock/index.ts';
 import { type RecoveryPointRequest, selectRecoveryPoint } from '../../domain/index.ts';
 import type { Machine, RecoveryPoint, RunningCopy } from '../../domain/model.ts';
@@ -6,6 +5,7 @@ import { HavenError } from '../../errors/index.ts';
 import type { MachineDefinition, MachineNic, PointView } from '../../host/host-services.ts';
 import type { RecoveryPointChoice } from '../lifecycle/operation-options.ts';
 import { requireReplicaHost } from '../replica-host.ts';
+import { fenceAlertKey, raiseFenceAlert } from '../source-fence.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { failbackCommitSteps } from './failback-jobs.ts';
 import type { VaultJobDefinition } from './job-inputs.ts';
@@ -158,19 +158,20 @@ async function removeCopy(ctx: LifecycleStepContext, copy: RunningCopy): Promise
  * brain users of other tools report). "Fenced" is said only when the
  * hypervisor, asked again, reports the machine off. When that cannot be
  * known (host unreachable, the fence or the check failed) the failover goes
- * on and the job and an alert say the source is not verified fenced; when the
- * hypervisor says it still runs, the copy is not started.
+ * on, the job, the machine and an alert say the source is not verified
+ * fenced, and the vault fences it when its host is back (source-fence.ts);
+ * when the hypervisor says it still runs, the copy is not started.
  */
 async function fenceSource(ctx: LifecycleStepContext): Promise<void> {
   const source = ctx.machine.activeHostId;
   if (!ctx.vault.hosts.isConnected(source)) {
-    await notFenced(ctx, 'the source host is unreachable');
+    await notFenced(ctx, 'the source host is unreachable', { failoverGoesOn: true });
     return;
   }
   const services = ctx.host(source);
   const outcome = await fenceAndVerify(services.hypervisor, ctx.machine.name);
   if (!outcome.fenced && outcome.state !== 'unknown') {
-    await notFenced(ctx, outcome.reason);
+    await notFenced(ctx, outcome.reason, { failoverGoesOn: false });
     throw new HavenError(
       'conflict',
       `machine '${ctx.machine.name}' was not fenced: ${outcome.reason}. The copy was not started, so two copies never run; ` +
@@ -180,32 +181,59 @@ async function fenceSource(ctx: LifecycleStepContext): Promise<void> {
   }
   await services.replication.stop({ machineId: ctx.machine.id });
   if (!outcome.fenced) {
-    await notFenced(ctx, outcome.reason);
+    await notFenced(ctx, outcome.reason, { failoverGoesOn: true });
     return;
   }
-  await ctx.vault.store.alerts.clear(fenceAlertKey(ctx.machine.id), isoNow(ctx.vault.clock));
+  const at = isoNow(ctx.vault.clock);
+  await ctx.vault.store.machines.recordSourceFence(ctx.machine.id, {
+    verified: true,
+    hostId: source,
+    vmName: ctx.machine.name,
+    state: outcome.state,
+    jobId: ctx.job.id,
+    fencedAt: at,
+    by: 'failover',
+  });
+  await ctx.vault.store.alerts.clear(fenceAlertKey(ctx.machine.id), at);
   await ctx.output({
     fence: `fenced (verified: the source machine is ${outcome.state}); replication stopped`,
   });
   ctx.progress(100, `fenced: the source machine is ${outcome.state}`);
 }
 
-const fenceAlertKey = (machineId: string) => `fence-not-verified:${machineId}`;
-
-/** The job's output and a machine alert say the source may still run. */
-async function notFenced(ctx: LifecycleStepContext, reason: string): Promise<void> {
-  const message = `source machine not verified fenced (${reason}); make sure it stays off`;
-  await ctx.output({ fence: `not verified: ${reason}; make sure the source machine stays off` });
-  await ctx.vault.store.alerts.raise({
-    id: randomUUID(),
-    key: fenceAlertKey(ctx.machine.id),
-    severity: 'critical',
-    message: `Machine '${ctx.machine.name}': ${message}`,
-    subjectType: 'machine',
-    subjectId: ctx.machine.id,
-    raisedAt: isoNow(ctx.vault.clock),
-    clearedAt: null,
-  });
+/**
+ * The job's output and a machine alert say the source may still run. When
+ * the failover goes on without it, the machine records it too: the vault
+ * fences that source as soon as its host is reachable again.
+ */
+async function notFenced(
+  ctx: LifecycleStepContext,
+  reason: string,
+  { failoverGoesOn }: { failoverGoesOn: boolean },
+): Promise<void> {
+  const at = isoNow(ctx.vault.clock);
+  if (failoverGoesOn) {
+    await ctx.vault.store.machines.recordSourceFence(ctx.machine.id, {
+      verified: false,
+      hostId: ctx.machine.activeHostId,
+      vmName: ctx.machine.name,
+      reason,
+      jobId: ctx.job.id,
+      since: at,
+      attempts: 0,
+      lastAttemptAt: null,
+    });
+  }
+  const then = failoverGoesOn
+    ? 'Haven stops it when its host is reachable again; until then make sure it stays off'
+    : 'make sure it stays off';
+  await ctx.output({ fence: `not verified: ${reason}; ${then}` });
+  await raiseFenceAlert(
+    ctx.vault,
+    ctx.machine,
+    `source machine not verified fenced (${reason}); ${then}`,
+    at,
+  );
   ctx.progress(100, `not verified: ${reason}`);
 }
 

@@ -152,7 +152,8 @@ export function hostDiskService(service: DiskService, options: HostDiskServiceOp
             { source },
           );
         }
-        await refuseForeignWriters(params, params.source);
+        // A sink's image is written by the domain's own QEMU, whose writes the mirror brings here.
+        if (current.sink === null) await refuseForeignWriters(params, params.source);
         return toExport(current);
       }
       if (params.sink === true) {

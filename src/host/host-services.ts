@@ -349,11 +349,12 @@ export interface MirroredDisk {
 
 /**
  * One mirrored disk: `armed` once every write reaches the sink before it
- * completes and the sink cut its first point since (it), `copying` while the
+ * completes and the sink is ready (points are cut), `copying` while the
  * background copy runs (no consistent point), `not-armed` with the reason.
  */
 export interface MirrorDiskStatus extends MirroredDisk {
-  state: 'armed' | 'copying' | 'not-armed';
+  /** domain-off: no QEMU runs the domain, so nothing writes the disk (its last point stays good). */
+  state: 'armed' | 'copying' | 'domain-off' | 'not-armed';
   problem: string | null;
   /** The background copy: bytes done of the bytes QEMU has to copy. */
   copy: { doneBytes: number; totalBytes: number } | null;

@@ -328,7 +328,13 @@ export class MirrorService implements Mirror {
       const copying = job?.state === 'copying' && !d.problem;
       return {
         ...d.disk,
-        state: armed ? 'armed' : copying ? 'copying' : 'not-armed',
+        state: armed
+          ? 'armed'
+          : copying
+            ? 'copying'
+            : job?.state === 'domain-off'
+              ? 'domain-off'
+              : 'not-armed',
         problem: armed || copying ? null : (d.problem ?? describeJob(job)),
         copy: job?.state === 'copying' ? { doneBytes: job.doneBytes, totalBytes: job.totalBytes } : null,
         armedAt: d.armedAt,
@@ -338,7 +344,8 @@ export class MirrorService implements Mirror {
     });
     const state = disks.every((d) => d.state === 'armed')
       ? 'armed'
-      : disks.every((d) => d.state !== 'not-armed') && disks.every((d) => d.lastRearm === null)
+      : disks.every((d) => d.state === 'armed' || d.state === 'copying') &&
+          disks.every((d) => d.lastRearm === null)
         ? 'syncing'
         : 'not-armed';
     return {

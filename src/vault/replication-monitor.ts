@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isoNow } from '../clock/index.ts';
 import type { Machine, MachineState, ReplicationHealth, ReplicationSnapshot } from '../domain/model.ts';
-import type { BrokenDiskPath, ReplicationStatus } from '../host/host-services.ts';
+import type { BrokenDiskPath, MirrorStatus, ReplicationStatus } from '../host/host-services.ts';
 import { hostServices } from './jobs/lifecycle-job.ts';
 import type { VaultContext } from './vault-context.ts';
 
@@ -49,7 +49,7 @@ export function replicationSnapshot(
   updatedAt: string,
 ): ReplicationSnapshot {
   const broken = status.brokenDisks;
-  return {
+  const base: ReplicationSnapshot = {
     state: broken.length > 0 ? 'error' : status.state,
     progress: status.progress,
     copy: status.copy ?? null,
@@ -59,6 +59,45 @@ export function replicationSnapshot(
     throughputBytesPerSec,
     lastError: broken.length > 0 ? brokenDisksMessage(broken) : status.lastError,
     updatedAt,
+  };
+  return broken.length > 0 || !status.mirror ? base : withMirror(base, status.mirror);
+}
+
+/**
+ * A machine protected through QEMU's mirror replicates only what reaches its
+ * sinks: while a disk is not mirrored (domain off, job failed, copying again
+ * after a break) the replica has no new consistent point, whatever the sender
+ * says, so the machine is never shown streaming (healthy) then.
+ */
+function withMirror(snapshot: ReplicationSnapshot, mirror: MirrorStatus): ReplicationSnapshot {
+  if (mirror.state === 'armed') return snapshot;
+  const copying = mirror.disks.filter((d) => d.copy !== null);
+  const doneBytes = copying.reduce((sum, d) => sum + d.copy!.doneBytes, 0);
+  const totalBytes = copying.reduce((sum, d) => sum + d.copy!.totalBytes, 0);
+  const copy = copying.length > 0 ? { doneBytes, totalBytes } : null;
+  const progress = totalBytes > 0 ? Math.min(99, (100 * doneBytes) / totalBytes) : 0;
+  const problems = mirror.disks
+    .filter((d) => d.state === 'not-armed' || d.state === 'domain-off')
+    .map((d) => `disk ${d.diskId} (${d.target}): ${d.problem ?? 'not mirrored'}`);
+  if (mirror.state === 'syncing') return { ...snapshot, state: 'initial-sync', copy, progress };
+  if (problems.length === 0) {
+    // Every disk copies again after a break: the replica is inconsistent until they are synced.
+    return {
+      ...snapshot,
+      state: 'resync',
+      copy,
+      progress,
+      lastError: `the mirror of domain '${mirror.domain}' is being armed again; no consistent point until it is synced`,
+    };
+  }
+  const off = mirror.disks.every((d) => d.state === 'domain-off');
+  return {
+    ...snapshot,
+    // A domain that is off writes nothing: its last point stays good (paused); anything else is an error.
+    state: off ? 'paused' : 'error',
+    copy,
+    progress,
+    lastError: `domain '${mirror.domain}' is not mirrored: ${problems.join('; ')}`,
   };
 }
 

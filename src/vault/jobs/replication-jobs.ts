@@ -1,5 +1,6 @@
 import type { Host, Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
+import type { ReplicationStatus } from '../../host/host-services.ts';
 import { replicaHostOf } from '../replica-host.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { copyProgress } from './copy-progress.ts';
@@ -12,6 +13,19 @@ import {
   ReplicationErrorWatch,
   replicationTarget,
 } from './lifecycle-job.ts';
+
+/** A mirrored machine's copy is QEMU's background copy, while it runs; then the sender's. */
+function mirrorCopyStatus(status: ReplicationStatus): ReplicationStatus {
+  const copying = (status.mirror?.disks ?? []).filter((d) => d.copy !== null);
+  if (copying.length === 0) return status;
+  const doneBytes = copying.reduce((sum, d) => sum + d.copy!.doneBytes, 0);
+  const totalBytes = copying.reduce((sum, d) => sum + d.copy!.totalBytes, 0);
+  return {
+    ...status,
+    copy: { doneBytes, totalBytes },
+    progress: totalBytes > 0 ? (100 * doneBytes) / totalBytes : 0,
+  };
+}
 
 /** The host replicating a machine now (its active host) and the one receiving. */
 async function replicationHosts(
@@ -56,6 +70,8 @@ async function attachDisks(ctx: LifecycleStepContext): Promise<Machine> {
       diskId: d.id,
       source: d.source,
       sizeBytes: d.sizeBytes,
+      // An imported domain keeps its own disk; QEMU's mirror writes into a journal-only sink.
+      ...(ctx.machine.importedFrom ? { sink: true } : {}),
     });
     disks.push({ ...d, nbdUri: exported.nbdUri });
     ctx.progress(((i + 1) / ctx.machine.disks.length) * 100, `${d.id}: ${exported.nbdUri}`);
@@ -121,6 +137,24 @@ export function enableReplicationJob(vault: () => VaultContext): VaultJobDefinit
           },
         },
         {
+          name: 'arm-mirror',
+          title: 'Arm QEMU’s active mirror of the running domain (imported libvirt domains)',
+          retrySafe: true,
+          run: async (ctx) => {
+            const domain = ctx.machine.importedFrom?.domain;
+            if (!domain) {
+              ctx.progress(100, 'the disk service serves the disks: no mirror needed');
+              return;
+            }
+            const status = await ctx.host(ctx.machine.activeHostId).mirror.protect({
+              machineId: ctx.machine.id,
+              domain,
+              disks: ctx.machine.disks.map((d) => ({ diskId: d.id, target: d.fromDomain!.target })),
+            });
+            ctx.progress(100, `domain '${domain}': mirror ${status.state}`);
+          },
+        },
+        {
           name: 'initial-replication',
           title: 'Initial replication (copy every disk, then the writes made meanwhile)',
           retrySafe: true,
@@ -135,7 +169,7 @@ export function enableReplicationJob(vault: () => VaultContext): VaultJobDefinit
               async () => {
                 const status = await source.replication.status({ machineId: ctx.machine.id });
                 broken.check(status);
-                const copy = copyProgress(status);
+                const copy = copyProgress(status.mirror ? mirrorCopyStatus(status) : status);
                 // The copy's share never goes back (it ends before the first point is listed).
                 shown = Math.max(shown, copy.percent);
                 ctx.progress(shown, `${status.state}: ${copy.text}`);
@@ -169,10 +203,10 @@ export function enableReplicationJob(vault: () => VaultContext): VaultJobDefinit
     },
     onSettled: async (vault, machine, outcome) => {
       if (outcome === 'succeeded') return;
-      // A cancelled or failed enable leaves nothing running: stop the sender, forget the recovery host.
-      await hostServicesOf(vault, machine.activeHostId)
-        .replication.stop({ machineId: machine.id })
-        .catch(() => {});
+      // A cancelled or failed enable leaves nothing running: end the mirror, stop the sender, forget the recovery host.
+      const source = hostServicesOf(vault, machine.activeHostId);
+      if (machine.importedFrom) await source.mirror.unprotect({ machineId: machine.id }).catch(() => {});
+      await source.replication.stop({ machineId: machine.id }).catch(() => {});
       await vault.store.machines.update({ ...machine, recoveryHostId: null, policyId: null });
       await vault.store.machines.recordReplication(machine.id, null, 'unknown');
     },
@@ -189,7 +223,20 @@ export function disableReplicationJob(vault: () => VaultContext): VaultJobDefini
         title: 'Stop replication',
         retrySafe: true,
         run: async (ctx) => {
-          await ctx.host(ctx.machine.activeHostId).replication.stop({ machineId: ctx.machine.id });
+          const source = ctx.host(ctx.machine.activeHostId);
+          if (ctx.machine.importedFrom) {
+            // The domain keeps running on its own disk; what Haven added to it goes, then the sinks.
+            await source.mirror.unprotect({ machineId: ctx.machine.id });
+            await source.replication.stop({ machineId: ctx.machine.id });
+            for (const d of ctx.machine.disks)
+              await source.disk.detach({ machineId: ctx.machine.id, diskId: d.id });
+            ctx.progress(
+              100,
+              `mirror of domain '${ctx.machine.importedFrom.domain}' removed, sinks detached`,
+            );
+            return;
+          }
+          await source.replication.stop({ machineId: ctx.machine.id });
         },
       },
       {

@@ -10,12 +10,23 @@ import type { VaultContext } from '../vault-context.ts';
  * the replica would be stale, then corrupt, while looking healthy. The host
  * refuses again when the disk is attached; this is the early, named refusal.
  * A host that is not connected is not asked: the job's first step waits for it.
+ *
+ * An imported libvirt domain's own QEMU writes its images: Haven sees those
+ * writes through the mirror it arms, so that QEMU (and the image lock it
+ * holds) is not a foreign writer; any other process is.
  */
 export async function refuseUnseenWriters(vault: VaultContext, machine: Machine): Promise<void> {
   if (!vault.hosts.isConnected(machine.activeHostId)) return;
   const disk = hostServices(vault, machine.activeHostId).disk;
+  const ownQemu = machine.importedFrom?.domain ?? null;
   for (const d of machine.disks) {
-    const found = await disk.writers({ machineId: machine.id, diskId: d.id, source: d.source });
+    const all = await disk.writers({ machineId: machine.id, diskId: d.id, source: d.source });
+    const own = all.writers.filter((w) => ownQemu !== null && w.qemuName === ownQemu);
+    const found = {
+      writers: all.writers.filter((w) => !own.includes(w)),
+      // The lock is the domain's own when its QEMU was found writing the image.
+      qemuWriteLock: all.qemuWriteLock && own.length === 0,
+    };
     if (!hasWriters(found)) continue;
     throw new HavenError(
       'conflict',

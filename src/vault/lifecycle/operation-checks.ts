@@ -41,6 +41,29 @@ export async function recoveryProblems(vault: VaultContext, machine: Machine): P
   });
 }
 
+/**
+ * An imported domain is protected through QEMU's active mirror, which only a
+ * libvirt host arms, and only on disks it knows by their device name.
+ */
+async function refuseUnmirrorable(vault: VaultContext, machine: Machine): Promise<void> {
+  const host = await vault.store.hosts.get(machine.activeHostId);
+  if (host && !host.capabilities.includes('hypervisor:libvirt')) {
+    throw new HavenError(
+      'operation_not_allowed',
+      `Machine '${machine.name}' (${machine.state}) is libvirt domain '${machine.importedFrom?.domain}', but host '${host.name}' does not drive libvirt now: run its agent with --libvirt URI`,
+      { machineId: machine.id, machineName: machine.name, state: machine.state, hostId: host.id },
+    );
+  }
+  const unknown = machine.disks.filter((d) => !d.fromDomain?.target);
+  if (unknown.length > 0) {
+    throw new HavenError(
+      'operation_not_allowed',
+      `Machine '${machine.name}' (${machine.state}): disk(s) ${unknown.map((d) => d.id).join(', ')} were not discovered in domain '${machine.importedFrom?.domain}'; import the domain again`,
+      { machineId: machine.id, machineName: machine.name, state: machine.state },
+    );
+  }
+}
+
 /** The checks an operation must pass before its job is queued; each throws a HavenError naming the problem. */
 export function operationCheck(
   vault: VaultContext,
@@ -59,15 +82,7 @@ export function operationCheck(
       assertValid(validateFailbackTarget(machine, request.options.alternateHostId ?? null), machine);
     }
     if (request.operation === 'enable-replication') {
-      if (machine.importedFrom) {
-        // Its disks are the domain's own images, which the disk service does not serve: replicating them
-        // as if it did would show a stale replica as healthy.
-        throw new HavenError(
-          'operation_not_allowed',
-          `Machine '${machine.name}' is libvirt domain '${machine.importedFrom.domain}': live protection of libvirt domains is not available yet`,
-          { machineId: machine.id, machineName: machine.name, state: machine.state, allowed: ['delete'] },
-        );
-      }
+      if (machine.importedFrom) await refuseUnmirrorable(vault, machine);
       const hostId = request.options.recoveryHostId;
       const host = (await vault.store.hosts.get(hostId)) ?? (await vault.store.hosts.getByName(hostId));
       if (!host)

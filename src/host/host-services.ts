@@ -384,6 +384,7 @@ export const HOST_OPERATIONS = {
     'status',
     'fence',
     'consoleLog',
+    'moveDiskToImage',
   ],
 } as const satisfies { [S in keyof HostServices]: ReadonlyArray<keyof HostServices[S]> };
 

@@ -8,6 +8,7 @@
 import { join } from 'node:path';
 import type { RunningCopy } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
+import type { DiskMove } from '../../host/host-services.ts';
 import { mib } from './copy-progress.ts';
 import { type LifecycleStep, type LifecycleStepContext, pollUntil } from './lifecycle-job.ts';
 
@@ -63,9 +64,11 @@ export function moveOffViewStep(): LifecycleStep {
       }
       const hypervisor = ctx.host(copy.hostId).hypervisor;
       const moved: string[] = [];
+      let copiedBytes = 0;
       for (const [index, { diskId, image }] of images.entries()) {
+        let done: DiskMove;
         try {
-          await pollUntil(
+          done = await pollUntil(
             ctx,
             async () => {
               const move = await hypervisor.moveDiskToImage({ name: copy.vmName, diskId, image });
@@ -90,10 +93,11 @@ export function moveOffViewStep(): LifecycleStep {
           );
         }
         moved.push(diskId);
+        copiedBytes += done.copiedBytes;
       }
       await ctx.save({ runtime: { ...ctx.machine.runtime, failover: { ...copy, localImages: images } } });
       await ctx.output({ disks: `on local images: ${images.map((i) => i.image).join(', ')}` });
-      ctx.progress(100, `${images.length} disk(s) on local images`);
+      ctx.progress(100, `${images.length} disk(s), ${mib(copiedBytes)} MiB copied, on local images`);
     },
   };
 }

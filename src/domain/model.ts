@@ -115,6 +115,14 @@ export interface RunningCopy {
   /** Disks as the copy sees them (the view's NBD exports). */
   disks: Array<{ diskId: string; nbdUri: string }>;
   startedAt: string;
+  /**
+   * Set once commit moved the copy's disks, live, off its view onto local
+   * qcow2 images at its host (libvirt hosts): what it reads and writes from
+   * then on. The view is closed after that.
+   */
+  localImages?: Array<{ diskId: string; image: string }> | null;
+  /** The view was closed after its disks moved to `localImages`: nothing reads it any more. */
+  viewClosed?: boolean;
 }
 
 export interface MachineRuntime {

@@ -4,12 +4,13 @@
  * folders, symbolic links resolved, before the driver is handed them. The
  * driver (often root) has them read into the guest's memory, so a path the
  * vault let through as text (a link inside a storage folder to /etc/shadow)
- * would otherwise let an operator read any file of the host.
+ * would otherwise let an operator read any file of the host. The local image
+ * a disk moves to is held to the storage folders the same way.
  */
 import { HavenError } from '../errors/index.ts';
 import type { Hypervisor, MachineDefinition } from '../hypervisor/hypervisor.ts';
 import { HOST_OPERATIONS } from './host-services.ts';
-import { checkBootOnHost } from './storage-folders.ts';
+import { checkBootOnHost, checkSourceOnHost } from './storage-folders.ts';
 
 /** A driver that keeps its definitions (the QEMU driver) lets the host check them again at start. */
 interface DefinitionReader {
@@ -56,6 +57,11 @@ export function checkedHypervisor(hypervisor: Hypervisor, storageFolders: readon
         if (defined) await checkBoot(params.name, defined.boot, storageFolders);
       }
       return hypervisor.start(params);
+    },
+    // The driver (often root) creates the image: only inside a storage folder, links resolved.
+    moveDiskToImage: async (params) => {
+      await checkSourceOnHost('image', params.image, storageFolders);
+      return hypervisor.moveDiskToImage(params);
     },
   };
 }

@@ -437,6 +437,7 @@ export const HOST_OPERATIONS = {
     'status',
     'fence',
     'consoleLog',
+    'moveDiskToImage',
   ],
   mirror: ['protect', 'unprotect', 'status'],
 } as const satisfies { [S in keyof HostServices]: ReadonlyArray<keyof HostServices[S]> };

@@ -28,6 +28,11 @@ export interface MachineKernelBoot {
 
 export interface MachineDefinition {
   name: string;
+  /**
+   * The domain's UUID, for drivers that have one (libvirt); absent: the driver
+   * picks one. A recovered copy gets its own, so it never collides with its source.
+   */
+  uuid?: string;
   cpus: number;
   memoryMiB: number;
   disks: Array<{ diskId: string; nbdUri: string }>;
@@ -58,6 +63,22 @@ export interface ConsoleLog {
   name: string;
   /** Console lines of the current (or last) run, oldest first, terminal escapes removed. */
   lines: string[];
+}
+
+/**
+ * Where a live move of a running machine's disk from its NBD export to a
+ * local image stands: `copying` while the background copy runs (the guest
+ * reads and writes the export meanwhile), `moved` once the machine reads and
+ * writes the image, checked with the hypervisor after the switch (its stored
+ * definition too, so a restart reads the image).
+ */
+export interface DiskMove {
+  name: string;
+  diskId: string;
+  image: string;
+  state: 'copying' | 'moved';
+  copiedBytes: number;
+  totalBytes: number;
 }
 
 /** A disk of a domain as its hypervisor defines it (what the host's inventory reports). */
@@ -142,4 +163,13 @@ export interface Hypervisor {
   fence(params: { name: string }): Promise<MachineStatus>;
   /** The serial console of the current or last run; `tail` keeps the last lines only. */
   consoleLog(params: { name: string; tail?: number }): Promise<ConsoleLog>;
+  /**
+   * Moves a running machine's disk (the one whose serial is `diskId`) off the
+   * NBD export it reads now onto a new local qcow2 image at `image`, live.
+   * Called again until it answers `moved`: each call starts the copy when none
+   * runs, reports its progress, and once the copy mirrors every guest write,
+   * switches the machine to the image and verifies it. Safe to repeat; a copy
+   * that ended without the switch fails, the machine still on its export.
+   */
+  moveDiskToImage(params: { name: string; diskId: string; image: string }): Promise<DiskMove>;
 }

@@ -19,6 +19,7 @@ const DISK_ID = /^[A-Za-z0-9_-]{1,20}$/;
 // Linux interface names: at most 15 bytes.
 const NETWORK = /^[A-Za-z0-9][A-Za-z0-9_-]{0,14}$/;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 
 export const MAX_CPUS = 64;
@@ -106,6 +107,16 @@ export function validateMachineDefinition(machine: MachineDefinition): StoredDef
   const macs = new Set(nics.map((nic) => nic.mac));
   if (macs.size !== nics.length) throw invalid(name, 'nics.mac', 'two NICs have the same MAC');
   const stored: StoredDefinition = { name, cpus: machine.cpus, memoryMiB: machine.memoryMiB, disks, nics };
+  if (machine.uuid !== undefined) {
+    if (typeof machine.uuid !== 'string' || !UUID.test(machine.uuid)) {
+      throw invalid(
+        name,
+        'uuid',
+        `UUID '${String(machine.uuid)}' must look like 0f8e7b52-3c1d-4a8e-9b6f-2d4c5e6f7a8b`,
+      );
+    }
+    stored.uuid = machine.uuid.toLowerCase();
+  }
   if (machine.boot !== undefined) {
     const { kernel, initrd, cmdline } = machine.boot;
     if (typeof kernel !== 'string' || !kernel.startsWith('/')) {

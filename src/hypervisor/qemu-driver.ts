@@ -13,6 +13,7 @@ import { pausedCannotStart, refuseChangeWhileOn, undefineWhenOff } from './drive
 import type { ShutdownSteps } from './graceful-shutdown.ts';
 import type {
   ConsoleLog,
+  DiskMove,
   DomainDescription,
   Hypervisor,
   HypervisorInventory,
@@ -217,6 +218,19 @@ export class QemuDriver extends QueuedDriver implements Hypervisor {
   async status(params: { name: string }): Promise<MachineStatus> {
     const { name } = params;
     return { name, state: await this.#state(name) };
+  }
+
+  /**
+   * Not offered: this driver's machines read their disks only as NBD exports
+   * (its stored definitions have no image disks to restart from).
+   */
+  async moveDiskToImage(params: { name: string; diskId: string; image: string }): Promise<DiskMove> {
+    await this.#definitionOrThrow(params.name);
+    throw new HavenError(
+      'not_available',
+      `machine '${params.name}': the built-in QEMU driver does not move disks off their view to local images; its machines keep reading the view (use a libvirt host for that)`,
+      { machine: params.name, diskId: params.diskId, driver: 'qemu' },
+    );
   }
 
   async consoleLog(params: { name: string; tail?: number }): Promise<ConsoleLog> {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { validateMachineDefinition } from '../machine-definition.ts';
-import { domainXml, parseDomainXml } from './domain-xml.ts';
+import { diskBySerial, domainXml, parseDomainXml, withDiskOnImage } from './domain-xml.ts';
 import { parseXml } from './xml.ts';
 
 const OPERATOR_DOMAIN = `<?xml version="1.0"?>
@@ -111,6 +111,49 @@ describe('libvirt domain XML', () => {
       cmdline: "console=ttyS0 x='<&>' haven.ip=10.0.0.9/24",
     });
     assert.equal(read.consoleFile, '/var/log/c.log');
+  });
+
+  it('writes the UUID it is given; finds a disk by its serial with its copy job; rewrites it onto an image', () => {
+    const uuid = '1f2e3d4c-5b6a-4978-8877-665544332211';
+    const xml = domainXml(
+      validateMachineDefinition({
+        name: 'copy',
+        uuid,
+        cpus: 1,
+        memoryMiB: 128,
+        disks: [{ diskId: 'disk0', nbdUri: 'nbd+unix:///v.disk0?socket=/run/views.sock' }],
+        nics: [],
+      }),
+      { consoleFile: '/var/log/copy.log', domainType: 'qemu' },
+    );
+    assert.equal(parseDomainXml(xml).uuid, uuid);
+    const mirrored = xml.replace(
+      '</disk>',
+      "<mirror type='file' job='copy' ready='yes'><format type='qcow2'/><source file='/srv/copy.qcow2'/></mirror></disk>",
+    );
+    const found = diskBySerial(mirrored, 'disk0');
+    assert.equal(found?.disk.target, 'vda');
+    assert.equal(found?.disk.source.type, 'nbd');
+    assert.equal(found?.mirrorFile, '/srv/copy.qcow2');
+    assert.equal(diskBySerial(xml, 'disk0')?.mirrorFile, null);
+    assert.equal(diskBySerial(xml, 'disk9'), undefined);
+    const moved = parseDomainXml(withDiskOnImage(xml, 'disk0', '/srv/copy.qcow2'));
+    assert.deepEqual(moved.disks[0]!.source, { type: 'file', path: '/srv/copy.qcow2' });
+    assert.equal(moved.disks[0]!.format, 'qcow2');
+    assert.equal(moved.uuid, uuid);
+    assert.equal(moved.consoleFile, '/var/log/copy.log');
+    assert.throws(
+      () =>
+        validateMachineDefinition({
+          name: 'x',
+          uuid: 'nope',
+          cpus: 1,
+          memoryMiB: 128,
+          disks: [{ diskId: 'disk0', nbdUri: 'nbd+unix:///v.disk0?socket=/run/views.sock' }],
+          nics: [],
+        }),
+      { code: 'validation_failed', message: /UUID 'nope'/ },
+    );
   });
 
   it('refuses malformed XML instead of guessing', () => {

@@ -97,6 +97,56 @@ function readBoot(os: XmlElement | undefined): DomainBoot {
   return { kind: 'devices', devices: devices.length > 0 ? devices : ['hd'] };
 }
 
+/** A disk of a domain's XML found by its serial (Haven's disk id), with the copy job that mirrors it, if any. */
+export interface SerialDisk {
+  disk: DomainDisk;
+  /** The image a block copy job of this disk writes to (libvirt's `<mirror>`), null when none runs. */
+  mirrorFile: string | null;
+}
+
+/** The disk whose `<serial>` is `serial` in a domain's XML, or undefined. */
+export function diskBySerial(xml: string, serial: string): SerialDisk | undefined {
+  const element = childrenOf(childOf(parseXml(xml), 'devices'), 'disk').find(
+    (disk) => childOf(disk, 'serial')?.text === serial,
+  );
+  if (!element) return undefined;
+  const mirror = childOf(element, 'mirror');
+  return {
+    disk: readDisk(element),
+    mirrorFile: mirror ? (childOf(mirror, 'source')?.attributes.file ?? mirror.attributes.file ?? '') : null,
+  };
+}
+
+/**
+ * A domain's XML with the disk whose serial is `serial` reading the qcow2
+ * image `image` instead (what a restart must open after a live move).
+ */
+export function withDiskOnImage(xml: string, serial: string, image: string): string {
+  const toNode = (element: XmlElement): XmlNode => {
+    if (element.name === 'disk' && childOf(element, 'serial')?.text === serial) {
+      return {
+        name: 'disk',
+        attributes: { ...element.attributes, type: 'file' },
+        content: element.children
+          .filter((child) => child.name !== 'backingStore')
+          .map((child) =>
+            child.name === 'source'
+              ? { name: 'source', attributes: { file: image } }
+              : child.name === 'driver'
+                ? { name: 'driver', attributes: { ...child.attributes, type: 'qcow2' } }
+                : toNode(child),
+          ),
+      };
+    }
+    return {
+      name: element.name,
+      attributes: element.attributes,
+      content: element.children.length > 0 ? element.children.map(toNode) : element.text,
+    };
+  };
+  return writeXml(toNode(parseXml(xml)));
+}
+
 /** Reads `virsh dumpxml` output. */
 export function parseDomainXml(xml: string): DomainDefinition {
   const domain = parseXml(xml);
@@ -180,6 +230,7 @@ export function domainXml(
     attributes: { type: options.domainType },
     content: [
       { name: 'name', content: machine.name },
+      ...(machine.uuid ? [{ name: 'uuid', content: machine.uuid }] : []),
       { name: 'memory', attributes: { unit: 'MiB' }, content: String(machine.memoryMiB) },
       { name: 'vcpu', content: String(machine.cpus) },
       { name: 'os', content: os },

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HavenError, notFound } from '../../errors/index.ts';
 import { readConsoleFile } from '../console-file.ts';
@@ -9,6 +9,7 @@ import { pausedCannotStart, refuseChangeWhileOn, undefineWhenOff } from '../driv
 import type { ShutdownSteps } from '../graceful-shutdown.ts';
 import type {
   ConsoleLog,
+  DiskMove,
   DomainDescription,
   DomainDisk,
   Hypervisor,
@@ -20,7 +21,14 @@ import type {
 import { validateMachineDefinition } from '../machine-definition.ts';
 import { findQemuProcesses, waitForExit } from '../qemu-process.ts';
 import { QueuedDriver } from '../queued-driver.ts';
-import { type DomainDefinition, domainXml, parseDomainXml } from './domain-xml.ts';
+import {
+  type DomainDefinition,
+  diskBySerial,
+  domainXml,
+  parseDomainXml,
+  type SerialDisk,
+  withDiskOnImage,
+} from './domain-xml.ts';
 import { LibvirtMirror } from './libvirt-mirror.ts';
 import { Virsh } from './virsh.ts';
 
@@ -131,14 +139,7 @@ export class LibvirtDriver extends QueuedDriver implements Hypervisor {
         state,
         () => existing !== undefined && !sameDefinition(existing, parseDomainXml(xml)),
       );
-      // virsh reads the XML from a file (its stdin, a socket here, cannot be opened by name).
-      const dir = await mkdtemp(join(tmpdir(), 'haven-define-'));
-      try {
-        await writeFile(join(dir, 'domain.xml'), xml, { mode: 0o600 });
-        await this.#virsh.run(['define', join(dir, 'domain.xml')], { domain: machine.name });
-      } finally {
-        await rm(dir, { recursive: true, force: true });
-      }
+      await this.#defineXml(machine.name, xml);
       return { name: machine.name, state: existing ? state : 'shut-off' };
     });
   }
@@ -212,7 +213,137 @@ export class LibvirtDriver extends QueuedDriver implements Hypervisor {
     return readConsoleFile(name, definition.consoleFile, tail);
   }
 
+  /**
+   * `virsh blockcopy --transient-job` (a persistent domain takes no other
+   * copy job) to a new qcow2 image, then `blockjob --pivot` once the copy is
+   * ready, checked in the live XML and in the stored definition (libvirt 9.0
+   * updates it on the pivot; it is redefined when a libvirt did not).
+   */
+  async moveDiskToImage(params: { name: string; diskId: string; image: string }): Promise<DiskMove> {
+    const { name, diskId, image } = params;
+    return this.exclusive(name, async () => {
+      const state = await this.#stateOrThrow(name);
+      const live = await this.#diskBySerial(name, diskId, false);
+      const target = live.disk.target;
+      const answer = (moveState: DiskMove['state'], copiedBytes: number, totalBytes: number): DiskMove => ({
+        name,
+        diskId,
+        image,
+        state: moveState,
+        copiedBytes,
+        totalBytes,
+      });
+      if (onImage(live.disk, image)) {
+        await this.#keepOnImageAfterRestart(name, diskId, image);
+        const total = await this.#capacity(name, target);
+        return answer('moved', total, total);
+      }
+      if (state !== 'running') {
+        throw new HavenError(
+          'operation_not_allowed',
+          `machine '${name}' is ${state}: its disk ${diskId} is moved to a local image only while it runs`,
+          { machine: name, state, diskId },
+        );
+      }
+      if (live.mirrorFile !== null && live.mirrorFile !== image) {
+        throw new HavenError(
+          'conflict',
+          `machine '${name}': disk ${diskId} (${target}) is being copied to '${live.mirrorFile}' by another block job; it cannot be moved to '${image}' meanwhile`,
+          { machine: name, diskId, mirror: live.mirrorFile },
+        );
+      }
+      const job = await this.#blockJob(name, target);
+      if (job) {
+        if (job.cur < job.end || job.end === 0) return answer('copying', job.cur, job.end);
+        try {
+          await this.#virsh.run(['blockjob', name, target, '--pivot'], { domain: name });
+        } catch (error) {
+          // Not ready after all (a write made the copy fall behind again): the next call tries again.
+          if (error instanceof HavenError && /not ready|still active/i.test(error.message))
+            return answer('copying', job.cur, job.end);
+          throw error;
+        }
+        const after = await this.#diskBySerial(name, diskId, false);
+        if (!onImage(after.disk, image)) {
+          throw new HavenError(
+            'internal',
+            `machine '${name}': after the switch libvirt reports disk ${diskId} reading ${describeSource(after.disk)}, not '${image}'`,
+            { machine: name, diskId, image },
+          );
+        }
+        await this.#keepOnImageAfterRestart(name, diskId, image);
+        return answer('moved', job.end, job.end);
+      }
+      if (await exists(image)) {
+        throw new HavenError(
+          'conflict',
+          `machine '${name}': the copy of disk ${diskId} to '${image}' ended without the switch (libvirt reports no copy job); the machine still reads ${describeSource(live.disk)}. The partial image '${image}' is left for you to remove`,
+          { machine: name, diskId, image },
+        );
+      }
+      await refuseWorldWritableFolder(name, image);
+      await this.#virsh.run(
+        ['blockcopy', name, target, '--dest', image, '--format', 'qcow2', '--transient-job'],
+        { domain: name },
+      );
+      return answer('copying', 0, await this.#capacity(name, target));
+    });
+  }
+
   // ---- internals -----------------------------------------------------------
+
+  async #defineXml(name: string, xml: string): Promise<void> {
+    // virsh reads the XML from a file (its stdin, a socket here, cannot be opened by name).
+    const dir = await mkdtemp(join(tmpdir(), 'haven-define-'));
+    try {
+      await writeFile(join(dir, 'domain.xml'), xml, { mode: 0o600 });
+      await this.#virsh.run(['define', join(dir, 'domain.xml')], { domain: name });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  async #diskBySerial(name: string, diskId: string, inactive: boolean): Promise<SerialDisk> {
+    const xml = await this.#virsh.run(['dumpxml', ...(inactive ? ['--inactive'] : []), name], {
+      domain: name,
+    });
+    const found = diskBySerial(xml, diskId);
+    if (!found) {
+      throw new HavenError('not_found', `machine '${name}' has no disk with serial '${diskId}'`, {
+        machine: name,
+        diskId,
+      });
+    }
+    return found;
+  }
+
+  /** The stored definition reads the image too, so the next start of the domain does not go back to the view. */
+  async #keepOnImageAfterRestart(name: string, diskId: string, image: string): Promise<void> {
+    if (onImage((await this.#diskBySerial(name, diskId, true)).disk, image)) return;
+    const stored = await this.#virsh.run(['dumpxml', '--inactive', name], { domain: name });
+    await this.#defineXml(name, withDiskOnImage(stored, diskId, image));
+    const again = await this.#diskBySerial(name, diskId, true);
+    if (!onImage(again.disk, image)) {
+      throw new HavenError(
+        'internal',
+        `machine '${name}': its stored definition still reads disk ${diskId} from ${describeSource(again.disk)}, not '${image}'`,
+        { machine: name, diskId, image },
+      );
+    }
+  }
+
+  /** The block job on `target` (`virsh blockjob --info --raw`: cur and end in bytes), or undefined. */
+  async #blockJob(name: string, target: string): Promise<{ cur: number; end: number } | undefined> {
+    const out = await this.#virsh.run(['blockjob', name, target, '--info', '--raw'], { domain: name });
+    const cur = /\bcur=(\d+)/.exec(out)?.[1];
+    const end = /\bend=(\d+)/.exec(out)?.[1];
+    return cur === undefined || end === undefined ? undefined : { cur: Number(cur), end: Number(end) };
+  }
+
+  async #capacity(name: string, target: string): Promise<number> {
+    const out = await this.#virsh.run(['domblkinfo', name, target], { domain: name });
+    return Number(/^Capacity:\s+(\d+)/m.exec(out)?.[1] ?? 0);
+  }
 
   async #names(): Promise<string[]> {
     const out = await this.#virsh.run(['list', '--all', '--name']);
@@ -317,6 +448,40 @@ export class LibvirtDriver extends QueuedDriver implements Hypervisor {
 
 export function createLibvirtDriver(options: LibvirtDriverOptions): LibvirtDriver {
   return new LibvirtDriver(options);
+}
+
+function onImage(disk: DomainDisk, image: string): boolean {
+  return disk.source.type === 'file' && disk.source.path === image && disk.format === 'qcow2';
+}
+
+function describeSource(disk: DomainDisk): string {
+  const { source } = disk;
+  if (source.type === 'file' || source.type === 'block') return `'${source.path}'`;
+  if (source.type === 'nbd') return `NBD export '${source.export}'`;
+  return source.type === 'other' ? source.description : 'no source';
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return false;
+      throw error;
+    },
+  );
+}
+
+/** Another local user must not be able to swap the image under the hypervisor. */
+async function refuseWorldWritableFolder(name: string, image: string): Promise<void> {
+  const folder = dirname(image);
+  const mode = (await stat(folder)).mode;
+  if ((mode & 0o002) !== 0) {
+    throw new HavenError(
+      'bad_request',
+      `image: machine '${name}': the folder '${folder}' of '${image}' is writable by every user (mode ${(mode & 0o7777).toString(8)}); choose a storage folder that is not`,
+      { field: 'image', machine: name, folder },
+    );
+  }
 }
 
 /** "Not running" or "not defined" from libvirt: the state the caller wanted already holds. */

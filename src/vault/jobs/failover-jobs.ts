@@ -7,6 +7,7 @@ import type { RecoveryPointChoice } from '../lifecycle/operation-options.ts';
 import { requireReplicaHost } from '../replica-host.ts';
 import { fenceAlertKey, raiseFenceAlert } from '../source-fence.ts';
 import type { VaultContext } from '../vault-context.ts';
+import { copyIdentity } from './copy-identity.ts';
 import { failbackCommitSteps } from './failback-jobs.ts';
 import type { VaultJobDefinition } from './job-inputs.ts';
 import {
@@ -16,6 +17,7 @@ import {
   pollUntil,
   replicaHostOnly,
 } from './lifecycle-job.ts';
+import { closeMovedViewStep, moveOffViewStep } from './move-off-view.ts';
 import { fenceAndVerify } from './verified-fence.ts';
 
 /**
@@ -85,28 +87,39 @@ async function recoveryNics(ctx: LifecycleStepContext, testNetwork: string | nul
   }));
 }
 
-/** Defines the copy's machine at its host (from the recovery settings) and starts it; safe to repeat. */
+/**
+ * Defines the copy's machine at its host (from the recovery settings, with a
+ * name, UUID and MACs of its own there: see copyIdentity) and starts it; safe
+ * to repeat. Returns the name it runs under.
+ */
 async function runCopy(
   ctx: LifecycleStepContext,
-  copy: Pick<RunningCopy, 'hostId' | 'disks'>,
-  vmName: string,
+  copy: Pick<RunningCopy, 'hostId' | 'disks' | 'vmName'>,
   testNetwork: string | null,
-): Promise<void> {
+): Promise<string> {
   const services = ctx.host(copy.hostId);
   const settings = ctx.machine.recoverySettings;
+  const identity = copyIdentity(
+    ctx.machine.id,
+    copy.vmName,
+    await recoveryNics(ctx, testNetwork),
+    await services.hypervisor.inventory(),
+  );
   const definition: MachineDefinition = {
-    name: vmName,
+    name: identity.name,
+    uuid: identity.uuid,
     cpus: settings.cpus,
     memoryMiB: settings.memoryMiB,
     disks: copy.disks,
-    nics: await recoveryNics(ctx, testNetwork),
+    nics: identity.nics,
     ...(settings.boot ? { boot: settings.boot } : {}),
   };
   const status = await services.hypervisor
-    .status({ name: vmName })
+    .status({ name: identity.name })
     .catch(() => ({ state: 'absent' as const }));
   if (status.state === 'absent') await services.hypervisor.define({ machine: definition });
-  if (status.state !== 'running') await services.hypervisor.start({ name: vmName });
+  if (status.state !== 'running') await services.hypervisor.start({ name: identity.name });
+  return identity.name;
 }
 
 /** Opens a writable view of the replica at the point and starts a machine on it at the replica host. */
@@ -138,9 +151,9 @@ async function startCopy(
       startedAt: isoNow(ctx.vault.clock),
     };
   }
-  await runCopy(ctx, copy, options.vmName, options.testNetwork);
-  ctx.progress(100, `${options.vmName} started on view ${copy.viewId} (${point.time})`);
-  return { ...copy, startedAt: isoNow(ctx.vault.clock) };
+  const vmName = await runCopy(ctx, copy, options.testNetwork);
+  ctx.progress(100, `${vmName} started on view ${copy.viewId} (${point.time})`);
+  return { ...copy, vmName, startedAt: isoNow(ctx.vault.clock) };
 }
 
 /** Powers a copy off and drops its view (and the writes made on it). Safe to repeat. */
@@ -585,7 +598,7 @@ export function changeRecoveryPointJob(
             await ctx.save({ runtime: { ...ctx.machine.runtime, failover: next } });
           }
           const current = (await ctx.reload()).runtime.failover!;
-          await runCopy(ctx, current, current.vmName, null);
+          await runCopy(ctx, current, null);
           await ctx.save({
             runtime: { ...ctx.machine.runtime, failover: { ...current, startedAt: isoNow(ctx.vault.clock) } },
           });
@@ -602,6 +615,7 @@ export function commitJob(vault: () => VaultContext): VaultJobDefinition<'commit
       input.transition.from === 'failed-back'
         ? failbackCommitSteps()
         : [
+            moveOffViewStep(),
             {
               name: 'commit-point',
               title: 'Keep the chosen recovery point and delete the others',
@@ -620,6 +634,7 @@ export function commitJob(vault: () => VaultContext): VaultJobDefinition<'commit
                 await ctx.output({ committed: { pointId: copy.pointId, time: copy.pointTime } });
               },
             },
+            closeMovedViewStep(),
           ],
   });
 }

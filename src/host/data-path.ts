@@ -9,7 +9,7 @@
  * kept in `<dataDir>/data-path.json` and restored when the agent restarts, so
  * replication resumes on its own after a host crash.
  */
-import { chmod, mkdir, readFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { DiskService } from '../disk/index.ts';
 import type { ActiveMirrorDriver } from '../hypervisor/active-mirror.ts';
@@ -52,7 +52,7 @@ export interface DataPathOptions {
   /** The hypervisor's active mirror (libvirt): live protection of domains the disk service does not serve. */
   mirrorDriver?: ActiveMirrorDriver | null;
   /** Mirror service tuning (tests). */
-  mirror?: Pick<MirrorServiceOptions, 'tickMs' | 'pointIntervalMs' | 'reconnectDelaySeconds'>;
+  mirror?: Pick<MirrorServiceOptions, 'tickMs' | 'pointIntervalMs' | 'reconnectDelaySeconds' | 'log'>;
 }
 
 export interface DataPath {
@@ -148,11 +148,21 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
   const checkedDisks: typeof disks = {
     ...disks,
     attach: async (params) => {
-      await checkSourceOnHost('source', params.source, attachable);
+      // A sink never opens its source (the domain's own image, named by its definition): QEMU mirrors it.
+      if (params.sink !== true) await checkSourceOnHost('source', params.source, attachable);
       return disks.attach(params);
     },
     writers: async (params) => {
-      await checkSourceOnHost('source', params.source, attachable);
+      // Only looked at, never opened for writing: an imported domain's image may live anywhere
+      // (its definition names it), but only a regular file or block device is probed.
+      const inFolder = await checkSourceOnHost('source', params.source, attachable).then(
+        () => true,
+        (error: unknown) => error,
+      );
+      if (inFolder !== true) {
+        const found = await stat(params.source).catch(() => null);
+        if (!found?.isFile() && !found?.isBlockDevice()) throw inFolder;
+      }
       return disks.writers(params);
     },
   };

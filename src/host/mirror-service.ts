@@ -68,6 +68,8 @@ interface DiskWatch {
   arms: number;
   lastRearm: MirrorDiskStatus['lastRearm'];
   comparing: boolean;
+  /** When a pass last saw the job synced with its sink ready (ms); 0 when not since the last break. */
+  syncedAtMs: number;
 }
 
 interface MachineWatch {
@@ -200,6 +202,7 @@ export class MirrorService implements Mirror {
         arms: 0,
         lastRearm: null,
         comparing: false,
+        syncedAtMs: 0,
       })),
       lastPointAtMs: 0,
       lastPointAt: null,
@@ -238,6 +241,7 @@ export class MirrorService implements Mirror {
         await this.#notReady(d).catch(() => {});
       }
     }
+    if (await this.#finalPoint(watch)) return;
     const synced = watch.disks.every((d) => d.job?.state === 'synced' && !d.problem);
     if (!synced) return;
     for (const d of watch.disks) {
@@ -247,7 +251,32 @@ export class MirrorService implements Mirror {
       }
       if (!this.#ready(d)) await this.#o.core.markSinkReady(d.exportName);
     }
-    if (Date.now() - watch.lastPointAtMs >= this.#o.pointIntervalMs) await this.#cut(watch);
+    const now = Date.now();
+    for (const d of watch.disks) d.syncedAtMs = now;
+    if (now - watch.lastPointAtMs >= this.#o.pointIntervalMs) await this.#cut(watch);
+  }
+
+  /**
+   * The domain stopped (shut down, or its QEMU killed) while every disk was
+   * synced: everything the guest saw written is in the sinks, so their state
+   * is the disk's last crash-consistent state and gets a point. Proven when
+   * the last pass that saw the disks synced is younger than the reconnect
+   * delay: a sink connection lost before QEMU ended could not yet have
+   * failed the job (QEMU holds writes that long first), so no write went
+   * past the sinks.
+   */
+  async #finalPoint(watch: MachineWatch): Promise<boolean> {
+    if (!watch.disks.every((d) => d.job?.state === 'domain-off')) return false;
+    const proven = watch.disks.every(
+      (d) => d.syncedAtMs > 0 && Date.now() - d.syncedAtMs < this.#o.reconnectDelaySeconds * 1000,
+    );
+    for (const d of watch.disks) d.syncedAtMs = 0;
+    if (!proven) return true;
+    for (const d of watch.disks) if (!this.#ready(d)) await this.#o.core.markSinkReady(d.exportName);
+    await this.#cut(watch);
+    for (const d of watch.disks) await this.#notReady(d);
+    this.#o.log?.(`haven: domain ${watch.saved.domain} stopped while mirrored: last point cut`);
+    return true;
   }
 
   /** Moves one disk's job towards synced. */

@@ -35,7 +35,11 @@ export async function startHost(hostOptions: HostOptions): Promise<RunningHost> 
   const libvirt = options.libvirt ? createLibvirtDriver({ uri: options.libvirt.uri }) : null;
   const hypervisor: Hypervisor =
     libvirt ?? createQemuDriver({ stateDir: join(options.dataDir, 'hypervisor') });
-  const dataPath = await startDataPath({ ...options, mirrorDriver: libvirt?.mirror ?? null });
+  const dataPath = await startDataPath({
+    ...options,
+    mirrorDriver: libvirt?.mirror ?? null,
+    mirror: { ...options.mirror, ...(options.log ? { log: options.log } : {}) },
+  });
   try {
     const agent = await startHostAgent({
       dataDir: options.dataDir,

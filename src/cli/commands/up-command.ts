@@ -17,7 +17,7 @@ export const upCommands: Command[] = [
   {
     name: 'up',
     summary:
-      'Run a vault with two local hosts, "primary" and "recovery" (the embedded default); --libvirt URI: the hosts drive libvirt (e.g. qemu:///system) instead of the built-in QEMU driver',
+      'Run a vault with two local hosts, "primary" and "recovery" (the embedded default); --libvirt URI: the hosts drive libvirt (e.g. qemu:///system) instead of the built-in QEMU driver; --share-group GROUP: libvirt\'s QEMU (user libvirt-qemu, in GROUP) opens the hosts\' disk and view sockets; --storage DIR...: folders disk images may be attached from and recovered disks are written to (default DATA/images)',
     options: {
       data: { type: 'string' },
       port: { type: 'string' },
@@ -25,6 +25,7 @@ export const upCommands: Command[] = [
       'no-demo': { type: 'boolean' },
       'share-group': { type: 'string' },
       libvirt: { type: 'string' },
+      storage: { type: 'string', multiple: true },
     },
     run: async (args) => {
       const dataDir = dataDirOption(args, '.haven');
@@ -38,6 +39,7 @@ export const upCommands: Command[] = [
         ...controlPortOption(args),
         ...(await shareGroupOption(args)),
         ...libvirt,
+        ...(Array.isArray(args.values.storage) ? { storageFolders: args.values.storage.map(String) } : {}),
         demo,
         ...(process.env.HAVEN_DATABASE_URL ? { databaseUrl: process.env.HAVEN_DATABASE_URL } : {}),
         log: (line) => process.stderr.write(`${line}\n`),

@@ -146,7 +146,10 @@ test('compare mode is refused on a ready sink, for hashes of another disk or of 
     const disk = Buffer.alloc(SIZE);
     disk.fill(7, 0, BLOCK);
     assert.throws(() => sink.beginCompare(hashesOf(disk, BLOCK, 0)), /through 0 but .* journaled through 1/);
-    assert.throws(() => sink.beginCompare(hashesOf(Buffer.alloc(SIZE + 512), BLOCK, 1)), /-byte disk, not of this/);
+    assert.throws(
+      () => sink.beginCompare(hashesOf(Buffer.alloc(SIZE + 512), BLOCK, 1)),
+      /-byte disk, not of this/,
+    );
     assert.throws(() => sink.beginCompare({ ...hashesOf(disk, BLOCK, 1), blockCount: 3 }), /hold 3 blocks/);
     const ready = await sink.markReady();
     assert.equal(sink.readySeq, ready.seq);

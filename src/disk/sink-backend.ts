@@ -346,6 +346,15 @@ export class SinkBackend implements BlockBackend {
         allowed: ['endCompare'],
       });
     }
+    if (this.journal.resyncRequired) {
+      // Its writes since the overflow are only dirty regions: skipping blocks would not clear them.
+      throw new HavenError(
+        'operation_not_allowed',
+        `sink journal '${this.journal.dir}' overflowed into its dirty bitmap: compare mode cannot resume it; ` +
+          'arm the mirror into a new sink with a full copy',
+        { mode: this.journal.mode, allowed: ['re-arm into a new sink'] },
+      );
+    }
     const last = this.journal.status.nextSeq - 1;
     if (hashes.throughSeq !== last) {
       throw new HavenError(

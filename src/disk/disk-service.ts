@@ -15,11 +15,12 @@ import {
   type NbdServerTlsOptions,
 } from '../nbd/index.ts';
 import { removeStaleSocket } from '../nbd/stale-socket.ts';
+import type { BlockHashes } from './block-hashes.ts';
 import type { Region } from './dirty-bitmap.ts';
 import type { JournalRecord, Marker } from './journal-record.ts';
 import { JournaledBackend } from './journaled-backend.ts';
 import { QuiescingBackend } from './quiescing-backend.ts';
-import { SinkBackend } from './sink-backend.ts';
+import { SinkBackend, type SinkCompareStats } from './sink-backend.ts';
 import type { JournalStatus, WriteJournal } from './write-journal.ts';
 
 export const DEFAULT_JOURNAL_CAPACITY = 1 << 30;
@@ -300,6 +301,8 @@ export class DiskService {
         backend: gate,
         description:
           options.description ?? (imagePath === null ? 'journal-only sink' : `journaled image ${imagePath}`),
+        // QEMU's mirror lost its sink: a write it could not deliver may follow, so no point until it is checked again.
+        ...(backend instanceof SinkBackend ? { onConnectionClosed: () => void backend.markNotReady() } : {}),
       };
       this.#unix?.server.addExport(name, exp);
       this.#tcp?.server.addExport(name, exp);
@@ -339,6 +342,21 @@ export class DiskService {
   /** A sink's mirror job ended: no recovery point is cut on it until it is ready again. */
   async markSinkNotReady(name: string): Promise<void> {
     await this.#sink(name).markNotReady();
+  }
+
+  /**
+   * Opens a sink's compare window with the replica's block hashes, while its
+   * mirror is re-armed with a full copy: whole blocks the replica already
+   * holds are not journaled (see SinkBackend). Refused on a ready sink.
+   */
+  beginSinkCompare(name: string, hashes: BlockHashes): void {
+    this.#checkOpen();
+    this.#sink(name).beginCompare(hashes);
+  }
+
+  /** Closes a sink's compare window (before `markSinkReady`); returns the bytes it compared, skipped and journaled. */
+  endSinkCompare(name: string): SinkCompareStats {
+    return this.#sink(name).endCompare();
   }
 
   /**

@@ -1,3 +1,11 @@
+export {
+  type BlockHashes,
+  blockCountOf,
+  blockDigest,
+  checkBlockHashes,
+  DIGEST_BYTES,
+  digestAt,
+} from './block-hashes.ts';
 export type { Region } from './dirty-bitmap.ts';
 export {
   type AttachOptions,
@@ -13,7 +21,12 @@ export { listJournalRecords } from './journal-reader.ts';
 export type { JournalRecord, Marker, MarkerType, RecordKind } from './journal-record.ts';
 export { JournaledBackend, type JournaledBackendOptions } from './journaled-backend.ts';
 export { QuiescingBackend } from './quiescing-backend.ts';
-export { DEFAULT_SINK_SYNC_MS, SinkBackend, type SinkBackendOptions } from './sink-backend.ts';
+export {
+  DEFAULT_SINK_SYNC_MS,
+  SinkBackend,
+  type SinkBackendOptions,
+  type SinkCompareStats,
+} from './sink-backend.ts';
 export {
   type JournalStatus,
   type ResyncPlan,

@@ -13,6 +13,8 @@ import type { HavenError } from '../errors/index.ts';
 import { hostDiskService } from '../host/host-disk-service.ts';
 import { NbdClient } from '../nbd/index.ts';
 import { readJournal, replay } from '../testing/disk-service.fixture.ts';
+import { nbdUnixUri, runOk } from '../testing/nbd-test-fixture.ts';
+import { waitFor } from '../testing/replication-test-fixture.ts';
 import { SeededRandom } from '../testing/seeded-random.ts';
 import { DiskService } from './disk-service.ts';
 
@@ -130,6 +132,26 @@ describe('journal-only sink', () => {
     assert.equal(records.at(-2)?.kind, 'flush', 'the marker follows a flush record');
     assert.equal(records.at(-1)?.seq, marker.seq);
     await service.detach('sized');
+  });
+
+  test('a sink whose NBD connection ends is not ready: no point is cut until it is declared ready again', async () => {
+    const name = 'sink-conn';
+    const socket = join(root, 'nbd.sock');
+    await service.attach(name, { sink: { sizeBytes: SIZE }, journalDir: join(root, `${name}.journal`) });
+    try {
+      await runOk('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 0 64k', nbdUnixUri(socket, name)]);
+      await waitFor('the first connection to end', () => service.stats().connections === 0, 5000);
+      await service.markSinkReady(name);
+      await service.cutPoint(name);
+      // The mirror's connection goes (QEMU killed, its job cancelled, the link lost): writes may have been lost.
+      await runOk('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5b 64k 64k', nbdUnixUri(socket, name)]);
+      await waitFor('the sink to be not ready', () => service.info(name).sink?.readySeq === null, 5000);
+      await assert.rejects(service.cutPoint(name), /mirror is not ready/);
+      await service.markSinkReady(name);
+      await service.cutPoint(name);
+    } finally {
+      await service.detach(name);
+    }
   });
 
   test("the host's disk.attach exports a sink for a machine's own disk, without opening or creating it", async () => {

@@ -19,6 +19,7 @@ const disk = (diskKey: string, more: Partial<DiskReplicationStatus> = {}): DiskR
   connects: 1,
   lastError: null,
   lastSync: null,
+  replicaHashes: null,
   resyncRequests: { senderId: 's', last: 0, done: 0 },
   ...more,
 });

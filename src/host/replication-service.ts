@@ -6,7 +6,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { DiskService, JournaledBackend, Region } from '../disk/index.ts';
+import type { BlockHashes, DiskService, JournaledBackend, Region } from '../disk/index.ts';
 import { HavenError } from '../errors/index.ts';
 import type { OverlayView } from '../replica/index.ts';
 import { mergeRegions } from '../replica/index.ts';
@@ -150,6 +150,19 @@ export class ReplicationService implements Replication {
         // Its view is gone: the vault sees the replication stopped and decides.
       }
     }
+  }
+
+  /**
+   * The replica's block hashes of a disk sent from this host (`diskKey`:
+   * `<machineId>/<diskId>`), once its receiver acknowledged every record of
+   * the disk's journal: what a mirror sink compares a re-armed full copy
+   * against (`DiskService.beginSinkCompare`). Progress is in the disk's
+   * sender status (`replicaHashes`). Rejects with `unreachable` when the
+   * link gives no answer within `timeoutMs` (default 2 min), `not_available`
+   * when the replica store cannot hash.
+   */
+  replicaHashes(diskKey: string, options: { blockBytes: number; timeoutMs?: number }): Promise<BlockHashes> {
+    return this.#sender.replicaHashes(diskKey, options);
   }
 
   /** Whether the disk is being sent from this host. */

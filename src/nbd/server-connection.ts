@@ -126,6 +126,8 @@ export class ServerConnection {
         return;
       }
       this.#exportName = negotiated.name;
+      const onClosed = negotiated.exp.onConnectionClosed;
+      if (onClosed !== undefined) void this.closed.then(onClosed);
       const session = new TransmissionSession(
         {
           reader: this.#reader,

@@ -25,6 +25,8 @@ export interface DiskReplicationStatus {
   connects: number;
   lastError: string | null;
   lastSync: SyncReport | null;
+  /** While the replica's block hashes are fetched (`replicaHashes`): bytes of the disk hashed so far. */
+  replicaHashes: { blockBytes: number; hashedBytes: number; diskBytes: number } | null;
   /** Resync requests of this sender: the last asked for and the last answered (see ResyncTicket). */
   resyncRequests: { senderId: ResyncTicket['senderId']; last: number; done: number };
 }

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import type { JournalRecord } from '../disk/index.ts';
+import type { BlockHashes, JournalRecord } from '../disk/index.ts';
 import { type ErrorCode, HavenError } from '../errors/index.ts';
 import { planBitmapResync } from './bitmap-resync.ts';
 import type { DiskReplicationStatus, ReplicationState } from './disk-replication-status.ts';
 import { FramedConnection } from './framed-connection.ts';
 import { planFullCopy } from './full-copy.ts';
-import { HashReplies, planHashCompare } from './hash-compare.ts';
+import { fetchReplicaHashes, HashReplies, planHashCompare } from './hash-compare.ts';
 import { journalBytes } from './journal-cursor.ts';
 import { emptyDisk, planJournalOnlyCopy } from './journal-only-copy.ts';
 import { copyRegions } from './region-copy.ts';
@@ -56,6 +56,19 @@ const SYNC_BEGIN_KIND: Record<SyncKind, SyncBeginMessage['kind']> = {
   hash: 'resync',
 };
 
+/** Largest hash block the receiver accepts. */
+const MAX_HASH_BLOCK_BYTES = 1 << 20;
+/** How long `replicaHashes` waits for a link and an answer by default. */
+export const DEFAULT_REPLICA_HASHES_TIMEOUT_MS = 120_000;
+
+/** A `replicaHashes` call waiting for the stream loop. */
+interface HashRequest {
+  blockBytes: number;
+  resolve: (hashes: BlockHashes) => void;
+  reject: (error: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
 /** Strength of a requested sync: a stronger one covers a weaker one asked for before it starts. */
 const REQUEST_RANK: Record<ResyncKind, number> = { bitmap: 0, hash: 1, full: 2 };
 
@@ -85,6 +98,10 @@ export class DiskReplicator {
   #serving: number | null = null;
   #doneRequest = 0;
   #hashUnsupported = false;
+  /** The receiver's refusal to hash, seen on the current connection. */
+  #hashRefusal: string | null = null;
+  readonly #hashRequests: HashRequest[] = [];
+  #hashing: DiskReplicationStatus['replicaHashes'] = null;
   #persisted: SenderDiskState | null = null;
   #running: Promise<void> = Promise.resolve();
 
@@ -118,6 +135,15 @@ export class DiskReplicator {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    for (const r of this.#hashRequests.splice(0)) {
+      clearTimeout(r.timer);
+      r.reject(
+        new HavenError('operation_not_allowed', `replication of '${this.disk.diskKey}' stopped`, {
+          diskKey: this.disk.diskKey,
+          state: 'stopped',
+        }),
+      );
+    }
     this.#conn?.close(new LinkClosed('replication stopped'));
     this.#signal.notify();
     await this.#running;
@@ -149,6 +175,68 @@ export class DiskReplicator {
     return { senderId: this.#senderId, request: this.#lastRequest };
   }
 
+  /**
+   * The replica's block hashes for the whole disk, once the receiver
+   * acknowledged every record the journal holds (`throughSeq`: the last of
+   * them). Served by the stream loop, so no record is sent while the replica
+   * is hashed. A lost connection is retried with the link; after `timeoutMs`
+   * without an answer it rejects with `unreachable`. A receiver that cannot
+   * hash rejects it with `not_available`.
+   */
+  replicaHashes(options: { blockBytes: number; timeoutMs?: number }): Promise<BlockHashes> {
+    const { blockBytes } = options;
+    if (
+      !Number.isSafeInteger(blockBytes) ||
+      blockBytes <= 0 ||
+      blockBytes % 512 !== 0 ||
+      blockBytes > MAX_HASH_BLOCK_BYTES
+    ) {
+      return Promise.reject(
+        new HavenError(
+          'validation_failed',
+          `hash block size ${blockBytes} must be a multiple of 512 from 512 to ${MAX_HASH_BLOCK_BYTES}`,
+          { field: 'blockBytes' },
+        ),
+      );
+    }
+    if (this.#stopped) {
+      return Promise.reject(
+        new HavenError('operation_not_allowed', `replication of '${this.disk.diskKey}' stopped`, {
+          diskKey: this.disk.diskKey,
+          state: 'stopped',
+        }),
+      );
+    }
+    const timeoutMs = options.timeoutMs ?? DEFAULT_REPLICA_HASHES_TIMEOUT_MS;
+    return new Promise<BlockHashes>((resolve, reject) => {
+      const request: HashRequest = {
+        blockBytes,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.#dropHashRequest(request);
+          reject(
+            new HavenError(
+              'unreachable',
+              `the replica of '${this.disk.diskKey}' did not answer with its block hashes within ${timeoutMs} ms ` +
+                `(state ${this.#state}${this.#lastError === null ? '' : `, last error: ${this.#lastError}`})`,
+              { diskKey: this.disk.diskKey, state: this.#state },
+            ),
+          );
+        }, timeoutMs),
+      };
+      request.timer.unref();
+      this.#hashRequests.push(request);
+      this.#signal.notify();
+    });
+  }
+
+  #dropHashRequest(request: HashRequest): void {
+    const i = this.#hashRequests.indexOf(request);
+    if (i >= 0) this.#hashRequests.splice(i, 1);
+    clearTimeout(request.timer);
+  }
+
   /** Cuts the current connection (tests and operators); the sender reconnects. */
   dropConnection(): void {
     this.#conn?.socket.destroy();
@@ -170,6 +258,7 @@ export class DiskReplicator {
       connects: this.#connects,
       lastError: this.#lastError,
       lastSync: this.#lastSync === null ? null : { ...this.#lastSync },
+      replicaHashes: this.#hashing === null ? null : { ...this.#hashing },
       resyncRequests: { senderId: this.#senderId, last: this.#lastRequest, done: this.#doneRequest },
     };
   }
@@ -212,6 +301,7 @@ export class DiskReplicator {
           conn.close();
           this.#window.reset();
           this.#hashReplies.clear();
+          this.#hashRefusal = null;
           this.#conn = null;
         }
       } catch (e) {
@@ -300,7 +390,10 @@ export class DiskReplicator {
         case FrameType.ERROR: {
           const m = parseJson<ErrorMessage>(frame);
           this.#lastError = `receiver: ${m.message}`;
-          if (m.code === HASH_COMPARE_UNAVAILABLE) this.#hashUnsupported = true;
+          if (m.code === HASH_COMPARE_UNAVAILABLE) {
+            this.#hashUnsupported = true;
+            this.#hashRefusal = m.message;
+          }
           conn.close(new Error(this.#lastError));
           return;
         }
@@ -341,6 +434,14 @@ export class DiskReplicator {
         this.#state = 'streaming';
         continue;
       }
+      if (this.#hashRequests.length > 0 && journal.status.writtenSeq < next) {
+        // Hash the replica only once it holds every record the journal has.
+        await link.drained();
+        if (this.#window.ackedSeq >= journal.status.nextSeq - 1) {
+          await this.#serveHashRequest(link);
+          continue;
+        }
+      }
       if (journal.status.writtenSeq >= next) {
         let batch: JournalRecord[] = [];
         let bytes = 0;
@@ -374,6 +475,47 @@ export class DiskReplicator {
         continue;
       }
       await this.#signal.wait(this.#o.pollMs);
+    }
+  }
+
+  /** Answers the oldest `replicaHashes` call (and any other for the same block size). */
+  async #serveHashRequest(link: SenderLink): Promise<void> {
+    const blockBytes = (this.#hashRequests[0] as HashRequest).blockBytes;
+    const diskBytes = this.disk.source.size;
+    this.#hashing = { blockBytes, hashedBytes: 0, diskBytes };
+    let hashes: BlockHashes;
+    try {
+      hashes = await fetchReplicaHashes({
+        link,
+        replies: this.#hashReplies,
+        sizeBytes: diskBytes,
+        blockBytes,
+        throughSeq: this.#window.ackedSeq,
+        onProgress: (hashedBytes) => {
+          this.#hashing = { blockBytes, hashedBytes, diskBytes };
+        },
+      });
+    } catch (e) {
+      const refusal = this.#hashRefusal;
+      if (refusal !== null) {
+        for (const r of this.#hashRequests.filter((x) => x.blockBytes === blockBytes)) {
+          this.#dropHashRequest(r);
+          r.reject(
+            new HavenError(
+              'not_available',
+              `the replica of '${this.disk.diskKey}' cannot be hashed: ${refusal}`,
+              { diskKey: this.disk.diskKey },
+            ),
+          );
+        }
+      }
+      throw e;
+    } finally {
+      this.#hashing = null;
+    }
+    for (const r of this.#hashRequests.filter((x) => x.blockBytes === blockBytes)) {
+      this.#dropHashRequest(r);
+      r.resolve(hashes);
     }
   }
 

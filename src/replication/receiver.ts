@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Server, TLSSocket } from 'node:tls';
 import { sameFingerprint } from '../control/index.ts';
+import { blockDigest } from '../disk/index.ts';
 import { HavenError } from '../errors/index.ts';
 import { FramedConnection } from './framed-connection.ts';
 import type { ReplicaSink } from './replica-sink.ts';
@@ -323,11 +323,7 @@ export class Receiver {
     const digests: Buffer[] = [];
     for (let at = m.offset; at < m.offset + m.length; at += m.blockSize) {
       const n = Math.min(m.blockSize, m.offset + m.length - at);
-      digests.push(
-        createHash('sha256')
-          .update(await sink.read(diskKey, at, n))
-          .digest(),
-      );
+      digests.push(blockDigest(await sink.read(diskKey, at, n)));
     }
     await session.conn.send(encodeFrame(FrameType.HASHES, hashesPayload(m.reqId, digests)));
   }

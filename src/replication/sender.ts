@@ -1,3 +1,4 @@
+import type { BlockHashes } from '../disk/index.ts';
 import { HavenError } from '../errors/index.ts';
 import type { DiskReplicationStatus } from './disk-replication-status.ts';
 import { DiskReplicator } from './disk-replicator.ts';
@@ -66,6 +67,15 @@ export class Sender {
    */
   requestResync(diskKey: string, kind: ResyncKind): ResyncTicket {
     return this.#get(diskKey).request(kind);
+  }
+
+  /**
+   * The replica's block hashes of a disk (SHA-256 per block of `blockBytes`),
+   * taken once the receiver acknowledged every record the disk's journal
+   * holds; see DiskReplicator.replicaHashes.
+   */
+  replicaHashes(diskKey: string, options: { blockBytes: number; timeoutMs?: number }): Promise<BlockHashes> {
+    return this.#get(diskKey).replicaHashes(options);
   }
 
   /** Cuts a disk's connection as a network failure would; it reconnects and resumes. */

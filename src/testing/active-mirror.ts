@@ -14,6 +14,8 @@ export async function startActiveMirror(
     reconnectDelay: number;
     readyTimeoutMs: number;
     filterNodeName?: string;
+    /** Bytes per dirty-bitmap bit, as the sink compares them. */
+    granularity?: number;
   },
 ): Promise<{ ready: Promise<unknown>; started: number }> {
   await qmp.execute('blockdev-add', {
@@ -32,6 +34,7 @@ export async function startActiveMirror(
     sync: 'full',
     'copy-mode': 'write-blocking',
     ...(options.filterNodeName ? { 'filter-node-name': options.filterNodeName } : {}),
+    ...(options.granularity ? { granularity: options.granularity } : {}),
   });
   return { ready, started };
 }

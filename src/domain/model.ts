@@ -202,6 +202,48 @@ export type MachineState = StableState | InProgressState;
 
 export type ReplicationHealth = 'healthy' | 'warning' | 'critical' | 'unknown';
 
+/**
+ * One disk of a machine protected through QEMU's active mirror (an imported
+ * libvirt domain): `armed` once every write reaches its sink before it
+ * completes and the sink is ready (points are cut), `copying` while QEMU's
+ * background copy runs (no consistent point), `domain-off` while no QEMU runs
+ * the domain (nothing writes; the last point stays good), `not-armed` with why.
+ */
+export interface MirroredDiskState {
+  diskId: string;
+  /** The guest's device name in the domain (e.g. 'vda'). */
+  target: string;
+  state: 'armed' | 'copying' | 'domain-off' | 'not-armed';
+  problem: string | null;
+  /** The background copy: bytes done of the bytes QEMU has to copy. */
+  copy: { doneBytes: number; totalBytes: number } | null;
+  /** When the mirror was last armed (job started) in this agent's life, and how many times. */
+  armedAt: string | null;
+  arms: number;
+  /**
+   * The last time it was armed again after a break: why, whether the sink
+   * compared QEMU's copy with the replica, and (once synced) the bytes it
+   * journaled and skipped as already in the replica.
+   */
+  lastRearm: {
+    at: string;
+    reason: string;
+    compared: boolean;
+    journaledBytes: number | null;
+    skippedBytes: number | null;
+  } | null;
+}
+
+/** Live protection of a domain through QEMU's active mirror, as its host reports it. */
+export interface MirrorSnapshot {
+  domain: string;
+  /** armed: every disk armed; syncing: the first copy runs; not-armed: a disk is not mirrored now. */
+  state: 'armed' | 'syncing' | 'not-armed';
+  disks: MirroredDiskState[];
+  /** The newest point the host cut for the machine. */
+  lastPointAt: string | null;
+}
+
 export interface ReplicationSnapshot {
   state: 'initial-sync' | 'resync' | 'streaming' | 'paused' | 'stopped' | 'error' | 'unreachable';
   /** 0..100 during initial replication or resync. */
@@ -218,6 +260,8 @@ export interface ReplicationSnapshot {
   throughputBytesPerSec: number;
   lastError: string | null;
   updatedAt: string;
+  /** Machines protected through QEMU's active mirror: the mirror of each disk. */
+  mirror?: MirrorSnapshot | null;
 }
 
 export interface Machine {

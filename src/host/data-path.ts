@@ -107,12 +107,22 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
     for (const socket of ['disks.sock', 'views.sock'])
       await shareSocket(join(run, socket), options.share.root, options.share.group);
   }
+  // Built before the replication service it reads hashes from, so resolved late.
+  let replicationRef: ReplicationService | null = null;
   const mirror = new MirrorService({
     driver: options.mirrorDriver ?? null,
     core: diskService,
     disks: disk,
     socket: join(run, 'disks.sock'),
     state,
+    compare: {
+      begin: async (exportName, diskKey, blockBytes) => {
+        if (!replicationRef) throw new Error('replication service not started');
+        const hashes = await replicationRef.replicaHashes(diskKey, { blockBytes });
+        diskService.beginSinkCompare(exportName, hashes);
+      },
+      end: async (exportName) => diskService.endSinkCompare(exportName),
+    },
     ...options.mirror,
   });
   const replication = new ReplicationService({
@@ -127,6 +137,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
     notAttached,
     mirrorStatus: async (machineId) => (mirror.mirrors(machineId) ? mirror.status({ machineId }) : null),
   });
+  replicationRef = replication;
   const disks = savedDiskService(disk, state, dataDir);
   const replica = new ReplicaService({
     dataDir,

@@ -8,7 +8,7 @@
  * A host agent started without one of the services (no hypervisor, a test
  * host) refuses its operations with `not_available` (notAvailableServices).
  */
-import type { RecoveryPoint, RecoveryPointType } from '../domain/index.ts';
+import type { MirroredDiskState, MirrorSnapshot, RecoveryPoint, RecoveryPointType } from '../domain/index.ts';
 import type { Hypervisor } from '../hypervisor/hypervisor.ts';
 import type { ImageWriters } from './image-writers.ts';
 
@@ -347,32 +347,11 @@ export interface MirroredDisk {
   target: string;
 }
 
-/**
- * One mirrored disk: `armed` once every write reaches the sink before it
- * completes and the sink is ready (points are cut), `copying` while the
- * background copy runs (no consistent point), `not-armed` with the reason.
- */
-export interface MirrorDiskStatus extends MirroredDisk {
-  /** domain-off: no QEMU runs the domain, so nothing writes the disk (its last point stays good). */
-  state: 'armed' | 'copying' | 'domain-off' | 'not-armed';
-  problem: string | null;
-  /** The background copy: bytes done of the bytes QEMU has to copy. */
-  copy: { doneBytes: number; totalBytes: number } | null;
-  /** When the mirror was last armed (job started), and how many times it was armed. */
-  armedAt: string | null;
-  arms: number;
-  /** The last time it was armed again after a break: why, and what the sink journaled meanwhile. */
-  lastRearm: { at: string; reason: string; compared: boolean } | null;
-}
+/** One mirrored disk's state (see the domain's MirroredDiskState). */
+export type MirrorDiskStatus = MirroredDiskState;
 
-export interface MirrorStatus {
+export interface MirrorStatus extends MirrorSnapshot {
   machineId: string;
-  domain: string;
-  /** armed: every disk armed; syncing: copying without a break; not-armed: a disk is not mirrored now. */
-  state: 'armed' | 'syncing' | 'not-armed';
-  disks: MirrorDiskStatus[];
-  /** The newest point the mirror service cut for the machine. */
-  lastPointAt: string | null;
 }
 
 export interface Mirror {

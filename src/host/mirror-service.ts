@@ -23,8 +23,10 @@
  */
 import { isoNow, systemClock } from '../clock/index.ts';
 import type { DiskService as CoreDiskService } from '../disk/index.ts';
+import type { SinkCompareStats } from '../disk/sink-backend.ts';
 import { HavenError } from '../errors/index.ts';
 import type { ActiveMirrorDriver, MirrorJobState } from '../hypervisor/active-mirror.ts';
+import { diskKeyOf } from './disk-key.ts';
 import { exportNameOf } from './host-disk-service.ts';
 import type { DiskService, Mirror, MirrorDiskStatus, MirroredDisk, MirrorStatus } from './host-services.ts';
 import type { HostStateFile, SavedMirror } from './host-state-file.ts';
@@ -33,8 +35,8 @@ import type { HostStateFile, SavedMirror } from './host-state-file.ts';
 export interface SinkCompare {
   /** Puts the sink of `exportName` in compare mode against the replica (waits for the sender to drain). */
   begin(exportName: string, diskKey: string, blockBytes: number): Promise<void>;
-  /** Back to journaling everything. */
-  end(exportName: string): Promise<void>;
+  /** Back to journaling everything; what compare mode let through and skipped. */
+  end(exportName: string): Promise<SinkCompareStats>;
 }
 
 export interface MirrorServiceOptions {
@@ -150,6 +152,7 @@ export class MirrorService implements Mirror {
       await driver.disarmMirror({ domain: watch.saved.domain, target: d.disk.target });
       await this.#notReady(d);
       if (d.comparing) await this.#compare?.end(d.exportName);
+      d.comparing = false;
     }
     this.#machines.delete(machineId);
     await this.#o.state.removeMirror(machineId);
@@ -246,8 +249,15 @@ export class MirrorService implements Mirror {
     if (!synced) return;
     for (const d of watch.disks) {
       if (d.comparing) {
-        await this.#compare?.end(d.exportName);
+        const stats = await this.#compare?.end(d.exportName);
         d.comparing = false;
+        if (d.lastRearm && stats) {
+          d.lastRearm = {
+            ...d.lastRearm,
+            journaledBytes: stats.journaledBytes,
+            skippedBytes: stats.skippedBytes,
+          };
+        }
       }
       if (!this.#ready(d)) await this.#o.core.markSinkReady(d.exportName);
     }
@@ -301,7 +311,7 @@ export class MirrorService implements Mirror {
     if (rearm && this.#compare && !d.comparing) {
       await this.#compare.begin(
         d.exportName,
-        `${watch.saved.machineId}/${d.disk.diskId}`,
+        diskKeyOf(watch.saved.machineId, d.disk.diskId),
         this.#o.granularityBytes,
       );
       d.comparing = true;
@@ -316,7 +326,7 @@ export class MirrorService implements Mirror {
     const at = isoNow(systemClock);
     d.arms++;
     d.armedAt = at;
-    if (rearm) d.lastRearm = { at, reason, compared: d.comparing };
+    if (rearm) d.lastRearm = { at, reason, compared: d.comparing, journaledBytes: null, skippedBytes: null };
     this.#o.log?.(`haven: mirror of ${watch.saved.domain} ${d.disk.target} armed (${reason})`);
     d.job = await driver.mirrorState({ domain: watch.saved.domain, target: d.disk.target });
   }

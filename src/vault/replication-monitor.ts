@@ -69,7 +69,9 @@ export function replicationSnapshot(
  * after a break) the replica has no new consistent point, whatever the sender
  * says, so the machine is never shown streaming (healthy) then.
  */
-function withMirror(snapshot: ReplicationSnapshot, mirror: MirrorStatus): ReplicationSnapshot {
+function withMirror(base: ReplicationSnapshot, status: MirrorStatus): ReplicationSnapshot {
+  const { machineId: _, ...mirror } = status;
+  const snapshot = { ...base, mirror };
   if (mirror.state === 'armed') return snapshot;
   const copying = mirror.disks.filter((d) => d.copy !== null);
   const doneBytes = copying.reduce((sum, d) => sum + d.copy!.doneBytes, 0);

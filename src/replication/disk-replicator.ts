@@ -425,6 +425,8 @@ export class DiskReplicator {
     const journal = this.disk.source.journal;
     let next = from;
     this.#state = 'streaming';
+    // Connected and resumed: an error of an earlier connection no longer describes the replication.
+    this.#lastError = null;
     for (;;) {
       link.check();
       const wanted = this.#requested;

@@ -519,3 +519,12 @@ export interface ApiToken {
  * reads differently.
  */
 export const DISK_ID_PATTERN = /^[A-Za-z0-9_-]{1,60}$/;
+
+/**
+ * The name the machine's hypervisor knows it by on its own host: the libvirt
+ * domain it was imported from (which may differ from Haven's name for it),
+ * else Haven's name, under which Haven defines the machines it runs.
+ */
+export function vmNameOf(machine: Pick<Machine, 'name' | 'importedFrom'>): string {
+  return machine.importedFrom?.domain ?? machine.name;
+}

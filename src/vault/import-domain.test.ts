@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -125,13 +126,39 @@ describe('importing a libvirt domain through the API', { skip }, () => {
     await refused({ hostId: 'recovery', domain: name }, 400, 'hostId', /does not drive libvirt/);
   });
 
-  it('refuses enable-replication clearly: live protection of libvirt domains is not there yet', async () => {
-    const { status, body } = await api<ErrorBody>('POST', `/machines/${name}/enable-replication`, {
-      recoveryHostId: 'recovery',
-      policyId: 'default',
-    });
-    assert.equal(status, 409, JSON.stringify(body));
-    assert.match(body.error.message, /live protection of libvirt domains is not available yet/);
+  it("refuses to protect a domain whose image another VM writes behind Haven's back, naming that VM", async () => {
+    // A QEMU started by hand on the domain's image (the domain itself is off): Haven would not see its writes.
+    const rogue = spawn(
+      'qemu-system-x86_64',
+      [
+        '-name',
+        'guest=rogue-writer',
+        '-machine',
+        'none',
+        '-nodefaults',
+        '-display',
+        'none',
+        '-blockdev',
+        `driver=qcow2,node-name=d0,file.driver=file,file.filename=${domain.image}`,
+      ],
+      { stdio: 'ignore' },
+    );
+    try {
+      await until('the rogue QEMU to hold the image', async () => {
+        const { body } = await api<ErrorBody>('POST', `/machines/${name}/enable-replication`, {
+          recoveryHostId: 'recovery',
+          policyId: 'default',
+        });
+        return body?.error?.code === 'conflict' ? body : undefined;
+      }).then((body) => {
+        assert.match(
+          body.error.message,
+          /disk vda's image '.*data\.qcow2' is open for writing by pid \d+ .*QEMU guest 'rogue-writer'/,
+        );
+      });
+    } finally {
+      rogue.kill('SIGKILL');
+    }
   });
 
   it('shows the inventory a host reported when it connected while it is away, saying so', async () => {

@@ -4,7 +4,7 @@
  * take it off the host when it is deleted. The lifecycle jobs run the copies
  * a failover or drill starts; this runs the machine itself, where it lives.
  */
-import { allowedOperations } from '../domain/index.ts';
+import { allowedOperations, vmNameOf } from '../domain/index.ts';
 import type { Machine, MachineState } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
 import type {
@@ -66,6 +66,12 @@ export function machineDefinition(machine: Machine, disks: MachineDefinition['di
 export async function startMachine(vault: VaultContext, machine: Machine): Promise<MachineStatus> {
   requireConnected(vault, machine, 'it cannot be started');
   const services = hostServices(vault, machine.activeHostId);
+  if (machine.importedFrom) {
+    // The operator's domain, on its own disks: started as libvirt defines it.
+    const name = vmNameOf(machine);
+    const current = await services.hypervisor.status({ name });
+    return current.state === 'running' ? current : services.hypervisor.start({ name });
+  }
   const disks = [];
   for (const d of machine.disks) {
     const exported = await services.disk.attach({
@@ -98,12 +104,12 @@ export async function stopMachine(
 ): Promise<ShutdownResult> {
   requireConnected(vault, machine, 'it cannot be stopped');
   const hypervisor = hostServices(vault, machine.activeHostId).hypervisor;
-  const status = await hypervisor.status({ name: machine.name });
+  const status = await hypervisor.status({ name: vmNameOf(machine) });
   if (status.state === 'absent' || status.state === 'shut-off') {
     return { ...status, outcome: 'already-off', seconds: 0 };
   }
   return hypervisor.shutdown({
-    name: machine.name,
+    name: vmNameOf(machine),
     timeoutSeconds: options.timeoutSeconds,
     onTimeout: options.forceOff ? 'power-off' : 'fail',
   });
@@ -113,7 +119,7 @@ export async function stopMachine(
 export async function powerStateOf(vault: VaultContext, machine: Machine): Promise<MachinePowerState> {
   requireConnected(vault, machine, 'Haven cannot verify that it is stopped');
   const status = await hostServices(vault, machine.activeHostId)
-    .hypervisor.status({ name: machine.name })
+    .hypervisor.status({ name: vmNameOf(machine) })
     .catch((error: unknown) => {
       if (error instanceof HavenError && error.code === 'not_available') return { state: 'absent' as const };
       throw error;
@@ -124,9 +130,11 @@ export async function powerStateOf(vault: VaultContext, machine: Machine): Promi
 /**
  * Before the machine is forgotten: it must be off; its definition and its
  * disk service exports go (the images stay in the host's storage folder).
+ * An imported domain stays as libvirt has it, running or not.
  */
 export async function removeFromHost(vault: VaultContext, machine: Machine): Promise<void> {
-  const power = await powerStateOf(vault, machine);
+  // An imported domain is the operator's and may keep running: Haven only forgets it.
+  const power = machine.importedFrom ? 'absent' : await powerStateOf(vault, machine);
   if (power === 'running' || power === 'paused') {
     throw new HavenError(
       'operation_not_allowed',
@@ -189,7 +197,7 @@ function runningCopyOf(machine: Machine): { hostId: string; vmName: string } {
   const copy = machine.runtime.failover;
   return copy
     ? { hostId: copy.hostId, vmName: copy.vmName }
-    : { hostId: machine.activeHostId, vmName: machine.name };
+    : { hostId: machine.activeHostId, vmName: vmNameOf(machine) };
 }
 
 /** The serial console of the machine where it runs (current or last run). */

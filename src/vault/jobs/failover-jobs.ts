@@ -1,5 +1,5 @@
 import { isoNow } from '../../clock/index.ts';
-import { type RecoveryPointRequest, selectRecoveryPoint } from '../../domain/index.ts';
+import { type RecoveryPointRequest, selectRecoveryPoint, vmNameOf } from '../../domain/index.ts';
 import type { Machine, RecoveryPoint, RunningCopy } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { MachineDefinition, MachineNic, PointView } from '../../host/host-services.ts';
@@ -182,7 +182,7 @@ async function fenceSource(ctx: LifecycleStepContext): Promise<void> {
     return;
   }
   const services = ctx.host(source);
-  const outcome = await fenceAndVerify(services.hypervisor, ctx.machine.name);
+  const outcome = await fenceAndVerify(services.hypervisor, vmNameOf(ctx.machine));
   if (!outcome.fenced && outcome.state !== 'unknown') {
     await notFenced(ctx, outcome.reason, { failoverGoesOn: false });
     throw new HavenError(
@@ -201,7 +201,7 @@ async function fenceSource(ctx: LifecycleStepContext): Promise<void> {
   await ctx.vault.store.machines.recordSourceFence(ctx.machine.id, {
     verified: true,
     hostId: source,
-    vmName: ctx.machine.name,
+    vmName: vmNameOf(ctx.machine),
     state: outcome.state,
     jobId: ctx.job.id,
     fencedAt: at,
@@ -229,7 +229,7 @@ async function notFenced(
     await ctx.vault.store.machines.recordSourceFence(ctx.machine.id, {
       verified: false,
       hostId: ctx.machine.activeHostId,
-      vmName: ctx.machine.name,
+      vmName: vmNameOf(ctx.machine),
       reason,
       jobId: ctx.job.id,
       since: at,
@@ -415,7 +415,7 @@ function plannedShutdownStep(forceOffAfterSeconds: number | null): LifecycleStep
       const hypervisor = ctx.host(ctx.machine.activeHostId).hypervisor;
       const result = await hypervisor
         .shutdown({
-          name: ctx.machine.name,
+          name: vmNameOf(ctx.machine),
           timeoutSeconds: forceOffAfterSeconds ?? PLANNED_SHUTDOWN_SECONDS,
           onTimeout: forceOffAfterSeconds === null ? 'fail' : 'power-off',
         })

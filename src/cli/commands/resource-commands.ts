@@ -1,4 +1,5 @@
 import type { Job, Machine } from '../../domain/model.ts';
+import { HavenError } from '../../errors/index.ts';
 import type { HypervisorInventory } from '../../hypervisor/hypervisor.ts';
 import {
   type Command,
@@ -157,6 +158,34 @@ const sites = crudCommands({
       testNetwork: str(args, 'test-network') ?? null,
     }),
   },
+  update: {
+    summary:
+      "Edit a site: --network-mapping SRC=DST (repeat it; sets the site's whole mapping: its network SRC becomes DST at the recovery site) and/or --test-network N",
+    options: { 'network-mapping': { type: 'string', multiple: true }, 'test-network': { type: 'string' } },
+    body: (args) => {
+      const patch: Record<string, unknown> = {};
+      const pairs = args.values['network-mapping'];
+      if (Array.isArray(pairs)) {
+        patch.networkMapping = Object.fromEntries(
+          pairs.map((pair) => {
+            const [from, to, ...rest] = String(pair).split('=');
+            if (!from || !to || rest.length > 0) {
+              throw new HavenError(
+                'bad_request',
+                `network-mapping: '${pair}' is not SRC=DST (e.g. br0=br-dr)`,
+                {
+                  field: 'network-mapping',
+                },
+              );
+            }
+            return [from, to];
+          }),
+        );
+      }
+      if (str(args, 'test-network')) patch.testNetwork = str(args, 'test-network');
+      return patch;
+    },
+  },
 });
 
 const hosts = crudCommands({
@@ -257,6 +286,7 @@ export const resourceCommands: Command[] = [
   }),
   sites.list,
   sites.create,
+  sites.update,
   hosts.list,
   hosts.show,
   vaultCommand({

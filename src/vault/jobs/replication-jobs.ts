@@ -7,6 +7,7 @@ import { copyProgress } from './copy-progress.ts';
 import type { VaultJobDefinition } from './job-inputs.ts';
 import {
   hostServices as hostServicesOf,
+  type LifecycleStep,
   type LifecycleStepContext,
   lifecycleJob,
   pollUntil,
@@ -90,6 +91,22 @@ export function enableReplicationJob(vault: () => VaultContext): VaultJobDefinit
     operation: 'enable-replication',
     steps: (input) => {
       const { recoveryHostId } = input;
+      const armMirrorStep: LifecycleStep<'enable-replication'> = {
+        name: 'arm-mirror',
+        title: 'Arm QEMU’s active mirror of the running domain (no restart)',
+        retrySafe: true,
+        run: async (ctx) => {
+          const domain = ctx.machine.importedFrom?.domain;
+          if (!domain)
+            throw new HavenError('internal', `machine '${ctx.machine.name}' is not an imported domain`);
+          const status = await ctx.host(ctx.machine.activeHostId).mirror.protect({
+            machineId: ctx.machine.id,
+            domain,
+            disks: ctx.machine.disks.map((d) => ({ diskId: d.id, target: d.fromDomain!.target })),
+          });
+          ctx.progress(100, `domain '${domain}': mirror ${status.state}`);
+        },
+      };
       return [
         {
           name: 'check-hosts',
@@ -136,24 +153,7 @@ export function enableReplicationJob(vault: () => VaultContext): VaultJobDefinit
             });
           },
         },
-        {
-          name: 'arm-mirror',
-          title: 'Arm QEMU’s active mirror of the running domain (imported libvirt domains)',
-          retrySafe: true,
-          run: async (ctx) => {
-            const domain = ctx.machine.importedFrom?.domain;
-            if (!domain) {
-              ctx.progress(100, 'the disk service serves the disks: no mirror needed');
-              return;
-            }
-            const status = await ctx.host(ctx.machine.activeHostId).mirror.protect({
-              machineId: ctx.machine.id,
-              domain,
-              disks: ctx.machine.disks.map((d) => ({ diskId: d.id, target: d.fromDomain!.target })),
-            });
-            ctx.progress(100, `domain '${domain}': mirror ${status.state}`);
-          },
-        },
+        ...(input.liveMirror ? [armMirrorStep] : []),
         {
           name: 'initial-replication',
           title: 'Initial replication (copy every disk, then the writes made meanwhile)',

@@ -12,7 +12,15 @@ type NoOptions = Record<never, never>;
 
 /** Each lifecycle operation's options, as the API and recovery plans request it (src/api/schemas.ts parses them). */
 export type OperationOptions = {
-  'enable-replication': { recoveryHostId: string; policyId: string };
+  'enable-replication': {
+    recoveryHostId: string;
+    policyId: string;
+    /**
+     * Set by the vault, never by a caller: the machine is an imported domain,
+     * protected live through QEMU's active mirror (its job arms the mirror).
+     */
+    liveMirror?: boolean;
+  };
   'disable-replication': NoOptions;
   'test-failover': { recoveryPoint: RecoveryPointChoice; network?: string };
   'cleanup-test-failover': { notes: string };

@@ -85,7 +85,12 @@ export async function requestOperation(vault: VaultContext, request: OperationRe
       kind: request.operation,
       targetType: 'machine',
       targetId: machine.id,
-      input: { ...request.options, machineId: machine.id, transition },
+      input: {
+        ...request.options,
+        ...(request.operation === 'enable-replication' && machine.importedFrom ? { liveMirror: true } : {}),
+        machineId: machine.id,
+        transition,
+      },
       createdBy: request.actor,
     });
   } catch (error) {

@@ -1,0 +1,177 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Machine } from '../domain/model.ts';
+import { collectOutput, REPO_ROOT } from '../testing/child-process.ts';
+import { defineTestDomain, type LibvirtTestDomain } from '../testing/libvirt-domain.fixture.ts';
+import { ensureLibvirtd, type Libvirtd, libvirtMissing } from '../testing/libvirtd.fixture.ts';
+import { until } from '../testing/until.ts';
+
+const skip = await libvirtMissing();
+
+/**
+ * docs/libvirt.md, run as an operator would on a real libvirtd: each line of
+ * its ```sh blocks, in order, by `sh` in a directory laid out like the clone
+ * (`haven` is bin/haven on the PATH, `.haven/` the relative default), with
+ * `haven up` started in the background as in a first terminal. The page's
+ * example names (domain web-1, group haven-share, bridge br0, its folders)
+ * are replaced by this test's own, so it never touches a real domain.
+ */
+describe('docs/libvirt.md, every command, on a real libvirtd', { skip }, () => {
+  let libvirtd: Libvirtd;
+  let domain: LibvirtTestDomain;
+  let dir: string;
+  let store: string;
+  let env: NodeJS.ProcessEnv;
+  let up: { child: ChildProcess; output: () => string; exited: Promise<number | null> } | null = null;
+  const suffix = randomBytes(3).toString('hex');
+  const name = `haven-guide-${suffix}`;
+  const group = `haven-guide-${suffix}`;
+  let replacements: Array<[string, string]> = [];
+
+  const substitute = (line: string) =>
+    replacements.reduce((text, [from, to]) => text.split(from).join(to), line);
+
+  function sh(line: string): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      execFile('sh', ['-c', line], { cwd: dir, env, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
+        resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+  }
+
+  async function shOk(line: string): Promise<string> {
+    const result = await sh(line);
+    assert.equal(result.code, 0, `${line}\n${result.stdout}\n${result.stderr}`);
+    return result.stdout;
+  }
+
+  async function show(): Promise<Machine> {
+    return JSON.parse(await shOk(`haven machines show ${name} --json`)) as Machine;
+  }
+
+  /** `haven up …` as typed in a first terminal: its own process group, up once it says so. */
+  async function startUp(line: string): Promise<void> {
+    const child = spawn('sh', ['-c', `exec ${line}`], {
+      cwd: dir,
+      env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const { output, exited } = collectOutput(child);
+    up = { child, output, exited };
+    await until('haven up to come up', async () => output().includes('is up.'), { timeoutMs: 60_000 }).catch(
+      (error: Error) => assert.fail(`${error.message}:\n${output()}`),
+    );
+  }
+
+  /** The page's ```sh blocks, section by section. */
+  async function blocks(): Promise<string[][]> {
+    const text = await readFile(join(REPO_ROOT, 'docs/libvirt.md'), 'utf8');
+    return [...text.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) =>
+      m[1]!
+        .split('\n')
+        .map((line) => line.trim())
+        .filter((line) => line !== '')
+        .map(substitute),
+    );
+  }
+
+  before(async () => {
+    libvirtd = await ensureLibvirtd();
+    domain = await defineTestDomain(libvirtd.uri, name);
+    await execFileOk('virsh', ['-c', libvirtd.uri, 'start', name]);
+    dir = await mkdtemp(join(tmpdir(), 'haven-guide-'));
+    for (const entry of ['package.json', 'src', 'bin', 'node_modules', 'portal']) {
+      await symlink(join(REPO_ROOT, entry), join(dir, entry));
+    }
+    // The page's /srv/haven: ours, searchable by libvirt-qemu (the page creates images/ in it).
+    const srv = await mkdtemp('/tmp/haven-guide-store-');
+    await chmod(srv, 0o755);
+    store = join(srv, 'images');
+    env = { ...process.env, PATH: `${join(dir, 'bin')}:${process.env.PATH}` };
+    delete env.HAVEN_URL;
+    delete env.HAVEN_TOKEN;
+    delete env.HAVEN_DATABASE_URL;
+    replacements = [
+      ['web-1-recovered', `${name}-recovered`],
+      ['web-1', name],
+      ['haven-share', group],
+      ['/srv/haven/images', store],
+      ['/var/lib/libvirt/images', domain.dir],
+      ['br0', domain.bridge],
+      ['qemu:///system', libvirtd.uri],
+    ];
+  });
+
+  after(async () => {
+    if (up) {
+      try {
+        process.kill(-up.child.pid!, 'SIGKILL');
+      } catch {}
+      await up.exited;
+    }
+    const recovered = `${name}-recovered`;
+    await execFileOk('virsh', ['-c', libvirtd.uri, 'destroy', recovered]).catch(() => {});
+    await execFileOk('virsh', ['-c', libvirtd.uri, 'undefine', recovered]).catch(() => {});
+    await rm(`/var/log/libvirt/qemu/${recovered}.log`, { force: true });
+    await rm(`/var/log/libvirt/qemu/${recovered}-console.log`, { force: true });
+    await domain?.remove();
+    await execFileOk('gpasswd', ['-d', 'libvirt-qemu', group]).catch(() => {});
+    await execFileOk('groupdel', [group]).catch(() => {});
+    if (dir) await rm(dir, { recursive: true, force: true });
+    if (store) await rm(join(store, '..'), { recursive: true, force: true });
+    await libvirtd?.stop();
+  });
+
+  it('protects a running domain, fails it over and commits, as the page says', async () => {
+    const sections = await blocks();
+    assert.ok(sections.length >= 4, `found ${sections.length} sh blocks`);
+    const [prepare, start, ...rest] = sections;
+    for (const line of prepare!) await shOk(line);
+    assert.equal(start!.length, 1);
+    assert.match(start![0]!, /^haven up --libvirt /);
+    await startUp(start![0]!);
+    await until('both hosts to connect', async () => {
+      const hosts = JSON.parse(await shOk('haven hosts list --json')) as Array<{ status: string }>;
+      return hosts.length === 2 && hosts.every((h) => h.status === 'connected');
+    });
+    const pid = (await shOk(`pgrep -f 'guest=${name},'`)).trim();
+    for (const block of rest) {
+      for (const line of block) {
+        await shOk(line);
+        if (line.startsWith('haven enable-replication')) {
+          const m = await until(
+            'the mirror to be armed',
+            async () => {
+              const shown = await show();
+              return shown.replication?.mirror?.state === 'armed' ? shown : undefined;
+            },
+            { timeoutMs: 60_000 },
+          );
+          assert.equal(m.state, 'protected');
+          // The domain was protected where it ran: the same QEMU process.
+          assert.equal((await shOk(`pgrep -f 'guest=${name},'`)).trim(), pid);
+        }
+      }
+    }
+    const done = await show();
+    assert.equal(done.state, 'failover-committed');
+    assert.match(
+      await shOk(`virsh -c ${libvirtd.uri} domblklist ${name}-recovered`),
+      new RegExp(`${store}/\\S+\\.qcow2`),
+    );
+  });
+});
+
+function execFileOk(file: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) =>
+    execFile(file, args, (error, stdout, stderr) =>
+      error ? reject(new Error(`${file} ${args.join(' ')}: ${stderr}`)) : resolve(stdout),
+    ),
+  );
+}

@@ -33,6 +33,16 @@ export async function startHost(hostOptions: HostOptions): Promise<RunningHost> 
   await tightenDataDir(options.dataDir);
   const hypervisorDriver = options.libvirt ? 'libvirt' : 'qemu';
   const libvirt = options.libvirt ? createLibvirtDriver({ uri: options.libvirt.uri }) : null;
+  if (libvirt) {
+    // What a drill left behind when its step failed or a host stopped midway: isolated networks no domain uses.
+    const removed = await libvirt.releaseIsolatedNetworks().catch((error: unknown) => {
+      options.log?.(
+        `isolated networks not checked: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      return [];
+    });
+    if (removed.length > 0) options.log?.(`removed unused isolated networks: ${removed.join(', ')}`);
+  }
   const hypervisor: Hypervisor =
     libvirt ?? createQemuDriver({ stateDir: join(options.dataDir, 'hypervisor') });
   const dataPath = await startDataPath({

@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process';
 import { chmod, copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { buildGuestImage, formatDataDisk, guestCommandLine } from '../guest/index.ts';
+import { buildGuestImage, formatDataDisk, type GuestSettings, guestCommandLine } from '../guest/index.ts';
 
 const run = promisify(execFile);
 
@@ -25,7 +25,12 @@ export interface LibvirtTestDomain {
   remove(): Promise<void>;
 }
 
-export async function defineTestDomain(uri: string, name: string): Promise<LibvirtTestDomain> {
+/** `settings`: what the test guest does (default: records at 5/s); e.g. a static address and probes. */
+export async function defineTestDomain(
+  uri: string,
+  name: string,
+  settings: GuestSettings = { rate: 5 },
+): Promise<LibvirtTestDomain> {
   const guest = await buildGuestImage();
   // /tmp itself is world-writable but sticky; the folder is ours, readable by libvirt-qemu.
   const dir = await mkdtemp('/tmp/haven-libvirt-');
@@ -54,7 +59,7 @@ export async function defineTestDomain(uri: string, name: string): Promise<Libvi
     <type arch='x86_64'>hvm</type>
     <kernel>${kernel}</kernel>
     <initrd>${initrd}</initrd>
-    <cmdline>${guestCommandLine({ rate: 5 })}</cmdline>
+    <cmdline>${guestCommandLine(settings)}</cmdline>
   </os>
   <features><acpi/></features>
   <on_reboot>destroy</on_reboot>

@@ -7,6 +7,7 @@ import { HavenError } from '../../errors/index.ts';
 import type { DomainBoot, DomainDescription, DomainDisk, DomainNic } from '../hypervisor.ts';
 import { type StoredDefinition, staticIpWords } from '../machine-definition.ts';
 import { parseNbdUri } from '../nbd-uri.ts';
+import { isolatedNetworkName } from './libvirt-isolated-networks.ts';
 import { childOf, childrenOf, parseXml, writeXml, type XmlElement, type XmlNode } from './xml.ts';
 
 /** A domain's definition as read from its XML: everything but what only the running host knows. */
@@ -77,7 +78,13 @@ function readNic(nic: XmlElement): DomainNic {
   const source = childOf(nic, 'source')?.attributes ?? {};
   return {
     mac: childOf(nic, 'mac')?.attributes.address?.toLowerCase() ?? null,
-    network: source.bridge ?? source.network ?? source.dev ?? null,
+    // A running domain's NIC on a libvirt network names its bridge too: the network is what mappings use.
+    network:
+      (nic.attributes.type === 'network' ? source.network : undefined) ??
+      source.bridge ??
+      source.network ??
+      source.dev ??
+      null,
     type: nic.attributes.type ?? 'unknown',
     model: childOf(nic, 'model')?.attributes.type ?? null,
   };
@@ -191,7 +198,8 @@ export function nbdSource(nbdUri: string): XmlNode {
 /**
  * The domain XML for a (validated) Haven machine: TCG or KVM, its disks the
  * NBD exports of its definition with their disk ids as serials, NICs in
- * Linux bridges, the serial console written to `consoleFile`.
+ * Linux bridges (isolated ones on Haven's isolated libvirt networks), the
+ * serial console written to `consoleFile`.
  */
 export function domainXml(
   machine: StoredDefinition,
@@ -216,12 +224,16 @@ export function domainXml(
       { name: 'serial', content: disk.diskId },
     ],
   }));
+  // An isolated NIC is on the libvirt network Haven makes for that test network, never a bridge of the host's.
   const nics: XmlNode[] = machine.nics.map((nic) => ({
     name: 'interface',
-    attributes: { type: 'bridge' },
+    attributes: { type: nic.isolated ? 'network' : 'bridge' },
     content: [
       { name: 'mac', attributes: { address: nic.mac } },
-      { name: 'source', attributes: { bridge: nic.network } },
+      {
+        name: 'source',
+        attributes: nic.isolated ? { network: isolatedNetworkName(nic.network) } : { bridge: nic.network },
+      },
       { name: 'model', attributes: { type: 'virtio' } },
     ],
   }));

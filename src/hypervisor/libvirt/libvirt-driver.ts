@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HavenError, notFound } from '../../errors/index.ts';
@@ -29,6 +28,7 @@ import {
   type SerialDisk,
   withDiskOnImage,
 } from './domain-xml.ts';
+import { isolatedNetworkName, LibvirtIsolatedNetworks } from './libvirt-isolated-networks.ts';
 import { LibvirtMirror } from './libvirt-mirror.ts';
 import { Virsh } from './virsh.ts';
 
@@ -74,6 +74,7 @@ export class LibvirtDriver extends QueuedDriver implements Hypervisor {
   readonly #virsh: Virsh;
   readonly #domainType: 'qemu' | 'kvm';
   readonly #qemuImg: string;
+  readonly #isolatedNetworks: LibvirtIsolatedNetworks;
   /** QEMU's active mirror of domains' disks into Haven's sinks (live protection). */
   readonly mirror: LibvirtMirror;
 
@@ -84,6 +85,7 @@ export class LibvirtDriver extends QueuedDriver implements Hypervisor {
     this.#virsh = new Virsh(options.uri, options.virshBinary ? { binary: options.virshBinary } : {});
     this.#domainType = options.domainType ?? 'qemu';
     this.#qemuImg = options.qemuImgBinary ?? 'qemu-img';
+    this.#isolatedNetworks = new LibvirtIsolatedNetworks(this.#virsh);
     this.mirror = new LibvirtMirror(this.#virsh, async (name) => {
       const state = await this.#state(name);
       return state === 'running' || state === 'paused';
@@ -119,14 +121,6 @@ export class LibvirtDriver extends QueuedDriver implements Hypervisor {
 
   async define(params: { machine: MachineDefinition }): Promise<MachineStatus> {
     const machine = validateMachineDefinition(params.machine);
-    const isolated = machine.nics.findIndex((nic) => nic.isolated);
-    if (isolated >= 0) {
-      throw new HavenError(
-        'not_available',
-        `machine '${machine.name}': NIC ${isolated} is on an isolated network, which the libvirt driver does not provide yet`,
-        { machine: machine.name, field: 'nics.isolated' },
-      );
-    }
     const xml = domainXml(machine, {
       consoleFile: this.#consoleFile(machine.name),
       domainType: this.#domainType,
@@ -140,6 +134,10 @@ export class LibvirtDriver extends QueuedDriver implements Hypervisor {
         () => existing !== undefined && !sameDefinition(existing, parseDomainXml(xml)),
       );
       await this.#defineXml(machine.name, xml);
+      // Made after the domain that names it is defined: a release by another driver on this libvirt sees it in use.
+      for (const nic of machine.nics.filter((n) => n.isolated)) {
+        await this.#isolatedNetworks.ensure(isolatedNetworkName(nic.network), machine.name);
+      }
       return { name: machine.name, state: existing ? state : 'shut-off' };
     });
   }
@@ -152,6 +150,16 @@ export class LibvirtDriver extends QueuedDriver implements Hypervisor {
         await rm(this.#consoleFile(name), { force: true });
       }),
     );
+    await this.releaseIsolatedNetworks();
+  }
+
+  /**
+   * Removes the isolated networks Haven made that no domain defined here
+   * names any more: after a drill ends, and at the host's start (what a
+   * failed step or a crash left behind).
+   */
+  releaseIsolatedNetworks(): Promise<string[]> {
+    return this.#isolatedNetworks.release();
   }
 
   async start(params: { name: string }): Promise<MachineStatus> {
@@ -162,6 +170,8 @@ export class LibvirtDriver extends QueuedDriver implements Hypervisor {
       if (state === 'paused') {
         throw pausedCannotStart(name);
       }
+      // Also after a host reboot (libvirt does not start them) and whoever started it last.
+      await this.#ensureIsolatedNetworks(name);
       await this.#virsh.run(['start', name], { domain: name });
       return { name, state: await this.#state(name) };
     });
@@ -292,15 +302,21 @@ export class LibvirtDriver extends QueuedDriver implements Hypervisor {
 
   // ---- internals -----------------------------------------------------------
 
-  async #defineXml(name: string, xml: string): Promise<void> {
-    // virsh reads the XML from a file (its stdin, a socket here, cannot be opened by name).
-    const dir = await mkdtemp(join(tmpdir(), 'haven-define-'));
-    try {
-      await writeFile(join(dir, 'domain.xml'), xml, { mode: 0o600 });
-      await this.#virsh.run(['define', join(dir, 'domain.xml')], { domain: name });
-    } finally {
-      await rm(dir, { recursive: true, force: true });
+  /** The isolated networks of Haven's the domain's NICs are on: running and sealed off from the host. */
+  async #ensureIsolatedNetworks(name: string): Promise<void> {
+    const definition = await this.#definition(name);
+    for (const nic of definition?.nics ?? []) {
+      if (
+        nic.type === 'network' &&
+        nic.network !== null &&
+        (await this.#isolatedNetworks.isOurs(nic.network))
+      )
+        await this.#isolatedNetworks.ensure(nic.network, name);
     }
+  }
+
+  async #defineXml(name: string, xml: string): Promise<void> {
+    await this.#virsh.defineXml('define', xml, { domain: name });
   }
 
   async #diskBySerial(name: string, diskId: string, inactive: boolean): Promise<SerialDisk> {

@@ -1,11 +1,17 @@
 import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { HavenError } from '../../errors/index.ts';
 
 const DEFAULT_TIMEOUT_MS = 60_000;
 
 /** What libvirt's refusal means for the caller, by the text virsh prints. */
 const REFUSALS: Array<{ pattern: RegExp; code: 'not_found' | 'operation_not_allowed' | 'unreachable' }> = [
-  { pattern: /Domain not found|failed to get domain/i, code: 'not_found' },
+  {
+    pattern: /Domain not found|failed to get domain|Network not found|failed to get network/i,
+    code: 'not_found',
+  },
   {
     pattern: /failed to connect to the hypervisor|Cannot recv data|End of file while reading/i,
     code: 'unreachable',
@@ -48,6 +54,21 @@ export class Virsh {
         },
       );
     });
+  }
+
+  /** `virsh define`/`net-define` of `xml`: virsh reads it from a file (its stdin, a socket here, cannot be opened by name). */
+  async defineXml(
+    command: 'define' | 'net-define',
+    xml: string,
+    options: { domain?: string } = {},
+  ): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), 'haven-define-'));
+    try {
+      await writeFile(join(dir, 'definition.xml'), xml, { mode: 0o600 });
+      return await this.run([command, join(dir, 'definition.xml')], options);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }
 
   #error(

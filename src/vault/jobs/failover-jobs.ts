@@ -87,25 +87,20 @@ async function recoveryNics(ctx: LifecycleStepContext, testNetwork: string | nul
   }));
 }
 
-/**
- * Defines the copy's machine at its host (from the recovery settings, with a
- * name, UUID and MACs of its own there: see copyIdentity) and starts it; safe
- * to repeat. Returns the name it runs under.
- */
-async function runCopy(
+/** The copy's machine at its host, from the recovery settings, with a name, UUID and MACs of its own there (copyIdentity). */
+async function copyDefinition(
   ctx: LifecycleStepContext,
   copy: Pick<RunningCopy, 'hostId' | 'disks' | 'vmName'>,
   testNetwork: string | null,
-): Promise<string> {
-  const services = ctx.host(copy.hostId);
+): Promise<MachineDefinition> {
   const settings = ctx.machine.recoverySettings;
   const identity = copyIdentity(
     ctx.machine.id,
     copy.vmName,
     await recoveryNics(ctx, testNetwork),
-    await services.hypervisor.inventory(),
+    await ctx.host(copy.hostId).hypervisor.inventory(),
   );
-  const definition: MachineDefinition = {
+  return {
     name: identity.name,
     uuid: identity.uuid,
     cpus: settings.cpus,
@@ -114,12 +109,27 @@ async function runCopy(
     nics: identity.nics,
     ...(settings.boot ? { boot: settings.boot } : {}),
   };
-  const status = await services.hypervisor
-    .status({ name: identity.name })
+}
+
+/** Defines the copy's machine at its host when it is not, and starts it; safe to repeat. */
+async function defineAndStart(ctx: LifecycleStepContext, hostId: string, definition: MachineDefinition) {
+  const { hypervisor } = ctx.host(hostId);
+  const status = await hypervisor
+    .status({ name: definition.name })
     .catch(() => ({ state: 'absent' as const }));
-  if (status.state === 'absent') await services.hypervisor.define({ machine: definition });
-  if (status.state !== 'running') await services.hypervisor.start({ name: identity.name });
-  return identity.name;
+  if (status.state === 'absent') await hypervisor.define({ machine: definition });
+  if (status.state !== 'running') await hypervisor.start({ name: definition.name });
+}
+
+/** Defines and starts the copy (see copyDefinition); returns the name it runs under. */
+async function runCopy(
+  ctx: LifecycleStepContext,
+  copy: Pick<RunningCopy, 'hostId' | 'disks' | 'vmName'>,
+  testNetwork: string | null,
+): Promise<string> {
+  const definition = await copyDefinition(ctx, copy, testNetwork);
+  await defineAndStart(ctx, copy.hostId, definition);
+  return definition.name;
 }
 
 /** Opens a writable view of the replica at the point and starts a machine on it at the replica host. */
@@ -151,7 +161,20 @@ async function startCopy(
       startedAt: isoNow(ctx.vault.clock),
     };
   }
-  const vmName = await runCopy(ctx, copy, options.testNetwork);
+  const definition = await copyDefinition(ctx, copy, options.testNetwork);
+  const vmName = definition.name;
+  try {
+    await defineAndStart(ctx, hostId, definition);
+  } catch (error) {
+    // A drill that did not start leaves nothing behind (machine, isolated network, view): the machine
+    // goes back to protected, where nothing records them. A failover's copy stays for the operator.
+    if (!options.failover && !options.existing) {
+      await removeCopy(ctx, { ...copy, vmName }).catch((cleanup: unknown) => {
+        ctx.progress(0, `could not remove the drill copy that failed to start: ${String(cleanup)}`);
+      });
+    }
+    throw error;
+  }
   ctx.progress(100, `${vmName} started on view ${copy.viewId} (${point.time})`);
   return { ...copy, vmName, startedAt: isoNow(ctx.vault.clock) };
 }

@@ -25,7 +25,18 @@ export interface LibvirtTestDomain {
   remove(): Promise<void>;
 }
 
-export async function defineTestDomain(uri: string, name: string): Promise<LibvirtTestDomain> {
+export interface TestDomainOptions {
+  /** A virtio serial channel for the QEMU guest agent (org.qemu.guest_agent.0), served by the guest's haven-agent. */
+  guestAgent?: boolean;
+  /** Records per second of the guest's workload (default 5). */
+  rate?: number;
+}
+
+export async function defineTestDomain(
+  uri: string,
+  name: string,
+  options: TestDomainOptions = {},
+): Promise<LibvirtTestDomain> {
   const guest = await buildGuestImage();
   // /tmp itself is world-writable but sticky; the folder is ours, readable by libvirt-qemu.
   const dir = await mkdtemp('/tmp/haven-libvirt-');
@@ -54,7 +65,7 @@ export async function defineTestDomain(uri: string, name: string): Promise<Libvi
     <type arch='x86_64'>hvm</type>
     <kernel>${kernel}</kernel>
     <initrd>${initrd}</initrd>
-    <cmdline>${guestCommandLine({ rate: 5 })}</cmdline>
+    <cmdline>${guestCommandLine({ rate: options.rate ?? 5 })}</cmdline>
   </os>
   <features><acpi/></features>
   <on_reboot>destroy</on_reboot>
@@ -70,7 +81,7 @@ export async function defineTestDomain(uri: string, name: string): Promise<Libvi
       <model type='virtio'/>
     </interface>
     <serial type='file'><source path='${consoleFile}'/><target port='0'/></serial>
-    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
+${options.guestAgent ? "    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>\n" : ''}    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
     <memballoon model='none'/>
   </devices>
 </domain>

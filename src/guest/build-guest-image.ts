@@ -400,7 +400,8 @@ async function stageInitramfs(
   await writeFile(join(dir, 'bin', 'haven-powerdown'), input.powerdownScript, { mode: 0o755 });
   await writeFile(join(dir, 'bin', 'haven-agent'), input.agentScript, { mode: 0o755 });
   // writeFile's mode is filtered by the umask; the scripts must be executable.
-  for (const script of ['init', 'bin/haven-powerdown', 'bin/haven-agent']) await chmod(join(dir, script), 0o755);
+  for (const script of ['init', 'bin/haven-powerdown', 'bin/haven-agent'])
+    await chmod(join(dir, script), 0o755);
   // busybox acpid runs <confdir>/PWRF/00000080 when the power button is pressed.
   await symlink('/bin/haven-powerdown', join(dir, 'etc', 'acpi', 'PWRF', '00000080'));
 

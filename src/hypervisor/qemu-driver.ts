@@ -14,8 +14,8 @@ import type { ShutdownSteps } from './graceful-shutdown.ts';
 import type {
   ConsoleLog,
   DiskMove,
-  FilesystemFreeze,
   DomainDescription,
+  FilesystemFreeze,
   Hypervisor,
   HypervisorInventory,
   MachineDefinition,

@@ -11,7 +11,10 @@ const REFUSALS: Array<{
   { pattern: /Domain not found|failed to get domain/i, code: 'not_found' },
   // The domain has no guest agent channel; one that is configured but silent is unreachable.
   { pattern: /guest agent is not configured/i, code: 'not_available' },
-  { pattern: /guest agent is not responding|guest agent is not connected|agent not available/i, code: 'unreachable' },
+  {
+    pattern: /guest agent is not responding|guest agent is not connected|agent not available/i,
+    code: 'unreachable',
+  },
   {
     pattern: /failed to connect to the hypervisor|Cannot recv data|End of file while reading/i,
     code: 'unreachable',

@@ -25,6 +25,9 @@ export interface LibvirtTestDomain {
   remove(): Promise<void>;
 }
 
+/** Bridges are named per process and per domain (a name has at most 15 characters). */
+let domainsDefined = 0;
+
 export interface TestDomainOptions {
   /** A virtio serial channel for the QEMU guest agent (org.qemu.guest_agent.0), served by the guest's haven-agent. */
   guestAgent?: boolean;
@@ -53,7 +56,7 @@ export async function defineTestDomain(
   await formatDataDisk(raw, { sizeBytes: diskBytes });
   await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, image]);
   await rm(raw);
-  const bridge = `hvlv${process.pid % 100000}`;
+  const bridge = `hvlv${process.pid % 100000}-${domainsDefined++}`;
   await run('ip', ['link', 'add', bridge, 'type', 'bridge']);
   const mac = '52:54:00:aa:bb:01';
   const consoleFile = join(dir, 'console.log');

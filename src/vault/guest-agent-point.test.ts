@@ -183,7 +183,13 @@ describe('app-consistent points through the guest agent of a libvirt domain', { 
     assert.ok(policyId);
     await vaultStore.machines.update({ ...plainMachine, policyId });
     assert.ok(
-      await vaultStore.machines.transition(plainMachine.id, 'unprotected', 'protected', null, plainMachine.updatedAt),
+      await vaultStore.machines.transition(
+        plainMachine.id,
+        'unprotected',
+        'protected',
+        null,
+        plainMachine.updatedAt,
+      ),
     );
     try {
       for (let i = 0; i < 3; i++) await new GroupScheduler(up.vault.context).runOnce();
@@ -194,7 +200,13 @@ describe('app-consistent points through the guest agent of a libvirt domain', { 
       assert.match(alerts[0]!.message, /no app-consistency hook/);
       assert.deepEqual(await openAlerts(`app-consistent:${plainMachine.id}`), [], 'no failed attempt');
     } finally {
-      await vaultStore.machines.transition(plainMachine.id, 'protected', 'unprotected', null, plainMachine.updatedAt);
+      await vaultStore.machines.transition(
+        plainMachine.id,
+        'protected',
+        'unprotected',
+        null,
+        plainMachine.updatedAt,
+      );
     }
   });
 });

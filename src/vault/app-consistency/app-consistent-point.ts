@@ -10,8 +10,8 @@
  * libvirt's domfsfreeze). Other machines use the vault's hook script, run on
  * the vault host (where the operator's credentials to reach the guest live):
  * `<hook> freeze` then `<hook> thaw`, with HAVEN_MACHINE_ID and
- * HAVEN_MACHINE_NAME in its environment. A machine with neither gets one
- * alert saying why (`reportNoQuiescer`), not a failure every interval.
+ * HAVEN_MACHINE_NAME in its environment. An imported domain with neither
+ * gets one alert saying why (`reportNoQuiescer`), not a failure every interval.
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';

@@ -5,7 +5,8 @@
  * quiesce — one app-consistent cut for a whole group, so "latest
  * multi-machine app-consistent" has points to choose. An imported libvirt
  * domain with a guest agent channel is quiesced through its agent, any other
- * machine by the vault's hook; a machine with neither gets one alert saying so.
+ * machine by the vault's hook; an imported domain with neither gets one alert
+ * saying so.
  */
 import { randomUUID } from 'node:crypto';
 import { isoNow } from '../../clock/index.ts';

@@ -32,6 +32,7 @@ describe('guest image builder', () => {
       modules: ['virtio_pci', 'virtio_blk'],
       initScript: Buffer.from('#!/bin/sh\necho one\n'),
       powerdownScript: Buffer.from('#!/bin/sh\npoweroff -f\n'),
+      agentScript: Buffer.from('#!/bin/sh\nexit 0\n'),
       busybox: Buffer.from('busybox'),
     };
     const key = guestImageKey(inputs);
@@ -42,9 +43,10 @@ describe('guest image builder', () => {
       { ...inputs, modules: ['virtio_pci', 'virtio_blk', 'evdev'] },
       { ...inputs, initScript: Buffer.from('#!/bin/sh\necho two\n') },
       { ...inputs, powerdownScript: Buffer.from('#!/bin/sh\nhalt -f\n') },
+      { ...inputs, agentScript: Buffer.from('#!/bin/sh\nexit 1\n') },
       { ...inputs, busybox: Buffer.from('busybox 1.36') },
     ].map(guestImageKey);
-    assert.equal(new Set([key, ...changed]).size, 6);
+    assert.equal(new Set([key, ...changed]).size, 7);
   });
 
   const dirs: string[] = [];
@@ -79,6 +81,7 @@ describe('guest image builder', () => {
       'bin/busybox',
       'bin/sha256sum',
       'bin/haven-powerdown',
+      'bin/haven-agent',
       'etc/acpi/PWRF/00000080',
       'lib/modules/load-order',
       'lib/modules/virtio_blk.ko',

@@ -54,6 +54,7 @@ const KERNEL_META_PACKAGE = 'linux-image-cloud-amd64';
 const BUSYBOX = '/bin/busybox';
 const INIT_SCRIPT = new URL('./guest-init.sh', import.meta.url);
 const POWERDOWN_SCRIPT = new URL('./guest-powerdown.sh', import.meta.url);
+const AGENT_SCRIPT = new URL('./guest-agent.sh', import.meta.url);
 
 /** `$HAVEN_CACHE_DIR/guest`, or `~/.cache/haven/guest`. */
 export function defaultGuestCacheDir(): string {
@@ -72,13 +73,21 @@ export function defaultGuestCacheDir(): string {
 export async function buildGuestImage(options: BuildGuestImageOptions = {}): Promise<GuestImage> {
   const cacheDir = options.cacheDir ?? defaultGuestCacheDir();
   const log = options.log ?? (() => {});
-  const [initScript, powerdownScript, busybox] = await Promise.all([
+  const [initScript, powerdownScript, agentScript, busybox] = await Promise.all([
     readFile(INIT_SCRIPT),
     readFile(POWERDOWN_SCRIPT),
+    readFile(AGENT_SCRIPT),
     readBusybox(),
   ]);
   const kernel = await resolveKernelPackage(cacheDir, options.kernelPackage, log);
-  const cacheKey = guestImageKey({ kernel, modules: GUEST_MODULES, initScript, powerdownScript, busybox });
+  const cacheKey = guestImageKey({
+    kernel,
+    modules: GUEST_MODULES,
+    initScript,
+    powerdownScript,
+    agentScript,
+    busybox,
+  });
   const entry = join(cacheDir, cacheKey);
 
   const existing = await readManifest(entry);
@@ -102,6 +111,7 @@ export async function buildGuestImage(options: BuildGuestImageOptions = {}): Pro
       modulesDir: join(root, 'lib', 'modules', kernelRelease),
       initScript,
       powerdownScript,
+      agentScript,
       busybox,
     });
     log(`packing initramfs (${modules.length} modules)`);
@@ -136,6 +146,7 @@ export function guestImageKey(inputs: {
   modules: readonly string[];
   initScript: Uint8Array;
   powerdownScript: Uint8Array;
+  agentScript: Uint8Array;
   busybox: Uint8Array;
 }): string {
   const hash = createHash('sha256');
@@ -145,6 +156,7 @@ export function guestImageKey(inputs: {
     `modules ${inputs.modules.join(',')}`,
     `init ${sha256(inputs.initScript)}`,
     `powerdown ${sha256(inputs.powerdownScript)}`,
+    `agent ${sha256(inputs.agentScript)}`,
     `busybox ${sha256(inputs.busybox)}`,
   ]) {
     hash.update(part).update('\0');
@@ -362,13 +374,19 @@ async function findKernelRelease(root: string, packageName: string): Promise<str
 }
 
 /**
- * Lays out the initramfs tree: busybox and its applet links, the init and
- * powerdown scripts, the acpid hook, and the modules with their load order.
+ * Lays out the initramfs tree: busybox and its applet links, the init,
+ * powerdown and guest agent scripts, the acpid hook, and the modules with their load order.
  * Returns the modules in load order.
  */
 async function stageInitramfs(
   dir: string,
-  input: { modulesDir: string; initScript: Buffer; powerdownScript: Buffer; busybox: Buffer },
+  input: {
+    modulesDir: string;
+    initScript: Buffer;
+    powerdownScript: Buffer;
+    agentScript: Buffer;
+    busybox: Buffer;
+  },
 ): Promise<string[]> {
   for (const sub of ['bin', 'dev', 'proc', 'sys', 'run', 'data', 'lib/modules', 'etc/acpi/PWRF']) {
     await mkdir(join(dir, sub), { recursive: true });
@@ -380,9 +398,10 @@ async function stageInitramfs(
   }
   await writeFile(join(dir, 'init'), input.initScript, { mode: 0o755 });
   await writeFile(join(dir, 'bin', 'haven-powerdown'), input.powerdownScript, { mode: 0o755 });
+  await writeFile(join(dir, 'bin', 'haven-agent'), input.agentScript, { mode: 0o755 });
   // writeFile's mode is filtered by the umask; the scripts must be executable.
-  await chmod(join(dir, 'init'), 0o755);
-  await chmod(join(dir, 'bin', 'haven-powerdown'), 0o755);
+  for (const script of ['init', 'bin/haven-powerdown', 'bin/haven-agent'])
+    await chmod(join(dir, script), 0o755);
   // busybox acpid runs <confdir>/PWRF/00000080 when the power button is pressed.
   await symlink('/bin/haven-powerdown', join(dir, 'etc', 'acpi', 'PWRF', '00000080'));
 

@@ -10,6 +10,9 @@
 #   durable <n>                   records 1..n are fsynced to the disk
 #   workload stopped at <n>       ACPI powerdown stopped it after record n
 #   powered off cleanly           ... and /data was unmounted
+#   agent frozen /data            the guest agent (haven-agent, when the domain
+#   agent thawed /data            has an org.qemu.guest_agent.0 port) froze or
+#                                 thawed /data: no record is written between them
 # Records, one line each in /data/records.log:
 #   n <n> sha <sha256 of payload> record-<n>-<boot id>-xxx...
 # Kernel command line: haven.workload=records|idle haven.rate=<records/s>
@@ -96,6 +99,8 @@ if ! mount -t ext4 /dev/vda /data; then
   idle
 fi
 echo "mounted /data"
+# Serves the guest-agent port if the domain has one (guest-agent.sh); exits otherwise.
+haven-agent &
 
 if [ "$workload" != records ]; then
   idle

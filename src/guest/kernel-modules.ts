@@ -2,7 +2,8 @@ import { HavenError } from '../errors/index.ts';
 
 /**
  * The guest's kernel drivers that are modules in Debian's cloud kernel: virtio
- * PCI transport, block, network and entropy, plus ACPI button and evdev so a
+ * PCI transport, block, network, entropy and serial ports (the guest agent's
+ * channel), plus ACPI button and evdev so a
  * QMP `system_powerdown` reaches the guest as a power-button press. ext4, jbd2
  * and crc32c are built in (CONFIG_EXT4_FS=y), so the disk needs no more.
  */
@@ -11,6 +12,7 @@ export const GUEST_MODULES: readonly string[] = [
   'virtio_blk',
   'virtio_net',
   'virtio_rng',
+  'virtio_console',
   'button',
   'evdev',
 ];

@@ -417,6 +417,8 @@ export const HOST_OPERATIONS = {
     'fence',
     'consoleLog',
     'moveDiskToImage',
+    'freezeFilesystems',
+    'thawFilesystems',
   ],
   mirror: ['protect', 'unprotect', 'status'],
 } as const satisfies { [S in keyof HostServices]: ReadonlyArray<keyof HostServices[S]> };

@@ -130,6 +130,19 @@ export interface DomainDescription {
   boot: DomainBoot;
   /** The file its serial console is written to, when it has one. */
   consoleFile: string | null;
+  /**
+   * It has a QEMU guest agent channel (libvirt: `<channel type='unix'>` with
+   * target `org.qemu.guest_agent.0`): its file systems can be frozen for
+   * app-consistent points, if an agent in the guest answers.
+   */
+  guestAgent: boolean;
+}
+
+/** What a freeze or thaw of a guest's file systems through its guest agent did. */
+export interface FilesystemFreeze {
+  name: string;
+  /** File systems the agent froze (or thawed). */
+  filesystems: number;
 }
 
 /** What a host's hypervisor runs: its driver, and every domain defined there. */
@@ -172,4 +185,13 @@ export interface Hypervisor {
    * that ended without the switch fails, the machine still on its export.
    */
   moveDiskToImage(params: { name: string; diskId: string; image: string }): Promise<DiskMove>;
+  /**
+   * Freezes the running guest's file systems through its guest agent (each
+   * one flushed, then writes held in the guest) for an app-consistent point;
+   * fails after `timeoutMs` (default 30 s) when the agent does not answer.
+   * The caller thaws, always, also after a failed or abandoned freeze.
+   */
+  freezeFilesystems(params: { name: string; timeoutMs?: number }): Promise<FilesystemFreeze>;
+  /** Thaws what `freezeFilesystems` froze (none frozen: 0), within `timeoutMs` (default 30 s). */
+  thawFilesystems(params: { name: string; timeoutMs?: number }): Promise<FilesystemFreeze>;
 }

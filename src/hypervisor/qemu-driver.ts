@@ -15,6 +15,7 @@ import type {
   ConsoleLog,
   DiskMove,
   DomainDescription,
+  FilesystemFreeze,
   Hypervisor,
   HypervisorInventory,
   MachineDefinition,
@@ -107,6 +108,8 @@ export class QemuDriver extends QueuedDriver implements Hypervisor {
         })),
         boot: machine.boot ? { kind: 'kernel', ...machine.boot } : { kind: 'devices', devices: ['hd'] },
         consoleFile: this.#files(name).consoleLog,
+        // Its machines get no guest agent channel: app-consistent points come from the vault's hook.
+        guestAgent: false,
       });
     }
     return { driver: 'qemu', uri: null, domains };
@@ -230,6 +233,24 @@ export class QemuDriver extends QueuedDriver implements Hypervisor {
       'not_available',
       `machine '${params.name}': the built-in QEMU driver does not move disks off their view to local images; its machines keep reading the view (use a libvirt host for that)`,
       { machine: params.name, diskId: params.diskId, driver: 'qemu' },
+    );
+  }
+
+  /** Not offered: this driver gives its machines no guest agent channel. */
+  async freezeFilesystems(params: { name: string }): Promise<FilesystemFreeze> {
+    return this.#noGuestAgent(params.name);
+  }
+
+  async thawFilesystems(params: { name: string }): Promise<FilesystemFreeze> {
+    return this.#noGuestAgent(params.name);
+  }
+
+  async #noGuestAgent(name: string): Promise<never> {
+    await this.#definitionOrThrow(name);
+    throw new HavenError(
+      'not_available',
+      `machine '${name}': the built-in QEMU driver gives its machines no guest agent channel, so it cannot freeze their file systems; app-consistent points of its machines come from the vault's hook (haven vault --app-consistency-hook)`,
+      { machine: name, driver: 'qemu' },
     );
   }
 

@@ -25,11 +25,20 @@ export interface LibvirtTestDomain {
   remove(): Promise<void>;
 }
 
-/** `settings`: what the test guest does (default: records at 5/s); e.g. a static address and probes. */
+/** Bridges are named per process and per domain (a name has at most 15 characters). */
+let domainsDefined = 0;
+
+export interface TestDomainOptions {
+  /** What the test guest does (default: records at 5/s); e.g. a static address and probes. */
+  guest?: GuestSettings;
+  /** A virtio serial channel for the QEMU guest agent (org.qemu.guest_agent.0), served by the guest's haven-agent. */
+  guestAgent?: boolean;
+}
+
 export async function defineTestDomain(
   uri: string,
   name: string,
-  settings: GuestSettings = { rate: 5 },
+  options: TestDomainOptions = {},
 ): Promise<LibvirtTestDomain> {
   const guest = await buildGuestImage();
   // /tmp itself is world-writable but sticky; the folder is ours, readable by libvirt-qemu.
@@ -47,7 +56,7 @@ export async function defineTestDomain(
   await formatDataDisk(raw, { sizeBytes: diskBytes });
   await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, image]);
   await rm(raw);
-  const bridge = `hvlv${process.pid % 100000}`;
+  const bridge = `hvlv${process.pid % 100000}-${domainsDefined++}`;
   await run('ip', ['link', 'add', bridge, 'type', 'bridge']);
   const mac = '52:54:00:aa:bb:01';
   const consoleFile = join(dir, 'console.log');
@@ -59,7 +68,7 @@ export async function defineTestDomain(
     <type arch='x86_64'>hvm</type>
     <kernel>${kernel}</kernel>
     <initrd>${initrd}</initrd>
-    <cmdline>${guestCommandLine(settings)}</cmdline>
+    <cmdline>${guestCommandLine(options.guest ?? { rate: 5 })}</cmdline>
   </os>
   <features><acpi/></features>
   <on_reboot>destroy</on_reboot>
@@ -75,7 +84,7 @@ export async function defineTestDomain(
       <model type='virtio'/>
     </interface>
     <serial type='file'><source path='${consoleFile}'/><target port='0'/></serial>
-    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
+${options.guestAgent ? "    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>\n" : ''}    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
     <memballoon model='none'/>
   </devices>
 </domain>

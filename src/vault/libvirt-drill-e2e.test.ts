@@ -82,9 +82,7 @@ describe('drill of a live-protected libvirt domain on an isolated network', { sk
     await run('groupadd', [group]);
     await run('usermod', ['-a', '-G', group, 'libvirt-qemu']);
     domain = await defineTestDomain(libvirtd.uri, name, {
-      rate: 5,
-      ip: { address: `${guestAddress}/24` },
-      probe: [hostAddress],
+      guest: { rate: 5, ip: { address: `${guestAddress}/24` }, probe: [hostAddress] },
     });
     // The production bridge (no uplink) with an address of the host's: the source reaches it.
     await run('ip', ['addr', 'add', `${hostAddress}/24`, 'dev', domain.bridge]);

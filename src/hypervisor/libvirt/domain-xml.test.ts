@@ -37,6 +37,11 @@ const OPERATOR_DOMAIN = `<?xml version="1.0"?>
       <model type='e1000'/>
     </interface>
     <console type='pty'/>
+    <channel type='unix'>
+      <source mode='bind' path='/var/lib/libvirt/qemu/channel/target/domain-3-web/org.qemu.guest_agent.0'/>
+      <target type='virtio' name='org.qemu.guest_agent.0' state='connected'/>
+    </channel>
+    <channel type='spicevmc'><target type='virtio' name='com.redhat.spice.0'/></channel>
   </devices>
 </domain>`;
 
@@ -67,6 +72,9 @@ describe('libvirt domain XML', () => {
     ]);
     assert.deepEqual(domain.boot, { kind: 'devices', devices: ['cdrom', 'hd'] });
     assert.equal(domain.consoleFile, null);
+    assert.equal(domain.guestAgent, true, 'its guest agent channel');
+    const withoutAgent = OPERATOR_DOMAIN.replace(/<channel type='unix'>[\s\S]*?<\/channel>/, '');
+    assert.equal(parseDomainXml(withoutAgent).guestAgent, false, 'a SPICE channel is no guest agent');
   });
 
   it("writes a Haven machine's domain and reads the same machine back", () => {

@@ -10,6 +10,9 @@ import { parseNbdUri } from '../nbd-uri.ts';
 import { isolatedNetworkName } from './libvirt-isolated-networks.ts';
 import { childOf, childrenOf, parseXml, writeXml, type XmlElement, type XmlNode } from './xml.ts';
 
+/** The virtio serial port name libvirt talks to the QEMU guest agent on. */
+export const GUEST_AGENT_CHANNEL = 'org.qemu.guest_agent.0';
+
 /** A domain's definition as read from its XML: everything but what only the running host knows. */
 export type DomainDefinition = Omit<DomainDescription, 'state'>;
 
@@ -176,6 +179,12 @@ export function parseDomainXml(xml: string): DomainDefinition {
     nics: childrenOf(devices, 'interface').map(readNic),
     boot: readBoot(childOf(domain, 'os')),
     consoleFile,
+    guestAgent: childrenOf(devices, 'channel').some(
+      (channel) =>
+        channel.attributes.type === 'unix' &&
+        childOf(channel, 'target')?.attributes.type === 'virtio' &&
+        childOf(channel, 'target')?.attributes.name === GUEST_AGENT_CHANNEL,
+    ),
   };
 }
 

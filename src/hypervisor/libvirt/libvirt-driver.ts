@@ -11,6 +11,7 @@ import type {
   DiskMove,
   DomainDescription,
   DomainDisk,
+  FilesystemFreeze,
   Hypervisor,
   HypervisorInventory,
   MachineDefinition,
@@ -61,6 +62,8 @@ const DOMSTATE: Record<string, MachinePowerState> = {
 };
 const POLL_MS = 200;
 const KILL_WAIT_MS = 10_000;
+/** Default bound of a guest agent freeze or thaw. */
+const AGENT_TIMEOUT_MS = 30_000;
 
 /**
  * The libvirt driver: machines are libvirt domains, driven through `virsh`
@@ -298,6 +301,41 @@ export class LibvirtDriver extends QueuedDriver implements Hypervisor {
       );
       return answer('copying', 0, await this.#capacity(name, target));
     });
+  }
+
+  /**
+   * `virsh domfsfreeze`: libvirt asks the guest agent to freeze every file
+   * system. Not queued behind the domain's other operations: the thaw must
+   * never wait for them (libvirt itself runs one agent command at a time).
+   * virsh is killed after `timeoutMs`; libvirt may still complete the freeze
+   * later, which is why the caller always thaws.
+   */
+  async freezeFilesystems(params: { name: string; timeoutMs?: number }): Promise<FilesystemFreeze> {
+    return this.#agentFilesystems(params, 'domfsfreeze', /Froze (\d+) filesystem/);
+  }
+
+  /** `virsh domfsthaw` (a thaw queued in libvirt behind a freeze still pending runs after it). */
+  async thawFilesystems(params: { name: string; timeoutMs?: number }): Promise<FilesystemFreeze> {
+    return this.#agentFilesystems(params, 'domfsthaw', /Thawed (\d+) filesystem/);
+  }
+
+  async #agentFilesystems(
+    params: { name: string; timeoutMs?: number },
+    command: 'domfsfreeze' | 'domfsthaw',
+    answer: RegExp,
+  ): Promise<FilesystemFreeze> {
+    const { name } = params;
+    const out = await this.#virsh.run([command, name], {
+      domain: name,
+      timeoutMs: params.timeoutMs ?? AGENT_TIMEOUT_MS,
+    });
+    const count = answer.exec(out)?.[1];
+    if (count === undefined) {
+      throw new HavenError('internal', `machine '${name}': 'virsh ${command}' answered '${out.trim()}'`, {
+        machine: name,
+      });
+    }
+    return { name, filesystems: Number(count) };
   }
 
   // ---- internals -----------------------------------------------------------

@@ -7,10 +7,19 @@ import { HavenError } from '../../errors/index.ts';
 const DEFAULT_TIMEOUT_MS = 60_000;
 
 /** What libvirt's refusal means for the caller, by the text virsh prints. */
-const REFUSALS: Array<{ pattern: RegExp; code: 'not_found' | 'operation_not_allowed' | 'unreachable' }> = [
+const REFUSALS: Array<{
+  pattern: RegExp;
+  code: 'not_found' | 'operation_not_allowed' | 'unreachable' | 'not_available';
+}> = [
   {
     pattern: /Domain not found|failed to get domain|Network not found|failed to get network/i,
     code: 'not_found',
+  },
+  // The domain has no guest agent channel; one that is configured but silent is unreachable.
+  { pattern: /guest agent is not configured/i, code: 'not_available' },
+  {
+    pattern: /guest agent is not responding|guest agent is not connected|agent not available/i,
+    code: 'unreachable',
   },
   {
     pattern: /failed to connect to the hypervisor|Cannot recv data|End of file while reading/i,

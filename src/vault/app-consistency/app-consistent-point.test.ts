@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { type DataPath, startDataPath } from '../../host/data-path.ts';
 import { NbdClient } from '../../nbd/index.ts';
-import { hookQuiescer, takeAppConsistentPoint } from './app-consistent-point.ts';
+import { guestAgentQuiescer, hookQuiescer, takeAppConsistentPoint } from './app-consistent-point.ts';
 
 let dir: string;
 let path: DataPath;
@@ -113,4 +113,46 @@ test('a failing hook is reported with its output', async () => {
   });
   assert.equal(result.ok, false);
   assert.match(result.error ?? '', /failed \(exit 3\): cannot reach guest/);
+});
+
+test('a guest agent that does not answer is abandoned at the bound, thawed, and adds no marker', async () => {
+  const calls: string[] = [];
+  // The host's answer that never comes (the real agent case is in guest-agent-point.test.ts).
+  const hypervisor = {
+    freezeFilesystems: async (params: { name: string; timeoutMs?: number }) => {
+      calls.push(`freeze ${params.name} ${params.timeoutMs}`);
+      return new Promise<never>(() => {});
+    },
+    thawFilesystems: async (params: { name: string; timeoutMs?: number }) => {
+      calls.push(`thaw ${params.name}`);
+      return { name: params.name, filesystems: 0 };
+    },
+  };
+  const quiescer = guestAgentQuiescer(hypervisor, { name: 'app-1', importedFrom: null }, 300);
+  const result = await takeAppConsistentPoint({
+    machineIds: [machine.id],
+    quiescer,
+    disk: path.services.disk,
+    timeoutMs: 300,
+  });
+  assert.equal(result.ok, false);
+  assert.equal(result.markerId, null);
+  assert.match(result.error ?? '', /guest agent's freeze of domain 'app-1' did not finish in time/);
+  assert.ok(result.frozenMs < 300 + 200, `gave up at about the bound (${result.frozenMs} ms)`);
+  assert.deepEqual(calls, ['freeze app-1 300', 'thaw app-1']);
+});
+
+test('a guest agent that froze no file system quiesced nothing: no marker', async () => {
+  const hypervisor = {
+    freezeFilesystems: async ({ name }: { name: string }) => ({ name, filesystems: 0 }),
+    thawFilesystems: async ({ name }: { name: string }) => ({ name, filesystems: 0 }),
+  };
+  const result = await takeAppConsistentPoint({
+    machineIds: [machine.id],
+    quiescer: guestAgentQuiescer(hypervisor, { name: 'app-1', importedFrom: null }, 1000),
+    disk: path.services.disk,
+    timeoutMs: 1000,
+  });
+  assert.equal(result.markerId, null);
+  assert.match(result.error ?? '', /froze no file system/);
 });

@@ -5,17 +5,20 @@
  * is killed/abandoned, the thaw runs anyway, and no marker is added (a point
  * after a failed freeze would claim a consistency it does not have).
  *
- * Machines without a guest agent use a per-machine hook script, run on the
- * vault host (where the operator's credentials to reach the guest live):
+ * Imported libvirt domains with a guest agent channel are quiesced through
+ * the agent (`guestAgentQuiescer`: the host freezes the guest's file systems,
+ * libvirt's domfsfreeze). Other machines use the vault's hook script, run on
+ * the vault host (where the operator's credentials to reach the guest live):
  * `<hook> freeze` then `<hook> thaw`, with HAVEN_MACHINE_ID and
- * HAVEN_MACHINE_NAME in its environment.
+ * HAVEN_MACHINE_NAME in its environment. An imported domain with neither
+ * gets one alert saying why (`reportNoQuiescer`), not a failure every interval.
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { isoNow } from '../../clock/index.ts';
-import type { Machine } from '../../domain/model.ts';
+import { type Machine, vmNameOf } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
-import type { DiskService } from '../../host/host-services.ts';
+import type { DiskService, Hypervisor } from '../../host/host-services.ts';
 import type { VaultContext } from '../vault-context.ts';
 
 export interface Quiescer {
@@ -69,6 +72,56 @@ export function hookQuiescer(path: string, machine: Pick<Machine, 'id' | 'name'>
   return {
     freeze: (signal) => runHook(path, 'freeze', env, signal),
     thaw: (signal) => runHook(path, 'thaw', env, signal),
+  };
+}
+
+/** `work`, or a rejection naming `what` as soon as `signal` aborts (the work is abandoned, not awaited). */
+function abandonedOnAbort<T>(what: string, signal: AbortSignal, work: Promise<T>): Promise<T> {
+  work.catch(() => undefined);
+  if (signal.aborted) return Promise.reject(abandoned(what));
+  return new Promise<T>((resolve, reject) => {
+    const abort = () => reject(abandoned(what));
+    signal.addEventListener('abort', abort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', abort));
+  });
+}
+
+function abandoned(what: string): HavenError {
+  return new HavenError('unreachable', `${what} did not finish in time and was abandoned`);
+}
+
+/**
+ * Freezes the guest's file systems through its QEMU guest agent, on the host
+ * that runs it. The host ends its own call after `timeoutMs` too, so an
+ * agent that does not answer holds nothing past the bound. A freeze that
+ * froze no file system quiesced nothing: it fails rather than claim a point.
+ */
+export function guestAgentQuiescer(
+  hypervisor: Pick<Hypervisor, 'freezeFilesystems' | 'thawFilesystems'>,
+  machine: Pick<Machine, 'name' | 'importedFrom'>,
+  timeoutMs: number,
+): Quiescer {
+  const name = vmNameOf(machine);
+  return {
+    freeze: async (signal) => {
+      const frozen = await abandonedOnAbort(
+        `the guest agent's freeze of domain '${name}'`,
+        signal,
+        hypervisor.freezeFilesystems({ name, timeoutMs }),
+      );
+      if (frozen.filesystems === 0) {
+        throw new HavenError('internal', `the guest agent of domain '${name}' froze no file system`, {
+          machine: machine.name,
+        });
+      }
+    },
+    thaw: async (signal) => {
+      await abandonedOnAbort(
+        `the guest agent's thaw of domain '${name}'`,
+        signal,
+        hypervisor.thawFilesystems({ name, timeoutMs }),
+      );
+    },
   };
 }
 
@@ -146,4 +199,39 @@ export async function reportAppConsistency(
     raisedAt: isoNow(vault.clock),
     clearedAt: null,
   });
+}
+
+/** The key of the alert saying a machine gets no app-consistent points at all. */
+function noQuiescerKey(machineId: string): string {
+  return `app-consistent-unavailable:${machineId}`;
+}
+
+/**
+ * The machine's policy asks for app-consistent points and nothing can
+ * quiesce it: one open alert saying why (raising it again while open does
+ * nothing), instead of a failed attempt every interval.
+ */
+export async function reportNoQuiescer(
+  vault: Pick<VaultContext, 'store' | 'clock'>,
+  machine: Pick<Machine, 'id' | 'name'>,
+  reason: string,
+): Promise<void> {
+  await vault.store.alerts.raise({
+    id: randomUUID(),
+    key: noQuiescerKey(machine.id),
+    severity: 'warning',
+    message: `Machine '${machine.name}': no app-consistent points although its policy asks for them: ${reason}`,
+    subjectType: 'machine',
+    subjectId: machine.id,
+    raisedAt: isoNow(vault.clock),
+    clearedAt: null,
+  });
+}
+
+/** It can be quiesced (again): the alert of `reportNoQuiescer` is cleared. */
+export async function clearNoQuiescer(
+  vault: Pick<VaultContext, 'store' | 'clock'>,
+  machine: Pick<Machine, 'id'>,
+): Promise<void> {
+  await vault.store.alerts.clear(noQuiescerKey(machine.id), isoNow(vault.clock));
 }

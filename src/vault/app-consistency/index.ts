@@ -1,7 +1,10 @@
 export {
   type AppConsistentResult,
+  clearNoQuiescer,
+  guestAgentQuiescer,
   hookQuiescer,
   type Quiescer,
   reportAppConsistency,
+  reportNoQuiescer,
   takeAppConsistentPoint,
 } from './app-consistent-point.ts';

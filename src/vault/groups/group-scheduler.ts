@@ -2,17 +2,23 @@
  * Takes points on a schedule: a crash-consistent cut of every consistency
  * group every `groupCutIntervalMs`, and app-consistent points at each
  * policy's `appConsistentFrequencySeconds` for machines the vault can
- * quiesce (a hook is configured) — one app-consistent cut for a whole group,
- * so "latest multi-machine app-consistent" has points to choose.
+ * quiesce — one app-consistent cut for a whole group, so "latest
+ * multi-machine app-consistent" has points to choose. An imported libvirt
+ * domain with a guest agent channel is quiesced through its agent, any other
+ * machine by the vault's hook; an imported domain with neither gets one alert
+ * saying so.
  */
 import { randomUUID } from 'node:crypto';
 import { isoNow } from '../../clock/index.ts';
-import type { Machine, MachineState } from '../../domain/model.ts';
+import { type Machine, type MachineState, vmNameOf } from '../../domain/model.ts';
 import {
   type AppConsistentResult,
+  clearNoQuiescer,
+  guestAgentQuiescer,
   hookQuiescer,
   type Quiescer,
   reportAppConsistency,
+  reportNoQuiescer,
   takeAppConsistentPoint,
 } from '../app-consistency/index.ts';
 import { hostServices } from '../jobs/lifecycle-job.ts';
@@ -26,7 +32,10 @@ const MARKABLE: ReadonlySet<MachineState> = new Set(['protected', 'test-failover
 export interface GroupSchedulerOptions {
   /** Crash-consistent group cuts, default 60 s. */
   groupCutIntervalMs?: number;
-  /** Script run as `<hook> freeze|thaw` on the vault host; without one no app-consistent point is taken. */
+  /**
+   * Script run as `<hook> freeze|thaw` on the vault host, for machines without
+   * a guest agent; without one only those with an agent get app-consistent points.
+   */
   appConsistencyHook?: string;
   /** Bound of a freeze (and of the thaw), default 10 s. */
   appConsistencyTimeoutMs?: number;
@@ -35,6 +44,12 @@ export interface GroupSchedulerOptions {
   /** How often the schedule is looked at, default min(1 s, groupCutIntervalMs). */
   tickMs?: number;
 }
+
+/**
+ * How a machine is quiesced, or why it cannot be (`unavailable`: alerted), or
+ * why that could not be told (`failed`), or that it is not (`skip`).
+ */
+type QuiescerChoice = { quiescer: Quiescer } | { unavailable: string } | { failed: string } | { skip: true };
 
 /** Several machines quiesced as one: all freeze, all thaw (every thaw is tried). */
 function allOf(quiescers: Quiescer[]): Quiescer {
@@ -111,25 +126,84 @@ export class GroupScheduler {
       // A cut without one of the members is no point of the group: wait until all can be marked.
       if (!members.every((m) => MARKABLE.has(m.state))) continue;
       const every = appEverySeconds(members);
-      if (this.#hook !== null && every > 0 && this.#due(this.#lastApp, `group:${name}`, every * 1000, now)) {
-        await this.#appConsistentCut(name, members, this.#hook);
-      } else if (this.#due(this.#lastCut, name, this.#cutIntervalMs, now)) {
-        await this.#crashCut(name, members);
+      if (every > 0 && this.#due(this.#lastApp, `group:${name}`, every * 1000, now)) {
+        const quiescers = await this.#quiescersOf(name, members);
+        if (quiescers) {
+          await this.#appConsistentCut(name, members, quiescers);
+          continue;
+        }
       }
+      if (this.#due(this.#lastCut, name, this.#cutIntervalMs, now)) await this.#crashCut(name, members);
     }
-    if (this.#hook === null) return;
     for (const m of singles) {
       const every = appEverySeconds([m]);
       if (!MARKABLE.has(m.state) || every === 0) continue;
       if (!this.#due(this.#lastApp, m.id, every * 1000, now)) continue;
+      const [quiescer] = (await this.#quiescersOf(null, [m])) ?? [];
+      if (!quiescer) continue;
       const result = await takeAppConsistentPoint({
         machineIds: [m.id],
-        quiescer: hookQuiescer(this.#hook, m),
+        quiescer,
         disk: hostServices(this.#vault, m.activeHostId).disk,
         timeoutMs: this.#appTimeoutMs,
       });
       await reportAppConsistency(this.#vault, m, result);
     }
+  }
+
+  /**
+   * One quiescer per machine, or undefined when one of them has none (its
+   * alert raised: no means, or the failure to find out) — a group is
+   * app-consistent only when every member is quiesced.
+   */
+  async #quiescersOf(group: string | null, members: Machine[]): Promise<Quiescer[] | undefined> {
+    const quiescers: Quiescer[] = [];
+    for (const m of members) {
+      const choice = await this.#quiescerOf(m);
+      if ('quiescer' in choice) {
+        await clearNoQuiescer(this.#vault, m);
+        quiescers.push(choice.quiescer);
+        continue;
+      }
+      if ('unavailable' in choice) await reportNoQuiescer(this.#vault, m, choice.unavailable);
+      else if ('failed' in choice) {
+        await reportAppConsistency(this.#vault, m, {
+          ok: false,
+          markerId: null,
+          frozenMs: 0,
+          error: `${group === null ? '' : `group '${group}': `}${choice.failed}`,
+        });
+      }
+    }
+    return quiescers.length === members.length ? quiescers : undefined;
+  }
+
+  /**
+   * The guest agent for an imported domain that has its channel (asked of its
+   * host now), else the hook; an imported domain with neither is `unavailable`.
+   */
+  async #quiescerOf(m: Machine): Promise<QuiescerChoice> {
+    if (m.importedFrom) {
+      const domain = vmNameOf(m);
+      const hypervisor = hostServices(this.#vault, m.activeHostId).hypervisor;
+      let guestAgent: boolean;
+      try {
+        const { domains } = await hypervisor.inventory({ name: domain });
+        guestAgent = domains[0]?.guestAgent === true;
+      } catch (error) {
+        return {
+          failed: `could not ask its host whether domain '${domain}' has a guest agent: ${error instanceof Error ? error.message : error}`,
+        };
+      }
+      if (guestAgent) return { quiescer: guestAgentQuiescer(hypervisor, m, this.#appTimeoutMs) };
+      if (this.#hook !== null) return { quiescer: hookQuiescer(this.#hook, m) };
+      return {
+        unavailable: `its libvirt domain '${domain}' has no guest agent channel (<channel type='unix'> with target org.qemu.guest_agent.0) and the vault has no app-consistency hook (haven vault --app-consistency-hook)`,
+      };
+    }
+    if (this.#hook !== null) return { quiescer: hookQuiescer(this.#hook, m) };
+    // As before guest agents: a machine Haven runs, on a vault without a hook, is not quiesced (and no alert).
+    return { skip: true };
   }
 
   #due(last: Map<string, number>, key: string, everyMs: number, now: number): boolean {
@@ -162,12 +236,16 @@ export class GroupScheduler {
   }
 
   /** Every member frozen, one app-consistent cut across their hosts, every member thawed; all bounded. */
-  async #appConsistentCut(name: string, members: Machine[], hook: string): Promise<AppConsistentResult> {
+  async #appConsistentCut(
+    name: string,
+    members: Machine[],
+    quiescers: Quiescer[],
+  ): Promise<AppConsistentResult> {
     const participants = cutParticipants(this.#vault, members);
     const groupPointId = randomUUID();
     const result = await takeAppConsistentPoint({
       machineIds: members.map((m) => m.id),
-      quiescer: allOf(members.map((m) => hookQuiescer(hook, m))),
+      quiescer: allOf(quiescers),
       disk: {
         insertMarker: async () => {
           const cut = await takeGroupCut({

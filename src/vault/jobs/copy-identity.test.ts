@@ -14,6 +14,7 @@ function domain(name: string, uuid: string | null, mac: string): DomainDescripti
     nics: [{ mac, network: 'br0', type: 'bridge', model: 'virtio' }],
     boot: { kind: 'devices', devices: ['hd'] },
     consoleFile: null,
+    guestAgent: false,
   };
 }
 const libvirt = (...domains: DomainDescription[]): HypervisorInventory => ({

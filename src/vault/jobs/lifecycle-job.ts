@@ -236,7 +236,8 @@ export class ReplicationErrorWatch {
   }
 
   check(status: ReplicationStatus): void {
-    if (status.state !== 'error') {
+    const problem = status.state === 'error' ? status.lastError : mirrorProblem(status);
+    if (problem === null && status.state !== 'error') {
       this.#since = null;
       return;
     }
@@ -244,9 +245,15 @@ export class ReplicationErrorWatch {
     if (Date.now() - this.#since > this.#giveUpMs) {
       throw new HavenError(
         'unreachable',
-        `replication failed for ${this.#giveUpMs / 1000} s during ${this.#what}: ${status.lastError}`,
-        { lastError: status.lastError },
+        `replication failed for ${this.#giveUpMs / 1000} s during ${this.#what}: ${problem}`,
+        { lastError: problem },
       );
     }
   }
+}
+
+/** A mirrored machine's disk that QEMU does not mirror now (not while copying or with the domain off): why. */
+export function mirrorProblem(status: ReplicationStatus): string | null {
+  const disk = status.mirror?.disks.find((d) => d.state === 'not-armed' && d.problem !== null);
+  return disk ? `disk ${disk.diskId} (${disk.target}) is not mirrored: ${disk.problem}` : null;
 }

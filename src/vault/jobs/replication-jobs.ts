@@ -10,6 +10,7 @@ import {
   type LifecycleStep,
   type LifecycleStepContext,
   lifecycleJob,
+  mirrorProblem,
   pollUntil,
   ReplicationErrorWatch,
   replicationTarget,
@@ -172,7 +173,15 @@ export function enableReplicationJob(vault: () => VaultContext): VaultJobDefinit
                 const copy = copyProgress(status.mirror ? mirrorCopyStatus(status) : status);
                 // The copy's share never goes back (it ends before the first point is listed).
                 shown = Math.max(shown, copy.percent);
-                ctx.progress(shown, `${status.state}: ${copy.text}`);
+                const problem = mirrorProblem(status);
+                ctx.progress(
+                  shown,
+                  problem !== null
+                    ? problem
+                    : status.mirror && status.mirror.state !== 'armed'
+                      ? `mirror ${status.mirror.state}: ${copy.text}`
+                      : `${status.state}: ${copy.text}`,
+                );
                 if (status.state !== 'streaming') return undefined;
                 const list = await replica.replica.listPoints({ machineId: ctx.machine.id });
                 return list.length > 0 ? list : undefined;

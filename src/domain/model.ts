@@ -242,6 +242,12 @@ export interface MirrorSnapshot {
   disks: MirroredDiskState[];
   /** The newest point the host cut for the machine. */
   lastPointAt: string | null;
+  /**
+   * The point cut when the domain stopped while mirrored: everything it
+   * wrote is before it. Null while the domain runs, and when the stop came
+   * while a disk was not armed (its last writes may be missing).
+   */
+  stoppedPointAt?: string | null;
 }
 
 export interface ReplicationSnapshot {

@@ -19,7 +19,7 @@ import { ReplicaStore } from '../replica/index.ts';
 import { generateHostIdentity, type HostIdentity, Receiver } from '../replication/index.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
 import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
-import { type ShareGroup, shareSocket } from '../storage/share-group.ts';
+import { checkGroupCanReach, type ShareGroup, shareSocket } from '../storage/share-group.ts';
 import { hostDiskService } from './host-disk-service.ts';
 import type { HostServices } from './host-services.ts';
 import { HostStateFile } from './host-state-file.ts';
@@ -104,8 +104,10 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
   const bound = await listenReceiver(receiver, options.replicationListen?.port ?? 9443, state);
   const views = await ViewRegistry.listen(replicaStore, join(run, 'views.sock'));
   if (options.share) {
-    for (const socket of ['disks.sock', 'views.sock'])
+    for (const socket of ['disks.sock', 'views.sock']) {
       await shareSocket(join(run, socket), options.share.root, options.share.group);
+      await checkGroupCanReach(join(run, socket), options.share.group);
+    }
   }
   // Built before the replication service it reads hashes from, so resolved late.
   let replicationRef: ReplicationService | null = null;

@@ -282,6 +282,13 @@ export interface AdoptedDisk extends DiskRef {
   unsentBytes: number;
 }
 
+/** What `replica.writeBackToImage` did (null point: the replica was already written back and removed). */
+export interface ImageWriteBack {
+  pointId: string | null;
+  comparedBytes: number;
+  writtenBytes: number;
+}
+
 export interface ReplicaStore {
   listPoints(params: { machineId: string }): Promise<RecoveryPoint[]>;
   /**
@@ -313,6 +320,29 @@ export interface ReplicaStore {
   adoptImage(
     params: DiskRef & { imagePath: string; sizeBytes: number; durableSeq?: number },
   ): Promise<AdoptedDisk>;
+  /**
+   * Reprotect of a machine that runs on its own image (a libvirt domain; off
+   * on this host): the image, in its format, is converted here into the base
+   * of a replica, a whole consistent disk that the sink journal of the
+   * machine's running copy continues from sequence 1. That copy's mirror
+   * then compares its first copy with this replica (`mirror.protect`
+   * `seeded`), so only blocks that differ cross the network. Refused while a
+   * QEMU holds the image. Harmless to repeat.
+   */
+  seedFromImage(
+    params: DiskRef & { imagePath: string; format: string; sizeBytes: number },
+  ): Promise<{ diskKey: string; sizeBytes: number }>;
+  /**
+   * Failback of such a machine (its copy stopped, the reverse replication
+   * drained and stopped): writes the replica's latest point into each image
+   * in place, in its own format, only the blocks that differ from it (the
+   * regions written since the seed), then removes the replica. Refused while
+   * a QEMU holds an image. Harmless to repeat.
+   */
+  writeBackToImage(params: {
+    machineId: string;
+    restore: Array<{ diskId: string; imagePath: string; format: string }>;
+  }): Promise<ImageWriteBack>;
   /**
    * Complete failover after failback, on the primary host (reverse replication
    * drained and stopped): merges everything into each base, moves it back to
@@ -361,7 +391,17 @@ export interface Mirror {
    * `sink: true`), keeps it armed (domain restarts, agent restarts, lost
    * connections) and cuts crash-consistent points across the disks while it is.
    */
-  protect(params: { machineId: string; domain: string; disks: MirroredDisk[] }): Promise<MirrorStatus>;
+  protect(params: {
+    machineId: string;
+    domain: string;
+    disks: MirroredDisk[];
+    /**
+     * The replica was seeded with (nearly) this disk's content
+     * (`replica.seedFromImage`): the first arm compares too, so QEMU's
+     * first copy journals only the blocks that differ from it.
+     */
+    seeded?: boolean;
+  }): Promise<MirrorStatus>;
   /** Ends the mirror jobs and removes what Haven added to the domain; the sinks stay until detached. */
   unprotect(params: { machineId: string }): Promise<void>;
   status(params: { machineId: string }): Promise<MirrorStatus>;
@@ -402,6 +442,8 @@ export const HOST_OPERATIONS = {
     'deletePoints',
     'adoptImage',
     'consolidate',
+    'seedFromImage',
+    'writeBackToImage',
     'consolidateView',
     'setRetention',
   ],

@@ -20,6 +20,8 @@ export interface SavedMirror {
   machineId: string;
   domain: string;
   disks: MirroredDisk[];
+  /** The replica was seeded from an image: the first arm compares too (see `Mirror.protect`). */
+  seeded?: boolean;
 }
 
 export interface SavedReplication {

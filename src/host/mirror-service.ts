@@ -79,6 +79,7 @@ interface MachineWatch {
   disks: DiskWatch[];
   lastPointAtMs: number;
   lastPointAt: string | null;
+  stoppedPointAt: string | null;
   busy: Promise<void> | null;
 }
 
@@ -105,7 +106,12 @@ export class MirrorService implements Mirror {
     }
   }
 
-  async protect(params: { machineId: string; domain: string; disks: MirroredDisk[] }): Promise<MirrorStatus> {
+  async protect(params: {
+    machineId: string;
+    domain: string;
+    disks: MirroredDisk[];
+    seeded?: boolean;
+  }): Promise<MirrorStatus> {
     const driver = this.#driver();
     const { machineId, domain, disks } = params;
     if (disks.length === 0) {
@@ -135,7 +141,12 @@ export class MirrorService implements Mirror {
     if (!current) {
       // Refused at once when the domain's disk does not exist there, not later in a tick.
       await driver.mirrorState({ domain, target: disks[0]!.target });
-      const saved: SavedMirror = { machineId, domain, disks: disks.map((d) => ({ ...d })) };
+      const saved: SavedMirror = {
+        machineId,
+        domain,
+        disks: disks.map((d) => ({ ...d })),
+        ...(params.seeded ? { seeded: true } : {}),
+      };
       await this.#o.state.setMirror(saved);
       this.#watch(saved);
     }
@@ -209,6 +220,7 @@ export class MirrorService implements Mirror {
       })),
       lastPointAtMs: 0,
       lastPointAt: null,
+      stoppedPointAt: null,
       busy: null,
     });
   }
@@ -276,7 +288,10 @@ export class MirrorService implements Mirror {
    * past the sinks.
    */
   async #finalPoint(watch: MachineWatch): Promise<boolean> {
-    if (!watch.disks.every((d) => d.job?.state === 'domain-off')) return false;
+    if (!watch.disks.every((d) => d.job?.state === 'domain-off')) {
+      watch.stoppedPointAt = null;
+      return false;
+    }
     const proven = watch.disks.every(
       (d) => d.syncedAtMs > 0 && Date.now() - d.syncedAtMs < this.#o.reconnectDelaySeconds * 1000,
     );
@@ -284,6 +299,7 @@ export class MirrorService implements Mirror {
     if (!proven) return true;
     for (const d of watch.disks) if (!this.#ready(d)) await this.#o.core.markSinkReady(d.exportName);
     await this.#cut(watch);
+    watch.stoppedPointAt = watch.lastPointAt;
     for (const d of watch.disks) await this.#notReady(d);
     this.#o.log?.(`haven: domain ${watch.saved.domain} stopped while mirrored: last point cut`);
     return true;
@@ -308,7 +324,9 @@ export class MirrorService implements Mirror {
       reason = 'a new QEMU process runs the domain (it was stopped and started, or the mirror was removed)';
     }
     const rearm = reason !== 'first arm';
-    if (rearm && this.#compare && !d.comparing) {
+    // A seeded replica already holds most of the disk: the first copy is compared like a re-arm's.
+    const compare = rearm || watch.saved.seeded === true;
+    if (compare && this.#compare && !d.comparing) {
       await this.#compare.begin(
         d.exportName,
         diskKeyOf(watch.saved.machineId, d.disk.diskId),
@@ -326,7 +344,10 @@ export class MirrorService implements Mirror {
     const at = isoNow(systemClock);
     d.arms++;
     d.armedAt = at;
-    if (rearm) d.lastRearm = { at, reason, compared: d.comparing, journaledBytes: null, skippedBytes: null };
+    if (compare) {
+      if (!rearm) reason = 'first arm, compared with the replica seeded from an image';
+      d.lastRearm = { at, reason, compared: d.comparing, journaledBytes: null, skippedBytes: null };
+    }
     this.#o.log?.(`haven: mirror of ${watch.saved.domain} ${d.disk.target} armed (${reason})`);
     d.job = await driver.mirrorState({ domain: watch.saved.domain, target: d.disk.target });
   }
@@ -384,7 +405,8 @@ export class MirrorService implements Mirror {
     const state = disks.every((d) => d.state === 'armed')
       ? 'armed'
       : disks.every((d) => d.state === 'armed' || d.state === 'copying') &&
-          disks.every((d) => d.lastRearm === null)
+          // Still the first copy (a seeded replica's first arm compares, and is no break either).
+          watch.disks.every((d) => d.lastRearm === null || (watch.saved.seeded === true && d.arms <= 1))
         ? 'syncing'
         : 'not-armed';
     return {
@@ -393,6 +415,7 @@ export class MirrorService implements Mirror {
       state,
       disks,
       lastPointAt: watch.lastPointAt,
+      stoppedPointAt: watch.stoppedPointAt,
     };
   }
 }

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
 import { HavenError } from '../errors/index.ts';
 import { ReplicaStore } from '../replica/index.ts';
 import { randomHistory } from '../testing/replica-test-model.ts';
@@ -11,6 +13,7 @@ import { notAvailableServices } from './not-available-services.ts';
 import { ReplicaService } from './replica-service.ts';
 import { ViewRegistry } from './view-registry.ts';
 
+const run = promisify(execFile);
 const SIZE = 1 << 20;
 let dir: string;
 let store: ReplicaStore;
@@ -113,5 +116,43 @@ test('points are deleted only all at once', async () => {
   await assert.rejects(
     replica.deletePoints({ machineId: 'vm1', before: new Date().toISOString() }),
     code('not_available'),
+  );
+});
+
+test('a machine on its own qcow2 image: the replica is seeded from it, and its last point written back into it in place, only blocks that differ', async () => {
+  await mkdir(join(dir, 'run'), { recursive: true });
+  const original = Buffer.alloc(SIZE);
+  for (let i = 0; i < SIZE; i += 4096) original.writeUInt32LE(i / 4096 + 1, i);
+  const raw = join(dir, 'own.raw');
+  const image = join(dir, 'own.qcow2');
+  await writeFile(raw, original);
+  await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, image]);
+  const ref = { machineId: 'vm9', diskId: 'd0', imagePath: image, format: 'qcow2', sizeBytes: SIZE };
+  await replica.seedFromImage(ref);
+  await replica.seedFromImage(ref);
+  assert.deepEqual(await store.read('vm9/d0', 0, SIZE), original);
+  // The copy's writes follow from sequence 1 (a sink's journal); the flush at the end is a point.
+  const history = randomHistory(4, { size: SIZE, count: 12, firstSeq: 1, maxWrite: 16 << 10 });
+  const last = history.at(-1)!;
+  history.push({ seq: last.seq + 1, timeMs: last.timeMs + 1, kind: 'flush', offset: 0, length: 0 });
+  await store.append('vm9/d0', history);
+  const expected = await store.read('vm9/d0', 0, SIZE);
+  const done = await replica.writeBackToImage({
+    machineId: 'vm9',
+    restore: [{ diskId: 'd0', imagePath: image, format: 'qcow2' }],
+  });
+  assert.ok(done.pointId?.endsWith(`@${last.seq + 1}`), String(done.pointId));
+  assert.ok(done.writtenBytes > 0 && done.writtenBytes <= done.comparedBytes, JSON.stringify(done));
+  assert.ok(done.comparedBytes < SIZE, `only the regions written were compared: ${done.comparedBytes}`);
+  await run('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', image, raw]);
+  assert.deepEqual(await readFile(raw), expected);
+  assert.match((await run('qemu-img', ['info', image])).stdout, /file format: qcow2/);
+  assert.ok(!store.listDisks().some((d) => d.diskKey === 'vm9/d0'), 'the reverse replica is removed');
+  assert.deepEqual(
+    await replica.writeBackToImage({
+      machineId: 'vm9',
+      restore: [{ diskId: 'd0', imagePath: image, format: 'qcow2' }],
+    }),
+    { pointId: null, comparedBytes: 0, writtenBytes: 0 },
   );
 });

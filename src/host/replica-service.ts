@@ -5,7 +5,7 @@
  * saved in the host state file and reopened on restart, because a recovery
  * machine runs from them.
  */
-import { stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type DiskService, type Region, WriteJournal } from '../disk/index.ts';
 import { HavenError } from '../errors/index.ts';
@@ -19,6 +19,7 @@ import {
   regionBytes,
   seqOfPoint,
 } from '../replica/index.ts';
+import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
 import { diskIdOf, diskKeyOf, isDiskOf } from './disk-key.ts';
 import { exportNameOf, journalDirOf } from './host-disk-service.ts';
 import type {
@@ -26,8 +27,10 @@ import type {
   DiskRef,
   DiskService as HostDiskService,
   ReplicaStore as HostReplicaStore,
+  ImageWriteBack,
 } from './host-services.ts';
 import type { HostStateFile } from './host-state-file.ts';
+import { convertToRaw, writeIntoImage } from './image-transfer.ts';
 import type { ReplicationService } from './replication-service.ts';
 import type { OpenView, ViewRegistry } from './view-registry.ts';
 
@@ -209,6 +212,82 @@ export class ReplicaService implements HostReplicaStore {
       }
       await this.#o.replicaStore.restoreImage(diskKey, imagePath);
     }
+  }
+
+  async seedFromImage({ machineId, diskId, imagePath, format, sizeBytes }: Params<'seedFromImage'>) {
+    const { replicaStore } = this.#o;
+    const diskKey = diskKeyOf(machineId, diskId);
+    if (this.#o.replication.isSending(diskKey)) {
+      throw new HavenError(
+        'operation_not_allowed',
+        `disk '${diskKey}' is being replicated from this host; stop its replication before seeding a replica of it here`,
+        { diskKey, allowed: ['replication.stop'] },
+      );
+    }
+    // The seed lives in the store's folder: adopting moves it in as the base, no second copy.
+    const seeds = join(replicaStore.dir, 'seeds');
+    const seed = join(seeds, `${encodeURIComponent(diskKey)}.raw`);
+    const existing = replicaStore.listDisks().find((d) => d.diskKey === diskKey);
+    if (existing === undefined) {
+      await mkdir(seeds, { recursive: true, mode: PRIVATE_DIR_MODE });
+      await convertToRaw(imagePath, format, seed, sizeBytes);
+    }
+    // Repeated: the same seed is already the base (anything else is refused as a conflict).
+    await replicaStore.adoptImage(diskKey, seed, sizeBytes, 0, { consistent: true });
+    return { diskKey, sizeBytes };
+  }
+
+  async writeBackToImage({ machineId, restore }: Params<'writeBackToImage'>): Promise<ImageWriteBack> {
+    const { replicaStore } = this.#o;
+    const keys = restore.map((r) => diskKeyOf(machineId, r.diskId));
+    const present = new Set(replicaStore.listDisks().map((d) => d.diskKey));
+    if (keys.every((k) => !present.has(k))) return { pointId: null, comparedBytes: 0, writtenBytes: 0 };
+    for (const diskKey of keys) {
+      if (this.#o.replication.isSending(diskKey)) {
+        throw new HavenError(
+          'operation_not_allowed',
+          `disk '${diskKey}' is being replicated from this host; stop replication first`,
+          { diskKey, allowed: ['replication.stop'] },
+        );
+      }
+    }
+    const point = machinePoints(machineId, this.#diskKeysOf(machineId), replicaStore).at(-1);
+    if (point === undefined) {
+      throw new HavenError(
+        'conflict',
+        `the replica of machine '${machineId}' on this host has no recovery point to write back`,
+        { machineId },
+      );
+    }
+    const ref = parseRecoveryPointRef(point.id);
+    const result: ImageWriteBack = { pointId: point.id, comparedBytes: 0, writtenBytes: 0 };
+    for (const [i, { imagePath, format }] of restore.entries()) {
+      const diskKey = keys[i]!;
+      if (!present.has(diskKey)) continue;
+      const status = replicaStore.diskStatus(diskKey);
+      // The base is still the seed (the image as it was): only what the records wrote can differ.
+      const regions =
+        status.baseSeq === 0
+          ? replicaStore.regionsAfter(diskKey, 0)
+          : [{ offset: 0, length: status.sizeBytes }];
+      const view = await replicaStore.openView(diskKey, seqOfPoint(replicaStore, diskKey, ref));
+      try {
+        const done = await writeIntoImage({
+          image: imagePath,
+          format,
+          sizeBytes: status.sizeBytes,
+          regions,
+          read: (offset, length) => view.read(offset, length),
+          socketDir: join(this.#o.dataDir, 'run'),
+        });
+        result.comparedBytes += done.comparedBytes;
+        result.writtenBytes += done.writtenBytes;
+      } finally {
+        await view.close();
+      }
+      await replicaStore.removeDisk(diskKey);
+    }
+    return result;
   }
 
   async consolidateView({ machineId, viewId }: Params<'consolidateView'>) {

@@ -194,7 +194,9 @@ export class ReplicaDisk {
   /**
    * Makes a replica whose base is an existing image, moved in (reprotect to
    * the original machine: no data is copied). Records resume after
-   * `durableSeq`; no recovery point exists until the first sync completes.
+   * `durableSeq`; no recovery point exists until the first sync completes,
+   * unless `consistent`: the image is a whole, consistent disk (a copy of a
+   * stopped machine's image) that the records continue from directly.
    */
   static async adopt(
     dir: string,
@@ -203,6 +205,7 @@ export class ReplicaDisk {
     imagePath: string,
     durableSeq: number,
     options: ReplicaDiskOptions,
+    consistent = false,
   ): Promise<ReplicaDisk> {
     await rm(dir, { recursive: true, force: true });
     await mkdir(join(dir, 'segments'), { recursive: true, mode: PRIVATE_DIR_MODE });
@@ -211,7 +214,7 @@ export class ReplicaDisk {
       ...newMeta(diskKey, sizeBytes),
       baseSeq: durableSeq,
       pointFloor: durableSeq + 1,
-      sync: { id: 'adopted', kind: 'resync', fromSeq: durableSeq + 1 },
+      sync: consistent ? null : { id: 'adopted', kind: 'resync', fromSeq: durableSeq + 1 },
       adopting: imagePath,
       adoptedFrom: imagePath,
     });

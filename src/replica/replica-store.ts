@@ -341,9 +341,17 @@ export class ReplicaStore implements ReplicaSink {
    * machine's own image, moved in as the base (same file system: no copy).
    * Records resume after `durableSeq`; no point exists until the sender's
    * first sync (the regions that diverged, or a hash compare) completes.
-   * Repeating it for the same image is harmless.
+   * Repeating it for the same image is harmless. `consistent`: the image is
+   * a whole disk the records continue from (a copy of a stopped machine's
+   * image), so points come from the records' own flushes, no sync needed.
    */
-  async adoptImage(diskKey: string, imagePath: string, sizeBytes: number, durableSeq: number): Promise<void> {
+  async adoptImage(
+    diskKey: string,
+    imagePath: string,
+    sizeBytes: number,
+    durableSeq: number,
+    { consistent = false }: { consistent?: boolean } = {},
+  ): Promise<void> {
     if (!Number.isSafeInteger(durableSeq) || durableSeq < 0) {
       throw new HavenError('bad_request', `durable sequence ${durableSeq} is not a non-negative integer`, {
         field: 'durableSeq',
@@ -384,6 +392,7 @@ export class ReplicaStore implements ReplicaSink {
       imagePath,
       durableSeq,
       this.#diskOptions(),
+      consistent,
     );
     this.#disks.set(diskKey, disk);
   }

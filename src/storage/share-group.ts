@@ -6,7 +6,7 @@
  * other users; without a share group, everything stays owner only.
  */
 import { execFile } from 'node:child_process';
-import { chmod, chown } from 'node:fs/promises';
+import { chmod, chown, stat } from 'node:fs/promises';
 import { dirname, relative, sep } from 'node:path';
 import { HavenError } from '../errors/index.ts';
 
@@ -52,4 +52,28 @@ export async function shareSocket(path: string, root: string, group: ShareGroup)
   }
   await chown(path, -1, group.gid);
   await chmod(path, 0o660);
+}
+
+/**
+ * Refuses, naming the folder and what to change, when a member of `group`
+ * (that is not its owner) could not reach `path`: a folder on the way that
+ * lets neither the group nor others search it. Without this the hypervisor
+ * fails much later, on its first connection, with "Permission denied".
+ */
+export async function checkGroupCanReach(path: string, group: ShareGroup): Promise<void> {
+  const folders: string[] = [];
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    folders.unshift(dir);
+    if (dirname(dir) === dir) break;
+  }
+  for (const dir of folders) {
+    const info = await stat(dir);
+    const groupSearch = info.gid === group.gid && (info.mode & 0o010) !== 0;
+    if (groupSearch || (info.mode & 0o001) !== 0) continue;
+    throw new HavenError(
+      'validation_failed',
+      `share group '${group.name}' cannot reach '${path}': folder '${dir}' (mode ${(info.mode & 0o777).toString(8)}) lets neither the group nor others search it. Let them search it (chmod o+x '${dir}') or keep the data directory elsewhere (--data DIR)`,
+      { field: 'share-group', group: group.name, folder: dir },
+    );
+  }
 }

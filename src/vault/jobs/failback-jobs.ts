@@ -1,3 +1,4 @@
+import { vmNameOf } from '../../domain/index.ts';
 import type { Host, Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { DiskRegion, ReplicationStatus } from '../../host/host-services.ts';
@@ -11,6 +12,7 @@ import {
   ReplicationErrorWatch,
   replicationTarget,
 } from './lifecycle-job.ts';
+import * as ownImage from './own-image-failback.ts';
 
 /**
  * Reprotect, failback, complete failover and the commit after failback
@@ -19,6 +21,8 @@ import {
  * recovery host sends only what diverged — the regions the primary wrote
  * after the failover point (known from the replica's journal) and the
  * recovery machine's own writes (its view's journal) — never the whole disk.
+ * A machine on its own image (an imported libvirt domain) takes the same
+ * steps through QEMU's mirror instead (own-image-failback.ts).
  */
 
 async function hostOrFail(ctx: LifecycleStepContext, hostId: string): Promise<Host> {
@@ -118,14 +122,18 @@ function reverseSteps(input: LifecycleJobInput<'reprotect'>): LifecycleStep<'rep
         await hostOrFail(ctx, ctx.machine.primaryHostId);
         const status = await ctx
           .host(ctx.machine.primaryHostId)
-          .hypervisor.status({ name: ctx.machine.name });
+          .hypervisor.status({ name: vmNameOf(ctx.machine) });
         if (status.state === 'running' || status.state === 'paused') {
           throw new HavenError(
             'operation_not_allowed',
-            `The primary machine '${ctx.machine.name}' is ${status.state} at the primary site; reprotect needs it off. ` +
+            `The primary machine '${vmNameOf(ctx.machine)}' is ${status.state} at the primary site; reprotect needs it off. ` +
               'Shut it down (its data is about to be replaced by the recovery site’s), then reprotect again.',
             { machineId: ctx.machine.id, machineName: ctx.machine.name, primaryState: status.state },
           );
+        }
+        if (ctx.machine.importedFrom) {
+          await ownImage.leaveOriginalOff(ctx, input.alternateHostId);
+          return;
         }
         // Forward replication stopped at failover; make sure (a source that was unreachable then may be back).
         await ctx.host(ctx.machine.primaryHostId).replication.stop({ machineId: ctx.machine.id });
@@ -133,9 +141,10 @@ function reverseSteps(input: LifecycleJobInput<'reprotect'>): LifecycleStep<'rep
     },
     {
       name: 'adopt-original-disks',
-      title: 'Make the original disks the base of the reverse replica (no copy)',
+      title: 'Make the original disks the base of the reverse replica (no copy over the network)',
       retrySafe: true,
       run: async (ctx) => {
+        if (ctx.machine.importedFrom) return ownImage.seedFromOriginal(ctx);
         const copy = failoverCopy(ctx.machine);
         const view = await ctx.host(copy.hostId).replica.viewInfo({ viewId: copy.viewId });
         const extra: Record<string, DiskRegion[]> = {};
@@ -182,6 +191,7 @@ function reverseSteps(input: LifecycleJobInput<'reprotect'>): LifecycleStep<'rep
       title: 'Start replication from the recovery site back to the primary',
       retrySafe: true,
       run: async (ctx) => {
+        if (ctx.machine.importedFrom) return ownImage.protectRecovered(ctx);
         const copy = failoverCopy(ctx.machine);
         const primary = await hostOrFail(ctx, (await reverseTarget(ctx)).hostId);
         const recovery = await hostOrFail(ctx, copy.hostId);
@@ -206,6 +216,7 @@ function reverseSteps(input: LifecycleJobInput<'reprotect'>): LifecycleStep<'rep
       retrySafe: true,
       weight: 4,
       run: async (ctx) => {
+        if (ctx.machine.importedFrom) return ownImage.reverseFirstPoint(ctx);
         const copy = failoverCopy(ctx.machine);
         const status = await drained(ctx, copy.hostId, 'the reverse resync');
         const view = await ctx.host(copy.hostId).replica.viewInfo({ viewId: copy.viewId });
@@ -227,6 +238,7 @@ function forwardSteps(): LifecycleStep[] {
       title: 'Replicate to the recovery site again (only what changed since failback)',
       retrySafe: true,
       run: async (ctx) => {
+        if (ctx.machine.importedFrom) return ownImage.protectOriginal(ctx);
         const recovery = await hostOrFail(ctx, ctx.machine.recoveryHostId!);
         const primary = await hostOrFail(ctx, ctx.machine.primaryHostId);
         await ctx.host(recovery.id).replication.allowSender({ fingerprint: primary.replicationFingerprint! });
@@ -243,6 +255,7 @@ function forwardSteps(): LifecycleStep[] {
       title: 'Send the changes made since failback',
       retrySafe: true,
       run: async (ctx) => {
+        if (ctx.machine.importedFrom) return ownImage.forwardFirstPoint(ctx);
         const status = await drained(ctx, ctx.machine.primaryHostId, 'forward replication to catch up');
         const disk = ctx.machine.disks.reduce((sum, d) => sum + d.sizeBytes, 0);
         await ctx.output({ reprotectSent: { sentBytes: status.sentBytes, diskBytes: disk } });
@@ -290,6 +303,10 @@ function switchBackSteps(fullDownload: boolean): LifecycleStep[] {
       title: 'Compare whole disks and copy every block that differs',
       retrySafe: true,
       run: async (ctx) => {
+        if (ctx.machine.importedFrom) {
+          ctx.progress(100, 'the mirror sent every block that differs: nothing more to compare');
+          return;
+        }
         const copy = failoverCopy(ctx.machine);
         const primary = await hostOrFail(ctx, ctx.machine.primaryHostId);
         await ctx.host(copy.hostId).replication.stop({ machineId: ctx.machine.id });
@@ -309,6 +326,7 @@ function switchBackSteps(fullDownload: boolean): LifecycleStep[] {
       title: 'Send the last changes to the primary site',
       retrySafe: true,
       run: async (ctx) => {
+        if (ctx.machine.importedFrom) return ownImage.sendLastPoint(ctx);
         const copy = failoverCopy(ctx.machine);
         const status = await drained(ctx, copy.hostId, 'the last changes');
         await ctx.output({ failbackSent: { sentBytes: status.sentBytes } });
@@ -320,6 +338,7 @@ function switchBackSteps(fullDownload: boolean): LifecycleStep[] {
       title: 'Put the synchronised disks back in place at the primary',
       retrySafe: true,
       run: async (ctx) => {
+        if (ctx.machine.importedFrom) return ownImage.writeBackOriginal(ctx);
         const primary = ctx.host(ctx.machine.primaryHostId);
         await primary.replica.consolidate({
           machineId: ctx.machine.id,
@@ -344,6 +363,7 @@ function switchBackSteps(fullDownload: boolean): LifecycleStep[] {
       title: 'Start the machine at the primary site',
       retrySafe: true,
       run: async (ctx) => {
+        if (ctx.machine.importedFrom) return ownImage.startOriginal(ctx);
         const primary = ctx.host(ctx.machine.primaryHostId);
         const settings = ctx.machine.recoverySettings;
         const status = await primary.hypervisor
@@ -407,6 +427,7 @@ export function failbackCommitSteps(): LifecycleStep[] {
       title: 'Make the recovery site’s copy its replica again (for reprotect)',
       retrySafe: true,
       run: async (ctx) => {
+        if (ctx.machine.importedFrom) return ownImage.seedFromRecoveredCopy(ctx);
         const copy = failoverCopy(ctx.machine);
         const recovery = ctx.host(copy.hostId);
         await recovery.hypervisor.fence({ name: copy.vmName });

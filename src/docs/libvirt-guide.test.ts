@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Machine } from '../domain/model.ts';
+import { findQemuProcesses } from '../hypervisor/qemu-process.ts';
 import { collectOutput, REPO_ROOT } from '../testing/child-process.ts';
 import { defineTestDomain, type LibvirtTestDomain } from '../testing/libvirt-domain.fixture.ts';
 import { ensureLibvirtd, type Libvirtd, libvirtMissing } from '../testing/libvirtd.fixture.ts';
@@ -18,7 +19,7 @@ const skip = await libvirtMissing();
  * its ```sh blocks, in order, by `sh` in a directory laid out like the clone
  * (`haven` is bin/haven on the PATH, `.haven/` the relative default), with
  * `haven up` started in the background as in a first terminal. The page's
- * example names (domain web-1, group haven-share, bridge br0, its folders)
+ * example names (domain web-1, bridge br0, its folders)
  * are replaced by this test's own, so it never touches a real domain.
  */
 describe('docs/libvirt.md, every command, on a real libvirtd', { skip }, () => {
@@ -30,7 +31,6 @@ describe('docs/libvirt.md, every command, on a real libvirtd', { skip }, () => {
   let up: { child: ChildProcess; output: () => string; exited: Promise<number | null> } | null = null;
   const suffix = randomBytes(3).toString('hex');
   const name = `haven-guide-${suffix}`;
-  const group = `haven-guide-${suffix}`;
   let replacements: Array<[string, string]> = [];
 
   const substitute = (line: string) =>
@@ -100,7 +100,6 @@ describe('docs/libvirt.md, every command, on a real libvirtd', { skip }, () => {
     replacements = [
       ['web-1-recovered', `${name}-recovered`],
       ['web-1', name],
-      ['haven-share', group],
       ['/srv/haven/images', store],
       ['/var/lib/libvirt/images', domain.dir],
       ['br0', domain.bridge],
@@ -121,8 +120,6 @@ describe('docs/libvirt.md, every command, on a real libvirtd', { skip }, () => {
     await rm(`/var/log/libvirt/qemu/${recovered}.log`, { force: true });
     await rm(`/var/log/libvirt/qemu/${recovered}-console.log`, { force: true });
     await domain?.remove();
-    await execFileOk('gpasswd', ['-d', 'libvirt-qemu', group]).catch(() => {});
-    await execFileOk('groupdel', [group]).catch(() => {});
     if (dir) await rm(dir, { recursive: true, force: true });
     if (store) await rm(join(store, '..'), { recursive: true, force: true });
     await libvirtd?.stop();
@@ -140,7 +137,8 @@ describe('docs/libvirt.md, every command, on a real libvirtd', { skip }, () => {
       const hosts = JSON.parse(await shOk('haven hosts list --json')) as Array<{ status: string }>;
       return hosts.length === 2 && hosts.every((h) => h.status === 'connected');
     });
-    const pid = (await shOk(`pgrep -f 'guest=${name},'`)).trim();
+    const pids = await findQemuProcesses(`guest=${name},`);
+    assert.equal(pids.length, 1, 'the domain runs under one QEMU');
     for (const block of rest) {
       for (const line of block) {
         const out = await shOk(line);
@@ -155,7 +153,7 @@ describe('docs/libvirt.md, every command, on a real libvirtd', { skip }, () => {
           );
           assert.equal(m.state, 'protected');
           // The domain was protected where it ran: the same QEMU process.
-          assert.equal((await shOk(`pgrep -f 'guest=${name},'`)).trim(), pid);
+          assert.deepEqual(await findQemuProcesses(`guest=${name},`), pids);
         }
         if (line.startsWith('haven cleanup-test-failover')) assert.equal((await show()).state, 'protected');
         if (line.startsWith('haven failover')) assert.equal((await show()).state, 'failed-over');

@@ -117,6 +117,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
     disks: disk,
     socket: join(run, 'disks.sock'),
     state,
+    shareGroup: options.share?.group ?? null,
     compare: {
       begin: async (exportName, diskKey, blockBytes) => {
         if (!replicationRef) throw new Error('replication service not started');

@@ -26,6 +26,8 @@ import type { DiskService as CoreDiskService } from '../disk/index.ts';
 import type { SinkCompareStats } from '../disk/sink-backend.ts';
 import { HavenError } from '../errors/index.ts';
 import type { ActiveMirrorDriver, MirrorJobState } from '../hypervisor/active-mirror.ts';
+import { findQemuProcesses, processGroups } from '../hypervisor/qemu-process.ts';
+import type { ShareGroup } from '../storage/share-group.ts';
 import { diskKeyOf } from './disk-key.ts';
 import { exportNameOf } from './host-disk-service.ts';
 import type { DiskService, Mirror, MirrorDiskStatus, MirroredDisk, MirrorStatus } from './host-services.ts';
@@ -49,6 +51,11 @@ export interface MirrorServiceOptions {
   socket: string;
   state: HostStateFile;
   compare?: SinkCompare | null;
+  /**
+   * The group the disk socket is shared with; QEMU must be in it. Null: the
+   * socket is owner-only, which no QEMU running as another user can open.
+   */
+  shareGroup?: ShareGroup | null;
   tickMs?: number;
   pointIntervalMs?: number;
   reconnectDelaySeconds?: number;
@@ -84,7 +91,9 @@ interface MachineWatch {
 }
 
 export class MirrorService implements Mirror {
-  readonly #o: Required<Omit<MirrorServiceOptions, 'compare' | 'log'>> & Pick<MirrorServiceOptions, 'log'>;
+  readonly #o: Required<Omit<MirrorServiceOptions, 'compare' | 'log' | 'shareGroup'>> &
+    Pick<MirrorServiceOptions, 'log'>;
+  readonly #shareGroup: ShareGroup | null;
   readonly #compare: SinkCompare | null;
   readonly #machines = new Map<string, MachineWatch>();
   #timer: NodeJS.Timeout | null = null;
@@ -99,6 +108,7 @@ export class MirrorService implements Mirror {
       granularityBytes: options.granularityBytes ?? DEFAULT_GRANULARITY,
     };
     this.#compare = options.compare ?? null;
+    this.#shareGroup = options.shareGroup ?? null;
     for (const saved of options.state.mirrors) this.#watch(saved);
     if (options.driver !== null) {
       this.#timer = setInterval(() => this.#tickAll(), this.#o.tickMs);
@@ -323,6 +333,7 @@ export class MirrorService implements Mirror {
     } else if (d.arms > 0 || this.#journaled(d)) {
       reason = 'a new QEMU process runs the domain (it was stopped and started, or the mirror was removed)';
     }
+    await this.#checkQemuReachesSocket(watch.saved.domain);
     const rearm = reason !== 'first arm';
     // A seeded replica already holds most of the disk: the first copy is compared like a re-arm's.
     const compare = rearm || watch.saved.seeded === true;
@@ -350,6 +361,26 @@ export class MirrorService implements Mirror {
     }
     this.#o.log?.(`haven: mirror of ${watch.saved.domain} ${d.disk.target} armed (${reason})`);
     d.job = await driver.mirrorState({ domain: watch.saved.domain, target: d.disk.target });
+  }
+
+  /**
+   * QEMU opens the disk socket as its own user: it must be in the share group.
+   * A QEMU keeps the groups it started with, so a group made (or joined)
+   * after the domain started does not help it: said plainly, instead of
+   * QEMU's "Permission denied" on every attempt.
+   */
+  async #checkQemuReachesSocket(domain: string): Promise<void> {
+    const [pid] = await findQemuProcesses(`guest=${domain},`);
+    if (pid === undefined) return;
+    const groups = await processGroups(pid);
+    if (groups === undefined || (this.#shareGroup !== null && groups.includes(this.#shareGroup.gid))) return;
+    throw new HavenError(
+      'operation_not_allowed',
+      this.#shareGroup === null
+        ? `QEMU of domain '${domain}' (pid ${pid}) runs as another user and cannot open this host's disk socket: run the host with --share-group libvirt-qemu`
+        : `QEMU of domain '${domain}' (pid ${pid}) is not in group '${this.#shareGroup.name}', which the disk socket is shared with (a QEMU keeps the groups it started with): run the host with --share-group libvirt-qemu, or restart the domain`,
+      { machine: domain, pid, allowed: ['--share-group libvirt-qemu'] },
+    );
   }
 
   /** A crash-consistent point on every disk of the machine at one instant (writes held meanwhile). */

@@ -73,3 +73,12 @@ export function kill(pid: number, signal: NodeJS.Signals): void {
     if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
   }
 }
+
+/** The group ids a process runs with (its own and supplementary), or undefined when it is gone. */
+export async function processGroups(pid: number): Promise<number[] | undefined> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => undefined);
+  if (status === undefined) return undefined;
+  const field = (name: string) =>
+    (new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status)?.[1] ?? '').split(/\s+/).filter(Boolean).map(Number);
+  return [...field('Gid').slice(0, 1), ...field('Groups')];
+}

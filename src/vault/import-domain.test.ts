@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -144,18 +144,22 @@ describe('importing a libvirt domain through the API', { skip }, () => {
       { stdio: 'ignore' },
     );
     try {
+      // Asked only once the rogue QEMU holds the image (its write lock): before that there is no writer to see.
       await until('the rogue QEMU to hold the image', async () => {
-        const { body } = await api<ErrorBody>('POST', `/machines/${name}/enable-replication`, {
-          recoveryHostId: 'recovery',
-          policyId: 'default',
-        });
-        return body?.error?.code === 'conflict' ? body : undefined;
-      }).then((body) => {
-        assert.match(
-          body.error.message,
-          /disk vda's image '.*data\.qcow2' is open for writing by pid \d+ .*QEMU guest 'rogue-writer'/,
+        const info = await new Promise<boolean>((resolve) =>
+          execFile('qemu-img', ['info', domain.image], (error) => resolve(error !== null)),
         );
+        return info || undefined;
       });
+      const { status, body } = await api<ErrorBody>('POST', `/machines/${name}/enable-replication`, {
+        recoveryHostId: 'recovery',
+        policyId: 'default',
+      });
+      assert.equal(status, 409, JSON.stringify(body));
+      assert.match(
+        body.error.message,
+        /disk vda's image '.*data\.qcow2' is open for writing by pid \d+ .*QEMU guest 'rogue-writer'/,
+      );
     } finally {
       rogue.kill('SIGKILL');
     }

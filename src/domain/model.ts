@@ -217,6 +217,8 @@ export interface MirroredDiskState {
   problem: string | null;
   /** The background copy: bytes done of the bytes QEMU has to copy. */
   copy: { doneBytes: number; totalBytes: number } | null;
+  /** The background copy is paused until the sender has shipped more of the sink's journal (flow control). */
+  waitingForSender?: boolean;
   /** When the mirror was last armed (job started) in this agent's life, and how many times. */
   armedAt: string | null;
   arms: number;

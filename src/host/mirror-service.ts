@@ -67,6 +67,9 @@ const DEFAULT_TICK_MS = 1000;
 const DEFAULT_POINT_INTERVAL_MS = 2000;
 const DEFAULT_RECONNECT_DELAY_SECONDS = 10;
 const DEFAULT_GRANULARITY = 64 << 10;
+/** Journal fill (share of its capacity) above which QEMU's background copy is paused, and below which it resumes. */
+const JOURNAL_HIGH = 0.75;
+const JOURNAL_LOW = 0.5;
 
 interface DiskWatch {
   disk: MirroredDisk;
@@ -79,6 +82,8 @@ interface DiskWatch {
   comparing: boolean;
   /** When a pass last saw the job synced with its sink ready (ms); 0 when not since the last break. */
   syncedAtMs: number;
+  /** The background copy is paused by flow control (the journal waits for the sender). */
+  throttled: boolean;
 }
 
 interface MachineWatch {
@@ -227,6 +232,7 @@ export class MirrorService implements Mirror {
         lastRearm: null,
         comparing: false,
         syncedAtMs: 0,
+        throttled: false,
       })),
       lastPointAtMs: 0,
       lastPointAt: null,
@@ -325,7 +331,10 @@ export class MirrorService implements Mirror {
       d.problem = `domain '${watch.saved.domain}' is not running: its disk ${d.disk.target} is mirrored again when it starts`;
       return;
     }
-    if (job.state === 'copying') return;
+    if (job.state === 'copying') {
+      await this.#flowControl(watch, d, driver, job.paused);
+      return;
+    }
     let reason = 'first arm';
     if (job.state === 'failed') {
       reason = `the mirror failed: ${job.reason}`;
@@ -361,6 +370,25 @@ export class MirrorService implements Mirror {
     }
     this.#o.log?.(`haven: mirror of ${watch.saved.domain} ${d.disk.target} armed (${reason})`);
     d.job = await driver.mirrorState({ domain: watch.saved.domain, target: d.disk.target });
+  }
+
+  /**
+   * QEMU's background copy runs at the speed of local disks, the sender at
+   * the speed of the link: the copy is paused while the sink's journal is
+   * more than HIGH full and resumed below LOW, so a large disk's first copy
+   * never overflows the journal (the guest's own writes go on meanwhile).
+   */
+  async #flowControl(watch: MachineWatch, d: DiskWatch, driver: ActiveMirrorDriver, paused: boolean) {
+    const journal = this.#o.core.journalStatus(d.exportName);
+    const fill = journal.usedBytes / journal.capacityBytes;
+    const target = { domain: watch.saved.domain, target: d.disk.target };
+    if (!paused && fill > JOURNAL_HIGH) {
+      await driver.setMirrorPaused({ ...target, paused: true });
+      d.throttled = true;
+    } else if (paused && fill < JOURNAL_LOW) {
+      await driver.setMirrorPaused({ ...target, paused: false });
+      d.throttled = false;
+    }
   }
 
   /**
@@ -428,6 +456,7 @@ export class MirrorService implements Mirror {
               : 'not-armed',
         problem: armed || copying ? null : (d.problem ?? describeJob(job)),
         copy: job?.state === 'copying' ? { doneBytes: job.doneBytes, totalBytes: job.totalBytes } : null,
+        waitingForSender: job?.state === 'copying' && d.throttled,
         armedAt: d.armedAt,
         arms: d.arms,
         lastRearm: d.lastRearm,

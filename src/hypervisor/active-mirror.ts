@@ -36,8 +36,8 @@ export type MirrorJobState =
   | { state: 'domain-off' }
   /** QEMU runs without Haven's mirror on this disk (never armed, or a new QEMU process). */
   | { state: 'absent' }
-  /** The background copy runs: the sink has no consistent state yet. */
-  | { state: 'copying'; doneBytes: number; totalBytes: number }
+  /** The background copy runs (or is paused by Haven): the sink has no consistent state yet. */
+  | { state: 'copying'; doneBytes: number; totalBytes: number; paused: boolean }
   /** Everything QEMU wrote is in the sink, and every new write reaches it before it completes. */
   | { state: 'synced' }
   /** The job ended on an error (the sink was away longer than the reconnect delay, or refused a write). */
@@ -51,6 +51,12 @@ export interface ActiveMirrorDriver {
    * first; a job still running is refused (disarm it first).
    */
   armMirror(params: ArmMirrorParams): Promise<void>;
+  /**
+   * Pauses or resumes the background copy (the guest's own writes keep
+   * reaching the sink either way): flow control while the sink's journal
+   * holds more than the sender has shipped.
+   */
+  setMirrorPaused(params: { domain: string; target: string; paused: boolean }): Promise<void>;
   /** Ends the job (the guest keeps its own disk) and removes what Haven added to the domain. Idempotent. */
   disarmMirror(params: { domain: string; target: string }): Promise<void>;
 }

@@ -62,7 +62,12 @@ export class LibvirtMirror implements ActiveMirrorDriver {
     const io = job['io-status'] ?? 'ok';
     if (io !== 'ok') return { state: 'failed', reason: `a write to the sink failed (${io})` };
     if (job.ready && !job.paused && job.offset === job.len) return { state: 'synced' };
-    return { state: 'copying', doneBytes: job.offset, totalBytes: job.len };
+    return { state: 'copying', doneBytes: job.offset, totalBytes: job.len, paused: job.paused };
+  }
+
+  async setMirrorPaused({ domain, target, paused }: { domain: string; target: string; paused: boolean }) {
+    const { job } = mirrorNodeNames(target);
+    await this.#qmp(domain, paused ? 'block-job-pause' : 'block-job-resume', { device: job });
   }
 
   async armMirror(params: ArmMirrorParams): Promise<void> {

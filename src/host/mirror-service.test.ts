@@ -17,25 +17,34 @@ import { HostStateFile } from './host-state-file.ts';
 import { MirrorService } from './mirror-service.ts';
 
 const MiB = 1 << 20;
+const DISKS = [
+  { diskId: 'vda', target: 'vda' },
+  { diskId: 'vdb', target: 'vdb' },
+];
 
 /** A hypervisor mirror whose job state the test sets, recording what the service asked of it. */
 class ScriptedMirror implements ActiveMirrorDriver {
-  state: MirrorJobState = { state: 'absent' };
+  readonly states = new Map<string, MirrorJobState>();
   readonly calls: string[] = [];
-  async mirrorState(): Promise<MirrorJobState> {
-    return this.state;
+  /** Every disk's job in this state. */
+  set state(state: MirrorJobState) {
+    for (const target of DISKS.map((d) => d.target)) this.states.set(target, state);
+  }
+  async mirrorState({ target }: { target: string }): Promise<MirrorJobState> {
+    return this.states.get(target) ?? { state: 'absent' };
   }
   async armMirror(params: ArmMirrorParams): Promise<void> {
     this.calls.push(`arm ${params.target}`);
-    this.state = { state: 'copying', doneBytes: 0, totalBytes: 8 * MiB, paused: false };
+    this.states.set(params.target, { state: 'copying', doneBytes: 0, totalBytes: 8 * MiB, paused: false });
   }
-  async setMirrorPaused({ paused }: { paused: boolean }): Promise<void> {
-    this.calls.push(paused ? 'pause' : 'resume');
-    if (this.state.state === 'copying') this.state = { ...this.state, paused };
+  async setMirrorPaused({ target, paused }: { target: string; paused: boolean }): Promise<void> {
+    this.calls.push(`${paused ? 'pause' : 'resume'} ${target}`);
+    const state = this.states.get(target);
+    if (state?.state === 'copying') this.states.set(target, { ...state, paused });
   }
-  async disarmMirror(): Promise<void> {
-    this.calls.push('disarm');
-    this.state = { state: 'absent' };
+  async disarmMirror({ target }: { target: string }): Promise<void> {
+    this.calls.push(`disarm ${target}`);
+    this.states.set(target, { state: 'absent' });
   }
 }
 
@@ -50,6 +59,12 @@ before(async () => {
   await core.attach('m1.vda', {
     sink: { sizeBytes: 8 * MiB },
     journalDir: join(dir, 'vda.journal'),
+    journalCapacityBytes: 4 * MiB,
+    journalSegmentBytes: 512 << 10,
+  });
+  await core.attach('m1.vdb', {
+    sink: { sizeBytes: 8 * MiB },
+    journalDir: join(dir, 'vdb.journal'),
     journalCapacityBytes: 4 * MiB,
     journalSegmentBytes: 512 << 10,
   });
@@ -81,25 +96,22 @@ test('arms, pauses the copy while the journal waits for the sender, declares the
     pointIntervalMs: 0,
   });
   try {
-    const armed = await service.protect({
-      machineId: 'm1',
-      domain: 'vm1',
-      disks: [{ diskId: 'vda', target: 'vda' }],
-    });
-    assert.deepEqual(driver.calls, ['arm vda']);
+    const armed = await service.protect({ machineId: 'm1', domain: 'vm1', disks: DISKS });
+    assert.deepEqual(driver.calls, ['arm vda', 'arm vdb']);
     assert.equal(armed.state, 'syncing');
     assert.equal(armed.disks[0]!.state, 'copying');
 
     // QEMU's copy fills the journal past three quarters: the copy is paused, and the status says why.
     await client.write(0, Buffer.alloc(3.5 * MiB, 7));
     let status = await tick(service);
-    assert.deepEqual(driver.calls, ['arm vda', 'pause']);
+    // Only the disk whose journal is full waits.
+    assert.deepEqual(driver.calls, ['arm vda', 'arm vdb', 'pause vda']);
     assert.equal(status.disks[0]!.waitingForSender, true);
     // The sender shipped it: the copy resumes.
     const backend = core.backend('m1.vda');
     await backend.journal.trimThrough(backend.journal.status.writtenSeq);
     status = await tick(service);
-    assert.deepEqual(driver.calls, ['arm vda', 'pause', 'resume']);
+    assert.deepEqual(driver.calls, ['arm vda', 'arm vdb', 'pause vda', 'resume vda']);
     assert.equal(status.disks[0]!.waitingForSender, false);
 
     // Synced: the sink becomes ready and a point is cut; nothing of it is shown armed before.
@@ -108,12 +120,21 @@ test('arms, pauses the copy while the journal waits for the sender, declares the
     status = await tick(service);
     assert.equal(status.state, 'armed');
     assert.notEqual(core.list()[0]!.sink?.readySeq, null);
+    // One cut for both disks: the same marker in each sink's journal, at one instant (writes held).
     assert.equal(markers.length, 1);
+    const lastMarker = async (name: string) => {
+      const journal = core.backend(name).journal;
+      let found: string | undefined;
+      for await (const r of journal.records(journal.status.firstSeq)) if (r.kind === 'marker') found = r.marker?.id;
+      return found;
+    };
+    assert.ok(await lastMarker('m1.vda'));
+    assert.equal(await lastMarker('m1.vda'), await lastMarker('m1.vdb'));
 
     // The job failed (the sink was away too long): not ready at once, then armed again.
     driver.state = { state: 'failed', reason: 'a write to the sink failed' };
     status = await tick(service);
-    assert.deepEqual(driver.calls.slice(-2), ['disarm', 'arm vda']);
+    assert.deepEqual(driver.calls.slice(-4), ['disarm vda', 'arm vda', 'disarm vdb', 'arm vdb']);
     assert.equal(core.list()[0]!.sink?.readySeq, null);
     assert.equal(status.state, 'not-armed');
     assert.match(status.disks[0]!.lastRearm?.reason ?? '', /mirror failed: a write to the sink failed/);
@@ -124,6 +145,6 @@ test('arms, pauses the copy while the journal waits for the sender, declares the
 
 /** One pass of the service (its timer is slowed down so the test drives it). */
 async function tick(service: MirrorService) {
-  await service.protect({ machineId: 'm1', domain: 'vm1', disks: [{ diskId: 'vda', target: 'vda' }] });
+  await service.protect({ machineId: 'm1', domain: 'vm1', disks: DISKS });
   return service.status({ machineId: 'm1' });
 }

@@ -21,6 +21,11 @@ export class ApiError extends Error {
   }
 }
 
+/** Any failure of a request as an ApiError: one that never reached the vault has status 0, code 'network'. */
+export function asApiError(e: unknown): ApiError {
+  return e instanceof ApiError ? e : new ApiError(0, { code: 'network', message: String(e), details: {} });
+}
+
 export type JobWithCancel = Job & { cancel: { cancellable: boolean; reason: string | null } };
 
 /** A client for /api/v1 with one bearer token; every request stays on the vault's own origin. */

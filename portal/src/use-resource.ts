@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { ApiError } from './api-client.ts';
+import { type ApiError, asApiError } from './api-client.ts';
 import { useSession } from './session.tsx';
 
 export interface Resource<T> {
@@ -39,9 +39,7 @@ export function useResource<T>(path: string | null, options: { refreshMs?: numbe
       })
       .catch((e: unknown) => {
         if (abort.signal.aborted) return;
-        setError(
-          e instanceof ApiError ? e : new ApiError(0, { code: 'network', message: String(e), details: {} }),
-        );
+        setError(asApiError(e));
       })
       .finally(() => {
         if (!abort.signal.aborted) setLoading(false);

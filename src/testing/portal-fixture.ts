@@ -12,13 +12,16 @@ export const CHROMIUM = process.env.HAVEN_CHROMIUM ?? '/usr/bin/chromium';
 /** Screenshots land here; look at them after a run. */
 export const SCREENSHOT_DIR = process.env.HAVEN_SCREENSHOTS ?? join(tmpdir(), 'haven-portal-screenshots');
 
-/** Builds the portal with Vite into portal/dist, which the vault serves. */
-export async function buildPortal(): Promise<void> {
-  await promisify(execFile)(
+let building: Promise<void> | null = null;
+
+/** Builds the portal with Vite into portal/dist, which the vault serves (once per test process). */
+export function buildPortal(): Promise<void> {
+  building ??= promisify(execFile)(
     process.execPath,
     [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', join(ROOT, 'portal'), '--logLevel', 'warn'],
     { cwd: ROOT, timeout: 120_000 },
-  );
+  ).then(() => {});
+  return building;
 }
 
 export interface PortalFixture {
@@ -36,13 +39,26 @@ export interface PortalFixture {
   stop(): Promise<void>;
 }
 
+export interface PortalFixtureOptions {
+  /** Both hosts drive libvirt at this URI (`haven up --libvirt`); default the built-in QEMU driver. */
+  libvirt?: { uri: string };
+  /** Offer the demo machine; default true. */
+  demo?: boolean;
+}
+
 /** A real `haven up` (vault and two local hosts, in process) on a free port, and a fresh Chromium. */
-export async function startPortalFixture(): Promise<PortalFixture> {
+export async function startPortalFixture(options: PortalFixtureOptions = {}): Promise<PortalFixture> {
   const dataDir = await mkdtemp(join(tmpdir(), 'haven-portal-'));
   const profile = await mkdtemp(join(tmpdir(), 'haven-chromium-'));
   await mkdir(SCREENSHOT_DIR, { recursive: true });
   // The portal tests register machines with images under /tmp (never attached).
-  const haven = await startEmbedded({ dataDir, port: 0, storageFolders: ['/tmp'] });
+  const haven = await startEmbedded({
+    dataDir,
+    port: 0,
+    storageFolders: ['/tmp'],
+    ...(options.libvirt ? { libvirt: options.libvirt } : {}),
+    ...(options.demo === false ? { demo: false } : {}),
+  });
   const url = haven.vault.url;
   let browser: BrowserContext;
   try {

@@ -1,6 +1,8 @@
 import {
   type JobState,
   type MachineState,
+  type MirroredDiskState,
+  type MirrorSnapshot,
   type ReplicationHealth,
   STABLE_STATES,
   type StepState,
@@ -34,4 +36,34 @@ export function JobStateBadge({ state }: { state: JobState }) {
 
 export function StepStateBadge({ state }: { state: StepState }) {
   return <span className={`badge job-${state}`}>{state}</span>;
+}
+
+const MIRROR_TEXT: Record<MirroredDiskState['state'] | MirrorSnapshot['state'], string> = {
+  armed: 'armed',
+  copying: 'copying',
+  syncing: 'syncing',
+  'domain-off': 'domain off',
+  'not-armed': 'not armed',
+};
+
+/**
+ * A mirror's state: green only for `armed` (every write reaches Haven before
+ * it completes); copying and syncing are busy, a domain that is off is
+ * neutral, anything not armed is red.
+ */
+export function MirrorStateBadge({ state }: { state: MirroredDiskState['state'] | MirrorSnapshot['state'] }) {
+  const look =
+    state === 'armed'
+      ? 'health-healthy'
+      : state === 'not-armed'
+        ? 'health-critical'
+        : state === 'domain-off'
+          ? 'badge-state'
+          : 'badge-busy';
+  return (
+    <span className={`badge ${look}`} data-mirror-state={state}>
+      <span aria-hidden="true">{state === 'armed' ? '●' : state === 'not-armed' ? '▲' : '○'}</span>{' '}
+      {MIRROR_TEXT[state]}
+    </span>
+  );
 }

@@ -1,7 +1,7 @@
 import { type FormEvent, type ReactNode, useId, useState } from 'react';
 import type { LifecycleOperation } from '../../../src/domain/lifecycle.ts';
 import type { Host, Machine, Policy, RecoveryPoint, Site } from '../../../src/domain/model.ts';
-import { ApiError, type JobWithCancel } from '../api-client.ts';
+import { type ApiError, asApiError, type JobWithCancel } from '../api-client.ts';
 import { formatTime } from '../format-time.ts';
 import { newestFirst, OPERATION_TEXT, POINT_OPTIONS, type RecoveryPointOption } from '../operations.ts';
 import { navigate } from '../router.tsx';
@@ -52,9 +52,7 @@ export function OperationDialog({
       onClose();
       navigate(`/jobs/${job.id}`);
     } catch (e) {
-      setError(
-        e instanceof ApiError ? e : new ApiError(0, { code: 'network', message: String(e), details: {} }),
-      );
+      setError(asApiError(e));
       setBusy(false);
     }
   };

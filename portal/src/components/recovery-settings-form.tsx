@@ -1,6 +1,6 @@
 import { type FormEvent, type ReactNode, useEffect, useState } from 'react';
 import type { IpConfig, Machine, NicSettings, RecoverySettings } from '../../../src/domain/model.ts';
-import { ApiError } from '../api-client.ts';
+import { type ApiError, asApiError } from '../api-client.ts';
 import { useSession } from '../session.tsx';
 import { ErrorMessage } from './error-message.tsx';
 
@@ -58,9 +58,7 @@ export function RecoverySettingsForm({
       setSaved(true);
       onSaved(updated);
     } catch (e) {
-      setError(
-        e instanceof ApiError ? e : new ApiError(0, { code: 'network', message: String(e), details: {} }),
-      );
+      setError(asApiError(e));
     } finally {
       setSaving(false);
     }

@@ -3,6 +3,7 @@ import type { LifecycleOperation } from '../../../src/domain/lifecycle.ts';
 import type { Host, Machine, Policy, RecoveryPoint, Site } from '../../../src/domain/model.ts';
 import { HealthBadge, isInProgress, StateBadge } from '../components/badges.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
+import { MirrorPanel } from '../components/mirror-panel.tsx';
 import { OperationDialog } from '../components/operation-dialog.tsx';
 import { RecoveryPointTimeline } from '../components/recovery-point-timeline.tsx';
 import { RecoverySettingsForm } from '../components/recovery-settings-form.tsx';
@@ -111,6 +112,15 @@ export function MachinePage({ id }: { id: string }) {
             <dd>{m.osFamily}</dd>
             <dt>Consistency group</dt>
             <dd>{m.groupId ?? 'none'}</dd>
+            {m.importedFrom && (
+              <>
+                <dt>Imported from</dt>
+                <dd data-testid="imported-from">
+                  libvirt domain <code>{m.importedFrom.domain}</code> on <code>{m.importedFrom.uri}</code>,{' '}
+                  {formatTime(m.importedFrom.importedAt)}
+                </dd>
+              </>
+            )}
           </dl>
         </article>
         <article className="card">
@@ -140,6 +150,7 @@ export function MachinePage({ id }: { id: string }) {
             </table>
           </div>
         </article>
+        {m.replication?.mirror && <MirrorPanel mirror={m.replication.mirror} />}
         <article className="card wide">
           <h2>Recovery points</h2>
           <RecoveryPointTimeline points={pointList} selectedId={selectedPoint} onSelect={setSelectedPoint} />

@@ -2,7 +2,9 @@ import { useMemo, useState } from 'react';
 import type { Host, Machine } from '../../../src/domain/model.ts';
 import { HealthBadge, StateBadge } from '../components/badges.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
+import { ImportDomainDialog, LIBVIRT_CAPABILITY } from '../components/import-domain-dialog.tsx';
 import { Link } from '../router.tsx';
+import { canOperate, useSession } from '../session.tsx';
 import { useResource } from '../use-resource.ts';
 
 const PAGE = 200;
@@ -28,10 +30,12 @@ function writeFilters(filters: Filters): void {
 }
 
 export function MachinesPage() {
+  const { role } = useSession();
   const machines = useResource<{ machines: Machine[] }>('/machines', { refreshMs: 10_000 });
   const hosts = useResource<{ hosts: Host[] }>('/hosts');
   const [filters, setFilters] = useState<Filters>(readFilters);
   const [limit, setLimit] = useState(PAGE);
+  const [importing, setImporting] = useState(false);
   const update = (patch: Partial<Filters>) => {
     const next = { ...filters, ...patch };
     setFilters(next);
@@ -41,6 +45,8 @@ export function MachinesPage() {
 
   const all = machines.data?.machines ?? [];
   const hostName = new Map((hosts.data?.hosts ?? []).map((h) => [h.id, h.name]));
+  // Only hosts whose agent drives libvirt have domains to import; viewers import nothing (the vault refuses them too).
+  const libvirtHosts = (hosts.data?.hosts ?? []).filter((h) => h.capabilities.includes(LIBVIRT_CAPABILITY));
   const states = useMemo(() => [...new Set(all.map((m) => m.state))].sort(), [all]);
   const q = filters.q.trim().toLowerCase();
   const shown = all.filter(
@@ -58,6 +64,15 @@ export function MachinesPage() {
     <section>
       <h1>Machines</h1>
       <ErrorMessage error={machines.error} />
+      {canOperate(role) && libvirtHosts.length > 0 && (
+        <fieldset className="actions">
+          <legend className="sr-only">Actions</legend>
+          <button type="button" onClick={() => setImporting(true)}>
+            Import domain…
+          </button>
+        </fieldset>
+      )}
+      {importing && <ImportDomainDialog hosts={libvirtHosts} onClose={() => setImporting(false)} />}
       <form className="filters" aria-label="Filter machines" onSubmit={(e) => e.preventDefault()}>
         <div className="field">
           <label htmlFor="filter-q">Name</label>

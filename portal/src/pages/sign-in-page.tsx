@@ -1,5 +1,5 @@
 import { type FormEvent, useState } from 'react';
-import { ApiError } from '../api-client.ts';
+import { type ApiError, asApiError } from '../api-client.ts';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { type Identity, identify } from '../session.tsx';
 
@@ -21,9 +21,7 @@ export function SignInPage({
     try {
       onSignedIn(await identify(token.trim()));
     } catch (e) {
-      setError(
-        e instanceof ApiError ? e : new ApiError(0, { code: 'network', message: String(e), details: {} }),
-      );
+      setError(asApiError(e));
       setBusy(false);
     }
   };

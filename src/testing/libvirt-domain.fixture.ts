@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process';
 import { chmod, copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { buildGuestImage, formatDataDisk, guestCommandLine } from '../guest/index.ts';
+import { buildGuestImage, formatDataDisk, type GuestSettings, guestCommandLine } from '../guest/index.ts';
 
 const run = promisify(execFile);
 
@@ -25,7 +25,20 @@ export interface LibvirtTestDomain {
   remove(): Promise<void>;
 }
 
-export async function defineTestDomain(uri: string, name: string): Promise<LibvirtTestDomain> {
+export interface TestDomainOptions {
+  /** The data disk's virtual size (default 32 MiB); the image stays sparse. */
+  diskBytes?: number;
+  /** What the guest runs (default: records at 5/s). */
+  guest?: GuestSettings;
+  /** `kvm` where /dev/kvm works; default `qemu` (TCG). */
+  virtualization?: 'qemu' | 'kvm';
+}
+
+export async function defineTestDomain(
+  uri: string,
+  name: string,
+  options: TestDomainOptions = {},
+): Promise<LibvirtTestDomain> {
   const guest = await buildGuestImage();
   // /tmp itself is world-writable but sticky; the folder is ours, readable by libvirt-qemu.
   const dir = await mkdtemp('/tmp/haven-libvirt-');
@@ -36,7 +49,7 @@ export async function defineTestDomain(uri: string, name: string): Promise<Libvi
   await copyFile(guest.initramfs, initrd);
   await chmod(kernel, 0o644);
   await chmod(initrd, 0o644);
-  const diskBytes = 32 * 1024 * 1024;
+  const diskBytes = options.diskBytes ?? 32 * 1024 * 1024;
   const raw = join(dir, 'data.raw');
   const image = join(dir, 'data.qcow2');
   await formatDataDisk(raw, { sizeBytes: diskBytes });
@@ -46,7 +59,7 @@ export async function defineTestDomain(uri: string, name: string): Promise<Libvi
   await run('ip', ['link', 'add', bridge, 'type', 'bridge']);
   const mac = '52:54:00:aa:bb:01';
   const consoleFile = join(dir, 'console.log');
-  const xml = `<domain type='qemu'>
+  const xml = `<domain type='${options.virtualization ?? 'qemu'}'>
   <name>${name}</name>
   <memory unit='KiB'>131072</memory>
   <vcpu>1</vcpu>
@@ -54,7 +67,7 @@ export async function defineTestDomain(uri: string, name: string): Promise<Libvi
     <type arch='x86_64'>hvm</type>
     <kernel>${kernel}</kernel>
     <initrd>${initrd}</initrd>
-    <cmdline>${guestCommandLine({ rate: 5 })}</cmdline>
+    <cmdline>${guestCommandLine(options.guest ?? { rate: 5 })}</cmdline>
   </os>
   <features><acpi/></features>
   <on_reboot>destroy</on_reboot>

@@ -132,6 +132,7 @@ bench_rounds() {
   passes=$((mib / chunk))
   blocks=$((mib * 256))
   stream=$((chunk * 256))
+  [ "$stream" -gt 512 ] && stream=512
   dd if=/dev/zero of="$file" bs=1M count="$mib" 2>/dev/null && sync "$file"
   dd if=/dev/urandom of=/run/bench.4k bs=4k count=1 2>/dev/null
   k=0

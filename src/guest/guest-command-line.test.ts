@@ -20,12 +20,18 @@ describe('guest command line', () => {
       'console=ttyS0 panic=-1 quiet haven.workload=records haven.rate=20 haven.batch=5 haven.ip=10.0.0.5/24,10.0.0.1 haven.probe=10.0.0.1,10.0.0.9 loglevel=7',
     );
     assert.equal(guestCommandLine(), 'console=ttyS0 panic=-1 quiet');
+    assert.equal(
+      guestCommandLine({ workload: 'bench', bench: { fileMiB: 16, latencySamples: 32 } }),
+      'console=ttyS0 panic=-1 quiet haven.workload=bench haven.bench=16,32',
+    );
   });
 
   it('refuses settings the guest would misread', () => {
     for (const bad of [
       () => guestCommandLine({ rate: 0 }),
       () => guestCommandLine({ batch: 1.5 }),
+      () => guestCommandLine({ bench: { fileMiB: 0, latencySamples: 8 } }),
+      () => guestCommandLine({ bench: { fileMiB: 8, latencySamples: 2.5 } }),
       () => guestCommandLine({ ip: { address: '10.0.0.5' } }),
       () => guestCommandLine({ ip: { address: '10.0.0.5/24', gateway: 'router' } }),
       () => guestCommandLine({ probe: [] }),

@@ -2,8 +2,13 @@ import { HavenError } from '../errors/index.ts';
 
 /** What the guest's init does, passed on the kernel command line (see guest-init.sh). */
 export interface GuestSettings {
-  /** `records` (default) writes checksummed records to /data; `idle` only mounts it. */
-  workload?: 'records' | 'idle';
+  /**
+   * `records` (default) writes checksummed records to /data; `idle` only
+   * mounts it; `bench` runs disk benchmark rounds on a file in /data.
+   */
+  workload?: 'records' | 'idle' | 'bench';
+  /** Sizes of the `bench` workload: its file in MiB and the timed single writes per round. */
+  bench?: { fileMiB: number; latencySamples: number };
   /** Records per second (approximate; default 2). Forking sha256sum per record caps TCG at about 50/s. */
   rate?: number;
   /** Records written per fsync (default 1). */
@@ -49,6 +54,22 @@ export function guestCommandLine(settings: GuestSettings = {}, extra: readonly s
       });
     }
     words.push(`haven.batch=${settings.batch}`);
+  }
+  if (settings.bench) {
+    const { fileMiB, latencySamples } = settings.bench;
+    if (
+      !Number.isInteger(fileMiB) ||
+      fileMiB < 1 ||
+      !Number.isInteger(latencySamples) ||
+      latencySamples < 1
+    ) {
+      throw new HavenError(
+        'validation_failed',
+        `guest bench file ${fileMiB} MiB and ${latencySamples} latency samples must be positive integers`,
+        { field: 'bench' },
+      );
+    }
+    words.push(`haven.bench=${fileMiB},${latencySamples}`);
   }
   if (settings.ip) {
     const { address, gateway } = settings.ip;

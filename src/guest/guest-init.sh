@@ -13,14 +13,17 @@
 #   agent frozen /data            the guest agent (haven-agent, when the domain
 #   agent thawed /data            has an org.qemu.guest_agent.0 port) froze or
 #                                 thawed /data: no record is written between them
+#   bench <k> <figure> ...        haven.workload=bench: round k of the disk
+#                                 benchmark (see bench_rounds below)
 # Records, one line each in /data/records.log:
 #   n <n> sha <sha256 of payload> record-<n>-<boot id>-xxx...
-# Kernel command line: haven.workload=records|idle haven.rate=<records/s>
+# Kernel command line: haven.workload=records|idle|bench haven.rate=<records/s>
 #   haven.batch=<records per fsync> haven.ip=<addr/prefix>[,<gateway>]
 #   haven.probe=<IPv4>[,<IPv4>...]  after eth0 is configured, pings each
 #                                 address about once a second, forever, and
 #                                 prints "probe <addr> reachable|unreachable"
 #                                 (lets a test see what the guest can reach)
+#   haven.bench=<file MiB>,<latency samples>  sizes of the bench workload
 export PATH=/bin
 
 mount -t devtmpfs dev /dev
@@ -35,6 +38,7 @@ rate=2
 batch=1
 ip_spec=
 probe_spec=
+bench_spec=32,64
 for word in $(cat /proc/cmdline); do
   case "$word" in
     haven.workload=*) workload="${word#*=}" ;;
@@ -42,6 +46,7 @@ for word in $(cat /proc/cmdline); do
     haven.batch=*) batch="${word#*=}" ;;
     haven.ip=*) ip_spec="${word#*=}" ;;
     haven.probe=*) probe_spec="${word#*=}" ;;
+    haven.bench=*) bench_spec="${word#*=}" ;;
   esac
 done
 
@@ -101,6 +106,85 @@ fi
 echo "mounted /data"
 # Serves the guest-agent port if the domain has one (guest-agent.sh); exits otherwise.
 haven-agent &
+
+# Monotonic nanoseconds into $ns without a fork (busybox date has no %N; a
+# brace group with a redirection runs in this shell). /proc/uptime (10 ms) if
+# the kernel has no timer_list.
+stamp() {
+  if [ -r /proc/timer_list ]; then
+    { read -r _; read -r _; read -r _ _ ns _; } </proc/timer_list
+  else
+    read -r up _ </proc/uptime
+    ns=$(( ${up%.*} * 1000000000 + ${up#*.} * 10000000 ))
+  fi
+}
+
+# The disk benchmark, round after round until powered down, each printed as
+#   bench <k> write <bytes> <ns>     O_DIRECT 1 MiB writes over the bench file
+#   bench <k> read <bytes> <ns>      O_DIRECT 1 MiB reads of it
+#   bench <k> stream <writes> <ns>   4 KiB O_DIRECT writes at queue depth 1, one dd
+#   bench <k> lat <ns> <ns>...       one 4 KiB O_DIRECT write per dd, each timed
+#   bench <k> fork <ns> <ns>...      the same dd to /dev/null (the fork and exec in lat)
+#   bench <k> end
+# Each round writes fresh random data, so a replica that compares blocks
+# sees every round as a change. Nothing here forks per block except lat.
+bench_rounds() {
+  mib="${bench_spec%%,*}"
+  samples="${bench_spec#*,}"
+  file=/data/bench.dat
+  chunk=8
+  [ "$mib" -lt "$chunk" ] && chunk=$mib
+  passes=$((mib / chunk))
+  blocks=$((mib * 256))
+  stream=$((chunk * 256))
+  [ "$stream" -gt 512 ] && stream=512
+  dd if=/dev/zero of="$file" bs=1M count="$mib" 2>/dev/null && sync "$file"
+  dd if=/dev/urandom of=/run/bench.4k bs=4k count=1 2>/dev/null
+  k=0
+  while [ -z "$stopping" ]; do
+    k=$((k + 1))
+    dd if=/dev/urandom of=/run/bench.src bs=1M count="$chunk" 2>/dev/null
+    p=0
+    stamp; t0=$ns
+    while [ $p -lt $passes ]; do
+      dd if=/run/bench.src of="$file" bs=1M count="$chunk" seek=$((p * chunk)) oflag=direct conv=notrunc 2>/dev/null ||
+        { echo "haven-guest: write failed in bench round $k"; idle; }
+      p=$((p + 1))
+    done
+    stamp; echo "bench $k write $((passes * chunk * 1048576)) $((ns - t0))"
+    stamp; t0=$ns
+    dd if="$file" of=/dev/null bs=1M iflag=direct 2>/dev/null
+    stamp; echo "bench $k read $((mib * 1048576)) $((ns - t0))"
+    stamp; t0=$ns
+    dd if=/run/bench.src of="$file" bs=4k count="$stream" oflag=direct conv=notrunc 2>/dev/null
+    stamp; echo "bench $k stream $stream $((ns - t0))"
+    lat=
+    fork=
+    i=0
+    while [ $i -lt "$samples" ]; do
+      stamp; t0=$ns
+      dd if=/run/bench.4k of="$file" bs=4k count=1 seek=$(((i * 7919 + k) % blocks)) oflag=direct conv=notrunc 2>/dev/null
+      stamp; lat="$lat $((ns - t0))"
+      stamp; t0=$ns
+      dd if=/run/bench.4k of=/dev/null bs=4k count=1 2>/dev/null
+      stamp; fork="$fork $((ns - t0))"
+      i=$((i + 1))
+    done
+    echo "bench $k lat$lat"
+    echo "bench $k fork$fork"
+    echo "bench $k end"
+  done
+}
+
+if [ "$workload" = bench ]; then
+  trap 'stopping=1' TERM
+  echo $$ >/run/workload.pid
+  stopping=
+  bench_rounds
+  echo "workload stopped at bench"
+  rm -f /run/workload.pid
+  idle
+fi
 
 if [ "$workload" != records ]; then
   idle

@@ -125,7 +125,8 @@ test('arms, pauses the copy while the journal waits for the sender, declares the
     const lastMarker = async (name: string) => {
       const journal = core.backend(name).journal;
       let found: string | undefined;
-      for await (const r of journal.records(journal.status.firstSeq)) if (r.kind === 'marker') found = r.marker?.id;
+      for await (const r of journal.records(journal.status.firstSeq))
+        if (r.kind === 'marker') found = r.marker?.id;
       return found;
     };
     assert.ok(await lastMarker('m1.vda'));

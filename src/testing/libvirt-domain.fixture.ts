@@ -29,10 +29,14 @@ export interface LibvirtTestDomain {
 let domainsDefined = 0;
 
 export interface TestDomainOptions {
+  /** The data disk's virtual size (default 32 MiB); the image stays sparse. */
+  diskBytes?: number;
   /** What the test guest does (default: records at 5/s); e.g. a static address and probes. */
   guest?: GuestSettings;
   /** A virtio serial channel for the QEMU guest agent (org.qemu.guest_agent.0), served by the guest's haven-agent. */
   guestAgent?: boolean;
+  /** `kvm` where /dev/kvm works; default `qemu` (TCG). */
+  virtualization?: 'qemu' | 'kvm';
 }
 
 export async function defineTestDomain(
@@ -50,7 +54,7 @@ export async function defineTestDomain(
   await copyFile(guest.initramfs, initrd);
   await chmod(kernel, 0o644);
   await chmod(initrd, 0o644);
-  const diskBytes = 32 * 1024 * 1024;
+  const diskBytes = options.diskBytes ?? 32 * 1024 * 1024;
   const raw = join(dir, 'data.raw');
   const image = join(dir, 'data.qcow2');
   await formatDataDisk(raw, { sizeBytes: diskBytes });
@@ -60,7 +64,7 @@ export async function defineTestDomain(
   await run('ip', ['link', 'add', bridge, 'type', 'bridge']);
   const mac = '52:54:00:aa:bb:01';
   const consoleFile = join(dir, 'console.log');
-  const xml = `<domain type='qemu'>
+  const xml = `<domain type='${options.virtualization ?? 'qemu'}'>
   <name>${name}</name>
   <memory unit='KiB'>131072</memory>
   <vcpu>1</vcpu>

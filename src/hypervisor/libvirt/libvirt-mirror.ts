@@ -61,7 +61,10 @@ export class LibvirtMirror implements ActiveMirrorDriver {
     }
     const io = job['io-status'] ?? 'ok';
     if (io !== 'ok') return { state: 'failed', reason: `a write to the sink failed (${io})` };
-    if (job.ready && !job.paused && job.offset === job.len) return { state: 'synced' };
+    // Ready is the synced state of a write-blocking mirror: every write reaches the sink before it
+    // completes. Not offset === len: QEMU counts the guest's writes in flight into len, so a
+    // domain that keeps writing shows a few KiB "remaining" at nearly every query.
+    if (job.ready && !job.paused) return { state: 'synced' };
     return { state: 'copying', doneBytes: job.offset, totalBytes: job.len, paused: job.paused };
   }
 

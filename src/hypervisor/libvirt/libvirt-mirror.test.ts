@@ -32,7 +32,7 @@ describe('the state of a libvirt domain mirror, from QEMU job', () => {
   it('is copying before ready, and while paused', async () => {
     assert.deepEqual(
       await stateOf({ status: 'running', ready: false, paused: false, len: 1 << 20, offset: 1 << 19 }),
-      { state: 'copying', doneBytes: 1 << 19, totalBytes: 1 << 20 },
+      { state: 'copying', doneBytes: 1 << 19, totalBytes: 1 << 20, paused: false },
     );
     assert.equal(
       (await stateOf({ status: 'standby', ready: true, paused: true, len: 4096, offset: 4096 })).state,

@@ -29,6 +29,19 @@ function mirrorCopyStatus(status: ReplicationStatus): ReplicationStatus {
   };
 }
 
+/** How long a job waits for a connected host to report its replication endpoint. */
+const ENDPOINT_WAIT_MS = 30_000;
+
+async function endpointOf(ctx: LifecycleStepContext, hostId: string): Promise<Host | null> {
+  const deadline = Date.now() + ENDPOINT_WAIT_MS;
+  while (Date.now() < deadline) {
+    const host = await ctx.vault.store.hosts.get(hostId);
+    if (host?.replicationAddress && host.replicationFingerprint) return host;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return null;
+}
+
 /** The host replicating a machine now (its active host) and the one receiving. */
 async function replicationHosts(
   ctx: LifecycleStepContext,
@@ -50,6 +63,12 @@ async function replicationHosts(
       );
     }
     if (!host.replicationAddress || !host.replicationFingerprint) {
+      // A host reports its endpoint just after it connects (with its inventory): wait for it, bounded.
+      const reported = await endpointOf(ctx, host.id);
+      if (reported) {
+        Object.assign(host, reported);
+        continue;
+      }
       throw new HavenError(
         'not_available',
         `host '${host.name}' has not reported a replication endpoint (is it a Haven 0.1 host agent?)`,

@@ -241,6 +241,8 @@ export interface MirrorSnapshot {
   domain: string;
   /** armed: every disk armed; syncing: the first copy runs; not-armed: a disk is not mirrored now. */
   state: 'armed' | 'syncing' | 'not-armed';
+  /** An operator paused protection (for a live migration, a snapshot...): not armed until resumed. */
+  paused?: boolean;
   disks: MirroredDiskState[];
   /** The newest point the host cut for the machine. */
   lastPointAt: string | null;

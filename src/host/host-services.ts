@@ -404,6 +404,14 @@ export interface Mirror {
   }): Promise<MirrorStatus>;
   /** Ends the mirror jobs and removes what Haven added to the domain; the sinks stay until detached. */
   unprotect(params: { machineId: string }): Promise<void>;
+  /**
+   * Ends the mirror jobs, keeping the sinks, the sender and the replica, so
+   * libvirt allows what it refuses while a mirror runs (live migration,
+   * snapshots, other block jobs). No point is cut until `resume`, which arms
+   * the mirror again comparing with the replica (only changed blocks sent).
+   */
+  pause(params: { machineId: string }): Promise<MirrorStatus>;
+  resume(params: { machineId: string }): Promise<MirrorStatus>;
   status(params: { machineId: string }): Promise<MirrorStatus>;
 }
 
@@ -462,7 +470,7 @@ export const HOST_OPERATIONS = {
     'freezeFilesystems',
     'thawFilesystems',
   ],
-  mirror: ['protect', 'unprotect', 'status'],
+  mirror: ['protect', 'unprotect', 'pause', 'resume', 'status'],
 } as const satisfies { [S in keyof HostServices]: ReadonlyArray<keyof HostServices[S]> };
 
 // Fails to compile if an interface gains an operation that is not listed above.

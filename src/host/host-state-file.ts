@@ -22,6 +22,8 @@ export interface SavedMirror {
   disks: MirroredDisk[];
   /** The replica was seeded from an image: the first arm compares too (see `Mirror.protect`). */
   seeded?: boolean;
+  /** An operator paused protection (`Mirror.pause`): nothing is armed until resumed. */
+  paused?: boolean;
 }
 
 export interface SavedReplication {

@@ -84,6 +84,8 @@ interface DiskWatch {
   syncedAtMs: number;
   /** The background copy is paused by flow control (the journal waits for the sender). */
   throttled: boolean;
+  /** Protection was resumed after an operator's pause: the next arm says so. */
+  resumed: boolean;
 }
 
 interface MachineWatch {
@@ -173,15 +175,56 @@ export class MirrorService implements Mirror {
     const watch = this.#machines.get(machineId);
     if (!watch) return;
     await watch.busy;
+    await this.#disarm(watch);
+    this.#machines.delete(machineId);
+    await this.#o.state.removeMirror(machineId);
+  }
+
+  async pause({ machineId }: { machineId: string }): Promise<MirrorStatus> {
+    const watch = this.#watched(machineId);
+    // Saved first: a pass that starts meanwhile (or an agent restarted later) arms nothing.
+    watch.saved = { ...watch.saved, paused: true };
+    await this.#o.state.setMirror(watch.saved);
+    await watch.busy;
+    await this.#disarm(watch);
+    this.#o.log?.(`haven: protection of ${watch.saved.domain} paused`);
+    return this.#statusOf(watch);
+  }
+
+  async resume({ machineId }: { machineId: string }): Promise<MirrorStatus> {
+    const watch = this.#watched(machineId);
+    if (watch.saved.paused) {
+      watch.saved = { ...watch.saved, paused: false };
+      await this.#o.state.setMirror(watch.saved);
+      for (const d of watch.disks) d.resumed = true;
+      this.#o.log?.(`haven: protection of ${watch.saved.domain} resumed`);
+    }
+    await this.#tick(machineId);
+    return this.#statusOf(watch);
+  }
+
+  /** Every disk's job ended and what Haven added removed; its sink not ready (no point until armed again). */
+  async #disarm(watch: MachineWatch): Promise<void> {
     const driver = this.#driver();
     for (const d of watch.disks) {
       await driver.disarmMirror({ domain: watch.saved.domain, target: d.disk.target });
       await this.#notReady(d);
       if (d.comparing) await this.#compare?.end(d.exportName);
       d.comparing = false;
+      d.job = { state: 'absent' };
+      d.syncedAtMs = 0;
     }
-    this.#machines.delete(machineId);
-    await this.#o.state.removeMirror(machineId);
+  }
+
+  #watched(machineId: string): MachineWatch {
+    const watch = this.#machines.get(machineId);
+    if (!watch) {
+      throw new HavenError('not_found', `machine '${machineId}' is not mirrored on this host`, {
+        kind: 'mirror',
+        id: machineId,
+      });
+    }
+    return watch;
   }
 
   async status({ machineId }: { machineId: string }): Promise<MirrorStatus> {
@@ -233,6 +276,7 @@ export class MirrorService implements Mirror {
         comparing: false,
         syncedAtMs: 0,
         throttled: false,
+        resumed: false,
       })),
       lastPointAtMs: 0,
       lastPointAt: null,
@@ -262,6 +306,7 @@ export class MirrorService implements Mirror {
   async #pass(watch: MachineWatch): Promise<void> {
     const driver = this.#driver();
     const { domain } = watch.saved;
+    if (watch.saved.paused) return;
     for (const d of watch.disks) {
       try {
         d.job = await driver.mirrorState({ domain, target: d.disk.target });
@@ -339,6 +384,8 @@ export class MirrorService implements Mirror {
     if (job.state === 'failed') {
       reason = `the mirror failed: ${job.reason}`;
       await driver.disarmMirror({ domain: watch.saved.domain, target: d.disk.target });
+    } else if (d.resumed) {
+      reason = 'protection resumed after a pause';
     } else if (d.arms > 0 || this.#journaled(d)) {
       reason = 'a new QEMU process runs the domain (it was stopped and started, or the mirror was removed)';
     }
@@ -362,6 +409,7 @@ export class MirrorService implements Mirror {
       reconnectDelaySeconds: this.#o.reconnectDelaySeconds,
     });
     const at = isoNow(systemClock);
+    d.resumed = false;
     d.arms++;
     d.armedAt = at;
     if (compare) {
@@ -454,7 +502,12 @@ export class MirrorService implements Mirror {
             : job?.state === 'domain-off'
               ? 'domain-off'
               : 'not-armed',
-        problem: armed || copying ? null : (d.problem ?? describeJob(job)),
+        problem:
+          armed || copying
+            ? null
+            : watch.saved.paused
+              ? 'protection paused by an operator: nothing is mirrored until it is resumed'
+              : (d.problem ?? describeJob(job)),
         copy: job?.state === 'copying' ? { doneBytes: job.doneBytes, totalBytes: job.totalBytes } : null,
         waitingForSender: job?.state === 'copying' && d.throttled,
         armedAt: d.armedAt,
@@ -473,6 +526,7 @@ export class MirrorService implements Mirror {
       machineId: watch.saved.machineId,
       domain: watch.saved.domain,
       state,
+      ...(watch.saved.paused ? { paused: true } : {}),
       disks,
       lastPointAt: watch.lastPointAt,
       stoppedPointAt: watch.stoppedPointAt,

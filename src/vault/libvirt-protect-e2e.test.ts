@@ -208,6 +208,51 @@ describe('live protection of a running libvirt domain', { skip }, () => {
     assert.ok(points.body.recoveryPoints.length > 0, 'recovery points');
   });
 
+  it('paused for a block job libvirt refuses while mirrored, then resumed, sending only what changed', async () => {
+    const side = join(store, 'side.qcow2');
+    const blockcopy = () =>
+      run('virsh', [
+        '-c',
+        libvirtd.uri,
+        'blockcopy',
+        name,
+        'vda',
+        '--dest',
+        side,
+        '--format',
+        'qcow2',
+        '--transient-job',
+      ]);
+    // Haven's mirror holds the disk: QEMU refuses another block job on it.
+    await assert.rejects(blockcopy(), /busy|block job|in use|root block node/i);
+    const paused = await api<{ paused?: boolean; state: string }>(
+      'POST',
+      `/machines/${machine.id}/pause-protection`,
+      {},
+    );
+    assert.equal(paused.status, 200, JSON.stringify(paused.body));
+    assert.equal(paused.body.paused, true);
+    const shown = await until('the machine to say its protection is paused', async () => {
+      const m = await current();
+      return m.replication?.state === 'paused' ? m : undefined;
+    });
+    assert.notEqual(shown.health, 'healthy');
+    // Paused, libvirt's own block job runs; ended, protection resumes.
+    await blockcopy();
+    await run('virsh', ['-c', libvirtd.uri, 'blockjob', name, 'vda', '--abort']);
+    await rm(side, { force: true });
+    const resumedAt = Date.now();
+    const resumed = await api('POST', `/machines/${machine.id}/resume-protection`, {});
+    assert.equal(resumed.status, 200, JSON.stringify(resumed.body));
+    const again = await protectedAgain(resumedAt);
+    const rearm = mirrorDisk(again)?.lastRearm;
+    assert.match(rearm?.reason ?? '', /resumed after a pause/);
+    assert.ok(
+      rearm?.compared && rearm.journaledBytes !== null && rearm.journaledBytes < domain.diskBytes / 8,
+    );
+    assert.deepEqual(await findQemuProcesses(`guest=${name},`), [qemuPid]);
+  });
+
   it('kill -9 of the agent under the running guest: the guest keeps writing and the mirror goes on without a copy', async () => {
     const before = records(await consoleLines()).durable;
     await killUp();

@@ -81,6 +81,16 @@ function withMirror(base: ReplicationSnapshot, status: MirrorStatus): Replicatio
   const problems = mirror.disks
     .filter((d) => d.state === 'not-armed' || d.state === 'domain-off')
     .map((d) => `disk ${d.diskId} (${d.target}): ${d.problem ?? 'not mirrored'}`);
+  if (mirror.paused) {
+    // Nothing is mirrored: the replica keeps its last point, and the machine says why it gets no new one.
+    return {
+      ...snapshot,
+      state: 'paused',
+      copy,
+      progress,
+      lastError: `protection of domain '${mirror.domain}' is paused by an operator: no new point until it is resumed`,
+    };
+  }
   if (mirror.state === 'syncing') return { ...snapshot, state: 'initial-sync', copy, progress };
   if (problems.length === 0) {
     // Every disk copies again after a break: the replica is inconsistent until they are synced.

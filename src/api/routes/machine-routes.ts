@@ -25,6 +25,7 @@ import {
   startMachine,
   stopMachine,
 } from '../../vault/machine-power.ts';
+import { setProtectionPaused } from '../../vault/mirror-protection.ts';
 import { replicaHostOf } from '../../vault/replica-host.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
 import { type RouteDefinition, route } from '../route.ts';
@@ -305,6 +306,21 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
         });
       },
     }),
+    ...(['pause', 'resume'] as const).map((verb) =>
+      route({
+        method: 'post',
+        path: `/machines/:id/${verb}-protection`,
+        summary:
+          verb === 'pause'
+            ? 'Pause live protection of an imported domain (its mirror ends; the replica and its points stay): for a live migration, a snapshot, another block job'
+            : 'Resume live protection of an imported domain: the mirror is armed again, only changed blocks sent',
+        tag,
+        access: { kind: 'token', role: 'operator' },
+        body: s.startMachine,
+        handler: async ({ params }) =>
+          setProtectionPaused(vault, await machineOr404(vault, params.id!), verb === 'pause'),
+      }),
+    ),
     route({
       method: 'get',
       path: '/machines/:id/console',

@@ -1,6 +1,6 @@
 import type { Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
-import type { ConsoleLog, MachineStatus, ShutdownResult } from '../../host/host-services.ts';
+import type { ConsoleLog, MachineStatus, MirrorStatus, ShutdownResult } from '../../host/host-services.ts';
 import { parseSize } from '../../storage/index.ts';
 import {
   type Command,
@@ -118,6 +118,20 @@ const machinePath = (args: CommandArgs, tail = '') =>
   `/machines/${encodeURIComponent(positional(args, 0, 'machine'))}${tail}`;
 
 export const machinePowerCommands: Command[] = [
+  ...(['pause', 'resume'] as const).map((verb) =>
+    vaultCommand({
+      name: `machines ${verb}-protection`,
+      summary:
+        verb === 'pause'
+          ? "Pause live protection of an imported libvirt domain (its mirror ends, the replica stays): before a live migration, a snapshot or another block job libvirt refuses while Haven's mirror runs"
+          : 'Resume live protection of an imported libvirt domain: the mirror is armed again, only changed blocks sent',
+      usage: 'MACHINE',
+      run: async (args, { client, out }) => {
+        const status = await client.post<MirrorStatus>(machinePath(args, `/${verb}-protection`), {});
+        return show(out, status);
+      },
+    }),
+  ),
   vaultCommand({
     name: 'machines start',
     summary: 'Start a machine on its host (its disks through the disk service)',

@@ -1,10 +1,11 @@
 import { vmNameOf } from '../../domain/index.ts';
-import type { Host, Machine } from '../../domain/model.ts';
+import type { Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { DiskRegion, ReplicationStatus } from '../../host/host-services.ts';
 import type { VaultContext } from '../vault-context.ts';
 import type { LifecycleJobInput, VaultJobDefinition } from './job-inputs.ts';
 import {
+  connectedHost,
   type LifecycleStep,
   type LifecycleStepContext,
   lifecycleJob,
@@ -24,22 +25,6 @@ import * as ownImage from './own-image-failback.ts';
  * A machine on its own image (an imported libvirt domain) takes the same
  * steps through QEMU's mirror instead (own-image-failback.ts).
  */
-
-async function hostOrFail(ctx: LifecycleStepContext, hostId: string): Promise<Host> {
-  const host = await ctx.vault.store.hosts.get(hostId);
-  if (!host)
-    throw new HavenError('not_found', `host '${hostId}' of machine '${ctx.machine.name}' no longer exists`);
-  if (!ctx.vault.hosts.isConnected(host.id)) {
-    throw new HavenError(
-      'unreachable',
-      `host '${host.name}' is not connected to the vault; start its agent and retry`,
-      {
-        hostId: host.id,
-      },
-    );
-  }
-  return host;
-}
 
 function failoverCopy(machine: Machine) {
   const copy = machine.runtime.failover;
@@ -108,7 +93,7 @@ function reverseSteps(input: LifecycleJobInput<'reprotect'>): LifecycleStep<'rep
               },
             );
           }
-          await hostOrFail(ctx, host.id);
+          await connectedHost(ctx, host.id);
           const info = await ctx.host(host.id).host.info();
           // A new machine: new disks under the alternate host's data directory, filled by a full copy.
           const disks = ctx.machine.disks.map((d) => ({
@@ -119,7 +104,7 @@ function reverseSteps(input: LifecycleJobInput<'reprotect'>): LifecycleStep<'rep
           await ctx.output({ alternate: { hostId: host.id, disks } });
           return;
         }
-        await hostOrFail(ctx, ctx.machine.primaryHostId);
+        await connectedHost(ctx, ctx.machine.primaryHostId);
         const status = await ctx
           .host(ctx.machine.primaryHostId)
           .hypervisor.status({ name: vmNameOf(ctx.machine) });
@@ -193,8 +178,8 @@ function reverseSteps(input: LifecycleJobInput<'reprotect'>): LifecycleStep<'rep
       run: async (ctx) => {
         if (ctx.machine.importedFrom) return ownImage.protectRecovered(ctx);
         const copy = failoverCopy(ctx.machine);
-        const primary = await hostOrFail(ctx, (await reverseTarget(ctx)).hostId);
-        const recovery = await hostOrFail(ctx, copy.hostId);
+        const primary = await connectedHost(ctx, (await reverseTarget(ctx)).hostId);
+        const recovery = await connectedHost(ctx, copy.hostId);
         await ctx.host(primary.id).replication.allowSender({ fingerprint: recovery.replicationFingerprint! });
         const job = await ctx.vault.store.jobs.get(ctx.job.id);
         const plan = job?.output.reprotect as {
@@ -239,8 +224,8 @@ function forwardSteps(): LifecycleStep[] {
       retrySafe: true,
       run: async (ctx) => {
         if (ctx.machine.importedFrom) return ownImage.protectOriginal(ctx);
-        const recovery = await hostOrFail(ctx, ctx.machine.recoveryHostId!);
-        const primary = await hostOrFail(ctx, ctx.machine.primaryHostId);
+        const recovery = await connectedHost(ctx, ctx.machine.recoveryHostId!);
+        const primary = await connectedHost(ctx, ctx.machine.primaryHostId);
         await ctx.host(recovery.id).replication.allowSender({ fingerprint: primary.replicationFingerprint! });
         await ctx.host(primary.id).replication.start({
           machineId: ctx.machine.id,
@@ -308,7 +293,7 @@ function switchBackSteps(fullDownload: boolean): LifecycleStep[] {
           return;
         }
         const copy = failoverCopy(ctx.machine);
-        const primary = await hostOrFail(ctx, ctx.machine.primaryHostId);
+        const primary = await connectedHost(ctx, ctx.machine.primaryHostId);
         await ctx.host(copy.hostId).replication.stop({ machineId: ctx.machine.id });
         await ctx.host(copy.hostId).replication.start({
           machineId: ctx.machine.id,

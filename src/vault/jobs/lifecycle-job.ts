@@ -257,3 +257,20 @@ export function mirrorProblem(status: ReplicationStatus): string | null {
   const disk = status.mirror?.disks.find((d) => d.state === 'not-armed' && d.problem !== null);
   return disk ? `disk ${disk.diskId} (${disk.target}) is not mirrored: ${disk.problem}` : null;
 }
+
+/** One of the machine's hosts, connected now; refused naming it when it is gone or away. */
+export async function connectedHost(ctx: LifecycleStepContext, hostId: string): Promise<Host> {
+  const host = await ctx.vault.store.hosts.get(hostId);
+  if (!host)
+    throw new HavenError('not_found', `host '${hostId}' of machine '${ctx.machine.name}' no longer exists`);
+  if (!ctx.vault.hosts.isConnected(host.id)) {
+    throw new HavenError(
+      'unreachable',
+      `host '${host.name}' is not connected to the vault; start its agent and retry`,
+      {
+        hostId: host.id,
+      },
+    );
+  }
+  return host;
+}

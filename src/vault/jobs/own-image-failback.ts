@@ -17,6 +17,7 @@ import { HavenError } from '../../errors/index.ts';
 import type { HostServices, MirrorStatus } from '../../host/host-services.ts';
 import { mib } from './copy-progress.ts';
 import {
+  connectedHost,
   type LifecycleStepContext,
   pollUntil,
   ReplicationErrorWatch,
@@ -58,22 +59,6 @@ function mirroredDisks(machine: Machine) {
 }
 
 const formatOf = (disk: Machine['disks'][number]): string => disk.fromDomain?.format ?? 'raw';
-
-async function connectedHost(ctx: LifecycleStepContext, hostId: string) {
-  const host = await ctx.vault.store.hosts.get(hostId);
-  if (!host)
-    throw new HavenError('not_found', `host '${hostId}' of machine '${ctx.machine.name}' no longer exists`);
-  if (!ctx.vault.hosts.isConnected(host.id)) {
-    throw new HavenError(
-      'unreachable',
-      `host '${host.name}' is not connected to the vault; start its agent and retry`,
-      {
-        hostId: host.id,
-      },
-    );
-  }
-  return host;
-}
 
 /** Ends what forward protection left at a host (the mirror's watch, the sender, the sinks and their journals). */
 async function removeProtection(services: HostServices, machine: Machine): Promise<void> {

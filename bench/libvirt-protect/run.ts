@@ -87,7 +87,6 @@ const until = <T>(what: string, probe: () => Promise<T | undefined | false>, tim
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const CLI = 'src/cli/main.ts';
 const suffix = Math.random().toString(16).slice(2, 8);
-const group = `haven-bench-${suffix}`;
 
 // ---- one bench round as the guest prints it (src/guest/guest-init.sh, bench_rounds)
 interface Round {
@@ -241,7 +240,7 @@ async function startUp(storageFolders: string[]): Promise<void> {
     '--libvirt',
     libvirtd.uri,
     '--share-group',
-    group,
+    'libvirt-qemu',
     ...storageFolders.flatMap((folder) => ['--storage', folder]),
     '--no-demo',
   ]);
@@ -425,10 +424,6 @@ async function rearmCase(
 
 const started = Date.now();
 try {
-  // libvirt's QEMU (libvirt-qemu) reaches the hosts' disk sockets through this group.
-  await run('groupadd', [group]);
-  await run('usermod', ['-a', '-G', group, 'libvirt-qemu']);
-
   // ---- 1. the same domain unprotected, then protected
   const benchName = `haven-bench-${suffix}`;
   log(
@@ -510,8 +505,6 @@ try {
 } finally {
   if (up) await killUp();
   await removeDomain();
-  await run('gpasswd', ['-d', 'libvirt-qemu', group]).catch(() => {});
-  await run('groupdel', [group]).catch(() => {});
   await rm(dir, { recursive: true, force: true });
   await rm(store, { recursive: true, force: true });
   await libvirtd.stop();

@@ -40,7 +40,6 @@ describe('app-consistent points through the guest agent of a libvirt domain', { 
   const api = embeddedApi(() => up);
   const suffix = randomBytes(3).toString('hex');
   const name = `haven-ga-${suffix}`;
-  const group = `haven-ga-${suffix}`;
   const until = <T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 120_000) =>
     waitUntil(what, probe, { timeoutMs, intervalMs: 200 });
 
@@ -58,9 +57,6 @@ describe('app-consistent points through the guest agent of a libvirt domain', { 
 
   before(async () => {
     libvirtd = await ensureLibvirtd();
-    // libvirt's QEMU (libvirt-qemu) reaches the hosts' disk sockets through this group.
-    await run('groupadd', [group]);
-    await run('usermod', ['-a', '-G', group, 'libvirt-qemu']);
     domain = await defineTestDomain(libvirtd.uri, name, { guestAgent: true });
     plain = await defineTestDomain(libvirtd.uri, `${name}-plain`);
     await run('virsh', ['-c', libvirtd.uri, 'start', name]);
@@ -73,7 +69,7 @@ describe('app-consistent points through the guest agent of a libvirt domain', { 
       demo: false,
       monitorIntervalMs: 500,
       libvirt: { uri: libvirtd.uri },
-      shareGroup: await lookupShareGroup(group),
+      shareGroup: await lookupShareGroup('libvirt-qemu'),
       storageFolders: [store, domain.dir, plain.dir],
     });
     await until('both hosts to connect', async () => {
@@ -86,8 +82,6 @@ describe('app-consistent points through the guest agent of a libvirt domain', { 
     await up?.stop();
     await domain?.remove();
     await plain?.remove();
-    await run('gpasswd', ['-d', 'libvirt-qemu', group]).catch(() => {});
-    await run('groupdel', [group]).catch(() => {});
     if (dir) await rm(dir, { recursive: true, force: true });
     if (store) await rm(store, { recursive: true, force: true });
     await libvirtd?.stop();

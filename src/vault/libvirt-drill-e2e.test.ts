@@ -45,7 +45,6 @@ describe('drill of a live-protected libvirt domain on an isolated network', { sk
   const api = embeddedApi(() => up!);
   const suffix = randomBytes(3).toString('hex');
   const name = `haven-ld-${suffix}`;
-  const group = `haven-ld-${suffix}`;
   const testNetwork = `hvd${suffix}`;
   const libvirtNetwork = isolatedNetworkName(testNetwork);
   const peerNs = `hv-ldp-${suffix}`;
@@ -78,9 +77,6 @@ describe('drill of a live-protected libvirt domain on an isolated network', { sk
 
   before(async () => {
     libvirtd = await ensureLibvirtd();
-    // libvirt's QEMU (libvirt-qemu) reaches the hosts' disk and view sockets through this group.
-    await run('groupadd', [group]);
-    await run('usermod', ['-a', '-G', group, 'libvirt-qemu']);
     domain = await defineTestDomain(libvirtd.uri, name, {
       guest: { rate: 5, ip: { address: `${guestAddress}/24` }, probe: [hostAddress] },
     });
@@ -96,7 +92,7 @@ describe('drill of a live-protected libvirt domain on an isolated network', { sk
       port: 0,
       demo: false,
       libvirt: { uri: libvirtd.uri },
-      shareGroup: await lookupShareGroup(group),
+      shareGroup: await lookupShareGroup('libvirt-qemu'),
       // The domain's own folder: its kernel and initrd boot the drill copy too.
       storageFolders: [store, domain.dir],
       senderPollMs: 25,
@@ -117,8 +113,6 @@ describe('drill of a live-protected libvirt domain on an isolated network', { sk
     await run('virsh', ['-c', libvirtd.uri, 'net-destroy', libvirtNetwork]).catch(() => {});
     await run('virsh', ['-c', libvirtd.uri, 'net-undefine', libvirtNetwork]).catch(() => {});
     await domain?.remove();
-    await run('gpasswd', ['-d', 'libvirt-qemu', group]).catch(() => {});
-    await run('groupdel', [group]).catch(() => {});
     if (dir) await rm(dir, { recursive: true, force: true });
     if (store) await rm(store, { recursive: true, force: true });
     await libvirtd?.stop();

@@ -37,7 +37,6 @@ describe('failover into libvirt and commit off the view', { skip }, () => {
   const api = embeddedApi(() => up);
   const suffix = randomBytes(3).toString('hex');
   const name = `haven-lf-${suffix}`;
-  const group = `haven-lf-${suffix}`;
   const bridge = `hvlf${suffix}`;
   const recoveryBridge = `hvlr${suffix}`;
   const sourceMac = '52:54:00:aa:bb:02';
@@ -53,9 +52,6 @@ describe('failover into libvirt and commit off the view', { skip }, () => {
 
   before(async () => {
     libvirtd = await ensureLibvirtd();
-    // libvirt's QEMU (libvirt-qemu) reaches the hosts' disk and view sockets through this group.
-    await run('groupadd', [group]);
-    await run('usermod', ['-a', '-G', group, 'libvirt-qemu']);
     await run('ip', ['link', 'add', bridge, 'type', 'bridge']);
     await run('ip', ['link', 'add', recoveryBridge, 'type', 'bridge']);
     dir = await mkdtemp(join(tmpdir(), 'haven-lf-'));
@@ -67,7 +63,7 @@ describe('failover into libvirt and commit off the view', { skip }, () => {
       port: 0,
       demo: false,
       libvirt: { uri: libvirtd.uri },
-      shareGroup: await lookupShareGroup(group),
+      shareGroup: await lookupShareGroup('libvirt-qemu'),
       storageFolders: [store],
       senderPollMs: 25,
       monitorIntervalMs: 500,
@@ -112,7 +108,6 @@ describe('failover into libvirt and commit off the view', { skip }, () => {
     }
     await run('ip', ['link', 'del', bridge]).catch(() => {});
     await run('ip', ['link', 'del', recoveryBridge]).catch(() => {});
-    await run('groupdel', [group]).catch(() => {});
     if (dir) await rm(dir, { recursive: true, force: true });
     if (store) await rm(store, { recursive: true, force: true });
     await libvirtd?.stop();

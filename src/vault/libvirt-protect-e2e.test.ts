@@ -55,7 +55,6 @@ describe('live protection of a running libvirt domain', { skip }, () => {
   let recoveredVm: string | undefined;
   const suffix = randomBytes(3).toString('hex');
   const name = `haven-lp-${suffix}`;
-  const group = `haven-lp-${suffix}`;
   const until = <T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 180_000) =>
     waitUntil(what, probe, { timeoutMs, intervalMs: 250 });
 
@@ -108,7 +107,7 @@ describe('live protection of a running libvirt domain', { skip }, () => {
       '--libvirt',
       libvirtd.uri,
       '--share-group',
-      group,
+      'libvirt-qemu',
       '--storage',
       store,
       // The domain's own folder (its kernel and initrd boot the recovered copy too).
@@ -145,9 +144,6 @@ describe('live protection of a running libvirt domain', { skip }, () => {
 
   before(async () => {
     libvirtd = await ensureLibvirtd();
-    // libvirt's QEMU (libvirt-qemu) reaches the hosts' disk sockets through this group.
-    await run('groupadd', [group]);
-    await run('usermod', ['-a', '-G', group, 'libvirt-qemu']);
     domain = await defineTestDomain(libvirtd.uri, name);
     await run('virsh', ['-c', libvirtd.uri, 'start', name]);
     dir = await mkdtemp(join(tmpdir(), 'haven-lp-'));
@@ -168,8 +164,6 @@ describe('live protection of a running libvirt domain', { skip }, () => {
       await rm(`/var/log/libvirt/qemu/${domainName}-console.log`, { force: true });
     }
     await domain?.remove();
-    await run('gpasswd', ['-d', 'libvirt-qemu', group]).catch(() => {});
-    await run('groupdel', [group]).catch(() => {});
     if (dir) await rm(dir, { recursive: true, force: true });
     if (store) await rm(store, { recursive: true, force: true });
     await libvirtd?.stop();

@@ -123,6 +123,8 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
     dataDir: options.dataDir,
     ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
   });
+  /** What the start has opened, closed again (last first) when a later step fails. */
+  const started: Array<() => Promise<void>> = [];
   try {
     const identity = await loadIdentity(store, options.hostNames ?? []);
     await seedPolicies(store, clock);
@@ -172,6 +174,7 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
       ...(options.missedHeartbeats ? { missedHeartbeats: options.missedHeartbeats } : {}),
     });
     const controlBound = await listenControl(control, store, options);
+    started.push(() => control.close());
     const controlAddress = `${controlBound.host}:${controlBound.port}`;
     // Hosts enrolled earlier must check in; those that do not become unreachable.
     for (const host of await store.hosts.list()) control.expectHost(host.id);
@@ -199,16 +202,7 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
       controlEndpoint: () => ({ controlAddress, vaultFingerprint: identity.fingerprint }),
     };
     contextReady.resolve(context);
-    await engine.start({ exclusive: store.dialect === 'sqlite' });
-    const monitor = new ReplicationMonitor(context, { intervalMs: options.monitorIntervalMs ?? 5000 });
-    monitor.start();
-    const groupScheduler = new GroupScheduler(context, {
-      ...(options.groupCutIntervalMs ? { groupCutIntervalMs: options.groupCutIntervalMs } : {}),
-      ...(options.appConsistencyHook ? { appConsistencyHook: options.appConsistencyHook } : {}),
-    });
-    groupScheduler.start();
-    sourceFencer.start();
-
+    // The API's port first: a port in use fails the start before any job runs or monitor polls.
     const app = createApi({
       store,
       routes: allRoutes(context),
@@ -217,7 +211,8 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
     });
     const hostname = options.host ?? '127.0.0.1';
     const tls = apiTlsOf(options.apiTls, hostname, identity);
-    const server = await new Promise<Server>((resolve) => {
+    // A port already in use must fail the start (the CLI names it), not leave it waiting forever.
+    const server = await new Promise<Server>((resolve, reject) => {
       const s = serve(
         {
           fetch: app.fetch,
@@ -229,7 +224,18 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
         },
         () => resolve(s as Server),
       );
+      s.once('error', reject);
     });
+    await engine.start({ exclusive: store.dialect === 'sqlite' });
+    const monitor = new ReplicationMonitor(context, { intervalMs: options.monitorIntervalMs ?? 5000 });
+    monitor.start();
+    const groupScheduler = new GroupScheduler(context, {
+      ...(options.groupCutIntervalMs ? { groupCutIntervalMs: options.groupCutIntervalMs } : {}),
+      ...(options.appConsistencyHook ? { appConsistencyHook: options.appConsistencyHook } : {}),
+    });
+    groupScheduler.start();
+    sourceFencer.start();
+
     const address = server.address() as AddressInfo;
     const apiFingerprint = tls ? certificateFingerprint(tls.certPem) : null;
     const url = `${tls ? 'https' : 'http'}://${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`;
@@ -258,6 +264,7 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
       },
     };
   } catch (error) {
+    for (const stop of started.reverse()) await stop().catch(() => {});
     await store.close();
     throw error;
   }

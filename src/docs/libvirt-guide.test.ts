@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Machine } from '../domain/model.ts';
 import { findQemuProcesses } from '../hypervisor/qemu-process.ts';
-import { collectOutput, REPO_ROOT } from '../testing/child-process.ts';
+import { collectOutput, freePort, REPO_ROOT } from '../testing/child-process.ts';
 import { defineTestDomain, type LibvirtTestDomain } from '../testing/libvirt-domain.fixture.ts';
 import { ensureLibvirtd, type Libvirtd, libvirtMissing } from '../testing/libvirtd.fixture.ts';
 import { until } from '../testing/until.ts';
@@ -132,7 +132,8 @@ describe('docs/libvirt.md, every command, on a real libvirtd', { skip }, () => {
     for (const line of prepare!) await shOk(line);
     assert.equal(start!.length, 1);
     assert.match(start![0]!, /^haven up --libvirt /);
-    await startUp(start![0]!);
+    // Its own ports: the README's test runs `npm start` on the default ones, maybe at the same time.
+    await startUp(`${start![0]!} --port ${await freePort()} --control-port ${await freePort()}`);
     await until('both hosts to connect', async () => {
       const hosts = JSON.parse(await shOk('haven hosts list --json')) as Array<{ status: string }>;
       return hosts.length === 2 && hosts.every((h) => h.status === 'connected');

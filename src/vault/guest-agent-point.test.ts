@@ -114,10 +114,13 @@ describe('app-consistent points through the guest agent of a libvirt domain', { 
       return points.length > 0 ? points : undefined;
     });
     assert.equal(point?.type, 'app-consistent');
-    const lines = await consoleLines();
-    const frozeAt = lines.findIndex((line) => line.includes('agent frozen /data'));
-    const thawedAt = lines.findIndex((line, i) => i > frozeAt && line.includes('agent thawed /data'));
-    assert.ok(frozeAt >= 0 && thawedAt > frozeAt, 'the guest agent froze /data, then thawed it');
+    // The point can be listed before the guest's console shows the thaw (the thaw follows the marker).
+    await until('the guest agent to have frozen /data, then thawed it', async () => {
+      const lines = await consoleLines();
+      const frozeAt = lines.findIndex((line) => line.includes('agent frozen /data'));
+      const thawedAt = lines.findIndex((line, i) => i > frozeAt && line.includes('agent thawed /data'));
+      return frozeAt >= 0 && thawedAt > frozeAt;
+    });
     assert.deepEqual(await openAlerts(`app-consistent:${machine.id}`), []);
     assert.deepEqual(await openAlerts(`app-consistent-unavailable:${machine.id}`), []);
   });

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Machine } from '../domain/model.ts';
 import { findQemuProcesses } from '../hypervisor/qemu-process.ts';
-import { collectOutput, freePort, REPO_ROOT } from '../testing/child-process.ts';
+import { collectOutput, freePort } from '../testing/child-process.ts';
+import { type CloneShell, cloneShell, shellBlocks } from '../testing/clone-shell.ts';
 import { defineTestDomain, type LibvirtTestDomain } from '../testing/libvirt-domain.fixture.ts';
 import { ensureLibvirtd, type Libvirtd, libvirtMissing } from '../testing/libvirtd.fixture.ts';
 import { until } from '../testing/until.ts';
@@ -25,9 +25,8 @@ const skip = await libvirtMissing();
 describe('docs/libvirt.md, every command, on a real libvirtd', { skip }, () => {
   let libvirtd: Libvirtd;
   let domain: LibvirtTestDomain;
-  let dir: string;
+  let shell: CloneShell;
   let store: string;
-  let env: NodeJS.ProcessEnv;
   let up: { child: ChildProcess; output: () => string; exited: Promise<number | null> } | null = null;
   const suffix = randomBytes(3).toString('hex');
   const name = `haven-guide-${suffix}`;
@@ -36,19 +35,7 @@ describe('docs/libvirt.md, every command, on a real libvirtd', { skip }, () => {
   const substitute = (line: string) =>
     replacements.reduce((text, [from, to]) => text.split(from).join(to), line);
 
-  function sh(line: string): Promise<{ code: number; stdout: string; stderr: string }> {
-    return new Promise((resolve) => {
-      execFile('sh', ['-c', line], { cwd: dir, env, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
-        resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-      );
-    });
-  }
-
-  async function shOk(line: string): Promise<string> {
-    const result = await sh(line);
-    assert.equal(result.code, 0, `${line}\n${result.stdout}\n${result.stderr}`);
-    return result.stdout;
-  }
+  const shOk = (line: string) => shell.shOk(line);
 
   async function show(): Promise<Machine> {
     return JSON.parse(await shOk(`haven machines show ${name} --json`)) as Machine;
@@ -57,8 +44,8 @@ describe('docs/libvirt.md, every command, on a real libvirtd', { skip }, () => {
   /** `haven up …` as typed in a first terminal: its own process group, up once it says so. */
   async function startUp(line: string): Promise<void> {
     const child = spawn('sh', ['-c', `exec ${line}`], {
-      cwd: dir,
-      env,
+      cwd: shell.dir,
+      env: shell.env,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -69,34 +56,20 @@ describe('docs/libvirt.md, every command, on a real libvirtd', { skip }, () => {
     );
   }
 
-  /** The page's ```sh blocks, section by section. */
+  /** The page's ```sh blocks, section by section, with this test's names. */
   async function blocks(): Promise<string[][]> {
-    const text = await readFile(join(REPO_ROOT, 'docs/libvirt.md'), 'utf8');
-    return [...text.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) =>
-      m[1]!
-        .split('\n')
-        .map((line) => line.trim())
-        .filter((line) => line !== '')
-        .map(substitute),
-    );
+    return (await shellBlocks('docs/libvirt.md')).map((block) => block.map(substitute));
   }
 
   before(async () => {
     libvirtd = await ensureLibvirtd();
     domain = await defineTestDomain(libvirtd.uri, name);
     await execFileOk('virsh', ['-c', libvirtd.uri, 'start', name]);
-    dir = await mkdtemp(join(tmpdir(), 'haven-guide-'));
-    for (const entry of ['package.json', 'src', 'bin', 'node_modules', 'portal']) {
-      await symlink(join(REPO_ROOT, entry), join(dir, entry));
-    }
+    shell = await cloneShell('haven-guide-');
     // The page's /srv/haven: ours, searchable by libvirt-qemu (the page creates images/ in it).
     const srv = await mkdtemp('/tmp/haven-guide-store-');
     await chmod(srv, 0o755);
     store = join(srv, 'images');
-    env = { ...process.env, PATH: `${join(dir, 'bin')}:${process.env.PATH}` };
-    delete env.HAVEN_URL;
-    delete env.HAVEN_TOKEN;
-    delete env.HAVEN_DATABASE_URL;
     replacements = [
       ['web-1-recovered', `${name}-recovered`],
       ['web-1', name],
@@ -120,7 +93,7 @@ describe('docs/libvirt.md, every command, on a real libvirtd', { skip }, () => {
     await rm(`/var/log/libvirt/qemu/${recovered}.log`, { force: true });
     await rm(`/var/log/libvirt/qemu/${recovered}-console.log`, { force: true });
     await domain?.remove();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await shell?.remove();
     if (store) await rm(join(store, '..'), { recursive: true, force: true });
     await libvirtd?.stop();
   });

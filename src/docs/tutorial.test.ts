@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { collectOutput, REPO_ROOT } from '../testing/child-process.ts';
+import { collectOutput } from '../testing/child-process.ts';
+import { type CloneShell, cloneShell, shellBlocks } from '../testing/clone-shell.ts';
 import { until } from '../testing/until.ts';
 
 /**
@@ -15,39 +13,19 @@ import { until } from '../testing/until.ts';
  * stop, and `npm start` again on the same data.
  */
 
-/** The lines of a markdown file's ```sh blocks, block by block. */
-async function shellBlocks(file: string): Promise<string[][]> {
-  const text = await readFile(join(REPO_ROOT, file), 'utf8');
-  return [...text.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) =>
-    m[1]!
-      .split('\n')
-      .map((line) => line.trim())
-      .filter((line) => line !== ''),
-  );
-}
-
-let dir: string;
-let env: NodeJS.ProcessEnv;
+let shell: CloneShell;
 let haven: { child: ChildProcess; output: () => string; exited: Promise<number | null> } | null = null;
-
-/** Runs one shell line in the clone-like directory, as typed in a second terminal. */
-function sh(line: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile('sh', ['-c', line], { cwd: dir, env, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
-      resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
-
-async function shOk(line: string): Promise<string> {
-  const result = await sh(line);
-  assert.equal(result.code, 0, `${line}\n${result.stdout}\n${result.stderr}`);
-  return result.stdout;
-}
+const sh = (line: string) => shell.sh(line);
+const shOk = (line: string) => shell.shOk(line);
 
 /** `npm start`, in its own process group like a terminal's foreground job; resolves once it says it is up. */
 async function npmStart(): Promise<void> {
-  const child = spawn('npm', ['start'], { cwd: dir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('npm', ['start'], {
+    cwd: shell.dir,
+    env: shell.env,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const { output, exited } = collectOutput(child);
   haven = { child, output, exited };
   let code: number | null | undefined;
@@ -89,15 +67,7 @@ async function hostStatuses(): Promise<Record<string, string>> {
 
 before(async () => {
   // A directory laid out like the clone, so `.haven/` is a fresh, relative data directory.
-  dir = await mkdtemp(join(tmpdir(), 'haven-clone-'));
-  for (const entry of ['package.json', 'src', 'bin', 'node_modules', 'portal']) {
-    await symlink(join(REPO_ROOT, entry), join(dir, entry));
-  }
-  // `haven` in the tutorial is bin/haven on the PATH.
-  env = { ...process.env, PATH: `${join(dir, 'bin')}:${process.env.PATH}` };
-  delete env.HAVEN_URL;
-  delete env.HAVEN_TOKEN;
-  delete env.HAVEN_DATABASE_URL;
+  shell = await cloneShell('haven-clone-');
 });
 
 after(async () => {
@@ -109,7 +79,7 @@ after(async () => {
       } catch {}
     });
   }
-  await rm(dir, { recursive: true, force: true });
+  await shell?.remove();
 });
 
 describe('README and docs/tutorial.md, verbatim from the default data directory', () => {

@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { REPO_ROOT } from './child-process.ts';
+
+/**
+ * A directory laid out like a fresh clone (the repo's entries linked in, so
+ * `.haven/` is a new, relative data directory there) and a shell in it with
+ * `haven` (bin/haven) on the PATH and no HAVEN_* settings: where the docs'
+ * commands are run as an operator types them.
+ */
+export interface CloneShell {
+  dir: string;
+  env: NodeJS.ProcessEnv;
+  /** One shell line, as typed in a terminal in the clone. */
+  sh(line: string): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** The same, which must succeed; its standard output. */
+  shOk(line: string): Promise<string>;
+  remove(): Promise<void>;
+}
+
+export async function cloneShell(prefix: string): Promise<CloneShell> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  for (const entry of ['package.json', 'src', 'bin', 'node_modules', 'portal']) {
+    await symlink(join(REPO_ROOT, entry), join(dir, entry));
+  }
+  const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${join(dir, 'bin')}:${process.env.PATH}` };
+  delete env.HAVEN_URL;
+  delete env.HAVEN_TOKEN;
+  delete env.HAVEN_DATABASE_URL;
+  const sh = (line: string) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile('sh', ['-c', line], { cwd: dir, env, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
+        resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+  return {
+    dir,
+    env,
+    sh,
+    shOk: async (line) => {
+      const result = await sh(line);
+      assert.equal(result.code, 0, `${line}\n${result.stdout}\n${result.stderr}`);
+      return result.stdout;
+    },
+    remove: () => rm(dir, { recursive: true, force: true }),
+  };
+}
+
+/** The lines of a markdown file's ```sh blocks, block by block (indented blocks too). */
+export async function shellBlocks(file: string): Promise<string[][]> {
+  const text = await readFile(join(REPO_ROOT, file), 'utf8');
+  return [...text.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) =>
+    m[1]!
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line !== ''),
+  );
+}

@@ -6,11 +6,14 @@
  * reach: 0755, never world-writable. `remove` destroys and undefines it and
  * deletes everything, also after a failed test.
  */
+import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { chmod, copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import type { Machine } from '../domain/model.ts';
 import { buildGuestImage, formatDataDisk, type GuestSettings, guestCommandLine } from '../guest/index.ts';
+import { until } from './until.ts';
 
 const run = promisify(execFile);
 
@@ -113,4 +116,35 @@ ${options.guestAgent ? "    <channel type='unix'><target type='virtio' name='org
       await rm(`/var/log/libvirt/qemu/${name}.log`, { force: true });
     },
   };
+}
+
+/** A REST API call as the tests make it (in process or over HTTP). */
+type ApiCall = <T>(method: string, path: string, body?: unknown) => Promise<{ status: number; body: T }>;
+
+/**
+ * The test domain imported at host 'primary' once both hosts are connected,
+ * its bridge mapped to itself at the recovery site (both sites share this
+ * machine), as an operator prepares a machine for protection and failover.
+ */
+export async function importTestDomain(api: ApiCall, domain: LibvirtTestDomain): Promise<Machine> {
+  await until(
+    'both hosts to connect',
+    async () => {
+      const { body } = await api<{ hosts: Array<{ status: string }> }>('GET', '/hosts');
+      return body?.hosts?.length === 2 && body.hosts.every((h) => h.status === 'connected');
+    },
+    { timeoutMs: 120_000 },
+  );
+  const imported = await api<Machine>('POST', '/machines/import', { hostId: 'primary', domain: domain.name });
+  assert.equal(imported.status, 201, JSON.stringify(imported.body));
+  const mapped = await api('PATCH', '/sites/primary', { networkMapping: { [domain.bridge]: domain.bridge } });
+  assert.equal(mapped.status, 200, JSON.stringify(mapped.body));
+  return imported.body;
+}
+
+/** A folder libvirt's QEMU (user libvirt-qemu) can search: ours, 0755, never world-writable. */
+export async function reachableFolder(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join('/tmp', prefix));
+  await chmod(dir, 0o755);
+  return dir;
 }

@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -26,7 +26,12 @@ import { findQemuProcesses } from '../hypervisor/qemu-process.ts';
 import { lookupShareGroup } from '../storage/share-group.ts';
 import { embeddedApi, runOperation } from '../testing/embedded-api.ts';
 import { records } from '../testing/guest-console.ts';
-import { defineTestDomain, type LibvirtTestDomain } from '../testing/libvirt-domain.fixture.ts';
+import {
+  defineTestDomain,
+  importTestDomain,
+  type LibvirtTestDomain,
+  reachableFolder,
+} from '../testing/libvirt-domain.fixture.ts';
 import { ensureLibvirtd, type Libvirtd, libvirtMissing } from '../testing/libvirtd.fixture.ts';
 import { until as waitUntil } from '../testing/until.ts';
 
@@ -85,8 +90,7 @@ describe('drill of a live-protected libvirt domain on an isolated network', { sk
     await run('ip', ['link', 'set', domain.bridge, 'up']);
     await virsh('start', name);
     dir = await mkdtemp(join(tmpdir(), 'haven-ld-'));
-    store = await mkdtemp('/tmp/haven-ld-store-');
-    await chmod(store, 0o755);
+    store = await reachableFolder('haven-ld-store-');
     up = await startEmbedded({
       dataDir: dir,
       port: 0,
@@ -127,18 +131,8 @@ describe('drill of a live-protected libvirt domain on an isolated network', { sk
       (await lines(domain.consoleFile)).includes(`probe ${hostAddress} reachable`),
     );
     [qemuPid] = (await findQemuProcesses(`guest=${name},`)) as [number];
-    await until('both hosts to connect', async () => {
-      const { body } = await api<{ hosts: Array<{ status: string }> }>('GET', '/hosts');
-      return body?.hosts?.length === 2 && body.hosts.every((h) => h.status === 'connected');
-    });
-    const imported = await api<Machine>('POST', '/machines/import', { hostId: 'primary', domain: name });
-    assert.equal(imported.status, 201, JSON.stringify(imported.body));
-    machine = imported.body;
     // A machine is ready for a drill only with its networks mapped at the recovery site.
-    const mapped = await api('PATCH', '/sites/primary', {
-      networkMapping: { [domain.bridge]: domain.bridge },
-    });
-    assert.equal(mapped.status, 200, JSON.stringify(mapped.body));
+    machine = await importTestDomain(api, domain);
     // The copy's address travels in its NIC's settings, not in its kernel command line (as an operator sets it).
     const settings = await api<Machine>('PATCH', `/machines/${machine.id}/recovery-settings`, {
       boot: {

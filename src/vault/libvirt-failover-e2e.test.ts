@@ -14,6 +14,7 @@ import { parseDomainXml } from '../hypervisor/libvirt/domain-xml.ts';
 import { lookupShareGroup } from '../storage/share-group.ts';
 import { embeddedApi, runOperation } from '../testing/embedded-api.ts';
 import { consoleOf as guestConsole, records } from '../testing/guest-console.ts';
+import { reachableFolder } from '../testing/libvirt-domain.fixture.ts';
 import { ensureLibvirtd, type Libvirtd, libvirtMissing } from '../testing/libvirtd.fixture.ts';
 import { until as waitUntil } from '../testing/until.ts';
 
@@ -56,8 +57,7 @@ describe('failover into libvirt and commit off the view', { skip }, () => {
     await run('ip', ['link', 'add', recoveryBridge, 'type', 'bridge']);
     dir = await mkdtemp(join(tmpdir(), 'haven-lf-'));
     // A storage folder libvirt's QEMU can reach (kernel, initrd, disk, the local images): 0755, ours.
-    store = await mkdtemp('/tmp/haven-lf-store-');
-    await chmod(store, 0o755);
+    store = await reachableFolder('haven-lf-store-');
     up = await startEmbedded({
       dataDir: dir,
       port: 0,

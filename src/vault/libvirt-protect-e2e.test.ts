@@ -15,7 +15,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -27,7 +27,12 @@ import { NbdServer } from '../nbd/index.ts';
 import { ReplicaStore } from '../replica/index.ts';
 import { type Child, freePort, spawnTs } from '../testing/child-process.ts';
 import { records } from '../testing/guest-console.ts';
-import { defineTestDomain, type LibvirtTestDomain } from '../testing/libvirt-domain.fixture.ts';
+import {
+  defineTestDomain,
+  importTestDomain,
+  type LibvirtTestDomain,
+  reachableFolder,
+} from '../testing/libvirt-domain.fixture.ts';
 import { ensureLibvirtd, type Libvirtd, libvirtMissing } from '../testing/libvirtd.fixture.ts';
 import { nbdUnixUri, runOk } from '../testing/nbd-test-fixture.ts';
 import { until as waitUntil } from '../testing/until.ts';
@@ -148,8 +153,7 @@ describe('live protection of a running libvirt domain', { skip }, () => {
     await run('virsh', ['-c', libvirtd.uri, 'start', name]);
     dir = await mkdtemp(join(tmpdir(), 'haven-lp-'));
     // Where commit puts the recovered disk: a folder libvirt's QEMU can reach, ours, never world-writable.
-    store = await mkdtemp('/tmp/haven-lp-store-');
-    await chmod(store, 0o755);
+    store = await reachableFolder('haven-lp-store-');
     port = await freePort();
     controlPort = await freePort();
     await startUp();
@@ -173,18 +177,8 @@ describe('live protection of a running libvirt domain', { skip }, () => {
     await until('the guest to write records', async () => records(await consoleLines()).durable >= 3);
     [qemuPid] = (await findQemuProcesses(`guest=${name},`)) as [number];
     assert.ok(qemuPid, 'the domain runs under QEMU');
-    await until('the hosts to connect', async () => {
-      const { body } = await api<{ hosts: Array<{ status: string }> }>('GET', '/hosts');
-      return body?.hosts?.length === 2 && body.hosts.every((h) => h.status === 'connected');
-    });
-    const imported = await api<Machine>('POST', '/machines/import', { hostId: 'primary', domain: name });
-    assert.equal(imported.status, 201, JSON.stringify(imported.body));
-    machine = imported.body;
     // The recovery site reaches the same bridge (both sites share this machine).
-    const mapped = await api('PATCH', '/sites/primary', {
-      networkMapping: { [domain.bridge]: domain.bridge },
-    });
-    assert.equal(mapped.status, 200, JSON.stringify(mapped.body));
+    machine = await importTestDomain(api, domain);
     const started = Date.now();
     await operate('enable-replication', { recoveryHostId: 'recovery', policyId: 'default' });
     assert.equal(machine.state, 'protected');

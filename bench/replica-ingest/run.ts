@@ -1,12 +1,12 @@
 /**
  * Replica store ingest: journal records (writes of 64 KiB to 1 MiB at random
  * offsets, a flush record every few MiB) appended into the real ReplicaStore in
- * appends of up to 16 MiB, one at a time as the receiver groups the sender's
- * batches, against `dd oflag=direct` writing the same
+ * the sender's batches (1 MiB), each appended as it arrives while earlier ones
+ * are still being stored, up to the sender's window (32 MiB), against `dd oflag=direct` writing the same
  * number of bytes on the same file system. Prints the ratio and writes
  * bench/replica-ingest/results/latest.json.
  *
- * Usage: node bench/replica-ingest/run.ts [TOTAL_MiB=1024] [FLUSH_EVERY_MiB=8] [APPEND_MiB=16]
+ * Usage: node bench/replica-ingest/run.ts [TOTAL_MiB=1024] [FLUSH_EVERY_MiB=8] [BATCH_MiB=1] [WINDOW_MiB=32]
  * The store lives under bench/replica-ingest/results/tmp (the repository's file system).
  */
 import { execFile } from 'node:child_process';
@@ -22,7 +22,8 @@ const run = promisify(execFile);
 const MiB = 1 << 20;
 const totalMiB = Number(process.argv[2] ?? 1024);
 const flushEveryMiB = Number(process.argv[3] ?? 8);
-const batchMiB = Number(process.argv[4] ?? 16);
+const batchMiB = Number(process.argv[4] ?? 1);
+const windowMiB = Number(process.argv[5] ?? 32);
 const diskBytes = 16 * 1024 * MiB;
 const HEADER_BYTES = 48;
 
@@ -112,10 +113,19 @@ try {
   // A replica takes records once a sync has set its base (an empty one here).
   await store.beginSync('bench/ingest', { id: 'initial', kind: 'initial', fromSeq: 1, regions: null });
   await store.completeSync('bench/ingest', 'initial', 0);
-  // As the receiver calls it: one append at a time, of what arrived meanwhile (up to 16 MiB).
+  // As the receiver hands them on: each batch as it arrives, up to the sender's window unacknowledged.
   const havenStart = performance.now();
   let durable = 0;
-  for (const batch of batches) durable = await store.append('bench/ingest', batch);
+  const inFlight = new Set<Promise<void>>();
+  for (const batch of batches) {
+    const p: Promise<void> = store.append('bench/ingest', batch).then((seq) => {
+      durable = Math.max(durable, seq);
+      inFlight.delete(p);
+    });
+    inFlight.add(p);
+    if (inFlight.size * batchMiB >= windowMiB) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
   const havenSeconds = (performance.now() - havenStart) / 1000;
   const lastSeq = batches.at(-1)?.at(-1)?.seq ?? 0;
   if (durable !== lastSeq) throw new Error(`durable sequence ${durable}, expected ${lastSeq}`);
@@ -131,7 +141,16 @@ try {
     `${JSON.stringify(
       {
         date: new Date().toISOString(),
-        params: { totalMiB, flushEveryMiB, batchMiB, recordBytes, writes, flushes, appends: batches.length },
+        params: {
+          totalMiB,
+          flushEveryMiB,
+          batchMiB,
+          windowMiB,
+          recordBytes,
+          writes,
+          flushes,
+          appends: batches.length,
+        },
         dd: { seconds: ddSeconds, MBps: ddMBps },
         haven: { seconds: havenSeconds, MBps: havenMBps },
         ratio,

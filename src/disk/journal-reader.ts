@@ -40,17 +40,32 @@ export async function* listJournalRecords(dir: string, fromSeq = 0): AsyncGenera
   }
 }
 
-/** Reads a segment's records in order with large sequential reads, checking each checksum. */
+/** Where a reader stopped in a segment: the next record's sequence and file position. */
+export interface SegmentPosition {
+  seq: number;
+  position: number;
+}
+
+/**
+ * Reads a segment's records in order with large sequential reads, checking
+ * each checksum. `start` resumes where an earlier read stopped (the record
+ * there must be `start.seq`) instead of reading the segment from its start;
+ * `onEnd` learns where this read stopped.
+ */
 export async function* readSegment(
   path: string,
   firstSeq: number,
   until: number,
   tolerateTornTail = false,
+  start: SegmentPosition = { seq: firstSeq, position: 0 },
+  onEnd?: (end: SegmentPosition) => void,
 ): AsyncGenerator<JournalRecord> {
   const fh = await open(path, 'r');
+  let expected = start.seq;
+  let recordPos = start.position;
   try {
     let buf = Buffer.alloc(0);
-    let filePos = 0;
+    let filePos = start.position;
     let eof = false;
     const fill = async (need: number): Promise<boolean> => {
       while (buf.length < need && !eof) {
@@ -65,8 +80,6 @@ export async function* readSegment(
       }
       return buf.length >= need;
     };
-    let expected = firstSeq;
-    let recordPos = 0;
     while (await fill(HEADER_SIZE)) {
       const headerBytes = buf.subarray(0, HEADER_SIZE);
       const header = parseHeader(headerBytes);
@@ -94,9 +107,11 @@ export async function* readSegment(
           position: recordPos,
         });
       }
+      const size = HEADER_SIZE + header.dataLength;
+      // Before the yield: a consumer that stops after this record resumes after it.
+      onEnd?.({ seq: expected + 1, position: recordPos + size });
       yield record;
       expected++;
-      const size = HEADER_SIZE + header.dataLength;
       recordPos += size;
       buf = buf.subarray(size);
     }

@@ -334,6 +334,44 @@ describe('WriteJournal', () => {
     assertSameRecords(await listAll(), model.slice(0, -1));
   });
 
+  it('continues a read where the last one stopped, at its file position, and tells listeners when records arrive', async () => {
+    const dir = freshDir();
+    const journal = await WriteJournal.open(dir, {
+      diskSize: DISK,
+      capacityBytes: 1 << 30,
+      segmentBytes: 1 << 20,
+    });
+    try {
+      let told = 0;
+      const stop = journal.onRecords(() => told++);
+      const first = journal.status.nextSeq;
+      for (let i = 0; i < 5; i++) await journal.recordWrite(i * 4096, Buffer.alloc(4096, i + 1));
+      assert.ok(told >= 1, 'a listener hears of journaled records');
+      const read = await readAll(journal, first);
+      assert.equal(read.length, 5);
+      // Bytes already read are not read again: damage there goes unseen by the next read.
+      const [segment] = (await readdir(dir)).filter((n) => n.endsWith('.seg'));
+      const bytes = await readFile(join(dir, segment as string));
+      bytes.fill(0, 0, 64);
+      await writeFile(join(dir, segment as string), bytes);
+      for (let i = 5; i < 8; i++) await journal.recordWrite(i * 4096, Buffer.alloc(4096, i + 1));
+      const next = await readAll(journal, first + 5);
+      assert.deepEqual(
+        next.map((r) => r.seq),
+        [first + 5, first + 6, first + 7],
+      );
+      assert.ok(next.every((r, i) => r.data?.every((b) => b === i + 6)));
+      // A read from the start does read those bytes.
+      await assert.rejects(readAll(journal, first), (e: HavenError) => e.details?.kind === 'journal_corrupt');
+      stop();
+      const before = told;
+      await journal.recordWrite(0, Buffer.alloc(4096));
+      assert.equal(told, before, 'a removed listener hears nothing');
+    } finally {
+      await journal.close();
+    }
+  });
+
   it('keeps the sequence across a full trim and reopen', async () => {
     const dir = freshDir();
     const options = { diskSize: DISK, capacityBytes: 1 << 20 };

@@ -8,7 +8,7 @@ import { GroupCommit } from '../storage/group-commit.ts';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../storage/private-files.ts';
 import { isNoSpace, SpaceReserve } from '../storage/space-reserve.ts';
 import { DirtyBitmap, type Region } from './dirty-bitmap.ts';
-import { readSegment, SEGMENT_NAME, segmentName } from './journal-reader.ts';
+import { readSegment, SEGMENT_NAME, type SegmentPosition, segmentName } from './journal-reader.ts';
 import { encodeRecord, type JournalRecord, type Marker, type RecordKind } from './journal-record.ts';
 import {
   type JournalState,
@@ -203,6 +203,9 @@ export class WriteJournal {
   readonly #unsettled = new Map<number, Unsettled>();
   readonly #reserve: SpaceReserve;
   readonly #log: (line: string) => void;
+  /** Where the last `records` read stopped (the sender's next read starts there). */
+  #readEnd: ({ segment: Segment } & SegmentPosition) | null = null;
+  readonly #listeners = new Set<() => void>();
 
   private constructor(
     dir: string,
@@ -472,10 +475,26 @@ export class WriteJournal {
     }
     const segments = this.#segments.filter((s) => s.lastSeq >= fromSeq && s.firstSeq <= until);
     for (const segment of segments) {
-      for await (const record of readSegment(segment.path, segment.firstSeq, until)) {
+      // A reader continuing where the last one stopped resumes at its file position.
+      const hint = this.#readEnd;
+      const start = hint?.segment === segment && hint.seq === fromSeq ? hint : undefined;
+      const onEnd = (end: SegmentPosition) => {
+        this.#readEnd = { segment, ...end };
+      };
+      for await (const record of readSegment(segment.path, segment.firstSeq, until, false, start, onEnd)) {
         if (record.seq >= fromSeq) yield record;
       }
     }
+  }
+
+  /** Calls `listener` whenever records become readable or a resync becomes due; returns its removal. */
+  onRecords(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #notify(): void {
+    for (const listener of this.#listeners) listener();
   }
 
   /**
@@ -650,6 +669,7 @@ export class WriteJournal {
     if (pending === undefined) return;
     this.#unsettled.delete(seq);
     pending.segment.pendingWrites--;
+    this.#notify();
   }
 
   /**
@@ -741,6 +761,7 @@ export class WriteJournal {
   #enterBitmapMode(overflowSeq: number, reason: OverflowReason, prepare: () => Promise<void>): void {
     this.#state.mode = 'bitmap';
     this.#state.overflowSeq = overflowSeq;
+    queueMicrotask(() => this.#notify());
     this.#state.overflowCount++;
     this.#state.overflowReason = reason;
     const what =
@@ -832,6 +853,7 @@ export class WriteJournal {
           item.segment.pendingWrites--;
           item.resolve(true);
         }
+        this.#notify();
       } catch (e) {
         if (this.#failed === null && !this.#closed && isNoSpace(e)) {
           this.#fileSystemFull(batch, e);

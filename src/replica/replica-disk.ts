@@ -126,6 +126,13 @@ export class ReplicaDisk {
   readonly #pins = new Map<number, number>();
   #chain: Promise<unknown> = Promise.resolve();
   readonly #syncCommit: GroupCommit;
+  /** Records written to the log but not yet synced, per append in order: they join the index once durable. */
+  #pending: { ticket: number; records: IndexedRecord[] }[] = [];
+  #tickets = 0;
+  /** One fdatasync of the log for every append written while the previous one ran. */
+  readonly #logCommit: GroupCommit;
+  /** A failed log sync: written records may be lost, so nothing more is accepted until reopened. */
+  #syncFailed: unknown = null;
   #closed = false;
   /** Changes with every append and metadata change: invalidates `#current`. */
   #generation = 0;
@@ -150,6 +157,7 @@ export class ReplicaDisk {
     this.#cumAtBase = cumAtBase;
     this.#options = options;
     this.#syncCommit = new GroupCommit(() => base.sync());
+    this.#logCommit = new GroupCommit(() => log.sync());
     this.#recomputePointsFrom();
   }
 
@@ -252,7 +260,15 @@ export class ReplicaDisk {
     };
   }
 
+  /** Runs `fn` after every earlier change, once every record written so far is durable and indexed. */
   #serial<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#inOrder(async () => {
+      await this.#settle(this.#tickets);
+      return fn();
+    });
+  }
+
+  #inOrder<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.#chain.then(() => {
       if (this.#closed) {
         throw new HavenError('operation_not_allowed', `replica '${this.diskKey}' is closed`, {
@@ -263,6 +279,34 @@ export class ReplicaDisk {
     });
     this.#chain = run.catch(() => {});
     return run;
+  }
+
+  /** Syncs the log and moves the records of appends up to `ticket` into the index. */
+  async #settle(ticket: number): Promise<void> {
+    if (this.#syncFailed !== null) throw this.#syncFailed;
+    if ((this.#pending[0]?.ticket ?? Number.POSITIVE_INFINITY) > ticket) return;
+    try {
+      // Covers every write that finished before this call.
+      await this.#logCommit.sync();
+    } catch (e) {
+      this.#syncFailed ??= e;
+      throw e;
+    }
+    while ((this.#pending[0]?.ticket ?? Number.POSITIVE_INFINITY) <= ticket) {
+      const done = this.#pending.shift() as { records: IndexedRecord[] };
+      this.#generation++;
+      for (const r of done.records) {
+        this.#index.push(r);
+        if (
+          this.#pointsFrom === null &&
+          this.#meta.sync === null &&
+          r.kind === 'flush' &&
+          r.seq >= this.#meta.pointFloor
+        ) {
+          this.#pointsFrom = r.seq;
+        }
+      }
+    }
   }
 
   async #saveMeta(change: Partial<ReplicaMeta>): Promise<void> {
@@ -294,30 +338,28 @@ export class ReplicaDisk {
 
   // --- ReplicaSink -----------------------------------------------------------
 
-  append(records: readonly JournalRecord[]): Promise<number> {
-    return this.#serial(async () => {
-      const durable = this.durableSeq;
-      const fresh = records.filter((r) => r.seq > durable);
-      if (fresh.length === 0) return durable;
+  /**
+   * Stores records durably; resolves with the durable sequence. Appends are
+   * written in call order; one still syncing does not hold up the next one's
+   * write, and those written meanwhile share the next sync.
+   */
+  async append(records: readonly JournalRecord[]): Promise<number> {
+    const ticket = await this.#inOrder(async () => {
+      if (this.#syncFailed !== null) throw this.#syncFailed;
+      const written = this.#pending.at(-1)?.records.at(-1)?.seq ?? this.durableSeq;
+      const fresh = records.filter((r) => r.seq > written);
+      // Records already written by an earlier append are durable once its sync is.
+      if (fresh.length === 0) return this.#pending.at(-1)?.ticket ?? 0;
       this.#checkNotSealed();
-      this.#generation++;
       fresh.forEach((r, i) => {
-        this.#validate(r, durable + 1 + i);
+        this.#validate(r, written + 1 + i);
       });
-      const indexed = await this.#log.append(fresh);
-      for (const r of indexed) {
-        this.#index.push(r);
-        if (
-          this.#pointsFrom === null &&
-          this.#meta.sync === null &&
-          r.kind === 'flush' &&
-          r.seq >= this.#meta.pointFloor
-        ) {
-          this.#pointsFrom = r.seq;
-        }
-      }
-      return this.durableSeq;
+      const ticket = ++this.#tickets;
+      this.#pending.push({ ticket, records: await this.#log.write(fresh) });
+      return ticket;
     });
+    await this.#settle(ticket);
+    return this.durableSeq;
   }
 
   #checkNotSealed(): void {
@@ -932,6 +974,7 @@ export class ReplicaDisk {
       this.#current = null;
     }).catch(() => {});
     await this.#syncCommit.idle();
+    await this.#logCommit.idle();
     await this.#log.close();
     await this.#base.close();
   }

@@ -289,3 +289,61 @@ describe('replica store input checks', () => {
     }
   });
 });
+
+test('appends handed on before earlier ones are stored: each resolves durable and in order, and a reopened store holds them all', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'replica-store-pipelined-'));
+  const size = 4 * MiB;
+  const key = 'machine-9/disk-0';
+  const history = randomHistory(9, { size, count: 600, startTimeMs: 1_700_000_000_000, stepMs: 1000 });
+  const rnd = new SeededRandom(99);
+  try {
+    const store = await ReplicaStore.open(dir, { segmentBytes: 256 << 10 });
+    await store.ensureDisk(key, size);
+    await store.beginSync(key, { id: 'initial', kind: 'initial', fromSeq: 1, regions: null });
+    await store.completeSync(key, 'initial', 0);
+    const calls: Promise<number>[] = [];
+    const lastSeqs: number[] = [];
+    for (let i = 0; i < history.length; ) {
+      const n = rnd.int(1, 30);
+      // Now and then a batch overlapping the previous one (a resend).
+      const back = rnd.next() < 0.1 ? rnd.int(0, Math.min(i, 5)) : 0;
+      calls.push(store.append(key, history.slice(i - back, i + n)));
+      i = Math.min(history.length, i + n);
+      lastSeqs.push(history[i - 1]?.seq ?? 0);
+    }
+    const order: number[] = [];
+    const results = await Promise.all(
+      calls.map((p, i) =>
+        p.then((durable) => {
+          order.push(i);
+          return durable;
+        }),
+      ),
+    );
+    results.forEach((durable, i) => {
+      assert.ok(durable >= (lastSeqs[i] ?? 0), `append ${i} resolved with ${durable} before its records`);
+    });
+    assert.deepEqual(
+      order,
+      calls.map((_, i) => i),
+    );
+    const last = history.at(-1)?.seq ?? 0;
+    assert.equal(await store.durableSequence(key), last);
+    await store.close();
+
+    const reopened = await ReplicaStore.open(dir, { segmentBytes: 256 << 10 });
+    try {
+      assert.equal(await reopened.durableSequence(key), last);
+      const view = await reopened.openView(key, last);
+      try {
+        assertSameBytes(await readAll(view), modelAt(size, history, last), 'the replica');
+      } finally {
+        await view.close();
+      }
+    } finally {
+      await reopened.close();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -86,15 +86,19 @@ function writevFully(fh: FileHandle, buffers: Buffer[], position: number): Promi
 
 /**
  * A replica's segment log: the retained records after the base, in sequence order,
- * in segment files of about `segmentBytes`. Appends are durable (fdatasync)
- * before they resolve; a segment is synced before the next one is started,
- * so only the last segment can have a torn tail after a crash.
+ * in segment files of about `segmentBytes`. Records are durable (fdatasync)
+ * once `append`, or `write` and then `sync`, resolve; a segment is synced
+ * before the next one is started, so only the last segment can have a torn
+ * tail after a crash.
  */
 export class SegmentLog {
   readonly dir: string;
   readonly segmentBytes: number;
   #segments: Segment[];
   #cumBytes: number;
+  /** Segments written since the last sync, and whether a segment file was created meanwhile. */
+  readonly #unsynced = new Set<Segment>();
+  #dirDirty = false;
 
   private constructor(dir: string, segmentBytes: number, segments: Segment[], cumBytes: number) {
     this.dir = dir;
@@ -183,12 +187,21 @@ export class SegmentLog {
 
   /** Writes records (already validated, consecutive) durably and returns their index entries. */
   async append(records: readonly JournalRecord[]): Promise<IndexedRecord[]> {
+    const out = await this.write(records);
+    await this.sync();
+    return out;
+  }
+
+  /**
+   * Writes records (already validated, consecutive) into the page cache and
+   * returns their index entries; `sync` makes them durable. A filled segment
+   * is synced here, before the next one is started.
+   */
+  async write(records: readonly JournalRecord[]): Promise<IndexedRecord[]> {
     const out: IndexedRecord[] = [];
     let segment = this.#segments.at(-1);
     let buffers: Buffer[] = [];
     let startPos = 0;
-    const touched = new Set<Segment>();
-    let newFile = false;
     const writeOut = async () => {
       if (segment !== undefined && buffers.length > 0) await writevFully(segment.fh, buffers, startPos);
       buffers = [];
@@ -201,25 +214,34 @@ export class SegmentLog {
           await writeOut();
           // Synced before the next segment exists: only the last segment can be torn.
           await segment.fh.datasync();
-          touched.delete(segment);
+          this.#unsynced.delete(segment);
         }
         const path = join(this.dir, segmentName(record.seq));
         segment = new Segment(path, record.seq, record.seq - 1, 0, await open(path, 'w+', PRIVATE_FILE_MODE));
         this.#segments.push(segment);
-        newFile = true;
+        this.#dirDirty = true;
       }
       if (buffers.length === 0) startPos = segment.size;
       buffers.push(...encoded);
-      touched.add(segment);
+      this.#unsynced.add(segment);
       this.#cumBytes += bytes;
       out.push({ ...indexed(record, segment.size, bytes, this.#cumBytes), segment });
       segment.size += bytes;
       segment.lastSeq = record.seq;
     }
     await writeOut();
-    for (const s of touched) await s.fh.datasync();
-    if (newFile) await syncDirectory(this.dir);
     return out;
+  }
+
+  /** Makes every record written before this call durable. */
+  async sync(): Promise<void> {
+    const segments = [...this.#unsynced];
+    const dirDirty = this.#dirDirty;
+    this.#unsynced.clear();
+    this.#dirDirty = false;
+    // A deleted segment's records were merged or dropped: they need no sync.
+    for (const s of segments) if (!s.deleted) await s.fh.datasync();
+    if (dirDirty) await syncDirectory(this.dir);
   }
 
   /** Deletes the segments holding only records at or before `seq` (merged into the base). */

@@ -104,6 +104,7 @@ export class DiskReplicator {
   #hashing: DiskReplicationStatus['replicaHashes'] = null;
   #persisted: SenderDiskState | null = null;
   #running: Promise<void> = Promise.resolve();
+  #unwatch: () => void = () => {};
 
   #syncProgress: number | null = null;
   #lastSync: SyncReport | null = null;
@@ -130,11 +131,14 @@ export class DiskReplicator {
   }
 
   start(): void {
+    // Woken when the journal grows: streaming needs no poll.
+    this.#unwatch = this.disk.source.journal.onRecords(() => this.#signal.notify());
     this.#running = this.#loop();
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#unwatch();
     for (const r of this.#hashRequests.splice(0)) {
       clearTimeout(r.timer);
       r.reject(

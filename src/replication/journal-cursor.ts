@@ -10,8 +10,13 @@ export interface JournalCursor {
   readonly status: Pick<JournalStatus, 'nextSeq' | 'writtenSeq' | 'consumedSeq' | 'firstSeq' | 'usedBytes'>;
   /** The journal overflowed into its dirty bitmap: a resync is due. */
   readonly resyncRequired: boolean;
-  /** Records from `fromSeq` up to those written when called. */
+  /**
+   * Records from `fromSeq` up to those written when called. A call from where
+   * the previous one stopped continues at its file position.
+   */
   records(fromSeq: number): AsyncIterable<JournalRecord>;
+  /** Calls `listener` whenever records become readable or a resync becomes due; returns its removal. */
+  onRecords(listener: () => void): () => void;
   /** The receiver holds every record through `seq` durably. */
   trimThrough(seq: number): Promise<void>;
   /** The regions of `plan` were copied to the replica: clear them from the bitmap. */

@@ -49,6 +49,11 @@ const MAX_QUEUED_BYTES = 64 << 20;
 const HASH_BLOCK_LIMIT = 1 << 20;
 const MAX_GROUP_BYTES = 16 << 20;
 
+/** A group of record batches handed to the sink: its durable sequence once stored. */
+interface StoredRecords {
+  durable: Promise<number>;
+}
+
 /** One sender connection, bound to one disk after HELLO. */
 class ReceiverSession {
   readonly conn: FramedConnection;
@@ -58,6 +63,9 @@ class ReceiverSession {
   #queue: Frame[] = [];
   #queuedBytes = 0;
   #running: Promise<void> | null = null;
+  #failed = false;
+  /** Settles when every append handed to the sink so far is stored and acknowledged (rejects if one failed). */
+  #stored: Promise<void> = Promise.resolve();
 
   constructor(conn: FramedConnection) {
     this.conn = conn;
@@ -65,15 +73,18 @@ class ReceiverSession {
 
   /** Settles when every frame accepted so far was handled. */
   get idle(): Promise<void> {
-    return this.#running ?? Promise.resolve();
+    return (this.#running ?? Promise.resolve()).then(() => this.#stored.catch(() => {}));
   }
 
   /**
    * Queues a frame. Frames are handled one at a time in order, except that
-   * RECORDS frames waiting together go to the sink in one append: a sink that
-   * syncs per call then pays once for many batches.
+   * RECORDS frames waiting together go to the sink in one append, and an
+   * append still syncing does not hold up the next one (the sink stores them
+   * in call order; those written meanwhile share a sync). `handle` resolves a
+   * RECORDS group once it is handed to the sink; any other frame waits until
+   * earlier appends are stored.
    */
-  enqueue(frame: Frame, handle: (frames: Frame[]) => Promise<void>): void {
+  enqueue(frame: Frame, handle: (frames: Frame[]) => Promise<StoredRecords | undefined>): void {
     this.#queue.push(frame);
     this.#queuedBytes += frame.payload.length;
     if (this.#queuedBytes > MAX_QUEUED_BYTES) this.conn.socket.pause();
@@ -82,10 +93,11 @@ class ReceiverSession {
     });
   }
 
-  async #drain(handle: (frames: Frame[]) => Promise<void>): Promise<void> {
-    while (this.#queue.length > 0 && !this.conn.isClosed) {
+  async #drain(handle: (frames: Frame[]) => Promise<StoredRecords | undefined>): Promise<void> {
+    while (this.#queue.length > 0 && !this.conn.isClosed && !this.#failed) {
       let take = 1;
-      if (this.#queue[0]?.type === FrameType.RECORDS) {
+      const records = this.#queue[0]?.type === FrameType.RECORDS;
+      if (records) {
         let bytes = 0;
         while (
           take < this.#queue.length &&
@@ -97,13 +109,28 @@ class ReceiverSession {
         }
       }
       const frames = this.#queue.splice(0, take);
-      try {
-        await handle(frames);
-      } catch (e) {
-        this.fail(e);
-      } finally {
+      const release = () => {
         for (const f of frames) this.#queuedBytes -= f.payload.length;
         if (this.#queuedBytes <= MAX_QUEUED_BYTES / 2) this.conn.socket.resume();
+      };
+      try {
+        if (!records) await this.#stored;
+        const appended = await handle(frames);
+        if (appended === undefined) release();
+        else {
+          // Acknowledged in order; the frames' bytes count against the queue until they are stored.
+          this.#stored = this.#stored.then(async () => {
+            try {
+              this.handled(await appended.durable, frames.length);
+            } finally {
+              release();
+            }
+          });
+          this.#stored.catch((e: unknown) => this.fail(e));
+        }
+      } catch (e) {
+        release();
+        this.fail(e);
       }
     }
   }
@@ -119,7 +146,8 @@ class ReceiverSession {
   }
 
   fail(e: unknown): void {
-    if (this.conn.isClosed) return;
+    if (this.conn.isClosed || this.#failed) return;
+    this.#failed = true;
     const error: ErrorMessage =
       e instanceof HavenError
         ? { code: e.code, message: e.message }
@@ -207,9 +235,11 @@ export class Receiver {
     conn.onFrame = (frame) => {
       this.stats.bytesReceived += frame.payload.length + 5;
       if (frame.type === FrameType.HELLO) clearTimeout(helloTimer);
-      session.enqueue(frame, (frames) =>
-        frames.length > 1 ? this.#appendGroup(session, frames) : this.#handle(session, frames[0] as Frame),
-      );
+      session.enqueue(frame, async (frames) => {
+        if (frames[0]?.type === FrameType.RECORDS) return this.#appendRecords(session, frames);
+        await this.#handle(session, frames[0] as Frame);
+        return undefined;
+      });
     };
     void conn.closed.then(() => {
       clearTimeout(helloTimer);
@@ -220,13 +250,18 @@ export class Receiver {
     });
   }
 
-  async #appendGroup(session: ReceiverSession, frames: Frame[]): Promise<void> {
+  /** Hands a group of record batches to the sink; returns its promise of the durable sequence. */
+  async #appendRecords(session: ReceiverSession, frames: Frame[]): Promise<StoredRecords> {
     const diskKey = session.diskKey;
     if (diskKey === null) throw new HavenError('bad_request', 'expected HELLO, got record batches');
     const records = (await Promise.all(frames.map((f) => parseRecordsPayload(f.payload)))).flat();
-    const durable = await this.#options.sink.append(diskKey, records);
-    this.stats.recordsAppended += records.length;
-    session.handled(durable, frames.length);
+    const durable = this.#options.sink.append(diskKey, records).then((seq) => {
+      this.stats.recordsAppended += records.length;
+      return seq;
+    });
+    // Handled by the session once the appends before it are stored.
+    durable.catch(() => {});
+    return { durable };
   }
 
   async #handle(session: ReceiverSession, frame: Frame): Promise<void> {
@@ -240,13 +275,6 @@ export class Receiver {
     }
     const diskKey = session.diskKey;
     switch (frame.type) {
-      case FrameType.RECORDS: {
-        const records = await parseRecordsPayload(frame.payload);
-        const durable = await sink.append(diskKey, records);
-        this.stats.recordsAppended += records.length;
-        session.handled(durable);
-        return;
-      }
       case FrameType.SYNC_BEGIN: {
         const m = parseJson<SyncBeginMessage>(frame);
         await sink.beginSync(diskKey, { id: m.id, kind: m.kind, fromSeq: m.fromSeq, regions: m.regions });

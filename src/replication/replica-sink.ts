@@ -29,7 +29,9 @@ export interface ReplicaSink {
    * Appends journal records (write, trim, zero, flush, marker) in sequence
    * order. Records at or below `durableSequence` are ignored (a resent batch
    * after a reconnect). A gap (first seq > durable + 1) is refused unless a
-   * sync declared it. Resolves with the new durable sequence.
+   * sync declared it. Resolves with the new durable sequence. The receiver
+   * calls it again before an earlier call has resolved: records are stored in
+   * call order.
    */
   append(diskKey: string, records: JournalRecord[]): Promise<number>;
 

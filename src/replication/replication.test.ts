@@ -95,6 +95,22 @@ test('a random write history replicates over TLS: the replica equals the source 
   }
 });
 
+test('the sender streams as the journal grows, without waiting for a poll interval', async () => {
+  // A poll interval longer than the test: only the journal's notifications wake the sender.
+  const rig = await startRig({ sizeBytes: 4 * MiB, sender: { pollMs: 600_000 } });
+  try {
+    await rig.caughtUp();
+    for (let round = 0; round < 5; round++) {
+      await rig.source.write(round * 65536, Buffer.alloc(65536, round + 1), { fua: false });
+      await rig.source.flush();
+      await rig.caughtUp(5000);
+    }
+    assert.ok((await rig.replicaBytes()).equals(await rig.sourceBytes()), 'replica equals the source');
+  } finally {
+    await rig.close();
+  }
+});
+
 test('incompressible batches are sent uncompressed', async () => {
   const size = 4 * MiB;
   const rig = await startRig({ sizeBytes: size });

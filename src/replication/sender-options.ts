@@ -8,7 +8,11 @@ export interface SenderOptions {
   windowBytes?: number;
   /** Target size of a record batch before compression (default 1 MiB). */
   batchBytes?: number;
-  /** How often the journal is checked for new records; records written meanwhile form one batch (default 5 ms). */
+  /**
+   * Longest wait for something to do when nothing wakes the sender (default
+   * 1 s): the journal wakes it when it grows, acks and requests do too, so
+   * this is only a safety net.
+   */
   pollMs?: number;
   /** Size of sync data frames (default 1 MiB). */
   syncChunkBytes?: number;
@@ -26,7 +30,7 @@ export type DiskSenderOptions = Required<Omit<SenderOptions, 'identity' | 'bandw
 export const DEFAULT_SENDER_OPTIONS: Readonly<DiskSenderOptions> = {
   windowBytes: 32 << 20,
   batchBytes: 1 << 20,
-  pollMs: 5,
+  pollMs: 1000,
   syncChunkBytes: 1 << 20,
   hashBlockBytes: 64 << 10,
   compressionLevel: 1,

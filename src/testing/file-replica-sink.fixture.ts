@@ -34,6 +34,8 @@ export class FileReplicaSink implements ReplicaSink {
   onFlush: ((diskKey: string, seq: number, imagePath: string) => Promise<void>) | null = null;
   readonly #states = new Map<string, DiskState>();
   readonly #images = new Map<string, FileHandle>();
+  /** Appends run one at a time in call order (the receiver hands on a batch before the last one is stored). */
+  #appends: Promise<unknown> = Promise.resolve();
 
   constructor(dir: string) {
     this.dir = dir;
@@ -117,7 +119,13 @@ export class FileReplicaSink implements ReplicaSink {
     return (await this.state(diskKey)).durableSeq;
   }
 
-  async append(diskKey: string, records: JournalRecord[]): Promise<number> {
+  append(diskKey: string, records: JournalRecord[]): Promise<number> {
+    const run = this.#appends.then(() => this.#append(diskKey, records));
+    this.#appends = run.catch(() => {});
+    return run;
+  }
+
+  async #append(diskKey: string, records: JournalRecord[]): Promise<number> {
     const st = await this.state(diskKey);
     if (st.sync !== null) {
       throw new HavenError(

@@ -17,6 +17,10 @@ export class FakeCursor implements JournalCursor {
 
   async *records(_fromSeq: number): AsyncIterable<JournalRecord> {}
 
+  onRecords(_listener: () => void): () => void {
+    return () => {};
+  }
+
   async trimThrough(seq: number): Promise<void> {
     this.events.push(`trim ${seq}`);
     this.status.consumedSeq = seq;

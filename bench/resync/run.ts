@@ -12,9 +12,10 @@
  *   journal's back (the knowledge of what changed is lost); timed from the
  *   request until the replica acknowledged everything.
  *
- * Peer: `rsync --inplace --no-whole-file` (its delta algorithm, local rsync's
- * two processes over a pipe) from the same image onto a copy of it taken
- * before the second change, so it faces the same diverged blocks as the
+ * Peer: `rsync --inplace --no-whole-file --ignore-times` (its delta
+ * algorithm, local rsync's two processes over a pipe; without
+ * `--ignore-times` it may skip a file whose size and mtime look unchanged)
+ * from the same image onto a copy of it taken before the second change, so it faces the same diverged blocks as the
  * hash-compare resync. "Diverged bytes" are the bytes of the changed 64 KiB
  * blocks. Bytes sent: Haven's wire bytes (TLS payload: frames after
  * compression, hash requests included); rsync's "Total bytes sent".
@@ -174,7 +175,14 @@ try {
     }
 
     const started = performance.now();
-    const { stdout } = await run('rsync', ['--inplace', '--no-whole-file', '--stats', imagePath, rsyncDest]);
+    const { stdout } = await run('rsync', [
+      '--inplace',
+      '--no-whole-file',
+      '--ignore-times',
+      '--stats',
+      imagePath,
+      rsyncDest,
+    ]);
     const rsync: Measured = {
       seconds: (performance.now() - started) / 1000,
       bytesSent: Number(/Total bytes sent: ([\d,]+)/.exec(stdout)?.[1]?.replaceAll(',', '') ?? Number.NaN),
@@ -193,7 +201,7 @@ try {
       `  dirty regions ${(bitmap.sync.regionBytes / MiB).toFixed(2)} MiB, sync ${bitmap.sync.durationMs} ms`,
     );
     line('haven hash-compare resync', hash, `  ${hash.sync.blocksDiffering} blocks differed`);
-    line('rsync --inplace --no-whole-file', rsync);
+    line('rsync --inplace --no-whole-file -I', rsync);
     const bitmapSpeed = rsync.seconds / bitmap.seconds;
     const bitmapBytes = bitmap.bytesSent / divergedBytes;
     console.log(

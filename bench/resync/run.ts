@@ -128,7 +128,8 @@ try {
 
     const t0 = performance.now();
     await syncDone('initial', null);
-    console.log(`initial sync (for information): ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    const initialSyncSeconds = (performance.now() - t0) / 1000;
+    console.log(`initial sync (for information): ${initialSyncSeconds.toFixed(1)} s`);
 
     // Bitmap resync: the changes overflow the paused sender's journal into the dirty bitmap.
     sender.pause(diskKey);
@@ -216,6 +217,7 @@ try {
     await writeResults(import.meta.dirname, {
       settings: { ...args, blockBytes: BLOCK, changedBlocks: changedPerSide },
       divergedBytes,
+      initialSyncSeconds,
       bitmap,
       hash,
       rsync,

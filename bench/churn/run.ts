@@ -17,10 +17,12 @@
  *
  * Usage: node bench/churn/run.ts [--seconds 120] [--rates 25,50,100,150] [--no-flat-out]
  *          [--image-size 2G] [--bs 64k] [--iodepth 16] [--flush-every 0] [--drain-seconds 120]
+ *          [--verify]
  *
  * MB are 10^6 bytes. fio writes random 64 KiB blocks with fresh random
  * (incompressible) contents; `--flush-every N` makes it send a FLUSH every N
- * writes (default none: the disk service never flushes).
+ * writes (default none: the disk service never flushes). `--verify` checks
+ * after each drained rate that the replica equals the image (not timed).
  */
 process.env.UV_THREADPOOL_SIZE ??= '16';
 
@@ -30,6 +32,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { JournaledBackend } from '../../src/disk/index.ts';
+import { checkReplica } from '../replication/check-replica.ts';
 import { startReceiverProcess } from '../replication/replica-receiver.ts';
 import { writeResults } from '../write-results.ts';
 
@@ -52,6 +55,8 @@ interface Args {
   iodepth: number;
   flushEvery: number;
   drainSeconds: number;
+  /** After each drained rate, check the replica equals the image. */
+  verify: boolean;
 }
 
 function parseArguments(argv: string[]): Args {
@@ -67,6 +72,7 @@ function parseArguments(argv: string[]): Args {
       iodepth: { type: 'string', default: '16' },
       'flush-every': { type: 'string', default: '0' },
       'drain-seconds': { type: 'string', default: '120' },
+      verify: { type: 'boolean', default: false },
     },
   });
   return {
@@ -78,6 +84,7 @@ function parseArguments(argv: string[]): Args {
     iodepth: Number(values.iodepth),
     flushEvery: Number(values['flush-every']),
     drainSeconds: Number(values['drain-seconds']),
+    verify: values.verify,
   };
 }
 
@@ -234,6 +241,7 @@ async function runRate(
         !overflowed &&
         drainSeconds !== null,
     };
+    if (args.verify && drainSeconds !== null) await checkReplica(sender, diskKey, imagePath);
     console.log(
       `${label.padStart(10)}: achieved ${result.achievedMBps.toFixed(1)} MB/s, ` +
         `RPO p50 ${rpo.p50.toFixed(1)} s p99 ${rpo.p99.toFixed(1)} s max ${rpo.max.toFixed(1)} s (${rpo.samples} samples), ` +

@@ -19,6 +19,9 @@
  * hash-compare resync. "Diverged bytes" are the bytes of the changed 64 KiB
  * blocks. Bytes sent: Haven's wire bytes (TLS payload: frames after
  * compression, hash requests included); rsync's "Total bytes sent".
+ * Checked: the hash compare finds exactly its own changed blocks (so the
+ * bitmap resync left nothing behind), and at the end both rsync's copy and
+ * the replica equal the image.
  *
  * Usage: node bench/resync/run.ts [--size 2G] [--percent 1] [--seed 1]
  */
@@ -31,6 +34,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import type { DiskReplicationStatus, SyncReport } from '../../src/replication/index.ts';
+import { checkReplica } from '../replication/check-replica.ts';
 import { startReceiverProcess } from '../replication/replica-receiver.ts';
 import { writeResults } from '../write-results.ts';
 
@@ -189,6 +193,7 @@ try {
       bytesSent: Number(/Total bytes sent: ([\d,]+)/.exec(stdout)?.[1]?.replaceAll(',', '') ?? Number.NaN),
     };
     await run('cmp', [imagePath, rsyncDest]);
+    await checkReplica(sender, diskKey, imagePath);
 
     const line = (name: string, m: Measured, extra = '') =>
       console.log(

@@ -314,7 +314,9 @@ export class SinkBackend implements BlockBackend {
    */
   async #journaled(records: Promise<number | null>[], options: WriteOptions): Promise<void> {
     try {
-      await Promise.all(records);
+      // Every record settles before this does: the server reuses the payload's buffer once it has.
+      const settled = await Promise.allSettled(records);
+      for (const r of settled) if (r.status === 'rejected') throw r.reason;
       if (options.fua) await this.journal.sync();
     } catch (e) {
       this.#unready();

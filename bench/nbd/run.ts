@@ -15,6 +15,8 @@
  * --writes-only runs only the write tests without FLUSH (nbdcopy, fio 4k and
  * 64k). --cpu-prof DIR starts Haven's servers with `--cpu-prof` writing their
  * profiles to DIR (for finding where the time goes; figures are then lower).
+ * Haven's servers start through the checkout's bin/haven, with the Node flags
+ * users get.
  *
  * --rounds N runs every server N times, alternating, and reports medians (the
  * machines are shared and noisy). --base DIR adds `haven-base`: the same
@@ -161,12 +163,33 @@ function nodeFor(checkout: string): string {
     : nodeBin;
 }
 
-/** Node flags for Haven's servers: a CPU profile per process into `dir` when asked. */
-function profileFlags(dir: string | null, name: string): string[] {
-  return dir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}.cpuprofile`];
+/** Environment of Haven's servers: a CPU profile per process into `dir` when asked. */
+function havenEnv(dir: string | null, name: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, UV_THREADPOOL_SIZE: '16' };
+  if (dir === null) return env;
+  const flags = `--cpu-prof --cpu-prof-dir=${dir} --cpu-prof-name=${name}.cpuprofile`;
+  return { ...env, NODE_OPTIONS: `${env.NODE_OPTIONS ?? ''} ${flags}`.trim() };
 }
 
-const havenEnv = { ...process.env, UV_THREADPOOL_SIZE: '16' };
+/** How a checkout runs its CLI: bin/haven (with the runtime flags users get) when it has one. */
+function havenCli(checkout: string): { cmd: string; args: string[] } {
+  const launcher = join(checkout, 'bin', 'haven');
+  if (existsSync(launcher)) return { cmd: launcher, args: [] };
+  return { cmd: nodeFor(checkout), args: [join(checkout, 'src', 'cli', 'main.ts')] };
+}
+
+/** Starts `haven disk serve ARGS` of a checkout. */
+function diskServe(checkout: string, name: string, profileDir: string | null, args: string[]): ChildProcess {
+  const cli = havenCli(checkout);
+  return spawn(
+    cli.cmd,
+    [...cli.args, 'disk', 'serve', ...args, '--export', EXPORT, '--journal-capacity', '64G'],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: havenEnv(profileDir, name),
+    },
+  );
+}
 
 function havenSpec(
   name: string,
@@ -175,35 +198,20 @@ function havenSpec(
   profileDir: string | null,
 ): ServerSpec {
   // Use the real CLI once it exists; until then the equivalent script.
-  const cli = preferCli && existsSync(join(checkout, 'src', 'cli', 'commands', 'disk-commands.ts'));
-  const node = nodeFor(checkout);
-  const flags = profileFlags(profileDir, name);
-  if (cli) {
+  if (preferCli && existsSync(join(checkout, 'src', 'cli', 'commands', 'disk-commands.ts'))) {
     return {
       name,
       describe: 'haven disk serve --image IMG --journal DIR --socket SOCK --export bench',
+      // --journal-capacity 64G: a benchmark never overflows into bitmap mode.
       start: (image, socket, scratch) =>
-        spawn(
-          node,
-          [
-            ...flags,
-            join(checkout, 'src', 'cli', 'main.ts'),
-            'disk',
-            'serve',
-            '--image',
-            image,
-            '--journal',
-            join(scratch, 'journal'),
-            '--socket',
-            socket,
-            '--export',
-            EXPORT,
-            // Large enough that a benchmark never overflows into bitmap mode.
-            '--journal-capacity',
-            '64G',
-          ],
-          { stdio: ['ignore', 'ignore', 'inherit'], env: havenEnv },
-        ),
+        diskServe(checkout, name, profileDir, [
+          '--image',
+          image,
+          '--journal',
+          join(scratch, 'journal'),
+          '--socket',
+          socket,
+        ]),
     };
   }
   return {
@@ -211,16 +219,9 @@ function havenSpec(
     describe: `${checkout === root ? '' : `${checkout}/`}bench/nbd/haven-server.ts (NbdServer + JournaledBackend, journaling on)`,
     start: (image, socket, scratch) =>
       spawn(
-        node,
-        [
-          ...flags,
-          join(checkout, 'bench', 'nbd', 'haven-server.ts'),
-          image,
-          join(scratch, 'journal'),
-          socket,
-          EXPORT,
-        ],
-        { stdio: ['ignore', 'ignore', 'inherit'] },
+        nodeFor(checkout),
+        [join(checkout, 'bench', 'nbd', 'haven-server.ts'), image, join(scratch, 'journal'), socket, EXPORT],
+        { stdio: ['ignore', 'ignore', 'inherit'], env: havenEnv(profileDir, name) },
       ),
   };
 }
@@ -232,27 +233,15 @@ function havenSinkSpec(name: string, checkout: string, profileDir: string | null
     sink: true,
     describe: 'haven disk serve --sink --size N --journal DIR --socket SOCK --export bench',
     start: (_image, socket, scratch, size) =>
-      spawn(
-        nodeFor(checkout),
-        [
-          ...profileFlags(profileDir, name),
-          join(checkout, 'src', 'cli', 'main.ts'),
-          'disk',
-          'serve',
-          '--sink',
-          '--size',
-          String(size),
-          '--journal',
-          join(scratch, 'journal'),
-          '--socket',
-          socket,
-          '--export',
-          EXPORT,
-          '--journal-capacity',
-          '64G',
-        ],
-        { stdio: ['ignore', 'ignore', 'inherit'], env: havenEnv },
-      ),
+      diskServe(checkout, name, profileDir, [
+        '--sink',
+        '--size',
+        String(size),
+        '--journal',
+        join(scratch, 'journal'),
+        '--socket',
+        socket,
+      ]),
   };
 }
 

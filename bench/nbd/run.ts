@@ -4,8 +4,19 @@
  * the other on the same image, all on unix sockets. Prints a table with the
  * ratios haven/nbdkit and haven/qemu-nbd and writes bench/nbd/results/latest.json.
  *
+ * `haven-sink` is the journal-only sink (`haven disk serve --sink`, the mirror
+ * target): it keeps no image, so only the write tests run against it (it
+ * refuses reads), compared with nbdkit writing the image (column sink/nbdkit).
+ *
  * Usage: node bench/nbd/run.ts [--size 256M] [--runtime 5] [--rounds 1] [--quick]
- *          [--only nbdkit,haven] [--nbdcopy-only] [--base DIR] [--script]
+ *          [--only nbdkit,haven,haven-sink] [--nbdcopy-only] [--writes-only]
+ *          [--base DIR] [--script] [--cpu-prof DIR]
+ *
+ * --writes-only runs only the write tests without FLUSH (nbdcopy, fio 4k and
+ * 64k). --cpu-prof DIR starts Haven's servers with `--cpu-prof` writing their
+ * profiles to DIR (for finding where the time goes; figures are then lower).
+ * Haven's servers start through the checkout's bin/haven, with the Node flags
+ * users get.
  *
  * --rounds N runs every server N times, alternating, and reports medians (the
  * machines are shared and noisy). --base DIR adds `haven-base`: the same
@@ -44,6 +55,9 @@ interface Args {
   base: string | null;
   /** Start Haven's server with bench/nbd/haven-server.ts even when `haven disk serve` exists. */
   script: boolean;
+  writesOnly: boolean;
+  /** Directory for V8 CPU profiles of Haven's servers; null: no profiling. */
+  cpuProf: string | null;
 }
 
 function parseSize(text: string): number {
@@ -62,6 +76,8 @@ function parseArgs(argv: string[]): Args {
     rounds: 1,
     base: null,
     script: false,
+    writesOnly: false,
+    cpuProf: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -80,6 +96,8 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--rounds') args.rounds = Math.max(1, Number(value()));
     else if (a === '--base') args.base = value();
     else if (a === '--script') args.script = true;
+    else if (a === '--writes-only') args.writesOnly = true;
+    else if (a === '--cpu-prof') args.cpuProf = value();
     else throw new Error(`unknown argument '${a}'`);
   }
   return args;
@@ -134,40 +152,66 @@ interface ServerSpec {
   name: string;
   /** How it was started, for the report. */
   describe: string;
-  start(image: string, socket: string, scratch: string): ChildProcess;
+  /** A journal-only sink: no image, reads refused, so only the write tests run. */
+  sink?: boolean;
+  start(image: string, socket: string, scratch: string, size: number): ChildProcess;
 }
 
-function havenSpec(name: string, checkout: string, preferCli: boolean): ServerSpec {
-  // Use the real CLI once it exists; until then the equivalent script.
-  const cli = preferCli && existsSync(join(checkout, 'src', 'cli', 'commands', 'disk-commands.ts'));
-  const node = existsSync(join(checkout, 'node_modules', '.bin', 'node'))
+function nodeFor(checkout: string): string {
+  return existsSync(join(checkout, 'node_modules', '.bin', 'node'))
     ? join(checkout, 'node_modules', '.bin', 'node')
     : nodeBin;
-  if (cli) {
+}
+
+/** Environment of Haven's servers: a CPU profile per process into `dir` when asked. */
+function havenEnv(dir: string | null, name: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, UV_THREADPOOL_SIZE: '16' };
+  if (dir === null) return env;
+  const flags = `--cpu-prof --cpu-prof-dir=${dir} --cpu-prof-name=${name}.cpuprofile`;
+  return { ...env, NODE_OPTIONS: `${env.NODE_OPTIONS ?? ''} ${flags}`.trim() };
+}
+
+/** How a checkout runs its CLI: bin/haven (with the runtime flags users get) when it has one. */
+function havenCli(checkout: string): { cmd: string; args: string[] } {
+  const launcher = join(checkout, 'bin', 'haven');
+  if (existsSync(launcher)) return { cmd: launcher, args: [] };
+  return { cmd: nodeFor(checkout), args: [join(checkout, 'src', 'cli', 'main.ts')] };
+}
+
+/** Starts `haven disk serve ARGS` of a checkout. */
+function diskServe(checkout: string, name: string, profileDir: string | null, args: string[]): ChildProcess {
+  const cli = havenCli(checkout);
+  return spawn(
+    cli.cmd,
+    [...cli.args, 'disk', 'serve', ...args, '--export', EXPORT, '--journal-capacity', '64G'],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: havenEnv(profileDir, name),
+    },
+  );
+}
+
+function havenSpec(
+  name: string,
+  checkout: string,
+  preferCli: boolean,
+  profileDir: string | null,
+): ServerSpec {
+  // Use the real CLI once it exists; until then the equivalent script.
+  if (preferCli && existsSync(join(checkout, 'src', 'cli', 'commands', 'disk-commands.ts'))) {
     return {
       name,
       describe: 'haven disk serve --image IMG --journal DIR --socket SOCK --export bench',
+      // --journal-capacity 64G: a benchmark never overflows into bitmap mode.
       start: (image, socket, scratch) =>
-        spawn(
-          node,
-          [
-            join(checkout, 'src', 'cli', 'main.ts'),
-            'disk',
-            'serve',
-            '--image',
-            image,
-            '--journal',
-            join(scratch, 'journal'),
-            '--socket',
-            socket,
-            '--export',
-            EXPORT,
-            // Large enough that a benchmark never overflows into bitmap mode.
-            '--journal-capacity',
-            '64G',
-          ],
-          { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, UV_THREADPOOL_SIZE: '16' } },
-        ),
+        diskServe(checkout, name, profileDir, [
+          '--image',
+          image,
+          '--journal',
+          join(scratch, 'journal'),
+          '--socket',
+          socket,
+        ]),
     };
   }
   return {
@@ -175,10 +219,29 @@ function havenSpec(name: string, checkout: string, preferCli: boolean): ServerSp
     describe: `${checkout === root ? '' : `${checkout}/`}bench/nbd/haven-server.ts (NbdServer + JournaledBackend, journaling on)`,
     start: (image, socket, scratch) =>
       spawn(
-        node,
+        nodeFor(checkout),
         [join(checkout, 'bench', 'nbd', 'haven-server.ts'), image, join(scratch, 'journal'), socket, EXPORT],
-        { stdio: ['ignore', 'ignore', 'inherit'] },
+        { stdio: ['ignore', 'ignore', 'inherit'], env: havenEnv(profileDir, name) },
       ),
+  };
+}
+
+/** The journal-only sink (DiskService.attach with `sink: {sizeBytes}`) through the CLI. */
+function havenSinkSpec(name: string, checkout: string, profileDir: string | null): ServerSpec {
+  return {
+    name,
+    sink: true,
+    describe: 'haven disk serve --sink --size N --journal DIR --socket SOCK --export bench',
+    start: (_image, socket, scratch, size) =>
+      diskServe(checkout, name, profileDir, [
+        '--sink',
+        '--size',
+        String(size),
+        '--journal',
+        join(scratch, 'journal'),
+        '--socket',
+        socket,
+      ]),
   };
 }
 
@@ -386,10 +449,18 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const scratch = await mkdtemp(join(tmpdir(), 'haven-bench-nbd-'));
   const rounds: Record<string, Record<string, Measure[]>> = {};
-  const servers = [...otherServers, havenSpec('haven', root, !args.script)];
-  if (args.base !== null) servers.push(havenSpec('haven-base', args.base, false));
+  const servers = [
+    ...otherServers,
+    havenSpec('haven', root, !args.script, args.cpuProf),
+    havenSinkSpec('haven-sink', root, args.cpuProf),
+  ];
+  if (args.base !== null) servers.push(havenSpec('haven-base', args.base, false, args.cpuProf));
   const chosen = servers.filter((s) => args.only === null || args.only.includes(s.name));
-  const chosenTests = tests.filter((t) => !args.nbdcopyOnly || t.name.startsWith('nbdcopy'));
+  const chosenTests = tests.filter(
+    (t) =>
+      (!args.nbdcopyOnly || t.name.startsWith('nbdcopy')) &&
+      (!args.writesOnly || (t.kind === 'write' && !t.name.includes('--flush'))),
+  );
   try {
     const source = join(scratch, 'source.raw');
     const image = join(scratch, 'image.raw');
@@ -408,11 +479,12 @@ async function main(): Promise<void> {
         const socket = join(scratch, `${server.name}.sock`);
         const uri = `nbd+unix:///${EXPORT}?socket=${socket}`;
         console.log(`\n${server.name} (round ${round + 1}): ${server.describe}`);
-        const child = server.start(image, socket, scratch);
+        const child = server.start(image, socket, scratch, args.size);
         try {
           await waitReady(uri, child);
           rounds[server.name] ??= {};
           for (const test of chosenTests) {
+            if (server.sink === true && test.kind !== 'write') continue;
             const pid = child.pid ?? 0;
             const cpu0 = await cpuSeconds(pid);
             const t0 = performance.now();
@@ -449,9 +521,12 @@ async function main(): Promise<void> {
     'h/qemu',
     ...(names.includes('haven-base') ? ['base/nbdkit'] : []),
     'goal',
+    ...(names.includes('haven-sink') ? ['sink/nbdkit', 'sink goal'] : []),
   ];
   const rows: string[][] = [];
-  const goals: Array<{ test: string; ratio: number; goal: number; met: boolean }> = [];
+  const goals: Array<{ server: string; test: string; ratio: number; goal: number; met: boolean }> = [];
+  const verdict = (r: number | undefined, goal: number) =>
+    r === undefined ? '-' : `${r >= goal ? 'ok' : 'MISS'} (>=${goal})`;
   for (const test of chosenTests) {
     const value = (n: string) => results[n]?.[test.name]?.[test.key];
     const ratio = (other: string, mine = 'haven') => {
@@ -461,7 +536,13 @@ async function main(): Promise<void> {
     };
     const rk = ratio('nbdkit');
     const goal = test.kind === 'write' ? 0.8 : 0.9;
-    if (rk !== undefined) goals.push({ test: test.name, ratio: rk, goal, met: rk >= goal });
+    if (rk !== undefined) goals.push({ server: 'haven', test: test.name, ratio: rk, goal, met: rk >= goal });
+    // The sink keeps no image: its writes are compared with nbdkit writing one.
+    const sinkGoal = 0.9;
+    const rs = ratio('nbdkit', 'haven-sink');
+    if (rs !== undefined) {
+      goals.push({ server: 'haven-sink', test: test.name, ratio: rs, goal: sinkGoal, met: rs >= sinkGoal });
+    }
     const unit = test.key === 'mbps' ? 'MB/s' : 'IOPS';
     rows.push([
       `${test.name} [${unit}]`,
@@ -469,7 +550,10 @@ async function main(): Promise<void> {
       fmt(rk, 2),
       fmt(ratio('qemu-nbd'), 2),
       ...(names.includes('haven-base') ? [fmt(ratio('nbdkit', 'haven-base'), 2)] : []),
-      rk === undefined ? '-' : `${rk >= goal ? 'ok' : 'MISS'} (>=${goal})`,
+      verdict(rk, goal),
+      ...(names.includes('haven-sink')
+        ? [fmt(rs, 2), test.kind === 'write' ? verdict(rs, sinkGoal) : '-']
+        : []),
     ]);
     if (test.name.startsWith('fio 4k')) {
       rows.push([

@@ -52,8 +52,8 @@ interface InFlight {
  * until the image write has settled; when the image's file system refuses it
  * (ENOSPC), the record is rewritten with what the image holds in the range,
  * so the replica never receives a change the disk did not store. Different requests do overlap (their records leave
- * in one writev, on the threadpool), and the image write is usually a
- * synchronous page-cache copy (see FileIo). FLUSH syncs the image before
+ * in one writev), and both writes are usually synchronous page-cache copies
+ * (see FileIo). FLUSH syncs the image before
  * appending and syncing the flush record, which claims the image holds
  * everything before it; FUA syncs both files concurrently.
  */
@@ -115,6 +115,9 @@ export class JournaledBackend implements BlockBackend {
         diskSize: size,
         capacityBytes: options.journalCapacityBytes,
         fileSync,
+        // Appends run on the event loop while the disk answers fast, like the image's writes: the
+        // threadpool hand-off before every image write left the loop idle (64 KiB writes: +10%, -15% CPU).
+        budget,
         ...(options.journalSegmentBytes === undefined ? {} : { segmentBytes: options.journalSegmentBytes }),
         ...(options.regionSize === undefined ? {} : { regionSize: options.regionSize }),
         ...(options.now === undefined ? {} : { now: options.now }),

@@ -22,6 +22,7 @@ export interface BlockBackend {
   readonly canWriteZeroes: boolean;
 
   read(offset: number, length: number): Promise<Buffer>;
+  /** `data` is the server's until the returned promise settles (it reuses the buffer then): copy what must outlive that. */
   write(offset: number, data: Buffer, options: WriteOptions): Promise<void>;
   /** Makes every write acknowledged so far durable. */
   flush(): Promise<void>;

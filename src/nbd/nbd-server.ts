@@ -8,6 +8,7 @@ import * as tls from 'node:tls';
 import { HavenError } from '../errors/index.ts';
 import { DEFAULT_MAX_PAYLOAD, MAX_STRING_LENGTH } from './constants.ts';
 import { DEFAULT_NBD_MEMORY_BYTES, NbdMemoryBudget } from './memory-budget.ts';
+import { PayloadPool } from './payload-pool.ts';
 import { ServerConnection } from './server-connection.ts';
 import type { ExportLookup, NbdExport } from './server-handshake.ts';
 import type { TransmissionLimits } from './server-transmission.ts';
@@ -62,6 +63,8 @@ export class NbdServer {
   readonly #tlsContext: tls.SecureContext | null;
   readonly #handshakeTimeoutMs: number;
   readonly #memory: NbdMemoryBudget;
+  /** Shared by the connections: WRITE payloads copied out of socket reads reuse its buffers. */
+  readonly #payloads = new PayloadPool();
   #listener: net.Server | null = null;
   #closing = false;
 
@@ -179,6 +182,7 @@ export class NbdServer {
       handshakeTimeoutMs: this.#handshakeTimeoutMs,
       readBufferBytes: 256 * 1024,
       memory: this.#memory,
+      payloads: this.#payloads,
     });
     this.#connections.add(conn);
     void conn.closed.then(() => this.#connections.delete(conn));

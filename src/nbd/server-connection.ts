@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import type { MemoryAccount, NbdMemoryBudget } from './memory-budget.ts';
+import type { PayloadPool } from './payload-pool.ts';
 import { type HandshakeIo, type HandshakePolicy, negotiate, ProtocolViolation } from './server-handshake.ts';
 import { type TransmissionLimits, TransmissionSession } from './server-transmission.ts';
 import { StreamReader } from './stream-reader.ts';
@@ -19,6 +20,7 @@ export interface ConnectionSettings {
   readBufferBytes: number;
   /** The server's memory bound across connections. */
   memory: NbdMemoryBudget;
+  payloads: PayloadPool;
 }
 
 const noop = () => {};
@@ -133,6 +135,7 @@ export class ServerConnection {
           reader: this.#reader,
           write: (bufs, done) => this.#replyWrite(bufs, done),
           memory: this.#memory,
+          payloads: this.#settings.payloads,
         },
         negotiated,
         this.#settings.limits,

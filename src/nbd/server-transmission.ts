@@ -17,6 +17,7 @@ import {
 import type { MemoryAccount } from './memory-budget.ts';
 import { chunkHeader, doneChunk, errorChunk, simpleReply } from './messages.ts';
 import { toNbdErrno } from './nbd-errors.ts';
+import type { PayloadPool } from './payload-pool.ts';
 import { type Negotiated, ProtocolViolation } from './server-handshake.ts';
 import { StreamEndedError, type StreamReader } from './stream-reader.ts';
 
@@ -34,6 +35,8 @@ export interface TransmissionIo {
   write(bufs: Buffer[], done: () => void): void;
   /** The connection's share of the server's memory budget: payloads are reserved there before they are read. */
   readonly memory?: MemoryAccount;
+  /** Where WRITE payloads split across socket reads are copied to, and handed back once answered. */
+  readonly payloads?: PayloadPool;
 }
 
 /** Largest number of extents sent in one BLOCK_STATUS reply. */
@@ -150,26 +153,37 @@ export class TransmissionSession {
         }
       }
       let payload = EMPTY;
+      // Set when the payload was copied into a buffer of the pool (not a view of a socket read).
+      let pooled: Buffer | null = null;
       if (type === Command.WRITE && length > 0) {
         if (length > limits.maxPayload) {
           // Within 32 bits the payload is finite: drain it in small steps and
           // answer EINVAL rather than drop a client that misjudged the limit.
           await reader.skip(length);
-          this.#dispatch({ flags, type, cookie, offset, length, payload: EMPTY }, 0);
+          this.#dispatch({ flags, type, cookie, offset, length, payload: EMPTY }, 0, null);
           continue;
         }
+        const pool = this.#io.payloads;
+        const alloc =
+          pool === undefined
+            ? undefined
+            : (n: number): Buffer => {
+                pooled = pool.take(n);
+                return pooled;
+              };
         try {
-          payload = reader.tryRead(length) ?? (await reader.read(length));
+          payload = reader.tryRead(length, alloc) ?? (await reader.read(length, alloc));
         } catch (err) {
           this.#io.memory?.release(reserve);
           throw err;
         }
       }
-      this.#dispatch({ flags, type, cookie, offset, length, payload }, reserve);
+      this.#dispatch({ flags, type, cookie, offset, length, payload }, reserve, pooled);
     }
   }
 
-  #dispatch(request: TransmissionRequest, reserve: number): void {
+  /** Runs a request; `pooled` (its payload's buffer) goes back to the pool once the request is answered. */
+  #dispatch(request: TransmissionRequest, reserve: number, pooled: Buffer | null): void {
     this.#inFlightRequests++;
     this.#inFlightBytes += reserve;
     let released = false;
@@ -179,6 +193,8 @@ export class TransmissionSession {
       this.#inFlightRequests--;
       this.#inFlightBytes -= reserve;
       this.#io.memory?.release(reserve);
+      // The backend settled before the reply was written: nothing uses the payload any more.
+      if (pooled !== null) this.#io.payloads?.give(pooled);
       this.#wake();
     };
     this.#execute(request).then(

@@ -36,6 +36,8 @@ export class StreamReader {
   /** A read larger than the buffer fills this as data arrives, so its chunks are not held twice. */
   #target: Buffer | null = null;
   #filled = 0;
+  /** Where the read being waited for copies its bytes. */
+  #alloc: ((n: number) => Buffer) | undefined = undefined;
 
   constructor(stream: Duplex, highWaterMark = 256 * 1024) {
     this.#stream = stream;
@@ -67,19 +69,24 @@ export class StreamReader {
     this.#fail(err);
   }
 
-  /** Returns `n` bytes at once if they are already buffered. */
-  tryRead(n: number): Buffer | undefined {
+  /**
+   * Returns `n` bytes at once if they are already buffered. The bytes are a
+   * view of what the stream delivered when they arrived in one piece, else a
+   * copy into `alloc(n)` (default: a new buffer).
+   */
+  tryRead(n: number, alloc?: (n: number) => Buffer): Buffer | undefined {
     if (this.#buffered < n || this.#resolve) return undefined;
-    const out = this.#take(n);
+    const out = this.#take(n, alloc);
     this.#maybeResume();
     return out;
   }
 
-  read(n: number): Promise<Buffer> {
+  /** Resolves with the next `n` bytes (a view or a copy into `alloc(n)`, as for `tryRead`). */
+  read(n: number, alloc?: (n: number) => Buffer): Promise<Buffer> {
     if (this.#resolve)
       return Promise.reject(new HavenError('internal', 'NBD stream reader: concurrent reads'));
     if (this.#buffered >= n) {
-      const out = this.#take(n);
+      const out = this.#take(n, alloc);
       this.#maybeResume();
       return Promise.resolve(out);
     }
@@ -90,9 +97,12 @@ export class StreamReader {
       this.#resolve = resolve;
       this.#reject = reject;
       if (n > this.#highWaterMark) {
-        this.#target = Buffer.allocUnsafe(n);
+        this.#target = alloc?.(n) ?? Buffer.allocUnsafe(n);
         this.#filled = this.#buffered;
-        if (this.#buffered > 0) this.#take(this.#buffered).copy(this.#target, 0);
+        if (this.#buffered > 0) this.#copyOut(this.#target, this.#buffered);
+        this.#buffered = 0;
+      } else {
+        this.#alloc = alloc;
       }
       this.#maybeResume();
     });
@@ -129,7 +139,9 @@ export class StreamReader {
       const resolve = this.#resolve;
       this.#resolve = null;
       this.#reject = null;
-      resolve(this.#take(this.#want));
+      const alloc = this.#alloc;
+      this.#alloc = undefined;
+      resolve(this.#take(this.#want, alloc));
     }
     if (!this.#paused && this.#buffered >= Math.max(this.#highWaterMark, this.#want)) {
       this.#paused = true;
@@ -152,6 +164,7 @@ export class StreamReader {
     this.#resolve = null;
     this.#reject = null;
     this.#target = null;
+    this.#alloc = undefined;
     reject?.(err);
   }
 
@@ -162,7 +175,7 @@ export class StreamReader {
     }
   }
 
-  #take(n: number): Buffer {
+  #take(n: number, alloc?: (n: number) => Buffer): Buffer {
     this.#buffered -= n;
     const first = this.#chunks[0];
     if (first && first.length - this.#head >= n) {
@@ -174,7 +187,11 @@ export class StreamReader {
       }
       return out;
     }
-    const out = Buffer.allocUnsafe(n);
+    return this.#copyOut(alloc?.(n) ?? Buffer.allocUnsafe(n), n);
+  }
+
+  /** Moves the next `n` buffered bytes into the start of `out`. */
+  #copyOut(out: Buffer, n: number): Buffer {
     let filled = 0;
     while (filled < n) {
       const chunk = this.#chunks[0]!;

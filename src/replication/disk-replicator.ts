@@ -394,6 +394,8 @@ export class DiskReplicator {
         case FrameType.ERROR: {
           const m = parseJson<ErrorMessage>(frame);
           this.#lastError = `receiver: ${m.message}`;
+          // The connection ends here: never "streaming" beside the receiver's refusal, not even until the loop sees it.
+          this.#state = 'error';
           if (m.code === HASH_COMPARE_UNAVAILABLE) {
             this.#hashUnsupported = true;
             this.#hashRefusal = m.message;

@@ -7,17 +7,15 @@
  * `qemu-io`, which is where a guest's writes enter the block layer.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { QmpClient } from '../hypervisor/qmp-client.ts';
 import { ReplicaStore } from '../replica/index.ts';
 import { Receiver } from '../replication/receiver.ts';
 import type { ReplicationSource } from '../replication/replicated-disk.ts';
 import { Sender } from '../replication/sender.ts';
-import { startActiveMirror } from '../testing/active-mirror.ts';
+import { type ImageQemu, startActiveMirror, startImageQemu } from '../testing/active-mirror.ts';
 import { readJournal, replay } from '../testing/disk-service.fixture.ts';
 import { runOk } from '../testing/nbd-test-fixture.ts';
 import { hostIdentities, waitFor } from '../testing/replication-test-fixture.ts';
@@ -41,8 +39,7 @@ test('a sink behind QEMU active mirror journals exactly the disk, and the replic
     port: 0,
   });
   const sender = new Sender({ identity: primary, backoffMinMs: 20, backoffMaxMs: 200 });
-  let qemu: ChildProcess | null = null;
-  let qmp: QmpClient | null = null;
+  let vm: ImageQemu | null = null;
   const diskKey = 'vm-1/disk-0';
   try {
     // The VM's own disk, with data the background copy has to carry.
@@ -50,30 +47,8 @@ test('a sink behind QEMU active mirror journals exactly the disk, and the replic
     await runOk('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 24M', '-c', 'write -P 0x22 40M 8M', image]);
     const journalDir = join(root, 'sink.journal');
     const info = await service.attach('vm-1.disk-0', { sink: { sizeBytes: SIZE }, journalDir });
-    const qmpPath = join(root, 'qmp.sock');
-    qemu = spawn(
-      'qemu-system-x86_64',
-      ['-machine', 'none', '-nodefaults', '-display', 'none', '-qmp', `unix:${qmpPath},server=on,wait=off`],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    let qemuErr = '';
-    qemu.stderr?.on('data', (b: Buffer) => {
-      qemuErr += b.toString();
-    });
-    await waitFor('QMP socket', async () => {
-      try {
-        qmp = await QmpClient.connect(qmpPath, { timeoutMs: 2000 });
-        return true;
-      } catch {
-        return false;
-      }
-    });
-    const q = qmp as unknown as QmpClient;
-    await q.execute('blockdev-add', {
-      driver: 'raw',
-      'node-name': 'vm-disk',
-      file: { driver: 'file', filename: image, 'aio-max-batch': 0 },
-    });
+    vm = await startImageQemu(root, image);
+    const q = vm.qmp;
     const rnd = new SeededRandom(7);
     const io = (command: string) =>
       q.execute<string>('human-monitor-command', { 'command-line': `qemu-io haven-mirror-top "${command}"` });
@@ -115,10 +90,9 @@ test('a sink behind QEMU active mirror journals exactly the disk, and the replic
     await q.execute('block-job-cancel', { device: 'haven-mirror' });
     await cancelled;
     await q.execute('blockdev-del', { 'node-name': 'haven-sink' });
-    await q.execute('quit').catch(() => {});
-    await new Promise((r) => qemu?.once('exit', r));
-    qemu = null;
-    assert.equal(qemuErr.trim(), '', 'QEMU reported nothing on stderr');
+    await vm.quit();
+    assert.equal(vm.stderr().trim(), '', 'QEMU reported nothing on stderr');
+    vm = null;
 
     const disk = await readFile(image);
     const records = await readJournal(journalDir);
@@ -164,8 +138,7 @@ test('a sink behind QEMU active mirror journals exactly the disk, and the replic
     assert.equal(sync?.kind, 'initial');
     assert.equal(sync?.dataBytes, 0, 'the initial sync copied no data: the journal carries the disk');
   } finally {
-    qemu?.kill('SIGKILL');
-    await (qmp as QmpClient | null)?.close().catch(() => {});
+    await vm?.kill();
     await sender.close();
     await receiver.close();
     await store.close();

@@ -8,17 +8,15 @@
  * the disk, and the replica's next point equals the VM disk.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { QmpClient } from '../hypervisor/qmp-client.ts';
 import { ReplicaStore } from '../replica/index.ts';
 import { Receiver } from '../replication/receiver.ts';
 import type { ReplicationSource } from '../replication/replicated-disk.ts';
 import { Sender } from '../replication/sender.ts';
-import { startActiveMirror } from '../testing/active-mirror.ts';
+import { type ImageQemu, startActiveMirror, startImageQemu } from '../testing/active-mirror.ts';
 import { runOk } from '../testing/nbd-test-fixture.ts';
 import { hostIdentities, waitFor } from '../testing/replication-test-fixture.ts';
 import { SeededRandom } from '../testing/seeded-random.ts';
@@ -42,8 +40,7 @@ test('a mirror re-armed with a full copy into a comparing sink journals the bloc
     port: 0,
   });
   const sender = new Sender({ identity: primary, backoffMinMs: 20, backoffMaxMs: 200 });
-  let qemu: ChildProcess | null = null;
-  let qmp: QmpClient | null = null;
+  let vm: ImageQemu | null = null;
   const diskKey = 'vm-1/disk-0';
   try {
     await runOk('qemu-img', ['create', '-f', 'raw', image, String(SIZE)]);
@@ -59,30 +56,8 @@ test('a mirror re-armed with a full copy into a comparing sink journals the bloc
       receiver: { host: '127.0.0.1', port, fingerprint: recovery.fingerprint },
       statePath: join(root, 'sender-state.json'),
     });
-    const qmpPath = join(root, 'qmp.sock');
-    qemu = spawn(
-      'qemu-system-x86_64',
-      ['-machine', 'none', '-nodefaults', '-display', 'none', '-qmp', `unix:${qmpPath},server=on,wait=off`],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    let qemuErr = '';
-    qemu.stderr?.on('data', (b: Buffer) => {
-      qemuErr += b.toString();
-    });
-    await waitFor('QMP socket', async () => {
-      try {
-        qmp = await QmpClient.connect(qmpPath, { timeoutMs: 2000 });
-        return true;
-      } catch {
-        return false;
-      }
-    });
-    const q = qmp as unknown as QmpClient;
-    await q.execute('blockdev-add', {
-      driver: 'raw',
-      'node-name': 'vm-disk',
-      file: { driver: 'file', filename: image, 'aio-max-batch': 0 },
-    });
+    vm = await startImageQemu(root, image);
+    const q = vm.qmp;
     const rnd = new SeededRandom(21);
     /** Distinct blocks written since the mirror broke: what a re-arm has to carry. */
     const dirty = new Set<number>();
@@ -161,10 +136,9 @@ test('a mirror re-armed with a full copy into a comparing sink journals the bloc
     assert.ok(stats.journaledBytes < SIZE / 4, 'far from the disk size');
 
     await disarm();
-    await q.execute('quit').catch(() => {});
-    await new Promise((r) => qemu?.once('exit', r));
-    qemu = null;
-    assert.equal(qemuErr.trim(), '', 'QEMU reported nothing on stderr');
+    await vm.quit();
+    assert.equal(vm.stderr().trim(), '', 'QEMU reported nothing on stderr');
+    vm = null;
     const disk = await readFile(image);
     const view = await store.openView(diskKey, last.seq);
     try {
@@ -173,8 +147,7 @@ test('a mirror re-armed with a full copy into a comparing sink journals the bloc
       await view.close();
     }
   } finally {
-    qemu?.kill('SIGKILL');
-    await (qmp as QmpClient | null)?.close().catch(() => {});
+    await vm?.kill();
     await sender.close();
     await receiver.close();
     await store.close();

@@ -217,9 +217,9 @@ export class JournaledBackend implements BlockBackend {
     };
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     this.#checkRange('read', offset, length);
-    return this.#io.readFully(offset, length);
+    return this.#io.readFully(offset, length, into);
   }
 
   async write(offset: number, data: Buffer, options: WriteOptions): Promise<void> {

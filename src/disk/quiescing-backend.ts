@@ -34,8 +34,8 @@ export class QuiescingBackend implements BlockBackend {
     return this.inner.canWriteZeroes;
   }
 
-  read(offset: number, length: number): Promise<Buffer> {
-    return this.inner.read(offset, length);
+  read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    return this.inner.read(offset, length, into);
   }
 
   write(offset: number, data: Buffer, options: WriteOptions): Promise<void> {

@@ -21,7 +21,13 @@ export interface BlockBackend {
   readonly canTrim: boolean;
   readonly canWriteZeroes: boolean;
 
-  read(offset: number, length: number): Promise<Buffer>;
+  /**
+   * `into`, when given, is a buffer of exactly `length` bytes that the backend
+   * may read into and return (the server's, reused once the reply is sent: the
+   * backend keeps no reference to it); a backend may ignore it and return its
+   * own buffer.
+   */
+  read(offset: number, length: number, into?: Buffer): Promise<Buffer>;
   /** `data` is the server's until the returned promise settles (it reuses the buffer then): copy what must outlive that. */
   write(offset: number, data: Buffer, options: WriteOptions): Promise<void>;
   /** Makes every write acknowledged so far durable. */

@@ -71,10 +71,10 @@ export class FileBackend implements BlockBackend {
     }
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     this.#check('read', offset, length);
     // If the file shrank under us, what is not there reads as zeroes.
-    return this.#io.readFully(offset, length);
+    return this.#io.readFully(offset, length, into);
   }
 
   async write(offset: number, data: Buffer, options: WriteOptions): Promise<void> {

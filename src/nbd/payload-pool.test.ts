@@ -74,3 +74,49 @@ test('the server copies split write payloads into reused buffers, and every writ
     await dir.remove();
   }
 });
+
+test('reads are answered from reused buffers, and every reply carries its own range', async () => {
+  const dir = await scratchDir('payload-pool-read');
+  /** Records the buffers the server offered, and holds each read a turn so replies overlap. */
+  class Recording extends MemoryBackend {
+    readonly offered = new Set<ArrayBufferLike>();
+    reads = 0;
+    override async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+      this.reads++;
+      if (into === undefined) return super.read(offset, length);
+      this.offered.add(into.buffer);
+      await new Promise((resolve) => setImmediate(resolve));
+      (await super.read(offset, length)).copy(into);
+      return into;
+    }
+  }
+  const backend = new Recording({ size: 8 * MiB, pageSize: 64 * KiB });
+  const expected = randomBytes(8 * MiB);
+  await backend.write(0, expected, { fua: false });
+  const server = new NbdServer({ exports: { d: { backend } } });
+  const socket = join(dir.path, 'nbd.sock');
+  await server.listen({ path: socket });
+  const client = await NbdClient.connect({ path: socket }, { exportName: 'd' });
+  try {
+    for (let round = 0; round < 4; round++) {
+      const reads: Promise<void>[] = [];
+      for (let at = 0; at < 8 * MiB; at += 64 * KiB) {
+        reads.push(
+          client.read(at, 64 * KiB).then((got) => {
+            assert.ok(got.equals(expected.subarray(at, at + 64 * KiB)), `the reply for ${at} holds ${at}`);
+          }),
+        );
+      }
+      await Promise.all(reads);
+    }
+    assert.equal(backend.reads, 512);
+    assert.ok(
+      backend.offered.size < backend.reads / 2,
+      `${backend.offered.size} buffers for ${backend.reads} reads: read buffers are reused`,
+    );
+  } finally {
+    await client.disconnect();
+    await server.close();
+    await dir.remove();
+  }
+});

@@ -1,6 +1,7 @@
 /**
  * Reusable buffers for WRITE payloads that arrive split across socket reads
- * and are copied into one buffer.
+ * and are copied into one buffer, and for READ replies (the backend reads
+ * into one, handed back once the reply is sent).
  *
  * Every new Buffer of that size is off-heap memory that V8 counts; at a few
  * hundred MB/s of writes the count started a full mark-compact every 20-80 ms

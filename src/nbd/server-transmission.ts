@@ -61,6 +61,8 @@ interface TransmissionRequest {
   length: number;
   /** The write's data (empty for other commands). */
   payload: Buffer;
+  /** For a read: a buffer of the pool the backend may read into. */
+  into: Buffer | null;
 }
 
 export class TransmissionSession {
@@ -160,7 +162,7 @@ export class TransmissionSession {
           // Within 32 bits the payload is finite: drain it in small steps and
           // answer EINVAL rather than drop a client that misjudged the limit.
           await reader.skip(length);
-          this.#dispatch({ flags, type, cookie, offset, length, payload: EMPTY }, 0, null);
+          this.#dispatch({ flags, type, cookie, offset, length, payload: EMPTY, into: null }, 0, null);
           continue;
         }
         const pool = this.#io.payloads;
@@ -177,12 +179,17 @@ export class TransmissionSession {
           this.#io.memory?.release(reserve);
           throw err;
         }
+      } else if (type === Command.READ && length <= limits.maxPayload && this.#io.payloads?.pools(length)) {
+        // Read into a reused buffer: a new one per reply cost page faults in
+        // the read syscall and GC (64 KiB reads: a fifth of the main thread).
+        pooled = this.#io.payloads.take(length);
       }
-      this.#dispatch({ flags, type, cookie, offset, length, payload }, reserve, pooled);
+      const into = type === Command.READ ? pooled : null;
+      this.#dispatch({ flags, type, cookie, offset, length, payload, into }, reserve, pooled);
     }
   }
 
-  /** Runs a request; `pooled` (its payload's buffer) goes back to the pool once the request is answered. */
+  /** Runs a request; `pooled` (its payload's or read's buffer) goes back to the pool once the request is answered. */
   #dispatch(request: TransmissionRequest, reserve: number, pooled: Buffer | null): void {
     this.#inFlightRequests++;
     this.#inFlightBytes += reserve;
@@ -238,7 +245,7 @@ export class TransmissionSession {
       case Command.READ: {
         assertPayloadLimit('read');
         assertInRange(NbdErrno.EINVAL, 'read');
-        const data = length > 0 ? await backend.read(at, length) : EMPTY;
+        const data = length > 0 ? await backend.read(at, length, request.into ?? undefined) : EMPTY;
         if (data.length !== length) throw new RequestError(NbdErrno.EIO, 'backend returned a short read');
         if (!n.structuredReplies) return [simpleReply(cookie, 0), data];
         if (length === 0) return [doneChunk(cookie)];

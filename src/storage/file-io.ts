@@ -139,9 +139,12 @@ export class FileIo {
     );
   }
 
-  /** Reads `length` bytes at `position` into a new buffer; bytes past the end of the file read as zeroes. */
-  async readFully(position: number, length: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length);
+  /**
+   * Reads `length` bytes at `position` into `into` (when given, of exactly
+   * `length` bytes) or a new buffer; bytes past the end of the file read as zeroes.
+   */
+  async readFully(position: number, length: number, into?: Buffer): Promise<Buffer> {
+    const buf = into?.length === length ? into : Buffer.allocUnsafe(length);
     let got = 0;
     while (got < length) {
       const n = await this.read(buf, got, length - got, position + got);

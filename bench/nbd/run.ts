@@ -8,8 +8,15 @@
  * target): it keeps no image, so only the write tests run against it (it
  * refuses reads), compared with nbdkit writing the image (column sink/nbdkit).
  *
+ * `qemu` is QEMU's block layer serving the image (qemu-storage-daemon: a VM's
+ * block layer without the VM) and `qemu-mirror` the same with QEMU's active
+ * mirror (write-blocking) into Haven's sink, as Haven protects a running
+ * libvirt domain: column mirror/qemu is what protection costs a guest's
+ * writes (the mirror's first full copy finishes before the tests start).
+ *
  * Usage: node bench/nbd/run.ts [--size 256M] [--runtime 5] [--rounds 1] [--quick]
- *          [--only nbdkit,haven,haven-sink] [--nbdcopy-only] [--writes-only]
+ *          [--only nbdkit,qemu-nbd,haven,haven-sink,qemu,qemu-mirror]
+ *          [--nbdcopy-only] [--writes-only]
  *          [--base DIR] [--script] [--cpu-prof DIR]
  *
  * --writes-only runs only the write tests without FLUSH (nbdcopy, fio 4k and
@@ -40,6 +47,8 @@ import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { QmpClient } from '../../src/hypervisor/qmp-client.ts';
+import { startActiveMirror } from '../../src/testing/active-mirror.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -152,9 +161,18 @@ interface ServerSpec {
   name: string;
   /** How it was started, for the report. */
   describe: string;
-  /** A journal-only sink: no image, reads refused, so only the write tests run. */
-  sink?: boolean;
-  start(image: string, socket: string, scratch: string, size: number): ChildProcess;
+  /** Only the write tests run: a journal-only sink refuses reads; a mirror changes only writes. */
+  writesOnly?: boolean;
+  start(image: string, socket: string, scratch: string, size: number): ChildProcess | Promise<Launched>;
+}
+
+/** A server set up in several steps (QEMU and the mirror target it writes to). */
+interface Launched {
+  /** The process whose CPU the report shows. */
+  measured: ChildProcess;
+  /** Ready to serve `socket` (an NBD export named EXPORT). */
+  ready(uri: string): Promise<void>;
+  stop(): Promise<void>;
 }
 
 function nodeFor(checkout: string): string {
@@ -230,7 +248,7 @@ function havenSpec(
 function havenSinkSpec(name: string, checkout: string, profileDir: string | null): ServerSpec {
   return {
     name,
-    sink: true,
+    writesOnly: true,
     describe: 'haven disk serve --sink --size N --journal DIR --socket SOCK --export bench',
     start: (_image, socket, scratch, size) =>
       diskServe(checkout, name, profileDir, [
@@ -278,6 +296,100 @@ const otherServers: ServerSpec[] = [
       ),
   },
 ];
+
+/**
+ * QEMU's block layer serving the image (qemu-storage-daemon: the block layer
+ * of a VM without the VM; writes enter it as a guest's do), optionally with
+ * QEMU's active mirror (`blockdev-mirror`, write-blocking, as Haven arms it
+ * for a running libvirt domain) into Haven's journal-only sink. The ratio
+ * qemu-mirror/qemu is what a libvirt user's writes pay for protection.
+ */
+function qemuSpec(name: string, mirror: boolean, profileDir: string | null): ServerSpec {
+  return {
+    name,
+    writesOnly: mirror,
+    describe: mirror
+      ? 'qemu-storage-daemon (raw, page cache) exporting IMG, blockdev-mirror write-blocking into haven disk serve --sink'
+      : 'qemu-storage-daemon (raw, page cache, aio=threads) exporting IMG over NBD',
+    start: async (image, socket, scratch, size) => {
+      const sinkSocket = join(scratch, `${name}-sink.sock`);
+      const sink = mirror
+        ? diskServe(root, `${name}-sink`, profileDir, [
+            '--sink',
+            '--size',
+            String(size),
+            '--journal',
+            join(scratch, 'journal'),
+            '--socket',
+            sinkSocket,
+          ])
+        : null;
+      const qmpPath = join(scratch, `${name}-qmp.sock`);
+      let qemu: ChildProcess | null = null;
+      let qmp: QmpClient | null = null;
+      const stop = async () => {
+        await qmp?.execute('quit').catch(() => {});
+        await qmp?.close().catch(() => {});
+        if (qemu !== null) await stopServer(qemu);
+        if (sink !== null) await stopServer(sink);
+        await rm(sinkSocket, { force: true });
+        await rm(qmpPath, { force: true });
+      };
+      try {
+        if (sink !== null) await waitReady(`nbd+unix:///${EXPORT}?socket=${sinkSocket}`, sink);
+        qemu = spawn(
+          'qemu-storage-daemon',
+          [
+            '--blockdev',
+            `driver=file,node-name=file0,filename=${image},aio=threads,cache.direct=off`,
+            '--blockdev',
+            'driver=raw,node-name=disk,file=file0',
+            '--nbd-server',
+            `addr.type=unix,addr.path=${socket}`,
+            '--export',
+            `type=nbd,id=exp0,node-name=disk,name=${EXPORT},writable=on`,
+            '--chardev',
+            `socket,id=qmp0,path=${qmpPath},server=on,wait=off`,
+            '--monitor',
+            'chardev=qmp0',
+          ],
+          { stdio: ['ignore', 'ignore', 'inherit'] },
+        );
+        const started = qemu;
+        const deadline = Date.now() + 30_000;
+        while (qmp === null) {
+          if (started.exitCode !== null) throw new Error(`qemu-storage-daemon exited (${started.exitCode})`);
+          qmp = await QmpClient.connect(qmpPath, { timeoutMs: 2000 }).catch(() => null);
+          if (qmp === null) {
+            if (Date.now() > deadline) throw new Error('qemu-storage-daemon: no QMP socket');
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+        }
+        if (sink !== null) {
+          const { ready } = await startActiveMirror(qmp, {
+            device: 'disk',
+            socket: sinkSocket,
+            exportName: EXPORT,
+            reconnectDelay: 10,
+            readyTimeoutMs: 300_000,
+            granularity: 65536,
+          });
+          // The first full copy is not what is measured: the guest's writes once in sync are.
+          await ready;
+        }
+        return {
+          // Haven's CPU where Haven runs: the sink behind the mirror.
+          measured: sink ?? started,
+          ready: (uri) => waitReady(uri, started),
+          stop,
+        };
+      } catch (error) {
+        await stop();
+        throw error;
+      }
+    },
+  };
+}
 
 async function waitReady(uri: string, child: ChildProcess): Promise<void> {
   const deadline = Date.now() + 30_000;
@@ -453,6 +565,8 @@ async function main(): Promise<void> {
     ...otherServers,
     havenSpec('haven', root, !args.script, args.cpuProf),
     havenSinkSpec('haven-sink', root, args.cpuProf),
+    qemuSpec('qemu', false, args.cpuProf),
+    qemuSpec('qemu-mirror', true, args.cpuProf),
   ];
   if (args.base !== null) servers.push(havenSpec('haven-base', args.base, false, args.cpuProf));
   const chosen = servers.filter((s) => args.only === null || args.only.includes(s.name));
@@ -479,12 +593,17 @@ async function main(): Promise<void> {
         const socket = join(scratch, `${server.name}.sock`);
         const uri = `nbd+unix:///${EXPORT}?socket=${socket}`;
         console.log(`\n${server.name} (round ${round + 1}): ${server.describe}`);
-        const child = server.start(image, socket, scratch, args.size);
+        const started = await server.start(image, socket, scratch, args.size);
+        const launched: Launched =
+          'measured' in started
+            ? started
+            : { measured: started, ready: (u) => waitReady(u, started), stop: () => stopServer(started) };
+        const child = launched.measured;
         try {
-          await waitReady(uri, child);
+          await launched.ready(uri);
           rounds[server.name] ??= {};
           for (const test of chosenTests) {
-            if (server.sink === true && test.kind !== 'write') continue;
+            if (server.writesOnly === true && test.kind !== 'write') continue;
             const pid = child.pid ?? 0;
             const cpu0 = await cpuSeconds(pid);
             const t0 = performance.now();
@@ -498,7 +617,7 @@ async function main(): Promise<void> {
             );
           }
         } finally {
-          await stopServer(child);
+          await launched.stop();
           await rm(socket, { force: true });
         }
       }
@@ -522,6 +641,7 @@ async function main(): Promise<void> {
     ...(names.includes('haven-base') ? ['base/nbdkit'] : []),
     'goal',
     ...(names.includes('haven-sink') ? ['sink/nbdkit', 'sink goal'] : []),
+    ...(names.includes('qemu-mirror') ? ['mirror/qemu'] : []),
   ];
   const rows: string[][] = [];
   const goals: Array<{ server: string; test: string; ratio: number; goal: number; met: boolean }> = [];
@@ -554,6 +674,7 @@ async function main(): Promise<void> {
       ...(names.includes('haven-sink')
         ? [fmt(rs, 2), test.kind === 'write' ? verdict(rs, sinkGoal) : '-']
         : []),
+      ...(names.includes('qemu-mirror') ? [fmt(ratio('qemu', 'qemu-mirror'), 2)] : []),
     ]);
     if (test.name.startsWith('fio 4k')) {
       rows.push([

@@ -13,9 +13,11 @@
  * mirror (write-blocking) into Haven's sink, as Haven protects a running
  * libvirt domain: column mirror/qemu is what protection costs a guest's
  * writes (the mirror's first full copy finishes before the tests start).
+ * `qemu-mirror-nbdkit` mirrors into `nbdkit file` instead: column
+ * mirror/nbdkit-mirror is Haven's sink against that peer behind the same mirror.
  *
  * Usage: node bench/nbd/run.ts [--size 256M] [--runtime 5] [--rounds 1] [--quick]
- *          [--only nbdkit,qemu-nbd,haven,haven-sink,qemu,qemu-mirror]
+ *          [--only nbdkit,qemu-nbd,haven,haven-sink,qemu,qemu-mirror,qemu-mirror-nbdkit]
  *          [--nbdcopy-only] [--writes-only]
  *          [--base DIR] [--script] [--cpu-prof DIR]
  *
@@ -304,26 +306,38 @@ const otherServers: ServerSpec[] = [
  * for a running libvirt domain) into Haven's journal-only sink. The ratio
  * qemu-mirror/qemu is what a libvirt user's writes pay for protection.
  */
-function qemuSpec(name: string, mirror: boolean, profileDir: string | null): ServerSpec {
+function qemuSpec(name: string, mirror: 'haven-sink' | 'nbdkit' | null, profileDir: string | null): ServerSpec {
+  const target = {
+    'haven-sink': 'haven disk serve --sink',
+    nbdkit: 'nbdkit file (a file the size of the image)',
+  };
   return {
     name,
-    writesOnly: mirror,
-    describe: mirror
-      ? 'qemu-storage-daemon (raw, page cache) exporting IMG, blockdev-mirror write-blocking into haven disk serve --sink'
-      : 'qemu-storage-daemon (raw, page cache, aio=threads) exporting IMG over NBD',
+    writesOnly: mirror !== null,
+    describe:
+      mirror === null
+        ? 'qemu-storage-daemon (raw, page cache, aio=threads) exporting IMG over NBD'
+        : `qemu-storage-daemon exporting IMG, blockdev-mirror write-blocking into ${target[mirror]}`,
     start: async (image, socket, scratch, size) => {
       const sinkSocket = join(scratch, `${name}-sink.sock`);
-      const sink = mirror
-        ? diskServe(root, `${name}-sink`, profileDir, [
-            '--sink',
-            '--size',
-            String(size),
-            '--journal',
-            join(scratch, 'journal'),
-            '--socket',
-            sinkSocket,
-          ])
-        : null;
+      const sinkFile = join(scratch, `${name}-target.raw`);
+      if (mirror === 'nbdkit') await mustRun('truncate', ['-s', String(size), sinkFile]);
+      const sink =
+        mirror === 'haven-sink'
+          ? diskServe(root, `${name}-sink`, profileDir, [
+              '--sink',
+              '--size',
+              String(size),
+              '--journal',
+              join(scratch, 'journal'),
+              '--socket',
+              sinkSocket,
+            ])
+          : mirror === 'nbdkit'
+            ? spawn('nbdkit', ['-f', '-U', sinkSocket, '-e', EXPORT, 'file', `file=${sinkFile}`], {
+                stdio: ['ignore', 'ignore', 'inherit'],
+              })
+            : null;
       const qmpPath = join(scratch, `${name}-qmp.sock`);
       let qemu: ChildProcess | null = null;
       let qmp: QmpClient | null = null;
@@ -333,6 +347,7 @@ function qemuSpec(name: string, mirror: boolean, profileDir: string | null): Ser
         if (qemu !== null) await stopServer(qemu);
         if (sink !== null) await stopServer(sink);
         await rm(sinkSocket, { force: true });
+        await rm(sinkFile, { force: true });
         await rm(qmpPath, { force: true });
       };
       try {
@@ -565,8 +580,9 @@ async function main(): Promise<void> {
     ...otherServers,
     havenSpec('haven', root, !args.script, args.cpuProf),
     havenSinkSpec('haven-sink', root, args.cpuProf),
-    qemuSpec('qemu', false, args.cpuProf),
-    qemuSpec('qemu-mirror', true, args.cpuProf),
+    qemuSpec('qemu', null, args.cpuProf),
+    qemuSpec('qemu-mirror', 'haven-sink', args.cpuProf),
+    qemuSpec('qemu-mirror-nbdkit', 'nbdkit', args.cpuProf),
   ];
   if (args.base !== null) servers.push(havenSpec('haven-base', args.base, false, args.cpuProf));
   const chosen = servers.filter((s) => args.only === null || args.only.includes(s.name));
@@ -642,6 +658,7 @@ async function main(): Promise<void> {
     'goal',
     ...(names.includes('haven-sink') ? ['sink/nbdkit', 'sink goal'] : []),
     ...(names.includes('qemu-mirror') ? ['mirror/qemu'] : []),
+    ...(names.includes('qemu-mirror-nbdkit') ? ['mirror/nbdkit-mirror'] : []),
   ];
   const rows: string[][] = [];
   const goals: Array<{ server: string; test: string; ratio: number; goal: number; met: boolean }> = [];
@@ -675,6 +692,7 @@ async function main(): Promise<void> {
         ? [fmt(rs, 2), test.kind === 'write' ? verdict(rs, sinkGoal) : '-']
         : []),
       ...(names.includes('qemu-mirror') ? [fmt(ratio('qemu', 'qemu-mirror'), 2)] : []),
+      ...(names.includes('qemu-mirror-nbdkit') ? [fmt(ratio('qemu-mirror-nbdkit', 'qemu-mirror'), 2)] : []),
     ]);
     if (test.name.startsWith('fio 4k')) {
       rows.push([

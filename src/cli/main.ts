@@ -1,4 +1,4 @@
-import './threadpool.ts';
+import './runtime-settings.ts';
 import { parseArgs } from 'node:util';
 import { HavenError } from '../errors/index.ts';
 import { restrictUmask } from '../storage/private-files.ts';

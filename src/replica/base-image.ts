@@ -1,5 +1,6 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import type { BlockExtent } from '../nbd/block-backend.ts';
+import { GroupCommit } from '../storage/group-commit.ts';
 import { AllocationMap } from '../storage/index.ts';
 
 const ZERO_BLOCK = 1 << 20;
@@ -34,15 +35,21 @@ export class BaseImage {
   readonly size: number;
   readonly #fh: FileHandle;
   readonly #map: AllocationMap;
+  /** Chunks marked as holes whose zeroes are not yet known durable. */
   #mapDirty = false;
-  /** Persists of the map are serialized: they share one temporary file. */
-  #persistChain: Promise<void> = Promise.resolve();
-  #lastPersist: Promise<void> = Promise.resolve();
+  /**
+   * Saves of the map, one at a time (they share one temporary file); callers
+   * that change the map while one runs share the next, so concurrent writes to
+   * new chunks cost one save, not one each.
+   */
+  readonly #mapSave: GroupCommit;
+  #lastSave: Promise<void> = Promise.resolve();
 
   private constructor(fh: FileHandle, map: AllocationMap, size: number) {
     this.#fh = fh;
     this.#map = map;
     this.size = size;
+    this.#mapSave = new GroupCommit(() => this.#saveMap());
   }
 
   static async open(path: string, size: number): Promise<BaseImage> {
@@ -76,24 +83,19 @@ export class BaseImage {
       }
       this.#map.markAllocated(r.offset, r.length);
     }
-    if (changed) {
-      // The map also carries pending holes: their zeroes must be durable before it is.
-      this.#lastPersist = (async () => {
-        if (this.#mapDirty) {
-          this.#mapDirty = false;
-          await this.#fh.datasync();
-        }
-        await this.#persist();
-      })();
-    }
-    // A concurrent caller may have marked these chunks: wait for the persist that includes them.
-    await this.#lastPersist;
+    if (changed) this.#lastSave = this.#mapSave.sync();
+    // A concurrent caller may have marked these chunks: wait for the save that includes them.
+    await this.#lastSave;
   }
 
-  #persist(): Promise<void> {
-    const next = this.#persistChain.then(() => this.#map.persist(true));
-    this.#persistChain = next.catch(() => {});
-    return next;
+  /** The map carries pending holes too: their zeroes are made durable before it is saved. */
+  async #saveMap(): Promise<void> {
+    while (this.#mapDirty) {
+      this.#mapDirty = false;
+      await this.#fh.datasync();
+    }
+    // Takes the map as it is now, synchronously after the last check.
+    await this.#map.persist(true);
   }
 
   /** Writes data to chunks reserved beforehand. */
@@ -125,10 +127,7 @@ export class BaseImage {
   /** Makes the data durable, then the map (holes are recorded only once their zeroes are on disk). */
   async sync(): Promise<void> {
     await this.#fh.datasync();
-    if (this.#mapDirty) {
-      this.#mapDirty = false;
-      await this.#persist();
-    }
+    if (this.#mapDirty) await this.#mapSave.sync();
   }
 
   read(into: Buffer, at: number, position: number, length: number): Promise<void> {

@@ -481,7 +481,12 @@ export class ReplicaDisk {
     }
   }
 
-  /** Copied data goes straight to the base: no point exists until the sync completes. */
+  /**
+   * Copied data goes straight to the base: no point exists until the sync
+   * completes. Not durable on return: `completeSync` makes the whole copy
+   * durable at once, and a sync interrupted before it is redone from the start
+   * under a new id.
+   */
   async writeSyncData(syncId: string, offset: number, data: Buffer | null, length: number): Promise<void> {
     this.#checkSync(syncId);
     if (
@@ -504,7 +509,6 @@ export class ReplicaDisk {
       await this.#base.reserve([{ offset, length }]);
       await this.#base.write(offset, data);
     }
-    await this.#syncCommit.sync();
   }
 
   completeSync(syncId: string, throughSeq: number): Promise<void> {

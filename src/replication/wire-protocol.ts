@@ -139,6 +139,8 @@ export class FrameReader {
 // ---- compression -----------------------------------------------------------
 
 const compress = promisify(zstdCompress);
+/** zlib's smallest output chunk. */
+const MIN_CHUNK_BYTES = 64;
 const decompress = promisify(zstdDecompress);
 
 /** Bits of the flags byte that starts RECORDS and SYNC_DATA payloads. */
@@ -166,7 +168,11 @@ export async function maybeCompress(
   level: number | null,
 ): Promise<{ body: Buffer; compressed: boolean }> {
   if (level === null || raw.length < MIN_COMPRESSIBLE_BYTES) return { body: raw, compressed: false };
-  const packed = await compress(raw, { params: { [constants.ZSTD_c_compressionLevel]: level } });
+  // One output chunk the size of the input: zlib's default 16 KiB chunks cost several times the CPU of the compression.
+  const packed = await compress(raw, {
+    chunkSize: Math.max(MIN_CHUNK_BYTES, raw.length),
+    params: { [constants.ZSTD_c_compressionLevel]: level },
+  });
   if (packed.length > raw.length - (raw.length >> MIN_SAVING_SHIFT)) return { body: raw, compressed: false };
   return { body: packed, compressed: true };
 }
@@ -201,7 +207,10 @@ export class CompressionProbe {
 
 async function unpack(body: Buffer, compressed: boolean, rawLength: number): Promise<Buffer> {
   if (!compressed) return body;
-  const raw = await decompress(body, { maxOutputLength: rawLength });
+  const raw = await decompress(body, {
+    maxOutputLength: rawLength,
+    chunkSize: Math.max(MIN_CHUNK_BYTES, rawLength),
+  });
   if (raw.length !== rawLength) {
     throw new HavenError(
       'bad_request',

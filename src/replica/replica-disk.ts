@@ -104,6 +104,9 @@ function isPointRecord(r: IndexedRecord): boolean {
   );
 }
 
+/** A sync's copied data is written back in steps of this many bytes while it arrives. */
+const COPY_FLUSH_BYTES = 8 << 20;
+
 /**
  * One protected disk's replica: base image, segment log of retained records, and
  * the catalog of recovery points derived from them. Every change of state goes
@@ -131,6 +134,10 @@ export class ReplicaDisk {
   #tickets = 0;
   /** One fdatasync of the log for every append written while the previous one ran. */
   readonly #logCommit: GroupCommit;
+  /** Copied bytes written since a write-back of the base was last started. */
+  #unflushedCopy = 0;
+  /** A write-back of copied data failed: the sync cannot complete (the sender redoes it). */
+  #copyFlushFailed: unknown = null;
   /** A failed log sync: written records may be lost, so nothing more is accepted until reopened. */
   #syncFailed: unknown = null;
   #closed = false;
@@ -455,6 +462,8 @@ export class ReplicaDisk {
           { diskKey: this.diskKey, pinnedSeqs: [...this.#pins.keys()] },
         );
       }
+      this.#copyFlushFailed = null;
+      this.#unflushedCopy = 0;
       // The copy overwrites the base: bring it up to just before the sync, and drop the rest.
       await this.#mergeThrough(Math.min(this.durableSeq, sync.fromSeq - 1), true);
       await this.#log.truncateAfter(sync.fromSeq - 1, null);
@@ -508,6 +517,14 @@ export class ReplicaDisk {
     else {
       await this.#base.reserve([{ offset, length }]);
       await this.#base.write(offset, data);
+      this.#unflushedCopy += length;
+    }
+    if (this.#unflushedCopy >= COPY_FLUSH_BYTES) {
+      this.#unflushedCopy = 0;
+      // Writes the copy back while more arrives: the sync at its completion then has little left to do.
+      this.#syncCommit.sync().catch((e: unknown) => {
+        this.#copyFlushFailed ??= e;
+      });
     }
   }
 
@@ -516,6 +533,8 @@ export class ReplicaDisk {
       if (this.#meta.sync === null && this.#meta.pointFloor === throughSeq) return;
       this.#checkSync(syncId);
       await this.#syncCommit.sync();
+      // Pages whose write-back failed may read back as written: only a new copy can be trusted.
+      if (this.#copyFlushFailed !== null) throw this.#copyFlushFailed;
       await this.#saveMeta({ sync: null, pointFloor: throughSeq });
       this.#recomputePointsFrom();
     });

@@ -17,6 +17,8 @@ const MAX_BLOCK_STATUS_BYTES = 1 << 30;
  */
 const READ_AHEAD_FRAMES = 64;
 const READ_AHEAD_BYTES = 16 << 20;
+/** Frames that are ready go out together, up to about this many bytes per write. */
+const SEND_BATCH_BYTES = 4 << 20;
 /** Zero detection compares against this. */
 const ZERO = Buffer.alloc(1 << 16);
 
@@ -50,17 +52,40 @@ export async function copyRegions(regions: readonly Region[], copy: RegionCopy):
   report.regionBytes = total;
   report.copiedBytes = 0;
   let done = 0;
-  const pending: { parts: Promise<Buffer[]>; length: number; readBytes: number }[] = [];
+  interface Pending {
+    parts: Promise<Buffer[]>;
+    /** The frame, once read and encoded. */
+    frame: Buffer[] | null;
+    length: number;
+    readBytes: number;
+  }
+  const pending: Pending[] = [];
   let pendingBytes = 0;
   // Frames read ahead would all try compression before the first try tells whether the data compresses:
   // until one has shown that it does, one try at a time.
   let trying = 0;
   let compresses = false;
+  /** Sends the oldest frame and those after it that are ready too, in one write. */
   const flushOne = async (): Promise<void> => {
-    const item = pending.shift() as { parts: Promise<Buffer[]>; length: number; readBytes: number };
-    await link.send(await item.parts, undefined, report);
-    pendingBytes -= item.readBytes;
-    done += item.length;
+    const first = pending[0] as Pending;
+    await first.parts;
+    let take = 0;
+    let bytes = 0;
+    while (take < pending.length && bytes < SEND_BATCH_BYTES) {
+      const frame = pending[take]?.frame;
+      if (frame === null || frame === undefined) break;
+      bytes += frame.reduce((n, b) => n + b.length, 0);
+      take++;
+    }
+    const items = pending.splice(0, take);
+    await link.sendAll(
+      items.map((i) => i.frame as Buffer[]),
+      report,
+    );
+    for (const item of items) {
+      pendingBytes -= item.readBytes;
+      done += item.length;
+    }
     report.copiedBytes = done;
     copy.onProgress(total === 0 ? 1 : done / total);
   };
@@ -84,10 +109,16 @@ export async function copyRegions(regions: readonly Region[], copy: RegionCopy):
       if (tryLevel !== null) compresses = result.compressed;
       return encodeFrame(FrameType.SYNC_DATA, result.payload);
     })();
-    // Rejections surface when the frame is sent; until then nobody awaits it.
-    parts.catch(() => {});
     const readBytes = zero ? 0 : length;
-    pending.push({ parts, length, readBytes });
+    const item: Pending = { parts, frame: null, length, readBytes };
+    // Rejections surface when the frame is sent; until then nobody awaits it.
+    parts.then(
+      (frame) => {
+        item.frame = frame;
+      },
+      () => {},
+    );
+    pending.push(item);
     pendingBytes += readBytes;
     while (pending.length >= READ_AHEAD_FRAMES || pendingBytes >= READ_AHEAD_BYTES) await flushOne();
   };

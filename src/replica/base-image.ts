@@ -44,6 +44,11 @@ export class BaseImage {
    */
   readonly #mapSave: GroupCommit;
   #lastSave: Promise<void> = Promise.resolve();
+  /**
+   * A copy is rewriting the image (see `beginCopy`): the map on disk is
+   * marked unclean and chunks are reserved in memory only.
+   */
+  #copying = false;
 
   private constructor(fh: FileHandle, map: AllocationMap, size: number) {
     this.#fh = fh;
@@ -69,7 +74,29 @@ export class BaseImage {
     return this.#fh;
   }
 
-  /** Persists chunks of these ranges as allocated before any data is written to them. */
+  /**
+   * A copy (a sync) starts rewriting the image: from now on until `endCopy`,
+   * chunks are reserved without saving the map each time. Instead the map on
+   * disk says it is unclean, so an open after a crash checks every chunk it
+   * calls a hole again (as after an unclean shutdown of the disk service):
+   * write-ahead would cost a journal commit, which flushes all data written
+   * so far, per batch of new chunks.
+   */
+  async beginCopy(): Promise<void> {
+    if (this.#copying) return;
+    this.#copying = true;
+    this.#lastSave = this.#mapSave.sync();
+    await this.#lastSave;
+  }
+
+  /** The copy is complete: makes the data durable, then saves the map as clean. */
+  async endCopy(): Promise<void> {
+    await this.#fh.datasync();
+    this.#copying = false;
+    await this.#mapSave.sync();
+  }
+
+  /** Persists chunks of these ranges as allocated before any data is written to them (see `beginCopy`). */
   async reserve(ranges: readonly { offset: number; length: number }[]): Promise<void> {
     let changed = false;
     for (const r of ranges) {
@@ -83,7 +110,7 @@ export class BaseImage {
       }
       this.#map.markAllocated(r.offset, r.length);
     }
-    if (changed) this.#lastSave = this.#mapSave.sync();
+    if (changed && !this.#copying) this.#lastSave = this.#mapSave.sync();
     // A concurrent caller may have marked these chunks: wait for the save that includes them.
     await this.#lastSave;
   }
@@ -95,7 +122,7 @@ export class BaseImage {
       await this.#fh.datasync();
     }
     // Takes the map as it is now, synchronously after the last check.
-    await this.#map.persist(true);
+    await this.#map.persist(!this.#copying);
   }
 
   /** Writes data to chunks reserved beforehand. */
@@ -118,7 +145,10 @@ export class BaseImage {
       pos = chunkEnd;
     }
     const [from, to] = this.#map.wholeChunks(offset, length);
-    if (to > from) {
+    let hadData = false;
+    for (let c = from; c < to && !hadData; c++) hadData = this.#map.isAllocated(c * chunk);
+    // Chunks that were holes already change nothing: no save (with its sync of all data) for them.
+    if (hadData) {
       this.#map.markHoles(offset, length);
       this.#mapDirty = true;
     }

@@ -448,7 +448,10 @@ export class ReplicaDisk {
 
   beginSync(sync: SyncStart): Promise<void> {
     return this.#serial(async () => {
-      if (this.#meta.sync?.id === sync.id && this.#meta.sync.fromSeq === sync.fromSeq) return;
+      if (this.#meta.sync?.id === sync.id && this.#meta.sync.fromSeq === sync.fromSeq) {
+        await this.#base.beginCopy();
+        return;
+      }
       this.#checkNotSealed();
       if (!Number.isSafeInteger(sync.fromSeq) || sync.fromSeq < 0) {
         throw new HavenError('bad_request', `sync '${sync.id}' needs a non-negative fromSeq`, {
@@ -467,6 +470,7 @@ export class ReplicaDisk {
       // The copy overwrites the base: bring it up to just before the sync, and drop the rest.
       await this.#mergeThrough(Math.min(this.durableSeq, sync.fromSeq - 1), true);
       await this.#log.truncateAfter(sync.fromSeq - 1, null);
+      await this.#base.beginCopy();
       this.#index = [];
       this.#cumAtBase = 0;
       // The base is in flux until the sync completes; records resume right after it.
@@ -535,6 +539,7 @@ export class ReplicaDisk {
       await this.#syncCommit.sync();
       // Pages whose write-back failed may read back as written: only a new copy can be trusted.
       if (this.#copyFlushFailed !== null) throw this.#copyFlushFailed;
+      await this.#base.endCopy();
       await this.#saveMeta({ sync: null, pointFloor: throughSeq });
       this.#recomputePointsFrom();
     });

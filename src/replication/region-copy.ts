@@ -97,7 +97,7 @@ export async function copyRegions(regions: readonly Region[], copy: RegionCopy):
         if (isZero(data)) data = null;
         else report.dataBytes += length;
       }
-      const tryLevel = data === null || (trying > 0 && !compresses) ? null : probe.next();
+      const tryLevel = data === null || (trying > 0 && !compresses) ? null : probe.next(length);
       if (tryLevel !== null) trying++;
       let result: Awaited<ReturnType<typeof syncDataPayload>>;
       try {

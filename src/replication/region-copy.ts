@@ -68,7 +68,7 @@ export async function copyRegions(regions: readonly Region[], copy: RegionCopy):
   /** Sends the oldest frame and those after it that are ready too, in one write. */
   const flushOne = async (): Promise<void> => {
     const first = pending[0] as Pending;
-    await first.parts;
+    first.frame = await first.parts;
     let take = 0;
     let bytes = 0;
     while (take < pending.length && bytes < SEND_BATCH_BYTES) {

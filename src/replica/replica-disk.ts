@@ -467,10 +467,12 @@ export class ReplicaDisk {
       }
       this.#copyFlushFailed = null;
       this.#unflushedCopy = 0;
-      // The base is rewritten from here on (its map need not be saved per merged write either).
-      await this.#base.beginCopy();
-      // The copy overwrites the base: bring it up to just before the sync, and drop the rest.
-      await this.#mergeThrough(Math.min(this.durableSeq, sync.fromSeq - 1), true);
+      // The copy overwrites the base: bring it up to just before the sync, and drop the rest. The
+      // base is rewritten from here on: its map is marked unclean meanwhile (merged writes wait for that).
+      await Promise.all([
+        this.#base.beginCopy(),
+        this.#mergeThrough(Math.min(this.durableSeq, sync.fromSeq - 1), true),
+      ]);
       await this.#log.truncateAfter(sync.fromSeq - 1, null);
       this.#index = [];
       this.#cumAtBase = 0;

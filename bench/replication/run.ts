@@ -178,8 +178,10 @@ try {
   console.log('');
   const line = (name: string, m: Measured) =>
     console.log(
-      `${name.padEnd(44)} ${m.seconds.toFixed(2).padStart(7)} s  ${(size / MiB / m.seconds).toFixed(0).padStart(5)} MiB/s of disk` +
-        `  destination allocates ${(((m.allocatedBytes ?? Number.NaN) as number) / MiB).toFixed(0)} MiB`,
+      `${name.padEnd(47)} ${m.seconds.toFixed(2).padStart(6)} s  ${(size / MiB / m.seconds).toFixed(0).padStart(5)} MiB/s of disk` +
+        (m.allocatedBytes === undefined
+          ? ''
+          : `  destination allocates ${(m.allocatedBytes / MiB).toFixed(0)} MiB`),
     );
   line('haven → file sink (receiver process, TLS)', fileSink);
   line('haven → replica store (receiver process, TLS)', store);

@@ -542,8 +542,8 @@ export class ReplicaDisk {
       await this.#syncCommit.sync();
       // Pages whose write-back failed may read back as written: only a new copy can be trusted.
       if (this.#copyFlushFailed !== null) throw this.#copyFlushFailed;
-      await this.#base.endCopy();
-      await this.#saveMeta({ sync: null, pointFloor: throughSeq });
+      // The copy is durable: the map saved clean and the sync's end are independent of each other.
+      await Promise.all([this.#base.endCopy(), this.#saveMeta({ sync: null, pointFloor: throughSeq })]);
       this.#recomputePointsFrom();
     });
   }

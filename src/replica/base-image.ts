@@ -1,5 +1,6 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import type { BlockExtent } from '../nbd/block-backend.ts';
+import { GroupCommit } from '../storage/group-commit.ts';
 import { AllocationMap } from '../storage/index.ts';
 
 const ZERO_BLOCK = 1 << 20;
@@ -34,15 +35,26 @@ export class BaseImage {
   readonly size: number;
   readonly #fh: FileHandle;
   readonly #map: AllocationMap;
+  /** Chunks marked as holes whose zeroes are not yet known durable. */
   #mapDirty = false;
-  /** Persists of the map are serialized: they share one temporary file. */
-  #persistChain: Promise<void> = Promise.resolve();
-  #lastPersist: Promise<void> = Promise.resolve();
+  /**
+   * Saves of the map, one at a time (they share one temporary file); callers
+   * that change the map while one runs share the next, so concurrent writes to
+   * new chunks cost one save, not one each.
+   */
+  readonly #mapSave: GroupCommit;
+  #lastSave: Promise<void> = Promise.resolve();
+  /**
+   * A copy is rewriting the image (see `beginCopy`): the map on disk is
+   * marked unclean and chunks are reserved in memory only.
+   */
+  #copying = false;
 
   private constructor(fh: FileHandle, map: AllocationMap, size: number) {
     this.#fh = fh;
     this.#map = map;
     this.size = size;
+    this.#mapSave = new GroupCommit(() => this.#saveMap());
   }
 
   static async open(path: string, size: number): Promise<BaseImage> {
@@ -62,7 +74,29 @@ export class BaseImage {
     return this.#fh;
   }
 
-  /** Persists chunks of these ranges as allocated before any data is written to them. */
+  /**
+   * A copy (a sync) starts rewriting the image: from now on until `endCopy`,
+   * chunks are reserved without saving the map each time. Instead the map on
+   * disk says it is unclean, so an open after a crash checks every chunk it
+   * calls a hole again (as after an unclean shutdown of the disk service):
+   * write-ahead would cost a journal commit, which flushes all data written
+   * so far, per batch of new chunks.
+   */
+  async beginCopy(): Promise<void> {
+    if (this.#copying) return;
+    this.#copying = true;
+    this.#lastSave = this.#mapSave.sync();
+    await this.#lastSave;
+  }
+
+  /** The copy is complete: makes the data durable, then saves the map as clean. */
+  async endCopy(): Promise<void> {
+    await this.#fh.datasync();
+    this.#copying = false;
+    await this.#mapSave.sync();
+  }
+
+  /** Persists chunks of these ranges as allocated before any data is written to them (see `beginCopy`). */
   async reserve(ranges: readonly { offset: number; length: number }[]): Promise<void> {
     let changed = false;
     for (const r of ranges) {
@@ -76,24 +110,19 @@ export class BaseImage {
       }
       this.#map.markAllocated(r.offset, r.length);
     }
-    if (changed) {
-      // The map also carries pending holes: their zeroes must be durable before it is.
-      this.#lastPersist = (async () => {
-        if (this.#mapDirty) {
-          this.#mapDirty = false;
-          await this.#fh.datasync();
-        }
-        await this.#persist();
-      })();
-    }
-    // A concurrent caller may have marked these chunks: wait for the persist that includes them.
-    await this.#lastPersist;
+    if (changed && !this.#copying) this.#lastSave = this.#mapSave.sync();
+    // A concurrent caller may have marked these chunks: wait for the save that includes them.
+    await this.#lastSave;
   }
 
-  #persist(): Promise<void> {
-    const next = this.#persistChain.then(() => this.#map.persist(true));
-    this.#persistChain = next.catch(() => {});
-    return next;
+  /** The map carries pending holes too: their zeroes are made durable before it is saved. */
+  async #saveMap(): Promise<void> {
+    while (this.#mapDirty) {
+      this.#mapDirty = false;
+      await this.#fh.datasync();
+    }
+    // Takes the map as it is now, synchronously after the last check.
+    await this.#map.persist(!this.#copying);
   }
 
   /** Writes data to chunks reserved beforehand. */
@@ -116,7 +145,10 @@ export class BaseImage {
       pos = chunkEnd;
     }
     const [from, to] = this.#map.wholeChunks(offset, length);
-    if (to > from) {
+    let hadData = false;
+    for (let c = from; c < to && !hadData; c++) hadData = this.#map.isAllocated(c * chunk);
+    // Chunks that were holes already change nothing: no save (with its sync of all data) for them.
+    if (hadData) {
       this.#map.markHoles(offset, length);
       this.#mapDirty = true;
     }
@@ -125,10 +157,7 @@ export class BaseImage {
   /** Makes the data durable, then the map (holes are recorded only once their zeroes are on disk). */
   async sync(): Promise<void> {
     await this.#fh.datasync();
-    if (this.#mapDirty) {
-      this.#mapDirty = false;
-      await this.#persist();
-    }
+    if (this.#mapDirty) await this.#mapSave.sync();
   }
 
   read(into: Buffer, at: number, position: number, length: number): Promise<void> {

@@ -104,6 +104,9 @@ function isPointRecord(r: IndexedRecord): boolean {
   );
 }
 
+/** A sync's copied data is written back in steps of this many bytes while it arrives. */
+const COPY_FLUSH_BYTES = 8 << 20;
+
 /**
  * One protected disk's replica: base image, segment log of retained records, and
  * the catalog of recovery points derived from them. Every change of state goes
@@ -131,6 +134,10 @@ export class ReplicaDisk {
   #tickets = 0;
   /** One fdatasync of the log for every append written while the previous one ran. */
   readonly #logCommit: GroupCommit;
+  /** Copied bytes written since a write-back of the base was last started. */
+  #unflushedCopy = 0;
+  /** A write-back of copied data failed: the sync cannot complete (the sender redoes it). */
+  #copyFlushFailed: unknown = null;
   /** A failed log sync: written records may be lost, so nothing more is accepted until reopened. */
   #syncFailed: unknown = null;
   #closed = false;
@@ -441,7 +448,10 @@ export class ReplicaDisk {
 
   beginSync(sync: SyncStart): Promise<void> {
     return this.#serial(async () => {
-      if (this.#meta.sync?.id === sync.id && this.#meta.sync.fromSeq === sync.fromSeq) return;
+      if (this.#meta.sync?.id === sync.id && this.#meta.sync.fromSeq === sync.fromSeq) {
+        await this.#base.beginCopy();
+        return;
+      }
       this.#checkNotSealed();
       if (!Number.isSafeInteger(sync.fromSeq) || sync.fromSeq < 0) {
         throw new HavenError('bad_request', `sync '${sync.id}' needs a non-negative fromSeq`, {
@@ -455,8 +465,14 @@ export class ReplicaDisk {
           { diskKey: this.diskKey, pinnedSeqs: [...this.#pins.keys()] },
         );
       }
-      // The copy overwrites the base: bring it up to just before the sync, and drop the rest.
-      await this.#mergeThrough(Math.min(this.durableSeq, sync.fromSeq - 1), true);
+      this.#copyFlushFailed = null;
+      this.#unflushedCopy = 0;
+      // The copy overwrites the base: bring it up to just before the sync, and drop the rest. The
+      // base is rewritten from here on: its map is marked unclean meanwhile (merged writes wait for that).
+      await Promise.all([
+        this.#base.beginCopy(),
+        this.#mergeThrough(Math.min(this.durableSeq, sync.fromSeq - 1), true),
+      ]);
       await this.#log.truncateAfter(sync.fromSeq - 1, null);
       this.#index = [];
       this.#cumAtBase = 0;
@@ -481,7 +497,12 @@ export class ReplicaDisk {
     }
   }
 
-  /** Copied data goes straight to the base: no point exists until the sync completes. */
+  /**
+   * Copied data goes straight to the base: no point exists until the sync
+   * completes. Not durable on return: `completeSync` makes the whole copy
+   * durable at once, and a sync interrupted before it is redone from the start
+   * under a new id.
+   */
   async writeSyncData(syncId: string, offset: number, data: Buffer | null, length: number): Promise<void> {
     this.#checkSync(syncId);
     if (
@@ -503,8 +524,15 @@ export class ReplicaDisk {
     else {
       await this.#base.reserve([{ offset, length }]);
       await this.#base.write(offset, data);
+      this.#unflushedCopy += length;
     }
-    await this.#syncCommit.sync();
+    if (this.#unflushedCopy >= COPY_FLUSH_BYTES) {
+      this.#unflushedCopy = 0;
+      // Writes the copy back while more arrives: the sync at its completion then has little left to do.
+      this.#syncCommit.sync().catch((e: unknown) => {
+        this.#copyFlushFailed ??= e;
+      });
+    }
   }
 
   completeSync(syncId: string, throughSeq: number): Promise<void> {
@@ -512,7 +540,10 @@ export class ReplicaDisk {
       if (this.#meta.sync === null && this.#meta.pointFloor === throughSeq) return;
       this.#checkSync(syncId);
       await this.#syncCommit.sync();
-      await this.#saveMeta({ sync: null, pointFloor: throughSeq });
+      // Pages whose write-back failed may read back as written: only a new copy can be trusted.
+      if (this.#copyFlushFailed !== null) throw this.#copyFlushFailed;
+      // The copy is durable: the map saved clean and the sync's end are independent of each other.
+      await Promise.all([this.#base.endCopy(), this.#saveMeta({ sync: null, pointFloor: throughSeq })]);
       this.#recomputePointsFrom();
     });
   }

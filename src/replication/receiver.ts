@@ -49,7 +49,7 @@ const MAX_QUEUED_BYTES = 64 << 20;
 const HASH_BLOCK_LIMIT = 1 << 20;
 const MAX_GROUP_BYTES = 16 << 20;
 
-/** A group of record batches handed to the sink: its durable sequence once stored. */
+/** A group of record batches or copied data handed to the sink: its durable sequence once stored. */
 interface StoredRecords {
   durable: Promise<number>;
 }
@@ -80,9 +80,11 @@ class ReceiverSession {
    * Queues a frame. Frames are handled one at a time in order, except that
    * RECORDS frames waiting together go to the sink in one append, and an
    * append still syncing does not hold up the next one (the sink stores them
-   * in call order; those written meanwhile share a sync). `handle` resolves a
-   * RECORDS group once it is handed to the sink; any other frame waits until
-   * earlier appends are stored.
+   * in call order; those written meanwhile share a sync). SYNC_DATA frames
+   * waiting together are likewise written as one group, and a group still
+   * being written does not hold up the next (a copy writes each byte once).
+   * `handle` resolves such a group once it is handed to the sink; any other
+   * frame waits until earlier groups are stored.
    */
   enqueue(frame: Frame, handle: (frames: Frame[]) => Promise<StoredRecords | undefined>): void {
     this.#queue.push(frame);
@@ -96,14 +98,11 @@ class ReceiverSession {
   async #drain(handle: (frames: Frame[]) => Promise<StoredRecords | undefined>): Promise<void> {
     while (this.#queue.length > 0 && !this.conn.isClosed && !this.#failed) {
       let take = 1;
-      const records = this.#queue[0]?.type === FrameType.RECORDS;
-      if (records) {
+      const type = this.#queue[0]?.type;
+      const grouped = type === FrameType.RECORDS || type === FrameType.SYNC_DATA;
+      if (grouped) {
         let bytes = 0;
-        while (
-          take < this.#queue.length &&
-          this.#queue[take]?.type === FrameType.RECORDS &&
-          bytes < MAX_GROUP_BYTES
-        ) {
+        while (take < this.#queue.length && this.#queue[take]?.type === type && bytes < MAX_GROUP_BYTES) {
           bytes += this.#queue[take]?.payload.length ?? 0;
           take++;
         }
@@ -114,7 +113,7 @@ class ReceiverSession {
         if (this.#queuedBytes <= MAX_QUEUED_BYTES / 2) this.conn.socket.resume();
       };
       try {
-        if (!records) await this.#stored;
+        if (!grouped) await this.#stored;
         const appended = await handle(frames);
         if (appended === undefined) release();
         else {
@@ -237,6 +236,7 @@ export class Receiver {
       if (frame.type === FrameType.HELLO) clearTimeout(helloTimer);
       session.enqueue(frame, async (frames) => {
         if (frames[0]?.type === FrameType.RECORDS) return this.#appendRecords(session, frames);
+        if (frames[0]?.type === FrameType.SYNC_DATA) return this.#writeSyncData(session, frames);
         await this.#handle(session, frames[0] as Frame);
         return undefined;
       });
@@ -264,6 +264,21 @@ export class Receiver {
     return { durable };
   }
 
+  /** Hands a group of copied data to the sink, all at once; returns its promise of the durable sequence. */
+  async #writeSyncData(session: ReceiverSession, frames: Frame[]): Promise<StoredRecords> {
+    const diskKey = session.diskKey;
+    if (diskKey === null) throw new HavenError('bad_request', 'expected HELLO, got sync data');
+    const syncId = this.#syncIdOf(session);
+    const sink = this.#options.sink;
+    const parts = await Promise.all(frames.map((f) => parseSyncDataPayload(f.payload)));
+    const durable = Promise.all(
+      parts.map((d) => sink.writeSyncData(diskKey, syncId, d.offset, d.data, d.length)),
+    ).then(() => sink.durableSequence(diskKey));
+    // Handled by the session once the groups before it are stored.
+    durable.catch(() => {});
+    return { durable };
+  }
+
   async #handle(session: ReceiverSession, frame: Frame): Promise<void> {
     const sink = this.#options.sink;
     if (session.diskKey === null) {
@@ -279,12 +294,6 @@ export class Receiver {
         const m = parseJson<SyncBeginMessage>(frame);
         await sink.beginSync(diskKey, { id: m.id, kind: m.kind, fromSeq: m.fromSeq, regions: m.regions });
         session.syncId = m.id;
-        session.handled(await sink.durableSequence(diskKey));
-        return;
-      }
-      case FrameType.SYNC_DATA: {
-        const d = await parseSyncDataPayload(frame.payload);
-        await sink.writeSyncData(diskKey, this.#syncIdOf(session), d.offset, d.data, d.length);
         session.handled(await sink.durableSequence(diskKey));
         return;
       }

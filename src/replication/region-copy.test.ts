@@ -48,3 +48,33 @@ test('regions go out as data chunks, zero blocks and zero ranges', async () => {
   assert.equal(progress.at(-1), 1);
   assert.equal(link.window.isEmpty, false);
 });
+
+test('scattered small regions go out in order, frames that are ready sharing a write', async () => {
+  const block = 4 << 10;
+  const image = Buffer.alloc(256 * 2 * block);
+  const regions = Array.from({ length: 256 }, (_, i) => ({ offset: i * 2 * block, length: block }));
+  for (const [i, r] of regions.entries()) image.fill((i % 250) + 1, r.offset, r.offset + r.length);
+  const source = fakeSource(image);
+  const { link, frames } = fakeLink(source.journal);
+  let writes = 0;
+  const send = link.conn.send.bind(link.conn);
+  link.conn.send = async (parts: Buffer[]) => {
+    writes++;
+    await send(parts);
+  };
+  await copyRegions(regions, {
+    link,
+    source,
+    diskKey: 'm/d',
+    chunkBytes: 1 << 20,
+    probe: new CompressionProbe(null),
+    report: newSyncReport('bitmap', image.length),
+    onProgress: () => {},
+  });
+  const ranges = await Promise.all(frames.map((f) => parseSyncDataPayload(f.payload)));
+  assert.deepEqual(
+    ranges.map((r) => [r.offset, r.length, r.data?.[0]]),
+    regions.map((r, i) => [r.offset, r.length, (i % 250) + 1]),
+  );
+  assert.ok(writes < frames.length / 4, `${writes} writes for ${frames.length} frames`);
+});

@@ -10,13 +10,20 @@ import { type CompressionProbe, encodeFrame, FrameType, syncDataPayload } from '
 const MAX_ZERO_RANGE_BYTES = 1 << 30;
 /** Largest range asked of block status at once. */
 const MAX_BLOCK_STATUS_BYTES = 1 << 30;
-/** Data chunks read and compressed ahead of the one being sent. */
-const READ_AHEAD_CHUNKS = 4;
-/** Zero detection compares against a zero buffer of at most this size. */
-const ZERO_COMPARE_BYTES = 1 << 16;
+/**
+ * Data read and compressed ahead of the frame being sent, in frames and bytes:
+ * enough concurrent reads for small scattered regions (a bitmap resync of
+ * 64 KiB blocks), bounded memory for large chunks.
+ */
+const READ_AHEAD_FRAMES = 64;
+const READ_AHEAD_BYTES = 16 << 20;
+/** Frames that are ready go out together, up to about this many bytes per write. */
+const SEND_BATCH_BYTES = 4 << 20;
+/** Zero detection compares against this. */
+const ZERO = Buffer.alloc(1 << 16);
 
 export function isZero(buf: Buffer): boolean {
-  const zero = Buffer.alloc(Math.min(buf.length, ZERO_COMPARE_BYTES));
+  const zero = ZERO;
   for (let at = 0; at < buf.length; at += zero.length) {
     const part = buf.subarray(at, at + zero.length);
     if (!part.equals(zero.subarray(0, part.length))) return false;
@@ -45,11 +52,40 @@ export async function copyRegions(regions: readonly Region[], copy: RegionCopy):
   report.regionBytes = total;
   report.copiedBytes = 0;
   let done = 0;
-  const pending: { parts: Promise<Buffer[]>; length: number }[] = [];
+  interface Pending {
+    parts: Promise<Buffer[]>;
+    /** The frame, once read and encoded. */
+    frame: Buffer[] | null;
+    length: number;
+    readBytes: number;
+  }
+  const pending: Pending[] = [];
+  let pendingBytes = 0;
+  // Frames read ahead would all try compression before the first try tells whether the data compresses:
+  // until one has shown that it does, one try at a time.
+  let trying = 0;
+  let compresses = false;
+  /** Sends the oldest frame and those after it that are ready too, in one write. */
   const flushOne = async (): Promise<void> => {
-    const item = pending.shift() as { parts: Promise<Buffer[]>; length: number };
-    await link.send(await item.parts, undefined, report);
-    done += item.length;
+    const first = pending[0] as Pending;
+    first.frame = await first.parts;
+    let take = 0;
+    let bytes = 0;
+    while (take < pending.length && bytes < SEND_BATCH_BYTES) {
+      const frame = pending[take]?.frame;
+      if (frame === null || frame === undefined) break;
+      bytes += frame.reduce((n, b) => n + b.length, 0);
+      take++;
+    }
+    const items = pending.splice(0, take);
+    await link.sendAll(
+      items.map((i) => i.frame as Buffer[]),
+      report,
+    );
+    for (const item of items) {
+      pendingBytes -= item.readBytes;
+      done += item.length;
+    }
     report.copiedBytes = done;
     copy.onProgress(total === 0 ? 1 : done / total);
   };
@@ -61,15 +97,30 @@ export async function copyRegions(regions: readonly Region[], copy: RegionCopy):
         if (isZero(data)) data = null;
         else report.dataBytes += length;
       }
-      const tryLevel = data === null ? null : probe.next();
-      const { payload, compressed } = await syncDataPayload(offset, data, length, tryLevel);
-      probe.record(tryLevel !== null, compressed);
-      return encodeFrame(FrameType.SYNC_DATA, payload);
+      const tryLevel = data === null || (trying > 0 && !compresses) ? null : probe.next(length);
+      if (tryLevel !== null) trying++;
+      let result: Awaited<ReturnType<typeof syncDataPayload>>;
+      try {
+        result = await syncDataPayload(offset, data, length, tryLevel);
+      } finally {
+        if (tryLevel !== null) trying--;
+      }
+      probe.record(tryLevel !== null, result.compressed);
+      if (tryLevel !== null) compresses = result.compressed;
+      return encodeFrame(FrameType.SYNC_DATA, result.payload);
     })();
+    const readBytes = zero ? 0 : length;
+    const item: Pending = { parts, frame: null, length, readBytes };
     // Rejections surface when the frame is sent; until then nobody awaits it.
-    parts.catch(() => {});
-    pending.push({ parts, length });
-    if (pending.length >= READ_AHEAD_CHUNKS) await flushOne();
+    parts.then(
+      (frame) => {
+        item.frame = frame;
+      },
+      () => {},
+    );
+    pending.push(item);
+    pendingBytes += readBytes;
+    while (pending.length >= READ_AHEAD_FRAMES || pendingBytes >= READ_AHEAD_BYTES) await flushOne();
   };
   for (const region of regions) {
     const end = region.offset + region.length;

@@ -11,9 +11,9 @@ export interface SyncStart {
 /**
  * Where the replication receiver puts what the sender ships: the recovery
  * host's replica store implements it. One `diskKey` per protected disk
- * (e.g. `<machineId>/<diskId>`). Everything resolves only once durable: the
- * receiver acknowledges to the sender after these promises, and the sender
- * trims its journal after the acknowledgement.
+ * (e.g. `<machineId>/<diskId>`). Everything but copied data resolves only
+ * once durable: the receiver acknowledges to the sender after these promises,
+ * and the sender trims its journal after the acknowledgement.
  */
 export interface ReplicaSink {
   /** Creates the replica of a disk (idempotent for the same size). */
@@ -46,7 +46,12 @@ export interface ReplicaSink {
    * is the first flush whose sequence is ≥ the `throughSeq` given there.
    */
   beginSync(diskKey: string, sync: SyncStart): Promise<void>;
-  /** Copied bytes (zero/hole ranges may be sent as `data: null` + length). */
+  /**
+   * Copied bytes (zero/hole ranges may be sent as `data: null` + length).
+   * Need not be durable on return: `completeSync` is, and a sync interrupted
+   * before it is redone from the start under a new id. A copy writes each byte
+   * once, so the receiver may have several calls in flight.
+   */
   writeSyncData(
     diskKey: string,
     syncId: string,

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { JournalRecord } from '../disk/index.ts';
 import {
+  CompressionProbe,
   decodeRecords,
   encodeFrame,
   encodeRecords,
@@ -82,4 +83,22 @@ test('sync data and hash replies keep their byte layout', async () => {
     reqId: 7,
     digests: [digest],
   });
+});
+
+test('after data that does not compress, the next try comes after about 8 MiB, whatever the block size', () => {
+  const tries = (blockBytes: number | undefined, blocks: number) => {
+    const probe = new CompressionProbe(1);
+    const tried: number[] = [];
+    for (let i = 0; i < blocks; i++) {
+      const level = blockBytes === undefined ? probe.next() : probe.next(blockBytes);
+      if (level !== null) tried.push(i);
+      probe.record(level !== null, false);
+    }
+    return tried;
+  };
+  // Record batches (no size): every 8th, as always.
+  assert.deepEqual(tries(undefined, 17), [0, 8, 16]);
+  assert.deepEqual(tries(1 << 20, 17), [0, 8, 16]);
+  // A resync of scattered 64 KiB blocks tries every 128th, not every 8th.
+  assert.deepEqual(tries(64 << 10, 300), [0, 128, 256]);
 });

@@ -52,6 +52,8 @@ export class SendWindow {
   #ackedTimeMs: number | null = null;
   #trimmed = -1;
   #trimChain: Promise<void> = Promise.resolve();
+  /** Trims scheduled so far: a queued trim that a later one supersedes is skipped. */
+  #trimsScheduled = 0;
   /** Acknowledged batches still stored in the journal (for bytes pending). */
   #ackedStored: { lastSeq: number; bytes: number }[] = [];
   #throughput: { atMs: number; bytes: number }[] = [];
@@ -174,11 +176,20 @@ export class SendWindow {
     return Math.round((this.#throughput.reduce((n, t) => n + t.bytes, 0) * 1000) / span);
   }
 
-  /** Trims the journal through what the receiver holds durably (never further than what was written). */
+  /**
+   * Trims the journal through what the receiver holds durably (never further
+   * than what was written). A trim saves the journal's state durably, so it
+   * takes longer than acknowledgements take to arrive at high rates: a trim
+   * still queued behind a running one is skipped when a later one is queued
+   * too (that one trims further), else trimming would fall ever further
+   * behind the acknowledgements and the journal would fill up.
+   */
   #scheduleTrim(durable: number): void {
     const journal = this.#cursor;
+    const ticket = ++this.#trimsScheduled;
     this.#trimChain = this.#trimChain
       .then(async () => {
+        if (ticket !== this.#trimsScheduled) return;
         const seq = Math.min(durable, journal.status.writtenSeq);
         if (seq > this.#trimmed && seq > journal.status.consumedSeq) {
           await journal.trimThrough(seq);

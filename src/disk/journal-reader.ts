@@ -1,7 +1,10 @@
-import { open, readdir } from 'node:fs/promises';
+import { type FileHandle, open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HavenError } from '../errors/index.ts';
 import { decodeRecord, HEADER_SIZE, type JournalRecord, parseHeader } from './journal-record.ts';
+
+/** Size of the sequential reads of a segment. */
+const READ_CHUNK_BYTES = 1 << 20;
 
 export const SEGMENT_NAME = /^journal-(\d{16})\.seg$/;
 
@@ -50,17 +53,20 @@ export interface SegmentPosition {
  * Reads a segment's records in order with large sequential reads, checking
  * each checksum. `start` resumes where an earlier read stopped (the record
  * there must be `start.seq`) instead of reading the segment from its start;
- * `onEnd` learns where this read stopped.
+ * `onEnd` learns where this read stopped. `segment` is the file's path, or
+ * the path and a handle open for reading that stays open (a reader that
+ * comes back to the same segment opens it once).
  */
 export async function* readSegment(
-  path: string,
+  segment: string | { path: string; fh: FileHandle },
   firstSeq: number,
   until: number,
   tolerateTornTail = false,
   start: SegmentPosition = { seq: firstSeq, position: 0 },
   onEnd?: (end: SegmentPosition) => void,
 ): AsyncGenerator<JournalRecord> {
-  const fh = await open(path, 'r');
+  const path = typeof segment === 'string' ? segment : segment.path;
+  const fh = typeof segment === 'string' ? await open(path, 'r') : segment.fh;
   let expected = start.seq;
   let recordPos = start.position;
   try {
@@ -69,14 +75,13 @@ export async function* readSegment(
     let eof = false;
     const fill = async (need: number): Promise<boolean> => {
       while (buf.length < need && !eof) {
-        const chunk = Buffer.allocUnsafe(Math.max(1 << 20, need - buf.length));
-        const { bytesRead } = await fh.read(chunk, 0, chunk.length, filePos);
+        // Only the unread rest (part of one record) is copied into the next chunk, not the chunk read.
+        const chunk = Buffer.allocUnsafe(Math.max(READ_CHUNK_BYTES, need));
+        const kept = buf.copy(chunk, 0);
+        const { bytesRead } = await fh.read(chunk, kept, chunk.length - kept, filePos);
         if (bytesRead === 0) eof = true;
         filePos += bytesRead;
-        buf =
-          buf.length === 0
-            ? chunk.subarray(0, bytesRead)
-            : Buffer.concat([buf, chunk.subarray(0, bytesRead)]);
+        buf = chunk.subarray(0, kept + bytesRead);
       }
       return buf.length >= need;
     };
@@ -116,6 +121,6 @@ export async function* readSegment(
       buf = buf.subarray(size);
     }
   } finally {
-    await fh.close();
+    if (typeof segment === 'string') await fh.close();
   }
 }

@@ -120,6 +120,14 @@ class Segment {
   }
 }
 
+/** A segment open for reading, shared by the readers in it. */
+interface SegmentReader {
+  segment: Segment;
+  path: string;
+  fh: FileHandle;
+  users: number;
+}
+
 interface Appended {
   seq: number;
   timeMs: number;
@@ -205,6 +213,8 @@ export class WriteJournal {
   readonly #log: (line: string) => void;
   /** Where the last `records` read stopped (the sender's next read starts there). */
   #readEnd: ({ segment: Segment } & SegmentPosition) | null = null;
+  /** A read handle kept open on the segment readers are in, so a reader coming back does not reopen it. */
+  #reader: SegmentReader | null = null;
   readonly #listeners = new Set<() => void>();
 
   private constructor(
@@ -481,9 +491,43 @@ export class WriteJournal {
       const onEnd = (end: SegmentPosition) => {
         this.#readEnd = { segment, ...end };
       };
-      for await (const record of readSegment(segment.path, segment.firstSeq, until, false, start, onEnd)) {
-        if (record.seq >= fromSeq) yield record;
+      const reader = await this.#openReader(segment);
+      try {
+        for await (const record of readSegment(reader, segment.firstSeq, until, false, start, onEnd)) {
+          if (record.seq >= fromSeq) yield record;
+        }
+      } finally {
+        await this.#releaseReader(reader);
       }
+    }
+  }
+
+  /** The kept read handle if it is on `segment`, else a new one (kept unless another reader uses the kept one). */
+  async #openReader(segment: Segment): Promise<SegmentReader> {
+    const kept = this.#reader;
+    if (kept?.segment === segment) {
+      kept.users++;
+      return kept;
+    }
+    const reader: SegmentReader = {
+      segment,
+      path: segment.path,
+      fh: await open(segment.path, 'r'),
+      users: 1,
+    };
+    if (this.#reader === kept && (kept === null || kept.users === 0)) {
+      this.#reader = reader;
+      await kept?.fh.close();
+    }
+    return reader;
+  }
+
+  async #releaseReader(reader: SegmentReader): Promise<void> {
+    reader.users--;
+    if (reader.users > 0) return;
+    if (reader !== this.#reader || reader.segment.deleted || this.#closed) {
+      if (this.#reader === reader) this.#reader = null;
+      await reader.fh.close();
     }
   }
 
@@ -528,6 +572,11 @@ export class WriteJournal {
       });
     }
     this.#segments = keep;
+    const reader = this.#reader;
+    if (reader?.segment.deleted && reader.users === 0) {
+      this.#reader = null;
+      await reader.fh.close();
+    }
     // The sync pass closes handles of deleted segments once their writes are done.
     if (deleted) await this.#commit.sync();
   }
@@ -602,6 +651,8 @@ export class WriteJournal {
     await this.#commit.idle();
     for (const segment of this.#open) await segment.fh?.close();
     this.#open.clear();
+    if (this.#reader?.users === 0) await this.#reader.fh.close();
+    this.#reader = null;
     await this.#stateChain;
     await this.#bitmap.close();
   }

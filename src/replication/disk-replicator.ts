@@ -31,7 +31,7 @@ import {
   CompressionProbe,
   type ErrorMessage,
   encodeFrame,
-  encodeRecords,
+  encodeRecordParts,
   type Frame,
   FrameType,
   type HelloMessage,
@@ -415,7 +415,7 @@ export class DiskReplicator {
   async #sendBatch(link: SenderLink, batch: JournalRecord[]): Promise<void> {
     const last = batch.at(-1) as JournalRecord;
     const level = this.#recordProbe.next();
-    const { payload, compressed } = await recordsPayload(encodeRecords(batch), level);
+    const { payload, compressed } = await recordsPayload(encodeRecordParts(batch), level);
     this.#recordProbe.record(level !== null, compressed);
     if (compressed) this.#counters.batchesCompressed++;
     else this.#counters.batchesUncompressed++;

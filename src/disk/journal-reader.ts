@@ -1,7 +1,13 @@
 import { type FileHandle, open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HavenError } from '../errors/index.ts';
-import { decodeRecord, HEADER_SIZE, type JournalRecord, parseHeader } from './journal-record.ts';
+import {
+  type ChecksumMode,
+  decodeRecord,
+  HEADER_SIZE,
+  type JournalRecord,
+  parseHeader,
+} from './journal-record.ts';
 
 /** Size of the sequential reads of a segment. */
 const READ_CHUNK_BYTES = 1 << 20;
@@ -55,7 +61,9 @@ export interface SegmentPosition {
  * there must be `start.seq`) instead of reading the segment from its start;
  * `onEnd` learns where this read stopped. `segment` is the file's path, or
  * the path and a handle open for reading that stays open (a reader that
- * comes back to the same segment opens it once).
+ * comes back to the same segment opens it once). `checksums: 'carry'` leaves
+ * the check of records' data to whoever stores them again (the header is
+ * still checked for sense and sequence).
  */
 export async function* readSegment(
   segment: string | { path: string; fh: FileHandle },
@@ -64,6 +72,7 @@ export async function* readSegment(
   tolerateTornTail = false,
   start: SegmentPosition = { seq: firstSeq, position: 0 },
   onEnd?: (end: SegmentPosition) => void,
+  checksums: ChecksumMode = 'verify',
 ): AsyncGenerator<JournalRecord> {
   const path = typeof segment === 'string' ? segment : segment.path;
   const fh = typeof segment === 'string' ? await open(path, 'r') : segment.fh;
@@ -103,6 +112,7 @@ export async function* readSegment(
         headerBytes,
         header,
         buf.subarray(HEADER_SIZE, HEADER_SIZE + header.dataLength),
+        checksums,
       );
       if (record === null && tolerateTornTail) return;
       if (record === null || record.seq !== expected) {

@@ -9,7 +9,13 @@ import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../storage/private-files.ts
 import { isNoSpace, SpaceReserve } from '../storage/space-reserve.ts';
 import { DirtyBitmap, type Region } from './dirty-bitmap.ts';
 import { readSegment, SEGMENT_NAME, type SegmentPosition, segmentName } from './journal-reader.ts';
-import { encodeRecord, type JournalRecord, type Marker, type RecordKind } from './journal-record.ts';
+import {
+  type ChecksumMode,
+  encodeRecord,
+  type JournalRecord,
+  type Marker,
+  type RecordKind,
+} from './journal-record.ts';
 import {
   type JournalState,
   type OverflowReason,
@@ -472,8 +478,14 @@ export class WriteJournal {
     };
   }
 
-  /** Records from `fromSeq` (default: the first not consumed) up to those written when called. */
-  async *records(fromSeq = this.#state.consumedSeq + 1): AsyncGenerator<JournalRecord> {
+  /**
+   * Records from `fromSeq` (default: the first not consumed) up to those
+   * written when called; `checksums: 'carry'` as in `readSegment`.
+   */
+  async *records(
+    fromSeq = this.#state.consumedSeq + 1,
+    options: { checksums?: ChecksumMode } = {},
+  ): AsyncGenerator<JournalRecord> {
     const until = this.#readableSeq;
     const oldest = this.#segments[0]?.firstSeq ?? this.#nextSeq;
     if (fromSeq < oldest && fromSeq <= until) {
@@ -493,7 +505,8 @@ export class WriteJournal {
       };
       const reader = await this.#openReader(segment);
       try {
-        for await (const record of readSegment(reader, segment.firstSeq, until, false, start, onEnd)) {
+        const records = readSegment(reader, segment.firstSeq, until, false, start, onEnd, options.checksums);
+        for await (const record of records) {
           if (record.seq >= fromSeq) yield record;
         }
       } finally {

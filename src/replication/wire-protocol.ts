@@ -64,6 +64,12 @@ export interface HelloMessage {
 }
 export interface ResumeMessage {
   durableSeq: number;
+  /**
+   * The receiver takes records with the checksums they were journaled with
+   * and checks them as it stores them: the sender need not check them as it
+   * reads. Absent from older receivers.
+   */
+  checksums?: boolean;
 }
 export interface AckMessage {
   /** Frames handled on this connection so far (those the window counts). */
@@ -225,7 +231,11 @@ async function unpack(body: Buffer, compressed: boolean, rawLength: number): Pro
 // ---- record batches ----------------------------------------------------------
 
 const KINDS: readonly RecordKind[] = ['write', 'trim', 'zero', 'flush', 'marker'];
-/** Byte offsets in a record's head: seq u64, time u64, offset u64, length u64, kind u8, data length u32. */
+/**
+ * Byte offsets in a record's head: seq u64, time u64, offset u64, length u64,
+ * kind u8, data length u32; then, if the kind has `KIND_CHECKSUM` set, the
+ * record's journaled checksum u32 (only to a receiver that asked for them).
+ */
 const RecordHead = {
   SEQ: 0,
   TIME: 8,
@@ -235,6 +245,8 @@ const RecordHead = {
   DATA_LENGTH: 33,
   BYTES: 37,
 } as const;
+const KIND_CHECKSUM = 0x80;
+const CHECKSUM_BYTES = 4;
 
 function writeU64(buf: Buffer, value: number, at: number): void {
   buf.writeBigUInt64BE(BigInt(value), at);
@@ -250,23 +262,29 @@ export function encodeRecords(records: readonly JournalRecord[]): Buffer {
   return Buffer.concat(encodeRecordParts(records));
 }
 
-/** `encodeRecords` as the parts to write in order: the records' data is not copied. */
-export function encodeRecordParts(records: readonly JournalRecord[]): Buffer[] {
+/**
+ * `encodeRecords` as the parts to write in order: the records' data is not
+ * copied. `checksums`: the records' journaled checksums go along (a marker's
+ * never does: the receiver reads markers as format 1, which may add to them).
+ */
+export function encodeRecordParts(records: readonly JournalRecord[], checksums = false): Buffer[] {
   const parts: Buffer[] = [];
   for (const r of records) {
+    const crc = checksums && r.kind !== 'marker' ? r.crc : undefined;
     const data =
       r.kind === 'write'
         ? (r.data ?? Buffer.alloc(0))
         : r.kind === 'marker'
           ? encodeMarker(r.marker)
           : Buffer.alloc(0);
-    const head = Buffer.allocUnsafe(RecordHead.BYTES);
+    const head = Buffer.allocUnsafe(RecordHead.BYTES + (crc === undefined ? 0 : CHECKSUM_BYTES));
     writeU64(head, r.seq, RecordHead.SEQ);
     writeU64(head, r.timeMs, RecordHead.TIME);
     writeU64(head, r.offset, RecordHead.OFFSET);
     writeU64(head, r.length, RecordHead.LENGTH);
-    head.writeUInt8(KINDS.indexOf(r.kind), RecordHead.KIND);
+    head.writeUInt8(KINDS.indexOf(r.kind) | (crc === undefined ? 0 : KIND_CHECKSUM), RecordHead.KIND);
     head.writeUInt32BE(data.length, RecordHead.DATA_LENGTH);
+    if (crc !== undefined) head.writeUInt32BE(crc, RecordHead.BYTES);
     parts.push(head);
     if (data.length > 0) parts.push(data);
   }
@@ -280,10 +298,12 @@ export function decodeRecords(raw: Buffer): JournalRecord[] {
     if (at + RecordHead.BYTES > raw.length) {
       throw new HavenError('bad_request', 'record batch is truncated');
     }
-    const kind = KINDS[raw.readUInt8(at + RecordHead.KIND)];
+    const kindByte = raw.readUInt8(at + RecordHead.KIND);
+    const kind = KINDS[kindByte & ~KIND_CHECKSUM];
+    const withChecksum = (kindByte & KIND_CHECKSUM) !== 0;
     const dataLength = raw.readUInt32BE(at + RecordHead.DATA_LENGTH);
-    const dataAt = at + RecordHead.BYTES;
-    if (kind === undefined || dataAt + dataLength > raw.length) {
+    const dataAt = at + RecordHead.BYTES + (withChecksum ? CHECKSUM_BYTES : 0);
+    if (kind === undefined || (withChecksum && kind === 'marker') || dataAt + dataLength > raw.length) {
       throw new HavenError('bad_request', `record batch is malformed at byte ${at}`);
     }
     const data = raw.subarray(dataAt, dataAt + dataLength);
@@ -294,6 +314,7 @@ export function decodeRecords(raw: Buffer): JournalRecord[] {
       length: readU64(raw, at + RecordHead.LENGTH),
       kind,
     };
+    if (withChecksum) record.crc = raw.readUInt32BE(at + RecordHead.BYTES);
     if (kind === 'write') {
       if (dataLength !== record.length)
         throw new HavenError('bad_request', `write record ${record.seq} is malformed`);

@@ -61,12 +61,14 @@ export interface SegmentPosition {
  * there must be `start.seq`) instead of reading the segment from its start;
  * `onEnd` learns where this read stopped. `segment` is the file's path, or
  * the path and a handle open for reading that stays open (a reader that
- * comes back to the same segment opens it once). `checksums: 'carry'` leaves
+ * comes back to the same segment opens it once), with the bytes the file
+ * holds at most (a reader that comes back for one new record reads that, not
+ * a whole chunk). `checksums: 'carry'` leaves
  * the check of records' data to whoever stores them again (the header is
  * still checked for sense and sequence).
  */
 export async function* readSegment(
-  segment: string | { path: string; fh: FileHandle },
+  segment: string | { path: string; fh: FileHandle; size: () => number },
   firstSeq: number,
   until: number,
   tolerateTornTail = false,
@@ -76,6 +78,7 @@ export async function* readSegment(
 ): AsyncGenerator<JournalRecord> {
   const path = typeof segment === 'string' ? segment : segment.path;
   const fh = typeof segment === 'string' ? await open(path, 'r') : segment.fh;
+  const fileSize = typeof segment === 'string' ? () => Number.POSITIVE_INFINITY : segment.size;
   let expected = start.seq;
   let recordPos = start.position;
   try {
@@ -85,7 +88,8 @@ export async function* readSegment(
     const fill = async (need: number): Promise<boolean> => {
       while (buf.length < need && !eof) {
         // Only the unread rest (part of one record) is copied into the next chunk, not the chunk read.
-        const chunk = Buffer.allocUnsafe(Math.max(READ_CHUNK_BYTES, need));
+        const rest = buf.length + fileSize() - filePos;
+        const chunk = Buffer.allocUnsafe(Math.max(need, Math.min(READ_CHUNK_BYTES, rest)));
         const kept = buf.copy(chunk, 0);
         const { bytesRead } = await fh.read(chunk, kept, chunk.length - kept, filePos);
         if (bytesRead === 0) eof = true;

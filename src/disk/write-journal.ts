@@ -131,6 +131,8 @@ interface SegmentReader {
   segment: Segment;
   path: string;
   fh: FileHandle;
+  /** Bytes assigned to the segment's records so far: a read need not ask for more. */
+  size: () => number;
   users: number;
 }
 
@@ -526,6 +528,7 @@ export class WriteJournal {
       segment,
       path: segment.path,
       fh: await open(segment.path, 'r'),
+      size: () => segment.size,
       users: 1,
     };
     if (this.#reader === kept && (kept === null || kept.users === 0)) {

@@ -9,7 +9,7 @@
  * carry UTF-8 JSON; record batches, sync data and hash replies are binary.
  *
  *   sender → receiver           receiver → sender
- *   HELLO {v, diskKey, size}    RESUME {durableSeq}
+ *   HELLO {v, diskKey, size}    RESUME {durableSeq, checksums?}
  *   RECORDS (batch)             ACK {frames, durableSeq}
  *   SYNC_BEGIN {id, kind, ...}  HASHES (reqId + digests)
  *   SYNC_DATA (range)           ERROR {code, message}

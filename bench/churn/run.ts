@@ -10,8 +10,9 @@
  * acknowledged, from the sender's status (0 when it has acknowledged every
  * journaled record; else now − the journal time of the newest acknowledged
  * record, as the writer never pauses). Percentiles cover the writer's run and
- * the drain after it. The figure is the highest rate reached (≥ 0.9× asked)
- * with RPO p99 ≤ 5 s and no journal overflow; goal ≥ 100 MB/s. Flat out (no
+ * the drain after it; the journal's peak use shows how far trimming lagged.
+ * The figure is the highest rate reached (≥ 0.9× asked) with RPO p99 ≤ 5 s
+ * and no journal overflow; goal ≥ 100 MB/s. Flat out (no
  * rate) is reported for information, with the same fio against `nbdkit file`
  * (no journal, no replication) as the ceiling of the writer on this machine.
  *
@@ -144,6 +145,8 @@ interface RateResult {
   /** Seconds from the writer's end until the replica acknowledged everything; null: not within --drain-seconds. */
   drainSeconds: number | null;
   wireBytes: number;
+  /** Most bytes the journal held at a sample: what the sender had not trimmed yet. */
+  journalPeakBytes: number;
   overflowed: boolean;
   /** CPU seconds per second of the run (1 = one core): the disk service + sender process, the receiver process. */
   cpu: { host: number; receiver: number };
@@ -185,11 +188,13 @@ async function runRate(
     };
     const rpos: number[] = [];
     let overflowed = false;
+    let journalPeakBytes = 0;
     let lastAckedTimeMs = Date.now();
     const sample = () => {
       const st = sender.status(diskKey);
       if (st.lastAckedRecordTimeMs !== null) lastAckedTimeMs = st.lastAckedRecordTimeMs;
       overflowed ||= st.resyncRequired;
+      journalPeakBytes = Math.max(journalPeakBytes, source.journal.status.usedBytes);
       rpos.push(caughtUp() ? 0 : (Date.now() - lastAckedTimeMs) / 1000);
     };
     const wire0 = sender.status(diskKey).wireBytesSent;
@@ -229,6 +234,7 @@ async function runRate(
       rpo,
       drainSeconds,
       wireBytes: sender.status(diskKey).wireBytesSent - wire0,
+      journalPeakBytes,
       overflowed,
       cpu: {
         host: (hostCpu.user + hostCpu.system) / 1e6 / elapsed,
@@ -246,7 +252,8 @@ async function runRate(
       `${label.padStart(10)}: achieved ${result.achievedMBps.toFixed(1)} MB/s, ` +
         `RPO p50 ${rpo.p50.toFixed(1)} s p99 ${rpo.p99.toFixed(1)} s max ${rpo.max.toFixed(1)} s (${rpo.samples} samples), ` +
         `drained ${drainSeconds === null ? `not within ${args.drainSeconds} s` : `in ${drainSeconds.toFixed(1)} s`}, ` +
-        `wire ${(result.wireBytes / MB).toFixed(0)} MB for ${(written.bytes / MB).toFixed(0)} MB written` +
+        `wire ${(result.wireBytes / MB).toFixed(0)} MB for ${(written.bytes / MB).toFixed(0)} MB written, ` +
+        `journal peak ${(journalPeakBytes / MB).toFixed(0)} MB` +
         `${overflowed ? ', JOURNAL OVERFLOWED (bitmap resync)' : ''}, ` +
         `cpu host ${result.cpu.host.toFixed(2)} receiver ${result.cpu.receiver.toFixed(2)}` +
         `${targetMBps === null ? '' : result.met ? '  ok' : '  MISS'}`,

@@ -18,7 +18,7 @@ export {
   type ExportJournalStatus,
 } from './disk-service.ts';
 export { listJournalRecords } from './journal-reader.ts';
-export type { JournalRecord, Marker, MarkerType, RecordKind } from './journal-record.ts';
+export type { ChecksumMode, JournalRecord, Marker, MarkerType, RecordKind } from './journal-record.ts';
 export { JournaledBackend, type JournaledBackendOptions } from './journaled-backend.ts';
 export { QuiescingBackend } from './quiescing-backend.ts';
 export {

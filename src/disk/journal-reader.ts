@@ -1,7 +1,16 @@
-import { open, readdir } from 'node:fs/promises';
+import { type FileHandle, open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HavenError } from '../errors/index.ts';
-import { decodeRecord, HEADER_SIZE, type JournalRecord, parseHeader } from './journal-record.ts';
+import {
+  type ChecksumMode,
+  decodeRecord,
+  HEADER_SIZE,
+  type JournalRecord,
+  parseHeader,
+} from './journal-record.ts';
+
+/** Size of the sequential reads of a segment. */
+const READ_CHUNK_BYTES = 1 << 20;
 
 export const SEGMENT_NAME = /^journal-(\d{16})\.seg$/;
 
@@ -50,17 +59,26 @@ export interface SegmentPosition {
  * Reads a segment's records in order with large sequential reads, checking
  * each checksum. `start` resumes where an earlier read stopped (the record
  * there must be `start.seq`) instead of reading the segment from its start;
- * `onEnd` learns where this read stopped.
+ * `onEnd` learns where this read stopped. `segment` is the file's path, or
+ * the path and a handle open for reading that stays open (a reader that
+ * comes back to the same segment opens it once), with the bytes the file
+ * holds at most (a reader that comes back for one new record reads that, not
+ * a whole chunk). `checksums: 'carry'` leaves
+ * the check of records' data to whoever stores them again (the header is
+ * still checked for sense and sequence).
  */
 export async function* readSegment(
-  path: string,
+  segment: string | { path: string; fh: FileHandle; size: () => number },
   firstSeq: number,
   until: number,
   tolerateTornTail = false,
   start: SegmentPosition = { seq: firstSeq, position: 0 },
   onEnd?: (end: SegmentPosition) => void,
+  checksums: ChecksumMode = 'verify',
 ): AsyncGenerator<JournalRecord> {
-  const fh = await open(path, 'r');
+  const path = typeof segment === 'string' ? segment : segment.path;
+  const fh = typeof segment === 'string' ? await open(path, 'r') : segment.fh;
+  const fileSize = typeof segment === 'string' ? () => Number.POSITIVE_INFINITY : segment.size;
   let expected = start.seq;
   let recordPos = start.position;
   try {
@@ -69,14 +87,14 @@ export async function* readSegment(
     let eof = false;
     const fill = async (need: number): Promise<boolean> => {
       while (buf.length < need && !eof) {
-        const chunk = Buffer.allocUnsafe(Math.max(1 << 20, need - buf.length));
-        const { bytesRead } = await fh.read(chunk, 0, chunk.length, filePos);
+        // Only the unread rest (part of one record) is copied into the next chunk, not the chunk read.
+        const rest = buf.length + fileSize() - filePos;
+        const chunk = Buffer.allocUnsafe(Math.max(need, Math.min(READ_CHUNK_BYTES, rest)));
+        const kept = buf.copy(chunk, 0);
+        const { bytesRead } = await fh.read(chunk, kept, chunk.length - kept, filePos);
         if (bytesRead === 0) eof = true;
         filePos += bytesRead;
-        buf =
-          buf.length === 0
-            ? chunk.subarray(0, bytesRead)
-            : Buffer.concat([buf, chunk.subarray(0, bytesRead)]);
+        buf = chunk.subarray(0, kept + bytesRead);
       }
       return buf.length >= need;
     };
@@ -98,6 +116,7 @@ export async function* readSegment(
         headerBytes,
         header,
         buf.subarray(HEADER_SIZE, HEADER_SIZE + header.dataLength),
+        checksums,
       );
       if (record === null && tolerateTornTail) return;
       if (record === null || record.seq !== expected) {
@@ -116,6 +135,6 @@ export async function* readSegment(
       buf = buf.subarray(size);
     }
   } finally {
-    await fh.close();
+    if (typeof segment === 'string') await fh.close();
   }
 }

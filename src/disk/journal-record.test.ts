@@ -10,7 +10,7 @@ import {
   withoutTime,
 } from '../testing/format-1-journal.ts';
 import { listJournalRecords } from './journal-reader.ts';
-import { decodeMarker, encodeMarker, type JournalRecord } from './journal-record.ts';
+import { decodeMarker, encodeMarker, encodeRecord, type JournalRecord } from './journal-record.ts';
 import { WriteJournal } from './write-journal.ts';
 
 const root = await mkdtemp(join(tmpdir(), 'haven-journal-record-'));
@@ -60,6 +60,28 @@ describe('journal record formats', () => {
         marker: { type: 'app-consistent', id: 'gp-new', label: 'nightly', groupPointId: 'gp-new' },
       },
     ]);
+  });
+
+  it('a reader that carries checksums gets format-2 ones unchecked, which encoding checks again; format 1 is checked as read', async () => {
+    const dir = await format1Journal('carry');
+    const journal = await WriteJournal.open(dir, { diskSize: 1 << 20, capacityBytes: 1 << 20 });
+    try {
+      await journal.recordWrite(0, fixturePattern(512, 5));
+      const carried: JournalRecord[] = [];
+      for await (const r of journal.records(1, { checksums: 'carry' })) carried.push(r);
+      assert.deepEqual(
+        carried.map((r) => r.crc === undefined),
+        [...FORMAT_1_RECORDS.map(() => true), false],
+      );
+      const last = carried.at(-1) as JournalRecord;
+      assert.equal((encodeRecord(last)[0] as Buffer).readUInt32LE(44), last.crc);
+      const damaged = Buffer.from(last.data as Buffer);
+      damaged[100] = (damaged[100] as number) ^ 1;
+      assert.throws(() => encodeRecord({ ...last, data: damaged }), /damaged after it was written/);
+      for await (const r of journal.records(1)) assert.equal(r.crc, undefined);
+    } finally {
+      await journal.close();
+    }
   });
 
   it('takes group membership from a label only in format 1', () => {

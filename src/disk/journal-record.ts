@@ -1,4 +1,5 @@
 import { crc32 } from 'node:zlib';
+import { HavenError } from '../errors/index.ts';
 
 /**
  * On-disk record format of the write journal (little-endian):
@@ -84,7 +85,16 @@ export interface JournalRecord {
   /** The written bytes, for `write` records. */
   data?: Buffer;
   marker?: Marker;
+  /**
+   * The checksum the record was journaled with, not checked yet: a reader
+   * that leaves the check to the far end (the sender) carries it, and
+   * `encodeRecord` checks it where the record is stored again.
+   */
+  crc?: number;
 }
+
+/** How a reader treats records' checksums: check each, or carry it unchecked (`JournalRecord.crc`). */
+export type ChecksumMode = 'verify' | 'carry';
 
 const TWO_32 = 2 ** 32;
 
@@ -97,7 +107,11 @@ function readU64(buf: Buffer, at: number): number {
   return buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * TWO_32;
 }
 
-/** Encodes a record as [header, data?] so the data is written without a copy. */
+/**
+ * Encodes a record as [header, data?] so the data is written without a copy.
+ * A record that carries its journaled checksum must come out with the same
+ * one: else it was damaged since it was journaled, and this throws.
+ */
 export function encodeRecord(record: JournalRecord): Buffer[] {
   const payload =
     record.kind === 'write'
@@ -113,7 +127,15 @@ export function encodeRecord(record: JournalRecord): Buffer[] {
   writeU64(header, record.offset, 24);
   writeU64(header, record.length, 32);
   header.writeUInt32LE(payload.length, 40);
-  header.writeUInt32LE(crc32(payload, crc32(header.subarray(0, 44))), 44);
+  const crc = crc32(payload, crc32(header.subarray(0, 44)));
+  if (record.crc !== undefined && record.crc !== crc) {
+    throw new HavenError(
+      'internal',
+      `journal record ${record.seq} does not match the checksum it was journaled with: it was damaged after it was written`,
+      { kind: 'journal_corrupt', seq: record.seq },
+    );
+  }
+  header.writeUInt32LE(crc, 44);
   return payload.length > 0 ? [header, payload] : [header];
 }
 
@@ -151,9 +173,19 @@ export function parseHeader(buf: Buffer): RecordHeader | null {
   };
 }
 
-/** Checks the checksum and decodes; returns null when header and data do not match. */
-export function decodeRecord(headerBytes: Buffer, header: RecordHeader, data: Buffer): JournalRecord | null {
-  if (crc32(data, crc32(headerBytes.subarray(0, 44))) !== header.crc) return null;
+/**
+ * Checks the checksum and decodes; returns null when header and data do not
+ * match. `carry`: a format-2 record is not checked but carries its checksum
+ * (its header is the one `encodeRecord` writes, so the checksum holds there).
+ */
+export function decodeRecord(
+  headerBytes: Buffer,
+  header: RecordHeader,
+  data: Buffer,
+  checksums: ChecksumMode = 'verify',
+): JournalRecord | null {
+  const carry = checksums === 'carry' && header.format === 2;
+  if (!carry && crc32(data, crc32(headerBytes.subarray(0, 44))) !== header.crc) return null;
   const record: JournalRecord = {
     seq: header.seq,
     timeMs: header.timeMs,
@@ -161,6 +193,7 @@ export function decodeRecord(headerBytes: Buffer, header: RecordHeader, data: Bu
     offset: header.offset,
     length: header.length,
   };
+  if (carry) record.crc = header.crc;
   if (header.kind === 'write') record.data = data;
   if (header.kind === 'marker') {
     try {

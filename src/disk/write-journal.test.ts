@@ -372,6 +372,37 @@ describe('WriteJournal', () => {
     }
   });
 
+  it('keeps one read handle for a reader that comes back, and closes it on trim and close', async () => {
+    const openFiles = async () => (await readdir('/proc/self/fd')).length;
+    const before = await openFiles();
+    const journal = await WriteJournal.open(freshDir(), {
+      diskSize: DISK,
+      capacityBytes: 1 << 30,
+      segmentBytes: 64 << 10,
+    });
+    try {
+      const opened = await openFiles();
+      let next = journal.status.nextSeq;
+      for (let round = 0; round < 6; round++) {
+        for (let i = 0; i < 4; i++) await journal.recordWrite(i * 4096, Buffer.alloc(4096, round));
+        const read = await readAll(journal, next);
+        assert.equal(read.length, 4);
+        // A flush (a record too) closes the write handles of full segments: left open are the segment being
+        // written and the one kept for reading.
+        await journal.flush();
+        next = journal.status.nextSeq;
+        const files = await openFiles();
+        assert.ok(files <= opened + 2, `a reader does not leave a handle per read (${files - opened} open)`);
+      }
+      await journal.trimThrough(next - 1);
+      await journal.flush();
+      assert.ok((await openFiles()) <= opened + 1, 'the trimmed segment is closed for reading');
+    } finally {
+      await journal.close();
+    }
+    assert.equal(await openFiles(), before, 'closing the journal closes every handle');
+  });
+
   it('keeps the sequence across a full trim and reopen', async () => {
     const dir = freshDir();
     const options = { diskSize: DISK, capacityBytes: 1 << 20 };

@@ -9,7 +9,13 @@ import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../storage/private-files.ts
 import { isNoSpace, SpaceReserve } from '../storage/space-reserve.ts';
 import { DirtyBitmap, type Region } from './dirty-bitmap.ts';
 import { readSegment, SEGMENT_NAME, type SegmentPosition, segmentName } from './journal-reader.ts';
-import { encodeRecord, type JournalRecord, type Marker, type RecordKind } from './journal-record.ts';
+import {
+  type ChecksumMode,
+  encodeRecord,
+  type JournalRecord,
+  type Marker,
+  type RecordKind,
+} from './journal-record.ts';
 import {
   type JournalState,
   type OverflowReason,
@@ -120,6 +126,16 @@ class Segment {
   }
 }
 
+/** A segment open for reading, shared by the readers in it. */
+interface SegmentReader {
+  segment: Segment;
+  path: string;
+  fh: FileHandle;
+  /** Bytes assigned to the segment's records so far: a read need not ask for more. */
+  size: () => number;
+  users: number;
+}
+
 interface Appended {
   seq: number;
   timeMs: number;
@@ -205,6 +221,8 @@ export class WriteJournal {
   readonly #log: (line: string) => void;
   /** Where the last `records` read stopped (the sender's next read starts there). */
   #readEnd: ({ segment: Segment } & SegmentPosition) | null = null;
+  /** A read handle kept open on the segment readers are in, so a reader coming back does not reopen it. */
+  #reader: SegmentReader | null = null;
   readonly #listeners = new Set<() => void>();
 
   private constructor(
@@ -462,8 +480,14 @@ export class WriteJournal {
     };
   }
 
-  /** Records from `fromSeq` (default: the first not consumed) up to those written when called. */
-  async *records(fromSeq = this.#state.consumedSeq + 1): AsyncGenerator<JournalRecord> {
+  /**
+   * Records from `fromSeq` (default: the first not consumed) up to those
+   * written when called; `checksums: 'carry'` as in `readSegment`.
+   */
+  async *records(
+    fromSeq = this.#state.consumedSeq + 1,
+    options: { checksums?: ChecksumMode } = {},
+  ): AsyncGenerator<JournalRecord> {
     const until = this.#readableSeq;
     const oldest = this.#segments[0]?.firstSeq ?? this.#nextSeq;
     if (fromSeq < oldest && fromSeq <= until) {
@@ -481,9 +505,45 @@ export class WriteJournal {
       const onEnd = (end: SegmentPosition) => {
         this.#readEnd = { segment, ...end };
       };
-      for await (const record of readSegment(segment.path, segment.firstSeq, until, false, start, onEnd)) {
-        if (record.seq >= fromSeq) yield record;
+      const reader = await this.#openReader(segment);
+      try {
+        const records = readSegment(reader, segment.firstSeq, until, false, start, onEnd, options.checksums);
+        for await (const record of records) {
+          if (record.seq >= fromSeq) yield record;
+        }
+      } finally {
+        await this.#releaseReader(reader);
       }
+    }
+  }
+
+  /** The kept read handle if it is on `segment`, else a new one (kept unless another reader uses the kept one). */
+  async #openReader(segment: Segment): Promise<SegmentReader> {
+    const kept = this.#reader;
+    if (kept?.segment === segment) {
+      kept.users++;
+      return kept;
+    }
+    const reader: SegmentReader = {
+      segment,
+      path: segment.path,
+      fh: await open(segment.path, 'r'),
+      size: () => segment.size,
+      users: 1,
+    };
+    if (this.#reader === kept && (kept === null || kept.users === 0)) {
+      this.#reader = reader;
+      await kept?.fh.close();
+    }
+    return reader;
+  }
+
+  async #releaseReader(reader: SegmentReader): Promise<void> {
+    reader.users--;
+    if (reader.users > 0) return;
+    if (reader !== this.#reader || reader.segment.deleted || this.#closed) {
+      if (this.#reader === reader) this.#reader = null;
+      await reader.fh.close();
     }
   }
 
@@ -528,6 +588,11 @@ export class WriteJournal {
       });
     }
     this.#segments = keep;
+    const reader = this.#reader;
+    if (reader?.segment.deleted && reader.users === 0) {
+      this.#reader = null;
+      await reader.fh.close();
+    }
     // The sync pass closes handles of deleted segments once their writes are done.
     if (deleted) await this.#commit.sync();
   }
@@ -602,6 +667,8 @@ export class WriteJournal {
     await this.#commit.idle();
     for (const segment of this.#open) await segment.fh?.close();
     this.#open.clear();
+    if (this.#reader?.users === 0) await this.#reader.fh.close();
+    this.#reader = null;
     await this.#stateChain;
     await this.#bitmap.close();
   }

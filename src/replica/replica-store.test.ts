@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { JournalRecord } from '../disk/index.ts';
+import { encodeRecord } from '../disk/journal-record.ts';
 import { HavenError } from '../errors/index.ts';
 import type { BlockBackend } from '../nbd/block-backend.ts';
 import { ModelDisk, modelAt, randomHistory } from '../testing/replica-test-model.ts';
@@ -278,6 +279,23 @@ describe('replica store input checks', () => {
       await assert.rejects(store.append('d', [short]), (e: HavenError) => e.code === 'bad_request');
       assert.equal(await store.append('d', [ok]), 0);
       await assert.rejects(store.append('d', [{ ...ok, seq: 2 }]), (e: HavenError) => e.code === 'conflict');
+      // A record that carries its journaled checksum is checked against it before anything is stored.
+      const next: JournalRecord = { ...ok, seq: 1 };
+      const crc = (encodeRecord(next)[0] as Buffer).readUInt32LE(44);
+      const later: JournalRecord = {
+        ...ok,
+        seq: 2,
+        crc: (encodeRecord({ ...ok, seq: 2 })[0] as Buffer).readUInt32LE(44),
+      };
+      await assert.rejects(
+        store.append('d', [
+          { ...next, crc },
+          { ...later, data: Buffer.from('abce') },
+        ]),
+        /journal record 2 does not match the checksum it was journaled with/,
+      );
+      assert.equal(await store.durableSequence('d'), 0);
+      assert.equal(await store.append('d', [{ ...next, crc }, later]), 2);
       await assert.rejects(store.append('nope', [ok]), (e: HavenError) => e.code === 'not_found');
       await assert.rejects(
         store.writeSyncData('d', 'none', 0, null, 512),

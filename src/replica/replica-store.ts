@@ -56,6 +56,8 @@ async function finishRestore(diskDir: string, imagePath: string): Promise<void> 
  */
 export class ReplicaStore implements ReplicaSink {
   readonly dir: string;
+  /** The segment log encodes an append's records, checking carried checksums, before it writes any. */
+  readonly checksRecordChecksums = true;
   readonly #disks = new Map<string, ReplicaDisk>();
   readonly #creating = new Map<string, Promise<ReplicaDisk>>();
   readonly #views = new Set<PointView | OverlayView>();

@@ -206,8 +206,10 @@ export class SegmentLog {
       if (segment !== undefined && buffers.length > 0) await writevFully(segment.fh, buffers, startPos);
       buffers = [];
     };
-    for (const record of records) {
-      const encoded = encodeRecord(record);
+    // All encoded first: a record damaged since it was journaled throws before anything is written.
+    const encodings = records.map(encodeRecord);
+    for (const [i, record] of records.entries()) {
+      const encoded = encodings[i] as Buffer[];
       const bytes = encoded.reduce((n, b) => n + b.length, 0);
       if (segment === undefined || (segment.size > 0 && segment.size + bytes > this.segmentBytes)) {
         if (segment !== undefined) {

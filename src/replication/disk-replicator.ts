@@ -31,7 +31,7 @@ import {
   CompressionProbe,
   type ErrorMessage,
   encodeFrame,
-  encodeRecords,
+  encodeRecordParts,
   type Frame,
   FrameType,
   type HelloMessage,
@@ -112,6 +112,8 @@ export class DiskReplicator {
   readonly #counters: WireCounters = { wireBytes: 0, batchesCompressed: 0, batchesUncompressed: 0 };
   #connects = 0;
   readonly #recordProbe: CompressionProbe;
+  /** The receiver checks records' journaled checksums as it stores them: the journal is read without checking them. */
+  #carryChecksums = false;
   readonly #syncProbe: CompressionProbe;
 
   constructor(disk: ReplicatedDisk, host: SenderHost, options: DiskSenderOptions) {
@@ -343,7 +345,9 @@ export class DiskReplicator {
     );
     let durable: number;
     try {
-      durable = (await Promise.race([resumed, conn.closed.then(() => null)]))?.durableSeq ?? Number.NaN;
+      const resume = await Promise.race([resumed, conn.closed.then(() => null)]);
+      durable = resume?.durableSeq ?? Number.NaN;
+      this.#carryChecksums = resume?.checksums === true;
     } finally {
       clearTimeout(timeout);
     }
@@ -415,7 +419,10 @@ export class DiskReplicator {
   async #sendBatch(link: SenderLink, batch: JournalRecord[]): Promise<void> {
     const last = batch.at(-1) as JournalRecord;
     const level = this.#recordProbe.next();
-    const { payload, compressed } = await recordsPayload(encodeRecords(batch), level);
+    const { payload, compressed } = await recordsPayload(
+      encodeRecordParts(batch, this.#carryChecksums),
+      level,
+    );
     this.#recordProbe.record(level !== null, compressed);
     if (compressed) this.#counters.batchesCompressed++;
     else this.#counters.batchesUncompressed++;
@@ -453,7 +460,8 @@ export class DiskReplicator {
       if (journal.status.writtenSeq >= next) {
         let batch: JournalRecord[] = [];
         let bytes = 0;
-        for await (const record of journal.records(next)) {
+        const checksums = this.#carryChecksums ? 'carry' : 'verify';
+        for await (const record of journal.records(next, { checksums })) {
           batch.push(record);
           bytes += journalBytes(record);
           next = record.seq + 1;

@@ -52,7 +52,10 @@ export class FramedConnection {
     if (this.#closeReason !== undefined)
       throw this.#closeReason ?? new Error('replication connection closed');
     let ok = true;
+    // One writev for the frame's parts (a record batch has two per record), not a TLS write each.
+    this.socket.cork();
     for (const part of parts) ok = this.socket.write(part);
+    this.socket.uncork();
     if (!ok) {
       await new Promise<void>((resolve) => this.#drainWaiters.push(resolve));
       if (this.#closeReason !== undefined)

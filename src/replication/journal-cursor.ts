@@ -1,4 +1,4 @@
-import type { JournalRecord, JournalStatus, ResyncPlan } from '../disk/index.ts';
+import type { ChecksumMode, JournalRecord, JournalStatus, ResyncPlan } from '../disk/index.ts';
 
 /**
  * What the sender needs of a disk's write journal: read records from a
@@ -12,9 +12,10 @@ export interface JournalCursor {
   readonly resyncRequired: boolean;
   /**
    * Records from `fromSeq` up to those written when called. A call from where
-   * the previous one stopped continues at its file position.
+   * the previous one stopped continues at its file position. `carry`: records
+   * carry their journaled checksums unchecked (the receiver's store checks them).
    */
-  records(fromSeq: number): AsyncIterable<JournalRecord>;
+  records(fromSeq: number, options?: { checksums?: ChecksumMode }): AsyncIterable<JournalRecord>;
   /** Calls `listener` whenever records become readable or a resync becomes due; returns its removal. */
   onRecords(listener: () => void): () => void;
   /** The receiver holds every record through `seq` durably. */

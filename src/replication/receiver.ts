@@ -345,7 +345,10 @@ export class Receiver {
     session.diskKey = hello.diskKey;
     this.#byDisk.set(hello.diskKey, session);
     await this.#options.sink.ensureDisk(hello.diskKey, hello.sizeBytes);
-    const resume: ResumeMessage = { durableSeq: await this.#options.sink.durableSequence(hello.diskKey) };
+    const resume: ResumeMessage = {
+      durableSeq: await this.#options.sink.durableSequence(hello.diskKey),
+      checksums: this.#options.sink.checksRecordChecksums === true,
+    };
     await session.conn.send(jsonFrame(FrameType.RESUME, resume));
   }
 

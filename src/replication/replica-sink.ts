@@ -36,6 +36,14 @@ export interface ReplicaSink {
   append(diskKey: string, records: JournalRecord[]): Promise<number>;
 
   /**
+   * The sink checks the checksum a record carries (`JournalRecord.crc`, as
+   * journaled on the source) before it stores anything of an append, and
+   * refuses the append if one does not match: the sender may then skip the
+   * check as it reads its journal. Absent: records come checked.
+   */
+  readonly checksRecordChecksums?: boolean;
+
+  /**
    * Initial replication and resync: the sender copies disk contents while the
    * machine runs. `beginSync` says the copy starts and from which journal
    * sequence the writes made meanwhile will follow (`fromSeq`): copied blocks

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -11,11 +11,11 @@ import { Sender } from './sender.ts';
 
 const MiB = 1 << 20;
 
-test('replication into the real replica store: views at flush points equal the source then, across a cut connection and a bitmap resync', async () => {
+/** A source disk replicated over TLS into the real replica store, in a fresh directory. */
+async function storeRig(prefix: string, size: number, capacityBytes?: number) {
   const [primary, recovery] = await hostIdentities();
-  const dir = await mkdtemp(join(tmpdir(), 'haven-repl-store-'));
-  const size = 8 * MiB;
-  const source = await openSource(dir, size, 4 * MiB);
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const source = await openSource(dir, size, capacityBytes);
   const store = await ReplicaStore.open(join(dir, 'store'));
   const receiver = new Receiver({
     identity: recovery,
@@ -25,6 +25,30 @@ test('replication into the real replica store: views at flush points equal the s
   });
   const { port } = await receiver.listen();
   const sender = new Sender({ identity: primary, backoffMinMs: 20, backoffMaxMs: 100 });
+  return {
+    source,
+    store,
+    sender,
+    addDisk: (diskKey: string) =>
+      sender.addDisk({
+        diskKey,
+        source,
+        receiver: { host: '127.0.0.1', port, fingerprint: recovery.fingerprint },
+        statePath: join(dir, 'sender-state.json'),
+      }),
+    close: async () => {
+      await sender.close();
+      await receiver.close();
+      await store.close();
+      await source.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+test('replication into the real replica store: views at flush points equal the source then, across a cut connection and a bitmap resync', async () => {
+  const size = 8 * MiB;
+  const { source, store, sender, addDisk, close } = await storeRig('haven-repl-store-', size, 4 * MiB);
   const diskKey = 'machine-2/disk-0';
   try {
     // Data before replication starts: the initial copy must carry it.
@@ -34,12 +58,7 @@ test('replication into the real replica store: views at flush points equal the s
     first.copy(model, 2 * MiB);
     await source.write(2 * MiB, first, { fua: false });
     await source.flush();
-    sender.addDisk({
-      diskKey,
-      source,
-      receiver: { host: '127.0.0.1', port, fingerprint: recovery.fingerprint },
-      statePath: join(dir, 'sender-state.json'),
-    });
+    addDisk(diskKey);
     const snapshots = new Map<number, Buffer>();
     const history = async (ops: number) => {
       for (let i = 0; i < ops; i++) {
@@ -114,10 +133,47 @@ test('replication into the real replica store: views at flush points equal the s
     }
     assert.ok(checked >= 3, `only ${checked} points were compared`);
   } finally {
-    await sender.close();
-    await receiver.close();
-    await store.close();
-    await source.close();
-    await rm(dir, { recursive: true, force: true });
+    await close();
+  }
+});
+
+test('a journal record damaged on the source is refused by the replica store, which checks the checksum the sender carried', async () => {
+  const { source, store, sender, addDisk, close } = await storeRig('haven-repl-crc-', 4 * MiB);
+  const diskKey = 'machine-3/disk-0';
+  try {
+    addDisk(diskKey);
+    const caughtUp = () => sender.status(diskKey).lastAckedSeq >= source.journal.status.writtenSeq;
+    await waitFor(
+      'the initial sync',
+      () => sender.status(diskKey).lastSync?.completed === true && caughtUp(),
+    );
+    sender.pause(diskKey);
+    await waitFor('pause', () => sender.status(diskKey).state === 'paused');
+    const pattern = Buffer.alloc(64 << 10, 0x5a);
+    await source.write(MiB, pattern, { fua: false });
+    await source.flush();
+    const damagedSeq = source.journal.status.writtenSeq - 1;
+    // One byte of the write's data flips in the journal file, after its checksum was written.
+    let damaged = false;
+    for (const name of await readdir(source.journal.dir)) {
+      if (!name.endsWith('.seg')) continue;
+      const path = join(source.journal.dir, name);
+      const bytes = await readFile(path);
+      const at = bytes.indexOf(pattern);
+      if (at < 0) continue;
+      bytes[at + 1000] = 0x5b;
+      await writeFile(path, bytes);
+      damaged = true;
+    }
+    assert.ok(damaged, 'the write was found in the journal');
+    sender.resume(diskKey);
+    await waitFor('the refusal', () =>
+      /journal record \d+ does not match the checksum it was journaled with/.test(
+        sender.status(diskKey).lastError ?? '',
+      ),
+    );
+    assert.ok((await store.durableSequence(diskKey)) < damagedSeq, 'the damaged record was not stored');
+  } finally {
+    await close();
   }
 });

@@ -87,6 +87,47 @@ test('acknowledged steps run before the journal is trimmed past them', async () 
   assert.deepEqual(cursor.events, ['sync complete', 'trim 6']);
 });
 
+test('acks that arrive while a trim runs share the next trim, after the steps acknowledged before it', async () => {
+  const cursor = new FakeCursor();
+  cursor.status.writtenSeq = 100;
+  const trim = cursor.trimThrough.bind(cursor);
+  let release: () => void = () => {};
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  cursor.trimThrough = async (seq) => {
+    await trim(seq);
+    await gate;
+  };
+  const { window } = windowOf(cursor, 1000);
+  const syncStep = { ...NO_RECORDS, onAck: async () => void cursor.events.push('sync complete') };
+  for (const frame of [
+    records(1, 10),
+    records(2, 10),
+    records(3, 10),
+    syncStep,
+    records(4, 10),
+    records(5, 10),
+  ]) {
+    window.add(10, frame);
+  }
+  window.onAck({ frames: 1, durableSeq: 1 });
+  await new Promise((r) => setTimeout(r, 10));
+  // The trim through 1 is running; these arrive meanwhile.
+  for (const [frames, durableSeq] of [
+    [2, 2],
+    [3, 3],
+    [4, 3],
+    [5, 4],
+    [6, 5],
+  ] as const) {
+    window.onAck({ frames, durableSeq });
+  }
+  release();
+  await window.settled();
+  assert.deepEqual(cursor.events, ['trim 1', 'sync complete', 'trim 5']);
+});
+
 test('resume trims to the receiver durable sequence; trim failures are reported', async () => {
   const cursor = new FakeCursor();
   const { window, errors } = windowOf(cursor);

@@ -26,6 +26,8 @@ interface InFlight extends FrameAccounting {
 const THROUGHPUT_WINDOW_MS = 5000;
 /** ...and over at least this long, so one early ack does not read as a burst. */
 const MIN_THROUGHPUT_SPAN_MS = 1000;
+/** Least time from the end of one journal trim to the start of the next. */
+const MIN_TRIM_INTERVAL_MS = 250;
 /** Waiters re-check this often even without a wake-up (to see a lost connection). */
 export const RECHECK_MS = 1000;
 
@@ -52,6 +54,9 @@ export class SendWindow {
   #ackedTimeMs: number | null = null;
   #trimmed = -1;
   #trimChain: Promise<void> = Promise.resolve();
+  /** Trims scheduled so far: a queued trim that a later one supersedes is skipped. */
+  #trimsScheduled = 0;
+  #lastTrimAt = Number.NEGATIVE_INFINITY;
   /** Acknowledged batches still stored in the journal (for bytes pending). */
   #ackedStored: { lastSeq: number; bytes: number }[] = [];
   #throughput: { atMs: number; bytes: number }[] = [];
@@ -174,14 +179,31 @@ export class SendWindow {
     return Math.round((this.#throughput.reduce((n, t) => n + t.bytes, 0) * 1000) / span);
   }
 
-  /** Trims the journal through what the receiver holds durably (never further than what was written). */
+  /**
+   * Trims the journal through what the receiver holds durably (never further
+   * than what was written). A trim saves the journal's state durably, so it
+   * takes longer than acknowledgements take to arrive at high rates: a trim
+   * still queued behind a running one is skipped when a later one is queued
+   * too (that one trims further), else trimming would fall ever further
+   * behind the acknowledgements and the journal would fill up. Trims are
+   * also spaced `MIN_TRIM_INTERVAL_MS` apart: the journal frees whole
+   * segments only, so trimming after every ack buys nothing but fsyncs.
+   */
   #scheduleTrim(durable: number): void {
     const journal = this.#cursor;
+    const ticket = ++this.#trimsScheduled;
     this.#trimChain = this.#trimChain
       .then(async () => {
+        if (ticket !== this.#trimsScheduled) return;
+        const wait = this.#lastTrimAt + MIN_TRIM_INTERVAL_MS - performance.now();
+        if (wait > 0) {
+          await new Promise((resolve) => setTimeout(resolve, wait));
+          if (ticket !== this.#trimsScheduled) return;
+        }
         const seq = Math.min(durable, journal.status.writtenSeq);
         if (seq > this.#trimmed && seq > journal.status.consumedSeq) {
           await journal.trimThrough(seq);
+          this.#lastTrimAt = performance.now();
         }
         this.#trimmed = Math.max(this.#trimmed, seq);
       })

@@ -5,6 +5,7 @@ import {
   CompressionProbe,
   decodeRecords,
   encodeFrame,
+  encodeRecordParts,
   encodeRecords,
   FrameReader,
   FrameType,
@@ -65,6 +66,36 @@ test('record batches keep their byte layout and round-trip', async () => {
   const packed = await recordsPayload(Buffer.alloc(4096), 1);
   assert.equal(packed.compressed, true);
   assert.equal(packed.payload[0]?.toString('hex'), '0100001000');
+});
+
+test('records carry their journaled checksums to a receiver that asked for them, markers never', () => {
+  const records: JournalRecord[] = [
+    {
+      seq: 5,
+      timeMs: 1000,
+      offset: 4096,
+      length: 4,
+      kind: 'write',
+      data: Buffer.from([9, 8, 7, 6]),
+      crc: 0xdeadbeef,
+    },
+    {
+      seq: 6,
+      timeMs: 1001,
+      offset: 0,
+      length: 0,
+      kind: 'marker',
+      marker: { type: 'group', id: 'g', groupPointId: 'g' },
+      crc: 7,
+    },
+    { seq: 7, timeMs: 1002, offset: 0, length: 0, kind: 'flush' },
+  ];
+  const withChecksums = Buffer.concat(encodeRecordParts(records, true));
+  assert.equal(withChecksums.subarray(32, 41).toString('hex'), '8000000004deadbeef');
+  const { crc: _marker, ...marker } = records[1] as JournalRecord;
+  assert.deepEqual(decodeRecords(withChecksums), [records[0], marker, records[2]]);
+  assert.deepEqual(Buffer.concat(encodeRecordParts(records)), encodeRecords(records));
+  assert.equal(decodeRecords(encodeRecords(records))[0]?.crc, undefined);
 });
 
 test('sync data and hash replies keep their byte layout', async () => {

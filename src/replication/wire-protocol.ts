@@ -9,7 +9,7 @@
  * carry UTF-8 JSON; record batches, sync data and hash replies are binary.
  *
  *   sender → receiver           receiver → sender
- *   HELLO {v, diskKey, size}    RESUME {durableSeq}
+ *   HELLO {v, diskKey, size}    RESUME {durableSeq, checksums?}
  *   RECORDS (batch)             ACK {frames, durableSeq}
  *   SYNC_BEGIN {id, kind, ...}  HASHES (reqId + digests)
  *   SYNC_DATA (range)           ERROR {code, message}
@@ -64,6 +64,12 @@ export interface HelloMessage {
 }
 export interface ResumeMessage {
   durableSeq: number;
+  /**
+   * The receiver takes records with the checksums they were journaled with
+   * and checks them as it stores them: the sender need not check them as it
+   * reads. Absent from older receivers.
+   */
+  checksums?: boolean;
 }
 export interface AckMessage {
   /** Frames handled on this connection so far (those the window counts). */
@@ -139,8 +145,6 @@ export class FrameReader {
 // ---- compression -----------------------------------------------------------
 
 const compress = promisify(zstdCompress);
-/** zlib's smallest output chunk. */
-const MIN_CHUNK_BYTES = 64;
 const decompress = promisify(zstdDecompress);
 
 /** Bits of the flags byte that starts RECORDS and SYNC_DATA payloads. */
@@ -151,6 +155,14 @@ const PayloadFlag = {
   /** SYNC_DATA only: the range reads as zeroes, no body follows. */
   ZERO_RANGE: 1 << 1,
 } as const;
+
+/**
+ * Output chunk of a zstd call that holds the whole body: with the default
+ * 16 KiB, a 1 MiB batch costs 64 hand-offs from the thread pool and a copy.
+ */
+function zstdChunkBytes(rawLength: number): number {
+  return Math.max(constants.Z_MIN_CHUNK, Math.min(rawLength + 1024, MAX_FRAME_BYTES));
+}
 
 /** Smaller bodies are sent as they are: compressing them saves too little to pay. */
 const MIN_COMPRESSIBLE_BYTES = 512;
@@ -170,10 +182,9 @@ export async function maybeCompress(
   level: number | null,
 ): Promise<{ body: Buffer; compressed: boolean }> {
   if (level === null || raw.length < MIN_COMPRESSIBLE_BYTES) return { body: raw, compressed: false };
-  // One output chunk the size of the input: zlib's default 16 KiB chunks cost several times the CPU of the compression.
   const packed = await compress(raw, {
-    chunkSize: Math.max(MIN_CHUNK_BYTES, raw.length),
     params: { [constants.ZSTD_c_compressionLevel]: level },
+    chunkSize: zstdChunkBytes(raw.length),
   });
   if (packed.length > raw.length - (raw.length >> MIN_SAVING_SHIFT)) return { body: raw, compressed: false };
   return { body: packed, compressed: true };
@@ -212,10 +223,7 @@ export class CompressionProbe {
 
 async function unpack(body: Buffer, compressed: boolean, rawLength: number): Promise<Buffer> {
   if (!compressed) return body;
-  const raw = await decompress(body, {
-    maxOutputLength: rawLength,
-    chunkSize: Math.max(MIN_CHUNK_BYTES, rawLength),
-  });
+  const raw = await decompress(body, { maxOutputLength: rawLength, chunkSize: zstdChunkBytes(rawLength) });
   if (raw.length !== rawLength) {
     throw new HavenError(
       'bad_request',
@@ -228,7 +236,11 @@ async function unpack(body: Buffer, compressed: boolean, rawLength: number): Pro
 // ---- record batches ----------------------------------------------------------
 
 const KINDS: readonly RecordKind[] = ['write', 'trim', 'zero', 'flush', 'marker'];
-/** Byte offsets in a record's head: seq u64, time u64, offset u64, length u64, kind u8, data length u32. */
+/**
+ * Byte offsets in a record's head: seq u64, time u64, offset u64, length u64,
+ * kind u8, data length u32; then, if the kind has `KIND_CHECKSUM` set, the
+ * record's journaled checksum u32 (only to a receiver that asked for them).
+ */
 const RecordHead = {
   SEQ: 0,
   TIME: 8,
@@ -238,6 +250,8 @@ const RecordHead = {
   DATA_LENGTH: 33,
   BYTES: 37,
 } as const;
+const KIND_CHECKSUM = 0x80;
+const CHECKSUM_BYTES = 4;
 
 function writeU64(buf: Buffer, value: number, at: number): void {
   buf.writeBigUInt64BE(BigInt(value), at);
@@ -250,25 +264,36 @@ function readU64(buf: Buffer, at: number): number {
 
 /** Serialises records (uncompressed): the journal's records, without its on-disk checksums (TLS protects them). */
 export function encodeRecords(records: readonly JournalRecord[]): Buffer {
+  return Buffer.concat(encodeRecordParts(records));
+}
+
+/**
+ * `encodeRecords` as the parts to write in order: the records' data is not
+ * copied. `checksums`: the records' journaled checksums go along (a marker's
+ * never does: the receiver reads markers as format 1, which may add to them).
+ */
+export function encodeRecordParts(records: readonly JournalRecord[], checksums = false): Buffer[] {
   const parts: Buffer[] = [];
   for (const r of records) {
+    const crc = checksums && r.kind !== 'marker' ? r.crc : undefined;
     const data =
       r.kind === 'write'
         ? (r.data ?? Buffer.alloc(0))
         : r.kind === 'marker'
           ? encodeMarker(r.marker)
           : Buffer.alloc(0);
-    const head = Buffer.allocUnsafe(RecordHead.BYTES);
+    const head = Buffer.allocUnsafe(RecordHead.BYTES + (crc === undefined ? 0 : CHECKSUM_BYTES));
     writeU64(head, r.seq, RecordHead.SEQ);
     writeU64(head, r.timeMs, RecordHead.TIME);
     writeU64(head, r.offset, RecordHead.OFFSET);
     writeU64(head, r.length, RecordHead.LENGTH);
-    head.writeUInt8(KINDS.indexOf(r.kind), RecordHead.KIND);
+    head.writeUInt8(KINDS.indexOf(r.kind) | (crc === undefined ? 0 : KIND_CHECKSUM), RecordHead.KIND);
     head.writeUInt32BE(data.length, RecordHead.DATA_LENGTH);
+    if (crc !== undefined) head.writeUInt32BE(crc, RecordHead.BYTES);
     parts.push(head);
     if (data.length > 0) parts.push(data);
   }
-  return Buffer.concat(parts);
+  return parts;
 }
 
 export function decodeRecords(raw: Buffer): JournalRecord[] {
@@ -278,10 +303,12 @@ export function decodeRecords(raw: Buffer): JournalRecord[] {
     if (at + RecordHead.BYTES > raw.length) {
       throw new HavenError('bad_request', 'record batch is truncated');
     }
-    const kind = KINDS[raw.readUInt8(at + RecordHead.KIND)];
+    const kindByte = raw.readUInt8(at + RecordHead.KIND);
+    const kind = KINDS[kindByte & ~KIND_CHECKSUM];
+    const withChecksum = (kindByte & KIND_CHECKSUM) !== 0;
     const dataLength = raw.readUInt32BE(at + RecordHead.DATA_LENGTH);
-    const dataAt = at + RecordHead.BYTES;
-    if (kind === undefined || dataAt + dataLength > raw.length) {
+    const dataAt = at + RecordHead.BYTES + (withChecksum ? CHECKSUM_BYTES : 0);
+    if (kind === undefined || (withChecksum && kind === 'marker') || dataAt + dataLength > raw.length) {
       throw new HavenError('bad_request', `record batch is malformed at byte ${at}`);
     }
     const data = raw.subarray(dataAt, dataAt + dataLength);
@@ -292,6 +319,7 @@ export function decodeRecords(raw: Buffer): JournalRecord[] {
       length: readU64(raw, at + RecordHead.LENGTH),
       kind,
     };
+    if (withChecksum) record.crc = raw.readUInt32BE(at + RecordHead.BYTES);
     if (kind === 'write') {
       if (dataLength !== record.length)
         throw new HavenError('bad_request', `write record ${record.seq} is malformed`);
@@ -309,15 +337,22 @@ export function decodeRecords(raw: Buffer): JournalRecord[] {
 /** RECORDS payload: u8 flags, u32 raw length, body. */
 const RECORDS_HEAD_BYTES = 5;
 
+/** `raw` as one buffer or as parts (`encodeRecordParts`): parts sent uncompressed are not copied. */
 export async function recordsPayload(
-  raw: Buffer,
+  raw: Buffer | readonly Buffer[],
   level: number | null,
 ): Promise<{ payload: Buffer[]; compressed: boolean }> {
-  const { body, compressed } = await maybeCompress(raw, level);
+  const parts = Buffer.isBuffer(raw) ? [raw] : raw;
+  const rawLength = parts.reduce((n, p) => n + p.length, 0);
   const head = Buffer.allocUnsafe(RECORDS_HEAD_BYTES);
-  head.writeUInt8(compressed ? PayloadFlag.COMPRESSED : PayloadFlag.NONE, 0);
-  head.writeUInt32BE(raw.length, 1);
-  return { payload: [head, body], compressed };
+  head.writeUInt32BE(rawLength, 1);
+  if (level !== null && rawLength >= MIN_COMPRESSIBLE_BYTES) {
+    const { body, compressed } = await maybeCompress(Buffer.concat(parts), level);
+    head.writeUInt8(compressed ? PayloadFlag.COMPRESSED : PayloadFlag.NONE, 0);
+    return { payload: [head, body], compressed };
+  }
+  head.writeUInt8(PayloadFlag.NONE, 0);
+  return { payload: [head, ...parts], compressed: false };
 }
 
 export async function parseRecordsPayload(payload: Buffer): Promise<JournalRecord[]> {

@@ -141,7 +141,7 @@ function Inventory({ host, machines }: { host: Host; machines: Machine[] }) {
         <p className="muted">libvirt defines no domain.</p>
       ) : (
         <div className="table-wrap">
-          <table data-testid="inventory">
+          <table className="stack" data-testid="inventory">
             <thead>
               <tr>
                 <th scope="col">Domain</th>
@@ -158,11 +158,11 @@ function Inventory({ host, machines }: { host: Host; machines: Machine[] }) {
                 return (
                   <tr key={d.uuid ?? d.name} data-domain={d.name}>
                     <th scope="row">{d.name}</th>
-                    <td>{d.state}</td>
-                    <td>{d.cpus}</td>
-                    <td>{formatBytes(d.memoryMiB * 1024 * 1024)}</td>
-                    <td>{d.disks.length}</td>
-                    <td>
+                    <td data-label="State">{d.state}</td>
+                    <td data-label="CPUs">{d.cpus}</td>
+                    <td data-label="Memory">{formatBytes(d.memoryMiB * 1024 * 1024)}</td>
+                    <td data-label="Disks">{d.disks.length}</td>
+                    <td data-label="Haven">
                       {machine ? (
                         <Link to={`/machines/${machine.id}`}>{machine.name}</Link>
                       ) : canOperate(role) ? (

@@ -1,11 +1,17 @@
 import { useCallback, useEffect, useMemo, useState } from 'react';
 import { ApiClient, ApiError } from './api-client.ts';
+import { AlertCount } from './components/alert-count.tsx';
+import { TargetNamesProvider } from './components/target-link.tsx';
+import { AlertsPage } from './pages/alerts-page.tsx';
 import { DashboardPage } from './pages/dashboard-page.tsx';
+import { HostPage } from './pages/host-page.tsx';
+import { HostsPage } from './pages/hosts-page.tsx';
 import { JobPage } from './pages/job-page.tsx';
 import { JobsPage } from './pages/jobs-page.tsx';
 import { MachinePage } from './pages/machine-page.tsx';
 import { MachinesPage } from './pages/machines-page.tsx';
 import { SignInPage } from './pages/sign-in-page.tsx';
+import { SitesPage } from './pages/sites-page.tsx';
 import { Link, matchPath, usePath } from './router.tsx';
 import {
   type Identity,
@@ -80,12 +86,15 @@ const NAV = [
   { to: '/', label: 'Dashboard', active: (p: string) => p === '/' },
   { to: '/machines', label: 'Machines', active: (p: string) => p.startsWith('/machines') },
   { to: '/jobs', label: 'Jobs', active: (p: string) => p.startsWith('/jobs') },
+  { to: '/hosts', label: 'Hosts', active: (p: string) => p.startsWith('/hosts') },
+  { to: '/sites', label: 'Sites', active: (p: string) => p.startsWith('/sites') },
+  { to: '/alerts', label: 'Alerts', active: (p: string) => p.startsWith('/alerts') },
 ];
 
 function Shell() {
   const path = usePath();
   return (
-    <>
+    <TargetNamesProvider>
       <a className="skip-link" href="#main">
         Skip to content
       </a>
@@ -99,6 +108,7 @@ function Shell() {
               <li key={item.to}>
                 <Link to={item.to} aria-current={item.active(path) ? 'page' : undefined}>
                   {item.label}
+                  {item.to === '/alerts' && <AlertCount />}
                 </Link>
               </li>
             ))}
@@ -109,7 +119,7 @@ function Shell() {
       <main id="main" tabIndex={-1}>
         <Page path={path} />
       </main>
-    </>
+    </TargetNamesProvider>
   );
 }
 
@@ -133,6 +143,11 @@ function Page({ path }: { path: string }) {
   const machine = matchPath('/machines/:id', path);
   if (machine) return <MachinePage id={machine.id!} />;
   if (path === '/jobs' || path === '/jobs/') return <JobsPage />;
+  if (path === '/hosts' || path === '/hosts/') return <HostsPage />;
+  const host = matchPath('/hosts/:id', path);
+  if (host) return <HostPage id={host.id!} />;
+  if (path === '/sites' || path === '/sites/') return <SitesPage />;
+  if (path === '/alerts' || path === '/alerts/') return <AlertsPage />;
   const job = matchPath('/jobs/:id', path);
   if (job) return <JobPage id={job.id!} />;
   return (

@@ -511,7 +511,18 @@ export interface Alert {
   subjectId: string | null;
   raisedAt: string;
   clearedAt: string | null;
+  /** An operator has seen it: it stays open until its condition clears. */
+  acknowledged: AlertAcknowledgement | null;
 }
+
+export interface AlertAcknowledgement {
+  /** The token's name that acknowledged it. */
+  by: string;
+  at: string;
+}
+
+/** What raising an alert takes: a new alert is not acknowledged yet. */
+export type NewAlert = Omit<Alert, 'acknowledged'>;
 
 export type Role = 'admin' | 'operator' | 'viewer';
 

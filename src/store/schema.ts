@@ -175,6 +175,8 @@ export interface AlertsTable {
   subject_id: string | null;
   raised_at: string;
   cleared_at: string | null;
+  acknowledged_at: string | null;
+  acknowledged_by: string | null;
 }
 
 export interface SettingsTable {

@@ -119,6 +119,7 @@ const alert = records<Alert>({
   subjectId: 'host-1',
   raisedAt: t0,
   clearedAt: null,
+  acknowledged: null,
 });
 
 async function rejectsWith(promise: Promise<unknown>, code: string): Promise<void> {
@@ -820,6 +821,20 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
         (await store.alerts.list({ limit: 1 })).map((x) => x.id),
         ['alert-3'],
       );
+    }));
+
+  it('alerts: the first acknowledgement stays, the alert stays open', () =>
+    withStore(async (store) => {
+      await store.alerts.raise(alert());
+      const first = await store.alerts.acknowledge('alert-1', { by: 'ops', at: at(1) });
+      assert.deepEqual(first, alert({ acknowledged: { by: 'ops', at: at(1) } }));
+      const second = await store.alerts.acknowledge('alert-1', { by: 'late', at: at(2) });
+      assert.deepEqual(second?.acknowledged, { by: 'ops', at: at(1) });
+      assert.deepEqual(
+        (await store.alerts.list({ open: true })).map((x) => x.id),
+        ['alert-1'],
+      );
+      assert.equal(await store.alerts.acknowledge('nope', { by: 'ops', at: at(3) }), undefined);
     }));
 
   it('settings: get, set, overwrite', () =>

@@ -1,5 +1,6 @@
 import type {
   Alert,
+  AlertAcknowledgement,
   ApiToken,
   Host,
   Job,
@@ -7,6 +8,7 @@ import type {
   JobState,
   Machine,
   MachineState,
+  NewAlert,
   Policy,
   RecoveryPlan,
   RecoveryPoint,
@@ -228,10 +230,13 @@ export interface JobRepository {
 
 export interface AlertRepository {
   /** Raises the alert unless one with the same key is open; returns the open alert. */
-  raise(alert: Alert): Promise<Alert>;
+  raise(alert: NewAlert): Promise<Alert>;
   /** Clears the open alert with this key, if any; returns whether one was cleared. */
   clear(key: string, at: string): Promise<boolean>;
   list(options?: { open?: boolean; limit?: number }): Promise<Alert[]>;
+  get(id: string): Promise<Alert | undefined>;
+  /** Records who acknowledged the alert, unless someone already did; returns the alert as stored. */
+  acknowledge(id: string, acknowledgement: AlertAcknowledgement): Promise<Alert | undefined>;
 }
 
 /** Small key/value state: vault identity (TLS key and certificate), schema facts. */

@@ -23,11 +23,20 @@ const IMPORT_FIELDS: readonly string[] = ['hostId', 'domain', 'name'] satisfies 
  * the operator picks one and optionally Haven's name for it. A refusal that
  * names a field shows at that field.
  */
-export function ImportDomainDialog({ hosts, onClose }: { hosts: Host[]; onClose: () => void }) {
+export function ImportDomainDialog({
+  hosts,
+  onClose,
+  initial,
+}: {
+  hosts: Host[];
+  onClose: () => void;
+  /** Opened from a host's inventory: that host and domain are already picked. */
+  initial?: { hostId: string; domain: string };
+}) {
   const { api } = useSession();
   const id = useId();
-  const [hostId, setHostId] = useState(hosts[0]?.id ?? '');
-  const [domain, setDomain] = useState('');
+  const [hostId, setHostId] = useState(initial?.hostId ?? hosts[0]?.id ?? '');
+  const [domain, setDomain] = useState(initial?.domain ?? '');
   const [name, setName] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError>();

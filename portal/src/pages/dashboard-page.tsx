@@ -5,6 +5,7 @@ import { HealthBadge, JobStateBadge, StateBadge } from '../components/badges.tsx
 import { ErrorMessage } from '../components/error-message.tsx';
 import { ProgressBar } from '../components/progress-bar.tsx';
 import { RpoChart, type RpoRow } from '../components/rpo-chart.tsx';
+import { TargetLink } from '../components/target-link.tsx';
 import { ago, formatTime } from '../format-time.ts';
 import { Link } from '../router.tsx';
 import { useResource } from '../use-resource.ts';
@@ -151,6 +152,7 @@ function RecentJobs({ jobs }: { jobs: JobWithCancel[] | undefined }) {
         <thead>
           <tr>
             <th scope="col">Job</th>
+            <th scope="col">Target</th>
             <th scope="col">State</th>
             <th scope="col">Progress</th>
             <th scope="col">Started</th>
@@ -161,6 +163,9 @@ function RecentJobs({ jobs }: { jobs: JobWithCancel[] | undefined }) {
             <tr key={job.id}>
               <td>
                 <Link to={`/jobs/${job.id}`}>{job.kind}</Link>
+              </td>
+              <td>
+                <TargetLink type={job.targetType} id={job.targetId} />
               </td>
               <td>
                 <JobStateBadge state={job.state} />
@@ -184,8 +189,10 @@ function AlertList({ alerts }: { alerts: Alert[] | undefined }) {
     <ul className="alerts">
       {alerts.map((a) => (
         <li key={a.id} className={`alert-${a.severity}`}>
-          <span className="badge">{a.severity}</span> {a.message}{' '}
-          <span className="muted small">{ago(a.raisedAt)}</span>
+          <span className={`badge severity-${a.severity}`}>{a.severity}</span> {a.message}{' '}
+          <span className="muted small">
+            <TargetLink type={a.subjectType} id={a.subjectId} /> · {ago(a.raisedAt)}
+          </span>
         </li>
       ))}
     </ul>
@@ -201,7 +208,10 @@ function HostList({ hosts, sites }: { hosts: Host[] | undefined; sites: Site[] }
       {hosts.map((h) => (
         <li key={h.id}>
           <span className={`dot status-${h.status}`} aria-hidden="true" />
-          <strong>{h.name}</strong> <span className="muted">({siteName.get(h.siteId) ?? h.siteId})</span>{' '}
+          <strong>
+            <Link to={`/hosts/${h.id}`}>{h.name}</Link>
+          </strong>{' '}
+          <span className="muted">({siteName.get(h.siteId) ?? h.siteId})</span>{' '}
           <span className={`badge status-${h.status}`}>{h.status}</span>
           <div className="muted small">heartbeat {ago(h.lastHeartbeatAt)}</div>
         </li>

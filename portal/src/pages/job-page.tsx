@@ -4,6 +4,7 @@ import { ApiError, type JobWithCancel } from '../api-client.ts';
 import { JobStateBadge, StepStateBadge } from '../components/badges.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { ProgressBar } from '../components/progress-bar.tsx';
+import { TargetLink } from '../components/target-link.tsx';
 import { formatTime } from '../format-time.ts';
 import { Link } from '../router.tsx';
 import { canOperate, useSession } from '../session.tsx';
@@ -80,11 +81,7 @@ export function JobPage({ id }: { id: string }) {
         <dl className="facts">
           <dt>Target</dt>
           <dd>
-            {job.targetType === 'machine' && job.targetId ? (
-              <Link to={`/machines/${job.targetId}`}>machine {job.targetId.slice(0, 8)}</Link>
-            ) : (
-              (job.targetId ?? job.targetType)
-            )}
+            <TargetLink type={job.targetType} id={job.targetId} />
           </dd>
           <dt>Started by</dt>
           <dd>{job.createdBy}</dd>

@@ -4,6 +4,7 @@ import type { JobWithCancel } from '../api-client.ts';
 import { JobStateBadge } from '../components/badges.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { ProgressBar } from '../components/progress-bar.tsx';
+import { TargetLink } from '../components/target-link.tsx';
 import { formatTime } from '../format-time.ts';
 import { Link } from '../router.tsx';
 import { useResource } from '../use-resource.ts';
@@ -49,11 +50,7 @@ export function JobsPage() {
                   <Link to={`/jobs/${job.id}`}>{job.kind}</Link>
                 </td>
                 <td>
-                  {job.targetType === 'machine' && job.targetId ? (
-                    <Link to={`/machines/${job.targetId}`}>machine</Link>
-                  ) : (
-                    job.targetType
-                  )}
+                  <TargetLink type={job.targetType} id={job.targetId} />
                 </td>
                 <td>
                   <JobStateBadge state={job.state} />

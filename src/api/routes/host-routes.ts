@@ -4,6 +4,7 @@ import { createHostCredential } from '../../control/host-proof.ts';
 import { DEFAULT_MAX_PROTECTED_DISKS } from '../../domain/index.ts';
 import type { Host } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
+import { hostCapacity } from '../../vault/host-capacity.ts';
 import { hostDomains } from '../../vault/import-domain.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
 import { type RouteDefinition, route } from '../route.ts';
@@ -34,6 +35,15 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'viewer' },
       handler: async ({ params }) => hostOr404(params.id!),
+    }),
+    route({
+      method: 'get',
+      path: '/hosts/:id/capacity',
+      summary:
+        'What the host holds as a recovery host (protected disks, its limit) and the free space of its data directory, asked of the host now',
+      tag,
+      access: { kind: 'token', role: 'viewer' },
+      handler: async ({ params }) => hostCapacity(vault, await hostOr404(params.id!)),
     }),
     route({
       method: 'get',

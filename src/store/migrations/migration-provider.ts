@@ -8,6 +8,7 @@ import { recoveryPointSequenceMigration } from './0006-recovery-point-sequence.t
 import { hostStorageFoldersMigration } from './0007-host-storage-folders.ts';
 import { machineImportedFromMigration } from './0008-machine-imported-from.ts';
 import { machineSourceFenceMigration } from './0009-machine-source-fence.ts';
+import { alertAcknowledgedMigration } from './0010-alert-acknowledged.ts';
 
 /**
  * Every migration, listed explicitly and in order: names are stored in the
@@ -23,6 +24,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0007-host-storage-folders': hostStorageFoldersMigration,
   '0008-machine-imported-from': machineImportedFromMigration,
   '0009-machine-source-fence': machineSourceFenceMigration,
+  '0010-alert-acknowledged': alertAcknowledgedMigration,
 };
 
 export class HavenMigrationProvider implements MigrationProvider {

@@ -1,5 +1,5 @@
 import type { Kysely, Selectable } from 'kysely';
-import type { Alert, AlertSeverity } from '../../domain/model.ts';
+import type { Alert, AlertAcknowledgement, AlertSeverity, NewAlert } from '../../domain/model.ts';
 import { affectedRows } from '../column-codec.ts';
 import type { AlertsTable, Database } from '../schema.ts';
 import type { AlertRepository } from '../store.ts';
@@ -15,7 +15,7 @@ export class KyselyAlertRepository implements AlertRepository {
    * Insert-or-nothing against the partial unique index on open keys, then read
    * the open alert back. If it was cleared in between, raise again.
    */
-  async raise(alert: Alert): Promise<Alert> {
+  async raise(alert: NewAlert): Promise<Alert> {
     for (;;) {
       await this.#db
         .insertInto('alerts')
@@ -28,6 +28,8 @@ export class KyselyAlertRepository implements AlertRepository {
           subject_id: alert.subjectId,
           raised_at: alert.raisedAt,
           cleared_at: null,
+          acknowledged_at: null,
+          acknowledged_by: null,
         })
         .onConflict((oc) => oc.column('key').where('cleared_at', 'is', null).doNothing())
         .execute();
@@ -60,6 +62,22 @@ export class KyselyAlertRepository implements AlertRepository {
     const rows = await query.execute();
     return rows.map(toAlert);
   }
+
+  async get(id: string): Promise<Alert | undefined> {
+    const row = await this.#db.selectFrom('alerts').selectAll().where('id', '=', id).executeTakeFirst();
+    return row ? toAlert(row) : undefined;
+  }
+
+  /** The first acknowledgement stays: a second operator does not overwrite who saw it first. */
+  async acknowledge(id: string, acknowledgement: AlertAcknowledgement): Promise<Alert | undefined> {
+    await this.#db
+      .updateTable('alerts')
+      .set({ acknowledged_at: acknowledgement.at, acknowledged_by: acknowledgement.by })
+      .where('id', '=', id)
+      .where('acknowledged_at', 'is', null)
+      .execute();
+    return this.get(id);
+  }
 }
 
 function toAlert(row: Selectable<AlertsTable>): Alert {
@@ -72,5 +90,7 @@ function toAlert(row: Selectable<AlertsTable>): Alert {
     subjectId: row.subject_id,
     raisedAt: row.raised_at,
     clearedAt: row.cleared_at,
+    acknowledged:
+      row.acknowledged_at === null ? null : { at: row.acknowledged_at, by: row.acknowledged_by ?? '' },
   };
 }

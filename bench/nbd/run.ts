@@ -246,22 +246,26 @@ function havenSpec(
   };
 }
 
+/** Starts `haven disk serve --sink` of a checkout: a journal-only sink of `size` bytes on `socket`. */
+function sinkServe(
+  checkout: string,
+  name: string,
+  profileDir: string | null,
+  socket: string,
+  scratch: string,
+  size: number,
+): ChildProcess {
+  const args = ['--sink', '--size', String(size), '--journal', join(scratch, 'journal'), '--socket', socket];
+  return diskServe(checkout, name, profileDir, args);
+}
+
 /** The journal-only sink (DiskService.attach with `sink: {sizeBytes}`) through the CLI. */
 function havenSinkSpec(name: string, checkout: string, profileDir: string | null): ServerSpec {
   return {
     name,
     writesOnly: true,
     describe: 'haven disk serve --sink --size N --journal DIR --socket SOCK --export bench',
-    start: (_image, socket, scratch, size) =>
-      diskServe(checkout, name, profileDir, [
-        '--sink',
-        '--size',
-        String(size),
-        '--journal',
-        join(scratch, 'journal'),
-        '--socket',
-        socket,
-      ]),
+    start: (_image, socket, scratch, size) => sinkServe(checkout, name, profileDir, socket, scratch, size),
   };
 }
 
@@ -328,15 +332,7 @@ function qemuSpec(
       if (mirror === 'nbdkit') await mustRun('truncate', ['-s', String(size), sinkFile]);
       const sink =
         mirror === 'haven-sink'
-          ? diskServe(root, `${name}-sink`, profileDir, [
-              '--sink',
-              '--size',
-              String(size),
-              '--journal',
-              join(scratch, 'journal'),
-              '--socket',
-              sinkSocket,
-            ])
+          ? sinkServe(root, `${name}-sink`, profileDir, sinkSocket, scratch, size)
           : mirror === 'nbdkit'
             ? spawn('nbdkit', ['-f', '-U', sinkSocket, '-e', EXPORT, 'file', `file=${sinkFile}`], {
                 stdio: ['ignore', 'ignore', 'inherit'],

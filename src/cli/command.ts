@@ -1,11 +1,21 @@
 import { resolve } from 'node:path';
-import type { ParseArgsConfig } from 'node:util';
 import { ApiClient, resolveConnection } from '../client/api-client.ts';
 import { HavenError } from '../errors/index.ts';
 import { lookupShareGroup, type ShareGroup } from '../storage/share-group.ts';
 import { type Output, stdoutOutput } from './output.ts';
 
-export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
+/** One option of a command: how it parses, and what `--help` and docs/cli.md say of it. */
+export interface OptionDeclaration {
+  type: 'string' | 'boolean';
+  /** Repeatable: every occurrence is kept. */
+  multiple?: boolean;
+  /** What it does, in a phrase. */
+  description: string;
+  /** The value's placeholder in help (DURATION, SIZE, MACHINE, …); VALUE when not given. */
+  value?: string;
+}
+
+export type OptionSpec = Record<string, OptionDeclaration>;
 
 export interface CommandArgs {
   values: Record<string, string | boolean | (string | boolean)[] | undefined>;
@@ -18,16 +28,34 @@ export interface Command {
   summary: string;
   usage?: string;
   options?: OptionSpec;
+  /** Whole command lines, shown by --help: at least one. */
+  examples: [string, ...string[]];
   run(args: CommandArgs): Promise<number | undefined>;
 }
 
 /** Options every command that talks to a vault understands. */
 export const connectionOptions: OptionSpec = {
-  url: { type: 'string' },
-  token: { type: 'string' },
-  data: { type: 'string' },
-  fingerprint: { type: 'string' },
-  json: { type: 'boolean' },
+  url: {
+    type: 'string',
+    value: 'URL',
+    description: "the vault's API address (default HAVEN_URL, or --data's vault.json)",
+  },
+  token: {
+    type: 'string',
+    value: 'TOKEN',
+    description: "API token (default HAVEN_TOKEN, or --data's admin.token)",
+  },
+  data: {
+    type: 'string',
+    value: 'DIR',
+    description: 'data folder of a local `haven up` or `haven vault` to connect to (default .haven)',
+  },
+  fingerprint: {
+    type: 'string',
+    value: 'SHA256',
+    description: "expected fingerprint of the vault's self-signed TLS certificate",
+  },
+  json: { type: 'boolean', description: 'print JSON for scripts instead of tables' },
 };
 
 /** A client for the vault the connection options name, and the output --json selects. */
@@ -52,13 +80,15 @@ export function vaultCommand(spec: {
   summary: string;
   usage?: string | undefined;
   options?: OptionSpec | undefined;
+  examples: [string, ...string[]];
   run(args: CommandArgs, vault: { client: ApiClient; out: Output }): Promise<number>;
 }): Command {
   return {
     name: spec.name,
     summary: spec.summary,
     ...(spec.usage ? { usage: spec.usage } : {}),
-    options: spec.options ? { ...connectionOptions, ...spec.options } : connectionOptions,
+    options: spec.options ? { ...spec.options, ...connectionOptions } : connectionOptions,
+    examples: spec.examples,
     run: (args) => spec.run(args, connect(args)),
   };
 }

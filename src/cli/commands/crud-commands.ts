@@ -31,8 +31,11 @@ interface ShowSpec {
   print?: (out: Output, item: never) => number;
 }
 
+type Examples = [string, ...string[]];
+
 interface CreateSpec {
   summary: string;
+  examples: Examples;
   usage?: string;
   options?: OptionSpec;
   /** Where to post; the default is the collection. */
@@ -44,6 +47,7 @@ interface CreateSpec {
 
 interface UpdateSpec {
   summary: string;
+  examples: Examples;
   options: OptionSpec;
   /** The PATCH body: only the fields given. */
   body: (args: CommandArgs) => unknown;
@@ -64,6 +68,8 @@ export interface ResourceDescription {
   plural: string;
   /** Names the id argument: in upper case in the usage, as is when it is missing. */
   singular: string;
+  /** A typical id or name, for the examples of show and delete. */
+  example: string;
   list?: ListSpec;
   show?: ShowSpec;
   create?: CreateSpec;
@@ -79,7 +85,7 @@ export interface ResourceDescription {
 export function crudCommands<const D extends ResourceDescription>(
   resource: D,
 ): { [K in Verb & keyof D]: Command } {
-  const { plural, singular } = resource;
+  const { plural, singular, example } = resource;
   const usage = singular.toUpperCase().replaceAll(' ', '-');
   const itemPath = (args: CommandArgs) => `/${plural}/${encodeURIComponent(positional(args, 0, singular))}`;
   const commands: Partial<Record<Verb, Command>> = {};
@@ -89,6 +95,7 @@ export function crudCommands<const D extends ResourceDescription>(
       name: `${plural} list`,
       summary: listSpec.summary,
       options: listSpec.options,
+      examples: [`haven ${plural} list`],
       run: async (args, { client, out }) => {
         const response = await client.get<Record<string, never[]>>(
           `/${plural}${listSpec.query?.(args) ?? ''}`,
@@ -105,6 +112,7 @@ export function crudCommands<const D extends ResourceDescription>(
       name: `${plural} show`,
       summary: showSpec.summary,
       usage,
+      examples: [`haven ${plural} show ${example}`],
       run: async (args, { client, out }) => {
         const item = await client.get<never>(itemPath(args));
         return showSpec.print ? showSpec.print(out, item) : show(out, item);
@@ -117,6 +125,7 @@ export function crudCommands<const D extends ResourceDescription>(
       summary: create.summary,
       usage: create.usage,
       options: create.options,
+      examples: create.examples,
       run: async (args, { client, out }) => {
         const item = await client.post<never>(create.path ?? `/${plural}`, await create.body(args));
         return create.print ? create.print(out, item) : show(out, item);
@@ -129,6 +138,7 @@ export function crudCommands<const D extends ResourceDescription>(
       summary: update.summary,
       usage,
       options: update.options,
+      examples: update.examples,
       run: async (args, { client, out }) => {
         const body = update.body(args);
         return show(out, await client.patch(itemPath(args), body));
@@ -140,6 +150,7 @@ export function crudCommands<const D extends ResourceDescription>(
       name: `${plural} ${remove.verb ?? 'delete'}`,
       summary: remove.summary,
       usage,
+      examples: [`haven ${plural} ${remove.verb ?? 'delete'} ${example}`],
       run: async (args, { client, out }) => {
         await client.delete(itemPath(args));
         if (remove.done && !out.json) out.write(`${remove.done}\n`);

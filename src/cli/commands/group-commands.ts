@@ -20,6 +20,7 @@ function show(out: ReturnType<typeof connect>['out'], group: ConsistencyGroup): 
 const groups = crudCommands({
   plural: 'groups',
   singular: 'group',
+  example: 'erp',
   list: {
     summary: 'List consistency groups',
     columns: ['name', 'machines', 'recoveryHost'],
@@ -32,10 +33,17 @@ const groups = crudCommands({
   },
   show: { summary: 'Show a consistency group', print: show },
   create: {
-    summary:
-      'Create a consistency group: --machine M (repeatable, up to 16, one recovery host and OS family)',
+    summary: 'Create a consistency group: machines recovered to one point in time',
     usage: 'GROUP',
-    options: { machine: { type: 'string', multiple: true } },
+    examples: ['haven groups create erp --machine erp-db --machine erp-app'],
+    options: {
+      machine: {
+        type: 'string',
+        multiple: true,
+        value: 'MACHINE',
+        description: 'a member (up to 16, sharing one recovery host and OS family)',
+      },
+    },
     body: (args) => {
       const raw = args.values.machine;
       const machineIds = (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).map(String);
@@ -53,6 +61,7 @@ export const groupCommands: Command[] = [
     name: 'groups add',
     summary: 'Add a machine to a consistency group',
     usage: 'GROUP MACHINE',
+    examples: ['haven groups add erp erp-cache'],
     run: async (args, { client, out }) => {
       return show(
         out,
@@ -66,6 +75,7 @@ export const groupCommands: Command[] = [
     name: 'groups remove',
     summary: 'Remove a machine from a consistency group (the last one ends the group)',
     usage: 'GROUP MACHINE',
+    examples: ['haven groups remove erp erp-cache'],
     run: async (args, { client, out }) => {
       await client.delete(
         `${path(positional(args, 0, 'group'))}/members/${encodeURIComponent(positional(args, 1, 'machine'))}`,
@@ -78,6 +88,7 @@ export const groupCommands: Command[] = [
     name: 'groups point',
     summary: 'Take a crash-consistent multi-machine point of the group now',
     usage: 'GROUP',
+    examples: ['haven groups point erp'],
     run: async (args, { client, out }) => {
       const cut = await client.post<GroupCut>(`${path(positional(args, 0, 'group'))}/points`, {});
       if (out.json) printJson(out, cut);

@@ -71,15 +71,25 @@ export function parseNicSpec(spec: string): Record<string, unknown> {
 }
 
 export const createMachineOptions: OptionSpec = {
-  host: { type: 'string' },
-  disk: { type: 'string', multiple: true },
-  nic: { type: 'string', multiple: true },
-  cpus: { type: 'string' },
-  memory: { type: 'string' },
-  kernel: { type: 'string' },
-  initrd: { type: 'string' },
-  cmdline: { type: 'string' },
-  'boot-disk': { type: 'string' },
+  host: { type: 'string', value: 'HOST', description: 'the host it runs on (name or id)' },
+  disk: {
+    type: 'string',
+    multiple: true,
+    value: 'ID=SIZE|ID=PATH:SIZE',
+    description: 'a disk: a new sparse image of SIZE (1G, 512M) or the image at PATH',
+  },
+  nic: {
+    type: 'string',
+    multiple: true,
+    value: 'NET[,mac=M][,ip=A/P|dhcp][,gw=IP][,dns=IP]',
+    description: 'a NIC on network NET, and its address after a failover',
+  },
+  cpus: { type: 'string', value: 'N', description: 'virtual CPUs (default 1)' },
+  memory: { type: 'string', value: 'MiB', description: 'memory in MiB (default 512)' },
+  kernel: { type: 'string', value: 'FILE', description: 'boot this kernel directly (instead of a disk)' },
+  initrd: { type: 'string', value: 'FILE', description: 'initrd for --kernel' },
+  cmdline: { type: 'string', value: 'TEXT', description: 'kernel command line for --kernel' },
+  'boot-disk': { type: 'string', value: 'ID', description: 'boot from this --disk (default the first)' },
 };
 
 /** The POST /machines body of `haven machines create`. */
@@ -126,6 +136,7 @@ export const machinePowerCommands: Command[] = [
           ? "Pause live protection of an imported libvirt domain (its mirror ends, the replica stays): before a live migration, a snapshot or another block job libvirt refuses while Haven's mirror runs"
           : 'Resume live protection of an imported libvirt domain: the mirror is armed again, only changed blocks sent',
       usage: 'MACHINE',
+      examples: [`haven machines ${verb}-protection web-01`],
       run: async (args, { client, out }) => {
         const status = await client.post<MirrorStatus>(machinePath(args, `/${verb}-protection`), {});
         return show(out, status);
@@ -136,6 +147,7 @@ export const machinePowerCommands: Command[] = [
     name: 'machines start',
     summary: 'Start a machine on its host (its disks through the disk service)',
     usage: 'MACHINE',
+    examples: ['haven machines start web-01'],
     run: async (args, { client, out }) => {
       const status = await client.post<MachineStatus>(machinePath(args, '/start'), {});
       return show(out, status);
@@ -143,9 +155,21 @@ export const machinePowerCommands: Command[] = [
   }),
   vaultCommand({
     name: 'machines stop',
-    summary: 'ACPI shutdown: --timeout 2m (then fail) or --force-off-after 60s (then power off)',
+    summary: 'Shut a machine down through ACPI',
     usage: 'MACHINE',
-    options: { timeout: { type: 'string' }, 'force-off-after': { type: 'string' } },
+    examples: ['haven machines stop web-01 --force-off-after 60s'],
+    options: {
+      timeout: {
+        type: 'string',
+        value: 'DURATION',
+        description: 'fail if the guest is still up after this long',
+      },
+      'force-off-after': {
+        type: 'string',
+        value: 'DURATION',
+        description: 'power the guest off if it is still up after this long',
+      },
+    },
     run: async (args, { client, out }) => {
       const timeout = str(args, 'timeout');
       const forceOff = str(args, 'force-off-after');
@@ -165,6 +189,7 @@ export const machinePowerCommands: Command[] = [
     name: 'machines delete',
     summary: 'Delete an unprotected, stopped machine (its disk images stay)',
     usage: 'MACHINE',
+    examples: ['haven machines delete web-01'],
     run: async (args, { client, out }) => {
       const machine = await client.get<Machine>(machinePath(args));
       await client.delete(machinePath(args));
@@ -174,9 +199,13 @@ export const machinePowerCommands: Command[] = [
   }),
   vaultCommand({
     name: 'console',
-    summary: 'Serial console of a machine: --tail N lines, --follow for new ones',
+    summary: 'Serial console of a machine',
     usage: 'MACHINE',
-    options: { tail: { type: 'string' }, follow: { type: 'boolean' } },
+    examples: ['haven console web-01 --tail 50 --follow'],
+    options: {
+      tail: { type: 'string', value: 'N', description: 'only the last N lines' },
+      follow: { type: 'boolean', description: 'keep printing new lines until interrupted' },
+    },
     run: async (args, { client, out }) => {
       const tail = integer(str(args, 'tail'), 'tail');
       const query = tail === undefined ? '' : `tail=${tail}`;

@@ -53,6 +53,7 @@ type PresentedPlan = Omit<RecoveryPlan, 'groups'> & {
 const plans = crudCommands({
   plural: 'plans',
   singular: 'plan',
+  example: 'web-tier',
   list: {
     summary: 'List recovery plans',
     columns: ['name', 'groups', 'machines', 'id'],
@@ -87,8 +88,9 @@ const plans = crudCommands({
     },
   },
   create: {
-    summary: 'Create a recovery plan from a JSON or YAML file: --file F',
-    options: { file: { type: 'string' } },
+    summary: 'Create a recovery plan from a JSON or YAML file',
+    examples: ['haven plans create --file web-tier.yaml'],
+    options: { file: { type: 'string', value: 'FILE', description: 'the plan, as .json, .yaml or .yml' } },
     path: '/plans/import',
     body: async (args) => ({ ...(await documentFile(args)), replace: false }),
     print: (out: Output, plan: RecoveryPlan) => {
@@ -106,8 +108,12 @@ export const planCommands: Command[] = [
   plans.create,
   vaultCommand({
     name: 'plans import',
-    summary: 'Import a plan exported as JSON or YAML: --file F [--replace]',
-    options: { file: { type: 'string' }, replace: { type: 'boolean' } },
+    summary: 'Import a plan exported as JSON or YAML',
+    examples: ['haven plans import --file web-tier.yaml --replace'],
+    options: {
+      file: { type: 'string', value: 'FILE', description: 'the plan, as .json, .yaml or .yml' },
+      replace: { type: 'boolean', description: 'replace a plan of the same name' },
+    },
     run: async (args, { client, out }) => {
       const plan = await client.post<RecoveryPlan>('/plans/import', {
         ...(await documentFile(args)),
@@ -120,9 +126,17 @@ export const planCommands: Command[] = [
   }),
   vaultCommand({
     name: 'plans export',
-    summary: 'Export a plan (machines by name): [--format json|yaml] [--output F]',
+    summary: 'Export a plan (machines by name)',
     usage: 'PLAN',
-    options: { format: { type: 'string' }, output: { type: 'string' } },
+    examples: ['haven plans export web-tier --output web-tier.yaml'],
+    options: {
+      format: {
+        type: 'string',
+        value: 'json|yaml',
+        description: "the document's format (default from --output's extension, else json)",
+      },
+      output: { type: 'string', value: 'FILE', description: 'write to FILE instead of standard output' },
+    },
     run: async (args, { client, out }) => {
       const format = str(args, 'format') ?? (/\.ya?ml$/i.test(str(args, 'output') ?? '') ? 'yaml' : 'json');
       if (format !== 'json' && format !== 'yaml')
@@ -140,19 +154,36 @@ export const planCommands: Command[] = [
   plans.delete,
   vaultCommand({
     name: 'plans run',
-    summary:
-      `Run an operation over a plan (${OPERATIONS.join('|')}): [--point P] [--network N] [--notes T] ` +
-      '[--no-shutdown] [--force-off-after 60s] [--full] [--sync before|full]; follows the job and stops at a manual action (--no-wait to return at once)',
+    summary: `Run an operation over a plan (${OPERATIONS.join(', ')}); follows the job and stops at a manual action`,
     usage: 'PLAN OPERATION',
+    examples: [
+      'haven plans run web-tier test-failover --point latest-app-consistent',
+      'haven plans run web-tier failover',
+    ],
     options: {
-      point: { type: 'string' },
-      network: { type: 'string' },
-      notes: { type: 'string' },
-      'no-shutdown': { type: 'boolean' },
-      'force-off-after': { type: 'string' },
-      full: { type: 'boolean' },
-      sync: { type: 'string' },
-      'no-wait': { type: 'boolean' },
+      point: {
+        type: 'string',
+        value: 'POINT',
+        description: 'failover, test-failover: the recovery point (default latest-processed)',
+      },
+      network: { type: 'string', value: 'NETWORK', description: "test-failover: the drill's network" },
+      notes: { type: 'string', value: 'TEXT', description: "cleanup-test-failover: the drill's findings" },
+      'no-shutdown': {
+        type: 'boolean',
+        description: 'failover: do not try to shut the source machines down',
+      },
+      'force-off-after': {
+        type: 'string',
+        value: 'DURATION',
+        description: 'planned-failover: power off guests that ignore ACPI after this long',
+      },
+      full: { type: 'boolean', description: 'reprotect: copy every block' },
+      sync: {
+        type: 'string',
+        value: 'before|full',
+        description: 'failback: synchronise before, or download everything',
+      },
+      'no-wait': { type: 'boolean', description: 'print the queued job and return at once' },
     },
     run: async (args, { client, out }) => {
       const plan = encodeURIComponent(positional(args, 0, 'plan'));
@@ -176,9 +207,12 @@ export const planCommands: Command[] = [
   }),
   vaultCommand({
     name: 'plans resume',
-    summary: 'Resume a plan job waiting at a manual action, then follow it (--no-wait to return at once)',
+    summary: 'Resume a plan job waiting at a manual action, then follow it',
     usage: 'JOB',
-    options: { 'no-wait': { type: 'boolean' } },
+    examples: ['haven plans resume 3f9c2a1b'],
+    options: {
+      'no-wait': { type: 'boolean', description: 'return once resumed, without following the job' },
+    },
     run: async (args, { client, out }) => {
       const job = await client.post<Job>(`/jobs/${encodeURIComponent(positional(args, 0, 'job'))}/resume`);
       if (args.values['no-wait'] === true) {

@@ -4,6 +4,7 @@ import type { HypervisorInventory } from '../../hypervisor/hypervisor.ts';
 import {
   type Command,
   type CommandArgs,
+  type OptionSpec,
   parseDuration,
   positional,
   required,
@@ -36,26 +37,49 @@ function query(
   return `?${q}`;
 }
 
-const POLICY_OPTIONS = {
-  rpo: { type: 'string' },
-  retention: { type: 'string' },
-  'app-consistent': { type: 'string' },
-} as const;
+const POLICY_OPTIONS: OptionSpec = {
+  rpo: {
+    type: 'string',
+    value: 'DURATION',
+    description: 'RPO threshold: an alert is raised when the newest point is older (e.g. 15m)',
+  },
+  retention: {
+    type: 'string',
+    value: 'DURATION',
+    description: 'how long recovery points are kept (e.g. 24h)',
+  },
+  'app-consistent': {
+    type: 'string',
+    value: 'DURATION',
+    description: 'how often to take an app-consistent point through the guest agent (0: never)',
+  },
+};
 
 const machines = crudCommands({
   plural: 'machines',
   singular: 'machine',
+  example: 'web-01',
   list: {
     summary: 'List machines',
-    options: { state: { type: 'string' }, host: { type: 'string' } },
+    options: {
+      state: { type: 'string', value: 'STATE', description: 'only machines in this state (e.g. protected)' },
+      host: {
+        type: 'string',
+        value: 'HOST',
+        description: 'only machines whose active host is this one (name or id)',
+      },
+    },
     query: (args) => query(args, { state: 'state', host: 'hostId' }),
     columns: ['name', 'state', 'health', 'activeHostId', 'id'],
   },
   show: { summary: 'Show one machine (id or name)' },
   create: {
-    summary:
-      'Register a machine on a host: --host H --disk ID=SIZE|ID=PATH:SIZE (repeatable) [--nic NET[,mac=..][,ip=A/P]] [--kernel K --initrd I --cmdline C | --boot-disk ID] [--cpus N --memory MiB]',
+    summary: 'Register a machine on a host, with its disks, NICs and boot settings',
     usage: 'NAME',
+    examples: [
+      'haven machines create web-01 --host primary --disk disk0=10G --nic lan,ip=10.0.0.5/24,gw=10.0.0.1',
+      'haven machines create db-01 --host primary --disk disk0=/srv/images/db.img:40G --boot-disk disk0 --cpus 2 --memory 4096',
+    ],
     options: createMachineOptions,
     body: createMachineBody,
     print: (out, machine: Machine) => show(out, machine, ['id', 'name', 'state', 'activeHostId']),
@@ -65,6 +89,7 @@ const machines = crudCommands({
 const policies = crudCommands({
   plural: 'policies',
   singular: 'policy',
+  example: 'gold',
   list: {
     summary: 'List replication policies',
     columns: [
@@ -78,8 +103,9 @@ const policies = crudCommands({
   },
   show: { summary: 'Show a policy' },
   create: {
-    summary: 'Create a policy: --rpo 15m --retention 24h --app-consistent 1h',
+    summary: 'Create a replication policy',
     usage: 'NAME',
+    examples: ['haven policies create gold --rpo 15m --retention 24h --app-consistent 1h'],
     options: POLICY_OPTIONS,
     body: (args) => ({
       name: positional(args, 0, 'name'),
@@ -89,7 +115,8 @@ const policies = crudCommands({
     }),
   },
   update: {
-    summary: 'Edit a policy: any of --rpo --retention --app-consistent',
+    summary: 'Edit a policy: only the options given change',
+    examples: ['haven policies update gold --retention 48h'],
     options: POLICY_OPTIONS,
     body: (args) => {
       const patch: Record<string, number> = {};
@@ -108,9 +135,17 @@ const policies = crudCommands({
 const jobs = crudCommands({
   plural: 'jobs',
   singular: 'job',
+  example: '3f9c2a1b',
   list: {
     summary: 'List jobs, newest first',
-    options: { state: { type: 'string' }, limit: { type: 'string' } },
+    options: {
+      state: {
+        type: 'string',
+        value: 'STATE',
+        description: 'only jobs in this state (running, waiting, failed, …)',
+      },
+      limit: { type: 'string', value: 'N', description: 'at most N jobs (default 50)' },
+    },
     query: (args) => query(args, { state: 'state' }, { limit: str(args, 'limit') ?? '50' }),
     columns: ['id', 'kind', 'state', 'progress', 'createdBy', 'createdAt'],
   },
@@ -147,11 +182,20 @@ const jobs = crudCommands({
 const sites = crudCommands({
   plural: 'sites',
   singular: 'site',
+  example: 'dr',
   list: { summary: 'List sites', columns: ['name', 'role', 'testNetwork', 'id'] },
   create: {
-    summary: 'Create a site: --role primary|recovery',
+    summary: 'Create a site',
     usage: 'NAME',
-    options: { role: { type: 'string' }, 'test-network': { type: 'string' } },
+    examples: ['haven sites create dr --role recovery --test-network drill-net'],
+    options: {
+      role: { type: 'string', value: 'ROLE', description: 'primary or recovery' },
+      'test-network': {
+        type: 'string',
+        value: 'NETWORK',
+        description: 'the isolated network drills start machines in',
+      },
+    },
     body: (args) => ({
       name: positional(args, 0, 'name'),
       role: required(args, 'role'),
@@ -159,9 +203,22 @@ const sites = crudCommands({
     }),
   },
   update: {
-    summary:
-      "Edit a site: --network-mapping SRC=DST (repeat it; sets the site's whole mapping: its network SRC becomes DST at the recovery site) and/or --test-network N",
-    options: { 'network-mapping': { type: 'string', multiple: true }, 'test-network': { type: 'string' } },
+    summary: "Edit a site's network mapping and test network",
+    examples: ['haven sites update primary --network-mapping br0=br-dr --network-mapping lan=dr-lan'],
+    options: {
+      'network-mapping': {
+        type: 'string',
+        multiple: true,
+        value: 'SRC=DST',
+        description:
+          "this site's network SRC becomes DST at the recovery site (the whole mapping is replaced)",
+      },
+      'test-network': {
+        type: 'string',
+        value: 'NETWORK',
+        description: 'the isolated network drills start machines in',
+      },
+    },
     body: (args) => {
       const patch: Record<string, unknown> = {};
       const pairs = args.values['network-mapping'];
@@ -191,6 +248,7 @@ const sites = crudCommands({
 const hosts = crudCommands({
   plural: 'hosts',
   singular: 'host',
+  example: 'recovery',
   list: {
     summary: 'List hosts and their heartbeats',
     columns: ['name', 'status', 'lastHeartbeatAt', 'capabilities', 'id'],
@@ -201,11 +259,13 @@ const hosts = crudCommands({
 const tokens = crudCommands({
   plural: 'tokens',
   singular: 'token id',
+  example: '7d1e0c55',
   list: { summary: 'List API tokens', columns: ['name', 'role', 'lastUsedAt', 'id'] },
   create: {
-    summary: 'Create an API token: --role admin|operator|viewer (the secret is printed once)',
+    summary: 'Create an API token (the secret is printed once)',
     usage: 'NAME',
-    options: { role: { type: 'string' } },
+    examples: ['haven tokens create auditor --role viewer'],
+    options: { role: { type: 'string', value: 'ROLE', description: 'admin, operator or viewer' } },
     body: (args) => ({ name: positional(args, 0, 'name'), role: required(args, 'role') }),
     print: printSecret,
   },
@@ -215,9 +275,10 @@ const tokens = crudCommands({
 const alerts = crudCommands({
   plural: 'alerts',
   singular: 'alert',
+  example: 'c0ffee12',
   list: {
-    summary: 'List alerts (--open for open ones)',
-    options: { open: { type: 'boolean' } },
+    summary: 'List alerts',
+    options: { open: { type: 'boolean', description: 'only alerts not yet cleared' } },
     query: (args) => (args.values.open ? '?open=true' : ''),
     columns: ['severity', 'message', 'raisedAt', 'clearedAt'],
   },
@@ -231,9 +292,21 @@ export const resourceCommands: Command[] = [
   vaultCommand({
     name: 'machines import',
     summary:
-      'Import a libvirt domain of a host as a machine (unprotected): disks, CPUs, memory, NICs and boot from the domain [--name N]',
+      'Import a libvirt domain of a host as a machine (unprotected): disks, CPUs, memory, NICs and boot from the domain',
     usage: 'HOST DOMAIN',
-    options: { name: { type: 'string' }, os: { type: 'string' } },
+    examples: ['haven machines import primary web01 --name web-01 --os linux'],
+    options: {
+      name: {
+        type: 'string',
+        value: 'NAME',
+        description: "the machine's name in Haven (default: the domain's)",
+      },
+      os: {
+        type: 'string',
+        value: 'FAMILY',
+        description: "the guest's OS family (linux or windows), when libvirt does not tell",
+      },
+    },
     run: async (args, { client, out }) => {
       const machine = await client.post<Machine>('/machines/import', {
         hostId: positional(args, 0, 'host'),
@@ -248,6 +321,7 @@ export const resourceCommands: Command[] = [
     name: 'machines points',
     summary: 'List recovery points of a machine',
     usage: 'MACHINE',
+    examples: ['haven machines points web-01'],
     run: async (args, { client, out }) => {
       const { recoveryPoints } = await client.get<{ recoveryPoints: unknown[] }>(
         `/machines/${encodeURIComponent(positional(args, 0, 'machine'))}/recovery-points`,
@@ -266,6 +340,7 @@ export const resourceCommands: Command[] = [
     name: 'jobs watch',
     summary: 'Follow a job with progress bars until it ends',
     usage: 'JOB',
+    examples: ['haven jobs watch 3f9c2a1b'],
     run: async (args, { client, out }) => {
       const job = await watchJob(client, positional(args, 0, 'job'), {
         tty: process.stdout.isTTY === true && !out.json,
@@ -279,6 +354,7 @@ export const resourceCommands: Command[] = [
     name: 'jobs cancel',
     summary: 'Cancel a job (refused past its point of no return)',
     usage: 'JOB',
+    examples: ['haven jobs cancel 3f9c2a1b'],
     run: async (args, { client, out }) => {
       const job = await client.post<Job>(`/jobs/${encodeURIComponent(positional(args, 0, 'job'))}/cancel`);
       return show(out, job, ['id', 'kind', 'state', 'cancelRequested']);
@@ -293,6 +369,7 @@ export const resourceCommands: Command[] = [
     name: 'hosts domains',
     summary: 'List the domains of a host’s hypervisor: state, CPUs, memory, disks (format, size), NICs',
     usage: 'HOST',
+    examples: ['haven hosts domains primary'],
     run: async (args, { client, out }) => {
       const inventory = await client.get<HypervisorInventory>(
         `/hosts/${encodeURIComponent(positional(args, 0, 'host'))}/domains`,
@@ -313,8 +390,13 @@ export const resourceCommands: Command[] = [
   }),
   vaultCommand({
     name: 'hosts enrolment-token',
-    summary: 'Create a one-time enrolment token for a new host: --site S [--name N]',
-    options: { site: { type: 'string' }, name: { type: 'string' }, ttl: { type: 'string' } },
+    summary: 'Create a one-time enrolment token for a new host (printed once)',
+    examples: ['haven hosts enrolment-token --site dr --name kvm-dr-01 --ttl 1h'],
+    options: {
+      site: { type: 'string', value: 'SITE', description: 'the site the host joins (name or id)' },
+      name: { type: 'string', value: 'NAME', description: 'the name the host must enrol with' },
+      ttl: { type: 'string', value: 'DURATION', description: 'how long the token stays valid' },
+    },
     run: async (args, { client, out }) => {
       const token = await client.post<{ token: string; expiresAt: string }>('/enrolment-tokens', {
         siteId: required(args, 'site'),

@@ -8,6 +8,7 @@ export const scriptCommands: Command[] = [
   vaultCommand({
     name: 'scripts list',
     summary: "List the scripts plans may name (executables an admin put in the vault's scripts folder)",
+    examples: ['haven scripts list'],
     run: async (_args, { client, out }) => {
       const { dir, scripts } = await client.get<{ dir: string; scripts: RegisteredScript[] }>('/scripts');
       if (out.json) {
@@ -24,8 +25,9 @@ export const scriptCommands: Command[] = [
   }),
   vaultCommand({
     name: 'scripts runs',
-    summary: 'List script runs, newest first: [--job JOB]',
-    options: { job: { type: 'string' } },
+    summary: 'List script runs, newest first',
+    examples: ['haven scripts runs --job 3f9c2a1b'],
+    options: { job: { type: 'string', value: 'JOB', description: 'only the runs of this plan job' } },
     run: async (args, { client, out }) => {
       const job = str(args, 'job');
       const { runs } = await client.get<{ runs: ScriptRunRecord[] }>(
@@ -38,6 +40,7 @@ export const scriptCommands: Command[] = [
     name: 'scripts output',
     summary: 'Show a script run and its output (operators and admins; viewers see how it ended)',
     usage: 'RUN',
+    examples: ['haven scripts output 9a8b7c6d'],
     run: async (args, { client, out }) => {
       const run = await client.get<ScriptRunRecord>(
         `/script-runs/${encodeURIComponent(positional(args, 0, 'run'))}`,

@@ -3,6 +3,7 @@ import { ApiClient, resolveConnection } from '../client/api-client.ts';
 import { HavenError } from '../errors/index.ts';
 import { lookupShareGroup, type ShareGroup } from '../storage/share-group.ts';
 import { type Output, stdoutOutput } from './output.ts';
+import { type Collection, resolveRef } from './resolve-ref.ts';
 
 /** One option of a command: how it parses, and what `--help` and docs/cli.md say of it. */
 export interface OptionDeclaration {
@@ -58,6 +59,11 @@ export const connectionOptions: OptionSpec = {
   json: { type: 'boolean', description: 'print JSON for scripts instead of tables' },
 };
 
+/** Options of a command that prints a table. */
+export const tableOptions: OptionSpec = {
+  wide: { type: 'boolean', description: 'add ids (and other long columns) to the table' },
+};
+
 /** A client for the vault the connection options name, and the output --json selects. */
 export function connect(args: CommandArgs): { client: ApiClient; out: Output } {
   const client = new ApiClient(
@@ -68,7 +74,7 @@ export function connect(args: CommandArgs): { client: ApiClient; out: Output } {
       fingerprint: str(args, 'fingerprint'),
     }),
   );
-  return { client, out: stdoutOutput(args.values.json === true) };
+  return { client, out: stdoutOutput(args.values.json === true, args.values.wide === true) };
 }
 
 /**
@@ -108,6 +114,34 @@ export function positional(args: CommandArgs, index: number, what: string): stri
   const v = args.positionals[index];
   if (v === undefined) throw new HavenError('bad_request', `missing ${what}`, { field: what });
   return v;
+}
+
+/** The positional at `index`: an object of `collection` by name, id or the short id the CLI prints. */
+export function positionalRef(
+  client: ApiClient,
+  args: CommandArgs,
+  index: number,
+  what: string,
+  collection: Collection,
+): Promise<string> {
+  return resolveRef(client, collection, positional(args, index, what));
+}
+
+/** The args with each option of `refs` given (once or repeated) as its object's full id when it was a short id. */
+export async function resolveOptionRefs(
+  client: ApiClient,
+  args: CommandArgs,
+  refs: Record<string, Collection>,
+): Promise<CommandArgs> {
+  const values = { ...args.values };
+  for (const [name, collection] of Object.entries(refs)) {
+    const value = values[name];
+    if (typeof value === 'string') values[name] = await resolveRef(client, collection, value);
+    else if (Array.isArray(value)) {
+      values[name] = await Promise.all(value.map((v) => resolveRef(client, collection, String(v))));
+    }
+  }
+  return { values, positionals: args.positionals };
 }
 
 /** '90', '90s', '15m', '24h', '7d', '250ms' → seconds. */

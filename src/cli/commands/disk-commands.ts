@@ -172,7 +172,16 @@ export const diskCommands: Command[] = [
       }
       if (out.json) out.write('\n]\n');
       else
-        printTable(out, rows, ['seq', 'time', 'kind', 'offset', 'length', 'crc32', 'markerType', 'markerId']);
+        printTable(out, rows, [
+          { header: 'Seq', value: (r) => r.seq },
+          { header: 'Time', value: (r) => r.time },
+          { header: 'Kind', value: (r) => r.kind },
+          { header: 'Offset', value: (r) => r.offset },
+          { header: 'Length', value: (r) => r.length },
+          { header: 'CRC-32', value: (r) => r.crc32 },
+          { header: 'Marker', value: (r) => r.markerType },
+          { header: 'Marker id', value: (r) => r.markerId },
+        ]);
       return 0;
     },
   },

@@ -1,19 +1,20 @@
 import type { ConsistencyGroup, GroupCut } from '../../vault/groups/index.ts';
-import { type Command, type connect, positional, vaultCommand } from '../command.ts';
-import { printJson, printRecord } from '../output.ts';
+import { type Command, positional, positionalRef, vaultCommand } from '../command.ts';
+import { type Column, type Output, printJson, printRecord } from '../output.ts';
+import type { Names } from '../resolve-ref.ts';
 import { crudCommands } from './crud-commands.ts';
 
 const path = (name: string) => `/groups/${encodeURIComponent(name)}`;
 
-function show(out: ReturnType<typeof connect>['out'], group: ConsistencyGroup): number {
+function show(out: Output, group: ConsistencyGroup, names?: Names): number {
   if (out.json) printJson(out, group);
   else
-    printRecord(out, {
-      name: group.name,
-      machines: group.machineNames.join(', '),
-      recoveryHost: group.recoveryHostId ?? '-',
-      osFamily: group.osFamily ?? '-',
-    });
+    printRecord(out, [
+      ['Group', group.name],
+      ['Machines', group.machineNames],
+      ['Recovery host', names ? names('hosts', group.recoveryHostId) : group.recoveryHostId],
+      ['OS family', group.osFamily],
+    ]);
   return 0;
 }
 
@@ -23,19 +24,19 @@ const groups = crudCommands({
   example: 'erp',
   list: {
     summary: 'List consistency groups',
-    columns: ['name', 'machines', 'recoveryHost'],
-    rows: (groups: ConsistencyGroup[]) =>
-      groups.map((g) => ({
-        name: g.name,
-        machines: g.machineNames.join(','),
-        recoveryHost: g.recoveryHostId,
-      })),
+    names: ['hosts'],
+    columns: (names): Column<ConsistencyGroup>[] => [
+      { header: 'Group', value: (g) => g.name },
+      { header: 'Machines', value: (g) => g.machineNames },
+      { header: 'Recovery host', value: (g) => names('hosts', g.recoveryHostId) },
+    ],
   },
-  show: { summary: 'Show a consistency group', print: show },
+  show: { summary: 'Show a consistency group', names: ['hosts'], print: show },
   create: {
     summary: 'Create a consistency group: machines recovered to one point in time',
     usage: 'GROUP',
     examples: ['haven groups create erp --machine erp-db --machine erp-app'],
+    refs: { machine: 'machines' },
     options: {
       machine: {
         type: 'string',
@@ -49,7 +50,7 @@ const groups = crudCommands({
       const machineIds = (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).map(String);
       return { name: positional(args, 0, 'group'), machineIds };
     },
-    print: show,
+    print: (out: Output, group: ConsistencyGroup) => show(out, group),
   },
 });
 
@@ -66,7 +67,7 @@ export const groupCommands: Command[] = [
       return show(
         out,
         await client.post<ConsistencyGroup>(`${path(positional(args, 0, 'group'))}/members`, {
-          machineId: positional(args, 1, 'machine'),
+          machineId: await positionalRef(client, args, 1, 'machine', 'machines'),
         }),
       );
     },
@@ -78,7 +79,7 @@ export const groupCommands: Command[] = [
     examples: ['haven groups remove erp erp-cache'],
     run: async (args, { client, out }) => {
       await client.delete(
-        `${path(positional(args, 0, 'group'))}/members/${encodeURIComponent(positional(args, 1, 'machine'))}`,
+        `${path(positional(args, 0, 'group'))}/members/${encodeURIComponent(await positionalRef(client, args, 1, 'machine', 'machines'))}`,
       );
       if (!out.json) out.write('removed\n');
       return 0;

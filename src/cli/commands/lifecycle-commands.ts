@@ -7,12 +7,14 @@ import {
   connectionOptions,
   type OptionSpec,
   parseDuration,
-  positional,
+  positionalRef,
   required,
+  resolveOptionRefs,
   str,
 } from '../command.ts';
 import { watchJob } from '../job-progress.ts';
 import { printJson } from '../output.ts';
+import type { Collection } from '../resolve-ref.ts';
 
 const POINT_OPTIONS = [
   'latest',
@@ -59,6 +61,8 @@ interface LifecycleCommand {
   summary: string;
   /** Arguments after `haven NAME` in the help's example. */
   example: string;
+  /** Options that name other objects (by name, id or short id). */
+  refs?: Record<string, Collection>;
   options?: OptionSpec;
   body(args: CommandArgs): Record<string, unknown>;
 }
@@ -69,6 +73,7 @@ const LIFECYCLE: LifecycleCommand[] = [
     operation: 'enable-replication',
     summary: 'Protect a machine: replicate it to a recovery host',
     example: 'web-01 --recovery-host recovery --policy gold',
+    refs: { 'recovery-host': 'hosts', policy: 'policies' },
     options: {
       'recovery-host': {
         type: 'string',
@@ -153,6 +158,7 @@ const LIFECYCLE: LifecycleCommand[] = [
     operation: 'reprotect',
     summary: 'Reverse replication: protect the failed-over machine back to its original site',
     example: 'web-01',
+    refs: { 'alternate-host': 'hosts' },
     options: {
       'alternate-host': {
         type: 'string',
@@ -171,6 +177,7 @@ const LIFECYCLE: LifecycleCommand[] = [
     operation: 'failback',
     summary: 'Fail back to the original site',
     example: 'web-01 --sync before',
+    refs: { 'alternate-host': 'hosts' },
     options: {
       sync: {
         type: 'string',
@@ -218,8 +225,9 @@ export const lifecycleCommands: Command[] = LIFECYCLE.map((c) => ({
   examples: [`haven ${c.name} ${c.example}`],
   run: async (args) => {
     const { client, out } = connect(args);
-    const machine = encodeURIComponent(positional(args, 0, 'machine'));
-    const job = await client.post<Job>(`/machines/${machine}/${c.operation}`, c.body(args));
+    const machine = encodeURIComponent(await positionalRef(client, args, 0, 'machine', 'machines'));
+    const resolved = await resolveOptionRefs(client, args, c.refs ?? {});
+    const job = await client.post<Job>(`/machines/${machine}/${c.operation}`, c.body(resolved));
     if (args.values['no-wait'] === true) {
       if (out.json) printJson(out, job);
       else out.write(`${job.kind} job ${job.id} queued\n`);

@@ -1,7 +1,9 @@
+import type { ApiClient } from '../../client/api-client.ts';
 import type { Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { ConsoleLog, MachineStatus, MirrorStatus, ShutdownResult } from '../../host/host-services.ts';
 import { parseSize } from '../../storage/index.ts';
+import { ago, formatDuration } from '../../text/human-units.ts';
 import {
   type Command,
   type CommandArgs,
@@ -9,10 +11,12 @@ import {
   type OptionSpec,
   parseDuration,
   positional,
+  positionalRef,
   required,
   str,
   vaultCommand,
 } from '../command.ts';
+import { printJson } from '../output.ts';
 import { show } from './crud-commands.ts';
 
 const bad = (field: string, message: string) =>
@@ -124,8 +128,8 @@ export function createMachineBody(args: CommandArgs): unknown {
   };
 }
 
-const machinePath = (args: CommandArgs, tail = '') =>
-  `/machines/${encodeURIComponent(positional(args, 0, 'machine'))}${tail}`;
+const machinePath = async (client: ApiClient, args: CommandArgs, tail = '') =>
+  `/machines/${encodeURIComponent(await positionalRef(client, args, 0, 'machine', 'machines'))}${tail}`;
 
 export const machinePowerCommands: Command[] = [
   ...(['pause', 'resume'] as const).map((verb) =>
@@ -138,8 +142,15 @@ export const machinePowerCommands: Command[] = [
       usage: 'MACHINE',
       examples: [`haven machines ${verb}-protection web-01`],
       run: async (args, { client, out }) => {
-        const status = await client.post<MirrorStatus>(machinePath(args, `/${verb}-protection`), {});
-        return show(out, status);
+        const status = await client.post<MirrorStatus>(
+          await machinePath(client, args, `/${verb}-protection`),
+          {},
+        );
+        return show(out, status, [
+          ['Domain', status.domain],
+          ['Mirror', status.paused ? 'paused' : status.state],
+          ['Last point', status.lastPointAt ? ago(status.lastPointAt) : 'none yet'],
+        ]);
       },
     }),
   ),
@@ -149,8 +160,11 @@ export const machinePowerCommands: Command[] = [
     usage: 'MACHINE',
     examples: ['haven machines start web-01'],
     run: async (args, { client, out }) => {
-      const status = await client.post<MachineStatus>(machinePath(args, '/start'), {});
-      return show(out, status);
+      const status = await client.post<MachineStatus>(await machinePath(client, args, '/start'), {});
+      return show(out, status, [
+        ['Machine', status.name],
+        ['Power', status.state],
+      ]);
     },
   }),
   vaultCommand({
@@ -176,13 +190,17 @@ export const machinePowerCommands: Command[] = [
       if (timeout !== undefined && forceOff !== undefined) {
         throw bad('timeout', 'give --timeout or --force-off-after, not both');
       }
-      const result = await client.post<ShutdownResult>(machinePath(args, '/stop'), {
+      const result = await client.post<ShutdownResult>(await machinePath(client, args, '/stop'), {
         ...(timeout === undefined ? {} : { timeoutSeconds: parseDuration(timeout, 'timeout') }),
         ...(forceOff === undefined
           ? {}
           : { forceOffAfterSeconds: parseDuration(forceOff, 'force-off-after') }),
       });
-      return show(out, result);
+      return show(out, result, [
+        ['Machine', result.name],
+        ['Power', result.state],
+        ['Outcome', `${result.outcome} after ${formatDuration(result.seconds)}`],
+      ]);
     },
   }),
   vaultCommand({
@@ -191,8 +209,9 @@ export const machinePowerCommands: Command[] = [
     usage: 'MACHINE',
     examples: ['haven machines delete web-01'],
     run: async (args, { client, out }) => {
-      const machine = await client.get<Machine>(machinePath(args));
-      await client.delete(machinePath(args));
+      const path = await machinePath(client, args);
+      const machine = await client.get<Machine>(path);
+      await client.delete(path);
       if (!out.json) out.write(`machine ${machine.name} deleted\n`);
       return 0;
     },
@@ -210,13 +229,18 @@ export const machinePowerCommands: Command[] = [
       const tail = integer(str(args, 'tail'), 'tail');
       const query = tail === undefined ? '' : `tail=${tail}`;
       if (!args.values.follow) {
-        const log = await client.get<ConsoleLog>(machinePath(args, `/console${query ? `?${query}` : ''}`));
-        if (out.json) return show(out, log);
+        const log = await client.get<ConsoleLog>(
+          await machinePath(client, args, `/console${query ? `?${query}` : ''}`),
+        );
+        if (out.json) {
+          printJson(out, log);
+          return 0;
+        }
         for (const line of log.lines) out.write(`${line}\n`);
         return 0;
       }
       for await (const { event, data } of client.events(
-        machinePath(args, `/console?follow=1${query ? `&${query}` : ''}`),
+        await machinePath(client, args, `/console?follow=1${query ? `&${query}` : ''}`),
       )) {
         if (event === 'line') out.write(`${data}\n`);
       }

@@ -3,9 +3,19 @@ import { stringify as toYaml } from 'yaml';
 import { isTerminalJobState } from '../../domain/job-states.ts';
 import type { Job, RecoveryPlan } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
+import { formatDuration } from '../../text/human-units.ts';
 import { PLAN_OPERATIONS } from '../../vault/plans/plan-steps.ts';
-import { type Command, type CommandArgs, connect, positional, str, vaultCommand } from '../command.ts';
-import { type Output, printJson, printRecord } from '../output.ts';
+import {
+  type Command,
+  type CommandArgs,
+  connect,
+  positional,
+  positionalRef,
+  str,
+  vaultCommand,
+} from '../command.ts';
+import { type Column, type Output, printJson, printRecord } from '../output.ts';
+import { shortId } from '../resolve-ref.ts';
 import { crudCommands } from './crud-commands.ts';
 import { dataSync, plannedFailoverBody, recoveryPoint } from './lifecycle-commands.ts';
 
@@ -56,14 +66,12 @@ const plans = crudCommands({
   example: 'web-tier',
   list: {
     summary: 'List recovery plans',
-    columns: ['name', 'groups', 'machines', 'id'],
-    rows: (plans: RecoveryPlan[]) =>
-      plans.map((p) => ({
-        name: p.name,
-        groups: p.groups.length,
-        machines: p.groups.reduce((n, g) => n + g.machineIds.length, 0),
-        id: p.id,
-      })),
+    columns: (): Column<RecoveryPlan>[] => [
+      { header: 'Plan', value: (p) => p.name },
+      { header: 'Groups', value: (p) => p.groups.length },
+      { header: 'Machines', value: (p) => p.groups.reduce((n, g) => n + g.machineIds.length, 0) },
+      { header: 'Id', value: (p) => p.id, wide: true },
+    ],
   },
   show: {
     summary: 'Show a recovery plan, its groups in order and its RTO estimate',
@@ -72,13 +80,16 @@ const plans = crudCommands({
         printJson(out, plan);
         return 0;
       }
-      printRecord(out, {
-        name: plan.name,
-        id: plan.id,
-        description: plan.description,
-        rtoEstimate: plan.rtoEstimateSeconds === null ? 'no history yet' : `${plan.rtoEstimateSeconds} s`,
-        activeJob: plan.activeJobId ?? '-',
-      });
+      printRecord(out, [
+        ['Plan', plan.name],
+        ['Description', plan.description],
+        [
+          'RTO estimate',
+          plan.rtoEstimateSeconds === null ? 'no history yet' : formatDuration(plan.rtoEstimateSeconds),
+        ],
+        ['Active job', plan.activeJobId ? shortId(plan.activeJobId) : null],
+        ['Id', plan.id],
+      ]);
       plan.groups.forEach((group, g) => {
         out.write(`group ${g + 1} '${group.name}': ${group.machineNames.join(', ') || '(no machines)'}\n`);
         for (const side of ['before', 'after'] as const)
@@ -143,7 +154,8 @@ export const planCommands: Command[] = [
         throw new HavenError('bad_request', `--format must be json or yaml, not '${format}'`, {
           field: 'format',
         });
-      const doc = await client.get(`/plans/${encodeURIComponent(positional(args, 0, 'plan'))}/export`);
+      const plan = await positionalRef(client, args, 0, 'plan', 'plans');
+      const doc = await client.get(`/plans/${encodeURIComponent(plan)}/export`);
       const text = format === 'yaml' ? toYaml(doc) : `${JSON.stringify(doc, null, 2)}\n`;
       const file = str(args, 'output');
       if (file) await writeFile(file, text);
@@ -186,7 +198,7 @@ export const planCommands: Command[] = [
       'no-wait': { type: 'boolean', description: 'print the queued job and return at once' },
     },
     run: async (args, { client, out }) => {
-      const plan = encodeURIComponent(positional(args, 0, 'plan'));
+      const plan = encodeURIComponent(await positionalRef(client, args, 0, 'plan', 'plans'));
       const operation = positional(args, 1, 'operation');
       if (!OPERATIONS.includes(operation))
         throw new HavenError(
@@ -214,7 +226,8 @@ export const planCommands: Command[] = [
       'no-wait': { type: 'boolean', description: 'return once resumed, without following the job' },
     },
     run: async (args, { client, out }) => {
-      const job = await client.post<Job>(`/jobs/${encodeURIComponent(positional(args, 0, 'job'))}/resume`);
+      const id = await positionalRef(client, args, 0, 'job', 'jobs');
+      const job = await client.post<Job>(`/jobs/${encodeURIComponent(id)}/resume`);
       if (args.values['no-wait'] === true) {
         if (out.json) printJson(out, job);
         else out.write(`job ${job.id} resumed\n`);

@@ -1,26 +1,58 @@
-import type { Job, Machine } from '../../domain/model.ts';
+import type { Alert, ApiToken, Host, Job, Machine, Policy, RecoveryPoint, Site } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { HypervisorInventory } from '../../hypervisor/hypervisor.ts';
+import { ago, formatBytes, formatDuration } from '../../text/human-units.ts';
 import {
   type Command,
   type CommandArgs,
   type OptionSpec,
   parseDuration,
   positional,
+  positionalRef,
   required,
   str,
+  tableOptions,
   vaultCommand,
 } from '../command.ts';
 import { watchJob } from '../job-progress.ts';
-import { type Output, printJson, printRecord, printTable } from '../output.ts';
+import { type Column, type Output, printJson, printRecord, printTable } from '../output.ts';
+import { resolveRef, shortId } from '../resolve-ref.ts';
 import { crudCommands, list, show } from './crud-commands.ts';
 import { createMachineBody, createMachineOptions, machinePowerCommands } from './machine-commands.ts';
+import { between, jobTarget, localTime, printMachine } from './machine-summary.ts';
 
 /** Prints a secret the vault shows once: bare, so scripts can capture it, or the whole answer with --json. */
 function printSecret(out: Output, answer: { token: string }): number {
-  if (out.json) return show(out, answer);
+  if (out.json) {
+    printJson(out, answer);
+    return 0;
+  }
   out.write(`${answer.token}\n`);
   return 0;
+}
+
+function printPolicy(out: Output, p: Policy): number {
+  return show(out, p, [
+    ['Policy', p.name],
+    ['RPO', formatDuration(p.rpoThresholdSeconds)],
+    ['Retention', formatDuration(p.retentionSeconds)],
+    [
+      'App-consistent every',
+      p.appConsistentFrequencySeconds ? formatDuration(p.appConsistentFrequencySeconds) : 'never',
+    ],
+    ['Built in', p.builtIn ? 'yes' : 'no'],
+    ['Id', p.id],
+  ]);
+}
+
+function printSite(out: Output, site: Site): number {
+  return show(out, site, [
+    ['Site', site.name],
+    ['Role', site.role],
+    ['Test network', site.testNetwork],
+    ['Network mapping', Object.entries(site.networkMapping).map(([a, b]) => `${a}→${b}`)],
+    ['Id', site.id],
+  ]);
 }
 
 /** '?', then the API's parameter for each option given, then `always`. */
@@ -70,9 +102,24 @@ const machines = crudCommands({
       },
     },
     query: (args) => query(args, { state: 'state', host: 'hostId' }),
-    columns: ['name', 'state', 'health', 'activeHostId', 'id'],
+    names: ['hosts'],
+    columns: (names): Column<Machine>[] => [
+      { header: 'Name', value: (m) => m.name },
+      { header: 'State', value: (m) => m.state },
+      { header: 'Health', value: (m) => m.health },
+      { header: 'Host', value: (m) => names('hosts', m.activeHostId) },
+      {
+        header: 'RPO',
+        value: (m) => (m.replication?.rpoSeconds == null ? null : formatDuration(m.replication.rpoSeconds)),
+      },
+      { header: 'Id', value: (m) => m.id, wide: true },
+    ],
   },
-  show: { summary: 'Show one machine (id or name)' },
+  show: {
+    summary: 'Show one machine: where it runs and is protected to, replication, drill, disks, NICs',
+    names: ['hosts', 'policies'],
+    print: printMachine,
+  },
   create: {
     summary: 'Register a machine on a host, with its disks, NICs and boot settings',
     usage: 'NAME',
@@ -81,8 +128,14 @@ const machines = crudCommands({
       'haven machines create db-01 --host primary --disk disk0=/srv/images/db.img:40G --boot-disk disk0 --cpus 2 --memory 4096',
     ],
     options: createMachineOptions,
+    refs: { host: 'hosts' },
     body: createMachineBody,
-    print: (out, machine: Machine) => show(out, machine, ['id', 'name', 'state', 'activeHostId']),
+    print: (out, machine: Machine) =>
+      show(out, machine, [
+        ['Machine', machine.name],
+        ['State', machine.state],
+        ['Id', machine.id],
+      ]),
   },
 });
 
@@ -92,16 +145,20 @@ const policies = crudCommands({
   example: 'gold',
   list: {
     summary: 'List replication policies',
-    columns: [
-      'name',
-      'rpoThresholdSeconds',
-      'retentionSeconds',
-      'appConsistentFrequencySeconds',
-      'builtIn',
-      'id',
+    columns: (): Column<Policy>[] => [
+      { header: 'Name', value: (p) => p.name },
+      { header: 'RPO', value: (p) => formatDuration(p.rpoThresholdSeconds) },
+      { header: 'Retention', value: (p) => formatDuration(p.retentionSeconds) },
+      {
+        header: 'App-consistent every',
+        value: (p) =>
+          p.appConsistentFrequencySeconds ? formatDuration(p.appConsistentFrequencySeconds) : 'never',
+      },
+      { header: 'Built in', value: (p) => (p.builtIn ? 'yes' : 'no') },
+      { header: 'Id', value: (p) => p.id, wide: true },
     ],
   },
-  show: { summary: 'Show a policy' },
+  show: { summary: 'Show a policy', print: printPolicy },
   create: {
     summary: 'Create a replication policy',
     usage: 'NAME',
@@ -113,6 +170,7 @@ const policies = crudCommands({
       retentionSeconds: parseDuration(required(args, 'retention'), 'retention'),
       appConsistentFrequencySeconds: parseDuration(str(args, 'app-consistent') ?? '0', 'app-consistent'),
     }),
+    print: printPolicy,
   },
   update: {
     summary: 'Edit a policy: only the options given change',
@@ -128,6 +186,7 @@ const policies = crudCommands({
       }
       return patch;
     },
+    print: printPolicy,
   },
   delete: { summary: 'Delete a policy' },
 });
@@ -147,32 +206,47 @@ const jobs = crudCommands({
       limit: { type: 'string', value: 'N', description: 'at most N jobs (default 50)' },
     },
     query: (args) => query(args, { state: 'state' }, { limit: str(args, 'limit') ?? '50' }),
-    columns: ['id', 'kind', 'state', 'progress', 'createdBy', 'createdAt'],
+    names: ['machines', 'plans', 'hosts'],
+    columns: (names): Column<Job>[] => [
+      { header: 'Id', value: (j) => shortId(j.id) },
+      { header: 'Kind', value: (j) => j.kind },
+      { header: 'Target', value: (j) => jobTarget(j, names) },
+      { header: 'State', value: (j) => j.state },
+      { header: 'Progress', value: (j) => `${j.progress}%` },
+      { header: 'By', value: (j) => j.createdBy },
+      { header: 'Created', value: (j) => ago(j.createdAt) },
+      { header: 'Full id', value: (j) => j.id, wide: true },
+    ],
   },
   show: {
     summary: 'Show a job and its steps',
-    print: (out, job: Job) => {
-      if (out.json) return show(out, job);
-      printRecord(out, job as unknown as Record<string, unknown>, [
-        'id',
-        'kind',
-        'state',
-        'progress',
-        'targetId',
-        'createdBy',
-        'createdAt',
-        'startedAt',
-        'finishedAt',
-        'error',
-        'output',
+    names: ['machines', 'plans', 'hosts'],
+    print: (out, job: Job, names) => {
+      if (out.json) {
+        printJson(out, job);
+        return 0;
+      }
+      printRecord(out, [
+        ['Job', `${job.kind} ${shortId(job.id)}`],
+        ['Target', jobTarget(job, names)],
+        ['State', `${job.state} (${job.progress}%)`],
+        ['By', job.createdBy],
+        ['Created', ago(job.createdAt)],
+        ['Took', job.startedAt && job.finishedAt ? between(job.startedAt, job.finishedAt) : null],
+        ['Error', job.error?.message],
+        ['Id', job.id],
       ]);
       out.write('\n');
-      printTable(out, job.steps as unknown as Record<string, unknown>[], [
-        'index',
-        'title',
-        'state',
-        'progress',
-        'message',
+      printTable(out, job.steps, [
+        { header: '#', value: (s) => s.index + 1 },
+        { header: 'Step', value: (s) => s.title },
+        { header: 'State', value: (s) => s.state },
+        { header: 'Progress', value: (s) => `${s.progress}%` },
+        {
+          header: 'Took',
+          value: (s) => (s.startedAt ? between(s.startedAt, s.finishedAt ?? new Date().toISOString()) : null),
+        },
+        { header: 'Message', value: (s) => s.error?.message ?? s.message },
       ]);
       return job.state === 'failed' ? 1 : 0;
     },
@@ -183,7 +257,19 @@ const sites = crudCommands({
   plural: 'sites',
   singular: 'site',
   example: 'dr',
-  list: { summary: 'List sites', columns: ['name', 'role', 'testNetwork', 'id'] },
+  list: {
+    summary: 'List sites',
+    columns: (): Column<Site>[] => [
+      { header: 'Name', value: (s) => s.name },
+      { header: 'Role', value: (s) => s.role },
+      { header: 'Test network', value: (s) => s.testNetwork },
+      {
+        header: 'Network mapping',
+        value: (s) => Object.entries(s.networkMapping).map(([a, b]) => `${a}→${b}`),
+      },
+      { header: 'Id', value: (s) => s.id, wide: true },
+    ],
+  },
   create: {
     summary: 'Create a site',
     usage: 'NAME',
@@ -201,6 +287,7 @@ const sites = crudCommands({
       role: required(args, 'role'),
       testNetwork: str(args, 'test-network') ?? null,
     }),
+    print: printSite,
   },
   update: {
     summary: "Edit a site's network mapping and test network",
@@ -242,6 +329,7 @@ const sites = crudCommands({
       if (str(args, 'test-network')) patch.testNetwork = str(args, 'test-network');
       return patch;
     },
+    print: printSite,
   },
 });
 
@@ -251,16 +339,52 @@ const hosts = crudCommands({
   example: 'recovery',
   list: {
     summary: 'List hosts and their heartbeats',
-    columns: ['name', 'status', 'lastHeartbeatAt', 'capabilities', 'id'],
+    names: ['sites'],
+    columns: (names): Column<Host>[] => [
+      { header: 'Name', value: (h) => h.name },
+      { header: 'Site', value: (h) => names('sites', h.siteId) },
+      { header: 'Status', value: (h) => h.status },
+      { header: 'Last heartbeat', value: (h) => ago(h.lastHeartbeatAt) },
+      { header: 'Version', value: (h) => h.version },
+      { header: 'Capabilities', value: (h) => h.capabilities, wide: true },
+      { header: 'Id', value: (h) => h.id, wide: true },
+    ],
   },
-  show: { summary: 'Show a host' },
+  show: {
+    summary: 'Show a host',
+    names: ['sites'],
+    print: (out, host: Host, names) =>
+      show(out, host, [
+        ['Host', host.name],
+        ['Site', names('sites', host.siteId)],
+        ['Status', host.status],
+        ['Last heartbeat', ago(host.lastHeartbeatAt)],
+        ['Version', host.version],
+        ['Replication at', host.replicationAddress],
+        ['Protects up to', `${host.maxProtectedDisks} disks`],
+        ['Storage folders', host.storageFolders],
+        ['Capabilities', host.capabilities],
+        ['Enrolled', ago(host.enrolledAt)],
+        ['Id', host.id],
+      ]),
+  },
 });
 
 const tokens = crudCommands({
   plural: 'tokens',
   singular: 'token id',
   example: '7d1e0c55',
-  list: { summary: 'List API tokens', columns: ['name', 'role', 'lastUsedAt', 'id'] },
+  list: {
+    summary: 'List API tokens',
+    columns: (): Column<ApiToken>[] => [
+      { header: 'Id', value: (t) => shortId(t.id) },
+      { header: 'Name', value: (t) => t.name },
+      { header: 'Role', value: (t) => t.role },
+      { header: 'Last used', value: (t) => ago(t.lastUsedAt) },
+      { header: 'Created', value: (t) => ago(t.createdAt) },
+      { header: 'Full id', value: (t) => t.id, wide: true },
+    ],
+  },
   create: {
     summary: 'Create an API token (the secret is printed once)',
     usage: 'NAME',
@@ -280,7 +404,21 @@ const alerts = crudCommands({
     summary: 'List alerts',
     options: { open: { type: 'boolean', description: 'only alerts not yet cleared' } },
     query: (args) => (args.values.open ? '?open=true' : ''),
-    columns: ['severity', 'message', 'raisedAt', 'clearedAt'],
+    names: ['machines', 'hosts'],
+    columns: (names): Column<Alert>[] => [
+      { header: 'Severity', value: (a) => a.severity },
+      {
+        header: 'About',
+        value: (a) =>
+          a.subjectType === 'vault'
+            ? 'vault'
+            : `${a.subjectType} ${names(a.subjectType === 'host' ? 'hosts' : 'machines', a.subjectId)}`,
+      },
+      { header: 'Message', value: (a) => a.message },
+      { header: 'Raised', value: (a) => ago(a.raisedAt) },
+      { header: 'Cleared', value: (a) => (a.clearedAt ? ago(a.clearedAt) : 'open') },
+      { header: 'Id', value: (a) => a.id, wide: true },
+    ],
   },
 });
 
@@ -309,24 +447,36 @@ export const resourceCommands: Command[] = [
     },
     run: async (args, { client, out }) => {
       const machine = await client.post<Machine>('/machines/import', {
-        hostId: positional(args, 0, 'host'),
+        hostId: await positionalRef(client, args, 0, 'host', 'hosts'),
         domain: positional(args, 1, 'domain'),
         ...(str(args, 'name') ? { name: str(args, 'name') } : {}),
         ...(str(args, 'os') ? { osFamily: str(args, 'os') } : {}),
       });
-      return show(out, machine, ['id', 'name', 'state', 'primaryHostId']);
+      return show(out, machine, [
+        ['Machine', machine.name],
+        ['State', machine.state],
+        ['Id', machine.id],
+      ]);
     },
   }),
   vaultCommand({
     name: 'machines points',
     summary: 'List recovery points of a machine',
     usage: 'MACHINE',
+    options: tableOptions,
     examples: ['haven machines points web-01'],
     run: async (args, { client, out }) => {
-      const { recoveryPoints } = await client.get<{ recoveryPoints: unknown[] }>(
-        `/machines/${encodeURIComponent(positional(args, 0, 'machine'))}/recovery-points`,
+      const { recoveryPoints } = await client.get<{ recoveryPoints: RecoveryPoint[] }>(
+        `/machines/${encodeURIComponent(await positionalRef(client, args, 0, 'machine', 'machines'))}/recovery-points`,
       );
-      return list(out, recoveryPoints, ['time', 'type', 'processed', 'sizeBytes', 'id']);
+      return list(out, recoveryPoints, [
+        { header: 'Time', value: (p) => localTime(p.time) },
+        { header: 'Age', value: (p) => ago(p.time) },
+        { header: 'Type', value: (p) => (p.groupPointId ? `${p.type} (group)` : p.type) },
+        { header: 'Processed', value: (p) => (p.processed ? 'yes' : 'no') },
+        { header: 'Size', value: (p) => formatBytes(p.sizeBytes) },
+        { header: 'Id (for --point)', value: (p) => p.id },
+      ]);
     },
   }),
   policies.list,
@@ -342,7 +492,7 @@ export const resourceCommands: Command[] = [
     usage: 'JOB',
     examples: ['haven jobs watch 3f9c2a1b'],
     run: async (args, { client, out }) => {
-      const job = await watchJob(client, positional(args, 0, 'job'), {
+      const job = await watchJob(client, await positionalRef(client, args, 0, 'job', 'jobs'), {
         tty: process.stdout.isTTY === true && !out.json,
         write: (t) => (out.json ? undefined : out.write(t)),
       });
@@ -356,8 +506,13 @@ export const resourceCommands: Command[] = [
     usage: 'JOB',
     examples: ['haven jobs cancel 3f9c2a1b'],
     run: async (args, { client, out }) => {
-      const job = await client.post<Job>(`/jobs/${encodeURIComponent(positional(args, 0, 'job'))}/cancel`);
-      return show(out, job, ['id', 'kind', 'state', 'cancelRequested']);
+      const id = await positionalRef(client, args, 0, 'job', 'jobs');
+      const job = await client.post<Job>(`/jobs/${encodeURIComponent(id)}/cancel`);
+      return show(out, job, [
+        ['Job', `${job.kind} ${shortId(job.id)}`],
+        ['State', job.state],
+        ['Cancel', job.cancelRequested ? 'requested' : 'not requested'],
+      ]);
     },
   }),
   sites.list,
@@ -370,22 +525,33 @@ export const resourceCommands: Command[] = [
     summary: 'List the domains of a host’s hypervisor: state, CPUs, memory, disks (format, size), NICs',
     usage: 'HOST',
     examples: ['haven hosts domains primary'],
+    options: tableOptions,
     run: async (args, { client, out }) => {
       const inventory = await client.get<HypervisorInventory>(
-        `/hosts/${encodeURIComponent(positional(args, 0, 'host'))}/domains`,
+        `/hosts/${encodeURIComponent(await positionalRef(client, args, 0, 'host', 'hosts'))}/domains`,
       );
-      if (out.json) return show(out, inventory);
-      const rows = inventory.domains.map((domain) => ({
-        name: domain.name,
-        state: domain.state,
-        cpus: domain.cpus,
-        memoryMiB: domain.memoryMiB,
-        disks: domain.disks
-          .map((d) => `${d.target}:${d.format ?? '?'}:${d.virtualSizeBytes ?? '?'}`)
-          .join(' '),
-        nics: domain.nics.map((n) => `${n.mac ?? '?'}@${n.network ?? n.type}`).join(' '),
-      }));
-      return list(out, rows, ['name', 'state', 'cpus', 'memoryMiB', 'disks', 'nics']);
+      if (out.json) {
+        printJson(out, inventory);
+        return 0;
+      }
+      return list(out, inventory.domains, [
+        { header: 'Domain', value: (d) => d.name },
+        { header: 'State', value: (d) => d.state },
+        { header: 'CPUs', value: (d) => d.cpus },
+        { header: 'Memory', value: (d) => formatBytes(d.memoryMiB * 2 ** 20) },
+        {
+          header: 'Disks',
+          value: (d) =>
+            d.disks.map(
+              (k) =>
+                `${k.target} ${k.format ?? '?'} ${k.virtualSizeBytes == null ? '?' : formatBytes(k.virtualSizeBytes)}`,
+            ),
+        },
+        {
+          header: 'NICs',
+          value: (d) => d.nics.map((n) => `${n.network ?? n.type}${n.mac ? ` ${n.mac}` : ''}`),
+        },
+      ]);
     },
   }),
   vaultCommand({
@@ -399,7 +565,7 @@ export const resourceCommands: Command[] = [
     },
     run: async (args, { client, out }) => {
       const token = await client.post<{ token: string; expiresAt: string }>('/enrolment-tokens', {
-        siteId: required(args, 'site'),
+        siteId: await resolveRef(client, 'sites', required(args, 'site')),
         ...(str(args, 'name') ? { hostName: str(args, 'name') } : {}),
         ...(str(args, 'ttl') ? { ttlSeconds: parseDuration(str(args, 'ttl')!, 'ttl') } : {}),
       });

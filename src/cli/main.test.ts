@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { NODE, REPO_ROOT, runHaven } from '../testing/child-process.ts';
 import { COMMANDS } from './commands/index.ts';
 import { didYouMean, editDistance } from './did-you-mean.ts';
+import { fitLine } from './job-progress.ts';
 import { commandHelp } from './main.ts';
 
 describe('did you mean', () => {
@@ -99,5 +100,15 @@ describe('a closed pipe (haven … | head -1)', () => {
     const code = await new Promise((resolve) => child.on('exit', resolve));
     assert.equal(stderr, '');
     assert.equal(code, 0);
+  });
+});
+
+describe('progress lines', () => {
+  it('are cut to the terminal width, so a redraw does not wrap', () => {
+    const line = `failover 3f9c2a1b  running  [${'#'.repeat(24)}]  50%  Start the machine at the recovery site`;
+    assert.equal(fitLine(line, 40).length, 39);
+    assert.ok(fitLine(line, 40).endsWith('…'));
+    assert.equal(fitLine('short', 40), 'short');
+    assert.equal(fitLine(line, undefined), line);
   });
 });

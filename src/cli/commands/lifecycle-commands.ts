@@ -235,6 +235,7 @@ export const lifecycleCommands: Command[] = LIFECYCLE.map((c) => ({
     }
     const done = await watchJob(client, job.id, {
       tty: process.stdout.isTTY === true && !out.json,
+      columns: process.stdout.columns,
       write: (t) => (out.json ? undefined : out.write(t)),
     });
     if (out.json) printJson(out, done);

@@ -49,6 +49,20 @@ export function parseDiskSpec(spec: string): { id: string; sizeBytes: number; so
   return { id, sizeBytes: sizeOf(spec, size), source: source.join(':') };
 }
 
+/** --memory 4G, 512M or 2048 (MiB, as before units) → MiB. */
+export function memoryMiB(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (/^\d+$/.test(text)) return Number(text);
+  let bytes: number;
+  try {
+    bytes = parseSize(text);
+  } catch (error) {
+    throw bad('memory', `'${text}': ${(error as Error).message}`);
+  }
+  if (bytes % 2 ** 20 !== 0 || bytes === 0) throw bad('memory', `'${text}' is not a whole number of MiB`);
+  return bytes / 2 ** 20;
+}
+
 /** `--nic NETWORK[,mac=MAC][,ip=ADDRESS/PREFIX|dhcp][,gateway=IP][,dns=IP]`. */
 export function parseNicSpec(spec: string): Record<string, unknown> {
   const [network = '', ...settings] = spec.split(',');
@@ -89,7 +103,11 @@ export const createMachineOptions: OptionSpec = {
     description: 'a NIC on network NET, and its address after a failover',
   },
   cpus: { type: 'string', value: 'N', description: 'virtual CPUs (default 1)' },
-  memory: { type: 'string', value: 'MiB', description: 'memory in MiB (default 512)' },
+  memory: {
+    type: 'string',
+    value: 'SIZE',
+    description: 'memory, e.g. 4G or 512M (a bare number is MiB; default 512M)',
+  },
   kernel: { type: 'string', value: 'FILE', description: 'boot this kernel directly (instead of a disk)' },
   initrd: { type: 'string', value: 'FILE', description: 'initrd for --kernel' },
   cmdline: { type: 'string', value: 'TEXT', description: 'kernel command line for --kernel' },
@@ -119,7 +137,7 @@ export function createMachineBody(args: CommandArgs): unknown {
     recoverySettings: {
       targetName: name,
       cpus: integer(str(args, 'cpus'), 'cpus') ?? 1,
-      memoryMiB: integer(str(args, 'memory'), 'memory') ?? 512,
+      memoryMiB: memoryMiB(str(args, 'memory')) ?? 512,
       nics: ((args.values.nic as string[] | undefined) ?? []).map(parseNicSpec),
       ...(kernel === undefined
         ? {}

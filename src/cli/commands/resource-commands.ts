@@ -494,6 +494,7 @@ export const resourceCommands: Command[] = [
     run: async (args, { client, out }) => {
       const job = await watchJob(client, await positionalRef(client, args, 0, 'job', 'jobs'), {
         tty: process.stdout.isTTY === true && !out.json,
+        columns: process.stdout.columns,
         write: (t) => (out.json ? undefined : out.write(t)),
       });
       if (out.json) printJson(out, job);

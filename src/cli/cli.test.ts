@@ -63,6 +63,9 @@ describe('npm start (haven up)', () => {
       throw new Error('hosts did not connect');
     })();
     assert.deepEqual(hosts.map((h) => h.name).sort(), ['primary', 'recovery']);
+    const table = await runHaven(['hosts', 'list', ...conn()]);
+    assert.match(table.stdout, /^Name\s+Site\s+Status\s+Last heartbeat\s+Version$/m);
+    assert.match(table.stdout, /^primary\s+\S+\s+connected\s+(just now|\d+ s ago)\s/m);
   });
 });
 
@@ -106,8 +109,21 @@ describe('haven CLI', () => {
     assert.equal(machine.state, 'unprotected');
     assert.equal(machine.activeHostId, primary.id);
     const table = await runHaven(['machines', 'list', ...conn()]);
-    assert.match(table.stdout, /^NAME\s+STATE\s+HEALTH/m);
-    assert.match(table.stdout, /web-01\s+unprotected/);
+    assert.match(table.stdout, /^Name\s+State\s+Health\s+Host\s+RPO$/m);
+    // Names, not ids: the host by its name; the machine's id only with --wide.
+    assert.match(table.stdout, /^web-01\s+unprotected\s+\S+\s+primary\b/m);
+    assert.ok(!table.stdout.includes(machine.id) && !table.stdout.includes(primary.id), table.stdout);
+    const wide = await runHaven(['machines', 'list', '--wide', ...conn()]);
+    assert.match(wide.stdout, /^Name\s+State\s+Health\s+Host\s+RPO\s+Id$/m);
+    assert.ok(wide.stdout.includes(machine.id));
+    const summary = await runHaven(['machines', 'show', machine.id.slice(0, 8), ...conn()]);
+    assert.equal(summary.code, 0, summary.stderr);
+    assert.match(summary.stdout, /^Machine: +web-01$/m);
+    assert.match(summary.stdout, /^Runs on: +primary$/m);
+    assert.match(summary.stdout, /^Protected to: +not protected$/m);
+    assert.match(summary.stdout, /^Disks: +disk0 1\.0 GiB /m);
+    assert.match(summary.stdout, /^Allowed: +enable-replication/m);
+    assert.ok(!summary.stdout.includes('{'), 'no JSON in the summary');
     const shown = JSON.parse(
       (await runHaven(['machines', 'show', 'web-01', '--json', ...conn()])).stdout,
     ) as Machine;
@@ -136,13 +152,24 @@ describe('haven CLI', () => {
       body: '{}',
     });
     const job = (await response.json()) as Job;
-    const watched = await runHaven(['jobs', 'watch', job.id, ...conn()]);
+    // The short id the CLI prints is accepted back.
+    const watched = await runHaven(['jobs', 'watch', job.id.slice(0, 8), ...conn()]);
     assert.equal(watched.code, 0, watched.stderr);
     assert.ok(!watched.stdout.includes('\u001b['), 'no terminal escapes in a pipe');
     assert.match(watched.stdout, /vault-backup \w+ +succeeded/);
     assert.match(watched.stdout, /Verify the backup +succeeded/);
     const listed = JSON.parse((await runHaven(['jobs', 'list', '--json', ...conn()])).stdout) as Job[];
     assert.ok(listed.some((j) => j.id === job.id && j.state === 'succeeded'));
+    const table = await runHaven(['jobs', 'list', ...conn()]);
+    assert.match(table.stdout, /^Id\s+Kind\s+Target\s+State\s+Progress\s+By\s+Created$/m);
+    assert.match(
+      table.stdout,
+      new RegExp(`^${job.id.slice(0, 8)}\\s+vault-backup\\s+vault\\s+succeeded\\s+100%`, 'm'),
+    );
+    const shown = await runHaven(['jobs', 'show', job.id.slice(0, 8), ...conn()]);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /^Job: +vault-backup /m);
+    assert.match(shown.stdout, /^#\s+Step\s+State\s+Progress\s+Took\s+Message$/m);
   });
 
   it('manages tokens and policies', async () => {

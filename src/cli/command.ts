@@ -1,11 +1,22 @@
 import { resolve } from 'node:path';
-import type { ParseArgsConfig } from 'node:util';
 import { ApiClient, resolveConnection } from '../client/api-client.ts';
 import { HavenError } from '../errors/index.ts';
 import { lookupShareGroup, type ShareGroup } from '../storage/share-group.ts';
 import { type Output, stdoutOutput } from './output.ts';
+import { type Collection, resolveRef } from './resolve-ref.ts';
 
-export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
+/** One option of a command: how it parses, and what `--help` and docs/cli.md say of it. */
+export interface OptionDeclaration {
+  type: 'string' | 'boolean';
+  /** Repeatable: every occurrence is kept. */
+  multiple?: boolean;
+  /** What it does, in a phrase. */
+  description: string;
+  /** The value's placeholder in help (DURATION, SIZE, MACHINE, …); VALUE when not given. */
+  value?: string;
+}
+
+export type OptionSpec = Record<string, OptionDeclaration>;
 
 export interface CommandArgs {
   values: Record<string, string | boolean | (string | boolean)[] | undefined>;
@@ -18,16 +29,39 @@ export interface Command {
   summary: string;
   usage?: string;
   options?: OptionSpec;
+  /** Whole command lines, shown by --help: at least one. */
+  examples: [string, ...string[]];
   run(args: CommandArgs): Promise<number | undefined>;
 }
 
 /** Options every command that talks to a vault understands. */
 export const connectionOptions: OptionSpec = {
-  url: { type: 'string' },
-  token: { type: 'string' },
-  data: { type: 'string' },
-  fingerprint: { type: 'string' },
-  json: { type: 'boolean' },
+  url: {
+    type: 'string',
+    value: 'URL',
+    description: "the vault's API address (default HAVEN_URL, or --data's vault.json)",
+  },
+  token: {
+    type: 'string',
+    value: 'TOKEN',
+    description: "API token (default HAVEN_TOKEN, or --data's admin.token)",
+  },
+  data: {
+    type: 'string',
+    value: 'DIR',
+    description: 'data folder of a local `haven up` or `haven vault` to connect to (default .haven)',
+  },
+  fingerprint: {
+    type: 'string',
+    value: 'SHA256',
+    description: "expected fingerprint of the vault's self-signed TLS certificate",
+  },
+  json: { type: 'boolean', description: 'print JSON for scripts instead of tables' },
+};
+
+/** Options of a command that prints a table. */
+export const tableOptions: OptionSpec = {
+  wide: { type: 'boolean', description: 'add ids (and other long columns) to the table' },
 };
 
 /** A client for the vault the connection options name, and the output --json selects. */
@@ -40,7 +74,7 @@ export function connect(args: CommandArgs): { client: ApiClient; out: Output } {
       fingerprint: str(args, 'fingerprint'),
     }),
   );
-  return { client, out: stdoutOutput(args.values.json === true) };
+  return { client, out: stdoutOutput(args.values.json === true, args.values.wide === true) };
 }
 
 /**
@@ -52,13 +86,15 @@ export function vaultCommand(spec: {
   summary: string;
   usage?: string | undefined;
   options?: OptionSpec | undefined;
+  examples: [string, ...string[]];
   run(args: CommandArgs, vault: { client: ApiClient; out: Output }): Promise<number>;
 }): Command {
   return {
     name: spec.name,
     summary: spec.summary,
     ...(spec.usage ? { usage: spec.usage } : {}),
-    options: spec.options ? { ...connectionOptions, ...spec.options } : connectionOptions,
+    options: spec.options ? { ...spec.options, ...connectionOptions } : connectionOptions,
+    examples: spec.examples,
     run: (args) => spec.run(args, connect(args)),
   };
 }
@@ -78,6 +114,34 @@ export function positional(args: CommandArgs, index: number, what: string): stri
   const v = args.positionals[index];
   if (v === undefined) throw new HavenError('bad_request', `missing ${what}`, { field: what });
   return v;
+}
+
+/** The positional at `index`: an object of `collection` by name, id or the short id the CLI prints. */
+export function positionalRef(
+  client: ApiClient,
+  args: CommandArgs,
+  index: number,
+  what: string,
+  collection: Collection,
+): Promise<string> {
+  return resolveRef(client, collection, positional(args, index, what));
+}
+
+/** The args with each option of `refs` given (once or repeated) as its object's full id when it was a short id. */
+export async function resolveOptionRefs(
+  client: ApiClient,
+  args: CommandArgs,
+  refs: Record<string, Collection>,
+): Promise<CommandArgs> {
+  const values = { ...args.values };
+  for (const [name, collection] of Object.entries(refs)) {
+    const value = values[name];
+    if (typeof value === 'string') values[name] = await resolveRef(client, collection, value);
+    else if (Array.isArray(value)) {
+      values[name] = await Promise.all(value.map((v) => resolveRef(client, collection, String(v))));
+    }
+  }
+  return { values, positionals: args.positionals };
 }
 
 /** '90', '90s', '15m', '24h', '7d', '250ms' → seconds. */

@@ -1,10 +1,17 @@
 import type { ApiClient } from '../client/api-client.ts';
 import { isTerminalJobState } from '../domain/job-states.ts';
 import type { Job } from '../domain/model.ts';
+import { shortId } from './resolve-ref.ts';
 
 function bar(percent: number, width = 24): string {
   const filled = Math.round((percent / 100) * width);
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(percent).padStart(3)}%`;
+}
+
+/** The line cut to the terminal's width: a wrapped line would break the redraw (it moves up one row per line). */
+export function fitLine(line: string, columns: number | undefined): string {
+  if (columns === undefined || line.length < columns) return line;
+  return `${line.slice(0, Math.max(0, columns - 2))}…`;
 }
 
 /**
@@ -14,14 +21,20 @@ function bar(percent: number, width = 24): string {
 export async function watchJob(
   client: ApiClient,
   jobId: string,
-  options: { tty: boolean; write: (text: string) => void; intervalMs?: number },
+  options: {
+    tty: boolean;
+    write: (text: string) => void;
+    intervalMs?: number;
+    /** The terminal's width: redrawn lines are cut to it. */
+    columns?: number;
+  },
 ): Promise<Job> {
   let lastLines: string[] = [];
   let drawn = 0;
   for (;;) {
     const job = await client.get<Job>(`/jobs/${jobId}`);
     const lines = [
-      `${job.kind} ${job.id.slice(0, 8)}  ${job.state}  ${bar(job.progress)}`,
+      `${job.kind} ${shortId(job.id)}  ${job.state}  ${bar(job.progress)}`,
       ...job.steps.map(
         (s) =>
           `  ${s.title.padEnd(44).slice(0, 44)} ${s.state.padEnd(9)} ${bar(s.progress, 16)}${s.message ? `  ${s.message}` : ''}`,
@@ -29,7 +42,7 @@ export async function watchJob(
     ];
     if (options.tty) {
       if (drawn > 0) options.write(`\x1b[${drawn}A`);
-      options.write(lines.map((l) => `\x1b[2K${l}\n`).join(''));
+      options.write(lines.map((l) => `\x1b[2K${fitLine(l, options.columns)}\n`).join(''));
       drawn = lines.length;
     } else {
       for (const [i, line] of lines.entries()) if (lastLines[i] !== line) options.write(`${line.trim()}\n`);

@@ -77,16 +77,26 @@ export function cliDoc(): string {
     'otherwise); `--no-wait` returns the queued job at once. Exit codes: 0 success, 1 refused or',
     'failed, 2 bad usage.',
     '',
-    '| command | what it does | options |',
-    '|---|---|---|',
+    'Every command also answers `--help` with the same text as its section here.',
+    '',
+    '| command | what it does |',
+    '|---|---|',
   ];
+  const title = (c: (typeof COMMANDS)[number]) => `haven ${c.name}${c.usage ? ` ${c.usage}` : ''}`;
+  for (const c of COMMANDS) lines.push(`| \`${title(c)}\` | ${c.summary.replaceAll('|', '\\|')} |`);
   for (const c of COMMANDS) {
-    const options = Object.entries(c.options ?? {})
-      .map(([n, o]) => `\`--${n}${o.type === 'string' ? ' V' : ''}\``)
-      .join(' ');
-    lines.push(
-      `| \`haven ${c.name}${c.usage ? ` ${c.usage}` : ''}\` | ${c.summary.replaceAll('|', '\\|')} | ${options} |`,
-    );
+    lines.push('', `## \`${title(c)}\``, '', c.summary, '');
+    const options = Object.entries(c.options ?? {});
+    if (options.length > 0) {
+      lines.push('| option | |', '|---|---|');
+      for (const [name, o] of options) {
+        const label = `--${name}${o.type === 'string' ? ` ${o.value ?? 'VALUE'}` : ''}`;
+        const text = `${o.description}${o.multiple ? ' (repeatable)' : ''}`;
+        lines.push(`| \`${label.replaceAll('|', '\\|')}\` | ${text.replaceAll('|', '\\|')} |`);
+      }
+      lines.push('');
+    }
+    lines.push('```sh', ...c.examples, '```');
   }
   lines.push('');
   return lines.join('\n');

@@ -1,17 +1,27 @@
-import { type Command, type CommandArgs, type OptionSpec, positional, vaultCommand } from '../command.ts';
-import { type Output, printJson, printRecord, printTable } from '../output.ts';
+import type { ApiClient } from '../../client/api-client.ts';
+import {
+  type Command,
+  type CommandArgs,
+  type OptionSpec,
+  positional,
+  resolveOptionRefs,
+  tableOptions,
+  vaultCommand,
+} from '../command.ts';
+import { type Column, type Output, printJson, printRecord, printTable } from '../output.ts';
+import { type Collection, isCollection, type Names, nameLookup, resolveRef } from '../resolve-ref.ts';
 
 /** Prints a list as a table, or as JSON with --json. */
-export function list(out: Output, items: unknown[], columns: string[]): number {
+export function list<T>(out: Output, items: readonly T[], columns: readonly Column<T>[]): number {
   if (out.json) printJson(out, items);
-  else printTable(out, items as Record<string, unknown>[], columns);
+  else printTable(out, items, columns);
   return 0;
 }
 
-/** Prints an item as a record (only `keys`, when given), or as JSON with --json. */
-export function show(out: Output, item: unknown, keys?: string[]): number {
+/** Prints an item as labelled lines, or as JSON with --json. */
+export function show(out: Output, item: unknown, entries: readonly (readonly [string, unknown])[]): number {
   if (out.json) printJson(out, item);
-  else printRecord(out, item as Record<string, unknown>, keys);
+  else printRecord(out, entries);
   return 0;
 }
 
@@ -20,33 +30,41 @@ interface ListSpec {
   options?: OptionSpec;
   /** Appended to the collection's path: '?state=…', or '' for all. */
   query?: (args: CommandArgs) => string;
-  columns: string[];
-  /** The table's rows, when they are not the items themselves; --json prints the items. */
-  rows?: (items: never[]) => Record<string, unknown>[];
+  /** Collections whose names the table shows instead of ids. */
+  names?: readonly Collection[];
+  columns: (names: Names) => Column<never>[];
 }
 
 interface ShowSpec {
   summary: string;
-  /** Prints the item; the default is `show`. */
-  print?: (out: Output, item: never) => number;
+  /** Collections whose names `print` shows instead of ids. */
+  names?: readonly Collection[];
+  print: (out: Output, item: never, names: Names) => number;
 }
+
+type Examples = [string, ...string[]];
 
 interface CreateSpec {
   summary: string;
+  examples: Examples;
+  /** Options that name other objects: a short id given there is taken to the full one. */
+  refs?: Record<string, Collection>;
   usage?: string;
   options?: OptionSpec;
   /** Where to post; the default is the collection. */
   path?: string;
   body: (args: CommandArgs) => unknown;
-  /** Prints the created item; the default is `show`. */
-  print?: (out: Output, item: never) => number;
+  /** Prints the created item. */
+  print: (out: Output, item: never) => number;
 }
 
 interface UpdateSpec {
   summary: string;
+  examples: Examples;
   options: OptionSpec;
   /** The PATCH body: only the fields given. */
   body: (args: CommandArgs) => unknown;
+  print: (out: Output, item: never) => number;
 }
 
 interface DeleteSpec {
@@ -64,6 +82,8 @@ export interface ResourceDescription {
   plural: string;
   /** Names the id argument: in upper case in the usage, as is when it is missing. */
   singular: string;
+  /** A typical id or name, for the examples of show and delete. */
+  example: string;
   list?: ListSpec;
   show?: ShowSpec;
   create?: CreateSpec;
@@ -79,24 +99,28 @@ export interface ResourceDescription {
 export function crudCommands<const D extends ResourceDescription>(
   resource: D,
 ): { [K in Verb & keyof D]: Command } {
-  const { plural, singular } = resource;
+  const { plural, singular, example } = resource;
   const usage = singular.toUpperCase().replaceAll(' ', '-');
-  const itemPath = (args: CommandArgs) => `/${plural}/${encodeURIComponent(positional(args, 0, singular))}`;
+  const itemPath = async (client: ApiClient, args: CommandArgs) => {
+    const text = positional(args, 0, singular);
+    const id = isCollection(plural) ? await resolveRef(client, plural, text) : text;
+    return `/${plural}/${encodeURIComponent(id)}`;
+  };
   const commands: Partial<Record<Verb, Command>> = {};
   const { list: listSpec, show: showSpec, create, update, delete: remove } = resource;
   if (listSpec) {
     commands.list = vaultCommand({
       name: `${plural} list`,
       summary: listSpec.summary,
-      options: listSpec.options,
+      options: { ...listSpec.options, ...tableOptions },
+      examples: [`haven ${plural} list`],
       run: async (args, { client, out }) => {
         const response = await client.get<Record<string, never[]>>(
           `/${plural}${listSpec.query?.(args) ?? ''}`,
         );
         const items = response[plural] as never[];
-        if (out.json || !listSpec.rows) return list(out, items, listSpec.columns);
-        printTable(out, listSpec.rows(items), listSpec.columns);
-        return 0;
+        if (out.json) return list(out, items, []);
+        return list(out, items, listSpec.columns(await nameLookup(client, listSpec.names ?? [])));
       },
     });
   }
@@ -105,9 +129,11 @@ export function crudCommands<const D extends ResourceDescription>(
       name: `${plural} show`,
       summary: showSpec.summary,
       usage,
+      examples: [`haven ${plural} show ${example}`],
       run: async (args, { client, out }) => {
-        const item = await client.get<never>(itemPath(args));
-        return showSpec.print ? showSpec.print(out, item) : show(out, item);
+        const item = await client.get<never>(await itemPath(client, args));
+        const names = await nameLookup(client, out.json ? [] : (showSpec.names ?? []));
+        return showSpec.print(out, item, names);
       },
     });
   }
@@ -117,9 +143,11 @@ export function crudCommands<const D extends ResourceDescription>(
       summary: create.summary,
       usage: create.usage,
       options: create.options,
+      examples: create.examples,
       run: async (args, { client, out }) => {
-        const item = await client.post<never>(create.path ?? `/${plural}`, await create.body(args));
-        return create.print ? create.print(out, item) : show(out, item);
+        const resolved = await resolveOptionRefs(client, args, create.refs ?? {});
+        const item = await client.post<never>(create.path ?? `/${plural}`, await create.body(resolved));
+        return create.print(out, item);
       },
     });
   }
@@ -129,9 +157,10 @@ export function crudCommands<const D extends ResourceDescription>(
       summary: update.summary,
       usage,
       options: update.options,
+      examples: update.examples,
       run: async (args, { client, out }) => {
         const body = update.body(args);
-        return show(out, await client.patch(itemPath(args), body));
+        return update.print(out, await client.patch<never>(await itemPath(client, args), body));
       },
     });
   }
@@ -140,8 +169,9 @@ export function crudCommands<const D extends ResourceDescription>(
       name: `${plural} ${remove.verb ?? 'delete'}`,
       summary: remove.summary,
       usage,
+      examples: [`haven ${plural} ${remove.verb ?? 'delete'} ${example}`],
       run: async (args, { client, out }) => {
-        await client.delete(itemPath(args));
+        await client.delete(await itemPath(client, args));
         if (remove.done && !out.json) out.write(`${remove.done}\n`);
         return 0;
       },

@@ -23,21 +23,36 @@ export const diskCommands: Command[] = [
   {
     name: 'disk serve',
     summary:
-      'Serve a raw image over NBD, journaling every write: --image FILE, or a journal-only mirror target: --sink --size 10G --journal DIR (SIGUSR1: the mirror is ready / cut a recovery point); (--socket PATH or --listen HOST:PORT --tls-cert F --tls-key F --tls-ca F) [--export NAME] [--journal DIR] [--journal-capacity 1G] [--memory 256M]; TCP clients must present a certificate signed by --tls-ca (--insecure-listen serves TCP to anyone); prints {"uri": ...} when ready, serves until SIGINT/SIGTERM',
+      'Serve a raw image over NBD, journaling every write, or be a journal-only mirror target (SIGUSR1: the mirror is ready / cut a recovery point); prints {"uri": ...} when ready, serves until SIGINT/SIGTERM',
+    examples: [
+      'haven disk serve --image web.img --journal web.journal --socket /run/haven/web.sock',
+      'haven disk serve --sink --size 10G --journal mirror.journal --listen 0.0.0.0:10809 --tls-cert h.crt --tls-key h.key --tls-ca ca.crt',
+    ],
     options: {
-      image: { type: 'string' },
-      sink: { type: 'boolean' },
-      size: { type: 'string' },
-      export: { type: 'string' },
-      journal: { type: 'string' },
-      'journal-capacity': { type: 'string' },
-      socket: { type: 'string' },
-      listen: { type: 'string' },
-      'tls-cert': { type: 'string' },
-      'tls-key': { type: 'string' },
-      'tls-ca': { type: 'string' },
-      'insecure-listen': { type: 'boolean' },
-      memory: { type: 'string' },
+      image: { type: 'string', value: 'FILE', description: 'the raw image to serve' },
+      sink: {
+        type: 'boolean',
+        description: 'no image: a mirror target that only journals (with --size and --journal)',
+      },
+      size: { type: 'string', value: 'SIZE', description: "--sink: the disk's size (e.g. 10G)" },
+      export: { type: 'string', value: 'NAME', description: 'NBD export name (default disk)' },
+      journal: { type: 'string', value: 'DIR', description: 'the write journal' },
+      'journal-capacity': {
+        type: 'string',
+        value: 'SIZE',
+        description: 'journal size before the oldest records go (e.g. 1G)',
+      },
+      socket: { type: 'string', value: 'PATH', description: 'serve on this Unix socket' },
+      listen: {
+        type: 'string',
+        value: 'HOST:PORT',
+        description: 'serve on TCP (clients need a certificate signed by --tls-ca)',
+      },
+      'tls-cert': { type: 'string', value: 'FILE', description: "the server's certificate (PEM)" },
+      'tls-key': { type: 'string', value: 'FILE', description: "the server's private key (PEM)" },
+      'tls-ca': { type: 'string', value: 'FILE', description: 'CA that signs the client certificates' },
+      'insecure-listen': { type: 'boolean', description: 'serve TCP to anyone, without TLS' },
+      memory: { type: 'string', value: 'SIZE', description: 'write buffer memory (e.g. 256M)' },
     },
     run: async (args) => {
       const sink = args.values.sink === true;
@@ -123,9 +138,13 @@ export const diskCommands: Command[] = [
   },
   {
     name: 'disk journal',
-    summary:
-      'List a write journal (sequence, time, kind, offset, length, data checksum, marker): --journal DIR [--from SEQ]',
-    options: { journal: { type: 'string' }, from: { type: 'string' }, json: { type: 'boolean' } },
+    summary: 'List a write journal (sequence, time, kind, offset, length, data checksum, marker)',
+    examples: ['haven disk journal --journal web.journal --from 1200'],
+    options: {
+      journal: { type: 'string', value: 'DIR', description: 'the journal to list' },
+      from: { type: 'string', value: 'SEQ', description: 'start at this sequence number' },
+      json: { type: 'boolean', description: 'one JSON record per line' },
+    },
     run: async (args) => {
       const dir = required(args, 'journal');
       const from = integer(str(args, 'from'), 'from') ?? 0;
@@ -153,15 +172,28 @@ export const diskCommands: Command[] = [
       }
       if (out.json) out.write('\n]\n');
       else
-        printTable(out, rows, ['seq', 'time', 'kind', 'offset', 'length', 'crc32', 'markerType', 'markerId']);
+        printTable(out, rows, [
+          { header: 'Seq', value: (r) => r.seq },
+          { header: 'Time', value: (r) => r.time },
+          { header: 'Kind', value: (r) => r.kind },
+          { header: 'Offset', value: (r) => r.offset },
+          { header: 'Length', value: (r) => r.length },
+          { header: 'CRC-32', value: (r) => r.crc32 },
+          { header: 'Marker', value: (r) => r.markerType },
+          { header: 'Marker id', value: (r) => r.markerId },
+        ]);
       return 0;
     },
   },
   {
     name: 'disk create',
-    summary: 'Create a sparse raw disk image: --size 10G (refuses to overwrite a file)',
+    summary: 'Create a sparse raw disk image (refuses to overwrite a file)',
     usage: 'FILE',
-    options: { size: { type: 'string' }, json: { type: 'boolean' } },
+    examples: ['haven disk create web.img --size 10G'],
+    options: {
+      size: { type: 'string', value: 'SIZE', description: "the image's size (e.g. 10G, 512M)" },
+      json: { type: 'boolean', description: 'print JSON (it always does)' },
+    },
     run: async (args) => {
       const path = positional(args, 0, 'FILE');
       const sizeBytes = parseSize(required(args, 'size'));

@@ -16,21 +16,71 @@ export const hostCommands: Command[] = [
   {
     name: 'host',
     summary:
-      'Run a host agent (disk service, replication, replica store, QEMU driver); the first time, enrol it: --vault URL --fingerprint FP --token-file FILE (or HAVEN_ENROL_TOKEN) --name NAME --site SITE [--data DIR] [--storage DIR]... [--replication-listen 0.0.0.0:9443] [--bandwidth 50M] [--share-group GROUP: a hypervisor running as another user, e.g. libvirt-qemu, in GROUP opens the disk sockets] [--libvirt URI: drive libvirt, e.g. qemu:///system, instead of the built-in QEMU driver]',
+      'Run a host agent (disk service, replication, replica store, QEMU driver); the first time, enrol it with the vault',
+    examples: [
+      'haven host --vault https://vault:8440 --fingerprint SHA256:… --token-file enrol.token --name kvm-dr-01 --site dr',
+      'haven host --data /var/lib/haven-host',
+    ],
     options: {
-      data: { type: 'string' },
-      vault: { type: 'string' },
-      token: { type: 'string' },
-      'token-file': { type: 'string' },
-      name: { type: 'string' },
-      site: { type: 'string' },
-      fingerprint: { type: 'string' },
-      'replication-listen': { type: 'string' },
-      'replication-advertise': { type: 'string' },
-      bandwidth: { type: 'string' },
-      'share-group': { type: 'string' },
-      storage: { type: 'string', multiple: true },
-      libvirt: { type: 'string' },
+      data: {
+        type: 'string',
+        value: 'DIR',
+        description: "the host's identity, journals and replicas (default .haven-host)",
+      },
+      vault: { type: 'string', value: 'URL', description: "enrolment: the vault's REST API" },
+      token: {
+        type: 'string',
+        value: 'TOKEN',
+        description: 'enrolment: the one-time token (shows in ps: prefer --token-file)',
+      },
+      'token-file': {
+        type: 'string',
+        value: 'FILE',
+        description: 'enrolment: file holding the one-time token (or HAVEN_ENROL_TOKEN)',
+      },
+      name: {
+        type: 'string',
+        value: 'NAME',
+        description: "enrolment: the host's name (default the hostname)",
+      },
+      site: { type: 'string', value: 'SITE', description: 'enrolment: the site the host belongs to' },
+      fingerprint: {
+        type: 'string',
+        value: 'SHA256',
+        description: "enrolment: expected fingerprint of the vault's certificate",
+      },
+      'replication-listen': {
+        type: 'string',
+        value: 'HOST:PORT',
+        description: 'where replication from other hosts arrives (default 0.0.0.0:9443)',
+      },
+      'replication-advertise': {
+        type: 'string',
+        value: 'HOST:PORT',
+        description: 'the address other hosts reach replication at, when not the listen address',
+      },
+      bandwidth: {
+        type: 'string',
+        value: 'SIZE',
+        description: 'bytes per second for all replication from this host (e.g. 50M)',
+      },
+      'share-group': {
+        type: 'string',
+        value: 'GROUP',
+        description:
+          'a hypervisor running as another user (e.g. libvirt-qemu) in GROUP opens the disk sockets',
+      },
+      storage: {
+        type: 'string',
+        multiple: true,
+        value: 'DIR',
+        description: 'a folder disk images may be attached from (default DATA/images)',
+      },
+      libvirt: {
+        type: 'string',
+        value: 'URI',
+        description: 'drive libvirt (e.g. qemu:///system) instead of the built-in QEMU driver',
+      },
     },
     run: async (args) => {
       const dataDir = dataDirOption(args, '.haven-host');

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { HavenError } from '../../errors/index.ts';
-import { parseDiskSpec, parseNicSpec } from './machine-commands.ts';
+import { memoryMiB, parseDiskSpec, parseNicSpec } from './machine-commands.ts';
 
 test('disk specs: ID=SIZE, ID=PATH:SIZE and the older ID:SIZE:PATH, sizes in units', () => {
   assert.deepEqual(parseDiskSpec('disk0=10G'), { id: 'disk0', sizeBytes: 10 * 2 ** 30 });
@@ -34,6 +34,19 @@ test('NIC specs: network, mac, static address or dhcp; unknown settings refused'
     assert.throws(
       () => parseNicSpec(bad),
       (e: unknown) => e instanceof HavenError && e.details.field === 'nic',
+    );
+  }
+});
+
+test('memory in units, a bare number in MiB', () => {
+  assert.equal(memoryMiB('4G'), 4096);
+  assert.equal(memoryMiB('512M'), 512);
+  assert.equal(memoryMiB('2048'), 2048);
+  assert.equal(memoryMiB(undefined), undefined);
+  for (const bad of ['1K', '4Q', '0G']) {
+    assert.throws(
+      () => memoryMiB(bad),
+      (e: unknown) => e instanceof HavenError && e.details.field === 'memory',
     );
   }
 });

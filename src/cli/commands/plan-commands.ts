@@ -3,9 +3,19 @@ import { stringify as toYaml } from 'yaml';
 import { isTerminalJobState } from '../../domain/job-states.ts';
 import type { Job, RecoveryPlan } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
+import { formatDuration } from '../../text/human-units.ts';
 import { PLAN_OPERATIONS } from '../../vault/plans/plan-steps.ts';
-import { type Command, type CommandArgs, connect, positional, str, vaultCommand } from '../command.ts';
-import { type Output, printJson, printRecord } from '../output.ts';
+import {
+  type Command,
+  type CommandArgs,
+  connect,
+  positional,
+  positionalRef,
+  str,
+  vaultCommand,
+} from '../command.ts';
+import { type Column, type Output, printJson, printRecord } from '../output.ts';
+import { shortId } from '../resolve-ref.ts';
 import { crudCommands } from './crud-commands.ts';
 import { dataSync, plannedFailoverBody, recoveryPoint } from './lifecycle-commands.ts';
 
@@ -53,16 +63,15 @@ type PresentedPlan = Omit<RecoveryPlan, 'groups'> & {
 const plans = crudCommands({
   plural: 'plans',
   singular: 'plan',
+  example: 'web-tier',
   list: {
     summary: 'List recovery plans',
-    columns: ['name', 'groups', 'machines', 'id'],
-    rows: (plans: RecoveryPlan[]) =>
-      plans.map((p) => ({
-        name: p.name,
-        groups: p.groups.length,
-        machines: p.groups.reduce((n, g) => n + g.machineIds.length, 0),
-        id: p.id,
-      })),
+    columns: (): Column<RecoveryPlan>[] => [
+      { header: 'Plan', value: (p) => p.name },
+      { header: 'Groups', value: (p) => p.groups.length },
+      { header: 'Machines', value: (p) => p.groups.reduce((n, g) => n + g.machineIds.length, 0) },
+      { header: 'Id', value: (p) => p.id, wide: true },
+    ],
   },
   show: {
     summary: 'Show a recovery plan, its groups in order and its RTO estimate',
@@ -71,13 +80,16 @@ const plans = crudCommands({
         printJson(out, plan);
         return 0;
       }
-      printRecord(out, {
-        name: plan.name,
-        id: plan.id,
-        description: plan.description,
-        rtoEstimate: plan.rtoEstimateSeconds === null ? 'no history yet' : `${plan.rtoEstimateSeconds} s`,
-        activeJob: plan.activeJobId ?? '-',
-      });
+      printRecord(out, [
+        ['Plan', plan.name],
+        ['Description', plan.description],
+        [
+          'RTO estimate',
+          plan.rtoEstimateSeconds === null ? 'no history yet' : formatDuration(plan.rtoEstimateSeconds),
+        ],
+        ['Active job', plan.activeJobId ? shortId(plan.activeJobId) : null],
+        ['Id', plan.id],
+      ]);
       plan.groups.forEach((group, g) => {
         out.write(`group ${g + 1} '${group.name}': ${group.machineNames.join(', ') || '(no machines)'}\n`);
         for (const side of ['before', 'after'] as const)
@@ -87,8 +99,9 @@ const plans = crudCommands({
     },
   },
   create: {
-    summary: 'Create a recovery plan from a JSON or YAML file: --file F',
-    options: { file: { type: 'string' } },
+    summary: 'Create a recovery plan from a JSON or YAML file',
+    examples: ['haven plans create --file web-tier.yaml'],
+    options: { file: { type: 'string', value: 'FILE', description: 'the plan, as .json, .yaml or .yml' } },
     path: '/plans/import',
     body: async (args) => ({ ...(await documentFile(args)), replace: false }),
     print: (out: Output, plan: RecoveryPlan) => {
@@ -106,8 +119,12 @@ export const planCommands: Command[] = [
   plans.create,
   vaultCommand({
     name: 'plans import',
-    summary: 'Import a plan exported as JSON or YAML: --file F [--replace]',
-    options: { file: { type: 'string' }, replace: { type: 'boolean' } },
+    summary: 'Import a plan exported as JSON or YAML',
+    examples: ['haven plans import --file web-tier.yaml --replace'],
+    options: {
+      file: { type: 'string', value: 'FILE', description: 'the plan, as .json, .yaml or .yml' },
+      replace: { type: 'boolean', description: 'replace a plan of the same name' },
+    },
     run: async (args, { client, out }) => {
       const plan = await client.post<RecoveryPlan>('/plans/import', {
         ...(await documentFile(args)),
@@ -120,16 +137,25 @@ export const planCommands: Command[] = [
   }),
   vaultCommand({
     name: 'plans export',
-    summary: 'Export a plan (machines by name): [--format json|yaml] [--output F]',
+    summary: 'Export a plan (machines by name)',
     usage: 'PLAN',
-    options: { format: { type: 'string' }, output: { type: 'string' } },
+    examples: ['haven plans export web-tier --output web-tier.yaml'],
+    options: {
+      format: {
+        type: 'string',
+        value: 'json|yaml',
+        description: "the document's format (default from --output's extension, else json)",
+      },
+      output: { type: 'string', value: 'FILE', description: 'write to FILE instead of standard output' },
+    },
     run: async (args, { client, out }) => {
       const format = str(args, 'format') ?? (/\.ya?ml$/i.test(str(args, 'output') ?? '') ? 'yaml' : 'json');
       if (format !== 'json' && format !== 'yaml')
         throw new HavenError('bad_request', `--format must be json or yaml, not '${format}'`, {
           field: 'format',
         });
-      const doc = await client.get(`/plans/${encodeURIComponent(positional(args, 0, 'plan'))}/export`);
+      const plan = await positionalRef(client, args, 0, 'plan', 'plans');
+      const doc = await client.get(`/plans/${encodeURIComponent(plan)}/export`);
       const text = format === 'yaml' ? toYaml(doc) : `${JSON.stringify(doc, null, 2)}\n`;
       const file = str(args, 'output');
       if (file) await writeFile(file, text);
@@ -140,22 +166,39 @@ export const planCommands: Command[] = [
   plans.delete,
   vaultCommand({
     name: 'plans run',
-    summary:
-      `Run an operation over a plan (${OPERATIONS.join('|')}): [--point P] [--network N] [--notes T] ` +
-      '[--no-shutdown] [--force-off-after 60s] [--full] [--sync before|full]; follows the job and stops at a manual action (--no-wait to return at once)',
+    summary: `Run an operation over a plan (${OPERATIONS.join(', ')}); follows the job and stops at a manual action`,
     usage: 'PLAN OPERATION',
+    examples: [
+      'haven plans run web-tier test-failover --point latest-app-consistent',
+      'haven plans run web-tier failover',
+    ],
     options: {
-      point: { type: 'string' },
-      network: { type: 'string' },
-      notes: { type: 'string' },
-      'no-shutdown': { type: 'boolean' },
-      'force-off-after': { type: 'string' },
-      full: { type: 'boolean' },
-      sync: { type: 'string' },
-      'no-wait': { type: 'boolean' },
+      point: {
+        type: 'string',
+        value: 'POINT',
+        description: 'failover, test-failover: the recovery point (default latest-processed)',
+      },
+      network: { type: 'string', value: 'NETWORK', description: "test-failover: the drill's network" },
+      notes: { type: 'string', value: 'TEXT', description: "cleanup-test-failover: the drill's findings" },
+      'no-shutdown': {
+        type: 'boolean',
+        description: 'failover: do not try to shut the source machines down',
+      },
+      'force-off-after': {
+        type: 'string',
+        value: 'DURATION',
+        description: 'planned-failover: power off guests that ignore ACPI after this long',
+      },
+      full: { type: 'boolean', description: 'reprotect: copy every block' },
+      sync: {
+        type: 'string',
+        value: 'before|full',
+        description: 'failback: synchronise before, or download everything',
+      },
+      'no-wait': { type: 'boolean', description: 'print the queued job and return at once' },
     },
     run: async (args, { client, out }) => {
-      const plan = encodeURIComponent(positional(args, 0, 'plan'));
+      const plan = encodeURIComponent(await positionalRef(client, args, 0, 'plan', 'plans'));
       const operation = positional(args, 1, 'operation');
       if (!OPERATIONS.includes(operation))
         throw new HavenError(
@@ -176,11 +219,15 @@ export const planCommands: Command[] = [
   }),
   vaultCommand({
     name: 'plans resume',
-    summary: 'Resume a plan job waiting at a manual action, then follow it (--no-wait to return at once)',
+    summary: 'Resume a plan job waiting at a manual action, then follow it',
     usage: 'JOB',
-    options: { 'no-wait': { type: 'boolean' } },
+    examples: ['haven plans resume 3f9c2a1b'],
+    options: {
+      'no-wait': { type: 'boolean', description: 'return once resumed, without following the job' },
+    },
     run: async (args, { client, out }) => {
-      const job = await client.post<Job>(`/jobs/${encodeURIComponent(positional(args, 0, 'job'))}/resume`);
+      const id = await positionalRef(client, args, 0, 'job', 'jobs');
+      const job = await client.post<Job>(`/jobs/${encodeURIComponent(id)}/resume`);
       if (args.values['no-wait'] === true) {
         if (out.json) printJson(out, job);
         else out.write(`job ${job.id} resumed\n`);

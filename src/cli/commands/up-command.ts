@@ -16,16 +16,41 @@ import { runUntilSignal } from './vault-commands.ts';
 export const upCommands: Command[] = [
   {
     name: 'up',
-    summary:
-      'Run a vault with two local hosts, "primary" and "recovery" (the embedded default); --libvirt URI: the hosts drive libvirt (e.g. qemu:///system) instead of the built-in QEMU driver; --share-group GROUP: libvirt\'s QEMU (user libvirt-qemu, in GROUP) opens the hosts\' disk and view sockets; --storage DIR...: folders disk images may be attached from and recovered disks are written to (default DATA/images)',
+    summary: 'Run a vault with two local hosts, "primary" and "recovery" (the embedded default)',
+    examples: [
+      'haven up',
+      'haven up --libvirt qemu:///system --share-group haven-qemu --storage /srv/images',
+    ],
     options: {
-      data: { type: 'string' },
-      port: { type: 'string' },
-      'control-port': { type: 'string' },
-      'no-demo': { type: 'boolean' },
-      'share-group': { type: 'string' },
-      libvirt: { type: 'string' },
-      storage: { type: 'string', multiple: true },
+      data: {
+        type: 'string',
+        value: 'DIR',
+        description: 'state of the vault and both hosts (default .haven)',
+      },
+      port: { type: 'string', value: 'PORT', description: 'port of the REST API and portal (default 8440)' },
+      'control-port': {
+        type: 'string',
+        value: 'PORT',
+        description: 'port of the control channel (default: the saved one)',
+      },
+      'no-demo': { type: 'boolean', description: 'do not create and start the demo machine' },
+      'share-group': {
+        type: 'string',
+        value: 'GROUP',
+        description: "libvirt's QEMU (user libvirt-qemu, in GROUP) opens the hosts' disk and view sockets",
+      },
+      libvirt: {
+        type: 'string',
+        value: 'URI',
+        description: 'the hosts drive libvirt (e.g. qemu:///system) instead of the built-in QEMU driver',
+      },
+      storage: {
+        type: 'string',
+        multiple: true,
+        value: 'DIR',
+        description:
+          'a folder disk images may be attached from and recovered disks are written to (default DATA/images)',
+      },
     },
     run: async (args) => {
       const dataDir = dataDirOption(args, '.haven');

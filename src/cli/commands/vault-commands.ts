@@ -44,19 +44,59 @@ export const vaultCommands: Command[] = [
   {
     name: 'vault',
     summary:
-      'Run a vault (REST API, job engine, control channel); PostgreSQL with HAVEN_DATABASE_URL. The REST API serves HTTPS beyond loopback (--tls-cert F --tls-key F, or a self-signed certificate whose fingerprint it prints); on loopback plain HTTP unless --tls',
+      'Run a vault (REST API, job engine, control channel); PostgreSQL with HAVEN_DATABASE_URL. The REST API serves HTTPS beyond loopback (its own certificate, or a self-signed one whose fingerprint it prints); on loopback plain HTTP unless --tls',
+    examples: [
+      'haven vault --data /var/lib/haven',
+      'haven vault --host 0.0.0.0 --tls-cert /etc/haven/api.crt --tls-key /etc/haven/api.key',
+    ],
     options: {
-      data: { type: 'string' },
-      host: { type: 'string' },
-      port: { type: 'string' },
-      'tls-cert': { type: 'string' },
-      'tls-key': { type: 'string' },
-      tls: { type: 'boolean' },
-      'control-host': { type: 'string' },
-      'control-port': { type: 'string' },
-      'heartbeat-interval': { type: 'string' },
-      'app-consistency-hook': { type: 'string' },
-      'scripts-dir': { type: 'string' },
+      data: {
+        type: 'string',
+        value: 'DIR',
+        description: "the vault's state, admin token and keys (default .haven)",
+      },
+      host: {
+        type: 'string',
+        value: 'ADDRESS',
+        description: 'address the REST API listens on (default 127.0.0.1)',
+      },
+      port: { type: 'string', value: 'PORT', description: 'port of the REST API (default 8440)' },
+      'tls-cert': {
+        type: 'string',
+        value: 'FILE',
+        description: "the REST API's certificate (PEM), with --tls-key",
+      },
+      'tls-key': {
+        type: 'string',
+        value: 'FILE',
+        description: "the REST API's private key (PEM), with --tls-cert",
+      },
+      tls: { type: 'boolean', description: 'serve HTTPS on loopback too (self-signed unless --tls-cert)' },
+      'control-host': {
+        type: 'string',
+        value: 'ADDRESS',
+        description: 'address hosts connect to (default 127.0.0.1)',
+      },
+      'control-port': {
+        type: 'string',
+        value: 'PORT',
+        description: 'port of the control channel (default: the saved one, else from 8441)',
+      },
+      'heartbeat-interval': {
+        type: 'string',
+        value: 'DURATION',
+        description: 'how often hosts report (e.g. 5s)',
+      },
+      'app-consistency-hook': {
+        type: 'string',
+        value: 'FILE',
+        description: 'run as `FILE freeze|thaw` around app-consistent points',
+      },
+      'scripts-dir': {
+        type: 'string',
+        value: 'DIR',
+        description: 'the only folder plan scripts run from (default DATA/scripts)',
+      },
     },
     run: async (args) => {
       const heartbeat = str(args, 'heartbeat-interval');
@@ -107,9 +147,12 @@ export const vaultCommands: Command[] = [
   },
   {
     name: 'vault backup',
-    summary:
-      'Consistent online backup of the vault state (SQLite backup API, pg_dump for PostgreSQL): --out FILE',
-    options: { data: { type: 'string' }, out: { type: 'string' } },
+    summary: 'Consistent online backup of the vault state (SQLite backup API, pg_dump for PostgreSQL)',
+    examples: ['haven vault backup --data /var/lib/haven --out /backup/haven-$(date +%F).db'],
+    options: {
+      data: { type: 'string', value: 'DIR', description: "the vault's data folder (default .haven)" },
+      out: { type: 'string', value: 'FILE', description: 'where to write the backup' },
+    },
     run: async (args) => {
       const out = required(args, 'out');
       const store = await openStore({
@@ -130,7 +173,14 @@ export const vaultCommands: Command[] = [
     summary:
       'Restore a vault from a backup into --data DIR (same identity: hosts reconnect without re-enrolling)',
     usage: 'FILE',
-    options: { data: { type: 'string' }, force: { type: 'boolean' } },
+    examples: ['haven vault restore /backup/haven-2026-12-01.db --data /var/lib/haven'],
+    options: {
+      data: { type: 'string', value: 'DIR', description: 'the data folder to restore into (default .haven)' },
+      force: {
+        type: 'boolean',
+        description: 'replace the vault state already there (stop that vault first)',
+      },
+    },
     run: async (args) => {
       const file = positional(args, 0, 'backup file');
       const dataDir = dataDirOption(args, '.haven');

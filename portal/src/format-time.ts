@@ -1,14 +1,7 @@
-/** Human durations and times for the portal's tables and charts. */
+/** Human durations and times for the portal's tables and charts: durations and sizes as the CLI prints them. */
+import { formatDuration } from '../../src/text/human-units.ts';
 
-export function formatDuration(seconds: number): string {
-  if (!Number.isFinite(seconds)) return '—';
-  const s = Math.max(0, Math.round(seconds));
-  if (s < 60) return `${s} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min${s % 60 ? ` ${s % 60} s` : ''}`;
-  if (s < 86_400)
-    return `${Math.floor(s / 3600)} h${s % 3600 >= 60 ? ` ${Math.floor((s % 3600) / 60)} min` : ''}`;
-  return `${Math.floor(s / 86_400)} d ${Math.floor((s % 86_400) / 3600)} h`;
-}
+export { formatBytes, formatDuration } from '../../src/text/human-units.ts';
 
 export function ago(iso: string | null, now: number = Date.now()): string {
   if (!iso) return 'never';
@@ -26,15 +19,4 @@ export function formatTime(iso: string | null): string {
     minute: '2-digit',
     second: '2-digit',
   });
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value >= 10 || unit === 0 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
 }

@@ -1,4 +1,4 @@
-/** Sizes, durations and times as people read them: the CLI's tables (and the portal's, which has its own copy for now). */
+/** Sizes, durations and times as people read them, in the CLI's tables and the portal's. */
 
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds)) return '—';

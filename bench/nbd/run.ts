@@ -306,7 +306,11 @@ const otherServers: ServerSpec[] = [
  * for a running libvirt domain) into Haven's journal-only sink. The ratio
  * qemu-mirror/qemu is what a libvirt user's writes pay for protection.
  */
-function qemuSpec(name: string, mirror: 'haven-sink' | 'nbdkit' | null, profileDir: string | null): ServerSpec {
+function qemuSpec(
+  name: string,
+  mirror: 'haven-sink' | 'nbdkit' | null,
+  profileDir: string | null,
+): ServerSpec {
   const target = {
     'haven-sink': 'haven disk serve --sink',
     nbdkit: 'nbdkit file (a file the size of the image)',

@@ -1,4 +1,6 @@
+import { z } from 'zod';
 import type { VaultContext } from '../../vault/vault-context.ts';
+import * as r from '../response-schemas.ts';
 import { type RouteDefinition, route } from '../route.ts';
 import * as s from '../schemas.ts';
 
@@ -11,6 +13,7 @@ export function alertRoutes(vault: VaultContext): RouteDefinition[] {
       tag: 'alerts',
       access: { kind: 'token', role: 'viewer' },
       query: s.listAlerts,
+      response: z.strictObject({ alerts: z.array(r.alert) }),
       handler: async ({ query }) => ({
         alerts: await vault.store.alerts.list({
           ...(query.open ? { open: query.open === 'true' } : {}),

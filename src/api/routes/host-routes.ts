@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
 import { isoNow } from '../../clock/index.ts';
 import { createHostCredential } from '../../control/host-proof.ts';
 import { DEFAULT_MAX_PROTECTED_DISKS } from '../../domain/index.ts';
@@ -6,6 +7,7 @@ import type { Host } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
 import { hostDomains } from '../../vault/import-domain.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
+import * as r from '../response-schemas.ts';
 import { type RouteDefinition, route } from '../route.ts';
 import * as s from '../schemas.ts';
 import { formatEnrolmentToken, hashSecret, newSecret, parseEnrolmentToken } from '../token-secret.ts';
@@ -25,6 +27,7 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'List hosts with their heartbeat status',
       tag,
       access: { kind: 'token', role: 'viewer' },
+      response: z.strictObject({ hosts: z.array(r.host) }),
       handler: async () => ({ hosts: await store.hosts.list() }),
     }),
     route({
@@ -33,6 +36,7 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'Show a host (by id or name)',
       tag,
       access: { kind: 'token', role: 'viewer' },
+      response: r.host,
       handler: async ({ params }) => hostOr404(params.id!),
     }),
     route({
@@ -42,6 +46,7 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
         'The host’s hypervisor inventory: every domain with its disks (format, size, bus), NICs, CPUs, memory, boot and state',
       tag,
       access: { kind: 'token', role: 'viewer' },
+      response: r.hostDomains,
       handler: async ({ params }) => {
         const host = await hostOr404(params.id!);
         return hostDomains(vault, host);
@@ -54,6 +59,7 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'admin' },
       body: s.updateHost,
+      response: r.host,
       handler: async ({ params, body }) => {
         const host = await hostOr404(params.id!);
         const updated: Host = {
@@ -71,6 +77,7 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'admin' },
       status: 204,
+      response: r.noContent,
       handler: async ({ params }) => {
         const host = await hostOr404(params.id!);
         const users = (await store.machines.list()).filter(
@@ -97,6 +104,7 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
       access: { kind: 'token', role: 'admin' },
       body: s.createEnrolmentToken,
       status: 201,
+      response: z.strictObject({ token: z.string(), siteId: z.string(), expiresAt: z.iso.datetime() }),
       handler: async ({ body, actor }) => {
         const site = (await store.sites.get(body.siteId)) ?? (await store.sites.getByName(body.siteId));
         if (!site)
@@ -129,6 +137,12 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
       access: { kind: 'enrolment' },
       body: s.enrolHost,
       status: 201,
+      response: z.strictObject({
+        hostId: z.string(),
+        hostSecret: z.string(),
+        controlAddress: z.string(),
+        vaultFingerprint: z.string(),
+      }),
       handler: async ({ body, bearer }) => {
         const parsed = parseEnrolmentToken(bearer ?? '');
         const refused = () => new HavenError('unauthenticated', 'Unknown, used or expired enrolment token');

@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import type { VaultContext } from '../../vault/vault-context.ts';
 import { type RouteDefinition, route } from '../route.ts';
 
@@ -16,6 +17,17 @@ export function rpoRoutes(vault: VaultContext): RouteDefinition[] {
         "RPO of each protected machine (seconds of writes not yet at the replica) against its policy's threshold",
       tag: 'machines',
       access: { kind: 'token', role: 'viewer' },
+      response: z.strictObject({
+        machines: z.array(
+          z.strictObject({
+            machineId: z.string(),
+            machineName: z.string(),
+            newestPointAt: z.iso.datetime().nullable(),
+            rpoSeconds: z.number().nullable(),
+            thresholdSeconds: z.number().nullable(),
+          }),
+        ),
+      }),
       handler: async () => {
         const now = vault.clock.now().getTime();
         const thresholds = new Map((await store.policies.list()).map((p) => [p.id, p.rpoThresholdSeconds]));

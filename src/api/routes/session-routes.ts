@@ -1,3 +1,5 @@
+import { z } from 'zod';
+import * as r from '../response-schemas.ts';
 import { type RouteDefinition, route } from '../route.ts';
 
 /** Who the caller is: the portal asks once after sign-in to decide what to show. */
@@ -9,6 +11,7 @@ export function sessionRoutes(): RouteDefinition[] {
       summary: "The calling token's name and role",
       tag: 'system',
       access: { kind: 'token', role: 'viewer' },
+      response: z.strictObject({ tokenName: z.string(), role: r.role }),
       handler: async ({ actor }) => ({ tokenName: actor!.name, role: actor!.role }),
     }),
   ];

@@ -12,8 +12,13 @@ import { type RunningVault, startVault } from '../app/start-vault.ts';
  * against the schema the document gives for them).
  */
 
+interface MediaType {
+  schema: Record<string, unknown>;
+  example?: unknown;
+}
 interface Operation {
-  responses: Record<string, { content?: Record<string, { schema: Record<string, unknown> }> }>;
+  requestBody?: { content: { 'application/json': MediaType } };
+  responses: Record<string, { content?: Record<string, MediaType> }>;
   security: unknown[];
 }
 interface Document {
@@ -56,13 +61,17 @@ function operationOf(method: string, path: string): { template: string; operatio
 function responseSchema(operation: Operation, status: number): z.ZodType {
   const schema = operation.responses[String(status)]?.content?.['application/json']?.schema;
   assert.ok(schema, `a response schema for ${status}`);
-  const standalone = JSON.parse(
+  return standalone(schema);
+}
+
+function standalone(schema: Record<string, unknown>): z.ZodType {
+  const resolved = JSON.parse(
     JSON.stringify({ ...schema, $defs: document.components.schemas }).replaceAll(
       '#/components/schemas/',
       '#/$defs/',
     ),
   );
-  return z.fromJSONSchema(standalone);
+  return z.fromJSONSchema(resolved);
 }
 
 /** Calls the vault and checks the answer against the document: the declared status and its schema. */
@@ -197,6 +206,31 @@ describe('OpenAPI document', () => {
     await answersAsDocumented('GET', '/script-runs', 200);
     await answersAsDocumented('DELETE', `/plans/${plan.id}`, 204);
     await answersAsDocumented('DELETE', `/tokens/${reader.id}`, 204);
+  });
+
+  it('gives an example of every request and answer that its schema accepts (docs/api.md shows them)', () => {
+    let examples = 0;
+    for (const [path, methods] of Object.entries(document.paths)) {
+      for (const [method, operation] of Object.entries(methods)) {
+        const media = [
+          ...(operation.requestBody
+            ? [['request', operation.requestBody.content['application/json']] as const]
+            : []),
+          ...Object.entries(operation.responses).flatMap(([status, r]) =>
+            r.content?.['application/json'] ? [[status, r.content['application/json']] as const] : [],
+          ),
+        ];
+        for (const [what, { schema, example }] of media) {
+          const name = `${method.toUpperCase()} ${path} ${what}`;
+          if (what !== 'request' && !what.startsWith('2')) continue;
+          assert.notEqual(example, undefined, `${name}: no example`);
+          const result = standalone(schema).safeParse(example);
+          assert.ok(result.success, `${name}: its example does not match: ${result.error?.message}`);
+          examples++;
+        }
+      }
+    }
+    assert.ok(examples >= 70, `${examples} examples`);
   });
 
   it('refuses an answer its schema does not describe (the check is not vacuous)', () => {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { RouteDefinition } from './route.ts';
+import { exampleOf } from './schema-example.ts';
 
 const errorSchema = {
   type: 'object',
@@ -55,7 +56,8 @@ function successResponse(r: RouteDefinition, components: Record<string, unknown>
   if (r.status === 204) return { description: 'Done; no body' };
   const content: Record<string, unknown> = {};
   if (!(r.response instanceof z.ZodNever)) {
-    content['application/json'] = { schema: toJsonSchema(r.response, 'output', components) };
+    const schema = toJsonSchema(r.response, 'output', components);
+    content['application/json'] = { schema, example: exampleOf(schema, components) };
   }
   if (r.alsoAnswers) content[r.alsoAnswers.mediaType] = { schema: { type: 'string' } };
   return { description: r.alsoAnswers ? `Success. ${r.alsoAnswers.description}` : 'Success', content };
@@ -108,9 +110,13 @@ export function buildOpenApi(routes: RouteDefinition[], version: string): Record
     };
     if (r.access.kind === 'token') operation['x-haven-role'] = r.access.role;
     if (r.body) {
+      const schema = toJsonSchema(r.body, 'input', components);
       operation.requestBody = {
         required: true,
-        content: { 'application/json': { schema: toJsonSchema(r.body, 'input', components) } },
+        // What must be sent; the schema lists the optional fields.
+        content: {
+          'application/json': { schema, example: exampleOf(schema, components, { requiredOnly: true }) },
+        },
       };
     }
     paths[path] ??= {};

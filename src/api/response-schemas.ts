@@ -35,6 +35,7 @@ import type {
 } from '../hypervisor/hypervisor.ts';
 import type { ConsistencyGroup, GroupCut } from '../vault/groups/index.ts';
 import type { HostDomains } from '../vault/import-domain.ts';
+import * as x from './response-examples.ts';
 import { recoverySettings } from './schemas.ts';
 
 /**
@@ -74,7 +75,7 @@ export const site = describes<Site>()(
       testNetwork: z.string().nullable(),
       createdAt: time,
     })
-    .meta({ id: 'Site' }),
+    .meta({ id: 'Site', examples: [x.siteExample] }),
 );
 
 export const host = describes<Host>()(
@@ -93,7 +94,7 @@ export const host = describes<Host>()(
       lastHeartbeatAt: time.nullable(),
       enrolledAt: time,
     })
-    .meta({ id: 'Host' }),
+    .meta({ id: 'Host', examples: [x.hostExample] }),
 );
 
 export const policy = describes<Policy>()(
@@ -107,7 +108,7 @@ export const policy = describes<Policy>()(
       builtIn: z.boolean(),
       createdAt: time,
     })
-    .meta({ id: 'Policy' }),
+    .meta({ id: 'Policy', examples: [x.policyExample] }),
 );
 
 const disk = describes<Disk>()(
@@ -173,7 +174,9 @@ const mirrorFields = {
 const mirrorSnapshot = describes<MirrorSnapshot>()(z.strictObject(mirrorFields));
 
 /** A libvirt domain's live protection, as `pause-protection` and `resume-protection` answer it. */
-export const mirrorStatus = z.strictObject({ machineId: id, ...mirrorFields }).meta({ id: 'MirrorStatus' });
+export const mirrorStatus = z
+  .strictObject({ machineId: id, ...mirrorFields })
+  .meta({ id: 'MirrorStatus', examples: [x.mirrorStatusExample] });
 
 const replicationSnapshot = describes<ReplicationSnapshot>()(
   z.strictObject({
@@ -256,7 +259,7 @@ export const machine = z
     ...machineFields,
     allowedOperations: z.array(z.enum(ALL_OPERATIONS)),
   })
-  .meta({ id: 'Machine' });
+  .meta({ id: 'Machine', examples: [x.machineExample] });
 
 export const recoveryPoint = describes<RecoveryPoint>()(
   z
@@ -270,7 +273,7 @@ export const recoveryPoint = describes<RecoveryPoint>()(
       processed: z.boolean(),
       sizeBytes: z.number(),
     })
-    .meta({ id: 'RecoveryPoint' }),
+    .meta({ id: 'RecoveryPoint', examples: [x.recoveryPointExample] }),
 );
 
 const problemCode = z.string() as unknown as z.ZodType<ProblemCode>;
@@ -310,14 +313,14 @@ const jobFields = {
   steps: z.array(jobStep),
 };
 /** A job as submitted: what a lifecycle or plan operation answers with 202. */
-export const job = describes<Job>()(z.strictObject(jobFields).meta({ id: 'Job' }));
+export const job = describes<Job>()(z.strictObject(jobFields).meta({ id: 'Job', examples: [x.jobExample] }));
 /** A job as the job endpoints show it: also whether it may still be cancelled. */
 export const presentedJob = z
   .strictObject({
     ...jobFields,
     cancel: z.strictObject({ cancellable: z.boolean(), reason: z.string().nullable() }),
   })
-  .meta({ id: 'PresentedJob' });
+  .meta({ id: 'PresentedJob', examples: [x.presentedJobExample] });
 
 export const alert = describes<Alert>()(
   z
@@ -331,16 +334,18 @@ export const alert = describes<Alert>()(
       raisedAt: time,
       clearedAt: time.nullable(),
     })
-    .meta({ id: 'Alert' }),
+    .meta({ id: 'Alert', examples: [x.alertExample] }),
 );
 
 const apiTokenFields = { id, name: z.string(), role, createdAt: time, lastUsedAt: time.nullable() };
-export const apiToken = describes<ApiToken>()(z.strictObject(apiTokenFields).meta({ id: 'ApiToken' }));
+export const apiToken = describes<ApiToken>()(
+  z.strictObject(apiTokenFields).meta({ id: 'ApiToken', examples: [x.apiTokenExample] }),
+);
 
 /** A token as created: the only time its secret is shown. */
 export const createdToken = z
   .strictObject({ ...apiTokenFields, token: z.string() })
-  .meta({ id: 'CreatedApiToken' });
+  .meta({ id: 'CreatedApiToken', examples: [x.createdApiTokenExample] });
 
 const planAction = describes<RecoveryPlanAction>()(
   z.discriminatedUnion('kind', [
@@ -379,7 +384,7 @@ const planFields = {
   updatedAt: time,
 };
 export const recoveryPlan = describes<RecoveryPlan>()(
-  z.strictObject(planFields).meta({ id: 'RecoveryPlan' }),
+  z.strictObject(planFields).meta({ id: 'RecoveryPlan', examples: [x.recoveryPlanExample] }),
 );
 const rtoEstimate = describes<RtoEstimate>()(
   z.strictObject({
@@ -397,7 +402,7 @@ export const presentedPlan = z
     rtoEstimate,
     activeJobId: id.nullable(),
   })
-  .meta({ id: 'PresentedRecoveryPlan' });
+  .meta({ id: 'PresentedRecoveryPlan', examples: [x.presentedPlanExample] });
 
 const planActionDocument = z.strictObject({
   kind: z.enum(['script', 'manual']),
@@ -420,7 +425,7 @@ export const planDocument = describes<PlanDocument>()(
         }),
       ),
     })
-    .meta({ id: 'PlanDocument' }),
+    .meta({ id: 'PlanDocument', examples: [x.planDocumentExample] }),
 );
 
 export const registeredScript = describes<RegisteredScript>()(
@@ -458,7 +463,7 @@ export const scriptRun = describes<ScriptRunRecord>()(
   z.strictObject({ ...scriptRunFields, output: z.string() }),
 )
   .or(z.strictObject(scriptRunFields))
-  .meta({ id: 'ScriptRun' });
+  .meta({ id: 'ScriptRun', examples: [x.scriptRunExample] });
 
 const powerState: z.ZodType<MachinePowerState> = z.enum(['running', 'paused', 'shut-off', 'absent']);
 const machineStatusFields = { name: z.string(), state: powerState };
@@ -531,7 +536,7 @@ describes<HypervisorInventory>()(z.strictObject(inventoryFields));
 export const hostDomains = describes<HostDomains>()(
   z
     .strictObject({ ...inventoryFields, hostId: id, source: z.enum(['host', 'vault']), reportedAt: time })
-    .meta({ id: 'HostDomains' }),
+    .meta({ id: 'HostDomains', examples: [x.hostDomainsExample] }),
 );
 
 export const consistencyGroup = describes<ConsistencyGroup>()(
@@ -543,7 +548,7 @@ export const consistencyGroup = describes<ConsistencyGroup>()(
       recoveryHostId: id.nullable(),
       osFamily: z.enum(['linux', 'windows', 'other']).nullable(),
     })
-    .meta({ id: 'ConsistencyGroup' }),
+    .meta({ id: 'ConsistencyGroup', examples: [x.consistencyGroupExample] }),
 );
 
 export const groupCut = describes<GroupCut>()(

@@ -26,7 +26,7 @@ export type PortalBuild =
 export async function ensurePortalBuilt(log: (line: string) => void = () => {}): Promise<PortalBuild> {
   const dir = DEFAULT_PORTAL_DIR;
   const digest = await sourceDigest();
-  if ((await readFile(join(dir, STAMP), 'utf8').catch(() => '')) === digest) return { state: 'current', dir };
+  if ((await builtFrom(dir)) === digest) return { state: 'current', dir };
   if (!(await exists(VITE))) {
     const reason = `Vite is not installed (${relative(REPO_ROOT, VITE)}): run npm ci, then start again`;
     log(`portal: not built: ${reason}`);
@@ -57,6 +57,11 @@ export async function ensurePortalBuilt(log: (line: string) => void = () => {}):
 
 /** Replaces `dir` with `staging`; when another start swapped in the same sources first, keeps that. */
 async function swapIn(staging: string, dir: string, digest: string): Promise<void> {
+  // Another start built the same sources meanwhile: keep its build rather than move it under its readers.
+  if ((await builtFrom(dir)) === digest) {
+    await rm(staging, { recursive: true, force: true });
+    return;
+  }
   const old = `${staging}-old`;
   await rename(dir, old).catch((error: NodeJS.ErrnoException) => {
     if (error.code !== 'ENOENT') throw error;
@@ -64,10 +69,15 @@ async function swapIn(staging: string, dir: string, digest: string): Promise<voi
   try {
     await rename(staging, dir);
   } catch (error) {
-    if ((await readFile(join(dir, STAMP), 'utf8').catch(() => '')) !== digest) throw error;
+    if ((await builtFrom(dir)) !== digest) throw error;
     await rm(staging, { recursive: true, force: true });
   }
   await rm(old, { recursive: true, force: true });
+}
+
+/** The digest of the sources the build in `dir` was made from ('' when there is none). */
+function builtFrom(dir: string): Promise<string> {
+  return readFile(join(dir, STAMP), 'utf8').catch(() => '');
 }
 
 async function sourceDigest(): Promise<string> {

@@ -36,7 +36,7 @@ import type {
 import type { ConsistencyGroup, GroupCut } from '../vault/groups/index.ts';
 import type { HostDomains } from '../vault/import-domain.ts';
 import * as x from './response-examples.ts';
-import { recoverySettings } from './schemas.ts';
+import { recoverySettings, withExample } from './schemas.ts';
 
 /**
  * What the API answers, as schemas: each route declares its response with
@@ -277,8 +277,13 @@ export const recoveryPoint = describes<RecoveryPoint>()(
 );
 
 const problemCode = z.string() as unknown as z.ZodType<ProblemCode>;
-export const problem = describes<Problem>()(
-  z.strictObject({ field: z.string(), code: problemCode, message: z.string() }),
+export const problem = withExample(
+  describes<Problem>()(z.strictObject({ field: z.string(), code: problemCode, message: z.string() })),
+  {
+    field: 'nics.0.recoveryNetwork',
+    code: 'unknown_network',
+    message: "network 'lan-dr' does not exist on host 'kvm-b'",
+  },
 );
 
 const jobError = z.strictObject({ code: z.string(), message: z.string() });
@@ -428,14 +433,23 @@ export const planDocument = describes<PlanDocument>()(
     .meta({ id: 'PlanDocument', examples: [x.planDocumentExample] }),
 );
 
-export const registeredScript = describes<RegisteredScript>()(
-  z.strictObject({
-    name: z.string(),
-    sizeBytes: z.number(),
-    modifiedAt: time,
-    sha256: z.string().nullable(),
-    problem: z.string().nullable(),
-  }),
+export const registeredScript = withExample(
+  describes<RegisteredScript>()(
+    z.strictObject({
+      name: z.string(),
+      sizeBytes: z.number(),
+      modifiedAt: time,
+      sha256: z.string().nullable(),
+      problem: z.string().nullable(),
+    }),
+  ),
+  {
+    name: 'smoke-web',
+    sizeBytes: 812,
+    modifiedAt: '2026-03-01T09:40:00.000Z',
+    sha256: '3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b',
+    problem: null,
+  },
 );
 
 const scriptRunFields = {
@@ -467,13 +481,19 @@ export const scriptRun = describes<ScriptRunRecord>()(
 
 const powerState: z.ZodType<MachinePowerState> = z.enum(['running', 'paused', 'shut-off', 'absent']);
 const machineStatusFields = { name: z.string(), state: powerState };
-export const machineStatus = describes<MachineStatus>()(z.strictObject(machineStatusFields));
-export const shutdownResult = describes<ShutdownResult>()(
-  z.strictObject({
-    ...machineStatusFields,
-    outcome: z.enum(['powered-down', 'already-off', 'stopped', 'powered-off']),
-    seconds: z.number(),
-  }),
+export const machineStatus = withExample(describes<MachineStatus>()(z.strictObject(machineStatusFields)), {
+  name: 'web-01',
+  state: 'running',
+});
+export const shutdownResult = withExample(
+  describes<ShutdownResult>()(
+    z.strictObject({
+      ...machineStatusFields,
+      outcome: z.enum(['powered-down', 'already-off', 'stopped', 'powered-off']),
+      seconds: z.number(),
+    }),
+  ),
+  { name: 'web-01', state: 'shut-off', outcome: 'powered-down', seconds: 7.5 },
 );
 
 const domainDisk = z.strictObject({
@@ -551,13 +571,21 @@ export const consistencyGroup = describes<ConsistencyGroup>()(
     .meta({ id: 'ConsistencyGroup', examples: [x.consistencyGroupExample] }),
 );
 
-export const groupCut = describes<GroupCut>()(
-  z.strictObject({
-    groupPointId: id,
-    type: pointType,
-    markers: z.array(z.strictObject({ hostId: id, time })),
-    elapsedMs: z.number(),
-  }),
+export const groupCut = withExample(
+  describes<GroupCut>()(
+    z.strictObject({
+      groupPointId: id,
+      type: pointType,
+      markers: z.array(z.strictObject({ hostId: id, time })),
+      elapsedMs: z.number(),
+    }),
+  ),
+  {
+    groupPointId: 'gp-000031',
+    type: 'crash-consistent',
+    markers: [{ hostId: 'a1b2c3d4-0001-4e5f-8a9b-0c1d2e3f4a5b', time: '2026-03-02T09:30:00.120Z' }],
+    elapsedMs: 42,
+  },
 );
 
 /** What a 204 answers: nothing. */

@@ -10,7 +10,7 @@ import {
 /** Request bodies and queries of the REST API; the OpenAPI document is generated from these. */
 
 /** A schema with the example the OpenAPI document and docs/api.md show for it (a test checks it is accepted). */
-function withExample<S extends z.ZodType>(schema: S, example: z.input<S>): S {
+export function withExample<S extends z.ZodType>(schema: S, example: z.input<S>): S {
   return schema.meta({ examples: [example] });
 }
 

@@ -10,16 +10,22 @@ import {
 import type { VaultContext } from '../../vault/vault-context.ts';
 import * as r from '../response-schemas.ts';
 import { type RouteDefinition, route } from '../route.ts';
+import * as s from '../schemas.ts';
 
-const groupCreate = z
-  .object({
-    name: z.string().min(1).max(63),
-    /** Machines by id or name. */
-    machineIds: z.array(z.string().min(1)).min(1),
-  })
-  .strict();
+const groupCreate = s.withExample(
+  z
+    .object({
+      name: z.string().min(1).max(63),
+      /** Machines by id or name. */
+      machineIds: z.array(z.string().min(1)).min(1),
+    })
+    .strict(),
+  { name: 'billing', machineIds: ['db-01', 'web-01'] },
+);
 
-const groupMember = z.object({ machineId: z.string().min(1) }).strict();
+const groupMember = s.withExample(z.object({ machineId: z.string().min(1) }).strict(), {
+  machineId: 'web-02',
+});
 
 export function groupRoutes(vault: VaultContext): RouteDefinition[] {
   const tag = 'groups';

@@ -104,7 +104,10 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
       access: { kind: 'token', role: 'admin' },
       body: s.createEnrolmentToken,
       status: 201,
-      response: z.strictObject({ token: z.string(), siteId: z.string(), expiresAt: z.iso.datetime() }),
+      response: s.withExample(
+        z.strictObject({ token: z.string(), siteId: z.string(), expiresAt: z.iso.datetime() }),
+        { token: 'hve_5c1d9e2a.Qm9…', siteId: 'dc2', expiresAt: '2026-03-02T10:30:00.000Z' },
+      ),
       handler: async ({ body, actor }) => {
         const site = (await store.sites.get(body.siteId)) ?? (await store.sites.getByName(body.siteId));
         if (!site)
@@ -137,12 +140,20 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
       access: { kind: 'enrolment' },
       body: s.enrolHost,
       status: 201,
-      response: z.strictObject({
-        hostId: z.string(),
-        hostSecret: z.string(),
-        controlAddress: z.string(),
-        vaultFingerprint: z.string(),
-      }),
+      response: s.withExample(
+        z.strictObject({
+          hostId: z.string(),
+          hostSecret: z.string(),
+          controlAddress: z.string(),
+          vaultFingerprint: z.string(),
+        }),
+        {
+          hostId: 'a1b2c3d4-0002-4e5f-8a9b-0c1d2e3f4a5b',
+          hostSecret: 'hhs_…',
+          controlAddress: '10.0.1.5:8441',
+          vaultFingerprint: 'sha256:9c:2e:…',
+        },
+      ),
       handler: async ({ body, bearer }) => {
         const parsed = parseEnrolmentToken(bearer ?? '');
         const refused = () => new HavenError('unauthenticated', 'Unknown, used or expired enrolment token');

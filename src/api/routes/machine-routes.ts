@@ -340,7 +340,10 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'viewer' },
       query: s.machineConsole,
-      response: z.strictObject({ name: z.string(), lines: z.array(z.string()) }),
+      response: s.withExample(z.strictObject({ name: z.string(), lines: z.array(z.string()) }), {
+        name: 'web-01',
+        lines: ['Welcome to web-01', 'web-01 login:'],
+      }),
       alsoAnswers: {
         mediaType: 'text/event-stream',
         description:

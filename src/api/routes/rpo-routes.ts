@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { VaultContext } from '../../vault/vault-context.ts';
 import { type RouteDefinition, route } from '../route.ts';
+import * as s from '../schemas.ts';
 
 /**
  * RPO of every protected machine in one answer: the portal's dashboard chart
@@ -19,13 +20,22 @@ export function rpoRoutes(vault: VaultContext): RouteDefinition[] {
       access: { kind: 'token', role: 'viewer' },
       response: z.strictObject({
         machines: z.array(
-          z.strictObject({
-            machineId: z.string(),
-            machineName: z.string(),
-            newestPointAt: z.iso.datetime().nullable(),
-            rpoSeconds: z.number().nullable(),
-            thresholdSeconds: z.number().nullable(),
-          }),
+          s.withExample(
+            z.strictObject({
+              machineId: z.string(),
+              machineName: z.string(),
+              newestPointAt: z.iso.datetime().nullable(),
+              rpoSeconds: z.number().nullable(),
+              thresholdSeconds: z.number().nullable(),
+            }),
+            {
+              machineId: '3f6c2a9e-7d41-4b8a-9e2f-1c5d8b7a4e60',
+              machineName: 'web-01',
+              newestPointAt: '2026-03-02T09:29:54.000Z',
+              rpoSeconds: 4.2,
+              thresholdSeconds: 300,
+            },
+          ),
         ),
       }),
       handler: async () => {

@@ -29,7 +29,10 @@ export function scriptRoutes(vault: VaultContext): RouteDefinition[] {
         "List the scripts plans may run: executables an admin put in the vault's scripts folder (with any problem that keeps one from running)",
       tag,
       access: { kind: 'token', role: 'operator' },
-      response: z.strictObject({ dir: z.string(), scripts: z.array(r.registeredScript) }),
+      response: z.strictObject({
+        dir: s.withExample(z.string(), '/var/lib/haven/scripts'),
+        scripts: z.array(r.registeredScript),
+      }),
       handler: async () => ({
         dir: vault.scripts.registry.dir,
         scripts: await vault.scripts.registry.list(),

@@ -13,12 +13,15 @@ export function systemRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'Liveness of the vault and its database (no token needed)',
       tag: 'system',
       access: { kind: 'public' },
-      response: z.strictObject({
-        status: z.literal('ok'),
-        version: z.string(),
-        database: z.enum(['sqlite', 'postgres']),
-        time: z.iso.datetime(),
-      }),
+      response: s.withExample(
+        z.strictObject({
+          status: z.literal('ok'),
+          version: z.string(),
+          database: z.enum(['sqlite', 'postgres']),
+          time: z.iso.datetime(),
+        }),
+        { status: 'ok', version: '0.1.0', database: 'sqlite', time: '2026-03-02T09:30:00.000Z' },
+      ),
       handler: async () => {
         await vault.store.settings.get('vault.identity');
         return {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { RouteDefinition } from './route.ts';
+import { exampleOf } from './schema-example.ts';
 
 const errorSchema = {
   type: 'object',
@@ -17,17 +18,55 @@ const errorSchema = {
   },
 };
 
-function toJsonSchema(schema: z.ZodType): Record<string, unknown> {
-  const { $schema: _ignored, ...rest } = z.toJSONSchema(schema, {
-    io: 'input',
-    unrepresentable: 'any',
-  }) as Record<string, unknown>;
-  return rest;
+/**
+ * A zod schema as JSON Schema. Objects with an id (`.meta({ id })`) go to
+ * `components` once and are referenced from every operation that uses them.
+ */
+function toJsonSchema(
+  schema: z.ZodType,
+  io: 'input' | 'output',
+  components: Record<string, unknown>,
+): Record<string, unknown> {
+  const {
+    $schema: _ignored,
+    $defs,
+    ...rest
+  } = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<string, unknown> & {
+    $defs?: Record<string, unknown>;
+  };
+  for (const [id, def] of Object.entries($defs ?? {})) components[id] ??= toComponentRefs(def);
+  return toComponentRefs(rest) as Record<string, unknown>;
+}
+
+function toComponentRefs(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(toComponentRefs);
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(
+    Object.entries(value).map(([key, v]) => [
+      key,
+      key === '$ref' && typeof v === 'string'
+        ? v.replace('#/$defs/', '#/components/schemas/')
+        : toComponentRefs(v),
+    ]),
+  );
+}
+
+/** What a successful answer carries: the declared schema as JSON, and any other media type the route may answer. */
+function successResponse(r: RouteDefinition, components: Record<string, unknown>): Record<string, unknown> {
+  if (r.status === 204) return { description: 'Done; no body' };
+  const content: Record<string, unknown> = {};
+  if (!(r.response instanceof z.ZodNever)) {
+    const schema = toJsonSchema(r.response, 'output', components);
+    content['application/json'] = { schema, example: exampleOf(schema, components) };
+  }
+  if (r.alsoAnswers) content[r.alsoAnswers.mediaType] = { schema: { type: 'string' } };
+  return { description: r.alsoAnswers ? `Success. ${r.alsoAnswers.description}` : 'Success', content };
 }
 
 /** Builds the OpenAPI 3.1 document from the same route declarations the router uses. */
 export function buildOpenApi(routes: RouteDefinition[], version: string): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
+  const components: Record<string, unknown> = { Error: errorSchema };
   for (const r of routes) {
     const path = `/api/v1${r.path.replace(/:([A-Za-z]+)/g, '{$1}')}`;
     const parameters: unknown[] = [...r.path.matchAll(/:([A-Za-z]+)/g)].map((m) => ({
@@ -37,7 +76,7 @@ export function buildOpenApi(routes: RouteDefinition[], version: string): Record
       schema: { type: 'string' },
     }));
     if (r.query) {
-      const query = toJsonSchema(r.query);
+      const query = toJsonSchema(r.query, 'input', components);
       const properties = (query.properties ?? {}) as Record<string, unknown>;
       const required = new Set((query.required as string[] | undefined) ?? []);
       for (const [name, schema] of Object.entries(properties)) {
@@ -45,7 +84,7 @@ export function buildOpenApi(routes: RouteDefinition[], version: string): Record
       }
     }
     const responses: Record<string, unknown> = {
-      [String(r.status ?? 200)]: { description: 'Success' },
+      [String(r.status ?? 200)]: successResponse(r, components),
       '400': {
         description: 'Bad input; names the field',
         content: { 'application/json': { schema: errorSchema } },
@@ -71,9 +110,13 @@ export function buildOpenApi(routes: RouteDefinition[], version: string): Record
     };
     if (r.access.kind === 'token') operation['x-haven-role'] = r.access.role;
     if (r.body) {
+      const schema = toJsonSchema(r.body, 'input', components);
       operation.requestBody = {
         required: true,
-        content: { 'application/json': { schema: toJsonSchema(r.body) } },
+        // What must be sent; the schema lists the optional fields.
+        content: {
+          'application/json': { schema, example: exampleOf(schema, components, { requiredOnly: true }) },
+        },
       };
     }
     paths[path] ??= {};
@@ -85,13 +128,13 @@ export function buildOpenApi(routes: RouteDefinition[], version: string): Record
       title: 'Haven vault API',
       version,
       description:
-        'Site recovery for QEMU/KVM machines. Every endpoint except GET /api/v1/health needs a bearer token; ' +
+        'Site recovery for QEMU/KVM machines. Every endpoint except GET /api/v1/health (and this document) needs a bearer token; ' +
         'roles: viewer (read), operator (run operations), admin (everything). Errors share one JSON shape.',
     },
     servers: [{ url: '/' }],
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
-      schemas: { Error: errorSchema },
+      schemas: components,
     },
     paths,
   };

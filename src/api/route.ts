@@ -31,7 +31,7 @@ export interface RouteRequest<B, Q> {
   context: Context;
 }
 
-export interface RouteDefinition<B = unknown, Q = unknown> {
+interface RouteDeclaration<B, Q, R> {
   method: 'get' | 'post' | 'put' | 'patch' | 'delete';
   /** Hono path syntax, e.g. '/machines/:id'. */
   path: string;
@@ -44,12 +44,25 @@ export interface RouteDefinition<B = unknown, Q = unknown> {
   maxBodyBytes?: number;
   /** Status of a successful answer. */
   status?: 200 | 201 | 202 | 204;
-  /** Handlers that stream (server-sent events) return a Response themselves. */
-  handler(request: RouteRequest<B, Q>): Promise<unknown>;
+  /**
+   * The body of a successful answer (z.null() for 204): the OpenAPI
+   * document's response schema, and what the handler must return.
+   */
+  response: z.ZodType<R>;
 }
 
-export function route<B = undefined, Q = Record<string, never>>(
-  definition: RouteDefinition<B, Q>,
+export type RouteDefinition<B = unknown, Q = unknown, R = unknown> = RouteDeclaration<B, Q, R> &
+  (
+    | { alsoAnswers?: undefined; handler(request: RouteRequest<B, Q>): Promise<NoInfer<R>> }
+    | {
+        /** Another media type the route may answer with (server-sent events, YAML): its handler then returns the Response. */
+        alsoAnswers: { mediaType: string; description: string };
+        handler(request: RouteRequest<B, Q>): Promise<NoInfer<R> | Response>;
+      }
+  );
+
+export function route<B = undefined, Q = Record<string, never>, R = unknown>(
+  definition: RouteDefinition<B, Q, R>,
 ): RouteDefinition {
   return definition as unknown as RouteDefinition;
 }

@@ -9,6 +9,11 @@ import {
 
 /** Request bodies and queries of the REST API; the OpenAPI document is generated from these. */
 
+/** A schema with the example the OpenAPI document and docs/api.md show for it (a test checks it is accepted). */
+export function withExample<S extends z.ZodType>(schema: S, example: z.input<S>): S {
+  return schema.meta({ examples: [example] });
+}
+
 export const name = z
   .string()
   .min(1)
@@ -80,32 +85,44 @@ export const diskInput = z.object({
   hasSnapshots: z.boolean().default(false),
 });
 
-export const createMachine = z.object({
-  name,
-  hostId: z.string().min(1),
-  osFamily: z.enum(['linux', 'windows', 'other']).default('linux'),
-  disks: z
-    .array(diskInput)
-    .min(1)
-    .superRefine((disks, ctx) => {
-      const seen = new Set<string>();
-      disks.forEach((disk, i) => {
-        if (seen.has(disk.id)) {
-          ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `disk id '${disk.id}' is used twice` });
-        }
-        seen.add(disk.id);
-      });
-    }),
-  recoverySettings: recoverySettings.optional(),
-});
+export const createMachine = withExample(
+  z.object({
+    name,
+    hostId: z.string().min(1),
+    osFamily: z.enum(['linux', 'windows', 'other']).default('linux'),
+    disks: z
+      .array(diskInput)
+      .min(1)
+      .superRefine((disks, ctx) => {
+        const seen = new Set<string>();
+        disks.forEach((disk, i) => {
+          if (seen.has(disk.id)) {
+            ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `disk id '${disk.id}' is used twice` });
+          }
+          seen.add(disk.id);
+        });
+      }),
+    recoverySettings: recoverySettings.optional(),
+  }),
+  {
+    name: 'web-01',
+    hostId: 'kvm-a',
+    osFamily: 'linux',
+    disks: [{ id: 'disk0', sizeBytes: 21_474_836_480 }],
+    recoverySettings: { targetName: 'web-01', cpus: 2, memoryMiB: 2048, nics: [{ network: 'lan' }] },
+  },
+);
 
-export const importMachine = z.object({
-  hostId: z.string().min(1),
-  /** The libvirt domain's name on that host. */
-  domain: z.string().min(1).max(200),
-  name: name.optional(),
-  osFamily: z.enum(['linux', 'windows', 'other']).optional(),
-});
+export const importMachine = withExample(
+  z.object({
+    hostId: z.string().min(1),
+    /** The libvirt domain's name on that host. */
+    domain: z.string().min(1).max(200),
+    name: name.optional(),
+    osFamily: z.enum(['linux', 'windows', 'other']).optional(),
+  }),
+  { hostId: 'kvm-a', domain: 'db-01' },
+);
 
 /**
  * PATCH bodies name only what changes: no field has a default (zod's
@@ -152,22 +169,31 @@ export const recoveryPointChoice = z
     path: ['pointId'],
   });
 
-export const enableReplication = z.object({
-  recoveryHostId: z.string().min(1),
-  policyId: z.string().min(1),
-});
+export const enableReplication = withExample(
+  z.object({
+    recoveryHostId: z.string().min(1),
+    policyId: z.string().min(1),
+  }),
+  { recoveryHostId: 'kvm-b', policyId: 'default' },
+);
 
-export const testFailover = z.object({
-  recoveryPoint: recoveryPointChoice,
-  network: z.string().min(1).optional(),
-});
+export const testFailover = withExample(
+  z.object({
+    recoveryPoint: recoveryPointChoice,
+    network: z.string().min(1).optional(),
+  }),
+  { recoveryPoint: { option: 'latest' }, network: 'dc2-test' },
+);
 
 export const cleanupTestFailover = z.object({ notes: z.string().max(10_000).default('') });
 
-export const failover = z.object({
-  recoveryPoint: recoveryPointChoice,
-  shutdownSource: z.boolean().default(true),
-});
+export const failover = withExample(
+  z.object({
+    recoveryPoint: recoveryPointChoice,
+    shutdownSource: z.boolean().default(true),
+  }),
+  { recoveryPoint: { option: 'latest-app-consistent' }, shutdownSource: true },
+);
 
 export const plannedFailover = z
   .object({
@@ -176,12 +202,17 @@ export const plannedFailover = z
   })
   .strict();
 
-export const changeRecoveryPoint = z.object({ recoveryPoint: recoveryPointChoice });
-
-export const failback = z.object({
-  dataSync: z.enum(['before-failover', 'full-download']),
-  alternateHostId: z.string().min(1).optional(),
+export const changeRecoveryPoint = withExample(z.object({ recoveryPoint: recoveryPointChoice }), {
+  recoveryPoint: { option: 'custom', pointId: 'pt-000412' },
 });
+
+export const failback = withExample(
+  z.object({
+    dataSync: z.enum(['before-failover', 'full-download']),
+    alternateHostId: z.string().min(1).optional(),
+  }),
+  { dataSync: 'before-failover' },
+);
 
 export const reprotect = z.object({
   alternateHostId: z.string().min(1).optional(),
@@ -192,55 +223,76 @@ export const resync = z.object({ full: z.boolean().default(false) });
 
 export const empty = z.object({}).strict();
 
-export const createPolicy = z.object({
-  name,
-  rpoThresholdSeconds: z.number().int().positive(),
-  retentionSeconds: z.number().int().positive(),
-  appConsistentFrequencySeconds: z.number().int().min(0),
-});
+export const createPolicy = withExample(
+  z.object({
+    name,
+    rpoThresholdSeconds: z.number().int().positive(),
+    retentionSeconds: z.number().int().positive(),
+    appConsistentFrequencySeconds: z.number().int().min(0),
+  }),
+  { name: 'gold', rpoThresholdSeconds: 120, retentionSeconds: 172_800, appConsistentFrequencySeconds: 900 },
+);
 
 export const updatePolicy = createPolicy.partial();
 
-export const createSite = z.object({
-  name,
-  role: z.enum(['primary', 'recovery']),
-  networkMapping: z.record(z.string(), z.string()).default({}),
-  testNetwork: z.string().min(1).nullable().default(null),
-});
+export const createSite = withExample(
+  z.object({
+    name,
+    role: z.enum(['primary', 'recovery']),
+    networkMapping: z.record(z.string(), z.string()).default({}),
+    testNetwork: z.string().min(1).nullable().default(null),
+  }),
+  { name: 'dc2', role: 'recovery', networkMapping: { lan: 'lan-dr' }, testNetwork: 'dc2-test' },
+);
 
 export const updateSite = z.object({
   networkMapping: z.record(z.string(), z.string()).optional(),
   testNetwork: z.string().min(1).nullable().optional(),
 });
 
-export const createEnrolmentToken = z.object({
-  siteId: z.string().min(1),
-  hostName: name.optional(),
-  ttlSeconds: z
-    .number()
-    .int()
-    .min(60)
-    .max(7 * 24 * 3600)
-    .default(3600),
-});
+export const createEnrolmentToken = withExample(
+  z.object({
+    siteId: z.string().min(1),
+    hostName: name.optional(),
+    ttlSeconds: z
+      .number()
+      .int()
+      .min(60)
+      .max(7 * 24 * 3600)
+      .default(3600),
+  }),
+  { siteId: 'dc2', hostName: 'kvm-b', ttlSeconds: 3600 },
+);
 
-export const enrolHost = z.object({
-  name,
-  capabilities: z.array(z.string()).default([]),
-  version: z.string().nullable().default(null),
-  replicationAddress: z.string().nullable().default(null),
-  /** Folders the host attaches disk images from (it reports them again in every inventory). */
-  storageFolders: z.array(z.string().min(1).max(4096)).max(64).default([]),
-});
+export const enrolHost = withExample(
+  z.object({
+    name,
+    capabilities: z.array(z.string()).default([]),
+    version: z.string().nullable().default(null),
+    replicationAddress: z.string().nullable().default(null),
+    /** Folders the host attaches disk images from (it reports them again in every inventory). */
+    storageFolders: z.array(z.string().min(1).max(4096)).max(64).default([]),
+  }),
+  {
+    name: 'kvm-b',
+    capabilities: ['qemu'],
+    version: '0.1.0',
+    replicationAddress: '10.0.2.11:8442',
+    storageFolders: ['/var/lib/haven/images'],
+  },
+);
 
 export const updateHost = z.object({
   maxProtectedDisks: z.number().int().min(1).max(10_000).optional(),
 });
 
-export const createToken = z.object({
-  name: z.string().min(1).max(100),
-  role: z.enum(['admin', 'operator', 'viewer']),
-});
+export const createToken = withExample(
+  z.object({
+    name: z.string().min(1).max(100),
+    role: z.enum(['admin', 'operator', 'viewer']),
+  }),
+  { name: 'ci-reader', role: 'viewer' },
+);
 
 export const listJobs = z.object({
   state: z.enum(JOB_STATES).optional(),
@@ -282,18 +334,39 @@ export const planGroup = z.object({
   after: z.array(planAction).optional(),
 });
 
-export const planDocument = z.object({
-  name: z.string(),
-  description: z.string().optional(),
-  groups: z.array(planGroup),
-});
+export const planDocument = withExample(
+  z.object({
+    name: z.string(),
+    description: z.string().optional(),
+    groups: z.array(planGroup),
+  }),
+  {
+    name: 'web tier',
+    description: 'Database first, then the web servers',
+    groups: [
+      { name: 'db', machines: ['db-01'] },
+      {
+        name: 'web',
+        machines: ['web-01'],
+        before: [{ kind: 'manual', name: 'check DNS', text: 'Point www at the recovery site' }],
+      },
+    ],
+  },
+);
 
 export const planExport = z.object({ format: z.enum(['json', 'yaml']).default('json') });
 
-export const planImport = z.object({
-  format: z.enum(['json', 'yaml']),
-  /** The exported document as text. */
-  content: z.string().min(1).max(1_000_000),
-  /** Replace the plan of the same name if it exists (otherwise that is a conflict). */
-  replace: z.boolean().default(false),
-});
+export const planImport = withExample(
+  z.object({
+    format: z.enum(['json', 'yaml']),
+    /** The exported document as text. */
+    content: z.string().min(1).max(1_000_000),
+    /** Replace the plan of the same name if it exists (otherwise that is a conflict). */
+    replace: z.boolean().default(false),
+  }),
+  {
+    format: 'yaml',
+    content: 'name: web tier\ngroups:\n  - name: web\n    machines: [web-01]\n',
+    replace: false,
+  },
+);

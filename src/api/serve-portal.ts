@@ -3,7 +3,7 @@ import { extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Context, Hono } from 'hono';
 
-/** Where `npm run build:portal` (vite build) writes the portal. */
+/** Where the portal is built (by `haven up` when its sources changed, or `npm run build:portal`). */
 export const DEFAULT_PORTAL_DIR = fileURLToPath(new URL('../../portal/dist', import.meta.url));
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -58,7 +58,7 @@ export function servePortal(app: Hono, dir: string): void {
     const index = join(root, 'index.html');
     if (!(await isFile(index))) {
       return c.html(
-        '<!doctype html><title>Haven</title><p>The portal is not built. Run <code>npm run build:portal</code> and reload; the REST API is at <code>/api/v1</code>.</p>',
+        '<!doctype html><title>Haven</title><p>The portal is not built. Run <code>npm ci</code>, then <code>npm start</code> (it builds the portal), or <code>npm run build:portal</code>, and reload; the REST API is at <code>/api/v1</code>.</p>',
         503,
       );
     }

@@ -5,6 +5,7 @@ import type { Machine, Site } from '../domain/model.ts';
 import { type HostOptions, loadHostIdentity, type RunningHost, startHost } from '../host/index.ts';
 import type { ShareGroup } from '../storage/share-group.ts';
 import { ensureDemoMachine } from './demo-machine.ts';
+import { ensurePortalBuilt, type PortalBuild } from './ensure-portal-built.ts';
 import { type RunningVault, startVault } from './start-vault.ts';
 
 export interface EmbeddedOptions {
@@ -33,6 +34,8 @@ export interface Embedded {
   vault: RunningVault;
   hosts: RunningHost[];
   adminToken: string;
+  /** The portal served at the vault's URL, built by this start when its sources changed. */
+  portal: PortalBuild;
   /** The demo machine as this start left it (null without the demo). */
   demo: { machine: Machine; running: boolean } | null;
   stop(): Promise<void>;
@@ -70,6 +73,8 @@ const LOCAL_SITES = [
 export async function startEmbedded(embeddedOptions: EmbeddedOptions): Promise<Embedded> {
   // Resolved once: the demo machine's disk path is stored in the vault and compared by the host.
   const options = { ...embeddedOptions, dataDir: resolve(embeddedOptions.dataDir) };
+  // Before the vault answers: its URL then serves the portal of this checkout, not a 503 or an old build.
+  const portal = await ensurePortalBuilt(options.log);
   const vault = await startVault({
     dataDir: options.dataDir,
     port: options.port ?? 8440,
@@ -117,6 +122,7 @@ export async function startEmbedded(embeddedOptions: EmbeddedOptions): Promise<E
       vault,
       hosts,
       adminToken,
+      portal,
       demo,
       stop: async () => {
         // `haven up` owns its QEMU driver's machines: they stop with it (a standalone host agent leaves

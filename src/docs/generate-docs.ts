@@ -1,8 +1,10 @@
+import { buildOpenApi } from '../api/openapi.ts';
 import type { RouteDefinition } from '../api/route.ts';
 import { allRoutes } from '../api/routes/index.ts';
 import { COMMANDS } from '../cli/commands/index.ts';
 import { ALL_OPERATIONS, IN_PROGRESS_STATES, LIFECYCLE, STABLE_STATES } from '../domain/index.ts';
 import type { VaultContext } from '../vault/vault-context.ts';
+import { HAVEN_VERSION } from '../vault/version.ts';
 
 /**
  * Reference docs generated from the code that enforces them (route
@@ -28,9 +30,9 @@ export function apiDoc(): string {
     '# REST API reference',
     '',
     'All endpoints live under `/api/v1`, speak JSON, and need `Authorization: Bearer <token>` except',
-    '`GET /api/v1/health`. Tokens have a role: **viewer** reads, **operator** also runs operations,',
+    '`GET /api/v1/health` and `GET /api/v1/openapi.json`. Tokens have a role: **viewer** reads, **operator** also runs operations,',
     '**admin** also manages sites, hosts, policies and tokens. The machine-readable OpenAPI 3.1',
-    'document, with every request schema, is served at `GET /api/v1/openapi.json`.',
+    'document, with the schema of every request and every answer, is served without a token at `GET /api/v1/openapi.json`.',
     '',
     '## Errors',
     '',
@@ -54,14 +56,45 @@ export function apiDoc(): string {
     'server-sent events of `GET /jobs/{id}/events`.',
     '',
   ];
+  const openapi = buildOpenApi(routes, HAVEN_VERSION) as {
+    paths: Record<string, Record<string, OpenApiOperation>>;
+  };
   for (const tag of tags) {
     lines.push(`## ${tag}`, '', '| method | path | role | summary |', '|---|---|---|---|');
     for (const r of routes.filter((x) => x.tag === tag)) {
       lines.push(`| ${r.method.toUpperCase()} | \`/api/v1${r.path}\` | ${access(r)} | ${r.summary} |`);
     }
     lines.push('');
+    for (const r of routes.filter((x) => x.tag === tag)) {
+      const path = `/api/v1${r.path.replace(/:([A-Za-z]+)/g, '{$1}')}`;
+      lines.push(...operationExample(r, openapi.paths[path]![r.method]!));
+    }
   }
   return `${lines.join('\n')}`;
+}
+
+interface OpenApiOperation {
+  requestBody?: { content: { 'application/json': { example: unknown } } };
+  responses: Record<string, { content?: Record<string, { example?: unknown }> }>;
+}
+
+/** An operation's example: what to send and what comes back, from the OpenAPI document's examples. */
+function operationExample(r: RouteDefinition, operation: OpenApiOperation): string[] {
+  const status = String(r.status ?? 200);
+  const json = (value: unknown) => ['```json', JSON.stringify(value, null, 2), '```', ''];
+  const lines = [`### ${r.method.toUpperCase()} \`/api/v1${r.path}\``, ''];
+  if (operation.requestBody) {
+    lines.push('Request body:', '', ...json(operation.requestBody.content['application/json'].example));
+  }
+  const content = operation.responses[status]?.content;
+  if (content?.['application/json']) {
+    lines.push(`Answer \`${status}\`:`, '', ...json(content['application/json'].example));
+  } else if (status === '204') {
+    lines.push('Answer `204`, no body.', '');
+  }
+  if (r.alsoAnswers)
+    lines.push(`Also answers \`${r.alsoAnswers.mediaType}\`: ${r.alsoAnswers.description}.`, '');
+  return lines;
 }
 
 export function cliDoc(): string {

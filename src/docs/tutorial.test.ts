@@ -94,6 +94,22 @@ describe('README and docs/tutorial.md, verbatim from the default data directory'
     assert.deepEqual(await hostStatuses(), { primary: 'connected', recovery: 'connected' });
   });
 
+  it('README: the first npm start built the portal (with progress) and serves it at the URL its banner names', async () => {
+    const output = haven!.output();
+    assert.match(output, /portal: building .*first start/);
+    assert.match(output, /portal: built in [\d.]+ s/);
+    const url = output.match(/^ {2}portal: (http\S+)$/m)?.[1];
+    assert.equal(url, 'http://127.0.0.1:8440/', output);
+    const response = await fetch(url!);
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get('content-type') ?? '', /^text\/html/);
+    const html = await response.text();
+    assert.match(html, /<div id="root">/);
+    const script = html.match(/<script[^>]+src="(\/assets\/[^"]+\.js)"/)?.[1];
+    assert.ok(script, html);
+    assert.equal((await fetch(new URL(script, url))).status, 200, 'the portal script is served too');
+  });
+
   it('npm start again on the same data: the hosts reconnect and demo-01 is back', async () => {
     await interrupt();
     await npmStart();
@@ -105,6 +121,7 @@ describe('README and docs/tutorial.md, verbatim from the default data directory'
     const demo = JSON.parse(await shOk('bin/haven machines show demo-01 --json')) as { state: string };
     assert.equal(demo.state, 'unprotected');
     assert.match(haven!.output(), /demo: +demo-01 \(running on primary/);
+    assert.doesNotMatch(haven!.output(), /portal: building/, 'an unchanged portal is not built again');
   });
 
   it('the tutorial: every haven command, in order, successfully', async () => {

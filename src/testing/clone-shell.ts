@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { REPO_ROOT } from './child-process.ts';
 
 /**
- * A directory laid out like a fresh clone (the repo's entries linked in, so
- * `.haven/` is a new, relative data directory there) and a shell in it with
+ * A directory laid out like a fresh clone after `npm ci` (the repo's sources
+ * copied, without anything built or run: no portal/dist, no `.haven/`;
+ * node_modules linked in) and a shell in it with
  * `haven` (bin/haven) on the PATH and no HAVEN_* settings: where the docs'
  * commands are run as an operator types them.
  */
@@ -23,9 +24,14 @@ export interface CloneShell {
 
 export async function cloneShell(prefix: string): Promise<CloneShell> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
-  for (const entry of ['package.json', 'src', 'bin', 'node_modules', 'portal']) {
-    await symlink(join(REPO_ROOT, entry), join(dir, entry));
+  // Copied, not linked: Node runs a linked entry point from its real path, which would serve this checkout's build.
+  for (const entry of ['package.json', 'package-lock.json', 'src', 'bin', 'portal']) {
+    await cp(join(REPO_ROOT, entry), join(dir, entry), {
+      recursive: true,
+      filter: (source) => !/^portal\/(dist|\.dist-)/.test(relative(REPO_ROOT, source)),
+    });
   }
+  await symlink(join(REPO_ROOT, 'node_modules'), join(dir, 'node_modules'));
   const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${join(dir, 'bin')}:${process.env.PATH}` };
   delete env.HAVEN_URL;
   delete env.HAVEN_TOKEN;

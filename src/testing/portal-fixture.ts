@@ -1,26 +1,21 @@
-import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { ensurePortalBuilt } from '../app/ensure-portal-built.ts';
 import { type Embedded, startEmbedded } from '../app/start-embedded.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CHROMIUM = process.env.HAVEN_CHROMIUM ?? '/usr/bin/chromium';
 /** Screenshots land here; look at them after a run. */
 export const SCREENSHOT_DIR = process.env.HAVEN_SCREENSHOTS ?? join(tmpdir(), 'haven-portal-screenshots');
 
 let building: Promise<void> | null = null;
 
-/** Builds the portal with Vite into portal/dist, which the vault serves (once per test process). */
+/** Builds the portal into portal/dist, as `haven up` does when its sources changed (once per test process). */
 export function buildPortal(): Promise<void> {
-  building ??= promisify(execFile)(
-    process.execPath,
-    [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', join(ROOT, 'portal'), '--logLevel', 'warn'],
-    { cwd: ROOT, timeout: 120_000 },
-  ).then(() => {});
+  building ??= ensurePortalBuilt().then((build) => {
+    if (build.state === 'unavailable') throw new Error(`the portal did not build: ${build.reason}`);
+  });
   return building;
 }
 

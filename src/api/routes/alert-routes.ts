@@ -1,6 +1,8 @@
+import { z } from 'zod';
 import { isoNow } from '../../clock/index.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
+import * as r from '../response-schemas.ts';
 import { type RouteDefinition, route } from '../route.ts';
 import * as s from '../schemas.ts';
 
@@ -13,6 +15,7 @@ export function alertRoutes(vault: VaultContext): RouteDefinition[] {
       tag: 'alerts',
       access: { kind: 'token', role: 'viewer' },
       query: s.listAlerts,
+      response: z.strictObject({ alerts: z.array(r.alert) }),
       handler: async ({ query }) => ({
         alerts: await vault.store.alerts.list({
           ...(query.open ? { open: query.open === 'true' } : {}),
@@ -26,6 +29,7 @@ export function alertRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'Acknowledge an open alert (it stays open until its condition clears)',
       tag: 'alerts',
       access: { kind: 'token', role: 'operator' },
+      response: r.alert,
       handler: async ({ params, actor }) => {
         const alert = await vault.store.alerts.get(params.id!);
         if (!alert) throw notFound('alert', params.id!);

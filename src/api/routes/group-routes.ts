@@ -8,17 +8,24 @@ import {
   removeMember,
 } from '../../vault/groups/index.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
+import * as r from '../response-schemas.ts';
 import { type RouteDefinition, route } from '../route.ts';
+import * as s from '../schemas.ts';
 
-const groupCreate = z
-  .object({
-    name: z.string().min(1).max(63),
-    /** Machines by id or name. */
-    machineIds: z.array(z.string().min(1)).min(1),
-  })
-  .strict();
+const groupCreate = s.withExample(
+  z
+    .object({
+      name: z.string().min(1).max(63),
+      /** Machines by id or name. */
+      machineIds: z.array(z.string().min(1)).min(1),
+    })
+    .strict(),
+  { name: 'billing', machineIds: ['db-01', 'web-01'] },
+);
 
-const groupMember = z.object({ machineId: z.string().min(1) }).strict();
+const groupMember = s.withExample(z.object({ machineId: z.string().min(1) }).strict(), {
+  machineId: 'web-02',
+});
 
 export function groupRoutes(vault: VaultContext): RouteDefinition[] {
   const tag = 'groups';
@@ -29,6 +36,7 @@ export function groupRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'List consistency groups (machines sharing multi-machine recovery points)',
       tag,
       access: { kind: 'token', role: 'viewer' },
+      response: z.strictObject({ groups: z.array(r.consistencyGroup) }),
       handler: async () => ({ groups: await listGroups(vault) }),
     }),
     route({
@@ -40,6 +48,7 @@ export function groupRoutes(vault: VaultContext): RouteDefinition[] {
       access: { kind: 'token', role: 'operator' },
       body: groupCreate,
       status: 201,
+      response: r.consistencyGroup,
       handler: async ({ body }) => createGroup(vault, body.name, body.machineIds),
     }),
     route({
@@ -48,6 +57,7 @@ export function groupRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'Show a consistency group',
       tag,
       access: { kind: 'token', role: 'viewer' },
+      response: r.consistencyGroup,
       handler: async ({ params }) => getGroup(vault, params.name!),
     }),
     route({
@@ -57,6 +67,7 @@ export function groupRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'operator' },
       body: groupMember,
+      response: r.consistencyGroup,
       handler: async ({ params, body }) => addMember(vault, params.name!, body.machineId),
     }),
     route({
@@ -66,6 +77,7 @@ export function groupRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'operator' },
       status: 204,
+      response: r.noContent,
       handler: async ({ params }) => {
         await removeMember(vault, params.name!, params.machineId!);
         return null;
@@ -78,6 +90,7 @@ export function groupRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'operator' },
       status: 201,
+      response: r.groupCut,
       handler: async ({ params }) => cutGroupNow(vault, params.name!),
     }),
   ];

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
 import { isoNow } from '../../clock/index.ts';
 import { createHostCredential } from '../../control/host-proof.ts';
 import { DEFAULT_MAX_PROTECTED_DISKS } from '../../domain/index.ts';
@@ -7,6 +8,7 @@ import { HavenError, notFound } from '../../errors/index.ts';
 import { hostCapacity } from '../../vault/host-capacity.ts';
 import { hostDomains } from '../../vault/import-domain.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
+import * as r from '../response-schemas.ts';
 import { type RouteDefinition, route } from '../route.ts';
 import * as s from '../schemas.ts';
 import { formatEnrolmentToken, hashSecret, newSecret, parseEnrolmentToken } from '../token-secret.ts';
@@ -26,6 +28,7 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'List hosts with their heartbeat status',
       tag,
       access: { kind: 'token', role: 'viewer' },
+      response: z.strictObject({ hosts: z.array(r.host) }),
       handler: async () => ({ hosts: await store.hosts.list() }),
     }),
     route({
@@ -34,6 +37,7 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'Show a host (by id or name)',
       tag,
       access: { kind: 'token', role: 'viewer' },
+      response: r.host,
       handler: async ({ params }) => hostOr404(params.id!),
     }),
     route({
@@ -43,6 +47,7 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
         'What the host holds as a recovery host (protected disks, its limit) and the free space of its data directory, asked of the host now',
       tag,
       access: { kind: 'token', role: 'viewer' },
+      response: r.hostCapacity,
       handler: async ({ params }) => hostCapacity(vault, await hostOr404(params.id!)),
     }),
     route({
@@ -52,6 +57,7 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
         'The host’s hypervisor inventory: every domain with its disks (format, size, bus), NICs, CPUs, memory, boot and state',
       tag,
       access: { kind: 'token', role: 'viewer' },
+      response: r.hostDomains,
       handler: async ({ params }) => {
         const host = await hostOr404(params.id!);
         return hostDomains(vault, host);
@@ -64,6 +70,7 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'admin' },
       body: s.updateHost,
+      response: r.host,
       handler: async ({ params, body }) => {
         const host = await hostOr404(params.id!);
         const updated: Host = {
@@ -81,6 +88,7 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'admin' },
       status: 204,
+      response: r.noContent,
       handler: async ({ params }) => {
         const host = await hostOr404(params.id!);
         const users = (await store.machines.list()).filter(
@@ -107,6 +115,10 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
       access: { kind: 'token', role: 'admin' },
       body: s.createEnrolmentToken,
       status: 201,
+      response: s.withExample(
+        z.strictObject({ token: z.string(), siteId: z.string(), expiresAt: z.iso.datetime() }),
+        { token: 'hve_5c1d9e2a.Qm9…', siteId: 'dc2', expiresAt: '2026-03-02T10:30:00.000Z' },
+      ),
       handler: async ({ body, actor }) => {
         const site = (await store.sites.get(body.siteId)) ?? (await store.sites.getByName(body.siteId));
         if (!site)
@@ -139,6 +151,20 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
       access: { kind: 'enrolment' },
       body: s.enrolHost,
       status: 201,
+      response: s.withExample(
+        z.strictObject({
+          hostId: z.string(),
+          hostSecret: z.string(),
+          controlAddress: z.string(),
+          vaultFingerprint: z.string(),
+        }),
+        {
+          hostId: 'a1b2c3d4-0002-4e5f-8a9b-0c1d2e3f4a5b',
+          hostSecret: 'hhs_…',
+          controlAddress: '10.0.1.5:8441',
+          vaultFingerprint: 'sha256:9c:2e:…',
+        },
+      ),
       handler: async ({ body, bearer }) => {
         const parsed = parseEnrolmentToken(bearer ?? '');
         const refused = () => new HavenError('unauthenticated', 'Unknown, used or expired enrolment token');

@@ -1,8 +1,10 @@
 import { streamSSE } from 'hono/streaming';
+import { z } from 'zod';
 import { isTerminalJobState } from '../../domain/index.ts';
 import type { Job } from '../../domain/model.ts';
 import { notFound } from '../../errors/index.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
+import * as r from '../response-schemas.ts';
 import { type RouteDefinition, route } from '../route.ts';
 import * as s from '../schemas.ts';
 
@@ -23,6 +25,7 @@ export function jobRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'viewer' },
       query: s.listJobs,
+      response: z.strictObject({ jobs: z.array(r.presentedJob) }),
       handler: async ({ query }) => ({ jobs: (await store.jobs.list(query)).map(present) }),
     }),
     route({
@@ -31,6 +34,7 @@ export function jobRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'Show a job with its steps',
       tag,
       access: { kind: 'token', role: 'viewer' },
+      response: r.presentedJob,
       handler: async ({ params }) => present(await jobOr404(params.id!)),
     }),
     route({
@@ -40,6 +44,7 @@ export function jobRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'operator' },
       status: 202,
+      response: r.presentedJob,
       handler: async ({ params }) => present(await engine.cancel(params.id!)),
     }),
     route({
@@ -48,6 +53,11 @@ export function jobRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'Server-sent events: the job each time it changes, until it ends',
       tag,
       access: { kind: 'token', role: 'viewer' },
+      response: z.never(),
+      alsoAnswers: {
+        mediaType: 'text/event-stream',
+        description: '`job` events, each the job as GET /jobs/{id} shows it, until it ends',
+      },
       handler: async ({ params, context }) => {
         const first = await jobOr404(params.id!);
         return streamSSE(context, async (stream) => {

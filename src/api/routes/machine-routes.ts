@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { streamSSE } from 'hono/streaming';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { isoNow } from '../../clock/index.ts';
 import { ALL_OPERATIONS, allowedOperations, type LifecycleOperation } from '../../domain/index.ts';
 import type { Machine, MachineState, RecoveryPoint } from '../../domain/model.ts';
@@ -28,6 +28,7 @@ import {
 import { setProtectionPaused } from '../../vault/mirror-protection.ts';
 import { replicaHostOf } from '../../vault/replica-host.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
+import * as r from '../response-schemas.ts';
 import { type RouteDefinition, route } from '../route.ts';
 import * as s from '../schemas.ts';
 
@@ -102,6 +103,7 @@ function operationRoute<O extends LifecycleOperation>(
     access: { kind: 'token', role: 'operator' },
     body,
     status: 202,
+    response: r.job,
     handler: async ({ params, body: options, actor }) => {
       const machine = await machineOr404(vault, params.id!);
       const requested = withOptions(operation, options);
@@ -130,6 +132,7 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'viewer' },
       query: s.listMachines,
+      response: z.strictObject({ machines: z.array(r.machine) }),
       handler: async ({ query }) => {
         const machines = await store.machines.list({
           ...(query.state ? { state: query.state as MachineState } : {}),
@@ -148,6 +151,7 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
       access: { kind: 'token', role: 'operator' },
       body: s.createMachine,
       status: 201,
+      response: r.machine,
       handler: async ({ body }) => {
         const host = (await store.hosts.get(body.hostId)) ?? (await store.hosts.getByName(body.hostId));
         if (!host)
@@ -218,6 +222,7 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
       access: { kind: 'token', role: 'operator' },
       body: s.importMachine,
       status: 201,
+      response: r.machine,
       handler: async ({ body }) =>
         presentMachine(await importDomain(vault, stripUndefined(body) as ImportDomainRequest)),
     }),
@@ -227,6 +232,7 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'Show a machine (by id or name)',
       tag,
       access: { kind: 'token', role: 'viewer' },
+      response: r.machine,
       handler: async ({ params }) => presentMachine(await machineOr404(vault, params.id!)),
     }),
     route({
@@ -236,6 +242,7 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'operator' },
       body: s.updateRecoverySettings,
+      response: r.machine,
       handler: async ({ params, body }) => {
         const machine = await machineOr404(vault, params.id!);
         // Against the primary host's folders; a failover's recovery host checks them again at define.
@@ -257,6 +264,7 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'admin' },
       status: 204,
+      response: r.noContent,
       handler: async ({ params }) => {
         const machine = await machineOr404(vault, params.id!);
         if (machine.state !== 'unprotected') {
@@ -283,6 +291,7 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'operator' },
       body: s.startMachine,
+      response: r.machineStatus,
       handler: async ({ params }) => {
         const machine = await machineOr404(vault, params.id!);
         checkPowerAllowed(machine, 'start');
@@ -297,6 +306,7 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'operator' },
       body: s.stopMachine,
+      response: r.shutdownResult,
       handler: async ({ params, body }) => {
         const machine = await machineOr404(vault, params.id!);
         checkPowerAllowed(machine, 'stop');
@@ -317,6 +327,7 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
         tag,
         access: { kind: 'token', role: 'operator' },
         body: s.startMachine,
+        response: r.mirrorStatus,
         handler: async ({ params }) =>
           setProtectionPaused(vault, await machineOr404(vault, params.id!), verb === 'pause'),
       }),
@@ -329,6 +340,15 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'viewer' },
       query: s.machineConsole,
+      response: s.withExample(z.strictObject({ name: z.string(), lines: z.array(z.string()) }), {
+        name: 'web-01',
+        lines: ['Welcome to web-01', 'web-01 login:'],
+      }),
+      alsoAnswers: {
+        mediaType: 'text/event-stream',
+        description:
+          'With follow=1: `line` events (one console line each) as the machine writes them, then `end`',
+      },
       handler: async ({ params, query, context }) => {
         const machine = await machineOr404(vault, params.id!);
         if (!query.follow) return consoleOf(vault, machine, query.tail);
@@ -350,6 +370,10 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'List recovery points',
       tag,
       access: { kind: 'token', role: 'viewer' },
+      response: z.strictObject({
+        recoveryPoints: z.array(r.recoveryPoint),
+        source: z.enum(['replica-store', 'vault']),
+      }),
       handler: async ({ params }) => {
         return recoveryPointsOf(vault, await machineOr404(vault, params.id!));
       },
@@ -360,6 +384,7 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'Pre-failover validation of the recovery settings: every problem, not the first',
       tag,
       access: { kind: 'token', role: 'viewer' },
+      response: z.strictObject({ valid: z.boolean(), problems: z.array(r.problem) }),
       handler: async ({ params }) => {
         const machine = await machineOr404(vault, params.id!);
         const problems = await recoveryProblems(vault, machine);

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { z } from 'zod';
 import { isoNow } from '../../clock/index.ts';
 import type { RecoveryPlan } from '../../domain/model.ts';
 import { assertValidPlan, type PlanDocument, planToDocument } from '../../domain/recovery-plan-validation.ts';
@@ -14,6 +15,7 @@ import {
   requestPlanOperation,
 } from '../../vault/plans/index.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
+import * as r from '../response-schemas.ts';
 import { parseInput, type RouteDefinition, route } from '../route.ts';
 import * as s from '../schemas.ts';
 import type { OperationRoute } from './machine-routes.ts';
@@ -62,6 +64,7 @@ export function planRoutes(vault: VaultContext): RouteDefinition[] {
       access: { kind: 'token', role: 'operator' },
       body,
       status: 202,
+      response: r.job,
       handler: async ({ params, body: options, actor }) => {
         const requested: OperationWithOptions<PlanOperation> = withOptions(operation, options);
         return requestPlanOperation(vault, {
@@ -125,6 +128,7 @@ export function planRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'List recovery plans',
       tag,
       access: { kind: 'token', role: 'viewer' },
+      response: z.strictObject({ plans: z.array(r.recoveryPlan) }),
       handler: async () => ({ plans: await store.plans.list() }),
     }),
     route({
@@ -135,6 +139,7 @@ export function planRoutes(vault: VaultContext): RouteDefinition[] {
       access: { kind: 'token', role: 'operator' },
       body: s.planDocument,
       status: 201,
+      response: r.presentedPlan,
       handler: async ({ body }) => present(await save(body, null)),
     }),
     route({
@@ -147,6 +152,7 @@ export function planRoutes(vault: VaultContext): RouteDefinition[] {
       // The document travels as a JSON string: up to 1 MB of text, escaped.
       maxBodyBytes: 8 << 20,
       status: 201,
+      response: r.presentedPlan,
       handler: async ({ body }) => {
         let parsed: unknown;
         try {
@@ -176,6 +182,7 @@ export function planRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'Show a recovery plan (by id or name) with its RTO estimate',
       tag,
       access: { kind: 'token', role: 'viewer' },
+      response: r.presentedPlan,
       handler: async ({ params }) => present(await planOr404(params.id!)),
     }),
     route({
@@ -185,6 +192,7 @@ export function planRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'operator' },
       body: s.planDocument,
+      response: r.presentedPlan,
       handler: async ({ params, body }) => {
         const plan = await planOr404(params.id!);
         await refuseWhileRunning(plan, 'changed');
@@ -198,6 +206,7 @@ export function planRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'operator' },
       status: 204,
+      response: r.noContent,
       handler: async ({ params }) => {
         const plan = await planOr404(params.id!);
         await refuseWhileRunning(plan, 'deleted');
@@ -212,6 +221,8 @@ export function planRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'viewer' },
       query: s.planExport,
+      response: r.planDocument,
+      alsoAnswers: { mediaType: 'application/yaml', description: 'The same document as YAML (format=yaml)' },
       handler: async ({ params, query }) => {
         const doc = await toDocument(await planOr404(params.id!));
         return query.format === 'yaml'
@@ -227,6 +238,7 @@ export function planRoutes(vault: VaultContext): RouteDefinition[] {
       tag: 'jobs',
       access: { kind: 'token', role: 'operator' },
       status: 202,
+      response: r.job,
       handler: async ({ params, actor }) => vault.engine.resume(params.id!, actor!.name),
     }),
   ];

@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
 import { isoNow } from '../../clock/index.ts';
 import { assertEditable, assertValidPolicy } from '../../domain/index.ts';
 import type { Policy } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
+import * as r from '../response-schemas.ts';
 import { type RouteDefinition, route } from '../route.ts';
 import * as s from '../schemas.ts';
 
@@ -29,6 +31,7 @@ export function policyRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'List replication policies',
       tag,
       access: { kind: 'token', role: 'viewer' },
+      response: z.strictObject({ policies: z.array(r.policy) }),
       handler: async () => ({ policies: await store.policies.list() }),
     }),
     route({
@@ -37,6 +40,7 @@ export function policyRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'Show a policy (by id or name)',
       tag,
       access: { kind: 'token', role: 'viewer' },
+      response: r.policy,
       handler: async ({ params }) => policyOr404(params.id!),
     }),
     route({
@@ -46,6 +50,7 @@ export function policyRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'admin' },
       body: s.createPolicy,
+      response: r.policy,
       status: 201,
       handler: async ({ body }) => {
         if (await store.policies.getByName(body.name)) {
@@ -62,6 +67,7 @@ export function policyRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'admin' },
       body: s.updatePolicy,
+      response: r.policy,
       handler: async ({ params, body }) => {
         const policy = await policyOr404(params.id!);
         assertEditable(policy);
@@ -79,6 +85,7 @@ export function policyRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'admin' },
       status: 204,
+      response: r.noContent,
       handler: async ({ params }) => {
         const policy = await policyOr404(params.id!);
         assertEditable(policy);

@@ -1,5 +1,7 @@
+import { z } from 'zod';
 import type { VaultContext } from '../../vault/vault-context.ts';
 import { type RouteDefinition, route } from '../route.ts';
+import * as s from '../schemas.ts';
 
 /**
  * RPO of every protected machine in one answer: the portal's dashboard chart
@@ -16,6 +18,26 @@ export function rpoRoutes(vault: VaultContext): RouteDefinition[] {
         "RPO of each protected machine (seconds of writes not yet at the replica) against its policy's threshold",
       tag: 'machines',
       access: { kind: 'token', role: 'viewer' },
+      response: z.strictObject({
+        machines: z.array(
+          s.withExample(
+            z.strictObject({
+              machineId: z.string(),
+              machineName: z.string(),
+              newestPointAt: z.iso.datetime().nullable(),
+              rpoSeconds: z.number().nullable(),
+              thresholdSeconds: z.number().nullable(),
+            }),
+            {
+              machineId: '3f6c2a9e-7d41-4b8a-9e2f-1c5d8b7a4e60',
+              machineName: 'web-01',
+              newestPointAt: '2026-03-02T09:29:54.000Z',
+              rpoSeconds: 4.2,
+              thresholdSeconds: 300,
+            },
+          ),
+        ),
+      }),
       handler: async () => {
         const now = vault.clock.now().getTime();
         const thresholds = new Map((await store.policies.list()).map((p) => [p.id, p.rpoThresholdSeconds]));

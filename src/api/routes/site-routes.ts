@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
 import { isoNow } from '../../clock/index.ts';
 import type { Site } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
+import * as r from '../response-schemas.ts';
 import { type RouteDefinition, route } from '../route.ts';
 import * as s from '../schemas.ts';
 
@@ -21,6 +23,7 @@ export function siteRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'List sites',
       tag,
       access: { kind: 'token', role: 'viewer' },
+      response: z.strictObject({ sites: z.array(r.site) }),
       handler: async () => ({ sites: await store.sites.list() }),
     }),
     route({
@@ -29,6 +32,7 @@ export function siteRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'Show a site (by id or name)',
       tag,
       access: { kind: 'token', role: 'viewer' },
+      response: r.site,
       handler: async ({ params }) => siteOr404(params.id!),
     }),
     route({
@@ -38,6 +42,7 @@ export function siteRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'admin' },
       body: s.createSite,
+      response: r.site,
       status: 201,
       handler: async ({ body }) => {
         if (await store.sites.getByName(body.name)) {
@@ -55,6 +60,7 @@ export function siteRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'admin' },
       body: s.updateSite,
+      response: r.site,
       handler: async ({ params, body }) => {
         const site = await siteOr404(params.id!);
         const updated: Site = {

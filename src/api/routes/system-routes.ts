@@ -1,5 +1,7 @@
 import { join } from 'node:path';
+import { z } from 'zod';
 import type { VaultContext } from '../../vault/vault-context.ts';
+import * as r from '../response-schemas.ts';
 import { type RouteDefinition, route } from '../route.ts';
 import * as s from '../schemas.ts';
 
@@ -11,10 +13,19 @@ export function systemRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'Liveness of the vault and its database (no token needed)',
       tag: 'system',
       access: { kind: 'public' },
+      response: s.withExample(
+        z.strictObject({
+          status: z.literal('ok'),
+          version: z.string(),
+          database: z.enum(['sqlite', 'postgres']),
+          time: z.iso.datetime(),
+        }),
+        { status: 'ok', version: '0.1.0', database: 'sqlite', time: '2026-03-02T09:30:00.000Z' },
+      ),
       handler: async () => {
         await vault.store.settings.get('vault.identity');
         return {
-          status: 'ok',
+          status: 'ok' as const,
           version: vault.version,
           database: vault.store.dialect,
           time: vault.clock.now().toISOString(),
@@ -29,6 +40,7 @@ export function systemRoutes(vault: VaultContext): RouteDefinition[] {
       tag: 'system',
       access: { kind: 'token', role: 'admin' },
       body: s.backupVault,
+      response: r.job,
       status: 202,
       handler: async ({ body, actor }) => {
         const stamp = vault.clock.now().toISOString().replace(/[:.]/g, '-');

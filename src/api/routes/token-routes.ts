@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
 import { isoNow } from '../../clock/index.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
+import * as r from '../response-schemas.ts';
 import { type RouteDefinition, route } from '../route.ts';
 import * as s from '../schemas.ts';
 import { API_TOKEN_PREFIX, hashSecret, newSecret } from '../token-secret.ts';
@@ -16,6 +18,7 @@ export function tokenRoutes(vault: VaultContext): RouteDefinition[] {
       summary: 'List API tokens (never their secrets)',
       tag,
       access: { kind: 'token', role: 'admin' },
+      response: z.strictObject({ tokens: z.array(r.apiToken) }),
       handler: async () => ({ tokens: await store.tokens.list() }),
     }),
     route({
@@ -25,6 +28,7 @@ export function tokenRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'admin' },
       body: s.createToken,
+      response: r.createdToken,
       status: 201,
       handler: async ({ body }) => {
         const secret = newSecret(API_TOKEN_PREFIX);
@@ -46,6 +50,7 @@ export function tokenRoutes(vault: VaultContext): RouteDefinition[] {
       tag,
       access: { kind: 'token', role: 'admin' },
       status: 204,
+      response: r.noContent,
       handler: async ({ params, actor }) => {
         const token = (await store.tokens.list()).find((t) => t.id === params.id);
         if (!token) throw notFound('token', params.id!);

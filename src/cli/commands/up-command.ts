@@ -78,6 +78,7 @@ export const upCommands: Command[] = [
         [
           `Haven ${embedded.vault.context.version} is up.`,
           `  vault:  ${embedded.vault.url}  (health: ${embedded.vault.url}/api/v1/health)`,
+          `  portal: ${embedded.portal.state === 'unavailable' ? `not built: ${embedded.portal.reason}` : `${embedded.vault.url}/`}`,
           `  hosts:  ${embedded.hosts.map((h) => h.agent.identity.name).join(', ')}`,
           ...(embedded.demo
             ? [

@@ -1,0 +1,614 @@
+import { z } from 'zod';
+import { ALL_OPERATIONS } from '../domain/index.ts';
+import { JOB_STATES } from '../domain/job-states.ts';
+import type {
+  Alert,
+  ApiToken,
+  Disk,
+  Host,
+  Job,
+  JobStep,
+  Machine,
+  MirroredDiskState,
+  MirrorSnapshot,
+  Policy,
+  RecoveryPlan,
+  RecoveryPlanAction,
+  RecoveryPoint,
+  RegisteredScript,
+  ReplicationSnapshot,
+  RunningCopy,
+  ScriptRunRecord,
+  Site,
+  SourceFence,
+} from '../domain/model.ts';
+import { IN_PROGRESS_STATES, STABLE_STATES } from '../domain/model.ts';
+import type { Problem, ProblemCode } from '../domain/problem.ts';
+import type { RtoEstimate } from '../domain/recovery-plan-rto.ts';
+import type { PlanDocument } from '../domain/recovery-plan-validation.ts';
+import type {
+  DomainDescription,
+  HypervisorInventory,
+  MachinePowerState,
+  MachineStatus,
+  ShutdownResult,
+} from '../hypervisor/hypervisor.ts';
+import type { ConsistencyGroup, GroupCut } from '../vault/groups/index.ts';
+import type { HostCapacity } from '../vault/host-capacity.ts';
+import type { HostDomains } from '../vault/import-domain.ts';
+import * as x from './response-examples.ts';
+import { recoverySettings, withExample } from './schemas.ts';
+
+/**
+ * What the API answers, as schemas: each route declares its response with
+ * these (routes/*), the OpenAPI document is generated from them, and the
+ * compiler holds each to the domain type it describes (`describes`).
+ */
+
+type SameKeys<S, T> = [Exclude<keyof S, keyof T> | Exclude<keyof T, keyof S>] extends [never] ? true : false;
+
+/**
+ * The schema of T as JSON. The compiler refuses a schema whose output is not a
+ * T, and one that leaves out a field of T or adds one T does not have.
+ */
+export function describes<T>() {
+  return <S extends z.ZodType<T>>(
+    schema: S &
+      (SameKeys<z.output<S>, T> extends true
+        ? unknown
+        : { keysDiffer: Exclude<keyof z.output<S>, keyof T> | Exclude<keyof T, keyof z.output<S>> }),
+  ): z.ZodType<T> => schema;
+}
+
+const time = z.iso.datetime({ offset: true });
+const id = z.string();
+const pointType = z.enum(['crash-consistent', 'app-consistent']);
+export const role = z.enum(['admin', 'operator', 'viewer']);
+const copyProgress = z.strictObject({ doneBytes: z.number(), totalBytes: z.number() });
+
+export const site = describes<Site>()(
+  z
+    .strictObject({
+      id,
+      name: z.string(),
+      role: z.enum(['primary', 'recovery']),
+      networkMapping: z.record(z.string(), z.string()),
+      testNetwork: z.string().nullable(),
+      createdAt: time,
+    })
+    .meta({ id: 'Site', examples: [x.siteExample] }),
+);
+
+export const host = describes<Host>()(
+  z
+    .strictObject({
+      id,
+      name: z.string(),
+      siteId: id,
+      status: z.enum(['pending', 'connected', 'unreachable']),
+      replicationAddress: z.string().nullable(),
+      replicationFingerprint: z.string().nullable(),
+      maxProtectedDisks: z.number(),
+      capabilities: z.array(z.string()),
+      storageFolders: z.array(z.string()),
+      version: z.string().nullable(),
+      lastHeartbeatAt: time.nullable(),
+      enrolledAt: time,
+    })
+    .meta({ id: 'Host', examples: [x.hostExample] }),
+);
+
+export const policy = describes<Policy>()(
+  z
+    .strictObject({
+      id,
+      name: z.string(),
+      rpoThresholdSeconds: z.number(),
+      retentionSeconds: z.number(),
+      appConsistentFrequencySeconds: z.number(),
+      builtIn: z.boolean(),
+      createdAt: time,
+    })
+    .meta({ id: 'Policy', examples: [x.policyExample] }),
+);
+
+const disk = describes<Disk>()(
+  z.strictObject({
+    id: z.string(),
+    nbdUri: z.string().nullable().optional(),
+    sizeBytes: z.number(),
+    source: z.string(),
+    hasSnapshots: z.boolean(),
+    fromDomain: z
+      .strictObject({ target: z.string(), bus: z.string(), format: z.string().nullable() })
+      .nullable()
+      .optional(),
+  }),
+);
+
+const runningCopyFields = {
+  hostId: id,
+  viewId: id,
+  vmName: z.string(),
+  pointId: id,
+  pointTime: time,
+  disks: z.array(z.strictObject({ diskId: z.string(), nbdUri: z.string() })),
+  startedAt: time,
+  localImages: z
+    .array(z.strictObject({ diskId: z.string(), image: z.string() }))
+    .nullable()
+    .optional(),
+  viewClosed: z.boolean().optional(),
+};
+const runningCopy = describes<RunningCopy>()(z.strictObject(runningCopyFields));
+
+const mirroredDisk = describes<MirroredDiskState>()(
+  z.strictObject({
+    diskId: z.string(),
+    target: z.string(),
+    state: z.enum(['armed', 'copying', 'domain-off', 'not-armed']),
+    problem: z.string().nullable(),
+    copy: copyProgress.nullable(),
+    waitingForSender: z.boolean().optional(),
+    armedAt: time.nullable(),
+    arms: z.number(),
+    lastRearm: z
+      .strictObject({
+        at: time,
+        reason: z.string(),
+        compared: z.boolean(),
+        journaledBytes: z.number().nullable(),
+        skippedBytes: z.number().nullable(),
+      })
+      .nullable(),
+  }),
+);
+
+const mirrorFields = {
+  domain: z.string(),
+  state: z.enum(['armed', 'syncing', 'not-armed']),
+  paused: z.boolean().optional(),
+  disks: z.array(mirroredDisk),
+  lastPointAt: time.nullable(),
+  stoppedPointAt: time.nullable().optional(),
+};
+const mirrorSnapshot = describes<MirrorSnapshot>()(z.strictObject(mirrorFields));
+
+/** A libvirt domain's live protection, as `pause-protection` and `resume-protection` answer it. */
+export const mirrorStatus = z
+  .strictObject({ machineId: id, ...mirrorFields })
+  .meta({ id: 'MirrorStatus', examples: [x.mirrorStatusExample] });
+
+const replicationSnapshot = describes<ReplicationSnapshot>()(
+  z.strictObject({
+    state: z.enum(['initial-sync', 'resync', 'streaming', 'paused', 'stopped', 'error', 'unreachable']),
+    progress: z.number(),
+    copy: copyProgress.nullable().optional(),
+    rpoSeconds: z.number().nullable(),
+    pendingBytes: z.number(),
+    sentBytes: z.number(),
+    throughputBytesPerSec: z.number(),
+    lastError: z.string().nullable(),
+    updatedAt: time,
+    mirror: mirrorSnapshot.nullable().optional(),
+  }),
+);
+
+const sourceFence = describes<SourceFence>()(
+  z.discriminatedUnion('verified', [
+    z.strictObject({
+      verified: z.literal(false),
+      hostId: id,
+      vmName: z.string(),
+      reason: z.string(),
+      jobId: id,
+      since: time,
+      attempts: z.number(),
+      lastAttemptAt: time.nullable(),
+    }),
+    z.strictObject({
+      verified: z.literal(true),
+      hostId: id,
+      vmName: z.string(),
+      state: z.enum(['shut-off', 'absent']),
+      jobId: id,
+      fencedAt: time,
+      by: z.enum(['failover', 'host-returned']),
+    }),
+  ]),
+);
+
+const machineFields = {
+  id,
+  name: z.string(),
+  primaryHostId: id,
+  recoveryHostId: id.nullable(),
+  activeHostId: id,
+  policyId: id.nullable(),
+  groupId: z.string().nullable(),
+  osFamily: z.enum(['linux', 'windows', 'other']),
+  state: z.enum([...STABLE_STATES, ...IN_PROGRESS_STATES]),
+  health: z.enum(['healthy', 'warning', 'critical', 'unknown']),
+  disks: z.array(disk),
+  recoverySettings,
+  currentJobId: id.nullable(),
+  replication: replicationSnapshot.nullable(),
+  runtime: z.strictObject({
+    test: z.strictObject({ ...runningCopyFields, network: z.string() }).nullable(),
+    failover: runningCopy.nullable(),
+  }),
+  originalExists: z.boolean(),
+  importedFrom: z
+    .strictObject({
+      driver: z.literal('libvirt'),
+      uri: z.string(),
+      domain: z.string(),
+      uuid: z.string().nullable(),
+      importedAt: time,
+    })
+    .nullable()
+    .optional(),
+  sourceFence: sourceFence.nullable().optional(),
+  createdAt: time,
+  updatedAt: time,
+};
+describes<Machine>()(z.strictObject(machineFields));
+
+/** A machine as the API shows it: the stored record and the operations its state allows now. */
+export const machine = z
+  .strictObject({
+    ...machineFields,
+    allowedOperations: z.array(z.enum(ALL_OPERATIONS)),
+  })
+  .meta({ id: 'Machine', examples: [x.machineExample] });
+
+export const recoveryPoint = describes<RecoveryPoint>()(
+  z
+    .strictObject({
+      id,
+      machineId: id,
+      time,
+      sequence: z.number(),
+      type: pointType,
+      groupPointId: id.nullable(),
+      processed: z.boolean(),
+      sizeBytes: z.number(),
+    })
+    .meta({ id: 'RecoveryPoint', examples: [x.recoveryPointExample] }),
+);
+
+const problemCode = z.string() as unknown as z.ZodType<ProblemCode>;
+export const problem = withExample(
+  describes<Problem>()(z.strictObject({ field: z.string(), code: problemCode, message: z.string() })),
+  {
+    field: 'nics.0.recoveryNetwork',
+    code: 'unknown_network',
+    message: "network 'lan-dr' does not exist on host 'kvm-b'",
+  },
+);
+
+const jobError = z.strictObject({ code: z.string(), message: z.string() });
+const jobStep = describes<JobStep>()(
+  z.strictObject({
+    index: z.number(),
+    name: z.string(),
+    title: z.string(),
+    state: z.enum(['pending', 'running', 'succeeded', 'failed', 'skipped', 'cancelled']),
+    progress: z.number(),
+    message: z.string().nullable(),
+    startedAt: time.nullable(),
+    finishedAt: time.nullable(),
+    error: jobError.nullable(),
+  }),
+);
+const jobFields = {
+  id,
+  kind: z.string(),
+  targetType: z.enum(['machine', 'plan', 'host', 'vault']),
+  targetId: id.nullable(),
+  state: z.enum(JOB_STATES),
+  progress: z.number(),
+  input: z.record(z.string(), z.unknown()),
+  output: z.record(z.string(), z.unknown()),
+  createdBy: z.string(),
+  createdAt: time,
+  startedAt: time.nullable(),
+  finishedAt: time.nullable(),
+  error: jobError.nullable(),
+  cancelRequested: z.boolean(),
+  steps: z.array(jobStep),
+};
+/** A job as submitted: what a lifecycle or plan operation answers with 202. */
+export const job = describes<Job>()(z.strictObject(jobFields).meta({ id: 'Job', examples: [x.jobExample] }));
+/** A job as the job endpoints show it: also whether it may still be cancelled. */
+export const presentedJob = z
+  .strictObject({
+    ...jobFields,
+    cancel: z.strictObject({ cancellable: z.boolean(), reason: z.string().nullable() }),
+  })
+  .meta({ id: 'PresentedJob', examples: [x.presentedJobExample] });
+
+export const alert = describes<Alert>()(
+  z
+    .strictObject({
+      id,
+      key: z.string(),
+      severity: z.enum(['info', 'warning', 'critical']),
+      message: z.string(),
+      subjectType: z.enum(['host', 'machine', 'vault']),
+      subjectId: id.nullable(),
+      raisedAt: time,
+      clearedAt: time.nullable(),
+      acknowledged: z.strictObject({ by: z.string(), at: time }).nullable(),
+    })
+    .meta({ id: 'Alert', examples: [x.alertExample] }),
+);
+
+const apiTokenFields = { id, name: z.string(), role, createdAt: time, lastUsedAt: time.nullable() };
+export const apiToken = describes<ApiToken>()(
+  z.strictObject(apiTokenFields).meta({ id: 'ApiToken', examples: [x.apiTokenExample] }),
+);
+
+/** A token as created: the only time its secret is shown. */
+export const createdToken = z
+  .strictObject({ ...apiTokenFields, token: z.string() })
+  .meta({ id: 'CreatedApiToken', examples: [x.createdApiTokenExample] });
+
+const planAction = describes<RecoveryPlanAction>()(
+  z.discriminatedUnion('kind', [
+    z.strictObject({
+      kind: z.literal('script'),
+      name: z.string(),
+      script: z.string(),
+      timeoutSeconds: z.number().nullable(),
+    }),
+    z.strictObject({
+      kind: z.literal('manual'),
+      name: z.string(),
+      text: z.string(),
+      timeoutSeconds: z.null(),
+    }),
+    z.strictObject({
+      kind: z.literal('inline-script'),
+      name: z.string(),
+      text: z.string(),
+      timeoutSeconds: z.number().nullable(),
+    }),
+  ]),
+);
+const planGroupFields = {
+  name: z.string(),
+  machineIds: z.array(id),
+  before: z.array(planAction),
+  after: z.array(planAction),
+};
+const planFields = {
+  id,
+  name: z.string(),
+  description: z.string(),
+  groups: z.array(z.strictObject(planGroupFields)),
+  createdAt: time,
+  updatedAt: time,
+};
+export const recoveryPlan = describes<RecoveryPlan>()(
+  z.strictObject(planFields).meta({ id: 'RecoveryPlan', examples: [x.recoveryPlanExample] }),
+);
+const rtoEstimate = describes<RtoEstimate>()(
+  z.strictObject({
+    seconds: z.number().nullable(),
+    machinesWithoutHistory: z.array(z.string()),
+    groups: z.array(z.strictObject({ name: z.string(), seconds: z.number() })),
+  }),
+);
+/** A plan as its endpoints show it: each group also names its machines; the RTO estimate and the running job. */
+export const presentedPlan = z
+  .strictObject({
+    ...planFields,
+    groups: z.array(z.strictObject({ ...planGroupFields, machineNames: z.array(z.string()) })),
+    rtoEstimateSeconds: z.number().nullable(),
+    rtoEstimate,
+    activeJobId: id.nullable(),
+  })
+  .meta({ id: 'PresentedRecoveryPlan', examples: [x.presentedPlanExample] });
+
+const planActionDocument = z.strictObject({
+  kind: z.enum(['script', 'manual']),
+  name: z.string(),
+  text: z.string().optional(),
+  script: z.string().optional(),
+  timeoutSeconds: z.number().nullable().optional(),
+});
+export const planDocument = describes<PlanDocument>()(
+  z
+    .strictObject({
+      name: z.string(),
+      description: z.string().optional(),
+      groups: z.array(
+        z.strictObject({
+          name: z.string(),
+          machines: z.array(z.string()),
+          before: z.array(planActionDocument).optional(),
+          after: z.array(planActionDocument).optional(),
+        }),
+      ),
+    })
+    .meta({ id: 'PlanDocument', examples: [x.planDocumentExample] }),
+);
+
+export const registeredScript = withExample(
+  describes<RegisteredScript>()(
+    z.strictObject({
+      name: z.string(),
+      sizeBytes: z.number(),
+      modifiedAt: time,
+      sha256: z.string().nullable(),
+      problem: z.string().nullable(),
+    }),
+  ),
+  {
+    name: 'smoke-web',
+    sizeBytes: 812,
+    modifiedAt: '2026-03-01T09:40:00.000Z',
+    sha256: '3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b',
+    problem: null,
+  },
+);
+
+const scriptRunFields = {
+  id,
+  jobId: id,
+  stepName: z.string(),
+  planId: id,
+  planName: z.string(),
+  action: z.string(),
+  script: z.string(),
+  sha256: z.string(),
+  startedBy: z.string(),
+  runAs: z.string(),
+  runAsNote: z.string(),
+  startedAt: time,
+  finishedAt: time.nullable(),
+  state: z.enum(['running', 'succeeded', 'failed', 'timed-out', 'killed', 'interrupted']),
+  exitCode: z.number().nullable(),
+  signal: z.string().nullable(),
+  outputBytes: z.number(),
+  outputTruncated: z.boolean(),
+};
+/** A script run: `output` only for operators and admins (it may hold what the script read). */
+export const scriptRun = describes<ScriptRunRecord>()(
+  z.strictObject({ ...scriptRunFields, output: z.string() }),
+)
+  .or(z.strictObject(scriptRunFields))
+  .meta({ id: 'ScriptRun', examples: [x.scriptRunExample] });
+
+const powerState: z.ZodType<MachinePowerState> = z.enum(['running', 'paused', 'shut-off', 'absent']);
+const machineStatusFields = { name: z.string(), state: powerState };
+export const machineStatus = withExample(describes<MachineStatus>()(z.strictObject(machineStatusFields)), {
+  name: 'web-01',
+  state: 'running',
+});
+export const shutdownResult = withExample(
+  describes<ShutdownResult>()(
+    z.strictObject({
+      ...machineStatusFields,
+      outcome: z.enum(['powered-down', 'already-off', 'stopped', 'powered-off']),
+      seconds: z.number(),
+    }),
+  ),
+  { name: 'web-01', state: 'shut-off', outcome: 'powered-down', seconds: 7.5 },
+);
+
+const domainDisk = z.strictObject({
+  target: z.string(),
+  bus: z.string(),
+  device: z.string(),
+  source: z.discriminatedUnion('type', [
+    z.strictObject({ type: z.enum(['file', 'block']), path: z.string() }),
+    z.strictObject({
+      type: z.literal('nbd'),
+      export: z.string(),
+      socket: z.string().nullable(),
+      host: z.string().nullable(),
+      port: z.number().nullable(),
+    }),
+    z.strictObject({ type: z.literal('none') }),
+    z.strictObject({ type: z.literal('other'), description: z.string() }),
+  ]),
+  format: z.string().nullable(),
+  virtualSizeBytes: z.number().nullable(),
+  snapshots: z.number().nullable(),
+  readOnly: z.boolean(),
+});
+const domainDescription = describes<DomainDescription>()(
+  z.strictObject({
+    name: z.string(),
+    uuid: z.string().nullable(),
+    cpus: z.number(),
+    memoryMiB: z.number(),
+    state: powerState,
+    disks: z.array(domainDisk),
+    nics: z.array(
+      z.strictObject({
+        mac: z.string().nullable(),
+        network: z.string().nullable(),
+        type: z.string(),
+        model: z.string().nullable(),
+      }),
+    ),
+    boot: z.discriminatedUnion('kind', [
+      z.strictObject({
+        kind: z.literal('kernel'),
+        kernel: z.string(),
+        initrd: z.string().nullable(),
+        cmdline: z.string(),
+      }),
+      z.strictObject({ kind: z.literal('devices'), devices: z.array(z.string()) }),
+    ]),
+    consoleFile: z.string().nullable(),
+    guestAgent: z.boolean(),
+  }),
+);
+const inventoryFields = {
+  driver: z.enum(['qemu', 'libvirt']),
+  uri: z.string().nullable(),
+  domains: z.array(domainDescription),
+};
+describes<HypervisorInventory>()(z.strictObject(inventoryFields));
+/** A host's hypervisor inventory: asked of the host now, or what it last reported. */
+export const hostCapacity = describes<HostCapacity>()(
+  z
+    .strictObject({
+      hostId: id,
+      protectedDisks: z.number().int().nonnegative(),
+      maxProtectedDisks: z.number().int().nonnegative(),
+      storage: z
+        .strictObject({
+          dataDir: z.string(),
+          freeBytes: z.number().nonnegative(),
+          totalBytes: z.number().nonnegative(),
+        })
+        .nullable(),
+      storageUnavailable: z.string().nullable(),
+      platform: z.string().nullable(),
+      uptimeSeconds: z.number().nonnegative().nullable(),
+    })
+    .meta({ id: 'HostCapacity', examples: [x.hostCapacityExample] }),
+);
+
+export const hostDomains = describes<HostDomains>()(
+  z
+    .strictObject({ ...inventoryFields, hostId: id, source: z.enum(['host', 'vault']), reportedAt: time })
+    .meta({ id: 'HostDomains', examples: [x.hostDomainsExample] }),
+);
+
+export const consistencyGroup = describes<ConsistencyGroup>()(
+  z
+    .strictObject({
+      name: z.string(),
+      machineIds: z.array(id),
+      machineNames: z.array(z.string()),
+      recoveryHostId: id.nullable(),
+      osFamily: z.enum(['linux', 'windows', 'other']).nullable(),
+    })
+    .meta({ id: 'ConsistencyGroup', examples: [x.consistencyGroupExample] }),
+);
+
+export const groupCut = withExample(
+  describes<GroupCut>()(
+    z.strictObject({
+      groupPointId: id,
+      type: pointType,
+      markers: z.array(z.strictObject({ hostId: id, time })),
+      elapsedMs: z.number(),
+    }),
+  ),
+  {
+    groupPointId: 'gp-000031',
+    type: 'crash-consistent',
+    markers: [{ hostId: 'a1b2c3d4-0001-4e5f-8a9b-0c1d2e3f4a5b', time: '2026-03-02T09:30:00.120Z' }],
+    elapsedMs: 42,
+  },
+);
+
+/** What a 204 answers: nothing. */
+export const noContent = z.null();

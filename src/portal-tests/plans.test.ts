@@ -12,6 +12,13 @@ import { until } from '../testing/until.ts';
 
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-/;
 
+/** A test that provokes refusals on purpose sees the browser log them, and nothing else. */
+function onlyRefusals(errors: string[]): void {
+  const other = errors.filter((e) => !/Failed to load resource: .* status of (400|409|422) /.test(e));
+  assert.deepEqual(other, []);
+  assert.ok(errors.length > 0, 'the refusals were logged (the test provoked them)');
+}
+
 /**
  * Recovery plans, consistency groups and policies in Chromium against a real
  * `haven up`: its demo machine (a small guest under QEMU that fails over in
@@ -56,7 +63,8 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
   });
 
   test('policies: an admin creates one (refusals at their fields) and edits it; built-in ones are read-only', async () => {
-    const page = await watchedPage(f, f.adminToken, consoleErrors);
+    const refusals: string[] = [];
+    const page = await watchedPage(f, f.adminToken, refusals);
     await page.goto(`${f.url}/policies`);
     const builtIn = page.locator('tr[data-policy="automatic-failback"]');
     await builtIn.getByText('read-only').waitFor();
@@ -95,10 +103,12 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
     assert.equal(stored.appConsistentFrequencySeconds, 0);
     await screenshots(f, page, 'plans-policies');
     await page.close();
+    onlyRefusals(refusals);
   });
 
   test('consistency groups: create one, see its members, recovery host and last group point, take a point', async () => {
-    const page = await watchedPage(f, operatorToken, consoleErrors);
+    const refusals: string[] = [];
+    const page = await watchedPage(f, operatorToken, refusals);
     await page.goto(`${f.url}/groups`);
     await page.getByText('No consistency groups yet.').waitFor();
     await page.getByRole('button', { name: 'New group' }).click();
@@ -131,10 +141,12 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
     assert.equal((await row.locator('td').first().textContent())?.trim(), 'demo-01');
     await screenshots(f, page, 'plans-groups');
     await page.close();
+    onlyRefusals(refusals);
   });
 
   test('plans: an operator writes one (refusals at their fields), runs a test failover that stops at a manual action, resumes it, cleans up', async () => {
-    const page = await watchedPage(f, operatorToken, consoleErrors);
+    const refusals: string[] = [];
+    const page = await watchedPage(f, operatorToken, refusals);
     await page.goto(`${f.url}/plans`);
     await page.getByText('No recovery plans yet.').waitFor();
     await page.getByRole('button', { name: 'New plan' }).click();
@@ -171,7 +183,7 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
       .waitFor();
     await screenshots(f, page, 'plans-plan');
 
-    await page.getByRole('button', { name: 'Test failover…' }).click();
+    await page.getByRole('button', { name: 'Test failover…', exact: true }).click();
     const dialog = page.getByRole('dialog');
     await dialog.getByLabel(/Latest processed/).check();
     await dialog.getByRole('button', { name: 'Test failover', exact: true }).click();
@@ -181,7 +193,7 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
     const jobLink = active.getByRole('link', { name: 'Test failover' });
     const jobId = (await jobLink.getAttribute('href'))!.split('/').pop()!;
     assert.equal((await f.api<Job>('GET', `/jobs/${jobId}`)).body.state, 'waiting');
-    assert.equal(await page.getByRole('button', { name: 'Test failover…' }).isDisabled(), true);
+    assert.equal(await page.getByRole('button', { name: 'Test failover…', exact: true }).isDisabled(), true);
     await screenshots(f, page, 'plans-plan-waiting');
 
     await active.getByRole('button', { name: 'Resume' }).click();
@@ -218,10 +230,12 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
     );
     await page.getByTestId('plan-runs').getByRole('link', { name: 'Clean up test failover' }).waitFor();
     await page.close();
+    onlyRefusals(refusals);
   });
 
   test('plans: edit, export and import; the list; a job names the plan and links to its page', async () => {
-    const page = await watchedPage(f, operatorToken, consoleErrors);
+    const refusals: string[] = [];
+    const page = await watchedPage(f, operatorToken, refusals);
     await page.goto(`${f.url}/plans/${planId}`);
     await page.getByRole('button', { name: 'Edit' }).click();
     const editor = page.getByTestId('plan-editor');
@@ -233,7 +247,7 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
     const exported = JSON.parse(await page.getByLabel('Plan document').inputValue());
     assert.deepEqual(exported.groups[0].machines, ['demo-01']);
     assert.equal(exported.description, 'Billing database and its DNS');
-    await page.getByRole('dialog').getByRole('button', { name: 'Close' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Done' }).click();
 
     await page.goto(`${f.url}/plans`);
     await page.getByRole('button', { name: 'Import…' }).click();
@@ -266,6 +280,7 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
     await page.getByTestId('plan-name').getByText('billing').waitFor();
     assert.equal(new URL(page.url()).pathname, `/plans/${planId}`);
     await page.close();
+    onlyRefusals(refusals);
   });
 
   test('a viewer sees plans, groups and policies but no action (export only)', async () => {

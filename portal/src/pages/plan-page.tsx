@@ -338,7 +338,7 @@ function ExportDialog({ doc, onClose }: { doc: PlanDocument; onClose: () => void
           Download JSON
         </a>
         <button type="button" onClick={onClose}>
-          Close
+          Done
         </button>
       </div>
     </Dialog>

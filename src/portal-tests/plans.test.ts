@@ -140,6 +140,13 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
     await row.getByRole('link', { name: 'recovery' }).waitFor();
     assert.equal((await row.locator('td').first().textContent())?.trim(), 'demo-01');
     await screenshots(f, page, 'plans-groups');
+
+    // Removing the last member ends the group; the list says so.
+    await row.getByRole('link', { name: 'app' }).click();
+    await page.getByRole('button', { name: 'Remove demo-01' }).click();
+    await page.getByText('No consistency groups yet.').waitFor();
+    assert.equal((await f.api<Machine>('GET', `/machines/${demo.id}`)).body.groupId, null);
+    assert.equal((await f.api('POST', '/groups', { name: 'app', machineIds: ['demo-01'] })).status, 201);
     await page.close();
     onlyRefusals(refusals);
   });

@@ -144,7 +144,7 @@ export function GroupPage({ name }: { name: string }) {
       </div>
       {operator && (
         <form
-          className="toolbar"
+          className="toolbar add-member"
           onSubmit={(event) => {
             event.preventDefault();
             act(async () => {

@@ -144,7 +144,7 @@ export function PlanPage({ id }: { id: string }) {
             <li key={g.name} className="card" data-group={g.name}>
               <h2>
                 {i + 1}. {g.name}
-                {p.rtoEstimate.groups[i] && (
+                {p.rtoEstimate.seconds !== null && p.rtoEstimate.groups[i] && (
                   <span className="muted small">
                     {' '}
                     · about {formatDuration(p.rtoEstimate.groups[i]!.seconds)}

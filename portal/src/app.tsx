@@ -4,12 +4,17 @@ import { AlertCount } from './components/alert-count.tsx';
 import { TargetNamesProvider } from './components/target-link.tsx';
 import { AlertsPage } from './pages/alerts-page.tsx';
 import { DashboardPage } from './pages/dashboard-page.tsx';
+import { GroupPage } from './pages/group-page.tsx';
+import { GroupsPage } from './pages/groups-page.tsx';
 import { HostPage } from './pages/host-page.tsx';
 import { HostsPage } from './pages/hosts-page.tsx';
 import { JobPage } from './pages/job-page.tsx';
 import { JobsPage } from './pages/jobs-page.tsx';
 import { MachinePage } from './pages/machine-page.tsx';
 import { MachinesPage } from './pages/machines-page.tsx';
+import { PlanPage } from './pages/plan-page.tsx';
+import { PlansPage } from './pages/plans-page.tsx';
+import { PoliciesPage } from './pages/policies-page.tsx';
 import { SignInPage } from './pages/sign-in-page.tsx';
 import { SitesPage } from './pages/sites-page.tsx';
 import { Link, matchPath, usePath } from './router.tsx';
@@ -86,6 +91,9 @@ const NAV = [
   { to: '/', label: 'Dashboard', active: (p: string) => p === '/' },
   { to: '/machines', label: 'Machines', active: (p: string) => p.startsWith('/machines') },
   { to: '/jobs', label: 'Jobs', active: (p: string) => p.startsWith('/jobs') },
+  { to: '/plans', label: 'Plans', active: (p: string) => p.startsWith('/plans') },
+  { to: '/groups', label: 'Groups', active: (p: string) => p.startsWith('/groups') },
+  { to: '/policies', label: 'Policies', active: (p: string) => p.startsWith('/policies') },
   { to: '/hosts', label: 'Hosts', active: (p: string) => p.startsWith('/hosts') },
   { to: '/sites', label: 'Sites', active: (p: string) => p.startsWith('/sites') },
   { to: '/alerts', label: 'Alerts', active: (p: string) => p.startsWith('/alerts') },
@@ -148,6 +156,13 @@ function Page({ path }: { path: string }) {
   if (host) return <HostPage id={host.id!} />;
   if (path === '/sites' || path === '/sites/') return <SitesPage />;
   if (path === '/alerts' || path === '/alerts/') return <AlertsPage />;
+  if (path === '/plans' || path === '/plans/') return <PlansPage />;
+  const plan = matchPath('/plans/:id', path);
+  if (plan) return <PlanPage id={plan.id!} />;
+  if (path === '/groups' || path === '/groups/') return <GroupsPage />;
+  const group = matchPath('/groups/:name', path);
+  if (group) return <GroupPage name={group.name!} />;
+  if (path === '/policies' || path === '/policies/') return <PoliciesPage />;
   const job = matchPath('/jobs/:id', path);
   if (job) return <JobPage id={job.id!} />;
   return (

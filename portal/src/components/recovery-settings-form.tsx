@@ -1,22 +1,9 @@
-import { type FormEvent, type ReactNode, useEffect, useState } from 'react';
+import { type FormEvent, useEffect, useState } from 'react';
 import type { IpConfig, Machine, NicSettings, RecoverySettings } from '../../../src/domain/model.ts';
 import { type ApiError, asApiError } from '../api-client.ts';
 import { useSession } from '../session.tsx';
 import { ErrorMessage } from './error-message.tsx';
-
-interface Problem {
-  field: string;
-  message: string;
-}
-
-/**
- * The API names fields two ways: pre-failover validation as
- * 'recoverySettings.nics[0].ip.gateway', request checks (400) as
- * 'nics.0.ip.gateway'. Both become the second form, the form's field keys.
- */
-export function fieldKey(field: string): string {
-  return field.replace(/^recoverySettings\./, '').replace(/\[(\d+)\]/g, '.$1');
-}
+import { Field, type Problem, problemsByField } from './field.tsx';
 
 /** Recovery settings (SPEC §5), editable by operators, with every problem shown at its field. */
 export function RecoverySettingsForm({
@@ -40,12 +27,7 @@ export function RecoverySettingsForm({
   const serverSettings = JSON.stringify(machine.recoverySettings);
   useEffect(() => setDraft(JSON.parse(serverSettings) as RecoverySettings), [serverSettings]);
 
-  const requestProblems = (error?.details.problems as Problem[] | undefined) ?? [];
-  const byField = new Map<string, string[]>();
-  for (const p of [...requestProblems, ...problems]) {
-    const key = fieldKey(p.field);
-    byField.set(key, [...(byField.get(key) ?? []), p.message]);
-  }
+  const byField = problemsByField(error, problems);
   const unplaced = [...byField.keys()].filter((k) => !isFormField(k, draft));
 
   const submit = async (event: FormEvent) => {
@@ -273,46 +255,6 @@ function StaticIpFields({
           />
         )}
       </Field>
-    </div>
-  );
-}
-
-interface FieldProps {
-  id: string;
-  name: string;
-  'aria-invalid': boolean;
-  'aria-describedby': string | undefined;
-}
-
-/** A labelled input whose problems (all of them) sit under it and are announced with it. */
-function Field({
-  name,
-  label,
-  errors,
-  children,
-}: {
-  name: string;
-  label: string;
-  errors: Map<string, string[]>;
-  children: (props: FieldProps) => ReactNode;
-}) {
-  const id = `rs-${name.replace(/\./g, '-')}`;
-  // A problem on a sub-field (e.g. the whole 'nics.0.ip') shows on its closest input.
-  const messages = errors.get(name) ?? [];
-  return (
-    <div className={`field${messages.length > 0 ? ' invalid' : ''}`}>
-      <label htmlFor={id}>{label}</label>
-      {children({
-        id,
-        name,
-        'aria-invalid': messages.length > 0,
-        'aria-describedby': messages.length > 0 ? `${id}-error` : undefined,
-      })}
-      {messages.length > 0 && (
-        <p id={`${id}-error`} className="field-error" data-field={name}>
-          {messages.join('; ')}
-        </p>
-      )}
     </div>
   );
 }

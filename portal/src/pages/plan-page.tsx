@@ -1,0 +1,346 @@
+import { useState } from 'react';
+import type { Job, RecoveryPlan, RecoveryPlanAction, RecoveryPlanGroup } from '../../../src/domain/model.ts';
+import type { RtoEstimate } from '../../../src/domain/recovery-plan-rto.ts';
+import type { PlanDocument } from '../../../src/domain/recovery-plan-validation.ts';
+import { PLAN_OPERATIONS, type PlanOperation } from '../../../src/vault/plans/plan-steps.ts';
+import { type ApiError, asApiError } from '../api-client.ts';
+import { JobStateBadge } from '../components/badges.tsx';
+import { Dialog } from '../components/dialog.tsx';
+import { ErrorMessage } from '../components/error-message.tsx';
+import { PlanEditor } from '../components/plan-editor.tsx';
+import { PlanOperationDialog } from '../components/plan-operation-dialog.tsx';
+import { ProgressBar } from '../components/progress-bar.tsx';
+import { ago, formatDuration, formatTime } from '../format-time.ts';
+import { OPERATION_TEXT } from '../operations.ts';
+import { Link, navigate } from '../router.tsx';
+import { canOperate, useSession } from '../session.tsx';
+import { useResource } from '../use-resource.ts';
+
+/** A plan as GET /plans/:id presents it. */
+export interface PresentedPlan extends RecoveryPlan {
+  groups: (RecoveryPlanGroup & { machineNames: string[] })[];
+  rtoEstimate: RtoEstimate;
+  activeJobId: string | null;
+}
+
+export function PlanPage({ id }: { id: string }) {
+  const { api, role } = useSession();
+  const path = `/plans/${encodeURIComponent(id)}`;
+  const plan = useResource<PresentedPlan>(path, { refreshMs: 3000 });
+  const runs = useResource<{ jobs: Job[] }>(
+    plan.data ? `/jobs?targetId=${encodeURIComponent(plan.data.id)}&limit=10` : null,
+    { refreshMs: 5000 },
+  );
+  const [operation, setOperation] = useState<PlanOperation | null>(null);
+  const [editing, setEditing] = useState<PlanDocument | null>(null);
+  const [exported, setExported] = useState<PlanDocument | null>(null);
+  const [error, setError] = useState<ApiError>();
+  const operator = canOperate(role);
+
+  if (!plan.data) {
+    return (
+      <section>
+        <p className="crumbs">
+          <Link to="/plans">Recovery plans</Link>
+        </p>
+        {plan.error ? <ErrorMessage error={plan.error} /> : <p className="loading-page">Loading…</p>}
+      </section>
+    );
+  }
+  const p = plan.data;
+  const document = async () => api.get<PlanDocument>(`${path}/export`);
+  const run = async (action: () => Promise<unknown>) => {
+    setError(undefined);
+    try {
+      await action();
+    } catch (e) {
+      setError(asApiError(e));
+    }
+  };
+  const remove = () =>
+    run(async () => {
+      if (!window.confirm(`Delete plan '${p.name}'? Its machines are not touched.`)) return;
+      await api.request('DELETE', path);
+      navigate('/plans');
+    });
+  const machineCount = p.groups.reduce((n, g) => n + g.machineIds.length, 0);
+
+  return (
+    <section>
+      <p className="crumbs">
+        <Link to="/plans">Recovery plans</Link>
+      </p>
+      <h1>
+        Plan <span data-testid="plan-name">{p.name}</span>
+      </h1>
+      {p.description && <p className="wrap">{p.description}</p>}
+      <dl className="facts">
+        <dt>Groups</dt>
+        <dd>{p.groups.length}</dd>
+        <dt>Machines</dt>
+        <dd>{machineCount}</dd>
+        <dt>RTO estimate</dt>
+        <dd data-testid="rto">
+          <Rto
+            estimate={p.rtoEstimate}
+            names={new Map(p.groups.flatMap((g) => g.machineIds.map((m, i) => [m, g.machineNames[i]!])))}
+          />
+        </dd>
+        <dt>Changed</dt>
+        <dd title={formatTime(p.updatedAt)}>{ago(p.updatedAt)}</dd>
+      </dl>
+      <ErrorMessage error={plan.error ?? error} />
+      {p.activeJobId && <ActiveJob jobId={p.activeJobId} operator={operator} onChange={plan.reload} />}
+      {operator && !editing && (
+        <div className="toolbar" data-testid="plan-operations">
+          {PLAN_OPERATIONS.map((o) => (
+            <button
+              key={o}
+              type="button"
+              className={o === 'failover' ? 'danger' : undefined}
+              disabled={p.activeJobId !== null}
+              onClick={() => setOperation(o)}
+            >
+              {OPERATION_TEXT[o].title}…
+            </button>
+          ))}
+        </div>
+      )}
+      <div className="toolbar">
+        {operator && !editing && (
+          <button
+            type="button"
+            disabled={p.activeJobId !== null}
+            onClick={() => run(async () => setEditing(await document()))}
+          >
+            Edit
+          </button>
+        )}
+        <button type="button" onClick={() => run(async () => setExported(await document()))}>
+          Export…
+        </button>
+        {operator && !editing && (
+          <button type="button" disabled={p.activeJobId !== null} onClick={remove}>
+            Delete
+          </button>
+        )}
+      </div>
+      {editing ? (
+        <article className="card">
+          <h2>Edit plan</h2>
+          <PlanEditor
+            initial={editing}
+            planId={p.id}
+            onSaved={() => {
+              setEditing(null);
+              plan.reload();
+            }}
+            onCancel={() => setEditing(null)}
+          />
+        </article>
+      ) : (
+        <ol className="plan-groups" data-testid="plan-groups">
+          {p.groups.map((g, i) => (
+            <li key={g.name} className="card" data-group={g.name}>
+              <h2>
+                {i + 1}. {g.name}
+                {p.rtoEstimate.seconds !== null && p.rtoEstimate.groups[i] && (
+                  <span className="muted small">
+                    {' '}
+                    · about {formatDuration(p.rtoEstimate.groups[i]!.seconds)}
+                  </span>
+                )}
+              </h2>
+              <Actions side="Before" actions={g.before} />
+              <h3>Machines (start together)</h3>
+              <ul className="plan-machines">
+                {g.machineIds.map((m, j) => (
+                  <li key={m}>
+                    <Link to={`/machines/${encodeURIComponent(m)}`}>{g.machineNames[j]}</Link>
+                  </li>
+                ))}
+              </ul>
+              <Actions side="After" actions={g.after} />
+            </li>
+          ))}
+        </ol>
+      )}
+      <h2>Recent runs</h2>
+      {runs.data && runs.data.jobs.length === 0 && <p className="muted">This plan has not run yet.</p>}
+      {runs.data && runs.data.jobs.length > 0 && (
+        <div className="table-wrap">
+          <table className="stack" data-testid="plan-runs">
+            <thead>
+              <tr>
+                <th scope="col">Operation</th>
+                <th scope="col">State</th>
+                <th scope="col">Started</th>
+                <th scope="col">By</th>
+              </tr>
+            </thead>
+            <tbody>
+              {runs.data.jobs.map((job) => (
+                <tr key={job.id}>
+                  <th scope="row">
+                    <Link to={`/jobs/${job.id}`}>{operationOf(job)}</Link>
+                  </th>
+                  <td data-label="State">
+                    <JobStateBadge state={job.state} />
+                  </td>
+                  <td data-label="Started" title={formatTime(job.createdAt)}>
+                    {ago(job.createdAt)}
+                  </td>
+                  <td data-label="By">{job.createdBy}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {operation && (
+        <PlanOperationDialog
+          plan={p}
+          operation={operation}
+          onClose={() => setOperation(null)}
+          onStarted={() => {
+            setOperation(null);
+            plan.reload();
+            runs.reload();
+          }}
+        />
+      )}
+      {exported && <ExportDialog doc={exported} onClose={() => setExported(null)} />}
+    </section>
+  );
+}
+
+/** A plan job's operation in words (its input names it; older jobs only their kind). */
+function operationOf(job: Job): string {
+  const operation = job.input.operation as PlanOperation | undefined;
+  return operation && operation in OPERATION_TEXT ? OPERATION_TEXT[operation].title : job.kind;
+}
+
+function Rto({ estimate, names }: { estimate: RtoEstimate; names: Map<string, string> }) {
+  const missing = estimate.machinesWithoutHistory.map((m) => names.get(m) ?? m);
+  if (estimate.seconds === null) {
+    return <span className="muted">not measured yet: run a test failover of the plan</span>;
+  }
+  return (
+    <>
+      about {formatDuration(estimate.seconds)}
+      {missing.length > 0 && (
+        <span className="muted small"> (without {missing.join(', ')}: never failed over yet)</span>
+      )}
+    </>
+  );
+}
+
+function Actions({ side, actions }: { side: 'Before' | 'After'; actions: RecoveryPlanAction[] }) {
+  if (actions.length === 0) return null;
+  return (
+    <>
+      <h3>{side} its machines</h3>
+      <ol className="plan-action-list">
+        {actions.map((a) => (
+          <li key={a.name} data-action={a.name}>
+            <span className="badge">{a.kind === 'manual' ? 'manual' : 'script'}</span>{' '}
+            <strong>{a.name}</strong>
+            {a.kind === 'manual' && <span className="wrap">: {a.text}</span>}
+            {a.kind === 'script' && (
+              <span>
+                : runs <code>{a.script}</code>
+                {a.timeoutSeconds !== null && ` (timeout ${formatDuration(a.timeoutSeconds)})`}
+              </span>
+            )}
+            {a.kind === 'inline-script' && (
+              <span className="warning"> holds an inline command, never run: name a registered script</span>
+            )}
+          </li>
+        ))}
+      </ol>
+    </>
+  );
+}
+
+/** The plan's running job: progress, its current step, and at a manual action the Resume button. */
+function ActiveJob({
+  jobId,
+  operator,
+  onChange,
+}: {
+  jobId: string;
+  operator: boolean;
+  onChange: () => void;
+}) {
+  const { api } = useSession();
+  const job = useResource<Job>(`/jobs/${encodeURIComponent(jobId)}`, { refreshMs: 1500 });
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<ApiError>();
+  if (!job.data) return <ErrorMessage error={job.error} />;
+  const j = job.data;
+  const step = j.steps.find((s) => s.state === 'running');
+  const resume = async () => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      await api.post(`/jobs/${encodeURIComponent(jobId)}/resume`);
+      job.reload();
+      onChange();
+    } catch (e) {
+      setError(asApiError(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <article className="card active-job" data-testid="active-job" data-job-state={j.state}>
+      <h2>
+        <Link to={`/jobs/${j.id}`}>{operationOf(j)}</Link> <JobStateBadge state={j.state} />
+      </h2>
+      <ProgressBar value={j.progress} label={`${operationOf(j)} of the plan`} state={j.state} />
+      {step && (
+        <p>
+          {step.title}
+          {step.message && <span className="muted">: {step.message}</span>}
+        </p>
+      )}
+      {j.state === 'waiting' && (
+        <div className="notice" data-testid="manual-action">
+          <p>
+            <strong>Waiting at a manual action.</strong> Do what it asks, then resume the plan.
+          </p>
+          {operator ? (
+            <button type="button" className="primary" onClick={resume} disabled={busy}>
+              {busy ? 'Resuming…' : 'Resume'}
+            </button>
+          ) : (
+            <p className="muted small">An operator resumes it.</p>
+          )}
+        </div>
+      )}
+      <ErrorMessage error={error} />
+    </article>
+  );
+}
+
+function ExportDialog({ doc, onClose }: { doc: PlanDocument; onClose: () => void }) {
+  const text = `${JSON.stringify(doc, null, 2)}\n`;
+  const href = `data:application/json;charset=utf-8,${encodeURIComponent(text)}`;
+  return (
+    <Dialog title={`Export plan ${doc.name}`} onClose={onClose} wide>
+      <p className="muted">
+        Machines by name, as <code>haven plans export</code> writes it; import it here or with{' '}
+        <code>haven plans import</code>.
+      </p>
+      <textarea className="code" rows={16} readOnly value={text} aria-label="Plan document" />
+      <div className="dialog-actions">
+        <a className="button" href={href} download={`${doc.name}.json`}>
+          Download JSON
+        </a>
+        <button type="button" onClick={onClose}>
+          Done
+        </button>
+      </div>
+    </Dialog>
+  );
+}

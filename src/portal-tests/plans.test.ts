@@ -1,0 +1,314 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { Job, Machine, Policy, RecoveryPoint } from '../domain/model.ts';
+import {
+  buildPortal,
+  type PortalFixture,
+  screenshots,
+  startPortalFixture,
+  watchedPage,
+} from '../testing/portal-fixture.ts';
+import { until } from '../testing/until.ts';
+
+const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-/;
+
+/** A test that provokes refusals on purpose sees the browser log them, and nothing else. */
+function onlyRefusals(errors: string[]): void {
+  const other = errors.filter((e) => !/Failed to load resource: .* status of (400|409|422) /.test(e));
+  assert.deepEqual(other, []);
+  assert.ok(errors.length > 0, 'the refusals were logged (the test provoked them)');
+}
+
+/**
+ * Recovery plans, consistency groups and policies in Chromium against a real
+ * `haven up`: its demo machine (a small guest under QEMU that fails over in
+ * seconds) is protected first, so plan runs and group points are real.
+ */
+describe('portal pages: plans, consistency groups, policies', { timeout: 300_000 }, () => {
+  let f: PortalFixture;
+  let demo: Machine;
+  let viewerToken: string;
+  let operatorToken: string;
+  let planId: string;
+  const consoleErrors: string[] = [];
+
+  before(async () => {
+    await buildPortal();
+    f = await startPortalFixture();
+    demo = (await f.api<{ machines: Machine[] }>('GET', '/machines')).body.machines.find(
+      (m) => m.name === 'demo-01',
+    )!;
+    assert.ok(demo, 'haven up offers demo-01');
+    const enable = await f.api<Job>('POST', `/machines/${demo.id}/enable-replication`, {
+      recoveryHostId: 'recovery',
+      policyId: 'default',
+    });
+    assert.equal(enable.status, 202, JSON.stringify(enable.body));
+    await until(
+      'demo-01 to be protected',
+      async () => {
+        const job = (await f.api<Job>('GET', `/jobs/${enable.body.id}`)).body;
+        assert.notEqual(job.state, 'failed', JSON.stringify(job.error));
+        return job.state === 'succeeded';
+      },
+      { timeoutMs: 120_000 },
+    );
+    viewerToken = (await f.api<{ token: string }>('POST', '/tokens', { name: 'auditor', role: 'viewer' }))
+      .body.token;
+    operatorToken = (await f.api<{ token: string }>('POST', '/tokens', { name: 'ops', role: 'operator' }))
+      .body.token;
+  });
+  after(async () => {
+    await f?.stop();
+  });
+
+  test('policies: an admin creates one (refusals at their fields) and edits it; built-in ones are read-only', async () => {
+    const refusals: string[] = [];
+    const page = await watchedPage(f, f.adminToken, refusals);
+    await page.goto(`${f.url}/policies`);
+    const builtIn = page.locator('tr[data-policy="automatic-failback"]');
+    await builtIn.getByText('read-only').waitFor();
+    assert.equal(await builtIn.getByRole('button').count(), 0);
+
+    await page.getByRole('button', { name: 'New policy' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Name').fill('gold');
+    await dialog.getByLabel(/RPO threshold/).fill('600');
+    await dialog.getByLabel(/Retention/).fill('300');
+    await dialog.getByRole('button', { name: 'Create policy' }).click();
+    // The vault's refusal sits at the field it names.
+    await dialog
+      .locator('[data-field="retentionSeconds"]')
+      .getByText(/shorter than the RPO threshold/)
+      .waitFor();
+    assert.equal(await dialog.getByLabel(/Retention/).getAttribute('aria-invalid'), 'true');
+    await screenshots(f, page, 'plans-policy-problem');
+    await dialog.getByLabel(/Retention/).fill('7200');
+    await dialog.getByRole('button', { name: 'Create policy' }).click();
+    const row = page.locator('tr[data-policy="gold"]');
+    await row.waitFor();
+    assert.deepEqual((await row.locator('th, td').allInnerTexts()).map((t) => t.trim()).slice(0, 5), [
+      'gold',
+      '10 min',
+      '2 h',
+      '1 h',
+      '0',
+    ]);
+
+    await row.getByRole('button', { name: 'Edit gold…' }).click();
+    await dialog.getByLabel(/App-consistent/).fill('0');
+    await dialog.getByRole('button', { name: 'Save policy' }).click();
+    await row.locator('td', { hasText: 'never' }).waitFor();
+    const stored = (await f.api<Policy>('GET', '/policies/gold')).body;
+    assert.equal(stored.appConsistentFrequencySeconds, 0);
+    await screenshots(f, page, 'plans-policies');
+    await page.close();
+    onlyRefusals(refusals);
+  });
+
+  test('consistency groups: create one, see its members, recovery host and last group point, take a point', async () => {
+    const refusals: string[] = [];
+    const page = await watchedPage(f, operatorToken, refusals);
+    await page.goto(`${f.url}/groups`);
+    await page.getByText('No consistency groups yet.').waitFor();
+    await page.getByRole('button', { name: 'New group' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Group name').fill('app');
+    await dialog.getByRole('button', { name: 'Create group' }).click();
+    await dialog.locator('[data-field="machineIds"]').waitFor();
+    await dialog.getByLabel('demo-01').check();
+    await dialog.getByRole('button', { name: 'Create group' }).click();
+    await page.getByRole('heading', { name: 'Group app' }).waitFor();
+    await page.locator('tr[data-member="demo-01"]').getByRole('link', { name: 'demo-01' }).waitFor();
+    await page.locator('.facts').getByRole('link', { name: 'recovery' }).waitFor();
+
+    await page.getByRole('button', { name: 'Take a group point now' }).click();
+    await page.getByText('Group point taken.').waitFor({ timeout: 30_000 });
+    await page
+      .getByTestId('last-group-point')
+      .getByText(/ago \(/)
+      .waitFor({ timeout: 30_000 });
+    const points = (
+      await f.api<{ recoveryPoints: RecoveryPoint[] }>('GET', `/machines/${demo.id}/recovery-points`)
+    ).body.recoveryPoints;
+    assert.ok(points.some((p) => p.groupPointId !== null));
+    assert.doesNotMatch((await page.locator('main').textContent()) ?? '', UUID);
+    await screenshots(f, page, 'plans-group');
+
+    await page.getByRole('link', { name: 'Consistency groups' }).click();
+    const row = page.locator('tr[data-group="app"]');
+    await row.getByRole('link', { name: 'recovery' }).waitFor();
+    assert.equal((await row.locator('td').first().textContent())?.trim(), 'demo-01');
+    await screenshots(f, page, 'plans-groups');
+
+    // Removing the last member ends the group; the list says so.
+    await row.getByRole('link', { name: 'app' }).click();
+    await page.getByRole('button', { name: 'Remove demo-01' }).click();
+    await page.getByText('No consistency groups yet.').waitFor();
+    assert.equal((await f.api<Machine>('GET', `/machines/${demo.id}`)).body.groupId, null);
+    assert.equal((await f.api('POST', '/groups', { name: 'app', machineIds: ['demo-01'] })).status, 201);
+    await page.close();
+    onlyRefusals(refusals);
+  });
+
+  test('plans: an operator writes one (refusals at their fields), runs a test failover that stops at a manual action, resumes it, cleans up', async () => {
+    const refusals: string[] = [];
+    const page = await watchedPage(f, operatorToken, refusals);
+    await page.goto(`${f.url}/plans`);
+    await page.getByText('No recovery plans yet.').waitFor();
+    await page.getByRole('button', { name: 'New plan' }).click();
+    const editor = page.getByTestId('plan-editor');
+    await editor.getByLabel('Group name').fill('database');
+    await editor.getByLabel(/^Machines/).fill('demo-01, nope');
+    await editor.getByRole('button', { name: 'Add action before' }).click();
+    await editor.getByRole('button', { name: 'Create plan' }).click();
+    // Every problem the vault names, beside its field.
+    await editor.locator('[data-field="name"]').getByText('The plan needs a name').waitFor();
+    await editor
+      .locator('[data-field="groups.0.machines"]')
+      .getByText(/machine 'nope' does not exist/)
+      .waitFor();
+    await editor.locator('[data-field="groups.0.before.0.name"]').waitFor();
+    await screenshots(f, page, 'plans-editor-problems');
+
+    await editor.getByLabel('Plan name').fill('billing');
+    await editor.getByLabel(/^Machines/).fill('demo-01');
+    await editor.getByLabel('Action name').fill('check-dns');
+    await editor.getByLabel('Instructions').fill('Confirm the DNS record points at the recovery site');
+    await editor.getByRole('button', { name: 'Create plan' }).click();
+    await page.getByTestId('plan-name').getByText('billing').waitFor();
+    planId = decodeURIComponent(new URL(page.url()).pathname.split('/')[2]!);
+    const group = page.locator('[data-group="database"]');
+    await group.getByRole('link', { name: 'demo-01' }).waitFor();
+    await group
+      .locator('[data-action="check-dns"]')
+      .getByText(/Confirm the DNS record/)
+      .waitFor();
+    await page
+      .getByTestId('rto')
+      .getByText(/not measured yet/)
+      .waitFor();
+    await screenshots(f, page, 'plans-plan');
+
+    await page.getByRole('button', { name: 'Test failover…', exact: true }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel(/Latest processed/).check();
+    await dialog.getByRole('button', { name: 'Test failover', exact: true }).click();
+    const active = page.getByTestId('active-job');
+    await active.locator('[data-testid="manual-action"]').waitFor({ timeout: 30_000 });
+    await active.getByText(/Confirm the DNS record/).waitFor();
+    const jobLink = active.getByRole('link', { name: 'Test failover' });
+    const jobId = (await jobLink.getAttribute('href'))!.split('/').pop()!;
+    assert.equal((await f.api<Job>('GET', `/jobs/${jobId}`)).body.state, 'waiting');
+    assert.equal(await page.getByRole('button', { name: 'Test failover…', exact: true }).isDisabled(), true);
+    await screenshots(f, page, 'plans-plan-waiting');
+
+    await active.getByRole('button', { name: 'Resume' }).click();
+    await until('the plan job to move past the manual action', async () => {
+      const job = (await f.api<Job>('GET', `/jobs/${jobId}`)).body;
+      return job.state !== 'waiting' ? job : undefined;
+    });
+    const done = await until(
+      'the plan test failover to end',
+      async () => {
+        const job = (await f.api<Job>('GET', `/jobs/${jobId}`)).body;
+        return ['succeeded', 'failed', 'cancelled'].includes(job.state) ? job : undefined;
+      },
+      { timeoutMs: 180_000 },
+    );
+    assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
+    await active.waitFor({ state: 'detached', timeout: 10_000 });
+    await page.getByTestId('plan-runs').getByRole('link', { name: 'Test failover' }).waitFor();
+    await page
+      .getByTestId('rto')
+      .getByText(/^about /)
+      .waitFor();
+
+    await page.getByRole('button', { name: 'Clean up test failover…' }).click();
+    await dialog.getByLabel('Notes').fill('portal plan drill');
+    await dialog.getByRole('button', { name: 'Clean up test failover', exact: true }).click();
+    await until(
+      'demo-01 back to protected',
+      async () => {
+        const m = (await f.api<Machine>('GET', `/machines/${demo.id}`)).body;
+        return m.state === 'protected' ? m : undefined;
+      },
+      { timeoutMs: 120_000 },
+    );
+    await page.getByTestId('plan-runs').getByRole('link', { name: 'Clean up test failover' }).waitFor();
+    await page.close();
+    onlyRefusals(refusals);
+  });
+
+  test('plans: edit, export and import; the list; a job names the plan and links to its page', async () => {
+    const refusals: string[] = [];
+    const page = await watchedPage(f, operatorToken, refusals);
+    await page.goto(`${f.url}/plans/${planId}`);
+    await page.getByRole('button', { name: 'Edit' }).click();
+    const editor = page.getByTestId('plan-editor');
+    await editor.getByLabel('Description').fill('Billing database and its DNS');
+    await editor.getByRole('button', { name: 'Save plan' }).click();
+    await page.getByText('Billing database and its DNS').waitFor();
+
+    await page.getByRole('button', { name: 'Export…' }).click();
+    const exported = JSON.parse(await page.getByLabel('Plan document').inputValue());
+    assert.deepEqual(exported.groups[0].machines, ['demo-01']);
+    assert.equal(exported.description, 'Billing database and its DNS');
+    await page.getByRole('dialog').getByRole('button', { name: 'Done' }).click();
+
+    await page.goto(`${f.url}/plans`);
+    await page.getByRole('button', { name: 'Import…' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Plan document').fill(JSON.stringify({ ...exported }));
+    await dialog.getByRole('button', { name: 'Import' }).click();
+    // Same name, no replace: the vault refuses and says how to overwrite.
+    await dialog
+      .getByRole('alert')
+      .getByText(/already exists; import with replace/)
+      .waitFor();
+    await dialog.getByLabel('Plan document').fill(JSON.stringify({ ...exported, name: 'billing-copy' }));
+    await dialog.getByRole('button', { name: 'Import' }).click();
+    await page.getByTestId('plan-name').getByText('billing-copy').waitFor();
+
+    await page.goto(`${f.url}/plans`);
+    const row = page.locator('tr[data-plan="billing"]');
+    assert.deepEqual((await row.locator('th, td').allInnerTexts()).map((t) => t.trim()).slice(0, 4), [
+      'billing',
+      '1',
+      '1',
+      '1',
+    ]);
+    await page.locator('tr[data-plan="billing-copy"]').waitFor();
+    await screenshots(f, page, 'plans-list');
+
+    // From the jobs list, the plan's job links to this page.
+    await page.goto(`${f.url}/jobs`);
+    await page.getByRole('link', { name: 'billing', exact: true }).first().click();
+    await page.getByTestId('plan-name').getByText('billing').waitFor();
+    assert.equal(new URL(page.url()).pathname, `/plans/${planId}`);
+    await page.close();
+    onlyRefusals(refusals);
+  });
+
+  test('a viewer sees plans, groups and policies but no action (export only)', async () => {
+    const page = await watchedPage(f, viewerToken, consoleErrors);
+    for (const path of ['/plans', `/plans/${planId}`, '/groups', '/groups/app', '/policies']) {
+      await page.goto(`${f.url}${path}`);
+      await page.locator('main h1').waitFor();
+      await page.waitForLoadState('networkidle');
+      const buttons = await page.locator('main button').allInnerTexts();
+      const allowed = path.startsWith('/plans/') ? ['Export…'] : [];
+      assert.deepEqual(buttons, allowed, `${path} shows a viewer ${buttons.join(', ')}`);
+    }
+    await page.goto(`${f.url}/plans/${planId}`);
+    await page.locator('[data-group="database"]').waitFor();
+    await f.screenshot(page, 'plans-plan-viewer');
+    await page.close();
+  });
+
+  test('no request left the vault, no page error, no console error', () => {
+    assert.deepEqual(f.foreignRequests, []);
+    assert.deepEqual(f.pageErrors, []);
+    assert.deepEqual(consoleErrors, []);
+  });
+});

@@ -16,6 +16,7 @@ import type { MirrorStatus } from '../host/host-services.ts';
 import type { ConsistencyGroup } from '../vault/groups/index.ts';
 import type { HostCapacity } from '../vault/host-capacity.ts';
 import type { HostDomains } from '../vault/import-domain.ts';
+import type { AccessView, OpenedAccessView } from '../vault/point-access.ts';
 
 /**
  * One realistic example of each object the API answers with: the OpenAPI
@@ -252,6 +253,35 @@ export const scriptRunExample = {
   outputBytes: 33,
   outputTruncated: false,
 } satisfies ScriptRunRecord;
+
+export const accessViewExample = {
+  id: 'view-3f9c2a',
+  machineId: MACHINE_ID,
+  machineName: 'web-01',
+  pointId: 'pt-000412',
+  pointTime: '2026-03-02T09:15:00.000Z',
+  hostId: RECOVERY_HOST,
+  writable: false,
+  openedBy: 'ops',
+  openedAt: '2026-03-02T09:30:00.000Z',
+  expiresAt: '2026-03-02T10:30:00.000Z',
+  disks: [
+    {
+      diskId: 'disk0',
+      sizeBytes: 21_474_836_480,
+      uri: 'nbds://view-3f9c2a@10.0.2.11:10809/view-3f9c2a.disk0',
+      unixUri: 'nbd+unix:///view-3f9c2a.disk0?socket=/var/lib/haven/views.sock',
+    },
+  ],
+} satisfies AccessView;
+
+export const openedAccessViewExample = {
+  ...accessViewExample,
+  psk: {
+    identity: 'view-3f9c2a',
+    keyHex: '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08',
+  },
+} satisfies OpenedAccessView;
 
 export const hostCapacityExample = {
   hostId: RECOVERY_HOST,

@@ -36,6 +36,7 @@ import type {
 import type { ConsistencyGroup, GroupCut } from '../vault/groups/index.ts';
 import type { HostCapacity } from '../vault/host-capacity.ts';
 import type { HostDomains } from '../vault/import-domain.ts';
+import type { AccessView, AccessViewDisk, OpenedAccessView } from '../vault/point-access.ts';
 import * as x from './response-examples.ts';
 import { recoverySettings, withExample } from './schemas.ts';
 
@@ -611,4 +612,38 @@ export const groupCut = withExample(
 );
 
 /** What a 204 answers: nothing. */
+const accessViewFields = {
+  id,
+  machineId: id,
+  machineName: z.string(),
+  pointId: z.string(),
+  pointTime: time,
+  hostId: id,
+  writable: z.boolean(),
+  openedBy: z.string(),
+  openedAt: time,
+  expiresAt: time,
+  disks: z.array(
+    describes<AccessViewDisk>()(
+      z.strictObject({
+        diskId: z.string(),
+        sizeBytes: z.number().int().nonnegative(),
+        uri: z.string(),
+        unixUri: z.string(),
+      }),
+    ),
+  ),
+};
+
+/** An open view of a recovery point (`haven view`); its key is shown only when it is opened. */
+export const accessView = describes<AccessView>()(
+  z.strictObject(accessViewFields).meta({ id: 'PointView', examples: [x.accessViewExample] }),
+);
+
+export const openedAccessView = describes<OpenedAccessView>()(
+  z
+    .strictObject({ ...accessViewFields, psk: z.strictObject({ identity: z.string(), keyHex: z.string() }) })
+    .meta({ id: 'OpenedPointView', examples: [x.openedAccessViewExample] }),
+);
+
 export const noContent = z.null();

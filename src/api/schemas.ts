@@ -169,6 +169,26 @@ export const recoveryPointChoice = z
     path: ['pointId'],
   });
 
+/** Opening a recovery point to NBD clients (`haven view`): multi-machine options need a group's cut, not one view. */
+export const openPointView = withExample(
+  z.object({
+    recoveryPoint: z.union([
+      z.object({ option: z.enum(['latest', 'latest-processed', 'latest-app-consistent']) }),
+      z.object({ option: z.literal('custom'), pointId: z.string().min(1) }),
+    ]),
+    writable: z.boolean().default(false),
+    expiresInSeconds: z
+      .number()
+      .int()
+      .min(60)
+      .max(7 * 86400)
+      .default(3600),
+  }),
+  { recoveryPoint: { option: 'latest-app-consistent' }, writable: false, expiresInSeconds: 3600 },
+);
+
+export const pointViewQuery = z.object({ machineId: z.string().min(1).optional() });
+
 export const enableReplication = withExample(
   z.object({
     recoveryHostId: z.string().min(1),

@@ -11,6 +11,7 @@ import {
   type NbdListenAddress,
   NbdMemoryBudget,
   NbdServer,
+  type NbdServerCertTls,
   type NbdServerStats,
   type NbdServerTlsOptions,
 } from '../nbd/index.ts';
@@ -37,7 +38,7 @@ export interface DiskServiceOptions {
    */
   listen?: { host: string; port: number };
   /** STARTTLS on the TCP listener (the Unix socket is local and stays plain); with `ca`, required, with client certificates. */
-  tls?: NbdServerTlsOptions;
+  tls?: NbdServerCertTls;
   /** Serve TCP without client certificates: anyone who reaches the port can read and write the disks. */
   insecureListen?: boolean;
   /** Bytes of NBD requests and replies in memory across all connections (default 256 MiB). */

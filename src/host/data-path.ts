@@ -28,7 +28,7 @@ import { ReplicaService } from './replica-service.ts';
 import { ReplicationService } from './replication-service.ts';
 import { restoreSavedDisks, savedDiskService } from './saved-disk-service.ts';
 import { checkSourceOnHost, defaultStorageFolders } from './storage-folders.ts';
-import { ViewRegistry } from './view-registry.ts';
+import { type AccessListen, ViewRegistry } from './view-registry.ts';
 
 export interface DataPathOptions {
   dataDir: string;
@@ -36,6 +36,12 @@ export interface DataPathOptions {
   replicationListen?: { host: string; port: number };
   /** Address peers use to reach the receiver, when it differs from the listen address. */
   replicationAdvertise?: string;
+  /**
+   * Where views opened for access (`haven view`, `haven export`) are served
+   * over TCP with TLS-PSK; default the replication listen host, port 10809
+   * (NBD's), or a free port when replication's is 0; null: not served.
+   */
+  viewAccessListen?: { host: string; port: number } | null;
   retention?: Partial<RetentionPolicy>;
   journalCapacityBytes?: number;
   /** Sender tuning (tests use short polls). */
@@ -64,9 +70,19 @@ export interface DataPath {
   storageFolders: string[];
   diskService: DiskService;
   replicaStore: ReplicaStore;
+  /** Ends every view opened for access (the host lost the vault that opened them). */
+  closeAccessViews(): Promise<void>;
   /** An open view's disk as a block device (tests; the hypervisor uses the NBD URI). */
   viewBackend(viewId: string, diskId: string): BlockBackend;
   close(): Promise<void>;
+}
+
+function viewAccessOf(options: DataPathOptions): AccessListen | undefined {
+  if (options.viewAccessListen === null) return undefined;
+  const host = options.viewAccessListen?.host ?? options.replicationListen?.host ?? '127.0.0.1';
+  const port = options.viewAccessListen?.port ?? (options.replicationListen?.port === 0 ? 0 : 10809);
+  const advertised = options.replicationAdvertise?.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+  return { host, port, ...(advertised ? { advertiseHost: advertised } : {}) };
 }
 
 export async function startDataPath(options: DataPathOptions): Promise<DataPath> {
@@ -102,7 +118,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
     port: options.replicationListen?.port ?? 9443,
   });
   const bound = await listenReceiver(receiver, options.replicationListen?.port ?? 9443, state);
-  const views = await ViewRegistry.listen(replicaStore, join(run, 'views.sock'));
+  const views = await ViewRegistry.listen(replicaStore, join(run, 'views.sock'), viewAccessOf(options));
   if (options.share) {
     for (const socket of ['disks.sock', 'views.sock']) {
       await shareSocket(join(run, socket), options.share.root, options.share.group);
@@ -190,6 +206,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
     diskService,
     replicaStore,
     viewBackend: (viewId, diskId) => views.backend(viewId, diskId),
+    closeAccessViews: () => views.closeAccessViews(),
     close: async () => {
       await mirror.close();
       await replication.close();

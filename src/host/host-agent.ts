@@ -45,6 +45,8 @@ export interface HostAgentOptions {
   connectTimeoutMs?: number;
   /** One line per connection change; defaults to stderr. */
   log?: (line: string) => void;
+  /** Called when the connection to the vault is lost (what lives only while it lasts ends). */
+  onVaultLost?: () => void;
 }
 
 export interface HostInventory {
@@ -189,7 +191,10 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
       log(`connected to the vault at ${address} as host '${identity.name}'`);
       await reportInventory();
     },
-    onDisconnected: (error) => log(`lost the vault at ${address}: ${error.message}`),
+    onDisconnected: (error) => {
+      log(`lost the vault at ${address}: ${error.message}`);
+      options.onVaultLost?.();
+    },
     onConnectFailed: (error, retryInMs) => log(`${error.message}; retrying in ${retryInMs} ms`),
   });
   client.start();

@@ -258,7 +258,22 @@ export interface PointView {
     sizeBytes: number;
     /** Writable views: what reprotect will send (see `ViewDiskStatus`). */
     status?: ViewDiskStatus;
+    /** Views opened for access: the disk over TCP, TLS with the view's pre-shared key only. */
+    accessUri?: string;
   }>;
+  /** Views opened for access: when the host closes it. */
+  expiresAt?: string;
+}
+
+/**
+ * Opens a view to NBD clients over TCP until `expiresAt` (`haven view`): TLS
+ * with this pre-shared key (`identity`, 32 bytes as hex) only. Such a view
+ * ends when the host loses the vault, and its writes are dropped then.
+ */
+export interface ViewAccessRequest {
+  identity: string;
+  keyHex: string;
+  expiresAt: string;
 }
 
 export interface ViewDiskStatus {
@@ -303,6 +318,7 @@ export interface ReplicaStore {
     writable: boolean;
     viewId?: string;
     failover?: boolean;
+    access?: ViewAccessRequest;
   }): Promise<PointView>;
   /** An open view, with each writable disk's reprotect status. */
   viewInfo(params: { viewId: string }): Promise<PointView>;

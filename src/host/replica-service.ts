@@ -28,11 +28,12 @@ import type {
   DiskService as HostDiskService,
   ReplicaStore as HostReplicaStore,
   ImageWriteBack,
+  ViewAccessRequest,
 } from './host-services.ts';
 import type { HostStateFile } from './host-state-file.ts';
 import { convertToRaw, writeIntoImage } from './image-transfer.ts';
 import type { ReplicationService } from './replication-service.ts';
-import type { OpenView, ViewRegistry } from './view-registry.ts';
+import type { OpenView, ViewAccess, ViewRegistry } from './view-registry.ts';
 
 export interface ReplicaServiceOptions {
   /** The host's data directory: journals of disks adopted for reprotect are under it. */
@@ -49,6 +50,31 @@ export interface ReplicaServiceOptions {
 }
 
 const VIEW_ID = /^[A-Za-z0-9_-]{1,40}$/;
+const PSK_KEY = /^[0-9a-f]{64}$/;
+
+function viewAccessOf(access: ViewAccessRequest): ViewAccess {
+  if (!VIEW_ID.test(access.identity)) {
+    throw new HavenError('validation_failed', `access identity must be 1-40 letters, digits, '_' or '-'`, {
+      field: 'access.identity',
+    });
+  }
+  if (!PSK_KEY.test(access.keyHex)) {
+    throw new HavenError('validation_failed', 'access key must be 32 bytes as 64 lowercase hex digits', {
+      field: 'access.keyHex',
+    });
+  }
+  const expiresAt = new Date(access.expiresAt);
+  if (Number.isNaN(expiresAt.getTime()) || expiresAt.getTime() <= Date.now()) {
+    throw new HavenError(
+      'validation_failed',
+      `access expiry '${access.expiresAt}' is not a time in the future`,
+      {
+        field: 'access.expiresAt',
+      },
+    );
+  }
+  return { identity: access.identity, key: Buffer.from(access.keyHex, 'hex'), expiresAt };
+}
 
 type Params<K extends keyof HostReplicaStore> = Parameters<HostReplicaStore[K]>[0];
 
@@ -63,7 +89,7 @@ export class ReplicaService implements HostReplicaStore {
     return machinePoints(machineId, this.#diskKeysOf(machineId), this.#o.replicaStore);
   }
 
-  async openView({ machineId, pointId, writable, viewId: wanted, failover }: Params<'openView'>) {
+  async openView({ machineId, pointId, writable, viewId: wanted, failover, access }: Params<'openView'>) {
     const { views, replicaStore } = this.#o;
     if (wanted !== undefined && !VIEW_ID.test(wanted)) {
       throw new HavenError(
@@ -107,8 +133,10 @@ export class ReplicaService implements HostReplicaStore {
       writable,
       seqs,
       failover: failover === true,
+      ...(access === undefined ? {} : { access: viewAccessOf(access) }),
     });
-    await this.#saveView(opened);
+    // An access view lives only as long as this agent's connection to the vault: never reopened.
+    if (access === undefined) await this.#saveView(opened);
     return views.describe(opened);
   }
 

@@ -3,6 +3,11 @@
  * the host's view socket (recovery machines run from them). A view is
  * read-only (a test copy) or writable: then its disks are overlays whose
  * writes are journaled, so reprotect can send them back.
+ *
+ * A view opened for access (`haven view`, `haven export`) is also served on
+ * the host's access port over TCP, only with TLS and its own pre-shared key,
+ * until it expires or is closed; its writes (a writable view) are dropped
+ * when it closes, never reaching the replica.
  */
 import { HavenError } from '../errors/index.ts';
 import type { BlockBackend } from '../nbd/block-backend.ts';
@@ -26,6 +31,27 @@ interface ViewOf<Writable extends boolean, V extends PointView | OverlayView> {
   pointId: string;
   writable: Writable;
   disks: ViewDisk<V>[];
+  access?: OpenAccess;
+}
+
+/** What opens a view to NBD clients over TCP: the TLS-PSK identity and key, until when. */
+export interface ViewAccess {
+  identity: string;
+  key: Buffer;
+  expiresAt: Date;
+}
+
+interface OpenAccess {
+  identity: string;
+  expiresAt: Date;
+  timer: NodeJS.Timeout;
+}
+
+/** Where access views are served: the TCP listener, and the host name clients use in URIs. */
+export interface AccessListen {
+  host: string;
+  port: number;
+  advertiseHost?: string;
 }
 
 export type ReadOnlyView = ViewOf<false, PointView>;
@@ -41,6 +67,14 @@ export interface ViewRequest {
   seqs: Record<string, number>;
   /** Writable views of a failover: the replica refuses the old primary's records from now on. */
   failover: boolean;
+  access?: ViewAccess;
+}
+
+interface AccessServer {
+  server: NbdServer;
+  /** host:port as clients dial it. */
+  authority: string;
+  keys: Map<string, Buffer>;
 }
 
 type ViewIds = Pick<ViewRequest, 'viewId' | 'machineId' | 'pointId'>;
@@ -51,19 +85,38 @@ export class ViewRegistry {
   readonly #store: ReplicaStore;
   readonly #server: NbdServer;
   readonly #views = new Map<string, OpenView>();
+  readonly #access: AccessServer | null;
 
-  private constructor(store: ReplicaStore, server: NbdServer, socket: string) {
+  private constructor(
+    store: ReplicaStore,
+    server: NbdServer,
+    socket: string,
+    access: AccessServer | null = null,
+  ) {
     this.#store = store;
     this.#server = server;
     this.socket = socket;
+    this.#access = access;
   }
 
-  /** Serves views of the store's disks on `socket` (a stale socket of a crashed agent is removed). */
-  static async listen(store: ReplicaStore, socket: string): Promise<ViewRegistry> {
+  /**
+   * Serves views of the store's disks on `socket` (a stale socket of a crashed
+   * agent is removed), and access views on `access` when given.
+   */
+  static async listen(store: ReplicaStore, socket: string, access?: AccessListen): Promise<ViewRegistry> {
     const server = new NbdServer();
     await removeStaleSocket(socket);
     await server.listen({ path: socket });
-    return new ViewRegistry(store, server, socket);
+    if (access === undefined) return new ViewRegistry(store, server, socket);
+    const keys = new Map<string, Buffer>();
+    const accessServer = new NbdServer({
+      tls: { psk: (identity) => keys.get(identity) ?? null, required: true },
+    });
+    const bound = await accessServer.listen({ host: access.host, port: access.port });
+    const port = 'port' in bound ? bound.port : access.port;
+    const host = access.advertiseHost ?? access.host;
+    const authority = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    return new ViewRegistry(store, server, socket, { server: accessServer, authority, keys });
   }
 
   get(viewId: string): OpenView | undefined {
@@ -130,13 +183,60 @@ export class ViewRegistry {
       const disks = await this.#exportDisks(ids, seqs, (diskKey, seq) => this.#store.openView(diskKey, seq));
       opened = { ...ids, writable: false, disks };
     }
+    if (request.access !== undefined) {
+      try {
+        opened.access = this.#serveAccess(opened, request.access);
+      } catch (error) {
+        await this.close(opened, true);
+        throw error;
+      }
+    }
     this.#views.set(viewId, opened);
     return opened;
+  }
+
+  /** Closes every access view, dropping their writes (the vault that opened them is gone). */
+  async closeAccessViews(): Promise<void> {
+    for (const opened of [...this.#views.values()]) {
+      if (opened.access !== undefined) await this.close(opened, true);
+    }
+  }
+
+  #serveAccess(opened: OpenView, access: ViewAccess): OpenAccess {
+    const served = this.#access;
+    if (served === null) {
+      throw new HavenError('not_available', `this host serves no views over TCP (its access port is off)`, {
+        viewId: opened.viewId,
+      });
+    }
+    if (served.keys.has(access.identity)) {
+      throw new HavenError('conflict', `a view with access identity '${access.identity}' is already open`, {
+        viewId: opened.viewId,
+      });
+    }
+    served.keys.set(access.identity, access.key);
+    for (const d of opened.disks) {
+      served.server.addExport(d.exportName, {
+        backend: d.view,
+        description: `${d.diskKey} at ${opened.pointId}`,
+        pskIdentity: access.identity,
+      });
+    }
+    const delay = Math.max(0, access.expiresAt.getTime() - Date.now());
+    const timer = setTimeout(
+      () => {
+        if (this.#views.get(opened.viewId) === opened) void this.close(opened, true).catch(() => {});
+      },
+      Math.min(delay, 2 ** 31 - 1),
+    );
+    timer.unref();
+    return { identity: access.identity, expiresAt: access.expiresAt, timer };
   }
 
   /** Stops serving the view and closes its disks; `discardWrites` also deletes a writable view's overlays. */
   async close(opened: OpenView, discardWrites: boolean): Promise<void> {
     this.#views.delete(opened.viewId);
+    await this.#endAccess(opened);
     for (const d of opened.disks) {
       await this.#closeDisk(d);
       if (discardWrites && opened.writable) await this.#store.discardView(d.diskKey, opened.viewId);
@@ -154,7 +254,11 @@ export class ViewRegistry {
         diskId: d.diskId,
         nbdUri: `nbd+unix:///${d.exportName}?socket=${this.socket}`,
         sizeBytes: d.view.size,
+        ...(opened.access && this.#access
+          ? { accessUri: `nbds://${opened.access.identity}@${this.#access.authority}/${d.exportName}` }
+          : {}),
       })),
+      ...(opened.access ? { expiresAt: opened.access.expiresAt.toISOString() } : {}),
     };
     if (!opened.writable) return info;
     for (const [i, d] of opened.disks.entries()) {
@@ -173,8 +277,22 @@ export class ViewRegistry {
 
   /** Closes every view (their overlays are kept) and stops serving. */
   async closeAll(): Promise<void> {
-    for (const opened of this.#views.values()) await this.#closeDisks(opened.disks).catch(() => {});
+    for (const opened of this.#views.values()) {
+      await this.#endAccess(opened).catch(() => {});
+      await this.#closeDisks(opened.disks).catch(() => {});
+    }
     await this.#server.close();
+    await this.#access?.server.close();
+  }
+
+  /** Stops serving the view over TCP: its connections end, its key is forgotten. */
+  async #endAccess(opened: OpenView): Promise<void> {
+    const access = opened.access;
+    const served = this.#access;
+    if (access === undefined || served === null) return;
+    clearTimeout(access.timer);
+    served.keys.delete(access.identity);
+    for (const d of opened.disks) await served.server.removeExport(d.exportName);
   }
 
   async #exportDisks<V extends PointView | OverlayView>(

@@ -148,3 +148,7 @@ export const BlockState = {
 export const MAX_STRING_LENGTH = 4096;
 /** The spec's portable payload limit; requests up to this SHOULD NOT be treated as abuse. */
 export const DEFAULT_MAX_PAYLOAD = 32 * 1024 * 1024;
+
+/** TLS-PSK suites GnuTLS (qemu, libnbd) and OpenSSL share; Haven uses PSK with TLS 1.2 only. */
+export const PSK_CIPHERS =
+  'DHE-PSK-AES256-GCM-SHA384:ECDHE-PSK-AES256-CBC-SHA384:PSK-AES256-GCM-SHA384:PSK-AES128-GCM-SHA256';

@@ -15,7 +15,9 @@ export {
   type NbdExport,
   type NbdListenAddress,
   NbdServer,
+  type NbdServerCertTls,
   type NbdServerOptions,
+  type NbdServerPskTls,
   type NbdServerStats,
   type NbdServerTlsOptions,
 } from './nbd-server.ts';

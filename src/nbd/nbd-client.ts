@@ -24,6 +24,7 @@ import {
   OPTION_REPLY_MAGIC,
   Option,
   OptionReply,
+  PSK_CIPHERS,
   ReplyFlag,
   ReplyType,
   SIMPLE_REPLY_MAGIC,
@@ -42,6 +43,8 @@ export interface NbdClientTlsOptions {
   key?: string | Buffer;
   servername?: string;
   rejectUnauthorized?: boolean;
+  /** TLS-PSK instead of certificates: the identity and its key (a view's access secret). */
+  psk?: { identity: string; key: Buffer };
 }
 
 export interface NbdClientOptions {
@@ -146,7 +149,31 @@ class Negotiation {
       throw fail(`NBD server ${describe(address)} refused TLS: ${replyMessage(answer)}`);
     }
     this.reader.detach();
-    const secure = tls.connect({
+    const psk = options.psk;
+    const secure = tls.connect(
+      psk === undefined
+        ? this.#certificateOptions(address, options)
+        : {
+            socket: this.raw,
+            ciphers: PSK_CIPHERS,
+            maxVersion: 'TLSv1.2',
+            checkServerIdentity: () => undefined,
+            pskCallback: () => ({ identity: psk.identity, psk: psk.key }),
+          },
+    );
+    secure.on('error', () => {});
+    await new Promise<void>((resolve, reject) => {
+      secure.once('secureConnect', resolve);
+      secure.once('error', (err) =>
+        reject(fail(`TLS handshake with ${describe(address)} failed: ${err.message}`)),
+      );
+    });
+    this.socket = secure;
+    this.reader = new StreamReader(secure);
+  }
+
+  #certificateOptions(address: NbdListenAddress, options: NbdClientTlsOptions): tls.ConnectionOptions {
+    return {
       socket: this.raw,
       ca: options.ca,
       cert: options.cert,
@@ -158,16 +185,7 @@ class Negotiation {
         'host' in address && net.isIP(address.host) && options.servername === undefined
           ? (_host, cert) => tls.checkServerIdentity(address.host, cert)
           : undefined,
-    });
-    secure.on('error', () => {});
-    await new Promise<void>((resolve, reject) => {
-      secure.once('secureConnect', resolve);
-      secure.once('error', (err) =>
-        reject(fail(`TLS handshake with ${describe(address)} failed: ${err.message}`)),
-      );
-    });
-    this.socket = secure;
-    this.reader = new StreamReader(secure);
+    };
   }
 
   /** Sends one option and collects replies up to the final one (ACK or an error). */

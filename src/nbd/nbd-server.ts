@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { HavenError } from '../errors/index.ts';
-import { DEFAULT_MAX_PAYLOAD, MAX_STRING_LENGTH } from './constants.ts';
+import { DEFAULT_MAX_PAYLOAD, MAX_STRING_LENGTH, PSK_CIPHERS } from './constants.ts';
 import { DEFAULT_NBD_MEMORY_BYTES, NbdMemoryBudget } from './memory-budget.ts';
 import { PayloadPool } from './payload-pool.ts';
 import { ServerConnection } from './server-connection.ts';
@@ -17,13 +17,26 @@ export type { NbdExport } from './server-handshake.ts';
 
 export type NbdListenAddress = { path: string } | { host: string; port: number };
 
-export interface NbdServerTlsOptions {
+export type NbdServerTlsOptions = NbdServerCertTls | NbdServerPskTls;
+
+export interface NbdServerCertTls {
   key: string | Buffer;
   cert: string | Buffer;
   /** CA used to verify client certificates when `requestCert` is set. */
   ca?: string | Buffer;
   requestCert?: boolean;
   /** FORCEDTLS: every option but STARTTLS is refused with ERR_TLS_REQD until TLS is up. */
+  required?: boolean;
+}
+
+/**
+ * TLS with pre-shared keys (RFC 4279), as qemu's `tls-creds-psk` and libnbd's
+ * `tls-psk-file` speak it: no certificates, a key per client identity. A
+ * connection sees only the exports given its identity (`NbdExport.pskIdentity`).
+ */
+export interface NbdServerPskTls {
+  /** The key of a client identity, or null to refuse it. */
+  psk: (identity: string) => Buffer | null;
   required?: boolean;
 }
 
@@ -79,9 +92,7 @@ export class NbdServer {
       maxInFlightRequests: options.maxInFlightRequests ?? 256,
     };
     this.#tls = options.tls;
-    this.#tlsContext = options.tls
-      ? tls.createSecureContext({ key: options.tls.key, cert: options.tls.cert, ca: options.tls.ca })
-      : null;
+    this.#tlsContext = secureContextOf(options.tls);
     this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? 30_000;
     this.#memory =
       options.memory instanceof NbdMemoryBudget
@@ -163,10 +174,13 @@ export class NbdServer {
       lookup: (name) => {
         const canonical = name === '' && this.#defaultExport !== undefined ? this.#defaultExport : name;
         const exp = this.#exports.get(canonical);
-        return exp ? { name: canonical, exp } : undefined;
+        return exp && visible(exp) ? { name: canonical, exp } : undefined;
       },
-      list: () => [...this.#exports.entries()],
+      list: () => [...this.#exports.entries()].filter(([, exp]) => visible(exp)),
     };
+    const tlsOptions = this.#tls;
+    let identity: string | null = null;
+    const visible = (exp: NbdExport) => exp.pskIdentity === undefined || exp.pskIdentity === identity;
     const conn = new ServerConnection(socket, {
       policy: {
         exports: lookup,
@@ -176,9 +190,20 @@ export class NbdServer {
         shuttingDown: () => this.#closing,
       },
       limits: this.#limits,
-      tls: this.#tlsContext
-        ? { context: this.#tlsContext, requestCert: this.#tls?.requestCert === true }
-        : null,
+      tls:
+        this.#tlsContext === null || tlsOptions === undefined
+          ? null
+          : 'psk' in tlsOptions
+            ? {
+                context: this.#tlsContext,
+                requestCert: false,
+                psk: (id) => {
+                  const key = tlsOptions.psk(id);
+                  if (key !== null) identity = id;
+                  return key;
+                },
+              }
+            : { context: this.#tlsContext, requestCert: tlsOptions.requestCert === true },
       handshakeTimeoutMs: this.#handshakeTimeoutMs,
       readBufferBytes: 256 * 1024,
       memory: this.#memory,
@@ -216,4 +241,12 @@ export class NbdServer {
     for (const c of conns) c.shutdown();
     await Promise.all([listening, ...conns.map((c) => c.closed)]);
   }
+}
+
+function secureContextOf(options: NbdServerTlsOptions | undefined): tls.SecureContext | null {
+  if (options === undefined) return null;
+  if ('psk' in options) {
+    return tls.createSecureContext({ ciphers: PSK_CIPHERS, maxVersion: 'TLSv1.2', minVersion: 'TLSv1.2' });
+  }
+  return tls.createSecureContext({ key: options.key, cert: options.cert, ca: options.ca });
 }

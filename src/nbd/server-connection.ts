@@ -14,7 +14,12 @@ import { StreamReader } from './stream-reader.ts';
 export interface ConnectionSettings {
   policy: HandshakePolicy;
   limits: TransmissionLimits;
-  tls: { context: tls.SecureContext; requestCert: boolean } | null;
+  tls: {
+    context: tls.SecureContext;
+    requestCert: boolean;
+    /** TLS-PSK: the key of a client identity, null refuses it. */
+    psk?: (identity: string) => Buffer | null;
+  } | null;
   handshakeTimeoutMs: number;
   /** Reader buffer before the socket is paused. */
   readBufferBytes: number;
@@ -205,6 +210,9 @@ export class ServerConnection {
       secureContext: settings.context,
       requestCert: settings.requestCert,
       rejectUnauthorized: settings.requestCert,
+      ...(settings.psk === undefined
+        ? {}
+        : { pskCallback: (_socket: tls.TLSSocket, identity: string) => settings.psk?.(identity) ?? null }),
     });
     secure.on('error', noop);
     secure.once('close', this.#onClose);

@@ -32,6 +32,8 @@ export interface NbdExport {
    * the backend has one shared cache. Default true.
    */
   multiConn?: boolean;
+  /** Served only to connections that authenticated with this TLS-PSK identity. */
+  pskIdentity?: string;
   /** Called when a connection that served this export ends, however it ends. */
   onConnectionClosed?: () => void;
 }

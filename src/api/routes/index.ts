@@ -13,6 +13,7 @@ import { sessionRoutes } from './session-routes.ts';
 import { siteRoutes } from './site-routes.ts';
 import { systemRoutes } from './system-routes.ts';
 import { tokenRoutes } from './token-routes.ts';
+import { viewRoutes } from './view-routes.ts';
 
 export function allRoutes(vault: VaultContext): RouteDefinition[] {
   return [
@@ -22,6 +23,7 @@ export function allRoutes(vault: VaultContext): RouteDefinition[] {
     ...hostRoutes(vault),
     ...policyRoutes(vault),
     ...machineRoutes(vault),
+    ...viewRoutes(vault),
     ...groupRoutes(vault),
     ...planRoutes(vault),
     ...scriptRoutes(vault),

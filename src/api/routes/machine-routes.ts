@@ -37,14 +37,14 @@ export function presentMachine(machine: Machine): Machine & { allowedOperations:
   return { ...machine, allowedOperations: allowedOperations(machine.state) };
 }
 
-async function machineOr404(vault: VaultContext, id: string): Promise<Machine> {
+export async function machineOr404(vault: VaultContext, id: string): Promise<Machine> {
   const machine = (await vault.store.machines.get(id)) ?? (await vault.store.machines.getByName(id));
   if (!machine) throw notFound('machine', id);
   return machine;
 }
 
 /** The machine's recovery points: the replica store is the source of truth; the vault keeps only what it was told last. */
-async function recoveryPointsOf(
+export async function recoveryPointsOf(
   vault: VaultContext,
   machine: Machine,
 ): Promise<{ recoveryPoints: RecoveryPoint[]; source: 'replica-store' | 'vault' }> {

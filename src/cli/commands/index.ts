@@ -8,6 +8,7 @@ import { resourceCommands } from './resource-commands.ts';
 import { scriptCommands } from './script-commands.ts';
 import { upCommands } from './up-command.ts';
 import { vaultCommands } from './vault-commands.ts';
+import { viewCommands } from './view-commands.ts';
 
 /** Every `haven` command, in the order help lists them. */
 export const COMMANDS: Command[] = [
@@ -17,6 +18,7 @@ export const COMMANDS: Command[] = [
   ...diskCommands,
   ...resourceCommands,
   ...lifecycleCommands,
+  ...viewCommands,
   ...planCommands,
   ...scriptCommands,
   ...groupCommands,

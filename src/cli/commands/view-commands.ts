@@ -1,0 +1,237 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { ApiClient } from '../../client/api-client.ts';
+import { HavenError } from '../../errors/index.ts';
+import { libnbdUri, PSK_FILE_NAME, type PskExport, pskFileLine, qemuImgArgs } from '../../nbd/psk-access.ts';
+import { formatBytes, formatDuration } from '../../text/human-units.ts';
+import type { OpenedAccessView } from '../../vault/point-access.ts';
+import {
+  type Command,
+  type CommandArgs,
+  type OptionSpec,
+  parseDuration,
+  positionalRef,
+  required,
+  str,
+  vaultCommand,
+} from '../command.ts';
+import { fitLine } from '../job-progress.ts';
+import { type Output, printJson } from '../output.ts';
+import { type ExportFormat, exportQcow2, exportRaw } from '../point-export.ts';
+import { recoveryPoint } from './lifecycle-commands.ts';
+import { localTime } from './machine-summary.ts';
+
+const pointOption: OptionSpec = {
+  point: {
+    type: 'string',
+    value: 'POINT',
+    description:
+      'latest, latest-processed, latest-app-consistent or a point id from haven machines points (default latest-processed)',
+  },
+};
+
+/** A view, opened by the vault on the machine's replica host, with its key written where NBD clients read it. */
+interface LocalView {
+  view: OpenedAccessView;
+  /** The folder holding keys.psk (mode 0700 / 0600): qemu-img names the folder, libnbd the file. */
+  pskDir: string;
+  exports: Array<PskExport & { diskId: string; sizeBytes: number; unixUri: string }>;
+  close(): Promise<void>;
+}
+
+async function openLocalView(
+  client: ApiClient,
+  args: CommandArgs,
+  body: { writable: boolean; expiresInSeconds: number },
+): Promise<LocalView> {
+  const machine = await positionalRef(client, args, 0, 'machine', 'machines');
+  const { view } = await client.post<{ view: OpenedAccessView }>(
+    `/machines/${encodeURIComponent(machine)}/views`,
+    { recoveryPoint: recoveryPoint(args), ...body },
+  );
+  const pskDir = await mkdtemp(join(tmpdir(), 'haven-view-'));
+  await writeFile(join(pskDir, PSK_FILE_NAME), pskFileLine(view.psk.identity, view.psk.keyHex), {
+    mode: 0o600,
+  });
+  let closed = false;
+  return {
+    view,
+    pskDir,
+    exports: view.disks.map((d) => ({ ...d, identity: view.psk.identity })),
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      await rm(pskDir, { recursive: true, force: true });
+      await client.delete(`/views/${encodeURIComponent(view.id)}`).catch((error: unknown) => {
+        // Already expired or closed: nothing left to end.
+        if (!(error instanceof HavenError && error.code === 'not_found')) throw error;
+      });
+    },
+  };
+}
+
+function quote(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+function describeView(out: Output, local: LocalView): void {
+  const { view } = local;
+  const until = Math.max(0, Math.round((Date.parse(view.expiresAt) - Date.now()) / 1000));
+  out.write(
+    `View ${view.id} of ${view.machineName} at ${localTime(view.pointTime)}, ${view.writable ? 'writable (writes are dropped when it closes; the replica never changes)' : 'read-only'}, until ${localTime(view.expiresAt)} (${formatDuration(until)})\n`,
+  );
+  for (const exp of local.exports) {
+    out.write(`\n  ${exp.diskId}  ${formatBytes(exp.sizeBytes)}\n    ${libnbdUri(exp, local.pskDir)}\n`);
+    out.write(`    nbdinfo ${quote(libnbdUri(exp, local.pskDir))}\n`);
+    out.write(`    qemu-img info ${qemuImgArgs(exp, local.pskDir).map(quote).join(' ')}\n`);
+    const socket = new URL(exp.unixUri.replace(/^nbd\+unix:/, 'http:')).searchParams.get('socket');
+    if (socket !== null && existsSync(socket)) out.write(`    on this host, without TLS: ${exp.unixUri}\n`);
+  }
+  out.write(
+    `\nThe key is in ${join(local.pskDir, PSK_FILE_NAME)} until the view closes. Ctrl-C closes it.\n`,
+  );
+}
+
+/** Resolves when the process is asked to stop or the view expires. */
+function untilStoppedOrExpired(expiresAt: string): Promise<'stopped' | 'expired'> {
+  return new Promise((done) => {
+    const finish = (why: 'stopped' | 'expired') => {
+      clearTimeout(timer);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      done(why);
+    };
+    const onSignal = () => finish('stopped');
+    const timer = setTimeout(() => finish('expired'), Math.max(0, Date.parse(expiresAt) - Date.now()));
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+function exportFormat(args: CommandArgs): ExportFormat {
+  const format = str(args, 'format') ?? 'raw';
+  if (format !== 'raw' && format !== 'qcow2') {
+    throw new HavenError('bad_request', `--format must be raw or qcow2, not '${format}'`, {
+      field: 'format',
+    });
+  }
+  return format;
+}
+
+export const viewCommands: Command[] = [
+  vaultCommand({
+    name: 'view',
+    summary:
+      "Open a recovery point as NBD exports (nbdinfo, qemu-img, nbdcopy read them) until Ctrl-C or it expires; TLS with the view's own key",
+    usage: 'MACHINE',
+    options: {
+      ...pointOption,
+      writable: {
+        type: 'boolean',
+        description: 'let clients write: a copy-on-write overlay, dropped when the view closes',
+      },
+      expires: {
+        type: 'string',
+        value: 'DURATION',
+        description: 'close the view after this long (default 1h)',
+      },
+    },
+    examples: [
+      'haven view web-01 --point latest',
+      'haven view web-01 --point web-01@1733400000000 --writable --expires 15m',
+    ],
+    run: async (args, { client, out }) => {
+      const expires = parseDuration(str(args, 'expires') ?? '1h', 'expires');
+      const local = await openLocalView(client, args, {
+        writable: args.values.writable === true,
+        expiresInSeconds: Math.round(expires),
+      });
+      try {
+        // One line, printed as soon as the view is open: a script reads it and goes on.
+        if (out.json)
+          out.write(`${JSON.stringify({ ...local.view, pskFile: join(local.pskDir, PSK_FILE_NAME) })}\n`);
+        else describeView(out, local);
+        const why = await untilStoppedOrExpired(local.view.expiresAt);
+        if (!out.json) out.write(why === 'expired' ? 'The view expired.\n' : 'Closing the view.\n');
+      } finally {
+        await local.close();
+      }
+      return 0;
+    },
+  }),
+  vaultCommand({
+    name: 'export',
+    summary:
+      'Copy a recovery point of a disk to a file here (raw: sparse; qcow2: needs qemu-img), with progress; the size is checked',
+    usage: 'MACHINE',
+    options: {
+      ...pointOption,
+      out: { type: 'string', value: 'FILE', description: 'the file to write (replaced)' },
+      format: { type: 'string', value: 'raw|qcow2', description: 'raw (default) or qcow2' },
+      disk: { type: 'string', value: 'DISK', description: 'which disk, when the machine has more than one' },
+    },
+    examples: [
+      'haven export web-01 --point latest --out web-01.raw',
+      'haven export web-01 --point latest-app-consistent --disk disk1 --out disk1.qcow2 --format qcow2',
+    ],
+    run: async (args, { client, out }) => {
+      const file = resolve(required(args, 'out'));
+      const format = exportFormat(args);
+      const local = await openLocalView(client, args, { writable: false, expiresInSeconds: 86400 });
+      try {
+        const wanted = str(args, 'disk');
+        const exp =
+          wanted === undefined && local.exports.length === 1
+            ? local.exports[0]
+            : local.exports.find((e) => e.diskId === wanted);
+        if (exp === undefined) {
+          throw new HavenError(
+            'bad_request',
+            `--disk: machine '${local.view.machineName}' has disks ${local.exports.map((e) => e.diskId).join(', ')}; name one${wanted === undefined ? '' : ` (not '${wanted}')`}`,
+            { field: 'disk' },
+          );
+        }
+        const tty = process.stderr.isTTY === true;
+        const say = (line: string) =>
+          process.stderr.write(tty ? `\r${fitLine(line, process.stderr.columns)}\x1b[K` : `${line}\n`);
+        let lastPercent = -1;
+        if (format === 'raw') {
+          const done = await exportRaw(exp, Buffer.from(local.view.psk.keyHex, 'hex'), file, (p) => {
+            const percent = Math.floor((p.doneBytes / Math.max(1, p.totalBytes)) * 100);
+            if (!tty && percent < lastPercent + 10 && p.doneBytes < p.totalBytes) return;
+            lastPercent = percent;
+            say(
+              `exporting ${exp.diskId}: ${formatBytes(p.doneBytes)} of ${formatBytes(p.totalBytes)} (${percent}%), ${formatBytes(p.dataBytes)} of data`,
+            );
+          });
+          if (tty) process.stderr.write('\n');
+          const summary = { file, format, diskId: exp.diskId, pointId: local.view.pointId, ...done };
+          if (out.json) printJson(out, summary);
+          else
+            out.write(
+              `Exported ${exp.diskId} of ${local.view.machineName} at ${localTime(local.view.pointTime)} to ${file}: ${formatBytes(done.totalBytes)}, ${formatBytes(done.dataBytes)} of data (the rest holes)\n`,
+            );
+        } else {
+          await exportQcow2(exp, local.pskDir, file, exp.sizeBytes, (t) => process.stderr.write(t));
+          const summary = {
+            file,
+            format,
+            diskId: exp.diskId,
+            pointId: local.view.pointId,
+            totalBytes: exp.sizeBytes,
+          };
+          if (out.json) printJson(out, summary);
+          else
+            out.write(
+              `Exported ${exp.diskId} of ${local.view.machineName} at ${localTime(local.view.pointTime)} to ${file} (qcow2, ${formatBytes(exp.sizeBytes)} virtual)\n`,
+            );
+        }
+      } finally {
+        await local.close();
+      }
+      return 0;
+    },
+  }),
+];

@@ -1,36 +1,20 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import type { Page } from 'playwright-core';
 import type { Alert, Host, Job, Machine, Site } from '../domain/model.ts';
 import { defineTestDomain, type LibvirtTestDomain } from '../testing/libvirt-domain.fixture.ts';
 import { ensureLibvirtd, type Libvirtd, libvirtMissing } from '../testing/libvirtd.fixture.ts';
-import { buildPortal, type PortalFixture, startPortalFixture } from '../testing/portal-fixture.ts';
+import {
+  buildPortal,
+  type PortalFixture,
+  screenshots,
+  startPortalFixture,
+  watchedPage,
+} from '../testing/portal-fixture.ts';
 import { until } from '../testing/until.ts';
 
 const libvirtSkip = await libvirtMissing();
-const PHONE = { width: 390, height: 844 };
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-/;
-
-/** A page that records its console errors, so each test can say it had none. */
-async function watchedPage(f: PortalFixture, token: string, consoleErrors: string[]): Promise<Page> {
-  const page = await f.newPage({ token });
-  page.on('console', (message) => {
-    if (message.type() === 'error') consoleErrors.push(`${page.url()}: ${message.text()}`);
-  });
-  return page;
-}
-
-/** Both sizes the pages are kept at: 1280x800 and a phone; at phone width nothing scrolls sideways. */
-async function screenshots(f: PortalFixture, page: Page, name: string): Promise<void> {
-  await page.setViewportSize({ width: 1280, height: 800 });
-  await f.screenshot(page, `${name}-1280`);
-  await page.setViewportSize(PHONE);
-  await f.screenshot(page, `${name}-phone`);
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  assert.ok(overflow <= 1, `${name} at phone width scrolls sideways by ${overflow}px`);
-  await page.setViewportSize({ width: 1280, height: 800 });
-}
 
 /** A finished job as the engine leaves it, for a target no quick real operation reaches (a plan). */
 function finishedJob(kind: string, targetType: Job['targetType'], targetId: string): Job {

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -127,4 +128,26 @@ export async function startPortalFixture(options: PortalFixtureOptions = {}): Pr
       await rm(profile, { recursive: true, force: true });
     },
   };
+}
+
+const PHONE = { width: 390, height: 844 };
+
+/** A page that records its console errors, so each test can say it had none. */
+export async function watchedPage(f: PortalFixture, token: string, consoleErrors: string[]): Promise<Page> {
+  const page = await f.newPage({ token });
+  page.on('console', (message) => {
+    if (message.type() === 'error') consoleErrors.push(`${page.url()}: ${message.text()}`);
+  });
+  return page;
+}
+
+/** Both sizes the pages are kept at: 1280x800 and a phone; at phone width nothing scrolls sideways. */
+export async function screenshots(f: PortalFixture, page: Page, name: string): Promise<void> {
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await f.screenshot(page, `${name}-1280`);
+  await page.setViewportSize(PHONE);
+  await f.screenshot(page, `${name}-phone`);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 1, `${name} at phone width scrolls sideways by ${overflow}px`);
+  await page.setViewportSize({ width: 1280, height: 800 });
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,13 +15,69 @@ export const SCREENSHOT_DIR = process.env.HAVEN_SCREENSHOTS ?? join(tmpdir(), 'h
 
 let building: Promise<void> | null = null;
 
-/** Builds the portal with Vite into portal/dist, which the vault serves (once per test process). */
+const PORTAL = join(ROOT, 'portal');
+const LOCK = join(PORTAL, '.build-lock');
+const STAMP = join(PORTAL, 'dist', '.built-from');
+
+/** The newest modification time of the portal's sources: a build older than it is stale. */
+async function newestSource(): Promise<number> {
+  const files = [join(PORTAL, 'index.html'), join(PORTAL, 'vite.config.ts')];
+  for (const dir of ['src', join('..', 'src')]) {
+    const root = join(PORTAL, dir);
+    for (const entry of await readdir(root, { recursive: true })) files.push(join(root, entry));
+  }
+  const times = await Promise.all(
+    files.map((f) =>
+      stat(f).then(
+        (s) => s.mtimeMs,
+        () => 0,
+      ),
+    ),
+  );
+  return Math.max(...times);
+}
+
+/**
+ * Builds the portal with Vite into portal/dist, which the vault serves: once
+ * per test process, and not at all when the build there is newer than every
+ * source. Test files run in parallel processes, and a build empties dist
+ * first: a lock (a directory, created atomically) lets one process build
+ * while the others wait and then find the build current, instead of wiping
+ * the portal under another process's browser.
+ */
 export function buildPortal(): Promise<void> {
-  building ??= promisify(execFile)(
-    process.execPath,
-    [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', join(ROOT, 'portal'), '--logLevel', 'warn'],
-    { cwd: ROOT, timeout: 120_000 },
-  ).then(() => {});
+  building ??= (async () => {
+    for (let waited = 0; ; waited += 200) {
+      const built = await readFile(STAMP, 'utf8').then(Number, () => 0);
+      if (built >= (await newestSource())) return;
+      try {
+        await mkdir(LOCK);
+      } catch {
+        // Another process builds; a lock older than the build's timeout is left over from a crash.
+        const age =
+          Date.now() -
+          (await stat(LOCK).then(
+            (s) => s.mtimeMs,
+            () => Date.now(),
+          ));
+        if (age > 150_000 || waited > 150_000) await rm(LOCK, { recursive: true, force: true });
+        await new Promise((r) => setTimeout(r, 200));
+        continue;
+      }
+      try {
+        const sources = await newestSource();
+        await promisify(execFile)(
+          process.execPath,
+          [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', PORTAL, '--logLevel', 'warn'],
+          { cwd: ROOT, timeout: 120_000 },
+        );
+        await writeFile(STAMP, String(sources));
+        return;
+      } finally {
+        await rm(LOCK, { recursive: true, force: true });
+      }
+    }
+  })();
   return building;
 }
 

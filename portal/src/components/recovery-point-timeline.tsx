@@ -1,14 +1,23 @@
-import { type KeyboardEvent, useEffect, useMemo, useRef, useState, type WheelEvent } from 'react';
+import {
+  type KeyboardEvent,
+  type RefObject,
+  useEffect,
+  useMemo,
+  useRef,
+  useState,
+  type WheelEvent,
+} from 'react';
 import type { RecoveryPoint } from '../../../src/domain/model.ts';
 import { formatDuration, formatTime } from '../format-time.ts';
 import { describePoint, kindOf, POINT_KINDS, type PointKind } from '../point-kinds.ts';
 
-const WIDTH = 800;
-const HEIGHT = 124;
+/** Drawn in CSS pixels at the chart's real width, so text stays legible and thinning follows the screen. */
+const DEFAULT_WIDTH = 800;
+const HEIGHT = 136;
 const PAD = 16;
-const ROW_Y: Record<PointKind, number> = { app: 30, group: 60, crash: 90 };
-/** Marks closer than this (viewBox units) merge into one, so a zoomed-out range shows clusters, not a smear. */
-const MIN_GAP = 14;
+const ROW_Y: Record<PointKind, number> = { app: 34, group: 70, crash: 106 };
+/** Marks closer than this (pixels) merge into one, so a zoomed-out range shows clusters, not a smear. */
+const MIN_GAP = 24;
 const MIN_SPAN = 60_000;
 
 interface Range {
@@ -21,7 +30,7 @@ interface Mark {
   id: string;
   kind: PointKind;
   points: RecoveryPoint[];
-  /** Where it is drawn: its newest point's time. */
+  /** Where it is drawn: its oldest point's time, so points joining it at the newest end do not move it. */
   at: number;
 }
 
@@ -58,9 +67,9 @@ function nearest(times: number[], t: number): number | undefined {
 }
 
 /** Greedy left-to-right grouping per kind: stable as new points arrive at the newest end. */
-function marksOf(points: RecoveryPoint[], range: Range): Mark[] {
+function marksOf(points: RecoveryPoint[], range: Range, width: number): Mark[] {
   const span = range.end - range.start;
-  const x = (t: number) => ((t - range.start) / span) * (WIDTH - 2 * PAD);
+  const x = (t: number) => ((t - range.start) / span) * (width - 2 * PAD);
   const marks: Mark[] = [];
   for (const { key } of POINT_KINDS) {
     const row = points
@@ -72,7 +81,6 @@ function marksOf(points: RecoveryPoint[], range: Range): Mark[] {
     for (const { p, t } of row) {
       if (current && x(t) - x(current.first) < MIN_GAP) {
         current.points.push(p);
-        current.at = t;
         continue;
       }
       if (current) marks.push(toMark(key, current));
@@ -96,6 +104,19 @@ function toMark(kind: PointKind, c: { points: RecoveryPoint[]; at: number }): Ma
  * Tab to the chart, arrows move between points (up/down change row), Enter
  * chooses, + and - zoom, Home/End go to the oldest/newest point.
  */
+/** The element's width in CSS pixels, followed as the layout changes. */
+function useWidth(ref: RefObject<HTMLDivElement | null>): number {
+  const [width, setWidth] = useState(DEFAULT_WIDTH);
+  useEffect(() => {
+    const el = ref.current;
+    if (!el) return;
+    const observer = new ResizeObserver(() => setWidth(Math.max(240, Math.round(el.clientWidth))));
+    observer.observe(el);
+    return () => observer.disconnect();
+  }, [ref]);
+  return width;
+}
+
 export function RecoveryPointTimeline({
   points,
   selectedId,
@@ -105,7 +126,9 @@ export function RecoveryPointTimeline({
   selectedId: string | null;
   onSelect: (id: string) => void;
 }) {
+  const chartRef = useRef<HTMLDivElement>(null);
   const [held, setHeld] = useState<RecoveryPoint[] | null>(null);
+  const width = useWidth(chartRef);
   const pointerInside = useRef(false);
   const focusInside = useRef(false);
   const shown = held ?? points;
@@ -113,8 +136,8 @@ export function RecoveryPointTimeline({
   const [view, setView] = useState<Range | null>(null);
   const range = view ? clampTo(view, full) : full;
   const span = range.end - range.start;
-  const x = (t: number) => PAD + ((t - range.start) / span) * (WIDTH - 2 * PAD);
-  const marks = marksOf(shown, range);
+  const x = (t: number) => PAD + ((t - range.start) / span) * (width - 2 * PAD);
+  const marks = marksOf(shown, range, width);
   const times = useMemo(() => shown.map(timeOf), [shown]);
   const [activeId, setActiveId] = useState<string | null>(null);
   const markRefs = useRef(new Map<string, SVGGElement>());
@@ -284,12 +307,14 @@ export function RecoveryPointTimeline({
         </span>
       </div>
       <div
+        ref={chartRef}
         role="listbox"
         aria-label={`Recovery points: ${shown.length}; ${marks.reduce((n, m) => n + m.points.length, 0)} in view. Arrow keys move, Enter chooses, + and - zoom.`}
         onKeyDown={onKeyDown}
       >
         <svg
-          viewBox={`0 0 ${WIDTH} ${HEIGHT}`}
+          viewBox={`0 0 ${width} ${HEIGHT}`}
+          height={HEIGHT}
           width="100%"
           className="timeline-svg"
           onWheel={onWheel}
@@ -297,8 +322,8 @@ export function RecoveryPointTimeline({
         >
           {POINT_KINDS.map((k) => (
             <g key={k.key}>
-              <line x1={PAD} x2={WIDTH - PAD} y1={ROW_Y[k.key]} y2={ROW_Y[k.key]} className="timeline-row" />
-              <text x={PAD} y={ROW_Y[k.key] - 9} className="chart-axis">
+              <line x1={PAD} x2={width - PAD} y1={ROW_Y[k.key]} y2={ROW_Y[k.key]} className="timeline-row" />
+              <text x={PAD} y={ROW_Y[k.key] - 13} className="chart-axis">
                 {k.label}
               </text>
             </g>
@@ -307,6 +332,8 @@ export function RecoveryPointTimeline({
             const y = ROW_Y[mark.kind];
             const cx = x(mark.at);
             const single = mark.points.length === 1;
+            // Clusters are drawn larger, their count inside.
+            const size = single ? 10 : mark.kind === 'app' ? 15 : 20;
             const selected = mark.points.some((p) => p.id === selectedId);
             const label = single
               ? describePoint(mark.points[0]!)
@@ -335,14 +362,20 @@ export function RecoveryPointTimeline({
               >
                 <title>{label}</title>
                 {/* A wider invisible target than the mark itself: easier to hit, on a phone too. */}
-                <rect x={cx - 7} y={y - 11} width={14} height={22} className="hit" />
+                <rect x={cx - 11} y={y - 11} width={22} height={22} className="hit" />
                 {mark.kind === 'app' ? (
-                  <rect x={cx - 5} y={y - 5} width={10} height={10} transform={`rotate(45 ${cx} ${y})`} />
+                  <rect
+                    x={cx - size / 2}
+                    y={y - size / 2}
+                    width={size}
+                    height={size}
+                    transform={`rotate(45 ${cx} ${y})`}
+                  />
                 ) : (
-                  <circle cx={cx} cy={y} r={single ? 5 : 7} />
+                  <circle cx={cx} cy={y} r={size / 2} />
                 )}
                 {!single && (
-                  <text x={cx} y={y + 20} textAnchor="middle" className="chart-axis cluster-count">
+                  <text x={cx} y={y + 3.5} textAnchor="middle" className="cluster-count">
                     {mark.points.length}
                   </text>
                 )}
@@ -352,7 +385,7 @@ export function RecoveryPointTimeline({
           <text x={PAD} y={HEIGHT - 4} className="chart-axis">
             {new Date(range.start).toLocaleTimeString()}
           </text>
-          <text x={WIDTH - PAD} y={HEIGHT - 4} textAnchor="end" className="chart-axis">
+          <text x={width - PAD} y={HEIGHT - 4} textAnchor="end" className="chart-axis">
             {new Date(range.end).toLocaleTimeString()}
           </text>
         </svg>

@@ -57,7 +57,9 @@ function Sparkline({
   testId: string;
 }) {
   const known = values.filter((v): v is number => v !== null);
-  const max = Math.max(1, ...known);
+  const highest = known.length > 0 ? Math.max(...known) : 0;
+  // The scale's top; an all-zero series draws flat along the bottom.
+  const max = Math.max(highest, Number.MIN_VALUE);
   const last = known.at(-1);
   const step = values.length > 1 ? W / (values.length - 1) : W;
   const path = values
@@ -68,7 +70,7 @@ function Sparkline({
     <figure className="spark" data-testid={testId}>
       <figcaption>
         {title}: <strong>{last === undefined ? '—' : format(last)}</strong>
-        <span className="muted small"> (max {format(known.length ? max : 0)})</span>
+        <span className="muted small"> (highest {format(highest)})</span>
       </figcaption>
       <svg
         viewBox={`0 0 ${W} ${H}`}
@@ -79,11 +81,7 @@ function Sparkline({
         aria-label={`${title} over the last ${values.length} samples; now ${last === undefined ? 'unknown' : format(last)}`}
       >
         <line x1={0} x2={W} y1={H - 4} y2={H - 4} className="timeline-row" />
-        {known.length > 1 ? (
-          <polyline points={path} className="spark-line" />
-        ) : (
-          known.length === 1 && <circle cx={W} cy={H - 4 - (known[0]! / max) * (H - 8)} r={3} />
-        )}
+        {known.length > 1 && <polyline points={path} className="spark-line" />}
       </svg>
     </figure>
   );

@@ -145,6 +145,8 @@ export const stopMachine = z.object({
 export const machineConsole = z.object({
   /** The last N lines only (default: all the current run's, up to 1 MiB; with follow, 50). */
   tail: z.coerce.number().int().min(0).max(100_000).optional(),
+  /** `drill`: the console of the test failover's drill copy instead of the machine's (404 when no drill runs). */
+  copy: z.enum(['running', 'drill']).optional(),
   /** Keep the answer open and send new lines as server-sent events (`line`). */
   follow: z
     .enum(['1', '0', 'true', 'false'])

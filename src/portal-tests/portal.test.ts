@@ -147,11 +147,27 @@ describe('portal', { timeout: 120_000 }, () => {
     await page.locator('[data-job-state]').waitFor();
     await page.locator('[data-job-state="succeeded"]').waitFor({ timeout: 120_000 });
     assert.equal(await page.locator('[data-step-state="succeeded"]').count(), 3);
+    // The job names the point it chose (by its time and kind) and times each step.
+    assert.match(
+      (await page.getByTestId('job-point').textContent()) ?? '',
+      /-consistent \(latest processed\)$/,
+    );
+    assert.equal(
+      await page
+        .getByTestId('step-duration')
+        .filter({ hasText: /^took / })
+        .count(),
+      3,
+    );
     await f.screenshot(page, '2-test-failover-job');
 
-    // Clean up the drill with notes, from the machine page.
+    // The machine page shows the drill: its point, its network, its console; clean it up from there, with notes.
     await page.goto(`${f.url}/machines/${machine.id}`);
-    await page.getByRole('button', { name: 'Clean up test failover…' }).click();
+    const drill = page.getByTestId('drill');
+    await drill.getByText('recovery-test').waitFor();
+    await drill.getByTestId('drill-console').waitFor({ timeout: 30_000 });
+    await f.screenshot(page, '2-drill-panel');
+    await drill.getByRole('button', { name: 'Clean up the drill…' }).click();
     await dialog.getByLabel('Notes').fill('portal drill: guest booted on the test network');
     await dialog.getByRole('button', { name: 'Clean up test failover', exact: true }).click();
     await page.locator('[data-job-state="succeeded"]').waitFor({ timeout: 120_000 });

@@ -193,7 +193,21 @@ export function checkRunnable(machine: Machine, options: { nicsAndBootOnly?: boo
 }
 
 /** Where the machine runs now: itself on its active host, or the copy a failover started. */
-function runningCopyOf(machine: Machine): { hostId: string; vmName: string } {
+/** Which console: the machine where it runs (or its failover copy), or the drill copy of a test failover. */
+export type ConsoleCopy = 'running' | 'drill';
+
+function runningCopyOf(machine: Machine, which: ConsoleCopy): { hostId: string; vmName: string } {
+  if (which === 'drill') {
+    const drill = machine.runtime.test;
+    if (!drill) {
+      throw new HavenError(
+        'not_found',
+        `Machine '${machine.name}' has no drill copy (state ${machine.state}): a test failover starts one; read the machine's own console without copy=drill`,
+        { machineId: machine.id, machineName: machine.name, state: machine.state },
+      );
+    }
+    return { hostId: drill.hostId, vmName: drill.vmName };
+  }
   const copy = machine.runtime.failover;
   return copy
     ? { hostId: copy.hostId, vmName: copy.vmName }
@@ -201,8 +215,13 @@ function runningCopyOf(machine: Machine): { hostId: string; vmName: string } {
 }
 
 /** The serial console of the machine where it runs (current or last run). */
-export async function consoleOf(vault: VaultContext, machine: Machine, tail?: number): Promise<ConsoleLog> {
-  const { hostId, vmName } = runningCopyOf(machine);
+export async function consoleOf(
+  vault: VaultContext,
+  machine: Machine,
+  tail?: number,
+  which: ConsoleCopy = 'running',
+): Promise<ConsoleLog> {
+  const { hostId, vmName } = runningCopyOf(machine, which);
   if (!vault.hosts.isConnected(hostId)) {
     throw new HavenError(
       'unreachable',
@@ -248,6 +267,7 @@ export async function followConsole(
   first: readonly string[],
   tail: number,
   io: { send: (line: string) => Promise<void>; stopped: () => boolean; onAbort: (wake: () => void) => void },
+  which: ConsoleCopy = 'running',
 ): Promise<void> {
   let anchor = first.slice(-ANCHOR_LINES);
   let count = first.length;
@@ -261,7 +281,7 @@ export async function followConsole(
     });
     wake = null;
     if (io.stopped()) return;
-    const now = await consoleOf(vault, machine).catch((error: unknown) => {
+    const now = await consoleOf(vault, machine, undefined, which).catch((error: unknown) => {
       if (error instanceof HavenError && error.code === 'not_found') return null;
       throw error;
     });

@@ -2,12 +2,12 @@ import { type FormEvent, type ReactNode, useId, useState } from 'react';
 import type { LifecycleOperation } from '../../../src/domain/lifecycle.ts';
 import type { Host, Machine, Policy, RecoveryPoint, Site } from '../../../src/domain/model.ts';
 import { type ApiError, asApiError, type JobWithCancel } from '../api-client.ts';
-import { formatTime } from '../format-time.ts';
 import { newestFirst, OPERATION_TEXT, POINT_OPTIONS, type RecoveryPointOption } from '../operations.ts';
 import { navigate } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Dialog } from './dialog.tsx';
 import { ErrorMessage } from './error-message.tsx';
+import { PointPicker } from './point-picker.tsx';
 
 export interface OperationContext {
   machine: Machine;
@@ -353,7 +353,7 @@ function PointChoice({
   const id = useId();
   const choice = body.recoveryPoint as { option: RecoveryPointOption; pointId?: string };
   const grouped = context.machine.groupId !== null;
-  const sorted = [...context.points].sort(newestFirst);
+  const newest = [...context.points].sort(newestFirst)[0];
   return (
     <>
       <Radios
@@ -364,7 +364,7 @@ function PointChoice({
           set({
             recoveryPoint:
               v === 'custom'
-                ? { option: v, pointId: choice.pointId ?? context.selectedPointId ?? sorted[0]?.id }
+                ? { option: v, pointId: choice.pointId ?? context.selectedPointId ?? newest?.id }
                 : { option: v },
           })
         }
@@ -376,22 +376,11 @@ function PointChoice({
         }))}
       />
       {choice.option === 'custom' && (
-        <div className="field">
-          <label htmlFor={`${id}-point`}>Point</label>
-          <select
-            id={`${id}-point`}
-            value={choice.pointId ?? ''}
-            onChange={(e) => set({ recoveryPoint: { option: 'custom', pointId: e.target.value } })}
-          >
-            <option value="">— pick a point —</option>
-            {sorted.map((p) => (
-              <option key={p.id} value={p.id}>
-                {formatTime(p.time)} · {p.type}
-                {p.groupPointId ? ' · multi-machine' : ''}
-              </option>
-            ))}
-          </select>
-        </div>
+        <PointPicker
+          points={context.points}
+          value={choice.pointId}
+          onChange={(pointId) => set({ recoveryPoint: { option: 'custom', pointId } })}
+        />
       )}
     </>
   );

@@ -1,13 +1,17 @@
 import { useEffect, useState } from 'react';
 import { isTerminalJobState } from '../../../src/domain/job-states.ts';
+import type { JobStep, Machine, MachineRuntime } from '../../../src/domain/model.ts';
 import { ApiError, type JobWithCancel } from '../api-client.ts';
 import { JobStateBadge, StepStateBadge } from '../components/badges.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
+import { chosenPointOf, JobOutput, nameOfChosenPoint } from '../components/job-output.tsx';
 import { ProgressBar } from '../components/progress-bar.tsx';
 import { TargetLink } from '../components/target-link.tsx';
-import { formatTime } from '../format-time.ts';
+import { formatDuration, formatTime } from '../format-time.ts';
+import { POINT_OPTIONS } from '../operations.ts';
 import { Link } from '../router.tsx';
 import { canOperate, useSession } from '../session.tsx';
+import { useResource } from '../use-resource.ts';
 
 /** Jobs whose cancel the seeds warn about: a failover stopped half-way leaves the machine unreplicated. */
 const NEVER_HALF_WAY = new Set(['failover', 'planned-failover', 'failback', 'complete-failover']);
@@ -45,6 +49,11 @@ export function JobPage({ id }: { id: string }) {
 
   // The stream ends when the job does; the last event is its final state.
   const finished = job !== undefined && isTerminalJobState(job.state);
+  const now = useNow(finished ? null : 1000);
+  const runsFrom = RUNS_FROM[job?.kind ?? ''];
+  const machine = useResource<Machine>(
+    job && runsFrom && job.targetType === 'machine' && job.targetId ? `/machines/${job.targetId}` : null,
+  );
 
   const cancel = async () => {
     setCancelError(undefined);
@@ -89,6 +98,9 @@ export function JobPage({ id }: { id: string }) {
           <dd>{formatTime(job.createdAt)}</dd>
           <dt>Finished</dt>
           <dd>{formatTime(job.finishedAt)}</dd>
+          <dt>Duration</dt>
+          <dd data-testid="job-duration">{durationOf(job, now)}</dd>
+          {pointFact(job, runsFrom ? machine.data?.runtime[runsFrom] : undefined)}
         </dl>
       </div>
       {job.error && (
@@ -126,6 +138,9 @@ export function JobPage({ id }: { id: string }) {
           <li key={step.index} data-step-state={step.state}>
             <div className="step-head">
               <strong>{step.title}</strong> <StepStateBadge state={step.state} />
+              <span className="step-duration muted small" data-testid="step-duration">
+                {durationOf(step, now)}
+              </span>
             </div>
             <ProgressBar value={step.progress} label={`${step.title} progress`} state={step.state} />
             {step.message && <p className="step-message">{step.message}</p>}
@@ -143,10 +158,61 @@ export function JobPage({ id }: { id: string }) {
       </ol>
       {Object.keys(job.output).length > 0 && (
         <>
-          <h2>Log and output</h2>
-          <pre className="log">{JSON.stringify(job.output, null, 2)}</pre>
+          <h2>Results</h2>
+          <div className="job-output" data-testid="job-output">
+            <JobOutput output={job.output} />
+          </div>
         </>
       )}
     </section>
+  );
+}
+
+/** Which running copy a job's point becomes: a later change-point moves it, and the job page says so. */
+const RUNS_FROM: Record<string, keyof MachineRuntime> = {
+  'test-failover': 'test',
+  failover: 'failover',
+  'planned-failover': 'failover',
+  'change-recovery-point': 'failover',
+};
+
+/** Wall-clock time, ticking only while something runs. */
+function useNow(everyMs: number | null): number {
+  const [now, setNow] = useState(Date.now);
+  useEffect(() => {
+    if (everyMs === null) return;
+    const timer = setInterval(() => setNow(Date.now()), everyMs);
+    return () => clearInterval(timer);
+  }, [everyMs]);
+  return now;
+}
+
+/** "took 4.2 s", "running for 12 s", or "not started". */
+function durationOf(span: Pick<JobStep, 'startedAt' | 'finishedAt'>, now: number): string {
+  if (!span.startedAt) return 'not started';
+  const from = Date.parse(span.startedAt);
+  if (span.finishedAt) return `took ${formatDuration((Date.parse(span.finishedAt) - from) / 1000)}`;
+  return `running for ${formatDuration(Math.max(0, now - from) / 1000)}`;
+}
+
+/** The recovery point by name: the one chosen, else the one asked for; and where the copy runs from now. */
+function pointFact(job: JobWithCancel, copy: MachineRuntime[keyof MachineRuntime] | undefined) {
+  const chosen = chosenPointOf(job.output);
+  const asked = job.input.recoveryPoint as { option?: string } | undefined;
+  if (!chosen && !asked) return null;
+  const askedTitle = POINT_OPTIONS.find((o) => o.value === asked?.option)?.title ?? asked?.option;
+  return (
+    <>
+      <dt>Recovery point</dt>
+      <dd data-testid="job-point">
+        {chosen ? nameOfChosenPoint(chosen) : `${askedTitle}: chosen by the first step`}
+        {chosen && copy && copy.pointId !== chosen.id && (
+          <span className="muted" data-testid="job-point-now">
+            {' '}
+            · changed since: the copy now runs from {formatTime(copy.pointTime)}
+          </span>
+        )}
+      </dd>
+    </>
   );
 }

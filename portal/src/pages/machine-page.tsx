@@ -2,11 +2,13 @@ import { useState } from 'react';
 import type { LifecycleOperation } from '../../../src/domain/lifecycle.ts';
 import type { Host, Machine, Policy, RecoveryPoint, Site } from '../../../src/domain/model.ts';
 import { HealthBadge, isInProgress, StateBadge } from '../components/badges.tsx';
+import { DrillPanel } from '../components/drill-panel.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { MirrorPanel } from '../components/mirror-panel.tsx';
 import { OperationDialog } from '../components/operation-dialog.tsx';
 import { RecoveryPointTimeline } from '../components/recovery-point-timeline.tsx';
 import { RecoverySettingsForm } from '../components/recovery-settings-form.tsx';
+import { ReplicationHistory, useReplicationHistory } from '../components/replication-history.tsx';
 import { formatBytes, formatTime } from '../format-time.ts';
 import { OPERATION_TEXT } from '../operations.ts';
 import { Link } from '../router.tsx';
@@ -25,7 +27,7 @@ export function MachinePage({ id }: { id: string }) {
   const path = `/machines/${encodeURIComponent(id)}`;
   const machine = useResource<PresentedMachine>(path, { refreshMs: 5000 });
   const points = useResource<{ recoveryPoints: RecoveryPoint[] }>(`${path}/recovery-points`, {
-    refreshMs: 15_000,
+    refreshMs: 5000,
   });
   const validation = useResource<Validation>(`${path}/validation`);
   const hosts = useResource<{ hosts: Host[] }>('/hosts');
@@ -33,6 +35,7 @@ export function MachinePage({ id }: { id: string }) {
   const policies = useResource<{ policies: Policy[] }>('/policies');
   const [selectedPoint, setSelectedPoint] = useState<string | null>(null);
   const [operation, setOperation] = useState<LifecycleOperation | null>(null);
+  const history = useReplicationHistory(machine.data?.replication);
 
   if (machine.error) {
     return (
@@ -46,7 +49,7 @@ export function MachinePage({ id }: { id: string }) {
   const m = machine.data;
   if (!m) return <p aria-busy="true">Loading…</p>;
   const hostList = hosts.data?.hosts ?? [];
-  const hostName = (hostId: string | null) =>
+  const hostName = (hostId: string | null): string =>
     hostId === null ? '—' : (hostList.find((h) => h.id === hostId)?.name ?? hostId);
   const policy = policies.data?.policies.find((p) => p.id === m.policyId);
   const pointList = points.data?.recoveryPoints ?? [];
@@ -87,6 +90,13 @@ export function MachinePage({ id }: { id: string }) {
         </fieldset>
       )}
       <div className="grid">
+        <DrillPanel
+          machine={m}
+          hostName={hostName}
+          {...(operator && m.allowedOperations.includes('cleanup-test-failover')
+            ? { onCleanup: () => setOperation('cleanup-test-failover') }
+            : {})}
+        />
         <article className="card">
           <h2>Replication</h2>
           <dl className="facts">
@@ -151,6 +161,12 @@ export function MachinePage({ id }: { id: string }) {
           </div>
         </article>
         {m.replication?.mirror && <MirrorPanel mirror={m.replication.mirror} />}
+        {m.replication && (
+          <article className="card wide">
+            <h2>Replication over time</h2>
+            <ReplicationHistory samples={history} />
+          </article>
+        )}
         <article className="card wide">
           <h2>Recovery points</h2>
           <RecoveryPointTimeline points={pointList} selectedId={selectedPoint} onSelect={setSelectedPoint} />

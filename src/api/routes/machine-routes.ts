@@ -351,15 +351,23 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
       },
       handler: async ({ params, query, context }) => {
         const machine = await machineOr404(vault, params.id!);
-        if (!query.follow) return consoleOf(vault, machine, query.tail);
+        const which = query.copy ?? 'running';
+        if (!query.follow) return consoleOf(vault, machine, query.tail, which);
         // The first read answers 404/503 as JSON before the stream starts.
-        const first = await consoleOf(vault, machine);
+        const first = await consoleOf(vault, machine, undefined, which);
         return streamSSE(context, async (stream) => {
-          await followConsole(vault, machine, first.lines, query.tail ?? 50, {
-            send: (line) => stream.writeSSE({ event: 'line', data: line }),
-            stopped: () => stream.aborted,
-            onAbort: (wake) => stream.onAbort(wake),
-          });
+          await followConsole(
+            vault,
+            machine,
+            first.lines,
+            query.tail ?? 50,
+            {
+              send: (line) => stream.writeSSE({ event: 'line', data: line }),
+              stopped: () => stream.aborted,
+              onAbort: (wake) => stream.onAbort(wake),
+            },
+            which,
+          );
           await stream.writeSSE({ event: 'end', data: '' });
         });
       },

@@ -1,0 +1,87 @@
+import type { ReactNode } from 'react';
+import type { RecoveryPointType } from '../../../src/domain/model.ts';
+import { formatBytes, formatDuration, formatTime } from '../format-time.ts';
+import { POINT_OPTIONS } from '../operations.ts';
+import { describePoint } from '../point-kinds.ts';
+
+/** The point a job's choose-point step wrote into its output (failover jobs and change-point). */
+export interface ChosenPoint {
+  id: string;
+  time: string;
+  type: RecoveryPointType;
+  option?: string;
+}
+
+export function chosenPointOf(output: Record<string, unknown>): ChosenPoint | null {
+  const p = output.recoveryPoint as Partial<ChosenPoint> | undefined;
+  return p && typeof p.id === 'string' && typeof p.time === 'string' && typeof p.type === 'string'
+    ? (p as ChosenPoint)
+    : null;
+}
+
+/** "crash-consistent point of 5 Dec, 17:20:03 (Latest processed)": how people name a chosen point. */
+export function nameOfChosenPoint(p: ChosenPoint): string {
+  const option = POINT_OPTIONS.find((o) => o.value === p.option)?.title;
+  const described = describePoint({ time: p.time, type: p.type, groupPointId: null, processed: true });
+  return option ? `${described} (${option.toLowerCase()})` : described;
+}
+
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/;
+
+/** camelCase key → "Camel case". */
+function labelOf(key: string): string {
+  const words = key.replace(/([a-z0-9])([A-Z])/g, '$1 $2').toLowerCase();
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
+function present(key: string, value: unknown): ReactNode {
+  if (value === null || value === undefined || value === '') return <span className="muted">—</span>;
+  if (typeof value === 'number') {
+    if (/bytes$/i.test(key)) return formatBytes(value);
+    if (/seconds$/i.test(key)) return formatDuration(value);
+    return String(value);
+  }
+  if (typeof value === 'boolean') return value ? 'yes' : 'no';
+  if (typeof value === 'string') return ISO_TIME.test(value) ? formatTime(value) : value;
+  if (Array.isArray(value)) {
+    if (value.every((v) => typeof v === 'string')) {
+      // Console tails and file lists: lines as they are, bounded.
+      return <pre className="log">{(value as string[]).slice(-40).join('\n')}</pre>;
+    }
+    return (
+      <ol className="plain">
+        {value.map((v, i) => (
+          // biome-ignore lint/suspicious/noArrayIndexKey: output lists have no identity but their place
+          <li key={i}>{present(key, v)}</li>
+        ))}
+      </ol>
+    );
+  }
+  if (typeof value === 'object') return <Facts values={value as Record<string, unknown>} />;
+  return String(value);
+}
+
+function Facts({ values }: { values: Record<string, unknown> }) {
+  return (
+    <dl className="facts">
+      {Object.entries(values).map(([key, value]) => (
+        <Fact key={key} name={key} value={value} />
+      ))}
+    </dl>
+  );
+}
+
+function Fact({ name, value }: { name: string; value: unknown }) {
+  const point = name === 'recoveryPoint' ? chosenPointOf({ recoveryPoint: value }) : null;
+  return (
+    <>
+      <dt>{labelOf(name)}</dt>
+      <dd data-output={name}>{point ? nameOfChosenPoint(point) : present(name, value)}</dd>
+    </>
+  );
+}
+
+/** A job's results as labelled facts (times, sizes and durations in words), never raw JSON. */
+export function JobOutput({ output }: { output: Record<string, unknown> }) {
+  return <Facts values={output} />;
+}

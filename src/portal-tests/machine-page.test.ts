@@ -1,0 +1,298 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import type { Page } from 'playwright-core';
+import type { Host, Job, Machine, RecoveryPoint } from '../domain/model.ts';
+import {
+  buildPortal,
+  type PortalFixture,
+  screenshots,
+  startPortalFixture,
+  watchedPage,
+} from '../testing/portal-fixture.ts';
+import { until } from '../testing/until.ts';
+
+const MINUTE = 60_000;
+
+/**
+ * The machine page's timeline and point picker, and the job page, against a
+ * real vault in Chromium. The machine's points are written to the vault's
+ * store (it keeps them while no replica host holds the machine): hundreds of
+ * them, with a gap, and new ones arriving while the tests click.
+ */
+describe('portal: the machine page and the job page', { timeout: 180_000 }, () => {
+  let f: PortalFixture;
+  let machine: Machine;
+  let viewerToken: string;
+  let sequence = 0;
+  let arriving: ReturnType<typeof setInterval> | undefined;
+  const consoleErrors: string[] = [];
+  const points: RecoveryPoint[] = [];
+
+  async function addPoint(at: number, kind: 'crash' | 'app' | 'group'): Promise<RecoveryPoint> {
+    sequence += 1;
+    const point: RecoveryPoint = {
+      id: `${machine.id}@${sequence}`,
+      machineId: machine.id,
+      time: new Date(at).toISOString(),
+      sequence,
+      type: kind === 'app' ? 'app-consistent' : 'crash-consistent',
+      groupPointId: kind === 'group' ? `g-${sequence}` : null,
+      processed: true,
+      sizeBytes: 65_536,
+    };
+    await f.haven.vault.context.store.recoveryPoints.add(point);
+    points.push(point);
+    return point;
+  }
+
+  before(async () => {
+    await buildPortal();
+    f = await startPortalFixture({ demo: false });
+    const hosts = await until('both hosts to connect', async () => {
+      const listed = (await f.api<{ hosts: Host[] }>('GET', '/hosts')).body.hosts;
+      return listed.length === 2 && listed.every((h) => h.status === 'connected') ? listed : null;
+    });
+    const created = await f.api<Machine>('POST', '/machines', {
+      name: 'web-1',
+      hostId: hosts.find((h) => h.name === 'primary')!.id,
+      disks: [{ id: 'disk0', sizeBytes: 1073741824, source: '/tmp/web-1.img' }],
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    machine = created.body;
+    // Protected with its points at the vault: the failover dialog is offered, the points come from the store.
+    const { store } = f.haven.vault.context;
+    await store.machines.transition(machine.id, 'unprotected', 'protected', null, machine.updatedAt);
+    // Six hours ago to four hours ago every 2 minutes, nothing for three hours, then every 30 s.
+    const now = Date.now();
+    for (let t = now - 360 * MINUTE; t < now - 240 * MINUTE; t += 2 * MINUTE) {
+      const i = points.length;
+      await addPoint(t, i % 10 === 0 ? 'app' : i % 25 === 3 ? 'group' : 'crash');
+    }
+    for (let t = now - 60 * MINUTE; t < now; t += 30_000) {
+      const i = points.length;
+      await addPoint(t, i % 10 === 0 ? 'app' : i % 25 === 3 ? 'group' : 'crash');
+    }
+    viewerToken = (await f.api<{ token: string }>('POST', '/tokens', { name: 'auditor', role: 'viewer' }))
+      .body.token;
+  });
+  after(async () => {
+    clearInterval(arriving);
+    await f?.stop();
+  });
+
+  /** Points in view on the chart, summed over its marks (a cluster counts its points). */
+  const inView = (page: Page) =>
+    page.locator('.point').evaluateAll((marks) => marks.reduce((n, m) => n + Number(m.dataset.count), 0));
+
+  test('the timeline: a point clicked while new points keep arriving is the one chosen', async () => {
+    // A new point every 200 ms, for the whole test; the page polls every 5 s.
+    arriving = setInterval(() => void addPoint(Date.now(), 'crash'), 200);
+    const page = await watchedPage(f, f.adminToken, consoleErrors);
+    await page.goto(`${f.url}/machines/${machine.id}`);
+    await page.getByRole('heading', { name: /web-1/ }).waitFor();
+    const marks = page.locator('.point');
+    await marks.first().waitFor();
+    // Thinned: hundreds of points, far fewer marks; clusters say how many they hold.
+    const shownMarks = await marks.count();
+    assert.ok(shownMarks < points.length / 3, `${shownMarks} marks for ${points.length} points`);
+    assert.ok((await page.locator('.point.cluster').count()) > 0);
+
+    // Wait for a refresh that brought new points, so the page is live when the pointer arrives.
+    const before = (await page.locator('.timeline [role="listbox"]').getAttribute('aria-label'))!;
+    await until('new points on the page', async () => {
+      const now = await page.locator('.timeline [role="listbox"]').getAttribute('aria-label');
+      return now !== before;
+    });
+    // Zoom in until single points show (a cluster zooms in when clicked), then click one with the pointer.
+    for (let i = 0; i < 8 && (await page.locator('.point[data-count="1"]').count()) < 5; i++) {
+      await page.getByRole('button', { name: 'Zoom in' }).click();
+      assert.ok((await inView(page)) > 0, 'zoom landed on an empty range');
+    }
+    const target = page.locator('.point[data-count="1"]').nth(2);
+    const id = await target.getAttribute('data-point-id');
+    assert.ok(id);
+    await target.hover();
+    await page.getByTestId('timeline-held').waitFor();
+    // Hold the pointer over the chart across a refresh: nothing moves, the new points are counted.
+    const box = await target.boundingBox();
+    await page
+      .getByTestId('timeline-held')
+      .getByText(/new points? not drawn yet/)
+      .waitFor({ timeout: 15_000 });
+    assert.deepEqual(await target.boundingBox(), box, 'the point moved under the pointer');
+    await target.click();
+    await page.locator('.point.selected').waitFor();
+    assert.equal(await page.locator('.point.selected').getAttribute('data-point-id'), id);
+    const chosenText = (await page.getByTestId('chosen-point').textContent()) ?? '';
+    assert.match(chosenText, /Chosen: /);
+
+    // Leaving the chart draws the new points again.
+    await page.mouse.move(0, 0);
+    await page.getByTestId('timeline-held').waitFor({ state: 'detached' });
+
+    // The chosen point is the failover dialog's custom point, in a picker grouped by kind.
+    await page.getByRole('button', { name: 'Failover…', exact: true }).click();
+    const dialog = page.getByRole('dialog');
+    assert.equal(await dialog.getByLabel('Custom').isChecked(), true);
+    const picker = dialog.getByTestId('point-picker');
+    const legends = await picker.locator('legend').allInnerTexts();
+    assert.deepEqual(
+      legends.map((l) => l.replace(/\s*\(\d+\)$/, '')),
+      ['App-consistent', 'Multi-machine (group)', 'Crash-consistent'],
+    );
+    const radios = picker.locator('input[type="radio"]');
+    assert.ok((await radios.count()) <= 3 * 7, 'not hundreds of points flat');
+    assert.equal(await picker.locator(`input[value="${id}"]`).isChecked(), true);
+    await screenshots(f, page, 'machine-point-picker');
+    // Search by time: the points nearest five hours ago (in the older stretch) are offered.
+    const fiveHoursAgo = new Date(Date.now() - 300 * MINUTE);
+    const local = new Date(fiveHoursAgo.getTime() - fiveHoursAgo.getTimezoneOffset() * MINUTE)
+      .toISOString()
+      .slice(0, 19);
+    await picker.getByLabel('Closest to').fill(local);
+    const crash = picker.locator('[data-kind="crash"] input[type="radio"]');
+    const offered = await crash.evaluateAll((inputs) => inputs.map((i) => (i as HTMLInputElement).value));
+    const near = offered
+      .map((v) => points.find((p) => p.id === v)!)
+      .filter((p) => p.id !== id)
+      .map((p) => Math.abs(Date.parse(p.time) - fiveHoursAgo.getTime()));
+    assert.ok(
+      near.length > 0 && near.every((d) => d < 15 * MINUTE),
+      `offered ${near.map((d) => d / MINUTE)}`,
+    );
+    await crash.first().check();
+    await picker.getByRole('button', { name: 'Newest' }).click();
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await page.close();
+  });
+
+  test('the timeline by keyboard: arrows move between points, Enter chooses; zoom and pan never show nothing', async () => {
+    const page = await watchedPage(f, f.adminToken, consoleErrors);
+    await page.goto(`${f.url}/machines/${machine.id}`);
+    await page.locator('.point').first().waitFor();
+    // Pan back across the three empty hours: every step shows points.
+    for (let i = 0; i < 6; i++) {
+      await page.getByRole('button', { name: 'Zoom in' }).click();
+      assert.ok((await inView(page)) > 0, `zoom in ${i}: empty`);
+    }
+    for (let i = 0; i < 12; i++) {
+      await page.getByRole('button', { name: 'Earlier' }).click();
+      assert.ok((await inView(page)) > 0, `pan ${i}: empty`);
+    }
+    await page.getByRole('button', { name: 'All points' }).click();
+
+    // Tab reaches the chart (one mark is in the tab order); arrows move focus from mark to mark.
+    await page.locator('.point[tabindex="0"]').focus();
+    const focused = () => page.evaluate(() => document.activeElement?.id ?? '');
+    const first = await focused();
+    assert.match(first, /^mark-/);
+    await page.keyboard.press('ArrowLeft');
+    assert.notEqual(await focused(), first);
+    await page.keyboard.press('ArrowUp');
+    await page.keyboard.press('Home');
+    // Enter on a cluster zooms into it; keep going until a single point is focused, then Enter chooses it.
+    for (let i = 0; i < 10; i++) {
+      const count = await page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.count);
+      if (count === '1') break;
+      await page.keyboard.press('Enter');
+      await page.waitForFunction(() => document.activeElement?.classList.contains('point'));
+    }
+    const id = await page.evaluate(() => (document.activeElement as HTMLElement).dataset.pointId);
+    assert.ok(id, 'a single point has focus');
+    await page.keyboard.press('Enter');
+    assert.equal(await page.locator('.point.selected').getAttribute('data-point-id'), id);
+    await screenshots(f, page, 'machine-timeline');
+    await page.close();
+  });
+
+  test('the job page: step durations, results in words, the recovery point named', async () => {
+    const { store } = f.haven.vault.context;
+    const point = points[points.length - 10]!;
+    const at = (secondsAgo: number) => new Date(Date.now() - secondsAgo * 1000).toISOString();
+    const job: Job = {
+      id: randomUUID(),
+      kind: 'change-recovery-point',
+      targetType: 'machine',
+      targetId: machine.id,
+      state: 'succeeded',
+      progress: 100,
+      input: { recoveryPoint: { option: 'custom', pointId: point.id } },
+      output: {
+        recoveryPoint: { id: point.id, time: point.time, type: point.type, option: 'custom' },
+        machineUp: { at: at(3), seconds: 4.2 },
+        drillConsoleTail: ['boot: ok', 'durable 12'],
+      },
+      createdBy: 'admin',
+      createdAt: at(30),
+      startedAt: at(30),
+      finishedAt: at(2),
+      error: null,
+      cancelRequested: false,
+      steps: [
+        {
+          index: 0,
+          name: 'choose-point',
+          title: 'Choose the recovery point',
+          state: 'succeeded',
+          progress: 100,
+          message: null,
+          startedAt: at(30),
+          finishedAt: at(28),
+          error: null,
+        },
+        {
+          index: 1,
+          name: 'restart-from-point',
+          title: 'Restart the recovery machine from the new point',
+          state: 'succeeded',
+          progress: 100,
+          message: 'started',
+          startedAt: at(28),
+          finishedAt: at(2),
+          error: null,
+        },
+      ],
+    };
+    await store.jobs.create(job);
+    const page = await watchedPage(f, f.adminToken, consoleErrors);
+    await page.goto(`${f.url}/jobs/${job.id}`);
+    await page.locator('[data-job-state="succeeded"]').waitFor();
+    const durations = await page.getByTestId('step-duration').allInnerTexts();
+    assert.deepEqual(durations, ['took 2 s', 'took 26 s']);
+    assert.match((await page.getByTestId('job-duration').textContent()) ?? '', /^took 28 s$/);
+    const named = (await page.getByTestId('job-point').textContent()) ?? '';
+    assert.match(named, /crash-consistent \(custom\)$/);
+    assert.doesNotMatch(named, /@/, 'the point by its time, not its id');
+    const output = page.getByTestId('job-output');
+    assert.equal(await output.locator('pre').count(), 1, 'only the console tail as lines');
+    assert.doesNotMatch((await output.textContent()) ?? '', /[{}"]/, 'no JSON');
+    await output.locator('[data-output="seconds"]', { hasText: /^4 s$/ }).waitFor();
+    await screenshots(f, page, 'job-change-point');
+
+    // A viewer: the same page, no action.
+    const viewer = await watchedPage(f, viewerToken, consoleErrors);
+    await viewer.goto(`${f.url}/jobs/${job.id}`);
+    await viewer.getByTestId('job-point').waitFor();
+    assert.equal(await viewer.locator('main button').count(), 0);
+    await viewer.goto(`${f.url}/machines/${machine.id}`);
+    await viewer.locator('.point').first().waitFor();
+    await viewer.waitForLoadState('networkidle');
+    const buttons = await viewer.locator('main button').allInnerTexts();
+    assert.deepEqual(
+      buttons.filter((b) => !/Earlier|Later|Zoom|All points/.test(b)),
+      [],
+      'only the timeline view buttons',
+    );
+    assert.equal(await viewer.locator('button[data-operation]').count(), 0);
+    await screenshots(f, viewer, 'machine-viewer');
+    await viewer.close();
+    await page.close();
+  });
+
+  test('no request left the vault, no page error, no console error', () => {
+    assert.deepEqual(f.foreignRequests, []);
+    assert.deepEqual(f.pageErrors, []);
+    assert.deepEqual(consoleErrors, []);
+  });
+});

@@ -18,6 +18,7 @@ import type { MemoryAccount } from './memory-budget.ts';
 import { chunkHeader, doneChunk, errorChunk, simpleReply } from './messages.ts';
 import { toNbdErrno } from './nbd-errors.ts';
 import type { PayloadPool } from './payload-pool.ts';
+import { type StatusRun, sectorAligned } from './sector-extents.ts';
 import { type Negotiated, ProtocolViolation } from './server-handshake.ts';
 import { StreamEndedError, type StreamReader } from './stream-reader.ts';
 
@@ -303,19 +304,20 @@ export class TransmissionSession {
     one: boolean,
   ): Buffer {
     const end = offset + length;
-    const descriptors: Array<[number, number]> = [];
+    const runs: StatusRun[] = [];
     let cursor = offset;
     for (const e of extents) {
-      if (cursor >= end || descriptors.length >= (one ? 1 : MAX_EXTENTS)) break;
+      if (cursor >= end || runs.length > MAX_EXTENTS) break;
       const start = Math.max(e.offset, cursor);
       if (start !== cursor) break; // a gap: report what is contiguous so far
       const stop = Math.min(e.offset + e.length, end);
       if (stop <= start) continue;
-      const last = descriptors.at(-1);
-      if (last && last[1] === e.flags && !one) last[0] += stop - start;
-      else descriptors.push([stop - start, e.flags >>> 0]);
+      runs.push({ start, end: stop, flags: e.flags >>> 0 });
       cursor = stop;
     }
+    const descriptors = sectorAligned(runs)
+      .slice(0, one ? 1 : MAX_EXTENTS)
+      .map((r): [number, number] => [r.end - r.start, r.flags]);
     if (descriptors.length === 0) throw new RequestError(NbdErrno.EIO, 'backend reported no extent');
     const size = 4 + descriptors.length * 8;
     const out = chunkHeader(cookie, ReplyFlag.DONE, ReplyType.BLOCK_STATUS, size, size);

@@ -27,14 +27,12 @@ let seq: number;
 before(async () => {
   dir = await scratchDir('view-access');
   store = await ReplicaStore.open(join(dir.path, 'replica'), { now: () => 0 });
-  // Guests write whole sectors; qemu-img reads block status by sector.
   history = randomHistory(7, {
     size: SIZE,
     count: 40,
     maxWrite: 16 << 10,
     firstSeq: 0,
     startTimeMs: 0,
-    sectorAligned: true,
   });
   await store.ensureDisk(DISK, SIZE);
   await store.append(DISK, history);

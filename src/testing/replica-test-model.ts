@@ -14,8 +14,6 @@ export interface HistoryOptions {
   /** Source time between records. */
   stepMs?: number;
   maxWrite?: number;
-  /** Only whole 512-byte sectors, as guests write (qemu-img rounds byte-granular extents to sectors). */
-  sectorAligned?: boolean;
 }
 
 /** Writes, trims, zeroes (512-aligned or not), flushes and markers at random offsets and sizes. */
@@ -30,7 +28,7 @@ export function randomHistory(seed: number, options: HistoryOptions): JournalRec
   let time = options.startTimeMs ?? 1_700_000_000_000;
   for (let i = 0; i < count; i++, seq++, time += options.stepMs ?? 1000) {
     const roll = rnd.next();
-    const aligned = rnd.next() < 0.8 || options.sectorAligned === true;
+    const aligned = rnd.next() < 0.8;
     const length = aligned ? rnd.int(1, maxWrite / 512) * 512 : rnd.int(1, maxWrite);
     const offset = aligned ? rnd.int(0, (size - length) / 512) * 512 : rnd.int(0, size - length);
     const base = { seq, timeMs: time, offset: 0, length: 0 };

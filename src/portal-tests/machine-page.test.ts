@@ -126,6 +126,14 @@ describe('portal: the machine page and the job page', { timeout: 180_000 }, () =
     assert.equal(await page.locator('.point.selected').getAttribute('data-point-id'), id);
     const chosenText = (await page.getByTestId('chosen-point').textContent()) ?? '';
     assert.match(chosenText, /Chosen: /);
+    // The chosen point, opened or copied outside the portal: the commands name it.
+    const access = page.getByTestId('point-access');
+    await access.locator('summary').click();
+    const commands = (await access.locator('pre').textContent()) ?? '';
+    const pointId = id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    assert.match(commands, new RegExp(`^haven view \\S+ --point ${pointId}$`, 'm'));
+    assert.match(commands, new RegExp(`^haven export \\S+ --point ${pointId} --out \\S+\\.raw$`, 'm'));
+    await screenshots(f, page, 'machine-point-access');
 
     // Leaving the chart draws the new points again.
     await page.mouse.move(0, 0);
@@ -285,6 +293,9 @@ describe('portal: the machine page and the job page', { timeout: 180_000 }, () =
       'only the timeline view buttons',
     );
     assert.equal(await viewer.locator('button[data-operation]').count(), 0);
+    await viewer.locator('.point').first().click();
+    await viewer.locator('.point.selected').waitFor();
+    assert.equal(await viewer.getByTestId('point-access').count(), 0, 'no export commands for a viewer');
     await screenshots(f, viewer, 'machine-viewer');
     await viewer.close();
     await page.close();

@@ -6,6 +6,7 @@ import { DrillPanel } from '../components/drill-panel.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { MirrorPanel } from '../components/mirror-panel.tsx';
 import { OperationDialog } from '../components/operation-dialog.tsx';
+import { PointAccessHint } from '../components/point-access-hint.tsx';
 import { RecoveryPointTimeline } from '../components/recovery-point-timeline.tsx';
 import { RecoverySettingsForm } from '../components/recovery-settings-form.tsx';
 import { ReplicationHistory, useReplicationHistory } from '../components/replication-history.tsx';
@@ -55,6 +56,7 @@ export function MachinePage({ id }: { id: string }) {
   const pointList = points.data?.recoveryPoints ?? [];
   const newest = pointList.reduce<string | null>((a, p) => (a === null || p.time > a ? p.time : a), null);
   const operator = canOperate(role);
+  const chosenPoint = pointList.find((p) => p.id === selectedPoint);
 
   return (
     <section className="machine">
@@ -170,6 +172,7 @@ export function MachinePage({ id }: { id: string }) {
         <article className="card wide">
           <h2>Recovery points</h2>
           <RecoveryPointTimeline points={pointList} selectedId={selectedPoint} onSelect={setSelectedPoint} />
+          {operator && chosenPoint && <PointAccessHint machine={m} point={chosenPoint} />}
         </article>
         <article className="card wide">
           <h2>Recovery settings</h2>

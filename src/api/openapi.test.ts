@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
 import { type RunningVault, startVault } from '../app/start-vault.ts';
+import type { Job } from '../domain/model.ts';
+import { until } from '../testing/until.ts';
 
 /**
  * The served OpenAPI document against the real vault: public, complete (a
@@ -198,7 +201,22 @@ describe('OpenAPI document', () => {
     await answersAsDocumented('GET', '/plans', 200);
     await answersAsDocumented('GET', `/plans/${plan.id}`, 200);
     await answersAsDocumented('GET', `/plans/${plan.id}/export`, 200);
-    await answersAsDocumented('POST', '/vault/backup', 202, {});
+    const backup = await answersAsDocumented('POST', '/vault/backup', 202, {});
+    // Finished, its steps carry what each recorded.
+    await until(
+      'the backup job to succeed',
+      async () => (await call('GET', `/jobs/${backup.id}`)).body?.state === 'succeeded',
+    );
+    const finished = (await answersAsDocumented('GET', `/jobs/${backup.id}`, 200)) as unknown as Job;
+    assert.ok(finished.steps.every((step) => step.output && Object.keys(step.output).length > 0));
+    // A job from before steps kept their output: its steps' output is null.
+    const old = {
+      ...finished,
+      id: randomUUID(),
+      steps: finished.steps.map((step) => ({ ...step, output: null })),
+    };
+    await vault.context.store.jobs.create(old);
+    await answersAsDocumented('GET', `/jobs/${old.id}`, 200);
     await answersAsDocumented('GET', '/jobs', 200);
     await answersAsDocumented('GET', '/alerts', 200);
     await answersAsDocumented('GET', '/rpo', 200);

@@ -136,7 +136,7 @@ export const jobExample = {
   state: 'running',
   progress: 0.4,
   input: { recoveryPoint: { option: 'latest' } },
-  output: { pointId: POINT_ID },
+  output: { recoveryPoint: { id: POINT_ID, time: '2026-03-02T09:29:54.000Z', type: 'crash-consistent' } },
   createdBy: 'admin',
   createdAt: '2026-03-02T09:30:00.000Z',
   startedAt: '2026-03-02T09:30:00.100Z',
@@ -154,6 +154,7 @@ export const jobExample = {
       startedAt: '2026-03-02T09:30:00.100Z',
       finishedAt: '2026-03-02T09:30:00.300Z',
       error: null,
+      output: { recoveryPoint: { id: POINT_ID, time: '2026-03-02T09:29:54.000Z', type: 'crash-consistent' } },
     },
     {
       index: 1,
@@ -165,6 +166,7 @@ export const jobExample = {
       startedAt: '2026-03-02T09:30:00.300Z',
       finishedAt: null,
       error: null,
+      output: {},
     },
   ],
 } satisfies Job;

@@ -300,6 +300,12 @@ const jobStep = describes<JobStep>()(
     startedAt: time.nullable(),
     finishedAt: time.nullable(),
     error: jobError.nullable(),
+    output: z
+      .record(z.string(), z.unknown())
+      .nullable()
+      .describe(
+        "What the step recorded; null for jobs from before steps kept their own (the job's output has it all)",
+      ),
   }),
 );
 const jobFields = {
@@ -310,7 +316,9 @@ const jobFields = {
   state: z.enum(JOB_STATES),
   progress: z.number(),
   input: z.record(z.string(), z.unknown()),
-  output: z.record(z.string(), z.unknown()),
+  output: z
+    .record(z.string(), z.unknown())
+    .describe("Every step's output merged, and what was recorded outside steps"),
   createdBy: z.string(),
   createdAt: time,
   startedAt: time.nullable(),

@@ -461,6 +461,11 @@ export interface JobStep {
   startedAt: string | null;
   finishedAt: string | null;
   error: JobError | null;
+  /**
+   * What this step recorded (`ctx.output`), also merged into its job's output.
+   * Null for steps of jobs run before steps kept their own: their job's output is the whole record.
+   */
+  output: Record<string, unknown> | null;
 }
 
 /** A step as a new job holds it: pending, nothing done yet. */
@@ -475,6 +480,7 @@ export function pendingStep(index: number, name: string, title: string): JobStep
     startedAt: null,
     finishedAt: null,
     error: null,
+    output: {},
   };
 }
 
@@ -488,7 +494,10 @@ export interface Job {
   /** 0..100, overall. */
   progress: number;
   input: Record<string, unknown>;
-  /** Free-form results and notes (e.g. drill notes). */
+  /**
+   * Free-form results and notes (e.g. drill notes): every step's output merged
+   * (later steps read what earlier ones found here), and what was recorded outside steps.
+   */
   output: Record<string, unknown>;
   createdBy: string;
   createdAt: string;
@@ -497,6 +506,16 @@ export interface Job {
   error: JobError | null;
   cancelRequested: boolean;
   steps: JobStep[];
+}
+
+/**
+ * What of a job's output no step recorded: all of it for a job from before
+ * steps kept their own output, else what was added outside its steps.
+ */
+export function outputOutsideSteps(job: Pick<Job, 'output' | 'steps'>): Record<string, unknown> {
+  if (job.steps.every((step) => step.output === null)) return job.output;
+  const recorded = new Set(job.steps.flatMap((step) => Object.keys(step.output ?? {})));
+  return Object.fromEntries(Object.entries(job.output).filter(([key]) => !recorded.has(key)));
 }
 
 export type AlertSeverity = 'info' | 'warning' | 'critical';

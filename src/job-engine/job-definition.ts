@@ -19,7 +19,7 @@ export interface StepContext<I extends object = JobInput> {
   readonly signal: AbortSignal;
   /** Reports this step's progress (0..100) and an optional status line; persisted, throttled. */
   progress(percent: number, message?: string): void;
-  /** Merges results into the job's output (shown on the job, kept after it ends). */
+  /** Merges results into this step's output and the job's (shown under the step, kept after it ends). */
   output(patch: Record<string, unknown>): Promise<void>;
   /** True when this step had already started before a vault restart and runs again. */
   readonly isResumed: boolean;

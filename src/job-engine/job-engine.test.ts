@@ -115,6 +115,52 @@ for (const dialect of stores.dialects) {
       await store.close();
     });
 
+    it('keeps what each step recorded with that step, and merged in the job for the steps after it', async () => {
+      const store = await stores.open(dialect);
+      const seen: unknown[] = [];
+      const e = engine(
+        store,
+        defineJob({
+          kind: 'recording',
+          steps: () => [
+            {
+              name: 'choose',
+              title: 'Choose',
+              retrySafe: true,
+              run: async (ctx) => {
+                await ctx.output({ point: 'p1' });
+                await ctx.output({ note: 'first' });
+              },
+            },
+            { name: 'quiet', title: 'Record nothing', retrySafe: true, run: async () => {} },
+            {
+              name: 'start',
+              title: 'Start',
+              retrySafe: true,
+              run: async (ctx) => {
+                seen.push((await store.jobs.get(ctx.job.id))?.output.point);
+                await ctx.output({ note: 'second', up: true });
+              },
+            },
+          ],
+        }),
+      );
+      const job = await submit(e);
+      assert.deepEqual(
+        job.steps.map((s) => s.output),
+        [{}, {}, {}],
+      );
+      await e.runOnce();
+      const done = (await store.jobs.get(job.id))!;
+      assert.deepEqual(seen, ['p1'], 'a later step reads what an earlier one recorded');
+      assert.deepEqual(
+        done.steps.map((s) => s.output),
+        [{ point: 'p1', note: 'first' }, {}, { note: 'second', up: true }],
+      );
+      assert.deepEqual(done.output, { point: 'p1', note: 'second', up: true });
+      await store.close();
+    });
+
     it('a failing step fails the job with its error, skips the rest, and settles as failed', async () => {
       const store = await stores.open(dialect);
       const ran: string[] = [];

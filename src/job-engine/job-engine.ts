@@ -410,9 +410,12 @@ export class JobEngine<M extends JobInputMap = JobInputMap> extends EventEmitter
       waitForOperator: async (instructions: string): Promise<never> => {
         throw new OperatorWait(instructions);
       },
+      // The step keeps what it recorded; the job's output merges every step's, for the steps after it.
       output: async (patch: Record<string, unknown>) => {
-        const current = (await store.jobs.get(job.id))?.output ?? {};
-        await store.jobs.update(job.id, { output: { ...current, ...patch } });
+        const current = await store.jobs.get(job.id);
+        const step = current?.steps[persisted.index];
+        await store.jobs.updateStep(job.id, persisted.index, { output: { ...step?.output, ...patch } });
+        await store.jobs.update(job.id, { output: { ...current?.output, ...patch } });
         this.#changed(job.id);
       },
     };

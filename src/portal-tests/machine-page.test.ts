@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import type { Page } from 'playwright-core';
-import type { Host, Job, Machine, RecoveryPoint } from '../domain/model.ts';
+import { type Host, type Job, type Machine, pendingStep, type RecoveryPoint } from '../domain/model.ts';
 import {
   buildPortal,
   type PortalFixture,
@@ -214,7 +214,7 @@ describe('portal: the machine page and the job page', { timeout: 180_000 }, () =
     await page.close();
   });
 
-  test('the job page: step durations, results in words, the recovery point named', async () => {
+  test('the job page of a job from before steps kept their output: step durations, results in words, the recovery point named', async () => {
     const { store } = f.haven.vault.context;
     const point = points[points.length - 10]!;
     const at = (secondsAgo: number) => new Date(Date.now() - secondsAgo * 1000).toISOString();
@@ -248,6 +248,7 @@ describe('portal: the machine page and the job page', { timeout: 180_000 }, () =
           startedAt: at(30),
           finishedAt: at(28),
           error: null,
+          output: null,
         },
         {
           index: 1,
@@ -259,6 +260,7 @@ describe('portal: the machine page and the job page', { timeout: 180_000 }, () =
           startedAt: at(28),
           finishedAt: at(2),
           error: null,
+          output: null,
         },
       ],
     };
@@ -298,6 +300,98 @@ describe('portal: the machine page and the job page', { timeout: 180_000 }, () =
     assert.equal(await viewer.getByTestId('point-access').count(), 0, 'no export commands for a viewer');
     await screenshots(f, viewer, 'machine-viewer');
     await viewer.close();
+    await page.close();
+  });
+
+  test("the job page: each step's output under it, and a failover's point changed since", async () => {
+    const { store } = f.haven.vault.context;
+    const chosen = points[points.length - 20]!;
+    const later = points[points.length - 5]!;
+    const at = (secondsAgo: number) => new Date(Date.now() - secondsAgo * 1000).toISOString();
+    const step = (index: number, name: string, title: string, output: Record<string, unknown>) => ({
+      ...pendingStep(index, name, title),
+      state: 'succeeded' as const,
+      progress: 100,
+      startedAt: at(60 - index * 10),
+      finishedAt: at(50 - index * 10),
+      output,
+    });
+    const recoveryPoint = { id: chosen.id, time: chosen.time, type: chosen.type, option: 'custom' };
+    const steps = [
+      step(0, 'choose-point', 'Choose the recovery point', { recoveryPoint }),
+      step(1, 'shutdown-source', 'Shut the source down', {
+        shutdown: 'graceful after 3.0 s',
+        drain: 'every write made until the shutdown reached the replica',
+      }),
+      step(2, 'start', 'Start the machine at the recovery site', {
+        machineUp: { at: at(35), seconds: 4.2 },
+        sentBytes: 3 * 1024 * 1024,
+      }),
+    ];
+    const job: Job = {
+      id: randomUUID(),
+      kind: 'failover',
+      targetType: 'machine',
+      targetId: machine.id,
+      state: 'succeeded',
+      progress: 100,
+      input: { recoveryPoint: { option: 'custom', pointId: chosen.id } },
+      // The merged output, and one fact the vault recorded after the job, outside its steps.
+      output: { ...Object.assign({}, ...steps.map((s) => s.output)), fenceOnReturn: 'confirmed off' },
+      createdBy: 'admin',
+      createdAt: at(60),
+      startedAt: at(60),
+      finishedAt: at(30),
+      error: null,
+      cancelRequested: false,
+      steps,
+    };
+    await store.jobs.create(job);
+    // A change-point since: the copy runs from a later point than the failover chose.
+    const current = (await store.machines.get(machine.id))!;
+    await store.machines.update({
+      ...current,
+      runtime: {
+        ...current.runtime,
+        failover: {
+          hostId: current.activeHostId,
+          viewId: 'view-1',
+          vmName: 'web-1',
+          pointId: later.id,
+          pointTime: later.time,
+          disks: [],
+          startedAt: at(10),
+        },
+      },
+    });
+
+    const page = await watchedPage(f, f.adminToken, consoleErrors);
+    await page.goto(`${f.url}/jobs/${job.id}`);
+    await page.locator('[data-job-state="succeeded"]').waitFor();
+    const items = page.locator('.steps > li');
+    assert.equal(await items.count(), 3);
+    const first = items.nth(0).getByTestId('step-output');
+    assert.match(
+      (await first.locator('[data-output="recoveryPoint"]').textContent()) ?? '',
+      /crash-consistent \(custom\)$/,
+    );
+    await items.nth(1).locator('[data-output="shutdown"]', { hasText: 'graceful after 3.0 s' }).waitFor();
+    const third = items.nth(2).getByTestId('step-output');
+    await third.locator('[data-output="seconds"]', { hasText: /^4 s$/ }).waitFor();
+    await third.locator('[data-output="sentBytes"]', { hasText: /^3\.0 MiB$/ }).waitFor();
+    for (const text of await page.getByTestId('step-output').allTextContents()) {
+      assert.doesNotMatch(text, /[{}"]/, 'no JSON');
+    }
+    // Only what no step recorded stays under Results.
+    const results = page.getByTestId('job-output');
+    assert.equal(await results.locator('dt').count(), 1);
+    await results.locator('[data-output="fenceOnReturn"]', { hasText: 'confirmed off' }).waitFor();
+
+    const point = page.getByTestId('job-point');
+    assert.match((await point.textContent()) ?? '', /crash-consistent \(custom\)/);
+    await point.getByTestId('job-point-now').waitFor();
+    assert.match((await point.getByTestId('job-point-now').textContent()) ?? '', /changed since/);
+    await screenshots(f, page, 'job-failover-steps');
     await page.close();
   });
 

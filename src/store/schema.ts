@@ -164,6 +164,8 @@ export interface JobStepsTable {
   started_at: string | null;
   finished_at: string | null;
   error: JsonColumn | null;
+  /** Null for steps of jobs run before 0011: their job's output holds everything. */
+  output: JsonColumn | null;
 }
 
 export interface AlertsTable {

@@ -190,6 +190,8 @@ export interface JobStepPatch {
   startedAt?: string | null;
   finishedAt?: string | null;
   error?: JobError | null;
+  /** The step's whole output (the engine merges patches into it). */
+  output?: Record<string, unknown>;
 }
 
 export interface JobPatch {

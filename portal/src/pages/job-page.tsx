@@ -1,6 +1,11 @@
 import { useEffect, useState } from 'react';
 import { isTerminalJobState } from '../../../src/domain/job-states.ts';
-import type { JobStep, Machine, MachineRuntime } from '../../../src/domain/model.ts';
+import {
+  type JobStep,
+  type Machine,
+  type MachineRuntime,
+  outputOutsideSteps,
+} from '../../../src/domain/model.ts';
 import { ApiError, type JobWithCancel } from '../api-client.ts';
 import { JobStateBadge, StepStateBadge } from '../components/badges.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
@@ -74,6 +79,8 @@ export function JobPage({ id }: { id: string }) {
     );
   }
   if (!job) return <p aria-busy="true">Loading…</p>;
+  // Old jobs kept one output for the whole job: it shows as their results, as it always did.
+  const outside = outputOutsideSteps(job);
   return (
     <section className="job" data-job-state={job.state}>
       <p className="crumbs">
@@ -149,6 +156,11 @@ export function JobPage({ id }: { id: string }) {
                 {step.error.message} <span className="muted small">({step.error.code})</span>
               </p>
             )}
+            {step.output && Object.keys(step.output).length > 0 && (
+              <div className="job-output step-output" data-testid="step-output">
+                <JobOutput output={step.output} />
+              </div>
+            )}
             <p className="muted small">
               {step.startedAt ? `started ${formatTime(step.startedAt)}` : 'not started'}
               {step.finishedAt ? ` · finished ${formatTime(step.finishedAt)}` : ''}
@@ -156,11 +168,11 @@ export function JobPage({ id }: { id: string }) {
           </li>
         ))}
       </ol>
-      {Object.keys(job.output).length > 0 && (
+      {Object.keys(outside).length > 0 && (
         <>
           <h2>Results</h2>
           <div className="job-output" data-testid="job-output">
-            <JobOutput output={job.output} />
+            <JobOutput output={outside} />
           </div>
         </>
       )}

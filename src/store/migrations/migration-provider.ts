@@ -9,6 +9,7 @@ import { hostStorageFoldersMigration } from './0007-host-storage-folders.ts';
 import { machineImportedFromMigration } from './0008-machine-imported-from.ts';
 import { machineSourceFenceMigration } from './0009-machine-source-fence.ts';
 import { alertAcknowledgedMigration } from './0010-alert-acknowledged.ts';
+import { jobStepOutputMigration } from './0011-job-step-output.ts';
 
 /**
  * Every migration, listed explicitly and in order: names are stored in the
@@ -25,6 +26,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0008-machine-imported-from': machineImportedFromMigration,
   '0009-machine-source-fence': machineSourceFenceMigration,
   '0010-alert-acknowledged': alertAcknowledgedMigration,
+  '0011-job-step-output': jobStepOutputMigration,
 };
 
 export class HavenMigrationProvider implements MigrationProvider {

@@ -62,6 +62,7 @@ export class KyselyJobRepository implements JobRepository {
               started_at: step.startedAt,
               finished_at: step.finishedAt,
               error: step.error === null ? null : toJsonColumn(step.error),
+              output: step.output === null ? null : toJsonColumn(step.output),
             })),
           )
           .execute();
@@ -126,6 +127,7 @@ export class KyselyJobRepository implements JobRepository {
     if (patch.startedAt !== undefined) set.started_at = patch.startedAt;
     if (patch.finishedAt !== undefined) set.finished_at = patch.finishedAt;
     if (patch.error !== undefined) set.error = patch.error === null ? null : toJsonColumn(patch.error);
+    if (patch.output !== undefined) set.output = toJsonColumn(patch.output);
     if (Object.keys(set).length === 0) return;
     const result = await this.#db
       .updateTable('job_steps')
@@ -243,5 +245,6 @@ function toStep(row: Selectable<JobStepsTable>): JobStep {
     startedAt: row.started_at,
     finishedAt: row.finished_at,
     error: fromNullableJsonColumn<JobError>(row.error),
+    output: fromNullableJsonColumn<Record<string, unknown>>(row.output),
   };
 }

@@ -170,6 +170,13 @@ describe('haven CLI', () => {
     assert.equal(shown.code, 0, shown.stderr);
     assert.match(shown.stdout, /^Job: +vault-backup /m);
     assert.match(shown.stdout, /^#\s+Step\s+State\s+Progress\s+Took\s+Message$/m);
+    // Each step's output under its title, in words: sizes with units, nested facts indented, no JSON.
+    assert.match(
+      shown.stdout,
+      /^1\. Write a consistent copy of the vault state:\n {2}File: \/.+\n {2}Bytes: [\d.]+ (KiB|MiB)$/m,
+    );
+    assert.match(shown.stdout, /^2\. Verify the backup:\n {2}Verified:\n {4}\w+: /m);
+    assert.doesNotMatch(shown.stdout, /[{}"]/);
   });
 
   it('manages tokens and policies', async () => {

@@ -37,3 +37,16 @@ export function formatBytes(bytes: number): string {
   }
   return `${value >= 10 || unit === 0 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
 }
+
+/** A field's name as a label: 'machineUp' → 'Machine up' (job outputs, in the CLI and the portal). */
+export function labelOfKey(key: string): string {
+  const words = key.replace(/([a-z0-9])([A-Z])/g, '$1 $2').toLowerCase();
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
+/** A number in a job's output, in the unit its name says: '…Bytes' a size, '…Seconds' a duration. */
+export function formatOutputNumber(key: string, value: number): string {
+  if (/bytes$/i.test(key)) return formatBytes(value);
+  if (/seconds$/i.test(key)) return formatDuration(value);
+  return String(value);
+}

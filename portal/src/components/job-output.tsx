@@ -1,6 +1,7 @@
 import type { ReactNode } from 'react';
 import type { RecoveryPointType } from '../../../src/domain/model.ts';
-import { formatBytes, formatDuration, formatTime } from '../format-time.ts';
+import { formatOutputNumber, labelOfKey } from '../../../src/text/human-units.ts';
+import { formatTime } from '../format-time.ts';
 import { POINT_OPTIONS } from '../operations.ts';
 import { describePoint } from '../point-kinds.ts';
 
@@ -28,19 +29,9 @@ export function nameOfChosenPoint(p: ChosenPoint): string {
 
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/;
 
-/** camelCase key → "Camel case". */
-function labelOf(key: string): string {
-  const words = key.replace(/([a-z0-9])([A-Z])/g, '$1 $2').toLowerCase();
-  return words.charAt(0).toUpperCase() + words.slice(1);
-}
-
 function present(key: string, value: unknown): ReactNode {
   if (value === null || value === undefined || value === '') return <span className="muted">—</span>;
-  if (typeof value === 'number') {
-    if (/bytes$/i.test(key)) return formatBytes(value);
-    if (/seconds$/i.test(key)) return formatDuration(value);
-    return String(value);
-  }
+  if (typeof value === 'number') return formatOutputNumber(key, value);
   if (typeof value === 'boolean') return value ? 'yes' : 'no';
   if (typeof value === 'string') return ISO_TIME.test(value) ? formatTime(value) : value;
   if (Array.isArray(value)) {
@@ -75,7 +66,7 @@ function Fact({ name, value }: { name: string; value: unknown }) {
   const point = name === 'recoveryPoint' ? chosenPointOf({ recoveryPoint: value }) : null;
   return (
     <>
-      <dt>{labelOf(name)}</dt>
+      <dt>{labelOfKey(name)}</dt>
       <dd data-output={name}>{point ? nameOfChosenPoint(point) : present(name, value)}</dd>
     </>
   );

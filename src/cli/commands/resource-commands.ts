@@ -1,4 +1,14 @@
-import type { Alert, ApiToken, Host, Job, Machine, Policy, RecoveryPoint, Site } from '../../domain/model.ts';
+import {
+  type Alert,
+  type ApiToken,
+  type Host,
+  type Job,
+  type Machine,
+  outputOutsideSteps,
+  type Policy,
+  type RecoveryPoint,
+  type Site,
+} from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { HypervisorInventory } from '../../hypervisor/hypervisor.ts';
 import { ago, formatBytes, formatDuration } from '../../text/human-units.ts';
@@ -18,6 +28,7 @@ import { watchJob } from '../job-progress.ts';
 import { type Column, type Output, printJson, printRecord, printTable } from '../output.ts';
 import { resolveRef, shortId } from '../resolve-ref.ts';
 import { crudCommands, list, show } from './crud-commands.ts';
+import { jobOutputLines } from './job-output-lines.ts';
 import { createMachineBody, createMachineOptions, machinePowerCommands } from './machine-commands.ts';
 import { between, jobTarget, localTime, printMachine } from './machine-summary.ts';
 
@@ -248,6 +259,13 @@ const jobs = crudCommands({
         },
         { header: 'Message', value: (s) => s.error?.message ?? s.message },
       ]);
+      for (const step of job.steps) {
+        if (!step.output || Object.keys(step.output).length === 0) continue;
+        out.write(`\n${step.index + 1}. ${step.title}:\n${jobOutputLines(step.output).join('\n')}\n`);
+      }
+      // Old jobs kept one output for the whole job: it is all here.
+      const outside = outputOutsideSteps(job);
+      if (Object.keys(outside).length > 0) out.write(`\nResults:\n${jobOutputLines(outside).join('\n')}\n`);
       return job.state === 'failed' ? 1 : 0;
     },
   },

@@ -127,18 +127,23 @@ export function positionalRef(
   return resolveRef(client, collection, positional(args, index, what));
 }
 
-/** The args with each option of `refs` given (once or repeated) as its object's full id when it was a short id. */
+/**
+ * The args with each option of `refs` given (once or repeated) as `resolve`
+ * makes it: by default its object's full id when it was a short id (names
+ * stay, the API takes them); `resolveId` for parameters that take ids only.
+ */
 export async function resolveOptionRefs(
   client: ApiClient,
   args: CommandArgs,
   refs: Record<string, Collection>,
+  resolve: typeof resolveRef = resolveRef,
 ): Promise<CommandArgs> {
   const values = { ...args.values };
   for (const [name, collection] of Object.entries(refs)) {
     const value = values[name];
-    if (typeof value === 'string') values[name] = await resolveRef(client, collection, value);
+    if (typeof value === 'string') values[name] = await resolve(client, collection, value);
     else if (Array.isArray(value)) {
-      values[name] = await Promise.all(value.map((v) => resolveRef(client, collection, String(v))));
+      values[name] = await Promise.all(value.map((v) => resolve(client, collection, String(v))));
     }
   }
   return { values, positionals: args.positionals };

@@ -207,6 +207,21 @@ describe('haven CLI', () => {
     const made = await runHaven([...createP1, '--app-consistent', '1h', '--json', ...conn()]);
     assert.equal(made.code, 0, made.stderr);
     assert.equal(JSON.parse(made.stdout).rpoThresholdSeconds, 300);
+    // Durations as the tables print them are read back.
+    const printed = await runHaven([
+      'policies',
+      'create',
+      'p2',
+      '--rpo',
+      '90',
+      '--retention',
+      '1 h 30 min',
+      '--json',
+      ...conn(),
+    ]);
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.equal(JSON.parse(printed.stdout).rpoThresholdSeconds, 90);
+    assert.equal(JSON.parse(printed.stdout).retentionSeconds, 5400);
     const builtIn = await runHaven(['policies', 'update', 'automatic-failback', '--rpo', '1m', ...conn()]);
     assert.equal(builtIn.code, 1);
   });

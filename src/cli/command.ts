@@ -149,17 +149,6 @@ export async function resolveOptionRefs(
   return { values, positionals: args.positionals };
 }
 
-/** '90', '90s', '15m', '24h', '7d', '250ms' → seconds. */
-export function parseDuration(text: string, field: string): number {
-  const m = text.match(/^(\d+)\s*(ms|s|m|h|d)?$/);
-  if (!m)
-    throw new HavenError('bad_request', `--${field}: '${text}' is not a duration like 90s, 15m, 24h`, {
-      field,
-    });
-  const unit = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's'];
-  return Number(m[1]) * unit;
-}
-
 /** --data DIR (else the default), resolved here once: everything past the command line sees absolute paths. */
 export function dataDirOption(args: CommandArgs, fallback: string): string {
   return resolve(str(args, 'data') ?? fallback);

@@ -1,13 +1,13 @@
 import type { ApiClient } from '../../client/api-client.ts';
 import type { Job } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
+import { parseDuration } from '../../text/human-units.ts';
 import {
   type Command,
   type CommandArgs,
   connect,
   connectionOptions,
   type OptionSpec,
-  parseDuration,
   positionalRef,
   required,
   resolveOptionRefs,

@@ -1,12 +1,11 @@
 import type { Alert, ApiToken, Host, Job, Machine, Policy, RecoveryPoint, Site } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { HypervisorInventory } from '../../hypervisor/hypervisor.ts';
-import { ago, formatBytes, formatDuration } from '../../text/human-units.ts';
+import { ago, formatBytes, formatDuration, parseDuration } from '../../text/human-units.ts';
 import {
   type Command,
   type CommandArgs,
   type OptionSpec,
-  parseDuration,
   positional,
   positionalRef,
   required,

@@ -5,12 +5,12 @@ import { ensurePortalBuilt, portalBanner } from '../../app/ensure-portal-built.t
 import { startVault } from '../../app/start-vault.ts';
 import { HavenError } from '../../errors/index.ts';
 import { openStore, restoreStore, sqliteFile } from '../../store/index.ts';
+import { parseDuration } from '../../text/human-units.ts';
 import {
   type Command,
   controlPortOption,
   dataDirOption,
   integer,
-  parseDuration,
   positional,
   required,
   str,

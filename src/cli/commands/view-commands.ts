@@ -5,13 +5,12 @@ import { join, resolve } from 'node:path';
 import type { ApiClient } from '../../client/api-client.ts';
 import { HavenError } from '../../errors/index.ts';
 import { libnbdUri, PSK_FILE_NAME, type PskExport, pskFileLine, qemuImgArgs } from '../../nbd/psk-access.ts';
-import { formatBytes, formatDuration } from '../../text/human-units.ts';
+import { formatBytes, formatDuration, parseDuration } from '../../text/human-units.ts';
 import type { OpenedAccessView } from '../../vault/point-access.ts';
 import {
   type Command,
   type CommandArgs,
   type OptionSpec,
-  parseDuration,
   positionalRef,
   required,
   str,

@@ -39,7 +39,8 @@ import { writeResults } from '../write-results.ts';
 
 const { DiskService } = await import('../../src/disk/index.ts');
 const { Sender } = await import('../../src/replication/index.ts');
-const { createSparseImage, parseSize } = await import('../../src/storage/index.ts');
+const { createSparseImage } = await import('../../src/storage/index.ts');
+const { parseSize } = await import('../../src/text/human-units.ts');
 const { hostIdentities, waitFor } = await import('../../src/testing/replication-test-fixture.ts');
 
 const MB = 1e6;

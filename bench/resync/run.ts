@@ -40,7 +40,7 @@ import { writeResults } from '../write-results.ts';
 
 const { JournaledBackend } = await import('../../src/disk/index.ts');
 const { Sender } = await import('../../src/replication/index.ts');
-const { parseSize } = await import('../../src/storage/index.ts');
+const { parseSize } = await import('../../src/text/human-units.ts');
 const { hostIdentities, waitFor } = await import('../../src/testing/replication-test-fixture.ts');
 const { SeededRandom } = await import('../../src/testing/seeded-random.ts');
 

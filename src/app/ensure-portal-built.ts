@@ -17,9 +17,14 @@ export type PortalBuild =
   /** No build and none possible (e.g. installed without dev dependencies): the vault answers 503 at `/`. */
   | { state: 'unavailable'; dir: string; reason: string };
 
+/** Where a start banner says the portal is: the vault's URL, or why there is none. */
+export function portalBanner(build: PortalBuild, url: string): string {
+  return build.state === 'unavailable' ? `not built: ${build.reason}` : `${url}/`;
+}
+
 /**
  * Builds the portal into portal/dist when it is missing or older than its
- * sources (a fresh clone, a pull, an edit), so `haven up` serves the portal
+ * sources (a fresh clone, a pull, an edit), so `haven up` and `haven vault` serve the portal
  * that matches the checkout. Concurrent starts each build into their own
  * folder and swap it in; a start whose swap loses keeps the winner's build.
  */

@@ -116,6 +116,23 @@ describe('haven CLI', () => {
     const wide = await runHaven(['machines', 'list', '--wide', ...conn()]);
     assert.match(wide.stdout, /^Name\s+State\s+Health\s+Host\s+RPO\s+Id$/m);
     assert.ok(wide.stdout.includes(machine.id));
+    // List filters take names and short ids as well as ids (the API's filters take ids).
+    for (const host of ['primary', primary.id, primary.id.slice(0, 8)]) {
+      const filtered = await runHaven(['machines', 'list', '--host', host, '--json', ...conn()]);
+      assert.equal(filtered.code, 0, filtered.stderr);
+      assert.ok(
+        (JSON.parse(filtered.stdout) as Machine[]).some((m) => m.id === machine.id),
+        host,
+      );
+    }
+    const elsewhere = await runHaven(['machines', 'list', '--host', 'recovery', '--json', ...conn()]);
+    assert.ok(!(JSON.parse(elsewhere.stdout) as Machine[]).some((m) => m.id === machine.id));
+    const noSuchHost = await runHaven(['machines', 'list', '--host', 'nowhere', ...conn()]);
+    assert.equal(noSuchHost.code, 1);
+    assert.match(
+      noSuchHost.stderr,
+      /host 'nowhere' does not exist \(there are (primary, recovery|recovery, primary)\)/,
+    );
     const summary = await runHaven(['machines', 'show', machine.id.slice(0, 8), ...conn()]);
     assert.equal(summary.code, 0, summary.stderr);
     assert.match(summary.stdout, /^Machine: +web-01$/m);
@@ -160,6 +177,13 @@ describe('haven CLI', () => {
     assert.match(watched.stdout, /Verify the backup +succeeded/);
     const listed = JSON.parse((await runHaven(['jobs', 'list', '--json', ...conn()])).stdout) as Job[];
     assert.ok(listed.some((j) => j.id === job.id && j.state === 'succeeded'));
+    // A job list filtered by a machine's name: the vault's backup job targets the vault, not it.
+    const ofMachine = await runHaven(['jobs', 'list', '--machine', 'web-01', '--json', ...conn()]);
+    assert.equal(ofMachine.code, 0, ofMachine.stderr);
+    assert.ok(!(JSON.parse(ofMachine.stdout) as Job[]).some((j) => j.id === job.id));
+    const noSuchPlan = await runHaven(['jobs', 'list', '--plan', 'no-such-plan', ...conn()]);
+    assert.equal(noSuchPlan.code, 1);
+    assert.match(noSuchPlan.stderr, /plan 'no-such-plan' does not exist \(there are none\)/);
     const table = await runHaven(['jobs', 'list', ...conn()]);
     assert.match(table.stdout, /^Id\s+Kind\s+Target\s+State\s+Progress\s+By\s+Created$/m);
     assert.match(
@@ -190,6 +214,21 @@ describe('haven CLI', () => {
     const made = await runHaven([...createP1, '--app-consistent', '1h', '--json', ...conn()]);
     assert.equal(made.code, 0, made.stderr);
     assert.equal(JSON.parse(made.stdout).rpoThresholdSeconds, 300);
+    // Durations as the tables print them are read back.
+    const printed = await runHaven([
+      'policies',
+      'create',
+      'p2',
+      '--rpo',
+      '90',
+      '--retention',
+      '1 h 30 min',
+      '--json',
+      ...conn(),
+    ]);
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.equal(JSON.parse(printed.stdout).rpoThresholdSeconds, 90);
+    assert.equal(JSON.parse(printed.stdout).retentionSeconds, 5400);
     const builtIn = await runHaven(['policies', 'update', 'automatic-failback', '--rpo', '1m', ...conn()]);
     assert.equal(builtIn.code, 1);
   });

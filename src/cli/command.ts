@@ -127,32 +127,26 @@ export function positionalRef(
   return resolveRef(client, collection, positional(args, index, what));
 }
 
-/** The args with each option of `refs` given (once or repeated) as its object's full id when it was a short id. */
+/**
+ * The args with each option of `refs` given (once or repeated) as `resolve`
+ * makes it: by default its object's full id when it was a short id (names
+ * stay, the API takes them); `resolveId` for parameters that take ids only.
+ */
 export async function resolveOptionRefs(
   client: ApiClient,
   args: CommandArgs,
   refs: Record<string, Collection>,
+  resolve: typeof resolveRef = resolveRef,
 ): Promise<CommandArgs> {
   const values = { ...args.values };
   for (const [name, collection] of Object.entries(refs)) {
     const value = values[name];
-    if (typeof value === 'string') values[name] = await resolveRef(client, collection, value);
+    if (typeof value === 'string') values[name] = await resolve(client, collection, value);
     else if (Array.isArray(value)) {
-      values[name] = await Promise.all(value.map((v) => resolveRef(client, collection, String(v))));
+      values[name] = await Promise.all(value.map((v) => resolve(client, collection, String(v))));
     }
   }
   return { values, positionals: args.positionals };
-}
-
-/** '90', '90s', '15m', '24h', '7d', '250ms' → seconds. */
-export function parseDuration(text: string, field: string): number {
-  const m = text.match(/^(\d+)\s*(ms|s|m|h|d)?$/);
-  if (!m)
-    throw new HavenError('bad_request', `--${field}: '${text}' is not a duration like 90s, 15m, 24h`, {
-      field,
-    });
-  const unit = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's'];
-  return Number(m[1]) * unit;
 }
 
 /** --data DIR (else the default), resolved here once: everything past the command line sees absolute paths. */

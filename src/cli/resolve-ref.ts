@@ -37,26 +37,112 @@ interface Named {
  */
 export async function resolveRef(client: ApiClient, collection: Collection, text: string): Promise<string> {
   if (FULL_UUID.test(text) || !ID_PREFIX.test(text)) return text;
-  const { what, path, key } = COLLECTIONS[collection];
-  const items = ((await client.get<Record<string, Named[]>>(path))[key] ?? []) as Named[];
-  return pickByPrefix(items, text, what);
+  return pickByPrefix(await listed(client, collection), text, COLLECTIONS[collection].what);
 }
 
 /** The object `text` names among `items`: its name, else the one id it begins. */
 export function pickByPrefix(items: readonly Named[], text: string, what: string): string {
   if (items.some((item) => item.name === text || item.id === text)) return text;
+  return onlyPrefixed(items, text, what)?.id ?? text;
+}
+
+/** The one item whose id starts with `text`; none is undefined, several are refused naming them. */
+function onlyPrefixed(items: readonly Named[], text: string, what: string): Named | undefined {
   const prefix = text.toLowerCase();
   const matches = items.filter((item) => item.id.toLowerCase().startsWith(prefix));
+  if (matches.length > 1) {
+    throw ambiguous(
+      what,
+      text,
+      matches.map((m) => m.id),
+      matches.map((m) => `${m.id}${m.name ? ` (${m.name})` : ''}`),
+    );
+  }
+  return matches[0];
+}
+
+/**
+ * The full id of the object `text` names among `items` (by name, id or short
+ * id), for API parameters that take ids only (list filters); none is refused,
+ * naming what there is.
+ */
+export function pickId(items: readonly Named[], text: string, what: string): string {
+  const found =
+    items.find((item) => item.id === text || item.name === text) ??
+    (ID_PREFIX.test(text) ? onlyPrefixed(items, text, what) : undefined);
+  if (found) return found.id;
+  const known = items.slice(0, 10).map((i) => i.name ?? shortId(i.id));
+  throw new HavenError(
+    'not_found',
+    `${what} '${text}' does not exist (${items.length === 0 ? 'there are none' : `there are ${known.join(', ')}${items.length > 10 ? ', …' : ''}`})`,
+    { kind: what, id: text },
+  );
+}
+
+/** `pickId` over `collection` as the vault lists it. */
+export async function resolveId(client: ApiClient, collection: Collection, text: string): Promise<string> {
+  return pickId(await listed(client, collection), text, COLLECTIONS[collection].what);
+}
+
+async function listed(client: ApiClient, collection: Collection): Promise<Named[]> {
+  const { path, key } = COLLECTIONS[collection];
+  return ((await client.get<Record<string, Named[]>>(path))[key] ?? []) as Named[];
+}
+
+function ambiguous(what: string, text: string, candidates: string[], shown: string[]): HavenError {
+  return new HavenError(
+    'bad_request',
+    `${what} '${text}' is ambiguous: ${candidates.length} ids start with it (${shown.slice(0, 5).join(', ')}${candidates.length > 5 ? ', …' : ''}); give more of the id`,
+    { field: what, candidates },
+  );
+}
+
+interface PointIdentity {
+  id: string;
+  machineId: string;
+}
+
+/**
+ * How the CLI prints a recovery point of a machine: its id without the
+ * machine id every point of that machine starts with (`disk0@42`, `@marker`).
+ */
+export function pointLabel(point: PointIdentity): string {
+  if (!point.id.startsWith(point.machineId)) return point.id;
+  const rest = point.id.slice(point.machineId.length);
+  return rest.startsWith('/') ? rest.slice(1) : rest;
+}
+
+/**
+ * The id of the point `text` names among one machine's `points`: its id or
+ * label, else the one point whose id or label begins with it. A prefix that
+ * several points begin with is refused, naming them; one none begins with is
+ * left for the vault to refuse.
+ */
+export function pickPoint(points: readonly PointIdentity[], text: string): string {
+  const exact = points.find((p) => p.id === text || pointLabel(p) === text);
+  if (exact) return exact.id;
+  const prefix = text.toLowerCase();
+  const matches = points.filter(
+    (p) => p.id.toLowerCase().startsWith(prefix) || pointLabel(p).toLowerCase().startsWith(prefix),
+  );
   if (matches.length === 1) return matches[0]!.id;
   if (matches.length > 1) {
-    const shown = matches.slice(0, 5).map((m) => `${m.id}${m.name ? ` (${m.name})` : ''}`);
-    throw new HavenError(
-      'bad_request',
-      `${what} '${text}' is ambiguous: ${matches.length} ids start with it (${shown.join(', ')}${matches.length > 5 ? ', …' : ''}); give more of the id`,
-      { field: what, candidates: matches.map((m) => m.id) },
+    throw ambiguous(
+      'recovery point',
+      text,
+      matches.map((p) => p.id),
+      matches.map(pointLabel),
     );
   }
   return text;
+}
+
+/** `pickPoint` over the points of `machine` (a name, id or full id) as the vault lists them. */
+export async function resolvePoint(client: ApiClient, machine: string, text: string): Promise<string> {
+  const { recoveryPoints } = await client.get<{ recoveryPoints: PointIdentity[] }>(
+    `/machines/${encodeURIComponent(machine)}/recovery-points`,
+  );
+  return pickPoint(recoveryPoints, text);
 }
 
 export function isCollection(name: string): name is Collection {
@@ -71,8 +157,7 @@ export async function nameLookup(client: ApiClient, collections: readonly Collec
   const byCollection = new Map<Collection, Map<string, string>>();
   await Promise.all(
     collections.map(async (collection) => {
-      const { path, key } = COLLECTIONS[collection];
-      const items = ((await client.get<Record<string, Named[]>>(path))[key] ?? []) as Named[];
+      const items = await listed(client, collection);
       byCollection.set(collection, new Map(items.map((i) => [i.id, i.name ?? shortId(i.id)])));
     }),
   );

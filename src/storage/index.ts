@@ -6,4 +6,4 @@ export { FileIo, type FileIoPolicy, SyncBudget, writevFully } from './file-io.ts
 export { type FileSync, realFileSync } from './file-sync.ts';
 export { GroupCommit } from './group-commit.ts';
 export { isNoSpace, SpaceReserve } from './space-reserve.ts';
-export { createSparseImage, parseSize } from './sparse-image.ts';
+export { createSparseImage } from './sparse-image.ts';

@@ -1,4 +1,5 @@
-/** Sizes, durations and times as people read them, in the CLI's tables and the portal's. */
+/** Sizes, durations and times as people read them (and write them, in the CLI's options), in the CLI's tables and the portal's. */
+import { HavenError } from '../errors/index.ts';
 
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds)) return '—';
@@ -49,4 +50,69 @@ export function formatOutputNumber(key: string, value: number): string {
   if (/bytes$/i.test(key)) return formatBytes(value);
   if (/seconds$/i.test(key)) return formatDuration(value);
   return String(value);
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  K: 2 ** 10,
+  M: 2 ** 20,
+  G: 2 ** 30,
+  T: 2 ** 40,
+  P: 2 ** 50,
+};
+
+/** A size: bytes, or a number with K, M, G, T or P (binary units; `10G`, `512MiB`, `1.0 GiB` as `formatBytes` prints). */
+export function parseSize(text: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:i?B)?\s*$/i.exec(text);
+  const unit = SIZE_UNITS[(match?.[2] ?? '').toUpperCase()];
+  const bytes = match !== null && unit !== undefined ? Number(match[1]) * unit : Number.NaN;
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) {
+    throw new HavenError(
+      'validation_failed',
+      `size '${text}' is not a positive whole number of bytes; write bytes or a number with K, M, G, T or P (e.g. 10G)`,
+      { field: 'size', value: text },
+    );
+  }
+  return bytes;
+}
+
+const DURATION_UNITS: Record<string, number> = {
+  ms: 0.001,
+  s: 1,
+  sec: 1,
+  m: 60,
+  min: 60,
+  h: 3600,
+  d: 86_400,
+  w: 604_800,
+};
+const DURATION_PART = /(\d+(?:\.\d+)?)\s*(ms|sec|s|min|m|h|d|w)?\s*/gy;
+
+/**
+ * A duration in seconds for option `field`: a bare number of seconds (as
+ * before units), or numbers with units, also as `formatDuration` prints them
+ * (`90s`, `15m`, `15 min`, `1h30m`, `1 h 30 min`, `1.5h`, `7d`, `250ms`).
+ */
+export function parseDuration(text: string, field: string): number {
+  const trimmed = text.trim();
+  DURATION_PART.lastIndex = 0;
+  let seconds = 0;
+  let parts = 0;
+  let bare = false;
+  let end = 0;
+  for (let m = DURATION_PART.exec(trimmed); m !== null && m[0] !== ''; m = DURATION_PART.exec(trimmed)) {
+    parts++;
+    bare ||= m[2] === undefined;
+    seconds += Number(m[1]) * DURATION_UNITS[m[2] ?? 's']!;
+    end = DURATION_PART.lastIndex;
+  }
+  // A bare number stands alone: '1 30' is a typo, not 31 s.
+  if (parts === 0 || end !== trimmed.length || (bare && parts > 1) || !Number.isFinite(seconds)) {
+    throw new HavenError(
+      'bad_request',
+      `--${field}: '${text}' is not a duration like 90s, 15m, 1h30m, 24h or 7d (a bare number is seconds)`,
+      { field },
+    );
+  }
+  return seconds;
 }

@@ -29,7 +29,7 @@ interface ListSpec {
   summary: string;
   options?: OptionSpec;
   /** Appended to the collection's path: '?state=…', or '' for all. */
-  query?: (args: CommandArgs) => string;
+  query?: (args: CommandArgs, client: ApiClient) => string | Promise<string>;
   /** Collections whose names the table shows instead of ids. */
   names?: readonly Collection[];
   columns: (names: Names) => Column<never>[];
@@ -116,7 +116,7 @@ export function crudCommands<const D extends ResourceDescription>(
       examples: [`haven ${plural} list`],
       run: async (args, { client, out }) => {
         const response = await client.get<Record<string, never[]>>(
-          `/${plural}${listSpec.query?.(args) ?? ''}`,
+          `/${plural}${(await listSpec.query?.(args, client)) ?? ''}`,
         );
         const items = response[plural] as never[];
         if (out.json) return list(out, items, []);

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { HavenError } from '../../errors/index.ts';
 import { startHost } from '../../host/index.ts';
-import { parseSize } from '../../storage/index.ts';
+import { parseSize } from '../../text/human-units.ts';
 import {
   type Command,
   type CommandArgs,

@@ -1,12 +1,13 @@
+import type { ApiClient } from '../../client/api-client.ts';
 import type { Job } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
+import { parseDuration } from '../../text/human-units.ts';
 import {
   type Command,
   type CommandArgs,
   connect,
   connectionOptions,
   type OptionSpec,
-  parseDuration,
   positionalRef,
   required,
   resolveOptionRefs,
@@ -14,7 +15,7 @@ import {
 } from '../command.ts';
 import { watchJob } from '../job-progress.ts';
 import { printJson } from '../output.ts';
-import type { Collection } from '../resolve-ref.ts';
+import { type Collection, resolvePoint } from '../resolve-ref.ts';
 
 const POINT_OPTIONS = [
   'latest',
@@ -28,7 +29,7 @@ const pointOptions: OptionSpec = {
   point: {
     type: 'string',
     value: 'POINT',
-    description: `${POINT_OPTIONS.join(', ')} or a point id from haven machines points (default latest-processed)`,
+    description: `${POINT_OPTIONS.join(', ')}, or a point as haven machines points prints it (or the start of one; default latest-processed)`,
   },
 };
 
@@ -36,6 +37,17 @@ const pointOptions: OptionSpec = {
 export function recoveryPoint(args: CommandArgs): { option: string; pointId?: string } {
   const point = str(args, 'point') ?? 'latest-processed';
   return POINT_OPTIONS.includes(point) ? { option: point } : { option: 'custom', pointId: point };
+}
+
+/** The args with --point, when it names one point (not latest…), as the full id of that point of `machine`. */
+export async function resolvePointOption(
+  client: ApiClient,
+  machine: string,
+  args: CommandArgs,
+): Promise<CommandArgs> {
+  const point = str(args, 'point');
+  if (point === undefined || POINT_OPTIONS.includes(point)) return args;
+  return { ...args, values: { ...args.values, point: await resolvePoint(client, machine, point) } };
 }
 
 /** --force-off-after 60s, as the API's planned-failover `forceOffAfterSeconds`. */
@@ -148,7 +160,7 @@ const LIFECYCLE: LifecycleCommand[] = [
     name: 'change-point',
     operation: 'change-recovery-point',
     summary: 'Restart a failed-over machine from another point',
-    example: 'web-01 --point 5d2b9e40',
+    example: 'web-01 --point disk0@42',
     options: pointOptions,
     body: (a) => ({ recoveryPoint: recoveryPoint(a) }),
   },
@@ -225,9 +237,16 @@ export const lifecycleCommands: Command[] = LIFECYCLE.map((c) => ({
   examples: [`haven ${c.name} ${c.example}`],
   run: async (args) => {
     const { client, out } = connect(args);
-    const machine = encodeURIComponent(await positionalRef(client, args, 0, 'machine', 'machines'));
-    const resolved = await resolveOptionRefs(client, args, c.refs ?? {});
-    const job = await client.post<Job>(`/machines/${machine}/${c.operation}`, c.body(resolved));
+    const machine = await positionalRef(client, args, 0, 'machine', 'machines');
+    const resolved = await resolvePointOption(
+      client,
+      machine,
+      await resolveOptionRefs(client, args, c.refs ?? {}),
+    );
+    const job = await client.post<Job>(
+      `/machines/${encodeURIComponent(machine)}/${c.operation}`,
+      c.body(resolved),
+    );
     if (args.values['no-wait'] === true) {
       if (out.json) printJson(out, job);
       else out.write(`${job.kind} job ${job.id} queued\n`);

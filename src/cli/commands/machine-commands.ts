@@ -2,14 +2,12 @@ import type { ApiClient } from '../../client/api-client.ts';
 import type { Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { ConsoleLog, MachineStatus, MirrorStatus, ShutdownResult } from '../../host/host-services.ts';
-import { parseSize } from '../../storage/index.ts';
-import { ago, formatDuration } from '../../text/human-units.ts';
+import { ago, formatDuration, parseDuration, parseSize } from '../../text/human-units.ts';
 import {
   type Command,
   type CommandArgs,
   integer,
   type OptionSpec,
-  parseDuration,
   positional,
   positionalRef,
   required,

@@ -11,22 +11,22 @@ import {
 } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { HypervisorInventory } from '../../hypervisor/hypervisor.ts';
-import { ago, formatBytes, formatDuration } from '../../text/human-units.ts';
+import { ago, formatBytes, formatDuration, parseDuration } from '../../text/human-units.ts';
 import {
   type Command,
   type CommandArgs,
   type OptionSpec,
-  parseDuration,
   positional,
   positionalRef,
   required,
+  resolveOptionRefs,
   str,
   tableOptions,
   vaultCommand,
 } from '../command.ts';
 import { watchJob } from '../job-progress.ts';
 import { type Column, type Output, printJson, printRecord, printTable } from '../output.ts';
-import { resolveRef, shortId } from '../resolve-ref.ts';
+import { pointLabel, resolveId, resolveRef, shortId } from '../resolve-ref.ts';
 import { crudCommands, list, show } from './crud-commands.ts';
 import { jobOutputLines } from './job-output-lines.ts';
 import { createMachineBody, createMachineOptions, machinePowerCommands } from './machine-commands.ts';
@@ -112,7 +112,11 @@ const machines = crudCommands({
         description: 'only machines whose active host is this one (name or id)',
       },
     },
-    query: (args) => query(args, { state: 'state', host: 'hostId' }),
+    query: async (args, client) =>
+      query(await resolveOptionRefs(client, args, { host: 'hosts' }, resolveId), {
+        state: 'state',
+        host: 'hostId',
+      }),
     names: ['hosts'],
     columns: (names): Column<Machine>[] => [
       { header: 'Name', value: (m) => m.name },
@@ -214,9 +218,28 @@ const jobs = crudCommands({
         value: 'STATE',
         description: 'only jobs in this state (running, waiting, failed, …)',
       },
+      machine: { type: 'string', value: 'MACHINE', description: 'only jobs of this machine (name or id)' },
+      plan: { type: 'string', value: 'PLAN', description: 'only jobs of this recovery plan (name or id)' },
       limit: { type: 'string', value: 'N', description: 'at most N jobs (default 50)' },
     },
-    query: (args) => query(args, { state: 'state' }, { limit: str(args, 'limit') ?? '50' }),
+    query: async (args, client) => {
+      if (str(args, 'machine') !== undefined && str(args, 'plan') !== undefined) {
+        throw new HavenError('bad_request', '--machine and --plan: give one (a job has one target)', {
+          field: 'machine',
+        });
+      }
+      const resolved = await resolveOptionRefs(
+        client,
+        args,
+        { machine: 'machines', plan: 'plans' },
+        resolveId,
+      );
+      return query(
+        resolved,
+        { state: 'state', machine: 'targetId', plan: 'targetId' },
+        { limit: str(args, 'limit') ?? '50' },
+      );
+    },
     names: ['machines', 'plans', 'hosts'],
     columns: (names): Column<Job>[] => [
       { header: 'Id', value: (j) => shortId(j.id) },
@@ -493,7 +516,8 @@ export const resourceCommands: Command[] = [
         { header: 'Type', value: (p) => (p.groupPointId ? `${p.type} (group)` : p.type) },
         { header: 'Processed', value: (p) => (p.processed ? 'yes' : 'no') },
         { header: 'Size', value: (p) => formatBytes(p.sizeBytes) },
-        { header: 'Id (for --point)', value: (p) => p.id },
+        { header: 'Point (for --point)', value: (p) => pointLabel(p) },
+        { header: 'Id', value: (p) => p.id, wide: true },
       ]);
     },
   }),

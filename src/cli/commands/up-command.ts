@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { DEMO_MACHINE } from '../../app/demo-machine.ts';
+import { portalBanner } from '../../app/ensure-portal-built.ts';
 import { startEmbedded } from '../../app/start-embedded.ts';
 import { HavenError } from '../../errors/index.ts';
 import {
@@ -78,7 +79,7 @@ export const upCommands: Command[] = [
         [
           `Haven ${embedded.vault.context.version} is up.`,
           `  vault:  ${embedded.vault.url}  (health: ${embedded.vault.url}/api/v1/health)`,
-          `  portal: ${embedded.portal.state === 'unavailable' ? `not built: ${embedded.portal.reason}` : `${embedded.vault.url}/`}`,
+          `  portal: ${portalBanner(embedded.portal, embedded.vault.url)}`,
           `  hosts:  ${embedded.hosts.map((h) => h.agent.identity.name).join(', ')}`,
           ...(embedded.demo
             ? [

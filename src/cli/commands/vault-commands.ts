@@ -1,15 +1,16 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ensurePortalBuilt, portalBanner } from '../../app/ensure-portal-built.ts';
 import { startVault } from '../../app/start-vault.ts';
 import { HavenError } from '../../errors/index.ts';
 import { openStore, restoreStore, sqliteFile } from '../../store/index.ts';
+import { parseDuration } from '../../text/human-units.ts';
 import {
   type Command,
   controlPortOption,
   dataDirOption,
   integer,
-  parseDuration,
   positional,
   required,
   str,
@@ -44,7 +45,7 @@ export const vaultCommands: Command[] = [
   {
     name: 'vault',
     summary:
-      'Run a vault (REST API, job engine, control channel); PostgreSQL with HAVEN_DATABASE_URL. The REST API serves HTTPS beyond loopback (its own certificate, or a self-signed one whose fingerprint it prints); on loopback plain HTTP unless --tls',
+      'Run a vault (REST API, portal, job engine, control channel; builds the portal when its sources changed); PostgreSQL with HAVEN_DATABASE_URL. The REST API serves HTTPS beyond loopback (its own certificate, or a self-signed one whose fingerprint it prints); on loopback plain HTTP unless --tls',
     examples: [
       'haven vault --data /var/lib/haven',
       'haven vault --host 0.0.0.0 --tls-cert /etc/haven/api.crt --tls-key /etc/haven/api.key',
@@ -108,6 +109,8 @@ export const vaultCommands: Command[] = [
       if ((cert === undefined) !== (key === undefined)) {
         throw new HavenError('bad_request', '--tls-cert and --tls-key go together', { field: 'tls-cert' });
       }
+      // Before the vault answers: its URL then serves the portal of this checkout, not a 503 or an old build.
+      const portal = await ensurePortalBuilt((line) => process.stderr.write(`${line}\n`));
       const vault = await startVault({
         ...(cert !== undefined && key !== undefined
           ? { apiTls: { certPem: await readFile(cert, 'utf8'), keyPem: await readFile(key, 'utf8') } }
@@ -130,6 +133,7 @@ export const vaultCommands: Command[] = [
         `${JSON.stringify({ url: vault.url, apiFingerprint: vault.apiFingerprint, controlAddress: vault.controlAddress })}\n`,
       );
       process.stdout.write(`Haven vault ${vault.context.version} at ${vault.url}\n`);
+      process.stdout.write(`Portal: ${portalBanner(portal, vault.url)}\n`);
       if (vault.apiFingerprint) {
         process.stdout.write(
           `REST API certificate fingerprint ${vault.apiFingerprint} (haven --fingerprint, haven host --fingerprint)\n`,

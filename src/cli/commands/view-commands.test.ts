@@ -21,6 +21,7 @@ import { run, runOk } from '../../testing/nbd-test-fixture.ts';
 import { qemuIoFlushed } from '../../testing/qemu-io.ts';
 import { until } from '../../testing/until.ts';
 import type { AccessView, OpenedAccessView } from '../../vault/point-access.ts';
+import { pointLabel } from '../resolve-ref.ts';
 
 const SIZE = 16 << 20;
 let dir: string;
@@ -127,7 +128,8 @@ describe('point-in-time access', () => {
   it('haven view prints URIs nbdinfo and qemu-img read with the key it wrote; without it they are refused; Ctrl-C closes the view', async () => {
     const child = spawn(
       NODE,
-      ['src/cli/main.ts', 'view', 'files-01', '--point', point.id, '--json', ...conn()],
+      // The point as `haven machines points` prints it, not its full id.
+      ['src/cli/main.ts', 'view', 'files-01', '--point', pointLabel(point), '--json', ...conn()],
       {
         cwd: REPO_ROOT,
         stdio: ['ignore', 'pipe', 'pipe'],

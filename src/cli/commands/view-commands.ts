@@ -5,13 +5,12 @@ import { join, resolve } from 'node:path';
 import type { ApiClient } from '../../client/api-client.ts';
 import { HavenError } from '../../errors/index.ts';
 import { libnbdUri, PSK_FILE_NAME, type PskExport, pskFileLine, qemuImgArgs } from '../../nbd/psk-access.ts';
-import { formatBytes, formatDuration } from '../../text/human-units.ts';
+import { formatBytes, formatDuration, parseDuration } from '../../text/human-units.ts';
 import type { OpenedAccessView } from '../../vault/point-access.ts';
 import {
   type Command,
   type CommandArgs,
   type OptionSpec,
-  parseDuration,
   positionalRef,
   required,
   str,
@@ -20,7 +19,7 @@ import {
 import { fitLine } from '../job-progress.ts';
 import { type Output, printJson } from '../output.ts';
 import { type ExportFormat, exportQcow2, exportRaw } from '../point-export.ts';
-import { recoveryPoint } from './lifecycle-commands.ts';
+import { recoveryPoint, resolvePointOption } from './lifecycle-commands.ts';
 import { localTime } from './machine-summary.ts';
 
 const pointOption: OptionSpec = {
@@ -28,7 +27,7 @@ const pointOption: OptionSpec = {
     type: 'string',
     value: 'POINT',
     description:
-      'latest, latest-processed, latest-app-consistent or a point id from haven machines points (default latest-processed)',
+      'latest, latest-processed, latest-app-consistent, or a point as haven machines points prints it (or the start of one; default latest-processed)',
   },
 };
 
@@ -49,7 +48,7 @@ async function openLocalView(
   const machine = await positionalRef(client, args, 0, 'machine', 'machines');
   const { view } = await client.post<{ view: OpenedAccessView }>(
     `/machines/${encodeURIComponent(machine)}/views`,
-    { recoveryPoint: recoveryPoint(args), ...body },
+    { recoveryPoint: recoveryPoint(await resolvePointOption(client, machine, args)), ...body },
   );
   const pskDir = await mkdtemp(join(tmpdir(), 'haven-view-'));
   await writeFile(join(pskDir, PSK_FILE_NAME), pskFileLine(view.psk.identity, view.psk.keyHex), {
@@ -140,7 +139,7 @@ export const viewCommands: Command[] = [
     },
     examples: [
       'haven view web-01 --point latest',
-      'haven view web-01 --point web-01@1733400000000 --writable --expires 15m',
+      'haven view web-01 --point disk0@42 --writable --expires 15m',
     ],
     run: async (args, { client, out }) => {
       const expires = parseDuration(str(args, 'expires') ?? '1h', 'expires');

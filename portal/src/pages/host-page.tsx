@@ -1,11 +1,12 @@
 import { useState } from 'react';
 import type { Host, Machine, Site } from '../../../src/domain/model.ts';
 import type { HostDomains } from '../../../src/vault/import-domain.ts';
+import { Ago } from '../components/ago.tsx';
 import { StateBadge } from '../components/badges.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { FreeSpace, ProtectedDisks, useHostCapacity } from '../components/host-capacity.tsx';
 import { ImportDomainDialog, LIBVIRT_CAPABILITY } from '../components/import-domain-dialog.tsx';
-import { ago, formatBytes, formatDuration, formatTime } from '../format-time.ts';
+import { formatBytes, formatDuration, formatTime } from '../format-time.ts';
 import { Link } from '../router.tsx';
 import { canOperate, useSession } from '../session.tsx';
 import { useResource } from '../use-resource.ts';
@@ -49,7 +50,9 @@ export function HostPage({ id }: { id: string }) {
             <dt>Site</dt>
             <dd>{site ? <Link to={`/sites#site-${site.name}`}>{site.name}</Link> : '—'}</dd>
             <dt>Heartbeat</dt>
-            <dd title={formatTime(h.lastHeartbeatAt)}>{ago(h.lastHeartbeatAt)}</dd>
+            <dd title={formatTime(h.lastHeartbeatAt)}>
+              <Ago iso={h.lastHeartbeatAt} />
+            </dd>
             <dt>Version</dt>
             <dd>
               <HostVersion version={h.version} vaultVersion={health.data?.version} />
@@ -135,7 +138,12 @@ function Inventory({ host, machines }: { host: Host; machines: Machine[] }) {
     <>
       <p className="muted small">
         {list.uri ?? list.driver}
-        {list.source === 'vault' ? ` · as last reported ${ago(list.reportedAt)} (the host is away)` : ''}
+        {list.source === 'vault' && (
+          <>
+            {' '}
+            · as last reported <Ago iso={list.reportedAt} /> (the host is away)
+          </>
+        )}
       </p>
       {list.domains.length === 0 ? (
         <p className="muted">libvirt defines no domain.</p>

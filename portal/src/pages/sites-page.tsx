@@ -1,6 +1,7 @@
 import type { Host, Site } from '../../../src/domain/model.ts';
+import { Ago } from '../components/ago.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
-import { ago } from '../format-time.ts';
+
 import { Link } from '../router.tsx';
 import { useResource } from '../use-resource.ts';
 
@@ -34,7 +35,9 @@ export function SitesPage() {
                       <span className={`dot status-${h.status}`} aria-hidden="true" />
                       <Link to={`/hosts/${h.id}`}>{h.name}</Link>{' '}
                       <span className={`badge status-${h.status}`}>{h.status}</span>{' '}
-                      <span className="muted small">heartbeat {ago(h.lastHeartbeatAt)}</span>
+                      <span className="muted small">
+                        heartbeat <Ago iso={h.lastHeartbeatAt} />
+                      </span>
                     </li>
                   ))}
                 </ul>

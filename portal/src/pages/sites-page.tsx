@@ -180,9 +180,10 @@ function SiteDialog({
     <Dialog title={`Networks of site ${site.name}`} onClose={onClose}>
       <form onSubmit={submit} noValidate data-testid="site-form">
         <fieldset>
-          <legend>
-            Network mapping: a machine on a network here is connected at {there} to the network beside it
-          </legend>
+          <legend>Network mapping</legend>
+          <p className="hint">
+            A machine on a network here is connected at {there} to the network beside it.
+          </p>
           {rows.length === 0 && <p className="muted">No network mapped.</p>}
           {rows.map((row, i) => (
             <div className="mapping-row" key={row.key} data-row={i}>

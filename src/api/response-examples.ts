@@ -219,6 +219,14 @@ export const presentedPlanExample = {
   rtoEstimateSeconds: 95,
   rtoEstimate: { seconds: 95, machinesWithoutHistory: [], groups: [{ name: 'web', seconds: 95 }] },
   activeJobId: null,
+  operations: [
+    { operation: 'test-failover', allowed: true, blockedBy: [] },
+    {
+      operation: 'commit',
+      allowed: false,
+      blockedBy: [{ machineId: machineExample.id, machineName: 'web-01', state: 'protected' }],
+    },
+  ],
 };
 
 export const planDocumentExample = {

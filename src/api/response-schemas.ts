@@ -36,6 +36,7 @@ import type {
 import type { ConsistencyGroup, GroupCut } from '../vault/groups/index.ts';
 import type { HostCapacity } from '../vault/host-capacity.ts';
 import type { HostDomains } from '../vault/import-domain.ts';
+import { PLAN_OPERATIONS, type PlanOperationAvailability } from '../vault/plans/index.ts';
 import type { AccessView, AccessViewDisk, OpenedAccessView } from '../vault/point-access.ts';
 import * as x from './response-examples.ts';
 import { recoverySettings, withExample } from './schemas.ts';
@@ -409,7 +410,23 @@ const rtoEstimate = describes<RtoEstimate>()(
     groups: z.array(z.strictObject({ name: z.string(), seconds: z.number() })),
   }),
 );
-/** A plan as its endpoints show it: each group also names its machines; the RTO estimate and the running job. */
+const planOperationAvailability = describes<PlanOperationAvailability>()(
+  z.strictObject({
+    operation: z.enum(PLAN_OPERATIONS),
+    allowed: z.boolean(),
+    blockedBy: z.array(
+      z.strictObject({
+        machineId: id,
+        machineName: z.string(),
+        state: z.enum([...STABLE_STATES, ...IN_PROGRESS_STATES]),
+      }),
+    ),
+  }),
+);
+/**
+ * A plan as its endpoints show it: each group also names its machines; the
+ * RTO estimate, the running job, and each operation against the machines' states.
+ */
 export const presentedPlan = z
   .strictObject({
     ...planFields,
@@ -417,6 +434,7 @@ export const presentedPlan = z
     rtoEstimateSeconds: z.number().nullable(),
     rtoEstimate,
     activeJobId: id.nullable(),
+    operations: z.array(planOperationAvailability),
   })
   .meta({ id: 'PresentedRecoveryPlan', examples: [x.presentedPlanExample] });
 

@@ -268,7 +268,7 @@ export const createSite = withExample(
 );
 
 export const updateSite = z.object({
-  networkMapping: z.record(z.string(), z.string()).optional(),
+  networkMapping: z.record(z.string().min(1), z.string().min(1)).optional(),
   testNetwork: z.string().min(1).nullable().optional(),
 });
 

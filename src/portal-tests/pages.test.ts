@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import type { Alert, Host, Job, Machine, Site } from '../domain/model.ts';
+import type { Alert, Host, Job, Machine } from '../domain/model.ts';
 import { defineTestDomain, type LibvirtTestDomain } from '../testing/libvirt-domain.fixture.ts';
 import { ensureLibvirtd, type Libvirtd, libvirtMissing } from '../testing/libvirtd.fixture.ts';
 import {
@@ -81,6 +81,8 @@ describe('portal pages: hosts, sites, alerts, job targets', { timeout: 120_000 }
     assert.equal(cells[2], 'connected');
     assert.match(cells[3]!, /^\d+ s ago$/);
     assert.equal(cells[4], `0 of ${recovery.maxProtectedDisks}`);
+    // An admin sees no edit on the list: the limit is changed from the host's page.
+    assert.equal(await row.getByRole('button').count(), 0);
     assert.match(cells[5]!, /^[\d.]+ [KMGT]iB free of [\d.]+ [KMGT]iB$/);
     assert.equal(cells[6], recovery.version);
     assert.doesNotMatch((await page.locator('main').textContent()) ?? '', UUID);
@@ -95,6 +97,21 @@ describe('portal pages: hosts, sites, alerts, job targets', { timeout: 120_000 }
     assert.equal(await page.getByRole('heading', { name: 'libvirt domains' }).count(), 0);
     await screenshots(f, page, 'pages-host');
 
+    // An admin changes the protected-disk limit; a bad value is named at the field.
+    await page.getByRole('button', { name: 'Change limit…' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel(/Protected disks at most/).fill('');
+    await dialog.getByRole('button', { name: 'Save limit' }).click();
+    await dialog
+      .locator('[data-field="maxProtectedDisks"]')
+      .getByText(/whole number/)
+      .waitFor();
+    await screenshots(f, page, 'pages-host-limit-problem');
+    await dialog.getByLabel(/Protected disks at most/).fill('32');
+    await dialog.getByRole('button', { name: 'Save limit' }).click();
+    await page.getByTestId('protected-disks').getByText('0 of 32').waitFor();
+    assert.equal((await f.api<Host>('GET', `/hosts/${recovery.id}`)).body.maxProtectedDisks, 32);
+
     await page.close();
     // An unknown host says so (the browser logs the 404, so not on a page watched for console errors).
     const missing = await f.newPage({ token: f.adminToken });
@@ -106,14 +123,29 @@ describe('portal pages: hosts, sites, alerts, job targets', { timeout: 120_000 }
     await missing.close();
   });
 
-  test('sites: their hosts, network mapping and test network', async () => {
-    const { sites } = (await f.api<{ sites: Site[] }>('GET', '/sites')).body;
-    const recoverySite = sites.find((s) => s.name === 'recovery')!;
-    const patched = await f.api('PATCH', `/sites/${recoverySite.id}`, {
-      networkMapping: { 'dr-lan': 'lan' },
-      testNetwork: 'dr-bubble',
-    });
-    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+  test('sites: an admin edits the network mapping and test network (problems at their fields); hosts, mapping, test network shown', async () => {
+    const refusals: string[] = [];
+    const editor = await watchedPage(f, f.adminToken, refusals);
+    await editor.goto(`${f.url}/sites`);
+    await editor.getByRole('button', { name: 'Edit site recovery…' }).click();
+    const dialog = editor.getByRole('dialog');
+    await dialog.getByRole('button', { name: 'Add mapping' }).click();
+    await dialog.getByLabel('Network here').fill('dr-lan');
+    await dialog.getByRole('button', { name: 'Save networks' }).click();
+    // The form names the empty half of the row at its field, before asking the vault.
+    await dialog
+      .locator('[data-field="mapping.0.there"]')
+      .getByText('Name the network dr-lan becomes')
+      .waitFor();
+    assert.equal(await dialog.getByLabel(/^At /).getAttribute('aria-invalid'), 'true');
+    await screenshots(f, editor, 'pages-site-edit-problem');
+    await dialog.getByLabel(/^At /).fill('lan');
+    await dialog.getByLabel(/Test network/).fill('dr-bubble');
+    await dialog.getByRole('button', { name: 'Save networks' }).click();
+    await dialog.waitFor({ state: 'detached' });
+    await editor.close();
+    assert.deepEqual(refusals, []);
+
     const page = await watchedPage(f, f.adminToken, consoleErrors);
     await page.goto(`${f.url}/sites`);
     const card = page.locator('[data-site="recovery"]');
@@ -250,6 +282,16 @@ describe('portal pages: hosts, sites, alerts, job targets', { timeout: 120_000 }
       assert.deepEqual(buttons, [], `${path} shows a viewer ${buttons.join(', ')}`);
     }
     await page.close();
+    // Sites and host limits are an admin's: an operator sees no edit either.
+    const operator = await watchedPage(f, operatorToken, consoleErrors);
+    for (const path of [`/hosts/${hosts[0]!.id}`, '/sites']) {
+      await operator.goto(`${f.url}${path}`);
+      await operator.locator('main h1').waitFor();
+      await operator.waitForLoadState('networkidle');
+      const buttons = await operator.locator('main button').allInnerTexts();
+      assert.deepEqual(buttons, [], `${path} shows an operator ${buttons.join(', ')}`);
+    }
+    await operator.close();
   });
 
   test('no request left the vault, no page error, no console error', () => {

@@ -102,6 +102,14 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
     const stored = (await f.api<Policy>('GET', '/policies/gold')).body;
     assert.equal(stored.appConsistentFrequencySeconds, 0);
     await screenshots(f, page, 'plans-policies');
+
+    // Deleting asks in the portal's own dialog (a window.confirm would block the test and look foreign).
+    await row.getByRole('button', { name: 'Delete gold' }).click();
+    await dialog.getByText(/Delete policy gold\?/).waitFor();
+    await screenshots(f, page, 'plans-policy-delete');
+    await dialog.getByRole('button', { name: 'Delete policy' }).click();
+    await row.waitFor({ state: 'detached' });
+    assert.equal((await f.api('GET', '/policies/gold')).status, 404);
     await page.close();
     onlyRefusals(refusals);
   });
@@ -188,6 +196,19 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
       .getByTestId('rto')
       .getByText(/not measured yet/)
       .waitFor();
+    // Only what demo-01's state allows is offered; the rest say why not.
+    const operations = page.getByTestId('plan-operations');
+    assert.deepEqual(await operations.getByRole('button').allInnerTexts(), [
+      'Test failover…',
+      'Failover…',
+      'Planned failover…',
+    ]);
+    await page
+      .getByTestId('operations-not-offered')
+      .getByText(
+        'Clean up test failover, Commit, Reprotect, Failback, Complete failover: demo-01 is protected',
+      )
+      .waitFor();
     await screenshots(f, page, 'plans-plan');
 
     await page.getByRole('button', { name: 'Test failover…', exact: true }).click();
@@ -224,6 +245,8 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
       .getByText(/^about /)
       .waitFor();
 
+    // The test copy runs: cleaning it up is offered, a second test failover is not.
+    assert.deepEqual(await operations.getByRole('button').allInnerTexts(), ['Clean up test failover…']);
     await page.getByRole('button', { name: 'Clean up test failover…' }).click();
     await dialog.getByLabel('Notes').fill('portal plan drill');
     await dialog.getByRole('button', { name: 'Clean up test failover', exact: true }).click();
@@ -278,8 +301,27 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
       '1',
       '1',
     ]);
-    await page.locator('tr[data-plan="billing-copy"]').waitFor();
+    const copy = page.locator('tr[data-plan="billing-copy"]');
+    await copy.waitFor();
     await screenshots(f, page, 'plans-list');
+    // Relative times count on their own, well before the list polls again (every 10 s).
+    const changed = copy.locator('time');
+    const before = await changed.textContent();
+    await until('the relative time to tick', async () => (await changed.textContent()) !== before, {
+      timeoutMs: 4000,
+    });
+
+    // Deleting a plan asks in the portal's dialog; cancelling keeps it.
+    await copy.getByRole('link', { name: 'billing-copy' }).click();
+    await page.getByRole('button', { name: 'Delete…' }).click();
+    await dialog.getByText(/Its machines are not touched/).waitFor();
+    await screenshots(f, page, 'plans-plan-delete');
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await dialog.waitFor({ state: 'detached' });
+    await page.getByRole('button', { name: 'Delete…' }).click();
+    await dialog.getByRole('button', { name: 'Delete plan' }).click();
+    await page.getByRole('heading', { name: 'Recovery plans' }).waitFor();
+    await copy.waitFor({ state: 'detached' });
 
     // From the jobs list, the plan's job links to this page.
     await page.goto(`${f.url}/jobs`);

@@ -1,10 +1,11 @@
 import { useState } from 'react';
 import type { Alert } from '../../../src/domain/model.ts';
 import { type ApiError, asApiError } from '../api-client.ts';
+import { Ago } from '../components/ago.tsx';
 import { alertsChanged } from '../components/alert-count.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { TargetLink } from '../components/target-link.tsx';
-import { ago, formatTime } from '../format-time.ts';
+import { formatTime } from '../format-time.ts';
 import { canOperate, useSession } from '../session.tsx';
 import { useResource } from '../use-resource.ts';
 
@@ -73,7 +74,7 @@ export function AlertsPage() {
                     <TargetLink type={a.subjectType} id={a.subjectId} />
                   </td>
                   <td data-label="Raised" title={formatTime(a.raisedAt)}>
-                    {ago(a.raisedAt)}
+                    <Ago iso={a.raisedAt} />
                   </td>
                   <td data-label="State">
                     <AlertState
@@ -102,12 +103,16 @@ function AlertState({
   busy: boolean;
 }) {
   if (alert.clearedAt) {
-    return <span title={formatTime(alert.clearedAt)}>cleared {ago(alert.clearedAt)}</span>;
+    return (
+      <span title={formatTime(alert.clearedAt)}>
+        cleared <Ago iso={alert.clearedAt} />
+      </span>
+    );
   }
   if (alert.acknowledged) {
     return (
       <span title={formatTime(alert.acknowledged.at)}>
-        open · acknowledged by {alert.acknowledged.by} {ago(alert.acknowledged.at)}
+        open · acknowledged by {alert.acknowledged.by} <Ago iso={alert.acknowledged.at} />
       </span>
     );
   }

@@ -1,12 +1,13 @@
 import { useEffect, useMemo, useRef } from 'react';
 import type { Alert, Host, Machine, Site } from '../../../src/domain/model.ts';
 import type { JobWithCancel } from '../api-client.ts';
+import { Ago } from '../components/ago.tsx';
 import { HealthBadge, JobStateBadge, StateBadge } from '../components/badges.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { ProgressBar } from '../components/progress-bar.tsx';
 import { RpoChart, type RpoRow } from '../components/rpo-chart.tsx';
 import { TargetLink } from '../components/target-link.tsx';
-import { ago, formatTime } from '../format-time.ts';
+import { formatTime } from '../format-time.ts';
 import { Link } from '../router.tsx';
 import { useResource } from '../use-resource.ts';
 
@@ -191,7 +192,7 @@ function AlertList({ alerts }: { alerts: Alert[] | undefined }) {
         <li key={a.id} className={`alert-${a.severity}`}>
           <span className={`badge severity-${a.severity}`}>{a.severity}</span> {a.message}{' '}
           <span className="muted small">
-            <TargetLink type={a.subjectType} id={a.subjectId} /> · {ago(a.raisedAt)}
+            <TargetLink type={a.subjectType} id={a.subjectId} /> · <Ago iso={a.raisedAt} />
           </span>
         </li>
       ))}
@@ -213,7 +214,9 @@ function HostList({ hosts, sites }: { hosts: Host[] | undefined; sites: Site[] }
           </strong>{' '}
           <span className="muted">({siteName.get(h.siteId) ?? h.siteId})</span>{' '}
           <span className={`badge status-${h.status}`}>{h.status}</span>
-          <div className="muted small">heartbeat {ago(h.lastHeartbeatAt)}</div>
+          <div className="muted small">
+            heartbeat <Ago iso={h.lastHeartbeatAt} />
+          </div>
         </li>
       ))}
     </ul>

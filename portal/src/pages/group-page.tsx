@@ -2,8 +2,9 @@ import { useState } from 'react';
 import type { Host, Machine, RecoveryPoint } from '../../../src/domain/model.ts';
 import type { ConsistencyGroup } from '../../../src/vault/groups/group-service.ts';
 import { type ApiError, asApiError } from '../api-client.ts';
+import { Ago } from '../components/ago.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
-import { ago, formatTime } from '../format-time.ts';
+import { formatTime } from '../format-time.ts';
 import { newestFirst } from '../operations.ts';
 import { Link, navigate } from '../router.tsx';
 import { canOperate, useSession } from '../session.tsx';
@@ -76,7 +77,7 @@ export function GroupPage({ name }: { name: string }) {
         <dd data-testid="last-group-point">
           {last ? (
             <span title={formatTime(last.time)}>
-              {ago(last.time)} ({last.type})
+              <Ago iso={last.time} /> ({last.type})
             </span>
           ) : points.data ? (
             <span className="muted">none yet</span>

@@ -1,17 +1,23 @@
-import { useState } from 'react';
+import { type FormEvent, useState } from 'react';
 import type { Host, Machine, Site } from '../../../src/domain/model.ts';
 import type { HostDomains } from '../../../src/vault/import-domain.ts';
+import { type ApiError, asApiError } from '../api-client.ts';
+import { Ago } from '../components/ago.tsx';
 import { StateBadge } from '../components/badges.tsx';
+import { Dialog } from '../components/dialog.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
+import { Field, type Problem, problemsByField } from '../components/field.tsx';
 import { FreeSpace, ProtectedDisks, useHostCapacity } from '../components/host-capacity.tsx';
 import { ImportDomainDialog, LIBVIRT_CAPABILITY } from '../components/import-domain-dialog.tsx';
-import { ago, formatBytes, formatDuration, formatTime } from '../format-time.ts';
+import { formatBytes, formatDuration, formatTime } from '../format-time.ts';
 import { Link } from '../router.tsx';
 import { canOperate, useSession } from '../session.tsx';
 import { useResource } from '../use-resource.ts';
 import { HostVersion } from './hosts-page.tsx';
 
 export function HostPage({ id }: { id: string }) {
+  const { role } = useSession();
+  const [editingLimit, setEditingLimit] = useState(false);
   const host = useResource<Host>(`/hosts/${encodeURIComponent(id)}`, { refreshMs: 5000 });
   const sites = useResource<{ sites: Site[] }>('/sites');
   const health = useResource<{ version: string }>('/health');
@@ -49,7 +55,9 @@ export function HostPage({ id }: { id: string }) {
             <dt>Site</dt>
             <dd>{site ? <Link to={`/sites#site-${site.name}`}>{site.name}</Link> : '—'}</dd>
             <dt>Heartbeat</dt>
-            <dd title={formatTime(h.lastHeartbeatAt)}>{ago(h.lastHeartbeatAt)}</dd>
+            <dd title={formatTime(h.lastHeartbeatAt)}>
+              <Ago iso={h.lastHeartbeatAt} />
+            </dd>
             <dt>Version</dt>
             <dd>
               <HostVersion version={h.version} vaultVersion={health.data?.version} />
@@ -72,6 +80,11 @@ export function HostPage({ id }: { id: string }) {
             <dt>Protected disks</dt>
             <dd>
               <ProtectedDisks capacity={c} /> <span className="muted small">as recovery host</span>
+              {role === 'admin' && (
+                <button type="button" onClick={() => setEditingLimit(true)}>
+                  Change limit…
+                </button>
+              )}
             </dd>
             <dt>Replica store</dt>
             <dd>
@@ -98,6 +111,18 @@ export function HostPage({ id }: { id: string }) {
             </ul>
           )}
         </article>
+        {editingLimit && (
+          <LimitDialog
+            host={h}
+            protectedDisks={c?.protectedDisks ?? null}
+            onClose={() => setEditingLimit(false)}
+            onSaved={() => {
+              setEditingLimit(false);
+              host.reload();
+              capacity.reload();
+            }}
+          />
+        )}
         {h.capabilities.includes(LIBVIRT_CAPABILITY) && (
           <article className="card wide">
             <h2>libvirt domains</h2>
@@ -106,6 +131,85 @@ export function HostPage({ id }: { id: string }) {
         )}
       </div>
     </section>
+  );
+}
+
+/** An admin changes how many protected disks the host keeps as a recovery host. */
+function LimitDialog({
+  host,
+  protectedDisks,
+  onClose,
+  onSaved,
+}: {
+  host: Host;
+  protectedDisks: number | null;
+  onClose: () => void;
+  onSaved: () => void;
+}) {
+  const { api } = useSession();
+  const [value, setValue] = useState(String(host.maxProtectedDisks));
+  const [shown, setShown] = useState<Problem[]>([]);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<ApiError>();
+  const errors = problemsByField(error, shown);
+  const submit = async (event: FormEvent) => {
+    event.preventDefault();
+    setError(undefined);
+    const limit = Number(value);
+    const problems: Problem[] =
+      value.trim() === '' || !Number.isInteger(limit)
+        ? [{ field: 'maxProtectedDisks', message: 'A whole number of disks, e.g. 64' }]
+        : [];
+    setShown(problems);
+    if (problems.length > 0) return;
+    setBusy(true);
+    try {
+      await api.request('PATCH', `/hosts/${encodeURIComponent(host.id)}`, { maxProtectedDisks: limit });
+      onSaved();
+    } catch (e) {
+      setError(asApiError(e));
+      setBusy(false);
+    }
+  };
+  return (
+    <Dialog title={`Protected-disk limit of ${host.name}`} onClose={onClose}>
+      <form onSubmit={submit} noValidate data-testid="limit-form">
+        <Field
+          name="maxProtectedDisks"
+          idPrefix="host"
+          errors={errors}
+          label={
+            <>
+              Protected disks at most{' '}
+              <span className="hint">
+                as recovery host
+                {protectedDisks !== null && `; ${protectedDisks} now`}. New protection beyond it is refused.
+              </span>
+            </>
+          }
+        >
+          {(props) => (
+            <input
+              {...props}
+              type="number"
+              inputMode="numeric"
+              min={1}
+              value={value}
+              onChange={(e) => setValue(e.target.value)}
+            />
+          )}
+        </Field>
+        <ErrorMessage error={error} />
+        <div className="dialog-actions">
+          <button type="button" onClick={onClose}>
+            Cancel
+          </button>
+          <button type="submit" className="primary" disabled={busy}>
+            {busy ? 'Saving…' : 'Save limit'}
+          </button>
+        </div>
+      </form>
+    </Dialog>
   );
 }
 
@@ -135,7 +239,12 @@ function Inventory({ host, machines }: { host: Host; machines: Machine[] }) {
     <>
       <p className="muted small">
         {list.uri ?? list.driver}
-        {list.source === 'vault' ? ` · as last reported ${ago(list.reportedAt)} (the host is away)` : ''}
+        {list.source === 'vault' && (
+          <>
+            {' '}
+            · as last reported <Ago iso={list.reportedAt} /> (the host is away)
+          </>
+        )}
       </p>
       {list.domains.length === 0 ? (
         <p className="muted">libvirt defines no domain.</p>

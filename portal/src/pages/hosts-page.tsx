@@ -1,7 +1,8 @@
 import type { Host, Site } from '../../../src/domain/model.ts';
+import { Ago } from '../components/ago.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { FreeSpace, ProtectedDisks, useHostCapacity } from '../components/host-capacity.tsx';
-import { ago, formatTime } from '../format-time.ts';
+import { formatTime } from '../format-time.ts';
 import { Link } from '../router.tsx';
 import { useResource } from '../use-resource.ts';
 
@@ -67,7 +68,7 @@ function HostRow({
         <span className={`badge status-${host.status}`}>{host.status}</span>
       </td>
       <td data-label="Heartbeat" title={formatTime(host.lastHeartbeatAt)}>
-        {ago(host.lastHeartbeatAt)}
+        <Ago iso={host.lastHeartbeatAt} />
       </td>
       <td data-label="Protected disks">
         <ProtectedDisks capacity={capacity.data} />

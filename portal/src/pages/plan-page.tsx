@@ -2,15 +2,18 @@ import { useState } from 'react';
 import type { Job, RecoveryPlan, RecoveryPlanAction, RecoveryPlanGroup } from '../../../src/domain/model.ts';
 import type { RtoEstimate } from '../../../src/domain/recovery-plan-rto.ts';
 import type { PlanDocument } from '../../../src/domain/recovery-plan-validation.ts';
-import { PLAN_OPERATIONS, type PlanOperation } from '../../../src/vault/plans/plan-steps.ts';
+import type { PlanOperationAvailability } from '../../../src/vault/plans/plan-operation-availability.ts';
+import type { PlanOperation } from '../../../src/vault/plans/plan-steps.ts';
 import { type ApiError, asApiError } from '../api-client.ts';
+import { Ago } from '../components/ago.tsx';
 import { JobStateBadge } from '../components/badges.tsx';
+import { ConfirmDialog } from '../components/confirm-dialog.tsx';
 import { Dialog } from '../components/dialog.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { PlanEditor } from '../components/plan-editor.tsx';
 import { PlanOperationDialog } from '../components/plan-operation-dialog.tsx';
 import { ProgressBar } from '../components/progress-bar.tsx';
-import { ago, formatDuration, formatTime } from '../format-time.ts';
+import { formatDuration, formatTime } from '../format-time.ts';
 import { OPERATION_TEXT } from '../operations.ts';
 import { Link, navigate } from '../router.tsx';
 import { canOperate, useSession } from '../session.tsx';
@@ -21,6 +24,7 @@ export interface PresentedPlan extends RecoveryPlan {
   groups: (RecoveryPlanGroup & { machineNames: string[] })[];
   rtoEstimate: RtoEstimate;
   activeJobId: string | null;
+  operations: PlanOperationAvailability[];
 }
 
 export function PlanPage({ id }: { id: string }) {
@@ -34,6 +38,7 @@ export function PlanPage({ id }: { id: string }) {
   const [operation, setOperation] = useState<PlanOperation | null>(null);
   const [editing, setEditing] = useState<PlanDocument | null>(null);
   const [exported, setExported] = useState<PlanDocument | null>(null);
+  const [removing, setRemoving] = useState(false);
   const [error, setError] = useState<ApiError>();
   const operator = canOperate(role);
 
@@ -57,12 +62,6 @@ export function PlanPage({ id }: { id: string }) {
       setError(asApiError(e));
     }
   };
-  const remove = () =>
-    run(async () => {
-      if (!window.confirm(`Delete plan '${p.name}'? Its machines are not touched.`)) return;
-      await api.request('DELETE', path);
-      navigate('/plans');
-    });
   const machineCount = p.groups.reduce((n, g) => n + g.machineIds.length, 0);
 
   return (
@@ -87,24 +86,14 @@ export function PlanPage({ id }: { id: string }) {
           />
         </dd>
         <dt>Changed</dt>
-        <dd title={formatTime(p.updatedAt)}>{ago(p.updatedAt)}</dd>
+        <dd title={formatTime(p.updatedAt)}>
+          <Ago iso={p.updatedAt} />
+        </dd>
       </dl>
       <ErrorMessage error={plan.error ?? error} />
       {p.activeJobId && <ActiveJob jobId={p.activeJobId} operator={operator} onChange={plan.reload} />}
       {operator && !editing && (
-        <div className="toolbar" data-testid="plan-operations">
-          {PLAN_OPERATIONS.map((o) => (
-            <button
-              key={o}
-              type="button"
-              className={o === 'failover' ? 'danger' : undefined}
-              disabled={p.activeJobId !== null}
-              onClick={() => setOperation(o)}
-            >
-              {OPERATION_TEXT[o].title}…
-            </button>
-          ))}
-        </div>
+        <PlanOperations operations={p.operations} running={p.activeJobId !== null} onChoose={setOperation} />
       )}
       <div className="toolbar">
         {operator && !editing && (
@@ -120,8 +109,8 @@ export function PlanPage({ id }: { id: string }) {
           Export…
         </button>
         {operator && !editing && (
-          <button type="button" disabled={p.activeJobId !== null} onClick={remove}>
-            Delete
+          <button type="button" disabled={p.activeJobId !== null} onClick={() => setRemoving(true)}>
+            Delete…
           </button>
         )}
       </div>
@@ -188,7 +177,7 @@ export function PlanPage({ id }: { id: string }) {
                     <JobStateBadge state={job.state} />
                   </td>
                   <td data-label="Started" title={formatTime(job.createdAt)}>
-                    {ago(job.createdAt)}
+                    <Ago iso={job.createdAt} />
                   </td>
                   <td data-label="By">{job.createdBy}</td>
                 </tr>
@@ -209,8 +198,76 @@ export function PlanPage({ id }: { id: string }) {
           }}
         />
       )}
+      {removing && (
+        <ConfirmDialog
+          title={`Delete plan ${p.name}`}
+          action="Delete plan"
+          onClose={() => setRemoving(false)}
+          onConfirm={async () => {
+            await api.request('DELETE', path);
+            navigate('/plans');
+          }}
+        >
+          <p>
+            Delete plan <strong>{p.name}</strong>? Its machines are not touched.
+          </p>
+        </ConfirmDialog>
+      )}
       {exported && <ExportDialog doc={exported} onClose={() => setExported(null)} />}
     </section>
+  );
+}
+
+/**
+ * The operations the machines' states allow now as buttons; the others as
+ * one line per reason ("Commit, Reprotect: web-01 is protected").
+ */
+function PlanOperations({
+  operations,
+  running,
+  onChoose,
+}: {
+  operations: PlanOperationAvailability[];
+  running: boolean;
+  onChoose: (operation: PlanOperation) => void;
+}) {
+  const offered = operations.filter((o) => o.allowed);
+  const reasons = new Map<string, PlanOperation[]>();
+  for (const o of operations.filter((o) => !o.allowed)) {
+    const named = o.blockedBy.slice(0, 3).map((b) => `${b.machineName} is ${b.state}`);
+    const more = o.blockedBy.length - named.length;
+    const why =
+      o.blockedBy.length === 0
+        ? 'the plan has no machines'
+        : `${named.join(', ')}${more > 0 ? ` and ${more} more` : ''}`;
+    reasons.set(why, [...(reasons.get(why) ?? []), o.operation]);
+  }
+  return (
+    <>
+      <div className="toolbar" data-testid="plan-operations">
+        {offered.map(({ operation: o }) => (
+          <button
+            key={o}
+            type="button"
+            className={o === 'failover' ? 'danger' : undefined}
+            disabled={running}
+            onClick={() => onChoose(o)}
+          >
+            {OPERATION_TEXT[o].title}…
+          </button>
+        ))}
+        {offered.length === 0 && <span className="muted">No plan operation fits its machines now.</span>}
+      </div>
+      {reasons.size > 0 && (
+        <ul className="not-offered muted small" data-testid="operations-not-offered">
+          {[...reasons].map(([why, ops]) => (
+            <li key={why}>
+              {ops.map((o) => OPERATION_TEXT[o].title).join(', ')}: {why}
+            </li>
+          ))}
+        </ul>
+      )}
+    </>
   );
 }
 

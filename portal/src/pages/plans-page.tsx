@@ -1,10 +1,11 @@
 import { type FormEvent, useState } from 'react';
 import type { RecoveryPlan } from '../../../src/domain/model.ts';
 import { type ApiError, asApiError } from '../api-client.ts';
+import { Ago } from '../components/ago.tsx';
 import { Dialog } from '../components/dialog.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { EMPTY_PLAN, PlanEditor } from '../components/plan-editor.tsx';
-import { ago, formatTime } from '../format-time.ts';
+import { formatTime } from '../format-time.ts';
 import { Link, navigate } from '../router.tsx';
 import { canOperate, useSession } from '../session.tsx';
 import { useResource } from '../use-resource.ts';
@@ -70,7 +71,7 @@ export function PlansPage() {
                     {p.groups.reduce((n, g) => n + g.before.length + g.after.length, 0)}
                   </td>
                   <td data-label="Changed" title={formatTime(p.updatedAt)}>
-                    {ago(p.updatedAt)}
+                    <Ago iso={p.updatedAt} />
                   </td>
                 </tr>
               ))}

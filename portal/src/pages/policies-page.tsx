@@ -1,6 +1,7 @@
 import { type FormEvent, useState } from 'react';
 import type { Machine, Policy } from '../../../src/domain/model.ts';
 import { type ApiError, asApiError } from '../api-client.ts';
+import { ConfirmDialog } from '../components/confirm-dialog.tsx';
 import { Dialog } from '../components/dialog.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { Field, problemsByField } from '../components/field.tsx';
@@ -26,19 +27,9 @@ export function PoliciesPage() {
   const policies = useResource<{ policies: Policy[] }>('/policies');
   const machines = useResource<{ machines: Pick<Machine, 'id' | 'policyId'>[] }>('/machines');
   const [editing, setEditing] = useState<Policy | 'new' | null>(null);
-  const [error, setError] = useState<ApiError>();
+  const [removing, setRemoving] = useState<Policy | null>(null);
   const admin = role === 'admin';
   const users = (p: Policy) => (machines.data?.machines ?? []).filter((m) => m.policyId === p.id).length;
-  const remove = async (p: Policy) => {
-    setError(undefined);
-    if (!window.confirm(`Delete policy '${p.name}'?`)) return;
-    try {
-      await api.request('DELETE', `/policies/${encodeURIComponent(p.id)}`);
-      policies.reload();
-    } catch (e) {
-      setError(asApiError(e));
-    }
-  };
   const list = policies.data?.policies ?? [];
   return (
     <section>
@@ -54,7 +45,7 @@ export function PoliciesPage() {
           </button>
         </div>
       )}
-      <ErrorMessage error={policies.error ?? error} />
+      <ErrorMessage error={policies.error} />
       {list.length > 0 && (
         <div className="table-wrap">
           <table className="stack" data-testid="policies-table">
@@ -91,7 +82,7 @@ export function PoliciesPage() {
                           <button type="button" onClick={() => setEditing(p)}>
                             Edit {p.name}…
                           </button>
-                          <button type="button" onClick={() => remove(p)}>
+                          <button type="button" onClick={() => setRemoving(p)}>
                             Delete {p.name}
                           </button>
                         </span>
@@ -103,6 +94,22 @@ export function PoliciesPage() {
             </tbody>
           </table>
         </div>
+      )}
+      {removing && (
+        <ConfirmDialog
+          title={`Delete policy ${removing.name}`}
+          action="Delete policy"
+          onClose={() => setRemoving(null)}
+          onConfirm={async () => {
+            await api.request('DELETE', `/policies/${encodeURIComponent(removing.id)}`);
+            setRemoving(null);
+            policies.reload();
+          }}
+        >
+          <p>
+            Delete policy <strong>{removing.name}</strong>? The vault refuses while a machine uses it.
+          </p>
+        </ConfirmDialog>
       )}
       {editing && (
         <PolicyDialog

@@ -11,6 +11,7 @@ import {
   busyMachines,
   PLAN_OPERATIONS,
   type PlanOperation,
+  planOperationAvailability,
   planRtoEstimate,
   requestPlanOperation,
 } from '../../vault/plans/index.ts';
@@ -91,7 +92,9 @@ export function planRoutes(vault: VaultContext): RouteDefinition[] {
       );
   };
   const present = async (plan: RecoveryPlan) => {
-    const names = await machineNames();
+    const all = await store.machines.list();
+    const names = new Map(all.map((m) => [m.id, m.name]));
+    const members = new Set(plan.groups.flatMap((g) => g.machineIds));
     const rto = await planRtoEstimate(vault, plan);
     const job = (await activePlanJobs(vault)).find((j) => j.targetId === plan.id);
     return {
@@ -100,6 +103,7 @@ export function planRoutes(vault: VaultContext): RouteDefinition[] {
       rtoEstimateSeconds: rto.seconds,
       rtoEstimate: rto,
       activeJobId: job?.id ?? null,
+      operations: planOperationAvailability(all.filter((m) => members.has(m.id))),
     };
   };
   const save = async (doc: PlanDocument, existing: RecoveryPlan | null): Promise<RecoveryPlan> => {

@@ -1,4 +1,9 @@
 export { PLAN_JOB_KIND, type PlanMachineRecord, recoveryPlanJob } from './plan-job.ts';
+export {
+  type PlanOperationAvailability,
+  type PlanOperationBlocker,
+  planOperationAvailability,
+} from './plan-operation-availability.ts';
 export { planRtoEstimate } from './plan-rto.ts';
 export {
   ACTION_OPERATIONS,

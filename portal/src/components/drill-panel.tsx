@@ -1,6 +1,7 @@
 import type { Machine } from '../../../src/domain/model.ts';
-import { ago, formatTime } from '../format-time.ts';
+import { formatTime } from '../format-time.ts';
 import { useResource } from '../use-resource.ts';
+import { Ago } from './ago.tsx';
 import { ErrorMessage } from './error-message.tsx';
 
 const TAIL = 15;
@@ -32,7 +33,7 @@ export function DrillPanel({
       <dl className="facts">
         <dt>Since</dt>
         <dd>
-          {formatTime(drill.startedAt)} ({ago(drill.startedAt)})
+          {formatTime(drill.startedAt)} (<Ago iso={drill.startedAt} />)
         </dd>
         <dt>Recovery point</dt>
         <dd data-testid="drill-point">{formatTime(drill.pointTime)}</dd>

@@ -1,8 +1,8 @@
 import { useId, useState } from 'react';
 import type { RecoveryPoint } from '../../../src/domain/model.ts';
-import { ago } from '../format-time.ts';
 import { newestFirst } from '../operations.ts';
 import { describePoint, kindOf, POINT_KINDS } from '../point-kinds.ts';
+import { Ago } from './ago.tsx';
 
 /** Points offered per kind: the newest, or the nearest to the time searched for. */
 const PER_KIND = 6;
@@ -83,7 +83,10 @@ export function PointPicker({
                 onChange={() => onChange(p.id)}
               />
               <span>
-                {describePoint(p)} <span className="muted small">({ago(p.time)})</span>
+                {describePoint(p)}{' '}
+                <span className="muted small">
+                  (<Ago iso={p.time} />)
+                </span>
               </span>
             </label>
           ))}

@@ -39,7 +39,8 @@ export interface DataPathOptions {
   /**
    * Where views opened for access (`haven view`, `haven export`) are served
    * over TCP with TLS-PSK; default the replication listen host, port 10809
-   * (NBD's), or a free port when replication's is 0; null: not served.
+   * (NBD's; a free one when that is taken), or a free port when replication's
+   * is 0; null: not served.
    */
   viewAccessListen?: { host: string; port: number } | null;
   retention?: Partial<RetentionPolicy>;
@@ -82,7 +83,12 @@ function viewAccessOf(options: DataPathOptions): AccessListen | undefined {
   const host = options.viewAccessListen?.host ?? options.replicationListen?.host ?? '127.0.0.1';
   const port = options.viewAccessListen?.port ?? (options.replicationListen?.port === 0 ? 0 : 10809);
   const advertised = options.replicationAdvertise?.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
-  return { host, port, ...(advertised ? { advertiseHost: advertised } : {}) };
+  return {
+    host,
+    port,
+    portIsDefault: options.viewAccessListen === undefined,
+    ...(advertised ? { advertiseHost: advertised } : {}),
+  };
 }
 
 export async function startDataPath(options: DataPathOptions): Promise<DataPath> {

@@ -52,6 +52,12 @@ export interface AccessListen {
   host: string;
   port: number;
   advertiseHost?: string;
+  /**
+   * The port is the default, not the operator's: when it is taken (another
+   * host agent on this machine, as `haven up` runs two), a free one is used
+   * instead, since the URIs handed out name it anyway.
+   */
+  portIsDefault?: boolean;
 }
 
 export type ReadOnlyView = ViewOf<false, PointView>;
@@ -112,7 +118,11 @@ export class ViewRegistry {
     const accessServer = new NbdServer({
       tls: { psk: (identity) => keys.get(identity) ?? null, required: true },
     });
-    const bound = await accessServer.listen({ host: access.host, port: access.port });
+    const bound = await accessServer.listen({ host: access.host, port: access.port }).catch((e: unknown) => {
+      if (access.portIsDefault !== true || (e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
+      console.error(`haven: port ${access.port} is taken; views opened for access are served on a free port`);
+      return accessServer.listen({ host: access.host, port: 0 });
+    });
     const port = 'port' in bound ? bound.port : access.port;
     const host = access.advertiseHost ?? access.host;
     const authority = `${host.includes(':') ? `[${host}]` : host}:${port}`;

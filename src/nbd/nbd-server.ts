@@ -158,7 +158,13 @@ export class NbdServer {
     this.#listener = listener;
     if ('path' in address) listener.listen(address.path);
     else listener.listen(address.port, address.host);
-    await once(listener, 'listening');
+    try {
+      await once(listener, 'listening');
+    } catch (e) {
+      // Not listening after all (the address is taken): the server may be asked to listen elsewhere.
+      this.#listener = null;
+      throw e;
+    }
     const bound = listener.address();
     if (bound && typeof bound === 'object') return { host: bound.address, port: bound.port };
     return { path: 'path' in address ? address.path : String(bound) };

@@ -3,6 +3,7 @@ import type { Host, Machine } from '../../../src/domain/model.ts';
 import type { ConsistencyGroup } from '../../../src/vault/groups/group-service.ts';
 import { type ApiError, asApiError } from '../api-client.ts';
 import { Dialog } from '../components/dialog.tsx';
+import { DialogActions } from '../components/dialog-actions.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { Field, problemsByField } from '../components/field.tsx';
 import { Link, navigate } from '../router.tsx';
@@ -131,15 +132,9 @@ function CreateGroupDialog({ onClose }: { onClose: () => void }) {
             </p>
           )}
         </fieldset>
-        <ErrorMessage error={error} />
-        <div className="dialog-actions">
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" className="primary" disabled={busy}>
-            {busy ? 'Creating…' : 'Create group'}
-          </button>
-        </div>
+        <DialogActions error={error} onCancel={onClose} disabled={busy}>
+          {busy ? 'Creating…' : 'Create group'}
+        </DialogActions>
       </form>
     </Dialog>
   );

@@ -5,6 +5,7 @@ import { type ApiError, asApiError } from '../api-client.ts';
 import { Ago } from '../components/ago.tsx';
 import { StateBadge } from '../components/badges.tsx';
 import { Dialog } from '../components/dialog.tsx';
+import { DialogActions } from '../components/dialog-actions.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { Field, type Problem, problemsByField } from '../components/field.tsx';
 import { FreeSpace, ProtectedDisks, useHostCapacity } from '../components/host-capacity.tsx';
@@ -199,15 +200,9 @@ function LimitDialog({
             />
           )}
         </Field>
-        <ErrorMessage error={error} />
-        <div className="dialog-actions">
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" className="primary" disabled={busy}>
-            {busy ? 'Saving…' : 'Save limit'}
-          </button>
-        </div>
+        <DialogActions error={error} onCancel={onClose} disabled={busy}>
+          {busy ? 'Saving…' : 'Save limit'}
+        </DialogActions>
       </form>
     </Dialog>
   );

@@ -3,6 +3,7 @@ import type { RecoveryPlan } from '../../../src/domain/model.ts';
 import { type ApiError, asApiError } from '../api-client.ts';
 import { Ago } from '../components/ago.tsx';
 import { Dialog } from '../components/dialog.tsx';
+import { DialogActions } from '../components/dialog-actions.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { EMPTY_PLAN, PlanEditor } from '../components/plan-editor.tsx';
 import { formatTime } from '../format-time.ts';
@@ -144,15 +145,9 @@ function ImportDialog({ onClose }: { onClose: () => void }) {
           <input type="checkbox" checked={replace} onChange={(e) => setReplace(e.target.checked)} /> Replace
           the plan of the same name
         </label>
-        <ErrorMessage error={error} />
-        <div className="dialog-actions">
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" className="primary" disabled={busy || content.trim() === ''}>
-            {busy ? 'Importing…' : 'Import'}
-          </button>
-        </div>
+        <DialogActions error={error} onCancel={onClose} disabled={busy || content.trim() === ''}>
+          {busy ? 'Importing…' : 'Import'}
+        </DialogActions>
       </form>
     </Dialog>
   );

@@ -3,6 +3,7 @@ import type { Machine, Policy } from '../../../src/domain/model.ts';
 import { type ApiError, asApiError } from '../api-client.ts';
 import { ConfirmDialog } from '../components/confirm-dialog.tsx';
 import { Dialog } from '../components/dialog.tsx';
+import { DialogActions } from '../components/dialog-actions.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { Field, problemsByField } from '../components/field.tsx';
 import { formatDuration } from '../format-time.ts';
@@ -213,15 +214,9 @@ function PolicyDialog({
             )}
           </Field>
         ))}
-        <ErrorMessage error={error} />
-        <div className="dialog-actions">
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" className="primary" disabled={busy}>
-            {busy ? 'Saving…' : policy ? 'Save policy' : 'Create policy'}
-          </button>
-        </div>
+        <DialogActions error={error} onCancel={onClose} disabled={busy}>
+          {busy ? 'Saving…' : policy ? 'Save policy' : 'Create policy'}
+        </DialogActions>
       </form>
     </Dialog>
   );

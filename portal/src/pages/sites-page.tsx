@@ -3,9 +3,9 @@ import type { Host, Site } from '../../../src/domain/model.ts';
 import { type ApiError, asApiError } from '../api-client.ts';
 import { Ago } from '../components/ago.tsx';
 import { Dialog } from '../components/dialog.tsx';
+import { DialogActions } from '../components/dialog-actions.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { Field, type Problem, problemsByField } from '../components/field.tsx';
-
 import { Link } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { useResource } from '../use-resource.ts';
@@ -231,15 +231,9 @@ function SiteDialog({
             <input {...props} value={testNetwork} onChange={(e) => setTestNetwork(e.target.value)} />
           )}
         </Field>
-        <ErrorMessage error={error} />
-        <div className="dialog-actions">
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" className="primary" disabled={busy}>
-            {busy ? 'Saving…' : 'Save networks'}
-          </button>
-        </div>
+        <DialogActions error={error} onCancel={onClose} disabled={busy}>
+          {busy ? 'Saving…' : 'Save networks'}
+        </DialogActions>
       </form>
     </Dialog>
   );

@@ -295,6 +295,7 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
 
     await page.goto(`${f.url}/plans`);
     const row = page.locator('tr[data-plan="billing"]');
+    await row.waitFor();
     assert.deepEqual((await row.locator('th, td').allInnerTexts()).map((t) => t.trim()).slice(0, 4), [
       'billing',
       '1',

@@ -140,7 +140,9 @@ describe('docs/libvirt.md, every command, on a real libvirtd', { skip }, () => {
       'the failed-back domain to be protected and armed',
       async () => {
         const m = await show();
-        return m.state === 'protected' && m.replication?.mirror?.state === 'armed' ? m : undefined;
+        // The replication snapshot is the monitor's last sample: it may still show the reverse mirror for a tick.
+        const mirror = m.replication?.mirror;
+        return m.state === 'protected' && mirror?.state === 'armed' && mirror.domain === name ? m : undefined;
       },
       { timeoutMs: 60_000 },
     );

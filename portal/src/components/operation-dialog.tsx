@@ -6,7 +6,7 @@ import { newestFirst, OPERATION_TEXT, POINT_OPTIONS, type RecoveryPointOption } 
 import { navigate } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Dialog } from './dialog.tsx';
-import { ErrorMessage } from './error-message.tsx';
+import { DialogActions } from './dialog-actions.tsx';
 import { PointPicker } from './point-picker.tsx';
 
 export interface OperationContext {
@@ -62,15 +62,15 @@ export function OperationDialog({
       <form onSubmit={submit} className="operation-form" data-operation={operation}>
         <p>{text.explain}</p>
         <OperationFields operation={operation} context={context} body={body} set={set} />
-        <ErrorMessage error={error} />
-        <div className="dialog-actions">
-          <button type="button" onClick={onClose}>
-            {error ? 'Close' : 'Cancel'}
-          </button>
-          <button type="submit" className={operation === 'failover' ? 'danger' : 'primary'} disabled={busy}>
-            {busy ? 'Starting…' : text.title}
-          </button>
-        </div>
+        <DialogActions
+          error={error}
+          onCancel={onClose}
+          disabled={busy}
+          cancelText={error ? 'Close' : 'Cancel'}
+          danger={operation === 'failover'}
+        >
+          {busy ? 'Starting…' : text.title}
+        </DialogActions>
       </form>
     </Dialog>
   );

@@ -5,7 +5,7 @@ import { type ApiError, asApiError } from '../api-client.ts';
 import { OPERATION_TEXT, POINT_OPTIONS } from '../operations.ts';
 import { useSession } from '../session.tsx';
 import { Dialog } from './dialog.tsx';
-import { ErrorMessage } from './error-message.tsx';
+import { DialogActions } from './dialog-actions.tsx';
 
 type Body = Record<string, unknown>;
 
@@ -185,15 +185,15 @@ export function PlanOperationDialog({
         {(operation === 'failover' || operation === 'commit') && (
           <p className="warning">Once started, this cannot be cancelled.</p>
         )}
-        <ErrorMessage error={error} />
-        <div className="dialog-actions">
-          <button type="button" onClick={onClose}>
-            {error ? 'Close' : 'Cancel'}
-          </button>
-          <button type="submit" className={operation === 'failover' ? 'danger' : 'primary'} disabled={busy}>
-            {busy ? 'Starting…' : text.title}
-          </button>
-        </div>
+        <DialogActions
+          error={error}
+          onCancel={onClose}
+          disabled={busy}
+          cancelText={error ? 'Close' : 'Cancel'}
+          danger={operation === 'failover'}
+        >
+          {busy ? 'Starting…' : text.title}
+        </DialogActions>
       </form>
     </Dialog>
   );

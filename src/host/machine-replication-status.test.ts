@@ -9,6 +9,7 @@ const disk = (diskKey: string, more: Partial<DiskReplicationStatus> = {}): DiskR
   state: 'streaming',
   syncProgress: null,
   bytesPending: 0,
+  syncDue: null,
   resyncRequired: false,
   throughputBytesPerSec: 0,
   lastAckedSeq: 0,
@@ -60,6 +61,24 @@ test("the machine's state is its least advanced disk's", () => {
     ).state,
     'initial-sync',
   );
+});
+
+test('a sender with a copy due is not caught up, even before the copy begins', () => {
+  const of = (...disks: Partial<DiskReplicationStatus>[]) =>
+    machineReplicationStatus(
+      'vm1',
+      disks.map((more, i) => disk(`vm1/d${i}`, more)),
+      new Map(),
+      noWrites,
+    ).state;
+  // Connecting to copy a new replica (a reprotect to new disks): the wait for "streaming" must not end here.
+  assert.equal(of({ state: 'connecting', syncDue: 'initial' }), 'initial-sync');
+  assert.equal(of({ state: 'connecting', syncDue: 'resync' }, { state: 'streaming' }), 'resync');
+  // Streaming, with a requested hash resync the stream loop has not picked up yet.
+  assert.equal(of({ state: 'streaming', syncDue: 'resync' }), 'resync');
+  // Nothing due: connecting shows as the stream it leads to.
+  assert.equal(of({ state: 'connecting', syncDue: null }), 'streaming');
+  assert.equal(of({ state: 'paused', syncDue: 'resync' }), 'paused');
 });
 
 test('progress averages the syncing disks (fractions 0..1 as percent); queued bytes count regions still to copy', () => {

@@ -39,7 +39,7 @@ export function machineReplicationStatus(
       lastError: null,
     };
   }
-  const worst = mine.map((s) => s.state).sort((a, b) => RANK.indexOf(a) - RANK.indexOf(b))[0]!;
+  const worst = mine.map(effectiveState).sort((a, b) => RANK.indexOf(a) - RANK.indexOf(b))[0]!;
   const syncing = mine.filter((s) => s.syncProgress !== null);
   // Each disk's share of the copy is its size: a small disk done does not make the machine half done.
   const weight = (s: DiskReplicationStatus) => Math.max(1, s.lastSync?.diskBytes ?? 1);
@@ -106,6 +106,18 @@ export function machineReplicationStatus(
           ],
     ),
   };
+}
+
+/**
+ * A sender connecting or streaming with a copy still due is not caught up:
+ * it says so from the moment it starts, so a wait for "streaming with nothing
+ * queued" cannot end before the copy has even begun.
+ */
+function effectiveState(s: DiskReplicationStatus): DiskReplicationStatus['state'] {
+  if ((s.state === 'connecting' || s.state === 'streaming') && s.syncDue !== null) {
+    return s.syncDue === 'initial' ? 'initial-sync' : 'resync';
+  }
+  return s.state;
 }
 
 /** Bytes a sync has worked through of what it has to: a hash compare reads the whole disk, then copies what differs. */

@@ -10,6 +10,14 @@ export interface DiskReplicationStatus {
   syncProgress: number | null;
   /** Journal bytes not yet acknowledged by the receiver. */
   bytesPending: number;
+  /**
+   * A copy the sender will run before (or instead of) streaming the journal:
+   * never synced or an interrupted initial copy ('initial'), an interrupted or
+   * requested full or hash resync ('resync'). Known from the moment the
+   * replicator starts, so a sender still connecting is not taken for one with
+   * nothing to send.
+   */
+  syncDue: 'initial' | 'resync' | null;
   /** The journal overflowed into its dirty bitmap: a resync is due. */
   resyncRequired: boolean;
   /** Journal bytes acknowledged per second, over the last few seconds. */

@@ -18,6 +18,7 @@ import {
   type ResyncKind,
   type ResyncTicket,
   readSenderState,
+  readSenderStateSync,
   type SenderDiskState,
   type SyncKind,
   writeSenderState,
@@ -133,6 +134,11 @@ export class DiskReplicator {
   }
 
   start(): void {
+    try {
+      this.#persisted = readSenderStateSync(this.disk.statePath);
+    } catch {
+      // A damaged state file is reported by the session, which reads it again.
+    }
     // Woken when the journal grows: streaming needs no poll.
     this.#unwatch = this.disk.source.journal.onRecords(() => this.#signal.notify());
     this.#running = this.#loop();
@@ -243,6 +249,15 @@ export class DiskReplicator {
     clearTimeout(request.timer);
   }
 
+  #syncDue(): DiskReplicationStatus['syncDue'] {
+    const persisted = this.#persisted;
+    if (persisted === null) return null;
+    if (!persisted.synced || persisted.sync?.kind === 'initial') return 'initial';
+    if (persisted.sync !== null || (this.#requested !== null && this.#requested !== 'bitmap'))
+      return 'resync';
+    return null;
+  }
+
   /** Cuts the current connection (tests and operators); the sender reconnects. */
   dropConnection(): void {
     this.#conn?.socket.destroy();
@@ -254,6 +269,7 @@ export class DiskReplicator {
       state: this.#paused ? 'paused' : this.#state,
       syncProgress: this.#syncProgress,
       bytesPending: this.#window.pendingBytes(),
+      syncDue: this.#syncDue(),
       resyncRequired: this.disk.source.journal.resyncRequired,
       throughputBytesPerSec: this.#window.throughputBytesPerSec(),
       lastAckedSeq: this.#window.ackedSeq,

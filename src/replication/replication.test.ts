@@ -413,3 +413,35 @@ test('senders and receivers are authenticated by pinned fingerprints', async () 
     await rig.close();
   }
 });
+
+test('a sender says a copy is due from the moment it starts, before it connects, and until the copy is acknowledged', async () => {
+  const [primary, recovery] = await hostIdentities();
+  const rig = await startRig({ sizeBytes: MiB });
+  const nobody = createServer();
+  await new Promise<void>((resolve) => nobody.listen(0, '127.0.0.1', resolve));
+  const { port } = nobody.address() as { port: number };
+  await new Promise<void>((resolve) => nobody.close(() => resolve()));
+  const fresh = new Sender({ identity: primary, backoffMinMs: 10, backoffMaxMs: 20 });
+  try {
+    // No receiver listens: a new replica's sender connects forever, and is not taken for a caught-up one.
+    fresh.addDisk({
+      diskKey: 'new/disk',
+      source: rig.source,
+      receiver: { host: '127.0.0.1', port, fingerprint: recovery.fingerprint },
+      statePath: join(rig.dir, 'fresh.json'),
+    });
+    assert.equal(fresh.status('new/disk').syncDue, 'initial');
+    await rig.caughtUp();
+    assert.equal(rig.sender.status(rig.diskKey).syncDue, null);
+    const ticket = rig.sender.requestResync(rig.diskKey, 'hash');
+    assert.equal(rig.sender.status(rig.diskKey).syncDue, 'resync');
+    await waitFor(
+      'the hash resync',
+      () => rig.sender.status(rig.diskKey).resyncRequests.done >= ticket.request,
+    );
+    assert.equal(rig.sender.status(rig.diskKey).syncDue, null);
+  } finally {
+    await fresh.close();
+    await rig.close();
+  }
+});

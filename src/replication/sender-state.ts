@@ -1,7 +1,7 @@
 import { open, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { HavenError } from '../errors/index.ts';
-import { readOptionalText } from '../storage/optional-file.ts';
+import { readOptionalText, readOptionalTextSync } from '../storage/optional-file.ts';
 import { PRIVATE_FILE_MODE } from '../storage/private-files.ts';
 
 export type SyncKind = 'initial' | 'bitmap' | 'full' | 'hash';
@@ -28,7 +28,15 @@ export interface SenderDiskState {
 }
 
 export async function readSenderState(path: string): Promise<SenderDiskState> {
-  const text = await readOptionalText(path);
+  return parseSenderState(path, await readOptionalText(path));
+}
+
+/** The same, synchronously: a replicator knows at once whether a copy is due (see its status). */
+export function readSenderStateSync(path: string): SenderDiskState {
+  return parseSenderState(path, readOptionalTextSync(path));
+}
+
+function parseSenderState(path: string, text: string | null): SenderDiskState {
   if (text === null) return { synced: false, sync: null };
   try {
     const parsed = JSON.parse(text) as SenderDiskState;

@@ -9,6 +9,7 @@ import { createPostgresDialect, isPostgresUrl, runPostgresClient } from './diale
 import { NodeSqliteDialect, openNodeSqlite } from './dialect/sqlite/index.ts';
 import { HavenMigrationProvider } from './migrations/migration-provider.ts';
 import { KyselyAlertRepository } from './repositories/alert-repository.ts';
+import { KyselyDrillRunRepository, KyselyDrillScheduleRepository } from './repositories/drill-repository.ts';
 import { KyselyEnrolmentRepository } from './repositories/enrolment-repository.ts';
 import { KyselyHostRepository } from './repositories/host-repository.ts';
 import { KyselyJobRepository } from './repositories/job-repository.ts';
@@ -114,6 +115,8 @@ class KyselyStore implements Store {
   readonly alerts: KyselyAlertRepository;
   readonly settings: KyselySettingsRepository;
   readonly scriptRuns: KyselyScriptRunRepository;
+  readonly drillSchedules: KyselyDrillScheduleRepository;
+  readonly drillRuns: KyselyDrillRunRepository;
   readonly #copyTo: (file: string) => Promise<void>;
   #closed = false;
 
@@ -133,6 +136,8 @@ class KyselyStore implements Store {
     this.alerts = new KyselyAlertRepository(db);
     this.settings = new KyselySettingsRepository(db);
     this.scriptRuns = new KyselyScriptRunRepository(db);
+    this.drillSchedules = new KyselyDrillScheduleRepository(db);
+    this.drillRuns = new KyselyDrillRunRepository(db);
   }
 
   /** Writes to a temporary name first, so `file` is either the old or a complete new backup. */

@@ -22,6 +22,9 @@ export interface Database {
   alerts: AlertsTable;
   settings: SettingsTable;
   script_runs: ScriptRunsTable;
+  drill_schedules: DrillSchedulesTable;
+  drill_runs: DrillRunsTable;
+  drill_run_machines: DrillRunMachinesTable;
 }
 
 /** Written as 0/1, read as 0/1 (SQLite) or true/false (PostgreSQL). */
@@ -206,4 +209,48 @@ export interface ScriptRunsTable {
   output: string;
   output_bytes: BigIntColumn;
   output_truncated: BooleanColumn;
+}
+
+export interface DrillSchedulesTable {
+  id: string;
+  name: string;
+  target_kind: string;
+  target_id: string;
+  cadence: JsonColumn;
+  point_choice: string;
+  test_network: string | null;
+  max_concurrent_per_host: number;
+  time_limit_seconds: number;
+  checks: JsonColumn;
+  on_conflict: string;
+  enabled: BooleanColumn;
+  next_run_at: string | null;
+  last_run_at: string | null;
+  created_by: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface DrillRunsTable {
+  id: string;
+  schedule_id: string | null;
+  target_kind: string;
+  target_id: string;
+  target_name: string;
+  job_id: string | null;
+  state: string;
+  reason: string | null;
+  machines: JsonColumn;
+  rto_seconds: number | null;
+  created_by: string;
+  created_at: string;
+  started_at: string | null;
+  ended_at: string | null;
+}
+
+export interface DrillRunMachinesTable {
+  run_id: string;
+  machine_id: string;
+  passed: BooleanColumn;
+  ended_at: string | null;
 }

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import type { DrillCheck, DrillRun, DrillSchedule } from '../domain/drill.ts';
 import {
   type Alert,
   type Host,
@@ -632,6 +633,161 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
         ['run-2'],
       );
       await rejectsWith(store.scriptRuns.finish('nope', end), 'not_found');
+    }));
+
+  it('drill schedules: CRUD, due in order, one claim of a due run wins', () =>
+    withStore(async (store) => {
+      const schedule: DrillSchedule = {
+        id: 'ds-1',
+        name: 'nightly web',
+        target: { kind: 'machine', machineId: 'm-1' },
+        cadence: { kind: 'daily', at: '02:00', timeZone: 'Europe/Amsterdam' },
+        point: 'random-retained',
+        testNetwork: null,
+        maxConcurrentPerHost: 2,
+        timeLimitSeconds: 900,
+        checks: { filesystems: true, script: { name: 'check-records', timeoutSeconds: 60 } },
+        onConflict: 'wait',
+        enabled: true,
+        nextRunAt: at(100),
+        lastRunAt: null,
+        createdBy: 'alice',
+        createdAt: t0,
+        updatedAt: t0,
+      };
+      await store.drillSchedules.create(schedule);
+      await store.drillSchedules.create({
+        ...schedule,
+        id: 'ds-2',
+        name: 'plan hourly',
+        target: { kind: 'plan', planId: 'p-1' },
+        cadence: { kind: 'every', hours: 1 },
+        checks: { filesystems: false, script: null },
+        nextRunAt: at(50),
+      });
+      await store.drillSchedules.create({
+        ...schedule,
+        id: 'ds-3',
+        name: 'off',
+        enabled: false,
+        nextRunAt: at(1),
+      });
+      await rejectsWith(store.drillSchedules.create({ ...schedule, id: 'ds-4' }), 'conflict');
+      assert.deepEqual(await store.drillSchedules.get('ds-1'), schedule);
+      assert.deepEqual(await store.drillSchedules.getByName('nightly web'), schedule);
+      assert.deepEqual(
+        (await store.drillSchedules.list({ target: { kind: 'plan', planId: 'p-1' } })).map((d) => d.id),
+        ['ds-2'],
+      );
+      assert.deepEqual(
+        (await store.drillSchedules.due(at(100))).map((d) => d.id),
+        ['ds-2', 'ds-1'],
+      );
+      assert.deepEqual(
+        (await store.drillSchedules.due(at(99))).map((d) => d.id),
+        ['ds-2'],
+      );
+      const claims = await Promise.all(
+        [1, 2, 3].map(() =>
+          store.drillSchedules.claimRun('ds-1', at(100), { nextRunAt: at(200), lastRunAt: at(100) }),
+        ),
+      );
+      assert.deepEqual(claims.filter(Boolean).length, 1);
+      assert.equal((await store.drillSchedules.get('ds-1'))!.nextRunAt, at(200));
+      await store.drillSchedules.update({ ...schedule, enabled: false, nextRunAt: null, updatedAt: at(3) });
+      assert.equal((await store.drillSchedules.get('ds-1'))!.enabled, false);
+      await store.drillSchedules.delete('ds-1');
+      assert.equal(await store.drillSchedules.get('ds-1'), undefined);
+    }));
+
+  it('drill runs: history newest first, filters, the last proven point per machine (also from a plan drill)', () =>
+    withStore(async (store) => {
+      const check = (result: DrillCheck['result']): DrillCheck => ({
+        kind: 'boot',
+        name: 'boot',
+        result,
+        summary: result,
+        evidence: 'haven-guest booted',
+        evidenceIsScriptOutput: false,
+        startedAt: t0,
+        durationMs: 1500,
+      });
+      const member = (machineId: string, result: DrillCheck['result']) => ({
+        machineId,
+        machineName: machineId,
+        point: { id: `${machineId}@1`, time: t0, type: 'app-consistent' as const },
+        rtoSeconds: 12.5,
+        checks: [check(result)],
+        cleanedUp: true,
+      });
+      const run: DrillRun = {
+        id: 'dr-1',
+        scheduleId: 'ds-1',
+        target: { kind: 'machine', machineId: 'm-1' },
+        targetName: 'web',
+        jobId: 'job-1',
+        state: 'passed',
+        reason: null,
+        machines: [member('m-1', 'passed')],
+        rtoSeconds: 12.5,
+        createdBy: 'schedule nightly web',
+        createdAt: at(1),
+        startedAt: at(1),
+        endedAt: at(2),
+      };
+      await store.drillRuns.create(run);
+      assert.deepEqual(await store.drillRuns.get('dr-1'), run);
+      assert.deepEqual(await store.drillRuns.getByJob('job-1'), run);
+      // A plan drill that failed as a whole, in which m-1 passed and m-2 failed.
+      const plan: DrillRun = {
+        ...run,
+        id: 'dr-2',
+        target: { kind: 'plan', planId: 'p-1' },
+        targetName: 'billing',
+        jobId: 'job-2',
+        state: 'running',
+        machines: [member('m-1', 'passed'), member('m-2', 'failed')],
+        createdAt: at(10),
+        startedAt: at(10),
+        endedAt: null,
+      };
+      await store.drillRuns.create(plan);
+      // Still running: it proves nothing yet.
+      assert.equal((await store.drillRuns.lastProven('m-1'))!.id, 'dr-1');
+      await store.drillRuns.update({ ...plan, state: 'failed', reason: 'm-2 did not boot', endedAt: at(20) });
+      assert.equal((await store.drillRuns.lastProven('m-1'))!.id, 'dr-2');
+      assert.equal(await store.drillRuns.lastProven('m-2'), undefined);
+      assert.equal(await store.drillRuns.lastPassed({ kind: 'plan', planId: 'p-1' }), undefined);
+      assert.equal((await store.drillRuns.lastPassed({ kind: 'machine', machineId: 'm-1' }))!.id, 'dr-1');
+      // An interrupted drill never proves a point, whatever its checks said before the vault stopped.
+      await store.drillRuns.create({
+        ...run,
+        id: 'dr-3',
+        jobId: 'job-3',
+        state: 'interrupted',
+        createdAt: at(30),
+        endedAt: at(31),
+      });
+      assert.equal((await store.drillRuns.lastProven('m-1'))!.id, 'dr-2');
+      assert.deepEqual(
+        (await store.drillRuns.list()).map((r) => r.id),
+        ['dr-3', 'dr-2', 'dr-1'],
+      );
+      assert.deepEqual(
+        (await store.drillRuns.list({ machineId: 'm-2' })).map((r) => r.id),
+        ['dr-2'],
+      );
+      assert.deepEqual(
+        (
+          await store.drillRuns.list({ target: { kind: 'machine', machineId: 'm-1' }, states: ['passed'] })
+        ).map((r) => r.id),
+        ['dr-1'],
+      );
+      assert.deepEqual(
+        (await store.drillRuns.list({ scheduleId: 'ds-1', limit: 1 })).map((r) => r.id),
+        ['dr-3'],
+      );
+      await rejectsWith(store.drillRuns.update({ ...run, id: 'nope' }), 'not_found');
     }));
 
   it('jobs: create with ordered steps, list, update, updateStep', () =>

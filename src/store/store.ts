@@ -1,3 +1,4 @@
+import type { DrillRun, DrillSchedule, DrillState, DrillTarget } from '../domain/drill.ts';
 import type {
   Alert,
   AlertAcknowledgement,
@@ -43,6 +44,8 @@ export interface Store {
   alerts: AlertRepository;
   settings: SettingsRepository;
   scriptRuns: ScriptRunRepository;
+  drillSchedules: DrillScheduleRepository;
+  drillRuns: DrillRunRepository;
 
   /** Consistent online copy of the whole state to `file` (SQLite backup / pg_dump). */
   backup(file: string): Promise<void>;
@@ -266,4 +269,47 @@ export interface ScriptRunRepository {
   get(id: string): Promise<ScriptRunRecord | undefined>;
   /** Newest first. */
   list(filter?: ScriptRunFilter): Promise<ScriptRunRecord[]>;
+}
+
+export interface DrillScheduleRepository {
+  create(schedule: DrillSchedule): Promise<void>;
+  get(id: string): Promise<DrillSchedule | undefined>;
+  getByName(name: string): Promise<DrillSchedule | undefined>;
+  /** By name; only the target's schedules when one is given. */
+  list(filter?: { target?: DrillTarget }): Promise<DrillSchedule[]>;
+  update(schedule: DrillSchedule): Promise<void>;
+  delete(id: string): Promise<void>;
+  /** Enabled schedules whose next run is at or before `now`, oldest due first. */
+  due(now: string): Promise<DrillSchedule[]>;
+  /**
+   * Moves a due schedule on to its next run, only if its next run is still
+   * `expectedNextRunAt`: of two vaults (or two ticks) that see it due, one starts the drill.
+   */
+  claimRun(
+    id: string,
+    expectedNextRunAt: string,
+    next: { nextRunAt: string | null; lastRunAt: string },
+  ): Promise<boolean>;
+}
+
+export interface DrillRunFilter {
+  target?: DrillTarget;
+  /** Runs that drilled this machine, also as a member of a plan drill. */
+  machineId?: string;
+  scheduleId?: string;
+  states?: DrillState[];
+  limit?: number;
+}
+
+export interface DrillRunRepository {
+  create(run: DrillRun): Promise<void>;
+  get(id: string): Promise<DrillRun | undefined>;
+  getByJob(jobId: string): Promise<DrillRun | undefined>;
+  /** Newest first. */
+  list(filter?: DrillRunFilter): Promise<DrillRun[]>;
+  update(run: DrillRun): Promise<void>;
+  /** The newest ended run in which this machine's checks passed (a machine drill, or its part of a plan drill). */
+  lastProven(machineId: string): Promise<DrillRun | undefined>;
+  /** The newest passed run of a target (a plan's whole drill, or a machine's). */
+  lastPassed(target: DrillTarget): Promise<DrillRun | undefined>;
 }

@@ -23,6 +23,7 @@ import { HavenError } from '../errors/index.ts';
 import { type JobDefinition, JobEngine } from '../job-engine/index.ts';
 import { PRIVATE_DIR_MODE, restrictUmask, tightenDataDir } from '../storage/private-files.ts';
 import { openStore, type Store } from '../store/index.ts';
+import { drillJob } from '../vault/drills/index.ts';
 import { GroupScheduler } from '../vault/groups/index.ts';
 import { watchHosts } from '../vault/host-monitor.ts';
 import { reconcileHost } from '../vault/host-reconcile.ts';
@@ -152,6 +153,7 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
         completeFailoverJob(() => context!),
         resyncJob(() => context!),
         recoveryPlanJob(() => context!),
+        drillJob(() => context!),
         ...(options.jobs ?? []),
       ],
       ...(options.jobLeaseMs ? { leaseMs: options.jobLeaseMs } : {}),

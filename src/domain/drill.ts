@@ -115,11 +115,21 @@ export interface DrillPoint {
   type: 'crash-consistent' | 'app-consistent';
 }
 
+/** Where a drill's machine runs: kept with the run, so the clean-up finds it after any crash. */
+export interface DrillCopy {
+  hostId: string;
+  /** The copy-on-write overlay of the point (a writable view; it pins the point against retention). */
+  viewId: string;
+  vmName: string;
+  network: string;
+}
+
 /** One machine of a drill (a plan drill has several). */
 export interface DrillMachineResult {
   machineId: string;
   machineName: string;
   point: DrillPoint | null;
+  copy: DrillCopy | null;
   /** From the drill's start until the machine was up (its boot check passed). */
   rtoSeconds: number | null;
   checks: DrillCheck[];

@@ -716,6 +716,12 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
         machineId,
         machineName: machineId,
         point: { id: `${machineId}@1`, time: t0, type: 'app-consistent' as const },
+        copy: {
+          hostId: 'h-2',
+          viewId: `drill-${machineId}`,
+          vmName: `${machineId}-drill`,
+          network: 'haven-test',
+        },
         rtoSeconds: 12.5,
         checks: [check(result)],
         cleanedUp: true,

@@ -2,12 +2,11 @@ import { isoNow } from '../../clock/index.ts';
 import { type RecoveryPointRequest, selectRecoveryPoint, vmNameOf } from '../../domain/index.ts';
 import type { Machine, RecoveryPoint, RunningCopy } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
-import type { MachineDefinition, MachineNic, PointView } from '../../host/host-services.ts';
+import type { PointView } from '../../host/host-services.ts';
 import type { RecoveryPointChoice } from '../lifecycle/operation-options.ts';
 import { requireReplicaHost } from '../replica-host.ts';
 import { fenceAlertKey, raiseFenceAlert } from '../source-fence.ts';
 import type { VaultContext } from '../vault-context.ts';
-import { copyIdentity } from './copy-identity.ts';
 import { failbackCommitSteps } from './failback-jobs.ts';
 import type { VaultJobDefinition } from './job-inputs.ts';
 import {
@@ -17,6 +16,7 @@ import {
   pollUntil,
   replicaHostOnly,
 } from './lifecycle-job.ts';
+import { copyDefinition, defineAndStart, removeCopy } from './machine-copy.ts';
 import { closeMovedViewStep, moveOffViewStep } from './move-off-view.ts';
 import { fenceAndVerify } from './verified-fence.ts';
 
@@ -72,53 +72,6 @@ async function chosenPoint(ctx: LifecycleStepContext): Promise<{ id: string; tim
   const point = job?.output.recoveryPoint as { id: string; time: string } | undefined;
   if (!point) throw new HavenError('internal', 'the recovery point was not chosen');
   return point;
-}
-
-/** NICs at the other site: each network mapped (SPEC §5), static addresses carried over, never silently DHCP. */
-async function recoveryNics(ctx: LifecycleStepContext, testNetwork: string | null): Promise<MachineNic[]> {
-  const { store } = ctx.vault;
-  const here = await store.hosts.get(ctx.machine.activeHostId);
-  const site = here ? await store.sites.get(here.siteId) : undefined;
-  return ctx.machine.recoverySettings.nics.map((nic) => ({
-    network: testNetwork ?? nic.recoveryNetwork ?? site?.networkMapping[nic.network] ?? nic.network,
-    mac: nic.mac,
-    ...(testNetwork ? { isolated: true } : {}),
-    ip: nic.ip,
-  }));
-}
-
-/** The copy's machine at its host, from the recovery settings, with a name, UUID and MACs of its own there (copyIdentity). */
-async function copyDefinition(
-  ctx: LifecycleStepContext,
-  copy: Pick<RunningCopy, 'hostId' | 'disks' | 'vmName'>,
-  testNetwork: string | null,
-): Promise<MachineDefinition> {
-  const settings = ctx.machine.recoverySettings;
-  const identity = copyIdentity(
-    ctx.machine.id,
-    copy.vmName,
-    await recoveryNics(ctx, testNetwork),
-    await ctx.host(copy.hostId).hypervisor.inventory(),
-  );
-  return {
-    name: identity.name,
-    uuid: identity.uuid,
-    cpus: settings.cpus,
-    memoryMiB: settings.memoryMiB,
-    disks: copy.disks,
-    nics: identity.nics,
-    ...(settings.boot ? { boot: settings.boot } : {}),
-  };
-}
-
-/** Defines the copy's machine at its host when it is not, and starts it; safe to repeat. */
-async function defineAndStart(ctx: LifecycleStepContext, hostId: string, definition: MachineDefinition) {
-  const { hypervisor } = ctx.host(hostId);
-  const status = await hypervisor
-    .status({ name: definition.name })
-    .catch(() => ({ state: 'absent' as const }));
-  if (status.state === 'absent') await hypervisor.define({ machine: definition });
-  if (status.state !== 'running') await hypervisor.start({ name: definition.name });
 }
 
 /** Defines and starts the copy (see copyDefinition); returns the name it runs under. */
@@ -177,16 +130,6 @@ async function startCopy(
   }
   ctx.progress(100, `${vmName} started on view ${copy.viewId} (${point.time})`);
   return { ...copy, vmName, startedAt: isoNow(ctx.vault.clock) };
-}
-
-/** Powers a copy off and drops its view (and the writes made on it). Safe to repeat. */
-async function removeCopy(ctx: LifecycleStepContext, copy: RunningCopy): Promise<void> {
-  const services = ctx.host(copy.hostId);
-  await services.hypervisor.fence({ name: copy.vmName });
-  await services.hypervisor.undefine({ name: copy.vmName }).catch((e: unknown) => {
-    if (!(e instanceof HavenError && e.code === 'not_found')) throw e;
-  });
-  await services.replica.closeView({ viewId: copy.viewId, discardWrites: true });
 }
 
 /**

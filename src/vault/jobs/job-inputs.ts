@@ -1,6 +1,7 @@
 import type { LifecycleOperation, Transition } from '../../domain/index.ts';
 import type { Job } from '../../domain/model.ts';
 import type { JobDefinition } from '../../job-engine/index.ts';
+import type { DrillJobInput } from '../drills/drill-job-input.ts';
 import type { OperationOptions } from '../lifecycle/operation-options.ts';
 import type { PlanJobInput } from '../plans/plan-steps.ts';
 
@@ -14,6 +15,7 @@ export type LifecycleJobInput<O extends LifecycleOperation = LifecycleOperation>
 export type VaultJobInputs = { [O in LifecycleOperation]: LifecycleJobInput<O> } & {
   'vault-backup': { file: string };
   'recovery-plan': PlanJobInput;
+  drill: DrillJobInput;
 };
 
 export type VaultJobDefinition<K extends keyof VaultJobInputs> = JobDefinition<K, VaultJobInputs[K]>;

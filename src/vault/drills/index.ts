@@ -1,0 +1,10 @@
+export { drillAlerts, drillFailedAlertKey } from './drill-alerts.ts';
+export {
+  bootCheckResult,
+  chooseDrillPoint,
+  cleanUpDrill,
+  drillCopyNames,
+  drillJob,
+} from './drill-job.ts';
+export type { DrillJobInput } from './drill-job-input.ts';
+export { type MachineDrillRequest, requestMachineDrill } from './request-drill.ts';

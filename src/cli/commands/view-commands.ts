@@ -48,7 +48,7 @@ async function openLocalView(
   const machine = await positionalRef(client, args, 0, 'machine', 'machines');
   const { view } = await client.post<{ view: OpenedAccessView }>(
     `/machines/${encodeURIComponent(machine)}/views`,
-    { recoveryPoint: recoveryPoint(await resolvePointOption(client, machine, args)), ...body },
+    { recoveryPoint: recoveryPoint(await resolvePointOption(client, [machine], args)), ...body },
   );
   const pskDir = await mkdtemp(join(tmpdir(), 'haven-view-'));
   await writeFile(join(pskDir, PSK_FILE_NAME), pskFileLine(view.psk.identity, view.psk.keyHex), {

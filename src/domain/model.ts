@@ -518,6 +518,33 @@ export function outputOutsideSteps(job: Pick<Job, 'output' | 'steps'>): Record<s
   return Object.fromEntries(Object.entries(job.output).filter(([key]) => !recorded.has(key)));
 }
 
+export interface AccessViewDisk {
+  diskId: string;
+  sizeBytes: number;
+  /** nbds://IDENTITY@HOST:PORT/EXPORT: TLS with the view's key only. */
+  uri: string;
+  /** The same export on the recovery host's Unix socket, for a client running there. */
+  unixUri: string;
+}
+
+/** A recovery point opened to NBD clients (`haven view`, `haven export`), open or closed. */
+export interface AccessView {
+  id: string;
+  machineId: string;
+  machineName: string;
+  pointId: string;
+  pointTime: string;
+  hostId: string;
+  writable: boolean;
+  openedBy: string;
+  openedAt: string;
+  expiresAt: string;
+  disks: AccessViewDisk[];
+  /** When it ended (null while open), and why: closed by whom, expired, or its host no longer serves it. */
+  closedAt: string | null;
+  closedReason: string | null;
+}
+
 export type AlertSeverity = 'info' | 'warning' | 'critical';
 
 export interface Alert {

@@ -8,6 +8,7 @@ import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../storage/private-files.ts
 import { createPostgresDialect, isPostgresUrl, runPostgresClient } from './dialect/postgres/index.ts';
 import { NodeSqliteDialect, openNodeSqlite } from './dialect/sqlite/index.ts';
 import { HavenMigrationProvider } from './migrations/migration-provider.ts';
+import { KyselyAccessViewRepository } from './repositories/access-view-repository.ts';
 import { KyselyAlertRepository } from './repositories/alert-repository.ts';
 import { KyselyEnrolmentRepository } from './repositories/enrolment-repository.ts';
 import { KyselyHostRepository } from './repositories/host-repository.ts';
@@ -114,6 +115,7 @@ class KyselyStore implements Store {
   readonly alerts: KyselyAlertRepository;
   readonly settings: KyselySettingsRepository;
   readonly scriptRuns: KyselyScriptRunRepository;
+  readonly accessViews: KyselyAccessViewRepository;
   readonly #copyTo: (file: string) => Promise<void>;
   #closed = false;
 
@@ -133,6 +135,7 @@ class KyselyStore implements Store {
     this.alerts = new KyselyAlertRepository(db);
     this.settings = new KyselySettingsRepository(db);
     this.scriptRuns = new KyselyScriptRunRepository(db);
+    this.accessViews = new KyselyAccessViewRepository(db);
   }
 
   /** Writes to a temporary name first, so `file` is either the old or a complete new backup. */

@@ -22,6 +22,7 @@ export interface Database {
   alerts: AlertsTable;
   settings: SettingsTable;
   script_runs: ScriptRunsTable;
+  access_views: AccessViewsTable;
 }
 
 /** Written as 0/1, read as 0/1 (SQLite) or true/false (PostgreSQL). */
@@ -206,4 +207,20 @@ export interface ScriptRunsTable {
   output: string;
   output_bytes: BigIntColumn;
   output_truncated: BooleanColumn;
+}
+
+export interface AccessViewsTable {
+  id: string;
+  machine_id: string;
+  machine_name: string;
+  point_id: string;
+  point_time: string;
+  host_id: string;
+  writable: BooleanColumn;
+  opened_by: string;
+  opened_at: string;
+  expires_at: string;
+  disks: JsonColumn;
+  closed_at: string | null;
+  closed_reason: string | null;
 }

@@ -1,4 +1,5 @@
 import type {
+  AccessView,
   Alert,
   AlertAcknowledgement,
   ApiToken,
@@ -43,6 +44,7 @@ export interface Store {
   alerts: AlertRepository;
   settings: SettingsRepository;
   scriptRuns: ScriptRunRepository;
+  accessViews: AccessViewRepository;
 
   /** Consistent online copy of the whole state to `file` (SQLite backup / pg_dump). */
   backup(file: string): Promise<void>;
@@ -266,4 +268,13 @@ export interface ScriptRunRepository {
   get(id: string): Promise<ScriptRunRecord | undefined>;
   /** Newest first. */
   list(filter?: ScriptRunFilter): Promise<ScriptRunRecord[]>;
+}
+
+export interface AccessViewRepository {
+  add(view: AccessView): Promise<void>;
+  get(id: string): Promise<AccessView | undefined>;
+  /** Open views only when `open` (of one machine, or on one host, when given); oldest first. */
+  list(filter?: { open?: boolean; machineId?: string; hostId?: string }): Promise<AccessView[]>;
+  /** Marks an open view closed; false when it was closed already (the first reason stays). */
+  close(id: string, at: string, reason: string): Promise<boolean>;
 }

@@ -462,7 +462,7 @@ export interface JobStep {
   finishedAt: string | null;
   error: JobError | null;
   /**
-   * What this step recorded (`ctx.output`), also merged into its job's output.
+   * What this step recorded (`ctx.output`), kept only here; its job's output, as read, merges it.
    * Null for steps of jobs run before steps kept their own: their job's output is the whole record.
    */
   output: Record<string, unknown> | null;
@@ -496,7 +496,8 @@ export interface Job {
   input: Record<string, unknown>;
   /**
    * Free-form results and notes (e.g. drill notes): every step's output merged
-   * (later steps read what earlier ones found here), and what was recorded outside steps.
+   * (later steps read what earlier ones found here), and what was recorded
+   * outside steps. Only the latter is stored with the job (see `outputOutsideSteps`).
    */
   output: Record<string, unknown>;
   createdBy: string;

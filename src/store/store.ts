@@ -199,6 +199,7 @@ export interface JobStepPatch {
 export interface JobPatch {
   state?: JobState;
   progress?: number;
+  /** What is recorded outside the job's steps (see `outputOutsideSteps`): steps keep their own. */
   output?: Record<string, unknown>;
   startedAt?: string | null;
   finishedAt?: string | null;

@@ -1,5 +1,6 @@
 import type { LifecycleOperation } from '../domain/index.ts';
 import type {
+  AccessView,
   Alert,
   ApiToken,
   Host,
@@ -16,7 +17,7 @@ import type { MirrorStatus } from '../host/host-services.ts';
 import type { ConsistencyGroup } from '../vault/groups/index.ts';
 import type { HostCapacity } from '../vault/host-capacity.ts';
 import type { HostDomains } from '../vault/import-domain.ts';
-import type { AccessView, OpenedAccessView } from '../vault/point-access.ts';
+import type { OpenedAccessView } from '../vault/point-access.ts';
 
 /**
  * One realistic example of each object the API answers with: the OpenAPI
@@ -283,6 +284,8 @@ export const accessViewExample = {
       unixUri: 'nbd+unix:///view-3f9c2a.disk0?socket=/var/lib/haven/views.sock',
     },
   ],
+  closedAt: null,
+  closedReason: null,
 } satisfies AccessView;
 
 export const openedAccessViewExample = {

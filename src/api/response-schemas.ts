@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { ALL_OPERATIONS } from '../domain/index.ts';
 import { JOB_STATES } from '../domain/job-states.ts';
 import type {
+  AccessView,
+  AccessViewDisk,
   Alert,
   ApiToken,
   Disk,
@@ -37,7 +39,7 @@ import type { ConsistencyGroup, GroupCut } from '../vault/groups/index.ts';
 import type { HostCapacity } from '../vault/host-capacity.ts';
 import type { HostDomains } from '../vault/import-domain.ts';
 import { PLAN_OPERATIONS, type PlanOperationAvailability } from '../vault/plans/index.ts';
-import type { AccessView, AccessViewDisk, OpenedAccessView } from '../vault/point-access.ts';
+import type { OpenedAccessView } from '../vault/point-access.ts';
 import * as x from './response-examples.ts';
 import { recoverySettings, withExample } from './schemas.ts';
 
@@ -659,6 +661,8 @@ const accessViewFields = {
       }),
     ),
   ),
+  closedAt: time.nullable(),
+  closedReason: z.string().nullable(),
 };
 
 /** An open view of a recovery point (`haven view`); its key is shown only when it is opened. */

@@ -6,6 +6,11 @@ import {
   RECOVERY_POINT_OPTIONS,
   type RecoveryPointOption,
 } from '../domain/index.ts';
+import {
+  DEFAULT_VIEW_TTL_SECONDS,
+  MAX_VIEW_TTL_SECONDS,
+  MIN_VIEW_TTL_SECONDS,
+} from '../vault/point-access.ts';
 
 /** Request bodies and queries of the REST API; the OpenAPI document is generated from these. */
 
@@ -182,9 +187,9 @@ export const openPointView = withExample(
     expiresInSeconds: z
       .number()
       .int()
-      .min(60)
-      .max(7 * 86400)
-      .default(3600),
+      .min(MIN_VIEW_TTL_SECONDS)
+      .max(MAX_VIEW_TTL_SECONDS)
+      .default(DEFAULT_VIEW_TTL_SECONDS),
   }),
   { recoveryPoint: { option: 'latest-app-consistent' }, writable: false, expiresInSeconds: 3600 },
 );

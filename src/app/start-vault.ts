@@ -41,6 +41,7 @@ import { disableReplicationJob, enableReplicationJob } from '../vault/jobs/repli
 import { resyncJob } from '../vault/jobs/resync-job.ts';
 import { vaultBackupJob } from '../vault/jobs/vault-backup-job.ts';
 import { recoveryPlanJob } from '../vault/plans/index.ts';
+import { reconcileViews } from '../vault/point-access.ts';
 import { ReplicationMonitor } from '../vault/replication-monitor.ts';
 import { DEFAULT_SCRIPT_USER, ScriptRegistry } from '../vault/scripts/index.ts';
 import { SourceFencer } from '../vault/source-fence.ts';
@@ -170,7 +171,9 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
       events: watchHosts(store, clock, async (hostId) => {
         const vault = await contextReady.promise;
         await sourceFencer.fenceOn(hostId);
-        return reconcileHost(vault, hostId);
+        const stopped = await reconcileHost(vault, hostId);
+        await reconcileViews(vault, hostId);
+        return stopped;
       }),
       ...(options.heartbeatIntervalMs ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
       ...(options.missedHeartbeats ? { missedHeartbeats: options.missedHeartbeats } : {}),

@@ -137,12 +137,26 @@ export function pickPoint(points: readonly PointIdentity[], text: string): strin
   return text;
 }
 
-/** `pickPoint` over the points of `machine` (a name, id or full id) as the vault lists them. */
-export async function resolvePoint(client: ApiClient, machine: string, text: string): Promise<string> {
-  const { recoveryPoints } = await client.get<{ recoveryPoints: PointIdentity[] }>(
-    `/machines/${encodeURIComponent(machine)}/recovery-points`,
+/**
+ * `pickPoint` over the points of `machines` (names, ids or full ids) as the
+ * vault lists them: one machine's, or every machine of a plan.
+ */
+export async function resolvePoint(
+  client: ApiClient,
+  machines: readonly string[],
+  text: string,
+): Promise<string> {
+  const listed = await Promise.all(
+    machines.map((machine) =>
+      client.get<{ recoveryPoints: PointIdentity[] }>(
+        `/machines/${encodeURIComponent(machine)}/recovery-points`,
+      ),
+    ),
   );
-  return pickPoint(recoveryPoints, text);
+  return pickPoint(
+    listed.flatMap((l) => l.recoveryPoints),
+    text,
+  );
 }
 
 export function isCollection(name: string): name is Collection {

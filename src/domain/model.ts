@@ -462,7 +462,7 @@ export interface JobStep {
   finishedAt: string | null;
   error: JobError | null;
   /**
-   * What this step recorded (`ctx.output`), also merged into its job's output.
+   * What this step recorded (`ctx.output`), kept only here; its job's output, as read, merges it.
    * Null for steps of jobs run before steps kept their own: their job's output is the whole record.
    */
   output: Record<string, unknown> | null;
@@ -496,7 +496,8 @@ export interface Job {
   input: Record<string, unknown>;
   /**
    * Free-form results and notes (e.g. drill notes): every step's output merged
-   * (later steps read what earlier ones found here), and what was recorded outside steps.
+   * (later steps read what earlier ones found here), and what was recorded
+   * outside steps. Only the latter is stored with the job (see `outputOutsideSteps`).
    */
   output: Record<string, unknown>;
   createdBy: string;
@@ -516,6 +517,33 @@ export function outputOutsideSteps(job: Pick<Job, 'output' | 'steps'>): Record<s
   if (job.steps.every((step) => step.output === null)) return job.output;
   const recorded = new Set(job.steps.flatMap((step) => Object.keys(step.output ?? {})));
   return Object.fromEntries(Object.entries(job.output).filter(([key]) => !recorded.has(key)));
+}
+
+export interface AccessViewDisk {
+  diskId: string;
+  sizeBytes: number;
+  /** nbds://IDENTITY@HOST:PORT/EXPORT: TLS with the view's key only. */
+  uri: string;
+  /** The same export on the recovery host's Unix socket, for a client running there. */
+  unixUri: string;
+}
+
+/** A recovery point opened to NBD clients (`haven view`, `haven export`), open or closed. */
+export interface AccessView {
+  id: string;
+  machineId: string;
+  machineName: string;
+  pointId: string;
+  pointTime: string;
+  hostId: string;
+  writable: boolean;
+  openedBy: string;
+  openedAt: string;
+  expiresAt: string;
+  disks: AccessViewDisk[];
+  /** When it ended (null while open), and why: closed by whom, expired, or its host no longer serves it. */
+  closedAt: string | null;
+  closedReason: string | null;
 }
 
 export type AlertSeverity = 'info' | 'warning' | 'critical';

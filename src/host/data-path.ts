@@ -60,6 +60,8 @@ export interface DataPathOptions {
   mirrorDriver?: ActiveMirrorDriver | null;
   /** Mirror service tuning (tests). */
   mirror?: Pick<MirrorServiceOptions, 'tickMs' | 'pointIntervalMs' | 'reconnectDelaySeconds' | 'log'>;
+  /** One line per thing done on its own (e.g. a sweep at start); defaults to stderr. */
+  log?: (line: string) => void;
 }
 
 export interface DataPath {
@@ -71,8 +73,6 @@ export interface DataPath {
   storageFolders: string[];
   diskService: DiskService;
   replicaStore: ReplicaStore;
-  /** Ends every view opened for access (the host lost the vault that opened them). */
-  closeAccessViews(): Promise<void>;
   /** An open view's disk as a block device (tests; the hypervisor uses the NBD URI). */
   viewBackend(viewId: string, diskId: string): BlockBackend;
   close(): Promise<void>;
@@ -93,6 +93,7 @@ function viewAccessOf(options: DataPathOptions): AccessListen | undefined {
 
 export async function startDataPath(options: DataPathOptions): Promise<DataPath> {
   const { dataDir } = options;
+  const log = options.log ?? ((line: string) => console.error(line));
   const storageFolders = (options.storageFolders ?? defaultStorageFolders(dataDir)).map((f) => resolve(f));
   const run = join(dataDir, 'run');
   await mkdir(run, { recursive: true, mode: PRIVATE_DIR_MODE });
@@ -176,6 +177,12 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
 
   // Bring back the rest of what the vault had set up: replication reads the disks and views.
   await replica.reopenViews();
+  const swept = await replica.sweepAccessOverlays();
+  if (swept.length > 0) {
+    log(
+      `removed the overlays of writable views opened for access that were open when the agent stopped (never reopened): ${swept.join(', ')}`,
+    );
+  }
   await replication.resume();
 
   // What the vault asks to attach (first attach, or again after a retry) must come from a storage
@@ -212,7 +219,6 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
     diskService,
     replicaStore,
     viewBackend: (viewId, diskId) => views.backend(viewId, diskId),
-    closeAccessViews: () => views.closeAccessViews(),
     close: async () => {
       await mirror.close();
       await replication.close();

@@ -45,8 +45,6 @@ export interface HostAgentOptions {
   connectTimeoutMs?: number;
   /** One line per connection change; defaults to stderr. */
   log?: (line: string) => void;
-  /** Called when the connection to the vault is lost (what lives only while it lasts ends). */
-  onVaultLost?: () => void;
 }
 
 export interface HostInventory {
@@ -193,7 +191,6 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     },
     onDisconnected: (error) => {
       log(`lost the vault at ${address}: ${error.message}`);
-      options.onVaultLost?.();
     },
     onConnectFailed: (error, retryInMs) => log(`${error.message}; retrying in ${retryInMs} ms`),
   });

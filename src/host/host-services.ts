@@ -268,7 +268,8 @@ export interface PointView {
 /**
  * Opens a view to NBD clients over TCP until `expiresAt` (`haven view`): TLS
  * with this pre-shared key (`identity`, 32 bytes as hex) only. Such a view
- * ends when the host loses the vault, and its writes are dropped then.
+ * outlives a lost vault connection (the vault reconciles it on reconnect) but
+ * not the agent: its key is kept in memory only, its writes are dropped.
  */
 export interface ViewAccessRequest {
   identity: string;

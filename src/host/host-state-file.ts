@@ -43,6 +43,16 @@ export interface SavedView {
   seqs: Record<string, number>;
 }
 
+/**
+ * A writable view opened for access (`haven view --writable`): its overlay is
+ * dropped when it closes, and never reopened (its key lived in memory only),
+ * so one left by a crash is swept at the next start.
+ */
+export interface SavedAccessOverlay {
+  viewId: string;
+  machineId: string;
+}
+
 interface HostState {
   disks: SavedDisk[];
   replications: SavedReplication[];
@@ -53,6 +63,8 @@ interface HostState {
   receiverPort?: number;
   /** Absent in files written before live protection. */
   mirrors?: SavedMirror[];
+  /** Absent in files written before access overlays were recorded. */
+  accessOverlays?: SavedAccessOverlay[];
 }
 
 export class HostStateFile {
@@ -154,6 +166,16 @@ export class HostStateFile {
   async forgetView(viewId: string): Promise<void> {
     if (!this.views.some((v) => v.viewId === viewId)) return;
     this.#state.views = this.views.filter((v) => v.viewId !== viewId);
+    await this.#save();
+  }
+
+  get accessOverlays(): readonly SavedAccessOverlay[] {
+    return this.#state.accessOverlays ?? [];
+  }
+
+  /** Replaces the recorded access overlays (written before the overlays they name are made). */
+  async setAccessOverlays(overlays: SavedAccessOverlay[]): Promise<void> {
+    this.#state.accessOverlays = overlays;
     await this.#save();
   }
 

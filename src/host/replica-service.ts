@@ -126,6 +126,14 @@ export class ReplicaService implements HostReplicaStore {
     const ref = parseRecoveryPointRef(point.id);
     const viewId = wanted ?? `${machineId.slice(0, 8)}-${Date.now().toString(36)}`;
     const seqs = Object.fromEntries(keys.map((k) => [diskIdOf(k), seqOfPoint(replicaStore, k, ref)]));
+    if (access !== undefined && writable) {
+      // Recorded before its overlay exists, so a crash from here on leaves nothing unswept;
+      // records of views that closed since (expired) are dropped on the way.
+      await this.#o.state.setAccessOverlays([
+        ...this.#o.state.accessOverlays.filter((o) => views.get(o.viewId) !== undefined),
+        { viewId, machineId },
+      ]);
+    }
     const opened = await views.open({
       viewId,
       machineId,
@@ -135,7 +143,7 @@ export class ReplicaService implements HostReplicaStore {
       failover: failover === true,
       ...(access === undefined ? {} : { access: viewAccessOf(access) }),
     });
-    // An access view lives only as long as this agent's connection to the vault: never reopened.
+    // An access view lives only as long as this agent runs (its key is in memory only): never reopened.
     if (access === undefined) await this.#saveView(opened);
     return views.describe(opened);
   }
@@ -331,6 +339,28 @@ export class ReplicaService implements HostReplicaStore {
     await this.#o.state.forgetView(viewId);
     const keys = opened?.disks.map((d) => d.diskKey) ?? this.#diskKeysOf(machineId);
     for (const diskKey of keys) await replicaStore.consolidateView(diskKey, viewId, 0);
+  }
+
+  /**
+   * Deletes the overlays of writable access views left by the agent that ran
+   * before (stopped or crashed while they were open): they are never reopened,
+   * and their overlays pin points. Returns the views swept.
+   */
+  async sweepAccessOverlays(): Promise<string[]> {
+    const { state, views, replicaStore } = this.#o;
+    const swept: string[] = [];
+    for (const o of state.accessOverlays) {
+      if (views.get(o.viewId) !== undefined) continue;
+      let found = false;
+      for (const diskKey of this.#diskKeysOf(o.machineId)) {
+        if ((await replicaStore.keptView(diskKey, o.viewId)) === null) continue;
+        await replicaStore.discardView(diskKey, o.viewId);
+        found = true;
+      }
+      if (found) swept.push(o.viewId);
+    }
+    await state.setAccessOverlays(state.accessOverlays.filter((o) => views.get(o.viewId) !== undefined));
+    return swept;
   }
 
   /** Opens again the writable views open when the agent stopped. */

@@ -60,7 +60,6 @@ export async function startHost(hostOptions: HostOptions): Promise<RunningHost> 
       replicationFingerprint: dataPath.replicationFingerprint,
       storageFolders: dataPath.storageFolders,
       ...(options.log ? { log: options.log } : {}),
-      onVaultLost: () => void dataPath.closeAccessViews().catch(() => {}),
     });
     return {
       agent,

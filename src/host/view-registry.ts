@@ -205,13 +205,6 @@ export class ViewRegistry {
     return opened;
   }
 
-  /** Closes every access view, dropping their writes (the vault that opened them is gone). */
-  async closeAccessViews(): Promise<void> {
-    for (const opened of [...this.#views.values()]) {
-      if (opened.access !== undefined) await this.close(opened, true);
-    }
-  }
-
   #serveAccess(opened: OpenView, access: ViewAccess): OpenAccess {
     const served = this.#access;
     if (served === null) {

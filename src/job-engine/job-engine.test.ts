@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import type { Job } from '../domain/model.ts';
+import type { Kysely } from 'kysely';
+import { type Job, outputOutsideSteps } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
 import type { Store } from '../store/index.ts';
+import type { Database } from '../store/schema.ts';
 import { testStores } from '../testing/test-stores.ts';
 import { defineJob, type JobDefinition, type JobOutcome } from './job-definition.ts';
 import { JobEngine } from './job-engine.ts';
@@ -158,6 +160,17 @@ for (const dialect of stores.dialects) {
         [{ point: 'p1', note: 'first' }, {}, { note: 'second', up: true }],
       );
       assert.deepEqual(done.output, { point: 'p1', note: 'second', up: true });
+      // Stored once, with the steps: the job's own column keeps only what was recorded outside them.
+      const row = await (store as unknown as { db: Kysely<Database> }).db
+        .selectFrom('jobs')
+        .select('output')
+        .where('id', '=', job.id)
+        .executeTakeFirstOrThrow();
+      assert.deepEqual(JSON.parse(row.output), {});
+      await store.jobs.update(job.id, { output: { ...outputOutsideSteps(done), notes: 'checked' } });
+      const noted = (await store.jobs.get(job.id))!;
+      assert.deepEqual(noted.output, { point: 'p1', note: 'second', up: true, notes: 'checked' });
+      assert.deepEqual(outputOutsideSteps(noted), { notes: 'checked' });
       await store.close();
     });
 

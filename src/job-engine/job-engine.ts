@@ -410,12 +410,10 @@ export class JobEngine<M extends JobInputMap = JobInputMap> extends EventEmitter
       waitForOperator: async (instructions: string): Promise<never> => {
         throw new OperatorWait(instructions);
       },
-      // The step keeps what it recorded; the job's output merges every step's, for the steps after it.
+      // Kept with the step only: the job's output, as read, merges every step's (for the steps after it).
       output: async (patch: Record<string, unknown>) => {
-        const current = await store.jobs.get(job.id);
-        const step = current?.steps[persisted.index];
+        const step = (await store.jobs.get(job.id))?.steps[persisted.index];
         await store.jobs.updateStep(job.id, persisted.index, { output: { ...step?.output, ...patch } });
-        await store.jobs.update(job.id, { output: { ...current?.output, ...patch } });
         this.#changed(job.id);
       },
     };

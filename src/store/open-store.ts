@@ -8,6 +8,7 @@ import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../storage/private-files.ts
 import { createPostgresDialect, isPostgresUrl, runPostgresClient } from './dialect/postgres/index.ts';
 import { NodeSqliteDialect, openNodeSqlite } from './dialect/sqlite/index.ts';
 import { HavenMigrationProvider } from './migrations/migration-provider.ts';
+import { KyselyAccessViewRepository } from './repositories/access-view-repository.ts';
 import { KyselyAlertRepository } from './repositories/alert-repository.ts';
 import { KyselyDrillRunRepository, KyselyDrillScheduleRepository } from './repositories/drill-repository.ts';
 import { KyselyEnrolmentRepository } from './repositories/enrolment-repository.ts';
@@ -117,6 +118,7 @@ class KyselyStore implements Store {
   readonly scriptRuns: KyselyScriptRunRepository;
   readonly drillSchedules: KyselyDrillScheduleRepository;
   readonly drillRuns: KyselyDrillRunRepository;
+  readonly accessViews: KyselyAccessViewRepository;
   readonly #copyTo: (file: string) => Promise<void>;
   #closed = false;
 
@@ -138,6 +140,7 @@ class KyselyStore implements Store {
     this.scriptRuns = new KyselyScriptRunRepository(db);
     this.drillSchedules = new KyselyDrillScheduleRepository(db);
     this.drillRuns = new KyselyDrillRunRepository(db);
+    this.accessViews = new KyselyAccessViewRepository(db);
   }
 
   /** Writes to a temporary name first, so `file` is either the old or a complete new backup. */

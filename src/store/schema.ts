@@ -25,6 +25,7 @@ export interface Database {
   drill_schedules: DrillSchedulesTable;
   drill_runs: DrillRunsTable;
   drill_run_machines: DrillRunMachinesTable;
+  access_views: AccessViewsTable;
 }
 
 /** Written as 0/1, read as 0/1 (SQLite) or true/false (PostgreSQL). */
@@ -253,4 +254,20 @@ export interface DrillRunMachinesTable {
   machine_id: string;
   passed: BooleanColumn;
   ended_at: string | null;
+}
+
+export interface AccessViewsTable {
+  id: string;
+  machine_id: string;
+  machine_name: string;
+  point_id: string;
+  point_time: string;
+  host_id: string;
+  writable: BooleanColumn;
+  opened_by: string;
+  opened_at: string;
+  expires_at: string;
+  disks: JsonColumn;
+  closed_at: string | null;
+  closed_reason: string | null;
 }

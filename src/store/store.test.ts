@@ -144,6 +144,48 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
     }
   }
 
+  it('keeps access views, lists the open ones, closes each once with the first reason', () =>
+    withStore(async (store) => {
+      const view = (id: string, machineId: string, hostId: string) => ({
+        id,
+        machineId,
+        machineName: `vm ${machineId}`,
+        pointId: `${machineId}/disk0@3`,
+        pointTime: at(1),
+        hostId,
+        writable: id === 'v2',
+        openedBy: 'alice',
+        openedAt: at(id === 'v1' ? 2 : 3),
+        expiresAt: at(600),
+        disks: [
+          { diskId: 'disk0', sizeBytes: 1 << 30, uri: 'nbds://v@h:1/v.disk0', unixUri: 'nbd+unix:///v' },
+        ],
+        closedAt: null,
+        closedReason: null,
+      });
+      await store.accessViews.add(view('v1', 'm1', 'h1'));
+      await store.accessViews.add(view('v2', 'm2', 'h1'));
+      assert.deepEqual(await store.accessViews.get('v2'), view('v2', 'm2', 'h1'));
+      assert.deepEqual(
+        (await store.accessViews.list({ open: true, hostId: 'h1' })).map((v) => v.id),
+        ['v1', 'v2'],
+      );
+      assert.equal(await store.accessViews.close('v1', at(10), 'expired'), true);
+      assert.equal(await store.accessViews.close('v1', at(11), 'closed by bob'), false);
+      assert.deepEqual(
+        { ...(await store.accessViews.get('v1')), disks: [] },
+        { ...view('v1', 'm1', 'h1'), disks: [], closedAt: at(10), closedReason: 'expired' },
+      );
+      assert.deepEqual(
+        (await store.accessViews.list({ open: true })).map((v) => v.id),
+        ['v2'],
+      );
+      assert.deepEqual(
+        (await store.accessViews.list({ machineId: 'm1' })).map((v) => v.id),
+        ['v1'],
+      );
+    }));
+
   it('opens the configured dialect', () =>
     withStore(async (store) => {
       assert.equal(store.dialect, expectedDialect);

@@ -1,5 +1,6 @@
 import type { DrillRun, DrillSchedule, DrillState, DrillTarget } from '../domain/drill.ts';
 import type {
+  AccessView,
   Alert,
   AlertAcknowledgement,
   ApiToken,
@@ -46,6 +47,7 @@ export interface Store {
   scriptRuns: ScriptRunRepository;
   drillSchedules: DrillScheduleRepository;
   drillRuns: DrillRunRepository;
+  accessViews: AccessViewRepository;
 
   /** Consistent online copy of the whole state to `file` (SQLite backup / pg_dump). */
   backup(file: string): Promise<void>;
@@ -200,6 +202,7 @@ export interface JobStepPatch {
 export interface JobPatch {
   state?: JobState;
   progress?: number;
+  /** What is recorded outside the job's steps (see `outputOutsideSteps`): steps keep their own. */
   output?: Record<string, unknown>;
   startedAt?: string | null;
   finishedAt?: string | null;
@@ -312,4 +315,13 @@ export interface DrillRunRepository {
   lastProven(machineId: string): Promise<DrillRun | undefined>;
   /** The newest passed run of a target (a plan's whole drill, or a machine's). */
   lastPassed(target: DrillTarget): Promise<DrillRun | undefined>;
+}
+
+export interface AccessViewRepository {
+  add(view: AccessView): Promise<void>;
+  get(id: string): Promise<AccessView | undefined>;
+  /** Open views only when `open` (of one machine, or on one host, when given); oldest first. */
+  list(filter?: { open?: boolean; machineId?: string; hostId?: string }): Promise<AccessView[]>;
+  /** Marks an open view closed; false when it was closed already (the first reason stays). */
+  close(id: string, at: string, reason: string): Promise<boolean>;
 }

@@ -1,13 +1,17 @@
 /**
  * Recovery points opened to NBD clients (`haven view`, `haven export`): each
  * a view on the machine's replica host, served there over TCP with TLS and a
- * pre-shared key made for it, until it expires or is closed. The key is
- * handed to the operator who opened the view, once; the vault keeps only
- * what lists the view. Views live while the vault does: the host closes them
- * when it loses the vault, so a restarted vault starts with none.
+ * pre-shared key made for it, until it expires or is closed.
+ *
+ * Views are kept in the state database, so a restarted vault lists them and
+ * reconciles them with their host when it reconnects. The key is stored
+ * nowhere: it is handed once to the operator who opened the view, and the
+ * host holds it in memory only, as long as it serves the view (a database
+ * backup never carries a working key; a restarted host serves none of its
+ * views, and the vault records them closed).
  */
 import { randomBytes } from 'node:crypto';
-import type { Machine, RecoveryPoint } from '../domain/model.ts';
+import type { AccessView, Machine, RecoveryPoint } from '../domain/model.ts';
 import { type RecoveryPointRequest, selectRecoveryPoint } from '../domain/recovery-point-selection.ts';
 import { HavenError } from '../errors/index.ts';
 import { hostServices } from './jobs/lifecycle-job.ts';
@@ -16,29 +20,13 @@ import type { VaultContext } from './vault-context.ts';
 
 export const DEFAULT_VIEW_TTL_SECONDS = 3600;
 export const MAX_VIEW_TTL_SECONDS = 7 * 86400;
+/** Short enough to see a view expire in a test; a client connects within seconds of opening. */
+export const MIN_VIEW_TTL_SECONDS = 5;
 
-export interface AccessViewDisk {
-  diskId: string;
-  sizeBytes: number;
-  /** nbds://IDENTITY@HOST:PORT/EXPORT: TLS with the view's key only. */
-  uri: string;
-  /** The same export on the recovery host's Unix socket, for a client running there. */
-  unixUri: string;
-}
-
-export interface AccessView {
-  id: string;
-  machineId: string;
-  machineName: string;
-  pointId: string;
-  pointTime: string;
-  hostId: string;
-  writable: boolean;
-  openedBy: string;
-  openedAt: string;
-  expiresAt: string;
-  disks: AccessViewDisk[];
-}
+/** Why a view stopped being served, as `closedReason` records it. */
+export const VIEW_EXPIRED = 'expired';
+export const VIEW_GONE_FROM_HOST =
+  'its host no longer serves it (the host agent restarted, and a view is kept only in its memory)';
 
 /** What opening a view answers: the view and, this once, its key. */
 export interface OpenedAccessView extends AccessView {
@@ -49,7 +37,6 @@ export type ViewPointRequest = Exclude<RecoveryPointRequest, { members: unknown 
 
 export class PointAccess {
   readonly #vault: VaultContext;
-  readonly #views = new Map<string, AccessView>();
 
   constructor(vault: VaultContext) {
     this.#vault = vault;
@@ -79,7 +66,8 @@ export class PointAccess {
     // Wall time, not the vault's clock: the host's timer ends the view.
     const now = new Date();
     const expiresAt = new Date(now.getTime() + request.ttlSeconds * 1000).toISOString();
-    const opened = await hostServices(this.#vault, hostId).replica.openView({
+    const services = hostServices(this.#vault, hostId);
+    const opened = await services.replica.openView({
       machineId: machine.id,
       pointId: point.id,
       writable: request.writable,
@@ -103,44 +91,84 @@ export class PointAccess {
         uri: d.accessUri ?? '',
         unixUri: d.nbdUri,
       })),
+      closedAt: null,
+      closedReason: null,
     };
-    this.#views.set(id, view);
+    try {
+      await this.#vault.store.accessViews.add(view);
+    } catch (error) {
+      // Not recorded, so never listed nor reconciled: not served either.
+      await services.replica.closeView({ viewId: id, discardWrites: true }).catch(() => {});
+      throw error;
+    }
     return { ...view, psk: { identity: id, keyHex } };
   }
 
-  /** The open views (of one machine when given), expired ones forgotten. */
-  list(machineId?: string): AccessView[] {
-    this.#forgetExpired();
-    return [...this.#views.values()].filter((v) => machineId === undefined || v.machineId === machineId);
+  /** The open views (of one machine when given); expired ones are recorded closed first. */
+  async list(machineId?: string): Promise<AccessView[]> {
+    const open = await this.#vault.store.accessViews.list({
+      open: true,
+      ...(machineId === undefined ? {} : { machineId }),
+    });
+    const closed = await closeExpired(this.#vault, open);
+    return open.filter((v) => !closed.has(v.id));
   }
 
-  get(id: string): AccessView {
-    this.#forgetExpired();
-    const view = this.#views.get(id);
-    if (!view) {
-      throw new HavenError(
-        'not_found',
-        `view '${id}' is not open (closed, expired, or the vault restarted)`,
-        {
-          kind: 'view',
-          id,
-        },
-      );
-    }
-    return view;
+  /** A view, open or closed (then with when and why). */
+  async get(id: string): Promise<AccessView> {
+    const view = await this.#vault.store.accessViews.get(id);
+    if (!view) throw new HavenError('not_found', `view '${id}' does not exist`, { kind: 'view', id });
+    await closeExpired(this.#vault, [view]);
+    return (await this.#vault.store.accessViews.get(id)) ?? view;
   }
 
   /** Ends the export on the host (a writable view's writes are dropped). */
-  async close(id: string): Promise<void> {
-    const view = this.get(id);
-    this.#views.delete(id);
+  async close(id: string, closedBy: string): Promise<void> {
+    const view = await this.get(id);
+    if (view.closedAt !== null) {
+      throw new HavenError(
+        'not_found',
+        `view '${id}' is not open: it closed at ${view.closedAt} (${view.closedReason}); only an open view can be closed`,
+        { kind: 'view', id, closedAt: view.closedAt },
+      );
+    }
     if (this.#vault.hosts.isConnected(view.hostId)) {
       await hostServices(this.#vault, view.hostId).replica.closeView({ viewId: id, discardWrites: true });
     }
+    // A host away now serves the view until it expires or reconnects: reconciliation ends it then.
+    await this.#vault.store.accessViews.close(id, new Date().toISOString(), `closed by ${closedBy}`);
   }
+}
 
-  #forgetExpired(): void {
-    const now = Date.now();
-    for (const [id, view] of this.#views) if (Date.parse(view.expiresAt) <= now) this.#views.delete(id);
+/**
+ * Reconciles the open views of a host that has just (re)connected: a view
+ * the host still serves is kept; one it no longer has, or one past its
+ * expiry, is recorded closed with the reason (and ended on the host).
+ */
+export async function reconcileViews(vault: VaultContext, hostId: string): Promise<void> {
+  const open = await vault.store.accessViews.list({ open: true, hostId });
+  const expired = await closeExpired(vault, open);
+  const replica = hostServices(vault, hostId).replica;
+  for (const view of open) {
+    if (expired.has(view.id)) {
+      await replica.closeView({ viewId: view.id, discardWrites: true });
+      continue;
+    }
+    const served = await replica.viewInfo({ viewId: view.id }).then(
+      () => true,
+      (error: unknown) => {
+        if (error instanceof HavenError && error.code === 'not_found') return false;
+        throw error;
+      },
+    );
+    if (!served) await vault.store.accessViews.close(view.id, new Date().toISOString(), VIEW_GONE_FROM_HOST);
   }
+}
+
+/** Records the views past their expiry closed (their host's timer ended them); returns their ids. */
+async function closeExpired(vault: VaultContext, views: readonly AccessView[]): Promise<Set<string>> {
+  const now = Date.now();
+  const expired = views.filter((v) => v.closedAt === null && Date.parse(v.expiresAt) <= now);
+  for (const v of expired) await vault.store.accessViews.close(v.id, v.expiresAt, VIEW_EXPIRED);
+  return new Set(expired.map((v) => v.id));
 }

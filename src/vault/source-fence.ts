@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isoNow } from '../clock/index.ts';
 import { isTerminalJobState } from '../domain/job-states.ts';
-import type { Machine, MachineState, SourceFence } from '../domain/model.ts';
+import { type Machine, type MachineState, outputOutsideSteps, type SourceFence } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
 import { hostServices } from './jobs/lifecycle-job.ts';
 import { fenceAndVerify } from './jobs/verified-fence.ts';
@@ -182,7 +182,7 @@ export class SourceFencer {
     const said = `source machine '${fence.vmName}' fenced when host '${host}' came back (verified: ${outcome.state}) at ${at}`;
     const job = await vault.store.jobs.get(fence.jobId);
     if (job && !isTerminalJobState(job.state)) {
-      await vault.store.jobs.update(job.id, { output: { ...job.output, fenceOnReturn: said } });
+      await vault.store.jobs.update(job.id, { output: { ...outputOutsideSteps(job), fenceOnReturn: said } });
     }
     this.#log(`haven: machine '${machine.name}': ${said}; the fence-not-verified alert is cleared`);
   }

@@ -42,16 +42,17 @@ export function viewRoutes(vault: VaultContext): RouteDefinition[] {
       access: { kind: 'token', role: 'viewer' },
       query: s.pointViewQuery,
       response: z.strictObject({ views: z.array(r.accessView) }),
-      handler: async ({ query }) => ({ views: access.list(query.machineId) }),
+      handler: async ({ query }) => ({ views: await access.list(query.machineId) }),
     }),
     route({
       method: 'get',
       path: '/views/:id',
-      summary: 'Show an open view of a recovery point',
+      summary:
+        'Show a view of a recovery point: open, or when and why it closed (expired, closed, its host no longer serves it)',
       tag,
       access: { kind: 'token', role: 'viewer' },
       response: z.strictObject({ view: r.accessView }),
-      handler: async ({ params }) => ({ view: access.get(params.id!) }),
+      handler: async ({ params }) => ({ view: await access.get(params.id!) }),
     }),
     route({
       method: 'delete',
@@ -61,8 +62,8 @@ export function viewRoutes(vault: VaultContext): RouteDefinition[] {
       access: { kind: 'token', role: 'operator' },
       status: 204,
       response: r.noContent,
-      handler: async ({ params }) => {
-        await access.close(params.id!);
+      handler: async ({ params, actor }) => {
+        await access.close(params.id!, actor!.name);
         return null;
       },
     }),

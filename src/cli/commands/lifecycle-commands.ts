@@ -39,15 +39,18 @@ export function recoveryPoint(args: CommandArgs): { option: string; pointId?: st
   return POINT_OPTIONS.includes(point) ? { option: point } : { option: 'custom', pointId: point };
 }
 
-/** The args with --point, when it names one point (not latest…), as the full id of that point of `machine`. */
+/**
+ * The args with --point, when it names one point (not latest…), as the full
+ * id of that point among the points of `machines` (one machine's, or a plan's).
+ */
 export async function resolvePointOption(
   client: ApiClient,
-  machine: string,
+  machines: readonly string[],
   args: CommandArgs,
 ): Promise<CommandArgs> {
   const point = str(args, 'point');
   if (point === undefined || POINT_OPTIONS.includes(point)) return args;
-  return { ...args, values: { ...args.values, point: await resolvePoint(client, machine, point) } };
+  return { ...args, values: { ...args.values, point: await resolvePoint(client, machines, point) } };
 }
 
 /** --force-off-after 60s, as the API's planned-failover `forceOffAfterSeconds`. */
@@ -240,7 +243,7 @@ export const lifecycleCommands: Command[] = LIFECYCLE.map((c) => ({
     const machine = await positionalRef(client, args, 0, 'machine', 'machines');
     const resolved = await resolvePointOption(
       client,
-      machine,
+      [machine],
       await resolveOptionRefs(client, args, c.refs ?? {}),
     );
     const job = await client.post<Job>(

@@ -10,7 +10,7 @@ let fixture: PlanTestVault;
 const conn = () => ['--url', fixture.vault.url, '--token', fixture.token];
 
 before(async () => {
-  fixture = await startPlanTestVault(['db-1', 'web-1']);
+  fixture = await startPlanTestVault(['db-1', 'web-1', 'solo-1']);
 });
 after(() => fixture.stop());
 
@@ -66,5 +66,50 @@ describe('haven plans', () => {
 
     const list = await runHaven(['plans', 'list', ...conn()]);
     assert.match(list.stdout, /app\s+2\s+2/);
+  });
+
+  it('runs with --point as machines points prints it (disk0@42) or the start of a point id', async () => {
+    const solo = fixture.machines['solo-1']!;
+    const point = (seq: number) => ({
+      id: `${solo.id}/disk0@${seq}`,
+      machineId: solo.id,
+      time: new Date(Date.now() - (100 - seq) * 1000).toISOString(),
+      sequence: seq,
+      type: 'crash-consistent' as const,
+      groupPointId: null,
+      processed: true,
+      sizeBytes: 0,
+    });
+    for (const seq of [41, 42, 57]) await fixture.vault.context.store.recoveryPoints.add(point(seq));
+    const plan = join(fixture.dataDir, 'solo.yaml');
+    await writeFile(
+      plan,
+      ['name: solo', 'groups:', '  - name: only', '    machines: [solo-1]', ''].join('\n'),
+    );
+    assert.equal((await runHaven(['plans', 'create', '--file', plan, ...conn()])).code, 0);
+
+    const chosen = async (text: string) => {
+      const run = await runHaven(['plans', 'run', 'solo', 'test-failover', '--point', text, ...conn()]);
+      assert.equal(run.code, 0, run.stderr);
+      const jobId = run.stdout.match(/plan job (\S+)/)![1]!;
+      const { body } = await fixture.call<{ jobs: Job[] }>('GET', '/jobs');
+      const job = body.jobs.find((j) => j.id.startsWith(jobId))!;
+      const cleanup = await runHaven(['plans', 'run', 'solo', 'cleanup-test-failover', ...conn()]);
+      assert.equal(cleanup.code, 0, cleanup.stderr);
+      return (job.input as { options: { recoveryPoint: unknown } }).options.recoveryPoint;
+    };
+    assert.deepEqual(await chosen('disk0@42'), { option: 'custom', pointId: `${solo.id}/disk0@42` });
+    assert.deepEqual(await chosen('disk0@5'), { option: 'custom', pointId: `${solo.id}/disk0@57` });
+    const ambiguous = await runHaven([
+      'plans',
+      'run',
+      'solo',
+      'test-failover',
+      '--point',
+      'disk0@4',
+      ...conn(),
+    ]);
+    assert.notEqual(ambiguous.code, 0);
+    assert.match(ambiguous.stderr, /disk0@41.*disk0@42|disk0@42.*disk0@41/s);
   });
 });

@@ -17,7 +17,7 @@ import {
 import { type Column, type Output, printJson, printRecord } from '../output.ts';
 import { shortId } from '../resolve-ref.ts';
 import { crudCommands } from './crud-commands.ts';
-import { dataSync, plannedFailoverBody, recoveryPoint } from './lifecycle-commands.ts';
+import { dataSync, plannedFailoverBody, recoveryPoint, resolvePointOption } from './lifecycle-commands.ts';
 
 const OPERATIONS: readonly string[] = PLAN_OPERATIONS;
 
@@ -176,7 +176,8 @@ export const planCommands: Command[] = [
       point: {
         type: 'string',
         value: 'POINT',
-        description: 'failover, test-failover: the recovery point (default latest-processed)',
+        description:
+          'failover, test-failover: latest, latest-processed (default), latest-app-consistent, latest-multi-machine-…, or a point of a machine of the plan as haven machines points prints it (or the start of one)',
       },
       network: { type: 'string', value: 'NETWORK', description: "test-failover: the drill's network" },
       notes: { type: 'string', value: 'TEXT', description: "cleanup-test-failover: the drill's findings" },
@@ -208,7 +209,10 @@ export const planCommands: Command[] = [
             field: 'operation',
           },
         );
-      const job = await client.post<Job>(`/plans/${plan}/${operation}`, operationBody(operation, args));
+      // A point named as `machines points` prints it is one of the plan's machines' points.
+      const machines = (await client.get<RecoveryPlan>(`/plans/${plan}`)).groups.flatMap((g) => g.machineIds);
+      const resolved = await resolvePointOption(client, machines, args);
+      const job = await client.post<Job>(`/plans/${plan}/${operation}`, operationBody(operation, resolved));
       if (args.values['no-wait'] === true) {
         if (out.json) printJson(out, job);
         else out.write(`plan job ${job.id} queued\n`);

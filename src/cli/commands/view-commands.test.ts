@@ -11,8 +11,10 @@ import { mkdir, mkdtemp, open, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Embedded, startEmbedded } from '../../app/start-embedded.ts';
-import type { Machine, RecoveryPoint } from '../../domain/model.ts';
+import { type Embedded, embeddedHostOptions, startEmbedded } from '../../app/start-embedded.ts';
+import { startVault } from '../../app/start-vault.ts';
+import type { AccessView, Machine, RecoveryPoint } from '../../domain/model.ts';
+import { startHost } from '../../host/start-host.ts';
 import { qemuImgArgs } from '../../nbd/psk-access.ts';
 import { createSparseImage } from '../../storage/index.ts';
 import { NODE, REPO_ROOT, runHaven } from '../../testing/child-process.ts';
@@ -20,7 +22,7 @@ import { embeddedApi, runOperation } from '../../testing/embedded-api.ts';
 import { run, runOk } from '../../testing/nbd-test-fixture.ts';
 import { qemuIoFlushed } from '../../testing/qemu-io.ts';
 import { until } from '../../testing/until.ts';
-import type { AccessView, OpenedAccessView } from '../../vault/point-access.ts';
+import { type OpenedAccessView, VIEW_EXPIRED, VIEW_GONE_FROM_HOST } from '../../vault/point-access.ts';
 import { pointLabel } from '../resolve-ref.ts';
 
 const SIZE = 16 << 20;
@@ -223,4 +225,93 @@ describe('point-in-time access', () => {
       }
     });
   }
+
+  it('a view expires through the API (5 s): haven view ends and says why, the view reads as closed', async () => {
+    const r = await runHaven([
+      'view',
+      'files-01',
+      '--point',
+      pointLabel(point),
+      '--expires',
+      '5s',
+      ...conn(),
+    ]);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const id = r.stdout.match(/View (view-\w+)/)![1]!;
+    assert.match(r.stdout, /The view closed: expired\./);
+    const { body } = await api<{ view: AccessView }>('GET', `/views/${id}`);
+    assert.equal(body.view.closedReason, VIEW_EXPIRED);
+    assert.deepEqual((await api<{ views: AccessView[] }>('GET', '/views')).body.views, []);
+    const tooShort = await api('POST', `/machines/${machine.id}/views`, {
+      recoveryPoint: { option: 'latest' },
+      expiresInSeconds: 4,
+    });
+    assert.equal(tooShort.status, 400);
+  });
+
+  it('views outlive a vault restart; after a host restart they read as closed and a writable overlay is swept', async () => {
+    const ro = await openView(false);
+    const rw = await openView(true);
+    const recovery = up.hosts.find((h) => h.agent.identity.name === 'recovery')!;
+    assert.ok(
+      await recovery.dataPath.replicaStore.keptView(`${machine.id}/disk0`, rw.id),
+      "the writable view's overlay is on disk",
+    );
+
+    // The vault restarts; the hosts keep serving and reconnect.
+    await up.vault.stop();
+    const vault = await startVault({ dataDir: dir, port: 0, monitorIntervalMs: 200 });
+    const stopHosts = up.stop;
+    up = {
+      ...up,
+      vault,
+      stop: async () => {
+        await stopHosts().catch(() => {});
+        await vault.stop();
+      },
+    };
+    await until('the recovery host reconnected', async () => {
+      const { body } = await api<{ hosts: { name: string; status: string }[] }>('GET', '/hosts');
+      return body.hosts.every((h) => h.status === 'connected');
+    });
+    const listed = await api<{ views: AccessView[] }>('GET', '/views');
+    assert.deepEqual(listed.body.views.map((v) => v.id).sort(), [ro.id, rw.id].sort());
+
+    // The recovery host restarts (its views' keys were in memory only; a stop keeps overlays, as a crash would).
+    const index = up.hosts.indexOf(recovery);
+    await recovery.stop();
+    const lines: string[] = [];
+    const again = await startHost({
+      ...embeddedHostOptions({ dataDir: dir }, 'recovery'),
+      log: (line) => lines.push(line),
+    });
+    up.hosts[index] = again;
+    assert.equal(
+      await again.dataPath.replicaStore.keptView(`${machine.id}/disk0`, rw.id),
+      null,
+      'the overlay is swept',
+    );
+    assert.ok(
+      lines.some((l) => l.includes('removed the overlays') && l.includes(rw.id)),
+      `the host says so: ${lines.join('\n')}`,
+    );
+    const closed = await until('both views closed by reconciliation', async () => {
+      const views = await Promise.all(
+        [ro, rw].map(async (v) => (await api<{ view: AccessView }>('GET', `/views/${v.id}`)).body.view),
+      );
+      return views.every((v) => v.closedAt !== null) ? views : undefined;
+    });
+    for (const v of closed) assert.equal(v.closedReason, VIEW_GONE_FROM_HOST);
+    assert.deepEqual((await api<{ views: AccessView[] }>('GET', '/views')).body.views, []);
+  });
 });
+
+async function openView(writable: boolean): Promise<OpenedAccessView> {
+  const opened = await api<{ view: OpenedAccessView }>('POST', `/machines/${machine.id}/views`, {
+    recoveryPoint: { option: 'custom', pointId: point.id },
+    writable,
+    expiresInSeconds: 600,
+  });
+  assert.equal(opened.status, 201, JSON.stringify(opened.body));
+  return opened.body.view;
+}

@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { ApiClient } from '../../client/api-client.ts';
+import type { AccessView } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import { libnbdUri, PSK_FILE_NAME, type PskExport, pskFileLine, qemuImgArgs } from '../../nbd/psk-access.ts';
 import { formatBytes, formatDuration, parseDuration } from '../../text/human-units.ts';
@@ -48,7 +49,7 @@ async function openLocalView(
   const machine = await positionalRef(client, args, 0, 'machine', 'machines');
   const { view } = await client.post<{ view: OpenedAccessView }>(
     `/machines/${encodeURIComponent(machine)}/views`,
-    { recoveryPoint: recoveryPoint(await resolvePointOption(client, machine, args)), ...body },
+    { recoveryPoint: recoveryPoint(await resolvePointOption(client, [machine], args)), ...body },
   );
   const pskDir = await mkdtemp(join(tmpdir(), 'haven-view-'));
   await writeFile(join(pskDir, PSK_FILE_NAME), pskFileLine(view.psk.identity, view.psk.keyHex), {
@@ -93,19 +94,41 @@ function describeView(out: Output, local: LocalView): void {
   );
 }
 
-/** Resolves when the process is asked to stop or the view expires. */
-function untilStoppedOrExpired(expiresAt: string): Promise<'stopped' | 'expired'> {
-  return new Promise((done) => {
-    const finish = (why: 'stopped' | 'expired') => {
+/** How often `haven view` asks the vault whether the view is still open. */
+const VIEW_POLL_MS = 1000;
+
+/**
+ * Resolves when the process is asked to stop ('stopped'), or with the
+ * vault's reason when the view closes (expired, closed elsewhere, its host
+ * no longer serves it).
+ */
+function untilStoppedOrClosed(client: ApiClient, id: string): Promise<{ closedReason: string } | 'stopped'> {
+  return new Promise((done, fail) => {
+    let timer: NodeJS.Timeout | undefined;
+    const finish = (result: { closedReason: string } | 'stopped' | Error) => {
       clearTimeout(timer);
+      timer = undefined;
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
-      done(why);
+      if (result instanceof Error) fail(result);
+      else done(result);
     };
     const onSignal = () => finish('stopped');
-    const timer = setTimeout(() => finish('expired'), Math.max(0, Date.parse(expiresAt) - Date.now()));
+    const poll = () => {
+      timer = setTimeout(async () => {
+        try {
+          const { view } = await client.get<{ view: AccessView }>(`/views/${encodeURIComponent(id)}`);
+          if (timer === undefined) return;
+          if (view.closedAt !== null) finish({ closedReason: view.closedReason ?? 'closed' });
+          else poll();
+        } catch (error) {
+          if (timer !== undefined) finish(error as Error);
+        }
+      }, VIEW_POLL_MS);
+    };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    poll();
   });
 }
 
@@ -152,8 +175,14 @@ export const viewCommands: Command[] = [
         if (out.json)
           out.write(`${JSON.stringify({ ...local.view, pskFile: join(local.pskDir, PSK_FILE_NAME) })}\n`);
         else describeView(out, local);
-        const why = await untilStoppedOrExpired(local.view.expiresAt);
-        if (!out.json) out.write(why === 'expired' ? 'The view expired.\n' : 'Closing the view.\n');
+        const ended = await untilStoppedOrClosed(client, local.view.id);
+        if (ended === 'stopped') {
+          if (!out.json) out.write('Closing the view.\n');
+        } else if (out.json) {
+          out.write(`${JSON.stringify({ id: local.view.id, closedReason: ended.closedReason })}\n`);
+        } else {
+          out.write(`The view closed: ${ended.closedReason}.\n`);
+        }
       } finally {
         await local.close();
       }

@@ -214,6 +214,16 @@ function runnable(now: string) {
     ]);
 }
 
+/**
+ * The job's output as read: every step's (in order), then what was recorded
+ * outside steps. The column holds only the latter, except for jobs from
+ * before steps kept their own output (and those from before steps stopped
+ * writing into it): there it holds the merged output, which this repeats.
+ */
+function mergedOutput(steps: readonly JobStep[], outside: Record<string, unknown>): Record<string, unknown> {
+  return Object.assign({}, ...steps.map((step) => step.output ?? {}), outside);
+}
+
 function toJob(row: Selectable<JobsTable>, steps: Selectable<JobStepsTable>[]): Job {
   return {
     id: row.id,
@@ -223,7 +233,7 @@ function toJob(row: Selectable<JobsTable>, steps: Selectable<JobStepsTable>[]): 
     state: row.state as JobState,
     progress: row.progress,
     input: fromJsonColumn(row.input),
-    output: fromJsonColumn(row.output),
+    output: mergedOutput(steps.map(toStep), fromJsonColumn(row.output)),
     createdBy: row.created_by,
     createdAt: row.created_at,
     startedAt: row.started_at,

@@ -123,11 +123,16 @@ export function PlanEditor({
 
   const setGroup = (g: number, patch: Partial<DraftGroup>) =>
     setDraft((d) => ({ ...d, groups: d.groups.map((x, i) => (i === g ? { ...x, ...patch } : x)) }));
-  const moveGroup = (g: number, by: -1 | 1) => setDraft((d) => ({ ...d, groups: moved(d.groups, g, by) }));
+  // Moves at an end do nothing: the buttons there are aria-disabled, not disabled, so the focus of the
+  // button that just moved its group or action to the end stays on it.
+  const moveGroup = (g: number, by: -1 | 1) =>
+    setDraft((d) => (g + by < 0 || g + by >= d.groups.length ? d : { ...d, groups: moved(d.groups, g, by) }));
   const setAction = (g: number, side: Side, a: number, patch: Partial<PlanActionDocument>) =>
     setGroup(g, { [side]: draft.groups[g]![side].map((x, i) => (i === a ? { ...x, ...patch } : x)) });
-  const moveAction = (g: number, side: Side, a: number, by: -1 | 1) =>
-    setGroup(g, { [side]: moved(draft.groups[g]![side], a, by) });
+  const moveAction = (g: number, side: Side, a: number, by: -1 | 1) => {
+    const list = draft.groups[g]![side];
+    if (a + by >= 0 && a + by < list.length) setGroup(g, { [side]: moved(list, a, by) });
+  };
   /** For group g: each machine another group lists, with that group's name. */
   const elsewhere = (g: number) =>
     new Map(
@@ -149,6 +154,8 @@ export function PlanEditor({
     } catch (e) {
       setError(asApiError(e));
       setSaving(false);
+      // A refusal may name a machine deleted meanwhile: the picker marks it once it knows.
+      machines.reload();
     }
   };
 
@@ -301,7 +308,7 @@ export function PlanEditor({
                           type="button"
                           aria-label={`Move ${which} up`}
                           title="Move up"
-                          disabled={a === 0}
+                          aria-disabled={a === 0}
                           onClick={() => moveAction(g, side, a, -1)}
                         >
                           <span aria-hidden="true">↑</span>
@@ -310,7 +317,7 @@ export function PlanEditor({
                           type="button"
                           aria-label={`Move ${which} down`}
                           title="Move down"
-                          disabled={a === group[side].length - 1}
+                          aria-disabled={a === group[side].length - 1}
                           onClick={() => moveAction(g, side, a, 1)}
                         >
                           <span aria-hidden="true">↓</span>
@@ -340,7 +347,7 @@ export function PlanEditor({
               <button
                 type="button"
                 aria-label={`Move group ${g + 1} up`}
-                disabled={g === 0}
+                aria-disabled={g === 0}
                 onClick={() => moveGroup(g, -1)}
               >
                 Move up
@@ -348,7 +355,7 @@ export function PlanEditor({
               <button
                 type="button"
                 aria-label={`Move group ${g + 1} down`}
-                disabled={g === draft.groups.length - 1}
+                aria-disabled={g === draft.groups.length - 1}
                 onClick={() => moveGroup(g, 1)}
               >
                 Move down

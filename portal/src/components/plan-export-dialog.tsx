@@ -49,7 +49,7 @@ export function PlanExportDialog({
         Machines by name, as <code>haven plans export</code> writes it; import it here or with{' '}
         <code>haven plans import</code>.
       </p>
-      <fieldset className="radios">
+      <fieldset className="radios inline">
         <legend>Format</legend>
         {(['json', 'yaml'] as const).map((f) => (
           <label key={f}>
@@ -59,15 +59,18 @@ export function PlanExportDialog({
         ))}
       </fieldset>
       <ErrorMessage error={error} />
-      <textarea
-        className="code"
-        rows={16}
-        readOnly
-        value={shown ?? 'Loading…'}
-        aria-label="Plan document"
-        aria-busy={shown === undefined}
-        data-format={shown === undefined ? undefined : format}
-      />
+      {shown === undefined ? (
+        !error && <p className="loading-page">Loading…</p>
+      ) : (
+        <textarea
+          className="code"
+          rows={16}
+          readOnly
+          value={shown}
+          aria-label="Plan document"
+          data-format={format}
+        />
+      )}
       <div className="dialog-actions">
         {shown !== undefined && (
           <a

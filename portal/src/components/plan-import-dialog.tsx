@@ -71,7 +71,7 @@ export function PlanImportDialog({ onClose }: { onClose: () => void }) {
             }}
           />
         </div>
-        <fieldset className="radios">
+        <fieldset className="radios inline">
           <legend>Format</legend>
           {(['json', 'yaml'] as const).map((f) => (
             <label key={f}>

@@ -92,7 +92,7 @@ export function PlanMachinePicker({
                 {m ? (
                   <>
                     <StateBadge state={m.state} />
-                    {m.site && <span className="muted small"> {m.site}</span>}
+                    {m.site && <span className="site muted small">{m.site}</span>}
                   </>
                 ) : (
                   <span className="badge badge-missing">not found</span>
@@ -132,31 +132,33 @@ export function PlanMachinePicker({
         onKeyDown={onKeyDown}
       />
       <div id={listId} role="listbox" className="picker-options" hidden={!expanded} aria-label="Machines">
-        {shown.map((m, i) => {
-          const other = elsewhere.get(m.name);
-          return (
-            <div
-              key={m.name}
-              id={optionId(i)}
-              role="option"
-              tabIndex={-1}
-              aria-selected={i === current}
-              aria-disabled={other !== undefined}
-              data-machine={m.name}
-              className={i === current ? 'picker-option active' : 'picker-option'}
-              // mousedown, not click: the input keeps focus (its blur would close the list first).
-              onMouseDown={(e) => {
-                e.preventDefault();
-                pick(m);
-              }}
-            >
-              <span className="name">{m.name}</span> <StateBadge state={m.state} />
-              {m.site && <span className="muted small"> {m.site}</span>}
-              {other !== undefined && <span className="muted small"> · in group {other}</span>}
-            </div>
-          );
-        })}
-        {matches.length > shown.length && (
+        {/* Only the open list's options exist: closed ones would answer searches for options. */}
+        {expanded &&
+          shown.map((m, i) => {
+            const other = elsewhere.get(m.name);
+            return (
+              <div
+                key={m.name}
+                id={optionId(i)}
+                role="option"
+                tabIndex={-1}
+                aria-selected={i === current}
+                aria-disabled={other !== undefined}
+                data-machine={m.name}
+                className={i === current ? 'picker-option active' : 'picker-option'}
+                // mousedown, not click: the input keeps focus (its blur would close the list first).
+                onMouseDown={(e) => {
+                  e.preventDefault();
+                  pick(m);
+                }}
+              >
+                <span className="name">{m.name}</span> <StateBadge state={m.state} />
+                {m.site && <span className="site muted small">{m.site}</span>}
+                {other !== undefined && <span className="muted small"> · in group {other}</span>}
+              </div>
+            );
+          })}
+        {expanded && matches.length > shown.length && (
           <p className="picker-more muted small">
             {matches.length - shown.length} more: type more of the name
           </p>

@@ -564,6 +564,19 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
     assert.deepEqual(copy, { ...original, name: 'storefront-yaml' });
     await page.close();
     onlyRefusals(refusals);
+
+    // A viewer exports too (YAML included), and finds nothing to edit.
+    const viewer = await watchedPage(f, viewerToken, consoleErrors);
+    await viewer.goto(`${f.url}/plans/storefront`);
+    await viewer.getByTestId('plan-name').getByText('storefront').waitFor();
+    await viewer.waitForLoadState('networkidle');
+    assert.deepEqual(await viewer.locator('main button').allInnerTexts(), ['Export…']);
+    await viewer.getByRole('button', { name: 'Export…' }).click();
+    await viewer.getByRole('dialog').getByRole('radio', { name: 'YAML' }).check();
+    await viewer.locator('textarea[data-format="yaml"]').waitFor();
+    await viewer.getByRole('link', { name: 'Download storefront.yaml' }).waitFor();
+    assert.equal(await viewer.getByRole('combobox').count(), 0);
+    await viewer.close();
   });
 
   test('a viewer sees plans, groups and policies but no action (export only)', async () => {

@@ -51,6 +51,31 @@ export class ApiClient {
   }
 
   async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    const { status, text } = await this.send(method, path, body, signal);
+    if (status === 204) return undefined as T;
+    try {
+      return (text ? JSON.parse(text) : null) as T;
+    } catch {
+      throw new ApiError(status, {
+        code: 'bad_response',
+        message: `The answer to ${method} ${path} is not JSON`,
+        details: {},
+      });
+    }
+  }
+
+  /** A GET whose answer is a document, not JSON (a plan exported as YAML). */
+  async getText(path: string): Promise<string> {
+    return (await this.send('GET', path)).text;
+  }
+
+  /** One request; an answer other than 2xx becomes an ApiError with the vault's code and details. */
+  private async send(
+    method: string,
+    path: string,
+    body?: unknown,
+    signal?: AbortSignal,
+  ): Promise<{ status: number; text: string }> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
     if (body !== undefined) headers['content-type'] = 'application/json';
     const response = await fetch(`/api/v1${path}`, {
@@ -59,16 +84,16 @@ export class ApiClient {
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
       ...(signal ? { signal } : {}),
     });
-    if (response.status === 204) return undefined as T;
+    if (response.status === 204) return { status: 204, text: '' };
     const text = await response.text();
-    let json: unknown = null;
-    try {
-      json = text ? JSON.parse(text) : null;
-    } catch {
-      // Not JSON: a proxy or a crash page; reported below with the status.
-    }
     if (!response.ok) {
       if (response.status === 401) this.onUnauthenticated?.();
+      let json: unknown = null;
+      try {
+        json = text ? JSON.parse(text) : null;
+      } catch {
+        // Not JSON: a proxy or a crash page; reported with the status.
+      }
       const error = (json as { error?: ApiErrorBody } | null)?.error;
       throw new ApiError(
         response.status,
@@ -79,7 +104,7 @@ export class ApiClient {
         },
       );
     }
-    return json as T;
+    return { status: response.status, text };
   }
 
   /**

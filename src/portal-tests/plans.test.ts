@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
-import type { Job, Machine, Policy, RecoveryPoint } from '../domain/model.ts';
+import type { Locator } from 'playwright-core';
+import type { Host, Job, Machine, Policy, RecoveryPoint } from '../domain/model.ts';
+import type { PlanDocument } from '../domain/recovery-plan-validation.ts';
 import {
   buildPortal,
   type PortalFixture,
@@ -11,6 +14,14 @@ import {
 import { until } from '../testing/until.ts';
 
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-/;
+
+/** Chooses a machine for the editor's group `group` with the mouse: search, then click its match. */
+async function pickMachine(editor: Locator, group: number, name: string): Promise<void> {
+  const at = editor.locator(`[data-group-index="${group}"]`);
+  await at.getByRole('combobox').fill(name);
+  await at.locator(`[role="option"][data-machine="${name}"]`).click();
+  await at.locator(`.picked-machine[data-machine="${name}"]`).waitFor();
+}
 
 /** A test that provokes refusals on purpose sees the browser log them, and nothing else. */
 function onlyRefusals(errors: string[]): void {
@@ -167,20 +178,15 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
     await page.getByRole('button', { name: 'New plan' }).click();
     const editor = page.getByTestId('plan-editor');
     await editor.getByLabel('Group name').fill('database');
-    await editor.getByLabel(/^Machines/).fill('demo-01, nope');
+    await pickMachine(editor, 0, 'demo-01');
     await editor.getByRole('button', { name: 'Add action before' }).click();
     await editor.getByRole('button', { name: 'Create plan' }).click();
     // Every problem the vault names, beside its field.
     await editor.locator('[data-field="name"]').getByText('The plan needs a name').waitFor();
-    await editor
-      .locator('[data-field="groups.0.machines"]')
-      .getByText(/machine 'nope' does not exist/)
-      .waitFor();
     await editor.locator('[data-field="groups.0.before.0.name"]').waitFor();
     await screenshots(f, page, 'plans-editor-problems');
 
     await editor.getByLabel('Plan name').fill('billing');
-    await editor.getByLabel(/^Machines/).fill('demo-01');
     await editor.getByLabel('Action name').fill('check-dns');
     await editor.getByLabel('Instructions').fill('Confirm the DNS record points at the recovery site');
     await editor.getByRole('button', { name: 'Create plan' }).click();
@@ -331,6 +337,246 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
     assert.equal(new URL(page.url()).pathname, `/plans/${planId}`);
     await page.close();
     onlyRefusals(refusals);
+  });
+
+  test("plan editor: machines picked by search (keyboard too), groups and actions reordered, the saved order is the API's", async () => {
+    const hosts = (await f.api<{ hosts: Host[] }>('GET', '/hosts')).body.hosts;
+    const register = async (name: string) => {
+      const created = await f.api<Machine>('POST', '/machines', {
+        name,
+        hostId: hosts.find((h) => h.name === 'primary')!.id,
+        disks: [{ id: 'disk0', sizeBytes: 1 << 30, source: `/tmp/${name}.img` }],
+      });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      return created.body;
+    };
+    for (const name of ['web-01', 'web-02', 'app-01']) await register(name);
+    const gone = await register('gone-01');
+
+    const refusals: string[] = [];
+    const page = await watchedPage(f, operatorToken, refusals);
+    await page.goto(`${f.url}/plans`);
+    await page.getByRole('button', { name: 'New plan' }).click();
+    const editor = page.getByTestId('plan-editor');
+    await editor.getByLabel('Plan name').fill('storefront');
+    await editor.getByLabel('Group name').fill('web');
+
+    // Keyboard only: the search offers matches with state and site; arrows move, Enter chooses.
+    const search = editor.locator('[data-group-index="0"]').getByRole('combobox');
+    await search.focus();
+    await page.keyboard.type('web');
+    const options = editor.locator('[data-group-index="0"] [role="option"]');
+    assert.deepEqual(await options.evaluateAll((o) => o.map((e) => e.getAttribute('data-machine'))), [
+      'web-01',
+      'web-02',
+    ]);
+    assert.equal(await options.first().locator('.site').textContent(), 'primary');
+    assert.equal(await options.first().locator('.badge').textContent(), 'unprotected');
+    await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('Enter');
+    await editor.locator('[data-group-index="0"] .picked-machine[data-machine="web-02"]').waitFor();
+    await page.keyboard.type('web');
+    await page.keyboard.press('Enter');
+    const picked = editor.locator('[data-group-index="0"] .picked-machine');
+    assert.deepEqual(await picked.evaluateAll((o) => o.map((e) => e.getAttribute('data-machine'))), [
+      'web-02',
+      'web-01',
+    ]);
+    // Chosen machines are not offered again in their group.
+    await page.keyboard.type('web');
+    assert.equal(await options.count(), 0);
+    await editor.getByText(/No machine named like “web”/).waitFor();
+    await search.fill('');
+
+    await editor.getByRole('button', { name: 'Add group' }).click();
+    await editor.locator('[data-group-index="1"]').getByLabel('Group name').fill('app');
+    await pickMachine(editor, 1, 'app-01');
+    // A machine another group lists is shown with that group and cannot be chosen.
+    const search1 = editor.locator('[data-group-index="1"]').getByRole('combobox');
+    await search1.fill('web-01');
+    const taken = editor.locator('[data-group-index="1"] [role="option"][data-machine="web-01"]');
+    assert.equal(await taken.getAttribute('aria-disabled'), 'true');
+    await taken.getByText('in group web').waitFor();
+    await taken.click({ force: true });
+    await page.keyboard.press('Enter');
+    assert.equal(await editor.locator('[data-group-index="1"] .picked-machine').count(), 1);
+    await screenshots(f, page, 'plans-editor-picker');
+    await search1.fill('');
+    await pickMachine(editor, 1, 'gone-01');
+
+    // Actions before the web group, written in the wrong order and put right with the buttons.
+    const web = editor.locator('[data-group-index="0"]');
+    for (const name of ['drain', 'snapshot', 'announce']) {
+      await web.getByRole('button', { name: 'Add action before' }).click();
+      await web.getByLabel('Action name').last().fill(name);
+      await web.getByLabel('Instructions').last().fill(`Do ${name}`);
+    }
+    // By keyboard: the focus stays on the moved action's button.
+    await web.getByRole('button', { name: 'Move action 3 before group 1 up' }).focus();
+    await page.keyboard.press('Enter');
+    assert.equal(
+      await page.evaluate(() => document.activeElement?.getAttribute('aria-label')),
+      'Move action 2 before group 1 up',
+    );
+    await page.keyboard.press('Enter');
+    // At the top its Move up button is inactive but keeps the focus.
+    assert.equal(
+      await page.evaluate(() => document.activeElement?.getAttribute('aria-label')),
+      'Move action 1 before group 1 up',
+    );
+    await page.keyboard.press('Enter');
+    await web.getByRole('button', { name: 'Move action 2 before group 1 down' }).click();
+    assert.deepEqual(
+      await web.getByLabel('Action name').evaluateAll((e) => e.map((i) => (i as HTMLInputElement).value)),
+      ['announce', 'snapshot', 'drain'],
+    );
+    assert.equal(
+      await web.getByRole('button', { name: 'Move action 1 before group 1 up' }).isDisabled(),
+      true,
+    );
+    // The app group starts first.
+    await editor.getByRole('button', { name: 'Move group 2 up' }).click();
+    assert.equal(await editor.locator('[data-group-index="0"]').getByLabel('Group name').inputValue(), 'app');
+
+    // A machine deleted while the form was open: the vault's refusal sits at that group's machines.
+    assert.equal((await f.api('DELETE', `/machines/${gone.id}`)).status, 204);
+    await editor.getByRole('button', { name: 'Create plan' }).click();
+    await editor
+      .locator('[data-field="groups.0.machines"]')
+      .getByText(/machine 'gone-01' does not exist/)
+      .waitFor();
+    await screenshots(f, page, 'plans-editor-reordered');
+    await editor.getByRole('button', { name: 'Remove gone-01 from group 1' }).click();
+    await editor.getByRole('button', { name: 'Create plan' }).click();
+    await page.getByTestId('plan-name').getByText('storefront').waitFor();
+
+    const saved = (await f.api<PlanDocument>('GET', '/plans/storefront/export')).body;
+    assert.deepEqual(
+      saved.groups.map((g) => [g.name, g.machines, (g.before ?? []).map((a) => a.name)]),
+      [
+        ['app', ['app-01'], []],
+        ['web', ['web-02', 'web-01'], ['announce', 'snapshot', 'drain']],
+      ],
+    );
+    // The plan page lists them in that order too.
+    assert.deepEqual(
+      await page
+        .locator('[data-group="web"] [data-action]')
+        .evaluateAll((e) => e.map((a) => a.getAttribute('data-action'))),
+      ['announce', 'snapshot', 'drain'],
+    );
+
+    // Editing keeps the order and can change it again.
+    await page.getByRole('button', { name: 'Edit' }).click();
+    await editor.getByRole('button', { name: 'Move group 1 down' }).click();
+    await editor.getByRole('button', { name: 'Remove web-02 from group 1' }).click();
+    await editor.getByRole('button', { name: 'Save plan' }).click();
+    await editor.waitFor({ state: 'detached' });
+    const edited = (await f.api<PlanDocument>('GET', '/plans/storefront/export')).body;
+    assert.deepEqual(
+      edited.groups.map((g) => [g.name, g.machines]),
+      [
+        ['web', ['web-01']],
+        ['app', ['app-01']],
+      ],
+    );
+    await page.close();
+    onlyRefusals(refusals);
+  });
+
+  test('plans export as YAML (downloaded, named after the plan) and import again as a new plan, from a file or pasted', async () => {
+    const refusals: string[] = [];
+    const page = await watchedPage(f, operatorToken, refusals);
+    await page.goto(`${f.url}/plans`);
+    await page.locator('tr[data-plan="storefront"]').getByRole('link', { name: 'storefront' }).click();
+    await page.getByRole('button', { name: 'Export…' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByRole('radio', { name: 'YAML' }).check();
+    const planDocument = dialog.getByLabel('Plan document');
+    await dialog.locator('textarea[data-format="yaml"]').waitFor();
+    const yaml = await planDocument.inputValue();
+    assert.match(yaml, /^name: storefront$/m);
+    const served = await fetch(`${f.url}/api/v1/plans/storefront/export?format=yaml`, {
+      headers: { authorization: `Bearer ${f.adminToken}` },
+    });
+    assert.equal(yaml, await served.text());
+    await screenshots(f, page, 'plans-export-yaml');
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      dialog.getByRole('link', { name: 'Download storefront.yaml' }).click(),
+    ]);
+    assert.equal(download.suggestedFilename(), 'storefront.yaml');
+    const downloaded = await readFile((await download.path())!, 'utf8');
+    assert.equal(downloaded, yaml);
+    await dialog.getByRole('button', { name: 'Done' }).click();
+
+    // The file as it is: the plan exists, the vault says so in the dialog.
+    await page.goto(`${f.url}/plans`);
+    await page.getByRole('button', { name: 'Import…' }).click();
+    await dialog.getByLabel('From a file').setInputFiles({
+      name: 'storefront.yaml',
+      mimeType: 'application/yaml',
+      buffer: Buffer.from(downloaded),
+    });
+    // The browser reads the file, then the format follows its name.
+    await until(
+      'YAML chosen for storefront.yaml',
+      () => dialog.getByRole('radio', { name: 'YAML' }).isChecked(),
+      {
+        timeoutMs: 5000,
+      },
+    );
+    await dialog.getByRole('button', { name: 'Import' }).click();
+    await dialog
+      .getByRole('alert')
+      .getByText(/already exists; import with replace/)
+      .waitFor();
+    // Broken YAML is refused with the parser's words.
+    await dialog.getByLabel(/^Plan document/).fill('name: [unclosed');
+    await dialog.getByRole('button', { name: 'Import' }).click();
+    await dialog
+      .getByRole('alert')
+      .getByText(/not valid YAML/)
+      .waitFor();
+    await screenshots(f, page, 'plans-import-refused');
+    // Pasted under a new name (the format follows what is pasted into the empty box).
+    await dialog.getByLabel(/^Plan document/).fill('');
+    await dialog.getByRole('radio', { name: 'JSON' }).check();
+    await dialog.getByLabel(/^Plan document/).focus();
+    await page.evaluate(
+      (text) => {
+        const data = new DataTransfer();
+        data.setData('text/plain', text);
+        document.activeElement!.dispatchEvent(
+          new ClipboardEvent('paste', { clipboardData: data, bubbles: true }),
+        );
+      },
+      downloaded.replace(/^name: storefront$/m, 'name: storefront-yaml'),
+    );
+    await dialog
+      .getByLabel(/^Plan document/)
+      .fill(downloaded.replace(/^name: storefront$/m, 'name: storefront-yaml'));
+    assert.equal(await dialog.getByRole('radio', { name: 'YAML' }).isChecked(), true);
+    await dialog.getByRole('button', { name: 'Import' }).click();
+    await page.getByTestId('plan-name').getByText('storefront-yaml').waitFor();
+    const original = (await f.api<PlanDocument>('GET', '/plans/storefront/export')).body;
+    const copy = (await f.api<PlanDocument>('GET', '/plans/storefront-yaml/export')).body;
+    assert.deepEqual(copy, { ...original, name: 'storefront-yaml' });
+    await page.close();
+    onlyRefusals(refusals);
+
+    // A viewer exports too (YAML included), and finds nothing to edit.
+    const viewer = await watchedPage(f, viewerToken, consoleErrors);
+    await viewer.goto(`${f.url}/plans/storefront`);
+    await viewer.getByTestId('plan-name').getByText('storefront').waitFor();
+    await viewer.waitForLoadState('networkidle');
+    assert.deepEqual(await viewer.locator('main button').allInnerTexts(), ['Export…']);
+    await viewer.getByRole('button', { name: 'Export…' }).click();
+    await viewer.getByRole('dialog').getByRole('radio', { name: 'YAML' }).check();
+    await viewer.locator('textarea[data-format="yaml"]').waitFor();
+    await viewer.getByRole('link', { name: 'Download storefront.yaml' }).waitFor();
+    assert.equal(await viewer.getByRole('combobox').count(), 0);
+    await viewer.close();
   });
 
   test('a viewer sees plans, groups and policies but no action (export only)', async () => {

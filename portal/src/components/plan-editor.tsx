@@ -1,5 +1,5 @@
 import { type FormEvent, useState } from 'react';
-import type { RegisteredScript } from '../../../src/domain/model.ts';
+import type { Host, Machine, RegisteredScript, Site } from '../../../src/domain/model.ts';
 import type {
   PlanActionDocument,
   PlanDocument,
@@ -10,14 +10,21 @@ import { useSession } from '../session.tsx';
 import { useResource } from '../use-resource.ts';
 import { ErrorMessage } from './error-message.tsx';
 import { Field, problemsByField } from './field.tsx';
+import { type PickableMachine, PlanMachinePicker } from './plan-machine-picker.tsx';
 
 type Side = 'before' | 'after';
 
-/** A group as the form edits it: machines as one comma-separated line. */
-interface DraftGroup extends Omit<PlanGroupDocument, 'machines'> {
-  machines: string;
-  before: PlanActionDocument[];
-  after: PlanActionDocument[];
+/**
+ * Groups and actions carry a key of the form's own, so a moved one keeps its
+ * DOM (and the focus of the button that moved it).
+ */
+interface DraftAction extends PlanActionDocument {
+  key: number;
+}
+interface DraftGroup extends Omit<PlanGroupDocument, 'before' | 'after'> {
+  key: number;
+  before: DraftAction[];
+  after: DraftAction[];
 }
 interface Draft {
   name: string;
@@ -25,18 +32,25 @@ interface Draft {
   groups: DraftGroup[];
 }
 
+let nextKey = 0;
+const keyed = <T,>(item: T): T & { key: number } => ({ ...item, key: nextKey++ });
+
 function toDraft(doc: PlanDocument): Draft {
   return {
     name: doc.name,
     description: doc.description ?? '',
-    groups: doc.groups.map((g) => ({
-      name: g.name,
-      machines: g.machines.join(', '),
-      before: g.before ?? [],
-      after: g.after ?? [],
-    })),
+    groups: doc.groups.map((g) =>
+      keyed({
+        name: g.name,
+        machines: g.machines,
+        before: (g.before ?? []).map(keyed),
+        after: (g.after ?? []).map(keyed),
+      }),
+    ),
   };
 }
+
+const withoutKey = ({ key: _, ...action }: DraftAction): PlanActionDocument => action;
 
 function toDocument(draft: Draft): PlanDocument {
   return {
@@ -44,14 +58,19 @@ function toDocument(draft: Draft): PlanDocument {
     description: draft.description,
     groups: draft.groups.map((g) => ({
       name: g.name,
-      machines: g.machines
-        .split(',')
-        .map((m) => m.trim())
-        .filter(Boolean),
-      before: g.before,
-      after: g.after,
+      machines: g.machines,
+      before: g.before.map(withoutKey),
+      after: g.after.map(withoutKey),
     })),
   };
+}
+
+/** The list with its item at `from` moved one place up (-1) or down (1). */
+function moved<T>(list: T[], from: number, by: -1 | 1): T[] {
+  const copy = [...list];
+  const [item] = copy.splice(from, 1);
+  copy.splice(from + by, 0, item!);
+  return copy;
 }
 
 export const EMPTY_PLAN: PlanDocument = {
@@ -82,7 +101,18 @@ export function PlanEditor({
   const [saving, setSaving] = useState(false);
   const [error, setError] = useState<ApiError>();
   const scripts = useResource<{ scripts: RegisteredScript[] }>('/scripts');
-  const machines = useResource<{ machines: { id: string; name: string }[] }>('/machines');
+  const machines = useResource<{ machines: Machine[] }>('/machines');
+  const hosts = useResource<{ hosts: Host[] }>('/hosts');
+  const sites = useResource<{ sites: Site[] }>('/sites');
+  const siteOfHost = new Map(
+    (hosts.data?.hosts ?? []).map((h) => [
+      h.id,
+      (sites.data?.sites ?? []).find((s) => s.id === h.siteId)?.name ?? null,
+    ]),
+  );
+  const pickable: PickableMachine[] = (machines.data?.machines ?? [])
+    .map((m) => ({ name: m.name, state: m.state, site: siteOfHost.get(m.activeHostId) ?? null }))
+    .sort((a, b) => a.name.localeCompare(b.name));
 
   const errors = problemsByField(error);
   // A problem with one listed machine belongs to the group's machines line.
@@ -93,15 +123,23 @@ export function PlanEditor({
 
   const setGroup = (g: number, patch: Partial<DraftGroup>) =>
     setDraft((d) => ({ ...d, groups: d.groups.map((x, i) => (i === g ? { ...x, ...patch } : x)) }));
+  // Moves at an end do nothing: the buttons there are aria-disabled, not disabled, so the focus of the
+  // button that just moved its group or action to the end stays on it.
   const moveGroup = (g: number, by: -1 | 1) =>
-    setDraft((d) => {
-      const groups = [...d.groups];
-      const [moved] = groups.splice(g, 1);
-      groups.splice(g + by, 0, moved!);
-      return { ...d, groups };
-    });
+    setDraft((d) => (g + by < 0 || g + by >= d.groups.length ? d : { ...d, groups: moved(d.groups, g, by) }));
   const setAction = (g: number, side: Side, a: number, patch: Partial<PlanActionDocument>) =>
     setGroup(g, { [side]: draft.groups[g]![side].map((x, i) => (i === a ? { ...x, ...patch } : x)) });
+  const moveAction = (g: number, side: Side, a: number, by: -1 | 1) => {
+    const list = draft.groups[g]![side];
+    if (a + by >= 0 && a + by < list.length) setGroup(g, { [side]: moved(list, a, by) });
+  };
+  /** For group g: each machine another group lists, with that group's name. */
+  const elsewhere = (g: number) =>
+    new Map(
+      draft.groups.flatMap((other, i) =>
+        i === g ? [] : other.machines.map((m) => [m, other.name || `${i + 1}`] as const),
+      ),
+    );
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
@@ -116,17 +154,14 @@ export function PlanEditor({
     } catch (e) {
       setError(asApiError(e));
       setSaving(false);
+      // A refusal may name a machine deleted meanwhile: the picker marks it once it knows.
+      machines.reload();
     }
   };
 
   const usable = (scripts.data?.scripts ?? []).filter((s) => s.problem === null);
   return (
     <form onSubmit={submit} className="settings-form plan-editor" noValidate data-testid="plan-editor">
-      <datalist id="plan-machine-names">
-        {(machines.data?.machines ?? []).map((m) => (
-          <option key={m.id} value={m.name} />
-        ))}
-      </datalist>
       <fieldset disabled={saving}>
         <legend className="sr-only">Recovery plan</legend>
         <div className="row">
@@ -151,8 +186,7 @@ export function PlanEditor({
           )}
         </Field>
         {draft.groups.map((group, g) => (
-          // biome-ignore lint/suspicious/noArrayIndexKey: groups are identified by their place (the API's groups[g])
-          <fieldset key={g} className="plan-group" data-group-index={g}>
+          <fieldset key={group.key} className="plan-group" data-group-index={g}>
             <legend>Group {g + 1}</legend>
             <div className="row">
               <Field name={`groups.${g}.name`} label="Group name" errors={errors} idPrefix="plan">
@@ -168,18 +202,20 @@ export function PlanEditor({
                 name={`groups.${g}.machines`}
                 label={
                   <>
-                    Machines <span className="hint">names, separated by commas; they start together</span>
+                    Machines <span className="hint">they start together</span>
                   </>
                 }
                 errors={errors}
                 idPrefix="plan"
               >
                 {(props) => (
-                  <input
-                    {...props}
-                    list="plan-machine-names"
-                    value={group.machines}
-                    onChange={(e) => setGroup(g, { machines: e.target.value })}
+                  <PlanMachinePicker
+                    field={props}
+                    group={`group ${g + 1}`}
+                    chosen={group.machines}
+                    machines={pickable}
+                    elsewhere={elsewhere(g)}
+                    onChange={(names) => setGroup(g, { machines: names })}
                   />
                 )}
               </Field>
@@ -189,9 +225,9 @@ export function PlanEditor({
                 <h4>Actions {side} its machines</h4>
                 {group[side].map((action, a) => {
                   const at = `groups.${g}.${side}.${a}`;
+                  const which = `action ${a + 1} ${side} group ${g + 1}`;
                   return (
-                    // biome-ignore lint/suspicious/noArrayIndexKey: actions run in their listed order
-                    <div key={a} className="row plan-action">
+                    <div key={action.key} className="row plan-action" data-action-index={a}>
                       <Field name={`${at}.kind`} label="Kind" errors={errors} idPrefix="plan">
                         {(props) => (
                           <select
@@ -267,10 +303,28 @@ export function PlanEditor({
                           </Field>
                         </>
                       )}
-                      <div className="field">
+                      <div className="field action-buttons">
                         <button
                           type="button"
-                          aria-label={`Remove action ${a + 1} ${side} group ${g + 1}`}
+                          aria-label={`Move ${which} up`}
+                          title="Move up"
+                          aria-disabled={a === 0}
+                          onClick={() => moveAction(g, side, a, -1)}
+                        >
+                          <span aria-hidden="true">↑</span>
+                        </button>
+                        <button
+                          type="button"
+                          aria-label={`Move ${which} down`}
+                          title="Move down"
+                          aria-disabled={a === group[side].length - 1}
+                          onClick={() => moveAction(g, side, a, 1)}
+                        >
+                          <span aria-hidden="true">↓</span>
+                        </button>
+                        <button
+                          type="button"
+                          aria-label={`Remove ${which}`}
                           onClick={() => setGroup(g, { [side]: group[side].filter((_, i) => i !== a) })}
                         >
                           Remove
@@ -282,7 +336,7 @@ export function PlanEditor({
                 <button
                   type="button"
                   onClick={() =>
-                    setGroup(g, { [side]: [...group[side], { kind: 'manual', name: '', text: '' }] })
+                    setGroup(g, { [side]: [...group[side], keyed({ kind: 'manual', name: '', text: '' })] })
                   }
                 >
                   Add action {side}
@@ -290,10 +344,20 @@ export function PlanEditor({
               </div>
             ))}
             <div className="actions">
-              <button type="button" disabled={g === 0} onClick={() => moveGroup(g, -1)}>
+              <button
+                type="button"
+                aria-label={`Move group ${g + 1} up`}
+                aria-disabled={g === 0}
+                onClick={() => moveGroup(g, -1)}
+              >
                 Move up
               </button>
-              <button type="button" disabled={g === draft.groups.length - 1} onClick={() => moveGroup(g, 1)}>
+              <button
+                type="button"
+                aria-label={`Move group ${g + 1} down`}
+                aria-disabled={g === draft.groups.length - 1}
+                onClick={() => moveGroup(g, 1)}
+              >
                 Move down
               </button>
               <button
@@ -312,7 +376,7 @@ export function PlanEditor({
               ...draft,
               groups: [
                 ...draft.groups,
-                { name: `group-${draft.groups.length + 1}`, machines: '', before: [], after: [] },
+                keyed({ name: `group-${draft.groups.length + 1}`, machines: [], before: [], after: [] }),
               ],
             })
           }

@@ -8,9 +8,9 @@ import { type ApiError, asApiError } from '../api-client.ts';
 import { Ago } from '../components/ago.tsx';
 import { JobStateBadge } from '../components/badges.tsx';
 import { ConfirmDialog } from '../components/confirm-dialog.tsx';
-import { Dialog } from '../components/dialog.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { PlanEditor } from '../components/plan-editor.tsx';
+import { PlanExportDialog } from '../components/plan-export-dialog.tsx';
 import { PlanOperationDialog } from '../components/plan-operation-dialog.tsx';
 import { ProgressBar } from '../components/progress-bar.tsx';
 import { formatDuration, formatTime } from '../format-time.ts';
@@ -37,7 +37,7 @@ export function PlanPage({ id }: { id: string }) {
   );
   const [operation, setOperation] = useState<PlanOperation | null>(null);
   const [editing, setEditing] = useState<PlanDocument | null>(null);
-  const [exported, setExported] = useState<PlanDocument | null>(null);
+  const [exporting, setExporting] = useState(false);
   const [removing, setRemoving] = useState(false);
   const [error, setError] = useState<ApiError>();
   const operator = canOperate(role);
@@ -105,7 +105,7 @@ export function PlanPage({ id }: { id: string }) {
             Edit
           </button>
         )}
-        <button type="button" onClick={() => run(async () => setExported(await document()))}>
+        <button type="button" onClick={() => setExporting(true)}>
           Export…
         </button>
         {operator && !editing && (
@@ -213,7 +213,9 @@ export function PlanPage({ id }: { id: string }) {
           </p>
         </ConfirmDialog>
       )}
-      {exported && <ExportDialog doc={exported} onClose={() => setExported(null)} />}
+      {exporting && (
+        <PlanExportDialog planPath={path} planName={p.name} onClose={() => setExporting(false)} />
+      )}
     </section>
   );
 }
@@ -377,27 +379,5 @@ function ActiveJob({
       )}
       <ErrorMessage error={error} />
     </article>
-  );
-}
-
-function ExportDialog({ doc, onClose }: { doc: PlanDocument; onClose: () => void }) {
-  const text = `${JSON.stringify(doc, null, 2)}\n`;
-  const href = `data:application/json;charset=utf-8,${encodeURIComponent(text)}`;
-  return (
-    <Dialog title={`Export plan ${doc.name}`} onClose={onClose} wide>
-      <p className="muted">
-        Machines by name, as <code>haven plans export</code> writes it; import it here or with{' '}
-        <code>haven plans import</code>.
-      </p>
-      <textarea className="code" rows={16} readOnly value={text} aria-label="Plan document" />
-      <div className="dialog-actions">
-        <a className="button" href={href} download={`${doc.name}.json`}>
-          Download JSON
-        </a>
-        <button type="button" onClick={onClose}>
-          Done
-        </button>
-      </div>
-    </Dialog>
   );
 }

@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { DEMO_MACHINE } from '../../app/demo-machine.ts';
+import { type Embedded, startEmbedded } from '../../app/start-embedded.ts';
+import type { DrillRun } from '../../domain/drill.ts';
+import type { Alert, Machine } from '../../domain/model.ts';
+import { HavenError } from '../../errors/index.ts';
+import type { MachineStatus } from '../../host/host-services.ts';
+import { embeddedApi, runOperation } from '../../testing/embedded-api.ts';
+import { consoleOf, records } from '../../testing/guest-console.ts';
+import { until as waitUntil } from '../../testing/until.ts';
+import { requestMachineDrill } from './request-drill.ts';
+
+/**
+ * Drills of the demo machine of `haven up` (a real Linux guest under QEMU
+ * writing checksummed records to ext4), run by the vault with nobody
+ * attending: the point boots on the isolated test network from an overlay,
+ * its checks are recorded with evidence, and the drill machine and overlay
+ * are gone afterwards while production keeps replicating.
+ */
+let dir: string;
+let up: Embedded;
+let machine: Machine;
+const api = embeddedApi(() => up);
+const until = <T>(what: string, probe: () => Promise<T | undefined | false>) =>
+  waitUntil(what, probe, { timeoutMs: 180_000 });
+
+async function drillEnded(id: string): Promise<DrillRun> {
+  return until(`drill ${id} to end`, async () => {
+    const run = await up.vault.context.store.drillRuns.get(id);
+    return run && run.endedAt !== null ? run : undefined;
+  });
+}
+
+/** The drill's machine and overlay no longer exist at the recovery host. */
+async function assertGone(run: DrillRun): Promise<void> {
+  for (const m of run.machines) {
+    assert.ok(m.copy, 'the drill recorded where it ran');
+    assert.equal(m.cleanedUp, true);
+    const status = await up.vault.context.hosts.call<MachineStatus>(m.copy.hostId, 'hypervisor.status', {
+      name: m.copy.vmName,
+    });
+    assert.equal(status.state, 'absent');
+    await assert.rejects(
+      up.vault.context.hosts.call(m.copy.hostId, 'replica.viewInfo', { viewId: m.copy.viewId }),
+      (e: unknown) => e instanceof HavenError && e.code === 'not_found',
+    );
+  }
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'haven-drills-'));
+  up = await startEmbedded({ dataDir: dir, port: 0, senderPollMs: 25, monitorIntervalMs: 500 });
+  machine = (await api<{ machines: Machine[] }>('GET', '/machines')).body.machines.find(
+    (m) => m.name === DEMO_MACHINE,
+  )!;
+  await until('the demo guest to write records', async () =>
+    records(await consoleOf(up.vault.context, machine.primaryHostId, DEMO_MACHINE)).durable >= 2
+      ? true
+      : undefined,
+  );
+  await runOperation(
+    api,
+    machine.id,
+    'enable-replication',
+    { recoveryHostId: 'recovery', policyId: 'default' },
+    180_000,
+  );
+  machine = (await api<Machine>('GET', `/machines/${machine.id}`)).body;
+});
+
+after(async () => {
+  await up?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('drills of a real guest', { timeout: 600_000 }, () => {
+  it('a drill boots the latest crash-consistent point, proves it up with evidence and RTO, and leaves nothing behind', async () => {
+    const run = await requestMachineDrill(up.vault.context, machine, {
+      point: 'latest-crash-consistent',
+      testNetwork: null,
+      checks: { filesystems: false, script: null },
+      boot: { consolePattern: 'recovered \\d+ ok', timeoutSeconds: 120 },
+      timeLimitSeconds: 600,
+      createdBy: 'test',
+    });
+    const ended = await drillEnded(run.id);
+    assert.equal(ended.state, 'passed', `${ended.reason} ${JSON.stringify(ended.machines)}`);
+    const [m] = ended.machines;
+    assert.equal(m!.point?.type, 'crash-consistent');
+    const boot = m!.checks.find((c) => c.kind === 'boot')!;
+    assert.equal(boot.result, 'passed');
+    assert.match(boot.evidence ?? '', /recovered \d+ ok/);
+    assert.ok(m!.rtoSeconds !== null && m!.rtoSeconds > 0 && m!.rtoSeconds < 120, `RTO ${m!.rtoSeconds}`);
+    console.log(
+      `# drill of ${DEMO_MACHINE}: RTO ${m!.rtoSeconds!.toFixed(1)} s, drill ${((Date.parse(ended.endedAt!) - Date.parse(ended.startedAt!)) / 1000).toFixed(1)} s`,
+    );
+    await assertGone(ended);
+    assert.equal((await up.vault.context.store.drillRuns.lastProven(machine.id))?.id, run.id);
+    // Production was never touched.
+    const status = await up.vault.context.hosts.call<MachineStatus>(
+      machine.primaryHostId,
+      'hypervisor.status',
+      {
+        name: DEMO_MACHINE,
+      },
+    );
+    assert.equal(status.state, 'running');
+    assert.equal((await api<Machine>('GET', `/machines/${machine.id}`)).body.state, 'protected');
+  });
+
+  it('a drill whose machine does not come up in time fails with the console as evidence, raises an alert, and is cleaned up', async () => {
+    const run = await requestMachineDrill(up.vault.context, machine, {
+      point: 'latest-crash-consistent',
+      testNetwork: null,
+      checks: { filesystems: false, script: null },
+      boot: { consolePattern: 'this line never appears', timeoutSeconds: 5 },
+      timeLimitSeconds: 600,
+      createdBy: 'test',
+    });
+    const ended = await drillEnded(run.id);
+    assert.equal(ended.state, 'failed');
+    const boot = ended.machines[0]!.checks.find((c) => c.kind === 'boot')!;
+    assert.equal(boot.result, 'failed');
+    assert.match(boot.summary, /within 5 s/);
+    assert.match(ended.reason ?? '', /boot/);
+    await assertGone(ended);
+    const alerts = (await api<{ alerts: Alert[] }>('GET', '/alerts')).body.alerts;
+    assert.ok(
+      alerts.some(
+        (a) => a.subjectId === machine.id && /drill .* failed/.test(a.message) && a.clearedAt === null,
+      ),
+      JSON.stringify(alerts),
+    );
+    // The last proof is still the earlier drill's.
+    assert.notEqual((await up.vault.context.store.drillRuns.lastProven(machine.id))?.id, run.id);
+  });
+});

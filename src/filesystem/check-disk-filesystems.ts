@@ -124,7 +124,7 @@ async function checkOne(
         'failed',
         ext.replayFailed
           ? `its journal could not be replayed (e2fsck exit code ${ext.exitCode})`
-          : `e2fsck -fn found errors (exit code ${ext.exitCode})`,
+          : e2fsckVerdict(ext.exitCode),
         ext,
       );
     }
@@ -145,4 +145,13 @@ async function checkOne(
     throw error;
   }
   return report('not-checked', NOT_CHECKABLE[signature.type] ?? `Haven has no checker for ${signature.type}`);
+}
+
+/** e2fsck's exit code is a sum of flags; with -n only these two mean something. */
+function e2fsckVerdict(exitCode: number | null): string {
+  const said: string[] = [];
+  if (exitCode !== null && (exitCode & 4) !== 0) said.push('errors left uncorrected');
+  if (exitCode !== null && (exitCode & 8) !== 0) said.push('it could not finish the check');
+  if (said.length === 0) said.push('not clean');
+  return `e2fsck -fn: ${said.join(', and ')} (exit code ${exitCode})`;
 }

@@ -15,8 +15,8 @@ export interface XfsFilesystemCheck {
 
 const XFSPROGS = { debianPackage: 'xfsprogs' } as const;
 const UTIL_LINUX = { debianPackage: 'util-linux' } as const;
-/** xfs_repair -n refuses a filesystem whose log holds changes, saying so. */
-const DIRTY_LOG = /log which needs to be replayed/i;
+/** What xfs_repair -n says of a log that holds changes (it ignores them, then judges stale metadata). */
+const DIRTY_LOG = /valuable metadata changes in a log|log which needs to be replayed/i;
 
 /**
  * Checks an XFS filesystem at `offsetBytes` of the file with `xfs_repair -n`
@@ -46,7 +46,11 @@ export async function checkXfsFilesystem(at: {
     if (!DIRTY_LOG.test(first.output)) return verdict(first, false);
     const dir = await mkdtemp(join(tmpdir(), 'haven-xfs-'));
     try {
-      const mount = await runChecker('mount', ['-t', 'xfs', device, dir], { ...UTIL_LINUX, signal });
+      // nouuid: a copy of the filesystem may be mounted on this host already (another drill of the machine).
+      const mount = await runChecker('mount', ['-t', 'xfs', '-o', 'nouuid', device, dir], {
+        ...UTIL_LINUX,
+        signal,
+      });
       if (mount.exitCode !== 0)
         return notClean('its log could not be replayed: the kernel did not mount it', mount);
     } finally {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -91,6 +91,31 @@ const brief = (f: FilesystemCheck) => ({
   type: f.type,
   result: f.result,
 });
+
+const xfsprogs =
+  spawnSync('sh', ['-c', 'command -v mkfs.xfs && command -v xfs_repair'], { stdio: 'ignore' }).status === 0;
+
+/** A crash-consistent XFS image (copied while mounted, after a write): its log holds changes. */
+async function dirtyXfs(): Promise<Buffer> {
+  const path = join(dir, 'xfs.img');
+  // mkfs.xfs makes nothing smaller than 300 MiB.
+  await run('truncate', ['-s', String(320 * MiB), path]);
+  await run('mkfs.xfs', ['-q', '-L', 'xdata', path]);
+  const mount = join(dir, 'xfs-mnt');
+  await mkdir(mount);
+  await run('mount', ['-o', 'loop', path, mount]);
+  try {
+    await writeFile(join(mount, 'records.txt'), 'a guest record\n'.repeat(1000));
+    await run('sync');
+    await run('cp', ['--sparse=always', path, `${path}.crashed`]);
+  } finally {
+    await run('umount', [mount]);
+  }
+  const bytes = await readFile(`${path}.crashed`);
+  await rm(path);
+  await rm(`${path}.crashed`);
+  return bytes;
+}
 
 const code = (wanted: string) => (e: unknown) => e instanceof HavenError && e.code === wanted;
 
@@ -234,6 +259,22 @@ describe('replica.checkFilesystems', () => {
     const again = await replica.checkFilesystems({ viewId: 'after-damage' });
     assert.equal(again.filesystems[0]!.result, 'passed', 'the damage stayed in the dropped overlay');
     await replica.closeView({ viewId: 'after-damage', discardWrites: true });
+  });
+
+  it('replays the log of a crash-consistent XFS into the overlay, then passes it with xfs_repair -n', {
+    skip: xfsprogs ? false : 'xfsprogs is not installed',
+  }, async () => {
+    const point = await replicate('xfs', { d0: await dirtyXfs() });
+    await writableView('xfs', point, 'xfs-1');
+    const report = await replica.checkFilesystems({ viewId: 'xfs-1' });
+    const [fs] = report.filesystems;
+    assert.deepEqual(brief(fs!), { disk: 'd0', partition: null, offset: 0, type: 'xfs', result: 'passed' });
+    assert.equal(fs!.label, 'xdata');
+    assert.equal(fs!.journalReplayed, true, fs!.evidence);
+    assert.match(fs!.evidence, /Phase 7|No modify flag set/);
+    assert.deepEqual(await leftovers(), []);
+    assert.doesNotMatch((await run('losetup', ['-a'])).stdout, new RegExp(workDir));
+    await replica.closeView({ viewId: 'xfs-1', discardWrites: true });
   });
 
   it('at the time limit, what was not finished is not checked, never passed, and nothing stays mounted', async () => {

@@ -95,13 +95,13 @@ const brief = (f: FilesystemCheck) => ({
 const xfsprogs =
   spawnSync('sh', ['-c', 'command -v mkfs.xfs && command -v xfs_repair'], { stdio: 'ignore' }).status === 0;
 
-/** A crash-consistent XFS image (copied while mounted, after a write): its log holds changes. */
-async function dirtyXfs(): Promise<Buffer> {
-  const path = join(dir, 'xfs.img');
-  // mkfs.xfs makes nothing smaller than 300 MiB.
-  await run('truncate', ['-s', String(320 * MiB), path]);
-  await run('mkfs.xfs', ['-q', '-L', 'xdata', path]);
-  const mount = join(dir, 'xfs-mnt');
+/**
+ * Makes the filesystem image at `path` crash-consistent: mounted, written
+ * and synced, then copied while still mounted, so its journal (ext) or log
+ * (XFS) holds changes, as a point cut under a running guest.
+ */
+async function crashWhileMounted(path: string): Promise<void> {
+  const mount = `${path}.mnt`;
   await mkdir(mount);
   await run('mount', ['-o', 'loop', path, mount]);
   try {
@@ -110,10 +110,19 @@ async function dirtyXfs(): Promise<Buffer> {
     await run('cp', ['--sparse=always', path, `${path}.crashed`]);
   } finally {
     await run('umount', [mount]);
+    await rm(mount, { recursive: true });
   }
-  const bytes = await readFile(`${path}.crashed`);
+  await run('mv', [`${path}.crashed`, path]);
+}
+
+async function dirtyXfs(): Promise<Buffer> {
+  const path = join(dir, 'xfs.img');
+  // mkfs.xfs makes nothing smaller than 300 MiB.
+  await run('truncate', ['-s', String(320 * MiB), path]);
+  await run('mkfs.xfs', ['-q', '-L', 'xdata', path]);
+  await crashWhileMounted(path);
+  const bytes = await readFile(path);
   await rm(path);
-  await rm(`${path}.crashed`);
   return bytes;
 }
 
@@ -169,22 +178,8 @@ before(async () => {
   (await readFile(swap)).copy(gpt, 21 * MiB);
   parted = await replicate('parted', { d0: mbr, d1: gpt });
 
-  // Copied while mounted, after a write: a crash-consistent point whose journal needs recovery.
-  dirty = await replicate('dirty', {
-    d0: await ext4(SIZE, 'dirty', async (path) => {
-      const mount = join(dir, 'mnt');
-      await mkdir(mount);
-      await run('mount', ['-o', 'loop', path, mount]);
-      try {
-        await writeFile(join(mount, 'records.txt'), 'a guest record\n'.repeat(1000));
-        await run('sync');
-        await run('cp', ['--sparse=always', path, `${path}.crashed`]);
-      } finally {
-        await run('umount', [mount]);
-      }
-      await run('mv', [`${path}.crashed`, path]);
-    }),
-  });
+  // A crash-consistent point whose journal needs recovery.
+  dirty = await replicate('dirty', { d0: await ext4(SIZE, 'dirty', crashWhileMounted) });
 });
 
 after(async () => {

@@ -2,7 +2,8 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HavenError } from '../errors/index.ts';
-import { runTool, runToolOrThrow } from './run-tool.ts';
+import { checkExtFilesystem, type ExtFilesystemCheck, extJournalNeedsRecovery } from '../filesystem/index.ts';
+import { runToolOrThrow } from './run-tool.ts';
 
 /**
  * Formats a guest data disk as ext4 on the host. The guest cannot: busybox
@@ -49,49 +50,28 @@ export interface DataDiskCheck {
 }
 
 /**
- * Checks an ext4 image the way the guest would find it, without changing it.
- * `e2fsck -fn` alone skips journal recovery on a crashed filesystem and then
- * judges stale metadata; so when the journal needs recovery, the check runs on
- * a sparse copy whose journal `e2fsck -E journal_only` has replayed (what the
- * kernel does at mount). Clean means `e2fsck -fn` exits 0: ext4 leaves the
- * superblock's free counts stale by design, and e2fsck does not count those.
+ * Checks an ext4 image the way the guest would find it, without changing it:
+ * when its journal needs recovery, the check (which replays it) runs on a
+ * sparse copy.
  */
 export async function checkDataDisk(imagePath: string): Promise<DataDiskCheck> {
-  const header = await runToolOrThrow('dumpe2fs', ['-h', imagePath], { debianPackage: 'e2fsprogs' });
-  const features = /^Filesystem features:\s+(.*)$/m.exec(header.stdout)?.[1]?.split(/\s+/) ?? [];
-  if (!features.includes('needs_recovery')) {
-    const result = await runTool('e2fsck', ['-fn', imagePath], { debianPackage: 'e2fsprogs' });
-    return {
-      clean: result.code === 0,
-      journalReplayed: false,
-      exitCode: result.code,
-      output: result.stdout + result.stderr,
-    };
-  }
+  if (!(await extJournalNeedsRecovery(imagePath))) return dataDiskCheck(await checkExtFilesystem(imagePath));
   const dir = await mkdtemp(join(tmpdir(), 'haven-fsck-'));
   try {
     const copy = join(dir, 'disk.img');
     // Sparse (and a reflink where the filesystem can): a mostly empty 16 GiB disk copies in a moment.
     await runToolOrThrow('cp', ['--sparse=always', '--reflink=auto', imagePath, copy]);
-    const replay = await runTool('e2fsck', ['-E', 'journal_only', '-y', copy], {
-      debianPackage: 'e2fsprogs',
-    });
-    if (replay.code > 1) {
-      return {
-        clean: false,
-        journalReplayed: false,
-        exitCode: replay.code,
-        output: replay.stdout + replay.stderr,
-      };
-    }
-    const result = await runTool('e2fsck', ['-fn', copy], { debianPackage: 'e2fsprogs' });
-    return {
-      clean: result.code === 0,
-      journalReplayed: true,
-      exitCode: result.code,
-      output: result.stdout + result.stderr,
-    };
+    return dataDiskCheck(await checkExtFilesystem(copy));
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+function dataDiskCheck(check: ExtFilesystemCheck): DataDiskCheck {
+  return {
+    clean: check.clean,
+    journalReplayed: check.journalReplayed,
+    exitCode: check.exitCode ?? 1,
+    output: check.output,
+  };
 }

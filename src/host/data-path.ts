@@ -28,6 +28,7 @@ import { ReplicaService } from './replica-service.ts';
 import { ReplicationService } from './replication-service.ts';
 import { restoreSavedDisks, savedDiskService } from './saved-disk-service.ts';
 import { checkSourceOnHost, defaultStorageFolders } from './storage-folders.ts';
+import { filesystemCheckDirOf, sweepFilesystemChecks } from './view-filesystem-check.ts';
 import { type AccessListen, ViewRegistry } from './view-registry.ts';
 
 export interface DataPathOptions {
@@ -176,6 +177,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
   });
 
   // Bring back the rest of what the vault had set up: replication reads the disks and views.
+  await sweepFilesystemChecks(filesystemCheckDirOf(dataDir));
   await replica.reopenViews();
   const swept = await replica.sweepAccessOverlays();
   if (swept.length > 0) {

@@ -9,9 +9,17 @@
  * host) refuses its operations with `not_available` (notAvailableServices).
  */
 import type { MirroredDiskState, MirrorSnapshot, RecoveryPoint, RecoveryPointType } from '../domain/index.ts';
+import type { FilesystemCheck } from '../filesystem/index.ts';
 import type { Hypervisor } from '../hypervisor/hypervisor.ts';
 import type { ImageWriters } from './image-writers.ts';
 
+export type {
+  FilesystemCheck,
+  FilesystemCheckResult,
+  FilesystemLocation,
+  FilesystemType,
+  PartitionTableType,
+} from '../filesystem/index.ts';
 /** The hypervisor's types travel with the host's services, which serve them over RPC. */
 export type * from '../hypervisor/hypervisor.ts';
 
@@ -298,6 +306,18 @@ export interface AdoptedDisk extends DiskRef {
   unsentBytes: number;
 }
 
+/** What `replica.checkFilesystems` found on a view's disks. */
+export interface FilesystemCheckReport {
+  viewId: string;
+  machineId: string;
+  pointId: string;
+  /** Every filesystem (or volume, or unknown area) of every disk, in disk and partition order. */
+  filesystems: FilesystemCheck[];
+  /** The time limit ended the check: what it had not finished is `not-checked`. */
+  timedOut: boolean;
+  durationMs: number;
+}
+
 /** What `replica.writeBackToImage` did (null point: the replica was already written back and removed). */
 export interface ImageWriteBack {
   pointId: string | null;
@@ -324,6 +344,17 @@ export interface ReplicaStore {
   /** An open view, with each writable disk's reprotect status. */
   viewInfo(params: { viewId: string }): Promise<PointView>;
   closeView(params: { viewId: string; discardWrites: boolean }): Promise<void>;
+  /**
+   * Checks every filesystem of a writable view without booting it (a drill,
+   * before its machine starts from the view: refused while another check of
+   * it runs; no machine may run from it meanwhile). Journals needing
+   * recovery are replayed into the view's overlay, then each filesystem is
+   * checked read-only: ext2/3/4 with e2fsck, XFS with xfs_repair where
+   * xfsprogs is installed. LVM, LUKS, swap and unknown contents are
+   * `not-checked`, with the reason. Within `timeoutMs` (default 10 min):
+   * what the limit stops is `not-checked`.
+   */
+  checkFilesystems(params: { viewId: string; timeoutMs?: number }): Promise<FilesystemCheckReport>;
   /** Keeps `pointId` as the machine's disks and deletes the other points (commit, SPEC §2.5). */
   commitPoint(params: { machineId: string; pointId: string }): Promise<void>;
   /** Deletes points older than `before` (retention), or all points when omitted. */
@@ -463,6 +494,7 @@ export const HOST_OPERATIONS = {
     'openView',
     'viewInfo',
     'closeView',
+    'checkFilesystems',
     'commitPoint',
     'deletePoints',
     'adoptImage',

@@ -33,6 +33,12 @@ import type {
 import type { HostStateFile } from './host-state-file.ts';
 import { convertToRaw, writeIntoImage } from './image-transfer.ts';
 import type { ReplicationService } from './replication-service.ts';
+import {
+  checkViewFilesystems,
+  DEFAULT_FILESYSTEM_CHECK_TIMEOUT_MS,
+  filesystemCheckDirOf,
+  MAX_FILESYSTEM_CHECK_TIMEOUT_MS,
+} from './view-filesystem-check.ts';
 import type { OpenView, ViewAccess, ViewRegistry } from './view-registry.ts';
 
 export interface ReplicaServiceOptions {
@@ -80,6 +86,8 @@ type Params<K extends keyof HostReplicaStore> = Parameters<HostReplicaStore[K]>[
 
 export class ReplicaService implements HostReplicaStore {
   readonly #o: ReplicaServiceOptions;
+  /** Views whose filesystems are being checked: one check of a view at a time. */
+  readonly #checking = new Set<string>();
 
   constructor(options: ReplicaServiceOptions) {
     this.#o = options;
@@ -165,6 +173,48 @@ export class ReplicaService implements HostReplicaStore {
     this.#o.replication.refuseIfSendingView(viewId, 'close it');
     await this.#o.views.close(opened, discardWrites);
     await this.#o.state.forgetView(viewId);
+  }
+
+  async checkFilesystems({
+    viewId,
+    timeoutMs = DEFAULT_FILESYSTEM_CHECK_TIMEOUT_MS,
+  }: Params<'checkFilesystems'>) {
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > MAX_FILESYSTEM_CHECK_TIMEOUT_MS) {
+      throw new HavenError(
+        'validation_failed',
+        `timeoutMs ${String(timeoutMs).slice(0, 32)} must be a whole number of milliseconds from 1 to ${MAX_FILESYSTEM_CHECK_TIMEOUT_MS}`,
+        { field: 'timeoutMs' },
+      );
+    }
+    const opened = this.#o.views.get(viewId);
+    if (!opened) {
+      throw new HavenError('not_found', `view '${viewId}' is not open on this host`, {
+        kind: 'view',
+        id: viewId,
+      });
+    }
+    if (!opened.writable) {
+      throw new HavenError(
+        'operation_not_allowed',
+        `view '${viewId}' is read-only; a filesystem check replays journals into the view, so it is allowed on writable views only`,
+        { viewId, writable: false, allowed: ['replica.openView writable'] },
+      );
+    }
+    this.#o.replication.refuseIfSendingView(viewId, 'check its filesystems');
+    if (this.#checking.has(viewId)) {
+      throw new HavenError('conflict', `the filesystems of view '${viewId}' are being checked already`, {
+        viewId,
+      });
+    }
+    this.#checking.add(viewId);
+    try {
+      return await checkViewFilesystems(await this.#o.views.describe(opened), {
+        workDir: filesystemCheckDirOf(this.#o.dataDir),
+        timeoutMs,
+      });
+    } finally {
+      this.#checking.delete(viewId);
+    }
   }
 
   async commitPoint({ machineId, pointId }: Params<'commitPoint'>) {

@@ -13,6 +13,7 @@ import {
 } from '../../domain/drill.ts';
 import type { Machine, RecoveryPoint } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
+import type { FilesystemCheckReport } from '../../host/host-services.ts';
 import { defineJob, type StepContext, type StepDefinition } from '../../job-engine/index.ts';
 import type { VaultJobDefinition } from '../jobs/job-inputs.ts';
 import { hostServices } from '../jobs/lifecycle-job.ts';
@@ -31,6 +32,49 @@ import type { DrillJobInput } from './drill-job-input.ts';
  * when it is cancelled, and after a vault restart (then it counts as
  * interrupted, never as proof).
  */
+
+/** The longest a filesystem check of one drill may take (within the drill's own time limit). */
+const FILESYSTEM_CHECK_MS = 10 * 60_000;
+
+/** One drill check per filesystem found; a disk with none known is reported, never passed. */
+export function filesystemChecks(report: FilesystemCheckReport, startedAt: string): DrillCheck[] {
+  if (report.filesystems.length === 0) {
+    return [
+      {
+        kind: 'filesystems',
+        name: 'filesystems',
+        result: 'not-checked',
+        summary: 'no disk of the point holds a filesystem Haven could find',
+        evidence: null,
+        evidenceIsScriptOutput: false,
+        startedAt,
+        durationMs: report.durationMs,
+      },
+    ];
+  }
+  return report.filesystems.map((fs) => {
+    const where =
+      fs.location.partition === null
+        ? fs.location.diskId
+        : `${fs.location.diskId} partition ${fs.location.partition.number}`;
+    const summary =
+      fs.result === 'passed'
+        ? fs.journalReplayed
+          ? 'clean after its journal was replayed into the overlay'
+          : 'clean'
+        : (fs.reason ?? fs.result);
+    return {
+      kind: 'filesystems' as const,
+      name: `filesystem ${where} (${fs.type}${fs.label ? ` '${fs.label}'` : ''})`,
+      result: fs.result,
+      summary,
+      evidence: fs.evidence === '' ? null : fs.evidence,
+      evidenceIsScriptOutput: false,
+      startedAt,
+      durationMs: fs.durationMs,
+    };
+  });
+}
 
 /** Console lines kept as the boot check's evidence. */
 const EVIDENCE_LINES = 20;
@@ -175,6 +219,37 @@ export function drillJob(vault: () => VaultContext): VaultJobDefinition<'drill'>
             `${point.type} point of ${point.time} (${input.point}), held by overlay ${names.viewId}`,
           );
         }),
+        ...(input.checks.filesystems
+          ? [
+              step(
+                'check-filesystems',
+                'Check every filesystem of the point on the recovery host, without booting it',
+                async (ctx, drill, c) => {
+                  const copy = copyOf(drill);
+                  const startedAt = isoNow(c.vault.clock);
+                  // Before the boot: nothing may run from the overlay while it is checked.
+                  const timeoutMs = Math.max(
+                    1000,
+                    Math.min(FILESYSTEM_CHECK_MS, deadlineOf(input, drill) - Date.now()),
+                  );
+                  ctx.progress(
+                    0,
+                    `checking the filesystems of ${copy.viewId} (up to ${Math.round(timeoutMs / 1000)} s)`,
+                  );
+                  const report = await c
+                    .host(copy.hostId)
+                    .replica.checkFilesystems({ viewId: copy.viewId, timeoutMs });
+                  const checks = filesystemChecks(report, startedAt);
+                  for (const check of checks) await addCheck(drill.id, check);
+                  const failed = checks.filter((x) => x.result === 'failed').length;
+                  ctx.progress(
+                    100,
+                    `${checks.length} filesystem${checks.length === 1 ? '' : 's'}: ${failed} failed, ${checks.filter((x) => x.result === 'not-checked').length} not checked`,
+                  );
+                },
+              ),
+            ]
+          : []),
         step(
           'boot',
           'Boot the point on the isolated test network and wait for it to come up',

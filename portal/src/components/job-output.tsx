@@ -69,13 +69,15 @@ function Fact({ name, value }: { name: string; value: unknown }) {
   const point = name === 'recoveryPoint' ? chosenPointOf({ recoveryPoint: value }) : null;
   return (
     <>
-      <dt>{nameOf(value) ?? labelOfKey(name)}</dt>
+      <dt>{(ID_KEY.test(name) && nameOf(value)) || labelOfKey(name)}</dt>
       <dd data-output={name}>{point ? nameOfChosenPoint(point) : present(name, value)}</dd>
     </>
   );
 }
 
-/** Records kept by id (a plan's machines) carry their name: people read the name, not the id. */
+/** Records kept by id (a plan's machines by machine id) are labelled by their name: people read names, not ids. */
+const ID_KEY = /^[0-9a-f]{8}-[0-9a-f]{4}-/;
+
 function nameOf(value: unknown): string | undefined {
   const name = (value as { name?: unknown } | null)?.name;
   return typeof value === 'object' && typeof name === 'string' ? name : undefined;

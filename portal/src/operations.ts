@@ -59,6 +59,13 @@ export const OPERATION_TEXT: Record<LifecycleOperation, { title: string; explain
   },
 };
 
+/** Failover of a reverse-protected machine runs the other way: it is an unplanned failback. */
+export const UNPLANNED_FAILBACK_TEXT = {
+  title: 'Failover',
+  explain:
+    'Unplanned failback: starts the machine at the primary site from the chosen recovery point, without synchronising first. Data written at the recovery site after that point is lost.',
+};
+
 export type RecoveryPointOption =
   | 'latest'
   | 'latest-processed'

@@ -4,6 +4,7 @@ import { formatOutputNumber, labelOfKey } from '../../../src/text/human-units.ts
 import { formatTime } from '../format-time.ts';
 import { POINT_OPTIONS } from '../operations.ts';
 import { describePoint } from '../point-kinds.ts';
+import { Link } from '../router.tsx';
 
 /** The point a job's choose-point step wrote into its output (failover jobs and change-point). */
 export interface ChosenPoint {
@@ -33,6 +34,8 @@ function present(key: string, value: unknown): ReactNode {
   if (value === null || value === undefined || value === '') return <span className="muted">—</span>;
   if (typeof value === 'number') return formatOutputNumber(key, value);
   if (typeof value === 'boolean') return value ? 'yes' : 'no';
+  // A plan's step names the machine job it started: a link to follow, not an id to copy.
+  if (key === 'jobId' && typeof value === 'string') return <Link to={`/jobs/${value}`}>open its job</Link>;
   if (typeof value === 'string') return ISO_TIME.test(value) ? formatTime(value) : value;
   if (Array.isArray(value)) {
     if (value.every((v) => typeof v === 'string')) {
@@ -66,10 +69,18 @@ function Fact({ name, value }: { name: string; value: unknown }) {
   const point = name === 'recoveryPoint' ? chosenPointOf({ recoveryPoint: value }) : null;
   return (
     <>
-      <dt>{labelOfKey(name)}</dt>
+      <dt>{(ID_KEY.test(name) && nameOf(value)) || labelOfKey(name)}</dt>
       <dd data-output={name}>{point ? nameOfChosenPoint(point) : present(name, value)}</dd>
     </>
   );
+}
+
+/** Records kept by id (a plan's machines by machine id) are labelled by their name: people read names, not ids. */
+const ID_KEY = /^[0-9a-f]{8}-[0-9a-f]{4}-/;
+
+function nameOf(value: unknown): string | undefined {
+  const name = (value as { name?: unknown } | null)?.name;
+  return typeof value === 'object' && typeof name === 'string' ? name : undefined;
 }
 
 /** A job's results as labelled facts (times, sizes and durations in words), never raw JSON. */

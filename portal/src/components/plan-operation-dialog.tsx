@@ -2,7 +2,7 @@ import { type FormEvent, useId, useState } from 'react';
 import type { Job } from '../../../src/domain/model.ts';
 import type { PlanOperation } from '../../../src/vault/plans/plan-steps.ts';
 import { type ApiError, asApiError } from '../api-client.ts';
-import { OPERATION_TEXT, POINT_OPTIONS } from '../operations.ts';
+import { OPERATION_TEXT, POINT_OPTIONS, UNPLANNED_FAILBACK_TEXT } from '../operations.ts';
 import { useSession } from '../session.tsx';
 import { Dialog } from './dialog.tsx';
 import { DialogActions } from './dialog-actions.tsx';
@@ -47,16 +47,19 @@ function cleanBody(operation: PlanOperation, body: Body): Body {
 export function PlanOperationDialog({
   plan,
   operation,
+  reverse,
   onStarted,
   onClose,
 }: {
   plan: { id: string; name: string };
   operation: PlanOperation;
+  /** The machines run at the recovery site, protected back to the primary: a failover goes home. */
+  reverse: boolean;
   onStarted: (job: Job) => void;
   onClose: () => void;
 }) {
   const { api } = useSession();
-  const text = OPERATION_TEXT[operation];
+  const text = operation === 'failover' && reverse ? UNPLANNED_FAILBACK_TEXT : OPERATION_TEXT[operation];
   const [body, setBody] = useState<Body>(() => initialBody(operation));
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError>();
@@ -119,7 +122,9 @@ export function PlanOperationDialog({
               checked={body.shutdownSource === true}
               onChange={(e) => set({ shutdownSource: e.target.checked })}
             />{' '}
-            Shut down machines before failover
+            {reverse
+              ? 'Shut down the machines at the recovery site before failover'
+              : 'Shut down machines before failover'}
           </label>
         )}
         {operation === 'cleanup-test-failover' && (

@@ -210,14 +210,19 @@ function durationOf(span: Pick<JobStep, 'startedAt' | 'finishedAt'>, now: number
 /** The recovery point by name: the one chosen, else the one asked for; and where the copy runs from now. */
 function pointFact(job: JobWithCancel, copy: MachineRuntime[keyof MachineRuntime] | undefined) {
   const chosen = chosenPointOf(job.output);
-  const asked = job.input.recoveryPoint as { option?: string } | undefined;
+  // A plan job asks once for all its machines (in its options); each machine's job chooses its own point.
+  const options = job.input.options as { recoveryPoint?: { option?: string } } | undefined;
+  const asked = (job.input.recoveryPoint ?? options?.recoveryPoint) as { option?: string } | undefined;
   if (!chosen && !asked) return null;
   const askedTitle = POINT_OPTIONS.find((o) => o.value === asked?.option)?.title ?? asked?.option;
+  const how = options?.recoveryPoint
+    ? "for every machine, each machine's job names its point"
+    : 'chosen by the first step';
   return (
     <>
       <dt>Recovery point</dt>
       <dd data-testid="job-point">
-        {chosen ? nameOfChosenPoint(chosen) : `${askedTitle}: chosen by the first step`}
+        {chosen ? nameOfChosenPoint(chosen) : `${askedTitle}: ${how}`}
         {chosen && copy && copy.pointId !== chosen.id && (
           <span className="muted" data-testid="job-point-now">
             {' '}

@@ -1,4 +1,5 @@
-import { useState } from 'react';
+import { useEffect, useState } from 'react';
+import { isTerminalJobState } from '../../../src/domain/job-states.ts';
 import type { Job, RecoveryPlan, RecoveryPlanAction, RecoveryPlanGroup } from '../../../src/domain/model.ts';
 import type { RtoEstimate } from '../../../src/domain/recovery-plan-rto.ts';
 import type { PlanDocument } from '../../../src/domain/recovery-plan-validation.ts';
@@ -63,6 +64,8 @@ export function PlanPage({ id }: { id: string }) {
     }
   };
   const machineCount = p.groups.reduce((n, g) => n + g.machineIds.length, 0);
+  // Failback starts only from reverse protection: when it is offered, every member runs at the recovery site.
+  const reverse = p.operations.some((o) => o.operation === 'failback' && o.allowed);
 
   return (
     <section>
@@ -91,9 +94,23 @@ export function PlanPage({ id }: { id: string }) {
         </dd>
       </dl>
       <ErrorMessage error={plan.error ?? error} />
-      {p.activeJobId && <ActiveJob jobId={p.activeJobId} operator={operator} onChange={plan.reload} />}
+      {p.activeJobId && (
+        <ActiveJob
+          jobId={p.activeJobId}
+          operator={operator}
+          onChange={() => {
+            plan.reload();
+            runs.reload();
+          }}
+        />
+      )}
       {operator && !editing && (
-        <PlanOperations operations={p.operations} running={p.activeJobId !== null} onChoose={setOperation} />
+        <PlanOperations
+          operations={p.operations}
+          reverse={reverse}
+          running={p.activeJobId !== null}
+          onChoose={setOperation}
+        />
       )}
       <div className="toolbar">
         {operator && !editing && (
@@ -190,6 +207,7 @@ export function PlanPage({ id }: { id: string }) {
         <PlanOperationDialog
           plan={p}
           operation={operation}
+          reverse={reverse}
           onClose={() => setOperation(null)}
           onStarted={() => {
             setOperation(null);
@@ -226,10 +244,12 @@ export function PlanPage({ id }: { id: string }) {
  */
 function PlanOperations({
   operations,
+  reverse,
   running,
   onChoose,
 }: {
   operations: PlanOperationAvailability[];
+  reverse: boolean;
   running: boolean;
   onChoose: (operation: PlanOperation) => void;
 }) {
@@ -253,6 +273,7 @@ function PlanOperations({
             type="button"
             className={o === 'failover' ? 'danger' : undefined}
             disabled={running}
+            title={o === 'failover' && reverse ? 'Unplanned failback to the primary site' : undefined}
             onClick={() => onChoose(o)}
           >
             {OPERATION_TEXT[o].title}…
@@ -335,8 +356,14 @@ function ActiveJob({
   const job = useResource<Job>(`/jobs/${encodeURIComponent(jobId)}`, { refreshMs: 1500 });
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError>();
-  if (!job.data) return <ErrorMessage error={job.error} />;
   const j = job.data;
+  const ended = j !== undefined && isTerminalJobState(j.state);
+  // The job's end changes the members' states and the runs list: show both now, not at their next poll.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: only the end matters, not a new onChange
+  useEffect(() => {
+    if (ended) onChange();
+  }, [ended]);
+  if (!j) return <ErrorMessage error={job.error} />;
   const step = j.steps.find((s) => s.state === 'running');
   const resume = async () => {
     setBusy(true);

@@ -16,6 +16,7 @@ import { KyselyMachineRepository } from './repositories/machine-repository.ts';
 import { KyselyPlanRepository } from './repositories/plan-repository.ts';
 import { KyselyPolicyRepository } from './repositories/policy-repository.ts';
 import { KyselyRecoveryPointRepository } from './repositories/recovery-point-repository.ts';
+import { KyselyReplicationHistoryRepository } from './repositories/replication-history-repository.ts';
 import { KyselyScriptRunRepository } from './repositories/script-run-repository.ts';
 import { KyselySettingsRepository } from './repositories/settings-repository.ts';
 import { KyselySiteRepository } from './repositories/site-repository.ts';
@@ -114,6 +115,7 @@ class KyselyStore implements Store {
   readonly alerts: KyselyAlertRepository;
   readonly settings: KyselySettingsRepository;
   readonly scriptRuns: KyselyScriptRunRepository;
+  readonly replicationHistory: KyselyReplicationHistoryRepository;
   readonly #copyTo: (file: string) => Promise<void>;
   #closed = false;
 
@@ -133,6 +135,7 @@ class KyselyStore implements Store {
     this.alerts = new KyselyAlertRepository(db);
     this.settings = new KyselySettingsRepository(db);
     this.scriptRuns = new KyselyScriptRunRepository(db);
+    this.replicationHistory = new KyselyReplicationHistoryRepository(db);
   }
 
   /** Writes to a temporary name first, so `file` is either the old or a complete new backup. */

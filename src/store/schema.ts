@@ -22,6 +22,7 @@ export interface Database {
   alerts: AlertsTable;
   settings: SettingsTable;
   script_runs: ScriptRunsTable;
+  replication_samples: ReplicationSamplesTable;
 }
 
 /** Written as 0/1, read as 0/1 (SQLite) or true/false (PostgreSQL). */
@@ -206,4 +207,15 @@ export interface ScriptRunsTable {
   output: string;
   output_bytes: BigIntColumn;
   output_truncated: BooleanColumn;
+}
+
+/** One bucket of one resolution tier of a machine's replication history. */
+export interface ReplicationSamplesTable {
+  machine_id: string;
+  resolution_seconds: number;
+  bucket_at: string;
+  samples: number;
+  throughput: number;
+  pending_bytes: BigIntColumn;
+  rpo_seconds: number | null;
 }

@@ -20,6 +20,11 @@ import type {
   SourceFence,
   StepState,
 } from '../domain/model.ts';
+import type {
+  ReplicationFigure,
+  ReplicationResolution,
+  ReplicationSample,
+} from '../domain/replication-history.ts';
 import type { HypervisorInventory } from '../hypervisor/hypervisor.ts';
 
 /**
@@ -43,6 +48,7 @@ export interface Store {
   alerts: AlertRepository;
   settings: SettingsRepository;
   scriptRuns: ScriptRunRepository;
+  replicationHistory: ReplicationHistoryRepository;
 
   /** Consistent online copy of the whole state to `file` (SQLite backup / pg_dump). */
   backup(file: string): Promise<void>;
@@ -266,4 +272,18 @@ export interface ScriptRunRepository {
   get(id: string): Promise<ScriptRunRecord | undefined>;
   /** Newest first. */
   list(filter?: ScriptRunFilter): Promise<ScriptRunRecord[]>;
+}
+
+export interface ReplicationHistoryRepository {
+  /**
+   * Adds one figure to its bucket of every tier and prunes the machine's
+   * buckets older than each tier keeps (one transaction).
+   */
+  record(machineId: string, figure: ReplicationFigure): Promise<void>;
+  /** The buckets of one tier from `since` on, oldest first. */
+  list(
+    machineId: string,
+    resolutionSeconds: ReplicationResolution,
+    since: string,
+  ): Promise<ReplicationSample[]>;
 }

@@ -26,7 +26,11 @@ import { IN_PROGRESS_STATES, STABLE_STATES } from '../domain/model.ts';
 import type { Problem, ProblemCode } from '../domain/problem.ts';
 import type { RtoEstimate } from '../domain/recovery-plan-rto.ts';
 import type { PlanDocument } from '../domain/recovery-plan-validation.ts';
-import { REPLICATION_RESOLUTIONS, type ReplicationSample } from '../domain/replication-history.ts';
+import {
+  REPLICATION_RESOLUTIONS,
+  type ReplicationHistory,
+  type ReplicationSample,
+} from '../domain/replication-history.ts';
 import type {
   DomainDescription,
   HypervisorInventory,
@@ -689,11 +693,11 @@ const replicationSample = describes<ReplicationSample>()(
 );
 
 /** A machine's replication figures over time, as the vault kept them. */
-export const replicationHistory = z
-  .strictObject({
+export const replicationHistory = describes<ReplicationHistory>()(
+  z.strictObject({
     machineId: id,
     since: time,
     resolutionSeconds: resolution,
     samples: z.array(replicationSample),
-  })
-  .meta({ id: 'ReplicationHistory', examples: [x.replicationHistoryExample] });
+  }),
+).meta({ id: 'ReplicationHistory', examples: [x.replicationHistoryExample] });

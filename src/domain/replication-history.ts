@@ -103,3 +103,11 @@ export function tierFor(
   const span = (Date.parse(now) - Date.parse(since)) / 1000;
   return REPLICATION_TIERS.find((t) => t.keepSeconds >= span) ?? REPLICATION_TIERS.at(-1)!;
 }
+
+/** A machine's history as the vault answers it: one tier's buckets from `since` on. */
+export interface ReplicationHistory {
+  machineId: string;
+  since: string;
+  resolutionSeconds: ReplicationResolution;
+  samples: ReplicationSample[];
+}

@@ -88,6 +88,8 @@ export function oldestKept(now: string, tier: (typeof REPLICATION_TIERS)[number]
   return new Date(Date.parse(now) - tier.keepSeconds * 1000).toISOString();
 }
 
+const SPAN_SLACK_SECONDS = 60;
+
 /**
  * The tier to answer a request for the history since `since` (pure): the
  * asked resolution if given, else the finest tier that still covers `since`.
@@ -100,7 +102,8 @@ export function tierFor(
   if (resolutionSeconds !== undefined) {
     return REPLICATION_TIERS.find((t) => t.resolutionSeconds === resolutionSeconds)!;
   }
-  const span = (Date.parse(now) - Date.parse(since)) / 1000;
+  // "An hour ago" computed by a client a moment before the request still asks for the hour tier.
+  const span = (Date.parse(now) - Date.parse(since)) / 1000 - SPAN_SLACK_SECONDS;
   return REPLICATION_TIERS.find((t) => t.keepSeconds >= span) ?? REPLICATION_TIERS.at(-1)!;
 }
 

@@ -3,7 +3,7 @@ import type {
   ReplicationHistory as History,
   ReplicationSample,
 } from '../../../src/domain/replication-history.ts';
-import { formatBytes, formatDuration } from '../format-time.ts';
+import { formatBytes, formatDuration, formatTime } from '../format-time.ts';
 import { useResource } from '../use-resource.ts';
 import { ErrorMessage } from './error-message.tsx';
 
@@ -97,8 +97,12 @@ export function ReplicationHistory({ machineId }: { machineId: string }) {
     { refreshMs: 5000 },
   );
   const end = Date.now();
-  const start = end - range.seconds * 1000;
-  const samples: ReplicationSample[] = (history.data?.samples ?? []).filter((s) => Date.parse(s.at) >= start);
+  const samples: ReplicationSample[] = (history.data?.samples ?? []).filter(
+    (s) => Date.parse(s.at) >= end - range.seconds * 1000,
+  );
+  // The axis starts at the oldest sample kept, so a machine protected an hour ago fills the day's chart.
+  const start =
+    samples.length > 0 ? Math.min(Date.parse(samples[0]!.at), end - 60_000) : end - range.seconds * 1000;
   const series = (value: (s: ReplicationSample) => number | null): Point[] =>
     samples.map((s) => ({ at: Date.parse(s.at), value: value(s) }));
   const resolutionSeconds = history.data?.resolutionSeconds ?? 10;
@@ -155,8 +159,8 @@ export function ReplicationHistory({ machineId }: { machineId: string }) {
       )}
       <p className="muted small">
         {samples.length} sample{samples.length === 1 ? '' : 's'} of {formatDuration(resolutionSeconds)} over
-        the {range.label.toLowerCase()}, kept by the vault: throughput is each sample's mean, pending and RPO
-        its worst.
+        the {range.label.toLowerCase()} (drawn from {formatTime(new Date(start).toISOString())} to now), kept
+        by the vault: throughput is each sample's mean, pending and RPO its worst.
       </p>
     </div>
   );

@@ -108,16 +108,21 @@ export class ApiClient {
   }
 
   /**
-   * Follows a job over server-sent events. EventSource cannot send an
-   * Authorization header, so this reads the stream with fetch instead of
-   * putting the token in the URL (where logs and history would keep it).
+   * Reads an API path's server-sent events until the stream ends. EventSource
+   * cannot send an Authorization header, so this reads the stream with fetch
+   * instead of putting the token in the URL (where logs and history would keep it).
    */
-  async followJob(id: string, onJob: (job: JobWithCancel) => void, signal: AbortSignal): Promise<void> {
-    const response = await fetch(`/api/v1/jobs/${encodeURIComponent(id)}/events`, {
+  async events(
+    path: string,
+    onEvent: (event: { name: string; data: string }) => void,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const response = await fetch(`/api/v1${path}`, {
       headers: { authorization: `Bearer ${this.token}`, accept: 'text/event-stream' },
       signal,
     });
     if (!response.ok || !response.body) {
+      if (response.status === 401) this.onUnauthenticated?.();
       const body = (await response.json().catch(() => null)) as { error?: ApiErrorBody } | null;
       throw new ApiError(
         response.status,
@@ -131,11 +136,21 @@ export class ApiClient {
       if (done) return;
       buffer += value.replace(/\r\n/g, '\n');
       for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
-        const event = parseEvent(buffer.slice(0, end));
+        onEvent(parseEvent(buffer.slice(0, end)));
         buffer = buffer.slice(end + 2);
-        if (event.name === 'job' && event.data) onJob(JSON.parse(event.data) as JobWithCancel);
       }
     }
+  }
+
+  /** Follows a job over server-sent events. */
+  followJob(id: string, onJob: (job: JobWithCancel) => void, signal: AbortSignal): Promise<void> {
+    return this.events(
+      `/jobs/${encodeURIComponent(id)}/events`,
+      (event) => {
+        if (event.name === 'job' && event.data) onJob(JSON.parse(event.data) as JobWithCancel);
+      },
+      signal,
+    );
   }
 }
 

@@ -617,3 +617,60 @@ describe('REST API: resources', () => {
     assert.equal((await call('GET', '/no-such-endpoint', { token: viewer })).status, 404);
   });
 });
+
+describe('REST API: replication history', () => {
+  it('answers the samples the vault kept, at the finest resolution covering `since` unless asked', async () => {
+    const machine = await createMachine('history');
+    const now = Date.now();
+    const ago = (seconds: number) => new Date(now - seconds * 1000).toISOString();
+    for (const seconds of [2 * 86_400, 3 * 3600, 1800, 25, 5]) {
+      await vault.context.store.replicationHistory.record(machine.id, {
+        at: ago(seconds),
+        throughputBytesPerSec: seconds,
+        pendingBytes: 4096,
+        rpoSeconds: seconds === 5 ? null : 3,
+      });
+    }
+    type History = {
+      resolutionSeconds: number;
+      since: string;
+      samples: { at: string; rpoSeconds: number | null }[];
+    };
+    const lastHour = await call<History>('GET', `/machines/${machine.name}/replication-history`, {
+      token: viewer,
+    });
+    assert.equal(lastHour.status, 200, JSON.stringify(lastHour.body));
+    assert.equal(lastHour.body.resolutionSeconds, 10);
+    assert.deepEqual(
+      lastHour.body.samples.map((s) => s.rpoSeconds),
+      [3, 3, null],
+      'the last hour in 10 s samples, oldest first',
+    );
+    const week = await call<History>(
+      'GET',
+      `/machines/${machine.id}/replication-history?since=${encodeURIComponent(ago(7 * 86_400))}`,
+      { token: viewer },
+    );
+    assert.equal(week.body.resolutionSeconds, 600);
+    assert.ok(week.body.samples.length >= 3 && week.body.samples.length <= 5, JSON.stringify(week.body));
+    const asked = await call<History>(
+      'GET',
+      `/machines/${machine.id}/replication-history?resolution=60&since=${encodeURIComponent(ago(4 * 3600))}`,
+      { token: viewer },
+    );
+    assert.equal(asked.body.resolutionSeconds, 60);
+    assert.ok(asked.body.samples.length >= 3);
+
+    const bad = await call<ErrorBody>('GET', `/machines/${machine.id}/replication-history?resolution=30`, {
+      token: viewer,
+    });
+    assert.equal(bad.status, 400);
+    assert.match(JSON.stringify(bad.body.error), /resolution/);
+    const badSince = await call<ErrorBody>('GET', `/machines/${machine.id}/replication-history?since=1h`, {
+      token: viewer,
+    });
+    assert.equal(badSince.status, 400);
+    const missing = await call<ErrorBody>('GET', '/machines/no-such/replication-history', { token: viewer });
+    assert.equal(missing.status, 404);
+  });
+});

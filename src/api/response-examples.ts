@@ -367,3 +367,27 @@ export const mirrorStatusExample = {
   lastPointAt: '2026-03-02T09:29:58.000Z',
   stoppedPointAt: null,
 } satisfies MirrorStatus;
+
+export const replicationHistoryExample = {
+  machineId: MACHINE_ID,
+  since: '2026-03-02T09:00:00.000Z',
+  resolutionSeconds: 10,
+  samples: [
+    {
+      at: '2026-03-02T09:00:00.000Z',
+      resolutionSeconds: 10,
+      samples: 2,
+      throughputBytesPerSec: 5_242_880,
+      pendingBytes: 65_536,
+      rpoSeconds: 4,
+    },
+    {
+      at: '2026-03-02T09:00:10.000Z',
+      resolutionSeconds: 10,
+      samples: 2,
+      throughputBytesPerSec: 4_718_592,
+      pendingBytes: 0,
+      rpoSeconds: 3,
+    },
+  ],
+};

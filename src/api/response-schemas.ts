@@ -28,6 +28,11 @@ import { IN_PROGRESS_STATES, STABLE_STATES } from '../domain/model.ts';
 import type { Problem, ProblemCode } from '../domain/problem.ts';
 import type { RtoEstimate } from '../domain/recovery-plan-rto.ts';
 import type { PlanDocument } from '../domain/recovery-plan-validation.ts';
+import {
+  REPLICATION_RESOLUTIONS,
+  type ReplicationHistory,
+  type ReplicationSample,
+} from '../domain/replication-history.ts';
 import type {
   DomainDescription,
   HypervisorInventory,
@@ -677,3 +682,26 @@ export const openedAccessView = describes<OpenedAccessView>()(
 );
 
 export const noContent = z.null();
+
+const resolution = z.literal(REPLICATION_RESOLUTIONS);
+
+const replicationSample = describes<ReplicationSample>()(
+  z.strictObject({
+    at: time.describe('start of the sample'),
+    resolutionSeconds: resolution,
+    samples: z.number().int().describe('monitor figures in it (one per poll, 5 s apart)'),
+    throughputBytesPerSec: z.number().describe('mean over the sample'),
+    pendingBytes: z.number().describe('most bytes pending during the sample'),
+    rpoSeconds: z.number().nullable().describe('worst RPO during the sample; null while no point exists'),
+  }),
+);
+
+/** A machine's replication figures over time, as the vault kept them. */
+export const replicationHistory = describes<ReplicationHistory>()(
+  z.strictObject({
+    machineId: id,
+    since: time,
+    resolutionSeconds: resolution,
+    samples: z.array(replicationSample),
+  }),
+).meta({ id: 'ReplicationHistory', examples: [x.replicationHistoryExample] });

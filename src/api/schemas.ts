@@ -6,6 +6,7 @@ import {
   RECOVERY_POINT_OPTIONS,
   type RecoveryPointOption,
 } from '../domain/index.ts';
+import { REPLICATION_RESOLUTIONS } from '../domain/replication-history.ts';
 import {
   DEFAULT_VIEW_TTL_SECONDS,
   MAX_VIEW_TTL_SECONDS,
@@ -157,6 +158,13 @@ export const machineConsole = z.object({
     .enum(['1', '0', 'true', 'false'])
     .transform((v) => v === '1' || v === 'true')
     .optional(),
+});
+
+export const replicationHistory = z.object({
+  /** From when (ISO time; default: an hour ago). The vault keeps 30 days. */
+  since: z.iso.datetime({ offset: true }).optional(),
+  /** Seconds per sample: 10 (kept an hour), 60 (a day) or 600 (30 days); default the finest that covers `since`. */
+  resolution: z.coerce.number().pipe(z.literal(REPLICATION_RESOLUTIONS)).optional(),
 });
 
 export const listMachines = z.object({

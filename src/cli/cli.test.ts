@@ -161,6 +161,36 @@ describe('haven CLI', () => {
     assert.equal(body.error.details.state, 'unprotected');
   });
 
+  it('shows a machine’s replication history, its range and resolution in units', async () => {
+    const empty = await runHaven(['machines', 'history', 'web-01', ...conn()]);
+    assert.equal(empty.code, 0, empty.stderr);
+    assert.match(
+      empty.stdout,
+      /^no replication figures since .+: they are kept while the machine replicates$/m,
+    );
+    const week = await runHaven(['machines', 'history', 'web-01', '--since', '7d', '--json', ...conn()]);
+    assert.equal(week.code, 0, week.stderr);
+    const body = JSON.parse(week.stdout) as { resolutionSeconds: number; since: string; samples: unknown[] };
+    assert.equal(body.resolutionSeconds, 600, 'the finest tier kept a week back');
+    assert.ok(Math.abs(Date.parse(body.since) - (Date.now() - 7 * 86_400_000)) < 60_000);
+    const minutes = await runHaven([
+      'machines',
+      'history',
+      'web-01',
+      '--resolution',
+      '1m',
+      '--json',
+      ...conn(),
+    ]);
+    assert.equal((JSON.parse(minutes.stdout) as { resolutionSeconds: number }).resolutionSeconds, 60);
+    const odd = await runHaven(['machines', 'history', 'web-01', '--resolution', '30s', ...conn()]);
+    assert.equal(odd.code, 2);
+    assert.match(odd.stderr, /--resolution: '30s' is not kept; the vault keeps 10 s, 1 min, 10 min/);
+    const badSince = await runHaven(['machines', 'history', 'web-01', '--since', 'yesterday', ...conn()]);
+    assert.equal(badSince.code, 2);
+    assert.match(badSince.stderr, /--since: 'yesterday' is not a duration/);
+  });
+
   it('follows a job to its end with plain progress lines when not on a terminal', async () => {
     const token = (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim();
     const response = await fetch(`${url}/api/v1/vault/backup`, {

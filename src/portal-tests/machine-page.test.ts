@@ -73,6 +73,29 @@ describe('portal: the machine page and the job page', { timeout: 180_000 }, () =
       const i = points.length;
       await addPoint(t, i % 10 === 0 ? 'app' : i % 25 === 3 ? 'group' : 'crash');
     }
+    // Replication figures the vault kept before any page opened: every 10 s over the last 50 minutes.
+    await store.machines.recordReplication(
+      machine.id,
+      {
+        state: 'streaming',
+        progress: 100,
+        rpoSeconds: 4,
+        pendingBytes: 1 << 20,
+        sentBytes: 1 << 30,
+        throughputBytesPerSec: 7 << 20,
+        lastError: null,
+        updatedAt: new Date(now).toISOString(),
+      },
+      'healthy',
+    );
+    for (let t = now - 50 * MINUTE; t < now; t += 10_000) {
+      await store.replicationHistory.record(machine.id, {
+        at: new Date(t).toISOString(),
+        throughputBytesPerSec: 7 << 20,
+        pendingBytes: 1 << 20,
+        rpoSeconds: 4,
+      });
+    }
     viewerToken = (await f.api<{ token: string }>('POST', '/tokens', { name: 'auditor', role: 'viewer' }))
       .body.token;
   });
@@ -214,6 +237,62 @@ describe('portal: the machine page and the job page', { timeout: 180_000 }, () =
     await page.close();
   });
 
+  test('the replication charts: history kept by the vault from before the page opened, updated live', async () => {
+    const page = await watchedPage(f, f.adminToken, consoleErrors);
+    await page.goto(`${f.url}/machines/${machine.id}`);
+    const throughput = page.getByTestId('spark-throughput');
+    await throughput.waitFor();
+    const samples = Number(await throughput.getAttribute('data-samples'));
+    assert.ok(samples >= 290, `${samples} samples from the last 50 minutes`);
+    assert.match((await throughput.locator('figcaption').textContent()) ?? '', /highest 7\.0 MiB\/s/);
+    assert.ok((await throughput.locator('polyline').count()) >= 1, 'drawn as a line');
+    // A new figure reaches the open page (pending is each sample's worst: the monitor's own figures do not hide it).
+    await f.haven.vault.context.store.replicationHistory.record(machine.id, {
+      at: new Date().toISOString(),
+      throughputBytesPerSec: 0,
+      pendingBytes: 5 * 2 ** 30,
+      rpoSeconds: 2,
+    });
+    await page
+      .getByTestId('spark-pending')
+      .locator('figcaption', { hasText: /highest 5\.0 GiB/ })
+      .waitFor({ timeout: 15_000 });
+    // The day: the vault's 1 min samples.
+    await page.getByRole('button', { name: 'Last day' }).click();
+    await page
+      .getByTestId('replication-history')
+      .getByText(/samples? of 1 min over the last day/)
+      .waitFor();
+    await page.getByTestId('replication-history').scrollIntoViewIfNeeded();
+    await screenshots(f, page, 'machine-replication-history');
+    await page.close();
+  });
+
+  test('the timeline: the mouse wheel zooms the chart and does not scroll the page', async () => {
+    const page = await watchedPage(f, f.adminToken, consoleErrors);
+    await page.goto(`${f.url}/machines/${machine.id}`);
+    await page.locator('.point').first().waitFor();
+    await page.getByRole('button', { name: 'Zoom in' }).click();
+    const chart = page.locator('.timeline-svg');
+    await chart.scrollIntoViewIfNeeded();
+    // Room to scroll either way, so a scroll would show.
+    await page.evaluate(() => window.scrollBy(0, 40));
+    const scroll = () => page.evaluate(() => window.scrollY);
+    const range = page.getByTestId('timeline-range');
+    const box = (await chart.boundingBox())!;
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    for (const deltaY of [400, -400]) {
+      const before = { scroll: await scroll(), range: await range.textContent() };
+      assert.ok(before.scroll > 0, 'the page can scroll both ways');
+      await page.mouse.wheel(0, deltaY);
+      await until('the wheel zoomed', async () => (await range.textContent()) !== before.range);
+      // A scroll would have happened by now: wheel events are handled before the next frame.
+      await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+      assert.equal(await scroll(), before.scroll, `wheel ${deltaY} scrolled the page`);
+    }
+    await page.close();
+  });
+
   test('the job page of a job from before steps kept their output: step durations, results in words, the recovery point named', async () => {
     const { store } = f.haven.vault.context;
     const point = points[points.length - 10]!;
@@ -290,9 +369,9 @@ describe('portal: the machine page and the job page', { timeout: 180_000 }, () =
     await viewer.waitForLoadState('networkidle');
     const buttons = await viewer.locator('main button').allInnerTexts();
     assert.deepEqual(
-      buttons.filter((b) => !/Earlier|Later|Zoom|All points/.test(b)),
+      buttons.filter((b) => !/Earlier|Later|Zoom|All points|^Last /.test(b)),
       [],
-      'only the timeline view buttons',
+      'only the view buttons of the timeline and the charts',
     );
     assert.equal(await viewer.locator('button[data-operation]').count(), 0);
     await viewer.locator('.point').first().click();

@@ -18,6 +18,7 @@ import { KyselyMachineRepository } from './repositories/machine-repository.ts';
 import { KyselyPlanRepository } from './repositories/plan-repository.ts';
 import { KyselyPolicyRepository } from './repositories/policy-repository.ts';
 import { KyselyRecoveryPointRepository } from './repositories/recovery-point-repository.ts';
+import { KyselyReplicationHistoryRepository } from './repositories/replication-history-repository.ts';
 import { KyselyScriptRunRepository } from './repositories/script-run-repository.ts';
 import { KyselySettingsRepository } from './repositories/settings-repository.ts';
 import { KyselySiteRepository } from './repositories/site-repository.ts';
@@ -119,6 +120,7 @@ class KyselyStore implements Store {
   readonly drillSchedules: KyselyDrillScheduleRepository;
   readonly drillRuns: KyselyDrillRunRepository;
   readonly accessViews: KyselyAccessViewRepository;
+  readonly replicationHistory: KyselyReplicationHistoryRepository;
   readonly #copyTo: (file: string) => Promise<void>;
   #closed = false;
 
@@ -141,6 +143,7 @@ class KyselyStore implements Store {
     this.drillSchedules = new KyselyDrillScheduleRepository(db);
     this.drillRuns = new KyselyDrillRunRepository(db);
     this.accessViews = new KyselyAccessViewRepository(db);
+    this.replicationHistory = new KyselyReplicationHistoryRepository(db);
   }
 
   /** Writes to a temporary name first, so `file` is either the old or a complete new backup. */

@@ -26,6 +26,7 @@ export interface Database {
   drill_runs: DrillRunsTable;
   drill_run_machines: DrillRunMachinesTable;
   access_views: AccessViewsTable;
+  replication_samples: ReplicationSamplesTable;
 }
 
 /** Written as 0/1, read as 0/1 (SQLite) or true/false (PostgreSQL). */
@@ -270,4 +271,15 @@ export interface AccessViewsTable {
   disks: JsonColumn;
   closed_at: string | null;
   closed_reason: string | null;
+}
+
+/** One bucket of one resolution tier of a machine's replication history. */
+export interface ReplicationSamplesTable {
+  machine_id: string;
+  resolution_seconds: number;
+  bucket_at: string;
+  samples: number;
+  throughput: number;
+  pending_bytes: BigIntColumn;
+  rpo_seconds: number | null;
 }

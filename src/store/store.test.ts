@@ -19,9 +19,11 @@ import {
   type Site,
   startedScriptRun,
 } from '../domain/model.ts';
+import { bucketStart, REPLICATION_TIERS, type ReplicationFigure } from '../domain/replication-history.ts';
 import { HavenError } from '../errors/index.ts';
 import { type PostgresCluster, startPostgresCluster } from '../testing/postgres-cluster.ts';
 import { staticNic } from '../testing/sample-nic.ts';
+import { SeededRandom } from '../testing/seeded-random.ts';
 import { openStore, restoreStore, type Store, type StoreLocation } from './index.ts';
 import { migrations } from './migrations/migration-provider.ts';
 
@@ -516,6 +518,64 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
       assert.equal(m?.updatedAt, machine().updatedAt, 'a monitor sample is not an edit');
       await store.machines.recordReplication('vm-1', null, 'unknown');
       assert.equal((await store.machines.get('vm-1'))?.replication, null);
+    }));
+
+  it('replication history: every figure lands in each tier, aged buckets pruned, rows bounded (property)', () =>
+    withStore(async (store) => {
+      await store.machines.create(machine());
+      const random = new SeededRandom(14);
+      const figures: ReplicationFigure[] = [];
+      let seconds = 0;
+      for (let i = 0; i < 160; i++) {
+        // Mostly monitor ticks, sometimes a gap of minutes, hours or days.
+        seconds += random.pick([1, 3, 5, 7, 40, 700, 4000, 9 * 86_400]) + random.int(0, 3);
+        const figure: ReplicationFigure = {
+          at: at(seconds),
+          throughputBytesPerSec: random.int(0, 1e9),
+          pendingBytes: random.int(0, 2 ** 40),
+          rpoSeconds: random.int(0, 4) === 0 ? null : random.int(0, 5000) / 4,
+        };
+        figures.push(figure);
+        await store.replicationHistory.record('vm-1', figure);
+      }
+      const now = figures.at(-1)!.at;
+      for (const tier of REPLICATION_TIERS) {
+        // The reference: the figures each kept bucket holds, reduced directly.
+        const ms = tier.resolutionSeconds * 1000;
+        const buckets = Map.groupBy(figures, (f) => Math.floor(Date.parse(f.at) / ms) * ms);
+        const expected = [...buckets]
+          .filter(([start]) => start >= Date.parse(now) - tier.keepSeconds * 1000)
+          .map(([start, fs]) => {
+            const rpos = fs.map((f) => f.rpoSeconds).filter((r) => r !== null);
+            return {
+              at: new Date(start).toISOString(),
+              resolutionSeconds: tier.resolutionSeconds,
+              samples: fs.length,
+              throughputBytesPerSec: fs.reduce((sum, f) => sum + f.throughputBytesPerSec, 0) / fs.length,
+              pendingBytes: Math.max(...fs.map((f) => f.pendingBytes)),
+              rpoSeconds: rpos.length > 0 ? Math.max(...rpos) : null,
+            };
+          });
+        const stored = await store.replicationHistory.list('vm-1', tier.resolutionSeconds, at(0));
+        assert.ok(expected.length > 1, `tier ${tier.resolutionSeconds} s has buckets to check`);
+        assert.deepEqual(
+          stored.map((b) => ({ ...b, throughputBytesPerSec: Math.round(b.throughputBytesPerSec) })),
+          expected.map((b) => ({ ...b, throughputBytesPerSec: Math.round(b.throughputBytesPerSec) })),
+          `tier ${tier.resolutionSeconds} s`,
+        );
+        assert.ok(stored.length <= tier.keepSeconds / tier.resolutionSeconds + 1);
+        const recent = await store.replicationHistory.list(
+          'vm-1',
+          tier.resolutionSeconds,
+          figures.at(-3)!.at,
+        );
+        assert.deepEqual(
+          recent,
+          stored.filter((b) => b.at >= bucketStart(figures.at(-3)!.at, tier.resolutionSeconds)),
+        );
+      }
+      await store.machines.delete('vm-1');
+      assert.deepEqual(await store.replicationHistory.list('vm-1', 600, at(0)), [], 'gone with its machine');
     }));
 
   it('machines: two racing transitions, exactly one wins (two stores)', async () => {

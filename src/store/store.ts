@@ -22,6 +22,11 @@ import type {
   SourceFence,
   StepState,
 } from '../domain/model.ts';
+import type {
+  ReplicationFigure,
+  ReplicationResolution,
+  ReplicationSample,
+} from '../domain/replication-history.ts';
 import type { HypervisorInventory } from '../hypervisor/hypervisor.ts';
 
 /**
@@ -48,6 +53,7 @@ export interface Store {
   drillSchedules: DrillScheduleRepository;
   drillRuns: DrillRunRepository;
   accessViews: AccessViewRepository;
+  replicationHistory: ReplicationHistoryRepository;
 
   /** Consistent online copy of the whole state to `file` (SQLite backup / pg_dump). */
   backup(file: string): Promise<void>;
@@ -324,4 +330,18 @@ export interface AccessViewRepository {
   list(filter?: { open?: boolean; machineId?: string; hostId?: string }): Promise<AccessView[]>;
   /** Marks an open view closed; false when it was closed already (the first reason stays). */
   close(id: string, at: string, reason: string): Promise<boolean>;
+}
+
+export interface ReplicationHistoryRepository {
+  /**
+   * Adds one figure to its bucket of every tier and prunes the machine's
+   * buckets older than each tier keeps (one transaction).
+   */
+  record(machineId: string, figure: ReplicationFigure): Promise<void>;
+  /** The buckets of one tier from `since` on, oldest first. */
+  list(
+    machineId: string,
+    resolutionSeconds: ReplicationResolution,
+    since: string,
+  ): Promise<ReplicationSample[]>;
 }

@@ -258,7 +258,8 @@ export function linesAfter(anchor: readonly string[], count: number, now: readon
 
 /**
  * Sends the lines already read, then each new console line as it comes,
- * until the client goes away or the machine's console is gone.
+ * until the client goes away or the console is gone (the machine deleted, its
+ * drill ended); while its host is away it waits for it to come back.
  */
 export async function followConsole(
   vault: VaultContext,
@@ -274,6 +275,7 @@ export async function followConsole(
   for (const line of first.slice(Math.max(0, first.length - tail))) await io.send(line);
   let wake: (() => void) | null = null;
   io.onAbort(() => wake?.());
+  const drillStartedAt = machine.runtime.test?.startedAt;
   while (!io.stopped()) {
     await new Promise<void>((resolve) => {
       wake = resolve;
@@ -281,11 +283,18 @@ export async function followConsole(
     });
     wake = null;
     if (io.stopped()) return;
-    const now = await consoleOf(vault, machine, undefined, which).catch((error: unknown) => {
+    // Read again each time: the stream ends with the machine, and a drill's with its drill (not at the next one's).
+    const current = await vault.store.machines.get(machine.id);
+    if (!current) return;
+    if (which === 'drill' && current.runtime.test?.startedAt !== drillStartedAt) return;
+    const now = await consoleOf(vault, current, undefined, which).catch((error: unknown) => {
       if (error instanceof HavenError && error.code === 'not_found') return null;
+      // The host is away (restarting, reconnecting): keep the stream and read again once it is back.
+      if (error instanceof HavenError && error.code === 'unreachable') return 'away' as const;
       throw error;
     });
     if (now === null) return;
+    if (now === 'away') continue;
     const fresh = linesAfter(anchor, count, now.lines);
     for (const line of fresh) await io.send(line);
     if (fresh.length > 0) anchor = [...anchor, ...fresh].slice(-ANCHOR_LINES);

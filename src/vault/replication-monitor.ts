@@ -119,7 +119,7 @@ function brokenDisksMessage(broken: readonly BrokenDiskPath[]): string {
 
 /**
  * Polls the hosts for each replicating machine's status, records it on the
- * machine (RPO, bytes pending, throughput, state) and raises an alert when
+ * machine (RPO, bytes pending, throughput, state) and in its history and raises an alert when
  * the RPO passes the policy's threshold, clearing it when it recovers.
  */
 export class ReplicationMonitor {
@@ -231,6 +231,12 @@ export class ReplicationMonitor {
     }
     const health = replicationHealth(snapshot, threshold);
     await store.machines.recordReplication(machine.id, snapshot, health);
+    await store.replicationHistory.record(machine.id, {
+      at: snapshot.updatedAt,
+      throughputBytesPerSec: snapshot.throughputBytesPerSec,
+      pendingBytes: snapshot.pendingBytes,
+      rpoSeconds: snapshot.rpoSeconds,
+    });
 
     const key = `rpo:${machine.id}`;
     const breached = threshold !== null && snapshot.rpoSeconds !== null && snapshot.rpoSeconds > threshold;

@@ -1,6 +1,6 @@
 import type { Machine } from '../../../src/domain/model.ts';
 import { formatTime } from '../format-time.ts';
-import { useResource } from '../use-resource.ts';
+import { useConsoleStream } from '../use-console-stream.ts';
 import { Ago } from './ago.tsx';
 import { ErrorMessage } from './error-message.tsx';
 
@@ -21,12 +21,14 @@ export function DrillPanel({
   onCleanup?: () => void;
 }) {
   const drill = machine.runtime.test;
-  const console = useResource<{ lines: string[] }>(
-    drill ? `/machines/${encodeURIComponent(machine.id)}/console?copy=drill&tail=${TAIL}` : null,
-    { refreshMs: 5000 },
+  // Per drill: the stream ends with its drill, and the next drill follows its own console.
+  const console = useConsoleStream(
+    drill ? `/machines/${encodeURIComponent(machine.id)}/console?copy=drill` : null,
+    TAIL,
+    drill?.startedAt,
   );
   if (!drill) return null;
-  const lines = console.data?.lines ?? [];
+  const lines = console.lines;
   return (
     <article className="card wide drill" data-testid="drill">
       <h2>Test failover running</h2>
@@ -46,16 +48,16 @@ export function DrillPanel({
           {hostName(drill.hostId)} as <code>{drill.vmName}</code>
         </dd>
       </dl>
-      <h3>Console (last {TAIL} lines)</h3>
+      <h3>Console (last {TAIL} lines, live)</h3>
       <ErrorMessage error={console.error} />
-      {console.data &&
-        (lines.length === 0 ? (
-          <p className="muted">Nothing on the console yet.</p>
-        ) : (
-          <pre className="log console-tail" data-testid="drill-console">
-            {lines.join('\n')}
-          </pre>
-        ))}
+      {lines.length === 0 ? (
+        !console.error && <p className="muted">Nothing on the console yet.</p>
+      ) : (
+        <pre className="log console-tail" data-testid="drill-console" aria-live="polite">
+          {lines.join('\n')}
+        </pre>
+      )}
+      {console.ended && <p className="muted small">The drill's console has ended.</p>}
       {onCleanup && (
         <button type="button" onClick={onCleanup} data-testid="drill-cleanup">
           Clean up the drill…

@@ -1,12 +1,4 @@
-import {
-  type KeyboardEvent,
-  type RefObject,
-  useEffect,
-  useMemo,
-  useRef,
-  useState,
-  type WheelEvent,
-} from 'react';
+import { type KeyboardEvent, type RefObject, useEffect, useMemo, useRef, useState } from 'react';
 import type { RecoveryPoint } from '../../../src/domain/model.ts';
 import { formatDuration, formatTime } from '../format-time.ts';
 import { describePoint, kindOf, POINT_KINDS, type PointKind } from '../point-kinds.ts';
@@ -195,11 +187,26 @@ export function RecoveryPointTimeline({
       focusWanted.current = true;
     } else onSelect(mark.points[0]!.id);
   };
-  const onWheel = (event: WheelEvent<SVGSVGElement>) => {
-    const box = event.currentTarget.getBoundingClientRect();
+  const onWheel = (event: WheelEvent, svg: SVGSVGElement) => {
+    const box = svg.getBoundingClientRect();
     const ratio = (event.clientX - box.left) / box.width;
     zoom(event.deltaY < 0 ? 0.7 : 1 / 0.7, range.start + ratio * span);
   };
+  // React's wheel listeners are passive, so they cannot keep the page from
+  // scrolling: the chart listens itself, and the wheel only zooms there.
+  const svgRef = useRef<SVGSVGElement>(null);
+  const wheel = useRef(onWheel);
+  wheel.current = onWheel;
+  useEffect(() => {
+    const svg = svgRef.current;
+    if (!svg) return;
+    const listener = (event: WheelEvent) => {
+      event.preventDefault();
+      wheel.current(event, svg);
+    };
+    svg.addEventListener('wheel', listener, { passive: false });
+    return () => svg.removeEventListener('wheel', listener);
+  }, []);
 
   const onKeyDown = (event: KeyboardEvent<HTMLDivElement>) => {
     if (!active) return;
@@ -317,7 +324,7 @@ export function RecoveryPointTimeline({
           height={HEIGHT}
           width="100%"
           className="timeline-svg"
-          onWheel={onWheel}
+          ref={svgRef}
           role="presentation"
         >
           {POINT_KINDS.map((k) => (

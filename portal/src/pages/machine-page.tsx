@@ -9,7 +9,7 @@ import { OperationDialog } from '../components/operation-dialog.tsx';
 import { PointAccessHint } from '../components/point-access-hint.tsx';
 import { RecoveryPointTimeline } from '../components/recovery-point-timeline.tsx';
 import { RecoverySettingsForm } from '../components/recovery-settings-form.tsx';
-import { ReplicationHistory, useReplicationHistory } from '../components/replication-history.tsx';
+import { ReplicationHistory } from '../components/replication-history.tsx';
 import { formatBytes, formatTime } from '../format-time.ts';
 import { OPERATION_TEXT } from '../operations.ts';
 import { Link } from '../router.tsx';
@@ -36,7 +36,6 @@ export function MachinePage({ id }: { id: string }) {
   const policies = useResource<{ policies: Policy[] }>('/policies');
   const [selectedPoint, setSelectedPoint] = useState<string | null>(null);
   const [operation, setOperation] = useState<LifecycleOperation | null>(null);
-  const history = useReplicationHistory(machine.data?.replication);
 
   if (machine.error) {
     return (
@@ -166,7 +165,7 @@ export function MachinePage({ id }: { id: string }) {
         {m.replication && (
           <article className="card wide">
             <h2>Replication over time</h2>
-            <ReplicationHistory samples={history} />
+            <ReplicationHistory machineId={m.id} />
           </article>
         )}
         <article className="card wide">

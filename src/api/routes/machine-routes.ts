@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { isoNow } from '../../clock/index.ts';
 import { ALL_OPERATIONS, allowedOperations, type LifecycleOperation } from '../../domain/index.ts';
 import type { Machine, MachineState, RecoveryPoint } from '../../domain/model.ts';
+import { tierFor } from '../../domain/replication-history.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
 import { checkBootPaths, checkSourcePath } from '../../host/storage-folders.ts';
 import { type ImportDomainRequest, importDomain } from '../../vault/import-domain.ts';
@@ -370,6 +371,24 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
           );
           await stream.writeSSE({ event: 'end', data: '' });
         });
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/machines/:id/replication-history',
+      summary:
+        'Replication throughput, bytes pending and RPO over time: 10 s samples for the last hour, 1 min for a day, 10 min for 30 days',
+      tag,
+      access: { kind: 'token', role: 'viewer' },
+      query: s.replicationHistory,
+      response: r.replicationHistory,
+      handler: async ({ params, query }) => {
+        const machine = await machineOr404(vault, params.id!);
+        const now = isoNow(vault.clock);
+        const since = query.since ?? new Date(Date.parse(now) - 3600_000).toISOString();
+        const { resolutionSeconds } = tierFor(since, now, query.resolution);
+        const samples = await vault.store.replicationHistory.list(machine.id, resolutionSeconds, since);
+        return { machineId: machine.id, since, resolutionSeconds, samples };
       },
     }),
     route({

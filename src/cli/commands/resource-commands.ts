@@ -9,6 +9,7 @@ import {
   type RecoveryPoint,
   type Site,
 } from '../../domain/model.ts';
+import { REPLICATION_RESOLUTIONS, type ReplicationHistory } from '../../domain/replication-history.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { HypervisorInventory } from '../../hypervisor/hypervisor.ts';
 import { ago, formatBytes, formatDuration, parseDuration } from '../../text/human-units.ts';
@@ -519,6 +520,65 @@ export const resourceCommands: Command[] = [
         { header: 'Point (for --point)', value: (p) => pointLabel(p) },
         { header: 'Id', value: (p) => p.id, wide: true },
       ]);
+    },
+  }),
+  vaultCommand({
+    name: 'machines history',
+    summary: 'Replication throughput, bytes pending and RPO of a machine over time, as the vault kept them',
+    usage: 'MACHINE',
+    options: {
+      since: {
+        type: 'string',
+        value: 'DURATION',
+        description: 'how far back (default 1h; kept: 10 s samples for 1h, 1 min for 24h, 10 min for 30d)',
+      },
+      resolution: {
+        type: 'string',
+        value: 'DURATION',
+        description: 'time per row: 10s, 1m or 10m (default the finest kept that far back)',
+      },
+    },
+    examples: ['haven machines history web-01', 'haven machines history web-01 --since 7d'],
+    run: async (args, { client, out }) => {
+      const machine = await positionalRef(client, args, 0, 'machine', 'machines');
+      const since = new Date(Date.now() - parseDuration(str(args, 'since') ?? '1h', 'since') * 1000);
+      const resolution = str(args, 'resolution');
+      const query = new URLSearchParams({ since: since.toISOString() });
+      if (resolution) {
+        const seconds = parseDuration(resolution, 'resolution');
+        if (!(REPLICATION_RESOLUTIONS as readonly number[]).includes(seconds)) {
+          throw new HavenError(
+            'bad_request',
+            `--resolution: '${resolution}' is not kept; the vault keeps ${REPLICATION_RESOLUTIONS.map(formatDuration).join(', ')}`,
+            { field: 'resolution' },
+          );
+        }
+        query.set('resolution', String(seconds));
+      }
+      const history = await client.get<ReplicationHistory>(
+        `/machines/${encodeURIComponent(machine)}/replication-history?${query}`,
+      );
+      if (out.json) {
+        printJson(out, history);
+        return 0;
+      }
+      if (history.samples.length === 0) {
+        out.write(
+          `no replication figures since ${localTime(history.since)}: they are kept while the machine replicates\n`,
+        );
+        return 0;
+      }
+      printTable(out, history.samples, [
+        { header: 'Time', value: (s) => localTime(s.at) },
+        { header: 'Throughput', value: (s) => `${formatBytes(s.throughputBytesPerSec)}/s` },
+        { header: 'Pending (most)', value: (s) => formatBytes(s.pendingBytes) },
+        {
+          header: 'RPO (worst)',
+          value: (s) => (s.rpoSeconds === null ? 'no point' : formatDuration(s.rpoSeconds)),
+        },
+      ]);
+      out.write(`${formatDuration(history.resolutionSeconds)} per row\n`);
+      return 0;
     },
   }),
   policies.list,

@@ -10,6 +10,7 @@ import { machineImportedFromMigration } from './0008-machine-imported-from.ts';
 import { machineSourceFenceMigration } from './0009-machine-source-fence.ts';
 import { alertAcknowledgedMigration } from './0010-alert-acknowledged.ts';
 import { jobStepOutputMigration } from './0011-job-step-output.ts';
+import { replicationHistoryMigration } from './0012-replication-history.ts';
 import { accessViewsMigration } from './0013-access-views.ts';
 import { drillsMigration } from './0014-drills.ts';
 
@@ -29,6 +30,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0009-machine-source-fence': machineSourceFenceMigration,
   '0010-alert-acknowledged': alertAcknowledgedMigration,
   '0011-job-step-output': jobStepOutputMigration,
+  '0012-replication-history': replicationHistoryMigration,
   '0013-access-views': accessViewsMigration,
   '0014-drills': drillsMigration,
 };

@@ -36,8 +36,10 @@ export async function extJournalNeedsRecovery(target: string, signal?: AbortSign
  * Checks an ext2/3/4 filesystem the way the kernel would find it at mount.
  * `e2fsck -fn` alone skips journal recovery on a crashed filesystem and then
  * judges stale metadata; so when the journal needs recovery it is replayed
- * first (`e2fsck -E journal_only -y`), which WRITES to `target`: callers pass
- * a copy or an overlay. Clean means `e2fsck -fn` exits 0: ext4 leaves the
+ * first (`e2fsck -E journal_only -p`), which WRITES to `target`: callers pass
+ * a copy or an overlay. Preen, not `-y`: a journal that cannot simply be
+ * replayed (its inode damaged) must fail the check, not be "repaired" by a
+ * full `-y` run whose result the read-only check then calls clean. Clean means `e2fsck -fn` exits 0: ext4 leaves the
  * superblock's free counts stale by design, and e2fsck does not count those.
  */
 export async function checkExtFilesystem(target: string, signal?: AbortSignal): Promise<ExtFilesystemCheck> {
@@ -45,9 +47,10 @@ export async function checkExtFilesystem(target: string, signal?: AbortSignal): 
   const journalReplayed = await extJournalNeedsRecovery(target, signal);
   let replayOutput = '';
   if (journalReplayed) {
-    const replay = await runChecker('e2fsck', ['-E', 'journal_only', '-y', target], options);
-    // 0 nothing changed, 1 errors corrected (the journal replayed); more: the replay failed.
-    if (replay.aborted || replay.exitCode === null || replay.exitCode > 1) {
+    const replay = await runChecker('e2fsck', ['-E', 'journal_only', '-p', target], options);
+    // 0 nothing changed, 1 errors corrected (the journal replayed); more: the replay failed or
+    // preen met what it may not fix by itself (UNEXPECTED INCONSISTENCY, exit 4).
+    if (replay.aborted || replay.exitCode === null || replay.exitCode > 1 || /\? yes$/m.test(replay.output)) {
       return {
         clean: false,
         journalReplayed: false,

@@ -8,7 +8,8 @@ import { type Embedded, startEmbedded } from '../../app/start-embedded.ts';
 import type { DrillRun } from '../../domain/drill.ts';
 import type { Alert, Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
-import type { MachineStatus } from '../../host/host-services.ts';
+import type { FilesystemCheckReport, MachineStatus, ReplicaStore } from '../../host/host-services.ts';
+import { damageInodeTable } from '../../testing/damage-inode-table.ts';
 import { embeddedApi, runOperation } from '../../testing/embedded-api.ts';
 import { consoleOf, records } from '../../testing/guest-console.ts';
 import { until as waitUntil } from '../../testing/until.ts';
@@ -137,5 +138,58 @@ describe('drills of a real guest', { timeout: 600_000 }, () => {
     );
     // The last proof is still the earlier drill's.
     assert.notEqual((await up.vault.context.store.drillRuns.lastProven(machine.id))?.id, run.id);
+  });
+
+  it("checks the point's filesystem in the overlay before it boots: clean after its journal is replayed", async () => {
+    const run = await requestMachineDrill(up.vault.context, machine, {
+      point: 'latest-crash-consistent',
+      testNetwork: null,
+      checks: { filesystems: true, script: null },
+      boot: { consolePattern: 'recovered \\d+ ok', timeoutSeconds: 120 },
+      timeLimitSeconds: 600,
+      createdBy: 'test',
+    });
+    const ended = await drillEnded(run.id);
+    assert.equal(ended.state, 'passed', `${ended.reason} ${JSON.stringify(ended.machines)}`);
+    const fs = ended.machines[0]!.checks.filter((c) => c.kind === 'filesystems');
+    assert.equal(fs.length, 1);
+    assert.equal(fs[0]!.result, 'passed');
+    assert.match(fs[0]!.name, /disk0 \(ext4 'haven-data'\)/);
+    assert.match(fs[0]!.evidence ?? '', /Pass 5/);
+    await assertGone(ended);
+  });
+
+  it("a point whose inode table was overwritten in the drill's overlay fails the filesystem check with e2fsck's evidence", async () => {
+    const recovery = up.hosts.find((h) => h.agent.identity.hostId === machine.recoveryHostId)!;
+    const replica = recovery.agent.services.replica as ReplicaStore;
+    const real = replica.checkFilesystems.bind(replica);
+    // The damage lands in the drill's own overlay, right before the check reads it; the replica is untouched.
+    replica.checkFilesystems = async (params): Promise<FilesystemCheckReport> => {
+      const view = await replica.viewInfo({ viewId: params.viewId });
+      await damageInodeTable(view.disks[0]!.nbdUri);
+      return real(params);
+    };
+    let ended: DrillRun;
+    try {
+      const run = await requestMachineDrill(up.vault.context, machine, {
+        point: 'latest-crash-consistent',
+        testNetwork: null,
+        checks: { filesystems: true, script: null },
+        boot: { consolePattern: 'recovered \\d+ ok', timeoutSeconds: 15 },
+        timeLimitSeconds: 600,
+        createdBy: 'test',
+      });
+      ended = await drillEnded(run.id);
+    } finally {
+      replica.checkFilesystems = real;
+    }
+    assert.equal(ended.state, 'failed');
+    const fs = ended.machines[0]!.checks.find((c) => c.kind === 'filesystems')!;
+    assert.equal(fs.result, 'failed');
+    // The journal lived in the damaged inode table: replaying it stops at what preen may not fix.
+    assert.match(fs.summary, /journal could not be replayed|e2fsck -fn/);
+    assert.match(fs.evidence ?? '', /UNEXPECTED INCONSISTENCY|Filesystem still has errors/);
+    assert.match(ended.reason ?? '', /filesystem disk0/);
+    await assertGone(ended);
   });
 });

@@ -23,7 +23,7 @@ import { HavenError } from '../errors/index.ts';
 import { type JobDefinition, JobEngine } from '../job-engine/index.ts';
 import { PRIVATE_DIR_MODE, restrictUmask, tightenDataDir } from '../storage/private-files.ts';
 import { openStore, type Store } from '../store/index.ts';
-import { drillJob } from '../vault/drills/index.ts';
+import { DrillScheduler, drillJob } from '../vault/drills/index.ts';
 import { GroupScheduler } from '../vault/groups/index.ts';
 import { watchHosts } from '../vault/host-monitor.ts';
 import { reconcileHost } from '../vault/host-reconcile.ts';
@@ -92,6 +92,10 @@ export interface VaultOptions {
   scriptsDir?: string;
   /** The unprivileged user scripts run as when the vault runs as root (created on first use). */
   scriptUser?: string;
+  /** How often the drill scheduler looks at its schedules (default 5 s). */
+  drillTickMs?: number;
+  /** Alert when a scheduled machine or plan has had no passing drill for longer (default 7 days). */
+  drillMaxAgeWithoutPassMs?: number;
 }
 
 export interface RunningVault {
@@ -239,6 +243,11 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
       ...(options.appConsistencyHook ? { appConsistencyHook: options.appConsistencyHook } : {}),
     });
     groupScheduler.start();
+    const drillScheduler = new DrillScheduler(context, {
+      ...(options.drillTickMs ? { tickMs: options.drillTickMs } : {}),
+      ...(options.drillMaxAgeWithoutPassMs ? { maxAgeWithoutPassMs: options.drillMaxAgeWithoutPassMs } : {}),
+    });
+    drillScheduler.start();
     sourceFencer.start();
 
     const address = server.address() as AddressInfo;
@@ -262,6 +271,7 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await monitor.stop();
         await groupScheduler.stop();
+        await drillScheduler.stop();
         await sourceFencer.stop();
         await control.close();
         await engine.stop();

@@ -76,6 +76,11 @@ export class JobEngine<M extends JobInputMap = JobInputMap> extends EventEmitter
     this.#progressIntervalMs = options.progressIntervalMs ?? 250;
   }
 
+  /** Jobs this process runs at the same time. */
+  get concurrency(): number {
+    return this.#concurrency;
+  }
+
   has(kind: string): boolean {
     return this.#definitions.has(kind);
   }

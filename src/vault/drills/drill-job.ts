@@ -151,7 +151,7 @@ export function drillJob(vault: () => VaultContext): VaultJobDefinition<'drill'>
   const deadlineOf = (input: DrillJobInput, run: DrillRun) =>
     Date.parse(run.startedAt ?? run.createdAt) + input.timeLimitSeconds * 1000;
   const checkDeadline = (input: DrillJobInput, run: DrillRun) => {
-    if (Date.now() > deadlineOf(input, run)) {
+    if (vault().clock.now().getTime() > deadlineOf(input, run)) {
       throw new HavenError(
         'limit_exceeded',
         `the drill's time limit of ${input.timeLimitSeconds} s was reached; its machine and overlay are removed`,
@@ -324,10 +324,12 @@ export function drillJob(vault: () => VaultContext): VaultJobDefinition<'drill'>
       }
       const after = await runOf(input.drillId);
       const checks = after.machines.flatMap((m) => m.checks);
+      // Cancelled for its time limit (by the scheduler, when a step hung): a failure, not an operator's choice.
+      const timedOut = v.clock.now().getTime() > deadlineOf(input, after);
       const state: DrillState =
         after.state === 'interrupted'
           ? 'interrupted'
-          : outcome === 'cancelled'
+          : outcome === 'cancelled' && !timedOut
             ? 'cancelled'
             : outcome === 'succeeded' && drillPassed(checks)
               ? 'passed'
@@ -336,7 +338,7 @@ export function drillJob(vault: () => VaultContext): VaultJobDefinition<'drill'>
       const reason =
         state === 'passed'
           ? null
-          : state === 'interrupted' || state === 'cancelled'
+          : state === 'interrupted' || outcome === 'cancelled'
             ? (after.reason ?? error?.message ?? state)
             : (error?.message ??
               (failedCheck

@@ -1,4 +1,5 @@
-export { drillAlerts, drillFailedAlertKey } from './drill-alerts.ts';
+export { drillAlerts, drillFailedAlertKey, drillOverdueAlertKey } from './drill-alerts.ts';
+export { cancelDrill, cancelDrillsFor, refuseDuringDrill, runningDrillsOf } from './drill-conflicts.ts';
 export {
   bootCheckResult,
   chooseDrillPoint,
@@ -7,4 +8,9 @@ export {
   drillJob,
 } from './drill-job.ts';
 export type { DrillJobInput } from './drill-job-input.ts';
+export {
+  DEFAULT_MAX_AGE_WITHOUT_PASS_MS,
+  DrillScheduler,
+  type DrillSchedulerOptions,
+} from './drill-scheduler.ts';
 export { type MachineDrillRequest, requestMachineDrill } from './request-drill.ts';

@@ -20,6 +20,8 @@ export interface MachineDrillRequest {
   timeLimitSeconds: number;
   scheduleId?: string | null;
   createdBy: string;
+  /** A run the scheduler recorded as waiting: started as this run instead of a new one. */
+  waitingRunId?: string;
 }
 
 /**
@@ -52,7 +54,8 @@ export async function requestMachineDrill(
     );
   }
   const now = isoNow(vault.clock);
-  const id = randomUUID();
+  const waiting = request.waitingRunId ? await vault.store.drillRuns.get(request.waitingRunId) : undefined;
+  const id = waiting?.id ?? randomUUID();
   const jobId = randomUUID();
   const run: DrillRun = {
     id,
@@ -75,11 +78,12 @@ export async function requestMachineDrill(
     ],
     rtoSeconds: null,
     createdBy: request.createdBy,
-    createdAt: now,
+    createdAt: waiting?.createdAt ?? now,
     startedAt: now,
     endedAt: null,
   };
-  await vault.store.drillRuns.create(run);
+  if (waiting) await vault.store.drillRuns.update(run);
+  else await vault.store.drillRuns.create(run);
   await vault.engine.submit({
     kind: 'drill',
     id: jobId,

@@ -3,6 +3,7 @@ import { isoNow } from '../../clock/index.ts';
 import { type LifecycleOperation, planTransition } from '../../domain/index.ts';
 import type { Job, Machine } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
+import { cancelDrillsFor, refuseDuringDrill } from '../drills/drill-conflicts.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { type OperationWithOptions, transitionOptions } from './operation-options.ts';
 
@@ -36,8 +37,9 @@ export type OperationRequest = OperationWithOptions & {
 /**
  * Starts a lifecycle operation: refuses it unless the machine's state allows
  * it (409 naming the state and the allowed operations), runs the operation's
- * checks, then moves the machine into the in-progress state with a
- * compare-and-set and queues the job. The job's settle step moves it on.
+ * checks (a test failover waits for the machine's running drill), then moves
+ * the machine into the in-progress state with a compare-and-set, cancels a
+ * drill a failover or disabling would leave behind, and queues the job. The job's settle step moves it on.
  */
 export async function requestOperation(vault: VaultContext, request: OperationRequest): Promise<Job> {
   const { store, engine } = vault;
@@ -45,6 +47,7 @@ export async function requestOperation(vault: VaultContext, request: OperationRe
   if (!machine) throw notFound('machine', request.machineId);
   const transition = planTransition(machine, request.operation, transitionOptions(request));
   await request.check?.(machine);
+  await refuseDuringDrill(vault, machine, request.operation);
   if (!engine.has(request.operation)) {
     throw new HavenError(
       'not_available',
@@ -79,6 +82,8 @@ export async function requestOperation(vault: VaultContext, request: OperationRe
       },
     );
   }
+  // The machine is now the operation's: a drill of it stops, and cleans up beside the operation's job.
+  await cancelDrillsFor(vault, machine, request.operation);
   try {
     return await engine.submit({
       id: jobId,

@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { type RunningVault, startVault } from '../../app/start-vault.ts';
 import type { Host, Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
+import type { JobDefinition } from '../../job-engine/index.ts';
 import { lifecycleJob } from '../jobs/lifecycle-job.ts';
+import type { VaultContext } from '../vault-context.ts';
 
 type Call = <T = Record<string, unknown>>(
   method: string,
@@ -40,7 +42,15 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * waiting and refusals are tested in process without guests. The real
  * machine jobs run under a plan in plan-e2e.test.ts.
  */
-export async function startPlanTestVault(names: string[], bootMs = 150): Promise<PlanTestVault> {
+export async function startPlanTestVault(
+  names: string[],
+  bootMs = 150,
+  more: {
+    /** More stand-in jobs (they replace the vault's own of the same kind). */
+    jobs?: (vault: () => VaultContext) => JobDefinition[];
+    drillTickMs?: number;
+  } = {},
+): Promise<PlanTestVault> {
   const dataDir = await mkdtemp(join(tmpdir(), 'haven-plans-'));
   let vault: RunningVault | null = null;
   const standIn = lifecycleJob(() => vault!.context, {
@@ -59,7 +69,14 @@ export async function startPlanTestVault(names: string[], bootMs = 150): Promise
   });
   // One user per test process, so parallel test files never share (or delete) another's.
   const scriptUser = `haven-st-${process.pid}`;
-  vault = await startVault({ dataDir, port: 0, jobs: [standIn], jobPollMs: 20, scriptUser });
+  vault = await startVault({
+    dataDir,
+    port: 0,
+    jobs: [standIn, ...(more.jobs?.(() => vault!.context) ?? [])],
+    jobPollMs: 20,
+    scriptUser,
+    ...(more.drillTickMs ? { drillTickMs: more.drillTickMs } : {}),
+  });
   const running = vault;
   const scriptsDir = running.context.scripts.registry.dir;
   const callWith =

@@ -2,6 +2,7 @@ import { isTerminalJobState, JOB_STATES, planTransition } from '../../domain/ind
 import type { Job, Machine, RecoveryPlan } from '../../domain/model.ts';
 import { type BusyMachine, planScriptProblems } from '../../domain/recovery-plan-validation.ts';
 import { HavenError } from '../../errors/index.ts';
+import { refuseDuringDrill } from '../drills/drill-conflicts.ts';
 import { vaultJobInput } from '../jobs/job-inputs.ts';
 import { operationCheck } from '../lifecycle/operation-checks.ts';
 import { type OperationWithOptions, transitionOptions } from '../lifecycle/operation-options.ts';
@@ -73,6 +74,7 @@ export async function requestPlanOperation(
     try {
       planTransition(machine, operation, transitionOptions(requested));
       await operationCheck(vault, requested)(machine);
+      await refuseDuringDrill(vault, machine, operation);
     } catch (error) {
       problems.push(error instanceof Error ? error.message : String(error));
     }

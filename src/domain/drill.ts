@@ -30,8 +30,10 @@ export const DRILL_POINT_CHOICES: readonly DrillPointChoice[] = [
 /** What a due drill does when its machine is already in a test failover an operator started. */
 export type DrillConflictAction = 'wait' | 'skip';
 
-/** The checks a drill runs besides the boot check (which every drill runs). */
+/** The checks a drill runs. Every drill checks that its machine boots. */
 export interface DrillChecks {
+  /** What on the console says the machine is up, and how long to wait (default: any output within 120 s). */
+  boot?: BootCheckSettings;
   /** Check every filesystem of the point on the recovery host, without booting. */
   filesystems: boolean;
   /** An admin's registered script, run in the test network with the drill machine's address. */

@@ -84,12 +84,59 @@ after(async () => {
 });
 
 describe('drills of a real guest', { timeout: 600_000 }, () => {
+  it('a schedule runs a drill by itself, and moves on to its next run', async () => {
+    const now = Date.now();
+    const store = up.vault.context.store;
+    await store.drillSchedules.create({
+      id: 'sched-hourly',
+      name: 'demo hourly',
+      target: { kind: 'machine', machineId: machine.id },
+      cadence: { kind: 'every', hours: 1 },
+      point: 'latest-crash-consistent',
+      testNetwork: null,
+      maxConcurrentPerHost: 1,
+      timeLimitSeconds: 600,
+      checks: {
+        filesystems: true,
+        script: null,
+        boot: { consolePattern: 'recovered \\d+ ok', timeoutSeconds: 120 },
+      },
+      onConflict: 'wait',
+      enabled: true,
+      nextRunAt: new Date(now + 1000).toISOString(),
+      lastRunAt: null,
+      createdBy: 'test',
+      createdAt: new Date(now).toISOString(),
+      updatedAt: new Date(now).toISOString(),
+    });
+    const run = await until(
+      'the schedule to start a drill',
+      async () => (await store.drillRuns.list({ scheduleId: 'sched-hourly' }))[0],
+    );
+    const ended = await drillEnded(run.id);
+    assert.equal(ended.state, 'passed', `${ended.reason}`);
+    assert.deepEqual(
+      ended.machines[0]!.checks.map((c) => [c.kind, c.result]),
+      [
+        ['filesystems', 'passed'],
+        ['boot', 'passed'],
+      ],
+    );
+    await assertGone(ended);
+    const schedule = (await store.drillSchedules.get('sched-hourly'))!;
+    assert.ok(Date.parse(schedule.nextRunAt!) >= now + 3_500_000, `next run ${schedule.nextRunAt}`);
+    assert.ok(schedule.lastRunAt !== null);
+  });
+
   it('a drill boots the latest crash-consistent point, proves it up with evidence and RTO, and leaves nothing behind', async () => {
     const run = await requestMachineDrill(up.vault.context, machine, {
       point: 'latest-crash-consistent',
       testNetwork: null,
-      checks: { filesystems: false, script: null },
-      boot: { consolePattern: 'recovered \\d+ ok', timeoutSeconds: 120 },
+      checks: {
+        filesystems: false,
+        script: null,
+        boot: { consolePattern: 'recovered \\d+ ok', timeoutSeconds: 120 },
+      },
       timeLimitSeconds: 600,
       createdBy: 'test',
     });
@@ -122,8 +169,11 @@ describe('drills of a real guest', { timeout: 600_000 }, () => {
     const run = await requestMachineDrill(up.vault.context, machine, {
       point: 'latest-crash-consistent',
       testNetwork: null,
-      checks: { filesystems: false, script: null },
-      boot: { consolePattern: 'this line never appears', timeoutSeconds: 5 },
+      checks: {
+        filesystems: false,
+        script: null,
+        boot: { consolePattern: 'this line never appears', timeoutSeconds: 5 },
+      },
       timeLimitSeconds: 600,
       createdBy: 'test',
     });
@@ -149,8 +199,11 @@ describe('drills of a real guest', { timeout: 600_000 }, () => {
     const run = await requestMachineDrill(up.vault.context, machine, {
       point: 'latest-crash-consistent',
       testNetwork: null,
-      checks: { filesystems: true, script: null },
-      boot: { consolePattern: 'recovered \\d+ ok', timeoutSeconds: 120 },
+      checks: {
+        filesystems: true,
+        script: null,
+        boot: { consolePattern: 'recovered \\d+ ok', timeoutSeconds: 120 },
+      },
       timeLimitSeconds: 600,
       createdBy: 'test',
     });
@@ -179,8 +232,11 @@ describe('drills of a real guest', { timeout: 600_000 }, () => {
       const run = await requestMachineDrill(up.vault.context, machine, {
         point: 'latest-crash-consistent',
         testNetwork: null,
-        checks: { filesystems: true, script: null },
-        boot: { consolePattern: 'recovered \\d+ ok', timeoutSeconds: 15 },
+        checks: {
+          filesystems: true,
+          script: null,
+          boot: { consolePattern: 'recovered \\d+ ok', timeoutSeconds: 15 },
+        },
         timeLimitSeconds: 600,
         createdBy: 'test',
       });
@@ -229,8 +285,11 @@ describe('drills of a real guest', { timeout: 600_000 }, () => {
         const run = await requestMachineDrill(up.vault.context, machine, {
           point: i === 0 ? 'latest-crash-consistent' : 'random-retained',
           testNetwork: null,
-          checks: { filesystems: true, script: null },
-          boot: { consolePattern: 'recovered \\d+ ok', timeoutSeconds: 120 },
+          checks: {
+            filesystems: true,
+            script: null,
+            boot: { consolePattern: 'recovered \\d+ ok', timeoutSeconds: 120 },
+          },
           timeLimitSeconds: 600,
           createdBy: 'test',
         });

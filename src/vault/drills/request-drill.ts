@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { isoNow } from '../../clock/index.ts';
 import {
-  type BootCheckSettings,
   DEFAULT_BOOT_CHECK,
   type DrillChecks,
   type DrillPointChoice,
@@ -16,7 +15,6 @@ export interface MachineDrillRequest {
   point: DrillPointChoice;
   testNetwork: string | null;
   checks: DrillChecks;
-  boot?: BootCheckSettings;
   timeLimitSeconds: number;
   scheduleId?: string | null;
   createdBy: string;
@@ -96,7 +94,7 @@ export async function requestMachineDrill(
       point: request.point,
       testNetwork: request.testNetwork,
       checks: request.checks,
-      boot: request.boot ?? DEFAULT_BOOT_CHECK,
+      boot: request.checks.boot ?? DEFAULT_BOOT_CHECK,
       timeLimitSeconds: request.timeLimitSeconds,
     },
   });

@@ -11,8 +11,10 @@ const seconds = (from: string | null, to: string | null) =>
   from && to ? (Date.parse(to) - Date.parse(from)) / 1000 : undefined;
 
 /**
- * The plan's RTO estimate from job history: each machine's most recent
- * successful (test) failover, and the plan's most recent run of each script.
+ * The plan's RTO estimate from what was measured: per machine, the newer of
+ * its last passing drill (how long its point took to come up, checks done)
+ * and its most recent successful (test) failover; and the plan's most recent
+ * run of each script.
  */
 export async function planRtoEstimate(vault: VaultContext, plan: RecoveryPlan): Promise<RtoEstimate> {
   const machineSeconds = new Map<string, number>();
@@ -22,7 +24,11 @@ export async function planRtoEstimate(vault: VaultContext, plan: RecoveryPlan): 
     // Until the machine was up (its first console output) when that was measured, else until the job ended.
     const up = latest?.output.machineUp as { at: string } | undefined;
     const took = latest && seconds(latest.startedAt, up?.at ?? latest.finishedAt);
-    if (took !== undefined) machineSeconds.set(machineId, took);
+    const proven = await vault.store.drillRuns.lastProven(machineId);
+    const drilled = proven?.machines.find((m) => m.machineId === machineId)?.rtoSeconds ?? null;
+    const drillIsNewer = proven?.endedAt && (!latest?.finishedAt || proven.endedAt > latest.finishedAt);
+    if (drilled !== null && (drillIsNewer || took === undefined)) machineSeconds.set(machineId, drilled);
+    else if (took !== undefined) machineSeconds.set(machineId, took);
   }
   const actionSeconds = new Map<string, number>();
   const runs = (await vault.store.jobs.list({ targetId: plan.id, limit: 50 })).filter(

@@ -21,6 +21,7 @@ import {
 import { AUTOMATIC_FAILBACK_POLICY, DEFAULT_POLICY } from '../domain/index.ts';
 import { HavenError } from '../errors/index.ts';
 import { type JobDefinition, JobEngine } from '../job-engine/index.ts';
+import { DEFAULT_SCRIPT_USER } from '../scripts/index.ts';
 import { PRIVATE_DIR_MODE, restrictUmask, tightenDataDir } from '../storage/private-files.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { DrillScheduler, drillJob } from '../vault/drills/index.ts';
@@ -43,7 +44,7 @@ import { vaultBackupJob } from '../vault/jobs/vault-backup-job.ts';
 import { recoveryPlanJob } from '../vault/plans/index.ts';
 import { reconcileViews } from '../vault/point-access.ts';
 import { ReplicationMonitor } from '../vault/replication-monitor.ts';
-import { DEFAULT_SCRIPT_USER, ScriptRegistry } from '../vault/scripts/index.ts';
+import { ScriptRegistry } from '../vault/scripts/index.ts';
 import { SourceFencer } from '../vault/source-fence.ts';
 import type { VaultContext } from '../vault/vault-context.ts';
 import { HAVEN_VERSION } from '../vault/version.ts';

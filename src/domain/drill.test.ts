@@ -6,6 +6,7 @@ import {
   type DrillCheck,
   describeCadence,
   drillPassed,
+  drillProbeAddress,
   nextDrillRunAfter,
 } from './drill.ts';
 
@@ -118,4 +119,15 @@ test('a drill passes only with a passed check and none failed; not checked is ne
   assert.equal(drillPassed([check('passed'), check('failed')]), false);
   assert.equal(drillPassed([check('not-checked')]), false);
   assert.equal(drillPassed([]), false);
+});
+
+test("the application check's address: the subnet's last usable one, never the drill machine's", () => {
+  assert.equal(drillProbeAddress('10.0.0.2', 24), '10.0.0.254/24');
+  assert.equal(drillProbeAddress('10.0.0.254', 24), '10.0.0.253/24');
+  assert.equal(drillProbeAddress('172.16.5.9', 16), '172.16.255.254/16');
+  assert.equal(drillProbeAddress('192.168.1.5', 30), '192.168.1.6/30');
+  assert.equal(drillProbeAddress('192.168.1.6', 30), '192.168.1.5/30');
+  assert.equal(drillProbeAddress('192.168.1.6', 31), null);
+  assert.equal(drillProbeAddress('192.168.1.6', 32), null);
+  assert.equal(drillProbeAddress('fe80::1', 64), null);
 });

@@ -315,3 +315,24 @@ export function nextDrillRunAfter(
 export function describeCadence(cadence: DrillCadence): string {
   return cadence.kind === 'daily' ? `daily at ${cadence.at} ${cadence.timeZone}` : `every ${cadence.hours} h`;
 }
+
+/**
+ * The address a drill's application check runs from, in the drill machine's
+ * subnet (with its prefix): the subnet's last usable address, or the one
+ * before it when the drill machine has that one. An isolated test network
+ * holds only the drill's machines, which keep their production addresses, so
+ * the top of the subnet (where gateways and hosts rarely sit) is free in
+ * practice. Null for a subnet too small to hold both (/31, /32).
+ */
+export function drillProbeAddress(address: string, prefixLength: number): string | null {
+  const octets = address.split('.').map(Number);
+  if (octets.length !== 4 || octets.some((o) => !Number.isInteger(o) || o < 0 || o > 255)) return null;
+  if (!Number.isInteger(prefixLength) || prefixLength < 1 || prefixLength > 30) return null;
+  const value = octets.reduce((n, o) => n * 256 + o, 0);
+  const size = 2 ** (32 - prefixLength);
+  const broadcast = Math.floor(value / size) * size + size - 1;
+  const probe = broadcast - 1 === value ? broadcast - 2 : broadcast - 1;
+  if (probe <= broadcast - size + 1) return null;
+  const text = [24, 16, 8, 0].map((shift) => Math.floor(probe / 2 ** shift) % 256).join('.');
+  return `${text}/${prefixLength}`;
+}

@@ -24,6 +24,12 @@
 #                                 prints "probe <addr> reachable|unreachable"
 #                                 (lets a test see what the guest can reach)
 #   haven.bench=<file MiB>,<latency samples>  sizes of the bench workload
+# Records service: once eth0 has its address, busybox httpd answers on port 80
+# (console: "serving records on port 80"); GET /records returns the records
+# workload's latest state line, one of "booted", "mounted /data",
+# "recovered <n> ok", "corrupt at <n>", "durable <n>", "workload stopped at
+# <n>", "no data disk", so a drill's check script can verify the guest's
+# records from the test network (e.g. wget -qO- http://<addr>/records).
 export PATH=/bin
 
 mount -t devtmpfs dev /dev
@@ -31,7 +37,10 @@ exec </dev/console >/dev/console 2>&1
 echo "haven-guest booted"
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
-mkdir -p /run /data
+mkdir -p /run /data /run/www
+# The records service's answer (see above); written before each state's console line.
+state() { echo "$1" >/run/www/records.new && mv /run/www/records.new /run/www/records; }
+state booted
 
 workload=records
 rate=2
@@ -74,6 +83,7 @@ configure_ip() {
   ip addr add "$addr" dev eth0 || return
   [ -n "$gateway" ] && ip route add default via "$gateway"
   echo "ip $addr"
+  httpd -p 80 -h /run/www && echo "serving records on port 80"
 }
 [ -n "$ip_spec" ] && configure_ip
 
@@ -101,8 +111,10 @@ i=0
 while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 if ! mount -t ext4 /dev/vda /data; then
   echo "haven-guest: cannot mount /dev/vda as ext4 (format it on the host first)"
+  state "no data disk"
   idle
 fi
+state "mounted /data"
 echo "mounted /data"
 # Serves the guest-agent port if the domain has one (guest-agent.sh); exits otherwise.
 haven-agent &
@@ -245,10 +257,12 @@ verdict=$(verify_records)
 case "$verdict" in
   ok*) last="${verdict#ok }" ;;
   *)
+    state "$verdict"
     echo "$verdict"
     idle
     ;;
 esac
+state "recovered $last ok"
 echo "recovered $last ok"
 
 # The workload: append a batch, fsync the file, then announce it durable.
@@ -274,9 +288,11 @@ while [ -z "$stopping" ]; do
   # A failed write (disk full) or fsync stops the workload: "durable" must never lie.
   printf "%s" "$lines" >>"$log" || { echo "haven-guest: write failed at record $n"; idle; }
   sync "$log" || { echo "haven-guest: fsync failed after record $n"; idle; }
+  state "durable $n"
   echo "durable $n"
   sleep "$interval"
 done
+state "workload stopped at $n"
 echo "workload stopped at $n"
 rm -f /run/workload.pid
 idle

@@ -463,6 +463,52 @@ export interface Mirror {
   status(params: { machineId: string }): Promise<MirrorStatus>;
 }
 
+// ---- network (isolated test networks) -------------------------------------
+
+/**
+ * An admin's script run inside an isolated test network (a drill's
+ * application check). The content travels with the request (the vault's
+ * registry is the only source of scripts) and is checked against `sha256`.
+ */
+export interface NetworkProbeRequest {
+  /** The isolated test network, as the drill machine's NIC names it. */
+  network: string;
+  script: { name: string; contentBase64: string; sha256: string };
+  /** HAVEN_* variables; the only ones the script sees besides PATH, HOME, TMPDIR and LANG. */
+  env: Record<`HAVEN_${string}`, string>;
+  timeoutMs: number;
+  /** The probe's own address on the test network, with its prefix (e.g. "10.0.0.254/24"). */
+  probeAddress: string;
+  /** Who the script runs as (never root): the host's dedicated script user unless named. */
+  user?: string;
+}
+
+export interface NetworkProbeResult {
+  exitCode: number | null;
+  /** The signal that ended it (SIGKILL at the time limit). */
+  signal: string | null;
+  timedOut: boolean;
+  durationMs: number;
+  /** stdout and stderr interleaved, bounded (first and last bytes kept). */
+  output: string;
+  outputBytes: number;
+  outputTruncated: boolean;
+  /** The unprivileged user it ran as. */
+  runAs: string;
+  probeAddress: string;
+}
+
+export interface NetworkService {
+  /**
+   * Runs the script in a network namespace of its own whose only link is a
+   * veth into the isolated network's bridge, at `probeAddress` with no route
+   * out, as an unprivileged user; kills it (and whatever it left in the
+   * namespace) at the time limit, then removes the namespace and the veth.
+   * Refused for a network that is not an isolated network existing here.
+   */
+  runProbe(params: NetworkProbeRequest): Promise<NetworkProbeResult>;
+}
+
 // ---- all of them ---------------------------------------------------------
 
 export interface HostServices {
@@ -472,6 +518,7 @@ export interface HostServices {
   replica: ReplicaStore;
   hypervisor: Hypervisor;
   mirror: Mirror;
+  network: NetworkService;
 }
 
 /** Every operation, by service: the RPC surface, and the guard against calling anything else. */
@@ -520,6 +567,7 @@ export const HOST_OPERATIONS = {
     'thawFilesystems',
   ],
   mirror: ['protect', 'unprotect', 'pause', 'resume', 'status'],
+  network: ['runProbe'],
 } as const satisfies { [S in keyof HostServices]: ReadonlyArray<keyof HostServices[S]> };
 
 // Fails to compile if an interface gains an operation that is not listed above.

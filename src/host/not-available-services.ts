@@ -15,6 +15,7 @@ const landsWith: Record<keyof DataPathServices, string> = {
   replica: 'this host has no replica store',
   hypervisor: 'this host has no hypervisor driver',
   mirror: 'this host drives no hypervisor that can mirror a running machine (haven host --libvirt URI)',
+  network: 'this host has no hypervisor driver, so no isolated test network',
 };
 
 export function notAvailableServices(): DataPathServices {

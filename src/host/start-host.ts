@@ -1,9 +1,10 @@
 import { join, resolve } from 'node:path';
-import { createQemuDriver, type Hypervisor } from '../hypervisor/index.ts';
+import { createQemuDriver, type Hypervisor, isolatedBridge } from '../hypervisor/index.ts';
 import { createLibvirtDriver } from '../hypervisor/libvirt/index.ts';
 import { restrictUmask, tightenDataDir } from '../storage/private-files.ts';
 import { type DataPath, type DataPathOptions, startDataPath } from './data-path.ts';
 import { type HostAgent, type HostAgentOptions, startHostAgent } from './host-agent.ts';
+import { createNetworkService } from './network-service.ts';
 
 export interface HostOptions extends Omit<DataPathOptions, 'dataDir'> {
   dataDir: string;
@@ -54,7 +55,13 @@ export async function startHost(hostOptions: HostOptions): Promise<RunningHost> 
     const agent = await startHostAgent({
       dataDir: options.dataDir,
       ...(options.enrol ? { enrol: options.enrol } : {}),
-      services: { ...dataPath.services, hypervisor },
+      services: {
+        ...dataPath.services,
+        hypervisor,
+        network: createNetworkService({
+          isolatedBridge: libvirt ? (network) => libvirt.isolatedBridge(network) : isolatedBridge,
+        }),
+      },
       capabilities: [...dataPath.capabilities, `hypervisor:${hypervisorDriver}`],
       replicationAddress: dataPath.replicationAddress,
       replicationFingerprint: dataPath.replicationFingerprint,

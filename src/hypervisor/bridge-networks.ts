@@ -21,6 +21,26 @@ export function networkPlacement(network: string, isolated: boolean): NetworkPla
   return { network, isolated, namespace: isolated ? isolatedNamespace(network) : null, bridge: network };
 }
 
+/**
+ * Where the built-in QEMU driver's isolated network `network` lives now: its
+ * bridge in namespace `haven-test-<network>`. Refused when the network has no
+ * drill machine on this host (the namespace exists only while one does). A
+ * production network is never returned: its bridge is not looked up at all.
+ */
+export async function isolatedBridge(network: string): Promise<NetworkPlacement> {
+  const placement = networkPlacement(network, true);
+  const namespace = placement.namespace!;
+  const kind = (await namespaceExists(namespace)) ? await linkKind(namespace, placement.bridge) : undefined;
+  if (kind !== 'bridge') {
+    throw new HavenError(
+      'conflict',
+      `isolated test network '${network}' is not running on this host (namespace ${namespace} has no bridge ${placement.bridge}); a probe runs only while a drill machine is on it`,
+      { network, namespace },
+    );
+  }
+  return placement;
+}
+
 export interface IpResult {
   code: number;
   stdout: string;

@@ -7,9 +7,11 @@ export {
 } from './active-mirror.ts';
 export {
   BridgeNetworks,
+  isolatedBridge,
   isolatedNamespace,
   type NetworkPlacement,
   networkPlacement,
+  runIp,
 } from './bridge-networks.ts';
 export type * from './hypervisor.ts';
 export {

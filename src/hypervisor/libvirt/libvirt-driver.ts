@@ -3,6 +3,7 @@ import { rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HavenError, notFound } from '../../errors/index.ts';
+import type { NetworkPlacement } from '../bridge-networks.ts';
 import { readConsoleFile } from '../console-file.ts';
 import { pausedCannotStart, refuseChangeWhileOn, undefineWhenOff } from '../driver-refusals.ts';
 import type { ShutdownSteps } from '../graceful-shutdown.ts';
@@ -29,7 +30,11 @@ import {
   type SerialDisk,
   withDiskOnImage,
 } from './domain-xml.ts';
-import { isolatedNetworkName, LibvirtIsolatedNetworks } from './libvirt-isolated-networks.ts';
+import {
+  isolatedBridgeName,
+  isolatedNetworkName,
+  LibvirtIsolatedNetworks,
+} from './libvirt-isolated-networks.ts';
 import { LibvirtMirror } from './libvirt-mirror.ts';
 import { Virsh } from './virsh.ts';
 
@@ -161,6 +166,23 @@ export class LibvirtDriver extends QueuedDriver implements Hypervisor {
    * names any more: after a drill ends, and at the host's start (what a
    * failed step or a crash left behind).
    */
+  /**
+   * Where Haven's isolated libvirt network for `network` has its bridge (in
+   * the host's namespace, with no address, forward or DHCP). Refused for any
+   * other libvirt network, and when it is not running here.
+   */
+  async isolatedBridge(network: string): Promise<NetworkPlacement> {
+    const libvirtNetwork = isolatedNetworkName(network);
+    if (!(await this.#isolatedNetworks.isOurs(libvirtNetwork))) {
+      throw new HavenError(
+        'conflict',
+        `isolated test network '${network}' is not running on this host (libvirt network ${libvirtNetwork} is absent or not one of Haven's isolated networks); a probe runs only while a drill machine is on it`,
+        { network, libvirtNetwork },
+      );
+    }
+    return { network, isolated: true, namespace: null, bridge: isolatedBridgeName(libvirtNetwork) };
+  }
+
   releaseIsolatedNetworks(): Promise<string[]> {
     return this.#isolatedNetworks.release();
   }

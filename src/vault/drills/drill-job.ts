@@ -10,10 +10,12 @@ import {
   type DrillRun,
   type DrillState,
   drillPassed,
+  drillProbeAddress,
 } from '../../domain/drill.ts';
 import type { Machine, RecoveryPoint } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
 import type { FilesystemCheckReport } from '../../host/host-services.ts';
+import type { NetworkProbeRequest, NetworkProbeResult } from '../../host/index.ts';
 import { defineJob, type StepContext, type StepDefinition } from '../../job-engine/index.ts';
 import type { VaultJobDefinition } from '../jobs/job-inputs.ts';
 import { hostServices } from '../jobs/lifecycle-job.ts';
@@ -305,6 +307,15 @@ export function drillJob(vault: () => VaultContext): VaultJobDefinition<'drill'>
             ctx.progress(100, result.up ? `up after ${rtoSeconds.toFixed(1)} s` : `did not come up`);
           },
         ),
+        ...(input.checks.script === null
+          ? []
+          : [
+              step(
+                'check-application',
+                `Run script '${input.checks.script.name}' against the drill machine in the test network`,
+                (ctx, drill, c) => checkApplication(ctx, drill, c, deadlineOf(input, drill), addCheck),
+              ),
+            ]),
         step('clean-up', 'Remove the drill machine and its overlay', async (ctx, drill, c) => {
           await cleanUpDrill(c.vault, drill);
           ctx.progress(100, 'drill machine and overlay removed');
@@ -355,6 +366,92 @@ export function drillJob(vault: () => VaultContext): VaultJobDefinition<'drill'>
       await drillAlerts(v).onDrillEnded(ended);
     },
   });
+}
+
+/**
+ * The application check: the drill's registered script, run by the recovery
+ * host inside the drill's isolated test network (network.runProbe) with the
+ * drill machine's address, within the script's and the drill's time limits.
+ * Not checked when the machine did not come up or has no address to reach.
+ */
+async function checkApplication(
+  ctx: StepContext<DrillJobInput>,
+  drill: DrillRun,
+  c: CopyContext,
+  deadline: number,
+  addCheck: (drillId: string, check: DrillCheck) => Promise<void>,
+): Promise<void> {
+  const { name, timeoutSeconds } = ctx.input.checks.script!;
+  const startedAt = isoNow(c.vault.clock);
+  const record = (result: DrillCheck['result'], summary: string, output: string | null, durationMs = 0) =>
+    addCheck(drill.id, {
+      kind: 'application',
+      name: `script ${name}`,
+      result,
+      summary,
+      evidence: output,
+      evidenceIsScriptOutput: output !== null,
+      startedAt,
+      durationMs,
+    });
+  const booted = (drill.machines[0]?.checks ?? []).some((k) => k.kind === 'boot' && k.result === 'passed');
+  const ip = c.machine.recoverySettings.nics.map((n) => n.ip).find((i) => i.mode === 'static');
+  const probeAddress = ip?.mode === 'static' ? drillProbeAddress(ip.address, ip.prefixLength) : null;
+  const skip = !booted
+    ? 'the machine did not come up'
+    : ip?.mode !== 'static'
+      ? `machine '${c.machine.name}' has no static IPv4 address in its recovery settings for the script to reach`
+      : probeAddress === null
+        ? `the drill machine's subnet ${ip.address}/${ip.prefixLength} has no address left for the script`
+        : null;
+  if (skip !== null || ip?.mode !== 'static' || probeAddress === null) {
+    await record('not-checked', skip ?? 'not checked', null);
+    ctx.progress(100, `not checked: ${skip}`);
+    return;
+  }
+  const copy = copyOf(drill);
+  const script = await c.vault.scripts.registry.load(name).catch((e: unknown) => e as Error);
+  if (script instanceof Error) {
+    await record('failed', script.message, null);
+    ctx.progress(100, script.message);
+    return;
+  }
+  const timeoutMs = Math.max(1, Math.min(timeoutSeconds * 1000, deadline - Date.now()));
+  ctx.progress(
+    0,
+    `running '${name}' from ${probeAddress} against ${ip.address} on ${copy.network} (time limit ${Math.ceil(timeoutMs / 1000)} s)`,
+  );
+  const machineCopy = drill.machines[0]!;
+  const request: NetworkProbeRequest = {
+    network: copy.network,
+    script: { name, contentBase64: script.content.toString('base64'), sha256: script.sha256 },
+    env: {
+      HAVEN_DRILL_ADDRESS: ip.address,
+      HAVEN_MACHINE: c.machine.name,
+      HAVEN_MACHINE_ID: c.machine.id,
+      HAVEN_POINT_TIME: machineCopy.point?.time ?? '',
+      HAVEN_OPERATION: 'drill',
+      HAVEN_DRILL_ID: drill.id,
+    },
+    timeoutMs,
+    probeAddress,
+    user: c.vault.scripts.user,
+  };
+  // Past the host's usual call limit when the script may run longer: the host kills it at timeoutMs.
+  const result = (await c.vault.hosts.call(copy.hostId, 'network.runProbe', request, {
+    timeoutMs: timeoutMs + 30_000,
+  })) as NetworkProbeResult;
+  const seconds = (result.durationMs / 1000).toFixed(1);
+  const passed = result.exitCode === 0 && !result.timedOut;
+  const summary = passed
+    ? `exit 0 after ${seconds} s as ${result.runAs}`
+    : result.timedOut
+      ? `killed at its time limit of ${Math.ceil(timeoutMs / 1000)} s`
+      : result.exitCode === null
+        ? `ended by ${result.signal} after ${seconds} s`
+        : `exit ${result.exitCode} after ${seconds} s as ${result.runAs}`;
+  await record(passed ? 'passed' : 'failed', summary, result.output, result.durationMs);
+  ctx.progress(100, summary);
 }
 
 function copyOf(drill: DrillRun): DrillCopy {

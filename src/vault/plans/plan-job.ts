@@ -5,10 +5,10 @@ import { type Job, type ScriptRunState, startedScriptRun } from '../../domain/mo
 import { DEFAULT_SCRIPT_TIMEOUT_SECONDS } from '../../domain/recovery-plan-validation.ts';
 import { HavenError } from '../../errors/index.ts';
 import { defineJob, type StepContext } from '../../job-engine/index.ts';
+import { runScript, scriptUser } from '../../scripts/index.ts';
 import type { VaultJobDefinition } from '../jobs/job-inputs.ts';
 import { operationCheck } from '../lifecycle/operation-checks.ts';
 import { requestOperation } from '../lifecycle/request-operation.ts';
-import { runScript, scriptUser } from '../scripts/index.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { directionOf, type PlanJobInput, type PlanStep, planOperation, planSteps } from './plan-steps.ts';
 

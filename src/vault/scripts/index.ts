@@ -1,9 +1,1 @@
-export {
-  runScript,
-  SCRIPT_OUTPUT_HEAD_BYTES,
-  SCRIPT_OUTPUT_TAIL_BYTES,
-  SCRIPT_PATH,
-  type ScriptResult,
-} from './run-script.ts';
-export { type LoadedScript, ScriptRegistry } from './script-registry.ts';
-export { DEFAULT_SCRIPT_USER, type ScriptUser, scriptUser } from './script-user.ts';
+export { ScriptRegistry } from './script-registry.ts';

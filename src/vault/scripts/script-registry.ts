@@ -5,16 +5,10 @@ import { join } from 'node:path';
 import type { RegisteredScript } from '../../domain/model.ts';
 import type { KnownScripts } from '../../domain/recovery-plan-validation.ts';
 import { HavenError } from '../../errors/index.ts';
+import type { LoadedScript } from '../../scripts/index.ts';
 
 /** What a plan's action may name: plain file names, no path. */
 const SCRIPT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
-
-/** A registered script's content, read once: what runs is exactly what was hashed. */
-export interface LoadedScript {
-  name: string;
-  content: Buffer;
-  sha256: string;
-}
 
 /**
  * The scripts plans may run: executable files in one folder that only the

@@ -2,9 +2,15 @@ import { spawn } from 'node:child_process';
 import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BoundedOutput } from '../../text/bounded-output.ts';
-import type { LoadedScript } from './script-registry.ts';
+import { BoundedOutput } from '../text/bounded-output.ts';
 import type { ScriptUser } from './script-user.ts';
+
+/** A registered script's content, read once: what runs is exactly what was hashed. */
+export interface LoadedScript {
+  name: string;
+  content: Buffer;
+  sha256: string;
+}
 
 /** The PATH scripts get: the system's programs, nothing from the vault's environment. */
 export const SCRIPT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -35,6 +41,18 @@ export interface ScriptRequest {
   signal?: AbortSignal;
   headBytes?: number;
   tailBytes?: number;
+  /**
+   * Run inside this network namespace (a name under /run/netns): entered as
+   * root with nsenter, then setpriv drops to `user` (who must be set: the
+   * caller runs as root) before the script starts.
+   */
+  netns?: string;
+  /**
+   * Ends what left the script's process group (setsid) and would hold its
+   * output open, e.g. every process in its namespace; called whenever the
+   * group is killed (time limit, cancel, the script's exit).
+   */
+  killStragglers?: () => Promise<void>;
 }
 
 /**
@@ -71,12 +89,35 @@ function spawnBounded(file: string, work: string, request: ScriptRequest): Promi
     request.tailBytes ?? SCRIPT_OUTPUT_TAIL_BYTES,
   );
   const started = performance.now();
+  const { user, netns } = request;
+  // Entering a namespace needs root: nsenter runs as root, setpriv then drops to the user for good.
+  const [command, args] =
+    netns === undefined
+      ? [file, []]
+      : [
+          'nsenter',
+          [
+            `--net=/run/netns/${netns}`,
+            '--',
+            'setpriv',
+            `--reuid=${user.uid}`,
+            `--regid=${user.gid}`,
+            '--clear-groups',
+            '--no-new-privs',
+            '--',
+            file,
+          ],
+        ];
+  if (netns !== undefined && (user.uid === undefined || user.gid === undefined || user.uid === 0))
+    return Promise.reject(
+      new Error(`a script run in namespace ${netns} needs an unprivileged user to switch to`),
+    );
+  const switchUser = netns === undefined && user.uid !== undefined && user.gid !== undefined;
   return new Promise((resolve, reject) => {
-    const child = spawn(file, [], {
+    const child = spawn(command, args, {
       cwd: work,
       env: { PATH: SCRIPT_PATH, HOME: work, TMPDIR: work, LANG: 'C.UTF-8', ...request.env },
-      ...(request.user.uid !== undefined ? { uid: request.user.uid } : {}),
-      ...(request.user.gid !== undefined ? { gid: request.user.gid } : {}),
+      ...(switchUser ? { uid: user.uid, gid: user.gid } : {}),
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -90,6 +131,7 @@ function spawnBounded(file: string, work: string, request: ScriptRequest): Promi
       } catch {
         // already gone
       }
+      void request.killStragglers?.().catch(() => {});
     };
     const timer = setTimeout(() => {
       timedOut = true;

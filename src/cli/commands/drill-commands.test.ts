@@ -89,6 +89,20 @@ describe('haven drills', () => {
     const run = await haven('drills', 'run', 'web-1', '--point', 'random-retained', '--time-limit', '10m');
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /drill \S{8} of web-1 started \(job \S{8}\)/);
+    const drillId = run.stdout.match(/drill (\S{8})/)![1]!;
+    // No host is connected here: the drill fails at its first step, is cleaned up, and --wait says so.
+    for (let i = 0; i < 100; i++) {
+      const { body } = await fixture.call<{ drills: DrillRun[] }>('GET', '/drills?machine=web-1');
+      if (body.drills.every((d) => d.state !== 'running')) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const waited = await haven('drills', 'run', 'web-1', '--wait');
+    assert.equal(waited.code, 1, waited.stdout + waited.stderr);
+    assert.match(waited.stdout, /drill \S{8} {2}failed/);
+    assert.match(waited.stdout, /Choose the recovery point .* failed/);
+    assert.match(waited.stdout, /Result: +failed: /);
+    assert.match(waited.stdout, /web-1: no point chosen, cleaned up\n {2}\(no checks ran\)/);
+    assert.notEqual(waited.stdout.match(/drill (\S{8})/)?.[1], drillId);
 
     const db = fixture.machines['db-1']!;
     const drill: DrillRun = {

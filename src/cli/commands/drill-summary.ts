@@ -37,7 +37,7 @@ export function printDrill(out: Output, drill: DrillRun, scheduleName: string | 
       `\n${m.machineName}: ${point}${m.rtoSeconds === null ? '' : `, up after ${formatDuration(m.rtoSeconds)}`}, ${m.cleanedUp ? 'cleaned up' : 'NOT cleaned up yet'}\n`,
     );
     for (const check of m.checks) out.write(`  ${checkWords(check)}\n`);
-    if (m.checks.length === 0) out.write('  (no checks yet)\n');
+    if (m.checks.length === 0) out.write(drill.endedAt ? '  (no checks ran)\n' : '  (no checks yet)\n');
   }
   return 0;
 }

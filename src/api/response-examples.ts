@@ -1,3 +1,4 @@
+import type { DrillReport, DrillRun, DrillSchedule, TargetProof } from '../domain/drill.ts';
 import type { LifecycleOperation } from '../domain/index.ts';
 import type {
   AccessView,
@@ -391,3 +392,105 @@ export const replicationHistoryExample = {
     },
   ],
 };
+const SCHEDULE_ID = '0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f';
+const DRILL_ID = 'd1e2f3a4-b5c6-4d7e-8f90-a1b2c3d4e5f6';
+
+export const presentedDrillScheduleExample = {
+  id: SCHEDULE_ID,
+  name: 'nightly-web',
+  target: { kind: 'machine', machineId: MACHINE_ID },
+  targetName: 'web-01',
+  cadence: { kind: 'daily', at: '02:00', timeZone: 'Europe/Amsterdam' },
+  point: 'latest-app-consistent',
+  testNetwork: null,
+  maxConcurrentPerHost: 2,
+  timeLimitSeconds: 1800,
+  checks: { filesystems: true, script: { name: 'check-web', timeoutSeconds: 120 } },
+  onConflict: 'wait',
+  enabled: true,
+  nextRunAt: '2026-03-03T01:00:00.000Z',
+  lastRunAt: '2026-03-02T01:00:00.000Z',
+  createdBy: 'ops',
+  createdAt: '2026-03-01T10:00:00.000Z',
+  updatedAt: '2026-03-01T10:00:00.000Z',
+} satisfies DrillSchedule & { targetName: string | null };
+
+export const drillRunExample = {
+  id: DRILL_ID,
+  scheduleId: SCHEDULE_ID,
+  target: { kind: 'machine', machineId: MACHINE_ID },
+  targetName: 'web-01',
+  jobId: JOB_ID,
+  state: 'passed',
+  reason: null,
+  machines: [
+    {
+      machineId: MACHINE_ID,
+      machineName: 'web-01',
+      point: { id: POINT_ID, time: '2026-03-02T00:59:12.000Z', type: 'app-consistent' },
+      copy: {
+        hostId: RECOVERY_HOST,
+        viewId: 'drill-3f6c2a9e-d1e2f3a4',
+        vmName: 'web-01-drill-d1e2f3a4',
+        network: 'dc2-test',
+      },
+      rtoSeconds: 38.4,
+      checks: [
+        {
+          kind: 'boot',
+          name: 'boot',
+          result: 'passed',
+          summary: 'up: console output 31.2 s after start',
+          evidence: 'Welcome to Debian GNU/Linux 12\nweb-01 login:',
+          evidenceIsScriptOutput: false,
+          startedAt: '2026-03-02T01:00:07.100Z',
+          durationMs: 31_200,
+        },
+        {
+          kind: 'application',
+          name: 'script check-web',
+          result: 'passed',
+          summary: 'exit 0 after 2.1 s',
+          evidence: 'GET / 200 OK; 1204 orders',
+          evidenceIsScriptOutput: true,
+          startedAt: '2026-03-02T01:00:38.500Z',
+          durationMs: 2100,
+        },
+      ],
+      cleanedUp: true,
+    },
+  ],
+  rtoSeconds: 38.4,
+  createdBy: 'scheduler',
+  createdAt: '2026-03-02T01:00:00.000Z',
+  startedAt: '2026-03-02T01:00:00.000Z',
+  endedAt: '2026-03-02T01:00:52.000Z',
+} satisfies DrillRun;
+
+export const drillReportExample = {
+  drill: drillRunExample,
+  scheduleName: 'nightly-web',
+  startedBy: "schedule 'nightly-web'",
+  durationSeconds: 52,
+  checks: { passed: 2, failed: 0, notChecked: 0 },
+  scriptOutputIncluded: true,
+  generatedAt: '2026-03-02T09:30:00.000Z',
+} satisfies DrillReport;
+
+export const targetProofExample = {
+  target: { kind: 'machine', machineId: MACHINE_ID },
+  lastProven: {
+    drillId: DRILL_ID,
+    provenAt: '2026-03-02T01:00:52.000Z',
+    rtoSeconds: 38.4,
+    points: [
+      {
+        machineId: MACHINE_ID,
+        machineName: 'web-01',
+        point: { id: POINT_ID, time: '2026-03-02T00:59:12.000Z', type: 'app-consistent' },
+      },
+    ],
+    checks: { passed: 2, failed: 0, notChecked: 0 },
+  },
+  lastDrill: { id: DRILL_ID, state: 'passed', reason: null, endedAt: '2026-03-02T01:00:52.000Z' },
+} satisfies TargetProof;

@@ -1,4 +1,15 @@
 import { z } from 'zod';
+import {
+  DRILL_POINT_CHOICES,
+  DRILL_STATES,
+  type DrillCheck,
+  type DrillMachineResult,
+  type DrillProof,
+  type DrillReport,
+  type DrillRun,
+  type DrillSchedule,
+  type TargetProof,
+} from '../domain/drill.ts';
 import { ALL_OPERATIONS } from '../domain/index.ts';
 import { JOB_STATES } from '../domain/job-states.ts';
 import type {
@@ -644,7 +655,6 @@ export const groupCut = withExample(
   },
 );
 
-/** What a 204 answers: nothing. */
 const accessViewFields = {
   id,
   machineId: id,
@@ -681,6 +691,133 @@ export const openedAccessView = describes<OpenedAccessView>()(
     .meta({ id: 'OpenedPointView', examples: [x.openedAccessViewExample] }),
 );
 
+const drillTarget = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('machine'), machineId: id }),
+  z.strictObject({ kind: z.literal('plan'), planId: id }),
+]);
+const drillScheduleFields = {
+  id,
+  name: z.string(),
+  target: drillTarget,
+  cadence: z.discriminatedUnion('kind', [
+    z.strictObject({ kind: z.literal('daily'), at: z.string(), timeZone: z.string() }),
+    z.strictObject({ kind: z.literal('every'), hours: z.number() }),
+  ]),
+  point: z.enum(DRILL_POINT_CHOICES),
+  testNetwork: z.string().nullable(),
+  maxConcurrentPerHost: z.number(),
+  timeLimitSeconds: z.number(),
+  checks: z.strictObject({
+    filesystems: z.boolean(),
+    script: z.strictObject({ name: z.string(), timeoutSeconds: z.number() }).nullable(),
+  }),
+  onConflict: z.enum(['wait', 'skip']),
+  enabled: z.boolean(),
+  nextRunAt: time.nullable(),
+  lastRunAt: time.nullable(),
+  createdBy: z.string(),
+  createdAt: time,
+  updatedAt: time,
+};
+describes<DrillSchedule>()(z.strictObject(drillScheduleFields));
+/** A drill schedule with the name of what it drills (null: that machine or plan is gone). */
+export const presentedDrillSchedule = z
+  .strictObject({ ...drillScheduleFields, targetName: z.string().nullable() })
+  .meta({ id: 'DrillSchedule', examples: [x.presentedDrillScheduleExample] });
+
+const drillPoint = z.strictObject({ id, time, type: pointType });
+const drillCheck = describes<DrillCheck>()(
+  z.strictObject({
+    kind: z.enum(['boot', 'filesystems', 'application', 'plan']),
+    name: z.string(),
+    result: z.enum(['passed', 'failed', 'not-checked']),
+    summary: z.string(),
+    evidence: z
+      .string()
+      .nullable()
+      .describe("null for viewers when it is a script's output (evidenceIsScriptOutput)"),
+    evidenceIsScriptOutput: z.boolean(),
+    startedAt: time,
+    durationMs: z.number(),
+  }),
+);
+const drillMachine = describes<DrillMachineResult>()(
+  z.strictObject({
+    machineId: id,
+    machineName: z.string(),
+    point: drillPoint.nullable(),
+    copy: z
+      .strictObject({ hostId: id, viewId: z.string(), vmName: z.string(), network: z.string() })
+      .nullable(),
+    rtoSeconds: z.number().nullable(),
+    checks: z.array(drillCheck),
+    cleanedUp: z.boolean(),
+  }),
+);
+/** A drill: a test failover the vault ran (by schedule or by hand) with its checks and clean-up. */
+export const drillRun = describes<DrillRun>()(
+  z
+    .strictObject({
+      id,
+      scheduleId: id.nullable(),
+      target: drillTarget,
+      targetName: z.string(),
+      jobId: id.nullable(),
+      state: z.enum(DRILL_STATES),
+      reason: z.string().nullable(),
+      machines: z.array(drillMachine),
+      rtoSeconds: z.number().nullable(),
+      createdBy: z.string(),
+      createdAt: time,
+      startedAt: time.nullable(),
+      endedAt: time.nullable(),
+    })
+    .meta({ id: 'Drill', examples: [x.drillRunExample] }),
+);
+export const startedDrill = z.strictObject({ drill: drillRun, job });
+
+const checkCounts = z.strictObject({ passed: z.number(), failed: z.number(), notChecked: z.number() });
+export const drillReport = describes<DrillReport>()(
+  z
+    .strictObject({
+      drill: drillRun,
+      scheduleName: z.string().nullable(),
+      startedBy: z.string(),
+      durationSeconds: z.number().nullable(),
+      checks: checkCounts,
+      scriptOutputIncluded: z.boolean(),
+      generatedAt: time,
+    })
+    .meta({ id: 'DrillReport', examples: [x.drillReportExample] }),
+);
+
+const drillProof = describes<DrillProof>()(
+  z.strictObject({
+    drillId: id,
+    provenAt: time,
+    rtoSeconds: z.number().nullable(),
+    points: z.array(z.strictObject({ machineId: id, machineName: z.string(), point: drillPoint })),
+    checks: checkCounts,
+  }),
+);
+export const targetProof = describes<TargetProof>()(
+  z
+    .strictObject({
+      target: drillTarget,
+      lastProven: drillProof.nullable(),
+      lastDrill: z
+        .strictObject({
+          id,
+          state: z.enum(DRILL_STATES),
+          reason: z.string().nullable(),
+          endedAt: time.nullable(),
+        })
+        .nullable(),
+    })
+    .meta({ id: 'DrillProof', examples: [x.targetProofExample] }),
+);
+
+/** What a 204 answers: nothing. */
 export const noContent = z.null();
 
 const resolution = z.literal(REPLICATION_RESOLUTIONS);

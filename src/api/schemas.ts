@@ -1,11 +1,20 @@
 import { z } from 'zod';
 import {
+  DRILL_POINT_CHOICES,
+  DRILL_STATES,
+  type DrillPointChoice,
+  MAX_DRILL_TIME_LIMIT_SECONDS,
+  MAX_DRILLS_PER_HOST,
+  MIN_DRILL_TIME_LIMIT_SECONDS,
+} from '../domain/drill.ts';
+import {
   ALL_OPERATIONS,
   DISK_ID_PATTERN,
   JOB_STATES,
   RECOVERY_POINT_OPTIONS,
   type RecoveryPointOption,
 } from '../domain/index.ts';
+import { MAX_SCRIPT_TIMEOUT_SECONDS } from '../domain/recovery-plan-validation.ts';
 import { REPLICATION_RESOLUTIONS } from '../domain/replication-history.ts';
 import {
   DEFAULT_VIEW_TTL_SECONDS,
@@ -405,3 +414,94 @@ export const planImport = withExample(
     replace: false,
   },
 );
+
+// Drills: the shape and ranges here; the vault (src/vault/drills/drill-schedule-input.ts) checks
+// what needs the store (the target, the script registry) and the cadence's words.
+const drillCadence = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('daily'), at: z.string().max(10), timeZone: z.string().max(100) }),
+  z.object({ kind: z.literal('every'), hours: z.number() }),
+]);
+
+const drillScript = z.object({
+  /** A script an admin registered (GET /scripts), run in the test network with HAVEN_DRILL_ADDRESS. */
+  name: z.string().min(1).max(200),
+  timeoutSeconds: z.number().int().min(1).max(MAX_SCRIPT_TIMEOUT_SECONDS).default(300),
+});
+
+/** A drill's settings: a schedule's, or those of a drill run now. */
+const drillSettings = {
+  point: z
+    .enum(DRILL_POINT_CHOICES as [DrillPointChoice, ...DrillPointChoice[]])
+    .default('latest-crash-consistent'),
+  /** Null: the recovery site's test network. */
+  testNetwork: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'a network name: letters, digits, dot, underscore, hyphen')
+    .nullable()
+    .default(null),
+  timeLimitSeconds: z
+    .number()
+    .int()
+    .min(MIN_DRILL_TIME_LIMIT_SECONDS)
+    .max(MAX_DRILL_TIME_LIMIT_SECONDS)
+    .default(1800),
+  checks: z
+    .object({
+      filesystems: z.boolean().default(true),
+      script: drillScript.nullable().default(null),
+      /** What on the console says the machine is up (a regular expression; null: any output), and how long to wait. */
+      boot: z
+        .object({
+          consolePattern: z.string().min(1).max(500).nullable().default(null),
+          timeoutSeconds: z.number().int().min(5).max(MAX_DRILL_TIME_LIMIT_SECONDS).default(120),
+        })
+        .optional(),
+    })
+    .default({ filesystems: true, script: null }),
+};
+
+export const drillSchedule = withExample(
+  z.object({
+    name,
+    /** What it drills: a machine or a recovery plan, by name or id. */
+    target: z.discriminatedUnion('kind', [
+      z.object({ kind: z.literal('machine'), machine: z.string().min(1).max(200) }),
+      z.object({ kind: z.literal('plan'), plan: z.string().min(1).max(200) }),
+    ]),
+    cadence: drillCadence,
+    ...drillSettings,
+    maxConcurrentPerHost: z.number().int().min(1).max(MAX_DRILLS_PER_HOST).default(2),
+    /** A machine already in a test failover an operator started: wait for it to end, or skip this run. */
+    onConflict: z.enum(['wait', 'skip']).default('wait'),
+    enabled: z.boolean().default(true),
+  }),
+  {
+    name: 'nightly-web',
+    target: { kind: 'machine', machine: 'web-01' },
+    cadence: { kind: 'daily', at: '02:00', timeZone: 'Europe/Amsterdam' },
+    point: 'latest-app-consistent',
+    testNetwork: null,
+    timeLimitSeconds: 1800,
+    checks: { filesystems: true, script: { name: 'check-web', timeoutSeconds: 120 } },
+    maxConcurrentPerHost: 2,
+    onConflict: 'wait',
+    enabled: true,
+  },
+);
+
+export const runDrill = withExample(z.object(drillSettings), {
+  point: 'random-retained',
+  timeLimitSeconds: 900,
+  checks: { filesystems: true, script: null, boot: { consolePattern: 'login:', timeoutSeconds: 180 } },
+});
+
+export const listDrills = z.object({
+  /** Drills of this machine (also as a member of a plan drill), by name or id. */
+  machine: z.string().optional(),
+  plan: z.string().optional(),
+  schedule: z.string().optional(),
+  state: z.enum(DRILL_STATES).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+});
+
+export const drillReportQuery = z.object({ format: z.enum(['json', 'markdown', 'html']).default('json') });

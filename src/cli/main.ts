@@ -90,8 +90,8 @@ function unknownCommand(argv: string[]): string {
   if (group.length > 0) {
     return `haven: '${typed}' needs a subcommand: ${group.map((n) => n.slice(typed.length + 1)).join(', ')}; see haven --help\n`;
   }
-  // Compare like with like: two typed words with the two-word commands, then one with the one-word ones.
-  for (const n of [2, 1]) {
+  // Compare like with like: three typed words with the three-word commands, then two, then one.
+  for (const n of [3, 2, 1]) {
     if (words.length < n) continue;
     const names = COMMANDS.map((c) => c.name).filter((name) => name.split(' ').length === n);
     const compared = words.slice(0, n).join(' ');

@@ -10,6 +10,8 @@ const COLLECTIONS = {
   hosts: { what: 'host', path: '/hosts', key: 'hosts' },
   sites: { what: 'site', path: '/sites', key: 'sites' },
   tokens: { what: 'token', path: '/tokens', key: 'tokens' },
+  drills: { what: 'drill', path: '/drills?limit=1000', key: 'drills' },
+  'drill-schedules': { what: 'drill schedule', path: '/drill-schedules', key: 'schedules' },
   'script-runs': { what: 'script run', path: '/script-runs?limit=1000', key: 'runs' },
 } as const;
 

@@ -82,6 +82,15 @@ export type DrillState =
   /** Not run: its machine was busy (a manual test failover, a failover) and the schedule skips then. */
   | 'skipped'
   | 'cancelled';
+export const DRILL_STATES = [
+  'waiting',
+  'running',
+  'passed',
+  'failed',
+  'interrupted',
+  'skipped',
+  'cancelled',
+] as const satisfies readonly DrillState[];
 export const DRILL_END_STATES: ReadonlySet<DrillState> = new Set([
   'passed',
   'failed',
@@ -335,4 +344,79 @@ export function drillProbeAddress(address: string, prefixLength: number): string
   if (probe <= broadcast - size + 1) return null;
   const text = [24, 16, 8, 0].map((shift) => Math.floor(probe / 2 ** shift) % 256).join('.');
   return `${text}/${prefixLength}`;
+}
+
+/** How many checks ended each way. */
+export interface DrillCheckCounts {
+  passed: number;
+  failed: number;
+  notChecked: number;
+}
+
+export function countChecks(checks: readonly DrillCheck[]): DrillCheckCounts {
+  return {
+    passed: checks.filter((c) => c.result === 'passed').length,
+    failed: checks.filter((c) => c.result === 'failed').length,
+    notChecked: checks.filter((c) => c.result === 'not-checked').length,
+  };
+}
+
+/** The last drill that proved a machine or plan: which point(s) came up, how fast, and its checks. */
+export interface DrillProof {
+  drillId: string;
+  provenAt: string;
+  rtoSeconds: number | null;
+  points: { machineId: string; machineName: string; point: DrillPoint }[];
+  checks: DrillCheckCounts;
+}
+
+/** A machine's or plan's proof of recoverability, and its newest drill whatever its outcome. */
+export interface TargetProof {
+  target: DrillTarget;
+  lastProven: DrillProof | null;
+  lastDrill: { id: string; state: DrillState; reason: string | null; endedAt: string | null } | null;
+}
+
+/**
+ * The proof a run gives: of one machine (its own point, RTO and checks,
+ * also as a member of a plan drill), or of the whole run (a plan's).
+ */
+export function proofOf(run: DrillRun, machineId?: string): DrillProof | null {
+  const machines =
+    machineId === undefined ? run.machines : run.machines.filter((m) => m.machineId === machineId);
+  if (machines.length === 0 || run.endedAt === null) return null;
+  return {
+    drillId: run.id,
+    provenAt: run.endedAt,
+    rtoSeconds: machineId === undefined ? run.rtoSeconds : (machines[0]!.rtoSeconds ?? null),
+    points: machines.flatMap((m) =>
+      m.point === null ? [] : [{ machineId: m.machineId, machineName: m.machineName, point: m.point }],
+    ),
+    checks: countChecks(machines.flatMap((m) => m.checks)),
+  };
+}
+
+/** A drill as its report shows it: the run, who started it, its length and the checks counted. */
+export interface DrillReport {
+  drill: DrillRun;
+  /** The schedule's name when a schedule started it (null: started by hand, or the schedule is gone). */
+  scheduleName: string | null;
+  /** In words: "schedule 'nightly-web'" or the operator's token name. */
+  startedBy: string;
+  durationSeconds: number | null;
+  checks: DrillCheckCounts;
+  /** False for viewers: the evidence of application checks (a script's output) is left out. */
+  scriptOutputIncluded: boolean;
+  generatedAt: string;
+}
+
+/** The run without script output, as viewers see it: every result and summary, no evidence a script printed. */
+export function withoutScriptOutput(run: DrillRun): DrillRun {
+  return {
+    ...run,
+    machines: run.machines.map((m) => ({
+      ...m,
+      checks: m.checks.map((c) => (c.evidenceIsScriptOutput ? { ...c, evidence: null } : c)),
+    })),
+  };
 }

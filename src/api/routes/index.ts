@@ -1,6 +1,7 @@
 import type { VaultContext } from '../../vault/vault-context.ts';
 import type { RouteDefinition } from '../route.ts';
 import { alertRoutes } from './alert-routes.ts';
+import { drillRoutes } from './drill-routes.ts';
 import { groupRoutes } from './group-routes.ts';
 import { hostRoutes } from './host-routes.ts';
 import { jobRoutes } from './job-routes.ts';
@@ -26,6 +27,7 @@ export function allRoutes(vault: VaultContext): RouteDefinition[] {
     ...viewRoutes(vault),
     ...groupRoutes(vault),
     ...planRoutes(vault),
+    ...drillRoutes(vault),
     ...scriptRoutes(vault),
     ...rpoRoutes(vault),
     ...jobRoutes(vault),

@@ -39,7 +39,9 @@ interface ShowSpec {
   summary: string;
   /** Collections whose names `print` shows instead of ids. */
   names?: readonly Collection[];
-  print: (out: Output, item: never, names: Names) => number;
+  /** What else the human view shows, asked for beside the item (e.g. its proof at `${itemPath}/proof`). */
+  related?: (client: ApiClient, itemPath: string) => Promise<unknown>;
+  print: (out: Output, item: never, names: Names, related: never) => number;
 }
 
 type Examples = [string, ...string[]];
@@ -131,9 +133,11 @@ export function crudCommands<const D extends ResourceDescription>(
       usage,
       examples: [`haven ${plural} show ${example}`],
       run: async (args, { client, out }) => {
-        const item = await client.get<never>(await itemPath(client, args));
+        const path = await itemPath(client, args);
+        const item = await client.get<never>(path);
         const names = await nameLookup(client, out.json ? [] : (showSpec.names ?? []));
-        return showSpec.print(out, item, names);
+        const related = out.json ? undefined : await showSpec.related?.(client, path);
+        return showSpec.print(out, item, names, related as never);
       },
     });
   }

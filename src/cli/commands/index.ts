@@ -1,5 +1,6 @@
 import type { Command } from '../command.ts';
 import { diskCommands } from './disk-commands.ts';
+import { drillCommands } from './drill-commands.ts';
 import { groupCommands } from './group-commands.ts';
 import { hostCommands } from './host-command.ts';
 import { lifecycleCommands } from './lifecycle-commands.ts';
@@ -20,6 +21,7 @@ export const COMMANDS: Command[] = [
   ...lifecycleCommands,
   ...viewCommands,
   ...planCommands,
+  ...drillCommands,
   ...scriptCommands,
   ...groupCommands,
 ];

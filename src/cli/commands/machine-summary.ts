@@ -1,3 +1,4 @@
+import type { TargetProof } from '../../domain/drill.ts';
 import { allowedOperations } from '../../domain/index.ts';
 import type { Job, Machine, RunningCopy } from '../../domain/model.ts';
 import { ago, formatBytes, formatDuration } from '../../text/human-units.ts';
@@ -28,7 +29,7 @@ function copy(c: RunningCopy, names: Names): string {
 }
 
 /** `haven machines show`: a summary in words, not the stored record. */
-export function printMachine(out: Output, machine: Machine, names: Names): number {
+export function printMachine(out: Output, machine: Machine, names: Names, proof?: TargetProof): number {
   if (out.json) {
     printJson(out, machine);
     return 0;
@@ -58,6 +59,7 @@ export function printMachine(out: Output, machine: Machine, names: Names): numbe
             .join(', ')
         : 'not replicating',
     ],
+    ...(proof ? [['Proven', proofWords(proof)] as const] : []),
     ...(test ? [['Drill', `${copy(test, names)}, network ${test.network}`] as const] : []),
     ...(machine.runtime.failover ? [['Failed over', copy(machine.runtime.failover, names)] as const] : []),
     ['Disks', machine.disks.map((d) => `${d.id} ${formatBytes(d.sizeBytes)} ${d.source}`).join('; ')],
@@ -80,4 +82,25 @@ export function printMachine(out: Output, machine: Machine, names: Names): numbe
     ['Id', machine.id],
   ]);
   return 0;
+}
+
+/** A machine's or plan's proof in one line: its last proven point, and a newer drill that did not pass. */
+export function proofWords(proof: TargetProof): string {
+  const { lastProven: p, lastDrill: last } = proof;
+  const proven = p
+    ? [
+        p.points.length === 1
+          ? `${p.points[0]!.point.type} point of ${localTime(p.points[0]!.point.time)}`
+          : `${p.points.length} machines' points`,
+        `proven ${ago(p.provenAt)}`,
+        p.rtoSeconds === null ? null : `RTO ${formatDuration(p.rtoSeconds)}`,
+        `${p.checks.passed} check${p.checks.passed === 1 ? '' : 's'} passed${p.checks.notChecked ? `, ${p.checks.notChecked} not checked` : ''}`,
+        `drill ${shortId(p.drillId)}`,
+      ]
+        .filter((x) => x !== null)
+        .join(', ')
+    : 'never: no drill has passed';
+  if (last && last.id !== p?.drillId && last.state !== 'passed')
+    return `${proven}; last drill ${shortId(last.id)} ${last.state}${last.reason ? `: ${last.reason}` : ''}`;
+  return proven;
 }

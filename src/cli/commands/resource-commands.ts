@@ -1,3 +1,4 @@
+import type { TargetProof } from '../../domain/drill.ts';
 import {
   type Alert,
   type ApiToken,
@@ -134,6 +135,7 @@ const machines = crudCommands({
   show: {
     summary: 'Show one machine: where it runs and is protected to, replication, drill, disks, NICs',
     names: ['hosts', 'policies'],
+    related: (client, path) => client.get<TargetProof>(`${path}/proof`),
     print: printMachine,
   },
   create: {

@@ -8,6 +8,14 @@ export {
   drillJob,
 } from './drill-job.ts';
 export type { DrillJobInput } from './drill-job-input.ts';
+export { targetProof } from './drill-proof.ts';
+export { drillReport, drillReportHtml, drillReportMarkdown } from './drill-report.ts';
+export {
+  type DrillScheduleInput,
+  drillCheckProblems,
+  drillScheduleFrom,
+  refuseProblems,
+} from './drill-schedule-input.ts';
 export {
   DEFAULT_MAX_AGE_WITHOUT_PASS_MS,
   DrillScheduler,

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { DEMO_MACHINE } from '../../app/demo-machine.ts';
 import { type Embedded, startEmbedded } from '../../app/start-embedded.ts';
 import type { DrillRun } from '../../domain/drill.ts';
-import type { Alert, Machine } from '../../domain/model.ts';
+import type { Alert, Machine, RecoveryPoint } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type {
   FilesystemCheckReport,
@@ -27,8 +29,11 @@ import { requestMachineDrill } from './request-drill.ts';
  * its checks are recorded with evidence, and the drill machine and overlay
  * are gone afterwards while production keeps replicating.
  */
+const run = promisify(execFile);
 let dir: string;
 let up: Embedded;
+/** The recovery copy's static address: the application check reaches it on the test network. */
+const address = '10.213.79.2';
 let machine: Machine;
 const api = embeddedApi(() => up);
 const until = <T>(what: string, probe: () => Promise<T | undefined | false>) =>
@@ -39,6 +44,17 @@ async function drillEnded(id: string): Promise<DrillRun> {
     const run = await up.vault.context.store.drillRuns.get(id);
     return run && run.endedAt !== null ? run : undefined;
   });
+}
+
+async function registerScript(name: string, text: string): Promise<void> {
+  const file = join(dir, 'scripts', name);
+  await writeFile(file, text);
+  await chmod(file, 0o700);
+}
+
+async function probeNamespaces(): Promise<string[]> {
+  const { stdout } = await run('ip', ['netns', 'list']);
+  return stdout.split('\n').filter((l) => l.startsWith('haven-probe-'));
 }
 
 /** The drill's machine and overlay no longer exist at the recovery host. */
@@ -55,6 +71,7 @@ async function assertGone(run: DrillRun): Promise<void> {
       (e: unknown) => e instanceof HavenError && e.code === 'not_found',
     );
   }
+  assert.deepEqual(await probeNamespaces(), []);
 }
 
 before(async () => {
@@ -75,7 +92,38 @@ before(async () => {
     { recoveryHostId: 'recovery', policyId: 'default' },
     180_000,
   );
+  // A static address for its recovery copy: the drill's application check reaches it on the test network.
+  const protectedMachine = (await up.vault.context.store.machines.get(machine.id))!;
+  await up.vault.context.store.machines.update({
+    ...protectedMachine,
+    recoverySettings: {
+      ...protectedMachine.recoverySettings,
+      nics: [
+        {
+          network: 'prod',
+          recoveryNetwork: null,
+          mac: null,
+          ip: { mode: 'static', address, prefixLength: 24, gateway: null, dns: [] },
+        },
+      ],
+    },
+  });
   machine = (await api<Machine>('GET', `/machines/${machine.id}`)).body;
+  await registerScript(
+    'check-records',
+    [
+      '#!/bin/sh',
+      'echo "checking $HAVEN_MACHINE ($HAVEN_OPERATION of $HAVEN_POINT_TIME) at $HAVEN_DRILL_ADDRESS as $(id -u)"',
+      'state=$(curl -fsS --max-time 5 "http://$HAVEN_DRILL_ADDRESS/records") || exit 2',
+      'echo "$state"',
+      'case "$state" in "recovered "*" ok"|"durable "*) exit 0 ;; *) exit 1 ;; esac',
+    ].join('\n'),
+  );
+  await until('a crash-consistent point', async () =>
+    (
+      await api<{ recoveryPoints: RecoveryPoint[] }>('GET', `/machines/${machine.id}/recovery-points`)
+    ).body.recoveryPoints.some((p) => p.processed && p.type === 'crash-consistent'),
+  );
 });
 
 after(async () => {
@@ -98,7 +146,7 @@ describe('drills of a real guest', { timeout: 600_000 }, () => {
       timeLimitSeconds: 600,
       checks: {
         filesystems: true,
-        script: null,
+        script: { name: 'check-records', timeoutSeconds: 30 },
         boot: { consolePattern: 'recovered \\d+ ok', timeoutSeconds: 120 },
       },
       onConflict: 'wait',
@@ -120,8 +168,16 @@ describe('drills of a real guest', { timeout: 600_000 }, () => {
       [
         ['filesystems', 'passed'],
         ['boot', 'passed'],
+        ['application', 'passed'],
       ],
     );
+    const application = ended.machines[0]!.checks.find((c) => c.kind === 'application')!;
+    assert.equal(application.evidenceIsScriptOutput, true);
+    assert.match(
+      application.evidence!,
+      new RegExp(`^checking ${DEMO_MACHINE} \\(drill of .+\\) at ${address} as [1-9]`, 'm'),
+    );
+    assert.match(application.evidence!, /^(recovered \d+ ok|durable \d+)$/m);
     await assertGone(ended);
     const schedule = (await store.drillSchedules.get('sched-hourly'))!;
     assert.ok(Date.parse(schedule.nextRunAt!) >= now + 3_500_000, `next run ${schedule.nextRunAt}`);
@@ -195,29 +251,7 @@ describe('drills of a real guest', { timeout: 600_000 }, () => {
     assert.notEqual((await up.vault.context.store.drillRuns.lastProven(machine.id))?.id, run.id);
   });
 
-  it("checks the point's filesystem in the overlay before it boots: clean after its journal is replayed", async () => {
-    const run = await requestMachineDrill(up.vault.context, machine, {
-      point: 'latest-crash-consistent',
-      testNetwork: null,
-      checks: {
-        filesystems: true,
-        script: null,
-        boot: { consolePattern: 'recovered \\d+ ok', timeoutSeconds: 120 },
-      },
-      timeLimitSeconds: 600,
-      createdBy: 'test',
-    });
-    const ended = await drillEnded(run.id);
-    assert.equal(ended.state, 'passed', `${ended.reason} ${JSON.stringify(ended.machines)}`);
-    const fs = ended.machines[0]!.checks.filter((c) => c.kind === 'filesystems');
-    assert.equal(fs.length, 1);
-    assert.equal(fs[0]!.result, 'passed');
-    assert.match(fs[0]!.name, /disk0 \(ext4 'haven-data'\)/);
-    assert.match(fs[0]!.evidence ?? '', /Pass 5/);
-    await assertGone(ended);
-  });
-
-  it("a point whose inode table was overwritten in the drill's overlay fails the filesystem check with e2fsck's evidence", async () => {
+  it("a drill that fails twice over: its inode table overwritten in the drill's overlay, and a check script that then finds no records; both reported with evidence, an alert, nothing left", async () => {
     const recovery = up.hosts.find((h) => h.agent.identity.hostId === machine.recoveryHostId)!;
     const replica = recovery.agent.services.replica as ReplicaStore;
     const real = replica.checkFilesystems.bind(replica);
@@ -234,8 +268,9 @@ describe('drills of a real guest', { timeout: 600_000 }, () => {
         testNetwork: null,
         checks: {
           filesystems: true,
-          script: null,
-          boot: { consolePattern: 'recovered \\d+ ok', timeoutSeconds: 15 },
+          script: { name: 'check-records', timeoutSeconds: 30 },
+          // Any console output: the guest boots (its system is not on the damaged disk), so the script runs.
+          boot: { consolePattern: null, timeoutSeconds: 60 },
         },
         timeLimitSeconds: 600,
         createdBy: 'test',
@@ -250,7 +285,18 @@ describe('drills of a real guest', { timeout: 600_000 }, () => {
     // The journal lived in the damaged inode table: replaying it stops at what preen may not fix.
     assert.match(fs.summary, /journal could not be replayed|e2fsck -fn/);
     assert.match(fs.evidence ?? '', /UNEXPECTED INCONSISTENCY|Filesystem still has errors/);
+    const application = ended.machines[0]!.checks.find((c) => c.kind === 'application')!;
+    assert.equal(application.result, 'failed', JSON.stringify(application));
+    assert.match(application.evidence ?? '', /checking demo-01/);
     assert.match(ended.reason ?? '', /filesystem disk0/);
+    const alerts = (await api<{ alerts: Alert[] }>('GET', '/alerts')).body.alerts;
+    // One open alert per machine whose last drill failed (raised by the earlier failed drill already, or by this one).
+    assert.ok(
+      alerts.some(
+        (a) => a.subjectId === machine.id && a.clearedAt === null && /drill .* failed/.test(a.message),
+      ),
+      JSON.stringify(alerts),
+    );
     await assertGone(ended);
   });
 

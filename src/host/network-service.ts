@@ -134,17 +134,29 @@ async function joinNetwork(
     await killNamespace(namespace);
     // Deleting the namespace deletes the veth pair with it, also the end on the bridge.
     await runIp(['netns', 'del', namespace]);
-    await runIp(['link', 'del', outside]);
+    await runIp([...(placement.namespace ? ['-n', placement.namespace] : []), 'link', 'del', outside]);
   };
   try {
     await ip(['netns', 'add', namespace], `creating probe namespace ${namespace}`);
+    const bridgeNs = placement.namespace ? ['-n', placement.namespace] : [];
+    // Both ends made where they stay: the host's own namespace never sees the pair come and go.
     await ip(
-      ['link', 'add', inside, 'netns', namespace, 'type', 'veth', 'peer', 'name', outside],
+      [
+        'link',
+        'add',
+        inside,
+        'netns',
+        namespace,
+        'type',
+        'veth',
+        'peer',
+        'name',
+        outside,
+        ...(placement.namespace ? ['netns', placement.namespace] : []),
+      ],
       `creating veth ${outside}`,
     );
-    const bridgeNs = placement.namespace ? ['-n', placement.namespace] : [];
-    if (placement.namespace)
-      await ip(['link', 'set', outside, 'netns', placement.namespace], `moving ${outside}`);
+    await ip([...bridgeNs, 'link', 'set', outside, 'addrgenmode', 'none'], `creating veth ${outside}`);
     await ip(['-n', namespace, 'link', 'set', 'lo', 'up'], 'bringing up lo');
     await ip(['-n', namespace, 'addr', 'add', cidr, 'dev', inside], `adding ${cidr}`);
     await ip(['-n', namespace, 'link', 'set', inside, 'up'], `bringing up ${inside}`);

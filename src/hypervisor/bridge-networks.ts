@@ -117,6 +117,12 @@ export class BridgeNetworks {
           `moving ${tap} into ${placement.namespace}`,
         );
       }
+      // A port needs no address of its own: without one, plugging it changes no address of the host,
+      // which programs watching the host's addresses (a browser aborts its requests) would see.
+      await ipOrThrow(
+        inNamespace(placement.namespace, ['link', 'set', 'dev', tap, 'addrgenmode', 'none']),
+        `plugging ${tap} into network '${placement.network}'`,
+      );
       await ipOrThrow(
         inNamespace(placement.namespace, ['link', 'set', 'dev', tap, 'master', placement.bridge, 'up']),
         `plugging ${tap} into network '${placement.network}'`,
@@ -182,6 +188,11 @@ export class BridgeNetworks {
           `cannot create bridge ${bridge} for network '${network}': ${added.stderr.trim()}`,
         );
       }
+      // Haven's bridge carries its machines' traffic, not the host's: no address of the host on it.
+      await ipOrThrow(
+        inNamespace(namespace, ['link', 'set', 'dev', bridge, 'addrgenmode', 'none']),
+        `creating bridge ${bridge}`,
+      );
     } else if (kind !== 'bridge') {
       throw new HavenError(
         'conflict',

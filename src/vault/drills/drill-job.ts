@@ -18,7 +18,7 @@ import type { FilesystemCheckReport } from '../../host/host-services.ts';
 import type { NetworkProbeRequest, NetworkProbeResult } from '../../host/index.ts';
 import { defineJob, type StepContext, type StepDefinition } from '../../job-engine/index.ts';
 import type { VaultJobDefinition } from '../jobs/job-inputs.ts';
-import { hostServices } from '../jobs/lifecycle-job.ts';
+import { hostServices, waitForHosts } from '../jobs/lifecycle-job.ts';
 import { type CopyContext, copyDefinition, defineAndStart, removeCopy } from '../jobs/machine-copy.ts';
 import { requireReplicaHost } from '../replica-host.ts';
 import type { VaultContext } from '../vault-context.ts';
@@ -174,11 +174,7 @@ export function drillJob(vault: () => VaultContext): VaultJobDefinition<'drill'>
       const v = vault();
       const drill = await runOf(ctx.input.drillId);
       // A drill is proof only when it ran through in one go: after a vault restart it is cleaned up instead.
-      if (ctx.carriedOver) {
-        const reason = 'the vault restarted during the drill; its machine and overlay are removed';
-        await v.store.drillRuns.update({ ...drill, state: 'interrupted', reason });
-        throw new HavenError('conflict', `drill ${drill.id.slice(0, 8)}: ${reason}`, { drillId: drill.id });
-      }
+      if (ctx.carriedOver) throw await interrupted(v, ctx, drill);
       checkDeadline(ctx.input, drill);
       const machine = await machineOf(ctx.input.machineId);
       await run(ctx, drill, { vault: v, machine, host: (hostId) => hostServices(v, hostId) });
@@ -204,6 +200,9 @@ export function drillJob(vault: () => VaultContext): VaultJobDefinition<'drill'>
           const host = await c.vault.store.hosts.get(hostId);
           const site = host ? await c.vault.store.sites.get(host.siteId) : undefined;
           const network = input.testNetwork ?? site?.testNetwork ?? 'haven-test';
+          const copy: DrillCopy = { hostId, viewId: names.viewId, vmName: names.vmName, network };
+          // Recorded before it is made: a vault that dies right after the host opened it still removes it.
+          await saveCopy(vault(), drill.id, copy);
           // The overlay pins the point: retention does not merge past it until the drill closes it.
           await c.host(hostId).replica.openView({
             machineId: c.machine.id,
@@ -211,10 +210,8 @@ export function drillJob(vault: () => VaultContext): VaultJobDefinition<'drill'>
             writable: true,
             viewId: names.viewId,
           });
-          const copy: DrillCopy = { hostId, viewId: names.viewId, vmName: names.vmName, network };
           const chosen: DrillPoint = { id: point.id, time: point.time, type: point.type };
           await updateMachine(drill.id, (m) => ({ ...m, point: chosen }), {});
-          await saveCopy(vault(), drill.id, copy);
           await ctx.output({ point: chosen, copy });
           ctx.progress(
             100,
@@ -327,7 +324,8 @@ export function drillJob(vault: () => VaultContext): VaultJobDefinition<'drill'>
       const v = vault();
       const drill = await runOf(input.drillId);
       let cleanupError: string | null = null;
-      if (!drill.machines.every((m) => m.cleanedUp)) {
+      // An interrupted drill has tried its clean-up and says how it went; the scheduler retries what is left.
+      if (drill.state !== 'interrupted' && !drill.machines.every((m) => m.cleanedUp)) {
         cleanupError = await cleanUpDrill(v, drill).then(
           () => null,
           (e: unknown) => (e instanceof Error ? e.message : String(e)),
@@ -366,6 +364,40 @@ export function drillJob(vault: () => VaultContext): VaultJobDefinition<'drill'>
       await drillAlerts(v).onDrillEnded(ended);
     },
   });
+}
+
+/**
+ * A drill carried over a vault restart: its recovery host reconnects on its
+ * own schedule (the job runs first), so the drill waits for it (bounded) and
+ * removes its machine and overlay here, and only then says they are gone;
+ * when the host stays away the reason says so and the scheduler retries.
+ * Marked interrupted only once that is settled, so no other clean-up runs
+ * alongside this one. Returns the error that ends the job.
+ */
+async function interrupted(
+  vault: VaultContext,
+  ctx: Pick<StepContext, 'progress' | 'signal'>,
+  drill: DrillRun,
+): Promise<HavenError> {
+  const hostIds = [...new Set(drill.machines.flatMap((m) => (m.copy === null ? [] : [m.copy.hostId])))];
+  const notRemoved = await waitForHosts(
+    vault,
+    ctx,
+    hostIds,
+    'the vault removes the drill machine and overlay once it does',
+  )
+    .then(() => cleanUpDrill(vault, drill))
+    .then(
+      () => null,
+      (e: unknown) => (e instanceof Error ? e.message : String(e)),
+    );
+  const reason =
+    notRemoved === null
+      ? 'the vault restarted during the drill; its machine and overlay were removed'
+      : `the vault restarted during the drill; its machine and overlay are not removed yet: ${notRemoved}`;
+  const current = (await vault.store.drillRuns.get(drill.id)) ?? drill;
+  await vault.store.drillRuns.update({ ...current, state: 'interrupted', reason });
+  return new HavenError('conflict', `drill ${drill.id.slice(0, 8)}: ${reason}`, { drillId: drill.id });
 }
 
 /**

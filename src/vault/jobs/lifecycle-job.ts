@@ -169,10 +169,12 @@ export function lifecycleJob<O extends LifecycleOperation>(
  * carried over waits (bounded) for each host its step needs, saying which,
  * instead of failing "unreachable" because it ran first.
  */
-async function waitForHosts(
+export async function waitForHosts(
   vault: VaultContext,
   ctx: Pick<StepContext, 'progress' | 'signal'>,
   hostIdsOrNames: Array<string | null>,
+  /** What the operator reads happens next when a host stays away. */
+  whatNext = 'start its agent and run the operation again',
 ): Promise<void> {
   const waitMs = vault.hostReconnectWaitMs ?? DEFAULT_HOST_RECONNECT_WAIT_MS;
   const deadline = Date.now() + waitMs;
@@ -190,7 +192,7 @@ async function waitForHosts(
       if (Date.now() > deadline) {
         throw new HavenError(
           'unreachable',
-          `host '${host.name}' did not reconnect within ${waitMs / 1000} s of the vault restart; start its agent and run the operation again`,
+          `host '${host.name}' did not reconnect within ${waitMs / 1000} s of the vault restart; ${whatNext}`,
           { hostId: host.id, waitedMs: waitMs },
         );
       }

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { collectOutput } from '../testing/child-process.ts';
 import { type CloneShell, cloneShell, shellBlocks } from '../testing/clone-shell.ts';
+import { type GroupProcess, interruptGroup } from '../testing/process-group.ts';
 import { until } from '../testing/until.ts';
 
 /**
@@ -14,7 +15,7 @@ import { until } from '../testing/until.ts';
  */
 
 let shell: CloneShell;
-let haven: { child: ChildProcess; output: () => string; exited: Promise<number | null> } | null = null;
+let haven: GroupProcess | null = null;
 const sh = (line: string) => shell.sh(line);
 const shOk = (line: string) => shell.shOk(line);
 
@@ -42,20 +43,9 @@ async function npmStart(): Promise<void> {
 async function interrupt(): Promise<void> {
   const running = haven!;
   haven = null;
-  const group = -running.child.pid!;
-  process.kill(group, 'SIGINT');
-  await running.exited;
   // npm ends with its shell at once; haven up (same group) stops its machines, hosts and vault.
-  const alive = () => {
-    try {
-      process.kill(group, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  await until('haven up to stop after Ctrl-C', async () => !alive(), { timeoutMs: 60_000 }).catch(
-    (error: Error) => assert.fail(`${error.message}:\n${running.output()}`),
+  await interruptGroup(running).catch((error: Error) =>
+    assert.fail(`${error.message}:\n${running.output()}`),
   );
   assert.match(running.output(), /lost the vault/, 'the hosts saw the vault stop');
 }

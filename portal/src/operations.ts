@@ -1,60 +1,61 @@
 import type { LifecycleOperation } from '../../src/domain/lifecycle.ts';
 import type { RecoveryPoint } from '../../src/domain/model.ts';
+import { OPERATION_TITLES } from '../../src/text/job-title.ts';
 
 /** How each lifecycle operation is named and explained in the portal (SPEC §2). */
 export const OPERATION_TEXT: Record<LifecycleOperation, { title: string; explain: string }> = {
   'enable-replication': {
-    title: 'Enable replication',
+    title: OPERATION_TITLES['enable-replication'],
     explain: 'Copies every disk to the recovery host (initial replication); after that only changes flow.',
   },
   'disable-replication': {
-    title: 'Disable replication',
+    title: OPERATION_TITLES['disable-replication'],
     explain:
       'Stops replicating this machine and removes its recovery points. The machine itself keeps running.',
   },
   'test-failover': {
-    title: 'Test failover',
+    title: OPERATION_TITLES['test-failover'],
     explain:
       'Starts a copy of the machine at the recovery site on an isolated test network. Replication goes on and production is untouched.',
   },
   'cleanup-test-failover': {
-    title: 'Clean up test failover',
+    title: OPERATION_TITLES['cleanup-test-failover'],
     explain: "Removes the test copy and records the drill's notes.",
   },
   failover: {
-    title: 'Failover',
+    title: OPERATION_TITLES.failover,
     explain:
       'Starts the machine at the recovery site from the chosen recovery point. Data written after that point is lost.',
   },
   'planned-failover': {
-    title: 'Planned failover',
+    title: OPERATION_TITLES['planned-failover'],
     explain:
       'Shuts the source down, sends all unsynchronised data, then starts the recovery machine. No data is lost.',
   },
   failback: {
-    title: 'Failback',
+    title: OPERATION_TITLES.failback,
     explain: 'A planned failover from the recovery site back to the primary site.',
   },
   'complete-failover': {
-    title: 'Complete failover',
+    title: OPERATION_TITLES['complete-failover'],
     explain: 'Shuts the recovery machine down, sends the last changes and starts the primary machine.',
   },
   'change-recovery-point': {
-    title: 'Change recovery point',
+    title: OPERATION_TITLES['change-recovery-point'],
     explain: 'Restarts the failed-over machine from another recovery point (possible until commit).',
   },
   commit: {
-    title: 'Commit',
+    title: OPERATION_TITLES.commit,
     explain:
       'Completes the failover and deletes the other recovery points: the point can no longer be changed.',
   },
   reprotect: {
-    title: 'Reprotect',
+    title: OPERATION_TITLES.reprotect,
     explain:
       'Replicates the running machine back to the other site. The machine there stays powered off meanwhile.',
   },
   resync: {
-    title: 'Resynchronise',
+    title: OPERATION_TITLES.resync,
     explain: 'Brings the replica back in step with the machine after replication fell behind or broke.',
   },
 };

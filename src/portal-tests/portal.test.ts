@@ -217,7 +217,7 @@ describe('portal', { timeout: 120_000 }, () => {
     await page.evaluate(() => {
       (window as unknown as { stayed: boolean }).stayed = true;
     });
-    await page.getByRole('link', { name: 'vault-backup' }).first().click();
+    await page.getByRole('link', { name: 'Vault backup' }).first().click();
     await page.locator('[data-job-state="succeeded"]').waitFor({ timeout: 30_000 });
     await page.getByText('Verify the backup').waitFor();
     assert.equal(await page.locator('[data-step-state="succeeded"]').count(), 2);

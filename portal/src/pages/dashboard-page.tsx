@@ -1,5 +1,6 @@
 import { useEffect, useMemo, useRef } from 'react';
 import type { Alert, Host, Machine, Site } from '../../../src/domain/model.ts';
+import { jobTitle } from '../../../src/text/job-title.ts';
 import type { JobWithCancel } from '../api-client.ts';
 import { Ago } from '../components/ago.tsx';
 import { HealthBadge, JobStateBadge, StateBadge } from '../components/badges.tsx';
@@ -163,7 +164,7 @@ function RecentJobs({ jobs }: { jobs: JobWithCancel[] | undefined }) {
           {jobs.map((job) => (
             <tr key={job.id}>
               <td>
-                <Link to={`/jobs/${job.id}`}>{job.kind}</Link>
+                <Link to={`/jobs/${job.id}`}>{jobTitle(job)}</Link>
               </td>
               <td>
                 <TargetLink type={job.targetType} id={job.targetId} />
@@ -172,7 +173,7 @@ function RecentJobs({ jobs }: { jobs: JobWithCancel[] | undefined }) {
                 <JobStateBadge state={job.state} />
               </td>
               <td>
-                <ProgressBar value={job.progress} label={`${job.kind} progress`} state={job.state} />
+                <ProgressBar value={job.progress} label={`${jobTitle(job)} progress`} state={job.state} />
               </td>
               <td>{formatTime(job.startedAt ?? job.createdAt)}</td>
             </tr>

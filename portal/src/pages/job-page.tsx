@@ -6,6 +6,7 @@ import {
   type MachineRuntime,
   outputOutsideSteps,
 } from '../../../src/domain/model.ts';
+import { jobTitle } from '../../../src/text/job-title.ts';
 import { ApiError, type JobWithCancel } from '../api-client.ts';
 import { JobStateBadge, StepStateBadge } from '../components/badges.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
@@ -87,7 +88,7 @@ export function JobPage({ id }: { id: string }) {
         <Link to="/jobs">Jobs</Link> /
       </p>
       <h1>
-        {job.kind} <JobStateBadge state={job.state} />
+        {jobTitle(job)} <JobStateBadge state={job.state} />
       </h1>
       <p className="muted small" aria-live="polite">
         {finished ? 'Finished.' : live ? 'Live: updates arrive as the job runs.' : 'Reconnecting…'}
@@ -117,8 +118,9 @@ export function JobPage({ id }: { id: string }) {
       )}
       {!finished && NEVER_HALF_WAY.has(job.kind) && !job.cancel.cancellable && (
         <p className="warning" role="note" data-testid="no-cancel">
-          This {job.kind} cannot be cancelled{job.cancel.reason ? `: ${job.cancel.reason}` : '.'} A failover
-          stopped half-way would leave the machine unreplicated.
+          This {jobTitle(job).toLowerCase()} cannot be cancelled
+          {job.cancel.reason ? `: ${job.cancel.reason}` : '.'} A failover stopped half-way would leave the
+          machine unreplicated.
         </p>
       )}
       {!finished && canOperate(role) && (

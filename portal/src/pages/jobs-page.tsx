@@ -1,5 +1,6 @@
 import { useState } from 'react';
 import { JOB_STATES, type JobState } from '../../../src/domain/job-states.ts';
+import { jobTitle } from '../../../src/text/job-title.ts';
 import type { JobWithCancel } from '../api-client.ts';
 import { JobStateBadge } from '../components/badges.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
@@ -31,7 +32,7 @@ export function JobsPage() {
       <ErrorMessage error={jobs.error} />
       {jobs.data && jobs.data.jobs.length === 0 && <p className="muted">No jobs.</p>}
       <div className="table-wrap">
-        <table>
+        <table className="stack">
           <thead>
             <tr>
               <th scope="col">Job</th>
@@ -47,20 +48,20 @@ export function JobsPage() {
             {(jobs.data?.jobs ?? []).map((job) => (
               <tr key={job.id}>
                 <td>
-                  <Link to={`/jobs/${job.id}`}>{job.kind}</Link>
+                  <Link to={`/jobs/${job.id}`}>{jobTitle(job)}</Link>
                 </td>
-                <td>
+                <td data-label="Target">
                   <TargetLink type={job.targetType} id={job.targetId} />
                 </td>
-                <td>
+                <td data-label="State">
                   <JobStateBadge state={job.state} />
                 </td>
-                <td>
-                  <ProgressBar value={job.progress} label={`${job.kind} progress`} state={job.state} />
+                <td data-label="Progress">
+                  <ProgressBar value={job.progress} label={`${jobTitle(job)} progress`} state={job.state} />
                 </td>
-                <td>{job.createdBy}</td>
-                <td>{formatTime(job.createdAt)}</td>
-                <td>{formatTime(job.finishedAt)}</td>
+                <td data-label="By">{job.createdBy}</td>
+                <td data-label="Created">{formatTime(job.createdAt)}</td>
+                <td data-label="Finished">{formatTime(job.finishedAt)}</td>
               </tr>
             ))}
           </tbody>

@@ -14,6 +14,7 @@ import { REPLICATION_RESOLUTIONS, type ReplicationHistory } from '../../domain/r
 import { HavenError } from '../../errors/index.ts';
 import type { HypervisorInventory } from '../../hypervisor/hypervisor.ts';
 import { ago, formatBytes, formatDuration, parseDuration } from '../../text/human-units.ts';
+import { jobTitle } from '../../text/job-title.ts';
 import {
   type Command,
   type CommandArgs,
@@ -264,7 +265,8 @@ const jobs = crudCommands({
         return 0;
       }
       printRecord(out, [
-        ['Job', `${job.kind} ${shortId(job.id)}`],
+        ['Job', `${jobTitle(job)} ${shortId(job.id)}`],
+        ['Kind', job.kind],
         ['Target', jobTarget(job, names)],
         ['State', `${job.state} (${job.progress}%)`],
         ['By', job.createdBy],
@@ -614,7 +616,8 @@ export const resourceCommands: Command[] = [
       const id = await positionalRef(client, args, 0, 'job', 'jobs');
       const job = await client.post<Job>(`/jobs/${encodeURIComponent(id)}/cancel`);
       return show(out, job, [
-        ['Job', `${job.kind} ${shortId(job.id)}`],
+        ['Job', `${jobTitle(job)} ${shortId(job.id)}`],
+        ['Kind', job.kind],
         ['State', job.state],
         ['Cancel', job.cancelRequested ? 'requested' : 'not requested'],
       ]);

@@ -137,7 +137,7 @@ export function MachinePage({ id }: { id: string }) {
         <article className="card">
           <h2>Disks</h2>
           <div className="table-wrap">
-            <table>
+            <table className="stack">
               <thead>
                 <tr>
                   <th scope="col">Disk</th>
@@ -150,11 +150,11 @@ export function MachinePage({ id }: { id: string }) {
                 {m.disks.map((d) => (
                   <tr key={d.id}>
                     <td>{d.id}</td>
-                    <td>{formatBytes(d.sizeBytes)}</td>
-                    <td>
+                    <td data-label="Size">{formatBytes(d.sizeBytes)}</td>
+                    <td data-label="Source">
                       <code>{d.source}</code>
                     </td>
-                    <td>{d.hasSnapshots ? 'yes (reprotect refuses)' : 'no'}</td>
+                    <td data-label="Snapshots">{d.hasSnapshots ? 'yes (reprotect refuses)' : 'no'}</td>
                   </tr>
                 ))}
               </tbody>

@@ -6,6 +6,7 @@ import { DEFAULT_SCRIPT_TIMEOUT_SECONDS } from '../../domain/recovery-plan-valid
 import { HavenError } from '../../errors/index.ts';
 import { defineJob, type StepContext } from '../../job-engine/index.ts';
 import { runScript, scriptUser } from '../../scripts/index.ts';
+import { jobTitle } from '../../text/job-title.ts';
 import type { VaultJobDefinition } from '../jobs/job-inputs.ts';
 import { operationCheck } from '../lifecycle/operation-checks.ts';
 import { requestOperation } from '../lifecycle/request-operation.ts';
@@ -135,9 +136,15 @@ async function waitForJob(vault: VaultContext, jobId: string, ctx: StepContext):
     ctx.signal.throwIfAborted();
     const job = await vault.store.jobs.get(jobId);
     if (!job) throw new HavenError('not_found', `Job '${jobId}' does not exist any more`, { jobId });
-    if (isTerminalJobState(job.state)) return job;
+    const machine = job.targetId ? await vault.store.machines.get(job.targetId) : undefined;
+    const what = `${jobTitle(job)}${machine ? ` of ${machine.name}` : ''} (job ${job.id.slice(0, 8)})`;
+    if (isTerminalJobState(job.state)) {
+      // The step's last line says how the machine's job ended, not what it was doing before.
+      ctx.progress(job.progress, `${what}: ${job.state}`);
+      return job;
+    }
     const running = job.steps.find((s) => s.state === 'running');
-    ctx.progress(job.progress, `job ${job.id}: ${running ? running.title : job.state}`);
+    ctx.progress(job.progress, `${what}: ${running ? running.title : job.state}`);
     await new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);

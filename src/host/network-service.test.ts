@@ -114,7 +114,8 @@ describe('network.runProbe: a script inside an isolated test network', {
 
   it('kills a script at its time limit, with what it left running, and removes the namespace', async () => {
     const started = Date.now();
-    const result = await probe('#!/bin/sh\necho waiting\nsetsid sleep 300 &\nsleep 300\n', {
+    // A duration no other test uses: pgrep below must find only what this script started.
+    const result = await probe('#!/bin/sh\necho waiting\nsetsid sleep 3471 &\nsleep 3471\n', {
       timeoutMs: 1500,
     });
     assert.equal(result.timedOut, true);
@@ -122,7 +123,7 @@ describe('network.runProbe: a script inside an isolated test network', {
     assert.match(result.output, /waiting/);
     assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
     assert.deepEqual(await probeNamespaces(), []);
-    assert.equal((await sh('pgrep', ['-f', '^sleep 300$'])).code, 1, 'a sleep the script started survived');
+    assert.equal((await sh('pgrep', ['-f', '^sleep 3471$'])).code, 1, 'a sleep the script started survived');
   });
 
   it('refuses a network that is not an isolated network here, and a script that does not match its hash', async () => {

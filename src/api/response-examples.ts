@@ -461,6 +461,7 @@ export const drillRunExample = {
     },
   ],
   rtoSeconds: 38.4,
+  checks: [],
   createdBy: 'scheduler',
   createdAt: '2026-03-02T01:00:00.000Z',
   startedAt: '2026-03-02T01:00:00.000Z',

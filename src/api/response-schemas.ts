@@ -767,6 +767,9 @@ export const drillRun = describes<DrillRun>()(
       reason: z.string().nullable(),
       machines: z.array(drillMachine),
       rtoSeconds: z.number().nullable(),
+      checks: z
+        .array(drillCheck)
+        .describe("the run's own checks, apart from its machines': a plan drill's order"),
       createdBy: z.string(),
       createdAt: time,
       startedAt: time.nullable(),

@@ -146,6 +146,7 @@ describe('haven drills', () => {
         },
       ],
       rtoSeconds: 30,
+      checks: [],
       createdBy: 'ops',
       createdAt: new Date(Date.now() - 120_000).toISOString(),
       startedAt: new Date(Date.now() - 120_000).toISOString(),

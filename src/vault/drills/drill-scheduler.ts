@@ -275,6 +275,7 @@ export class DrillScheduler {
             ]
           : [],
       rtoSeconds: null,
+      checks: [],
       createdBy: `schedule ${schedule.name}`,
       createdAt: now,
       startedAt: null,

@@ -75,6 +75,7 @@ export async function requestMachineDrill(
       },
     ],
     rtoSeconds: null,
+    checks: [],
     createdBy: request.createdBy,
     createdAt: waiting?.createdAt ?? now,
     startedAt: now,

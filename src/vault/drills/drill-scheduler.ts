@@ -18,7 +18,7 @@ import { vaultJobInput } from '../jobs/job-inputs.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { drillAlerts } from './drill-alerts.ts';
 import { cancelDrill } from './drill-conflicts.ts';
-import { cleanUpDrill } from './drill-job.ts';
+import { cleanUpDrill } from './drill-machine.ts';
 import { requestMachineDrill } from './request-drill.ts';
 
 export interface DrillSchedulerOptions {

@@ -1,13 +1,14 @@
 export { drillAlerts, drillFailedAlertKey, drillOverdueAlertKey } from './drill-alerts.ts';
 export { cancelDrill, cancelDrillsFor, refuseDuringDrill, runningDrillsOf } from './drill-conflicts.ts';
+export { drillJob } from './drill-job.ts';
+export type { DrillJobInput, DrillSettings } from './drill-job-input.ts';
 export {
   bootCheckResult,
   chooseDrillPoint,
+  chooseDrillPoints,
   cleanUpDrill,
   drillCopyNames,
-  drillJob,
-} from './drill-job.ts';
-export type { DrillJobInput } from './drill-job-input.ts';
+} from './drill-machine.ts';
 export { targetProof } from './drill-proof.ts';
 export { drillReport, drillReportHtml, drillReportMarkdown } from './drill-report.ts';
 export {

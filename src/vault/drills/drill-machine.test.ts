@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { RecoveryPoint } from '../../domain/model.ts';
-import { bootCheckResult, chooseDrillPoint, drillCopyNames } from './drill-job.ts';
+import { bootCheckResult, chooseDrillPoint, drillCopyNames } from './drill-machine.ts';
 
 const point = (sequence: number, type: RecoveryPoint['type'], processed = true): RecoveryPoint => ({
   id: `m1@${sequence}`,

@@ -22,4 +22,13 @@ export {
   DrillScheduler,
   type DrillSchedulerOptions,
 } from './drill-scheduler.ts';
-export { type MachineDrillRequest, requestMachineDrill } from './request-drill.ts';
+export { planDrillJob } from './plan-drill-job.ts';
+export type { PlanDrillJobInput } from './plan-drill-job-input.ts';
+export {
+  manualActionCheck,
+  PLAN_DRILL_JOB_KIND,
+  type PlanDrillStep,
+  planDrillSteps,
+  planOrderCheck,
+} from './plan-drill-steps.ts';
+export { type DrillRequest, requestMachineDrill, requestPlanDrill } from './request-drill.ts';

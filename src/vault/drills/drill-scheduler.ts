@@ -338,6 +338,14 @@ export class DrillScheduler {
       schedule.onConflict === 'wait'
         ? { wait: `${why}; the drill waits for it` }
         : { skip: `${why}; the schedule skips then` };
+    const perHost = machinesPerHost(target.machines);
+    for (const [hostId, count] of perHost) {
+      if (count <= schedule.maxConcurrentPerHost) continue;
+      const host = await this.#vault.store.hosts.get(hostId);
+      return {
+        skip: `plan '${target.plan?.name}' drills ${count} machines on recovery host '${host?.name ?? hostId}', more than the schedule's ${schedule.maxConcurrentPerHost} at once`,
+      };
+    }
     for (const machine of target.machines) {
       const inDrill = load.machinesInDrill.get(machine.id);
       if (inDrill) {
@@ -358,18 +366,12 @@ export class DrillScheduler {
         wait: `the vault runs at most ${this.maxDrillsInAll} drills at once (its job workers less ${WORKERS_KEPT_FOR_RECOVERY} kept for failovers), and ${load.total} run`,
       };
     }
-    for (const [hostId, count] of machinesPerHost(target.machines)) {
+    for (const [hostId, count] of perHost) {
       const onHost = load.perHost.get(hostId) ?? 0;
       if (onHost + count <= schedule.maxConcurrentPerHost) continue;
       const host = await this.#vault.store.hosts.get(hostId);
-      const name = host?.name ?? hostId;
-      if (count > schedule.maxConcurrentPerHost) {
-        return {
-          skip: `plan '${target.plan?.name}' drills ${count} machines on recovery host '${name}', more than the schedule's ${schedule.maxConcurrentPerHost} at once`,
-        };
-      }
       return {
-        wait: `recovery host '${name}' runs ${onHost} drill machine(s), at most ${schedule.maxConcurrentPerHost} at once for this schedule${count > 1 ? `, and this drill adds ${count}` : ''}`,
+        wait: `recovery host '${host?.name ?? hostId}' runs ${onHost} drill machine(s), at most ${schedule.maxConcurrentPerHost} at once for this schedule${count > 1 ? `, and this drill adds ${count}` : ''}`,
       };
     }
     return { start: true };

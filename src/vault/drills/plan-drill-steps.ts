@@ -144,7 +144,9 @@ export function planOrderCheck(
     name: 'plan order and actions',
     result: broken ? 'failed' : 'passed',
     summary: broken
-      ? `stopped at ${broken.title}: ${brokenStep?.error?.message ?? brokenStep?.state ?? 'not run'}`
+      ? brokenStep?.error
+        ? `stopped at ${broken.title}: ${brokenStep.error.message}`
+        : `not reached: ${broken.title} (the drill ended before it)`
       : `${input.groups.length} group(s) in order, ${machines} machine(s) up after ${lastUp.toFixed(1)} s` +
         (manual > 0 ? `; ${manual} manual action(s) not performed` : ''),
     evidence: lines.join('\n'),

@@ -7,6 +7,7 @@ import {
   checkDrillApplication,
   checkDrillFilesystems,
   cleanUpDrill,
+  type DrillStepRun,
   drillMachineOf,
   drillPointsFor,
   drillStep,
@@ -25,7 +26,7 @@ export function drillJob(vault: () => VaultContext): VaultJobDefinition<'drill'>
       const step = (
         name: string,
         title: string,
-        run: Parameters<typeof drillStep<DrillJobInput>>[2],
+        run: DrillStepRun<DrillJobInput>,
       ): StepDefinition<DrillJobInput> => drillStep<DrillJobInput>(vault, { name, title }, run);
       return [
         step('choose-point', 'Choose the recovery point and hold it for the drill', async (_ctx, work) => {

@@ -110,6 +110,9 @@ export function addDrillCheck(
     : changeMachine(vault, drillId, machineId, (m) => ({ ...m, checks: [...m.checks, check] }));
 }
 
+/** What a drill job's step does, given the drill at work. */
+export type DrillStepRun<I extends DrillSettings> = (ctx: StepContext<I>, work: DrillWork) => Promise<void>;
+
 /**
  * A step of a drill job: a drill is proof only when it ran through in one
  * go, so after a vault restart the step marks it interrupted and fails (the
@@ -118,7 +121,7 @@ export function addDrillCheck(
 export function drillStep<I extends DrillSettings>(
   vault: () => VaultContext,
   step: { name: string; title: string; weight?: number },
-  run: (ctx: StepContext<I>, work: DrillWork) => Promise<void>,
+  run: DrillStepRun<I>,
 ): StepDefinition<I> {
   return {
     ...step,

@@ -1,7 +1,7 @@
 import { isoNow } from '../../clock/index.ts';
 import type { Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
-import { defineJob } from '../../job-engine/index.ts';
+import { defineJob, type StepContext } from '../../job-engine/index.ts';
 import type { VaultJobDefinition } from '../jobs/job-inputs.ts';
 import { runScriptAction } from '../plans/plan-job.ts';
 import type { VaultContext } from '../vault-context.ts';
@@ -70,7 +70,7 @@ async function machinesOf(work: DrillWork, ids: readonly string[]): Promise<Mach
 }
 
 async function runStep(
-  ctx: Parameters<Parameters<typeof drillStep<PlanDrillJobInput>>[2]>[0],
+  ctx: StepContext<PlanDrillJobInput>,
   work: DrillWork,
   input: PlanDrillJobInput,
   step: PlanDrillStep,

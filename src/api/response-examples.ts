@@ -219,7 +219,16 @@ export const presentedPlanExample = {
   ...recoveryPlanExample,
   groups: recoveryPlanExample.groups.map((g) => ({ ...g, machineNames: ['web-01'] })),
   rtoEstimateSeconds: 95,
-  rtoEstimate: { seconds: 95, machinesWithoutHistory: [], groups: [{ name: 'web', seconds: 95 }] },
+  rtoEstimate: {
+    seconds: 95,
+    machinesWithoutHistory: [],
+    groups: [{ name: 'web', seconds: 95 }],
+    measured: {
+      drillId: 'c4d5e6f7-a8b9-4c0d-9e1f-2a3b4c5d6e7f',
+      seconds: 88.2,
+      provenAt: '2026-03-02T01:01:30.000Z',
+    },
+  },
   activeJobId: null,
   operations: [
     { operation: 'test-failover', allowed: true, blockedBy: [] },
@@ -461,6 +470,7 @@ export const drillRunExample = {
     },
   ],
   rtoSeconds: 38.4,
+  checks: [],
   createdBy: 'scheduler',
   createdAt: '2026-03-02T01:00:00.000Z',
   startedAt: '2026-03-02T01:00:00.000Z',

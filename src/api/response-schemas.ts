@@ -426,6 +426,12 @@ const rtoEstimate = describes<RtoEstimate>()(
     seconds: z.number().nullable(),
     machinesWithoutHistory: z.array(z.string()),
     groups: z.array(z.strictObject({ name: z.string(), seconds: z.number() })),
+    measured: z
+      .strictObject({ drillId: id, seconds: z.number(), provenAt: time })
+      .nullable()
+      .describe(
+        "the whole plan's RTO as its last passing drill measured it (order, actions, every machine up)",
+      ),
   }),
 );
 const planOperationAvailability = describes<PlanOperationAvailability>()(
@@ -767,6 +773,9 @@ export const drillRun = describes<DrillRun>()(
       reason: z.string().nullable(),
       machines: z.array(drillMachine),
       rtoSeconds: z.number().nullable(),
+      checks: z
+        .array(drillCheck)
+        .describe("the run's own checks, apart from its machines': a plan drill's order"),
       createdBy: z.string(),
       createdAt: time,
       startedAt: time.nullable(),

@@ -24,7 +24,7 @@ import { type JobDefinition, JobEngine } from '../job-engine/index.ts';
 import { DEFAULT_SCRIPT_USER } from '../scripts/index.ts';
 import { PRIVATE_DIR_MODE, restrictUmask, tightenDataDir } from '../storage/private-files.ts';
 import { openStore, type Store } from '../store/index.ts';
-import { DrillScheduler, drillJob } from '../vault/drills/index.ts';
+import { DrillScheduler, drillJob, planDrillJob } from '../vault/drills/index.ts';
 import { GroupScheduler } from '../vault/groups/index.ts';
 import { watchHosts } from '../vault/host-monitor.ts';
 import { reconcileHost } from '../vault/host-reconcile.ts';
@@ -160,6 +160,7 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
         resyncJob(() => context!),
         recoveryPlanJob(() => context!),
         drillJob(() => context!),
+        planDrillJob(() => context!),
         ...(options.jobs ?? []),
       ],
       ...(options.jobLeaseMs ? { leaseMs: options.jobLeaseMs } : {}),

@@ -161,6 +161,8 @@ export interface DrillRun {
   machines: DrillMachineResult[];
   /** A plan drill: from its start until every machine was up, through the plan's order and actions. */
   rtoSeconds: number | null;
+  /** Checks of the run as a whole, apart from its machines': a plan drill's order and actions. */
+  checks: DrillCheck[];
   createdBy: string;
   createdAt: string;
   startedAt: string | null;
@@ -392,8 +394,13 @@ export function proofOf(run: DrillRun, machineId?: string): DrillProof | null {
     points: machines.flatMap((m) =>
       m.point === null ? [] : [{ machineId: m.machineId, machineName: m.machineName, point: m.point }],
     ),
-    checks: countChecks(machines.flatMap((m) => m.checks)),
+    checks: countChecks(machineId === undefined ? drillRunChecks(run) : machines.flatMap((m) => m.checks)),
   };
+}
+
+/** Every check of a run: its machines', then the run's own (a plan drill's order). */
+export function drillRunChecks(run: Pick<DrillRun, 'machines' | 'checks'>): DrillCheck[] {
+  return [...run.machines.flatMap((m) => m.checks), ...run.checks];
 }
 
 /** A drill as its report shows it: the run, who started it, its length and the checks counted. */
@@ -418,5 +425,6 @@ export function withoutScriptOutput(run: DrillRun): DrillRun {
       ...m,
       checks: m.checks.map((c) => (c.evidenceIsScriptOutput ? { ...c, evidence: null } : c)),
     })),
+    checks: run.checks.map((c) => (c.evidenceIsScriptOutput ? { ...c, evidence: null } : c)),
   };
 }

@@ -11,6 +11,16 @@ export interface RtoHistory {
   machineSeconds: ReadonlyMap<string, number>;
   /** Seconds a script action took in the plan's most recent run, by its step name. */
   actionSeconds: ReadonlyMap<string, number>;
+  /** The plan's last passing drill, which measured the whole plan (null: none yet). */
+  planDrill?: MeasuredPlanRto | null;
+}
+
+/** The RTO of the whole plan as a drill measured it: its order and actions, every machine up. */
+export interface MeasuredPlanRto {
+  drillId: string;
+  seconds: number;
+  /** When the drill ended. */
+  provenAt: string;
 }
 
 export interface RtoEstimate {
@@ -19,6 +29,8 @@ export interface RtoEstimate {
   /** Machines with no measured failover: the estimate leaves them out. */
   machinesWithoutHistory: string[];
   groups: Array<{ name: string; seconds: number }>;
+  /** Measured, not estimated: the plan's last passing drill (null: none yet). */
+  measured: MeasuredPlanRto | null;
 }
 
 export function estimateRto(
@@ -47,7 +59,12 @@ export function estimateRto(
     return { name: group.name, seconds: round(slowest + scripts) };
   });
   const total = perGroup.reduce((sum, group) => sum + group.seconds, 0);
-  return { seconds: measured === 0 ? null : round(total), machinesWithoutHistory: missing, groups: perGroup };
+  return {
+    seconds: measured === 0 ? null : round(total),
+    machinesWithoutHistory: missing,
+    groups: perGroup,
+    measured: history.planDrill ?? null,
+  };
 }
 
 function round(seconds: number): number {

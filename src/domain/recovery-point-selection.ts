@@ -127,6 +127,30 @@ export function selectRecoveryPoint(
 }
 
 /**
+ * The multi-machine points (cuts) every member holds, processed (and, when
+ * asked, app-consistent on every member), each member's point by machine id.
+ * A cut missing on one member is no consistent point for the group.
+ */
+export function completeGroupCuts(
+  catalog: readonly RecoveryPoint[],
+  members: readonly MachineName[],
+  appConsistent: boolean,
+): Map<string, Map<string, RecoveryPoint>> {
+  const memberIds = new Set(members.map((m) => m.id));
+  const cuts = new Map<string, Map<string, RecoveryPoint>>();
+  for (const p of catalog) {
+    if (p.groupPointId === null || !memberIds.has(p.machineId) || !p.processed) continue;
+    if (appConsistent && p.type !== 'app-consistent') continue;
+    const cut = cuts.get(p.groupPointId) ?? new Map<string, RecoveryPoint>();
+    cuts.set(p.groupPointId, cut);
+    const seen = cut.get(p.machineId);
+    if (!seen || newer(p, seen)) cut.set(p.machineId, p);
+  }
+  for (const [id, cut] of cuts) if (cut.size !== memberIds.size) cuts.delete(id);
+  return cuts;
+}
+
+/**
  * The newest multi-machine point that every member has, processed (and, for
  * the app-consistent option, app-consistent on every member). A cut missing
  * on one member is no consistent point for the group.
@@ -142,21 +166,11 @@ export function selectGroupRecoveryPoint(
   }
   const appConsistent = option === 'latest-multi-machine-app-consistent';
   const memberIds = new Set(members.map((m) => m.id));
-  const cuts = new Map<string, Map<string, RecoveryPoint>>();
-  for (const p of catalog) {
-    if (p.groupPointId === null || !memberIds.has(p.machineId) || !p.processed) continue;
-    if (appConsistent && p.type !== 'app-consistent') continue;
-    const cut = cuts.get(p.groupPointId) ?? new Map<string, RecoveryPoint>();
-    cuts.set(p.groupPointId, cut);
-    const seen = cut.get(p.machineId);
-    if (!seen || newer(p, seen)) cut.set(p.machineId, p);
-  }
   let best: GroupRecoveryPointSelection | undefined;
   let bestTime = Number.NEGATIVE_INFINITY;
   // Two cuts of equal time: the one later in the history of a member (the same for every member).
   const anchor = members[0]!.id;
-  for (const [groupPointId, cut] of cuts) {
-    if (cut.size !== memberIds.size) continue;
+  for (const [groupPointId, cut] of completeGroupCuts(catalog, members, appConsistent)) {
     const points = [...cut.values()];
     const latest = newest(points)!;
     const t = timeOf(latest);

@@ -244,6 +244,7 @@ export interface DrillRunsTable {
   reason: string | null;
   machines: JsonColumn;
   rto_seconds: number | null;
+  checks: JsonColumn;
   created_by: string;
   created_at: string;
   started_at: string | null;

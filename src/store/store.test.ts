@@ -838,6 +838,7 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
         reason: null,
         machines: [member('m-1', 'passed')],
         rtoSeconds: 12.5,
+        checks: [],
         createdBy: 'schedule nightly web',
         createdAt: at(1),
         startedAt: at(1),

@@ -302,8 +302,20 @@ function operationOf(job: Job): string {
 
 function Rto({ estimate, names }: { estimate: RtoEstimate; names: Map<string, string> }) {
   const missing = estimate.machinesWithoutHistory.map((m) => names.get(m) ?? m);
+  // The whole plan as its last passing drill measured it: its order, actions and every machine up.
+  const measured = estimate.measured && (
+    <span className="small" data-measured-rto>
+      {' '}
+      · measured {formatDuration(estimate.measured.seconds)} by its last passing drill
+    </span>
+  );
   if (estimate.seconds === null) {
-    return <span className="muted">not measured yet: run a test failover of the plan</span>;
+    return (
+      <>
+        <span className="muted">not measured yet: run a test failover of the plan</span>
+        {measured}
+      </>
+    );
   }
   return (
     <>
@@ -311,6 +323,7 @@ function Rto({ estimate, names }: { estimate: RtoEstimate; names: Map<string, st
       {missing.length > 0 && (
         <span className="muted small"> (without {missing.join(', ')}: never failed over yet)</span>
       )}
+      {measured}
     </>
   );
 }

@@ -61,6 +61,7 @@ function storedRun(machineId: string, overrides: Partial<DrillRun> = {}): DrillR
       },
     ],
     rtoSeconds: 21.5,
+    checks: [],
     createdBy: 'ops',
     createdAt: '2026-12-05T02:00:00.000Z',
     startedAt: '2026-12-05T02:00:00.000Z',

@@ -15,6 +15,7 @@ import {
   drillScheduleFrom,
   refuseProblems,
   requestMachineDrill,
+  requestPlanDrill,
   targetProof,
 } from '../../vault/drills/index.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
@@ -139,6 +140,34 @@ export function drillRoutes(vault: VaultContext): RouteDefinition[] {
           await drillCheckProblems(vault, body.checks, body.timeLimitSeconds),
         );
         const run = await requestMachineDrill(vault, machine, {
+          point: body.point,
+          testNetwork: body.testNetwork,
+          checks: body.checks,
+          timeLimitSeconds: body.timeLimitSeconds,
+          createdBy: actor!.name,
+        });
+        const job = await store.jobs.get(run.jobId!);
+        if (!job) throw new HavenError('internal', `drill ${run.id}: its job ${run.jobId} was not recorded`);
+        return { drill: run, job };
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/plans/:id/drills',
+      summary:
+        "Drill a recovery plan now: its groups in order with their actions, every machine booted on the isolated test network and checked, the whole plan's RTO measured, everything cleaned up (manual actions are recorded as not performed)",
+      tag,
+      access: { kind: 'token', role: 'operator' },
+      body: s.runDrill,
+      status: 202,
+      response: r.startedDrill,
+      handler: async ({ params, body, actor }) => {
+        const plan = await planOr404(params.id!);
+        refuseProblems(
+          `A drill of plan '${plan.name}'`,
+          await drillCheckProblems(vault, body.checks, body.timeLimitSeconds),
+        );
+        const run = await requestPlanDrill(vault, plan, {
           point: body.point,
           testNetwork: body.testNetwork,
           checks: body.checks,

@@ -85,6 +85,31 @@ describe('haven drills', () => {
     assert.equal((await haven('drills', 'schedules', 'delete', 'nightly-db')).code, 0);
   });
 
+  it("drills a plan: --plan runs its order; with no host the drill ends before the plan's first group and says so", async () => {
+    const plan = await fixture.call('POST', '/plans', {
+      name: 'cli-shop',
+      groups: [
+        {
+          name: 'data',
+          machines: ['web-1'],
+          after: [{ kind: 'manual', name: 'look', text: 'Look at the shop' }],
+        },
+      ],
+    });
+    assert.equal(plan.status, 201, JSON.stringify(plan.body));
+    const both = await haven('drills', 'run', 'web-1', '--plan', 'cli-shop');
+    assert.equal(both.code, 2, both.stdout + both.stderr);
+    assert.match(both.stderr, /give a MACHINE or --plan PLAN, not both/);
+    const waited = await haven('drills', 'run', '--plan', 'cli-shop', '--wait');
+    assert.equal(waited.code, 1, waited.stdout + waited.stderr);
+    assert.match(waited.stdout, /Plan: +cli-shop/);
+    assert.match(waited.stdout, /web-1: no point chosen, cleaned up/);
+    assert.match(
+      waited.stdout,
+      /The plan's order and actions:\n {2}plan order and actions: FAILED — not reached: Group 1 'data': check the filesystems/,
+    );
+  });
+
   it('runs a drill, lists and shows drills with their checks in words, writes the report; machines show says what is proven', async () => {
     const run = await haven('drills', 'run', 'web-1', '--point', 'random-retained', '--time-limit', '10m');
     assert.equal(run.code, 0, run.stderr);
@@ -146,6 +171,7 @@ describe('haven drills', () => {
         },
       ],
       rtoSeconds: 30,
+      checks: [],
       createdBy: 'ops',
       createdAt: new Date(Date.now() - 120_000).toISOString(),
       startedAt: new Date(Date.now() - 120_000).toISOString(),

@@ -394,22 +394,32 @@ export const drillCommands: Command[] = [
   vaultCommand({
     name: 'drills run',
     summary:
-      'Drill a protected machine now: boot a point on the isolated test network, check it, clean up; --wait follows it',
-    usage: 'MACHINE',
+      "Drill a protected machine, or a recovery plan (its order and actions, the whole plan's RTO), now: boot points on the isolated test network, check them, clean up; --wait follows it",
+    usage: 'MACHINE | --plan PLAN',
     options: {
       ...settingOptions,
+      plan: {
+        type: 'string',
+        value: 'PLAN',
+        description: 'drill this recovery plan (name or id) instead of one machine',
+      },
       wait: { type: 'boolean', description: 'follow the drill with its progress and print its result' },
     },
     examples: [
       'haven drills run web-01 --wait',
       'haven drills run db-01 --point random-retained --script check-db --time-limit 15m --wait',
+      'haven drills run --plan shop --script check-web --wait',
     ],
     run: async (args, { client, out }) => {
-      const machine = await positionalRef(client, args, 0, 'machine', 'machines');
-      const { drill, job } = await client.post<{ drill: DrillRun; job: Job }>(
-        `/machines/${encodeURIComponent(machine)}/drills`,
-        settingsFrom(args),
-      );
+      const plan = str(args, 'plan');
+      if (plan !== undefined && args.positionals.length > 0) {
+        throw new HavenError('bad_request', 'give a MACHINE or --plan PLAN, not both', { field: 'plan' });
+      }
+      const path =
+        plan === undefined
+          ? `/machines/${encodeURIComponent(await positionalRef(client, args, 0, 'machine', 'machines'))}/drills`
+          : `/plans/${encodeURIComponent(await resolveRef(client, 'plans', plan))}/drills`;
+      const { drill, job } = await client.post<{ drill: DrillRun; job: Job }>(path, settingsFrom(args));
       if (args.values.wait !== true) {
         if (out.json) printJson(out, drill);
         else

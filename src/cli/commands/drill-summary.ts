@@ -39,5 +39,9 @@ export function printDrill(out: Output, drill: DrillRun, scheduleName: string | 
     for (const check of m.checks) out.write(`  ${checkWords(check)}\n`);
     if (m.checks.length === 0) out.write(drill.endedAt ? '  (no checks ran)\n' : '  (no checks yet)\n');
   }
+  if (drill.checks.length > 0) {
+    out.write("\nThe plan's order and actions:\n");
+    for (const check of drill.checks) out.write(`  ${checkWords(check)}\n`);
+  }
   return 0;
 }

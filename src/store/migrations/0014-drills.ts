@@ -39,6 +39,7 @@ export const drillsMigration: Migration = {
       .addColumn('reason', 'text')
       .addColumn('machines', 'text', (c) => c.notNull())
       .addColumn('rto_seconds', 'double precision')
+      .addColumn('checks', 'text', (c) => c.notNull().defaultTo('[]'))
       .addColumn('created_by', 'text', (c) => c.notNull())
       .addColumn('created_at', 'text', (c) => c.notNull())
       .addColumn('started_at', 'text')

@@ -1,6 +1,7 @@
 import type { Kysely, Selectable } from 'kysely';
 import {
   type DrillCadence,
+  type DrillCheck,
   type DrillChecks,
   type DrillConflictAction,
   type DrillMachineResult,
@@ -295,6 +296,7 @@ function runColumns(run: DrillRun) {
     reason: run.reason,
     machines: toJsonColumn(run.machines),
     rto_seconds: run.rtoSeconds,
+    checks: toJsonColumn(run.checks),
     started_at: run.startedAt,
     ended_at: run.endedAt,
   };
@@ -311,6 +313,7 @@ function toRun(row: Selectable<DrillRunsTable>): DrillRun {
     reason: row.reason,
     machines: fromJsonColumn<DrillMachineResult[]>(row.machines),
     rtoSeconds: row.rto_seconds === null ? null : Number(row.rto_seconds),
+    checks: fromJsonColumn<DrillCheck[]>(row.checks),
     createdBy: row.created_by,
     createdAt: row.created_at,
     startedAt: row.started_at,

@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { DEMO_MACHINE } from '../../app/demo-machine.ts';
 import { type Embedded, startEmbedded } from '../../app/start-embedded.ts';
 import type { DrillRun } from '../../domain/drill.ts';
-import type { Alert, Machine, RecoveryPoint } from '../../domain/model.ts';
+import type { Alert, Machine, RecoveryPlan, RecoveryPoint } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type {
   FilesystemCheckReport,
@@ -20,7 +20,7 @@ import { damageInodeTable } from '../../testing/damage-inode-table.ts';
 import { embeddedApi, runOperation } from '../../testing/embedded-api.ts';
 import { consoleOf, records } from '../../testing/guest-console.ts';
 import { until as waitUntil } from '../../testing/until.ts';
-import { requestMachineDrill } from './request-drill.ts';
+import { requestMachineDrill, requestPlanDrill } from './request-drill.ts';
 
 /**
  * Drills of the demo machine of `haven up` (a real Linux guest under QEMU
@@ -298,6 +298,69 @@ describe('drills of a real guest', { timeout: 600_000 }, () => {
       JSON.stringify(alerts),
     );
     await assertGone(ended);
+  });
+
+  it("a plan drill runs the plan's order by itself: its script action, the machine up, the manual action reported not performed, the plan's RTO measured", async () => {
+    await registerScript(
+      'announce-drill',
+      '#!/bin/sh\n[ "$HAVEN_OPERATION" = drill ] || exit 9\necho "drilling $HAVEN_MACHINES of $HAVEN_PLAN"\n',
+    );
+    const created = await api<RecoveryPlan>('POST', '/plans', {
+      name: 'demo-plan',
+      groups: [
+        {
+          name: 'app',
+          machines: [DEMO_MACHINE],
+          before: [{ kind: 'script', name: 'announce', script: 'announce-drill', timeoutSeconds: 30 }],
+          after: [
+            { kind: 'manual', name: 'check the records', text: 'Open the console and read the records' },
+          ],
+        },
+      ],
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const run = await requestPlanDrill(up.vault.context, created.body, {
+      point: 'latest-crash-consistent',
+      testNetwork: null,
+      checks: {
+        filesystems: true,
+        script: null,
+        boot: { consolePattern: 'recovered \\d+ ok', timeoutSeconds: 120 },
+      },
+      timeLimitSeconds: 600,
+      createdBy: 'test',
+    });
+    const ended = await drillEnded(run.id);
+    assert.equal(ended.state, 'passed', `${ended.reason} ${JSON.stringify(ended.checks)}`);
+    const [m] = ended.machines;
+    assert.deepEqual(
+      m!.checks.map((c) => [c.kind, c.result]),
+      [
+        ['filesystems', 'passed'],
+        ['boot', 'passed'],
+      ],
+    );
+    assert.equal(ended.rtoSeconds, m!.rtoSeconds);
+    assert.ok(ended.rtoSeconds! > 0 && ended.rtoSeconds! < 180, `plan RTO ${ended.rtoSeconds}`);
+    const manual = ended.checks.find((c) => c.name.startsWith("manual action 'check the records'"))!;
+    assert.equal(manual.result, 'not-checked');
+    assert.match(manual.summary, /not performed/);
+    assert.equal(manual.evidence, 'Open the console and read the records');
+    const order = ended.checks.find((c) => c.kind === 'plan' && c.name === 'plan order and actions')!;
+    assert.equal(order.result, 'passed', order.summary);
+    assert.match(order.evidence!, /before: script 'announce': succeeded in [\d.]+ s/);
+    assert.match(order.evidence!, new RegExp(`${DEMO_MACHINE}: up at [\\d.]+ s`));
+    await assertGone(ended);
+    const plan = (
+      await api<{ rtoEstimate: { measured: { drillId: string; seconds: number } | null } }>(
+        'GET',
+        '/plans/demo-plan',
+      )
+    ).body;
+    assert.equal(plan.rtoEstimate.measured?.drillId, run.id);
+    console.log(
+      `# plan drill of 'demo-plan' (1 group, ${DEMO_MACHINE}): plan RTO ${ended.rtoSeconds!.toFixed(1)} s, drill ${((Date.parse(ended.endedAt!) - Date.parse(ended.startedAt!)) / 1000).toFixed(1)} s`,
+    );
   });
 
   it('production keeps replicating during drills: its RPO p99 stays within 5 s of its RPO p99 without drills', async () => {

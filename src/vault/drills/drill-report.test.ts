@@ -46,6 +46,7 @@ const run: DrillRun = {
     },
   ],
   rtoSeconds: null,
+  checks: [],
   createdBy: 'scheduler',
   createdAt: '2026-12-05T02:00:00.000Z',
   startedAt: '2026-12-05T02:00:00.000Z',

@@ -3,6 +3,7 @@ import {
   type DrillCheck,
   type DrillReport,
   type DrillRun,
+  drillRunChecks,
   withoutScriptOutput,
 } from '../../domain/drill.ts';
 import { formatDuration } from '../../text/human-units.ts';
@@ -28,7 +29,7 @@ export function drillReport(
           ? `schedule ${run.scheduleId.slice(0, 8)} (since deleted)`
           : run.createdBy,
     durationSeconds: run.endedAt === null ? null : (Date.parse(run.endedAt) - Date.parse(start)) / 1000,
-    checks: countChecks(run.machines.flatMap((m) => m.checks)),
+    checks: countChecks(drillRunChecks(run)),
     scriptOutputIncluded: options.scriptOutput,
     generatedAt: options.generatedAt,
   };
@@ -86,6 +87,26 @@ function mdInline(text: string): string {
   return text.replace(/[\\`*_{}[\]()<>#|!~]/g, '\\$&').replace(/\r?\n/g, ' ');
 }
 
+/** The heading of a run's own checks (a plan drill's order and actions). */
+const RUN_CHECKS_TITLE = "The plan's order and actions";
+
+function checkMarkdown(check: DrillCheck, report: DrillReport): string[] {
+  const lines = [
+    '',
+    `### ${RESULT_WORDS[check.result]}: ${mdInline(check.name)}`,
+    '',
+    `${mdInline(check.summary)} (${formatDuration(check.durationMs / 1000)}, from ${check.startedAt})`,
+    '',
+  ];
+  const note = evidenceNote(check, report);
+  if (note !== null) lines.push(`_Evidence: ${note}._`);
+  else {
+    const fence = fenceFor(check.evidence!);
+    lines.push(fence, check.evidence!, fence);
+  }
+  return lines;
+}
+
 export function drillReportMarkdown(report: DrillReport): string {
   const { drill } = report;
   const lines = [`# Drill report: ${mdInline(drill.targetName)}`, '', '| | |', '|---|---|'];
@@ -99,21 +120,11 @@ export function drillReportMarkdown(report: DrillReport): string {
       `- RTO: ${seconds(m.rtoSeconds)}`,
       `- Cleaned up: ${m.cleanedUp ? 'yes (drill machine and overlay removed, verified at the host)' : 'no'}`,
     );
-    for (const check of m.checks) {
-      lines.push(
-        '',
-        `### ${RESULT_WORDS[check.result]}: ${mdInline(check.name)}`,
-        '',
-        `${mdInline(check.summary)} (${formatDuration(check.durationMs / 1000)}, from ${check.startedAt})`,
-        '',
-      );
-      const note = evidenceNote(check, report);
-      if (note !== null) lines.push(`_Evidence: ${note}._`);
-      else {
-        const fence = fenceFor(check.evidence!);
-        lines.push(fence, check.evidence!, fence);
-      }
-    }
+    for (const check of m.checks) lines.push(...checkMarkdown(check, report));
+  }
+  if (drill.checks.length > 0) {
+    lines.push('', `## ${RUN_CHECKS_TITLE}`);
+    for (const check of drill.checks) lines.push(...checkMarkdown(check, report));
   }
   lines.push('', `_Generated ${report.generatedAt} by Haven._`, '');
   return lines.join('\n');
@@ -126,6 +137,15 @@ function html(text: string): string {
     .replace(/>/g, '&gt;')
     .replace(/"/g, '&quot;')
     .replace(/'/g, '&#39;');
+}
+
+function checkHtml(check: DrillCheck, report: DrillReport): string[] {
+  const note = evidenceNote(check, report);
+  return [
+    `<h3><span class="${check.result}">${RESULT_WORDS[check.result]}</span>: ${html(check.name)}</h3>`,
+    `<p>${html(check.summary)} (${formatDuration(check.durationMs / 1000)}, from ${html(check.startedAt)})</p>`,
+    note === null ? `<pre>${html(check.evidence!)}</pre>` : `<p><em>Evidence: ${note}.</em></p>`,
+  ];
 }
 
 /** A page that stands alone (no scripts, no outside resources), to print or archive. */
@@ -153,14 +173,11 @@ export function drillReportHtml(report: DrillReport): string {
       `<li>Cleaned up: ${m.cleanedUp ? 'yes (drill machine and overlay removed, verified at the host)' : 'no'}</li>`,
       '</ul>',
     );
-    for (const check of m.checks) {
-      const note = evidenceNote(check, report);
-      out.push(
-        `<h3><span class="${check.result}">${RESULT_WORDS[check.result]}</span>: ${html(check.name)}</h3>`,
-        `<p>${html(check.summary)} (${formatDuration(check.durationMs / 1000)}, from ${html(check.startedAt)})</p>`,
-        note === null ? `<pre>${html(check.evidence!)}</pre>` : `<p><em>Evidence: ${note}.</em></p>`,
-      );
-    }
+    for (const check of m.checks) out.push(...checkHtml(check, report));
+  }
+  if (drill.checks.length > 0) {
+    out.push(`<h2>${html(RUN_CHECKS_TITLE)}</h2>`);
+    for (const check of drill.checks) out.push(...checkHtml(check, report));
   }
   out.push(`<p><em>Generated ${html(report.generatedAt)} by Haven.</em></p>`, '</body></html>', '');
   return out.join('\n');

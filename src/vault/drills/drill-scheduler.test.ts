@@ -12,6 +12,7 @@ import type { VaultContext } from '../vault-context.ts';
 import { drillOverdueAlertKey } from './drill-alerts.ts';
 import { drillJob } from './drill-job.ts';
 import { DrillScheduler } from './drill-scheduler.ts';
+import { planDrillJob } from './plan-drill-job.ts';
 import { requestMachineDrill } from './request-drill.ts';
 
 /**
@@ -40,8 +41,10 @@ async function releaseAll(ctx: VaultContext): Promise<void> {
   });
 }
 
-function standInDrillJob(vault: () => VaultContext): VaultJobDefinition<'drill'> {
-  const real = drillJob(vault);
+function standInDrillJob<K extends 'drill' | 'plan-drill'>(
+  real: VaultJobDefinition<K>,
+  vault: () => VaultContext,
+): VaultJobDefinition<K> {
   return {
     ...real,
     steps: () => [
@@ -91,7 +94,7 @@ describe('drill scheduler', () => {
 
   before(async () => {
     t = await startPlanTestVault(['web', 'db', 'app', 'fail-mail'], 50, {
-      jobs: (vault) => [standInDrillJob(vault)],
+      jobs: (vault) => [standInDrillJob(drillJob(vault), vault), standInDrillJob(planDrillJob(vault), vault)],
       // The vault's own scheduler stays out of the way: the tests tick their own.
       drillTickMs: 3_600_000,
     });
@@ -198,7 +201,7 @@ describe('drill scheduler', () => {
     for (const waiting of [b, c]) {
       const run = await onlyRun(waiting);
       assert.equal(run.state, 'waiting');
-      assert.match(run.reason!, /recovery host 'kvm-a' runs 1 drill\(s\), at most 1 at once/);
+      assert.match(run.reason!, /recovery host 'kvm-a' runs 1 drill machine\(s\), at most 1 at once/);
       assert.equal(run.jobId, null);
     }
     // Nothing frees: they keep waiting.
@@ -277,7 +280,7 @@ describe('drill scheduler', () => {
     );
   });
 
-  it('skips a machine that is not protected, a deleted machine, and plans (not drilled yet)', async () => {
+  it('skips a machine that is not protected, a deleted machine, and a deleted plan', async () => {
     await setState(t.machines.app!.id, 'failed-over');
     const notProtected = await schedule('app', machine('app'), { onConflict: 'wait' });
     const gone = await schedule('gone', { kind: 'machine', machineId: randomUUID() });
@@ -292,7 +295,61 @@ describe('drill scheduler', () => {
       "machine 'app' is failed-over: drills run on protected machines",
     );
     assert.match((await onlyRun(gone)).reason!, /does not exist any more/);
-    assert.equal((await onlyRun(plan)).reason, 'plan drills are not supported yet');
+    assert.equal(
+      (await onlyRun(plan)).reason,
+      `plan ${plan.target.kind === 'plan' && plan.target.planId} does not exist any more`,
+    );
+  });
+
+  it("starts a plan's drill with every machine of the plan; per-host limits count each drill machine", async () => {
+    const created = await t.call<{ id: string }>('POST', '/plans', {
+      name: 'sched-shop',
+      groups: [
+        { name: 'data', machines: ['db'] },
+        { name: 'front', machines: ['web', 'app'] },
+      ],
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const planTarget: DrillTarget = { kind: 'plan', planId: created.body.id };
+    const base = Date.now() - 10_000;
+    const single = await schedule('web alone', machine('web'), { nextRunAt: new Date(base).toISOString() });
+    const plan = await schedule('shop', planTarget, {
+      maxConcurrentPerHost: 3,
+      onConflict: 'wait',
+      nextRunAt: new Date(base + 1).toISOString(),
+    });
+    const tooBig = await schedule('shop on a small host', planTarget, {
+      maxConcurrentPerHost: 2,
+      nextRunAt: new Date(base + 2).toISOString(),
+    });
+    await scheduler.runOnce();
+    const waiting = await onlyRun(plan);
+    assert.equal(waiting.state, 'waiting');
+    assert.match(waiting.reason!, /machine 'web' is in drill .*; the drill waits for it/);
+    const skipped = await onlyRun(tooBig);
+    assert.equal(skipped.state, 'skipped');
+    assert.match(
+      skipped.reason!,
+      /plan 'sched-shop' drills 3 machines on recovery host 'kvm-a', more than the schedule's 2 at once/,
+    );
+    release((await onlyRun(single)).id);
+    await ended((await onlyRun(single)).id);
+    await scheduler.runOnce();
+    const started = await onlyRun(plan);
+    assert.equal(started.state, 'running', started.reason ?? '');
+    assert.equal(started.targetName, 'sched-shop');
+    assert.deepEqual(started.machines.map((m) => m.machineName).sort(), ['app', 'db', 'web']);
+    const job = (await ctx.store.jobs.get(started.jobId!))!;
+    assert.equal(job.kind, 'plan-drill');
+    // Its three machines fill the host for a machine schedule allowing three.
+    const meanwhile = await schedule('db too', machine('db'), {
+      maxConcurrentPerHost: 3,
+      onConflict: 'wait',
+    });
+    await scheduler.runOnce();
+    assert.match((await onlyRun(meanwhile)).reason!, /machine 'db' is in drill/);
+    release(started.id);
+    await ended(started.id);
   });
 
   it('cancels a drill past its time limit, records why before the cancel, and counts it as failed with an alert', async () => {
@@ -348,6 +405,7 @@ describe('drill scheduler', () => {
         },
       ],
       rtoSeconds: null,
+      checks: [],
       createdBy: 'admin',
       createdAt: new Date().toISOString(),
       startedAt: new Date().toISOString(),
@@ -397,6 +455,7 @@ describe('drill scheduler', () => {
       reason: null,
       machines: [],
       rtoSeconds: null,
+      checks: [],
       createdBy: 'admin',
       createdAt: new Date().toISOString(),
       startedAt: new Date().toISOString(),
@@ -445,7 +504,7 @@ describe('drills beside the machine lifecycle', () => {
 
   before(async () => {
     t = await startPlanTestVault(['web', 'db'], 50, {
-      jobs: (vault) => [standInDrillJob(vault)],
+      jobs: (vault) => [standInDrillJob(drillJob(vault), vault), standInDrillJob(planDrillJob(vault), vault)],
       drillTickMs: 3_600_000,
     });
     ctx = t.vault.context;

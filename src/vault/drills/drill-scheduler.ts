@@ -13,13 +13,19 @@ import { randomUUID } from 'node:crypto';
 import { isoNow } from '../../clock/index.ts';
 import { type DrillRun, type DrillSchedule, describeCadence, nextDrillRunAfter } from '../../domain/drill.ts';
 import { isTerminalJobState } from '../../domain/job-states.ts';
-import { IN_PROGRESS_STATES, type Machine, type MachineState } from '../../domain/model.ts';
+import {
+  IN_PROGRESS_STATES,
+  type Machine,
+  type MachineState,
+  type RecoveryPlan,
+} from '../../domain/model.ts';
 import { vaultJobInput } from '../jobs/job-inputs.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { drillAlerts } from './drill-alerts.ts';
 import { cancelDrill } from './drill-conflicts.ts';
-import { cleanUpDrill } from './drill-job.ts';
-import { requestMachineDrill } from './request-drill.ts';
+import { cleanUpDrill } from './drill-machine.ts';
+import { PLAN_DRILL_JOB_KIND } from './plan-drill-steps.ts';
+import { requestMachineDrill, requestPlanDrill } from './request-drill.ts';
 
 export interface DrillSchedulerOptions {
   /** How often the schedules are looked at, default 5 s. */
@@ -51,11 +57,20 @@ const BUSY: ReadonlySet<MachineState> = new Set(IN_PROGRESS_STATES);
 /** What a due drill can do now. */
 type Decision = { start: true } | { wait: string } | { skip: string };
 
-/** The drills running now, counted as the limits count them. */
+/** The drills running now, counted as the limits count them: per host, each drill machine (a plan drill has several). */
 interface Load {
   total: number;
   perHost: Map<string, number>;
   machinesInDrill: Map<string, DrillRun>;
+}
+
+/** How many of the machines each recovery host would run. */
+function machinesPerHost(machines: readonly Machine[]): Map<string, number> {
+  const count = new Map<string, number>();
+  for (const m of machines) {
+    if (m.recoveryHostId !== null) count.set(m.recoveryHostId, (count.get(m.recoveryHostId) ?? 0) + 1);
+  }
+  return count;
 }
 
 export class DrillScheduler {
@@ -143,7 +158,8 @@ export class DrillScheduler {
       const job = await store.jobs.get(run.jobId);
       const schedule = run.scheduleId === null ? undefined : await store.drillSchedules.get(run.scheduleId);
       const limitSeconds =
-        (job ? vaultJobInput(job, 'drill')?.timeLimitSeconds : undefined) ?? schedule?.timeLimitSeconds;
+        (job ? (vaultJobInput(job, 'drill') ?? vaultJobInput(job, PLAN_DRILL_JOB_KIND)) : null)
+          ?.timeLimitSeconds ?? schedule?.timeLimitSeconds;
       if (limitSeconds === undefined) continue;
       const started = Date.parse(run.startedAt ?? run.createdAt);
       if (now <= started + limitSeconds * 1000 + this.#graceMs) continue;
@@ -179,15 +195,36 @@ export class DrillScheduler {
     const load: Load = { total: 0, perHost: new Map(), machinesInDrill: new Map() };
     for (const run of await this.#vault.store.drillRuns.list({ states: ['running'], limit: 1000 })) {
       load.total++;
-      const hosts = new Set<string>();
       for (const m of run.machines) {
         load.machinesInDrill.set(m.machineId, run);
         const hostId = m.copy?.hostId ?? machines.get(m.machineId)?.recoveryHostId ?? null;
-        if (hostId !== null) hosts.add(hostId);
+        if (hostId !== null) load.perHost.set(hostId, (load.perHost.get(hostId) ?? 0) + 1);
       }
-      for (const h of hosts) load.perHost.set(h, (load.perHost.get(h) ?? 0) + 1);
     }
     return load;
+  }
+
+  /** The machines a schedule drills, or why it cannot be run at all. */
+  async #targetMachines(
+    schedule: DrillSchedule,
+    machines: ReadonlyMap<string, Machine>,
+  ): Promise<{ machines: Machine[]; plan: RecoveryPlan | null } | { skip: string }> {
+    const { target } = schedule;
+    if (target.kind === 'machine') {
+      const machine = machines.get(target.machineId);
+      return machine
+        ? { machines: [machine], plan: null }
+        : { skip: `machine ${target.machineId} does not exist any more` };
+    }
+    const plan = await this.#vault.store.plans.get(target.planId);
+    if (!plan) return { skip: `plan ${target.planId} does not exist any more` };
+    const members: Machine[] = [];
+    for (const id of plan.groups.flatMap((g) => g.machineIds)) {
+      const machine = machines.get(id);
+      if (!machine) return { skip: `machine ${id} of plan '${plan.name}' does not exist any more` };
+      members.push(machine);
+    }
+    return { machines: members, plan };
   }
 
   /** Waiting drills first, oldest first: they were due before anything due now. */
@@ -275,6 +312,7 @@ export class DrillScheduler {
             ]
           : [],
       rtoSeconds: null,
+      checks: [],
       createdBy: `schedule ${schedule.name}`,
       createdAt: now,
       startedAt: null,
@@ -294,37 +332,46 @@ export class DrillScheduler {
     machines: ReadonlyMap<string, Machine>,
     load: Load,
   ): Promise<Decision> {
-    if (schedule.target.kind === 'plan') return { skip: 'plan drills are not supported yet' };
-    const machine = machines.get(schedule.target.machineId);
-    if (!machine) return { skip: `machine ${schedule.target.machineId} does not exist any more` };
+    const target = await this.#targetMachines(schedule, machines);
+    if ('skip' in target) return target;
     const conflict = (why: string): Decision =>
       schedule.onConflict === 'wait'
         ? { wait: `${why}; the drill waits for it` }
         : { skip: `${why}; the schedule skips then` };
-    const inDrill = load.machinesInDrill.get(machine.id);
-    if (inDrill) {
-      return conflict(
-        `machine '${machine.name}' is in drill ${inDrill.id.slice(0, 8)} since ${inDrill.startedAt ?? inDrill.createdAt}`,
-      );
+    const perHost = machinesPerHost(target.machines);
+    for (const [hostId, count] of perHost) {
+      if (count <= schedule.maxConcurrentPerHost) continue;
+      const host = await this.#vault.store.hosts.get(hostId);
+      return {
+        skip: `plan '${target.plan?.name}' drills ${count} machines on recovery host '${host?.name ?? hostId}', more than the schedule's ${schedule.maxConcurrentPerHost} at once`,
+      };
     }
-    if (IN_TEST_FAILOVER.has(machine.state))
-      return conflict(`machine '${machine.name}' is in a test failover (${machine.state})`);
-    if (BUSY.has(machine.state))
-      return conflict(`machine '${machine.name}' is in another operation (${machine.state})`);
-    if (machine.state !== 'protected') {
-      return { skip: `machine '${machine.name}' is ${machine.state}: drills run on protected machines` };
+    for (const machine of target.machines) {
+      const inDrill = load.machinesInDrill.get(machine.id);
+      if (inDrill) {
+        return conflict(
+          `machine '${machine.name}' is in drill ${inDrill.id.slice(0, 8)} since ${inDrill.startedAt ?? inDrill.createdAt}`,
+        );
+      }
+      if (IN_TEST_FAILOVER.has(machine.state))
+        return conflict(`machine '${machine.name}' is in a test failover (${machine.state})`);
+      if (BUSY.has(machine.state))
+        return conflict(`machine '${machine.name}' is in another operation (${machine.state})`);
+      if (machine.state !== 'protected') {
+        return { skip: `machine '${machine.name}' is ${machine.state}: drills run on protected machines` };
+      }
     }
     if (load.total >= this.maxDrillsInAll) {
       return {
         wait: `the vault runs at most ${this.maxDrillsInAll} drills at once (its job workers less ${WORKERS_KEPT_FOR_RECOVERY} kept for failovers), and ${load.total} run`,
       };
     }
-    const hostId = machine.recoveryHostId;
-    const onHost = hostId === null ? 0 : (load.perHost.get(hostId) ?? 0);
-    if (hostId !== null && onHost >= schedule.maxConcurrentPerHost) {
+    for (const [hostId, count] of perHost) {
+      const onHost = load.perHost.get(hostId) ?? 0;
+      if (onHost + count <= schedule.maxConcurrentPerHost) continue;
       const host = await this.#vault.store.hosts.get(hostId);
       return {
-        wait: `recovery host '${host?.name ?? hostId}' runs ${onHost} drill(s), at most ${schedule.maxConcurrentPerHost} at once for this schedule`,
+        wait: `recovery host '${host?.name ?? hostId}' runs ${onHost} drill machine(s), at most ${schedule.maxConcurrentPerHost} at once for this schedule${count > 1 ? `, and this drill adds ${count}` : ''}`,
       };
     }
     return { start: true };
@@ -343,9 +390,10 @@ export class DrillScheduler {
         await this.#vault.store.drillRuns.update({ ...run, reason: decision.wait });
       return;
     }
-    const machine = machines.get(run.machines[0]!.machineId)!;
     try {
-      const started = await requestMachineDrill(this.#vault, machine, {
+      const target = await this.#targetMachines(schedule, machines);
+      if ('skip' in target) return this.#end(run, 'skipped', target.skip);
+      const request = {
         point: schedule.point,
         testNetwork: schedule.testNetwork,
         checks: schedule.checks,
@@ -353,11 +401,14 @@ export class DrillScheduler {
         scheduleId: schedule.id,
         createdBy: run.createdBy,
         waitingRunId: run.id,
-      });
+      };
+      const started = target.plan
+        ? await requestPlanDrill(this.#vault, target.plan, request)
+        : await requestMachineDrill(this.#vault, target.machines[0]!, request);
       load.total++;
-      load.machinesInDrill.set(machine.id, started);
-      if (machine.recoveryHostId !== null) {
-        load.perHost.set(machine.recoveryHostId, (load.perHost.get(machine.recoveryHostId) ?? 0) + 1);
+      for (const machine of target.machines) load.machinesInDrill.set(machine.id, started);
+      for (const [hostId, count] of machinesPerHost(target.machines)) {
+        load.perHost.set(hostId, (load.perHost.get(hostId) ?? 0) + count);
       }
     } catch (error) {
       const current = (await this.#vault.store.drillRuns.get(run.id)) ?? run;

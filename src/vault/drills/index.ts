@@ -1,13 +1,14 @@
 export { drillAlerts, drillFailedAlertKey, drillOverdueAlertKey } from './drill-alerts.ts';
 export { cancelDrill, cancelDrillsFor, refuseDuringDrill, runningDrillsOf } from './drill-conflicts.ts';
+export { drillJob } from './drill-job.ts';
+export type { DrillJobInput, DrillSettings } from './drill-job-input.ts';
 export {
   bootCheckResult,
   chooseDrillPoint,
+  chooseDrillPoints,
   cleanUpDrill,
   drillCopyNames,
-  drillJob,
-} from './drill-job.ts';
-export type { DrillJobInput } from './drill-job-input.ts';
+} from './drill-machine.ts';
 export { targetProof } from './drill-proof.ts';
 export { drillReport, drillReportHtml, drillReportMarkdown } from './drill-report.ts';
 export {
@@ -21,4 +22,13 @@ export {
   DrillScheduler,
   type DrillSchedulerOptions,
 } from './drill-scheduler.ts';
-export { type MachineDrillRequest, requestMachineDrill } from './request-drill.ts';
+export { planDrillJob } from './plan-drill-job.ts';
+export type { PlanDrillJobInput } from './plan-drill-job-input.ts';
+export {
+  manualActionCheck,
+  PLAN_DRILL_JOB_KIND,
+  type PlanDrillStep,
+  planDrillSteps,
+  planOrderCheck,
+} from './plan-drill-steps.ts';
+export { type DrillRequest, requestMachineDrill, requestPlanDrill } from './request-drill.ts';

@@ -2,6 +2,7 @@ import type { LifecycleOperation, Transition } from '../../domain/index.ts';
 import type { Job } from '../../domain/model.ts';
 import type { JobDefinition } from '../../job-engine/index.ts';
 import type { DrillJobInput } from '../drills/drill-job-input.ts';
+import type { PlanDrillJobInput } from '../drills/plan-drill-job-input.ts';
 import type { OperationOptions } from '../lifecycle/operation-options.ts';
 import type { PlanJobInput } from '../plans/plan-steps.ts';
 
@@ -16,6 +17,7 @@ export type VaultJobInputs = { [O in LifecycleOperation]: LifecycleJobInput<O> }
   'vault-backup': { file: string };
   'recovery-plan': PlanJobInput;
   drill: DrillJobInput;
+  'plan-drill': PlanDrillJobInput;
 };
 
 export type VaultJobDefinition<K extends keyof VaultJobInputs> = JobDefinition<K, VaultJobInputs[K]>;

@@ -1,7 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { isoNow } from '../../clock/index.ts';
 import { isTerminalJobState } from '../../domain/job-states.ts';
-import { type Job, type ScriptRunState, startedScriptRun } from '../../domain/model.ts';
+import {
+  type Job,
+  type ManualPlanAction,
+  type RecoveryPlanAction,
+  type RecoveryPlanGroup,
+  type ScriptRunState,
+  startedScriptRun,
+} from '../../domain/model.ts';
 import { DEFAULT_SCRIPT_TIMEOUT_SECONDS } from '../../domain/recovery-plan-validation.ts';
 import { HavenError } from '../../errors/index.ts';
 import { defineJob, type StepContext } from '../../job-engine/index.ts';
@@ -11,7 +18,15 @@ import type { VaultJobDefinition } from '../jobs/job-inputs.ts';
 import { operationCheck } from '../lifecycle/operation-checks.ts';
 import { requestOperation } from '../lifecycle/request-operation.ts';
 import type { VaultContext } from '../vault-context.ts';
-import { directionOf, type PlanJobInput, type PlanStep, planOperation, planSteps } from './plan-steps.ts';
+import {
+  type Direction,
+  directionOf,
+  type PlanJobInput,
+  type PlanOperation,
+  type PlanStep,
+  planOperation,
+  planSteps,
+} from './plan-steps.ts';
 
 export const PLAN_JOB_KIND = 'recovery-plan';
 
@@ -177,6 +192,43 @@ async function runActionStep(
     );
     return;
   }
+  await runScriptAction(vault, ctx, {
+    planId: input.planId,
+    planName: input.planName,
+    group,
+    machineNames: input.machineNames,
+    stepName: step.name,
+    action,
+    operation: input.operation,
+    direction: directionOf(input.operation),
+  });
+}
+
+/** A plan's script action as one of its jobs runs it: the plan, the group and the step it belongs to. */
+export interface ScriptActionRun {
+  planId: string;
+  planName: string;
+  group: RecoveryPlanGroup;
+  machineNames: Record<string, string>;
+  stepName: string;
+  action: Exclude<RecoveryPlanAction, ManualPlanAction>;
+  /** What the script sees in HAVEN_OPERATION: the plan's operation, or 'drill'. */
+  operation: PlanOperation | 'drill';
+  direction: Direction;
+}
+
+/**
+ * Runs a plan's script action from the admin's registry as the scripts'
+ * user, records the run (its output kept for operators and admins) and the
+ * outcome in the job's output; throws, naming the action and its run, when
+ * it fails or times out. An inline command is never run.
+ */
+export async function runScriptAction(
+  vault: VaultContext,
+  ctx: StepContext<object>,
+  request: ScriptActionRun,
+): Promise<void> {
+  const { group, action } = request;
   const label = `Script action '${action.name}' (group '${group.name}')`;
   if (action.kind === 'inline-script') {
     throw new HavenError(
@@ -195,9 +247,9 @@ async function runActionStep(
     startedScriptRun({
       id: runId,
       jobId: ctx.job.id,
-      stepName: step.name,
-      planId: input.planId,
-      planName: input.planName,
+      stepName: request.stepName,
+      planId: request.planId,
+      planName: request.planName,
       action: action.name,
       script: script.name,
       sha256: script.sha256,
@@ -213,13 +265,13 @@ async function runActionStep(
     timeoutMs: timeoutSeconds * 1000,
     signal: ctx.signal,
     env: {
-      HAVEN_PLAN: input.planName,
-      HAVEN_PLAN_ID: input.planId,
+      HAVEN_PLAN: request.planName,
+      HAVEN_PLAN_ID: request.planId,
       HAVEN_GROUP: group.name,
-      HAVEN_OPERATION: input.operation,
-      HAVEN_MACHINES: group.machineIds.map((id) => input.machineNames[id] ?? id).join(' '),
+      HAVEN_OPERATION: request.operation,
+      HAVEN_MACHINES: group.machineIds.map((id) => request.machineNames[id] ?? id).join(' '),
       HAVEN_MACHINE_IDS: group.machineIds.join(' '),
-      HAVEN_DIRECTION: directionOf(input.operation),
+      HAVEN_DIRECTION: request.direction,
       HAVEN_ACTION: action.name,
       HAVEN_SCRIPT: script.name,
       HAVEN_JOB_ID: ctx.job.id,
@@ -249,7 +301,7 @@ async function runActionStep(
   await ctx.output({
     actions: {
       ...current,
-      [step.name]: {
+      [request.stepName]: {
         name: action.name,
         group: group.name,
         script: script.name,

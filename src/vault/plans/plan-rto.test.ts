@@ -49,6 +49,7 @@ const drill = (
     },
   ],
   rtoSeconds,
+  checks: [],
   createdBy: 'test',
   createdAt: endedAt,
   startedAt: endedAt,

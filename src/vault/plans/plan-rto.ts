@@ -42,5 +42,10 @@ export async function planRtoEstimate(vault: VaultContext, plan: RecoveryPlan): 
       if (output?.durationMs !== undefined) actionSeconds.set(step.name, output.durationMs / 1000);
     }
   }
-  return estimateRto(plan.groups, { machineSeconds, actionSeconds }, actionStepName);
+  const drilled = await vault.store.drillRuns.lastPassed({ kind: 'plan', planId: plan.id });
+  const planDrill =
+    drilled?.rtoSeconds != null && drilled.endedAt !== null
+      ? { drillId: drilled.id, seconds: drilled.rtoSeconds, provenAt: drilled.endedAt }
+      : null;
+  return estimateRto(plan.groups, { machineSeconds, actionSeconds, planDrill }, actionStepName);
 }

@@ -8,7 +8,7 @@ export {
   drillJob,
 } from './drill-job.ts';
 export type { DrillJobInput } from './drill-job-input.ts';
-export { targetProof } from './drill-proof.ts';
+export { machineProofs, targetProof } from './drill-proof.ts';
 export { drillReport, drillReportHtml, drillReportMarkdown } from './drill-report.ts';
 export {
   type DrillScheduleInput,

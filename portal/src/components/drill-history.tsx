@@ -1,0 +1,94 @@
+import { countChecks, type DrillRun, type DrillState } from '../../../src/domain/drill.ts';
+import { formatDuration, formatTime } from '../format-time.ts';
+import { Link } from '../router.tsx';
+
+const STATE_LOOK: Record<DrillState, string> = {
+  passed: 'health-healthy',
+  failed: 'health-critical',
+  interrupted: 'health-critical',
+  running: 'badge-busy',
+  waiting: 'job-waiting',
+  skipped: '',
+  cancelled: '',
+};
+
+/** A drill's state: green only for passed. */
+export function DrillStateBadge({ state }: { state: DrillState }) {
+  return (
+    <span className={`badge ${STATE_LOOK[state]}`} data-drill-state={state}>
+      {state}
+    </span>
+  );
+}
+
+/** From its start (or creation, while it waits) to its end, or until now while it runs. */
+export function drillDurationSeconds(run: DrillRun, now = Date.now()): number | null {
+  const from = run.startedAt ?? null;
+  if (from === null) return null;
+  return ((run.endedAt ? Date.parse(run.endedAt) : now) - Date.parse(from)) / 1000;
+}
+
+function pointOf(run: DrillRun): string {
+  const points = run.machines.flatMap((m) => (m.point ? [m.point] : []));
+  if (points.length === 0) return '—';
+  if (points.length > 1) return `${points.length} machines' points`;
+  return `${points[0]!.type} of ${formatTime(points[0]!.time)}`;
+}
+
+/** Drills newest first: when, state, point, RTO, checks and duration, each linking to its drill page. */
+export function DrillHistory({ drills, showTarget = false }: { drills: DrillRun[]; showTarget?: boolean }) {
+  if (drills.length === 0) return <p className="muted">No drills yet.</p>;
+  return (
+    <div className="table-wrap">
+      <table className="drills" data-testid="drill-history">
+        <thead>
+          <tr>
+            <th scope="col">When</th>
+            {showTarget && <th scope="col">Of</th>}
+            <th scope="col">State</th>
+            <th scope="col">Point</th>
+            <th scope="col">RTO</th>
+            <th scope="col">Checks</th>
+            <th scope="col">Duration</th>
+          </tr>
+        </thead>
+        <tbody>
+          {drills.map((run) => {
+            const counts = countChecks(run.machines.flatMap((m) => m.checks));
+            const rto = run.target.kind === 'plan' ? run.rtoSeconds : (run.machines[0]?.rtoSeconds ?? null);
+            const duration = drillDurationSeconds(run);
+            return (
+              <tr key={run.id} data-drill={run.id}>
+                <td>
+                  <Link to={`/drills/${run.id}`}>{formatTime(run.startedAt ?? run.createdAt)}</Link>
+                </td>
+                {showTarget && (
+                  <td>
+                    {run.target.kind === 'plan' ? 'plan ' : ''}
+                    {run.targetName}
+                  </td>
+                )}
+                <td>
+                  <DrillStateBadge state={run.state} />
+                  {run.reason && run.state !== 'passed' && (
+                    <div className="muted small reason" title={run.reason}>
+                      {run.reason}
+                    </div>
+                  )}
+                </td>
+                <td>{pointOf(run)}</td>
+                <td>{rto === null ? '—' : formatDuration(rto)}</td>
+                <td className="check-counts">
+                  <span className="ok-text">{counts.passed} passed</span>
+                  {counts.failed > 0 && <span className="bad-text">, {counts.failed} failed</span>}
+                  {counts.notChecked > 0 && <span>, {counts.notChecked} not checked</span>}
+                </td>
+                <td>{duration === null ? '—' : formatDuration(duration)}</td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+    </div>
+  );
+}

@@ -35,12 +35,25 @@ function pointOf(run: DrillRun): string {
   return `${points[0]!.type} of ${formatTime(points[0]!.time)}`;
 }
 
+/** How a drill's checks ended: passed, failed, not checked (never counted as passed). */
+export function CheckCounts({ run }: { run: DrillRun }) {
+  const counts = countChecks(run.machines.flatMap((m) => m.checks));
+  if (counts.passed + counts.failed + counts.notChecked === 0) return <span className="muted">none ran</span>;
+  return (
+    <span className="check-counts">
+      <span className="ok-text">{counts.passed} passed</span>
+      {counts.failed > 0 && <span className="bad-text">, {counts.failed} failed</span>}
+      {counts.notChecked > 0 && <span>, {counts.notChecked} not checked</span>}
+    </span>
+  );
+}
+
 /** Drills newest first: when, state, point, RTO, checks and duration, each linking to its drill page. */
 export function DrillHistory({ drills, showTarget = false }: { drills: DrillRun[]; showTarget?: boolean }) {
   if (drills.length === 0) return <p className="muted">No drills yet.</p>;
   return (
     <div className="table-wrap">
-      <table className="drills" data-testid="drill-history">
+      <table className="drills stack" data-testid="drill-history">
         <thead>
           <tr>
             <th scope="col">When</th>
@@ -54,21 +67,20 @@ export function DrillHistory({ drills, showTarget = false }: { drills: DrillRun[
         </thead>
         <tbody>
           {drills.map((run) => {
-            const counts = countChecks(run.machines.flatMap((m) => m.checks));
             const rto = run.target.kind === 'plan' ? run.rtoSeconds : (run.machines[0]?.rtoSeconds ?? null);
             const duration = drillDurationSeconds(run);
             return (
               <tr key={run.id} data-drill={run.id}>
-                <td>
+                <th scope="row">
                   <Link to={`/drills/${run.id}`}>{formatTime(run.startedAt ?? run.createdAt)}</Link>
-                </td>
+                </th>
                 {showTarget && (
-                  <td>
+                  <td data-label="Of">
                     {run.target.kind === 'plan' ? 'plan ' : ''}
                     {run.targetName}
                   </td>
                 )}
-                <td>
+                <td data-label="State">
                   <DrillStateBadge state={run.state} />
                   {run.reason && run.state !== 'passed' && (
                     <div className="muted small reason" title={run.reason}>
@@ -76,14 +88,12 @@ export function DrillHistory({ drills, showTarget = false }: { drills: DrillRun[
                     </div>
                   )}
                 </td>
-                <td>{pointOf(run)}</td>
-                <td>{rto === null ? '—' : formatDuration(rto)}</td>
-                <td className="check-counts">
-                  <span className="ok-text">{counts.passed} passed</span>
-                  {counts.failed > 0 && <span className="bad-text">, {counts.failed} failed</span>}
-                  {counts.notChecked > 0 && <span>, {counts.notChecked} not checked</span>}
+                <td data-label="Point">{pointOf(run)}</td>
+                <td data-label="RTO">{rto === null ? '—' : formatDuration(rto)}</td>
+                <td data-label="Checks">
+                  <CheckCounts run={run} />
                 </td>
-                <td>{duration === null ? '—' : formatDuration(duration)}</td>
+                <td data-label="Duration">{duration === null ? '—' : formatDuration(duration)}</td>
               </tr>
             );
           })}

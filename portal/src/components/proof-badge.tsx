@@ -79,7 +79,8 @@ export function ProofSummary({ proof }: { proof: TargetProof | undefined }) {
           )}
           {p.rtoSeconds !== null && ` · RTO ${formatDuration(p.rtoSeconds)}`}
           {' · '}
-          {p.checks.passed} passed{p.checks.notChecked > 0 && `, ${p.checks.notChecked} not checked`} ·{' '}
+          {p.checks.passed} check{p.checks.passed === 1 ? '' : 's'} passed
+          {p.checks.notChecked > 0 && `, ${p.checks.notChecked} not checked`} ·{' '}
           <Link to={`/drills/${p.drillId}`}>the drill</Link>
         </p>
       ) : (

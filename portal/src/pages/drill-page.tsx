@@ -8,7 +8,7 @@ import {
 } from '../../../src/domain/drill.ts';
 import type { Job } from '../../../src/domain/model.ts';
 import { type ApiError, asApiError } from '../api-client.ts';
-import { DrillStateBadge, drillDurationSeconds } from '../components/drill-history.tsx';
+import { CheckCounts, DrillStateBadge, drillDurationSeconds } from '../components/drill-history.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { ProgressBar } from '../components/progress-bar.tsx';
 import { formatDuration, formatTime } from '../format-time.ts';
@@ -96,6 +96,10 @@ export function DrillPage({ id }: { id: string }) {
             <dd>{run.endedAt ? formatTime(run.endedAt) : 'still running'}</dd>
             <dt>Duration</dt>
             <dd>{duration === null ? '—' : formatDuration(duration)}</dd>
+            <dt>Checks</dt>
+            <dd data-testid="drill-check-counts">
+              <CheckCounts run={run} />
+            </dd>
             {run.target.kind === 'plan' && (
               <>
                 <dt>Plan RTO</dt>

@@ -51,81 +51,83 @@ export function DrillsPage() {
         machine or plan can be recovered.
       </p>
       <ErrorMessage error={schedules.error ?? drills.error ?? error} />
-      <article className="card wide">
-        <h2>Schedules</h2>
-        {operator && (
-          <fieldset className="actions">
-            <legend className="sr-only">Actions</legend>
-            <button type="button" data-testid="new-drill-schedule" onClick={() => setEditing('new')}>
-              New schedule…
-            </button>
-          </fieldset>
-        )}
-        {schedules.data && list.length === 0 && <p className="muted">No drill schedules yet.</p>}
-        {list.length > 0 && (
-          <div className="table-wrap">
-            <table className="drill-schedules stack" data-testid="drill-schedules">
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">Drills</th>
-                  <th scope="col">How often</th>
-                  <th scope="col">Point</th>
-                  <th scope="col">Next run</th>
-                  <th scope="col">Last run</th>
-                  {operator && <th scope="col">Actions</th>}
-                </tr>
-              </thead>
-              <tbody>
-                {list.map((s) => (
-                  <tr key={s.id} data-schedule={s.name}>
-                    <th scope="row">{s.name}</th>
-                    <td>
-                      <Link
-                        to={
-                          s.target.kind === 'plan'
-                            ? `/plans/${s.target.planId}`
-                            : `/machines/${s.target.machineId}`
-                        }
-                      >
-                        {s.target.kind === 'plan' ? 'plan ' : ''}
-                        {s.targetName ?? '(gone)'}
-                      </Link>
-                    </td>
-                    <td data-label="How often">{describeCadence(s.cadence)}</td>
-                    <td data-label="Point">{POINT_CHOICE_TEXT[s.point]}</td>
-                    <td data-label="Next run">
-                      {s.enabled ? formatTime(s.nextRunAt) : <span className="badge">disabled</span>}
-                    </td>
-                    <td data-label="Last run">{s.lastRunAt ? formatTime(s.lastRunAt) : 'never'}</td>
-                    {operator && (
-                      <td className="row-actions" data-label="Actions">
-                        <button type="button" onClick={() => setEditing(s)}>
-                          Edit…
-                        </button>
-                        <button type="button" onClick={() => void setEnabled(s, !s.enabled)}>
-                          {s.enabled ? 'Disable' : 'Enable'}
-                        </button>
-                        <button type="button" className="danger" onClick={() => setDeleting(s)}>
-                          Delete…
-                        </button>
-                      </td>
-                    )}
+      <div className="grid">
+        <article className="card wide">
+          <h2>Schedules</h2>
+          {operator && (
+            <fieldset className="actions">
+              <legend className="sr-only">Actions</legend>
+              <button type="button" data-testid="new-drill-schedule" onClick={() => setEditing('new')}>
+                New schedule…
+              </button>
+            </fieldset>
+          )}
+          {schedules.data && list.length === 0 && <p className="muted">No drill schedules yet.</p>}
+          {list.length > 0 && (
+            <div className="table-wrap">
+              <table className="drill-schedules stack" data-testid="drill-schedules">
+                <thead>
+                  <tr>
+                    <th scope="col">Name</th>
+                    <th scope="col">Drills</th>
+                    <th scope="col">How often</th>
+                    <th scope="col">Point</th>
+                    <th scope="col">Next run</th>
+                    <th scope="col">Last run</th>
+                    {operator && <th scope="col">Actions</th>}
                   </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        )}
-      </article>
-      <article className="card wide">
-        <h2>Recent drills</h2>
-        {drills.data ? (
-          <DrillHistory drills={drills.data.drills} showTarget />
-        ) : (
-          <p className="muted">Loading…</p>
-        )}
-      </article>
+                </thead>
+                <tbody>
+                  {list.map((s) => (
+                    <tr key={s.id} data-schedule={s.name}>
+                      <th scope="row">{s.name}</th>
+                      <td data-label="Drills">
+                        <Link
+                          to={
+                            s.target.kind === 'plan'
+                              ? `/plans/${s.target.planId}`
+                              : `/machines/${s.target.machineId}`
+                          }
+                        >
+                          {s.target.kind === 'plan' ? 'plan ' : ''}
+                          {s.targetName ?? '(gone)'}
+                        </Link>
+                      </td>
+                      <td data-label="How often">{describeCadence(s.cadence)}</td>
+                      <td data-label="Point">{POINT_CHOICE_TEXT[s.point]}</td>
+                      <td data-label="Next run">
+                        {s.enabled ? formatTime(s.nextRunAt) : <span className="badge">disabled</span>}
+                      </td>
+                      <td data-label="Last run">{s.lastRunAt ? formatTime(s.lastRunAt) : 'never'}</td>
+                      {operator && (
+                        <td className="row-actions" data-label="Actions">
+                          <button type="button" onClick={() => setEditing(s)}>
+                            Edit…
+                          </button>
+                          <button type="button" onClick={() => void setEnabled(s, !s.enabled)}>
+                            {s.enabled ? 'Disable' : 'Enable'}
+                          </button>
+                          <button type="button" className="danger" onClick={() => setDeleting(s)}>
+                            Delete…
+                          </button>
+                        </td>
+                      )}
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )}
+        </article>
+        <article className="card wide">
+          <h2>Recent drills</h2>
+          {drills.data ? (
+            <DrillHistory drills={drills.data.drills} showTarget />
+          ) : (
+            <p className="muted">Loading…</p>
+          )}
+        </article>
+      </div>
       {editing && (
         <DrillScheduleDialog
           schedule={editing === 'new' ? null : editing}

@@ -172,7 +172,9 @@ export function PlanPage({ id }: { id: string }) {
           ))}
         </ol>
       )}
-      <ProofCard target={{ kind: 'plan', id: p.id, name: p.name }} />
+      <div className="grid plan-proof">
+        <ProofCard target={{ kind: 'plan', id: p.id, name: p.name }} />
+      </div>
       <h2>Recent runs</h2>
       {runs.data && runs.data.jobs.length === 0 && <p className="muted">This plan has not run yet.</p>}
       {runs.data && runs.data.jobs.length > 0 && (

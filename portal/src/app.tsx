@@ -4,6 +4,8 @@ import { AlertCount } from './components/alert-count.tsx';
 import { TargetNamesProvider } from './components/target-link.tsx';
 import { AlertsPage } from './pages/alerts-page.tsx';
 import { DashboardPage } from './pages/dashboard-page.tsx';
+import { DrillPage } from './pages/drill-page.tsx';
+import { DrillsPage } from './pages/drills-page.tsx';
 import { GroupPage } from './pages/group-page.tsx';
 import { GroupsPage } from './pages/groups-page.tsx';
 import { HostPage } from './pages/host-page.tsx';
@@ -92,6 +94,7 @@ const NAV = [
   { to: '/machines', label: 'Machines', active: (p: string) => p.startsWith('/machines') },
   { to: '/jobs', label: 'Jobs', active: (p: string) => p.startsWith('/jobs') },
   { to: '/plans', label: 'Plans', active: (p: string) => p.startsWith('/plans') },
+  { to: '/drills', label: 'Drills', active: (p: string) => p.startsWith('/drills') },
   { to: '/groups', label: 'Groups', active: (p: string) => p.startsWith('/groups') },
   { to: '/policies', label: 'Policies', active: (p: string) => p.startsWith('/policies') },
   { to: '/hosts', label: 'Hosts', active: (p: string) => p.startsWith('/hosts') },
@@ -159,6 +162,9 @@ function Page({ path }: { path: string }) {
   if (path === '/plans' || path === '/plans/') return <PlansPage />;
   const plan = matchPath('/plans/:id', path);
   if (plan) return <PlanPage id={plan.id!} />;
+  if (path === '/drills' || path === '/drills/') return <DrillsPage />;
+  const drill = matchPath('/drills/:id', path);
+  if (drill) return <DrillPage id={drill.id!} />;
   if (path === '/groups' || path === '/groups/') return <GroupsPage />;
   const group = matchPath('/groups/:name', path);
   if (group) return <GroupPage name={group.name!} />;

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import type { Locator } from 'playwright-core';
@@ -734,6 +735,155 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
     await viewer.locator('textarea[data-format="yaml"]').waitFor();
     await viewer.getByRole('link', { name: 'Download storefront.yaml' }).waitFor();
     assert.equal(await viewer.getByRole('combobox').count(), 0);
+    await viewer.close();
+  });
+
+  test('drills: an operator runs one of demo-01 and sees it pass, proven; its page, report; schedules (refusal at the field); a viewer sees no action and no script output', async () => {
+    const refusals: string[] = [];
+    const page = await watchedPage(f, operatorToken, refusals);
+    await page.goto(`${f.url}/machines/${demo.id}`);
+    const card = page.getByTestId('proof-card');
+    await card.locator('[data-proof="none"]').getByText('Not proven').waitFor();
+    await card.getByTestId('run-drill').click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel(/Boot: console pattern/).fill('recovered \\d+ ok');
+    assert.equal(await dialog.getByLabel(/Check every filesystem/).isChecked(), true);
+    await dialog.getByRole('button', { name: 'Run drill', exact: true }).click();
+    await page.waitForURL(/\/drills\/[0-9a-f-]+$/);
+    const drillId = new URL(page.url()).pathname.split('/').pop()!;
+    // Followed while it runs: its progress, then its end.
+    await page.locator('section.drill-page').waitFor();
+    const ended = await until(
+      'the drill to end',
+      async () => {
+        const state = await page.locator('section.drill-page').getAttribute('data-drill-state');
+        return state && !['waiting', 'running'].includes(state) ? state : undefined;
+      },
+      { timeoutMs: 240_000 },
+    );
+    assert.equal(ended, 'passed', (await page.locator('main').textContent()) ?? '');
+    const machine = page.locator('[data-drill-machine="demo-01"]');
+    await machine.locator('[data-check="boot"][data-result="passed"]').waitFor();
+    assert.ok((await machine.locator('[data-check="filesystems"][data-result="passed"]').count()) >= 1);
+    assert.match((await machine.getByTestId('drill-rto').textContent()) ?? '', /\d+(\.\d+)? s$/);
+    await machine.getByTestId('drill-cleanup-state').getByText(/^done/).waitFor();
+    await screenshots(f, page, 'drill-passed');
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.locator('button[data-report="markdown"]').click(),
+    ]);
+    assert.equal(download.suggestedFilename(), `drill-${drillId.slice(0, 8)}.md`);
+    const report = await readFile((await download.path())!, 'utf8');
+    assert.match(report, /^# Drill report: demo-01$/m);
+    assert.match(report, /PASSED: boot/);
+
+    // The machine page, list and dashboard say it is proven (green only now that a drill passed).
+    await page.goto(`${f.url}/machines/${demo.id}`);
+    const proven = card.locator('[data-proof="proven"]');
+    await proven.getByText(/^Proven /).waitFor();
+    assert.match((await proven.textContent()) ?? '', /point of .* · RTO \d/);
+    await card.locator(`tr[data-drill="${drillId}"] [data-drill-state="passed"]`).waitFor();
+    await card.scrollIntoViewIfNeeded();
+    await screenshots(f, page, 'machine-proof');
+    await page.goto(`${f.url}/machines`);
+    await page.locator('tr', { hasText: 'demo-01' }).locator('[data-proof="proven"]').waitFor();
+    await page.goto(`${f.url}/`);
+    await page
+      .getByTestId('proof-counts')
+      .locator('li', { hasText: 'proven' })
+      .first()
+      .getByText('1')
+      .waitFor();
+
+    // A schedule: a bad time is refused at its field; then a good one is listed, disabled and deleted.
+    await page.goto(`${f.url}/drills`);
+    await page.locator(`tr[data-drill="${drillId}"]`).waitFor();
+    await page.getByTestId('new-drill-schedule').click();
+    const form = page.getByTestId('drill-schedule-form');
+    await form.getByLabel('Name', { exact: true }).fill('nightly-demo');
+    await form.getByLabel('Machine', { exact: true }).selectOption('demo-01');
+    await form.getByLabel('At (HH:MM, 24-hour)').fill('25:00');
+    await form.getByLabel('Time zone').fill('Europe/Amsterdam');
+    await form.getByLabel(/Boot: console pattern/).fill('recovered \\d+ ok');
+    await form.getByRole('button', { name: 'Create schedule' }).click();
+    await form
+      .locator('[data-field="cadence.at"]')
+      .getByText(/not a time of day/)
+      .waitFor();
+    await screenshots(f, page, 'drills-schedule-refused');
+    await form.getByLabel('At (HH:MM, 24-hour)').fill('02:00');
+    await form.getByRole('button', { name: 'Create schedule' }).click();
+    const row = page.locator('tr[data-schedule="nightly-demo"]');
+    await row.getByText('daily at 02:00 Europe/Amsterdam').waitFor();
+    await screenshots(f, page, 'drills-page');
+    await row.getByRole('button', { name: 'Disable' }).click();
+    await row.getByText('disabled').waitFor();
+    const [schedule] = (
+      await f.api<{ schedules: { name: string; enabled: boolean; checks: unknown }[] }>(
+        'GET',
+        '/drill-schedules',
+      )
+    ).body.schedules;
+    assert.equal(schedule?.enabled, false);
+    assert.deepEqual(schedule?.checks, {
+      filesystems: true,
+      script: null,
+      boot: { consolePattern: 'recovered \\d+ ok', timeoutSeconds: 120 },
+    });
+    await page.close();
+    onlyRefusals(refusals);
+
+    // A drill whose application check printed something: operators see it, viewers only the result.
+    const { store } = f.haven.vault.context;
+    const passed = (await store.drillRuns.get(drillId))!;
+    const scripted = {
+      ...passed,
+      id: randomUUID(),
+      jobId: null,
+      machines: passed.machines.map((m) => ({
+        ...m,
+        checks: [
+          ...m.checks,
+          {
+            kind: 'application' as const,
+            name: 'script check-records',
+            result: 'passed' as const,
+            summary: 'exit 0 in 1 s',
+            evidence: 'orders=1204 recovered',
+            evidenceIsScriptOutput: true,
+            startedAt: passed.endedAt!,
+            durationMs: 1000,
+          },
+        ],
+      })),
+    };
+    await store.drillRuns.create(scripted);
+    const operator = await watchedPage(f, operatorToken, consoleErrors);
+    await operator.goto(`${f.url}/drills/${scripted.id}`);
+    const application = operator.locator('[data-check="application"]');
+    await application.getByText('Evidence').click();
+    await application.getByText('orders=1204 recovered').waitFor();
+    await operator.close();
+    const viewer = await watchedPage(f, viewerToken, consoleErrors);
+    await viewer.goto(`${f.url}/drills/${scripted.id}`);
+    await viewer.locator('[data-check="application"][data-result="passed"]').waitFor();
+    await viewer.getByTestId('script-output-hidden').waitFor();
+    assert.doesNotMatch((await viewer.locator('main').textContent()) ?? '', /orders=1204/);
+    await screenshots(f, viewer, 'drill-viewer');
+    for (const path of ['/drills', `/machines/${demo.id}`, `/drills/${scripted.id}`]) {
+      await viewer.goto(`${f.url}${path}`);
+      await viewer.locator('main h1').waitFor();
+      await viewer.waitForLoadState('networkidle');
+      const buttons = (await viewer.locator('main button').allInnerTexts()).filter(
+        (b) => !/Earlier|Later|Zoom|All points|^Last /.test(b),
+      );
+      // A viewer may download a report: reading, not acting.
+      const allowed = path.startsWith('/drills/') ? ['Markdown', 'HTML', 'JSON'] : [];
+      assert.deepEqual(buttons, allowed, `${path} shows a viewer ${buttons.join(', ')}`);
+    }
+    await viewer.goto(`${f.url}/drills`);
+    await viewer.locator('tr[data-schedule="nightly-demo"]').waitFor();
+    await screenshots(f, viewer, 'drills-page-viewer');
     await viewer.close();
   });
 

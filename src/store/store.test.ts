@@ -878,6 +878,16 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
         endedAt: at(31),
       });
       assert.equal((await store.drillRuns.lastProven('m-1'))!.id, 'dr-2');
+      // All machines at once: the same proving run, and the newest run whatever its outcome.
+      assert.deepEqual(
+        (await store.drillRuns.machineProofRuns())
+          .map((p) => ({ machineId: p.machineId, proven: p.lastProven?.id, newest: p.newest.id }))
+          .sort((a, b) => a.machineId.localeCompare(b.machineId)),
+        [
+          { machineId: 'm-1', proven: 'dr-2', newest: 'dr-3' },
+          { machineId: 'm-2', proven: undefined, newest: 'dr-2' },
+        ],
+      );
       assert.deepEqual(
         (await store.drillRuns.list()).map((r) => r.id),
         ['dr-3', 'dr-2', 'dr-1'],

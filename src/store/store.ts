@@ -321,6 +321,17 @@ export interface DrillRunRepository {
   lastProven(machineId: string): Promise<DrillRun | undefined>;
   /** The newest passed run of a target (a plan's whole drill, or a machine's). */
   lastPassed(target: DrillTarget): Promise<DrillRun | undefined>;
+  /**
+   * For every machine any drill ran: its `lastProven` run and its newest run, in
+   * two queries (the machine list and dashboard show all machines' proofs at once).
+   */
+  machineProofRuns(): Promise<MachineProofRuns[]>;
+}
+
+export interface MachineProofRuns {
+  machineId: string;
+  lastProven: DrillRun | undefined;
+  newest: DrillRun;
 }
 
 export interface AccessViewRepository {

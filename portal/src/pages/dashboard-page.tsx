@@ -1,4 +1,5 @@
 import { useEffect, useMemo, useRef } from 'react';
+import type { TargetProof } from '../../../src/domain/drill.ts';
 import type { Alert, Host, Machine, Site } from '../../../src/domain/model.ts';
 import { jobTitle } from '../../../src/text/job-title.ts';
 import type { JobWithCancel } from '../api-client.ts';
@@ -6,6 +7,7 @@ import { Ago } from '../components/ago.tsx';
 import { HealthBadge, JobStateBadge, StateBadge } from '../components/badges.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { ProgressBar } from '../components/progress-bar.tsx';
+import { ProofBadge, proofKind, proofsByMachine } from '../components/proof-badge.tsx';
 import { RpoChart, type RpoRow } from '../components/rpo-chart.tsx';
 import { TargetLink } from '../components/target-link.tsx';
 import { formatTime } from '../format-time.ts';
@@ -24,6 +26,8 @@ export function DashboardPage() {
   const alerts = useResource<{ alerts: Alert[] }>('/alerts?open=true&limit=20', { refreshMs: REFRESH_MS });
 
   const rpo = useResource<RpoAnswer>('/rpo', { refreshMs: REFRESH_MS });
+  // Not part of the ready mark: the proof panel fills in on its own.
+  const proofs = useResource<{ proofs: TargetProof[] }>('/proofs', { refreshMs: REFRESH_MS });
   const list = machines.data?.machines ?? [];
 
   // The render-time budget (1 s with 1,000 machines) is measured from navigation start to this mark:
@@ -51,6 +55,10 @@ export function DashboardPage() {
         <article className="card">
           <h2>Replication health</h2>
           <Counts machines={list} field="health" />
+        </article>
+        <article className="card">
+          <h2>Proof of recoverability</h2>
+          <ProofCounts machines={list} proofs={proofs.data?.proofs} />
         </article>
         <article className="card wide">
           <h2>RPO per machine</h2>
@@ -95,6 +103,48 @@ function Counts({ machines, field }: { machines: Machine[]; field: 'state' | 'he
         </li>
       ))}
     </ul>
+  );
+}
+
+/** Machines by their proof (green only when a drill passed), and those whose newest drill failed. */
+function ProofCounts({ machines, proofs }: { machines: Machine[]; proofs: TargetProof[] | undefined }) {
+  const rows = useMemo(() => {
+    const byMachine = proofsByMachine(proofs);
+    return machines.map((m) => ({ machine: m, proof: byMachine.get(m.id) }));
+  }, [machines, proofs]);
+  if (!proofs) return <p className="muted">Loading…</p>;
+  if (machines.length === 0) return <p className="muted">No machines yet.</p>;
+  const failed = rows.filter((r) => proofKind(r.proof) === 'failed');
+  const proven = rows.filter((r) => proofKind(r.proof) === 'proven').length;
+  return (
+    <>
+      <ul className="counts" data-testid="proof-counts">
+        <li>
+          <span className="badge health-healthy">proven</span>
+          <span className="count">{proven}</span>
+        </li>
+        <li>
+          <span className="badge health-critical">last drill failed</span>
+          <span className="count">{failed.length}</span>
+        </li>
+        <li>
+          <span className="badge">not proven</span>
+          <span className="count">{rows.length - proven - failed.length}</span>
+        </li>
+      </ul>
+      {failed.length > 0 && (
+        <ul className="alerts">
+          {failed.slice(0, 5).map(({ machine, proof }) => (
+            <li key={machine.id}>
+              <Link to={`/machines/${machine.id}`}>{machine.name}</Link> <ProofBadge proof={proof} />
+            </li>
+          ))}
+        </ul>
+      )}
+      <p className="small">
+        <Link to="/drills">Drills and schedules</Link>
+      </p>
+    </>
   );
 }
 

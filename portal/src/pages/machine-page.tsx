@@ -7,6 +7,7 @@ import { ErrorMessage } from '../components/error-message.tsx';
 import { MirrorPanel } from '../components/mirror-panel.tsx';
 import { OperationDialog } from '../components/operation-dialog.tsx';
 import { PointAccessHint } from '../components/point-access-hint.tsx';
+import { ProofCard } from '../components/proof-card.tsx';
 import { RecoveryPointTimeline } from '../components/recovery-point-timeline.tsx';
 import { RecoverySettingsForm } from '../components/recovery-settings-form.tsx';
 import { ReplicationHistory } from '../components/replication-history.tsx';
@@ -161,6 +162,7 @@ export function MachinePage({ id }: { id: string }) {
             </table>
           </div>
         </article>
+        <ProofCard target={{ kind: 'machine', id: m.id, name: m.name }} />
         {m.replication?.mirror && <MirrorPanel mirror={m.replication.mirror} />}
         {m.replication && (
           <article className="card wide">

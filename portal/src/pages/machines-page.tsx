@@ -1,8 +1,10 @@
 import { useMemo, useState } from 'react';
+import type { TargetProof } from '../../../src/domain/drill.ts';
 import type { Host, Machine } from '../../../src/domain/model.ts';
 import { HealthBadge, StateBadge } from '../components/badges.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { ImportDomainDialog, LIBVIRT_CAPABILITY } from '../components/import-domain-dialog.tsx';
+import { ProofBadge, proofsByMachine } from '../components/proof-badge.tsx';
 import { Link } from '../router.tsx';
 import { canOperate, useSession } from '../session.tsx';
 import { useResource } from '../use-resource.ts';
@@ -33,6 +35,8 @@ export function MachinesPage() {
   const { role } = useSession();
   const machines = useResource<{ machines: Machine[] }>('/machines', { refreshMs: 10_000 });
   const hosts = useResource<{ hosts: Host[] }>('/hosts');
+  const proofs = useResource<{ proofs: TargetProof[] }>('/proofs', { refreshMs: 10_000 });
+  const proofOf = useMemo(() => proofsByMachine(proofs.data?.proofs), [proofs.data]);
   const [filters, setFilters] = useState<Filters>(readFilters);
   const [limit, setLimit] = useState(PAGE);
   const [importing, setImporting] = useState(false);
@@ -127,6 +131,7 @@ export function MachinesPage() {
               <th scope="col">Name</th>
               <th scope="col">State</th>
               <th scope="col">Health</th>
+              <th scope="col">Proof</th>
               <th scope="col">Running on</th>
               <th scope="col">Disks</th>
             </tr>
@@ -143,6 +148,7 @@ export function MachinesPage() {
                 <td>
                   <HealthBadge health={m.health} />
                 </td>
+                <td>{proofs.data && <ProofBadge proof={proofOf.get(m.id)} />}</td>
                 <td>{hostName.get(m.activeHostId) ?? m.activeHostId}</td>
                 <td>{m.disks.length}</td>
               </tr>

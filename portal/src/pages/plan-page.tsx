@@ -14,6 +14,7 @@ import { PlanEditor } from '../components/plan-editor.tsx';
 import { PlanExportDialog } from '../components/plan-export-dialog.tsx';
 import { PlanOperationDialog } from '../components/plan-operation-dialog.tsx';
 import { ProgressBar } from '../components/progress-bar.tsx';
+import { ProofCard } from '../components/proof-card.tsx';
 import { formatDuration, formatTime } from '../format-time.ts';
 import { OPERATION_TEXT } from '../operations.ts';
 import { Link, navigate } from '../router.tsx';
@@ -171,6 +172,9 @@ export function PlanPage({ id }: { id: string }) {
           ))}
         </ol>
       )}
+      <div className="grid plan-proof">
+        <ProofCard target={{ kind: 'plan', id: p.id, name: p.name }} />
+      </div>
       <h2>Recent runs</h2>
       {runs.data && runs.data.jobs.length === 0 && <p className="muted">This plan has not run yet.</p>}
       {runs.data && runs.data.jobs.length > 0 && (

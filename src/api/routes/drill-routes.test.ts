@@ -275,6 +275,15 @@ describe('drills API', () => {
       reason: 'script check-db: exit 1',
       endedAt: failed.endedAt,
     });
+    const all = await viewer<{ proofs: TargetProof[] }>('GET', '/proofs');
+    assert.equal(all.status, 200);
+    assert.deepEqual(
+      all.body.proofs.find(
+        (p) => p.target.kind === 'machine' && JSON.stringify(p.target) === JSON.stringify(proof.body.target),
+      ),
+      proof.body,
+      'every machine in one answer, each as it is alone',
+    );
     const passedOnly = await call<{ drills: DrillRun[] }>('GET', '/drills?machine=db-1&state=passed&limit=1');
     assert.deepEqual(
       passedOnly.body.drills.map((d) => d.id),

@@ -13,6 +13,7 @@ import {
   drillReportHtml,
   drillReportMarkdown,
   drillScheduleFrom,
+  machineProofs,
   refuseProblems,
   requestMachineDrill,
   requestPlanDrill,
@@ -252,6 +253,16 @@ export function drillRoutes(vault: VaultContext): RouteDefinition[] {
         const machine = await machineOr404(vault, params.id!);
         return targetProof(vault, { kind: 'machine', machineId: machine.id });
       },
+    }),
+    route({
+      method: 'get',
+      path: '/proofs',
+      summary:
+        "Every drilled machine's proof in one answer (as GET /machines/:id/proof; a machine never drilled is left out), for lists of all machines",
+      tag,
+      access: { kind: 'token', role: 'viewer' },
+      response: z.strictObject({ proofs: z.array(r.targetProof) }),
+      handler: async () => ({ proofs: await machineProofs(vault) }),
     }),
     route({
       method: 'get',

@@ -22,7 +22,12 @@ import {
 } from '../column-codec.ts';
 import { checkedWrite } from '../constraint-violation.ts';
 import type { Database, DrillRunsTable, DrillSchedulesTable } from '../schema.ts';
-import type { DrillRunFilter, DrillRunRepository, DrillScheduleRepository } from '../store.ts';
+import type {
+  DrillRunFilter,
+  DrillRunRepository,
+  DrillScheduleRepository,
+  MachineProofRuns,
+} from '../store.ts';
 
 function targetColumns(target: DrillTarget) {
   return target.kind === 'machine'
@@ -260,6 +265,50 @@ export class KyselyDrillRunRepository implements DrillRunRepository {
       .limit(1)
       .executeTakeFirst();
     return row && toRun(row);
+  }
+
+  async machineProofRuns(): Promise<MachineProofRuns[]> {
+    const proven = await this.#db
+      .selectFrom('drill_run_machines as m')
+      .innerJoin('drill_runs', 'drill_runs.id', 'm.run_id')
+      .select('m.machine_id')
+      .selectAll('drill_runs')
+      .where('m.passed', '=', toBooleanColumn(true))
+      .where('m.ended_at', '=', (eb) =>
+        eb
+          .selectFrom('drill_run_machines as p')
+          .select((p) => p.fn.max('p.ended_at').as('ended_at'))
+          .whereRef('p.machine_id', '=', 'm.machine_id')
+          .where('p.passed', '=', toBooleanColumn(true)),
+      )
+      .execute();
+    const newest = await this.#db
+      .selectFrom('drill_run_machines as m')
+      .innerJoin('drill_runs', 'drill_runs.id', 'm.run_id')
+      .select('m.machine_id')
+      .selectAll('drill_runs')
+      .where('drill_runs.created_at', '=', (eb) =>
+        eb
+          .selectFrom('drill_run_machines as n')
+          .innerJoin('drill_runs as r', 'r.id', 'n.run_id')
+          .select((n) => n.fn.max('r.created_at').as('created_at'))
+          .whereRef('n.machine_id', '=', 'm.machine_id'),
+      )
+      .orderBy('drill_runs.id', 'desc')
+      .execute();
+    // Two runs of one machine at the same instant: either is its newest; the first one read is kept.
+    const provenBy = new Map<string, DrillRun>();
+    for (const row of proven) if (!provenBy.has(row.machine_id)) provenBy.set(row.machine_id, toRun(row));
+    const answer = new Map<string, MachineProofRuns>();
+    for (const row of newest) {
+      if (answer.has(row.machine_id)) continue;
+      answer.set(row.machine_id, {
+        machineId: row.machine_id,
+        lastProven: provenBy.get(row.machine_id),
+        newest: toRun(row),
+      });
+    }
+    return [...answer.values()];
   }
 }
 

@@ -1,4 +1,4 @@
-import { type DrillTarget, proofOf, type TargetProof } from '../../domain/drill.ts';
+import { type DrillRun, type DrillTarget, proofOf, type TargetProof } from '../../domain/drill.ts';
 import type { VaultContext } from '../vault-context.ts';
 
 /**
@@ -15,7 +15,24 @@ export async function targetProof(vault: VaultContext, target: DrillTarget): Pro
           drillRuns.list({ machineId: target.machineId, limit: 1 }),
         ])
       : await Promise.all([drillRuns.lastPassed(target), drillRuns.list({ target, limit: 1 })]);
-  const last = latest[0];
+  return proofFrom(target, proven, latest[0]);
+}
+
+/**
+ * Every drilled machine's proof in one answer, for lists of all machines (a
+ * machine no drill ran is left out: it is not proven).
+ */
+export async function machineProofs(vault: VaultContext): Promise<TargetProof[]> {
+  return (await vault.store.drillRuns.machineProofRuns()).map(({ machineId, lastProven, newest }) =>
+    proofFrom({ kind: 'machine', machineId }, lastProven, newest),
+  );
+}
+
+function proofFrom(
+  target: DrillTarget,
+  proven: DrillRun | undefined,
+  last: DrillRun | undefined,
+): TargetProof {
   return {
     target,
     lastProven:

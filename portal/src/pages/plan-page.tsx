@@ -316,7 +316,7 @@ function Rto({ estimate, names }: { estimate: RtoEstimate; names: Map<string, st
   if (estimate.seconds === null) {
     return (
       <>
-        <span className="muted">not measured yet: run a test failover of the plan</span>
+        <span className="muted">not measured yet: run a test failover or a drill of the plan</span>
         {measured}
       </>
     );

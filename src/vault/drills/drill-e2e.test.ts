@@ -172,6 +172,9 @@ describe('drills of a real guest', { timeout: 600_000 }, () => {
       ],
     );
     const application = ended.machines[0]!.checks.find((c) => c.kind === 'application')!;
+    console.log(
+      `# scheduled drill of ${DEMO_MACHINE} (filesystem, boot and application checks): RTO ${ended.machines[0]!.rtoSeconds!.toFixed(1)} s, drill ${((Date.parse(ended.endedAt!) - Date.parse(ended.startedAt!)) / 1000).toFixed(1)} s, checks ${ended.machines[0]!.checks.map((c) => `${c.kind} ${(c.durationMs / 1000).toFixed(1)} s`).join(', ')}`,
+    );
     assert.equal(application.evidenceIsScriptOutput, true);
     assert.match(
       application.evidence!,

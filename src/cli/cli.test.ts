@@ -222,7 +222,8 @@ describe('haven CLI', () => {
     );
     const shown = await runHaven(['jobs', 'show', job.id.slice(0, 8), ...conn()]);
     assert.equal(shown.code, 0, shown.stderr);
-    assert.match(shown.stdout, /^Job: +vault-backup /m);
+    assert.match(shown.stdout, /^Job: +Vault backup \w+$/m);
+    assert.match(shown.stdout, /^Kind: +vault-backup$/m);
     assert.match(shown.stdout, /^#\s+Step\s+State\s+Progress\s+Took\s+Message$/m);
     // Each step's output under its title, in words: sizes with units, nested facts indented, no JSON.
     assert.match(

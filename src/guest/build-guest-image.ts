@@ -253,10 +253,17 @@ async function resolveKernelPackage(
   const memoFile = join(cacheDir, `resolved-${wanted}.json`);
   const fingerprint = await aptListsFingerprint();
   try {
-    const memo = JSON.parse(await readFile(memoFile, 'utf8')) as KernelMemo;
-    if (memo.fingerprint === fingerprint) return memo.kernel;
+    const memo = JSON.parse(await readFile(memoFile, 'utf8')) as Partial<KernelMemo>;
+    const kernel = memo.kernel;
+    if (
+      memo.fingerprint === fingerprint &&
+      typeof kernel?.name === 'string' &&
+      typeof kernel.version === 'string'
+    )
+      return kernel;
   } catch {
-    // No memo yet, or a torn one from a crashed writer: ask apt.
+    // No memo yet, or a torn one from a crashed writer: ask apt. A memo of another shape (written by
+    // another version sharing the cache) is asked again too, and replaced.
   }
   const attempt = async (): Promise<{ name: string; version: string } | undefined> => {
     const show = await runTool('apt-cache', ['show', '--no-all-versions', wanted], { debianPackage: 'apt' });

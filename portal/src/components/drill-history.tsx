@@ -1,4 +1,4 @@
-import { countChecks, type DrillRun, type DrillState } from '../../../src/domain/drill.ts';
+import { countChecks, type DrillRun, type DrillState, drillRunChecks } from '../../../src/domain/drill.ts';
 import { formatDuration, formatTime } from '../format-time.ts';
 import { Link } from '../router.tsx';
 
@@ -35,9 +35,9 @@ function pointOf(run: DrillRun): string {
   return `${points[0]!.type} of ${formatTime(points[0]!.time)}`;
 }
 
-/** How a drill's checks ended: passed, failed, not checked (never counted as passed). */
+/** How a drill's checks ended, its machines' and a plan's own: passed, failed, not checked (never counted as passed). */
 export function CheckCounts({ run }: { run: DrillRun }) {
-  const counts = countChecks(run.machines.flatMap((m) => m.checks));
+  const counts = countChecks(drillRunChecks(run));
   if (counts.passed + counts.failed + counts.notChecked === 0) return <span className="muted">none ran</span>;
   return (
     <span className="check-counts">

@@ -3,12 +3,17 @@ import { formatDuration, formatTime } from '../format-time.ts';
 import { Link } from '../router.tsx';
 import { Ago } from './ago.tsx';
 
-/** The answer of GET /proofs by machine id (a machine not in it was never drilled). */
-export function proofsByMachine(proofs: TargetProof[] | undefined): Map<string, TargetProof> {
-  const byMachine = new Map<string, TargetProof>();
-  for (const proof of proofs ?? [])
-    if (proof.target.kind === 'machine') byMachine.set(proof.target.machineId, proof);
-  return byMachine;
+/** The answer of GET /proofs by machine or plan id (one not in it was never drilled). */
+export function proofsById(
+  proofs: TargetProof[] | undefined,
+  kind: 'machine' | 'plan',
+): Map<string, TargetProof> {
+  const byId = new Map<string, TargetProof>();
+  for (const proof of proofs ?? []) {
+    if (proof.target.kind === 'machine' && kind === 'machine') byId.set(proof.target.machineId, proof);
+    if (proof.target.kind === 'plan' && kind === 'plan') byId.set(proof.target.planId, proof);
+  }
+  return byId;
 }
 
 /** A newer drill than the proof that did not pass: it says the proof may be stale. */

@@ -965,6 +965,9 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
     await page.locator('.drill-page > .error-line').getByText(/boot/).waitFor();
     const boot = page.locator('[data-drill-machine="demo-01"] [data-check="boot"][data-result="failed"]');
     await boot.getByText(/no \/never printed by any guest\/ on the console within 5 s/).waitFor();
+    await page.getByTestId('drill-rto').getByText('— (it did not come up)').waitFor();
+    await page.getByTestId('drill-check-counts').getByText('1 failed', { exact: true }).waitFor();
+    assert.doesNotMatch((await page.getByTestId('drill-check-counts').textContent()) ?? '', /passed/);
     // The console as it was, open: the evidence of why it failed.
     const evidence = boot.getByTestId('check-evidence');
     await evidence.waitFor();
@@ -978,6 +981,12 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
       .locator('p[data-proof="failed"]')
       .getByText(/^Last drill failed/)
       .waitFor();
+    // The older proof is still told, but not in green.
+    await card
+      .locator('p.muted[data-proof="proven"]')
+      .getByText(/^Last proven /)
+      .waitFor();
+    assert.equal(await card.locator('p.ok').count(), 0);
     await card.locator(`tr[data-drill="${failed.drillId}"] [data-drill-state="failed"]`).waitFor();
     await card.scrollIntoViewIfNeeded();
     await screenshots(f, page, 'machine-proof-failed');
@@ -1021,6 +1030,7 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
       .getByText(/hours must be between/)
       .waitFor();
     assert.equal(await form.getByLabel('Every (hours)').getAttribute('aria-invalid'), 'true');
+    await form.locator('[data-field="cadence.hours"]').scrollIntoViewIfNeeded();
     await screenshots(f, page, 'drills-schedule-edit-refused');
     await form.getByLabel('Every (hours)').fill('12');
     await form.getByLabel('Enabled').check();

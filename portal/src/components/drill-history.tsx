@@ -39,11 +39,22 @@ function pointOf(run: DrillRun): string {
 export function CheckCounts({ run }: { run: DrillRun }) {
   const counts = countChecks(drillRunChecks(run));
   if (counts.passed + counts.failed + counts.notChecked === 0) return <span className="muted">none ran</span>;
+  // Only the counts there are: "0 passed" in green would read as good news.
+  const parts = [
+    { key: 'passed', count: counts.passed, className: 'ok-text', text: 'passed' },
+    { key: 'failed', count: counts.failed, className: 'bad-text', text: 'failed' },
+    { key: 'not-checked', count: counts.notChecked, className: '', text: 'not checked' },
+  ].filter((p) => p.count > 0);
   return (
     <span className="check-counts">
-      <span className="ok-text">{counts.passed} passed</span>
-      {counts.failed > 0 && <span className="bad-text">, {counts.failed} failed</span>}
-      {counts.notChecked > 0 && <span>, {counts.notChecked} not checked</span>}
+      {parts.map((p, i) => (
+        <span key={p.key}>
+          {i > 0 && ', '}
+          <span className={p.className || undefined}>
+            {p.count} {p.text}
+          </span>
+        </span>
+      ))}
     </span>
   );
 }

@@ -67,12 +67,22 @@ export function ProofSummary({ proof }: { proof: TargetProof | undefined }) {
   const p = proof.lastProven;
   const failed = failedSince(proof);
   const single = p?.points.length === 1 ? p.points[0]!.point : null;
+  // A newer drill that failed comes first, and the older proof is no longer shown as good news.
+  const failure = failed && (
+    <p className="error-line" data-proof="failed" role="status">
+      <strong>
+        Last drill {failed.state} <Ago iso={failed.endedAt} />
+      </strong>
+      {failed.reason && `: ${failed.reason}`} · <Link to={`/drills/${failed.id}`}>its evidence</Link>
+    </p>
+  );
   return (
     <div data-testid="proof">
+      {failure}
       {p ? (
-        <p className="ok" data-proof="proven">
+        <p className={failed ? 'muted' : 'ok'} data-proof="proven">
           <strong>
-            Proven <Ago iso={p.provenAt} />
+            {failed ? 'Last proven' : 'Proven'} <Ago iso={p.provenAt} />
           </strong>
           {' · '}
           {single ? (
@@ -89,17 +99,11 @@ export function ProofSummary({ proof }: { proof: TargetProof | undefined }) {
           <Link to={`/drills/${p.drillId}`}>the drill</Link>
         </p>
       ) : (
-        <p className="warning" data-proof="none">
-          <strong>Not proven</strong>: no drill has passed yet.
-        </p>
-      )}
-      {failed && (
-        <p className="error-line" data-proof="failed" role="status">
-          <strong>
-            Last drill {failed.state} <Ago iso={failed.endedAt} />
-          </strong>
-          {failed.reason && `: ${failed.reason}`} · <Link to={`/drills/${failed.id}`}>its evidence</Link>
-        </p>
+        !failed && (
+          <p className="warning" data-proof="none">
+            <strong>Not proven</strong>: no drill has passed yet.
+          </p>
+        )
       )}
     </div>
   );

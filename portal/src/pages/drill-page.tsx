@@ -146,7 +146,9 @@ function MachineResult({ machine: m, ended }: { machine: DrillMachineResult; end
         <dt>Point</dt>
         <dd>{m.point ? `${m.point.type} point of ${formatTime(m.point.time)}` : 'none chosen'}</dd>
         <dt>RTO</dt>
-        <dd data-testid="drill-rto">{m.rtoSeconds === null ? '—' : formatDuration(m.rtoSeconds)}</dd>
+        <dd data-testid="drill-rto">
+          {m.rtoSeconds !== null ? formatDuration(m.rtoSeconds) : ended ? '— (it did not come up)' : '—'}
+        </dd>
         {m.copy && (
           <>
             <dt>Drill machine</dt>

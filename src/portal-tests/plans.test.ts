@@ -952,6 +952,7 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
       .locator('[data-proof-count="none"] [data-of="plans"]')
       .getByText(String(plans.length - 1), { exact: true })
       .waitFor();
+    await screenshots(f, page, 'dashboard-proofs');
 
     // A drill that cannot pass: its boot pattern never appears within 5 s.
     await page.goto(`${f.url}/machines/${demo.id}`);
@@ -1030,7 +1031,7 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
       .getByText(/hours must be between/)
       .waitFor();
     assert.equal(await form.getByLabel('Every (hours)').getAttribute('aria-invalid'), 'true');
-    await form.locator('[data-field="cadence.hours"]').scrollIntoViewIfNeeded();
+    await form.locator('[data-field="cadence.hours"]').evaluate((e) => e.scrollIntoView({ block: 'center' }));
     await screenshots(f, page, 'drills-schedule-edit-refused');
     await form.getByLabel('Every (hours)').fill('12');
     await form.getByLabel('Enabled').check();

@@ -92,12 +92,15 @@ export function DrillHistory({ drills, showTarget = false }: { drills: DrillRun[
                   </td>
                 )}
                 <td data-label="State">
-                  <DrillStateBadge state={run.state} />
-                  {run.reason && run.state !== 'passed' && (
-                    <div className="muted small reason" title={run.reason}>
-                      {run.reason}
-                    </div>
-                  )}
+                  {/* One block: stacked at phone width, the cell lays out its children side by side. */}
+                  <div>
+                    <DrillStateBadge state={run.state} />
+                    {run.reason && run.state !== 'passed' && (
+                      <div className="muted small reason" title={run.reason}>
+                        {run.reason}
+                      </div>
+                    )}
+                  </div>
                 </td>
                 <td data-label="Point">{pointOf(run)}</td>
                 <td data-label="RTO">{rto === null ? '—' : formatDuration(rto)}</td>

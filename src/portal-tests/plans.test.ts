@@ -790,9 +790,8 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
     await page.goto(`${f.url}/`);
     await page
       .getByTestId('proof-counts')
-      .locator('li', { hasText: 'proven' })
-      .first()
-      .getByText('1')
+      .locator('[data-proof-count="proven"] [data-of="machines"]')
+      .getByText('1', { exact: true })
       .waitFor();
 
     // A schedule: a bad time is refused at its field; then a good one is listed, disabled and deleted.
@@ -885,6 +884,181 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
     await viewer.locator('tr[data-schedule="nightly-demo"]').waitFor();
     await screenshots(f, viewer, 'drills-page-viewer');
     await viewer.close();
+  });
+
+  test('drills: an operator drills plan billing from its page (proven, its measured RTO in the estimate, counted on the dashboard); a drill that fails shows its reason and console, turns the badge red and raises an alert', async () => {
+    const refusals: string[] = [];
+    const page = await watchedPage(f, operatorToken, refusals);
+    /** Waits on the drill page for its end and returns its state. */
+    const drillEnds = async (what: string) => {
+      await page.waitForURL(/\/drills\/[0-9a-f-]+$/);
+      await page.locator('section.drill-page').waitFor();
+      const state = await until(
+        what,
+        async () => {
+          const state = await page.locator('section.drill-page').getAttribute('data-drill-state');
+          return state && !['waiting', 'running'].includes(state) ? state : undefined;
+        },
+        { timeoutMs: 240_000 },
+      );
+      return { state, drillId: new URL(page.url()).pathname.split('/').pop()! };
+    };
+
+    // The plan page offers the same drill dialog as a machine's, for the whole plan.
+    await page.goto(`${f.url}/plans/${planId}`);
+    const card = page.getByTestId('proof-card');
+    await card.locator('[data-proof="none"]').getByText('Not proven').waitFor();
+    await card.getByTestId('run-drill').click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByRole('heading', { name: 'Run a drill of plan billing' }).waitFor();
+    await dialog.getByLabel(/Boot: console pattern/).fill('recovered \\d+ ok');
+    await screenshots(f, page, 'drill-plan-dialog');
+    await dialog.getByRole('button', { name: 'Run drill', exact: true }).click();
+    const plan = await drillEnds('the plan drill to end');
+    assert.equal(plan.state, 'passed', (await page.locator('main').textContent()) ?? '');
+    await page.locator('h1').getByText('Drill of plan billing').waitFor();
+    const machine = page.locator('[data-drill-machine="demo-01"]');
+    await machine.locator('[data-check="boot"][data-result="passed"]').waitFor();
+    // The plan's manual action is recorded as not performed: never counted as passed.
+    await page.locator('[data-check="plan"][data-result="not-checked"]').first().waitFor();
+    await machine.getByTestId('drill-cleanup-state').getByText(/^done/).waitFor();
+    const planRto = (await page.getByTestId('drill-plan-rto').textContent()) ?? '';
+    assert.match(planRto, /^\d+(\.\d+)? s$/);
+    await screenshots(f, page, 'drill-plan-passed');
+
+    // Back on the plan page: proven, the drill in its history, its RTO measured in the estimate.
+    await page.getByRole('link', { name: 'billing', exact: true }).click();
+    await card
+      .locator('[data-proof="proven"]')
+      .getByText(/^Proven /)
+      .waitFor();
+    assert.match((await card.locator('[data-proof="proven"]').textContent()) ?? '', /RTO \d/);
+    await card.locator(`tr[data-drill="${plan.drillId}"] [data-drill-state="passed"]`).waitFor();
+    await page.getByTestId('rto').locator('[data-measured-rto]').getByText(`measured ${planRto}`).waitFor();
+    // Its job is in the plan's runs, named in words.
+    await page.getByTestId('plan-runs').getByRole('link', { name: 'Plan drill', exact: true }).waitFor();
+    await card.scrollIntoViewIfNeeded();
+    await screenshots(f, page, 'plan-proof');
+    await page.goto(`${f.url}/plans`);
+    await page.locator('tr[data-plan="billing"] [data-proof="proven"]').waitFor();
+    await page.goto(`${f.url}/`);
+    const counts = page.getByTestId('proof-counts');
+    await counts
+      .locator('[data-proof-count="proven"] [data-of="plans"]')
+      .getByText('1', { exact: true })
+      .waitFor();
+    const plans = (await f.api<{ plans: unknown[] }>('GET', '/plans')).body.plans;
+    await counts
+      .locator('[data-proof-count="none"] [data-of="plans"]')
+      .getByText(String(plans.length - 1), { exact: true })
+      .waitFor();
+    await screenshots(f, page, 'dashboard-proofs');
+
+    // A drill that cannot pass: its boot pattern never appears within 5 s.
+    await page.goto(`${f.url}/machines/${demo.id}`);
+    await card.getByTestId('run-drill').click();
+    await dialog.getByLabel(/Boot: console pattern/).fill('never printed by any guest');
+    await dialog.getByLabel(/Boot: wait at most/).fill('5');
+    await dialog.getByLabel(/Check every filesystem/).uncheck();
+    await dialog.getByRole('button', { name: 'Run drill', exact: true }).click();
+    const failed = await drillEnds('the failing drill to end');
+    assert.equal(failed.state, 'failed', (await page.locator('main').textContent()) ?? '');
+    await page.locator('.drill-page > .error-line').getByText(/boot/).waitFor();
+    const boot = page.locator('[data-drill-machine="demo-01"] [data-check="boot"][data-result="failed"]');
+    await boot.getByText(/no \/never printed by any guest\/ on the console within 5 s/).waitFor();
+    await page.getByTestId('drill-rto').getByText('— (it did not come up)').waitFor();
+    await page.getByTestId('drill-check-counts').getByText('1 failed', { exact: true }).waitFor();
+    assert.doesNotMatch((await page.getByTestId('drill-check-counts').textContent()) ?? '', /passed/);
+    // The console as it was, open: the evidence of why it failed.
+    const evidence = boot.getByTestId('check-evidence');
+    await evidence.waitFor();
+    assert.ok(((await evidence.textContent()) ?? '').trim().length > 0, 'the console is kept as evidence');
+    await page.getByTestId('drill-cleanup-state').getByText(/^done/).waitFor();
+    await screenshots(f, page, 'drill-failed');
+
+    // The machine is red now, never green: its last drill failed, though an older one proved it.
+    await page.goto(`${f.url}/machines/${demo.id}`);
+    await card
+      .locator('p[data-proof="failed"]')
+      .getByText(/^Last drill failed/)
+      .waitFor();
+    // The older proof is still told, but not in green.
+    await card
+      .locator('p.muted[data-proof="proven"]')
+      .getByText(/^Last proven /)
+      .waitFor();
+    assert.equal(await card.locator('p.ok').count(), 0);
+    await card.locator(`tr[data-drill="${failed.drillId}"] [data-drill-state="failed"]`).waitFor();
+    await card.scrollIntoViewIfNeeded();
+    await screenshots(f, page, 'machine-proof-failed');
+    await page.goto(`${f.url}/machines`);
+    const badge = page.locator('tr', { hasText: 'demo-01' }).locator('[data-proof]');
+    await badge.and(page.locator('[data-proof="failed"]')).waitFor();
+    assert.equal(
+      await page.locator('tr', { hasText: 'demo-01' }).locator('[data-proof="proven"]').count(),
+      0,
+    );
+    await page.goto(`${f.url}/`);
+    await counts
+      .locator('[data-proof-count="failed"] [data-of="machines"]')
+      .getByText('1', { exact: true })
+      .waitFor();
+    await page.goto(`${f.url}/alerts`);
+    const alert = page.locator('tr[data-alert^="drill-failed:machine:"]');
+    await alert
+      .getByText(new RegExp(`Machine 'demo-01': drill ${failed.drillId.slice(0, 8)} failed`))
+      .waitFor();
+    await screenshots(f, page, 'drill-failed-alert');
+    await page.close();
+    assert.deepEqual(refusals, []);
+  });
+
+  test("drill schedules: an operator edits one (refused at its field, then saved) and deletes it in the portal's dialog", async () => {
+    const refusals: string[] = [];
+    const page = await watchedPage(f, operatorToken, refusals);
+    await page.goto(`${f.url}/drills`);
+    const row = page.locator('tr[data-schedule="nightly-demo"]');
+    await row.getByRole('button', { name: 'Edit…' }).click();
+    const form = page.getByTestId('drill-schedule-form');
+    // The form holds the schedule as saved.
+    assert.equal(await form.getByLabel('At (HH:MM, 24-hour)').inputValue(), '02:00');
+    assert.equal(await form.getByLabel(/Boot: console pattern/).inputValue(), 'recovered \\d+ ok');
+    await form.getByLabel('every N hours').check();
+    await form.getByLabel('Every (hours)').fill('0');
+    await form.getByRole('button', { name: 'Save schedule' }).click();
+    await form
+      .locator('[data-field="cadence.hours"]')
+      .getByText(/hours must be between/)
+      .waitFor();
+    assert.equal(await form.getByLabel('Every (hours)').getAttribute('aria-invalid'), 'true');
+    await form.locator('[data-field="cadence.hours"]').evaluate((e) => e.scrollIntoView({ block: 'center' }));
+    await screenshots(f, page, 'drills-schedule-edit-refused');
+    await form.getByLabel('Every (hours)').fill('12');
+    await form.getByLabel('Enabled').check();
+    await form.getByRole('button', { name: 'Save schedule' }).click();
+    await form.waitFor({ state: 'detached' });
+    await row.getByText('every 12 h').waitFor();
+    const saved = (
+      await f.api<{ cadence: unknown; enabled: boolean }>('GET', '/drill-schedules/nightly-demo')
+    ).body;
+    assert.deepEqual(saved.cadence, { kind: 'every', hours: 12 });
+    assert.equal(saved.enabled, true);
+    // Enabled again, it must not drill in the middle of the test: disabled before it could be due.
+    await row.getByRole('button', { name: 'Disable' }).click();
+    await row.getByText('disabled').waitFor();
+
+    await row.getByRole('button', { name: 'Delete…' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByText('Delete drill schedule nightly-demo?').waitFor();
+    await screenshots(f, page, 'drills-schedule-delete');
+    await dialog.getByRole('button', { name: 'Delete schedule' }).click();
+    await row.waitFor({ state: 'detached' });
+    assert.equal((await f.api('GET', '/drill-schedules/nightly-demo')).status, 404);
+    // Its drills are kept.
+    await page.locator('[data-testid="drill-history"] tr[data-drill]').first().waitFor();
+    await page.getByText('No drill schedules yet.').waitFor();
+    await page.close();
+    onlyRefusals(refusals);
   });
 
   test('a viewer sees plans, groups and policies but no action (export only)', async () => {

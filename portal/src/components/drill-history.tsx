@@ -1,4 +1,4 @@
-import { countChecks, type DrillRun, type DrillState } from '../../../src/domain/drill.ts';
+import { countChecks, type DrillRun, type DrillState, drillRunChecks } from '../../../src/domain/drill.ts';
 import { formatDuration, formatTime } from '../format-time.ts';
 import { Link } from '../router.tsx';
 
@@ -35,15 +35,26 @@ function pointOf(run: DrillRun): string {
   return `${points[0]!.type} of ${formatTime(points[0]!.time)}`;
 }
 
-/** How a drill's checks ended: passed, failed, not checked (never counted as passed). */
+/** How a drill's checks ended, its machines' and a plan's own: passed, failed, not checked (never counted as passed). */
 export function CheckCounts({ run }: { run: DrillRun }) {
-  const counts = countChecks(run.machines.flatMap((m) => m.checks));
+  const counts = countChecks(drillRunChecks(run));
   if (counts.passed + counts.failed + counts.notChecked === 0) return <span className="muted">none ran</span>;
+  // Only the counts there are: "0 passed" in green would read as good news.
+  const parts = [
+    { key: 'passed', count: counts.passed, className: 'ok-text', text: 'passed' },
+    { key: 'failed', count: counts.failed, className: 'bad-text', text: 'failed' },
+    { key: 'not-checked', count: counts.notChecked, className: '', text: 'not checked' },
+  ].filter((p) => p.count > 0);
   return (
     <span className="check-counts">
-      <span className="ok-text">{counts.passed} passed</span>
-      {counts.failed > 0 && <span className="bad-text">, {counts.failed} failed</span>}
-      {counts.notChecked > 0 && <span>, {counts.notChecked} not checked</span>}
+      {parts.map((p, i) => (
+        <span key={p.key}>
+          {i > 0 && ', '}
+          <span className={p.className || undefined}>
+            {p.count} {p.text}
+          </span>
+        </span>
+      ))}
     </span>
   );
 }
@@ -81,12 +92,15 @@ export function DrillHistory({ drills, showTarget = false }: { drills: DrillRun[
                   </td>
                 )}
                 <td data-label="State">
-                  <DrillStateBadge state={run.state} />
-                  {run.reason && run.state !== 'passed' && (
-                    <div className="muted small reason" title={run.reason}>
-                      {run.reason}
-                    </div>
-                  )}
+                  {/* One block: stacked at phone width, the cell lays out its children side by side. */}
+                  <div>
+                    <DrillStateBadge state={run.state} />
+                    {run.reason && run.state !== 'passed' && (
+                      <div className="muted small reason" title={run.reason}>
+                        {run.reason}
+                      </div>
+                    )}
+                  </div>
                 </td>
                 <td data-label="Point">{pointOf(run)}</td>
                 <td data-label="RTO">{rto === null ? '—' : formatDuration(rto)}</td>

@@ -3,12 +3,17 @@ import { formatDuration, formatTime } from '../format-time.ts';
 import { Link } from '../router.tsx';
 import { Ago } from './ago.tsx';
 
-/** The answer of GET /proofs by machine id (a machine not in it was never drilled). */
-export function proofsByMachine(proofs: TargetProof[] | undefined): Map<string, TargetProof> {
-  const byMachine = new Map<string, TargetProof>();
-  for (const proof of proofs ?? [])
-    if (proof.target.kind === 'machine') byMachine.set(proof.target.machineId, proof);
-  return byMachine;
+/** The answer of GET /proofs by machine or plan id (one not in it was never drilled). */
+export function proofsById(
+  proofs: TargetProof[] | undefined,
+  kind: 'machine' | 'plan',
+): Map<string, TargetProof> {
+  const byId = new Map<string, TargetProof>();
+  for (const proof of proofs ?? []) {
+    if (proof.target.kind === 'machine' && kind === 'machine') byId.set(proof.target.machineId, proof);
+    if (proof.target.kind === 'plan' && kind === 'plan') byId.set(proof.target.planId, proof);
+  }
+  return byId;
 }
 
 /** A newer drill than the proof that did not pass: it says the proof may be stale. */
@@ -62,12 +67,22 @@ export function ProofSummary({ proof }: { proof: TargetProof | undefined }) {
   const p = proof.lastProven;
   const failed = failedSince(proof);
   const single = p?.points.length === 1 ? p.points[0]!.point : null;
+  // A newer drill that failed comes first, and the older proof is no longer shown as good news.
+  const failure = failed && (
+    <p className="error-line" data-proof="failed" role="status">
+      <strong>
+        Last drill {failed.state} <Ago iso={failed.endedAt} />
+      </strong>
+      {failed.reason && `: ${failed.reason}`} · <Link to={`/drills/${failed.id}`}>its evidence</Link>
+    </p>
+  );
   return (
     <div data-testid="proof">
+      {failure}
       {p ? (
-        <p className="ok" data-proof="proven">
+        <p className={failed ? 'muted' : 'ok'} data-proof="proven">
           <strong>
-            Proven <Ago iso={p.provenAt} />
+            {failed ? 'Last proven' : 'Proven'} <Ago iso={p.provenAt} />
           </strong>
           {' · '}
           {single ? (
@@ -84,17 +99,11 @@ export function ProofSummary({ proof }: { proof: TargetProof | undefined }) {
           <Link to={`/drills/${p.drillId}`}>the drill</Link>
         </p>
       ) : (
-        <p className="warning" data-proof="none">
-          <strong>Not proven</strong>: no drill has passed yet.
-        </p>
-      )}
-      {failed && (
-        <p className="error-line" data-proof="failed" role="status">
-          <strong>
-            Last drill {failed.state} <Ago iso={failed.endedAt} />
-          </strong>
-          {failed.reason && `: ${failed.reason}`} · <Link to={`/drills/${failed.id}`}>its evidence</Link>
-        </p>
+        !failed && (
+          <p className="warning" data-proof="none">
+            <strong>Not proven</strong>: no drill has passed yet.
+          </p>
+        )
       )}
     </div>
   );

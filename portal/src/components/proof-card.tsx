@@ -5,19 +5,15 @@ import { canOperate, useSession } from '../session.tsx';
 import { useResource } from '../use-resource.ts';
 import { DrillHistory } from './drill-history.tsx';
 import { ProofSummary } from './proof-badge.tsx';
-import { RunDrillDialog } from './run-drill-dialog.tsx';
+import { type DrillTargetRef, RunDrillDialog } from './run-drill-dialog.tsx';
 
 const HISTORY = 10;
 
 /**
  * A machine's or plan's proof of recoverability and its recent drills; an
- * operator runs a machine's drill from here and follows it on its page.
+ * operator runs a drill of it from here and follows it on its page.
  */
-export function ProofCard({
-  target,
-}: {
-  target: { kind: 'machine'; id: string; name: string } | { kind: 'plan'; id: string; name: string };
-}) {
+export function ProofCard({ target }: { target: DrillTargetRef }) {
   const { role } = useSession();
   const ref = encodeURIComponent(target.id);
   const proof = useResource<TargetProof>(`/${target.kind === 'plan' ? 'plans' : 'machines'}/${ref}/proof`, {
@@ -31,7 +27,7 @@ export function ProofCard({
     <article className="card wide" data-testid="proof-card">
       <h2>Proof of recoverability</h2>
       <ProofSummary proof={proof.data} />
-      {canOperate(role) && target.kind === 'machine' && (
+      {canOperate(role) && (
         <p>
           <button type="button" data-testid="run-drill" onClick={() => setRunning(true)}>
             Run drill now…
@@ -45,9 +41,9 @@ export function ProofCard({
           <Link to="/drills">All drills</Link>
         </p>
       )}
-      {running && target.kind === 'machine' && (
+      {running && (
         <RunDrillDialog
-          machine={target}
+          target={target}
           onClose={() => setRunning(false)}
           onStarted={(drill) => navigate(`/drills/${drill.id}`)}
         />

@@ -12,13 +12,16 @@ import {
 } from './drill-settings-fields.tsx';
 import { problemsByField } from './field.tsx';
 
-/** Drill one machine now, with a schedule's settings; on success the caller follows the drill. */
+/** What a drill runs of: a machine, or a whole recovery plan in its order. */
+export type DrillTargetRef = { kind: 'machine' | 'plan'; id: string; name: string };
+
+/** Drill a machine or a plan now, with a schedule's settings; on success the caller follows the drill. */
 export function RunDrillDialog({
-  machine,
+  target,
   onStarted,
   onClose,
 }: {
-  machine: { id: string; name: string };
+  target: DrillTargetRef;
   onStarted: (drill: DrillRun) => void;
   onClose: () => void;
 }) {
@@ -33,7 +36,7 @@ export function RunDrillDialog({
     setError(undefined);
     try {
       const started = await api.post<{ drill: DrillRun }>(
-        `/machines/${encodeURIComponent(machine.id)}/drills`,
+        `/${target.kind === 'plan' ? 'plans' : 'machines'}/${encodeURIComponent(target.id)}/drills`,
         drillSettingsBody(form),
       );
       onStarted(started.drill);
@@ -44,12 +47,20 @@ export function RunDrillDialog({
   };
 
   return (
-    <Dialog title={`Run a drill of ${machine.name}`} onClose={onClose}>
+    <Dialog title={`Run a drill of ${target.kind === 'plan' ? 'plan ' : ''}${target.name}`} onClose={onClose}>
       <form onSubmit={submit} className="operation-form" data-testid="run-drill-form">
-        <p>
-          Boots a recovery point on the isolated test network, runs the checks, records the results and cleans
-          up. Production keeps replicating.
-        </p>
+        {target.kind === 'plan' ? (
+          <p>
+            Runs the plan's groups in order on the isolated test network: script actions run, manual actions
+            are recorded as not performed, every machine boots and is checked, and the plan's RTO is measured.
+            Everything is cleaned up; production keeps replicating.
+          </p>
+        ) : (
+          <p>
+            Boots a recovery point on the isolated test network, runs the checks, records the results and
+            cleans up. Production keeps replicating.
+          </p>
+        )}
         <DrillSettingsFields
           form={form}
           onChange={(patch) => setForm((f) => ({ ...f, ...patch }))}

@@ -1,13 +1,13 @@
 import { useEffect, useMemo, useRef } from 'react';
 import type { TargetProof } from '../../../src/domain/drill.ts';
-import type { Alert, Host, Machine, Site } from '../../../src/domain/model.ts';
+import type { Alert, Host, Machine, RecoveryPlan, Site } from '../../../src/domain/model.ts';
 import { jobTitle } from '../../../src/text/job-title.ts';
 import type { JobWithCancel } from '../api-client.ts';
 import { Ago } from '../components/ago.tsx';
 import { HealthBadge, JobStateBadge, StateBadge } from '../components/badges.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { ProgressBar } from '../components/progress-bar.tsx';
-import { ProofBadge, proofKind, proofsByMachine } from '../components/proof-badge.tsx';
+import { ProofBadge, proofKind, proofsById } from '../components/proof-badge.tsx';
 import { RpoChart, type RpoRow } from '../components/rpo-chart.tsx';
 import { TargetLink } from '../components/target-link.tsx';
 import { formatTime } from '../format-time.ts';
@@ -28,6 +28,7 @@ export function DashboardPage() {
   const rpo = useResource<RpoAnswer>('/rpo', { refreshMs: REFRESH_MS });
   // Not part of the ready mark: the proof panel fills in on its own.
   const proofs = useResource<{ proofs: TargetProof[] }>('/proofs', { refreshMs: REFRESH_MS });
+  const plans = useResource<{ plans: RecoveryPlan[] }>('/plans', { refreshMs: REFRESH_MS });
   const list = machines.data?.machines ?? [];
 
   // The render-time budget (1 s with 1,000 machines) is measured from navigation start to this mark:
@@ -58,7 +59,7 @@ export function DashboardPage() {
         </article>
         <article className="card">
           <h2>Proof of recoverability</h2>
-          <ProofCounts machines={list} proofs={proofs.data?.proofs} />
+          <ProofCounts machines={list} plans={plans.data?.plans} proofs={proofs.data?.proofs} />
         </article>
         <article className="card wide">
           <h2>RPO per machine</h2>
@@ -106,37 +107,66 @@ function Counts({ machines, field }: { machines: Machine[]; field: 'state' | 'he
   );
 }
 
-/** Machines by their proof (green only when a drill passed), and those whose newest drill failed. */
-function ProofCounts({ machines, proofs }: { machines: Machine[]; proofs: TargetProof[] | undefined }) {
-  const rows = useMemo(() => {
-    const byMachine = proofsByMachine(proofs);
-    return machines.map((m) => ({ machine: m, proof: byMachine.get(m.id) }));
-  }, [machines, proofs]);
-  if (!proofs) return <p className="muted">Loading…</p>;
-  if (machines.length === 0) return <p className="muted">No machines yet.</p>;
-  const failed = rows.filter((r) => proofKind(r.proof) === 'failed');
-  const proven = rows.filter((r) => proofKind(r.proof) === 'proven').length;
+const PROOF_ROWS = [
+  { kind: 'proven', label: 'proven', look: 'health-healthy' },
+  { kind: 'failed', label: 'last drill failed', look: 'health-critical' },
+  { kind: 'none', label: 'not proven', look: '' },
+] as const;
+
+type Proven = { kind: 'machine' | 'plan'; id: string; name: string; proof: TargetProof | undefined };
+
+/** Machines and plans by their proof (green only when a drill passed), and those whose newest drill failed. */
+function ProofCounts({
+  machines,
+  plans,
+  proofs,
+}: {
+  machines: Machine[];
+  plans: RecoveryPlan[] | undefined;
+  proofs: TargetProof[] | undefined;
+}) {
+  const [machineRows, planRows] = useMemo(() => {
+    const byMachine = proofsById(proofs, 'machine');
+    const byPlan = proofsById(proofs, 'plan');
+    return [
+      machines.map((m): Proven => ({ kind: 'machine', id: m.id, name: m.name, proof: byMachine.get(m.id) })),
+      (plans ?? []).map((p): Proven => ({ kind: 'plan', id: p.id, name: p.name, proof: byPlan.get(p.id) })),
+    ];
+  }, [machines, plans, proofs]);
+  if (!proofs || !plans) return <p className="muted">Loading…</p>;
+  if (machines.length === 0 && plans.length === 0) return <p className="muted">No machines yet.</p>;
+  const failed = [...planRows, ...machineRows].filter((r) => proofKind(r.proof) === 'failed');
   return (
     <>
-      <ul className="counts" data-testid="proof-counts">
-        <li>
-          <span className="badge health-healthy">proven</span>
-          <span className="count">{proven}</span>
-        </li>
-        <li>
-          <span className="badge health-critical">last drill failed</span>
-          <span className="count">{failed.length}</span>
-        </li>
-        <li>
-          <span className="badge">not proven</span>
-          <span className="count">{rows.length - proven - failed.length}</span>
-        </li>
-      </ul>
+      <table className="proof-counts" data-testid="proof-counts">
+        <thead>
+          <tr>
+            <td />
+            <th scope="col">Machines</th>
+            <th scope="col">Plans</th>
+          </tr>
+        </thead>
+        <tbody>
+          {PROOF_ROWS.map(({ kind, label, look }) => (
+            <tr key={kind} data-proof-count={kind}>
+              <th scope="row">
+                <span className={`badge ${look}`}>{label}</span>
+              </th>
+              <td data-of="machines">{machineRows.filter((r) => proofKind(r.proof) === kind).length}</td>
+              <td data-of="plans">{planRows.filter((r) => proofKind(r.proof) === kind).length}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
       {failed.length > 0 && (
         <ul className="alerts">
-          {failed.slice(0, 5).map(({ machine, proof }) => (
-            <li key={machine.id}>
-              <Link to={`/machines/${machine.id}`}>{machine.name}</Link> <ProofBadge proof={proof} />
+          {failed.slice(0, 5).map((r) => (
+            <li key={r.id}>
+              <Link to={`/${r.kind === 'plan' ? 'plans' : 'machines'}/${r.id}`}>
+                {r.kind === 'plan' ? 'plan ' : ''}
+                {r.name}
+              </Link>{' '}
+              <ProofBadge proof={r.proof} />
             </li>
           ))}
         </ul>

@@ -103,7 +103,9 @@ export function DrillPage({ id }: { id: string }) {
             {run.target.kind === 'plan' && (
               <>
                 <dt>Plan RTO</dt>
-                <dd>{run.rtoSeconds === null ? '—' : formatDuration(run.rtoSeconds)}</dd>
+                <dd data-testid="drill-plan-rto">
+                  {run.rtoSeconds === null ? '—' : formatDuration(run.rtoSeconds)}
+                </dd>
               </>
             )}
             {run.jobId && (
@@ -116,6 +118,16 @@ export function DrillPage({ id }: { id: string }) {
             )}
           </dl>
         </article>
+        {run.checks.length > 0 && (
+          <article className="card wide" data-drill-plan-checks>
+            <h2>The plan's order and actions</h2>
+            <ol className="drill-checks-list">
+              {run.checks.map((c) => (
+                <CheckResult key={`${c.kind}:${c.name}:${c.startedAt}`} check={c} />
+              ))}
+            </ol>
+          </article>
+        )}
         {run.machines.map((m) => (
           <MachineResult key={m.machineId} machine={m} ended={isEnded} />
         ))}
@@ -134,7 +146,9 @@ function MachineResult({ machine: m, ended }: { machine: DrillMachineResult; end
         <dt>Point</dt>
         <dd>{m.point ? `${m.point.type} point of ${formatTime(m.point.time)}` : 'none chosen'}</dd>
         <dt>RTO</dt>
-        <dd data-testid="drill-rto">{m.rtoSeconds === null ? '—' : formatDuration(m.rtoSeconds)}</dd>
+        <dd data-testid="drill-rto">
+          {m.rtoSeconds !== null ? formatDuration(m.rtoSeconds) : ended ? '— (it did not come up)' : '—'}
+        </dd>
         {m.copy && (
           <>
             <dt>Drill machine</dt>
@@ -177,9 +191,15 @@ function CheckResult({ check: c }: { check: DrillCheck }) {
       {c.evidence !== null ? (
         <details open={c.result === 'failed'}>
           <summary>Evidence</summary>
-          <pre className="log" data-testid="check-evidence">
-            {c.evidence}
-          </pre>
+          {c.evidence.trim() === '' ? (
+            <p className="muted small" data-testid="check-evidence">
+              Nothing was printed.
+            </p>
+          ) : (
+            <pre className="log" data-testid="check-evidence">
+              {c.evidence}
+            </pre>
+          )}
         </details>
       ) : (
         c.evidenceIsScriptOutput && (

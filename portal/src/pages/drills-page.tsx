@@ -101,15 +101,17 @@ export function DrillsPage() {
                       <td data-label="Last run">{s.lastRunAt ? formatTime(s.lastRunAt) : 'never'}</td>
                       {operator && (
                         <td className="row-actions" data-label="Actions">
-                          <button type="button" onClick={() => setEditing(s)}>
-                            Edit…
-                          </button>
-                          <button type="button" onClick={() => void setEnabled(s, !s.enabled)}>
-                            {s.enabled ? 'Disable' : 'Enable'}
-                          </button>
-                          <button type="button" className="danger" onClick={() => setDeleting(s)}>
-                            Delete…
-                          </button>
+                          <span className="buttons">
+                            <button type="button" onClick={() => setEditing(s)}>
+                              Edit…
+                            </button>
+                            <button type="button" onClick={() => void setEnabled(s, !s.enabled)}>
+                              {s.enabled ? 'Disable' : 'Enable'}
+                            </button>
+                            <button type="button" className="danger" onClick={() => setDeleting(s)}>
+                              Delete…
+                            </button>
+                          </span>
                         </td>
                       )}
                     </tr>

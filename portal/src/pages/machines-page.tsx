@@ -4,7 +4,7 @@ import type { Host, Machine } from '../../../src/domain/model.ts';
 import { HealthBadge, StateBadge } from '../components/badges.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { ImportDomainDialog, LIBVIRT_CAPABILITY } from '../components/import-domain-dialog.tsx';
-import { ProofBadge, proofsByMachine } from '../components/proof-badge.tsx';
+import { ProofBadge, proofsById } from '../components/proof-badge.tsx';
 import { Link } from '../router.tsx';
 import { canOperate, useSession } from '../session.tsx';
 import { useResource } from '../use-resource.ts';
@@ -36,7 +36,7 @@ export function MachinesPage() {
   const machines = useResource<{ machines: Machine[] }>('/machines', { refreshMs: 10_000 });
   const hosts = useResource<{ hosts: Host[] }>('/hosts');
   const proofs = useResource<{ proofs: TargetProof[] }>('/proofs', { refreshMs: 10_000 });
-  const proofOf = useMemo(() => proofsByMachine(proofs.data?.proofs), [proofs.data]);
+  const proofOf = useMemo(() => proofsById(proofs.data?.proofs, 'machine'), [proofs.data]);
   const [filters, setFilters] = useState<Filters>(readFilters);
   const [limit, setLimit] = useState(PAGE);
   const [importing, setImporting] = useState(false);

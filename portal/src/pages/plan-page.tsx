@@ -3,6 +3,7 @@ import { isTerminalJobState } from '../../../src/domain/job-states.ts';
 import type { Job, RecoveryPlan, RecoveryPlanAction, RecoveryPlanGroup } from '../../../src/domain/model.ts';
 import type { RtoEstimate } from '../../../src/domain/recovery-plan-rto.ts';
 import type { PlanDocument } from '../../../src/domain/recovery-plan-validation.ts';
+import { jobTitle } from '../../../src/text/job-title.ts';
 import type { PlanOperationAvailability } from '../../../src/vault/plans/plan-operation-availability.ts';
 import type { PlanOperation } from '../../../src/vault/plans/plan-steps.ts';
 import { type ApiError, asApiError } from '../api-client.ts';
@@ -298,10 +299,10 @@ function PlanOperations({
   );
 }
 
-/** A plan job's operation in words (its input names it; older jobs only their kind). */
+/** A plan job's operation in words (its input names it); a plan drill and older jobs by their kind, in words. */
 function operationOf(job: Job): string {
   const operation = job.input.operation as PlanOperation | undefined;
-  return operation && operation in OPERATION_TEXT ? OPERATION_TEXT[operation].title : job.kind;
+  return operation && operation in OPERATION_TEXT ? OPERATION_TEXT[operation].title : jobTitle(job);
 }
 
 function Rto({ estimate, names }: { estimate: RtoEstimate; names: Map<string, string> }) {

@@ -1,9 +1,11 @@
-import { useState } from 'react';
+import { useMemo, useState } from 'react';
+import type { TargetProof } from '../../../src/domain/drill.ts';
 import type { RecoveryPlan } from '../../../src/domain/model.ts';
 import { Ago } from '../components/ago.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { EMPTY_PLAN, PlanEditor } from '../components/plan-editor.tsx';
 import { PlanImportDialog } from '../components/plan-import-dialog.tsx';
+import { ProofBadge, proofsById } from '../components/proof-badge.tsx';
 import { formatTime } from '../format-time.ts';
 import { Link, navigate } from '../router.tsx';
 import { canOperate, useSession } from '../session.tsx';
@@ -14,6 +16,8 @@ export function PlansPage() {
   const plans = useResource<{ plans: RecoveryPlan[] }>('/plans', { refreshMs: 10_000 });
   const [creating, setCreating] = useState(false);
   const [importing, setImporting] = useState(false);
+  const proofs = useResource<{ proofs: TargetProof[] }>('/proofs', { refreshMs: 10_000 });
+  const proofOf = useMemo(() => proofsById(proofs.data?.proofs, 'plan'), [proofs.data]);
   const list = plans.data?.plans ?? [];
   const operator = canOperate(role);
   return (
@@ -56,6 +60,7 @@ export function PlansPage() {
                 <th scope="col">Machines</th>
                 <th scope="col">Actions</th>
                 <th scope="col">Changed</th>
+                <th scope="col">Proof</th>
               </tr>
             </thead>
             <tbody>
@@ -72,6 +77,7 @@ export function PlansPage() {
                   <td data-label="Changed" title={formatTime(p.updatedAt)}>
                     <Ago iso={p.updatedAt} />
                   </td>
+                  <td data-label="Proof">{proofs.data && <ProofBadge proof={proofOf.get(p.id)} />}</td>
                 </tr>
               ))}
             </tbody>

@@ -294,6 +294,24 @@ describe('drills API', () => {
     assert.equal(plan.status, 200, JSON.stringify(plan.body));
     assert.equal(plan.body.lastProven, null);
     assert.equal(plan.body.lastDrill, null);
+    const undrilled = (await viewer<{ proofs: TargetProof[] }>('GET', '/proofs')).body.proofs;
+    assert.ok(!undrilled.some((p) => p.target.kind === 'plan'), 'a plan never drilled is not in /proofs');
+    // A plan drill: /proofs answers for the plan too, as GET /plans/:id/proof does.
+    const planDrill: DrillRun = {
+      ...storedRun(db.id),
+      target: { kind: 'plan', planId: plan.body.target.kind === 'plan' ? plan.body.target.planId : '' },
+      targetName: 'app',
+      rtoSeconds: 64,
+    };
+    await fixture.vault.context.store.drillRuns.create(planDrill);
+    const planProof = (await viewer<TargetProof>('GET', '/plans/app/proof')).body;
+    assert.equal(planProof.lastProven?.drillId, planDrill.id);
+    assert.deepEqual(
+      (await viewer<{ proofs: TargetProof[] }>('GET', '/proofs')).body.proofs.filter(
+        (p) => p.target.kind === 'plan',
+      ),
+      [planProof],
+    );
     assert.equal((await call('GET', `/drills/${randomUUID()}/report`)).status, 404);
   });
 });

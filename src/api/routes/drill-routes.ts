@@ -8,12 +8,12 @@ import {
 } from '../../domain/drill.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
 import {
+  allProofs,
   drillCheckProblems,
   drillReport,
   drillReportHtml,
   drillReportMarkdown,
   drillScheduleFrom,
-  machineProofs,
   refuseProblems,
   requestMachineDrill,
   requestPlanDrill,
@@ -258,11 +258,11 @@ export function drillRoutes(vault: VaultContext): RouteDefinition[] {
       method: 'get',
       path: '/proofs',
       summary:
-        "Every drilled machine's proof in one answer (as GET /machines/:id/proof; a machine never drilled is left out), for lists of all machines",
+        "Every drilled machine's and plan's proof in one answer (as GET /machines/:id/proof and GET /plans/:id/proof; one never drilled is left out), for lists and the dashboard",
       tag,
       access: { kind: 'token', role: 'viewer' },
       response: z.strictObject({ proofs: z.array(r.targetProof) }),
-      handler: async () => ({ proofs: await machineProofs(vault) }),
+      handler: async () => ({ proofs: await allProofs(vault) }),
     }),
     route({
       method: 'get',

@@ -19,13 +19,25 @@ export async function targetProof(vault: VaultContext, target: DrillTarget): Pro
 }
 
 /**
- * Every drilled machine's proof in one answer, for lists of all machines (a
- * machine no drill ran is left out: it is not proven).
+ * Every drilled machine's and plan's proof in one answer, for lists and the
+ * dashboard (one never drilled is left out: it is not proven). Machines in
+ * two queries however many there are; plans, which are few, each by its own
+ * two indexed reads.
  */
-export async function machineProofs(vault: VaultContext): Promise<TargetProof[]> {
-  return (await vault.store.drillRuns.machineProofRuns()).map(({ machineId, lastProven, newest }) =>
-    proofFrom({ kind: 'machine', machineId }, lastProven, newest),
+export async function allProofs(vault: VaultContext): Promise<TargetProof[]> {
+  const [machines, plans] = await Promise.all([
+    vault.store.drillRuns.machineProofRuns(),
+    vault.store.plans.list(),
+  ]);
+  const planProofs = await Promise.all(
+    plans.map((plan) => targetProof(vault, { kind: 'plan', planId: plan.id })),
   );
+  return [
+    ...machines.map(({ machineId, lastProven, newest }) =>
+      proofFrom({ kind: 'machine', machineId }, lastProven, newest),
+    ),
+    ...planProofs.filter((proof) => proof.lastDrill !== null),
+  ];
 }
 
 function proofFrom(

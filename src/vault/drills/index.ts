@@ -9,7 +9,7 @@ export {
   cleanUpDrill,
   drillCopyNames,
 } from './drill-machine.ts';
-export { machineProofs, targetProof } from './drill-proof.ts';
+export { allProofs, targetProof } from './drill-proof.ts';
 export { drillReport, drillReportHtml, drillReportMarkdown } from './drill-report.ts';
 export {
   type DrillScheduleInput,

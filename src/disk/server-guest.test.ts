@@ -20,9 +20,11 @@ import {
   checkDataDisk,
   formatDataDisk,
   type GuestImage,
+  initramfsWithFiles,
 } from '../guest/index.ts';
 import { QmpClient } from '../hypervisor/qmp-client.ts';
 import { readJournal, replay } from '../testing/disk-service.fixture.ts';
+import { clientCertificate, selfSignedCertificate } from '../testing/self-signed-certificate.ts';
 import { DiskService } from './disk-service.ts';
 
 const WAIT_MS = 120_000;
@@ -124,7 +126,26 @@ test('a server guest mirrors its disk onto a disk service export, degrades when 
   await blank.truncate(DISK_BYTES);
   await blank.close();
   const journalDir = join(root, 'primary.journal');
-  const service = await DiskService.start({ listen: { host: '127.0.0.1', port: 0 }, insecureListen: true });
+  // TLS as `haven disk serve --listen` requires it: a client certificate signed by the CA.
+  const [caKey, caCert, clientKey, clientCert] = ['ca.key', 'ca.pem', 'client.key', 'client.pem'].map((f) =>
+    join(root, f),
+  ) as [string, string, string, string];
+  await selfSignedCertificate(caKey, caCert);
+  await clientCertificate(caKey, caCert, clientKey, clientCert);
+  const initramfs = join(root, 'initramfs-tls.gz');
+  await initramfsWithFiles(
+    image,
+    {
+      '/etc/haven/nbd-tls/ca.pem': await readFile(caCert),
+      '/etc/haven/nbd-tls/cert.pem': await readFile(clientCert),
+      '/etc/haven/nbd-tls/key.pem': await readFile(clientKey),
+    },
+    initramfs,
+  );
+  const service = await DiskService.start({
+    listen: { host: '127.0.0.1', port: 0 },
+    tls: { key: await readFile(caKey), cert: await readFile(caCert), ca: await readFile(caCert) },
+  });
   const { uris } = await service.attach('server0', { imagePath: exported, journalDir });
   const link = await Link.open(Number(new URL(uris.tcp!).port));
   const qmpSocket = join(root, 'qmp.sock');
@@ -132,12 +153,14 @@ test('a server guest mirrors its disk onto a disk service export, degrades when 
     const started = Date.now();
     const guest = bootGuest({
       ...image,
+      initramfs,
       disk: { file: local },
       qmpSocket,
       guest: { rate: 10, ip: { address: '10.0.2.15/24', gateway: '10.0.2.2' } },
       // QEMU's user network reaches the host's loopback at 10.0.2.2.
       cmdline: [
         `haven.nbd=10.0.2.2:${link.port}:server0`,
+        'haven.nbdtls=localhost',
         `haven.nbdtimeout=${NBD_TIMEOUT_S}`,
         'haven.tput=4',
       ],
@@ -146,6 +169,12 @@ test('a server guest mirrors its disk onto a disk service export, degrades when 
     try {
       await guest.waitForLine(/^haven-guest booted$/, WAIT_MS);
       const bootedMs = Date.now() - started;
+      const nbd = await guest.waitForLine(/^nbd: (connected|cannot connect) .*$/, WAIT_MS);
+      assert.match(
+        nbd[0],
+        /^nbd: connected 10\.0\.2\.2:\d+\/server0 over TLS$/,
+        guest.lines().slice(-5).join('\n'),
+      );
       await guest.waitForLine(/^md: created raid1 metadata 1\.0 on \/dev\/vda and \/dev\/nbd0/, WAIT_MS);
       await guest.waitForLine(/^recovered 0 ok$/, WAIT_MS);
       const mountedMs = Date.now() - started;

@@ -6,6 +6,7 @@ import {
   chmod,
   copyFile,
   mkdir,
+  mkdtemp,
   readdir,
   readFile,
   rename,
@@ -13,8 +14,8 @@ import {
   symlink,
   writeFile,
 } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { homedir, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { HavenError } from '../errors/index.ts';
@@ -394,6 +395,42 @@ async function collectDepends(
   const deps = readModuleDepends(await readFile(pathOf(name)));
   into.set(name, deps);
   for (const dep of deps) await collectDepends(dep, pathOf, into);
+}
+
+/**
+ * Writes `output`: the image's initramfs followed by a second archive holding
+ * `files` (guest path → content, mode 0600), for what one boot needs and the
+ * shared cached image must not carry, such as a TLS key. The kernel unpacks
+ * concatenated archives in order, the later ones adding files.
+ */
+export async function initramfsWithFiles(
+  image: Pick<GuestImage, 'initramfs'>,
+  files: Readonly<Record<string, string | Uint8Array>>,
+  output: string,
+): Promise<void> {
+  const work = await mkdtemp(join(tmpdir(), 'haven-initramfs-'));
+  try {
+    for (const [path, content] of Object.entries(files)) {
+      const relative = path.replace(/^\/+/, '');
+      if (relative === '' || relative.split('/').includes('..')) {
+        throw new HavenError('validation_failed', `initramfs path '${path}' must name a file inside it`, {
+          field: 'files',
+        });
+      }
+      await mkdir(dirname(join(work, 'root', relative)), { recursive: true });
+      await writeFile(join(work, 'root', relative), content, { mode: 0o600 });
+    }
+    await packInitramfs(join(work, 'root'), join(work, 'extra.gz'));
+    await writeFile(
+      output,
+      Buffer.concat([await readFile(image.initramfs), await readFile(join(work, 'extra.gz'))]),
+      {
+        mode: 0o600,
+      },
+    );
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 }
 
 /** `cpio -o -H newc` over the staged tree (owned by root), gzipped. */

@@ -9,6 +9,11 @@
 #                                      instead of hanging the server's I/O
 #   haven.writebehind=<n>              md write-behind of up to n writes to
 #                                      the NBD leg (default: synchronous)
+#   haven.nbdtls=<hostname>            STARTTLS with a client certificate:
+#                                      /etc/haven/nbd-tls/{ca,cert,key}.pem
+#                                      (appended to the initramfs by the
+#                                      test), the server's certificate checked
+#                                      against ca.pem for <hostname>
 # Modes:
 #   haven-server-disk setup     connect /dev/nbd0, create the array the first
 #                               time or assemble it, exit 0 when /dev/md0 is up
@@ -17,7 +22,7 @@
 #   haven-server-disk tput MiB  forever: time an O_DIRECT write of MiB to
 #                               /data/tput.dat, once a second
 # Console lines:
-#   nbd: connected <host>:<port>/<export>
+#   nbd: connected <host>:<port>/<export>[ over TLS]
 #   nbd: cannot connect <host>:<port>/<export>
 #   md: created raid1 metadata 1.0 on /dev/vda and /dev/nbd0 (write-mostly)
 #   md: assembled /dev/md0 from <members>
@@ -40,11 +45,13 @@ LOCAL=/dev/vda
 spec=
 timeout=5
 writebehind=
+tls_host=
 for word in $(cat /proc/cmdline); do
   case "$word" in
     haven.nbd=*) spec="${word#*=}" ;;
     haven.nbdtimeout=*) timeout="${word#*=}" ;;
     haven.writebehind=*) writebehind="${word#*=}" ;;
+    haven.nbdtls=*) tls_host="${word#*=}" ;;
   esac
 done
 host="${spec%%:*}"
@@ -52,11 +59,16 @@ rest="${spec#*:}"
 port="${rest%%:*}"
 export_name="${rest#*:}"
 
+TLS_DIR=/etc/haven/nbd-tls
+tls=
+[ -n "$tls_host" ] && tls="-cacertfile $TLS_DIR/ca.pem -certfile $TLS_DIR/cert.pem -keyfile $TLS_DIR/key.pem -tlshostname $tls_host"
+
 # One attempt, bounded: a link that swallows packets must not stall the caller.
+# With TLS, nbd-client stays as the kernel socket's encrypting proxy.
 connect() {
-  if timeout 15 nbd-client "$host" "$port" "$NBD" -N "$export_name" -timeout "$timeout" \
+  if timeout 15 nbd-client "$host" "$port" "$NBD" -N "$export_name" -timeout "$timeout" $tls \
     >/run/nbd-client.log 2>&1; then
-    echo "nbd: connected $host:$port/$export_name"
+    echo "nbd: connected $host:$port/$export_name${tls:+ over TLS}"
     return 0
   fi
   return 1

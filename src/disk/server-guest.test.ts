@@ -33,6 +33,8 @@ const DISK_BYTES = 64 * MiB;
 // md metadata 1.0 and its bitmap sit at the end of each member: the filesystem leaves room.
 const FS_BYTES = 60 * MiB;
 const NBD_TIMEOUT_S = 5;
+const GUEST_IP = { address: '10.0.2.15/24', gateway: '10.0.2.2' };
+const NIC = ['-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0'];
 
 let root: string;
 let image: GuestImage;
@@ -149,6 +151,13 @@ test('a server guest mirrors its disk onto a disk service export, degrades when 
   const { uris } = await service.attach('server0', { imagePath: exported, journalDir });
   const link = await Link.open(Number(new URL(uris.tcp!).port));
   const qmpSocket = join(root, 'qmp.sock');
+  // QEMU's user network reaches the host's loopback at 10.0.2.2.
+  const cmdline = [
+    `haven.nbd=10.0.2.2:${link.port}:server0`,
+    // The disk service's certificate names localhost.
+    'haven.nbdtls=localhost',
+    `haven.nbdtimeout=${NBD_TIMEOUT_S}`,
+  ];
   try {
     const started = Date.now();
     const guest = bootGuest({
@@ -156,15 +165,9 @@ test('a server guest mirrors its disk onto a disk service export, degrades when 
       initramfs,
       disk: { file: local },
       qmpSocket,
-      guest: { rate: 10, ip: { address: '10.0.2.15/24', gateway: '10.0.2.2' } },
-      // QEMU's user network reaches the host's loopback at 10.0.2.2.
-      cmdline: [
-        `haven.nbd=10.0.2.2:${link.port}:server0`,
-        'haven.nbdtls=localhost',
-        `haven.nbdtimeout=${NBD_TIMEOUT_S}`,
-        'haven.tput=4',
-      ],
-      qemuArgs: ['-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0'],
+      guest: { rate: 10, ip: GUEST_IP },
+      cmdline: [...cmdline, 'haven.tput=4'],
+      qemuArgs: NIC,
     });
     try {
       await guest.waitForLine(/^haven-guest booted$/, WAIT_MS);
@@ -281,6 +284,32 @@ test('a server guest mirrors its disk onto a disk service export, degrades when 
     } finally {
       guest.kill();
       await guest.exited;
+    }
+
+    // The next boot assembles the existing array from both legs and finds every record.
+    const lastDurable = Math.max(
+      ...guest
+        .lines()
+        .map((l) => /^durable (\d+)$/.exec(l)?.[1])
+        .filter((n) => n !== undefined)
+        .map(Number),
+    );
+    const again = bootGuest({
+      ...image,
+      initramfs,
+      disk: { file: local },
+      guest: { ip: GUEST_IP },
+      cmdline,
+      qemuArgs: NIC,
+    });
+    try {
+      await again.waitForLine(/^md: assembled \/dev\/md0 from \/dev\/vda \/dev\/nbd0$/, WAIT_MS);
+      const recovered = await again.waitForLine(/^(recovered (\d+) ok|corrupt at .*)$/, WAIT_MS);
+      assert.ok(Number(recovered[2]) >= lastDurable, `${recovered[0]}; record ${lastDurable} was durable`);
+      await again.waitForLine(/^md: synced$/, WAIT_MS);
+    } finally {
+      again.kill();
+      await again.exited;
     }
   } finally {
     await link.close();

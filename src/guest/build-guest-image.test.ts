@@ -113,4 +113,40 @@ describe('guest image builder', () => {
     assert.equal(again.cached, true);
     assert.equal(again.initramfs, a.initramfs);
   });
+
+  it('builds the server variant: nbd and raid1 modules, nbd-client and mdadm with exactly their libraries', async () => {
+    const server = await buildGuestImage({ variant: 'server' });
+    const vm = await buildGuestImage();
+    assert.equal(server.variant, 'server');
+    assert.notEqual(server.cacheKey, vm.cacheKey);
+    for (const module of ['nbd', 'md_mod', 'raid1']) assert.ok(server.modules.includes(module), module);
+    assert.ok(
+      server.modules.indexOf('md_mod') < server.modules.indexOf('raid1'),
+      'md_mod loads before raid1',
+    );
+    assert.ok(!vm.modules.includes('raid1'), 'the workload guest stays as it was');
+    assert.deepEqual(vm.packages, []);
+    for (const pkg of ['nbd-client', 'mdadm', 'libc6', 'libgnutls30', 'libudev1']) {
+      assert.ok(
+        server.packages.some((p) => p.startsWith(`${pkg}=`)),
+        `${pkg} in ${server.packages.join(' ')}`,
+      );
+    }
+    const entries = cpioEntries(gunzipSync(await readFile(server.initramfs)));
+    assert.deepEqual(
+      entries.get('bin/haven-server-disk'),
+      await readFile(new URL('./server-disk.sh', import.meta.url)),
+    );
+    // The programs run from the unpacked initramfs alone: no library comes from the build host.
+    const dir = await mkdtemp(join(tmpdir(), 'haven-server-initramfs-'));
+    dirs.push(dir);
+    const unpack = spawnSync('sh', ['-c', `gzip -dc '${server.initramfs}' | cpio -idm --quiet`], {
+      cwd: dir,
+    });
+    assert.equal(unpack.status, 0, String(unpack.stderr));
+    const mdadm = spawnSync('chroot', [dir, '/bin/mdadm', '--version'], { encoding: 'utf8' });
+    assert.match(`${mdadm.stdout}${mdadm.stderr}`, /mdadm - v4\./);
+    const nbdClient = spawnSync('chroot', [dir, '/bin/nbd-client', '--help'], { encoding: 'utf8' });
+    assert.match(`${nbdClient.stdout}${nbdClient.stderr}`, /nbd-client version 3\./);
+  });
 });

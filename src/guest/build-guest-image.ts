@@ -6,21 +6,37 @@ import {
   chmod,
   copyFile,
   mkdir,
+  mkdtemp,
   readdir,
   readFile,
   rename,
   rm,
-  stat,
   symlink,
   writeFile,
 } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { HavenError } from '../errors/index.ts';
-import { GUEST_MODULES, moduleLoadOrder, moduleName, readModuleDepends } from './kernel-modules.ts';
+import { askApt, cachedDeb, type DebianPackage, libraryClosure } from './debian-packages.ts';
+import { isStaticElf } from './elf-dynamic.ts';
+import { type GuestProgram, stageGuestPrograms } from './guest-programs.ts';
+import {
+  GUEST_MODULES,
+  moduleLoadOrder,
+  moduleName,
+  readModuleDepends,
+  SERVER_GUEST_MODULES,
+} from './kernel-modules.ts';
 import { runTool, runToolOrThrow } from './run-tool.ts';
+
+/**
+ * `vm`: the workload guest. `server`: the same guest playing a physical Linux
+ * server, its disk mirrored by md raid1 onto an NBD export (server-disk.sh),
+ * with Debian's nbd-client and mdadm and the kernel's nbd and raid1 modules.
+ */
+export type GuestVariant = 'vm' | 'server';
 
 /** A built guest: boot it with `-kernel kernel -initrd initramfs`. */
 export interface GuestImage {
@@ -31,8 +47,11 @@ export interface GuestImage {
   kernelPackageVersion: string;
   /** `uname -r` of the guest kernel. */
   kernelRelease: string;
+  variant: GuestVariant;
   /** Kernel modules in the initramfs, in the order init loads them. */
   modules: string[];
+  /** Debian packages the initramfs carries programs and libraries of (server variant), as name=version. */
+  packages: string[];
   /** Hash of every input; the cache directory's name. */
   cacheKey: string;
   /** False when this call built the image, true when it was already cached. */
@@ -44,9 +63,17 @@ export interface BuildGuestImageOptions {
   cacheDir?: string;
   /** Kernel package to use; defaults to what `linux-image-cloud-amd64` depends on. */
   kernelPackage?: string;
+  /** Default `vm`. */
+  variant?: GuestVariant;
   /** Progress messages (download, extract...). */
   log?: (message: string) => void;
 }
+
+/** The server variant's programs (and, through libraryClosure, their libraries' packages). */
+const SERVER_PROGRAMS: readonly GuestProgram[] = [
+  { package: 'nbd-client', path: 'sbin/nbd-client' },
+  { package: 'mdadm', path: 'sbin/mdadm' },
+];
 
 /** Bump when the image layout changes in a way the hashed inputs do not show. */
 const LAYOUT_VERSION = 1;
@@ -55,6 +82,7 @@ const BUSYBOX = '/bin/busybox';
 const INIT_SCRIPT = new URL('./guest-init.sh', import.meta.url);
 const POWERDOWN_SCRIPT = new URL('./guest-powerdown.sh', import.meta.url);
 const AGENT_SCRIPT = new URL('./guest-agent.sh', import.meta.url);
+const SERVER_SCRIPT = new URL('./server-disk.sh', import.meta.url);
 
 /** `$HAVEN_CACHE_DIR/guest`, or `~/.cache/haven/guest`. */
 export function defaultGuestCacheDir(): string {
@@ -79,26 +107,40 @@ export async function buildGuestImage(options: BuildGuestImageOptions = {}): Pro
     readFile(AGENT_SCRIPT),
     readBusybox(),
   ]);
+  const variant = options.variant ?? 'vm';
   const kernel = await resolveKernelPackage(cacheDir, options.kernelPackage, log);
+  const moduleRoots = variant === 'server' ? [...GUEST_MODULES, ...SERVER_GUEST_MODULES] : GUEST_MODULES;
+  const server =
+    variant === 'server'
+      ? {
+          script: await readFile(SERVER_SCRIPT),
+          packages: await libraryClosure(
+            cacheDir,
+            SERVER_PROGRAMS.map((p) => p.package),
+            log,
+          ),
+        }
+      : undefined;
   const cacheKey = guestImageKey({
     kernel,
-    modules: GUEST_MODULES,
+    modules: moduleRoots,
     initScript,
     powerdownScript,
     agentScript,
     busybox,
+    ...(server ? { server } : {}),
   });
   const entry = join(cacheDir, cacheKey);
 
   const existing = await readManifest(entry);
-  if (existing) return { ...existing, ...paths(entry), cacheKey, cached: true };
+  if (existing) return { ...existing, ...paths(entry), variant, cacheKey, cached: true };
 
   await mkdir(cacheDir, { recursive: true });
   await removeAbandonedBuilds(cacheDir);
   const work = join(cacheDir, `.build-${cacheKey}-${process.pid}-${randomBytes(4).toString('hex')}`);
   await mkdir(work);
   try {
-    const deb = await kernelDeb(cacheDir, kernel, work, log);
+    const deb = await cachedDeb(cacheDir, kernel, work, log);
     const root = join(work, 'root');
     await runToolOrThrow('dpkg', ['-x', deb, root], { debianPackage: 'dpkg' });
     const kernelRelease = await findKernelRelease(root, kernel.name);
@@ -109,11 +151,24 @@ export async function buildGuestImage(options: BuildGuestImageOptions = {}): Pro
     const staging = join(work, 'initramfs');
     const modules = await stageInitramfs(staging, {
       modulesDir: join(root, 'lib', 'modules', kernelRelease),
+      modules: moduleRoots,
       initScript,
       powerdownScript,
       agentScript,
       busybox,
     });
+    if (server) {
+      const packagesRoot = join(work, 'packages');
+      for (const pkg of server.packages) {
+        await runToolOrThrow('dpkg', ['-x', await cachedDeb(cacheDir, pkg, work, log), packagesRoot], {
+          debianPackage: 'dpkg',
+        });
+      }
+      const files = await stageGuestPrograms(staging, packagesRoot, SERVER_PROGRAMS);
+      log(`staged ${files.length} program and library files from ${server.packages.length} packages`);
+      await writeFile(join(staging, 'bin', 'haven-server-disk'), server.script);
+      await chmod(join(staging, 'bin', 'haven-server-disk'), 0o755);
+    }
     log(`packing initramfs (${modules.length} modules)`);
     await packInitramfs(staging, join(out, 'initramfs.gz'));
     const manifest: Manifest = {
@@ -121,6 +176,7 @@ export async function buildGuestImage(options: BuildGuestImageOptions = {}): Pro
       kernelPackageVersion: kernel.version,
       kernelRelease,
       modules,
+      packages: (server?.packages ?? []).map((p) => `${p.name}=${p.version}`),
     };
     await writeFile(join(out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
     try {
@@ -137,7 +193,7 @@ export async function buildGuestImage(options: BuildGuestImageOptions = {}): Pro
   if (!built)
     throw new HavenError('internal', `guest image cache entry ${entry} has no manifest after build`);
   log(`built guest image ${entry}`);
-  return { ...built, ...paths(entry), cacheKey, cached: false };
+  return { ...built, ...paths(entry), variant, cacheKey, cached: false };
 }
 
 /** Everything an image is made from, hashed: a change to any input names a new cache entry. */
@@ -148,6 +204,8 @@ export function guestImageKey(inputs: {
   powerdownScript: Uint8Array;
   agentScript: Uint8Array;
   busybox: Uint8Array;
+  /** The server variant's script and the packages its programs come from. */
+  server?: { script: Uint8Array; packages: readonly DebianPackage[] };
 }): string {
   const hash = createHash('sha256');
   for (const part of [
@@ -158,6 +216,13 @@ export function guestImageKey(inputs: {
     `powerdown ${sha256(inputs.powerdownScript)}`,
     `agent ${sha256(inputs.agentScript)}`,
     `busybox ${sha256(inputs.busybox)}`,
+    // Only the server variant adds parts, so a workload guest's key is what it always was.
+    ...(inputs.server
+      ? [
+          `server ${sha256(inputs.server.script)}`,
+          `packages ${inputs.server.packages.map((p) => `${p.name}=${p.version}`).join(',')}`,
+        ]
+      : []),
   ]) {
     hash.update(part).update('\0');
   }
@@ -187,6 +252,7 @@ interface Manifest {
   kernelPackageVersion: string;
   kernelRelease: string;
   modules: string[];
+  packages: string[];
 }
 
 function paths(entry: string): { kernel: string; initramfs: string } {
@@ -197,7 +263,8 @@ async function readManifest(entry: string): Promise<Manifest | undefined> {
   try {
     const manifest = JSON.parse(await readFile(join(entry, 'manifest.json'), 'utf8')) as Manifest;
     await access(join(entry, 'initramfs.gz'));
-    return manifest;
+    // Entries built before packages were recorded carry none.
+    return { ...manifest, packages: manifest.packages ?? [] };
   } catch {
     return undefined;
   }
@@ -224,150 +291,36 @@ async function readBusybox(): Promise<Buffer> {
   return busybox;
 }
 
-/** A 64-bit ELF with no PT_INTERP program header runs without a dynamic loader. */
-export function isStaticElf(elf: Buffer): boolean {
-  if (elf.length < 64 || elf.readUInt32BE(0) !== 0x7f454c46 || elf[4] !== 2) return false;
-  const phoff = Number(elf.readBigUInt64LE(0x20));
-  const phentsize = elf.readUInt16LE(0x36);
-  const phnum = elf.readUInt16LE(0x38);
-  for (let i = 0; i < phnum; i++) {
-    const at = phoff + i * phentsize;
-    if (at + 4 > elf.length) return false;
-    if (elf.readUInt32LE(at) === 3) return false; // PT_INTERP
-  }
-  return true;
-}
-
-/**
- * Finds the kernel package and its candidate version from apt's lists. On a
- * fresh machine the lists are missing; then it runs `apt-get update` once
- * and asks again. apt-cache takes seconds here (no pkgcache.bin), so the
- * answer is remembered in the cache directory until the lists change.
- */
+/** The kernel package and its candidate version, from apt's lists. */
 async function resolveKernelPackage(
   cacheDir: string,
   pinned: string | undefined,
   log: (message: string) => void,
-): Promise<{ name: string; version: string }> {
+): Promise<DebianPackage> {
   const wanted = pinned ?? KERNEL_META_PACKAGE;
-  const memoFile = join(cacheDir, `resolved-${wanted}.json`);
-  const fingerprint = await aptListsFingerprint();
-  try {
-    const memo = JSON.parse(await readFile(memoFile, 'utf8')) as Partial<KernelMemo>;
-    const kernel = memo.kernel;
-    if (
-      memo.fingerprint === fingerprint &&
-      typeof kernel?.name === 'string' &&
-      typeof kernel.version === 'string'
-    )
-      return kernel;
-  } catch {
-    // No memo yet, or a torn one from a crashed writer: ask apt. A memo of another shape (written by
-    // another version sharing the cache) is asked again too, and replaced.
-  }
-  const attempt = async (): Promise<{ name: string; version: string } | undefined> => {
-    const show = await runTool('apt-cache', ['show', '--no-all-versions', wanted], { debianPackage: 'apt' });
-    if (pinned) {
-      const version = /^Version: (\S+)$/m.exec(show.stdout)?.[1];
-      return version ? { name: pinned, version } : undefined;
-    }
-    // The meta package pins the real one exactly: "Depends: linux-image-6.1.0-50-cloud-amd64 (= 6.1.176-1)".
-    const match = /^Depends: (linux-image-\S+) \(= (\S+)\)/m.exec(show.stdout);
-    return match ? { name: match[1]!, version: match[2]! } : undefined;
-  };
-  let kernel = await attempt();
-  if (!kernel) {
-    log('apt lists do not know the kernel package; running apt-get update');
-    await aptGetUpdate();
-    kernel = await attempt();
-  }
+  const kernel = await askApt(
+    cacheDir,
+    `resolved-${wanted}`,
+    async () => {
+      const show = await runTool('apt-cache', ['show', '--no-all-versions', wanted], {
+        debianPackage: 'apt',
+      });
+      if (pinned) {
+        const version = /^Version: (\S+)$/m.exec(show.stdout)?.[1];
+        return version ? { name: pinned, version } : undefined;
+      }
+      // The meta package pins the real one exactly: "Depends: linux-image-6.1.0-50-cloud-amd64 (= 6.1.176-1)".
+      const match = /^Depends: (linux-image-\S+) \(= (\S+)\)/m.exec(show.stdout);
+      return match ? { name: match[1]!, version: match[2]! } : undefined;
+    },
+    log,
+  );
   if (!kernel) {
     throw new HavenError('not_available', `no Debian package for the guest kernel (${wanted})`, {
       package: wanted,
     });
   }
-  await mkdir(cacheDir, { recursive: true });
-  const memo: KernelMemo = { fingerprint: await aptListsFingerprint(), kernel };
-  const tmp = `${memoFile}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(tmp, JSON.stringify(memo));
-  await rename(tmp, memoFile);
   return kernel;
-}
-
-interface KernelMemo {
-  fingerprint: string;
-  kernel: { name: string; version: string };
-}
-
-/** Names, sizes and mtimes of apt's list files: changes whenever `apt-get update` fetched something. */
-async function aptListsFingerprint(): Promise<string> {
-  const dir = '/var/lib/apt/lists';
-  let names: string[];
-  try {
-    names = (await readdir(dir)).filter((n) => n.includes('_Packages') || n.endsWith('Release')).sort();
-  } catch {
-    return 'no-lists';
-  }
-  const hash = createHash('sha256');
-  for (const name of names) {
-    const info = await stat(join(dir, name));
-    hash.update(`${name} ${info.size} ${info.mtimeMs}\n`);
-  }
-  return hash.digest('hex');
-}
-
-async function aptGetUpdate(): Promise<void> {
-  await runToolOrThrow('apt-get', ['update', '-q'], { debianPackage: 'apt' });
-}
-
-/**
- * The kernel .deb, kept under `debs/` so a changed init script rebuilds
- * without the network. Downloaded into the private work directory and renamed
- * into place, so a concurrent builder never reads a partial file.
- */
-async function kernelDeb(
-  cacheDir: string,
-  kernel: { name: string; version: string },
-  work: string,
-  log: (message: string) => void,
-): Promise<string> {
-  const kept = join(cacheDir, 'debs', `${kernel.name}_${kernel.version}.deb`);
-  try {
-    await access(kept);
-    return kept;
-  } catch {
-    // Not downloaded yet.
-  }
-  log(`downloading ${kernel.name}=${kernel.version}`);
-  const downloaded = await downloadPackage(kernel.name, kernel.version, work, log);
-  await mkdir(dirname(kept), { recursive: true });
-  await rename(downloaded, kept);
-  return kept;
-}
-
-/** `apt-get download` into `dir`; a failure (stale lists, 404) gets one `apt-get update` and a retry. */
-async function downloadPackage(
-  name: string,
-  version: string,
-  dir: string,
-  log: (message: string) => void,
-): Promise<string> {
-  const download = () => runTool('apt-get', ['download', '-q', `${name}=${version}`], { cwd: dir });
-  let result = await download();
-  if (result.code !== 0) {
-    log(`apt-get download failed (${result.stderr.trim()}); running apt-get update`);
-    await aptGetUpdate();
-    result = await download();
-  }
-  if (result.code !== 0) {
-    throw new HavenError('unreachable', `cannot download ${name}=${version}: ${result.stderr.trim()}`, {
-      package: name,
-      version,
-    });
-  }
-  const deb = (await readdir(dir)).find((f) => f.startsWith(`${name}_`) && f.endsWith('.deb'));
-  if (!deb) throw new HavenError('internal', `apt-get download left no ${name} .deb in ${dir}`);
-  return join(dir, deb);
 }
 
 async function findKernelRelease(root: string, packageName: string): Promise<string> {
@@ -389,6 +342,7 @@ async function stageInitramfs(
   dir: string,
   input: {
     modulesDir: string;
+    modules: readonly string[];
     initScript: Buffer;
     powerdownScript: Buffer;
     agentScript: Buffer;
@@ -422,8 +376,8 @@ async function stageInitramfs(
   };
   const depends = new Map<string, string[]>();
   // moduleLoadOrder is synchronous and pure, so read the dependency tree first.
-  for (const name of GUEST_MODULES) await collectDepends(name, pathOf, depends);
-  const loadOrder = moduleLoadOrder(GUEST_MODULES, (name) => depends.get(name) ?? []);
+  for (const name of input.modules) await collectDepends(moduleName(name), pathOf, depends);
+  const loadOrder = moduleLoadOrder(input.modules, (name) => depends.get(name) ?? []);
   for (const name of loadOrder) await copyFile(pathOf(name), join(dir, 'lib', 'modules', `${name}.ko`));
   await writeFile(
     join(dir, 'lib', 'modules', 'load-order'),
@@ -441,6 +395,42 @@ async function collectDepends(
   const deps = readModuleDepends(await readFile(pathOf(name)));
   into.set(name, deps);
   for (const dep of deps) await collectDepends(dep, pathOf, into);
+}
+
+/**
+ * Writes `output`: the image's initramfs followed by a second archive holding
+ * `files` (guest path → content, mode 0600), for what one boot needs and the
+ * shared cached image must not carry, such as a TLS key. The kernel unpacks
+ * concatenated archives in order, the later ones adding files.
+ */
+export async function initramfsWithFiles(
+  image: Pick<GuestImage, 'initramfs'>,
+  files: Readonly<Record<string, string | Uint8Array>>,
+  output: string,
+): Promise<void> {
+  const work = await mkdtemp(join(tmpdir(), 'haven-initramfs-'));
+  try {
+    for (const [path, content] of Object.entries(files)) {
+      const relative = path.replace(/^\/+/, '');
+      if (relative === '' || relative.split('/').includes('..')) {
+        throw new HavenError('validation_failed', `initramfs path '${path}' must name a file inside it`, {
+          field: 'files',
+        });
+      }
+      await mkdir(dirname(join(work, 'root', relative)), { recursive: true });
+      await writeFile(join(work, 'root', relative), content, { mode: 0o600 });
+    }
+    await packInitramfs(join(work, 'root'), join(work, 'extra.gz'));
+    await writeFile(
+      output,
+      Buffer.concat([await readFile(image.initramfs), await readFile(join(work, 'extra.gz'))]),
+      {
+        mode: 0o600,
+      },
+    );
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 }
 
 /** `cpio -o -H newc` over the staged tree (owned by root), gzipped. */

@@ -14,8 +14,14 @@ import { runToolOrThrow } from './run-tool.ts';
  * Inode tables and the journal are initialised now (lazy_*_init=0), so the
  * guest kernel does not zero them in the background after the first mount:
  * those writes would show up as replication traffic nobody asked for.
+ *
+ * `filesystemBytes` makes the filesystem smaller than the disk, leaving its
+ * end for md's metadata 1.0 (the server guest's mirror).
  */
-export async function formatDataDisk(imagePath: string, options: { sizeBytes?: number } = {}): Promise<void> {
+export async function formatDataDisk(
+  imagePath: string,
+  options: { sizeBytes?: number; filesystemBytes?: number } = {},
+): Promise<void> {
   if (options.sizeBytes !== undefined) {
     if (!Number.isSafeInteger(options.sizeBytes) || options.sizeBytes < 16 * 1024 * 1024) {
       throw new HavenError(
@@ -33,9 +39,26 @@ export async function formatDataDisk(imagePath: string, options: { sizeBytes?: n
       await file.close();
     }
   }
+  const size = options.filesystemBytes;
+  if (size !== undefined && (!Number.isSafeInteger(size) || size < 16 * 1024 * 1024 || size % 4096 !== 0)) {
+    throw new HavenError(
+      'validation_failed',
+      `filesystem size ${size} must be a multiple of 4 KiB and at least 16 MiB`,
+      { field: 'filesystemBytes' },
+    );
+  }
   await runToolOrThrow(
     'mkfs.ext4',
-    ['-q', '-F', '-L', 'haven-data', '-E', 'lazy_itable_init=0,lazy_journal_init=0', imagePath],
+    [
+      '-q',
+      '-F',
+      '-L',
+      'haven-data',
+      '-E',
+      'lazy_itable_init=0,lazy_journal_init=0',
+      imagePath,
+      ...(size === undefined ? [] : [`${size / 1024}k`]),
+    ],
     { debianPackage: 'e2fsprogs' },
   );
 }

@@ -24,6 +24,11 @@
 #                                 prints "probe <addr> reachable|unreachable"
 #                                 (lets a test see what the guest can reach)
 #   haven.bench=<file MiB>,<latency samples>  sizes of the bench workload
+#   haven.nbd=<IPv4>:<port>:<export>  server variant of the image: /data is an
+#                                 md raid1 of /dev/vda and that NBD export,
+#                                 set up by haven-server-disk (server-disk.sh,
+#                                 which documents its own console lines)
+#   haven.tput=<MiB>              with haven.nbd: a timed write once a second
 # Records service: once eth0 has its address, busybox httpd answers on port 80
 # (console: "serving records on port 80"); GET /records returns the records
 # workload's latest state line, one of "booted", "mounted /data",
@@ -48,6 +53,8 @@ batch=1
 ip_spec=
 probe_spec=
 bench_spec=32,64
+nbd_spec=
+tput_spec=
 for word in $(cat /proc/cmdline); do
   case "$word" in
     haven.workload=*) workload="${word#*=}" ;;
@@ -56,6 +63,8 @@ for word in $(cat /proc/cmdline); do
     haven.ip=*) ip_spec="${word#*=}" ;;
     haven.probe=*) probe_spec="${word#*=}" ;;
     haven.bench=*) bench_spec="${word#*=}" ;;
+    haven.nbd=*) nbd_spec="${word#*=}" ;;
+    haven.tput=*) tput_spec="${word#*=}" ;;
   esac
 done
 
@@ -109,8 +118,18 @@ idle() {
 
 i=0
 while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-if ! mount -t ext4 /dev/vda /data; then
-  echo "haven-guest: cannot mount /dev/vda as ext4 (format it on the host first)"
+disk=/dev/vda
+if [ -n "$nbd_spec" ]; then
+  if haven-server-disk setup; then
+    disk=/dev/md0
+  else
+    echo "haven-guest: no mirrored disk for haven.nbd=$nbd_spec"
+    state "no data disk"
+    idle
+  fi
+fi
+if ! mount -t ext4 "$disk" /data; then
+  echo "haven-guest: cannot mount $disk as ext4 (format it on the host first)"
   state "no data disk"
   idle
 fi
@@ -118,6 +137,15 @@ state "mounted /data"
 echo "mounted /data"
 # Serves the guest-agent port if the domain has one (guest-agent.sh); exits otherwise.
 haven-agent &
+# The mirror's helpers; powerdown stops them (the throughput writer keeps /data busy).
+if [ -n "$nbd_spec" ]; then
+  haven-server-disk watch &
+  echo $! >>/run/server-disk.pids
+  if [ -n "$tput_spec" ]; then
+    haven-server-disk tput "$tput_spec" &
+    echo $! >>/run/server-disk.pids
+  fi
+fi
 
 # Monotonic nanoseconds into $ns without a fork (busybox date has no %N; a
 # brace group with a redirection runs in this shell). /proc/uptime (10 ms) if

@@ -17,6 +17,8 @@ export {
   buildGuestImage,
   defaultGuestCacheDir,
   type GuestImage,
+  type GuestVariant,
+  initramfsWithFiles,
 } from './build-guest-image.ts';
 export { checkDataDisk, type DataDiskCheck, formatDataDisk } from './data-disk.ts';
 export { type GuestSettings, guestCommandLine } from './guest-command-line.ts';

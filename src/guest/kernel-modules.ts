@@ -17,6 +17,12 @@ export const GUEST_MODULES: readonly string[] = [
   'evdev',
 ];
 
+/**
+ * What the server variant adds: the kernel's NBD client and md raid1 (md_mod
+ * comes as raid1's dependency), the write splitter of a protected server.
+ */
+export const SERVER_GUEST_MODULES: readonly string[] = ['nbd', 'raid1'];
+
 /** Kernel module names treat '-' and '_' alike (virtio-rng.ko is module virtio_rng). */
 export function moduleName(fileOrName: string): string {
   const base = fileOrName.slice(fileOrName.lastIndexOf('/') + 1).replace(/\.ko$/, '');

@@ -1,0 +1,318 @@
+/**
+ * The guest that plays a protected physical Linux server (the server variant
+ * of src/guest's image): its own disk /dev/vda mirrored by md raid1 onto an
+ * export of the disk service over TCP through QEMU's user network, the NBD
+ * leg write-mostly with an nbd-client timeout. The export's journal receives
+ * the server's writes, the link is cut under writes (the server goes on
+ * alone, md degrades) and restored (the leg is re-added and only what the
+ * write-intent bitmap marked is resent).
+ * Debian: qemu-system-x86, e2fsprogs (and what src/guest needs).
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import {
+  bootGuest,
+  buildGuestImage,
+  checkDataDisk,
+  formatDataDisk,
+  type GuestImage,
+  initramfsWithFiles,
+} from '../guest/index.ts';
+import { QmpClient } from '../hypervisor/qmp-client.ts';
+import { readJournal, replay } from '../testing/disk-service.fixture.ts';
+import { clientCertificate, selfSignedCertificate } from '../testing/self-signed-certificate.ts';
+import { DiskService } from './disk-service.ts';
+
+const WAIT_MS = 120_000;
+const MiB = 1024 * 1024;
+const DISK_BYTES = 64 * MiB;
+// md metadata 1.0 and its bitmap sit at the end of each member: the filesystem leaves room.
+const FS_BYTES = 60 * MiB;
+const NBD_TIMEOUT_S = 5;
+const GUEST_IP = { address: '10.0.2.15/24', gateway: '10.0.2.2' };
+const NIC = ['-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0'];
+
+let root: string;
+let image: GuestImage;
+let buildMs: number;
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'haven-server-guest-'));
+  const started = Date.now();
+  image = await buildGuestImage({ variant: 'server' });
+  buildMs = Date.now() - started;
+});
+after(() => rm(root, { recursive: true, force: true }));
+
+/**
+ * The network between the server and the primary-site host. `cut()` swallows
+ * every byte both ways on the open connections (no reset: the NBD client only
+ * learns of it through its timeout) and refuses new ones; `restore()` drops
+ * the dead connections and lets new ones through.
+ */
+class Link {
+  #server: Server;
+  #pairs = new Set<[Socket, Socket]>();
+  #cut = false;
+  private constructor(server: Server) {
+    this.#server = server;
+  }
+  static async open(targetPort: number): Promise<Link> {
+    const server = createServer();
+    const link = new Link(server);
+    server.on('connection', (guest) => link.#accept(guest, targetPort));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return link;
+  }
+  get port(): number {
+    return (this.#server.address() as { port: number }).port;
+  }
+  #accept(guest: Socket, targetPort: number): void {
+    if (this.#cut) {
+      guest.destroy();
+      return;
+    }
+    const host = tcpConnect(targetPort, '127.0.0.1');
+    const pair: [Socket, Socket] = [guest, host];
+    this.#pairs.add(pair);
+    const forward = (from: Socket, to: Socket) =>
+      from.on('data', (chunk) => {
+        if (!this.#cut) to.write(chunk);
+      });
+    forward(guest, host);
+    forward(host, guest);
+    const end = () => {
+      guest.destroy();
+      host.destroy();
+      this.#pairs.delete(pair);
+    };
+    for (const socket of pair) socket.on('error', end).on('close', end);
+  }
+  cut(): void {
+    this.#cut = true;
+  }
+  restore(): void {
+    for (const pair of this.#pairs) for (const socket of pair) socket.destroy();
+    this.#pairs.clear();
+    this.#cut = false;
+  }
+  async close(): Promise<void> {
+    this.restore();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+}
+
+/** MiB/s of the guest's `tput <state> <bytes> <ms>` lines in one mirror state, within a window of console lines. */
+function throughput(lines: readonly string[], state: '[UU]' | '[U_]'): { mibPerS: number; samples: number } {
+  let bytes = 0;
+  let ms = 0;
+  let samples = 0;
+  for (const line of lines) {
+    const m = /^tput (\[[U_]+\]) (\d+) (\d+)$/.exec(line);
+    if (!m || m[1] !== state) continue;
+    bytes += Number(m[2]);
+    ms += Number(m[3]);
+    samples++;
+  }
+  return { mibPerS: ms > 0 ? bytes / MiB / (ms / 1000) : 0, samples };
+}
+
+test('a server guest mirrors its disk onto a disk service export, degrades when the link is cut and resyncs only what changed', async () => {
+  const local = join(root, 'server-vda.img');
+  await formatDataDisk(local, { sizeBytes: DISK_BYTES, filesystemBytes: FS_BYTES });
+  const exported = join(root, 'primary.img');
+  const blank = await open(exported, 'w');
+  await blank.truncate(DISK_BYTES);
+  await blank.close();
+  const journalDir = join(root, 'primary.journal');
+  // TLS as `haven disk serve --listen` requires it: a client certificate signed by the CA.
+  const [caKey, caCert, clientKey, clientCert] = ['ca.key', 'ca.pem', 'client.key', 'client.pem'].map((f) =>
+    join(root, f),
+  ) as [string, string, string, string];
+  await selfSignedCertificate(caKey, caCert);
+  await clientCertificate(caKey, caCert, clientKey, clientCert);
+  const initramfs = join(root, 'initramfs-tls.gz');
+  await initramfsWithFiles(
+    image,
+    {
+      '/etc/haven/nbd-tls/ca.pem': await readFile(caCert),
+      '/etc/haven/nbd-tls/cert.pem': await readFile(clientCert),
+      '/etc/haven/nbd-tls/key.pem': await readFile(clientKey),
+    },
+    initramfs,
+  );
+  const service = await DiskService.start({
+    listen: { host: '127.0.0.1', port: 0 },
+    tls: { key: await readFile(caKey), cert: await readFile(caCert), ca: await readFile(caCert) },
+  });
+  const { uris } = await service.attach('server0', { imagePath: exported, journalDir });
+  const link = await Link.open(Number(new URL(uris.tcp!).port));
+  const qmpSocket = join(root, 'qmp.sock');
+  // QEMU's user network reaches the host's loopback at 10.0.2.2.
+  const cmdline = [
+    `haven.nbd=10.0.2.2:${link.port}:server0`,
+    // The disk service's certificate names localhost.
+    'haven.nbdtls=localhost',
+    `haven.nbdtimeout=${NBD_TIMEOUT_S}`,
+  ];
+  try {
+    const started = Date.now();
+    const guest = bootGuest({
+      ...image,
+      initramfs,
+      disk: { file: local },
+      qmpSocket,
+      guest: { rate: 10, ip: GUEST_IP },
+      cmdline: [...cmdline, 'haven.tput=4'],
+      qemuArgs: NIC,
+    });
+    try {
+      await guest.waitForLine(/^haven-guest booted$/, WAIT_MS);
+      const bootedMs = Date.now() - started;
+      const nbd = await guest.waitForLine(/^nbd: (connected|cannot connect) .*$/, WAIT_MS);
+      assert.match(
+        nbd[0],
+        /^nbd: connected 10\.0\.2\.2:\d+\/server0 over TLS$/,
+        guest.lines().slice(-5).join('\n'),
+      );
+      await guest.waitForLine(/^md: created raid1 metadata 1\.0 on \/dev\/vda and \/dev\/nbd0/, WAIT_MS);
+      await guest.waitForLine(/^recovered 0 ok$/, WAIT_MS);
+      const mountedMs = Date.now() - started;
+      // The initial replication is the mirror's own resync.
+      await guest.waitForLine(/^md: synced$/, WAIT_MS);
+      const syncedMs = Date.now() - started;
+      console.log(
+        `server guest: image ${image.cached ? 'cached' : 'built'} in ${buildMs} ms; booted ${bootedMs} ms, /data on md ${mountedMs} ms, initial resync done ${syncedMs} ms after spawn`,
+      );
+      // Throughput windows start after a line, so no sample began before the state did.
+      const mirroredFrom = guest.lines().length;
+      await guest.waitForLine(/^tput \[UU\] /, WAIT_MS, mirroredFrom);
+      await guest.waitForLine(/^tput \[UU\] /, WAIT_MS, guest.lines().length);
+      await guest.waitForLine(/^tput \[UU\] /, WAIT_MS, guest.lines().length);
+      assert.ok(
+        service.journalStatus('server0').lastWriteAt !== null,
+        'the export journaled the server’s writes',
+      );
+
+      // Cut the link under writes: after the NBD timeout md fails the leg and the server goes on alone.
+      const durableBefore = Number(
+        (await guest.waitForLine(/^durable (\d+)$/, WAIT_MS, guest.lines().length))[1],
+      );
+      const cutAt = Date.now();
+      link.cut();
+      const mirroredTo = guest.lines().length;
+      let from = mirroredTo;
+      await guest.waitForLine(/^md: active raid1 \[U_\]$/, WAIT_MS, from);
+      const degradedMs = Date.now() - cutAt;
+      const aloneFrom = guest.lines().length;
+      await guest.waitForLine(/^tput \[U_\] /, WAIT_MS, guest.lines().length);
+      await guest.waitForLine(/^tput \[U_\] /, WAIT_MS, guest.lines().length);
+      await guest.waitForLine(/^tput \[U_\] /, WAIT_MS, guest.lines().length);
+      const durableCut = Number(
+        (await guest.waitForLine(/^durable (\d+)$/, WAIT_MS, guest.lines().length))[1],
+      );
+      assert.ok(
+        durableCut > durableBefore + 5,
+        `records went on while the link was cut (${durableBefore} → ${durableCut})`,
+      );
+      const cutMs = Date.now() - cutAt;
+
+      // Restore: the guest reconnects, re-adds the leg, md resyncs what its bitmap marked.
+      const seqAtRestore = service.journalStatus('server0').nextSeq;
+      const restoredAt = Date.now();
+      const aloneTo = guest.lines().length;
+      link.restore();
+      from = guest.lines().length;
+      const dirty = await guest.waitForLine(
+        /^md: bitmap dirty (\d+) of (\d+) chunks of (\d+)KB$/,
+        WAIT_MS,
+        from,
+      );
+      await guest.waitForLine(/^md: re-added \/dev\/nbd0$/, WAIT_MS, from);
+      await guest.waitForLine(/^md: synced$/, WAIT_MS, from);
+      const resyncMs = Date.now() - restoredAt;
+      const seqAtSynced = service.journalStatus('server0').nextSeq;
+      await guest.waitForLine(/^durable \d+$/, WAIT_MS, guest.lines().length);
+
+      // A clean powerdown: the workload stops, /data is unmounted, md stopped.
+      const qmp = await QmpClient.connect(qmpSocket);
+      try {
+        await qmp.execute('system_powerdown');
+      } finally {
+        await qmp.close();
+      }
+      await guest.waitForLine(/^powered off cleanly$/, WAIT_MS);
+      await guest.exited;
+
+      await service.backend('server0').flush();
+      const records = await readJournal(journalDir);
+      const resent = records
+        .filter((r) => r.kind === 'write' && r.seq >= seqAtRestore && r.seq < seqAtSynced)
+        .reduce((sum, r) => sum + r.length, 0);
+      const [dirtyChunks, chunks, chunkKiB] = [Number(dirty[1]), Number(dirty[2]), Number(dirty[3])];
+      const uu = throughput(guest.lines().slice(mirroredFrom, mirroredTo), '[UU]');
+      const alone = throughput(guest.lines().slice(aloneFrom, aloneTo), '[U_]');
+      console.log(
+        [
+          `server guest: link cut for ${cutMs} ms; md degraded ${degradedMs} ms after the cut (nbd timeout ${NBD_TIMEOUT_S} s)`,
+          `server guest: bitmap ${dirtyChunks} of ${chunks} chunks of ${chunkKiB} KiB dirty; ${(resent / MiB).toFixed(2)} MiB written to the export in the ${resyncMs} ms from restore to synced (resync plus the workload's own writes), of a ${DISK_BYTES / MiB} MiB disk`,
+          `server guest: O_DIRECT 4 MiB writes ${uu.mibPerS.toFixed(2)} MiB/s mirrored [UU] (${uu.samples} samples) vs ${alone.mibPerS.toFixed(2)} MiB/s alone [U_] (${alone.samples} samples)`,
+        ].join('\n'),
+      );
+      assert.ok(
+        dirtyChunks > 0 && dirtyChunks < chunks / 2,
+        `bitmap: ${dirtyChunks} of ${chunks} chunks dirty`,
+      );
+      assert.ok(resent < DISK_BYTES / 2, `${resent} bytes resent after the link returned`);
+
+      // The journal holds every write the export received, and the mirror is complete.
+      assert.ok(
+        replay(Buffer.alloc(DISK_BYTES), records).equals(await readFile(exported)),
+        'the journal replays to the export',
+      );
+      const [mine, theirs] = [await readFile(local), await readFile(exported)];
+      assert.ok(
+        mine.subarray(0, FS_BYTES).equals(theirs.subarray(0, FS_BYTES)),
+        'the export holds what the server’s disk holds',
+      );
+      const check = await checkDataDisk(exported);
+      assert.equal(check.clean, true, check.output);
+      assert.equal(check.journalReplayed, false, 'a clean powerdown unmounts /data');
+    } finally {
+      guest.kill();
+      await guest.exited;
+    }
+
+    // The next boot assembles the existing array from both legs and finds every record.
+    const lastDurable = Math.max(
+      ...guest
+        .lines()
+        .map((l) => /^durable (\d+)$/.exec(l)?.[1])
+        .filter((n) => n !== undefined)
+        .map(Number),
+    );
+    const again = bootGuest({
+      ...image,
+      initramfs,
+      disk: { file: local },
+      guest: { ip: GUEST_IP },
+      cmdline,
+      qemuArgs: NIC,
+    });
+    try {
+      await again.waitForLine(/^md: assembled \/dev\/md0 from \/dev\/vda \/dev\/nbd0$/, WAIT_MS);
+      const recovered = await again.waitForLine(/^(recovered (\d+) ok|corrupt at .*)$/, WAIT_MS);
+      assert.ok(Number(recovered[2]) >= lastDurable, `${recovered[0]}; record ${lastDurable} was durable`);
+      await again.waitForLine(/^md: synced$/, WAIT_MS);
+    } finally {
+      again.kill();
+      await again.exited;
+    }
+  } finally {
+    await link.close();
+    await service.close();
+  }
+});

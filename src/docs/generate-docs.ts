@@ -116,7 +116,8 @@ export function cliDoc(): string {
     '|---|---|',
   ];
   const title = (c: (typeof COMMANDS)[number]) => `haven ${c.name}${c.usage ? ` ${c.usage}` : ''}`;
-  for (const c of COMMANDS) lines.push(`| \`${title(c)}\` | ${c.summary.replaceAll('|', '\\|')} |`);
+  for (const c of COMMANDS)
+    lines.push(`| \`${title(c).replaceAll('|', '\\|')}\` | ${c.summary.replaceAll('|', '\\|')} |`);
   for (const c of COMMANDS) {
     lines.push('', `## \`${title(c)}\``, '', c.summary, '');
     const options = Object.entries(c.options ?? {});

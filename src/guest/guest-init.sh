@@ -138,7 +138,8 @@ if [ -n "$datapart" ]; then
     *[0-9]) disk="${disk}p$datapart" ;;
     *) disk="$disk$datapart" ;;
   esac
-  # md scans its partitions after the array starts.
+  # Without udev nobody asks md to read its partition table.
+  case "$disk" in /dev/md*) blockdev --rereadpt "${disk%p*}" ;; esac
   i=0
   while [ ! -b "$disk" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 fi

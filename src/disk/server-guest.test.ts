@@ -9,18 +9,22 @@
  * Debian: qemu-system-x86, e2fsprogs (and what src/guest needs).
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { checkVmBoot } from '../filesystem/index.ts';
 import {
   bootGuest,
   buildGuestImage,
+  buildServerBootDisk,
   checkDataDisk,
+  copyServerBootDisk,
   formatDataDisk,
   type GuestImage,
   initramfsWithFiles,
+  SERVER_BOOT_DISK,
 } from '../guest/index.ts';
 import { QmpClient } from '../hypervisor/qmp-client.ts';
 import { readJournal, replay } from '../testing/disk-service.fixture.ts';
@@ -314,5 +318,87 @@ test('a server guest mirrors its disk onto a disk service export, degrades when 
   } finally {
     await link.close();
     await service.close();
+  }
+});
+
+test('a server booting from its own disk (BIOS) mirrors the whole disk; its replica boots alone as a VM with every record', async () => {
+  const bootDisk = await buildServerBootDisk(image);
+  const [caKey, caCert, clientKey, clientCert] = ['ca.key', 'ca.pem', 'client.key', 'client.pem'].map((f) =>
+    join(root, `boot-${f}`),
+  ) as [string, string, string, string];
+  await selfSignedCertificate(caKey, caCert);
+  await clientCertificate(caKey, caCert, clientKey, clientCert);
+  const service = await DiskService.start({
+    listen: { host: '127.0.0.1', port: 0 },
+    tls: { key: await readFile(caKey), cert: await readFile(caCert), ca: await readFile(caCert) },
+  });
+  const exported = join(root, 'boot-primary.img');
+  const blank = await open(exported, 'w');
+  await blank.truncate(SERVER_BOOT_DISK.sizeBytes);
+  await blank.close();
+  const { uris } = await service.attach('server1', {
+    imagePath: exported,
+    journalDir: join(root, 'boot.journal'),
+  });
+  const local = join(root, 'boot-server.img');
+  // The server's configuration lives on its disk, as on a real server: the replica carries it too.
+  await copyServerBootDisk(bootDisk, local, {
+    guest: { rate: 10, ip: GUEST_IP },
+    cmdline: [`haven.nbd=10.0.2.2:${new URL(uris.tcp!).port}:server1`, 'haven.nbdtls=localhost'],
+    files: {
+      '/etc/haven/nbd-tls/ca.pem': await readFile(caCert),
+      '/etc/haven/nbd-tls/cert.pem': await readFile(clientCert),
+      '/etc/haven/nbd-tls/key.pem': await readFile(clientKey),
+    },
+  });
+  let lastDurable = 0;
+  try {
+    const started = Date.now();
+    const server = bootGuest({ bootFromDisk: true, disk: { file: local }, qemuArgs: NIC });
+    try {
+      await server.waitForLine(/^haven-guest booted$/, WAIT_MS);
+      const bootedMs = Date.now() - started;
+      await server.waitForLine(/^md: created raid1 metadata 1\.0 on \/dev\/vda and \/dev\/nbd0/, WAIT_MS);
+      await server.waitForLine(/^recovered 0 ok$/, WAIT_MS);
+      await server.waitForLine(/^md: synced$/, WAIT_MS);
+      const syncedMs = Date.now() - started;
+      console.log(
+        `server boot disk: ${bootDisk.cached ? 'cached' : 'built'}; booted from disk (SeaBIOS, extlinux) ${bootedMs} ms, whole ${SERVER_BOOT_DISK.sizeBytes / MiB} MiB disk resynced ${syncedMs} ms after spawn`,
+      );
+      await server.waitForLine(/^durable 20$/, WAIT_MS);
+    } finally {
+      // Power loss: the replica is what the export received.
+      server.kill();
+      await server.exited;
+    }
+    lastDurable = Math.max(
+      ...server
+        .lines()
+        .map((l) => /^durable (\d+)$/.exec(l)?.[1])
+        .filter((n) => n !== undefined)
+        .map(Number),
+    );
+  } finally {
+    await service.close();
+  }
+
+  // The recovery site: a copy of the replica, no NBD leg, no network.
+  const replica = join(root, 'boot-replica.img');
+  await copyFile(exported, replica);
+  const check = await checkVmBoot(replica);
+  assert.equal(check.bootable, true, JSON.stringify(check.results, null, 2));
+  const started = Date.now();
+  const vm = bootGuest({ bootFromDisk: true, disk: { file: replica } });
+  try {
+    await vm.waitForLine(/^haven-guest booted$/, WAIT_MS);
+    const bootedMs = Date.now() - started;
+    const recovered = await vm.waitForLine(/^(recovered (\d+) ok|corrupt at .*)$/, WAIT_MS);
+    assert.ok(Number(recovered[2]) >= lastDurable, `${recovered[0]}; record ${lastDurable} was durable`);
+    console.log(
+      `server boot disk: replica booted as a VM in ${bootedMs} ms, ${recovered[0]} (last durable ${lastDurable})`,
+    );
+  } finally {
+    vm.kill();
+    await vm.exited;
   }
 });

@@ -25,6 +25,8 @@ export type ReadDisk = (offset: number, length: number) => Promise<Buffer>;
 export interface MbrEntry {
   /** 1-4. */
   slot: number;
+  /** The boot flag (0x80): the partition an MBR's boot code loads. */
+  active: boolean;
   type: number;
   firstSector: number;
   sectors: number;
@@ -47,9 +49,36 @@ export function parseMbr(sector: Buffer): MbrEntry[] | null {
     const firstSector = sector.readUInt32LE(at + 8);
     const sectors = sector.readUInt32LE(at + 12);
     if (type === 0 || sectors === 0) continue;
-    entries.push({ slot, type, firstSector, sectors });
+    entries.push({ slot, active: sector[at] === 0x80, type, firstSector, sectors });
   }
   return entries;
+}
+
+export interface MbrPartition {
+  firstSector: number;
+  sectors: number;
+  /** The type byte: 0x83 Linux, 0x8e LVM, 0x82 swap, 0x05 extended... */
+  type: number;
+  /** Sets the boot flag. */
+  active?: boolean;
+}
+
+/**
+ * Writes a boot sector's partition entries (slots 1.. in order) and its 55 AA
+ * signature at `sector`, as fdisk does; the boot code before them is left as it is.
+ */
+export function writeMbr(disk: Buffer, partitions: readonly MbrPartition[], sector = 0): void {
+  const at = sector * SECTOR_BYTES;
+  disk.fill(0, at + 446, at + 510);
+  for (const [i, p] of partitions.entries()) {
+    const entry = at + 446 + i * 16;
+    disk[entry] = p.active ? 0x80 : 0;
+    disk[entry + 4] = p.type;
+    disk.writeUInt32LE(p.firstSector, entry + 8);
+    disk.writeUInt32LE(p.sectors, entry + 12);
+  }
+  disk[at + 510] = 0x55;
+  disk[at + 511] = 0xaa;
 }
 
 export interface GptHeader {

@@ -5,22 +5,37 @@ import { type GuestSettings, guestCommandLine } from './guest-command-line.ts';
 /** The guest's data disk: an image file, or an NBD export (e.g. `nbd+unix:///d0?socket=/run/x.sock`). */
 export type GuestDisk = { file: string; format?: 'raw' | 'qcow2' } | { nbdUri: string };
 
-export interface BootGuestOptions {
+/** QEMU loads the kernel and initramfs itself (-kernel, -initrd, -append). */
+export interface DirectKernelBoot {
+  bootFromDisk?: false;
   kernel: string;
   initramfs: string;
   disk?: GuestDisk;
-  /** Default 128 (64 does not boot the cloud kernel). */
-  memoryMiB?: number;
   guest?: GuestSettings;
   /** Extra kernel command line words. */
   cmdline?: readonly string[];
+}
+
+/**
+ * The BIOS (SeaBIOS) boots the disk's MBR, as a physical server boots and as
+ * its replica boots as a VM: the kernel, initramfs and command line are the
+ * disk's own (e.g. copyServerBootDisk).
+ */
+export interface DiskBoot {
+  bootFromDisk: true;
+  disk: GuestDisk;
+}
+
+export type BootGuestOptions = (DirectKernelBoot | DiskBoot) & {
+  /** Default 128 (64 does not boot the cloud kernel). */
+  memoryMiB?: number;
   /** Unix socket path for QMP (`server=on,wait=off`). */
   qmpSocket?: string;
   /** QEMU also appends the console to this file. */
   serialLog?: string;
   /** Extra QEMU arguments, e.g. a `-nic` for a network test. */
   qemuArgs?: readonly string[];
-}
+};
 
 export interface GuestExit {
   code: number | null;
@@ -83,12 +98,16 @@ export function qemuArguments(options: BootGuestOptions): string[] {
     `stdio,id=console,signal=off${options.serialLog ? `,logfile=${options.serialLog}` : ''}`,
     '-serial',
     'chardev:console',
-    '-kernel',
-    options.kernel,
-    '-initrd',
-    options.initramfs,
-    '-append',
-    guestCommandLine(options.guest, options.cmdline),
+    ...(options.bootFromDisk
+      ? []
+      : [
+          '-kernel',
+          options.kernel,
+          '-initrd',
+          options.initramfs,
+          '-append',
+          guestCommandLine(options.guest, options.cmdline),
+        ]),
     // The guest needs no entropy today, but /dev/urandom stalls without it on TCG.
     '-device',
     'virtio-rng-pci',

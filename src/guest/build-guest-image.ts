@@ -399,12 +399,33 @@ async function collectDepends(
 
 /**
  * Writes `output`: the image's initramfs followed by a second archive holding
- * `files` (guest path → content, mode 0600), for what one boot needs and the
- * shared cached image must not carry, such as a TLS key. The kernel unpacks
- * concatenated archives in order, the later ones adding files.
+ * `files` (filesArchive), for what one boot needs and the shared cached image
+ * must not carry, such as a TLS key. The kernel unpacks concatenated archives
+ * in order, the later ones adding files.
  */
 export async function initramfsWithFiles(
   image: Pick<GuestImage, 'initramfs'>,
+  files: Readonly<Record<string, string | Uint8Array>>,
+  output: string,
+): Promise<void> {
+  const work = await mkdtemp(join(tmpdir(), 'haven-initramfs-'));
+  try {
+    await filesArchive(files, join(work, 'extra.gz'));
+    await writeFile(
+      output,
+      Buffer.concat([await readFile(image.initramfs), await readFile(join(work, 'extra.gz'))]),
+      { mode: 0o600 },
+    );
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Writes `output`: a gzipped initramfs archive of `files` alone (guest path →
+ * content, mode 0600), to load after the image's own (a second initrd).
+ */
+export async function filesArchive(
   files: Readonly<Record<string, string | Uint8Array>>,
   output: string,
 ): Promise<void> {
@@ -417,17 +438,10 @@ export async function initramfsWithFiles(
           field: 'files',
         });
       }
-      await mkdir(dirname(join(work, 'root', relative)), { recursive: true });
-      await writeFile(join(work, 'root', relative), content, { mode: 0o600 });
+      await mkdir(dirname(join(work, relative)), { recursive: true });
+      await writeFile(join(work, relative), content, { mode: 0o600 });
     }
-    await packInitramfs(join(work, 'root'), join(work, 'extra.gz'));
-    await writeFile(
-      output,
-      Buffer.concat([await readFile(image.initramfs), await readFile(join(work, 'extra.gz'))]),
-      {
-        mode: 0o600,
-      },
-    );
+    await packInitramfs(work, output);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -29,6 +29,9 @@
 #                                 set up by haven-server-disk (server-disk.sh,
 #                                 which documents its own console lines)
 #   haven.tput=<MiB>              with haven.nbd: a timed write once a second
+#   haven.datapart=<n>            /data is partition n of the disk (vda<n>, or
+#                                 md0p<n> when the whole disk is mirrored):
+#                                 the server boot disk (server-boot-disk.ts)
 # Records service: once eth0 has its address, busybox httpd answers on port 80
 # (console: "serving records on port 80"); GET /records returns the records
 # workload's latest state line, one of "booted", "mounted /data",
@@ -55,6 +58,7 @@ probe_spec=
 bench_spec=32,64
 nbd_spec=
 tput_spec=
+datapart=
 for word in $(cat /proc/cmdline); do
   case "$word" in
     haven.workload=*) workload="${word#*=}" ;;
@@ -65,6 +69,7 @@ for word in $(cat /proc/cmdline); do
     haven.bench=*) bench_spec="${word#*=}" ;;
     haven.nbd=*) nbd_spec="${word#*=}" ;;
     haven.tput=*) tput_spec="${word#*=}" ;;
+    haven.datapart=*) datapart="${word#*=}" ;;
   esac
 done
 
@@ -127,6 +132,16 @@ if [ -n "$nbd_spec" ]; then
     state "no data disk"
     idle
   fi
+fi
+if [ -n "$datapart" ]; then
+  case "$disk" in
+    *[0-9]) disk="${disk}p$datapart" ;;
+    *) disk="$disk$datapart" ;;
+  esac
+  # Without udev nobody asks md to read its partition table.
+  case "$disk" in /dev/md*) blockdev --rereadpt "${disk%p*}" ;; esac
+  i=0
+  while [ ! -b "$disk" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 fi
 if ! mount -t ext4 "$disk" /data; then
   echo "haven-guest: cannot mount $disk as ext4 (format it on the host first)"

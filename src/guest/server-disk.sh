@@ -91,7 +91,8 @@ setup() {
   done
   nbd_up=
   [ -s /sys/block/nbd0/size ] && [ "$(cat /sys/block/nbd0/size)" != 0 ] && nbd_up=1
-  if mdadm --examine "$LOCAL" >/dev/null 2>&1; then
+  # An md member, not merely a disk mdadm can read (a partitioned disk is "mbr metadata" to it).
+  if mdadm --examine "$LOCAL" 2>/dev/null | grep -q 'Array UUID'; then
     members=$LOCAL
     [ -n "$nbd_up" ] && members="$LOCAL $NBD"
     mdadm --assemble "$MD" --run $members </dev/null >/run/mdadm.log 2>&1 || {

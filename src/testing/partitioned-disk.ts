@@ -7,26 +7,9 @@ import { crc32 } from 'node:zlib';
 
 const SECTOR = 512;
 
-export interface MbrPartition {
-  firstSector: number;
-  sectors: number;
-  /** The type byte: 0x83 Linux, 0x8e LVM, 0x82 swap, 0x05 extended... */
-  type: number;
-}
+import { writeMbr } from '../filesystem/partition-table.ts';
 
-/** Writes a boot sector's partition entries (slots 1.. in order) and its 55 AA signature at `sector`. */
-export function writeMbr(disk: Buffer, partitions: MbrPartition[], sector = 0): void {
-  const at = sector * SECTOR;
-  disk.fill(0, at + 446, at + 510);
-  for (const [i, p] of partitions.entries()) {
-    const entry = at + 446 + i * 16;
-    disk[entry + 4] = p.type;
-    disk.writeUInt32LE(p.firstSector, entry + 8);
-    disk.writeUInt32LE(p.sectors, entry + 12);
-  }
-  disk[at + 510] = 0x55;
-  disk[at + 511] = 0xaa;
-}
+export { type MbrPartition, writeMbr } from '../filesystem/partition-table.ts';
 
 export interface GptPartition {
   firstSector: number;

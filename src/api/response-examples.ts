@@ -298,6 +298,12 @@ export const accessViewExample = {
   closedReason: null,
 } satisfies AccessView;
 
+export const closedAccessViewExample = {
+  ...accessViewExample,
+  closedAt: '2026-03-02T10:30:00.000Z',
+  closedReason: { kind: 'expired' },
+} satisfies AccessView;
+
 export const openedAccessViewExample = {
   ...accessViewExample,
   psk: {

@@ -34,6 +34,7 @@ import type {
   ScriptRunRecord,
   Site,
   SourceFence,
+  ViewClosedReason,
 } from '../domain/model.ts';
 import { IN_PROGRESS_STATES, STABLE_STATES } from '../domain/model.ts';
 import type { Problem, ProblemCode } from '../domain/problem.ts';
@@ -661,6 +662,18 @@ export const groupCut = withExample(
   },
 );
 
+/** Why a view ended: `stopped` (by its opener) and `expired` are the ends asked for. */
+export const viewClosedReason = describes<ViewClosedReason>()(
+  z
+    .discriminatedUnion('kind', [
+      z.strictObject({ kind: z.literal('stopped'), by: z.string() }),
+      z.strictObject({ kind: z.literal('deleted'), by: z.string() }),
+      z.strictObject({ kind: z.literal('expired') }),
+      z.strictObject({ kind: z.literal('host-restarted') }),
+    ])
+    .meta({ id: 'ViewClosedReason', examples: [{ kind: 'expired' }, { kind: 'deleted', by: 'alice' }] }),
+);
+
 const accessViewFields = {
   id,
   machineId: id,
@@ -683,12 +696,14 @@ const accessViewFields = {
     ),
   ),
   closedAt: time.nullable(),
-  closedReason: z.string().nullable(),
+  closedReason: viewClosedReason.nullable(),
 };
 
 /** An open view of a recovery point (`haven view`); its key is shown only when it is opened. */
 export const accessView = describes<AccessView>()(
-  z.strictObject(accessViewFields).meta({ id: 'PointView', examples: [x.accessViewExample] }),
+  z
+    .strictObject(accessViewFields)
+    .meta({ id: 'PointView', examples: [x.accessViewExample, x.closedAccessViewExample] }),
 );
 
 export const openedAccessView = describes<OpenedAccessView>()(

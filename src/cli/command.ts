@@ -31,7 +31,14 @@ export interface Command {
   options?: OptionSpec;
   /** Whole command lines, shown by --help: at least one. */
   examples: [string, ...string[]];
+  /** Exit codes of its own, besides 0 success, 1 refused or failed, 2 bad usage. */
+  exitCodes?: ExitCode[];
   run(args: CommandArgs): Promise<number | undefined>;
+}
+
+export interface ExitCode {
+  code: number;
+  meaning: string;
 }
 
 /** Options every command that talks to a vault understands. */
@@ -87,6 +94,7 @@ export function vaultCommand(spec: {
   usage?: string | undefined;
   options?: OptionSpec | undefined;
   examples: [string, ...string[]];
+  exitCodes?: ExitCode[] | undefined;
   run(args: CommandArgs, vault: { client: ApiClient; out: Output }): Promise<number>;
 }): Command {
   return {
@@ -95,6 +103,7 @@ export function vaultCommand(spec: {
     ...(spec.usage ? { usage: spec.usage } : {}),
     options: spec.options ? { ...spec.options, ...connectionOptions } : connectionOptions,
     examples: spec.examples,
+    ...(spec.exitCodes ? { exitCodes: spec.exitCodes } : {}),
     run: (args) => spec.run(args, connect(args)),
   };
 }

@@ -52,6 +52,13 @@ export function commandHelp(command: Command): string {
     '',
     command.examples.length > 1 ? 'Examples:' : 'Example:',
     ...command.examples.map((e) => `  ${e}`),
+    ...(command.exitCodes
+      ? [
+          '',
+          'Exit codes (besides 0 success, 1 refused or failed, 2 bad usage):',
+          ...command.exitCodes.map((e) => `  ${e.code}  ${e.meaning}`),
+        ]
+      : []),
     '',
   ].join('\n');
 }

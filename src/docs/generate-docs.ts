@@ -131,6 +131,10 @@ export function cliDoc(): string {
       lines.push('');
     }
     lines.push('```sh', ...c.examples, '```');
+    if (c.exitCodes) {
+      lines.push('', '| exit code | meaning |', '|---|---|');
+      for (const e of c.exitCodes) lines.push(`| ${e.code} | ${e.meaning.replaceAll('|', '\\|')} |`);
+    }
   }
   lines.push('');
   return lines.join('\n');

@@ -541,9 +541,37 @@ export interface AccessView {
   openedAt: string;
   expiresAt: string;
   disks: AccessViewDisk[];
-  /** When it ended (null while open), and why: closed by whom, expired, or its host no longer serves it. */
+  /** When it ended and why (both null while open). */
   closedAt: string | null;
-  closedReason: string | null;
+  closedReason: ViewClosedReason | null;
+}
+
+/**
+ * Why a view stopped being served. `stopped` and `expired` are the ends its
+ * opener asked for; the others ended it under them (`haven view` exits
+ * non-zero for those).
+ */
+export type ViewClosedReason =
+  /** Closed by the token that opened it (Ctrl-C on `haven view`). */
+  | { kind: 'stopped'; by: string }
+  /** Closed by another token. */
+  | { kind: 'deleted'; by: string }
+  | { kind: 'expired' }
+  /** Its host reconnected without it: the host agent restarted, and a view is kept only in its memory. */
+  | { kind: 'host-restarted' };
+
+/** A view's end in words, as the CLI and the portal say it. */
+export function viewClosedInWords(reason: ViewClosedReason): string {
+  switch (reason.kind) {
+    case 'stopped':
+      return `closed by ${reason.by}, who opened it`;
+    case 'deleted':
+      return `closed by ${reason.by}`;
+    case 'expired':
+      return 'expired';
+    case 'host-restarted':
+      return 'its host no longer serves it (the host agent restarted, and a view is kept only in its memory)';
+  }
 }
 
 export type AlertSeverity = 'info' | 'warning' | 'critical';

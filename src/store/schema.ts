@@ -271,7 +271,8 @@ export interface AccessViewsTable {
   expires_at: string;
   disks: JsonColumn;
   closed_at: string | null;
-  closed_reason: string | null;
+  /** A ViewClosedReason as JSON (free text before migration 0015). */
+  closed_reason: JsonColumn | null;
 }
 
 /** One bucket of one resolution tier of a machine's replication history. */

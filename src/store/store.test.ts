@@ -172,11 +172,11 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
         (await store.accessViews.list({ open: true, hostId: 'h1' })).map((v) => v.id),
         ['v1', 'v2'],
       );
-      assert.equal(await store.accessViews.close('v1', at(10), 'expired'), true);
-      assert.equal(await store.accessViews.close('v1', at(11), 'closed by bob'), false);
+      assert.equal(await store.accessViews.close('v1', at(10), { kind: 'expired' }), true);
+      assert.equal(await store.accessViews.close('v1', at(11), { kind: 'deleted', by: 'bob' }), false);
       assert.deepEqual(
         { ...(await store.accessViews.get('v1')), disks: [] },
-        { ...view('v1', 'm1', 'h1'), disks: [], closedAt: at(10), closedReason: 'expired' },
+        { ...view('v1', 'm1', 'h1'), disks: [], closedAt: at(10), closedReason: { kind: 'expired' } },
       );
       assert.deepEqual(
         (await store.accessViews.list({ open: true })).map((v) => v.id),
@@ -186,6 +186,8 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
         (await store.accessViews.list({ machineId: 'm1' })).map((v) => v.id),
         ['v1'],
       );
+      assert.equal(await store.accessViews.close('v2', at(12), { kind: 'deleted', by: 'bob' }), true);
+      assert.deepEqual((await store.accessViews.get('v2'))?.closedReason, { kind: 'deleted', by: 'bob' });
     }));
 
   it('opens the configured dialect', () =>

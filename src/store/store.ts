@@ -21,6 +21,7 @@ import type {
   Site,
   SourceFence,
   StepState,
+  ViewClosedReason,
 } from '../domain/model.ts';
 import type {
   ReplicationFigure,
@@ -340,7 +341,7 @@ export interface AccessViewRepository {
   /** Open views only when `open` (of one machine, or on one host, when given); oldest first. */
   list(filter?: { open?: boolean; machineId?: string; hostId?: string }): Promise<AccessView[]>;
   /** Marks an open view closed; false when it was closed already (the first reason stays). */
-  close(id: string, at: string, reason: string): Promise<boolean>;
+  close(id: string, at: string, reason: ViewClosedReason): Promise<boolean>;
 }
 
 export interface ReplicationHistoryRepository {

@@ -11,7 +11,7 @@
  * views, and the vault records them closed).
  */
 import { randomBytes } from 'node:crypto';
-import type { AccessView, Machine, RecoveryPoint } from '../domain/model.ts';
+import { type AccessView, type Machine, type RecoveryPoint, viewClosedInWords } from '../domain/model.ts';
 import { type RecoveryPointRequest, selectRecoveryPoint } from '../domain/recovery-point-selection.ts';
 import { HavenError } from '../errors/index.ts';
 import { hostServices } from './jobs/lifecycle-job.ts';
@@ -22,11 +22,6 @@ export const DEFAULT_VIEW_TTL_SECONDS = 3600;
 export const MAX_VIEW_TTL_SECONDS = 7 * 86400;
 /** Short enough to see a view expire in a test; a client connects within seconds of opening. */
 export const MIN_VIEW_TTL_SECONDS = 5;
-
-/** Why a view stopped being served, as `closedReason` records it. */
-export const VIEW_EXPIRED = 'expired';
-export const VIEW_GONE_FROM_HOST =
-  'its host no longer serves it (the host agent restarted, and a view is kept only in its memory)';
 
 /** What opening a view answers: the view and, this once, its key. */
 export interface OpenedAccessView extends AccessView {
@@ -128,7 +123,7 @@ export class PointAccess {
     if (view.closedAt !== null) {
       throw new HavenError(
         'not_found',
-        `view '${id}' is not open: it closed at ${view.closedAt} (${view.closedReason}); only an open view can be closed`,
+        `view '${id}' is not open: it closed at ${view.closedAt} (${view.closedReason === null ? 'closed' : viewClosedInWords(view.closedReason)}); only an open view can be closed`,
         { kind: 'view', id, closedAt: view.closedAt },
       );
     }
@@ -136,7 +131,10 @@ export class PointAccess {
       await hostServices(this.#vault, view.hostId).replica.closeView({ viewId: id, discardWrites: true });
     }
     // A host away now serves the view until it expires or reconnects: reconciliation ends it then.
-    await this.#vault.store.accessViews.close(id, new Date().toISOString(), `closed by ${closedBy}`);
+    await this.#vault.store.accessViews.close(id, new Date().toISOString(), {
+      kind: closedBy === view.openedBy ? 'stopped' : 'deleted',
+      by: closedBy,
+    });
   }
 }
 
@@ -161,7 +159,9 @@ export async function reconcileViews(vault: VaultContext, hostId: string): Promi
         throw error;
       },
     );
-    if (!served) await vault.store.accessViews.close(view.id, new Date().toISOString(), VIEW_GONE_FROM_HOST);
+    if (!served) {
+      await vault.store.accessViews.close(view.id, new Date().toISOString(), { kind: 'host-restarted' });
+    }
   }
 }
 
@@ -169,6 +169,6 @@ export async function reconcileViews(vault: VaultContext, hostId: string): Promi
 async function closeExpired(vault: VaultContext, views: readonly AccessView[]): Promise<Set<string>> {
   const now = Date.now();
   const expired = views.filter((v) => v.closedAt === null && Date.parse(v.expiresAt) <= now);
-  for (const v of expired) await vault.store.accessViews.close(v.id, v.expiresAt, VIEW_EXPIRED);
+  for (const v of expired) await vault.store.accessViews.close(v.id, v.expiresAt, { kind: 'expired' });
   return new Set(expired.map((v) => v.id));
 }

@@ -22,8 +22,9 @@ import { embeddedApi, runOperation } from '../../testing/embedded-api.ts';
 import { run, runOk } from '../../testing/nbd-test-fixture.ts';
 import { qemuIoFlushed } from '../../testing/qemu-io.ts';
 import { until } from '../../testing/until.ts';
-import { type OpenedAccessView, VIEW_EXPIRED, VIEW_GONE_FROM_HOST } from '../../vault/point-access.ts';
+import type { OpenedAccessView } from '../../vault/point-access.ts';
 import { pointLabel } from '../resolve-ref.ts';
+import { VIEW_ENDED_UNDER_IT } from './view-commands.ts';
 
 const SIZE = 16 << 20;
 let dir: string;
@@ -95,6 +96,45 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/**
+ * `haven view --json` running in the background: its first line is the
+ * opened view, its last the typed reason it ended with.
+ */
+function viewInBackground(extra: string[] = []) {
+  const child = spawn(
+    NODE,
+    // The point as `haven machines points` prints it, not its full id.
+    ['src/cli/main.ts', 'view', 'files-01', '--point', pointLabel(point), '--json', ...extra, ...conn()],
+    { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  child.stdout.on('data', (d) => {
+    out += d;
+  });
+  child.stderr.on('data', (d) => {
+    out += d;
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const jsonLines = () => out.split('\n').filter((l) => l.startsWith('{'));
+  return {
+    child,
+    exited,
+    output: () => out,
+    opened: () =>
+      until(
+        'the view to open',
+        async () => {
+          const line = jsonLines()[0];
+          return line === undefined
+            ? undefined
+            : (JSON.parse(line) as OpenedAccessView & { pskFile: string });
+        },
+        { timeoutMs: 30_000 },
+      ),
+    ended: () => JSON.parse(jsonLines().at(-1)!) as Pick<AccessView, 'id' | 'closedReason'>,
+  };
+}
+
 /** A second view of the point, read on the recovery host's socket: what the exports are compared with. */
 async function referenceView(): Promise<OpenedAccessView> {
   const opened = await api<{ view: OpenedAccessView }>('POST', `/machines/${machine.id}/views`, {
@@ -128,34 +168,9 @@ describe('point-in-time access', () => {
   });
 
   it('haven view prints URIs nbdinfo and qemu-img read with the key it wrote; without it they are refused; Ctrl-C closes the view', async () => {
-    const child = spawn(
-      NODE,
-      // The point as `haven machines points` prints it, not its full id.
-      ['src/cli/main.ts', 'view', 'files-01', '--point', pointLabel(point), '--json', ...conn()],
-      {
-        cwd: REPO_ROOT,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.stderr.on('data', (d) => {
-      out += d;
-    });
-    const exited = new Promise((resolve) => child.on('exit', resolve));
+    const { child, exited, output, opened, ended } = viewInBackground();
     try {
-      const view = await until(
-        'the view to open',
-        async () => {
-          const line = out.split('\n').find((l) => l.startsWith('{'));
-          return line === undefined
-            ? undefined
-            : (JSON.parse(line) as OpenedAccessView & { pskFile: string });
-        },
-        { timeoutMs: 30_000 },
-      );
+      const view = await opened();
       const disk = view.disks[0]!;
       assert.equal(disk.sizeBytes, SIZE);
       const uri = `${disk.uri}?tls-psk-file=${view.pskFile}`;
@@ -178,7 +193,8 @@ describe('point-in-time access', () => {
       assert.ok(!JSON.stringify(listed.body).includes(view.psk.keyHex), 'the key is never listed');
 
       child.kill('SIGINT');
-      assert.equal(await exited, 0, out);
+      assert.equal(await exited, 0, output());
+      assert.deepEqual(ended(), { id: view.id, closedReason: { kind: 'stopped', by: 'admin' } });
       assert.notEqual((await run('nbdinfo', ['--size', uri])).code, 0, 'the export ended with the view');
       assert.deepEqual((await api<{ views: AccessView[] }>('GET', '/views')).body.views, []);
     } finally {
@@ -240,7 +256,7 @@ describe('point-in-time access', () => {
     const id = r.stdout.match(/View (view-\w+)/)![1]!;
     assert.match(r.stdout, /The view closed: expired\./);
     const { body } = await api<{ view: AccessView }>('GET', `/views/${id}`);
-    assert.equal(body.view.closedReason, VIEW_EXPIRED);
+    assert.deepEqual(body.view.closedReason, { kind: 'expired' });
     assert.deepEqual((await api<{ views: AccessView[] }>('GET', '/views')).body.views, []);
     const tooShort = await api('POST', `/machines/${machine.id}/views`, {
       recoveryPoint: { option: 'latest' },
@@ -249,7 +265,28 @@ describe('point-in-time access', () => {
     assert.equal(tooShort.status, 400);
   });
 
-  it('views outlive a vault restart; after a host restart they read as closed and a writable overlay is swept', async () => {
+  it(`a view closed by another operator: haven view exits ${VIEW_ENDED_UNDER_IT} with the typed reason; a second close is refused with it`, async () => {
+    const token = await api<{ token: string }>('POST', '/tokens', { name: 'night-shift', role: 'operator' });
+    assert.equal(token.status, 201);
+    const { child, exited, output, opened, ended } = viewInBackground();
+    try {
+      const view = await opened();
+      const closed = await up.vault.app.request(`/api/v1/views/${view.id}`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${token.body.token}` },
+      });
+      assert.equal(closed.status, 204);
+      assert.equal(await exited, VIEW_ENDED_UNDER_IT, output());
+      assert.deepEqual(ended(), { id: view.id, closedReason: { kind: 'deleted', by: 'night-shift' } });
+      const again = await api<{ message: string }>('DELETE', `/views/${view.id}`);
+      assert.equal(again.status, 404);
+      assert.match(JSON.stringify(again.body), /closed by night-shift\)/);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('views outlive a vault restart; after a host restart they read as closed and a writable overlay is swept', async (t) => {
     const ro = await openView(false);
     const rw = await openView(true);
     const recovery = up.hosts.find((h) => h.agent.identity.name === 'recovery')!;
@@ -277,6 +314,11 @@ describe('point-in-time access', () => {
     const listed = await api<{ views: AccessView[] }>('GET', '/views');
     assert.deepEqual(listed.body.views.map((v) => v.id).sort(), [ro.id, rw.id].sort());
 
+    // `haven view` on the same point, against the restarted vault: the host's restart ends it under it.
+    const watching = viewInBackground(['--expires', '10m']);
+    t.after(() => watching.child.kill('SIGKILL'));
+    const watched = await watching.opened();
+
     // The recovery host restarts (its views' keys were in memory only; a stop keeps overlays, as a crash would).
     const index = up.hosts.indexOf(recovery);
     await recovery.stop();
@@ -301,7 +343,9 @@ describe('point-in-time access', () => {
       );
       return views.every((v) => v.closedAt !== null) ? views : undefined;
     });
-    for (const v of closed) assert.equal(v.closedReason, VIEW_GONE_FROM_HOST);
+    for (const v of closed) assert.deepEqual(v.closedReason, { kind: 'host-restarted' });
+    assert.equal(await watching.exited, VIEW_ENDED_UNDER_IT, watching.output());
+    assert.deepEqual(watching.ended(), { id: watched.id, closedReason: { kind: 'host-restarted' } });
     assert.deepEqual((await api<{ views: AccessView[] }>('GET', '/views')).body.views, []);
   });
 });

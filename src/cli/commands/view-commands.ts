@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { ApiClient } from '../../client/api-client.ts';
-import type { AccessView } from '../../domain/model.ts';
+import { type AccessView, type ViewClosedReason, viewClosedInWords } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import { libnbdUri, PSK_FILE_NAME, type PskExport, pskFileLine, qemuImgArgs } from '../../nbd/psk-access.ts';
 import { formatBytes, formatDuration, parseDuration } from '../../text/human-units.ts';
@@ -97,15 +97,23 @@ function describeView(out: Output, local: LocalView): void {
 /** How often `haven view` asks the vault whether the view is still open. */
 const VIEW_POLL_MS = 1000;
 
+/** `haven view`'s exit code when the view ended under it (not stopped by its opener, not expired). */
+export const VIEW_ENDED_UNDER_IT = 3;
+
+/** The ends the operator asked for: Ctrl-C (or closing it with the same token) and --expires. */
+function endedAsAsked(reason: ViewClosedReason): boolean {
+  return reason.kind === 'stopped' || reason.kind === 'expired';
+}
+
 /**
  * Resolves when the process is asked to stop ('stopped'), or with the
  * vault's reason when the view closes (expired, closed elsewhere, its host
  * no longer serves it).
  */
-function untilStoppedOrClosed(client: ApiClient, id: string): Promise<{ closedReason: string } | 'stopped'> {
+function untilStoppedOrClosed(client: ApiClient, id: string): Promise<ViewClosedReason | 'stopped'> {
   return new Promise((done, fail) => {
     let timer: NodeJS.Timeout | undefined;
-    const finish = (result: { closedReason: string } | 'stopped' | Error) => {
+    const finish = (result: ViewClosedReason | 'stopped' | Error) => {
       clearTimeout(timer);
       timer = undefined;
       process.off('SIGINT', onSignal);
@@ -119,7 +127,7 @@ function untilStoppedOrClosed(client: ApiClient, id: string): Promise<{ closedRe
         try {
           const { view } = await client.get<{ view: AccessView }>(`/views/${encodeURIComponent(id)}`);
           if (timer === undefined) return;
-          if (view.closedAt !== null) finish({ closedReason: view.closedReason ?? 'closed' });
+          if (view.closedReason !== null) finish(view.closedReason);
           else poll();
         } catch (error) {
           if (timer !== undefined) finish(error as Error);
@@ -164,29 +172,50 @@ export const viewCommands: Command[] = [
       'haven view web-01 --point latest',
       'haven view web-01 --point disk0@42 --writable --expires 15m',
     ],
+    exitCodes: [
+      {
+        code: 0,
+        meaning: 'the view ended as asked: Ctrl-C, or it expired',
+      },
+      {
+        code: VIEW_ENDED_UNDER_IT,
+        meaning:
+          'the view ended under it: closed by another token, or its host no longer serves it (the reason is printed; with --json as closedReason)',
+      },
+    ],
     run: async (args, { client, out }) => {
       const expires = parseDuration(str(args, 'expires') ?? '1h', 'expires');
       const local = await openLocalView(client, args, {
         writable: args.values.writable === true,
         expiresInSeconds: Math.round(expires),
       });
+      let ended: ViewClosedReason | 'stopped';
       try {
         // One line, printed as soon as the view is open: a script reads it and goes on.
         if (out.json)
           out.write(`${JSON.stringify({ ...local.view, pskFile: join(local.pskDir, PSK_FILE_NAME) })}\n`);
         else describeView(out, local);
-        const ended = await untilStoppedOrClosed(client, local.view.id);
+        ended = await untilStoppedOrClosed(client, local.view.id);
         if (ended === 'stopped') {
           if (!out.json) out.write('Closing the view.\n');
-        } else if (out.json) {
-          out.write(`${JSON.stringify({ id: local.view.id, closedReason: ended.closedReason })}\n`);
-        } else {
-          out.write(`The view closed: ${ended.closedReason}.\n`);
+        } else if (!out.json) {
+          out.write(`The view closed: ${viewClosedInWords(ended)}.\n`);
         }
       } finally {
         await local.close();
       }
-      return 0;
+      if (ended === 'stopped') {
+        // Ctrl-C: the operator's own end, whatever the vault recorded (the close just made, as a rule).
+        if (out.json) {
+          const { view } = await client.get<{ view: AccessView }>(
+            `/views/${encodeURIComponent(local.view.id)}`,
+          );
+          out.write(`${JSON.stringify({ id: view.id, closedReason: view.closedReason })}\n`);
+        }
+        return 0;
+      }
+      if (out.json) out.write(`${JSON.stringify({ id: local.view.id, closedReason: ended })}\n`);
+      return endedAsAsked(ended) ? 0 : VIEW_ENDED_UNDER_IT;
     },
   }),
   vaultCommand({

@@ -13,6 +13,7 @@ import { jobStepOutputMigration } from './0011-job-step-output.ts';
 import { replicationHistoryMigration } from './0012-replication-history.ts';
 import { accessViewsMigration } from './0013-access-views.ts';
 import { drillsMigration } from './0014-drills.ts';
+import { viewClosedReasonMigration } from './0015-view-closed-reason.ts';
 
 /**
  * Every migration, listed explicitly and in order: names are stored in the
@@ -33,6 +34,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0012-replication-history': replicationHistoryMigration,
   '0013-access-views': accessViewsMigration,
   '0014-drills': drillsMigration,
+  '0015-view-closed-reason': viewClosedReasonMigration,
 };
 
 export class HavenMigrationProvider implements MigrationProvider {

@@ -1,9 +1,10 @@
 import type { Kysely, Selectable } from 'kysely';
-import type { AccessView, AccessViewDisk } from '../../domain/model.ts';
+import type { AccessView, AccessViewDisk, ViewClosedReason } from '../../domain/model.ts';
 import {
   affectedRows,
   fromBooleanColumn,
   fromJsonColumn,
+  fromNullableJsonColumn,
   toBooleanColumn,
   toJsonColumn,
 } from '../column-codec.ts';
@@ -33,7 +34,7 @@ export class KyselyAccessViewRepository implements AccessViewRepository {
         expires_at: view.expiresAt,
         disks: toJsonColumn(view.disks),
         closed_at: view.closedAt,
-        closed_reason: view.closedReason,
+        closed_reason: view.closedReason === null ? null : toJsonColumn(view.closedReason),
       })
       .execute();
   }
@@ -52,10 +53,10 @@ export class KyselyAccessViewRepository implements AccessViewRepository {
     return rows.map(toAccessView);
   }
 
-  async close(id: string, at: string, reason: string): Promise<boolean> {
+  async close(id: string, at: string, reason: ViewClosedReason): Promise<boolean> {
     const result = await this.#db
       .updateTable('access_views')
-      .set({ closed_at: at, closed_reason: reason })
+      .set({ closed_at: at, closed_reason: toJsonColumn(reason) })
       .where('id', '=', id)
       .where('closed_at', 'is', null)
       .executeTakeFirst();
@@ -77,6 +78,6 @@ function toAccessView(row: Selectable<AccessViewsTable>): AccessView {
     expiresAt: row.expires_at,
     disks: fromJsonColumn<AccessViewDisk[]>(row.disks),
     closedAt: row.closed_at,
-    closedReason: row.closed_reason,
+    closedReason: fromNullableJsonColumn<ViewClosedReason>(row.closed_reason),
   };
 }

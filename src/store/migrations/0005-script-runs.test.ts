@@ -3,11 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { Kysely, type Migration, Migrator } from 'kysely';
-import { NodeSqliteDialect, openNodeSqlite } from '../dialect/sqlite/index.ts';
-import { openStore, sqliteFile } from '../open-store.ts';
-import type { Database } from '../schema.ts';
-import { migrations } from './migration-provider.ts';
+import { openStore } from '../open-store.ts';
+import { sqliteMigratedBefore } from './sqlite-migrated-before.ts';
 
 const legacyGroups = [
   {
@@ -32,17 +29,7 @@ describe('migration 0005-script-runs', () => {
   it('turns inline commands of plans and plan jobs into actions that never run, and moves old outputs out of jobs', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'haven-migration-'));
     try {
-      const before: Record<string, Migration> = Object.fromEntries(
-        Object.entries(migrations).filter(([name]) => name < '0005'),
-      );
-      const db = new Kysely<Database>({
-        dialect: new NodeSqliteDialect({ database: openNodeSqlite(sqliteFile(dataDir)) }),
-      });
-      const migrated = await new Migrator({
-        db,
-        provider: { getMigrations: async () => before },
-      }).migrateToLatest();
-      assert.equal(migrated.error, undefined);
+      const db = await sqliteMigratedBefore(dataDir, '0005');
       const now = new Date().toISOString();
       await db
         .insertInto('recovery_plans')

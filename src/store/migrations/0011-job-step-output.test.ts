@@ -3,28 +3,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { Kysely, type Migration, Migrator } from 'kysely';
+import type { Kysely } from 'kysely';
 import { outputOutsideSteps } from '../../domain/model.ts';
-import { NodeSqliteDialect, openNodeSqlite } from '../dialect/sqlite/index.ts';
-import { openStore, sqliteFile } from '../open-store.ts';
-import type { Database } from '../schema.ts';
-import { migrations } from './migration-provider.ts';
+import { openStore } from '../open-store.ts';
+import { sqliteMigratedBefore } from './sqlite-migrated-before.ts';
 
 describe('migration 0011-job-step-output', () => {
   it('reads a job from before it: its merged output as it was, its steps with no output of their own', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'haven-migration-'));
     try {
-      const before: Record<string, Migration> = Object.fromEntries(
-        Object.entries(migrations).filter(([name]) => name < '0011'),
-      );
-      const db = new Kysely<Database>({
-        dialect: new NodeSqliteDialect({ database: openNodeSqlite(sqliteFile(dataDir)) }),
-      });
-      const migrated = await new Migrator({
-        db,
-        provider: { getMigrations: async () => before },
-      }).migrateToLatest();
-      assert.equal(migrated.error, undefined);
+      const db = await sqliteMigratedBefore(dataDir, '0011');
       const now = new Date().toISOString();
       const output = {
         recoveryPoint: { id: 'vm-1@3', time: now, type: 'crash-consistent' },

@@ -3,27 +3,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { Kysely, type Migration, Migrator } from 'kysely';
-import { NodeSqliteDialect, openNodeSqlite } from '../dialect/sqlite/index.ts';
-import { openStore, sqliteFile } from '../open-store.ts';
-import type { Database } from '../schema.ts';
-import { migrations } from './migration-provider.ts';
+import { openStore } from '../open-store.ts';
+import { sqliteMigratedBefore } from './sqlite-migrated-before.ts';
 
 describe('migration 0015-view-closed-reason', () => {
   it('reads the free-text reasons written before it as the typed reasons they stood for', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'haven-migration-'));
     try {
-      const before: Record<string, Migration> = Object.fromEntries(
-        Object.entries(migrations).filter(([name]) => name < '0015'),
-      );
-      const db = new Kysely<Database>({
-        dialect: new NodeSqliteDialect({ database: openNodeSqlite(sqliteFile(dataDir)) }),
-      });
-      const migrated = await new Migrator({
-        db,
-        provider: { getMigrations: async () => before },
-      }).migrateToLatest();
-      assert.equal(migrated.error, undefined);
+      const db = await sqliteMigratedBefore(dataDir, '0015');
       const now = new Date().toISOString();
       const row = (id: string, closedReason: string | null) => ({
         id,

@@ -353,6 +353,44 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
       return jobId;
     };
     const slug = (title: string) => title.toLowerCase().replaceAll(' ', '-');
+
+    /**
+     * The dialog offers an alternate location on the hosts none of the plan's
+     * machines runs on, and its request carries the host chosen. The request
+     * goes on to the vault with that host emptied, so the vault's own refusal
+     * comes back and no job starts (the fixture has no third host to move to).
+     */
+    const offersAlternateHost = async (title: string, primaryId: string) => {
+      await operations.getByRole('button', { name: `${title}…`, exact: true }).click();
+      await dialog.getByRole('heading', { name: `${title}: plan billing` }).waitFor();
+      await dialog.getByRole('radio', { name: /Alternate location/ }).check();
+      const select = dialog.getByLabel('Alternate host');
+      assert.deepEqual(await select.locator('option').allInnerTexts(), ['— choose a host —', 'primary']);
+      await select.selectOption({ label: 'primary' });
+      let posted: Record<string, unknown> | undefined;
+      const path = `**/api/v1/plans/${planId}/${slug(title)}`;
+      await page.route(path, async (route) => {
+        posted = route.request().postDataJSON() as Record<string, unknown>;
+        const response = await route.fetch({ postData: JSON.stringify({ ...posted, alternateHostId: '' }) });
+        await route.fulfill({ response });
+      });
+      await dialog.getByRole('button', { name: title, exact: true }).click();
+      await dialog
+        .getByRole('alert')
+        .getByText(/^Invalid body: alternateHostId/)
+        .waitFor();
+      await page.unroute(path);
+      assert.equal(posted?.alternateHostId, primaryId);
+      assert.equal('location' in (posted ?? {}), false, 'the location choice stays in the form');
+      await dialog.getByText('Close', { exact: true }).click();
+      await dialog.waitFor({ state: 'detached' });
+      assert.equal(refusals.length, 1, refusals.join('\n'));
+      assert.match(refusals[0]!, /status of 400/);
+      refusals.length = 0;
+    };
+    const primaryId = (await f.api<{ hosts: Host[] }>('GET', '/hosts')).body.hosts.find(
+      (h) => h.name === 'primary',
+    )!.id;
     const t0 = Date.now();
     const lap = (what: string) =>
       process.stdout.write(`# ${what}: ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
@@ -367,8 +405,10 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
     await screenshots(f, page, 'plans-cycle-failed-over');
     await run('Commit');
     await offers('failover-committed', ['Reprotect']);
+    await offersAlternateHost('Reprotect', primaryId);
     await run('Reprotect');
     await offers('reverse-protected', ['Failover', 'Failback']);
+    await offersAlternateHost('Failback', primaryId);
     // Here Failover goes home: the dialog says it is an unplanned failback.
     await operations.getByRole('button', { name: 'Failover…', exact: true }).click();
     await dialog.getByText(/^Unplanned failback: starts the machine at the primary site/).waitFor();
@@ -418,6 +458,11 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
       .getByText(/^Latest processed: for every machine/)
       .waitFor();
     await screenshots(f, page, 'plans-cycle-failover-job');
+    // Its machine steps label demo-01's record by its name, and name it only there.
+    const stepOutputs = await page.getByTestId('step-output').allInnerTexts();
+    const naming = stepOutputs.filter((o) => o.includes('demo-01'));
+    assert.ok(naming.length > 0, 'a step output names demo-01');
+    for (const o of naming) assert.equal(o.split('demo-01').length - 1, 1, o);
     await page.getByRole('link', { name: 'open its job' }).click();
     await page.locator('section.job[data-job-state="succeeded"] h1').getByText('failover').waitFor();
     await page
@@ -596,6 +641,11 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
     // The app group starts first.
     await editor.getByRole('button', { name: 'Move group 2 up' }).click();
     assert.equal(await editor.locator('[data-group-index="0"]').getByLabel('Group name').inputValue(), 'app');
+    // Each group's legend names it, in its new place.
+    assert.deepEqual(await editor.locator('.plan-group > legend').allInnerTexts(), [
+      'Group 1 · app',
+      'Group 2 · web',
+    ]);
 
     // A machine deleted while the form was open: the vault's refusal sits at that group's machines.
     assert.equal((await f.api('DELETE', `/machines/${gone.id}`)).status, 204);
@@ -606,6 +656,10 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
       .waitFor();
     await screenshots(f, page, 'plans-editor-reordered');
     await editor.getByRole('button', { name: 'Remove gone-01 from group 1' }).click();
+    // The removed chip's button is gone: the focus is back in that group's search, its list closed.
+    const appSearch = editor.locator('[data-group-index="0"]').getByRole('combobox');
+    assert.ok(await appSearch.evaluate((e) => e === document.activeElement));
+    assert.equal(await appSearch.getAttribute('aria-expanded'), 'false');
     await editor.getByRole('button', { name: 'Create plan' }).click();
     await page.getByTestId('plan-name').getByText('storefront').waitFor();
 
@@ -629,6 +683,11 @@ describe('portal pages: plans, consistency groups, policies', { timeout: 300_000
     await page.getByRole('button', { name: 'Edit' }).click();
     await editor.getByRole('button', { name: 'Move group 1 down' }).click();
     await editor.getByRole('button', { name: 'Remove web-02 from group 1' }).click();
+    assert.ok(
+      await editor
+        .locator('[data-group-index="0"] input[role="combobox"]')
+        .evaluate((e) => e === document.activeElement),
+    );
     await editor.getByRole('button', { name: 'Save plan' }).click();
     await editor.waitFor({ state: 'detached' });
     const edited = (await f.api<PlanDocument>('GET', '/plans/storefront/export')).body;

@@ -67,9 +67,22 @@ function Facts({ values }: { values: Record<string, unknown> }) {
 
 function Fact({ name, value }: { name: string; value: unknown }) {
   const point = name === 'recoveryPoint' ? chosenPointOf({ recoveryPoint: value }) : null;
+  const named = ID_KEY.test(name) ? nameOf(value) : undefined;
+  if (named !== undefined) {
+    // The record's name is its label: its facts go on without it.
+    const { name: _, ...rest } = value as Record<string, unknown>;
+    return (
+      <>
+        <dt>{named}</dt>
+        <dd data-output={name}>
+          <Facts values={rest} />
+        </dd>
+      </>
+    );
+  }
   return (
     <>
-      <dt>{(ID_KEY.test(name) && nameOf(value)) || labelOfKey(name)}</dt>
+      <dt>{labelOfKey(name)}</dt>
       <dd data-output={name}>{point ? nameOfChosenPoint(point) : present(name, value)}</dd>
     </>
   );

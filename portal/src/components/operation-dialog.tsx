@@ -5,6 +5,7 @@ import { type ApiError, asApiError, type JobWithCancel } from '../api-client.ts'
 import { newestFirst, OPERATION_TEXT, POINT_OPTIONS, type RecoveryPointOption } from '../operations.ts';
 import { navigate } from '../router.tsx';
 import { useSession } from '../session.tsx';
+import { AlternateHostSelect, withAlternateHost } from './alternate-host-select.tsx';
 import { Dialog } from './dialog.tsx';
 import { DialogActions } from './dialog-actions.tsx';
 import { PointPicker } from './point-picker.tsx';
@@ -105,10 +106,8 @@ function initialBody(operation: LifecycleOperation, c: OperationContext): Record
 
 /** Turns the form's state into the request body the API's schema expects. */
 function cleanBody(operation: LifecycleOperation, body: Record<string, unknown>): Record<string, unknown> {
-  const { location, alternateHostId, network, ...rest } = body;
-  if (operation === 'failback' || operation === 'reprotect') {
-    return location === 'alternate' ? { ...rest, alternateHostId } : rest;
-  }
+  if (operation === 'failback' || operation === 'reprotect') return withAlternateHost(body);
+  const { network, ...rest } = body;
   if (operation === 'test-failover') return network ? { ...rest, network } : rest;
   if (operation === 'planned-failover') {
     const seconds = Number(body.forceOffAfterSeconds);
@@ -137,6 +136,16 @@ function OperationFields({
   set: (patch: Record<string, unknown>) => void;
 }) {
   const id = useId();
+  // Failback and reprotect to an alternate location: a new machine on another host.
+  const alternateHost = body.location === 'alternate' && (
+    <AlternateHostSelect
+      id={`${id}-host`}
+      hosts={context.hosts}
+      runningOn={[context.machine.activeHostId]}
+      value={String(body.alternateHostId ?? '')}
+      onChange={(alternateHostId) => set({ alternateHostId })}
+    />
+  );
   switch (operation) {
     case 'test-failover':
       return (
@@ -236,9 +245,7 @@ function OperationFields({
               },
             ]}
           />
-          {body.location === 'alternate' && (
-            <HostSelect id={`${id}-host`} context={context} body={body} set={set} />
-          )}
+          {alternateHost}
           <Check
             id={`${id}-full`}
             label="Full resynchronisation"
@@ -286,9 +293,7 @@ function OperationFields({
               { value: 'alternate', title: 'Alternate location', hint: 'A new machine on another host.' },
             ]}
           />
-          {body.location === 'alternate' && (
-            <HostSelect id={`${id}-host`} context={context} body={body} set={set} />
-          )}
+          {alternateHost}
         </>
       );
     case 'enable-replication':
@@ -383,36 +388,6 @@ function PointChoice({
         />
       )}
     </>
-  );
-}
-
-function HostSelect({
-  id,
-  context,
-  body,
-  set,
-}: {
-  id: string;
-  context: OperationContext;
-  body: Record<string, unknown>;
-  set: (patch: Record<string, unknown>) => void;
-}) {
-  return (
-    <div className="field">
-      <label htmlFor={id}>Alternate host</label>
-      <select
-        id={id}
-        value={String(body.alternateHostId ?? '')}
-        onChange={(e) => set({ alternateHostId: e.target.value })}
-      >
-        <option value="">— choose a host —</option>
-        {context.hosts.map((h) => (
-          <option key={h.id} value={h.id}>
-            {h.name}
-          </option>
-        ))}
-      </select>
-    </div>
   );
 }
 

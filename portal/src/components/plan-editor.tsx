@@ -187,7 +187,10 @@ export function PlanEditor({
         </Field>
         {draft.groups.map((group, g) => (
           <fieldset key={group.key} className="plan-group" data-group-index={g}>
-            <legend>Group {g + 1}</legend>
+            <legend>
+              Group {g + 1}
+              {group.name.trim() && ` · ${group.name.trim()}`}
+            </legend>
             <div className="row">
               <Field name={`groups.${g}.name`} label="Group name" errors={errors} idPrefix="plan">
                 {(props) => (

@@ -1,4 +1,4 @@
-import { type KeyboardEvent, useId, useState } from 'react';
+import { type KeyboardEvent, useId, useRef, useState } from 'react';
 import type { MachineState } from '../../../src/domain/model.ts';
 import { StateBadge } from './badges.tsx';
 import type { FieldProps } from './field.tsx';
@@ -43,6 +43,7 @@ export function PlanMachinePicker({
   const [query, setQuery] = useState('');
   const [open, setOpen] = useState(false);
   const [active, setActive] = useState(0);
+  const search = useRef<HTMLInputElement>(null);
   const byName = new Map(machines.map((m) => [m.name, m]));
   const needle = query.trim().toLowerCase();
   const matches = machines.filter((m) => !chosen.includes(m.name) && m.name.toLowerCase().includes(needle));
@@ -102,7 +103,12 @@ export function PlanMachinePicker({
                   className="icon-button"
                   aria-label={`Remove ${name} from ${group}`}
                   title={`Remove ${name}`}
-                  onClick={() => onChange(chosen.filter((c) => c !== name))}
+                  onClick={() => {
+                    onChange(chosen.filter((c) => c !== name));
+                    // The button goes away with the chip: keep the focus in this group, at its search, list closed.
+                    search.current?.focus();
+                    setOpen(false);
+                  }}
                 >
                   ×
                 </button>
@@ -113,6 +119,7 @@ export function PlanMachinePicker({
       )}
       <input
         {...field}
+        ref={search}
         type="search"
         role="combobox"
         autoComplete="off"

@@ -1,9 +1,11 @@
 import { type FormEvent, useId, useState } from 'react';
-import type { Job } from '../../../src/domain/model.ts';
+import type { Host, Job, Machine } from '../../../src/domain/model.ts';
 import type { PlanOperation } from '../../../src/vault/plans/plan-steps.ts';
 import { type ApiError, asApiError } from '../api-client.ts';
 import { OPERATION_TEXT, POINT_OPTIONS, UNPLANNED_FAILBACK_TEXT } from '../operations.ts';
 import { useSession } from '../session.tsx';
+import { useResource } from '../use-resource.ts';
+import { AlternateHostSelect, withAlternateHost } from './alternate-host-select.tsx';
 import { Dialog } from './dialog.tsx';
 import { DialogActions } from './dialog-actions.tsx';
 
@@ -23,9 +25,9 @@ function initialBody(operation: PlanOperation): Body {
     case 'planned-failover':
       return { forceOffAfterSeconds: '' };
     case 'failback':
-      return { dataSync: 'before-failover' };
+      return { dataSync: 'before-failover', location: 'original' };
     case 'reprotect':
-      return { fullResync: false };
+      return { fullResync: false, location: 'original' };
     default:
       return {};
   }
@@ -34,6 +36,7 @@ function initialBody(operation: PlanOperation): Body {
 /** The form's state as the API's schema wants it: empty optional fields left out. */
 function cleanBody(operation: PlanOperation, body: Body): Body {
   if (operation === 'test-failover' && !body.network) return { recoveryPoint: body.recoveryPoint };
+  if (operation === 'failback' || operation === 'reprotect') return withAlternateHost(body);
   if (operation === 'planned-failover') {
     const seconds = Number(body.forceOffAfterSeconds);
     return body.forceOffAfterSeconds !== '' && Number.isInteger(seconds)
@@ -51,7 +54,7 @@ export function PlanOperationDialog({
   onStarted,
   onClose,
 }: {
-  plan: { id: string; name: string };
+  plan: { id: string; name: string; groups: { machineIds: string[] }[] };
   operation: PlanOperation;
   /** The machines run at the recovery site, protected back to the primary: a failover goes home. */
   reverse: boolean;
@@ -65,6 +68,14 @@ export function PlanOperationDialog({
   const [error, setError] = useState<ApiError>();
   const id = useId();
   const set = (patch: Body) => setBody((b) => ({ ...b, ...patch }));
+  // Failback and reprotect can create the machines on another host: it is chosen among the hosts none of them runs on.
+  const movable = operation === 'failback' || operation === 'reprotect';
+  const hosts = useResource<{ hosts: Host[] }>(movable ? '/hosts' : null);
+  const machines = useResource<{ machines: Machine[] }>(movable ? '/machines' : null);
+  const members = new Set(plan.groups.flatMap((g) => g.machineIds));
+  const runningOn = (machines.data?.machines ?? [])
+    .filter((m) => members.has(m.id))
+    .map((m) => m.activeHostId);
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
@@ -186,6 +197,39 @@ export function PlanOperationDialog({
             />{' '}
             Full resynchronisation
           </label>
+        )}
+        {movable && (
+          <fieldset className="radios">
+            <legend>{operation === 'failback' ? 'Fail back to' : 'Replicate to'}</legend>
+            <label>
+              <input
+                type="radio"
+                name={`${id}-location`}
+                checked={body.location === 'original'}
+                onChange={() => set({ location: 'original' })}
+              />{' '}
+              Original location <span className="hint">the machines the workloads came from</span>
+            </label>
+            <label>
+              <input
+                type="radio"
+                name={`${id}-location`}
+                checked={body.location === 'alternate'}
+                onChange={() => set({ location: 'alternate' })}
+              />{' '}
+              Alternate location{' '}
+              <span className="hint">new machines on another host, all on the same one</span>
+            </label>
+          </fieldset>
+        )}
+        {movable && body.location === 'alternate' && (
+          <AlternateHostSelect
+            id={`${id}-host`}
+            hosts={hosts.data?.hosts ?? []}
+            runningOn={runningOn}
+            value={String(body.alternateHostId ?? '')}
+            onChange={(alternateHostId) => set({ alternateHostId })}
+          />
         )}
         {(operation === 'failover' || operation === 'commit') && (
           <p className="warning">Once started, this cannot be cancelled.</p>

@@ -207,6 +207,7 @@ describe('drills of a real guest', { timeout: 600_000 }, () => {
     assert.equal(boot.result, 'passed');
     assert.match(boot.evidence ?? '', /recovered \d+ ok/);
     assert.ok(m!.rtoSeconds !== null && m!.rtoSeconds > 0 && m!.rtoSeconds < 120, `RTO ${m!.rtoSeconds}`);
+    assert.equal(ended.rtoSeconds, m!.rtoSeconds, "a machine drill's RTO is its machine's");
     console.log(
       `# drill of ${DEMO_MACHINE}: RTO ${m!.rtoSeconds!.toFixed(1)} s, drill ${((Date.parse(ended.endedAt!) - Date.parse(ended.startedAt!)) / 1000).toFixed(1)} s`,
     );

@@ -67,6 +67,11 @@ export function drillJob(vault: () => VaultContext): VaultJobDefinition<'drill'>
         }),
       ];
     },
-    settle: ({ input, outcome, error }) => settleDrill(vault(), input, { outcome, error }),
+    // A machine drill's RTO is its machine's: the run says it too (history, reports, `drills show`).
+    settle: ({ input, outcome, error }) =>
+      settleDrill(vault(), input, { outcome, error }, (run) => ({
+        checks: run.checks,
+        rtoSeconds: run.machines[0]?.rtoSeconds ?? null,
+      })),
   });
 }

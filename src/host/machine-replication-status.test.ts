@@ -78,6 +78,8 @@ test('a sender with a copy due is not caught up, even before the copy begins', (
   assert.equal(of({ state: 'streaming', syncDue: 'resync' }), 'resync');
   // Nothing due: connecting shows as the stream it leads to.
   assert.equal(of({ state: 'connecting', syncDue: null }), 'streaming');
+  // Unless it connects again after a failure: then it is in error until a session resumes.
+  assert.equal(of({ state: 'connecting', syncDue: null, lastError: 'receiver: refused' }), 'error');
   assert.equal(of({ state: 'paused', syncDue: 'resync' }), 'paused');
 });
 

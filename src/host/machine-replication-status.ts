@@ -114,6 +114,8 @@ export function machineReplicationStatus(
  * queued" cannot end before the copy has even begun.
  */
 function effectiveState(s: DiskReplicationStatus): DiskReplicationStatus['state'] {
+  // Connecting again after a failure (a refusal, a cut link) is not streaming until a session resumes.
+  if (s.state === 'connecting' && s.lastError !== null) return 'error';
   if ((s.state === 'connecting' || s.state === 'streaming') && s.syncDue !== null) {
     return s.syncDue === 'initial' ? 'initial-sync' : 'resync';
   }

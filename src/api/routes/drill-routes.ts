@@ -9,6 +9,7 @@ import {
 import { HavenError, notFound } from '../../errors/index.ts';
 import {
   allProofs,
+  type DrillRequest,
   drillCheckProblems,
   drillReport,
   drillReportHtml,
@@ -24,6 +25,7 @@ import * as r from '../response-schemas.ts';
 import { type Actor, type RouteDefinition, roleAllows, route } from '../route.ts';
 import * as s from '../schemas.ts';
 import { machineOr404 } from './machine-routes.ts';
+import { planByRefOr404 } from './plan-routes.ts';
 
 /** Script output (an application check's evidence) is for operators and admins; viewers see results without it. */
 const seesScriptOutput = (actor: Actor | null) => actor !== null && roleAllows(actor.role, 'operator');
@@ -37,10 +39,25 @@ export function drillRoutes(vault: VaultContext): RouteDefinition[] {
     if (!schedule) throw notFound('drill schedule', ref);
     return schedule;
   };
-  const planOr404 = async (ref: string) => {
-    const plan = (await store.plans.get(ref)) ?? (await store.plans.getByName(ref));
-    if (!plan) throw notFound('recovery plan', ref);
-    return plan;
+  const planOr404 = (ref: string) => planByRefOr404(vault, ref);
+  /** Checks a drill's settings at the request, starts it, and answers with the drill and its job. */
+  const startDrill = async (
+    what: string,
+    body: z.infer<typeof s.runDrill>,
+    createdBy: string,
+    request: (settings: DrillRequest) => Promise<DrillRun>,
+  ) => {
+    refuseProblems(what, await drillCheckProblems(vault, body.checks, body.timeLimitSeconds));
+    const run = await request({
+      point: body.point,
+      testNetwork: body.testNetwork,
+      checks: body.checks,
+      timeLimitSeconds: body.timeLimitSeconds,
+      createdBy,
+    });
+    const job = await store.jobs.get(run.jobId!);
+    if (!job) throw new HavenError('internal', `drill ${run.id}: its job ${run.jobId} was not recorded`);
+    return { drill: run, job };
   };
   const drillOr404 = async (id: string) => {
     const run = await store.drillRuns.get(id);
@@ -136,20 +153,9 @@ export function drillRoutes(vault: VaultContext): RouteDefinition[] {
       response: r.startedDrill,
       handler: async ({ params, body, actor }) => {
         const machine = await machineOr404(vault, params.id!);
-        refuseProblems(
-          `A drill of machine '${machine.name}'`,
-          await drillCheckProblems(vault, body.checks, body.timeLimitSeconds),
+        return startDrill(`A drill of machine '${machine.name}'`, body, actor!.name, (request) =>
+          requestMachineDrill(vault, machine, request),
         );
-        const run = await requestMachineDrill(vault, machine, {
-          point: body.point,
-          testNetwork: body.testNetwork,
-          checks: body.checks,
-          timeLimitSeconds: body.timeLimitSeconds,
-          createdBy: actor!.name,
-        });
-        const job = await store.jobs.get(run.jobId!);
-        if (!job) throw new HavenError('internal', `drill ${run.id}: its job ${run.jobId} was not recorded`);
-        return { drill: run, job };
       },
     }),
     route({
@@ -164,20 +170,9 @@ export function drillRoutes(vault: VaultContext): RouteDefinition[] {
       response: r.startedDrill,
       handler: async ({ params, body, actor }) => {
         const plan = await planOr404(params.id!);
-        refuseProblems(
-          `A drill of plan '${plan.name}'`,
-          await drillCheckProblems(vault, body.checks, body.timeLimitSeconds),
+        return startDrill(`A drill of plan '${plan.name}'`, body, actor!.name, (request) =>
+          requestPlanDrill(vault, plan, request),
         );
-        const run = await requestPlanDrill(vault, plan, {
-          point: body.point,
-          testNetwork: body.testNetwork,
-          checks: body.checks,
-          timeLimitSeconds: body.timeLimitSeconds,
-          createdBy: actor!.name,
-        });
-        const job = await store.jobs.get(run.jobId!);
-        if (!job) throw new HavenError('internal', `drill ${run.id}: its job ${run.jobId} was not recorded`);
-        return { drill: run, job };
       },
     }),
     route({

@@ -42,15 +42,18 @@ const OPERATION_BODIES: { [O in PlanOperation]: OperationRoute<O> } = {
   },
 };
 
+/** A recovery plan by id or name, or a 404 naming what was asked for. */
+export async function planByRefOr404(vault: VaultContext, ref: string): Promise<RecoveryPlan> {
+  const plan = (await vault.store.plans.get(ref)) ?? (await vault.store.plans.getByName(ref));
+  if (!plan) throw notFound('recovery plan', ref);
+  return plan;
+}
+
 export function planRoutes(vault: VaultContext): RouteDefinition[] {
   const { store } = vault;
   const tag = 'plans';
 
-  const planOr404 = async (id: string) => {
-    const plan = (await store.plans.get(id)) ?? (await store.plans.getByName(id));
-    if (!plan) throw notFound('recovery plan', id);
-    return plan;
-  };
+  const planOr404 = (id: string) => planByRefOr404(vault, id);
   const machineNames = async () => new Map((await store.machines.list()).map((m) => [m.id, m.name]));
   const toDocument = async (plan: RecoveryPlan) => {
     const names = await machineNames();

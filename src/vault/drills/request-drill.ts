@@ -10,7 +10,7 @@ import {
 import type { Machine, RecoveryPlan } from '../../domain/model.ts';
 import { planScriptProblems } from '../../domain/recovery-plan-validation.ts';
 import { HavenError } from '../../errors/index.ts';
-import { activePlanJobs, busyMachines } from '../plans/request-plan-operation.ts';
+import { activePlanJobs, planMembers } from '../plans/request-plan-operation.ts';
 import type { VaultContext } from '../vault-context.ts';
 import type { DrillSettings } from './drill-job-input.ts';
 import { PLAN_DRILL_JOB_KIND } from './plan-drill-steps.ts';
@@ -150,25 +150,10 @@ export async function requestPlanDrill(
     );
   }
   const problems = planScriptProblems(plan.groups, await vault.scripts.registry.known());
-  const busy = new Map(busyMachines(await activePlanJobs(vault)).map((b) => [b.machineId, b]));
-  const machines: Machine[] = [];
-  for (const id of plan.groups.flatMap((g) => g.machineIds)) {
-    const machine = await vault.store.machines.get(id);
-    if (!machine) {
-      problems.push(`machine ${id} does not exist any more`);
-      continue;
-    }
-    machines.push(machine);
-    const other = busy.get(id);
-    if (other) {
-      problems.push(
-        `machine '${machine.name}' is being moved by job ${other.jobId} of plan '${other.planName}'`,
-      );
-      continue;
-    }
+  const machines = await planMembers(vault, plan, await activePlanJobs(vault), problems, async (machine) => {
     const refusal = await machineDrillRefusal(vault, machine);
-    if (refusal) problems.push(refusal.message);
-  }
+    if (refusal) throw refusal;
+  });
   if (machines.length === 0 && problems.length === 0) problems.push('it has no machines');
   if (problems.length > 0) {
     throw new HavenError(

@@ -30,6 +30,43 @@ export function busyMachines(jobs: readonly Job[]): BusyMachine[] {
 }
 
 /**
+ * The plan's machines as they are now, adding to `problems` every one that
+ * is gone, that another plan job (of `active`) is moving, or that `check`
+ * refuses (its error's message): what every plan-wide request checks first.
+ */
+export async function planMembers(
+  vault: VaultContext,
+  plan: RecoveryPlan,
+  active: readonly Job[],
+  problems: string[],
+  check: (machine: Machine) => Promise<void>,
+): Promise<Machine[]> {
+  const busy = new Map(busyMachines(active).map((b) => [b.machineId, b]));
+  const machines: Machine[] = [];
+  for (const id of plan.groups.flatMap((g) => g.machineIds)) {
+    const machine = await vault.store.machines.get(id);
+    if (!machine) {
+      problems.push(`machine ${id} does not exist any more`);
+      continue;
+    }
+    machines.push(machine);
+    const other = busy.get(id);
+    if (other) {
+      problems.push(
+        `machine '${machine.name}' is being moved by job ${other.jobId} of plan '${other.planName}'`,
+      );
+      continue;
+    }
+    try {
+      await check(machine);
+    } catch (error) {
+      problems.push(error instanceof Error ? error.message : String(error));
+    }
+  }
+  return machines;
+}
+
+/**
  * Starts a plan operation as one job, after checking what can be checked
  * now for every machine at once: each exists, no other plan job is moving
  * it, its state allows the operation, and the operation's own checks pass.
@@ -51,34 +88,15 @@ export async function requestPlanOperation(
       { planId: plan.id, jobId: own.id },
     );
   }
-  const busy = new Map(busyMachines(active).map((b) => [b.machineId, b]));
-  const machines: Machine[] = [];
   // Scripts are checked now, not when the job reaches them half-way through the plan.
   const problems: string[] = runsActions(requested)
     ? planScriptProblems(plan.groups, await vault.scripts.registry.known())
     : [];
-  for (const id of plan.groups.flatMap((g) => g.machineIds)) {
-    const machine = await vault.store.machines.get(id);
-    if (!machine) {
-      problems.push(`machine ${id} does not exist any more`);
-      continue;
-    }
-    machines.push(machine);
-    const other = busy.get(id);
-    if (other) {
-      problems.push(
-        `machine '${machine.name}' is being moved by job ${other.jobId} of plan '${other.planName}'`,
-      );
-      continue;
-    }
-    try {
-      planTransition(machine, operation, transitionOptions(requested));
-      await operationCheck(vault, requested)(machine);
-      await refuseDuringDrill(vault, machine, operation);
-    } catch (error) {
-      problems.push(error instanceof Error ? error.message : String(error));
-    }
-  }
+  const machines = await planMembers(vault, plan, active, problems, async (machine) => {
+    planTransition(machine, operation, transitionOptions(requested));
+    await operationCheck(vault, requested)(machine);
+    await refuseDuringDrill(vault, machine, operation);
+  });
   if (problems.length > 0) {
     throw new HavenError(
       'operation_not_allowed',

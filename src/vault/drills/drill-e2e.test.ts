@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { DEMO_MACHINE } from '../../app/demo-machine.ts';
 import { type Embedded, startEmbedded } from '../../app/start-embedded.ts';
-import type { DrillRun } from '../../domain/drill.ts';
+import type { DrillChecks, DrillPointChoice, DrillRun } from '../../domain/drill.ts';
 import type { Alert, Machine, RecoveryPlan, RecoveryPoint } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type {
@@ -55,6 +55,21 @@ async function registerScript(name: string, text: string): Promise<void> {
 async function probeNamespaces(): Promise<string[]> {
   const { stdout } = await run('ip', ['netns', 'list']);
   return stdout.split('\n').filter((l) => l.startsWith('haven-probe-'));
+}
+
+/** Drills the demo machine now with these checks and waits for the drill to end. */
+async function drillNow(
+  checks: DrillChecks,
+  point: DrillPointChoice = 'latest-crash-consistent',
+): Promise<DrillRun> {
+  const run = await requestMachineDrill(up.vault.context, machine, {
+    point,
+    testNetwork: null,
+    checks,
+    timeLimitSeconds: 600,
+    createdBy: 'test',
+  });
+  return drillEnded(run.id);
 }
 
 /** The drill's machine and overlay no longer exist at the recovery host. */
@@ -188,18 +203,11 @@ describe('drills of a real guest', { timeout: 600_000 }, () => {
   });
 
   it('a drill boots the latest crash-consistent point, proves it up with evidence and RTO, and leaves nothing behind', async () => {
-    const run = await requestMachineDrill(up.vault.context, machine, {
-      point: 'latest-crash-consistent',
-      testNetwork: null,
-      checks: {
-        filesystems: false,
-        script: null,
-        boot: { consolePattern: 'recovered \\d+ ok', timeoutSeconds: 120 },
-      },
-      timeLimitSeconds: 600,
-      createdBy: 'test',
+    const ended = await drillNow({
+      filesystems: false,
+      script: null,
+      boot: { consolePattern: 'recovered \\d+ ok', timeoutSeconds: 120 },
     });
-    const ended = await drillEnded(run.id);
     assert.equal(ended.state, 'passed', `${ended.reason} ${JSON.stringify(ended.machines)}`);
     const [m] = ended.machines;
     assert.equal(m!.point?.type, 'crash-consistent');
@@ -212,7 +220,7 @@ describe('drills of a real guest', { timeout: 600_000 }, () => {
       `# drill of ${DEMO_MACHINE}: RTO ${m!.rtoSeconds!.toFixed(1)} s, drill ${((Date.parse(ended.endedAt!) - Date.parse(ended.startedAt!)) / 1000).toFixed(1)} s`,
     );
     await assertGone(ended);
-    assert.equal((await up.vault.context.store.drillRuns.lastProven(machine.id))?.id, run.id);
+    assert.equal((await up.vault.context.store.drillRuns.lastProven(machine.id))?.id, ended.id);
     // Production was never touched.
     const status = await up.vault.context.hosts.call<MachineStatus>(
       machine.primaryHostId,
@@ -226,18 +234,11 @@ describe('drills of a real guest', { timeout: 600_000 }, () => {
   });
 
   it('a drill whose machine does not come up in time fails with the console as evidence, raises an alert, and is cleaned up', async () => {
-    const run = await requestMachineDrill(up.vault.context, machine, {
-      point: 'latest-crash-consistent',
-      testNetwork: null,
-      checks: {
-        filesystems: false,
-        script: null,
-        boot: { consolePattern: 'this line never appears', timeoutSeconds: 5 },
-      },
-      timeLimitSeconds: 600,
-      createdBy: 'test',
+    const ended = await drillNow({
+      filesystems: false,
+      script: null,
+      boot: { consolePattern: 'this line never appears', timeoutSeconds: 5 },
     });
-    const ended = await drillEnded(run.id);
     assert.equal(ended.state, 'failed');
     const boot = ended.machines[0]!.checks.find((c) => c.kind === 'boot')!;
     assert.equal(boot.result, 'failed');
@@ -252,7 +253,7 @@ describe('drills of a real guest', { timeout: 600_000 }, () => {
       JSON.stringify(alerts),
     );
     // The last proof is still the earlier drill's.
-    assert.notEqual((await up.vault.context.store.drillRuns.lastProven(machine.id))?.id, run.id);
+    assert.notEqual((await up.vault.context.store.drillRuns.lastProven(machine.id))?.id, ended.id);
   });
 
   it("a drill that fails twice over: its inode table overwritten in the drill's overlay, and a check script that then finds no records; both reported with evidence, an alert, nothing left", async () => {
@@ -267,19 +268,12 @@ describe('drills of a real guest', { timeout: 600_000 }, () => {
     };
     let ended: DrillRun;
     try {
-      const run = await requestMachineDrill(up.vault.context, machine, {
-        point: 'latest-crash-consistent',
-        testNetwork: null,
-        checks: {
-          filesystems: true,
-          script: { name: 'check-records', timeoutSeconds: 30 },
-          // Any console output: the guest boots (its system is not on the damaged disk), so the script runs.
-          boot: { consolePattern: null, timeoutSeconds: 60 },
-        },
-        timeLimitSeconds: 600,
-        createdBy: 'test',
+      ended = await drillNow({
+        filesystems: true,
+        script: { name: 'check-records', timeoutSeconds: 30 },
+        // Any console output: the guest boots (its system is not on the damaged disk), so the script runs.
+        boot: { consolePattern: null, timeoutSeconds: 60 },
       });
-      ended = await drillEnded(run.id);
     } finally {
       replica.checkFilesystems = real;
     }
@@ -395,18 +389,14 @@ describe('drills of a real guest', { timeout: 600_000 }, () => {
     const quiet = await sampleWhile(new Promise((r) => setTimeout(r, 15_000)));
     const drills = (async () => {
       for (let i = 0; i < 2; i++) {
-        const run = await requestMachineDrill(up.vault.context, machine, {
-          point: i === 0 ? 'latest-crash-consistent' : 'random-retained',
-          testNetwork: null,
-          checks: {
+        const ended = await drillNow(
+          {
             filesystems: true,
             script: null,
             boot: { consolePattern: 'recovered \\d+ ok', timeoutSeconds: 120 },
           },
-          timeLimitSeconds: 600,
-          createdBy: 'test',
-        });
-        const ended = await drillEnded(run.id);
+          i === 0 ? 'latest-crash-consistent' : 'random-retained',
+        );
         assert.equal(ended.state, 'passed', `${ended.reason}`);
       }
     })();

@@ -32,6 +32,7 @@ import type {
   ReplicationSnapshot,
   RunningCopy,
   ScriptRunRecord,
+  ServerLinkSnapshot,
   Site,
   SourceFence,
   ViewClosedReason,
@@ -136,6 +137,7 @@ export const policy = describes<Policy>()(
 const disk = describes<Disk>()(
   z.strictObject({
     id: z.string(),
+    serverDevice: z.string().nullable().optional(),
     nbdUri: z.string().nullable().optional(),
     sizeBytes: z.number(),
     source: z.string(),
@@ -200,6 +202,42 @@ export const mirrorStatus = z
   .strictObject({ machineId: id, ...mirrorFields })
   .meta({ id: 'MirrorStatus', examples: [x.mirrorStatusExample] });
 
+const serverLinkSnapshot = describes<ServerLinkSnapshot>()(
+  z.strictObject({
+    state: z.enum(['awaiting-enrolment', 'agent-silent', 'syncing', 'in-sync', 'degraded']),
+    legs: z.array(
+      z.strictObject({
+        diskId: z.string(),
+        sizeBytes: z.number(),
+        connected: z.boolean(),
+        md: z.enum(['in-sync', 'resyncing', 'recovering', 'unknown']),
+        syncedBytes: z.number().nullable(),
+        pointsAllowed: z.boolean(),
+        lastWriteAt: time.nullable(),
+      }),
+    ),
+    agent: z
+      .strictObject({
+        receivedAt: time,
+        hostname: z.string(),
+        agentVersion: z.string(),
+        stopping: z.boolean(),
+        disks: z.array(
+          z.strictObject({
+            diskId: z.string(),
+            array: z.string(),
+            legs: z.string(),
+            action: z.enum(['idle', 'resync', 'recovery', 'degraded']),
+            progressPercent: z.number().nullable(),
+            bitmapDirtyChunks: z.number().nullable(),
+          }),
+        ),
+      })
+      .nullable(),
+    problem: z.string().nullable(),
+  }),
+);
+
 const replicationSnapshot = describes<ReplicationSnapshot>()(
   z.strictObject({
     state: z.enum(['initial-sync', 'resync', 'streaming', 'paused', 'stopped', 'error', 'unreachable']),
@@ -212,6 +250,7 @@ const replicationSnapshot = describes<ReplicationSnapshot>()(
     lastError: z.string().nullable(),
     updatedAt: time,
     mirror: mirrorSnapshot.nullable().optional(),
+    server: serverLinkSnapshot.nullable().optional(),
   }),
 );
 
@@ -270,6 +309,14 @@ const machineFields = {
     .nullable()
     .optional(),
   sourceFence: sourceFence.nullable().optional(),
+  server: z
+    .strictObject({
+      writeBehind: z.number().nullable(),
+      nbdTimeoutSeconds: z.number(),
+      enrolledAt: time.nullable(),
+    })
+    .nullable()
+    .optional(),
   createdAt: time,
   updatedAt: time,
 };

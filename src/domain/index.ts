@@ -25,7 +25,7 @@ export {
   where,
 } from './lifecycle.ts';
 export type * from './model.ts';
-export { DISK_ID_PATTERN, vmNameOf } from './model.ts';
+export { DISK_ID_PATTERN, machineKindOf, vmNameOf } from './model.ts';
 export {
   AUTOMATIC_FAILBACK_POLICY,
   assertEditable,

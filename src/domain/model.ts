@@ -69,6 +69,83 @@ export interface Disk {
    * operator): the domain's device, bus and image format ('qcow2', 'raw'...).
    */
   fromDomain?: { target: string; bus: string; format: string | null } | null;
+  /** On a physical server: the block device md mirrors, e.g. /dev/sda (then also its `source`). */
+  serverDevice?: string | null;
+}
+
+/**
+ * A physical Linux server protected through the kernel's own write splitter:
+ * each protected block device is an md raid1 of the server's own device and
+ * an NBD leg (`--write-mostly`, over TLS) on an export of the primary-site
+ * host's disk service. The server fails over as a VM booting its replicated
+ * disks at the recovery site.
+ */
+export interface ServerSettings {
+  /**
+   * null: every write reaches the NBD leg before md acknowledges it (order
+   * kept, LAN latency per write). n: md write-behind of up to n writes to the
+   * leg, tracked by the write-intent bitmap: faster on slow links, but the
+   * leg (and so a recovery point) may lack writes the server acknowledged.
+   */
+  writeBehind: number | null;
+  /** nbd-client timeout: a cut link fails the NBD leg after this long instead of hanging the server's I/O. */
+  nbdTimeoutSeconds: number;
+  /** When the server agent enrolled (its client certificate was issued); null until it has. */
+  enrolledAt: string | null;
+}
+
+/** One protected block device of a server, as the primary host sees its NBD leg. */
+export interface ServerLegState {
+  diskId: string;
+  sizeBytes: number;
+  /** The server's NBD client is connected to the leg's export now. */
+  connected: boolean;
+  /**
+   * What the md superblock the server last wrote on the leg says of the leg:
+   * in-sync (the array is in sync and the leg a full member), resyncing (the
+   * array's initial resync runs), recovering (the leg is being rebuilt, e.g.
+   * re-added through the bitmap), unknown (no md superblock seen yet).
+   */
+  md: 'in-sync' | 'resyncing' | 'recovering' | 'unknown';
+  /** Bytes of the device md recorded as done on the leg while resyncing or recovering. */
+  syncedBytes: number | null;
+  /** Recovery points are cut from the server's flushes only while the leg holds a consistent copy. */
+  pointsAllowed: boolean;
+  lastWriteAt: string | null;
+}
+
+/** The server agent's last report, as its primary host received it. */
+export interface ServerAgentReport {
+  receivedAt: string;
+  hostname: string;
+  agentVersion: string;
+  /** The server is shutting down (an ordered shutdown). */
+  stopping: boolean;
+  disks: Array<{
+    diskId: string;
+    /** The md array on the server, e.g. /dev/md0. */
+    array: string;
+    /** md's view of the members, local first: '[UU]' both in sync, '[U_]' the NBD leg out. */
+    legs: string;
+    action: 'idle' | 'resync' | 'recovery' | 'degraded';
+    progressPercent: number | null;
+    /** Write-intent bitmap chunks still dirty (what a re-add will resend). */
+    bitmapDirtyChunks: number | null;
+  }>;
+}
+
+/**
+ * Live protection of a server, as its primary host reports it.
+ * awaiting-enrolment: no agent enrolled; agent-silent: no report for longer
+ * than allowed (the server or its link is down); syncing: a leg's initial
+ * resync or recovery runs; in-sync: every leg verified in sync and the agent
+ * reports every array whole; degraded: a leg is out (link cut, NBD failed).
+ */
+export interface ServerLinkSnapshot {
+  state: 'awaiting-enrolment' | 'agent-silent' | 'syncing' | 'in-sync' | 'degraded';
+  legs: ServerLegState[];
+  agent: ServerAgentReport | null;
+  problem: string | null;
 }
 
 /** The hypervisor domain a machine was imported from (`machines import`). */
@@ -272,6 +349,8 @@ export interface ReplicationSnapshot {
   updatedAt: string;
   /** Machines protected through QEMU's active mirror: the mirror of each disk. */
   mirror?: MirrorSnapshot | null;
+  /** Physical servers: their NBD legs and their agent. */
+  server?: ServerLinkSnapshot | null;
 }
 
 export interface Machine {
@@ -301,6 +380,8 @@ export interface Machine {
   originalExists: boolean;
   /** The hypervisor domain it was imported from; absent for machines registered by hand. */
   importedFrom?: ImportedDomain | null;
+  /** Set for a physical server (kind server): how it mirrors onto its NBD legs. Absent for VMs. */
+  server?: ServerSettings | null;
   /** The source a failover left behind and whether it was verified stopped; absent before any failover. */
   sourceFence?: SourceFence | null;
   createdAt: string;
@@ -623,4 +704,12 @@ export const DISK_ID_PATTERN = /^[A-Za-z0-9_-]{1,60}$/;
  */
 export function vmNameOf(machine: Pick<Machine, 'name' | 'importedFrom'>): string {
   return machine.importedFrom?.domain ?? machine.name;
+}
+
+/** What kind of machine it is: a VM Haven defines, an imported libvirt domain, or a physical server. */
+export type MachineKind = 'vm' | 'libvirt' | 'server';
+
+export function machineKindOf(machine: Pick<Machine, 'importedFrom' | 'server'>): MachineKind {
+  if (machine.server) return 'server';
+  return machine.importedFrom ? 'libvirt' : 'vm';
 }

@@ -8,7 +8,13 @@
  * A host agent started without one of the services (no hypervisor, a test
  * host) refuses its operations with `not_available` (notAvailableServices).
  */
-import type { MirroredDiskState, MirrorSnapshot, RecoveryPoint, RecoveryPointType } from '../domain/index.ts';
+import type {
+  MirroredDiskState,
+  MirrorSnapshot,
+  RecoveryPoint,
+  RecoveryPointType,
+  ServerLinkSnapshot,
+} from '../domain/index.ts';
 import type { FilesystemCheck } from '../filesystem/index.ts';
 import type { Hypervisor } from '../hypervisor/hypervisor.ts';
 import type { ImageWriters } from './image-writers.ts';
@@ -507,6 +513,47 @@ export interface NetworkService {
    * Refused for a network that is not an isolated network existing here.
    */
   runProbe(params: NetworkProbeRequest): Promise<NetworkProbeResult>;
+}
+
+// ---- physical servers (their NBD legs and agents) -------------------------
+
+/**
+ * Where servers reach this host: their agents enrol and report over HTTPS at
+ * `agentPort`, their md raid1 legs connect over NBD with STARTTLS at
+ * `nbdPort`. Both present a certificate signed by the host's server CA
+ * (`caCertPem`) for `tlsHostname`; after enrolment the server presents a
+ * client certificate from the same CA naming its machine id.
+ */
+export interface ServerEndpoint {
+  address: string;
+  nbdPort: number;
+  agentPort: number;
+  tlsHostname: string;
+  caCertPem: string;
+}
+
+/** What the vault answers a host that redeems a server's one-time enrolment token. */
+export interface ServerEnrolment {
+  machineId: string;
+  name: string;
+  disks: Array<{ diskId: string; device: string; sizeBytes: number }>;
+  writeBehind: number | null;
+  nbdTimeoutSeconds: number;
+}
+
+export interface ServerLinkService {
+  /** The endpoint servers use; null when this host does not serve physical servers. */
+  endpoint(params?: Record<string, never>): Promise<ServerEndpoint | null>;
+  /** The server's legs and its agent's last report. */
+  status(params: { machineId: string }): Promise<ServerLinkSnapshot>;
+  /**
+   * Asks the server's agent for an ordered shutdown (the command rides on the
+   * answer to its next report) and waits, bounded, until the agent reported
+   * it is stopping and its legs disconnected after their last flush.
+   */
+  shutdown(params: { machineId: string; timeoutMs: number }): Promise<{ stopped: boolean; reason: string }>;
+  /** Forgets the server: its certificate is no longer accepted and its exports are detached. */
+  forget(params: { machineId: string }): Promise<void>;
 }
 
 // ---- all of them ---------------------------------------------------------

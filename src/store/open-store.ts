@@ -20,6 +20,7 @@ import { KyselyPolicyRepository } from './repositories/policy-repository.ts';
 import { KyselyRecoveryPointRepository } from './repositories/recovery-point-repository.ts';
 import { KyselyReplicationHistoryRepository } from './repositories/replication-history-repository.ts';
 import { KyselyScriptRunRepository } from './repositories/script-run-repository.ts';
+import { KyselyServerEnrolmentRepository } from './repositories/server-enrolment-repository.ts';
 import { KyselySettingsRepository } from './repositories/settings-repository.ts';
 import { KyselySiteRepository } from './repositories/site-repository.ts';
 import { KyselyTokenRepository } from './repositories/token-repository.ts';
@@ -108,6 +109,7 @@ class KyselyStore implements Store {
   readonly sites: KyselySiteRepository;
   readonly hosts: KyselyHostRepository;
   readonly enrolments: KyselyEnrolmentRepository;
+  readonly serverEnrolments: KyselyServerEnrolmentRepository;
   readonly tokens: KyselyTokenRepository;
   readonly policies: KyselyPolicyRepository;
   readonly machines: KyselyMachineRepository;
@@ -131,6 +133,7 @@ class KyselyStore implements Store {
     this.sites = new KyselySiteRepository(db);
     this.hosts = new KyselyHostRepository(db);
     this.enrolments = new KyselyEnrolmentRepository(db);
+    this.serverEnrolments = new KyselyServerEnrolmentRepository(db);
     this.tokens = new KyselyTokenRepository(db);
     this.policies = new KyselyPolicyRepository(db);
     this.machines = new KyselyMachineRepository(db);

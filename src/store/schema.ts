@@ -12,6 +12,7 @@ export interface Database {
   sites: SitesTable;
   hosts: HostsTable;
   enrolment_tokens: EnrolmentTokensTable;
+  server_enrolment_tokens: ServerEnrolmentTokensTable;
   api_tokens: ApiTokensTable;
   policies: PoliciesTable;
   machines: MachinesTable;
@@ -75,6 +76,17 @@ export interface EnrolmentTokensTable {
   used_by_host_id: string | null;
 }
 
+export interface ServerEnrolmentTokensTable {
+  id: string;
+  secret_hash: string;
+  machine_id: string;
+  created_by: string;
+  created_at: string;
+  expires_at: string;
+  used_at: string | null;
+  replaced_at: string | null;
+}
+
 export interface ApiTokensTable {
   id: string;
   name: string;
@@ -112,6 +124,7 @@ export interface MachinesTable {
   current_job_id: string | null;
   original_exists: BooleanColumn;
   imported_from: JsonColumn | null;
+  server: JsonColumn | null;
   source_fence: JsonColumn | null;
   created_at: string;
   updated_at: string;

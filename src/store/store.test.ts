@@ -309,6 +309,69 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
       );
     }));
 
+  it('servers: settings and devices kept; enrolment tokens single use, expiring, replaced by a newer one', () =>
+    withStore(async (store) => {
+      await store.sites.create(site());
+      await store.hosts.create(host(), 'h');
+      await store.hosts.create(host({ id: 'host-2', name: 'kvm-2' }), 'h');
+      const server = machine({
+        state: 'unprotected',
+        server: { writeBehind: null, nbdTimeoutSeconds: 30, enrolledAt: null },
+        disks: [
+          {
+            id: 'disk0',
+            sizeBytes: 1 << 30,
+            source: '/dev/sda',
+            serverDevice: '/dev/sda',
+            hasSnapshots: false,
+          },
+        ],
+      });
+      await store.machines.create(server);
+      assert.deepEqual(await store.machines.get('vm-1'), server);
+      const enrolled = { ...server, server: { ...server.server!, enrolledAt: at(5) } };
+      await store.machines.update(enrolled);
+      assert.deepEqual((await store.machines.get('vm-1'))?.server, enrolled.server);
+
+      const token = {
+        id: 'srv-1',
+        secretHash: 'sha256:secret',
+        machineId: 'vm-1',
+        createdBy: 'token-admin',
+        createdAt: t0,
+        expiresAt: at(3600),
+        usedAt: null,
+        replacedAt: null,
+      };
+      await store.serverEnrolments.issue(token);
+      assert.deepEqual(await store.serverEnrolments.get('srv-1'), token);
+      assert.equal(await store.serverEnrolments.consume('srv-1', at(3600)), false, 'expired at expiresAt');
+      await store.serverEnrolments.issue({ ...token, id: 'srv-2', createdAt: at(1) });
+      assert.equal((await store.serverEnrolments.get('srv-1'))?.replacedAt, at(1), 'the older one dies');
+      assert.equal(
+        await store.serverEnrolments.consume('srv-1', at(2)),
+        false,
+        'a replaced token is refused',
+      );
+      const results = await Promise.all(
+        Array.from({ length: 8 }, () => store.serverEnrolments.consume('srv-2', at(20))),
+      );
+      assert.equal(results.filter(Boolean).length, 1, 'exactly one concurrent consumer wins');
+      assert.equal((await store.serverEnrolments.get('srv-2'))?.usedAt, at(20));
+      await store.serverEnrolments.issue({ ...token, id: 'srv-3', createdAt: at(30) });
+      assert.equal(
+        (await store.serverEnrolments.get('srv-2'))?.replacedAt,
+        null,
+        'a used token stays as used',
+      );
+      await rejectsWith(
+        store.serverEnrolments.issue({ ...token, id: 'srv-4', machineId: 'no-machine' }),
+        'not_found',
+      );
+      await store.machines.delete('vm-1');
+      assert.equal(await store.serverEnrolments.get('srv-3'), undefined, 'gone with its machine');
+    }));
+
   it('api tokens: lookup by hash, list without hashes, touch, count, delete', () =>
     withStore(async (store) => {
       const admin = { id: 'tok-1', name: 'root', role: 'admin' as const, createdAt: t0, lastUsedAt: null };

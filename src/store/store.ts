@@ -42,6 +42,7 @@ export interface Store {
   sites: SiteRepository;
   hosts: HostRepository;
   enrolments: EnrolmentRepository;
+  serverEnrolments: ServerEnrolmentRepository;
   tokens: TokenRepository;
   policies: PolicyRepository;
   machines: MachineRepository;
@@ -105,6 +106,28 @@ export interface EnrolmentRepository {
   /** Marks the token used if it is unused and unexpired; false otherwise (single use, race-free). */
   consume(id: string, hostId: string, at: string): Promise<boolean>;
   list(): Promise<EnrolmentToken[]>;
+}
+
+/** A physical server's one-time enrolment token (its agent redeems it through the server's primary host). */
+export interface ServerEnrolmentToken {
+  id: string;
+  /** sha256 of the secret; the secret itself is shown once and never stored. */
+  secretHash: string;
+  machineId: string;
+  createdBy: string;
+  createdAt: string;
+  expiresAt: string;
+  usedAt: string | null;
+  /** A newer token was issued for the machine: this one no longer works. */
+  replacedAt: string | null;
+}
+
+export interface ServerEnrolmentRepository {
+  /** Stores `token` and, in the same transaction, marks the machine's other unused tokens replaced. */
+  issue(token: ServerEnrolmentToken): Promise<void>;
+  get(id: string): Promise<ServerEnrolmentToken | undefined>;
+  /** Marks the token used if it is unused, not replaced and unexpired; false otherwise (single use, race-free). */
+  consume(id: string, at: string): Promise<boolean>;
 }
 
 export interface StoredApiToken extends ApiToken {

@@ -14,6 +14,7 @@ import { replicationHistoryMigration } from './0012-replication-history.ts';
 import { accessViewsMigration } from './0013-access-views.ts';
 import { drillsMigration } from './0014-drills.ts';
 import { viewClosedReasonMigration } from './0015-view-closed-reason.ts';
+import { serversMigration } from './0016-servers.ts';
 
 /**
  * Every migration, listed explicitly and in order: names are stored in the
@@ -35,6 +36,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0013-access-views': accessViewsMigration,
   '0014-drills': drillsMigration,
   '0015-view-closed-reason': viewClosedReasonMigration,
+  '0016-servers': serversMigration,
 };
 
 export class HavenMigrationProvider implements MigrationProvider {

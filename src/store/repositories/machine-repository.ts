@@ -9,6 +9,7 @@ import type {
   RecoverySettings,
   ReplicationHealth,
   ReplicationSnapshot,
+  ServerSettings,
   SourceFence,
 } from '../../domain/model.ts';
 import { notFound } from '../../errors/index.ts';
@@ -163,6 +164,7 @@ function columns(machine: Machine) {
     runtime: toJsonColumn(machine.runtime),
     original_exists: toBooleanColumn(machine.originalExists),
     imported_from: machine.importedFrom ? toJsonColumn(machine.importedFrom) : null,
+    server: machine.server ? toJsonColumn(machine.server) : null,
     updated_at: machine.updatedAt,
   };
 }
@@ -187,6 +189,7 @@ function toMachine(row: Selectable<MachinesTable>): Machine {
       row.runtime === null ? { test: null, failover: null } : fromJsonColumn<MachineRuntime>(row.runtime),
     originalExists: fromBooleanColumn(row.original_exists),
     ...(row.imported_from ? { importedFrom: fromJsonColumn<ImportedDomain>(row.imported_from) } : {}),
+    ...(row.server ? { server: fromJsonColumn<ServerSettings>(row.server) } : {}),
     ...(row.source_fence ? { sourceFence: fromJsonColumn<SourceFence>(row.source_fence) } : {}),
     createdAt: row.created_at,
     updatedAt: row.updated_at,

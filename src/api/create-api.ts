@@ -2,6 +2,7 @@ import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HavenError } from '../errors/index.ts';
 import type { Store } from '../store/index.ts';
+import { API_TOKEN_PREFIX, hashSecret } from '../vault/token-secret.ts';
 import { buildOpenApi } from './openapi.ts';
 import {
   type Actor,
@@ -11,7 +12,6 @@ import {
   roleAllows,
 } from './route.ts';
 import { servePortal } from './serve-portal.ts';
-import { API_TOKEN_PREFIX, hashSecret } from './token-secret.ts';
 
 export interface ApiOptions {
   store: Store;

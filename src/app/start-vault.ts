@@ -9,7 +9,6 @@ import type { Hono } from 'hono';
 import { createApi } from '../api/create-api.ts';
 import { allRoutes } from '../api/routes/index.ts';
 import { DEFAULT_PORTAL_DIR } from '../api/serve-portal.ts';
-import { API_TOKEN_PREFIX, hashSecret, newSecret } from '../api/token-secret.ts';
 import { type Clock, isoNow, systemClock } from '../clock/index.ts';
 import { ControlServer } from '../control/control-server.ts';
 import { isLoopbackHost } from '../control/loopback.ts';
@@ -46,6 +45,7 @@ import { reconcileViews } from '../vault/point-access.ts';
 import { ReplicationMonitor } from '../vault/replication-monitor.ts';
 import { ScriptRegistry } from '../vault/scripts/index.ts';
 import { SourceFencer } from '../vault/source-fence.ts';
+import { API_TOKEN_PREFIX, hashSecret, newSecret } from '../vault/token-secret.ts';
 import type { VaultContext } from '../vault/vault-context.ts';
 import { HAVEN_VERSION } from '../vault/version.ts';
 

@@ -7,11 +7,16 @@ import type { Host } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
 import { hostCapacity } from '../../vault/host-capacity.ts';
 import { hostDomains } from '../../vault/import-domain.ts';
+import {
+  formatEnrolmentToken,
+  hashSecret,
+  newSecret,
+  parseEnrolmentToken,
+} from '../../vault/token-secret.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
 import * as r from '../response-schemas.ts';
 import { type RouteDefinition, route } from '../route.ts';
 import * as s from '../schemas.ts';
-import { formatEnrolmentToken, hashSecret, newSecret, parseEnrolmentToken } from '../token-secret.ts';
 
 export function hostRoutes(vault: VaultContext): RouteDefinition[] {
   const { store } = vault;

@@ -2,11 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { isoNow } from '../../clock/index.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
+import { API_TOKEN_PREFIX, hashSecret, newSecret } from '../../vault/token-secret.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
 import * as r from '../response-schemas.ts';
 import { type RouteDefinition, route } from '../route.ts';
 import * as s from '../schemas.ts';
-import { API_TOKEN_PREFIX, hashSecret, newSecret } from '../token-secret.ts';
 
 export function tokenRoutes(vault: VaultContext): RouteDefinition[] {
   const { store } = vault;

@@ -7,6 +7,8 @@ import { createHash, randomBytes } from 'node:crypto';
  */
 export const API_TOKEN_PREFIX = 'hvn_';
 export const ENROLMENT_TOKEN_PREFIX = 'hve_';
+/** A physical server's agent enrols with one of these, through its primary host. */
+export const SERVER_ENROLMENT_TOKEN_PREFIX = 'hvs_';
 
 export function newSecret(prefix: string): string {
   return prefix + randomBytes(24).toString('base64url');
@@ -16,14 +18,17 @@ export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
 }
 
-/** Enrolment tokens carry their id so the vault can find and consume them: hve_<id>.<secret>. */
-export function formatEnrolmentToken(id: string, secret: string): string {
-  return `${ENROLMENT_TOKEN_PREFIX}${id}.${secret}`;
+/** Enrolment tokens carry their id so the vault can find and consume them: hve_<id>.<secret> (hvs_ for servers). */
+export function formatEnrolmentToken(id: string, secret: string, prefix = ENROLMENT_TOKEN_PREFIX): string {
+  return `${prefix}${id}.${secret}`;
 }
 
-export function parseEnrolmentToken(token: string): { id: string; secret: string } | null {
-  if (!token.startsWith(ENROLMENT_TOKEN_PREFIX)) return null;
-  const rest = token.slice(ENROLMENT_TOKEN_PREFIX.length);
+export function parseEnrolmentToken(
+  token: string,
+  prefix = ENROLMENT_TOKEN_PREFIX,
+): { id: string; secret: string } | null {
+  if (!token.startsWith(prefix)) return null;
+  const rest = token.slice(prefix.length);
   const dot = rest.indexOf('.');
   if (dot <= 0 || dot === rest.length - 1) return null;
   return { id: rest.slice(0, dot), secret: rest.slice(dot + 1) };

@@ -27,6 +27,7 @@ import { DrillScheduler, drillJob, planDrillJob } from '../vault/drills/index.ts
 import { GroupScheduler } from '../vault/groups/index.ts';
 import { watchHosts } from '../vault/host-monitor.ts';
 import { reconcileHost } from '../vault/host-reconcile.ts';
+import { answerHostRequest } from '../vault/host-requests.ts';
 import { completeFailoverJob, failbackJob, reprotectJob } from '../vault/jobs/failback-jobs.ts';
 import {
   changeRecoveryPointJob,
@@ -172,6 +173,8 @@ export async function startVault(vaultOptions: VaultOptions): Promise<RunningVau
       keyPem: identity.keyPem,
       certPem: identity.certPem,
       credentialHash: (hostId) => store.hosts.credentialHash(hostId),
+      handleRequest: async (hostId, method, params) =>
+        answerHostRequest(await contextReady.promise, hostId, method, params),
       // A host may connect before the context below exists; its reconciliation waits for it.
       // A source a failover left running there is stopped first, before its replication is touched.
       events: watchHosts(store, clock, async (hostId) => {

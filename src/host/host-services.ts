@@ -96,7 +96,14 @@ export interface DiskService {
    * open): writes are journaled, no copy of the disk is kept.
    */
   attach(
-    params: DiskRef & { source: string; sizeBytes: number; resetJournal?: boolean; sink?: boolean },
+    params: DiskRef & {
+      source: string;
+      sizeBytes: number;
+      resetJournal?: boolean;
+      sink?: boolean;
+      /** A physical server's NBD leg: a staging image the host keeps, served to the server's certificate. */
+      serverLeg?: boolean;
+    },
   ): Promise<DiskExport>;
   detach(params: DiskRef): Promise<void>;
   /**

@@ -1,0 +1,12 @@
+export { redeemServerEnrolment } from './redeem-server-enrolment.ts';
+export { serverLinkOf } from './server-link.ts';
+export {
+  type AddServerRequest,
+  addServer,
+  issueServerEnrolment,
+  SERVER_ENROLMENT_TTL_MS,
+  type ServerEnrolmentIssued,
+  serverCommands,
+  serverSettingsOf,
+  writeOrderingOf,
+} from './server-onboarding.ts';

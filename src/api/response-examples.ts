@@ -19,6 +19,7 @@ import type { ConsistencyGroup } from '../vault/groups/index.ts';
 import type { HostCapacity } from '../vault/host-capacity.ts';
 import type { HostDomains } from '../vault/import-domain.ts';
 import type { OpenedAccessView } from '../vault/point-access.ts';
+import type { ServerEnrolmentIssued } from '../vault/servers/index.ts';
 
 /**
  * One realistic example of each object the API answers with: the OpenAPI
@@ -510,3 +511,56 @@ export const targetProofExample = {
   },
   lastDrill: { id: DRILL_ID, state: 'passed', reason: null, endedAt: '2026-03-02T01:00:52.000Z' },
 } satisfies TargetProof;
+
+const SERVER_ID = '8c7b6a59-4e3d-4c2b-9a18-07f6e5d4c3b2';
+
+export const serverMachineExample = {
+  ...machineExample,
+  id: SERVER_ID,
+  name: 'db-01',
+  recoveryHostId: null,
+  policyId: null,
+  state: 'unprotected',
+  health: 'unknown',
+  disks: [
+    {
+      id: 'disk0',
+      sizeBytes: 68_719_476_736,
+      source: '/dev/sda',
+      serverDevice: '/dev/sda',
+      hasSnapshots: false,
+    },
+  ],
+  recoverySettings: {
+    targetName: 'db-01',
+    cpus: 4,
+    memoryMiB: 8192,
+    nics: [{ network: 'lan', recoveryNetwork: null, mac: null, ip: { mode: 'dhcp' } }],
+  },
+  replication: null,
+  server: { writeBehind: null, nbdTimeoutSeconds: 30, enrolledAt: null },
+  createdAt: '2026-03-02T10:00:00.000Z',
+  updatedAt: '2026-03-02T10:00:00.000Z',
+  allowedOperations: ['enable-replication'],
+} satisfies Machine & { allowedOperations: LifecycleOperation[] };
+
+const SERVER_TOKEN = 'hvs_4d2c9e1a.Zm9vYmFy…';
+
+export const serverEnrolmentExample = {
+  token: SERVER_TOKEN,
+  expiresAt: '2026-03-03T10:00:00.000Z',
+  commands: [
+    '# as root on the server; install the agent first: haven servers agent-script > /usr/local/sbin/haven-server-agent && chmod 755 /usr/local/sbin/haven-server-agent',
+    'install -d -m 700 /etc/haven',
+    "cat > /etc/haven/server-ca.pem <<'HAVEN_SERVER_CA'",
+    '-----BEGIN CERTIFICATE-----',
+    'MIIBszCCAVmgAwIBAgIU…',
+    '-----END CERTIFICATE-----',
+    'HAVEN_SERVER_CA',
+    `haven-server-agent enrol --agent 10.0.1.11:8444 --tls-hostname kvm-a.servers.haven --ca-file /etc/haven/server-ca.pem --token ${SERVER_TOKEN}`,
+    'haven-server-agent setup',
+    'haven-server-agent run',
+  ],
+  writeOrdering:
+    'synchronous: md acknowledges a write once the NBD leg has it too, so every recovery point holds every write the server acknowledged before it (each write waits for the link to the primary-site host)',
+} satisfies ServerEnrolmentIssued;

@@ -58,6 +58,7 @@ import type { HostCapacity } from '../vault/host-capacity.ts';
 import type { HostDomains } from '../vault/import-domain.ts';
 import { PLAN_OPERATIONS, type PlanOperationAvailability } from '../vault/plans/index.ts';
 import type { OpenedAccessView } from '../vault/point-access.ts';
+import type { ServerEnrolmentIssued } from '../vault/servers/index.ts';
 import * as x from './response-examples.ts';
 import { recoverySettings, withExample } from './schemas.ts';
 
@@ -329,6 +330,23 @@ export const machine = z
     allowedOperations: z.array(z.enum(ALL_OPERATIONS)),
   })
   .meta({ id: 'Machine', examples: [x.machineExample] });
+
+const serverEnrolmentFields = {
+  /** Shown once: the vault keeps only its hash. */
+  token: z.string(),
+  expiresAt: time,
+  /** The lines to run as root on the server, the host's server CA written by a heredoc. */
+  commands: z.array(z.string()),
+  writeOrdering: z.string(),
+};
+
+export const serverEnrolment = describes<ServerEnrolmentIssued>()(
+  z.strictObject(serverEnrolmentFields).meta({ id: 'ServerEnrolment', examples: [x.serverEnrolmentExample] }),
+);
+
+export const addedServer = z
+  .strictObject({ machine, ...serverEnrolmentFields })
+  .meta({ examples: [{ machine: x.serverMachineExample, ...x.serverEnrolmentExample }] });
 
 export const recoveryPoint = describes<RecoveryPoint>()(
   z

@@ -128,6 +128,67 @@ export const createMachine = withExample(
   },
 );
 
+/** One protected block device of a server: the disk id Haven gives it, the device md mirrors, its size. */
+export const serverDiskInput = z.object({
+  id: diskInput.shape.id,
+  device: z
+    .string()
+    .max(200)
+    .regex(
+      /^\/dev\/[A-Za-z0-9_./:-]+$/,
+      'an absolute block device path under /dev, like /dev/sda or /dev/disk/by-id/…',
+    )
+    .refine((device) => !device.split('/').includes('..'), "no '..' in the device path"),
+  sizeBytes: diskInput.shape.sizeBytes,
+});
+
+export const addServer = withExample(
+  z.object({
+    name,
+    /** The primary site: the server's NBD legs connect to a host there. */
+    siteId: z.string().min(1),
+    /** That host (by id or name); default the site's first connected host. */
+    hostId: z.string().min(1).optional(),
+    disks: z
+      .array(serverDiskInput)
+      .min(1)
+      .max(32)
+      .superRefine((disks, ctx) => {
+        const ids = new Set<string>();
+        const devices = new Set<string>();
+        disks.forEach((disk, i) => {
+          if (ids.has(disk.id)) {
+            ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `disk id '${disk.id}' is used twice` });
+          }
+          if (devices.has(disk.device)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: [i, 'device'],
+              message: `device '${disk.device}' is named twice`,
+            });
+          }
+          ids.add(disk.id);
+          devices.add(disk.device);
+        });
+      }),
+    /** null: synchronous (order kept); n: md write-behind of up to n writes (weaker: a point may lack acknowledged writes). */
+    writeBehind: z.number().int().min(1).max(16_383).nullable().default(null),
+    /** nbd-client's timeout: a cut link fails the NBD leg after this long instead of hanging the server's I/O. */
+    nbdTimeoutSeconds: z.number().int().min(5).max(3600).default(30),
+    /** The VM the server becomes at the recovery site. */
+    recoverySettings: recoverySettings.optional(),
+  }),
+  {
+    name: 'db-01',
+    siteId: 'dc1',
+    hostId: 'kvm-a',
+    disks: [{ id: 'disk0', device: '/dev/sda', sizeBytes: 68_719_476_736 }],
+    writeBehind: null,
+    nbdTimeoutSeconds: 30,
+    recoverySettings: { targetName: 'db-01', cpus: 4, memoryMiB: 8192, nics: [{ network: 'lan' }] },
+  },
+);
+
 export const importMachine = withExample(
   z.object({
     hostId: z.string().min(1),

@@ -10,6 +10,7 @@ import { planRoutes } from './plan-routes.ts';
 import { policyRoutes } from './policy-routes.ts';
 import { rpoRoutes } from './rpo-routes.ts';
 import { scriptRoutes } from './script-routes.ts';
+import { serverRoutes } from './server-routes.ts';
 import { sessionRoutes } from './session-routes.ts';
 import { siteRoutes } from './site-routes.ts';
 import { systemRoutes } from './system-routes.ts';
@@ -24,6 +25,7 @@ export function allRoutes(vault: VaultContext): RouteDefinition[] {
     ...hostRoutes(vault),
     ...policyRoutes(vault),
     ...machineRoutes(vault),
+    ...serverRoutes(vault),
     ...viewRoutes(vault),
     ...groupRoutes(vault),
     ...planRoutes(vault),

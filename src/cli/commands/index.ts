@@ -7,6 +7,7 @@ import { lifecycleCommands } from './lifecycle-commands.ts';
 import { planCommands } from './plan-commands.ts';
 import { resourceCommands } from './resource-commands.ts';
 import { scriptCommands } from './script-commands.ts';
+import { serverCommands } from './server-commands.ts';
 import { upCommands } from './up-command.ts';
 import { vaultCommands } from './vault-commands.ts';
 import { viewCommands } from './view-commands.ts';
@@ -18,6 +19,7 @@ export const COMMANDS: Command[] = [
   ...hostCommands,
   ...diskCommands,
   ...resourceCommands,
+  ...serverCommands,
   ...lifecycleCommands,
   ...viewCommands,
   ...planCommands,

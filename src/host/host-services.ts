@@ -206,6 +206,8 @@ export interface ReplicationStatus {
   resyncRequests?: Array<{ diskId: string; senderId: string; done: number }>;
   /** A machine protected through QEMU's active mirror: whether its writes reach the sinks now. */
   mirror?: MirrorStatus | null;
+  /** A physical server: its NBD legs and its agent's last report. */
+  server?: ServerLinkSnapshot | null;
 }
 
 /** How `replication.resync` resyncs a disk (what the vault's resync job shows). */

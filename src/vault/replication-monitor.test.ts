@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { ServerLegState, ServerLinkSnapshot } from '../domain/model.ts';
 import type { ReplicationStatus } from '../host/host-services.ts';
 import { replicationHealth, replicationSnapshot } from './replication-monitor.ts';
 
@@ -38,4 +39,62 @@ test('a disk its host does not serve makes the machine critical, whatever replic
     "disk path broken: disk 'disk0': the write journal of export 'vm1.disk0' accepts no writes: EIO",
   );
   assert.equal(replicationHealth(snapshot, null), 'critical');
+});
+
+const leg = (overrides: Partial<ServerLegState> = {}): ServerLegState => ({
+  diskId: 'disk0',
+  sizeBytes: 1 << 30,
+  connected: true,
+  md: 'in-sync',
+  syncedBytes: null,
+  pointsAllowed: true,
+  lastWriteAt: null,
+  ...overrides,
+});
+const link = (overrides: Partial<ServerLinkSnapshot> = {}): ServerLinkSnapshot => ({
+  state: 'in-sync',
+  legs: [leg()],
+  agent: null,
+  problem: null,
+  ...overrides,
+});
+
+test('a physical server is healthy only while every leg is in sync; never green otherwise, and says why', () => {
+  const inSync = replicationSnapshot({ ...streaming, server: link() }, 0, now, 'server');
+  assert.equal(inSync.server?.state, 'in-sync');
+  assert.equal(replicationHealth(inSync, 60), 'healthy');
+
+  const cases: Array<[ServerLinkSnapshot, 'warning' | 'critical', RegExp]> = [
+    [link({ state: 'awaiting-enrolment', legs: [] }), 'warning', /awaiting the enrolment/],
+    [
+      link({ state: 'syncing', legs: [leg({ md: 'resyncing', syncedBytes: (1 << 30) / 4 })] }),
+      'warning',
+      /disk0 md resync 25%/,
+    ],
+    [
+      link({
+        state: 'degraded',
+        legs: [leg({ connected: false })],
+        problem: 'leg disk0 disconnected 40 s ago',
+      }),
+      'critical',
+      /leg disk0 disconnected 40 s ago/,
+    ],
+    [link({ state: 'agent-silent' }), 'critical', /agent is silent/],
+  ];
+  for (const [server, health, problem] of cases) {
+    // The sender streams all along: its word alone would be a false green.
+    const snapshot = replicationSnapshot({ ...streaming, server }, 0, now, 'server');
+    assert.equal(snapshot.state, 'streaming');
+    assert.equal(replicationHealth(snapshot, 60), health, server.state);
+    assert.match(snapshot.lastError ?? '', problem, server.state);
+  }
+
+  const unsaid = replicationSnapshot(streaming, 0, now, 'server');
+  assert.equal(
+    replicationHealth(unsaid, 60),
+    'critical',
+    'a host that reports no server link vouches for nothing',
+  );
+  assert.match(unsaid.lastError ?? '', /reports no server link/);
 });

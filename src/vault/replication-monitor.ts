@@ -1,8 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { isoNow } from '../clock/index.ts';
-import type { Machine, MachineState, ReplicationHealth, ReplicationSnapshot } from '../domain/model.ts';
+import {
+  type Machine,
+  type MachineKind,
+  type MachineState,
+  machineKindOf,
+  type ReplicationHealth,
+  type ReplicationSnapshot,
+  type ServerLinkSnapshot,
+} from '../domain/model.ts';
 import type { BrokenDiskPath, MirrorStatus, ReplicationStatus } from '../host/host-services.ts';
 import { hostServices } from './jobs/lifecycle-job.ts';
+import { serverLinkWords } from './servers/index.ts';
 import type { VaultContext } from './vault-context.ts';
 
 /** States in which a machine's disks are being replicated. */
@@ -27,6 +36,9 @@ export function replicationHealth(
   rpoThresholdSeconds: number | null,
 ): ReplicationHealth {
   if (snapshot.state === 'error' || snapshot.state === 'unreachable') return 'critical';
+  // A server is protected only while every leg is in sync: the sender streaming says nothing of its mirror.
+  const server = snapshot.server?.state;
+  if (server === 'degraded' || server === 'agent-silent') return 'critical';
   if (
     rpoThresholdSeconds !== null &&
     snapshot.rpoSeconds !== null &&
@@ -35,6 +47,7 @@ export function replicationHealth(
     return 'critical';
   }
   if (snapshot.state !== 'streaming') return 'warning';
+  if (server !== undefined && server !== 'in-sync') return 'warning';
   return 'healthy';
 }
 
@@ -47,6 +60,7 @@ export function replicationSnapshot(
   status: ReplicationStatus,
   throughputBytesPerSec: number,
   updatedAt: string,
+  kind: MachineKind = 'vm',
 ): ReplicationSnapshot {
   const broken = status.brokenDisks;
   const base: ReplicationSnapshot = {
@@ -60,7 +74,27 @@ export function replicationSnapshot(
     lastError: broken.length > 0 ? brokenDisksMessage(broken) : status.lastError,
     updatedAt,
   };
+  if (kind === 'server') return broken.length > 0 ? base : withServer(base, status.server ?? null);
   return broken.length > 0 || !status.mirror ? base : withMirror(base, status.mirror);
+}
+
+/**
+ * A physical server's replica has what its NBD legs got: while a leg is out,
+ * resyncing or its agent silent, the machine says so (never healthy). A host
+ * that reports no server link for it cannot vouch for it at all: an error.
+ */
+function withServer(base: ReplicationSnapshot, server: ServerLinkSnapshot | null): ReplicationSnapshot {
+  if (server === null) {
+    return {
+      ...base,
+      state: 'error',
+      lastError:
+        "its host reports no server link for this physical server (does the host's agent serve physical servers?)",
+    };
+  }
+  const snapshot = { ...base, server };
+  if (server.state === 'in-sync') return snapshot;
+  return { ...snapshot, lastError: server.problem ?? serverLinkWords(server) };
 }
 
 /**
@@ -226,7 +260,12 @@ export class ReplicationMonitor {
       const throughput =
         previous && seconds > 0 ? Math.max(0, (status.sentBytes - previous.sentBytes) / seconds) : 0;
       this.#previous.set(machine.id, { sentBytes: status.sentBytes, at: now.getTime() });
-      snapshot = replicationSnapshot(status, Math.round(throughput), now.toISOString());
+      snapshot = replicationSnapshot(
+        status,
+        Math.round(throughput),
+        now.toISOString(),
+        machineKindOf(machine),
+      );
       await this.#alertBrokenDisks(machine, status.brokenDisks);
     }
     const health = replicationHealth(snapshot, threshold);

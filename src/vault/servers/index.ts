@@ -1,5 +1,6 @@
 export { redeemServerEnrolment } from './redeem-server-enrolment.ts';
 export { serverLinkOf } from './server-link.ts';
+export { serverLinkWords, serverSyncPercent } from './server-link-words.ts';
 export {
   type AddServerRequest,
   addServer,

@@ -2,6 +2,7 @@ import type { Host, Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { ReplicationStatus } from '../../host/host-services.ts';
 import { replicaHostOf } from '../replica-host.ts';
+import { serverLinkWords, serverSyncPercent } from '../servers/index.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { copyProgress } from './copy-progress.ts';
 import type { VaultJobDefinition } from './job-inputs.ts';
@@ -93,12 +94,60 @@ async function attachDisks(ctx: LifecycleStepContext): Promise<Machine> {
       sizeBytes: d.sizeBytes,
       // An imported domain keeps its own disk; QEMU's mirror writes into a journal-only sink.
       ...(ctx.machine.importedFrom ? { sink: true } : {}),
+      // A server's md mirrors its device onto an NBD leg: the host keeps a staging image for it.
+      ...(ctx.machine.server ? { serverLeg: true } : {}),
     });
     disks.push({ ...d, nbdUri: exported.nbdUri });
     ctx.progress(((i + 1) / ctx.machine.disks.length) * 100, `${d.id}: ${exported.nbdUri}`);
   }
   return ctx.save({ disks });
 }
+
+/**
+ * A physical server's initial replication is md's own resync of each array
+ * onto its NBD leg: wait for the agent to enrol and set up its arrays, for
+ * every leg to be in sync, and for the first point the host cuts then.
+ */
+export const serverSyncStep: LifecycleStep<'enable-replication'> = {
+  name: 'server-sync',
+  title: "Wait for the server's agent and the first sync of its legs",
+  retrySafe: true,
+  weight: 8,
+  run: async (ctx) => {
+    const source = ctx.host(ctx.machine.activeHostId);
+    const replica = ctx.host(ctx.machine.recoveryHostId!);
+    const broken = new ReplicationErrorWatch("the first sync of the server's legs");
+    let shown = 0;
+    const points = await pollUntil(
+      ctx,
+      async () => {
+        const status = await source.replication.status({ machineId: ctx.machine.id });
+        broken.check(status);
+        const server = status.server;
+        if (!server) {
+          throw new HavenError(
+            'not_available',
+            `the host of server '${ctx.machine.name}' reports no server link for it: its agent does not serve physical servers`,
+            { machineId: ctx.machine.id, hostId: ctx.machine.activeHostId },
+          );
+        }
+        shown = Math.max(shown, serverSyncPercent(server));
+        ctx.progress(
+          shown,
+          server.problem && server.state !== 'syncing'
+            ? `${serverLinkWords(server)}: ${server.problem}`
+            : serverLinkWords(server),
+        );
+        if (server.state !== 'in-sync') return undefined;
+        const list = await replica.replica.listPoints({ machineId: ctx.machine.id });
+        if (list.length === 0) ctx.progress(shown, 'in sync; waiting for the first recovery point');
+        return list.length > 0 ? list : undefined;
+      },
+      { what: "the server's legs to be in sync and its first recovery point", intervalMs: 500 },
+    );
+    await ctx.output({ firstRecoveryPoint: points[points.length - 1] });
+  },
+};
 
 /**
  * Enable replication (SPEC §2 step 1): the disks go behind the disk service,
@@ -174,42 +223,44 @@ export function enableReplicationJob(vault: () => VaultContext): VaultJobDefinit
           },
         },
         ...(input.liveMirror ? [armMirrorStep] : []),
-        {
-          name: 'initial-replication',
-          title: 'Initial replication (copy every disk, then the writes made meanwhile)',
-          retrySafe: true,
-          weight: 8,
-          run: async (ctx) => {
-            const source = ctx.host(ctx.machine.activeHostId);
-            const replica = ctx.host(ctx.machine.recoveryHostId!);
-            let shown = 0;
-            const broken = new ReplicationErrorWatch('the initial replication');
-            const points = await pollUntil(
-              ctx,
-              async () => {
-                const status = await source.replication.status({ machineId: ctx.machine.id });
-                broken.check(status);
-                const copy = copyProgress(status.mirror ? mirrorCopyStatus(status) : status);
-                // The copy's share never goes back (it ends before the first point is listed).
-                shown = Math.max(shown, copy.percent);
-                const problem = mirrorProblem(status);
-                ctx.progress(
-                  shown,
-                  problem !== null
-                    ? problem
-                    : status.mirror && status.mirror.state !== 'armed'
-                      ? `mirror ${status.mirror.state}: ${copy.text}`
-                      : `${status.state}: ${copy.text}`,
+        input.serverLegs
+          ? serverSyncStep
+          : {
+              name: 'initial-replication',
+              title: 'Initial replication (copy every disk, then the writes made meanwhile)',
+              retrySafe: true,
+              weight: 8,
+              run: async (ctx) => {
+                const source = ctx.host(ctx.machine.activeHostId);
+                const replica = ctx.host(ctx.machine.recoveryHostId!);
+                let shown = 0;
+                const broken = new ReplicationErrorWatch('the initial replication');
+                const points = await pollUntil(
+                  ctx,
+                  async () => {
+                    const status = await source.replication.status({ machineId: ctx.machine.id });
+                    broken.check(status);
+                    const copy = copyProgress(status.mirror ? mirrorCopyStatus(status) : status);
+                    // The copy's share never goes back (it ends before the first point is listed).
+                    shown = Math.max(shown, copy.percent);
+                    const problem = mirrorProblem(status);
+                    ctx.progress(
+                      shown,
+                      problem !== null
+                        ? problem
+                        : status.mirror && status.mirror.state !== 'armed'
+                          ? `mirror ${status.mirror.state}: ${copy.text}`
+                          : `${status.state}: ${copy.text}`,
+                    );
+                    if (status.state !== 'streaming') return undefined;
+                    const list = await replica.replica.listPoints({ machineId: ctx.machine.id });
+                    return list.length > 0 ? list : undefined;
+                  },
+                  { what: 'the first recovery point', intervalMs: 250 },
                 );
-                if (status.state !== 'streaming') return undefined;
-                const list = await replica.replica.listPoints({ machineId: ctx.machine.id });
-                return list.length > 0 ? list : undefined;
+                await ctx.output({ firstRecoveryPoint: points[points.length - 1] });
               },
-              { what: 'the first recovery point', intervalMs: 250 },
-            );
-            await ctx.output({ firstRecoveryPoint: points[points.length - 1] });
-          },
-        },
+            },
         {
           name: 'apply-retention',
           title: 'Apply the policy’s retention to the replica',

@@ -20,6 +20,11 @@ export type OperationOptions = {
      * protected live through QEMU's active mirror (its job arms the mirror).
      */
     liveMirror?: boolean;
+    /**
+     * Set by the vault, never by a caller: the machine is a physical server,
+     * whose initial replication is its md arrays' own resync onto the NBD legs.
+     */
+    serverLegs?: boolean;
   };
   'disable-replication': NoOptions;
   'test-failover': { recoveryPoint: RecoveryPointChoice; network?: string };

@@ -93,6 +93,7 @@ export async function requestOperation(vault: VaultContext, request: OperationRe
       input: {
         ...request.options,
         ...(request.operation === 'enable-replication' && machine.importedFrom ? { liveMirror: true } : {}),
+        ...(request.operation === 'enable-replication' && machine.server ? { serverLegs: true } : {}),
         machineId: machine.id,
         transition,
       },

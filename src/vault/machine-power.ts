@@ -4,7 +4,7 @@
  * take it off the host when it is deleted. The lifecycle jobs run the copies
  * a failover or drill starts; this runs the machine itself, where it lives.
  */
-import { allowedOperations, vmNameOf } from '../domain/index.ts';
+import { allowedOperations, machineKindOf, vmNameOf } from '../domain/index.ts';
 import type { Machine, MachineState } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
 import type {
@@ -23,6 +23,7 @@ export const POWER_STATES: readonly MachineState[] = ['unprotected', 'protected'
 
 /** Start and stop are for a machine at rest where it lives: not while a job moves it. */
 export function checkPowerAllowed(machine: Machine, action: 'start' | 'stop'): void {
+  checkNotServerAtPrimary(machine, action);
   if (POWER_STATES.includes(machine.state) && machine.currentJobId === null) return;
   throw new HavenError(
     'operation_not_allowed',
@@ -33,6 +34,20 @@ export function checkPowerAllowed(machine: Machine, action: 'start' | 'stop'): v
       state: machine.state,
       allowedOperations: allowedOperations(machine.state),
     },
+  );
+}
+
+/**
+ * A physical server runs on its own hardware at its primary site: no
+ * hypervisor there starts, stops or mirrors it (it runs as a VM only after
+ * a failover, on its recovery host).
+ */
+export function checkNotServerAtPrimary(machine: Machine, action: string): void {
+  if (machineKindOf(machine) !== 'server' || machine.activeHostId !== machine.primaryHostId) return;
+  throw new HavenError(
+    'operation_not_allowed',
+    `Machine '${machine.name}' is a physical server (kind server, ${machine.state}) running on its own hardware at its primary site: ${action} does not apply to it there; power it through its own console or BMC`,
+    { machineId: machine.id, machineName: machine.name, state: machine.state, kind: 'server' },
   );
 }
 

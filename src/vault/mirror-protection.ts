@@ -2,6 +2,7 @@ import type { Machine, MachineState } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
 import type { MirrorStatus } from '../host/host-services.ts';
 import { hostServices } from './jobs/lifecycle-job.ts';
+import { checkNotServerAtPrimary } from './machine-power.ts';
 import type { VaultContext } from './vault-context.ts';
 
 /** States in which a machine's running domain is mirrored, so its protection can be paused. */
@@ -20,6 +21,7 @@ export async function setProtectionPaused(
   paused: boolean,
 ): Promise<MirrorStatus> {
   const action = paused ? 'pause-protection' : 'resume-protection';
+  checkNotServerAtPrimary(machine, action);
   if (!machine.importedFrom) {
     throw new HavenError(
       'operation_not_allowed',

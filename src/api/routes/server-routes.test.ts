@@ -221,6 +221,20 @@ describe('servers API', () => {
     assert.equal(notServer.status, 409);
     assert.match(notServer.body.error.message, /'plain-vm' is a VM, not a physical server/);
     assert.equal((await as<Refusal>(viewer, 'POST', '/servers/db-01/enrolment', {})).status, 403);
+
+    // No hypervisor at its primary site runs it: what would drive one is refused, naming the server and its kind.
+    for (const [path, body] of [
+      ['start', {}],
+      ['stop', {}],
+      ['pause-protection', {}],
+    ] as const) {
+      const refused = await as<Refusal>(operator, 'POST', `/machines/db-01/${path}`, body);
+      assert.equal(refused.status, 409, `${path}: ${JSON.stringify(refused.body)}`);
+      assert.match(
+        refused.body.error.message,
+        new RegExp(`'db-01' is a physical server \\(kind server, unprotected\\).*: ${path} does not apply`),
+      );
+    }
   });
 
   it('a host redeems a token once: a new token kills the old one, the wrong host and an expired token are refused, one of two concurrent redeemers wins', async () => {

@@ -15,7 +15,7 @@ import type {
   RecoveryPointType,
   ServerLinkSnapshot,
 } from '../domain/index.ts';
-import type { FilesystemCheck } from '../filesystem/index.ts';
+import type { FilesystemCheck, VmBootCheck } from '../filesystem/index.ts';
 import type { Hypervisor } from '../hypervisor/hypervisor.ts';
 import type { ImageWriters } from './image-writers.ts';
 
@@ -331,6 +331,8 @@ export interface FilesystemCheckReport {
   /** The time limit ended the check: what it had not finished is `not-checked`. */
   timedOut: boolean;
   durationMs: number;
+  /** Asked with `vmBoot`: whether the first disk can boot as a VM (a physical server's replica), item by item. */
+  vmBoot?: VmBootCheck | null;
 }
 
 /** What `replica.writeBackToImage` did (null point: the replica was already written back and removed). */
@@ -369,7 +371,11 @@ export interface ReplicaStore {
    * `not-checked`, with the reason. Within `timeoutMs` (default 10 min):
    * what the limit stops is `not-checked`.
    */
-  checkFilesystems(params: { viewId: string; timeoutMs?: number }): Promise<FilesystemCheckReport>;
+  checkFilesystems(params: {
+    viewId: string;
+    timeoutMs?: number;
+    vmBoot?: boolean;
+  }): Promise<FilesystemCheckReport>;
   /** Keeps `pointId` as the machine's disks and deletes the other points (commit, SPEC §2.5). */
   commitPoint(params: { machineId: string; pointId: string }): Promise<void>;
   /** Deletes points older than `before` (retention), or all points when omitted. */

@@ -178,6 +178,7 @@ export class ReplicaService implements HostReplicaStore {
   async checkFilesystems({
     viewId,
     timeoutMs = DEFAULT_FILESYSTEM_CHECK_TIMEOUT_MS,
+    vmBoot = false,
   }: Params<'checkFilesystems'>) {
     if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > MAX_FILESYSTEM_CHECK_TIMEOUT_MS) {
       throw new HavenError(
@@ -211,6 +212,7 @@ export class ReplicaService implements HostReplicaStore {
       return await checkViewFilesystems(await this.#o.views.describe(opened), {
         workDir: filesystemCheckDirOf(this.#o.dataDir),
         timeoutMs,
+        vmBoot,
       });
     } finally {
       this.#checking.delete(viewId);

@@ -225,6 +225,20 @@ describe('replica.checkFilesystems', () => {
     await replica.closeView({ viewId: 'parted-1', discardWrites: true });
   });
 
+  it('with vmBoot, reads the first disk as a VM would boot it and says what to fix (here: no boot code)', async () => {
+    await writableView('parted', parted, 'parted-boot');
+    const report = await replica.checkFilesystems({ viewId: 'parted-boot', vmBoot: true });
+    assert.equal(report.vmBoot?.bootable, false);
+    const bootLoader = report.vmBoot?.results.find((r) => r.item === 'boot-loader');
+    assert.equal(bootLoader?.status, 'failed', JSON.stringify(report.vmBoot));
+    assert.ok(bootLoader?.fix, 'a failed item says what to fix');
+    assert.equal(report.filesystems.length, 5, 'the filesystems are checked as well');
+    const plain = await replica.checkFilesystems({ viewId: 'parted-boot' });
+    assert.equal(plain.vmBoot, undefined, 'not asked, not read');
+    assert.deepEqual(await leftovers(), []);
+    await replica.closeView({ viewId: 'parted-boot', discardWrites: true });
+  });
+
   it('replays the journal of a crash-consistent point into the overlay, not the replica, then passes it', async () => {
     const view = await writableView('dirty', dirty, 'dirty-1');
     const report = await replica.checkFilesystems({ viewId: 'dirty-1' });

@@ -11,7 +11,12 @@ import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HavenError } from '../errors/index.ts';
-import { checkDiskFilesystems, type FilesystemCheck } from '../filesystem/index.ts';
+import {
+  checkDiskFilesystems,
+  checkVmBoot,
+  type FilesystemCheck,
+  type VmBootCheck,
+} from '../filesystem/index.ts';
 import type { FilesystemCheckReport, PointView } from './host-services.ts';
 
 /** How long a check runs when the caller names no limit, and the longest it may. */
@@ -27,16 +32,19 @@ const MOUNT_WAIT_MS = 15_000;
 
 export async function checkViewFilesystems(
   view: PointView,
-  options: { workDir: string; timeoutMs: number },
+  options: { workDir: string; timeoutMs: number; vmBoot?: boolean },
 ): Promise<FilesystemCheckReport> {
   const started = performance.now();
   const signal = AbortSignal.timeout(options.timeoutMs);
   await mkdir(options.workDir, { recursive: true, mode: 0o700 });
   const filesystems: FilesystemCheck[] = [];
-  for (const disk of view.disks) {
+  let vmBoot: VmBootCheck | null = null;
+  for (const [index, disk] of view.disks.entries()) {
     const mount = join(options.workDir, `${view.viewId}.${disk.diskId}`);
     const fuse = await mountExport(mount, disk.nbdUri);
     try {
+      // Before the checkers replay journals: what a VM started from the point would find.
+      if (options.vmBoot && index === 0) vmBoot = await checkVmBoot(join(mount, 'nbd'));
       filesystems.push(
         ...(await checkDiskFilesystems({
           diskId: disk.diskId,
@@ -57,6 +65,7 @@ export async function checkViewFilesystems(
     filesystems,
     timedOut: signal.aborted,
     durationMs: Math.round(performance.now() - started),
+    ...(options.vmBoot ? { vmBoot } : {}),
   };
 }
 

@@ -103,6 +103,44 @@ async function attachDisks(ctx: LifecycleStepContext): Promise<Machine> {
   return ctx.save({ disks });
 }
 
+/** A VM's or imported domain's initial replication: every disk copied, then the writes made meanwhile. */
+const initialReplicationStep: LifecycleStep<'enable-replication'> = {
+  name: 'initial-replication',
+  title: 'Initial replication (copy every disk, then the writes made meanwhile)',
+  retrySafe: true,
+  weight: 8,
+  run: async (ctx) => {
+    const source = ctx.host(ctx.machine.activeHostId);
+    const replica = ctx.host(ctx.machine.recoveryHostId!);
+    let shown = 0;
+    const broken = new ReplicationErrorWatch('the initial replication');
+    const points = await pollUntil(
+      ctx,
+      async () => {
+        const status = await source.replication.status({ machineId: ctx.machine.id });
+        broken.check(status);
+        const copy = copyProgress(status.mirror ? mirrorCopyStatus(status) : status);
+        // The copy's share never goes back (it ends before the first point is listed).
+        shown = Math.max(shown, copy.percent);
+        const problem = mirrorProblem(status);
+        ctx.progress(
+          shown,
+          problem !== null
+            ? problem
+            : status.mirror && status.mirror.state !== 'armed'
+              ? `mirror ${status.mirror.state}: ${copy.text}`
+              : `${status.state}: ${copy.text}`,
+        );
+        if (status.state !== 'streaming') return undefined;
+        const list = await replica.replica.listPoints({ machineId: ctx.machine.id });
+        return list.length > 0 ? list : undefined;
+      },
+      { what: 'the first recovery point', intervalMs: 250 },
+    );
+    await ctx.output({ firstRecoveryPoint: points[points.length - 1] });
+  },
+};
+
 /**
  * A physical server's initial replication is md's own resync of each array
  * onto its NBD leg: wait for the agent to enrol and set up its arrays, for
@@ -146,6 +184,58 @@ export const serverSyncStep: LifecycleStep<'enable-replication'> = {
       { what: "the server's legs to be in sync and its first recovery point", intervalMs: 500 },
     );
     await ctx.output({ firstRecoveryPoint: points[points.length - 1] });
+  },
+};
+
+/**
+ * A server counts as protected only once its replica is known to boot as a
+ * VM: the first point is opened in a throw-away writable view on the
+ * recovery host and its first disk read for a boot loader, a root
+ * filesystem found without the md array, fstab and virtio drivers in the
+ * initramfs. A replica that would not boot fails the job (which stops
+ * replication, as any failed enable does), saying what to fix on the server.
+ */
+export const serverBootCheckStep: LifecycleStep<'enable-replication'> = {
+  name: 'check-vm-boot',
+  title: 'Check that the replica boots as a VM at the recovery site',
+  retrySafe: true,
+  run: async (ctx) => {
+    const replica = ctx.host(ctx.machine.recoveryHostId!).replica;
+    const points = await replica.listPoints({ machineId: ctx.machine.id });
+    const point = points[points.length - 1];
+    if (!point) {
+      throw new HavenError('conflict', `server '${ctx.machine.name}' has no recovery point to check`, {
+        machineId: ctx.machine.id,
+      });
+    }
+    const viewId = `bootcheck-${ctx.job.id}`;
+    await replica.closeView({ viewId, discardWrites: true });
+    await replica.openView({ machineId: ctx.machine.id, pointId: point.id, writable: true, viewId });
+    let report: Awaited<ReturnType<typeof replica.checkFilesystems>>;
+    try {
+      ctx.progress(10, `reading point ${point.time} as a VM would boot it`);
+      report = await replica.checkFilesystems({ viewId, vmBoot: true, timeoutMs: 5 * 60_000 });
+    } finally {
+      await replica.closeView({ viewId, discardWrites: true });
+    }
+    const check = report.vmBoot;
+    await ctx.output({ vmBootCheck: { pointId: point.id, ...check } });
+    if (!check?.bootable) {
+      const failed = (check?.results ?? []).filter((r) => r.status === 'failed');
+      throw new HavenError(
+        'conflict',
+        `server '${ctx.machine.name}': its replica (point ${point.time}) would not boot as a VM: ` +
+          failed.map((r) => `${r.item}: ${r.detail}${r.fix ? ` (fix: ${r.fix})` : ''}`).join('; ') +
+          '. Fix it on the server, then enable replication again',
+        { machineId: ctx.machine.id, failed: failed.map((r) => r.item) },
+      );
+    }
+    const notChecked = check.results.filter((r) => r.status === 'not-checked').map((r) => r.item);
+    ctx.progress(
+      100,
+      `boots as a VM: ${check.results.filter((r) => r.status === 'passed').length} checks passed` +
+        (notChecked.length ? `; not checked: ${notChecked.join(', ')}` : ''),
+    );
   },
 };
 
@@ -223,44 +313,7 @@ export function enableReplicationJob(vault: () => VaultContext): VaultJobDefinit
           },
         },
         ...(input.liveMirror ? [armMirrorStep] : []),
-        input.serverLegs
-          ? serverSyncStep
-          : {
-              name: 'initial-replication',
-              title: 'Initial replication (copy every disk, then the writes made meanwhile)',
-              retrySafe: true,
-              weight: 8,
-              run: async (ctx) => {
-                const source = ctx.host(ctx.machine.activeHostId);
-                const replica = ctx.host(ctx.machine.recoveryHostId!);
-                let shown = 0;
-                const broken = new ReplicationErrorWatch('the initial replication');
-                const points = await pollUntil(
-                  ctx,
-                  async () => {
-                    const status = await source.replication.status({ machineId: ctx.machine.id });
-                    broken.check(status);
-                    const copy = copyProgress(status.mirror ? mirrorCopyStatus(status) : status);
-                    // The copy's share never goes back (it ends before the first point is listed).
-                    shown = Math.max(shown, copy.percent);
-                    const problem = mirrorProblem(status);
-                    ctx.progress(
-                      shown,
-                      problem !== null
-                        ? problem
-                        : status.mirror && status.mirror.state !== 'armed'
-                          ? `mirror ${status.mirror.state}: ${copy.text}`
-                          : `${status.state}: ${copy.text}`,
-                    );
-                    if (status.state !== 'streaming') return undefined;
-                    const list = await replica.replica.listPoints({ machineId: ctx.machine.id });
-                    return list.length > 0 ? list : undefined;
-                  },
-                  { what: 'the first recovery point', intervalMs: 250 },
-                );
-                await ctx.output({ firstRecoveryPoint: points[points.length - 1] });
-              },
-            },
+        ...(input.serverLegs ? [serverSyncStep, serverBootCheckStep] : [initialReplicationStep]),
         {
           name: 'apply-retention',
           title: 'Apply the policy’s retention to the replica',

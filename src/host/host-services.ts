@@ -569,6 +569,14 @@ export interface ServerLinkService {
   shutdown(params: { machineId: string; timeoutMs: number }): Promise<{ stopped: boolean; reason: string }>;
   /** Forgets the server: its certificate is no longer accepted and its exports are detached. */
   forget(params: { machineId: string }): Promise<void>;
+  /**
+   * From now on the host refuses the server's NBD legs and its agent's
+   * reports (answered 403 "failed over"), and drops their connections: a
+   * server that failed over, or comes back after a failover, can no longer
+   * write into Haven's copy. Kept across agent restarts until `unfence`.
+   */
+  fence(params: { machineId: string; reason: string }): Promise<void>;
+  unfence(params: { machineId: string }): Promise<void>;
 }
 
 // ---- all of them ---------------------------------------------------------

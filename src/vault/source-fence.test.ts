@@ -233,4 +233,21 @@ describe('fencing a returned source', () => {
     assert.match(fence.reason, /still reports it running after fencing/);
     assert.ok(await openAlert(), 'the alert is raised again');
   });
+
+  it('a physical server is fenced at its host (legs and agent refused) and never called verified: nothing can see its power', async () => {
+    await store.machines.update({
+      ...(await store.machines.get('m-1'))!,
+      server: { writeBehind: null, nbdTimeoutSeconds: 5, enrolledAt: '2026-12-01T00:00:00.000Z' },
+    });
+    await store.machines.recordSourceFence('m-1', unverified);
+    calls.length = 0;
+    // The primary host's hypervisor has never heard of the server: "absent" must not count.
+    answer = (method) => (method === 'hypervisor.status' ? { name: 'web-1', state: 'absent' } : undefined);
+    await fencer.fenceOn('h-primary');
+    assert.deepEqual(calls, ['servers.fence']);
+    const fence = (await store.machines.get('m-1'))?.sourceFence;
+    assert.ok(fence && !fence.verified, 'not verified');
+    assert.match(fence.reason, /has no BMC: host 'h-primary' refuses its NBD legs and its agent/);
+    assert.ok(await openAlert(), 'the alert stays open until an operator made sure it is off');
+  });
 });

@@ -5,6 +5,7 @@ import { type Machine, type MachineState, outputOutsideSteps, type SourceFence }
 import { HavenError } from '../errors/index.ts';
 import { hostServices } from './jobs/lifecycle-job.ts';
 import { fenceAndVerify } from './jobs/verified-fence.ts';
+import { fenceServer } from './servers/index.ts';
 import type { VaultContext } from './vault-context.ts';
 
 /**
@@ -144,7 +145,14 @@ export class SourceFencer {
     const vault = this.#vault();
     const services = hostServices(vault, fence.hostId);
     const host = (await vault.store.hosts.get(fence.hostId))?.name ?? fence.hostId;
-    const outcome = await fenceAndVerify(services.hypervisor, fence.vmName);
+    const outcome = machine.server
+      ? await fenceServer(
+          vault,
+          machine,
+          fence.hostId,
+          `host came back after job ${fence.jobId} failed it over`,
+        )
+      : await fenceAndVerify(services.hypervisor, fence.vmName);
     const at = isoNow(vault.clock);
     if (!outcome.fenced) {
       await vault.store.machines.recordSourceFence(machine.id, {

@@ -5,6 +5,7 @@ import { HavenError } from '../../errors/index.ts';
 import type { PointView } from '../../host/host-services.ts';
 import type { RecoveryPointChoice } from '../lifecycle/operation-options.ts';
 import { requireReplicaHost } from '../replica-host.ts';
+import { fenceServer, serverLinkOf } from '../servers/index.ts';
 import { fenceAlertKey, raiseFenceAlert } from '../source-fence.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { failbackCommitSteps } from './failback-jobs.ts';
@@ -148,7 +149,9 @@ async function fenceSource(ctx: LifecycleStepContext): Promise<void> {
     return;
   }
   const services = ctx.host(source);
-  const outcome = await fenceAndVerify(services.hypervisor, vmNameOf(ctx.machine));
+  const outcome = ctx.machine.server
+    ? await fenceServer(ctx.vault, ctx.machine, source, `failed over by job ${ctx.job.id}`)
+    : await fenceAndVerify(services.hypervisor, vmNameOf(ctx.machine));
   if (!outcome.fenced && outcome.state !== 'unknown') {
     await notFenced(ctx, outcome.reason, { failoverGoesOn: false });
     throw new HavenError(
@@ -378,6 +381,10 @@ function plannedShutdownStep(forceOffAfterSeconds: number | null): LifecycleStep
         : `Shut down the source machine (forced off after ${forceOffAfterSeconds} s)`,
     retrySafe: true,
     run: async (ctx) => {
+      if (ctx.machine.server) {
+        await shutDownServer(ctx, { required: true });
+        return;
+      }
       const hypervisor = ctx.host(ctx.machine.activeHostId).hypervisor;
       const result = await hypervisor
         .shutdown({
@@ -406,6 +413,38 @@ function plannedShutdownStep(forceOffAfterSeconds: number | null): LifecycleStep
 }
 
 /**
+ * A physical server is shut down by its agent (the command rides on the
+ * answer to its next report): it stops writing, flushes, stops its arrays
+ * and powers off; the host waits for its last report and its legs to close.
+ * A planned failover needs that to have happened; an unplanned one goes on.
+ */
+async function shutDownServer(ctx: LifecycleStepContext, { required }: { required: boolean }): Promise<void> {
+  const started = performance.now();
+  const result = await serverLinkOf(ctx.vault, ctx.machine.activeHostId).shutdown({
+    machineId: ctx.machine.id,
+    timeoutMs: PLANNED_SHUTDOWN_SECONDS * 1000,
+  });
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  if (!result.stopped && required) {
+    throw new HavenError(
+      'conflict',
+      `physical server '${ctx.machine.name}' did not shut down through its agent within ${PLANNED_SHUTDOWN_SECONDS} s: ${result.reason}. ` +
+        'Shut it down on the server (or through its BMC), then run the planned failover again, or run an unplanned failover',
+      { machineId: ctx.machine.id, allowed: ['planned-failover', 'failover'] },
+    );
+  }
+  await ctx.output({
+    shutdown: result.stopped
+      ? `shut down by its agent after ${seconds} s (${result.reason})`
+      : `not shut down after ${seconds} s: ${result.reason}`,
+  });
+  ctx.progress(
+    100,
+    result.stopped ? 'the server shut down' : `the server did not shut down: ${result.reason}`,
+  );
+}
+
+/**
  * Unplanned with "shut down first": the point is chosen after the shutdown
  * ends, so the writes made during it count ('latest' also waits, bounded, for
  * them to reach the replica). A shutdown that fails does not stop the failover.
@@ -420,6 +459,10 @@ function unplannedShutdownStep(): LifecycleStep {
       try {
         if (!ctx.vault.hosts.isConnected(ctx.machine.activeHostId)) {
           throw new HavenError('unreachable', 'the source host is not connected');
+        }
+        if (ctx.machine.server) {
+          await shutDownServer(ctx, { required: false });
+          return;
         }
         const result = await ctx
           .host(ctx.machine.activeHostId)

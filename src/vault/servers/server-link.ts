@@ -10,5 +10,7 @@ export function serverLinkOf(vault: VaultContext, hostId: string): ServerLinkSer
     status: (params) => call('status', params),
     shutdown: (params) => call('shutdown', params),
     forget: (params) => call('forget', params),
+    fence: (params) => call('fence', params),
+    unfence: (params) => call('unfence', params),
   };
 }

@@ -319,6 +319,13 @@ describe('failback onto the server', () => {
       const again = bootGuest({ bootFromDisk: true, disk: { file: local }, qmpSocket, qemuArgs: NIC });
       try {
         await again.waitForLine(/^md: assembled \/dev\/md0 from \/dev\/vda \/dev\/nbd0$/, WAIT_MS);
+        // The stale leg comes back through the bitmap: what the failback wrote and what was in flight.
+        const resent = await again.waitForLine(/^md: bitmap dirty (\d+) of (\d+) chunks/, WAIT_MS);
+        await again.waitForLine(/^md: re-added \/dev\/nbd0$/, WAIT_MS);
+        assert.ok(
+          Number(resent[1]) <= Math.ceil(copied / chunkBytes) + dirtyChunks + diverged.length,
+          `${resent[0]} after copying ${copied} bytes`,
+        );
         const recovered = await again.waitForLine(/^(recovered (\d+) ok|corrupt at .*)$/, WAIT_MS);
         assert.ok(Number(recovered[2]) >= vmLast, `${recovered[0]}; the VM made ${vmLast} durable`);
         await again.waitForLine(/^md: synced$/, WAIT_MS);

@@ -38,24 +38,48 @@ import { runTool, runToolOrThrow } from './run-tool.ts';
  */
 export type GuestVariant = 'vm' | 'server';
 
-/** A built guest: boot it with `-kernel kernel -initrd initramfs`. */
-export interface GuestImage {
+/** A built kernel + initramfs: boot it with `-kernel kernel -initrd initramfs`. */
+export interface InitramfsImage {
   kernel: string;
   initramfs: string;
   /** Debian package the kernel came from, e.g. linux-image-6.1.0-50-cloud-amd64. */
   kernelPackage: string;
   kernelPackageVersion: string;
-  /** `uname -r` of the guest kernel. */
+  /** `uname -r` of the kernel. */
   kernelRelease: string;
-  variant: GuestVariant;
   /** Kernel modules in the initramfs, in the order init loads them. */
   modules: string[];
-  /** Debian packages the initramfs carries programs and libraries of (server variant), as name=version. */
+  /** Debian packages the initramfs carries programs and libraries of, as name=version. */
   packages: string[];
   /** Hash of every input; the cache directory's name. */
   cacheKey: string;
   /** False when this call built the image, true when it was already cached. */
   cached: boolean;
+}
+
+/** A built guest: boot it with `-kernel kernel -initrd initramfs`. */
+export interface GuestImage extends InitramfsImage {
+  variant: GuestVariant;
+}
+
+/**
+ * What an initramfs image is made of. The test guest and the server's
+ * recovery environment (src/server-agent) are both one: busybox, the
+ * kernel's modules, their scripts and programs out of Debian packages.
+ */
+export interface InitramfsRecipe {
+  /** Names the cache entry: a hash of every input (hashParts). */
+  cacheKey: string;
+  kernel: DebianPackage;
+  /** Module roots; their dependencies come along. */
+  modules: readonly string[];
+  busybox: Buffer;
+  /** Executable files by path in the initramfs, `init` among them. */
+  scripts: Readonly<Record<string, Uint8Array>>;
+  /** Symbolic links by path in the initramfs, to their targets. */
+  links?: Readonly<Record<string, string>>;
+  /** Programs copied out of Debian packages with the libraries they load. */
+  programs?: { list: readonly GuestProgram[]; packages: readonly DebianPackage[] };
 }
 
 export interface BuildGuestImageOptions {
@@ -70,7 +94,7 @@ export interface BuildGuestImageOptions {
 }
 
 /** The server variant's programs (and, through libraryClosure, their libraries' packages). */
-const SERVER_PROGRAMS: readonly GuestProgram[] = [
+export const SERVER_PROGRAMS: readonly GuestProgram[] = [
   { package: 'nbd-client', path: 'sbin/nbd-client' },
   { package: 'mdadm', path: 'sbin/mdadm' },
 ];
@@ -130,10 +154,43 @@ export async function buildGuestImage(options: BuildGuestImageOptions = {}): Pro
     busybox,
     ...(server ? { server } : {}),
   });
-  const entry = join(cacheDir, cacheKey);
+  const image = await buildInitramfsImage(
+    cacheDir,
+    {
+      cacheKey,
+      kernel,
+      modules: moduleRoots,
+      busybox,
+      scripts: {
+        init: initScript,
+        'bin/haven-powerdown': powerdownScript,
+        'bin/haven-agent': agentScript,
+        ...(server ? { 'bin/haven-server-disk': server.script } : {}),
+      },
+      // busybox acpid runs <confdir>/PWRF/00000080 when the power button is pressed.
+      links: { 'etc/acpi/PWRF/00000080': '/bin/haven-powerdown' },
+      ...(server ? { programs: { list: SERVER_PROGRAMS, packages: server.packages } } : {}),
+    },
+    log,
+  );
+  return { ...image, variant };
+}
 
+/**
+ * Builds the image `recipe` describes, or returns the cached one (the entry
+ * `<cacheDir>/<recipe.cacheKey>`). Concurrent builders each work in a
+ * private temporary directory and rename the finished entry into place; the
+ * loser of the race discards its copy, so readers never see a partial image.
+ */
+export async function buildInitramfsImage(
+  cacheDir: string,
+  recipe: InitramfsRecipe,
+  log: (message: string) => void,
+): Promise<InitramfsImage> {
+  const { cacheKey, kernel } = recipe;
+  const entry = join(cacheDir, cacheKey);
   const existing = await readManifest(entry);
-  if (existing) return { ...existing, ...paths(entry), variant, cacheKey, cached: true };
+  if (existing) return { ...existing, ...paths(entry), cacheKey, cached: true };
 
   await mkdir(cacheDir, { recursive: true });
   await removeAbandonedBuilds(cacheDir);
@@ -151,23 +208,21 @@ export async function buildGuestImage(options: BuildGuestImageOptions = {}): Pro
     const staging = join(work, 'initramfs');
     const modules = await stageInitramfs(staging, {
       modulesDir: join(root, 'lib', 'modules', kernelRelease),
-      modules: moduleRoots,
-      initScript,
-      powerdownScript,
-      agentScript,
-      busybox,
+      modules: recipe.modules,
+      scripts: recipe.scripts,
+      links: recipe.links ?? {},
+      busybox: recipe.busybox,
     });
-    if (server) {
+    const packages = recipe.programs?.packages ?? [];
+    if (recipe.programs) {
       const packagesRoot = join(work, 'packages');
-      for (const pkg of server.packages) {
+      for (const pkg of packages) {
         await runToolOrThrow('dpkg', ['-x', await cachedDeb(cacheDir, pkg, work, log), packagesRoot], {
           debianPackage: 'dpkg',
         });
       }
-      const files = await stageGuestPrograms(staging, packagesRoot, SERVER_PROGRAMS);
-      log(`staged ${files.length} program and library files from ${server.packages.length} packages`);
-      await writeFile(join(staging, 'bin', 'haven-server-disk'), server.script);
-      await chmod(join(staging, 'bin', 'haven-server-disk'), 0o755);
+      const files = await stageGuestPrograms(staging, packagesRoot, recipe.programs.list);
+      log(`staged ${files.length} program and library files from ${packages.length} packages`);
     }
     log(`packing initramfs (${modules.length} modules)`);
     await packInitramfs(staging, join(out, 'initramfs.gz'));
@@ -176,7 +231,7 @@ export async function buildGuestImage(options: BuildGuestImageOptions = {}): Pro
       kernelPackageVersion: kernel.version,
       kernelRelease,
       modules,
-      packages: (server?.packages ?? []).map((p) => `${p.name}=${p.version}`),
+      packages: packages.map((p) => `${p.name}=${p.version}`),
     };
     await writeFile(join(out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
     try {
@@ -190,10 +245,9 @@ export async function buildGuestImage(options: BuildGuestImageOptions = {}): Pro
     await rm(work, { recursive: true, force: true });
   }
   const built = await readManifest(entry);
-  if (!built)
-    throw new HavenError('internal', `guest image cache entry ${entry} has no manifest after build`);
-  log(`built guest image ${entry}`);
-  return { ...built, ...paths(entry), variant, cacheKey, cached: false };
+  if (!built) throw new HavenError('internal', `image cache entry ${entry} has no manifest after build`);
+  log(`built image ${entry}`);
+  return { ...built, ...paths(entry), cacheKey, cached: false };
 }
 
 /** Everything an image is made from, hashed: a change to any input names a new cache entry. */
@@ -207,8 +261,7 @@ export function guestImageKey(inputs: {
   /** The server variant's script and the packages its programs come from. */
   server?: { script: Uint8Array; packages: readonly DebianPackage[] };
 }): string {
-  const hash = createHash('sha256');
-  for (const part of [
+  return hashParts([
     `layout ${LAYOUT_VERSION}`,
     `kernel ${inputs.kernel.name}=${inputs.kernel.version}`,
     `modules ${inputs.modules.join(',')}`,
@@ -223,9 +276,13 @@ export function guestImageKey(inputs: {
           `packages ${inputs.server.packages.map((p) => `${p.name}=${p.version}`).join(',')}`,
         ]
       : []),
-  ]) {
-    hash.update(part).update('\0');
-  }
+  ]);
+}
+
+/** A cache key: the first 16 hex digits of the SHA-256 of `parts`, each ended by a NUL. */
+export function hashParts(parts: readonly string[]): string {
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(part).update('\0');
   return hash.digest('hex').slice(0, 16);
 }
 
@@ -270,11 +327,12 @@ async function readManifest(entry: string): Promise<Manifest | undefined> {
   }
 }
 
-function sha256(data: Uint8Array): string {
+export function sha256(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-async function readBusybox(): Promise<Buffer> {
+/** The build host's static busybox: the initramfs's shell and tools. */
+export async function readBusybox(): Promise<Buffer> {
   let busybox: Buffer;
   try {
     busybox = await readFile(BUSYBOX);
@@ -291,8 +349,8 @@ async function readBusybox(): Promise<Buffer> {
   return busybox;
 }
 
-/** The kernel package and its candidate version, from apt's lists. */
-async function resolveKernelPackage(
+/** The kernel package (default: what linux-image-cloud-amd64 depends on) and its candidate version, from apt's lists. */
+export async function resolveKernelPackage(
   cacheDir: string,
   pinned: string | undefined,
   log: (message: string) => void,
@@ -334,22 +392,21 @@ async function findKernelRelease(root: string, packageName: string): Promise<str
 }
 
 /**
- * Lays out the initramfs tree: busybox and its applet links, the init,
- * powerdown and guest agent scripts, the acpid hook, and the modules with their load order.
- * Returns the modules in load order.
+ * Lays out the initramfs tree: busybox and its applet links, the recipe's
+ * scripts and links, and the modules with their load order
+ * (`lib/modules/load-order`). Returns the modules in load order.
  */
 async function stageInitramfs(
   dir: string,
   input: {
     modulesDir: string;
     modules: readonly string[];
-    initScript: Buffer;
-    powerdownScript: Buffer;
-    agentScript: Buffer;
+    scripts: Readonly<Record<string, Uint8Array>>;
+    links: Readonly<Record<string, string>>;
     busybox: Buffer;
   },
 ): Promise<string[]> {
-  for (const sub of ['bin', 'dev', 'proc', 'sys', 'run', 'data', 'lib/modules', 'etc/acpi/PWRF']) {
+  for (const sub of ['bin', 'dev', 'proc', 'sys', 'run', 'lib/modules']) {
     await mkdir(join(dir, sub), { recursive: true });
   }
   await writeFile(join(dir, 'bin', 'busybox'), input.busybox, { mode: 0o755 });
@@ -357,14 +414,16 @@ async function stageInitramfs(
   for (const applet of applets) {
     if (applet !== 'busybox') await symlink('busybox', join(dir, 'bin', applet));
   }
-  await writeFile(join(dir, 'init'), input.initScript, { mode: 0o755 });
-  await writeFile(join(dir, 'bin', 'haven-powerdown'), input.powerdownScript, { mode: 0o755 });
-  await writeFile(join(dir, 'bin', 'haven-agent'), input.agentScript, { mode: 0o755 });
-  // writeFile's mode is filtered by the umask; the scripts must be executable.
-  for (const script of ['init', 'bin/haven-powerdown', 'bin/haven-agent'])
-    await chmod(join(dir, script), 0o755);
-  // busybox acpid runs <confdir>/PWRF/00000080 when the power button is pressed.
-  await symlink('/bin/haven-powerdown', join(dir, 'etc', 'acpi', 'PWRF', '00000080'));
+  for (const [path, content] of Object.entries(input.scripts)) {
+    await mkdir(dirname(join(dir, path)), { recursive: true });
+    await writeFile(join(dir, path), content);
+    // writeFile's mode is filtered by the umask; the scripts must be executable.
+    await chmod(join(dir, path), 0o755);
+  }
+  for (const [path, target] of Object.entries(input.links)) {
+    await mkdir(dirname(join(dir, path)), { recursive: true });
+    await symlink(target, join(dir, path));
+  }
 
   const order = await readFile(join(input.modulesDir, 'modules.order'), 'utf8');
   const fileOf = new Map<string, string>();

@@ -1,0 +1,236 @@
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HavenError } from '../errors/index.ts';
+import {
+  buildInitramfsImage,
+  defaultGuestCacheDir,
+  hashParts,
+  type InitramfsImage,
+  initramfsWithFiles,
+  readBusybox,
+  resolveKernelPackage,
+  SERVER_PROGRAMS,
+  sha256,
+} from '../guest/build-guest-image.ts';
+import { libraryClosure } from '../guest/debian-packages.ts';
+import { GUEST_MODULES, SERVER_GUEST_MODULES } from '../guest/kernel-modules.ts';
+
+/** The failback export at the primary site: NBD with STARTTLS and a client certificate. */
+export interface FailbackExport {
+  address: string;
+  port: number;
+  /** The NBD export name. */
+  name: string;
+  /** The name the export's server certificate is checked for. */
+  tlsHostname: string;
+  caPem: string;
+  /** The client certificate the export requires, and its key. */
+  certPem: string;
+  keyPem: string;
+}
+
+/** Bytes of the server's disk. */
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+export interface RecoveryEnvironmentOptions {
+  export: FailbackExport;
+  /** What diverged from the server's disk since it stopped (the regions the reverse replication wrote). */
+  ranges: readonly ByteRange[];
+  /** The server's disk, its md member, e.g. `/dev/vda`. */
+  device: string;
+  /** The md array assembled from it, e.g. `/dev/md0`. */
+  array: string;
+  /** Default DHCP on eth0. */
+  network?: 'dhcp' | { address: string; gateway?: string };
+  /**
+   * Default `reboot`: the recovery environment is a one-time boot (a BMC's
+   * boot override for the next boot only, or a network boot Haven serves for
+   * this failback alone), so the next boot is the server's own system. Choose
+   * `poweroff` for a boot medium that stays in the server, or every reboot
+   * would run the failback again.
+   */
+  then?: 'reboot' | 'poweroff';
+  /** Defaults to defaultGuestCacheDir(). */
+  cacheDir?: string;
+  kernelPackage?: string;
+  log?: (message: string) => void;
+}
+
+/** A recovery environment written to a directory, with its ways to boot. */
+export interface RecoveryEnvironment {
+  /** `<dir>/vmlinuz`. */
+  kernel: string;
+  /** `<dir>/initramfs.gz`: the cached image and this failback's files (mode 0600: it holds the client key). */
+  initramfs: string;
+  /** The kernel command line every way of booting it passes. */
+  cmdline: string;
+  /** `<dir>/boot.ipxe`: network boot, its kernel and initramfs named relative to the script (TFTP or HTTP). */
+  ipxeScript: string;
+  /** `<dir>/syslinux.cfg`: a boot medium holding vmlinuz and initramfs.gz at its root. */
+  syslinuxConfig: string;
+  /** The diverged ranges merged; the bitmap's dirty chunks join them on the server. */
+  ranges: ByteRange[];
+  rangeBytes: number;
+  /** The package-derived part, shared by every failback. */
+  image: InitramfsImage;
+}
+
+/** Bump when the layout changes in a way the hashed inputs do not show. */
+const LAYOUT_VERSION = 1;
+const FAILBACK_SCRIPT = new URL('./failback.sh', import.meta.url);
+/**
+ * The server guest's drivers (virtio disk and network) and the splitter's
+ * (nbd, raid1); a server on other hardware needs its own disk and network
+ * drivers added here.
+ */
+const RECOVERY_MODULES: readonly string[] = [...GUEST_MODULES, ...SERVER_GUEST_MODULES];
+/** Serial console last, so it is /dev/console: what a BMC's serial-over-LAN shows. */
+const CMDLINE = 'console=tty0 console=ttyS0,115200';
+const DEVICE = /^\/dev\/[A-Za-z0-9/_-]+$/;
+
+/**
+ * Builds the recovery environment for one failback into `dir`: the kernel
+ * and the package-derived initramfs (busybox, the nbd and raid1 modules,
+ * nbd-client and mdadm; cached, shared by every failback) with this
+ * failback's export address, TLS files and ranges appended as a second
+ * archive. Its init is failback.sh.
+ */
+export async function buildRecoveryEnvironment(
+  options: RecoveryEnvironmentOptions,
+  dir: string,
+): Promise<RecoveryEnvironment> {
+  const config = failbackConfig(options);
+  const ranges = mergeRanges(options.ranges);
+  const image = await recoveryImage(options);
+  await mkdir(dir, { recursive: true });
+  const kernel = join(dir, 'vmlinuz');
+  const initramfs = join(dir, 'initramfs.gz');
+  await copyFile(image.kernel, kernel);
+  await initramfsWithFiles(
+    image,
+    {
+      '/etc/haven/failback.conf': config,
+      '/etc/haven/failback.ranges': ranges.map((r) => `${r.offset} ${r.length}\n`).join(''),
+      '/etc/haven/failback-tls/ca.pem': options.export.caPem,
+      '/etc/haven/failback-tls/cert.pem': options.export.certPem,
+      '/etc/haven/failback-tls/key.pem': options.export.keyPem,
+    },
+    initramfs,
+  );
+  const ipxeScript = join(dir, 'boot.ipxe');
+  await writeFile(
+    ipxeScript,
+    ['#!ipxe', `kernel vmlinuz ${CMDLINE}`, 'initrd initramfs.gz', 'boot', ''].join('\n'),
+  );
+  const syslinuxConfig = join(dir, 'syslinux.cfg');
+  await writeFile(
+    syslinuxConfig,
+    [
+      'SERIAL 0 115200',
+      'DEFAULT failback',
+      'TIMEOUT 0',
+      'LABEL failback',
+      '  LINUX /vmlinuz',
+      '  INITRD /initramfs.gz',
+      `  APPEND ${CMDLINE}`,
+      '',
+    ].join('\n'),
+  );
+  return {
+    kernel,
+    initramfs,
+    cmdline: CMDLINE,
+    ipxeScript,
+    syslinuxConfig,
+    ranges,
+    rangeBytes: ranges.reduce((sum, r) => sum + r.length, 0),
+    image,
+  };
+}
+
+/** The package-derived part: built once per kernel, busybox, script and package versions. */
+async function recoveryImage(options: RecoveryEnvironmentOptions): Promise<InitramfsImage> {
+  const cacheDir = options.cacheDir ?? defaultGuestCacheDir();
+  const log = options.log ?? (() => {});
+  const [script, busybox] = await Promise.all([readFile(FAILBACK_SCRIPT), readBusybox()]);
+  const kernel = await resolveKernelPackage(cacheDir, options.kernelPackage, log);
+  const packages = await libraryClosure(
+    cacheDir,
+    SERVER_PROGRAMS.map((p) => p.package),
+    log,
+  );
+  const cacheKey = hashParts([
+    `recovery-environment ${LAYOUT_VERSION}`,
+    `kernel ${kernel.name}=${kernel.version}`,
+    `modules ${RECOVERY_MODULES.join(',')}`,
+    `init ${sha256(script)}`,
+    `busybox ${sha256(busybox)}`,
+    `packages ${packages.map((p) => `${p.name}=${p.version}`).join(',')}`,
+  ]);
+  return buildInitramfsImage(
+    cacheDir,
+    {
+      cacheKey,
+      kernel,
+      modules: RECOVERY_MODULES,
+      busybox,
+      scripts: { init: script },
+      programs: { list: SERVER_PROGRAMS, packages },
+    },
+    log,
+  );
+}
+
+/** failback.conf (see failback.sh), after checking every word it will carry. */
+export function failbackConfig(options: RecoveryEnvironmentOptions): string {
+  const { export: target, device, array } = options;
+  const word = (field: string, value: string, pattern: RegExp, allowed: string): string => {
+    if (!pattern.test(value)) {
+      throw new HavenError('validation_failed', `${field} '${value}' is not ${allowed}`, { field });
+    }
+    return value;
+  };
+  const host = /^[A-Za-z0-9.:-]+$/;
+  if (!Number.isInteger(target.port) || target.port < 1 || target.port > 65535) {
+    throw new HavenError('validation_failed', `export port ${target.port} is not a TCP port (1-65535)`, {
+      field: 'export.port',
+    });
+  }
+  const network = options.network ?? 'dhcp';
+  const lines = [
+    `export ${word('export.address', target.address, host, 'an address or host name')} ${target.port} ${word('export.name', target.name, /^[A-Za-z0-9._-]+$/, 'an export name (letters, digits, . _ -)')} ${word('export.tlsHostname', target.tlsHostname, host, 'a host name')}`,
+    `device ${word('device', device, DEVICE, 'a device path under /dev')}`,
+    `array ${word('array', array, DEVICE, 'a device path under /dev')}`,
+    network === 'dhcp'
+      ? 'network dhcp'
+      : `network static ${word('network.address', network.address, /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'an IPv4 address with a prefix length')}${network.gateway ? ` ${word('network.gateway', network.gateway, /^\d{1,3}(\.\d{1,3}){3}$/, 'an IPv4 address')}` : ''}`,
+    `then ${options.then ?? 'reboot'}`,
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/** Sorted, overlapping and touching ranges joined; empty ones dropped; a negative or fractional one refused. */
+export function mergeRanges(ranges: readonly ByteRange[]): ByteRange[] {
+  for (const r of ranges) {
+    if (!Number.isSafeInteger(r.offset) || !Number.isSafeInteger(r.length) || r.offset < 0 || r.length < 0) {
+      throw new HavenError(
+        'validation_failed',
+        `range ${r.offset}+${r.length} is not a byte offset and length (whole, not negative)`,
+        { field: 'ranges' },
+      );
+    }
+  }
+  const merged: ByteRange[] = [];
+  for (const r of [...ranges].filter((r) => r.length > 0).sort((a, b) => a.offset - b.offset)) {
+    const last = merged.at(-1);
+    if (last && r.offset <= last.offset + last.length) {
+      last.length = Math.max(last.length, r.offset + r.length - last.offset);
+    } else {
+      merged.push({ ...r });
+    }
+  }
+  return merged;
+}

@@ -19,6 +19,7 @@ import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { HavenError } from '../errors/index.ts';
+import { SERVER_AGENT_SCRIPT } from '../server-agent/server-agent-script.ts';
 import { askApt, cachedDeb, type DebianPackage, libraryClosure } from './debian-packages.ts';
 import { isStaticElf } from './elf-dynamic.ts';
 import { type GuestProgram, stageGuestPrograms } from './guest-programs.ts';
@@ -33,8 +34,9 @@ import { runTool, runToolOrThrow } from './run-tool.ts';
 
 /**
  * `vm`: the workload guest. `server`: the same guest playing a physical Linux
- * server, its disk mirrored by md raid1 onto an NBD export (server-disk.sh),
- * with Debian's nbd-client and mdadm and the kernel's nbd and raid1 modules.
+ * server, its disk mirrored by md raid1 onto an NBD export by the server
+ * agent (src/server-agent), with Debian's nbd-client, mdadm and openssl and
+ * the kernel's nbd and raid1 modules.
  */
 export type GuestVariant = 'vm' | 'server';
 
@@ -73,6 +75,8 @@ export interface BuildGuestImageOptions {
 const SERVER_PROGRAMS: readonly GuestProgram[] = [
   { package: 'nbd-client', path: 'sbin/nbd-client' },
   { package: 'mdadm', path: 'sbin/mdadm' },
+  // The server agent's HTTPS client (s_client) and its key and request maker (req).
+  { package: 'openssl', path: 'usr/bin/openssl' },
 ];
 
 /** Bump when the image layout changes in a way the hashed inputs do not show. */
@@ -82,7 +86,6 @@ const BUSYBOX = '/bin/busybox';
 const INIT_SCRIPT = new URL('./guest-init.sh', import.meta.url);
 const POWERDOWN_SCRIPT = new URL('./guest-powerdown.sh', import.meta.url);
 const AGENT_SCRIPT = new URL('./guest-agent.sh', import.meta.url);
-const SERVER_SCRIPT = new URL('./server-disk.sh', import.meta.url);
 
 /** `$HAVEN_CACHE_DIR/guest`, or `~/.cache/haven/guest`. */
 export function defaultGuestCacheDir(): string {
@@ -113,7 +116,7 @@ export async function buildGuestImage(options: BuildGuestImageOptions = {}): Pro
   const server =
     variant === 'server'
       ? {
-          script: await readFile(SERVER_SCRIPT),
+          script: await readFile(SERVER_AGENT_SCRIPT),
           packages: await libraryClosure(
             cacheDir,
             SERVER_PROGRAMS.map((p) => p.package),
@@ -166,8 +169,8 @@ export async function buildGuestImage(options: BuildGuestImageOptions = {}): Pro
       }
       const files = await stageGuestPrograms(staging, packagesRoot, SERVER_PROGRAMS);
       log(`staged ${files.length} program and library files from ${server.packages.length} packages`);
-      await writeFile(join(staging, 'bin', 'haven-server-disk'), server.script);
-      await chmod(join(staging, 'bin', 'haven-server-disk'), 0o755);
+      await writeFile(join(staging, 'bin', 'haven-server-agent'), server.script);
+      await chmod(join(staging, 'bin', 'haven-server-agent'), 0o755);
     }
     log(`packing initramfs (${modules.length} modules)`);
     await packInitramfs(staging, join(out, 'initramfs.gz'));
@@ -204,7 +207,7 @@ export function guestImageKey(inputs: {
   powerdownScript: Uint8Array;
   agentScript: Uint8Array;
   busybox: Uint8Array;
-  /** The server variant's script and the packages its programs come from. */
+  /** The server variant's agent script and the packages its programs come from. */
   server?: { script: Uint8Array; packages: readonly DebianPackage[] };
 }): string {
   const hash = createHash('sha256');

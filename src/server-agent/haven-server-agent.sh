@@ -443,7 +443,13 @@ uptime_s() {
   echo "${up%.*}"
 }
 
+# Until both legs are known equal: set at start and by every re-add.
+mark_pending() {
+  eval "pending_$1=1"
+}
+
 run() {
+  for_each_disk mark_pending
   next=0
   while true; do
     for_each_disk watch_disk

@@ -78,7 +78,7 @@ for (const shell of [['busybox', 'sh'], ['dash']] as const) {
       const endpoint = await AgentEndpoint.start({
         caKey,
         caCert,
-        configLines: CONFIG,
+        configLines: () => CONFIG,
         machineId: 'm-1',
         token: 'secret-token',
       });

@@ -20,7 +20,8 @@ export async function selfSignedCertificate(keyFile: string, certFile: string): 
     extensions: [
       'basicConstraints=critical,CA:TRUE',
       'keyUsage=digitalSignature,keyCertSign',
-      'extendedKeyUsage=serverAuth',
+      // clientAuth too: OpenSSL refuses a client certificate whose CA's EKU lacks it (INVALID_PURPOSE).
+      'extendedKeyUsage=serverAuth,clientAuth',
     ],
   });
   await Promise.all([writeFile(keyFile, keyPem), writeFile(certFile, certPem)]);

@@ -25,8 +25,8 @@ export interface AgentEndpointOptions {
   /** The server CA's key and certificate files: the endpoint's own certificate, and what signs the agent's request. */
   caKey: string;
   caCert: string;
-  /** What the host would answer a valid enrolment: the config lines of the contract (certificate appended here). */
-  configLines: readonly string[];
+  /** What the host would answer a valid enrolment, given the endpoint's port: the config lines of the contract (certificate appended here). */
+  configLines: (agentPort: number) => readonly string[];
   machineId: string;
   token: string;
 }
@@ -121,10 +121,14 @@ export class AgentEndpoint {
       }
       this.#tokenUsed = true;
       const certificate = await signClientRequest(caKey, caCert, body, machineId);
-      return [200, `${configLines.join('\n')}\n\n${certificate}`];
+      return [200, `${configLines(this.port).join('\n')}\n\n${certificate}`];
     }
     if (method === 'POST' && url === '/v1/report') {
-      if (!socket.authorized) return [403, `a report needs a client certificate from the server CA\n`];
+      if (!socket.authorized)
+        return [
+          403,
+          `a report needs a client certificate from the server CA (${String(socket.authorizationError)})\n`,
+        ];
       const report: ReceivedReport = {
         machine: String(socket.getPeerCertificate().subject?.CN ?? ''),
         hostname: '',

@@ -143,7 +143,7 @@ function throughput(lines: readonly string[], state: '[UU]' | '[U_]'): { mibPerS
   return { mibPerS: ms > 0 ? bytes / MiB / (ms / 1000) : 0, samples };
 }
 
-test('a server guest mirrors its disk onto a disk service export, degrades when the link is cut and resyncs only what changed', async () => {
+test('a server guest mirrors its disk onto a disk service export, degrades when the link is cut and resyncs only what changed; its agent reports each state and obeys a shutdown', async () => {
   const local = join(root, 'server-vda.img');
   await formatDataDisk(local, { sizeBytes: DISK_BYTES, filesystemBytes: FS_BYTES });
   const exported = join(root, 'primary.img');
@@ -280,7 +280,10 @@ test('a server guest mirrors its disk onto a disk service export, degrades when 
       // stops, /data is unmounted, md stopped, the server powers off.
       const reportsAtShutdown = endpoint.reports.length;
       const shutdownAt = Date.now();
+      // Two commands in one answer, obeyed in order; a disk the server lacks is named back.
+      endpoint.queue('readd disk9');
       endpoint.queue('shutdown');
+      await guest.waitForLine(/^agent: readd names no disk of this server: disk9$/, WAIT_MS, from);
       await guest.waitForLine(/^agent: shutdown requested$/, WAIT_MS, from);
       await endpoint.waitForReport((r) => r.state === 'stopping', WAIT_MS, reportsAtShutdown);
       await guest.waitForLine(/^powered off cleanly$/, WAIT_MS);

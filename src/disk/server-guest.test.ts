@@ -1,12 +1,14 @@
 /**
  * The guest that plays a protected physical Linux server (the server variant
- * of src/guest's image): its own disk /dev/vda mirrored by md raid1 onto an
- * export of the disk service over TCP through QEMU's user network, the NBD
- * leg write-mostly with an nbd-client timeout. The export's journal receives
- * the server's writes, the link is cut under writes (the server goes on
- * alone, md degrades) and restored (the leg is re-added and only what the
- * write-intent bitmap marked is resent).
- * Debian: qemu-system-x86, e2fsprogs (and what src/guest needs).
+ * of src/guest's image, running the server agent of src/server-agent): its
+ * own disk /dev/vda mirrored by md raid1 onto an export of the disk service
+ * over TLS through QEMU's user network, the NBD leg write-mostly with an
+ * nbd-client timeout. The export's journal receives the server's writes, the
+ * link is cut under writes (the server goes on alone, md degrades, the agent
+ * reports it) and restored (the leg is re-added and only what the
+ * write-intent bitmap marked is resent); the agent obeys a shutdown. The
+ * agent's HTTPS peer is AgentEndpoint, the contract's two calls in miniature.
+ * Debian: qemu-system-x86, e2fsprogs, openssl (and what src/guest needs).
  */
 import assert from 'node:assert/strict';
 import { copyFile, mkdtemp, open, readFile, rm } from 'node:fs/promises';
@@ -26,9 +28,9 @@ import {
   initramfsWithFiles,
   SERVER_BOOT_DISK,
 } from '../guest/index.ts';
-import { QmpClient } from '../hypervisor/qmp-client.ts';
 import { readJournal, replay } from '../testing/disk-service.fixture.ts';
 import { clientCertificate, selfSignedCertificate } from '../testing/self-signed-certificate.ts';
+import { AgentEndpoint } from '../testing/server-agent-endpoint.ts';
 import { DiskService } from './disk-service.ts';
 
 const WAIT_MS = 120_000;
@@ -37,6 +39,23 @@ const DISK_BYTES = 64 * MiB;
 // md metadata 1.0 and its bitmap sit at the end of each member: the filesystem leaves room.
 const FS_BYTES = 60 * MiB;
 const NBD_TIMEOUT_S = 5;
+const REPORT_S = 2;
+// QEMU's user network reaches the host's loopback at 10.0.2.2; the certificates name localhost.
+const HOST_FROM_GUEST = '10.0.2.2';
+
+/** The config lines of the contract's enrolment answer, for one disk /dev/vda. */
+function serverConfig(machineId: string, nbdPort: number, agentPort: number, sizeBytes: number): string[] {
+  return [
+    `machine ${machineId}`,
+    `name ${machineId}`,
+    `nbd ${HOST_FROM_GUEST} ${nbdPort} localhost`,
+    `agent ${HOST_FROM_GUEST} ${agentPort} localhost`,
+    `timeout ${NBD_TIMEOUT_S}`,
+    'writebehind 0',
+    `report ${REPORT_S}`,
+    `disk disk0 /dev/vda ${machineId} ${sizeBytes}`,
+  ];
+}
 const GUEST_IP = { address: '10.0.2.15/24', gateway: '10.0.2.2' };
 const NIC = ['-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0'];
 
@@ -124,7 +143,7 @@ function throughput(lines: readonly string[], state: '[UU]' | '[U_]'): { mibPerS
   return { mibPerS: ms > 0 ? bytes / MiB / (ms / 1000) : 0, samples };
 }
 
-test('a server guest mirrors its disk onto a disk service export, degrades when the link is cut and resyncs only what changed', async () => {
+test('a server guest mirrors its disk onto a disk service export, degrades when the link is cut and resyncs only what changed; its agent reports each state and obeys a shutdown', async () => {
   const local = join(root, 'server-vda.img');
   await formatDataDisk(local, { sizeBytes: DISK_BYTES, filesystemBytes: FS_BYTES });
   const exported = join(root, 'primary.img');
@@ -138,39 +157,40 @@ test('a server guest mirrors its disk onto a disk service export, degrades when 
   ) as [string, string, string, string];
   await selfSignedCertificate(caKey, caCert);
   await clientCertificate(caKey, caCert, clientKey, clientCert);
-  const initramfs = join(root, 'initramfs-tls.gz');
-  await initramfsWithFiles(
-    image,
-    {
-      '/etc/haven/nbd-tls/ca.pem': await readFile(caCert),
-      '/etc/haven/nbd-tls/cert.pem': await readFile(clientCert),
-      '/etc/haven/nbd-tls/key.pem': await readFile(clientKey),
-    },
-    initramfs,
-  );
   const service = await DiskService.start({
     listen: { host: '127.0.0.1', port: 0 },
     tls: { key: await readFile(caKey), cert: await readFile(caCert), ca: await readFile(caCert) },
   });
   const { uris } = await service.attach('server0', { imagePath: exported, journalDir });
   const link = await Link.open(Number(new URL(uris.tcp!).port));
-  const qmpSocket = join(root, 'qmp.sock');
-  // QEMU's user network reaches the host's loopback at 10.0.2.2.
-  const cmdline = [
-    `haven.nbd=10.0.2.2:${link.port}:server0`,
-    // The disk service's certificate names localhost.
-    'haven.nbdtls=localhost',
-    `haven.nbdtimeout=${NBD_TIMEOUT_S}`,
-  ];
+  // Enrolled already (the boot-disk test enrols): the state dir rides in the initramfs.
+  const endpoint = await AgentEndpoint.start({
+    caKey,
+    caCert,
+    configLines: () => [],
+    machineId: 'server0',
+    token: 'unused',
+  });
+  const config = serverConfig('server0', link.port, endpoint.port, DISK_BYTES);
+  const initramfs = join(root, 'initramfs-tls.gz');
+  await initramfsWithFiles(
+    image,
+    {
+      '/etc/haven/server.conf': `${config.join('\n')}\n`,
+      '/etc/haven/tls/ca.pem': await readFile(caCert),
+      '/etc/haven/tls/cert.pem': await readFile(clientCert),
+      '/etc/haven/tls/key.pem': await readFile(clientKey),
+    },
+    initramfs,
+  );
   try {
     const started = Date.now();
     const guest = bootGuest({
       ...image,
       initramfs,
       disk: { file: local },
-      qmpSocket,
       guest: { rate: 10, ip: GUEST_IP },
-      cmdline: [...cmdline, 'haven.tput=4'],
+      cmdline: ['haven.tput=4'],
       qemuArgs: NIC,
     });
     try {
@@ -188,6 +208,14 @@ test('a server guest mirrors its disk onto a disk service export, degrades when 
       // The initial replication is the mirror's own resync.
       await guest.waitForLine(/^md: synced$/, WAIT_MS);
       const syncedMs = Date.now() - started;
+      const whole = await endpoint.waitForReport(
+        (r) => r.state === 'running' && r.disks[0]?.legs === '[UU]' && r.disks[0]?.action === 'idle',
+        WAIT_MS,
+      );
+      assert.deepEqual(
+        { ...whole.disks[0], dirty: undefined },
+        { diskId: 'disk0', array: '/dev/md0', legs: '[UU]', action: 'idle', percent: '-', dirty: undefined },
+      );
       console.log(
         `server guest: image ${image.cached ? 'cached' : 'built'} in ${buildMs} ms; booted ${bootedMs} ms, /data on md ${mountedMs} ms, initial resync done ${syncedMs} ms after spawn`,
       );
@@ -209,8 +237,15 @@ test('a server guest mirrors its disk onto a disk service export, degrades when 
       link.cut();
       const mirroredTo = guest.lines().length;
       let from = mirroredTo;
+      const reportsAtCut = endpoint.reports.length;
       await guest.waitForLine(/^md: active raid1 \[U_\]$/, WAIT_MS, from);
       const degradedMs = Date.now() - cutAt;
+      // The agent's own link (HTTPS) stays up: it tells the host the mirror is degraded.
+      await endpoint.waitForReport(
+        (r) => r.disks[0]?.legs === '[U_]' && r.disks[0]?.action === 'degraded',
+        WAIT_MS,
+        reportsAtCut,
+      );
       const aloneFrom = guest.lines().length;
       await guest.waitForLine(/^tput \[U_\] /, WAIT_MS, guest.lines().length);
       await guest.waitForLine(/^tput \[U_\] /, WAIT_MS, guest.lines().length);
@@ -241,15 +276,19 @@ test('a server guest mirrors its disk onto a disk service export, degrades when 
       const seqAtSynced = service.journalStatus('server0').nextSeq;
       await guest.waitForLine(/^durable \d+$/, WAIT_MS, guest.lines().length);
 
-      // A clean powerdown: the workload stops, /data is unmounted, md stopped.
-      const qmp = await QmpClient.connect(qmpSocket);
-      try {
-        await qmp.execute('system_powerdown');
-      } finally {
-        await qmp.close();
-      }
+      // The host's ordered shutdown: a last report says stopping, the workload
+      // stops, /data is unmounted, md stopped, the server powers off.
+      const reportsAtShutdown = endpoint.reports.length;
+      const shutdownAt = Date.now();
+      // Two commands in one answer, obeyed in order; a disk the server lacks is named back.
+      endpoint.queue('readd disk9');
+      endpoint.queue('shutdown');
+      await guest.waitForLine(/^agent: readd names no disk of this server: disk9$/, WAIT_MS, from);
+      await guest.waitForLine(/^agent: shutdown requested$/, WAIT_MS, from);
+      await endpoint.waitForReport((r) => r.state === 'stopping', WAIT_MS, reportsAtShutdown);
       await guest.waitForLine(/^powered off cleanly$/, WAIT_MS);
       await guest.exited;
+      const shutdownMs = Date.now() - shutdownAt;
 
       await service.backend('server0').flush();
       const records = await readJournal(journalDir);
@@ -263,6 +302,7 @@ test('a server guest mirrors its disk onto a disk service export, degrades when 
         [
           `server guest: link cut for ${cutMs} ms; md degraded ${degradedMs} ms after the cut (nbd timeout ${NBD_TIMEOUT_S} s)`,
           `server guest: bitmap ${dirtyChunks} of ${chunks} chunks of ${chunkKiB} KiB dirty; ${(resent / MiB).toFixed(2)} MiB written to the export in the ${resyncMs} ms from restore to synced (resync plus the workload's own writes), of a ${DISK_BYTES / MiB} MiB disk`,
+          `server guest: ordered shutdown through the agent ${shutdownMs} ms from command queued to powered off (reports every ${REPORT_S} s)`,
           `server guest: O_DIRECT 4 MiB writes ${uu.mibPerS.toFixed(2)} MiB/s mirrored [UU] (${uu.samples} samples) vs ${alone.mibPerS.toFixed(2)} MiB/s alone [U_] (${alone.samples} samples)`,
         ].join('\n'),
       );
@@ -284,7 +324,7 @@ test('a server guest mirrors its disk onto a disk service export, degrades when 
       );
       const check = await checkDataDisk(exported);
       assert.equal(check.clean, true, check.output);
-      assert.equal(check.journalReplayed, false, 'a clean powerdown unmounts /data');
+      assert.equal(check.journalReplayed, false, 'the ordered shutdown unmounts /data');
     } finally {
       guest.kill();
       await guest.exited;
@@ -303,7 +343,6 @@ test('a server guest mirrors its disk onto a disk service export, degrades when 
       initramfs,
       disk: { file: local },
       guest: { ip: GUEST_IP },
-      cmdline,
       qemuArgs: NIC,
     });
     try {
@@ -317,17 +356,15 @@ test('a server guest mirrors its disk onto a disk service export, degrades when 
     }
   } finally {
     await link.close();
+    await endpoint.close();
     await service.close();
   }
 });
 
-test('a server booting from its own disk (BIOS) mirrors the whole disk; its replica boots alone as a VM with every record', async () => {
+test('a server booting from its own disk (BIOS) enrols at first boot, mirrors the whole disk; its replica boots alone as a VM with every record and the enrolment', async () => {
   const bootDisk = await buildServerBootDisk(image);
-  const [caKey, caCert, clientKey, clientCert] = ['ca.key', 'ca.pem', 'client.key', 'client.pem'].map((f) =>
-    join(root, `boot-${f}`),
-  ) as [string, string, string, string];
+  const [caKey, caCert] = ['ca.key', 'ca.pem'].map((f) => join(root, `boot-${f}`)) as [string, string];
   await selfSignedCertificate(caKey, caCert);
-  await clientCertificate(caKey, caCert, clientKey, clientCert);
   const service = await DiskService.start({
     listen: { host: '127.0.0.1', port: 0 },
     tls: { key: await readFile(caKey), cert: await readFile(caCert), ca: await readFile(caCert) },
@@ -340,15 +377,23 @@ test('a server booting from its own disk (BIOS) mirrors the whole disk; its repl
     imagePath: exported,
     journalDir: join(root, 'boot.journal'),
   });
+  const token = 'one-time-enrolment-token';
+  const endpoint = await AgentEndpoint.start({
+    caKey,
+    caCert,
+    configLines: (agentPort) =>
+      serverConfig('server1', Number(new URL(uris.tcp!).port), agentPort, SERVER_BOOT_DISK.sizeBytes),
+    machineId: 'server1',
+    token,
+  });
   const local = join(root, 'boot-server.img');
-  // The server's configuration lives on its disk, as on a real server: the replica carries it too.
+  // What the operator types on the server, run once at its first boot; the
+  // enrolment then lives on its disk, and the replica carries it too.
   await copyServerBootDisk(bootDisk, local, {
     guest: { rate: 10, ip: GUEST_IP },
-    cmdline: [`haven.nbd=10.0.2.2:${new URL(uris.tcp!).port}:server1`, 'haven.nbdtls=localhost'],
     files: {
-      '/etc/haven/nbd-tls/ca.pem': await readFile(caCert),
-      '/etc/haven/nbd-tls/cert.pem': await readFile(clientCert),
-      '/etc/haven/nbd-tls/key.pem': await readFile(clientKey),
+      '/etc/haven-ca.pem': await readFile(caCert),
+      '/etc/haven-onboard': `haven-server-agent enrol --agent ${HOST_FROM_GUEST}:${endpoint.port} --tls-hostname localhost --ca-file /etc/haven-ca.pem --token ${token}\n`,
     },
   });
   let lastDurable = 0;
@@ -358,12 +403,24 @@ test('a server booting from its own disk (BIOS) mirrors the whole disk; its repl
     try {
       await server.waitForLine(/^haven-guest booted$/, WAIT_MS);
       const bootedMs = Date.now() - started;
+      await server.waitForLine(/^server: onboarding$/, WAIT_MS);
+      const enrolled = await server.waitForLine(/^(enrolled as .*|haven-server-agent: .*)$/, WAIT_MS);
+      assert.match(
+        enrolled[0],
+        /^enrolled as server1 \(server1\) with 10\.0\.2\.2:\d+; state in \/etc\/haven$/,
+      );
+      await server.waitForLine(/^server: enrolled$/, WAIT_MS);
+      const enrolledMs = Date.now() - started;
       await server.waitForLine(/^md: created raid1 metadata 1\.0 on \/dev\/vda and \/dev\/nbd0/, WAIT_MS);
       await server.waitForLine(/^recovered 0 ok$/, WAIT_MS);
       await server.waitForLine(/^md: synced$/, WAIT_MS);
       const syncedMs = Date.now() - started;
+      // The certificate issued at enrolment is what the reports (and the NBD leg) present.
+      const report = await endpoint.waitForReport((r) => r.disks[0]?.legs === '[UU]', WAIT_MS);
+      assert.equal(report.machine, 'server1');
+      assert.equal(report.disks[0]?.diskId, 'disk0');
       console.log(
-        `server boot disk: ${bootDisk.cached ? 'cached' : 'built'}; booted from disk (SeaBIOS, extlinux) ${bootedMs} ms, whole ${SERVER_BOOT_DISK.sizeBytes / MiB} MiB disk resynced ${syncedMs} ms after spawn`,
+        `server boot disk: ${bootDisk.cached ? 'cached' : 'built'}; booted from disk (SeaBIOS, extlinux) ${bootedMs} ms, enrolled ${enrolledMs} ms, whole ${SERVER_BOOT_DISK.sizeBytes / MiB} MiB disk resynced ${syncedMs} ms after spawn`,
       );
       await server.waitForLine(/^durable 20$/, WAIT_MS);
     } finally {
@@ -379,6 +436,7 @@ test('a server booting from its own disk (BIOS) mirrors the whole disk; its repl
         .map(Number),
     );
   } finally {
+    await endpoint.close();
     await service.close();
   }
 
@@ -392,8 +450,12 @@ test('a server booting from its own disk (BIOS) mirrors the whole disk; its repl
   try {
     await vm.waitForLine(/^haven-guest booted$/, WAIT_MS);
     const bootedMs = Date.now() - started;
+    // The enrolment came along on the system partition: no onboarding again,
+    // and with no NBD leg to reach the agent assembles the array from the disk alone.
+    await vm.waitForLine(/^md: assembled \/dev\/md0 from \/dev\/vda$/, WAIT_MS);
     const recovered = await vm.waitForLine(/^(recovered (\d+) ok|corrupt at .*)$/, WAIT_MS);
     assert.ok(Number(recovered[2]) >= lastDurable, `${recovered[0]}; record ${lastDurable} was durable`);
+    assert.ok(!vm.lines().includes('server: onboarding'), 'the enrolment survived in the replica');
     console.log(
       `server boot disk: replica booted as a VM in ${bootedMs} ms, ${recovered[0]} (last durable ${lastDurable})`,
     );

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
+import { SERVER_AGENT_SCRIPT } from '../server-agent/server-agent-script.ts';
 import { buildGuestImage, defaultGuestCacheDir, guestImageKey } from './build-guest-image.ts';
 
 /** Members of a newc cpio archive (what the kernel unpacks), by name. */
@@ -114,7 +115,7 @@ describe('guest image builder', () => {
     assert.equal(again.initramfs, a.initramfs);
   });
 
-  it('builds the server variant: nbd and raid1 modules, nbd-client and mdadm with exactly their libraries', async () => {
+  it('builds the server variant: nbd and raid1 modules, nbd-client, mdadm and openssl with exactly their libraries, the server agent', async () => {
     const server = await buildGuestImage({ variant: 'server' });
     const vm = await buildGuestImage();
     assert.equal(server.variant, 'server');
@@ -126,17 +127,14 @@ describe('guest image builder', () => {
     );
     assert.ok(!vm.modules.includes('raid1'), 'the workload guest stays as it was');
     assert.deepEqual(vm.packages, []);
-    for (const pkg of ['nbd-client', 'mdadm', 'libc6', 'libgnutls30', 'libudev1']) {
+    for (const pkg of ['nbd-client', 'mdadm', 'openssl', 'libssl3', 'libc6', 'libgnutls30', 'libudev1']) {
       assert.ok(
         server.packages.some((p) => p.startsWith(`${pkg}=`)),
         `${pkg} in ${server.packages.join(' ')}`,
       );
     }
     const entries = cpioEntries(gunzipSync(await readFile(server.initramfs)));
-    assert.deepEqual(
-      entries.get('bin/haven-server-disk'),
-      await readFile(new URL('./server-disk.sh', import.meta.url)),
-    );
+    assert.deepEqual(entries.get('bin/haven-server-agent'), await readFile(SERVER_AGENT_SCRIPT));
     // The programs run from the unpacked initramfs alone: no library comes from the build host.
     const dir = await mkdtemp(join(tmpdir(), 'haven-server-initramfs-'));
     dirs.push(dir);
@@ -148,5 +146,7 @@ describe('guest image builder', () => {
     assert.match(`${mdadm.stdout}${mdadm.stderr}`, /mdadm - v4\./);
     const nbdClient = spawnSync('chroot', [dir, '/bin/nbd-client', '--help'], { encoding: 'utf8' });
     assert.match(`${nbdClient.stdout}${nbdClient.stderr}`, /nbd-client version 3\./);
+    const openssl = spawnSync('chroot', [dir, '/bin/openssl', 'version'], { encoding: 'utf8' });
+    assert.match(`${openssl.stdout}${openssl.stderr}`, /^OpenSSL 3\./);
   });
 });

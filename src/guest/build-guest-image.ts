@@ -19,6 +19,7 @@ import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { HavenError } from '../errors/index.ts';
+import { SERVER_AGENT_SCRIPT } from '../server-agent/server-agent-script.ts';
 import { askApt, cachedDeb, type DebianPackage, libraryClosure } from './debian-packages.ts';
 import { isStaticElf } from './elf-dynamic.ts';
 import { type GuestProgram, stageGuestPrograms } from './guest-programs.ts';
@@ -33,8 +34,9 @@ import { runTool, runToolOrThrow } from './run-tool.ts';
 
 /**
  * `vm`: the workload guest. `server`: the same guest playing a physical Linux
- * server, its disk mirrored by md raid1 onto an NBD export (server-disk.sh),
- * with Debian's nbd-client and mdadm and the kernel's nbd and raid1 modules.
+ * server, its disk mirrored by md raid1 onto an NBD export by the server
+ * agent (src/server-agent), with Debian's nbd-client, mdadm and openssl and
+ * the kernel's nbd and raid1 modules.
  */
 export type GuestVariant = 'vm' | 'server';
 
@@ -97,6 +99,8 @@ export interface BuildGuestImageOptions {
 export const SERVER_PROGRAMS: readonly GuestProgram[] = [
   { package: 'nbd-client', path: 'sbin/nbd-client' },
   { package: 'mdadm', path: 'sbin/mdadm' },
+  // The server agent's HTTPS client (s_client) and its key and request maker (req).
+  { package: 'openssl', path: 'usr/bin/openssl' },
 ];
 
 /** Bump when the image layout changes in a way the hashed inputs do not show. */
@@ -106,7 +110,6 @@ const BUSYBOX = '/bin/busybox';
 const INIT_SCRIPT = new URL('./guest-init.sh', import.meta.url);
 const POWERDOWN_SCRIPT = new URL('./guest-powerdown.sh', import.meta.url);
 const AGENT_SCRIPT = new URL('./guest-agent.sh', import.meta.url);
-const SERVER_SCRIPT = new URL('./server-disk.sh', import.meta.url);
 
 /** `$HAVEN_CACHE_DIR/guest`, or `~/.cache/haven/guest`. */
 export function defaultGuestCacheDir(): string {
@@ -137,7 +140,7 @@ export async function buildGuestImage(options: BuildGuestImageOptions = {}): Pro
   const server =
     variant === 'server'
       ? {
-          script: await readFile(SERVER_SCRIPT),
+          script: await readFile(SERVER_AGENT_SCRIPT),
           packages: await libraryClosure(
             cacheDir,
             SERVER_PROGRAMS.map((p) => p.package),
@@ -165,7 +168,7 @@ export async function buildGuestImage(options: BuildGuestImageOptions = {}): Pro
         init: initScript,
         'bin/haven-powerdown': powerdownScript,
         'bin/haven-agent': agentScript,
-        ...(server ? { 'bin/haven-server-disk': server.script } : {}),
+        ...(server ? { 'bin/haven-server-agent': server.script } : {}),
       },
       // busybox acpid runs <confdir>/PWRF/00000080 when the power button is pressed.
       links: { 'etc/acpi/PWRF/00000080': '/bin/haven-powerdown' },
@@ -258,7 +261,7 @@ export function guestImageKey(inputs: {
   powerdownScript: Uint8Array;
   agentScript: Uint8Array;
   busybox: Uint8Array;
-  /** The server variant's script and the packages its programs come from. */
+  /** The server variant's agent script and the packages its programs come from. */
   server?: { script: Uint8Array; packages: readonly DebianPackage[] };
 }): string {
   return hashParts([

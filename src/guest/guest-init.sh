@@ -24,11 +24,20 @@
 #                                 prints "probe <addr> reachable|unreachable"
 #                                 (lets a test see what the guest can reach)
 #   haven.bench=<file MiB>,<latency samples>  sizes of the bench workload
-#   haven.nbd=<IPv4>:<port>:<export>  server variant of the image: /data is an
-#                                 md raid1 of /dev/vda and that NBD export,
-#                                 set up by haven-server-disk (server-disk.sh,
-#                                 which documents its own console lines)
-#   haven.tput=<MiB>              with haven.nbd: a timed write once a second
+#   haven.statepart=<n>           server variant: the server agent's state dir
+#                                 /etc/haven persists on partition n of /dev/vda
+#                                 (the system partition, server-boot-disk.ts);
+#                                 while it holds no enrolment, /etc/haven-onboard
+#                                 (placed by the test, standing in for the
+#                                 operator typing the enrolment) runs, so once
+#   haven.tput=<MiB>              server variant: a timed write once a second,
+#                                 "tput [UU]|[U_] <bytes> <ms>" (mirror state)
+# Server variant: when the agent is enrolled (/etc/haven/server.conf, from the
+# system partition or the initramfs), /data is on the md raid1 the server
+# agent (haven-server-agent, which documents its own console lines) sets up
+# over /dev/vda and its NBD leg, and the agent runs beside the workload.
+# Console: "server: onboarding", "server: enrolled", "server: onboarding
+# failed", "server: not enrolled, /data is not mirrored".
 #   haven.datapart=<n>            /data is partition n of the disk (vda<n>, or
 #                                 md0p<n> when the whole disk is mirrored):
 #                                 the server boot disk (server-boot-disk.ts)
@@ -56,7 +65,7 @@ batch=1
 ip_spec=
 probe_spec=
 bench_spec=32,64
-nbd_spec=
+statepart=
 tput_spec=
 datapart=
 for word in $(cat /proc/cmdline); do
@@ -67,7 +76,7 @@ for word in $(cat /proc/cmdline); do
     haven.ip=*) ip_spec="${word#*=}" ;;
     haven.probe=*) probe_spec="${word#*=}" ;;
     haven.bench=*) bench_spec="${word#*=}" ;;
-    haven.nbd=*) nbd_spec="${word#*=}" ;;
+    haven.statepart=*) statepart="${word#*=}" ;;
     haven.tput=*) tput_spec="${word#*=}" ;;
     haven.datapart=*) datapart="${word#*=}" ;;
   esac
@@ -124,13 +133,52 @@ idle() {
 i=0
 while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 disk=/dev/vda
-if [ -n "$nbd_spec" ]; then
-  if haven-server-disk setup; then
-    disk=/dev/md0
+
+# The agent's state lives on the server's own disk: copy it into /etc/haven
+# (the partition must not stay mounted: md opens the whole disk exclusively),
+# or enrol first when there is none yet. Once md owns the disk, its member is
+# only read (ro,noload): every write must go through md to reach both legs.
+server_state() {
+  mkdir -p /system
+  rw=
+  if mdadm --examine /dev/vda 2>/dev/null | grep -q 'Array UUID'; then
+    mount -t ext4 -o ro,noload "/dev/vda$statepart" /system || return
   else
-    echo "haven-guest: no mirrored disk for haven.nbd=$nbd_spec"
-    state "no data disk"
-    idle
+    mount -t ext4 "/dev/vda$statepart" /system || return
+    rw=1
+  fi
+  if [ -e /system/etc/haven/server.conf ]; then
+    mkdir -p /etc/haven && cp -a /system/etc/haven/. /etc/haven/
+  elif [ -n "$rw" ] && [ -e /etc/haven-onboard ]; then
+    echo "server: onboarding"
+    if sh /etc/haven-onboard; then
+      mkdir -p /system/etc/haven && cp -a /etc/haven/. /system/etc/haven/ && sync && echo "server: enrolled"
+    else
+      echo "server: onboarding failed"
+    fi
+  fi
+  umount /system
+}
+
+server_agent=
+if command -v haven-server-agent >/dev/null; then
+  [ -n "$statepart" ] && server_state
+  if [ -e /etc/haven/server.conf ]; then
+    server_agent=1
+    # The agent's local hooks for an ordered shutdown (guest-powerdown.sh).
+    mkdir -p /etc/haven/hooks
+    printf '#!/bin/sh\nexec haven-powerdown quiesce\n' >/etc/haven/hooks/stop-writes
+    printf '#!/bin/sh\nexec haven-powerdown\n' >/etc/haven/hooks/poweroff
+    chmod 755 /etc/haven/hooks/stop-writes /etc/haven/hooks/poweroff
+    if haven-server-agent setup; then
+      disk=/dev/md0
+    else
+      echo "haven-guest: no mirrored disk (haven-server-agent setup failed)"
+      state "no data disk"
+      idle
+    fi
+  elif [ -n "$statepart" ]; then
+    echo "server: not enrolled, /data is not mirrored"
   fi
 fi
 if [ -n "$datapart" ]; then
@@ -152,13 +200,35 @@ state "mounted /data"
 echo "mounted /data"
 # Serves the guest-agent port if the domain has one (guest-agent.sh); exits otherwise.
 haven-agent &
-# The mirror's helpers; powerdown stops them (the throughput writer keeps /data busy).
-if [ -n "$nbd_spec" ]; then
-  haven-server-disk watch &
-  echo $! >>/run/server-disk.pids
+
+# Milliseconds since boot into $ms (10 ms steps); the fraction loses its
+# leading zero first, or ash reads "08" as a bad octal number.
+uptime_ms() {
+  read -r up _ </proc/uptime
+  frac=${up#*.}
+  ms=$((${up%.*} * 1000 + (1$frac - 100) * 10))
+}
+
+# haven.tput: one timed O_DIRECT write of $1 MiB to /data/tput.dat a second.
+measure() {
+  while true; do
+    mirror=$(grep -o '\[[U_]*\]' /proc/mdstat | head -n 1)
+    uptime_ms
+    t0=$ms
+    dd if=/dev/zero of=/data/tput.dat bs=1M count="$1" oflag=direct conv=notrunc,fsync 2>/dev/null || break
+    uptime_ms
+    echo "tput $mirror $(($1 * 1048576)) $((ms - t0))"
+    sleep 1
+  done
+}
+
+if [ -n "$server_agent" ]; then
+  haven-server-agent run &
+  echo $! >/run/server-agent.pid
+  # Powerdown stops it first (it keeps /data busy).
   if [ -n "$tput_spec" ]; then
-    haven-server-disk tput "$tput_spec" &
-    echo $! >>/run/server-disk.pids
+    measure "$tput_spec" &
+    echo $! >>/run/writer.pids
   fi
 fi
 

@@ -49,8 +49,8 @@ describe('server boot disk: can it boot as a VM?', () => {
   it('the built disk passes every item', async () => {
     const image = join(root, 'good.img');
     await copyServerBootDisk(disk, image, {
-      cmdline: ['haven.nbd=10.0.2.2:10809:server0'],
-      files: { '/etc/x': 'y' },
+      cmdline: ['haven.tput=4'],
+      files: { '/etc/haven-onboard': 'haven-server-agent enrol --help\n' },
     });
     const check = await checkVmBoot(image);
     assert.equal(check.bootable, true, JSON.stringify(check.results, null, 2));

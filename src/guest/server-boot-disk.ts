@@ -14,14 +14,15 @@ const MiB = 1024 * 1024;
 /**
  * The server guest's own disk, BIOS-bootable: an MBR with syslinux's boot
  * code, partition 1 (active) the system (ext4 `haven-system`: kernel,
- * initramfs, extlinux and /etc/fstab), partition 2 the data (ext4
+ * initramfs, extlinux, /etc/fstab and the server agent's state in
+ * /etc/haven, which a reboot or power loss keeps), partition 2 the data (ext4
  * `haven-data`, the records). The last MiBs belong to no partition: md's
  * metadata 1.0 and its bitmap go there when the whole disk is mirrored, so
  * the member (and its replica) still starts with the plain partition table.
  */
 export const SERVER_BOOT_DISK = {
   sizeBytes: 96 * MiB,
-  system: { offsetBytes: 1 * MiB, sizeBytes: 32 * MiB, label: 'haven-system' },
+  system: { offsetBytes: 1 * MiB, sizeBytes: 32 * MiB, label: 'haven-system', partition: 1 },
   data: { offsetBytes: 33 * MiB, sizeBytes: 61 * MiB, label: 'haven-data', partition: 2 },
 } as const;
 
@@ -35,7 +36,7 @@ export interface ServerBootDisk {
 }
 
 /** Bump when the layout or the boot config changes in a way the hashed inputs do not show. */
-const LAYOUT_VERSION = 1;
+const LAYOUT_VERSION = 2;
 const BOOT_LOADER_PACKAGES = ['extlinux', 'syslinux-common'];
 const EXTLINUX_DIR = '/boot/extlinux';
 const SITE_INITRD = '/boot/site.gz';
@@ -168,10 +169,10 @@ export async function buildServerBootDisk(
 
 /**
  * Copies the template to `dest` (sparse) and writes what this server's boots
- * take into its system partition: the kernel command line (haven.* settings
- * such as the NBD export, see guest-init.sh and server-disk.sh) and `files`
- * as a second initrd (e.g. the nbd-client's TLS key), as a real server keeps
- * its configuration on its own disk. The replica carries them too.
+ * take into its system partition: the kernel command line (haven.* settings,
+ * see guest-init.sh) and `files` as a second initrd (e.g. /etc/haven-onboard,
+ * the enrolment an operator would type, which the first boot runs), as a real
+ * server keeps its configuration on its own disk. The replica carries them too.
  */
 export async function copyServerBootDisk(
   disk: Pick<ServerBootDisk, 'template'>,
@@ -218,6 +219,7 @@ function extlinuxConfig(guest: GuestSettings, cmdline: readonly string[], siteIn
   const append = guestCommandLine(guest, [
     `root=LABEL=${SERVER_BOOT_DISK.system.label}`,
     `haven.datapart=${SERVER_BOOT_DISK.data.partition}`,
+    `haven.statepart=${SERVER_BOOT_DISK.system.partition}`,
     ...cmdline,
   ]);
   return [

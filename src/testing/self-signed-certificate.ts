@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
-import { rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createSelfSignedCertificate } from '../control/vault-identity.ts';
 
@@ -18,7 +20,8 @@ export async function selfSignedCertificate(keyFile: string, certFile: string): 
     extensions: [
       'basicConstraints=critical,CA:TRUE',
       'keyUsage=digitalSignature,keyCertSign',
-      'extendedKeyUsage=serverAuth',
+      // clientAuth too: OpenSSL refuses a client certificate whose CA's EKU lacks it (INVALID_PURPOSE).
+      'extendedKeyUsage=serverAuth,clientAuth',
     ],
   });
   await Promise.all([writeFile(keyFile, keyPem), writeFile(certFile, certPem)]);
@@ -36,8 +39,6 @@ export async function clientCertificate(
   certFile: string,
 ): Promise<void> {
   const csr = `${certFile}.csr`;
-  const ext = `${certFile}.ext`;
-  await writeFile(ext, 'basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n');
   await execFileAsync('openssl', [
     'req',
     '-new',
@@ -53,22 +54,54 @@ export async function clientCertificate(
     '-out',
     csr,
   ]);
-  await execFileAsync('openssl', [
-    'x509',
-    '-req',
-    '-in',
-    csr,
-    '-CA',
-    caCert,
-    '-CAkey',
-    caKey,
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    ext,
-    '-out',
-    certFile,
-  ]);
-  await Promise.all([rm(csr), rm(ext)]);
+  try {
+    await writeFile(certFile, await signClientRequest(caKey, caCert, await readFile(csr, 'utf8')));
+  } finally {
+    await rm(csr);
+  }
+}
+
+/**
+ * Signs a PEM certificate request with `caKey`/`caCert` as a client
+ * certificate (clientAuth), its subject replaced by `commonName` when given:
+ * what a host does for an enrolling server. Returns the certificate's PEM.
+ */
+export async function signClientRequest(
+  caKey: string,
+  caCert: string,
+  csrPem: string,
+  commonName?: string,
+): Promise<string> {
+  const work = await mkdtemp(join(tmpdir(), 'haven-sign-'));
+  try {
+    const [csr, ext, cert] = ['req.csr', 'ext', 'cert.pem'].map((f) => join(work, f)) as [
+      string,
+      string,
+      string,
+    ];
+    await writeFile(csr, csrPem);
+    await writeFile(ext, 'basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n');
+    await execFileAsync('openssl', [
+      'x509',
+      '-req',
+      '-in',
+      csr,
+      '-CA',
+      caCert,
+      '-CAkey',
+      caKey,
+      '-set_serial',
+      String(Date.now()),
+      '-days',
+      '2',
+      '-extfile',
+      ext,
+      ...(commonName ? ['-subj', `/CN=${commonName}`] : []),
+      '-out',
+      cert,
+    ]);
+    return await readFile(cert, 'utf8');
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 }

@@ -4,17 +4,18 @@
  * host side of servers is not what this tests.
  */
 import assert from 'node:assert/strict';
-import { access, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Embedded, startEmbedded } from '../../app/start-embedded.ts';
 import type { Host, Machine } from '../../domain/model.ts';
 import type { ServerEndpoint } from '../../host/host-services.ts';
+import { SERVER_AGENT_SCRIPT } from '../../server-agent/server-agent-script.ts';
 import { runHaven } from '../../testing/child-process.ts';
 import { embeddedApi } from '../../testing/embedded-api.ts';
 import { until } from '../../testing/until.ts';
-import { parseServerDisk, SERVER_AGENT_SCRIPT } from './server-commands.ts';
+import { parseServerDisk } from './server-commands.ts';
 
 const ENDPOINT: ServerEndpoint = {
   address: '10.0.1.11',
@@ -132,28 +133,9 @@ describe('haven servers', () => {
     assert.ok(!listed.stdout.includes(second), 'tokens are shown once');
   });
 
-  it('prints the server agent, or says clearly that this installation has none', async () => {
-    const present = await access(SERVER_AGENT_SCRIPT).then(
-      () => true,
-      () => false,
-    );
-    if (!present) {
-      const missing = await runHaven(['servers', 'agent-script']);
-      assert.equal(missing.code, 1);
-      assert.match(
-        missing.stderr,
-        /server agent is not part of this installation \(no .*haven-server-agent\.sh\)/,
-      );
-      // A placeholder, for this test only, where the agent will be.
-      await mkdir(dirname(SERVER_AGENT_SCRIPT), { recursive: true });
-      await writeFile(SERVER_AGENT_SCRIPT, '#!/bin/sh\n# placeholder\n');
-    }
-    try {
-      const printed = await runHaven(['servers', 'agent-script']);
-      assert.equal(printed.code, 0, printed.stderr);
-      assert.match(printed.stdout, /^#!\/bin\/sh/);
-    } finally {
-      if (!present) await rm(dirname(SERVER_AGENT_SCRIPT), { recursive: true, force: true });
-    }
+  it('prints the server agent', async () => {
+    const printed = await runHaven(['servers', 'agent-script']);
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.equal(printed.stdout, await readFile(SERVER_AGENT_SCRIPT, 'utf8'));
   });
 });

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
+import { SERVER_AGENT_SCRIPT } from '../../server-agent/server-agent-script.ts';
 import { ago, parseSize } from '../../text/human-units.ts';
 import type { ServerEnrolmentIssued } from '../../vault/servers/index.ts';
 import {
@@ -19,9 +20,7 @@ import { list } from './crud-commands.ts';
 import { memoryMiB, parseNicSpec } from './machine-commands.ts';
 
 /** The server agent's script, as this checkout ships it (`haven servers agent-script`). */
-export const SERVER_AGENT_SCRIPT = fileURLToPath(
-  new URL('../../server-agent/haven-server-agent.sh', import.meta.url),
-);
+const SERVER_AGENT_PATH = fileURLToPath(SERVER_AGENT_SCRIPT);
 
 /** `--disk ID:DEVICE:SIZE`: a protected block device of the server (the device itself may hold no ':'). */
 export function parseServerDisk(spec: string): { id: string; device: string; sizeBytes: number } {
@@ -169,12 +168,12 @@ export const serverCommands: Command[] = [
     summary: 'Print the server agent (a POSIX shell script) to install on a server as haven-server-agent',
     examples: ['haven servers agent-script > /usr/local/sbin/haven-server-agent'],
     run: async () => {
-      const script = await readFile(SERVER_AGENT_SCRIPT, 'utf8').catch((error: NodeJS.ErrnoException) => {
+      const script = await readFile(SERVER_AGENT_PATH, 'utf8').catch((error: NodeJS.ErrnoException) => {
         if (error.code !== 'ENOENT') throw error;
         throw new HavenError(
           'not_found',
-          `the server agent is not part of this installation (no ${SERVER_AGENT_SCRIPT})`,
-          { path: SERVER_AGENT_SCRIPT },
+          `the server agent is not part of this installation (no ${SERVER_AGENT_PATH})`,
+          { path: SERVER_AGENT_PATH },
         );
       });
       process.stdout.write(script);

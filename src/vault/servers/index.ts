@@ -1,7 +1,7 @@
+export { serverLinkWords, serverSyncPercent } from '../../domain/server-link-words.ts';
 export { redeemServerEnrolment } from './redeem-server-enrolment.ts';
 export { fenceServer } from './server-fence.ts';
 export { serverLinkOf } from './server-link.ts';
-export { serverLinkWords, serverSyncPercent } from './server-link-words.ts';
 export {
   type AddServerRequest,
   addServer,

@@ -1,4 +1,4 @@
-import type { ServerLegState, ServerLinkSnapshot } from '../../domain/model.ts';
+import type { ServerLegState, ServerLinkSnapshot } from './model.ts';
 
 /** How far a leg's resync or recovery is (the agent's figure, else what md recorded on the leg); null unknown. */
 function legPercent(server: ServerLinkSnapshot, leg: ServerLegState): number | null {
@@ -8,19 +8,27 @@ function legPercent(server: ServerLinkSnapshot, leg: ServerLegState): number | n
   return leg.syncedBytes !== null && leg.sizeBytes > 0 ? (100 * leg.syncedBytes) / leg.sizeBytes : null;
 }
 
-/** Where a server's protection stands, in words: what a job's progress and the machine's problem say. */
-export function serverLinkWords(server: ServerLinkSnapshot): string {
+/**
+ * Where a server's protection stands, in words: what a job's progress, the
+ * machine's problem and the portal say. `at` writes the agent's last report
+ * time (the portal: relative).
+ */
+export function serverLinkWords(
+  server: ServerLinkSnapshot,
+  at: (iso: string) => string = (iso) => iso,
+): string {
   const legs = server.legs;
   switch (server.state) {
     case 'awaiting-enrolment':
       return "awaiting the enrolment of the server's agent (haven servers enrolment NAME gives its commands)";
     case 'agent-silent':
-      return `the server's agent is silent${server.agent ? ` (last report ${server.agent.receivedAt})` : ''}: the server or its link is down`;
+      return `the server's agent is silent${server.agent ? ` (last report ${at(server.agent.receivedAt)})` : ''}: the server or its link is down`;
     case 'in-sync':
       return `in sync (${legs.length} leg${legs.length === 1 ? '' : 's'})`;
     case 'degraded': {
       const out = legs.filter((l) => !l.connected || l.md === 'unknown').map((l) => l.diskId);
-      return `degraded: ${out.length > 0 ? `leg ${out.join(', ')} out` : 'a leg is out'}; md resyncs what changed once it is back`;
+      const which = out.length > 0 ? `the NBD leg of ${out.join(', ')} is out` : 'an NBD leg is out';
+      return `degraded: ${which}; md resyncs what changed once it is back`;
     }
     case 'syncing': {
       const parts = legs

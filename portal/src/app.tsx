@@ -17,6 +17,7 @@ import { MachinesPage } from './pages/machines-page.tsx';
 import { PlanPage } from './pages/plan-page.tsx';
 import { PlansPage } from './pages/plans-page.tsx';
 import { PoliciesPage } from './pages/policies-page.tsx';
+import { ServersPage } from './pages/servers-page.tsx';
 import { SignInPage } from './pages/sign-in-page.tsx';
 import { SitesPage } from './pages/sites-page.tsx';
 import { Link, matchPath, usePath } from './router.tsx';
@@ -92,6 +93,7 @@ export function App() {
 const NAV = [
   { to: '/', label: 'Dashboard', active: (p: string) => p === '/' },
   { to: '/machines', label: 'Machines', active: (p: string) => p.startsWith('/machines') },
+  { to: '/servers', label: 'Servers', active: (p: string) => p.startsWith('/servers') },
   { to: '/jobs', label: 'Jobs', active: (p: string) => p.startsWith('/jobs') },
   { to: '/plans', label: 'Plans', active: (p: string) => p.startsWith('/plans') },
   { to: '/drills', label: 'Drills', active: (p: string) => p.startsWith('/drills') },
@@ -153,6 +155,7 @@ function Page({ path }: { path: string }) {
   if (path === '/machines' || path === '/machines/') return <MachinesPage />;
   const machine = matchPath('/machines/:id', path);
   if (machine) return <MachinePage id={machine.id!} />;
+  if (path === '/servers' || path === '/servers/') return <ServersPage />;
   if (path === '/jobs' || path === '/jobs/') return <JobsPage />;
   if (path === '/hosts' || path === '/hosts/') return <HostsPage />;
   const host = matchPath('/hosts/:id', path);

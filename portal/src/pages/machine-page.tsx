@@ -11,7 +11,10 @@ import { ProofCard } from '../components/proof-card.tsx';
 import { RecoveryPointTimeline } from '../components/recovery-point-timeline.tsx';
 import { RecoverySettingsForm } from '../components/recovery-settings-form.tsx';
 import { ReplicationHistory } from '../components/replication-history.tsx';
+import { ServerEnrolmentDialog } from '../components/server-enrolment-dialog.tsx';
+import { ServerLinkPanel } from '../components/server-link-panel.tsx';
 import { formatBytes, formatTime } from '../format-time.ts';
+import { machineKindText } from '../machine-kind.ts';
 import { OPERATION_TEXT } from '../operations.ts';
 import { Link } from '../router.tsx';
 import { canOperate, useSession } from '../session.tsx';
@@ -37,6 +40,7 @@ export function MachinePage({ id }: { id: string }) {
   const policies = useResource<{ policies: Policy[] }>('/policies');
   const [selectedPoint, setSelectedPoint] = useState<string | null>(null);
   const [operation, setOperation] = useState<LifecycleOperation | null>(null);
+  const [enrolling, setEnrolling] = useState(false);
 
   if (machine.error) {
     return (
@@ -120,6 +124,8 @@ export function MachinePage({ id }: { id: string }) {
             <dd>{hostName(m.recoveryHostId)}</dd>
             <dt>Running on</dt>
             <dd>{hostName(m.activeHostId)}</dd>
+            <dt>Kind</dt>
+            <dd data-testid="machine-kind">{machineKindText(m)}</dd>
             <dt>OS family</dt>
             <dd>{m.osFamily}</dd>
             <dt>Consistency group</dt>
@@ -164,6 +170,9 @@ export function MachinePage({ id }: { id: string }) {
         </article>
         <ProofCard target={{ kind: 'machine', id: m.id, name: m.name }} />
         {m.replication?.mirror && <MirrorPanel mirror={m.replication.mirror} />}
+        {m.server && (
+          <ServerLinkPanel machine={m} {...(operator ? { onNewEnrolment: () => setEnrolling(true) } : {})} />
+        )}
         {m.replication && (
           <article className="card wide">
             <h2>Replication over time</h2>
@@ -195,6 +204,7 @@ export function MachinePage({ id }: { id: string }) {
           />
         </article>
       </div>
+      {enrolling && <ServerEnrolmentDialog machine={m} onClose={() => setEnrolling(false)} />}
       {operation && (
         <OperationDialog
           operation={operation}

@@ -5,6 +5,7 @@ import { HealthBadge, StateBadge } from '../components/badges.tsx';
 import { ErrorMessage } from '../components/error-message.tsx';
 import { ImportDomainDialog, LIBVIRT_CAPABILITY } from '../components/import-domain-dialog.tsx';
 import { ProofBadge, proofsById } from '../components/proof-badge.tsx';
+import { machineKindText } from '../machine-kind.ts';
 import { Link } from '../router.tsx';
 import { canOperate, useSession } from '../session.tsx';
 import { useResource } from '../use-resource.ts';
@@ -141,6 +142,9 @@ export function MachinesPage() {
               <tr key={m.id}>
                 <td>
                   <Link to={`/machines/${m.id}`}>{m.name}</Link>
+                  {(m.server || m.importedFrom) && (
+                    <span className="muted small"> · {machineKindText(m)}</span>
+                  )}
                 </td>
                 <td>
                   <StateBadge state={m.state} />

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import type { Alert, Host, Job, Machine } from '../domain/model.ts';
+import type { Alert, Host, Job, Machine, ServerLinkSnapshot } from '../domain/model.ts';
 import { defineTestDomain, type LibvirtTestDomain } from '../testing/libvirt-domain.fixture.ts';
 import { ensureLibvirtd, type Libvirtd, libvirtMissing } from '../testing/libvirtd.fixture.ts';
 import {
@@ -35,6 +35,53 @@ function finishedJob(kind: string, targetType: Job['targetType'], targetId: stri
     error: null,
     cancelRequested: false,
     steps: [],
+  };
+}
+
+/** A server as the vault keeps it once its primary host reported its link (no real server behind it). */
+function storedServer(
+  name: string,
+  hostId: string,
+  enrolledAt: string | null,
+  link: ServerLinkSnapshot | null,
+): Machine {
+  const now = new Date().toISOString();
+  return {
+    id: randomUUID(),
+    name,
+    primaryHostId: hostId,
+    recoveryHostId: null,
+    activeHostId: hostId,
+    policyId: null,
+    groupId: null,
+    osFamily: 'linux',
+    state: 'unprotected',
+    health: 'unknown',
+    disks: ['disk0', 'disk1'].map((id, i) => ({
+      id,
+      sizeBytes: 1 << 30,
+      source: `/dev/vd${'ab'[i]}`,
+      serverDevice: `/dev/vd${'ab'[i]}`,
+      hasSnapshots: false,
+    })),
+    recoverySettings: { targetName: name, cpus: 2, memoryMiB: 2048, nics: [] },
+    currentJobId: null,
+    replication: link && {
+      state: 'streaming',
+      progress: 100,
+      rpoSeconds: 2,
+      pendingBytes: 0,
+      sentBytes: 0,
+      throughputBytesPerSec: 0,
+      lastError: link.problem,
+      updatedAt: now,
+      server: link,
+    },
+    runtime: { test: null, failover: null },
+    originalExists: true,
+    server: { writeBehind: null, nbdTimeoutSeconds: 30, enrolledAt },
+    createdAt: now,
+    updatedAt: now,
   };
 }
 
@@ -262,6 +309,196 @@ describe('portal pages: hosts, sites, alerts, job targets', { timeout: 120_000 }
     await recent.getByRole('link', { name: 'db-1' }).waitFor();
     assert.doesNotMatch((await recent.textContent()) ?? '', UUID);
     await page.close();
+  });
+
+  test('servers: the list in words, Add server (a bad field at its field, then the commands once or the host refused at its field), the server link panel', async () => {
+    const primary = hosts.find((h) => h.name === 'primary')!;
+    const servesServers = primary.capabilities.includes('server-link');
+    const { store } = f.haven.vault.context;
+    const minuteAgo = new Date(Date.now() - 60_000).toISOString();
+    const agent = (legs: string, action: 'idle' | 'recovery') => ({
+      receivedAt: minuteAgo,
+      hostname: 'srv-degraded.example',
+      agentVersion: '1.0.0',
+      stopping: false,
+      disks: [
+        {
+          diskId: 'disk0',
+          array: '/dev/md0',
+          legs: '[UU]',
+          action: 'idle' as const,
+          progressPercent: null,
+          bitmapDirtyChunks: 0,
+        },
+        { diskId: 'disk1', array: '/dev/md1', legs, action, progressPercent: null, bitmapDirtyChunks: 17 },
+      ],
+    });
+    const leg = (diskId: string, over: object = {}) => ({
+      diskId,
+      sizeBytes: 1 << 30,
+      connected: true,
+      md: 'in-sync' as const,
+      syncedBytes: null,
+      pointsAllowed: true,
+      lastWriteAt: minuteAgo,
+      ...over,
+    });
+    const degraded = storedServer('srv-degraded', primary.id, minuteAgo, {
+      state: 'degraded',
+      legs: [leg('disk0'), leg('disk1', { connected: false, pointsAllowed: false })],
+      agent: agent('[U_]', 'recovery'),
+      problem: 'leg disk1 disconnected 40 s ago',
+    });
+    const syncing = storedServer('srv-syncing', primary.id, minuteAgo, {
+      state: 'syncing',
+      legs: [
+        leg('disk0'),
+        leg('disk1', { md: 'resyncing', syncedBytes: 0.45 * (1 << 30), pointsAllowed: false }),
+      ],
+      agent: null,
+      problem: null,
+    });
+    const inSync = storedServer('srv-in-sync', primary.id, minuteAgo, {
+      state: 'in-sync',
+      legs: [leg('disk0'), leg('disk1')],
+      agent: agent('[UU]', 'idle'),
+      problem: null,
+    });
+    for (const m of [degraded, syncing, inSync]) {
+      await store.machines.create(m);
+      await store.machines.recordReplication(m.id, m.replication, m === inSync ? 'healthy' : 'critical');
+    }
+
+    // Refusals this test provokes are logged by the browser; anything else is an error.
+    const logged: string[] = [];
+    const page = await watchedPage(f, operatorToken, logged);
+    await page.goto(`${f.url}/machines`);
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Servers' }).click();
+    const table = page.getByTestId('servers-table');
+    await table.waitFor();
+    const linkOf = (name: string) => table.locator(`tr[data-server="${name}"] [data-testid="server-link"]`);
+    await linkOf('srv-degraded')
+      .getByText(/degraded: the NBD leg of disk1 is out/)
+      .waitFor();
+    await linkOf('srv-syncing').getByText('disk1 md resync 45%').waitFor();
+    await linkOf('srv-in-sync').getByText('in sync (2 legs)').waitFor();
+    // Green only where the host says in sync.
+    for (const [name, green] of [
+      ['srv-degraded', 0],
+      ['srv-syncing', 0],
+      ['srv-in-sync', 1],
+    ] as const) {
+      assert.equal(await linkOf(name).locator('.health-healthy').count(), green, name);
+    }
+    assert.match(
+      (
+        (await table.locator('tr[data-server="srv-degraded"] [data-testid="last-report"]').textContent()) ??
+        ''
+      ).trim(),
+      /ago$/,
+    );
+    await screenshots(f, page, 'pages-servers');
+
+    // Add server: the write-behind warning where it is chosen; a bad device refused by the API at its field.
+    await page.getByRole('button', { name: 'Add server…' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Name', { exact: true }).fill('web-01');
+    await dialog.getByLabel('Device').fill('sda');
+    await dialog.getByLabel('Size').fill('64M');
+    await dialog.getByRole('button', { name: 'Add disk' }).click();
+    await dialog.getByLabel('Device').nth(1).fill('/dev/vdb');
+    await dialog.getByLabel('Size').nth(1).fill('32M');
+    await dialog.getByLabel('Write-behind, for a slow link').check();
+    await dialog
+      .getByTestId('write-behind-warning')
+      .getByText(/Weaker ordering/)
+      .waitFor();
+    await dialog.getByLabel('Network (optional)').fill('lan');
+    await screenshots(f, page, 'pages-servers-add-write-behind');
+    await dialog.getByRole('button', { name: 'Remove disk 2' }).click();
+    await dialog.getByLabel(/^Synchronous/).check();
+    assert.equal(await dialog.getByTestId('write-behind-warning').count(), 0);
+    await dialog.getByRole('button', { name: 'Add server' }).click();
+    await dialog
+      .locator('[data-field="disks.0.device"]')
+      .getByText(/absolute block device path/)
+      .waitFor();
+    assert.equal(await dialog.getByLabel('Device').getAttribute('aria-invalid'), 'true');
+    await screenshots(f, page, 'pages-servers-add-refused');
+
+    await dialog.getByLabel('Device').fill('/dev/vda');
+    await dialog.getByRole('button', { name: 'Add server' }).click();
+    if (servesServers) {
+      // The commands show once, with the token's expiry, and copy to the clipboard.
+      const commands = dialog.getByTestId('server-commands');
+      await commands.waitFor();
+      const text = (await commands.getByTestId('commands-text').textContent()) ?? '';
+      const token = /--token (\S+)/.exec(text)?.[1];
+      assert.ok(token, text);
+      assert.match(text, /haven-server-agent enrol --agent /);
+      assert.match(text, /BEGIN CERTIFICATE/);
+      await commands.getByTestId('token-expiry').waitFor();
+      await f.browser.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: f.url });
+      await commands.getByRole('button', { name: 'Copy commands' }).click();
+      await commands.getByText('Copied.').waitFor();
+      assert.equal(await page.evaluate(() => navigator.clipboard.readText()), text);
+      await screenshots(f, page, 'pages-servers-commands');
+      await dialog.getByRole('button', { name: 'Done' }).click();
+      await linkOf('web-01').getByText('awaiting enrolment').waitFor();
+      assert.doesNotMatch((await page.locator('main').textContent()) ?? '', new RegExp(token));
+      // New enrolment gives new commands with another token.
+      await table.locator('tr[data-server="web-01"]').getByRole('button', { name: 'New enrolment…' }).click();
+      await dialog.getByRole('button', { name: 'Issue new enrolment' }).click();
+      const again = (await dialog.getByTestId('commands-text').textContent()) ?? '';
+      assert.notEqual(/--token (\S+)/.exec(again)?.[1], token);
+      await dialog.getByRole('button', { name: 'Done' }).click();
+    } else {
+      // This host serves no physical servers: the vault's refusal names it at the host field.
+      await dialog
+        .locator('[data-field="hostId"]')
+        .getByText(/host 'primary' does not serve physical servers/)
+        .waitFor();
+      await screenshots(f, page, 'pages-servers-add-host-refused');
+      await dialog.getByRole('button', { name: 'Cancel' }).click();
+      assert.equal((await f.api<{ servers: Machine[] }>('GET', '/servers')).body.servers.length, 3);
+    }
+    await dialog.waitFor({ state: 'detached' });
+
+    // The machine page of a server: its kind, the link panel with each leg and the agent's report.
+    await table.getByRole('link', { name: 'srv-degraded' }).click();
+    const panel = page.getByTestId('server-link-panel');
+    await panel.waitFor();
+    assert.equal(await page.getByTestId('machine-kind').textContent(), 'physical server');
+    assert.equal(await panel.getAttribute('data-link-state'), 'degraded');
+    await panel.getByText('leg disk1 disconnected 40 s ago').waitFor();
+    const disk1 = panel.locator('[data-testid="server-legs"] tr[data-leg="disk1"] td');
+    assert.deepEqual((await disk1.allInnerTexts()).map((t) => t.trim()).slice(0, 2), ['no', 'in sync']);
+    const array1 = panel.locator('[data-testid="server-arrays"] tr[data-array="disk1"] td');
+    const cells = (await array1.allInnerTexts()).map((t) => t.trim());
+    assert.deepEqual(cells, ['/dev/md1', '[U_] (the NBD leg out)', 'recovery', '—', '17']);
+    await panel.getByText('srv-degraded.example').waitFor();
+    await panel.getByRole('button', { name: 'New enrolment…' }).waitFor();
+    await screenshots(f, page, 'pages-server-machine');
+    await page.goto(`${f.url}/machines/${syncing.id}`);
+    await panel.locator('[data-testid="server-legs"] tr[data-leg="disk1"] progress').waitFor();
+    await panel.getByText("No report from the server's agent yet.").waitFor();
+    await page.close();
+    const unexpected = logged.filter((e) => !/Failed to load resource: .* status of (400|409) /.test(e));
+    assert.deepEqual(unexpected, []);
+    assert.ok(logged.length > 0, 'the refusals were logged (the test provoked them)');
+
+    // A viewer sees the servers and their link, and no action (the charts' view buttons are no action).
+    const viewer = await watchedPage(f, viewerToken, consoleErrors);
+    await viewer.goto(`${f.url}/servers`);
+    await viewer.getByTestId('servers-table').locator('tr[data-server="srv-degraded"]').waitFor();
+    await viewer.waitForLoadState('networkidle');
+    assert.deepEqual(await viewer.locator('main button').allInnerTexts(), []);
+    await viewer.goto(`${f.url}/machines/${degraded.id}`);
+    await viewer.getByTestId('server-legs').waitFor();
+    await viewer.waitForLoadState('networkidle');
+    assert.deepEqual(await viewer.getByTestId('server-link-panel').locator('button').allInnerTexts(), []);
+    assert.equal(await viewer.locator('fieldset.actions').count(), 0);
+    await viewer.close();
   });
 
   test('a viewer sees every page but no action', async () => {

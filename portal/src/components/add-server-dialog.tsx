@@ -202,8 +202,9 @@ export function AddServerDialog({
                 {siteHosts.length === 0 && <option value="">the site has no host</option>}
                 {siteHosts.map((h) => (
                   <option key={h.id} value={h.id}>
-                    {h.name} ({h.status}
-                    {h.capabilities.includes(SERVER_LINK_CAPABILITY) ? '' : ', serves no servers'})
+                    {h.name}
+                    {h.status === 'connected' ? '' : ` (${h.status})`}
+                    {h.capabilities.includes(SERVER_LINK_CAPABILITY) ? '' : ' (serves no servers)'}
                   </option>
                 ))}
               </select>

@@ -55,7 +55,7 @@ export function ServerLinkState({ machine }: { machine: Machine }) {
         {STATE_TEXT[state]}
       </span>{' '}
       <span className="server-link-words">{said}</span>
-      {link?.problem && <span className="mirror-problem"> {link.problem}</span>}
+      {link?.problem && <span className="mirror-problem">{link.problem}</span>}
     </span>
   );
 }

@@ -2,6 +2,7 @@
  * An NBD server (fixed newstyle, structured replies, base:allocation,
  * STARTTLS) serving named exports from BlockBackends over a Unix socket or TCP.
  */
+import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
@@ -56,7 +57,7 @@ export interface NbdServerOptions {
    */
   memory?: NbdMemoryBudget | { totalBytes: number; evictAfterMs?: number };
   handshakeTimeoutMs?: number;
-  /** Where the server reports closing connections that hold memory (default: stderr). */
+  /** Where the server reports closing connections that hold memory and refused exports (default: stderr). */
   log?: (line: string) => void;
 }
 
@@ -78,6 +79,9 @@ export class NbdServer {
   readonly #memory: NbdMemoryBudget;
   /** Shared by the connections: WRITE payloads copied out of socket reads reuse its buffers. */
   readonly #payloads = new PayloadPool();
+  readonly #log: (line: string) => void;
+  /** The CAs client certificates are checked against (requestCert). */
+  readonly #clientCas: X509Certificate[];
   #listener: net.Server | null = null;
   #closing = false;
 
@@ -93,7 +97,9 @@ export class NbdServer {
     };
     this.#tls = options.tls;
     this.#tlsContext = secureContextOf(options.tls);
+    this.#clientCas = clientCasOf(options.tls);
     this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? 30_000;
+    this.#log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
     this.#memory =
       options.memory instanceof NbdMemoryBudget
         ? options.memory
@@ -180,13 +186,23 @@ export class NbdServer {
       lookup: (name) => {
         const canonical = name === '' && this.#defaultExport !== undefined ? this.#defaultExport : name;
         const exp = this.#exports.get(canonical);
-        return exp && visible(exp) ? { name: canonical, exp } : undefined;
+        if (exp && !visible(exp)) {
+          this.#log(
+            `NBD client ${socket.remoteAddress ?? 'on the Unix socket'} (${certificateName === null ? 'no client certificate' : `certificate CN=${certificateName}`}) asked for export '${canonical}', which is not served to it: refused as unknown`,
+          );
+          return undefined;
+        }
+        return exp ? { name: canonical, exp } : undefined;
       },
       list: () => [...this.#exports.entries()].filter(([, exp]) => visible(exp)),
     };
     const tlsOptions = this.#tls;
     let identity: string | null = null;
-    const visible = (exp: NbdExport) => exp.pskIdentity === undefined || exp.pskIdentity === identity;
+    /** The subject CN of the verified client certificate, once TLS is up. */
+    let certificateName: string | null = null;
+    const visible = (exp: NbdExport) =>
+      (exp.pskIdentity === undefined || exp.pskIdentity === identity) &&
+      (exp.certificateName === undefined || exp.certificateName === certificateName);
     const conn = new ServerConnection(socket, {
       policy: {
         exports: lookup,
@@ -209,7 +225,16 @@ export class NbdServer {
                   return key;
                 },
               }
-            : { context: this.#tlsContext, requestCert: tlsOptions.requestCert === true },
+            : {
+                context: this.#tlsContext,
+                requestCert: tlsOptions.requestCert === true,
+                clientCas: this.#clientCas,
+                onSecure: (secure) => {
+                  const cn =
+                    tlsOptions.requestCert === true ? secure.getPeerCertificate().subject?.CN : undefined;
+                  certificateName = typeof cn === 'string' ? cn : null;
+                },
+              },
       handshakeTimeoutMs: this.#handshakeTimeoutMs,
       readBufferBytes: 256 * 1024,
       memory: this.#memory,
@@ -255,4 +280,11 @@ function secureContextOf(options: NbdServerTlsOptions | undefined): tls.SecureCo
     return tls.createSecureContext({ ciphers: PSK_CIPHERS, maxVersion: 'TLSv1.2', minVersion: 'TLSv1.2' });
   }
   return tls.createSecureContext({ key: options.key, cert: options.cert, ca: options.ca });
+}
+
+function clientCasOf(options: NbdServerTlsOptions | undefined): X509Certificate[] {
+  if (options === undefined || 'psk' in options || options.ca === undefined) return [];
+  const pems =
+    String(options.ca).match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return pems.map((pem) => new X509Certificate(pem));
 }

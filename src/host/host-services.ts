@@ -94,9 +94,20 @@ export interface DiskService {
    * `sink`: export a journal-only sink of `sizeBytes` as the target of QEMU's
    * active mirror of the machine's own disk `source` (which Haven does not
    * open): writes are journaled, no copy of the disk is kept.
+   * `serverLeg`: a physical server's md leg for its device `source`: a
+   * staging image `<dataDir>/servers/<machineId>/<diskId>.img` (sparse, made
+   * at `sizeBytes` when absent) served on the servers' NBD listener to that
+   * machine's certificate only; its flushes are points only while md holds
+   * the leg in sync.
    */
   attach(
-    params: DiskRef & { source: string; sizeBytes: number; resetJournal?: boolean; sink?: boolean },
+    params: DiskRef & {
+      source: string;
+      sizeBytes: number;
+      resetJournal?: boolean;
+      sink?: boolean;
+      serverLeg?: boolean;
+    },
   ): Promise<DiskExport>;
   detach(params: DiskRef): Promise<void>;
   /**

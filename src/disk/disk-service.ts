@@ -48,7 +48,12 @@ export interface DiskServiceOptions {
    * exports only): TLS required, client certificates from `tls.ca`, each
    * export served only to the certificate naming its machine.
    */
-  servers?: { listen: { host: string; port: number }; tls: NbdServerCertTls & { ca: string | Buffer } };
+  servers?: {
+    listen: { host: string; port: number };
+    tls: NbdServerCertTls & { ca: string | Buffer };
+    /** Why a server's certificate (CN = its machine) may open none of its legs now (e.g. it failed over), or null. */
+    certificateRefused?: (machineId: string) => string | null;
+  };
   /** Bytes of NBD requests and replies in memory across all connections (default 256 MiB). */
   memoryBytes?: number;
   /** Export served to clients that ask for the empty name. */
@@ -236,6 +241,9 @@ export class DiskService {
         const server = new NbdServer({
           ...shared,
           tls: { ...options.servers.tls, requestCert: true, required: true },
+          ...(options.servers.certificateRefused === undefined
+            ? {}
+            : { certificateRefused: options.servers.certificateRefused }),
           ...(options.log === undefined ? {} : { log: options.log }),
         });
         const bound = (await server.listen(options.servers.listen)) as Extract<

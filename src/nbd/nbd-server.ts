@@ -57,6 +57,12 @@ export interface NbdServerOptions {
    */
   memory?: NbdMemoryBudget | { totalBytes: number; evictAfterMs?: number };
   handshakeTimeoutMs?: number;
+  /**
+   * Why a client certificate (by its CN) may open no export at all now, or
+   * null: asked at every export lookup, so a refusal (a server that failed
+   * over) applies to the next connection without restarting the listener.
+   */
+  certificateRefused?: (name: string) => string | null;
   /** Where the server reports closing connections that hold memory and refused exports (default: stderr). */
   log?: (line: string) => void;
 }
@@ -80,6 +86,7 @@ export class NbdServer {
   /** Shared by the connections: WRITE payloads copied out of socket reads reuse its buffers. */
   readonly #payloads = new PayloadPool();
   readonly #log: (line: string) => void;
+  readonly #certificateRefused: (name: string) => string | null;
   /** The CAs client certificates are checked against (requestCert). */
   readonly #clientCas: X509Certificate[];
   #listener: net.Server | null = null;
@@ -100,6 +107,7 @@ export class NbdServer {
     this.#clientCas = clientCasOf(options.tls);
     this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? 30_000;
     this.#log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
+    this.#certificateRefused = options.certificateRefused ?? (() => null);
     this.#memory =
       options.memory instanceof NbdMemoryBudget
         ? options.memory
@@ -187,8 +195,9 @@ export class NbdServer {
         const canonical = name === '' && this.#defaultExport !== undefined ? this.#defaultExport : name;
         const exp = this.#exports.get(canonical);
         if (exp && !visible(exp)) {
+          const refused = certificateName === null ? null : this.#certificateRefused(certificateName);
           this.#log(
-            `NBD client ${socket.remoteAddress ?? 'on the Unix socket'} (${certificateName === null ? 'no client certificate' : `certificate CN=${certificateName}`}) asked for export '${canonical}', which is not served to it: refused as unknown`,
+            `NBD client ${socket.remoteAddress ?? 'on the Unix socket'} (${certificateName === null ? 'no client certificate' : `certificate CN=${certificateName}`}) asked for export '${canonical}', which is not served to it${refused === null ? '' : ` (${refused})`}: refused as unknown`,
           );
           return undefined;
         }
@@ -202,7 +211,8 @@ export class NbdServer {
     let certificateName: string | null = null;
     const visible = (exp: NbdExport) =>
       (exp.pskIdentity === undefined || exp.pskIdentity === identity) &&
-      (exp.certificateName === undefined || exp.certificateName === certificateName);
+      (exp.certificateName === undefined ||
+        (exp.certificateName === certificateName && this.#certificateRefused(certificateName) === null));
     const conn = new ServerConnection(socket, {
       policy: {
         exports: lookup,

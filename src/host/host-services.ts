@@ -44,6 +44,8 @@ export interface HostInfo {
   dataDirFreeBytes: number;
   dataDirTotalBytes: number;
   uptimeSeconds: number;
+  /** Where physical servers reach this host (`haven host --server-listen`); null when it serves none. */
+  serverEndpoint: ServerEndpoint | null;
 }
 
 export interface HostInfoService {
@@ -210,6 +212,8 @@ export interface ReplicationStatus {
   resyncRequests?: Array<{ diskId: string; senderId: string; done: number }>;
   /** A machine protected through QEMU's active mirror: whether its writes reach the sinks now. */
   mirror?: MirrorStatus | null;
+  /** A physical server whose md legs this host stages: the legs and its agent. */
+  server?: ServerLinkSnapshot | null;
 }
 
 /** How `replication.resync` resyncs a disk (what the vault's resync job shows). */
@@ -565,6 +569,14 @@ export interface ServerLinkService {
   shutdown(params: { machineId: string; timeoutMs: number }): Promise<{ stopped: boolean; reason: string }>;
   /** Forgets the server: its certificate is no longer accepted and its exports are detached. */
   forget(params: { machineId: string }): Promise<void>;
+  /**
+   * The server failed over: its NBD legs and its agent's reports are refused
+   * (403 "failed over: this server must stay off") until unfenced, so a
+   * server that comes back cannot write over what now runs elsewhere. Kept
+   * across agent restarts.
+   */
+  fence(params: { machineId: string; reason: string }): Promise<void>;
+  unfence(params: { machineId: string }): Promise<void>;
 }
 
 // ---- all of them ---------------------------------------------------------
@@ -577,6 +589,7 @@ export interface HostServices {
   hypervisor: Hypervisor;
   mirror: Mirror;
   network: NetworkService;
+  servers: ServerLinkService;
 }
 
 /** Every operation, by service: the RPC surface, and the guard against calling anything else. */
@@ -626,6 +639,7 @@ export const HOST_OPERATIONS = {
   ],
   mirror: ['protect', 'unprotect', 'pause', 'resume', 'status'],
   network: ['runProbe'],
+  servers: ['endpoint', 'status', 'shutdown', 'forget', 'fence', 'unfence'],
 } as const satisfies { [S in keyof HostServices]: ReadonlyArray<keyof HostServices[S]> };
 
 // Fails to compile if an interface gains an operation that is not listed above.

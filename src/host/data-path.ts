@@ -89,6 +89,8 @@ export interface DataPath {
     Partial<Pick<HostServices, 'servers'>>;
   /** Where servers reach this host; null without `servers`. */
   serverEndpoint: ServerEndpoint | null;
+  /** Where the agents' endpoint listens (the advertised port may differ); null without `servers`. */
+  serverAgentListen: { host: string; port: number } | null;
   capabilities: string[];
   replicationAddress: string;
   replicationFingerprint: string;
@@ -281,6 +283,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
       ...(servers ? { servers: servers.links } : {}),
     },
     serverEndpoint: servers?.endpoint ?? null,
+    serverAgentListen: servers?.agentEndpoint.address ?? null,
     capabilities: ['disk-service', 'replication', 'replica-store', ...(servers ? ['server-link'] : [])],
     replicationAddress: options.replicationAdvertise ?? `${bound.host}:${bound.port}`,
     replicationFingerprint: identity.fingerprint,

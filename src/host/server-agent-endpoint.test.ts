@@ -7,13 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
-import { request } from 'node:https';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DiskService } from '../disk/disk-service.ts';
 import { HavenError } from '../errors/index.ts';
-import { run, runOk, scratchDir } from '../testing/nbd-test-fixture.ts';
+import { run, scratchDir } from '../testing/nbd-test-fixture.ts';
+import { postToServerAgentEndpoint, serverAgentKey } from '../testing/server-agent.fixture.ts';
 import { hostDiskService } from './host-disk-service.ts';
 import type { ServerEnrolment } from './host-services.ts';
 import {
@@ -53,32 +53,14 @@ describe('server agent endpoint', () => {
     body: string | Buffer,
     options: { token?: string; certificate?: boolean } = {},
   ): Promise<Answer> =>
-    new Promise((resolve, reject) => {
-      const req = request(
-        {
-          host: '127.0.0.1',
-          port: endpoint.address.port,
-          path,
-          method: 'POST',
-          servername: TLS_HOSTNAME,
-          ca: ca.caCertPem,
-          ...(options.certificate && client.cert ? { key: client.key, cert: client.cert } : {}),
-          headers: {
-            'content-type': 'text/plain',
-            ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }),
-          },
-        },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (chunk) => {
-            text += chunk;
-          });
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-        },
-      );
-      req.on('error', reject);
-      req.end(body);
+    postToServerAgentEndpoint({
+      port: endpoint.address.port,
+      tlsHostname: TLS_HOSTNAME,
+      caCertPem: ca.caCertPem,
+      path,
+      body,
+      ...(options.token === undefined ? {} : { token: options.token }),
+      ...(options.certificate && client.cert ? { client: { keyPem: client.key, certPem: client.cert } } : {}),
     });
 
   before(async () => {
@@ -127,29 +109,9 @@ describe('server agent endpoint', () => {
       log: () => {},
     });
     const dir = join(scratch.path, 'client');
-    await runOk('mkdir', ['-p', dir]);
-    await runOk('openssl', [
-      'req',
-      '-new',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-subj',
-      '/CN=web-01.example',
-      '-keyout',
-      join(dir, 'client-key.pem'),
-      '-out',
-      join(dir, 'client.csr'),
-    ]);
+    const key = await serverAgentKey(dir);
     await writeFile(join(dir, 'ca-cert.pem'), ca.caCertPem);
-    client = {
-      key: await readFile(join(dir, 'client-key.pem'), 'utf8'),
-      csr: await readFile(join(dir, 'client.csr'), 'utf8'),
-      cert: null,
-      dir,
-    };
+    client = { key: key.keyPem, csr: key.csrPem, cert: null, dir };
   });
 
   after(async () => {

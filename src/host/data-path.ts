@@ -160,6 +160,18 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
   });
   const notAttached = await restoreSavedDisks(disk, state.disks);
   for (const [name, why] of notAttached) console.error(`haven: disk export '${name}' is not served: ${why}`);
+  const disks = savedDiskService(disk, state, dataDir);
+  // Before anything else listens: a taken port fails the start with only the disk service to close.
+  const servers =
+    serverCa === null || !options.servers
+      ? null
+      : await startServers(options.servers, { ca: serverCa, core: diskService, disks, dataDir, log }).catch(
+          async (error: unknown) => {
+            await diskService.close();
+            throw error;
+          },
+        );
+  serverLinks = servers?.links ?? null;
 
   const identity = await loadIdentity(join(dataDir, 'replication-identity.json'));
   const replicaStore = await ReplicaStore.open(join(dataDir, 'replica'), {
@@ -215,17 +227,6 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
       serverLinks?.serves(machineId) ? serverLinks.status({ machineId }) : null,
   });
   replicationRef = replication;
-  const disks = savedDiskService(disk, state, dataDir);
-  const servers =
-    serverCa === null || !options.servers
-      ? null
-      : await startServers(options.servers, { ca: serverCa, core: diskService, disks, dataDir, log }).catch(
-          async (error: unknown) => {
-            await diskService.close();
-            throw error;
-          },
-        );
-  serverLinks = servers?.links ?? null;
   const replica = new ReplicaService({
     dataDir,
     replicaStore,

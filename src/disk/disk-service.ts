@@ -393,6 +393,18 @@ export class DiskService {
     }
   }
 
+  /**
+   * Ends the servers' listener connections to the legs of `machineId` (a
+   * server that must stay off); the legs stay attached. Whether it may
+   * connect again is the listener's `certificateRefused`.
+   */
+  async disconnectServer(machineId: string): Promise<void> {
+    const legs = [...this.#exports.values()].filter(
+      (a) => a.leg !== null && a.info.name.startsWith(`${machineId}.`),
+    );
+    await Promise.all(legs.map((a) => this.#servers?.server.disconnectExport(a.info.name)));
+  }
+
   /** Ends the export's connections (their requests in flight are answered), flushes and closes it. */
   async detach(name: string): Promise<void> {
     const attached = this.#get(name);

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DiskService } from '../disk/disk-service.ts';
 import { HavenError } from '../errors/index.ts';
+import { NbdClient } from '../nbd/nbd-client.ts';
 import { run, scratchDir } from '../testing/nbd-test-fixture.ts';
 import { postToServerAgentEndpoint, serverAgentKey } from '../testing/server-agent.fixture.ts';
 import { hostDiskService } from './host-disk-service.ts';
@@ -199,7 +200,18 @@ describe('server agent endpoint', () => {
   test('a fenced server is refused: its reports (403) and its NBD legs; unfenced, both come back', async () => {
     const uri = `nbds://127.0.0.1:${core.addresses.servers!.port}/web-01.disk0?tls-certificates=${client.dir}&tls-verify-peer=false`;
     assert.equal((await run('nbdinfo', ['--size', uri])).code, 0);
+    // A leg connected when the fence comes is cut, not only refused next time.
+    const leg = await NbdClient.connect(
+      { host: '127.0.0.1', port: core.addresses.servers!.port },
+      {
+        exportName: 'web-01.disk0',
+        tls: { ca: ca.caCertPem, cert: client.cert!, key: client.key, servername: TLS_HOSTNAME },
+      },
+    );
+    assert.equal(core.info('web-01.disk0').serverLeg?.connected, true);
     await links.fence({ machineId: 'web-01', reason: 'failover job 7' });
+    await assert.rejects(leg.read(0, 512));
+    assert.equal(core.info('web-01.disk0').serverLeg?.connected, false);
     const refused = await post('/v1/report', 'state running\n', { certificate: true });
     assert.deepEqual(refused, {
       status: 403,

@@ -43,7 +43,7 @@ export interface ServerLinksOptions {
   endpoint: ServerEndpoint;
   ca: Pick<ServerCa, 'signClient'>;
   /** The disk service core: the legs' md state and connections. */
-  core: Pick<CoreDiskService, 'list' | 'journalStatus'>;
+  core: Pick<CoreDiskService, 'list' | 'journalStatus' | 'disconnectServer'>;
   /** The host's disk operations (saved across restarts): attaches and detaches the legs' exports. */
   disks: Pick<HostDiskService, 'attach' | 'detach' | 'list'>;
   /** Redeems a one-time enrolment token with the vault (control channel `servers.redeemEnrolment`). */
@@ -385,6 +385,8 @@ export class ServerLinks implements ServerLinkService {
     this.#links.fenced[params.machineId] = String(params.reason ?? '').slice(0, 200) || 'failed over';
     this.#commands.delete(params.machineId);
     await this.#save();
+    // Refused from now on, and cut now: a server still writing must not reach its legs again.
+    await this.#options.core.disconnectServer(params.machineId);
   }
 
   async unfence(params: { machineId: string }): Promise<void> {

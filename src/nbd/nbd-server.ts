@@ -157,6 +157,11 @@ export class NbdServer {
    */
   async removeExport(name: string): Promise<void> {
     if (!this.#exports.delete(name)) return;
+    await this.disconnectExport(name);
+  }
+
+  /** Ends the connections using the export (requests in flight answered first); it stays offered. */
+  async disconnectExport(name: string): Promise<void> {
     const users = [...this.#connections].filter((c) => c.exportName === name);
     for (const c of users) c.shutdown();
     await Promise.all(users.map((c) => c.closed));

@@ -14,30 +14,15 @@ import { DiskService } from '../disk/disk-service.ts';
 import type { HavenError } from '../errors/index.ts';
 import { createSparseImage } from '../storage/sparse-image.ts';
 import { run, runOk, scratchDir } from '../testing/nbd-test-fixture.ts';
+import { serverAgentKey } from '../testing/server-agent.fixture.ts';
 import { openServerCa, type ServerCa } from './server-ca.ts';
 
 /** A key and CSR as the server agent makes them (any subject), and the folder libnbd reads them from. */
 async function clientCredentials(ca: ServerCa, dir: string, machineId: string | null): Promise<string> {
-  await runOk('mkdir', ['-p', dir]);
-  await runOk('openssl', [
-    'req',
-    '-new',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-subj',
-    '/CN=whatever-the-server-says',
-    '-keyout',
-    join(dir, 'client-key.pem'),
-    '-out',
-    join(dir, 'client.csr'),
-  ]);
+  const { csrPem } = await serverAgentKey(dir);
   await writeFile(join(dir, 'ca-cert.pem'), ca.caCertPem);
   if (machineId !== null) {
-    const csr = await readFile(join(dir, 'client.csr'), 'utf8');
-    await writeFile(join(dir, 'client-cert.pem'), await ca.signClient(csr, machineId));
+    await writeFile(join(dir, 'client-cert.pem'), await ca.signClient(csrPem, machineId));
   }
   return dir;
 }

@@ -78,7 +78,7 @@ test("servers' default ports give way to another process (a free one instead); p
       const endpoint = path.serverEndpoint!;
       assert.notEqual(endpoint.nbdPort, taken);
       assert.notEqual(endpoint.agentPort, taken);
-      assert.equal(endpoint.agentPort, path.serverAgentListen!.port);
+      assert.equal(endpoint.agentPort, path.serverListen!.agentPort);
       assert.ok(path.capabilities.includes('server-link'));
     } finally {
       await path.close();

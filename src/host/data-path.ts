@@ -89,8 +89,8 @@ export interface DataPath {
     Partial<Pick<HostServices, 'servers'>>;
   /** Where servers reach this host; null without `servers`. */
   serverEndpoint: ServerEndpoint | null;
-  /** Where the agents' endpoint listens (the advertised port may differ); null without `servers`. */
-  serverAgentListen: { host: string; port: number } | null;
+  /** Where the servers' NBD legs and agents are listened for (the advertised ports may differ); null without `servers`. */
+  serverListen: { host: string; nbdPort: number; agentPort: number } | null;
   capabilities: string[];
   replicationAddress: string;
   replicationFingerprint: string;
@@ -284,7 +284,13 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
       ...(servers ? { servers: servers.links } : {}),
     },
     serverEndpoint: servers?.endpoint ?? null,
-    serverAgentListen: servers?.agentEndpoint.address ?? null,
+    serverListen: servers
+      ? {
+          host: servers.agentEndpoint.address.host,
+          nbdPort: diskService.addresses.servers!.port,
+          agentPort: servers.agentEndpoint.address.port,
+        }
+      : null,
     capabilities: ['disk-service', 'replication', 'replica-store', ...(servers ? ['server-link'] : [])],
     replicationAddress: options.replicationAdvertise ?? `${bound.host}:${bound.port}`,
     replicationFingerprint: identity.fingerprint,

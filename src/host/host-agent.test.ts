@@ -346,7 +346,7 @@ test('a host started to serve servers reports its endpoint and enrols a server t
   const agentPort = Number((await host.agent.services.servers.endpoint())?.agentPort);
   assert.equal(agentPort, 8443);
   const key = await serverAgentKey(join(dir, 'agent'));
-  const listening = host.dataPath.serverAgentListen!.port;
+  const listening = host.dataPath.serverListen!.agentPort;
   const enrolled = await postToServerAgentEndpoint({
     port: listening,
     tlsHostname: 'srv.haven.test',

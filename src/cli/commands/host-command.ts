@@ -143,11 +143,7 @@ export const hostCommands: Command[] = [
                 listen: { ...SERVER_PORTS, ...serverAddressOption(serverListen, 'server-listen') },
                 ...(serverAdvertise === undefined
                   ? {}
-                  : {
-                      advertise: (({ host, ...ports }) => ({ address: host, ...ports }))(
-                        serverAddressOption(serverAdvertise, 'server-advertise'),
-                      ),
-                    }),
+                  : { advertise: serverAdvertiseOption(serverAdvertise) }),
               },
             }),
         log: (line) => process.stderr.write(`${line}\n`),
@@ -182,6 +178,16 @@ export function serverAddressOption(
     ...(ports[0] === undefined ? {} : { nbdPort: ports[0] }),
     ...(ports[1] === undefined ? {} : { agentPort: ports[1] }),
   };
+}
+
+/** `--server-advertise ADDR[:NBD[:AGENT]]`: what servers are told to connect to (ports default to the bound ones). */
+export function serverAdvertiseOption(text: string): {
+  address: string;
+  nbdPort?: number;
+  agentPort?: number;
+} {
+  const { host, ...ports } = serverAddressOption(text, 'server-advertise');
+  return { address: host, ...ports };
 }
 
 /** The endpoint without its CA certificate, for one line of output. */

@@ -25,6 +25,11 @@ export interface EmbeddedOptions {
   libvirt?: { uri: string };
   /** Offer the demo machine (a tiny Linux guest on the primary host); default true. */
   demo?: boolean;
+  /**
+   * The primary host serves physical servers here (`haven up` passes
+   * 127.0.0.1, ports 10809/10810, a free port for one that is taken); absent: it serves none.
+   */
+  serverListen?: HostOptions['servers'];
   /** The unprivileged user plan scripts run as (default haven-script). */
   scriptUser?: string;
   log?: (line: string) => void;
@@ -55,6 +60,7 @@ export function embeddedHostOptions(embeddedOptions: EmbeddedOptions, name: stri
     ...(embeddedOptions.libvirt ? { libvirt: embeddedOptions.libvirt } : {}),
     storageFolders: embeddedOptions.storageFolders ?? [join(dataDir, 'images'), join(dataDir, 'demo')],
     ...(embeddedOptions.senderPollMs ? { senderPollMs: embeddedOptions.senderPollMs } : {}),
+    ...(embeddedOptions.serverListen && name === 'primary' ? { servers: embeddedOptions.serverListen } : {}),
     log: embeddedOptions.log ?? (() => {}),
   };
 }

@@ -20,7 +20,9 @@ import type { BlockHashes } from './block-hashes.ts';
 import type { Region } from './dirty-bitmap.ts';
 import type { JournalRecord, Marker } from './journal-record.ts';
 import { JournaledBackend } from './journaled-backend.ts';
+import type { MdLegView } from './md-superblock.ts';
 import { QuiescingBackend } from './quiescing-backend.ts';
+import { ServerLegBackend } from './server-leg-backend.ts';
 import { SinkBackend, type SinkCompareStats } from './sink-backend.ts';
 import type { JournalStatus, WriteJournal } from './write-journal.ts';
 
@@ -41,6 +43,17 @@ export interface DiskServiceOptions {
   tls?: NbdServerCertTls;
   /** Serve TCP without client certificates: anyone who reaches the port can read and write the disks. */
   insecureListen?: boolean;
+  /**
+   * A second TCP listener for physical servers' md legs (`serverLeg`
+   * exports only): TLS required, client certificates from `tls.ca`, each
+   * export served only to the certificate naming its machine.
+   */
+  servers?: {
+    listen: { host: string; port: number };
+    tls: NbdServerCertTls & { ca: string | Buffer };
+    /** Why a server's certificate (CN = its machine) may open none of its legs now (e.g. it failed over), or null. */
+    certificateRefused?: (machineId: string) => string | null;
+  };
   /** Bytes of NBD requests and replies in memory across all connections (default 256 MiB). */
   memoryBytes?: number;
   /** Export served to clients that ask for the empty name. */
@@ -66,6 +79,12 @@ export interface AttachOptions {
   /** Granularity of the overflow dirty bitmap (default 64 KiB). */
   regionSize?: number;
   description?: string;
+  /**
+   * A physical server's md leg (see ServerLegBackend): served on the
+   * servers' listener to the certificate naming `machineId` (and on the
+   * Unix socket), not on the ordinary TCP listener.
+   */
+  serverLeg?: { machineId: string };
 }
 
 export interface DiskExportInfo {
@@ -81,6 +100,8 @@ export interface DiskExportInfo {
   uris: { unix?: string; tcp?: string };
   /** Whether attaching found an unclean shutdown and brought the image up to the journal. */
   recovered: boolean;
+  /** A server's md leg: what md last said of it, whether its flushes are points, whether the server is connected. */
+  serverLeg: (MdLegView & { connected: boolean }) | null;
 }
 
 export interface ExportJournalStatus extends JournalStatus {
@@ -110,12 +131,15 @@ interface TcpListener {
 interface Attached {
   info: DiskExportInfo;
   backend: JournaledBackend | SinkBackend;
+  /** A server's md leg, between the gate and the backend. */
+  leg: ServerLegBackend | null;
   gate: QuiescingBackend;
 }
 
 function infoOf(a: Attached): DiskExportInfo {
   const sink = a.backend instanceof SinkBackend ? { readySeq: a.backend.readySeq } : null;
-  return { ...a.info, sink };
+  const serverLeg = a.leg === null ? null : { ...a.leg.view, connected: a.leg.connected };
+  return { ...a.info, sink, serverLeg };
 }
 
 function unixUri(socket: string, name: string): string {
@@ -159,6 +183,7 @@ function checkMarkerType(marker: DiskMarker): void {
 export class DiskService {
   readonly #unix: UnixListener | null;
   readonly #tcp: TcpListener | null;
+  readonly #servers: TcpListener | null;
   readonly #exports = new Map<string, Attached>();
   /** Names being attached, so two attaches of one name cannot race. */
   readonly #attaching = new Set<string>();
@@ -169,11 +194,13 @@ export class DiskService {
   private constructor(
     unix: UnixListener | null,
     tcp: TcpListener | null,
+    servers: TcpListener | null,
     journalCapacity: number,
     log: ((line: string) => void) | undefined,
   ) {
     this.#unix = unix;
     this.#tcp = tcp;
+    this.#servers = servers;
     this.#journalCapacity = journalCapacity;
     this.#log = log;
   }
@@ -196,6 +223,7 @@ export class DiskService {
     };
     let unix: UnixListener | null = null;
     let tcp: TcpListener | null = null;
+    let servers: TcpListener | null = null;
     try {
       if (options.socket !== undefined) {
         const path = resolve(options.socket);
@@ -209,18 +237,45 @@ export class DiskService {
         const bound = (await server.listen(options.listen)) as Extract<NbdListenAddress, { port: number }>;
         tcp = { server, address: { host: options.listen.host, port: bound.port }, tls: !!tls };
       }
+      if (options.servers !== undefined) {
+        const server = new NbdServer({
+          ...shared,
+          tls: { ...options.servers.tls, requestCert: true, required: true },
+          ...(options.servers.certificateRefused === undefined
+            ? {}
+            : { certificateRefused: options.servers.certificateRefused }),
+          ...(options.log === undefined ? {} : { log: options.log }),
+        });
+        const bound = (await server.listen(options.servers.listen)) as Extract<
+          NbdListenAddress,
+          { port: number }
+        >;
+        servers = { server, address: { host: options.servers.listen.host, port: bound.port }, tls: true };
+      }
     } catch (e) {
       await unix?.server.close();
+      await tcp?.server.close();
       throw e;
     }
-    return new DiskService(unix, tcp, options.journalCapacityBytes ?? DEFAULT_JOURNAL_CAPACITY, options.log);
+    return new DiskService(
+      unix,
+      tcp,
+      servers,
+      options.journalCapacityBytes ?? DEFAULT_JOURNAL_CAPACITY,
+      options.log,
+    );
   }
 
   /** Where the service listens: the socket path and/or the bound TCP address. */
-  get addresses(): { socket?: string; tcp?: { host: string; port: number } } {
+  get addresses(): {
+    socket?: string;
+    tcp?: { host: string; port: number };
+    servers?: { host: string; port: number };
+  } {
     return {
       ...(this.#unix ? { socket: this.#unix.path } : {}),
       ...(this.#tcp ? { tcp: this.#tcp.address } : {}),
+      ...(this.#servers ? { servers: this.#servers.address } : {}),
     };
   }
 
@@ -241,6 +296,16 @@ export class DiskService {
       throw new HavenError('conflict', `export '${name}' is already attached; detach it first`, { name });
     }
     const sink = options.sink ?? null;
+    const serverLeg = options.serverLeg ?? null;
+    if (serverLeg !== null && (sink !== null || this.#servers === null)) {
+      throw new HavenError(
+        'validation_failed',
+        sink !== null
+          ? `export '${name}' cannot be both a sink and a server's leg`
+          : `export '${name}' is a server's leg, but this disk service has no listener for servers`,
+        { field: 'serverLeg' },
+      );
+    }
     if ((sink === null) === (options.imagePath === undefined)) {
       throw new HavenError('validation_failed', `export '${name}' needs either an image or a sink size`, {
         field: sink === null ? 'imagePath' : 'sink',
@@ -284,10 +349,15 @@ export class DiskService {
               sizeBytes: sink.sizeBytes,
               ...(sink.syncIntervalMs === undefined ? {} : { syncIntervalMs: sink.syncIntervalMs }),
             });
-      const gate = new QuiescingBackend(backend);
+      const leg =
+        serverLeg !== null && backend instanceof JournaledBackend
+          ? await ServerLegBackend.open(backend)
+          : null;
+      const gate = new QuiescingBackend(leg ?? backend);
+      const tcp = leg === null ? this.#tcp : this.#servers;
       const uris: DiskExportInfo['uris'] = {};
       if (this.#unix) uris.unix = unixUri(this.#unix.path, name);
-      if (this.#tcp) uris.tcp = tcpUri(this.#tcp.address, name, this.#tcp.tls);
+      if (tcp) uris.tcp = tcpUri(tcp.address, name, tcp.tls);
       const info: DiskExportInfo = {
         name,
         imagePath,
@@ -297,6 +367,7 @@ export class DiskService {
         uri: uris.unix ?? uris.tcp ?? '',
         uris,
         recovered: backend.recovered,
+        serverLeg: null,
       };
       const exp = {
         backend: gate,
@@ -304,21 +375,44 @@ export class DiskService {
           options.description ?? (imagePath === null ? 'journal-only sink' : `journaled image ${imagePath}`),
         // QEMU's mirror lost its sink: a write it could not deliver may follow, so no point until it is checked again.
         ...(backend instanceof SinkBackend ? { onConnectionClosed: () => void backend.markNotReady() } : {}),
+        ...(leg === null || serverLeg === null
+          ? {}
+          : {
+              certificateName: serverLeg.machineId,
+              onConnectionOpened: () => leg.connectionOpened(),
+              onConnectionClosed: () => leg.connectionClosed(),
+            }),
       };
       this.#unix?.server.addExport(name, exp);
-      this.#tcp?.server.addExport(name, exp);
-      this.#exports.set(name, { info, backend, gate });
-      return { ...info };
+      tcp?.server.addExport(name, exp);
+      const attached = { info, backend, leg, gate };
+      this.#exports.set(name, attached);
+      return infoOf(attached);
     } finally {
       this.#attaching.delete(name);
     }
+  }
+
+  /**
+   * Ends the servers' listener connections to the legs of `machineId` (a
+   * server that must stay off); the legs stay attached. Whether it may
+   * connect again is the listener's `certificateRefused`.
+   */
+  async disconnectServer(machineId: string): Promise<void> {
+    const legs = [...this.#exports.values()].filter(
+      (a) => a.leg !== null && a.info.name.startsWith(`${machineId}.`),
+    );
+    await Promise.all(legs.map((a) => this.#servers?.server.disconnectExport(a.info.name)));
   }
 
   /** Ends the export's connections (their requests in flight are answered), flushes and closes it. */
   async detach(name: string): Promise<void> {
     const attached = this.#get(name);
     this.#exports.delete(name);
-    await Promise.all([this.#unix?.server.removeExport(name), this.#tcp?.server.removeExport(name)]);
+    await Promise.all([
+      this.#unix?.server.removeExport(name),
+      (attached.leg === null ? this.#tcp : this.#servers)?.server.removeExport(name),
+    ]);
     await this.#closeBackend(attached);
   }
 
@@ -472,7 +566,9 @@ export class DiskService {
     const targets = [...new Set(names)].map((name) => this.#get(name));
     // A sink's NBD flush adds no flush record: cut one, so the marker follows a crash-consistent boundary.
     await Promise.all(
-      targets.map((t) => (t.backend instanceof SinkBackend ? t.backend.cutPoint() : t.backend.flush())),
+      targets.map((t) =>
+        t.backend instanceof SinkBackend ? t.backend.cutPoint() : (t.leg ?? t.backend).flush(),
+      ),
     );
     // A journal places a marker when it is called (synchronously): checked here, no released write comes before it.
     if (options.stillHeld && !options.stillHeld()) {
@@ -500,6 +596,17 @@ export class DiskService {
         { exports: unready, state: 'mirror-not-ready', allowed: ['markSinkReady'] },
       );
     }
+    const unsynced = [...new Set(names)]
+      .map((name) => this.#get(name))
+      .filter((t) => t.leg !== null && !t.leg.view.pointsAllowed)
+      .map((t) => t.info.name);
+    if (unsynced.length > 0) {
+      throw new HavenError(
+        'operation_not_allowed',
+        `the server legs ${unsynced.map((n) => `'${n}'`).join(', ')} are not in sync (md resyncing, rebuilding or disconnected): no point can be cut on them yet`,
+        { exports: unsynced, state: 'leg-not-in-sync', allowed: ['wait for md to report the leg in sync'] },
+      );
+    }
     const full = [...new Set(names)]
       .map((name) => this.#get(name))
       .filter((t) => t.backend.journal.mode === 'bitmap')
@@ -515,13 +622,13 @@ export class DiskService {
   }
 
   stats(): NbdServerStats {
-    const a = this.#unix?.server.stats();
-    const b = this.#tcp?.server.stats();
+    const all = [this.#unix, this.#tcp, this.#servers].flatMap((l) => (l ? [l.server.stats()] : []));
+    const sum = (key: keyof NbdServerStats) => all.reduce((n, s) => n + s[key], 0);
     return {
-      connections: (a?.connections ?? 0) + (b?.connections ?? 0),
-      inFlightRequests: (a?.inFlightRequests ?? 0) + (b?.inFlightRequests ?? 0),
-      inFlightBytes: (a?.inFlightBytes ?? 0) + (b?.inFlightBytes ?? 0),
-      bufferedBytes: (a?.bufferedBytes ?? 0) + (b?.bufferedBytes ?? 0),
+      connections: sum('connections'),
+      inFlightRequests: sum('inFlightRequests'),
+      inFlightBytes: sum('inFlightBytes'),
+      bufferedBytes: sum('bufferedBytes'),
     };
   }
 
@@ -532,7 +639,7 @@ export class DiskService {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await Promise.all([this.#unix?.server.close(), this.#tcp?.server.close()]);
+    await Promise.all([this.#unix?.server.close(), this.#tcp?.server.close(), this.#servers?.server.close()]);
     const attached = [...this.#exports.values()];
     this.#exports.clear();
     const results = await Promise.allSettled(attached.map((a) => this.#closeBackend(a)));
@@ -542,8 +649,8 @@ export class DiskService {
 
   async #closeBackend(attached: Attached): Promise<void> {
     try {
-      // A clean stop is a crash-consistent boundary too.
-      await attached.backend.flush();
+      // A clean stop is a crash-consistent boundary too (for a leg: when md holds it in sync).
+      await (attached.leg ?? attached.backend).flush();
     } finally {
       await attached.backend.close();
     }

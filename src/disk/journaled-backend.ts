@@ -299,13 +299,17 @@ export class JournaledBackend implements BlockBackend {
   /**
    * Makes every acknowledged write durable in the image and the journal, then
    * appends the journal's flush record: a crash-consistent point the image holds.
+   * `point`, asked at the instant the record would be appended: false makes
+   * it a durability barrier only (no record), for an image that is not yet a
+   * consistent copy (a server's md leg being resynced).
    */
-  async flush(): Promise<void> {
+  async flush(options: { point?: () => boolean } = {}): Promise<void> {
     if (this.#closed)
       throw new HavenError('operation_not_allowed', `disk '${this.#imagePath}' is closed`, {});
     await Promise.all([...this.#inFlight].map((op) => op.done));
     await this.#imageCommit.sync();
-    await this.journal.flush();
+    if (options.point === undefined || options.point()) await this.journal.flush();
+    else await this.journal.sync();
   }
 
   async blockStatus(offset: number, length: number): Promise<BlockExtent[]> {

@@ -19,7 +19,6 @@ import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { HavenError } from '../errors/index.ts';
-import { SERVER_AGENT_SCRIPT } from '../server-agent/server-agent-script.ts';
 import { askApt, cachedDeb, type DebianPackage, libraryClosure } from './debian-packages.ts';
 import { isStaticElf } from './elf-dynamic.ts';
 import { type GuestProgram, stageGuestPrograms } from './guest-programs.ts';
@@ -110,6 +109,12 @@ const BUSYBOX = '/bin/busybox';
 const INIT_SCRIPT = new URL('./guest-init.sh', import.meta.url);
 const POWERDOWN_SCRIPT = new URL('./guest-powerdown.sh', import.meta.url);
 const AGENT_SCRIPT = new URL('./guest-agent.sh', import.meta.url);
+/**
+ * The server agent the server variant carries. Named by path, not imported:
+ * src/server-agent builds its recovery environment on this folder's image
+ * build, so this folder must not import it.
+ */
+const SERVER_AGENT_SCRIPT = new URL('../server-agent/haven-server-agent.sh', import.meta.url);
 
 /** `$HAVEN_CACHE_DIR/guest`, or `~/.cache/haven/guest`. */
 export function defaultGuestCacheDir(): string {

@@ -52,3 +52,49 @@ test('when another process holds the saved port, the receiver takes a free one a
     await new Promise((resolve) => squatter.close(resolve));
   }
 });
+
+test("servers' default ports give way to another process (a free one instead); ports the operator chose do not", async () => {
+  const squatter = createServer();
+  await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+  const taken = (squatter.address() as { port: number }).port;
+  const servers = (freePortWhenTaken: boolean, nbdPort = taken) => ({
+    listen: { host: '127.0.0.1', nbdPort, agentPort: taken },
+    freePortWhenTaken,
+    tlsHostname: 'primary.haven.test',
+    redeemEnrolment: async () => {
+      throw new Error('not in this test');
+    },
+  });
+  try {
+    const dataDir = join(dir, 'servers-ports');
+    const path = await startDataPath({
+      dataDir,
+      replicationListen: { host: '127.0.0.1', port: 0 },
+      viewAccessListen: null,
+      servers: servers(true),
+      log: () => {},
+    });
+    try {
+      const endpoint = path.serverEndpoint!;
+      assert.notEqual(endpoint.nbdPort, taken);
+      assert.notEqual(endpoint.agentPort, taken);
+      assert.equal(endpoint.agentPort, path.serverListen!.agentPort);
+      assert.ok(path.capabilities.includes('server-link'));
+    } finally {
+      await path.close();
+    }
+    await assert.rejects(
+      startDataPath({
+        dataDir,
+        replicationListen: { host: '127.0.0.1', port: 0 },
+        viewAccessListen: null,
+        // The agent's port taken: what started before it (the disk service) is closed again.
+        servers: servers(false, 0),
+        log: () => {},
+      }),
+      { code: 'EADDRINUSE' },
+    );
+  } finally {
+    await new Promise((resolve) => squatter.close(resolve));
+  }
+});

@@ -10,6 +10,7 @@
  * replication resumes on its own after a host crash.
  */
 import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DiskService } from '../disk/index.ts';
 import type { ActiveMirrorDriver } from '../hypervisor/active-mirror.ts';
@@ -21,12 +22,15 @@ import { writeFileAtomic } from '../storage/atomic-file.ts';
 import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
 import { checkGroupCanReach, type ShareGroup, shareSocket } from '../storage/share-group.ts';
 import { hostDiskService } from './host-disk-service.ts';
-import type { HostServices } from './host-services.ts';
+import type { HostServices, ServerEndpoint, ServerEnrolment } from './host-services.ts';
 import { HostStateFile } from './host-state-file.ts';
 import { MirrorService, type MirrorServiceOptions } from './mirror-service.ts';
 import { ReplicaService } from './replica-service.ts';
 import { ReplicationService } from './replication-service.ts';
 import { restoreSavedDisks, savedDiskService } from './saved-disk-service.ts';
+import { type ServerAgentEndpoint, startServerAgentEndpoint } from './server-agent-endpoint.ts';
+import { openServerCa, type ServerCa } from './server-ca.ts';
+import { ServerLinks } from './server-links.ts';
 import { checkSourceOnHost, defaultStorageFolders } from './storage-folders.ts';
 import { filesystemCheckDirOf, sweepFilesystemChecks } from './view-filesystem-check.ts';
 import { type AccessListen, ViewRegistry } from './view-registry.ts';
@@ -61,12 +65,32 @@ export interface DataPathOptions {
   mirrorDriver?: ActiveMirrorDriver | null;
   /** Mirror service tuning (tests). */
   mirror?: Pick<MirrorServiceOptions, 'tickMs' | 'pointIntervalMs' | 'reconnectDelaySeconds' | 'log'>;
+  /** Serve physical servers: their md legs over NBD and their agents over HTTPS (see ServerLinks). */
+  servers?: ServerListenOptions;
   /** One line per thing done on its own (e.g. a sweep at start); defaults to stderr. */
   log?: (line: string) => void;
 }
 
+export interface ServerListenOptions {
+  listen: { host: string; nbdPort: number; agentPort: number };
+  /** A port taken by another process: take a free one instead of failing (`haven up`'s defaults). */
+  freePortWhenTaken?: boolean;
+  /** What servers are told to connect to when NAT or a proxy sits between (default: the listen address and bound ports). */
+  advertise?: { address: string; nbdPort?: number; agentPort?: number };
+  /** The name in the endpoint's certificate servers check (default this machine's hostname). */
+  tlsHostname?: string;
+  reportIntervalSeconds?: number;
+  /** Host → vault `servers.redeemEnrolment` over the control channel. */
+  redeemEnrolment(token: string): Promise<ServerEnrolment>;
+}
+
 export interface DataPath {
-  services: Pick<HostServices, 'disk' | 'replication' | 'replica' | 'mirror'>;
+  services: Pick<HostServices, 'disk' | 'replication' | 'replica' | 'mirror'> &
+    Partial<Pick<HostServices, 'servers'>>;
+  /** Where servers reach this host; null without `servers`. */
+  serverEndpoint: ServerEndpoint | null;
+  /** Where the servers' NBD legs and agents are listened for (the advertised ports may differ); null without `servers`. */
+  serverListen: { host: string; nbdPort: number; agentPort: number } | null;
   capabilities: string[];
   replicationAddress: string;
   replicationFingerprint: string;
@@ -102,9 +126,33 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
 
   // Running machines' QEMUs reconnect to this socket (within NBD_RECONNECT_DELAY_SECONDS):
   // it is served again, on the same path, with the journals recovered, before anything slow.
-  const diskService = await DiskService.start({
-    socket: join(run, 'disks.sock'),
-    ...(options.journalCapacityBytes ? { journalCapacityBytes: options.journalCapacityBytes } : {}),
+  const serverCa = options.servers
+    ? await openServerCa(join(dataDir, 'server-ca'), caNamesOf(options.servers))
+    : null;
+  // Bound once the links are open: until then (restoring the saved legs) no server's leg is opened.
+  let serverLinks: ServerLinks | null = null;
+  const startDisks = (serversPort: number | null) =>
+    DiskService.start({
+      socket: join(run, 'disks.sock'),
+      ...(options.journalCapacityBytes ? { journalCapacityBytes: options.journalCapacityBytes } : {}),
+      ...(serverCa === null || serversPort === null || !options.servers
+        ? {}
+        : {
+            servers: {
+              listen: { host: options.servers.listen.host, port: serversPort },
+              tls: { key: serverCa.keyPem, cert: serverCa.certPem, ca: serverCa.caCertPem },
+              certificateRefused: (machineId: string) =>
+                serverLinks === null
+                  ? 'the host is starting'
+                  : (serverLinks.refusalOf(machineId)?.message ?? null),
+            },
+          }),
+    });
+  const diskService = await startDisks(options.servers?.listen.nbdPort ?? null).catch((error: unknown) => {
+    if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || options.servers?.freePortWhenTaken !== true)
+      throw error;
+    log(`NBD port ${options.servers.listen.nbdPort} for servers is taken: servers get a free one`);
+    return startDisks(0);
   });
   const disk = hostDiskService(diskService, {
     dataDir,
@@ -112,6 +160,18 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
   });
   const notAttached = await restoreSavedDisks(disk, state.disks);
   for (const [name, why] of notAttached) console.error(`haven: disk export '${name}' is not served: ${why}`);
+  const disks = savedDiskService(disk, state, dataDir);
+  // Before anything else listens: a taken port fails the start with only the disk service to close.
+  const servers =
+    serverCa === null || !options.servers
+      ? null
+      : await startServers(options.servers, { ca: serverCa, core: diskService, disks, dataDir, log }).catch(
+          async (error: unknown) => {
+            await diskService.close();
+            throw error;
+          },
+        );
+  serverLinks = servers?.links ?? null;
 
   const identity = await loadIdentity(join(dataDir, 'replication-identity.json'));
   const replicaStore = await ReplicaStore.open(join(dataDir, 'replica'), {
@@ -163,9 +223,10 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
     state,
     notAttached,
     mirrorStatus: async (machineId) => (mirror.mirrors(machineId) ? mirror.status({ machineId }) : null),
+    serverStatus: async (machineId) =>
+      serverLinks?.serves(machineId) ? serverLinks.status({ machineId }) : null,
   });
   replicationRef = replication;
-  const disks = savedDiskService(disk, state, dataDir);
   const replica = new ReplicaService({
     dataDir,
     replicaStore,
@@ -193,8 +254,10 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
   const checkedDisks: typeof disks = {
     ...disks,
     attach: async (params) => {
-      // A sink never opens its source (the domain's own image, named by its definition): QEMU mirrors it.
-      if (params.sink !== true) await checkSourceOnHost('source', params.source, attachable);
+      // A sink never opens its source (the domain's own image, named by its definition): QEMU mirrors it;
+      // a server's leg names the server's own device, staged here under the data directory.
+      if (params.sink !== true && params.serverLeg !== true)
+        await checkSourceOnHost('source', params.source, attachable);
       return disks.attach(params);
     },
     writers: async (params) => {
@@ -213,8 +276,22 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
   };
 
   return {
-    services: { disk: checkedDisks, replication, replica, mirror },
-    capabilities: ['disk-service', 'replication', 'replica-store'],
+    services: {
+      disk: checkedDisks,
+      replication,
+      replica,
+      mirror,
+      ...(servers ? { servers: servers.links } : {}),
+    },
+    serverEndpoint: servers?.endpoint ?? null,
+    serverListen: servers
+      ? {
+          host: servers.agentEndpoint.address.host,
+          nbdPort: diskService.addresses.servers!.port,
+          agentPort: servers.agentEndpoint.address.port,
+        }
+      : null,
+    capabilities: ['disk-service', 'replication', 'replica-store', ...(servers ? ['server-link'] : [])],
     replicationAddress: options.replicationAdvertise ?? `${bound.host}:${bound.port}`,
     replicationFingerprint: identity.fingerprint,
     storageFolders,
@@ -222,6 +299,7 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
     replicaStore,
     viewBackend: (viewId, diskId) => views.backend(viewId, diskId),
     close: async () => {
+      await servers?.agentEndpoint.close();
       await mirror.close();
       await replication.close();
       await receiver.close();
@@ -230,6 +308,74 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
       await replicaStore.close();
     },
   };
+}
+
+function caNamesOf(servers: ServerListenOptions): { tlsHostname: string; address: string } {
+  const address = servers.advertise?.address ?? servers.listen.host;
+  const name = hostname();
+  return {
+    tlsHostname: servers.tlsHostname ?? (/^[A-Za-z0-9.-]{1,253}$/.test(name) ? name : address),
+    address,
+  };
+}
+
+/** The servers' agent endpoint and their links, once the legs' NBD listener is up. */
+async function startServers(
+  options: ServerListenOptions,
+  parts: {
+    ca: ServerCa;
+    core: DiskService;
+    disks: HostServices['disk'];
+    dataDir: string;
+    log: (line: string) => void;
+  },
+): Promise<{ links: ServerLinks; endpoint: ServerEndpoint; agentEndpoint: ServerAgentEndpoint }> {
+  const nbd = parts.core.addresses.servers;
+  if (nbd === undefined) throw new Error('the disk service has no listener for servers');
+  // The links answer the endpoint's requests; the endpoint's bound port goes into what the links tell servers.
+  let links: ServerLinks | null = null;
+  const handler = {
+    enrol: (token: string, csr: string) => (links as ServerLinks).enrol(token, csr),
+    report: (machineId: string, body: string) => (links as ServerLinks).report(machineId, body),
+  };
+  const listenAgent = (port: number) =>
+    startServerAgentEndpoint({
+      ca: parts.ca,
+      links: handler,
+      listen: { host: options.listen.host, port },
+      log: parts.log,
+    });
+  const agentEndpoint = await listenAgent(options.listen.agentPort).catch((error: unknown) => {
+    if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || options.freePortWhenTaken !== true)
+      throw error;
+    parts.log(`agent port ${options.listen.agentPort} for servers is taken: servers get a free one`);
+    return listenAgent(0);
+  });
+  const endpoint: ServerEndpoint = {
+    address: options.advertise?.address ?? options.listen.host,
+    nbdPort: options.advertise?.nbdPort ?? nbd.port,
+    agentPort: options.advertise?.agentPort ?? agentEndpoint.address.port,
+    tlsHostname: parts.ca.tlsHostname,
+    caCertPem: parts.ca.caCertPem,
+  };
+  try {
+    links = await ServerLinks.open({
+      dataDir: parts.dataDir,
+      endpoint,
+      ca: parts.ca,
+      core: parts.core,
+      disks: parts.disks,
+      redeemEnrolment: options.redeemEnrolment,
+      ...(options.reportIntervalSeconds === undefined
+        ? {}
+        : { reportIntervalSeconds: options.reportIntervalSeconds }),
+      log: parts.log,
+    });
+  } catch (error) {
+    await agentEndpoint.close();
+    throw error;
+  }
+  return { links, endpoint, agentEndpoint };
 }
 
 /** The host's replication certificate: made once, kept so peers' pins stay valid. */

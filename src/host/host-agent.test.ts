@@ -17,6 +17,7 @@ import {
   type VaultIdentity,
 } from '../control/index.ts';
 import { HavenError } from '../errors/index.ts';
+import { postToServerAgentEndpoint, serverAgentKey } from '../testing/server-agent.fixture.ts';
 import {
   agentVersion,
   enrol,
@@ -26,6 +27,8 @@ import {
   loadHostIdentity,
   notAvailableServices,
   remoteHostServices,
+  type ServerEnrolment,
+  startHost,
   startHostAgent,
 } from './index.ts';
 
@@ -39,6 +42,7 @@ const enrolments: Array<Record<string, unknown>> = [];
 const inventories: Array<{ hostId: string; inventory: HostInventory }> = [];
 const events: Array<{ hostId: string; event: unknown }> = [];
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
+const redeemedServerTokens = new Set<string>();
 
 before(async () => {
   identity = await generateVaultIdentity();
@@ -46,6 +50,22 @@ before(async () => {
     keyPem: identity.keyPem,
     certPem: identity.certPem,
     credentialHash: async (hostId) => credentialHashes.get(hostId),
+    // The vault's side of a server's enrolment (its real handler is the vault's): 'server-token' once.
+    handleRequest: async (hostId, method, params) => {
+      const token = (params as { token?: string }).token;
+      if (method !== 'servers.redeemEnrolment') throw new HavenError('not_available', `no '${method}' here`);
+      if (token !== 'server-token' || redeemedServerTokens.has(token)) {
+        throw new HavenError('unauthenticated', 'enrolment token is unknown, used or expired');
+      }
+      redeemedServerTokens.add(token);
+      return {
+        machineId: `server-of-${hostId}`,
+        name: 'web',
+        disks: [{ diskId: 'disk0', device: '/dev/sda', sizeBytes: 4 << 20 }],
+        writeBehind: 64,
+        nbdTimeoutSeconds: 20,
+      } satisfies ServerEnrolment;
+    },
     events: {
       onHostInventory: (hostId, inventory) =>
         void inventories.push({ hostId, inventory: inventory as HostInventory }),
@@ -189,7 +209,7 @@ test('operations without a data path answer not_available, naming the operation 
     message: 'disk.attach is not available: this host runs no disk service',
   });
   const methods = hostMethods().filter((m) => !m.startsWith('host.'));
-  assert.equal(methods.length, 47);
+  assert.equal(methods.length, 53);
   for (const method of methods) {
     await assert.rejects(server.call(hostId, method, {}), (error: unknown) => {
       assert.ok(error instanceof HavenError);
@@ -287,4 +307,73 @@ test('a damaged host.json is reported, not half-used', async () => {
   await assert.rejects(loadHostIdentity(dir), { code: 'validation_failed', message: /has no valid 'name'/ });
   await writeFile(join(dir, 'host.json'), 'not json');
   await assert.rejects(loadHostIdentity(dir), { code: 'validation_failed', message: /not valid JSON/ });
+});
+
+test('a host started to serve servers reports its endpoint and enrols a server through the vault', async () => {
+  const dir = await dataDir();
+  const host = await startHost({
+    dataDir: dir,
+    enrol: { apiUrl, token: 'good-servers', name: 'srv', site: 'primary' },
+    replicationListen: { host: '127.0.0.1', port: 0 },
+    viewAccessListen: null,
+    servers: {
+      listen: { host: '127.0.0.1', nbdPort: 0, agentPort: 0 },
+      advertise: { address: '192.0.2.10', agentPort: 8443 },
+      tlsHostname: 'srv.haven.test',
+    },
+    log: () => {},
+  });
+  cleanups.push(() => host.stop());
+  const hostId = host.agent.identity.hostId;
+  await waitFor('connection', () => server.isConnected(hostId));
+  const remote = remoteHostServices((method, params) => server.call(hostId, method, params));
+  const info = await remote.host.info();
+  assert.ok(info.capabilities.includes('server-link'));
+  const bound = host.dataPath.diskService.addresses.servers!;
+  assert.deepEqual(
+    { ...info.serverEndpoint, caCertPem: undefined },
+    {
+      address: '192.0.2.10',
+      nbdPort: bound.port,
+      agentPort: 8443,
+      tlsHostname: 'srv.haven.test',
+      caCertPem: undefined,
+    },
+  );
+  assert.deepEqual(await remote.servers.endpoint(), info.serverEndpoint);
+
+  // The agent enrols at the bound port (what it is told is the advertised one, behind NAT).
+  const agentPort = Number((await host.agent.services.servers.endpoint())?.agentPort);
+  assert.equal(agentPort, 8443);
+  const key = await serverAgentKey(join(dir, 'agent'));
+  const listening = host.dataPath.serverListen!.agentPort;
+  const enrolled = await postToServerAgentEndpoint({
+    port: listening,
+    tlsHostname: 'srv.haven.test',
+    caCertPem: info.serverEndpoint!.caCertPem,
+    path: '/v1/enrol',
+    body: key.csrPem,
+    token: 'server-token',
+  });
+  assert.equal(enrolled.status, 200, enrolled.body);
+  assert.match(
+    enrolled.body,
+    /^machine server-of-.*\nname web\nnbd 192\.0\.2\.10 \d+ srv\.haven\.test\nagent 192\.0\.2\.10 8443\ntimeout 20\nwritebehind 64\n/,
+  );
+  const machineId = `server-of-${hostId}`;
+  const status = await remote.replication.status({ machineId });
+  assert.equal(status.server?.state, 'agent-silent');
+  assert.deepEqual(
+    status.server?.legs.map((l) => [l.diskId, l.connected, l.md]),
+    [['disk0', false, 'unknown']],
+  );
+  const again = await postToServerAgentEndpoint({
+    port: listening,
+    tlsHostname: 'srv.haven.test',
+    caCertPem: info.serverEndpoint!.caCertPem,
+    path: '/v1/enrol',
+    body: key.csrPem,
+    token: 'server-token',
+  });
+  assert.deepEqual(again, { status: 401, body: 'enrolment token is unknown, used or expired\n' });
 });

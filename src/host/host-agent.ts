@@ -20,6 +20,7 @@ import type {
   HostServices,
   HypervisorInventory,
   MachineStatus,
+  ServerEndpoint,
 } from './host-services.ts';
 import { notAvailableServices } from './not-available-services.ts';
 
@@ -41,6 +42,8 @@ export interface HostAgentOptions {
   storageFolders?: string[];
   /** Fingerprint of the replication certificate, reported so the vault can hand it to peers. */
   replicationFingerprint?: string | null;
+  /** Where physical servers reach this host, reported in host.info. */
+  serverEndpoint?: ServerEndpoint | null;
   reconnect?: { initialDelayMs?: number; maxDelayMs?: number };
   connectTimeoutMs?: number;
   /** One line per connection change; defaults to stderr. */
@@ -85,6 +88,7 @@ export function hostInfoService(options: {
   capabilities: string[];
   replicationAddress: string | null;
   storageFolders: string[];
+  serverEndpoint?: ServerEndpoint | null;
 }): HostInfoService {
   return {
     async info(): Promise<HostInfo> {
@@ -100,6 +104,7 @@ export function hostInfoService(options: {
         dataDirFreeBytes: fs.bavail * fs.bsize,
         dataDirTotalBytes: fs.blocks * fs.bsize,
         uptimeSeconds: Math.round(uptime()),
+        serverEndpoint: options.serverEndpoint ?? null,
       };
     },
     async ping() {
@@ -159,6 +164,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
       capabilities,
       replicationAddress,
       storageFolders,
+      serverEndpoint: options.serverEndpoint ?? null,
     }),
   };
 

@@ -32,6 +32,10 @@ const ID = DISK_ID_PATTERN;
 /** The disk service's export of a machine's disk. */
 export const exportNameOf = (ref: DiskRef): string => `${ref.machineId}.${ref.diskId}`;
 
+/** Where a physical server's md leg is staged on its primary host. */
+export const serverLegImageOf = (dataDir: string, ref: DiskRef): string =>
+  join(dataDir, 'servers', ref.machineId, `${ref.diskId}.img`);
+
 /** Where a machine's disk keeps its write journal. */
 export const journalDirOf = (dataDir: string, ref: DiskRef): string =>
   join(dataDir, 'journals', ref.machineId, ref.diskId);
@@ -89,9 +93,9 @@ async function oldestPendingAt(service: DiskService, name: string): Promise<stri
 }
 
 export function hostDiskService(service: DiskService, options: HostDiskServiceOptions): HostDiskService {
-  /** The disks the sinks mirror: Haven never opens them, so only this remembers them. */
+  /** The disks the sinks mirror and the servers' devices the legs stage: Haven never opens them, so only this remembers them. */
   const mirrored = new Map<string, string>();
-  const sourceOf = (info: DiskExportInfo): string => info.imagePath ?? mirrored.get(info.name) ?? '';
+  const sourceOf = (info: DiskExportInfo): string => mirrored.get(info.name) ?? info.imagePath ?? '';
   const toExport = (info: DiskExportInfo): DiskExport => ({
     ...refOf(info.name),
     nbdUri: info.uri,
@@ -143,7 +147,8 @@ export function hostDiskService(service: DiskService, options: HostDiskServiceOp
         const source = sourceOf(current);
         if (
           resolve(source) !== resolve(params.source) ||
-          (current.sink !== null) !== (params.sink === true)
+          (current.sink !== null) !== (params.sink === true) ||
+          (current.serverLeg !== null) !== (params.serverLeg === true)
         ) {
           throw new HavenError(
             'conflict',
@@ -152,8 +157,9 @@ export function hostDiskService(service: DiskService, options: HostDiskServiceOp
             { source },
           );
         }
-        // A sink's image is written by the domain's own QEMU, whose writes the mirror brings here.
-        if (current.sink === null) await refuseForeignWriters(params, params.source);
+        // A sink's image is written by the domain's own QEMU, whose writes the mirror brings here; a leg's device is the server's.
+        if (current.sink === null && current.serverLeg === null)
+          await refuseForeignWriters(params, params.source);
         return toExport(current);
       }
       if (params.sink === true) {
@@ -169,34 +175,41 @@ export function hostDiskService(service: DiskService, options: HostDiskServiceOp
         mirrored.set(name, resolve(params.source));
         return toExport(info);
       }
+      // A server's leg: the device is on the server; the host stages what md writes to the leg.
+      const image = params.serverLeg === true ? serverLegImageOf(options.dataDir, params) : params.source;
       let existing: number | null = null;
       try {
-        existing = (await stat(params.source)).size;
+        existing = (await stat(image)).size;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
       }
       if (existing === null) {
         // A new disk (e.g. a machine recreated at an alternate location) may live in a new folder.
-        await mkdir(dirname(params.source), { recursive: true, mode: PRIVATE_DIR_MODE });
-        await createSparseImage(params.source, params.sizeBytes);
+        await mkdir(dirname(image), { recursive: true, mode: PRIVATE_DIR_MODE });
+        await createSparseImage(image, params.sizeBytes);
       } else if (existing !== params.sizeBytes) {
         throw new HavenError(
           'conflict',
-          `disk image '${params.source}' is ${existing} bytes, not the ${params.sizeBytes} bytes asked for; resize it first`,
-          { source: params.source, sizeBytes: existing },
+          `disk image '${image}' is ${existing} bytes, not the ${params.sizeBytes} bytes asked for; resize it first`,
+          { source: image, sizeBytes: existing },
         );
       } else {
         // Before the disk service opens it: once it serves the image, another writer would go unseen.
-        await refuseForeignWriters(params, params.source);
+        await refuseForeignWriters(params, image);
       }
       const info = await service.attach(name, {
-        imagePath: params.source,
+        imagePath: image,
+        ...(params.serverLeg === true ? { serverLeg: { machineId: params.machineId } } : {}),
         journalDir: journalDirOf(options.dataDir, params),
         ...(options.journalCapacityBytes === undefined
           ? {}
           : { journalCapacityBytes: options.journalCapacityBytes }),
-        description: `machine ${params.machineId} disk ${params.diskId}`,
+        description:
+          params.serverLeg === true
+            ? `md leg of server ${params.machineId} device ${params.source}`
+            : `machine ${params.machineId} disk ${params.diskId}`,
       });
+      if (params.serverLeg === true) mirrored.set(name, params.source);
       return toExport(info);
     },
 

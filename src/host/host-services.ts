@@ -44,6 +44,8 @@ export interface HostInfo {
   dataDirFreeBytes: number;
   dataDirTotalBytes: number;
   uptimeSeconds: number;
+  /** Where physical servers reach this host (`haven host --server-listen`); null when it serves none. */
+  serverEndpoint: ServerEndpoint | null;
 }
 
 export interface HostInfoService {
@@ -94,6 +96,11 @@ export interface DiskService {
    * `sink`: export a journal-only sink of `sizeBytes` as the target of QEMU's
    * active mirror of the machine's own disk `source` (which Haven does not
    * open): writes are journaled, no copy of the disk is kept.
+   * `serverLeg`: a physical server's md leg for its device `source`: a
+   * staging image `<dataDir>/servers/<machineId>/<diskId>.img` (sparse, made
+   * at `sizeBytes` when absent) served on the servers' NBD listener to that
+   * machine's certificate only; its flushes are points only while md holds
+   * the leg in sync.
    */
   attach(
     params: DiskRef & {
@@ -589,6 +596,7 @@ export interface HostServices {
   hypervisor: Hypervisor;
   mirror: Mirror;
   network: NetworkService;
+  servers: ServerLinkService;
 }
 
 /** Every operation, by service: the RPC surface, and the guard against calling anything else. */
@@ -638,6 +646,7 @@ export const HOST_OPERATIONS = {
   ],
   mirror: ['protect', 'unprotect', 'pause', 'resume', 'status'],
   network: ['runProbe'],
+  servers: ['endpoint', 'status', 'shutdown', 'forget', 'fence', 'unfence'],
 } as const satisfies { [S in keyof HostServices]: ReadonlyArray<keyof HostServices[S]> };
 
 // Fails to compile if an interface gains an operation that is not listed above.

@@ -13,6 +13,8 @@ export interface SavedDisk extends DiskRef {
   sizeBytes: number;
   /** A journal-only sink (mirror target) of the machine's own disk `source`. */
   sink?: boolean;
+  /** A physical server's md leg for its device `source`, staged in the data directory. */
+  serverLeg?: boolean;
 }
 
 /** A domain whose disks QEMU mirrors into sinks (the mirror service keeps it armed). */

@@ -16,6 +16,7 @@ const landsWith: Record<keyof DataPathServices, string> = {
   hypervisor: 'this host has no hypervisor driver',
   mirror: 'this host drives no hypervisor that can mirror a running machine (haven host --libvirt URI)',
   network: 'this host has no hypervisor driver, so no isolated test network',
+  servers: 'this host serves no physical servers (haven host --server-listen ADDRESS)',
 };
 
 export function notAvailableServices(): DataPathServices {

@@ -7,6 +7,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BlockHashes, DiskService, JournaledBackend, Region } from '../disk/index.ts';
+import type { ServerLinkSnapshot } from '../domain/index.ts';
 import { HavenError } from '../errors/index.ts';
 import type { OverlayView } from '../replica/index.ts';
 import { mergeRegions } from '../replica/index.ts';
@@ -43,6 +44,8 @@ export interface ReplicationServiceOptions {
   notAttached?: ReadonlyMap<string, string>;
   /** The mirror status of machines whose writes QEMU mirrors into sinks (null: not mirrored here). */
   mirrorStatus?: (machineId: string) => Promise<MirrorStatus | null>;
+  /** The link of physical servers whose md legs this host stages (null: not a server here). */
+  serverStatus?: (machineId: string) => Promise<ServerLinkSnapshot | null>;
 }
 
 type Mode = Parameters<Replication['start']>[0]['mode'];
@@ -57,6 +60,7 @@ export class ReplicationService implements Replication {
   readonly #sending = new Map<string, SendingFrom>();
   readonly #notAttached: ReadonlyMap<string, string>;
   readonly #mirrorStatus: (machineId: string) => Promise<MirrorStatus | null>;
+  readonly #serverStatus: (machineId: string) => Promise<ServerLinkSnapshot | null>;
 
   constructor(options: ReplicationServiceOptions) {
     this.#dataDir = options.dataDir;
@@ -71,6 +75,7 @@ export class ReplicationService implements Replication {
     this.#state = options.state;
     this.#notAttached = options.notAttached ?? new Map();
     this.#mirrorStatus = options.mirrorStatus ?? (async () => null);
+    this.#serverStatus = options.serverStatus ?? (async () => null);
   }
 
   async start({ machineId, diskIds, target, mode, source }: Parameters<Replication['start']>[0]) {
@@ -110,7 +115,11 @@ export class ReplicationService implements Replication {
   }
 
   async status({ machineId }: { machineId: string }): Promise<ReplicationStatus> {
-    return { ...this.#status(machineId), mirror: await this.#mirrorStatus(machineId) };
+    const [mirror, server] = await Promise.all([
+      this.#mirrorStatus(machineId),
+      this.#serverStatus(machineId),
+    ]);
+    return { ...this.#status(machineId), mirror, ...(server === null ? {} : { server }) };
   }
 
   async allowSender({ fingerprint }: { fingerprint: string }): Promise<void> {

@@ -1,13 +1,17 @@
 import { join, resolve } from 'node:path';
+import { HavenError } from '../errors/index.ts';
 import { createQemuDriver, type Hypervisor, isolatedBridge } from '../hypervisor/index.ts';
 import { createLibvirtDriver } from '../hypervisor/libvirt/index.ts';
 import { restrictUmask, tightenDataDir } from '../storage/private-files.ts';
-import { type DataPath, type DataPathOptions, startDataPath } from './data-path.ts';
+import { type DataPath, type DataPathOptions, type ServerListenOptions, startDataPath } from './data-path.ts';
 import { type HostAgent, type HostAgentOptions, startHostAgent } from './host-agent.ts';
+import type { ServerEnrolment } from './host-services.ts';
 import { createNetworkService } from './network-service.ts';
 
-export interface HostOptions extends Omit<DataPathOptions, 'dataDir'> {
+export interface HostOptions extends Omit<DataPathOptions, 'dataDir' | 'servers'> {
   dataDir: string;
+  /** Serve physical servers (`--server-listen`); their enrolment tokens are redeemed with the vault. */
+  servers?: Omit<ServerListenOptions, 'redeemEnrolment'>;
   enrol?: HostAgentOptions['enrol'];
   /** Drive libvirt at this URI (e.g. qemu:///system) instead of the built-in QEMU driver. */
   libvirt?: { uri: string };
@@ -46,8 +50,17 @@ export async function startHost(hostOptions: HostOptions): Promise<RunningHost> 
   }
   const hypervisor: Hypervisor =
     libvirt ?? createQemuDriver({ stateDir: join(options.dataDir, 'hypervisor') });
+  // The agent (and its control channel) starts after the data path: enrolments wait for it.
+  let agentRef: HostAgent | null = null;
+  const redeemEnrolment = async (token: string): Promise<ServerEnrolment> => {
+    if (agentRef === null)
+      throw new HavenError('unreachable', 'the host agent is starting; retry in a moment');
+    return (await agentRef.client.call('servers.redeemEnrolment', { token })) as ServerEnrolment;
+  };
+  const { servers, ...dataPathOptions } = options;
   const dataPath = await startDataPath({
-    ...options,
+    ...dataPathOptions,
+    ...(servers ? { servers: { ...servers, redeemEnrolment } } : {}),
     mirrorDriver: libvirt?.mirror ?? null,
     mirror: { ...options.mirror, ...(options.log ? { log: options.log } : {}) },
   });
@@ -66,8 +79,10 @@ export async function startHost(hostOptions: HostOptions): Promise<RunningHost> 
       replicationAddress: dataPath.replicationAddress,
       replicationFingerprint: dataPath.replicationFingerprint,
       storageFolders: dataPath.storageFolders,
+      serverEndpoint: dataPath.serverEndpoint,
       ...(options.log ? { log: options.log } : {}),
     });
+    agentRef = agent;
     return {
       agent,
       dataPath,

@@ -181,10 +181,13 @@ class Negotiation {
       servername:
         options.servername ?? ('host' in address && !net.isIP(address.host) ? address.host : undefined),
       rejectUnauthorized: options.rejectUnauthorized ?? true,
-      checkServerIdentity:
-        'host' in address && net.isIP(address.host) && options.servername === undefined
-          ? (_host, cert) => tls.checkServerIdentity(address.host, cert)
-          : undefined,
+      // Node refuses an explicit undefined here: the default check is had by leaving it out.
+      ...('host' in address && net.isIP(address.host) && options.servername === undefined
+        ? {
+            checkServerIdentity: (_host: string, cert: tls.PeerCertificate) =>
+              tls.checkServerIdentity(address.host, cert),
+          }
+        : {}),
     };
   }
 

@@ -2,6 +2,7 @@
  * An NBD server (fixed newstyle, structured replies, base:allocation,
  * STARTTLS) serving named exports from BlockBackends over a Unix socket or TCP.
  */
+import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
@@ -56,7 +57,13 @@ export interface NbdServerOptions {
    */
   memory?: NbdMemoryBudget | { totalBytes: number; evictAfterMs?: number };
   handshakeTimeoutMs?: number;
-  /** Where the server reports closing connections that hold memory (default: stderr). */
+  /**
+   * Why a client certificate (by its CN) may open no export at all now, or
+   * null: asked at every export lookup, so a refusal (a server that failed
+   * over) applies to the next connection without restarting the listener.
+   */
+  certificateRefused?: (name: string) => string | null;
+  /** Where the server reports closing connections that hold memory and refused exports (default: stderr). */
   log?: (line: string) => void;
 }
 
@@ -78,6 +85,10 @@ export class NbdServer {
   readonly #memory: NbdMemoryBudget;
   /** Shared by the connections: WRITE payloads copied out of socket reads reuse its buffers. */
   readonly #payloads = new PayloadPool();
+  readonly #log: (line: string) => void;
+  readonly #certificateRefused: (name: string) => string | null;
+  /** The CAs client certificates are checked against (requestCert). */
+  readonly #clientCas: X509Certificate[];
   #listener: net.Server | null = null;
   #closing = false;
 
@@ -93,7 +104,10 @@ export class NbdServer {
     };
     this.#tls = options.tls;
     this.#tlsContext = secureContextOf(options.tls);
+    this.#clientCas = clientCasOf(options.tls);
     this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? 30_000;
+    this.#log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
+    this.#certificateRefused = options.certificateRefused ?? (() => null);
     this.#memory =
       options.memory instanceof NbdMemoryBudget
         ? options.memory
@@ -143,6 +157,11 @@ export class NbdServer {
    */
   async removeExport(name: string): Promise<void> {
     if (!this.#exports.delete(name)) return;
+    await this.disconnectExport(name);
+  }
+
+  /** Ends the connections using the export (requests in flight answered first); it stays offered. */
+  async disconnectExport(name: string): Promise<void> {
     const users = [...this.#connections].filter((c) => c.exportName === name);
     for (const c of users) c.shutdown();
     await Promise.all(users.map((c) => c.closed));
@@ -180,13 +199,25 @@ export class NbdServer {
       lookup: (name) => {
         const canonical = name === '' && this.#defaultExport !== undefined ? this.#defaultExport : name;
         const exp = this.#exports.get(canonical);
-        return exp && visible(exp) ? { name: canonical, exp } : undefined;
+        if (exp && !visible(exp)) {
+          const refused = certificateName === null ? null : this.#certificateRefused(certificateName);
+          this.#log(
+            `NBD client ${socket.remoteAddress ?? 'on the Unix socket'} (${certificateName === null ? 'no client certificate' : `certificate CN=${certificateName}`}) asked for export '${canonical}', which is not served to it${refused === null ? '' : ` (${refused})`}: refused as unknown`,
+          );
+          return undefined;
+        }
+        return exp ? { name: canonical, exp } : undefined;
       },
       list: () => [...this.#exports.entries()].filter(([, exp]) => visible(exp)),
     };
     const tlsOptions = this.#tls;
     let identity: string | null = null;
-    const visible = (exp: NbdExport) => exp.pskIdentity === undefined || exp.pskIdentity === identity;
+    /** The subject CN of the verified client certificate, once TLS is up. */
+    let certificateName: string | null = null;
+    const visible = (exp: NbdExport) =>
+      (exp.pskIdentity === undefined || exp.pskIdentity === identity) &&
+      (exp.certificateName === undefined ||
+        (exp.certificateName === certificateName && this.#certificateRefused(certificateName) === null));
     const conn = new ServerConnection(socket, {
       policy: {
         exports: lookup,
@@ -209,7 +240,16 @@ export class NbdServer {
                   return key;
                 },
               }
-            : { context: this.#tlsContext, requestCert: tlsOptions.requestCert === true },
+            : {
+                context: this.#tlsContext,
+                requestCert: tlsOptions.requestCert === true,
+                clientCas: this.#clientCas,
+                onSecure: (secure) => {
+                  const cn =
+                    tlsOptions.requestCert === true ? secure.getPeerCertificate().subject?.CN : undefined;
+                  certificateName = typeof cn === 'string' ? cn : null;
+                },
+              },
       handshakeTimeoutMs: this.#handshakeTimeoutMs,
       readBufferBytes: 256 * 1024,
       memory: this.#memory,
@@ -255,4 +295,11 @@ function secureContextOf(options: NbdServerTlsOptions | undefined): tls.SecureCo
     return tls.createSecureContext({ ciphers: PSK_CIPHERS, maxVersion: 'TLSv1.2', minVersion: 'TLSv1.2' });
   }
   return tls.createSecureContext({ key: options.key, cert: options.cert, ca: options.ca });
+}
+
+function clientCasOf(options: NbdServerTlsOptions | undefined): X509Certificate[] {
+  if (options === undefined || 'psk' in options || options.ca === undefined) return [];
+  const pems =
+    String(options.ca).match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return pems.map((pem) => new X509Certificate(pem));
 }

@@ -2,6 +2,7 @@
  * One client connection on the server: handshake, optional TLS upgrade,
  * then transmission. Owns the socket and always leaves it closed.
  */
+import type { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
@@ -19,6 +20,15 @@ export interface ConnectionSettings {
     requestCert: boolean;
     /** TLS-PSK: the key of a client identity, null refuses it. */
     psk?: (identity: string) => Buffer | null;
+    /**
+     * With requestCert: the CAs a client certificate must be issued and
+     * signed by. A TLSSocket made outside a tls.Server never checks the
+     * client's certificate itself (`authorized` stays false, any
+     * certificate is accepted), so the connection checks it here.
+     */
+    clientCas?: X509Certificate[];
+    /** Told the TLS socket once its handshake succeeded and its client certificate checked (e.g. to learn its name). */
+    onSecure?: (socket: tls.TLSSocket) => void;
   } | null;
   handshakeTimeoutMs: number;
   /** Reader buffer before the socket is paused. */
@@ -133,6 +143,7 @@ export class ServerConnection {
         return;
       }
       this.#exportName = negotiated.name;
+      negotiated.exp.onConnectionOpened?.();
       const onClosed = negotiated.exp.onConnectionClosed;
       if (onClosed !== undefined) void this.closed.then(onClosed);
       const session = new TransmissionSession(
@@ -223,6 +234,19 @@ export class ServerConnection {
       secure.once('error', reject);
       secure.once('close', () => reject(new ProtocolViolation('NBD client left during the TLS handshake')));
     });
+    if (settings.requestCert && !clientCertificateValid(secure, settings.clientCas ?? [])) {
+      throw new ProtocolViolation('NBD client presented no client certificate signed by the CA');
+    }
     this.#tlsActive = true;
+    settings.onSecure?.(secure);
   }
+}
+
+/** The peer's certificate was issued and signed by one of the CAs and is within its validity dates. */
+export function clientCertificateValid(socket: tls.TLSSocket, cas: readonly X509Certificate[]): boolean {
+  const peer = socket.getPeerX509Certificate();
+  if (peer === undefined) return false;
+  const now = Date.now();
+  if (now < Date.parse(peer.validFrom) || now > Date.parse(peer.validTo)) return false;
+  return cas.some((ca) => peer.checkIssued(ca) && peer.verify(ca.publicKey));
 }

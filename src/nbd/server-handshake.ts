@@ -34,6 +34,14 @@ export interface NbdExport {
   multiConn?: boolean;
   /** Served only to connections that authenticated with this TLS-PSK identity. */
   pskIdentity?: string;
+  /**
+   * Served only to connections whose client certificate (verified against
+   * the server's CA) names this as its subject CN; others are answered as
+   * for an unknown export.
+   */
+  certificateName?: string;
+  /** Called when a connection enters transmission with this export. */
+  onConnectionOpened?: () => void;
   /** Called when a connection that served this export ends, however it ends. */
   onConnectionClosed?: () => void;
 }

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { HavenError } from '../../errors/index.ts';
-import { startHost } from '../../host/index.ts';
+import { type ServerEndpoint, startHost } from '../../host/index.ts';
 import { parseSize } from '../../text/human-units.ts';
 import {
   type Command,
@@ -11,6 +11,9 @@ import {
   str,
 } from '../command.ts';
 import { runUntilSignal } from './vault-commands.ts';
+
+/** Where servers reach a host by default: NBD's own port and the next one. */
+export const SERVER_PORTS = { nbdPort: 10809, agentPort: 10810 };
 
 export const hostCommands: Command[] = [
   {
@@ -81,6 +84,17 @@ export const hostCommands: Command[] = [
         value: 'URI',
         description: 'drive libvirt (e.g. qemu:///system) instead of the built-in QEMU driver',
       },
+      'server-listen': {
+        type: 'string',
+        value: 'ADDR[:NBD[:AGENT]]',
+        description: `serve physical servers: their md legs (NBD, default port ${SERVER_PORTS.nbdPort}) and agents (HTTPS, default ${SERVER_PORTS.agentPort})`,
+      },
+      'server-advertise': {
+        type: 'string',
+        value: 'ADDR[:NBD[:AGENT]]',
+        description:
+          'what servers are told to connect to, when NAT or a proxy sits between (default the listen address and ports)',
+      },
     },
     run: async (args) => {
       const dataDir = dataDirOption(args, '.haven-host');
@@ -92,6 +106,13 @@ export const hostCommands: Command[] = [
           field: 'replication-listen',
         });
       const { shareGroup } = await shareGroupOption(args);
+      const serverListen = str(args, 'server-listen');
+      const serverAdvertise = str(args, 'server-advertise');
+      if (serverAdvertise !== undefined && serverListen === undefined) {
+        throw new HavenError('bad_request', '--server-advertise needs --server-listen', {
+          field: 'server-advertise',
+        });
+      }
       const host = await startHost({
         dataDir,
         ...(shareGroup ? { share: { group: shareGroup, root: dataDir } } : {}),
@@ -115,16 +136,66 @@ export const hostCommands: Command[] = [
               },
             }
           : {}),
+        ...(serverListen === undefined
+          ? {}
+          : {
+              servers: {
+                listen: { ...SERVER_PORTS, ...serverAddressOption(serverListen, 'server-listen') },
+                ...(serverAdvertise === undefined
+                  ? {}
+                  : { advertise: serverAdvertiseOption(serverAdvertise) }),
+              },
+            }),
         log: (line) => process.stderr.write(`${line}\n`),
       });
       const { identity } = host.agent;
       process.stdout.write(
-        `${JSON.stringify({ hostId: identity.hostId, name: identity.name, replicationAddress: host.dataPath.replicationAddress })}\n`,
+        `${JSON.stringify({ hostId: identity.hostId, name: identity.name, replicationAddress: host.dataPath.replicationAddress, serverEndpoint: endpointLine(host.dataPath.serverEndpoint) })}\n`,
       );
       return runUntilSignal(host.stop);
     },
   },
 ];
+
+/** `ADDR[:NBDPORT[:AGENTPORT]]` (IPv6 in brackets): the address and whichever ports are given. */
+export function serverAddressOption(
+  text: string,
+  field: string,
+): { host: string; nbdPort?: number; agentPort?: number } {
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?(?::(\d{1,5}))?$/.exec(text);
+  const ports = [match?.[2], match?.[3]].map((p) => (p === undefined ? undefined : Number(p)));
+  if (!match || ports.some((p) => p !== undefined && (p < 1 || p > 65535))) {
+    throw new HavenError(
+      'bad_request',
+      `--${field} '${text.slice(0, 80)}' is not ADDR[:NBDPORT[:AGENTPORT]] (ports 1-65535)`,
+      {
+        field,
+      },
+    );
+  }
+  return {
+    host: match[1]!.replace(/^\[|\]$/g, ''),
+    ...(ports[0] === undefined ? {} : { nbdPort: ports[0] }),
+    ...(ports[1] === undefined ? {} : { agentPort: ports[1] }),
+  };
+}
+
+/** `--server-advertise ADDR[:NBD[:AGENT]]`: what servers are told to connect to (ports default to the bound ones). */
+export function serverAdvertiseOption(text: string): {
+  address: string;
+  nbdPort?: number;
+  agentPort?: number;
+} {
+  const { host, ...ports } = serverAddressOption(text, 'server-advertise');
+  return { address: host, ...ports };
+}
+
+/** The endpoint without its CA certificate, for one line of output. */
+export function endpointLine(endpoint: ServerEndpoint | null): Omit<ServerEndpoint, 'caCertPem'> | null {
+  if (endpoint === null) return null;
+  const { caCertPem: _ca, ...rest } = endpoint;
+  return rest;
+}
 
 /**
  * The one-time enrolment token: from --token-file or HAVEN_ENROL_TOKEN, so it

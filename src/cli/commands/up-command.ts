@@ -12,6 +12,7 @@ import {
   shareGroupOption,
   str,
 } from '../command.ts';
+import { SERVER_PORTS, serverAddressOption, serverAdvertiseOption } from './host-command.ts';
 import { runUntilSignal } from './vault-commands.ts';
 
 export const upCommands: Command[] = [
@@ -52,6 +53,17 @@ export const upCommands: Command[] = [
         description:
           'a folder disk images may be attached from and recovered disks are written to (default DATA/images)',
       },
+      'server-listen': {
+        type: 'string',
+        value: 'ADDR[:NBD[:AGENT]]',
+        description: `where physical servers reach the primary host (default 127.0.0.1:${SERVER_PORTS.nbdPort}:${SERVER_PORTS.agentPort}, free ports for taken ones)`,
+      },
+      'server-advertise': {
+        type: 'string',
+        value: 'ADDR[:NBD[:AGENT]]',
+        description:
+          'what servers are told to connect to, when NAT or a proxy sits between (default the listen address and ports)',
+      },
     },
     run: async (args) => {
       const dataDir = dataDirOption(args, '.haven');
@@ -59,6 +71,14 @@ export const upCommands: Command[] = [
       const libvirt = libvirtOption(args);
       // The demo machine runs under the built-in QEMU driver: with libvirt, the operator's domains are imported instead.
       const demo = args.values['no-demo'] !== true && libvirt.libvirt === undefined;
+      const serverListenText = str(args, 'server-listen');
+      const serverAdvertiseText = str(args, 'server-advertise');
+      const serverListen = {
+        ...SERVER_PORTS,
+        ...(serverListenText === undefined
+          ? { host: '127.0.0.1' }
+          : serverAddressOption(serverListenText, 'server-listen')),
+      };
       const embedded = await startEmbedded({
         dataDir,
         port,
@@ -67,6 +87,14 @@ export const upCommands: Command[] = [
         ...libvirt,
         ...(Array.isArray(args.values.storage) ? { storageFolders: args.values.storage.map(String) } : {}),
         demo,
+        // The defaults give way to another process on their ports; ports the operator chose do not.
+        serverListen: {
+          listen: serverListen,
+          freePortWhenTaken: serverListenText === undefined,
+          ...(serverAdvertiseText === undefined
+            ? {}
+            : { advertise: serverAdvertiseOption(serverAdvertiseText) }),
+        },
         ...(process.env.HAVEN_DATABASE_URL ? { databaseUrl: process.env.HAVEN_DATABASE_URL } : {}),
         log: (line) => process.stderr.write(`${line}\n`),
       }).catch((error: unknown) => {
@@ -75,12 +103,34 @@ export const upCommands: Command[] = [
         }
         throw error;
       });
+      const servers = embedded.hosts[0]?.dataPath.serverEndpoint ?? null;
+      const listening = embedded.hosts[0]?.dataPath.serverListen ?? null;
       process.stdout.write(
         [
           `Haven ${embedded.vault.context.version} is up.`,
           `  vault:  ${embedded.vault.url}  (health: ${embedded.vault.url}/api/v1/health)`,
           `  portal: ${portalBanner(embedded.portal, embedded.vault.url)}`,
           `  hosts:  ${embedded.hosts.map((h) => h.agent.identity.name).join(', ')}`,
+          ...(servers && listening
+            ? [
+                `  servers: ${servers.address}, NBD port ${servers.nbdPort}, agent port ${servers.agentPort} (on primary)`,
+                ...(servers.address !== listening.host ||
+                servers.nbdPort !== listening.nbdPort ||
+                servers.agentPort !== listening.agentPort
+                  ? [`           listening on ${listening.host}:${listening.nbdPort}:${listening.agentPort}`]
+                  : []),
+                ...(
+                  [
+                    ['NBD', serverListen.nbdPort, listening.nbdPort],
+                    ['agent', serverListen.agentPort, listening.agentPort],
+                  ] as const
+                )
+                  .filter(([, wanted, bound]) => wanted !== bound)
+                  .map(
+                    ([what, wanted]) => `           port ${wanted} was taken: the ${what} port is a free one`,
+                  ),
+              ]
+            : []),
           ...(embedded.demo
             ? [
                 `  demo:   ${DEMO_MACHINE} (${embedded.demo.running ? 'running on primary' : 'not started: see haven machines show'}, ${embedded.demo.machine.state})`,

@@ -1,0 +1,130 @@
+import type { BlockBackend, BlockExtent, WriteOptions } from '../nbd/block-backend.ts';
+import type { JournaledBackend } from './journaled-backend.ts';
+import {
+  MD_SB_READ_BYTES,
+  MdLegTracker,
+  type MdLegView,
+  mdSuperblockOffset,
+  parseMdSuperblock,
+} from './md-superblock.ts';
+
+/**
+ * A physical server's NBD leg of its md raid1 (metadata 1.0): a journaled
+ * staging image whose flushes become recovery points only while md holds the
+ * leg in sync. Every change that touches the superblock's place (the end of
+ * the device) is read back once it landed and followed by an MdLegTracker.
+ * While the leg is not in sync (md's initial resync or a rebuild copies
+ * blocks in no order a crash could produce), an NBD FLUSH makes everything
+ * durable but appends no flush record; when the leg becomes in sync, one
+ * flush record is cut before the superblock write that said so is
+ * acknowledged: the first point. Whether a flush record is appended is
+ * decided at the instant it would be, so no point precedes that superblock.
+ */
+export class ServerLegBackend implements BlockBackend {
+  readonly inner: JournaledBackend;
+  readonly #tracker = new MdLegTracker();
+  readonly #sbStart: number | null;
+  /** Superblock read-backs in arrival order, so the tracker sees md's superblocks in the order md wrote them. */
+  #observing: Promise<void> = Promise.resolve();
+  #connections = 0;
+
+  private constructor(inner: JournaledBackend) {
+    this.inner = inner;
+    this.#sbStart = mdSuperblockOffset(inner.size);
+  }
+
+  /** Wraps an opened staging image; the superblock it already holds gives md's last word (no points until a new one). */
+  static async open(inner: JournaledBackend): Promise<ServerLegBackend> {
+    const leg = new ServerLegBackend(inner);
+    await leg.#readSuperblock();
+    leg.#tracker.disconnected();
+    return leg;
+  }
+
+  get size(): number {
+    return this.inner.size;
+  }
+  get readOnly(): boolean {
+    return this.inner.readOnly;
+  }
+  get canTrim(): boolean {
+    return this.inner.canTrim;
+  }
+  get canWriteZeroes(): boolean {
+    return this.inner.canWriteZeroes;
+  }
+
+  /** What md last wrote of the leg, and whether its flushes are points now. */
+  get view(): MdLegView {
+    return this.#tracker.view;
+  }
+
+  /** Whether a server's NBD client is connected to the leg now. */
+  get connected(): boolean {
+    return this.#connections > 0;
+  }
+
+  connectionOpened(): void {
+    this.#connections++;
+  }
+
+  connectionClosed(): void {
+    this.#connections = Math.max(0, this.#connections - 1);
+    this.#tracker.disconnected();
+  }
+
+  read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    return this.inner.read(offset, length, into);
+  }
+
+  async write(offset: number, data: Buffer, options: WriteOptions): Promise<void> {
+    await this.inner.write(offset, data, options);
+    await this.#afterChange(offset, data.length);
+  }
+
+  async trim(offset: number, length: number, options: WriteOptions): Promise<void> {
+    await this.inner.trim(offset, length, options);
+    await this.#afterChange(offset, length);
+  }
+
+  async writeZeroes(
+    offset: number,
+    length: number,
+    options: WriteOptions & { mayTrim: boolean },
+  ): Promise<void> {
+    await this.inner.writeZeroes(offset, length, options);
+    await this.#afterChange(offset, length);
+  }
+
+  /** NBD FLUSH: always a durability barrier; a recovery point only while the leg is in sync. */
+  flush(): Promise<void> {
+    return this.inner.flush({ point: () => this.#tracker.view.pointsAllowed });
+  }
+
+  blockStatus(offset: number, length: number): Promise<BlockExtent[]> {
+    return this.inner.blockStatus(offset, length);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  async #afterChange(offset: number, length: number): Promise<void> {
+    const start = this.#sbStart;
+    if (start === null || offset >= start + MD_SB_READ_BYTES || offset + length <= start) return;
+    const next = this.#observing.then(async () => {
+      const before = this.#tracker.view.pointsAllowed;
+      await this.#readSuperblock();
+      // The first point: the image holds the whole array once md said so.
+      if (!before && this.#tracker.view.pointsAllowed) await this.inner.flush();
+    });
+    this.#observing = next.catch(() => {});
+    await next;
+  }
+
+  async #readSuperblock(): Promise<void> {
+    if (this.#sbStart === null) return;
+    const bytes = await this.inner.read(this.#sbStart, MD_SB_READ_BYTES);
+    this.#tracker.observe(parseMdSuperblock(bytes));
+  }
+}

@@ -1,0 +1,275 @@
+/**
+ * docs/physical-servers.md, run as an operator would: each line of its ```sh
+ * blocks, in order, in a directory laid out like the clone, with `haven up`
+ * in the background; and a QEMU guest playing the physical server between
+ * them — its own BIOS-bootable disk, the Debian kernel with nbd.ko and md
+ * raid1, nbd-client, mdadm, openssl and the server agent, a workload writing
+ * checksummed records. The server reaches the primary host through QEMU's
+ * user network (10.0.2.2 is this machine), across two proxies that play the
+ * network between them, so the link can be cut.
+ *
+ * The one end-to-end scenario of physical servers (its guest boots are the
+ * issue's CI share): onboarding, initial replication (md's resync), the link
+ * cut under writes (the mirror degrades, Haven says not protected, only what
+ * changed is resent), power loss (kill -9), failover as a VM at the recovery
+ * site with every durable record and clean filesystems.
+ * Debian: qemu-system-x86, e2fsprogs, nbd-client's and mdadm's packages (apt).
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Machine } from '../domain/model.ts';
+import { checkDiskFilesystems } from '../filesystem/index.ts';
+import {
+  bootGuest,
+  buildGuestImage,
+  buildServerBootDisk,
+  copyServerBootDisk,
+  type GuestHandle,
+  SERVER_BOOT_DISK,
+} from '../guest/index.ts';
+import { collectOutput, freePort } from '../testing/child-process.ts';
+import { type CloneShell, cloneShell, shellBlocks } from '../testing/clone-shell.ts';
+import { Link } from '../testing/link-proxy.ts';
+import { until } from '../testing/until.ts';
+
+const WAIT_MS = 180_000;
+const MiB = 1024 * 1024;
+const NAME = 'web-01';
+/** What the guest sees of this machine on QEMU's user network. */
+const HOST_FROM_GUEST = '10.0.2.2';
+const NIC = ['-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0'];
+const GUEST_IP = { address: '10.0.2.15/24', gateway: HOST_FROM_GUEST };
+
+describe('docs/physical-servers.md, every command, with a guest playing the server', () => {
+  let shell: CloneShell;
+  let work: string;
+  let up: { child: ChildProcess; output: () => string; exited: Promise<number | null> } | null = null;
+  const links: Link[] = [];
+  let server: GuestHandle | null = null;
+
+  const shOk = (line: string) => shell.shOk(line);
+  const show = async (): Promise<Machine> => JSON.parse(await shOk(`haven machines show ${NAME} --json`));
+
+  before(async () => {
+    shell = await cloneShell('haven-servers-guide-');
+    work = await mkdtemp(join(tmpdir(), 'haven-servers-guide-work-'));
+  });
+
+  after(async () => {
+    if (server) {
+      server.kill();
+      await server.exited;
+    }
+    if (up) {
+      try {
+        process.kill(-up.child.pid!, 'SIGKILL');
+      } catch {}
+      await up.exited;
+    }
+    for (const link of links) await link.close();
+    await shell?.remove();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  /** `haven up …` as typed in a first terminal: its own process group, up once it says so. */
+  async function startUp(line: string): Promise<void> {
+    const child = spawn('sh', ['-c', `exec ${line}`], {
+      cwd: shell.dir,
+      env: shell.env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const { output, exited } = collectOutput(child);
+    up = { child, output, exited };
+    await until('haven up to come up', async () => output().includes('is up.'), { timeoutMs: 90_000 }).catch(
+      (error: Error) => assert.fail(`${error.message}:\n${output()}`),
+    );
+  }
+
+  /** The last `durable <n>` the server printed. */
+  const lastDurable = (guest: GuestHandle) =>
+    Math.max(
+      0,
+      ...guest
+        .lines()
+        .map((l) => /^durable (\d+)$/.exec(l)?.[1])
+        .filter((n) => n !== undefined)
+        .map(Number),
+    );
+
+  it('onboards a server, protects it, rides out a cut link, and fails it over as a VM after a power loss', async () => {
+    const [image, sections] = await Promise.all([
+      buildGuestImage({ variant: 'server' }),
+      shellBlocks('docs/physical-servers.md'),
+    ]);
+    const bootDisk = await buildServerBootDisk(image);
+    assert.ok(sections.length >= 4, `found ${sections.length} sh blocks`);
+    const [start, add, protect, failover, ...rest] = sections as [
+      string[],
+      string[],
+      string[],
+      string[],
+      ...string[][],
+    ];
+
+    // 1. Haven, its primary host listening for servers on ports of this test, told to servers through the proxies.
+    assert.equal(start.length, 1);
+    assert.match(start[0]!, /^haven up --server-listen \S+ --no-demo$/);
+    const [nbdPort, agentPort] = [await freePort(), await freePort()];
+    const nbdLink = await Link.open(nbdPort);
+    const agentLink = await Link.open(agentPort);
+    links.push(nbdLink, agentLink);
+    await startUp(
+      `${start[0]!.replace(
+        /--server-listen \S+/,
+        `--server-listen 127.0.0.1:${nbdPort}:${agentPort} --server-advertise ${HOST_FROM_GUEST}:${nbdLink.port}:${agentLink.port}`,
+      )} --port ${await freePort()} --control-port ${await freePort()}`,
+    );
+    await until('both hosts to connect', async () => {
+      const hosts = JSON.parse(await shOk('haven hosts list --json')) as Array<{ status: string }>;
+      return hosts.length === 2 && hosts.every((h) => h.status === 'connected');
+    });
+
+    // 2. Add the server: what `servers add` prints is what the operator runs on the server.
+    let printed = '';
+    for (const line of add) {
+      const out = await shOk(line);
+      if (line.startsWith('haven servers add')) printed = out;
+    }
+    assert.match(printed, new RegExp(`server ${NAME} added \\(unprotected`));
+    const commands = printed.slice(printed.indexOf('run on the server, as root:'));
+    const enrol = /^haven-server-agent enrol .*$/m.exec(commands)?.[0];
+    assert.ok(enrol, printed);
+    assert.ok(enrol.includes(`--agent ${HOST_FROM_GUEST}:${agentLink.port}`), enrol);
+    // The guest's init runs `setup` and `run` at every boot, as the page says a server should.
+    const onboarding = commands
+      .split('\n')
+      .slice(1)
+      .filter((l) => !/^haven-server-agent (setup|run)$/.test(l))
+      .join('\n');
+    const disk = join(work, 'server.img');
+    await copyServerBootDisk(bootDisk, disk, {
+      guest: { rate: 10, ip: GUEST_IP },
+      files: { '/etc/haven-onboard': `${onboarding}\n` },
+    });
+    server = bootGuest({ bootFromDisk: true, disk: { file: disk }, qemuArgs: NIC });
+    await server.waitForLine(/^server: enrolled$/, WAIT_MS);
+    await server.waitForLine(/^md: created raid1 metadata 1\.0 on \/dev\/vda/, WAIT_MS);
+
+    // 3. Protect it: the job waits for md's resync (the initial replication), the first point and the boot check.
+    for (const line of protect) await shOk(line);
+    let machine = await show();
+    assert.equal(machine.state, 'protected');
+    assert.equal(machine.server?.enrolledAt !== null, true);
+    const healthy = await until(
+      'the server to be shown healthy',
+      async () => {
+        const m = await show();
+        return m.health === 'healthy' && m.replication?.server?.state === 'in-sync' ? m : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
+    assert.match(healthy.replication?.server?.agent?.disks[0]?.legs ?? '', /^\[UU\]$/);
+    const jobs = JSON.parse(await shOk('haven jobs list --json')) as Array<{ id: string; kind: string }>;
+    const enableJob = jobs.find((j) => j.kind === 'enable-replication');
+    assert.ok(enableJob, JSON.stringify(jobs));
+    const shown = JSON.parse(await shOk(`haven jobs show ${enableJob.id} --json`)) as {
+      output: Record<string, unknown>;
+    };
+    const bootCheck = shown.output.vmBootCheck as { bootable: boolean } | undefined;
+    assert.equal(bootCheck?.bootable, true, JSON.stringify(bootCheck));
+
+    // The link cut for a while under writes: the server goes on alone, Haven says it is not protected.
+    const before = lastDurable(server);
+    const sentBefore = machine.replication?.sentBytes ?? 0;
+    nbdLink.cut();
+    agentLink.cut();
+    const cutAt = server.lines().length;
+    await server.waitForLine(/^md: active raid1 \[U_\]$/, WAIT_MS, cutAt);
+    const notProtected = await until(
+      'Haven to show the server not protected',
+      async () => {
+        const m = await show();
+        return m.health !== 'healthy' && m.replication?.server?.state !== 'in-sync' ? m : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
+    assert.notEqual(notProtected.health, 'healthy');
+    await server.waitForLine(/^durable \d+$/, WAIT_MS, server.lines().length);
+    await server.waitForLine(/^durable \d+$/, WAIT_MS, server.lines().length);
+    assert.ok(lastDurable(server) > before, 'records went on while the link was cut');
+    machine = await show();
+    const sentAtRestore = machine.replication?.sentBytes ?? 0;
+    nbdLink.restore();
+    agentLink.restore();
+    const restoredAt = server.lines().length;
+    const dirty = await server.waitForLine(/^md: bitmap dirty (\d+) of (\d+) chunks/, WAIT_MS, restoredAt);
+    await server.waitForLine(/^md: synced$/, WAIT_MS, restoredAt);
+    const back = await until(
+      'the server to be shown healthy again',
+      async () => {
+        const m = await show();
+        return m.health === 'healthy' && m.replication?.server?.state === 'in-sync' ? m : undefined;
+      },
+      { timeoutMs: 90_000 },
+    );
+    const resent = (back.replication?.sentBytes ?? 0) - sentAtRestore;
+    console.log(
+      `physical server: bitmap ${dirty[1]} of ${dirty[2]} chunks dirty after the cut; ${(resent / MiB).toFixed(2)} MiB sent from restore to healthy (resync and new writes) of a ${SERVER_BOOT_DISK.sizeBytes / MiB} MiB disk; ${(sentAtRestore - sentBefore) / MiB} MiB sent while cut`,
+    );
+    assert.ok(Number(dirty[1]) < Number(dirty[2]) / 2, `only changed chunks: ${dirty[0]}`);
+    assert.ok(resent < SERVER_BOOT_DISK.sizeBytes / 2, `${resent} bytes resent`);
+
+    // Power loss.
+    await server.waitForLine(/^durable \d+$/, WAIT_MS, server.lines().length);
+    await until(
+      'the replica to catch up',
+      async () => {
+        const m = await show();
+        return m.replication?.pendingBytes === 0 ? m : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
+    server.kill();
+    await server.exited;
+    const durable = lastDurable(server);
+    server = null;
+
+    // 4. Fail over: the server's disks boot as a VM at the recovery site.
+    for (const line of failover) await shOk(line);
+    machine = await show();
+    assert.equal(machine.state, 'failed-over');
+    assert.equal(machine.sourceFence?.verified, false, 'no BMC: never called fenced');
+    const recovered = await until(
+      'the recovered VM to find its records',
+      async () => {
+        const console = await shOk(`haven console ${NAME} --tail 200`);
+        const m = /^(recovered (\d+) ok|corrupt at .*)$/m.exec(console);
+        return m ?? undefined;
+      },
+      { timeoutMs: WAIT_MS },
+    );
+    assert.ok(recovered[2] !== undefined, recovered[0]);
+    assert.ok(
+      Number(recovered[2]) >= durable && Number(recovered[2]) <= durable + 1,
+      `${recovered[0]}; record ${durable} was durable at the power loss`,
+    );
+    const exported = join(work, 'point.raw');
+    await shOk(`haven export ${NAME} --point latest --out ${exported}`);
+    const checks = await checkDiskFilesystems({
+      diskId: 'disk0',
+      file: exported,
+      sizeBytes: SERVER_BOOT_DISK.sizeBytes,
+      signal: AbortSignal.timeout(120_000),
+      timeoutMs: 120_000,
+    });
+    const ext4 = checks.filter((c) => c.type === 'ext4');
+    assert.equal(ext4.length, 2, JSON.stringify(checks.map((c) => c.type)));
+    for (const check of ext4) assert.equal(check.result, 'passed', check.evidence);
+    assert.equal(rest.length, 0, 'every section of the page is run');
+  });
+});

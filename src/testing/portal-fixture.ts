@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { ensurePortalBuilt } from '../app/ensure-portal-built.ts';
 import { type Embedded, startEmbedded } from '../app/start-embedded.ts';
+import { SERVER_PORTS } from '../cli/commands/host-command.ts';
 
 export const CHROMIUM = process.env.HAVEN_CHROMIUM ?? '/usr/bin/chromium';
 /** Screenshots land here; look at them after a run. */
@@ -40,6 +41,8 @@ export interface PortalFixtureOptions {
   libvirt?: { uri: string };
   /** Offer the demo machine; default true. */
   demo?: boolean;
+  /** The primary host serves physical servers as `haven up`'s does (127.0.0.1, free ports for taken ones); default true. */
+  servers?: boolean;
 }
 
 /** A real `haven up` (vault and two local hosts, in process) on a free port, and a fresh Chromium. */
@@ -54,6 +57,9 @@ export async function startPortalFixture(options: PortalFixtureOptions = {}): Pr
     storageFolders: ['/tmp'],
     ...(options.libvirt ? { libvirt: options.libvirt } : {}),
     ...(options.demo === false ? { demo: false } : {}),
+    ...(options.servers === false
+      ? {}
+      : { serverListen: { listen: { host: '127.0.0.1', ...SERVER_PORTS }, freePortWhenTaken: true } }),
   });
   const url = haven.vault.url;
   let browser: BrowserContext;

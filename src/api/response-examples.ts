@@ -551,7 +551,7 @@ export const serverEnrolmentExample = {
   expiresAt: '2026-03-03T10:00:00.000Z',
   commands: [
     '# as root on the server; install the agent first: haven servers agent-script > /usr/local/sbin/haven-server-agent && chmod 755 /usr/local/sbin/haven-server-agent',
-    'install -d -m 700 /etc/haven',
+    'mkdir -p -m 700 /etc/haven',
     "cat > /etc/haven/server-ca.pem <<'HAVEN_SERVER_CA'",
     '-----BEGIN CERTIFICATE-----',
     'MIIBszCCAVmgAwIBAgIU…',

@@ -36,7 +36,7 @@ import { type CloneShell, cloneShell, shellBlocks } from '../testing/clone-shell
 import { Link } from '../testing/link-proxy.ts';
 import { until } from '../testing/until.ts';
 
-const WAIT_MS = 180_000;
+const WAIT_MS = 120_000;
 const MiB = 1024 * 1024;
 const NAME = 'web-01';
 /** What the guest sees of this machine on QEMU's user network. */
@@ -88,6 +88,18 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
     await until('haven up to come up', async () => output().includes('is up.'), { timeoutMs: 90_000 }).catch(
       (error: Error) => assert.fail(`${error.message}:\n${output()}`),
     );
+  }
+
+  /** Waits for a console line of the server; a failure shows what the server printed last. */
+  async function serverLine(pattern: RegExp, from?: number): Promise<RegExpMatchArray> {
+    const guest = server!;
+    try {
+      return await guest.waitForLine(pattern, WAIT_MS, from);
+    } catch (error) {
+      throw new Error(
+        `${(error as Error).message}\nthe server's console, last lines:\n${[...guest.lines().filter((l) => !/^(durable|tput) /.test(l)).slice(0, 60), '...', ...guest.lines().slice(-10)].join('\n')}\nhaven up:\n${up?.output().slice(-3000)}`,
+      );
+    }
   }
 
   /** The last `durable <n>` the server printed. */
@@ -157,8 +169,8 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
       files: { '/etc/haven-onboard': `${onboarding}\n` },
     });
     server = bootGuest({ bootFromDisk: true, disk: { file: disk }, qemuArgs: NIC });
-    await server.waitForLine(/^server: enrolled$/, WAIT_MS);
-    await server.waitForLine(/^md: created raid1 metadata 1\.0 on \/dev\/vda/, WAIT_MS);
+    await serverLine(/^server: enrolled$/);
+    await serverLine(/^md: created raid1 metadata 1\.0 on \/dev\/vda/);
 
     // 3. Protect it: the job waits for md's resync (the initial replication), the first point and the boot check.
     for (const line of protect) await shOk(line);
@@ -189,7 +201,7 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
     nbdLink.cut();
     agentLink.cut();
     const cutAt = server.lines().length;
-    await server.waitForLine(/^md: active raid1 \[U_\]$/, WAIT_MS, cutAt);
+    await serverLine(/^md: active raid1 \[U_\]$/, cutAt);
     const notProtected = await until(
       'Haven to show the server not protected',
       async () => {
@@ -199,16 +211,16 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
       { timeoutMs: 60_000 },
     );
     assert.notEqual(notProtected.health, 'healthy');
-    await server.waitForLine(/^durable \d+$/, WAIT_MS, server.lines().length);
-    await server.waitForLine(/^durable \d+$/, WAIT_MS, server.lines().length);
+    await serverLine(/^durable \d+$/, server.lines().length);
+    await serverLine(/^durable \d+$/, server.lines().length);
     assert.ok(lastDurable(server) > before, 'records went on while the link was cut');
     machine = await show();
     const sentAtRestore = machine.replication?.sentBytes ?? 0;
     nbdLink.restore();
     agentLink.restore();
     const restoredAt = server.lines().length;
-    const dirty = await server.waitForLine(/^md: bitmap dirty (\d+) of (\d+) chunks/, WAIT_MS, restoredAt);
-    await server.waitForLine(/^md: synced$/, WAIT_MS, restoredAt);
+    const dirty = await serverLine(/^md: bitmap dirty (\d+) of (\d+) chunks/, restoredAt);
+    await serverLine(/^md: synced$/, restoredAt);
     const back = await until(
       'the server to be shown healthy again',
       async () => {
@@ -225,7 +237,7 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
     assert.ok(resent < SERVER_BOOT_DISK.sizeBytes / 2, `${resent} bytes resent`);
 
     // Power loss.
-    await server.waitForLine(/^durable \d+$/, WAIT_MS, server.lines().length);
+    await serverLine(/^durable \d+$/, server.lines().length);
     await until(
       'the replica to catch up',
       async () => {

@@ -121,7 +121,7 @@ function hostPort(address: string, port: number): string {
 export function serverCommands(endpoint: ServerEndpoint, token: string): string[] {
   return [
     '# as root on the server; install the agent first: haven servers agent-script > /usr/local/sbin/haven-server-agent && chmod 755 /usr/local/sbin/haven-server-agent',
-    'install -d -m 700 /etc/haven',
+    'mkdir -p -m 700 /etc/haven',
     `cat > ${CA_FILE} <<'HAVEN_SERVER_CA'`,
     ...endpoint.caCertPem.trim().split('\n'),
     'HAVEN_SERVER_CA',

@@ -16,7 +16,8 @@
 #   haven-server-agent status  [--state-dir DIR]   print what it would report
 #
 # State dir (default /etc/haven): server.conf (the host's lines: machine, name,
-# nbd, agent, timeout, writebehind, report, disk...), tls/{ca,cert,key}.pem,
+# nbd, agent, timeout, writebehind, report, disk...; a local "resyncfloor KiB/s"
+# line changes the floor of md's resync speed, 20000 by default), tls/{ca,cert,key}.pem,
 # and optional local hooks: hooks/stop-writes (stops the workload's writes
 # before an ordered shutdown) and hooks/poweroff (default: poweroff).
 # Disk n of server.conf (from 0) is mirrored as /dev/md<n> over its device
@@ -132,7 +133,7 @@ http_body() {
 load_config() {
   CONF=$STATE_DIR/server.conf
   [ -r "$CONF" ] || die "not enrolled: no $CONF (run haven-server-agent enrol first)"
-  MACHINE= NAME= NBD_ADDR= NBD_PORT= TLS_HOST= AGENT= NBD_TIMEOUT=5 WRITE_BEHIND=0 REPORT=30
+  MACHINE= NAME= NBD_ADDR= NBD_PORT= TLS_HOST= AGENT= NBD_TIMEOUT=5 WRITE_BEHIND=0 REPORT=30 RESYNC_FLOOR=20000
   while read -r key a b c _; do
     case "$key" in
       machine) MACHINE=$a ;;
@@ -142,6 +143,7 @@ load_config() {
       timeout) NBD_TIMEOUT=$a ;;
       writebehind) WRITE_BEHIND=$a ;;
       report) REPORT=$a ;;
+      resyncfloor) RESYNC_FLOOR=$a ;;
     esac
   done <"$CONF"
   [ -n "$MACHINE" ] && [ -n "$NBD_PORT" ] && [ -n "$TLS_HOST" ] && [ -n "$AGENT" ] ||
@@ -300,6 +302,11 @@ setup_disk() {
   fi
   n=0
   while [ ! -b "$md" ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+  # md slows a resync to sync_speed_min (1 MB/s by default) whenever the
+  # server does other I/O: the initial replication of a busy server would take
+  # days. This array gets a floor of its own (RESYNC_FLOOR KiB/s, 0: md's).
+  floor="/sys/block/md$i/md/sync_speed_min"
+  [ "$RESYNC_FLOOR" -gt 0 ] 2>/dev/null && [ -w "$floor" ] && echo "$RESYNC_FLOOR" >"$floor"
   echo "md: active raid1 $(legs "$i")"
 }
 

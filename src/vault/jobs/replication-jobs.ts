@@ -208,7 +208,7 @@ export const serverBootCheckStep: LifecycleStep<'enable-replication'> = {
         machineId: ctx.machine.id,
       });
     }
-    const viewId = `bootcheck-${ctx.job.id}`;
+    const viewId = `bootcheck-${ctx.job.id.slice(0, 8)}`;
     await replica.closeView({ viewId, discardWrites: true });
     await replica.openView({ machineId: ctx.machine.id, pointId: point.id, writable: true, viewId });
     let report: Awaited<ReturnType<typeof replica.checkFilesystems>>;

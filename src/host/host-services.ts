@@ -328,6 +328,21 @@ export interface AdoptedDisk extends DiskRef {
   unsentBytes: number;
 }
 
+/** What `replica.consolidate` wrote back into each image. */
+export interface Consolidated {
+  machineId: string;
+  disks: Array<{
+    diskId: string;
+    /**
+     * Every byte range written into the image since `adoptImage` (the
+     * reverse resync's copy and the records merged), merged; null when not
+     * known (the image was not adopted, or an earlier call already
+     * consolidated it): take the whole disk then.
+     */
+    writtenRegions: DiskRegion[] | null;
+  }>;
+}
+
 /** What `replica.checkFilesystems` found on a view's disks. */
 export interface FilesystemCheckReport {
   viewId: string;
@@ -423,12 +438,13 @@ export interface ReplicaStore {
    * Complete failover after failback, on the primary host (reverse replication
    * drained and stopped): merges everything into each base, moves it back to
    * the machine's image path and removes the reverse replica. Then attach the
-   * disk with `resetJournal`. Harmless to repeat.
+   * disk with `resetJournal`. Harmless to repeat. Answers, per disk, what
+   * was written into the image since it was adopted.
    */
   consolidate(params: {
     machineId: string;
     restore: Array<{ diskId: string; imagePath: string }>;
-  }): Promise<void>;
+  }): Promise<Consolidated>;
   /**
    * Commit after failback, on the recovery host (the recovery machine is off):
    * the view's contents become the replica, the view is dropped, and the

@@ -139,6 +139,7 @@ const disk = describes<Disk>()(
   z.strictObject({
     id: z.string(),
     serverDevice: z.string().nullable().optional(),
+    serverStagingImage: z.string().nullable().optional(),
     nbdUri: z.string().nullable().optional(),
     sizeBytes: z.number(),
     source: z.string(),
@@ -233,6 +234,16 @@ const serverLinkSnapshot = describes<ServerLinkSnapshot>()(
             bitmapDirtyChunks: z.number().nullable(),
           }),
         ),
+        failback: z
+          .strictObject({
+            phase: z.enum(['copying', 'done', 'failed']),
+            copiedBytes: z.number(),
+            totalBytes: z.number(),
+            elapsedMs: z.number(),
+            problem: z.string().nullable(),
+          })
+          .nullable()
+          .optional(),
       })
       .nullable(),
     problem: z.string().nullable(),

@@ -88,6 +88,18 @@ export function serverLinkStateOf(input: {
       problem: `no report from the server agent for ${Math.round(ageMs / 1000)} s (expected every ${input.reportIntervalSeconds} s): the server or its link is down`,
     };
   }
+  if (agent.failback) {
+    const { phase, copiedBytes, totalBytes, problem } = agent.failback;
+    return {
+      state: 'degraded',
+      problem:
+        phase === 'failed'
+          ? `failback onto the server failed in its recovery environment: ${problem ?? 'no reason given'}`
+          : phase === 'done'
+            ? `the recovery environment wrote the failback (${copiedBytes} bytes); the server boots its own system`
+            : `failback onto the server: its recovery environment copied ${copiedBytes} of ${totalBytes} bytes`,
+    };
+  }
   if (legs.length === 0)
     return { state: 'degraded', problem: 'no md leg of this server is attached on this host' };
   const problems: { degraded: string[]; syncing: string[] } = { degraded: [], syncing: [] };
@@ -142,8 +154,26 @@ export function parseServerReport(body: string, receivedAt: string): ServerAgent
     if (key === 'hostname') report.hostname = words.join(' ').slice(0, 253);
     else if (key === 'version') report.agentVersion = words.join(' ').slice(0, 64);
     else if (key === 'state') {
-      if (words[0] !== 'running' && words[0] !== 'stopping') throw bad(line, 'state is running or stopping');
+      if (words[0] !== 'running' && words[0] !== 'stopping' && words[0] !== 'failback')
+        throw bad(line, 'state is running, stopping or failback');
       report.stopping = words[0] === 'stopping';
+    } else if (key === 'failback') {
+      // The recovery environment: failback PHASE COPIED TOTAL MS [WHY...]
+      const [phase = '', copied = '', total = '', ms = '', ...why] = words;
+      if (phase !== 'copying' && phase !== 'done' && phase !== 'failed')
+        throw bad(line, 'the failback phase is copying, done or failed');
+      const count = (value: string) => {
+        const n = optionalNumber(value, line);
+        if (n === null) throw bad(line, 'expected failback PHASE COPIED TOTAL MS [WHY]');
+        return n;
+      };
+      report.failback = {
+        phase,
+        copiedBytes: count(copied),
+        totalBytes: count(total),
+        elapsedMs: count(ms),
+        problem: why.length > 0 ? why.join(' ').slice(0, 300) : null,
+      };
     } else if (key === 'disk') {
       const [diskId = '', array = '', legs = '', action = '', percent = '', dirty = ''] = words;
       if (words.length !== 6) throw bad(line, 'expected disk ID ARRAY LEGS ACTION PERCENT DIRTY');

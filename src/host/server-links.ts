@@ -6,12 +6,13 @@
  * server failed over and must stay off). Enrolled, forgotten and fenced
  * servers are kept in `<dataDir>/servers/links.json`.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DiskService as CoreDiskService } from '../disk/disk-service.ts';
 import type { ServerAgentReport, ServerLegState, ServerLinkSnapshot } from '../domain/index.ts';
 import { DISK_ID_PATTERN } from '../domain/index.ts';
 import { HavenError } from '../errors/index.ts';
+import { buildRecoveryEnvironment } from '../server-agent/recovery-environment.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
 import { readOptionalText } from '../storage/optional-file.ts';
 import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
@@ -20,9 +21,14 @@ import type {
   DiskService as HostDiskService,
   ServerEndpoint,
   ServerEnrolment,
+  ServerFailbackMedia,
+  ServerFailbackMediaRequest,
   ServerLinkService,
 } from './host-services.ts';
 import type { ServerCa } from './server-ca.ts';
+
+/** Where a server's agent keeps its state unless told otherwise (haven-server-agent's default). */
+const AGENT_STATE_DIR = '/etc/haven';
 
 /** How often agents report, unless told otherwise. */
 export const DEFAULT_REPORT_INTERVAL_SECONDS = 10;
@@ -50,6 +56,8 @@ export interface ServerLinksOptions {
   redeemEnrolment(token: string): Promise<ServerEnrolment>;
   reportIntervalSeconds?: number;
   log?: (line: string) => void;
+  /** Builds a recovery environment (tests give a stand-in: the real one builds a kernel and initramfs). */
+  buildRecoveryEnvironment?: typeof buildRecoveryEnvironment;
 }
 
 /**
@@ -422,5 +430,53 @@ export class ServerLinks implements ServerLinkService {
   async unfence(params: { machineId: string }): Promise<void> {
     delete this.#links.fenced[params.machineId];
     await this.#save();
+  }
+
+  async failbackMedia(params: ServerFailbackMediaRequest): Promise<ServerFailbackMedia> {
+    const { machineId } = params;
+    if (!DISK_ID_PATTERN.test(machineId) || !Array.isArray(params.disks)) {
+      throw new HavenError('bad_request', 'failbackMedia needs a machine id and its disks', {
+        field: 'disks',
+      });
+    }
+    const dir = join(this.#options.dataDir, 'servers', machineId, 'failback');
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+    const { endpoint } = this.#options;
+    const build = this.#options.buildRecoveryEnvironment ?? buildRecoveryEnvironment;
+    const env = await build(
+      {
+        export: {
+          address: endpoint.address,
+          port: endpoint.nbdPort,
+          tlsHostname: endpoint.tlsHostname,
+          caPem: endpoint.caCertPem,
+        },
+        identity: { machineId, stateDir: params.stateDir ?? AGENT_STATE_DIR },
+        // Disk n of the agent's configuration is its /dev/md<n>.
+        disks: params.disks.map((d, i) => ({
+          device: d.device,
+          array: `/dev/md${i}`,
+          exportName: exportNameOf({ machineId, diskId: d.diskId }),
+          ranges: d.ranges,
+        })),
+        ...(params.network ? { network: params.network } : {}),
+        ...(this.#options.log ? { log: this.#options.log } : {}),
+      },
+      dir,
+    );
+    // A report from an earlier run of the environment must not pass for this one's.
+    this.#reports.delete(machineId);
+    this.#options.log?.(`server ${machineId}: recovery environment for its failback in ${dir}`);
+    return {
+      dir,
+      kernel: env.kernel,
+      initramfs: env.initramfs,
+      ipxeScript: env.ipxeScript,
+      syslinuxConfig: env.syslinuxConfig,
+      cmdline: env.cmdline,
+      disks: params.disks.map((d, i) => ({ diskId: d.diskId, rangeBytes: env.disks[i]?.rangeBytes ?? 0 })),
+      rangeBytes: env.rangeBytes,
+    };
   }
 }

@@ -161,6 +161,8 @@ export interface ServerLinkSnapshot {
   legs: ServerLegState[];
   agent: ServerAgentReport | null;
   problem: string | null;
+  /** The last report of Haven's recovery environment since the host built it for a failback onto the server. */
+  failback?: ServerFailbackReport | null;
 }
 
 /** The hypervisor domain a machine was imported from (`machines import`). */

@@ -9,7 +9,12 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DiskService as CoreDiskService } from '../disk/disk-service.ts';
-import type { ServerAgentReport, ServerLegState, ServerLinkSnapshot } from '../domain/index.ts';
+import type {
+  ServerAgentReport,
+  ServerFailbackReport,
+  ServerLegState,
+  ServerLinkSnapshot,
+} from '../domain/index.ts';
 import { DISK_ID_PATTERN } from '../domain/index.ts';
 import { HavenError } from '../errors/index.ts';
 import { buildRecoveryEnvironment } from '../server-agent/recovery-environment.ts';
@@ -209,6 +214,8 @@ export class ServerLinks implements ServerLinkService {
   readonly #links: LinksFile;
   readonly #reports = new Map<string, ServerAgentReport>();
   readonly #commands = new Map<string, ServerCommand[]>();
+  /** The recovery environment's last report per server, since its failback media were built. */
+  readonly #failbacks = new Map<string, ServerFailbackReport>();
   readonly #reportIntervalSeconds: number;
   #saving: Promise<void> = Promise.resolve();
 
@@ -312,7 +319,9 @@ export class ServerLinks implements ServerLinkService {
   report(machineId: string, body: string): string {
     const refusal = this.refusalOf(machineId);
     if (refusal !== null) throw new HavenError('forbidden', refusal.message, { machineId });
-    this.#reports.set(machineId, parseServerReport(body, new Date().toISOString()));
+    const report = parseServerReport(body, new Date().toISOString());
+    this.#reports.set(machineId, report);
+    if (report.failback) this.#failbacks.set(machineId, report.failback);
     const commands = this.#commands.get(machineId) ?? [];
     this.#commands.delete(machineId);
     return commands.map((c) => `${c}\n`).join('');
@@ -371,6 +380,7 @@ export class ServerLinks implements ServerLinkService {
         : { problem: `fenced: failed over, the server must stay off (${fenced})` }),
       legs,
       agent,
+      failback: this.#failbacks.get(params.machineId) ?? null,
     };
   }
 
@@ -467,6 +477,7 @@ export class ServerLinks implements ServerLinkService {
     );
     // A report from an earlier run of the environment must not pass for this one's.
     this.#reports.delete(machineId);
+    this.#failbacks.delete(machineId);
     this.#options.log?.(`server ${machineId}: recovery environment for its failback in ${dir}`);
     return {
       dir,

@@ -189,7 +189,7 @@ bitmap_ranges() {
       { for (f = 1; f <= NF; f++) { v = $f; for (b = 0; b < 8; b++) { if (i < bits && v % 2) print i * chunk, chunk; v = int(v / 2); i++ } } }
     ' >"$1"
   dirty=$(awk 'END { print NR }' "$1")
-  counted=$(mdadm -X "$device" 2>/dev/null | awk '/Bitmap :/ { print $6 }')
+  counted=$(mdadm -X "$device" </dev/null 2>/dev/null | awk '/Bitmap :/ { print $6 }')
   [ "$dirty" = "$counted" ] || fail "read $dirty dirty bitmap chunks on $device, mdadm -X counts ${counted:-none}"
   echo "failback: bitmap dirty $dirty of $bits chunks of $chunk bytes"
 }

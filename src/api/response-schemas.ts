@@ -139,6 +139,7 @@ const disk = describes<Disk>()(
   z.strictObject({
     id: z.string(),
     serverDevice: z.string().nullable().optional(),
+    serverStagingImage: z.string().nullable().optional(),
     nbdUri: z.string().nullable().optional(),
     sizeBytes: z.number(),
     source: z.string(),
@@ -203,6 +204,14 @@ export const mirrorStatus = z
   .strictObject({ machineId: id, ...mirrorFields })
   .meta({ id: 'MirrorStatus', examples: [x.mirrorStatusExample] });
 
+const serverFailbackReport = z.strictObject({
+  phase: z.enum(['copying', 'done', 'failed']),
+  copiedBytes: z.number(),
+  totalBytes: z.number(),
+  elapsedMs: z.number(),
+  problem: z.string().nullable(),
+});
+
 const serverLinkSnapshot = describes<ServerLinkSnapshot>()(
   z.strictObject({
     state: z.enum(['awaiting-enrolment', 'agent-silent', 'syncing', 'in-sync', 'degraded']),
@@ -233,9 +242,11 @@ const serverLinkSnapshot = describes<ServerLinkSnapshot>()(
             bitmapDirtyChunks: z.number().nullable(),
           }),
         ),
+        failback: serverFailbackReport.nullable().optional(),
       })
       .nullable(),
     problem: z.string().nullable(),
+    failback: serverFailbackReport.nullable().optional(),
   }),
 );
 

@@ -97,7 +97,14 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
       return await guest.waitForLine(pattern, WAIT_MS, from);
     } catch (error) {
       throw new Error(
-        `${(error as Error).message}\nthe server's console, last lines:\n${[...guest.lines().filter((l) => !/^(durable|tput) /.test(l)).slice(0, 60), '...', ...guest.lines().slice(-10)].join('\n')}\nhaven up:\n${up?.output().slice(-3000)}`,
+        `${(error as Error).message}\nthe server's console, last lines:\n${[
+          ...guest
+            .lines()
+            .filter((l) => !/^(durable|tput) /.test(l))
+            .slice(0, 60),
+          '...',
+          ...guest.lines().slice(-10),
+        ].join('\n')}\nhaven up:\n${up?.output().slice(-3000)}`,
       );
     }
   }

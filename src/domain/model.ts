@@ -71,6 +71,8 @@ export interface Disk {
   fromDomain?: { target: string; bus: string; format: string | null } | null;
   /** On a physical server: the block device md mirrors, e.g. /dev/sda (then also its `source`). */
   serverDevice?: string | null;
+  /** On a physical server: the staging image of its NBD leg, where the primary host said it keeps it. */
+  serverStagingImage?: string | null;
 }
 
 /**
@@ -132,6 +134,19 @@ export interface ServerAgentReport {
     /** Write-intent bitmap chunks still dirty (what a re-add will resend). */
     bitmapDirtyChunks: number | null;
   }>;
+  /** Sent by Haven's recovery environment (not the agent) during a failback onto the server. */
+  failback?: ServerFailbackReport | null;
+}
+
+/** How a failback onto the server goes, as its recovery environment reports it. */
+export interface ServerFailbackReport {
+  phase: 'copying' | 'done' | 'failed';
+  /** Bytes written onto the server's disks so far, of the bytes to write (diverged ranges and md's dirty chunks). */
+  copiedBytes: number;
+  totalBytes: number;
+  elapsedMs: number;
+  /** Why it failed. */
+  problem: string | null;
 }
 
 /**
@@ -146,6 +161,8 @@ export interface ServerLinkSnapshot {
   legs: ServerLegState[];
   agent: ServerAgentReport | null;
   problem: string | null;
+  /** The last report of Haven's recovery environment since the host built it for a failback onto the server. */
+  failback?: ServerFailbackReport | null;
 }
 
 /** The hypervisor domain a machine was imported from (`machines import`). */

@@ -30,6 +30,7 @@ test('a server leg is staged in the data directory and served to its machine', a
     const attached = await disk.attach({ ...ref, source: '/dev/sda', sizeBytes: 8 << 20, serverLeg: true });
     assert.equal(attached.source, '/dev/sda');
     const image = serverLegImageOf(scratch.path, ref);
+    assert.equal(attached.stagingImage, image, 'the host says where it keeps the staging image');
     const st = await stat(image);
     assert.equal(st.size, 8 << 20);
     assert.ok(st.blocks * 512 < 1 << 20, 'sparse');

@@ -101,6 +101,7 @@ export function hostDiskService(service: DiskService, options: HostDiskServiceOp
     nbdUri: info.uri,
     sizeBytes: info.sizeBytes,
     source: sourceOf(info),
+    ...(info.serverLeg === null || info.imagePath === null ? {} : { stagingImage: info.imagePath }),
     ...(info.sink === null ? {} : { sink: { ready: info.sink.readySeq !== null } }),
     pendingBytes: service.journal(info.name).status.usedBytes,
   });

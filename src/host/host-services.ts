@@ -64,8 +64,10 @@ export interface DiskExport extends DiskRef {
   /** NBD export the hypervisor attaches to, e.g. "nbd+unix:///vm1-disk0?socket=/run/haven/nbd.sock". */
   nbdUri: string;
   sizeBytes: number;
-  /** The disk image; for a sink, the machine's own disk that QEMU mirrors into it. */
+  /** The disk image; for a sink, the machine's own disk that QEMU mirrors into it; for a server's leg, its device. */
   source: string;
+  /** A physical server's leg: the staging image this host keeps for it (what reprotect adopts). */
+  stagingImage?: string;
   /** A journal-only sink (mirror target): whether its mirror was declared ready. */
   sink?: { ready: boolean };
   /** Journal bytes not yet acknowledged by the replica store. */
@@ -328,6 +330,21 @@ export interface AdoptedDisk extends DiskRef {
   unsentBytes: number;
 }
 
+/** What `replica.consolidate` wrote back into each image. */
+export interface Consolidated {
+  machineId: string;
+  disks: Array<{
+    diskId: string;
+    /**
+     * Every byte range written into the image since `adoptImage` (the
+     * reverse resync's copy and the records merged), merged; null when not
+     * known (the image was not adopted, or an earlier call already
+     * consolidated it): take the whole disk then.
+     */
+    writtenRegions: DiskRegion[] | null;
+  }>;
+}
+
 /** What `replica.checkFilesystems` found on a view's disks. */
 export interface FilesystemCheckReport {
   viewId: string;
@@ -423,12 +440,13 @@ export interface ReplicaStore {
    * Complete failover after failback, on the primary host (reverse replication
    * drained and stopped): merges everything into each base, moves it back to
    * the machine's image path and removes the reverse replica. Then attach the
-   * disk with `resetJournal`. Harmless to repeat.
+   * disk with `resetJournal`. Harmless to repeat. Answers, per disk, what
+   * was written into the image since it was adopted.
    */
   consolidate(params: {
     machineId: string;
     restore: Array<{ diskId: string; imagePath: string }>;
-  }): Promise<void>;
+  }): Promise<Consolidated>;
   /**
    * Commit after failback, on the recovery host (the recovery machine is off):
    * the view's contents become the replica, the view is dropped, and the
@@ -584,6 +602,42 @@ export interface ServerLinkService {
    */
   fence(params: { machineId: string; reason: string }): Promise<void>;
   unfence(params: { machineId: string }): Promise<void>;
+  /**
+   * Failback onto the server itself: builds the recovery environment the
+   * server boots once (kernel, initramfs, iPXE script, syslinux config) into
+   * `<dataDir>/servers/<machineId>/failback/`, replacing an earlier one. It
+   * copies `ranges` of each disk from the leg's export on this host's server
+   * NBD listener onto the server's own disk, through a degraded md of its own
+   * member, with the server's own certificate and key (read from its agent's
+   * state dir on its disk), and reports to this host's agent endpoint
+   * (`status().agent.failback`). The server's last report is forgotten here.
+   */
+  failbackMedia(params: ServerFailbackMediaRequest): Promise<ServerFailbackMedia>;
+}
+
+export interface ServerFailbackMediaRequest {
+  machineId: string;
+  /** The server's disks, in the order of its agent's configuration (disk n is its /dev/md<n>). */
+  disks: Array<{ diskId: string; device: string; ranges: DiskRegion[] }>;
+  /** Where the server's agent keeps its state on its system partition; default /etc/haven. */
+  stateDir?: string;
+  /** The server's address while it runs the environment; default DHCP. */
+  network?: { address: string; gateway?: string } | null;
+  /** How long the build may take (the first one fetches the kernel and packages). */
+  timeoutMs?: number;
+}
+
+export interface ServerFailbackMedia {
+  /** The folder holding all of it: serve it by TFTP or HTTP for a network boot, or copy it to a boot medium. */
+  dir: string;
+  kernel: string;
+  initramfs: string;
+  ipxeScript: string;
+  syslinuxConfig: string;
+  cmdline: string;
+  /** Bytes of the diverged ranges per disk (md's dirty chunks join them on the server). */
+  disks: Array<{ diskId: string; rangeBytes: number }>;
+  rangeBytes: number;
 }
 
 // ---- all of them ---------------------------------------------------------
@@ -646,7 +700,7 @@ export const HOST_OPERATIONS = {
   ],
   mirror: ['protect', 'unprotect', 'pause', 'resume', 'status'],
   network: ['runProbe'],
-  servers: ['endpoint', 'status', 'shutdown', 'forget', 'fence', 'unfence'],
+  servers: ['endpoint', 'status', 'shutdown', 'forget', 'fence', 'unfence', 'failbackMedia'],
 } as const satisfies { [S in keyof HostServices]: ReadonlyArray<keyof HostServices[S]> };
 
 // Fails to compile if an interface gains an operation that is not listed above.

@@ -24,6 +24,7 @@ import { diskIdOf, diskKeyOf, isDiskOf } from './disk-key.ts';
 import { exportNameOf, journalDirOf } from './host-disk-service.ts';
 import type {
   AdoptedDisk,
+  Consolidated,
   DiskRef,
   DiskService as HostDiskService,
   ReplicaStore as HostReplicaStore,
@@ -288,7 +289,8 @@ export class ReplicaService implements HostReplicaStore {
     return adopted;
   }
 
-  async consolidate({ machineId, restore }: Params<'consolidate'>) {
+  async consolidate({ machineId, restore }: Params<'consolidate'>): Promise<Consolidated> {
+    const disks: Consolidated['disks'] = [];
     for (const { diskId, imagePath } of restore) {
       const diskKey = diskKeyOf(machineId, diskId);
       if (this.#o.replication.isSending(diskKey)) {
@@ -298,8 +300,10 @@ export class ReplicaService implements HostReplicaStore {
           { diskKey, allowed: ['replication.stop'] },
         );
       }
-      await this.#o.replicaStore.restoreImage(diskKey, imagePath);
+      const { written } = await this.#o.replicaStore.restoreImage(diskKey, imagePath);
+      disks.push({ diskId, writtenRegions: written });
     }
+    return { machineId, disks };
   }
 
   async seedFromImage({ machineId, diskId, imagePath, format, sizeBytes }: Params<'seedFromImage'>) {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { HavenError } from '../errors/index.ts';
+import { serverLegImageOf } from './host-disk-service.ts';
 import type { DiskExport, DiskService } from './host-services.ts';
 import { HostStateFile } from './host-state-file.ts';
 import { notAvailableServices } from './not-available-services.ts';
@@ -74,4 +75,16 @@ test('a fresh journal needs the image, and drops the old journal', async () => {
   await disks.attach(d0);
   assert.equal(await exists(journal), false);
   assert.deepEqual(state.disks, [{ machineId: 'vm2', diskId: 'd0', source: image, sizeBytes: 4096 }]);
+});
+
+test('a server leg with a fresh journal needs its staging image, not its device on the host', async () => {
+  const state = await HostStateFile.load(join(dir, 'reset-leg.json'));
+  const disks = savedDiskService(fakeDisks(), state, dir);
+  const ref = { machineId: 'srv1', diskId: 'disk0' };
+  const leg = { ...ref, source: '/dev/vda', sizeBytes: 4096, serverLeg: true, resetJournal: true };
+  await assert.rejects(disks.attach(leg), /disk image '.*\/servers\/srv1\/disk0\.img' does not exist/);
+  await mkdir(join(dir, 'servers', 'srv1'), { recursive: true });
+  await writeFile(serverLegImageOf(dir, ref), Buffer.alloc(4096));
+  await disks.attach(leg);
+  assert.deepEqual(state.disks, [{ ...ref, source: '/dev/vda', sizeBytes: 4096, serverLeg: true }]);
 });

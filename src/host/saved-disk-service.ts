@@ -4,7 +4,7 @@
  */
 import { rm, stat } from 'node:fs/promises';
 import { HavenError } from '../errors/index.ts';
-import { exportNameOf, journalDirOf } from './host-disk-service.ts';
+import { exportNameOf, journalDirOf, serverLegImageOf } from './host-disk-service.ts';
 import type { DiskService } from './host-services.ts';
 import type { HostStateFile, SavedDisk } from './host-state-file.ts';
 
@@ -53,12 +53,13 @@ export function savedDiskService(disk: DiskService, state: HostStateFile, dataDi
         return existing;
       }
       if (resetJournal) {
-        // A fresh journal must not come with an image made from nothing.
-        await stat(ref.source).catch(() => {
+        // A fresh journal must not come with an image made from nothing (a server leg's: its staging image).
+        const image = ref.serverLeg === true ? serverLegImageOf(dataDir, ref) : ref.source;
+        await stat(image).catch(() => {
           throw new HavenError(
             'not_found',
-            `disk image '${ref.source}' does not exist: consolidate the machine's replica before attaching it`,
-            { kind: 'image', id: ref.source },
+            `disk image '${image}' does not exist: consolidate the machine's replica before attaching it`,
+            { kind: 'image', id: image },
           );
         });
         await rm(journalDirOf(dataDir, ref), { recursive: true, force: true });

@@ -187,7 +187,7 @@ describe('server agent endpoint', () => {
 
     const broken = await post('/v1/report', 'state sleeping\n', { certificate: true });
     assert.equal(broken.status, 400);
-    assert.match(broken.body, /^report line 'state sleeping': state is running or stopping\n$/);
+    assert.match(broken.body, /^report line 'state sleeping': state is running, stopping or failback\n$/);
   });
 
   test('an oversized body is refused with 413, and the endpoint keeps serving', async () => {

@@ -58,6 +58,28 @@ test('the state of a server link, case by case', () => {
     ['the agent leaves a disk out', { agent: report(1, []) }, 'degraded', /does not report it/],
     ['no leg here', { legs: [] }, 'degraded', /no md leg/],
     [
+      'the recovery environment copies (every leg connected, no array reported)',
+      {
+        agent: {
+          ...report(1, []),
+          failback: { phase: 'copying', copiedBytes: 10, totalBytes: 40, elapsedMs: 5, problem: null },
+        },
+      },
+      'degraded',
+      /failback onto the server: its recovery environment copied 10 of 40 bytes/,
+    ],
+    [
+      'the recovery environment is done',
+      {
+        agent: {
+          ...report(1, [disk]),
+          failback: { phase: 'done', copiedBytes: 40, totalBytes: 40, elapsedMs: 9, problem: null },
+        },
+      },
+      'degraded',
+      /wrote the failback \(40 bytes\); the server boots its own system/,
+    ],
+    [
       'md resyncing',
       { legs: [{ ...leg, md: 'resyncing', pointsAllowed: false, syncedBytes: 1 << 29 }] },
       'syncing',

@@ -6,12 +6,18 @@
  * server failed over and must stay off). Enrolled, forgotten and fenced
  * servers are kept in `<dataDir>/servers/links.json`.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DiskService as CoreDiskService } from '../disk/disk-service.ts';
-import type { ServerAgentReport, ServerLegState, ServerLinkSnapshot } from '../domain/index.ts';
+import type {
+  ServerAgentReport,
+  ServerFailbackReport,
+  ServerLegState,
+  ServerLinkSnapshot,
+} from '../domain/index.ts';
 import { DISK_ID_PATTERN } from '../domain/index.ts';
 import { HavenError } from '../errors/index.ts';
+import { buildRecoveryEnvironment } from '../server-agent/recovery-environment.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
 import { readOptionalText } from '../storage/optional-file.ts';
 import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
@@ -20,9 +26,14 @@ import type {
   DiskService as HostDiskService,
   ServerEndpoint,
   ServerEnrolment,
+  ServerFailbackMedia,
+  ServerFailbackMediaRequest,
   ServerLinkService,
 } from './host-services.ts';
 import type { ServerCa } from './server-ca.ts';
+
+/** Where a server's agent keeps its state unless told otherwise (haven-server-agent's default). */
+const AGENT_STATE_DIR = '/etc/haven';
 
 /** How often agents report, unless told otherwise. */
 export const DEFAULT_REPORT_INTERVAL_SECONDS = 10;
@@ -50,6 +61,8 @@ export interface ServerLinksOptions {
   redeemEnrolment(token: string): Promise<ServerEnrolment>;
   reportIntervalSeconds?: number;
   log?: (line: string) => void;
+  /** Builds a recovery environment (tests give a stand-in: the real one builds a kernel and initramfs). */
+  buildRecoveryEnvironment?: typeof buildRecoveryEnvironment;
 }
 
 /**
@@ -86,6 +99,18 @@ export function serverLinkStateOf(input: {
     return {
       state: 'agent-silent',
       problem: `no report from the server agent for ${Math.round(ageMs / 1000)} s (expected every ${input.reportIntervalSeconds} s): the server or its link is down`,
+    };
+  }
+  if (agent.failback) {
+    const { phase, copiedBytes, totalBytes, problem } = agent.failback;
+    return {
+      state: 'degraded',
+      problem:
+        phase === 'failed'
+          ? `failback onto the server failed in its recovery environment: ${problem ?? 'no reason given'}`
+          : phase === 'done'
+            ? `the recovery environment wrote the failback (${copiedBytes} bytes); the server boots its own system`
+            : `failback onto the server: its recovery environment copied ${copiedBytes} of ${totalBytes} bytes`,
     };
   }
   if (legs.length === 0)
@@ -142,8 +167,26 @@ export function parseServerReport(body: string, receivedAt: string): ServerAgent
     if (key === 'hostname') report.hostname = words.join(' ').slice(0, 253);
     else if (key === 'version') report.agentVersion = words.join(' ').slice(0, 64);
     else if (key === 'state') {
-      if (words[0] !== 'running' && words[0] !== 'stopping') throw bad(line, 'state is running or stopping');
+      if (words[0] !== 'running' && words[0] !== 'stopping' && words[0] !== 'failback')
+        throw bad(line, 'state is running, stopping or failback');
       report.stopping = words[0] === 'stopping';
+    } else if (key === 'failback') {
+      // The recovery environment: failback PHASE COPIED TOTAL MS [WHY...]
+      const [phase = '', copied = '', total = '', ms = '', ...why] = words;
+      if (phase !== 'copying' && phase !== 'done' && phase !== 'failed')
+        throw bad(line, 'the failback phase is copying, done or failed');
+      const count = (value: string) => {
+        const n = optionalNumber(value, line);
+        if (n === null) throw bad(line, 'expected failback PHASE COPIED TOTAL MS [WHY]');
+        return n;
+      };
+      report.failback = {
+        phase,
+        copiedBytes: count(copied),
+        totalBytes: count(total),
+        elapsedMs: count(ms),
+        problem: why.length > 0 ? why.join(' ').slice(0, 300) : null,
+      };
     } else if (key === 'disk') {
       const [diskId = '', array = '', legs = '', action = '', percent = '', dirty = ''] = words;
       if (words.length !== 6) throw bad(line, 'expected disk ID ARRAY LEGS ACTION PERCENT DIRTY');
@@ -171,6 +214,8 @@ export class ServerLinks implements ServerLinkService {
   readonly #links: LinksFile;
   readonly #reports = new Map<string, ServerAgentReport>();
   readonly #commands = new Map<string, ServerCommand[]>();
+  /** The recovery environment's last report per server, since its failback media were built. */
+  readonly #failbacks = new Map<string, ServerFailbackReport>();
   readonly #reportIntervalSeconds: number;
   #saving: Promise<void> = Promise.resolve();
 
@@ -274,7 +319,9 @@ export class ServerLinks implements ServerLinkService {
   report(machineId: string, body: string): string {
     const refusal = this.refusalOf(machineId);
     if (refusal !== null) throw new HavenError('forbidden', refusal.message, { machineId });
-    this.#reports.set(machineId, parseServerReport(body, new Date().toISOString()));
+    const report = parseServerReport(body, new Date().toISOString());
+    this.#reports.set(machineId, report);
+    if (report.failback) this.#failbacks.set(machineId, report.failback);
     const commands = this.#commands.get(machineId) ?? [];
     this.#commands.delete(machineId);
     return commands.map((c) => `${c}\n`).join('');
@@ -333,6 +380,7 @@ export class ServerLinks implements ServerLinkService {
         : { problem: `fenced: failed over, the server must stay off (${fenced})` }),
       legs,
       agent,
+      failback: this.#failbacks.get(params.machineId) ?? null,
     };
   }
 
@@ -392,5 +440,54 @@ export class ServerLinks implements ServerLinkService {
   async unfence(params: { machineId: string }): Promise<void> {
     delete this.#links.fenced[params.machineId];
     await this.#save();
+  }
+
+  async failbackMedia(params: ServerFailbackMediaRequest): Promise<ServerFailbackMedia> {
+    const { machineId } = params;
+    if (!DISK_ID_PATTERN.test(machineId) || !Array.isArray(params.disks)) {
+      throw new HavenError('bad_request', 'failbackMedia needs a machine id and its disks', {
+        field: 'disks',
+      });
+    }
+    const dir = join(this.#options.dataDir, 'servers', machineId, 'failback');
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+    const { endpoint } = this.#options;
+    const build = this.#options.buildRecoveryEnvironment ?? buildRecoveryEnvironment;
+    const env = await build(
+      {
+        export: {
+          address: endpoint.address,
+          port: endpoint.nbdPort,
+          tlsHostname: endpoint.tlsHostname,
+          caPem: endpoint.caCertPem,
+        },
+        identity: { machineId, stateDir: params.stateDir ?? AGENT_STATE_DIR },
+        // Disk n of the agent's configuration is its /dev/md<n>.
+        disks: params.disks.map((d, i) => ({
+          device: d.device,
+          array: `/dev/md${i}`,
+          exportName: exportNameOf({ machineId, diskId: d.diskId }),
+          ranges: d.ranges,
+        })),
+        ...(params.network ? { network: params.network } : {}),
+        ...(this.#options.log ? { log: this.#options.log } : {}),
+      },
+      dir,
+    );
+    // A report from an earlier run of the environment must not pass for this one's.
+    this.#reports.delete(machineId);
+    this.#failbacks.delete(machineId);
+    this.#options.log?.(`server ${machineId}: recovery environment for its failback in ${dir}`);
+    return {
+      dir,
+      kernel: env.kernel,
+      initramfs: env.initramfs,
+      ipxeScript: env.ipxeScript,
+      syslinuxConfig: env.syslinuxConfig,
+      cmdline: env.cmdline,
+      disks: params.disks.map((d, i) => ({ diskId: d.diskId, rangeBytes: env.disks[i]?.rangeBytes ?? 0 })),
+      rangeBytes: env.rangeBytes,
+    };
   }
 }

@@ -138,6 +138,8 @@ export class ReplicaDisk {
   #unflushedCopy = 0;
   /** A write-back of copied data failed: the sync cannot complete (the sender redoes it). */
   #copyFlushFailed: unknown = null;
+  /** Ranges the current sync wrote into an adopted base, when this process saw it from its start. */
+  #syncWrites: Region[] | null = null;
   /** A failed log sync: written records may be lost, so nothing more is accepted until reopened. */
   #syncFailed: unknown = null;
   #closed = false;
@@ -232,6 +234,7 @@ export class ReplicaDisk {
       sync: consistent ? null : { id: 'adopted', kind: 'resync', fromSeq: durableSeq + 1 },
       adopting: imagePath,
       adoptedFrom: imagePath,
+      written: [],
     });
     return ReplicaDisk.open(dir, options);
   }
@@ -467,6 +470,7 @@ export class ReplicaDisk {
       }
       this.#copyFlushFailed = null;
       this.#unflushedCopy = 0;
+      this.#syncWrites = [];
       // The copy overwrites the base: bring it up to just before the sync, and drop the rest. The
       // base is rewritten from here on: its map is marked unclean meanwhile (merged writes wait for that).
       await Promise.all([
@@ -482,6 +486,10 @@ export class ReplicaDisk {
         basePoint: null,
         pointsOpen: false,
         sync: { id: sync.id, kind: sync.kind, fromSeq: sync.fromSeq },
+        // Before the copy writes: a crash mid-sync still knows what it may have written.
+        ...(this.#meta.written === undefined
+          ? {}
+          : { syncMayWrite: sync.regions && mergeRegions(sync.regions) }),
       });
       this.#recomputePointsFrom();
     });
@@ -520,6 +528,7 @@ export class ReplicaDisk {
       );
     }
     if (length === 0) return;
+    this.#syncWrites?.push({ offset, length });
     if (data === null) await this.#base.zero(offset, length);
     else {
       await this.#base.reserve([{ offset, length }]);
@@ -543,7 +552,11 @@ export class ReplicaDisk {
       // Pages whose write-back failed may read back as written: only a new copy can be trusted.
       if (this.#copyFlushFailed !== null) throw this.#copyFlushFailed;
       // The copy is durable: the map saved clean and the sync's end are independent of each other.
-      await Promise.all([this.#base.endCopy(), this.#saveMeta({ sync: null, pointFloor: throughSeq })]);
+      await Promise.all([
+        this.#base.endCopy(),
+        this.#saveMeta({ sync: null, pointFloor: throughSeq, ...this.#writtenBySync() }),
+      ]);
+      this.#syncWrites = null;
       this.#recomputePointsFrom();
     });
   }
@@ -626,6 +639,17 @@ export class ReplicaDisk {
     return this.#sizedCandidates().find((p) => p.seq === seq) ?? null;
   }
 
+  /**
+   * An adopted base's written ranges once the sync completes: exactly what it
+   * wrote when this process saw the whole sync, else what it may have written.
+   */
+  #writtenBySync(): Pick<ReplicaMeta, 'written' | 'syncMayWrite'> {
+    const written = this.#meta.written;
+    if (written === undefined) return {};
+    const synced = this.#syncWrites ?? this.#meta.syncMayWrite ?? [{ offset: 0, length: this.sizeBytes }];
+    return { written: mergeRegions([...written, ...synced]), syncMayWrite: null };
+  }
+
   /** Applies records (baseSeq, target] onto the base in bounded, individually crash-safe steps. */
   async #mergeThrough(target: number, dropPoints: boolean): Promise<void> {
     while (this.baseSeq < target && this.#index.length > 0) {
@@ -665,11 +689,22 @@ export class ReplicaDisk {
     await this.#base.sync();
     const lastMerged = records.at(-1);
     if (lastMerged !== undefined) this.#cumAtBase = lastMerged.cumBytes;
+    const written = this.#meta.written;
     await this.#saveMeta({
       baseSeq: Math.max(this.#meta.baseSeq, end),
       basePoint: point,
       pointsOpen,
       mergeIntent: null,
+      ...(written === undefined
+        ? {}
+        : {
+            written: mergeRegions([
+              ...written,
+              ...records
+                .filter((r) => r.kind === 'write' || r.kind === 'trim' || r.kind === 'zero')
+                .map((r) => ({ offset: r.offset, length: r.length })),
+            ]),
+          }),
     });
     this.#index = this.#index.slice(records.length);
     await this.#log.deleteThrough(end);
@@ -822,10 +857,12 @@ export class ReplicaDisk {
    * The base is moved out to `imagePath` (complete failover after failback):
    * every record is merged into it first. The caller closes the replica and
    * finishes with `finishRestore`, which is also redone on open after a crash.
+   * Answers the ranges written into an adopted base since its adoption (null
+   * for a base that was not adopted).
    */
-  prepareRestore(imagePath: string): Promise<void> {
+  prepareRestore(imagePath: string): Promise<Region[] | null> {
     return this.#serial(async () => {
-      if (this.#meta.restoreTo === imagePath) return;
+      if (this.#meta.restoreTo === imagePath) return this.#meta.written ?? null;
       if (this.#pins.size > 0) {
         throw new HavenError(
           'conflict',
@@ -843,6 +880,7 @@ export class ReplicaDisk {
       }
       await this.#mergeThrough(this.durableSeq, true);
       await this.#saveMeta({ restoreTo: imagePath });
+      return this.#meta.written ?? null;
     });
   }
 

@@ -1,3 +1,4 @@
+import type { Region } from '../disk/index.ts';
 import { HavenError } from '../errors/index.ts';
 import type { SyncStart } from '../replication/replica-sink.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
@@ -46,6 +47,14 @@ export interface ReplicaMeta {
   consolidating?: { viewId: string; seq: number; durableSeq: number; timeMs: number } | null;
   /** The last view merged into the base: its leftover directory is removed on open. */
   consolidatedView?: string | null;
+  /**
+   * An adopted base (reprotect): every byte range written into it since it
+   * was adopted, merged (what failback to a physical server copies onto its
+   * disk). Absent for a replica that was not adopted.
+   */
+  written?: Region[];
+  /** During a sync of an adopted base: the ranges it may write (the whole disk when null). */
+  syncMayWrite?: Region[] | null;
 }
 
 export function newMeta(diskKey: string, sizeBytes: number): ReplicaMeta {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -364,4 +364,120 @@ test('appends handed on before earlier ones are stored: each resolves durable an
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+/** Byte ranges of a mask's set bytes. */
+function maskRegions(mask: Uint8Array): Array<{ offset: number; length: number }> {
+  const out: Array<{ offset: number; length: number }> = [];
+  for (let i = 0; i < mask.length; ) {
+    if (!mask[i]) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < mask.length && mask[j]) j++;
+    out.push({ offset: i, length: j - i });
+    i = j;
+  }
+  return out;
+}
+
+describe('an adopted base: the ranges written into it, exactly', () => {
+  const size = 4 * MiB;
+  const start = 1_700_000_000_000;
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'replica-written-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  for (const seed of [11, 12]) {
+    test(`seed ${seed}: the sync's copied pieces and every record, merged by retention or at restore`, async () => {
+      const rnd = new SeededRandom(seed);
+      let clock = start;
+      const options = { segmentBytes: 128 << 10, mergeStepBytes: 512 << 10, now: () => clock };
+      const image = join(dir, `image-${seed}.img`);
+      const initial = rnd.bytes(size);
+      await writeFile(image, initial);
+      const key = `server-${seed}/disk0`;
+      let store = await ReplicaStore.open(join(dir, `store-${seed}`), options);
+      await store.adoptImage(key, image, size, 0);
+      const model = new ModelDisk(size, initial);
+      const written = new Uint8Array(size);
+      const mark = (offset: number, length: number) => written.fill(1, offset, offset + length);
+      // The reverse resync: diverged regions announced, only some of their pieces copied (the rest equal).
+      const regions = Array.from({ length: 6 }, (_, i) => ({
+        offset: i * 640 * 1024 + 4096,
+        length: 96 * 1024,
+      }));
+      await store.beginSync(key, { id: 'reverse', kind: 'resync', fromSeq: 1, regions });
+      for (const r of regions) {
+        if (rnd.next() < 0.4) continue;
+        const at = r.offset + rnd.int(0, 8) * 4096;
+        const n = rnd.int(1, 8) * 512;
+        const zero = rnd.next() < 0.3;
+        const data = zero ? null : rnd.bytes(n);
+        await store.writeSyncData(key, 'reverse', at, data, n);
+        if (data) data.copy(model.bytes, at);
+        else model.bytes.fill(0, at, at + n);
+        mark(at, n);
+      }
+      await store.completeSync(key, 'reverse', 1);
+      const history = randomHistory(seed, { size, count: 400, startTimeMs: start, stepMs: 10_000 });
+      await store.setRetention(key, { fineWindowMs: 300_000, retentionMs: 600_000, thinIntervalMs: 120_000 });
+      for (let i = 0; i < history.length; i += 50) {
+        const batch = history.slice(i, i + 50);
+        await store.append(key, batch);
+        for (const r of batch) {
+          model.apply(r);
+          if (r.kind === 'write' || r.kind === 'trim' || r.kind === 'zero') mark(r.offset, r.length);
+        }
+        clock = (batch.at(-1)?.timeMs ?? clock) + 1000;
+        await store.runRetention(key, clock);
+        if (i === 200) {
+          // Reopened: what was merged before stays known.
+          await store.close();
+          store = await ReplicaStore.open(join(dir, `store-${seed}`), options);
+        }
+      }
+      assert.ok(store.diskStatus(key).baseSeq > 200, 'retention merged records into the base');
+      const { written: answered } = await store.restoreImage(key, image);
+      assert.deepEqual(answered, maskRegions(written));
+      assertSameBytes(await readFile(image), model.bytes, 'the restored image');
+      // Asked again: moved out already, so no longer known.
+      assert.deepEqual(await store.restoreImage(key, image), { written: null });
+      await store.close();
+    });
+  }
+
+  test('a sync interrupted by a restart counts every range it announced', async () => {
+    const image = join(dir, 'image-restart.img');
+    await writeFile(image, Buffer.alloc(size, 7));
+    const key = 'server-r/disk0';
+    const options = { segmentBytes: 128 << 10, mergeStepBytes: 512 << 10, now: () => start };
+    let store = await ReplicaStore.open(join(dir, 'store-r'), options);
+    await store.adoptImage(key, image, size, 0);
+    const regions = [
+      { offset: 0, length: 8192 },
+      { offset: MiB, length: 65536 },
+    ];
+    await store.beginSync(key, { id: 'reverse', kind: 'resync', fromSeq: 1, regions });
+    await store.writeSyncData(key, 'reverse', MiB, Buffer.alloc(512, 1), 512);
+    await store.close();
+    store = await ReplicaStore.open(join(dir, 'store-r'), options);
+    await store.beginSync(key, { id: 'reverse', kind: 'resync', fromSeq: 1, regions });
+    await store.completeSync(key, 'reverse', 1);
+    assert.deepEqual((await store.restoreImage(key, image)).written, regions);
+    await store.close();
+  });
+
+  test('a replica that was not adopted answers null', async () => {
+    const key = 'vm-n/disk0';
+    const store = await ReplicaStore.open(join(dir, 'store-n'), { now: () => start });
+    await store.ensureDisk(key, MiB);
+    await store.beginSync(key, { id: 'initial', kind: 'initial', fromSeq: 1, regions: null });
+    await store.completeSync(key, 'initial', 1);
+    assert.deepEqual(await store.restoreImage(key, join(dir, 'restored-n.img')), { written: null });
+    await store.close();
+  });
 });

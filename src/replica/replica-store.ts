@@ -402,26 +402,29 @@ export class ReplicaStore implements ReplicaSink {
   /**
    * Complete failover after failback: merges every record into the disk's base,
    * moves the base to `imagePath` (the machine's own image) and removes the
-   * replica. Crash-safe (finished on open) and harmless to repeat.
+   * replica. Crash-safe (finished on open) and harmless to repeat. Answers
+   * the ranges written into an adopted base since its adoption (null when
+   * not adopted, or already moved out by an earlier call).
    */
-  async restoreImage(diskKey: string, imagePath: string): Promise<void> {
+  async restoreImage(diskKey: string, imagePath: string): Promise<{ written: Region[] | null }> {
     const disk = this.#disks.get(diskKey);
     if (disk === undefined) {
-      // Already moved out by an earlier call (or a crash finished on open).
+      // Already moved out by an earlier call (or a crash finished on open): what it wrote is no longer known.
       if (
         await stat(imagePath).then(
           () => true,
           () => false,
         )
       )
-        return;
+        return { written: null };
       this.#disk(diskKey);
-      return;
+      return { written: null };
     }
-    await disk.prepareRestore(imagePath);
+    const written = await disk.prepareRestore(imagePath);
     this.#disks.delete(diskKey);
     await disk.close();
     await finishRestore(disk.dir, imagePath);
+    return { written };
   }
 
   /**

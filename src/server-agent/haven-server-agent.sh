@@ -14,6 +14,9 @@
 #                                                  the arrays (also the initramfs hook)
 #   haven-server-agent run     [--state-dir DIR]   forever: watch, re-add, report, obey
 #   haven-server-agent status  [--state-dir DIR]   print what it would report
+#   haven-server-agent failback-report [--state-dir DIR] PHASE COPIED TOTAL MS [WHY]
+#                              the recovery environment's one report of a failback
+#                              onto this server (PHASE copying, done or failed)
 #
 # State dir (default /etc/haven): server.conf (the host's lines: machine, name,
 # nbd, agent, timeout, writebehind, report, disk...; a local "resyncfloor KiB/s"
@@ -47,6 +50,7 @@ usage() {
   cat >&2 <<'EOF'
 usage: haven-server-agent enrol --agent ADDR:PORT --tls-hostname NAME --ca-file FILE --token TOKEN [--state-dir DIR]
        haven-server-agent setup|run|status [--state-dir DIR]
+       haven-server-agent failback-report [--state-dir DIR] copying|done|failed COPIED TOTAL MS [WHY]
 EOF
   exit 2
 }
@@ -402,6 +406,20 @@ report() {
   cp "$RUN/response.body" "$RUN/commands"
 }
 
+# failback_report PHASE COPIED TOTAL MS [WHY]: the recovery environment, with
+# this server's own certificate, tells the host how the failback goes.
+failback_report() {
+  case "$1" in copying | done | failed) ;; *) usage ;; esac
+  {
+    echo "hostname $(hostname)"
+    echo "version $VERSION"
+    echo "state failback"
+    echo "failback $*"
+  } >"$RUN/report"
+  https_post "$AGENT" /v1/report "$RUN/report" || die "failback report failed: $HTTP_ERROR"
+  [ "$HTTP_STATUS" = 200 ] || die "failback report failed: HTTP $HTTP_STATUS $(head -n 1 "$RUN/response.body")"
+}
+
 stop_array() {
   mdadm --stop "/dev/md$1" </dev/null >/dev/null 2>&1
   nbd-client -d "/dev/nbd$1" </dev/null >/dev/null 2>&1
@@ -494,6 +512,16 @@ case "$command" in
       run) run ;;
       status) report_body running ;;
     esac
+    ;;
+  failback-report)
+    if [ "$1" = --state-dir ]; then
+      [ $# -ge 2 ] || usage
+      STATE_DIR=$2
+      shift 2
+    fi
+    [ $# -ge 4 ] || usage
+    load_config
+    failback_report "$@"
     ;;
   *) usage ;;
 esac

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { parseServerReport } from '../host/server-links.ts';
 import { selfSignedCertificate } from '../testing/self-signed-certificate.ts';
 import { AgentEndpoint } from '../testing/server-agent-endpoint.ts';
 import { SERVER_AGENT_SCRIPT } from './server-agent-script.ts';
@@ -26,6 +27,10 @@ const CONFIG = [
   'report 10',
   'disk disk0 /dev/vda m-1.disk0 67108864',
 ];
+
+/** The config the endpoint answers, its agent line naming the endpoint itself. */
+const withAgent = (port: number): string[] =>
+  CONFIG.map((line) => (line.startsWith('agent ') ? `agent 127.0.0.1 ${port} localhost` : line));
 
 let root: string;
 let caKey: string;
@@ -78,7 +83,7 @@ for (const shell of [['busybox', 'sh'], ['dash']] as const) {
       const endpoint = await AgentEndpoint.start({
         caKey,
         caCert,
-        configLines: () => CONFIG,
+        configLines: withAgent,
         machineId: 'm-1',
         token: 'secret-token',
       });
@@ -113,7 +118,7 @@ for (const shell of [['busybox', 'sh'], ['dash']] as const) {
         const ok = await enrol('secret-token');
         assert.equal(ok.status, 0, ok.stderr);
         assert.match(ok.stdout, /^enrolled as web-01 \(m-1\) with 127\.0\.0\.1:\d+; state in /);
-        assert.equal(await readFile(join(state, 'server.conf'), 'utf8'), `${CONFIG.join('\n')}\n`);
+        assert.equal(await readFile(join(state, 'server.conf'), 'utf8'), `${withAgent(port).join('\n')}\n`);
         assert.equal((await stat(join(state, 'tls/key.pem'))).mode & 0o777, 0o600);
         assert.equal(await readFile(join(state, 'tls/ca.pem'), 'utf8'), await readFile(caCert, 'utf8'));
         const subject = spawnSync(
@@ -124,6 +129,34 @@ for (const shell of [['busybox', 'sh'], ['dash']] as const) {
           },
         );
         assert.match(subject.stdout, /CN ?= ?m-1/);
+
+        // The recovery environment's report of a failback, with the identity the enrolment left.
+        const reported = await agent(
+          [
+            'failback-report',
+            '--state-dir',
+            state,
+            'failed',
+            '4096',
+            '65536',
+            '120',
+            'cannot',
+            'stop /dev/md0',
+          ],
+          dir,
+        );
+        assert.equal(reported.status, 0, reported.stderr);
+        const last = endpoint.reports.at(-1)!;
+        assert.equal(last.machine, 'm-1');
+        assert.deepEqual(parseServerReport(last.body, '2026-01-01T00:00:00.000Z').failback, {
+          phase: 'failed',
+          copiedBytes: 4096,
+          totalBytes: 65536,
+          elapsedMs: 120,
+          problem: 'cannot stop /dev/md0',
+        });
+        const badPhase = await agent(['failback-report', '--state-dir', state, 'later', '0', '0', '0'], dir);
+        assert.equal(badPhase.status, 2);
 
         const again = await enrol('secret-token');
         assert.match(again.stderr, /HTTP 401/, 'the token works once');

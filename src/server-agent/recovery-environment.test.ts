@@ -64,31 +64,40 @@ describe('recovery environment options', () => {
 
   it('writes failback.conf only from words the script can take', () => {
     const options = {
-      export: {
-        address: '192.0.2.10',
-        port: 10809,
-        name: 'web-01.disk0',
-        tlsHostname: 'primary.example',
-        caPem: '',
-        certPem: '',
-        keyPem: '',
-      },
-      ranges: [],
-      device: '/dev/sda',
-      array: '/dev/md0',
+      export: { address: '192.0.2.10', port: 10809, tlsHostname: 'primary.example', caPem: '' },
+      identity: { machineId: 'm-1', stateDir: '/etc/haven' },
+      disks: [
+        { device: '/dev/sda', array: '/dev/md0', exportName: 'm-1.disk0', ranges: [] },
+        { device: '/dev/sdb', array: '/dev/md1', exportName: 'm-1.disk1', ranges: [] },
+      ],
     };
     assert.equal(
       failbackConfig({ ...options, network: { address: '192.0.2.20/24', gateway: '192.0.2.1' } }),
-      'export 192.0.2.10 10809 web-01.disk0 primary.example\ndevice /dev/sda\narray /dev/md0\nnetwork static 192.0.2.20/24 192.0.2.1\nthen reboot\n',
+      [
+        'export 192.0.2.10 10809 primary.example',
+        'identity m-1 /etc/haven',
+        'disk /dev/sda /dev/md0 m-1.disk0 /etc/haven/failback.0.ranges',
+        'disk /dev/sdb /dev/md1 m-1.disk1 /etc/haven/failback.1.ranges',
+        'network static 192.0.2.20/24 192.0.2.1',
+        'then reboot',
+        '',
+      ].join('\n'),
     );
+    const disk = options.disks[0]!;
     assert.throws(
-      () => failbackConfig({ ...options, device: '/dev/sda; reboot' }),
+      () => failbackConfig({ ...options, disks: [{ ...disk, device: '/dev/sda; reboot' }] }),
       /device .* is not a device path/,
     );
     assert.throws(
       () => failbackConfig({ ...options, export: { ...options.export, port: 0 } }),
       /export port 0 is not a TCP port/,
     );
+    assert.throws(
+      () =>
+        failbackConfig({ ...options, export: { ...options.export, client: { certPem: '', keyPem: '' } } }),
+      /either the server’s own identity .* or an embedded client certificate/,
+    );
+    assert.throws(() => failbackConfig({ ...options, disks: [] }), /1 to 16 disks, not 0/);
   });
 });
 
@@ -233,15 +242,14 @@ describe('failback onto the server', () => {
           export: {
             address: '10.0.2.2',
             port,
-            name: 'failback',
             tlsHostname: 'localhost',
             caPem: await readFile(caCert, 'utf8'),
-            certPem: await readFile(clientCert, 'utf8'),
-            keyPem: await readFile(clientKey, 'utf8'),
+            client: {
+              certPem: await readFile(clientCert, 'utf8'),
+              keyPem: await readFile(clientKey, 'utf8'),
+            },
           },
-          ranges: diverged,
-          device: '/dev/vda',
-          array: '/dev/md0',
+          disks: [{ device: '/dev/vda', array: '/dev/md0', exportName: 'failback', ranges: diverged }],
         },
         envDir,
       );

@@ -15,18 +15,42 @@ import {
 import { libraryClosure } from '../guest/debian-packages.ts';
 import { GUEST_MODULES, SERVER_GUEST_MODULES } from '../guest/kernel-modules.ts';
 
-/** The failback export at the primary site: NBD with STARTTLS and a client certificate. */
+/** The failback exports at the primary site: NBD with STARTTLS and a client certificate. */
 export interface FailbackExport {
   address: string;
   port: number;
-  /** The NBD export name. */
-  name: string;
-  /** The name the export's server certificate is checked for. */
+  /** The name the exports' server certificate is checked for. */
   tlsHostname: string;
   caPem: string;
-  /** The client certificate the export requires, and its key. */
-  certPem: string;
-  keyPem: string;
+  /**
+   * The client certificate the exports require, and its key, embedded in the
+   * environment. Omitted: the server's own, read from its disk (`identity`).
+   */
+  client?: { certPem: string; keyPem: string };
+}
+
+/**
+ * The server's own identity, on its disk: the agent's state dir (server.conf
+ * naming the machine, tls/{ca,cert,key}.pem) on a partition of one of its
+ * disks. The environment uses its certificate and key, so no key leaves the
+ * server, and reports to the host's agent endpoint with them.
+ */
+export interface ServerIdentity {
+  machineId: string;
+  /** The agent's state dir as the server mounts it, e.g. /etc/haven. */
+  stateDir: string;
+}
+
+/** One disk of the server: its md member, the array to assemble from it, its export and what diverged. */
+export interface FailbackDisk {
+  /** The server's disk, its md member, e.g. `/dev/vda`. */
+  device: string;
+  /** The md array assembled from it, e.g. `/dev/md0`. */
+  array: string;
+  /** The NBD export holding what the disk must become. */
+  exportName: string;
+  /** What diverged from the server's disk since it stopped (the regions the reverse replication wrote). */
+  ranges: readonly ByteRange[];
 }
 
 /** Bytes of the server's disk. */
@@ -37,12 +61,9 @@ export interface ByteRange {
 
 export interface RecoveryEnvironmentOptions {
   export: FailbackExport;
-  /** What diverged from the server's disk since it stopped (the regions the reverse replication wrote). */
-  ranges: readonly ByteRange[];
-  /** The server's disk, its md member, e.g. `/dev/vda`. */
-  device: string;
-  /** The md array assembled from it, e.g. `/dev/md0`. */
-  array: string;
+  /** Required unless the export embeds a client certificate. */
+  identity?: ServerIdentity;
+  disks: readonly FailbackDisk[];
   /** Default DHCP on eth0. */
   network?: 'dhcp' | { address: string; gateway?: string };
   /**
@@ -71,8 +92,8 @@ export interface RecoveryEnvironment {
   ipxeScript: string;
   /** `<dir>/syslinux.cfg`: a boot medium holding vmlinuz and initramfs.gz at its root. */
   syslinuxConfig: string;
-  /** The diverged ranges merged; the bitmap's dirty chunks join them on the server. */
-  ranges: ByteRange[];
+  /** Per disk, the diverged ranges merged; the bitmap's dirty chunks join them on the server. */
+  disks: Array<{ device: string; ranges: ByteRange[]; rangeBytes: number }>;
   rangeBytes: number;
   /** The package-derived part, shared by every failback. */
   image: InitramfsImage;
@@ -81,6 +102,7 @@ export interface RecoveryEnvironment {
 /** Bump when the layout changes in a way the hashed inputs do not show. */
 const LAYOUT_VERSION = 1;
 const FAILBACK_SCRIPT = new URL('./failback.sh', import.meta.url);
+const AGENT_SCRIPT = new URL('./haven-server-agent.sh', import.meta.url);
 /**
  * The server guest's drivers (virtio disk and network) and the splitter's
  * (nbd, raid1); a server on other hardware needs its own disk and network
@@ -103,7 +125,10 @@ export async function buildRecoveryEnvironment(
   dir: string,
 ): Promise<RecoveryEnvironment> {
   const config = failbackConfig(options);
-  const ranges = mergeRanges(options.ranges);
+  const disks = options.disks.map((d) => {
+    const ranges = mergeRanges(d.ranges);
+    return { device: d.device, ranges, rangeBytes: ranges.reduce((sum, r) => sum + r.length, 0) };
+  });
   const image = await recoveryImage(options);
   await mkdir(dir, { recursive: true });
   const kernel = join(dir, 'vmlinuz');
@@ -113,10 +138,16 @@ export async function buildRecoveryEnvironment(
     image,
     {
       '/etc/haven/failback.conf': config,
-      '/etc/haven/failback.ranges': ranges.map((r) => `${r.offset} ${r.length}\n`).join(''),
-      '/etc/haven/failback-tls/ca.pem': options.export.caPem,
-      '/etc/haven/failback-tls/cert.pem': options.export.certPem,
-      '/etc/haven/failback-tls/key.pem': options.export.keyPem,
+      ...Object.fromEntries(
+        disks.map((d, i) => [rangesFileOf(i), d.ranges.map((r) => `${r.offset} ${r.length}\n`).join('')]),
+      ),
+      ...(options.export.client
+        ? {
+            '/etc/haven/failback-tls/ca.pem': options.export.caPem,
+            '/etc/haven/failback-tls/cert.pem': options.export.client.certPem,
+            '/etc/haven/failback-tls/key.pem': options.export.client.keyPem,
+          }
+        : {}),
     },
     initramfs,
   );
@@ -145,17 +176,23 @@ export async function buildRecoveryEnvironment(
     cmdline: CMDLINE,
     ipxeScript,
     syslinuxConfig,
-    ranges,
-    rangeBytes: ranges.reduce((sum, r) => sum + r.length, 0),
+    disks,
+    rangeBytes: disks.reduce((sum, d) => sum + d.rangeBytes, 0),
     image,
   };
 }
+
+const rangesFileOf = (index: number): string => `/etc/haven/failback.${index}.ranges`;
 
 /** The package-derived part: built once per kernel, busybox, script and package versions. */
 async function recoveryImage(options: RecoveryEnvironmentOptions): Promise<InitramfsImage> {
   const cacheDir = options.cacheDir ?? defaultGuestCacheDir();
   const log = options.log ?? (() => {});
-  const [script, busybox] = await Promise.all([readFile(FAILBACK_SCRIPT), readBusybox()]);
+  const [script, agent, busybox] = await Promise.all([
+    readFile(FAILBACK_SCRIPT),
+    readFile(AGENT_SCRIPT),
+    readBusybox(),
+  ]);
   const kernel = await resolveKernelPackage(cacheDir, options.kernelPackage, log);
   const packages = await libraryClosure(
     cacheDir,
@@ -167,6 +204,7 @@ async function recoveryImage(options: RecoveryEnvironmentOptions): Promise<Initr
     `kernel ${kernel.name}=${kernel.version}`,
     `modules ${RECOVERY_MODULES.join(',')}`,
     `init ${sha256(script)}`,
+    `agent ${sha256(agent)}`,
     `busybox ${sha256(busybox)}`,
     `packages ${packages.map((p) => `${p.name}=${p.version}`).join(',')}`,
   ]);
@@ -177,7 +215,8 @@ async function recoveryImage(options: RecoveryEnvironmentOptions): Promise<Initr
       kernel,
       modules: RECOVERY_MODULES,
       busybox,
-      scripts: { init: script },
+      // The agent's failback-report speaks to the host's agent endpoint with the server's own identity.
+      scripts: { init: script, 'bin/haven-server-agent': agent },
       programs: { list: SERVER_PROGRAMS, packages },
     },
     log,
@@ -186,7 +225,7 @@ async function recoveryImage(options: RecoveryEnvironmentOptions): Promise<Initr
 
 /** failback.conf (see failback.sh), after checking every word it will carry. */
 export function failbackConfig(options: RecoveryEnvironmentOptions): string {
-  const { export: target, device, array } = options;
+  const { export: target } = options;
   const word = (field: string, value: string, pattern: RegExp, allowed: string): string => {
     if (!pattern.test(value)) {
       throw new HavenError('validation_failed', `${field} '${value}' is not ${allowed}`, { field });
@@ -199,11 +238,34 @@ export function failbackConfig(options: RecoveryEnvironmentOptions): string {
       field: 'export.port',
     });
   }
+  if ((options.identity === undefined) === (target.client === undefined)) {
+    throw new HavenError(
+      'validation_failed',
+      'the recovery environment needs either the server’s own identity (on its disk) or an embedded client certificate, not both',
+      { field: 'identity' },
+    );
+  }
+  if (options.disks.length === 0 || options.disks.length > 16) {
+    throw new HavenError(
+      'validation_failed',
+      `a failback writes 1 to 16 disks, not ${options.disks.length}`,
+      {
+        field: 'disks',
+      },
+    );
+  }
   const network = options.network ?? 'dhcp';
   const lines = [
-    `export ${word('export.address', target.address, host, 'an address or host name')} ${target.port} ${word('export.name', target.name, /^[A-Za-z0-9._-]+$/, 'an export name (letters, digits, . _ -)')} ${word('export.tlsHostname', target.tlsHostname, host, 'a host name')}`,
-    `device ${word('device', device, DEVICE, 'a device path under /dev')}`,
-    `array ${word('array', array, DEVICE, 'a device path under /dev')}`,
+    `export ${word('export.address', target.address, host, 'an address or host name')} ${target.port} ${word('export.tlsHostname', target.tlsHostname, host, 'a host name')}`,
+    ...(options.identity
+      ? [
+          `identity ${word('identity.machineId', options.identity.machineId, /^[A-Za-z0-9._-]+$/, 'a machine id')} ${word('identity.stateDir', options.identity.stateDir, /^\/[A-Za-z0-9/._-]*$/, 'an absolute path')}`,
+        ]
+      : []),
+    ...options.disks.map(
+      (d, i) =>
+        `disk ${word('device', d.device, DEVICE, 'a device path under /dev')} ${word('array', d.array, DEVICE, 'a device path under /dev')} ${word('exportName', d.exportName, /^[A-Za-z0-9._-]+$/, 'an export name (letters, digits, . _ -)')} ${rangesFileOf(i)}`,
+    ),
     network === 'dhcp'
       ? 'network dhcp'
       : `network static ${word('network.address', network.address, /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'an IPv4 address with a prefix length')}${network.gateway ? ` ${word('network.gateway', network.gateway, /^\d{1,3}(\.\d{1,3}){3}$/, 'an IPv4 address')}` : ''}`,

@@ -11,6 +11,8 @@ export interface ReceivedReport {
   hostname: string;
   version: string;
   state: string;
+  /** The body as sent (for the host's own parser). */
+  body: string;
   disks: Array<{
     diskId: string;
     array: string;
@@ -134,6 +136,7 @@ export class AgentEndpoint {
         hostname: '',
         version: '',
         state: '',
+        body,
         disks: [],
       };
       for (const line of body.split('\n')) {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Embedded, startEmbedded } from '../../app/start-embedded.ts';
-import type { Host, Machine } from '../../domain/model.ts';
+import type { Host, Machine, ServerLinkSnapshot } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { ServerEndpoint, ServerEnrolment } from '../../host/host-services.ts';
 import { embeddedApi } from '../../testing/embedded-api.ts';
@@ -33,6 +33,23 @@ const api = embeddedApi(() => up);
 let hostIds: Record<string, string>;
 /** What the double of the hosts' `servers.endpoint` answers (or throws). */
 let endpoint: () => Promise<ServerEndpoint | null> = async () => ENDPOINT;
+/** What the double of the hosts' `servers.status` answers: a server running mirrored. */
+const serverLink: ServerLinkSnapshot = {
+  state: 'in-sync',
+  legs: [
+    {
+      diskId: 'disk0',
+      sizeBytes: 64 * MiB,
+      connected: true,
+      md: 'in-sync',
+      syncedBytes: null,
+      pointsAllowed: true,
+      lastWriteAt: null,
+    },
+  ],
+  agent: null,
+  problem: null,
+};
 
 type Added = { machine: Machine } & ServerEnrolmentIssued;
 type Refusal = { error: { code: string; message: string; details: Record<string, unknown> } };
@@ -56,7 +73,9 @@ before(async () => {
   ) =>
     method === 'servers.endpoint'
       ? endpoint()
-      : call(hostId, method, params, options)) as typeof gateway.call;
+      : method === 'servers.status'
+        ? serverLink
+        : call(hostId, method, params, options)) as typeof gateway.call;
 });
 after(async () => {
   await up?.stop();
@@ -302,5 +321,47 @@ describe('servers API', () => {
       'not_available',
       /does not answer 'machines\.delete'/,
     );
+  });
+
+  it('refuses to reprotect a server failed over its primary host sees running, at the request', async () => {
+    const added = await api<Added>('POST', '/servers', request({ name: 'web-09' }));
+    assert.equal(added.status, 201, JSON.stringify(added.body));
+    const { store } = up.vault.context;
+    const machine = (await store.machines.get(added.body.machine.id))!;
+    // As a committed failover left it: running from a view at the recovery host.
+    await store.machines.update({
+      ...machine,
+      recoveryHostId: hostIds.recovery!,
+      activeHostId: hostIds.recovery!,
+      runtime: {
+        ...machine.runtime,
+        failover: {
+          hostId: hostIds.recovery!,
+          viewId: 'v1',
+          vmName: 'web-09',
+          pointId: 'p1',
+          pointTime: new Date().toISOString(),
+          disks: [],
+          startedAt: new Date().toISOString(),
+        },
+      },
+    });
+    assert.ok(
+      await store.machines.transition(
+        machine.id,
+        'unprotected',
+        'failover-committed',
+        null,
+        new Date().toISOString(),
+      ),
+    );
+    const refused = await api<Refusal>('POST', '/machines/web-09/reprotect', {});
+    assert.equal(refused.status, 409, JSON.stringify(refused.body));
+    assert.equal(refused.body.error.code, 'conflict', refused.body.error.message);
+    assert.match(
+      refused.body.error.message,
+      /^physical server 'web-09' is not off at the primary site: its host sees its NBD leg disk0 connected and its agent reporting \(in-sync\)\. .*power the server off .*then reprotect again$/,
+    );
+    assert.equal((await store.machines.get(machine.id))?.state, 'failover-committed', 'nothing started');
   });
 });

@@ -14,6 +14,7 @@ import {
   replicationTarget,
 } from './lifecycle-job.ts';
 import * as ownImage from './own-image-failback.ts';
+import * as onServer from './server-failback.ts';
 
 /**
  * Reprotect, failback, complete failover and the commit after failback
@@ -104,6 +105,7 @@ function reverseSteps(input: LifecycleJobInput<'reprotect'>): LifecycleStep<'rep
           await ctx.output({ alternate: { hostId: host.id, disks } });
           return;
         }
+        if (ctx.machine.server) return onServer.leaveServerOff(ctx);
         await connectedHost(ctx, ctx.machine.primaryHostId);
         const status = await ctx
           .host(ctx.machine.primaryHostId)
@@ -159,7 +161,11 @@ function reverseSteps(input: LifecycleJobInput<'reprotect'>): LifecycleStep<'rep
           const adopted = await ctx.host(target.hostId).replica.adoptImage({
             machineId: ctx.machine.id,
             diskId: disk.id,
-            imagePath: disk.source,
+            // A server's original disk, as far as Haven holds it, is its leg's staging image.
+            imagePath:
+              ctx.machine.server && !target.alternate
+                ? onServer.stagingImageOf(ctx.machine.name, disk)
+                : disk.source,
             sizeBytes: disk.sizeBytes,
             durableSeq: firstSeq - 1,
           });
@@ -244,6 +250,8 @@ function forwardSteps(): LifecycleStep[] {
         const status = await drained(ctx, ctx.machine.primaryHostId, 'forward replication to catch up');
         const disk = ctx.machine.disks.reduce((sum, d) => sum + d.sizeBytes, 0);
         await ctx.output({ reprotectSent: { sentBytes: status.sentBytes, diskBytes: disk } });
+        // A server is protected again only once every leg is in sync (md's bitmap resync after the failback).
+        if (ctx.machine.server) await onServer.legsInSync(ctx);
       },
     },
   ];
@@ -255,18 +263,72 @@ export function reprotectJob(vault: () => VaultContext): VaultJobDefinition<'rep
     steps: (input) => {
       return input.transition.from === 'failback-committed' ? forwardSteps() : reverseSteps(input);
     },
-    // Reprotected to an alternate location: that is the machine's primary site from now on.
-    onSuccess: (_machine, _input, output) => {
+    // Reprotected to an alternate location: that is the machine's primary site from now on. A
+    // physical server becomes a VM there (its disks are images now, never its devices).
+    onSuccess: (machine, _input, output) => {
       const alternate = output.alternate as AlternateLocation | undefined;
-      return alternate
-        ? { primaryHostId: alternate.hostId, disks: alternate.disks, originalExists: true }
-        : {};
+      if (!alternate) return {};
+      return {
+        primaryHostId: alternate.hostId,
+        disks: machine.server
+          ? alternate.disks.map((d) => ({ ...d, serverDevice: null, serverStagingImage: null }))
+          : alternate.disks,
+        originalExists: true,
+        ...(machine.server ? { server: null } : {}),
+      };
     },
   });
 }
 
+const startPrimaryStep: LifecycleStep = {
+  name: 'start-primary-machine',
+  title: 'Start the machine at the primary site',
+  retrySafe: true,
+  run: async (ctx) => {
+    if (ctx.machine.importedFrom) return ownImage.startOriginal(ctx);
+    const primary = ctx.host(ctx.machine.primaryHostId);
+    const settings = ctx.machine.recoverySettings;
+    const status = await primary.hypervisor
+      .status({ name: ctx.machine.name })
+      .catch(() => ({ state: 'absent' as const }));
+    if (status.state !== 'absent')
+      await primary.hypervisor.undefine({ name: ctx.machine.name }).catch(() => {});
+    await primary.hypervisor.define({
+      machine: {
+        name: ctx.machine.name,
+        cpus: settings.cpus,
+        memoryMiB: settings.memoryMiB,
+        disks: ctx.machine.disks.map((d) => ({ diskId: d.id, nbdUri: d.nbdUri! })),
+        nics: settings.nics.map((n) => ({ network: n.network, mac: n.mac, ip: n.ip })),
+        ...(settings.boot ? { boot: settings.boot } : {}),
+      },
+    });
+    await primary.hypervisor.start({ name: ctx.machine.name });
+  },
+};
+
+/** A physical server starts through Haven's recovery environment, which writes the failback onto its disks. */
+function serverBackSteps(): LifecycleStep[] {
+  return [
+    {
+      name: 'prepare-recovery-environment',
+      title: 'Build the recovery environment the server boots once, and let the server in again',
+      retrySafe: true,
+      run: onServer.prepareServerFailback,
+    },
+    {
+      name: 'await-server',
+      title:
+        'Wait for the server to boot the recovery environment, then its own system with every leg in sync',
+      retrySafe: true,
+      weight: 4,
+      run: onServer.awaitServerBack,
+    },
+  ];
+}
+
 /** Shut the recovery machine down, send the last changes, bring the original disks back and start the primary. */
-function switchBackSteps(fullDownload: boolean): LifecycleStep[] {
+function switchBackSteps(fullDownload: boolean, ontoServer: boolean): LifecycleStep[] {
   const steps: LifecycleStep[] = [
     {
       name: 'shut-down-recovery-machine',
@@ -324,6 +386,7 @@ function switchBackSteps(fullDownload: boolean): LifecycleStep[] {
       retrySafe: true,
       run: async (ctx) => {
         if (ctx.machine.importedFrom) return ownImage.writeBackOriginal(ctx);
+        if (ctx.machine.server) return onServer.restoreStagingImages(ctx);
         const primary = ctx.host(ctx.machine.primaryHostId);
         await primary.replica.consolidate({
           machineId: ctx.machine.id,
@@ -343,32 +406,7 @@ function switchBackSteps(fullDownload: boolean): LifecycleStep[] {
         await ctx.save({ disks });
       },
     },
-    {
-      name: 'start-primary-machine',
-      title: 'Start the machine at the primary site',
-      retrySafe: true,
-      run: async (ctx) => {
-        if (ctx.machine.importedFrom) return ownImage.startOriginal(ctx);
-        const primary = ctx.host(ctx.machine.primaryHostId);
-        const settings = ctx.machine.recoverySettings;
-        const status = await primary.hypervisor
-          .status({ name: ctx.machine.name })
-          .catch(() => ({ state: 'absent' as const }));
-        if (status.state !== 'absent')
-          await primary.hypervisor.undefine({ name: ctx.machine.name }).catch(() => {});
-        await primary.hypervisor.define({
-          machine: {
-            name: ctx.machine.name,
-            cpus: settings.cpus,
-            memoryMiB: settings.memoryMiB,
-            disks: ctx.machine.disks.map((d) => ({ diskId: d.id, nbdUri: d.nbdUri! })),
-            nics: settings.nics.map((n) => ({ network: n.network, mac: n.mac, ip: n.ip })),
-            ...(settings.boot ? { boot: settings.boot } : {}),
-          },
-        });
-        await primary.hypervisor.start({ name: ctx.machine.name });
-      },
-    },
+    ...(ontoServer ? serverBackSteps() : [startPrimaryStep]),
   );
   return steps;
 }
@@ -391,7 +429,7 @@ export function failbackJob(vault: () => VaultContext): VaultJobDefinition<'fail
               },
             },
           ]
-        : switchBackSteps(true),
+        : switchBackSteps(true, input.ontoServer === true),
     onSuccess: (machine, input) => (input.dataSync === 'before-failover' ? {} : backAtPrimary(machine)),
   });
 }
@@ -399,7 +437,7 @@ export function failbackJob(vault: () => VaultContext): VaultJobDefinition<'fail
 export function completeFailoverJob(vault: () => VaultContext): VaultJobDefinition<'complete-failover'> {
   return lifecycleJob(vault, {
     operation: 'complete-failover',
-    steps: () => switchBackSteps(false),
+    steps: (input) => switchBackSteps(false, input.ontoServer === true),
     onSuccess: backAtPrimary,
   });
 }

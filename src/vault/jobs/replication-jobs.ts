@@ -97,7 +97,12 @@ async function attachDisks(ctx: LifecycleStepContext): Promise<Machine> {
       // A server's md mirrors its device onto an NBD leg: the host keeps a staging image for it.
       ...(ctx.machine.server ? { serverLeg: true } : {}),
     });
-    disks.push({ ...d, nbdUri: exported.nbdUri });
+    // A server's leg: where its host keeps the staging image (what a reprotect adopts).
+    disks.push({
+      ...d,
+      nbdUri: exported.nbdUri,
+      ...(exported.stagingImage ? { serverStagingImage: exported.stagingImage } : {}),
+    });
     ctx.progress(((i + 1) / ctx.machine.disks.length) * 100, `${d.id}: ${exported.nbdUri}`);
   }
   return ctx.save({ disks });

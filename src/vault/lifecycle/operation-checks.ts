@@ -9,6 +9,7 @@ import {
 } from '../../domain/index.ts';
 import type { Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
+import { checkServerOff } from '../servers/index.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { refuseUnseenWriters } from './disk-ownership.ts';
 import type { OperationWithOptions } from './operation-options.ts';
@@ -73,6 +74,15 @@ export function operationCheck(
     if (STARTS_A_MACHINE.has(request.operation)) assertValid(await recoveryProblems(vault, machine), machine);
     if (request.operation === 'reprotect') {
       assertValid(validateForReprotect(machine), machine);
+      // Back onto the server itself: refused at the request while its host sees it running.
+      if (
+        machine.server &&
+        machine.state !== 'failback-committed' &&
+        !request.options.alternateHostId &&
+        vault.hosts.isConnected(machine.primaryHostId)
+      ) {
+        await checkServerOff(vault, machine);
+      }
       // Reprotecting back to the primary site needs the original machine, or a new one elsewhere.
       if (machine.state === 'failover-committed') {
         assertValid(validateFailbackTarget(machine, request.options.alternateHostId ?? null), machine);

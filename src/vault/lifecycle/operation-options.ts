@@ -32,8 +32,14 @@ export type OperationOptions = {
   failover: { recoveryPoint: RecoveryPointChoice; shutdownSource: boolean };
   /** Power the source off when it has not shut down this many seconds after the ACPI request (a guest that ignores ACPI). */
   'planned-failover': { forceOffAfterSeconds?: number };
-  failback: { dataSync: DataSync; alternateHostId?: string };
-  'complete-failover': NoOptions;
+  failback: {
+    dataSync: DataSync;
+    alternateHostId?: string;
+    /** Set by the vault, never by a caller: back onto a physical server itself (through its recovery environment). */
+    ontoServer?: boolean;
+  };
+  /** `ontoServer`: as for failback. */
+  'complete-failover': { ontoServer?: boolean };
   'change-recovery-point': { recoveryPoint: RecoveryPointChoice };
   commit: NoOptions;
   reprotect: { alternateHostId?: string; fullResync: boolean };

@@ -94,6 +94,9 @@ export async function requestOperation(vault: VaultContext, request: OperationRe
         ...request.options,
         ...(request.operation === 'enable-replication' && machine.importedFrom ? { liveMirror: true } : {}),
         ...(request.operation === 'enable-replication' && machine.server ? { serverLegs: true } : {}),
+        ...((request.operation === 'failback' || request.operation === 'complete-failover') && machine.server
+          ? { ontoServer: true }
+          : {}),
         machineId: machine.id,
         transition,
       },

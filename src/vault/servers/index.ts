@@ -2,6 +2,7 @@ export { serverLinkWords, serverSyncPercent } from '../../domain/server-link-wor
 export { redeemServerEnrolment } from './redeem-server-enrolment.ts';
 export { fenceServer } from './server-fence.ts';
 export { serverLinkOf } from './server-link.ts';
+export { checkServerOff, refuseRunningServer } from './server-off.ts';
 export {
   type AddServerRequest,
   addServer,

@@ -381,11 +381,11 @@ console.log(
   `\nfailback onto the server (TCG), ${SERVER_BOOT_DISK.sizeBytes / MiB} MiB disk, environment boot ${results[0]?.boot}:`,
 );
 console.log(
-  `${'diverged'.padEnd(24)}${'copied'.padStart(10)}  env boot    copy  env total  own boot to [UU] (leg resync)   total`,
+  `${'diverged'.padEnd(29)}${'copied'.padStart(10)}  env boot    copy  env total  own boot to [UU] (leg resync)   total`,
 );
 for (const r of results)
   console.log(
-    `${`${fmt(r.divergedBytes / MiB, 2)} MiB${r.whole ? ', whole disk copied' : ''}`.padEnd(24)}${`${fmt(r.copiedBytes / MiB, 2)} MiB`.padStart(10)} ${fmt(r.envBootSeconds).padStart(7)} s ${fmt(r.copySeconds).padStart(5)} s ${fmt(r.envSeconds).padStart(8)} s ${fmt(r.ownBootSeconds).padStart(10)} s (${fmt(r.legResyncSeconds).padStart(4)} s) ${fmt(r.totalSeconds).padStart(14)} s`,
+    `${`${fmt(r.divergedBytes / MiB, 2)} MiB${r.whole ? ', whole disk copied' : ''}`.padEnd(29)}${`${fmt(r.copiedBytes / MiB, 2)} MiB`.padStart(10)} ${fmt(r.envBootSeconds).padStart(7)} s ${fmt(r.copySeconds).padStart(5)} s ${fmt(r.envSeconds).padStart(8)} s ${fmt(r.ownBootSeconds).padStart(10)} s (${fmt(r.legResyncSeconds).padStart(4)} s) ${fmt(r.totalSeconds).padStart(14)} s`,
   );
 const listed = results.filter((r) => !r.whole);
 const total = line(listed.map((r) => [r.divergedBytes / MiB, r.totalSeconds]));

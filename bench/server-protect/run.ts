@@ -22,7 +22,9 @@
  * The first sample of each phase warms up and is dropped. With
  * `--write-behind N`, a second server (fresh disk and export) repeats 1 and
  * 2 with md's write-behind (N writes in flight to the NBD leg): its own
- * unmirrored baseline, its own ratio.
+ * unmirrored baseline, its own ratio. Each sample ends with fsync, a flush
+ * md passes to both legs: a workload of flushed writes still waits on the
+ * leg with write-behind.
  *
  * Under TCG (no /dev/kvm here) every figure is small in absolute terms: the
  * guest's CPU, its virtio disk and QEMU's user network are emulated, and the

@@ -1,0 +1,75 @@
+/**
+ * What the two server benchmarks (server-protect, server-failback) share: the
+ * primary-site host's side as the tests build it (a DiskService export over
+ * TLS with a client certificate from the site's CA, src/testing's
+ * AgentEndpoint for the agent's two calls) and the config lines of an
+ * enrolment, reached from the guest through QEMU's user network.
+ */
+import { open, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DiskService } from '../src/disk/disk-service.ts';
+import { clientCertificate, selfSignedCertificate } from '../src/testing/self-signed-certificate.ts';
+
+export const MiB = 2 ** 20;
+/** QEMU's user network reaches the host's loopback here; the certificates name localhost. */
+export const HOST_FROM_GUEST = '10.0.2.2';
+export const GUEST_IP = { address: '10.0.2.15/24', gateway: '10.0.2.2' };
+export const NIC = ['-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0'];
+
+export const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
+
+/** The site's CA, a client certificate it signed, and a disk service requiring one (as `haven disk serve --listen`). */
+export interface TlsSite {
+  caKey: string;
+  caCert: string;
+  clientKey: string;
+  clientCert: string;
+  service: DiskService;
+}
+
+export async function startTlsSite(dir: string): Promise<TlsSite> {
+  const [caKey, caCert, clientKey, clientCert] = ['ca.key', 'ca.pem', 'client.key', 'client.pem'].map((f) =>
+    join(dir, f),
+  ) as [string, string, string, string];
+  await selfSignedCertificate(caKey, caCert);
+  await clientCertificate(caKey, caCert, clientKey, clientCert);
+  const service = await DiskService.start({
+    listen: { host: '127.0.0.1', port: 0 },
+    tls: { key: await readFile(caKey), cert: await readFile(caCert), ca: await readFile(caCert) },
+  });
+  return { caKey, caCert, clientKey, clientCert, service };
+}
+
+/** A sparse image of `bytes` zeros. */
+export async function blankImage(path: string, bytes: number): Promise<void> {
+  const file = await open(path, 'w');
+  await file.truncate(bytes);
+  await file.close();
+}
+
+/** The TCP port of an attached export. */
+export function exportPort(uris: { tcp?: string }): number {
+  return Number(new URL(uris.tcp!).port);
+}
+
+/** server.conf of one disk /dev/vda (see haven-server-agent.sh), as the enrolment answer carries it. */
+export function serverConfig(options: {
+  machineId: string;
+  nbdPort: number;
+  agentPort: number;
+  sizeBytes: number;
+  writeBehind?: number;
+  reportSeconds?: number;
+}): string[] {
+  const { machineId } = options;
+  return [
+    `machine ${machineId}`,
+    `name ${machineId}`,
+    `nbd ${HOST_FROM_GUEST} ${options.nbdPort} localhost`,
+    `agent ${HOST_FROM_GUEST} ${options.agentPort} localhost`,
+    'timeout 5',
+    `writebehind ${options.writeBehind ?? 0}`,
+    `report ${options.reportSeconds ?? 30}`,
+    `disk disk0 /dev/vda ${machineId} ${options.sizeBytes}`,
+  ];
+}

@@ -201,15 +201,21 @@ async function failback(
         export: {
           address: HOST_FROM_GUEST,
           port,
-          name,
           tlsHostname: 'localhost',
           caPem: await readFile(site.caCert, 'utf8'),
-          certPem: await readFile(site.clientCert, 'utf8'),
-          keyPem: await readFile(site.clientKey, 'utf8'),
+          client: {
+            certPem: await readFile(site.clientCert, 'utf8'),
+            keyPem: await readFile(site.clientKey, 'utf8'),
+          },
         },
-        ranges: whole ? [{ offset: 0, length: SERVER_BOOT_DISK.sizeBytes }] : diverged,
-        device: '/dev/vda',
-        array: '/dev/md0',
+        disks: [
+          {
+            device: '/dev/vda',
+            array: '/dev/md0',
+            exportName: name,
+            ranges: whole ? [{ offset: 0, length: SERVER_BOOT_DISK.sizeBytes }] : diverged,
+          },
+        ],
       },
       envDir,
     );

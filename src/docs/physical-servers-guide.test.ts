@@ -127,7 +127,9 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
     ]);
     const bootDisk = await buildServerBootDisk(image);
     assert.ok(sections.length >= 4, `found ${sections.length} sh blocks`);
-    const [start, add, protect, failover, ...rest] = sections as [
+    const [start, add, protect, failover, failback, forward, ...rest] = sections as [
+      string[],
+      string[],
       string[],
       string[],
       string[],
@@ -289,6 +291,104 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
     const ext4 = checks.filter((c) => c.type === 'ext4');
     assert.equal(ext4.length, 2, JSON.stringify(checks.map((c) => c.type)));
     for (const check of ext4) assert.equal(check.result, 'passed', check.evidence);
+
+    // 5. Fail back onto the server itself. The VM's records are what the server must find.
+    const vmDurable = await until(
+      'the recovered VM to write records',
+      async () => {
+        const console = await shOk(`haven console ${NAME} --tail 400`);
+        const all = [...console.matchAll(/^durable (\d+)$/gm)].map((m) => Number(m[1]));
+        const last = Math.max(0, ...all);
+        return last > Number(recovered[2]) + 5 ? last : undefined;
+      },
+      { timeoutMs: WAIT_MS },
+    );
+    let failbackRun: { exited: Promise<number | null>; output: () => string } | null = null;
+    for (const line of failback) {
+      if (line.startsWith('haven reprotect')) {
+        // Refused until the server's agent has been silent long enough to be taken as off.
+        await until(
+          'reprotect to be accepted',
+          async () => {
+            try {
+              return await shOk(line);
+            } catch (error) {
+              if (!/agent|leg|connected|report/i.test(String(error))) throw error;
+              return undefined;
+            }
+          },
+          { timeoutMs: WAIT_MS },
+        );
+        continue;
+      }
+      if (!line.startsWith('haven failback')) {
+        await shOk(line);
+        continue;
+      }
+      // The command waits for the server, as the operator's terminal does while they boot it.
+      const child = spawn('sh', ['-c', line], {
+        cwd: shell.dir,
+        env: shell.env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      failbackRun = collectOutput(child);
+    }
+    assert.ok(failbackRun, 'the page fails back');
+    const media = await until(
+      'the recovery environment',
+      async () => {
+        const jobs = JSON.parse(await shOk('haven jobs list --json')) as Array<{ id: string; kind: string }>;
+        const job = jobs.find((j) => j.kind === 'failback');
+        if (!job) return undefined;
+        const shown = JSON.parse(await shOk(`haven jobs show ${job.id} --json`)) as {
+          output: { serverFailbackMedia?: { dir: string; rangeBytes: number } };
+        };
+        return shown.output.serverFailbackMedia;
+      },
+      { timeoutMs: WAIT_MS },
+    ).catch((error: Error) => assert.fail(`${error.message}\n${failbackRun?.output()}`));
+    const envStarted = Date.now();
+    server = bootGuest({
+      bootFromDisk: true,
+      disk: { file: disk },
+      qemuArgs: [
+        '-netdev',
+        `user,id=n0,tftp=${media.dir},bootfile=boot.ipxe`,
+        '-device',
+        'virtio-net-pci,netdev=n0,romfile=/usr/lib/ipxe/qemu/pxe-virtio.rom,disable-legacy=on',
+        '-boot',
+        'n',
+      ],
+    });
+    const done = await serverLine(/^failback: done (\d+) in (\d+) ms$/);
+    await server.exited;
+    const envMs = Date.now() - envStarted;
+    server = bootGuest({ bootFromDisk: true, disk: { file: disk }, qemuArgs: NIC });
+    const own = await serverLine(/^(recovered (\d+) ok|corrupt at .*)$/);
+    assert.ok(
+      own[2] !== undefined && Number(own[2]) >= vmDurable,
+      `${own[0]} on the server's own disk; the VM had made record ${vmDurable} durable`,
+    );
+    const code = await failbackRun.exited;
+    assert.equal(code, 0, failbackRun.output());
+    const backMs = Date.now() - envStarted;
+    console.log(
+      `physical server: failback wrote ${(Number(done[1]) / MiB).toFixed(2)} MiB (${(media.rangeBytes / MiB).toFixed(2)} MiB diverged) in ${done[2]} ms; recovery environment ${envMs} ms from spawn to its reboot; ${backMs} ms until the server's legs were in sync again`,
+    );
+    machine = await show();
+    assert.equal(machine.activeHostId, machine.primaryHostId, 'back at the primary');
+
+    // 6. Protect it again.
+    for (const line of forward) await shOk(line);
+    const again = await until(
+      'the server to be protected and healthy again',
+      async () => {
+        const m = await show();
+        return m.state === 'protected' && m.health === 'healthy' ? m : undefined;
+      },
+      { timeoutMs: 90_000 },
+    );
+    assert.equal(again.replication?.server?.state, 'in-sync');
     assert.equal(rest.length, 0, 'every section of the page is run');
   });
 });

@@ -357,8 +357,28 @@ watch_disk() {
   if [ -n "$pending" ] && [ "$state" = "[UU]" ] && [ "$(cat "/sys/block/md$i/md/sync_action" 2>/dev/null)" = idle ]; then
     echo "md: synced"
     eval "pending_$i="
+    mark_clean "$i"
   fi
   [ "$state" = "[U_]" ] && reconnect_leg "$i" "$3" "$4"
+  return 0
+}
+
+# mark_clean INDEX: a whole, idle array writes "clean" to both legs' superblocks.
+# md records that its members are in sync only when the array goes clean (no
+# write for its safe-mode delay), which a busy server may never allow; the
+# host cuts recovery points only once its leg's superblock has said so (and
+# after its own restart, again). md refuses while writes are in flight: retry
+# briefly, and leave it to the next report otherwise.
+mark_clean() {
+  i=$1
+  [ "$(legs "$i")" = "[UU]" ] || return 0
+  [ "$(cat "/sys/block/md$i/md/sync_action" 2>/dev/null)" = idle ] || return 0
+  n=0
+  until echo clean 2>/dev/null >"/sys/block/md$i/md/array_state"; do
+    n=$((n + 1))
+    [ $n -ge 20 ] && return 0
+    sleep 0.05
+  done
   return 0
 }
 
@@ -480,6 +500,7 @@ run() {
     for_each_disk watch_disk
     if [ "$(uptime_s)" -ge "$next" ]; then
       next=$(($(uptime_s) + REPORT))
+      for_each_disk mark_clean
       # A failed report is retried at the next interval; the mirrors never wait on it.
       if report running; then
         cp "$RUN/commands" "$RUN/commands.now"

@@ -240,6 +240,7 @@ const serverLinkSnapshot = describes<ServerLinkSnapshot>()(
             action: z.enum(['idle', 'resync', 'recovery', 'degraded']),
             progressPercent: z.number().nullable(),
             bitmapDirtyChunks: z.number().nullable(),
+            mdEvents: z.number().nullable().optional(),
           }),
         ),
         failback: serverFailbackReport.nullable().optional(),

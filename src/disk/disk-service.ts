@@ -434,6 +434,19 @@ export class DiskService {
     return await this.#sink(name).markReady();
   }
 
+  /**
+   * A server's agent reported the leg's array whole and idle at md event
+   * `events` (see ServerLegBackend.confirmInSync). Not a server leg: refused.
+   */
+  async confirmServerLeg(name: string, events: bigint): Promise<void> {
+    this.#checkOpen();
+    const leg = this.#get(name).leg;
+    if (leg === null) {
+      throw new HavenError('operation_not_allowed', `export '${name}' is not a server's md leg`, { name });
+    }
+    await leg.confirmInSync(events);
+  }
+
   /** A sink's mirror job ended: no recovery point is cut on it until it is ready again. */
   async markSinkNotReady(name: string): Promise<void> {
     await this.#sink(name).markNotReady();

@@ -117,6 +117,28 @@ describe('md leg tracker', () => {
     assert.equal(t.observe(null).md, 'unknown');
   });
 
+  test("the agent's word: a whole, idle array at an event no earlier than the leg's last active superblock", () => {
+    const t = new MdLegTracker();
+    const sb = (step: 'create' | 'active' | 'readd', events: bigint) =>
+      parseMdSuperblock(
+        buildMdSuperblock({
+          arrayUuid: Buffer.alloc(16, 2),
+          events,
+          resyncOffset: 0n,
+          ...(step === 'readd' ? { featureMap: MD_FEATURE_RECOVERY_OFFSET, recoveryOffset: 512n } : {}),
+        }),
+      );
+    t.observe(sb('create', 5n));
+    t.observe(sb('active', 9n));
+    assert.equal(t.confirm(8n).pointsAllowed, false, 'a look older than the superblock proves nothing');
+    assert.deepEqual(t.confirm(9n), { md: 'in-sync', syncedBytes: null, pointsAllowed: true });
+    assert.equal(t.disconnected().pointsAllowed, false);
+    t.observe(sb('readd', 12n));
+    assert.equal(t.confirm(20n).md, 'recovering', 'a rebuild the leg was told of is not overridden');
+    assert.equal(t.view.pointsAllowed, false);
+    assert.equal(new MdLegTracker().confirm(1n).pointsAllowed, false, 'no superblock seen: nothing to confirm');
+  });
+
   test('model: points are allowed only after a clean in-sync or rebuilt superblock of the same array, with no loss since', () => {
     // 'create' within an array is an active superblock: a new array (new uuid) is what creates one.
     const steps: Step[] = ['checkpoint', 'clean', 'active', 'readd', 'spare', 'disconnect', 'newArray'];

@@ -139,6 +139,8 @@ export interface MdLegView {
 export class MdLegTracker {
   #view: MdLegView = { md: 'unknown', syncedBytes: null, pointsAllowed: false };
   #arrayUuid: string | null = null;
+  /** The last superblock's state and event count (null: none, or none valid). */
+  #last: { kind: MdMemberState['kind']; events: bigint } | null = null;
 
   get view(): MdLegView {
     return { ...this.#view };
@@ -150,6 +152,7 @@ export class MdLegTracker {
     const sameArray = sb !== null && this.#arrayUuid === sb.arrayUuid;
     this.#arrayUuid = sb?.arrayUuid ?? null;
     const state: MdMemberState = sb === null ? { kind: 'not-a-member' } : mdMemberState(sb);
+    this.#last = sb === null ? null : { kind: state.kind, events: sb.events };
     switch (state.kind) {
       case 'clean-in-sync':
         this.#view = { md: 'in-sync', syncedBytes: null, pointsAllowed: true };
@@ -174,6 +177,25 @@ export class MdLegTracker {
       case 'not-a-member':
         this.#view = { md: 'unknown', syncedBytes: null, pointsAllowed: false };
         break;
+    }
+    return this.view;
+  }
+
+  /**
+   * The server's agent saw the array whole and idle (both legs in, no resync
+   * or rebuild) at md event count `events`. md records the leg in sync only
+   * when the array goes clean (no write for its safe-mode delay), which a
+   * busy server may never allow, and an "active" superblock alone cannot tell
+   * an in-sync array from one starting its resync. Every resync or rebuild
+   * write had reached the leg before md went idle, so when the leg's last
+   * superblock is active or clean, of no later event than what the agent
+   * saw, the leg holds a whole copy. A rebuild or a checkpoint written since
+   * carries its own state (and a higher event count) and is not overridden.
+   */
+  confirm(events: bigint): MdLegView {
+    const last = this.#last;
+    if (last !== null && (last.kind === 'active' || last.kind === 'clean-in-sync') && events >= last.events) {
+      this.#view = { md: 'in-sync', syncedBytes: null, pointsAllowed: true };
     }
     return this.view;
   }

@@ -109,6 +109,21 @@ export class ServerLegBackend implements BlockBackend {
     return this.inner.close();
   }
 
+  /**
+   * The server's agent saw the array whole and idle at md event `events`
+   * (see MdLegTracker.confirm): in line with the superblock read-backs, and
+   * the first point when this makes the leg in sync.
+   */
+  confirmInSync(events: bigint): Promise<void> {
+    const next = this.#observing.then(async () => {
+      const before = this.#tracker.view.pointsAllowed;
+      this.#tracker.confirm(events);
+      if (!before && this.#tracker.view.pointsAllowed) await this.inner.flush();
+    });
+    this.#observing = next.catch(() => {});
+    return next;
+  }
+
   async #afterChange(offset: number, length: number): Promise<void> {
     const start = this.#sbStart;
     if (start === null || offset >= start + MD_SB_READ_BYTES || offset + length <= start) return;

@@ -133,6 +133,8 @@ export interface ServerAgentReport {
     progressPercent: number | null;
     /** Write-intent bitmap chunks still dirty (what a re-add will resend). */
     bitmapDirtyChunks: number | null;
+    /** md's event count when the agent looked (what tells its report from a later superblock). */
+    mdEvents?: number | null;
   }>;
   /** Sent by Haven's recovery environment (not the agent) during a failback onto the server. */
   failback?: ServerFailbackReport | null;

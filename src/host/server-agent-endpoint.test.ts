@@ -173,6 +173,7 @@ describe('server agent endpoint', () => {
         action: 'idle',
         progressPercent: null,
         bitmapDirtyChunks: 0,
+        mdEvents: null,
       },
     ]);
     assert.equal(status.state, 'degraded', 'the leg is not connected');

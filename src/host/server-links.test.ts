@@ -120,6 +120,11 @@ test('the state of a server link, case by case', () => {
 });
 
 test('report lines: known keys parsed, unknown ones skipped, a malformed line refused by name', () => {
+  assert.equal(
+    parseServerReport('disk disk0 /dev/md0 [UU] idle - 0 46\n', 't').disks[0]?.mdEvents,
+    46,
+    "md's event count, when the agent says it",
+  );
   const parsed = parseServerReport(
     'hostname web 01\nversion 0.1\nstate stopping\nfuture thing\ndisk disk0 /dev/md0 [U_] recovery 12.5% 33\n',
     '2026-01-01T00:00:00.000Z',
@@ -137,6 +142,7 @@ test('report lines: known keys parsed, unknown ones skipped, a malformed line re
         action: 'recovery',
         progressPercent: 12.5,
         bitmapDirtyChunks: 33,
+        mdEvents: null,
       },
     ],
   });

@@ -54,7 +54,7 @@ export interface ServerLinksOptions {
   endpoint: ServerEndpoint;
   ca: Pick<ServerCa, 'signClient'>;
   /** The disk service core: the legs' md state and connections. */
-  core: Pick<CoreDiskService, 'list' | 'journalStatus' | 'disconnectServer'>;
+  core: Pick<CoreDiskService, 'list' | 'journalStatus' | 'disconnectServer' | 'confirmServerLeg'>;
   /** The host's disk operations (saved across restarts): attaches and detaches the legs' exports. */
   disks: Pick<HostDiskService, 'attach' | 'detach' | 'list'>;
   /** Redeems a one-time enrolment token with the vault (control channel `servers.redeemEnrolment`). */
@@ -188,8 +188,9 @@ export function parseServerReport(body: string, receivedAt: string): ServerAgent
         problem: why.length > 0 ? why.join(' ').slice(0, 300) : null,
       };
     } else if (key === 'disk') {
-      const [diskId = '', array = '', legs = '', action = '', percent = '', dirty = ''] = words;
-      if (words.length !== 6) throw bad(line, 'expected disk ID ARRAY LEGS ACTION PERCENT DIRTY');
+      const [diskId = '', array = '', legs = '', action = '', percent = '', dirty = '', events = '-'] = words;
+      if (words.length !== 6 && words.length !== 7)
+        throw bad(line, 'expected disk ID ARRAY LEGS ACTION PERCENT DIRTY [EVENTS]');
       if (!DISK_ID_PATTERN.test(diskId)) throw bad(line, `'${diskId.slice(0, 60)}' is not a disk id`);
       if (!ACTIONS.has(action)) throw bad(line, 'the action is idle, resync, recovery or degraded');
       if (!/^\[[U_]+\]$/.test(legs)) throw bad(line, `legs '${legs.slice(0, 20)}' is not like [UU]`);
@@ -201,6 +202,7 @@ export function parseServerReport(body: string, receivedAt: string): ServerAgent
         action: action as ServerAgentReport['disks'][number]['action'],
         progressPercent: optionalNumber(percent, line),
         bitmapDirtyChunks: optionalNumber(dirty, line),
+        mdEvents: optionalNumber(events, line),
       });
     }
     // Unknown keys are skipped: a newer agent may say more.
@@ -321,6 +323,20 @@ export class ServerLinks implements ServerLinkService {
     if (refusal !== null) throw new HavenError('forbidden', refusal.message, { machineId });
     const report = parseServerReport(body, new Date().toISOString());
     this.#reports.set(machineId, report);
+    // A whole, idle array: the host's leg may count as in sync (see MdLegTracker.confirm).
+    for (const disk of report.disks) {
+      if (
+        disk.legs !== '[UU]' ||
+        disk.action !== 'idle' ||
+        disk.mdEvents === null ||
+        disk.mdEvents === undefined
+      )
+        continue;
+      const name = exportNameOf({ machineId, diskId: disk.diskId });
+      this.#options.core.confirmServerLeg(name, BigInt(disk.mdEvents)).catch((error: unknown) => {
+        this.#options.log?.(`server ${machineId}: leg ${name} not confirmed: ${(error as Error).message}`);
+      });
+    }
     if (report.failback) this.#failbacks.set(machineId, report.failback);
     const commands = this.#commands.get(machineId) ?? [];
     this.#commands.delete(machineId);

@@ -401,7 +401,9 @@ report_disk() {
   [ "$action" = idle ] && [ "$state" != "[UU]" ] && action=degraded
   percent=$(progress "$i" | awk '{ sub("%", "", $2); print $2 }')
   dirty=$(bitmap_dirty "$3" | awk '{ print $1 }')
-  echo "disk $2 /dev/md$i $state $action ${percent:--} ${dirty:--}"
+  # md's event count tells the host this look from a superblock written later.
+  events=$(mdadm --detail "/dev/md$i" 2>/dev/null | awk '$1 == "Events" { print $3 }')
+  echo "disk $2 /dev/md$i $state $action ${percent:--} ${dirty:--} ${events:--}"
 }
 
 report_body() {

@@ -63,6 +63,7 @@ async function setup() {
           },
         ] as never,
       journalStatus: () => ({ lastWriteAt: null }) as never,
+      confirmServerLeg: async () => {},
       disconnectServer: async () => {
         leg.connected = false;
       },

@@ -136,7 +136,11 @@ describe('md leg tracker', () => {
     t.observe(sb('readd', 12n));
     assert.equal(t.confirm(20n).md, 'recovering', 'a rebuild the leg was told of is not overridden');
     assert.equal(t.view.pointsAllowed, false);
-    assert.equal(new MdLegTracker().confirm(1n).pointsAllowed, false, 'no superblock seen: nothing to confirm');
+    assert.equal(
+      new MdLegTracker().confirm(1n).pointsAllowed,
+      false,
+      'no superblock seen: nothing to confirm',
+    );
   });
 
   test('model: points are allowed only after a clean in-sync or rebuilt superblock of the same array, with no loss since', () => {

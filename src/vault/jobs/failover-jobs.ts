@@ -420,10 +420,16 @@ function plannedShutdownStep(forceOffAfterSeconds: number | null): LifecycleStep
  */
 async function shutDownServer(ctx: LifecycleStepContext, { required }: { required: boolean }): Promise<void> {
   const started = performance.now();
-  const result = await serverLinkOf(ctx.vault, ctx.machine.activeHostId).shutdown({
-    machineId: ctx.machine.id,
-    timeoutMs: PLANNED_SHUTDOWN_SECONDS * 1000,
-  });
+  const link = serverLinkOf(ctx.vault, ctx.machine.activeHostId);
+  // A silent agent gets no command (it rides on the answer to a report): do not wait for one.
+  const status = await link.status({ machineId: ctx.machine.id });
+  const result =
+    status.state === 'agent-silent' || status.state === 'awaiting-enrolment'
+      ? {
+          stopped: false,
+          reason: `its agent is silent (${status.problem ?? status.state}): the server or its link is down`,
+        }
+      : await link.shutdown({ machineId: ctx.machine.id, timeoutMs: PLANNED_SHUTDOWN_SECONDS * 1000 });
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   if (!result.stopped && required) {
     throw new HavenError(

@@ -33,6 +33,38 @@ export async function extJournalNeedsRecovery(target: string, signal?: AbortSign
 }
 
 /**
+ * e2fsck replays a journal, then opens the filesystem again: for a target
+ * inside a disk image (`FILE?offset=N`) that second open loses the offset
+ * (e2fsprogs 1.47: "Bad magic number in super-block while trying to
+ * re-open"), after the replay was written, leaving only the superblock's
+ * needs_recovery flag set. What e2fsck would have done next is clear it: so
+ * does this, and the replay counts as done. Any other failure stands.
+ */
+async function reopenedAtOffset(
+  target: string,
+  replay: Awaited<ReturnType<typeof runChecker>>,
+  options: Parameters<typeof runChecker>[2],
+): Promise<Awaited<ReturnType<typeof runChecker>>> {
+  if (
+    !target.includes('?offset=') ||
+    replay.aborted ||
+    replay.exitCode === null ||
+    replay.exitCode <= 1 ||
+    !/Bad magic number in super-block while trying to re-open/.test(replay.output) ||
+    /\? yes$/m.test(replay.output)
+  ) {
+    return replay;
+  }
+  const cleared = await runChecker('debugfs', ['-w', '-R', 'feature -needs_recovery', target], options);
+  if (cleared.exitCode !== 0 || (await extJournalNeedsRecovery(target))) return replay;
+  return {
+    ...replay,
+    exitCode: 1,
+    output: `${replay.output}\n(the journal was replayed; e2fsck could not re-open the filesystem at its offset, so Haven cleared needs_recovery with debugfs)`,
+  };
+}
+
+/**
  * Checks an ext2/3/4 filesystem the way the kernel would find it at mount.
  * `e2fsck -fn` alone skips journal recovery on a crashed filesystem and then
  * judges stale metadata; so when the journal needs recovery it is replayed
@@ -47,7 +79,11 @@ export async function checkExtFilesystem(target: string, signal?: AbortSignal): 
   const journalReplayed = await extJournalNeedsRecovery(target, signal);
   let replayOutput = '';
   if (journalReplayed) {
-    const replay = await runChecker('e2fsck', ['-E', 'journal_only', '-p', target], options);
+    const replay = await reopenedAtOffset(
+      target,
+      await runChecker('e2fsck', ['-E', 'journal_only', '-p', target], options),
+      options,
+    );
     // 0 nothing changed, 1 errors corrected (the journal replayed); more: the replay failed or
     // preen met what it may not fix by itself (UNEXPECTED INCONSISTENCY, exit 4).
     if (replay.aborted || replay.exitCode === null || replay.exitCode > 1 || /\? yes$/m.test(replay.output)) {

@@ -131,6 +131,7 @@ const code = (wanted: string) => (e: unknown) => e instanceof HavenError && e.co
 let clean: string;
 let parted: string;
 let dirty: string;
+let dirtyParted: string;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'haven-fscheck-'));
@@ -180,6 +181,11 @@ before(async () => {
 
   // A crash-consistent point whose journal needs recovery.
   dirty = await replicate('dirty', { d0: await ext4(SIZE, 'dirty', crashWhileMounted) });
+  // The same inside a partition (as on a physical server's disk): e2fsck reaches it at an offset.
+  const partedDirty = Buffer.alloc(SIZE);
+  writeMbr(partedDirty, [{ firstSector: 2048, sectors: 20 * 2048, type: 0x83 }]);
+  (await ext4(20 * MiB, 'part-dirty', crashWhileMounted)).copy(partedDirty, MiB);
+  dirtyParted = await replicate('dirty-parted', { d0: partedDirty });
 });
 
 after(async () => {
@@ -250,6 +256,17 @@ describe('replica.checkFilesystems', () => {
     const fresh = await writableView('dirty', dirty, 'dirty-2');
     assert.equal(await needsRecovery(fresh.disks[0]!.nbdUri), true, 'the replica still needs recovery');
     await replica.closeView({ viewId: 'dirty-2', discardWrites: true });
+  });
+
+  it('replays the journal of a crashed filesystem inside a partition too (e2fsck loses the offset when it re-opens)', async () => {
+    await writableView('dirty-parted', dirtyParted, 'dirty-parted-1');
+    const report = await replica.checkFilesystems({ viewId: 'dirty-parted-1' });
+    const [fs] = report.filesystems;
+    assert.equal(fs!.location.offsetBytes, MiB);
+    assert.equal(fs!.result, 'passed', fs!.evidence);
+    assert.equal(fs!.journalReplayed, true);
+    assert.deepEqual(await leftovers(), []);
+    await replica.closeView({ viewId: 'dirty-parted-1', discardWrites: true });
   });
 
   it('fails a filesystem whose inode table was overwritten in the overlay, with e2fsck’s evidence; the replica is unchanged', async () => {

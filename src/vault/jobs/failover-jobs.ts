@@ -423,12 +423,15 @@ async function shutDownServer(ctx: LifecycleStepContext, { required }: { require
   const link = serverLinkOf(ctx.vault, ctx.machine.activeHostId);
   // A silent agent gets no command (it rides on the answer to a report): do not wait for one.
   const status = await link.status({ machineId: ctx.machine.id });
-  const result =
+  const gone =
     status.state === 'agent-silent' || status.state === 'awaiting-enrolment'
-      ? {
-          stopped: false,
-          reason: `its agent is silent (${status.problem ?? status.state}): the server or its link is down`,
-        }
+      ? `its agent is silent (${status.problem ?? status.state})`
+      : status.legs.length > 0 && status.legs.every((leg) => !leg.connected)
+        ? 'none of its NBD legs is connected'
+        : null;
+  const result =
+    gone !== null
+      ? { stopped: false, reason: `${gone}: the server or its link is down` }
       : await link.shutdown({ machineId: ctx.machine.id, timeoutMs: PLANNED_SHUTDOWN_SECONDS * 1000 });
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   if (!result.stopped && required) {

@@ -377,7 +377,20 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
       own[2] !== undefined && Number(own[2]) >= vmDurable,
       `${own[0]} on the server's own disk; the VM had made record ${vmDurable} durable`,
     );
-    const code = await failbackRun.exited;
+    const running = failbackRun;
+    const code = await Promise.race([
+      running.exited,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => {
+          const lines = server?.lines() ?? [];
+          reject(
+            new Error(
+              `the failback did not end:\n${running.output().slice(-2000)}\nthe server's console:\n${[...lines.filter((l) => !/^(durable|tput) /.test(l)).slice(-60)].join('\n')}`,
+            ),
+          );
+        }, WAIT_MS).unref(),
+      ),
+    ]);
     assert.equal(code, 0, failbackRun.output());
     const backMs = Date.now() - envStarted;
     console.log(

@@ -445,7 +445,12 @@ export interface ReplicaStore {
    */
   consolidate(params: {
     machineId: string;
-    restore: Array<{ diskId: string; imagePath: string }>;
+    /**
+     * `keepMdMetadata`: the image is a physical server's staging image; its
+     * leg's md metadata (after the array's data) stays as it is, and the
+     * regions answered stop where it begins (see md-metadata-tail.ts).
+     */
+    restore: Array<{ diskId: string; imagePath: string; keepMdMetadata?: boolean }>;
   }): Promise<Consolidated>;
   /**
    * Commit after failback, on the recovery host (the recovery machine is off):

@@ -5,6 +5,7 @@
  * saved in the host state file and reopened on restart, because a recovery
  * machine runs from them.
  */
+
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type DiskService, type Region, WriteJournal } from '../disk/index.ts';
@@ -33,6 +34,7 @@ import type {
 } from './host-services.ts';
 import type { HostStateFile } from './host-state-file.ts';
 import { convertToRaw, writeIntoImage } from './image-transfer.ts';
+import { regionsBelow, restoreMdMetadataTail, saveMdMetadataTail } from './md-metadata-tail.ts';
 import type { ReplicationService } from './replication-service.ts';
 import {
   checkViewFilesystems,
@@ -291,7 +293,7 @@ export class ReplicaService implements HostReplicaStore {
 
   async consolidate({ machineId, restore }: Params<'consolidate'>): Promise<Consolidated> {
     const disks: Consolidated['disks'] = [];
-    for (const { diskId, imagePath } of restore) {
+    for (const { diskId, imagePath, keepMdMetadata } of restore) {
       const diskKey = diskKeyOf(machineId, diskId);
       if (this.#o.replication.isSending(diskKey)) {
         throw new HavenError(
@@ -300,8 +302,10 @@ export class ReplicaService implements HostReplicaStore {
           { diskKey, allowed: ['replication.stop'] },
         );
       }
+      if (keepMdMetadata === true) await saveMdMetadataTail(imagePath);
       const { written } = await this.#o.replicaStore.restoreImage(diskKey, imagePath);
-      disks.push({ diskId, writtenRegions: written });
+      const metadataAt = keepMdMetadata === true ? await restoreMdMetadataTail(imagePath) : null;
+      disks.push({ diskId, writtenRegions: regionsBelow(written, metadataAt) });
     }
     return { machineId, disks };
   }

@@ -77,7 +77,11 @@ export async function restoreStagingImages(ctx: LifecycleStepContext): Promise<v
   const primary = ctx.host(ctx.machine.primaryHostId);
   const consolidated = await primary.replica.consolidate({
     machineId: ctx.machine.id,
-    restore: ctx.machine.disks.map((d) => ({ diskId: d.id, imagePath: stagingImageOf(ctx.machine.name, d) })),
+    restore: ctx.machine.disks.map((d) => ({
+      diskId: d.id,
+      imagePath: stagingImageOf(ctx.machine.name, d),
+      keepMdMetadata: true,
+    })),
   });
   const job = await ctx.vault.store.jobs.get(ctx.job.id);
   const earlier = (job?.output.serverFailback as WrittenRegions | undefined)?.regions ?? {};

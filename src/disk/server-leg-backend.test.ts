@@ -84,6 +84,35 @@ describe('server leg backend', () => {
     }
   });
 
+  test("a FUA write (a filesystem's commit block) is a point after it; the agent's word makes a busy leg in sync", async () => {
+    const dir = join(root, 'fua');
+    await mkdir(dir);
+    const leg = await ServerLegBackend.open(await openSource(dir, SIZE));
+    leg.connectionOpened();
+    try {
+      await leg.write(SB_AT, buildMdSuperblock({ resyncOffset: 0n, events: 7n }), WRITE);
+      await leg.write(0, Buffer.alloc(4096, 1), { fua: true });
+      let records = await readJournal(join(dir, 'journal'));
+      assert.equal(records.filter((r) => r.kind === 'flush').length, 0, 'no point while md has not vouched');
+      await leg.confirmInSync(6n);
+      assert.equal(leg.view.pointsAllowed, false, 'an older look proves nothing');
+      await leg.confirmInSync(7n);
+      assert.equal(leg.view.pointsAllowed, true);
+      records = await readJournal(join(dir, 'journal'));
+      assert.equal(records.at(-1)?.kind, 'flush', 'the first point, on the agent’s word');
+      await leg.flush();
+      await leg.write(8192, Buffer.alloc(4096, 2), { fua: true });
+      records = await readJournal(join(dir, 'journal'));
+      assert.deepEqual(
+        records.slice(-3).map((r) => r.kind),
+        ['flush', 'write', 'flush'],
+        'the commit block is inside the newest point',
+      );
+    } finally {
+      await leg.close();
+    }
+  });
+
   for (const seed of [1, 2, 3, 4]) {
     test(`model: a flush record only while the last vouching superblock stands (seed ${seed})`, async () => {
       const dir = join(root, `model-${seed}`);

@@ -77,14 +77,25 @@ export class ServerLegBackend implements BlockBackend {
     return this.inner.read(offset, length, into);
   }
 
+  /*
+   * FUA: the kernel's NBD client sends a journalling filesystem's commit
+   * block (REQ_PREFLUSH | REQ_FUA, which md passes to both legs) as a FLUSH
+   * followed by a FUA write. A point cut at the FLUSH alone would end just
+   * before each commit, so the newest point would always lack the last
+   * transaction the server made durable. A FUA change is therefore made
+   * durable by a flush after it, which is a point like any other (while the
+   * leg is in sync).
+   */
   async write(offset: number, data: Buffer, options: WriteOptions): Promise<void> {
-    await this.inner.write(offset, data, options);
+    await this.inner.write(offset, data, { ...options, fua: false });
     await this.#afterChange(offset, data.length);
+    if (options.fua) await this.flush();
   }
 
   async trim(offset: number, length: number, options: WriteOptions): Promise<void> {
-    await this.inner.trim(offset, length, options);
+    await this.inner.trim(offset, length, { ...options, fua: false });
     await this.#afterChange(offset, length);
+    if (options.fua) await this.flush();
   }
 
   async writeZeroes(
@@ -92,8 +103,9 @@ export class ServerLegBackend implements BlockBackend {
     length: number,
     options: WriteOptions & { mayTrim: boolean },
   ): Promise<void> {
-    await this.inner.writeZeroes(offset, length, options);
+    await this.inner.writeZeroes(offset, length, { ...options, fua: false });
     await this.#afterChange(offset, length);
+    if (options.fua) await this.flush();
   }
 
   /** NBD FLUSH: always a durability barrier; a recovery point only while the leg is in sync. */

@@ -411,7 +411,13 @@ export interface ReplicaStore {
    * replicates the view into it. Harmless to repeat.
    */
   adoptImage(
-    params: DiskRef & { imagePath: string; sizeBytes: number; durableSeq?: number },
+    params: DiskRef & {
+      imagePath: string;
+      sizeBytes: number;
+      durableSeq?: number;
+      /** A physical server's staging image: its leg's md metadata is kept aside for `consolidate` (md-metadata-tail.ts). */
+      keepMdMetadata?: boolean;
+    },
   ): Promise<AdoptedDisk>;
   /**
    * Reprotect of a machine that runs on its own image (a libvirt domain; off

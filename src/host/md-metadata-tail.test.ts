@@ -1,11 +1,11 @@
 /**
  * A staging image keeps its leg's md metadata across failback's write of the
  * recovery VM's disk (whose md metadata differs): saved beside the image,
- * put back, the regions answered cut where it begins; a retry after a crash
- * between the two still puts back the leg's own.
+ * put back, the regions answered cut where it begins; a repeated adoption
+ * (the image already moved into the replica store) keeps what was saved.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -30,10 +30,11 @@ test("the leg's own md metadata survives the write of the VM's disk, also when r
   const own = leg(10n, 1);
   await writeFile(image, own);
   await saveMdMetadataTail(image);
-  // The recovery VM's disk, with md metadata of its own (higher events), written over it.
-  await writeFile(image, leg(99n, 2));
-  // A retry finds the saved metadata and does not save the VM's instead.
+  // Adopted: the image moves into the replica store; a repeated adoption finds nothing to save.
+  await rename(image, `${image}.adopted`);
   await saveMdMetadataTail(image);
+  // Failback writes the recovery VM's disk, with md metadata of its own (higher events), back in place.
+  await writeFile(image, leg(99n, 2));
   assert.equal(await restoreMdMetadataTail(image), DATA);
   const after = await readFile(image);
   assert.ok(after.subarray(DATA).equals(own.subarray(DATA)), "the leg's metadata is its own");

@@ -14,13 +14,18 @@ const MAX_TAIL_BYTES = 64 << 20;
  * updated when it assembled its array alone, with event counts the server's
  * own member may not reach. Written onto the leg, it would let md at the
  * server's next boot take the stale leg for the fresh member. So the leg's
- * own metadata is kept across the write: saved beside the image first (so a
- * retry after a crash still has it), put back after.
+ * own metadata is kept across the write: saved beside the image when reprotect
+ * adopts it (before it moves into the replica store; a retry after a crash
+ * still finds it), put back when failback has written the image.
  */
 export async function saveMdMetadataTail(imagePath: string): Promise<void> {
   const saved = savedTailPath(imagePath);
-  if ((await readFile(saved).catch(() => null)) !== null) return;
-  const file = await open(imagePath, 'r');
+  const file = await open(imagePath, 'r').catch((error: NodeJS.ErrnoException) => {
+    // Already moved into the replica store by an earlier (interrupted) adoption: kept aside then, or never was.
+    if (error.code === 'ENOENT') return null;
+    throw error;
+  });
+  if (file === null) return;
   try {
     const size = (await file.stat()).size;
     const at = mdSuperblockOffset(size);

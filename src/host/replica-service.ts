@@ -266,7 +266,14 @@ export class ReplicaService implements HostReplicaStore {
     return { deleted: keys.length };
   }
 
-  async adoptImage({ machineId, diskId, imagePath, sizeBytes, durableSeq = 0 }: Params<'adoptImage'>) {
+  async adoptImage({
+    machineId,
+    diskId,
+    imagePath,
+    sizeBytes,
+    durableSeq = 0,
+    keepMdMetadata = false,
+  }: Params<'adoptImage'>) {
     const { replicaStore, diskService } = this.#o;
     const diskKey = diskKeyOf(machineId, diskId);
     if (this.#o.replication.sendsMachine(machineId)) {
@@ -280,6 +287,8 @@ export class ReplicaService implements HostReplicaStore {
     if (diskService.list().some((e) => e.name === exportNameOf({ machineId, diskId }))) {
       await this.#o.disks.detach({ machineId, diskId });
     }
+    // Before the image moves into the store: consolidate puts it back around the failback's write.
+    if (keepMdMetadata) await saveMdMetadataTail(imagePath);
     await replicaStore.adoptImage(diskKey, imagePath, sizeBytes, durableSeq);
     const adopted: AdoptedDisk = {
       machineId,
@@ -302,7 +311,6 @@ export class ReplicaService implements HostReplicaStore {
           { diskKey, allowed: ['replication.stop'] },
         );
       }
-      if (keepMdMetadata === true) await saveMdMetadataTail(imagePath);
       const { written } = await this.#o.replicaStore.restoreImage(diskKey, imagePath);
       const metadataAt = keepMdMetadata === true ? await restoreMdMetadataTail(imagePath) : null;
       disks.push({ diskId, writtenRegions: regionsBelow(written, metadataAt) });

@@ -168,6 +168,7 @@ function reverseSteps(input: LifecycleJobInput<'reprotect'>): LifecycleStep<'rep
                 : disk.source,
             sizeBytes: disk.sizeBytes,
             durableSeq: firstSeq - 1,
+            ...(ctx.machine.server && !target.alternate ? { keepMdMetadata: true } : {}),
           });
           if (adopted.unsentRegions === null || target.alternate) unknown = true;
           else extra[disk.id] = adopted.unsentRegions;

@@ -228,7 +228,7 @@ describe('failback onto a physical server: the vault’s steps', () => {
     await t.ctx.save({ disks: t.machine().disks.map((d) => ({ ...d, serverStagingImage: t.staging })) });
     await restoreStagingImages(t.ctx);
     assert.deepEqual(t.calls, [
-      `replica.consolidate {"machineId":"${MACHINE}","restore":[{"diskId":"disk0","imagePath":"${t.staging}"}]}`,
+      `replica.consolidate {"machineId":"${MACHINE}","restore":[{"diskId":"disk0","imagePath":"${t.staging}","keepMdMetadata":true}]}`,
       `disk.attach {"machineId":"${MACHINE}","diskId":"disk0","source":"/dev/vda","sizeBytes":${64 * MiB},"serverLeg":true,"resetJournal":true}`,
     ]);
     assert.deepEqual(t.output().serverFailback, { regions: { disk0: [{ offset: 4096, length: 8192 }] } });

@@ -127,7 +127,7 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
         .map(Number),
     );
 
-  it('onboards a server, protects it, rides out a cut link, and fails it over as a VM after a power loss', async () => {
+  it('onboards a server, protects it, rides out a cut link, fails it over as a VM after a power loss, fails back onto the server itself and protects it again', async () => {
     const [image, sections] = await Promise.all([
       buildGuestImage({ variant: 'server' }),
       shellBlocks('docs/physical-servers.md'),

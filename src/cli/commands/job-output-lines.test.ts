@@ -27,4 +27,15 @@ describe('jobOutputLines', () => {
       '  Notes: -',
     ]);
   });
+
+  it('lists records (one per disk) numbered, their fields below, never [object Object]', () => {
+    const lines = jobOutputLines({ disks: [{ diskId: 'disk0', ranges: 3 }, 'plain'] });
+    assert.deepEqual(lines, [
+      '  Disks:',
+      '    1.',
+      '      Disk id: disk0',
+      '      Ranges: 3',
+      '    2. plain',
+    ]);
+  });
 });

@@ -20,6 +20,17 @@ export function jobOutputLines(output: Record<string, unknown>, indent = '  '): 
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
       return [label, ...jobOutputLines(value as Record<string, unknown>, `${indent}  `)];
     }
+    if (Array.isArray(value) && value.some((v) => v !== null && typeof v === 'object' && !Array.isArray(v))) {
+      // A list of records (e.g. one per disk): each numbered, its fields below it.
+      return [
+        label,
+        ...value.flatMap((item, i) =>
+          item !== null && typeof item === 'object' && !Array.isArray(item)
+            ? [`${indent}  ${i + 1}.`, ...jobOutputLines(item as Record<string, unknown>, `${indent}    `)]
+            : [`${indent}  ${i + 1}. ${scalar(key, item)}`],
+        ),
+      ];
+    }
     return [`${label} ${scalar(key, value)}`];
   });
 }

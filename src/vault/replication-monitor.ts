@@ -79,6 +79,15 @@ export function replicationSnapshot(
 }
 
 /**
+ * What replicates the machine now: a server failed over runs as a VM at the
+ * recovery site, whose disks (not the server's legs) are replicated back.
+ */
+function replicatedAs(machine: Machine): MachineKind {
+  const kind = machineKindOf(machine);
+  return kind === 'server' && machine.activeHostId !== machine.primaryHostId ? 'vm' : kind;
+}
+
+/**
  * A physical server's replica has what its NBD legs got: while a leg is out,
  * resyncing or its agent silent, the machine says so (never healthy). A host
  * that reports no server link for it cannot vouch for it at all: an error.
@@ -264,7 +273,7 @@ export class ReplicationMonitor {
         status,
         Math.round(throughput),
         now.toISOString(),
-        machineKindOf(machine),
+        replicatedAs(machine),
       );
       await this.#alertBrokenDisks(machine, status.brokenDisks);
     }

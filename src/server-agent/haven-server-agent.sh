@@ -354,13 +354,24 @@ watch_disk() {
   now=$(progress "$i")
   [ -n "$now" ] && [ "$now" != "$progress_was" ] && echo "md: $now"
   eval "progress_$i=\$now"
-  if [ -n "$pending" ] && [ "$state" = "[UU]" ] && [ "$(cat "/sys/block/md$i/md/sync_action" 2>/dev/null)" = idle ]; then
+  if [ -n "$pending" ] && whole "$i"; then
     echo "md: synced"
     eval "pending_$i="
     mark_clean "$i"
   fi
   [ "$state" = "[U_]" ] && reconnect_leg "$i" "$3" "$4"
   return 0
+}
+
+# whole INDEX: both members in and in sync, nothing to resync or rebuild.
+# /proc/mdstat shows [UU] during an initial resync too, and sync_action reads
+# idle for a moment after --create, before the resync starts: resync_start
+# (md's recovery checkpoint) says "none" only once the array is in sync.
+whole() {
+  [ "$(legs "$1")" = "[UU]" ] || return 1
+  [ "$(cat "/sys/block/md$1/md/sync_action" 2>/dev/null)" = idle ] || return 1
+  [ "$(cat "/sys/block/md$1/md/resync_start" 2>/dev/null)" = none ] || return 1
+  [ "$(cat "/sys/block/md$1/md/degraded" 2>/dev/null)" = 0 ]
 }
 
 # mark_clean INDEX: a whole, idle array writes "clean" to both legs' superblocks.
@@ -371,8 +382,7 @@ watch_disk() {
 # briefly, and leave it to the next report otherwise.
 mark_clean() {
   i=$1
-  [ "$(legs "$i")" = "[UU]" ] || return 0
-  [ "$(cat "/sys/block/md$i/md/sync_action" 2>/dev/null)" = idle ] || return 0
+  whole "$i" || return 0
   n=0
   until echo clean 2>/dev/null >"/sys/block/md$i/md/array_state"; do
     n=$((n + 1))
@@ -393,6 +403,8 @@ report_disk() {
     return 0
   fi
   action=$(cat "/sys/block/md$i/md/sync_action" 2>/dev/null)
+  # A resync md has yet to start (right after --create) is one all the same.
+  [ "$action" = idle ] && [ "$(cat "/sys/block/md$i/md/resync_start" 2>/dev/null)" != none ] && action=resync
   case "$action" in
     recover) action=recovery ;;
     resync | recovery) ;;

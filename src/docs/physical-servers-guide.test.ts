@@ -191,15 +191,17 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
     // 3. Protect it: the job waits for md's resync (the initial replication), the first point and the boot check.
     for (const line of protect) await shOk(line);
     // The drill booted a point as a VM on the test network and checked its filesystems (crashed: replayed first).
-    const drills = JSON.parse(await shOk('haven drills list --json')) as Array<{
+    const [drill] = JSON.parse(await shOk('haven drills list --json')) as Array<{
+      id: string;
       state: string;
-      checks: Array<{ kind: string; name: string; result: string }>;
     }>;
-    assert.equal(drills[0]?.state, 'passed', JSON.stringify(drills[0]));
-    const drillChecks = drills[0]?.checks ?? [];
+    assert.equal(drill?.state, 'passed', JSON.stringify(drill));
+    const shownDrill = JSON.parse(await shOk(`haven drills show ${drill.id} --json`)) as {
+      checks: Array<{ kind: string; result: string }>;
+    };
     for (const kind of ['boot', 'filesystems']) {
-      const found: { result: string } | undefined = drillChecks.find((c) => c.kind === kind);
-      assert.equal(found?.result, 'passed', JSON.stringify(drillChecks));
+      const found = shownDrill.checks.find((c) => c.kind === kind);
+      assert.equal(found?.result, 'passed', JSON.stringify(shownDrill.checks));
     }
     let machine = await show();
     assert.equal(machine.state, 'protected');

@@ -109,6 +109,12 @@ export interface ServerBmc {
   address: string;
   port: number;
   user: string;
+  /**
+   * The RMCP+ cipher suite (`ipmitool -C`, e.g. 3 or 17); absent or null:
+   * ipmitool asks the BMC which it supports (a BMC without that command
+   * costs several seconds per call).
+   */
+  cipherSuite?: number | null;
 }
 
 /** One protected block device of a server, as the primary host sees its NBD leg. */

@@ -37,6 +37,7 @@ export function ipmiBmc(access: BmcAccess, options: { commandTimeoutMs?: number 
           ...['-I', 'lanplus', '-H', access.address, '-p', String(access.port), '-U', access.user, '-E'],
           // A few retries of a few seconds: a BMC that does not answer is said so quickly.
           ...['-N', '2', '-R', '3'],
+          ...(access.cipherSuite == null ? [] : ['-C', String(access.cipherSuite)]),
           ...command,
         ],
         {
@@ -148,6 +149,12 @@ export async function bmcCall(params: {
   }
   if (!Number.isInteger(access.port) || access.port < 1 || access.port > 65_535) {
     throw refused('access.port', 'a UDP port (1-65535)');
+  }
+  if (
+    access.cipherSuite != null &&
+    !(Number.isInteger(access.cipherSuite) && access.cipherSuite >= 0 && access.cipherSuite <= 17)
+  ) {
+    throw refused('access.cipherSuite', 'an RMCP+ cipher suite (0-17) or null');
   }
   if (typeof access.user !== 'string' || access.user.startsWith('-'))
     throw refused('access.user', 'a user name');

@@ -144,7 +144,7 @@ export async function bmcCall(params: {
     new HavenError('bad_request', `bmc: ${field} must be ${what}`, { field });
   if (access?.protocol !== 'ipmi') throw refused('access.protocol', "'ipmi'");
   // No value may start with '-': each is one argument of ipmitool.
-  if (typeof access.address !== 'string' || !/^[A-Za-z0-9.:[\]][A-Za-z0-9.:_[\]-]*$/.test(access.address)) {
+  if (typeof access.address !== 'string' || !/^[A-Za-z0-9.:][A-Za-z0-9.:_-]*$/.test(access.address)) {
     throw refused('access.address', 'a host name or IP address');
   }
   if (!Number.isInteger(access.port) || access.port < 1 || access.port > 65_535) {

@@ -1,6 +1,6 @@
 export { serverLinkWords, serverSyncPercent } from '../../domain/server-link-words.ts';
 export { redeemServerEnrolment } from './redeem-server-enrolment.ts';
-export { bmcWords, type ServerBmcCall, serverBmcOf } from './server-bmc.ts';
+export { type ServerBmcCall, serverBmcOf } from './server-bmc.ts';
 export { fenceServer } from './server-fence.ts';
 export { serverLinkOf } from './server-link.ts';
 export { checkServerOff, refuseRunningServer } from './server-off.ts';
@@ -12,5 +12,6 @@ export {
   type ServerEnrolmentIssued,
   serverCommands,
   serverSettingsOf,
+  setServerBmc,
   writeOrderingOf,
 } from './server-onboarding.ts';

@@ -1,3 +1,4 @@
+import { bmcUrlOf } from '../../domain/index.ts';
 import type { Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { BmcAction, BmcPower } from '../../host/host-services.ts';
@@ -25,7 +26,7 @@ export function serverBmcOf(
     if (password === undefined) {
       throw new HavenError(
         'conflict',
-        `physical server '${machine.name}' has a BMC (${bmcWords(bmc)}) but no password is stored for it; ` +
+        `physical server '${machine.name}' has a BMC (${bmcUrlOf(bmc)}) but no password is stored for it; ` +
           `set it with 'haven servers update ${machine.name} --bmc-password-file FILE'`,
         { machineId: machine.id, machineName: machine.name },
       );
@@ -33,10 +34,4 @@ export function serverBmcOf(
     const { power } = await serverLinkOf(vault, hostId).bmc({ access: { ...bmc, password }, action });
     return power;
   };
-}
-
-/** The BMC as the operator typed it, without its password: `ipmi://USER@HOST:PORT`. */
-export function bmcWords(bmc: NonNullable<NonNullable<Machine['server']>['bmc']>): string {
-  const host = bmc.address.includes(':') ? `[${bmc.address}]` : bmc.address;
-  return `${bmc.protocol}://${bmc.user}@${host}:${bmc.port}`;
 }

@@ -1,7 +1,8 @@
+import { bmcUrlOf } from '../../domain/index.ts';
 import type { Machine } from '../../domain/model.ts';
 import type { FenceOutcome } from '../jobs/verified-fence.ts';
 import type { VaultContext } from '../vault-context.ts';
-import { bmcWords, serverBmcOf } from './server-bmc.ts';
+import { serverBmcOf } from './server-bmc.ts';
 import { serverLinkOf } from './server-link.ts';
 
 /**
@@ -40,7 +41,7 @@ export async function fenceServer(
       reason: `physical server '${machine.name}' has no BMC: ${refused}, but whether it is powered off cannot be verified`,
     };
   }
-  const where = `its BMC ${bmcWords(machine.server.bmc)} through host '${host}'`;
+  const where = `its BMC ${bmcUrlOf(machine.server.bmc)} through host '${host}'`;
   let power: Awaited<ReturnType<typeof bmc>>;
   try {
     power = await bmc('power-off');

@@ -5,13 +5,7 @@ import { HavenError } from '../../errors/index.ts';
 import type { PointView } from '../../host/host-services.ts';
 import type { RecoveryPointChoice } from '../lifecycle/operation-options.ts';
 import { requireReplicaHost } from '../replica-host.ts';
-import {
-  bmcReportsOff,
-  fenceServer,
-  type ServerBmcCall,
-  serverBmcOf,
-  serverLinkOf,
-} from '../servers/index.ts';
+import { fenceServer } from '../servers/index.ts';
 import { fenceAlertKey, raiseFenceAlert } from '../source-fence.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { failbackCommitSteps } from './failback-jobs.ts';
@@ -25,6 +19,7 @@ import {
 } from './lifecycle-job.ts';
 import { copyDefinition, defineAndStart, removeCopy } from './machine-copy.ts';
 import { closeMovedViewStep, moveOffViewStep } from './move-off-view.ts';
+import { shutDownServer } from './server-shutdown.ts';
 import { fenceAndVerify } from './verified-fence.ts';
 
 /**
@@ -329,8 +324,6 @@ export function cleanupTestFailoverJob(
 
 /** How long a planned failover waits for the guest to power itself down when no force-off is asked for. */
 const PLANNED_SHUTDOWN_SECONDS = 90;
-/** How long a server's own power off may take to show at its BMC after its agent's last report. */
-const AGENT_POWER_OFF_SECONDS = 60;
 /** How long an unplanned failover waits for the writes made before its shutdown to reach the replica. */
 const UNPLANNED_DRAIN_MS = 60_000;
 
@@ -390,7 +383,7 @@ function plannedShutdownStep(forceOffAfterSeconds: number | null): LifecycleStep
     retrySafe: true,
     run: async (ctx) => {
       if (ctx.machine.server) {
-        await shutDownServer(ctx, { required: true });
+        await shutDownServer(ctx, { required: true, timeoutSeconds: PLANNED_SHUTDOWN_SECONDS });
         return;
       }
       const hypervisor = ctx.host(ctx.machine.activeHostId).hypervisor;
@@ -421,88 +414,6 @@ function plannedShutdownStep(forceOffAfterSeconds: number | null): LifecycleStep
 }
 
 /**
- * A physical server is shut down by its agent (the command rides on the
- * answer to its next report): it stops writing, flushes, stops its arrays
- * and powers off; the host waits for its last report and its legs to close.
- * With a BMC, a server whose agent did not shut it down gets an ACPI power
- * button press (soft off: its OS shuts down, md flushes its legs), and
- * either way it counts as stopped only once the BMC reports it off.
- * A planned failover needs that to have happened; an unplanned one goes on.
- */
-async function shutDownServer(ctx: LifecycleStepContext, { required }: { required: boolean }): Promise<void> {
-  const started = performance.now();
-  const link = serverLinkOf(ctx.vault, ctx.machine.activeHostId);
-  // A silent agent gets no command (it rides on the answer to a report): do not wait for one.
-  const status = await link.status({ machineId: ctx.machine.id });
-  const gone =
-    status.state === 'agent-silent' || status.state === 'awaiting-enrolment'
-      ? `its agent is silent (${status.problem ?? status.state})`
-      : status.legs.length > 0 && status.legs.every((leg) => !leg.connected)
-        ? 'none of its NBD legs is connected'
-        : null;
-  let result =
-    gone !== null
-      ? { stopped: false, reason: `${gone}: the server or its link is down` }
-      : await link.shutdown({ machineId: ctx.machine.id, timeoutMs: PLANNED_SHUTDOWN_SECONDS * 1000 });
-  const bmc = serverBmcOf(ctx.vault, ctx.machine, ctx.machine.activeHostId);
-  if (bmc) result = await offByBmc(ctx, bmc, result);
-  const seconds = ((performance.now() - started) / 1000).toFixed(1);
-  if (!result.stopped && required) {
-    throw new HavenError(
-      'conflict',
-      `physical server '${ctx.machine.name}' did not shut down ${bmc ? 'through its agent or its BMC' : 'through its agent'} within ${PLANNED_SHUTDOWN_SECONDS} s: ${result.reason}. ` +
-        (bmc
-          ? 'Shut it down on the server, then run the planned failover again, or run an unplanned failover (its BMC powers it off hard)'
-          : 'Shut it down on the server, then run the planned failover again, or run an unplanned failover'),
-      { machineId: ctx.machine.id, allowed: ['planned-failover', 'failover'] },
-    );
-  }
-  await ctx.output({
-    shutdown: result.stopped
-      ? `shut down after ${seconds} s (${result.reason})`
-      : `not shut down after ${seconds} s: ${result.reason}`,
-  });
-  ctx.progress(
-    100,
-    result.stopped ? 'the server shut down' : `the server did not shut down: ${result.reason}`,
-  );
-}
-
-/** What the BMC says of a server the agent did (or did not) shut down: soft off if needed, then off read back. */
-async function offByBmc(
-  ctx: LifecycleStepContext,
-  bmc: ServerBmcCall,
-  byAgent: { stopped: boolean; reason: string },
-): Promise<{ stopped: boolean; reason: string }> {
-  try {
-    if (byAgent.stopped) {
-      ctx.progress(60, 'the agent shut the server down; waiting for its BMC to report it off');
-      return (await bmcReportsOff(bmc, AGENT_POWER_OFF_SECONDS * 1000))
-        ? { stopped: true, reason: `${byAgent.reason}; its BMC reports it off` }
-        : {
-            stopped: false,
-            reason: `${byAgent.reason}, but its BMC still reports it powered on ${AGENT_POWER_OFF_SECONDS} s later`,
-          };
-    }
-    if ((await bmc('status')) === 'off')
-      return { stopped: true, reason: `${byAgent.reason}; its BMC reports it off` };
-    ctx.progress(50, `the agent did not shut the server down (${byAgent.reason}): soft off through its BMC`);
-    await bmc('soft-off');
-    return (await bmcReportsOff(bmc, PLANNED_SHUTDOWN_SECONDS * 1000))
-      ? { stopped: true, reason: `${byAgent.reason}; soft off through its BMC, which reports it off` }
-      : {
-          stopped: false,
-          reason: `${byAgent.reason}; its BMC still reports it powered on ${PLANNED_SHUTDOWN_SECONDS} s after a soft off (its OS ignored the ACPI power button)`,
-        };
-  } catch (error) {
-    return {
-      stopped: false,
-      reason: `${byAgent.reason}; its BMC could not tell: ${error instanceof Error ? error.message : String(error)}`,
-    };
-  }
-}
-
-/**
  * Unplanned with "shut down first": the point is chosen after the shutdown
  * ends, so the writes made during it count ('latest' also waits, bounded, for
  * them to reach the replica). A shutdown that fails does not stop the failover.
@@ -519,7 +430,7 @@ function unplannedShutdownStep(): LifecycleStep {
           throw new HavenError('unreachable', 'the source host is not connected');
         }
         if (ctx.machine.server) {
-          await shutDownServer(ctx, { required: false });
+          await shutDownServer(ctx, { required: false, timeoutSeconds: PLANNED_SHUTDOWN_SECONDS });
           return;
         }
         const result = await ctx

@@ -231,6 +231,7 @@ export const serverCommands: Command[] = [
         { header: 'Enrolled', value: (m) => (m.server?.enrolledAt ? ago(m.server.enrolledAt) : 'not yet') },
         { header: 'Link', value: (m) => m.replication?.server?.state ?? 'not replicating' },
         { header: 'Problem', value: (m) => m.replication?.server?.problem ?? null },
+        { header: 'BMC', value: (m) => (m.server?.bmc ? bmcUrlOf(m.server.bmc) : 'none'), wide: true },
         { header: 'Id', value: (m) => m.id, wide: true },
       ]);
     },

@@ -137,7 +137,7 @@ describe('a server with a BMC (ipmitool → ipmi_sim → QEMU)', () => {
     assert.equal(outcome.fenced, false);
     assert.match(
       outcome.fenced ? '' : outcome.reason,
-      /but powering physical server 'db-01' off through its BMC ipmi:\/\/haven@127\.0\.0\.1:\d+ through host 'h-primary' failed: .*no password is stored for it; set it with 'haven servers update db-01 --bmc-password-file FILE'/,
+      /but powering physical server 'db-01' off through its BMC ipmi:\/\/haven@127\.0\.0\.1:\d+\?cipher=3 through host 'h-primary' failed: .*no password is stored for it; set it with 'haven servers update db-01 --bmc ipmi:\/\/haven@127\.0\.0\.1:\d+\?cipher=3 --bmc-password-file FILE'/,
     );
     assert.ok(await sim.qemuPid());
   });

@@ -27,7 +27,7 @@ export function serverBmcOf(
       throw new HavenError(
         'conflict',
         `physical server '${machine.name}' has a BMC (${bmcUrlOf(bmc)}) but no password is stored for it; ` +
-          `set it with 'haven servers update ${machine.name} --bmc-password-file FILE'`,
+          `set it with 'haven servers update ${machine.name} --bmc ${bmcUrlOf(bmc)} --bmc-password-file FILE'`,
         { machineId: machine.id, machineName: machine.name },
       );
     }

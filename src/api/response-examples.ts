@@ -538,7 +538,12 @@ export const serverMachineExample = {
     nics: [{ network: 'lan', recoveryNetwork: null, mac: null, ip: { mode: 'dhcp' } }],
   },
   replication: null,
-  server: { writeBehind: null, nbdTimeoutSeconds: 30, enrolledAt: null },
+  server: {
+    writeBehind: null,
+    nbdTimeoutSeconds: 30,
+    enrolledAt: null,
+    bmc: { protocol: 'ipmi', address: '10.0.9.21', port: 623, user: 'haven', cipherSuite: null },
+  },
   createdAt: '2026-03-02T10:00:00.000Z',
   updatedAt: '2026-03-02T10:00:00.000Z',
   allowedOperations: ['enable-replication'],

@@ -327,6 +327,17 @@ const machineFields = {
       writeBehind: z.number().nullable(),
       nbdTimeoutSeconds: z.number(),
       enrolledAt: time.nullable(),
+      /** Where its BMC is and as whom; its password is never shown. */
+      bmc: z
+        .strictObject({
+          protocol: z.literal('ipmi'),
+          address: z.string(),
+          port: z.number(),
+          user: z.string(),
+          cipherSuite: z.number().nullable().optional(),
+        })
+        .nullable()
+        .optional(),
     })
     .nullable()
     .optional(),

@@ -10,6 +10,7 @@ import {
 import {
   ALL_OPERATIONS,
   DISK_ID_PATTERN,
+  IPMI_PORT,
   JOB_STATES,
   RECOVERY_POINT_OPTIONS,
   type RecoveryPointOption,
@@ -142,6 +143,46 @@ export const serverDiskInput = z.object({
   sizeBytes: diskInput.shape.sizeBytes,
 });
 
+/**
+ * A server's BMC: where its primary-site host reaches it over IPMI LAN
+ * (`ipmitool -I lanplus`), as whom, and the password (stored apart from the
+ * machine, never shown back).
+ */
+export const serverBmcInput = z.strictObject({
+  protocol: z.literal('ipmi'),
+  address: z
+    .string()
+    .max(253)
+    // An IPv6 address without brackets: each value is one argument of ipmitool.
+    .regex(/^[A-Za-z0-9.:][A-Za-z0-9.:_-]*$/, 'a host name or IP address (IPv6 without brackets)'),
+  port: z.number().int().min(1).max(65_535).default(IPMI_PORT),
+  user: z
+    .string()
+    .min(1)
+    .max(64)
+    .refine((user) => !user.startsWith('-'), "a user name (not starting with '-')"),
+  /** The RMCP+ cipher suite (ipmitool -C); null: ipmitool asks the BMC. */
+  cipherSuite: z.number().int().min(0).max(17).nullable().default(null),
+  password: z.string().min(1).max(128),
+});
+
+export const updateServer = withExample(
+  z.strictObject({
+    /** null: the server has no BMC any more (its stored password is deleted). */
+    bmc: serverBmcInput.nullable(),
+  }),
+  {
+    bmc: {
+      protocol: 'ipmi',
+      address: '10.0.9.21',
+      port: 623,
+      user: 'haven',
+      cipherSuite: 17,
+      password: 'correct-horse',
+    },
+  },
+);
+
 export const addServer = withExample(
   z.object({
     name,
@@ -175,6 +216,8 @@ export const addServer = withExample(
     writeBehind: z.number().int().min(1).max(16_383).nullable().default(null),
     /** nbd-client's timeout: a cut link fails the NBD leg after this long instead of hanging the server's I/O. */
     nbdTimeoutSeconds: z.number().int().min(5).max(3600).default(30),
+    /** Its BMC, for a verified fence, a planned shutdown and failback; null: none (its power is never seen). */
+    bmc: serverBmcInput.nullable().default(null),
     /** The VM the server becomes at the recovery site. */
     recoverySettings: recoverySettings.optional(),
   }),
@@ -185,6 +228,14 @@ export const addServer = withExample(
     disks: [{ id: 'disk0', device: '/dev/sda', sizeBytes: 68_719_476_736 }],
     writeBehind: null,
     nbdTimeoutSeconds: 30,
+    bmc: {
+      protocol: 'ipmi',
+      address: '10.0.9.21',
+      port: 623,
+      user: 'haven',
+      cipherSuite: null,
+      password: 'correct-horse',
+    },
     recoverySettings: { targetName: 'db-01', cpus: 4, memoryMiB: 8192, nics: [{ network: 'lan' }] },
   },
 );

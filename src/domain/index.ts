@@ -1,3 +1,4 @@
+export { bmcUrlOf, IPMI_PORT, parseBmcUrl } from './bmc-url.ts';
 export { type GroupMember, MAX_GROUP_MEMBERS, validateConsistencyGroup } from './consistency-group.ts';
 export {
   isTerminalJobState,

@@ -94,6 +94,27 @@ export interface ServerSettings {
   nbdTimeoutSeconds: number;
   /** When the server agent enrolled (its client certificate was issued); null until it has. */
   enrolledAt: string | null;
+  /**
+   * The server's BMC, reached from its primary-site host: its power for a
+   * verified fence, a planned shutdown and failback. Absent or null: none,
+   * and Haven can never see the server's power. Its password is not here
+   * (machine records are shown): the vault keeps it apart.
+   */
+  bmc?: ServerBmc | null;
+}
+
+/** Where and as whom a server's BMC is reached (IPMI v2.0 over LAN, `ipmitool -I lanplus`). */
+export interface ServerBmc {
+  protocol: 'ipmi';
+  address: string;
+  port: number;
+  user: string;
+  /**
+   * The RMCP+ cipher suite (`ipmitool -C`, e.g. 3 or 17); absent or null:
+   * ipmitool asks the BMC which it supports (a BMC without that command
+   * costs several seconds per call).
+   */
+  cipherSuite?: number | null;
 }
 
 /** One protected block device of a server, as the primary host sees its NBD leg. */

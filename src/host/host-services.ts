@@ -13,6 +13,7 @@ import type {
   MirrorSnapshot,
   RecoveryPoint,
   RecoveryPointType,
+  ServerBmc,
   ServerLinkSnapshot,
 } from '../domain/index.ts';
 import type { FilesystemCheck, VmBootCheck } from '../filesystem/index.ts';
@@ -624,7 +625,25 @@ export interface ServerLinkService {
    * (`status().agent.failback`). The server's last report is forgotten here.
    */
   failbackMedia(params: ServerFailbackMediaRequest): Promise<ServerFailbackMedia>;
+  /**
+   * One action on the server's BMC, then its power read back. The vault hands
+   * the password per call; the host keeps and logs none of it.
+   */
+  bmc(params: { access: BmcAccess; action: BmcAction }): Promise<{ power: BmcPower }>;
 }
+
+/** A server's BMC with its password, as the vault hands it to the primary-site host for one call. */
+export interface BmcAccess extends ServerBmc {
+  password: string;
+}
+
+/**
+ * status: read only. power-off: hard, at once. soft-off: an ACPI power
+ * button press (the OS shuts down, or not). power-on. boot-pxe / boot-disk:
+ * the device of the next boot only.
+ */
+export type BmcAction = 'status' | 'power-off' | 'soft-off' | 'power-on' | 'boot-pxe' | 'boot-disk';
+export type BmcPower = 'on' | 'off';
 
 export interface ServerFailbackMediaRequest {
   machineId: string;
@@ -711,7 +730,7 @@ export const HOST_OPERATIONS = {
   ],
   mirror: ['protect', 'unprotect', 'pause', 'resume', 'status'],
   network: ['runProbe'],
-  servers: ['endpoint', 'status', 'shutdown', 'forget', 'fence', 'unfence', 'failbackMedia'],
+  servers: ['endpoint', 'status', 'shutdown', 'forget', 'fence', 'unfence', 'failbackMedia', 'bmc'],
 } as const satisfies { [S in keyof HostServices]: ReadonlyArray<keyof HostServices[S]> };
 
 // Fails to compile if an interface gains an operation that is not listed above.

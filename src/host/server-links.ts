@@ -21,8 +21,12 @@ import { buildRecoveryEnvironment } from '../server-agent/recovery-environment.t
 import { writeFileAtomic } from '../storage/atomic-file.ts';
 import { readOptionalText } from '../storage/optional-file.ts';
 import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
+import { bmcCall } from './bmc.ts';
 import { exportNameOf } from './host-disk-service.ts';
 import type {
+  BmcAccess,
+  BmcAction,
+  BmcPower,
   DiskService as HostDiskService,
   ServerEndpoint,
   ServerEnrolment,
@@ -456,6 +460,10 @@ export class ServerLinks implements ServerLinkService {
   async unfence(params: { machineId: string }): Promise<void> {
     delete this.#links.fenced[params.machineId];
     await this.#save();
+  }
+
+  bmc(params: { access: BmcAccess; action: BmcAction }): Promise<{ power: BmcPower }> {
+    return bmcCall(params);
   }
 
   async failbackMedia(params: ServerFailbackMediaRequest): Promise<ServerFailbackMedia> {

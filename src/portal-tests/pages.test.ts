@@ -418,6 +418,19 @@ describe('portal pages: hosts, sites, alerts, job targets', { timeout: 120_000 }
     await dialog.getByRole('button', { name: 'Remove disk 2' }).click();
     await dialog.getByLabel(/^Synchronous/).check();
     assert.equal(await dialog.getByTestId('write-behind-warning').count(), 0);
+    // Its BMC, optional: a URL Haven cannot use and a missing password are named at their fields.
+    await dialog.getByLabel('IPMI address').fill('redfish://haven@bmc-web-01');
+    await dialog.getByRole('button', { name: 'Add server' }).click();
+    await dialog
+      .locator('[data-field="bmc"]')
+      .getByText(/only ipmi is supported/)
+      .waitFor();
+    await dialog
+      .locator('[data-field="bmc.password"]')
+      .getByText(/password/)
+      .waitFor();
+    await dialog.getByLabel('IPMI address').fill('ipmi://haven@10.0.9.21');
+    await dialog.getByLabel('Password').fill('bmc-secret-web-01');
     await dialog.getByRole('button', { name: 'Add server' }).click();
     await dialog
       .locator('[data-field="disks.0.device"]')
@@ -445,6 +458,17 @@ describe('portal pages: hosts, sites, alerts, job targets', { timeout: 120_000 }
       await screenshots(f, page, 'pages-servers-commands');
       await dialog.getByRole('button', { name: 'Done' }).click();
       await linkOf('web-01').getByText('awaiting enrolment').waitFor();
+      const added = (await f.api<{ servers: Machine[] }>('GET', '/servers')).body.servers.find(
+        (m) => m.name === 'web-01',
+      );
+      assert.deepEqual(added?.server?.bmc, {
+        protocol: 'ipmi',
+        address: '10.0.9.21',
+        port: 623,
+        user: 'haven',
+        cipherSuite: null,
+      });
+      assert.ok(!JSON.stringify(added).includes('bmc-secret-web-01'), 'the password is never shown back');
       assert.doesNotMatch((await page.locator('main').textContent()) ?? '', new RegExp(token));
       // New enrolment gives new commands with another token.
       await table.locator('tr[data-server="web-01"]').getByRole('button', { name: 'New enrolment…' }).click();

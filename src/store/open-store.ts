@@ -20,6 +20,7 @@ import { KyselyPolicyRepository } from './repositories/policy-repository.ts';
 import { KyselyRecoveryPointRepository } from './repositories/recovery-point-repository.ts';
 import { KyselyReplicationHistoryRepository } from './repositories/replication-history-repository.ts';
 import { KyselyScriptRunRepository } from './repositories/script-run-repository.ts';
+import { KyselyServerBmcPasswordRepository } from './repositories/server-bmc-password-repository.ts';
 import { KyselyServerEnrolmentRepository } from './repositories/server-enrolment-repository.ts';
 import { KyselySettingsRepository } from './repositories/settings-repository.ts';
 import { KyselySiteRepository } from './repositories/site-repository.ts';
@@ -110,6 +111,7 @@ class KyselyStore implements Store {
   readonly hosts: KyselyHostRepository;
   readonly enrolments: KyselyEnrolmentRepository;
   readonly serverEnrolments: KyselyServerEnrolmentRepository;
+  readonly serverBmcPasswords: KyselyServerBmcPasswordRepository;
   readonly tokens: KyselyTokenRepository;
   readonly policies: KyselyPolicyRepository;
   readonly machines: KyselyMachineRepository;
@@ -134,6 +136,7 @@ class KyselyStore implements Store {
     this.hosts = new KyselyHostRepository(db);
     this.enrolments = new KyselyEnrolmentRepository(db);
     this.serverEnrolments = new KyselyServerEnrolmentRepository(db);
+    this.serverBmcPasswords = new KyselyServerBmcPasswordRepository(db);
     this.tokens = new KyselyTokenRepository(db);
     this.policies = new KyselyPolicyRepository(db);
     this.machines = new KyselyMachineRepository(db);

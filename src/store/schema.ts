@@ -13,6 +13,7 @@ export interface Database {
   hosts: HostsTable;
   enrolment_tokens: EnrolmentTokensTable;
   server_enrolment_tokens: ServerEnrolmentTokensTable;
+  server_bmc_passwords: ServerBmcPasswordsTable;
   api_tokens: ApiTokensTable;
   policies: PoliciesTable;
   machines: MachinesTable;
@@ -85,6 +86,12 @@ export interface ServerEnrolmentTokensTable {
   expires_at: string;
   used_at: string | null;
   replaced_at: string | null;
+}
+
+export interface ServerBmcPasswordsTable {
+  machine_id: string;
+  password: string;
+  updated_at: string;
 }
 
 export interface ApiTokensTable {

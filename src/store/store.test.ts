@@ -332,6 +332,22 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
       const enrolled = { ...server, server: { ...server.server!, enrolledAt: at(5) } };
       await store.machines.update(enrolled);
       assert.deepEqual((await store.machines.get('vm-1'))?.server, enrolled.server);
+      const withBmc = {
+        ...enrolled,
+        server: {
+          ...enrolled.server,
+          bmc: { protocol: 'ipmi' as const, address: '10.0.9.1', port: 623, user: 'haven' },
+        },
+      };
+      await store.machines.update(withBmc);
+      assert.deepEqual((await store.machines.get('vm-1'))?.server, withBmc.server);
+      assert.equal(await store.serverBmcPasswords.get('vm-1'), undefined);
+      await store.serverBmcPasswords.set('vm-1', 'first', at(6));
+      await store.serverBmcPasswords.set('vm-1', 'second', at(7));
+      assert.equal(await store.serverBmcPasswords.get('vm-1'), 'second', 'set replaces');
+      await store.serverBmcPasswords.delete('vm-1');
+      assert.equal(await store.serverBmcPasswords.get('vm-1'), undefined);
+      await store.serverBmcPasswords.set('vm-1', 'kept', at(8));
 
       const token = {
         id: 'srv-1',

@@ -43,6 +43,7 @@ export interface Store {
   hosts: HostRepository;
   enrolments: EnrolmentRepository;
   serverEnrolments: ServerEnrolmentRepository;
+  serverBmcPasswords: ServerBmcPasswordRepository;
   tokens: TokenRepository;
   policies: PolicyRepository;
   machines: MachineRepository;
@@ -128,6 +129,13 @@ export interface ServerEnrolmentRepository {
   get(id: string): Promise<ServerEnrolmentToken | undefined>;
   /** Marks the token used if it is unused, not replaced and unexpired; false otherwise (single use, race-free). */
   consume(id: string, at: string): Promise<boolean>;
+}
+
+/** The password of each server's BMC: read only to hand it to the server's host for one call; never shown. */
+export interface ServerBmcPasswordRepository {
+  get(machineId: string): Promise<string | undefined>;
+  set(machineId: string, password: string, at: string): Promise<void>;
+  delete(machineId: string): Promise<void>;
 }
 
 export interface StoredApiToken extends ApiToken {

@@ -1,4 +1,5 @@
 import { type FormEvent, useState } from 'react';
+import { parseBmcUrl } from '../../../src/domain/bmc-url.ts';
 import type { Host, Machine, Site } from '../../../src/domain/model.ts';
 import { parseSize } from '../../../src/text/human-units.ts';
 import type { ServerEnrolmentIssued } from '../../../src/vault/servers/server-onboarding.ts';
@@ -31,6 +32,9 @@ interface Form {
   cpus: string;
   memoryMiB: string;
   network: string;
+  /** ipmi://USER@HOST[:PORT]; empty: the server has no BMC. */
+  bmcUrl: string;
+  bmcPassword: string;
 }
 
 type Added = { machine: Machine } & ServerEnrolmentIssued;
@@ -55,6 +59,15 @@ function bodyOf(form: Form): { body: object; problems: Problem[] } {
   });
   const name = form.name.trim();
   const network = form.network.trim();
+  let bmc: object | null = null;
+  if (form.bmcUrl.trim() !== '') {
+    try {
+      bmc = { ...parseBmcUrl(form.bmcUrl.trim(), 'BMC'), password: form.bmcPassword };
+    } catch (e) {
+      problems.push({ field: 'bmc', message: (e as Error).message.replace(/^BMC: /, '') });
+    }
+    if (form.bmcPassword === '') problems.push({ field: 'bmc.password', message: "the BMC user's password" });
+  }
   const body = {
     name,
     siteId: form.siteId,
@@ -62,6 +75,7 @@ function bodyOf(form: Form): { body: object; problems: Problem[] } {
     disks,
     writeBehind: form.writeBehind ? wholeNumber(form.writeBehindWrites, 'writeBehind', problems) : null,
     nbdTimeoutSeconds: wholeNumber(form.nbdTimeoutSeconds, 'nbdTimeoutSeconds', problems),
+    bmc,
     recoverySettings: {
       targetName: name,
       cpus: wholeNumber(form.cpus, 'cpus', problems),
@@ -80,7 +94,8 @@ function shownAtField(key: string, form: Form): boolean {
     )
   )
     return true;
-  if (key === 'nics.0.network' || key === 'targetName') return true;
+  if (key === 'nics.0.network' || key === 'targetName' || key === 'bmc' || key === 'bmc.password')
+    return true;
   const disk = /^disks\.(\d+)\.(id|device|sizeBytes)$/.exec(key);
   return disk !== null && Number(disk[1]) < form.disks.length;
 }
@@ -123,6 +138,8 @@ export function AddServerDialog({
     cpus: '2',
     memoryMiB: '2048',
     network: '',
+    bmcUrl: '',
+    bmcPassword: '',
   }));
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError>();
@@ -321,6 +338,38 @@ export function AddServerDialog({
             />
           )}
         </Field>
+        <fieldset className="server-bmc">
+          <legend>Its BMC (optional)</legend>
+          <p>
+            With a BMC Haven sees and controls the server's power from the primary-site host: a verified
+            fence, a soft off for a planned failover, a network boot for failback. The password is kept apart
+            and never shown again.
+          </p>
+          <div className="row">
+            <Field name="bmc" label="IPMI address" errors={errors} idPrefix="srv">
+              {(p) => (
+                <input
+                  {...p}
+                  className="mono"
+                  placeholder="ipmi://USER@HOST[:PORT]"
+                  value={form.bmcUrl}
+                  onChange={(e) => set({ bmcUrl: e.target.value })}
+                />
+              )}
+            </Field>
+            <Field name="bmc.password" label="Password" errors={errors} idPrefix="srv">
+              {(p) => (
+                <input
+                  {...p}
+                  type="password"
+                  autoComplete="off"
+                  value={form.bmcPassword}
+                  onChange={(e) => set({ bmcPassword: e.target.value })}
+                />
+              )}
+            </Field>
+          </div>
+        </fieldset>
         <fieldset>
           <legend>The VM it becomes at the recovery site</legend>
           <div className="row">

@@ -178,7 +178,12 @@ describe('servers API', () => {
     assert.equal(machine.state, 'unprotected');
     assert.equal(machine.primaryHostId, hostIds.primary);
     assert.equal(machine.activeHostId, hostIds.primary);
-    assert.deepEqual(machine.server, { writeBehind: null, nbdTimeoutSeconds: 30, enrolledAt: null });
+    assert.deepEqual(machine.server, {
+      writeBehind: null,
+      nbdTimeoutSeconds: 30,
+      enrolledAt: null,
+      bmc: null,
+    });
     assert.deepEqual(
       machine.disks.map((d) => [d.id, d.serverDevice, d.source, d.sizeBytes]),
       [
@@ -254,6 +259,63 @@ describe('servers API', () => {
         new RegExp(`'db-01' is a physical server \\(kind server, unprotected\\).*: ${path} does not apply`),
       );
     }
+  });
+
+  it("a server's BMC: its password is stored apart and never shown; an operator changes or removes it, a viewer may not", async () => {
+    const viewer = await tokenFor('viewer');
+    const operator = await tokenFor('operator');
+    const password = 'pw-only-the-host-sees';
+    const bmc = { protocol: 'ipmi', address: 'fd00::21', user: 'haven', password };
+    const added = await as<Added>(operator, 'POST', '/servers', request({ name: 'bmc-01', bmc }));
+    assert.equal(added.status, 201, JSON.stringify(added.body));
+    const id = added.body.machine.id;
+    const where = { protocol: 'ipmi', address: 'fd00::21', port: 623, user: 'haven', cipherSuite: null };
+    assert.deepEqual(added.body.machine.server?.bmc, where);
+    const { store } = up.vault.context;
+    assert.equal(await store.serverBmcPasswords.get(id), password);
+    for (const path of [`/machines/${id}`, '/servers', '/machines']) {
+      const shown = await as<unknown>(viewer, 'GET', path);
+      assert.equal(shown.status, 200);
+      assert.ok(!JSON.stringify(shown.body).includes(password), `${path} never shows the password`);
+    }
+    assert.ok(
+      !JSON.stringify(await store.machines.get(id)).includes(password),
+      'nor does the machine record',
+    );
+
+    const change = {
+      bmc: { ...bmc, address: 'bmc-01.oob', port: 6230, cipherSuite: 3, password: 'new-one' },
+    };
+    assert.equal((await as<Refusal>(viewer, 'PATCH', `/servers/${id}`, change)).status, 403);
+    const badUser = await as<Refusal>(operator, 'PATCH', `/servers/${id}`, { bmc: { ...bmc, user: '-x' } });
+    assert.equal(badUser.status, 400);
+    assert.match(badUser.body.error.message, /bmc\.user/);
+    const changed = await as<Machine>(operator, 'PATCH', `/servers/${id}`, change);
+    assert.equal(changed.status, 200, JSON.stringify(changed.body));
+    assert.deepEqual(changed.body.server?.bmc, {
+      ...where,
+      address: 'bmc-01.oob',
+      port: 6230,
+      cipherSuite: 3,
+    });
+    assert.equal(await store.serverBmcPasswords.get(id), 'new-one');
+    const removed = await as<Machine>(operator, 'PATCH', `/servers/${id}`, { bmc: null });
+    assert.equal(removed.body.server?.bmc, null);
+    assert.equal(await store.serverBmcPasswords.get(id), undefined, 'its password goes with it');
+
+    const vm = await as<Machine>(operator, 'POST', '/machines', {
+      name: 'vm-no-bmc',
+      hostId: 'primary',
+      osFamily: 'linux',
+      disks: [{ id: 'disk0', sizeBytes: MiB }],
+    });
+    assert.equal(vm.status, 201, JSON.stringify(vm.body));
+    const notServer = await as<Refusal>(operator, 'PATCH', `/servers/${vm.body.id}`, change);
+    assert.equal(notServer.status, 409);
+    assert.match(
+      notServer.body.error.message,
+      /Machine 'vm-no-bmc' is a VM, not a physical server: only servers have a BMC/,
+    );
   });
 
   it('a host redeems a token once: a new token kills the old one, the wrong host and an expired token are refused, one of two concurrent redeemers wins', async () => {

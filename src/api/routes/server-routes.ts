@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { addServer, issueServerEnrolment } from '../../vault/servers/index.ts';
+import { addServer, issueServerEnrolment, setServerBmc } from '../../vault/servers/index.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
 import * as r from '../response-schemas.ts';
 import { type RouteDefinition, route } from '../route.ts';
@@ -47,6 +47,18 @@ export function serverRoutes(vault: VaultContext): RouteDefinition[] {
       response: r.serverEnrolment,
       handler: async ({ params, actor }) =>
         issueServerEnrolment(vault, await machineOr404(vault, params.id!), actor!.name),
+    }),
+    route({
+      method: 'patch',
+      path: '/servers/:id',
+      summary:
+        "Set a server's BMC (IPMI: address, user, password; the password is stored apart and never shown), or remove it with null",
+      tag,
+      access: { kind: 'token', role: 'operator' },
+      body: s.updateServer,
+      response: r.machine,
+      handler: async ({ params, body }) =>
+        presentMachine(await setServerBmc(vault, await machineOr404(vault, params.id!), body.bmc)),
     }),
   ];
 }

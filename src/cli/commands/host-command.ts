@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { HavenError } from '../../errors/index.ts';
 import { type ServerEndpoint, startHost } from '../../host/index.ts';
 import { parseSize } from '../../text/human-units.ts';
@@ -10,6 +9,7 @@ import {
   shareGroupOption,
   str,
 } from '../command.ts';
+import { readSecretFile } from '../secret-file.ts';
 import { runUntilSignal } from './vault-commands.ts';
 
 /** Where servers reach a host by default: NBD's own port and the next one. */
@@ -203,17 +203,6 @@ export function endpointLine(endpoint: ServerEndpoint | null): Omit<ServerEndpoi
  */
 async function enrolmentToken(args: CommandArgs): Promise<string | undefined> {
   const file = str(args, 'token-file');
-  if (file !== undefined) {
-    const text = (
-      await readFile(file, 'utf8').catch((error: Error) => {
-        throw new HavenError('bad_request', `--token-file: cannot read ${file}: ${error.message}`, {
-          field: 'token-file',
-        });
-      })
-    ).trim();
-    if (text === '')
-      throw new HavenError('bad_request', `--token-file: ${file} is empty`, { field: 'token-file' });
-    return text;
-  }
+  if (file !== undefined) return (await readSecretFile(file, 'token-file')).trim();
   return str(args, 'token') ?? (process.env.HAVEN_ENROL_TOKEN?.trim() || undefined);
 }

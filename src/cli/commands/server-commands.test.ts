@@ -4,7 +4,7 @@
  * host side of servers is not what this tests.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -131,6 +131,70 @@ describe('haven servers', () => {
     assert.equal(listed.code, 0, listed.stderr);
     assert.match(listed.stdout, /db-01\s+unprotected\s+unknown\s+not yet\s+not replicating/);
     assert.ok(!listed.stdout.includes(second), 'tokens are shown once');
+  });
+
+  it("sets a server's BMC from a URL and a password file, never showing the password; removes it", async () => {
+    const passwordFile = join(dir, 'bmc.pass');
+    await writeFile(passwordFile, 'bmc-secret-db-03\n', { mode: 0o600 });
+    const add = ['servers', 'add', 'db-03', '--site', 'primary', '--disk', 'disk0:/dev/sda:64M'];
+    const alone = await runHaven([...add, '--bmc', 'ipmi://haven@10.0.9.23', ...conn()]);
+    assert.equal(alone.code, 2, alone.stderr);
+    assert.match(alone.stderr, /--bmc and --bmc-password-file go together/);
+    const added = await runHaven([
+      ...add,
+      '--bmc',
+      'ipmi://haven@10.0.9.23',
+      '--bmc-password-file',
+      passwordFile,
+      ...conn(),
+    ]);
+    assert.equal(added.code, 0, added.stderr);
+    const { body: machine } = await api<Machine>('GET', '/machines/db-03');
+    assert.deepEqual(machine.server?.bmc, {
+      protocol: 'ipmi',
+      address: '10.0.9.23',
+      port: 623,
+      user: 'haven',
+      cipherSuite: null,
+    });
+    assert.equal(
+      await up.vault.context.store.serverBmcPasswords.get(machine.id),
+      'bmc-secret-db-03',
+      'the final line ending is not part of it',
+    );
+
+    const update = ['servers', 'update', 'db-03'];
+    const typed = await runHaven([
+      ...update,
+      '--bmc',
+      'ipmi://haven:pw@10.0.9.23',
+      '--bmc-password-file',
+      passwordFile,
+      ...conn(),
+    ]);
+    assert.equal(typed.code, 2, typed.stderr);
+    assert.match(typed.stderr, /--bmc: 'ipmi:\/\/haven:…@10\.0\.9\.23' holds a password/);
+    const changed = await runHaven([
+      ...update,
+      '--bmc',
+      'ipmi://admin@bmc-db03.oob:6230?cipher=3',
+      '--bmc-password-file',
+      passwordFile,
+      ...conn(),
+    ]);
+    assert.equal(changed.code, 0, changed.stderr);
+    assert.equal(
+      changed.stdout,
+      'server db-03: BMC ipmi://admin@bmc-db03.oob:6230?cipher=3 (its password stored)\n',
+    );
+    const shown = await runHaven(['machines', 'show', 'db-03', '--json', ...conn()]);
+    assert.ok(!shown.stdout.includes('bmc-secret-db-03'), 'never shown');
+    const neither = await runHaven([...update, ...conn()]);
+    assert.equal(neither.code, 2, neither.stderr);
+    assert.match(neither.stderr, /give either --bmc \(with --bmc-password-file\) or --no-bmc/);
+    const removed = await runHaven([...update, '--no-bmc', ...conn()]);
+    assert.equal(removed.stdout, 'server db-03: no BMC\n', removed.stderr);
+    assert.equal(await up.vault.context.store.serverBmcPasswords.get(machine.id), undefined);
   });
 
   it('prints the server agent', async () => {

@@ -1,12 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import type { Machine } from '../../domain/model.ts';
+import { bmcUrlOf, parseBmcUrl } from '../../domain/index.ts';
+import type { Machine, ServerBmc } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import { SERVER_AGENT_SCRIPT } from '../../server-agent/server-agent-script.ts';
 import { ago, parseSize } from '../../text/human-units.ts';
 import type { ServerEnrolmentIssued } from '../../vault/servers/index.ts';
 import {
   type Command,
+  type CommandArgs,
   integer,
   positional,
   positionalRef,
@@ -16,6 +18,7 @@ import {
   vaultCommand,
 } from '../command.ts';
 import { type Output, printJson } from '../output.ts';
+import { readSecretFile } from '../secret-file.ts';
 import { list } from './crud-commands.ts';
 import { memoryMiB, parseNicSpec } from './machine-commands.ts';
 
@@ -36,6 +39,33 @@ export function parseServerDisk(spec: string): { id: string; device: string; siz
     device: spec.slice(first + 1, last),
     sizeBytes: parseSize(spec.slice(last + 1)),
   };
+}
+
+const bmcOptions = {
+  bmc: {
+    type: 'string',
+    value: 'ipmi://USER@HOST[:PORT][?cipher=N]',
+    description:
+      "the server's BMC, reached from its primary-site host: Haven powers the server through it (a verified fence, planned failover, failback)",
+  },
+  'bmc-password-file': {
+    type: 'string',
+    value: 'FILE',
+    description: "a file holding the BMC user's password (stored apart in the vault, never shown)",
+  },
+} as const;
+
+/** --bmc and its password file, both or neither. */
+async function bmcOf(args: CommandArgs): Promise<(ServerBmc & { password: string }) | undefined> {
+  const url = str(args, 'bmc');
+  const file = str(args, 'bmc-password-file');
+  if (url === undefined && file === undefined) return undefined;
+  if (url === undefined || file === undefined) {
+    throw new HavenError('bad_request', '--bmc and --bmc-password-file go together', {
+      field: url === undefined ? 'bmc' : 'bmc-password-file',
+    });
+  }
+  return { ...parseBmcUrl(url, '--bmc'), password: await readSecretFile(file, 'bmc-password-file') };
 }
 
 /** The token (once), what to run on the server, and how its writes reach the leg. */
@@ -99,9 +129,11 @@ export const serverCommands: Command[] = [
         value: 'NET[,mac=M][,ip=A/P|dhcp][,gw=IP][,dns=IP]',
         description: "a NIC of that VM on the server's network NET",
       },
+      ...bmcOptions,
     },
     run: async (args, { client, out }) => {
       const name = positional(args, 0, 'name');
+      const bmc = await bmcOf(args);
       const writeBehind = integer(str(args, 'write-behind'), 'write-behind');
       const timeout = integer(str(args, 'nbd-timeout'), 'nbd-timeout');
       const host = str(args, 'host');
@@ -112,6 +144,7 @@ export const serverCommands: Command[] = [
         disks: ((args.values.disk as string[] | undefined) ?? []).map(parseServerDisk),
         writeBehind: writeBehind ?? null,
         ...(timeout === undefined ? {} : { nbdTimeoutSeconds: timeout }),
+        ...(bmc === undefined ? {} : { bmc }),
         recoverySettings: {
           targetName: name,
           cpus: integer(str(args, 'cpus'), 'cpus') ?? 1,
@@ -145,6 +178,45 @@ export const serverCommands: Command[] = [
     },
   }),
   vaultCommand({
+    name: 'servers update',
+    summary: "Change a server's BMC (--bmc with --bmc-password-file), or remove it (--no-bmc)",
+    usage: 'NAME',
+    examples: [
+      'haven servers update db-01 --bmc ipmi://haven@10.0.9.21 --bmc-password-file bmc.pass',
+      'haven servers update db-01 --no-bmc',
+    ],
+    options: {
+      ...bmcOptions,
+      'no-bmc': {
+        type: 'boolean',
+        description: 'the server has no BMC any more (its power is never seen again)',
+      },
+    },
+    run: async (args, { client, out }) => {
+      const id = await positionalRef(client, args, 0, 'server', 'machines');
+      const bmc = await bmcOf(args);
+      const none = args.values['no-bmc'] === true;
+      if ((bmc === undefined) === !none) {
+        throw new HavenError('bad_request', 'give either --bmc (with --bmc-password-file) or --no-bmc', {
+          field: 'bmc',
+        });
+      }
+      const machine = await client.patch<Machine>(`/servers/${encodeURIComponent(id)}`, {
+        bmc: bmc ?? null,
+      });
+      if (out.json) printJson(out, machine);
+      else {
+        const set = machine.server?.bmc;
+        out.write(
+          set
+            ? `server ${machine.name}: BMC ${bmcUrlOf(set)} (its password stored)\n`
+            : `server ${machine.name}: no BMC\n`,
+        );
+      }
+      return 0;
+    },
+  }),
+  vaultCommand({
     name: 'servers list',
     summary:
       "List physical servers: enrolled when, and their legs' live state (haven machines show NAME for one)",
@@ -159,6 +231,7 @@ export const serverCommands: Command[] = [
         { header: 'Enrolled', value: (m) => (m.server?.enrolledAt ? ago(m.server.enrolledAt) : 'not yet') },
         { header: 'Link', value: (m) => m.replication?.server?.state ?? 'not replicating' },
         { header: 'Problem', value: (m) => m.replication?.server?.problem ?? null },
+        { header: 'BMC', value: (m) => (m.server?.bmc ? bmcUrlOf(m.server.bmc) : 'none'), wide: true },
         { header: 'Id', value: (m) => m.id, wide: true },
       ]);
     },

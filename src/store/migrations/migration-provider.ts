@@ -15,6 +15,7 @@ import { accessViewsMigration } from './0013-access-views.ts';
 import { drillsMigration } from './0014-drills.ts';
 import { viewClosedReasonMigration } from './0015-view-closed-reason.ts';
 import { serversMigration } from './0016-servers.ts';
+import { serverBmcPasswordsMigration } from './0017-server-bmc-passwords.ts';
 
 /**
  * Every migration, listed explicitly and in order: names are stored in the
@@ -37,6 +38,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0014-drills': drillsMigration,
   '0015-view-closed-reason': viewClosedReasonMigration,
   '0016-servers': serversMigration,
+  '0017-server-bmc-passwords': serverBmcPasswordsMigration,
 };
 
 export class HavenMigrationProvider implements MigrationProvider {

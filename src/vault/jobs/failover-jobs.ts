@@ -5,7 +5,7 @@ import { HavenError } from '../../errors/index.ts';
 import type { PointView } from '../../host/host-services.ts';
 import type { RecoveryPointChoice } from '../lifecycle/operation-options.ts';
 import { requireReplicaHost } from '../replica-host.ts';
-import { fenceServer, serverLinkOf } from '../servers/index.ts';
+import { fenceServer } from '../servers/index.ts';
 import { fenceAlertKey, raiseFenceAlert } from '../source-fence.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { failbackCommitSteps } from './failback-jobs.ts';
@@ -19,6 +19,7 @@ import {
 } from './lifecycle-job.ts';
 import { copyDefinition, defineAndStart, removeCopy } from './machine-copy.ts';
 import { closeMovedViewStep, moveOffViewStep } from './move-off-view.ts';
+import { shutDownServer } from './server-shutdown.ts';
 import { fenceAndVerify } from './verified-fence.ts';
 
 /**
@@ -382,7 +383,7 @@ function plannedShutdownStep(forceOffAfterSeconds: number | null): LifecycleStep
     retrySafe: true,
     run: async (ctx) => {
       if (ctx.machine.server) {
-        await shutDownServer(ctx, { required: true });
+        await shutDownServer(ctx, { required: true, timeoutSeconds: PLANNED_SHUTDOWN_SECONDS });
         return;
       }
       const hypervisor = ctx.host(ctx.machine.activeHostId).hypervisor;
@@ -413,47 +414,6 @@ function plannedShutdownStep(forceOffAfterSeconds: number | null): LifecycleStep
 }
 
 /**
- * A physical server is shut down by its agent (the command rides on the
- * answer to its next report): it stops writing, flushes, stops its arrays
- * and powers off; the host waits for its last report and its legs to close.
- * A planned failover needs that to have happened; an unplanned one goes on.
- */
-async function shutDownServer(ctx: LifecycleStepContext, { required }: { required: boolean }): Promise<void> {
-  const started = performance.now();
-  const link = serverLinkOf(ctx.vault, ctx.machine.activeHostId);
-  // A silent agent gets no command (it rides on the answer to a report): do not wait for one.
-  const status = await link.status({ machineId: ctx.machine.id });
-  const gone =
-    status.state === 'agent-silent' || status.state === 'awaiting-enrolment'
-      ? `its agent is silent (${status.problem ?? status.state})`
-      : status.legs.length > 0 && status.legs.every((leg) => !leg.connected)
-        ? 'none of its NBD legs is connected'
-        : null;
-  const result =
-    gone !== null
-      ? { stopped: false, reason: `${gone}: the server or its link is down` }
-      : await link.shutdown({ machineId: ctx.machine.id, timeoutMs: PLANNED_SHUTDOWN_SECONDS * 1000 });
-  const seconds = ((performance.now() - started) / 1000).toFixed(1);
-  if (!result.stopped && required) {
-    throw new HavenError(
-      'conflict',
-      `physical server '${ctx.machine.name}' did not shut down through its agent within ${PLANNED_SHUTDOWN_SECONDS} s: ${result.reason}. ` +
-        'Shut it down on the server (or through its BMC), then run the planned failover again, or run an unplanned failover',
-      { machineId: ctx.machine.id, allowed: ['planned-failover', 'failover'] },
-    );
-  }
-  await ctx.output({
-    shutdown: result.stopped
-      ? `shut down by its agent after ${seconds} s (${result.reason})`
-      : `not shut down after ${seconds} s: ${result.reason}`,
-  });
-  ctx.progress(
-    100,
-    result.stopped ? 'the server shut down' : `the server did not shut down: ${result.reason}`,
-  );
-}
-
-/**
  * Unplanned with "shut down first": the point is chosen after the shutdown
  * ends, so the writes made during it count ('latest' also waits, bounded, for
  * them to reach the replica). A shutdown that fails does not stop the failover.
@@ -470,7 +430,7 @@ function unplannedShutdownStep(): LifecycleStep {
           throw new HavenError('unreachable', 'the source host is not connected');
         }
         if (ctx.machine.server) {
-          await shutDownServer(ctx, { required: false });
+          await shutDownServer(ctx, { required: false, timeoutSeconds: PLANNED_SHUTDOWN_SECONDS });
           return;
         }
         const result = await ctx

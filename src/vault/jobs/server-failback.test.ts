@@ -16,6 +16,8 @@ import { HavenError } from '../../errors/index.ts';
 import type { DiskExport, HostServices } from '../../host/host-services.ts';
 import { ServerLinks } from '../../host/server-links.ts';
 import type { RecoveryEnvironmentOptions } from '../../server-agent/recovery-environment.ts';
+import { startIpmiSimulator } from '../../testing/ipmi-simulator.fixture.ts';
+import { until } from '../../testing/until.ts';
 import type { LifecycleStepContext } from './lifecycle-job.ts';
 import {
   awaitServerBack,
@@ -25,6 +27,8 @@ import {
 } from './server-failback.ts';
 
 const MACHINE = 'srv-1';
+/** What the vault's table holds for the server's BMC (the test with a BMC sets it). */
+let bmcPassword: string | undefined;
 const MiB = 1 << 20;
 
 interface Leg {
@@ -155,6 +159,7 @@ async function setup() {
         },
       },
       alerts: { clear: async () => {} },
+      serverBmcPasswords: { get: async () => bmcPassword },
     },
   };
   const ctx = {
@@ -293,6 +298,50 @@ describe('failback onto a physical server: the vault’s steps', () => {
       { ...(t.output().serverBack as object), at: undefined },
       { copiedBytes: 65536, copyMs: 42, at: undefined },
     );
+  });
+
+  it('with a BMC (ipmi_sim, its chassis a QEMU process), Haven boots the server from the network itself, then its next boot is disk again', async () => {
+    const sim = await startIpmiSimulator(join(dir, 'bmc'));
+    try {
+      const { password, ...bmc } = sim.access;
+      bmcPassword = password;
+      const t = await setup();
+      await t.ctx.save({ server: { ...t.machine().server!, bmc } });
+      await t.ctx.output({ serverFailback: { regions: { disk0: [{ offset: 0, length: 65536 }] } } });
+      await prepareServerFailback(t.ctx);
+      const waiting = awaitServerBack(t.ctx);
+      await until('the server powered on through its BMC', async () => t.output().bmcBoot);
+      assert.ok((await sim.calls()).includes('boot n'), 'from the network');
+      assert.ok(await sim.qemuPid(), 'the server runs');
+      assert.match(
+        String(t.output().bmcBoot),
+        /next boot set to the network and powered on through its BMC \(it reports it on\)/,
+      );
+      await until('the progress to say so', async () =>
+        t.progress.some((p) =>
+          /^5 waiting: server 'web-01': next boot set to the network and powered on through its BMC .*waiting for Haven's recovery environment/.test(
+            p,
+          ),
+        ),
+      );
+      t.leg.connected = true;
+      t.links.report(MACHINE, envReport('done', 65536, 65536));
+      await until('the next boot back to disk', async () => t.output().bmcOwnBoot);
+      assert.ok(
+        (await sim.calls()).some((c) => /^0x20 set boot (?!pxe)/.test(c)),
+        (await sim.calls()).join('\n'),
+      );
+      t.links.report(MACHINE, ownReport('[UU]', 'idle'));
+      await waiting;
+      assert.deepEqual(
+        (await sim.calls()).filter((c) => c.startsWith('boot ')),
+        ['boot n'],
+        'powered on once',
+      );
+    } finally {
+      bmcPassword = undefined;
+      await sim.stop();
+    }
   });
 
   it('refuses a server that booted its own system instead, and says why a recovery environment failed', async () => {

@@ -2,7 +2,13 @@ import { isoNow } from '../../clock/index.ts';
 import type { Disk } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { DiskRegion, ServerFailbackMedia } from '../../host/host-services.ts';
-import { refuseRunningServer, serverLinkOf, serverLinkWords } from '../servers/index.ts';
+import {
+  refuseRunningServer,
+  type ServerBmcCall,
+  serverBmcOf,
+  serverLinkOf,
+  serverLinkWords,
+} from '../servers/index.ts';
 import { fenceAlertKey } from '../source-fence.ts';
 import { connectedHost, type LifecycleStepContext, pollUntil } from './lifecycle-job.ts';
 
@@ -159,8 +165,28 @@ export function bootInstructions(name: string, media: ServerFailbackMedia): stri
 }
 
 /**
+ * With a BMC, Haven boots the server itself: the next boot from the network
+ * (the recovery environment, served by network boot), then power on. Not a
+ * server that is on already (something runs on it: Haven does not cut it).
+ */
+async function bootRecoveryByBmc(ctx: LifecycleStepContext, bmc: ServerBmcCall): Promise<string> {
+  if ((await bmc('status')) === 'on') {
+    return 'its BMC reports it powered on already, so Haven did not power it on: power it off, Haven boots it';
+  }
+  await bmc('boot-pxe');
+  const power = await bmc('power-on');
+  const said = `next boot set to the network and powered on through its BMC (it reports it ${power})`;
+  await ctx.output({ bmcBoot: said });
+  return said;
+}
+
+/**
  * Waits for the server: its recovery environment reports the copy, then the
  * server's own agent reports every array whole and every leg in sync again.
+ * With a BMC, Haven boots the environment (next boot from the network, power
+ * on) and, once it reports the copy done, sets the next boot back to disk
+ * (powering it on if the environment powered it off) so it boots its own
+ * system.
  * A server whose own system reports before the environment wrote the
  * failback is refused (its disks lack the recovery site's data). No time
  * limit: a person boots the server (cancel the job to stop waiting).
@@ -170,7 +196,13 @@ export async function awaitServerBack(ctx: LifecycleStepContext): Promise<void> 
   const media = job?.output.serverFailbackMedia as ServerFailbackMedia | undefined;
   if (!media) throw new HavenError('internal', 'the recovery environment was not built');
   const link = serverLinkOf(ctx.vault, ctx.machine.primaryHostId);
-  const instructions = bootInstructions(ctx.machine.name, media);
+  const bmc = serverBmcOf(ctx.vault, ctx.machine, ctx.machine.primaryHostId);
+  const first = await link.status({ machineId: ctx.machine.id });
+  const booted = bmc && !first.failback && !first.agent ? await bootRecoveryByBmc(ctx, bmc) : null;
+  const instructions = booted
+    ? `server '${ctx.machine.name}': ${booted}; waiting for Haven's recovery environment (network boot from ${media.dir})`
+    : bootInstructions(ctx.machine.name, media);
+  let ownBootSet = false;
   const back = await pollUntil(
     ctx,
     async () => {
@@ -206,6 +238,12 @@ export async function awaitServerBack(ctx: LifecycleStepContext): Promise<void> 
           `the recovery environment copies onto the server: ${failback.copiedBytes} of ${failback.totalBytes} bytes`,
         );
         return undefined;
+      }
+      if (!ownAgent && bmc && !ownBootSet) {
+        ownBootSet = true;
+        await bmc('boot-disk');
+        if ((await bmc('status')) === 'off') await bmc('power-on');
+        await ctx.output({ bmcOwnBoot: 'next boot set back to disk through its BMC' });
       }
       if (!ownAgent) {
         ctx.progress(

@@ -1,5 +1,6 @@
 export { serverLinkWords, serverSyncPercent } from '../../domain/server-link-words.ts';
 export { redeemServerEnrolment } from './redeem-server-enrolment.ts';
+export { bmcReportsOff, type ServerBmcCall, serverBmcOf } from './server-bmc.ts';
 export { fenceServer } from './server-fence.ts';
 export { serverLinkOf } from './server-link.ts';
 export { checkServerOff, refuseRunningServer } from './server-off.ts';
@@ -11,5 +12,6 @@ export {
   type ServerEnrolmentIssued,
   serverCommands,
   serverSettingsOf,
+  setServerBmc,
   writeOrderingOf,
 } from './server-onboarding.ts';

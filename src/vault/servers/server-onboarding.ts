@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { isoNow } from '../../clock/index.ts';
 import type { Disk, Host, Machine, RecoverySettings, ServerSettings } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
-import type { ServerEndpoint } from '../../host/host-services.ts';
+import type { BmcAccess, ServerEndpoint } from '../../host/host-services.ts';
 import { checkBootPaths } from '../../host/storage-folders.ts';
 import { checkRunnable } from '../machine-power.ts';
 import {
@@ -26,6 +26,8 @@ export interface AddServerRequest {
   disks: Array<{ id: string; device: string; sizeBytes: number }>;
   writeBehind: number | null;
   nbdTimeoutSeconds: number;
+  /** Its BMC with the password (kept apart from the machine); null or absent: none. */
+  bmc?: BmcAccess | null | undefined;
   recoverySettings?: RecoverySettings | undefined;
 }
 
@@ -199,10 +201,12 @@ export async function addServer(
     throw new HavenError('conflict', `A machine named '${request.name}' already exists`, { field: 'name' });
   }
   const now = isoNow(vault.clock);
+  const { bmc, password } = splitBmc(request.bmc);
   const settings: ServerSettings = {
     writeBehind: request.writeBehind,
     nbdTimeoutSeconds: request.nbdTimeoutSeconds,
     enrolledAt: null,
+    bmc,
   };
   const disks: Disk[] = request.disks.map((d) => ({
     id: d.id,
@@ -241,5 +245,35 @@ export async function addServer(
   checkBootPaths('recoverySettings.boot', machine.recoverySettings.boot, host.storageFolders);
   checkRunnable(machine, { nicsAndBootOnly: true });
   await vault.store.machines.create(machine);
+  if (password !== null) await vault.store.serverBmcPasswords.set(machine.id, password, now);
   return { machine, ...(await issueToken(vault, machine, settings, endpoint, actor)) };
+}
+
+/** The BMC part of the settings and its password, apart: the machine record never holds the password. */
+function splitBmc(bmc: BmcAccess | null | undefined): {
+  bmc: NonNullable<Machine['server']>['bmc'];
+  password: string | null;
+} {
+  if (!bmc) return { bmc: null, password: null };
+  const { password, ...where } = bmc;
+  return { bmc: where, password };
+}
+
+/**
+ * `haven servers update --bmc/--no-bmc`: the server's BMC (where, as whom)
+ * in its settings and its password in the vault's own table, or neither.
+ */
+export async function setServerBmc(
+  vault: VaultContext,
+  machine: Machine,
+  input: BmcAccess | null,
+): Promise<Machine> {
+  const settings = serverSettingsOf(machine, 'have a BMC');
+  const { bmc, password } = splitBmc(input);
+  const now = isoNow(vault.clock);
+  const updated: Machine = { ...machine, server: { ...settings, bmc }, updatedAt: now };
+  if (password === null) await vault.store.serverBmcPasswords.delete(machine.id);
+  else await vault.store.serverBmcPasswords.set(machine.id, password, now);
+  await vault.store.machines.update(updated);
+  return updated;
 }

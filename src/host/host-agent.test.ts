@@ -209,7 +209,7 @@ test('operations without a data path answer not_available, naming the operation 
     message: 'disk.attach is not available: this host runs no disk service',
   });
   const methods = hostMethods().filter((m) => !m.startsWith('host.'));
-  assert.equal(methods.length, 54);
+  assert.equal(methods.length, 55);
   for (const method of methods) {
     await assert.rejects(server.call(hostId, method, {}), (error: unknown) => {
       assert.ok(error instanceof HavenError);

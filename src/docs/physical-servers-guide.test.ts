@@ -197,11 +197,12 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
     }>;
     assert.equal(drill?.state, 'passed', JSON.stringify(drill));
     const shownDrill = JSON.parse(await shOk(`haven drills show ${drill.id} --json`)) as {
-      checks: Array<{ kind: string; result: string }>;
+      machines: Array<{ checks: Array<{ kind: string; result: string }> }>;
     };
+    const drillChecks = shownDrill.machines[0]?.checks ?? [];
     for (const kind of ['boot', 'filesystems']) {
-      const found = shownDrill.checks.find((c) => c.kind === kind);
-      assert.equal(found?.result, 'passed', JSON.stringify(shownDrill.checks));
+      const found = drillChecks.find((c) => c.kind === kind);
+      assert.equal(found?.result, 'passed', JSON.stringify(drillChecks));
     }
     let machine = await show();
     assert.equal(machine.state, 'protected');

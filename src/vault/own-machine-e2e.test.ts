@@ -274,14 +274,22 @@ describe('ownership: a disk that another process writes is not replicated', () =
   it('refuses while a QEMU started by hand writes the image, naming it', async () => {
     const qemu = spawnHandStartedQemu('guest=by-hand', [{ file: image(), format: 'raw' }]);
     children.push(qemu);
-    const refused = await until(
+    // Asked only once the host sees it: a request before QEMU opened the image would be (rightly) accepted.
+    const machine = (await api<Machine>('GET', '/machines/owned-01')).body;
+    await until(
       'the QEMU to open the image',
       async () => {
-        const answer = await enable();
-        return answer.status === 409 ? answer : undefined;
+        const seen = (await up.vault.context.hosts.call(machine.activeHostId, 'disk.writers', {
+          machineId: machine.id,
+          diskId: 'disk0',
+          source: image(),
+        })) as { writers: Array<{ pid: number }> };
+        return seen.writers.some((w) => w.pid === qemu.pid) ? true : undefined;
       },
       { timeoutMs: 30_000, intervalMs: 250 },
     );
+    const refused = await enable();
+    assert.equal(refused.status, 409, JSON.stringify(refused.body));
     assert.match(
       refused.body.error.message,
       new RegExp(

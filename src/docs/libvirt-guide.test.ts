@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Machine } from '../domain/model.ts';
 import { findQemuProcesses } from '../hypervisor/qemu-process.ts';
-import { collectOutput, freePort } from '../testing/child-process.ts';
-import { type CloneShell, cloneShell, shellBlocks } from '../testing/clone-shell.ts';
+import { freePort } from '../testing/child-process.ts';
+import { type BackgroundUp, type CloneShell, cloneShell, shellBlocks } from '../testing/clone-shell.ts';
 import { defineTestDomain, type LibvirtTestDomain } from '../testing/libvirt-domain.fixture.ts';
 import { ensureLibvirtd, type Libvirtd, libvirtMissing } from '../testing/libvirtd.fixture.ts';
 import { until } from '../testing/until.ts';
@@ -27,7 +27,7 @@ describe('docs/libvirt.md, every command, on a real libvirtd', { skip }, () => {
   let domain: LibvirtTestDomain;
   let shell: CloneShell;
   let store: string;
-  let up: { child: ChildProcess; output: () => string; exited: Promise<number | null> } | null = null;
+  let up: BackgroundUp | null = null;
   const suffix = randomBytes(3).toString('hex');
   const name = `haven-guide-${suffix}`;
   let replacements: Array<[string, string]> = [];
@@ -41,19 +41,9 @@ describe('docs/libvirt.md, every command, on a real libvirtd', { skip }, () => {
     return JSON.parse(await shOk(`haven machines show ${name} --json`)) as Machine;
   }
 
-  /** `haven up …` as typed in a first terminal: its own process group, up once it says so. */
+  /** `haven up …` as typed in a first terminal (see CloneShell.startUp). */
   async function startUp(line: string): Promise<void> {
-    const child = spawn('sh', ['-c', `exec ${line}`], {
-      cwd: shell.dir,
-      env: shell.env,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const { output, exited } = collectOutput(child);
-    up = { child, output, exited };
-    await until('haven up to come up', async () => output().includes('is up.'), { timeoutMs: 60_000 }).catch(
-      (error: Error) => assert.fail(`${error.message}:\n${output()}`),
-    );
+    up = await shell.startUp(line, { timeoutMs: 60_000 });
   }
 
   /** The page's ```sh blocks, section by section, with this test's names. */
@@ -81,12 +71,7 @@ describe('docs/libvirt.md, every command, on a real libvirtd', { skip }, () => {
   });
 
   after(async () => {
-    if (up) {
-      try {
-        process.kill(-up.child.pid!, 'SIGKILL');
-      } catch {}
-      await up.exited;
-    }
+    await up?.stop();
     const recovered = `${name}-recovered`;
     await execFileOk('virsh', ['-c', libvirtd.uri, 'destroy', recovered]).catch(() => {});
     await execFileOk('virsh', ['-c', libvirtd.uri, 'undefine', recovered]).catch(() => {});

@@ -16,15 +16,13 @@
  * Debian: qemu-system-x86, e2fsprogs, nbd-client's and mdadm's packages (apt).
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { after, before, describe, it } from 'node:test';
 import type { Machine } from '../domain/model.ts';
-import { checkExtFilesystem } from '../filesystem/index.ts';
+import { checkDiskFilesystems } from '../filesystem/index.ts';
 import {
   bootGuest,
   buildGuestImage,
@@ -34,7 +32,7 @@ import {
   SERVER_BOOT_DISK,
 } from '../guest/index.ts';
 import { collectOutput, freePort } from '../testing/child-process.ts';
-import { type CloneShell, cloneShell, shellBlocks } from '../testing/clone-shell.ts';
+import { type BackgroundUp, type CloneShell, cloneShell, shellBlocks } from '../testing/clone-shell.ts';
 import { Link } from '../testing/link-proxy.ts';
 import { until } from '../testing/until.ts';
 
@@ -46,15 +44,10 @@ const HOST_FROM_GUEST = '10.0.2.2';
 const NIC = ['-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0'];
 const GUEST_IP = { address: '10.0.2.15/24', gateway: HOST_FROM_GUEST };
 
-/** Bytes [offset, offset + length) of `from` into a new file `to`. */
-async function copyRange(from: string, to: string, offset: number, length: number): Promise<void> {
-  await pipeline(createReadStream(from, { start: offset, end: offset + length - 1 }), createWriteStream(to));
-}
-
 describe('docs/physical-servers.md, every command, with a guest playing the server', () => {
   let shell: CloneShell;
   let work: string;
-  let up: { child: ChildProcess; output: () => string; exited: Promise<number | null> } | null = null;
+  let up: BackgroundUp | null = null;
   const links: Link[] = [];
   let server: GuestHandle | null = null;
 
@@ -71,30 +64,15 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
       server.kill();
       await server.exited;
     }
-    if (up) {
-      try {
-        process.kill(-up.child.pid!, 'SIGKILL');
-      } catch {}
-      await up.exited;
-    }
+    await up?.stop();
     for (const link of links) await link.close();
     await shell?.remove();
     if (work) await rm(work, { recursive: true, force: true });
   });
 
-  /** `haven up …` as typed in a first terminal: its own process group, up once it says so. */
+  /** `haven up …` as typed in a first terminal (see CloneShell.startUp). */
   async function startUp(line: string): Promise<void> {
-    const child = spawn('sh', ['-c', `exec ${line}`], {
-      cwd: shell.dir,
-      env: shell.env,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const { output, exited } = collectOutput(child);
-    up = { child, output, exited };
-    await until('haven up to come up', async () => output().includes('is up.'), { timeoutMs: 90_000 }).catch(
-      (error: Error) => assert.fail(`${error.message}:\n${output()}`),
-    );
+    up = await shell.startUp(line, { timeoutMs: 90_000 });
   }
 
   /** Waits for a console line of the server; a failure shows what the server printed last. */
@@ -306,13 +284,21 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
     }
     const exported = join(work, 'point.raw');
     await shOk(`haven export ${NAME} --point latest --out ${exported}`);
-    // e2fsck on each filesystem of the point, as on the server's partitions (a copy each: the journal is replayed first).
-    for (const part of [SERVER_BOOT_DISK.system, SERVER_BOOT_DISK.data]) {
-      const file = join(work, `${part.label}.img`);
-      await copyRange(exported, file, part.offsetBytes, part.sizeBytes);
-      const check = await checkExtFilesystem(file, AbortSignal.timeout(120_000));
-      assert.equal(check.clean, true, `${part.label}: ${check.output}`);
-    }
+    // e2fsck on each filesystem of the point, at its partition's offset (the export is a copy: journals are replayed into it first).
+    const checks = await checkDiskFilesystems({
+      diskId: 'disk0',
+      file: exported,
+      sizeBytes: SERVER_BOOT_DISK.sizeBytes,
+      signal: AbortSignal.timeout(120_000),
+      timeoutMs: 120_000,
+    });
+    const ext4 = checks.filter((c) => c.type === 'ext4');
+    assert.deepEqual(
+      ext4.map((c) => c.label),
+      [SERVER_BOOT_DISK.system.label, SERVER_BOOT_DISK.data.label],
+      JSON.stringify(checks.map((c) => c.type)),
+    );
+    for (const check of ext4) assert.equal(check.result, 'passed', `${check.label}: ${check.evidence}`);
 
     // 5. Fail back onto the server itself. The VM's records are what the server must find.
     const vmDurable = await until(

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { REPO_ROOT } from './child-process.ts';
+import { findQemuProcesses, waitForExit } from '../hypervisor/qemu-process.ts';
+import { collectOutput, REPO_ROOT } from './child-process.ts';
+import { until } from './until.ts';
 
 /**
  * A directory laid out like a fresh clone after `npm ci` (the repo's sources
@@ -19,7 +21,26 @@ export interface CloneShell {
   sh(line: string): Promise<{ code: number; stdout: string; stderr: string }>;
   /** The same, which must succeed; its standard output. */
   shOk(line: string): Promise<string>;
+  /**
+   * `haven up …` as typed in a first terminal: its own process group, up once
+   * it says so (else it is killed and the start fails with its output).
+   */
+  startUp(line: string, options: { timeoutMs: number }): Promise<BackgroundUp>;
+  /**
+   * Kills the QEMU processes the clone's hosts left (they outlive `haven up`
+   * by design: a test that fails with a machine running leaves it), then
+   * deletes the clone.
+   */
   remove(): Promise<void>;
+}
+
+/** A `haven up` running in the background of a clone shell. */
+export interface BackgroundUp {
+  child: ChildProcess;
+  output(): string;
+  exited: Promise<number | null>;
+  /** Kills its whole process group and waits for it. */
+  stop(): Promise<void>;
 }
 
 export async function cloneShell(prefix: string): Promise<CloneShell> {
@@ -51,7 +72,42 @@ export async function cloneShell(prefix: string): Promise<CloneShell> {
       assert.equal(result.code, 0, `${line}\n${result.stdout}\n${result.stderr}`);
       return result.stdout;
     },
-    remove: () => rm(dir, { recursive: true, force: true }),
+    startUp: async (line, { timeoutMs }) => {
+      const child = spawn('sh', ['-c', `exec ${line}`], {
+        cwd: dir,
+        env,
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const { output, exited } = collectOutput(child);
+      const up: BackgroundUp = {
+        child,
+        output,
+        exited,
+        stop: async () => {
+          try {
+            process.kill(-child.pid!, 'SIGKILL');
+          } catch {}
+          await exited;
+        },
+      };
+      try {
+        await until('haven up to come up', async () => output().includes('is up.'), { timeoutMs });
+      } catch (error) {
+        await up.stop();
+        assert.fail(`${(error as Error).message}:\n${output()}`);
+      }
+      return up;
+    },
+    remove: async () => {
+      for (const pid of await findQemuProcesses(dir)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {}
+        await waitForExit(pid, 10_000);
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
   };
 }
 

@@ -14,6 +14,7 @@ export {
   IN_PROGRESS_STATES,
   type InProgressState,
   isInProgress,
+  isReplicating,
   LIFECYCLE,
   type LifecycleOperation,
   type MachineRef,

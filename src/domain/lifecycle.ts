@@ -250,6 +250,22 @@ export function isInProgress(state: MachineState): state is InProgressState {
   return !STABLE.has(state);
 }
 
+/** States in which a machine's disks are being replicated (the monitor watches these). */
+const REPLICATING: ReadonlySet<MachineState> = new Set([
+  // The initial copy's progress shows on the machine while it runs.
+  'enabling-replication',
+  'protected',
+  'reverse-protected',
+  'test-failover-active',
+  'starting-test-failover',
+  'cleaning-up-test-failover',
+  'resynchronizing',
+]);
+
+export function isReplicating(state: MachineState): boolean {
+  return REPLICATING.has(state);
+}
+
 /** Operations that may start in `state`, in ALL_OPERATIONS order; none while a job runs. */
 export function allowedOperations(state: MachineState): LifecycleOperation[] {
   const here = new Set(LIFECYCLE.filter((t) => t.from === state).map((t) => t.operation));

@@ -444,7 +444,7 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
       assert.equal(await store.policies.get('pol-1'), undefined);
     }));
 
-  it('machines: JSON round trip, filters, update leaves state alone, delete', () =>
+  it('machines: JSON round trip, filters, update leaves state and health alone, delete', () =>
     withStore(async (store) => {
       const m1 = machine();
       const m2 = machine({
@@ -486,6 +486,7 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
         ...edited,
         state: 'protected',
         currentJobId: null,
+        health: m1.health,
       });
       await rejectsWith(store.machines.update(machine({ id: 'nope', name: 'nope' })), 'not_found');
       await rejectsWith(store.machines.create(machine({ id: 'vm-9' })), 'conflict');
@@ -599,6 +600,24 @@ function storeSuite(expectedDialect: Store['dialect'], freshLocation: LocationFa
       assert.equal(m?.updatedAt, machine().updatedAt, 'a monitor sample is not an edit');
       await store.machines.recordReplication('vm-1', null, 'unknown');
       assert.equal((await store.machines.get('vm-1'))?.replication, null);
+
+      // A status asked for before the machine moved does not land after it.
+      const seen = machine();
+      assert.equal(await store.machines.recordReplication('vm-1', snapshot, 'healthy', seen), true);
+      for (const moved of [
+        { state: 'failed-over' as const },
+        { activeHostId: 'host-2' },
+        { recoveryHostId: null },
+        { recoveryHostId: 'host-3' },
+      ]) {
+        const stale = { ...seen, ...moved };
+        assert.equal(await store.machines.recordReplication('vm-1', null, 'critical', stale), false);
+        assert.equal((await store.machines.get('vm-1'))?.health, 'healthy', JSON.stringify(moved));
+      }
+      await store.machines.update({ ...seen, recoveryHostId: null });
+      const unprotected = { ...seen, recoveryHostId: null };
+      assert.equal(await store.machines.recordReplication('vm-1', null, 'unknown', unprotected), true);
+      assert.equal((await store.machines.get('vm-1'))?.health, 'unknown');
     }));
 
   it('replication history: every figure lands in each tier, aged buckets pruned, rows bounded (property)', () =>

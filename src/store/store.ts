@@ -187,12 +187,19 @@ export interface MachineRepository {
     jobId: string | null,
     at: string,
   ): Promise<boolean>;
-  /** Writes only the replication snapshot and health (the monitor's columns): no lost update of other fields. */
+  /**
+   * Writes only the replication snapshot and health (the monitor's columns):
+   * no lost update of other fields. With `seen`, only while the machine is
+   * still in that state between those hosts: a status asked for before a
+   * failover, failback or reprotect says nothing of the replication after it,
+   * so it must not land on the machine (false; nothing written).
+   */
   recordReplication(
     id: string,
     snapshot: ReplicationSnapshot | null,
     health: ReplicationHealth,
-  ): Promise<void>;
+    seen?: Pick<Machine, 'state' | 'activeHostId' | 'recoveryHostId'>,
+  ): Promise<boolean>;
   /**
    * Writes only whether the source a failover left behind was verified
    * stopped: the vault records it while a job may be saving the machine.

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { isoNow } from '../clock/index.ts';
+import { isReplicating } from '../domain/index.ts';
 import {
   type Machine,
   type MachineKind,
-  type MachineState,
   machineKindOf,
   type ReplicationHealth,
   type ReplicationSnapshot,
@@ -13,18 +13,6 @@ import type { BrokenDiskPath, MirrorStatus, ReplicationStatus } from '../host/ho
 import { hostServices } from './jobs/lifecycle-job.ts';
 import { serverLinkWords } from './servers/index.ts';
 import type { VaultContext } from './vault-context.ts';
-
-/** States in which a machine's disks are being replicated. */
-const REPLICATING: ReadonlySet<MachineState> = new Set([
-  // The initial copy's progress shows on the machine while it runs.
-  'enabling-replication',
-  'protected',
-  'reverse-protected',
-  'test-failover-active',
-  'starting-test-failover',
-  'cleaning-up-test-failover',
-  'resynchronizing',
-]);
 
 /**
  * Health of one machine's replication against its policy (pure): critical
@@ -199,7 +187,7 @@ export class ReplicationMonitor {
     const { store } = this.#vault;
     const thresholds = new Map((await store.policies.list()).map((p) => [p.id, p.rpoThresholdSeconds]));
     for (const machine of await store.machines.list()) {
-      if (!REPLICATING.has(machine.state)) continue;
+      if (!isReplicating(machine.state)) continue;
       try {
         await this.#check(machine, machine.policyId ? (thresholds.get(machine.policyId) ?? null) : null);
       } catch (error) {
@@ -245,7 +233,7 @@ export class ReplicationMonitor {
       lastError: `the host did not report this machine's replication: ${reason}`,
       updatedAt: isoNow(clock),
     };
-    await store.machines.recordReplication(machine.id, snapshot, 'unknown');
+    await store.machines.recordReplication(machine.id, snapshot, 'unknown', machine);
   }
 
   async #check(machine: Machine, threshold: number | null): Promise<void> {
@@ -278,7 +266,8 @@ export class ReplicationMonitor {
       await this.#alertBrokenDisks(machine, status.brokenDisks);
     }
     const health = replicationHealth(snapshot, threshold);
-    await store.machines.recordReplication(machine.id, snapshot, health);
+    // The machine may have failed over, back or been reprotected while its host answered: then this status is of the old direction.
+    if (!(await store.machines.recordReplication(machine.id, snapshot, health, machine))) return;
     await store.replicationHistory.record(machine.id, {
       at: snapshot.updatedAt,
       throughputBytesPerSec: snapshot.throughputBytesPerSec,

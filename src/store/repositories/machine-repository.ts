@@ -83,11 +83,14 @@ export class KyselyMachineRepository implements MachineRepository {
 
   /**
    * Writes every field except `state` and `currentJobId`, which only
-   * `transition` changes: a plain update racing a transition must not undo it.
+   * `transition` changes (a plain update racing a transition must not undo
+   * it), and the replication's health, which only `recordReplication` writes.
    */
   async update(machine: Machine): Promise<void> {
+    // Health is the monitor's (recordReplication): a job saving the machine it read must not put back an older one.
+    const { health: _, ...fields } = columns(machine);
     const result = await checkedWrite('machine', machine.name, () =>
-      this.#db.updateTable('machines').set(columns(machine)).where('id', '=', machine.id).executeTakeFirst(),
+      this.#db.updateTable('machines').set(fields).where('id', '=', machine.id).executeTakeFirst(),
     );
     if (affectedRows(result) === 0) throw notFound('machine', machine.id);
   }
@@ -128,12 +131,24 @@ export class KyselyMachineRepository implements MachineRepository {
     id: string,
     snapshot: ReplicationSnapshot | null,
     health: ReplicationHealth,
-  ): Promise<void> {
-    await this.#db
+    seen?: Pick<Machine, 'state' | 'activeHostId' | 'recoveryHostId'>,
+  ): Promise<boolean> {
+    let query = this.#db
       .updateTable('machines')
       .set({ replication: snapshot === null ? null : toJsonColumn(snapshot), health })
-      .where('id', '=', id)
-      .execute();
+      .where('id', '=', id);
+    if (seen) {
+      const { recoveryHostId } = seen;
+      query = query
+        .where('state', '=', seen.state)
+        .where('active_host_id', '=', seen.activeHostId)
+        .where((eb) =>
+          recoveryHostId === null
+            ? eb('recovery_host_id', 'is', null)
+            : eb('recovery_host_id', '=', recoveryHostId),
+        );
+    }
+    return affectedRows(await query.executeTakeFirst()) === 1;
   }
 
   async recordSourceFence(id: string, fence: SourceFence | null): Promise<void> {

@@ -1,5 +1,5 @@
 import { isoNow } from '../../clock/index.ts';
-import type { LifecycleOperation, Transition } from '../../domain/index.ts';
+import { isReplicating, type LifecycleOperation, type Transition } from '../../domain/index.ts';
 import type { Host, Machine } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
 import { remoteHostServices } from '../../host/host-dispatcher.ts';
@@ -158,6 +158,16 @@ export function lifecycleJob<O extends LifecycleOperation>(
         );
         if (!moved)
           throw new HavenError('conflict', `machine '${machine.name}' changed state while its job ended`);
+        const after = await load(machine.id);
+        if (
+          outcome === 'succeeded' &&
+          (!isReplicating(target) ||
+            after.activeHostId !== machine.activeHostId ||
+            after.recoveryHostId !== machine.recoveryHostId)
+        ) {
+          // The last status was of the replication before this operation: until the monitor asks again, nothing is known.
+          await v.store.machines.recordReplication(machine.id, null, 'unknown');
+        }
       }
       await spec.onSettled?.(v, await load(machine.id), outcome, input);
     },

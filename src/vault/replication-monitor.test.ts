@@ -1,8 +1,14 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import type { ServerLegState, ServerLinkSnapshot } from '../domain/model.ts';
+import { systemClock } from '../clock/index.ts';
+import type { Machine, ServerLegState, ServerLinkSnapshot } from '../domain/model.ts';
 import type { ReplicationStatus } from '../host/host-services.ts';
-import { replicationHealth, replicationSnapshot } from './replication-monitor.ts';
+import { openStore } from '../store/index.ts';
+import { ReplicationMonitor, replicationHealth, replicationSnapshot } from './replication-monitor.ts';
+import type { VaultContext } from './vault-context.ts';
 
 const streaming: ReplicationStatus = {
   machineId: 'vm1',
@@ -97,4 +103,67 @@ test('a physical server is healthy only while every leg is in sync; never green 
     'a host that reports no server link vouches for nothing',
   );
   assert.match(unsaid.lastError ?? '', /reports no server link/);
+});
+
+test('a status asked for before the machine moved does not land after it: no green from the old direction', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'haven-monitor-'));
+  const store = await openStore({ dataDir: dir });
+  try {
+    const at = '2026-12-01T00:00:00.000Z';
+    const machine: Machine = {
+      id: 'vm1',
+      name: 'web-01',
+      primaryHostId: 'primary',
+      recoveryHostId: 'recovery',
+      activeHostId: 'recovery',
+      policyId: null,
+      groupId: null,
+      osFamily: 'linux',
+      state: 'reverse-protected',
+      health: 'unknown',
+      disks: [],
+      recoverySettings: { targetName: 'web-01', cpus: 1, memoryMiB: 256, nics: [] },
+      currentJobId: null,
+      replication: null,
+      runtime: { test: null, failover: null },
+      originalExists: true,
+      createdAt: at,
+      updatedAt: at,
+    };
+    await store.machines.create(machine);
+    let asked = 0;
+    const vault = {
+      store,
+      clock: systemClock,
+      hosts: {
+        isConnected: () => true,
+        call: async (_host: string, method: string) => {
+          assert.equal(method, 'replication.status');
+          asked++;
+          if (asked === 1) {
+            // While the recovery host answers, the machine fails back: the operation forgets the old status.
+            await store.machines.update({ ...machine, activeHostId: 'primary' });
+            await store.machines.recordReplication(machine.id, null, 'unknown');
+          }
+          return streaming;
+        },
+      },
+    } as unknown as VaultContext;
+    const monitor = new ReplicationMonitor(vault);
+    await monitor.pollOnce();
+    const after = await store.machines.get(machine.id);
+    assert.equal(asked, 1);
+    assert.equal(after?.health, 'unknown', 'the old direction streamed; the new one is not known yet');
+    assert.equal(after?.replication, null);
+
+    await monitor.pollOnce();
+    assert.equal(
+      (await store.machines.get(machine.id))?.health,
+      'healthy',
+      'asked again in the new direction',
+    );
+  } finally {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 });

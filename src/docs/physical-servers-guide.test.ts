@@ -105,6 +105,32 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
         .map(Number),
     );
 
+  /** The record the machine's VM reports it found intact when it booted (its console); a corrupt record fails. */
+  async function recoveredRecord(what: string): Promise<number> {
+    const found = await until(
+      what,
+      async () => {
+        const console = await shOk(`haven console ${NAME} --tail 400`);
+        return /^(recovered (\d+) ok|corrupt at .*)$/m.exec(console) ?? undefined;
+      },
+      { timeoutMs: WAIT_MS },
+    );
+    assert.ok(found[2] !== undefined, found[0]);
+    return Number(found[2]);
+  }
+
+  /** Waits for the machine's VM to make a record past `record` durable; the last one it did. */
+  const vmDurableAfter = (record: number): Promise<number> =>
+    until(
+      'the VM to write records',
+      async () => {
+        const console = await shOk(`haven console ${NAME} --tail 400`);
+        const last = Math.max(0, ...[...console.matchAll(/^durable (\d+)$/gm)].map((m) => Number(m[1])));
+        return last > record ? last : undefined;
+      },
+      { timeoutMs: WAIT_MS },
+    );
+
   it('onboards a server, protects it, rides out a cut link, fails it over as a VM after a power loss, fails back onto the server itself and protects it again', async () => {
     const [image, sections] = await Promise.all([
       buildGuestImage({ variant: 'server' }),
@@ -264,22 +290,13 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
     machine = await show();
     assert.equal(machine.state, 'failed-over');
     assert.equal(machine.sourceFence?.verified, false, 'no BMC: never called fenced');
-    const recovered = await until(
-      'the recovered VM to find its records',
-      async () => {
-        const console = await shOk(`haven console ${NAME} --tail 200`);
-        const m = /^(recovered (\d+) ok|corrupt at .*)$/m.exec(console);
-        return m ?? undefined;
-      },
-      { timeoutMs: WAIT_MS },
-    );
-    assert.ok(recovered[2] !== undefined, recovered[0]);
-    if (!(Number(recovered[2]) >= durable && Number(recovered[2]) <= durable + 1)) {
+    const recovered = await recoveredRecord('the recovered VM to find its records');
+    if (!(recovered >= durable && recovered <= durable + 1)) {
       const jobs = JSON.parse(await shOk('haven jobs list --json')) as Array<{ id: string; kind: string }>;
       const job = jobs.find((j) => j.kind === 'failover');
       const points = await shOk(`haven machines points ${NAME}`);
       assert.fail(
-        `${recovered[0]}; record ${durable} was durable at the power loss\nfailover: ${job ? await shOk(`haven jobs show ${job.id} --json`) : 'none'}\npoints:\n${points}`,
+        `recovered ${recovered}; record ${durable} was durable at the power loss\nfailover: ${job ? await shOk(`haven jobs show ${job.id} --json`) : 'none'}\npoints:\n${points}`,
       );
     }
     const exported = join(work, 'point.raw');
@@ -301,16 +318,7 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
     for (const check of ext4) assert.equal(check.result, 'passed', `${check.label}: ${check.evidence}`);
 
     // 5. Fail back onto the server itself. The VM's records are what the server must find.
-    const vmDurable = await until(
-      'the recovered VM to write records',
-      async () => {
-        const console = await shOk(`haven console ${NAME} --tail 400`);
-        const all = [...console.matchAll(/^durable (\d+)$/gm)].map((m) => Number(m[1]));
-        const last = Math.max(0, ...all);
-        return last > Number(recovered[2]) + 5 ? last : undefined;
-      },
-      { timeoutMs: WAIT_MS },
-    );
+    const vmDurable = await vmDurableAfter(recovered + 5);
     let failbackRun: { exited: Promise<number | null>; output: () => string } | null = null;
     for (const line of failback) {
       if (line.startsWith('haven reprotect')) {
@@ -410,6 +418,59 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
       { timeoutMs: 90_000 },
     );
     assert.equal(again.replication?.server?.state, 'in-sync');
+
+    // 7. Planned failover: the agent shuts the server down, the VM starts with every record; then it fails back as a VM.
+    const retire = rest.shift();
+    assert.ok(retire, 'the page retires the hardware');
+    const retired = server;
+    await serverLine(/^durable \d+$/, retired.lines().length);
+    let plannedRecovered = 0;
+    for (const line of retire) {
+      if (line.startsWith('haven planned-failover')) {
+        await shOk(line);
+        // The agent powered the server off: its last durable record is what the VM must find.
+        await retired.exited;
+        const serverDurable = lastDurable(retired);
+        server = null;
+        machine = await show();
+        assert.equal(machine.state, 'failed-over');
+        const jobs = JSON.parse(await shOk('haven jobs list --json')) as Array<{ id: string; kind: string }>;
+        const job = jobs.find((j) => j.kind === 'planned-failover');
+        const shownJob = JSON.parse(await shOk(`haven jobs show ${job?.id} --json`)) as {
+          output: { shutdown?: string };
+        };
+        assert.match(shownJob.output.shutdown ?? '', /^shut down after/, JSON.stringify(shownJob.output));
+        plannedRecovered = await recoveredRecord('the VM to find the records of the server it replaces');
+        assert.ok(
+          plannedRecovered >= serverDurable && plannedRecovered <= serverDurable + 1,
+          `recovered ${plannedRecovered}; the server had made record ${serverDurable} durable before its planned shutdown`,
+        );
+        continue;
+      }
+      if (line.startsWith('haven failback')) {
+        const vmLast = await vmDurableAfter(plannedRecovered + 3);
+        await shOk(line);
+        const found = await recoveredRecord('the VM at the primary site to find its records');
+        assert.ok(
+          found >= vmLast,
+          `recovered ${found} at the primary site; the VM had made ${vmLast} durable`,
+        );
+        continue;
+      }
+      await shOk(line);
+    }
+    const asVm = await until(
+      'the machine to be protected and healthy as a VM of the primary host',
+      async () => {
+        const m = await show();
+        return m.state === 'protected' && m.health === 'healthy' ? m : undefined;
+      },
+      { timeoutMs: 90_000 },
+    );
+    const hosts = JSON.parse(await shOk('haven hosts list --json')) as Array<{ id: string; name: string }>;
+    assert.equal(asVm.primaryHostId, hosts.find((h) => h.name === 'primary')?.id);
+    assert.equal(asVm.server ?? null, null, 'a VM now, no longer a server');
+    assert.equal(asVm.replication?.server ?? null, null);
     assert.equal(rest.length, 0, 'every section of the page is run');
   });
 });

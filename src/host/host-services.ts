@@ -604,7 +604,11 @@ export interface ServerLinkService {
    * it is stopping and its legs disconnected after their last flush.
    */
   shutdown(params: { machineId: string; timeoutMs: number }): Promise<{ stopped: boolean; reason: string }>;
-  /** Forgets the server: its certificate is no longer accepted and its exports are detached. */
+  /**
+   * Forgets the server: its certificate is no longer accepted, its legs'
+   * exports are detached and their staging images deleted. Other exports of
+   * the machine (it may run here as a VM now) stay.
+   */
   forget(params: { machineId: string }): Promise<void>;
   /**
    * From now on the host refuses the server's NBD legs and its agent's

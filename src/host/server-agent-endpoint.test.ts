@@ -7,8 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DiskService } from '../disk/disk-service.ts';
 import { HavenError } from '../errors/index.ts';
@@ -226,13 +226,27 @@ describe('server agent endpoint', () => {
     assert.equal((await run('nbdinfo', ['--size', uri])).code, 0);
   });
 
-  test('a forgotten server loses its reports and its exports', async () => {
+  test('a forgotten server loses its reports, its legs and their staging images; its disks as a VM stay', async () => {
+    const staging = join(scratch.path, 'servers', 'web-01');
+    assert.ok((await readdir(staging)).includes('disk0.img'), 'the leg is staged');
+    // The machine reprotected to this host as a VM: a disk of its own, beside the leg.
+    const vmDisk = join(scratch.path, 'machines', 'web-01', 'disk1.img');
+    await mkdir(dirname(vmDisk), { recursive: true });
+    await writeFile(vmDisk, Buffer.alloc(1 << 20));
+    await linksOptions.disks.attach({
+      machineId: 'web-01',
+      diskId: 'disk1',
+      source: vmDisk,
+      sizeBytes: 1 << 20,
+    });
     await links.forget({ machineId: 'web-01' });
     assert.equal((await post('/v1/report', 'state running\n', { certificate: true })).status, 403);
     assert.deepEqual(
       core.list().map((e) => e.name),
-      [],
+      ['web-01.disk1'],
     );
+    await assert.rejects(readdir(staging), { code: 'ENOENT' });
     assert.equal((await links.status({ machineId: 'web-01' })).agent, null);
+    await linksOptions.disks.detach({ machineId: 'web-01', diskId: 'disk1' });
   });
 });

@@ -439,14 +439,21 @@ export class ServerLinks implements ServerLinkService {
 
   async forget(params: { machineId: string }): Promise<void> {
     const { machineId } = params;
+    if (!DISK_ID_PATTERN.test(machineId)) {
+      throw new HavenError('bad_request', 'forget needs a machine id', { field: 'machineId' });
+    }
     this.#reports.delete(machineId);
     this.#commands.delete(machineId);
     if (!this.#links.forgotten.includes(machineId)) this.#links.forgotten.push(machineId);
     this.#links.enrolled = this.#links.enrolled.filter((id) => id !== machineId);
     await this.#save();
+    // Only its legs: the machine may live on here as a VM, on disks of its own.
     for (const disk of await this.#options.disks.list({ machineId })) {
-      await this.#options.disks.detach({ machineId, diskId: disk.diskId });
+      if (disk.stagingImage !== undefined)
+        await this.#options.disks.detach({ machineId, diskId: disk.diskId });
     }
+    // The staging images, their journals and any failback media: nothing reads them any more.
+    await rm(join(this.#options.dataDir, 'servers', machineId), { recursive: true, force: true });
   }
 
   async fence(params: { machineId: string; reason: string }): Promise<void> {

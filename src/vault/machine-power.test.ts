@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Machine } from '../domain/model.ts';
-import { followConsole, linesAfter } from './machine-power.ts';
+import { consoleOf, followConsole, linesAfter } from './machine-power.ts';
 import type { VaultContext } from './vault-context.ts';
 
 test('console follow finds the new lines after the last ones sent, also when lines repeat', () => {
@@ -98,4 +98,48 @@ test('a drill console stream: new lines within a poll, kept open while the host 
   ]);
   stop = true;
   assert.equal(ended, true, 'the stream ended with the drill');
+});
+
+test("the console is the failover copy's while it runs, and the machine's own once it is back at the primary", async () => {
+  const asked: string[] = [];
+  const vault = {
+    hosts: {
+      isConnected: () => true,
+      call: async (hostId: string, method: string, params: { name: string }) => {
+        assert.equal(method, 'hypervisor.consoleLog');
+        asked.push(`${hostId}/${params.name}`);
+        return { lines: [] };
+      },
+    },
+  } as unknown as VaultContext;
+  const copy = { hostId: 'recovery', vmName: 'web-1-dr', viewId: 'v1' };
+  const at = (state: string, activeHostId: string) =>
+    ({
+      id: 'vm-1',
+      name: 'web-1',
+      state,
+      primaryHostId: 'primary',
+      activeHostId,
+      recoverySettings: { targetName: 'web-1-dr' },
+      runtime: { test: null, failover: copy },
+    }) as unknown as Machine;
+  for (const machine of [
+    at('failing-over', 'primary'),
+    at('failed-over', 'recovery'),
+    at('committing', 'recovery'),
+    at('failing-back', 'recovery'),
+    // Failed back: the copy stays recorded (shut down) until commit, the machine runs at the primary.
+    at('failed-back', 'primary'),
+    at('committing', 'primary'),
+  ]) {
+    await consoleOf(vault, machine);
+  }
+  assert.deepEqual(asked, [
+    'recovery/web-1-dr',
+    'recovery/web-1-dr',
+    'recovery/web-1-dr',
+    'recovery/web-1-dr',
+    'primary/web-1',
+    'primary/web-1',
+  ]);
 });

@@ -207,7 +207,6 @@ export function checkRunnable(machine: Machine, options: { nicsAndBootOnly?: boo
   });
 }
 
-/** Where the machine runs now: itself on its active host, or the copy a failover started. */
 /** Which console: the machine where it runs (or its failover copy), or the drill copy of a test failover. */
 export type ConsoleCopy = 'running' | 'drill';
 
@@ -223,10 +222,17 @@ function runningCopyOf(machine: Machine, which: ConsoleCopy): { hostId: string; 
     }
     return { hostId: drill.hostId, vmName: drill.vmName };
   }
+  // The copy a failover started, while it runs; after a failback it stays recorded (shut down) until commit.
   const copy = machine.runtime.failover;
-  return copy
+  return copy && !backAtPrimary(machine)
     ? { hostId: copy.hostId, vmName: copy.vmName }
     : { hostId: machine.activeHostId, vmName: vmNameOf(machine) };
+}
+
+function backAtPrimary(machine: Machine): boolean {
+  if (machine.state === 'failed-back' || machine.state === 'failback-committed') return true;
+  // Committing after a failback (a failover's commit runs at the recovery site).
+  return machine.state === 'committing' && machine.activeHostId === machine.primaryHostId;
 }
 
 /** The serial console of the machine where it runs (current or last run). */

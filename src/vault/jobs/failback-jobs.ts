@@ -217,6 +217,8 @@ function reverseSteps(input: LifecycleJobInput<'reprotect'>): LifecycleStep<'rep
         await ctx.output({
           reprotectSent: { sentBytes: status.sentBytes, divergedBytes: diverged, diskBytes: disk },
         });
+        // A server replicated to an alternate host is a VM there from now on.
+        if (ctx.machine.server && (await reverseTarget(ctx)).alternate) await onServer.forgetServer(ctx);
       },
     },
   ];

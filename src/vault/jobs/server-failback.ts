@@ -56,6 +56,28 @@ export async function leaveServerOff(ctx: LifecycleStepContext): Promise<void> {
   );
 }
 
+/**
+ * Reprotect to an alternate host: the machine is a VM from now on, on disks
+ * of its own there. Its primary host forgets the server (its certificate,
+ * legs and staging images) and the vault its BMC password. A host that is
+ * away keeps them, and keeps the server fenced: the output says so.
+ */
+export async function forgetServer(ctx: LifecycleStepContext): Promise<void> {
+  const hostId = ctx.machine.primaryHostId;
+  await ctx.vault.store.serverBmcPasswords.delete(ctx.machine.id);
+  if (!ctx.vault.hosts.isConnected(hostId)) {
+    const kept = `its primary host is not connected: it keeps the server's staging images and keeps the server fenced`;
+    await ctx.output({ serverForgotten: `no: ${kept}` });
+    ctx.progress(100, `server '${ctx.machine.name}' is a VM from now on; ${kept}`);
+    return;
+  }
+  await serverLinkOf(ctx.vault, hostId).forget({ machineId: ctx.machine.id });
+  await ctx.output({
+    serverForgotten: 'yes: its certificate, legs and staging images are gone at its primary host',
+  });
+  ctx.progress(100, `server '${ctx.machine.name}' is a VM from now on; its primary host forgot the server`);
+}
+
 /** The image reprotect adopts and failback restores: for a server, its leg's staging image. */
 export function stagingImageOf(machineName: string, disk: Disk): string {
   if (!disk.serverStagingImage) {

@@ -12,7 +12,8 @@
  * issue's CI share): onboarding, initial replication (md's resync), the link
  * cut under writes (the mirror degrades, Haven says not protected, only what
  * changed is resent), power loss (kill -9), failover as a VM at the recovery
- * site with every durable record and clean filesystems.
+ * site with every durable record and clean filesystems, failback onto the
+ * server, then a planned failover and failback as a VM of the primary host.
  * Debian: qemu-system-x86, e2fsprogs, nbd-client's and mdadm's packages (apt).
  */
 import assert from 'node:assert/strict';
@@ -131,7 +132,7 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
       { timeoutMs: WAIT_MS },
     );
 
-  it('onboards a server, protects it, rides out a cut link, fails it over as a VM after a power loss, fails back onto the server itself and protects it again', async () => {
+  it('onboards a server, protects it, rides out a cut link, fails it over as a VM after a power loss, fails back onto the server itself and protects it again; then retires it: planned failover, failback as a VM', async () => {
     const [image, sections] = await Promise.all([
       buildGuestImage({ variant: 'server' }),
       shellBlocks('docs/physical-servers.md'),
@@ -445,6 +446,9 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
           plannedRecovered >= serverDurable && plannedRecovered <= serverDurable + 1,
           `recovered ${plannedRecovered}; the server had made record ${serverDurable} durable before its planned shutdown`,
         );
+        console.log(
+          `physical server: planned failover ${shownJob.output.shutdown}; the VM found record ${plannedRecovered} (the server had made ${serverDurable} durable)`,
+        );
         continue;
       }
       if (line.startsWith('haven failback')) {
@@ -454,6 +458,9 @@ describe('docs/physical-servers.md, every command, with a guest playing the serv
         assert.ok(
           found >= vmLast,
           `recovered ${found} at the primary site; the VM had made ${vmLast} durable`,
+        );
+        console.log(
+          `physical server, failed back as a VM at the primary site: found record ${found} (${vmLast} durable)`,
         );
         continue;
       }

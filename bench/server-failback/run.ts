@@ -73,7 +73,7 @@ import {
   serverConfig,
   startTlsSite,
   type TlsSite,
-} from '../server-site.ts';
+} from '../../src/testing/server-site.ts';
 import { writeResults } from '../write-results.ts';
 
 const run = promisify(execFile);

@@ -64,7 +64,7 @@ import {
   serverConfig,
   startTlsSite,
   type TlsSite,
-} from '../server-site.ts';
+} from '../../src/testing/server-site.ts';
 import { writeResults } from '../write-results.ts';
 
 const { values: flags } = parseArgs({

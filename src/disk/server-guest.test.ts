@@ -11,7 +11,7 @@
  * Debian: qemu-system-x86, e2fsprogs, openssl (and what src/guest needs).
  */
 import assert from 'node:assert/strict';
-import { copyFile, mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -29,35 +29,35 @@ import {
 } from '../guest/index.ts';
 import { readJournal, replay } from '../testing/disk-service.fixture.ts';
 import { Link } from '../testing/link-proxy.ts';
-import { clientCertificate, selfSignedCertificate } from '../testing/self-signed-certificate.ts';
 import { AgentEndpoint } from '../testing/server-agent-endpoint.ts';
-import { DiskService } from './disk-service.ts';
+import {
+  blankImage,
+  exportPort,
+  GUEST_IP,
+  HOST_FROM_GUEST,
+  MiB,
+  NIC,
+  serverConfig,
+  startTlsSite,
+} from '../testing/server-site.ts';
 
 const WAIT_MS = 120_000;
-const MiB = 1024 * 1024;
 const DISK_BYTES = 64 * MiB;
 // md metadata 1.0 and its bitmap sit at the end of each member: the filesystem leaves room.
 const FS_BYTES = 60 * MiB;
 const NBD_TIMEOUT_S = 5;
 const REPORT_S = 2;
-// QEMU's user network reaches the host's loopback at 10.0.2.2; the certificates name localhost.
-const HOST_FROM_GUEST = '10.0.2.2';
 
 /** The config lines of the contract's enrolment answer, for one disk /dev/vda. */
-function serverConfig(machineId: string, nbdPort: number, agentPort: number, sizeBytes: number): string[] {
-  return [
-    `machine ${machineId}`,
-    `name ${machineId}`,
-    `nbd ${HOST_FROM_GUEST} ${nbdPort} localhost`,
-    `agent ${HOST_FROM_GUEST} ${agentPort} localhost`,
-    `timeout ${NBD_TIMEOUT_S}`,
-    'writebehind 0',
-    `report ${REPORT_S}`,
-    `disk disk0 /dev/vda ${machineId} ${sizeBytes}`,
-  ];
-}
-const GUEST_IP = { address: '10.0.2.15/24', gateway: '10.0.2.2' };
-const NIC = ['-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0'];
+const configOf = (machineId: string, nbdPort: number, agentPort: number, sizeBytes: number): string[] =>
+  serverConfig({
+    machineId,
+    nbdPort,
+    agentPort,
+    sizeBytes,
+    nbdTimeoutSeconds: NBD_TIMEOUT_S,
+    reportSeconds: REPORT_S,
+  });
 
 let root: string;
 let image: GuestImage;
@@ -89,22 +89,12 @@ test('a server guest mirrors its disk onto a disk service export, degrades when 
   const local = join(root, 'server-vda.img');
   await formatDataDisk(local, { sizeBytes: DISK_BYTES, filesystemBytes: FS_BYTES });
   const exported = join(root, 'primary.img');
-  const blank = await open(exported, 'w');
-  await blank.truncate(DISK_BYTES);
-  await blank.close();
+  await blankImage(exported, DISK_BYTES);
   const journalDir = join(root, 'primary.journal');
   // TLS as `haven disk serve --listen` requires it: a client certificate signed by the CA.
-  const [caKey, caCert, clientKey, clientCert] = ['ca.key', 'ca.pem', 'client.key', 'client.pem'].map((f) =>
-    join(root, f),
-  ) as [string, string, string, string];
-  await selfSignedCertificate(caKey, caCert);
-  await clientCertificate(caKey, caCert, clientKey, clientCert);
-  const service = await DiskService.start({
-    listen: { host: '127.0.0.1', port: 0 },
-    tls: { key: await readFile(caKey), cert: await readFile(caCert), ca: await readFile(caCert) },
-  });
+  const { caKey, caCert, clientKey, clientCert, service } = await startTlsSite(join(root, 'tls'));
   const { uris } = await service.attach('server0', { imagePath: exported, journalDir });
-  const link = await Link.open(Number(new URL(uris.tcp!).port));
+  const link = await Link.open(exportPort(uris));
   // Enrolled already (the boot-disk test enrols): the state dir rides in the initramfs.
   const endpoint = await AgentEndpoint.start({
     caKey,
@@ -113,7 +103,7 @@ test('a server guest mirrors its disk onto a disk service export, degrades when 
     machineId: 'server0',
     token: 'unused',
   });
-  const config = serverConfig('server0', link.port, endpoint.port, DISK_BYTES);
+  const config = configOf('server0', link.port, endpoint.port, DISK_BYTES);
   const initramfs = join(root, 'initramfs-tls.gz');
   await initramfsWithFiles(
     image,
@@ -305,16 +295,9 @@ test('a server guest mirrors its disk onto a disk service export, degrades when 
 
 test('a server booting from its own disk (BIOS) enrols at first boot, mirrors the whole disk; its replica boots alone as a VM with every record and the enrolment', async () => {
   const bootDisk = await buildServerBootDisk(image);
-  const [caKey, caCert] = ['ca.key', 'ca.pem'].map((f) => join(root, `boot-${f}`)) as [string, string];
-  await selfSignedCertificate(caKey, caCert);
-  const service = await DiskService.start({
-    listen: { host: '127.0.0.1', port: 0 },
-    tls: { key: await readFile(caKey), cert: await readFile(caCert), ca: await readFile(caCert) },
-  });
+  const { caKey, caCert, service } = await startTlsSite(join(root, 'boot-tls'));
   const exported = join(root, 'boot-primary.img');
-  const blank = await open(exported, 'w');
-  await blank.truncate(SERVER_BOOT_DISK.sizeBytes);
-  await blank.close();
+  await blankImage(exported, SERVER_BOOT_DISK.sizeBytes);
   const { uris } = await service.attach('server1', {
     imagePath: exported,
     journalDir: join(root, 'boot.journal'),
@@ -323,8 +306,7 @@ test('a server booting from its own disk (BIOS) enrols at first boot, mirrors th
   const endpoint = await AgentEndpoint.start({
     caKey,
     caCert,
-    configLines: (agentPort) =>
-      serverConfig('server1', Number(new URL(uris.tcp!).port), agentPort, SERVER_BOOT_DISK.sizeBytes),
+    configLines: (agentPort) => configOf('server1', exportPort(uris), agentPort, SERVER_BOOT_DISK.sizeBytes),
     machineId: 'server1',
     token,
   });

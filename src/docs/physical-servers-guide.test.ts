@@ -35,15 +35,11 @@ import {
 import { collectOutput, freePort } from '../testing/child-process.ts';
 import { type BackgroundUp, type CloneShell, cloneShell, shellBlocks } from '../testing/clone-shell.ts';
 import { Link } from '../testing/link-proxy.ts';
+import { GUEST_IP, HOST_FROM_GUEST, MiB, NIC } from '../testing/server-site.ts';
 import { until } from '../testing/until.ts';
 
 const WAIT_MS = 120_000;
-const MiB = 1024 * 1024;
 const NAME = 'web-01';
-/** What the guest sees of this machine on QEMU's user network. */
-const HOST_FROM_GUEST = '10.0.2.2';
-const NIC = ['-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0'];
-const GUEST_IP = { address: '10.0.2.15/24', gateway: HOST_FROM_GUEST };
 
 describe('docs/physical-servers.md, every command, with a guest playing the server', () => {
   let shell: CloneShell;

@@ -1,19 +1,19 @@
 /**
- * What the two server benchmarks (server-protect, server-failback) share: the
- * primary-site host's side as the tests build it (a DiskService export over
- * TLS with a client certificate from the site's CA, src/testing's
- * AgentEndpoint for the agent's two calls) and the config lines of an
+ * A guest playing a physical server against the primary site's side built
+ * by hand (the server guest test and the two server benchmarks): a
+ * DiskService export over TLS requiring a client certificate from the site's
+ * CA (AgentEndpoint serves the agent's two calls) and the config lines of an
  * enrolment, reached from the guest through QEMU's user network.
  */
-import { open, readFile } from 'node:fs/promises';
+import { mkdir, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DiskService } from '../src/disk/disk-service.ts';
-import { clientCertificate, selfSignedCertificate } from '../src/testing/self-signed-certificate.ts';
+import { DiskService } from '../disk/disk-service.ts';
+import { clientCertificate, selfSignedCertificate } from './self-signed-certificate.ts';
 
 export const MiB = 2 ** 20;
 /** QEMU's user network reaches the host's loopback here; the certificates name localhost. */
 export const HOST_FROM_GUEST = '10.0.2.2';
-export const GUEST_IP = { address: '10.0.2.15/24', gateway: '10.0.2.2' };
+export const GUEST_IP = { address: '10.0.2.15/24', gateway: HOST_FROM_GUEST };
 export const NIC = ['-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0'];
 
 export const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
@@ -27,7 +27,9 @@ export interface TlsSite {
   service: DiskService;
 }
 
+/** Its files are made in `dir` (made if absent). */
 export async function startTlsSite(dir: string): Promise<TlsSite> {
+  await mkdir(dir, { recursive: true });
   const [caKey, caCert, clientKey, clientCert] = ['ca.key', 'ca.pem', 'client.key', 'client.pem'].map((f) =>
     join(dir, f),
   ) as [string, string, string, string];
@@ -60,6 +62,7 @@ export function serverConfig(options: {
   sizeBytes: number;
   writeBehind?: number;
   reportSeconds?: number;
+  nbdTimeoutSeconds?: number;
 }): string[] {
   const { machineId } = options;
   return [
@@ -67,7 +70,7 @@ export function serverConfig(options: {
     `name ${machineId}`,
     `nbd ${HOST_FROM_GUEST} ${options.nbdPort} localhost`,
     `agent ${HOST_FROM_GUEST} ${options.agentPort} localhost`,
-    'timeout 5',
+    `timeout ${options.nbdTimeoutSeconds ?? 5}`,
     `writebehind ${options.writeBehind ?? 0}`,
     `report ${options.reportSeconds ?? 30}`,
     `disk disk0 /dev/vda ${machineId} ${options.sizeBytes}`,

@@ -1,37 +1,27 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { ServerLegState, ServerLinkSnapshot } from './model.ts';
+import { sampleLeg, sampleServerLink } from '../testing/sample-machine.ts';
 import { serverLinkWords, serverSyncPercent } from './server-link-words.ts';
 
-const leg = (over: Partial<ServerLegState> = {}): ServerLegState => ({
-  diskId: 'disk0',
-  sizeBytes: 1 << 30,
-  connected: true,
-  md: 'in-sync',
-  syncedBytes: null,
-  pointsAllowed: true,
-  lastWriteAt: null,
-  ...over,
-});
-const link = (over: Partial<ServerLinkSnapshot>): ServerLinkSnapshot => ({
-  state: 'in-sync',
-  legs: [leg()],
-  agent: null,
-  problem: null,
-  ...over,
-});
-
 test('a server link in words: which leg is out, how far md is, when the agent last spoke', () => {
-  assert.equal(serverLinkWords(link({})), 'in sync (1 leg)');
-  assert.equal(serverSyncPercent(link({})), 100);
+  assert.equal(serverLinkWords(sampleServerLink({})), 'in sync (1 leg)');
+  assert.equal(serverSyncPercent(sampleServerLink({})), 100);
   assert.match(
-    serverLinkWords(link({ state: 'degraded', legs: [leg(), leg({ diskId: 'disk1', connected: false })] })),
+    serverLinkWords(
+      sampleServerLink({
+        state: 'degraded',
+        legs: [sampleLeg(), sampleLeg({ diskId: 'disk1', connected: false })],
+      }),
+    ),
     /^degraded: the NBD leg of disk1 is out;/,
   );
-  const resync = link({ state: 'syncing', legs: [leg({ md: 'resyncing', syncedBytes: (1 << 30) * 0.45 })] });
+  const resync = sampleServerLink({
+    state: 'syncing',
+    legs: [sampleLeg({ md: 'resyncing', syncedBytes: (1 << 30) * 0.45 })],
+  });
   assert.equal(serverLinkWords(resync), 'disk0 md resync 45%');
   assert.equal(serverSyncPercent(resync), 45);
-  const silent = link({
+  const silent = sampleServerLink({
     state: 'agent-silent',
     agent: {
       receivedAt: '2025-01-01T00:00:00Z',
@@ -46,5 +36,8 @@ test('a server link in words: which leg is out, how far md is, when the agent la
     serverLinkWords(silent, () => '3 min ago'),
     /agent is silent \(last report 3 min ago\)/,
   );
-  assert.match(serverLinkWords(link({ state: 'awaiting-enrolment', legs: [] })), /^awaiting the enrolment/);
+  assert.match(
+    serverLinkWords(sampleServerLink({ state: 'awaiting-enrolment', legs: [] })),
+    /^awaiting the enrolment/,
+  );
 });

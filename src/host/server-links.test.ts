@@ -5,20 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { ServerAgentReport, ServerLegState } from '../domain/index.ts';
+import type { ServerAgentReport } from '../domain/index.ts';
 import type { HavenError } from '../errors/index.ts';
+import { sampleLeg } from '../testing/sample-machine.ts';
 import { parseServerReport, serverLinkStateOf } from './server-links.ts';
 
 const NOW = Date.parse('2026-01-01T00:01:00Z');
-const leg: ServerLegState = {
-  diskId: 'disk0',
-  sizeBytes: 1 << 30,
-  connected: true,
-  md: 'in-sync',
-  syncedBytes: null,
-  pointsAllowed: true,
-  lastWriteAt: null,
-};
+const leg = sampleLeg();
 const disk: ServerAgentReport['disks'][number] = {
   diskId: 'disk0',
   array: '/dev/md0',

@@ -4,9 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { systemClock } from '../clock/index.ts';
-import type { Machine, ServerLegState, ServerLinkSnapshot } from '../domain/model.ts';
+import type { ServerLinkSnapshot } from '../domain/model.ts';
 import type { ReplicationStatus } from '../host/host-services.ts';
 import { openStore } from '../store/index.ts';
+import { sampleLeg, sampleMachine, sampleServerLink } from '../testing/sample-machine.ts';
 import { ReplicationMonitor, replicationHealth, replicationSnapshot } from './replication-monitor.ts';
 import type { VaultContext } from './vault-context.ts';
 
@@ -47,46 +48,31 @@ test('a disk its host does not serve makes the machine critical, whatever replic
   assert.equal(replicationHealth(snapshot, null), 'critical');
 });
 
-const leg = (overrides: Partial<ServerLegState> = {}): ServerLegState => ({
-  diskId: 'disk0',
-  sizeBytes: 1 << 30,
-  connected: true,
-  md: 'in-sync',
-  syncedBytes: null,
-  pointsAllowed: true,
-  lastWriteAt: null,
-  ...overrides,
-});
-const link = (overrides: Partial<ServerLinkSnapshot> = {}): ServerLinkSnapshot => ({
-  state: 'in-sync',
-  legs: [leg()],
-  agent: null,
-  problem: null,
-  ...overrides,
-});
-
 test('a physical server is healthy only while every leg is in sync; never green otherwise, and says why', () => {
-  const inSync = replicationSnapshot({ ...streaming, server: link() }, 0, now, 'server');
+  const inSync = replicationSnapshot({ ...streaming, server: sampleServerLink() }, 0, now, 'server');
   assert.equal(inSync.server?.state, 'in-sync');
   assert.equal(replicationHealth(inSync, 60), 'healthy');
 
   const cases: Array<[ServerLinkSnapshot, 'warning' | 'critical', RegExp]> = [
-    [link({ state: 'awaiting-enrolment', legs: [] }), 'warning', /awaiting the enrolment/],
+    [sampleServerLink({ state: 'awaiting-enrolment', legs: [] }), 'warning', /awaiting the enrolment/],
     [
-      link({ state: 'syncing', legs: [leg({ md: 'resyncing', syncedBytes: (1 << 30) / 4 })] }),
+      sampleServerLink({
+        state: 'syncing',
+        legs: [sampleLeg({ md: 'resyncing', syncedBytes: (1 << 30) / 4 })],
+      }),
       'warning',
       /disk0 md resync 25%/,
     ],
     [
-      link({
+      sampleServerLink({
         state: 'degraded',
-        legs: [leg({ connected: false })],
+        legs: [sampleLeg({ connected: false })],
         problem: 'leg disk0 disconnected 40 s ago',
       }),
       'critical',
       /leg disk0 disconnected 40 s ago/,
     ],
-    [link({ state: 'agent-silent' }), 'critical', /agent is silent/],
+    [sampleServerLink({ state: 'agent-silent' }), 'critical', /agent is silent/],
   ];
   for (const [server, health, problem] of cases) {
     // The sender streams all along: its word alone would be a false green.
@@ -109,27 +95,14 @@ test('a status asked for before the machine moved does not land after it: no gre
   const dir = await mkdtemp(join(tmpdir(), 'haven-monitor-'));
   const store = await openStore({ dataDir: dir });
   try {
-    const at = '2026-12-01T00:00:00.000Z';
-    const machine: Machine = {
+    const machine = sampleMachine({
       id: 'vm1',
       name: 'web-01',
       primaryHostId: 'primary',
       recoveryHostId: 'recovery',
       activeHostId: 'recovery',
-      policyId: null,
-      groupId: null,
-      osFamily: 'linux',
       state: 'reverse-protected',
-      health: 'unknown',
-      disks: [],
-      recoverySettings: { targetName: 'web-01', cpus: 1, memoryMiB: 256, nics: [] },
-      currentJobId: null,
-      replication: null,
-      runtime: { test: null, failover: null },
-      originalExists: true,
-      createdAt: at,
-      updatedAt: at,
-    };
+    });
     await store.machines.create(machine);
     let asked = 0;
     const vault = {

@@ -7,6 +7,7 @@ import { ManualClock } from '../clock/index.ts';
 import type { Machine, MachineState, SourceFence } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
 import { openStore, type Store } from '../store/index.ts';
+import { sampleMachine } from '../testing/sample-machine.ts';
 import { fenceAlertKey, raiseFenceAlert, SourceFencer, sourceLeftOn } from './source-fence.ts';
 import type { VaultContext } from './vault-context.ts';
 
@@ -28,28 +29,7 @@ const unverified: Extract<SourceFence, { verified: false }> = {
 };
 
 function machine(patch: Partial<Machine> = {}): Machine {
-  return {
-    id: 'm-1',
-    name: 'web-1',
-    primaryHostId: 'h-primary',
-    recoveryHostId: 'h-recovery',
-    activeHostId: 'h-recovery',
-    policyId: null,
-    groupId: null,
-    osFamily: 'linux',
-    state: 'failed-over',
-    health: 'unknown',
-    disks: [],
-    recoverySettings: { targetName: 'web-1', cpus: 1, memoryMiB: 128, nics: [] },
-    currentJobId: null,
-    replication: null,
-    runtime: { test: null, failover: null },
-    originalExists: true,
-    createdAt: '2026-12-01T00:00:00.000Z',
-    updatedAt: '2026-12-01T00:00:00.000Z',
-    sourceFence: unverified,
-    ...patch,
-  };
+  return sampleMachine({ sourceFence: unverified, ...patch });
 }
 
 describe('which source the vault stops when its host is back', () => {

@@ -10,6 +10,7 @@ import { bmcCall } from '../../host/bmc.ts';
 import type { BmcAccess, BmcAction } from '../../host/host-services.ts';
 import { openStore, type Store } from '../../store/index.ts';
 import { type IpmiSimulator, startIpmiSimulator } from '../../testing/ipmi-simulator.fixture.ts';
+import { sampleMachine } from '../../testing/sample-machine.ts';
 import { SourceFencer } from '../source-fence.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { fenceServer } from './server-fence.ts';
@@ -40,48 +41,32 @@ describe('a server with a BMC (ipmitool → ipmi_sim → QEMU)', () => {
       },
     }) as unknown as VaultContext;
   let access: BmcAccess;
-  const server = (): Machine => ({
-    id: 'm-1',
-    name: 'db-01',
-    primaryHostId: 'h-primary',
-    recoveryHostId: 'h-recovery',
-    activeHostId: 'h-recovery',
-    policyId: null,
-    groupId: null,
-    osFamily: 'linux',
-    state: 'failed-over',
-    health: 'unknown',
-    disks: [],
-    recoverySettings: { targetName: 'db-01', cpus: 1, memoryMiB: 128, nics: [] },
-    currentJobId: null,
-    replication: null,
-    runtime: { test: null, failover: null },
-    originalExists: true,
-    server: {
-      writeBehind: null,
-      nbdTimeoutSeconds: 30,
-      enrolledAt: '2026-12-01T00:00:00.000Z',
-      bmc: {
-        protocol: 'ipmi',
-        address: access.address,
-        port: access.port,
-        user: access.user,
-        cipherSuite: access.cipherSuite ?? null,
+  const server = (): Machine =>
+    sampleMachine({
+      name: 'db-01',
+      server: {
+        writeBehind: null,
+        nbdTimeoutSeconds: 30,
+        enrolledAt: '2026-12-01T00:00:00.000Z',
+        bmc: {
+          protocol: 'ipmi',
+          address: access.address,
+          port: access.port,
+          user: access.user,
+          cipherSuite: access.cipherSuite ?? null,
+        },
       },
-    },
-    sourceFence: {
-      verified: false,
-      hostId: 'h-primary',
-      vmName: 'db-01',
-      reason: 'the source host is unreachable',
-      jobId: 'job-1',
-      since: '2026-12-01T00:00:00.000Z',
-      attempts: 0,
-      lastAttemptAt: null,
-    },
-    createdAt: '2026-12-01T00:00:00.000Z',
-    updatedAt: '2026-12-01T00:00:00.000Z',
-  });
+      sourceFence: {
+        verified: false,
+        hostId: 'h-primary',
+        vmName: 'db-01',
+        reason: 'the source host is unreachable',
+        jobId: 'job-1',
+        since: '2026-12-01T00:00:00.000Z',
+        attempts: 0,
+        lastAttemptAt: null,
+      },
+    });
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'haven-bmc-'));

@@ -1,4 +1,5 @@
-import type { BlockBackend, BlockExtent, WriteOptions } from '../nbd/block-backend.ts';
+import type { WriteOptions } from '../nbd/block-backend.ts';
+import { ForwardingBackend } from './forwarding-backend.ts';
 
 /**
  * Passes every call through to a backend, but can hold new changes (writes,
@@ -7,8 +8,7 @@ import type { BlockBackend, BlockExtent, WriteOptions } from '../nbd/block-backe
  * of any of those disks before the marker on one disk and after it on another.
  * Held changes resume in arrival order, so journal order stays request order.
  */
-export class QuiescingBackend implements BlockBackend {
-  readonly inner: BlockBackend;
+export class QuiescingBackend extends ForwardingBackend {
   /** Time of the last acknowledged change (ms since the epoch), null before the first. */
   lastChangeMs: number | null = null;
   #running = 0;
@@ -17,49 +17,20 @@ export class QuiescingBackend implements BlockBackend {
   /** Serialises quiesce() callers. */
   #turn: Promise<void> = Promise.resolve();
 
-  constructor(inner: BlockBackend) {
-    this.inner = inner;
-  }
-
-  get size(): number {
-    return this.inner.size;
-  }
-  get readOnly(): boolean {
-    return this.inner.readOnly;
-  }
-  get canTrim(): boolean {
-    return this.inner.canTrim;
-  }
-  get canWriteZeroes(): boolean {
-    return this.inner.canWriteZeroes;
-  }
-
-  read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
-    return this.inner.read(offset, length, into);
-  }
-
-  write(offset: number, data: Buffer, options: WriteOptions): Promise<void> {
+  override write(offset: number, data: Buffer, options: WriteOptions): Promise<void> {
     return this.#change(() => this.inner.write(offset, data, options));
   }
 
-  trim(offset: number, length: number, options: WriteOptions): Promise<void> {
+  override trim(offset: number, length: number, options: WriteOptions): Promise<void> {
     return this.#change(() => this.inner.trim(offset, length, options));
   }
 
-  writeZeroes(offset: number, length: number, options: WriteOptions & { mayTrim: boolean }): Promise<void> {
+  override writeZeroes(
+    offset: number,
+    length: number,
+    options: WriteOptions & { mayTrim: boolean },
+  ): Promise<void> {
     return this.#change(() => this.inner.writeZeroes(offset, length, options));
-  }
-
-  flush(): Promise<void> {
-    return this.inner.flush();
-  }
-
-  blockStatus(offset: number, length: number): Promise<BlockExtent[]> {
-    return this.inner.blockStatus(offset, length);
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
   }
 
   /**

@@ -1,4 +1,5 @@
-import type { BlockBackend, BlockExtent, WriteOptions } from '../nbd/block-backend.ts';
+import type { WriteOptions } from '../nbd/block-backend.ts';
+import { ForwardingBackend } from './forwarding-backend.ts';
 import type { JournaledBackend } from './journaled-backend.ts';
 import {
   MD_SB_READ_BYTES,
@@ -20,8 +21,7 @@ import {
  * acknowledged: the first point. Whether a flush record is appended is
  * decided at the instant it would be, so no point precedes that superblock.
  */
-export class ServerLegBackend implements BlockBackend {
-  readonly inner: JournaledBackend;
+export class ServerLegBackend extends ForwardingBackend<JournaledBackend> {
   readonly #tracker = new MdLegTracker();
   readonly #sbStart: number | null;
   /** Superblock read-backs in arrival order, so the tracker sees md's superblocks in the order md wrote them. */
@@ -29,7 +29,7 @@ export class ServerLegBackend implements BlockBackend {
   #connections = 0;
 
   private constructor(inner: JournaledBackend) {
-    this.inner = inner;
+    super(inner);
     this.#sbStart = mdSuperblockOffset(inner.size);
   }
 
@@ -39,19 +39,6 @@ export class ServerLegBackend implements BlockBackend {
     await leg.#readSuperblock();
     leg.#tracker.disconnected();
     return leg;
-  }
-
-  get size(): number {
-    return this.inner.size;
-  }
-  get readOnly(): boolean {
-    return this.inner.readOnly;
-  }
-  get canTrim(): boolean {
-    return this.inner.canTrim;
-  }
-  get canWriteZeroes(): boolean {
-    return this.inner.canWriteZeroes;
   }
 
   /** What md last wrote of the leg, and whether its flushes are points now. */
@@ -73,10 +60,6 @@ export class ServerLegBackend implements BlockBackend {
     this.#tracker.disconnected();
   }
 
-  read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
-    return this.inner.read(offset, length, into);
-  }
-
   /*
    * FUA: the kernel's NBD client sends a journalling filesystem's commit
    * block (REQ_PREFLUSH | REQ_FUA, which md passes to both legs) as a FLUSH
@@ -86,19 +69,19 @@ export class ServerLegBackend implements BlockBackend {
    * durable by a flush after it, which is a point like any other (while the
    * leg is in sync).
    */
-  async write(offset: number, data: Buffer, options: WriteOptions): Promise<void> {
+  override async write(offset: number, data: Buffer, options: WriteOptions): Promise<void> {
     await this.inner.write(offset, data, { ...options, fua: false });
     await this.#afterChange(offset, data.length);
     if (options.fua) await this.flush();
   }
 
-  async trim(offset: number, length: number, options: WriteOptions): Promise<void> {
+  override async trim(offset: number, length: number, options: WriteOptions): Promise<void> {
     await this.inner.trim(offset, length, { ...options, fua: false });
     await this.#afterChange(offset, length);
     if (options.fua) await this.flush();
   }
 
-  async writeZeroes(
+  override async writeZeroes(
     offset: number,
     length: number,
     options: WriteOptions & { mayTrim: boolean },
@@ -109,16 +92,8 @@ export class ServerLegBackend implements BlockBackend {
   }
 
   /** NBD FLUSH: always a durability barrier; a recovery point only while the leg is in sync. */
-  flush(): Promise<void> {
+  override flush(): Promise<void> {
     return this.inner.flush({ point: () => this.#tracker.view.pointsAllowed });
-  }
-
-  blockStatus(offset: number, length: number): Promise<BlockExtent[]> {
-    return this.inner.blockStatus(offset, length);
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
   }
 
   /**

@@ -108,42 +108,79 @@ async function attachDisks(ctx: LifecycleStepContext): Promise<Machine> {
   return ctx.save({ disks });
 }
 
+/** Where the initial replication stands, from one status of the source host. */
+interface InitialSync {
+  percent: number;
+  text: string;
+  /** The copy is whole: the first recovery point may come now. */
+  whole: boolean;
+  /** Shown while whole and the recovery host lists no point yet. */
+  awaitingPoint?: string;
+}
+
+/**
+ * Initial replication ends at the first recovery point: polls the source
+ * host's replication status (a broken path fails the step; progress never
+ * goes back) until `stage` says the copy is whole and the recovery host lists
+ * a point, and records that point.
+ */
+async function untilFirstPoint(
+  ctx: LifecycleStepContext<'enable-replication'>,
+  options: {
+    watching: string;
+    what: string;
+    intervalMs: number;
+    stage: (status: ReplicationStatus) => InitialSync;
+  },
+): Promise<void> {
+  const source = ctx.host(ctx.machine.activeHostId);
+  const replica = ctx.host(ctx.machine.recoveryHostId!);
+  const broken = new ReplicationErrorWatch(options.watching);
+  let shown = 0;
+  const points = await pollUntil(
+    ctx,
+    async () => {
+      const status = await source.replication.status({ machineId: ctx.machine.id });
+      broken.check(status);
+      const stage = options.stage(status);
+      shown = Math.max(shown, stage.percent);
+      ctx.progress(shown, stage.text);
+      if (!stage.whole) return undefined;
+      const list = await replica.replica.listPoints({ machineId: ctx.machine.id });
+      if (list.length === 0 && stage.awaitingPoint) ctx.progress(shown, stage.awaitingPoint);
+      return list.length > 0 ? list : undefined;
+    },
+    { what: options.what, intervalMs: options.intervalMs },
+  );
+  await ctx.output({ firstRecoveryPoint: points[points.length - 1] });
+}
+
 /** A VM's or imported domain's initial replication: every disk copied, then the writes made meanwhile. */
 const initialReplicationStep: LifecycleStep<'enable-replication'> = {
   name: 'initial-replication',
   title: 'Initial replication (copy every disk, then the writes made meanwhile)',
   retrySafe: true,
   weight: 8,
-  run: async (ctx) => {
-    const source = ctx.host(ctx.machine.activeHostId);
-    const replica = ctx.host(ctx.machine.recoveryHostId!);
-    let shown = 0;
-    const broken = new ReplicationErrorWatch('the initial replication');
-    const points = await pollUntil(
-      ctx,
-      async () => {
-        const status = await source.replication.status({ machineId: ctx.machine.id });
-        broken.check(status);
+  run: (ctx) =>
+    untilFirstPoint(ctx, {
+      watching: 'the initial replication',
+      what: 'the first recovery point',
+      intervalMs: 250,
+      stage: (status) => {
         const copy = copyProgress(status.mirror ? mirrorCopyStatus(status) : status);
-        // The copy's share never goes back (it ends before the first point is listed).
-        shown = Math.max(shown, copy.percent);
         const problem = mirrorProblem(status);
-        ctx.progress(
-          shown,
-          problem !== null
-            ? problem
-            : status.mirror && status.mirror.state !== 'armed'
-              ? `mirror ${status.mirror.state}: ${copy.text}`
-              : `${status.state}: ${copy.text}`,
-        );
-        if (status.state !== 'streaming') return undefined;
-        const list = await replica.replica.listPoints({ machineId: ctx.machine.id });
-        return list.length > 0 ? list : undefined;
+        return {
+          percent: copy.percent,
+          text:
+            problem !== null
+              ? problem
+              : status.mirror && status.mirror.state !== 'armed'
+                ? `mirror ${status.mirror.state}: ${copy.text}`
+                : `${status.state}: ${copy.text}`,
+          whole: status.state === 'streaming',
+        };
       },
-      { what: 'the first recovery point', intervalMs: 250 },
-    );
-    await ctx.output({ firstRecoveryPoint: points[points.length - 1] });
-  },
+    }),
 };
 
 /**
@@ -156,16 +193,12 @@ export const serverSyncStep: LifecycleStep<'enable-replication'> = {
   title: "Wait for the server's agent and the first sync of its legs",
   retrySafe: true,
   weight: 8,
-  run: async (ctx) => {
-    const source = ctx.host(ctx.machine.activeHostId);
-    const replica = ctx.host(ctx.machine.recoveryHostId!);
-    const broken = new ReplicationErrorWatch("the first sync of the server's legs");
-    let shown = 0;
-    const points = await pollUntil(
-      ctx,
-      async () => {
-        const status = await source.replication.status({ machineId: ctx.machine.id });
-        broken.check(status);
+  run: (ctx) =>
+    untilFirstPoint(ctx, {
+      watching: "the first sync of the server's legs",
+      what: "the server's legs to be in sync and its first recovery point",
+      intervalMs: 500,
+      stage: (status) => {
         const server = status.server;
         if (!server) {
           throw new HavenError(
@@ -174,22 +207,17 @@ export const serverSyncStep: LifecycleStep<'enable-replication'> = {
             { machineId: ctx.machine.id, hostId: ctx.machine.activeHostId },
           );
         }
-        shown = Math.max(shown, serverSyncPercent(server));
-        ctx.progress(
-          shown,
-          server.problem && server.state !== 'syncing'
-            ? `${serverLinkWords(server)}: ${server.problem}`
-            : serverLinkWords(server),
-        );
-        if (server.state !== 'in-sync') return undefined;
-        const list = await replica.replica.listPoints({ machineId: ctx.machine.id });
-        if (list.length === 0) ctx.progress(shown, 'in sync; waiting for the first recovery point');
-        return list.length > 0 ? list : undefined;
+        return {
+          percent: serverSyncPercent(server),
+          text:
+            server.problem && server.state !== 'syncing'
+              ? `${serverLinkWords(server)}: ${server.problem}`
+              : serverLinkWords(server),
+          whole: server.state === 'in-sync',
+          awaitingPoint: 'in sync; waiting for the first recovery point',
+        };
       },
-      { what: "the server's legs to be in sync and its first recovery point", intervalMs: 500 },
-    );
-    await ctx.output({ firstRecoveryPoint: points[points.length - 1] });
-  },
+    }),
 };
 
 /**

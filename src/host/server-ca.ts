@@ -130,24 +130,7 @@ async function issueEndpointCertificate(
       file('ext'),
       `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=${sanOf(names)}\n`,
     );
-    await openssl(
-      [
-        'req',
-        '-new',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-subj',
-        `/CN=${names.tlsHostname}`,
-        '-keyout',
-        file('key.pem'),
-        '-out',
-        file('csr.pem'),
-      ],
-      'make the server endpoint key',
-    );
+    await newKeyRequest(names.tlsHostname, file('key.pem'), file('csr.pem'));
     await signCsr(
       join(dir, 'ca-key.pem'),
       join(dir, 'ca-cert.pem'),
@@ -164,6 +147,28 @@ async function issueEndpointCertificate(
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** Makes an EC (P-256) key and a certificate signing request for it, as the server agent does for itself. */
+export async function newKeyRequest(commonName: string, keyFile: string, csrFile: string): Promise<void> {
+  await openssl(
+    [
+      'req',
+      '-new',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-subj',
+      `/CN=${commonName}`,
+      '-keyout',
+      keyFile,
+      '-out',
+      csrFile,
+    ],
+    'make a key and its signing request',
+  );
 }
 
 async function signCsr(
@@ -200,8 +205,11 @@ async function signCsr(
   );
 }
 
-/** Signs a server's certificate signing request; a malformed one is a clear 400. */
-async function signClientCsr(
+/**
+ * Signs a server's certificate signing request with the CA's key and
+ * certificate files: CN = `machineId`, clientAuth. A malformed one is a clear 400.
+ */
+export async function signClientCsr(
   ca: { key: string; cert: string },
   csrPem: string,
   machineId: string,

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import type { TLSSocket } from 'node:tls';
-import { signClientRequest } from './self-signed-certificate.ts';
+import { signClientCsr } from '../host/server-ca.ts';
 import { until } from './until.ts';
 
 /** One report as the endpoint received it: its key lines, parsed as the contract writes them. */
@@ -122,7 +122,7 @@ export class AgentEndpoint {
         return [401, `${reason}\n`];
       }
       this.#tokenUsed = true;
-      const certificate = await signClientRequest(caKey, caCert, body, machineId);
+      const certificate = await signClientCsr({ key: caKey, cert: caCert }, body, machineId);
       return [200, `${configLines(this.port).join('\n')}\n\n${certificate}`];
     }
     if (method === 'POST' && url === '/v1/report') {

@@ -7,6 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { join } from 'node:path';
+import { newKeyRequest } from '../host/server-ca.ts';
 import { runOk } from './nbd-test-fixture.ts';
 
 export interface ServerAgentKey {
@@ -17,21 +18,7 @@ export interface ServerAgentKey {
 /** Makes `client-key.pem` and `client.csr` in `dir` (made if absent). */
 export async function serverAgentKey(dir: string): Promise<ServerAgentKey> {
   await runOk('mkdir', ['-p', dir]);
-  await runOk('openssl', [
-    'req',
-    '-new',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-subj',
-    '/CN=whatever-the-server-says',
-    '-keyout',
-    join(dir, 'client-key.pem'),
-    '-out',
-    join(dir, 'client.csr'),
-  ]);
+  await newKeyRequest('whatever-the-server-says', join(dir, 'client-key.pem'), join(dir, 'client.csr'));
   return {
     keyPem: await readFile(join(dir, 'client-key.pem'), 'utf8'),
     csrPem: await readFile(join(dir, 'client.csr'), 'utf8'),

@@ -347,14 +347,16 @@ test('a host started to serve servers reports its endpoint and enrols a server t
   assert.equal(agentPort, 8443);
   const key = await serverAgentKey(join(dir, 'agent'));
   const listening = host.dataPath.serverListen!.agentPort;
-  const enrolled = await postToServerAgentEndpoint({
-    port: listening,
-    tlsHostname: 'srv.haven.test',
-    caCertPem: info.serverEndpoint!.caCertPem,
-    path: '/v1/enrol',
-    body: key.csrPem,
-    token: 'server-token',
-  });
+  const enrol = () =>
+    postToServerAgentEndpoint({
+      port: listening,
+      tlsHostname: 'srv.haven.test',
+      caCertPem: info.serverEndpoint!.caCertPem,
+      path: '/v1/enrol',
+      body: key.csrPem,
+      token: 'server-token',
+    });
+  const enrolled = await enrol();
   assert.equal(enrolled.status, 200, enrolled.body);
   assert.match(
     enrolled.body,
@@ -367,13 +369,6 @@ test('a host started to serve servers reports its endpoint and enrols a server t
     status.server?.legs.map((l) => [l.diskId, l.connected, l.md]),
     [['disk0', false, 'unknown']],
   );
-  const again = await postToServerAgentEndpoint({
-    port: listening,
-    tlsHostname: 'srv.haven.test',
-    caCertPem: info.serverEndpoint!.caCertPem,
-    path: '/v1/enrol',
-    body: key.csrPem,
-    token: 'server-token',
-  });
+  const again = await enrol();
   assert.deepEqual(again, { status: 401, body: 'enrolment token is unknown, used or expired\n' });
 });

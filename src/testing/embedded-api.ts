@@ -21,6 +21,17 @@ export function embeddedApi(up: () => Embedded) {
   };
 }
 
+/** The CLI's options to reach an embedded vault as its admin (URL, token, certificate fingerprint). */
+export function embeddedCliConnection(up: Embedded): string[] {
+  return [
+    '--url',
+    up.vault.url,
+    '--token',
+    up.adminToken,
+    ...(up.vault.apiFingerprint ? ['--fingerprint', up.vault.apiFingerprint] : []),
+  ];
+}
+
 /**
  * Starts `operation` on a machine through the API and waits (up to
  * `timeoutMs`) for its job, which must succeed; a failure shows the job's

@@ -13,7 +13,7 @@ import type { Host, Machine } from '../../domain/model.ts';
 import type { ServerEndpoint } from '../../host/host-services.ts';
 import { SERVER_AGENT_SCRIPT } from '../../server-agent/server-agent-script.ts';
 import { runHaven } from '../../testing/child-process.ts';
-import { embeddedApi } from '../../testing/embedded-api.ts';
+import { embeddedApi, embeddedCliConnection } from '../../testing/embedded-api.ts';
 import { until } from '../../testing/until.ts';
 import { parseServerDisk } from './server-commands.ts';
 
@@ -28,13 +28,7 @@ const ENDPOINT: ServerEndpoint = {
 let dir: string;
 let up: Embedded;
 const api = embeddedApi(() => up);
-const conn = () => [
-  '--url',
-  up.vault.url,
-  '--token',
-  up.adminToken,
-  ...(up.vault.apiFingerprint ? ['--fingerprint', up.vault.apiFingerprint] : []),
-];
+const conn = () => embeddedCliConnection(up);
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'haven-servers-cli-'));

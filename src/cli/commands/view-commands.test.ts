@@ -18,7 +18,7 @@ import { startHost } from '../../host/start-host.ts';
 import { qemuImgArgs } from '../../nbd/psk-access.ts';
 import { createSparseImage } from '../../storage/index.ts';
 import { NODE, REPO_ROOT, runHaven } from '../../testing/child-process.ts';
-import { embeddedApi, runOperation } from '../../testing/embedded-api.ts';
+import { embeddedApi, embeddedCliConnection, runOperation } from '../../testing/embedded-api.ts';
 import { run, runOk } from '../../testing/nbd-test-fixture.ts';
 import { qemuIoFlushed } from '../../testing/qemu-io.ts';
 import { until } from '../../testing/until.ts';
@@ -32,13 +32,7 @@ let up: Embedded;
 let machine: Machine;
 let point: RecoveryPoint;
 const api = embeddedApi(() => up);
-const conn = () => [
-  '--url',
-  up.vault.url,
-  '--token',
-  up.adminToken,
-  ...(up.vault.apiFingerprint ? ['--fingerprint', up.vault.apiFingerprint] : []),
-];
+const conn = () => embeddedCliConnection(up);
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'haven-view-cli-'));

@@ -21,6 +21,25 @@ export function embeddedApi(up: () => Embedded) {
   };
 }
 
+/**
+ * Answers some of the vault's calls to its hosts in the test: `answer`
+ * returns what the host would (a promise is fine), or undefined to let the
+ * real host answer.
+ */
+export function answerHostCalls(up: Embedded, answer: (method: string) => unknown): void {
+  const gateway = up.vault.context.hosts;
+  const call = gateway.call.bind(gateway);
+  gateway.call = (async (
+    hostId: string,
+    method: string,
+    params?: unknown,
+    options?: { timeoutMs?: number },
+  ) => {
+    const answered = answer(method);
+    return answered === undefined ? call(hostId, method, params, options) : answered;
+  }) as typeof gateway.call;
+}
+
 /** The CLI's options to reach an embedded vault as its admin (URL, token, certificate fingerprint). */
 export function embeddedCliConnection(up: Embedded): string[] {
   return [

@@ -13,7 +13,7 @@ import { type Embedded, startEmbedded } from '../../app/start-embedded.ts';
 import type { Host, Machine, ServerLinkSnapshot } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { ServerEndpoint, ServerEnrolment } from '../../host/host-services.ts';
-import { embeddedApi } from '../../testing/embedded-api.ts';
+import { answerHostCalls, embeddedApi } from '../../testing/embedded-api.ts';
 import { until } from '../../testing/until.ts';
 import type { ServerEnrolmentIssued } from '../../vault/servers/index.ts';
 import { formatEnrolmentToken, hashSecret, SERVER_ENROLMENT_TOKEN_PREFIX } from '../../vault/token-secret.ts';
@@ -63,19 +63,9 @@ before(async () => {
   });
   const { body } = await api<{ hosts: Host[] }>('GET', '/hosts');
   hostIds = Object.fromEntries(body.hosts.map((h) => [h.name, h.id]));
-  const gateway = up.vault.context.hosts;
-  const call = gateway.call.bind(gateway);
-  gateway.call = (async (
-    hostId: string,
-    method: string,
-    params?: unknown,
-    options?: { timeoutMs?: number },
-  ) =>
-    method === 'servers.endpoint'
-      ? endpoint()
-      : method === 'servers.status'
-        ? serverLink
-        : call(hostId, method, params, options)) as typeof gateway.call;
+  answerHostCalls(up, (method) =>
+    method === 'servers.endpoint' ? endpoint() : method === 'servers.status' ? serverLink : undefined,
+  );
 });
 after(async () => {
   await up?.stop();

@@ -13,7 +13,7 @@ import type { Host, Machine } from '../../domain/model.ts';
 import type { ServerEndpoint } from '../../host/host-services.ts';
 import { SERVER_AGENT_SCRIPT } from '../../server-agent/server-agent-script.ts';
 import { runHaven } from '../../testing/child-process.ts';
-import { embeddedApi, embeddedCliConnection } from '../../testing/embedded-api.ts';
+import { answerHostCalls, embeddedApi, embeddedCliConnection } from '../../testing/embedded-api.ts';
 import { until } from '../../testing/until.ts';
 import { parseServerDisk } from './server-commands.ts';
 
@@ -37,15 +37,7 @@ before(async () => {
     const { body } = await api<{ hosts: Host[] }>('GET', '/hosts');
     return body.hosts.length === 2 && body.hosts.every((h) => h.status === 'connected');
   });
-  const gateway = up.vault.context.hosts;
-  const call = gateway.call.bind(gateway);
-  gateway.call = (async (
-    hostId: string,
-    method: string,
-    params?: unknown,
-    options?: { timeoutMs?: number },
-  ) =>
-    method === 'servers.endpoint' ? ENDPOINT : call(hostId, method, params, options)) as typeof gateway.call;
+  answerHostCalls(up, (method) => (method === 'servers.endpoint' ? ENDPOINT : undefined));
 });
 after(async () => {
   await up?.stop();

@@ -4,7 +4,7 @@
  * take it off the host when it is deleted. The lifecycle jobs run the copies
  * a failover or drill starts; this runs the machine itself, where it lives.
  */
-import { allowedOperations, machineKindOf, vmNameOf } from '../domain/index.ts';
+import { allowedOperations, isInProgress, machineKindOf, vmNameOf, where } from '../domain/index.ts';
 import type { Machine, MachineState } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
 import type {
@@ -230,9 +230,9 @@ function runningCopyOf(machine: Machine, which: ConsoleCopy): { hostId: string; 
 }
 
 function backAtPrimary(machine: Machine): boolean {
-  if (machine.state === 'failed-back' || machine.state === 'failback-committed') return true;
-  // Committing after a failback (a failover's commit runs at the recovery site).
-  return machine.state === 'committing' && machine.activeHostId === machine.primaryHostId;
+  // Committing after a failback (a failover's commit runs at the recovery site, on the copy).
+  if (machine.state === 'committing') return machine.activeHostId === machine.primaryHostId;
+  return !isInProgress(machine.state) && where(machine.state) === 'primary';
 }
 
 /** The serial console of the machine where it runs (current or last run). */

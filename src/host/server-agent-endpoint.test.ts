@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DiskService } from '../disk/disk-service.ts';
@@ -224,6 +224,16 @@ describe('server agent endpoint', () => {
     await links.unfence({ machineId: 'web-01' });
     assert.equal((await post('/v1/report', 'state running\n', { certificate: true })).status, 200);
     assert.equal((await run('nbdinfo', ['--size', uri])).code, 0);
+  });
+
+  test('a save that failed (the disk refused it) does not stop the next one', async () => {
+    const blocker = join(scratch.path, 'servers', 'links.json.tmp');
+    await mkdir(blocker);
+    await assert.rejects(links.fence({ machineId: 'web-01', reason: 'save fails' }));
+    await rmdir(blocker);
+    await links.unfence({ machineId: 'web-01' });
+    const reopened = await ServerLinks.open(linksOptions);
+    assert.equal(reopened.refusalOf('web-01'), null, 'the unfence was saved');
   });
 
   test('a forgotten server loses its reports, its legs and their staging images; its disks as a VM stay', async () => {

@@ -223,7 +223,6 @@ export class ServerLinks implements ServerLinkService {
   /** The recovery environment's last report per server, since its failback media were built. */
   readonly #failbacks = new Map<string, ServerFailbackReport>();
   readonly #reportIntervalSeconds: number;
-  #saving: Promise<void> = Promise.resolve();
 
   private constructor(options: ServerLinksOptions, path: string, links: LinksFile) {
     this.#options = options;
@@ -262,10 +261,9 @@ export class ServerLinks implements ServerLinkService {
     return this.#reportIntervalSeconds;
   }
 
-  async #save(): Promise<void> {
-    const text = `${JSON.stringify(this.#links, null, 2)}\n`;
-    this.#saving = this.#saving.then(() => writeFileAtomic(this.#path, text));
-    await this.#saving;
+  /** writeFileAtomic keeps one file's writes in call order; a failed one does not stop the next. */
+  #save(): Promise<void> {
+    return writeFileAtomic(this.#path, `${JSON.stringify(this.#links, null, 2)}\n`);
   }
 
   /**

@@ -470,7 +470,8 @@ export class ReplicaDisk {
       }
       this.#copyFlushFailed = null;
       this.#unflushedCopy = 0;
-      this.#syncWrites = [];
+      // Only an adopted base keeps what a sync wrote (#writtenBySync): a plain replica collects nothing.
+      this.#syncWrites = this.#meta.written === undefined ? null : [];
       // The copy overwrites the base: bring it up to just before the sync, and drop the rest. The
       // base is rewritten from here on: its map is marked unclean meanwhile (merged writes wait for that).
       await Promise.all([
@@ -528,7 +529,10 @@ export class ReplicaDisk {
       );
     }
     if (length === 0) return;
-    this.#syncWrites?.push({ offset, length });
+    const last = this.#syncWrites?.at(-1);
+    // A copy goes mostly in order: extending the last range keeps the list as short as the gaps.
+    if (last && last.offset + last.length === offset) last.length += length;
+    else this.#syncWrites?.push({ offset, length });
     if (data === null) await this.#base.zero(offset, length);
     else {
       await this.#base.reserve([{ offset, length }]);

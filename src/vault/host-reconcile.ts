@@ -1,7 +1,7 @@
 import { isInProgress } from '../domain/index.ts';
 import type { Machine } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
-import { hostServices } from './jobs/lifecycle-job.ts';
+import { hostServices } from './host-call.ts';
 import type { VaultContext } from './vault-context.ts';
 
 /**

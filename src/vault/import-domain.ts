@@ -3,7 +3,7 @@ import { isoNow } from '../clock/index.ts';
 import type { Disk, Host, Machine, NicSettings } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
 import type { DomainDescription, HypervisorInventory } from '../hypervisor/hypervisor.ts';
-import { hostServices } from './jobs/lifecycle-job.ts';
+import { hostServices } from './host-call.ts';
 import type { VaultContext } from './vault-context.ts';
 
 export interface ImportDomainRequest {

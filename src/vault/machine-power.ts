@@ -15,7 +15,7 @@ import type {
   ShutdownResult,
 } from '../host/host-services.ts';
 import { MIN_MEMORY_MIB, validateMachineDefinition } from '../hypervisor/machine-definition.ts';
-import { hostServices } from './jobs/lifecycle-job.ts';
+import { hostServices } from './host-call.ts';
 import type { VaultContext } from './vault-context.ts';
 
 /** States in which the machine runs on its active host as itself (not a drill or failover copy). */

@@ -1,7 +1,7 @@
 import type { Machine, MachineState } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
 import type { MirrorStatus } from '../host/host-services.ts';
-import { hostServices } from './jobs/lifecycle-job.ts';
+import { hostServices } from './host-call.ts';
 import { checkNotServerAtPrimary } from './machine-power.ts';
 import type { VaultContext } from './vault-context.ts';
 

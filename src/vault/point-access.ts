@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { type AccessView, type Machine, type RecoveryPoint, viewClosedInWords } from '../domain/model.ts';
 import { type RecoveryPointRequest, selectRecoveryPoint } from '../domain/recovery-point-selection.ts';
 import { HavenError } from '../errors/index.ts';
-import { hostServices } from './jobs/lifecycle-job.ts';
+import { hostServices } from './host-call.ts';
 import { requireReplicaHost } from './replica-host.ts';
 import type { VaultContext } from './vault-context.ts';
 

@@ -10,7 +10,7 @@ import {
   type ServerLinkSnapshot,
 } from '../domain/model.ts';
 import type { BrokenDiskPath, MirrorStatus, ReplicationStatus } from '../host/host-services.ts';
-import { hostServices } from './jobs/lifecycle-job.ts';
+import { hostServices } from './host-call.ts';
 import { serverLinkWords } from './servers/index.ts';
 import type { VaultContext } from './vault-context.ts';
 

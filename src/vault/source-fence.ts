@@ -3,7 +3,7 @@ import { isoNow } from '../clock/index.ts';
 import { isTerminalJobState } from '../domain/job-states.ts';
 import { type Machine, type MachineState, outputOutsideSteps, type SourceFence } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
-import { hostServices } from './jobs/lifecycle-job.ts';
+import { hostServices } from './host-call.ts';
 import { fenceAndVerify } from './jobs/verified-fence.ts';
 import { fenceServer } from './servers/index.ts';
 import type { VaultContext } from './vault-context.ts';

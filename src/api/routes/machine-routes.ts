@@ -8,8 +8,8 @@ import type { Machine, MachineState, RecoveryPoint } from '../../domain/model.ts
 import { tierFor } from '../../domain/replication-history.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
 import { checkBootPaths, checkSourcePath } from '../../host/storage-folders.ts';
+import { hostServices } from '../../vault/host-call.ts';
 import { type ImportDomainRequest, importDomain } from '../../vault/import-domain.ts';
-import { hostServices } from '../../vault/jobs/lifecycle-job.ts';
 import { operationCheck, recoveryProblems } from '../../vault/lifecycle/operation-checks.ts';
 import {
   type OperationOptions,

@@ -21,7 +21,7 @@ import {
   reportNoQuiescer,
   takeAppConsistentPoint,
 } from '../app-consistency/index.ts';
-import { hostServices } from '../jobs/lifecycle-job.ts';
+import { hostServices } from '../host-call.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { takeGroupCut } from './group-cut.ts';
 import { cutParticipants } from './group-service.ts';

@@ -8,7 +8,7 @@ import { isoNow } from '../../clock/index.ts';
 import { validateConsistencyGroup } from '../../domain/consistency-group.ts';
 import type { Machine, RecoveryPointType } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
-import { hostServices } from '../jobs/lifecycle-job.ts';
+import { hostServices } from '../host-call.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { type CutParticipant, type GroupCut, takeGroupCut } from './group-cut.ts';
 

@@ -2,9 +2,9 @@ import { isoNow } from '../../clock/index.ts';
 import { isReplicating, type LifecycleOperation, type Transition } from '../../domain/index.ts';
 import type { Host, Machine } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
-import { remoteHostServices } from '../../host/host-dispatcher.ts';
 import type { HostServices, ReplicationStatus, ReplicationTarget } from '../../host/host-services.ts';
 import { defineJob, type JobDefinition, type JobOutcome, type StepContext } from '../../job-engine/index.ts';
+import { hostServices } from '../host-call.ts';
 import type { VaultContext } from '../vault-context.ts';
 import type { LifecycleJobInput } from './job-inputs.ts';
 
@@ -71,12 +71,6 @@ export function replicationTarget(host: Host): ReplicationTarget {
     );
   }
   return { hostId: host.id, address: host.replicationAddress, fingerprint: host.replicationFingerprint };
-}
-
-export function hostServices(vault: VaultContext, hostId: string): HostServices {
-  return remoteHostServices((method, params) =>
-    vault.hosts.call(hostId, method, params, { timeoutMs: 120_000 }),
-  );
 }
 
 /**

@@ -1,13 +1,13 @@
 import type { Host, Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { ReplicationStatus } from '../../host/host-services.ts';
+import { hostServices } from '../host-call.ts';
 import { replicaHostOf } from '../replica-host.ts';
 import { serverLinkWords, serverSyncPercent } from '../servers/index.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { copyProgress } from './copy-progress.ts';
 import type { VaultJobDefinition } from './job-inputs.ts';
 import {
-  hostServices as hostServicesOf,
   type LifecycleStep,
   type LifecycleStepContext,
   lifecycleJob,
@@ -369,7 +369,7 @@ export function enableReplicationJob(vault: () => VaultContext): VaultJobDefinit
     onSettled: async (vault, machine, outcome) => {
       if (outcome === 'succeeded') return;
       // A cancelled or failed enable leaves nothing running: end the mirror, stop the sender, forget the recovery host.
-      const source = hostServicesOf(vault, machine.activeHostId);
+      const source = hostServices(vault, machine.activeHostId);
       if (machine.importedFrom) await source.mirror.unprotect({ machineId: machine.id }).catch(() => {});
       await source.replication.stop({ machineId: machine.id }).catch(() => {});
       await vault.store.machines.update({ ...machine, recoveryHostId: null, policyId: null });

@@ -126,6 +126,7 @@ async function setup() {
         return { machineId: MACHINE, disks: [{ diskId: 'disk0', writtenRegions: consolidated }] };
       },
     },
+    servers: links,
   } as unknown as HostServices;
   let machine = {
     id: MACHINE,

@@ -2,13 +2,7 @@ import { isoNow } from '../../clock/index.ts';
 import type { Disk } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { DiskRegion, ServerFailbackMedia } from '../../host/host-services.ts';
-import {
-  refuseRunningServer,
-  type ServerBmcCall,
-  serverBmcOf,
-  serverLinkOf,
-  serverLinkWords,
-} from '../servers/index.ts';
+import { refuseRunningServer, type ServerBmcCall, serverBmcOf, serverLinkWords } from '../servers/index.ts';
 import { fenceAlertKey } from '../source-fence.ts';
 import { connectedHost, type LifecycleStepContext, pollUntil } from './lifecycle-job.ts';
 
@@ -30,7 +24,7 @@ const MEDIA_BUILD_MS = 15 * 60_000;
 export async function leaveServerOff(ctx: LifecycleStepContext): Promise<void> {
   const hostId = ctx.machine.primaryHostId;
   await connectedHost(ctx, hostId);
-  const link = serverLinkOf(ctx.vault, hostId);
+  const link = ctx.host(hostId).servers;
   refuseRunningServer(ctx.machine, await link.status({ machineId: ctx.machine.id }));
   // Its legs' images are about to become the reverse replica: nothing of the server may reach them.
   await link.fence({ machineId: ctx.machine.id, reason: `reprotect by job ${ctx.job.id}` });
@@ -71,7 +65,7 @@ export async function forgetServer(ctx: LifecycleStepContext): Promise<void> {
     ctx.progress(100, `server '${ctx.machine.name}' is a VM from now on; ${kept}`);
     return;
   }
-  await serverLinkOf(ctx.vault, hostId).forget({ machineId: ctx.machine.id });
+  await ctx.host(hostId).servers.forget({ machineId: ctx.machine.id });
   await ctx.output({
     serverForgotten: 'yes: its certificate, legs and staging images are gone at its primary host',
   });
@@ -154,7 +148,7 @@ export async function prepareServerFailback(ctx: LifecycleStepContext): Promise<
   await connectedHost(ctx, hostId);
   const job = await ctx.vault.store.jobs.get(ctx.job.id);
   const written = (job?.output.serverFailback as WrittenRegions | undefined)?.regions ?? {};
-  const link = serverLinkOf(ctx.vault, hostId);
+  const link = ctx.host(hostId).servers;
   ctx.progress(10, 'building the recovery environment on the primary host');
   const media = await link.failbackMedia({
     machineId: ctx.machine.id,
@@ -217,7 +211,7 @@ export async function awaitServerBack(ctx: LifecycleStepContext): Promise<void> 
   const job = await ctx.vault.store.jobs.get(ctx.job.id);
   const media = job?.output.serverFailbackMedia as ServerFailbackMedia | undefined;
   if (!media) throw new HavenError('internal', 'the recovery environment was not built');
-  const link = serverLinkOf(ctx.vault, ctx.machine.primaryHostId);
+  const link = ctx.host(ctx.machine.primaryHostId).servers;
   const bmc = serverBmcOf(ctx.vault, ctx.machine, ctx.machine.primaryHostId);
   const first = await link.status({ machineId: ctx.machine.id });
   const booted = bmc && !first.failback && !first.agent ? await bootRecoveryByBmc(ctx, bmc) : null;
@@ -294,7 +288,7 @@ export async function awaitServerBack(ctx: LifecycleStepContext): Promise<void> 
 
 /** Reprotect forward: until the server's link is in sync again (its agent and every leg), in words. */
 export async function legsInSync(ctx: LifecycleStepContext): Promise<void> {
-  const link = serverLinkOf(ctx.vault, ctx.machine.primaryHostId);
+  const link = ctx.host(ctx.machine.primaryHostId).servers;
   await pollUntil(
     ctx,
     async () => {

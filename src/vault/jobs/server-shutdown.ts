@@ -1,5 +1,5 @@
 import { HavenError } from '../../errors/index.ts';
-import { bmcReportsOff, type ServerBmcCall, serverBmcOf, serverLinkOf } from '../servers/index.ts';
+import { bmcReportsOff, type ServerBmcCall, serverBmcOf } from '../servers/index.ts';
 import type { LifecycleStepContext } from './lifecycle-job.ts';
 
 /** How long a server's own power off may take to show at its BMC after its agent's last report. */
@@ -23,7 +23,7 @@ export async function shutDownServer(
   }: { required: boolean; timeoutSeconds: number; powerOffSeconds?: number },
 ): Promise<void> {
   const started = performance.now();
-  const link = serverLinkOf(ctx.vault, ctx.machine.activeHostId);
+  const link = ctx.host(ctx.machine.activeHostId).servers;
   // A silent agent gets no command (it rides on the answer to a report): do not wait for one.
   const status = await link.status({ machineId: ctx.machine.id });
   const gone =

@@ -2,7 +2,6 @@ export { serverLinkWords, serverSyncPercent } from '../../domain/server-link-wor
 export { redeemServerEnrolment } from './redeem-server-enrolment.ts';
 export { bmcReportsOff, type ServerBmcCall, serverBmcOf } from './server-bmc.ts';
 export { fenceServer } from './server-fence.ts';
-export { serverLinkOf } from './server-link.ts';
 export { checkServerOff, refuseRunningServer } from './server-off.ts';
 export {
   type AddServerRequest,

@@ -2,8 +2,8 @@ import { bmcUrlOf } from '../../domain/index.ts';
 import type { Machine } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { BmcAction, BmcPower } from '../../host/host-services.ts';
+import { hostServices } from '../host-call.ts';
 import type { VaultContext } from '../vault-context.ts';
-import { serverLinkOf } from './server-link.ts';
 
 /** One action on a server's BMC, through the host that reaches it; the power the BMC reports after it. */
 export type ServerBmcCall = (action: BmcAction) => Promise<BmcPower>;
@@ -31,7 +31,7 @@ export function serverBmcOf(
         { machineId: machine.id, machineName: machine.name },
       );
     }
-    const { power } = await serverLinkOf(vault, hostId).bmc({ access: { ...bmc, password }, action });
+    const { power } = await hostServices(vault, hostId).servers.bmc({ access: { ...bmc, password }, action });
     return power;
   };
 }

@@ -1,9 +1,9 @@
 import { bmcUrlOf } from '../../domain/index.ts';
 import type { Machine } from '../../domain/model.ts';
+import { hostServices } from '../host-call.ts';
 import type { FenceOutcome } from '../jobs/verified-fence.ts';
 import type { VaultContext } from '../vault-context.ts';
 import { serverBmcOf } from './server-bmc.ts';
-import { serverLinkOf } from './server-link.ts';
 
 /**
  * Fencing a physical server: its primary host refuses the server's NBD legs
@@ -24,7 +24,7 @@ export async function fenceServer(
 ): Promise<FenceOutcome> {
   const host = (await vault.store.hosts.get(hostId))?.name ?? hostId;
   try {
-    await serverLinkOf(vault, hostId).fence({ machineId: machine.id, reason: why });
+    await hostServices(vault, hostId).servers.fence({ machineId: machine.id, reason: why });
   } catch (error) {
     return {
       fenced: false,

@@ -1,7 +1,7 @@
 import type { Machine, ServerLinkSnapshot } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
+import { hostServices } from '../host-call.ts';
 import type { VaultContext } from '../vault-context.ts';
-import { serverLinkOf } from './server-link.ts';
 
 /**
  * Reprotect of a physical server adopts the staging images of its legs as
@@ -31,6 +31,6 @@ export function refuseRunningServer(machine: Pick<Machine, 'id' | 'name'>, link:
 
 /** Asks the server's primary host what it sees of the server and refuses a server that is not off. */
 export async function checkServerOff(vault: VaultContext, machine: Machine): Promise<void> {
-  const link = await serverLinkOf(vault, machine.primaryHostId).status({ machineId: machine.id });
+  const link = await hostServices(vault, machine.primaryHostId).servers.status({ machineId: machine.id });
   refuseRunningServer(machine, link);
 }

@@ -4,6 +4,7 @@ import type { Disk, Host, Machine, RecoverySettings, ServerSettings } from '../.
 import { HavenError } from '../../errors/index.ts';
 import type { BmcAccess, ServerEndpoint } from '../../host/host-services.ts';
 import { checkBootPaths } from '../../host/storage-folders.ts';
+import { hostServices } from '../host-call.ts';
 import { checkRunnable } from '../machine-power.ts';
 import {
   formatEnrolmentToken,
@@ -12,7 +13,6 @@ import {
   SERVER_ENROLMENT_TOKEN_PREFIX,
 } from '../token-secret.ts';
 import type { VaultContext } from '../vault-context.ts';
-import { serverLinkOf } from './server-link.ts';
 
 /** How long a server's enrolment token stays usable. */
 export const SERVER_ENROLMENT_TTL_MS = 24 * 3600 * 1000;
@@ -105,7 +105,7 @@ async function endpointOf(vault: VaultContext, host: Host): Promise<ServerEndpoi
     );
   let endpoint: ServerEndpoint | null;
   try {
-    endpoint = await serverLinkOf(vault, host.id).endpoint();
+    endpoint = await hostServices(vault, host.id).servers.endpoint();
   } catch (error) {
     if (error instanceof HavenError && error.code === 'unreachable') throw error;
     throw refused(`its agent does not answer servers.endpoint (${(error as Error).message})`);

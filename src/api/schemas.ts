@@ -11,9 +11,11 @@ import {
   ALL_OPERATIONS,
   DISK_ID_PATTERN,
   IPMI_PORT,
+  isServerDevicePath,
   JOB_STATES,
   RECOVERY_POINT_OPTIONS,
   type RecoveryPointOption,
+  SERVER_DEVICE_PATTERN,
 } from '../domain/index.ts';
 import { MAX_SCRIPT_TIMEOUT_SECONDS } from '../domain/recovery-plan-validation.ts';
 import { REPLICATION_RESOLUTIONS } from '../domain/replication-history.ts';
@@ -136,10 +138,10 @@ export const serverDiskInput = z.object({
     .string()
     .max(200)
     .regex(
-      /^\/dev\/[A-Za-z0-9_./:-]+$/,
+      SERVER_DEVICE_PATTERN,
       'an absolute block device path under /dev, like /dev/sda or /dev/disk/by-id/…',
     )
-    .refine((device) => !device.split('/').includes('..'), "no '..' in the device path"),
+    .refine(isServerDevicePath, "no '..' in the device path"),
   sizeBytes: diskInput.shape.sizeBytes,
 });
 

@@ -27,7 +27,13 @@ export {
   where,
 } from './lifecycle.ts';
 export type * from './model.ts';
-export { DISK_ID_PATTERN, machineKindOf, vmNameOf } from './model.ts';
+export {
+  DISK_ID_PATTERN,
+  isServerDevicePath,
+  machineKindOf,
+  SERVER_DEVICE_PATTERN,
+  vmNameOf,
+} from './model.ts';
 export {
   AUTOMATIC_FAILBACK_POLICY,
   assertEditable,

@@ -737,6 +737,18 @@ export interface ApiToken {
  */
 export const DISK_ID_PATTERN = /^[A-Za-z0-9_-]{1,60}$/;
 
+/** What a physical server's block device path may hold (see isServerDevicePath). */
+export const SERVER_DEVICE_PATTERN = /^\/dev\/[A-Za-z0-9_./:-]+$/;
+
+/**
+ * A physical server's block device as Haven takes it (at onboarding) and
+ * writes it back (the recovery environment): an absolute path under /dev,
+ * like /dev/sda or /dev/disk/by-path/pci-0000:00:1f.2-ata-1, never with `..`.
+ */
+export function isServerDevicePath(path: string): boolean {
+  return SERVER_DEVICE_PATTERN.test(path) && !path.split('/').includes('..');
+}
+
 /**
  * The name the machine's hypervisor knows it by on its own host: the libvirt
  * domain it was imported from (which may differ from Haven's name for it),

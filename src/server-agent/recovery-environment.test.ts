@@ -54,6 +54,16 @@ describe('recovery environment options', () => {
       /device .* is not a device path/,
     );
     assert.throws(
+      () => failbackConfig({ ...options, disks: [{ ...disk, device: '/dev/../etc/shadow' }] }),
+      /device .* is not a device path/,
+    );
+    // Any device a server may be added with (the API's rule), by-path names with '.' and ':' too.
+    const byPath = '/dev/disk/by-path/pci-0000:00:1f.2-ata-1';
+    assert.match(
+      failbackConfig({ ...options, disks: [{ ...disk, device: byPath }] }),
+      /^disk \/dev\/disk\/by-path\/pci-0000:00:1f\.2-ata-1 /m,
+    );
+    assert.throws(
       () => failbackConfig({ ...options, export: { ...options.export, port: 0 } }),
       /export port 0 is not a TCP port/,
     );

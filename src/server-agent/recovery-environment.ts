@@ -1,5 +1,6 @@
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isServerDevicePath } from '../domain/index.ts';
 import { HavenError } from '../errors/index.ts';
 import {
   buildInitramfsImage,
@@ -111,7 +112,6 @@ const AGENT_SCRIPT = new URL('./haven-server-agent.sh', import.meta.url);
 const RECOVERY_MODULES: readonly string[] = [...GUEST_MODULES, ...SERVER_GUEST_MODULES];
 /** Serial console last, so it is /dev/console: what a BMC's serial-over-LAN shows. */
 const CMDLINE = 'console=tty0 console=ttyS0,115200';
-const DEVICE = /^\/dev\/[A-Za-z0-9/_-]+$/;
 
 /**
  * Builds the recovery environment for one failback into `dir`: the kernel
@@ -226,8 +226,13 @@ async function recoveryImage(options: RecoveryEnvironmentOptions): Promise<Initr
 /** failback.conf (see failback.sh), after checking every word it will carry. */
 export function failbackConfig(options: RecoveryEnvironmentOptions): string {
   const { export: target } = options;
-  const word = (field: string, value: string, pattern: RegExp, allowed: string): string => {
-    if (!pattern.test(value)) {
+  const word = (
+    field: string,
+    value: string,
+    pattern: RegExp | ((v: string) => boolean),
+    allowed: string,
+  ): string => {
+    if (!(pattern instanceof RegExp ? pattern.test(value) : pattern(value))) {
       throw new HavenError('validation_failed', `${field} '${value}' is not ${allowed}`, { field });
     }
     return value;
@@ -264,7 +269,7 @@ export function failbackConfig(options: RecoveryEnvironmentOptions): string {
       : []),
     ...options.disks.map(
       (d, i) =>
-        `disk ${word('device', d.device, DEVICE, 'a device path under /dev')} ${word('array', d.array, DEVICE, 'a device path under /dev')} ${word('exportName', d.exportName, /^[A-Za-z0-9._-]+$/, 'an export name (letters, digits, . _ -)')} ${rangesFileOf(i)}`,
+        `disk ${word('device', d.device, isServerDevicePath, 'a device path under /dev')} ${word('array', d.array, isServerDevicePath, 'a device path under /dev')} ${word('exportName', d.exportName, /^[A-Za-z0-9._-]+$/, 'an export name (letters, digits, . _ -)')} ${rangesFileOf(i)}`,
     ),
     network === 'dhcp'
       ? 'network dhcp'

@@ -56,6 +56,7 @@ import {
   SERVER_BOOT_DISK,
 } from '../../src/guest/index.ts';
 import { QmpClient } from '../../src/hypervisor/qmp-client.ts';
+import { regionBytes } from '../../src/replica/regions.ts';
 import {
   type ByteRange,
   buildRecoveryEnvironment,
@@ -185,7 +186,7 @@ async function failback(
   await run('cp', ['--sparse=always', files.replica, exported]);
   await writeDivergedFile(exported, mib, dir);
   const diverged = await differingChunks(files.replica, exported);
-  const divergedBytes = diverged.reduce((sum, r) => sum + r.length, 0);
+  const divergedBytes = regionBytes(diverged);
   // The server's remote leg (stale: it holds the replica as the server stopped) and the failback export.
   const legExport = await site.service.attach(SERVER, {
     imagePath: leg,

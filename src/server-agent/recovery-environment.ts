@@ -1,5 +1,6 @@
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Region } from '../disk/index.ts';
 import { isServerDevicePath } from '../domain/index.ts';
 import { HavenError } from '../errors/index.ts';
 import {
@@ -15,6 +16,7 @@ import {
 } from '../guest/build-guest-image.ts';
 import { libraryClosure } from '../guest/debian-packages.ts';
 import { GUEST_MODULES, SERVER_GUEST_MODULES } from '../guest/kernel-modules.ts';
+import { mergeRegions, regionBytes } from '../replica/regions.ts';
 
 /** The failback exports at the primary site: NBD with STARTTLS and a client certificate. */
 export interface FailbackExport {
@@ -55,10 +57,7 @@ export interface FailbackDisk {
 }
 
 /** Bytes of the server's disk. */
-export interface ByteRange {
-  offset: number;
-  length: number;
-}
+export type ByteRange = Region;
 
 export interface RecoveryEnvironmentOptions {
   export: FailbackExport;
@@ -127,7 +126,7 @@ export async function buildRecoveryEnvironment(
   const config = failbackConfig(options);
   const disks = options.disks.map((d) => {
     const ranges = mergeRanges(d.ranges);
-    return { device: d.device, ranges, rangeBytes: ranges.reduce((sum, r) => sum + r.length, 0) };
+    return { device: d.device, ranges, rangeBytes: regionBytes(ranges) };
   });
   const image = await recoveryImage(options);
   await mkdir(dir, { recursive: true });
@@ -279,7 +278,7 @@ export function failbackConfig(options: RecoveryEnvironmentOptions): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** Sorted, overlapping and touching ranges joined; empty ones dropped; a negative or fractional one refused. */
+/** A failback's ranges checked (a negative or fractional one is refused), then merged as every region list is (mergeRegions). */
 export function mergeRanges(ranges: readonly ByteRange[]): ByteRange[] {
   for (const r of ranges) {
     if (!Number.isSafeInteger(r.offset) || !Number.isSafeInteger(r.length) || r.offset < 0 || r.length < 0) {
@@ -290,14 +289,5 @@ export function mergeRanges(ranges: readonly ByteRange[]): ByteRange[] {
       );
     }
   }
-  const merged: ByteRange[] = [];
-  for (const r of [...ranges].filter((r) => r.length > 0).sort((a, b) => a.offset - b.offset)) {
-    const last = merged.at(-1);
-    if (last && r.offset <= last.offset + last.length) {
-      last.length = Math.max(last.length, r.offset + r.length - last.offset);
-    } else {
-      merged.push({ ...r });
-    }
-  }
-  return merged;
+  return mergeRegions(ranges);
 }

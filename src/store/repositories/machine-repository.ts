@@ -41,6 +41,7 @@ export class KyselyMachineRepository implements MachineRepository {
           state: machine.state,
           current_job_id: machine.currentJobId,
           source_fence: machine.sourceFence ? toJsonColumn(machine.sourceFence) : null,
+          health: machine.health,
           ...columns(machine),
         })
         .execute(),
@@ -87,10 +88,8 @@ export class KyselyMachineRepository implements MachineRepository {
    * it), and the replication's health, which only `recordReplication` writes.
    */
   async update(machine: Machine): Promise<void> {
-    // Health is the monitor's (recordReplication): a job saving the machine it read must not put back an older one.
-    const { health: _, ...fields } = columns(machine);
     const result = await checkedWrite('machine', machine.name, () =>
-      this.#db.updateTable('machines').set(fields).where('id', '=', machine.id).executeTakeFirst(),
+      this.#db.updateTable('machines').set(columns(machine)).where('id', '=', machine.id).executeTakeFirst(),
     );
     if (affectedRows(result) === 0) throw notFound('machine', machine.id);
   }
@@ -164,6 +163,7 @@ export class KyselyMachineRepository implements MachineRepository {
   }
 }
 
+/** What both create and update write; state, the current job, health and the source fence have writers of their own. */
 function columns(machine: Machine) {
   return {
     name: machine.name,
@@ -173,7 +173,6 @@ function columns(machine: Machine) {
     policy_id: machine.policyId,
     group_id: machine.groupId,
     os_family: machine.osFamily,
-    health: machine.health,
     disks: toJsonColumn(machine.disks),
     recovery_settings: toJsonColumn(machine.recoverySettings),
     runtime: toJsonColumn(machine.runtime),

@@ -218,7 +218,7 @@ function reverseSteps(input: LifecycleJobInput<'reprotect'>): LifecycleStep<'rep
           reprotectSent: { sentBytes: status.sentBytes, divergedBytes: diverged, diskBytes: disk },
         });
         // A server replicated to an alternate host is a VM there from now on.
-        if (ctx.machine.server && (await reverseTarget(ctx)).alternate) await onServer.forgetServer(ctx);
+        if (ctx.machine.server && input.alternateHostId) await onServer.forgetServer(ctx);
       },
     },
   ];

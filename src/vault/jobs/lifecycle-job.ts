@@ -135,13 +135,9 @@ export function lifecycleJob<O extends LifecycleOperation>(
       const { transition } = input;
       const machine = await load(input.machineId);
       if (machine.state === transition.via) {
-        if (outcome === 'succeeded' && spec.onSuccess) {
-          await v.store.machines.update({
-            ...machine,
-            ...spec.onSuccess(machine, input, job.output),
-            updatedAt: isoNow(v.clock),
-          });
-        }
+        const patch = outcome === 'succeeded' ? spec.onSuccess?.(machine, input, job.output) : undefined;
+        const after = { ...machine, ...patch };
+        if (patch) await v.store.machines.update({ ...after, updatedAt: isoNow(v.clock) });
         const target = outcome === 'succeeded' ? transition.to : transition.from;
         const moved = await v.store.machines.transition(
           machine.id,
@@ -152,7 +148,6 @@ export function lifecycleJob<O extends LifecycleOperation>(
         );
         if (!moved)
           throw new HavenError('conflict', `machine '${machine.name}' changed state while its job ended`);
-        const after = await load(machine.id);
         if (
           outcome === 'succeeded' &&
           (!isReplicating(target) ||

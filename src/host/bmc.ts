@@ -7,7 +7,7 @@ import type { BmcAccess, BmcAction, BmcPower } from './host-services.ts';
  * A server's baseboard management controller: its power, whatever runs on
  * it. One implementation per protocol (IPMI now; Redfish fits the same seam).
  */
-export interface Bmc {
+interface Bmc {
   power(): Promise<BmcPower>;
   /** Hard power off, at once (the fence). */
   powerOff(): Promise<void>;
@@ -27,7 +27,7 @@ const POLL_MS = 250;
  * reaches ipmitool in its environment (`-E`), never on its command line, so
  * no process listing shows it; errors name the BMC, never the password.
  */
-export function ipmiBmc(access: BmcAccess, options: { commandTimeoutMs?: number } = {}): Bmc {
+function ipmiBmc(access: BmcAccess, options: { commandTimeoutMs?: number } = {}): Bmc {
   const where = `IPMI BMC ${access.user}@${access.address}:${access.port}`;
   const ipmitool = (...command: string[]): Promise<string> =>
     new Promise((resolve, reject) => {
@@ -94,7 +94,7 @@ export function ipmiBmc(access: BmcAccess, options: { commandTimeoutMs?: number 
  * for, bounded, until the BMC shows it (some take a moment); the answer is
  * what the BMC says then, never what was asked.
  */
-export async function runBmcAction(bmc: Bmc, action: BmcAction): Promise<{ power: BmcPower }> {
+async function runBmcAction(bmc: Bmc, action: BmcAction): Promise<{ power: BmcPower }> {
   let settlesTo: BmcPower | null = null;
   switch (action) {
     case 'status':

@@ -40,12 +40,12 @@ import type { ServerCa } from './server-ca.ts';
 const AGENT_STATE_DIR = '/etc/haven';
 
 /** How often agents report, unless told otherwise. */
-export const DEFAULT_REPORT_INTERVAL_SECONDS = 10;
+const DEFAULT_REPORT_INTERVAL_SECONDS = 10;
 /** A report older than this many intervals means the agent (or its link) is gone. */
 const SILENT_AFTER_INTERVALS = 3;
 const MAX_SHUTDOWN_WAIT_MS = 10 * 60_000;
 
-export type ServerCommand = 'shutdown' | `readd ${string}`;
+type ServerCommand = 'shutdown' | `readd ${string}`;
 
 interface LinksFile {
   enrolled: string[];
@@ -255,10 +255,6 @@ export class ServerLinks implements ServerLinkService {
       return { status: 403, message: `server ${machineId} was forgotten by this host: enrol it again` };
     }
     return null;
-  }
-
-  get reportIntervalSeconds(): number {
-    return this.#reportIntervalSeconds;
   }
 
   /** writeFileAtomic keeps one file's writes in call order; a failed one does not stop the next. */

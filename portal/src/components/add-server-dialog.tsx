@@ -12,7 +12,7 @@ import { Field, type Problem, problemsByField } from './field.tsx';
 import { ServerCommands } from './server-commands.tsx';
 
 /** The capability a host agent reports when it serves physical servers (`haven host --server-listen`). */
-export const SERVER_LINK_CAPABILITY = 'server-link';
+const SERVER_LINK_CAPABILITY = 'server-link';
 
 interface DiskRow {
   key: number;

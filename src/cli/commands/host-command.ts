@@ -191,7 +191,7 @@ export function serverAdvertiseOption(text: string): {
 }
 
 /** The endpoint without its CA certificate, for one line of output. */
-export function endpointLine(endpoint: ServerEndpoint | null): Omit<ServerEndpoint, 'caCertPem'> | null {
+function endpointLine(endpoint: ServerEndpoint | null): Omit<ServerEndpoint, 'caCertPem'> | null {
   if (endpoint === null) return null;
   const { caCertPem: _ca, ...rest } = endpoint;
   return rest;

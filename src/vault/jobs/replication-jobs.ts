@@ -228,7 +228,7 @@ export const serverSyncStep: LifecycleStep<'enable-replication'> = {
  * initramfs. A replica that would not boot fails the job (which stops
  * replication, as any failed enable does), saying what to fix on the server.
  */
-export const serverBootCheckStep: LifecycleStep<'enable-replication'> = {
+const serverBootCheckStep: LifecycleStep<'enable-replication'> = {
   name: 'check-vm-boot',
   title: 'Check that the replica boots as a VM at the recovery site',
   retrySafe: true,

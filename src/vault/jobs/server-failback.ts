@@ -171,7 +171,7 @@ export async function prepareServerFailback(ctx: LifecycleStepContext): Promise<
 }
 
 /** What the operator must do, in words (the job's progress while it waits). */
-export function bootInstructions(name: string, media: ServerFailbackMedia): string {
+function bootInstructions(name: string, media: ServerFailbackMedia): string {
   return (
     `boot server '${name}' once from Haven's recovery environment: network boot from ${media.dir} ` +
     `(iPXE script ${media.ipxeScript}, served by TFTP or HTTP with vmlinuz and initramfs.gz beside it), ` +

@@ -7,10 +7,6 @@ export {
   type AddServerRequest,
   addServer,
   issueServerEnrolment,
-  SERVER_ENROLMENT_TTL_MS,
   type ServerEnrolmentIssued,
-  serverCommands,
-  serverSettingsOf,
   setServerBmc,
-  writeOrderingOf,
 } from './server-onboarding.ts';

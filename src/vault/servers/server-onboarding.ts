@@ -15,7 +15,7 @@ import {
 import type { VaultContext } from '../vault-context.ts';
 
 /** How long a server's enrolment token stays usable. */
-export const SERVER_ENROLMENT_TTL_MS = 24 * 3600 * 1000;
+const SERVER_ENROLMENT_TTL_MS = 24 * 3600 * 1000;
 /** Where the commands put the host's server CA on the server. */
 const CA_FILE = '/etc/haven/server-ca.pem';
 
@@ -41,7 +41,7 @@ export interface ServerEnrolmentIssued {
 }
 
 /** What the order of writes on the NBD leg means for the recovery points: said where the choice is made. */
-export function writeOrderingOf(settings: Pick<ServerSettings, 'writeBehind'>): string {
+function writeOrderingOf(settings: Pick<ServerSettings, 'writeBehind'>): string {
   if (settings.writeBehind === null) {
     return 'synchronous: md acknowledges a write once the NBD leg has it too, so every recovery point holds every write the server acknowledged before it (each write waits for the link to the primary-site host)';
   }
@@ -120,7 +120,7 @@ function hostPort(address: string, port: number): string {
 }
 
 /** The exact lines to run on the server as root (the agent itself: `haven servers agent-script`). */
-export function serverCommands(endpoint: ServerEndpoint, token: string): string[] {
+function serverCommands(endpoint: ServerEndpoint, token: string): string[] {
   return [
     '# as root on the server; install the agent first: haven servers agent-script > /usr/local/sbin/haven-server-agent && chmod 755 /usr/local/sbin/haven-server-agent',
     'mkdir -p -m 700 /etc/haven',
@@ -177,7 +177,7 @@ async function issueToken(
 }
 
 /** A server's settings, or a refusal naming the machine and its kind. */
-export function serverSettingsOf(machine: Machine, action: string): ServerSettings {
+function serverSettingsOf(machine: Machine, action: string): ServerSettings {
   if (machine.server) return machine.server;
   throw new HavenError(
     'operation_not_allowed',

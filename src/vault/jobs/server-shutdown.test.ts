@@ -42,6 +42,7 @@ describe("a server's planned shutdown through its BMC", () => {
         store: { serverBmcPasswords: { get: async () => sim.access.password } },
       },
       job: { id: 'job-1' },
+      signal: new AbortController().signal,
       host: () => ({ servers: { status: async () => silent } }),
       machine: {
         id: 'srv-1',

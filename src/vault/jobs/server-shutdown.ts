@@ -1,6 +1,6 @@
 import { HavenError } from '../../errors/index.ts';
-import { bmcReportsOff, type ServerBmcCall, serverBmcOf } from '../servers/index.ts';
-import type { LifecycleStepContext } from './lifecycle-job.ts';
+import { type ServerBmcCall, serverBmcOf } from '../servers/index.ts';
+import { type LifecycleStepContext, pollUntil } from './lifecycle-job.ts';
 
 /** How long a server's own power off may take to show at its BMC after its agent's last report. */
 const AGENT_POWER_OFF_SECONDS = 60;
@@ -70,7 +70,7 @@ async function offByBmc(
   try {
     if (byAgent.stopped) {
       ctx.progress(60, 'the agent shut the server down; waiting for its BMC to report it off');
-      return (await bmcReportsOff(bmc, powerOffSeconds * 1000))
+      return (await bmcReportsOff(ctx, bmc, powerOffSeconds * 1000))
         ? { stopped: true, reason: `${byAgent.reason}; its BMC reports it off` }
         : {
             stopped: false,
@@ -81,7 +81,7 @@ async function offByBmc(
       return { stopped: true, reason: `${byAgent.reason}; its BMC reports it off` };
     ctx.progress(50, `the agent did not shut the server down (${byAgent.reason}): soft off through its BMC`);
     await bmc('soft-off');
-    return (await bmcReportsOff(bmc, timeoutSeconds * 1000))
+    return (await bmcReportsOff(ctx, bmc, timeoutSeconds * 1000))
       ? { stopped: true, reason: `${byAgent.reason}; soft off through its BMC, which reports it off` }
       : {
           stopped: false,
@@ -93,4 +93,14 @@ async function offByBmc(
       reason: `${byAgent.reason}; its BMC could not tell: ${error instanceof Error ? error.message : String(error)}`,
     };
   }
+}
+
+/** Asks the BMC every second, up to `timeoutMs`, until it reports the server off; whether it did (a cancelled job stops asking). */
+function bmcReportsOff(ctx: LifecycleStepContext, bmc: ServerBmcCall, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  return pollUntil(
+    ctx,
+    async () => ((await bmc('status')) === 'off' ? true : Date.now() >= deadline ? false : undefined),
+    { intervalMs: 1000, what: 'the BMC to report the server off' },
+  );
 }

@@ -1,6 +1,6 @@
 export { serverLinkWords, serverSyncPercent } from '../../domain/server-link-words.ts';
 export { redeemServerEnrolment } from './redeem-server-enrolment.ts';
-export { bmcReportsOff, type ServerBmcCall, serverBmcOf } from './server-bmc.ts';
+export { type ServerBmcCall, serverBmcOf } from './server-bmc.ts';
 export { fenceServer } from './server-fence.ts';
 export { checkServerOff, refuseRunningServer } from './server-off.ts';
 export {

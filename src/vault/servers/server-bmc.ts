@@ -35,13 +35,3 @@ export function serverBmcOf(
     return power;
   };
 }
-
-/** Asks the BMC every second, up to `timeoutMs`, until it reports the server off; whether it did. */
-export async function bmcReportsOff(bmc: ServerBmcCall, timeoutMs: number): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    if ((await bmc('status')) === 'off') return true;
-    if (performance.now() >= deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-  }
-}

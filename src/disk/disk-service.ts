@@ -133,6 +133,8 @@ interface Attached {
   backend: JournaledBackend | SinkBackend;
   /** A server's md leg, between the gate and the backend. */
   leg: ServerLegBackend | null;
+  /** The server whose client certificate opens the leg (its machine id). */
+  legOwner: string | null;
   gate: QuiescingBackend;
 }
 
@@ -385,7 +387,7 @@ export class DiskService {
       };
       this.#unix?.server.addExport(name, exp);
       tcp?.server.addExport(name, exp);
-      const attached = { info, backend, leg, gate };
+      const attached = { info, backend, leg, legOwner: serverLeg?.machineId ?? null, gate };
       this.#exports.set(name, attached);
       return infoOf(attached);
     } finally {
@@ -399,9 +401,7 @@ export class DiskService {
    * connect again is the listener's `certificateRefused`.
    */
   async disconnectServer(machineId: string): Promise<void> {
-    const legs = [...this.#exports.values()].filter(
-      (a) => a.leg !== null && a.info.name.startsWith(`${machineId}.`),
-    );
+    const legs = [...this.#exports.values()].filter((a) => a.leg !== null && a.legOwner === machineId);
     await Promise.all(legs.map((a) => this.#servers?.server.disconnectExport(a.info.name)));
   }
 

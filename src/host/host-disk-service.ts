@@ -81,7 +81,8 @@ async function refuseForeignWriters(ref: DiskRef, source: string): Promise<void>
   );
 }
 
-function refOf(name: string): DiskRef {
+/** The machine and disk an export name (exportNameOf) stands for. */
+export function refOf(name: string): DiskRef {
   const [machineId = '', diskId = ''] = name.split('.');
   return { machineId, diskId };
 }

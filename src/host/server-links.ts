@@ -22,7 +22,7 @@ import { writeFileAtomic } from '../storage/atomic-file.ts';
 import { readOptionalText } from '../storage/optional-file.ts';
 import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
 import { bmcCall } from './bmc.ts';
-import { exportNameOf } from './host-disk-service.ts';
+import { exportNameOf, refOf } from './host-disk-service.ts';
 import type {
   BmcAccess,
   BmcAction,
@@ -354,7 +354,7 @@ export class ServerLinks implements ServerLinkService {
 
   #legs(machineId: string): ServerLegState[] {
     return this.#options.core.list().flatMap((info) => {
-      const [owner, diskId = ''] = info.name.split('.');
+      const { machineId: owner, diskId } = refOf(info.name);
       if (owner !== machineId || info.serverLeg === null) return [];
       const { md, syncedBytes, pointsAllowed, connected } = info.serverLeg;
       return [

@@ -205,15 +205,8 @@ async function signCsr(
   );
 }
 
-/**
- * Signs a server's certificate signing request with the CA's key and
- * certificate files: CN = `machineId`, clientAuth. A malformed one is a clear 400.
- */
-export async function signClientCsr(
-  ca: { key: string; cert: string },
-  csrPem: string,
-  machineId: string,
-): Promise<string> {
+/** Refuses (400) a body that is not one PEM certificate signing request of a sane size. */
+export function checkCsrPem(csrPem: string): void {
   if (
     Buffer.byteLength(csrPem) > MAX_CSR_BYTES ||
     !/^-----BEGIN (NEW )?CERTIFICATE REQUEST-----\r?\n[A-Za-z0-9+/=\r\n]+-----END (NEW )?CERTIFICATE REQUEST-----\s*$/.test(
@@ -223,11 +216,21 @@ export async function signClientCsr(
     throw new HavenError(
       'bad_request',
       'the body is not one PEM certificate signing request (-----BEGIN CERTIFICATE REQUEST-----)',
-      {
-        field: 'csr',
-      },
+      { field: 'csr' },
     );
   }
+}
+
+/**
+ * Signs a server's certificate signing request with the CA's key and
+ * certificate files: CN = `machineId`, clientAuth. A malformed one is a clear 400.
+ */
+export async function signClientCsr(
+  ca: { key: string; cert: string },
+  csrPem: string,
+  machineId: string,
+): Promise<string> {
+  checkCsrPem(csrPem);
   const work = await mkdtemp(join(ca.key, '..', 'sign-'));
   try {
     const file = (name: string) => join(work, name);

@@ -34,7 +34,7 @@ import type {
   ServerFailbackMediaRequest,
   ServerLinkService,
 } from './host-services.ts';
-import type { ServerCa } from './server-ca.ts';
+import { checkCsrPem, type ServerCa } from './server-ca.ts';
 
 /** Where a server's agent keeps its state unless told otherwise (haven-server-agent's default). */
 const AGENT_STATE_DIR = '/etc/haven';
@@ -52,6 +52,9 @@ interface LinksFile {
   forgotten: string[];
   fenced: Record<string, string>;
 }
+
+/** Why a fenced server's legs and reports are refused. */
+const mustStayOff = (reason: string) => `failed over: this server must stay off (${reason})`;
 
 export interface ServerLinksOptions {
   dataDir: string;
@@ -249,8 +252,7 @@ export class ServerLinks implements ServerLinkService {
    */
   refusalOf(machineId: string): { status: 403; message: string } | null {
     const fenced = this.#links.fenced[machineId];
-    if (fenced !== undefined)
-      return { status: 403, message: `failed over: this server must stay off (${fenced})` };
+    if (fenced !== undefined) return { status: 403, message: mustStayOff(fenced) };
     if (this.#links.forgotten.includes(machineId)) {
       return { status: 403, message: `server ${machineId} was forgotten by this host: enrol it again` };
     }
@@ -268,16 +270,12 @@ export class ServerLinks implements ServerLinkService {
    * configuration lines followed by the certificate.
    */
   async enrol(token: string, csrPem: string): Promise<string> {
-    if (!/-----BEGIN (NEW )?CERTIFICATE REQUEST-----/.test(csrPem)) {
-      // Checked before the token is spent: a broken agent should not burn it.
-      throw new HavenError('bad_request', 'the body is not a PEM certificate signing request', {
-        field: 'csr',
-      });
-    }
+    // Checked before the token is spent: a broken agent should not burn it.
+    checkCsrPem(csrPem);
     const enrolment = await this.#options.redeemEnrolment(token);
     const refused = this.#links.fenced[enrolment.machineId];
     if (refused !== undefined) {
-      throw new HavenError('forbidden', `failed over: this server must stay off (${refused})`, {
+      throw new HavenError('forbidden', mustStayOff(refused), {
         machineId: enrolment.machineId,
       });
     }

@@ -21,6 +21,7 @@ import { generateHostIdentity, type HostIdentity, Receiver } from '../replicatio
 import { writeFileAtomic } from '../storage/atomic-file.ts';
 import { PRIVATE_DIR_MODE } from '../storage/private-files.ts';
 import { checkGroupCanReach, type ShareGroup, shareSocket } from '../storage/share-group.ts';
+import { orFreePort } from './free-port-fallback.ts';
 import { hostDiskService } from './host-disk-service.ts';
 import type { HostServices, ServerEndpoint, ServerEnrolment } from './host-services.ts';
 import { HostStateFile } from './host-state-file.ts';
@@ -148,12 +149,14 @@ export async function startDataPath(options: DataPathOptions): Promise<DataPath>
             },
           }),
     });
-  const diskService = await startDisks(options.servers?.listen.nbdPort ?? null).catch((error: unknown) => {
-    if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || options.servers?.freePortWhenTaken !== true)
-      throw error;
-    log(`NBD port ${options.servers.listen.nbdPort} for servers is taken: servers get a free one`);
-    return startDisks(0);
-  });
+  const nbdPort = options.servers?.listen.nbdPort ?? null;
+  const diskService =
+    nbdPort === null
+      ? await startDisks(null)
+      : await orFreePort(startDisks, nbdPort, {
+          allowed: options.servers?.freePortWhenTaken === true,
+          taken: () => log(`NBD port ${nbdPort} for servers is taken: servers get a free one`),
+        });
   const disk = hostDiskService(diskService, {
     dataDir,
     ...(options.journalCapacityBytes ? { journalCapacityBytes: options.journalCapacityBytes } : {}),
@@ -345,11 +348,10 @@ async function startServers(
       listen: { host: options.listen.host, port },
       log: parts.log,
     });
-  const agentEndpoint = await listenAgent(options.listen.agentPort).catch((error: unknown) => {
-    if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || options.freePortWhenTaken !== true)
-      throw error;
-    parts.log(`agent port ${options.listen.agentPort} for servers is taken: servers get a free one`);
-    return listenAgent(0);
+  const agentEndpoint = await orFreePort(listenAgent, options.listen.agentPort, {
+    allowed: options.freePortWhenTaken === true,
+    taken: () =>
+      parts.log(`agent port ${options.listen.agentPort} for servers is taken: servers get a free one`),
   });
   const endpoint: ServerEndpoint = {
     address: options.advertise?.address ?? options.listen.host,

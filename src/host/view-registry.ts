@@ -15,6 +15,7 @@ import { NbdServer, removeStaleSocket } from '../nbd/index.ts';
 import type { OverlayView, PointView, ReplicaStore } from '../replica/index.ts';
 import { regionBytes } from '../replica/index.ts';
 import { diskKeyOf } from './disk-key.ts';
+import { orFreePort } from './free-port-fallback.ts';
 import type { PointView as HostPointView, ViewDiskStatus } from './host-services.ts';
 
 export interface ViewDisk<V extends PointView | OverlayView> {
@@ -118,10 +119,12 @@ export class ViewRegistry {
     const accessServer = new NbdServer({
       tls: { psk: (identity) => keys.get(identity) ?? null, required: true },
     });
-    const bound = await accessServer.listen({ host: access.host, port: access.port }).catch((e: unknown) => {
-      if (access.portIsDefault !== true || (e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
-      console.error(`haven: port ${access.port} is taken; views opened for access are served on a free port`);
-      return accessServer.listen({ host: access.host, port: 0 });
+    const bound = await orFreePort((port) => accessServer.listen({ host: access.host, port }), access.port, {
+      allowed: access.portIsDefault === true,
+      taken: () =>
+        console.error(
+          `haven: port ${access.port} is taken; views opened for access are served on a free port`,
+        ),
     });
     const port = 'port' in bound ? bound.port : access.port;
     const host = access.advertiseHost ?? access.host;

@@ -102,26 +102,30 @@ export class ServerLegBackend extends ForwardingBackend<JournaledBackend> {
    * the first point when this makes the leg in sync.
    */
   confirmInSync(events: bigint): Promise<void> {
-    const next = this.#observing.then(async () => {
-      const before = this.#tracker.view.pointsAllowed;
+    return this.#inOrder(async () => {
       this.#tracker.confirm(events);
-      if (!before && this.#tracker.view.pointsAllowed) await this.inner.flush();
     });
-    this.#observing = next.catch(() => {});
-    return next;
   }
 
   async #afterChange(offset: number, length: number): Promise<void> {
     const start = this.#sbStart;
     if (start === null || offset >= start + MD_SB_READ_BYTES || offset + length <= start) return;
+    await this.#inOrder(() => this.#readSuperblock());
+  }
+
+  /**
+   * Updates the tracker after the updates before it (md's superblocks in the
+   * order md wrote them); the update that makes the leg in sync cuts the
+   * first point: the image holds the whole array once md said so.
+   */
+  #inOrder(update: () => Promise<void>): Promise<void> {
     const next = this.#observing.then(async () => {
       const before = this.#tracker.view.pointsAllowed;
-      await this.#readSuperblock();
-      // The first point: the image holds the whole array once md said so.
+      await update();
       if (!before && this.#tracker.view.pointsAllowed) await this.inner.flush();
     });
     this.#observing = next.catch(() => {});
-    await next;
+    return next;
   }
 
   async #readSuperblock(): Promise<void> {

@@ -32,6 +32,7 @@ export {
   isServerDevicePath,
   machineKindOf,
   SERVER_DEVICE_PATTERN,
+  serverAtPrimary,
   vmNameOf,
 } from './model.ts';
 export {
@@ -76,3 +77,4 @@ export {
   validateForReprotect,
   validateRecoverySettings,
 } from './recovery-settings-validation.ts';
+export { agentReporting, serverLinkWords, serverSyncPercent } from './server-link-words.ts';

@@ -765,3 +765,10 @@ export function machineKindOf(machine: Pick<Machine, 'importedFrom' | 'server'>)
   if (machine.server) return 'server';
   return machine.importedFrom ? 'libvirt' : 'vm';
 }
+
+/** A physical server on its own hardware at its primary site (after a failover it runs as a VM). */
+export function serverAtPrimary(
+  machine: Pick<Machine, 'importedFrom' | 'server' | 'activeHostId' | 'primaryHostId'>,
+): boolean {
+  return machineKindOf(machine) === 'server' && machine.activeHostId === machine.primaryHostId;
+}

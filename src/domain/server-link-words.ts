@@ -48,3 +48,8 @@ export function serverSyncPercent(server: ServerLinkSnapshot): number {
   const percents = server.legs.map((l) => legPercent(server, l) ?? 0);
   return percents.length === 0 ? 0 : Math.min(99, ...percents);
 }
+
+/** Whether the server's agent reports to its host (it is neither silent nor yet to enrol). */
+export function agentReporting(link: Pick<ServerLinkSnapshot, 'state'>): boolean {
+  return link.state !== 'agent-silent' && link.state !== 'awaiting-enrolment';
+}

@@ -4,7 +4,7 @@
  * take it off the host when it is deleted. The lifecycle jobs run the copies
  * a failover or drill starts; this runs the machine itself, where it lives.
  */
-import { allowedOperations, isInProgress, machineKindOf, vmNameOf, where } from '../domain/index.ts';
+import { allowedOperations, isInProgress, serverAtPrimary, vmNameOf, where } from '../domain/index.ts';
 import type { Machine, MachineState } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
 import type {
@@ -43,7 +43,7 @@ export function checkPowerAllowed(machine: Machine, action: 'start' | 'stop'): v
  * a failover, on its recovery host).
  */
 export function checkNotServerAtPrimary(machine: Machine, action: string): void {
-  if (machineKindOf(machine) !== 'server' || machine.activeHostId !== machine.primaryHostId) return;
+  if (!serverAtPrimary(machine)) return;
   throw new HavenError(
     'operation_not_allowed',
     `Machine '${machine.name}' is a physical server (kind server, ${machine.state}) running on its own hardware at its primary site: ${action} does not apply to it there; power it through its own console or BMC`,

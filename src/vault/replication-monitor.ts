@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { isoNow } from '../clock/index.ts';
-import { isReplicating } from '../domain/index.ts';
+import { isReplicating, serverAtPrimary } from '../domain/index.ts';
 import {
   type Machine,
   type MachineKind,
@@ -72,7 +72,7 @@ export function replicationSnapshot(
  */
 function replicatedAs(machine: Machine): MachineKind {
   const kind = machineKindOf(machine);
-  return kind === 'server' && machine.activeHostId !== machine.primaryHostId ? 'vm' : kind;
+  return kind === 'server' && !serverAtPrimary(machine) ? 'vm' : kind;
 }
 
 /**

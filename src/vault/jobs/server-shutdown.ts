@@ -1,3 +1,4 @@
+import { agentReporting } from '../../domain/index.ts';
 import { HavenError } from '../../errors/index.ts';
 import { type ServerBmcCall, serverBmcOf } from '../servers/index.ts';
 import { type LifecycleStepContext, pollUntil } from './lifecycle-job.ts';
@@ -26,12 +27,11 @@ export async function shutDownServer(
   const link = ctx.host(ctx.machine.activeHostId).servers;
   // A silent agent gets no command (it rides on the answer to a report): do not wait for one.
   const status = await link.status({ machineId: ctx.machine.id });
-  const gone =
-    status.state === 'agent-silent' || status.state === 'awaiting-enrolment'
-      ? `its agent is silent (${status.problem ?? status.state})`
-      : status.legs.length > 0 && status.legs.every((leg) => !leg.connected)
-        ? 'none of its NBD legs is connected'
-        : null;
+  const gone = !agentReporting(status)
+    ? `its agent is silent (${status.problem ?? status.state})`
+    : status.legs.length > 0 && status.legs.every((leg) => !leg.connected)
+      ? 'none of its NBD legs is connected'
+      : null;
   let result =
     gone !== null
       ? { stopped: false, reason: `${gone}: the server or its link is down` }

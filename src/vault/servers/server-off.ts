@@ -1,3 +1,4 @@
+import { agentReporting } from '../../domain/index.ts';
 import type { Machine, ServerLinkSnapshot } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import { hostServices } from '../host-call.ts';
@@ -12,7 +13,7 @@ import type { VaultContext } from '../vault-context.ts';
  */
 export function refuseRunningServer(machine: Pick<Machine, 'id' | 'name'>, link: ServerLinkSnapshot): void {
   const connected = link.legs.filter((l) => l.connected).map((l) => l.diskId);
-  const reporting = link.state !== 'agent-silent' && link.state !== 'awaiting-enrolment';
+  const reporting = agentReporting(link);
   if (connected.length === 0 && !reporting) return;
   const seen = [
     ...(connected.length > 0

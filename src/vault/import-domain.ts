@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import { isoNow } from '../clock/index.ts';
 import type { Disk, Host, Machine, NicSettings } from '../domain/model.ts';
 import { HavenError } from '../errors/index.ts';
 import type { DomainDescription, HypervisorInventory } from '../hypervisor/hypervisor.ts';
 import { hostServices } from './host-call.ts';
+import { newMachine } from './new-machine.ts';
 import type { VaultContext } from './vault-context.ts';
 
 export interface ImportDomainRequest {
@@ -106,49 +106,39 @@ export async function importDomain(vault: VaultContext, request: ImportDomainReq
     });
   }
   const now = isoNow(vault.clock);
-  const machine: Machine = {
-    id: randomUUID(),
-    name,
-    primaryHostId: host.id,
-    recoveryHostId: null,
-    activeHostId: host.id,
-    policyId: null,
-    groupId: null,
-    osFamily: request.osFamily ?? 'linux',
-    state: 'unprotected',
-    health: 'unknown',
-    disks: discoveredDisks(host, domain),
-    recoverySettings: {
-      targetName: name,
-      cpus: domain.cpus,
-      memoryMiB: domain.memoryMiB,
-      nics: domain.nics.map(
-        (nic): NicSettings => ({
-          network: nic.network ?? nic.type,
-          recoveryNetwork: null,
-          mac: nic.mac,
-          ip: { mode: 'dhcp' },
-        }),
-      ),
-      boot:
-        domain.boot.kind === 'kernel'
-          ? { kernel: domain.boot.kernel, initrd: domain.boot.initrd, cmdline: domain.boot.cmdline }
-          : null,
+  const machine = newMachine(
+    {
+      name,
+      osFamily: request.osFamily ?? 'linux',
+      disks: discoveredDisks(host, domain),
+      recoverySettings: {
+        targetName: name,
+        cpus: domain.cpus,
+        memoryMiB: domain.memoryMiB,
+        nics: domain.nics.map(
+          (nic): NicSettings => ({
+            network: nic.network ?? nic.type,
+            recoveryNetwork: null,
+            mac: nic.mac,
+            ip: { mode: 'dhcp' },
+          }),
+        ),
+        boot:
+          domain.boot.kind === 'kernel'
+            ? { kernel: domain.boot.kernel, initrd: domain.boot.initrd, cmdline: domain.boot.cmdline }
+            : null,
+      },
+      importedFrom: {
+        driver: 'libvirt',
+        uri: inventory.uri ?? '',
+        domain: domain.name,
+        uuid: domain.uuid,
+        importedAt: now,
+      },
     },
-    currentJobId: null,
-    replication: null,
-    runtime: { test: null, failover: null },
-    originalExists: true,
-    importedFrom: {
-      driver: 'libvirt',
-      uri: inventory.uri ?? '',
-      domain: domain.name,
-      uuid: domain.uuid,
-      importedAt: now,
-    },
-    createdAt: now,
-    updatedAt: now,
-  };
+    host.id,
+    now,
+  );
   await store.machines.create(machine);
   return machine;
 }

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { streamSSE } from 'hono/streaming';
 import { z } from 'zod';
@@ -27,6 +26,7 @@ import {
   stopMachine,
 } from '../../vault/machine-power.ts';
 import { setProtectionPaused } from '../../vault/mirror-protection.ts';
+import { newMachine } from '../../vault/new-machine.ts';
 import { replicaHostOf } from '../../vault/replica-host.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
 import * as r from '../response-schemas.ts';
@@ -184,31 +184,21 @@ export function machineRoutes(vault: VaultContext): RouteDefinition[] {
           });
         }
         const now = isoNow(vault.clock);
-        const machine: Machine = {
-          id: randomUUID(),
-          name: body.name,
-          primaryHostId: host.id,
-          recoveryHostId: null,
-          activeHostId: host.id,
-          policyId: null,
-          groupId: null,
-          osFamily: body.osFamily,
-          state: 'unprotected',
-          health: 'unknown',
-          disks,
-          recoverySettings: body.recoverySettings ?? {
-            targetName: body.name,
-            cpus: 1,
-            memoryMiB: 512,
-            nics: [],
+        const machine = newMachine(
+          {
+            name: body.name,
+            osFamily: body.osFamily,
+            disks,
+            recoverySettings: body.recoverySettings ?? {
+              targetName: body.name,
+              cpus: 1,
+              memoryMiB: 512,
+              nics: [],
+            },
           },
-          currentJobId: null,
-          replication: null,
-          runtime: { test: null, failover: null },
-          originalExists: true,
-          createdAt: now,
-          updatedAt: now,
-        };
+          host.id,
+          now,
+        );
         checkRunnable(machine, { nicsAndBootOnly: true });
         await store.machines.create(machine);
         return presentMachine(machine);

@@ -6,6 +6,7 @@ import type { BmcAccess, ServerEndpoint } from '../../host/host-services.ts';
 import { checkBootPaths } from '../../host/storage-folders.ts';
 import { hostServices } from '../host-call.ts';
 import { checkRunnable } from '../machine-power.ts';
+import { newMachine } from '../new-machine.ts';
 import {
   formatEnrolmentToken,
   hashSecret,
@@ -196,10 +197,10 @@ export async function addServer(
   request: AddServerRequest,
   actor: string,
 ): Promise<{ machine: Machine } & ServerEnrolmentIssued> {
-  const { host, endpoint } = await serverHost(vault, request);
   if (await vault.store.machines.getByName(request.name)) {
     throw new HavenError('conflict', `A machine named '${request.name}' already exists`, { field: 'name' });
   }
+  const { host, endpoint } = await serverHost(vault, request);
   const now = isoNow(vault.clock);
   const { bmc, password } = splitBmc(request.bmc);
   const settings: ServerSettings = {
@@ -215,33 +216,23 @@ export async function addServer(
     serverDevice: d.device,
     hasSnapshots: false,
   }));
-  const machine: Machine = {
-    id: randomUUID(),
-    name: request.name,
-    primaryHostId: host.id,
-    recoveryHostId: null,
-    activeHostId: host.id,
-    policyId: null,
-    groupId: null,
-    osFamily: 'linux',
-    state: 'unprotected',
-    health: 'unknown',
-    disks,
-    // What the server becomes at the recovery site: a VM with these.
-    recoverySettings: request.recoverySettings ?? {
-      targetName: request.name,
-      cpus: 1,
-      memoryMiB: 1024,
-      nics: [],
+  const machine = newMachine(
+    {
+      name: request.name,
+      osFamily: 'linux',
+      disks,
+      // What the server becomes at the recovery site: a VM with these.
+      recoverySettings: request.recoverySettings ?? {
+        targetName: request.name,
+        cpus: 1,
+        memoryMiB: 1024,
+        nics: [],
+      },
+      server: settings,
     },
-    currentJobId: null,
-    replication: null,
-    runtime: { test: null, failover: null },
-    originalExists: true,
-    server: settings,
-    createdAt: now,
-    updatedAt: now,
-  };
+    host.id,
+    now,
+  );
   checkBootPaths('recoverySettings.boot', machine.recoverySettings.boot, host.storageFolders);
   checkRunnable(machine, { nicsAndBootOnly: true });
   await vault.store.machines.create(machine);

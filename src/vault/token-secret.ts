@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 
 /**
  * API and enrolment tokens are random secrets shown once; the vault keeps only
@@ -21,6 +21,23 @@ export function hashSecret(secret: string): string {
 /** Enrolment tokens carry their id so the vault can find and consume them: hve_<id>.<secret> (hvs_ for servers). */
 export function formatEnrolmentToken(id: string, secret: string, prefix = ENROLMENT_TOKEN_PREFIX): string {
   return `${prefix}${id}.${secret}`;
+}
+
+/** A new one-time enrolment token: what the store keeps (its id, hash, times) and the token shown once. */
+export function newEnrolmentToken(
+  now: Date,
+  ttlMs: number,
+  prefix = ENROLMENT_TOKEN_PREFIX,
+): { id: string; secretHash: string; createdAt: string; expiresAt: string; token: string } {
+  const id = randomUUID().slice(0, 8);
+  const secret = newSecret('');
+  return {
+    id,
+    secretHash: hashSecret(secret),
+    createdAt: now.toISOString(),
+    expiresAt: new Date(now.getTime() + ttlMs).toISOString(),
+    token: formatEnrolmentToken(id, secret, prefix),
+  };
 }
 
 export function parseEnrolmentToken(

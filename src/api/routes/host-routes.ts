@@ -7,12 +7,7 @@ import type { Host } from '../../domain/model.ts';
 import { HavenError, notFound } from '../../errors/index.ts';
 import { hostCapacity } from '../../vault/host-capacity.ts';
 import { hostDomains } from '../../vault/import-domain.ts';
-import {
-  formatEnrolmentToken,
-  hashSecret,
-  newSecret,
-  parseEnrolmentToken,
-} from '../../vault/token-secret.ts';
+import { hashSecret, newEnrolmentToken, parseEnrolmentToken } from '../../vault/token-secret.ts';
 import type { VaultContext } from '../../vault/vault-context.ts';
 import * as r from '../response-schemas.ts';
 import { type RouteDefinition, route } from '../route.ts';
@@ -130,22 +125,16 @@ export function hostRoutes(vault: VaultContext): RouteDefinition[] {
           throw new HavenError('bad_request', `siteId: site '${body.siteId}' does not exist`, {
             field: 'siteId',
           });
-        const id = randomUUID().slice(0, 8);
-        const secret = newSecret('');
-        const now = vault.clock.now();
-        const expiresAt = new Date(now.getTime() + body.ttlSeconds * 1000).toISOString();
+        const { token, ...issued } = newEnrolmentToken(vault.clock.now(), body.ttlSeconds * 1000);
         await store.enrolments.create({
-          id,
-          secretHash: hashSecret(secret),
+          ...issued,
           siteId: site.id,
           hostName: body.hostName ?? null,
           createdBy: actor!.name,
-          createdAt: now.toISOString(),
-          expiresAt,
           usedAt: null,
           usedByHostId: null,
         });
-        return { token: formatEnrolmentToken(id, secret), siteId: site.id, expiresAt };
+        return { token, siteId: site.id, expiresAt: issued.expiresAt };
       },
     }),
     route({

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { isoNow } from '../../clock/index.ts';
 import type { Disk, Host, Machine, RecoverySettings, ServerSettings } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
@@ -7,12 +6,7 @@ import { checkBootPaths } from '../../host/storage-folders.ts';
 import { hostServices } from '../host-call.ts';
 import { checkRunnable } from '../machine-power.ts';
 import { newMachine } from '../new-machine.ts';
-import {
-  formatEnrolmentToken,
-  hashSecret,
-  newSecret,
-  SERVER_ENROLMENT_TOKEN_PREFIX,
-} from '../token-secret.ts';
+import { newEnrolmentToken, SERVER_ENROLMENT_TOKEN_PREFIX } from '../token-secret.ts';
 import type { VaultContext } from '../vault-context.ts';
 
 /** How long a server's enrolment token stays usable. */
@@ -154,24 +148,21 @@ async function issueToken(
   endpoint: ServerEndpoint,
   actor: string,
 ): Promise<ServerEnrolmentIssued> {
-  const id = randomUUID().slice(0, 8);
-  const secret = newSecret('');
-  const now = vault.clock.now();
-  const expiresAt = new Date(now.getTime() + SERVER_ENROLMENT_TTL_MS).toISOString();
+  const { token, ...issued } = newEnrolmentToken(
+    vault.clock.now(),
+    SERVER_ENROLMENT_TTL_MS,
+    SERVER_ENROLMENT_TOKEN_PREFIX,
+  );
   await vault.store.serverEnrolments.issue({
-    id,
-    secretHash: hashSecret(secret),
+    ...issued,
     machineId: machine.id,
     createdBy: actor,
-    createdAt: now.toISOString(),
-    expiresAt,
     usedAt: null,
     replacedAt: null,
   });
-  const token = formatEnrolmentToken(id, secret, SERVER_ENROLMENT_TOKEN_PREFIX);
   return {
     token,
-    expiresAt,
+    expiresAt: issued.expiresAt,
     commands: serverCommands(endpoint, token),
     writeOrdering: writeOrderingOf(settings),
   };

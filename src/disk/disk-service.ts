@@ -531,7 +531,7 @@ export class DiskService {
   async insertMarkers(names: readonly string[], marker: DiskMarker): Promise<JournalRecord[]> {
     this.#checkOpen();
     checkMarkerType(marker);
-    this.#refuseBitmapMode(names);
+    this.#refuseUnmarkable([...new Set(names)].map((name) => this.#get(name)));
     const release = await this.holdChanges(names);
     try {
       return await this.appendMarkers(names, marker);
@@ -575,8 +575,8 @@ export class DiskService {
   ): Promise<JournalRecord[]> {
     this.#checkOpen();
     checkMarkerType(marker);
-    this.#refuseBitmapMode(names);
     const targets = [...new Set(names)].map((name) => this.#get(name));
+    this.#refuseUnmarkable(targets);
     // A sink's NBD flush adds no flush record: cut one, so the marker follows a crash-consistent boundary.
     await Promise.all(
       targets.map((t) =>
@@ -597,41 +597,34 @@ export class DiskService {
   }
 
   /** Refuse before holding anything, so a full journal does not leave the others with a lone marker. */
-  #refuseBitmapMode(names: readonly string[]): void {
-    const unready = [...new Set(names)]
-      .map((name) => this.#get(name))
-      .filter((t) => t.backend instanceof SinkBackend && t.backend.readySeq === null)
-      .map((t) => t.info.name);
-    if (unready.length > 0) {
-      throw new HavenError(
-        'operation_not_allowed',
-        `the sinks ${unready.map((n) => `'${n}'`).join(', ')} have no consistent point yet: their mirrors are not ready`,
-        { exports: unready, state: 'mirror-not-ready', allowed: ['markSinkReady'] },
-      );
-    }
-    const unsynced = [...new Set(names)]
-      .map((name) => this.#get(name))
-      .filter((t) => t.leg !== null && !t.leg.view.pointsAllowed)
-      .map((t) => t.info.name);
-    if (unsynced.length > 0) {
-      throw new HavenError(
-        'operation_not_allowed',
-        `the server legs ${unsynced.map((n) => `'${n}'`).join(', ')} are not in sync (md resyncing, rebuilding or disconnected): no point can be cut on them yet`,
-        { exports: unsynced, state: 'leg-not-in-sync', allowed: ['wait for md to report the leg in sync'] },
-      );
-    }
-    const full = [...new Set(names)]
-      .map((name) => this.#get(name))
-      .filter((t) => t.backend.journal.mode === 'bitmap')
-      .map((t) => t.info.name);
-    if (full.length > 0) {
-      throw new HavenError(
-        'operation_not_allowed',
-        `the journals of ${full.map((n) => `'${n}'`).join(', ')} are full and record dirty regions only; ` +
-          'markers can be inserted again after a resync',
-        { exports: full, mode: 'bitmap', allowed: ['resync'] },
-      );
-    }
+  #refuseUnmarkable(targets: readonly Attached[]): void {
+    const refuse = (
+      cannot: (t: Attached) => boolean,
+      message: (names: string) => string,
+      details: Record<string, unknown>,
+    ) => {
+      const found = targets.filter(cannot).map((t) => t.info.name);
+      if (found.length === 0) return;
+      const names = found.map((n) => `'${n}'`).join(', ');
+      throw new HavenError('operation_not_allowed', message(names), { exports: found, ...details });
+    };
+    refuse(
+      (t) => t.backend instanceof SinkBackend && t.backend.readySeq === null,
+      (names) => `the sinks ${names} have no consistent point yet: their mirrors are not ready`,
+      { state: 'mirror-not-ready', allowed: ['markSinkReady'] },
+    );
+    refuse(
+      (t) => t.leg !== null && !t.leg.view.pointsAllowed,
+      (names) =>
+        `the server legs ${names} are not in sync (md resyncing, rebuilding or disconnected): no point can be cut on them yet`,
+      { state: 'leg-not-in-sync', allowed: ['wait for md to report the leg in sync'] },
+    );
+    refuse(
+      (t) => t.backend.journal.mode === 'bitmap',
+      (names) =>
+        `the journals of ${names} are full and record dirty regions only; markers can be inserted again after a resync`,
+      { mode: 'bitmap', allowed: ['resync'] },
+    );
   }
 
   stats(): NbdServerStats {

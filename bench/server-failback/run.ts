@@ -62,9 +62,9 @@ import {
   buildRecoveryEnvironment,
   mergeRanges,
 } from '../../src/server-agent/recovery-environment.ts';
+import { createSparseImage } from '../../src/storage/sparse-image.ts';
 import { AgentEndpoint } from '../../src/testing/server-agent-endpoint.ts';
 import {
-  blankImage,
   exportPort,
   GUEST_IP,
   HOST_FROM_GUEST,
@@ -336,7 +336,7 @@ try {
   });
   // The server, enrolled already: its state rides in the boot disk's site initrd.
   const replica = join(dir, 'replica.img');
-  await blankImage(replica, SERVER_BOOT_DISK.sizeBytes);
+  await createSparseImage(replica, SERVER_BOOT_DISK.sizeBytes);
   const { uris } = await site.service.attach(SERVER, {
     imagePath: replica,
     journalDir: join(dir, 'replica.journal'),

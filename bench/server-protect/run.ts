@@ -51,10 +51,10 @@ import {
   SERVER_BOOT_DISK,
   type ServerBootDisk,
 } from '../../src/guest/index.ts';
+import { createSparseImage } from '../../src/storage/sparse-image.ts';
 import { Link } from '../../src/testing/link-proxy.ts';
 import { AgentEndpoint } from '../../src/testing/server-agent-endpoint.ts';
 import {
-  blankImage,
   exportPort,
   GUEST_IP,
   HOST_FROM_GUEST,
@@ -169,7 +169,7 @@ async function serverRun(
   withDegraded: boolean,
 ): Promise<ServerRun> {
   const leg = join(dir, `${name}-leg.img`);
-  await blankImage(leg, SERVER_BOOT_DISK.sizeBytes);
+  await createSparseImage(leg, SERVER_BOOT_DISK.sizeBytes);
   const { uris } = await site.service.attach(name, {
     imagePath: leg,
     journalDir: join(dir, `${name}.journal`),

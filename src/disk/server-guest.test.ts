@@ -27,11 +27,11 @@ import {
   initramfsWithFiles,
   SERVER_BOOT_DISK,
 } from '../guest/index.ts';
+import { createSparseImage } from '../storage/sparse-image.ts';
 import { readJournal, replay } from '../testing/disk-service.fixture.ts';
 import { Link } from '../testing/link-proxy.ts';
 import { AgentEndpoint } from '../testing/server-agent-endpoint.ts';
 import {
-  blankImage,
   exportPort,
   GUEST_IP,
   HOST_FROM_GUEST,
@@ -89,7 +89,7 @@ test('a server guest mirrors its disk onto a disk service export, degrades when 
   const local = join(root, 'server-vda.img');
   await formatDataDisk(local, { sizeBytes: DISK_BYTES, filesystemBytes: FS_BYTES });
   const exported = join(root, 'primary.img');
-  await blankImage(exported, DISK_BYTES);
+  await createSparseImage(exported, DISK_BYTES);
   const journalDir = join(root, 'primary.journal');
   // TLS as `haven disk serve --listen` requires it: a client certificate signed by the CA.
   const { caKey, caCert, clientKey, clientCert, service } = await startTlsSite(join(root, 'tls'));
@@ -297,7 +297,7 @@ test('a server booting from its own disk (BIOS) enrols at first boot, mirrors th
   const bootDisk = await buildServerBootDisk(image);
   const { caKey, caCert, service } = await startTlsSite(join(root, 'boot-tls'));
   const exported = join(root, 'boot-primary.img');
-  await blankImage(exported, SERVER_BOOT_DISK.sizeBytes);
+  await createSparseImage(exported, SERVER_BOOT_DISK.sizeBytes);
   const { uris } = await service.attach('server1', {
     imagePath: exported,
     journalDir: join(root, 'boot.journal'),

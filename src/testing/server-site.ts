@@ -5,7 +5,7 @@
  * CA (AgentEndpoint serves the agent's two calls) and the config lines of an
  * enrolment, reached from the guest through QEMU's user network.
  */
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DiskService } from '../disk/disk-service.ts';
 import { clientCertificate, selfSignedCertificate } from './self-signed-certificate.ts';
@@ -40,13 +40,6 @@ export async function startTlsSite(dir: string): Promise<TlsSite> {
     tls: { key: await readFile(caKey), cert: await readFile(caCert), ca: await readFile(caCert) },
   });
   return { caKey, caCert, clientKey, clientCert, service };
-}
-
-/** A sparse image of `bytes` zeros. */
-export async function blankImage(path: string, bytes: number): Promise<void> {
-  const file = await open(path, 'w');
-  await file.truncate(bytes);
-  await file.close();
 }
 
 /** The TCP port of an attached export. */

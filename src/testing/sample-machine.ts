@@ -1,4 +1,5 @@
 import type { Machine, ServerLegState, ServerLinkSnapshot } from '../domain/model.ts';
+import type { ServerEndpoint } from '../host/host-services.ts';
 
 const AT = '2026-12-01T00:00:00.000Z';
 
@@ -50,3 +51,12 @@ export function sampleLeg(patch: Partial<ServerLegState> = {}): ServerLegState {
 export function sampleServerLink(patch: Partial<ServerLinkSnapshot> = {}): ServerLinkSnapshot {
   return { state: 'in-sync', legs: [sampleLeg()], agent: null, problem: null, ...patch };
 }
+
+/** A primary host's endpoint for servers, as its `servers.endpoint` answers (the CA is a stand-in). */
+export const SAMPLE_SERVER_ENDPOINT: ServerEndpoint = {
+  address: '10.0.1.11',
+  nbdPort: 10_810,
+  agentPort: 8444,
+  tlsHostname: 'primary.servers.haven',
+  caCertPem: '-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n',
+};

@@ -14,17 +14,12 @@ import type { Host, Machine, ServerLinkSnapshot } from '../../domain/model.ts';
 import { HavenError } from '../../errors/index.ts';
 import type { ServerEndpoint, ServerEnrolment } from '../../host/host-services.ts';
 import { answerHostCalls, embeddedApi } from '../../testing/embedded-api.ts';
+import { SAMPLE_SERVER_ENDPOINT } from '../../testing/sample-machine.ts';
 import { until } from '../../testing/until.ts';
 import type { ServerEnrolmentIssued } from '../../vault/servers/index.ts';
 import { formatEnrolmentToken, hashSecret, SERVER_ENROLMENT_TOKEN_PREFIX } from '../../vault/token-secret.ts';
 
-const ENDPOINT: ServerEndpoint = {
-  address: '10.0.1.11',
-  nbdPort: 10_810,
-  agentPort: 8444,
-  tlsHostname: 'primary.servers.haven',
-  caCertPem: '-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n',
-};
+const ENDPOINT = SAMPLE_SERVER_ENDPOINT;
 const MiB = 1 << 20;
 
 let dir: string;

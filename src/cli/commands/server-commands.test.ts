@@ -10,20 +10,14 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Embedded, startEmbedded } from '../../app/start-embedded.ts';
 import type { Host, Machine } from '../../domain/model.ts';
-import type { ServerEndpoint } from '../../host/host-services.ts';
 import { SERVER_AGENT_SCRIPT } from '../../server-agent/server-agent-script.ts';
 import { runHaven } from '../../testing/child-process.ts';
 import { answerHostCalls, embeddedApi, embeddedCliConnection } from '../../testing/embedded-api.ts';
+import { SAMPLE_SERVER_ENDPOINT } from '../../testing/sample-machine.ts';
 import { until } from '../../testing/until.ts';
 import { parseServerDisk } from './server-commands.ts';
 
-const ENDPOINT: ServerEndpoint = {
-  address: '10.0.1.11',
-  nbdPort: 10_810,
-  agentPort: 8444,
-  tlsHostname: 'primary.servers.haven',
-  caCertPem: '-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n',
-};
+const ENDPOINT = SAMPLE_SERVER_ENDPOINT;
 
 let dir: string;
 let up: Embedded;

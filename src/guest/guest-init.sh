@@ -173,8 +173,8 @@ if command -v haven-server-agent >/dev/null; then
     if haven-server-agent setup; then
       disk=/dev/md0
     else
-      echo "haven-guest: no mirrored disk (haven-server-agent setup failed)"
       state "no data disk"
+      echo "haven-guest: no mirrored disk (haven-server-agent setup failed)"
       idle
     fi
   elif [ -n "$statepart" ]; then
@@ -192,8 +192,8 @@ if [ -n "$datapart" ]; then
   while [ ! -b "$disk" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 fi
 if ! mount -t ext4 "$disk" /data; then
-  echo "haven-guest: cannot mount $disk as ext4 (format it on the host first)"
   state "no data disk"
+  echo "haven-guest: cannot mount $disk as ext4 (format it on the host first)"
   idle
 fi
 state "mounted /data"

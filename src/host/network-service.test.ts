@@ -66,6 +66,8 @@ describe('network.runProbe: a script inside an isolated test network', {
     await fixture.addProdPeer('10.213.78.1/24');
     await fixture.waitForAddress();
     await waitForConsole(fixture.driver, 'drill', /^serving records on port 80$/);
+    // The guest has no data disk: its records service says so once it has found none.
+    await waitForConsole(fixture.driver, 'drill', /^haven-guest: cannot mount /);
     const drillMac = (await fixture.driver.definition('drill'))!.nics[0]!.mac;
     const prodMac = (await fixture.driver.definition('prod'))!.nics[0]!.mac;
     const portsBefore = await testNetworkPorts();
